@@ -1,0 +1,242 @@
+"""The `rollout` command: parses arguments, builds adapters, prints, and sets exit codes.
+
+This is the only module that reads the environment or prints. Exit codes: 0 success, 1 a check
+failed (invalid spec, drift asked about, gate failed), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel
+
+from controller import __version__, errors, lint, load, plan, repo, report, spec
+from controller.routers import base
+from controller.routers import file as file_router
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "rollout.schema.json": spec.Rollout,
+    "controller.schema.json": spec.ControllerConfig,
+}
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+# -- adapters ------------------------------------------------------------------------------------
+
+
+def build_router(name: str, config: spec.RouterConfig, *, root: Path) -> base.Router:
+    """One router from its config. Unknown types cannot reach here: the config is validated."""
+    match config:
+        case spec.FileRouter():
+            return file_router.FileRouter(name, root / config.path)
+        case spec.EnvoyRouter() | spec.FlagdRouter() | spec.LitellmRouter():
+            raise errors.RouterError(f"router {name!r}: type {config.type!r} is not implemented yet")
+
+
+# -- validate ------------------------------------------------------------------------------------
+
+
+def find_root(path: Path) -> Path:
+    """The repository root above `path`: the directory holding rollouts/controller.yaml."""
+    start = path.resolve()
+    for candidate in [start, *start.parents]:
+        if (candidate / load.CONFIG_FILE).is_file():
+            return candidate
+    raise UsageError(f"no {load.CONFIG_FILE} found in {path} or above it")
+
+
+def _selected(root: Path, path: Path) -> list[str] | None:
+    """Which rollout files a PATH argument asks about; None means all of them."""
+    rel = path.resolve().relative_to(root).as_posix()
+    if rel in (".", load.ROLLOUTS_DIR):
+        return None
+    if rel == load.CONFIG_FILE:
+        return []
+    if path.is_dir():
+        return [f"{rel}/{load.ROLLOUT_FILE}"]
+    return [rel]
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    paths = [Path(p) for p in args.paths] or [Path(load.ROLLOUTS_DIR)]
+    findings: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or directory")
+        root = find_root(path if path.is_dir() else path.parent)
+        tree = repo.WorkTree(root)
+        only = _selected(root, path)
+        result = load.load_repo(tree, only=only)
+        findings += [_problem_json(p, root) for p in result.problems]
+        if result.config is not None:
+            for loaded in result.rollouts:
+                doc = load.parse_yaml(loaded.path, tree.read(loaded.path))
+                findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, doc.data)]
+    findings = list({json.dumps(f, sort_keys=True): f for f in findings}.values())
+    out.write(report.findings(findings, args.format))
+    failed = any(f["severity"] == lint.ERROR for f in findings)
+    if args.strict:
+        failed = failed or bool(findings)
+    return 1 if failed else 0
+
+
+def _display(root: Path, file: str) -> str:
+    full = root / file
+    try:
+        return os.path.relpath(full)
+    except ValueError:
+        return str(full)
+
+
+def _problem_json(p: errors.Problem, root: Path) -> dict[str, Any]:
+    return {
+        "file": _display(root, p.file),
+        "line": p.line,
+        "column": p.column,
+        "field": p.field,
+        "code": p.code,
+        "severity": lint.ERROR,
+        "message": p.message,
+    }
+
+
+def _finding_json(f: lint.Finding, root: Path) -> dict[str, Any]:
+    return {
+        "file": _display(root, f.file),
+        "line": f.line,
+        "column": f.column,
+        "field": f.field,
+        "code": f.code,
+        "severity": f.severity,
+        "message": f.message,
+    }
+
+
+# -- schema --------------------------------------------------------------------------------------
+
+
+def render_schemas() -> dict[str, str]:
+    return {name: json.dumps(spec.json_schema(model), indent=2) + "\n" for name, model in SCHEMAS.items()}
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    target = Path(args.out)
+    stale = []
+    for name, text in render_schemas().items():
+        path = target / name
+        if args.check:
+            if not path.is_file() or path.read_text("utf-8") != text:
+                stale.append(str(path))
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        print(f"wrote {path}", file=out)
+    if stale:
+        print("out of date (run `rollout schema`): " + ", ".join(stale), file=out)
+        return 1
+    return 0
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+
+def open_tree(repo_arg: str, ref: str | None) -> tuple[load.Tree, Path, str]:
+    """(tree, local root for relative router paths, a label for the source)."""
+    local = Path(repo_arg)
+    if local.exists():
+        root = find_root(local)
+        if ref is None:
+            return repo.WorkTree(root), root, str(root)
+        tree = repo.GitTree.open(root, ref)
+        return tree, root, f"{root}@{ref} ({tree.sha[:10]})"
+    clone = repo.clone_bare(repo_arg, Path(tempfile.mkdtemp(prefix="rollout-plan-")))
+    tree = repo.GitTree.open(clone, ref or "HEAD")
+    return tree, Path.cwd(), f"{repo_arg}@{ref or 'HEAD'} ({tree.sha[:10]})"
+
+
+def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    tree, root, source = open_tree(args.repo, args.ref)
+    result = load.load_repo(tree)
+    if result.config is None:
+        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+        return 1
+    routers: dict[str, base.Router] = {}
+    diffs: list[plan.RouteDiff] = []
+    failures: list[tuple[str, str]] = []
+    for loaded in result.rollouts:
+        name = loaded.rollout.spec.router
+        try:
+            if name not in routers:
+                routers[name] = build_router(name, result.config.routers[name], root=root)
+            live = routers[name].read(loaded.rollout.spec.route)
+        except errors.RolloutError as exc:
+            failures.append((loaded.name, str(exc)))
+            continue
+        diffs.append(plan.diff(loaded, live))
+    out.write(
+        report.plan_report(
+            source=source,
+            diffs=diffs,
+            failures=failures,
+            problems=[_problem_json(p, root) for p in result.problems],
+            fmt=args.format,
+        )
+    )
+    if args.detailed_exitcode and any(d.drift for d in diffs):
+        return 2 if not (failures or result.problems) else 1
+    return 1 if failures or result.problems else 0
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rollout", description="GitOps rollouts for LLM model and prompt changes.")
+    p.add_argument("--version", action="version", version=f"rollout {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check rollout specs and controller.yaml, with lint")
+    v.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: rollouts)")
+    v.add_argument("--format", choices=("text", "json", "github"), default="text")
+    v.add_argument("--strict", action="store_true", help="fail on warnings too")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
+    s.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    s.add_argument("--check", action="store_true", help="only check that the files are up to date")
+    s.set_defaults(func=cmd_schema)
+
+    pl = sub.add_parser("plan", help="show desired against live for every rollout; changes nothing")
+    pl.add_argument("--repo", default=".", help="a path in a rollouts repository, or a git URL")
+    pl.add_argument("--ref", default=None, help="a git ref to read (default: the working tree)")
+    pl.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when any route drifted")
+    pl.set_defaults(func=cmd_plan)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, TextIO], int] = args.func
+    try:
+        return func(args, out)
+    except UsageError as exc:
+        print(f"rollout: {exc}", file=sys.stderr)
+        return 2
+    except errors.SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except errors.RolloutError as exc:
+        print(f"rollout {args.command}: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,90 @@
+"""One exception tree for the whole controller.
+
+Adapters translate third-party exceptions into these at their boundary (`raise X(...) from exc`),
+so callers never see an httpx, requests or git exception. Messages name the object and the
+operation, and never carry a secret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RolloutError(Exception):
+    """The root of every error the controller raises on purpose."""
+
+    #: a retryable error is a fault of the moment (a router or server unreachable): hold and retry.
+    retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one input file, located as precisely as we can."""
+
+    file: str
+    line: int  # 1-based; 0 when the whole file is at fault
+    column: int  # 1-based; 0 when unknown
+    field: str  # a dotted field path such as "spec.steps[2].weight", or "" for the whole file
+    message: str
+    code: str = "E000"
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line:
+            where += f":{self.line}"
+            if self.column:
+                where += f":{self.column}"
+        what = f"{self.field}: {self.message}" if self.field else self.message
+        return f"{where}: {what}"
+
+
+class SpecError(RolloutError):
+    """One or more input files are invalid. Nothing derived from them may be applied."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class RouterError(RolloutError):
+    """A router could not be read or written."""
+
+
+class RouterUnavailable(RouterError):
+    """The router did not answer; nothing was written. Retry later."""
+
+    retryable = True
+
+
+class RouterStateError(RouterError):
+    """The router answered with a live state we do not understand; nothing was written."""
+
+
+class RouterVerifyError(RouterError):
+    """A write was not confirmed when read back. The tick must hold, never report success."""
+
+    retryable = True
+
+
+class MetricsError(RolloutError):
+    """Prometheus could not be queried, or answered an error."""
+
+    retryable = True
+
+
+class ForgeError(RolloutError):
+    """The forge (GitHub or the local forge) refused or failed an operation."""
+
+
+class ForgeUnavailable(ForgeError):
+    retryable = True
+
+
+class RepoError(RolloutError):
+    """A git operation on the rollouts repository failed."""
+
+
+class LeaseHeld(RolloutError):
+    """Another controller holds the lease on this repository."""
+
+    retryable = True

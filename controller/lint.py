@@ -1,0 +1,91 @@
+"""Lint: advice about rollouts that are valid but risky, each with a stable code.
+
+Pure: takes loaded rollouts, returns findings. `rollout validate` prints them beside errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from controller import load, spec
+from controller.routers import base
+
+WARNING = "warning"
+ERROR = "error"
+
+# A model id is pinned when it names a date or a version; otherwise the provider may move it.
+_PINNED = re.compile(r"(\d{4}-?\d{2}-?\d{2})|(@sha256:)|([:@-]v?\d+(\.\d+)*$)|(-\d{3}$)")
+_FLOATING = re.compile(r"(-|:|@)latest$|^latest$")
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str
+    file: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.code} {self.field}: {self.message}"
+
+
+def floating(model: str) -> bool:
+    """True for aliases such as `gpt-4o` or `claude-latest` that a provider can repoint."""
+    name = model.rsplit("/", 1)[-1]
+    return bool(_FLOATING.search(name)) or not _PINNED.search(name)
+
+
+def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object) -> list[Finding]:
+    """Findings for one rollout; `data` is its parsed YAML, used only to locate findings."""
+    s = loaded.rollout.spec
+    out: list[Finding] = []
+
+    def add(code: str, loc: tuple[str | int, ...], message: str, severity: str = WARNING) -> None:
+        line, column, found = load.locate(data, loc)
+        out.append(Finding(code, severity, loaded.path, line, column, load.field_path(found), message))
+
+    if s.canary is not None:
+        model_changed = s.canary.model != s.stable.model
+        prompt_changed = loaded.prompt_digests.get(base.CANARY) != loaded.prompt_digests.get(base.STABLE)
+        if model_changed and prompt_changed and not s.allow_paired_change:
+            add(
+                "R001",
+                ("spec", "canary"),
+                "the canary changes the model and the prompt at once; change one thing at a time, "
+                "or set allowPairedChange: true",
+            )
+    for role in ("stable", "canary"):
+        variant: spec.Variant | None = getattr(s, role)
+        if variant is not None and floating(variant.model):
+            add(
+                "R002",
+                ("spec", role, "model"),
+                f"{variant.model!r} looks like a floating alias; pin a dated version so the provider cannot change it",
+            )
+    if not any(g.on_fail is spec.OnFail.ROLLBACK for g in s.analysis.gates):
+        add(
+            "R003",
+            ("spec", "analysis", "gates"),
+            "no gate has onFail: rollback; a regression would never roll back",
+        )
+    for i, step in enumerate(s.steps):
+        if step.shadow is not None:
+            break
+        if step.weight is not None and step.weight > 0:
+            if step.weight > 5:
+                add(
+                    "R004",
+                    ("spec", "steps", i, "weight"),
+                    f"the first live step sends {step.weight}% of traffic with no shadow step before it; "
+                    "start at 5% or less, or shadow first",
+                )
+            break
+    if not any(step.min_samples for step in s.steps):
+        add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
+    if s.analysis.gates and config.prometheus is None:
+        add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
+    return out

@@ -1,0 +1,176 @@
+"""Render findings and plans as text, markdown, JSON or GitHub workflow commands.
+
+Pure string building; the CLI prints what these return. Markdown output is what PR comments show,
+so every user-supplied string in it is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from controller import plan
+from controller.routers import base
+
+
+def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return (
+            json.dumps({"valid": not any(f["severity"] == "error" for f in items), "findings": list(items)}, indent=2)
+            + "\n"
+        )
+    if fmt == "github":
+        return "".join(_github(f) + "\n" for f in items)
+    lines = [_text(f) for f in items]
+    errors = sum(f["severity"] == "error" for f in items)
+    warnings = len(items) - errors
+    lines.append(f"{errors} error(s), {warnings} warning(s)" if items else "valid: no problems found")
+    return "\n".join(lines) + "\n"
+
+
+def _text(f: dict[str, Any]) -> str:
+    where = f["file"] + (f":{f['line']}" if f["line"] else "") + (f":{f['column']}" if f["column"] else "")
+    what = f"{f['field']}: {f['message']}" if f["field"] else f["message"]
+    return f"{where}: {f['severity']} {f['code']} {what}"
+
+
+def _github_escape(value: str, *, property: bool = False) -> str:
+    """GitHub workflow command escaping, so a message can never start a command of its own."""
+    value = value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    if property:
+        value = value.replace(":", "%3A").replace(",", "%2C")
+    return value
+
+
+def _github(f: dict[str, Any]) -> str:
+    props = [f"file={_github_escape(f['file'], property=True)}"]
+    if f["line"]:
+        props.append(f"line={f['line']}")
+    if f["column"]:
+        props.append(f"col={f['column']}")
+    props.append(f"title={_github_escape(f['code'], property=True)}")
+    what = f"{f['field']}: {f['message']}" if f["field"] else f["message"]
+    return f"::{f['severity']} {','.join(props)}::{_github_escape(what)}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+!|~@])")
+
+
+def md(value: object) -> str:
+    """Escape a value for a markdown table cell: no links, no HTML, no @mentions, no table breaks."""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _split(state: base.RouteState | None) -> str:
+    return (
+        "absent"
+        if state is None
+        else ", ".join(f"{n} {w}%" for n, w in sorted(state.weights.items(), key=lambda kv: (kv[0] != "stable", kv[0])))
+    )
+
+
+def _shadow(state: base.RouteState | None) -> str:
+    return "-" if state is None else f"{state.shadow}%"
+
+
+def plan_report(
+    *,
+    source: str,
+    diffs: Sequence[plan.RouteDiff],
+    failures: Sequence[tuple[str, str]],
+    problems: Sequence[dict[str, Any]],
+    fmt: str,
+) -> str:
+    if fmt == "json":
+        return (
+            json.dumps(
+                {
+                    "source": source,
+                    "rollouts": [_diff_json(d) for d in diffs],
+                    "unreachable": [{"rollout": n, "error": e} for n, e in failures],
+                    "problems": list(problems),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+    if fmt == "markdown":
+        return _plan_markdown(source, diffs, failures, problems)
+    return _plan_text(source, diffs, failures, problems)
+
+
+def _diff_json(d: plan.RouteDiff) -> dict[str, Any]:
+    return {
+        "rollout": d.name,
+        "router": d.router,
+        "route": d.route,
+        "step": d.step,
+        "steps": d.steps,
+        "phase": d.phase,
+        "revisions": d.revisions,
+        "desired": d.desired.to_json(),
+        "live": d.live.to_json() if d.live else None,
+        "drift": d.drift,
+        "action": d.action,
+    }
+
+
+def _plan_text(
+    source: str,
+    diffs: Sequence[plan.RouteDiff],
+    failures: Sequence[tuple[str, str]],
+    problems: Sequence[dict[str, Any]],
+) -> str:
+    lines = [f"Plan for {source}", ""]
+    for d in diffs:
+        mark = "~" if d.drift else "="
+        rev = d.revisions.get("canary") or d.revisions.get("stable", "")
+        lines.append(
+            f"{mark} {d.name}  router {d.router}, route {d.route}  step {d.step + 1}/{d.steps}  {d.phase}  rev {rev}"
+        )
+        lines.append(f"    weights  live: {_split(d.live):<28} desired: {_split(d.desired)}")
+        lines.append(f"    shadow   live: {_shadow(d.live):<28} desired: {_shadow(d.desired)}")
+        lines.append(f"    drift    {'yes' if d.drift else 'no'}")
+        lines.append(f"    next     {d.action}")
+        lines.append("")
+    for name, error in failures:
+        lines += [f"! {name}  router unreachable or unreadable: {error}", ""]
+    for p in problems:
+        lines.append(f"! {_text(p)}")
+    drifted = sum(d.drift for d in diffs)
+    lines.append(
+        f"{len(diffs)} rollout(s): {drifted} to change, {len(diffs) - drifted} in sync"
+        + (f", {len(failures)} unreachable" if failures else "")
+        + (f", {len(problems)} invalid file problem(s)" if problems else "")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _plan_markdown(
+    source: str,
+    diffs: Sequence[plan.RouteDiff],
+    failures: Sequence[tuple[str, str]],
+    problems: Sequence[dict[str, Any]],
+) -> str:
+    lines = [
+        f"### Rollout plan for `{source.replace('`', '')}`",
+        "",
+        "| rollout | route | step | phase | live | desired | shadow (live → desired) | drift | next |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for d in diffs:
+        lines.append(
+            f"| {md(d.name)} | {md(d.router)}/{md(d.route)} | {d.step + 1}/{d.steps} | {md(d.phase)} "
+            f"| {md(_split(d.live))} | {md(_split(d.desired))} | {_shadow(d.live)} → {_shadow(d.desired)} "
+            f"| {'**yes**' if d.drift else 'no'} | {md(d.action)} |"
+        )
+    if failures:
+        lines += ["", "**Unreachable routers**", ""]
+        lines += [f"- {md(n)}: {md(e)}" for n, e in failures]
+    if problems:
+        lines += ["", "**Invalid files** (skipped; the other rollouts are planned)", ""]
+        lines += [f"- {md(_text(p))}" for p in problems]
+    return "\n".join(lines) + "\n"

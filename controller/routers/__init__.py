@@ -1,0 +1,1 @@
+"""Routers: the live traffic split of a route, one module per backend behind `base.Router`."""

@@ -1,0 +1,133 @@
+"""The router Protocol: read a route's live split, write one, and the value types both use.
+
+Every backend (file, Envoy, flagd, LiteLLM) implements `Router` and translates `RouteState` to
+and from its own wire format, nothing else. `apply` is the one way to write: write, then read back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol
+
+from controller import errors
+
+STABLE = "stable"
+CANARY = "canary"
+
+
+@dataclass(frozen=True)
+class Served:
+    """What a variant serves, for routers that hand it to the application (flags, LiteLLM)."""
+
+    model: str
+    prompt: str | None = None  # the prompt file's path in the repository
+    revision: str = ""  # the variant's content hash
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """The traffic split of one route.
+
+    `weights` maps a variant name ("stable", "canary", ...) to a percent of live traffic; they sum
+    to 100 and are never all 0. `shadow` is the percent of requests mirrored to the canary.
+    `served` says what each variant serves, where the router records it (file, flags); a router
+    that only splits traffic (Envoy) leaves it empty.
+    """
+
+    weights: Mapping[str, int]
+    shadow: int = 0
+    served: Mapping[str, Served] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
+        object.__setattr__(self, "served", MappingProxyType(dict(self.served)))
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str:
+        if not self.weights:
+            return "a route needs at least one variant"
+        if any(not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 100 for w in self.weights.values()):
+            return f"weights must be whole percents between 0 and 100, got {dict(self.weights)}"
+        if sum(self.weights.values()) != 100:
+            return f"weights must sum to 100, got {dict(self.weights)}"
+        if not 0 <= self.shadow <= 100:
+            return f"shadow must be between 0 and 100, got {self.shadow}"
+        return ""
+
+    def weight(self, variant: str) -> int:
+        return self.weights.get(variant, 0)
+
+    def same_traffic(self, other: RouteState) -> bool:
+        """Equal weights (absent = 0) and shadow: what read-back compares."""
+        names = set(self.weights) | set(other.weights)
+        return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
+
+    def describe(self) -> str:
+        split = ", ".join(f"{name} {w}%" for name, w in sorted(self.weights.items(), key=_order))
+        return split + (f", shadow {self.shadow}%" if self.shadow else "")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"weights": dict(self.weights), "shadow": self.shadow}
+        if self.served:
+            out["served"] = {
+                name: {"model": s.model, "prompt": s.prompt, "revision": s.revision, "params": dict(s.params)}
+                for name, s in self.served.items()
+            }
+        return out
+
+    @classmethod
+    def from_json(cls, data: Any) -> RouteState:
+        """Parse a route state; raises ValueError with a precise message when malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
+            raise ValueError("expected an object with a 'weights' object")
+        shadow = data.get("shadow", 0)
+        if not isinstance(shadow, int) or isinstance(shadow, bool):
+            raise ValueError(f"shadow must be an integer, got {shadow!r}")
+        served_raw = data.get("served", {})
+        if not isinstance(served_raw, dict):
+            raise ValueError("'served' must be an object")
+        served = {}
+        for name, s in served_raw.items():
+            if not isinstance(s, dict) or not isinstance(s.get("model"), str):
+                raise ValueError(f"served.{name} must be an object with a 'model'")
+            served[name] = Served(s["model"], s.get("prompt"), s.get("revision", ""), s.get("params") or {})
+        return cls(weights=data["weights"], shadow=shadow, served=served)
+
+
+def _order(item: tuple[str, int]) -> tuple[int, str]:
+    return ({STABLE: 0, CANARY: 1}.get(item[0], 2), item[0])
+
+
+class Router(Protocol):
+    """A live traffic splitter. Implementations translate; they decide nothing."""
+
+    name: str
+
+    def read(self, route: str) -> RouteState | None:
+        """The live state of a route, or None if the router has none for it (never configured, or lost).
+
+        Raises RouterUnavailable when the router cannot be reached, RouterStateError when its state
+        cannot be understood.
+        """
+        ...
+
+    def write(self, route: str, state: RouteState) -> None:
+        """Set a route's state in one step. Raises RouterUnavailable with nothing written on failure."""
+        ...
+
+
+def apply(router: Router, route: str, desired: RouteState) -> RouteState:
+    """Write, then read back. A mismatch is a RouterVerifyError, never a silent success."""
+    router.write(route, desired)
+    live = router.read(route)
+    if live is None or not live.same_traffic(desired):
+        seen = live.describe() if live else "nothing"
+        raise errors.RouterVerifyError(
+            f"router {router.name!r} route {route!r}: wrote {desired.describe()} but read back {seen}"
+        )
+    return live

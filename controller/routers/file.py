@@ -1,0 +1,95 @@
+"""The embedded default router: every route's split in one JSON file.
+
+Writes are atomic (a temp file renamed over the old one) and serialised by an advisory lock, so
+two writers never lose each other's routes and a reader never sees half a file. Applications (or
+the demo's proxy) read the file; the controller treats it like any live router.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from controller import errors
+from controller.routers import base
+
+FORMAT_VERSION = 1
+
+
+class FileRouter:
+    def __init__(self, name: str, path: str | Path) -> None:
+        self.name = name
+        self.path = Path(path)
+
+    def read(self, route: str) -> base.RouteState | None:
+        raw = self._load().get(route)
+        if raw is None:
+            return None
+        try:
+            return base.RouteState.from_json(raw)
+        except ValueError as exc:
+            raise errors.RouterStateError(f"router {self.name!r} ({self.path}) route {route!r}: {exc}") from exc
+
+    def routes(self) -> dict[str, Any]:
+        return self._load()
+
+    def write(self, route: str, state: base.RouteState) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                routes = self._load()
+                routes[route] = state.to_json()
+                self._replace({"version": FORMAT_VERSION, "routes": routes})
+        except OSError as exc:
+            raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.path} is not valid JSON (line {exc.lineno}: {exc.msg})"
+            ) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("routes"), dict):
+            raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'routes' object")
+        if data.get("version") != FORMAT_VERSION:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.path} has version {data.get('version')!r}, expected {FORMAT_VERSION}"
+            )
+        routes: dict[str, Any] = data["routes"]
+        return routes
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2, sort_keys=True)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

@@ -1,0 +1,463 @@
+"""The rollout spec and the controller config: pydantic models, value types and revisions.
+
+Every other module reads rollouts through these types. `controller.load` turns YAML files into
+them with located errors; `rollout schema` publishes their JSON Schema into `schemas/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_VERSION = "rollouts/v1"
+
+# -- value types --------------------------------------------------------------------------------
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+ROUTE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,125}[A-Za-z0-9])?$"
+LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
+TEMPLATE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
+ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
+
+_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
+DURATION_PATTERN = r"^(\d+(ms|s|m|h|d))+$"
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> timedelta:
+    """`90s`, `5m`, `1h30m`, `2d` -> timedelta. Bare numbers are refused: the unit is never guessed."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str) or not re.fullmatch(DURATION_PATTERN, value.strip()):
+        raise ValueError("must be a duration such as 30s, 5m, 2h or 1h30m")
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    total = value.total_seconds()
+    if total and total < 1:
+        return f"{round(total * 1000)}ms"
+    out, rest = "", int(total)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            out += f"{rest // size}{unit}"
+            rest %= size
+    return out or "0s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m", "2h", "1h30m"]}),
+]
+
+_THRESHOLD = re.compile(r"^(\d+(?:\.\d+)?)\s*(%|ms|s)?$")
+THRESHOLD_PATTERN = r"^\d+(\.\d+)?\s*(%|ms|s)?$"
+
+
+def parse_threshold(value: object) -> float:
+    """`3%` -> 0.03, `250ms` -> 0.25 (seconds), `0.2` -> 0.2. Negative numbers are refused."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("must not be negative")
+        return float(value)
+    if isinstance(value, str) and (m := _THRESHOLD.match(value.strip())):
+        number, unit = float(m.group(1)), m.group(2)
+        return {"%": number / 100, "ms": number / 1000}.get(unit or "", number)
+    raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
+
+
+Threshold = Annotated[
+    float,
+    BeforeValidator(parse_threshold),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {"type": "number", "minimum": 0},
+                {"type": "string", "pattern": THRESHOLD_PATTERN},
+            ],
+            "description": "A number, a percentage (`3%` = 0.03) or a duration in seconds (`250ms`).",
+        }
+    ),
+]
+
+
+def _check_percent(value: int) -> int:
+    if not 0 <= value <= 100:
+        raise ValueError("must be between 0 and 100")
+    return value
+
+
+Percent = Annotated[
+    int,
+    Field(strict=True),
+    AfterValidator(_check_percent),
+    WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 100}),
+]
+
+Name = Annotated[str, Field(pattern=DNS_LABEL, description="A DNS-label-like name: a-z, 0-9 and '-'.")]
+RouteName = Annotated[str, Field(pattern=ROUTE_NAME)]
+LabelName = Annotated[str, Field(pattern=LABEL_NAME)]
+TemplateName = Annotated[str, Field(pattern=TEMPLATE_NAME)]
+EnvName = Annotated[str, Field(pattern=ENV_NAME, description="The name of an environment variable.")]
+
+
+def _check_cron(value: str) -> str:
+    from croniter import croniter  # imported here: only validation and freeze windows need it
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError("must be a 5-field cron expression such as '0 0 * * 5'")
+    return value
+
+
+def _check_timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def _check_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+Url = Annotated[str, AfterValidator(_check_url), WithJsonSchema({"type": "string", "format": "uri"})]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        use_enum_values=False,
+    )
+
+
+# -- the rollout --------------------------------------------------------------------------------
+
+
+class Variant(_Model):
+    """One servable configuration: a model, a prompt file and parameters."""
+
+    model: str = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model id.")
+    prompt: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="A prompt file, relative to the rollout's directory, inside the repository.",
+    )
+    params: dict[str, JsonValue] = Field(default_factory=dict, description="Model parameters.")
+
+
+def revision(variant: Variant, prompt: bytes | None) -> str:
+    """The content hash of a variant: model id, prompt bytes and params, not their spelling in YAML."""
+    canonical = json.dumps(
+        {
+            "model": variant.model,
+            "prompt": hashlib.sha256(prompt).hexdigest() if prompt is not None else None,
+            "params": _normalise(variant.params),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _normalise(value: Any) -> Any:
+    """Make equal values spell the same: 1.0 and 1 are one temperature."""
+    if isinstance(value, dict):
+        return {str(k): _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class Step(_Model):
+    """One stage of the ramp: either shadow traffic or a live weight, held for a time."""
+
+    weight: Percent | None = Field(default=None, description="Percent of live traffic served by the canary.")
+    shadow: Percent | None = Field(
+        default=None, description="Percent of traffic mirrored to the canary; nobody sees its answers."
+    )
+    for_: Duration | None = Field(default=None, alias="for", description="Minimum time in this step.")
+    min_samples: int | None = Field(
+        default=None, ge=0, description="Minimum canary requests before the gates can pass."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        if (self.weight is None) == (self.shadow is None):
+            raise ValueError("a step sets exactly one of 'weight' or 'shadow'")
+        return self
+
+    @property
+    def canary_weight(self) -> int:
+        return self.weight or 0
+
+    def describe(self) -> str:
+        return f"shadow {self.shadow}%" if self.shadow is not None else f"{self.weight}%"
+
+
+class OnFail(StrEnum):
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+
+
+class Gate(_Model):
+    """One promotion gate: a template, its thresholds, and what a failure does."""
+
+    use: TemplateName = Field(description="A built-in gate template or one named in controller.yaml.")
+    max: Threshold | None = Field(default=None, description="The canary's value must stay at or below.")
+    min: Threshold | None = Field(default=None, description="The canary's value must stay at or above.")
+    max_drop: Threshold | None = Field(
+        default=None, description="At most this many points below stable (3% = 3 points)."
+    )
+    max_increase: Threshold | None = Field(
+        default=None, description="At most this much above stable, relative (10% = 1.1 x stable)."
+    )
+    on_fail: OnFail = Field(default=OnFail.ROLLBACK)
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> Gate:
+        if all(v is None for v in (self.max, self.min, self.max_drop, self.max_increase)):
+            raise ValueError("a gate needs at least one of max, min, maxDrop or maxIncrease")
+        return self
+
+
+class Analysis(_Model):
+    interval: Duration = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
+    gates: list[Gate] = Field(default_factory=list)
+    segments: list[LabelName] = Field(
+        default_factory=list,
+        description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
+    )
+
+
+class FreezeWindow(_Model):
+    """No promotion while a window is open; rollbacks are always allowed."""
+
+    cron: Annotated[str, AfterValidator(_check_cron)] = Field(description="When each window opens.")
+    duration: Duration
+    timezone: Annotated[str, AfterValidator(_check_timezone)] = "UTC"
+
+
+class Promotion(StrEnum):
+    MANUAL = "manual"
+    AUTO = "auto"
+
+
+class RolloutSpec(_Model):
+    router: Name = Field(description="A router named in rollouts/controller.yaml.")
+    route: RouteName = Field(description="What the router splits: an Envoy route, a LiteLLM model group.")
+    stable: Variant
+    canary: Variant | None = Field(default=None, description="The variant being rolled out, if any.")
+    steps: list[Step] = Field(min_length=1, max_length=50)
+    analysis: Analysis = Field(default_factory=Analysis)
+    promotion: Promotion = Promotion.MANUAL
+    freeze: list[FreezeWindow] = Field(default_factory=list)
+    allow_paired_change: bool = Field(default=False, description="Allow the canary to change model and prompt at once.")
+    keep_previous_for: Duration = Field(
+        default=timedelta(hours=1), description="How long the old stable stays warm after completion."
+    )
+
+    @model_validator(mode="after")
+    def _weights_never_decrease(self) -> RolloutSpec:
+        last = 0
+        for i, step in enumerate(self.steps):
+            if step.weight is not None:
+                if step.weight < last:
+                    raise _located(("steps", i, "weight"), f"must not be below the previous step's weight ({last})")
+                last = step.weight
+        return self
+
+
+class Phase(StrEnum):
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    ROLLED_BACK = "RolledBack"
+    COMPLETED = "Completed"
+
+
+class Status(_Model):
+    """Written only by the controller's pull requests."""
+
+    revision: str | None = Field(default=None, description="The canary revision this status is about.")
+    stable_revision: str | None = None
+    step: int = Field(default=0, ge=0)
+    phase: Phase = Phase.PROGRESSING
+    message: str | None = Field(default=None, max_length=2000)
+    rolled_back: list[str] = Field(
+        default_factory=list, description="Revisions rolled back; never promoted again unless retried."
+    )
+    retried: list[str] = Field(default_factory=list, description="Rolled-back revisions a human retried.")
+
+
+class Metadata(_Model):
+    name: Name
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+
+class Rollout(_Model):
+    api_version: Literal["rollouts/v1"]
+    kind: Literal["Rollout"]
+    metadata: Metadata
+    spec: RolloutSpec
+    status: Status | None = None
+
+
+# -- the controller config ----------------------------------------------------------------------
+
+
+class FileRouter(_Model):
+    """The embedded default: a JSON file of weights, written atomically."""
+
+    type: Literal["file"]
+    path: str = Field(default=".rollout/routes.json", description="Relative to the repository root.")
+
+
+class EnvoyRouter(_Model):
+    type: Literal["envoy"]
+    admin: Url = Field(description="Envoy's admin address; keep it on loopback or behind auth.")
+    runtime_prefix: str = Field(default="rollouts", pattern=r"^[a-z][a-z0-9_]*$")
+    listen: str = Field(default="127.0.0.1:10000", description="The listener `rollout render envoy` emits.")
+    upstreams: dict[str, str] = Field(
+        default_factory=dict, description="host:port per model id, for `rollout render envoy`."
+    )
+
+
+class FlagdRouter(_Model):
+    type: Literal["flagd"]
+    path: str = Field(description="The flagd flag file, relative to the repository root.")
+
+
+class LitellmRouter(_Model):
+    type: Literal["litellm"]
+    url: Url
+    master_key_env: EnvName = "LITELLM_MASTER_KEY"
+
+
+RouterConfig = Annotated[
+    FileRouter | EnvoyRouter | FlagdRouter | LitellmRouter,
+    Field(discriminator="type"),
+]
+
+
+class PrometheusConfig(_Model):
+    url: Url
+    timeout: Duration = Field(default=timedelta(seconds=10))
+    bearer_token_env: EnvName | None = None
+
+
+class LocalForge(_Model):
+    type: Literal["local"]
+
+
+class GithubForge(_Model):
+    type: Literal["github"]
+    repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
+    api_url: Url = "https://api.github.com"
+    token_env: EnvName = "GITHUB_TOKEN"
+
+
+ForgeConfig = Annotated[LocalForge | GithubForge, Field(discriminator="type")]
+
+
+class RatioTemplate(_Model):
+    """good / total from two counters, so the judge sees sample counts."""
+
+    kind: Literal["ratio"]
+    description: str = ""
+    good: str = Field(description="PromQL selector of the counter of good events.")
+    total: str = Field(description="PromQL selector of the counter of all events.")
+
+
+class QuantileTemplate(_Model):
+    kind: Literal["quantile"]
+    description: str = ""
+    buckets: str = Field(description="PromQL selector of a histogram's _bucket series.")
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+
+
+class ValueTemplate(_Model):
+    kind: Literal["value"]
+    description: str = ""
+    query: str = Field(description="PromQL; {{window}} is replaced by the analysis window.")
+    samples: str | None = Field(default=None, description="PromQL giving the sample count behind the value.")
+
+
+GateTemplate = Annotated[RatioTemplate | QuantileTemplate | ValueTemplate, Field(discriminator="kind")]
+
+BUILTIN_GATES = frozenset(
+    {
+        "error_rate",
+        "latency_p95",
+        "eval_pass_rate",
+        "schema_valid_rate",
+        "cost_per_request",
+        "tokens_per_request",
+    }
+)
+
+
+class ControllerConfig(_Model):
+    api_version: Literal["rollouts/v1"]
+    kind: Literal["ControllerConfig"]
+    routers: dict[Name, RouterConfig] = Field(min_length=1)
+    prometheus: PrometheusConfig | None = None
+    forge: ForgeConfig = Field(default_factory=lambda: LocalForge(type="local"))
+    gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
+    branch: str = Field(default="main", description="The branch that holds the desired state.")
+
+    def gate_names(self) -> frozenset[str]:
+        return BUILTIN_GATES | frozenset(self.gate_templates)
+
+
+# -- located errors from validators ------------------------------------------------------------
+
+
+class LocatedValueError(ValueError):
+    """A model validator's error about one nested field, so the loader can point at its line."""
+
+    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
+        self.loc = loc
+        super().__init__(message)
+
+
+def _located(loc: tuple[str | int, ...], message: str) -> LocatedValueError:
+    return LocatedValueError(loc, message)
+
+
+def json_schema(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
