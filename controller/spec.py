@@ -457,6 +457,13 @@ def _located(loc: tuple[str | int, ...], message: str) -> LocatedValueError:
     return LocatedValueError(loc, message)
 
 
+def cluster_name(rollout: str, variant: str) -> str:
+    """The name of one variant of one rollout wherever a router needs one (an Envoy cluster, a
+    LiteLLM deployment id) and metrics carry it: `support-bot_canary`. Rollout names are DNS labels
+    (no `_`), so the last `_` splits it back: `label_replace(..., "(.+)_([a-z]+)")`."""
+    return f"{rollout}_{variant}"
+
+
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
