@@ -105,6 +105,8 @@ def parse_yaml(path: str, data: bytes) -> Document:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
+        if "block" in problem:
+            problem += " (check the indentation)"
         if "duplicate key" in problem or "found duplicate key" in str(exc):
             problem = _duplicate_key_message(exc)
         raise _fail(
@@ -159,20 +161,23 @@ def locate(doc: Any, loc: Sequence[str | int], *, at_key: bool = False) -> tuple
     """Follow `loc` through the YAML tree: (line, column, the part of loc that exists in the data).
 
     Parts that are not in the data (a union's tag, a model's name) are skipped. The position is that
-    of the deepest node found: its value, or its key when `at_key`.
+    of the deepest node found: its value, or its key when `at_key`. A field that is missing from a
+    mapping is named in the path and located at the mapping's own key.
     """
     node, line, column, found = doc, 1, 1, []
+    key_line, key_col = 1, 1
     if isinstance(doc, CommentedMap | CommentedSeq) and doc.lc.line is not None:
         line, column = doc.lc.line + 1, doc.lc.col + 1
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
         if isinstance(node, CommentedMap) and isinstance(part, str) and part in node:
             kl, kc, vl, vc = node.lc.data[part]
-            line, column = (kl + 1, kc + 1) if (at_key and last) else (vl + 1, vc + 1)
+            key_line, key_col = kl + 1, kc + 1
+            line, column = (key_line, key_col) if (at_key and last) else (vl + 1, vc + 1)
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
             il, ic = node.lc.data[part]
-            line, column = il + 1, ic + 1
+            line, column = key_line, key_col = il + 1, ic + 1
             node = node[part]
         elif (isinstance(node, dict) and part in node) or (
             isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
@@ -180,7 +185,9 @@ def locate(doc: Any, loc: Sequence[str | int], *, at_key: bool = False) -> tuple
             node = cast(Any, node)[part]
         else:
             if last and isinstance(node, dict):
-                found.append(part)  # a missing or unknown field: name it, point at its parent
+                found.append(part)  # a missing field: name it, point at its parent's key
+                if at_key:
+                    line, column = key_line, key_col
             continue
         found.append(part)
     return line, column, found
@@ -194,13 +201,24 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: Sequence[str | in
         known = _field_names(model, loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+    ctx = error.get("ctx", {})
     if kind == "union_tag_invalid":
-        ctx = error.get("ctx", {})
-        return (
-            f"unknown {ctx.get('discriminator', 'type')} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
-        )
+        return f"unknown {_tag(ctx)} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
-        return f"required field {error.get('ctx', {}).get('discriminator', 'type')} is missing"
+        return "required field is missing"
+    bounds = {
+        "greater_than_equal": ("ge", "at least"),
+        "less_than_equal": ("le", "at most"),
+        "greater_than": ("gt", "greater than"),
+        "less_than": ("lt", "less than"),
+    }
+    if kind in bounds:
+        key, words = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind == "too_short":
+        return f"must have at least {ctx.get('min_length')} item(s)"
+    if kind == "too_long":
+        return f"must have at most {ctx.get('max_length')} item(s)"
     if kind == "string_pattern_mismatch":
         return "has an invalid format" + _pattern_hint(str(error.get("ctx", {}).get("pattern", "")))
     if kind == "literal_error":
@@ -210,7 +228,12 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: Sequence[str | in
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
-    return msg[:1].lower() + msg[1:]
+    msg = msg[:1].lower() + msg[1:]
+    return msg.replace("input should be a valid dictionary", "must be a mapping").replace("input should be", "must be")
+
+
+def _tag(ctx: dict[str, Any]) -> str:
+    return str(ctx.get("discriminator", "type")).strip("'")
 
 
 def _pattern_hint(pattern: str) -> str:
@@ -220,6 +243,7 @@ def _pattern_hint(pattern: str) -> str:
         spec.TEMPLATE_NAME: ": use lower-case letters, digits and '_'",
         spec.ROUTE_NAME: ": use letters, digits and . _ / -",
         spec.ENV_NAME: ": use an environment variable name such as GITHUB_TOKEN",
+        r"^\S+$": ": must not contain spaces",
     }
     return hints.get(pattern, f" (expected to match {pattern})")
 
@@ -257,7 +281,11 @@ def validate(model: type[M], doc: Document, *, code: str = "E002") -> M:
             cause = error.get("ctx", {}).get("error")
             if isinstance(cause, spec.LocatedValueError):
                 loc += cause.loc
-            at_key = error["type"] in ("extra_forbidden", "missing")
+            at_key = error["type"] in ("extra_forbidden", "missing", "union_tag_not_found")
+            if "[key]" in loc:  # a mapping key itself is invalid: point at the key
+                loc, at_key = loc[: loc.index("[key]")], True
+            if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                loc += (_tag(error.get("ctx", {})),)
             line, column, found = locate(doc.data, loc, at_key=at_key)
             message = _message(error, model, [p for p in loc if not _is_tag(p)])
             problems.append(errors.Problem(doc.path, line, column, field_path(found), message, code))
