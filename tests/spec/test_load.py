@@ -73,7 +73,7 @@ def test_revision_is_stable_under_reformatting(tmp_path: Path) -> None:
         root,
         rollout_yaml(
             stable="\n    params:\n      temperature: 0.20   # a comment\n    prompt: 'prompts/v1.md'\n"
-            "    model: \"acme/chat-2025-01-01\"",
+            '    model: "acme/chat-2025-01-01"',
         ),
     ).rollout("case")
     assert flow and block
@@ -121,7 +121,10 @@ def test_integral_float_params_are_the_same_revision() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: caf\xe9}\n", "rollout.yaml:3: file is not valid UTF-8"),
+        (
+            b"apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: caf\xe9}\n",
+            "rollout.yaml:3: file is not valid UTF-8",
+        ),
         (b"a: " + b"x" * (1 << 20) + b"\n", "rollout.yaml: file is larger than 1024 KiB"),
         (b"\x7fELF\x02\x01\x01\x00\x00\x00", "rollout.yaml: file contains NUL bytes"),
     ],

@@ -1,0 +1,76 @@
+"""Lint rules: each code fires on the risk it names and stays quiet otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller import lint, load, repo
+from tests.spec.test_corpus import make_repo
+
+SAFE = {
+    "canary": "{model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
+    "steps": "[{shadow: 100, for: 1h, minSamples: 100}, {weight: 5, for: 1h}, {weight: 100}]",
+    "gates": "[{use: error_rate, max: 1%, onFail: rollback}]",
+    "extra": "",
+}
+
+
+def codes(tmp_path: Path, **over: str) -> list[str]:
+    fields = SAFE | over
+    text = (
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: local\n  route: chat\n"
+        "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
+        f"  canary: {fields['canary']}\n  steps: {fields['steps']}\n"
+        f"  analysis: {{gates: {fields['gates']}}}\n{fields['extra']}"
+    )
+    root = make_repo(tmp_path)
+    (root / "rollouts/case/rollout.yaml").write_text(text)
+    tree = repo.WorkTree(root)
+    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
+    assert result.problems == [] and result.config
+    [loaded] = result.rollouts
+    doc = load.parse_yaml(loaded.path, tree.read(loaded.path))
+    return [f.code for f in lint.lint(loaded, result.config, doc.data)]
+
+
+CASES = [
+    ("safe", {}, []),
+    ("paired-change", {"canary": "{model: acme/chat-2025-03-01, prompt: prompts/v2.md}"}, ["R001"]),
+    (
+        "paired-change-allowed",
+        {"canary": "{model: acme/chat-2025-03-01, prompt: prompts/v2.md}", "extra": "  allowPairedChange: true\n"},
+        [],
+    ),
+    ("model-only", {"canary": "{model: acme/chat-2025-03-01, prompt: prompts/v1.md}"}, []),
+    ("floating-alias", {"canary": "{model: openai/gpt-4o, prompt: prompts/v2.md}"}, ["R001", "R002"]),
+    ("latest", {"canary": "{model: acme/chat-latest, prompt: prompts/v1.md}"}, ["R002"]),
+    ("no-rollback-gate", {"gates": "[{use: error_rate, max: 1%, onFail: pause}]"}, ["R003"]),
+    ("no-gates", {"gates": "[]"}, ["R003"]),
+    ("big-first-step", {"steps": "[{weight: 20, minSamples: 10}, {weight: 100}]"}, ["R004"]),
+    ("small-first-step", {"steps": "[{weight: 5, minSamples: 10}, {weight: 100}]"}, []),
+    ("no-min-samples", {"steps": "[{shadow: 100}, {weight: 5}, {weight: 100}]"}, ["R005"]),
+]
+
+
+@pytest.mark.parametrize(("over", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_lint(tmp_path: Path, over: dict[str, str], expected: list[str]) -> None:
+    assert codes(tmp_path, **over) == expected
+
+
+@pytest.mark.parametrize(
+    ("model", "floats"),
+    [
+        ("openai/gpt-4o", True),
+        ("gpt-4o-latest", True),
+        ("anthropic/claude-3-5-sonnet", True),
+        ("openai/gpt-4o-2024-08-06", False),
+        ("anthropic/claude-3-5-haiku-20241022", False),
+        ("gemini-1.5-pro-002", False),
+        ("acme/triage:v3", False),
+    ],
+    ids=str,
+)
+def test_floating_aliases(model: str, floats: bool) -> None:
+    assert lint.floating(model) is floats

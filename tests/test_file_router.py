@@ -1,0 +1,104 @@
+"""The embedded file router: atomic writes, read-back, concurrent writers and malformed state."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from controller import errors
+from controller.routers import base
+from controller.routers import file as file_router
+
+
+def test_route_state_invariants() -> None:
+    with pytest.raises(ValueError, match="sum to 100"):
+        base.RouteState({"stable": 0, "canary": 0})
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        base.RouteState({"stable": 101, "canary": -1})
+    with pytest.raises(ValueError, match="shadow"):
+        base.RouteState({"stable": 100}, shadow=101)
+    state = base.RouteState({"stable": 95, "canary": 5}, shadow=0)
+    assert state.same_traffic(base.RouteState({"canary": 5, "stable": 95}))
+    assert not state.same_traffic(base.RouteState({"stable": 95, "canary": 5}, shadow=10))
+    assert base.RouteState({"stable": 100}).same_traffic(base.RouteState({"stable": 100, "canary": 0}))
+
+
+def test_write_then_read_back(tmp_path: Path) -> None:
+    router = file_router.FileRouter("local", tmp_path / "routes.json")
+    assert router.read("chat") is None
+    state = base.RouteState({"stable": 75, "canary": 25}, 0, {"canary": base.Served("m", "p.md", "abc", {"t": 1})})
+    live = base.apply(router, "chat", state)
+    assert live == state
+    assert router.read("other") is None
+
+
+def test_writes_keep_other_routes(tmp_path: Path) -> None:
+    router = file_router.FileRouter("local", tmp_path / "routes.json")
+    router.write("a", base.RouteState({"stable": 100}))
+    router.write("b", base.RouteState({"stable": 50, "canary": 50}))
+    assert set(json.loads((tmp_path / "routes.json").read_text())["routes"]) == {"a", "b"}
+
+
+def _writer(path: str, route: str, n: int) -> None:
+    router = file_router.FileRouter("local", path)
+    for i in range(n):
+        router.write(route, base.RouteState({"stable": 100 - i % 100, "canary": i % 100}))
+
+
+def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "routes.json")
+    procs = [multiprocessing.Process(target=_writer, args=(path, route, 200)) for route in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert all(p.exitcode == 0 for p in procs)
+    routes = json.loads(Path(path).read_text())["routes"]
+    assert routes["a"]["weights"] == {"stable": 100 - 199 % 100, "canary": 199 % 100}
+    assert set(routes) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"version": 1}', "no 'routes' object"),
+        ('{"version": 9, "routes": {}}', "has version 9"),
+        ('{"version": 1, "routes": {"chat": {"weights": {"stable": 60}}}}', "sum to 100"),
+        (
+            '{"version": 1, "routes": {"chat": {"weights": {"stable": 100}, "shadow": "x"}}}',
+            "shadow must be an integer",
+        ),
+    ],
+    ids=["syntax", "no-routes", "version", "bad-sum", "bad-shadow"],
+)
+def test_malformed_state_is_a_clear_error_and_no_write(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "routes.json"
+    path.write_text(content)
+    router = file_router.FileRouter("local", path)
+    with pytest.raises(errors.RouterStateError, match=message):
+        router.read("chat")
+    if "routes" not in content or 'version": 9' in content or "{not" in content:
+        with pytest.raises(errors.RouterStateError):
+            router.write("chat", base.RouteState({"stable": 100}))
+        assert path.read_text() == content
+
+
+def test_unwritable_location_is_retryable(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")  # root ignores permissions; a file in the path stops everyone
+    router = file_router.FileRouter("local", tmp_path / "not-a-dir" / "routes.json")
+    with pytest.raises(errors.RouterUnavailable) as exc:
+        router.write("chat", base.RouteState({"stable": 100}))
+    assert exc.value.retryable
+
+
+def test_read_back_mismatch_is_a_verify_error(tmp_path: Path) -> None:
+    class Lossy(file_router.FileRouter):
+        def write(self, route: str, state: base.RouteState) -> None:  # drops the shadow, like a stale router
+            super().write(route, base.RouteState(state.weights))
+
+    with pytest.raises(errors.RouterVerifyError, match="read back"):
+        base.apply(Lossy("lossy", tmp_path / "r.json"), "chat", base.RouteState({"stable": 100}, shadow=50))
