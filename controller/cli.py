@@ -197,6 +197,41 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if failures or result.problems else 0
 
 
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import demo
+
+    examples = Path(args.examples)
+    if not (examples / load.CONFIG_FILE).is_file():
+        raise UsageError(f"no {load.CONFIG_FILE} in {examples}: run the demo from the project checkout")
+    made = demo.build(examples)
+    out.write(f"Demo repository: {made.clone} (remote {made.remote})\n\n$ rollout validate\n")
+    code = cmd_validate(argparse.Namespace(paths=[str(made.clone / "rollouts")], format="text", strict=False), out)
+    if code:
+        return code
+    plan_args = argparse.Namespace(repo=str(made.clone), ref="main", format="text", detailed_exitcode=False)
+    out.write("\n$ rollout plan --ref main        # nothing is live yet: every route is absent\n")
+    cmd_plan(plan_args, out)
+    loaded = load.load_repo(repo.GitTree.open(made.clone, "main"))
+    assert loaded.config is not None  # validated above
+    for one in loaded.rollouts:
+        s = one.rollout.spec
+        base.apply(
+            build_router(s.router, loaded.config.routers[s.router], root=made.clone), s.route, plan.desired_state(one)
+        )
+    out.write("\n$ rollout plan --ref main        # after applying the desired state: in sync\n")
+    cmd_plan(plan_args, out)
+    victim = next(one for one in loaded.rollouts if one.rollout.spec.canary is not None)
+    state = demo.touch_by_hand(made.clone, victim)
+    out.write(f"\n# by hand: {victim.name} set to {state.describe()} on the live router\n")
+    out.write("$ rollout plan --ref main --format markdown   # the drift, as a PR comment shows it\n")
+    cmd_plan(argparse.Namespace(**{**vars(plan_args), "format": "markdown"}), out)
+    out.write(f"\nLook around: cd {made.clone} && git log --oneline && cat .rollout/*.json\n")
+    return 0
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -222,6 +257,10 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when any route drifted")
     pl.set_defaults(func=cmd_plan)
+
+    d = sub.add_parser("demo", help="run the examples end to end in a throwaway repository")
+    d.add_argument("--examples", default=".", help="the project checkout holding rollouts/ (default: .)")
+    d.set_defaults(func=cmd_demo)
     return p
 
 

@@ -83,6 +83,8 @@ def diff(loaded: load.LoadedRollout, live: base.RouteState | None) -> RouteDiff:
         action = f"create the route: {desired.describe()}"
     elif not live.same_traffic(desired):
         action = f"self-heal drift: set {desired.describe()}"
+    elif loaded.rollout.spec.canary is None:
+        action = "steady: nothing to roll out"
     else:
         action = "nothing to apply; evaluate gates"
     if rolled_back(loaded):
