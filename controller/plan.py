@@ -5,9 +5,13 @@ No I/O and no adapters here: callers pass the loaded spec, the live state and `n
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
 
-from controller import load, spec
+from controller import gates, load, spec
 from controller.routers import base
 
 
@@ -107,3 +111,133 @@ def diff(loaded: load.LoadedRollout, live: base.RouteState | None) -> RouteDiff:
         live=live,
         action=action,
     )
+
+
+# -- decide: one tick's decision for one rollout ---------------------------------------------------
+
+
+class Kind(StrEnum):
+    HOLD = "Hold"
+    APPLY = "Apply"  # write `route` to the router: start a revision, or heal drift to what main says
+    ADVANCE = "Advance"  # propose a PR that sets status.step to `to_step`
+    ROLLBACK = "Rollback"  # write the rolled-back `route` now, then propose the revert PR
+    PAUSE = "Pause"  # a pause gate failed: hold, and tell a human on the PR
+    COMPLETE = "Complete"  # the last step is done: propose the completion PR
+
+
+@dataclass(frozen=True)
+class GateResult:
+    gate: str
+    verdict: gates.Verdict
+    on_fail: spec.OnFail = spec.OnFail.ROLLBACK
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What one tick observed about one rollout, gathered by the reconciler."""
+
+    now: datetime
+    live: base.RouteState | None
+    verdicts: tuple[GateResult, ...] = ()
+    step_since: datetime | None = None  # when main first said the current step (from git history)
+    samples: int | None = None  # canary requests counted in this step
+    rollback_pr_open: bool = False  # a revert PR for this revision is open: hold the rolled-back weights
+    abort: bool = False  # `rollout abort`: the kill switch
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: Kind
+    reason: str
+    route: base.RouteState | None = None  # for APPLY and ROLLBACK: what the router must say now
+    to_step: int | None = None  # for ADVANCE
+    failed: tuple[GateResult, ...] = ()  # the gates behind a ROLLBACK or PAUSE
+
+
+def rolled_back_state(loaded: load.LoadedRollout) -> base.RouteState:
+    """Canary 0 and shadow off, stable 100: never all weights 0."""
+    weights = {base.STABLE: 100, base.CANARY: 0} if loaded.rollout.spec.canary else {base.STABLE: 100}
+    return base.RouteState(weights, 0, served(loaded))
+
+
+def freeze_window(windows: Sequence[spec.FreezeWindow], now: datetime) -> spec.FreezeWindow | None:
+    """The freeze window open at `now`, if any."""
+    from croniter import croniter
+
+    for window in windows:
+        local = now.astimezone(ZoneInfo(window.timezone))
+        # the latest opening at or before now (croniter's get_prev is strict, so step a second ahead)
+        opened = croniter(window.cron, local + timedelta(seconds=1)).get_prev(datetime)
+        if opened <= local < opened + window.duration:
+            return window
+    return None
+
+
+def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
+    """The decision for one rollout at `facts.now`. Pure: no I/O, no clock, no adapters."""
+    s = loaded.rollout.spec
+    live = facts.live
+
+    def converge(target: base.RouteState, reason: str) -> Decision | None:
+        if live is None or not live.same_traffic(target):
+            return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
+        return None
+
+    if s.canary is None:
+        return converge(desired_state(loaded), "steady") or Decision(Kind.HOLD, "steady: no canary")
+    back = rolled_back_state(loaded)
+    if rolled_back(loaded):
+        return converge(back, "rolled back") or Decision(
+            Kind.HOLD, "rolled back: waiting for a new canary revision or `rollout retry`"
+        )
+    if facts.rollback_pr_open:
+        return converge(back, "rollback PR open") or Decision(Kind.HOLD, "rolled back; the revert PR is open")
+    if facts.abort:
+        return Decision(Kind.ROLLBACK, "aborted by hand", route=back)
+    failed = tuple(g for g in facts.verdicts if g.verdict is gates.Verdict.FAIL)
+    rollback = tuple(g for g in failed if g.on_fail is spec.OnFail.ROLLBACK)
+    if rollback:
+        return Decision(Kind.ROLLBACK, _gate_reason(rollback), route=back, failed=rollback)
+
+    heal = converge(desired_state(loaded), "apply main")
+    if heal:
+        return heal
+    if failed:
+        return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
+    if any(g.verdict is gates.Verdict.ERROR for g in facts.verdicts):
+        return Decision(Kind.HOLD, "a gate could not be measured: " + _names(facts.verdicts, gates.Verdict.ERROR))
+    if any(g.verdict is gates.Verdict.INCONCLUSIVE for g in facts.verdicts):
+        return Decision(Kind.HOLD, "not enough data yet: " + _names(facts.verdicts, gates.Verdict.INCONCLUSIVE))
+
+    index = current_step(loaded)
+    step = s.steps[index]
+    if step.for_ is not None:
+        if facts.step_since is None:
+            return Decision(Kind.HOLD, "the step's start time is unknown")
+        left = facts.step_since + step.for_ - facts.now
+        if left > timedelta(0):
+            return Decision(Kind.HOLD, f"step {index + 1} needs {spec.format_duration(_whole(left))} more")
+    if step.min_samples:
+        if facts.samples is None:
+            return Decision(Kind.HOLD, "the canary's sample count is unknown")
+        if facts.samples < step.min_samples:
+            return Decision(Kind.HOLD, f"{facts.samples} of {step.min_samples} samples")
+    window = freeze_window(s.freeze, facts.now)
+    if window is not None:
+        return Decision(Kind.HOLD, f"freeze window ({window.cron}, {spec.format_duration(window.duration)})")
+    if index + 1 >= len(s.steps):
+        return Decision(Kind.COMPLETE, "every step done and every gate passed")
+    return Decision(Kind.ADVANCE, f"step {index + 1} done and every gate passed", to_step=index + 1)
+
+
+def _whole(delta: timedelta) -> timedelta:
+    return timedelta(seconds=max(1, int(delta.total_seconds())))
+
+
+def _names(results: Sequence[GateResult], verdict: gates.Verdict) -> str:
+    return ", ".join(g.gate for g in results if g.verdict is verdict)
+
+
+def _gate_reason(failed: Sequence[GateResult]) -> str:
+    return "; ".join(f"{g.gate} failed" + (f": {g.reason}" if g.reason else "") for g in failed)

@@ -1,0 +1,321 @@
+"""plan.decide: one table of situations and the decision each must produce, plus invariants."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller import gates, load, plan, spec
+from controller.routers import base
+
+NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
+CANARY_REV = "c0ffee000001"
+V = gates.Verdict
+
+
+def rollout(
+    *,
+    step: int | None = None,
+    phase: str = "Progressing",
+    canary: bool = True,
+    status_rev: str = CANARY_REV,
+    freeze: list[dict[str, str]] | None = None,
+    rolled_back: list[str] | None = None,
+    retried: list[str] | None = None,
+) -> load.LoadedRollout:
+    data: dict[str, Any] = {
+        "apiVersion": "rollouts/v1",
+        "kind": "Rollout",
+        "metadata": {"name": "bot"},
+        "spec": {
+            "router": "local",
+            "route": "chat",
+            "stable": {"model": "m-2025-01-01"},
+            "steps": [
+                {"shadow": 100, "for": "1h", "minSamples": 100},
+                {"weight": 5, "for": "2h", "minSamples": 200},
+                {"weight": 50, "for": "2h"},
+                {"weight": 100},
+            ],
+            "freeze": freeze or [],
+        },
+    }
+    revisions = {"stable": "5ab1e0000001"}
+    if canary:
+        data["spec"]["canary"] = {"model": "m-2025-06-01"}
+        revisions["canary"] = CANARY_REV
+    if step is not None:
+        data["status"] = {
+            "revision": status_rev,
+            "step": step,
+            "phase": phase,
+            "rolledBack": rolled_back or [],
+            "retried": retried or [],
+        }
+    return load.LoadedRollout("rollouts/bot/rollout.yaml", spec.Rollout.model_validate(data), revisions, {})
+
+
+def state(stable: int, canary: int | None = None, shadow: int = 0) -> base.RouteState:
+    weights = {"stable": stable} | ({"canary": canary} if canary is not None else {})
+    return base.RouteState(weights, shadow)
+
+
+def facts(live: base.RouteState | None, *verdicts: tuple[str, V, str], **kw: Any) -> plan.Facts:
+    results = tuple(plan.GateResult(g, v, spec.OnFail(on_fail)) for g, v, on_fail in verdicts)
+    kw.setdefault("step_since", NOW - timedelta(hours=3))
+    kw.setdefault("samples", 10_000)
+    return plan.Facts(now=NOW, live=live, verdicts=results, **kw)
+
+
+PASS = ("error_rate", V.PASS, "rollback")
+EVAL_PASS = ("eval_pass_rate", V.PASS, "rollback")
+EVAL_FAIL = ("eval_pass_rate", V.FAIL, "rollback")
+COST_FAIL = ("cost_per_request", V.FAIL, "pause")
+NO_DATA = ("eval_pass_rate", V.INCONCLUSIVE, "rollback")
+BROKEN = ("eval_pass_rate", V.ERROR, "rollback")
+FRIDAY_FREEZE = [{"cron": "0 0 * * 3", "duration": "24h"}]  # Wednesday all day, in UTC
+
+BACK = state(100, 0)
+S1 = state(95, 5)
+
+# (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
+CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
+    # steady state, no canary
+    ("steady-in-sync", rollout(canary=False), facts(state(100)), plan.Kind.HOLD, None, "steady"),
+    ("steady-absent", rollout(canary=False), facts(None), plan.Kind.APPLY, state(100), "steady"),
+    ("steady-drift", rollout(canary=False), facts(state(90, 10)), plan.Kind.APPLY, state(100), "steady"),
+    # a new canary revision on main starts at step 0 (shadow 100)
+    ("new-revision-absent", rollout(), facts(None), plan.Kind.APPLY, state(100, 0, 100), "apply main"),
+    ("new-revision-live-old", rollout(), facts(state(100)), plan.Kind.APPLY, state(100, 0, 100), "apply main"),
+    (
+        "status-for-older-revision",
+        rollout(step=2, status_rev="0ld000000000"),
+        facts(state(50, 50)),
+        plan.Kind.APPLY,
+        state(100, 0, 100),
+        "apply main",
+    ),
+    # drift: self-heal to what main says, in both directions
+    ("drift-up-healed-down", rollout(step=1), facts(state(70, 30), PASS), plan.Kind.APPLY, S1, "apply main"),
+    ("drift-down-healed-up", rollout(step=1), facts(state(100, 0), PASS), plan.Kind.APPLY, S1, "apply main"),
+    ("drift-shadow-lost", rollout(step=0), facts(state(100, 0), PASS), plan.Kind.APPLY, state(100, 0, 100), "apply"),
+    # promotion
+    ("advance", rollout(step=1), facts(S1, PASS, EVAL_PASS), plan.Kind.ADVANCE, 2, "every gate passed"),
+    ("advance-from-shadow", rollout(step=0), facts(state(100, 0, 100), PASS), plan.Kind.ADVANCE, 1, "passed"),
+    ("no-gates-advance", rollout(step=1), facts(S1), plan.Kind.ADVANCE, 2, "passed"),
+    ("complete", rollout(step=3), facts(state(0, 100), PASS), plan.Kind.COMPLETE, None, "every step done"),
+    # holds: time, samples, data
+    (
+        "too-early",
+        rollout(step=1),
+        facts(S1, PASS, step_since=NOW - timedelta(minutes=30)),
+        plan.Kind.HOLD,
+        None,
+        "needs 1h30m more",
+    ),
+    ("start-unknown", rollout(step=1), facts(S1, PASS, step_since=None), plan.Kind.HOLD, None, "start time"),
+    ("too-few-samples", rollout(step=1), facts(S1, PASS, samples=150), plan.Kind.HOLD, None, "150 of 200 samples"),
+    ("samples-unknown", rollout(step=1), facts(S1, PASS, samples=None), plan.Kind.HOLD, None, "sample count"),
+    ("no-min-samples-step", rollout(step=2), facts(state(50, 50), PASS, samples=None), plan.Kind.ADVANCE, 3, ""),
+    ("inconclusive", rollout(step=1), facts(S1, PASS, NO_DATA), plan.Kind.HOLD, None, "not enough data"),
+    ("error", rollout(step=1), facts(S1, PASS, BROKEN), plan.Kind.HOLD, None, "could not be measured"),
+    (
+        "error-beats-inconclusive",
+        rollout(step=1),
+        facts(S1, BROKEN, ("x", V.INCONCLUSIVE, "rollback")),
+        plan.Kind.HOLD,
+        None,
+        "could not be measured",
+    ),
+    # rollback: now, whatever else is true
+    ("fail-rollback", rollout(step=1), facts(S1, PASS, EVAL_FAIL), plan.Kind.ROLLBACK, BACK, "eval_pass_rate failed"),
+    (
+        "fail-rollback-in-shadow",
+        rollout(step=0),
+        facts(state(100, 0, 100), EVAL_FAIL),
+        plan.Kind.ROLLBACK,
+        BACK,
+        "failed",
+    ),
+    ("fail-rollback-while-drifted", rollout(step=1), facts(state(50, 50), EVAL_FAIL), plan.Kind.ROLLBACK, BACK, ""),
+    ("fail-rollback-too-early", rollout(step=1), facts(S1, EVAL_FAIL, step_since=NOW), plan.Kind.ROLLBACK, BACK, ""),
+    (
+        "fail-rollback-in-freeze",
+        rollout(step=1, freeze=FRIDAY_FREEZE),
+        facts(S1, EVAL_FAIL),
+        plan.Kind.ROLLBACK,
+        BACK,
+        "",
+    ),
+    (
+        "fail-rollback-beats-pause",
+        rollout(step=1),
+        facts(S1, COST_FAIL, EVAL_FAIL),
+        plan.Kind.ROLLBACK,
+        BACK,
+        "eval_pass_rate",
+    ),
+    ("abort", rollout(step=2), facts(state(50, 50), PASS, abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
+    ("abort-new-revision", rollout(), facts(None, abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
+    # after a rollback: hold the rolled-back weights
+    (
+        "rollback-pr-open-holds",
+        rollout(step=1),
+        facts(BACK, PASS, rollback_pr_open=True),
+        plan.Kind.HOLD,
+        None,
+        "revert PR is open",
+    ),
+    (
+        "rollback-pr-open-reapplies",
+        rollout(step=1),
+        facts(S1, PASS, rollback_pr_open=True),
+        plan.Kind.APPLY,
+        BACK,
+        "rollback PR open",
+    ),
+    (
+        "rolled-back-phase",
+        rollout(step=1, phase="RolledBack"),
+        facts(BACK, PASS),
+        plan.Kind.HOLD,
+        None,
+        "rollout retry",
+    ),
+    ("rolled-back-drift", rollout(step=1, phase="RolledBack"), facts(S1, PASS), plan.Kind.APPLY, BACK, "rolled back"),
+    (
+        "rolled-back-never-promoted",
+        rollout(step=1, phase="RolledBack"),
+        facts(BACK, PASS, EVAL_PASS),
+        plan.Kind.HOLD,
+        None,
+        "rolled back",
+    ),
+    (
+        "rolled-back-list",
+        rollout(step=0, status_rev="0ld000000000", rolled_back=[CANARY_REV]),
+        facts(BACK),
+        plan.Kind.HOLD,
+        None,
+        "rolled back",
+    ),
+    (
+        "retried-starts-again",
+        rollout(step=0, status_rev="0ld000000000", rolled_back=[CANARY_REV], retried=[CANARY_REV]),
+        facts(BACK),
+        plan.Kind.APPLY,
+        state(100, 0, 100),
+        "",
+    ),
+    # pause gates hold and tell a human
+    ("fail-pause", rollout(step=1), facts(S1, PASS, COST_FAIL), plan.Kind.PAUSE, None, "cost_per_request failed"),
+    ("fail-pause-while-drifted-heals-first", rollout(step=1), facts(state(60, 40), COST_FAIL), plan.Kind.APPLY, S1, ""),
+    # freeze windows stop promotion, not rollback
+    (
+        "freeze-holds-promotion",
+        rollout(step=1, freeze=FRIDAY_FREEZE),
+        facts(S1, PASS),
+        plan.Kind.HOLD,
+        None,
+        "freeze window",
+    ),
+    (
+        "freeze-other-day",
+        rollout(step=1, freeze=[{"cron": "0 0 * * 5", "duration": "24h"}]),
+        facts(S1, PASS),
+        plan.Kind.ADVANCE,
+        2,
+        "",
+    ),
+    (
+        "freeze-timezone",
+        rollout(step=1, freeze=[{"cron": "0 13 * * 3", "duration": "1h", "timezone": "Europe/Paris"}]),
+        facts(S1, PASS),
+        plan.Kind.HOLD,
+        None,
+        "freeze",
+    ),
+    (
+        "freeze-complete",
+        rollout(step=3, freeze=FRIDAY_FREEZE),
+        facts(state(0, 100), PASS),
+        plan.Kind.HOLD,
+        None,
+        "freeze",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("loaded", "observed", "kind", "detail", "reason"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_decide(loaded: load.LoadedRollout, observed: plan.Facts, kind: plan.Kind, detail: Any, reason: str) -> None:
+    decision = plan.decide(loaded, observed)
+    assert decision.kind is kind, decision.reason
+    assert reason in decision.reason
+    if kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK):
+        assert decision.route is not None and decision.route.same_traffic(detail)
+    elif kind is plan.Kind.ADVANCE:
+        assert decision.to_step == detail
+    else:
+        assert decision.route is None
+
+
+def test_table_is_large() -> None:
+    assert len(CASES) >= 40
+
+
+verdict_lists = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c"]), st.sampled_from(list(V)), st.sampled_from(["rollback", "pause"])),
+    max_size=4,
+)
+live_states = st.one_of(
+    st.none(),
+    st.builds(lambda c, sh: state(100 - c, c, sh), st.integers(0, 100), st.sampled_from([0, 50, 100])),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    step=st.one_of(st.none(), st.integers(0, 3)),
+    phase=st.sampled_from(["Progressing", "Paused", "RolledBack"]),
+    live=live_states,
+    verdicts=verdict_lists,
+    hours=st.integers(0, 5),
+    samples=st.one_of(st.none(), st.integers(0, 500)),
+    abort=st.booleans(),
+    pr_open=st.booleans(),
+)
+def test_invariants(
+    step: int | None,
+    phase: str,
+    live: base.RouteState | None,
+    verdicts: list[tuple[str, V, str]],
+    hours: int,
+    samples: int | None,
+    abort: bool,
+    pr_open: bool,
+) -> None:
+    loaded = rollout(step=step, phase=phase)
+    observed = facts(
+        live, *verdicts, step_since=NOW - timedelta(hours=hours), samples=samples, abort=abort, rollback_pr_open=pr_open
+    )
+    decision = plan.decide(loaded, observed)
+    # canary weight never exceeds what main (a merged commit) says: an APPLY writes at most the desired weight
+    if decision.route is not None:
+        assert decision.route.weight("canary") <= plan.desired_state(loaded).weight("canary")
+        assert sum(decision.route.weights.values()) == 100 and any(decision.route.weights.values())
+    # a rollback always ends at canary 0 and shadow 0
+    if decision.kind is plan.Kind.ROLLBACK:
+        assert decision.route is not None and decision.route.weight("canary") == 0 and decision.route.shadow == 0
+    # promotion only when nothing failed, errored or lacked data, and never after a rollback
+    if decision.kind in (plan.Kind.ADVANCE, plan.Kind.COMPLETE):
+        assert all(v is V.PASS for _, v, _ in verdicts)
+        assert not abort and not pr_open and phase != "RolledBack"
+    # any failing rollback gate rolls back, or the rollout is already rolled back
+    if any(v is V.FAIL and f == "rollback" for _, v, f in verdicts) and not (pr_open or phase == "RolledBack"):
+        assert decision.kind is plan.Kind.ROLLBACK
