@@ -19,7 +19,9 @@ AT = datetime.fromtimestamp(NOW, UTC)
 WEIRD_ROUTE = 'we"ird\\route\nname'
 
 
-def _ratio(name: str, route: str, variant: str, label: str, good: str, good_pm: float, total_pm: float, **seg: str) -> list[prom.PromSeries]:
+def _ratio(
+    name: str, route: str, variant: str, label: str, good: str, good_pm: float, total_pm: float, **seg: str
+) -> list[prom.PromSeries]:
     base = {"route": route, "variant": variant, **seg}
     bad_value = {"pass": "fail", "valid": "invalid", "ok": "error"}[good]
     out = [prom.PromSeries(name, {**base, label: good}, good_pm)]
@@ -54,7 +56,12 @@ def history() -> list[prom.PromSeries]:
     # too few samples: 18 canary evals in an hour
     s += _evals("few", "stable", 0.90, 20) + _evals("few", "canary", 0.5, 0.3)
     # one bad segment among good ones, and a tiny bad one that does not count
-    for tier, canary_rate, per_minute in (("free", 0.91, 20), ("pro", 0.90, 20), ("enterprise", 0.80, 20), ("trial", 0.1, 0.1)):
+    for tier, canary_rate, per_minute in (
+        ("free", 0.91, 20),
+        ("pro", 0.90, 20),
+        ("enterprise", 0.80, 20),
+        ("trial", 0.1, 0.1),
+    ):
         s += _evals("segmented", "stable", 0.90, 20, tenant_tier=tier)
         s += _evals("segmented", "canary", canary_rate, per_minute, tenant_tier=tier)
     # stable has had 5xx; the canary's error series does not exist at all
