@@ -39,7 +39,7 @@ def target(
     route: str, *gates_: dict[str, object], segments: tuple[str, ...] = (), min_samples: int = 100, router: str = "file"
 ) -> analysis.Target:
     return analysis.Target(
-        rollout=f"r-{abs(hash(route)) % 10_000}",
+        rollout=f"r-{route}",
         route=route,
         router_type=router,
         gates=tuple(spec.Gate.model_validate(g) for g in gates_),
