@@ -66,16 +66,16 @@ def evaluate(
     members: dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]] = defaultdict(
         lambda: defaultdict(set)
     )
-    unknown: dict[str, str] = {}
+    refused: dict[tuple[str, str], str] = {}  # (rollout, template) -> why it cannot be queried
     for t in targets:
         for gate in t.gates:
             try:
                 template = templates.resolve(gate.use, config)
+                g = _group_of(template, t)
             except promql.QueryError as exc:
-                unknown[gate.use] = str(exc)
+                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
                 continue
             plans[gate.use] = template
-            g = _group_of(template, t)
             members[gate.use][(g.flavour, g.segments)].add(_subject(g, t))
 
     answers = {
@@ -86,10 +86,9 @@ def evaluate(
     for t in targets:
         evidence = []
         for gate in t.gates:
-            if gate.use in unknown:
-                evidence.append(
-                    _error(t, gate, kind="?", source="?", query="", window=window_text, error=unknown[gate.use])
-                )
+            if (t.rollout, gate.use) in refused:
+                why = refused[(t.rollout, gate.use)]
+                evidence.append(_error(t, gate, kind="?", source="?", query="", window=window_text, error=why))
                 continue
             template = plans[gate.use]
             g = _group_of(template, t)
@@ -120,7 +119,7 @@ def evaluate(
 
 def _group_of(template: templates.Template, t: Target) -> templates.Group:
     flavour = template.flavour_for(t.router_type)
-    return templates.group(flavour, t.segments, [_subject_name(flavour, t)])
+    return templates.group(flavour, t.segments, subjects=[_subject_name(flavour, t)])
 
 
 def _subject_name(flavour: templates.Flavour, t: Target) -> str:
@@ -156,7 +155,7 @@ def _ask(
     at: datetime,
     window: timedelta,
 ) -> _Answer:
-    groups = [templates.group(f, segs, sorted(subjects)) for (f, segs), subjects in members.items()]
+    groups = [templates.group(f, segs, subjects=sorted(subjects)) for (f, segs), subjects in members.items()]
     by_key = {g.key: g for g in groups}
     try:
         query = templates.compile_query(template, groups, window=window)

@@ -87,7 +87,7 @@ def judge_bounds(gate: spec.Gate, canary: float) -> list[Judgement]:
     return out
 
 
-def judge_against_stable(gate: spec.Gate, stable: float, canary: float) -> list[Judgement]:
+def judge_against_stable(gate: spec.Gate, *, stable: float, canary: float) -> list[Judgement]:
     """Canary against stable: maxDrop in points (0.03 = 3 points), maxIncrease relative (0.1 = +10%)."""
     out = []
     if gate.max_drop is not None:
@@ -134,7 +134,7 @@ def judge(gate: spec.Gate, *, stable: Measurement, canary: Measurement, min_samp
             parts.append(Judgement(Verdict.INCONCLUSIVE, f"stable samples {count} < minSamples {max(min_samples, 1)}"))
         else:
             assert stable.value is not None
-            parts += judge_against_stable(gate, stable.value, canary.value)
+            parts += judge_against_stable(gate, stable=stable.value, canary=canary.value)
     verdict = worst(p.verdict for p in parts) if parts else Verdict.INCONCLUSIVE
     return Judgement(verdict, "; ".join(p.reason for p in parts if p.verdict is verdict))
 

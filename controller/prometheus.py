@@ -7,7 +7,6 @@ list (no data), never an error and never a zero. The bearer token is never put i
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ class Prometheus:
                 data={"query": expr, "time": f"{at.timestamp():.3f}"},
                 headers=self._headers,
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise errors.MetricsError(f"{what}: {type(exc).__name__}: {_no_secret(str(exc))}") from exc
         try:
             body: Any = response.json()
@@ -82,7 +81,3 @@ def _vector(data: Any) -> list[Sample]:
 def _no_secret(text: str) -> str:
     """httpx messages carry the URL, never headers; strip any userinfo from URLs in them."""
     return re.sub(r"//[^/@\s]*@", "//", text)
-
-
-def is_number(value: float) -> bool:
-    return not (math.isnan(value) or math.isinf(value))

@@ -168,7 +168,7 @@ class Group:
         return (self.subject_label, "variant", *self.segments)
 
 
-def group(flavour: Flavour, segments: Sequence[str], subjects: Sequence[str]) -> Group:
+def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str]) -> Group:
     if flavour is Flavour.ENVOY:
         segments = ()  # Envoy's metrics carry no segment labels
     for s in segments:

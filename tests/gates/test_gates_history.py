@@ -10,7 +10,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from controller import analysis, evidence, gates, prometheus, spec
+from controller import analysis, errors, evidence, gates, prometheus, spec
 from controller.gates import Verdict as V
 from tests.gates import conftest
 from tests.helpers import prom
@@ -142,6 +142,14 @@ def test_an_error_answer_is_error_and_other_templates_still_count(metrics: prome
     assert ok.verdict is V.FAIL
 
 
+def test_a_reserved_segment_label_errors_only_its_rollout(metrics: prometheus.Prometheus) -> None:
+    bad = target("worse", EVAL, segments=("rollouts_part",))
+    good = target("better", EVAL)
+    found = analysis.evaluate([bad, good], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)
+    assert found[bad.rollout][0].verdict is V.ERROR and "reserved" in (found[bad.rollout][0].error or "")
+    assert found[good.rollout][0].verdict is V.PASS
+
+
 def test_unreachable_prometheus_is_error() -> None:
     port = prom.prom_free_port()  # nothing listens here
     metrics = prometheus.Prometheus(f"http://user:secret@127.0.0.1:{port}", client=httpx.Client(timeout=5))
@@ -153,6 +161,15 @@ def test_unreachable_prometheus_is_error() -> None:
         metrics.close()
     assert e.verdict is V.ERROR
     assert e.error and "127.0.0.1" in e.error and "secret" not in e.error
+
+
+def test_a_non_prometheus_answer_is_a_metrics_error(prom_server: prom.PromServer) -> None:
+    metrics = prometheus.Prometheus(f"{prom_server.url}/not-prometheus")
+    try:
+        with pytest.raises(errors.MetricsError, match="HTTP 404"):
+            metrics.query("up", at=conftest.AT)
+    finally:
+        metrics.close()
 
 
 def test_evidence_renderings(metrics: prometheus.Prometheus) -> None:

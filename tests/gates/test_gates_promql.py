@@ -61,9 +61,9 @@ def test_unknown_placeholder_is_an_error() -> None:
 
 def test_label_names_are_validated() -> None:
     with pytest.raises(promql.QueryError):
-        templates.group(templates.Flavour.APP, ["tier) or vector(1) #"], ["r"])
+        templates.group(templates.Flavour.APP, ["tier) or vector(1) #"], subjects=["r"])
     with pytest.raises(promql.QueryError):
-        templates.group(templates.Flavour.APP, [templates.PART], ["r"])
+        templates.group(templates.Flavour.APP, [templates.PART], subjects=["r"])
 
 
 def test_builtins_match_the_names_the_loader_knows() -> None:
@@ -72,9 +72,9 @@ def test_builtins_match_the_names_the_loader_knows() -> None:
 
 def test_one_query_for_all_groups() -> None:
     groups = [
-        templates.group(templates.Flavour.APP, [], ["a", "b"]),
-        templates.group(templates.Flavour.APP, ["tier"], ["c"]),
-        templates.group(templates.Flavour.ENVOY, ["tier"], ["d"]),
+        templates.group(templates.Flavour.APP, [], subjects=["a", "b"]),
+        templates.group(templates.Flavour.APP, ["tier"], subjects=["c"]),
+        templates.group(templates.Flavour.ENVOY, ["tier"], subjects=["d"]),
     ]
     q = templates.compile_query(templates.BUILTIN["error_rate"], groups, window=timedelta(minutes=5))
     assert q.count("rollouts_group") == 3
