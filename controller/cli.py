@@ -12,12 +12,13 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from controller import __version__, errors, lint, load, plan, repo, report, spec
+from controller import __version__, analysis, errors, evidence, gates, lint, load, plan, prometheus, repo, report, spec
 from controller.routers import base
 from controller.routers import file as file_router
 
@@ -232,6 +233,69 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- gates ---------------------------------------------------------------------------------------
+
+
+def parse_time(value: str) -> datetime:
+    """`now`, unix seconds, or ISO 8601 (UTC when no offset is given)."""
+    if value == "now":
+        return datetime.now(UTC)
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"--at {value!r}: expected now, unix seconds or an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
+    tree, root, _source = open_tree(args.repo, None)
+    result = load.load_repo(tree)
+    if result.config is None:
+        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+        return 1
+    loaded = result.rollout(args.name)
+    if loaded is None:
+        raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
+    prom = result.config.prometheus
+    if prom is None:
+        raise UsageError("controller.yaml sets no prometheus.url")
+    at = parse_time(args.at)
+    step = loaded.rollout.spec.steps[plan.current_step(loaded)]
+    if args.window:
+        try:
+            window = spec.parse_duration(args.window)
+        except ValueError as exc:
+            raise UsageError(f"--window {args.window!r}: {exc}") from exc
+    else:
+        window = step.for_ or loaded.rollout.spec.analysis.interval
+    token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
+    metrics = prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
+    try:
+        found = analysis.evaluate(
+            [analysis.target(loaded, result.config)], config=result.config, metrics=metrics, at=at, window=window
+        )
+    finally:
+        metrics.close()
+    rows = found[loaded.name]
+    render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
+    out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
+    return 0 if rows and gates.worst(e.verdict for e in rows) is gates.Verdict.PASS else 1
+
+
+def add_gates_parser(sub: Any) -> None:
+    g = sub.add_parser("gates", help="measure a rollout's gates now: stable and canary side by side")
+    g.add_argument("name", metavar="NAME", help="the rollout")
+    g.add_argument("--at", default="now", help="evaluate at this time: now, unix seconds or ISO 8601")
+    g.add_argument("--window", default=None, help="measurement window (default: the step's `for`, else the interval)")
+    g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    g.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    g.set_defaults(func=cmd_gates)
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -261,6 +325,8 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run the examples end to end in a throwaway repository")
     d.add_argument("--examples", default=".", help="the project checkout holding rollouts/ (default: .)")
     d.set_defaults(func=cmd_demo)
+
+    add_gates_parser(sub)
     return p
 
 

@@ -392,26 +392,55 @@ class GithubForge(_Model):
 ForgeConfig = Annotated[LocalForge | GithubForge, Field(discriminator="type")]
 
 
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
+SELECTOR_PATTERN = rf"^\s*[a-zA-Z_:][a-zA-Z0-9_:]*\s*(\{{({_MATCHER}(,{_MATCHER})*,?\s*)?\}})?\s*$"
+
+Selector = Annotated[
+    str,
+    Field(
+        pattern=SELECTOR_PATTERN,
+        description='A PromQL series selector, e.g. llm_requests_total{outcome="error"}; nothing else.',
+    ),
+]
+
+
 class RatioTemplate(_Model):
-    """good / total from two counters, so the judge sees sample counts."""
+    """A counter over a counter (good or bad events over all), so the judge sees sample counts."""
 
     kind: Literal["ratio"]
     description: str = ""
-    good: str = Field(description="PromQL selector of the counter of good events.")
-    total: str = Field(description="PromQL selector of the counter of all events.")
+    good: Selector | None = Field(default=None, description="The counter of good events (value = good / total).")
+    bad: Selector | None = Field(default=None, description="The counter of bad events (value = bad / total).")
+    total: Selector = Field(description="The counter of all events; its increase is the sample count.")
+
+    @model_validator(mode="after")
+    def _good_or_bad(self) -> RatioTemplate:
+        if (self.good is None) == (self.bad is None):
+            raise ValueError("a ratio template sets exactly one of 'good' or 'bad'")
+        return self
+
+    @property
+    def numerator(self) -> str:
+        return self.good or self.bad or ""
 
 
 class QuantileTemplate(_Model):
+    """A quantile of a histogram; the +Inf bucket's increase is the sample count."""
+
     kind: Literal["quantile"]
     description: str = ""
-    buckets: str = Field(description="PromQL selector of a histogram's _bucket series.")
+    buckets: Selector = Field(description="A histogram's _bucket series (with an `le` label).")
     quantile: float = Field(default=0.95, gt=0, lt=1)
+    scale: float = Field(default=1.0, gt=0, description="Multiplies the value into seconds (0.001 for ms).")
 
 
 class ValueTemplate(_Model):
+    """Free PromQL. Placeholders: {{window}}, {{by}} (the labels to group by) and {{match}} (a
+    matcher for the routes under evaluation, to put inside a selector's braces)."""
+
     kind: Literal["value"]
     description: str = ""
-    query: str = Field(description="PromQL; {{window}} is replaced by the analysis window.")
+    query: str = Field(min_length=1, description="PromQL grouped `by ({{by}})`; one series per variant and segment.")
     samples: str | None = Field(default=None, description="PromQL giving the sample count behind the value.")
 
 

@@ -1,0 +1,203 @@
+"""Evaluate every rollout's gates with one Prometheus query per template, then judge them.
+
+Called by the CLI (`rollout gates`) and the reconciler. The only module here that does I/O, and only
+through the injected `prometheus.Prometheus`; query building (`templates`) and judging (`gates`)
+are pure. A template whose query fails makes its gates ERROR; the other templates still count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from controller import errors, gates, load, plan, prometheus, promql, spec, templates
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the gates of one rollout need to know about it."""
+
+    rollout: str
+    route: str
+    router_type: str
+    gates: tuple[spec.Gate, ...]
+    segments: tuple[str, ...]
+    min_samples: int
+
+
+def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
+    s = loaded.rollout.spec
+    step = s.steps[plan.current_step(loaded)]
+    router = config.routers.get(s.router)
+    return Target(
+        rollout=loaded.name,
+        route=s.route,
+        router_type=router.type if router is not None else "",
+        gates=tuple(s.analysis.gates),
+        segments=tuple(s.analysis.segments),
+        min_samples=step.min_samples or 0,
+    )
+
+
+Key = tuple[str, str, str, tuple[str, ...]]  # group, subject, variant, segment values
+
+
+@dataclass(frozen=True)
+class _Answer:
+    query: str
+    rows: Mapping[Key, Mapping[str, float]]  # key -> part -> value
+    duplicates: frozenset[Key]
+    error: str | None
+
+
+def evaluate(
+    targets: Sequence[Target],
+    *,
+    config: spec.ControllerConfig,
+    metrics: prometheus.Prometheus,
+    at: datetime,
+    window: timedelta,
+) -> dict[str, tuple[gates.GateEvidence, ...]]:
+    """rollout name -> evidence per gate, in the spec's order. One request per distinct template."""
+    plans: dict[str, templates.Template] = {}
+    members: dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]] = defaultdict(
+        lambda: defaultdict(set)
+    )
+    refused: dict[tuple[str, str], str] = {}  # (rollout, template) -> why it cannot be queried
+    for t in targets:
+        for gate in t.gates:
+            try:
+                template = templates.resolve(gate.use, config)
+                g = _group_of(template, t)
+            except promql.QueryError as exc:
+                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
+                continue
+            plans[gate.use] = template
+            members[gate.use][(g.flavour, g.segments)].add(_subject(g, t))
+
+    answers = {
+        name: _ask(template, members[name], metrics=metrics, at=at, window=window) for name, template in plans.items()
+    }
+    window_text = spec.format_duration(window)
+    out: dict[str, tuple[gates.GateEvidence, ...]] = {}
+    for t in targets:
+        evidence = []
+        for gate in t.gates:
+            if (t.rollout, gate.use) in refused:
+                why = refused[(t.rollout, gate.use)]
+                evidence.append(_error(t, gate, kind="?", source="?", query="", window=window_text, error=why))
+                continue
+            template = plans[gate.use]
+            g = _group_of(template, t)
+            answer = answers[gate.use]
+            common = {"kind": template.kind, "source": str(g.flavour), "query": answer.query, "window": window_text}
+            if answer.error is not None:
+                evidence.append(_error(t, gate, error=answer.error, **common))
+                continue
+            measured, dup = _measured(answer, g, _subject(g, t))
+            if dup:
+                error = f"gate {gate.use}: the query returned several series for one variant and segment"
+                evidence.append(_error(t, gate, error=error, **common))
+                continue
+            rows, verdict = gates.judge_segments(gate, measured, min_samples=t.min_samples)
+            evidence.append(
+                gates.GateEvidence(
+                    rollout=t.rollout,
+                    gate=gate,
+                    min_samples=t.min_samples,
+                    segments=rows,
+                    verdict=verdict,
+                    **common,
+                )
+            )
+        out[t.rollout] = tuple(evidence)
+    return out
+
+
+def _group_of(template: templates.Template, t: Target) -> templates.Group:
+    flavour = template.flavour_for(t.router_type)
+    return templates.group(flavour, t.segments, subjects=[_subject_name(flavour, t)])
+
+
+def _subject_name(flavour: templates.Flavour, t: Target) -> str:
+    return t.rollout if flavour is templates.Flavour.ENVOY else t.route
+
+
+def _subject(g: templates.Group, t: Target) -> str:
+    return _subject_name(g.flavour, t)
+
+
+def _error(
+    t: Target, gate: spec.Gate, *, kind: str, source: str, query: str, window: str, error: str
+) -> gates.GateEvidence:
+    return gates.GateEvidence(
+        rollout=t.rollout,
+        gate=gate,
+        kind=kind,
+        source=source,
+        query=query,
+        window=window,
+        min_samples=t.min_samples,
+        segments=(),
+        verdict=gates.Verdict.ERROR,
+        error=error,
+    )
+
+
+def _ask(
+    template: templates.Template,
+    members: Mapping[tuple[templates.Flavour, tuple[str, ...]], set[str]],
+    *,
+    metrics: prometheus.Prometheus,
+    at: datetime,
+    window: timedelta,
+) -> _Answer:
+    groups = [templates.group(f, segs, subjects=sorted(subjects)) for (f, segs), subjects in members.items()]
+    by_key = {g.key: g for g in groups}
+    try:
+        query = templates.compile_query(template, groups, window=window)
+    except promql.QueryError as exc:
+        return _Answer("", {}, frozenset(), f"gate template {template.name!r}: {exc}")
+    try:
+        samples = metrics.query(query, at=at)
+    except errors.MetricsError as exc:
+        return _Answer(query, {}, frozenset(), str(exc))
+    rows: dict[Key, dict[str, float]] = defaultdict(dict)
+    dups: set[Key] = set()
+    for s in samples:
+        g = by_key.get(s.labels.get(templates.GROUP, ""))
+        part = s.labels.get(templates.PART, "")
+        if g is None or part not in ("value", "samples"):
+            continue
+        key = (
+            g.key,
+            s.labels.get(g.subject_label, ""),
+            s.labels.get("variant", ""),
+            tuple(s.labels.get(seg, "") for seg in g.segments),
+        )
+        if part in rows[key]:
+            dups.add(key)
+        rows[key][part] = s.value
+    return _Answer(query, rows, frozenset(dups), None)
+
+
+def _measured(
+    answer: _Answer, g: templates.Group, subject: str
+) -> tuple[dict[gates.Segment, dict[str, gates.Measurement]], bool]:
+    out: dict[gates.Segment, dict[str, gates.Measurement]] = defaultdict(dict)
+    dup = False
+    for key, parts in answer.rows.items():
+        group, subj, variant, values = key
+        if group != g.key or subj != subject or variant not in ("stable", "canary"):
+            continue
+        dup = dup or key in answer.duplicates
+        segment = tuple(zip(g.segments, values, strict=True))
+        out[segment][variant] = gates.Measurement(_number(parts.get("value")), _number(parts.get("samples")))
+    return out, dup
+
+
+def _number(v: float | None) -> float | None:
+    return None if v is None or math.isnan(v) or math.isinf(v) else v

@@ -1,0 +1,134 @@
+"""Render gate evidence as text, as a markdown table for pull request bodies, and as JSON.
+
+Pure string building; the CLI prints what these return and PR bodies embed `markdown()`. Every
+user-supplied string (names, segment values, queries, errors) is escaped in markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from controller import gates, report
+
+
+def _num(v: float | None) -> str:
+    return "no data" if v is None else f"{v:.4g}"
+
+
+def _count(v: float | None) -> str:
+    return "?" if v is None else f"{v:.0f}"
+
+
+def _thresholds(e: gates.GateEvidence) -> str:
+    out = []
+    for k, v in e.thresholds.items():
+        if k == "maxDrop":
+            out.append(f"maxDrop {v * 100:g} pts")
+        elif k == "maxIncrease":
+            out.append(f"maxIncrease {v * 100:g}%")
+        else:
+            out.append(f"{k} {v:g}")
+    return ", ".join(out)
+
+
+def to_json(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> dict[str, Any]:
+    return {
+        "rollout": rollout,
+        "at": at,
+        "verdict": str(gates.worst(e.verdict for e in evidence)) if evidence else None,
+        "gates": [
+            {
+                "gate": e.gate.use,
+                "kind": e.kind,
+                "source": e.source,
+                "onFail": str(e.gate.on_fail),
+                "thresholds": e.thresholds,
+                "minSamples": e.min_samples,
+                "window": e.window,
+                "verdict": str(e.verdict),
+                "error": e.error,
+                "query": e.query,
+                "segments": [
+                    {
+                        "segment": dict(s.segment),
+                        "stable": {"value": s.stable.value, "samples": s.stable.samples},
+                        "canary": {"value": s.canary.value, "samples": s.canary.samples},
+                        "verdict": str(s.verdict),
+                        "counted": s.counted,
+                        "reason": s.reason,
+                    }
+                    for s in e.segments
+                ],
+            }
+            for e in evidence
+        ],
+    }
+
+
+def json_text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
+    return json.dumps(to_json(rollout, evidence, at=at), indent=2) + "\n"
+
+
+def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
+    lines = [f"Gates for {rollout} at {at}", ""]
+    header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       reason"
+    for e in evidence:
+        lines.append(
+            f"{e.gate.use} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
+            f"window {e.window}; onFail {e.gate.on_fail}): {e.verdict}"
+        )
+        if e.error:
+            lines.append(f"  error: {e.error}")
+        if e.segments:
+            lines.append(header)
+        for s in e.segments:
+            mark = "" if s.counted else " (not counted)"
+            lines.append(
+                f"  {gates.segment_text(s.segment):<24} {_num(s.stable.value):>10} {_count(s.stable.samples):>7} "
+                f"{_num(s.canary.value):>10} {_count(s.canary.samples):>7}  {s.verdict!s:<12}  {s.reason}{mark}"
+            )
+        lines.append("")
+    verdict = gates.worst(e.verdict for e in evidence) if evidence else "no gates"
+    lines.append(f"{len(evidence)} gate(s): {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
+    verdict = gates.worst(e.verdict for e in evidence) if evidence else "no gates"
+    lines = [
+        f"### Gates for {report.md(rollout)}: **{verdict}**",
+        "",
+        f"Evaluated at {report.md(at)}.",
+        "",
+        "| gate | segment | stable | n | canary | n | thresholds | verdict | reason |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in evidence:
+        if e.error or not e.segments:
+            lines.append(
+                f"| {report.md(e.gate.use)} | - | - | - | - | - | {report.md(_thresholds(e))} "
+                f"| **{e.verdict}** | {report.md(e.error or 'no data')} |"
+            )
+        for s in e.segments:
+            counted = "" if s.counted else " (not counted)"
+            lines.append(
+                f"| {report.md(e.gate.use)} | {report.md(gates.segment_text(s.segment))} "
+                f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
+                f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | **{s.verdict}** "
+                f"| {report.md(s.reason + counted)} |"
+            )
+    lines += ["", "<details><summary>Queries</summary>", ""]
+    for e in evidence:
+        query = e.query.replace("`", "'") or "(none)"
+        lines += [
+            f"**{report.md(e.gate.use)}** ({report.md(e.kind)}, {report.md(e.source)}, window {report.md(e.window)}, minSamples {e.min_samples}): gate verdict **{e.verdict}**",
+            "",
+            "```promql",
+            query,
+            "```",
+            "",
+        ]
+    lines.append("</details>")
+    return "\n".join(lines) + "\n"

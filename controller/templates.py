@@ -1,0 +1,240 @@
+"""Gate templates: the built-in ones, and compiling a template into one batched PromQL query.
+
+Pure. `controller.analysis` calls `compile_query()` once per template per evaluation, for all
+rollouts at once, and reads the answer back with `read()`.
+
+Metric conventions
+------------------
+Application metrics (any router) carry the labels `route` (the rollout's `spec.route`), `variant`
+(`stable` or `canary`) and the rollout's segment labels (e.g. `tenant_tier`):
+
+- `llm_requests_total{outcome="ok"|"error"}`: one per request (error_rate, the sample count)
+- `llm_request_duration_seconds_bucket`: a histogram of request latency (latency_p95)
+- `llm_eval_results_total{result="pass"|"fail"}`: online eval verdicts (eval_pass_rate)
+- `llm_schema_checks_total{result="valid"|"invalid"}`: structured-output checks (schema_valid_rate)
+- `llm_cost_usd_total`, `llm_tokens_total`: spend and tokens (cost_per_request, tokens_per_request)
+
+Envoy's own metrics (used for rollouts on an `envoy` router, where a template has an Envoy flavour)
+carry `envoy_cluster_name` = `spec.cluster_name(rollout, variant)`; the query splits it back into
+`rollout` and `variant` with `label_replace(..., "(.+)_([a-z]+)")`. Envoy metrics have no segments.
+
+Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
+a `value` series and a `samples` series (tagged with the label `rollouts_part`), one group per
+(flavour, segment labels) tagged with `rollouts_group`, joined with `or`. A ratio's numerator
+series may not exist yet (Envoy creates the 5xx series at the first 5xx): `or total * 0` makes that
+a measured zero, while a missing `total` stays "no data".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from controller import promql, spec
+
+PART = "rollouts_part"
+GROUP = "rollouts_group"
+RESERVED_LABELS = frozenset({PART, GROUP, "le"})
+
+
+class Flavour(StrEnum):
+    APP = "app"  # application metrics labelled route, variant and segments
+    ENVOY = "envoy"  # Envoy's envoy_cluster_* metrics, by cluster name
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    app: spec.GateTemplate
+    envoy: spec.GateTemplate | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.app.kind
+
+    def flavour_for(self, router_type: str) -> Flavour:
+        return Flavour.ENVOY if router_type == "envoy" and self.envoy is not None else Flavour.APP
+
+    def of(self, flavour: Flavour) -> spec.GateTemplate:
+        return self.envoy if flavour is Flavour.ENVOY and self.envoy is not None else self.app
+
+
+_ENVOY_ERRORS = spec.RatioTemplate(
+    kind="ratio",
+    description="Share of upstream requests answered 5xx, from Envoy.",
+    bad='envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}',
+    total="envoy_cluster_upstream_rq_total",
+)
+_ENVOY_LATENCY = spec.QuantileTemplate(
+    kind="quantile",
+    description="95th percentile upstream request time, from Envoy (milliseconds, scaled to seconds).",
+    buckets="envoy_cluster_upstream_rq_time_bucket",
+    quantile=0.95,
+    scale=0.001,
+)
+
+
+def _per_request(counter: str, what: str) -> spec.ValueTemplate:
+    window = "[{{window}}]"
+    return spec.ValueTemplate(
+        kind="value",
+        description=f"{what} per request.",
+        query=(
+            f"sum by ({{{{by}}}}) (increase({counter}{{{{{{match}}}}}}{window}))"
+            f" / sum by ({{{{by}}}}) (increase(llm_requests_total{{{{{{match}}}}}}{window}))"
+        ),
+        samples=f"sum by ({{{{by}}}}) (increase(llm_requests_total{{{{{{match}}}}}}{window}))",
+    )
+
+
+BUILTIN: Mapping[str, Template] = {
+    "error_rate": Template(
+        "error_rate",
+        spec.RatioTemplate(
+            kind="ratio",
+            description="Share of requests that failed.",
+            bad='llm_requests_total{outcome="error"}',
+            total="llm_requests_total",
+        ),
+        _ENVOY_ERRORS,
+    ),
+    "latency_p95": Template(
+        "latency_p95",
+        spec.QuantileTemplate(
+            kind="quantile",
+            description="95th percentile request latency in seconds.",
+            buckets="llm_request_duration_seconds_bucket",
+            quantile=0.95,
+        ),
+        _ENVOY_LATENCY,
+    ),
+    "eval_pass_rate": Template(
+        "eval_pass_rate",
+        spec.RatioTemplate(
+            kind="ratio",
+            description="Share of online evals that passed.",
+            good='llm_eval_results_total{result="pass"}',
+            total="llm_eval_results_total",
+        ),
+    ),
+    "schema_valid_rate": Template(
+        "schema_valid_rate",
+        spec.RatioTemplate(
+            kind="ratio",
+            description="Share of structured outputs that were valid.",
+            good='llm_schema_checks_total{result="valid"}',
+            total="llm_schema_checks_total",
+        ),
+    ),
+    "cost_per_request": Template("cost_per_request", _per_request("llm_cost_usd_total", "Spend in USD")),
+    "tokens_per_request": Template("tokens_per_request", _per_request("llm_tokens_total", "Tokens")),
+}
+
+
+def resolve(name: str, config: spec.ControllerConfig) -> Template:
+    """A template by name: the user's from controller.yaml wins over a built-in of the same name."""
+    if name in config.gate_templates:
+        return Template(name, config.gate_templates[name])
+    if name in BUILTIN:
+        return BUILTIN[name]
+    raise promql.QueryError(f"unknown gate template {name!r}")
+
+
+# -- compiling one batched query -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Group:
+    """Subjects judged with the same flavour and segment labels: one sub-query of a template's query.
+
+    Subjects are routes (app flavour) or rollout names (Envoy flavour)."""
+
+    flavour: Flavour
+    segments: tuple[str, ...]
+    subjects: frozenset[str]
+
+    @property
+    def key(self) -> str:
+        return f"{self.flavour}:{','.join(self.segments)}"
+
+    @property
+    def subject_label(self) -> str:
+        return "rollout" if self.flavour is Flavour.ENVOY else "route"
+
+    @property
+    def by(self) -> tuple[str, ...]:
+        return (self.subject_label, "variant", *self.segments)
+
+
+def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str]) -> Group:
+    if flavour is Flavour.ENVOY:
+        segments = ()  # Envoy's metrics carry no segment labels
+    for s in segments:
+        promql.label(s)
+        if s in RESERVED_LABELS or s in ("route", "variant", "rollout"):
+            raise promql.QueryError(f"segment label {s!r} is reserved")
+    return Group(flavour, tuple(segments), frozenset(subjects))
+
+
+def compile_query(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
+    """One PromQL expression answering `template` for every group, subject, variant and segment."""
+    if not groups:
+        raise promql.QueryError(f"template {template.name!r}: nothing to evaluate")
+    if window.total_seconds() < 1:
+        raise promql.QueryError("the window must be at least 1s")
+    parts = []
+    for g in sorted(groups, key=lambda g: g.key):
+        value, samples = _parts(template.of(g.flavour), g, spec.format_duration(window))
+        both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
+        parts.append(promql.tag(f"({both})", GROUP, g.key))
+    return " or ".join(parts)
+
+
+def _subject_matchers(g: Group) -> list[str]:
+    if g.flavour is Flavour.ENVOY:
+        pattern = f"{promql.one_of(g.subjects)}_(?:stable|canary)"
+        return [promql.matcher("envoy_cluster_name", "=~", pattern)]
+    return [promql.matcher("route", "=~", promql.one_of(g.subjects))]
+
+
+def _increase(selector: str, g: Group, window: str, *, extra: Sequence[str] = ()) -> str:
+    expr = f"increase({promql.with_matchers(selector, [*_subject_matchers(g), *extra])}[{window}])"
+    if g.flavour is Flavour.ENVOY:
+        for target, ref in (("rollout", "$1"), ("variant", "$2")):
+            expr = (
+                f"label_replace({expr}, {promql.string(target)}, {promql.string(ref)}, "
+                f"{promql.string('envoy_cluster_name')}, {promql.string('(.+)_([a-z]+)')})"
+            )
+    return expr
+
+
+def _sum(expr: str, by: Sequence[str]) -> str:
+    return f"sum by ({', '.join(promql.label(b) for b in by)}) ({expr})"
+
+
+def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
+    """(value, samples) expressions for one group."""
+    match t:
+        case spec.RatioTemplate():
+            total = _sum(_increase(t.total, g, window), g.by)
+            numerator = _sum(_increase(t.numerator, g, window), g.by)
+            return f"(({numerator}) or ({total}) * 0) / ({total})", total
+        case spec.QuantileTemplate():
+            buckets = _sum(_increase(t.buckets, g, window), (*g.by, "le"))
+            value = f"histogram_quantile({t.quantile!r}, {buckets})"
+            if t.scale != 1.0:
+                value = f"({value}) * {t.scale!r}"
+            samples = _sum(_increase(t.buckets, g, window, extra=[promql.matcher("le", "=", "+Inf")]), g.by)
+            return value, samples
+        case spec.ValueTemplate():
+            values = {
+                "window": window,
+                "by": ", ".join(g.by),
+                "match": ", ".join(_subject_matchers(g)),
+            }
+            value = promql.fill(t.query, values)
+            # without a samples query the count is unknown: an absent series says so
+            samples = promql.fill(t.samples, values) if t.samples else "vector(0) unless vector(0)"
+            return f"({value})", f"({samples})"

@@ -1,0 +1,105 @@
+"""Fixtures for the gates tests: one real Prometheus per session, with deterministic history
+backfilled by promtool relative to now, and a counting httpx client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from controller import prometheus
+from tests.helpers import prom
+
+NOW = int(time.time()) // 60 * 60
+AT = datetime.fromtimestamp(NOW, UTC)
+WEIRD_ROUTE = 'we"ird\\route\nname'
+
+
+def _ratio(
+    name: str, route: str, variant: str, label: str, good: str, good_pm: float, total_pm: float, **seg: str
+) -> list[prom.PromSeries]:
+    base = {"route": route, "variant": variant, **seg}
+    bad_value = {"pass": "fail", "valid": "invalid", "ok": "error"}[good]
+    out = [prom.PromSeries(name, {**base, label: good}, good_pm)]
+    if total_pm - good_pm > 0:
+        out.append(prom.PromSeries(name, {**base, label: bad_value}, total_pm - good_pm))
+    return out
+
+
+def _evals(route: str, variant: str, rate: float, per_minute: float, **seg: str) -> list[prom.PromSeries]:
+    return _ratio("llm_eval_results_total", route, variant, "result", "pass", per_minute * rate, per_minute, **seg)
+
+
+def _latency(route: str, variant: str, shares: dict[str, float], per_minute: float) -> list[prom.PromSeries]:
+    labels = {"route": route, "variant": variant}
+    return [
+        prom.PromSeries("llm_request_duration_seconds_bucket", {**labels, "le": le}, per_minute * share)
+        for le, share in shares.items()
+    ]
+
+
+def history() -> list[prom.PromSeries]:
+    s: list[prom.PromSeries] = []
+    # canary better: evals 93% against 90%, faster, cheaper, same error rate
+    s += _evals("better", "stable", 0.90, 20) + _evals("better", "canary", 0.93, 20)
+    s += _latency("better", "stable", {"0.1": 0.2, "0.25": 0.5, "0.5": 0.8, "1": 0.97, "+Inf": 1.0}, 20)
+    s += _latency("better", "canary", {"0.1": 0.3, "0.25": 0.6, "0.5": 0.9, "1": 0.99, "+Inf": 1.0}, 20)
+    for variant, usd in (("stable", 0.02), ("canary", 0.018)):
+        s += _ratio("llm_requests_total", "better", variant, "outcome", "ok", 19.9, 20)
+        s.append(prom.PromSeries("llm_cost_usd_total", {"route": "better", "variant": variant}, usd))
+    # canary 5 points worse on evals
+    s += _evals("worse", "stable", 0.90, 20) + _evals("worse", "canary", 0.85, 20)
+    # too few samples: 18 canary evals in an hour
+    s += _evals("few", "stable", 0.90, 20) + _evals("few", "canary", 0.5, 0.3)
+    # one bad segment among good ones, and a tiny bad one that does not count
+    for tier, canary_rate, per_minute in (
+        ("free", 0.91, 20),
+        ("pro", 0.90, 20),
+        ("enterprise", 0.80, 20),
+        ("trial", 0.1, 0.1),
+    ):
+        s += _evals("segmented", "stable", 0.90, 20, tenant_tier=tier)
+        s += _evals("segmented", "canary", canary_rate, per_minute, tenant_tier=tier)
+    # stable has had 5xx; the canary's error series does not exist at all
+    s += _ratio("llm_requests_total", "absent5xx", "stable", "outcome", "ok", 19.5, 20)
+    s += _ratio("llm_requests_total", "absent5xx", "canary", "outcome", "ok", 20, 20)
+    # a route whose name would break a carelessly built query
+    s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
+    return s
+
+
+@pytest.fixture(scope="session")
+def prom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.PromServer]:
+    work = tmp_path_factory.mktemp("prometheus")
+    data = work / "data"
+    prom.prom_backfill(prom.prom_openmetrics(history(), now=NOW), data_dir=data, work=work)
+    with prom.prom_server(work, data_dir=data) as server:
+        yield server
+
+
+@dataclass
+class Counting:
+    """A real httpx client that counts the requests it sends (an event hook, not a mock)."""
+
+    requests: list[str] = field(default_factory=list)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(timeout=30, event_hooks={"request": [lambda r: self.requests.append(str(r.url))]})
+
+
+@pytest.fixture
+def counting() -> Counting:
+    return Counting()
+
+
+@pytest.fixture
+def metrics(prom_server: prom.PromServer, counting: Counting) -> Iterator[prometheus.Prometheus]:
+    client = prometheus.Prometheus(prom_server.url, client=counting.client())
+    try:
+        yield client
+    finally:
+        client.close()

@@ -1,0 +1,141 @@
+"""Test helpers for the gates tests: free ports, processes stopped by their own handle, a real
+Prometheus with backfilled history (promtool), and polling instead of sleeping.
+
+Used by `tests/gates/conftest.py`; prefixed `prom` to stay clear of other helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+def prom_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def prom_poll(what: str, check: Callable[[], T | None], *, deadline: float = 60.0, every: float = 0.1) -> T:
+    """Call `check` until it returns something truthy; fail with `what` after `deadline` seconds.
+    A readiness wait, not a timed assertion: the deadline only stops a hung test."""
+    end = time.monotonic() + deadline
+    last: BaseException | None = None
+    while time.monotonic() < end:
+        try:
+            result = check()
+            if result:
+                return result
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last = exc
+        time.sleep(every)
+    raise TimeoutError(f"gave up waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+
+
+@contextlib.contextmanager
+def prom_process(args: Sequence[str], *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a process for the duration of the block, then stop it by its own handle."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- OpenMetrics history for promtool ----------------------------------------------------------------
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class PromSeries:
+    """One counter series growing linearly: `per_minute` per minute from `start` seconds ago to now."""
+
+    name: str
+    labels: Mapping[str, str]
+    per_minute: float
+
+    def line(self, value: float, ts: int) -> str:
+        body = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(self.labels.items()))
+        return f"{self.name}{{{body}}} {value:g} {ts}"
+
+
+def prom_openmetrics(series: Sequence[PromSeries], *, now: int, span: int = 3 * 3600, step: int = 60) -> str:
+    """OpenMetrics text: each series from `now - span` to `now` every `step` seconds; ends with # EOF."""
+    lines = []
+    for s in sorted(series, key=lambda s: (s.name, sorted(s.labels.items()))):
+        for i, ts in enumerate(range(now - span, now + 1, step)):
+            lines.append(s.line(s.per_minute * i * step / 60, ts))
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def prom_backfill(text: str, *, data_dir: Path, work: Path) -> None:
+    source = work / "history.om"
+    source.write_text(text, "utf-8")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+        check=True,
+        capture_output=True,
+    )
+
+
+# -- Prometheus --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromServer:
+    url: str
+    targets_file: Path  # file_sd targets for the job "live", scraped every second
+
+    def set_targets(self, targets: Sequence[str], *, metrics_path: str = "/stats/prometheus") -> None:
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": list(targets), "labels": {"__metrics_path__": metrics_path}}]))
+        tmp.replace(self.targets_file)
+
+
+@contextlib.contextmanager
+def prom_server(work: Path, *, data_dir: Path) -> Iterator[PromServer]:
+    """A real Prometheus on loopback, ready when this yields."""
+    targets = work / "targets.json"
+    targets.write_text("[]")
+    config = work / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: live\n"
+        "    file_sd_configs: [{files: ['" + str(targets) + "'], refresh_interval: 1s}]\n"
+    )
+    port = prom_free_port()
+    args = [
+        "prometheus",
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data_dir}",
+        "--storage.tsdb.retention.time=3650d",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    with prom_process(args, log=work / "prometheus.log"):
+        prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
+        yield PromServer(url, targets)
