@@ -6,12 +6,14 @@ repo) and calls `bootstrap()` for `rollout render envoy`; the reconciler only re
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+from ruamel.yaml import YAML
 
 from controller import errors, spec
 from controller.routers import base
@@ -300,6 +302,16 @@ def bootstrap(
             "clusters": clusters,
         },
     }
+
+
+def to_yaml(document: Mapping[str, Any]) -> str:
+    """The bootstrap as block-style YAML, keys in the order `bootstrap()` built them."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    yaml.dump(dict(document), out)
+    return out.getvalue()
 
 
 def route_specs(
