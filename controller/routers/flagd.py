@@ -75,6 +75,8 @@ def parse_flag(data: Any, *, where: str) -> base.RouteState:
             weights[entry[0]] = entry[1]
         metadata = data.get("metadata") or {}
         shadow = metadata.get("shadow", 0) if isinstance(metadata, dict) else 0
+        if not isinstance(shadow, int) or isinstance(shadow, bool):
+            raise ValueError(f"metadata.shadow must be a whole percent, got {shadow!r}")
         if data.get("state") != "ENABLED":
             raise ValueError(f"the flag's state is {data.get('state')!r}, not ENABLED")
         served = {
