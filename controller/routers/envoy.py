@@ -77,6 +77,8 @@ class EnvoyRouter:
         if rollout is None:
             return None
         entries = self._runtime(f"read route {route!r}")
+        if spec.cluster_name(rollout, base.STABLE) not in self._clusters(f"read route {route!r}"):
+            return None  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
         return parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
 
     def write(self, route: str, state: base.RouteState) -> None:
@@ -118,6 +120,19 @@ class EnvoyRouter:
         if not isinstance(entries, dict):
             raise errors.RouterStateError(f"router {self.name!r}: {operation}: /runtime 'entries' is not an object")
         return entries
+
+    def _clusters(self, operation: str) -> set[str]:
+        response = self._call("GET", "/clusters", operation, params={"format": "json"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /clusters answered {response.status_code}"
+            )
+        try:
+            return {str(c["name"]) for c in response.json().get("cluster_statuses", [])}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /clusters did not answer a JSON object with 'cluster_statuses'"
+            ) from exc
 
     def _call(self, method: str, path: str, operation: str, *, params: Mapping[str, str]) -> httpx.Response:
         try:

@@ -250,3 +250,12 @@ def test_rendered_bootstrap_validates_with_real_envoy(bootstrap: dict[str, Any],
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_proc.Envoy) -> None:
+    """Envoy started from an older bootstrap: runtime keys would change nothing, so there is no route."""
+    router = envoy.EnvoyRouter("edge", proxy.admin, routes={"support-chat": "support-bot"})
+    assert router.read("support-chat") is None
+    with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
+        base.apply(router, "support-chat", base.RouteState({S: 90, C: 10}))
