@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from pydantic import BaseModel
 
 from controller import __version__, analysis, errors, evidence, gates, lint, load, plan, prometheus, repo, report, spec
-from controller.routers import base
+from controller.routers import base, envoy, flagd
 from controller.routers import file as file_router
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -35,13 +35,28 @@ class UsageError(Exception):
 # -- adapters ------------------------------------------------------------------------------------
 
 
-def build_router(name: str, config: spec.RouterConfig, *, root: Path) -> base.Router:
-    """One router from its config. Unknown types cannot reach here: the config is validated."""
+def build_router(
+    name: str, config: spec.RouterConfig, *, root: Path, routes: dict[str, str] | None = None
+) -> base.Router:
+    """One router from its config. Unknown types cannot reach here: the config is validated.
+
+    `routes` maps each route on this router to its rollout's name (Envoy names clusters and
+    runtime keys after the rollout); `route_rollouts()` builds it from the loaded repo.
+    """
     match config:
         case spec.FileRouter():
             return file_router.FileRouter(name, root / config.path)
-        case spec.EnvoyRouter() | spec.FlagdRouter() | spec.LitellmRouter():
+        case spec.EnvoyRouter():
+            return envoy.EnvoyRouter(name, config.admin, routes=routes or {}, runtime_prefix=config.runtime_prefix)
+        case spec.FlagdRouter():
+            return flagd.FlagdRouter(name, root / config.path)
+        case spec.LitellmRouter():
             raise errors.RouterError(f"router {name!r}: type {config.type!r} is not implemented yet")
+
+
+def route_rollouts(result: load.RepoSpec, router: str) -> dict[str, str]:
+    """route -> rollout name, for every rollout on `router`."""
+    return {r.rollout.spec.route: r.name for r in result.rollouts if r.rollout.spec.router == router}
 
 
 # -- validate ------------------------------------------------------------------------------------
@@ -178,7 +193,9 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         name = loaded.rollout.spec.router
         try:
             if name not in routers:
-                routers[name] = build_router(name, result.config.routers[name], root=root)
+                routers[name] = build_router(
+                    name, result.config.routers[name], root=root, routes=route_rollouts(result, name)
+                )
             live = routers[name].read(loaded.rollout.spec.route)
         except errors.RolloutError as exc:
             failures.append((loaded.name, str(exc)))
@@ -296,6 +313,65 @@ def add_gates_parser(sub: Any) -> None:
     g.set_defaults(func=cmd_gates)
 
 
+# -- render --------------------------------------------------------------------------------------
+
+
+def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
+    root = find_root(Path(args.repo))
+    result = load.load_repo(repo.WorkTree(root))
+    if result.config is None or result.problems:
+        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+        return 1
+    envoys = {n: c for n, c in result.config.routers.items() if isinstance(c, spec.EnvoyRouter)}
+    if args.router is None and len(envoys) != 1:
+        raise UsageError(f"name the Envoy router to render, one of: {', '.join(sorted(envoys)) or '(none)'}")
+    name = args.router or next(iter(envoys))
+    if name not in envoys:
+        raise UsageError(f"{name!r} is not an Envoy router in {load.CONFIG_FILE}; Envoy routers: {sorted(envoys)}")
+    config = envoys[name]
+    rollouts = [
+        (
+            r.name,
+            r.rollout.spec.route,
+            {
+                role: v.model
+                for role, v in ((base.STABLE, r.rollout.spec.stable), (base.CANARY, r.rollout.spec.canary))
+                if v
+            },
+        )
+        for r in result.rollouts
+        if r.rollout.spec.router == name
+    ]
+    document = envoy.bootstrap(
+        envoy.route_specs(rollouts, upstreams=config.upstreams),
+        admin=config.admin,
+        listen=config.listen,
+        runtime_prefix=config.runtime_prefix,
+        split_header=args.split_header,
+    )
+    text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
+    text += envoy.to_yaml(document)
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        out.write(text)
+    return 0
+
+
+def add_render_parser(sub: Any) -> None:
+    r = sub.add_parser("render", help="generate router configuration from the rollouts")
+    rsub = r.add_subparsers(dest="target", required=True, metavar="TARGET")
+    re = rsub.add_parser("envoy", help="the Envoy bootstrap for every rollout on an Envoy router")
+    re.add_argument("router", nargs="?", default=None, metavar="ROUTER", help="an Envoy router (default: the only one)")
+    re.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    re.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    re.add_argument(
+        "--split-header", default=None, help="let this request header pick the split bucket 0-99 (tests only)"
+    )
+    re.set_defaults(func=cmd_render_envoy)
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -327,6 +403,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     add_gates_parser(sub)
+    add_render_parser(sub)
     return p
 
 

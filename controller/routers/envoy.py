@@ -1,0 +1,346 @@
+"""The Envoy router: live weights and shadow traffic through Envoy's admin runtime, and the bootstrap.
+
+The CLI builds an `EnvoyRouter` per configured Envoy (with the route -> rollout mapping from the
+repo) and calls `bootstrap()` for `rollout render envoy`; the reconciler only reads and writes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from ruamel.yaml import YAML
+
+from controller import errors, spec
+from controller.routers import base
+
+VARIANT_HEADER = "x-rollout-variant"
+SHADOW_KEY = "shadow"
+#: Envoy's latency histograms in milliseconds: fine enough for a p95 from 5 ms to 5 minutes.
+LATENCY_BUCKETS_MS = (
+    *(5, 10, 25, 50, 75, 100, 150, 200, 300, 400, 500, 750),
+    *(1000, 1500, 2000, 2500, 3000, 4000, 5000, 6000, 8000, 10000, 12500, 15000, 20000),
+    *(25000, 30000, 45000, 60000, 90000, 120000, 180000, 300000),
+)
+
+
+def weight_prefix(prefix: str, rollout: str) -> str:
+    """The `runtime_key_prefix` of a rollout's weighted clusters; Envoy appends `.<cluster name>`."""
+    return f"{prefix}.{rollout}"
+
+
+def weight_key(prefix: str, rollout: str, variant: str) -> str:
+    return f"{weight_prefix(prefix, rollout)}.{spec.cluster_name(rollout, variant)}"
+
+
+def shadow_key(prefix: str, rollout: str) -> str:
+    return f"{weight_prefix(prefix, rollout)}.{SHADOW_KEY}"
+
+
+#: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
+DEFAULTS = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
+
+
+class EnvoyRouter:
+    """Reads and writes the runtime keys of the routes rendered by `bootstrap()`.
+
+    `routes` maps a route (spec.route) to its rollout's name, which names the clusters and keys.
+    Every write sets all of a route's keys in one `POST /runtime_modify`, so a reader never sees a
+    half-applied split.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        admin: str,
+        *,
+        routes: Mapping[str, str],
+        runtime_prefix: str = "rollouts",
+        timeout: float = 2.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.name = name
+        self.admin = admin.rstrip("/")
+        self.routes = dict(routes)
+        self.runtime_prefix = runtime_prefix
+        self._client = client or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def read(self, route: str) -> base.RouteState | None:
+        rollout = self.routes.get(route)
+        if rollout is None:
+            return None
+        entries = self._runtime(f"read route {route!r}")
+        if spec.cluster_name(rollout, base.STABLE) not in self._clusters(f"read route {route!r}"):
+            return None  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
+        return parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+
+    def write(self, route: str, state: base.RouteState) -> None:
+        rollout = self.routes.get(route)
+        if rollout is None:
+            raise errors.RouterError(
+                f"router {self.name!r}: route {route!r} is on no rollout of this Envoy, so it has no clusters"
+            )
+        if state.weight(base.STABLE) + state.weight(base.CANARY) != 100:
+            raise errors.RouterError(
+                f"router {self.name!r} route {route!r}: Envoy splits only stable and canary, got {state.describe()}"
+            )
+        params = runtime_values(state, prefix=self.runtime_prefix, rollout=rollout)
+        response = self._call("POST", "/runtime_modify", f"write route {route!r}", params=params)
+        if response.status_code != 200:
+            raise errors.RouterError(
+                f"router {self.name!r}: write route {route!r}: runtime_modify answered "
+                f"{response.status_code}: {response.text.strip()[:200]}"
+            )
+
+    def overrides(self) -> dict[str, str]:
+        """Every runtime key under our prefix that the admin layer holds (empty after a restart)."""
+        entries = self._runtime("list runtime overrides")
+        prefix = self.runtime_prefix + "."
+        return {k: str(v.get("final_value")) for k, v in entries.items() if k.startswith(prefix)}
+
+    def _runtime(self, operation: str) -> dict[str, Any]:
+        response = self._call("GET", "/runtime", operation, params={"format": "json"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /runtime answered {response.status_code}"
+            )
+        try:
+            entries = response.json()["entries"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /runtime did not answer a JSON object with 'entries'"
+            ) from exc
+        if not isinstance(entries, dict):
+            raise errors.RouterStateError(f"router {self.name!r}: {operation}: /runtime 'entries' is not an object")
+        return entries
+
+    def _clusters(self, operation: str) -> set[str]:
+        response = self._call("GET", "/clusters", operation, params={"format": "json"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /clusters answered {response.status_code}"
+            )
+        try:
+            return {str(c["name"]) for c in response.json().get("cluster_statuses", [])}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /clusters did not answer a JSON object with 'cluster_statuses'"
+            ) from exc
+
+    def _call(self, method: str, path: str, operation: str, *, params: Mapping[str, str]) -> httpx.Response:
+        try:
+            return self._client.request(method, self.admin + path, params=params)
+        except httpx.HTTPError as exc:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: Envoy admin at {self.admin} did not answer ({type(exc).__name__})"
+            ) from exc
+
+    def _where(self, route: str) -> str:
+        return f"router {self.name!r} route {route!r}"
+
+
+def runtime_values(state: base.RouteState, *, prefix: str, rollout: str) -> dict[str, str]:
+    """The runtime keys that put a route in `state`; never all weights 0 (RouteState forbids it)."""
+    return {
+        weight_key(prefix, rollout, base.STABLE): str(state.weight(base.STABLE)),
+        weight_key(prefix, rollout, base.CANARY): str(state.weight(base.CANARY)),
+        shadow_key(prefix, rollout): str(state.shadow),
+    }
+
+
+def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where: str) -> base.RouteState:
+    """The live split from `/runtime` entries; a key without an override takes the bootstrap default.
+
+    A value Envoy would silently replace by its default (not a whole number), or a split that does
+    not sum to 100, is a RouterStateError: we report what we cannot trust instead of guessing.
+    """
+    values: dict[str, int] = {}
+    defaults = {base.STABLE: DEFAULTS.weight(base.STABLE), base.CANARY: DEFAULTS.weight(base.CANARY)}
+    keys = {role: weight_key(prefix, rollout, role) for role in defaults} | {SHADOW_KEY: shadow_key(prefix, rollout)}
+    for what, key in keys.items():
+        entry = entries.get(key)
+        if entry is None:
+            values[what] = defaults.get(what, DEFAULTS.shadow)
+            continue
+        raw = entry.get("final_value") if isinstance(entry, dict) else None
+        if raw is None or raw == "":
+            values[what] = defaults.get(what, DEFAULTS.shadow)
+            continue
+        try:
+            number = int(str(raw))
+        except ValueError:
+            number = -1
+        if not 0 <= number <= 100:
+            raise errors.RouterStateError(f"{where}: runtime key {key} holds {raw!r}, not a whole percent")
+        values[what] = number
+    try:
+        return base.RouteState({base.STABLE: values[base.STABLE], base.CANARY: values[base.CANARY]}, values[SHADOW_KEY])
+    except ValueError as exc:
+        raise errors.RouterStateError(f"{where}: live runtime is not a valid split: {exc}") from exc
+
+
+# -- the bootstrap ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """What `bootstrap()` needs of one rollout: its name, its route, and each variant's upstream."""
+
+    rollout: str
+    route: str
+    upstreams: Mapping[str, str]  # variant role -> host:port
+
+
+def _address(host_port: str, *, what: str) -> dict[str, Any]:
+    host, sep, port = host_port.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise errors.RouterError(f"{what}: {host_port!r} is not host:port")
+    return {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}}
+
+
+def bootstrap(
+    routes: Sequence[RouteSpec],
+    *,
+    admin: str,
+    listen: str,
+    runtime_prefix: str,
+    split_header: str | None = None,
+    route_timeout: str = "300s",
+) -> dict[str, Any]:
+    """A complete Envoy bootstrap: one listener, a weighted route per rollout, a cluster per variant.
+
+    A rollout's route matches the path prefix `/<route>/` (rewritten to `/`), so an OpenAI client
+    uses `http://LISTEN/<route>/v1` as its base URL. Its weights default to stable 100 / canary 0
+    and follow the runtime keys under `<runtime_prefix>.<rollout>`; the canary gets a mirrored
+    copy of `shadow` percent of requests. `split_header` (tests only) lets a request pick its
+    bucket 0-99 so that a split can be asserted exactly.
+    """
+    admin_url = urlsplit(admin)
+    if not admin_url.hostname or admin_url.port is None:
+        raise errors.RouterError(f"admin address {admin!r} needs a host and a port")
+    virtual_routes: list[dict[str, Any]] = []
+    clusters: list[dict[str, Any]] = []
+    for r in routes:
+        weighted: dict[str, Any] = {
+            "runtime_key_prefix": weight_prefix(runtime_prefix, r.rollout),
+            "clusters": [
+                {
+                    "name": spec.cluster_name(r.rollout, role),
+                    "weight": DEFAULTS.weight(role),
+                    "response_headers_to_add": [
+                        {
+                            "header": {"key": VARIANT_HEADER, "value": role},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
+                }
+                for role in (base.STABLE, base.CANARY)
+                if role in r.upstreams
+            ],
+        }
+        if split_header:
+            weighted["header_name"] = split_header
+        action: dict[str, Any] = {"weighted_clusters": weighted, "prefix_rewrite": "/", "timeout": route_timeout}
+        if base.CANARY in r.upstreams:
+            action["request_mirror_policies"] = [
+                {
+                    "cluster": spec.cluster_name(r.rollout, base.CANARY),
+                    "runtime_fraction": {
+                        "default_value": {"numerator": DEFAULTS.shadow, "denominator": "HUNDRED"},
+                        "runtime_key": shadow_key(runtime_prefix, r.rollout),
+                    },
+                }
+            ]
+        virtual_routes.append({"name": r.rollout, "match": {"prefix": f"/{r.route}/"}, "route": action})
+        for role, upstream in r.upstreams.items():
+            name = spec.cluster_name(r.rollout, role)
+            clusters.append(
+                {
+                    "name": name,
+                    "type": "STATIC",
+                    "connect_timeout": "2s",
+                    "load_assignment": {
+                        "cluster_name": name,
+                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream, what=name)}}]}],
+                    },
+                }
+            )
+    manager = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "rollouts",
+        "route_config": {
+            "name": "rollouts",
+            "virtual_hosts": [{"name": "rollouts", "domains": ["*"], "routes": virtual_routes}],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            }
+        ],
+    }
+    return {
+        "admin": {"address": _address(f"{admin_url.hostname}:{admin_url.port}", what="admin")},
+        "stats_flush_interval": "1s",
+        "stats_config": {
+            "histogram_bucket_settings": [
+                {"match": {"safe_regex": {"regex": ".*"}}, "buckets": [float(b) for b in LATENCY_BUCKETS_MS]}
+            ]
+        },
+        "layered_runtime": {
+            "layers": [
+                {"name": "static", "static_layer": {}},
+                {"name": "admin", "admin_layer": {}},
+            ]
+        },
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "rollouts",
+                    "address": _address(listen, what="listen"),
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def to_yaml(document: Mapping[str, Any]) -> str:
+    """The bootstrap as block-style YAML, keys in the order `bootstrap()` built them."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    yaml.dump(dict(document), out)
+    return out.getvalue()
+
+
+def route_specs(
+    rollouts: Sequence[tuple[str, str, Mapping[str, str]]], *, upstreams: Mapping[str, str]
+) -> list[RouteSpec]:
+    """(rollout name, route, variant role -> model id) -> RouteSpecs, resolving models via `upstreams`."""
+    out = []
+    for rollout, route, models in rollouts:
+        resolved = {}
+        for role, model in models.items():
+            if model not in upstreams:
+                raise errors.RouterError(
+                    f"rollout {rollout!r}: model {model!r} ({role}) has no entry in the Envoy router's upstreams"
+                )
+            resolved[role] = upstreams[model]
+        out.append(RouteSpec(rollout=rollout, route=route, upstreams=resolved))
+    return out

@@ -1,0 +1,156 @@
+"""The flags router: each route is an OpenFeature flagd flag whose variants say what to serve.
+
+The CLI builds it from a `flagd` router config; the reconciler reads and writes through it. An
+application evaluates the flag (key = the route) with its user id as targeting key and gets an
+object {model, prompt, revision, params}; `fractional` targeting keeps each user on one variant.
+Writes are atomic (temp file renamed over the old one) under an advisory lock; other flags in the
+file are kept as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from controller import errors
+from controller.routers import base
+
+SCHEMA = "https://flagd.dev/schema/v0/flags.json"
+MANAGED_BY = "rollout-controller"
+#: The bucketing key: flag key + targeting key, as flagd does by default, spelt out so it is visible.
+BUCKET_BY = {"cat": [{"var": "$flagd.flagKey"}, {"var": "targetingKey"}]}
+
+
+def flag(state: base.RouteState) -> dict[str, Any]:
+    """The flagd flag for one route's state. Shadow has no meaning to a flag evaluator, so it is
+    kept in the flag's metadata (`shadow`), where an application that mirrors can read it."""
+    variants = {name: _variant_object(state.served.get(name)) for name in sorted(state.weights, key=_order)}
+    return {
+        "state": "ENABLED",
+        "defaultVariant": base.STABLE if base.STABLE in state.weights else next(iter(variants)),
+        "variants": variants,
+        "targeting": {"fractional": [BUCKET_BY, *([name, state.weight(name)] for name in variants)]},
+        "metadata": {"managedBy": MANAGED_BY, "shadow": state.shadow},
+    }
+
+
+def _order(name: str) -> tuple[int, str]:
+    return ({base.STABLE: 0, base.CANARY: 1}.get(name, 2), name)
+
+
+def _variant_object(served: base.Served | None) -> dict[str, Any]:
+    if served is None:
+        return {}
+    return {
+        "model": served.model,
+        "prompt": served.prompt,
+        "revision": served.revision,
+        "params": dict(served.params),
+    }
+
+
+def parse_flag(data: Any, *, where: str) -> base.RouteState:
+    """A route state from a flag this router wrote; anything else is a RouterStateError."""
+    try:
+        if not isinstance(data, dict):
+            raise ValueError("the flag is not an object")
+        variants = data.get("variants")
+        if not isinstance(variants, dict) or not variants:
+            raise ValueError("the flag has no 'variants' object")
+        fractional = (data.get("targeting") or {}).get("fractional")
+        if not isinstance(fractional, list) or len(fractional) < 2:
+            raise ValueError("the flag's targeting is not a 'fractional' split")
+        weights: dict[str, int] = {}
+        for entry in fractional[1:]:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+                raise ValueError(f"fractional entry {entry!r} is not [variant, weight]")
+            if entry[0] not in variants:
+                raise ValueError(f"fractional names variant {entry[0]!r}, which the flag does not define")
+            weights[entry[0]] = entry[1]
+        metadata = data.get("metadata") or {}
+        shadow = metadata.get("shadow", 0) if isinstance(metadata, dict) else 0
+        if not isinstance(shadow, int) or isinstance(shadow, bool):
+            raise ValueError(f"metadata.shadow must be a whole percent, got {shadow!r}")
+        if data.get("state") != "ENABLED":
+            raise ValueError(f"the flag's state is {data.get('state')!r}, not ENABLED")
+        served = {
+            name: base.Served(v["model"], v.get("prompt"), v.get("revision", ""), v.get("params") or {})
+            for name, v in variants.items()
+            if isinstance(v, dict) and isinstance(v.get("model"), str)
+        }
+        return base.RouteState(weights, shadow, served)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise errors.RouterStateError(f"{where}: {exc}") from exc
+
+
+class FlagdRouter:
+    def __init__(self, name: str, path: str | Path) -> None:
+        self.name = name
+        self.path = Path(path)
+
+    def read(self, route: str) -> base.RouteState | None:
+        raw = self._load().get("flags", {}).get(route)
+        if raw is None:
+            return None
+        return parse_flag(raw, where=f"router {self.name!r} ({self.path}) flag {route!r}")
+
+    def write(self, route: str, state: base.RouteState) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                document = self._load() or {"$schema": SCHEMA, "flags": {}}
+                document["flags"][route] = flag(state)
+                self._replace(document)
+        except OSError as exc:
+            raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
+
+    def flags(self) -> Mapping[str, Any]:
+        flags: Mapping[str, Any] = self._load().get("flags", {})
+        return flags
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            text = self.path.read_text("utf-8")
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.path}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.path} is not valid JSON (line {exc.lineno}: {exc.msg})"
+            ) from exc
+        if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
+            raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'flags' object")
+        return data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            os.fchmod(fd, 0o644)  # applications read this file; mkstemp makes it owner-only
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise

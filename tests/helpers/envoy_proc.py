@@ -1,0 +1,181 @@
+"""Real Envoy and tiny upstreams for tests and benches: started on port 0, stopped by their handle.
+
+Used by tests/routers/conftest.py and bench/router_apply.py; nothing here is imported by the controller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import random
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ENVOY = shutil.which("envoy") or "envoy"
+READY_TIMEOUT = 30.0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = self.server.name.encode()
+        with self.server.lock:
+            self.server.requests += 1
+            self.server.paths.append(self.path)
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.name = name
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.paths: list[str] = []
+
+
+@dataclass
+class Upstream:
+    """An HTTP server on 127.0.0.1 that answers every request with its own name."""
+
+    name: str
+    server: _Server
+    thread: threading.Thread
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def requests(self) -> int:
+        with self.server.lock:
+            return self.server.requests
+
+
+@contextlib.contextmanager
+def upstream(name: str) -> Iterator[Upstream]:
+    server = _Server(name)
+    thread = threading.Thread(target=server.serve_forever, name=f"upstream-{name}", daemon=True)
+    thread.start()
+    try:
+        yield Upstream(name, server, thread)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@dataclass
+class Envoy:
+    """A running Envoy: its admin URL and the port of its one listener."""
+
+    process: subprocess.Popen[bytes]
+    admin: str
+    listener_port: int
+    log: Path
+    config: Path
+    workdir: Path = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener_port}"
+
+
+def start_envoy(config: dict[str, Any], workdir: Path) -> Envoy:
+    """Start Envoy from a bootstrap whose admin and listener ports are 0; wait until it is ready."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{random.randrange(1 << 30)}"
+    cfg = workdir / f"envoy-{tag}.json"
+    cfg.write_text(json.dumps(config), "utf-8")
+    admin_path = workdir / f"admin-{tag}.txt"
+    log = workdir / f"envoy-{tag}.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [
+                ENVOY,
+                "-c", str(cfg),
+                "--admin-address-path", str(admin_path),
+                "--disable-hot-restart",
+                "--base-id", str(random.randrange(1, 1 << 20)),
+                "--concurrency", "1",
+                "-l", "warning",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        admin = _wait_admin(process, admin_path, log)
+        port = _listener_port(admin)
+    except BaseException:
+        stop_envoy(process)
+        raise
+    return Envoy(process, admin, port, log, cfg, workdir)
+
+
+def stop_envoy(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_envoy(config: dict[str, Any], workdir: Path) -> Iterator[Envoy]:
+    proxy = start_envoy(config, workdir)
+    try:
+        yield proxy
+    finally:
+        stop_envoy(proxy.process)
+
+
+def _wait_admin(process: subprocess.Popen[bytes], admin_path: Path, log: Path) -> str:
+    deadline = time.monotonic() + READY_TIMEOUT
+    with httpx.Client(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"envoy exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
+            address = admin_path.read_text().strip() if admin_path.exists() else ""
+            if address:
+                admin = f"http://{address}"
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(admin + "/ready").status_code == 200:
+                        return admin
+            time.sleep(0.02)  # polling interval while waiting on readiness, not a timed assertion
+    raise RuntimeError(f"envoy not ready after {READY_TIMEOUT}s: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _listener_port(admin: str) -> int:
+    data = httpx.get(admin + "/listeners", params={"format": "json"}, timeout=5).json()
+    port: int = data["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
+    return port

