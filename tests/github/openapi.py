@@ -6,6 +6,7 @@ The stand-in routes by it and reports every mismatch as a violation; tests fail 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -111,6 +112,12 @@ class Contract:
         if schema is None:
             return []
         return _errors(f"{where}: response body", body, schema)
+
+
+@functools.cache
+def contract() -> Contract:
+    """The committed subset, loaded once per test session (it is read-only)."""
+    return Contract()
 
 
 def _coerce(text: str, schema: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import itertools
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -111,7 +112,7 @@ class StandIn:
         files: dict[str, bytes] | None = None,
         max_per_page: int = 100,
     ) -> None:
-        self.contract = openapi.Contract()
+        self.contract = openapi.contract()
         self.owner, self.name, self.token = owner, name, token
         self.max_per_page = max_per_page
         self.violations: list[str] = []
@@ -131,7 +132,9 @@ class StandIn:
         root = self._tree({path: self._blob(data) for path, data in (files or {"README.md": b"hello\n"}).items()})
         self.refs["heads/main"] = self._commit(root, [], "initial")
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.thread = threading.Thread(target=self.server.serve_forever, name="github-standin", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, args=(0.05,), name="github-standin", daemon=True
+        )
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -494,6 +497,10 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def setup(self) -> None:
+            super().setup()
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms delayed-ACK stalls
+
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
@@ -522,7 +529,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 standin.records.append(Record(self.command, path, "?", body, 404))
                 return self._send(404, {"message": "Not Found"})
             op, params = found
-            record = Record(self.command, path, op.op_id, body)
+            record = Record(self.command, self.path, op.op_id, body)
             standin.records.append(record)
             if standin.token and self.headers.get("Authorization") != f"token {standin.token}":
                 record.status = 401
