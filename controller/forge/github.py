@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,7 +17,7 @@ import github3
 import github3.exceptions
 import requests
 
-from controller import errors
+from controller import errors, spec
 from controller.forge import base
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,21 @@ class GithubForge:
         if token is not None:
             self._gh.login(token=token)
         self._repo: Any = None
+
+    @classmethod
+    def from_config(cls, config: spec.GithubForge, *, env: Mapping[str, str]) -> GithubForge:
+        """The forge that `rollouts/controller.yaml` names; `env` is where its secret lives (the cli
+        passes os.environ). A missing secret is an error that names the variable, never its value."""
+        if config.app is not None:
+            key = env.get(config.app.private_key_env, "")
+            if not key:
+                raise errors.ForgeError(f"github {config.repository}: ${config.app.private_key_env} is not set")
+            app = AppAuth(config.app.app_id, config.app.installation_id, key.encode())
+            return cls(config.repository, app=app, api_url=config.api_url)
+        token = env.get(config.token_env, "")
+        if not token:
+            raise errors.ForgeError(f"github {config.repository}: ${config.token_env} is not set")
+        return cls(config.repository, token=token, api_url=config.api_url)
 
     def __repr__(self) -> str:
         auth = f"app {self._app.app_id}" if self._app else "token"
@@ -320,7 +335,8 @@ class GithubForge:
 
     def _login_app(self) -> None:
         assert self._app is not None
-        self._gh.login_as_app_installation(self._app.private_key, self._app.app_id, self._app.installation_id)
+        # PyJWT wants the issuer as a string; github3 passes the id through as given
+        self._gh.login_as_app_installation(self._app.private_key, str(self._app.app_id), self._app.installation_id)
 
 
 def _or_none(get: Callable[[], T]) -> T | None:

@@ -42,6 +42,7 @@ OPERATIONS = {
     "issues/update-comment": "the sticky comment, afterwards",
     "issues/add-labels": "labels, in the documented {labels: [...]} form",
     "repos/create-commit-status": "the gate summary on the head commit",
+    "apps/create-installation-access-token": "GitHub App auth: an installation token from the App's JWT",
 }
 
 

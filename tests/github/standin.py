@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jwt
+
 from tests.github import openapi
 
 PREFIX = "/api/v3"
@@ -111,10 +113,13 @@ class StandIn:
         token: str = "",
         files: dict[str, bytes] | None = None,
         max_per_page: int = 100,
+        app: tuple[int, bytes] | None = None,
     ) -> None:
         self.contract = openapi.contract()
         self.owner, self.name, self.token = owner, name, token
         self.max_per_page = max_per_page
+        self.app = app  # (app id, the App's public key PEM): JWTs it signs may ask for installation tokens
+        self.tokens = {token} if token else set()
         self.violations: list[str] = []
         self.records: list[Record] = []
         self.faults: list[Fault] = []
@@ -531,7 +536,10 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             op, params = found
             record = Record(self.command, self.path, op.op_id, body)
             standin.records.append(record)
-            if standin.token and self.headers.get("Authorization") != f"token {standin.token}":
+            if op.op_id == "apps/create-installation-access-token":
+                standin.violations += standin.contract.check_request(op, path_params=params, query=query, body=body)
+                return self._installation_token(record, params)
+            if self.headers.get("Authorization", "").removeprefix("token ") not in standin.tokens:
                 record.status = 401
                 return self._send(401, {"message": "Bad credentials"})
             for fault in standin.faults:
@@ -556,6 +564,29 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             standin.violations += standin.contract.check_response(op, status=status, body=payload)
             record.status = status
             self._send(status, payload, headers)
+
+        def _installation_token(self, record: Record, params: dict[str, str]) -> None:
+            claims = None
+            if standin.app is not None:
+                app_id, public_key = standin.app
+                try:
+                    jwt_text = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                    claims = jwt.decode(jwt_text, public_key, algorithms=["RS256"])
+                except jwt.PyJWTError:
+                    claims = None
+                if claims is not None and str(claims.get("iss")) != str(app_id):
+                    claims = None
+            if claims is None:
+                record.status = 401
+                return self._send(401, {"message": "A JSON web token could not be decoded"})
+            token = f"ghs_installation{params['installation_id']}x{len(standin.tokens)}"
+            standin.tokens.add(token)
+            op = standin.contract.match("POST", f"/app/installations/{params['installation_id']}/access_tokens")
+            assert op is not None
+            payload = _complete(op[0].response_schema(201), {"token": token, "expires_at": "2099-01-01T00:00:00Z"})
+            standin.violations += standin.contract.check_response(op[0], status=201, body=payload)
+            record.status = 201
+            return self._send(201, payload)
 
         def _page(self, path: str, query: dict[str, list[str]], items: list[Any]) -> tuple[list[Any], dict[str, str]]:
             per_page = min(int(query.get("per_page", ["30"])[-1]), standin.max_per_page)

@@ -10,7 +10,7 @@ import github3
 import pytest
 import requests
 
-from controller import errors
+from controller import errors, spec
 from controller.forge import base, github
 from tests.github import conftest
 from tests.github import standin as standin_mod
@@ -279,3 +279,66 @@ def test_the_subset_covers_what_the_forge_uses() -> None:
     contract = standin_mod.openapi.Contract()
     assert contract.source.startswith("@octokit/openapi@")
     assert {op.op_id for op in contract.operations} == set(extract_openapi.OPERATIONS)
+
+
+def test_github_app_installation_auth(waits: list[float]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    server = standin_mod.StandIn(app=(42, public)).start()
+    try:
+        config = spec.GithubForge.model_validate(
+            {
+                "type": "github",
+                "repository": "acme/rollouts",
+                "apiUrl": server.api_url,
+                "app": {"appId": 42, "installationId": 7},
+            }
+        )
+        forge = github.GithubForge.from_config(config, env={"GITHUB_APP_PRIVATE_KEY": private.decode()})
+        pr = forge.propose(change(), base="main")
+        assert pr.number == 1
+        assert server.ops()[:2] == ["apps/create-installation-access-token", "repos/get"]
+        assert "app 42" in repr(forge) and "PRIVATE KEY" not in repr(forge)
+        assert server.violations == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("config", "env", "expect"),
+    [
+        ({}, {}, r"\$GITHUB_TOKEN is not set"),
+        ({"tokenEnv": "BOT_TOKEN"}, {"GITHUB_TOKEN": "x"}, r"\$BOT_TOKEN is not set"),
+        ({"app": {"appId": 1, "installationId": 2}}, {"GITHUB_TOKEN": "x"}, r"\$GITHUB_APP_PRIVATE_KEY is not set"),
+    ],
+    ids=["no-token", "custom-env", "app-without-key"],
+)
+def test_from_config_names_the_missing_secret(config: dict[str, object], env: dict[str, str], expect: str) -> None:
+    parsed = spec.GithubForge.model_validate({"type": "github", "repository": "acme/rollouts", **config})
+    with pytest.raises(errors.ForgeError, match=expect):
+        github.GithubForge.from_config(parsed, env=env)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expect"),
+    [
+        (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "110"}, 10.0),
+        (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "90"}, 0.0),
+        (403, {"X-RateLimit-Remaining": "12"}, None),
+        (429, {}, 60.0),
+        (403, {"Retry-After": "soon"}, 60.0),
+        (500, {"Retry-After": "5"}, None),
+    ],
+    ids=["reset-ahead", "reset-passed", "plain-forbidden", "429-no-header", "bad-retry-after", "not-a-limit"],
+)
+def test_rate_limit_wait(status: int, headers: dict[str, str], expect: float | None) -> None:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    assert github.rate_limit_wait(response, now=100.0) == expect
