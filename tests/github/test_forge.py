@@ -342,3 +342,18 @@ def test_rate_limit_wait(status: int, headers: dict[str, str], expect: float | N
     response.status_code = status
     response.headers.update(headers)
     assert github.rate_limit_wait(response, now=100.0) == expect
+
+
+def test_an_incomplete_response_is_a_forge_error(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
+    standin.fail_next(200, op_id="repos/get", message="not a repository")
+    with pytest.raises(errors.ForgeError, match="unexpected response"):
+        forge.find(BRANCH)
+
+
+def test_a_long_summary_is_cut_to_what_github_accepts(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
+    pr = forge.propose(change(), base="main")
+    forge.set_check(pr.number, state=base.CheckState.FAILURE, summary="latency_p95 FAIL " * 20, context="rollout/gates")
+    (status,) = standin.statuses[pr.head_sha]
+    assert status["state"] == "failure" and len(status["description"]) == github.DESCRIPTION_LIMIT
+    assert status["description"].endswith("…") and status["context"] == "rollout/gates"
+    assert standin.violations == []
