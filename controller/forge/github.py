@@ -7,6 +7,7 @@ types and GitHub's REST API, and GitHub's failures into `errors.ForgeError`; it 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -232,28 +233,32 @@ class GithubForge:
 
     def _commit(self, change: base.Change, *, base: str) -> str:
         """Blobs, a tree on top of `base`, a commit, and the head branch moved to it (Git Data API).
-        An unchanged proposal leaves the branch (and its statuses) alone."""
+        A proposal already on its branch (same base, same files) writes nothing: its statuses stay."""
         repo = self._repository()
         base_ref = _or_none(lambda: repo.ref(f"heads/{base}"))
         if base_ref is None:
             raise errors.ForgeError(f"github {self.repository}: base branch {base!r} not found")
         base_sha = base_ref.object.sha
-        base_tree = repo.git_commit(base_sha).tree.sha
-        entries = [
-            {
-                "path": path,
-                "mode": "100644",
-                "type": "blob",
-                "sha": repo.create_blob(base64.b64encode(content).decode("ascii"), "base64"),
-            }
-            for path, content in sorted(change.files.items())
-        ]
-        tree = repo.create_tree(entries, base_tree=base_tree)
         head_ref = _or_none(lambda: repo.ref(f"heads/{change.branch}"))
         if head_ref is not None:
             head = repo.git_commit(head_ref.object.sha)
-            if head.tree.sha == tree.sha and [p["sha"] for p in head.parents] == [base_sha]:
-                return str(head.sha)
+            if [p["sha"] for p in head.parents] == [base_sha]:
+                entries = {e["path"]: e["sha"] for e in repo.tree(head.tree.sha, recursive=True).as_dict()["tree"]}
+                if all(entries.get(path) == blob_sha(data) for path, data in change.files.items()):
+                    return str(head.sha)
+        base_tree = repo.git_commit(base_sha).tree.sha
+        tree = repo.create_tree(
+            [
+                {
+                    "path": path,
+                    "mode": "100644",
+                    "type": "blob",
+                    "sha": repo.create_blob(base64.b64encode(data).decode("ascii"), "base64"),
+                }
+                for path, data in sorted(change.files.items())
+            ],
+            base_tree=base_tree,
+        )
         commit = repo.create_commit(change.message, tree.sha, [base_sha])
         if head_ref is None:
             repo.create_ref(f"refs/heads/{change.branch}", commit.sha)
@@ -337,6 +342,11 @@ class GithubForge:
         assert self._app is not None
         # PyJWT wants the issuer as a string; github3 passes the id through as given
         self._gh.login_as_app_installation(self._app.private_key, str(self._app.app_id), self._app.installation_id)
+
+
+def blob_sha(data: bytes) -> str:
+    """The git object id of a file's content, as GitHub reports it in a tree."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
 
 
 def _or_none(get: Callable[[], T]) -> T | None:

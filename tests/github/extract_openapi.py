@@ -26,6 +26,7 @@ OPERATIONS = {
     "repos/get": "github3 Repository object (default branch)",
     "git/get-ref": "the base branch's head, and whether a head branch exists",
     "git/get-commit": "the base commit's tree",
+    "git/get-tree": "is an unchanged proposal already on its branch (no writes then)",
     "git/create-blob": "file contents of a proposal",
     "git/create-tree": "the proposal's tree on top of the base tree",
     "git/create-commit": "the proposal's commit (signed when made by a GitHub App)",

@@ -227,6 +227,14 @@ class StandIn:
             "default_branch": "main",
         }
 
+    def _tree_json(self, sha: str) -> dict[str, Any]:
+        """Flat paths, as `?recursive=1` answers (this store keeps no tree objects for directories)."""
+        tree = [
+            {"path": k, "mode": "100644", "type": "blob", "sha": v, "size": len(self.blobs[v])}
+            for k, v in sorted(self.trees[sha].items())
+        ]
+        return {"sha": sha, "url": f"{self.repo_api}/git/trees/{sha}", "tree": tree, "truncated": False}
+
     def _commit_json(self, sha: str) -> dict[str, Any]:
         commit = self.commits[sha]
         person = {"name": "rollout-bot", "email": "bot@example.invalid", "date": STAMP}
@@ -344,6 +352,11 @@ class StandIn:
             case "git/get-commit":
                 sha = p["commit_sha"]
                 return (200, self._commit_json(sha)) if sha in self.commits else (404, {"message": "Not Found"})
+            case "git/get-tree":
+                sha = p["tree_sha"]
+                if sha not in self.trees:
+                    return 404, {"message": "Not Found"}
+                return 200, self._tree_json(sha)
             case "git/create-blob":
                 data = body["content"].encode()
                 if body.get("encoding") == "base64":

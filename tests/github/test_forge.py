@@ -52,7 +52,10 @@ def test_promotion_then_rollback_end_to_end(forge: github.GithubForge, standin: 
     forge.comment(pr.number, EVIDENCE, key="evidence")
 
     # a second tick: same branch, fresher evidence -> the same PR, updated in place
+    before = len(standin.records)
     again = forge.propose(change(body=EVIDENCE + "\n(refreshed)"), base="main")
+    git_writes = [r.op_id for r in standin.records[before:] if r.op_id.startswith("git/") and r.method != "GET"]
+    assert git_writes == []  # same files on the same base: nothing new is written to git
     forge.comment(pr.number, EVIDENCE + "\n(refreshed)", key="evidence")
     assert again.number == pr.number
     assert again.head_sha == pr.head_sha  # same files: no new commit, the status stays attached
