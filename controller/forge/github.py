@@ -379,8 +379,8 @@ def rate_limit_wait(response: requests.Response | None, *, now: float) -> float 
             return max(0.0, float(headers.get("X-RateLimit-Reset", "")) - now)
         except ValueError:
             return 60.0
-    if response.status_code == 429:
-        return 60.0
+    if response.status_code == 429 or "rate limit" in response.text.lower():
+        return 60.0  # a secondary limit without headers: GitHub asks for at least a minute
     return None
 
 

@@ -335,14 +335,24 @@ def test_from_config_names_the_missing_secret(config: dict[str, object], env: di
         (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "90"}, 0.0),
         (403, {"X-RateLimit-Remaining": "12"}, None),
         (429, {}, 60.0),
+        (403, {"_body": "You have exceeded a secondary rate limit"}, 60.0),
         (403, {"Retry-After": "soon"}, 60.0),
         (500, {"Retry-After": "5"}, None),
     ],
-    ids=["reset-ahead", "reset-passed", "plain-forbidden", "429-no-header", "bad-retry-after", "not-a-limit"],
+    ids=[
+        "reset-ahead",
+        "reset-passed",
+        "plain-forbidden",
+        "429-no-header",
+        "secondary-by-message",
+        "bad-retry-after",
+        "not-a-limit",
+    ],
 )
 def test_rate_limit_wait(status: int, headers: dict[str, str], expect: float | None) -> None:
     response = requests.Response()
     response.status_code = status
+    response._content = headers.pop("_body", "{}").encode()
     response.headers.update(headers)
     assert github.rate_limit_wait(response, now=100.0) == expect
 
