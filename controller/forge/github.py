@@ -138,19 +138,9 @@ class GithubForge:
         return pull
 
     def comment(self, number: int, body: str, *, key: str) -> None:
-        tag = marker(key)
-        text = body if tag in body else f"{tag}\n{body}"
-
-        def run() -> None:
-            pr = self._pull_request(number)
-            for existing in pr.issue_comments():
-                if tag in (existing.body or ""):
-                    if existing.body != text:
-                        existing.edit(text)
-                    return
-            pr.create_comment(text)
-
-        self._call(f"sticky comment {key!r} on PR #{number}", run)
+        self._call(
+            f"sticky comment {key!r} on PR #{number}", lambda: self._sticky(self._pull_request(number), body, key=key)
+        )
 
     def set_check(self, number: int, *, state: base.CheckState, summary: str, context: str) -> None:
         description = summary if len(summary) <= DESCRIPTION_LIMIT else summary[: DESCRIPTION_LIMIT - 1] + "…"
@@ -170,15 +160,16 @@ class GithubForge:
             self._call(f"add labels to PR #{number}", lambda: self._add_labels(number, labels))
 
     def merge(self, number: int, *, message: str) -> base.PullRequest:
+        """A merge commit whose title names the PR; merging a merged PR again is a no-op."""
+
         def run() -> base.PullRequest:
             pr = self._pull_request(number)
+            if pr.as_dict().get("merged_at"):
+                return self._pull(pr)
             title, _, rest = message.partition("\n")
-            merged = pr.merge(
-                commit_title=title,
-                commit_message=rest.strip(),
-                sha=pr.head.sha,
-                merge_method="merge",
-            )
+            if f"#{number}" not in title:
+                title = f"{title} (#{number})"
+            merged = pr.merge(commit_title=title, commit_message=rest.strip(), sha=pr.head.sha, merge_method="merge")
             if not merged:
                 raise errors.ForgeError(f"github {self.repository}: PR #{number} was not merged")
             return self._pull(self._pull_request(number))
@@ -186,10 +177,12 @@ class GithubForge:
         return self._call(f"merge PR #{number}", run)
 
     def close(self, number: int, *, comment: str = "") -> base.PullRequest:
+        """Close without merging; the comment is sticky too, so a retried close says it once."""
+
         def run() -> base.PullRequest:
             pr = self._pull_request(number)
             if comment:
-                pr.create_comment(comment)
+                self._sticky(pr, comment, key="close")
             if pr.state == "open" and not pr.close():
                 raise errors.ForgeError(f"github {self.repository}: PR #{number} was not closed")
             return self._pull(self._pull_request(number))
@@ -211,6 +204,17 @@ class GithubForge:
         if pr is None:
             raise errors.ForgeError(f"github {self.repository}: PR #{number} not found")
         return pr
+
+    def _sticky(self, pr: Any, body: str, *, key: str) -> None:
+        """Edit our comment marked with `key` (found on any page), or create it once."""
+        tag = marker(key)
+        text = body if tag in body else f"{tag}\n{body}"
+        for existing in pr.issue_comments():
+            if tag in (existing.body or ""):
+                if existing.body != text:
+                    existing.edit(text)
+                return
+        pr.create_comment(text)
 
     def _open_or_update(self, change: base.Change, *, target: str) -> base.PullRequest:
         repo = self._repository()

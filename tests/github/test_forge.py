@@ -70,6 +70,10 @@ def test_promotion_then_rollback_end_to_end(forge: github.GithubForge, standin: 
 
     merged = forge.merge(pr.number, message="rollout(support-bot): advance to step 2\n\nMerged by the controller.")
     assert merged.state is base.PRState.MERGED
+    assert forge.merge(pr.number, message="again") == merged  # a retried tick merges nothing twice
+    merge_commit = standin.commits[merged.merge_sha]
+    assert merge_commit["message"].startswith(f"rollout(support-bot): advance to step 2 (#{pr.number})")
+    assert len(merge_commit["parents"]) == 2
     assert merged.merge_sha == standin.refs["heads/main"]
     assert standin.read_file("main", "rollouts/support-bot/rollout.yaml") == b"status: {step: 2}\n"
     found = forge.find(BRANCH)
@@ -79,7 +83,11 @@ def test_promotion_then_rollback_end_to_end(forge: github.GithubForge, standin: 
         change(branch="rollout/support-bot/rollback-3f2a9c1e04ab", step=0, labels=("rollback",)), base="main"
     )
     closed = forge.close(rollback.number, comment="superseded by a newer revision")
+    assert forge.close(rollback.number, comment="superseded by a newer revision") == closed
     assert closed.state is base.PRState.CLOSED
+    assert [c["body"] for c in standin.comments.values() if c["issue"] == rollback.number] == [
+        f"{github.marker('close')}\nsuperseded by a newer revision"
+    ]
     listed = forge.list(prefix="rollout/support-bot/")
     assert [p.number for p in listed] == [rollback.number, pr.number]
     assert [p.number for p in forge.list(prefix="rollout/", state=base.PRState.MERGED)] == [pr.number]
