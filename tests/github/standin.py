@@ -114,12 +114,14 @@ class StandIn:
         files: dict[str, bytes] | None = None,
         max_per_page: int = 100,
         app: tuple[int, bytes] | None = None,
+        expired_tokens: int = 0,
     ) -> None:
         self.contract = openapi.contract()
         self.owner, self.name, self.token = owner, name, token
         self.max_per_page = max_per_page
         self.app = app  # (app id, the App's public key PEM): JWTs it signs may ask for installation tokens
         self.tokens = {token} if token else set()
+        self.expired_tokens = expired_tokens  # the first N installation tokens come already expired
         self.violations: list[str] = []
         self.records: list[Record] = []
         self.faults: list[Fault] = []
@@ -596,7 +598,10 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             standin.tokens.add(token)
             op = standin.contract.match("POST", f"/app/installations/{params['installation_id']}/access_tokens")
             assert op is not None
-            payload = _complete(op[0].response_schema(201), {"token": token, "expires_at": "2099-01-01T00:00:00Z"})
+            expired = standin.expired_tokens > 0
+            standin.expired_tokens -= 1
+            expires = "2000-01-01T00:00:00Z" if expired else "2099-01-01T00:00:00Z"
+            payload = _complete(op[0].response_schema(201), {"token": token, "expires_at": expires})
             standin.violations += standin.contract.check_response(op[0], status=201, body=payload)
             record.status = 201
             return self._send(201, payload)

@@ -292,7 +292,13 @@ def test_the_subset_covers_what_the_forge_uses() -> None:
     assert {op.op_id for op in contract.operations} == set(extract_openapi.OPERATIONS)
 
 
-def test_github_app_installation_auth(waits: list[float]) -> None:
+@pytest.fixture(scope="module")
+def app_key() -> tuple[bytes, bytes]:
+    """(private PEM, public PEM) of a throwaway GitHub App key."""
+    return _rsa_key()
+
+
+def _rsa_key() -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -301,6 +307,11 @@ def test_github_app_installation_auth(waits: list[float]) -> None:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def test_github_app_installation_auth(app_key: tuple[bytes, bytes]) -> None:
+    private, public = app_key
     server = standin_mod.StandIn(app=(42, public)).start()
     try:
         config = spec.GithubForge.model_validate(
@@ -317,6 +328,30 @@ def test_github_app_installation_auth(waits: list[float]) -> None:
         assert server.ops()[:2] == ["apps/create-installation-access-token", "repos/get"]
         assert "app 42" in repr(forge) and "PRIVATE KEY" not in repr(forge)
         assert server.violations == []
+    finally:
+        server.stop()
+
+
+def test_an_expired_installation_token_is_renewed(app_key: tuple[bytes, bytes]) -> None:
+    private, public = app_key
+    server = standin_mod.StandIn(app=(42, public), expired_tokens=1).start()
+    try:
+        forge = github.GithubForge("acme/rollouts", app=github.AppAuth(42, 7, private), api_url=server.api_url)
+        assert forge.find(BRANCH) is None
+        assert server.ops().count("apps/create-installation-access-token") == 2
+        assert server.violations == []
+    finally:
+        server.stop()
+
+
+def test_a_wrong_app_key_is_a_forge_error(app_key: tuple[bytes, bytes]) -> None:
+    other, _ = _rsa_key()
+    server = standin_mod.StandIn(app=(42, app_key[1])).start()
+    try:
+        forge = github.GithubForge("acme/rollouts", app=github.AppAuth(42, 7, other), api_url=server.api_url)
+        with pytest.raises(errors.ForgeError, match="HTTP 401") as caught:
+            forge.find(BRANCH)
+        assert "PRIVATE KEY" not in str(caught.value) and "PRIVATE KEY" not in repr(forge)
     finally:
         server.stop()
 
