@@ -2,7 +2,7 @@
 
 It routes by GitHub's official OpenAPI description (openapi-subset.json) and records every request
 or response that breaks it in `violations`; a route it does not document is a violation too.
-Responses are built from the documented schema (a minimal valid instance) with our fields on top.
+Responses are built from the documented schema (every field GitHub documents) with our values on top.
 """
 
 from __future__ import annotations
