@@ -382,11 +382,20 @@ class LocalForge(_Model):
     type: Literal["local"]
 
 
+class GithubApp(_Model):
+    """A GitHub App installation; commits it makes through the API are signed by GitHub."""
+
+    app_id: int = Field(gt=0)
+    installation_id: int = Field(gt=0)
+    private_key_env: EnvName = Field(default="GITHUB_APP_PRIVATE_KEY", description="Holds the App's PEM key.")
+
+
 class GithubForge(_Model):
     type: Literal["github"]
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
     api_url: Url = "https://api.github.com"
     token_env: EnvName = "GITHUB_TOKEN"
+    app: GithubApp | None = Field(default=None, description="Authenticate as this App instead of with tokenEnv.")
 
 
 ForgeConfig = Annotated[LocalForge | GithubForge, Field(discriminator="type")]

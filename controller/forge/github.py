@@ -1,0 +1,400 @@
+"""The GitHub forge: pull requests, sticky comments, labels and commit statuses through github3.py.
+
+Built by the cli from `spec.GithubForge` and driven by the reconciler. It translates between our
+types and GitHub's REST API, and GitHub's failures into `errors.ForgeError`; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import github3
+import github3.exceptions
+import requests
+
+from controller import errors, spec
+from controller.forge import base
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+PUBLIC_API = "https://api.github.com"
+DESCRIPTION_LIMIT = 140  # GitHub rejects a longer commit status description
+MARKER = "<!-- rollout:{key} -->"
+
+
+@dataclass(frozen=True)
+class AppAuth:
+    """A GitHub App installation: commits it makes through the API are signed by GitHub."""
+
+    app_id: int
+    installation_id: int
+    private_key: bytes = field(repr=False)  # PEM
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to wait on a rate limit before giving up with a retryable error."""
+
+    attempts: int = 3
+    max_wait: float = 60.0  # seconds; a longer reset is left to the next tick
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.time
+
+
+def marker(key: str) -> str:
+    """The hidden line that identifies our sticky comment for `key`."""
+    return MARKER.format(key=key)
+
+
+class GithubForge:
+    """`forge.base.Forge` on one GitHub repository. The token lives only inside the github3 session."""
+
+    def __init__(
+        self,
+        repository: str,
+        *,
+        token: str | None = None,
+        app: AppAuth | None = None,
+        api_url: str = PUBLIC_API,
+        retry: RetryPolicy | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        owner, _, name = repository.partition("/")
+        if not owner or not name:
+            raise errors.ForgeError(f"github repository {repository!r}: expected owner/name")
+        if (token is None) == (app is None):
+            raise errors.ForgeError(f"github repository {repository!r}: give exactly one of a token or an app")
+        self.repository = repository
+        self.owner, self.name = owner, name
+        self.api_url = api_url.rstrip("/")
+        self._retry = retry or RetryPolicy()
+        self._app = app
+        self._gh = _client(self.api_url, timeout=timeout)
+        if token is not None:
+            self._gh.login(token=token)
+        self._repo: Any = None
+
+    @classmethod
+    def from_config(cls, config: spec.GithubForge, *, env: Mapping[str, str]) -> GithubForge:
+        """The forge that `rollouts/controller.yaml` names; `env` is where its secret lives (the cli
+        passes os.environ). A missing secret is an error that names the variable, never its value."""
+        if config.app is not None:
+            key = env.get(config.app.private_key_env, "")
+            if not key:
+                raise errors.ForgeError(f"github {config.repository}: ${config.app.private_key_env} is not set")
+            app = AppAuth(config.app.app_id, config.app.installation_id, key.encode())
+            return cls(config.repository, app=app, api_url=config.api_url)
+        token = env.get(config.token_env, "")
+        if not token:
+            raise errors.ForgeError(f"github {config.repository}: ${config.token_env} is not set")
+        return cls(config.repository, token=token, api_url=config.api_url)
+
+    def __repr__(self) -> str:
+        auth = f"app {self._app.app_id}" if self._app else "token"
+        return f"GithubForge({self.repository!r}, api_url={self.api_url!r}, auth={auth})"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def find(self, branch: str) -> base.PullRequest | None:
+        def run() -> base.PullRequest | None:
+            for pr in self._repository().pull_requests(state="all", head=f"{self.owner}:{branch}"):
+                if pr.head.ref == branch:
+                    return self._pull(pr)
+            return None
+
+        return self._call(f"find the pull request of branch {branch!r}", run)
+
+    def list(self, *, prefix: str = "", state: base.PRState | None = None) -> list[base.PullRequest]:
+        wire = "open" if state is base.PRState.OPEN else "closed" if state else "all"
+
+        def run() -> list[base.PullRequest]:
+            found = []
+            for pr in self._repository().pull_requests(state=wire, sort="created", direction="desc"):
+                if not pr.head.ref.startswith(prefix):
+                    continue
+                pull = self._pull(pr)
+                if state is None or pull.state is state:
+                    found.append(pull)
+            return found
+
+        return self._call(f"list pull requests with prefix {prefix!r}", run)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def propose(self, change: base.Change, *, base: str) -> base.PullRequest:
+        what = f"propose branch {change.branch!r} onto {base!r}"
+        sha = self._call(what, lambda: self._commit(change, base=base))
+
+        pull = self._call(what, lambda: self._open_or_update(change, target=base))
+        log.info("github %s: PR #%d on %s at %s", self.repository, pull.number, change.branch, sha[:12])
+        return pull
+
+    def comment(self, number: int, body: str, *, key: str) -> None:
+        self._call(
+            f"sticky comment {key!r} on PR #{number}", lambda: self._sticky(self._pull_request(number), body, key=key)
+        )
+
+    def set_check(self, number: int, *, state: base.CheckState, summary: str, context: str) -> None:
+        description = summary if len(summary) <= DESCRIPTION_LIMIT else summary[: DESCRIPTION_LIMIT - 1] + "…"
+
+        def run() -> None:
+            pr = self._pull_request(number)
+            status = self._repository().create_status(
+                pr.head.sha, state.value, target_url=pr.html_url, description=description, context=context
+            )
+            if status is None:
+                raise errors.ForgeError(f"github {self.repository}: no status was created")
+
+        self._call(f"set status {context!r} on PR #{number}", run)
+
+    def add_labels(self, number: int, labels: tuple[str, ...]) -> None:
+        if labels:
+            self._call(f"add labels to PR #{number}", lambda: self._add_labels(number, labels))
+
+    def merge(self, number: int, *, message: str) -> base.PullRequest:
+        """A merge commit whose title names the PR; merging a merged PR again is a no-op."""
+
+        def run() -> base.PullRequest:
+            pr = self._pull_request(number)
+            if pr.as_dict().get("merged_at"):
+                return self._pull(pr)
+            title, _, rest = message.partition("\n")
+            if f"#{number}" not in title:
+                title = f"{title} (#{number})"
+            merged = pr.merge(commit_title=title, commit_message=rest.strip(), sha=pr.head.sha, merge_method="merge")
+            if not merged:
+                raise errors.ForgeError(f"github {self.repository}: PR #{number} was not merged")
+            return self._pull(self._pull_request(number))
+
+        return self._call(f"merge PR #{number}", run)
+
+    def close(self, number: int, *, comment: str = "") -> base.PullRequest:
+        """Close without merging; the comment is sticky too, so a retried close says it once."""
+
+        def run() -> base.PullRequest:
+            pr = self._pull_request(number)
+            if comment:
+                self._sticky(pr, comment, key="close")
+            if pr.state == "open" and not pr.close():
+                raise errors.ForgeError(f"github {self.repository}: PR #{number} was not closed")
+            return self._pull(self._pull_request(number))
+
+        return self._call(f"close PR #{number}", run)
+
+    # -- the pieces ------------------------------------------------------------------------------
+
+    def _repository(self) -> Any:
+        if self._repo is None:
+            repo = self._gh.repository(self.owner, self.name)
+            if repo is None:
+                raise errors.ForgeError(f"github {self.repository}: repository not found (or no access)")
+            self._repo = repo
+        return self._repo
+
+    def _pull_request(self, number: int) -> Any:
+        pr = self._repository().pull_request(number)
+        if pr is None:
+            raise errors.ForgeError(f"github {self.repository}: PR #{number} not found")
+        return pr
+
+    def _sticky(self, pr: Any, body: str, *, key: str) -> None:
+        """Edit our comment marked with `key` (found on any page), or create it once."""
+        tag = marker(key)
+        text = body if tag in body else f"{tag}\n{body}"
+        for existing in pr.issue_comments():
+            if tag in (existing.body or ""):
+                if existing.body != text:
+                    existing.edit(text)
+                return
+        pr.create_comment(text)
+
+    def _open_or_update(self, change: base.Change, *, target: str) -> base.PullRequest:
+        repo = self._repository()
+        pr = self._open_pull(change.branch)
+        if pr is None:
+            pr = repo.create_pull(change.title, target, change.branch, change.body)
+            if pr is None:
+                raise errors.ForgeError(f"github {self.repository}: no pull request was created for {change.branch!r}")
+        elif (pr.title, pr.body or "") != (change.title, change.body):
+            pr.update(title=change.title, body=change.body)
+        if change.labels:
+            self._add_labels(pr.number, change.labels)
+        return self._pull(self._pull_request(pr.number))
+
+    def _open_pull(self, branch: str) -> Any:
+        for pr in self._repository().pull_requests(state="open", head=f"{self.owner}:{branch}"):
+            if pr.head.ref == branch:
+                return pr
+        return None
+
+    def _commit(self, change: base.Change, *, base: str) -> str:
+        """Blobs, a tree on top of `base`, a commit, and the head branch moved to it (Git Data API).
+        A proposal already on its branch (same base, same files) writes nothing: its statuses stay."""
+        repo = self._repository()
+        base_ref = _or_none(lambda: repo.ref(f"heads/{base}"))
+        if base_ref is None:
+            raise errors.ForgeError(f"github {self.repository}: base branch {base!r} not found")
+        base_sha = base_ref.object.sha
+        head_ref = _or_none(lambda: repo.ref(f"heads/{change.branch}"))
+        if head_ref is not None:
+            head = repo.git_commit(head_ref.object.sha)
+            if [p["sha"] for p in head.parents] == [base_sha]:
+                entries = {e["path"]: e["sha"] for e in repo.tree(head.tree.sha, recursive=True).as_dict()["tree"]}
+                if all(entries.get(path) == blob_sha(data) for path, data in change.files.items()):
+                    return str(head.sha)
+        base_tree = repo.git_commit(base_sha).tree.sha
+        tree = repo.create_tree(
+            [
+                {
+                    "path": path,
+                    "mode": "100644",
+                    "type": "blob",
+                    "sha": repo.create_blob(base64.b64encode(data).decode("ascii"), "base64"),
+                }
+                for path, data in sorted(change.files.items())
+            ],
+            base_tree=base_tree,
+        )
+        commit = repo.create_commit(change.message, tree.sha, [base_sha])
+        if head_ref is None:
+            repo.create_ref(f"refs/heads/{change.branch}", commit.sha)
+        else:
+            head_ref.update(commit.sha, force=True)
+        return str(commit.sha)
+
+    def _add_labels(self, number: int, labels: tuple[str, ...]) -> None:
+        # github3's Issue.add_labels sends a bare array, which the API description no longer documents.
+        url = f"{self._repository().url}/issues/{number}/labels"
+        response = self._gh.session.post(url, json={"labels": list(labels)})
+        if response.status_code != 200:
+            raise github3.exceptions.error_for(response)
+
+    def _pull(self, pr: Any) -> base.PullRequest:
+        raw = pr.as_dict()
+        if raw.get("merged_at"):
+            state = base.PRState.MERGED
+        elif raw["state"] == "open":
+            state = base.PRState.OPEN
+        else:
+            state = base.PRState.CLOSED
+        return base.PullRequest(
+            number=pr.number,
+            branch=pr.head.ref,
+            base=pr.base.ref,
+            title=pr.title,
+            body=pr.body or "",
+            state=state,
+            labels=tuple(label["name"] for label in raw.get("labels", [])),
+            approved=state is base.PRState.OPEN and self._approved(pr),
+            head_sha=pr.head.sha,
+            merge_sha=(raw.get("merge_commit_sha") or "") if state is base.PRState.MERGED else "",
+            url=pr.html_url,
+        )
+
+    def _approved(self, pr: Any) -> bool:
+        """At least one approval, and no reviewer whose latest verdict asks for changes."""
+        latest: dict[str, str] = {}
+        for review in pr.reviews():
+            if review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
+                login = review.user.login if review.user else ""
+                latest[login] = review.state
+        return "APPROVED" in latest.values() and "CHANGES_REQUESTED" not in latest.values()
+
+    # -- errors and rate limits ------------------------------------------------------------------
+
+    def _call(self, what: str, run: Callable[[], T]) -> T:
+        """Run one operation, waiting out short rate limits; translate every failure."""
+        where = f"github {self.repository}: {what}"
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._authenticated(run)
+            except github3.exceptions.GitHubError as exc:
+                wait = rate_limit_wait(exc.response, now=self._retry.clock())
+                if wait is None:
+                    raise _translate(where, exc) from exc
+                if attempt >= self._retry.attempts or wait > self._retry.max_wait:
+                    raise errors.ForgeUnavailable(f"{where}: rate limited; retry after {wait:.0f}s") from exc
+                log.warning("%s: rate limited, waiting %.0fs (attempt %d)", where, wait, attempt)
+                self._retry.sleep(wait)
+            except (github3.exceptions.TransportError, requests.RequestException) as exc:
+                raise errors.ForgeUnavailable(f"{where}: {type(exc).__name__}: cannot reach {self.api_url}") from exc
+            except github3.exceptions.GitHubException as exc:
+                raise errors.ForgeError(f"{where}: {type(exc).__name__}") from exc
+
+    def _authenticated(self, run: Callable[[], T]) -> T:
+        if self._app is None:
+            return run()
+        try:
+            if not getattr(self._gh.session, "auth", None):
+                self._login_app()
+            return run()
+        except github3.exceptions.AppInstallationTokenExpired:
+            self._login_app()
+            return run()
+
+    def _login_app(self) -> None:
+        assert self._app is not None
+        # PyJWT wants the issuer as a string; github3 passes the id through as given
+        self._gh.login_as_app_installation(self._app.private_key, str(self._app.app_id), self._app.installation_id)
+
+
+def blob_sha(data: bytes) -> str:
+    """The git object id of a file's content, as GitHub reports it in a tree."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+def _or_none(get: Callable[[], T]) -> T | None:
+    """A read where 404 means "there is none"."""
+    try:
+        return get()
+    except github3.exceptions.NotFoundError:
+        return None
+
+
+def _client(api_url: str, *, timeout: float) -> Any:
+    session = github3.session.GitHubSession(default_connect_timeout=timeout, default_read_timeout=timeout)
+    if api_url == PUBLIC_API:
+        return github3.GitHub(session=session)
+    return github3.GitHubEnterprise(api_url.removesuffix("/api/v3") + "/", session=session)
+
+
+def rate_limit_wait(response: requests.Response | None, *, now: float) -> float | None:
+    """Seconds to wait when `response` is a rate limit (403/429 with GitHub's headers), else None."""
+    if response is None or response.status_code not in (403, 429):
+        return None
+    headers = response.headers
+    if retry_after := headers.get("Retry-After"):
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            return 60.0
+    if headers.get("X-RateLimit-Remaining") == "0":
+        try:
+            return max(0.0, float(headers.get("X-RateLimit-Reset", "")) - now)
+        except ValueError:
+            return 60.0
+    if response.status_code == 429 or "rate limit" in response.text.lower():
+        return 60.0  # a secondary limit without headers: GitHub asks for at least a minute
+    return None
+
+
+def _translate(where: str, exc: github3.exceptions.GitHubError) -> errors.ForgeError:
+    if isinstance(exc, github3.exceptions.IncompleteResponse):
+        return errors.ForgeError(f"{where}: an unexpected response ({exc.msg})")
+    detail = f"HTTP {exc.code}: {exc.msg or 'no message'}"
+    for item in exc.errors or []:
+        if isinstance(item, dict) and item.get("message"):
+            detail += f"; {item['message']}"
+    if exc.code >= 500:
+        return errors.ForgeUnavailable(f"{where}: {detail}")
+    return errors.ForgeError(f"{where}: {detail}")
