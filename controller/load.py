@@ -376,7 +376,7 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     revisions: dict[str, str] = {}
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}
-    for role in ("stable", "canary"):
+    for role in ("stable", "canary", "previous"):
         variant: spec.Variant | None = getattr(s, role)
         if variant is None:
             continue

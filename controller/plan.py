@@ -27,7 +27,7 @@ def current_step(loaded: load.LoadedRollout) -> int:
 def served(loaded: load.LoadedRollout) -> dict[str, base.Served]:
     s = loaded.rollout.spec
     out = {}
-    for role, variant in ((base.STABLE, s.stable), (base.CANARY, s.canary)):
+    for role, variant in ((base.STABLE, s.stable), (base.CANARY, s.canary), (base.PREVIOUS, s.previous)):
         if variant is not None:
             out[role] = base.Served(
                 model=variant.model,
@@ -48,16 +48,34 @@ def rolled_back(loaded: load.LoadedRollout) -> bool:
     return canary in status.rolled_back or (status.revision == canary and status.phase is spec.Phase.ROLLED_BACK)
 
 
+def paused(loaded: load.LoadedRollout) -> bool:
+    status = loaded.rollout.status
+    return (
+        status is not None
+        and status.revision == loaded.revisions.get(base.CANARY)
+        and status.phase is spec.Phase.PAUSED
+    )
+
+
 def desired_state(loaded: load.LoadedRollout) -> base.RouteState:
     """What main says the route should be, before any gate verdict of this tick."""
     s = loaded.rollout.spec
-    variants = served(loaded)
     if s.canary is None or rolled_back(loaded):
-        return base.RouteState({base.STABLE: 100, base.CANARY: 0} if s.canary else {base.STABLE: 100}, 0, variants)
+        return rolled_back_state(loaded)
     step = s.steps[current_step(loaded)]
-    return base.RouteState(
-        {base.STABLE: 100 - step.canary_weight, base.CANARY: step.canary_weight}, step.shadow or 0, variants
-    )
+    weights = {base.STABLE: 100 - step.canary_weight, base.CANARY: step.canary_weight}
+    return base.RouteState(weights, step.shadow or 0, served(loaded))
+
+
+def rolled_back_state(loaded: load.LoadedRollout) -> base.RouteState:
+    """Stable 100, every other variant 0 (still routable) and shadow off: never all weights 0."""
+    s = loaded.rollout.spec
+    weights = {base.STABLE: 100}
+    if s.canary is not None:
+        weights[base.CANARY] = 0
+    if s.previous is not None:
+        weights[base.PREVIOUS] = 0
+    return base.RouteState(weights, 0, served(loaded))
 
 
 @dataclass(frozen=True)
@@ -123,6 +141,7 @@ class Kind(StrEnum):
     ROLLBACK = "Rollback"  # write the rolled-back `route` now, then propose the revert PR
     PAUSE = "Pause"  # a pause gate failed: hold, and tell a human on the PR
     COMPLETE = "Complete"  # the last step is done: propose the completion PR
+    DECOMMISSION = "Decommission"  # the old stable was kept warm long enough: propose removing it
 
 
 @dataclass(frozen=True)
@@ -142,7 +161,7 @@ class Facts:
     verdicts: tuple[GateResult, ...] = ()
     step_since: datetime | None = None  # when main first said the current step (from git history)
     samples: int | None = None  # canary requests counted in this step
-    rollback_pr_open: bool = False  # a revert PR for this revision is open: hold the rolled-back weights
+    rollback_pr_open: bool = False  # a revert PR for this revision is open (or was closed unmerged): hold
     abort: bool = False  # `rollout abort`: the kill switch
 
 
@@ -153,12 +172,6 @@ class Decision:
     route: base.RouteState | None = None  # for APPLY and ROLLBACK: what the router must say now
     to_step: int | None = None  # for ADVANCE
     failed: tuple[GateResult, ...] = ()  # the gates behind a ROLLBACK or PAUSE
-
-
-def rolled_back_state(loaded: load.LoadedRollout) -> base.RouteState:
-    """Canary 0 and shadow off, stable 100: never all weights 0."""
-    weights = {base.STABLE: 100, base.CANARY: 0} if loaded.rollout.spec.canary else {base.STABLE: 100}
-    return base.RouteState(weights, 0, served(loaded))
 
 
 def freeze_window(windows: Sequence[spec.FreezeWindow], now: datetime) -> spec.FreezeWindow | None:
@@ -180,19 +193,26 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     live = facts.live
 
     def converge(target: base.RouteState, reason: str) -> Decision | None:
-        if live is None or not live.same_traffic(target):
+        if live is None or not live.same_traffic(target) or not live.same_revisions(target):
             return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
         return None
 
     if s.canary is None:
-        return converge(desired_state(loaded), "steady") or Decision(Kind.HOLD, "steady: no canary")
+        heal = converge(desired_state(loaded), "steady")
+        if heal or s.previous is None:
+            return heal or Decision(Kind.HOLD, "steady: no canary")
+        if facts.step_since is not None and facts.now - facts.step_since >= s.keep_previous_for:
+            return Decision(
+                Kind.DECOMMISSION, f"the old stable was kept warm for {spec.format_duration(s.keep_previous_for)}"
+            )
+        return Decision(Kind.HOLD, "completed: the old stable stays warm at weight 0")
     back = rolled_back_state(loaded)
     if rolled_back(loaded):
         return converge(back, "rolled back") or Decision(
             Kind.HOLD, "rolled back: waiting for a new canary revision or `rollout retry`"
         )
     if facts.rollback_pr_open:
-        return converge(back, "rollback PR open") or Decision(Kind.HOLD, "rolled back; the revert PR is open")
+        return converge(back, "rollback pending") or Decision(Kind.HOLD, "rolled back; the revert PR records it")
     if facts.abort:
         return Decision(Kind.ROLLBACK, "aborted by hand", route=back)
     failed = tuple(g for g in facts.verdicts if g.verdict is gates.Verdict.FAIL)
@@ -203,6 +223,8 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     heal = converge(desired_state(loaded), "apply main")
     if heal:
         return heal
+    if paused(loaded):
+        return Decision(Kind.HOLD, "paused by a gate: a human decides (`rollout retry` resumes)")
     if failed:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
     if any(g.verdict is gates.Verdict.ERROR for g in facts.verdicts):

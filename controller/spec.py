@@ -280,6 +280,10 @@ class RolloutSpec(_Model):
     route: RouteName = Field(description="What the router splits: an Envoy route, a LiteLLM model group.")
     stable: Variant
     canary: Variant | None = Field(default=None, description="The variant being rolled out, if any.")
+    previous: Variant | None = Field(
+        default=None,
+        description="The old stable, kept warm at weight 0 after a completion; written and removed by the bot.",
+    )
     steps: list[Step] = Field(min_length=1, max_length=50)
     analysis: Analysis = Field(default_factory=Analysis)
     promotion: Promotion = Promotion.MANUAL
@@ -317,6 +321,9 @@ class Status(_Model):
     message: str | None = Field(default=None, max_length=2000)
     rolled_back: list[str] = Field(
         default_factory=list, description="Revisions rolled back; never promoted again unless retried."
+    )
+    evidence: list[dict[str, JsonValue]] = Field(
+        default_factory=list, description="The gate evidence behind the last rollback or pause."
     )
     retried: list[str] = Field(default_factory=list, description="Rolled-back revisions a human retried.")
 

@@ -15,6 +15,7 @@ from controller import errors
 
 STABLE = "stable"
 CANARY = "canary"
+PREVIOUS = "previous"  # the old stable after a completion: weight 0, still routable
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,15 @@ class RouteState:
         """Equal weights (absent = 0) and shadow: what read-back compares."""
         names = set(self.weights) | set(other.weights)
         return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
+
+    def same_revisions(self, desired: RouteState) -> bool:
+        """False when this (live) state says a variant serves another revision than `desired` wants.
+        Routers that do not record what they serve (Envoy) always agree."""
+        return all(
+            self.served[name].revision == want.revision
+            for name, want in desired.served.items()
+            if name in self.served and self.served[name].revision and want.revision
+        )
 
     def describe(self) -> str:
         split = ", ".join(f"{name} {w}%" for name, w in sorted(self.weights.items(), key=_order))

@@ -59,6 +59,21 @@ def rollout(
     return load.LoadedRollout("rollouts/bot/rollout.yaml", spec.Rollout.model_validate(data), revisions, {})
 
 
+def completed() -> load.LoadedRollout:
+    """After a completion PR: the old stable is `previous`, kept warm for keepPreviousFor (1h)."""
+    loaded = rollout(step=3, phase="Completed", canary=False)
+    data = loaded.rollout.model_dump(by_alias=True, mode="json", exclude_none=True)
+    data["spec"]["previous"] = {"model": "m-2024-01-01"}
+    return load.LoadedRollout(
+        loaded.path, spec.Rollout.model_validate(data), loaded.revisions | {"previous": "0ld"}, {}
+    )
+
+
+def served_old() -> base.RouteState:
+    """The right weights, but the canary slot still serves an older revision."""
+    return base.RouteState({"stable": 95, "canary": 5}, 0, {"canary": base.Served("m-2025-03-01", revision="0ld")})
+
+
 def state(stable: int, canary: int | None = None, shadow: int = 0) -> base.RouteState:
     weights = {"stable": stable} | ({"canary": canary} if canary is not None else {})
     return base.RouteState(weights, shadow)
@@ -168,7 +183,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         facts(BACK, PASS, rollback_pr_open=True),
         plan.Kind.HOLD,
         None,
-        "revert PR is open",
+        "revert PR records it",
     ),
     (
         "rollback-pr-open-reapplies",
@@ -176,7 +191,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         facts(S1, PASS, rollback_pr_open=True),
         plan.Kind.APPLY,
         BACK,
-        "rollback PR open",
+        "rollback pending",
     ),
     (
         "rolled-back-phase",
@@ -239,6 +254,34 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         None,
         "freeze",
     ),
+    ("paused-holds", rollout(step=1, phase="Paused"), facts(S1, PASS), plan.Kind.HOLD, None, "paused"),
+    ("paused-still-rolls-back", rollout(step=1, phase="Paused"), facts(S1, EVAL_FAIL), plan.Kind.ROLLBACK, BACK, ""),
+    ("paused-heals-drift", rollout(step=1, phase="Paused"), facts(state(60, 40)), plan.Kind.APPLY, S1, ""),
+    (
+        "previous-warm",
+        completed(),
+        facts(state(100), step_since=NOW - timedelta(minutes=10)),
+        plan.Kind.HOLD,
+        None,
+        "stays warm",
+    ),
+    (
+        "previous-decommission",
+        completed(),
+        facts(state(100), step_since=NOW - timedelta(hours=2)),
+        plan.Kind.DECOMMISSION,
+        None,
+        "kept warm",
+    ),
+    (
+        "previous-drift-first",
+        completed(),
+        facts(state(50, 50), step_since=NOW - timedelta(hours=2)),
+        plan.Kind.APPLY,
+        state(100),
+        "steady",
+    ),
+    ("served-revision-drift", rollout(step=1), facts(served_old()), plan.Kind.APPLY, S1, "apply main"),
     (
         "freeze-complete",
         rollout(step=3, freeze=FRIDAY_FREEZE),
