@@ -90,6 +90,14 @@ def msprt_statistic(estimate: float, variance: float, *, theta: float, tau: floa
     )
 
 
+def one_sided(alpha: float) -> float:
+    """The two-sided level whose upper (or lower) bound alone errs with probability at most `alpha`.
+
+    With the symmetric mixture M = (M+ + M-) / 2 and M- <= 1 on the upper side, crossing M >= 1 / a
+    implies the one-sided martingale M+ >= 2 / a - 1, which Ville's inequality bounds by a / (2 - a)."""
+    return 2 * alpha / (1 + alpha)
+
+
 def _decide(
     *,
     estimate: float,
@@ -101,8 +109,8 @@ def _decide(
     enough: bool,
 ) -> tuple[gates.Verdict, float, float]:
     """Verdict and bounds for a regression estimate on a scale where larger is worse."""
-    lower = estimate - mixture_radius(variance, alpha=alpha, tau=tau)
-    upper = estimate + mixture_radius(variance, alpha=1 - power, tau=tau)
+    lower = estimate - mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
+    upper = estimate + mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
     if lower > limit:
         return gates.Verdict.FAIL, lower, upper
     if upper <= limit and enough:
@@ -132,13 +140,15 @@ def judge_ratio(
     alpha: float = DEFAULT_ALPHA,
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
+    tolerance: float | None = None,
 ) -> Judgement:
     """Judge a rate, canary against stable, from counts since the step began.
 
     `good`/`total` count the template's events (for `error_rate`, `good` counts errors and
     `higher_is_better` is false). `max_drop` is absolute rate points of regression (0.03 = 3 points);
     `max_increase` is relative growth of the *bad* rate (errors, or failed evals when higher is better).
-    With both, the worse judgement wins.
+    With both, the worse judgement wins. `tolerance` (in the limit's unit, default: the limit) is the
+    regression beyond the limit the sequence is tuned to catch fastest; any value keeps the error rates.
     """
     _check_levels(alpha, power)
     if max_drop is None and max_increase is None:
@@ -155,9 +165,15 @@ def judge_ratio(
     args = (stable_bad, stable_total, canary_bad, canary_total)
     judgements = []
     if max_drop is not None:
-        judgements.append(_judge_difference(*args, limit=max_drop, alpha=alpha, power=power, min_samples=min_samples))
+        tau = _tau_absolute(max_drop, tolerance)
+        judgements.append(
+            _judge_difference(*args, limit=max_drop, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
+        )
     if max_increase is not None:
-        judgements.append(_judge_ratio(*args, limit=max_increase, alpha=alpha, power=power, min_samples=min_samples))
+        tau = _tau_log(max_increase, tolerance)
+        judgements.append(
+            _judge_ratio(*args, limit=max_increase, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
+        )
     return max(judgements, key=lambda j: j.verdict.rank)
 
 
@@ -168,6 +184,7 @@ def _judge_difference(
     canary_total: float,
     *,
     limit: float,
+    tau: float,
     alpha: float,
     power: float,
     min_samples: int,
@@ -181,7 +198,7 @@ def _judge_difference(
         estimate=estimate,
         variance=variance,
         limit=limit,
-        tau=max(limit, _MIN_TAU_ABSOLUTE),
+        tau=tau,
         alpha=alpha,
         power=power,
         enough=canary_total >= min_samples,
@@ -200,6 +217,7 @@ def _judge_ratio(
     canary_total: float,
     *,
     limit: float,
+    tau: float,
     alpha: float,
     power: float,
     min_samples: int,
@@ -213,7 +231,7 @@ def _judge_ratio(
         estimate=log_estimate,
         variance=variance,
         limit=log_limit,
-        tau=max(log_limit, _MIN_TAU_LOG),
+        tau=tau,
         alpha=alpha,
         power=power,
         enough=canary_total >= min_samples,
@@ -315,16 +333,16 @@ def _cumulative(buckets: Buckets) -> list[tuple[float, float]]:
     if not buckets:
         raise ValueError("no buckets")
     rows = sorted((float(le), float(count)) for le, count in buckets)
-    if any(math.isnan(le) or math.isnan(c) or c < 0 for le, c in rows):
-        raise ValueError("a bucket bound or count is NaN or negative")
-    if len({le for le, _ in rows}) != len(rows):
-        raise ValueError("duplicate bucket bounds")
-    if not math.isinf(rows[-1][0]):
+    if rows[-1][0] != math.inf:
         raise ValueError("the +Inf bucket is missing")
-    out, running = [], 0.0
+    out: list[tuple[float, float]] = []
+    running, previous = 0.0, -math.inf
     for le, count in rows:
+        if not (count >= 0 and le > previous):  # also refuses NaN
+            raise ValueError(f"bucket le={le} has a negative or NaN count, or a duplicate bound")
         running = max(running, count)
         out.append((le, running))
+        previous = le
     return out
 
 
@@ -349,11 +367,11 @@ def _highest_finite(cumulative: list[tuple[float, float]]) -> float:
 
 
 def _quantile_bounds(cumulative: list[tuple[float, float]], *, q: float, alpha: float) -> tuple[float, float]:
-    """A time-uniform (1 - alpha) confidence sequence for the q-quantile, read off the histogram."""
+    """Time-uniform bounds for the q-quantile, read off the histogram; each errs with chance `alpha`."""
     n = cumulative[-1][1]
     variance = n * q * (1 - q)
     rho = _QUANTILE_RHO_SAMPLES * q * (1 - q)
-    radius = math.sqrt((variance + rho) * (2 * math.log(1 / alpha) + math.log1p(variance / rho)))
+    radius = math.sqrt((variance + rho) * (2 * math.log(1 / one_sided(alpha)) + math.log1p(variance / rho)))
     return _value_at_rank(cumulative, q * n - radius), _value_at_rank(cumulative, q * n + radius)
 
 
@@ -412,11 +430,11 @@ def advise_ratio(
         if relative:
             log_limit = math.log1p(limit)
             est, var = math.log(max(canary_p, 1e-12) / max(bad, 1e-12)), _log_ratio_variance(bad, ns, canary_p, nc)
-            tau = max(log_limit, _MIN_TAU_LOG)
+            tau = _tau_log(limit, tolerance)
         else:
             log_limit = limit
             est, var = canary_p - bad, difference_variance(bad * ns, ns, canary_p * nc, nc)
-            tau = max(limit, _MIN_TAU_ABSOLUTE)
+            tau = _tau_absolute(limit, tolerance)
         spread = z * math.sqrt(var)
         if fail:
             return est - spread - mixture_radius(var, alpha=alpha, tau=tau) > log_limit
@@ -474,6 +492,15 @@ def _normal_ppf(p: float) -> float:
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+
+def _tau_absolute(limit: float, tolerance: float | None) -> float:
+    return max(limit if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
+
+
+def _tau_log(limit: float, tolerance: float | None) -> float:
+    extra = limit if tolerance is None else tolerance
+    return max(math.log1p(limit + extra) - math.log1p(limit), _MIN_TAU_LOG)
 
 
 def _error(reason: str, *, limit: float, relative: bool) -> Judgement:

@@ -249,8 +249,7 @@ class Gate(_Model):
         default=None,
         gt=0,
         lt=0.5,
-        description="Chance of failing a canary that is within its limit, over every look of a step "
-        "(default 0.01).",
+        description="Chance of failing a canary that is within its limit, over every look of a step (default 0.01).",
     )
     power: float | None = Field(
         default=None,
