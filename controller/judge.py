@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from controller import gates
+from controller import gates, spec
 
 DEFAULT_ALPHA = 0.01  # chance of rolling back a canary that is within its limit, over all looks of a step
 DEFAULT_POWER = 0.9  # 1 - chance of passing a canary that is beyond its limit
@@ -65,6 +65,24 @@ class Advice:
     def decides_within(self, duration: timedelta) -> bool:
         """Whether either decision is reachable within `duration` (lint: is a step's `for` long enough)."""
         return any(t is not None and t <= duration for t in (self.pass_after, self.fail_after))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """A gate's statistical settings with the defaults filled in, ready to pass as keyword arguments."""
+
+    alpha: float
+    power: float
+    tolerance: float | None
+
+
+def levels(gate: spec.Gate) -> Levels:
+    """`alpha`, `power` and `tolerance` of a gate from the spec, defaults where it sets none."""
+    return Levels(
+        alpha=DEFAULT_ALPHA if gate.alpha is None else gate.alpha,
+        power=DEFAULT_POWER if gate.power is None else gate.power,
+        tolerance=gate.tolerance,
+    )
 
 
 # -- the confidence sequence --------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import judge
+from controller import judge, spec
 from controller.gates import Verdict
 
 INF = math.inf
@@ -423,3 +423,28 @@ def test_advice_is_what_the_judge_does(kwargs: dict[str, Any]) -> None:
             )
             hits += result.verdict is expected
         assert hits / 300 >= judge.DEFAULT_POWER - 0.05, (expected, hits)
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        ({"use": "eval_pass_rate", "maxDrop": "3%"}, judge.Levels(judge.DEFAULT_ALPHA, judge.DEFAULT_POWER, None)),
+        (
+            {"use": "eval_pass_rate", "maxDrop": "3%", "alpha": 0.001, "power": 0.95, "tolerance": "2%"},
+            judge.Levels(0.001, 0.95, 0.02),
+        ),
+    ],
+    ids=["defaults", "set"],
+)
+def test_levels_from_the_spec(gate: dict[str, Any], expected: judge.Levels) -> None:
+    assert judge.levels(spec.Gate.model_validate(gate)) == expected
+
+
+@pytest.mark.parametrize(
+    "gate",
+    [{"alpha": 0}, {"alpha": 0.5}, {"power": 0.4}, {"power": 1}, {"tolerance": "-1%"}],
+    ids=["alpha-0", "alpha-half", "power-low", "power-1", "tolerance-negative"],
+)
+def test_spec_refuses_bad_levels(gate: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": "3%"} | gate)
