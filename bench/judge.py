@@ -169,16 +169,19 @@ TRUE_STABLE = {
 }
 
 
-def flagger(s: Streams, gate_names: tuple[str, ...], *, threshold: int) -> Any:
+def flagger_counts(s: Streams, gate_names: tuple[str, ...]) -> Any:
     """Flagger: each interval, a check fails when the canary's value crosses a fixed threshold (set
-    here at the true stable value plus the limit, which Flagger users must guess); roll back once
-    `threshold` checks have failed."""
+    here at the true stable value plus the limit, which Flagger users must guess). Returns the running
+    count of failed checks; Flagger rolls back once it reaches the analysis `threshold`."""
     values = per_bin_values(s, "canary")
     failed = np.zeros(s.n["stable"].shape, dtype=bool)
     for metric in gate_names:
         failed |= worse_by(metric, values[metric], TRUE_STABLE[metric])
-    count = np.cumsum(failed, axis=1)
-    hit = count >= threshold
+    return np.cumsum(failed, axis=1)
+
+
+def flagger(counts: Any, *, threshold: int) -> Any:
+    hit = counts >= threshold
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
 
 
@@ -207,10 +210,10 @@ def kayenta(scores: Any, *, confidence: float) -> Any:
 KAYENTA_LADDER = (0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 0.999999, 0.9999999)
 
 
-def calibrate_kayenta(aa_scores: Any, target: float) -> float:
-    """The lowest confidence on a ladder whose A/A false rollbacks stay within `target`."""
+def calibrate_kayenta(false_alarm_scores: list[Any], target: float) -> float:
+    """The lowest confidence on a ladder whose false rollbacks stay within `target` on every stream."""
     for confidence in KAYENTA_LADDER:
-        if (kayenta(aa_scores, confidence=confidence) >= 0).mean() <= target:
+        if all((kayenta(sc, confidence=confidence) >= 0).mean() <= target for sc in false_alarm_scores):
             return confidence
     return 1.0
 
@@ -228,10 +231,10 @@ def median_requests_and_time(first: Any, s: Streams) -> tuple[str, str]:
     return f"{int(np.median(requests)):,}", f"{hours:.1f}h"
 
 
-def calibrate_flagger(aa: Streams, target: float) -> int:
-    """The smallest failed-check threshold whose A/A false rollbacks stay within `target`."""
+def calibrate_flagger(false_alarm_counts: list[Any], target: float) -> int:
+    """The smallest failed-check threshold whose false rollbacks stay within `target` on every stream."""
     for threshold in range(FLAGGER_THRESHOLD, BINS + 1):
-        if (flagger(aa, tuple(EFFECTS), threshold=threshold) >= 0).mean() <= target:
+        if all((flagger(c, threshold=threshold) >= 0).mean() <= target for c in false_alarm_counts):
             return threshold
     return BINS + 1
 
@@ -256,27 +259,31 @@ def main(argv: list[str] | None = None) -> int:
         scores_aa = kayenta_scores(aa, gates_all)
         scores_ab = {effect: kayenta_scores(streams, ab_gate[effect]) for effect, streams in ab.items()}
         scores_ab["inside"] = kayenta_scores(inside, ("eval",))
-        n_flagger = calibrate_flagger(aa, 0.01)
-        c_kayenta = calibrate_kayenta(scores_aa, 0.01)
+        counts_aa = flagger_counts(aa, gates_all)
+        counts_ab = {effect: flagger_counts(streams, ab_gate[effect]) for effect, streams in ab.items()}
+        counts_ab["inside"] = flagger_counts(inside, ("eval",))
         judges: dict[str, tuple[Any, Any]] = {
             "ours (mixture SPRT)": (ours_aa, lambda e, st, g=ab_gate: ours(st, g[e])[0]),
-            f"flagger N={FLAGGER_THRESHOLD}": (
-                flagger(aa, gates_all, threshold=FLAGGER_THRESHOLD),
-                lambda e, st, g=ab_gate: flagger(st, g[e], threshold=FLAGGER_THRESHOLD),
-            ),
-            f"flagger N={n_flagger} (calibrated)": (
-                flagger(aa, gates_all, threshold=n_flagger),
-                lambda e, st, n=n_flagger, g=ab_gate: flagger(st, g[e], threshold=n),
-            ),
-            f"kayenta MWU {KAYENTA_CONFIDENCE}": (
-                kayenta(scores_aa, confidence=KAYENTA_CONFIDENCE),
-                lambda e, st, sc=scores_ab: kayenta(sc[e], confidence=KAYENTA_CONFIDENCE),
-            ),
-            f"kayenta MWU {c_kayenta:g} (calibrated)": (
-                kayenta(scores_aa, confidence=c_kayenta),
-                lambda e, st, sc=scores_ab, c=c_kayenta: kayenta(sc[e], confidence=c),
-            ),
         }
+        for label, n in (
+            ("", FLAGGER_THRESHOLD),
+            (", calibrated on A/A", calibrate_flagger([counts_aa], 0.01)),
+            (", calibrated on A/A + inside", calibrate_flagger([counts_aa, counts_ab["inside"]], 0.01)),
+        ):
+            judges[f"flagger N={n}{label}"] = (
+                flagger(counts_aa, threshold=n),
+                lambda e, st, n=n, c=counts_ab: flagger(c[e], threshold=n),
+            )
+        for label, confidence in (
+            ("", KAYENTA_CONFIDENCE),
+            (", calibrated on A/A", calibrate_kayenta([scores_aa], 0.01)),
+            (", calibrated on A/A + inside", calibrate_kayenta([scores_aa, scores_ab["inside"]], 0.01)),
+        ):
+            level = f"{confidence:g}" if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]:g}"
+            judges[f"kayenta MWU {level}{label}"] = (
+                kayenta(scores_aa, confidence=confidence),
+                lambda e, st, k=confidence, sc=scores_ab: kayenta(sc[e], confidence=k),
+            )
         for name, (aa_first, run) in judges.items():
             row = [f"{weight:.0%}", name, f"{(aa_first >= 0).mean():.2%}", f"{(run('inside', inside) >= 0).mean():.1%}"]
             for effect, streams in ab.items():
@@ -288,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         when = f"{(np.median(passed) + 1) * BIN_S / 3600:.1f}h" if passed.size else "-"
         rows.append([f"{weight:.0%}", "  ours, A/A: PASS reached", f"{passed.size / args.aa:.0%}, median {when}"])
         rows[-1] += [""] * 10
+        rows.append([""] * 13)
 
     header = ["weight", "judge", "A/A: false rollback", "eval -0.8pt (inside limit): failed"]
     for effect in ("eval -3pts", "errors x2", "p95 +15%"):
