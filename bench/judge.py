@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             (", calibrated on A/A", calibrate_kayenta([scores_aa], 0.01)),
             (", calibrated on A/A + inside", calibrate_kayenta([scores_aa, scores_ab["inside"]], 0.01)),
         ):
-            level = f"{confidence:g}" if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]:g}"
+            level = str(confidence) if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]}"
             judges[f"kayenta MWU {level}{label}"] = (
                 kayenta(scores_aa, confidence=confidence),
                 lambda e, st, k=confidence, sc=scores_ab: kayenta(sc[e], confidence=k),

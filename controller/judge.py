@@ -13,7 +13,9 @@ probability ratio test, Johari, Pekelis & Walsh 2017; Howard et al. 2021) for th
   whose true regression is beyond the limit passes with probability at most `1 - power`.
 - Otherwise INCONCLUSIVE: hold, never promote.
 
-Judge each step on the counts since that step began. `alpha` is per gate and per step: for a rollout
+The sequences rest on a normal approximation of the counts (smoothed by +0.5 where a count is 0),
+so below `min_samples` canary samples a gate never passes. Judge each step on the counts since that
+step began. `alpha` is per gate and per step: for a rollout
 of `k` judged steps and `g` rollback gates, `alpha / (k * g)` bounds the whole rollout's false rollbacks.
 """
 
