@@ -245,6 +245,24 @@ class Gate(_Model):
         default=None, description="At most this much above stable, relative (10% = 1.1 x stable)."
     )
     on_fail: OnFail = Field(default=OnFail.ROLLBACK)
+    alpha: float | None = Field(
+        default=None,
+        gt=0,
+        lt=0.5,
+        description="Chance of failing a canary that is within its limit, over every look of a step (default 0.01).",
+    )
+    power: float | None = Field(
+        default=None,
+        ge=0.5,
+        lt=1,
+        description="1 - the chance of passing a canary that is beyond its limit; also the confidence "
+        "of the advised step length (default 0.9).",
+    )
+    tolerance: Threshold | None = Field(
+        default=None,
+        description="The regression beyond the limit a step must be long enough to catch, in the "
+        "limit's unit (default: the limit again, i.e. twice the limit).",
+    )
 
     @model_validator(mode="after")
     def _has_threshold(self) -> Gate:

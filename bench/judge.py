@@ -1,0 +1,323 @@
+"""Seeded simulation of canary judges: `controller.judge` beside a Flagger-style and a Kayenta-style judge.
+
+Run `python bench/judge.py` from the repository root. Prints one table: false rollbacks per rollout
+on A/A streams, and detection rate, median canary requests and median time to a FAIL on A/B streams.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from controller import gates, judge
+
+RPS = 10.0  # requests per second on the route
+BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
+STEP_S = 24 * 3600  # one step, judged for 24 simulated hours
+BINS = STEP_S // BIN_S
+WEIGHTS = (0.01, 0.05, 0.25)
+
+EVAL_PASS = 0.80  # stable eval pass rate; A/B: 3 points lower
+ERROR_RATE = 0.01  # stable error rate; A/B: doubled
+LAT_MEDIAN, LAT_SIGMA = 0.8, 0.6  # lognormal latency in seconds; A/B: every latency (so p95) x1.15
+EFFECTS = {"eval": -0.03, "errors": 2.0, "p95": 1.15}
+INSIDE = -0.008  # an eval drop inside the 1-point limit: failing it is a false rollback too
+
+# The gates every judge gets: the regression each must not exceed.
+EVAL_MAX_DROP = 0.01  # 1 point
+ERROR_MAX_INCREASE = 0.5  # 1.5 x stable
+P95_MAX_INCREASE = 0.05  # 1.05 x stable
+EVAL_TOLERANCE = 0.02  # ours only: tune the sequence to catch a drop 2 points beyond the limit (3 points)
+
+BUCKETS = np.append(0.05 * 1.1 ** np.arange(0, 60), np.inf)  # fine buckets: 50 ms .. ~15 s, then +Inf
+FLAGGER_THRESHOLD = 5  # Flagger's documented example: roll back after 5 failed checks
+KAYENTA_CONFIDENCE = 0.98  # Kayenta's Mann-Whitney classifier at 0.98 confidence
+
+
+@dataclass
+class Streams:
+    """Per-bin counts for R rollouts: arrays shaped (R, BINS) or (R, BINS, len(BUCKETS))."""
+
+    n: dict[str, Any]
+    good: dict[str, Any]
+    errors: dict[str, Any]
+    hist: dict[str, Any]
+
+
+def bucket_probs(scale: float) -> Any:
+    cdf = stats.lognorm.cdf(BUCKETS[:-1], s=LAT_SIGMA, scale=LAT_MEDIAN * scale)
+    return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+
+
+def simulate(rng: np.random.Generator, *, rollouts: int, weight: float, effect: str | None) -> Streams:
+    n, good, errors, hist = {}, {}, {}, {}
+    for arm, share in (("stable", 1 - weight), ("canary", weight)):
+        bad = arm == "canary" and effect
+        n[arm] = rng.poisson(RPS * BIN_S * share, size=(rollouts, BINS))
+        p_eval = EVAL_PASS + {"eval": EFFECTS["eval"], "inside": INSIDE}.get(str(bad), 0)
+        p_err = ERROR_RATE * (EFFECTS["errors"] if bad == "errors" else 1)
+        good[arm] = rng.binomial(n[arm], p_eval)
+        errors[arm] = rng.binomial(n[arm], p_err)
+        probs = bucket_probs(EFFECTS["p95"] if bad == "p95" else 1.0)
+        hist[arm] = rng.multinomial(n[arm], probs).astype(np.int32)
+    return Streams(n, good, errors, hist)
+
+
+# -- the three judges: each returns, per rollout, the first look (bin index) that fails, or -1 ----------
+
+
+def ours(s: Streams, gate_names: tuple[str, ...]) -> tuple[Any, Any]:
+    """`controller.judge` on the counts since the step began, at every look. Also returns the first PASS."""
+    rollouts = s.n["stable"].shape[0]
+    first_fail = np.full(rollouts, -1)
+    first_pass = np.full(rollouts, -1)
+    cum = {k: {arm: np.cumsum(v[arm], axis=1) for arm in v} for k, v in vars(s).items()}
+    le = BUCKETS.tolist()
+    for r in range(rollouts):
+        for t in range(BINS):
+            verdicts = []
+            ns, nc = cum["n"]["stable"][r, t], cum["n"]["canary"][r, t]
+            if "eval" in gate_names:
+                verdicts.append(
+                    judge.judge_ratio(
+                        stable_good=cum["good"]["stable"][r, t],
+                        stable_total=ns,
+                        canary_good=cum["good"]["canary"][r, t],
+                        canary_total=nc,
+                        higher_is_better=True,
+                        max_drop=EVAL_MAX_DROP,
+                        tolerance=EVAL_TOLERANCE,
+                    ).verdict
+                )
+            if "errors" in gate_names:
+                verdicts.append(
+                    judge.judge_ratio(
+                        stable_good=cum["errors"]["stable"][r, t],
+                        stable_total=ns,
+                        canary_good=cum["errors"]["canary"][r, t],
+                        canary_total=nc,
+                        higher_is_better=False,
+                        max_increase=ERROR_MAX_INCREASE,
+                    ).verdict
+                )
+            if "p95" in gate_names:
+                verdicts.append(
+                    judge.judge_quantile(
+                        stable_buckets=list(zip(le, np.cumsum(cum["hist"]["stable"][r, t]).tolist(), strict=True)),
+                        canary_buckets=list(zip(le, np.cumsum(cum["hist"]["canary"][r, t]).tolist(), strict=True)),
+                        q=0.95,
+                        max_increase=P95_MAX_INCREASE,
+                    ).verdict
+                )
+            verdict = gates.worst(verdicts)
+            if verdict is gates.Verdict.PASS and first_pass[r] < 0:
+                first_pass[r] = t
+            if verdict is gates.Verdict.FAIL:
+                first_fail[r] = t
+                break
+    return first_fail, first_pass
+
+
+def per_bin_values(s: Streams, arm: str) -> dict[str, Any]:
+    """What Flagger and Kayenta query: each metric over each 5-minute interval (NaN without traffic)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = s.n[arm].astype(float)
+        return {
+            "eval": np.where(n > 0, s.good[arm] / n, np.nan),
+            "errors": np.where(n > 0, s.errors[arm] / n, np.nan),
+            "p95": hist_p95(s.hist[arm]),
+        }
+
+
+def hist_p95(hist: Any) -> Any:
+    """Vectorised histogram_quantile(0.95) over (R, BINS, buckets) counts."""
+    cum = np.cumsum(hist, axis=-1).astype(float)
+    total = cum[..., -1:]
+    rank = 0.95 * total
+    idx = np.minimum((cum < rank).sum(axis=-1), len(BUCKETS) - 2)  # a rank in +Inf reads the top bound
+    upper = BUCKETS[idx]
+    lower = np.where(idx > 0, BUCKETS[np.maximum(idx - 1, 0)], 0.0)
+    c_hi = np.take_along_axis(cum, idx[..., None], axis=-1)[..., 0]
+    c_lo = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[..., None], axis=-1)[..., 0], 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(c_hi > c_lo, (rank[..., 0] - c_lo) / (c_hi - c_lo), 1.0)
+    return np.where(total[..., 0] > 0, lower + (upper - lower) * frac, np.nan)
+
+
+def worse_by(metric: str, canary: Any, stable: Any) -> Any:
+    """Whether canary values are beyond the gate's limit against stable ones (the same limits as ours)."""
+    if metric == "eval":
+        return canary < stable - EVAL_MAX_DROP
+    if metric == "errors":
+        return canary > stable * (1 + ERROR_MAX_INCREASE)
+    return canary > stable * (1 + P95_MAX_INCREASE)
+
+
+TRUE_STABLE = {
+    "eval": EVAL_PASS,
+    "errors": ERROR_RATE,
+    "p95": float(stats.lognorm.ppf(0.95, s=LAT_SIGMA, scale=LAT_MEDIAN)),
+}
+
+
+def flagger_counts(s: Streams, gate_names: tuple[str, ...]) -> Any:
+    """Flagger: each interval, a check fails when the canary's value crosses a fixed threshold (set
+    here at the true stable value plus the limit, which Flagger users must guess). Returns the running
+    count of failed checks; Flagger rolls back once it reaches the analysis `threshold`."""
+    values = per_bin_values(s, "canary")
+    failed = np.zeros(s.n["stable"].shape, dtype=bool)
+    for metric in gate_names:
+        failed |= worse_by(metric, values[metric], TRUE_STABLE[metric])
+    return np.cumsum(failed, axis=1)
+
+
+def flagger(counts: Any, *, threshold: int) -> Any:
+    hit = counts >= threshold
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+
+
+def kayenta_scores(s: Streams, gate_names: tuple[str, ...]) -> Any:
+    """Kayenta: at each look, a two-sided Mann-Whitney U test of the canary's per-interval values
+    against stable's since the start; a metric fails when the p-value is below 1 - confidence and the
+    canary's mean is worse beyond the limit; any failing metric fails the canary. Returns, per rollout
+    and look, the smallest p-value among metrics worse beyond the limit, so any confidence can be read."""
+    canary, stable = per_bin_values(s, "canary"), per_bin_values(s, "stable")
+    rollouts = s.n["stable"].shape[0]
+    scores = np.ones((rollouts, BINS))
+    for t in range(2, BINS):
+        for metric in gate_names:
+            x, y = np.nan_to_num(canary[metric][:, : t + 1]), np.nan_to_num(stable[metric][:, : t + 1])
+            p = stats.mannwhitneyu(x, y, axis=1, method="asymptotic").pvalue
+            worse = worse_by(metric, x.mean(axis=1), y.mean(axis=1))
+            scores[:, t] = np.minimum(scores[:, t], np.where(worse, p, 1.0))
+    return scores
+
+
+def kayenta(scores: Any, *, confidence: float) -> Any:
+    hit = scores < 1 - confidence
+    return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
+
+
+KAYENTA_LADDER = (0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 0.999999, 0.9999999)
+
+
+def calibrate_kayenta(false_alarm_scores: list[Any], target: float) -> float:
+    """The lowest confidence on a ladder whose false rollbacks stay within `target` on every stream."""
+    for confidence in KAYENTA_LADDER:
+        if all((kayenta(sc, confidence=confidence) >= 0).mean() <= target for sc in false_alarm_scores):
+            return confidence
+    return 1.0
+
+
+# -- the table -----------------------------------------------------------------------------------
+
+
+def median_requests_and_time(first: Any, s: Streams) -> tuple[str, str]:
+    hit = first >= 0
+    if not hit.any():
+        return "-", "-"
+    t = first[hit]
+    requests = np.cumsum(s.n["canary"], axis=1)[hit, t]
+    hours = (np.median(t) + 1) * BIN_S / 3600
+    return f"{int(np.median(requests)):,}", f"{hours:.1f}h"
+
+
+def calibrate_flagger(false_alarm_counts: list[Any], target: float) -> int:
+    """The smallest failed-check threshold whose false rollbacks stay within `target` on every stream."""
+    for threshold in range(FLAGGER_THRESHOLD, BINS + 1):
+        if all((flagger(c, threshold=threshold) >= 0).mean() <= target for c in false_alarm_counts):
+            return threshold
+    return BINS + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--aa", type=int, default=400, help="A/A rollouts per weight (default 400)")
+    parser.add_argument("--ab", type=int, default=200, help="A/B rollouts per weight and effect (default 200)")
+    parser.add_argument("--seed", type=int, default=20261123)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
+    started = time.monotonic()
+
+    rows: list[list[str]] = []
+    gates_all = tuple(EFFECTS)
+    for weight in WEIGHTS:
+        aa = simulate(rng, rollouts=args.aa, weight=weight, effect=None)
+        ab = {effect: simulate(rng, rollouts=args.ab, weight=weight, effect=effect) for effect in EFFECTS}
+        inside = simulate(rng, rollouts=args.ab, weight=weight, effect="inside")
+        ab_gate = {"eval": ("eval",), "errors": ("errors",), "p95": ("p95",), "inside": ("eval",)}
+        ours_aa, ours_aa_pass = ours(aa, gates_all)
+        scores_aa = kayenta_scores(aa, gates_all)
+        scores_ab = {effect: kayenta_scores(streams, ab_gate[effect]) for effect, streams in ab.items()}
+        scores_ab["inside"] = kayenta_scores(inside, ("eval",))
+        counts_aa = flagger_counts(aa, gates_all)
+        counts_ab = {effect: flagger_counts(streams, ab_gate[effect]) for effect, streams in ab.items()}
+        counts_ab["inside"] = flagger_counts(inside, ("eval",))
+        judges: dict[str, tuple[Any, Any]] = {
+            "ours (mixture SPRT)": (ours_aa, lambda e, st, g=ab_gate: ours(st, g[e])[0]),
+        }
+        for label, n in (
+            ("", FLAGGER_THRESHOLD),
+            (", calibrated on A/A", calibrate_flagger([counts_aa], 0.01)),
+            (", calibrated on A/A + inside", calibrate_flagger([counts_aa, counts_ab["inside"]], 0.01)),
+        ):
+            judges[f"flagger N={n}{label}"] = (
+                flagger(counts_aa, threshold=n),
+                lambda e, st, n=n, c=counts_ab: flagger(c[e], threshold=n),
+            )
+        for label, confidence in (
+            ("", KAYENTA_CONFIDENCE),
+            (", calibrated on A/A", calibrate_kayenta([scores_aa], 0.01)),
+            (", calibrated on A/A + inside", calibrate_kayenta([scores_aa, scores_ab["inside"]], 0.01)),
+        ):
+            level = str(confidence) if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]}"
+            judges[f"kayenta MWU {level}{label}"] = (
+                kayenta(scores_aa, confidence=confidence),
+                lambda e, st, k=confidence, sc=scores_ab: kayenta(sc[e], confidence=k),
+            )
+        for name, (aa_first, run) in judges.items():
+            row = [f"{weight:.0%}", name, f"{(aa_first >= 0).mean():.2%}", f"{(run('inside', inside) >= 0).mean():.1%}"]
+            for effect, streams in ab.items():
+                first = run(effect, streams)
+                requests, hours = median_requests_and_time(first, streams)
+                row += [f"{(first >= 0).mean():.0%}", requests, hours]
+            rows.append(row)
+        passed = ours_aa_pass[ours_aa_pass >= 0]
+        when = f"{(np.median(passed) + 1) * BIN_S / 3600:.1f}h" if passed.size else "-"
+        rows.append([f"{weight:.0%}", "  ours, A/A: PASS reached", f"{passed.size / args.aa:.0%}, median {when}"])
+        rows[-1] += [""] * 10
+        rows.append([""] * 13)
+
+    header = ["weight", "judge", "A/A: false rollback", "eval -0.8pt (inside limit): failed"]
+    for effect in ("eval -3pts", "errors x2", "p95 +15%"):
+        header += [f"{effect}: detected", "median req", "median time"]
+    print_table(header, rows)
+    print(
+        f"\n{RPS:g} req/s, one 24h step judged every {BIN_S // 60} min; {args.aa} A/A and {args.ab} A/B rollouts "
+        f"per weight; limits: eval maxDrop {EVAL_MAX_DROP:.0%}, errors maxIncrease {ERROR_MAX_INCREASE:.0%}, "
+        f"p95 maxIncrease {P95_MAX_INCREASE:.0%}; ours at alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}; "
+        f"seed {args.seed}; {time.monotonic() - started:.0f}s"
+    )
+    return 0
+
+
+def print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
+    print(line(header))
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print(line(r))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

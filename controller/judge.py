@@ -1,0 +1,565 @@
+"""The canary judge: sequential statistics that fail on evidence and pass on evidence.
+
+Pure (no I/O). `controller.gates` calls `judge_ratio` / `judge_quantile` with counts measured since the
+step began; `plan`/`lint` call `advise_ratio` to say how long a step needs to reach a decision.
+
+Method. Each comparison keeps a time-uniform confidence sequence (a normal-mixture sequential
+probability ratio test, Johari, Pekelis & Walsh 2017; Howard et al. 2021) for the canary's
+*regression* against stable, so the error rates below hold however often the gate is evaluated:
+
+- FAIL when the whole `1 - alpha` sequence lies beyond the limit: a canary whose true regression is
+  within the limit fails with probability at most `alpha`, across every look of the step.
+- PASS when the whole `power` sequence lies within the limit, and the canary has `min_samples`: a canary
+  whose true regression is beyond the limit passes with probability at most `1 - power`.
+- Otherwise INCONCLUSIVE: hold, never promote.
+
+The sequences rest on a normal approximation of the counts (smoothed by +0.5 where a count is 0),
+so below `min_samples` canary samples a gate never passes. Judge each step on the counts since that
+step began. `alpha` is per gate and per step: for a rollout
+of `k` judged steps and `g` rollback gates, `alpha / (k * g)` bounds the whole rollout's false rollbacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from controller import gates, spec
+
+DEFAULT_ALPHA = 0.01  # chance of rolling back a canary that is within its limit, over all looks of a step
+DEFAULT_POWER = 0.9  # 1 - chance of passing a canary that is beyond its limit
+DEFAULT_MIN_SAMPLES = 100  # canary samples below which a gate never passes
+DEFAULT_QUANTILE_MIN_SAMPLES = 200
+
+_MIN_TAU_ABSOLUTE = 0.005  # mixing scale floors: the sequence is tightest near regressions of this size
+_MIN_TAU_LOG = 0.05
+_QUANTILE_RHO_SAMPLES = 250.0  # the quantile sequence is tightest near this many samples per arm
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One gate's verdict with its evidence. Values are the canary's regression against stable: in
+    rate points when `relative` is false (0.02 = 2 points worse), else relative (0.15 = 15% worse).
+    `lower`/`upper` bound the regression: `lower` at `1 - alpha`, `upper` at `power`."""
+
+    verdict: gates.Verdict
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    limit: float
+    relative: bool
+    canary_samples: int
+    stable_samples: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Advice:
+    """How long a step needs before a gate can decide. None means never within the horizon."""
+
+    pass_after: timedelta | None  # a canary as good as stable passes, with probability `power`
+    fail_after: timedelta | None  # a canary `tolerance` beyond the limit fails, with probability `power`
+    pass_samples: int | None  # canary samples at `pass_after`
+    fail_samples: int | None
+
+    def decides_within(self, duration: timedelta) -> bool:
+        """Whether either decision is reachable within `duration` (lint: is a step's `for` long enough)."""
+        return any(t is not None and t <= duration for t in (self.pass_after, self.fail_after))
+
+
+@dataclass(frozen=True)
+class Levels:
+    """A gate's statistical settings with the defaults filled in, ready to pass as keyword arguments."""
+
+    alpha: float
+    power: float
+    tolerance: float | None
+
+
+def levels(gate: spec.Gate) -> Levels:
+    """`alpha`, `power` and `tolerance` of a gate from the spec, defaults where it sets none."""
+    return Levels(
+        alpha=DEFAULT_ALPHA if gate.alpha is None else gate.alpha,
+        power=DEFAULT_POWER if gate.power is None else gate.power,
+        tolerance=gate.tolerance,
+    )
+
+
+# -- the confidence sequence --------------------------------------------------------------------
+
+
+def mixture_radius(variance: float, *, alpha: float, tau: float) -> float:
+    """Half-width of the two-sided normal-mixture confidence sequence for a mean whose estimate has
+    `variance` now, mixing N(0, tau^2) over effects: the set of theta where the mSPRT statistic
+    sqrt(V / (V + tau^2)) * exp(tau^2 (est - theta)^2 / (2 V (V + tau^2))) stays below 1 / alpha."""
+    if variance <= 0:
+        return 0.0
+    if math.isinf(variance):
+        return math.inf
+    tau2 = tau * tau
+    return math.sqrt(variance * (1 + variance / tau2) * (2 * math.log(1 / alpha) + math.log1p(tau2 / variance)))
+
+
+def msprt_statistic(estimate: float, variance: float, *, theta: float, tau: float) -> float:
+    """The mixture likelihood ratio of `theta` against the data; >= 1 / alpha rejects `theta`."""
+    tau2 = tau * tau
+    return math.sqrt(variance / (variance + tau2)) * math.exp(
+        tau2 * (estimate - theta) ** 2 / (2 * variance * (variance + tau2))
+    )
+
+
+def one_sided(alpha: float) -> float:
+    """The two-sided level whose upper (or lower) bound alone errs with probability at most `alpha`.
+
+    With the symmetric mixture M = (M+ + M-) / 2 and M- <= 1 on the upper side, crossing M >= 1 / a
+    implies the one-sided martingale M+ >= 2 / a - 1, which Ville's inequality bounds by a / (2 - a)."""
+    return 2 * alpha / (1 + alpha)
+
+
+def _decide(
+    *,
+    estimate: float,
+    variance: float,
+    limit: float,
+    tau: float,
+    alpha: float,
+    power: float,
+    enough: bool,
+) -> tuple[gates.Verdict, float, float]:
+    """Verdict and bounds for a regression estimate on a scale where larger is worse."""
+    lower = estimate - mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
+    upper = estimate + mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
+    if lower > limit:
+        return gates.Verdict.FAIL, lower, upper
+    if upper <= limit and enough:
+        return gates.Verdict.PASS, lower, upper
+    return gates.Verdict.INCONCLUSIVE, lower, upper
+
+
+def _check_levels(alpha: float, power: float) -> None:
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    if not 0.5 <= power < 1:
+        raise ValueError(f"power must be in [0.5, 1), got {power}")
+
+
+# -- ratio gates (error rate, eval pass rate, JSON validity) ---------------------------------------
+
+
+def judge_ratio(
+    *,
+    stable_good: float,
+    stable_total: float,
+    canary_good: float,
+    canary_total: float,
+    higher_is_better: bool,
+    max_drop: float | None = None,
+    max_increase: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    tolerance: float | None = None,
+) -> Judgement:
+    """Judge a rate, canary against stable, from counts since the step began.
+
+    `good`/`total` count the template's events (for `error_rate`, `good` counts errors and
+    `higher_is_better` is false). `max_drop` is absolute rate points of regression (0.03 = 3 points);
+    `max_increase` is relative growth of the *bad* rate (errors, or failed evals when higher is better).
+    With both, the worse judgement wins. `tolerance` (in the limit's unit, default: the limit) is the
+    regression beyond the limit the sequence is tuned to catch fastest; any value keeps the error rates.
+    """
+    _check_levels(alpha, power)
+    if max_drop is None and max_increase is None:
+        raise ValueError("judge_ratio needs max_drop or max_increase")
+    counts = (stable_good, stable_total, canary_good, canary_total)
+    if any(not math.isfinite(c) or c < 0 for c in counts) or stable_good > stable_total or canary_good > canary_total:
+        return _error(
+            f"counts are not a rate: stable {stable_good}/{stable_total}, canary {canary_good}/{canary_total}",
+            limit=max_drop if max_drop is not None else max_increase or 0.0,
+            relative=max_drop is None,
+        )
+    stable_bad = stable_total - stable_good if higher_is_better else stable_good
+    canary_bad = canary_total - canary_good if higher_is_better else canary_good
+    args = (stable_bad, stable_total, canary_bad, canary_total)
+    judgements = []
+    if max_drop is not None:
+        tau = _tau_absolute(max_drop, tolerance)
+        judgements.append(
+            _judge_difference(*args, limit=max_drop, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
+        )
+    if max_increase is not None:
+        tau = _tau_log(max_increase, tolerance)
+        judgements.append(
+            _judge_ratio(*args, limit=max_increase, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
+        )
+    return max(judgements, key=lambda j: j.verdict.rank)
+
+
+def _judge_difference(
+    stable_bad: float,
+    stable_total: float,
+    canary_bad: float,
+    canary_total: float,
+    *,
+    limit: float,
+    tau: float,
+    alpha: float,
+    power: float,
+    min_samples: int,
+) -> Judgement:
+    ns, nc = int(stable_total), int(canary_total)
+    if stable_total <= 0 or canary_total <= 0:
+        return _inconclusive("no samples yet", limit=limit, relative=False, nc=nc, ns=ns)
+    estimate = canary_bad / canary_total - stable_bad / stable_total
+    variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total)
+    verdict, lower, upper = _decide(
+        estimate=estimate,
+        variance=variance,
+        limit=limit,
+        tau=tau,
+        alpha=alpha,
+        power=power,
+        enough=canary_total >= min_samples,
+    )
+    reason = (
+        f"canary {_pct(1 - canary_bad / canary_total)} vs stable {_pct(1 - stable_bad / stable_total)} good: "
+        f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
+    )
+    return Judgement(verdict, estimate, lower, upper, limit, False, nc, ns, _explain(verdict, reason, nc, min_samples))
+
+
+def _judge_ratio(
+    stable_bad: float,
+    stable_total: float,
+    canary_bad: float,
+    canary_total: float,
+    *,
+    limit: float,
+    tau: float,
+    alpha: float,
+    power: float,
+    min_samples: int,
+) -> Judgement:
+    ns, nc = int(stable_total), int(canary_total)
+    if stable_total <= 0 or canary_total <= 0:
+        return _inconclusive("no samples yet", limit=limit, relative=True, nc=nc, ns=ns)
+    log_estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total)
+    log_limit = math.log1p(limit)
+    verdict, lower, upper = _decide(
+        estimate=log_estimate,
+        variance=variance,
+        limit=log_limit,
+        tau=tau,
+        alpha=alpha,
+        power=power,
+        enough=canary_total >= min_samples,
+    )
+    estimate, lower, upper = math.expm1(log_estimate), _expm1(lower), _expm1(upper)
+    reason = (
+        f"canary {_pct(canary_bad / canary_total)} vs stable {_pct(stable_bad / stable_total)} bad: "
+        f"{_rel(estimate)} (bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(limit)}"
+    )
+    return Judgement(verdict, estimate, lower, upper, limit, True, nc, ns, _explain(verdict, reason, nc, min_samples))
+
+
+def difference_variance(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> float:
+    """Variance of the difference of two rates; +0.5 smoothing keeps it above 0 when a rate is 0 or 1."""
+    ps = (stable_bad + 0.5) / (stable_total + 1)
+    pc = (canary_bad + 0.5) / (canary_total + 1)
+    return ps * (1 - ps) / stable_total + pc * (1 - pc) / canary_total
+
+
+def log_ratio(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> tuple[float, float]:
+    """log(canary rate / stable rate) and its variance (Katz's log risk ratio, +0.5 when a count is 0)."""
+    if stable_bad == 0 or canary_bad == 0:
+        stable_bad, canary_bad = stable_bad + 0.5, canary_bad + 0.5
+        stable_total, canary_total = stable_total + 0.5, canary_total + 0.5
+    estimate = math.log(canary_bad / canary_total) - math.log(stable_bad / stable_total)
+    variance = 1 / canary_bad - 1 / canary_total + 1 / stable_bad - 1 / stable_total
+    return estimate, variance
+
+
+# -- latency gates -----------------------------------------------------------------------------
+
+Buckets = Sequence[tuple[float, float]]
+
+
+def judge_quantile(
+    *,
+    stable_buckets: Buckets,
+    canary_buckets: Buckets,
+    q: float,
+    max_increase: float,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_QUANTILE_MIN_SAMPLES,
+) -> Judgement:
+    """Judge a latency quantile, canary against stable, from cumulative `(le, count)` histogram buckets
+    (as `increase(x_bucket[...])` gives them since the step began, `+Inf` included).
+
+    Each arm's quantile gets a time-uniform confidence sequence over its rank: the count of samples
+    below the true quantile is binomial, so the rank `n q` moves by a normal-mixture radius with
+    variance `n q (1 - q)`; ranks become latencies by linear interpolation within a bucket, as
+    `histogram_quantile` does. The two arms' bounds are combined conservatively (Bonferroni). A bound
+    that falls in the `+Inf` bucket is infinite: coarse or overflowing buckets hold, they never pass.
+    """
+    _check_levels(alpha, power)
+    if not 0 < q < 1:
+        raise ValueError(f"q must be in (0, 1), got {q}")
+    try:
+        stable, canary = _cumulative(stable_buckets), _cumulative(canary_buckets)
+    except ValueError as exc:
+        return _error(f"histogram buckets unusable: {exc}", limit=max_increase, relative=True)
+    ns, nc = int(stable[-1][1]), int(canary[-1][1])
+    if ns <= 0 or nc <= 0:
+        return _inconclusive("no samples yet", limit=max_increase, relative=True, nc=nc, ns=ns)
+
+    s_est, c_est = _value_at_rank(stable, q * ns), _value_at_rank(canary, q * nc)
+    s_fail, c_fail = _quantile_bounds(stable, q=q, alpha=alpha / 2), _quantile_bounds(canary, q=q, alpha=alpha / 2)
+    s_pass, c_pass = (
+        _quantile_bounds(stable, q=q, alpha=(1 - power) / 2),
+        _quantile_bounds(canary, q=q, alpha=(1 - power) / 2),
+    )
+    estimate = _relative(c_est, s_est)
+    lower = _relative(c_fail[0], s_fail[1])
+    upper = _relative(c_pass[1], s_pass[0])
+    if lower > max_increase:
+        verdict = gates.Verdict.FAIL
+    elif upper <= max_increase and nc >= min_samples:
+        verdict = gates.Verdict.PASS
+    else:
+        verdict = gates.Verdict.INCONCLUSIVE
+    reason = (
+        f"p{_qname(q)} canary {_secs(c_est)} vs stable {_secs(s_est)}: {_rel(estimate)} "
+        f"(bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(max_increase)}"
+    )
+    return Judgement(
+        verdict, estimate, lower, upper, max_increase, True, nc, ns, _explain(verdict, reason, nc, min_samples)
+    )
+
+
+def histogram_quantile(q: float, buckets: Buckets) -> float:
+    """Prometheus' `histogram_quantile`: linear interpolation in the bucket holding rank `q * n`;
+    the lowest bucket starts at 0 and a rank in `+Inf` returns the highest finite bound."""
+    cumulative = _cumulative(buckets)
+    value = _value_at_rank(cumulative, q * cumulative[-1][1])
+    return _highest_finite(cumulative) if math.isinf(value) else value
+
+
+def _cumulative(buckets: Buckets) -> list[tuple[float, float]]:
+    """Sorted cumulative buckets with `+Inf` last and counts made monotone, as Prometheus does."""
+    if not buckets:
+        raise ValueError("no buckets")
+    rows = sorted((float(le), float(count)) for le, count in buckets)
+    if rows[-1][0] != math.inf:
+        raise ValueError("the +Inf bucket is missing")
+    out: list[tuple[float, float]] = []
+    running, previous = 0.0, -math.inf
+    for le, count in rows:
+        if not (count >= 0 and le > previous):  # also refuses NaN
+            raise ValueError(f"bucket le={le} has a negative or NaN count, or a duplicate bound")
+        running = max(running, count)
+        out.append((le, running))
+        previous = le
+    return out
+
+
+def _value_at_rank(cumulative: list[tuple[float, float]], rank: float) -> float:
+    if rank <= 0:
+        return 0.0 if cumulative[0][0] > 0 else cumulative[0][0]
+    lower_le, lower_count = 0.0, 0.0
+    for le, count in cumulative:
+        if count >= rank:
+            if math.isinf(le):
+                return math.inf
+            if le <= 0 or count == lower_count:
+                return le
+            return lower_le + (le - lower_le) * (rank - lower_count) / (count - lower_count)
+        lower_le, lower_count = le, count
+    return math.inf
+
+
+def _highest_finite(cumulative: list[tuple[float, float]]) -> float:
+    finite = [le for le, _ in cumulative if not math.isinf(le)]
+    return finite[-1] if finite else math.nan
+
+
+def _quantile_bounds(cumulative: list[tuple[float, float]], *, q: float, alpha: float) -> tuple[float, float]:
+    """Time-uniform bounds for the q-quantile, read off the histogram; each errs with chance `alpha`."""
+    n = cumulative[-1][1]
+    variance = n * q * (1 - q)
+    rho = _QUANTILE_RHO_SAMPLES * q * (1 - q)
+    radius = math.sqrt((variance + rho) * (2 * math.log(1 / one_sided(alpha)) + math.log1p(variance / rho)))
+    return _value_at_rank(cumulative, q * n - radius), _value_at_rank(cumulative, q * n + radius)
+
+
+def _relative(canary: float, stable: float) -> float:
+    if math.isinf(canary) and math.isinf(stable):
+        return math.nan
+    if stable <= 0 or math.isinf(canary):
+        return math.inf
+    return canary / stable - 1
+
+
+# -- sample-size advice ------------------------------------------------------------------------
+
+
+def advise_ratio(
+    *,
+    requests_per_second: float,
+    weight: float,
+    base_rate: float,
+    higher_is_better: bool,
+    max_drop: float | None = None,
+    max_increase: float | None = None,
+    tolerance: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    horizon: timedelta = timedelta(days=30),
+) -> Advice:
+    """How long a step at canary `weight` (0.05 = 5%) needs for `judge_ratio` to decide, from the
+    route's traffic and the stable `base_rate` (of the template's `good` events).
+
+    `pass_after`: a canary equal to stable passes with probability `power`. `fail_after`: a canary
+    regressing by the limit plus `tolerance` (default: the limit again, so 2x the limit) fails with
+    probability `power`. Stable gets the rest of the traffic; at weight 0 (shadow) pass 1.0 and the
+    mirrored share as `weight`, stable then keeps all traffic. Either is None when not reached in `horizon`.
+    """
+    _check_levels(alpha, power)
+    if max_drop is None and max_increase is None:
+        raise ValueError("advise_ratio needs max_drop or max_increase")
+    if not 0 < weight <= 1 or requests_per_second <= 0 or not 0 <= base_rate <= 1:
+        raise ValueError("weight must be in (0, 1], requests_per_second > 0, base_rate in [0, 1]")
+    bad = 1 - base_rate if higher_is_better else base_rate
+    relative = max_drop is None
+    limit = max_increase if relative else max_drop
+    assert limit is not None
+    extra = limit if tolerance is None else tolerance
+    canary_bad = bad * (1 + limit + extra) if relative else bad + limit + extra
+    canary_bad = min(canary_bad, 1.0)
+    z = _normal_ppf(power)
+    stable_share = 1 - weight if weight < 1 else 1.0
+
+    def check(seconds: float, *, canary_p: float, fail: bool) -> bool:
+        nc, ns = requests_per_second * weight * seconds, requests_per_second * stable_share * seconds
+        if nc < 1 or ns < 1:
+            return False
+        if relative:
+            log_limit = math.log1p(limit)
+            est, var = math.log(max(canary_p, 1e-12) / max(bad, 1e-12)), _log_ratio_variance(bad, ns, canary_p, nc)
+            tau = _tau_log(limit, tolerance)
+        else:
+            log_limit = limit
+            est, var = canary_p - bad, difference_variance(bad * ns, ns, canary_p * nc, nc)
+            tau = _tau_absolute(limit, tolerance)
+        spread = z * math.sqrt(var)
+        if fail:
+            return est - spread - mixture_radius(var, alpha=alpha, tau=tau) > log_limit
+        return nc >= min_samples and est + spread + mixture_radius(var, alpha=1 - power, tau=tau) <= log_limit
+
+    pass_after = _first_time(lambda s: check(s, canary_p=bad, fail=False), horizon)
+    fail_after = _first_time(lambda s: check(s, canary_p=canary_bad, fail=True), horizon)
+    return Advice(
+        pass_after=pass_after,
+        fail_after=fail_after,
+        pass_samples=_samples(pass_after, requests_per_second * weight),
+        fail_samples=_samples(fail_after, requests_per_second * weight),
+    )
+
+
+def _log_ratio_variance(stable_p: float, stable_n: float, canary_p: float, canary_n: float) -> float:
+    if stable_p <= 0 or canary_p <= 0:
+        return math.inf
+    return (1 - canary_p) / (canary_n * canary_p) + (1 - stable_p) / (stable_n * stable_p)
+
+
+def _first_time(decided: Callable[[float], bool], horizon: timedelta) -> timedelta | None:
+    """The first time (to the second) at which `decided` holds, by doubling then bisection; the
+    conditions grow easier with time, so the search is monotone."""
+    limit = horizon.total_seconds()
+    hi = 1.0
+    while not decided(hi):
+        if hi >= limit:
+            return None
+        hi = min(hi * 2, limit)
+    lo = hi / 2
+    while hi - lo > 1:
+        mid = (lo + hi) / 2
+        if decided(mid):
+            hi = mid
+        else:
+            lo = mid
+    return timedelta(seconds=math.ceil(hi))
+
+
+def _samples(after: timedelta | None, rate: float) -> int | None:
+    return None if after is None else math.ceil(after.total_seconds() * rate)
+
+
+def _normal_ppf(p: float) -> float:
+    """The standard normal quantile, by bisection on erf (exact enough for advice)."""
+    lo, hi = -10.0, 10.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < p:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _tau_absolute(limit: float, tolerance: float | None) -> float:
+    return max(limit if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
+
+
+def _tau_log(limit: float, tolerance: float | None) -> float:
+    extra = limit if tolerance is None else tolerance
+    return max(math.log1p(limit + extra) - math.log1p(limit), _MIN_TAU_LOG)
+
+
+def _error(reason: str, *, limit: float, relative: bool) -> Judgement:
+    return Judgement(gates.Verdict.ERROR, None, None, None, limit, relative, 0, 0, reason)
+
+
+def _inconclusive(reason: str, *, limit: float, relative: bool, nc: int, ns: int) -> Judgement:
+    return Judgement(gates.Verdict.INCONCLUSIVE, None, None, None, limit, relative, nc, ns, reason)
+
+
+def _explain(verdict: gates.Verdict, reason: str, canary_samples: int, min_samples: int) -> str:
+    if verdict is gates.Verdict.FAIL:
+        return f"regression beyond the limit: {reason}"
+    if verdict is gates.Verdict.PASS:
+        return f"within the limit: {reason}"
+    if canary_samples < min_samples:
+        return f"not enough canary samples ({canary_samples} < {min_samples}): {reason}"
+    return f"not enough evidence yet: {reason}"
+
+
+def _expm1(value: float) -> float:
+    return math.inf if value > 700 else math.expm1(value)
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.2f}%"
+
+
+def _pts(value: float) -> str:
+    return "inf" if math.isinf(value) else f"{value * 100:+.2f} pts"
+
+
+def _rel(value: float) -> str:
+    return "inf" if math.isinf(value) else "n/a" if math.isnan(value) else f"{value * 100:+.1f}%"
+
+
+def _secs(value: float) -> str:
+    return "+Inf" if math.isinf(value) else f"{value:.3g}s"
+
+
+def _qname(q: float) -> str:
+    return f"{q * 100:g}"
