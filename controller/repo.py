@@ -1,4 +1,4 @@
-"""The rollouts repository: read-only trees (working tree or a git ref) and, later, git writes.
+"""The rollouts repository: read-only trees, the controller's clone, status edits, the lease, plumbing.
 
 `load` reads specs through a `Tree`; this module supplies the two kinds. It is the only module
 that talks to git (through gitpython); git exceptions become `errors.RepoError` here.
@@ -6,11 +6,21 @@ that talks to git (through gitpython); git exceptions become `errors.RepoError` 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import posixpath
 import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import git
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from controller import errors, load
 
@@ -132,3 +142,344 @@ def _redact(url: str) -> str:
     import re
 
     return re.sub(r"//[^/@]*@", "//***@", url)
+
+
+# -- the controller's clone of the remote ---------------------------------------------------------
+
+_ACTOR = git.Actor("rollout-controller", "rollout-controller@users.noreply.local")
+
+
+class Workspace:
+    """The controller's own clone of the remote. It is fetched every tick and never edited by hand:
+    the desired state is always read from `origin/<branch>`."""
+
+    def __init__(self, repo: git.Repo, *, branch: str = "main") -> None:
+        self.repo = repo
+        self.branch = branch
+
+    @classmethod
+    def open(cls, remote: str, path: Path, *, branch: str = "main") -> Workspace:
+        """Clone `remote` into `path`, or reuse the clone already there."""
+        try:
+            if (path / ".git").is_dir() or (path / "HEAD").is_file():
+                repo = git.Repo(path)
+            else:
+                repo = git.Repo.clone_from(remote, path, no_checkout=True)
+        except (git.GitCommandError, git.InvalidGitRepositoryError) as exc:
+            raise errors.RepoError(f"cannot clone {_redact(remote)} into {path}") from exc
+        ws = cls(repo, branch=branch)
+        ws.fetch()
+        return ws
+
+    @property
+    def remote_url(self) -> str:
+        return str(self.repo.remotes.origin.url)
+
+    @property
+    def ref(self) -> str:
+        return f"origin/{self.branch}"
+
+    def fetch(self) -> str:
+        """Fetch the remote; the sha that `origin/<branch>` now names."""
+        try:
+            self.repo.remotes.origin.fetch(prune=True)
+            return self.repo.commit(self.ref).hexsha
+        except (git.GitCommandError, ValueError, git.BadName) as exc:
+            raise errors.RepoError(f"cannot fetch {_redact(self.remote_url)}: {_git_reason(exc)}") from exc
+
+    def tree(self, ref: str | None = None) -> GitTree:
+        return GitTree(self.repo, ref or self.ref)
+
+    def history(self, path: str, *, ref: str | None = None, limit: int = 200) -> list[tuple[str, datetime]]:
+        """(sha, commit time) of the first-parent commits of `ref` that touched `path`, newest first.
+
+        First-parent history sees a merged pull request as its merge commit, at the time it merged."""
+        try:
+            commits = self.repo.iter_commits(ref or self.ref, paths=path, first_parent=True, max_count=limit)
+            return [(c.hexsha, c.committed_datetime.astimezone(UTC)) for c in commits]
+        except (git.GitCommandError, ValueError) as exc:
+            raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
+
+
+def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
+    """Run one git command in `repo`; its stdout. GitCommandError propagates to the caller."""
+    out = repo.git.execute(
+        ["git", *args],
+        istream=io.BytesIO(stdin) if stdin is not None else None,
+        env={**os.environ, **_identity_env(), **(env or {})},
+    )
+    return out if isinstance(out, str) else str(out)
+
+
+def _git_reason(exc: Exception) -> str:
+    if isinstance(exc, git.GitCommandError):
+        text = str(exc.stderr or "").strip().splitlines()
+        return _redact(text[-1]) if text else f"git exited with {exc.status}"
+    return _redact(str(exc))
+
+
+# -- text edits that keep everything else byte-identical ------------------------------------------
+
+
+def _yaml_dump(data: Any) -> str:
+    yaml = YAML(typ="rt")
+    yaml.default_flow_style = False
+    yaml.width = 4096
+    out = io.StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()
+
+
+def _top_level_block(text: str, key: str) -> tuple[int, int] | None:
+    """The line range [start, end) of a top-level key and its value, or None if absent."""
+    doc = _yaml_load(text)
+    if not isinstance(doc, CommentedMap) or key not in doc:
+        return None
+    start = doc.lc.key(key)[0]
+    later = [doc.lc.key(k)[0] for k in doc if doc.lc.key(k)[0] > start]
+    lines = text.splitlines(keepends=True)
+    end = min(later) if later else len(lines)
+    # blank lines and comments just above the next key belong to that key
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return start, end
+
+
+def _yaml_load(text: str) -> Any:
+    yaml = YAML(typ="rt")
+    return yaml.load(text)
+
+
+def set_status(text: str, status: Mapping[str, Any]) -> str:
+    """The rollout file with its `status` block replaced (or appended); every other byte is kept."""
+    block = _yaml_dump({"status": _plain_data(status)})
+    lines = text.splitlines(keepends=True)
+    span = _top_level_block(text, "status")
+    if span is None:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return text + block
+    start, end = span
+    first = lines[start]
+    if first.split("#", 1)[0].strip() == "status:" and "#" in first:  # keep a comment on the key's line
+        block = first + block.split("\n", 1)[1]
+    return "".join(lines[:start]) + block + "".join(lines[end:])
+
+
+def _plain_data(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain_data(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_plain_data(v) for v in value]
+    return value
+
+
+def _spec_entry(text: str, key: str) -> tuple[int, int] | None:
+    """The line range [start, end) of `spec.<key>` (the key's line and its value's lines)."""
+    doc = _yaml_load(text)
+    spec_map = doc.get("spec") if isinstance(doc, CommentedMap) else None
+    if not isinstance(spec_map, CommentedMap) or key not in spec_map:
+        return None
+    start = spec_map.lc.key(key)[0]
+    later = [spec_map.lc.key(k)[0] for k in spec_map if spec_map.lc.key(k)[0] > start]
+    top = [doc.lc.key(k)[0] for k in doc if doc.lc.key(k)[0] > start]
+    lines = text.splitlines(keepends=True)
+    end = min(later + top) if later or top else len(lines)
+    while end > start + 1 and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith("#")):
+        end -= 1
+    return start, end
+
+
+def promote_canary(text: str) -> str:
+    """The completion edit: the canary becomes `stable`, the old stable becomes `previous` (kept warm),
+    and `canary` goes. Only those entries change; the rest of the file is kept byte for byte."""
+    stable, canary = _spec_entry(text, "stable"), _spec_entry(text, "canary")
+    if stable is None or canary is None:
+        raise errors.RepoError("the rollout has no spec.stable and spec.canary to promote")
+    lines = text.splitlines(keepends=True)
+    old_stable = _rename(lines[stable[0] : stable[1]], "stable", "previous")
+    new_stable = _rename(lines[canary[0] : canary[1]], "canary", "stable")
+    out = list(lines)
+    previous = _spec_entry(text, "previous")
+    # replace from the bottom up so earlier line numbers stay valid
+    edits = sorted(
+        [(stable, new_stable), (canary, old_stable)] + ([(previous, [])] if previous else []),
+        key=lambda e: e[0][0],
+        reverse=True,
+    )
+    for (start, end), replacement in edits:
+        out[start:end] = replacement
+    return "".join(out)
+
+
+def drop_previous(text: str) -> str:
+    """The decommission edit: remove `spec.previous`."""
+    span = _spec_entry(text, "previous")
+    if span is None:
+        return text
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[: span[0]] + lines[span[1] :])
+
+
+def _rename(lines: list[str], old: str, new: str) -> list[str]:
+    first = lines[0]
+    head, sep, rest = first.partition(f"{old}:")
+    if not sep or head.strip():
+        raise errors.RepoError(f"cannot rename spec.{old}: unexpected layout {first.strip()!r}")
+    return [f"{head}{new}:{rest}", *lines[1:]]
+
+
+# -- a lease on the remote, so two controllers never act at once -----------------------------------
+
+LEASE_REF = "refs/rollout/lease"
+
+
+@dataclass(frozen=True)
+class Lease:
+    holder: str
+    expires: datetime
+
+
+def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:
+    """(sha or "", the lease) as the remote has it now."""
+    try:
+        line = _run(repo, "ls-remote", remote, LEASE_REF)
+    except git.GitCommandError as exc:
+        raise errors.RepoError(f"cannot read the lease on {_redact(remote)}: {_git_reason(exc)}") from exc
+    if not line.strip():
+        return "", None
+    sha = line.split()[0]
+    try:
+        _run(repo, "fetch", remote, f"+{LEASE_REF}:{LEASE_REF}")
+        message = repo.commit(sha).message
+    except (git.GitCommandError, ValueError) as exc:
+        raise errors.RepoError(f"cannot read the lease on {_redact(remote)}: {_git_reason(exc)}") from exc
+    fields = dict(part.split("=", 1) for part in str(message).split() if "=" in part)
+    try:
+        return sha, Lease(fields["holder"], datetime.fromisoformat(fields["expires"]))
+    except (KeyError, ValueError):
+        return sha, None  # unreadable: treat as expired
+
+
+def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
+    """Take or renew the lease; LeaseHeld if another live controller has it. Compare-and-swap on the
+    remote (`git push --force-with-lease`), so of two controllers racing, one wins."""
+    remote = ws.remote_url
+    sha, current = _read_lease(ws.repo, remote)
+    if current is not None and current.holder != holder and current.expires > now:
+        raise errors.LeaseHeld(f"controller {current.holder!r} holds the lease until {current.expires.isoformat()}")
+    lease = Lease(holder, now + ttl)
+    try:
+        tree = _run(ws.repo, "hash-object", "-t", "tree", "-w", "--stdin", stdin=b"").strip()
+        commit = _run(ws.repo, "commit-tree", tree, "-m", f"lease holder={holder} expires={lease.expires.isoformat()}")
+    except git.GitCommandError as exc:
+        raise errors.RepoError(f"cannot write a lease: {_git_reason(exc)}") from exc
+    try:
+        _run(ws.repo, "push", remote, f"--force-with-lease={LEASE_REF}:{sha}", f"{commit}:{LEASE_REF}")
+    except git.GitCommandError as exc:
+        raise errors.LeaseHeld(f"another controller took the lease first ({_git_reason(exc)})") from exc
+    return lease
+
+
+def release_lease(ws: Workspace, *, holder: str) -> None:
+    sha, current = _read_lease(ws.repo, ws.remote_url)
+    if current is not None and current.holder == holder:
+        with contextlib.suppress(git.GitCommandError):  # if this fails, the lease expires anyway
+            _run(ws.repo, "push", ws.remote_url, f"--force-with-lease={LEASE_REF}:{sha}", f":{LEASE_REF}")
+
+
+def _identity_env() -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": _ACTOR.name or "",
+        "GIT_AUTHOR_EMAIL": _ACTOR.email or "",
+        "GIT_COMMITTER_NAME": _ACTOR.name or "",
+        "GIT_COMMITTER_EMAIL": _ACTOR.email or "",
+    }
+
+
+# -- plumbing on a bare repository (the local forge's storage) -------------------------------------
+
+
+class GitStore:
+    """Commits, refs and merges on a bare repository, without a working tree or an index of its own.
+    Every ref update is a compare-and-swap, so concurrent writers never lose each other's work."""
+
+    ZERO = "0" * 40
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            self.repo = git.Repo(path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise errors.RepoError(f"{path} is not a git repository") from exc
+        self.path = Path(path)
+
+    def _git(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
+        try:
+            return _run(self.repo, *args, stdin=stdin, env=env)
+        except git.GitCommandError as exc:
+            raise errors.RepoError(f"git {args[0]} in {self.path}: {_git_reason(exc)}") from exc
+
+    def resolve(self, ref: str) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip() or None
+        except errors.RepoError:
+            return None
+
+    def read(self, ref: str, path: str) -> bytes | None:
+        try:
+            blob = self.repo.commit(ref).tree / path
+        except (KeyError, ValueError, git.BadName):
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+
+    def list(self, ref: str, directory: str) -> list[str]:
+        try:
+            tree = self.repo.commit(ref).tree / directory
+        except (KeyError, ValueError, git.BadName):
+            return []
+        return sorted(item.name for item in tree)
+
+    def commit_files(self, *, parent: str | None, files: Mapping[str, bytes | None], message: str) -> str:
+        """A commit on top of `parent` (or a root commit) with `files` written (None deletes)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if parent:
+                self._git("read-tree", parent, env=env)
+            for path, data in files.items():
+                if data is None:
+                    self._git("update-index", "--force-remove", "--", path, env=env)
+                    continue
+                blob = self._git("hash-object", "-w", "--stdin", stdin=data).strip()
+                self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._git("write-tree", env=env).strip()
+        args = ["commit-tree", tree, "-m", message]
+        if parent:
+            args[2:2] = ["-p", parent]
+        return self._git(*args).strip()
+
+    def tree_of(self, ref: str) -> str:
+        return self._git("rev-parse", f"{ref}^{{tree}}").strip()
+
+    def merge(self, *, base: str, head: str, message: str) -> str:
+        """A real merge commit of `head` into `base`; RepoError on conflicts."""
+        try:
+            tree = _run(self.repo, "merge-tree", "--write-tree", base, head).splitlines()[0]
+        except git.GitCommandError as exc:
+            raise errors.RepoError(f"cannot merge {head[:10]} into {base[:10]}: conflicts") from exc
+        return self._git("commit-tree", tree, "-p", base, "-p", head, "-m", message).strip()
+
+    def update_ref(self, ref: str, new: str, *, old: str | None) -> bool:
+        """Move `ref` to `new` only if it still points at `old` (None: only if it does not exist)."""
+        try:
+            _run(self.repo, "update-ref", ref, new, old or self.ZERO)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            _run(self.repo, "merge-base", "--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
