@@ -7,18 +7,38 @@ failed (invalid spec, drift asked about, gate failed), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import signal
+import socket
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 from pydantic import BaseModel
 
-from controller import __version__, analysis, errors, evidence, gates, lint, load, plan, prometheus, repo, report, spec
+from controller import (
+    __version__,
+    analysis,
+    errors,
+    evidence,
+    gates,
+    lint,
+    load,
+    plan,
+    prometheus,
+    reconcile,
+    repo,
+    report,
+    spec,
+)
+from controller.forge import base as forge_base
+from controller.forge import local as forge_local
 from controller.routers import base, envoy, flagd
 from controller.routers import file as file_router
 
@@ -372,6 +392,296 @@ def add_render_parser(sub: Any) -> None:
     re.set_defaults(func=cmd_render_envoy)
 
 
+# -- the controller: reconcile, run, abort, retry, status, pr ------------------------------------
+
+
+def _default_remote() -> str:
+    remote = os.environ.get("ROLLOUT_REMOTE") or repo.origin_of(Path.cwd())
+    if not remote:
+        raise UsageError("no --remote given, $ROLLOUT_REMOTE unset, and no git repository here")
+    return remote
+
+
+def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
+    match config:
+        case spec.LocalForge():
+            path = Path(remote)
+            if not path.exists():
+                raise UsageError(f"forge type local needs a local remote (a path), not {remote!r}")
+            return forge_local.LocalForge(path)
+        case spec.GithubForge():
+            from controller.forge import github
+
+            return github.GithubForge.from_config(config, env=os.environ)
+
+
+def build_controller(args: argparse.Namespace) -> reconcile.Controller:
+    remote = args.remote or _default_remote()
+    workdir = Path(args.workdir) if args.workdir else _cache_dir(remote)
+    workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
+    desired = load.load_repo(workspace.tree())
+    if desired.config is None:
+        raise errors.SpecError(desired.problems)
+    config = desired.config
+    state = Path(args.state_dir) if args.state_dir else workdir
+    metrics = None
+    if config.prometheus is not None:
+        p = config.prometheus
+        token = os.environ.get(p.bearer_token_env) if p.bearer_token_env else None
+        metrics = prometheus.Prometheus(p.url, timeout=p.timeout, token=token)
+
+    def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
+        return build_router(name, cfg, root=state, routes=dict(routes))
+
+    holder = args.holder or f"{socket.gethostname()}-{os.getpid()}"
+    return reconcile.Controller(workspace, build_forge(config.forge, remote=remote), routers, metrics, holder=holder)
+
+
+def _cache_dir(remote: str) -> Path:
+    base_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rollout"
+    return base_dir / hashlib.sha1(remote.encode()).hexdigest()[:12]
+
+
+def _tick_lines(tick: reconcile.Tick) -> list[str]:
+    if tick.skipped:
+        return [f"{tick.at:%H:%M:%S} skipped: {tick.skipped}"]
+    lines = []
+    for o in tick.outcomes:
+        kind = o.decision.kind.value if o.decision else "Error"
+        reason = o.decision.reason if o.decision else ""
+        lines.append(f"{tick.at:%H:%M:%S} {o.rollout:<20} {kind:<12} {reason}")
+        lines += [f"{'':9} {'':<20} -> {a}" for a in o.actions]
+        if o.error:
+            lines.append(f"{'':9} {'':<20} !! {o.adapter}: {o.error}")
+    lines += [f"{tick.at:%H:%M:%S} !! {p}" for p in tick.problems]
+    return lines
+
+
+def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
+    return {
+        "at": tick.at.isoformat(),
+        "sha": tick.sha,
+        "skipped": tick.skipped,
+        "problems": [str(p) for p in tick.problems],
+        "rollouts": [
+            {
+                "rollout": o.rollout,
+                "decision": o.decision.kind.value if o.decision else None,
+                "reason": o.decision.reason if o.decision else None,
+                "live": o.live.to_json() if o.live else None,
+                "actions": list(o.actions),
+                "error": o.error,
+                "pr": o.pr,
+            }
+            for o in tick.outcomes
+        ],
+    }
+
+
+def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
+    controller = build_controller(args)
+    tick = controller.reconcile_once(dry_run=args.dry_run)
+    if args.format == "json":
+        out.write(json.dumps(_tick_json(tick), indent=2) + "\n")
+    else:
+        out.write("\n".join(_tick_lines(tick)) + "\n")
+    return 1 if tick.problems or any(o.error for o in tick.outcomes) else 0
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    interval = spec.parse_duration(args.interval).total_seconds()
+    controller = build_controller(args)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from controller import telemetry
+
+    tel = telemetry.Telemetry()
+    tel.interval = interval
+    server = tel.serve(args.metrics_port) if args.metrics_port is not None else None
+    if server is not None:
+        out.write(f"metrics on http://127.0.0.1:{server.server_address[1]}/metrics\n")
+    try:
+        while not stop.is_set():
+            try:
+                tick = controller.reconcile_once()
+                tel.record(tick)
+                out.write("\n".join(_tick_lines(tick)) + "\n")
+            except errors.RolloutError as exc:
+                tel.errors.labels("controller").inc()
+                out.write(f"tick failed: {exc}\n")
+            out.flush()
+            stop.wait(interval)  # a signal ends the wait; the tick in progress always finishes
+    finally:
+        if server is not None:
+            server.shutdown()
+    out.write("stopped\n")
+    return 0
+
+
+def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
+    outcome = build_controller(args).abort(args.name, reason=args.reason)
+    out.write(
+        "\n".join([f"{outcome.rollout}: {outcome.decision.reason if outcome.decision else ''}", *outcome.actions])
+        + "\n"
+    )
+    if outcome.error:
+        out.write(f"!! {outcome.error}\n")
+    return 1 if outcome.error else 0
+
+
+def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    outcome = build_controller(args).retry(args.name)
+    out.write("\n".join(outcome.actions) + "\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    controller = build_controller(args)
+    tick = controller.reconcile_once(dry_run=True)
+    pulls = controller.forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+    desired = load.load_repo(controller.workspace.tree())
+    if args.format == "json":
+        out.write(json.dumps(_tick_json(tick), indent=2) + "\n")
+        return 0
+    now = controller.clock()
+    for o in tick.outcomes:
+        loaded = desired.rollout(o.rollout)
+        if loaded is None:
+            continue
+        s = loaded.rollout.spec
+        step = plan.current_step(loaded)
+        phase = plan.diff(loaded, o.live).phase
+        since = (
+            f"in step {spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds())))}"
+            if o.step_since
+            else ""
+        )
+        out.write(
+            f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
+            f"rev {loaded.revisions.get('canary', loaded.revisions['stable'])}  {since}\n"
+        )
+        out.write(
+            f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"
+        )
+        if o.evidence:
+            out.write("  gates    " + " · ".join(f"{e.gate.use} {e.verdict}" for e in o.evidence) + "\n")
+        verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
+        out.write(f"  next     {verdict}\n")
+        for pr in pulls:
+            if pr.branch.startswith(f"{reconcile.BRANCH_PREFIX}{o.rollout}/"):
+                flag = " [approved]" if pr.approved else ""
+                out.write(f"  PR       #{pr.number} {pr.title}{flag}\n")
+        if o.error:
+            out.write(f"  error    {o.adapter}: {o.error}\n")
+        out.write("\n")
+    for p in tick.problems:
+        out.write(f"!! {p}\n")
+    return 0
+
+
+def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
+    remote = args.remote or _default_remote()
+    if not Path(remote).exists():
+        raise UsageError("`rollout pr` works on the local forge: give --remote PATH")
+    return forge_local.LocalForge(Path(remote))
+
+
+def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
+    forge = _local_forge(args)
+    match args.pr_command:
+        case "list":
+            state = None if args.all else forge_base.PRState.OPEN
+            pulls = forge.list(prefix="", state=state)
+            if not pulls:
+                out.write("no pull requests\n" if args.all else "no open pull requests\n")
+            for pr in pulls:
+                flags = ",".join(pr.labels)
+                approved = "approved" if pr.approved else ""
+                out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}  [{flags}]\n")
+        case "show":
+            pr = forge.get(args.number)
+            out.write(f"#{pr.number} {pr.title}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
+            out.write(f"{', approved' if pr.approved else ''}; labels: {', '.join(pr.labels) or '-'}\n\n{pr.body}\n")
+            for context, check in forge.checks(args.number).items():
+                out.write(f"check {context}: {check['state']}: {check['summary']}\n")
+            for key, body in forge.comments(args.number).items():
+                out.write(f"\ncomment ({key}):\n{body}\n")
+        case "approve":
+            pr = forge.approve(args.number, by=args.by)
+            out.write(f"approved #{pr.number} as {args.by}\n")
+        case "merge":
+            pr = forge.get(args.number)
+            if not pr.approved and not args.force:
+                raise UsageError(f"#{pr.number} is not approved (approve it first, or --force)")
+            pr = forge.merge(args.number, message=pr.title)
+            out.write(f"merged #{pr.number} as {pr.merge_sha[:10]}\n")
+        case "close":
+            pr = forge.close(args.number, comment=args.comment)
+            out.write(f"closed #{pr.number}\n")
+    return 0
+
+
+def _controller_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--remote", default=None, help="the GitOps repository (URL or path; default $ROLLOUT_REMOTE or origin)"
+    )
+    p.add_argument(
+        "--workdir", default=None, help="where the controller keeps its clone (default: ~/.cache/rollout/...)"
+    )
+    p.add_argument("--state-dir", default=None, help="where file routers' paths are relative to (default: the workdir)")
+    p.add_argument("--branch", default="main", help="the branch that holds the desired state")
+    p.add_argument("--holder", default=None, help="this controller's name in the lease (default: host-pid)")
+
+
+def add_controller_parsers(sub: Any) -> None:
+    r = sub.add_parser("reconcile", help="one tick: observe, decide, act, verify")
+    r.add_argument("--once", action="store_true", help="run one tick and exit (the default)")
+    r.add_argument("--dry-run", action="store_true", help="decide and report; change nothing")
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    _controller_args(r)
+    r.set_defaults(func=cmd_reconcile)
+
+    run = sub.add_parser("run", help="reconcile every --interval until SIGTERM; serves /metrics and /healthz")
+    run.add_argument("--interval", default="10s")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
+    _controller_args(run)
+    run.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("abort", help="the kill switch: canary to 0 now, then a revert PR")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--reason", required=True)
+    _controller_args(a)
+    a.set_defaults(func=cmd_abort)
+
+    rt = sub.add_parser("retry", help="propose a PR that lets a rolled-back or paused revision run again")
+    rt.add_argument("name", metavar="NAME")
+    _controller_args(rt)
+    rt.set_defaults(func=cmd_retry)
+
+    st = sub.add_parser("status", help="every rollout: step, weights, verdicts, open PRs, time in step")
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    _controller_args(st)
+    st.set_defaults(func=cmd_status)
+
+    pr = sub.add_parser("pr", help="the local forge's pull requests")
+    pr_sub = pr.add_subparsers(dest="pr_command", required=True, metavar="ACTION")
+    ls = pr_sub.add_parser("list", help="open pull requests (--all for every one)")
+    ls.add_argument("--all", action="store_true")
+    show = pr_sub.add_parser("show", help="one pull request: body, checks, comments")
+    approve = pr_sub.add_parser("approve", help="approve as a reviewer")
+    approve.add_argument("--by", default=os.environ.get("USER", "reviewer"))
+    merge = pr_sub.add_parser("merge", help="merge (a real merge commit naming the PR)")
+    merge.add_argument("--force", action="store_true", help="merge without an approval")
+    close = pr_sub.add_parser("close", help="close without merging")
+    close.add_argument("--comment", default="")
+    for p in (show, approve, merge, close):
+        p.add_argument("number", type=int, metavar="N")
+    for p in (ls, show, approve, merge, close):
+        p.add_argument("--remote", default=None, help="the local remote (a path; default $ROLLOUT_REMOTE or origin)")
+    pr.set_defaults(func=cmd_pr)
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 
@@ -404,6 +714,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_gates_parser(sub)
     add_render_parser(sub)
+    add_controller_parsers(sub)
     return p
 
 

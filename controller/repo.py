@@ -11,6 +11,7 @@ import io
 import os
 import posixpath
 import stat
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -128,6 +129,17 @@ class GitTree:
         return sorted(child.name for child in node)
 
 
+def origin_of(path: Path) -> str | None:
+    """The `origin` URL of the repository around `path`, else that repository itself, else None."""
+    try:
+        found = git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return None
+    if "origin" in [r.name for r in found.remotes]:
+        return str(found.remotes.origin.url)
+    return str(found.working_dir or found.git_dir)
+
+
 def clone_bare(url: str, into: Path) -> Path:
     """A bare clone of a remote, for reading refs without a working tree."""
     try:
@@ -202,18 +214,24 @@ class Workspace:
 
 
 def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Run one git command in `repo`; its stdout. GitCommandError propagates to the caller."""
-    out = repo.git.execute(
+    """Run one git command in `repo`; its stdout. A failure raises git.GitCommandError."""
+    proc = subprocess.run(
         ["git", *args],
-        istream=io.BytesIO(stdin) if stdin is not None else None,
+        cwd=repo.working_dir or repo.git_dir,
+        input=stdin if stdin is not None else b"",
+        capture_output=True,
         env={**os.environ, **_identity_env(), **(env or {})},
+        check=False,
     )
-    return out if isinstance(out, str) else str(out)
+    if proc.returncode != 0:
+        raise git.GitCommandError(["git", args[0]], proc.returncode, proc.stderr)
+    return proc.stdout.decode("utf-8", "replace")
 
 
 def _git_reason(exc: Exception) -> str:
     if isinstance(exc, git.GitCommandError):
-        text = str(exc.stderr or "").strip().splitlines()
+        raw = exc.stderr
+        text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")).strip().splitlines()
         return _redact(text[-1]) if text else f"git exited with {exc.status}"
     return _redact(str(exc))
 
@@ -371,7 +389,9 @@ def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) 
     lease = Lease(holder, now + ttl)
     try:
         tree = _run(ws.repo, "hash-object", "-t", "tree", "-w", "--stdin", stdin=b"").strip()
-        commit = _run(ws.repo, "commit-tree", tree, "-m", f"lease holder={holder} expires={lease.expires.isoformat()}")
+        commit = _run(
+            ws.repo, "commit-tree", tree, "-m", f"lease holder={holder} expires={lease.expires.isoformat()}"
+        ).strip()
     except git.GitCommandError as exc:
         raise errors.RepoError(f"cannot write a lease: {_git_reason(exc)}") from exc
     try:

@@ -69,8 +69,11 @@ class RouteState:
         return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
 
     def same_revisions(self, desired: RouteState) -> bool:
-        """False when this (live) state says a variant serves another revision than `desired` wants.
-        Routers that do not record what they serve (Envoy) always agree."""
+        """False when this (live) state says a variant serves another revision than `desired` wants, or
+        serves a variant `desired` no longer has. Routers that do not record what they serve (Envoy)
+        always agree."""
+        if self.served and desired.served and set(self.served) - set(desired.served):
+            return False
         return all(
             self.served[name].revision == want.revision
             for name, want in desired.served.items()

@@ -11,11 +11,14 @@ from controller import load, repo, spec
 EXAMPLE = (Path(__file__).parent.parent.parent / "rollouts/support-bot/rollout.yaml").read_text()
 STATUS = {"revision": "6fc33c1e4d1a", "step": 2, "phase": "Progressing", "rolledBack": ["0ld000000001"]}
 
-WITH_STATUS = EXAMPLE + """status:   # written only by the controller's pull requests
+WITH_STATUS = (
+    EXAMPLE
+    + """status:   # written only by the controller's pull requests
   revision: 0ld000000000
   step: 4
   phase: Progressing
 """
+)
 STATUS_IN_MIDDLE = EXAMPLE.replace("spec:\n", "status: {step: 1}\n\n# the desired state\nspec:\n", 1)
 
 

@@ -1,0 +1,224 @@
+"""The embedded forge: pull requests as branches in the remote plus records kept in git.
+
+A PR's head is a real branch (`refs/heads/rollout/...`) in the remote repository; its record
+(title, body, labels, reviews, comments, checks, state) is a JSON file on the ref
+`refs/rollout-forge/db`, so it survives restarts and can be inspected with plain git
+(`git show refs/rollout-forge/db:pulls/1.json`). Every write is a compare-and-swap on a ref.
+Merging makes a real merge commit on the base branch that names the PR.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controller import errors, repo
+from controller.forge import base
+
+DB_REF = "refs/rollout-forge/db"
+_RETRIES = 20
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LocalForge:
+    def __init__(self, remote: str | Path, *, clock: Callable[[], datetime] = _now) -> None:
+        self.store = repo.GitStore(remote)
+        self.clock = clock
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _records(self) -> list[dict[str, Any]]:
+        head = self.store.resolve(DB_REF)
+        if head is None:
+            return []
+        out = []
+        for name in self.store.list(head, "pulls"):
+            data = self.store.read(head, f"pulls/{name}")
+            if data is None:
+                continue
+            try:
+                out.append(json.loads(data))
+            except json.JSONDecodeError as exc:
+                raise errors.ForgeError(f"local forge: pulls/{name} on {DB_REF} is not valid JSON") from exc
+        return sorted(out, key=lambda r: -int(r["number"]))
+
+    def _record(self, number: int) -> dict[str, Any]:
+        for record in self._records():
+            if record["number"] == number:
+                return record
+        raise errors.ForgeError(f"local forge: no pull request #{number}")
+
+    def _write(self, change: Callable[[list[dict[str, Any]]], dict[str, Any]], message: str) -> dict[str, Any]:
+        """Apply `change` to the records and commit the record it returns; retried on a lost race."""
+        for _ in range(_RETRIES):
+            head = self.store.resolve(DB_REF)
+            record = change(self._records())
+            record["updated_at"] = self.clock().isoformat()
+            data = json.dumps(record, indent=2, sort_keys=True).encode() + b"\n"
+            commit = self.store.commit_files(
+                parent=head, files={f"pulls/{record['number']:06d}.json": data}, message=message
+            )
+            if self.store.update_ref(DB_REF, commit, old=head):
+                return record
+        raise errors.ForgeUnavailable(f"local forge: {DB_REF} kept changing under us; try again")
+
+    def _update(self, number: int, message: str, edit: Callable[[dict[str, Any]], None]) -> base.PullRequest:
+        def change(records: list[dict[str, Any]]) -> dict[str, Any]:
+            record = next((r for r in records if r["number"] == number), None)
+            if record is None:
+                raise errors.ForgeError(f"local forge: no pull request #{number}")
+            edit(record)
+            return record
+
+        return _pull(self._write(change, message))
+
+    # -- the Forge protocol ----------------------------------------------------------------------
+
+    def find(self, branch: str) -> base.PullRequest | None:
+        record = next((r for r in self._records() if r["branch"] == branch), None)
+        return _pull(record) if record else None
+
+    def list(self, *, prefix: str = "", state: base.PRState | None = None) -> list[base.PullRequest]:
+        pulls = [_pull(r) for r in self._records() if r["branch"].startswith(prefix)]
+        return [p for p in pulls if state is None or p.state is state]
+
+    def get(self, number: int) -> base.PullRequest:
+        return _pull(self._record(number))
+
+    def comments(self, number: int) -> dict[str, str]:
+        return dict(self._record(number).get("comments", {}))
+
+    def checks(self, number: int) -> dict[str, dict[str, str]]:
+        return dict(self._record(number).get("checks", {}))
+
+    def propose(self, change: base.Change, *, base: str) -> base.PullRequest:
+        base_sha = self.store.resolve(f"refs/heads/{base}")
+        if base_sha is None:
+            raise errors.ForgeError(f"local forge: no base branch {base!r}")
+        ref = f"refs/heads/{change.branch}"
+        head = self._commit_branch(ref, base_sha, change)
+
+        def upsert(records: list[dict[str, Any]]) -> dict[str, Any]:
+            open_one = next((r for r in records if r["branch"] == change.branch and r["state"] == "open"), None)
+            record = open_one or {
+                "number": max((r["number"] for r in records), default=0) + 1,
+                "branch": change.branch,
+                "state": "open",
+                "created_at": self.clock().isoformat(),
+                "reviews": [],
+                "comments": {},
+                "checks": {},
+                "merge_sha": "",
+            }
+            if open_one is not None and open_one["head_sha"] != head:
+                record["reviews"] = []  # new commits dismiss earlier approvals, as branch protection does
+            record.update(
+                base=base, title=change.title, body=change.body, labels=sorted(set(change.labels)), head_sha=head
+            )
+            return record
+
+        return _pull(self._write(upsert, f"propose {change.branch}"))
+
+    def _commit_branch(self, ref: str, base_sha: str, change: base.Change) -> str:
+        """Point the PR branch at base + files; keep the current commit if it already is exactly that."""
+        for _ in range(_RETRIES):
+            current = self.store.resolve(ref)
+            commit = self.store.commit_files(parent=base_sha, files=dict(change.files), message=change.message)
+            unchanged = current is not None and self.store.tree_of(current) == self.store.tree_of(commit)
+            if unchanged and self.store.resolve(f"{current}^") == base_sha:
+                assert current is not None
+                return current
+            if self.store.update_ref(ref, commit, old=current):
+                return commit
+        raise errors.ForgeUnavailable(f"local forge: branch {ref} kept changing under us; try again")
+
+    def comment(self, number: int, body: str, *, key: str) -> None:
+        self._update(number, f"comment on #{number}", lambda r: r.setdefault("comments", {}).__setitem__(key, body))
+
+    def set_check(self, number: int, *, state: base.CheckState, summary: str, context: str) -> None:
+        def edit(record: dict[str, Any]) -> None:
+            record.setdefault("checks", {})[context] = {"state": str(state), "summary": summary[:1000]}
+
+        self._update(number, f"check {context} on #{number}", edit)
+
+    def add_labels(self, number: int, labels: tuple[str, ...]) -> None:
+        def edit(record: dict[str, Any]) -> None:
+            record["labels"] = sorted(set(record.get("labels", [])) | set(labels))
+
+        self._update(number, f"label #{number}", edit)
+
+    def approve(self, number: int, *, by: str) -> base.PullRequest:
+        """A review that approves the PR's current head (local forge only: `rollout pr approve`)."""
+
+        def edit(record: dict[str, Any]) -> None:
+            if record["state"] != "open":
+                raise errors.ForgeError(f"local forge: #{number} is {record['state']}, not open")
+            record.setdefault("reviews", []).append(
+                {"by": by, "state": "APPROVED", "head_sha": record["head_sha"], "at": self.clock().isoformat()}
+            )
+
+        return self._update(number, f"approve #{number}", edit)
+
+    def merge(self, number: int, *, message: str) -> base.PullRequest:
+        record = self._record(number)
+        if record["state"] == "merged":
+            return _pull(record)
+        if record["state"] != "open":
+            raise errors.ForgeError(f"local forge: #{number} is closed; it cannot be merged")
+        head = self.store.resolve(f"refs/heads/{record['branch']}")
+        if head is None or head != record["head_sha"]:
+            raise errors.ForgeError(f"local forge: #{number}'s branch moved; propose it again")
+        base_ref = f"refs/heads/{record['base']}"
+        title = f"Merge pull request #{number} from {record['branch']}"
+        for _ in range(_RETRIES):
+            base_sha = self.store.resolve(base_ref)
+            if base_sha is None:
+                raise errors.ForgeError(f"local forge: no base branch {record['base']!r}")
+            merged = self.store.merge(base=base_sha, head=head, message=f"{title}\n\n{message}".strip())
+            if self.store.update_ref(base_ref, merged, old=base_sha):
+                break
+        else:
+            raise errors.ForgeUnavailable(f"local forge: {base_ref} kept moving; try again")
+
+        def done(r: dict[str, Any]) -> None:
+            r.update(state="merged", merge_sha=merged, merged_at=self.clock().isoformat())
+
+        return self._update(number, f"merge #{number}", done)
+
+    def close(self, number: int, *, comment: str = "") -> base.PullRequest:
+        def edit(record: dict[str, Any]) -> None:
+            if record["state"] == "open":
+                record["state"] = "closed"
+                record["closed_at"] = self.clock().isoformat()
+            if comment:
+                record.setdefault("comments", {})["close"] = comment
+
+        return self._update(number, f"close #{number}", edit)
+
+
+def _pull(record: Mapping[str, Any]) -> base.PullRequest:
+    latest: dict[str, str] = {}
+    for review in record.get("reviews", []):
+        if review.get("head_sha") == record.get("head_sha"):
+            latest[review["by"]] = review["state"]
+    approved = "APPROVED" in latest.values() and "CHANGES_REQUESTED" not in latest.values()
+    return base.PullRequest(
+        number=int(record["number"]),
+        branch=record["branch"],
+        base=record.get("base", "main"),
+        title=record.get("title", ""),
+        body=record.get("body", ""),
+        state=base.PRState(record["state"]),
+        labels=tuple(record.get("labels", ())),
+        approved=approved,
+        head_sha=record.get("head_sha", ""),
+        merge_sha=record.get("merge_sha", ""),
+        url=f"local:#{record['number']}",
+        meta={k: str(record[k]) for k in ("created_at", "updated_at", "merged_at", "closed_at") if k in record},
+    )

@@ -1,0 +1,592 @@
+"""The controller loop: observe, decide, act, verify. The only module that combines adapters.
+
+Each tick fetches the remote, reads the desired state from `origin/<branch>`, measures every gate in
+one batch, then, rollout by rollout (errors isolated), reads the live route, asks `plan.decide`, and
+acts: router writes are read back; pull requests are find-or-update by their branch, one per
+(rollout, action, revision). Canary exposure grows only when such a PR is merged; it shrinks at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from controller import analysis, errors, evidence, gates, load, plan, prometheus, repo, report, spec
+from controller.forge import base as forge_base
+from controller.routers import base
+
+log = logging.getLogger("rollout.reconcile")
+
+RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
+BRANCH_PREFIX = "rollout/"
+
+
+class Action:
+    ADVANCE = "advance"
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+    COMPLETE = "complete"
+    DECOMMISSION = "decommission"
+    RETRY = "retry"
+
+
+def branch(rollout: str, action: str, revision: str) -> str:
+    """The head branch of a PR, and so its identity: one per (rollout, action, revision)."""
+    return f"{BRANCH_PREFIX}{rollout}/{action}-{revision}"
+
+
+def parse_branch(name: str) -> tuple[str, str, str] | None:
+    """(rollout, action, revision) from a branch the controller made, or None."""
+    if not name.startswith(BRANCH_PREFIX):
+        return None
+    rest = name[len(BRANCH_PREFIX) :]
+    rollout, _, tail = rest.partition("/")
+    action, _, revision = tail.partition("-")
+    return (rollout, action, revision) if rollout and action and revision else None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one tick did for one rollout."""
+
+    rollout: str
+    route: str = ""
+    decision: plan.Decision | None = None
+    live: base.RouteState | None = None
+    actions: tuple[str, ...] = ()
+    error: str | None = None
+    adapter: str = ""  # which adapter failed: router, prometheus, forge, git
+    pr: int | None = None
+    evidence: tuple[gates.GateEvidence, ...] = ()
+    step_since: datetime | None = None
+    step: int | None = None
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: datetime
+    sha: str = ""
+    outcomes: tuple[Outcome, ...] = ()
+    problems: tuple[errors.Problem, ...] = ()
+    skipped: str = ""  # why nothing was done (another controller holds the lease, no config)
+    duration: float = 0.0
+
+
+@dataclass
+class Controller:
+    workspace: repo.Workspace
+    forge: forge_base.Forge
+    routers: RouterFactory
+    metrics: prometheus.Prometheus | None = None
+    holder: str = "rollout-controller"
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    lease_ttl: timedelta = timedelta(minutes=2)
+    _history: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
+
+    # -- one tick ------------------------------------------------------------------------------------
+
+    def reconcile_once(self, *, dry_run: bool = False) -> Tick:
+        started = self.clock()
+        sha = self.workspace.fetch()
+        if not dry_run:
+            try:
+                repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.lease_ttl, now=started)
+            except errors.LeaseHeld as exc:
+                return Tick(at=started, sha=sha, skipped=str(exc))
+        desired = load.load_repo(self.workspace.tree())
+        if desired.config is None:
+            return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
+        config = desired.config
+        pulls = self._pulls()
+        measured = self._measure(desired.rollouts, config, at=started)
+        routers: dict[str, base.Router] = {}
+        outcomes = []
+        for loaded in desired.rollouts:
+            try:
+                router = routers.get(loaded.rollout.spec.router)
+                if router is None:
+                    name = loaded.rollout.spec.router
+                    router = routers[name] = self.routers(name, config.routers[name], _route_map(desired, name))
+                outcome = self._one(loaded, config, router, pulls, measured.get(loaded.name, ()), dry_run=dry_run)
+            except errors.RolloutError as exc:
+                outcome = Outcome(loaded.name, error=str(exc), adapter=_adapter(exc))
+            except Exception as exc:  # a bug must not stop the other rollouts
+                log.exception("rollout %s: unexpected error", loaded.name)
+                outcome = Outcome(loaded.name, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
+            outcomes.append(outcome)
+        duration = (self.clock() - started).total_seconds()
+        return Tick(started, sha, tuple(outcomes), tuple(desired.problems), duration=duration)
+
+    def _pulls(self) -> list[forge_base.PullRequest]:
+        return self.forge.list(prefix=BRANCH_PREFIX)
+
+    def _measure(
+        self, rollouts: Sequence[load.LoadedRollout], config: spec.ControllerConfig, *, at: datetime
+    ) -> dict[str, tuple[gates.GateEvidence, ...]]:
+        live = [r for r in rollouts if r.rollout.spec.canary is not None and r.rollout.spec.analysis.gates]
+        if not live:
+            return {}
+        if self.metrics is None:
+            return {
+                r.name: tuple(
+                    _unmeasured(r.name, g, "controller.yaml sets no prometheus.url")
+                    for g in r.rollout.spec.analysis.gates
+                )
+                for r in live
+            }
+        window = max(r.rollout.spec.analysis.interval for r in live)
+        targets = [analysis.target(r, config) for r in live]
+        return analysis.evaluate(targets, config=config, metrics=self.metrics, at=at, window=window)
+
+    def _one(
+        self,
+        loaded: load.LoadedRollout,
+        config: spec.ControllerConfig,
+        router: base.Router,
+        pulls: Sequence[forge_base.PullRequest],
+        found: tuple[gates.GateEvidence, ...],
+        *,
+        dry_run: bool,
+        abort: str = "",
+    ) -> Outcome:
+        live = router.read(loaded.rollout.spec.route)
+        since = self.step_since(loaded, config)
+        mine = [p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name]
+        facts = plan.Facts(
+            now=self.clock(),
+            live=live,
+            verdicts=tuple(plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, _reason(e)) for e in found),
+            step_since=since,
+            samples=_samples(found),
+            rollback_pr_open=_rollback_pending(loaded, mine),
+            abort=bool(abort),
+        )
+        decision = plan.decide(loaded, facts)
+        if abort:
+            decision = replace(decision, reason=f"aborted by hand: {abort}")
+        outcome = Outcome(
+            loaded.name,
+            loaded.rollout.spec.route,
+            decision,
+            live,
+            evidence=found,
+            step_since=since,
+            step=plan.current_step(loaded),
+        )
+        if dry_run:
+            return replace(outcome, actions=(f"would {decision.kind.value.lower()}: {decision.reason}",))
+        return self._act(loaded, decision, outcome, router, mine, config)
+
+    # -- acting ----------------------------------------------------------------------------------
+
+    def _act(
+        self,
+        loaded: load.LoadedRollout,
+        decision: plan.Decision,
+        outcome: Outcome,
+        router: base.Router,
+        mine: Sequence[forge_base.PullRequest],
+        config: spec.ControllerConfig,
+    ) -> Outcome:
+        actions: list[str] = list(self._close_superseded(loaded, mine))
+        route = loaded.rollout.spec.route
+        error: str | None = None
+        adapter = ""
+        if decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK):
+            assert decision.route is not None
+            try:
+                base.apply(router, route, decision.route)
+                actions.append(f"router {router.name}: set {decision.route.describe()}, read back")
+            except errors.RouterError as exc:
+                error, adapter = str(exc), "router"  # a rollback PR is still opened: it records the intent
+                if decision.kind is plan.Kind.APPLY:
+                    return replace(outcome, actions=tuple(actions), error=error, adapter=adapter)
+        pr: forge_base.PullRequest | None = None
+        match decision.kind:
+            case plan.Kind.ROLLBACK:
+                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config)
+                for other in mine:
+                    if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
+                        self.forge.close(other.number, comment=f"Closed: the rollout was rolled back in #{pr.number}.")
+                        actions.append(f"closed #{other.number}")
+            case plan.Kind.ADVANCE | plan.Kind.COMPLETE | plan.Kind.DECOMMISSION:
+                action = {
+                    plan.Kind.ADVANCE: Action.ADVANCE,
+                    plan.Kind.COMPLETE: Action.COMPLETE,
+                    plan.Kind.DECOMMISSION: Action.DECOMMISSION,
+                }[decision.kind]
+                pr = self._propose(loaded, action, decision, outcome.evidence, config)
+                self.forge.set_check(
+                    pr.number, state=forge_base.CheckState.SUCCESS, summary=decision.reason, context="rollout/gates"
+                )
+                if loaded.rollout.spec.promotion is spec.Promotion.AUTO and pr.state is forge_base.PRState.OPEN:
+                    pr = self.forge.merge(pr.number, message=pr.title)
+                    actions.append(f"merged #{pr.number} (promotion: auto)")
+            case plan.Kind.PAUSE:
+                pr = self._propose(loaded, Action.PAUSE, decision, outcome.evidence, config)
+                self.forge.set_check(
+                    pr.number, state=forge_base.CheckState.FAILURE, summary=decision.reason, context="rollout/gates"
+                )
+                for other in mine:
+                    if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
+                        self.forge.add_labels(other.number, ("paused",))
+                        self.forge.comment(other.number, _pause_comment(decision, pr.number), key="pause")
+            case plan.Kind.HOLD:
+                for other in mine:
+                    parsed = parse_branch(other.branch)
+                    if other.state is forge_base.PRState.OPEN and parsed and parsed[1] == Action.ADVANCE:
+                        self.forge.set_check(
+                            other.number,
+                            state=forge_base.CheckState.PENDING,
+                            summary=decision.reason,
+                            context="rollout/gates",
+                        )
+            case plan.Kind.APPLY:
+                pass
+        if pr is not None:
+            actions.append(
+                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
+            )
+        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+    def _close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
+        """Open PRs about a revision main no longer has are closed, with a word on why."""
+        current = set(loaded.revisions.values())
+        done = []
+        for pr in mine:
+            parsed = parse_branch(pr.branch)
+            if pr.state is forge_base.PRState.OPEN and parsed and parsed[2] not in current:
+                self.forge.close(pr.number, comment="Superseded: main no longer has this revision.")
+                done.append(f"closed #{pr.number} (superseded)")
+        return done
+
+    def _propose(
+        self,
+        loaded: load.LoadedRollout,
+        action: str,
+        decision: plan.Decision,
+        found: Sequence[gates.GateEvidence],
+        config: spec.ControllerConfig,
+    ) -> forge_base.PullRequest:
+        text = self.workspace.tree().read(loaded.path).decode("utf-8")
+        new_text, revision, title = _edit(loaded, action, decision, found, text)
+        body = _body(loaded, action, decision, found, title=title, at=self.clock())
+        labels = ("rollout", action) + (("auto-merge",) if loaded.rollout.spec.promotion is spec.Promotion.AUTO else ())
+        change = forge_base.Change(
+            branch=branch(loaded.name, action, revision),
+            title=title,
+            body=body,
+            message=f"{title}\n\n{decision.reason}",
+            files={loaded.path: new_text.encode("utf-8")},
+            labels=labels,
+        )
+        existing = self.forge.find(change.branch)
+        if existing is not None and existing.state is forge_base.PRState.MERGED and action != Action.ADVANCE:
+            return existing  # already merged; main will show it on the next fetch
+        pr = self.forge.propose(change, base=config.branch)
+        if action == Action.ROLLBACK:
+            self.forge.set_check(
+                pr.number, state=forge_base.CheckState.FAILURE, summary=decision.reason, context="rollout/gates"
+            )
+        return pr
+
+    # -- derived facts ---------------------------------------------------------------------------
+
+    def step_since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
+        """When main first said what it says now about this rollout's step: the commit time of the
+        oldest commit in the newest run of first-parent commits with the same (revision, step, phase).
+        Read from git, so it survives restarts."""
+        key = _step_key(loaded)
+        since = None
+        directory = loaded.path.rsplit("/", 1)[0]
+        for sha, when in self.workspace.history(directory):
+            cached = self._history.get((sha, loaded.path), ())
+            if cached == ():
+                try:
+                    other = load.load_rollout(self.workspace.tree(sha), loaded.path, config)
+                    cached = _step_key(other)
+                except errors.SpecError:
+                    cached = None
+                self._history[(sha, loaded.path)] = cached
+            if cached != key:
+                break
+            since = when
+        return since
+
+    # -- the kill switch and the retry -----------------------------------------------------------
+
+    def abort(self, name: str, *, reason: str) -> Outcome:
+        """Canary to 0 and shadow off now, then the revert PR. Works whatever the gates say."""
+        return self._by_hand(name, abort=reason or "no reason given")
+
+    def retry(self, name: str) -> Outcome:
+        """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
+        self.workspace.fetch()
+        desired = load.load_repo(self.workspace.tree())
+        loaded = desired.rollout(name)
+        if loaded is None or desired.config is None:
+            raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
+        if loaded.rollout.spec.canary is None:
+            raise errors.RolloutError(f"rollout {name!r} has no canary to retry")
+        decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
+        pr = self._propose(loaded, Action.RETRY, decision, (), desired.config)
+        return Outcome(name, decision=decision, actions=(f"opened or updated #{pr.number}: {pr.title}",), pr=pr.number)
+
+    def _by_hand(self, name: str, *, abort: str) -> Outcome:
+        self.workspace.fetch()
+        desired = load.load_repo(self.workspace.tree())
+        loaded = desired.rollout(name)
+        if loaded is None or desired.config is None:
+            raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
+        router_name = loaded.rollout.spec.router
+        router = self.routers(router_name, desired.config.routers[router_name], _route_map(desired, router_name))
+        return self._one(loaded, desired.config, router, self._pulls(), (), dry_run=False, abort=abort)
+
+
+# -- pure helpers ------------------------------------------------------------------------------------
+
+
+def _route_map(desired: load.RepoSpec, router: str) -> dict[str, str]:
+    return {r.rollout.spec.route: r.name for r in desired.rollouts if r.rollout.spec.router == router}
+
+
+def _adapter(exc: errors.RolloutError) -> str:
+    for kind, name in (
+        (errors.RouterError, "router"),
+        (errors.MetricsError, "prometheus"),
+        (errors.ForgeError, "forge"),
+        (errors.RepoError, "git"),
+    ):
+        if isinstance(exc, kind):
+            return name
+    return "controller"
+
+
+def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
+    status = loaded.rollout.status
+    canary = loaded.revisions.get(base.CANARY)
+    phase = status.phase.value if status is not None and status.revision == canary else "New"
+    return (canary, plan.current_step(loaded), phase, loaded.revisions.get(base.PREVIOUS))
+
+
+def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
+    """The canary requests behind the best-counted gate, or None when no gate counts samples."""
+    counts = [
+        sum(s.canary.samples for s in e.segments if s.canary.samples is not None)
+        for e in found
+        if any(s.canary.samples is not None for s in e.segments)
+    ]
+    return int(max(counts)) if counts else None
+
+
+def _reason(e: gates.GateEvidence) -> str:
+    if e.error:
+        return e.error
+    bad = [s for s in e.segments if s.counted and s.verdict is e.verdict]
+    if not bad:
+        return ""
+    where = gates.segment_text(bad[0].segment)
+    return f"{bad[0].reason}" + (f" ({where})" if where and where != "all" else "")
+
+
+def _rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> bool:
+    """A revert PR for the canary's revision is open, or was closed without merging: either way the
+    rolled-back weights hold. A human who closes a revert PR has not approved the canary: only a new
+    revision or `rollout retry` lets it run again."""
+    revision = loaded.revisions.get(base.CANARY)
+    if revision is None:
+        return False
+    pr = next((p for p in mine if p.branch == branch(loaded.name, Action.ROLLBACK, revision)), None)
+    if pr is None or pr.state is forge_base.PRState.MERGED:
+        return False
+    status = loaded.rollout.status
+    retried_after = status is not None and revision in status.retried and pr.state is forge_base.PRState.CLOSED
+    return not retried_after
+
+
+def _unmeasured(rollout: str, gate: spec.Gate, why: str) -> gates.GateEvidence:
+    return gates.GateEvidence(
+        rollout=rollout,
+        gate=gate,
+        kind="?",
+        source="?",
+        query="",
+        window="",
+        min_samples=0,
+        segments=(),
+        verdict=gates.Verdict.ERROR,
+        error=why,
+    )
+
+
+def _status(loaded: load.LoadedRollout) -> dict[str, Any]:
+    status = loaded.rollout.status
+    return status.model_dump(by_alias=True, mode="json", exclude_none=True) if status else {}
+
+
+def _edit(
+    loaded: load.LoadedRollout,
+    action: str,
+    decision: plan.Decision,
+    found: Sequence[gates.GateEvidence],
+    text: str,
+) -> tuple[str, str, str]:
+    """(new file text, the revision the PR is about, its title)."""
+    s = loaded.rollout.spec
+    name = loaded.name
+    canary = loaded.revisions.get(base.CANARY, "")
+    status = _status(loaded)
+    fresh = status.get("revision") != canary
+    rolled = [r for r in status.get("rolledBack", []) if r != canary]
+    retried = [r for r in status.get("retried", []) if r != canary]
+    common = {
+        "revision": canary,
+        "stableRevision": loaded.revisions.get(base.STABLE),
+        "rolledBack": rolled,
+        "retried": retried,
+    }
+    step = 0 if fresh else plan.current_step(loaded)
+    failed = [_evidence_row(e) for e in found if e.verdict is gates.Verdict.FAIL]
+    match action:
+        case Action.ADVANCE:
+            to = decision.to_step if decision.to_step is not None else step + 1
+            new = {**common, "step": to, "phase": "Progressing"}
+            title = f"{name}: advance to {s.steps[to].describe()} (step {to + 1} of {len(s.steps)})"
+            return repo.set_status(text, new), canary, title
+        case Action.ROLLBACK:
+            new = {
+                **common,
+                "step": step,
+                "phase": "RolledBack",
+                "rolledBack": [*rolled, canary],
+                "message": decision.reason[:2000],
+                "evidence": failed,
+            }
+            first = decision.failed[0] if decision.failed else None
+            why = (
+                f"{first.gate} failed" + (f": {first.reason}" if first and first.reason else "")
+                if first
+                else decision.reason
+            )
+            return repo.set_status(text, new), canary, f"{name}: roll back, {_short(why)}"
+        case Action.PAUSE:
+            new = {**common, "step": step, "phase": "Paused", "message": decision.reason[:2000], "evidence": failed}
+            gate = decision.failed[0].gate if decision.failed else "a gate"
+            return repo.set_status(text, new), canary, f"{name}: pause at step {step + 1}, {gate} failed"
+        case Action.COMPLETE:
+            promoted = repo.promote_canary(text)
+            new = {"revision": canary, "stableRevision": canary, "step": len(s.steps) - 1, "phase": "Completed"}
+            model = s.canary.model if s.canary else "the canary"
+            return repo.set_status(promoted, new), canary, f"{name}: complete, {model} is the new stable"
+        case Action.DECOMMISSION:
+            previous = loaded.revisions.get(base.PREVIOUS, "")
+            model = s.previous.model if s.previous else "the old stable"
+            return repo.drop_previous(text), previous, f"{name}: decommission the old stable {model}"
+        case Action.RETRY:
+            start = 0 if plan.rolled_back(loaded) or fresh else step
+            new = {
+                **common,
+                "rolledBack": status.get("rolledBack", []),
+                "retried": [*retried, canary],
+                "step": start,
+                "phase": "Progressing",
+            }
+            return repo.set_status(text, new), canary, f"{name}: retry revision {canary} from step {start + 1}"
+    raise errors.RolloutError(f"unknown action {action!r}")
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _evidence_row(e: gates.GateEvidence) -> dict[str, Any]:
+    return {
+        "gate": e.gate.use,
+        "verdict": str(e.verdict),
+        "reason": _reason(e)[:500],
+        "segments": [
+            {
+                "segment": gates.segment_text(s.segment),
+                "stable": s.stable.value,
+                "canary": s.canary.value,
+                "canarySamples": s.canary.samples,
+                "verdict": str(s.verdict),
+            }
+            for s in e.segments
+            if s.counted
+        ][:20],
+    }
+
+
+def _body(
+    loaded: load.LoadedRollout,
+    action: str,
+    decision: plan.Decision,
+    found: Sequence[gates.GateEvidence],
+    *,
+    title: str,
+    at: datetime,
+) -> str:
+    s = loaded.rollout.spec
+    current = plan.current_step(loaded)
+    lines = [
+        f"Rollout `{loaded.name}` on router `{s.router}`, route `{report.md(s.route)}`; "
+        f"canary revision `{loaded.revisions.get(base.CANARY, '-')}`, stable `{loaded.revisions.get(base.STABLE, '-')}`.",
+        "",
+        f"Why: {report.md(decision.reason)}",
+        "",
+        "### What merging this does",
+        "",
+    ]
+    if action == Action.ADVANCE and decision.to_step is not None:
+        to = s.steps[decision.to_step]
+        lines.append(
+            f"- `status.step`: {current + 1} → {decision.to_step + 1} of {len(s.steps)}: "
+            f"the canary goes from {s.steps[current].describe()} to **{to.describe()}**."
+        )
+        if decision.to_step + 1 < len(s.steps):
+            lines.append(
+                f"- Next: {s.steps[decision.to_step + 1].describe()} once this step's time, samples and gates pass."
+            )
+        else:
+            lines.append("- Next: the completion PR, which makes the canary the new stable.")
+    elif action == Action.ROLLBACK:
+        lines.append("- The router **already** sends no traffic to the canary (weight 0, shadow off): done at once.")
+        lines.append(
+            "- Merging records `status.phase: RolledBack`; this revision is not promoted again unless it changes or is retried (`rollout retry`)."
+        )
+        lines.append("- Closing this PR without merging keeps the canary at 0: a closed revert PR is not an approval.")
+    elif action == Action.PAUSE:
+        lines.append("- Records `status.phase: Paused`: the rollout holds at its current weight until a human decides.")
+        lines.append("- To resume: `rollout retry` (opens a PR); to stop: `rollout abort`.")
+    elif action == Action.COMPLETE:
+        lines.append(
+            "- `spec.stable` becomes the canary; the old stable becomes `spec.previous`, kept warm at weight 0 "
+            f"for {spec.format_duration(s.keep_previous_for)}, then a decommission PR removes it."
+        )
+    elif action == Action.DECOMMISSION:
+        lines.append("- Removes `spec.previous`: the old stable is no longer routable.")
+    elif action == Action.RETRY:
+        lines.append("- Lets this revision run again from the step shown in the title. Close any open revert PR first.")
+    if found:
+        lines += ["", evidence.markdown(loaded.name, found, at=at.isoformat(timespec="seconds"))]
+    meta = {
+        "rollout": loaded.name,
+        "action": action,
+        "revision": loaded.revisions.get(base.CANARY),
+        "toStep": decision.to_step,
+    }
+    lines += ["", f"<!-- rollout:meta {json.dumps(meta, sort_keys=True)} -->"]
+    return "\n".join(lines) + "\n"
+
+
+def _pause_comment(decision: plan.Decision, pause_pr: int) -> str:
+    return (
+        f"**Paused**: {report.md(decision.reason)}\n\nA gate with `onFail: pause` failed; the rollout holds at its "
+        f"current weight. See #{pause_pr}. Resume with `rollout retry`, stop with `rollout abort`."
+    )

@@ -1,0 +1,92 @@
+"""The controller's own metrics and health: what `rollout run` serves on /metrics and /healthz.
+
+Called by the CLI after each tick (`record`). A tick whose every rollout acted without an adapter
+error counts as good; /healthz answers 503 when the last good tick is older than three intervals.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from controller import reconcile
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.tick_seconds = Histogram(
+            "rollout_tick_duration_seconds",
+            "Wall time of one reconcile tick.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "rollout_decisions", "Decisions taken, by rollout and kind.", ["rollout", "kind"], registry=self.registry
+        )
+        self.errors = Counter("rollout_errors", "Errors by adapter.", ["adapter"], registry=self.registry)
+        self.last_good = Gauge(
+            "rollout_last_good_tick_timestamp_seconds",
+            "When the last tick without errors ended.",
+            registry=self.registry,
+        )
+        self.canary_weight = Gauge(
+            "rollout_canary_weight", "The live canary weight, percent.", ["rollout", "route"], registry=self.registry
+        )
+        self.step = Gauge("rollout_step", "The current step, 0-based.", ["rollout"], registry=self.registry)
+        self.interval = 60.0
+
+    def record(self, tick: reconcile.Tick) -> None:
+        self.tick_seconds.observe(tick.duration)
+        bad = False
+        for outcome in tick.outcomes:
+            if outcome.decision is not None:
+                self.decisions.labels(outcome.rollout, outcome.decision.kind.value).inc()
+            if outcome.error:
+                bad = True
+                self.errors.labels(outcome.adapter or "controller").inc()
+            if outcome.decision is not None and outcome.step is not None:
+                self.step.labels(outcome.rollout).set(outcome.step)
+            if outcome.live is not None:
+                route = outcome.decision.route if outcome.decision and outcome.decision.route else outcome.live
+                self.canary_weight.labels(outcome.rollout, outcome.route).set(route.weight("canary"))
+        if not bad and not tick.skipped:
+            self.last_good.set(time.time())
+
+    def healthy(self) -> bool:
+        last = self.last_good._value.get()  # the gauge's own value; no public getter exists
+        return bool(last) and time.time() - last < 3 * self.interval
+
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+        telemetry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    body, code, kind = generate_latest(telemetry.registry), 200, CONTENT_TYPE_LATEST
+                elif self.path == "/healthz":
+                    ok = telemetry.healthy()
+                    body, code, kind = (
+                        (b"ok\n" if ok else b"no good tick recently\n"),
+                        (200 if ok else 503),
+                        "text/plain",
+                    )
+                else:
+                    body, code, kind = b"not found\n", 404, "text/plain"
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer((host, port), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True, name="rollout-telemetry").start()
+        return server

@@ -1,0 +1,203 @@
+"""End to end: the file router, the local forge in a real git remote, and a real Prometheus."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from controller import errors, plan, reconcile
+from controller.forge import base as forge_base
+from tests.reconcile.conftest import GitOps, add_bad_bot
+
+pytestmark = pytest.mark.slow
+
+
+def outcome(tick: reconcile.Tick, name: str) -> reconcile.Outcome:
+    return next(o for o in tick.outcomes if o.rollout == name)
+
+
+def kind(tick: reconcile.Tick, name: str) -> plan.Kind:
+    found = outcome(tick, name)
+    assert found.error is None, found.error
+    assert found.decision is not None
+    return found.decision.kind
+
+
+def approve_and_merge(gitops: GitOps, number: int) -> None:
+    forge = gitops.forge
+    forge.approve(number, by="alice")
+    forge.merge(number, message="approved")
+
+
+def test_full_ramp_through_every_step(gitops: GitOps) -> None:
+    c = gitops.controller()
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY  # step 1: shadow 100
+    live = gitops.live("good")
+    assert live and live.weight("canary") == 0 and live.shadow == 100
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD  # the step needs a minute
+
+    expected_titles = []
+    for to, weight in ((1, 10), (2, 100)):
+        gitops.advance(timedelta(minutes=2))
+        tick = c.reconcile_once()
+        assert kind(tick, "good-bot") is plan.Kind.ADVANCE
+        assert gitops.live("good").weight("canary") == (0 if to == 1 else 10), "exposure grew before a merge"
+        again = c.reconcile_once()  # find-or-update: no second PR
+        [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
+        assert outcome(again, "good-bot").pr == pr.number == outcome(tick, "good-bot").pr
+        assert pr.title == f"good-bot: advance to {weight}% (step {to + 1} of 3)"
+        assert "eval\\_pass\\_rate" in pr.body and "**PASS**" in pr.body
+        expected_titles.append(f"Merge pull request #{pr.number} from {pr.branch}")
+        approve_and_merge(gitops, pr.number)
+        assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
+        assert gitops.live("good").weight("canary") == weight
+
+    gitops.advance(timedelta(minutes=2))
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.COMPLETE
+    [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
+    assert pr.title == "good-bot: complete, acme/chat-2025-01-01 is the new stable"
+    approve_and_merge(gitops, pr.number)
+    tick = c.reconcile_once()  # main: stable = the old canary, previous = the old stable at 0
+    assert kind(tick, "good-bot") is plan.Kind.APPLY
+    live = gitops.live("good")
+    assert live and live.weights == {"stable": 100, "previous": 0}
+    assert live.served["stable"].prompt == "rollouts/good-bot/prompts/v2.md"
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD  # kept warm for 30m
+
+    gitops.advance(timedelta(minutes=31))
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.DECOMMISSION
+    [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
+    approve_and_merge(gitops, pr.number)
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
+    assert gitops.live("good").weights == {"stable": 100}
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
+
+    log = gitops.main_log()
+    merges = [m for m in log if m.startswith("Merge pull request")]
+    assert len(merges) == 4  # two advances, the completion, the decommission: one commit each
+    assert all(t in log for t in expected_titles)
+
+
+def test_regression_rolls_back_at_once_and_records_it(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    c = gitops.controller()
+    tick = c.reconcile_once()
+    # the gate already fails on the shadow traffic: no waiting for the step to end
+    assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK
+    assert kind(tick, "good-bot") is plan.Kind.APPLY  # the other rollout is unaffected
+    live = gitops.live("bad")
+    assert live and live.weight("canary") == 0 and live.shadow == 0
+    [pr] = gitops.forge.list(state=forge_base.PRState.OPEN, prefix="rollout/bad-bot/")
+    assert pr.title.startswith("bad-bot: roll back, eval_pass_rate failed")
+    assert "already" in pr.body and gitops.forge.checks(pr.number)["rollout/gates"]["state"] == "failure"
+
+    for _ in range(2):  # the revert PR is open: hold canary 0, no second PR
+        gitops.advance(timedelta(minutes=5))
+        assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD
+    assert len(gitops.forge.list(prefix="rollout/bad-bot/")) == 1
+
+    approve_and_merge(gitops, pr.number)
+    gitops.advance(timedelta(minutes=5))
+    tick = c.reconcile_once()
+    assert kind(tick, "bad-bot") is plan.Kind.HOLD and "rolled back" in outcome(tick, "bad-bot").decision.reason
+    assert gitops.live("bad").weight("canary") == 0
+    assert any(m.startswith("Merge pull request") and "rollback" in m for m in gitops.main_log())
+    for _ in range(3):  # never promoted again
+        gitops.advance(timedelta(hours=1))
+        assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD
+    assert [p.state for p in gitops.forge.list(prefix="rollout/bad-bot/")] == [forge_base.PRState.MERGED]
+
+
+class CrashOnPropose:
+    """The real local forge, except that the process "dies" on the first PR it tries to open."""
+
+    def __init__(self, real: object) -> None:
+        self.real = real
+        self.crashed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+    def propose(self, change: forge_base.Change, *, base: str) -> forge_base.PullRequest:
+        if not self.crashed:
+            self.crashed = True
+            raise errors.ForgeUnavailable("the controller was killed here")
+        return self.real.propose(change, base=base)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_crash_between_router_write_and_pr_converges_to_one_pr(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    crashing = gitops.controller(forge=CrashOnPropose(gitops.forge))
+    tick = crashing.reconcile_once()
+    assert outcome(tick, "bad-bot").error and gitops.live("bad").weight("canary") == 0
+    assert gitops.forge.list(prefix="rollout/bad-bot/") == []
+    restarted = gitops.controller(holder="test")  # a new process, same identity, fresh state
+    for _ in range(3):
+        restarted.reconcile_once()
+    pulls = gitops.forge.list(prefix="rollout/bad-bot/")
+    assert len(pulls) == 1 and pulls[0].state is forge_base.PRState.OPEN
+    assert gitops.live("bad").weight("canary") == 0
+
+
+def test_closing_the_revert_pr_keeps_the_canary_out_until_a_retry(gitops: GitOps) -> None:
+    """Decision: a revert PR closed without merging is not an approval of the canary. The rolled-back
+    weights hold, no new revert PR is opened for the same revision, and only `rollout retry` (a PR a
+    human merges) or a new revision lets it run again."""
+    add_bad_bot(gitops)
+    c = gitops.controller()
+    c.reconcile_once()
+    [pr] = gitops.forge.list(prefix="rollout/bad-bot/")
+    gitops.forge.close(pr.number, comment="not now")
+    for _ in range(3):
+        gitops.advance(timedelta(minutes=5))
+        tick = c.reconcile_once()
+        assert kind(tick, "bad-bot") is plan.Kind.HOLD
+        assert gitops.live("bad").weight("canary") == 0 and gitops.live("bad").shadow == 0
+    assert len(gitops.forge.list(prefix="rollout/bad-bot/")) == 1
+
+    retry = c.retry("bad-bot")
+    assert retry.pr is not None
+    approve_and_merge(gitops, retry.pr)
+    tick = c.reconcile_once()  # it runs again, the gate still fails: rolled back again, new PR
+    assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK
+    open_now = gitops.forge.list(prefix="rollout/bad-bot/rollback", state=forge_base.PRState.OPEN)
+    assert len(open_now) == 1 and open_now[0].number != pr.number
+
+
+def test_abort_is_immediate_then_a_pr(gitops: GitOps) -> None:
+    c = gitops.controller()
+    c.reconcile_once()
+    assert gitops.live("good").shadow == 100
+    done = c.abort("good-bot", reason="customer complaints")
+    assert gitops.live("good").weight("canary") == 0 and gitops.live("good").shadow == 0
+    assert done.pr is not None
+    pr = gitops.forge.get(done.pr)
+    assert "customer complaints" in pr.body and pr.title.startswith("good-bot: roll back")
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
+
+
+def test_two_controllers_one_acts(gitops: GitOps) -> None:
+    first, second = gitops.controller(holder="a"), gitops.controller(holder="b")
+    assert not first.reconcile_once().skipped
+    tick = second.reconcile_once()
+    assert "holds the lease" in tick.skipped and tick.outcomes == ()
+    gitops.advance(timedelta(minutes=3))  # the lease expires when its holder stops renewing it
+    assert not second.reconcile_once().skipped
+
+
+def test_dry_run_changes_nothing(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    tick = gitops.controller().reconcile_once(dry_run=True)
+    assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK
+    assert outcome(tick, "bad-bot").actions[0].startswith("would rollback")
+    assert gitops.live("bad") is None and gitops.forge.list() == []
+
+
+def test_a_broken_rollout_does_not_stop_the_others(gitops: GitOps) -> None:
+    gitops.commit(
+        {"rollouts/broken/rollout.yaml": "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: broken}\n"}, "oops"
+    )
+    tick = gitops.controller().reconcile_once()
+    assert any("rollouts/broken/rollout.yaml" in str(p) for p in tick.problems)
+    assert kind(tick, "good-bot") is plan.Kind.APPLY
