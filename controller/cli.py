@@ -552,20 +552,24 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         s = loaded.rollout.spec
         step = plan.current_step(loaded)
         phase = plan.diff(loaded, o.live).phase
-        since = (
-            f"in step {spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds())))}"
-            if o.step_since
-            else ""
+        age = (
+            spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
         )
-        out.write(
-            f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
-            f"rev {loaded.revisions.get('canary', loaded.revisions['stable'])}  {since}\n"
-        )
+        if s.canary is None:
+            warm = f", old stable {loaded.revisions[base.PREVIOUS]} kept warm" if s.previous else ""
+            out.write(f"{o.rollout}  steady{warm}  rev {loaded.revisions[base.STABLE]}  for {age}\n")
+        else:
+            out.write(
+                f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
+                f"rev {loaded.revisions[base.CANARY]}  in step {age}\n"
+            )
         out.write(
             f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"
         )
         if o.evidence:
             out.write("  gates    " + " · ".join(f"{e.gate.use} {e.verdict}" for e in o.evidence) + "\n")
+            for why in sorted({e.error for e in o.evidence if e.error}):
+                out.write(f"           {why}\n")
         verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
         out.write(f"  next     {verdict}\n")
         for pr in pulls:

@@ -21,6 +21,7 @@ from controller.routers import base
 
 log = logging.getLogger("rollout.reconcile")
 
+_AUTO_MERGED = ("advance", "complete", "decommission")
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
 BRANCH_PREFIX = "rollout/"
 
@@ -275,7 +276,8 @@ class Controller:
         text = self.workspace.tree().read(loaded.path).decode("utf-8")
         new_text, revision, title = _edit(loaded, action, decision, found, text)
         body = _body(loaded, action, decision, found, title=title, at=self.clock())
-        labels = ("rollout", action) + (("auto-merge",) if loaded.rollout.spec.promotion is spec.Promotion.AUTO else ())
+        auto = loaded.rollout.spec.promotion is spec.Promotion.AUTO and action in _AUTO_MERGED
+        labels = ("rollout", action) + (("auto-merge",) if auto else ())
         change = forge_base.Change(
             branch=branch(loaded.name, action, revision),
             title=title,

@@ -1,0 +1,130 @@
+"""The controller's commands as a user runs them: reconcile, status, pr, abort, retry, run."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller import cli
+from tests.reconcile.conftest import GitOps, add_bad_bot
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parent.parent.parent
+
+
+def rollout(gitops: GitOps, *argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    extra = ["--remote", str(gitops.remote)]
+    if argv[0] != "pr":
+        extra += ["--workdir", str(gitops.work / "cli"), "--state-dir", str(gitops.work / "state")]
+    code = cli.main([*argv, *extra], out)
+    return code, out.getvalue()
+
+
+def test_reconcile_status_and_pull_requests(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    code, out = rollout(gitops, "reconcile", "--once")
+    assert code == 0, out
+    assert "bad-bot" in out and "Rollback" in out and "opened or updated #1" in out
+    assert "good-bot" in out and "Apply" in out
+
+    code, out = rollout(gitops, "status")
+    assert code == 0
+    block = out.split("bad-bot", 1)[1].split("\n\n", 1)[0]
+    assert "step 1/3 (shadow 100%)" in block and "canary 0%" in block
+    assert "eval_pass_rate FAIL" in block and "PR       #1 bad-bot: roll back" in block
+    assert "rolled back" in block or "revert PR" in block
+
+    code, out = rollout(gitops, "pr", "list")
+    assert "#1" in out and "open" in out and "bad-bot: roll back" in out
+    code, out = rollout(gitops, "pr", "show", "1")
+    assert "check rollout/gates: failure" in out and "already" in out
+    code, out = rollout(gitops, "pr", "merge", "1")
+    assert code == 2  # not approved
+    assert rollout(gitops, "pr", "approve", "1")[0] == 0
+    code, out = rollout(gitops, "pr", "merge", "1")
+    assert code == 0 and "merged #1" in out
+    code, out = rollout(gitops, "pr", "list")
+    assert out.strip() == "no open pull requests"
+    assert "merged" in rollout(gitops, "pr", "list", "--all")[1]
+
+
+def test_abort_and_retry_from_the_command_line(gitops: GitOps) -> None:
+    rollout(gitops, "reconcile", "--once")
+    code, out = rollout(gitops, "abort", "good-bot", "--reason", "pager went off")
+    assert code == 0 and "router local: set stable 100%, canary 0%" in out
+    code, out = rollout(gitops, "retry", "good-bot")
+    assert code == 0 and "good-bot: retry revision" in out
+    assert len(gitops.forge.list(state=None)) == 2
+
+
+def test_dry_run_json(gitops: GitOps) -> None:
+    import json
+
+    code, out = rollout(gitops, "reconcile", "--dry-run", "--format", "json")
+    report = json.loads(out)
+    [good] = report["rollouts"]
+    assert good["decision"] == "Apply" and good["actions"][0].startswith("would apply")
+    assert gitops.live("good") is None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_serves_metrics_and_stops_on_sigterm(gitops: GitOps) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "run",
+            "--interval",
+            "1s",
+            "--metrics-port",
+            str(port),
+            "--remote",
+            str(gitops.remote),
+            "--workdir",
+            str(gitops.work / "run"),
+            "--state-dir",
+            str(gitops.work / "state"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                if 'rollout_decisions_total{kind="Hold",rollout="good-bot"}' in text:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        assert 'rollout_canary_weight{rollout="good-bot",route="good"} 0.0' in text
+        assert "rollout_tick_duration_seconds_count" in text
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and out.decode().rstrip().endswith("stopped")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
