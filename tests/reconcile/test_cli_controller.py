@@ -45,6 +45,7 @@ def test_reconcile_status_and_pull_requests(gitops: GitOps) -> None:
     assert "rolled back" in block or "revert PR" in block
 
     code, out = rollout(gitops, "pr", "list")
+    assert code == 0
     assert "#1" in out and "open" in out and "bad-bot: roll back" in out
     code, out = rollout(gitops, "pr", "show", "1")
     assert "check rollout/gates: failure" in out and "already" in out
@@ -71,6 +72,7 @@ def test_dry_run_json(gitops: GitOps) -> None:
     import json
 
     code, out = rollout(gitops, "reconcile", "--dry-run", "--format", "json")
+    assert code == 0
     report = json.loads(out)
     [good] = report["rollouts"]
     assert good["decision"] == "Apply" and good["actions"][0].startswith("would apply")
