@@ -575,6 +575,7 @@ def _body(
         lines.append("- Removes `spec.previous`: the old stable is no longer routable.")
     elif action == Action.RETRY:
         lines.append("- Lets this revision run again from the step shown in the title. Close any open revert PR first.")
+    lines += ["", *_plan_table(loaded, action, decision)]
     if found:
         lines += ["", evidence.markdown(loaded.name, found, at=at.isoformat(timespec="seconds"))]
     meta = {
@@ -585,6 +586,28 @@ def _body(
     }
     lines += ["", f"<!-- rollout:meta {json.dumps(meta, sort_keys=True)} -->"]
     return "\n".join(lines) + "\n"
+
+
+def _plan_table(loaded: load.LoadedRollout, action: str, decision: plan.Decision) -> list[str]:
+    """The route before and after this PR, as `rollout plan` shows it."""
+    now = plan.desired_state(loaded)
+    if action == Action.ADVANCE and decision.to_step is not None:
+        step = loaded.rollout.spec.steps[decision.to_step]
+        after = base.RouteState(
+            {base.STABLE: 100 - step.canary_weight, base.CANARY: step.canary_weight}, step.shadow or 0
+        )
+    elif action == Action.ROLLBACK:
+        after = plan.rolled_back_state(loaded)
+    elif action == Action.COMPLETE:
+        after = base.RouteState({base.STABLE: 100, base.PREVIOUS: 0})
+    else:
+        return []
+    return [
+        "| route | weights | shadow |",
+        "|---|---|---|",
+        f"| main now | {report.md(now.describe())} | {now.shadow}% |",
+        f"| after merge | {report.md(after.describe())} | {after.shadow}% |",
+    ]
 
 
 def _pause_comment(decision: plan.Decision, pause_pr: int) -> str:
