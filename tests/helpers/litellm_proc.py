@@ -7,6 +7,7 @@ callback from this checkout (PYTHONPATH) and LiteLLM's Prometheus callback; /met
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -28,11 +29,11 @@ READY_TIMEOUT = 120.0
 
 def available() -> str:
     """Why LiteLLM tests cannot run here, or "" when they can."""
-    try:
-        import litellm  # noqa: F401
-        import prometheus_client  # noqa: F401
-    except ImportError as exc:
-        return f"LiteLLM proxy not installed (pip install -e '.[litellm]'): {exc}"
+    missing = [m for m in ("litellm", "prometheus_client", "fastapi") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"LiteLLM proxy not installed (pip install -e '.[litellm]'): no module {', '.join(missing)}"
+    # not imported here: importing litellm fetches its cost map unless this is set
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     return ""
 
 
