@@ -75,7 +75,7 @@ def config(model_list: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "require_auth_for_metrics_endpoint": False,
             "num_retries": 0,
         },
-        "router_settings": {"routing_strategy": "simple-shuffle"},
+        "router_settings": {"routing_strategy": "simple-shuffle", "disable_cooldowns": True},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
     }
 
