@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,8 @@ from litellm.integrations.custom_logger import CustomLogger
 FORMAT_VERSION = 1
 ENV_PATH = "ROLLOUT_WEIGHTS_FILE"
 ENV_INTERVAL = "ROLLOUT_WEIGHTS_INTERVAL"
+#: Re-apply an unchanged file this often (seconds), healing a model list changed behind our back.
+HEAL_EVERY = 5.0
 
 log = logging.getLogger("rollout.weights")
 
@@ -84,14 +87,19 @@ def read_groups(path: str) -> dict[str, dict[str, int]]:
 
 
 class WeightsWatcher(CustomLogger):  # type: ignore[misc]
-    """Polls the weights file (by mtime and size) on the proxy's event loop and applies changes."""
+    """Polls the weights file (by mtime and size) on the proxy's event loop and applies changes; an
+    unchanged file is applied again every `heal_every` seconds (a no-op when nothing drifted)."""
 
-    def __init__(self, path: str | None = None, *, interval: float | None = None) -> None:
+    def __init__(
+        self, path: str | None = None, *, interval: float | None = None, heal_every: float = HEAL_EVERY
+    ) -> None:
         super().__init__()
         self.path = path or os.environ.get(ENV_PATH, "")
         self.interval = interval or float(os.environ.get(ENV_INTERVAL, "0.2"))
+        self.heal_every = heal_every
         self.withdrawn: dict[str, dict[str, Any]] = {}
         self._seen: tuple[int, int] | None = None
+        self._applied = 0.0
         self._task: asyncio.Task[None] | None = None
         with contextlib.suppress(RuntimeError):  # no running loop: started by the first hook instead
             self.start(asyncio.get_running_loop())
@@ -105,32 +113,40 @@ class WeightsWatcher(CustomLogger):  # type: ignore[misc]
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(Exception):  # never let the watcher die; problems are logged below
+            try:
                 self.tick()
+            except Exception:  # never let the watcher die
+                log.exception("rollout weights: applying %s failed", self.path)
             await asyncio.sleep(self.interval)
 
-    def tick(self) -> None:
-        from litellm.proxy import proxy_server
-
-        router = proxy_server.llm_router
+    def tick(self, router: Any = None) -> bool:
+        """Apply the file if it changed or is due for healing; True when it was applied."""
         if router is None:
-            return
+            from litellm.proxy import proxy_server
+
+            router = proxy_server.llm_router
+        if router is None:
+            return False
         try:
             stat = os.stat(self.path)
         except FileNotFoundError:
-            return
+            return False
         seen = (stat.st_mtime_ns, stat.st_size)
-        if seen == self._seen:
-            return
+        changed = seen != self._seen
+        if not changed and time.monotonic() - self._applied < self.heal_every:
+            return False
+        self._seen, self._applied = seen, time.monotonic()
         try:
             groups = read_groups(self.path)
         except (OSError, ValueError) as exc:
-            log.error("rollout weights: cannot read %s: %s", self.path, exc)
-            self._seen = seen
-            return
-        for problem in apply_groups(router, groups, self.withdrawn):
-            log.error("rollout weights: %s", problem)
-        self._seen = seen
+            if changed:
+                log.error("rollout weights: cannot read %s: %s", self.path, exc)
+            return False
+        problems = apply_groups(router, groups, self.withdrawn)
+        if changed:
+            for problem in problems:
+                log.error("rollout weights: %s", problem)
+        return True
 
 
 #: The instance LiteLLM loads: `callbacks: ["controller.routers.litellm_callback.weights"]`.

@@ -3,7 +3,10 @@ LiteLLM gate flavour) and the proxy callback applied to a real in-process `litel
 
 from __future__ import annotations
 
+import copy
+import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,3 +244,34 @@ def test_controller_config_accepts_a_litellm_router() -> None:
         "/srv/w.json",
         timedelta(seconds=5),
     )
+
+
+def test_watcher_applies_a_changed_file_and_heals_drift(router: Any, tmp_path: Path) -> None:
+    from controller.routers import litellm_callback
+
+    path = tmp_path / "weights.json"
+    watcher = litellm_callback.WeightsWatcher(str(path), heal_every=0.0)  # no running loop: no task
+    assert watcher.tick(router) is False  # no file yet: nothing to apply
+    path.write_text(json.dumps({"version": 1, "groups": {"chat": {"bot_stable": 75, "bot_canary": 25}}}))
+    assert watcher.tick(router) is True
+    assert live(router) == {"bot_stable": 75, "bot_canary": 25, "o_1": 1}
+    # someone changes the proxy's model list by hand; the unchanged file is applied again
+    from litellm.types.router import Deployment
+
+    by_hand = copy.deepcopy(router.model_list[router.model_id_to_deployment_index_map["bot_canary"]])
+    by_hand["litellm_params"]["weight"] = 90
+    router.upsert_deployment(Deployment(**by_hand))
+    assert live(router)["bot_canary"] == 90
+    assert watcher.tick(router) is True
+    assert live(router) == {"bot_stable": 75, "bot_canary": 25, "o_1": 1}
+
+
+def test_watcher_ignores_a_malformed_file(router: Any, tmp_path: Path) -> None:
+    from controller.routers import litellm_callback
+
+    path = tmp_path / "weights.json"
+    path.write_text('{"groups": {"chat": {"bot_stable": 0}}}')  # no version
+    watcher = litellm_callback.WeightsWatcher(str(path))
+    before = live(router)
+    assert watcher.tick(router) is False
+    assert live(router) == before
