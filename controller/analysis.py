@@ -123,7 +123,7 @@ def _group_of(template: templates.Template, t: Target) -> templates.Group:
 
 
 def _subject_name(flavour: templates.Flavour, t: Target) -> str:
-    return t.rollout if flavour is templates.Flavour.ENVOY else t.route
+    return t.rollout if flavour.by_rollout else t.route
 
 
 def _subject(g: templates.Group, t: Target) -> str:

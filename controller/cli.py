@@ -39,7 +39,7 @@ from controller import (
 )
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
-from controller.routers import base, envoy, flagd
+from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
 
 SCHEMAS: dict[str, type[BaseModel]] = {
@@ -71,7 +71,14 @@ def build_router(
         case spec.FlagdRouter():
             return flagd.FlagdRouter(name, root / config.path)
         case spec.LitellmRouter():
-            raise errors.RouterError(f"router {name!r}: type {config.type!r} is not implemented yet")
+            return litellm.LitellmRouter(
+                name,
+                config.url,
+                routes=routes or {},
+                weights_file=root / config.weights_file,
+                master_key=os.environ.get(config.master_key_env),
+                apply_timeout=config.apply_timeout.total_seconds(),
+            )
 
 
 def route_rollouts(result: load.RepoSpec, router: str) -> dict[str, str]:
@@ -390,6 +397,65 @@ def add_render_parser(sub: Any) -> None:
         "--split-header", default=None, help="let this request header pick the split bucket 0-99 (tests only)"
     )
     re.set_defaults(func=cmd_render_envoy)
+    add_render_litellm_parser(rsub)
+
+
+# -- render litellm ------------------------------------------------------------------------------
+
+
+def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
+    root = find_root(Path(args.repo))
+    result = load.load_repo(repo.WorkTree(root))
+    if result.config is None or result.problems:
+        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+        return 1
+    proxies = {n: c for n, c in result.config.routers.items() if isinstance(c, spec.LitellmRouter)}
+    if args.router is None and len(proxies) != 1:
+        raise UsageError(f"name the LiteLLM router to render, one of: {', '.join(sorted(proxies)) or '(none)'}")
+    name = args.router or next(iter(proxies))
+    if name not in proxies:
+        raise UsageError(f"{name!r} is not a LiteLLM router in {load.CONFIG_FILE}; LiteLLM routers: {sorted(proxies)}")
+    groups = []
+    for r in result.rollouts:
+        if r.rollout.spec.router != name:
+            continue
+        desired = plan.desired_state(r)
+        variants = ((base.STABLE, r.rollout.spec.stable), (base.CANARY, r.rollout.spec.canary))
+        groups.append(
+            litellm.GroupSpec(
+                rollout=r.name,
+                route=r.rollout.spec.route,
+                models={role: v.model for role, v in variants if v},
+                weights=dict(desired.weights),
+            )
+        )
+    document: dict[str, Any] = {"model_list": litellm.model_list(groups, deployments=proxies[name].deployments)}
+    text = (
+        f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
+        f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
+        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({proxies[name].weights_file}).\n"
+    )
+    if args.weights:
+        text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
+    else:
+        text += litellm.to_yaml(document)
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        out.write(text)
+    return 0
+
+
+def add_render_litellm_parser(render_sub: Any) -> None:
+    rl = render_sub.add_parser("litellm", help="the LiteLLM model_list for every rollout on a LiteLLM router")
+    rl.add_argument(
+        "router", nargs="?", default=None, metavar="ROUTER", help="a LiteLLM router (default: the only one)"
+    )
+    rl.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    rl.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    rl.add_argument("--weights", action="store_true", help="render the callback's weights file instead")
+    rl.set_defaults(func=cmd_render_litellm)
 
 
 # -- the controller: reconcile, run, abort, retry, status, pr ------------------------------------

@@ -88,4 +88,13 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object
         add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
+    if isinstance(config.routers.get(s.router), spec.LitellmRouter):
+        for i, step in enumerate(s.steps):
+            if step.shadow:
+                add(
+                    "R007",
+                    ("spec", "steps", i, "shadow"),
+                    f"router {s.router!r} is a LiteLLM proxy, which cannot mirror traffic; use a weight step",
+                    ERROR,
+                )
     return out

@@ -386,9 +386,28 @@ class FlagdRouter(_Model):
 
 
 class LitellmRouter(_Model):
+    """A LiteLLM proxy: a route is a model group, a variant a deployment (`model_info.id`).
+
+    Weights are read from `GET /model/info` and applied through `weightsFile`, which the callback
+    `controller.routers.litellm_callback.weights`, loaded by the proxy, applies live. LiteLLM cannot
+    mirror traffic, so a rollout on this router cannot have a shadow step.
+    """
+
     type: Literal["litellm"]
-    url: Url
-    master_key_env: EnvName = "LITELLM_MASTER_KEY"
+    url: Url = Field(description="The proxy's base URL.")
+    master_key_env: EnvName = Field(default="LITELLM_MASTER_KEY", description="Holds the proxy's master key.")
+    weights_file: str = Field(
+        default=".rollout/litellm-weights.json",
+        min_length=1,
+        description="The weights file the proxy's callback watches; relative to the repository root, or absolute.",
+    )
+    apply_timeout: Duration = Field(
+        default=timedelta(seconds=10), description="How long a write waits for the proxy to confirm the weights."
+    )
+    deployments: dict[str, dict[str, JsonValue]] = Field(
+        default_factory=dict,
+        description="Extra `litellm_params` per model id (api_base, api_key: os.environ/NAME), for `rollout render litellm`.",
+    )
 
 
 RouterConfig = Annotated[

@@ -17,6 +17,11 @@ Application metrics (any router) carry the labels `route` (the rollout's `spec.r
 Envoy's own metrics (used for rollouts on an `envoy` router, where a template has an Envoy flavour)
 carry `envoy_cluster_name` = `spec.cluster_name(rollout, variant)`; the query splits it back into
 `rollout` and `variant` with `label_replace(..., "(.+)_([a-z]+)")`. Envoy metrics have no segments.
+LiteLLM's metrics (rollouts on a `litellm` router) work the same way by `model_id`, the deployment
+id, which is `spec.cluster_name(rollout, variant)` too (names checked against LiteLLM 1.106.2's
+/metrics): `litellm_deployment_total_requests_total`, `litellm_deployment_failure_responses_total`,
+`litellm_request_total_latency_metric_bucket` (seconds), `litellm_total_tokens_metric_total` and
+`litellm_spend_metric_total` (USD). Their per-request templates are ratios of two counters.
 
 Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
 a `value` series and a `samples` series (tagged with the label `rollouts_part`), one group per
@@ -42,6 +47,16 @@ RESERVED_LABELS = frozenset({PART, GROUP, "le"})
 class Flavour(StrEnum):
     APP = "app"  # application metrics labelled route, variant and segments
     ENVOY = "envoy"  # Envoy's envoy_cluster_* metrics, by cluster name
+    LITELLM = "litellm"  # LiteLLM's litellm_* metrics, by model_id (the deployment id)
+
+    @property
+    def by_rollout(self) -> bool:
+        """True when the metrics name the rollout's variants by one label (`cluster_label`), not route."""
+        return self is not Flavour.APP
+
+    @property
+    def cluster_label(self) -> str:
+        return {Flavour.ENVOY: "envoy_cluster_name", Flavour.LITELLM: "model_id"}.get(self, "")
 
 
 @dataclass(frozen=True)
@@ -49,16 +64,25 @@ class Template:
     name: str
     app: spec.GateTemplate
     envoy: spec.GateTemplate | None = None
+    litellm: spec.GateTemplate | None = None
 
     @property
     def kind(self) -> str:
         return self.app.kind
 
     def flavour_for(self, router_type: str) -> Flavour:
-        return Flavour.ENVOY if router_type == "envoy" and self.envoy is not None else Flavour.APP
+        if router_type == "envoy" and self.envoy is not None:
+            return Flavour.ENVOY
+        if router_type == "litellm" and self.litellm is not None:
+            return Flavour.LITELLM
+        return Flavour.APP
 
     def of(self, flavour: Flavour) -> spec.GateTemplate:
-        return self.envoy if flavour is Flavour.ENVOY and self.envoy is not None else self.app
+        if flavour is Flavour.ENVOY and self.envoy is not None:
+            return self.envoy
+        if flavour is Flavour.LITELLM and self.litellm is not None:
+            return self.litellm
+        return self.app
 
 
 _ENVOY_ERRORS = spec.RatioTemplate(
@@ -74,6 +98,28 @@ _ENVOY_LATENCY = spec.QuantileTemplate(
     quantile=0.95,
     scale=0.001,
 )
+
+
+_LITELLM_REQUESTS = "litellm_deployment_total_requests_total"
+_LITELLM_ERRORS = spec.RatioTemplate(
+    kind="ratio",
+    description="Share of requests that failed at the deployment, from LiteLLM.",
+    bad="litellm_deployment_failure_responses_total",
+    total=_LITELLM_REQUESTS,
+)
+_LITELLM_LATENCY = spec.QuantileTemplate(
+    kind="quantile",
+    description="95th percentile end-to-end request latency through LiteLLM, in seconds.",
+    buckets="litellm_request_total_latency_metric_bucket",
+    quantile=0.95,
+)
+
+
+def _litellm_per_request(counter: str, what: str) -> spec.RatioTemplate:
+    """A counter per request, as a ratio of two LiteLLM counters (its value is not a share)."""
+    return spec.RatioTemplate(
+        kind="ratio", description=f"{what} per request, from LiteLLM.", bad=counter, total=_LITELLM_REQUESTS
+    )
 
 
 def _per_request(counter: str, what: str) -> spec.ValueTemplate:
@@ -99,6 +145,7 @@ BUILTIN: Mapping[str, Template] = {
             total="llm_requests_total",
         ),
         _ENVOY_ERRORS,
+        _LITELLM_ERRORS,
     ),
     "latency_p95": Template(
         "latency_p95",
@@ -109,6 +156,7 @@ BUILTIN: Mapping[str, Template] = {
             quantile=0.95,
         ),
         _ENVOY_LATENCY,
+        _LITELLM_LATENCY,
     ),
     "eval_pass_rate": Template(
         "eval_pass_rate",
@@ -128,8 +176,16 @@ BUILTIN: Mapping[str, Template] = {
             total="llm_schema_checks_total",
         ),
     ),
-    "cost_per_request": Template("cost_per_request", _per_request("llm_cost_usd_total", "Spend in USD")),
-    "tokens_per_request": Template("tokens_per_request", _per_request("llm_tokens_total", "Tokens")),
+    "cost_per_request": Template(
+        "cost_per_request",
+        _per_request("llm_cost_usd_total", "Spend in USD"),
+        litellm=_litellm_per_request("litellm_spend_metric_total", "Spend in USD"),
+    ),
+    "tokens_per_request": Template(
+        "tokens_per_request",
+        _per_request("llm_tokens_total", "Tokens"),
+        litellm=_litellm_per_request("litellm_total_tokens_metric_total", "Tokens"),
+    ),
 }
 
 
@@ -149,7 +205,7 @@ def resolve(name: str, config: spec.ControllerConfig) -> Template:
 class Group:
     """Subjects judged with the same flavour and segment labels: one sub-query of a template's query.
 
-    Subjects are routes (app flavour) or rollout names (Envoy flavour)."""
+    Subjects are routes (app flavour) or rollout names (Envoy and LiteLLM flavours)."""
 
     flavour: Flavour
     segments: tuple[str, ...]
@@ -161,7 +217,7 @@ class Group:
 
     @property
     def subject_label(self) -> str:
-        return "rollout" if self.flavour is Flavour.ENVOY else "route"
+        return "rollout" if self.flavour.by_rollout else "route"
 
     @property
     def by(self) -> tuple[str, ...]:
@@ -169,8 +225,8 @@ class Group:
 
 
 def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str]) -> Group:
-    if flavour is Flavour.ENVOY:
-        segments = ()  # Envoy's metrics carry no segment labels
+    if flavour.by_rollout:
+        segments = ()  # Envoy's and LiteLLM's metrics carry no segment labels
     for s in segments:
         promql.label(s)
         if s in RESERVED_LABELS or s in ("route", "variant", "rollout"):
@@ -193,19 +249,19 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
 
 
 def _subject_matchers(g: Group) -> list[str]:
-    if g.flavour is Flavour.ENVOY:
+    if g.flavour.by_rollout:
         pattern = f"{promql.one_of(g.subjects)}_(?:stable|canary)"
-        return [promql.matcher("envoy_cluster_name", "=~", pattern)]
+        return [promql.matcher(g.flavour.cluster_label, "=~", pattern)]
     return [promql.matcher("route", "=~", promql.one_of(g.subjects))]
 
 
 def _increase(selector: str, g: Group, window: str, *, extra: Sequence[str] = ()) -> str:
     expr = f"increase({promql.with_matchers(selector, [*_subject_matchers(g), *extra])}[{window}])"
-    if g.flavour is Flavour.ENVOY:
+    if g.flavour.by_rollout:
         for target, ref in (("rollout", "$1"), ("variant", "$2")):
             expr = (
                 f"label_replace({expr}, {promql.string(target)}, {promql.string(ref)}, "
-                f"{promql.string('envoy_cluster_name')}, {promql.string('(.+)_([a-z]+)')})"
+                f"{promql.string(g.flavour.cluster_label)}, {promql.string('(.+)_([a-z]+)')})"
             )
     return expr
 

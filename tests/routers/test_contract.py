@@ -1,4 +1,4 @@
-"""The router contract, run against every backend (file, a real Envoy, a flagd flag file).
+"""The router contract, run against every backend (file, a real Envoy, a flagd flag file, a real LiteLLM proxy).
 
 Each test drives the router only through `read`, `write` and `base.apply` (write, then read back).
 """
@@ -27,12 +27,23 @@ def state(canary: int, shadow: int = 0) -> base.RouteState:
 ROLLBACK = state(0, 0)
 
 
+def shadow(backend: Backend, percent: int) -> int:
+    """`percent` where the backend mirrors traffic, else 0 (LiteLLM refuses shadow; tested below)."""
+    return percent if backend.supports_shadow else 0
+
+
 @pytest.mark.parametrize(
     "desired",
     [state(0), state(1), state(5), state(25), state(50), state(99), state(100), state(0, 100), state(10, 37)],
     ids=["0%", "1%", "5%", "25%", "50%", "99%", "100%", "shadow-100", "10%-shadow-37"],
 )
 def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
+    if desired.shadow and not backend.supports_shadow:
+        before = backend.raw()
+        with pytest.raises(errors.RouterError, match="mirror"):
+            backend.router.write(ROUTES[0], desired)
+        assert backend.raw() == before
+        return
     live = base.apply(backend.router, ROUTES[0], desired)
     assert live.same_traffic(desired)
     again = backend.make().read(ROUTES[0])
@@ -40,13 +51,13 @@ def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
 
 
 def test_rollback_from_any_state(backend: Backend) -> None:
-    base.apply(backend.router, ROUTES[0], state(50, 100))
+    base.apply(backend.router, ROUTES[0], state(50, shadow(backend, 100)))
     live = base.apply(backend.router, ROUTES[0], ROLLBACK)
     assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
 
 
 def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
-    base.apply(backend.router, ROUTES[0], state(25, 10))
+    base.apply(backend.router, ROUTES[0], state(25, shadow(backend, 10)))
     base.apply(backend.router, ROUTES[1], state(5))
     base.apply(backend.router, ROUTES[0], ROLLBACK)
     other = backend.router.read(ROUTES[1])
@@ -54,6 +65,8 @@ def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
 
 
 def test_shadow_on_and_off(backend: Backend) -> None:
+    if not backend.supports_shadow:
+        pytest.skip(f"{backend.kind} cannot mirror traffic; test_set_and_read_back checks that it refuses")
     on = base.apply(backend.router, ROUTES[0], state(0, 100))
     assert on.shadow == 100 and on.weight(C) == 0
     off = base.apply(backend.router, ROUTES[0], state(0, 0))
@@ -61,9 +74,9 @@ def test_shadow_on_and_off(backend: Backend) -> None:
 
 
 def test_set_is_idempotent(backend: Backend) -> None:
-    first = base.apply(backend.router, ROUTES[0], state(5, 50))
+    first = base.apply(backend.router, ROUTES[0], state(5, shadow(backend, 50)))
     raw = backend.raw()
-    second = base.apply(backend.router, ROUTES[0], state(5, 50))
+    second = base.apply(backend.router, ROUTES[0], state(5, shadow(backend, 50)))
     assert second == first
     assert backend.raw() == raw
 
@@ -82,7 +95,7 @@ def test_two_writers_at_once(backend: Backend) -> None:
     def run(router: base.Router, route: str, offset: int) -> None:
         try:
             for i in range(15):
-                desired = state((i * 7 + offset) % 101, i % 3 * 50)
+                desired = state((i * 7 + offset) % 101, shadow(backend, i % 3 * 50))
                 router.write(route, desired)
                 last[route] = desired
         except BaseException as exc:  # reported below, in the test's thread
@@ -103,7 +116,7 @@ def test_two_writers_at_once(backend: Backend) -> None:
 
 def test_two_writers_on_one_route_never_mix(backend: Backend) -> None:
     """Concurrent writes of whole states to one route: the result is one of them, never a blend."""
-    a, b = state(10, 0), state(90, 100)
+    a, b = state(10, 0), state(90, shadow(backend, 100))
     barrier = threading.Barrier(2)
 
     def run(router: base.Router, desired: base.RouteState) -> None:

@@ -1,0 +1,339 @@
+"""The LiteLLM router: a route is a model group, a variant a deployment (`model_info.id`), its weight
+`litellm_params.weight`. Reads `GET /model/info`; writes the weights file that our proxy callback
+(`litellm_callback.py`) applies live. The CLI builds it and renders the `model_list`; the reconciler
+only reads and writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from ruamel.yaml import YAML
+
+from controller import errors, spec
+from controller.routers import base
+
+FORMAT_VERSION = 1  # of the weights file; litellm_callback.FORMAT_VERSION reads the same
+CALLBACK = "controller.routers.litellm_callback.weights"
+ROLES = (base.STABLE, base.CANARY)
+
+
+def deployment_id(rollout: str, variant: str) -> str:
+    return spec.cluster_name(rollout, variant)
+
+
+def weights_for(state: base.RouteState, *, rollout: str, where: str) -> dict[str, int]:
+    """deployment id -> weight for one route's state; refuses what LiteLLM cannot do.
+
+    Shadow: LiteLLM has no request mirroring, so a shadow above 0 is an error, never silently
+    dropped (`rollout validate` reports it earlier, as R007).
+    """
+    if state.shadow:
+        raise errors.RouterError(f"{where}: LiteLLM cannot mirror traffic, so shadow {state.shadow}% cannot be applied")
+    extra = sorted(set(state.weights) - set(ROLES))
+    if extra:
+        raise errors.RouterError(f"{where}: LiteLLM routes split only stable and canary, got {state.describe()}")
+    weights = {deployment_id(rollout, role): state.weight(role) for role in ROLES if role in state.weights}
+    check_weights(weights, where=where)
+    return weights
+
+
+def check_weights(weights: Mapping[str, object], *, where: str) -> None:
+    """Our checks, since LiteLLM accepts any weight: whole percents summing to 100, never all 0
+    (LiteLLM would split evenly over deployments whose weights are all 0)."""
+    bad = {k: v for k, v in weights.items() if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100}
+    if bad:
+        raise errors.RouterError(f"{where}: weights must be whole percents between 0 and 100, got {bad}")
+    total = sum(v for v in weights.values() if isinstance(v, int))
+    if total != 100:
+        raise errors.RouterError(f"{where}: weights must sum to 100 (never all 0), got {dict(weights)}")
+
+
+def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.RouteState | None:
+    """A route's state from a `/model/info` answer; None when the proxy has neither deployment.
+
+    A deployment taken out of rotation (weight 0) is absent from the proxy's model list, so an
+    absent variant has weight 0. A managed deployment without a weight, a deployment in the group
+    that is not ours (it would take traffic we do not control), or weights not summing to 100 is a
+    RouterStateError: we report what we cannot trust instead of guessing.
+    """
+    rows = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise errors.RouterStateError(f"{where}: /model/info did not answer an object with a 'data' list")
+    ours = {deployment_id(rollout, role): role for role in ROLES}
+    weights: dict[str, int] = {}
+    strangers = []
+    for row in rows:
+        if not isinstance(row, dict) or row.get("model_name") != route:
+            continue
+        dep_id = (row.get("model_info") or {}).get("id")
+        role = ours.get(str(dep_id))
+        if role is None:
+            strangers.append(str(dep_id))
+            continue
+        weight = (row.get("litellm_params") or {}).get("weight")
+        if not isinstance(weight, int) or isinstance(weight, bool):
+            raise errors.RouterStateError(f"{where}: deployment {dep_id!r} has weight {weight!r}, not a whole percent")
+        weights[role] = weight
+    if strangers:
+        raise errors.RouterStateError(
+            f"{where}: model group {route!r} has deployments {sorted(strangers)} that no rollout manages"
+        )
+    if not weights:
+        return None
+    weights.setdefault(base.STABLE, 0)
+    weights.setdefault(base.CANARY, 0)
+    try:
+        return base.RouteState(weights)
+    except ValueError as exc:
+        raise errors.RouterStateError(f"{where}: live weights are not a valid split: {exc}") from exc
+
+
+class LitellmRouter:
+    """Reads a LiteLLM proxy's deployments and writes the weights file its callback applies.
+
+    `routes` maps a route (a model group) to its rollout's name, which names the deployments.
+    A write checks the proxy first (nothing is written when it cannot be read), replaces the file
+    atomically under an advisory lock, then waits up to `apply_timeout` seconds for the proxy to
+    show what the file says; `base.apply`'s read-back decides whether it did.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        routes: Mapping[str, str],
+        weights_file: str | Path,
+        master_key: str | None,
+        apply_timeout: float = 10.0,
+        timeout: float = 5.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self.name = name
+        self.url = url.rstrip("/")
+        self.routes = dict(routes)
+        self.weights_file = Path(weights_file)
+        self.apply_timeout = apply_timeout
+        self._key = master_key
+        self._client = client or httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def read(self, route: str) -> base.RouteState | None:
+        rollout = self.routes.get(route)
+        if rollout is None:
+            return None
+        info = self._model_info(f"read route {route!r}")
+        return parse_group(info, route=route, rollout=rollout, where=self._where(route))
+
+    def write(self, route: str, state: base.RouteState) -> None:
+        rollout = self.routes.get(route)
+        where = self._where(route)
+        if rollout is None:
+            raise errors.RouterError(f"{where}: the route is on no rollout of this proxy, so it has no deployments")
+        weights = weights_for(state, rollout=rollout, where=where)
+        info = self._model_info(f"write route {route!r}")
+        known = _deployments(info, route)
+        unknown = sorted(d for d, w in weights.items() if w > 0 and d not in known)
+        if unknown and not self._withdrawn(route, unknown):
+            raise errors.RouterError(
+                f"{where}: the proxy has no deployment {unknown} in model group {route!r} (render it with `rollout render litellm`)"
+            )
+        try:
+            self.weights_file.parent.mkdir(parents=True, exist_ok=True)
+            with self._locked():
+                document = self._load()
+                document["groups"][route] = weights
+                self._replace(document)
+        except OSError as exc:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: cannot write {self.weights_file}: {exc.strerror}"
+            ) from exc
+        self._await(route, rollout, weights)
+
+    def _withdrawn(self, route: str, ids: Sequence[str]) -> bool:
+        """True when the weights file took these deployments out (weight 0): the callback keeps them."""
+        group = self._load()["groups"].get(route) or {}
+        return all(group.get(d) == 0 for d in ids)
+
+    def _await(self, route: str, rollout: str, weights: Mapping[str, int]) -> None:
+        """Wait until the proxy shows the route as the file says, or someone else rewrote it."""
+        roles = {deployment_id(rollout, role): role for role in ROLES}
+        wanted = base.RouteState({roles[d]: w for d, w in weights.items()})
+        deadline = time.monotonic() + self.apply_timeout
+        while time.monotonic() < deadline:
+            live = self.read(route)
+            if live is not None and live.same_traffic(wanted):
+                return
+            if self._load()["groups"].get(route) != dict(weights):
+                return  # a later write replaced ours; the read-back judges
+            time.sleep(0.05)  # the callback polls the file; this polls the proxy
+
+    def _model_info(self, operation: str) -> Any:
+        headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
+        try:
+            response = self._client.get(self.url + "/model/info", headers=headers)
+        except httpx.HTTPError as exc:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: LiteLLM at {self.url} did not answer ({type(exc).__name__})"
+            ) from exc
+        if response.status_code in (401, 403) or (response.status_code in (400, 500) and _auth_failure(response)):
+            raise errors.RouterError(
+                f"router {self.name!r}: {operation}: the proxy refused the master key (HTTP {response.status_code})"
+            )
+        if response.status_code >= 500:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /model/info answered {response.status_code}"
+            )
+        if response.status_code != 200:
+            raise errors.RouterError(
+                f"router {self.name!r}: {operation}: GET /model/info answered {response.status_code}"
+            )
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /model/info did not answer JSON"
+            ) from exc
+
+    def _where(self, route: str) -> str:
+        return f"router {self.name!r} route {route!r}"
+
+    # -- the weights file --------------------------------------------------------------------------
+
+    def _load(self) -> dict[str, Any]:
+        try:
+            text = self.weights_file.read_text("utf-8")
+        except FileNotFoundError:
+            return {"version": FORMAT_VERSION, "groups": {}}
+        except (OSError, UnicodeDecodeError) as exc:
+            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.weights_file}: {exc}") from exc
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.weights_file} is not valid JSON (line {exc.lineno}: {exc.msg})"
+            ) from exc
+        if (
+            not isinstance(data, dict)
+            or data.get("version") != FORMAT_VERSION
+            or not isinstance(data.get("groups"), dict)
+        ):
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.weights_file} is not a version {FORMAT_VERSION} weights file"
+            )
+        return data
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.weights_file.with_name(self.weights_file.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.weights_file.name}.", dir=self.weights_file.parent)
+        try:
+            os.fchmod(fd, 0o644)  # the proxy, maybe another user, reads this file
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(data, out, indent=2, sort_keys=True)
+                out.write("\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.weights_file)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+
+def _deployments(info: Any, route: str) -> set[str]:
+    rows = info.get("data") if isinstance(info, dict) else None
+    return {
+        str((row.get("model_info") or {}).get("id"))
+        for row in rows or []
+        if isinstance(row, dict) and row.get("model_name") == route
+    }
+
+
+def _auth_failure(response: httpx.Response) -> bool:
+    """LiteLLM answers a bad key with 400 (it looks the key up in its database) or 500 (no key)."""
+    try:
+        error = response.json().get("error") or {}
+    except (ValueError, AttributeError):
+        return response.status_code == 500 and "auth" in response.text.lower()
+    kind = str(error.get("type", "")) if isinstance(error, dict) else ""
+    return kind in ("auth_error", "no_db_connection") or "auth" in kind
+
+
+# -- rendering the model_list -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupSpec:
+    """What `model_list()` needs of one rollout: its name, its route, each variant's model and weight."""
+
+    rollout: str
+    route: str
+    models: Mapping[str, str]  # variant role -> model id
+    weights: Mapping[str, int]  # variant role -> percent
+
+
+def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """LiteLLM `model_list` entries: one deployment per variant, id = `spec.cluster_name`, with the
+    desired weight and the router's extra `litellm_params` for its model (api_base, api_key)."""
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        where = f"rollout {g.rollout!r}"
+        check_weights({role: g.weights.get(role, 0) for role in g.models}, where=where)
+        for role in ROLES:
+            model = g.models.get(role)
+            if model is None:
+                continue
+            params: dict[str, Any] = {"model": model, **dict(deployments.get(model, {}))}
+            if "weight" in params:
+                raise errors.RouterError(f"{where}: deployments[{model!r}] sets a weight; the rollout owns it")
+            params["weight"] = g.weights.get(role, 0)
+            out.append(
+                {
+                    "model_name": g.route,
+                    "litellm_params": params,
+                    "model_info": {"id": deployment_id(g.rollout, role)},
+                }
+            )
+    return out
+
+
+def weights_document(groups: Sequence[GroupSpec]) -> dict[str, Any]:
+    """The weights file the callback reads, for the same groups as `model_list()`."""
+    return {
+        "version": FORMAT_VERSION,
+        "groups": {
+            g.route: {deployment_id(g.rollout, role): g.weights.get(role, 0) for role in ROLES if role in g.models}
+            for g in groups
+        },
+    }
+
+
+def to_yaml(document: Mapping[str, Any]) -> str:
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    yaml.dump(dict(document), out)
+    return out.getvalue()

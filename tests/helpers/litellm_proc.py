@@ -1,0 +1,171 @@
+"""A real LiteLLM proxy for tests: a subprocess on a free loopback port, stopped by its handle.
+
+Used by tests/routers (the contract suite and the LiteLLM tests). The proxy loads our weights
+callback from this checkout (PYTHONPATH) and LiteLLM's Prometheus callback; /metrics needs no key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-rollouts-test-master-key"
+READY_TIMEOUT = 120.0
+
+
+def available() -> str:
+    """Why LiteLLM tests cannot run here, or "" when they can."""
+    missing = [m for m in ("litellm", "prometheus_client", "fastapi") if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"LiteLLM proxy not installed (pip install -e '.[litellm]'): no module {', '.join(missing)}"
+    # not imported here: importing litellm fetches its cost map unless this is set
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Proxy:
+    process: subprocess.Popen[bytes]
+    url: str
+    config: Path
+    weights_file: Path
+    log: Path
+
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {MASTER_KEY}"}
+
+    def model_info(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = httpx.get(self.url + "/model/info", headers=self.headers(), timeout=10).json()[
+            "data"
+        ]
+        return rows
+
+    def weights(self) -> list[tuple[str, str, Any]]:
+        """(group, deployment id, weight) for every deployment the proxy routes to, sorted."""
+        return sorted(
+            (r["model_name"], r["model_info"]["id"], r["litellm_params"].get("weight")) for r in self.model_info()
+        )
+
+
+def config(model_list: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "model_list": list(model_list),
+        "litellm_settings": {
+            "callbacks": ["prometheus", "controller.routers.litellm_callback.weights"],
+            "require_auth_for_metrics_endpoint": False,
+            "num_retries": 0,
+        },
+        "router_settings": {"routing_strategy": "simple-shuffle", "disable_cooldowns": True},
+        "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+    }
+
+
+def start(model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_file: Path | None = None) -> Proxy:
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "litellm-config.json"  # YAML is a superset of JSON
+    cfg.write_text(json.dumps(config(model_list), indent=2), "utf-8")
+    weights = weights_file or workdir / "weights.json"
+    port = free_port()
+    log = workdir / "litellm.log"
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_MASTER_KEY": MASTER_KEY,
+        "ROLLOUT_WEIGHTS_FILE": str(weights),
+        "ROLLOUT_WEIGHTS_INTERVAL": "0.05",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    exe = shutil.which("litellm")
+    command = [exe] if exe else [sys.executable, "-m", "litellm.proxy.proxy_cli"]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights, log)
+    try:
+        _wait_ready(proxy)
+    except BaseException:
+        stop(process)
+        raise
+    return proxy
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+@contextlib.contextmanager
+def running(
+    model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_file: Path | None = None
+) -> Iterator[Proxy]:
+    proxy = start(model_list, workdir, weights_file=weights_file)
+    try:
+        yield proxy
+    finally:
+        stop(proxy.process)
+
+
+def _wait_ready(proxy: Proxy) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if proxy.process.poll() is not None:
+                raise RuntimeError(f"litellm exited with {proxy.process.returncode}: {_tail(proxy.log)}")
+            with contextlib.suppress(httpx.HTTPError):
+                if client.get(proxy.url + "/health/readiness").status_code == 200:
+                    return
+            time.sleep(0.1)  # polling interval while waiting on readiness, not a timed assertion
+    raise RuntimeError(f"litellm not ready after {READY_TIMEOUT}s: {_tail(proxy.log)}")
+
+
+def wait_for(what: str, check: Any, *, deadline: float = 30.0) -> Any:
+    """Poll `check` until truthy; a readiness wait whose deadline only stops a hung test."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise TimeoutError(f"gave up waiting for {what}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+
+
+def completion(client: httpx.Client, url: str, model: str) -> httpx.Response:
+    return client.post(
+        url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {MASTER_KEY}"},
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+    )

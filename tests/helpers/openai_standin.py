@@ -1,0 +1,106 @@
+"""Tiny OpenAI-compatible stand-ins for the LiteLLM tests: POST /v1/chat/completions answers with the
+server's own name as the message content. Each runs in a thread on 127.0.0.1, port 0.
+
+Used by tests/routers/litellm_proc.py; self-contained (no other helper imported).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            request = json.loads(raw or b"{}")
+        except ValueError:
+            request = {}
+        with self.server.lock:
+            self.server.requests += 1
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+            return
+        name = self.server.name
+        if self.server.status != 200:
+            self._send(self.server.status, {"error": {"message": f"{name} fails on purpose", "type": "server_error"}})
+            return
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{name}-{self.server.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(request.get("model", name)),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": name}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            },
+        )
+
+    def do_GET(self) -> None:
+        self._send(200, {"object": "list", "data": [{"id": self.server.name, "object": "model"}]})
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, name: str, status: int) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.name = name
+        self.status = status
+        self.lock = threading.Lock()
+        self.requests = 0
+
+
+@dataclass
+class Standin:
+    """An OpenAI-compatible server on 127.0.0.1 whose every completion says its name."""
+
+    name: str
+    server: _Server
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    @property
+    def requests(self) -> int:
+        with self.server.lock:
+            return self.server.requests
+
+
+@contextlib.contextmanager
+def standin(name: str, *, status: int = 200) -> Iterator[Standin]:
+    """A stand-in that answers completions with its name, or with `status` and an error if not 200."""
+    server = _Server(name, status)
+    thread = threading.Thread(target=server.serve_forever, name=f"standin-{name}", daemon=True)
+    thread.start()
+    try:
+        yield Standin(name, server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -1,0 +1,119 @@
+"""`rollout render litellm`, `rollout validate` (R007) and `rollout plan` against the session's real
+LiteLLM proxy, on a copy of the example repository whose `gateway` router points at it."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from controller import cli
+from controller.routers import base
+from tests.helpers import litellm_proc
+from tests.routers.conftest import LitellmStack, litellm_router
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Iterator[Path]:
+    root = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, root / "rollouts")
+    yield root
+
+
+def point_at(root: Path, stack: LitellmStack) -> None:
+    config = root / "rollouts" / "controller.yaml"
+    text = config.read_text("utf-8").replace("url: http://127.0.0.1:4000", f"url: {stack.proxy.url}")
+    text = text.replace("weightsFile: .rollout/litellm-weights.json", f"weightsFile: {stack.proxy.weights_file}")
+    config.write_text(text, "utf-8")
+
+
+def render(root: Path, *extra: str) -> str:
+    out = io.StringIO()
+    assert cli.main(["render", "litellm", "--repo", str(root), *extra], out=out) == 0
+    return out.getvalue()
+
+
+def test_render_model_list(repo: Path) -> None:
+    document = YAML(typ="safe").load(render(repo))
+    assert list(document) == ["model_list"]
+    assert [
+        (d["model_name"], d["model_info"]["id"], d["litellm_params"]["weight"]) for d in document["model_list"]
+    ] == [
+        ("support-chat", "support-bot_stable", 99),
+        ("support-chat", "support-bot_canary", 1),
+    ]
+    assert document["model_list"][0]["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
+    weights = json.loads(render(repo, "--weights"))
+    assert weights == {"version": 1, "groups": {"support-chat": {"support-bot_stable": 99, "support-bot_canary": 1}}}
+
+
+@pytest.mark.slow
+def test_rendered_model_list_passes_litellm_validate_config(repo: Path, tmp_path: Path) -> None:
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    document = YAML(typ="safe").load(render(repo))
+    config = tmp_path / "proxy.json"
+    config.write_text(json.dumps(litellm_proc.config(document["model_list"])), "utf-8")
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OPENAI_API_KEY": "not-used",
+        "PYTHONPATH": str(litellm_proc.ROOT),
+    }
+    exe = shutil.which("litellm") or "litellm"
+    result = subprocess.run(
+        [exe, "--config", str(config), "--validate_config"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_render_names_an_unknown_router(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["render", "litellm", "edge", "--repo", str(repo)]) == 2
+    assert "not a LiteLLM router" in capsys.readouterr().err
+
+
+def test_validate_refuses_a_shadow_step_on_litellm(repo: Path) -> None:
+    path = repo / "rollouts" / "support-bot" / "rollout.yaml"
+    text = path.read_text("utf-8")
+    path.write_text(
+        text.replace("    - {weight: 1, for: 24h", "    - {shadow: 100, for: 2h}\n    - {weight: 1, for: 24h")
+    )
+    out = io.StringIO()
+    assert cli.main(["validate", str(repo / "rollouts")], out=out) == 1
+    assert "R007" in out.getvalue() and "cannot mirror" in out.getvalue()
+
+
+def plan(root: Path) -> dict[str, Any]:
+    buffer = io.StringIO()
+    cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer)
+    document: dict[str, Any] = json.loads(buffer.getvalue())
+    return next(r for r in document["rollouts"] if r["rollout"] == "support-bot")
+
+
+@pytest.mark.slow
+def test_plan_reads_the_live_proxy(repo: Path, litellm_stack: LitellmStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    point_at(repo, litellm_stack)
+    monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    base.apply(litellm_router(litellm_stack), "support-chat", base.RouteState({"stable": 70, "canary": 30}))
+    found = plan(repo)
+    assert found["live"]["weights"] == {"stable": 70, "canary": 30}
+    assert found["drift"] is True
+    base.apply(litellm_router(litellm_stack), "support-chat", base.RouteState({"stable": 99, "canary": 1}))
+    found = plan(repo)
+    assert found["live"]["weights"] == {"stable": 99, "canary": 1} and found["drift"] is False
+
+    monkeypatch.setenv("LITELLM_MASTER_KEY", "sk-not-the-key-42")
+    buffer = io.StringIO()
+    assert cli.main(["plan", "--repo", str(repo), "--format", "json"], out=buffer) == 1
+    assert "sk-not-the-key-42" not in buffer.getvalue()
