@@ -424,7 +424,7 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     if args.record:
         path = root / evals.result_path(loaded.name, loaded.revisions["canary"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(found.model_dump_json(indent=2, by_alias=True) + "\n", "utf-8")
+        path.write_text(evals.render(found, "json", judgement=judgement), "utf-8")
         print(f"wrote {_display(root, evals.result_path(loaded.name, loaded.revisions['canary']))}", file=sys.stderr)
     return 0 if evals.exit_ok(found, judgement) else 1
 

@@ -12,7 +12,7 @@ import json
 import math
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -516,6 +516,18 @@ class EvalReport(_Model):
         return n, s, c
 
 
+DERIVED = ("flipped", "partial", "offlineGate")
+
+
+def parse_report(data: str | bytes) -> EvalReport:
+    """A report as `render(..., "json")` wrote it; the derived keys are recomputed, not trusted.
+    Raises ValueError (json or pydantic) when it is not one."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return EvalReport.model_validate({k: v for k, v in doc.items() if k not in DERIVED})
+
+
 def offline_judgement(report: EvalReport, gate: spec.OfflineEval) -> gates.Judgement:
     """The offline gate, judged on the cases both variants answered. FAIL and PASS only on
     evidence: fewer than `minCases` paired cases is INCONCLUSIVE; a case without an answer is ERROR
@@ -564,9 +576,11 @@ def offline_status(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Judgeme
             f"no offline eval recorded for canary {canary} ({path}); run `rollout eval --record`",
         )
     try:
-        report = EvalReport.model_validate_json(data)
+        report = parse_report(data)
     except ValidationError as exc:
         return gates.Judgement(gates.Verdict.ERROR, f"{path} is not an eval report: {exc.error_count()} problem(s)")
+    except ValueError as exc:
+        return gates.Judgement(gates.Verdict.ERROR, f"{path} is not an eval report: {exc}")
     recorded = report.variants.get("canary")
     if recorded is None or recorded.revision != canary:
         return gates.Judgement(gates.Verdict.ERROR, f"{path} is about another canary revision")
@@ -679,14 +693,6 @@ def variants_of(loaded: load.LoadedRollout, which: str) -> list[tuple[str, spec.
     return [(name, v) for name in wanted if (v := getattr(s, name)) is not None]
 
 
-def revisions_of(loaded: load.LoadedRollout) -> Mapping[str, str]:
-    return loaded.revisions
-
-
 def prompt_text(tree: load.Tree, loaded: load.LoadedRollout, variant: str) -> str | None:
     path = loaded.prompts.get(variant)
     return None if path is None else tree.read(path).decode("utf-8")
-
-
-def ids(cases: Sequence[Case]) -> list[str]:
-    return [c.id for c in cases]

@@ -73,7 +73,8 @@ class Client:
                 raise errors.EvalError(f"{what}: {type(exc).__name__}") from exc
             if response.status_code in RETRY_STATUS:
                 problem = f"HTTP {response.status_code}"
-                wait = _retry_after(response) or self.backoff * 2**attempt
+                after = _retry_after(response)
+                wait = after if after is not None else self.backoff * 2**attempt
                 continue
             if response.status_code >= 400:
                 raise errors.EvalError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
