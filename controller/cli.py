@@ -391,7 +391,15 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
         raise UsageError("give --endpoint URL (an OpenAI-compatible base URL) or set ROLLOUT_EVAL_ENDPOINT")
     if args.record and (args.variant != "both" or loaded.rollout.spec.canary is None or args.serve):
         raise UsageError("--record needs a canary and --variant both")
+    if args.variant == "both" and loaded.rollout.spec.canary is None and not args.serve:
+        out.write(f"rollout {loaded.name} has no canary: nothing to compare (use --variant stable)\n")
+        return 0
     golden = evals.load_set(tree, loaded.name)
+    gate = loaded.rollout.spec.offline_eval
+    if args.reuse_recorded and args.variant == "both" and (reused := evals.recorded(tree, loaded, golden)):
+        judgement = evals.offline_judgement(reused, gate) if gate is not None else None
+        out.write(evals.render(reused, args.format, judgement=judgement, recorded=True))
+        return 0 if evals.exit_ok(reused, judgement) else 1
     client = llm.Client(
         endpoint, api_key=os.environ.get(args.api_key_env) or None, timeout=args.timeout, retries=args.retries
     )
@@ -418,7 +426,6 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
             )
     finally:
         client.close()
-    gate = loaded.rollout.spec.offline_eval
     judgement = evals.offline_judgement(found, gate) if gate is not None and len(found.variants) == 2 else None
     out.write(evals.render(found, args.format, judgement=judgement))
     if args.record:
@@ -465,6 +472,9 @@ def add_eval_parser(sub: Any) -> None:
     e.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     e.add_argument("--retries", type=int, default=3, help="retries on timeouts, 429 and 5xx")
     e.add_argument("--record", action="store_true", help="write the report to evals/results/<canary revision>.json")
+    e.add_argument(
+        "--reuse-recorded", action="store_true", help="show the recorded result for this canary instead, if current"
+    )
     e.add_argument("--serve", action="store_true", help="evaluate continuously; counters on /metrics")
     e.add_argument("--port", type=int, default=9464, help="with --serve: the /metrics port on 127.0.0.1")
     e.add_argument("--interval", default="5m", help="with --serve: time between rounds")

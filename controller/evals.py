@@ -558,6 +558,21 @@ def offline_gate(report: EvalReport, gate: spec.OfflineEval) -> gates.Verdict:
     return offline_judgement(report, gate).verdict
 
 
+def recorded(tree: load.Tree, loaded: load.LoadedRollout, golden: GoldenSet) -> EvalReport | None:
+    """The recorded report for the current canary, if it is about the same stable and golden set."""
+    canary = loaded.revisions.get("canary")
+    if canary is None:
+        return None
+    try:
+        report = parse_report(tree.read(result_path(loaded.name, canary)))
+    except (FileNotFoundError, IsADirectoryError, load.PathEscapes, ValueError):
+        return None
+    stable, mine = report.variants.get("stable"), report.variants.get("canary")
+    if stable is None or mine is None or report.golden_set != golden.digest:
+        return None
+    return report if (stable.revision, mine.revision) == (loaded.revisions.get("stable"), canary) else None
+
+
 def offline_status(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Judgement | None:
     """The offline gate of a rollout's current canary, from the report recorded in the tree.
 
@@ -581,8 +596,8 @@ def offline_status(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Judgeme
         return gates.Judgement(gates.Verdict.ERROR, f"{path} is not an eval report: {exc.error_count()} problem(s)")
     except ValueError as exc:
         return gates.Judgement(gates.Verdict.ERROR, f"{path} is not an eval report: {exc}")
-    recorded = report.variants.get("canary")
-    if recorded is None or recorded.revision != canary:
+    mine = report.variants.get("canary")
+    if mine is None or mine.revision != canary:
         return gates.Judgement(gates.Verdict.ERROR, f"{path} is about another canary revision")
     stable = report.variants.get("stable")
     if stable is None or stable.revision != loaded.revisions.get("stable"):
@@ -634,7 +649,7 @@ def _rows(report: EvalReport) -> list[list[str]]:
 HEADER = ["variant", "model", "revision", "passed", "pass rate", "95% CI (Wilson)", "no answer"]
 
 
-def render(report: EvalReport, fmt: str, *, judgement: gates.Judgement | None = None) -> str:
+def render(report: EvalReport, fmt: str, *, judgement: gates.Judgement | None = None, recorded: bool = False) -> str:
     """The report as `text`, `markdown` or `json`."""
     if fmt == "json":
         doc = report.model_dump(mode="json", by_alias=True)
@@ -645,6 +660,8 @@ def render(report: EvalReport, fmt: str, *, judgement: gates.Judgement | None = 
         return json.dumps(doc, indent=2) + "\n"
     md = fmt == "markdown"
     out = [f"## Offline eval: {report.rollout}" if md else f"Offline eval of {report.rollout}"]
+    if recorded:
+        out.append(f"(recorded in {result_path(report.rollout, report.variants['canary'].revision)}; not re-run)")
     out.append(
         f"{report.cases} golden cases (set {report.golden_set})"
         + (" — PARTIAL: some cases got no answer" if report.partial else "")

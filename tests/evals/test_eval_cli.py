@@ -207,3 +207,19 @@ def test_an_unreachable_endpoint_is_a_clear_error(repo: Path) -> None:
     assert all(c["status"] == "error" for v in doc["variants"].values() for c in v["cases"])
     assert "could not connect (ConnectError)" in doc["variants"]["stable"]["cases"][0]["error"]
     assert doc["offlineGate"]["verdict"] == "ERROR"
+
+
+def test_reuse_recorded_shows_the_record_without_calling(repo: Path, server: standin.StandIn) -> None:
+    run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--record")
+    before = len(server.requests)
+    code, text = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--reuse-recorded")
+    assert code == 1 and len(server.requests) == before
+    assert "not re-run" in text and "regressed: lost-parcel" in text and "Offline gate: FAIL" in text
+
+
+def test_no_canary_nothing_to_compare(tmp_path: Path) -> None:
+    root = conftest.write_repo(tmp_path / "r")
+    path = root / "rollouts" / conftest.ROLLOUT / "rollout.yaml"
+    path.write_text("\n".join(ln for ln in path.read_text().splitlines() if "canary:" not in ln) + "\n")
+    code, text = run_eval(conftest.ROLLOUT, "--endpoint", "http://127.0.0.1:9/v1", "--repo", str(root))
+    assert code == 0 and "has no canary: nothing to compare" in text
