@@ -389,6 +389,10 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     endpoint = args.endpoint or os.environ.get("ROLLOUT_EVAL_ENDPOINT")
     if not endpoint:
         raise UsageError("give --endpoint URL (an OpenAI-compatible base URL) or set ROLLOUT_EVAL_ENDPOINT")
+    if not endpoint.startswith(("http://", "https://")):
+        raise UsageError(f"--endpoint {endpoint!r}: expected an http:// or https:// base URL")
+    if args.concurrency < 1 or args.timeout <= 0 or args.retries < 0:
+        raise UsageError("--concurrency must be at least 1, --timeout above 0 and --retries at least 0")
     if args.record and (args.variant != "both" or loaded.rollout.spec.canary is None or args.serve):
         raise UsageError("--record needs a canary and --variant both")
     if args.variant == "both" and loaded.rollout.spec.canary is None and not args.serve:

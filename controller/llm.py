@@ -69,7 +69,7 @@ class Client:
             except httpx.TransportError as exc:
                 problem, wait = f"could not connect ({type(exc).__name__})", self.backoff * 2**attempt
                 continue
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 raise errors.EvalError(f"{what}: {type(exc).__name__}") from exc
             if response.status_code in RETRY_STATUS:
                 problem = f"HTTP {response.status_code}"

@@ -21,6 +21,7 @@ class Reply:
     tool_calls: tuple[tuple[str, dict[str, Any]], ...] = ()
     fault: str | None = None  # one of FAULTS
     times: int = 0  # fault only on the first `times` requests for this exact body (0: always)
+    delay: float = 0.0  # seconds the server takes to answer (for bench/eval_run.py)
 
 
 Answer = Callable[[str, list[dict[str, Any]]], Reply]
@@ -84,6 +85,8 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                 state.seen[key] = state.seen.get(key, 0) + 1
                 count = state.seen[key]
             reply = state.answer(body["model"], body["messages"])
+            if reply.delay:
+                state.release.wait(reply.delay)  # simulated model latency; stop() cuts it short
             fault = reply.fault if reply.fault and (not reply.times or count <= reply.times) else None
             match fault:
                 case "429":

@@ -223,3 +223,23 @@ def test_no_canary_nothing_to_compare(tmp_path: Path) -> None:
     path.write_text("\n".join(ln for ln in path.read_text().splitlines() if "canary:" not in ln) + "\n")
     code, text = run_eval(conftest.ROLLOUT, "--endpoint", "http://127.0.0.1:9/v1", "--repo", str(root))
     assert code == 0 and "has no canary: nothing to compare" in text
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--endpoint", "ftp://127.0.0.1/v1"],
+        ["--endpoint", "http://127.0.0.1:9/v1", "--concurrency", "0"],
+        ["--endpoint", "http://127.0.0.1:9/v1", "--timeout", "0"],
+    ],
+    ids=["scheme", "concurrency", "timeout"],
+)
+def test_bad_arguments_are_usage_errors(repo: Path, argv: list[str]) -> None:
+    assert run_eval(conftest.ROLLOUT, "--repo", str(repo), *argv)[0] == 2
+
+
+def test_no_httpx_exception_escapes_the_client() -> None:
+    from controller import errors, llm
+
+    with llm.Client("http://exa mple.invalid/v1", retries=0) as client, pytest.raises(errors.EvalError):
+        client.chat({"model": "m", "messages": []})
