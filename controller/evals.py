@@ -675,26 +675,27 @@ def render(report: EvalReport, fmt: str, *, judgement: gates.Judgement | None = 
     else:
         widths = [max(len(x) for x in col) for col in zip(HEADER, *rows, strict=False)]
         out += ["  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip() for r in [HEADER, *rows]]
-    flips = report.flips()
     if "canary" in report.variants and "stable" in report.variants:
-        out.append("")
-        out.append(("### " if md else "") + f"Flipped cases ({len(flips)})")
-        for f in flips:
-            line = f"{f.direction}: {f.id}" + (f" — {f.detail}" if f.detail else "")
-            out.append(
-                f"- {'`' + f.id + '` ' + f.direction + (' — ' + f.detail if f.detail else '')}" if md else f"  {line}"
-            )
-        if not flips:
-            out.append("  none" if not md else "- none")
+        flips = sorted(report.flips(), key=lambda f: f.direction != "regressed")  # regressions first
+        out += ["", ("### " if md else "") + f"Flipped cases ({len(flips)})"]
+        out += [_item(f"{f.direction}: {f.id}", f.detail, md=md) for f in flips] or [_item("none", "", md=md)]
     failed = [(v.variant, c) for v in report.variants.values() for c in v.cases if c.status is Status.ERROR]
     if failed:
-        out.append("")
-        out.append(("### " if md else "") + f"No answer ({len(failed)}): not scored")
-        out += [f"{'- ' if md else '  '}{variant} {c.id}: {c.error}" for variant, c in failed]
+        out += ["", ("### " if md else "") + f"No answer ({len(failed)}): not scored"]
+        out += [_item(f"{variant} {c.id}", c.error or "", md=md) for variant, c in failed]
     if judgement is not None:
         out.append("")
         out.append(f"{'**' if md else ''}Offline gate: {judgement.verdict}{'**' if md else ''} — {judgement.reason}")
     return "\n".join(out) + "\n"
+
+
+def _item(head: str, detail: str, *, md: bool) -> str:
+    """One list line. In markdown the detail (which may quote model output) is a code span on one
+    line, so a model's answer cannot inject markup or @mentions into a PR comment."""
+    if not md:
+        return f"  {head}" + (f" — {detail}" if detail else "")
+    safe = " ".join(detail.replace("`", "'").split())
+    return f"- {head}" + (f" — `{safe}`" if safe else "")
 
 
 def exit_ok(report: EvalReport, judgement: gates.Judgement | None) -> bool:

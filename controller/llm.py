@@ -79,7 +79,8 @@ class Client:
             if response.status_code >= 400:
                 raise errors.EvalError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
             return parse_answer(response.content, what=what)
-        raise errors.EvalUnavailable(f"{what}: {problem} after {self.retries + 1} attempts")
+        attempts = self.retries + 1
+        raise errors.EvalUnavailable(f"{what}: {problem} after {attempts} attempt{'s' if attempts > 1 else ''}")
 
     def chat_many(
         self,

@@ -50,8 +50,9 @@ def test_the_markdown_report_lists_the_flipped_cases(repo: Path, server: standin
     assert code == 1
     assert "| stable | acme/triage-2025-01-01 |" in text and "90.0%" in text and "80.0%" in text
     assert "### Flipped cases (3)" in text
-    assert "- `lost-parcel` regressed — schema: urgent: 'no' is not of type 'boolean'" in text
-    assert "- `unknown-charge` fixed" in text
+    assert "- regressed: lost-parcel — `schema: urgent: 'no' is not of type 'boolean'`" in text
+    assert "- fixed: unknown-charge" in text
+    assert text.index("regressed: damaged-parcel") < text.index("fixed: unknown-charge")
     assert "**Offline gate: FAIL**" in text
 
 
@@ -168,7 +169,7 @@ def test_text_report_marks_partial_results(repo: Path) -> None:
         code, text = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--retries", "0")
     assert code == 1
     assert "PARTIAL: some cases got no answer" in text
-    assert "No answer (1): not scored" in text and "canary login: chat completion" in text
+    assert "No answer (1): not scored" in text and "canary login — chat completion" in text
 
 
 def test_usage_errors(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
