@@ -604,8 +604,8 @@ def offline_status(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Judgeme
         return gates.Judgement(gates.Verdict.INCONCLUSIVE, f"{path} compared against another stable revision")
     try:
         current = load_set(tree, loaded.name).digest
-    except errors.RolloutError:
-        current = None
+    except errors.RolloutError as exc:
+        return gates.Judgement(gates.Verdict.ERROR, f"the golden set cannot be read: {str(exc)[:300]}")
     if current != report.golden_set:
         return gates.Judgement(gates.Verdict.INCONCLUSIVE, f"{path} was measured on another golden set")
     return offline_judgement(report, s.offline_eval)

@@ -244,3 +244,15 @@ def test_no_httpx_exception_escapes_the_client() -> None:
 
     with llm.Client("http://exa mple.invalid/v1", retries=0) as client, pytest.raises(errors.EvalError):
         client.chat({"model": "m", "messages": []})
+
+
+def test_a_broken_golden_set_after_recording_is_an_error(repo: Path, server: standin.StandIn) -> None:
+    run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--record")
+    (repo / "rollouts" / conftest.ROLLOUT / "evals" / "triage.jsonl").write_text("{oops\n")
+    judged = evals.offline_status(repo_tree(repo), loaded_rollout(repo))
+    assert judged is not None and judged.verdict is gates.Verdict.ERROR
+    assert "rollouts/shop-triage/evals/triage.jsonl:1" in judged.reason
+
+
+def repo_tree(root: Path) -> repo.WorkTree:
+    return repo.WorkTree(root)
