@@ -409,7 +409,10 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     )
     try:
         if args.serve:
-            interval = spec.parse_duration(args.interval).total_seconds()
+            try:
+                interval = spec.parse_duration(args.interval).total_seconds()
+            except ValueError as exc:
+                raise UsageError(f"--interval {args.interval!r}: {exc}") from exc
             evalrun.serve(
                 tree,
                 loaded,
