@@ -20,7 +20,8 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from controller import errors, gates, load, spec
+from controller import errors, gates, load, plan, spec
+from controller.routers import base
 
 EVALS_DIR = "evals"
 RESULTS_DIR = "results"
@@ -616,6 +617,28 @@ def offline_verdict(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Verdic
     PASS lets the ramp start."""
     judged = offline_status(tree, loaded)
     return None if judged is None else judged.verdict
+
+
+def ramp_started(loaded: load.LoadedRollout) -> bool:
+    """A merged controller PR names this canary revision in its status: the ramp began after its
+    offline gate passed, so the gate is not asked again."""
+    status, canary = loaded.rollout.status, loaded.revisions.get("canary")
+    return status is not None and canary is not None and status.revision == canary
+
+
+def before_ramp(
+    loaded: load.LoadedRollout, *, live: base.RouteState | None, judged: gates.Judgement | None
+) -> plan.Decision | None:
+    """What the reconciler decides before `plan.decide()`: None to go on, or, for a canary whose ramp
+    has not started and whose offline gate (`offline_status()`) has not passed, stable keeps all
+    traffic: APPLY the canary-0 state when the router differs, else HOLD with the gate's reason."""
+    if judged is None or judged.verdict is gates.Verdict.PASS or ramp_started(loaded) or plan.rolled_back(loaded):
+        return None
+    reason = f"offline eval {judged.verdict}: {judged.reason}"
+    target = plan.rolled_back_state(loaded)
+    if live is None or not live.same_traffic(target):
+        return plan.Decision(plan.Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
+    return plan.Decision(plan.Kind.HOLD, reason)
 
 
 # -- rendering ---------------------------------------------------------------------------------------

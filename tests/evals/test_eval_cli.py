@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller import cli, evals, gates, load, repo
+from controller import cli, evals, gates, load, plan, repo
 from tests.evals import conftest, standin
 
 
@@ -65,6 +66,14 @@ def test_recorded_failure_blocks_the_ramp_and_a_good_canary_passes(tmp_path: Pat
     recorded = bad / evals.result_path(conftest.ROLLOUT, loaded.revisions["canary"])
     assert recorded.is_file()
     assert evals.offline_verdict(repo.WorkTree(bad), loaded) is gates.Verdict.FAIL
+    # without the offline gate the first tick would start the ramp; with it, stable keeps everything
+    now = datetime.now(UTC)
+    started = plan.decide(loaded, plan.Facts(now=now, live=None))
+    assert started.kind is plan.Kind.APPLY and started.route is not None and started.route.weights["canary"] == 5
+    blocked = evals.before_ramp(loaded, live=None, judged=evals.offline_status(repo.WorkTree(bad), loaded))
+    assert blocked is not None and blocked.kind is plan.Kind.APPLY
+    assert blocked.route is not None and dict(blocked.route.weights) == {"stable": 100, "canary": 0}
+    assert blocked.reason.startswith("offline eval FAIL: drop 10 points > maxDrop 5")
 
     good = conftest.write_repo(tmp_path / "good", canary="acme/triage-2025-07-01")
     code, text = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(good), "--record")
