@@ -346,6 +346,19 @@ def _lookup(data: Any, path: str) -> tuple[bool, Any]:
     return True, node
 
 
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of JSON values: 1 equals 1.0, but true is not 1 and "1" is not 1, at any depth."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and bool(a == b)
+
+
 def _short(value: Any) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
@@ -384,7 +397,7 @@ def score_check(check: Check, answer: Answer, *, judged: tuple[bool, str] | None
             found, value = _lookup(data, check.path)
             if not found:
                 return CheckResult(type=check.type, passed=False, detail=f"no field {check.path!r}")
-            ok = value == check.equals and type(value) is type(check.equals)
+            ok = json_equal(value, check.equals)
             detail = "" if ok else f"{check.path} = {_short(value)}, expected {_short(check.equals)}"
             return CheckResult(type=check.type, passed=ok, detail=detail)
         case ToolCallCheck():
@@ -412,7 +425,7 @@ def _score_tool_call(check: ToolCallCheck, answer: Answer) -> CheckResult:
         if not isinstance(args, dict):
             last = f"{check.name} arguments are not an object"
             continue
-        wrong = {k: args.get(k) for k, v in check.arguments.items() if k not in args or args[k] != v}
+        wrong = {k: args.get(k) for k, v in check.arguments.items() if k not in args or not json_equal(args[k], v)}
         extra = set(args) - set(check.arguments) if check.exact_arguments else set()
         if not wrong and not extra:
             return CheckResult(type=check.type, passed=True)

@@ -113,6 +113,24 @@ def test_parse_judge_refuses(reply: str) -> None:
         evals.parse_judge(reply)
 
 
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        (1, 1.0, True),
+        (True, 1, False),
+        ("1", 1, False),
+        ({"a": [1, {"b": True}]}, {"a": [1.0, {"b": True}]}, True),
+        ({"a": [True]}, {"a": [1]}, False),
+        ({"a": 1}, {"a": 1, "b": 2}, False),
+        (None, None, True),
+        ([1, 2], [2, 1], False),
+    ],
+    ids=["int-float", "bool-int", "str-int", "nested", "nested-bool-int", "extra-key", "null", "order"],
+)
+def test_json_equal(a: Any, b: Any, equal: bool) -> None:
+    assert evals.json_equal(a, b) is equal
+
+
 def test_a_judge_check_needs_a_verdict() -> None:
     judge = check({"type": "judge", "rubric": "polite"})
     assert evals.score_check(judge, answer("hi")).passed is False
