@@ -386,6 +386,12 @@ def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     loaded = result.rollout(args.name)
     if loaded is None:
         raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
+    if args.check:  # the golden set only: no endpoint, no requests
+        golden = evals.load_set(tree, loaded.name)
+        out.write(
+            f"{loaded.name}: {len(golden.cases)} golden cases in {len(golden.files)} file(s), set {golden.digest}\n"
+        )
+        return 0
     endpoint = args.endpoint or os.environ.get("ROLLOUT_EVAL_ENDPOINT")
     if not endpoint:
         raise UsageError("give --endpoint URL (an OpenAI-compatible base URL) or set ROLLOUT_EVAL_ENDPOINT")
@@ -478,6 +484,7 @@ def add_eval_parser(sub: Any) -> None:
     e.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     e.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     e.add_argument("--retries", type=int, default=3, help="retries on timeouts, 429 and 5xx")
+    e.add_argument("--check", action="store_true", help="only load and check the golden set; call nothing")
     e.add_argument("--record", action="store_true", help="write the report to evals/results/<canary revision>.json")
     e.add_argument(
         "--reuse-recorded", action="store_true", help="show the recorded result for this canary instead, if current"

@@ -265,3 +265,11 @@ def test_a_broken_golden_set_after_recording_is_an_error(repo: Path, server: sta
 
 def repo_tree(root: Path) -> repo.WorkTree:
     return repo.WorkTree(root)
+
+
+def test_check_loads_the_set_without_an_endpoint(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROLLOUT_EVAL_ENDPOINT", raising=False)
+    code, text = run_eval(conftest.ROLLOUT, "--repo", str(repo), "--check")
+    assert code == 0 and text.startswith("shop-triage: 10 golden cases in 1 file(s), set ")
+    (repo / "rollouts" / conftest.ROLLOUT / "evals" / "more.jsonl").write_text('\n{"id": "x"}\n')
+    assert run_eval(conftest.ROLLOUT, "--repo", str(repo), "--check")[0] == 1

@@ -80,3 +80,18 @@ def test_the_eval_step(
     if expect_result == "fail":
         assert outputs[1] == "failed=ticket-triage"
         assert "## Offline eval: ticket-triage" in (tmp_path / "summary").read_text()
+
+
+def test_the_golden_sets_step_checks_every_set(tmp_path: Path) -> None:
+    golden = next(s for s in load(ACTION)["runs"]["steps"] if s.get("name") == "Golden sets")
+    assert "if" not in golden  # runs on every PR, endpoint or not
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rollout").write_text(f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\n')
+    (bin_dir / "rollout").chmod(0o755)
+    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        ["bash", "-e", "-c", golden["run"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "calls").read_text().splitlines() == ["eval support-bot --check", "eval ticket-triage --check"]
