@@ -42,6 +42,7 @@ class Client:
         parts = urlsplit(self.url)
         self.where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         self.retries, self.backoff, self.max_backoff, self._sleep = retries, backoff, max_backoff, sleep
+        self._secret = api_key or ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(timeout=timeout, headers=headers, transport=transport)
 
@@ -77,7 +78,10 @@ class Client:
                 wait = after if after is not None else self.backoff * 2**attempt
                 continue
             if response.status_code >= 400:
-                raise errors.EvalError(f"{what}: HTTP {response.status_code}: {_error_text(response)}")
+                text = _error_text(response)
+                if self._secret:  # some servers echo the key they refused
+                    text = text.replace(self._secret, "***")
+                raise errors.EvalError(f"{what}: HTTP {response.status_code}: {text}")
             return parse_answer(response.content, what=what)
         attempts = self.retries + 1
         raise errors.EvalUnavailable(f"{what}: {problem} after {attempts} attempt{'s' if attempts > 1 else ''}")

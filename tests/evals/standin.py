@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("429", "500", "timeout", "malformed", "no-choices", "400")
+FAULTS = ("429", "500", "timeout", "malformed", "no-choices", "400", "401-echo")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,9 @@ def _handler(state: StandIn) -> type[BaseHTTPRequestHandler]:
                     self._send(500, b'{"error": {"message": "upstream exploded"}}')
                 case "400":
                     self._send(400, b'{"error": {"message": "unknown parameter: temperatur"}}')
+                case "401-echo":  # a careless server that repeats the key it refused
+                    echoed = json.dumps({"error": {"message": f"bad key {self.headers.get('Authorization', '')}"}})
+                    self._send(401, echoed.encode())
                 case "timeout":
                     state.release.wait(30)  # the client gives up first; stop() releases us
                     self._send(504, b"{}")

@@ -125,6 +125,19 @@ def test_the_api_key_is_sent_and_never_printed(
     assert "sk-very-secret" not in text + capsys.readouterr().err
 
 
+def test_a_key_echoed_by_the_server_is_redacted(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("EVAL_KEY", "sk-very-secret")
+    with standin.standin(lambda _m, _msgs: standin.Reply(fault="401-echo")) as server:
+        code, text = run_eval(
+            conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--api-key-env", "EVAL_KEY",
+            "--format", "json", "--retries", "0",
+        )  # fmt: skip
+    assert code == 1 and "HTTP 401: bad key Bearer ***" in text
+    assert "sk-very-secret" not in text + capsys.readouterr().err
+
+
 def flaky(fault: str, *, times: int = 0) -> Any:
     """The canary's answer to the `login` case is a fault; everything else as usual."""
 
