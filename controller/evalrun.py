@@ -120,6 +120,9 @@ class OnlineMetrics:
             ["route", "variant"],
             registry=self.registry,
         )
+        self.failed_rounds = prometheus_client.Counter(
+            "llm_eval_failed_rounds", "Rounds that could not run at all.", ["route"], registry=self.registry
+        )
         self.rounds = prometheus_client.Counter(
             "llm_eval_rounds", "Completed rounds over the golden set.", ["route"], registry=self.registry
         )
@@ -163,11 +166,15 @@ def serve(
         if on_ready is not None:
             on_ready(int(server.server_port))
         while not stop.is_set() and (rounds is None or done < rounds):
-            report = run(tree, loaded, golden, client, variant="both", concurrency=concurrency)
-            metrics.count(report, golden)
+            try:
+                report = run(tree, loaded, golden, client, variant="both", concurrency=concurrency)
+            except errors.RolloutError:
+                metrics.failed_rounds.labels(s.route).inc()  # e.g. a prompt file vanished: try again later
+            else:
+                metrics.count(report, golden)
+                if on_round is not None:
+                    on_round(report)
             done += 1
-            if on_round is not None:
-                on_round(report)
             if rounds is not None and done >= rounds:
                 break
             stop.wait(interval)
