@@ -5,6 +5,7 @@ the JSON schema on parcel tickets (and fixes one case stable gets wrong)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,6 @@ def repo(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def server() -> Any:
+def server() -> Iterator[standin.StandIn]:
     with standin.standin(triage) as s:
         yield s
