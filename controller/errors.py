@@ -88,3 +88,14 @@ class LeaseHeld(RolloutError):
     """Another controller holds the lease on this repository."""
 
     retryable = True
+
+
+class EvalError(RolloutError):
+    """An eval could not run: a golden set is unreadable, or a model endpoint failed or answered
+    something we cannot read. Added for `controller.evals` and `controller.llm`."""
+
+
+class EvalUnavailable(EvalError):
+    """The model endpoint did not answer in time or kept refusing (429/5xx) after every retry."""
+
+    retryable = True

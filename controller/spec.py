@@ -293,6 +293,23 @@ class Promotion(StrEnum):
     AUTO = "auto"
 
 
+class OfflineEval(_Model):
+    """The offline gate: the canary's pass rate on the golden set (`evals/*.jsonl`), measured on the
+    pull request against stable. The controller starts no ramp until a recorded result passes."""
+
+    max_drop: Threshold | None = Field(
+        default=None, description="At most this many points below stable's pass rate (2% = 2 points)."
+    )
+    min_pass_rate: Threshold | None = Field(default=None, description="The canary's pass rate must reach this.")
+    min_cases: int = Field(default=1, ge=1, description="Fewer scored cases than this is inconclusive.")
+
+    @model_validator(mode="after")
+    def _has_threshold(self) -> OfflineEval:
+        if self.max_drop is None and self.min_pass_rate is None:
+            raise ValueError("offlineEval needs maxDrop or minPassRate")
+        return self
+
+
 class RolloutSpec(_Model):
     router: Name = Field(description="A router named in rollouts/controller.yaml.")
     route: RouteName = Field(description="What the router splits: an Envoy route, a LiteLLM model group.")
@@ -304,6 +321,9 @@ class RolloutSpec(_Model):
     )
     steps: list[Step] = Field(min_length=1, max_length=50)
     analysis: Analysis = Field(default_factory=Analysis)
+    offline_eval: OfflineEval | None = Field(
+        default=None, description="Gate the ramp on an offline eval of the canary's golden set."
+    )
     promotion: Promotion = Promotion.MANUAL
     freeze: list[FreezeWindow] = Field(default_factory=list)
     allow_paired_change: bool = Field(default=False, description="Allow the canary to change model and prompt at once.")
