@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller import analysis, errors, evidence, gates, load, plan, prometheus, repo, report, spec
+from controller import analysis, errors, evals, evidence, gates, load, plan, prometheus, repo, report, spec
 from controller.forge import base as forge_base
 from controller.routers import base
 
@@ -98,7 +98,8 @@ class Controller:
                 repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.lease_ttl, now=started)
             except errors.LeaseHeld as exc:
                 return Tick(at=started, sha=sha, skipped=str(exc))
-        desired = load.load_repo(self.workspace.tree())
+        tree = self.workspace.tree()
+        desired = load.load_repo(tree)
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
@@ -112,7 +113,8 @@ class Controller:
                 if router is None:
                     name = loaded.rollout.spec.router
                     router = routers[name] = self.routers(name, config.routers[name], _route_map(desired, name))
-                outcome = self._one(loaded, config, router, pulls, measured.get(loaded.name, ()), dry_run=dry_run)
+                found = measured.get(loaded.name, ())
+                outcome = self._one(loaded, config, router, pulls, found, tree=tree, dry_run=dry_run)
             except errors.RolloutError as exc:
                 outcome = Outcome(loaded.name, error=str(exc), adapter=_adapter(exc))
             except Exception as exc:  # a bug must not stop the other rollouts
@@ -151,6 +153,7 @@ class Controller:
         pulls: Sequence[forge_base.PullRequest],
         found: tuple[gates.GateEvidence, ...],
         *,
+        tree: load.Tree,
         dry_run: bool,
         abort: str = "",
     ) -> Outcome:
@@ -166,7 +169,8 @@ class Controller:
             rollback_pr_open=_rollback_pending(loaded, mine),
             abort=bool(abort),
         )
-        decision = plan.decide(loaded, facts)
+        offline = None if abort else evals.before_ramp(loaded, live=live, judged=evals.offline_status(tree, loaded))
+        decision = offline or plan.decide(loaded, facts)
         if abort:
             decision = replace(decision, reason=f"aborted by hand: {abort}")
         outcome = Outcome(
@@ -340,13 +344,14 @@ class Controller:
 
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
-        desired = load.load_repo(self.workspace.tree())
+        tree = self.workspace.tree()
+        desired = load.load_repo(tree)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
         router_name = loaded.rollout.spec.router
         router = self.routers(router_name, desired.config.routers[router_name], _route_map(desired, router_name))
-        return self._one(loaded, desired.config, router, self._pulls(), (), dry_run=False, abort=abort)
+        return self._one(loaded, desired.config, router, self._pulls(), (), tree=tree, dry_run=False, abort=abort)
 
 
 # -- pure helpers ------------------------------------------------------------------------------------

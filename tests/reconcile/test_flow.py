@@ -201,3 +201,21 @@ def test_a_broken_rollout_does_not_stop_the_others(gitops: GitOps) -> None:
     tick = gitops.controller().reconcile_once()
     assert any("rollouts/broken/rollout.yaml" in str(p) for p in tick.problems)
     assert kind(tick, "good-bot") is plan.Kind.APPLY
+
+
+def test_no_ramp_before_the_offline_eval_passes(gitops: GitOps) -> None:
+    from tests.reconcile.conftest import ROLLOUT
+
+    gated = ROLLOUT.format(name="good-bot", route="good", promotion="manual").replace(
+        "  promotion:", "  offlineEval: {maxDrop: 2%}\n  promotion:"
+    )
+    gitops.commit({"rollouts/good-bot/rollout.yaml": gated}, "Require an offline eval")
+    c = gitops.controller()
+    tick = c.reconcile_once()
+    assert kind(tick, "good-bot") is plan.Kind.APPLY
+    assert "offline eval INCONCLUSIVE" in outcome(tick, "good-bot").decision.reason
+    live = gitops.live("good")
+    assert live and live.weight("canary") == 0 and live.shadow == 0  # not even shadow traffic
+    gitops.advance(timedelta(minutes=5))
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
+    assert gitops.forge.list() == []
