@@ -165,7 +165,7 @@ class Model:
         self._rng = random.Random(seed)
         self._outcomes = _Outcomes(self._rng)
         self.served = 0
-        for segment in (*segments, NO_SEGMENT):
+        for segment in segments or (NO_SEGMENT,):  # the configured ones; "none" only without any
             self.metrics.init(route, variant, segment)
 
     @property

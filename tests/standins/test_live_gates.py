@@ -1,0 +1,178 @@
+"""Live: stand-in model servers behind a real Envoy (bootstrap from `rollout render envoy`'s code,
+50/50 split), traffic from several tenants, a real Prometheus scraping Envoy and the servers every
+second, and the built-in gates judging it with `controller.analysis`.
+
+A healthy canary passes eval_pass_rate and error_rate; a canary 5 eval points lower fails
+eval_pass_rate; a canary answering 10% 5xx fails error_rate, from its own metrics and from Envoy's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from controller import analysis, evidence, prometheus, spec
+from controller.gates import Verdict as V
+from controller.routers import base, envoy
+from tests.helpers import envoy_proc, prom
+from tests.standins import conftest, model_server, traffic
+
+pytestmark = pytest.mark.slow
+
+TENANTS = {"free": 5.0, "pro": 3.0, "enterprise": 2.0}
+STABLE = model_server.Behaviour(latency=0.002, jitter=0.0, eval_pass=0.90)
+CANARIES = {
+    "healthy": {},
+    "evaldrop": {"eval_pass": 0.85},
+    "errors": {"error_rate": 0.10},
+}
+REQUESTS = 900  # per rollout: ~450 per variant, >= 90 per tenant and variant
+
+
+@dataclass(frozen=True)
+class Live:
+    listener: str
+    admin: str
+    servers: Mapping[tuple[str, str], model_server.Running]  # (rollout, variant) -> server
+
+
+def route_of(rollout: str) -> str:
+    return f"{rollout}-chat"
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    with contextlib.ExitStack() as stack:
+        servers: dict[tuple[str, str], model_server.Running] = {}
+        for rollout, changes in CANARIES.items():
+            for variant, behaviour in (("stable", STABLE), ("canary", STABLE.replace(changes))):
+                model = model_server.Model(
+                    variant=variant,
+                    route=route_of(rollout),
+                    model=f"demo/{rollout}-{variant}",
+                    behaviour=behaviour,
+                    segments=list(TENANTS),
+                )
+                servers[(rollout, variant)] = stack.enter_context(model_server.serving(model))
+        routes = [
+            envoy.RouteSpec(
+                rollout=rollout,
+                route=route_of(rollout),
+                upstreams={v: servers[(rollout, v)].address for v in ("stable", "canary")},
+            )
+            for rollout in CANARIES
+        ]
+        config = envoy.bootstrap(routes, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts")
+        proxy = stack.enter_context(envoy_proc.running_envoy(config, conftest.workdir(tmp_path)))
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes={route_of(r): r for r in CANARIES})
+        stack.callback(router.close)
+        for rollout in CANARIES:
+            router.write(route_of(rollout), base.RouteState({"stable": 50, "canary": 50}))
+            assert router.read(route_of(rollout)) == base.RouteState({"stable": 50, "canary": 50})
+        yield Live(proxy.url, proxy.admin, servers)
+
+
+def app_total(server: prom.PromServer) -> float | None:
+    return conftest.scalar(server, 'sum(llm_requests_total{route=~".+-chat"})')
+
+
+def app_targets_up(server: prom.PromServer) -> float | None:
+    return conftest.scalar(server, 'count(count by (instance) (llm_requests_total{route=~".+-chat"}))')
+
+
+def envoy_total(server: prom.PromServer) -> float | None:
+    expr = f'sum(envoy_cluster_upstream_rq_total{{envoy_cluster_name=~"({"|".join(CANARIES)})_.*"}})'
+    return conftest.scalar(server, expr)
+
+
+def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Live) -> None:
+    admin = live.admin.removeprefix("http://")
+    conftest.scrape(prom_live, {"/stats/prometheus": [admin], "/metrics": [s.address for s in live.servers.values()]})
+    try:
+        # every series scraped at 0 before the first request, so increase() counts from the start
+        prom.prom_poll("Prometheus to scrape the servers", lambda: app_targets_up(prom_live) == len(live.servers))
+        prom.prom_poll("Prometheus to scrape Envoy", lambda: envoy_total(prom_live) == 0)
+        with contextlib.ExitStack() as stack:
+            runs = []
+            for i, rollout in enumerate(CANARIES):
+                plan = traffic.Plan(
+                    url=f"{live.listener}/{route_of(rollout)}/v1",
+                    rate=200,
+                    max_requests=REQUESTS,
+                    duration=120,
+                    tenants=TENANTS,
+                    concurrency=8,
+                    seed=i,
+                )
+                t = traffic.Traffic(plan).start()
+                stack.callback(t.stop)
+                runs.append((rollout, t))
+            reports = {rollout: t.wait() for rollout, t in runs}
+        for rollout, report in reports.items():
+            assert report.sent == REQUESTS, report
+            assert not report.errors, report
+            assert set(report.answered) | set(report.failed) == {"stable", "canary"}, report
+            assert min(report.answered.values()) > REQUESTS * 0.3, report  # a 50/50 split, loosely
+            if rollout == "errors":
+                assert report.failed.get("canary", 0) > 0 and "stable" not in report.failed, report
+            else:
+                assert not report.failed, report
+        served = sum(s.model.served for s in live.servers.values())
+        assert served == len(CANARIES) * REQUESTS
+        prom.prom_poll(f"{served} requests scraped", lambda: app_total(prom_live) == served)
+        prom.prom_poll(f"{served} Envoy requests scraped", lambda: envoy_total(prom_live) == served)
+
+        gates = (
+            spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": "3%"}),
+            spec.Gate.model_validate({"use": "error_rate", "max": "2%"}),
+        )
+        config = spec.ControllerConfig.model_validate(
+            {
+                "apiVersion": "rollouts/v1",
+                "kind": "ControllerConfig",
+                "routers": {"edge": {"type": "envoy", "admin": live.admin}},
+            }
+        )
+        targets = [
+            analysis.Target(rollout, route_of(rollout), router_type, gates, ("tenant_tier",), 30)
+            for rollout in CANARIES
+            for router_type in ("file", "envoy")  # app metrics only; Envoy's for error_rate
+        ]
+        metrics = prometheus.Prometheus(prom_live.url)
+        try:
+            # one evaluation per router type: a Target list must not name a rollout twice
+            found: dict[tuple[str, str], tuple[object, ...]] = {}
+            for router_type in ("file", "envoy"):
+                answer = analysis.evaluate(
+                    [t for t in targets if t.router_type == router_type],
+                    config=config,
+                    metrics=metrics,
+                    at=datetime.now(UTC),
+                    window=timedelta(minutes=5),
+                )
+                for rollout, ev in answer.items():
+                    print(evidence.text(f"{rollout} ({router_type})", ev, at="now"))
+                    found[(rollout, router_type)] = ev
+        finally:
+            metrics.close()
+    finally:
+        conftest.scrape(prom_live, {})
+
+    def verdicts(rollout: str, router_type: str) -> dict[str, V]:
+        return {e.gate.use: e.verdict for e in found[(rollout, router_type)]}  # type: ignore[attr-defined]
+
+    for router_type in ("file", "envoy"):
+        assert verdicts("healthy", router_type) == {"eval_pass_rate": V.PASS, "error_rate": V.PASS}
+        assert verdicts("evaldrop", router_type) == {"eval_pass_rate": V.FAIL, "error_rate": V.PASS}
+        assert verdicts("errors", router_type) == {"eval_pass_rate": V.PASS, "error_rate": V.FAIL}
+    # judged per tenant: every tier counted, the drop seen in each
+    [evals] = [e for e in found[("evaldrop", "file")] if e.gate.use == "eval_pass_rate"]  # type: ignore[attr-defined]
+    assert {row.segment for row in evals.segments if row.counted} == {(("tenant_tier", t),) for t in TENANTS}
+    assert all(row.verdict is V.FAIL for row in evals.segments if row.counted)
+    [errs] = [e for e in found[("errors", "envoy")] if e.gate.use == "error_rate"]  # type: ignore[attr-defined]
+    assert errs.source == "envoy"
