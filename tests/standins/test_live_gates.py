@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from controller import analysis, evidence, prometheus, spec
-from controller.gates import Verdict as V
+from controller import analysis, evidence, gates, prometheus, spec
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
 from tests.standins import conftest, model_server, traffic
 
 pytestmark = pytest.mark.slow
+
+V = gates.Verdict
 
 TENANTS = {"free": 5.0, "pro": 3.0, "enterprise": 2.0}
 STABLE = model_server.Behaviour(latency=0.002, jitter=0.0, eval_pass=0.90)
@@ -127,7 +128,7 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
         prom.prom_poll(f"{served} requests scraped", lambda: app_total(prom_live) == served)
         prom.prom_poll(f"{served} Envoy requests scraped", lambda: envoy_total(prom_live) == served)
 
-        gates = (
+        checks = (
             spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": "3%"}),
             spec.Gate.model_validate({"use": "error_rate", "max": "2%"}),
         )
@@ -139,14 +140,14 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
             }
         )
         targets = [
-            analysis.Target(rollout, route_of(rollout), router_type, gates, ("tenant_tier",), 30)
+            analysis.Target(rollout, route_of(rollout), router_type, checks, ("tenant_tier",), 30)
             for rollout in CANARIES
             for router_type in ("file", "envoy")  # app metrics only; Envoy's for error_rate
         ]
         metrics = prometheus.Prometheus(prom_live.url)
         try:
             # one evaluation per router type: a Target list must not name a rollout twice
-            found: dict[tuple[str, str], tuple[object, ...]] = {}
+            found: dict[tuple[str, str], tuple[gates.GateEvidence, ...]] = {}
             for router_type in ("file", "envoy"):
                 answer = analysis.evaluate(
                     [t for t in targets if t.router_type == router_type],
@@ -164,15 +165,15 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
         conftest.scrape(prom_live, {})
 
     def verdicts(rollout: str, router_type: str) -> dict[str, V]:
-        return {e.gate.use: e.verdict for e in found[(rollout, router_type)]}  # type: ignore[attr-defined]
+        return {e.gate.use: e.verdict for e in found[(rollout, router_type)]}
 
     for router_type in ("file", "envoy"):
         assert verdicts("healthy", router_type) == {"eval_pass_rate": V.PASS, "error_rate": V.PASS}
         assert verdicts("evaldrop", router_type) == {"eval_pass_rate": V.FAIL, "error_rate": V.PASS}
         assert verdicts("errors", router_type) == {"eval_pass_rate": V.PASS, "error_rate": V.FAIL}
     # judged per tenant: every tier counted, the drop seen in each
-    [evals] = [e for e in found[("evaldrop", "file")] if e.gate.use == "eval_pass_rate"]  # type: ignore[attr-defined]
+    [evals] = [e for e in found[("evaldrop", "file")] if e.gate.use == "eval_pass_rate"]
     assert {row.segment for row in evals.segments if row.counted} == {(("tenant_tier", t),) for t in TENANTS}
     assert all(row.verdict is V.FAIL for row in evals.segments if row.counted)
-    [errs] = [e for e in found[("errors", "envoy")] if e.gate.use == "error_rate"]  # type: ignore[attr-defined]
+    [errs] = [e for e in found[("errors", "envoy")] if e.gate.use == "error_rate"]
     assert errs.source == "envoy"
