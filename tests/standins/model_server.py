@@ -2,7 +2,8 @@
 
 Run by `rollout demo` and the e2e tests as `python -m tests.standins.model_server`, or in-process with
 `serving()`. One server is one variant (`stable` or `canary`) of one route; its behaviour (latency,
-5xx rate, eval pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/behaviour.
+5xx rate, eval pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/behaviour
+(fields) or POST /admin/scenario (`{"name": "regression"}`, see `scenario()`).
 
 Metric names and labels follow `controller/templates.py`: `route`, `variant` and a segment label
 (default `tenant_tier`, read from the request header `x-tenant-tier`).
@@ -83,6 +84,29 @@ class Behaviour:
         return Behaviour(**values)
 
 
+def scenario(name: str, baseline: Behaviour) -> Behaviour:
+    """The canary of a demo scenario: `baseline` (stable's behaviour) changed in one way.
+
+    good: the same; regression: eval pass 10 points lower; latency: three times slower;
+    errors: 10% answered 500; json: 20% of answers invalid JSON.
+    """
+    match name:
+        case "good":
+            return baseline
+        case "regression":
+            return baseline.replace({"eval_pass": max(0.0, baseline.eval_pass - 0.10)})
+        case "latency":
+            return baseline.replace({"latency": baseline.latency * 3 + 0.05, "jitter": baseline.jitter * 3})
+        case "errors":
+            return baseline.replace({"error_rate": min(1.0, baseline.error_rate + 0.10)})
+        case "json":
+            return baseline.replace({"json_valid": max(0.0, baseline.json_valid - 0.20)})
+    raise BehaviourError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+
+
+SCENARIOS = ("good", "regression", "latency", "errors", "json")
+
+
 class _Outcomes:
     """Decides yes/no for a rate, per key: exact (error diffusion) or random."""
 
@@ -154,6 +178,7 @@ class Model:
         segments: Sequence[str] = (),
         segment_label: str = SEGMENT_LABEL,
         seed: int = 0,
+        baseline: Behaviour | None = None,
     ) -> None:
         self.variant = variant
         self.route = route
@@ -162,6 +187,7 @@ class Model:
         self.metrics = Metrics(segment_label=segment_label)
         self._lock = threading.Lock()
         self._behaviour = behaviour
+        self.baseline = baseline or behaviour  # what a scenario changes (default: the starting behaviour)
         self._rng = random.Random(seed)
         self._outcomes = _Outcomes(self._rng)
         self.served = 0
@@ -177,6 +203,13 @@ class Model:
         with self._lock:
             self._behaviour = self._behaviour.replace(changes)
             return self._behaviour
+
+    def set_scenario(self, name: str) -> Behaviour:
+        """Switch to a demo scenario, relative to the behaviour this server started with."""
+        changed = scenario(name, self.baseline)
+        with self._lock:
+            self._behaviour = changed
+            return changed
 
     def answer(self, request: Mapping[str, Any], *, segment: str) -> tuple[Answer, float]:
         """The answer to one chat completion request and how long to wait before sending it."""
@@ -246,9 +279,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": str(exc), "type": "invalid_request_error"}})
             return
         model = self.server.model
-        if path == "/admin/behaviour":
+        if path in ("/admin/behaviour", "/admin/scenario"):
             try:
-                behaviour = model.set_behaviour(request)
+                if path == "/admin/scenario":
+                    behaviour = model.set_scenario(str(request.get("name", "")))
+                else:
+                    behaviour = model.set_behaviour(request)
             except BehaviourError as exc:
                 self._send(400, {"error": {"message": str(exc), "type": "invalid_request_error"}})
                 return
@@ -366,6 +402,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=d.tokens, help="completion tokens per answer")
     p.add_argument("--cost-per-1k", type=float, default=d.cost_per_1k, help="USD per 1000 tokens")
     p.add_argument("--random", action="store_true", help="draw outcomes at random instead of exact rates")
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="good",
+        help="start in this demo scenario, relative to the behaviour the other flags give",
+    )
     return p
 
 
@@ -387,6 +429,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BehaviourError as exc:
         print(f"model_server: {exc}", file=sys.stderr)
         return 2
+    baseline = behaviour
+    try:
+        behaviour = scenario(args.scenario, baseline)
+    except BehaviourError as exc:
+        print(f"model_server: {exc}", file=sys.stderr)
+        return 2
     model = Model(
         variant=args.variant,
         route=args.route,
@@ -395,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         segments=[s for s in args.segments.split(",") if s],
         segment_label=args.segment_label,
         seed=args.seed,
+        baseline=baseline,  # /admin/scenario good returns to the flags' behaviour
     )
     running = start(model, port=args.port)
     done = threading.Event()

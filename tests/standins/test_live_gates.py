@@ -19,7 +19,8 @@ import pytest
 from controller import analysis, evidence, gates, prometheus, spec
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
-from tests.standins import conftest, model_server, traffic
+from tests.standins import live as livehelp
+from tests.standins import model_server, traffic
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
             for rollout in CANARIES
         ]
         config = envoy.bootstrap(routes, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts")
-        proxy = stack.enter_context(envoy_proc.running_envoy(config, conftest.workdir(tmp_path)))
+        proxy = stack.enter_context(envoy_proc.running_envoy(config, livehelp.workdir(tmp_path)))
         router = envoy.EnvoyRouter("edge", proxy.admin, routes={route_of(r): r for r in CANARIES})
         stack.callback(router.close)
         for rollout in CANARIES:
@@ -79,21 +80,21 @@ def live(tmp_path: Path) -> Iterator[Live]:
 
 
 def app_total(server: prom.PromServer) -> float | None:
-    return conftest.scalar(server, 'sum(llm_requests_total{route=~".+-chat"})')
+    return livehelp.scalar(server, 'sum(llm_requests_total{route=~".+-chat"})')
 
 
 def app_targets_up(server: prom.PromServer) -> float | None:
-    return conftest.scalar(server, 'count(count by (instance) (llm_requests_total{route=~".+-chat"}))')
+    return livehelp.scalar(server, 'count(count by (instance) (llm_requests_total{route=~".+-chat"}))')
 
 
 def envoy_total(server: prom.PromServer) -> float | None:
     expr = f'sum(envoy_cluster_upstream_rq_total{{envoy_cluster_name=~"({"|".join(CANARIES)})_.*"}})'
-    return conftest.scalar(server, expr)
+    return livehelp.scalar(server, expr)
 
 
 def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Live) -> None:
     admin = live.admin.removeprefix("http://")
-    conftest.scrape(prom_live, {"/stats/prometheus": [admin], "/metrics": [s.address for s in live.servers.values()]})
+    livehelp.scrape(prom_live, {"/stats/prometheus": [admin], "/metrics": [s.address for s in live.servers.values()]})
     try:
         # every series scraped at 0 before the first request, so increase() counts from the start
         prom.prom_poll("Prometheus to scrape the servers", lambda: app_targets_up(prom_live) == len(live.servers))
@@ -162,7 +163,7 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
         finally:
             metrics.close()
     finally:
-        conftest.scrape(prom_live, {})
+        livehelp.scrape(prom_live, {})
 
     def verdicts(rollout: str, router_type: str) -> dict[str, V]:
         return {e.gate.use: e.verdict for e in found[(rollout, router_type)]}

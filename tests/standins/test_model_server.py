@@ -3,6 +3,7 @@ behaviour changes, and the exact metric and label names the built-in gate templa
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -209,11 +210,14 @@ def test_command_line_writes_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
     port_file = tmp_path / "port"
     args = [sys.executable, "-m", "tests.standins.model_server", "--variant", "stable", "--route", "triage"]
     args += ["--port-file", str(port_file), "--segments", "free,pro", "--eval-pass", "0.8", "--latency", "0"]
+    args += ["--scenario", "regression"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         port = prom.prom_poll("the port file", lambda: port_file.exists() and port_file.read_text())
         url = f"http://127.0.0.1:{port}"
-        assert httpx.get(f"{url}/admin/behaviour", timeout=5).json()["eval_pass"] == 0.8
+        assert httpx.get(f"{url}/admin/behaviour", timeout=5).json()["eval_pass"] == pytest.approx(0.7)
+        good = httpx.post(f"{url}/admin/scenario", json={"name": "good"}, timeout=5).json()
+        assert good["eval_pass"] == 0.8  # back to what the flags said
         assert chat(url, tier="free").headers[ms.VARIANT_HEADER] == "stable"
         text = httpx.get(f"{url}/metrics", timeout=5).text
         assert 'llm_requests_total{outcome="ok",route="triage",tenant_tier="pro",variant="stable"} 0.0' in text
@@ -228,3 +232,38 @@ def test_command_line_refuses_a_bad_behaviour() -> None:
     args = [sys.executable, "-m", "tests.standins.model_server", "--variant", "canary", "--route", "r"]
     done = subprocess.run([*args, "--error-rate", "3"], cwd=ROOT, capture_output=True, timeout=30)
     assert done.returncode == 2 and b"error_rate must be between 0 and 1" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "changed"),
+    [
+        ("good", {}),
+        ("regression", {"eval_pass": pytest.approx(0.8)}),
+        ("latency", {"latency": pytest.approx(0.11), "jitter": pytest.approx(0.03)}),
+        ("errors", {"error_rate": pytest.approx(0.1)}),
+        ("json", {"json_valid": pytest.approx(0.8)}),
+    ],
+    ids=["good", "regression", "latency", "errors", "json"],
+)
+def test_scenarios_change_one_thing(name: str, changed: dict[str, object]) -> None:
+    stable = ms.Behaviour(latency=0.02, jitter=0.01, eval_pass=0.9)
+    canary = ms.scenario(name, stable)
+    diff = {k: v for k, v in dataclasses.asdict(canary).items() if dataclasses.asdict(stable)[k] != v}
+    assert diff == changed
+
+
+def test_unknown_scenario_is_refused() -> None:
+    with pytest.raises(ms.BehaviourError, match="unknown scenario 'bad'"):
+        ms.scenario("bad", ms.Behaviour())
+
+
+def test_scenario_switches_live_relative_to_the_baseline(server: ms.Running) -> None:
+    base = server.model.behaviour
+    regressed = httpx.post(f"{server.url}/admin/scenario", json={"name": "errors"}, timeout=5)
+    assert regressed.status_code == 200 and regressed.json()["error_rate"] == pytest.approx(0.1)
+    again = httpx.post(f"{server.url}/admin/scenario", json={"name": "errors"}, timeout=5).json()
+    assert again["error_rate"] == pytest.approx(0.1)  # relative to the baseline, not cumulative
+    assert httpx.post(f"{server.url}/admin/scenario", json={"name": "good"}, timeout=5).json() == (
+        dataclasses.asdict(base)
+    )
+    assert httpx.post(f"{server.url}/admin/scenario", json={"name": "nope"}, timeout=5).status_code == 400
