@@ -413,6 +413,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # own process: no *_created
     try:
         behaviour = Behaviour().replace(
             {
