@@ -9,12 +9,13 @@ eval_pass_rate; a canary answering 10% 5xx fails error_rate, from its own metric
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import exposition
 
 from controller import analysis, evidence, gates, prometheus, spec
 from controller.routers import base, envoy
@@ -41,18 +42,22 @@ class Live:
     listener: str
     admin: str
     servers: Mapping[tuple[str, str], model_server.Running]  # (rollout, variant) -> server
+    router: envoy.EnvoyRouter
 
 
 def route_of(rollout: str) -> str:
     return f"{rollout}-chat"
 
 
-@pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+@contextlib.contextmanager
+def running(
+    workdir: Path, canaries: Mapping[str, model_server.Behaviour], *, stable: model_server.Behaviour = STABLE
+) -> Iterator[Live]:
+    """A stable and a canary server per rollout, behind one Envoy splitting each route 50/50."""
     with contextlib.ExitStack() as stack:
         servers: dict[tuple[str, str], model_server.Running] = {}
-        for rollout, changes in CANARIES.items():
-            for variant, behaviour in (("stable", STABLE), ("canary", STABLE.replace(changes))):
+        for rollout, canary in canaries.items():
+            for variant, behaviour in (("stable", stable), ("canary", canary)):
                 model = model_server.Model(
                     variant=variant,
                     route=route_of(rollout),
@@ -67,16 +72,23 @@ def live(tmp_path: Path) -> Iterator[Live]:
                 route=route_of(rollout),
                 upstreams={v: servers[(rollout, v)].address for v in ("stable", "canary")},
             )
-            for rollout in CANARIES
+            for rollout in canaries
         ]
         config = envoy.bootstrap(routes, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts")
-        proxy = stack.enter_context(envoy_proc.running_envoy(config, livehelp.workdir(tmp_path)))
-        router = envoy.EnvoyRouter("edge", proxy.admin, routes={route_of(r): r for r in CANARIES})
+        proxy = stack.enter_context(envoy_proc.running_envoy(config, livehelp.workdir(workdir)))
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes={route_of(r): r for r in canaries})
         stack.callback(router.close)
-        for rollout in CANARIES:
-            router.write(route_of(rollout), base.RouteState({"stable": 50, "canary": 50}))
-            assert router.read(route_of(rollout)) == base.RouteState({"stable": 50, "canary": 50})
-        yield Live(proxy.url, proxy.admin, servers)
+        for rollout in canaries:
+            split = base.RouteState({"stable": 50, "canary": 50})
+            assert base.apply(router, route_of(rollout), split) == split
+        yield Live(proxy.url, proxy.admin, servers, router)
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[Live]:
+    canaries = {name: STABLE.replace(changes) for name, changes in CANARIES.items()}
+    with running(tmp_path, canaries) as started:
+        yield started
 
 
 def app_total(server: prom.PromServer) -> float | None:
@@ -178,3 +190,95 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
     assert all(row.verdict is V.FAIL for row in evals.segments if row.counted)
     [errs] = [e for e in found[("errors", "envoy")] if e.gate.use == "error_rate"]
     assert errs.source == "envoy"
+
+
+def send(live: Live, rollouts: Sequence[str], *, requests: int, rate: float) -> dict[str, traffic.Report]:
+    """The same traffic to every rollout's route at once; returns when all of it is answered."""
+    with contextlib.ExitStack() as stack:
+        runs = {}
+        for i, rollout in enumerate(rollouts):
+            url = f"{live.listener}/{route_of(rollout)}/v1"
+            plan = traffic.Plan(url=url, rate=rate, max_requests=requests, duration=120, tenants=TENANTS, seed=i)
+            runs[rollout] = traffic.Traffic(plan).start()
+            stack.callback(runs[rollout].stop)
+        return {rollout: t.wait() for rollout, t in runs.items()}
+
+
+def test_demo_scenarios_fail_the_gate_they_target(prom_live: prom.PromServer, tmp_path: Path) -> None:
+    """The demo's latency and json scenarios: a 3x slower canary fails latency_p95, from the
+    servers' histograms and from Envoy's; one with 20% invalid JSON fails schema_valid_rate."""
+    # 120 ms: inside one histogram bucket (100-150 ms) for the servers and for Envoy (whose own
+    # binning has two significant digits), with room for a loaded machine's delays
+    stable = model_server.Behaviour(latency=0.12, jitter=0.0)
+    canaries = {name: model_server.scenario(name, stable) for name in ("good", "latency", "json")}
+    with running(tmp_path, canaries, stable=stable) as lv:
+        livehelp.scrape(
+            prom_live,
+            {
+                "/stats/prometheus": [lv.admin.removeprefix("http://")],
+                "/metrics": [s.address for s in lv.servers.values()],
+            },
+        )
+        try:
+            prom.prom_poll("Prometheus to scrape the servers", lambda: app_targets_up(prom_live) == len(lv.servers))
+            reports = send(lv, list(canaries), requests=300, rate=100)
+            assert all(r.sent == 300 and not r.total_failed for r in reports.values()), reports
+            served = sum(s.model.served for s in lv.servers.values())
+            prom.prom_poll(f"{served} requests scraped", lambda: app_total(prom_live) == served)
+            checks = (
+                spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": "20%"}),
+                spec.Gate.model_validate({"use": "schema_valid_rate", "min": "99%"}),
+            )
+            config = spec.ControllerConfig.model_validate(
+                {
+                    "apiVersion": "rollouts/v1",
+                    "kind": "ControllerConfig",
+                    "routers": {"edge": {"type": "envoy", "admin": lv.admin}},
+                }
+            )
+            metrics = prometheus.Prometheus(prom_live.url)
+            try:
+                found = {
+                    (rollout, router_type): ev
+                    for router_type in ("file", "envoy")
+                    for rollout, ev in analysis.evaluate(
+                        [analysis.Target(r, route_of(r), router_type, checks, (), 30) for r in canaries],
+                        config=config,
+                        metrics=metrics,
+                        at=datetime.now(UTC),
+                        window=timedelta(minutes=5),
+                    ).items()
+                }
+            finally:
+                metrics.close()
+        finally:
+            livehelp.scrape(prom_live, {})
+    for (rollout, router_type), ev in sorted(found.items()):
+        print(evidence.text(f"{rollout} ({router_type})", ev, at="now"))
+    for router_type in ("file", "envoy"):
+        verdicts = {r: {e.gate.use: e.verdict for e in found[(r, router_type)]} for r in canaries}
+        assert verdicts == {
+            "good": {"latency_p95": V.PASS, "schema_valid_rate": V.PASS},
+            "latency": {"latency_p95": V.FAIL, "schema_valid_rate": V.PASS},
+            "json": {"latency_p95": V.PASS, "schema_valid_rate": V.FAIL},
+        }, router_type
+    [latency] = [e for e in found[("latency", "envoy")] if e.gate.use == "latency_p95"]
+    assert latency.source == "envoy"
+
+
+def test_shadow_traffic_reaches_the_canary_and_nobody_sees_its_answers(tmp_path: Path) -> None:
+    """At 100/0 with shadow 100, Envoy mirrors every request to the canary: the canary serves (and
+    counts, tenant header included) a copy of each, while every answer comes from stable."""
+    with running(tmp_path, {"shadowed": STABLE}) as lv:
+        shadow = base.RouteState({"stable": 100, "canary": 0}, shadow=100)
+        assert base.apply(lv.router, route_of("shadowed"), shadow) == shadow
+        [report] = send(lv, ["shadowed"], requests=60, rate=100).values()
+        assert report.answered == {"stable": 60}
+        canary = lv.servers[("shadowed", "canary")].model
+        prom.prom_poll("the mirrored copies", lambda: canary.served == 60)
+        text = generate(canary)
+        assert 'tenant_tier="enterprise"' in text and 'variant="canary"' in text
+
+
+def generate(model: model_server.Model) -> str:
+    return exposition.generate_latest(model.metrics.registry).decode()
