@@ -333,12 +333,13 @@ def _paired_increase(
     min_samples: int,
     tolerance: float | None = None,
 ) -> Judgement:
-    """maxIncrease paired with an absolute bound F on the bad rate (see `bad_floor`): the canary regresses
-    beyond the limit only when its bad rate is both more than `1 + maxIncrease` times stable's AND
-    more than `maxIncrease x F` rate points above it. FAIL needs evidence of both (each at alpha: an
-    intersection-union test keeps alpha); PASS needs evidence against either, each at the power
-    `(1 + power) / 2` so that the two routes together keep `power`. A clean canary beside a clean
-    stable therefore passes on the absolute route, where the relative one alone stays INCONCLUSIVE."""
+    """maxIncrease paired with an absolute bound F on the bad rate (see `bad_floor`). FAIL stays what
+    maxIncrease alone says: evidence that the canary's bad rate is more than `1 + maxIncrease` times
+    stable's (at alpha). PASS comes from either route: evidence that it is within that ratio, or
+    evidence that it is at most `maxIncrease x F` rate points above stable's (an equivalence margin
+    taken from the absolute bound). Each route runs at power `(1 + power) / 2`, so that a canary
+    beyond both margins passes with chance at most `1 - power`. A clean canary beside a clean stable
+    (no errors anywhere) passes on the absolute route, where the relative one stays INCONCLUSIVE."""
     half = (1 + power) / 2
     rel = _ratio(
         counts,
@@ -352,7 +353,7 @@ def _paired_increase(
     slack = max_increase * floor
     absolute = _ratio(counts, counts_good, max_drop=slack, alpha=alpha, power=half, min_samples=min_samples)
     pair = (rel.verdict, absolute.verdict)
-    if pair == (Verdict.FAIL, Verdict.FAIL):
+    if rel.verdict is Verdict.FAIL:
         verdict = Verdict.FAIL
     elif Verdict.PASS in pair:
         verdict = Verdict.PASS

@@ -439,10 +439,10 @@ def judge_rate_bound(
     fail_radius = mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
     pass_radius = mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
     if at_most:
-        lower, upper = rate - fail_radius, rate + pass_radius
+        lower, upper = max(rate - fail_radius, 0.0), min(rate + pass_radius, 1.0)
         failed, passed = lower > limit, upper <= limit
     else:
-        lower, upper = rate - pass_radius, rate + fail_radius
+        lower, upper = max(rate - pass_radius, 0.0), min(rate + fail_radius, 1.0)
         failed, passed = upper < limit, lower >= limit
     verdict = _bound_verdict(failed, passed and total >= min_samples)
     word = "max" if at_most else "min"
