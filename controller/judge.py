@@ -579,6 +579,54 @@ def advise_ratio(
     )
 
 
+def advise_rate_bound(
+    *,
+    requests_per_second: float,
+    weight: float,
+    limit: float,
+    at_most: bool,
+    tolerance: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    horizon: timedelta = timedelta(days=30),
+) -> Advice:
+    """How long `judge_rate_bound` needs at canary `weight`: `pass_after` for a canary halfway between
+    0 and a `max` (or between a `min` and 1), `fail_after` for one `tolerance` beyond the bound (default:
+    as far again, so twice a `max`, or twice the shortfall `1 - min`), each with probability `power`."""
+    _check_levels(alpha, power)
+    if not 0 < weight <= 1 or requests_per_second <= 0 or not 0 <= limit <= 1:
+        raise ValueError("weight must be in (0, 1], requests_per_second > 0, limit in [0, 1]")
+    room = limit if at_most else 1 - limit  # the distance from the bound to the better end
+    extra = room if tolerance is None else tolerance
+    good_p = limit - room / 2 if at_most else limit + room / 2
+    bad_p = min(limit + extra, 1.0) if at_most else max(limit - extra, 0.0)
+    tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
+    z = _normal_ppf(power)
+
+    def check(seconds: float, *, p: float, fail: bool) -> bool:
+        n = requests_per_second * weight * seconds
+        if n < 1:
+            return False
+        var = max(p * (1 - p), 0.25 / (n + 1)) / n
+        spread = z * math.sqrt(var)
+        if fail:
+            radius = mixture_radius(var, alpha=one_sided(alpha), tau=tau)
+            return p - spread - radius > limit if at_most else p + spread + radius < limit
+        radius = mixture_radius(var, alpha=one_sided(1 - power), tau=tau)
+        within = p + spread + radius <= limit if at_most else p - spread - radius >= limit
+        return n >= min_samples and within
+
+    pass_after = _first_time(lambda s: check(s, p=good_p, fail=False), horizon) if room > 0 else None
+    fail_after = _first_time(lambda s: check(s, p=bad_p, fail=True), horizon) if bad_p != limit else None
+    return Advice(
+        pass_after=pass_after,
+        fail_after=fail_after,
+        pass_samples=_samples(pass_after, requests_per_second * weight),
+        fail_samples=_samples(fail_after, requests_per_second * weight),
+    )
+
+
 def _log_ratio_variance(stable_p: float, stable_n: float, canary_p: float, canary_n: float) -> float:
     if stable_p <= 0 or canary_p <= 0:
         return math.inf

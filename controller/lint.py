@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from controller import load, spec
+from controller import advice, load, spec
 from controller.routers import base
 
 WARNING = "warning"
@@ -88,4 +88,17 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object
         add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
+    rate = s.analysis.expected_rate
+    if rate is not None:
+        for i, step in enumerate(s.steps):
+            timing = advice.step_advice(loaded, rate, step=i, config=config)
+            for g in timing.too_short():
+                assert step.for_ is not None  # too_short() is empty without a `for`
+                add(
+                    "R007",
+                    ("spec", "steps", i, "for"),
+                    f"step {i + 1} ({step.describe()}) lasts {spec.format_duration(step.for_)}, but at "
+                    f"{spec.format_rate(rate)} gate {g.gate} ({g.check}) cannot decide that soon: {g.text()} "
+                    f"(assuming {g.assumes}); lengthen `for`, raise the weight, or loosen the limit",
+                )
     return out
