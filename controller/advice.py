@@ -55,6 +55,7 @@ class StepAdvice:
     rate: float | None  # requests per second on the route; None when unknown
     gates: tuple[GateAdvice, ...]
     note: str = ""  # why there is no advice, when there is none
+    caveat: str = ""  # what the figures leave out (segments)
 
     def too_short(self) -> tuple[GateAdvice, ...]:
         """Gates that cannot reach any decision within the step's `for`."""
@@ -89,7 +90,13 @@ def step_advice(
         return _with(out, note="the canary gets no traffic in this step")
     traffic = _Traffic(rate, weight, stable_weight, the_step.min_samples or 0)
     rows = [row for gate in s.analysis.gates for row in _gate(gate, config, traffic)]
-    return StepAdvice(loaded.name, step, the_step.describe(), the_step.for_, rate, tuple(rows))
+    caveat = ""
+    if s.analysis.segments:
+        caveat = (
+            f"for the whole route; judged per {', '.join(s.analysis.segments)}, each segment sees only its "
+            "share of the traffic (and of alpha), so expect longer"
+        )
+    return StepAdvice(loaded.name, step, the_step.describe(), the_step.for_, rate, tuple(rows), caveat=caveat)
 
 
 def _with(advice: StepAdvice, *, note: str) -> StepAdvice:

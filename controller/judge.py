@@ -613,7 +613,10 @@ def advise_rate_bound(
         if fail:
             radius = mixture_radius(var, alpha=one_sided(alpha), tau=tau)
             return p - spread - radius > limit if at_most else p + spread + radius < limit
-        radius = mixture_radius(var, alpha=one_sided(1 - power), tau=tau)
+        # the judge's radius grows with the observed rate: read it where an unlucky draw lands
+        unlucky = min(p + spread, 1.0) if at_most else max(p - spread, 0.0)
+        var_unlucky = max(unlucky * (1 - unlucky), 0.25 / (n + 1)) / n
+        radius = mixture_radius(var_unlucky, alpha=one_sided(1 - power), tau=tau)
         within = p + spread + radius <= limit if at_most else p - spread - radius >= limit
         return n >= min_samples and within
 

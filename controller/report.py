@@ -135,6 +135,7 @@ def _timing_json(t: advice.StepAdvice | None) -> dict[str, Any] | None:
         "stepFor": _seconds(t.step_for),
         "requestsPerSecond": t.rate,
         "note": t.note or None,
+        "caveat": t.caveat or None,
         "gates": [
             {
                 "gate": g.gate,
@@ -163,6 +164,8 @@ def _timing_text(t: advice.StepAdvice | None) -> list[str]:
     for g in t.gates:
         mark = "  (longer than the step's `for`)" if g in short else ""
         lines.append(f"             {g.gate} {g.check}: {g.text()}{mark}")
+    if t.caveat:
+        lines.append(f"             ({t.caveat})")
     return lines
 
 
@@ -185,6 +188,9 @@ def _timing_markdown(diffs: Sequence[plan.RouteDiff]) -> list[str]:
             f"| {md(d.name)} | {t.step + 1} ({md(t.step_text)}) | {md(g.gate)} | {md(g.check)} "
             f"| {md(g.text())}{short} | {md(g.assumes)} |"
         )
+    caveats = sorted({f"{d.name}: {d.timing.caveat}" for d in diffs if d.timing and d.timing.caveat})
+    if caveats:
+        lines += ["", *(f"- {md(c)}" for c in caveats)]
     return lines
 
 
