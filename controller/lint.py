@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from controller import advice, load, spec
+from controller import advice, load, promql, spec, templates
 from controller.routers import base
 
 WARNING = "warning"
@@ -88,6 +88,21 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object
         add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
+    for i, gate in enumerate(s.analysis.gates):
+        if gate.max_increase is None or (gate.max is not None or gate.min is not None):
+            continue
+        try:
+            template = templates.resolve(gate.use, config).app
+        except promql.QueryError:
+            continue  # an unknown template is a validation error, reported elsewhere
+        if isinstance(template, spec.RatioTemplate):
+            bound = "max" if template.bad is not None else "min"
+            add(
+                "R008",
+                ("spec", "analysis", "gates", i, "maxIncrease"),
+                f"a relative limit on a rate never decides while neither variant has a bad event; pair it with "
+                f"an absolute `{bound}` so a clean canary can pass (see docs-judge.md)",
+            )
     rate = s.analysis.expected_rate
     if rate is not None:
         for i, step in enumerate(s.steps):

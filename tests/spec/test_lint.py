@@ -51,6 +51,14 @@ CASES = [
     ("big-first-step", {"steps": "[{weight: 20, minSamples: 10}, {weight: 100}]"}, ["R004"]),
     ("small-first-step", {"steps": "[{weight: 5, minSamples: 10}, {weight: 100}]"}, []),
     ("no-min-samples", {"steps": "[{shadow: 100}, {weight: 5}, {weight: 100}]"}, ["R005"]),
+    # R008: a relative limit on a rate without an absolute partner can hold forever
+    ("relative-error-gate-alone", {"gates": "[{use: error_rate, maxIncrease: 50%, onFail: rollback}]"}, ["R008"]),
+    ("relative-error-gate-paired", {"gates": "[{use: error_rate, maxIncrease: 50%, max: 1%, onFail: rollback}]"}, []),
+    (
+        "relative-latency-gate-is-fine",
+        {"gates": "[{use: error_rate, max: 1%, onFail: rollback}, {use: latency_p95, maxIncrease: 10%}]"},
+        [],
+    ),
     # R007: at the expected rate, a step's `for` is too short for a gate to reach any decision
     (
         "step-too-short-to-decide",
