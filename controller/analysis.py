@@ -54,6 +54,7 @@ class _Answer:
     duplicates: frozenset[Key]
     error: str | None
     buckets: Mapping[Key, Mapping[float, float]] = field(default_factory=dict)  # key -> le -> count
+    index: Mapping[tuple[str, str], Sequence[Key]] = field(default_factory=dict)  # (group, subject) -> keys
 
 
 def evaluate(
@@ -209,7 +210,10 @@ def _ask(
         if part in rows[key]:
             dups.add(key)
         rows[key][part] = s.value
-    return _Answer(query, rows, frozenset(dups), None, buckets)
+    index: dict[tuple[str, str], list[Key]] = defaultdict(list)
+    for key in rows:
+        index[(key[0], key[1])].append(key)
+    return _Answer(query, rows, frozenset(dups), None, buckets, index)
 
 
 def _le(text: str) -> float | None:
@@ -224,9 +228,10 @@ def _measured(
 ) -> tuple[dict[gates.Segment, dict[str, gates.Measurement]], bool]:
     out: dict[gates.Segment, dict[str, gates.Measurement]] = defaultdict(dict)
     dup = False
-    for key, parts in answer.rows.items():
-        group, subj, variant, values = key
-        if group != g.key or subj != subject or variant not in ("stable", "canary"):
+    for key in answer.index.get((g.key, subject), ()):
+        parts = answer.rows[key]
+        variant, values = key[2], key[3]
+        if variant not in ("stable", "canary"):
             continue
         dup = dup or key in answer.duplicates
         segment = tuple(zip(g.segments, values, strict=True))
