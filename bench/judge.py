@@ -18,7 +18,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller import gates, judge
+from controller import gates, judge, spec
 
 RPS = 10.0  # requests per second on the route
 BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
@@ -75,8 +75,21 @@ def simulate(rng: np.random.Generator, *, rollouts: int, weight: float, effect: 
 # -- the three judges: each returns, per rollout, the first look (bin index) that fails, or -1 ----------
 
 
+GATES = {
+    "eval": spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": EVAL_MAX_DROP, "tolerance": EVAL_TOLERANCE}),
+    "errors": spec.Gate.model_validate({"use": "error_rate", "maxIncrease": ERROR_MAX_INCREASE}),
+    "p95": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": P95_MAX_INCREASE}),
+}
+METHODS = {
+    "eval": gates.Method("ratio", counts_good=True),
+    "errors": gates.Method("ratio", counts_good=False),
+    "p95": gates.Method("quantile", quantile=0.95),
+}
+
+
 def ours(s: Streams, gate_names: tuple[str, ...]) -> tuple[Any, Any]:
-    """`controller.judge` on the counts since the step began, at every look. Also returns the first PASS."""
+    """`controller.gates.judge` (the path every gate takes, onto `controller.judge`) on the counts since
+    the step began, at every look. Also returns the first PASS."""
     rollouts = s.n["stable"].shape[0]
     first_fail = np.full(rollouts, -1)
     first_pass = np.full(rollouts, -1)
@@ -85,37 +98,23 @@ def ours(s: Streams, gate_names: tuple[str, ...]) -> tuple[Any, Any]:
     for r in range(rollouts):
         for t in range(BINS):
             verdicts = []
-            ns, nc = cum["n"]["stable"][r, t], cum["n"]["canary"][r, t]
-            if "eval" in gate_names:
+            n = {arm: float(cum["n"][arm][r, t]) for arm in ("stable", "canary")}
+            for name in gate_names:
+                measured = {}
+                for arm in ("stable", "canary"):
+                    if name == "p95":
+                        buckets = tuple(zip(le, np.cumsum(cum["hist"][arm][r, t]).tolist(), strict=True))
+                        measured[arm] = gates.Measurement(0.0, n[arm], buckets)
+                    else:
+                        events = float(cum["good" if name == "eval" else "errors"][arm][r, t])
+                        measured[arm] = gates.Measurement(events / n[arm] if n[arm] else None, n[arm])
                 verdicts.append(
-                    judge.judge_ratio(
-                        stable_good=cum["good"]["stable"][r, t],
-                        stable_total=ns,
-                        canary_good=cum["good"]["canary"][r, t],
-                        canary_total=nc,
-                        higher_is_better=True,
-                        max_drop=EVAL_MAX_DROP,
-                        tolerance=EVAL_TOLERANCE,
-                    ).verdict
-                )
-            if "errors" in gate_names:
-                verdicts.append(
-                    judge.judge_ratio(
-                        stable_good=cum["errors"]["stable"][r, t],
-                        stable_total=ns,
-                        canary_good=cum["errors"]["canary"][r, t],
-                        canary_total=nc,
-                        higher_is_better=False,
-                        max_increase=ERROR_MAX_INCREASE,
-                    ).verdict
-                )
-            if "p95" in gate_names:
-                verdicts.append(
-                    judge.judge_quantile(
-                        stable_buckets=list(zip(le, np.cumsum(cum["hist"]["stable"][r, t]).tolist(), strict=True)),
-                        canary_buckets=list(zip(le, np.cumsum(cum["hist"]["canary"][r, t]).tolist(), strict=True)),
-                        q=0.95,
-                        max_increase=P95_MAX_INCREASE,
+                    gates.judge(
+                        GATES[name],
+                        stable=measured["stable"],
+                        canary=measured["canary"],
+                        min_samples=0,
+                        method=METHODS[name],
                     ).verdict
                 )
             verdict = gates.worst(verdicts)

@@ -1,8 +1,10 @@
 """Evaluate every rollout's gates with one Prometheus query per template, then judge them.
 
 Called by the CLI (`rollout gates`) and the reconciler. The only module here that does I/O, and only
-through the injected `prometheus.Prometheus`; query building (`templates`) and judging (`gates`)
-are pure. A template whose query fails makes its gates ERROR; the other templates still count.
+through the injected `prometheus.Prometheus`; query building (`templates`) and judging (`gates`, with
+the statistics of `judge`) are pure. A template whose query fails makes its gates ERROR; the other
+templates still count. The judge's guarantees hold when `window` covers the step so far (pass
+`at - step start`): its counts must be the step's, not a sliding window's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from controller import errors, gates, load, plan, prometheus, promql, spec, templates
@@ -51,6 +53,8 @@ class _Answer:
     rows: Mapping[Key, Mapping[str, float]]  # key -> part -> value
     duplicates: frozenset[Key]
     error: str | None
+    buckets: Mapping[Key, Mapping[float, float]] = field(default_factory=dict)  # key -> le -> count
+    index: Mapping[tuple[str, str], Sequence[Key]] = field(default_factory=dict)  # (group, subject) -> keys
 
 
 def evaluate(
@@ -97,12 +101,13 @@ def evaluate(
             if answer.error is not None:
                 evidence.append(_error(t, gate, error=answer.error, **common))
                 continue
-            measured, dup = _measured(answer, g, _subject(g, t))
+            t_of = template.of(g.flavour)
+            measured, dup = _measured(answer, g, _subject(g, t), scale=_scale(t_of))
             if dup:
                 error = f"gate {gate.use}: the query returned several series for one variant and segment"
                 evidence.append(_error(t, gate, error=error, **common))
                 continue
-            rows, verdict = gates.judge_segments(gate, measured, min_samples=t.min_samples)
+            rows, verdict = gates.judge_segments(gate, measured, min_samples=t.min_samples, method=method(t_of))
             evidence.append(
                 gates.GateEvidence(
                     rollout=t.rollout,
@@ -115,6 +120,21 @@ def evaluate(
             )
         out[t.rollout] = tuple(evidence)
     return out
+
+
+def method(t: spec.GateTemplate) -> gates.Method:
+    """How `gates` judges a template's measurements."""
+    match t:
+        case spec.RatioTemplate():
+            return gates.Method("ratio", counts_good=t.good is not None)
+        case spec.QuantileTemplate():
+            return gates.Method("quantile", quantile=t.quantile)
+        case spec.ValueTemplate():
+            return gates.VALUE
+
+
+def _scale(t: spec.GateTemplate) -> float:
+    return t.scale if isinstance(t, spec.QuantileTemplate) else 1.0
 
 
 def _group_of(template: templates.Template, t: Target) -> templates.Group:
@@ -166,11 +186,12 @@ def _ask(
     except errors.MetricsError as exc:
         return _Answer(query, {}, frozenset(), str(exc))
     rows: dict[Key, dict[str, float]] = defaultdict(dict)
+    buckets: dict[Key, dict[float, float]] = defaultdict(dict)
     dups: set[Key] = set()
     for s in samples:
         g = by_key.get(s.labels.get(templates.GROUP, ""))
         part = s.labels.get(templates.PART, "")
-        if g is None or part not in ("value", "samples"):
+        if g is None or part not in ("value", "samples", "buckets"):
             continue
         key = (
             g.key,
@@ -178,24 +199,44 @@ def _ask(
             s.labels.get("variant", ""),
             tuple(s.labels.get(seg, "") for seg in g.segments),
         )
+        if part == "buckets":
+            le = _le(s.labels.get("le", ""))
+            if le is None or math.isnan(s.value):
+                continue
+            if le in buckets[key]:
+                dups.add(key)
+            buckets[key][le] = s.value
+            continue
         if part in rows[key]:
             dups.add(key)
         rows[key][part] = s.value
-    return _Answer(query, rows, frozenset(dups), None)
+    index: dict[tuple[str, str], list[Key]] = defaultdict(list)
+    for key in rows:
+        index[(key[0], key[1])].append(key)
+    return _Answer(query, rows, frozenset(dups), None, buckets, index)
+
+
+def _le(text: str) -> float | None:
+    try:
+        return float(text)  # "+Inf" parses as inf
+    except ValueError:
+        return None
 
 
 def _measured(
-    answer: _Answer, g: templates.Group, subject: str
+    answer: _Answer, g: templates.Group, subject: str, *, scale: float = 1.0
 ) -> tuple[dict[gates.Segment, dict[str, gates.Measurement]], bool]:
     out: dict[gates.Segment, dict[str, gates.Measurement]] = defaultdict(dict)
     dup = False
-    for key, parts in answer.rows.items():
-        group, subj, variant, values = key
-        if group != g.key or subj != subject or variant not in ("stable", "canary"):
+    for key in answer.index.get((g.key, subject), ()):
+        parts = answer.rows[key]
+        variant, values = key[2], key[3]
+        if variant not in ("stable", "canary"):
             continue
         dup = dup or key in answer.duplicates
         segment = tuple(zip(g.segments, values, strict=True))
-        out[segment][variant] = gates.Measurement(_number(parts.get("value")), _number(parts.get("samples")))
+        buckets = tuple(sorted((le * scale, count) for le, count in answer.buckets.get(key, {}).items()))
+        out[segment][variant] = gates.Measurement(_number(parts.get("value")), _number(parts.get("samples")), buckets)
     return out, dup
 
 

@@ -227,7 +227,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         except errors.RolloutError as exc:
             failures.append((loaded.name, str(exc)))
             continue
-        diffs.append(plan.diff(loaded, live))
+        diffs.append(plan.diff(loaded, live, config=result.config))
     out.write(
         report.plan_report(
             source=source,

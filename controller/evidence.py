@@ -1,12 +1,14 @@
 """Render gate evidence as text, as a markdown table for pull request bodies, and as JSON.
 
 Pure string building; the CLI prints what these return and PR bodies embed `markdown()`. Every
-user-supplied string (names, segment values, queries, errors) is escaped in markdown.
+user-supplied string (names, segment values, queries, errors) is escaped in markdown. Beside the
+values, each threshold shows the judge's estimate and confidence bounds (`check_text`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,50 @@ def _num(v: float | None) -> str:
 
 def _count(v: float | None) -> str:
     return "?" if v is None else f"{v:.0f}"
+
+
+def _stat(v: float | None, unit: str) -> str:
+    if v is None or math.isnan(v):
+        return "n/a"
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    match unit:
+        case "pts":
+            return f"{v * 100:+.2f} pts"
+        case "rel":
+            return f"{v * 100:+.1f}%"
+        case "rate":
+            return f"{v * 100:.2f}%"
+        case "s":
+            return f"{v:.3g}s"
+        case _:
+            return f"{v:.4g}"
+
+
+def check_text(c: gates.Check) -> str:
+    """One threshold as the judge saw it: `maxDrop +2.10 pts [+0.40 pts, +3.80 pts] / +3.00 pts`.
+    The estimate, then the confidence bounds (FAIL reads one, PASS the other), then the limit."""
+    bounds = "" if c.lower is None and c.upper is None else f" [{_stat(c.lower, c.unit)}, {_stat(c.upper, c.unit)}]"
+    return f"{c.name} {_stat(c.estimate, c.unit)}{bounds} / {_stat(c.limit, c.unit)}"
+
+
+def _checks(s: gates.SegmentEvidence) -> str:
+    return "; ".join(check_text(c) for c in s.checks) or "-"
+
+
+def _check_json(c: gates.Check) -> dict[str, Any]:
+    def num(v: float | None) -> float | str | None:
+        return None if v is None or math.isnan(v) else (("+inf" if v > 0 else "-inf") if math.isinf(v) else v)
+
+    return {
+        "check": c.name,
+        "verdict": str(c.verdict),
+        "estimate": num(c.estimate),
+        "lower": num(c.lower),
+        "upper": num(c.upper),
+        "limit": c.limit,
+        "unit": c.unit,
+    }
 
 
 def _thresholds(e: gates.GateEvidence) -> str:
@@ -56,6 +102,7 @@ def to_json(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) ->
                         "stable": {"value": s.stable.value, "samples": s.stable.samples},
                         "canary": {"value": s.canary.value, "samples": s.canary.samples},
                         "verdict": str(s.verdict),
+                        "checks": [_check_json(c) for c in s.checks],
                         "counted": s.counted,
                         "reason": s.reason,
                     }
@@ -73,7 +120,7 @@ def json_text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) 
 
 def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
     lines = [f"Gates for {rollout} at {at}", ""]
-    header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       reason"
+    header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       judge (estimate [bounds] / limit); reason"
     for e in evidence:
         lines.append(
             f"{e.gate.use} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
@@ -87,7 +134,7 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
             mark = "" if s.counted else " (not counted)"
             lines.append(
                 f"  {gates.segment_text(s.segment):<24} {_num(s.stable.value):>10} {_count(s.stable.samples):>7} "
-                f"{_num(s.canary.value):>10} {_count(s.canary.samples):>7}  {s.verdict!s:<12}  {s.reason}{mark}"
+                f"{_num(s.canary.value):>10} {_count(s.canary.samples):>7}  {s.verdict!s:<12}  {_checks(s)}; {s.reason}{mark}"
             )
         lines.append("")
     verdict = gates.worst(e.verdict for e in evidence) if evidence else "no gates"
@@ -102,21 +149,21 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
         "",
         f"Evaluated at {report.md(at)}.",
         "",
-        "| gate | segment | stable | n | canary | n | thresholds | verdict | reason |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| gate | segment | stable | n | canary | n | thresholds | estimate [bounds] / limit | verdict | reason |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in evidence:
         if e.error or not e.segments:
             lines.append(
                 f"| {report.md(e.gate.use)} | - | - | - | - | - | {report.md(_thresholds(e))} "
-                f"| **{e.verdict}** | {report.md(e.error or 'no data')} |"
+                f"| - | **{e.verdict}** | {report.md(e.error or 'no data')} |"
             )
         for s in e.segments:
             counted = "" if s.counted else " (not counted)"
             lines.append(
                 f"| {report.md(e.gate.use)} | {report.md(gates.segment_text(s.segment))} "
                 f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
-                f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | **{s.verdict}** "
+                f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
                 f"| {report.md(s.reason + counted)} |"
             )
     lines += ["", "<details><summary>Queries</summary>", ""]

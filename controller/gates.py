@@ -1,46 +1,39 @@
-"""Gate verdicts and pure judging of measurements, canary against stable.
+"""Judging a gate's measurements, canary against stable and against bounds, segment by segment.
 
-No I/O: `controller.prometheus` measures, this module judges. Verdicts combine by `worst()`.
+No I/O: `controller.analysis` measures and calls `judge_segments`; the statistics live in
+`controller.judge`. Ratio and quantile gates are judged sequentially there (FAIL and PASS only on
+evidence, at the gate's `alpha`/`power`); free-PromQL value gates keep a plain comparison.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
+from typing import TypedDict
 
-from controller import spec
+from controller import judge as stats
+from controller import spec, verdicts
 
-
-class Verdict(StrEnum):
-    PASS = "PASS"
-    INCONCLUSIVE = "INCONCLUSIVE"  # not enough data yet: hold, never promote
-    ERROR = "ERROR"  # could not measure: hold, never promote, never roll back on it alone
-    FAIL = "FAIL"
-
-    @property
-    def rank(self) -> int:
-        return _RANK[self]
-
-
-_RANK = {Verdict.PASS: 0, Verdict.INCONCLUSIVE: 1, Verdict.ERROR: 2, Verdict.FAIL: 3}
-
-
-def worst(verdicts: Iterable[Verdict]) -> Verdict:
-    """The worst of several verdicts; no verdict at all is INCONCLUSIVE, never PASS."""
-    return max(verdicts, key=lambda v: v.rank, default=Verdict.INCONCLUSIVE)
+Verdict = verdicts.Verdict
+worst = verdicts.worst
 
 
 # -- measurements and judging --------------------------------------------------------------------
 
 
+Buckets = tuple[tuple[float, float], ...]  # cumulative (le, count), +Inf last, le in the template's seconds
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One variant's value in one segment. `value is None` is "no data", which is not zero;
-    `samples is None` means the template cannot count samples."""
+    `samples is None` means the template cannot count samples. `buckets` holds a quantile template's
+    histogram counts over the window (what `judge.judge_quantile` needs); empty for other kinds."""
 
     value: float | None
     samples: float | None
+    buckets: Buckets = ()
 
     @property
     def has_data(self) -> bool:
@@ -51,9 +44,42 @@ NO_DATA = Measurement(None, None)
 
 
 @dataclass(frozen=True)
+class Method:
+    """How a template's measurements are judged. `ratio`: value = events / samples, judged on the
+    counts (`counts_good`: the events are good ones, as for eval_pass_rate; else bad, as for
+    error_rate). `quantile`: judged on `buckets`. `value`: free PromQL, a plain comparison."""
+
+    kind: str = "value"
+    counts_good: bool = True
+    quantile: float = 0.95
+
+
+VALUE = Method()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One threshold of a gate in one segment, with the judge's estimate and confidence bounds.
+
+    `unit` says how to read the numbers: `pts` a regression in rate points (maxDrop), `rel` a relative
+    regression (maxIncrease; 0.15 = 15% worse), `rate` the canary's share, `s` seconds, `` the
+    template's own unit. Bounds are None where the method has none (value templates)."""
+
+    name: str  # max | min | maxDrop | maxIncrease
+    verdict: Verdict
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    limit: float
+    unit: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Judgement:
     verdict: Verdict
     reason: str
+    checks: tuple[Check, ...] = ()
 
 
 def enough(m: Measurement, min_samples: int) -> bool:
@@ -65,50 +91,46 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+def _plain(name: str, ok: bool, estimate: float, limit: float, unit: str, reason: str) -> Check:
+    return Check(name, Verdict.PASS if ok else Verdict.FAIL, estimate, None, None, limit, unit, reason)
+
+
 def judge_bounds(gate: spec.Gate, canary: float) -> list[Judgement]:
-    """Absolute bounds on the canary's value (max, min)."""
+    """Absolute bounds on the canary's value (max, min), by plain comparison (value templates)."""
     out = []
     if gate.max is not None:
         ok = canary <= gate.max
+        reason = f"canary {_fmt(canary)} {'<=' if ok else '>'} max {_fmt(gate.max)}"
         out.append(
-            Judgement(
-                Verdict.PASS if ok else Verdict.FAIL,
-                f"canary {_fmt(canary)} {'<=' if ok else '>'} max {_fmt(gate.max)}",
-            )
+            Judgement(Verdict.PASS if ok else Verdict.FAIL, reason, (_plain("max", ok, canary, gate.max, "", reason),))
         )
     if gate.min is not None:
         ok = canary >= gate.min
+        reason = f"canary {_fmt(canary)} {'>=' if ok else '<'} min {_fmt(gate.min)}"
         out.append(
-            Judgement(
-                Verdict.PASS if ok else Verdict.FAIL,
-                f"canary {_fmt(canary)} {'>=' if ok else '<'} min {_fmt(gate.min)}",
-            )
+            Judgement(Verdict.PASS if ok else Verdict.FAIL, reason, (_plain("min", ok, canary, gate.min, "", reason),))
         )
     return out
 
 
 def judge_against_stable(gate: spec.Gate, *, stable: float, canary: float) -> list[Judgement]:
-    """Canary against stable: maxDrop in points (0.03 = 3 points), maxIncrease relative (0.1 = +10%)."""
+    """Canary against stable by plain comparison (value templates): maxDrop in points (0.03 = 3
+    points), maxIncrease relative (0.1 = +10%)."""
     out = []
     if gate.max_drop is not None:
         drop = stable - canary
         ok = drop <= gate.max_drop + 1e-12
-        out.append(
-            Judgement(
-                Verdict.PASS if ok else Verdict.FAIL,
-                f"drop {_fmt(drop * 100)} points {'<=' if ok else '>'} maxDrop {_fmt(gate.max_drop * 100)}",
-            )
-        )
+        reason = f"drop {_fmt(drop * 100)} points {'<=' if ok else '>'} maxDrop {_fmt(gate.max_drop * 100)}"
+        check = _plain("maxDrop", ok, drop, gate.max_drop, "pts", reason)
+        out.append(Judgement(check.verdict, reason, (check,)))
     if gate.max_increase is not None:
         limit = stable * (1 + gate.max_increase)
         ok = canary <= limit + 1e-12
         rel = "n/a" if stable == 0 else f"{_fmt((canary / stable - 1) * 100)}%"
-        out.append(
-            Judgement(
-                Verdict.PASS if ok else Verdict.FAIL,
-                f"increase {rel} ({'<=' if ok else '>'} limit {_fmt(limit)} at maxIncrease {_fmt(gate.max_increase * 100)}%)",
-            )
-        )
+        reason = f"increase {rel} ({'<=' if ok else '>'} limit {_fmt(limit)} at maxIncrease {_fmt(gate.max_increase * 100)}%)"
+        estimate = math.inf if stable == 0 and canary > 0 else 0.0 if stable == 0 else canary / stable - 1
+        check = _plain("maxIncrease", ok, estimate, gate.max_increase, "rel", reason)
+        out.append(Judgement(check.verdict, reason, (check,)))
     return out
 
 
@@ -116,19 +138,37 @@ def compares(gate: spec.Gate) -> bool:
     return gate.max_drop is not None or gate.max_increase is not None
 
 
-def judge(gate: spec.Gate, *, stable: Measurement, canary: Measurement, min_samples: int) -> Judgement:
+def judge(
+    gate: spec.Gate,
+    *,
+    stable: Measurement,
+    canary: Measurement,
+    min_samples: int,
+    method: Method = VALUE,
+    alpha_share: float = 1.0,
+) -> Judgement:
     """One segment's verdict. FAIL and PASS only on evidence: no data or too few samples on a side
-    that a threshold needs is INCONCLUSIVE. A failed bound is a FAIL even while stable lacks data."""
+    that a threshold needs is INCONCLUSIVE. A failed bound is a FAIL even while stable lacks data.
+
+    `method` picks the judging (see `Method`); `alpha_share` scales the gate's alpha (the caller
+    divides it among segments so that a gate's false-failure rate stays at its alpha)."""
     if not canary.has_data:
         return Judgement(Verdict.INCONCLUSIVE, "no canary data")
     if not enough(canary, min_samples):
         count = "unknown" if canary.samples is None else _fmt(canary.samples)
         return Judgement(Verdict.INCONCLUSIVE, f"canary samples {count} < minSamples {max(min_samples, 1)}")
     assert canary.value is not None
-    parts = judge_bounds(gate, canary.value)
+    if method.kind == "value":
+        parts = judge_bounds(gate, canary.value)
+    else:
+        parts = _judged_bounds(gate, canary, method=method, min_samples=min_samples, alpha_share=alpha_share)
     if compares(gate):
         if not stable.has_data:
             parts.append(Judgement(Verdict.INCONCLUSIVE, "no stable data to compare with"))
+        elif method.kind != "value":
+            parts += _judged_comparisons(
+                gate, stable=stable, canary=canary, method=method, min_samples=min_samples, alpha_share=alpha_share
+            )
         elif not enough(stable, min_samples):
             count = "unknown" if stable.samples is None else _fmt(stable.samples)
             parts.append(Judgement(Verdict.INCONCLUSIVE, f"stable samples {count} < minSamples {max(min_samples, 1)}"))
@@ -136,7 +176,197 @@ def judge(gate: spec.Gate, *, stable: Measurement, canary: Measurement, min_samp
             assert stable.value is not None
             parts += judge_against_stable(gate, stable=stable.value, canary=canary.value)
     verdict = worst(p.verdict for p in parts) if parts else Verdict.INCONCLUSIVE
-    return Judgement(verdict, "; ".join(p.reason for p in parts if p.verdict is verdict))
+    checks = tuple(c for p in parts for c in p.checks)
+    return Judgement(verdict, "; ".join(p.reason for p in parts if p.verdict is verdict), checks)
+
+
+# -- the sequential judge, wired -----------------------------------------------------------------------
+
+
+def _one(name: str, j: stats.Judgement, unit: str) -> Judgement:
+    check = Check(name, j.verdict, j.estimate, j.lower, j.upper, j.limit, unit, j.reason)
+    return Judgement(j.verdict, f"{name}: {j.reason}", (check,))
+
+
+def _events(m: Measurement) -> tuple[float, float]:
+    """(events, total) of a ratio measurement: the value is events / total."""
+    total = m.samples or 0.0
+    value = m.value or 0.0
+    return min(max(value * total, 0.0), total), total
+
+
+def _judged_bounds(
+    gate: spec.Gate, canary: Measurement, *, method: Method, min_samples: int, alpha_share: float
+) -> list[Judgement]:
+    levels = stats.levels(gate)
+    alpha = levels.alpha * alpha_share
+    out = []
+    for name, limit, at_most in (("max", gate.max, True), ("min", gate.min, False)):
+        if limit is None:
+            continue
+        if method.kind == "ratio":
+            events, total = _events(canary)
+            j = stats.judge_rate_bound(
+                events=events,
+                total=total,
+                limit=limit,
+                at_most=at_most,
+                alpha=alpha,
+                power=levels.power,
+                min_samples=max(min_samples, stats.DEFAULT_MIN_SAMPLES),
+                tolerance=levels.tolerance,
+            )
+            out.append(_one(name, j, "rate"))
+        elif not canary.buckets:
+            out.append(Judgement(Verdict.INCONCLUSIVE, f"{name}: no histogram buckets for the canary"))
+        else:
+            j = stats.judge_quantile_bound(
+                buckets=canary.buckets,
+                q=method.quantile,
+                limit=limit,
+                at_most=at_most,
+                alpha=alpha,
+                power=levels.power,
+                min_samples=max(min_samples, stats.DEFAULT_QUANTILE_MIN_SAMPLES),
+            )
+            out.append(_one(name, j, "s"))
+    return out
+
+
+def bad_floor(gate: spec.Gate, method: Method) -> float | None:
+    """The absolute bound on the *bad* rate that a ratio gate's maxIncrease is paired with: `max` when
+    the template counts bad events (error_rate), `1 - min` when it counts good ones; else None."""
+    if method.kind != "ratio":
+        return None
+    if method.counts_good:
+        return None if gate.min is None else 1 - gate.min
+    return gate.max
+
+
+def _judged_comparisons(
+    gate: spec.Gate,
+    *,
+    stable: Measurement,
+    canary: Measurement,
+    method: Method,
+    min_samples: int,
+    alpha_share: float,
+) -> list[Judgement]:
+    levels = stats.levels(gate)
+    alpha = levels.alpha * alpha_share
+    if method.kind == "quantile":
+        if gate.max_increase is None:
+            return [Judgement(Verdict.ERROR, "maxDrop does not apply to a quantile gate; use maxIncrease")]
+        if not (stable.buckets and canary.buckets):
+            return [Judgement(Verdict.INCONCLUSIVE, "maxIncrease: no histogram buckets to compare")]
+        j = stats.judge_quantile(
+            stable_buckets=stable.buckets,
+            canary_buckets=canary.buckets,
+            q=method.quantile,
+            max_increase=gate.max_increase,
+            alpha=alpha,
+            power=levels.power,
+            min_samples=max(min_samples, stats.DEFAULT_QUANTILE_MIN_SAMPLES),
+        )
+        return [_one("maxIncrease", j, "rel")]
+    counts = (*_events(stable), *_events(canary))
+    good = method.counts_good
+    common = _Levels(alpha=alpha, power=levels.power, min_samples=max(min_samples, stats.DEFAULT_MIN_SAMPLES))
+    out = []
+    if gate.max_drop is not None:
+        j = _ratio(counts, good, max_drop=gate.max_drop, tolerance=levels.tolerance, **common)
+        out.append(_one("maxDrop", j, "pts"))
+    if gate.max_increase is not None:
+        floor = bad_floor(gate, method)
+        if floor is None:
+            j = _ratio(counts, good, max_increase=gate.max_increase, tolerance=levels.tolerance, **common)
+            out.append(_one("maxIncrease", j, "rel"))
+        else:
+            out.append(_paired_increase(counts, good, gate.max_increase, floor, tolerance=levels.tolerance, **common))
+    return out
+
+
+Counts = tuple[float, float, float, float]  # stable events, stable total, canary events, canary total
+
+
+class _Levels(TypedDict):
+    alpha: float
+    power: float
+    min_samples: int
+
+
+def _ratio(
+    counts: Counts,
+    counts_good: bool,
+    *,
+    alpha: float,
+    power: float,
+    min_samples: int,
+    max_drop: float | None = None,
+    max_increase: float | None = None,
+    tolerance: float | None = None,
+) -> stats.Judgement:
+    stable_events, stable_total, canary_events, canary_total = counts
+    return stats.judge_ratio(
+        stable_good=stable_events,
+        stable_total=stable_total,
+        canary_good=canary_events,
+        canary_total=canary_total,
+        higher_is_better=counts_good,
+        max_drop=max_drop,
+        max_increase=max_increase,
+        alpha=alpha,
+        power=power,
+        min_samples=min_samples,
+        tolerance=tolerance,
+    )
+
+
+def _paired_increase(
+    counts: Counts,
+    counts_good: bool,
+    max_increase: float,
+    floor: float,
+    *,
+    alpha: float,
+    power: float,
+    min_samples: int,
+    tolerance: float | None = None,
+) -> Judgement:
+    """maxIncrease paired with an absolute bound F on the bad rate (see `bad_floor`). FAIL stays what
+    maxIncrease alone says: evidence that the canary's bad rate is more than `1 + maxIncrease` times
+    stable's (at alpha). PASS comes from either route: evidence that it is within that ratio, or
+    evidence that it is at most `maxIncrease x F` rate points above stable's (an equivalence margin
+    taken from the absolute bound). Each route runs at power `(1 + power) / 2`, so that a canary
+    beyond both margins passes with chance at most `1 - power`. A clean canary beside a clean stable
+    (no errors anywhere) passes on the absolute route, where the relative one stays INCONCLUSIVE."""
+    half = (1 + power) / 2
+    rel = _ratio(
+        counts,
+        counts_good,
+        max_increase=max_increase,
+        tolerance=tolerance,
+        alpha=alpha,
+        power=half,
+        min_samples=min_samples,
+    )
+    slack = max_increase * floor
+    absolute = _ratio(counts, counts_good, max_drop=slack, alpha=alpha, power=half, min_samples=min_samples)
+    pair = (rel.verdict, absolute.verdict)
+    if rel.verdict is Verdict.FAIL:
+        verdict = Verdict.FAIL
+    elif Verdict.PASS in pair:
+        verdict = Verdict.PASS
+    elif Verdict.ERROR in pair:
+        verdict = Verdict.ERROR
+    else:
+        verdict = Verdict.INCONCLUSIVE
+    reason = f"maxIncrease: {rel.reason}; absolute slack {slack * 100:.3g} pts: {absolute.reason}"
+    rel_check = Check("maxIncrease", verdict, rel.estimate, rel.lower, rel.upper, rel.limit, "rel", reason)
+    abs_check = Check(
+        "maxIncrease (absolute)", verdict, absolute.estimate, absolute.lower, absolute.upper, slack, "pts", reason
+    )
+    return Judgement(verdict, reason, (rel_check, abs_check))
 
 
 # -- evidence ----------------------------------------------------------------------------------------
@@ -157,6 +387,7 @@ class SegmentEvidence:
     verdict: Verdict
     reason: str
     counted: bool  # enough canary samples: this segment's verdict takes part in the gate's
+    checks: tuple[Check, ...] = ()  # each threshold with the judge's estimate and bounds
 
 
 @dataclass(frozen=True)
@@ -186,14 +417,22 @@ def judge_segments(
     measured: Mapping[Segment, Mapping[str, Measurement]],
     *,
     min_samples: int,
+    method: Method = VALUE,
 ) -> tuple[tuple[SegmentEvidence, ...], Verdict]:
     """Per-segment verdicts, and the gate's: the worst segment with enough canary samples.
-    No segment with enough samples is INCONCLUSIVE."""
+    No segment with enough samples is INCONCLUSIVE. The gate's alpha is shared among its segments
+    (Bonferroni), so one gate fails a canary within its limits with chance at most alpha however
+    many segments it judges."""
     rows = []
-    for segment in sorted(measured) or [()]:
+    segments = sorted(measured) or [()]
+    for segment in segments:
         by_variant = measured.get(segment, {})
         stable, canary = by_variant.get("stable", NO_DATA), by_variant.get("canary", NO_DATA)
-        j = judge(gate, stable=stable, canary=canary, min_samples=min_samples)
-        rows.append(SegmentEvidence(segment, stable, canary, j.verdict, j.reason, enough(canary, min_samples)))
+        j = judge(
+            gate, stable=stable, canary=canary, min_samples=min_samples, method=method, alpha_share=1 / len(segments)
+        )
+        rows.append(
+            SegmentEvidence(segment, stable, canary, j.verdict, j.reason, enough(canary, min_samples), j.checks)
+        )
     counted = [r.verdict for r in rows if r.counted]
     return tuple(rows), worst(counted)

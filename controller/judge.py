@@ -1,7 +1,8 @@
 """The canary judge: sequential statistics that fail on evidence and pass on evidence.
 
-Pure (no I/O). `controller.gates` calls `judge_ratio` / `judge_quantile` with counts measured since the
-step began; `plan`/`lint` call `advise_ratio` to say how long a step needs to reach a decision.
+Pure (no I/O). `controller.gates` calls `judge_ratio` / `judge_quantile` (canary against stable) and
+`judge_rate_bound` / `judge_quantile_bound` (canary against an absolute bound) with counts measured since
+the step began; `controller.advice` calls `advise_ratio` to say how long a step needs to reach a decision.
 
 Method. Each comparison keeps a time-uniform confidence sequence (a normal-mixture sequential
 probability ratio test, Johari, Pekelis & Walsh 2017; Howard et al. 2021) for the canary's
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from controller import gates, spec
+from controller import spec, verdicts
 
 DEFAULT_ALPHA = 0.01  # chance of rolling back a canary that is within its limit, over all looks of a step
 DEFAULT_POWER = 0.9  # 1 - chance of passing a canary that is beyond its limit
@@ -44,7 +45,7 @@ class Judgement:
     rate points when `relative` is false (0.02 = 2 points worse), else relative (0.15 = 15% worse).
     `lower`/`upper` bound the regression: `lower` at `1 - alpha`, `upper` at `power`."""
 
-    verdict: gates.Verdict
+    verdict: verdicts.Verdict
     estimate: float | None
     lower: float | None
     upper: float | None
@@ -127,15 +128,15 @@ def _decide(
     alpha: float,
     power: float,
     enough: bool,
-) -> tuple[gates.Verdict, float, float]:
+) -> tuple[verdicts.Verdict, float, float]:
     """Verdict and bounds for a regression estimate on a scale where larger is worse."""
     lower = estimate - mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
     upper = estimate + mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
     if lower > limit:
-        return gates.Verdict.FAIL, lower, upper
+        return verdicts.Verdict.FAIL, lower, upper
     if upper <= limit and enough:
-        return gates.Verdict.PASS, lower, upper
-    return gates.Verdict.INCONCLUSIVE, lower, upper
+        return verdicts.Verdict.PASS, lower, upper
+    return verdicts.Verdict.INCONCLUSIVE, lower, upper
 
 
 def _check_levels(alpha: float, power: float) -> None:
@@ -326,11 +327,11 @@ def judge_quantile(
     lower = _relative(c_fail[0], s_fail[1])
     upper = _relative(c_pass[1], s_pass[0])
     if lower > max_increase:
-        verdict = gates.Verdict.FAIL
+        verdict = verdicts.Verdict.FAIL
     elif upper <= max_increase and nc >= min_samples:
-        verdict = gates.Verdict.PASS
+        verdict = verdicts.Verdict.PASS
     else:
-        verdict = gates.Verdict.INCONCLUSIVE
+        verdict = verdicts.Verdict.INCONCLUSIVE
     reason = (
         f"p{_qname(q)} canary {_secs(c_est)} vs stable {_secs(s_est)}: {_rel(estimate)} "
         f"(bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(max_increase)}"
@@ -403,6 +404,112 @@ def _relative(canary: float, stable: float) -> float:
     return canary / stable - 1
 
 
+# -- absolute bounds (max, min) on the canary alone ---------------------------------------------
+
+
+def judge_rate_bound(
+    *,
+    events: float,
+    total: float,
+    limit: float,
+    at_most: bool,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    tolerance: float | None = None,
+) -> Judgement:
+    """Judge the canary's rate `events / total` against an absolute bound: `max` when `at_most`, else `min`.
+
+    One time-uniform confidence sequence for the rate (the same normal mixture as the comparisons):
+    FAIL only when the `1 - alpha` bound is beyond the limit (for `max`: the lower bound above it),
+    PASS only when the `power` bound is within it and the canary has `min_samples`. The Judgement's
+    values are the canary's rate itself, not a regression; `lower`/`upper` are the bounds each
+    decision reads (for `max`: lower at `1 - alpha`, upper at `power`; for `min` the other way round).
+    """
+    _check_levels(alpha, power)
+    if not (math.isfinite(events) and math.isfinite(total)) or events < 0 or events > total:
+        return _error(f"counts are not a rate: {events}/{total}", limit=limit, relative=False)
+    n = int(total)
+    if total <= 0:
+        return _inconclusive("no samples yet", limit=limit, relative=False, nc=n, ns=0)
+    rate = events / total
+    p = (events + 0.5) / (total + 1)
+    variance = p * (1 - p) / total
+    tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
+    fail_radius = mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
+    pass_radius = mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
+    if at_most:
+        lower, upper = max(rate - fail_radius, 0.0), min(rate + pass_radius, 1.0)
+        failed, passed = lower > limit, upper <= limit
+    else:
+        lower, upper = max(rate - pass_radius, 0.0), min(rate + fail_radius, 1.0)
+        failed, passed = upper < limit, lower >= limit
+    verdict = _bound_verdict(failed, passed and total >= min_samples)
+    word = "max" if at_most else "min"
+    reason = f"canary {_pct(rate)} (bounds {_pct(lower)} .. {_pct(upper)}), {word} {_pct(limit)}"
+    return Judgement(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
+
+
+def judge_quantile_bound(
+    *,
+    buckets: Buckets,
+    q: float,
+    limit: float,
+    at_most: bool,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_QUANTILE_MIN_SAMPLES,
+) -> Judgement:
+    """Judge the canary's q-quantile (from cumulative `(le, count)` buckets) against an absolute bound.
+
+    The rank confidence sequence of `judge_quantile`, one arm: FAIL only when the `1 - alpha` bound is
+    beyond the limit, PASS only when the `power` bound is within it. A rank in the `+Inf` bucket reads
+    as the highest finite bound on the side that would fail (the quantile is at least that) and as
+    infinite on the side that would pass, so overflowing buckets can fail a `max` but never pass it."""
+    _check_levels(alpha, power)
+    if not 0 < q < 1:
+        raise ValueError(f"q must be in (0, 1), got {q}")
+    try:
+        cumulative = _cumulative(buckets)
+    except ValueError as exc:
+        return _error(f"histogram buckets unusable: {exc}", limit=limit, relative=False)
+    n = int(cumulative[-1][1])
+    if n <= 0:
+        return _inconclusive("no samples yet", limit=limit, relative=False, nc=n, ns=0)
+    estimate = _value_at_rank(cumulative, q * cumulative[-1][1])
+    fail_lo, fail_hi = _quantile_bounds(cumulative, q=q, alpha=alpha)
+    pass_lo, pass_hi = _quantile_bounds(cumulative, q=q, alpha=1 - power)
+    top = _highest_finite(cumulative)
+    if at_most:
+        lower, upper = (top if math.isinf(fail_lo) else fail_lo), pass_hi
+        failed, passed = lower > limit, upper <= limit
+    else:
+        lower, upper = pass_lo, fail_hi
+        failed, passed = upper < limit, lower >= limit
+    verdict = _bound_verdict(failed, passed and n >= min_samples)
+    word = "max" if at_most else "min"
+    reason = f"p{_qname(q)} canary {_secs(estimate)} (bounds {_secs(lower)} .. {_secs(upper)}), {word} {_secs(limit)}"
+    return Judgement(
+        verdict, estimate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples)
+    )
+
+
+def _bound_verdict(failed: bool, passed: bool) -> verdicts.Verdict:
+    if failed:
+        return verdicts.Verdict.FAIL
+    return verdicts.Verdict.PASS if passed else verdicts.Verdict.INCONCLUSIVE
+
+
+def _explain_bound(verdict: verdicts.Verdict, reason: str, canary_samples: int, min_samples: int) -> str:
+    if verdict is verdicts.Verdict.FAIL:
+        return f"beyond the bound: {reason}"
+    if verdict is verdicts.Verdict.PASS:
+        return f"within the bound: {reason}"
+    if canary_samples < min_samples:
+        return f"not enough canary samples ({canary_samples} < {min_samples}): {reason}"
+    return f"not enough evidence yet: {reason}"
+
+
 # -- sample-size advice ------------------------------------------------------------------------
 
 
@@ -419,6 +526,7 @@ def advise_ratio(
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     horizon: timedelta = timedelta(days=30),
+    stable_weight: float | None = None,
 ) -> Advice:
     """How long a step at canary `weight` (0.05 = 5%) needs for `judge_ratio` to decide, from the
     route's traffic and the stable `base_rate` (of the template's `good` events).
@@ -426,7 +534,8 @@ def advise_ratio(
     `pass_after`: a canary equal to stable passes with probability `power`. `fail_after`: a canary
     regressing by the limit plus `tolerance` (default: the limit again, so 2x the limit) fails with
     probability `power`. Stable gets the rest of the traffic; at weight 0 (shadow) pass 1.0 and the
-    mirrored share as `weight`, stable then keeps all traffic. Either is None when not reached in `horizon`.
+    mirrored share as `weight` and `stable_weight=1.0`: stable then keeps all traffic. `stable_weight`
+    defaults to `1 - weight` (and 1.0 at weight 1). Either is None when not reached in `horizon`.
     """
     _check_levels(alpha, power)
     if max_drop is None and max_increase is None:
@@ -441,7 +550,7 @@ def advise_ratio(
     canary_bad = bad * (1 + limit + extra) if relative else bad + limit + extra
     canary_bad = min(canary_bad, 1.0)
     z = _normal_ppf(power)
-    stable_share = 1 - weight if weight < 1 else 1.0
+    stable_share = stable_weight if stable_weight is not None else (1 - weight if weight < 1 else 1.0)
 
     def check(seconds: float, *, canary_p: float, fail: bool) -> bool:
         nc, ns = requests_per_second * weight * seconds, requests_per_second * stable_share * seconds
@@ -462,6 +571,57 @@ def advise_ratio(
 
     pass_after = _first_time(lambda s: check(s, canary_p=bad, fail=False), horizon)
     fail_after = _first_time(lambda s: check(s, canary_p=canary_bad, fail=True), horizon)
+    return Advice(
+        pass_after=pass_after,
+        fail_after=fail_after,
+        pass_samples=_samples(pass_after, requests_per_second * weight),
+        fail_samples=_samples(fail_after, requests_per_second * weight),
+    )
+
+
+def advise_rate_bound(
+    *,
+    requests_per_second: float,
+    weight: float,
+    limit: float,
+    at_most: bool,
+    tolerance: float | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    horizon: timedelta = timedelta(days=30),
+) -> Advice:
+    """How long `judge_rate_bound` needs at canary `weight`: `pass_after` for a canary halfway between
+    0 and a `max` (or between a `min` and 1), `fail_after` for one `tolerance` beyond the bound (default:
+    as far again, so twice a `max`, or twice the shortfall `1 - min`), each with probability `power`."""
+    _check_levels(alpha, power)
+    if not 0 < weight <= 1 or requests_per_second <= 0 or not 0 <= limit <= 1:
+        raise ValueError("weight must be in (0, 1], requests_per_second > 0, limit in [0, 1]")
+    room = limit if at_most else 1 - limit  # the distance from the bound to the better end
+    extra = room if tolerance is None else tolerance
+    good_p = limit - room / 2 if at_most else limit + room / 2
+    bad_p = min(limit + extra, 1.0) if at_most else max(limit - extra, 0.0)
+    tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
+    z = _normal_ppf(power)
+
+    def check(seconds: float, *, p: float, fail: bool) -> bool:
+        n = requests_per_second * weight * seconds
+        if n < 1:
+            return False
+        var = max(p * (1 - p), 0.25 / (n + 1)) / n
+        spread = z * math.sqrt(var)
+        if fail:
+            radius = mixture_radius(var, alpha=one_sided(alpha), tau=tau)
+            return p - spread - radius > limit if at_most else p + spread + radius < limit
+        # the judge's radius grows with the observed rate: read it where an unlucky draw lands
+        unlucky = min(p + spread, 1.0) if at_most else max(p - spread, 0.0)
+        var_unlucky = max(unlucky * (1 - unlucky), 0.25 / (n + 1)) / n
+        radius = mixture_radius(var_unlucky, alpha=one_sided(1 - power), tau=tau)
+        within = p + spread + radius <= limit if at_most else p - spread - radius >= limit
+        return n >= min_samples and within
+
+    pass_after = _first_time(lambda s: check(s, p=good_p, fail=False), horizon) if room > 0 else None
+    fail_after = _first_time(lambda s: check(s, p=bad_p, fail=True), horizon) if bad_p != limit else None
     return Advice(
         pass_after=pass_after,
         fail_after=fail_after,
@@ -524,17 +684,17 @@ def _tau_log(limit: float, tolerance: float | None) -> float:
 
 
 def _error(reason: str, *, limit: float, relative: bool) -> Judgement:
-    return Judgement(gates.Verdict.ERROR, None, None, None, limit, relative, 0, 0, reason)
+    return Judgement(verdicts.Verdict.ERROR, None, None, None, limit, relative, 0, 0, reason)
 
 
 def _inconclusive(reason: str, *, limit: float, relative: bool, nc: int, ns: int) -> Judgement:
-    return Judgement(gates.Verdict.INCONCLUSIVE, None, None, None, limit, relative, nc, ns, reason)
+    return Judgement(verdicts.Verdict.INCONCLUSIVE, None, None, None, limit, relative, nc, ns, reason)
 
 
-def _explain(verdict: gates.Verdict, reason: str, canary_samples: int, min_samples: int) -> str:
-    if verdict is gates.Verdict.FAIL:
+def _explain(verdict: verdicts.Verdict, reason: str, canary_samples: int, min_samples: int) -> str:
+    if verdict is verdicts.Verdict.FAIL:
         return f"regression beyond the limit: {reason}"
-    if verdict is gates.Verdict.PASS:
+    if verdict is verdicts.Verdict.PASS:
         return f"within the limit: {reason}"
     if canary_samples < min_samples:
         return f"not enough canary samples ({canary_samples} < {min_samples}): {reason}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from controller import load, spec
+from controller import advice, load, promql, spec, templates
 from controller.routers import base
 
 WARNING = "warning"
@@ -96,5 +96,33 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object
                     ("spec", "steps", i, "shadow"),
                     f"router {s.router!r} is a LiteLLM proxy, which cannot mirror traffic; use a weight step",
                     ERROR,
+                )
+    for i, gate in enumerate(s.analysis.gates):
+        if gate.max_increase is None or (gate.max is not None or gate.min is not None):
+            continue
+        try:
+            template = templates.resolve(gate.use, config).app
+        except promql.QueryError:
+            continue  # an unknown template is a validation error, reported elsewhere
+        if isinstance(template, spec.RatioTemplate):
+            bound = "max" if template.bad is not None else "min"
+            add(
+                "R009",
+                ("spec", "analysis", "gates", i, "maxIncrease"),
+                f"a relative limit on a rate never decides while neither variant has a bad event; pair it with "
+                f"an absolute `{bound}` so a clean canary can pass (see docs-judge.md)",
+            )
+    rate = s.analysis.expected_rate
+    if rate is not None:
+        for i, step in enumerate(s.steps):
+            timing = advice.step_advice(loaded, rate, step=i, config=config)
+            for g in timing.too_short():
+                assert step.for_ is not None  # too_short() is empty without a `for`
+                add(
+                    "R008",
+                    ("spec", "steps", i, "for"),
+                    f"step {i + 1} ({step.describe()}) lasts {spec.format_duration(step.for_)}, but at "
+                    f"{spec.format_rate(rate)} gate {g.gate} ({g.check}) cannot decide that soon: {g.text()} "
+                    f"(assuming {g.assumes}); lengthen `for`, raise the weight, or loosen the limit",
                 )
     return out

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from controller import gates, load, spec
+from controller import advice, gates, load, spec
 from controller.routers import base
 
 
@@ -92,13 +92,17 @@ class RouteDiff:
     desired: base.RouteState
     live: base.RouteState | None
     action: str  # what the next tick would do to the router, in words
+    timing: advice.StepAdvice | None = None  # how long the current step's gates need to decide
 
     @property
     def drift(self) -> bool:
         return self.live is None or not self.live.same_traffic(self.desired)
 
 
-def diff(loaded: load.LoadedRollout, live: base.RouteState | None) -> RouteDiff:
+def diff(
+    loaded: load.LoadedRollout, live: base.RouteState | None, *, config: spec.ControllerConfig | None = None
+) -> RouteDiff:
+    """Desired against live; `config` (for custom gate templates) sharpens the timing advice."""
     desired = desired_state(loaded)
     status = loaded.rollout.status
     if live is None:
@@ -128,7 +132,15 @@ def diff(loaded: load.LoadedRollout, live: base.RouteState | None) -> RouteDiff:
         desired=desired,
         live=live,
         action=action,
+        timing=_timing(loaded, config),
     )
+
+
+def _timing(loaded: load.LoadedRollout, config: spec.ControllerConfig | None) -> advice.StepAdvice | None:
+    """Sample-size advice for the current step, while a canary is in flight."""
+    if loaded.rollout.spec.canary is None or rolled_back(loaded):
+        return None
+    return advice.step_advice(loaded, step=current_step(loaded), config=config)
 
 
 # -- decide: one tick's decision for one rollout ---------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from controller import plan
+from controller import advice, plan, spec
 from controller.routers import base
 
 
@@ -115,7 +116,82 @@ def _diff_json(d: plan.RouteDiff) -> dict[str, Any]:
         "live": d.live.to_json() if d.live else None,
         "drift": d.drift,
         "action": d.action,
+        "timing": _timing_json(d.timing),
     }
+
+
+# -- time to a decision (sample-size advice for the current step) ---------------------------------------
+
+
+def _seconds(t: timedelta | None) -> int | None:
+    return None if t is None else int(t.total_seconds())
+
+
+def _timing_json(t: advice.StepAdvice | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "step": t.step,
+        "stepFor": _seconds(t.step_for),
+        "requestsPerSecond": t.rate,
+        "note": t.note or None,
+        "caveat": t.caveat or None,
+        "gates": [
+            {
+                "gate": g.gate,
+                "check": g.check,
+                "passAfter": _seconds(g.pass_after),
+                "failAfter": _seconds(g.fail_after),
+                "exact": g.exact,
+                "applies": g.applies,
+                "assumes": g.assumes,
+                "decidesWithinFor": None if t.step_for is None or not g.applies else g.decides_within(t.step_for),
+            }
+            for g in t.gates
+        ],
+    }
+
+
+def _timing_text(t: advice.StepAdvice | None) -> list[str]:
+    if t is None:
+        return []
+    if t.note:
+        return [f"    decide   {t.note}"]
+    head = f"    decide   at {spec.format_rate(t.rate or 0)}, step {t.step + 1} ({t.step_text})"
+    head += f" for {spec.format_duration(t.step_for)}:" if t.step_for else ":"
+    lines = [head]
+    short = set(t.too_short())
+    for g in t.gates:
+        mark = "  (longer than the step's `for`)" if g in short else ""
+        lines.append(f"             {g.gate} {g.check}: {g.text()}{mark}")
+    if t.caveat:
+        lines.append(f"             ({t.caveat})")
+    return lines
+
+
+def _timing_markdown(diffs: Sequence[plan.RouteDiff]) -> list[str]:
+    rows = [(d, g) for d in diffs if d.timing for g in d.timing.gates]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "**Time to a decision** (current step, at `analysis.expectedRate`)",
+        "",
+        "| rollout | step | gate | check | pass / fail after | assumes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d, g in rows:
+        t = d.timing
+        assert t is not None
+        short = " **(longer than `for`)**" if g in t.too_short() else ""
+        lines.append(
+            f"| {md(d.name)} | {t.step + 1} ({md(t.step_text)}) | {md(g.gate)} | {md(g.check)} "
+            f"| {md(g.text())}{short} | {md(g.assumes)} |"
+        )
+    caveats = sorted({f"{d.name}: {d.timing.caveat}" for d in diffs if d.timing and d.timing.caveat})
+    if caveats:
+        lines += ["", *(f"- {md(c)}" for c in caveats)]
+    return lines
 
 
 def _plan_text(
@@ -135,6 +211,7 @@ def _plan_text(
         lines.append(f"    shadow   live: {_shadow(d.live):<28} desired: {_shadow(d.desired)}")
         lines.append(f"    drift    {'yes' if d.drift else 'no'}")
         lines.append(f"    next     {d.action}")
+        lines += _timing_text(d.timing)
         lines.append("")
     for name, error in failures:
         lines += [f"! {name}  router unreachable or unreadable: {error}", ""]
@@ -167,6 +244,7 @@ def _plan_markdown(
             f"| {md(_split(d.live))} | {md(_split(d.desired))} | {_shadow(d.live)} → {_shadow(d.desired)} "
             f"| {'**yes**' if d.drift else 'no'} | {md(d.action)} |"
         )
+    lines += _timing_markdown(diffs)
     if failures:
         lines += ["", "**Unreachable routers**", ""]
         lines += [f"- {md(n)}: {md(e)}" for n, e in failures]

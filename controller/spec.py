@@ -104,6 +104,32 @@ Threshold = Annotated[
 ]
 
 
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*/\s*(s|m|h|d)$")
+RATE_PATTERN = r"^\d+(\.\d+)?\s*/\s*(s|m|h|d)$"
+
+
+def parse_rate(value: object) -> float:
+    """`10/s`, `600/m`, `36000/h` -> requests per second. Bare numbers are refused: the unit is never guessed."""
+    if isinstance(value, str) and (m := _RATE.match(value.strip())):
+        rate = float(m.group(1)) / _UNIT_SECONDS[m.group(2)]
+        if rate > 0:
+            return rate
+        raise ValueError("must be above zero")
+    raise ValueError("must be a rate such as 10/s, 600/m or 36000/h")
+
+
+def format_rate(value: float) -> str:
+    return f"{value:g}/s"
+
+
+Rate = Annotated[
+    float,
+    BeforeValidator(parse_rate),
+    PlainSerializer(format_rate, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": RATE_PATTERN, "examples": ["10/s", "600/m"]}),
+]
+
+
 def _check_percent(value: int) -> int:
     if not 0 <= value <= 100:
         raise ValueError("must be between 0 and 100")
@@ -277,6 +303,11 @@ class Analysis(_Model):
     segments: list[LabelName] = Field(
         default_factory=list,
         description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
+    )
+    expected_rate: Rate | None = Field(
+        default=None,
+        description="The route's usual traffic (both variants), e.g. 10/s or 600/m. Only advises how long "
+        "a step needs to reach a decision (`rollout plan`, lint R007); unset means unknown.",
     )
 
 

@@ -24,7 +24,8 @@ id, which is `spec.cluster_name(rollout, variant)` too (names checked against Li
 `litellm_spend_metric_total` (USD). Their per-request templates are ratios of two counters.
 
 Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
-a `value` series and a `samples` series (tagged with the label `rollouts_part`), one group per
+a `value` series and a `samples` series (tagged with the label `rollouts_part`), plus for quantile
+templates one `buckets` series per histogram bucket (its `le` label kept) for the judge, one group per
 (flavour, segment labels) tagged with `rollouts_group`, joined with `or`. A ratio's numerator
 series may not exist yet (Envoy creates the 5xx series at the first 5xx): `or total * 0` makes that
 a measured zero, while a missing `total` stays "no data".
@@ -242,8 +243,11 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
         raise promql.QueryError("the window must be at least 1s")
     parts = []
     for g in sorted(groups, key=lambda g: g.key):
-        value, samples = _parts(template.of(g.flavour), g, spec.format_duration(window))
+        t = template.of(g.flavour)
+        value, samples = _parts(t, g, spec.format_duration(window))
         both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
+        if isinstance(t, spec.QuantileTemplate):
+            both += f" or {promql.tag(_buckets(t, g, spec.format_duration(window)), PART, 'buckets')}"
         parts.append(promql.tag(f"({both})", GROUP, g.key))
     return " or ".join(parts)
 
@@ -268,6 +272,11 @@ def _increase(selector: str, g: Group, window: str, *, extra: Sequence[str] = ()
 
 def _sum(expr: str, by: Sequence[str]) -> str:
     return f"sum by ({', '.join(promql.label(b) for b in by)}) ({expr})"
+
+
+def _buckets(t: spec.QuantileTemplate, g: Group, window: str) -> str:
+    """Every bucket's increase per variant and segment (labelled `le`, unscaled): what the judge reads."""
+    return _sum(_increase(t.buckets, g, window), (*g.by, "le"))
 
 
 def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:

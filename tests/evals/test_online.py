@@ -115,4 +115,6 @@ def test_prometheus_and_the_eval_pass_rate_gate(repo: Path, server: standin.Stan
     assert evidence.verdict is gates.Verdict.FAIL
     bad = {gates.segment_text(r.segment): r.verdict for r in evidence.segments}
     assert bad["queue=shipping"] is gates.Verdict.FAIL
-    assert bad["queue=billing"] is gates.Verdict.PASS  # the canary fixed billing
+    # the canary fixed billing: never a FAIL there (a handful of cases is too few for the
+    # sequential judge to call it a PASS yet)
+    assert bad["queue=billing"] in (gates.Verdict.PASS, gates.Verdict.INCONCLUSIVE)

@@ -3,6 +3,7 @@ backfilled by promtool relative to now, and a counting httpx client."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -51,8 +52,8 @@ def history() -> list[prom.PromSeries]:
     for variant, usd in (("stable", 0.02), ("canary", 0.018)):
         s += _ratio("llm_requests_total", "better", variant, "outcome", "ok", 19.9, 20)
         s.append(prom.PromSeries("llm_cost_usd_total", {"route": "better", "variant": variant}, usd))
-    # canary 5 points worse on evals
-    s += _evals("worse", "stable", 0.90, 20) + _evals("worse", "canary", 0.85, 20)
+    # canary 10 points worse on evals (5 points in 1200 samples is not yet evidence beyond a 3-point limit)
+    s += _evals("worse", "stable", 0.90, 20) + _evals("worse", "canary", 0.80, 20)
     # too few samples: 18 canary evals in an hour
     s += _evals("few", "stable", 0.90, 20) + _evals("few", "canary", 0.5, 0.3)
     # one bad segment among good ones, and a tiny bad one that does not count
@@ -69,6 +70,46 @@ def history() -> list[prom.PromSeries]:
     s += _ratio("llm_requests_total", "absent5xx", "canary", "outcome", "ok", 20, 20)
     # a route whose name would break a carelessly built query
     s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
+    return s + sequential_history()
+
+
+# -- a step that began when the history did, for the sequential verdicts ------------------------------
+
+STEP_START = NOW - 3 * 3600
+STABLE_PM, CANARY_PM = 200, 50  # a 20% canary: evals and requests per minute
+LATENCY_LE = [0.05 * 1.1**k for k in range(60)]
+
+
+def _lognormal_shares(median: float, sigma: float = 0.6) -> list[float]:
+    """Cumulative share of latencies at or below each bound of LATENCY_LE, then 1.0 for +Inf."""
+    return [0.5 * (1 + math.erf((math.log(le) - math.log(median)) / (sigma * math.sqrt(2)))) for le in LATENCY_LE] + [
+        1.0
+    ]
+
+
+def _histogram(
+    name: str, labels: dict[str, str], median: float, per_minute: float, *, ms: bool = False
+) -> list[prom.PromSeries]:
+    bounds = [f"{le * 1000:.6g}" if ms else f"{le:.6g}" for le in LATENCY_LE] + ["+Inf"]
+    return [
+        prom.PromSeries(name, {**labels, "le": le}, per_minute * share)
+        for le, share in zip(bounds, _lognormal_shares(median), strict=True)
+    ]
+
+
+def sequential_history() -> list[prom.PromSeries]:
+    s: list[prom.PromSeries] = []
+    for route, canary_eval, canary_median in (("seq-same", 0.90, 0.8), ("seq-worse", 0.85, 0.8 * 1.3)):
+        s += _evals(route, "stable", 0.90, STABLE_PM) + _evals(route, "canary", canary_eval, CANARY_PM)
+        for variant, median, pm in (("stable", 0.8, STABLE_PM), ("canary", canary_median, CANARY_PM)):
+            s += _histogram("llm_request_duration_seconds_bucket", {"route": route, "variant": variant}, median, pm)
+    # no errors anywhere: a relative error gate alone can never decide
+    for variant, pm in (("stable", STABLE_PM), ("canary", CANARY_PM)):
+        s.append(prom.PromSeries("llm_requests_total", {"route": "clean", "variant": variant, "outcome": "ok"}, pm))
+    # Envoy's histogram is in milliseconds: the canary is 30% slower
+    for variant, median, pm in (("stable", 0.8, STABLE_PM), ("canary", 0.8 * 1.3, CANARY_PM)):
+        labels = {"envoy_cluster_name": f"seq-envoy_{variant}"}
+        s += _histogram("envoy_cluster_upstream_rq_time_bucket", labels, median, pm, ms=True)
     return s
 
 

@@ -1,5 +1,6 @@
 """Live: real Envoy splitting 50/50 between two upstreams, scraped by the session Prometheus every
-second. A canary failing 10% of requests gives error_rate FAIL; a healthy canary gives PASS."""
+second. A canary failing 25% of requests gives error_rate FAIL; a healthy canary gives PASS. (About 200
+canary requests: the judge's lower bound for a 10% error rate would not yet clear a 2% max.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ BAD, GOOD = "live-bad", "live-good"
 
 
 def upstream(fail_every: int) -> ThreadingHTTPServer:
-    """A tiny upstream; with fail_every=10 every tenth request gets a 503."""
+    """A tiny upstream; with fail_every=4 every fourth request gets a 503."""
     counter = itertools.count(1)
     lock = threading.Lock()
 
@@ -46,7 +47,7 @@ def upstream(fail_every: int) -> ThreadingHTTPServer:
 
 @pytest.fixture
 def upstreams() -> Iterator[dict[str, int]]:
-    servers = {"healthy": upstream(0), "failing": upstream(10)}
+    servers = {"healthy": upstream(0), "failing": upstream(4)}
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers.values()]
     for t in threads:
         t.start()

@@ -103,7 +103,9 @@ def test_segments_judged_one_by_one(metrics: prometheus.Prometheus) -> None:
     by = {dict(r.segment)["tenant_tier"]: r for r in e.segments}
     assert set(by) == {"free", "pro", "enterprise", "trial"}
     assert by["enterprise"].verdict is V.FAIL and by["enterprise"].counted
-    assert by["free"].verdict is V.PASS and by["pro"].verdict is V.PASS
+    assert by["free"].verdict is V.PASS  # 1 point better
+    # equal to stable, but 1200 samples cannot yet show it within 3 points: its upper bound is just above
+    assert by["pro"].verdict is V.INCONCLUSIVE and "not enough evidence" in by["pro"].reason
     assert by["trial"].verdict is V.INCONCLUSIVE and not by["trial"].counted
 
 

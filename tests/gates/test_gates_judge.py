@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from controller import gates, spec
 from controller.gates import Measurement as M
 from controller.gates import Verdict as V
+
+NO = gates.NO_DATA
 
 
 def gate(**kw: object) -> spec.Gate:
@@ -96,3 +100,230 @@ WORST_CASES = [
 @pytest.mark.parametrize(("verdicts", "want"), [c[1:] for c in WORST_CASES], ids=[c[0] for c in WORST_CASES])
 def test_worst(verdicts: list[V], want: V) -> None:
     assert gates.worst(verdicts) is want
+
+
+# -- the sequential judge, as the gates use it ---------------------------------------------------------
+
+RATIO_GOOD = gates.Method("ratio", counts_good=True)  # eval_pass_rate: value = passes / evals
+RATIO_BAD = gates.Method("ratio", counts_good=False)  # error_rate: value = errors / requests
+P95 = gates.Method("quantile", quantile=0.95)
+
+
+def err_gate(**kw: object) -> spec.Gate:
+    return spec.Gate.model_validate({"use": "error_rate", **kw})
+
+
+def hist(*pairs: tuple[float, float]) -> tuple[tuple[float, float], ...]:
+    return tuple(pairs)
+
+
+# cumulative buckets: 10k samples, p95 in (0.5, 1]; the slow one moves mass up a bucket
+FAST = hist((0.25, 6000), (0.5, 9000), (1.0, 9900), (2.0, 10000), (math.inf, 10000))
+SLOW = hist((0.25, 3000), (0.5, 6000), (1.0, 9000), (2.0, 10000), (math.inf, 10000))
+OVERFLOW = hist((0.25, 0), (math.inf, 10000))
+
+SEQUENTIAL_CASES = [
+    # (gate, method, stable, canary, minSamples, verdict, a phrase of the reason)
+    ("eval-equal-plenty-passes", gate(maxDrop="3%"), RATIO_GOOD, M(0.9, 20000), M(0.9, 5000), 100, V.PASS, "within"),
+    (
+        "eval-equal-1000-inconclusive",
+        gate(maxDrop="3%"),
+        RATIO_GOOD,
+        M(0.9, 1000),
+        M(0.9, 1000),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    (
+        "eval-2pt-drop-at-1000-inconclusive",
+        gate(maxDrop="3%"),
+        RATIO_GOOD,
+        M(0.90, 1000),
+        M(0.88, 1000),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    (
+        "eval-10pt-drop-fails",
+        gate(maxDrop="3%"),
+        RATIO_GOOD,
+        M(0.90, 1200),
+        M(0.80, 1200),
+        100,
+        V.FAIL,
+        "beyond the limit",
+    ),
+    (
+        "eval-5pt-drop-1200-not-yet",
+        gate(maxDrop="3%"),
+        RATIO_GOOD,
+        M(0.90, 1200),
+        M(0.85, 1200),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    (
+        "eval-below-judge-floor-never-passes",
+        gate(maxDrop="50%"),
+        RATIO_GOOD,
+        M(0.9, 20000),
+        M(0.9, 60),
+        10,
+        V.INCONCLUSIVE,
+        "not enough canary samples",
+    ),
+    ("errors-max-clean-passes", err_gate(max="1%"), RATIO_BAD, NO, M(0.0, 1200), 100, V.PASS, "within the bound"),
+    ("errors-max-3pct-fails", err_gate(max="1%"), RATIO_BAD, NO, M(0.03, 2000), 100, V.FAIL, "beyond the bound"),
+    (
+        "errors-max-1.2pct-holds",
+        err_gate(max="1%"),
+        RATIO_BAD,
+        NO,
+        M(0.012, 2000),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    ("schema-min-fails", gate(min="99%"), RATIO_GOOD, NO, M(0.95, 2000), 100, V.FAIL, "beyond the bound"),
+    ("schema-min-passes", gate(min="99%"), RATIO_GOOD, NO, M(0.999, 20000), 100, V.PASS, "within the bound"),
+    (
+        "errors-relative-alone-clean-holds-forever",
+        err_gate(maxIncrease="50%"),
+        RATIO_BAD,
+        M(0.0, 10**6),
+        M(0.0, 10**5),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    (
+        "errors-relative-paired-clean-passes",
+        err_gate(maxIncrease="50%", max="1%"),
+        RATIO_BAD,
+        M(0.0, 20000),
+        M(0.0, 2000),
+        100,
+        V.PASS,
+        "absolute slack",
+    ),
+    (
+        "errors-relative-paired-doubled-fails",
+        err_gate(maxIncrease="50%", max="5%"),
+        RATIO_BAD,
+        M(0.01, 10**6),
+        M(0.02, 10**5),
+        100,
+        V.FAIL,
+        "maxIncrease",
+    ),
+    (
+        "errors-relative-doubled-fails",
+        err_gate(maxIncrease="50%"),
+        RATIO_BAD,
+        M(0.01, 10**6),
+        M(0.02, 10**5),
+        100,
+        V.FAIL,
+        "beyond the limit",
+    ),
+    ("p95-same-passes", gate(maxIncrease="10%"), P95, M(0.7, 10000, FAST), M(0.7, 10000, FAST), 100, V.PASS, "within"),
+    ("p95-slower-fails", gate(maxIncrease="10%"), P95, M(0.7, 10000, FAST), M(0.9, 10000, SLOW), 100, V.FAIL, "beyond"),
+    (
+        "p95-no-buckets-holds",
+        gate(maxIncrease="10%"),
+        P95,
+        M(0.7, 10000),
+        M(0.7, 10000),
+        100,
+        V.INCONCLUSIVE,
+        "no histogram buckets",
+    ),
+    ("p95-max-fails", gate(max="500ms"), P95, NO, M(0.9, 10000, SLOW), 100, V.FAIL, "beyond the bound"),
+    ("p95-max-passes", gate(max="2s"), P95, NO, M(0.7, 10000, FAST), 100, V.PASS, "within the bound"),
+    (
+        "p95-overflow-max-never-passes",
+        gate(max="30s"),
+        P95,
+        NO,
+        M(0.25, 10000, OVERFLOW),
+        100,
+        V.INCONCLUSIVE,
+        "not enough evidence",
+    ),
+    ("p95-overflow-max-fails", gate(max="100ms"), P95, NO, M(0.25, 10000, OVERFLOW), 100, V.FAIL, "beyond the bound"),
+    (
+        "p95-maxdrop-is-an-error",
+        gate(maxDrop="3%"),
+        P95,
+        M(0.7, 10000, FAST),
+        M(0.7, 10000, FAST),
+        100,
+        V.ERROR,
+        "maxIncrease",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("gate_", "method", "stable", "canary", "min_samples", "want", "phrase"),
+    [c[1:] for c in SEQUENTIAL_CASES],
+    ids=[c[0] for c in SEQUENTIAL_CASES],
+)
+def test_sequential_judge(
+    gate_: spec.Gate, method: gates.Method, stable: M, canary: M, min_samples: int, want: V, phrase: str
+) -> None:
+    got = gates.judge(gate_, stable=stable, canary=canary, min_samples=min_samples, method=method)
+    assert got.verdict is want, got.reason
+    assert phrase in got.reason
+    assert got.checks or want in (V.INCONCLUSIVE, V.ERROR)
+
+
+def test_checks_carry_the_judges_estimate_and_bounds() -> None:
+    got = gates.judge(
+        gate(maxDrop="3%"), stable=M(0.90, 1200), canary=M(0.80, 1200), min_samples=100, method=RATIO_GOOD
+    )
+    [check] = got.checks
+    assert check.name == "maxDrop" and check.unit == "pts" and check.limit == pytest.approx(0.03)
+    assert check.estimate == pytest.approx(0.10)
+    assert check.lower is not None and check.upper is not None
+    assert 0.03 < check.lower < 0.10 < check.upper
+
+
+def test_paired_increase_shows_both_routes() -> None:
+    got = gates.judge(
+        err_gate(maxIncrease="50%", max="1%"),
+        stable=M(0.0, 20000),
+        canary=M(0.0, 2000),
+        min_samples=100,
+        method=RATIO_BAD,
+    )
+    names = [c.name for c in got.checks]
+    assert names == ["max", "maxIncrease", "maxIncrease (absolute)"]
+    absolute = got.checks[-1]
+    assert absolute.limit == pytest.approx(0.005) and absolute.verdict is V.PASS
+
+
+def test_alpha_is_shared_among_segments() -> None:
+    """A drop that one segment alone would fail on holds when the gate judges 20 segments (Bonferroni)."""
+    stable, canary = M(0.90, 3000), M(0.855, 3000)
+    alone = gates.judge(gate(maxDrop="1%"), stable=stable, canary=canary, min_samples=100, method=RATIO_GOOD)
+    assert alone.verdict is V.FAIL, alone.reason
+    shared = gates.judge(
+        gate(maxDrop="1%"), stable=stable, canary=canary, min_samples=100, method=RATIO_GOOD, alpha_share=1 / 20
+    )
+    assert shared.verdict is V.INCONCLUSIVE, shared.reason
+    many = {(("tier", str(i)),): {"stable": stable, "canary": canary} for i in range(20)}
+    rows, verdict = gates.judge_segments(gate(maxDrop="1%"), many, min_samples=100, method=RATIO_GOOD)
+    assert verdict is V.INCONCLUSIVE and all(r.checks for r in rows)
+
+
+def test_gate_alpha_and_power_reach_the_judge() -> None:
+    stable, canary = M(0.90, 3000), M(0.855, 3000)
+    default = gates.judge(gate(maxDrop="1%"), stable=stable, canary=canary, min_samples=100, method=RATIO_GOOD)
+    strict = gates.judge(
+        gate(maxDrop="1%", alpha=1e-6), stable=stable, canary=canary, min_samples=100, method=RATIO_GOOD
+    )
+    assert default.verdict is V.FAIL and strict.verdict is V.INCONCLUSIVE

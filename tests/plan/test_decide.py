@@ -362,3 +362,16 @@ def test_invariants(
     # any failing rollback gate rolls back, or the rollout is already rolled back
     if any(v is V.FAIL and f == "rollback" for _, v, f in verdicts) and not (pr_open or phase == "RolledBack"):
         assert decision.kind is plan.Kind.ROLLBACK
+
+
+@pytest.mark.parametrize(
+    ("in_step", "expected"),
+    [(None, 60), (30, 60), (60, 60), (119, 60), (120, 120), (300, 240), (3600, 1920), (10**7, 60 * 2**13)],
+    ids=["unknown", "shorter", "one", "almost-two", "two", "five", "hour", "capped"],
+)
+def test_measuring_window(in_step: int | None, expected: int) -> None:
+    from controller import reconcile
+
+    got = reconcile.window(timedelta(minutes=1), None if in_step is None else timedelta(seconds=in_step))
+    assert got == timedelta(seconds=expected)
+    assert got <= max(timedelta(minutes=1), timedelta(seconds=in_step or 0))  # never before the step began

@@ -51,6 +51,39 @@ CASES = [
     ("big-first-step", {"steps": "[{weight: 20, minSamples: 10}, {weight: 100}]"}, ["R004"]),
     ("small-first-step", {"steps": "[{weight: 5, minSamples: 10}, {weight: 100}]"}, []),
     ("no-min-samples", {"steps": "[{shadow: 100}, {weight: 5}, {weight: 100}]"}, ["R005"]),
+    # R008: a relative limit on a rate without an absolute partner can hold forever
+    ("relative-error-gate-alone", {"gates": "[{use: error_rate, maxIncrease: 50%, onFail: rollback}]"}, ["R009"]),
+    ("relative-error-gate-paired", {"gates": "[{use: error_rate, maxIncrease: 50%, max: 1%, onFail: rollback}]"}, []),
+    (
+        "relative-latency-gate-is-fine",
+        {"gates": "[{use: error_rate, max: 1%, onFail: rollback}, {use: latency_p95, maxIncrease: 10%}]"},
+        [],
+    ),
+    # R007: at the expected rate, a step's `for` is too short for a gate to reach any decision
+    (
+        "step-too-short-to-decide",
+        {
+            "steps": "[{shadow: 100, for: 10m, minSamples: 100}, {weight: 1, for: 1h}, {weight: 100}]",
+            "gates": "[{use: eval_pass_rate, maxDrop: 1%, onFail: rollback}], expectedRate: 5/s",
+        },
+        ["R008", "R008"],
+    ),
+    (
+        "steps-long-enough",
+        {
+            "steps": "[{shadow: 100, for: 2h, minSamples: 100}, {weight: 25, for: 24h}, {weight: 100}]",
+            "gates": "[{use: eval_pass_rate, maxDrop: 3%, onFail: rollback}], expectedRate: 10/s",
+        },
+        [],
+    ),
+    (
+        "no-expected-rate-no-advice",
+        {
+            "steps": "[{shadow: 100, for: 10m, minSamples: 100}, {weight: 1, for: 1h}, {weight: 100}]",
+            "gates": "[{use: eval_pass_rate, maxDrop: 1%, onFail: rollback}]",
+        },
+        [],
+    ),
 ]
 
 
@@ -74,3 +107,21 @@ def test_lint(tmp_path: Path, over: dict[str, str], expected: list[str]) -> None
 )
 def test_floating_aliases(model: str, floats: bool) -> None:
     assert lint.floating(model) is floats
+
+
+def test_r007_points_at_the_step_and_says_how_long(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    (root / "rollouts/case/rollout.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: local\n  route: chat\n"
+        "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
+        "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
+        "  steps:\n    - {weight: 1, for: 1h, minSamples: 100}\n    - {weight: 100}\n"
+        "  analysis:\n    expectedRate: 600/m\n    gates: [{use: eval_pass_rate, maxDrop: 1%}]\n"
+    )
+    tree = repo.WorkTree(root)
+    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
+    assert result.config
+    [loaded] = result.rollouts
+    [finding] = lint.lint(loaded, result.config, load.parse_yaml(loaded.path, tree.read(loaded.path)).data)
+    assert finding.code == "R008" and finding.line == 10 and finding.field == "spec.steps[0].for"
+    assert "10/s" in finding.message and "eval_pass_rate" in finding.message and "pass ~" in finding.message
