@@ -67,7 +67,13 @@ def build_router(
         case spec.FileRouter():
             return file_router.FileRouter(name, root / config.path)
         case spec.EnvoyRouter():
-            return envoy.EnvoyRouter(name, config.admin, routes=routes or {}, runtime_prefix=config.runtime_prefix)
+            return envoy.EnvoyRouter(
+                name,
+                config.admin,
+                routes=routes or {},
+                runtime_prefix=config.runtime_prefix,
+                upstreams=config.upstreams,
+            )
         case spec.FlagdRouter():
             return flagd.FlagdRouter(name, root / config.path)
         case spec.LitellmRouter():
@@ -248,33 +254,28 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     from controller import demo
 
-    examples = Path(args.examples)
-    if not (examples / load.CONFIG_FILE).is_file():
-        raise UsageError(f"no {load.CONFIG_FILE} in {examples}: run the demo from the project checkout")
-    made = demo.build(examples)
-    out.write(f"Demo repository: {made.clone} (remote {made.remote})\n\n$ rollout validate\n")
-    code = cmd_validate(argparse.Namespace(paths=[str(made.clone / "rollouts")], format="text", strict=False), out)
-    if code:
-        return code
-    plan_args = argparse.Namespace(repo=str(made.clone), ref="main", format="text", detailed_exitcode=False)
-    out.write("\n$ rollout plan --ref main        # nothing is live yet: every route is absent\n")
-    cmd_plan(plan_args, out)
-    loaded = load.load_repo(repo.GitTree.open(made.clone, "main"))
-    assert loaded.config is not None  # validated above
-    for one in loaded.rollouts:
-        s = one.rollout.spec
-        base.apply(
-            build_router(s.router, loaded.config.routers[s.router], root=made.clone), s.route, plan.desired_state(one)
+    checkout = Path(args.examples).resolve()
+    if not (checkout / load.CONFIG_FILE).is_file() or not (checkout / "tests" / "standins").is_dir():
+        raise UsageError(f"run the demo from the project checkout (no rollouts/ and tests/standins/ in {checkout})")
+    try:
+        result = demo.run(args.scenario, checkout=checkout, out=out, live_view=out.isatty() and not args.plain)
+    except RuntimeError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.scenario == "good":
+        ok = result.completed
+        out.write(f"\n{'completed' if ok else 'did not complete'}: {len(result.merged)} pull requests merged\n")
+    else:
+        ok = result.rolled_back and not result.promoted_after_rollback
+        seconds = result.rollback_seconds
+        out.write(
+            f"\n{'rolled back' if ok else 'not rolled back'}"
+            + (
+                f": the live canary weight was 0 again {seconds:.1f}s after it began to misbehave\n"
+                if seconds
+                else "\n"
+            )
         )
-    out.write("\n$ rollout plan --ref main        # after applying the desired state: in sync\n")
-    cmd_plan(plan_args, out)
-    victim = next(one for one in loaded.rollouts if one.rollout.spec.canary is not None)
-    state = demo.touch_by_hand(made.clone, victim)
-    out.write(f"\n# by hand: {victim.name} set to {state.describe()} on the live router\n")
-    out.write("$ rollout plan --ref main --format markdown   # the drift, as a PR comment shows it\n")
-    cmd_plan(argparse.Namespace(**{**vars(plan_args), "format": "markdown"}), out)
-    out.write(f"\nLook around: cd {made.clone} && git log --oneline && cat .rollout/*.json\n")
-    return 0
+    return 0 if ok else 1
 
 
 # -- gates ---------------------------------------------------------------------------------------
@@ -903,8 +904,10 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when any route drifted")
     pl.set_defaults(func=cmd_plan)
 
-    d = sub.add_parser("demo", help="run the examples end to end in a throwaway repository")
-    d.add_argument("--examples", default=".", help="the project checkout holding rollouts/ (default: .)")
+    d = sub.add_parser("demo", help="a real rollout, closed loop, on Envoy, Prometheus and stand-in models")
+    d.add_argument("--scenario", choices=("good", "regression", "latency", "errors"), default="good")
+    d.add_argument("--examples", default=".", help="the project checkout (default: .)")
+    d.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
     d.set_defaults(func=cmd_demo)
 
     add_gates_parser(sub)

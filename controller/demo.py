@@ -1,64 +1,506 @@
-"""`rollout demo`: the examples on the embedded defaults, in a throwaway GitOps repository.
+"""`rollout demo`: a real rollout, closed loop, on one machine, in under three minutes.
 
-Called by the CLI only. It builds a local remote and a clone from `rollouts/`, points every router
-at the embedded file router, then validates and plans, makes drift by hand and plans again.
+Called by the CLI only. It builds a throwaway GitOps repository (a bare remote and the controller's
+clone), starts two stand-in model servers (stable and canary, from `tests/standins` in the checkout),
+Envoy in front of them configured by `rollout render envoy`, Prometheus scraping Envoy and the model
+servers every second, a traffic generator with three tenants, and the controller loop with the local
+forge and an auto-approver that plays the reviewer. The scenario sets how the canary behaves once it
+takes half the live traffic: `good` is promoted step by step through pull requests; `regression`,
+`latency` and `errors` are rolled back in seconds, with a revert commit. Every process it starts is stopped
+when it ends, on Ctrl-C too.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TextIO
 
 import git
+import httpx
 
-from controller import load, plan, repo
+from controller import load, plan, prometheus, reconcile, repo, spec
+from controller.forge import base as forge_base
+from controller.forge import local as forge_local
 from controller.routers import base
-from controller.routers import file as file_router
 
-FILE_CONFIG = """# yaml-language-server: $schema=../schemas/controller.schema.json
-# The demo's controller config: every router is the embedded file router.
+ROUTE = "support-chat"
+NAME = "support-bot"
+STABLE_MODEL = "openai/gpt-4o-2024-08-06"
+CANARY_MODEL = "openai/gpt-4o-2024-11-20"
+TENANTS = {"free": 5.0, "pro": 3.0, "enterprise": 2.0}
+RATE = 200.0  # requests per second through Envoy: what these 2-core machines sustain with room to spare
+TICK = 1.0  # seconds between reconcile ticks
+SCRAPE = 1.0  # seconds between Prometheus scrapes
+INTERVAL = 2.0  # the rollout's analysis interval, seconds
+DEADLINE = 170.0  # the whole demo, seconds
+REGRESS_AT = 50  # a bad canary starts to misbehave once it takes this much live traffic
+
+#: How the canary misbehaves once it takes live traffic, per scenario (stand-in behaviour fields).
+SCENARIOS: dict[str, dict[str, Any]] = {
+    "good": {},
+    "regression": {"eval_pass": 0.55},  # 35 points fewer answers pass the online eval
+    "latency": {"latency": 0.15, "jitter": 0.02},  # five times slower
+    "errors": {"error_rate": 0.2},  # one answer in five is a 500
+}
+STABLE_BEHAVIOUR = ["--latency", "0.03", "--jitter", "0.004", "--eval-pass", "0.9"]
+
+ROLLOUT = f"""# yaml-language-server: $schema=../../schemas/rollout.schema.json
+# The demo's rollout: the support bot's model upgrade, with its steps scaled down to seconds.
 apiVersion: rollouts/v1
-kind: ControllerConfig
-routers:
-{routers}
-forge: {{type: local}}
-{rest}"""
+kind: Rollout
+metadata:
+  name: {NAME}
+spec:
+  router: edge
+  route: {ROUTE}
+  stable:
+    model: {STABLE_MODEL}
+    prompt: prompts/support-v3.md
+    params: {{temperature: 0.2, max_tokens: 800}}
+  canary:
+    model: {CANARY_MODEL}
+    prompt: prompts/support-v3.md
+    params: {{temperature: 0.2, max_tokens: 800}}
+  allowPairedChange: false
+  steps:
+    - {{shadow: 100, for: 16s, minSamples: 100}}
+    - {{weight: 25, for: 16s, minSamples: 100}}
+    - {{weight: 50, for: 16s, minSamples: 100}}
+    - {{weight: 100}}
+  analysis:
+    interval: {int(INTERVAL)}s
+    gates:
+      - {{use: eval_pass_rate, maxDrop: 10%, onFail: rollback}}
+      - {{use: error_rate, max: 5%, onFail: rollback}}
+      - {{use: latency_p95, maxIncrease: 100%, max: 2s, onFail: rollback}}
+      - {{use: cost_per_request, maxIncrease: 50%, onFail: pause}}
+    segments: [tenant_tier]
+  promotion: manual   # the demo's auto-approver plays the reviewer
+  keepPreviousFor: 8s
+"""
 
 
 @dataclass(frozen=True)
 class DemoRepo:
     remote: Path  # the bare repository that plays the remote
-    clone: Path  # the controller's working clone
+    clone: Path  # a working clone, as a user would have
 
 
-def build(examples: Path, into: Path | None = None) -> DemoRepo:
-    """A bare remote and a clone holding the examples, with file routers instead of real ones."""
-    base_dir = into or Path(tempfile.mkdtemp(prefix="rollout-demo-"))
-    remote, clone = base_dir / "remote.git", base_dir / "clone"
+def _git_env() -> dict[str, str]:
+    who = {"GIT_AUTHOR_NAME": "demo user", "GIT_AUTHOR_EMAIL": "user@demo.local"}
+    return {
+        **os.environ,
+        **who,
+        "GIT_COMMITTER_NAME": who["GIT_AUTHOR_NAME"],
+        "GIT_COMMITTER_EMAIL": who["GIT_AUTHOR_EMAIL"],
+    }
+
+
+def build(examples: Path, into: Path, *, config: str, rollout: str = ROLLOUT) -> DemoRepo:
+    """A bare remote and a clone holding the demo rollout, the examples' prompts, and `config`."""
+    remote, clone = into / "remote.git", into / "clone"
     git.Repo.init(remote, bare=True, initial_branch="main")
-    shutil.copytree(examples / "rollouts", clone / "rollouts")
+    (clone / "rollouts" / NAME).mkdir(parents=True)
+    shutil.copytree(examples / "rollouts" / NAME / "prompts", clone / "rollouts" / NAME / "prompts")
     if (examples / "schemas").is_dir():
         shutil.copytree(examples / "schemas", clone / "schemas")
-    config = load.load_config(repo.WorkTree(clone))
-    routers = "\n".join(f"  {name}: {{type: file, path: .rollout/{name}.json}}" for name in config.routers)
-    text = (clone / load.CONFIG_FILE).read_text()
-    rest = text[text.index("prometheus:") :] if "prometheus:" in text else ""
-    rest = rest.replace("forge:\n  type: local\n", "")
-    (clone / load.CONFIG_FILE).write_text(FILE_CONFIG.format(routers=routers, rest=rest))
-    (clone / ".gitignore").write_text(".rollout/\n")
+    (clone / load.CONFIG_FILE).write_text(config)
+    (clone / "rollouts" / NAME / load.ROLLOUT_FILE).write_text(rollout)
     r = git.Repo.init(clone, initial_branch="main")
-    r.index.add([str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts])
-    actor = git.Actor("rollout demo", "demo@rollouts.local")
-    r.index.commit("Add the example rollouts", author=actor, committer=actor)
-    r.create_remote("origin", str(remote)).push("main:main")
+    r.git.add("-A")
+    r.git.commit("-m", f"Roll out {CANARY_MODEL} for {NAME}", env=_git_env())
+    r.create_remote("origin", str(remote))
+    r.git.push("origin", "main:main", env=_git_env())
     return DemoRepo(remote, clone)
 
 
-def touch_by_hand(clone: Path, loaded: load.LoadedRollout) -> base.RouteState:
-    """Someone edits the live router by hand: the canary gets 30% it was never promoted to."""
-    router = file_router.FileRouter(loaded.rollout.spec.router, clone / f".rollout/{loaded.rollout.spec.router}.json")
-    state = base.RouteState({base.STABLE: 70, base.CANARY: 30}, 0, plan.served(loaded))
-    router.write(loaded.rollout.spec.route, state)
-    return state
+# -- processes -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, check: Callable[[], bool], *, deadline: float = 30.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with contextlib.suppress(httpx.HTTPError, OSError, ValueError, KeyError):
+            if check():
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"gave up waiting for {what}")
+
+
+@contextlib.contextmanager
+def process(
+    args: list[str], *, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child process for the duration of the block, stopped by its own handle."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def _model_server(stack: contextlib.ExitStack, variant: str, *, checkout: Path, work: Path) -> str:
+    port_file = work / f"{variant}.port"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), os.environ.get("PYTHONPATH", "")])}
+    args = [
+        sys.executable, "-m", "tests.standins.model_server", "--variant", variant, "--route", ROUTE,
+        "--model", STABLE_MODEL if variant == base.STABLE else CANARY_MODEL,
+        "--port", "0", "--port-file", str(port_file), "--segments", ",".join(TENANTS), *STABLE_BEHAVIOUR,
+    ]  # fmt: skip
+    stack.enter_context(process(args, log=work / f"{variant}.log", cwd=checkout, env=env))
+    wait_for(f"the {variant} model server", port_file.exists)
+    address = f"127.0.0.1:{int(port_file.read_text().strip())}"
+    wait_for(f"the {variant} model server", lambda: httpx.get(f"http://{address}/healthz", timeout=2).is_success)
+    return address
+
+
+def _prometheus(stack: contextlib.ExitStack, targets: dict[str, list[str]], *, port: int, work: Path) -> str:
+    jobs = "\n".join(
+        f"  - job_name: {name}\n    metrics_path: {path}\n    static_configs: [{{targets: {json.dumps(hosts)}}}]"
+        for name, (path, hosts) in {
+            "envoy": ("/stats/prometheus", targets["envoy"]),
+            "models": ("/metrics", targets["models"]),
+        }.items()
+    )
+    (work / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: {int(SCRAPE)}s, evaluation_interval: {int(SCRAPE)}s}}\nscrape_configs:\n{jobs}\n"
+    )
+    args = [
+        "prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn",
+    ]  # fmt: skip
+    stack.enter_context(process(args, log=work / "prometheus.log"))
+    url = f"http://127.0.0.1:{port}"
+
+    def targets_up() -> bool:
+        active = httpx.get(f"{url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+        return len(active) == 3 and all(t["health"] == "up" for t in active)
+
+    wait_for("Prometheus to scrape Envoy and the model servers", targets_up, deadline=60)
+    return url
+
+
+class EnvoyProcess:
+    """Envoy started from `rollout render envoy` output; rendered and restarted again on demand, as an
+    operator does after a completion changes which model a role's cluster serves."""
+
+    def __init__(self, clone: Path, *, work: Path) -> None:
+        self.clone, self.work = clone, work
+        self.stack = contextlib.ExitStack()
+
+    def start(self) -> None:
+        from controller import cli  # `rollout render envoy` itself renders the bootstrap
+
+        out = io.StringIO()
+        code = cli.cmd_render_envoy(
+            argparse.Namespace(repo=str(self.clone), router="edge", out=None, split_header=None), out
+        )
+        if code:
+            raise RuntimeError("rollout render envoy failed:\n" + out.getvalue())
+        config = self.work / "envoy.yaml"
+        config.write_text(out.getvalue())
+        args = ["envoy", "-c", str(config), "--disable-hot-restart", "--base-id", str(os.getpid() % 60000 + 1000),
+                "--log-level", "warn"]  # fmt: skip
+        self.stack.enter_context(process(args, log=self.work / "envoy.log"))
+
+    def restart(self) -> None:
+        git.Repo(self.clone).git.pull("--ff-only", "origin", "main", env=_git_env())
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        self.stack.close()
+        self.stack = contextlib.ExitStack()
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    scenario: str
+    repo: Path
+    completed: bool = False
+    rolled_back: bool = False
+    regressed_at: float | None = None  # monotonic time the canary began to misbehave
+    zero_at: float | None = None  # monotonic time the live canary weight was back at 0
+    merged: list[str] = field(default_factory=list)  # PR titles merged, in order
+    log: list[str] = field(default_factory=list)  # `git log --oneline` of main, newest first
+    promoted_after_rollback: bool = False
+
+    @property
+    def rollback_seconds(self) -> float | None:
+        if self.regressed_at is None or self.zero_at is None:
+            return None
+        return self.zero_at - self.regressed_at
+
+
+class View:
+    """What the demo shows while it runs: a live panel on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: TextIO, *, live: bool) -> None:
+        self.out = out
+        self.events: list[str] = []
+        self.live = None
+        self.started = time.monotonic()
+        if live:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(console=Console(file=out), refresh_per_second=4, transient=False)
+            self.live.start()
+
+    def event(self, text: str) -> None:
+        line = f"[{time.monotonic() - self.started:5.1f}s] {text}"
+        self.events.append(line)
+        if self.live is None:
+            self.out.write(line + "\n")
+            self.out.flush()
+
+    def show(self, outcome: reconcile.Outcome | None, loaded: load.LoadedRollout | None) -> None:
+        if self.live is None or outcome is None or loaded is None:
+            return
+        self.live.update(_panel(outcome, loaded, self.events[-12:]))
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[str]) -> Any:
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    s = loaded.rollout.spec
+    step = plan.current_step(loaded)
+    head = Table.grid(padding=(0, 2))
+    live = outcome.live.describe() if outcome.live else "absent"
+    head.add_row("rollout", f"{NAME}  ({s.stable.model} → {s.canary.model if s.canary else '-'})")
+    head.add_row(
+        "step", f"{step + 1}/{len(s.steps)}: {s.steps[step].describe()}  [{plan.diff(loaded, outcome.live).phase}]"
+    )
+    head.add_row("live", live)
+    decision = outcome.decision
+    head.add_row("decision", f"{decision.kind.value}: {decision.reason}" if decision else f"error: {outcome.error}")
+    parts: list[Any] = [head]
+    duration = s.steps[step].for_
+    if duration and outcome.step_since:
+        done = (datetime.now(UTC) - outcome.step_since).total_seconds()
+        parts.append(
+            ProgressBar(total=duration.total_seconds(), completed=min(done, duration.total_seconds()), width=50)
+        )
+    gates_table = Table("gate", "stable", "canary", "n (canary)", "verdict", box=None)
+    for e in outcome.evidence:
+        counted = [r for r in e.segments if r.counted] or list(e.segments)
+        st = [r.stable.value for r in counted if r.stable.value is not None]
+        ca = [r.canary.value for r in counted if r.canary.value is not None]
+        n = sum(r.canary.samples or 0 for r in counted)
+        gates_table.add_row(
+            e.gate.use,
+            f"{sum(st) / len(st):.3f}" if st else "-",
+            f"{sum(ca) / len(ca):.3f}" if ca else "-",
+            f"{n:.0f}",
+            str(e.verdict),
+        )
+    parts += [gates_table, "\n".join(events)]
+    return Panel(Group(*parts), title="rollout demo")
+
+
+def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, keep: bool = False) -> Result:
+    """Run the demo end to end; returns what happened. Raises on a broken environment."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    for tool in ("envoy", "prometheus"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"`{tool}` is not on PATH; run `bash .ci/demo`, which installs it")
+    work = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
+    result = Result(scenario, work / "remote.git")
+    view = View(out, live=live_view)
+    try:
+        with contextlib.ExitStack() as stack:
+            _run(stack, scenario, checkout=checkout, work=work, result=result, view=view)
+    finally:
+        view.close()
+        out.write("\n".join(view.events[-3:]) + "\n" if live_view else "")
+        if result.log:
+            out.write(f"\n$ git log --oneline main   (in {result.repo})\n" + "\n".join(result.log) + "\n")
+        out.write(
+            f"\nLook around: git -C {result.repo} log --stat main; git -C {result.repo} show refs/rollout-forge/db:pulls/000001.json\n"
+        )
+        if not keep:
+            for sub in ("tsdb",):
+                shutil.rmtree(work / sub, ignore_errors=True)
+    return result
+
+
+def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View) -> None:
+    stable = _model_server(stack, base.STABLE, checkout=checkout, work=work)
+    canary = _model_server(stack, base.CANARY, checkout=checkout, work=work)
+    listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    prom_port = free_port()
+    config = (
+        "# yaml-language-server: $schema=../schemas/controller.schema.json\n"
+        "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters:\n"
+        f"  edge:\n    type: envoy\n    admin: http://{admin}\n    listen: {listen}\n"
+        f"    upstreams:\n      {STABLE_MODEL}: {stable}\n      {CANARY_MODEL}: {canary}\n"
+        f"prometheus: {{url: 'http://127.0.0.1:{prom_port}'}}\nforge: {{type: local}}\n"
+    )
+    made = build(checkout, work, config=config)
+    view.event(f"GitOps repository: {made.remote} (a clone in {made.clone})")
+    edge = EnvoyProcess(made.clone, work=work)
+    edge.start()
+    stack.callback(edge.stop)
+    wait_for("Envoy", lambda: httpx.get(f"http://{admin}/ready", timeout=2).is_success)
+    view.event(f"Envoy on {listen} (admin {admin}), rendered by `rollout render envoy`")
+    prom_url = _prometheus(stack, {"envoy": [admin], "models": [stable, canary]}, port=prom_port, work=work)
+    view.event(f"Prometheus on {prom_url}, scraping Envoy and both model servers every second")
+
+    from tests.standins import traffic  # the checkout's stand-in, not the product
+
+    load_gen = traffic.Traffic(
+        traffic.Plan(
+            url=f"http://{listen}/{ROUTE}/v1",
+            rate=RATE,
+            max_requests=10**7,
+            duration=DEADLINE + 30,
+            tenants=TENANTS,
+            concurrency=32,
+        )
+    ).start()
+    stack.callback(load_gen.stop)
+    view.event(f"traffic: {RATE:.0f} requests/s from tenants {', '.join(TENANTS)}")
+
+    from controller import cli
+
+    ws = repo.Workspace.open(str(made.remote), work / "controller")
+    metrics = prometheus.Prometheus(prom_url)
+    stack.callback(metrics.close)
+    forge = forge_local.LocalForge(made.remote)
+    desired = load.load_repo(ws.tree())
+    assert desired.config is not None
+    routes = {ROUTE: NAME}
+
+    def routers(name: str, cfg: spec.RouterConfig, _: Any) -> base.Router:
+        return cli.build_router(name, cfg, root=work, routes=routes)
+
+    controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
+    router = routers("edge", desired.config.routers["edge"], routes)
+
+    def rerender() -> None:
+        edge.restart()
+        wait_for("Envoy", lambda: httpx.get(f"http://{admin}/ready", timeout=2).is_success)
+
+    _loop(controller, forge, router, scenario, canary=canary, rerender=rerender, result=result, view=view)
+    main = git.Repo(made.remote)
+    result.log = [f"{c.hexsha[:7]} {c.summary!s}" for c in main.iter_commits("main", first_parent=True)]
+    view.event(f"traffic report: {json.dumps(load_gen.report().as_json())}")
+
+
+def _loop(
+    controller: reconcile.Controller,
+    forge: forge_local.LocalForge,
+    router: base.Router,
+    scenario: str,
+    *,
+    canary: str,
+    rerender: Callable[[], None],
+    result: Result,
+    view: View,
+) -> None:
+    end = time.monotonic() + DEADLINE
+    seen_prs: set[tuple[int, str]] = set()
+    stopped = {"now": False}
+    previous = signal.signal(signal.SIGINT, lambda *_: stopped.__setitem__("now", True))
+    quiet_ticks = 0
+    try:
+        while time.monotonic() < end and not stopped["now"]:
+            tick = controller.reconcile_once()
+            outcome = next((o for o in tick.outcomes if o.rollout == NAME), None)
+            loaded = load.load_repo(controller.workspace.tree()).rollout(NAME)
+            if outcome is not None:
+                if outcome.decision and outcome.decision.kind is not plan.Kind.HOLD:
+                    view.event(f"{outcome.decision.kind.value}: {outcome.decision.reason}")
+                for action in outcome.actions:
+                    view.event(f"  {action}")
+                if outcome.error:
+                    view.event(f"  held ({outcome.adapter}): {outcome.error}")
+                    if "render the bootstrap again" in outcome.error:
+                        view.event(
+                            "operator: `rollout render envoy` again and restart Envoy (roles now name new models)"
+                        )
+                        rerender()
+            view.show(outcome, loaded)
+            live = router.read(ROUTE)
+            weight = live.weight(base.CANARY) if live else 0
+            if scenario != "good" and result.regressed_at is None and weight >= REGRESS_AT:
+                httpx.post(f"http://{canary}/admin/behaviour", json=SCENARIOS[scenario], timeout=5).raise_for_status()
+                result.regressed_at = time.monotonic()
+                view.event(f"the canary now misbehaves ({scenario}: {json.dumps(SCENARIOS[scenario])})")
+            if result.regressed_at is not None and result.zero_at is None and weight == 0:
+                result.zero_at = time.monotonic()
+                view.event(f"live canary weight back at 0, {result.rollback_seconds:.1f}s after the regression began")
+            _review(forge, seen_prs, result, view)
+            if (
+                result.rolled_back
+                and outcome
+                and outcome.decision
+                and outcome.decision.kind in (plan.Kind.ADVANCE, plan.Kind.COMPLETE)
+            ):
+                result.promoted_after_rollback = True
+            done = loaded is not None and loaded.rollout.spec.canary is None and loaded.rollout.spec.previous is None
+            rolled = loaded is not None and plan.rolled_back(loaded)
+            if done or rolled:
+                quiet_ticks += 1
+                result.completed = done
+                if quiet_ticks >= 3:  # a few more ticks prove nothing else happens
+                    break
+            time.sleep(TICK)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if stopped["now"]:
+        view.event("stopped (Ctrl-C): stopping every process")
+
+
+def _review(forge: forge_local.LocalForge, seen: set[tuple[int, str]], result: Result, view: View) -> None:
+    """The auto-approver: a reviewer who approves and merges each of the bot's PRs."""
+    for pr in forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN):
+        if (pr.number, pr.head_sha) in seen:
+            continue
+        seen.add((pr.number, pr.head_sha))
+        view.event(f"PR #{pr.number} opened: {pr.title}")
+        forge.approve(pr.number, by="demo-reviewer")
+        merged = forge.merge(pr.number, message="approved by the demo's reviewer")
+        result.merged.append(pr.title)
+        if "roll back" in pr.title:
+            result.rolled_back = True
+        view.event(f"PR #{pr.number} approved and merged ({merged.merge_sha[:7]})")

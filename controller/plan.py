@@ -241,11 +241,14 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
     if any(g.verdict is gates.Verdict.ERROR for g in facts.verdicts):
         return Decision(Kind.HOLD, "a gate could not be measured: " + _names(facts.verdicts, gates.Verdict.ERROR))
-    if any(g.verdict is gates.Verdict.INCONCLUSIVE for g in facts.verdicts):
-        return Decision(Kind.HOLD, "not enough data yet: " + _names(facts.verdicts, gates.Verdict.INCONCLUSIVE))
-
     index = current_step(loaded)
     step = s.steps[index]
+    # At 100% the stable variant gets no traffic, so a comparison against it can never conclude. The
+    # canary already takes everything: completing grows no exposure, it records the promotion. FAIL
+    # (above) and ERROR still stop it; INCONCLUSIVE does not.
+    everything = index + 1 == len(s.steps) and step.canary_weight == 100
+    if not everything and any(g.verdict is gates.Verdict.INCONCLUSIVE for g in facts.verdicts):
+        return Decision(Kind.HOLD, "not enough data yet: " + _names(facts.verdicts, gates.Verdict.INCONCLUSIVE))
     if step.for_ is not None:
         if facts.step_since is None:
             return Decision(Kind.HOLD, "the step's start time is unknown")

@@ -385,17 +385,21 @@ MAX_WINDOW = timedelta(days=7)
 
 
 def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
-    """The measuring window of a rollout: its time in the current step, rounded down to the analysis
-    interval times a power of two (1, 2, 4, ... intervals), at least one interval, at most 7 days.
+    """The measuring window of a rollout: its time in the current step, rounded down to a whole number
+    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two;
+    at least one interval, at most 7 days.
 
     Measuring from the step's start is what the sequential judge needs (its guarantee holds over every
     look within a step), and rounding down never reaches back into the previous step or revision.
-    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most
-    one request per template per bucket (about 14 buckets from 1 minute to 7 days)."""
+    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most one
+    request per template per bucket (about 20 buckets from one interval to 7 days)."""
     if in_step is None or in_step <= interval:
         return interval
-    w = interval
-    while w * 2 <= min(in_step, MAX_WINDOW):
+    reach = min(in_step, MAX_WINDOW)
+    if reach < interval * 8:
+        return interval * int(reach / interval)
+    w = interval * 8
+    while w * 2 <= reach:
         w *= 2
     return w
 

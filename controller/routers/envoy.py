@@ -60,10 +60,12 @@ class EnvoyRouter:
         *,
         routes: Mapping[str, str],
         runtime_prefix: str = "rollouts",
+        upstreams: Mapping[str, str] | None = None,
         timeout: float = 2.0,
         client: httpx.Client | None = None,
     ) -> None:
         self.name = name
+        self.upstreams = dict(upstreams or {})  # model id -> host:port, as the bootstrap was rendered
         self.admin = admin.rstrip("/")
         self.routes = dict(routes)
         self.runtime_prefix = runtime_prefix
@@ -91,6 +93,7 @@ class EnvoyRouter:
             raise errors.RouterError(
                 f"router {self.name!r} route {route!r}: Envoy splits only stable and canary, got {state.describe()}"
             )
+        self._check_upstreams(route, rollout, state)
         params = runtime_values(state, prefix=self.runtime_prefix, rollout=rollout)
         response = self._call("POST", "/runtime_modify", f"write route {route!r}", params=params)
         if response.status_code != 200:
@@ -98,6 +101,47 @@ class EnvoyRouter:
                 f"router {self.name!r}: write route {route!r}: runtime_modify answered "
                 f"{response.status_code}: {response.text.strip()[:200]}"
             )
+
+    def _check_upstreams(self, route: str, rollout: str, state: base.RouteState) -> None:
+        """Refuse a split whose variants Envoy's clusters do not serve. Clusters are named by role
+        (`support-bot_stable`), so after a completion makes the canary's model the new stable, the
+        running bootstrap still sends `stable` to the old model until it is rendered again: writing the
+        weights then would silently undo the rollout. Nothing is written; the tick holds and says why."""
+        wanted = {
+            role: self.upstreams[served.model]
+            for role, served in state.served.items()
+            if role in (base.STABLE, base.CANARY) and state.weight(role) > 0 and served.model in self.upstreams
+        }
+        if not wanted:
+            return
+        hosts = self._cluster_hosts(f"write route {route!r}")
+        for role, want in wanted.items():
+            have = hosts.get(spec.cluster_name(rollout, role))
+            if have is not None and want not in have:
+                raise errors.RouterStateError(
+                    f"router {self.name!r} route {route!r}: Envoy's cluster {spec.cluster_name(rollout, role)} serves "
+                    f"{', '.join(sorted(have))}, but {role} is now {state.served[role].model} at {want}: render the "
+                    "bootstrap again (`rollout render envoy`) and restart Envoy; nothing was written"
+                )
+
+    def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
+        response = self._call("GET", "/clusters", operation, params={"format": "json"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /clusters answered {response.status_code}"
+            )
+        try:
+            out: dict[str, set[str]] = {}
+            for cluster in response.json().get("cluster_statuses", []):
+                hosts = out.setdefault(str(cluster["name"]), set())
+                for host in cluster.get("host_statuses", []):
+                    sock = host["address"]["socket_address"]
+                    hosts.add(f"{sock['address']}:{sock['port_value']}")
+            return out
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /clusters did not answer the expected JSON"
+            ) from exc
 
     def overrides(self) -> dict[str, str]:
         """Every runtime key under our prefix that the admin layer holds (empty after a restart)."""

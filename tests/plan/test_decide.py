@@ -283,6 +283,23 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ),
     ("served-revision-drift", rollout(step=1), facts(served_old()), plan.Kind.APPLY, S1, "apply main"),
     (
+        "complete-at-100-without-stable-data",
+        rollout(step=3),
+        facts(state(0, 100), NO_DATA),
+        plan.Kind.COMPLETE,
+        None,
+        "every step done",
+    ),
+    (
+        "complete-at-100-not-on-error",
+        rollout(step=3),
+        facts(state(0, 100), BROKEN),
+        plan.Kind.HOLD,
+        None,
+        "could not be measured",
+    ),
+    ("complete-at-100-not-on-fail", rollout(step=3), facts(state(0, 100), EVAL_FAIL), plan.Kind.ROLLBACK, BACK, ""),
+    (
         "freeze-complete",
         rollout(step=3, freeze=FRIDAY_FREEZE),
         facts(state(0, 100), PASS),
@@ -366,8 +383,8 @@ def test_invariants(
 
 @pytest.mark.parametrize(
     ("in_step", "expected"),
-    [(None, 60), (30, 60), (60, 60), (119, 60), (120, 120), (300, 240), (3600, 1920), (10**7, 60 * 2**13)],
-    ids=["unknown", "shorter", "one", "almost-two", "two", "five", "hour", "capped"],
+    [(None, 60), (30, 60), (60, 60), (119, 60), (120, 120), (300, 300), (599, 480), (3600, 1920), (10**7, 60 * 2**13)],
+    ids=["unknown", "shorter", "one", "almost-two", "two", "five", "almost-ten", "hour", "capped"],
 )
 def test_measuring_window(in_step: int | None, expected: int) -> None:
     from controller import reconcile

@@ -21,7 +21,7 @@ def test_plan_shows_time_to_a_decision(tmp_path: Path) -> None:
     code, text = run("plan", "--repo", str(root))
     assert code == 0, text
     block = text[text.index("~ support-bot") :]
-    assert "decide   at 10/s, step 1 (shadow 100%) for 2h:" in block
+    assert "decide   at 10/s, step 1 (1%) for 1d:" in block
     assert "eval_pass_rate maxDrop 3 pts: pass ~" in block and "latency_p95 maxIncrease 10%: pass >=" in block
     assert "judged per tenant_tier" in block
     triage = text[text.index("~ ticket-triage") :]
@@ -30,12 +30,12 @@ def test_plan_shows_time_to_a_decision(tmp_path: Path) -> None:
 
     code, md = run("plan", "--repo", str(root), "--format", "markdown")
     assert "**Time to a decision**" in md
-    assert any(ln.startswith("| support-bot | 1 (shadow 100%) | eval\\_pass\\_rate |") for ln in md.splitlines())
+    assert any(ln.startswith("| support-bot | 1 (1%) | eval\\_pass\\_rate |") for ln in md.splitlines())
 
     code, raw = run("plan", "--repo", str(root), "--format", "json")
     rows = {r["rollout"]: r for r in json.loads(raw)["rollouts"]}
     timing = rows["support-bot"]["timing"]
-    assert timing["requestsPerSecond"] == 10 and timing["stepFor"] == 7200
+    assert timing["requestsPerSecond"] == 10 and timing["stepFor"] == 86400
     eval_gate = next(g for g in timing["gates"] if g["gate"] == "eval_pass_rate")
     assert 0 < eval_gate["passAfter"] < eval_gate["failAfter"] and eval_gate["decidesWithinFor"] is True
     assert rows["ticket-triage"]["timing"]["gates"] == [] and rows["ticket-triage"]["timing"]["note"]
