@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,20 @@ def parse_branch(name: str) -> tuple[str, str, str] | None:
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Retries of a router write that takes exposure away (a rollback, a heal to no canary) within
+    one tick: `attempts` tries, waiting `first`, then twice as long each time, at most `cap` seconds."""
+
+    attempts: int = 4
+    first: float = 0.25
+    cap: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delays(self) -> list[float]:
+        return [min(self.cap, self.first * 2**i) for i in range(max(0, self.attempts - 1))]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one tick did for one rollout."""
 
@@ -65,6 +80,8 @@ class Outcome:
     evidence: tuple[gates.GateEvidence, ...] = ()
     step_since: datetime | None = None
     step: int | None = None
+    router_attempts: int = 0  # router writes tried this tick (more than 1: it was retried with backoff)
+    rollback_unconfirmed: bool = False  # the canary should be out but the router did not confirm it
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class Controller:
     holder: str = "rollout-controller"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     lease_ttl: timedelta = timedelta(minutes=2)
+    backoff: Backoff = field(default_factory=Backoff)
     _history: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
 
     # -- one tick ------------------------------------------------------------------------------------
@@ -154,7 +172,12 @@ class Controller:
         dry_run: bool,
         abort: str = "",
     ) -> Outcome:
-        live = router.read(loaded.rollout.spec.route)
+        try:
+            live, unread = router.read(loaded.rollout.spec.route), None
+        except errors.RouterError as exc:
+            if not exc.retryable:
+                raise
+            live, unread = None, exc  # decide anyway: a rollback must still be attempted
         since = self.step_since(loaded, config)
         mine = [p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name]
         facts = plan.Facts(
@@ -178,9 +201,16 @@ class Controller:
             step_since=since,
             step=plan.current_step(loaded),
         )
+        urgent = decision.kind is plan.Kind.ROLLBACK or (
+            facts.rollback_pr_open and decision.route is not None and _exposure_free(decision.route)
+        )
+        if unread is not None:
+            if not urgent:
+                raise unread
+            outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
         if dry_run:
             return replace(outcome, actions=(f"would {decision.kind.value.lower()}: {decision.reason}",))
-        return self._act(loaded, decision, outcome, router, mine, config)
+        return self._act(loaded, decision, outcome, router, mine, config, urgent=urgent)
 
     # -- acting ----------------------------------------------------------------------------------
 
@@ -192,24 +222,47 @@ class Controller:
         router: base.Router,
         mine: Sequence[forge_base.PullRequest],
         config: spec.ControllerConfig,
+        *,
+        urgent: bool = False,
     ) -> Outcome:
+        """Write the router (read back), then the PR. `urgent`: the write takes the canary out (a
+        rollback): it is retried with backoff, and a failure is never reported as done."""
         actions: list[str] = list(self._close_superseded(loaded, mine))
         route = loaded.rollout.spec.route
         error: str | None = None
         adapter = ""
+        attempts = 0
+        unconfirmed = False
         if decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK):
             assert decision.route is not None
-            try:
-                base.apply(router, route, decision.route)
-                actions.append(f"router {router.name}: set {decision.route.describe()}, read back")
-            except errors.RouterError as exc:
-                error, adapter = str(exc), "router"  # a rollback PR is still opened: it records the intent
+            outcome = replace(outcome, error=None, adapter="")  # the write decides; a failed read is moot
+            attempts, failure = self._write_route(router, route, decision.route, retry=urgent)
+            if failure is None:
+                actions.append(
+                    f"router {router.name}: set {decision.route.describe()}, read back"
+                    + (f" (after {attempts} attempts)" if attempts > 1 else "")
+                )
+            else:
+                error, adapter = str(failure), "router"  # a rollback PR is still opened: it records the intent
+                unconfirmed = urgent
+                actions.append(
+                    f"router {router.name}: NOT confirmed after {attempts} attempt(s); "
+                    + ("the canary may still get traffic, retried next tick" if unconfirmed else "retried next tick")
+                )
                 if decision.kind is plan.Kind.APPLY:
-                    return replace(outcome, actions=tuple(actions), error=error, adapter=adapter)
+                    return replace(
+                        outcome,
+                        actions=tuple(actions),
+                        error=error,
+                        adapter=adapter,
+                        router_attempts=attempts,
+                        rollback_unconfirmed=unconfirmed,
+                    )
+        outcome = replace(outcome, router_attempts=attempts, rollback_unconfirmed=unconfirmed)
         pr: forge_base.PullRequest | None = None
         match decision.kind:
             case plan.Kind.ROLLBACK:
-                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config)
+                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config, applied=not unconfirmed)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.close(other.number, comment=f"Closed: the rollout was rolled back in #{pr.number}.")
@@ -272,10 +325,12 @@ class Controller:
         decision: plan.Decision,
         found: Sequence[gates.GateEvidence],
         config: spec.ControllerConfig,
+        *,
+        applied: bool = True,
     ) -> forge_base.PullRequest:
         text = self.workspace.tree().read(loaded.path).decode("utf-8")
         new_text, revision, title = _edit(loaded, action, decision, found, text)
-        body = _body(loaded, action, decision, found, title=title, at=self.clock())
+        body = _body(loaded, action, decision, found, title=title, at=self.clock(), applied=applied)
         auto = loaded.rollout.spec.promotion is spec.Promotion.AUTO and action in _AUTO_MERGED
         labels = ("rollout", action) + (("auto-merge",) if auto else ())
         change = forge_base.Change(
@@ -295,6 +350,24 @@ class Controller:
                 pr.number, state=forge_base.CheckState.FAILURE, summary=decision.reason, context="rollout/gates"
             )
         return pr
+
+    def _write_route(
+        self, router: base.Router, route: str, state: base.RouteState, *, retry: bool
+    ) -> tuple[int, errors.RouterError | None]:
+        """Write and read back; with `retry` (a rollback), a retryable error (the router unreachable,
+        the write not confirmed) is retried with backoff. (attempts, the last error or None)."""
+        delays = self.backoff.delays() if retry else []
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                base.apply(router, route, state)
+                return attempt, None
+            except errors.RouterError as exc:
+                if not exc.retryable or attempt > len(delays):
+                    return attempt, exc
+                log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, exc, delays[attempt - 1])
+                self.backoff.sleep(delays[attempt - 1])
 
     # -- derived facts ---------------------------------------------------------------------------
 
@@ -366,6 +439,11 @@ def _adapter(exc: errors.RolloutError) -> str:
         if isinstance(exc, kind):
             return name
     return "controller"
+
+
+def _exposure_free(state: base.RouteState) -> bool:
+    """No live or mirrored traffic reaches the canary: the state a rollback (or a steady route) wants."""
+    return state.weight(base.CANARY) == 0 and state.shadow == 0
 
 
 def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
@@ -533,6 +611,7 @@ def _body(
     *,
     title: str,
     at: datetime,
+    applied: bool = True,
 ) -> str:
     s = loaded.rollout.spec
     current = plan.current_step(loaded)
@@ -557,6 +636,11 @@ def _body(
             )
         else:
             lines.append("- Next: the completion PR, which makes the canary the new stable.")
+    elif action == Action.ROLLBACK and not applied:
+        lines.append(
+            "- **Not yet confirmed on the router**: the write of weight 0, shadow off failed or was not read back. "
+            "The controller retries it with backoff every tick; `rollout status` shows when the router confirms it."
+        )
     elif action == Action.ROLLBACK:
         lines.append("- The router **already** sends no traffic to the canary (weight 0, shadow off): done at once.")
         lines.append(
