@@ -259,10 +259,32 @@ class Controller:
                         rollback_unconfirmed=unconfirmed,
                     )
         outcome = replace(outcome, router_attempts=attempts, rollback_unconfirmed=unconfirmed)
+        try:
+            pr = self._pull_request(loaded, decision, outcome, mine, config, actions, applied=not unconfirmed)
+        except errors.RolloutError as exc:  # the router part stands; the next tick finds or updates the PR
+            return replace(outcome, actions=tuple(actions), error=str(exc), adapter=_adapter(exc))
+        if pr is not None:
+            actions.append(
+                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
+            )
+        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+    def _pull_request(
+        self,
+        loaded: load.LoadedRollout,
+        decision: plan.Decision,
+        outcome: Outcome,
+        mine: Sequence[forge_base.PullRequest],
+        config: spec.ControllerConfig,
+        actions: list[str],
+        *,
+        applied: bool,
+    ) -> forge_base.PullRequest | None:
+        """The forge side of a decision: open or update its PR, set checks, close or label the others."""
         pr: forge_base.PullRequest | None = None
         match decision.kind:
             case plan.Kind.ROLLBACK:
-                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config, applied=not unconfirmed)
+                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config, applied=applied)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.close(other.number, comment=f"Closed: the rollout was rolled back in #{pr.number}.")
@@ -301,11 +323,7 @@ class Controller:
                         )
             case plan.Kind.APPLY:
                 pass
-        if pr is not None:
-            actions.append(
-                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
-            )
-        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+        return pr
 
     def _close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
         """Open PRs about a revision main no longer has are closed, with a word on why."""
