@@ -8,6 +8,7 @@ rollout: problems are collected per file so that the others still load.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import posixpath
 from collections.abc import Iterator, Sequence
@@ -345,8 +346,7 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
         raise _fail(path, "file is missing", code="E006") from None
     except PathEscapes:
         raise _fail(path, "path leads outside the repository", code="E004") from None
-    doc = parse_yaml(path, data)
-    rollout = validate(spec.Rollout, doc)
+    doc, rollout = _parsed_rollout(path, data)
     problems: list[errors.Problem] = []
 
     def problem(loc: tuple[str | int, ...], message: str, code: str) -> None:
@@ -392,6 +392,14 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     if problems:
         raise errors.SpecError(problems)
     return LoadedRollout(path, rollout, revisions, prompts, digests)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_rollout(path: str, data: bytes) -> tuple[Document, spec.Rollout]:
+    """Parse and validate a rollout file; the same bytes at the same path are parsed once (a YAML parse
+    dominates a tick at scale). Invalid files raise and are not cached; the models are frozen."""
+    doc = parse_yaml(path, data)
+    return doc, validate(spec.Rollout, doc)
 
 
 def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes | None, str]:

@@ -63,6 +63,9 @@ class GitTree:
         except (git.BadName, ValueError, git.GitCommandError) as exc:
             raise errors.RepoError(f"cannot resolve git ref {ref!r} in {repo.working_dir or repo.git_dir}") from exc
         self.sha = self.commit.hexsha
+        # every tree object looked up, by its path: gitpython parses a tree's entries once per object,
+        # so reusing them keeps a read O(depth) instead of re-parsing `rollouts/` (N entries) each time
+        self._nodes: dict[tuple[str, ...], git.Blob | git.Tree] = {(): self.commit.tree}
 
     @classmethod
     def open(cls, path: str | Path, ref: str) -> GitTree:
@@ -88,7 +91,7 @@ class GitTree:
             if not isinstance(node, git.Tree):
                 raise FileNotFoundError(path)
             try:
-                child = node[part]
+                child = self._child(node, (*resolved, part))
             except KeyError:
                 raise FileNotFoundError(path) from None
             if isinstance(child, git.Blob) and stat.S_ISLNK(child.mode):
@@ -105,11 +108,17 @@ class GitTree:
             node = child
         return node
 
+    def _child(self, tree: git.Tree, key: tuple[str, ...]) -> git.Blob | git.Tree:
+        node = self._nodes.get(key)
+        if node is None:
+            node = self._nodes[key] = tree[key[-1]]
+        return node
+
     def _at(self, parts: list[str], path: str) -> git.Blob | git.Tree:
         node: git.Blob | git.Tree = self.commit.tree
-        for part in parts:
+        for i in range(len(parts)):
             assert isinstance(node, git.Tree)
-            node = node[part]
+            node = self._child(node, tuple(parts[: i + 1]))
         return node
 
     def read(self, path: str) -> bytes:
@@ -168,6 +177,7 @@ class Workspace:
     def __init__(self, repo: git.Repo, *, branch: str = "main") -> None:
         self.repo = repo
         self.branch = branch
+        self._histories: dict[tuple[str, str, int], dict[str, list[tuple[str, datetime]]]] = {}
 
     @classmethod
     def open(cls, remote: str, path: Path, *, branch: str = "main") -> Workspace:
@@ -201,6 +211,43 @@ class Workspace:
 
     def tree(self, ref: str | None = None) -> GitTree:
         return GitTree(self.repo, ref or self.ref)
+
+    def histories(self, root: str, *, ref: str | None = None, depth: int = 2) -> dict[str, list[tuple[str, datetime]]]:
+        """`history` of every directory `depth` levels under the root of the repository (for `rollouts/`
+        and depth 2: each `rollouts/<name>`), from one `git log`; cached by the commit `ref` names."""
+        try:
+            sha = self.repo.commit(ref or self.ref).hexsha
+        except (git.GitCommandError, ValueError, git.BadName) as exc:
+            raise errors.RepoError(f"cannot resolve {ref or self.ref}: {_git_reason(exc)}") from exc
+        key = (sha, root, depth)
+        cached = self._histories.get(key)
+        if cached is not None:
+            return cached
+        try:
+            text = _run(
+                self.repo,
+                "log",
+                "--first-parent",
+                "--diff-merges=first-parent",
+                "--name-only",
+                "-z",
+                "--format=%x01%H %ct",
+                sha,
+                "--",
+                root,
+            )
+        except git.GitCommandError as exc:
+            raise errors.RepoError(f"cannot read the history of {root}: {_git_reason(exc)}") from exc
+        out: dict[str, list[tuple[str, datetime]]] = {}
+        for entry in text.split("\x01")[1:]:  # "\x01SHA TIME\0\nname\0name\0"
+            head, *names = entry.split("\x00")
+            commit, _, stamp = head.partition(" ")
+            when = datetime.fromtimestamp(int(stamp), UTC)
+            paths = (n.strip("\n") for n in names)
+            for d in sorted({"/".join(n.split("/")[:depth]) for n in paths if n.count("/") >= depth}):
+                out.setdefault(d, []).append((commit, when))
+        self._histories = {key: out}  # only the newest commit's answer is worth keeping
+        return out
 
     def history(self, path: str, *, ref: str | None = None, limit: int = 200) -> list[tuple[str, datetime]]:
         """(sha, commit time) of the first-parent commits of `ref` that touched `path`, newest first.
