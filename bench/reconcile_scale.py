@@ -5,7 +5,7 @@ a bare git remote with N rollouts, the local forge, the file router, and one rea
 `prometheus`) with backfilled eval history for every route. Prometheus requests are counted with an
 httpx event hook, router calls with a counting wrapper around the real file router. Three ticks:
 `cold` (a new controller: every route is written), `steady` (the same controller again: nothing to
-write), `restart` (a new process: empty caches, routes already live). Peak memory is the Python heap
+write), `restart` (a new controller with every cache emptied, as in a new process; routes already live). Peak memory is the Python heap
 (tracemalloc) of a separate steady tick, so tracing does not slow the timed ones.
 Target: 1000 rollouts under 2 s per tick; Prometheus requests bounded by gate templates, not rollouts.
 """
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 
 import httpx
 
-from controller import prometheus, reconcile, repo, spec
+from controller import load, prometheus, reconcile, repo, spec
 from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
@@ -180,8 +180,10 @@ def run(size: int) -> list[Row]:
             calls: Counter[str] = Counter()
             c = controller(remote, work, server.url, queries, calls)
             rows = [one(c, size, "cold", queries, calls), one(c, size, "steady", queries, calls)]
+            load._parsed_rollout.cache_clear()  # a new process: no parse or blob cache either
+            repo._BLOBS.clear()
+            repo._blob_cache_used = 0
             fresh = controller(remote, work, server.url, queries, calls)
-            fresh.holder = "bench"
             rows.append(one(fresh, size, "restart", queries, calls))
             traced = one(c, size, "steady", queries, calls, trace=True)
             return [r if r.tick != "steady" else Row(**{**r.__dict__, "peak_mb": traced.peak_mb}) for r in rows]

@@ -6,6 +6,7 @@ that talks to git (through gitpython); git exceptions become `errors.RepoError` 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -13,6 +14,7 @@ import posixpath
 import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -125,8 +127,7 @@ class GitTree:
         node = self._object(path)
         if isinstance(node, git.Tree):
             raise IsADirectoryError(path)
-        data: bytes = node.data_stream.read()
-        return data
+        return _blob_bytes(node)
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -178,6 +179,7 @@ class Workspace:
         self.repo = repo
         self.branch = branch
         self._histories: dict[tuple[str, str, int], dict[str, list[tuple[str, datetime]]]] = {}
+        self._trees: dict[str, GitTree] = {}
 
     @classmethod
     def open(cls, remote: str, path: Path, *, branch: str = "main") -> Workspace:
@@ -203,6 +205,8 @@ class Workspace:
 
     def fetch(self) -> str:
         """Fetch the remote; the sha that `origin/<branch>` now names."""
+        self._histories = {}
+        self._trees = {}
         try:
             self.repo.remotes.origin.fetch(prune=True)
             return self.repo.commit(self.ref).hexsha
@@ -210,19 +214,24 @@ class Workspace:
             raise errors.RepoError(f"cannot fetch {_redact(self.remote_url)}: {_git_reason(exc)}") from exc
 
     def tree(self, ref: str | None = None) -> GitTree:
-        return GitTree(self.repo, ref or self.ref)
+        """The files at `ref` (default: origin/<branch>). Trees are kept until the next `fetch`, so the
+        step history of many rollouts at one commit parses that commit's trees once."""
+        key = ref or self.ref
+        found = self._trees.get(key)
+        if found is None:
+            if len(self._trees) >= 64:
+                self._trees.clear()
+            found = self._trees[key] = GitTree(self.repo, key)
+        return found
 
     def histories(self, root: str, *, ref: str | None = None, depth: int = 2) -> dict[str, list[tuple[str, datetime]]]:
         """`history` of every directory `depth` levels under the root of the repository (for `rollouts/`
-        and depth 2: each `rollouts/<name>`), from one `git log`; cached by the commit `ref` names."""
-        try:
-            sha = self.repo.commit(ref or self.ref).hexsha
-        except (git.GitCommandError, ValueError, git.BadName) as exc:
-            raise errors.RepoError(f"cannot resolve {ref or self.ref}: {_git_reason(exc)}") from exc
-        key = (sha, root, depth)
+        and depth 2: each `rollouts/<name>`), from one `git log`; cached until the next `fetch`."""
+        key = (ref or self.ref, root, depth)  # `fetch` forgets every answer: until then a ref stays put
         cached = self._histories.get(key)
         if cached is not None:
             return cached
+        sha = key[0]
         try:
             text = _run(
                 self.repo,
@@ -246,7 +255,7 @@ class Workspace:
             paths = (n.strip("\n") for n in names)
             for d in sorted({"/".join(n.split("/")[:depth]) for n in paths if n.count("/") >= depth}):
                 out.setdefault(d, []).append((commit, when))
-        self._histories = {key: out}  # only the newest commit's answer is worth keeping
+        self._histories[key] = out
         return out
 
     def history(self, path: str, *, ref: str | None = None, limit: int = 200) -> list[tuple[str, datetime]]:
@@ -258,6 +267,34 @@ class Workspace:
             return [(c.hexsha, c.committed_datetime.astimezone(UTC)) for c in commits]
         except (git.GitCommandError, ValueError) as exc:
             raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
+
+
+_BLOBS: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
+_BLOB_CACHE_BYTES = 64 << 20  # specs and prompts of a few thousand rollouts
+_blob_cache_used = 0
+_BLOBS_LOCK = threading.Lock()  # two controllers may run in one process (tests)
+
+
+def _blob_bytes(blob: git.Blob) -> bytes:
+    """A blob's bytes; a blob is immutable, so small ones are kept by object id (least recently used
+    evicted) and a tick reads each unchanged spec and prompt without a round trip to git."""
+    global _blob_cache_used
+    key = (str(blob.repo.git_dir), blob.hexsha)
+    with _BLOBS_LOCK:
+        cached = _BLOBS.get(key)
+        if cached is not None:
+            _BLOBS.move_to_end(key)
+            return cached
+    data: bytes = blob.data_stream.read()
+    if len(data) <= load.MAX_FILE_BYTES:
+        with _BLOBS_LOCK:
+            if key not in _BLOBS:
+                _BLOBS[key] = data
+                _blob_cache_used += len(data)
+            while _blob_cache_used > _BLOB_CACHE_BYTES:
+                _, old = _BLOBS.popitem(last=False)
+                _blob_cache_used -= len(old)
+    return data
 
 
 def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:

@@ -102,8 +102,7 @@ class FileRouter:
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2, sort_keys=True)
-                out.write("\n")
+                out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")  # one string: faster than dump
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
