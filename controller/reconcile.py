@@ -348,6 +348,7 @@ class Controller:
     ) -> forge_base.PullRequest:
         text = self.workspace.tree().read(loaded.path).decode("utf-8")
         new_text, revision, title = _edit(loaded, action, decision, found, text)
+        title = _title(title)
         body = _body(loaded, action, decision, found, title=title, at=self.clock(), applied=applied)
         auto = loaded.rollout.spec.promotion is spec.Promotion.AUTO and action in _AUTO_MERGED
         labels = ("rollout", action) + (("auto-merge",) if auto else ())
@@ -355,7 +356,7 @@ class Controller:
             branch=branch(loaded.name, action, revision),
             title=title,
             body=body,
-            message=f"{title}\n\n{decision.reason}",
+            message=f"{title}\n\n{_plain(decision.reason, 2000)}",
             files={loaded.path: new_text.encode("utf-8")},
             labels=labels,
         )
@@ -419,7 +420,7 @@ class Controller:
 
     def abort(self, name: str, *, reason: str) -> Outcome:
         """Canary to 0 and shadow off now, then the revert PR. Works whatever the gates say."""
-        return self._by_hand(name, abort=reason or "no reason given")
+        return self._by_hand(name, abort=_one_line(reason) or "no reason given")
 
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
@@ -486,7 +487,27 @@ def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
     return int(max(counts)) if counts else None
 
 
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Untrusted text (an abort reason; label values in a gate's reason) as one line without control
+    characters: no line of a PR, a commit message or a log can then start a workflow command."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:limit]
+
+
+def _plain(text: str, limit: int) -> str:
+    """Plain text for a PR title or a commit message: one line, and no @mention (a zero-width space
+    after each @ keeps GitHub from linking and notifying)."""
+    return _one_line(text, limit).replace("@", "@\u200b")
+
+
+def _title(text: str) -> str:
+    return _plain(text, 256)
+
+
 def _reason(e: gates.GateEvidence) -> str:
+    return _one_line(_raw_reason(e))
+
+
+def _raw_reason(e: gates.GateEvidence) -> str:
     if e.error:
         return e.error
     bad = [s for s in e.segments if s.counted and s.verdict is e.verdict]

@@ -23,6 +23,7 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -278,6 +279,13 @@ class Analysis(_Model):
         default_factory=list,
         description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
     )
+
+    @field_validator("interval")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):  # it is the gates' query window: PromQL refuses [0s]
+            raise ValueError("must be at least 1s")
+        return value
 
 
 class FreezeWindow(_Model):
