@@ -70,6 +70,23 @@ def test_a_failed_forge_call_fails_the_tick_then_converges_to_one_pr(
     assert hub.violations == []
 
 
+@pytest.mark.parametrize("op", ["pulls/create", "git/create-ref", "repos/create-commit-status"])
+def test_a_502_after_the_call_took_effect_does_not_double_the_pr(
+    gitops: GitOps, hub: standin_mod.StandIn, op: str
+) -> None:
+    """The worst 502: GitHub did it, the reply was lost. Find-or-update converges to one PR."""
+    forge = forge_with(hub, [])
+    c = gitops.controller(forge=forge)
+    hub.fail_next(502, op_id=op, message="Bad Gateway", after=True)
+    first = c.reconcile_once()
+    assert outcome(first, "bad-bot").error and all(f.count == 0 for f in hub.faults)
+    for _ in range(2):
+        c.reconcile_once()
+    pulls = rollback_prs(forge)
+    assert len(pulls) == 1 and pulls[0].state is forge_base.PRState.OPEN
+    assert hub.violations == []
+
+
 def test_a_secondary_rate_limit_is_waited_out_without_a_duplicate(gitops: GitOps, hub: standin_mod.StandIn) -> None:
     waits: list[float] = []
     forge = forge_with(hub, waits)

@@ -33,6 +33,7 @@ class Fault:
     body: dict[str, Any]
     op_id: str | None  # None: any operation
     count: int
+    after: bool = False  # True: the operation takes effect, then the answer is this fault (a lost reply)
 
 
 @dataclass
@@ -174,9 +175,10 @@ class StandIn:
         op_id: str | None = None,
         count: int = 1,
         message: str = "injected",
+        after: bool = False,
     ) -> None:
         with self.lock:
-            self.faults.append(Fault(status, headers or {}, {"message": message}, op_id, count))
+            self.faults.append(Fault(status, headers or {}, {"message": message}, op_id, count, after))
 
     def review(self, number: int, *, login: str, state: str = "APPROVED") -> None:
         """A human's review (the forge never reviews)."""
@@ -575,6 +577,8 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 if fault.count > 0 and fault.op_id in (None, op.op_id):
                     fault.count -= 1
                     record.status = fault.status
+                    if fault.after:
+                        standin.handle(op.op_id, params, body, query)
                     return self._send(fault.status, fault.body, fault.headers)
             problems = standin.contract.check_request(op, path_params=params, query=query, body=body)
             if problems:
