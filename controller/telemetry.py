@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from controller import reconcile
+from controller import gates, reconcile
 
 
 class Telemetry:
@@ -51,6 +51,12 @@ class Telemetry:
             ["rollout"],
             registry=self.registry,
         )
+        self.unmeasured = Gauge(
+            "rollout_gates_unmeasured",
+            "Gates of a rollout that could not be measured in the last tick (e.g. Prometheus down): it holds.",
+            ["rollout"],
+            registry=self.registry,
+        )
         self.interval = 60.0
 
     def record(self, tick: reconcile.Tick) -> None:
@@ -63,6 +69,10 @@ class Telemetry:
                 bad = True
                 self.errors.labels(outcome.adapter or "controller").inc()
             self._record_router(outcome)
+            if outcome.decision is not None:
+                self.unmeasured.labels(outcome.rollout).set(
+                    sum(1 for e in outcome.evidence if e.verdict is gates.Verdict.ERROR)
+                )
             if outcome.decision is not None and outcome.step is not None:
                 self.step.labels(outcome.rollout).set(outcome.step)
             if outcome.live is not None:

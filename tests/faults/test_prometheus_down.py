@@ -4,6 +4,7 @@ resumes when Prometheus is back on the same data and port."""
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,8 +12,9 @@ from pathlib import Path
 import git
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
-from controller import plan
+from controller import cli, plan, telemetry
 from controller.forge import base as forge_base
 from tests.helpers import prom
 from tests.reconcile import conftest as rc
@@ -99,6 +101,17 @@ def test_prometheus_killed_mid_rollout_holds_then_resumes(ops: rc.GitOps, own_pr
         assert f"Prometheus at {own_prometheus.url}" in reason and "query failed" in reason
         assert ops.live("good") == before, "neither a promotion nor a rollback while blind"
         assert ops.forge.list() == []
+
+    tel = telemetry.Telemetry()  # and /metrics shows it
+    tel.record(tick)
+    assert 'rollout_gates_unmeasured{rollout="good-bot"} 1.0' in generate_latest(tel.registry).decode()
+
+    out = io.StringIO()  # `rollout status` says why it holds
+    cli_args = ["--remote", str(ops.remote), "--workdir", str(ops.work / "cli"), "--state-dir", str(ops.work / "state")]
+    assert cli.main(["status", *cli_args], out) == 0
+    status = out.getvalue()
+    assert "eval_pass_rate ERROR" in status and "could not be measured" in status
+    assert f"Prometheus at {own_prometheus.url}" in status
 
     own_prometheus.start()  # same data dir, same port
     tick = c.reconcile_once()
