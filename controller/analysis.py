@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from controller import errors, gates, load, plan, prometheus, promql, spec, templates
@@ -51,7 +51,6 @@ class _Answer:
     rows: Mapping[Key, Mapping[str, float]]  # key -> part -> value
     duplicates: frozenset[Key]
     error: str | None
-    by_subject: Mapping[tuple[str, str], tuple[Key, ...]] = field(default_factory=dict)  # (group, subject) -> keys
 
 
 def evaluate(
@@ -182,11 +181,7 @@ def _ask(
         if part in rows[key]:
             dups.add(key)
         rows[key][part] = s.value
-    index: dict[tuple[str, str], list[Key]] = defaultdict(list)
-    for key in rows:
-        index[(key[0], key[1])].append(key)
-    by_subject = {k: tuple(v) for k, v in index.items()}
-    return _Answer(query, rows, frozenset(dups), None, by_subject)
+    return _Answer(query, rows, frozenset(dups), None)
 
 
 def _measured(
@@ -194,10 +189,9 @@ def _measured(
 ) -> tuple[dict[gates.Segment, dict[str, gates.Measurement]], bool]:
     out: dict[gates.Segment, dict[str, gates.Measurement]] = defaultdict(dict)
     dup = False
-    for key in answer.by_subject.get((g.key, subject), ()):  # this rollout's rows only: O(1) per rollout
-        parts = answer.rows[key]
-        _, _, variant, values = key
-        if variant not in ("stable", "canary"):
+    for key, parts in answer.rows.items():
+        group, subj, variant, values = key
+        if group != g.key or subj != subject or variant not in ("stable", "canary"):
             continue
         dup = dup or key in answer.duplicates
         segment = tuple(zip(g.segments, values, strict=True))
