@@ -23,7 +23,6 @@ from pydantic import (
     JsonValue,
     PlainSerializer,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -71,6 +70,15 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m", "2h", "1h30m"]}),
 ]
+
+
+def _at_least_a_second(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=1):  # the gates' query window: PromQL refuses [0s]
+        raise ValueError("must be at least 1s")
+    return value
+
+
+Interval = Annotated[Duration, AfterValidator(_at_least_a_second)]
 
 _THRESHOLD = re.compile(r"^(\d+(?:\.\d+)?)\s*(%|ms|s)?$")
 THRESHOLD_PATTERN = r"^\d+(\.\d+)?\s*(%|ms|s)?$"
@@ -273,19 +281,12 @@ class Gate(_Model):
 
 
 class Analysis(_Model):
-    interval: Duration = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
+    interval: Interval = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
     gates: list[Gate] = Field(default_factory=list)
     segments: list[LabelName] = Field(
         default_factory=list,
         description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
     )
-
-    @field_validator("interval")
-    @classmethod
-    def _positive_interval(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=1):  # it is the gates' query window: PromQL refuses [0s]
-            raise ValueError("must be at least 1s")
-        return value
 
 
 class FreezeWindow(_Model):
