@@ -180,7 +180,7 @@ def run(size: int) -> list[Row]:
             calls: Counter[str] = Counter()
             c = controller(remote, work, server.url, queries, calls)
             rows = [one(c, size, "cold", queries, calls), one(c, size, "steady", queries, calls)]
-            load._parsed_rollout.cache_clear()  # a new process: no parse or blob cache either
+            load._PARSED.clear()  # a new process: no parse or blob cache either
             repo._BLOBS.clear()
             repo._blob_cache_used = 0
             fresh = controller(remote, work, server.url, queries, calls)

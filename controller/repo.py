@@ -237,6 +237,7 @@ class Workspace:
                 self.repo,
                 "log",
                 "--first-parent",
+                "--max-count=5000",  # older than that, a step's start reads later: the rollout waits longer
                 "--diff-merges=first-parent",
                 "--name-only",
                 "-z",
