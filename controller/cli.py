@@ -539,6 +539,8 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
                 "actions": list(o.actions),
                 "error": o.error,
                 "pr": o.pr,
+                "routerAttempts": o.router_attempts,
+                "rollbackUnconfirmed": o.rollback_unconfirmed,
             }
             for o in tick.outcomes
         ],
@@ -645,6 +647,10 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"  PR       #{pr.number} {pr.title}{flag}\n")
         if o.error:
             out.write(f"  error    {o.adapter}: {o.error}\n")
+        if o.rollback_unconfirmed:
+            out.write(
+                "  ROLLBACK NOT CONFIRMED: the router has not confirmed the canary is out; retried with backoff\n"
+            )
         out.write("\n")
     for p in tick.problems:
         out.write(f"!! {p}\n")

@@ -7,9 +7,11 @@ rollout: problems are collected per file so that the others still load.
 
 from __future__ import annotations
 
+import collections
 import difflib
 import hashlib
 import posixpath
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
@@ -345,8 +347,7 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
         raise _fail(path, "file is missing", code="E006") from None
     except PathEscapes:
         raise _fail(path, "path leads outside the repository", code="E004") from None
-    doc = parse_yaml(path, data)
-    rollout = validate(spec.Rollout, doc)
+    doc, rollout = _parsed_rollout(path, data)
     problems: list[errors.Problem] = []
 
     def problem(loc: tuple[str | int, ...], message: str, code: str) -> None:
@@ -392,6 +393,30 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     if problems:
         raise errors.SpecError(problems)
     return LoadedRollout(path, rollout, revisions, prompts, digests)
+
+
+_PARSED: collections.OrderedDict[tuple[str, str], tuple[Document, spec.Rollout]] = collections.OrderedDict()
+_PARSED_MAX = 4096  # entries; only files up to 64 KiB are kept, so at most a few hundred MiB
+_PARSED_LOCK = threading.Lock()
+
+
+def _parsed_rollout(path: str, data: bytes) -> tuple[Document, spec.Rollout]:
+    """Parse and validate a rollout file; the same bytes at the same path are parsed once (a YAML parse
+    dominates a tick at scale). Invalid files raise and are not cached; the models are frozen."""
+    key = (path, hashlib.sha256(data).hexdigest())
+    with _PARSED_LOCK:
+        hit = _PARSED.get(key)
+        if hit is not None:
+            _PARSED.move_to_end(key)
+            return hit
+    doc = parse_yaml(path, data)
+    parsed = (doc, validate(spec.Rollout, doc))
+    if len(data) <= 64 * 1024:
+        with _PARSED_LOCK:
+            _PARSED[key] = parsed
+            while len(_PARSED) > _PARSED_MAX:
+                _PARSED.popitem(last=False)
+    return parsed
 
 
 def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes | None, str]:

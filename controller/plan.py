@@ -240,7 +240,7 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     if failed:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
     if any(g.verdict is gates.Verdict.ERROR for g in facts.verdicts):
-        return Decision(Kind.HOLD, "a gate could not be measured: " + _names(facts.verdicts, gates.Verdict.ERROR))
+        return Decision(Kind.HOLD, "a gate could not be measured: " + _unmeasured(facts.verdicts))
     index = current_step(loaded)
     step = s.steps[index]
     # At 100% the stable variant gets no traffic, so a comparison against it can never conclude. The
@@ -274,6 +274,14 @@ def _whole(delta: timedelta) -> timedelta:
 
 def _names(results: Sequence[GateResult], verdict: gates.Verdict) -> str:
     return ", ".join(g.gate for g in results if g.verdict is verdict)
+
+
+def _unmeasured(results: Sequence[GateResult]) -> str:
+    """The gates that could not be measured, each with why (e.g. Prometheus is down), the why said once."""
+    broken = [g for g in results if g.verdict is gates.Verdict.ERROR]
+    whys = list(dict.fromkeys(g.reason for g in broken if g.reason))
+    names = ", ".join(g.gate for g in broken)
+    return names + (f" ({'; '.join(whys)})" if whys else "")
 
 
 def _gate_reason(failed: Sequence[GateResult]) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -33,8 +34,8 @@ class Prometheus:
         timeout: timedelta = timedelta(seconds=10),
         token: str | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.display = re.sub(r"//[^/@]*@", "//", self.url)  # never show userinfo
+        self.url, self._auth = _split_userinfo(url.rstrip("/"))  # credentials never ride in a URL that
+        self.display = self.url  # httpx logs, or an error names: they go in the auth header instead
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = client or httpx.Client(timeout=timeout.total_seconds())
         self._headers = headers
@@ -50,6 +51,7 @@ class Prometheus:
                 f"{self.url}/api/v1/query",
                 data={"query": expr, "time": f"{at.timestamp():.3f}"},
                 headers=self._headers,
+                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise errors.MetricsError(f"{what}: {type(exc).__name__}: {_no_secret(str(exc))}") from exc
@@ -76,6 +78,17 @@ def _vector(data: Any) -> list[Sample]:
         labels = {str(k): str(v) for k, v in item["metric"].items()}
         out.append(Sample(labels, float(item["value"][1])))
     return out
+
+
+def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without `user:password@`, (user, password) for basic auth or None)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port is not None else "")
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def _no_secret(text: str) -> str:

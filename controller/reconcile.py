@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -51,6 +52,20 @@ def parse_branch(name: str) -> tuple[str, str, str] | None:
 
 
 @dataclass(frozen=True)
+class Backoff:
+    """Retries of a router write that takes exposure away (a rollback, a heal to no canary) within
+    one tick: `attempts` tries, waiting `first`, then twice as long each time, at most `cap` seconds."""
+
+    attempts: int = 4
+    first: float = 0.25
+    cap: float = 2.0
+    sleep: Callable[[float], None] = time.sleep
+
+    def delays(self) -> list[float]:
+        return [min(self.cap, self.first * 2**i) for i in range(max(0, self.attempts - 1))]
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What one tick did for one rollout."""
 
@@ -65,6 +80,8 @@ class Outcome:
     evidence: tuple[gates.GateEvidence, ...] = ()
     step_since: datetime | None = None
     step: int | None = None
+    router_attempts: int = 0  # router writes tried this tick (more than 1: it was retried with backoff)
+    rollback_unconfirmed: bool = False  # the canary should be out but the router did not confirm it
 
 
 @dataclass(frozen=True)
@@ -86,6 +103,7 @@ class Controller:
     holder: str = "rollout-controller"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     lease_ttl: timedelta = timedelta(minutes=2)
+    backoff: Backoff = field(default_factory=Backoff)
     _history: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
 
     # -- one tick ------------------------------------------------------------------------------------
@@ -179,7 +197,12 @@ class Controller:
         dry_run: bool,
         abort: str = "",
     ) -> Outcome:
-        live = router.read(loaded.rollout.spec.route)
+        try:
+            live, unread = router.read(loaded.rollout.spec.route), None
+        except errors.RouterError as exc:
+            if not exc.retryable:
+                raise
+            live, unread = None, exc  # decide anyway: a rollback must still be attempted
         mine = [p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name]
         facts = plan.Facts(
             now=self.clock(),
@@ -203,9 +226,16 @@ class Controller:
             step_since=since,
             step=plan.current_step(loaded),
         )
+        urgent = decision.kind is plan.Kind.ROLLBACK or (
+            facts.rollback_pr_open and decision.route is not None and _exposure_free(decision.route)
+        )
+        if unread is not None:
+            if not urgent:
+                raise unread
+            outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
         if dry_run:
             return replace(outcome, actions=(f"would {decision.kind.value.lower()}: {decision.reason}",))
-        return self._act(loaded, decision, outcome, router, mine, config)
+        return self._act(loaded, decision, outcome, router, mine, config, urgent=urgent)
 
     # -- acting ----------------------------------------------------------------------------------
 
@@ -217,24 +247,69 @@ class Controller:
         router: base.Router,
         mine: Sequence[forge_base.PullRequest],
         config: spec.ControllerConfig,
+        *,
+        urgent: bool = False,
     ) -> Outcome:
+        """Write the router (read back), then the PR. `urgent`: the write takes the canary out (a
+        rollback): it is retried with backoff, and a failure is never reported as done."""
         actions: list[str] = list(self._close_superseded(loaded, mine))
         route = loaded.rollout.spec.route
         error: str | None = None
         adapter = ""
+        attempts = 0
+        unconfirmed = False
         if decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK):
             assert decision.route is not None
-            try:
-                base.apply(router, route, decision.route)
-                actions.append(f"router {router.name}: set {decision.route.describe()}, read back")
-            except errors.RouterError as exc:
-                error, adapter = str(exc), "router"  # a rollback PR is still opened: it records the intent
+            outcome = replace(outcome, error=None, adapter="")  # the write decides; a failed read is moot
+            attempts, failure = self._write_route(router, route, decision.route, retry=urgent)
+            if failure is None:
+                actions.append(
+                    f"router {router.name}: set {decision.route.describe()}, read back"
+                    + (f" (after {attempts} attempts)" if attempts > 1 else "")
+                )
+            else:
+                error, adapter = str(failure), "router"  # a rollback PR is still opened: it records the intent
+                unconfirmed = urgent
+                actions.append(
+                    f"router {router.name}: NOT confirmed after {attempts} attempt(s); "
+                    + ("the canary may still get traffic, retried next tick" if unconfirmed else "retried next tick")
+                )
                 if decision.kind is plan.Kind.APPLY:
-                    return replace(outcome, actions=tuple(actions), error=error, adapter=adapter)
+                    return replace(
+                        outcome,
+                        actions=tuple(actions),
+                        error=error,
+                        adapter=adapter,
+                        router_attempts=attempts,
+                        rollback_unconfirmed=unconfirmed,
+                    )
+        outcome = replace(outcome, router_attempts=attempts, rollback_unconfirmed=unconfirmed)
+        try:
+            pr = self._pull_request(loaded, decision, outcome, mine, config, actions, applied=not unconfirmed)
+        except errors.RolloutError as exc:  # the router part stands; the next tick finds or updates the PR
+            return replace(outcome, actions=tuple(actions), error=str(exc), adapter=_adapter(exc))
+        if pr is not None:
+            actions.append(
+                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
+            )
+        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+    def _pull_request(
+        self,
+        loaded: load.LoadedRollout,
+        decision: plan.Decision,
+        outcome: Outcome,
+        mine: Sequence[forge_base.PullRequest],
+        config: spec.ControllerConfig,
+        actions: list[str],
+        *,
+        applied: bool,
+    ) -> forge_base.PullRequest | None:
+        """The forge side of a decision: open or update its PR, set checks, close or label the others."""
         pr: forge_base.PullRequest | None = None
         match decision.kind:
             case plan.Kind.ROLLBACK:
-                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config)
+                pr = self._propose(loaded, Action.ROLLBACK, decision, outcome.evidence, config, applied=applied)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.close(other.number, comment=f"Closed: the rollout was rolled back in #{pr.number}.")
@@ -273,11 +348,7 @@ class Controller:
                         )
             case plan.Kind.APPLY:
                 pass
-        if pr is not None:
-            actions.append(
-                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
-            )
-        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+        return pr
 
     def _close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
         """Open PRs about a revision main no longer has are closed, with a word on why."""
@@ -297,17 +368,20 @@ class Controller:
         decision: plan.Decision,
         found: Sequence[gates.GateEvidence],
         config: spec.ControllerConfig,
+        *,
+        applied: bool = True,
     ) -> forge_base.PullRequest:
         text = self.workspace.tree().read(loaded.path).decode("utf-8")
         new_text, revision, title = _edit(loaded, action, decision, found, text)
-        body = _body(loaded, action, decision, found, title=title, at=self.clock())
+        title = _title(title)
+        body = _body(loaded, action, decision, found, title=title, at=self.clock(), applied=applied)
         auto = loaded.rollout.spec.promotion is spec.Promotion.AUTO and action in _AUTO_MERGED
         labels = ("rollout", action) + (("auto-merge",) if auto else ())
         change = forge_base.Change(
             branch=branch(loaded.name, action, revision),
             title=title,
             body=body,
-            message=f"{title}\n\n{decision.reason}",
+            message=f"{title}\n\n{_plain(decision.reason, 2000)}",
             files={loaded.path: new_text.encode("utf-8")},
             labels=labels,
         )
@@ -321,6 +395,24 @@ class Controller:
             )
         return pr
 
+    def _write_route(
+        self, router: base.Router, route: str, state: base.RouteState, *, retry: bool
+    ) -> tuple[int, errors.RouterError | None]:
+        """Write and read back; with `retry` (a rollback), a retryable error (the router unreachable,
+        the write not confirmed) is retried with backoff. (attempts, the last error or None)."""
+        delays = self.backoff.delays() if retry else []
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                base.apply(router, route, state)
+                return attempt, None
+            except errors.RouterError as exc:
+                if not exc.retryable or attempt > len(delays):
+                    return attempt, exc
+                log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, exc, delays[attempt - 1])
+                self.backoff.sleep(delays[attempt - 1])
+
     # -- derived facts ---------------------------------------------------------------------------
 
     def step_since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
@@ -330,7 +422,7 @@ class Controller:
         key = _step_key(loaded)
         since = None
         directory = loaded.path.rsplit("/", 1)[0]
-        for sha, when in self.workspace.history(directory):
+        for sha, when in self._histories(directory)[:200]:
             cached = self._history.get((sha, loaded.path), ())
             if cached == ():
                 try:
@@ -344,11 +436,16 @@ class Controller:
             since = when
         return since
 
+    def _histories(self, directory: str) -> list[tuple[str, datetime]]:
+        """`Workspace.history(directory)`, answered for every rollout at once by one `git log`."""
+        root = directory.rsplit("/", 1)[0]
+        return self.workspace.histories(root, depth=directory.count("/") + 1).get(directory, [])
+
     # -- the kill switch and the retry -----------------------------------------------------------
 
     def abort(self, name: str, *, reason: str) -> Outcome:
         """Canary to 0 and shadow off now, then the revert PR. Works whatever the gates say."""
-        return self._by_hand(name, abort=reason or "no reason given")
+        return self._by_hand(name, abort=_one_line(reason) or "no reason given")
 
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
@@ -420,6 +517,11 @@ def _adapter(exc: errors.RolloutError) -> str:
     return "controller"
 
 
+def _exposure_free(state: base.RouteState) -> bool:
+    """No live or mirrored traffic reaches the canary: the state a rollback (or a steady route) wants."""
+    return state.weight(base.CANARY) == 0 and state.shadow == 0
+
+
 def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
     status = loaded.rollout.status
     canary = loaded.revisions.get(base.CANARY)
@@ -437,7 +539,27 @@ def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
     return int(max(counts)) if counts else None
 
 
+def _one_line(text: str, limit: int = 2000) -> str:
+    """Untrusted text (an abort reason; label values in a gate's reason) as one line without control
+    characters: no line of a PR, a commit message or a log can then start a workflow command."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())[:limit]
+
+
+def _plain(text: str, limit: int) -> str:
+    """Plain text for a PR title or a commit message: one line, and no @mention (a zero-width space
+    after each @ keeps GitHub from linking and notifying)."""
+    return _one_line(text, limit).replace("@", "@\u200b")
+
+
+def _title(text: str) -> str:
+    return _plain(text, 256)
+
+
 def _reason(e: gates.GateEvidence) -> str:
+    return _one_line(_raw_reason(e))
+
+
+def _raw_reason(e: gates.GateEvidence) -> str:
     if e.error:
         return e.error
     bad = [s for s in e.segments if s.counted and s.verdict is e.verdict]
@@ -585,6 +707,7 @@ def _body(
     *,
     title: str,
     at: datetime,
+    applied: bool = True,
 ) -> str:
     s = loaded.rollout.spec
     current = plan.current_step(loaded)
@@ -609,6 +732,11 @@ def _body(
             )
         else:
             lines.append("- Next: the completion PR, which makes the canary the new stable.")
+    elif action == Action.ROLLBACK and not applied:
+        lines.append(
+            "- **Not yet confirmed on the router**: the write of weight 0, shadow off failed or was not read back. "
+            "The controller retries it with backoff every tick; `rollout status` shows when the router confirms it."
+        )
     elif action == Action.ROLLBACK:
         lines.append("- The router **already** sends no traffic to the canary (weight 0, shadow off): done at once.")
         lines.append(

@@ -6,6 +6,7 @@ that talks to git (through gitpython); git exceptions become `errors.RepoError` 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import io
 import os
@@ -13,6 +14,7 @@ import posixpath
 import stat
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -63,6 +65,9 @@ class GitTree:
         except (git.BadName, ValueError, git.GitCommandError) as exc:
             raise errors.RepoError(f"cannot resolve git ref {ref!r} in {repo.working_dir or repo.git_dir}") from exc
         self.sha = self.commit.hexsha
+        # every tree object looked up, by its path: gitpython parses a tree's entries once per object,
+        # so reusing them keeps a read O(depth) instead of re-parsing `rollouts/` (N entries) each time
+        self._nodes: dict[tuple[str, ...], git.Blob | git.Tree] = {(): self.commit.tree}
 
     @classmethod
     def open(cls, path: str | Path, ref: str) -> GitTree:
@@ -88,7 +93,7 @@ class GitTree:
             if not isinstance(node, git.Tree):
                 raise FileNotFoundError(path)
             try:
-                child = node[part]
+                child = self._child(node, (*resolved, part))
             except KeyError:
                 raise FileNotFoundError(path) from None
             if isinstance(child, git.Blob) and stat.S_ISLNK(child.mode):
@@ -105,19 +110,24 @@ class GitTree:
             node = child
         return node
 
+    def _child(self, tree: git.Tree, key: tuple[str, ...]) -> git.Blob | git.Tree:
+        node = self._nodes.get(key)
+        if node is None:
+            node = self._nodes[key] = tree[key[-1]]
+        return node
+
     def _at(self, parts: list[str], path: str) -> git.Blob | git.Tree:
         node: git.Blob | git.Tree = self.commit.tree
-        for part in parts:
+        for i in range(len(parts)):
             assert isinstance(node, git.Tree)
-            node = node[part]
+            node = self._child(node, tuple(parts[: i + 1]))
         return node
 
     def read(self, path: str) -> bytes:
         node = self._object(path)
         if isinstance(node, git.Tree):
             raise IsADirectoryError(path)
-        data: bytes = node.data_stream.read()
-        return data
+        return _blob_bytes(node)
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -168,6 +178,8 @@ class Workspace:
     def __init__(self, repo: git.Repo, *, branch: str = "main") -> None:
         self.repo = repo
         self.branch = branch
+        self._histories: dict[tuple[str, str, int], dict[str, list[tuple[str, datetime]]]] = {}
+        self._trees: dict[str, GitTree] = {}
 
     @classmethod
     def open(cls, remote: str, path: Path, *, branch: str = "main") -> Workspace:
@@ -193,6 +205,8 @@ class Workspace:
 
     def fetch(self) -> str:
         """Fetch the remote; the sha that `origin/<branch>` now names."""
+        self._histories = {}
+        self._trees = {}
         try:
             self.repo.remotes.origin.fetch(prune=True)
             return self.repo.commit(self.ref).hexsha
@@ -200,7 +214,50 @@ class Workspace:
             raise errors.RepoError(f"cannot fetch {_redact(self.remote_url)}: {_git_reason(exc)}") from exc
 
     def tree(self, ref: str | None = None) -> GitTree:
-        return GitTree(self.repo, ref or self.ref)
+        """The files at `ref` (default: origin/<branch>). Trees are kept until the next `fetch`, so the
+        step history of many rollouts at one commit parses that commit's trees once."""
+        key = ref or self.ref
+        found = self._trees.get(key)
+        if found is None:
+            if len(self._trees) >= 64:
+                self._trees.clear()
+            found = self._trees[key] = GitTree(self.repo, key)
+        return found
+
+    def histories(self, root: str, *, ref: str | None = None, depth: int = 2) -> dict[str, list[tuple[str, datetime]]]:
+        """`history` of every directory `depth` levels under the root of the repository (for `rollouts/`
+        and depth 2: each `rollouts/<name>`), from one `git log`; cached until the next `fetch`."""
+        key = (ref or self.ref, root, depth)  # `fetch` forgets every answer: until then a ref stays put
+        cached = self._histories.get(key)
+        if cached is not None:
+            return cached
+        sha = key[0]
+        try:
+            text = _run(
+                self.repo,
+                "log",
+                "--first-parent",
+                "--max-count=5000",  # older than that, a step's start reads later: the rollout waits longer
+                "--diff-merges=first-parent",
+                "--name-only",
+                "-z",
+                "--format=%x01%H %ct",
+                sha,
+                "--",
+                root,
+            )
+        except git.GitCommandError as exc:
+            raise errors.RepoError(f"cannot read the history of {root}: {_git_reason(exc)}") from exc
+        out: dict[str, list[tuple[str, datetime]]] = {}
+        for entry in text.split("\x01")[1:]:  # "\x01SHA TIME\0\nname\0name\0"
+            head, *names = entry.split("\x00")
+            commit, _, stamp = head.partition(" ")
+            when = datetime.fromtimestamp(int(stamp), UTC)
+            paths = (n.strip("\n") for n in names)
+            for d in sorted({"/".join(n.split("/")[:depth]) for n in paths if n.count("/") >= depth}):
+                out.setdefault(d, []).append((commit, when))
+        self._histories[key] = out
+        return out
 
     def history(self, path: str, *, ref: str | None = None, limit: int = 200) -> list[tuple[str, datetime]]:
         """(sha, commit time) of the first-parent commits of `ref` that touched `path`, newest first.
@@ -211,6 +268,34 @@ class Workspace:
             return [(c.hexsha, c.committed_datetime.astimezone(UTC)) for c in commits]
         except (git.GitCommandError, ValueError) as exc:
             raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
+
+
+_BLOBS: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
+_BLOB_CACHE_BYTES = 64 << 20  # specs and prompts of a few thousand rollouts
+_blob_cache_used = 0
+_BLOBS_LOCK = threading.Lock()  # two controllers may run in one process (tests)
+
+
+def _blob_bytes(blob: git.Blob) -> bytes:
+    """A blob's bytes; a blob is immutable, so small ones are kept by object id (least recently used
+    evicted) and a tick reads each unchanged spec and prompt without a round trip to git."""
+    global _blob_cache_used
+    key = (str(blob.repo.git_dir), blob.hexsha)
+    with _BLOBS_LOCK:
+        cached = _BLOBS.get(key)
+        if cached is not None:
+            _BLOBS.move_to_end(key)
+            return cached
+    data: bytes = blob.data_stream.read()
+    if len(data) <= load.MAX_FILE_BYTES:
+        with _BLOBS_LOCK:
+            if key not in _BLOBS:
+                _BLOBS[key] = data
+                _blob_cache_used += len(data)
+            while _blob_cache_used > _BLOB_CACHE_BYTES:
+                _, old = _BLOBS.popitem(last=False)
+                _blob_cache_used -= len(old)
+    return data
 
 
 def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:

@@ -71,6 +71,15 @@ Duration = Annotated[
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "5m", "2h", "1h30m"]}),
 ]
 
+
+def _at_least_a_second(value: timedelta) -> timedelta:
+    if value < timedelta(seconds=1):  # the gates' query window: PromQL refuses [0s]
+        raise ValueError("must be at least 1s")
+    return value
+
+
+Interval = Annotated[Duration, AfterValidator(_at_least_a_second)]
+
 _THRESHOLD = re.compile(r"^(\d+(?:\.\d+)?)\s*(%|ms|s)?$")
 THRESHOLD_PATTERN = r"^\d+(\.\d+)?\s*(%|ms|s)?$"
 
@@ -298,7 +307,7 @@ class Gate(_Model):
 
 
 class Analysis(_Model):
-    interval: Duration = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
+    interval: Interval = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
     gates: list[Gate] = Field(default_factory=list)
     segments: list[LabelName] = Field(
         default_factory=list,

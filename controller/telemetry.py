@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from controller import reconcile
+from controller import gates, reconcile
 
 
 class Telemetry:
@@ -39,6 +39,24 @@ class Telemetry:
             "rollout_canary_weight", "The live canary weight, percent.", ["rollout", "route"], registry=self.registry
         )
         self.step = Gauge("rollout_step", "The current step, 0-based.", ["rollout"], registry=self.registry)
+        self.router_retries = Counter(
+            "rollout_router_write_retries",
+            "Router writes retried with backoff (a rollback or heal the router did not confirm at once).",
+            ["rollout"],
+            registry=self.registry,
+        )
+        self.rollback_unconfirmed = Gauge(
+            "rollout_rollback_unconfirmed",
+            "1 while a rollback is decided but the router has not confirmed the canary is out.",
+            ["rollout"],
+            registry=self.registry,
+        )
+        self.unmeasured = Gauge(
+            "rollout_gates_unmeasured",
+            "Gates of a rollout that could not be measured in the last tick (e.g. Prometheus down): it holds.",
+            ["rollout"],
+            registry=self.registry,
+        )
         self.interval = 60.0
 
     def record(self, tick: reconcile.Tick) -> None:
@@ -50,6 +68,11 @@ class Telemetry:
             if outcome.error:
                 bad = True
                 self.errors.labels(outcome.adapter or "controller").inc()
+            self._record_router(outcome)
+            if outcome.decision is not None:
+                self.unmeasured.labels(outcome.rollout).set(
+                    sum(1 for e in outcome.evidence if e.verdict is gates.Verdict.ERROR)
+                )
             if outcome.decision is not None and outcome.step is not None:
                 self.step.labels(outcome.rollout).set(outcome.step)
             if outcome.live is not None:
@@ -57,6 +80,12 @@ class Telemetry:
                 self.canary_weight.labels(outcome.rollout, outcome.route).set(route.weight("canary"))
         if not bad and not tick.skipped:
             self.last_good.set(time.time())
+
+    def _record_router(self, outcome: reconcile.Outcome) -> None:
+        if outcome.router_attempts > 1:
+            self.router_retries.labels(outcome.rollout).inc(outcome.router_attempts - 1)
+        if outcome.router_attempts or outcome.rollback_unconfirmed:
+            self.rollback_unconfirmed.labels(outcome.rollout).set(1 if outcome.rollback_unconfirmed else 0)
 
     def healthy(self) -> bool:
         last = self.last_good._value.get()  # the gauge's own value; no public getter exists

@@ -118,8 +118,8 @@ class GithubForge:
         def run() -> list[base.PullRequest]:
             found = []
             for pr in self._repository().pull_requests(state=wire, sort="created", direction="desc"):
-                if not pr.head.ref.startswith(prefix):
-                    continue
+                if not pr.head.ref.startswith(prefix) or not self._ours(pr):
+                    continue  # a fork's branch may be named like ours: it is never one of our PRs
                 pull = self._pull(pr)
                 if state is None or pull.state is state:
                     found.append(pull)
@@ -298,6 +298,12 @@ class GithubForge:
             merge_sha=(raw.get("merge_commit_sha") or "") if state is base.PRState.MERGED else "",
             url=pr.html_url,
         )
+
+    def _ours(self, pr: Any) -> bool:
+        """The head branch lives in this repository (not in a fork)."""
+        head = pr.as_dict().get("head") or {}
+        name = (head.get("repo") or {}).get("full_name", "")
+        return str(name).lower() == self.repository.lower()
 
     def _approved(self, pr: Any) -> bool:
         """At least one approval, and no reviewer whose latest verdict asks for changes."""

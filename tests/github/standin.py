@@ -33,6 +33,7 @@ class Fault:
     body: dict[str, Any]
     op_id: str | None  # None: any operation
     count: int
+    after: bool = False  # True: the operation takes effect, then the answer is this fault (a lost reply)
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Pull:
     merged_sha: str = ""
     labels: list[str] = field(default_factory=list)
     reviews: list[tuple[str, str]] = field(default_factory=list)  # (login, state)
+    fork: str = ""  # the owner of the fork the head branch lives in; "" for a branch of this repository
 
 
 class StandIn:
@@ -173,9 +175,10 @@ class StandIn:
         op_id: str | None = None,
         count: int = 1,
         message: str = "injected",
+        after: bool = False,
     ) -> None:
         with self.lock:
-            self.faults.append(Fault(status, headers or {}, {"message": message}, op_id, count))
+            self.faults.append(Fault(status, headers or {}, {"message": message}, op_id, count, after))
 
     def review(self, number: int, *, login: str, state: str = "APPROVED") -> None:
         """A human's review (the forge never reviews)."""
@@ -217,6 +220,19 @@ class StandIn:
 
     def _user(self, login: str) -> dict[str, Any]:
         return {"login": login, "id": 7, "type": "User", "url": f"{self.api_url}/users/{login}"}
+
+    def _fork_side(self, pr: Pull, sha: str) -> dict[str, Any]:
+        repo = {**self._repo_json(), "id": 2, "full_name": f"{pr.fork}/{self.name}", "owner": self._user(pr.fork)}
+        repo["url"] = f"{self.api_url}/repos/{pr.fork}/{self.name}"
+        repo["html_url"] = f"{self.url}/{pr.fork}/{self.name}"
+        return {"label": f"{pr.fork}:{pr.head}", "ref": pr.head, "sha": sha, "user": self._user(pr.fork), "repo": repo}
+
+    def open_fork_pull(self, *, fork: str, branch: str, title: str, body: str = "", base: str = "main") -> int:
+        """A pull request from `fork`'s branch (as anyone on GitHub can open); returns its number."""
+        with self.lock:
+            number = next(self._numbers)
+            self.pulls[number] = Pull(number, title, body, branch, base, fork=fork)
+            return number
 
     def _repo_json(self) -> dict[str, Any]:
         return {
@@ -266,7 +282,7 @@ class StandIn:
         api = f"{self.repo_api}/pulls/{pr.number}"
         issue = f"{self.repo_api}/issues/{pr.number}"
         html = f"{self.url}/{self.owner}/{self.name}/pull/{pr.number}"
-        head_sha = self.refs.get(f"heads/{pr.head}", "")
+        head_sha = self.refs.get(f"heads/{pr.head}", "") if not pr.fork else "f" * 40
         base_sha = self.refs.get(f"heads/{pr.base}", "")
 
         def side(ref: str, sha: str) -> dict[str, Any]:
@@ -292,7 +308,7 @@ class StandIn:
             "labels": [
                 {"id": i + 1, "name": name, "url": f"{self.repo_api}/labels/{name}"} for i, name in enumerate(pr.labels)
             ],
-            "head": side(pr.head, head_sha),
+            "head": side(pr.head, head_sha) if not pr.fork else self._fork_side(pr, head_sha),
             "base": side(pr.base, base_sha),
             "html_url": html,
             "issue_url": issue,
@@ -337,7 +353,7 @@ class StandIn:
             pr
             for pr in self.pulls.values()
             if state in ("all", pr.state)
-            and ("head" not in q or q["head"] == f"{self.owner}:{pr.head}")
+            and ("head" not in q or q["head"] == f"{pr.fork or self.owner}:{pr.head}")
             and ("base" not in q or q["base"] == pr.base)
         ]
         return sorted(found, key=lambda pr: pr.number, reverse=q.get("direction", "desc") == "desc")
@@ -406,7 +422,7 @@ class StandIn:
             case "pulls/create":
                 if f"heads/{body['head']}" not in self.refs or f"heads/{body['base']}" not in self.refs:
                     return 422, {"message": "Validation Failed", "errors": [{"message": "head or base not found"}]}
-                if any(x.head == body["head"] and x.state == "open" for x in self.pulls.values()):
+                if any(x.head == body["head"] and x.state == "open" and not x.fork for x in self.pulls.values()):
                     return 422, {
                         "message": "Validation Failed",
                         "errors": [{"message": "A pull request already exists"}],
@@ -561,6 +577,8 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
                 if fault.count > 0 and fault.op_id in (None, op.op_id):
                     fault.count -= 1
                     record.status = fault.status
+                    if fault.after:
+                        standin.handle(op.op_id, params, body, query)
                     return self._send(fault.status, fault.body, fault.headers)
             problems = standin.contract.check_request(op, path_params=params, query=query, body=body)
             if problems:

@@ -1,0 +1,102 @@
+"""End to end on the reconciler's real parts (bare remote, local forge, file router, Prometheus):
+a repository full of bad rollouts applies none of them and opens no PR, while the good rollout goes
+on; a bad controller.yaml stops the controller from touching anything; an abort reason full of
+injection attempts reaches the real PR and commit neutralised."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+
+import git
+import pytest
+
+from controller import plan
+from tests.corpus import cases as corpus
+from tests.corpus.test_injection import ATTACKS, neutral
+from tests.reconcile.conftest import GitOps
+from tests.reconcile.test_flow import kind, outcome
+from tests.spec.test_corpus import CASES as LOCATED_CASES
+from tests.spec.test_corpus import HEADER
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = {"prompts/v1.md": "You are helpful.\n", "prompts/v2.md": "You are helpful and brief.\n"}
+
+
+def bad_rollouts() -> dict[str, bytes]:
+    """Every rollout-level case, each in its own directory `rollouts/bad-<id>/`."""
+    files: dict[str, bytes] = {}
+    for case in corpus.CASES:
+        if case.target != "rollout":
+            continue
+        d = f"rollouts/bad-{case.id}"
+        for rel, text in PROMPTS.items():
+            files[f"{d}/{rel}"] = text.encode()
+        files[f"{d}/rollout.yaml"] = corpus.VALID_ROLLOUT.encode()
+        files[f"{d}/{case.path.removeprefix('rollouts/case/')}"] = case.data
+    for path in LOCATED_CASES:
+        m = HEADER.match(path.read_text("utf-8", errors="surrogateescape").splitlines()[0])
+        if m is None or m["target"] == "controller":
+            continue
+        d = f"rollouts/bad-{path.stem}"
+        for rel, text in PROMPTS.items():
+            files[f"{d}/{rel}"] = text.encode()
+        files[f"{d}/rollout.yaml"] = path.read_bytes()
+    return files
+
+
+def commit_bytes(gitops: GitOps, files: dict[str, bytes], message: str) -> None:
+    clone = gitops.work / f"bad-clone-{time.monotonic_ns()}"
+    r = git.Repo.clone_from(str(gitops.remote), clone)
+    for path, data in files.items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_bytes(data)
+    r.git.add("-A")
+    env = {"GIT_AUTHOR_NAME": "h", "GIT_AUTHOR_EMAIL": "h@x", "GIT_COMMITTER_NAME": "h", "GIT_COMMITTER_EMAIL": "h@x"}
+    r.git.commit("-m", message, env=env)
+    r.git.push("origin", "HEAD:main")
+
+
+def test_bad_rollouts_apply_nothing_and_the_good_one_goes_on(gitops: GitOps) -> None:
+    files = bad_rollouts()
+    commit_bytes(gitops, files, "a pile of bad rollouts")
+    dirs = {p.split("/")[1] for p in files}
+    assert len(dirs) >= 50
+    tick = gitops.controller().reconcile_once()
+    assert kind(tick, "good-bot") is plan.Kind.APPLY
+    assert [o.rollout for o in tick.outcomes] == ["good-bot"]
+    reported = {str(p).split("/")[1] for p in tick.problems}
+    assert dirs <= reported, f"not reported: {sorted(dirs - reported)}"
+    routes = gitops.router().routes()
+    assert set(routes) == {"good"}, "a bad rollout reached the router"
+    assert gitops.forge.list() == []
+
+
+def test_a_bad_controller_config_touches_nothing(gitops: GitOps) -> None:
+    c = gitops.controller()
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
+    before = gitops.router().routes()
+    for case in [k for k in corpus.CASES if k.target == "controller" and not k.extra][:5]:
+        commit_bytes(gitops, {corpus.CONFIG: case.data}, f"break controller.yaml: {case.id}")
+        gitops.advance(timedelta(minutes=2))  # good-bot's step is over: it would advance
+        tick = c.reconcile_once()
+        assert tick.skipped == "controller.yaml is invalid" and tick.outcomes == ()
+        assert any(str(p).startswith(corpus.CONFIG) for p in tick.problems)
+        assert gitops.router().routes() == before and gitops.forge.list() == []
+
+
+def test_an_abort_reason_full_of_injections_is_neutralised_in_the_real_pr(gitops: GitOps) -> None:
+    c = gitops.controller()
+    c.reconcile_once()
+    attack = " ".join(ATTACKS.values())
+    done = c.abort("good-bot", reason=attack)
+    assert done.pr is not None
+    pr = gitops.forge.get(done.pr)
+    neutral(pr.body, attack, where="PR body")
+    assert "\n" not in pr.title and not re.search(r"@(acme|octocat)", pr.title)
+    message = git.Repo(gitops.remote).commit(pr.head_sha).message
+    neutral(str(message), attack, where="commit message", markdown=False)
+    assert gitops.live("good").weight("canary") == 0
+    assert outcome(c.reconcile_once(), "good-bot").error is None
