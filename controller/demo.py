@@ -343,6 +343,8 @@ def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, 
     for tool in ("envoy", "prometheus"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"`{tool}` is not on PATH; run `bash .ci/demo`, which installs it")
+    if str(checkout) not in sys.path:
+        sys.path.insert(0, str(checkout))  # the stand-ins live in the checkout's tests/, not in the package
     work = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
     result = Result(scenario, work / "remote.git")
     view = View(out, live=live_view)

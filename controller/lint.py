@@ -110,7 +110,7 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object
                 "R009",
                 ("spec", "analysis", "gates", i, "maxIncrease"),
                 f"a relative limit on a rate never decides while neither variant has a bad event; pair it with "
-                f"an absolute `{bound}` so a clean canary can pass (see docs-judge.md)",
+                f"an absolute `{bound}` so a clean canary can pass (see 'How gates are judged' in the README)",
             )
     rate = s.analysis.expected_rate
     if rate is not None:
