@@ -7,17 +7,13 @@ the demo's proxy) read the file; the controller treats it like any live router.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from controller import errors
-from controller.routers import base
+from controller.routers import base, files
 
 FORMAT_VERSION = 1
 
@@ -43,10 +39,10 @@ class FileRouter:
     def write(self, route: str, state: base.RouteState) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._locked():
+            with files.locked(self.path):
                 routes = dict(self._load())  # a copy: the cached routes stay what the file says
                 routes[route] = state.to_json()
-                self._replace({"version": FORMAT_VERSION, "routes": routes})
+                files.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
         except OSError as exc:
             raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
@@ -88,25 +84,3 @@ class FileRouter:
             )
         routes: dict[str, Any] = data["routes"]
         return routes
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _replace(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")  # one string: faster than dump
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise

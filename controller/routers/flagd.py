@@ -9,17 +9,13 @@ file are kept as they are.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from controller import errors
-from controller.routers import base
+from controller.routers import base, files
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 MANAGED_BY = "rollout-controller"
@@ -103,10 +99,10 @@ class FlagdRouter:
     def write(self, route: str, state: base.RouteState) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self._locked():
+            with files.locked(self.path):
                 document = self._load() or {"$schema": SCHEMA, "flags": {}}
                 document["flags"][route] = flag(state)
-                self._replace(document)
+                files.replace_json(self.path, document)
         except OSError as exc:
             raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
 
@@ -130,27 +126,3 @@ class FlagdRouter:
         if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
             raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'flags' object")
         return data
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _replace(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o644)  # applications read this file; mkstemp makes it owner-only
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2)
-                out.write("\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise

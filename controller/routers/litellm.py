@@ -6,14 +6,10 @@ only reads and writes.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import io
 import json
-import os
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from controller import errors, spec
-from controller.routers import base
+from controller.routers import base, files
 
 FORMAT_VERSION = 1  # of the weights file; litellm_callback.FORMAT_VERSION reads the same
 CALLBACK = "controller.routers.litellm_callback.weights"
@@ -154,10 +150,10 @@ class LitellmRouter:
             )
         try:
             self.weights_file.parent.mkdir(parents=True, exist_ok=True)
-            with self._locked():
+            with files.locked(self.weights_file):
                 document = self._load()
                 document["groups"][route] = weights
-                self._replace(document)
+                files.replace_json(self.weights_file, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: cannot write {self.weights_file}: {exc.strerror}"
@@ -236,30 +232,6 @@ class LitellmRouter:
                 f"router {self.name!r}: {self.weights_file} is not a version {FORMAT_VERSION} weights file"
             )
         return data
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self.weights_file.with_name(self.weights_file.name + ".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-    def _replace(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.weights_file.name}.", dir=self.weights_file.parent)
-        try:
-            os.fchmod(fd, 0o644)  # the proxy, maybe another user, reads this file
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(data, out, indent=2, sort_keys=True)
-                out.write("\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.weights_file)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
 
 
 def _deployments(info: Any, route: str) -> set[str]:
