@@ -24,6 +24,7 @@ from pydantic import BaseModel
 
 from controller import (
     __version__,
+    advice,
     analysis,
     errors,
     evidence,
@@ -639,6 +640,9 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             out.write("  gates    " + " · ".join(f"{e.gate.use} {e.verdict}" for e in o.evidence) + "\n")
             for why in sorted({e.error for e in o.evidence if e.error}):
                 out.write(f"           {why}\n")
+        if s.canary is not None:
+            timing = advice.step_advice(loaded, step=step, config=desired.config)
+            out.write("\n".join(report.timing_lines(timing, indent="  ")) + "\n")
         verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
         out.write(f"  next     {verdict}\n")
         for pr in pulls:

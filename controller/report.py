@@ -152,6 +152,11 @@ def _timing_json(t: advice.StepAdvice | None) -> dict[str, Any] | None:
     }
 
 
+def timing_lines(t: advice.StepAdvice | None, *, indent: str = "    ") -> list[str]:
+    """The time-to-a-decision advice as `rollout plan` and `rollout status` print it."""
+    return [indent + line[4:] for line in _timing_text(t)]
+
+
 def _timing_text(t: advice.StepAdvice | None) -> list[str]:
     if t is None:
         return []

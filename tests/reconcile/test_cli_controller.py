@@ -42,6 +42,7 @@ def test_reconcile_status_and_pull_requests(gitops: GitOps) -> None:
     block = out.split("bad-bot", 1)[1].split("\n\n", 1)[0]
     assert "step 1/3 (shadow 100%)" in block and "canary 0%" in block
     assert "eval_pass_rate FAIL" in block and "PR       #1 bad-bot: roll back" in block
+    assert "decide   traffic unknown: set analysis.expectedRate" in block  # the time-to-a-decision advice
     assert "rolled back" in block or "revert PR" in block
 
     code, out = rollout(gitops, "pr", "list")
