@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -42,6 +42,8 @@ from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
+
+RouterT = TypeVar("RouterT", spec.EnvoyRouter, spec.LitellmRouter)
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "rollout.schema.json": spec.Rollout,
@@ -345,19 +347,31 @@ def add_gates_parser(sub: Any) -> None:
 # -- render --------------------------------------------------------------------------------------
 
 
-def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
+def _render_target(
+    args: argparse.Namespace, out: TextIO, kind: type[RouterT], label: str
+) -> tuple[load.RepoSpec, str, RouterT] | None:
+    """The valid repository and the router of type `kind` that `rollout render` was asked for; None
+    (after printing the problems) when the repository is invalid."""
     root = find_root(Path(args.repo))
     result = load.load_repo(repo.WorkTree(root))
     if result.config is None or result.problems:
         out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+        return None
+    found = {n: c for n, c in result.config.routers.items() if isinstance(c, kind)}
+    what = label.split(" ", 1)[1]
+    if args.router is None and len(found) != 1:
+        raise UsageError(f"name the {what} router to render, one of: {', '.join(sorted(found)) or '(none)'}")
+    name = args.router or next(iter(found))
+    if name not in found:
+        raise UsageError(f"{name!r} is not {label} router in {load.CONFIG_FILE}; {what} routers: {sorted(found)}")
+    return result, name, found[name]
+
+
+def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
+    target = _render_target(args, out, spec.EnvoyRouter, "an Envoy")
+    if target is None:
         return 1
-    envoys = {n: c for n, c in result.config.routers.items() if isinstance(c, spec.EnvoyRouter)}
-    if args.router is None and len(envoys) != 1:
-        raise UsageError(f"name the Envoy router to render, one of: {', '.join(sorted(envoys)) or '(none)'}")
-    name = args.router or next(iter(envoys))
-    if name not in envoys:
-        raise UsageError(f"{name!r} is not an Envoy router in {load.CONFIG_FILE}; Envoy routers: {sorted(envoys)}")
-    config = envoys[name]
+    result, name, config = target
     rollouts = [
         (
             r.name,
@@ -406,17 +420,10 @@ def add_render_parser(sub: Any) -> None:
 
 
 def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
-    root = find_root(Path(args.repo))
-    result = load.load_repo(repo.WorkTree(root))
-    if result.config is None or result.problems:
-        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+    target = _render_target(args, out, spec.LitellmRouter, "a LiteLLM")
+    if target is None:
         return 1
-    proxies = {n: c for n, c in result.config.routers.items() if isinstance(c, spec.LitellmRouter)}
-    if args.router is None and len(proxies) != 1:
-        raise UsageError(f"name the LiteLLM router to render, one of: {', '.join(sorted(proxies)) or '(none)'}")
-    name = args.router or next(iter(proxies))
-    if name not in proxies:
-        raise UsageError(f"{name!r} is not a LiteLLM router in {load.CONFIG_FILE}; LiteLLM routers: {sorted(proxies)}")
+    result, name, proxy = target
     groups = []
     for r in result.rollouts:
         if r.rollout.spec.router != name:
@@ -431,11 +438,11 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
                 weights=dict(desired.weights),
             )
         )
-    document: dict[str, Any] = {"model_list": litellm.model_list(groups, deployments=proxies[name].deployments)}
+    document: dict[str, Any] = {"model_list": litellm.model_list(groups, deployments=proxy.deployments)}
     text = (
         f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
         f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
-        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({proxies[name].weights_file}).\n"
+        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({proxy.weights_file}).\n"
     )
     if args.weights:
         text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
