@@ -367,6 +367,16 @@ def _render_target(
     return result, name, found[name]
 
 
+def _emit(args: argparse.Namespace, out: TextIO, text: str) -> int:
+    """Rendered configuration goes to `--out FILE` or to standard output."""
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        out.write(text)
+    return 0
+
+
 def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
     target = _render_target(args, out, spec.EnvoyRouter, "an Envoy")
     if target is None:
@@ -394,12 +404,7 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
     )
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
     text += envoy.to_yaml(document)
-    if args.out:
-        Path(args.out).write_text(text, "utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        out.write(text)
-    return 0
+    return _emit(args, out, text)
 
 
 def add_render_parser(sub: Any) -> None:
@@ -448,12 +453,7 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
         text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
     else:
         text += litellm.to_yaml(document)
-    if args.out:
-        Path(args.out).write_text(text, "utf-8")
-        print(f"wrote {args.out}", file=sys.stderr)
-    else:
-        out.write(text)
-    return 0
+    return _emit(args, out, text)
 
 
 def add_render_litellm_parser(render_sub: Any) -> None:
