@@ -25,6 +25,8 @@ log = logging.getLogger("rollout.reconcile")
 _AUTO_MERGED = ("advance", "complete", "decommission")
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
 BRANCH_PREFIX = "rollout/"
+_REVERT_CHECK = "the canary was rolled back: the pull request's description says why"
+_CHECKS_REMEMBERED = 10_000  # (PR, head) checks a process remembers setting, so it does not set them again
 
 
 class Action:
@@ -105,6 +107,7 @@ class Controller:
     lease_ttl: timedelta = timedelta(minutes=2)
     backoff: Backoff = field(default_factory=Backoff)
     _history: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
+    _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
 
     # -- one tick ------------------------------------------------------------------------------------
 
@@ -321,17 +324,13 @@ class Controller:
                     plan.Kind.DECOMMISSION: Action.DECOMMISSION,
                 }[decision.kind]
                 pr = self._propose(loaded, action, decision, outcome.evidence, config)
-                self.forge.set_check(
-                    pr.number, state=forge_base.CheckState.SUCCESS, summary=decision.reason, context="rollout/gates"
-                )
+                self._set_check(pr, forge_base.CheckState.SUCCESS, decision.reason)
                 if loaded.rollout.spec.promotion is spec.Promotion.AUTO and pr.state is forge_base.PRState.OPEN:
                     pr = self.forge.merge(pr.number, message=pr.title)
                     actions.append(f"merged #{pr.number} (promotion: auto)")
             case plan.Kind.PAUSE:
                 pr = self._propose(loaded, Action.PAUSE, decision, outcome.evidence, config)
-                self.forge.set_check(
-                    pr.number, state=forge_base.CheckState.FAILURE, summary=decision.reason, context="rollout/gates"
-                )
+                self._set_check(pr, forge_base.CheckState.FAILURE, decision.reason)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.add_labels(other.number, ("paused",))
@@ -340,15 +339,34 @@ class Controller:
                 for other in mine:
                     parsed = parse_branch(other.branch)
                     if other.state is forge_base.PRState.OPEN and parsed and parsed[1] == Action.ADVANCE:
-                        self.forge.set_check(
-                            other.number,
-                            state=forge_base.CheckState.PENDING,
-                            summary=decision.reason,
-                            context="rollout/gates",
-                        )
+                        self._set_check(other, forge_base.CheckState.PENDING, decision.reason)
             case plan.Kind.APPLY:
                 pass
+        self._check_open_reverts(mine, actions)
         return pr
+
+    def _check_open_reverts(self, mine: Sequence[forge_base.PullRequest], actions: list[str]) -> None:
+        """Every open revert PR carries a failing `rollout/gates` check, so nobody merges a canary back
+        by mistake. `_propose` sets it when it opens the PR; a process that died in between leaves the PR
+        without it, so each process sets it once on every open revert PR it has not set a check on."""
+        for other in mine:
+            parsed = parse_branch(other.branch)
+            if other.state is not forge_base.PRState.OPEN or not parsed or parsed[1] != Action.ROLLBACK:
+                continue
+            if (other.number, other.head_sha) not in self._checks:
+                self._set_check(other, forge_base.CheckState.FAILURE, _REVERT_CHECK)
+                actions.append(f"set the failing check on revert #{other.number}")
+
+    def _set_check(self, pr: forge_base.PullRequest, state: forge_base.CheckState, summary: str) -> None:
+        """The `rollout/gates` check of a PR's head commit; skipped when this process already set the same
+        one there (on GitHub every call adds a status to the commit, at most 1000 per commit)."""
+        key, value = (pr.number, pr.head_sha), (state.value, summary)
+        if self._checks.get(key) == value:
+            return
+        self.forge.set_check(pr.number, state=state, summary=summary, context="rollout/gates")
+        if len(self._checks) >= _CHECKS_REMEMBERED:
+            self._checks.clear()
+        self._checks[key] = value
 
     def _close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
         """Open PRs about a revision main no longer has are closed, with a word on why."""
@@ -390,9 +408,7 @@ class Controller:
             return existing  # already merged; main will show it on the next fetch
         pr = self.forge.propose(change, base=config.branch)
         if action == Action.ROLLBACK:
-            self.forge.set_check(
-                pr.number, state=forge_base.CheckState.FAILURE, summary=decision.reason, context="rollout/gates"
-            )
+            self._set_check(pr, forge_base.CheckState.FAILURE, decision.reason)
         return pr
 
     def _write_route(
