@@ -26,6 +26,7 @@ _AUTO_MERGED = ("advance", "complete", "decommission")
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
 BRANCH_PREFIX = "rollout/"
 _REVERT_CHECK = "the canary was rolled back: the pull request's description says why"
+_HISTORY_REMEMBERED = 200_000  # (commit, rollout) step keys kept between ticks, ~100 bytes each
 _CHECKS_REMEMBERED = 10_000  # (PR, head) checks a process remembers setting, so it does not set them again
 
 
@@ -446,6 +447,8 @@ class Controller:
                     cached = _step_key(other)
                 except errors.SpecError:
                     cached = None
+                if len(self._history) >= _HISTORY_REMEMBERED:
+                    self._history.clear()  # a long `rollout run`: start over rather than grow without bound
                 self._history[(sha, loaded.path)] = cached
             if cached != key:
                 break

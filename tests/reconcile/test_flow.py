@@ -219,3 +219,20 @@ def test_no_ramp_before_the_offline_eval_passes(gitops: GitOps) -> None:
     gitops.advance(timedelta(minutes=5))
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
     assert gitops.forge.list() == []
+
+
+def test_the_step_history_cache_stays_bounded(gitops: GitOps, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long `rollout run` must not grow the (commit, rollout) cache without bound; bounded, the step
+    start it finds is the same."""
+    add_bad_bot(gitops)
+    for i in range(3):
+        gitops.commit({f"rollouts/good-bot/prompts/draft-{i}.md": "a draft\n"}, f"a draft {i}")
+    unbounded = gitops.controller()
+    want = {o.rollout: o.step_since for o in unbounded.reconcile_once(dry_run=True).outcomes}
+    assert len(unbounded._history) > 2
+    monkeypatch.setattr(reconcile, "_HISTORY_REMEMBERED", 2)
+    bounded = gitops.controller()
+    for _ in range(3):
+        got = {o.rollout: o.step_since for o in bounded.reconcile_once(dry_run=True).outcomes}
+        assert got == want
+        assert len(bounded._history) <= 2
