@@ -1,12 +1,14 @@
 """Seeded simulation of canary judges: `controller.judge` beside a Flagger-style and a Kayenta-style judge.
 
 Run `python bench/judge.py` from the repository root. Prints one table: false rollbacks per rollout
-on A/A streams, and detection rate, median canary requests and median time to a FAIL on A/B streams.
+on A/A streams, and detection rate, median canary requests and median time to a FAIL on A/B streams
+(over all rollouts: "-" when fewer than half are detected within the step).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ EVAL_TOLERANCE = 0.02  # ours only: tune the sequence to catch a drop 2 points b
 BUCKETS = np.append(0.05 * 1.1 ** np.arange(0, 60), np.inf)  # fine buckets: 50 ms .. ~15 s, then +Inf
 FLAGGER_THRESHOLD = 5  # Flagger's documented example: roll back after 5 failed checks
 KAYENTA_CONFIDENCE = 0.98  # Kayenta's Mann-Whitney classifier at 0.98 confidence
+CALIBRATED = ", calibrated on A/A"
 
 
 @dataclass
@@ -75,11 +78,18 @@ def simulate(rng: np.random.Generator, *, rollouts: int, weight: float, effect: 
 # -- the three judges: each returns, per rollout, the first look (bin index) that fails, or -1 ----------
 
 
-GATES = {
-    "eval": spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": EVAL_MAX_DROP, "tolerance": EVAL_TOLERANCE}),
-    "errors": spec.Gate.model_validate({"use": "error_rate", "maxIncrease": ERROR_MAX_INCREASE}),
-    "p95": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": P95_MAX_INCREASE}),
-}
+def gates_at(alpha: float | None = None) -> dict[str, spec.Gate]:
+    """The gates every judge gets: ours at `alpha` (the default when None)."""
+    level = {} if alpha is None else {"alpha": alpha}
+    return {
+        "eval": spec.Gate.model_validate(
+            {"use": "eval_pass_rate", "maxDrop": EVAL_MAX_DROP, "tolerance": EVAL_TOLERANCE, **level}
+        ),
+        "errors": spec.Gate.model_validate({"use": "error_rate", "maxIncrease": ERROR_MAX_INCREASE, **level}),
+        "p95": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": P95_MAX_INCREASE, **level}),
+    }
+
+
 METHODS = {
     "eval": gates.Method("ratio", counts_good=True),
     "errors": gates.Method("ratio", counts_good=False),
@@ -87,9 +97,11 @@ METHODS = {
 }
 
 
-def ours(s: Streams, gate_names: tuple[str, ...]) -> tuple[Any, Any]:
+def ours(s: Streams, gate_names: tuple[str, ...], alpha: float | None = None) -> tuple[Any, Any]:
     """`controller.gates.judge` (the path every gate takes, onto `controller.judge`) on the counts since
-    the step began, at every look. Also returns the first PASS."""
+    the step began, at every look, with every gate at `alpha` (None: the default). Also returns the
+    first PASS."""
+    gate_specs = gates_at(alpha)
     rollouts = s.n["stable"].shape[0]
     first_fail = np.full(rollouts, -1)
     first_pass = np.full(rollouts, -1)
@@ -110,7 +122,7 @@ def ours(s: Streams, gate_names: tuple[str, ...]) -> tuple[Any, Any]:
                         measured[arm] = gates.Measurement(events / n[arm] if n[arm] else None, n[arm])
                 verdicts.append(
                     gates.judge(
-                        GATES[name],
+                        gate_specs[name],
                         stable=measured["stable"],
                         canary=measured["canary"],
                         min_samples=0,
@@ -206,6 +218,21 @@ def kayenta(scores: Any, *, confidence: float) -> Any:
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
 
 
+OURS_LADDER = (0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.01)  # alpha, loosest first
+
+
+def calibrate_ours(false_alarms: dict[float, Any], aa: Streams, target: float) -> float:
+    """The loosest `alpha` on a ladder whose A/A false rollbacks stay within `target`: ours calibrated
+    the way the baselines are, for a comparison at an equal or lower false-alarm rate. `false_alarms`
+    caches each alpha's first FAILs on `aa`."""
+    for alpha in OURS_LADDER:
+        if alpha not in false_alarms:
+            false_alarms[alpha] = ours(aa, tuple(EFFECTS), alpha)[0]
+        if (false_alarms[alpha] >= 0).mean() <= target:
+            return alpha
+    return OURS_LADDER[-1]
+
+
 KAYENTA_LADDER = (0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 0.999999, 0.9999999)
 
 
@@ -220,13 +247,22 @@ def calibrate_kayenta(false_alarm_scores: list[Any], target: float) -> float:
 # -- the table -----------------------------------------------------------------------------------
 
 
+def median_hours(first: Any) -> float:
+    """The median time to a FAIL over all rollouts, a rollout never failed counting as never (so the
+    median is infinite when fewer than half are detected): comparable between judges that detect
+    different shares, unlike the median over the detected ones alone."""
+    when = np.where(first >= 0, (first + 1) * BIN_S / 3600, np.inf)
+    return float(np.median(when))
+
+
 def median_requests_and_time(first: Any, s: Streams) -> tuple[str, str]:
-    hit = first >= 0
-    if not hit.any():
+    """Median canary requests and time to a FAIL over all rollouts (never failed: never, see
+    `median_hours`)."""
+    hours = median_hours(first)
+    if math.isinf(hours):
         return "-", "-"
-    t = first[hit]
-    requests = np.cumsum(s.n["canary"], axis=1)[hit, t]
-    hours = (np.median(t) + 1) * BIN_S / 3600
+    requests = np.cumsum(s.n["canary"], axis=1)[np.arange(len(first)), np.maximum(first, 0)]
+    requests = np.where(first >= 0, requests, np.inf)
     return f"{int(np.median(requests)):,}", f"{hours:.1f}h"
 
 
@@ -248,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     rows: list[list[str]] = []
+    verdicts: list[str] = []
     gates_all = tuple(EFFECTS)
     for weight in WEIGHTS:
         aa = simulate(rng, rollouts=args.aa, weight=weight, effect=None)
@@ -264,37 +301,60 @@ def main(argv: list[str] | None = None) -> int:
         judges: dict[str, tuple[Any, Any]] = {
             "ours (mixture SPRT)": (ours_aa, lambda e, st, g=ab_gate: ours(st, g[e])[0]),
         }
+        baselines: dict[str, tuple[Any, Any]] = {}
         for label, n in (
             ("", FLAGGER_THRESHOLD),
-            (", calibrated on A/A", calibrate_flagger([counts_aa], 0.01)),
+            (CALIBRATED, calibrate_flagger([counts_aa], 0.01)),
             (", calibrated on A/A + inside", calibrate_flagger([counts_aa, counts_ab["inside"]], 0.01)),
         ):
-            judges[f"flagger N={n}{label}"] = (
+            baselines[f"flagger N={n}{label}"] = (
                 flagger(counts_aa, threshold=n),
                 lambda e, st, n=n, c=counts_ab: flagger(c[e], threshold=n),
             )
         for label, confidence in (
             ("", KAYENTA_CONFIDENCE),
-            (", calibrated on A/A", calibrate_kayenta([scores_aa], 0.01)),
+            (CALIBRATED, calibrate_kayenta([scores_aa], 0.01)),
             (", calibrated on A/A + inside", calibrate_kayenta([scores_aa, scores_ab["inside"]], 0.01)),
         ):
             level = str(confidence) if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]}"
-            judges[f"kayenta MWU {level}{label}"] = (
+            baselines[f"kayenta MWU {level}{label}"] = (
                 kayenta(scores_aa, confidence=confidence),
                 lambda e, st, k=confidence, sc=scores_ab: kayenta(sc[e], confidence=k),
             )
+        # ours calibrated like each A/A-calibrated baseline, to at most that baseline's A/A false rollbacks
+        false_alarms: dict[float, Any] = {}
+        rivals: dict[str, str] = {}  # A/A-calibrated baseline -> the row of ours it is compared with
+        for name, (aa_first, _) in baselines.items():
+            if name.endswith(CALIBRATED):
+                alpha = calibrate_ours(false_alarms, aa, min(0.01, float((aa_first >= 0).mean())))
+                rivals[name] = f"ours alpha={alpha:g}, calibrated on A/A"
+                judges[rivals[name]] = (
+                    false_alarms[alpha],
+                    lambda e, st, g=ab_gate, a=alpha: ours(st, g[e], a)[0],
+                )
+        judges.update(baselines)
+        results: dict[str, Result] = {}
         for name, (aa_first, run) in judges.items():
-            row = [f"{weight:.0%}", name, f"{(aa_first >= 0).mean():.2%}", f"{(run('inside', inside) >= 0).mean():.1%}"]
+            result = results[name] = Result(
+                false_rollbacks=float((aa_first >= 0).mean()),
+                inside_failed=float((run("inside", inside) >= 0).mean()),
+                detected={},
+                hours={},
+            )
+            row = [f"{weight:.0%}", name, f"{result.false_rollbacks:.2%}", f"{result.inside_failed:.1%}"]
             for effect, streams in ab.items():
                 first = run(effect, streams)
                 requests, hours = median_requests_and_time(first, streams)
-                row += [f"{(first >= 0).mean():.0%}", requests, hours]
+                result.detected[effect] = float((first >= 0).mean())
+                result.hours[effect] = median_hours(first)
+                row += [f"{result.detected[effect]:.0%}", requests, hours]
             rows.append(row)
         passed = ours_aa_pass[ours_aa_pass >= 0]
         when = f"{(np.median(passed) + 1) * BIN_S / 3600:.1f}h" if passed.size else "-"
         rows.append([f"{weight:.0%}", "  ours, A/A: PASS reached", f"{passed.size / args.aa:.0%}, median {when}"])
         rows[-1] += [""] * 10
         rows.append([""] * 13)
+        verdicts += targets(weight, results, rivals)
 
     header = ["weight", "judge", "A/A: false rollback", "eval -0.8pt (inside limit): failed"]
     for effect in ("eval -3pts", "errors x2", "p95 +15%"):
@@ -306,7 +366,50 @@ def main(argv: list[str] | None = None) -> int:
         f"p95 maxIncrease {P95_MAX_INCREASE:.0%}; ours at alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}; "
         f"seed {args.seed}; {time.monotonic() - started:.0f}s"
     )
+    print("\ntargets:")
+    print("\n".join(verdicts))
     return 0
+
+
+@dataclass
+class Result:
+    false_rollbacks: float  # A/A
+    inside_failed: float
+    detected: dict[str, float]  # effect -> share detected within the step
+    hours: dict[str, float]  # effect -> median hours to the FAIL (inf: never)
+
+
+def targets(weight: float, results: dict[str, Result], rivals: dict[str, str]) -> list[str]:
+    """The issue's targets, checked on this weight's results: at most 1% false rollbacks per rollout in
+    A/A, 95% detection of the 3-point eval drop at 5%, and faster median detection than each baseline
+    at an equal or lower A/A false-rollback rate (ours calibrated to that baseline's rate on A/A)."""
+    mine = results["ours (mixture SPRT)"]
+    out = [
+        f"  {weight:.0%}: ours at defaults: A/A false rollbacks {mine.false_rollbacks:.2%} <= 1%: "
+        + _yes(mine.false_rollbacks <= 0.01)
+    ]
+    if weight == 0.05:
+        out.append(
+            f"  {weight:.0%}: ours at defaults: eval -3pts detected {mine.detected['eval']:.0%} >= 95%: "
+            + _yes(mine.detected["eval"] >= 0.95)
+        )
+    for baseline, row in rivals.items():
+        theirs, ours_ = results[baseline], results[row]
+        faster = all(
+            ours_.hours[e] < theirs.hours[e]
+            or (math.isinf(theirs.hours[e]) and ours_.detected[e] >= theirs.detected[e])
+            for e in EFFECTS
+        )
+        times = ", ".join(f"{e} {ours_.hours[e]:.2f}h vs {theirs.hours[e]:.2f}h" for e in EFFECTS)
+        out.append(
+            f"  {weight:.0%}: {row} (A/A {ours_.false_rollbacks:.2%}) against {baseline} "
+            f"(A/A {theirs.false_rollbacks:.2%}): {times}: faster: {_yes(faster)}"
+        )
+    return out
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "NO"
 
 
 def print_table(header: list[str], rows: list[list[str]]) -> None:

@@ -17,7 +17,7 @@ probability ratio test, Johari, Pekelis & Walsh 2017; Howard et al. 2021) for th
 The sequences rest on a normal approximation of the counts (smoothed by +0.5 where a count is 0),
 so below `min_samples` canary samples a gate never passes. Judge each step on the counts since that
 step began. `alpha` is per gate and per step: for a rollout
-of `k` judged steps and `g` rollback gates, `alpha / (k * g)` bounds the whole rollout's false rollbacks.
+of `k` judged steps and `g` rollback gates, `alpha * k * g` bounds the whole rollout's false rollbacks.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ DEFAULT_QUANTILE_MIN_SAMPLES = 200
 _MIN_TAU_ABSOLUTE = 0.005  # mixing scale floors: the sequence is tightest near regressions of this size
 _MIN_TAU_LOG = 0.05
 _QUANTILE_RHO_SAMPLES = 250.0  # the quantile sequence is tightest near this many samples per arm
+_CANARY_SHARE = 0.8  # of a quantile comparison's alpha (and 1 - power), for the canary: usually the smaller arm
 
 
 @dataclass(frozen=True)
@@ -303,7 +304,8 @@ def judge_quantile(
     Each arm's quantile gets a time-uniform confidence sequence over its rank: the count of samples
     below the true quantile is binomial, so the rank `n q` moves by a normal-mixture radius with
     variance `n q (1 - q)`; ranks become latencies by linear interpolation within a bucket, as
-    `histogram_quantile` does. The two arms' bounds are combined conservatively (Bonferroni). A bound
+    `histogram_quantile` does. The two arms' bounds are combined conservatively (Bonferroni), the
+    canary (usually the arm with fewer samples) getting `_CANARY_SHARE` of the error rates. A bound
     that falls in the `+Inf` bucket is infinite: coarse or overflowing buckets hold, they never pass.
     """
     _check_levels(alpha, power)
@@ -318,11 +320,11 @@ def judge_quantile(
         return _inconclusive("no samples yet", limit=max_increase, relative=True, nc=nc, ns=ns)
 
     s_est, c_est = _value_at_rank(stable, q * ns), _value_at_rank(canary, q * nc)
-    s_fail, c_fail = _quantile_bounds(stable, q=q, alpha=alpha / 2), _quantile_bounds(canary, q=q, alpha=alpha / 2)
-    s_pass, c_pass = (
-        _quantile_bounds(stable, q=q, alpha=(1 - power) / 2),
-        _quantile_bounds(canary, q=q, alpha=(1 - power) / 2),
-    )
+    c_share = _CANARY_SHARE
+    s_fail = _quantile_bounds(stable, q=q, alpha=alpha * (1 - c_share))
+    c_fail = _quantile_bounds(canary, q=q, alpha=alpha * c_share)
+    s_pass = _quantile_bounds(stable, q=q, alpha=(1 - power) * (1 - c_share))
+    c_pass = _quantile_bounds(canary, q=q, alpha=(1 - power) * c_share)
     estimate = _relative(c_est, s_est)
     lower = _relative(c_fail[0], s_fail[1])
     upper = _relative(c_pass[1], s_pass[0])
@@ -566,8 +568,9 @@ def advise_ratio(
             tau = _tau_absolute(limit, tolerance)
         spread = z * math.sqrt(var)
         if fail:
-            return est - spread - mixture_radius(var, alpha=alpha, tau=tau) > log_limit
-        return nc >= min_samples and est + spread + mixture_radius(var, alpha=1 - power, tau=tau) <= log_limit
+            return est - spread - mixture_radius(var, alpha=one_sided(alpha), tau=tau) > log_limit
+        within = est + spread + mixture_radius(var, alpha=one_sided(1 - power), tau=tau) <= log_limit
+        return nc >= min_samples and within
 
     pass_after = _first_time(lambda s: check(s, canary_p=bad, fail=False), horizon)
     fail_after = _first_time(lambda s: check(s, canary_p=canary_bad, fail=True), horizon)
