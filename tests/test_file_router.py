@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -30,22 +31,22 @@ def test_write_then_read_back(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
     assert router.read("chat") is None
     state = base.RouteState({"stable": 75, "canary": 25}, 0, {"canary": base.Served("m", "p.md", "abc", {"t": 1})})
-    live = base.apply(router, "chat", state)
+    live = base.apply(router, {"chat": state}).state("chat")
     assert live == state
     assert router.read("other") is None
 
 
 def test_writes_keep_other_routes(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
-    router.write("a", base.RouteState({"stable": 100}))
-    router.write("b", base.RouteState({"stable": 50, "canary": 50}))
+    router.write({"a": base.RouteState({"stable": 100})})
+    router.write({"b": base.RouteState({"stable": 50, "canary": 50})})
     assert set(json.loads((tmp_path / "routes.json").read_text())["routes"]) == {"a", "b"}
 
 
 def _writer(path: str, route: str, n: int) -> None:
     router = file_router.FileRouter("local", path)
     for i in range(n):
-        router.write(route, base.RouteState({"stable": 100 - i % 100, "canary": i % 100}))
+        router.write({route: base.RouteState({"stable": 100 - i % 100, "canary": i % 100})})
 
 
 def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -83,7 +84,7 @@ def test_malformed_state_is_a_clear_error_and_no_write(tmp_path: Path, content: 
         router.read("chat")
     if "routes" not in content or 'version": 9' in content or "{not" in content:
         with pytest.raises(errors.RouterStateError):
-            router.write("chat", base.RouteState({"stable": 100}))
+            router.write({"chat": base.RouteState({"stable": 100})})
         assert path.read_text() == content
 
 
@@ -91,14 +92,16 @@ def test_unwritable_location_is_retryable(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("")  # root ignores permissions; a file in the path stops everyone
     router = file_router.FileRouter("local", tmp_path / "not-a-dir" / "routes.json")
     with pytest.raises(errors.RouterUnavailable) as exc:
-        router.write("chat", base.RouteState({"stable": 100}))
+        router.write({"chat": base.RouteState({"stable": 100})})
     assert exc.value.retryable
 
 
 def test_read_back_mismatch_is_a_verify_error(tmp_path: Path) -> None:
     class Lossy(file_router.FileRouter):
-        def write(self, route: str, state: base.RouteState) -> None:  # drops the shadow, like a stale router
-            super().write(route, base.RouteState(state.weights))
+        def write(self, states: Mapping[str, base.RouteState]) -> None:  # drops the shadow, like a stale router
+            super().write({route: base.RouteState(state.weights) for route, state in states.items()})
 
     with pytest.raises(errors.RouterVerifyError, match="read back"):
-        base.apply(Lossy("lossy", tmp_path / "r.json"), "chat", base.RouteState({"stable": 100}, shadow=50))
+        base.apply(Lossy("lossy", tmp_path / "r.json"), {"chat": base.RouteState({"stable": 100}, shadow=50)}).state(
+            "chat"
+        )
