@@ -1,6 +1,7 @@
 """The router contract, run against every backend (file, a real Envoy, a flagd flag file, a real LiteLLM proxy).
 
-Each test drives the router only through `read`, `write` and `base.apply` (write, then read back).
+Each test drives the router only through `read`, `write` and `base.apply` (write a batch, then read
+each route back).
 """
 
 from __future__ import annotations
@@ -62,6 +63,29 @@ def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
     base.apply(backend.router, {ROUTES[0]: ROLLBACK}).state(ROUTES[0])
     other = backend.router.read(ROUTES[1])
     assert other is not None and other.same_traffic(state(5))
+
+
+def test_a_batch_sets_every_route_in_it(backend: Backend) -> None:
+    desired = {ROUTES[0]: state(25, shadow(backend, 10)), ROUTES[1]: state(5)}
+    applied = base.apply(backend.router, desired)
+    assert dict(applied.failed) == {}
+    for route, want in desired.items():
+        assert applied.state(route).same_traffic(want), route
+        again = backend.make().read(route)
+        assert again is not None and again.same_traffic(want), route
+
+
+def test_a_batch_with_a_refused_route_writes_nothing(backend: Backend) -> None:
+    if backend.refused is None:
+        pytest.skip(f"the {backend.kind} router takes any route and any split")
+    base.apply(backend.router, {ROUTES[0]: state(5)}).state(ROUTES[0])
+    before = backend.raw()
+    route, refused = backend.refused
+    with pytest.raises(errors.RouterError, match=f"route {route!r}"):  # the message names the route at fault
+        backend.router.write({ROUTES[0]: state(50), route: refused})
+    assert backend.raw() == before
+    live = backend.router.read(ROUTES[0])
+    assert live is not None and live.same_traffic(state(5))
 
 
 def test_shadow_on_and_off(backend: Backend) -> None:

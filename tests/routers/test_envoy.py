@@ -20,7 +20,7 @@ import pytest
 from controller import errors
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc
-from tests.routers.conftest import ROLLOUTS, envoy_bootstrap
+from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
 
 S, C = base.STABLE, base.CANARY
 ROUTE = "triage"
@@ -167,6 +167,51 @@ def form(request: httpx.Request) -> dict[str, str]:
     """The runtime keys a `POST /runtime_modify` carries: in its form body, none in the URL."""
     assert not request.url.params and request.headers["content-type"] == "application/x-www-form-urlencoded"
     return dict(urllib.parse.parse_qsl(request.read().decode(), strict_parsing=True))
+
+
+@pytest.mark.slow
+def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
+    calls: list[httpx.Request] = []
+    with httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client:
+        router = envoy.EnvoyRouter("edge", envoy_proxy.admin, routes=ROLLOUTS, client=client)
+        desired = {"triage": base.RouteState({S: 70, C: 30}, 10), "support-chat": base.RouteState({S: 95, C: 5})}
+        router.write(desired)
+        assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
+        assert form(calls[0]) == {
+            **envoy.runtime_values(desired["triage"], prefix="rollouts", rollout=ROLLOUTS["triage"]),
+            **envoy.runtime_values(desired["support-chat"], prefix="rollouts", rollout=ROLLOUTS["support-chat"]),
+        }
+        for route, want in desired.items():
+            live = router.read(route)
+            assert live is not None and live.same_traffic(want), route
+
+
+@pytest.mark.slow
+def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) -> None:
+    """Each route's served models against the running bootstrap, one GET /clusters for the batch; one
+    route whose stable moved to an upstream Envoy does not serve refuses the whole batch."""
+    old, new, moved = (f"127.0.0.1:{port}" for port in (closed_port(), closed_port(), closed_port()))
+    config = envoy_bootstrap({route: {S: old, C: new} for route in ROLLOUTS})
+    models = {"acme/old": old, "acme/new": new, "acme/moved": moved}
+
+    def split(stable: str) -> base.RouteState:
+        served = {S: base.Served(stable), C: base.Served("acme/new")}
+        return base.RouteState({S: 90, C: 10}, 0, served)
+
+    calls: list[httpx.Request] = []
+    with (
+        envoy_proc.running_envoy(config, tmp_path) as proxy,
+        httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client,
+    ):
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, client=client)
+        router.write({route: split("acme/old") for route in ROLLOUTS})
+        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters"), ("POST", "/runtime_modify")]
+        before = router.overrides()
+        calls.clear()
+        with pytest.raises(errors.RouterStateError, match=r"route 'support-chat'.*nothing was written"):
+            router.write({"triage": base.RouteState({S: 100, C: 0}), "support-chat": split("acme/moved")})
+        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters")]
+        assert router.overrides() == before
 
 
 def wait_for(predicate: Any, what: str) -> None:
