@@ -112,6 +112,11 @@ class _Decided:
         """The route state this decision writes, if it writes one."""
         return self.decision.route if self.decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK) else None
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """(router, route): one rollout each (loading refuses a second rollout of a route)."""
+        return self.loaded.rollout.spec.router, self.loaded.rollout.spec.route
+
 
 @dataclass(frozen=True)
 class _Written:
@@ -179,7 +184,7 @@ class Controller:
         written = self._write_routes([d for _, d in decided])  # 2. write: one batch per router
         for n, d in decided:  # 3. act: the forge side, with this rollout's write
             try:
-                outcomes[n] = self._act(d, config, written.get(d.loaded.name))
+                outcomes[n] = self._act(d, config, written.get(d.key))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
         duration = (self.clock() - started).total_seconds()
@@ -422,21 +427,20 @@ class Controller:
             )
         return pr
 
-    def _write_routes(self, decided: Sequence[_Decided]) -> dict[str, _Written]:
+    def _write_routes(self, decided: Sequence[_Decided]) -> dict[tuple[str, str], _Written]:
         """Every route the decisions change, one batch per router, written and read back; the result
-        per rollout. Urgent routes (taking the canary out) whose write failed retryably (the router
-        unreachable, the write not confirmed) are retried with backoff, together, within the tick."""
+        per (router, route). Urgent routes (taking the canary out) whose write failed retryably (the
+        router unreachable, the write not confirmed) are retried with backoff, together, in the tick."""
         batches: dict[str, list[_Decided]] = {}
         for d in decided:
             if d.state is not None:
-                batches.setdefault(d.loaded.rollout.spec.router, []).append(d)
-        out: dict[str, _Written] = {}
-        for group in batches.values():
-            router = group[0].router
-            states = {d.loaded.rollout.spec.route: d.state for d in group if d.state is not None}
-            urgent = {d.loaded.rollout.spec.route for d in group if d.urgent}
-            results = self._write_batch(router, states, urgent=urgent)
-            out.update((d.loaded.name, results[d.loaded.rollout.spec.route]) for d in group)
+                batches.setdefault(d.key[0], []).append(d)
+        out: dict[tuple[str, str], _Written] = {}
+        for name, group in batches.items():
+            states = {d.key[1]: d.state for d in group if d.state is not None}
+            urgent = {d.key[1] for d in group if d.urgent}
+            results = self._write_batch(group[0].router, states, urgent=urgent)
+            out.update(((name, route), written) for route, written in results.items())
         return out
 
     def _write_batch(
@@ -544,7 +548,7 @@ class Controller:
         router = self.routers(router_name, desired.config.routers[router_name], _route_map(desired, router_name))
         since = self.step_since(loaded, desired.config)
         d = self._decide(loaded, router, self._pulls(), (), tree=tree, since=since, abort=abort)
-        return self._act(d, desired.config, self._write_routes([d]).get(loaded.name))
+        return self._act(d, desired.config, self._write_routes([d]).get(d.key))
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
