@@ -33,7 +33,7 @@ def measure(router: litellm.LitellmRouter, n: int) -> list[float]:
     for i in range(n):
         canary = RAMP[i % len(RAMP)]
         start = time.perf_counter()
-        base.apply(router, ROUTE, base.RouteState({base.STABLE: 100 - canary, base.CANARY: canary}))
+        base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100 - canary, base.CANARY: canary})}).state(ROUTE)
         out.append((time.perf_counter() - start) * 1000)
     return out
 

@@ -3,7 +3,8 @@
 Run from the repository root: `python bench/reconcile_scale.py [--sizes 10,100,1000]`. Each size gets
 a bare git remote with N rollouts, the local forge, the file router, and one real Prometheus (Debian
 `prometheus`) with backfilled eval history for every route. Prometheus requests are counted with an
-httpx event hook, router calls with a counting wrapper around the real file router. Three ticks:
+httpx event hook, router calls with a counting wrapper around the real file router (`writes`: write
+calls, one per router batch; `routes`: the routes they wrote). Three ticks:
 `cold` (a new controller: every route is written), `steady` (the same controller again: nothing to
 write), `restart` (a new controller with every cache emptied, as in a new process; routes already live). Peak memory is the Python heap
 (tracemalloc) of a separate steady tick, so tracing does not slow the timed ones.
@@ -19,6 +20,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +69,7 @@ spec:
 
 
 class CountingRouter:
-    """The real file router; counts reads and writes."""
+    """The real file router; counts reads, write calls (batches) and the routes they wrote."""
 
     def __init__(self, real: file_router.FileRouter, calls: Counter[str]) -> None:
         self.real, self.calls, self.name = real, calls, real.name
@@ -76,9 +78,10 @@ class CountingRouter:
         self.calls["read"] += 1
         return self.real.read(route)
 
-    def write(self, route: str, state: base.RouteState) -> None:
+    def write(self, states: Mapping[str, base.RouteState]) -> None:
         self.calls["write"] += 1
-        self.real.write(route, state)
+        self.calls["routes written"] += len(states)
+        self.real.write(states)
 
 
 @dataclass(frozen=True)
@@ -88,7 +91,8 @@ class Row:
     wall: float
     queries: int
     reads: int
-    writes: int
+    writes: int  # write calls: one per router batch (and per split of a refused batch)
+    routes: int  # routes those calls wrote
     errors: int
     decisions: str
     peak_mb: float = 0.0
@@ -163,6 +167,7 @@ def one(c: Any, size: int, name: str, queries: list[str], calls: Counter[str], *
         sum("/api/v1/query" in q for q in queries),
         calls["read"],
         calls["write"],
+        calls["routes written"],
         errors,
         " ".join(f"{k}={v}" for k, v in sorted(kinds.items())),
         peak,
@@ -194,20 +199,20 @@ def main() -> int:
     parser.add_argument("--sizes", default="10,100,1000")
     args = parser.parse_args()
     print(f"# reconcile_scale  {datetime.now(UTC):%Y-%m-%d %H:%M}Z  gate templates per rollout: {len(GATES)}")
-    header = f"{'rollouts':>8} {'tick':<8} {'wall s':>7} {'prom q':>6} {'reads':>6} {'writes':>6} {'errors':>6} "
+    header = f"{'rollouts':>8} {'tick':<8} {'wall s':>7} {'prom q':>6} {'reads':>6} {'writes':>6} {'routes':>6} {'errors':>6} "
     print(header + f"{'peak MB':>8}  decisions")
     ok = True
     for size in (int(s) for s in args.sizes.split(",")):
         for r in run(size):
             peak = f"{r.peak_mb:8.1f}" if r.peak_mb else f"{'':>8}"
             print(
-                f"{r.size:>8} {r.tick:<8} {r.wall:>7.2f} {r.queries:>6} {r.reads:>6} {r.writes:>6} {r.errors:>6} "
+                f"{r.size:>8} {r.tick:<8} {r.wall:>7.2f} {r.queries:>6} {r.reads:>6} {r.writes:>6} {r.routes:>6} {r.errors:>6} "
                 f"{peak}  {r.decisions}",
                 flush=True,
             )
             ok = ok and r.queries <= len(GATES) and r.errors == 0
-            if size >= 1000 and r.tick == "steady" and r.wall >= 2.0:
-                print(f"   target missed: {r.wall:.2f} s >= 2 s for {size} rollouts (steady tick)")
+            if size >= 1000 and r.wall >= 2.0:
+                print(f"   target missed: {r.wall:.2f} s >= 2 s for {size} rollouts ({r.tick} tick)")
     print("prometheus queries bounded by gate templates:", "yes" if ok else "NO")
     return 0
 

@@ -39,11 +39,11 @@ def changes(n: int) -> list[base.RouteState]:
 
 
 def measure(router: base.Router, n: int) -> list[float]:
-    base.apply(router, ROUTE, base.RouteState({base.STABLE: 100, base.CANARY: 0}))  # warm up
+    base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100, base.CANARY: 0})}).state(ROUTE)  # warm up
     out = []
     for desired in changes(n):
         start = time.perf_counter()
-        base.apply(router, ROUTE, desired)
+        base.apply(router, {ROUTE: desired}).state(ROUTE)
         out.append((time.perf_counter() - start) * 1000)
     return out
 
@@ -67,10 +67,10 @@ def rollback_to_traffic(root: Path, n: int) -> list[float]:
         stack.callback(router.close)
         client = stack.enter_context(httpx.Client(base_url=proxy.url, headers={"x-bench-split": "99"}))
         for _ in range(n):
-            base.apply(router, ROUTE, base.RouteState({base.STABLE: 50, base.CANARY: 50}, 100))
+            base.apply(router, {ROUTE: base.RouteState({base.STABLE: 50, base.CANARY: 50}, 100)}).state(ROUTE)
             assert client.get(f"/{ROUTE}/x").text == base.CANARY
             start = time.perf_counter()
-            base.apply(router, ROUTE, base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0))
+            base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)}).state(ROUTE)
             while client.get(f"/{ROUTE}/x").text != base.STABLE:
                 pass
             out.append((time.perf_counter() - start) * 1000)

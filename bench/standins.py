@@ -56,7 +56,7 @@ def main() -> int:
         proxy = stack.enter_context(envoy_proc.running_envoy(config, work / "envoy"))
         router = envoy.EnvoyRouter("edge", proxy.admin, routes={ROUTE: ROLLOUT})
         stack.callback(router.close)
-        base.apply(router, ROUTE, base.RouteState({base.STABLE: 50, base.CANARY: 50}))
+        base.apply(router, {ROUTE: base.RouteState({base.STABLE: 50, base.CANARY: 50})}).state(ROUTE)
         url = f"{proxy.url}/{ROUTE}/v1"
 
         print("Throughput through Envoy (stand-ins answer in 20-30 ms; 3 s per row, concurrency 32)")

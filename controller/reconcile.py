@@ -1,9 +1,11 @@
 """The controller loop: observe, decide, act, verify. The only module that combines adapters.
 
 Each tick fetches the remote, reads the desired state from `origin/<branch>`, measures every gate in
-one batch, then, rollout by rollout (errors isolated), reads the live route, asks `plan.decide`, and
-acts: router writes are read back; pull requests are find-or-update by their branch, one per
-(rollout, action, revision). Canary exposure grows only when such a PR is merged; it shrinks at once.
+one batch, then in three passes, errors isolated per rollout: decide (read each live route, ask
+`plan.decide`), write (per router, every route that changes in one batch, read back), and act on the
+forge (pull requests are find-or-update by their branch, one per (rollout, action, revision)), each
+rollout with its own write's result. Canary exposure grows only when such a PR is merged; it shrinks
+at once.
 """
 
 from __future__ import annotations
@@ -97,6 +99,36 @@ class Tick:
     duration: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """One rollout decided, nothing written yet: what the write and act passes need."""
+
+    loaded: load.LoadedRollout
+    router: base.Router
+    decision: plan.Decision
+    outcome: Outcome
+    mine: tuple[forge_base.PullRequest, ...]
+    urgent: bool = False  # the write takes the canary out: retried with backoff, never reported done unconfirmed
+
+    @property
+    def state(self) -> base.RouteState | None:
+        """The route state this decision writes, if it writes one."""
+        return self.decision.route if self.decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK) else None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(router, route): one rollout each (loading refuses a second rollout of a route)."""
+        return self.loaded.rollout.spec.router, self.loaded.rollout.spec.route
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One route's write in its router's batch: attempts made, and the last error (None: confirmed)."""
+
+    attempts: int
+    error: Exception | None = None
+
+
 @dataclass
 class Controller:
     workspace: repo.Workspace
@@ -134,25 +166,34 @@ class Controller:
                 since[loaded.name] = None  # reported as an unknown start: the rollout holds
         measured = self._measure(desired.rollouts, config, at=started, since=since)
         routers: dict[str, base.Router] = {}
-        outcomes = []
-        for loaded in desired.rollouts:
+        outcomes: list[Outcome | None] = [None] * len(desired.rollouts)
+        decided: list[tuple[int, _Decided]] = []
+        for n, loaded in enumerate(desired.rollouts):  # 1. decide: read the live route, plan.decide
             try:
                 router = routers.get(loaded.rollout.spec.router)
                 if router is None:
                     name = loaded.rollout.spec.router
                     router = routers[name] = self.routers(name, config.routers[name], _route_map(desired, name))
                 found = measured.get(loaded.name, ())
-                outcome = self._one(
-                    loaded, config, router, pulls, found, tree=tree, since=since.get(loaded.name), dry_run=dry_run
+                d = self._decide(loaded, router, pulls, found, tree=tree, since=since.get(loaded.name))
+            except Exception as exc:
+                outcomes[n] = _failed(loaded.name, exc)
+                continue
+            if dry_run:
+                outcomes[n] = replace(
+                    d.outcome, actions=(f"would {d.decision.kind.value.lower()}: {d.decision.reason}",)
                 )
-            except errors.RolloutError as exc:
-                outcome = Outcome(loaded.name, error=str(exc), adapter=_adapter(exc))
-            except Exception as exc:  # a bug must not stop the other rollouts
-                log.exception("rollout %s: unexpected error", loaded.name)
-                outcome = Outcome(loaded.name, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
-            outcomes.append(outcome)
+            else:
+                decided.append((n, d))
+        written = self._write_routes([d for _, d in decided])  # 2. write: one batch per router
+        for n, d in decided:  # 3. act: the forge side, with this rollout's write
+            try:
+                outcomes[n] = self._act(d, config, written.get(d.key))
+            except Exception as exc:
+                outcomes[n] = _failed(d.loaded.name, exc)
         duration = (self.clock() - started).total_seconds()
-        return Tick(started, sha, tuple(outcomes), tuple(desired.problems), duration=duration)
+        done = tuple(o for o in outcomes if o is not None)
+        return Tick(started, sha, done, tuple(desired.problems), duration=duration)
 
     def _pulls(self) -> list[forge_base.PullRequest]:
         return self.forge.list(prefix=BRANCH_PREFIX)
@@ -188,26 +229,26 @@ class Controller:
             out.update(analysis.evaluate(targets, config=config, metrics=self.metrics, at=at, window=w))
         return out
 
-    def _one(
+    def _decide(
         self,
         loaded: load.LoadedRollout,
-        config: spec.ControllerConfig,
         router: base.Router,
         pulls: Sequence[forge_base.PullRequest],
         found: tuple[gates.GateEvidence, ...],
         *,
         tree: load.Tree,
         since: datetime | None,
-        dry_run: bool,
         abort: str = "",
-    ) -> Outcome:
+    ) -> _Decided:
+        """Read the live route and decide; writes nothing. Raises when the route cannot be read and
+        the decision does not take the canary out (then there is nothing safe to do)."""
         try:
             live, unread = router.read(loaded.rollout.spec.route), None
         except errors.RouterError as exc:
             if not exc.retryable:
                 raise
             live, unread = None, exc  # decide anyway: a rollback must still be attempted
-        mine = [p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name]
+        mine = tuple(p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name)
         facts = plan.Facts(
             now=self.clock(),
             live=live,
@@ -237,43 +278,34 @@ class Controller:
             if not urgent:
                 raise unread
             outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
-        if dry_run:
-            return replace(outcome, actions=(f"would {decision.kind.value.lower()}: {decision.reason}",))
-        return self._act(loaded, decision, outcome, router, mine, config, urgent=urgent)
+        return _Decided(loaded, router, decision, outcome, mine, urgent=urgent)
 
     # -- acting ----------------------------------------------------------------------------------
 
-    def _act(
-        self,
-        loaded: load.LoadedRollout,
-        decision: plan.Decision,
-        outcome: Outcome,
-        router: base.Router,
-        mine: Sequence[forge_base.PullRequest],
-        config: spec.ControllerConfig,
-        *,
-        urgent: bool = False,
-    ) -> Outcome:
-        """Write the router (read back), then the PR. `urgent`: the write takes the canary out (a
-        rollback): it is retried with backoff, and a failure is never reported as done."""
+    def _act(self, d: _Decided, config: spec.ControllerConfig, written: _Written | None) -> Outcome:
+        """The outcome of the router write (done already, in the router's batch), then the PR. An
+        `urgent` write takes the canary out (a rollback): it was retried with backoff, and a failure
+        is never reported as done."""
+        loaded, decision, outcome, router, mine = d.loaded, d.decision, d.outcome, d.router, d.mine
         actions: list[str] = list(self._close_superseded(loaded, mine))
-        route = loaded.rollout.spec.route
         error: str | None = None
         adapter = ""
         attempts = 0
         unconfirmed = False
-        if decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK):
-            assert decision.route is not None
+        if d.state is not None:
+            assert written is not None, f"rollout {loaded.name}: a write was due but none was made"
+            if written.error is not None and not isinstance(written.error, errors.RouterError):
+                raise written.error  # not a router's refusal but a fault (a bug): reported as before
             outcome = replace(outcome, error=None, adapter="")  # the write decides; a failed read is moot
-            attempts, failure = self._write_route(router, route, decision.route, retry=urgent)
+            attempts, failure = written.attempts, written.error
             if failure is None:
                 actions.append(
-                    f"router {router.name}: set {decision.route.describe()}, read back"
+                    f"router {router.name}: set {d.state.describe()}, read back"
                     + (f" (after {attempts} attempts)" if attempts > 1 else "")
                 )
             else:
                 error, adapter = str(failure), "router"  # a rollback PR is still opened: it records the intent
-                unconfirmed = urgent
+                unconfirmed = d.urgent
                 actions.append(
                     f"router {router.name}: NOT confirmed after {attempts} attempt(s); "
                     + ("the canary may still get traffic, retried next tick" if unconfirmed else "retried next tick")
@@ -412,23 +444,68 @@ class Controller:
             self._set_check(pr, forge_base.CheckState.FAILURE, decision.reason)
         return pr
 
-    def _write_route(
-        self, router: base.Router, route: str, state: base.RouteState, *, retry: bool
-    ) -> tuple[int, errors.RouterError | None]:
-        """Write and read back; with `retry` (a rollback), a retryable error (the router unreachable,
-        the write not confirmed) is retried with backoff. (attempts, the last error or None)."""
-        delays = self.backoff.delays() if retry else []
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                base.apply(router, route, state)
-                return attempt, None
-            except errors.RouterError as exc:
-                if not exc.retryable or attempt > len(delays):
-                    return attempt, exc
-                log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, exc, delays[attempt - 1])
-                self.backoff.sleep(delays[attempt - 1])
+    def _write_routes(self, decided: Sequence[_Decided]) -> dict[tuple[str, str], _Written]:
+        """Every route the decisions change, one batch per router, written and read back; the result
+        per (router, route). Urgent routes (taking the canary out) whose write failed retryably (the
+        router unreachable, the write not confirmed) are retried with backoff, together, in the tick."""
+        batches: dict[str, list[_Decided]] = {}
+        for d in decided:
+            if d.state is not None:
+                batches.setdefault(d.key[0], []).append(d)
+        out: dict[tuple[str, str], _Written] = {}
+        for name, group in batches.items():
+            states = {d.key[1]: d.state for d in group if d.state is not None}
+            urgent = {d.key[1] for d in group if d.urgent}
+            results = self._write_batch(group[0].router, states, urgent=urgent)
+            out.update(((name, route), written) for route, written in results.items())
+        return out
+
+    def _write_batch(
+        self, router: base.Router, states: Mapping[str, base.RouteState], *, urgent: set[str]
+    ) -> dict[str, _Written]:
+        """One router's batch: (attempts, the last error or None) per route."""
+        delays = self.backoff.delays()
+        results = self._apply_isolated(router, states)
+        attempts = dict.fromkeys(states, 1)
+        for attempt, delay in enumerate(delays, start=2):
+            retry = {r: states[r] for r in sorted(urgent) if r in states and _retryable(results[r])}
+            if not retry:
+                break
+            for route in retry:
+                log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, results[route], delay)
+            self.backoff.sleep(delay)
+            results.update(self._apply_isolated(router, retry))
+            attempts.update(dict.fromkeys(retry, attempt))
+        return {
+            route: _Written(attempts[route], result if isinstance(result, Exception) else None)
+            for route, result in results.items()
+        }
+
+    def _apply_isolated(
+        self, router: base.Router, states: Mapping[str, base.RouteState]
+    ) -> dict[str, base.RouteState | Exception]:
+        """`base.apply` on a batch, each route's live state or error. A router that refuses the batch
+        (one broken route) must not stop the others: the batch is split in halves until the failure
+        is a batch of one, so the error lands on the rollout that caused it and one broken route in a
+        thousand costs about twenty writes, not a thousand. An unreachable router is no route's fault:
+        every route of the batch gets its error at once, without a write per route."""
+        try:
+            applied = base.apply(router, states)
+        except errors.RouterUnavailable as exc:
+            return dict.fromkeys(states, exc)
+        except Exception as exc:  # a refusal, or a bug: either way, find the route it belongs to
+            if len(states) == 1:
+                return dict.fromkeys(states, exc)
+            log.warning(
+                "router %s: a write of %d routes failed (%s); splitting the batch", router.name, len(states), exc
+            )
+            items = list(states.items())
+            half = len(items) // 2
+            return {
+                **self._apply_isolated(router, dict(items[:half])),
+                **self._apply_isolated(router, dict(items[half:])),
+            }
+        return {**applied.live, **applied.failed}
 
     # -- derived facts ---------------------------------------------------------------------------
 
@@ -489,9 +566,8 @@ class Controller:
         router_name = loaded.rollout.spec.router
         router = self.routers(router_name, desired.config.routers[router_name], _route_map(desired, router_name))
         since = self.step_since(loaded, desired.config)
-        return self._one(
-            loaded, desired.config, router, self._pulls(), (), tree=tree, since=since, dry_run=False, abort=abort
-        )
+        d = self._decide(loaded, router, self._pulls(), (), tree=tree, since=since, abort=abort)
+        return self._act(d, desired.config, self._write_routes([d]).get(d.key))
 
 
 # -- pure helpers ------------------------------------------------------------------------------------
@@ -518,6 +594,19 @@ def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
     while w * 2 <= reach:
         w *= 2
     return w
+
+
+def _failed(rollout: str, exc: Exception) -> Outcome:
+    """The outcome of a rollout whose tick raised: ours name their adapter; anything else is a bug,
+    logged, and must not stop the other rollouts."""
+    if isinstance(exc, errors.RolloutError):
+        return Outcome(rollout, error=str(exc), adapter=_adapter(exc))
+    log.error("rollout %s: unexpected error", rollout, exc_info=exc)
+    return Outcome(rollout, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
+
+
+def _retryable(result: object) -> bool:
+    return isinstance(result, errors.RouterError) and result.retryable
 
 
 def _route_map(desired: load.RepoSpec, router: str) -> dict[str, str]:

@@ -145,7 +145,9 @@ def test_python_dash_m_runs_the_same_command() -> None:
 
 
 def set_live(examples: Path, router: str, route: str, weights: dict[str, int], shadow: int = 0) -> None:
-    file_router.FileRouter(router, examples / f".rollout/{router}.json").write(route, base.RouteState(weights, shadow))
+    file_router.FileRouter(router, examples / f".rollout/{router}.json").write(
+        {route: base.RouteState(weights, shadow)}
+    )
 
 
 def test_plan_shows_drift_made_by_hand(examples: Path) -> None:

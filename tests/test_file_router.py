@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -30,22 +32,22 @@ def test_write_then_read_back(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
     assert router.read("chat") is None
     state = base.RouteState({"stable": 75, "canary": 25}, 0, {"canary": base.Served("m", "p.md", "abc", {"t": 1})})
-    live = base.apply(router, "chat", state)
+    live = base.apply(router, {"chat": state}).state("chat")
     assert live == state
     assert router.read("other") is None
 
 
 def test_writes_keep_other_routes(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
-    router.write("a", base.RouteState({"stable": 100}))
-    router.write("b", base.RouteState({"stable": 50, "canary": 50}))
+    router.write({"a": base.RouteState({"stable": 100})})
+    router.write({"b": base.RouteState({"stable": 50, "canary": 50})})
     assert set(json.loads((tmp_path / "routes.json").read_text())["routes"]) == {"a", "b"}
 
 
 def _writer(path: str, route: str, n: int) -> None:
     router = file_router.FileRouter("local", path)
     for i in range(n):
-        router.write(route, base.RouteState({"stable": 100 - i % 100, "canary": i % 100}))
+        router.write({route: base.RouteState({"stable": 100 - i % 100, "canary": i % 100})})
 
 
 def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -83,7 +85,7 @@ def test_malformed_state_is_a_clear_error_and_no_write(tmp_path: Path, content: 
         router.read("chat")
     if "routes" not in content or 'version": 9' in content or "{not" in content:
         with pytest.raises(errors.RouterStateError):
-            router.write("chat", base.RouteState({"stable": 100}))
+            router.write({"chat": base.RouteState({"stable": 100})})
         assert path.read_text() == content
 
 
@@ -91,14 +93,69 @@ def test_unwritable_location_is_retryable(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("")  # root ignores permissions; a file in the path stops everyone
     router = file_router.FileRouter("local", tmp_path / "not-a-dir" / "routes.json")
     with pytest.raises(errors.RouterUnavailable) as exc:
-        router.write("chat", base.RouteState({"stable": 100}))
+        router.write({"chat": base.RouteState({"stable": 100})})
     assert exc.value.retryable
 
 
-def test_read_back_mismatch_is_a_verify_error(tmp_path: Path) -> None:
+def test_read_back_mismatch_is_a_verify_error_for_that_route_only(tmp_path: Path) -> None:
     class Lossy(file_router.FileRouter):
-        def write(self, route: str, state: base.RouteState) -> None:  # drops the shadow, like a stale router
-            super().write(route, base.RouteState(state.weights))
+        def write(self, states: Mapping[str, base.RouteState]) -> None:  # drops the shadow, like a stale router
+            super().write({route: base.RouteState(state.weights) for route, state in states.items()})
 
-    with pytest.raises(errors.RouterVerifyError, match="read back"):
-        base.apply(Lossy("lossy", tmp_path / "r.json"), "chat", base.RouteState({"stable": 100}, shadow=50))
+    applied = base.apply(
+        Lossy("lossy", tmp_path / "r.json"),
+        {"chat": base.RouteState({"stable": 100}, shadow=50), "calm": base.RouteState({"stable": 90, "canary": 10})},
+    )
+    assert set(applied.failed) == {"chat"} and set(applied.live) == {"calm"}
+    assert isinstance(applied.failed["chat"], errors.RouterVerifyError)
+    with pytest.raises(errors.RouterVerifyError, match="route 'chat': wrote stable 100%, shadow 50% but read back"):
+        applied.state("chat")
+    assert applied.state("calm").weight("canary") == 10
+
+
+def test_a_batch_sets_every_route_and_keeps_the_others(tmp_path: Path) -> None:
+    router = file_router.FileRouter("local", tmp_path / "routes.json")
+    router.write({"kept": base.RouteState({"stable": 100})})
+    batch = {f"r{i}": base.RouteState({"stable": 100 - i, "canary": i}) for i in range(5)}
+    applied = base.apply(router, batch)
+    assert applied.failed == {} and dict(applied.live) == batch
+    routes = json.loads((tmp_path / "routes.json").read_text())["routes"]
+    assert set(routes) == {"kept", *batch}
+
+
+def test_an_empty_batch_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "routes.json"
+    applied = base.apply(file_router.FileRouter("local", path), {})
+    assert (dict(applied.live), dict(applied.failed)) == ({}, {})
+    assert not path.exists()
+
+
+def test_a_batch_is_one_replace_a_reader_never_sees_half_of_it(tmp_path: Path) -> None:
+    """A reader polling the file while batches of ten routes are written sees each batch whole: all ten
+    routes, all with the same weights. Written route by route, it would see a file with fewer routes
+    or with two weights at once."""
+    path = tmp_path / "routes.json"
+    router = file_router.FileRouter("local", path)
+    routes = [f"route-{i}" for i in range(10)]
+    stop = threading.Event()
+    seen: list[set[int]] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                data = json.loads(path.read_text())
+            except FileNotFoundError:
+                continue
+            seen.append({r["weights"]["canary"] for r in data["routes"].values()} | {-len(data["routes"])})
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for canary in range(0, 101, 4):
+            router.write({r: base.RouteState({"stable": 100 - canary, "canary": canary}) for r in routes})
+    finally:
+        stop.set()
+        thread.join()
+    assert len(seen) > 10, "the reader never ran"
+    half = [s for s in seen if len(s) != 2 or -len(routes) not in s]
+    assert half == [], half[:5]

@@ -1,12 +1,13 @@
-"""The router Protocol: read a route's live split, write one, and the value types both use.
+"""The router Protocol: read a route's live split, write many routes in one step, and the value types.
 
 Every backend (file, Envoy, flagd, LiteLLM) implements `Router` and translates `RouteState` to
-and from its own wire format, nothing else. `apply` is the one way to write: write, then read back.
+and from its own wire format, nothing else. `apply` is the one way to write: write every route of a
+batch at once, then read each back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -129,18 +130,60 @@ class Router(Protocol):
         """
         ...
 
-    def write(self, route: str, state: RouteState) -> None:
-        """Set a route's state in one step. Raises RouterUnavailable with nothing written on failure."""
+    def write(self, states: Mapping[str, RouteState]) -> None:
+        """Set these routes' states in one step; routes not named keep theirs. An empty mapping writes
+        nothing.
+
+        Raises with nothing written on failure: RouterUnavailable when the router cannot be reached,
+        another RouterError when it refuses any route of the batch (an unknown route, a split it
+        cannot serve); the message names the route at fault.
+        """
         ...
 
 
-def apply(router: Router, route: str, desired: RouteState) -> RouteState:
-    """Write, then read back. A mismatch is a RouterVerifyError, never a silent success."""
-    router.write(route, desired)
-    live = router.read(route)
-    if live is None or not live.same_traffic(desired):
-        seen = live.describe() if live else "nothing"
-        raise errors.RouterVerifyError(
-            f"router {router.name!r} route {route!r}: wrote {desired.describe()} but read back {seen}"
-        )
-    return live
+@dataclass(frozen=True)
+class Applied:
+    """What `apply` read back, per route: the live state that confirms the write, or why it is not
+    confirmed (a RouterVerifyError for a mismatch, or the error the read-back raised)."""
+
+    live: Mapping[str, RouteState]
+    failed: Mapping[str, errors.RouterError]
+
+    def state(self, route: str) -> RouteState:
+        """The confirmed live state of `route`; raises the route's error when it was not confirmed."""
+        if route in self.failed:
+            raise self.failed[route]
+        return self.live[route]
+
+
+def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
+    """Write every route in one step, then read each back. A mismatch is a RouterVerifyError for that
+    route, never a silent success. The write raising means nothing was written: it propagates."""
+    if not states:
+        return Applied(MappingProxyType({}), MappingProxyType({}))
+    router.write(states)
+    live: dict[str, RouteState] = {}
+    failed: dict[str, errors.RouterError] = {}
+    for route, desired in states.items():
+        try:
+            seen = router.read(route)
+        except errors.RouterError as exc:
+            failed[route] = exc
+            continue
+        if seen is None or not seen.same_traffic(desired):
+            failed[route] = errors.RouterVerifyError(
+                f"router {router.name!r} route {route!r}: wrote {desired.describe()} but read back "
+                f"{seen.describe() if seen else 'nothing'}"
+            )
+        else:
+            live[route] = seen
+    return Applied(MappingProxyType(live), MappingProxyType(failed))
+
+
+def routes_text(routes: Iterable[str], *, limit: int = 3) -> str:
+    """`route 'a'` or `routes 'a', 'b' and 7 more`: how a router's message names a batch."""
+    names = list(routes)
+    if len(names) == 1:
+        return f"route {names[0]!r}"
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return f"routes {shown}" + (f" and {len(names) - limit} more" if len(names) > limit else "")

@@ -49,8 +49,8 @@ class EnvoyRouter:
     """Reads and writes the runtime keys of the routes rendered by `bootstrap()`.
 
     `routes` maps a route (spec.route) to its rollout's name, which names the clusters and keys.
-    Every write sets all of a route's keys in one `POST /runtime_modify`, so a reader never sees a
-    half-applied split.
+    A write sets all the keys of every route in its batch in one `POST /runtime_modify`, so a reader
+    never sees a half-applied split or half a batch.
     """
 
     def __init__(
@@ -83,45 +83,62 @@ class EnvoyRouter:
             return None  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
         return parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
 
-    def write(self, route: str, state: base.RouteState) -> None:
-        rollout = self.routes.get(route)
-        if rollout is None:
-            raise errors.RouterError(
-                f"router {self.name!r}: route {route!r} is on no rollout of this Envoy, so it has no clusters"
-            )
-        if state.weight(base.STABLE) + state.weight(base.CANARY) != 100:
-            raise errors.RouterError(
-                f"router {self.name!r} route {route!r}: Envoy splits only stable and canary, got {state.describe()}"
-            )
-        self._check_upstreams(route, rollout, state)
-        params = runtime_values(state, prefix=self.runtime_prefix, rollout=rollout)
-        response = self._call("POST", "/runtime_modify", f"write route {route!r}", params=params)
+    def write(self, states: Mapping[str, base.RouteState]) -> None:
+        """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
+        written when any route is unknown, splits more than stable and canary, or names an upstream
+        the running bootstrap does not serve. The keys go in the form body: a query string of a
+        thousand routes' keys would be longer than a URL may be."""
+        if not states:
+            return
+        rollouts: dict[str, str] = {}
+        for route, state in states.items():
+            rollout = self.routes.get(route)
+            if rollout is None:
+                raise errors.RouterError(
+                    f"router {self.name!r}: route {route!r} is on no rollout of this Envoy, so it has no clusters"
+                )
+            if state.weight(base.STABLE) + state.weight(base.CANARY) != 100:
+                raise errors.RouterError(
+                    f"router {self.name!r} route {route!r}: Envoy splits only stable and canary, got {state.describe()}"
+                )
+            rollouts[route] = rollout
+        operation = f"write {base.routes_text(states)}"
+        self._check_upstreams(states, rollouts, operation)
+        values: dict[str, str] = {}
+        for route, state in states.items():
+            values.update(runtime_values(state, prefix=self.runtime_prefix, rollout=rollouts[route]))
+        response = self._call("POST", "/runtime_modify", operation, data=values)
         if response.status_code != 200:
             raise errors.RouterError(
-                f"router {self.name!r}: write route {route!r}: runtime_modify answered "
+                f"router {self.name!r}: {operation}: runtime_modify answered "
                 f"{response.status_code}: {response.text.strip()[:200]}"
             )
 
-    def _check_upstreams(self, route: str, rollout: str, state: base.RouteState) -> None:
+    def _check_upstreams(
+        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str], operation: str
+    ) -> None:
         """Refuse a split whose variants Envoy's clusters do not serve. Clusters are named by role
         (`support-bot_stable`), so after a completion makes the canary's model the new stable, the
         running bootstrap still sends `stable` to the old model until it is rendered again: writing the
-        weights then would silently undo the rollout. Nothing is written; the tick holds and says why."""
+        weights then would silently undo the rollout. Nothing is written; the tick holds and says why.
+        One `GET /clusters` answers for the whole batch."""
         wanted = {
-            role: self.upstreams[served.model]
+            (route, role): self.upstreams[served.model]
+            for route, state in states.items()
             for role, served in state.served.items()
             if role in (base.STABLE, base.CANARY) and state.weight(role) > 0 and served.model in self.upstreams
         }
         if not wanted:
             return
-        hosts = self._cluster_hosts(f"write route {route!r}")
-        for role, want in wanted.items():
-            have = hosts.get(spec.cluster_name(rollout, role))
+        hosts = self._cluster_hosts(operation)
+        for (route, role), want in wanted.items():
+            cluster = spec.cluster_name(rollouts[route], role)
+            have = hosts.get(cluster)
             if have is not None and want not in have:
                 raise errors.RouterStateError(
-                    f"router {self.name!r} route {route!r}: Envoy's cluster {spec.cluster_name(rollout, role)} serves "
-                    f"{', '.join(sorted(have))}, but {role} is now {state.served[role].model} at {want}: render the "
-                    "bootstrap again (`rollout render envoy`) and restart Envoy; nothing was written"
+                    f"router {self.name!r} route {route!r}: Envoy's cluster {cluster} serves "
+                    f"{', '.join(sorted(have))}, but {role} is now {states[route].served[role].model} at {want}: render "
+                    "the bootstrap again (`rollout render envoy`) and restart Envoy; nothing was written"
                 )
 
     def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
@@ -178,9 +195,17 @@ class EnvoyRouter:
                 f"router {self.name!r}: {operation}: /clusters did not answer a JSON object with 'cluster_statuses'"
             ) from exc
 
-    def _call(self, method: str, path: str, operation: str, *, params: Mapping[str, str]) -> httpx.Response:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        operation: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        data: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         try:
-            return self._client.request(method, self.admin + path, params=params)
+            return self._client.request(method, self.admin + path, params=params, data=data)
         except httpx.HTTPError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: {operation}: Envoy admin at {self.admin} did not answer ({type(exc).__name__})"

@@ -1,7 +1,8 @@
 """The embedded default router: every route's split in one JSON file.
 
-Writes are atomic (a temp file renamed over the old one) and serialised by an advisory lock, so
-two writers never lose each other's routes and a reader never sees half a file. Applications (or
+A write sets a whole batch of routes in one atomic replace (a temp file renamed over the old one),
+serialised by an advisory lock, so two writers never lose each other's routes and a reader never sees
+half a file or half a batch. Applications (or
 the demo's proxy) read the file; the controller treats it like any live router.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,16 +38,21 @@ class FileRouter:
     def routes(self) -> dict[str, Any]:
         return self._load()
 
-    def write(self, route: str, state: base.RouteState) -> None:
+    def write(self, states: Mapping[str, base.RouteState]) -> None:
+        """Every route of the batch in one locked, atomic replace of the file (one fsync)."""
+        if not states:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.path):
                 routes = dict(self._load())  # a copy: the cached routes stay what the file says
-                routes[route] = state.to_json()
+                routes.update((route, state.to_json()) for route, state in states.items())
                 files.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
         except OSError as exc:
-            raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.path}: {exc.strerror}"
+            ) from exc
 
     def _load(self) -> dict[str, Any]:
         """The file's routes; parsed again only when the file changed (it is replaced on every write,

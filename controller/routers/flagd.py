@@ -3,8 +3,8 @@
 The CLI builds it from a `flagd` router config; the reconciler reads and writes through it. An
 application evaluates the flag (key = the route) with its user id as targeting key and gets an
 object {model, prompt, revision, params}; `fractional` targeting keeps each user on one variant.
-Writes are atomic (temp file renamed over the old one) under an advisory lock; other flags in the
-file are kept as they are.
+A write sets a whole batch of flags in one atomic replace (temp file renamed over the old one)
+under an advisory lock; other flags in the file are kept as they are.
 """
 
 from __future__ import annotations
@@ -96,15 +96,20 @@ class FlagdRouter:
             return None
         return parse_flag(raw, where=f"router {self.name!r} ({self.path}) flag {route!r}")
 
-    def write(self, route: str, state: base.RouteState) -> None:
+    def write(self, states: Mapping[str, base.RouteState]) -> None:
+        """Every flag of the batch in one locked, atomic replace of the flag file."""
+        if not states:
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.path):
                 document = self._load() or {"$schema": SCHEMA, "flags": {}}
-                document["flags"][route] = flag(state)
+                document["flags"].update((route, flag(state)) for route, state in states.items())
                 files.replace_json(self.path, document)
         except OSError as exc:
-            raise errors.RouterUnavailable(f"router {self.name!r}: cannot write {self.path}: {exc.strerror}") from exc
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.path}: {exc.strerror}"
+            ) from exc
 
     def flags(self) -> Mapping[str, Any]:
         flags: Mapping[str, Any] = self._load().get("flags", {})

@@ -100,9 +100,10 @@ class LitellmRouter:
     """Reads a LiteLLM proxy's deployments and writes the weights file its callback applies.
 
     `routes` maps a route (a model group) to its rollout's name, which names the deployments.
-    A write checks the proxy first (nothing is written when it cannot be read), replaces the file
-    atomically under an advisory lock, then waits up to `apply_timeout` seconds for the proxy to
-    show what the file says; `base.apply`'s read-back decides whether it did.
+    A write checks the proxy first (nothing is written when it cannot be read or lacks a deployment),
+    replaces the file atomically under an advisory lock with every route of the batch, then waits up
+    to `apply_timeout` seconds for the proxy to show what the file says; `base.apply`'s read-back
+    decides whether it did.
     """
 
     def __init__(
@@ -135,48 +136,71 @@ class LitellmRouter:
         info = self._model_info(f"read route {route!r}")
         return parse_group(info, route=route, rollout=rollout, where=self._where(route))
 
-    def write(self, route: str, state: base.RouteState) -> None:
-        rollout = self.routes.get(route)
-        where = self._where(route)
-        if rollout is None:
-            raise errors.RouterError(f"{where}: the route is on no rollout of this proxy, so it has no deployments")
-        weights = weights_for(state, rollout=rollout, where=where)
-        info = self._model_info(f"write route {route!r}")
-        known = _deployments(info, route)
-        unknown = sorted(d for d, w in weights.items() if w > 0 and d not in known)
-        if unknown and not self._withdrawn(route, unknown):
-            raise errors.RouterError(
-                f"{where}: the proxy has no deployment {unknown} in model group {route!r} (render it with `rollout render litellm`)"
-            )
+    def write(self, states: Mapping[str, base.RouteState]) -> None:
+        """Every route of the batch in one replace of the weights file, after checking them all against
+        one `GET /model/info`; then one wait for the proxy to show the whole batch."""
+        if not states:
+            return
+        planned: dict[str, tuple[str, dict[str, int]]] = {}  # route -> (rollout, deployment id -> weight)
+        for route, state in states.items():
+            rollout = self.routes.get(route)
+            where = self._where(route)
+            if rollout is None:
+                raise errors.RouterError(f"{where}: the route is on no rollout of this proxy, so it has no deployments")
+            planned[route] = (rollout, weights_for(state, rollout=rollout, where=where))
+        operation = f"write {base.routes_text(states)}"
+        info = self._model_info(operation)
+        groups = self._load()["groups"]
+        for route, (_, weights) in planned.items():
+            known = _deployments(info, route)
+            unknown = sorted(d for d, w in weights.items() if w > 0 and d not in known)
+            if unknown and not _withdrawn(groups.get(route) or {}, unknown):
+                raise errors.RouterError(
+                    f"{self._where(route)}: the proxy has no deployment {unknown} in model group {route!r} "
+                    "(render it with `rollout render litellm`)"
+                )
         try:
             self.weights_file.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.weights_file):
                 document = self._load()
-                document["groups"][route] = weights
+                document["groups"].update((route, weights) for route, (_, weights) in planned.items())
                 files.replace_json(self.weights_file, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
-                f"router {self.name!r}: cannot write {self.weights_file}: {exc.strerror}"
+                f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.weights_file}: {exc.strerror}"
             ) from exc
-        self._await(route, rollout, weights)
+        self._await(planned)
 
-    def _withdrawn(self, route: str, ids: Sequence[str]) -> bool:
-        """True when the weights file took these deployments out (weight 0): the callback keeps them."""
-        group = self._load()["groups"].get(route) or {}
-        return all(group.get(d) == 0 for d in ids)
-
-    def _await(self, route: str, rollout: str, weights: Mapping[str, int]) -> None:
-        """Wait until the proxy shows the route as the file says, or someone else rewrote it."""
-        roles = {deployment_id(rollout, role): role for role in ROLES}
-        wanted = base.RouteState({roles[d]: w for d, w in weights.items()})
+    def _await(self, planned: Mapping[str, tuple[str, Mapping[str, int]]]) -> None:
+        """Wait until the proxy shows every route of the batch as the file says (one `/model/info` a
+        poll for all of them), or someone else rewrote a route. The file is written by now: a proxy
+        that cannot be read ends the wait, and `base.apply`'s read-back judges each route."""
+        wanted = {
+            route: base.RouteState({role: weights.get(deployment_id(rollout, role), 0) for role in ROLES})
+            for route, (rollout, weights) in planned.items()
+        }
+        pending = set(planned)
         deadline = time.monotonic() + self.apply_timeout
-        while time.monotonic() < deadline:
-            live = self.read(route)
-            if live is not None and live.same_traffic(wanted):
+        while pending and time.monotonic() < deadline:
+            try:
+                info = self._model_info("confirm the write")
+                groups = self._load()["groups"]
+            except errors.RouterError:
                 return
-            if self._load()["groups"].get(route) != dict(weights):
-                return  # a later write replaced ours; the read-back judges
-            time.sleep(0.05)  # the callback polls the file; this polls the proxy
+            for route in sorted(pending):
+                rollout, weights = planned[route]
+                if groups.get(route) != dict(weights):
+                    pending.discard(route)  # a later write replaced ours; the read-back judges
+                    continue
+                try:
+                    live = parse_group(info, route=route, rollout=rollout, where=self._where(route))
+                except errors.RouterStateError:
+                    pending.discard(route)  # the proxy applies a group at once: this stays; the read-back says so
+                    continue
+                if live is not None and live.same_traffic(wanted[route]):
+                    pending.discard(route)
+            if pending:
+                time.sleep(0.05)  # the callback polls the file; this polls the proxy
 
     def _model_info(self, operation: str) -> Any:
         headers = {"authorization": f"Bearer {self._key}"} if self._key else {}
@@ -232,6 +256,11 @@ class LitellmRouter:
                 f"router {self.name!r}: {self.weights_file} is not a version {FORMAT_VERSION} weights file"
             )
         return data
+
+
+def _withdrawn(group: Mapping[str, object], ids: Sequence[str]) -> bool:
+    """True when the weights file took these deployments out (weight 0): the callback keeps them."""
+    return all(group.get(d) == 0 for d in ids)
 
 
 def _deployments(info: Any, route: str) -> set[str]:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controller import errors
+from controller.routers import base
 from tests.reconcile.conftest import eval_prometheus, gitops  # noqa: F401  (fixtures used by this suite)
 
 
@@ -60,13 +61,15 @@ class FlakyRouter:
         self._check(f"read route {route!r}")
         return self.real.read(route)
 
-    def write(self, route: str, state: Any) -> None:
+    def write(self, states: Any) -> None:
         self.writes += 1
-        self._check(f"write route {route!r}")
+        self._check(f"write {base.routes_text(states)}")
         if self.fail_writes > 0:
             self.fail_writes -= 1
-            raise errors.RouterUnavailable(f"router {self.name!r}: write route {route!r}: connection refused")
-        self.real.write(route, state)
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: write {base.routes_text(states)}: connection refused"
+            )
+        self.real.write(states)
 
 
 Wrap = Callable[[Any], Any]

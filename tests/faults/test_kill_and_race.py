@@ -73,7 +73,7 @@ def killer(gitops: GitOps, adapter: str, method: str, after: bool) -> reconcile.
 @pytest.mark.parametrize(("adapter", "method", "after"), BOUNDARIES, ids=[ids(b) for b in BOUNDARIES])
 def test_killed_during_a_rollback_the_restart_converges(gitops: GitOps, adapter: str, method: str, after: bool) -> None:
     add_bad_bot(gitops)
-    gitops.router().write("bad", rc_running())
+    gitops.router().write({"bad": rc_running()})
     with pytest.raises(Killed):
         killer(gitops, adapter, method, after).reconcile_once()
 

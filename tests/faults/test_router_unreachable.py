@@ -24,7 +24,7 @@ RUNNING = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 100)  # the bad ca
 
 def test_a_write_that_fails_twice_is_retried_with_backoff(gitops: GitOps) -> None:
     add_bad_bot(gitops)
-    gitops.router().write("bad", RUNNING)
+    gitops.router().write({"bad": RUNNING})
     sleeps: list[float] = []
     flaky: list[FlakyRouter] = []
 
@@ -52,7 +52,7 @@ def test_a_write_that_fails_twice_is_retried_with_backoff(gitops: GitOps) -> Non
 
 def test_an_unreachable_router_is_never_reported_as_rolled_back(gitops: GitOps, tmp_path: Path) -> None:
     add_bad_bot(gitops)
-    gitops.router().write("bad", RUNNING)
+    gitops.router().write({"bad": RUNNING})
     sleeps: list[float] = []
     link = {"down": True}
 

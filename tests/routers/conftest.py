@@ -38,6 +38,7 @@ class Backend:
     raw: Callable[[], Any]  # the live state as the backend stores it
     refuses_write_over_malformed: bool  # True: a write must not replace what it cannot read
     supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
+    refused: tuple[str, base.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
 
 def closed_port() -> int:
@@ -124,6 +125,7 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         corrupt=corrupt,
         raw=raw,
         refuses_write_over_malformed=False,
+        refused=("nowhere", base.RouteState({base.STABLE: 100, base.CANARY: 0})),  # on no rollout: no clusters
     )
 
 
@@ -209,6 +211,7 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         raw=stack.proxy.weights,
         refuses_write_over_malformed=False,
         supports_shadow=False,
+        refused=(ROUTES[1], base.RouteState({base.STABLE: 100, base.CANARY: 0}, 50)),  # shadow: it cannot mirror
     )
 
 

@@ -108,7 +108,7 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         before = plan(root)
         assert before["drift"] and before["desired"]["shadow"] == 50 and before["live"]["shadow"] == 0
         router = cli.build_router("edge", _edge(root), root=root, routes={"triage": "ticket-triage"})
-        base.apply(router, "triage", base.RouteState.from_json(before["desired"]))
+        base.apply(router, {"triage": base.RouteState.from_json(before["desired"])}).state("triage")
         assert not plan(root)["drift"]
     with envoy_proc.running_envoy(bootstrap, root / "run2") as restarted:
         set_admin(root, restarted.admin)

@@ -1,6 +1,7 @@
 """The router contract, run against every backend (file, a real Envoy, a flagd flag file, a real LiteLLM proxy).
 
-Each test drives the router only through `read`, `write` and `base.apply` (write, then read back).
+Each test drives the router only through `read`, `write` and `base.apply` (write a batch, then read
+each route back).
 """
 
 from __future__ import annotations
@@ -41,42 +42,65 @@ def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
     if desired.shadow and not backend.supports_shadow:
         before = backend.raw()
         with pytest.raises(errors.RouterError, match="mirror"):
-            backend.router.write(ROUTES[0], desired)
+            backend.router.write({ROUTES[0]: desired})
         assert backend.raw() == before
         return
-    live = base.apply(backend.router, ROUTES[0], desired)
+    live = base.apply(backend.router, {ROUTES[0]: desired}).state(ROUTES[0])
     assert live.same_traffic(desired)
     again = backend.make().read(ROUTES[0])
     assert again is not None and again.same_traffic(desired)
 
 
 def test_rollback_from_any_state(backend: Backend) -> None:
-    base.apply(backend.router, ROUTES[0], state(50, shadow(backend, 100)))
-    live = base.apply(backend.router, ROUTES[0], ROLLBACK)
+    base.apply(backend.router, {ROUTES[0]: state(50, shadow(backend, 100))}).state(ROUTES[0])
+    live = base.apply(backend.router, {ROUTES[0]: ROLLBACK}).state(ROUTES[0])
     assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
 
 
 def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
-    base.apply(backend.router, ROUTES[0], state(25, shadow(backend, 10)))
-    base.apply(backend.router, ROUTES[1], state(5))
-    base.apply(backend.router, ROUTES[0], ROLLBACK)
+    base.apply(backend.router, {ROUTES[0]: state(25, shadow(backend, 10))}).state(ROUTES[0])
+    base.apply(backend.router, {ROUTES[1]: state(5)}).state(ROUTES[1])
+    base.apply(backend.router, {ROUTES[0]: ROLLBACK}).state(ROUTES[0])
     other = backend.router.read(ROUTES[1])
     assert other is not None and other.same_traffic(state(5))
+
+
+def test_a_batch_sets_every_route_in_it(backend: Backend) -> None:
+    desired = {ROUTES[0]: state(25, shadow(backend, 10)), ROUTES[1]: state(5)}
+    applied = base.apply(backend.router, desired)
+    assert dict(applied.failed) == {}
+    for route, want in desired.items():
+        assert applied.state(route).same_traffic(want), route
+        again = backend.make().read(route)
+        assert again is not None and again.same_traffic(want), route
+
+
+def test_a_batch_with_a_refused_route_writes_nothing(backend: Backend) -> None:
+    if backend.refused is None:
+        pytest.skip(f"the {backend.kind} router takes any route and any split")
+    base.apply(backend.router, {ROUTES[0]: state(5)}).state(ROUTES[0])
+    before = backend.raw()
+    route, refused = backend.refused
+    with pytest.raises(errors.RouterError, match=f"route {route!r}"):  # the message names the route at fault
+        backend.router.write({ROUTES[0]: state(50), route: refused})
+    assert backend.raw() == before
+    live = backend.router.read(ROUTES[0])
+    assert live is not None and live.same_traffic(state(5))
 
 
 def test_shadow_on_and_off(backend: Backend) -> None:
     if not backend.supports_shadow:
         pytest.skip(f"{backend.kind} cannot mirror traffic; test_set_and_read_back checks that it refuses")
-    on = base.apply(backend.router, ROUTES[0], state(0, 100))
+    on = base.apply(backend.router, {ROUTES[0]: state(0, 100)}).state(ROUTES[0])
     assert on.shadow == 100 and on.weight(C) == 0
-    off = base.apply(backend.router, ROUTES[0], state(0, 0))
+    off = base.apply(backend.router, {ROUTES[0]: state(0, 0)}).state(ROUTES[0])
     assert off.shadow == 0 and off.weight(S) == 100
 
 
 def test_set_is_idempotent(backend: Backend) -> None:
-    first = base.apply(backend.router, ROUTES[0], state(5, shadow(backend, 50)))
+    first = base.apply(backend.router, {ROUTES[0]: state(5, shadow(backend, 50))}).state(ROUTES[0])
     raw = backend.raw()
-    second = base.apply(backend.router, ROUTES[0], state(5, shadow(backend, 50)))
+    second = base.apply(backend.router, {ROUTES[0]: state(5, shadow(backend, 50))}).state(ROUTES[0])
     assert second == first
     assert backend.raw() == raw
 
@@ -96,7 +120,7 @@ def test_two_writers_at_once(backend: Backend) -> None:
         try:
             for i in range(15):
                 desired = state((i * 7 + offset) % 101, shadow(backend, i % 3 * 50))
-                router.write(route, desired)
+                router.write({route: desired})
                 last[route] = desired
         except BaseException as exc:  # reported below, in the test's thread
             failures.append(exc)
@@ -122,7 +146,7 @@ def test_two_writers_on_one_route_never_mix(backend: Backend) -> None:
     def run(router: base.Router, desired: base.RouteState) -> None:
         barrier.wait()
         for _ in range(10):
-            router.write(ROUTES[0], desired)
+            router.write({ROUTES[0]: desired})
 
     threads = [threading.Thread(target=run, args=(backend.make(), s)) for s in (a, b)]
     for t in threads:
@@ -137,7 +161,7 @@ def test_unreachable_router_is_a_retryable_error(backend: Backend) -> None:
     before = backend.raw()
     router = backend.unreachable()
     with pytest.raises(errors.RouterUnavailable) as raised:
-        router.write(ROUTES[0], state(50))
+        router.write({ROUTES[0]: state(50)})
     assert raised.value.retryable
     assert repr(router.name) in str(raised.value)
     with pytest.raises(errors.RouterUnavailable):
@@ -146,7 +170,7 @@ def test_unreachable_router_is_a_retryable_error(backend: Backend) -> None:
 
 
 def test_malformed_live_state_is_a_clear_error(backend: Backend) -> None:
-    base.apply(backend.router, ROUTES[0], state(5))
+    base.apply(backend.router, {ROUTES[0]: state(5)}).state(ROUTES[0])
     backend.corrupt(ROUTES[0])
     broken = backend.raw()
     with pytest.raises(errors.RouterStateError) as raised:
@@ -156,13 +180,13 @@ def test_malformed_live_state_is_a_clear_error(backend: Backend) -> None:
     assert backend.raw() == broken  # reading changed nothing
     if backend.refuses_write_over_malformed:
         with pytest.raises(errors.RouterStateError):
-            backend.router.write(ROUTES[1], state(5))
+            backend.router.write({ROUTES[1]: state(5)})
         assert backend.raw() == broken
 
 
 def test_no_third_party_exception_escapes(backend: Backend) -> None:
     """Every failure surfaces as one of ours (RouterError), never httpx, OSError or json."""
     router = backend.unreachable()
-    for call in (lambda: router.read(ROUTES[0]), lambda: router.write(ROUTES[0], ROLLBACK)):
+    for call in (lambda: router.read(ROUTES[0]), lambda: router.write({ROUTES[0]: ROLLBACK})):
         with pytest.raises(errors.RouterError):
             call()

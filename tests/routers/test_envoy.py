@@ -9,6 +9,7 @@ import collections
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from controller import errors
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc
-from tests.routers.conftest import ROLLOUTS, envoy_bootstrap
+from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
 
 S, C = base.STABLE, base.CANARY
 ROUTE = "triage"
@@ -85,14 +86,14 @@ def test_route_specs_need_an_upstream_per_model() -> None:
 def test_write_refuses_variants_envoy_does_not_split() -> None:
     router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
     with pytest.raises(errors.RouterError, match="only stable and canary"):
-        router.write(ROUTE, base.RouteState({S: 50, "blue": 50}))
+        router.write({ROUTE: base.RouteState({S: 50, "blue": 50})})
 
 
 def test_unknown_route_reads_none_and_cannot_be_written() -> None:
     router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
     assert router.read("nowhere") is None
     with pytest.raises(errors.RouterError, match="no rollout"):
-        router.write("nowhere", base.RouteState({S: 100}))
+        router.write({"nowhere": base.RouteState({S: 100})})
 
 
 # -- a real Envoy with two real upstreams -----------------------------------------------------------
@@ -134,7 +135,7 @@ def served_by_bucket(proxy: envoy_proc.Envoy) -> dict[int, tuple[str, str | None
 @pytest.mark.slow
 @pytest.mark.parametrize("canary", [0, 1, 30, 100], ids=["0%", "1%", "30%", "100%"])
 def test_observed_split_is_exactly_the_weights(proxy: envoy_proc.Envoy, canary: int) -> None:
-    base.apply(router_for(proxy), ROUTE, base.RouteState({S: 100 - canary, C: canary}))
+    base.apply(router_for(proxy), {ROUTE: base.RouteState({S: 100 - canary, C: canary})}).state(ROUTE)
     seen = served_by_bucket(proxy)
     expected = {b: (S, S) if b < 100 - canary else (C, C) for b in range(100)}  # clusters in order: stable, canary
     assert seen == expected
@@ -153,13 +154,64 @@ def test_rollback_is_one_admin_call(proxy: envoy_proc.Envoy) -> None:
     calls: list[httpx.Request] = []
     client = httpx.Client(timeout=5, event_hooks={"request": [calls.append]})
     router = router_for(proxy, client=client)
-    base.apply(router, ROUTE, base.RouteState({S: 50, C: 50}, 100))
+    base.apply(router, {ROUTE: base.RouteState({S: 50, C: 50}, 100)}).state(ROUTE)
     calls.clear()
-    router.write(ROUTE, base.RouteState({S: 100, C: 0}, 0))
+    router.write({ROUTE: base.RouteState({S: 100, C: 0}, 0)})
     assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
-    assert dict(calls[0].url.params) == {KS: "100", KC: "0", KM: "0"}
+    assert form(calls[0]) == {KS: "100", KC: "0", KM: "0"}
     assert served_by_bucket(proxy) == {b: (S, S) for b in range(100)}
     client.close()
+
+
+def form(request: httpx.Request) -> dict[str, str]:
+    """The runtime keys a `POST /runtime_modify` carries: in its form body, none in the URL."""
+    assert not request.url.params and request.headers["content-type"] == "application/x-www-form-urlencoded"
+    return dict(urllib.parse.parse_qsl(request.read().decode(), strict_parsing=True))
+
+
+@pytest.mark.slow
+def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
+    calls: list[httpx.Request] = []
+    with httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client:
+        router = envoy.EnvoyRouter("edge", envoy_proxy.admin, routes=ROLLOUTS, client=client)
+        desired = {"triage": base.RouteState({S: 70, C: 30}, 10), "support-chat": base.RouteState({S: 95, C: 5})}
+        router.write(desired)
+        assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
+        assert form(calls[0]) == {
+            **envoy.runtime_values(desired["triage"], prefix="rollouts", rollout=ROLLOUTS["triage"]),
+            **envoy.runtime_values(desired["support-chat"], prefix="rollouts", rollout=ROLLOUTS["support-chat"]),
+        }
+        for route, want in desired.items():
+            live = router.read(route)
+            assert live is not None and live.same_traffic(want), route
+
+
+@pytest.mark.slow
+def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) -> None:
+    """Each route's served models against the running bootstrap, one GET /clusters for the batch; one
+    route whose stable moved to an upstream Envoy does not serve refuses the whole batch."""
+    old, new, moved = (f"127.0.0.1:{port}" for port in (closed_port(), closed_port(), closed_port()))
+    config = envoy_bootstrap({route: {S: old, C: new} for route in ROLLOUTS})
+    models = {"acme/old": old, "acme/new": new, "acme/moved": moved}
+
+    def split(stable: str) -> base.RouteState:
+        served = {S: base.Served(stable), C: base.Served("acme/new")}
+        return base.RouteState({S: 90, C: 10}, 0, served)
+
+    calls: list[httpx.Request] = []
+    with (
+        envoy_proc.running_envoy(config, tmp_path) as proxy,
+        httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client,
+    ):
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, client=client)
+        router.write({route: split("acme/old") for route in ROLLOUTS})
+        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters"), ("POST", "/runtime_modify")]
+        before = router.overrides()
+        calls.clear()
+        with pytest.raises(errors.RouterStateError, match=r"route 'support-chat'.*nothing was written"):
+            router.write({"triage": base.RouteState({S: 100, C: 0}), "support-chat": split("acme/moved")})
+        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters")]
+        assert router.overrides() == before
 
 
 def wait_for(predicate: Any, what: str) -> None:
@@ -178,16 +230,16 @@ def test_shadow_mirrors_to_the_canary_and_stops(
 ) -> None:
     stable, canary = upstreams
     router = router_for(proxy)
-    base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 100))
+    base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
     with httpx.Client(base_url=proxy.url, timeout=10) as client:
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S  # the answer always comes from stable
         wait_for(lambda: canary.requests == 20, "20 mirrored requests at the canary")
-        base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 0))
+        base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 0)}).state(ROUTE)
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S
         # a marker: one more mirrored request; if the 20 above had been mirrored, they would be counted too
-        base.apply(router, ROUTE, base.RouteState({S: 100, C: 0}, 100))
+        base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
         client.get(f"/{ROUTE}/x").raise_for_status()
         wait_for(lambda: canary.requests >= 21, "the marker request at the canary")
     assert canary.requests == 21
@@ -217,7 +269,7 @@ def test_live_weight_changes_under_traffic_drop_nothing(
         wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
         for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
             before = sum(outcomes.values())
-            base.apply(router, ROUTE, base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100))
+            base.apply(router, {ROUTE: base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
             wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
     finally:
         stop.set()
@@ -229,7 +281,7 @@ def test_live_weight_changes_under_traffic_drop_nothing(
 def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, Any], tmp_path: Path) -> None:
     desired = base.RouteState({S: 75, C: 25}, 10)
     with envoy_proc.running_envoy(bootstrap, tmp_path / "first") as first:
-        base.apply(router_for(first), ROUTE, desired)
+        base.apply(router_for(first), {ROUTE: desired}).state(ROUTE)
         assert router_for(first).overrides() == {KS: "75", KC: "25", KM: "10"}
     with envoy_proc.running_envoy(bootstrap, tmp_path / "second") as second:
         router = router_for(second)
@@ -237,7 +289,7 @@ def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, A
         assert router.overrides() == {}
         assert live is not None and live.same_traffic(envoy.DEFAULTS)
         assert not live.same_traffic(desired)  # the drift `rollout plan` reports
-        assert base.apply(router, ROUTE, desired).same_traffic(desired)  # and the heal
+        assert base.apply(router, {ROUTE: desired}).state(ROUTE).same_traffic(desired)  # and the heal
 
 
 @pytest.mark.slow
@@ -258,4 +310,4 @@ def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_pr
     router = envoy.EnvoyRouter("edge", proxy.admin, routes={"support-chat": "support-bot"})
     assert router.read("support-chat") is None
     with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
-        base.apply(router, "support-chat", base.RouteState({S: 90, C: 10}))
+        base.apply(router, {"support-chat": base.RouteState({S: 90, C: 10})}).state("support-chat")

@@ -44,7 +44,7 @@ def state(canary: int, shadow: int = 0, served: dict[str, base.Served] = SERVED)
 )
 def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: base.RouteState) -> None:
     router = flagd.FlagdRouter("flags", tmp_path / "flags.json")
-    base.apply(router, ROUTE, desired)
+    base.apply(router, {ROUTE: desired}).state(ROUTE)
     document = json.loads((tmp_path / "flags.json").read_text("utf-8"))
     jsonschema.validate(document, SCHEMA)
     assert FlagStore().update(document) == [ROUTE]  # flagd's own parser accepts it too
@@ -87,7 +87,7 @@ def test_other_flags_in_the_file_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "flags.json"
     theirs = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
     path.write_text(json.dumps({"flags": {"dark-mode": theirs}}), "utf-8")
-    base.apply(flagd.FlagdRouter("flags", path), ROUTE, state(5))
+    base.apply(flagd.FlagdRouter("flags", path), {ROUTE: state(5)}).state(ROUTE)
     assert json.loads(path.read_text("utf-8"))["flags"]["dark-mode"] == theirs
 
 
@@ -131,7 +131,7 @@ def variants(client: OpenFeatureClient, users: list[str]) -> dict[str, str | Non
 @pytest.mark.slow
 @pytest.mark.parametrize("canary", [1, 10, 50], ids=["1%", "10%", "50%"])
 def test_split_over_10000_users(flags_file: Path, reader: Callable[[], OpenFeatureClient], canary: int) -> None:
-    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(canary))
+    base.apply(flagd.FlagdRouter("flags", flags_file), {ROUTE: state(canary)}).state(ROUTE)
     counts = collections.Counter(variants(reader(), USERS).values())
     assert set(counts) == {S, C}
     # 4 standard deviations of a binomial over 10,000 keys: about 0.4 points at 1%, 2 points at 50%
@@ -141,7 +141,7 @@ def test_split_over_10000_users(flags_file: Path, reader: Callable[[], OpenFeatu
 
 @pytest.mark.slow
 def test_the_value_is_what_the_variant_serves(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
-    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(50))
+    base.apply(flagd.FlagdRouter("flags", flags_file), {ROUTE: state(50)}).state(ROUTE)
     client = reader()
     for user in USERS[:50]:
         details = client.get_object_details(ROUTE, {}, EvaluationContext(targeting_key=user))
@@ -156,7 +156,7 @@ def test_the_value_is_what_the_variant_serves(flags_file: Path, reader: Callable
 
 @pytest.mark.slow
 def test_a_user_stays_on_one_variant(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
-    base.apply(flagd.FlagdRouter("flags", flags_file), ROUTE, state(25))
+    base.apply(flagd.FlagdRouter("flags", flags_file), {ROUTE: state(25)}).state(ROUTE)
     users = USERS[:2000]
     first = variants(reader(), users)
     assert variants(reader(), users) == first  # another reader, another provider: same answers
@@ -167,9 +167,9 @@ def test_a_user_stays_on_one_variant(flags_file: Path, reader: Callable[[], Open
 def test_ramp_keeps_canary_users_on_canary(flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> None:
     router = flagd.FlagdRouter("flags", flags_file)
     users = USERS[:3000]
-    base.apply(router, ROUTE, state(5))
+    base.apply(router, {ROUTE: state(5)}).state(ROUTE)
     at_5 = variants(reader(), users)
-    base.apply(router, ROUTE, state(25))
+    base.apply(router, {ROUTE: state(25)}).state(ROUTE)
     at_25 = variants(reader(), users)
     assert {u for u, v in at_5.items() if v == C} <= {u for u, v in at_25.items() if v == C}
 
@@ -179,16 +179,16 @@ def test_a_change_is_picked_up_without_restarting_the_reader(
     flags_file: Path, reader: Callable[[], OpenFeatureClient]
 ) -> None:
     router = flagd.FlagdRouter("flags", flags_file)
-    base.apply(router, ROUTE, state(0))
+    base.apply(router, {ROUTE: state(0)}).state(ROUTE)
     client = reader()
     users = USERS[:200]
     assert set(variants(client, users).values()) == {S}
-    base.apply(router, ROUTE, state(100))
+    base.apply(router, {ROUTE: state(100)}).state(ROUTE)
     deadline = time.monotonic() + 30  # only stops a hung test; the watcher polls every 50 ms
     while set(variants(client, users).values()) != {C}:
         assert time.monotonic() < deadline, "the reader never saw the change"
         time.sleep(0.02)
-    base.apply(router, ROUTE, state(0))  # and the rollback too
+    base.apply(router, {ROUTE: state(0)}).state(ROUTE)  # and the rollback too
     while set(variants(client, users).values()) != {S}:
         assert time.monotonic() < deadline, "the reader never saw the rollback"
         time.sleep(0.02)

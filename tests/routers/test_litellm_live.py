@@ -44,7 +44,7 @@ def answers(stack: LitellmStack, route: str, n: int) -> Counter[str]:
 )
 def test_observed_split(litellm_stack: LitellmStack, canary: int, low: int, high: int) -> None:
     """200 requests: exact at 0% and 100%; at 25% (mean 50, sd 6) far from 0 and from an even split."""
-    base.apply(litellm_router(litellm_stack), ROUTE, split(canary))
+    base.apply(litellm_router(litellm_stack), {ROUTE: split(canary)}).state(ROUTE)
     seen = answers(litellm_stack, ROUTE, 200)
     assert sum(seen.values()) == 200
     assert low <= seen["canary"] <= high, seen
@@ -53,7 +53,7 @@ def test_observed_split(litellm_stack: LitellmStack, canary: int, low: int, high
 def test_live_change_under_load_drops_nothing(litellm_stack: LitellmStack) -> None:
     """Four clients send completions nonstop while the ramp 1 -> 5 -> 25 -> 50 -> 100 -> 0 is applied."""
     router = litellm_router(litellm_stack)
-    base.apply(router, ROUTE, split(0))
+    base.apply(router, {ROUTE: split(0)}).state(ROUTE)
     stop = threading.Event()
     results: Counter[str] = Counter()
     lock = threading.Lock()
@@ -78,7 +78,7 @@ def test_live_change_under_load_drops_nothing(litellm_stack: LitellmStack) -> No
         t.start()
     try:
         for canary in (1, 5, 25, 50, 100, 0):
-            live = base.apply(router, ROUTE, split(canary))
+            live = base.apply(router, {ROUTE: split(canary)}).state(ROUTE)
             assert live.weight(C) == canary
             # let some traffic through at this weight before the next change
             with lock:
@@ -95,9 +95,9 @@ def test_live_change_under_load_drops_nothing(litellm_stack: LitellmStack) -> No
 
 def test_rollback_takes_the_canary_out_of_rotation(litellm_stack: LitellmStack) -> None:
     router = litellm_router(litellm_stack)
-    base.apply(router, ROUTE, split(50))
+    base.apply(router, {ROUTE: split(50)}).state(ROUTE)
     assert answers(litellm_stack, ROUTE, 40)["canary"] > 0
-    live = base.apply(router, ROUTE, split(0))
+    live = base.apply(router, {ROUTE: split(0)}).state(ROUTE)
     assert (live.weight(S), live.weight(C)) == (100, 0)
     ids = {(g, i) for g, i, _w in litellm_stack.proxy.weights()}
     assert (ROUTE, spec.cluster_name("support-bot", C)) not in ids  # withdrawn, not left at weight 0
@@ -130,7 +130,7 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
     """The gated route's canary fails every request: error_rate FAILs on LiteLLM's own counters, the
     rollback takes it out, and from then on every request succeeds."""
     router = litellm_router(litellm_stack)
-    base.apply(router, GATE_ROUTE, split(50))
+    base.apply(router, {GATE_ROUTE: split(50)}).state(GATE_ROUTE)
     sent = 0
     with prom.prom_server(tmp_path, data_dir=tmp_path / "data") as server:
         server.set_targets([litellm_stack.proxy.url.removeprefix("http://")], metrics_path="/metrics/")
@@ -167,7 +167,7 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
     assert row.stable.value == 0.0 and row.canary.value is not None and row.canary.value > 0.5
     assert tokens_gate.source == "litellm"
 
-    live = base.apply(router, GATE_ROUTE, split(0))  # the rollback a FAIL triggers
+    live = base.apply(router, {GATE_ROUTE: split(0)}).state(GATE_ROUTE)  # the rollback a FAIL triggers
     assert live.weight(C) == 0
     with httpx.Client(timeout=30) as client:
         codes = Counter(

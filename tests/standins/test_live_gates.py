@@ -80,7 +80,7 @@ def running(
         stack.callback(router.close)
         for rollout in canaries:
             split = base.RouteState({"stable": 50, "canary": 50})
-            assert base.apply(router, route_of(rollout), split) == split
+            assert base.apply(router, {route_of(rollout): split}).state(route_of(rollout)) == split
         yield Live(proxy.url, proxy.admin, servers, router)
 
 
@@ -272,7 +272,7 @@ def test_shadow_traffic_reaches_the_canary_and_nobody_sees_its_answers(tmp_path:
     counts, tenant header included) a copy of each, while every answer comes from stable."""
     with running(tmp_path, {"shadowed": STABLE}) as lv:
         shadow = base.RouteState({"stable": 100, "canary": 0}, shadow=100)
-        assert base.apply(lv.router, route_of("shadowed"), shadow) == shadow
+        assert base.apply(lv.router, {route_of("shadowed"): shadow}).state(route_of("shadowed")) == shadow
         [report] = send(lv, ["shadowed"], requests=60, rate=100).values()
         assert report.answered == {"stable": 60}
         canary = lv.servers[("shadowed", "canary")].model
