@@ -104,7 +104,7 @@ class CountChecks:
 
 def test_a_restart_sets_a_missing_revert_status_once_not_every_tick(gitops: GitOps) -> None:
     add_bad_bot(gitops)
-    gitops.router().write("bad", rc_running())
+    gitops.router().write({"bad": rc_running()})
     with pytest.raises(Killed):
         killer(gitops, "forge", "set_check", False).reconcile_once()
     gitops.advance(timedelta(minutes=3))
