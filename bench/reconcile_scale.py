@@ -186,8 +186,7 @@ def run(size: int) -> list[Row]:
             c = controller(remote, work, server.url, queries, calls)
             rows = [one(c, size, "cold", queries, calls), one(c, size, "steady", queries, calls)]
             load._PARSED.clear()  # a new process: no parse or blob cache either
-            repo._BLOBS.clear()
-            repo._blob_cache_used = 0
+            repo.clear_caches()
             fresh = controller(remote, work, server.url, queries, calls)
             rows.append(one(fresh, size, "restart", queries, calls))
             traced = one(c, size, "steady", queries, calls, trace=True)

@@ -3,6 +3,9 @@
 Called by the CLI (`validate`, `plan`) and the reconciler. It reads through a `Tree` (the working
 tree or a git ref, see `controller.repo`), never touches a router, and never raises for one broken
 rollout: problems are collected per file so that the others still load.
+
+A valid file is read once, through libyaml into plain data (`load_model`); only a file that fails, or a
+problem found after validation, pays for ruamel's round-trip parse, whose positions locate the error.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import collections
 import difflib
 import hashlib
 import posixpath
+import re
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from controller import errors, spec
 
@@ -91,8 +96,8 @@ def _yaml() -> YAML:
     return yaml
 
 
-def parse_yaml(path: str, data: bytes) -> Document:
-    """Parse one YAML file safely: size, encoding, duplicate keys, alias bombs and syntax."""
+def _text(path: str, data: bytes) -> str:
+    """The file as text, or SpecError if it is too large, not UTF-8, or binary."""
     if len(data) > MAX_FILE_BYTES:
         raise _fail(path, f"file is larger than {MAX_FILE_BYTES // 1024} KiB", code="E006")
     try:
@@ -102,6 +107,12 @@ def parse_yaml(path: str, data: bytes) -> Document:
         raise _fail(path, "file is not valid UTF-8", line=line, code="E006") from exc
     if "\x00" in text:
         raise _fail(path, "file contains NUL bytes; is it binary?", code="E006")
+    return text
+
+
+def parse_yaml(path: str, data: bytes) -> Document:
+    """Parse one YAML file safely: size, encoding, duplicate keys, alias bombs and syntax."""
+    text = _text(path, data)
     try:
         tree = _yaml().load(text)
     except MarkedYAMLError as exc:
@@ -147,6 +158,99 @@ def _check_size(path: str, tree: Any) -> None:
 
 def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str) -> errors.SpecError:
     return errors.SpecError([errors.Problem(path, line, column, "", message, code)])
+
+
+# -- the fast path: plain data, no positions --------------------------------------------------------
+
+# Text that libyaml and the round-trip loader could read differently. Values: tags (round-trip keeps
+# `!!str 1` as a TaggedScalar), anchors and aliases (an anchored `true` is an int there), merge keys
+# (another key order) and directives (`%YAML 1.1`). Syntax that libyaml accepts and the round-trip
+# loader refuses: tabs, the line breaks of YAML 1.1 (NEL, LS, PS), and in block scalars (`|`, `>`) a
+# comment glued to the header or a blank line with spaces. Such a file takes the round-trip path; it is
+# rare in a spec, and a false alarm (`"a &b"`, `x > y`) only costs time.
+_ROUND_TRIP_ONLY = re.compile(r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|[\t\x85\u2028\u2029]|(?:^|\s)[|>]")
+_STR, _MAP, _SEQ = (f"tag:yaml.org,2002:{t}" for t in ("str", "map", "seq"))
+_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "timestamp"))
+
+
+class _NotPlain(Exception):
+    """The fast path declines a document; the round-trip parse answers for it."""
+
+
+def _plain_yaml(text: str) -> Any:
+    """The data of a YAML document as dicts, lists and scalars, without comments or positions: parsed by
+    libyaml where ruamel.yaml.clib is installed (ten times faster than ruamel's pure-Python parser),
+    resolved by YAML 1.2's rules as in the round-trip loader. Raises for what it does not read the same."""
+    if _C_LOADER is not None:
+        loader = _C_LOADER(text)
+        try:
+            node = loader.get_single_node()
+            return None if node is None else _construct(loader, node, [MAX_NODES])
+        finally:
+            loader.dispose()
+    yaml = YAML(typ="safe", pure=True)
+    node = yaml.compose(text)
+    return None if node is None else _construct(yaml.constructor, node, [MAX_NODES])
+
+
+def _construct(constructor: Any, node: Any, budget: list[int]) -> Any:
+    """Mappings, sequences and strings are built here (ruamel's generic construction costs more than
+    libyaml's parse), other scalars by ruamel's safe constructor. A duplicate key, a key that is not a
+    scalar, a tag other than YAML 1.2's implicit ones and a document of more than MAX_NODES nodes are
+    declined."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _NotPlain(f"more than {MAX_NODES} nodes")
+    tag = node.tag
+    if isinstance(node, ScalarNode):
+        if tag == _STR:
+            return node.value
+        if tag in _SCALARS:
+            return constructor.construct_object(node)
+    elif isinstance(node, MappingNode) and tag == _MAP:
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _construct(constructor, key_node, budget)
+            if isinstance(key, dict | list) or key in out:
+                raise _NotPlain(f"duplicate or unhashable key {key!r}")
+            out[key] = _construct(constructor, value_node, budget)
+        return out
+    elif isinstance(node, SequenceNode) and tag == _SEQ:
+        return [_construct(constructor, item, budget) for item in node.value]
+    raise _NotPlain(f"tag {tag}")
+
+
+def _c_loader() -> Any:
+    """libyaml's parser through ruamel.yaml.clib, or None where the C extension is not installed."""
+    try:
+        from ruamel.yaml.cyaml import CSafeLoader
+    except ImportError:
+        return None
+
+    class PlainLoader(CSafeLoader):
+        # Its resolver is YAML 1.2's, but it reports no version, and then the safe constructor would
+        # read floats by YAML 1.1's rules and warn about `1e3`.
+        @property
+        def processing_version(self) -> tuple[int, int]:
+            return (1, 2)
+
+    return PlainLoader
+
+
+_C_LOADER = _c_loader()
+
+
+def load_model(model: type[M], path: str, data: bytes, *, code: str = "E002") -> M:
+    """Parse and validate one file. A valid file goes through the fast path only; a file that it declines
+    or that does not validate is parsed again by the round-trip loader, whose answer counts and whose
+    positions name the line, column and field of every problem, so errors read as they always did."""
+    text = _text(path, data)
+    if not _ROUND_TRIP_ONLY.search(text):
+        try:
+            return model.model_validate(_plain_yaml(text))
+        except Exception:  # whatever the fast path refuses, the round-trip parse below answers and locates
+            pass
+    return validate(model, parse_yaml(path, data), code=code)
 
 
 # -- locating pydantic errors ----------------------------------------------------------------------
@@ -329,7 +433,7 @@ def load_config(tree: Tree) -> spec.ControllerConfig:
         ) from None
     except PathEscapes:
         raise _fail(CONFIG_FILE, "path leads outside the repository", code="E004") from None
-    return validate(spec.ControllerConfig, parse_yaml(CONFIG_FILE, data))
+    return load_model(spec.ControllerConfig, CONFIG_FILE, data)
 
 
 def rollout_files(tree: Tree) -> Iterator[str]:
@@ -347,11 +451,14 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
         raise _fail(path, "file is missing", code="E006") from None
     except PathEscapes:
         raise _fail(path, "path leads outside the repository", code="E004") from None
-    doc, rollout = _parsed_rollout(path, data)
+    rollout = _parsed_rollout(path, data)
     problems: list[errors.Problem] = []
+    docs: list[Document] = []  # the round-trip parse, made only if a problem needs a line number
 
     def problem(loc: tuple[str | int, ...], message: str, code: str) -> None:
-        line, column, found = locate(doc.data, loc)
+        if not docs:
+            docs.append(parse_yaml(path, data))
+        line, column, found = locate(docs[0].data, loc)
         problems.append(errors.Problem(path, line, column, field_path(found), message, code))
 
     directory = posixpath.basename(posixpath.dirname(path))
@@ -395,12 +502,12 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     return LoadedRollout(path, rollout, revisions, prompts, digests)
 
 
-_PARSED: collections.OrderedDict[tuple[str, str], tuple[Document, spec.Rollout]] = collections.OrderedDict()
-_PARSED_MAX = 4096  # entries; only files up to 64 KiB are kept, so at most a few hundred MiB
+_PARSED: collections.OrderedDict[tuple[str, str], spec.Rollout] = collections.OrderedDict()
+_PARSED_MAX = 4096  # entries; only files up to 64 KiB are kept
 _PARSED_LOCK = threading.Lock()
 
 
-def _parsed_rollout(path: str, data: bytes) -> tuple[Document, spec.Rollout]:
+def _parsed_rollout(path: str, data: bytes) -> spec.Rollout:
     """Parse and validate a rollout file; the same bytes at the same path are parsed once (a YAML parse
     dominates a tick at scale). Invalid files raise and are not cached; the models are frozen."""
     key = (path, hashlib.sha256(data).hexdigest())
@@ -409,14 +516,13 @@ def _parsed_rollout(path: str, data: bytes) -> tuple[Document, spec.Rollout]:
         if hit is not None:
             _PARSED.move_to_end(key)
             return hit
-    doc = parse_yaml(path, data)
-    parsed = (doc, validate(spec.Rollout, doc))
+    rollout = load_model(spec.Rollout, path, data)
     if len(data) <= 64 * 1024:
         with _PARSED_LOCK:
-            _PARSED[key] = parsed
+            _PARSED[key] = rollout
             while len(_PARSED) > _PARSED_MAX:
                 _PARSED.popitem(last=False)
-    return parsed
+    return rollout
 
 
 def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes | None, str]:

@@ -56,6 +56,11 @@ class WorkTree:
         return sorted(p.name for p in full.iterdir()) if full.is_dir() else []
 
 
+_TREE_MODE = 0o040000
+_GITLINK_MODE = 0o160000  # a submodule: a commit of another repository
+_Entry = tuple[int, str]  # (mode, object id) of one entry of a tree
+
+
 class GitTree:
     """The files of one commit of a git repository, read without a checkout."""
 
@@ -64,10 +69,9 @@ class GitTree:
             self.commit = repo.commit(ref)
         except (git.BadName, ValueError, git.GitCommandError) as exc:
             raise errors.RepoError(f"cannot resolve git ref {ref!r} in {repo.working_dir or repo.git_dir}") from exc
+        self.repo = repo
         self.sha = self.commit.hexsha
-        # every tree object looked up, by its path: gitpython parses a tree's entries once per object,
-        # so reusing them keeps a read O(depth) instead of re-parsing `rollouts/` (N entries) each time
-        self._nodes: dict[tuple[str, ...], git.Blob | git.Tree] = {(): self.commit.tree}
+        self._root: _Entry = (_TREE_MODE, self.commit.tree.hexsha)
 
     @classmethod
     def open(cls, path: str | Path, ref: str) -> GitTree:
@@ -76,12 +80,12 @@ class GitTree:
         except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
             raise errors.RepoError(f"{path} is not a git repository") from exc
 
-    def _object(self, path: str) -> git.Blob | git.Tree:
+    def _object(self, path: str) -> _Entry:
         """Follow the path component by component, resolving symlinks inside the tree."""
         parts = [p for p in posixpath.normpath(path).split("/") if p not in ("", ".")]
         hops = 0
         resolved: list[str] = []
-        node: git.Blob | git.Tree = self.commit.tree
+        node = self._root
         while parts:
             part = parts.pop(0)
             if part == "..":
@@ -90,17 +94,14 @@ class GitTree:
                 resolved.pop()
                 node = self._at(resolved, path)
                 continue
-            if not isinstance(node, git.Tree):
+            child = _tree_entries(self.repo, node[1]).get(part) if node[0] == _TREE_MODE else None
+            if child is None:
                 raise FileNotFoundError(path)
-            try:
-                child = self._child(node, (*resolved, part))
-            except KeyError:
-                raise FileNotFoundError(path) from None
-            if isinstance(child, git.Blob) and stat.S_ISLNK(child.mode):
+            if stat.S_ISLNK(child[0]):
                 hops += 1
                 if hops > _MAX_LINKS:
                     raise load.PathEscapes(path)
-                target = child.data_stream.read().decode("utf-8", "replace")
+                target = _blob_bytes(self.repo, child[1]).decode("utf-8", "replace")
                 if target.startswith("/"):
                     raise load.PathEscapes(path)
                 parts = [p for p in target.split("/") if p not in ("", ".")] + parts
@@ -110,33 +111,32 @@ class GitTree:
             node = child
         return node
 
-    def _child(self, tree: git.Tree, key: tuple[str, ...]) -> git.Blob | git.Tree:
-        node = self._nodes.get(key)
-        if node is None:
-            node = self._nodes[key] = tree[key[-1]]
-        return node
-
-    def _at(self, parts: list[str], path: str) -> git.Blob | git.Tree:
-        node: git.Blob | git.Tree = self.commit.tree
-        for i in range(len(parts)):
-            assert isinstance(node, git.Tree)
-            node = self._child(node, tuple(parts[: i + 1]))
+    def _at(self, parts: list[str], path: str) -> _Entry:
+        node = self._root
+        for part in parts:
+            node = _tree_entries(self.repo, node[1])[part]
         return node
 
     def read(self, path: str) -> bytes:
-        node = self._object(path)
-        if isinstance(node, git.Tree):
+        mode, sha = self._object(path)
+        if mode == _TREE_MODE:
             raise IsADirectoryError(path)
-        return _blob_bytes(node)
+        if mode == _GITLINK_MODE:
+            raise FileNotFoundError(path)
+        return _blob_bytes(self.repo, sha)
 
     def listdir(self, path: str) -> list[str]:
+        """The names in a directory, sorted. Listing a directory also reads what is under it, in two git
+        commands (`_prefetch`): whoever lists a directory reads its files next (the loader lists
+        `rollouts/`, then reads every spec and prompt), and one by one each would be a round trip."""
         try:
-            node = self._object(path)
+            mode, sha = self._object(path)
         except (FileNotFoundError, load.PathEscapes):
             return []
-        if not isinstance(node, git.Tree):
+        if mode != _TREE_MODE:
             return []
-        return sorted(child.name for child in node)
+        _prefetch(self.repo, sha)
+        return sorted(_tree_entries(self.repo, sha))
 
 
 def origin_of(path: Path) -> str | None:
@@ -275,31 +275,157 @@ _BLOB_CACHE_BYTES = 64 << 20  # specs and prompts of a few thousand rollouts
 _blob_cache_used = 0
 _BLOBS_LOCK = threading.Lock()  # two controllers may run in one process (tests)
 
+_TREES: collections.OrderedDict[tuple[str, str], dict[str, _Entry]] = collections.OrderedDict()
+_TREE_CACHE_ENTRIES = 500_000  # entries of all trees kept: a few thousand rollouts, many commits
+_tree_cache_used = 0
 
-def _blob_bytes(blob: git.Blob) -> bytes:
+
+def _blob_bytes(repo: git.Repo, sha: str) -> bytes:
     """A blob's bytes; a blob is immutable, so small ones are kept by object id (least recently used
     evicted) and a tick reads each unchanged spec and prompt without a round trip to git."""
-    global _blob_cache_used
-    key = (str(blob.repo.git_dir), blob.hexsha)
+    key = (str(repo.git_dir), sha)
     with _BLOBS_LOCK:
         cached = _BLOBS.get(key)
         if cached is not None:
             _BLOBS.move_to_end(key)
             return cached
-    data: bytes = blob.data_stream.read()
-    if len(data) <= load.MAX_FILE_BYTES:
-        with _BLOBS_LOCK:
-            if key not in _BLOBS:
-                _BLOBS[key] = data
-                _blob_cache_used += len(data)
-            while _blob_cache_used > _BLOB_CACHE_BYTES:
-                _, old = _BLOBS.popitem(last=False)
-                _blob_cache_used -= len(old)
+    data = _object_bytes(repo, sha)
+    _keep_blob(key, data)
     return data
+
+
+def _keep_blob(key: tuple[str, str], data: bytes) -> None:
+    global _blob_cache_used
+    if len(data) > load.MAX_FILE_BYTES:
+        return
+    with _BLOBS_LOCK:
+        if key not in _BLOBS:
+            _BLOBS[key] = data
+            _blob_cache_used += len(data)
+        while _blob_cache_used > _BLOB_CACHE_BYTES:
+            _, old = _BLOBS.popitem(last=False)
+            _blob_cache_used -= len(old)
+
+
+def _tree_entries(repo: git.Repo, sha: str) -> dict[str, _Entry]:
+    """name -> (mode, object id) of a tree object. Trees are immutable too and kept by object id: the
+    commits of one history share most of their trees, so a commit read after another costs little."""
+    key = (str(repo.git_dir), sha)
+    with _BLOBS_LOCK:
+        cached = _TREES.get(key)
+        if cached is not None:
+            _TREES.move_to_end(key)
+            return cached
+    entries = _parse_tree(_object_bytes(repo, sha))
+    _keep_tree(key, entries)
+    return entries
+
+
+def _keep_tree(key: tuple[str, str], entries: dict[str, _Entry]) -> None:
+    global _tree_cache_used
+    with _BLOBS_LOCK:
+        if key not in _TREES:
+            _TREES[key] = entries
+            _tree_cache_used += len(entries) + 1
+        while _tree_cache_used > _TREE_CACHE_ENTRIES:
+            _, old = _TREES.popitem(last=False)
+            _tree_cache_used -= len(old) + 1
+
+
+_PREFETCHED: set[tuple[str, str]] = set()  # trees whose trees and small blobs are already in the caches
+_PREFETCH_BLOB_BYTES = 64 << 10  # larger files are read when asked for
+_PREFETCH_BUDGET = _BLOB_CACHE_BYTES // 4  # bytes of blobs one prefetch reads at most
+
+
+def _prefetch(repo: git.Repo, sha: str) -> None:
+    """Read every tree under a tree (one `git ls-tree -r`) and its small blobs (one `git cat-file --batch`)
+    into the caches. Best effort: if git fails here, the reads one by one still do the work."""
+    git_dir = str(repo.git_dir)
+    with _BLOBS_LOCK:
+        if (git_dir, sha) in _PREFETCHED:
+            return
+    try:
+        listing = _run_bytes(repo, "ls-tree", "-r", "-t", "-l", "-z", sha)
+    except git.GitCommandError:
+        return
+    trees: dict[bytes, str] = {b"": sha}
+    children: dict[bytes, dict[str, _Entry]] = {b"": {}}
+    blobs: dict[str, None] = {}
+    budget = _PREFETCH_BUDGET
+    for record in listing.split(b"\0"):  # "<mode> <type> <id> <size>\t<path>", paths under `sha`
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        mode, kind, obj, size = meta.split()
+        parent, _, name = path.rpartition(b"/")
+        children.setdefault(parent, {})[name.decode("utf-8", "surrogateescape")] = (int(mode, 8), obj.decode())
+        if kind == b"tree":
+            trees[path] = obj.decode()
+            children.setdefault(path, {})
+        elif kind == b"blob" and int(size) <= min(_PREFETCH_BLOB_BYTES, budget):
+            budget -= int(size)
+            blobs[obj.decode()] = None
+    for path, tree in trees.items():
+        _keep_tree((git_dir, tree), children[path])
+    with _BLOBS_LOCK:
+        missing = [b for b in blobs if (git_dir, b) not in _BLOBS]
+    if missing:
+        try:
+            out = _run_bytes(repo, "cat-file", "--batch", stdin="".join(f"{b}\n" for b in missing).encode())
+        except git.GitCommandError:
+            return
+        at = 0
+        while at < len(out):  # "<id> <type> <size>\n<content>\n", or "<id> missing\n"
+            end = out.index(b"\n", at)
+            header = out[at:end].split()
+            at = end + 1
+            if header[1] == b"missing":
+                continue
+            data = out[at : at + int(header[2])]
+            at += len(data) + 1
+            _keep_blob((git_dir, header[0].decode()), data)
+    with _BLOBS_LOCK:
+        if len(_PREFETCHED) > 100_000:
+            _PREFETCHED.clear()
+        _PREFETCHED.update((git_dir, tree) for tree in trees.values())
+
+
+def _parse_tree(data: bytes) -> dict[str, _Entry]:
+    """The entries of a raw tree object: `<octal mode> <name>\\0<20-byte id>`, repeated."""
+    entries: dict[str, _Entry] = {}
+    at = 0
+    while at < len(data):
+        space = data.index(b" ", at)
+        nul = data.index(b"\0", space)
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries[name] = (int(data[at:space], 8), data[nul + 1 : nul + 21].hex())
+        at = nul + 21
+    return entries
+
+
+def _object_bytes(repo: git.Repo, sha: str) -> bytes:
+    """The content of one object, through the repository's long-running `git cat-file --batch`."""
+    data: bytes = repo.odb.stream(bytes.fromhex(sha)).read()
+    return data
+
+
+def clear_caches() -> None:
+    """Forget every blob and tree read so far, as a new process would (for benchmarks and tests)."""
+    global _blob_cache_used, _tree_cache_used
+    with _BLOBS_LOCK:
+        _BLOBS.clear()
+        _TREES.clear()
+        _PREFETCHED.clear()
+        _blob_cache_used = _tree_cache_used = 0
 
 
 def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
     """Run one git command in `repo`; its stdout. A failure raises git.GitCommandError."""
+    return _run_bytes(repo, *args, stdin=stdin, env=env).decode("utf-8", "replace")
+
+
+def _run_bytes(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> bytes:
+    """`_run`, with stdout as bytes (file names and contents as git stores them)."""
     proc = subprocess.run(
         ["git", *args],
         cwd=repo.working_dir or repo.git_dir,
@@ -310,7 +436,7 @@ def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[st
     )
     if proc.returncode != 0:
         raise git.GitCommandError(["git", args[0]], proc.returncode, proc.stderr)
-    return proc.stdout.decode("utf-8", "replace")
+    return proc.stdout
 
 
 def _git_reason(exc: Exception) -> str:
