@@ -15,11 +15,11 @@ import stat
 import subprocess
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import git
 from ruamel.yaml import YAML
@@ -59,6 +59,8 @@ class WorkTree:
 _TREE_MODE = 0o040000
 _GITLINK_MODE = 0o160000  # a submodule: a commit of another repository
 _Entry = tuple[int, str]  # (mode, object id) of one entry of a tree
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 class GitTree:
@@ -270,78 +272,92 @@ class Workspace:
             raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
 
 
-_BLOBS: collections.OrderedDict[tuple[str, str], bytes] = collections.OrderedDict()
-_BLOB_CACHE_BYTES = 64 << 20  # specs and prompts of a few thousand rollouts
-_blob_cache_used = 0
-_BLOBS_LOCK = threading.Lock()  # two controllers may run in one process (tests)
+class _Cache(Generic[_K, _V]):
+    """A least-recently-used map within a budget: each value costs `cost(value)`, the oldest go first
+    when the total would exceed `budget`, and a value costing more than `largest` is not kept. Git
+    objects are immutable, so entries keyed by object id never go stale. Thread-safe: two controllers
+    may run in one process (tests)."""
 
-_TREES: collections.OrderedDict[tuple[str, str], dict[str, _Entry]] = collections.OrderedDict()
-_TREE_CACHE_ENTRIES = 500_000  # entries of all trees kept: a few thousand rollouts, many commits
-_tree_cache_used = 0
+    def __init__(self, budget: int, cost: Callable[[_V], int], largest: int | None = None) -> None:
+        self.budget, self.cost, self.largest = budget, cost, largest
+        self.used = 0
+        self.lock = threading.Lock()
+        self._entries: collections.OrderedDict[_K, _V] = collections.OrderedDict()
+
+    def get(self, key: _K) -> _V | None:
+        with self.lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: _K, value: _V) -> None:
+        size = self.cost(value)
+        if self.largest is not None and size > self.largest:
+            return
+        with self.lock:
+            if key not in self._entries:
+                self._entries[key] = value
+                self.used += size
+            while self.used > self.budget:
+                _, old = self._entries.popitem(last=False)
+                self.used -= self.cost(old)
+
+    def __contains__(self, key: object) -> bool:
+        with self.lock:
+            return key in self._entries
+
+    def items(self) -> list[tuple[_K, _V]]:
+        with self.lock:
+            return list(self._entries.items())
+
+    def clear(self) -> None:
+        with self.lock:
+            self._entries.clear()
+            self.used = 0
+
+
+def _tree_cost(entries: dict[str, _Entry]) -> int:
+    return len(entries) + 1
+
+
+_BLOBS: _Cache[tuple[str, str], bytes] = _Cache(64 << 20, len, largest=load.MAX_FILE_BYTES)  # specs and prompts
+_TREES: _Cache[tuple[str, str], dict[str, _Entry]] = _Cache(500_000, _tree_cost)  # entries: many commits' trees
 
 
 def _blob_bytes(repo: git.Repo, sha: str) -> bytes:
-    """A blob's bytes; a blob is immutable, so small ones are kept by object id (least recently used
-    evicted) and a tick reads each unchanged spec and prompt without a round trip to git."""
+    """A blob's bytes; small ones are kept by object id, so a tick reads each unchanged spec and
+    prompt without a round trip to git."""
     key = (str(repo.git_dir), sha)
-    with _BLOBS_LOCK:
-        cached = _BLOBS.get(key)
-        if cached is not None:
-            _BLOBS.move_to_end(key)
-            return cached
-    data = _object_bytes(repo, sha)
-    _keep_blob(key, data)
-    return data
-
-
-def _keep_blob(key: tuple[str, str], data: bytes) -> None:
-    global _blob_cache_used
-    if len(data) > load.MAX_FILE_BYTES:
-        return
-    with _BLOBS_LOCK:
-        if key not in _BLOBS:
-            _BLOBS[key] = data
-            _blob_cache_used += len(data)
-        while _blob_cache_used > _BLOB_CACHE_BYTES:
-            _, old = _BLOBS.popitem(last=False)
-            _blob_cache_used -= len(old)
+    cached = _BLOBS.get(key)
+    if cached is None:
+        cached = _object_bytes(repo, sha)
+        _BLOBS.put(key, cached)
+    return cached
 
 
 def _tree_entries(repo: git.Repo, sha: str) -> dict[str, _Entry]:
-    """name -> (mode, object id) of a tree object. Trees are immutable too and kept by object id: the
-    commits of one history share most of their trees, so a commit read after another costs little."""
+    """name -> (mode, object id) of a tree object, kept by object id: the commits of one history share
+    most of their trees, so a commit read after another costs little."""
     key = (str(repo.git_dir), sha)
-    with _BLOBS_LOCK:
-        cached = _TREES.get(key)
-        if cached is not None:
-            _TREES.move_to_end(key)
-            return cached
-    entries = _parse_tree(_object_bytes(repo, sha))
-    _keep_tree(key, entries)
-    return entries
-
-
-def _keep_tree(key: tuple[str, str], entries: dict[str, _Entry]) -> None:
-    global _tree_cache_used
-    with _BLOBS_LOCK:
-        if key not in _TREES:
-            _TREES[key] = entries
-            _tree_cache_used += len(entries) + 1
-        while _tree_cache_used > _TREE_CACHE_ENTRIES:
-            _, old = _TREES.popitem(last=False)
-            _tree_cache_used -= len(old) + 1
+    cached = _TREES.get(key)
+    if cached is None:
+        cached = _parse_tree(_object_bytes(repo, sha))
+        _TREES.put(key, cached)
+    return cached
 
 
 _PREFETCHED: set[tuple[str, str]] = set()  # trees whose trees and small blobs are already in the caches
+_PREFETCH_LOCK = threading.Lock()
 _PREFETCH_BLOB_BYTES = 64 << 10  # larger files are read when asked for
-_PREFETCH_BUDGET = _BLOB_CACHE_BYTES // 4  # bytes of blobs one prefetch reads at most
+_PREFETCH_BUDGET = _BLOBS.budget // 4  # bytes of blobs one prefetch reads at most
 
 
 def _prefetch(repo: git.Repo, sha: str) -> None:
     """Read every tree under a tree (one `git ls-tree -r`) and its small blobs (one `git cat-file --batch`)
     into the caches. Best effort: if git fails here, the reads one by one still do the work."""
     git_dir = str(repo.git_dir)
-    with _BLOBS_LOCK:
+    with _PREFETCH_LOCK:
         if (git_dir, sha) in _PREFETCHED:
             return
     try:
@@ -366,9 +382,8 @@ def _prefetch(repo: git.Repo, sha: str) -> None:
             budget -= int(size)
             blobs[obj.decode()] = None
     for path, tree in trees.items():
-        _keep_tree((git_dir, tree), children[path])
-    with _BLOBS_LOCK:
-        missing = [b for b in blobs if (git_dir, b) not in _BLOBS]
+        _TREES.put((git_dir, tree), children[path])
+    missing = [b for b in blobs if (git_dir, b) not in _BLOBS]
     if missing:
         try:
             out = _run_bytes(repo, "cat-file", "--batch", stdin="".join(f"{b}\n" for b in missing).encode())
@@ -383,8 +398,8 @@ def _prefetch(repo: git.Repo, sha: str) -> None:
                 continue
             data = out[at : at + int(header[2])]
             at += len(data) + 1
-            _keep_blob((git_dir, header[0].decode()), data)
-    with _BLOBS_LOCK:
+            _BLOBS.put((git_dir, header[0].decode()), data)
+    with _PREFETCH_LOCK:
         if len(_PREFETCHED) > 100_000:
             _PREFETCHED.clear()
         _PREFETCHED.update((git_dir, tree) for tree in trees.values())
@@ -411,12 +426,10 @@ def _object_bytes(repo: git.Repo, sha: str) -> bytes:
 
 def clear_caches() -> None:
     """Forget every blob and tree read so far, as a new process would (for benchmarks and tests)."""
-    global _blob_cache_used, _tree_cache_used
-    with _BLOBS_LOCK:
-        _BLOBS.clear()
-        _TREES.clear()
+    _BLOBS.clear()
+    _TREES.clear()
+    with _PREFETCH_LOCK:
         _PREFETCHED.clear()
-        _blob_cache_used = _tree_cache_used = 0
 
 
 def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:

@@ -95,25 +95,22 @@ def test_a_submodule_is_neither_a_file_nor_a_directory(root: Path) -> None:
 
 
 def test_the_tree_cache_is_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(repo, "_TREES", type(repo._TREES)())
-    monkeypatch.setattr(repo, "_tree_cache_used", 0)
-    monkeypatch.setattr(repo, "_TREE_CACHE_ENTRIES", 6)
+    trees = repo._Cache(6, repo._tree_cost)
+    monkeypatch.setattr(repo, "_TREES", trees)
     tree = repo.GitTree.open(root, "main")
     for _ in range(2):
         assert tree.read("rollouts/a b/prompts/v1.md") == b"first\n"
         assert tree.read("rollouts/café/rollout.yaml") == b"two\n"
-        assert repo._tree_cache_used <= 6
-    assert sum(len(e) + 1 for e in repo._TREES.values()) == repo._tree_cache_used
+        assert trees.used <= 6
+    assert sum(len(e) + 1 for _, e in trees.items()) == trees.used > 0
 
 
 @pytest.fixture
 def empty_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     """As in a new process: no tree, blob or prefetch is remembered."""
-    monkeypatch.setattr(repo, "_TREES", type(repo._TREES)())
-    monkeypatch.setattr(repo, "_BLOBS", type(repo._BLOBS)())
+    monkeypatch.setattr(repo, "_TREES", repo._Cache(repo._TREES.budget, repo._tree_cost))
+    monkeypatch.setattr(repo, "_BLOBS", repo._Cache(repo._BLOBS.budget, len, largest=repo._BLOBS.largest))
     monkeypatch.setattr(repo, "_PREFETCHED", set())
-    monkeypatch.setattr(repo, "_tree_cache_used", 0)
-    monkeypatch.setattr(repo, "_blob_cache_used", 0)
 
 
 def test_listing_a_directory_reads_what_is_under_it_at_once(
@@ -151,3 +148,32 @@ def test_a_failed_prefetch_leaves_the_reads_one_by_one(
     tree = repo.GitTree.open(root, "main")
     assert tree.listdir("rollouts/a b") == ["prompts", "rollout.yaml"]
     assert tree.read("rollouts/a b/prompts/v1.md") == b"first\n"
+
+
+@pytest.mark.parametrize(
+    ("puts", "budget", "largest", "kept"),
+    [
+        ([("a", b"xx"), ("b", b"yy"), ("c", b"zz")], 4, None, ["b", "c"]),  # the oldest goes first
+        ([("a", b"xx"), ("b", b"yy"), ("a", b"xx"), ("c", b"zz")], 4, None, ["b", "c"]),  # a re-put is no use
+        ([("a", b"x" * 10), ("b", b"y")], 100, 5, ["b"]),  # too large to keep at all
+        ([("a", b"xx"), ("b", b"yyy")], 4, None, ["b"]),
+    ],
+    ids=["lru", "re-put", "largest", "over-budget"],
+)
+def test_the_cache_keeps_the_recent_within_its_budget(
+    puts: list[tuple[str, bytes]], budget: int, largest: int | None, kept: list[str]
+) -> None:
+    cache: repo._Cache[str, bytes] = repo._Cache(budget, len, largest=largest)
+    for key, value in puts:
+        cache.put(key, value)
+    assert [k for k, _ in cache.items()] == kept
+    assert cache.used == sum(len(v) for _, v in cache.items()) <= budget
+
+
+def test_a_cache_hit_makes_an_entry_recent() -> None:
+    cache: repo._Cache[str, bytes] = repo._Cache(4, len)
+    cache.put("a", b"xx")
+    cache.put("b", b"yy")
+    assert cache.get("a") == b"xx"
+    cache.put("c", b"zz")
+    assert "a" in cache and "b" not in cache and cache.get("b") is None
