@@ -22,6 +22,7 @@ of `k` judged steps and `g` rollback gates, `alpha * k * g` bounds the whole rol
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -185,85 +186,62 @@ def judge_ratio(
     stable_bad = stable_total - stable_good if higher_is_better else stable_good
     canary_bad = canary_total - canary_good if higher_is_better else canary_good
     args = (stable_bad, stable_total, canary_bad, canary_total)
+    compare = functools.partial(_compare, *args, alpha=alpha, power=power, min_samples=min_samples)
     judgements = []
     if max_drop is not None:
-        tau = _tau_absolute(max_drop, tolerance)
-        judgements.append(
-            _judge_difference(*args, limit=max_drop, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
-        )
+        judgements.append(compare(limit=max_drop, relative=False, tau=_tau_absolute(max_drop, tolerance)))
     if max_increase is not None:
-        tau = _tau_log(max_increase, tolerance)
-        judgements.append(
-            _judge_ratio(*args, limit=max_increase, tau=tau, alpha=alpha, power=power, min_samples=min_samples)
-        )
+        judgements.append(compare(limit=max_increase, relative=True, tau=_tau_log(max_increase, tolerance)))
     return max(judgements, key=lambda j: j.verdict.rank)
 
 
-def _judge_difference(
+def _compare(
     stable_bad: float,
     stable_total: float,
     canary_bad: float,
     canary_total: float,
     *,
     limit: float,
+    relative: bool,
     tau: float,
     alpha: float,
     power: float,
     min_samples: int,
 ) -> Judgement:
+    """One comparison of bad rates: the difference in rate points, or (`relative`) the ratio, judged on
+    the log scale where its estimate is close to normal and read back as a relative change."""
     ns, nc = int(stable_total), int(canary_total)
     if stable_total <= 0 or canary_total <= 0:
-        return _inconclusive("no samples yet", limit=limit, relative=False, nc=nc, ns=ns)
-    estimate = canary_bad / canary_total - stable_bad / stable_total
-    variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total)
+        return _inconclusive("no samples yet", limit=limit, relative=relative, nc=nc, ns=ns)
+    if relative:
+        estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total)
+        scale_limit = math.log1p(limit)
+    else:
+        estimate = canary_bad / canary_total - stable_bad / stable_total
+        variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total)
+        scale_limit = limit
     verdict, lower, upper = _decide(
         estimate=estimate,
         variance=variance,
-        limit=limit,
+        limit=scale_limit,
         tau=tau,
         alpha=alpha,
         power=power,
         enough=canary_total >= min_samples,
     )
-    reason = (
-        f"canary {_pct(1 - canary_bad / canary_total)} vs stable {_pct(1 - stable_bad / stable_total)} good: "
-        f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
-    )
-    return Judgement(verdict, estimate, lower, upper, limit, False, nc, ns, _explain(verdict, reason, nc, min_samples))
-
-
-def _judge_ratio(
-    stable_bad: float,
-    stable_total: float,
-    canary_bad: float,
-    canary_total: float,
-    *,
-    limit: float,
-    tau: float,
-    alpha: float,
-    power: float,
-    min_samples: int,
-) -> Judgement:
-    ns, nc = int(stable_total), int(canary_total)
-    if stable_total <= 0 or canary_total <= 0:
-        return _inconclusive("no samples yet", limit=limit, relative=True, nc=nc, ns=ns)
-    log_estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total)
-    log_limit = math.log1p(limit)
-    verdict, lower, upper = _decide(
-        estimate=log_estimate,
-        variance=variance,
-        limit=log_limit,
-        tau=tau,
-        alpha=alpha,
-        power=power,
-        enough=canary_total >= min_samples,
-    )
-    estimate, lower, upper = math.expm1(log_estimate), _expm1(lower), _expm1(upper)
-    reason = (
-        f"canary {_pct(canary_bad / canary_total)} vs stable {_pct(stable_bad / stable_total)} bad: "
-        f"{_rel(estimate)} (bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(limit)}"
-    )
-    return Judgement(verdict, estimate, lower, upper, limit, True, nc, ns, _explain(verdict, reason, nc, min_samples))
+    if relative:
+        estimate, lower, upper = math.expm1(estimate), _expm1(lower), _expm1(upper)
+        reason = (
+            f"canary {_pct(canary_bad / canary_total)} vs stable {_pct(stable_bad / stable_total)} bad: "
+            f"{_rel(estimate)} (bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(limit)}"
+        )
+    else:
+        reason = (
+            f"canary {_pct(1 - canary_bad / canary_total)} vs stable {_pct(1 - stable_bad / stable_total)} good: "
+            f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
+        )
+    explained = _explain(verdict, reason, nc, min_samples)
+    return Judgement(verdict, estimate, lower, upper, limit, relative, nc, ns, explained)
 
 
 def difference_variance(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> float:
