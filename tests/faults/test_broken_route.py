@@ -5,7 +5,7 @@ without its deployments."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -37,9 +37,9 @@ class Refusing:
         self.real, self.name = real, real.name
         return self
 
-    def read(self, route: str) -> base.RouteState | None:
-        state: base.RouteState | None = self.real.read(route)
-        return state
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        states: dict[str, base.Live] = self.real.read(routes)
+        return states
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         self.batches.append(sorted(states))
