@@ -20,7 +20,7 @@ import tempfile
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,14 +69,14 @@ spec:
 
 
 class CountingRouter:
-    """The real file router; counts reads, write calls (batches) and the routes they wrote."""
+    """The real file router; counts read calls and write calls (each a batch) and the routes written."""
 
     def __init__(self, real: file_router.FileRouter, calls: Counter[str]) -> None:
         self.real, self.calls, self.name = real, calls, real.name
 
-    def read(self, route: str) -> base.RouteState | None:
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
         self.calls["read"] += 1
-        return self.real.read(route)
+        return self.real.read(routes)
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         self.calls["write"] += 1
@@ -90,7 +90,7 @@ class Row:
     tick: str
     wall: float
     queries: int
-    reads: int
+    reads: int  # read calls: one per router in the decide pass, one per write batch read back
     writes: int  # write calls: one per router batch (and per split of a refused batch)
     routes: int  # routes those calls wrote
     errors: int

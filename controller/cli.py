@@ -222,21 +222,22 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     if result.config is None:
         out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
         return 1
-    routers: dict[str, base.Router] = {}
+    live: dict[str, dict[str, base.Live] | errors.RolloutError] = {}  # router -> its routes, one read
+    for name in dict.fromkeys(r.rollout.spec.router for r in result.rollouts):
+        try:
+            router = build_router(name, result.config.routers[name], root=root, routes=route_rollouts(result, name))
+            live[name] = router.read([r.rollout.spec.route for r in result.rollouts if r.rollout.spec.router == name])
+        except errors.RolloutError as exc:
+            live[name] = exc
     diffs: list[plan.RouteDiff] = []
     failures: list[tuple[str, str]] = []
     for loaded in result.rollouts:
-        name = loaded.rollout.spec.router
-        try:
-            if name not in routers:
-                routers[name] = build_router(
-                    name, result.config.routers[name], root=root, routes=route_rollouts(result, name)
-                )
-            live = routers[name].read(loaded.rollout.spec.route)
-        except errors.RolloutError as exc:
-            failures.append((loaded.name, str(exc)))
+        routes = live[loaded.rollout.spec.router]
+        seen = routes if isinstance(routes, errors.RolloutError) else routes.get(loaded.rollout.spec.route)
+        if isinstance(seen, errors.RolloutError):
+            failures.append((loaded.name, str(seen)))
             continue
-        diffs.append(plan.diff(loaded, live, config=result.config))
+        diffs.append(plan.diff(loaded, seen, config=result.config))
     out.write(
         report.plan_report(
             source=source,

@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import git
 import httpx
 
-from controller import load, plan, prometheus, reconcile, repo, spec
+from controller import errors, load, plan, prometheus, reconcile, repo, spec
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base
@@ -462,7 +462,9 @@ def _loop(
                         )
                         rerender()
             view.show(outcome, loaded)
-            live = router.read(ROUTE)
+            live = router.read([ROUTE])[ROUTE]
+            if isinstance(live, errors.RouterError):
+                raise live
             weight = live.weight(base.CANARY) if live else 0
             if scenario != "good" and result.regressed_at is None and weight >= REGRESS_AT:
                 httpx.post(f"http://{canary}/admin/behaviour", json=SCENARIOS[scenario], timeout=5).raise_for_status()

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeAlias
 
 from controller import analysis, errors, evals, evidence, gates, load, plan, prometheus, repo, report, spec
 from controller.forge import base as forge_base
@@ -165,17 +165,17 @@ class Controller:
             except errors.RepoError:
                 since[loaded.name] = None  # reported as an unknown start: the rollout holds
         measured = self._measure(desired.rollouts, config, at=started, since=since)
-        routers: dict[str, base.Router] = {}
+        routers, live = self._read_routes(desired, config)  # 1. read: one batch per router
         outcomes: list[Outcome | None] = [None] * len(desired.rollouts)
         decided: list[tuple[int, _Decided]] = []
-        for n, loaded in enumerate(desired.rollouts):  # 1. decide: read the live route, plan.decide
+        for n, loaded in enumerate(desired.rollouts):  # 2. decide: plan.decide on the live route
             try:
-                router = routers.get(loaded.rollout.spec.router)
-                if router is None:
-                    name = loaded.rollout.spec.router
-                    router = routers[name] = self.routers(name, config.routers[name], _route_map(desired, name))
+                router = routers[loaded.rollout.spec.router]
+                if isinstance(router, Exception):
+                    raise router
                 found = measured.get(loaded.name, ())
-                d = self._decide(loaded, router, pulls, found, tree=tree, since=since.get(loaded.name))
+                seen = live[loaded.rollout.spec.router][loaded.rollout.spec.route]
+                d = self._decide(loaded, router, seen, pulls, found, tree=tree, since=since.get(loaded.name))
             except Exception as exc:
                 outcomes[n] = _failed(loaded.name, exc)
                 continue
@@ -185,8 +185,8 @@ class Controller:
                 )
             else:
                 decided.append((n, d))
-        written = self._write_routes([d for _, d in decided])  # 2. write: one batch per router
-        for n, d in decided:  # 3. act: the forge side, with this rollout's write
+        written = self._write_routes([d for _, d in decided])  # 3. write: one batch per router
+        for n, d in decided:  # 4. act: the forge side, with this rollout's write
             try:
                 outcomes[n] = self._act(d, config, written.get(d.key))
             except Exception as exc:
@@ -229,10 +229,30 @@ class Controller:
             out.update(analysis.evaluate(targets, config=config, metrics=self.metrics, at=at, window=w))
         return out
 
+    def _read_routes(
+        self, desired: load.RepoSpec, config: spec.ControllerConfig
+    ) -> tuple[dict[str, base.Router | Exception], dict[str, dict[str, _Seen]]]:
+        """Each router the rollouts use (or why it could not be built), and the live state of its
+        routes from one read: per router, route -> what `read` answered for it, or the error that
+        stopped the whole read (every route of that router gets it; `_decide` sorts them out)."""
+        routers: dict[str, base.Router | Exception] = {}
+        live: dict[str, dict[str, _Seen]] = {}
+        for name in dict.fromkeys(r.rollout.spec.router for r in desired.rollouts):
+            try:
+                routers[name] = self.routers(name, config.routers[name], _route_map(desired, name))
+            except Exception as exc:
+                routers[name] = exc
+        for name, router in routers.items():
+            if not isinstance(router, Exception):
+                routes = [r.rollout.spec.route for r in desired.rollouts if r.rollout.spec.router == name]
+                live[name] = _read(router, routes)
+        return routers, live
+
     def _decide(
         self,
         loaded: load.LoadedRollout,
         router: base.Router,
+        seen: _Seen,
         pulls: Sequence[forge_base.PullRequest],
         found: tuple[gates.GateEvidence, ...],
         *,
@@ -240,14 +260,17 @@ class Controller:
         since: datetime | None,
         abort: str = "",
     ) -> _Decided:
-        """Read the live route and decide; writes nothing. Raises when the route cannot be read and
-        the decision does not take the canary out (then there is nothing safe to do)."""
-        try:
-            live, unread = router.read(loaded.rollout.spec.route), None
-        except errors.RouterError as exc:
-            if not exc.retryable:
-                raise
-            live, unread = None, exc  # decide anyway: a rollback must still be attempted
+        """Decide on the live route as read (`seen`); writes nothing. Raises when the route could not
+        be read and the decision does not take the canary out (then there is nothing safe to do), and
+        at once when the read failed for a reason a retry will not mend (the route's state malformed)."""
+        live: base.RouteState | None = None
+        unread: errors.RouterError | None = None
+        if isinstance(seen, errors.RouterError) and seen.retryable:
+            unread = seen  # decide anyway: a rollback must still be attempted
+        elif isinstance(seen, Exception):
+            raise seen
+        else:
+            live = seen
         mine = tuple(p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == loaded.name)
         facts = plan.Facts(
             now=self.clock(),
@@ -566,7 +589,8 @@ class Controller:
         router_name = loaded.rollout.spec.router
         router = self.routers(router_name, desired.config.routers[router_name], _route_map(desired, router_name))
         since = self.step_since(loaded, desired.config)
-        d = self._decide(loaded, router, self._pulls(), (), tree=tree, since=since, abort=abort)
+        seen = _read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]
+        d = self._decide(loaded, router, seen, self._pulls(), (), tree=tree, since=since, abort=abort)
         return self._act(d, desired.config, self._write_routes([d]).get(d.key))
 
 
@@ -603,6 +627,25 @@ def _failed(rollout: str, exc: Exception) -> Outcome:
         return Outcome(rollout, error=str(exc), adapter=_adapter(exc))
     log.error("rollout %s: unexpected error", rollout, exc_info=exc)
     return Outcome(rollout, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
+
+
+#: A route as the decide pass got it: what `Router.read` answered, or the error that stopped the read.
+_Seen: TypeAlias = base.Live | Exception
+
+
+def _read(router: base.Router, routes: Sequence[str]) -> dict[str, _Seen]:
+    """`router.read(routes)`, with an error that stops the whole read (the router unreachable, its
+    state as a whole malformed, or a bug) given to every route: one router's fault is each of its
+    rollouts' outcome, and no other router's."""
+    try:
+        answer: dict[str, _Seen] = dict(router.read(routes))
+    except Exception as exc:
+        return dict.fromkeys(routes, exc)
+    missing = [route for route in routes if route not in answer]
+    if missing:
+        bug = errors.RouterError(f"router {router.name!r}: read answered nothing for {base.routes_text(missing)}")
+        answer.update(dict.fromkeys(missing, bug))
+    return answer
 
 
 def _retryable(result: object) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from controller import errors
 from controller.routers import base
 from controller.routers import file as file_router
+from tests.helpers.routes import read_one
 
 
 def test_route_state_invariants() -> None:
@@ -30,11 +31,11 @@ def test_route_state_invariants() -> None:
 
 def test_write_then_read_back(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
-    assert router.read("chat") is None
+    assert read_one(router, "chat") is None
     state = base.RouteState({"stable": 75, "canary": 25}, 0, {"canary": base.Served("m", "p.md", "abc", {"t": 1})})
     live = base.apply(router, {"chat": state}).state("chat")
     assert live == state
-    assert router.read("other") is None
+    assert read_one(router, "other") is None
 
 
 def test_writes_keep_other_routes(tmp_path: Path) -> None:
@@ -82,7 +83,7 @@ def test_malformed_state_is_a_clear_error_and_no_write(tmp_path: Path, content: 
     path.write_text(content)
     router = file_router.FileRouter("local", path)
     with pytest.raises(errors.RouterStateError, match=message):
-        router.read("chat")
+        read_one(router, "chat")
     if "routes" not in content or 'version": 9' in content or "{not" in content:
         with pytest.raises(errors.RouterStateError):
             router.write({"chat": base.RouteState({"stable": 100})})

@@ -1,16 +1,16 @@
-"""The router Protocol: read a route's live split, write many routes in one step, and the value types.
+"""The router Protocol: read and write many routes' live splits in one step each, and the value types.
 
 Every backend (file, Envoy, flagd, LiteLLM) implements `Router` and translates `RouteState` to
 and from its own wire format, nothing else. `apply` is the one way to write: write every route of a
-batch at once, then read each back.
+batch at once, then read the batch back in one read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from controller import errors
 
@@ -117,16 +117,29 @@ def _order(item: tuple[str, int]) -> tuple[int, str]:
     return ({STABLE: 0, CANARY: 1}.get(item[0], 2), item[0])
 
 
+#: What a read answers for one route: its live state; None when the router has none for it (never
+#: configured, or lost); or the RouterStateError that says why this route's live state, and only
+#: this route's, cannot be understood.
+Live: TypeAlias = RouteState | errors.RouterStateError | None
+
+
 class Router(Protocol):
     """A live traffic splitter. Implementations translate; they decide nothing."""
 
     name: str
 
-    def read(self, route: str) -> RouteState | None:
-        """The live state of a route, or None if the router has none for it (never configured, or lost).
+    def read(self, routes: Sequence[str]) -> dict[str, Live]:
+        """The live state of each route, read in one step (one parse of a file, one call per admin
+        listing): the answer has a key for every route asked, and nothing else.
 
-        Raises RouterUnavailable when the router cannot be reached, RouterStateError when its state
-        cannot be understood.
+        A route's value is its RouteState; None when the router has none for it (never configured,
+        or lost); or a RouterStateError when that route's own state cannot be understood (one flag,
+        entry or runtime value malformed), so one broken route never hides the others' states.
+
+        Raises for the whole batch, and only when no route can be answered: RouterUnavailable when the
+        router cannot be reached, RouterStateError when its state as a whole cannot be understood (a
+        file that is not JSON, an admin listing that is not the expected JSON), another RouterError
+        when it refuses to answer (a rejected key).
         """
         ...
 
@@ -157,26 +170,29 @@ class Applied:
 
 
 def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
-    """Write every route in one step, then read each back. A mismatch is a RouterVerifyError for that
-    route, never a silent success. The write raising means nothing was written: it propagates."""
+    """Write every route in one step, then read the batch back in one read. A mismatch is a
+    RouterVerifyError for that route, never a silent success; a read-back that raises is every
+    route's error. The write raising means nothing was written: it propagates."""
     if not states:
         return Applied(MappingProxyType({}), MappingProxyType({}))
     router.write(states)
     live: dict[str, RouteState] = {}
     failed: dict[str, errors.RouterError] = {}
+    try:
+        seen = router.read(list(states))
+    except errors.RouterError as exc:
+        return Applied(MappingProxyType({}), MappingProxyType(dict.fromkeys(states, exc)))
     for route, desired in states.items():
-        try:
-            seen = router.read(route)
-        except errors.RouterError as exc:
-            failed[route] = exc
-            continue
-        if seen is None or not seen.same_traffic(desired):
+        now = seen.get(route)
+        if isinstance(now, errors.RouterError):
+            failed[route] = now
+        elif now is None or not now.same_traffic(desired):
             failed[route] = errors.RouterVerifyError(
                 f"router {router.name!r} route {route!r}: wrote {desired.describe()} but read back "
-                f"{seen.describe() if seen else 'nothing'}"
+                f"{now.describe() if now else 'nothing'}"
             )
         else:
-            live[route] = seen
+            live[route] = now
     return Applied(MappingProxyType(live), MappingProxyType(failed))
 
 

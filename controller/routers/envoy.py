@@ -74,14 +74,25 @@ class EnvoyRouter:
     def close(self) -> None:
         self._client.close()
 
-    def read(self, route: str) -> base.RouteState | None:
-        rollout = self.routes.get(route)
-        if rollout is None:
-            return None
-        entries = self._runtime(f"read route {route!r}")
-        if spec.cluster_name(rollout, base.STABLE) not in self._clusters(f"read route {route!r}"):
-            return None  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
-        return parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        """Every route of the batch from one `GET /runtime` and one `GET /clusters` (none when no route
+        is on this Envoy). A route on no rollout of this Envoy, or whose clusters the running bootstrap
+        lacks, is None; a malformed runtime value is that route's RouterStateError."""
+        out: dict[str, base.Live] = dict.fromkeys(routes)
+        known = {route: rollout for route in out if (rollout := self.routes.get(route)) is not None}
+        if not known:
+            return out
+        operation = f"read {base.routes_text(known)}"
+        entries = self._runtime(operation)
+        clusters = self._clusters(operation)
+        for route, rollout in known.items():
+            if spec.cluster_name(rollout, base.STABLE) not in clusters:
+                continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
+            try:
+                out[route] = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+            except errors.RouterStateError as exc:
+                out[route] = exc
+        return out
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,18 @@ class FileRouter:
         self.path = Path(path)
         self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (stat key, routes)
 
-    def read(self, route: str) -> base.RouteState | None:
-        raw = self._load().get(route)
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        """Every route from one parse of the file; a malformed entry is that route's RouterStateError."""
+        loaded = self._load()
+        return {route: self._state(route, loaded.get(route)) for route in routes}
+
+    def _state(self, route: str, raw: Any) -> base.Live:
         if raw is None:
             return None
         try:
             return base.RouteState.from_json(raw)
         except ValueError as exc:
-            raise errors.RouterStateError(f"router {self.name!r} ({self.path}) route {route!r}: {exc}") from exc
+            return errors.RouterStateError(f"router {self.name!r} ({self.path}) route {route!r}: {exc}")
 
     def routes(self) -> dict[str, Any]:
         return self._load()

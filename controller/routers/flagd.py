@@ -10,7 +10,7 @@ under an advisory lock; other flags in the file are kept as they are.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,11 +90,20 @@ class FlagdRouter:
         self.name = name
         self.path = Path(path)
 
-    def read(self, route: str) -> base.RouteState | None:
-        raw = self._load().get("flags", {}).get(route)
-        if raw is None:
-            return None
-        return parse_flag(raw, where=f"router {self.name!r} ({self.path}) flag {route!r}")
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        """Every flag from one parse of the flag file; a malformed flag is that route's RouterStateError."""
+        flags = self._load().get("flags", {})
+        out: dict[str, base.Live] = {}
+        for route in routes:
+            raw = flags.get(route)
+            try:
+                out[route] = None if raw is None else parse_flag(raw, where=self._where(route))
+            except errors.RouterStateError as exc:
+                out[route] = exc
+        return out
+
+    def _where(self, route: str) -> str:
+        return f"router {self.name!r} ({self.path}) flag {route!r}"
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         """Every flag of the batch in one locked, atomic replace of the flag file."""

@@ -129,12 +129,26 @@ class LitellmRouter:
     def close(self) -> None:
         self._client.close()
 
-    def read(self, route: str) -> base.RouteState | None:
-        rollout = self.routes.get(route)
-        if rollout is None:
-            return None
-        info = self._model_info(f"read route {route!r}")
-        return parse_group(info, route=route, rollout=rollout, where=self._where(route))
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        """Every route of the batch from one `GET /model/info` (none when no route is on this proxy). A
+        route on no rollout of this proxy is None; a group we cannot trust is that route's
+        RouterStateError; an answer without a 'data' list is every route's, so it raises."""
+        out: dict[str, base.Live] = dict.fromkeys(routes)
+        known = {route: rollout for route in out if (rollout := self.routes.get(route)) is not None}
+        if not known:
+            return out
+        operation = f"read {base.routes_text(known)}"
+        info = self._model_info(operation)
+        if not isinstance(info, dict) or not isinstance(info.get("data"), list):
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /model/info did not answer an object with a 'data' list"
+            )
+        for route, rollout in known.items():
+            try:
+                out[route] = parse_group(info, route=route, rollout=rollout, where=self._where(route))
+            except errors.RouterStateError as exc:
+                out[route] = exc
+        return out
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         """Every route of the batch in one replace of the weights file, after checking them all against

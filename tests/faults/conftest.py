@@ -57,9 +57,9 @@ class FlakyRouter:
         if self.down:
             raise errors.RouterUnavailable(f"router {self.name!r}: {what}: connection refused")
 
-    def read(self, route: str) -> Any:
-        self._check(f"read route {route!r}")
-        return self.real.read(route)
+    def read(self, routes: Any) -> Any:
+        self._check(f"read {base.routes_text(routes)}")
+        return self.real.read(routes)
 
     def write(self, states: Any) -> None:
         self.writes += 1

@@ -5,7 +5,8 @@ without its deployments."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -24,22 +25,24 @@ RUNNING = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 100)  # the bad ca
 
 class Refusing:
     """A real router that refuses, with nothing written, every batch containing `route`; records the
-    routes of every write call."""
+    routes of every read and write call."""
 
     def __init__(self, *, route: str | None) -> None:
         self.route = route
         self.real: Any = None
         self.name = ""
         self.batches: list[list[str]] = []
+        self.reads: list[list[str]] = []
 
     def wrap(self, real: Any) -> Refusing:
         """`make_controller`'s router hook: wrap the controller's own file router."""
         self.real, self.name = real, real.name
         return self
 
-    def read(self, route: str) -> base.RouteState | None:
-        state: base.RouteState | None = self.real.read(route)
-        return state
+    def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
+        self.reads.append(sorted(routes))
+        states: dict[str, base.Live] = self.real.read(routes)
+        return states
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         self.batches.append(sorted(states))
@@ -53,6 +56,7 @@ def test_one_write_per_router_per_tick(gitops: GitOps) -> None:
     recorder = Refusing(route=None)
     tick = make_controller(gitops, router=recorder.wrap).reconcile_once()
     assert recorder.batches == [["bad", "good"]]  # the rollback and the apply: one write
+    assert recorder.reads == [["bad", "good"], ["bad", "good"]]  # one read to decide, one to read back
     assert outcome(tick, "bad-bot").decision.kind is plan.Kind.ROLLBACK  # type: ignore[union-attr]
     assert outcome(tick, "good-bot").decision.kind is plan.Kind.APPLY  # type: ignore[union-attr]
     for name in ("bad-bot", "good-bot"):
@@ -128,3 +132,31 @@ def test_an_unreachable_router_is_one_failed_write_not_one_per_route(gitops: Git
     good = outcome(tick, "good-bot")
     assert good.adapter == "router" and "connection refused" in (good.error or "") and good.router_attempts == 1
     assert gitops.live("good") is None
+
+
+def test_a_malformed_live_route_does_not_stop_the_others(gitops: GitOps) -> None:
+    """One route's entry in the real routes file is malformed: the one read of the decide pass gives
+    that route's error to its rollout alone; the other rollout is read, decided and rolled back."""
+    add_bad_bot(gitops)
+    gitops.router().write({"bad": RUNNING, "good": RUNNING})
+    path = gitops.work / "state" / "routes.json"
+    data = json.loads(path.read_text("utf-8"))
+    data["routes"]["good"] = {"weights": {"stable": 60}}  # not a split of 100
+    path.write_text(json.dumps(data), "utf-8")
+    recorder = Refusing(route=None)
+    sleeps: list[float] = []
+    tick = make_controller(gitops, router=recorder.wrap, sleeps=sleeps).reconcile_once()
+    assert recorder.reads == [["bad", "good"], ["bad"]]  # one read to decide, one to read the write back
+    assert recorder.batches == [["bad"]]
+
+    good = outcome(tick, "good-bot")
+    assert good.decision is None and good.adapter == "router"
+    assert "route 'good'" in (good.error or "") and "sum to 100" in (good.error or "")
+    assert json.loads(path.read_text("utf-8"))["routes"]["good"] == {"weights": {"stable": 60}}  # left as it was
+
+    bad = outcome(tick, "bad-bot")
+    assert bad.decision is not None and bad.decision.kind is plan.Kind.ROLLBACK
+    assert bad.error is None and not bad.rollback_unconfirmed and bad.router_attempts == 1
+    live = gitops.live("bad")
+    assert live is not None and (live.weight("canary"), live.shadow) == (0, 0)
+    assert sleeps == []

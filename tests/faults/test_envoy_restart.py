@@ -14,6 +14,7 @@ from controller import load, plan, reconcile, repo, spec
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
+from tests.helpers.routes import read_one
 from tests.reconcile import conftest as rc
 from tests.reconcile.test_flow import kind
 
@@ -89,21 +90,21 @@ def test_envoy_restart_is_drift_healed_within_one_tick(
     c = controller(ops)
     router = envoy.EnvoyRouter("edge", proxy[0].admin, routes={"good": "good-bot"})
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
-    wanted = router.read("good")
+    wanted = read_one(router, "good")
     assert wanted is not None and wanted.shadow == 100
     assert router.overrides()
 
     envoy_proc.stop_envoy(proxy[0].process)
     proxy[0] = envoy_proc.start_envoy(bootstrap, tmp_path / "envoy")  # same bootstrap, same admin port
     assert router.overrides() == {}, "a restarted Envoy has lost its overrides"
-    lost = router.read("good")
+    lost = read_one(router, "good")
     assert lost is not None and not lost.same_traffic(wanted)
     loaded = load.load_repo(c.workspace.tree()).rollout("good-bot")
     assert loaded is not None and plan.diff(loaded, lost).drift  # `rollout plan` calls it drift
 
     tick = c.reconcile_once()  # one tick heals it
     assert kind(tick, "good-bot") is plan.Kind.APPLY
-    healed = router.read("good")
+    healed = read_one(router, "good")
     assert healed is not None and healed.same_traffic(wanted)
     assert any("read back" in a for a in tick.outcomes[0].actions)
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD  # and stays healed

@@ -87,7 +87,6 @@ def test_killed_during_a_rollback_the_restart_converges(gitops: GitOps, adapter:
     assert_converged(gitops)
 
 
-
 class CountChecks:
     """The real forge; counts `set_check` calls per PR."""
 

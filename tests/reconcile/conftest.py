@@ -17,6 +17,7 @@ from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
 from tests.helpers import prom
+from tests.helpers.routes import read_one
 
 NOW = int(time.time()) // 60 * 60
 
@@ -114,7 +115,7 @@ class GitOps:
         return file_router.FileRouter("local", self.work / "state" / "routes.json")
 
     def live(self, route: str) -> base.RouteState | None:
-        return self.router().read(route)
+        return read_one(self.router(), route)
 
     def controller(self, *, holder: str = "test", forge: object | None = None) -> reconcile.Controller:
         ws = repo.Workspace.open(str(self.remote), self.work / f"clone-{holder}")

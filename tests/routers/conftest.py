@@ -34,9 +34,8 @@ class Backend:
     router: base.Router
     make: Callable[[], base.Router]  # another writer on the same live state
     unreachable: Callable[[], base.Router]  # a router of this kind that cannot be reached
-    corrupt: Callable[[str], None]  # make the live state of a route malformed
+    corrupt: Callable[[str], None]  # make the live state of one route malformed, and no other's
     raw: Callable[[], Any]  # the live state as the backend stores it
-    refuses_write_over_malformed: bool  # True: a write must not replace what it cannot read
     supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
     refused: tuple[str, base.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
@@ -58,7 +57,9 @@ def _file_backend(tmp_path: Path) -> Backend:
     path = tmp_path / "routes.json"
 
     def corrupt(route: str) -> None:
-        path.write_text('{"version": 1, "routes": {', "utf-8")
+        data = json.loads(path.read_text("utf-8")) if path.exists() else {"version": 1, "routes": {}}
+        data["routes"][route] = {"weights": {"stable": 60}}  # not a split of 100
+        path.write_text(json.dumps(data), "utf-8")
 
     return Backend(
         kind="file",
@@ -67,7 +68,6 @@ def _file_backend(tmp_path: Path) -> Backend:
         unreachable=lambda: file_router.FileRouter("local", _under_a_file(tmp_path) / "routes.json"),
         corrupt=corrupt,
         raw=lambda: path.read_bytes() if path.exists() else None,
-        refuses_write_over_malformed=True,
     )
 
 
@@ -87,7 +87,6 @@ def _flagd_backend(tmp_path: Path) -> Backend:
         unreachable=lambda: flagd.FlagdRouter("flags", _under_a_file(tmp_path) / "rollouts.flagd.json"),
         corrupt=corrupt,
         raw=lambda: path.read_bytes() if path.exists() else None,
-        refuses_write_over_malformed=False,
     )
 
 
@@ -124,7 +123,6 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{closed_port()}", routes=ROLLOUTS),
         corrupt=corrupt,
         raw=raw,
-        refuses_write_over_malformed=False,
         refused=("nowhere", base.RouteState({base.STABLE: 100, base.CANARY: 0})),  # on no rollout: no clusters
     )
 
@@ -209,7 +207,6 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         ),
         corrupt=corrupt,
         raw=stack.proxy.weights,
-        refuses_write_over_malformed=False,
         supports_shadow=False,
         refused=(ROUTES[1], base.RouteState({base.STABLE: 100, base.CANARY: 0}, 50)),  # shadow: it cannot mirror
     )

@@ -1,7 +1,7 @@
 """The router contract, run against every backend (file, a real Envoy, a flagd flag file, a real LiteLLM proxy).
 
 Each test drives the router only through `read`, `write` and `base.apply` (write a batch, then read
-each route back).
+the batch back in one read).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 
 from controller import errors
 from controller.routers import base
+from tests.helpers.routes import read_one
 from tests.routers.conftest import ROUTES, Backend
 
 S, C = base.STABLE, base.CANARY
@@ -47,7 +48,7 @@ def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
         return
     live = base.apply(backend.router, {ROUTES[0]: desired}).state(ROUTES[0])
     assert live.same_traffic(desired)
-    again = backend.make().read(ROUTES[0])
+    again = read_one(backend.make(), ROUTES[0])
     assert again is not None and again.same_traffic(desired)
 
 
@@ -61,7 +62,7 @@ def test_a_route_leaves_the_others_alone(backend: Backend) -> None:
     base.apply(backend.router, {ROUTES[0]: state(25, shadow(backend, 10))}).state(ROUTES[0])
     base.apply(backend.router, {ROUTES[1]: state(5)}).state(ROUTES[1])
     base.apply(backend.router, {ROUTES[0]: ROLLBACK}).state(ROUTES[0])
-    other = backend.router.read(ROUTES[1])
+    other = read_one(backend.router, ROUTES[1])
     assert other is not None and other.same_traffic(state(5))
 
 
@@ -71,7 +72,7 @@ def test_a_batch_sets_every_route_in_it(backend: Backend) -> None:
     assert dict(applied.failed) == {}
     for route, want in desired.items():
         assert applied.state(route).same_traffic(want), route
-        again = backend.make().read(route)
+        again = read_one(backend.make(), route)
         assert again is not None and again.same_traffic(want), route
 
 
@@ -84,7 +85,7 @@ def test_a_batch_with_a_refused_route_writes_nothing(backend: Backend) -> None:
     with pytest.raises(errors.RouterError, match=f"route {route!r}"):  # the message names the route at fault
         backend.router.write({ROUTES[0]: state(50), route: refused})
     assert backend.raw() == before
-    live = backend.router.read(ROUTES[0])
+    live = read_one(backend.router, ROUTES[0])
     assert live is not None and live.same_traffic(state(5))
 
 
@@ -134,7 +135,7 @@ def test_two_writers_at_once(backend: Backend) -> None:
         t.join()
     assert failures == []
     for route in ROUTES:
-        live = backend.router.read(route)
+        live = read_one(backend.router, route)
         assert live is not None and live.same_traffic(last[route]), route
 
 
@@ -153,7 +154,7 @@ def test_two_writers_on_one_route_never_mix(backend: Backend) -> None:
         t.start()
     for t in threads:
         t.join()
-    live = backend.router.read(ROUTES[0])
+    live = read_one(backend.router, ROUTES[0])
     assert live is not None and (live.same_traffic(a) or live.same_traffic(b))
 
 
@@ -165,28 +166,44 @@ def test_unreachable_router_is_a_retryable_error(backend: Backend) -> None:
     assert raised.value.retryable
     assert repr(router.name) in str(raised.value)
     with pytest.raises(errors.RouterUnavailable):
-        router.read(ROUTES[0])
+        read_one(router, ROUTES[0])
     assert backend.raw() == before  # the reachable live state was not touched
 
 
-def test_malformed_live_state_is_a_clear_error(backend: Backend) -> None:
-    base.apply(backend.router, {ROUTES[0]: state(5)}).state(ROUTES[0])
+def test_malformed_live_state_is_a_clear_error_of_that_route_only(backend: Backend) -> None:
+    base.apply(backend.router, {ROUTES[0]: state(5), ROUTES[1]: state(10)}).state(ROUTES[1])
     backend.corrupt(ROUTES[0])
     broken = backend.raw()
-    with pytest.raises(errors.RouterStateError) as raised:
-        backend.router.read(ROUTES[0])
-    assert not raised.value.retryable
-    assert repr(backend.router.name) in str(raised.value)
+    answer = backend.router.read(list(ROUTES))
+    error = answer[ROUTES[0]]
+    assert isinstance(error, errors.RouterStateError), error
+    assert not error.retryable
+    assert repr(backend.router.name) in str(error) and repr(ROUTES[0]) in str(error)
+    other = answer[ROUTES[1]]  # the broken route hides no other route's state
+    assert isinstance(other, base.RouteState) and other.same_traffic(state(10))
+    with pytest.raises(errors.RouterStateError):
+        read_one(backend.router, ROUTES[0])
     assert backend.raw() == broken  # reading changed nothing
-    if backend.refuses_write_over_malformed:
-        with pytest.raises(errors.RouterStateError):
-            backend.router.write({ROUTES[1]: state(5)})
-        assert backend.raw() == broken
+    applied = base.apply(backend.router, {ROUTES[1]: state(20)})  # nor does it stop another route's write
+    assert applied.state(ROUTES[1]).same_traffic(state(20))
+    assert isinstance(backend.router.read([ROUTES[0]])[ROUTES[0]], errors.RouterStateError)
+
+
+def test_a_batch_read_answers_every_route_asked(backend: Backend) -> None:
+    base.apply(backend.router, {ROUTES[0]: state(25), ROUTES[1]: state(5)}).state(ROUTES[0])
+    unknown = "no-such-route"
+    answer = backend.make().read([ROUTES[1], unknown, ROUTES[0]])
+    assert set(answer) == {ROUTES[0], ROUTES[1], unknown}
+    assert answer[unknown] is None
+    for route, want in ((ROUTES[0], state(25)), (ROUTES[1], state(5))):
+        live = answer[route]
+        assert isinstance(live, base.RouteState) and live.same_traffic(want), route
+    assert backend.router.read([]) == {}
 
 
 def test_no_third_party_exception_escapes(backend: Backend) -> None:
     """Every failure surfaces as one of ours (RouterError), never httpx, OSError or json."""
     router = backend.unreachable()
-    for call in (lambda: router.read(ROUTES[0]), lambda: router.write({ROUTES[0]: ROLLBACK})):
+    for call in (lambda: read_one(router, ROUTES[0]), lambda: router.write({ROUTES[0]: ROLLBACK})):
         with pytest.raises(errors.RouterError):
             call()

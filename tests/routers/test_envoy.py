@@ -20,6 +20,7 @@ import pytest
 from controller import errors
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc
+from tests.helpers.routes import read_one
 from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
 
 S, C = base.STABLE, base.CANARY
@@ -91,7 +92,7 @@ def test_write_refuses_variants_envoy_does_not_split() -> None:
 
 def test_unknown_route_reads_none_and_cannot_be_written() -> None:
     router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
-    assert router.read("nowhere") is None
+    assert read_one(router, "nowhere") is None
     with pytest.raises(errors.RouterError, match="no rollout"):
         router.write({"nowhere": base.RouteState({S: 100})})
 
@@ -182,8 +183,44 @@ def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
             **envoy.runtime_values(desired["support-chat"], prefix="rollouts", rollout=ROLLOUTS["support-chat"]),
         }
         for route, want in desired.items():
-            live = router.read(route)
+            live = read_one(router, route)
             assert live is not None and live.same_traffic(want), route
+
+
+@pytest.mark.slow
+def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> None:
+    """Five routes (and one on no rollout) read with one `GET /runtime` and one `GET /clusters`, not two
+    calls per route; a route whose runtime value is malformed is that route's error only."""
+    nowhere = f"127.0.0.1:{closed_port()}"
+    rollouts = {f"route-{i}": f"bot-{i}" for i in range(5)}
+    config = envoy.bootstrap(
+        [envoy.RouteSpec(rollout=r, route=route, upstreams={S: nowhere, C: nowhere}) for route, r in rollouts.items()],
+        admin="http://127.0.0.1:0",
+        listen="127.0.0.1:0",
+        runtime_prefix="rollouts",
+    )
+    calls: list[httpx.Request] = []
+    with (
+        envoy_proc.running_envoy(config, tmp_path) as proxy,
+        httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client,
+    ):
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes=rollouts, client=client)
+        desired = {route: base.RouteState({S: 100 - i, C: i}, i) for i, route in enumerate(rollouts)}
+        router.write(desired)
+        broken = envoy.weight_key("rollouts", rollouts["route-3"], S)
+        httpx.post(proxy.admin + "/runtime_modify", data={broken: "ninety"}).raise_for_status()
+        calls.clear()
+        answer = router.read([*rollouts, "nowhere"])
+        assert sorted((r.method, r.url.path) for r in calls) == [("GET", "/clusters"), ("GET", "/runtime")]
+        assert set(answer) == {*rollouts, "nowhere"} and answer["nowhere"] is None
+        error = answer["route-3"]
+        assert isinstance(error, errors.RouterStateError) and "route 'route-3'" in str(error), error
+        for route, want in desired.items():
+            if route != "route-3":
+                live = answer[route]
+                assert isinstance(live, base.RouteState) and live.same_traffic(want), route
+        calls.clear()
+        assert router.read(["nowhere"]) == {"nowhere": None} and calls == []  # no route here: no call at all
 
 
 @pytest.mark.slow
@@ -285,7 +322,7 @@ def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, A
         assert router_for(first).overrides() == {KS: "75", KC: "25", KM: "10"}
     with envoy_proc.running_envoy(bootstrap, tmp_path / "second") as second:
         router = router_for(second)
-        live = router.read(ROUTE)
+        live = read_one(router, ROUTE)
         assert router.overrides() == {}
         assert live is not None and live.same_traffic(envoy.DEFAULTS)
         assert not live.same_traffic(desired)  # the drift `rollout plan` reports
@@ -308,6 +345,6 @@ def test_rendered_bootstrap_validates_with_real_envoy(bootstrap: dict[str, Any],
 def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_proc.Envoy) -> None:
     """Envoy started from an older bootstrap: runtime keys would change nothing, so there is no route."""
     router = envoy.EnvoyRouter("edge", proxy.admin, routes={"support-chat": "support-bot"})
-    assert router.read("support-chat") is None
+    assert read_one(router, "support-chat") is None
     with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
         base.apply(router, {"support-chat": base.RouteState({S: 90, C: 10})}).state("support-chat")

@@ -16,6 +16,7 @@ from controller import analysis, evidence, prometheus, spec
 from controller.gates import Verdict
 from controller.routers import base
 from tests.helpers import litellm_proc, prom
+from tests.helpers.routes import read_one
 from tests.routers.conftest import GATE_ROLLOUT, GATE_ROUTE, ROUTES, LitellmStack, litellm_router
 
 pytestmark = pytest.mark.slow
@@ -113,7 +114,7 @@ def test_wrong_master_key_is_an_error_that_never_shows_the_key(litellm_stack: Li
     secret = "sk-wrong-but-secret-123"
     router = litellm_router(litellm_stack, master_key=secret)
     with pytest.raises(errors.RouterError) as raised:
-        router.read(ROUTE)
+        read_one(router, ROUTE)
     assert "master key" in str(raised.value) and secret not in str(raised.value)
 
 
