@@ -8,7 +8,6 @@ the demo's proxy) read the file; the controller treats it like any live router.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -75,18 +74,9 @@ class FileRouter:
         return routes
 
     def _parse(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text("utf-8")
-        except FileNotFoundError:
+        data = files.read_json(self.path, router=self.name)
+        if data is None:
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.path}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {self.path} is not valid JSON (line {exc.lineno}: {exc.msg})"
-            ) from exc
         if not isinstance(data, dict) or not isinstance(data.get("routes"), dict):
             raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'routes' object")
         if data.get("version") != FORMAT_VERSION:

@@ -1,4 +1,4 @@
-"""Locked, atomic JSON files: how the file, flagd and LiteLLM routers write their state.
+"""Locked, atomic JSON files: how the file, flagd and LiteLLM routers keep their state.
 
 A writer takes an advisory lock on `<file>.lock`, writes a temp file beside the target, fsyncs it and
 renames it over the old one, so readers never see half a file and two writers never lose each other's
@@ -16,6 +16,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from controller import errors
 
 
 @contextlib.contextmanager
@@ -44,3 +46,20 @@ def replace_json(path: Path, data: Any) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def read_json(path: Path, *, router: str) -> Any:
+    """The JSON in `path`, or None when there is no such file. A file that cannot be read raises
+    RouterUnavailable; one that is not JSON, RouterStateError naming the line."""
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.RouterUnavailable(f"router {router!r}: cannot read {path}: {exc}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise errors.RouterStateError(
+            f"router {router!r}: {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from exc

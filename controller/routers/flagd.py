@@ -9,7 +9,6 @@ under an advisory lock; other flags in the file are kept as they are.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -125,18 +124,9 @@ class FlagdRouter:
         return flags
 
     def _load(self) -> dict[str, Any]:
-        try:
-            text = self.path.read_text("utf-8")
-        except FileNotFoundError:
+        data = files.read_json(self.path, router=self.name)
+        if data is None:
             return {}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.path}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {self.path} is not valid JSON (line {exc.lineno}: {exc.msg})"
-            ) from exc
         if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
             raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'flags' object")
         return data

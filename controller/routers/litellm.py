@@ -7,7 +7,6 @@ only reads and writes.
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -249,18 +248,9 @@ class LitellmRouter:
     # -- the weights file --------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        try:
-            text = self.weights_file.read_text("utf-8")
-        except FileNotFoundError:
+        data = files.read_json(self.weights_file, router=self.name)
+        if data is None:
             return {"version": FORMAT_VERSION, "groups": {}}
-        except (OSError, UnicodeDecodeError) as exc:
-            raise errors.RouterUnavailable(f"router {self.name!r}: cannot read {self.weights_file}: {exc}") from exc
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {self.weights_file} is not valid JSON (line {exc.lineno}: {exc.msg})"
-            ) from exc
         if (
             not isinstance(data, dict)
             or data.get("version") != FORMAT_VERSION
