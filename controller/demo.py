@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -348,10 +349,12 @@ def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, 
     work = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
     result = Result(scenario, work / "remote.git")
     view = View(out, live=live_view)
+    terminated = _terminate_cleanly()
     try:
         with contextlib.ExitStack() as stack:
             _run(stack, scenario, checkout=checkout, work=work, result=result, view=view)
     finally:
+        terminated()
         view.close()
         out.write("\n".join(view.events[-3:]) + "\n" if live_view else "")
         if result.log:
@@ -363,6 +366,24 @@ def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, 
             for sub in ("tsdb",):
                 shutil.rmtree(work / sub, ignore_errors=True)
     return result
+
+
+def _terminate_cleanly() -> Callable[[], None]:
+    """Until the returned function is called, SIGTERM unwinds the demo like Ctrl-C does, so Envoy,
+    Prometheus and the model servers are stopped rather than left running. (Only the main thread can
+    take signals; elsewhere this does nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View) -> None:

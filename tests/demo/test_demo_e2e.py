@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import git
+import httpx
 import pytest
 
 from controller import demo
@@ -47,3 +53,37 @@ def test_a_bad_canary_is_rolled_back_in_seconds_with_a_revert_commit(scenario: s
     assert any(f"from rollout/{demo.NAME}/rollback-" in line for line in result.log)  # the revert commit
     assert not result.promoted_after_rollback
     assert sum("advance" in t for t in result.merged) == 2  # 25% and 50%, nothing after the rollback
+
+
+def test_sigterm_stops_every_process_the_demo_started() -> None:
+    """`kill` on the demo (a CI job cancelled, a terminal closed) must not leave Envoy, Prometheus or the
+    model servers running: SIGTERM unwinds like Ctrl-C."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", "demo", "--plain"],
+        cwd=CHECKOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # until Prometheus is up: every process has started
+            seen.append(line)
+            if "Prometheus on " in line:
+                break
+        text = "".join(seen)
+        envoy_admin = re.search(r"\(admin (127\.0\.0\.1:\d+)\)", text)
+        prom_url = re.search(r"Prometheus on (http://\S+),", text)
+        assert envoy_admin and prom_url, text
+        assert httpx.get(f"http://{envoy_admin[1]}/ready", timeout=5).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for url in (f"http://{envoy_admin[1]}/ready", f"{prom_url[1]}/-/ready"):
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url, timeout=2)
