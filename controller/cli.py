@@ -40,7 +40,7 @@ from controller import (
 )
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
-from controller.routers import base, envoy, flagd, litellm
+from controller.routers import base, envoy, files, flagd, litellm
 from controller.routers import file as file_router
 
 RouterT = TypeVar("RouterT", spec.EnvoyRouter, spec.LitellmRouter)
@@ -76,6 +76,7 @@ def build_router(
                 routes=routes or {},
                 runtime_prefix=config.runtime_prefix,
                 upstreams=config.upstreams,
+                cds_path=root / config.cds_path if config.cds_path else None,
             )
         case spec.FlagdRouter():
             return flagd.FlagdRouter(name, root / config.path)
@@ -396,13 +397,22 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
         for r in result.rollouts
         if r.rollout.spec.router == name
     ]
+    specs = envoy.route_specs(rollouts, upstreams=config.upstreams)
+    cds_path = (find_root(Path(args.repo)) / config.cds_path).absolute() if config.cds_path else None
     document = envoy.bootstrap(
-        envoy.route_specs(rollouts, upstreams=config.upstreams),
+        specs,
         admin=config.admin,
         listen=config.listen,
         runtime_prefix=config.runtime_prefix,
         split_header=args.split_header,
+        cds_path=str(cds_path) if cds_path else None,
     )
+    if cds_path is not None:
+        # Envoy needs the clusters file at start; the router rewrites it as roles change models.
+        cds_path.parent.mkdir(parents=True, exist_ok=True)
+        with files.locked(cds_path):
+            files.replace_json(cds_path, envoy.cds(specs))
+        print(f"wrote {cds_path} (the clusters Envoy loads and watches: cdsPath)", file=sys.stderr)
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
     text += envoy.to_yaml(document)
     return _emit(args, out, text)

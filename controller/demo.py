@@ -210,8 +210,8 @@ def _prometheus(stack: contextlib.ExitStack, targets: dict[str, list[str]], *, p
 
 
 class EnvoyProcess:
-    """Envoy started from `rollout render envoy` output; rendered and restarted again on demand, as an
-    operator does after a completion changes which model a role's cluster serves."""
+    """Envoy started from `rollout render envoy` output. Its clusters come from the router's `cdsPath`,
+    which the router rewrites when a completion changes which model a role serves: no restart."""
 
     def __init__(self, clone: Path, *, work: Path) -> None:
         self.clone, self.work = clone, work
@@ -220,22 +220,18 @@ class EnvoyProcess:
     def start(self) -> None:
         from controller import cli  # `rollout render envoy` itself renders the bootstrap
 
-        out = io.StringIO()
-        code = cli.cmd_render_envoy(
-            argparse.Namespace(repo=str(self.clone), router="edge", out=None, split_header=None), out
-        )
+        out, said = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stderr(said):  # "wrote <cdsPath>": the panel says it once, in its own words
+            code = cli.cmd_render_envoy(
+                argparse.Namespace(repo=str(self.clone), router="edge", out=None, split_header=None), out
+            )
         if code:
-            raise RuntimeError("rollout render envoy failed:\n" + out.getvalue())
+            raise RuntimeError("rollout render envoy failed:\n" + out.getvalue() + said.getvalue())
         config = self.work / "envoy.yaml"
         config.write_text(out.getvalue())
         args = ["envoy", "-c", str(config), "--disable-hot-restart", "--base-id", str(os.getpid() % 60000 + 1000),
                 "--log-level", "warn"]  # fmt: skip
         self.stack.enter_context(process(args, log=self.work / "envoy.log"))
-
-    def restart(self) -> None:
-        git.Repo(self.clone).git.pull("--ff-only", "origin", "main", env=_git_env())
-        self.stop()
-        self.start()
 
     def stop(self) -> None:
         self.stack.close()
@@ -256,6 +252,8 @@ class Result:
     merged: list[str] = field(default_factory=list)  # PR titles merged, in order
     log: list[str] = field(default_factory=list)  # `git log --oneline` of main, newest first
     promoted_after_rollback: bool = False
+    traffic: dict[str, Any] = field(default_factory=dict)  # the traffic generator's report
+    stable_hosts: set[str] = field(default_factory=set)  # what Envoy's stable cluster serves at the end
 
     @property
     def rollback_seconds(self) -> float | None:
@@ -395,6 +393,7 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
         "# yaml-language-server: $schema=../schemas/controller.schema.json\n"
         "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters:\n"
         f"  edge:\n    type: envoy\n    admin: http://{admin}\n    listen: {listen}\n"
+        f"    cdsPath: {work / 'envoy-clusters.json'}\n"
         f"    upstreams:\n      {STABLE_MODEL}: {stable}\n      {CANARY_MODEL}: {canary}\n"
         f"prometheus: {{url: 'http://127.0.0.1:{prom_port}'}}\nforge: {{type: local}}\n"
     )
@@ -404,7 +403,7 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     edge.start()
     stack.callback(edge.stop)
     wait_for("Envoy", lambda: httpx.get(f"http://{admin}/ready", timeout=2).is_success)
-    view.event(f"Envoy on {listen} (admin {admin}), rendered by `rollout render envoy`")
+    view.event(f"Envoy on {listen} (admin {admin}), rendered by `rollout render envoy`, clusters from its cdsPath")
     prom_url = _prometheus(stack, {"envoy": [admin], "models": [stable, canary]}, port=prom_port, work=work)
     view.event(f"Prometheus on {prom_url}, scraping Envoy and both model servers every second")
 
@@ -439,14 +438,23 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
     router = routers("edge", desired.config.routers["edge"], routes)
 
-    def rerender() -> None:
-        edge.restart()
-        wait_for("Envoy", lambda: httpx.get(f"http://{admin}/ready", timeout=2).is_success)
-
-    _loop(controller, forge, router, scenario, canary=canary, rerender=rerender, result=result, view=view)
+    _loop(controller, forge, router, scenario, canary=canary, result=result, view=view)
     main = git.Repo(made.remote)
     result.log = [f"{c.hexsha[:7]} {c.summary!s}" for c in main.iter_commits("main", first_parent=True)]
-    view.event(f"traffic report: {json.dumps(load_gen.report().as_json())}")
+    result.traffic = load_gen.report().as_json()
+    clusters = httpx.get(f"http://{admin}/clusters", params={"format": "json"}, timeout=5).json()
+    result.stable_hosts = {
+        f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
+        for c in clusters.get("cluster_statuses", [])
+        if c["name"] == spec.cluster_name(NAME, base.STABLE)
+        for h in c.get("host_statuses", [])
+    }
+    which = {stable: STABLE_MODEL, canary: CANARY_MODEL}
+    view.event(
+        f"Envoy, never restarted, sends {spec.cluster_name(NAME, base.STABLE)} to "
+        + ", ".join(f"{h} ({which.get(h, 'unknown')})" for h in sorted(result.stable_hosts))
+    )
+    view.event(f"traffic report: {json.dumps(result.traffic)}")
 
 
 def _loop(
@@ -456,7 +464,6 @@ def _loop(
     scenario: str,
     *,
     canary: str,
-    rerender: Callable[[], None],
     result: Result,
     view: View,
 ) -> None:
@@ -477,11 +484,6 @@ def _loop(
                     view.event(f"  {action}")
                 if outcome.error:
                     view.event(f"  held ({outcome.adapter}): {outcome.error}")
-                    if "render the bootstrap again" in outcome.error:
-                        view.event(
-                            "operator: `rollout render envoy` again and restart Envoy (roles now name new models)"
-                        )
-                        rerender()
             view.show(outcome, loaded)
             live = router.read([ROUTE])[ROUTE]
             if isinstance(live, errors.RouterError):

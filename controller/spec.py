@@ -438,6 +438,12 @@ class EnvoyRouter(_Model):
     upstreams: dict[str, str] = Field(
         default_factory=dict, description="host:port per model id, for `rollout render envoy`."
     )
+    cds_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The clusters file Envoy watches (file-based CDS), relative to the repository root or "
+        "absolute; when set, a write first points each role's cluster at the model it now serves, so no restart.",
+    )
 
 
 class FlagdRouter(_Model):

@@ -7,8 +7,10 @@ repo) and calls `bootstrap()` for `rollout render envoy`; the reconciler only re
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,7 +18,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from controller import errors, spec
-from controller.routers import base
+from controller.routers import base, files
 
 VARIANT_HEADER = "x-rollout-variant"
 SHADOW_KEY = "shadow"
@@ -41,6 +43,10 @@ def shadow_key(prefix: str, rollout: str) -> str:
     return f"{weight_prefix(prefix, rollout)}.{SHADOW_KEY}"
 
 
+CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+#: How long a write waits for Envoy to load a rewritten CDS file before it holds, weights unwritten.
+CDS_TIMEOUT = 10.0
+
 #: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
 DEFAULTS = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
 
@@ -49,6 +55,9 @@ class EnvoyRouter:
     """Reads and writes the runtime keys of the routes rendered by `bootstrap()`.
 
     `routes` maps a route (spec.route) to its rollout's name, which names the clusters and keys.
+    With `cds_path` (the clusters file the bootstrap's `dynamic_resources` names), a write first
+    points each role's cluster at the model it now serves by rewriting that file, and waits until
+    Envoy's `/clusters` shows it; without it, a write that needs another host is refused.
     A write sets all the keys of every route in its batch in one `POST /runtime_modify`, so a reader
     never sees a half-applied split or half a batch.
     """
@@ -61,10 +70,14 @@ class EnvoyRouter:
         routes: Mapping[str, str],
         runtime_prefix: str = "rollouts",
         upstreams: Mapping[str, str] | None = None,
+        cds_path: Path | None = None,
+        cds_timeout: float = CDS_TIMEOUT,
         timeout: float = 2.0,
         client: httpx.Client | None = None,
     ) -> None:
         self.name = name
+        self.cds_path = cds_path
+        self.cds_timeout = cds_timeout
         self.upstreams = dict(upstreams or {})  # model id -> host:port, as the bootstrap was rendered
         self.admin = admin.rstrip("/")
         self.routes = dict(routes)
@@ -96,8 +109,9 @@ class EnvoyRouter:
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
-        written when any route is unknown, splits more than stable and canary, or names an upstream
-        the running bootstrap does not serve. The keys go in the form body: a query string of a
+        written when any route is unknown, splits more than stable and canary, or (without a CDS
+        file) names an upstream the running bootstrap does not serve; with one, the clusters are
+        repointed and loaded first (`_apply_clusters`). The keys go in the form body: a query string of a
         thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
@@ -114,7 +128,10 @@ class EnvoyRouter:
                 )
             rollouts[route] = rollout
         operation = f"write {base.routes_text(states)}"
-        self._check_upstreams(states, rollouts, operation)
+        if self.cds_path is not None:
+            self._apply_clusters(states, rollouts, operation)
+        else:
+            self._check_upstreams(states, rollouts, operation)
         values: dict[str, str] = {}
         for route, state in states.items():
             values.update(runtime_values(state, prefix=self.runtime_prefix, rollout=rollouts[route]))
@@ -149,8 +166,72 @@ class EnvoyRouter:
                 raise errors.RouterStateError(
                     f"router {self.name!r} route {route!r}: Envoy's cluster {cluster} serves "
                     f"{', '.join(sorted(have))}, but {role} is now {states[route].served[role].model} at {want}: render "
-                    "the bootstrap again (`rollout render envoy`) and restart Envoy; nothing was written"
+                    "the bootstrap again (`rollout render envoy`) and restart Envoy, or set the router's cdsPath so that "
+                    "a write repoints the cluster without a restart; nothing was written"
                 )
+
+    def _apply_clusters(
+        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str], operation: str
+    ) -> None:
+        """Point each role's cluster at the upstream of the model it now serves: rewrite the CDS file
+        (under its lock, atomically: Envoy reloads it when a file is moved onto its path) when a
+        cluster differs, then wait until `GET /clusters` shows every wanted host. A wait that runs
+        out is a RouterVerifyError and no weight is written, so a completion never sends `stable`
+        traffic to the old model."""
+        assert self.cds_path is not None
+        wanted = {
+            spec.cluster_name(rollouts[route], role): self.upstreams[served.model]
+            for route, state in states.items()
+            for role, served in state.served.items()
+            if role in (base.STABLE, base.CANARY) and served.model in self.upstreams
+        }
+        if not wanted:
+            return
+        path = self.cds_path
+        try:
+            with files.locked(path):
+                document = files.read_json(path, router=self.name)
+                resources = document.get("resources") if isinstance(document, dict) else None
+                if not isinstance(resources, list):
+                    raise errors.RouterStateError(
+                        f"router {self.name!r}: {operation}: {path} is not a CDS file with 'resources' "
+                        "(render it with `rollout render envoy`); nothing was written"
+                    )
+                index = {r.get("name"): i for i, r in enumerate(resources) if isinstance(r, dict)}
+                changed = []
+                for name, host in wanted.items():
+                    cluster = cluster_resource(name, host)
+                    at = index.get(name)
+                    if at is None:
+                        resources.append(cluster)
+                    elif resources[at] != cluster:
+                        resources[at] = cluster
+                    else:
+                        continue
+                    changed.append(name)
+                if changed:
+                    document["version_info"] = str(time.time_ns())
+                    files.replace_json(path, document)
+        except OSError as exc:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: cannot write {path}: {exc}; nothing was written"
+            ) from exc
+        deadline = time.monotonic() + self.cds_timeout
+        while True:
+            hosts = self._cluster_hosts(operation)
+            stale = {name: host for name, host in wanted.items() if hosts.get(name) != {host}}
+            if not stale:
+                return
+            if time.monotonic() >= deadline:
+                have = "; ".join(
+                    f"{name} serves {', '.join(sorted(hosts.get(name) or ())) or 'nothing'}, want {host}"
+                    for name, host in sorted(stale.items())
+                )
+                raise errors.RouterVerifyError(
+                    f"router {self.name!r}: {operation}: Envoy did not load {path} within "
+                    f"{self.cds_timeout:g}s ({have}); no weight was written"
+                )
+            time.sleep(0.05)  # polling Envoy's admin until the file is loaded, bounded by the deadline
 
     def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
         response = self._call("GET", "/clusters", operation, params={"format": "json"})
@@ -285,6 +366,32 @@ def _address(host_port: str, *, what: str) -> dict[str, Any]:
     return {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}}
 
 
+def cluster_resource(name: str, upstream: str) -> dict[str, Any]:
+    """One variant's cluster: a single static endpoint, as a typed CDS resource."""
+    return {
+        "@type": CLUSTER_TYPE,
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream, what=name)}}]}],
+        },
+    }
+
+
+def cds(routes: Sequence[RouteSpec]) -> dict[str, Any]:
+    """The CDS file of `bootstrap(..., cds_path=...)`: a cluster per variant of every rollout."""
+    return {
+        "version_info": "0",
+        "resources": [
+            cluster_resource(spec.cluster_name(r.rollout, role), upstream)
+            for r in routes
+            for role, upstream in r.upstreams.items()
+        ],
+    }
+
+
 def bootstrap(
     routes: Sequence[RouteSpec],
     *,
@@ -293,8 +400,13 @@ def bootstrap(
     runtime_prefix: str,
     split_header: str | None = None,
     route_timeout: str = "300s",
+    cds_path: str | None = None,
 ) -> dict[str, Any]:
     """A complete Envoy bootstrap: one listener, a weighted route per rollout, a cluster per variant.
+
+    The clusters are static, or with `cds_path` (absolute: Envoy's working directory is not ours)
+    come from that file, `cds(routes)`, which Envoy reloads whenever a new file is moved onto the
+    path: the router then repoints a role's cluster without a restart.
 
     A rollout's route matches the path prefix `/<route>/` (rewritten to `/`), so an OpenAI client
     uses `http://LISTEN/<route>/v1` as its base URL. Its weights default to stable 100 / canary 0
@@ -306,7 +418,6 @@ def bootstrap(
     if not admin_url.hostname or admin_url.port is None:
         raise errors.RouterError(f"admin address {admin!r} needs a host and a port")
     virtual_routes: list[dict[str, Any]] = []
-    clusters: list[dict[str, Any]] = []
     for r in routes:
         weighted: dict[str, Any] = {
             "runtime_key_prefix": weight_prefix(runtime_prefix, r.rollout),
@@ -339,26 +450,15 @@ def bootstrap(
                 }
             ]
         virtual_routes.append({"name": r.rollout, "match": {"prefix": f"/{r.route}/"}, "route": action})
-        for role, upstream in r.upstreams.items():
-            name = spec.cluster_name(r.rollout, role)
-            clusters.append(
-                {
-                    "name": name,
-                    "type": "STATIC",
-                    "connect_timeout": "2s",
-                    "load_assignment": {
-                        "cluster_name": name,
-                        "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream, what=name)}}]}],
-                    },
-                }
-            )
+    clusters = [{k: v for k, v in c.items() if k != "@type"} for c in cds(routes)["resources"]]
+    route_config: dict[str, Any] = {
+        "name": "rollouts",
+        "virtual_hosts": [{"name": "rollouts", "domains": ["*"], "routes": virtual_routes}],
+    }
     manager = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "rollouts",
-        "route_config": {
-            "name": "rollouts",
-            "virtual_hosts": [{"name": "rollouts", "domains": ["*"], "routes": virtual_routes}],
-        },
+        "route_config": route_config,
         "http_filters": [
             {
                 "name": "envoy.filters.http.router",
@@ -366,7 +466,7 @@ def bootstrap(
             }
         ],
     }
-    return {
+    document: dict[str, Any] = {
         "admin": {"address": _address(f"{admin_url.hostname}:{admin_url.port}", what="admin")},
         "stats_flush_interval": "1s",
         "stats_config": {
@@ -397,6 +497,18 @@ def bootstrap(
             "clusters": clusters,
         },
     }
+    if cds_path is not None:
+        if not Path(cds_path).is_absolute():
+            raise errors.RouterError(f"the CDS path {cds_path!r} must be absolute: Envoy resolves it from its own cwd")
+        # A subscription needs the node's id and cluster; the listener's routes name clusters that
+        # arrive from the file only after the listener exists, so they are not validated at load.
+        document["node"] = {"id": "rollouts", "cluster": "rollouts"}
+        document["dynamic_resources"] = {
+            "cds_config": {"resource_api_version": "V3", "path_config_source": {"path": cds_path}}
+        }
+        route_config["validate_clusters"] = False
+        del document["static_resources"]["clusters"]
+    return document
 
 
 def to_yaml(document: Mapping[str, Any]) -> str:

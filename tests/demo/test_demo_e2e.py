@@ -38,6 +38,13 @@ def test_a_good_canary_is_promoted_step_by_step_and_completes() -> None:
     final = git.Repo(result.repo).commit("main").tree / "rollouts" / demo.NAME / "rollout.yaml"
     spec_text = final.data_stream.read().decode()
     assert f"stable:\n    model: {demo.CANARY_MODEL}" in spec_text and "canary:" not in spec_text
+    # the completion repointed Envoy's stable cluster through its CDS file: no restart, no failed request
+    assert "render the bootstrap again" not in text, text
+    assert result.traffic["failed"] == {} and result.traffic["errors"] == {}, result.traffic
+    assert len(result.stable_hosts) == 1, text
+    assert re.search(rf"never restarted, sends {demo.NAME}_stable to \S+ \({re.escape(demo.CANARY_MODEL)}\)", text), (
+        text
+    )
 
 
 @pytest.mark.parametrize("scenario", ["regression", "errors"])

@@ -90,6 +90,20 @@ def test_rendered_bootstrap_validates(repo: tuple[Path, Any, Any]) -> None:
         route["route"]["request_mirror_policies"][0]["runtime_fraction"]["runtime_key"]
         == "rollouts.ticket-triage.shadow"
     )
+    # The clusters come from the example's cdsPath, rendered beside the bootstrap, not from the bootstrap.
+    cds_file = repo[0] / ".rollout" / "envoy-clusters.json"
+    assert "clusters" not in bootstrap["static_resources"]
+    assert bootstrap["dynamic_resources"] == {
+        "cds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(cds_file)}}
+    }
+    hosts = {
+        c["name"]: c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        for c in json.loads(cds_file.read_text("utf-8"))["resources"]
+    }
+    assert {name: f"{a['address']}:{a['port_value']}" for name, a in hosts.items()} == {
+        "ticket-triage_stable": repo[1].address,
+        "ticket-triage_canary": repo[2].address,
+    }
 
 
 def test_render_names_an_unknown_router(repo: tuple[Path, Any, Any], capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from controller import errors
-from controller.routers import base, envoy
+from controller import errors, spec
+from controller.routers import base, envoy, files
 from tests.helpers import envoy_proc
 from tests.helpers.routes import read_one
 from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
@@ -348,3 +348,104 @@ def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_pr
     assert read_one(router, "support-chat") is None
     with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
         base.apply(router, {"support-chat": base.RouteState({S: 90, C: 10})}).state("support-chat")
+
+
+# -- file-based CDS: a completion repoints a role's cluster without a restart ------------------------
+
+
+def cds_setup(tmp_path: Path, stable: str, canary: str) -> tuple[dict[str, Any], Path]:
+    """A bootstrap whose clusters come from a CDS file, and that file, as `rollout render envoy` writes them."""
+    specs = [envoy.RouteSpec(rollout=ROLLOUT, route=ROUTE, upstreams={S: stable, C: canary})]
+    path = tmp_path / "cds" / "clusters.json"
+    path.parent.mkdir(parents=True)
+    files.replace_json(path, envoy.cds(specs))
+    config = envoy.bootstrap(
+        specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts", cds_path=str(path)
+    )
+    return config, path
+
+
+def uptime(proxy: envoy_proc.Envoy) -> int:
+    return int(httpx.get(proxy.admin + "/server_info", timeout=5).json()["uptime_current_epoch"].rstrip("s"))
+
+
+def completed(stable_model: str) -> dict[str, base.RouteState]:
+    """What the reconciler writes once a rollout completes: all traffic to stable, now `stable_model`."""
+    return {ROUTE: base.RouteState({S: 100, C: 0}, 0, {S: base.Served(stable_model)})}
+
+
+@pytest.mark.slow
+def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: Path) -> None:
+    """The completion write (stable now served by another upstream) under traffic: the same Envoy
+    process, still up, sends `stable` to the new host, and no request fails on the way."""
+    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+        config, path = cds_setup(tmp_path, old.address, new.address)
+        assert "clusters" not in config["static_resources"]
+        models = {"acme/old": old.address, "acme/new": new.address}
+        with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+            pid, started = proxy.process.pid, uptime(proxy)
+            router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
+            stop = threading.Event()
+            outcomes: collections.Counter[str] = collections.Counter()
+
+            def traffic() -> None:
+                with httpx.Client(base_url=proxy.url, timeout=10) as client:
+                    while not stop.is_set():
+                        try:
+                            response = client.post(f"/{ROUTE}/v1/chat/completions", json={})
+                            outcomes[f"{response.status_code} {response.text}"] += 1
+                        except httpx.HTTPError as exc:
+                            outcomes[type(exc).__name__] += 1
+
+            sender = threading.Thread(target=traffic)
+            sender.start()
+            try:
+                wait_for(lambda: outcomes["200 old"] >= 20, "traffic flowing to the old stable")
+                time.sleep(1.1)  # so that the uptime below can only have grown in the same process
+                router.write(completed("acme/new"))
+                wait_for(lambda: outcomes["200 new"] >= 20, "traffic flowing to the new stable")
+            finally:
+                stop.set()
+                sender.join()
+            assert set(outcomes) == {"200 old", "200 new"}, outcomes
+            assert router._cluster_hosts("test")[spec.cluster_name(ROLLOUT, S)] == {new.address}
+            served = collections.Counter(httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text for _ in range(20))
+            assert served == {"new": 20}
+            assert proxy.process.poll() is None and proxy.process.pid == pid
+            assert uptime(proxy) > started
+            live = read_one(router, ROUTE)
+            assert live is not None and live.same_traffic(base.RouteState({S: 100, C: 0}))
+            on_disk = {r["name"]: r for r in files.read_json(path, router="edge")["resources"]}
+            name = spec.cluster_name(ROLLOUT, S)
+            assert on_disk[name] == envoy.cluster_resource(name, new.address)
+
+
+@pytest.mark.slow
+def test_cds_without_a_path_still_refuses_the_completion(tmp_path: Path) -> None:
+    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+        config, _ = cds_setup(tmp_path, old.address, new.address)
+        models = {"acme/old": old.address, "acme/new": new.address}
+        with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+            router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models)
+            with pytest.raises(errors.RouterStateError, match=r"render the bootstrap again.*nothing was written"):
+                router.write(completed("acme/new"))
+            assert router.overrides() == {}
+            assert httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "old"
+
+
+@pytest.mark.slow
+def test_cds_file_envoy_does_not_load_holds_without_weights(tmp_path: Path) -> None:
+    """Envoy watches another file than the router writes: the wait runs out and no weight is written."""
+    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+        config, path = cds_setup(tmp_path, old.address, new.address)
+        elsewhere = tmp_path / "elsewhere.json"
+        files.replace_json(elsewhere, files.read_json(path, router="edge"))
+        models = {"acme/old": old.address, "acme/new": new.address}
+        with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+            router = envoy.EnvoyRouter(
+                "edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=elsewhere, cds_timeout=1.0
+            )
+            with pytest.raises(errors.RouterVerifyError, match=r"did not load.*no weight was written"):
+                router.write(completed("acme/new"))
+            assert router.overrides() == {}
+            assert httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "old"
