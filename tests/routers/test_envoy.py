@@ -449,3 +449,34 @@ def test_cds_file_envoy_does_not_load_holds_without_weights(tmp_path: Path) -> N
                 router.write(completed("acme/new"))
             assert router.overrides() == {}
             assert httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "old"
+
+
+def test_cds_bootstrap_takes_clusters_from_the_file_only() -> None:
+    specs = [envoy.RouteSpec(rollout=ROLLOUT, route=ROUTE, upstreams={S: "127.0.0.1:1", C: "127.0.0.1:2"})]
+    static = envoy.bootstrap(specs, admin="http://127.0.0.1:9901", listen="127.0.0.1:0", runtime_prefix="rollouts")
+    dynamic = envoy.bootstrap(
+        specs, admin="http://127.0.0.1:9901", listen="127.0.0.1:0", runtime_prefix="rollouts", cds_path="/run/cds.json"
+    )
+    assert "dynamic_resources" not in static
+    assert dynamic["dynamic_resources"] == {
+        "cds_config": {"resource_api_version": "V3", "path_config_source": {"path": "/run/cds.json"}}
+    }
+    assert "clusters" not in dynamic["static_resources"]
+    resources = envoy.cds(specs)["resources"]
+    assert [{k: v for k, v in r.items() if k != "@type"} for r in resources] == static["static_resources"]["clusters"]
+    assert {r["@type"] for r in resources} == {"type.googleapis.com/envoy.config.cluster.v3.Cluster"}
+    with pytest.raises(errors.RouterError, match="must be absolute"):
+        envoy.bootstrap(
+            specs, admin="http://127.0.0.1:9901", listen="127.0.0.1:0", runtime_prefix="r", cds_path="c.json"
+        )
+
+
+def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None:
+    path = tmp_path / "cds.json"
+    files.replace_json(path, {"clusters": []})
+    router = envoy.EnvoyRouter(
+        "edge", "http://127.0.0.1:1", routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
+    )
+    with pytest.raises(errors.RouterStateError, match="not a CDS file"):
+        router.write(completed("acme/new"))
+    assert files.read_json(path, router="edge") == {"clusters": []}
