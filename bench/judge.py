@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -99,10 +101,31 @@ METHODS = {
 
 def ours(s: Streams, gate_names: tuple[str, ...], alpha: float | None = None) -> tuple[Any, Any]:
     """`controller.gates.judge` (the path every gate takes, onto `controller.judge`) on the counts since
-    the step began, at every look, with every gate at `alpha` (None: the default). Also returns the
-    first PASS."""
-    gate_specs = gates_at(alpha)
+    the step began, at every look, with every gate at `alpha` (None: the default). Returns, per rollout,
+    the first look that fails and the first that passes (-1: none). Rollouts are shared among processes
+    (forked, so the streams are not copied)."""
+    global _STREAMS
+    _STREAMS = s
     rollouts = s.n["stable"].shape[0]
+    workers = min(os.cpu_count() or 1, max(1, rollouts // 20))
+    chunks = [(int(c[0]), int(c[-1]) + 1, gate_names, alpha) for c in np.array_split(np.arange(rollouts), workers)]
+    if workers == 1:
+        parts = [_ours_chunk(chunks[0])]
+    else:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.map(_ours_chunk, chunks)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+_STREAMS: Streams | None = None  # what the forked workers of `ours` judge
+
+
+def _ours_chunk(task: tuple[int, int, tuple[str, ...], float | None]) -> tuple[Any, Any]:
+    start, stop, gate_names, alpha = task
+    assert _STREAMS is not None
+    s = Streams(*({k: v[start:stop] for k, v in part.items()} for part in vars(_STREAMS).values()))
+    gate_specs = gates_at(alpha)
+    rollouts = stop - start
     first_fail = np.full(rollouts, -1)
     first_pass = np.full(rollouts, -1)
     cum = {k: {arm: np.cumsum(v[arm], axis=1) for arm in v} for k, v in vars(s).items()}
@@ -218,26 +241,41 @@ def kayenta(scores: Any, *, confidence: float) -> Any:
     return np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
 
 
-OURS_LADDER = (0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.015, 0.01)  # alpha, loosest first
+def ladder(loosest: float, tightest: float) -> tuple[float, ...]:
+    """Error levels from `loosest` down to `tightest`, eight to a decade: every judge's level is
+    calibrated on a ladder this fine (ours `alpha`, Kayenta's 1 - confidence)."""
+    steps = round(8 * math.log10(loosest / tightest))
+    return tuple(float(f"{loosest * 10 ** (-k / 8):.3g}") for k in range(steps + 1))
+
+
+OURS_LADDER = ladder(0.2, 0.005)  # alpha, loosest first
+KAYENTA_LADDER = tuple(1 - level for level in ladder(0.02, 1e-7))  # confidence, loosest first
 
 
 def calibrate_ours(false_alarms: dict[float, Any], aa: Streams, target: float) -> float:
-    """The loosest `alpha` on a ladder whose A/A false rollbacks stay within `target`: ours calibrated
-    the way the baselines are, for a comparison at an equal or lower false-alarm rate. `false_alarms`
+    """The loosest `alpha` on the ladder whose A/A false rollbacks stay within `target`: ours calibrated
+    the way the baselines are, for a comparison at an equal or lower false-alarm rate. A smaller alpha
+    only widens the bounds, so false rollbacks fall with it and a bisection finds it. `false_alarms`
     caches each alpha's first FAILs on `aa`."""
-    for alpha in OURS_LADDER:
+
+    def within(alpha: float) -> bool:
         if alpha not in false_alarms:
             false_alarms[alpha] = ours(aa, tuple(EFFECTS), alpha)[0]
-        if (false_alarms[alpha] >= 0).mean() <= target:
-            return alpha
-    return OURS_LADDER[-1]
+        return bool((false_alarms[alpha] >= 0).mean() <= target)
 
-
-KAYENTA_LADDER = (0.98, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999, 0.999999, 0.9999999)
+    low, high = 0, len(OURS_LADDER) - 1  # the answer's index lies in [low, high]
+    while low < high:
+        middle = (low + high) // 2
+        if within(OURS_LADDER[middle]):
+            high = middle
+        else:
+            low = middle + 1
+    return OURS_LADDER[low]
 
 
 def calibrate_kayenta(false_alarm_scores: list[Any], target: float) -> float:
-    """The lowest confidence on a ladder whose false rollbacks stay within `target` on every stream."""
+    """The lowest confidence on the ladder whose false rollbacks stay within `target` on every stream
+    (1.0, no FAIL ever, when none does)."""
     for confidence in KAYENTA_LADDER:
         if all((kayenta(sc, confidence=confidence) >= 0).mean() <= target for sc in false_alarm_scores):
             return confidence
@@ -276,9 +314,12 @@ def calibrate_flagger(false_alarm_counts: list[Any], target: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--aa", type=int, default=400, help="A/A rollouts per weight (default 400)")
+    parser.add_argument("--aa", type=int, default=1000, help="A/A rollouts per weight (default 1000)")
     parser.add_argument("--ab", type=int, default=200, help="A/B rollouts per weight and effect (default 200)")
     parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument(
+        "--weights", type=float, nargs="+", default=WEIGHTS, help="canary weights (default 0.01 0.05 0.25)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
@@ -286,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[list[str]] = []
     verdicts: list[str] = []
     gates_all = tuple(EFFECTS)
-    for weight in WEIGHTS:
+    for weight in args.weights:
         aa = simulate(rng, rollouts=args.aa, weight=weight, effect=None)
         ab = {effect: simulate(rng, rollouts=args.ab, weight=weight, effect=effect) for effect in EFFECTS}
         inside = simulate(rng, rollouts=args.ab, weight=weight, effect="inside")
@@ -316,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             (CALIBRATED, calibrate_kayenta([scores_aa], 0.01)),
             (", calibrated on A/A + inside", calibrate_kayenta([scores_aa, scores_ab["inside"]], 0.01)),
         ):
-            level = str(confidence) if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]}"
+            level = f"{confidence:.8g}" if confidence < 1 else f"none up to {KAYENTA_LADDER[-1]:.8g}"
             baselines[f"kayenta MWU {level}{label}"] = (
                 kayenta(scores_aa, confidence=confidence),
                 lambda e, st, k=confidence, sc=scores_ab: kayenta(sc[e], confidence=k),

@@ -131,7 +131,7 @@ def _gate(gate: spec.Gate, config: spec.ControllerConfig | None, traffic: _Traff
             at_least = timedelta(seconds=math.ceil(need / canary_rate))
             assumes = f"at least {need} canary samples; longer the wider the latency spread"
             return [GateAdvice(gate.use, _thresholds(gate), at_least, None, assumes, exact=False)]
-        case spec.ValueTemplate():
+        case spec.MeanTemplate() | spec.ValueTemplate():
             need = max(traffic.min_samples, 1)
             after = timedelta(seconds=math.ceil(need / canary_rate))
             assumes = f"a plain comparison once {need} samples are in"

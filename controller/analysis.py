@@ -129,7 +129,7 @@ def method(t: spec.GateTemplate) -> gates.Method:
             return gates.Method("ratio", counts_good=t.good is not None)
         case spec.QuantileTemplate():
             return gates.Method("quantile", quantile=t.quantile)
-        case spec.ValueTemplate():
+        case spec.MeanTemplate() | spec.ValueTemplate():
             return gates.VALUE
 
 

@@ -141,7 +141,9 @@ def _decide(
     return verdicts.Verdict.INCONCLUSIVE, lower, upper
 
 
-def _check_levels(alpha: float, power: float) -> None:
+def _check_levels(alpha: float, power: float, *, q: float = 0.5) -> None:
+    if not 0 < q < 1:
+        raise ValueError(f"q must be in (0, 1), got {q}")
     if not 0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
     if not 0.5 <= power < 1:
@@ -286,9 +288,7 @@ def judge_quantile(
     canary (usually the arm with fewer samples) getting `_CANARY_SHARE` of the error rates. A bound
     that falls in the `+Inf` bucket is infinite: coarse or overflowing buckets hold, they never pass.
     """
-    _check_levels(alpha, power)
-    if not 0 < q < 1:
-        raise ValueError(f"q must be in (0, 1), got {q}")
+    _check_levels(alpha, power, q=q)
     try:
         stable, canary = _cumulative(stable_buckets), _cumulative(canary_buckets)
     except ValueError as exc:
@@ -446,9 +446,7 @@ def judge_quantile_bound(
     beyond the limit, PASS only when the `power` bound is within it. A rank in the `+Inf` bucket reads
     as the highest finite bound on the side that would fail (the quantile is at least that) and as
     infinite on the side that would pass, so overflowing buckets can fail a `max` but never pass it."""
-    _check_levels(alpha, power)
-    if not 0 < q < 1:
-        raise ValueError(f"q must be in (0, 1), got {q}")
+    _check_levels(alpha, power, q=q)
     try:
         cumulative = _cumulative(buckets)
     except ValueError as exc:

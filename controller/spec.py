@@ -553,6 +553,17 @@ class QuantileTemplate(_Model):
     scale: float = Field(default=1.0, gt=0, description="Multiplies the value into seconds (0.001 for ms).")
 
 
+class MeanTemplate(_Model):
+    """A quantity per event (tokens or spend per answered request): a counter of the quantity over a
+    counter of the events it accrues on, whose increase is the sample count. The value is not a
+    share, so it is judged as a plain comparison."""
+
+    kind: Literal["mean"]
+    description: str = ""
+    sum: Selector = Field(description="The counter of the quantity (value = sum / count).")
+    count: Selector = Field(description="The counter of the events; its increase is the sample count.")
+
+
 class ValueTemplate(_Model):
     """Free PromQL. Placeholders: {{window}}, {{by}} (the labels to group by) and {{match}} (a
     matcher for the routes under evaluation, to put inside a selector's braces)."""
@@ -563,7 +574,9 @@ class ValueTemplate(_Model):
     samples: str | None = Field(default=None, description="PromQL giving the sample count behind the value.")
 
 
-GateTemplate = Annotated[RatioTemplate | QuantileTemplate | ValueTemplate, Field(discriminator="kind")]
+GateTemplate = Annotated[
+    RatioTemplate | QuantileTemplate | MeanTemplate | ValueTemplate, Field(discriminator="kind")
+]
 
 BUILTIN_GATES = frozenset(
     {

@@ -12,7 +12,8 @@ Application metrics (any router) carry the labels `route` (the rollout's `spec.r
 - `llm_request_duration_seconds_bucket`: a histogram of request latency (latency_p95)
 - `llm_eval_results_total{result="pass"|"fail"}`: online eval verdicts (eval_pass_rate)
 - `llm_schema_checks_total{result="valid"|"invalid"}`: structured-output checks (schema_valid_rate)
-- `llm_cost_usd_total`, `llm_tokens_total`: spend and tokens (cost_per_request, tokens_per_request)
+- `llm_cost_usd_total`, `llm_tokens_total`: spend and tokens (cost_per_request, tokens_per_request,
+  per answered request: over `llm_requests_total{outcome="ok"}`)
 
 Envoy's own metrics (used for rollouts on an `envoy` router, where a template has an Envoy flavour)
 carry `envoy_cluster_name` = `spec.cluster_name(rollout, variant)`; the query splits it back into
@@ -21,7 +22,8 @@ LiteLLM's metrics (rollouts on a `litellm` router) work the same way by `model_i
 id, which is `spec.cluster_name(rollout, variant)` too (names checked against LiteLLM 1.106.2's
 /metrics): `litellm_deployment_total_requests_total`, `litellm_deployment_failure_responses_total`,
 `litellm_request_total_latency_metric_bucket` (seconds), `litellm_total_tokens_metric_total` and
-`litellm_spend_metric_total` (USD). Their per-request templates are ratios of two counters.
+`litellm_spend_metric_total` (USD). Their per-request templates are means over
+`litellm_deployment_success_responses_total` (answered requests).
 
 Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
 a `value` series and a `samples` series (tagged with the label `rollouts_part`), plus for quantile
@@ -102,6 +104,8 @@ _ENVOY_LATENCY = spec.QuantileTemplate(
 
 
 _LITELLM_REQUESTS = "litellm_deployment_total_requests_total"
+_LITELLM_ANSWERED = "litellm_deployment_success_responses_total"
+_ANSWERED = 'llm_requests_total{outcome="ok"}'
 _LITELLM_ERRORS = spec.RatioTemplate(
     kind="ratio",
     description="Share of requests that failed at the deployment, from LiteLLM.",
@@ -116,23 +120,12 @@ _LITELLM_LATENCY = spec.QuantileTemplate(
 )
 
 
-def _litellm_per_request(counter: str, what: str) -> spec.RatioTemplate:
-    """A counter per request, as a ratio of two LiteLLM counters (its value is not a share)."""
-    return spec.RatioTemplate(
-        kind="ratio", description=f"{what} per request, from LiteLLM.", bad=counter, total=_LITELLM_REQUESTS
-    )
-
-
-def _per_request(counter: str, what: str) -> spec.ValueTemplate:
-    window = "[{{window}}]"
-    return spec.ValueTemplate(
-        kind="value",
-        description=f"{what} per request.",
-        query=(
-            f"sum by ({{{{by}}}}) (increase({counter}{{{{{{match}}}}}}{window}))"
-            f" / sum by ({{{{by}}}}) (increase(llm_requests_total{{{{{{match}}}}}}{window}))"
-        ),
-        samples=f"sum by ({{{{by}}}}) (increase(llm_requests_total{{{{{{match}}}}}}{window}))",
+def _per_answer(quantity: str, answered: str, what: str, source: str = "") -> spec.MeanTemplate:
+    """A quantity per answered request. Not per request: a failed request spends nothing, so counting
+    it would make a failing canary look cheap and pass; without answers the gate has no samples and
+    holds (error_rate is the gate that fails it)."""
+    return spec.MeanTemplate(
+        kind="mean", description=f"{what} per answered request{source}.", sum=quantity, count=answered
     )
 
 
@@ -179,13 +172,13 @@ BUILTIN: Mapping[str, Template] = {
     ),
     "cost_per_request": Template(
         "cost_per_request",
-        _per_request("llm_cost_usd_total", "Spend in USD"),
-        litellm=_litellm_per_request("litellm_spend_metric_total", "Spend in USD"),
+        _per_answer("llm_cost_usd_total", _ANSWERED, "Spend in USD"),
+        litellm=_per_answer("litellm_spend_metric_total", _LITELLM_ANSWERED, "Spend in USD", ", from LiteLLM"),
     ),
     "tokens_per_request": Template(
         "tokens_per_request",
-        _per_request("llm_tokens_total", "Tokens"),
-        litellm=_litellm_per_request("litellm_total_tokens_metric_total", "Tokens"),
+        _per_answer("llm_tokens_total", _ANSWERED, "Tokens"),
+        litellm=_per_answer("litellm_total_tokens_metric_total", _LITELLM_ANSWERED, "Tokens", ", from LiteLLM"),
     ),
 }
 
@@ -279,13 +272,20 @@ def _buckets(t: spec.QuantileTemplate, g: Group, window: str) -> str:
     return _sum(_increase(t.buckets, g, window), (*g.by, "le"))
 
 
+def _quotient(numerator: str, denominator: str, g: Group, window: str) -> tuple[str, str]:
+    """(value, samples) of a counter over a counter: a numerator without series counts as 0."""
+    total = _sum(_increase(denominator, g, window), g.by)
+    part = _sum(_increase(numerator, g, window), g.by)
+    return f"(({part}) or ({total}) * 0) / ({total})", total
+
+
 def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
     """(value, samples) expressions for one group."""
     match t:
         case spec.RatioTemplate():
-            total = _sum(_increase(t.total, g, window), g.by)
-            numerator = _sum(_increase(t.numerator, g, window), g.by)
-            return f"(({numerator}) or ({total}) * 0) / ({total})", total
+            return _quotient(t.numerator, t.total, g, window)
+        case spec.MeanTemplate():
+            return _quotient(t.sum, t.count, g, window)
         case spec.QuantileTemplate():
             buckets = _sum(_increase(t.buckets, g, window), (*g.by, "le"))
             value = f"histogram_quantile({t.quantile!r}, {buckets})"

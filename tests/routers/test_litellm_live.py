@@ -128,8 +128,9 @@ def requests_scraped(url: str) -> float:
 
 
 def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, tmp_path: Path) -> None:
-    """The gated route's canary fails every request: error_rate FAILs on LiteLLM's own counters, the
-    rollback takes it out, and from then on every request succeeds."""
+    """The gated route's canary fails every request: error_rate FAILs on LiteLLM's own counters (and
+    tokens_per_request holds rather than passing a canary that spends nothing), the rollback takes it
+    out, and from then on every request succeeds."""
     router = litellm_router(litellm_stack)
     base.apply(router, {GATE_ROUTE: split(50)}).state(GATE_ROUTE)
     sent = 0
@@ -150,7 +151,7 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
         )
         gates = tuple(
             spec.Gate.model_validate(g)
-            for g in ({"use": "error_rate", "max": "1%"}, {"use": "tokens_per_request", "maxIncrease": "50%"})
+            for g in ({"use": "error_rate", "max": "1%"}, {"use": "tokens_per_request", "maxIncrease": "50%", "max": 100_000})
         )
         target = analysis.Target(GATE_ROLLOUT, GATE_ROUTE, "litellm", gates, (), 5)
         metrics = prometheus.Prometheus(server.url)
@@ -167,6 +168,13 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
     [row] = errors_gate.segments
     assert row.stable.value == 0.0 and row.canary.value is not None and row.canary.value > 0.5
     assert tokens_gate.source == "litellm"
+    # tokens per answered request: stable's are real; the canary answered nothing, so it has no
+    # samples and the gate holds rather than passing a canary that spends nothing
+    assert "litellm_deployment_success_responses_total" in tokens_gate.query
+    [row] = tokens_gate.segments
+    assert row.stable.value is not None and row.stable.value >= 1, row
+    assert not row.canary.samples, row
+    assert tokens_gate.verdict is Verdict.INCONCLUSIVE, tokens_gate
 
     live = base.apply(router, {GATE_ROUTE: split(0)}).state(GATE_ROUTE)  # the rollback a FAIL triggers
     assert live.weight(C) == 0
