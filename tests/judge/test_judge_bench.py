@@ -3,6 +3,7 @@ figures themselves come from the full run, not from here)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,7 @@ def test_the_judge_bench_prints_every_judge_and_the_targets() -> None:
     assert run.returncode == 0, run.stderr
     table, _, targets = run.stdout.partition("\ntargets:\n")
     rows = [line for line in table.splitlines() if line.startswith("25%")]
-    judges = [row.split("  ")[1].strip() for row in rows if "A/A: PASS reached" not in row]
+    judges = [re.split(r"\s{2,}", row)[1] for row in rows if "A/A: PASS reached" not in row]
     assert judges[0] == "ours (mixture SPRT)"
     assert any(name.startswith("ours alpha=") and name.endswith("calibrated on A/A") for name in judges)
     assert sum(name.startswith("flagger N=") for name in judges) == 3
@@ -33,5 +34,5 @@ def test_the_judge_bench_prints_every_judge_and_the_targets() -> None:
     # one line per target: false rollbacks at the defaults, and one comparison per calibrated baseline
     lines = targets.strip().splitlines()
     assert len(lines) == 3, targets
-    assert lines[0].startswith("  25%: ours at defaults: A/A false rollbacks")
+    assert lines[0].startswith("25%: ours at defaults: A/A false rollbacks")
     assert all(line.rsplit(": ", 1)[1] in ("yes", "NO") for line in lines)
