@@ -574,9 +574,7 @@ class ValueTemplate(_Model):
     samples: str | None = Field(default=None, description="PromQL giving the sample count behind the value.")
 
 
-GateTemplate = Annotated[
-    RatioTemplate | QuantileTemplate | MeanTemplate | ValueTemplate, Field(discriminator="kind")
-]
+GateTemplate = Annotated[RatioTemplate | QuantileTemplate | MeanTemplate | ValueTemplate, Field(discriminator="kind")]
 
 BUILTIN_GATES = frozenset(
     {

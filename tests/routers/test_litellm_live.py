@@ -151,7 +151,10 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
         )
         gates = tuple(
             spec.Gate.model_validate(g)
-            for g in ({"use": "error_rate", "max": "1%"}, {"use": "tokens_per_request", "maxIncrease": "50%", "max": 100_000})
+            for g in (
+                {"use": "error_rate", "max": "1%"},
+                {"use": "tokens_per_request", "maxIncrease": "50%", "max": 100_000},
+            )
         )
         target = analysis.Target(GATE_ROLLOUT, GATE_ROUTE, "litellm", gates, (), 5)
         metrics = prometheus.Prometheus(server.url)
