@@ -153,19 +153,25 @@ def wait_for(what: str, check: Callable[[], bool], *, deadline: float = 30.0) ->
 def process(
     args: list[str], *, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """A child process for the duration of the block, stopped by its own handle."""
+    """A child process for the duration of the block, stopped by its own handle (in its own session,
+    so a Ctrl-C in the terminal reaches only us, and we stop it)."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=env, start_new_session=True)
         try:
             yield proc
         finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            stop_child(proc)
+
+
+def stop_child(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
+    """Stop a child by its own handle: SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _model_server(stack: contextlib.ExitStack, variant: str, *, checkout: Path, work: Path) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 import git
 import pytest
 
-from controller import load, plan, reconcile, repo, spec
+from controller import demo, load, plan, reconcile, repo, spec
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
@@ -70,7 +70,7 @@ def proxy(bootstrap: dict[str, Any], tmp_path: Path) -> Iterator[list[envoy_proc
         yield running
     finally:
         for p in running:
-            envoy_proc.stop_envoy(p.process)
+            demo.stop_child(p.process)
 
 
 def controller(ops: rc.GitOps) -> reconcile.Controller:
@@ -94,7 +94,7 @@ def test_envoy_restart_is_drift_healed_within_one_tick(
     assert wanted is not None and wanted.shadow == 100
     assert router.overrides()
 
-    envoy_proc.stop_envoy(proxy[0].process)
+    demo.stop_child(proxy[0].process)
     proxy[0] = envoy_proc.start_envoy(bootstrap, tmp_path / "envoy")  # same bootstrap, same admin port
     assert router.overrides() == {}, "a restarted Envoy has lost its overrides"
     lost = read_one(router, "good")

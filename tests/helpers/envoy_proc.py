@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from controller import demo
+
 ENVOY = shutil.which("envoy") or "envoy"
 READY_TIMEOUT = 30.0
 
@@ -135,19 +137,9 @@ def start_envoy(config: dict[str, Any], workdir: Path) -> Envoy:
         admin = _wait_admin(process, admin_path, log)
         port = _listener_port(admin)
     except BaseException:
-        stop_envoy(process)
+        demo.stop_child(process)
         raise
     return Envoy(process, admin, port, log, cfg, workdir)
-
-
-def stop_envoy(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -156,7 +148,7 @@ def running_envoy(config: dict[str, Any], workdir: Path) -> Iterator[Envoy]:
     try:
         yield proxy
     finally:
-        stop_envoy(proxy.process)
+        demo.stop_child(proxy.process)
 
 
 def _wait_admin(process: subprocess.Popen[bytes], admin_path: Path, log: Path) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 import httpx
 
+from controller import demo
+
 ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-rollouts-test-master-key"
 READY_TIMEOUT = 120.0
@@ -109,19 +111,9 @@ def start(model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_fil
     try:
         _wait_ready(proxy)
     except BaseException:
-        stop(process)
+        demo.stop_child(process, grace=15)
         raise
     return proxy
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
 
 
 @contextlib.contextmanager
@@ -132,7 +124,7 @@ def running(
     try:
         yield proxy
     finally:
-        stop(proxy.process)
+        demo.stop_child(proxy.process, grace=15)
 
 
 def _wait_ready(proxy: Proxy) -> None:

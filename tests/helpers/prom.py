@@ -18,6 +18,8 @@ from typing import TypeVar
 
 import httpx
 
+from controller import demo
+
 T = TypeVar("T")
 
 
@@ -41,22 +43,6 @@ def prom_poll(what: str, check: Callable[[], T | None], *, deadline: float = 60.
             last = exc
         time.sleep(every)
     raise TimeoutError(f"gave up waiting for {what}" + (f" (last error: {last!r})" if last else ""))
-
-
-@contextlib.contextmanager
-def prom_process(args: Sequence[str], *, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a process for the duration of the block, then stop it by its own handle."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(list(args), stdout=out, stderr=subprocess.STDOUT)
-        try:
-            yield proc
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 # -- OpenMetrics history for promtool ----------------------------------------------------------------
@@ -136,6 +122,6 @@ def prom_server(work: Path, *, data_dir: Path) -> Iterator[PromServer]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with prom_process(args, log=work / "prometheus.log"):
+    with demo.process(list(args), log=work / "prometheus.log"):
         prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
         yield PromServer(url, targets)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller import observability
+from controller import demo, observability
 from tests.helpers import prom
 from tests.standins import model_server, traffic
 
@@ -44,7 +44,7 @@ def prometheus_with_rules(work: Path, targets: list[str]) -> Iterator[str]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with prom.prom_process(args, log=work / "prometheus.log"):
+    with demo.process(list(args), log=work / "prometheus.log"):
         prom.prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
         yield url
 
