@@ -414,7 +414,7 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
             files.replace_json(cds_path, envoy.cds(specs))
         print(f"wrote {cds_path} (the clusters Envoy loads and watches: cdsPath)", file=sys.stderr)
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
-    text += envoy.to_yaml(document)
+    text += files.to_yaml(document)
     return _emit(args, out, text)
 
 
@@ -463,7 +463,7 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
     if args.weights:
         text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
     else:
-        text += litellm.to_yaml(document)
+        text += files.to_yaml(document)
     return _emit(args, out, text)
 
 

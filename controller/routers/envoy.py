@@ -6,7 +6,6 @@ repo) and calls `bootstrap()` for `rollout render envoy`; the reconciler only re
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from ruamel.yaml import YAML
 
 from controller import errors, spec
 from controller.routers import base, files
@@ -509,16 +507,6 @@ def bootstrap(
         route_config["validate_clusters"] = False
         del document["static_resources"]["clusters"]
     return document
-
-
-def to_yaml(document: Mapping[str, Any]) -> str:
-    """The bootstrap as block-style YAML, keys in the order `bootstrap()` built them."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    out = io.StringIO()
-    yaml.dump(dict(document), out)
-    return out.getvalue()
 
 
 def route_specs(

@@ -1,4 +1,5 @@
-"""Locked, atomic JSON files: how the file, flagd and LiteLLM routers keep their state.
+"""Locked, atomic JSON files: how the file, flagd and LiteLLM routers keep their state; and the YAML
+that `rollout render` writes for Envoy and LiteLLM.
 
 A writer takes an advisory lock on `<file>.lock`, writes a temp file beside the target, fsyncs it and
 renames it over the old one, so readers never see half a file and two writers never lose each other's
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+from ruamel.yaml import YAML
 
 from controller import errors
 
@@ -63,3 +67,13 @@ def read_json(path: Path, *, router: str) -> Any:
         raise errors.RouterStateError(
             f"router {router!r}: {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
         ) from exc
+
+
+def to_yaml(document: Mapping[str, Any]) -> str:
+    """A rendered configuration as block-style YAML, keys in the order they were built."""
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    yaml.dump(dict(document), out)
+    return out.getvalue()

@@ -6,7 +6,6 @@ only reads and writes.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from ruamel.yaml import YAML
 
 from controller import errors, spec
 from controller.routers import base, files
@@ -333,12 +331,3 @@ def weights_document(groups: Sequence[GroupSpec]) -> dict[str, Any]:
             for g in groups
         },
     }
-
-
-def to_yaml(document: Mapping[str, Any]) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
-    out = io.StringIO()
-    yaml.dump(dict(document), out)
-    return out.getvalue()

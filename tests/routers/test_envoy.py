@@ -332,7 +332,7 @@ def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, A
 @pytest.mark.slow
 def test_rendered_bootstrap_validates_with_real_envoy(bootstrap: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(envoy.to_yaml(bootstrap), "utf-8")
+    path.write_text(files.to_yaml(bootstrap), "utf-8")
 
     result = subprocess.run(
         [envoy_proc.ENVOY, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=120
