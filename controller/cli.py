@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, NamedTuple, TextIO, TypeVar
 
 from pydantic import BaseModel
 
@@ -301,16 +301,33 @@ def parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
+class NamedRollout(NamedTuple):
+    tree: load.Tree
+    root: Path
+    config: spec.ControllerConfig
+    loaded: load.LoadedRollout
+
+
+def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
+    """The valid rollout `args.name` in `args.repo`, with the tree and config it was read with; None
+    (after writing why) when the controller config is unusable."""
     tree, root, _source = open_tree(args.repo, None)
     result = load.load_repo(tree)
     if result.config is None:
         out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
-        return 1
+        return None
     loaded = result.rollout(args.name)
     if loaded is None:
         raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
-    prom = result.config.prometheus
+    return NamedRollout(tree, root, result.config, loaded)
+
+
+def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
+    named = named_rollout(args, out)
+    if named is None:
+        return 1
+    config, loaded = named.config, named.loaded
+    prom = config.prometheus
     if prom is None:
         raise UsageError("controller.yaml sets no prometheus.url")
     at = parse_time(args.at)
@@ -326,7 +343,7 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
     metrics = prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
     try:
         found = analysis.evaluate(
-            [analysis.target(loaded, result.config)], config=result.config, metrics=metrics, at=at, window=window
+            [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window
         )
     finally:
         metrics.close()
@@ -787,14 +804,10 @@ def add_controller_parsers(sub: Any) -> None:
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from controller import evalrun, evals, llm
 
-    tree, root, _source = open_tree(args.repo, None)
-    result = load.load_repo(tree)
-    if result.config is None:
-        out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
+    named = named_rollout(args, out)
+    if named is None:
         return 1
-    loaded = result.rollout(args.name)
-    if loaded is None:
-        raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
+    tree, root, loaded = named.tree, named.root, named.loaded
     if args.check:  # the golden set only: no endpoint, no requests
         golden = evals.load_set(tree, loaded.name)
         out.write(
