@@ -68,6 +68,10 @@ def history() -> list[prom.PromSeries]:
     # stable has had 5xx; the canary's error series does not exist at all
     s += _ratio("llm_requests_total", "absent5xx", "stable", "outcome", "ok", 19.5, 20)
     s += _ratio("llm_requests_total", "absent5xx", "canary", "outcome", "ok", 20, 20)
+    # the canary fails every request, so it spends nothing: per answered request it has no samples
+    for variant, usd, answered in (("stable", 0.02, 20), ("canary", 0.0, 0)):
+        s += _ratio("llm_requests_total", "unanswered", variant, "outcome", "ok", answered, 20)
+        s.append(prom.PromSeries("llm_cost_usd_total", {"route": "unanswered", "variant": variant}, usd))
     # a route whose name would break a carelessly built query
     s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
     return s + sequential_history()

@@ -63,6 +63,7 @@ SCENARIOS = [
     ("latency-better", target("better", {"use": "latency_p95", "maxIncrease": "10%"}), V.PASS),
     ("latency-bound", target("better", {"use": "latency_p95", "max": "500ms"}), V.FAIL),
     ("cost-cheaper", target("better", {"use": "cost_per_request", "maxIncrease": "20%"}), V.PASS),
+    ("cost-nothing-answered", target("unanswered", {"use": "cost_per_request", "max": 0.01}), V.INCONCLUSIVE),
     ("custom-value-template", target("worse", {"use": "pass_value", "maxDrop": "3%"}), V.FAIL),
 ]
 
