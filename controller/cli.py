@@ -133,8 +133,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         findings += [_problem_json(p, root) for p in result.problems]
         if result.config is not None:
             for loaded in result.rollouts:
-                doc = load.parse_yaml(loaded.path, tree.read(loaded.path))
-                findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, doc.data)]
+                source = tree.read(loaded.path)
+                findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, source)]
     findings = list({json.dumps(f, sort_keys=True): f for f in findings}.values())
     out.write(report.findings(findings, args.format))
     failed = any(f["severity"] == lint.ERROR for f in findings)

@@ -39,13 +39,17 @@ def floating(model: str) -> bool:
     return bool(_FLOATING.search(name)) or not _PINNED.search(name)
 
 
-def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, data: object) -> list[Finding]:
-    """Findings for one rollout; `data` is its parsed YAML, used only to locate findings."""
+def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: bytes) -> list[Finding]:
+    """Findings for one rollout; `source` is its file, parsed (with positions) only to locate a finding,
+    so a clean rollout costs no second parse."""
     s = loaded.rollout.spec
     out: list[Finding] = []
+    parsed: list[object] = []
 
     def add(code: str, loc: tuple[str | int, ...], message: str, severity: str = WARNING) -> None:
-        line, column, found = load.locate(data, loc)
+        if not parsed:
+            parsed.append(load.parse_yaml(loaded.path, source).data)
+        line, column, found = load.locate(parsed[0], loc)
         out.append(Finding(code, severity, loaded.path, line, column, load.field_path(found), message))
 
     if s.canary is not None:

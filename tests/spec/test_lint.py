@@ -31,8 +31,7 @@ def codes(tmp_path: Path, **over: str) -> list[str]:
     result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
     assert result.problems == [] and result.config
     [loaded] = result.rollouts
-    doc = load.parse_yaml(loaded.path, tree.read(loaded.path))
-    return [f.code for f in lint.lint(loaded, result.config, doc.data)]
+    return [f.code for f in lint.lint(loaded, result.config, tree.read(loaded.path))]
 
 
 CASES = [
@@ -122,6 +121,6 @@ def test_r007_points_at_the_step_and_says_how_long(tmp_path: Path) -> None:
     result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
     assert result.config
     [loaded] = result.rollouts
-    [finding] = lint.lint(loaded, result.config, load.parse_yaml(loaded.path, tree.read(loaded.path)).data)
+    [finding] = lint.lint(loaded, result.config, tree.read(loaded.path))
     assert finding.code == "R008" and finding.line == 10 and finding.field == "spec.steps[0].for"
     assert "10/s" in finding.message and "eval_pass_rate" in finding.message and "pass ~" in finding.message
