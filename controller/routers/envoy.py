@@ -95,7 +95,7 @@ class EnvoyRouter:
             return out
         operation = f"read {base.routes_text(known)}"
         entries = self._runtime(operation)
-        clusters = self._clusters(operation)
+        clusters = set(self._cluster_hosts(operation))
         for route, rollout in known.items():
             if spec.cluster_name(rollout, base.STABLE) not in clusters:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
@@ -232,6 +232,7 @@ class EnvoyRouter:
             time.sleep(0.05)  # polling Envoy's admin until the file is loaded, bounded by the deadline
 
     def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
+        """Every cluster Envoy has, by name, with the host:port of each of its hosts."""
         response = self._call("GET", "/clusters", operation, params={"format": "json"})
         if response.status_code != 200:
             raise errors.RouterUnavailable(
@@ -242,8 +243,9 @@ class EnvoyRouter:
             for cluster in response.json().get("cluster_statuses", []):
                 hosts = out.setdefault(str(cluster["name"]), set())
                 for host in cluster.get("host_statuses", []):
-                    sock = host["address"]["socket_address"]
-                    hosts.add(f"{sock['address']}:{sock['port_value']}")
+                    sock = host["address"].get("socket_address")
+                    if sock is not None:  # a pipe (unix socket) host has none, and is never one we wrote
+                        hosts.add(f"{sock['address']}:{sock['port_value']}")
             return out
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise errors.RouterStateError(
@@ -271,19 +273,6 @@ class EnvoyRouter:
         if not isinstance(entries, dict):
             raise errors.RouterStateError(f"router {self.name!r}: {operation}: /runtime 'entries' is not an object")
         return entries
-
-    def _clusters(self, operation: str) -> set[str]:
-        response = self._call("GET", "/clusters", operation, params={"format": "json"})
-        if response.status_code != 200:
-            raise errors.RouterUnavailable(
-                f"router {self.name!r}: {operation}: GET /clusters answered {response.status_code}"
-            )
-        try:
-            return {str(c["name"]) for c in response.json().get("cluster_statuses", [])}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {operation}: /clusters did not answer a JSON object with 'cluster_statuses'"
-            ) from exc
 
     def _call(
         self,

@@ -480,3 +480,30 @@ def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None
     with pytest.raises(errors.RouterStateError, match="not a CDS file"):
         router.write(completed("acme/new"))
     assert files.read_json(path, router="edge") == {"clusters": []}
+
+
+@pytest.mark.slow
+def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> None:
+    """An operator's own static cluster whose host is a pipe (unix socket) has no host:port: the router
+    reads past it, and the completion still repoints stable."""
+    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+        config, path = cds_setup(tmp_path, old.address, new.address)
+        pipe = {"pipe": {"path": str(tmp_path / "sidecar.sock")}}
+        config["static_resources"]["clusters"] = [
+            {
+                "name": "sidecar",
+                "type": "STATIC",
+                "load_assignment": {
+                    "cluster_name": "sidecar",
+                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": pipe}}]}],
+                },
+            }
+        ]
+        models = {"acme/old": old.address, "acme/new": new.address}
+        with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+            router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
+            assert router._cluster_hosts("test")["sidecar"] == set()
+            router.write(completed("acme/new"))
+            wait_for(lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new", "stable on the new host")
+            live = read_one(router, ROUTE)
+            assert live is not None and live.same_traffic(base.RouteState({S: 100, C: 0}))
