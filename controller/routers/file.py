@@ -74,14 +74,6 @@ class FileRouter:
         return routes
 
     def _parse(self) -> dict[str, Any]:
-        data = files.read_json(self.path, router=self.name)
-        if data is None:
-            return {}
-        if not isinstance(data, dict) or not isinstance(data.get("routes"), dict):
-            raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'routes' object")
-        if data.get("version") != FORMAT_VERSION:
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {self.path} has version {data.get('version')!r}, expected {FORMAT_VERSION}"
-            )
-        routes: dict[str, Any] = data["routes"]
+        data = files.read_document(self.path, router=self.name, key="routes", version=FORMAT_VERSION)
+        routes: dict[str, Any] = {} if data is None else data["routes"]
         return routes

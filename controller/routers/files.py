@@ -69,6 +69,21 @@ def read_json(path: Path, *, router: str) -> Any:
         ) from exc
 
 
+def read_document(path: Path, *, router: str, key: str, version: int | None = None) -> dict[str, Any] | None:
+    """The JSON object in `path` (None when there is no such file), refused with RouterStateError
+    unless its `key` is an object and, when `version` is given, its `version` is that one."""
+    data = read_json(path, router=router)
+    if data is None:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get(key), dict):
+        raise errors.RouterStateError(f"router {router!r}: {path} has no {key!r} object")
+    if version is not None and data.get("version") != version:
+        raise errors.RouterStateError(
+            f"router {router!r}: {path} has version {data.get('version')!r}, expected {version}"
+        )
+    return data
+
+
 def to_yaml(document: Mapping[str, Any]) -> str:
     """A rendered configuration as block-style YAML, keys in the order they were built."""
     yaml = YAML(typ="safe", pure=True)

@@ -124,9 +124,4 @@ class FlagdRouter:
         return flags
 
     def _load(self) -> dict[str, Any]:
-        data = files.read_json(self.path, router=self.name)
-        if data is None:
-            return {}
-        if not isinstance(data, dict) or not isinstance(data.get("flags"), dict):
-            raise errors.RouterStateError(f"router {self.name!r}: {self.path} has no 'flags' object")
-        return data
+        return files.read_document(self.path, router=self.name, key="flags") or {}

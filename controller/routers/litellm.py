@@ -246,18 +246,8 @@ class LitellmRouter:
     # -- the weights file --------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        data = files.read_json(self.weights_file, router=self.name)
-        if data is None:
-            return {"version": FORMAT_VERSION, "groups": {}}
-        if (
-            not isinstance(data, dict)
-            or data.get("version") != FORMAT_VERSION
-            or not isinstance(data.get("groups"), dict)
-        ):
-            raise errors.RouterStateError(
-                f"router {self.name!r}: {self.weights_file} is not a version {FORMAT_VERSION} weights file"
-            )
-        return data
+        data = files.read_document(self.weights_file, router=self.name, key="groups", version=FORMAT_VERSION)
+        return {"version": FORMAT_VERSION, "groups": {}} if data is None else data
 
 
 def _withdrawn(group: Mapping[str, object], ids: Sequence[str]) -> bool:

@@ -1,0 +1,38 @@
+"""`files.read_document`: the one reader of the file, flagd and LiteLLM routers' state files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller import errors
+from controller.routers import files
+
+DOCUMENTS = [
+    ("fine", '{"version": 2, "groups": {"chat": {}}}', None),
+    ("no-key", '{"version": 2}', "has no 'groups' object"),
+    ("key-not-an-object", '{"version": 2, "groups": []}', "has no 'groups' object"),
+    ("not-an-object", "[]", "has no 'groups' object"),
+    ("other-version", '{"version": 1, "groups": {}}', "has version 1, expected 2"),
+    ("no-version", '{"groups": {}}', "has version None, expected 2"),
+    ("not-json", '{"groups": ', "not valid JSON \\(line 1"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), [c[1:] for c in DOCUMENTS], ids=[c[0] for c in DOCUMENTS])
+def test_read_document(tmp_path: Path, text: str, message: str | None) -> None:
+    path = tmp_path / "state.json"
+    path.write_text(text)
+    if message is None:
+        assert files.read_document(path, router="r", key="groups", version=2) == {"version": 2, "groups": {"chat": {}}}
+    else:
+        with pytest.raises(errors.RouterStateError, match=message) as raised:
+            files.read_document(path, router="r", key="groups", version=2)
+        assert "router 'r'" in str(raised.value) and str(path) in str(raised.value)
+
+
+def test_read_document_without_a_file_or_a_version(tmp_path: Path) -> None:
+    assert files.read_document(tmp_path / "absent.json", router="r", key="flags") is None
+    (tmp_path / "flags.json").write_text('{"flags": {}}')
+    assert files.read_document(tmp_path / "flags.json", router="r", key="flags") == {"flags": {}}
