@@ -1,11 +1,14 @@
-"""The flags router: the flag it writes, checked against flagd's flag schema and parser, then
-evaluated by the real OpenFeature flagd provider (in-process file resolver) the way an application would.
+"""The flags router: the flag it writes, checked by flagd's own parsers (the Python flagd core, and the
+JavaScript flagd core's strict parser with the upstream flag schema) and by our stricter subset schema,
+then evaluated by the real OpenFeature flagd provider (in-process file resolver) the way an application would.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +29,8 @@ from controller.routers import base, flagd
 S, C = base.STABLE, base.CANARY
 ROUTE = "triage"
 SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
+TESTS = Path(__file__).resolve().parents[1]
+FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
     S: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v7.md", "1111aaaa2222", {"temperature": 0}),
     C: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v8.md", "3333bbbb4444", {"temperature": 0}),
@@ -48,6 +53,25 @@ def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: base.RouteStat
     document = json.loads((tmp_path / "flags.json").read_text("utf-8"))
     jsonschema.validate(document, SCHEMA)
     assert FlagStore().update(document) == [ROUTE]  # flagd's own parser accepts it too
+    assert upstream_errors([document]) == [None]  # and so does the upstream schema
+
+
+def upstream_errors(documents: list[Any]) -> list[str | None]:
+    """Each document through the JavaScript flagd core's strict parser (the upstream flag schema):
+    None where it is accepted, else the parser's error. `bash .ci/run` installs that package."""
+    node = shutil.which("node")
+    if node is None or not FLAGD_CORE_JS.is_dir():
+        pytest.skip("needs node and @openfeature/flagd-core in tests/.node (bash .ci/run installs them)")
+    run = subprocess.run(
+        [node, str(TESTS / "helpers/flagd_check.js"), str(FLAGD_CORE_JS)],
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    answers: list[str | None] = json.loads(run.stdout)
+    return answers
 
 
 def test_flag_shape() -> None:
@@ -195,15 +219,24 @@ def test_a_change_is_picked_up_without_restarting_the_reader(
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "upstream_too"),
     [
-        {"flags": {ROUTE: {"variants": {S: {}}}}},
-        {"flags": {ROUTE: {"state": "ON", "variants": {S: {}}}}},
-        {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: "gpt"}}}},
-        {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: {}}, "targeting": {"fractional": [{}, [S, 1.5]]}}}},
+        ({"flags": {ROUTE: {"variants": {S: {}}}}}, True),
+        ({"flags": {ROUTE: {"state": "ON", "variants": {S: {}}}}}, True),
+        ({"flags": {ROUTE: {"state": "ENABLED", "variants": {S: "gpt"}}}}, False),  # a string flag, not ours
+        (
+            {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: {}}, "targeting": {"fractional": [{}, [S, 1.5]]}}}},
+            True,
+        ),
     ],
     ids=["no-state", "unknown-state", "string-variant", "fractional-weight-not-int"],
 )
-def test_the_schema_can_fail(bad: dict[str, Any]) -> None:
+def test_the_schemas_can_fail(bad: dict[str, Any], upstream_too: bool) -> None:
+    """Our subset schema refuses each; the upstream schema refuses what is not a flag at all."""
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
+    [error] = upstream_errors([bad])
+    if upstream_too:
+        assert error is not None and "invalid flagd flag configuration" in error
+    else:
+        assert error is None
