@@ -5,6 +5,7 @@ Pure: takes loaded rollouts, returns findings. `rollout validate` prints them be
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -44,12 +45,13 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
     so a clean rollout costs no second parse."""
     s = loaded.rollout.spec
     out: list[Finding] = []
-    parsed: list[object] = []
+
+    @functools.cache
+    def document() -> object:
+        return load.parse_yaml(loaded.path, source).data
 
     def add(code: str, loc: tuple[str | int, ...], message: str, severity: str = WARNING) -> None:
-        if not parsed:
-            parsed.append(load.parse_yaml(loaded.path, source).data)
-        line, column, found = load.locate(parsed[0], loc)
+        line, column, found = load.locate(document(), loc)
         out.append(Finding(code, severity, loaded.path, line, column, load.field_path(found), message))
 
     if s.canary is not None:
