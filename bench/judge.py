@@ -254,7 +254,7 @@ def ladder(loosest: float, tightest: float) -> tuple[float, ...]:
     return tuple(float(f"{loosest * 10 ** (-k / 8):.3g}") for k in range(steps + 1))
 
 
-OURS_LADDER = ladder(0.2, 0.005)  # alpha, loosest first
+OURS_LADDER = ladder(0.4, 0.005)  # alpha, loosest first (any alpha below 0.5 is a valid setting)
 KAYENTA_LADDER = tuple(1 - level for level in ladder(0.02, 1e-7))  # confidence, loosest first
 
 
