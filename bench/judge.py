@@ -14,6 +14,7 @@ ours is compared at an equal or lower false-alarm rate. ~14 minutes on 2 cores w
 from __future__ import annotations
 
 import argparse
+import bisect
 import math
 import multiprocessing
 import os
@@ -269,14 +270,8 @@ def calibrate_ours(false_alarms: dict[float, Any], aa: Streams, target: float) -
             false_alarms[alpha] = ours(aa, tuple(EFFECTS), alpha)[0]
         return bool((false_alarms[alpha] >= 0).mean() <= target)
 
-    low, high = 0, len(OURS_LADDER) - 1  # the answer's index lies in [low, high]
-    while low < high:
-        middle = (low + high) // 2
-        if within(OURS_LADDER[middle]):
-            high = middle
-        else:
-            low = middle + 1
-    return OURS_LADDER[low]
+    first = bisect.bisect_left(OURS_LADDER, True, key=within)  # within() is False, ..., False, True, ...
+    return OURS_LADDER[min(first, len(OURS_LADDER) - 1)]
 
 
 def calibrate_kayenta(false_alarm_scores: list[Any], target: float) -> float:
