@@ -655,7 +655,7 @@ def before_ramp(
     if judged is None or judged.verdict is gates.Verdict.PASS or ramp_started(loaded) or plan.rolled_back(loaded):
         return None
     reason = f"offline eval {judged.verdict}: {judged.reason}"
-    target = plan.rolled_back_state(loaded)
+    target = plan.lowered(loaded, live)
     if live is None or not live.same_traffic(target):
         return plan.Decision(plan.Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
     return plan.Decision(plan.Kind.HOLD, reason)

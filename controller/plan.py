@@ -67,6 +67,16 @@ def desired_state(loaded: load.LoadedRollout) -> base.RouteState:
     return base.RouteState(weights, step.shadow or 0, served(loaded))
 
 
+def lowered(loaded: load.LoadedRollout, live: base.RouteState | None) -> base.RouteState:
+    """What a rollback writes: the canary at 0 and shadow off. On a route that other variants share
+    (`live.others`, no rollout's), the canary's weight goes to stable and the others are left as
+    they are, so lowering exposure never depends on them; otherwise the rolled-back state."""
+    if live is None or not live.others:
+        return rolled_back_state(loaded)
+    down = live.lowered()
+    return base.RouteState(down.weights, 0, served(loaded), down.others)
+
+
 def rolled_back_state(loaded: load.LoadedRollout) -> base.RouteState:
     """Stable 100, every other variant 0 (still routable) and shadow off: never all weights 0."""
     s = loaded.rollout.spec
@@ -205,6 +215,10 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     live = facts.live
 
     def converge(target: base.RouteState, reason: str) -> Decision | None:
+        if live is not None and live.others:
+            if target.weight(base.CANARY) or target.shadow:
+                return _shared(live, target, reason)
+            target = lowered(loaded, live)  # a route without canary traffic: leave the others as they are
         if live is None or not live.same_traffic(target) or not live.same_revisions(target):
             return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
         return None
@@ -218,7 +232,7 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
                 Kind.DECOMMISSION, f"the old stable was kept warm for {spec.format_duration(s.keep_previous_for)}"
             )
         return Decision(Kind.HOLD, "completed: the old stable stays warm at weight 0")
-    back = rolled_back_state(loaded)
+    back = lowered(loaded, live)
     if rolled_back(loaded):
         return converge(back, "rolled back") or Decision(
             Kind.HOLD, "rolled back: waiting for a new canary revision or `rollout retry`"
@@ -266,6 +280,16 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     if index + 1 >= len(s.steps):
         return Decision(Kind.COMPLETE, "every step done and every gate passed")
     return Decision(Kind.ADVANCE, f"step {index + 1} done and every gate passed", to_step=index + 1)
+
+
+def _shared(live: base.RouteState, target: base.RouteState, reason: str) -> Decision:
+    """A hold instead of raising exposure on a route that variants no rollout manages share: what
+    the canary's weight would mean there is not ours to say. Lowering is never refused (`lowered`)."""
+    return Decision(
+        Kind.HOLD,
+        f"{reason}: not setting {target.describe()}, because the route is shared with variants no rollout "
+        f"manages{live.describe_others().removeprefix('; unmanaged')}; remove them from the route to go on",
+    )
 
 
 def _whole(delta: timedelta) -> timedelta:

@@ -160,3 +160,22 @@ def test_a_batch_is_one_replace_a_reader_never_sees_half_of_it(tmp_path: Path) -
     assert len(seen) > 10, "the reader never ran"
     half = [s for s in seen if len(s) != 2 or -len(routes) not in s]
     assert half == [], half[:5]
+
+
+def test_a_write_leaves_variants_no_rollout_manages(tmp_path: Path) -> None:
+    """A hand-added variant in a route's weights is not ours: read as `others`, kept by every write."""
+    path = tmp_path / "routes.json"
+    router = file_router.FileRouter("local", path)
+    router.write({"chat": base.RouteState({"stable": 90, "canary": 10})})
+    document = json.loads(path.read_text())
+    document["routes"]["chat"]["weights"] = {"stable": 70, "canary": 10, "hotfix": 20}
+    path.write_text(json.dumps(document))
+    live = read_one(router, "chat")
+    assert (
+        live is not None and dict(live.others) == {"hotfix": 20} and dict(live.weights) == {"stable": 70, "canary": 10}
+    )
+    assert base.apply(router, {"chat": live.lowered()}).state("chat").same_traffic(live.lowered())
+    assert json.loads(path.read_text())["routes"]["chat"]["weights"] == {"stable": 80, "canary": 0, "hotfix": 20}
+    # a write that does not know about it (a race with the hand edit) keeps it too
+    router.write({"chat": base.RouteState({"stable": 100, "canary": 0})})
+    assert json.loads(path.read_text())["routes"]["chat"]["weights"]["hotfix"] == 20

@@ -17,6 +17,7 @@ from controller import errors
 STABLE = "stable"
 CANARY = "canary"
 PREVIOUS = "previous"  # the old stable after a completion: weight 0, still routable
+ROLES = (STABLE, CANARY, PREVIOUS)  # the variants a rollout manages; any other name on a route is not ours
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Served:
     prompt: str | None = None  # the prompt file's path in the repository
     revision: str = ""  # the variant's content hash
     params: Mapping[str, Any] = field(default_factory=dict)
+    prompt_text: str | None = None  # the prompt file's text, for routers that put it in the request
 
 
 @dataclass(frozen=True)
@@ -37,15 +39,22 @@ class RouteState:
     to 100 and are never all 0. `shadow` is the percent of requests mirrored to the canary.
     `served` says what each variant serves, where the router records it (file, flags); a router
     that only splits traffic (Envoy) leaves it empty.
+
+    `others` is what else shares the route that no rollout manages (a LiteLLM deployment added by
+    hand during an incident, a variant written into a flag), name -> its weight in the router's own
+    units, as read. No write changes them: a router leaves them as they are. With others on the
+    route, our weights are our variants' part of the route and need not sum to 100.
     """
 
     weights: Mapping[str, int]
     shadow: int = 0
     served: Mapping[str, Served] = field(default_factory=dict)
+    others: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
         object.__setattr__(self, "served", MappingProxyType(dict(self.served)))
+        object.__setattr__(self, "others", MappingProxyType(dict(self.others)))
         problem = self.problem()
         if problem:
             raise ValueError(problem)
@@ -53,10 +62,16 @@ class RouteState:
     def problem(self) -> str:
         if not self.weights:
             return "a route needs at least one variant"
-        if any(not isinstance(w, int) or isinstance(w, bool) or not 0 <= w <= 100 for w in self.weights.values()):
+        if any(not _whole(w) or not 0 <= w <= 100 for w in self.weights.values()):
             return f"weights must be whole percents between 0 and 100, got {dict(self.weights)}"
-        if sum(self.weights.values()) != 100:
+        if any(not _whole(w) or w < 0 for w in self.others.values()):
+            return f"the weights of unmanaged variants must be whole numbers >= 0, got {dict(self.others)}"
+        if set(self.others) & set(self.weights):
+            return f"a variant is both managed and unmanaged: {sorted(set(self.others) & set(self.weights))}"
+        if not self.others and sum(self.weights.values()) != 100:
             return f"weights must sum to 100, got {dict(self.weights)}"
+        if sum(self.weights.values()) + sum(self.others.values()) <= 0:
+            return "a route needs some weight: every weight is 0"
         if not 0 <= self.shadow <= 100:
             return f"shadow must be between 0 and 100, got {self.shadow}"
         return ""
@@ -65,9 +80,23 @@ class RouteState:
         return self.weights.get(variant, 0)
 
     def same_traffic(self, other: RouteState) -> bool:
-        """Equal weights (absent = 0) and shadow: what read-back compares."""
+        """Equal weights (absent = 0), shadow and unmanaged variants: what read-back compares."""
         names = set(self.weights) | set(other.weights)
-        return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
+        return (
+            self.shadow == other.shadow
+            and all(self.weight(n) == other.weight(n) for n in names)
+            and dict(self.others) == dict(other.others)
+        )
+
+    def lowered(self) -> RouteState:
+        """This state with the canary's live and mirrored traffic taken out: its weight goes to the
+        stable variant, shadow off, every other variant (managed or not) left as it is. What a
+        rollback writes on a live route, so lowering exposure never has to touch, or be refused by,
+        whatever else shares the route."""
+        weights = dict(self.weights)
+        weights[STABLE] = weights.get(STABLE, 0) + weights.get(CANARY, 0)
+        weights[CANARY] = 0
+        return RouteState(weights, 0, self.served, self.others)
 
     def same_revisions(self, desired: RouteState) -> bool:
         """False when this (live) state says a variant serves another revision than `desired` wants, or
@@ -83,10 +112,17 @@ class RouteState:
 
     def describe(self) -> str:
         split = ", ".join(f"{name} {w}%" for name, w in sorted(self.weights.items(), key=_order))
-        return split + (f", shadow {self.shadow}%" if self.shadow else "")
+        return split + (f", shadow {self.shadow}%" if self.shadow else "") + self.describe_others()
+
+    def describe_others(self) -> str:
+        """`; unmanaged: hotfix (weight 20)`, or '' when no other variant shares the route."""
+        if not self.others:
+            return ""
+        return "; unmanaged: " + ", ".join(f"{name} (weight {w})" for name, w in sorted(self.others.items()))
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"weights": dict(self.weights), "shadow": self.shadow}
+        """The file router's entry: every variant's weight in one `weights` object, ours and others."""
+        out: dict[str, Any] = {"weights": {**self.weights, **self.others}, "shadow": self.shadow}
         if self.served:
             out["served"] = {
                 name: {"model": s.model, "prompt": s.prompt, "revision": s.revision, "params": dict(s.params)}
@@ -110,7 +146,18 @@ class RouteState:
             if not isinstance(s, dict) or not isinstance(s.get("model"), str):
                 raise ValueError(f"served.{name} must be an object with a 'model'")
             served[name] = Served(s["model"], s.get("prompt"), s.get("revision", ""), s.get("params") or {})
-        return cls(weights=data["weights"], shadow=shadow, served=served)
+        weights, others = split_roles(data["weights"])
+        return cls(weights=weights, shadow=shadow, served=served, others=others)
+
+
+def split_roles(weights: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(our variants' weights, every other variant's): a name that is not a role is no rollout's."""
+    ours = {name: w for name, w in weights.items() if name in ROLES}
+    return ours, {name: w for name, w in weights.items() if name not in ROLES}
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _order(item: tuple[str, int]) -> tuple[int, str]:

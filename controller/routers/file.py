@@ -49,7 +49,7 @@ class FileRouter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.path):
                 routes = dict(self._load())  # a copy: the cached routes stay what the file says
-                routes.update((route, state.to_json()) for route, state in states.items())
+                routes.update((route, _entry(state, routes.get(route))) for route, state in states.items())
                 files.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
         except OSError as exc:
@@ -77,3 +77,13 @@ class FileRouter:
         data = files.read_document(self.path, router=self.name, key="routes", version=FORMAT_VERSION)
         routes: dict[str, Any] = {} if data is None else data["routes"]
         return routes
+
+
+def _entry(state: base.RouteState, current: Any) -> dict[str, Any]:
+    """A route's new entry: `state`, with every variant no rollout manages kept as the file has it
+    (a write never changes them, even one racing a hand edit)."""
+    entry = state.to_json()
+    weights = current.get("weights") if isinstance(current, dict) else None
+    if isinstance(weights, dict):
+        entry["weights"].update(base.split_roles(weights)[1])
+    return entry

@@ -22,16 +22,41 @@ MANAGED_BY = "rollout-controller"
 BUCKET_BY = {"cat": [{"var": "$flagd.flagKey"}, {"var": "targetingKey"}]}
 
 
-def flag(state: base.RouteState) -> dict[str, Any]:
+def flag(state: base.RouteState, current: Any = None) -> dict[str, Any]:
     """The flagd flag for one route's state. Shadow has no meaning to a flag evaluator, so it is
-    kept in the flag's metadata (`shadow`), where an application that mirrors can read it."""
+    kept in the flag's metadata (`shadow`), where an application that mirrors can read it. Variants
+    no rollout manages keep their definition and weight from the `current` flag: a write never
+    changes them."""
     variants = {name: _variant_object(state.served.get(name)) for name in sorted(state.weights, key=_order)}
+    split = [[name, state.weight(name)] for name in variants]
+    kept = _others(current)
+    for name, (definition, weight) in kept.items():
+        variants[name] = definition
+        split.append([name, weight])
     return {
         "state": "ENABLED",
         "defaultVariant": base.STABLE if base.STABLE in state.weights else next(iter(variants)),
         "variants": variants,
-        "targeting": {"fractional": [BUCKET_BY, *([name, state.weight(name)] for name in variants)]},
+        "targeting": {"fractional": [BUCKET_BY, *split]},
         "metadata": {"managedBy": MANAGED_BY, "shadow": state.shadow},
+    }
+
+
+def _others(current: Any) -> dict[str, tuple[Any, Any]]:
+    """name -> (definition, weight) of each variant of a flag that no rollout manages."""
+    if not isinstance(current, dict) or not isinstance(current.get("variants"), dict):
+        return {}
+    fractional = (current.get("targeting") or {}).get("fractional")
+    if not isinstance(fractional, list):
+        return {}
+    return {
+        entry[0]: (current["variants"][entry[0]], entry[1])
+        for entry in fractional[1:]
+        if isinstance(entry, list)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and entry[0] not in base.ROLES
+        and entry[0] in current["variants"]
     }
 
 
@@ -77,9 +102,10 @@ def parse_flag(data: Any, *, where: str) -> base.RouteState:
         served = {
             name: base.Served(v["model"], v.get("prompt"), v.get("revision", ""), v.get("params") or {})
             for name, v in variants.items()
-            if isinstance(v, dict) and isinstance(v.get("model"), str)
+            if name in base.ROLES and isinstance(v, dict) and isinstance(v.get("model"), str)
         }
-        return base.RouteState(weights, shadow, served)
+        ours, others = base.split_roles(weights)
+        return base.RouteState(ours, shadow, served, others)
     except (ValueError, TypeError, AttributeError) as exc:
         raise errors.RouterStateError(f"{where}: {exc}") from exc
 
@@ -112,7 +138,8 @@ class FlagdRouter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.path):
                 document = self._load() or {"$schema": SCHEMA, "flags": {}}
-                document["flags"].update((route, flag(state)) for route, state in states.items())
+                flags = document["flags"]
+                flags.update((route, flag(state, flags.get(route))) for route, state in states.items())
                 files.replace_json(self.path, document)
         except OSError as exc:
             raise errors.RouterUnavailable(

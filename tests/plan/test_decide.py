@@ -96,6 +96,9 @@ FRIDAY_FREEZE = [{"cron": "0 0 * * 3", "duration": "24h"}]  # Wednesday all day,
 
 BACK = state(100, 0)
 S1 = state(95, 5)
+# a route that a variant no rollout manages shares (a deployment added by hand during an incident)
+SHARED = base.RouteState({"stable": 70, "canary": 10}, 0, others={"hotfix": 20})
+SHARED_BACK = base.RouteState({"stable": 80, "canary": 0}, 0, others={"hotfix": 20})
 
 # (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
 CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
@@ -176,6 +179,36 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ),
     ("abort", rollout(step=2), facts(state(50, 50), PASS, abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
     ("abort-new-revision", rollout(), facts(None, abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
+    # a shared route: lowering takes only the canary out and leaves the others; raising is refused
+    ("shared-rollback", rollout(step=1), facts(SHARED, EVAL_FAIL), plan.Kind.ROLLBACK, SHARED_BACK, "failed"),
+    ("shared-abort", rollout(step=1), facts(SHARED, abort=True), plan.Kind.ROLLBACK, SHARED_BACK, "aborted"),
+    (
+        "shared-shadow-abort",
+        rollout(step=0),
+        facts(base.RouteState({"stable": 80, "canary": 0}, 100, others={"hotfix": 20}), abort=True),
+        plan.Kind.ROLLBACK,
+        SHARED_BACK,
+        "aborted",
+    ),
+    ("shared-no-raise", rollout(step=1), facts(SHARED_BACK, PASS), plan.Kind.HOLD, None, "hotfix (weight 20)"),
+    ("shared-no-start", rollout(), facts(SHARED_BACK), plan.Kind.HOLD, None, "no rollout manages"),
+    ("shared-steady", rollout(canary=False), facts(SHARED_BACK), plan.Kind.HOLD, None, "steady"),
+    (
+        "shared-rolled-back-heals-canary-only",
+        rollout(step=1, phase="RolledBack"),
+        facts(SHARED),
+        plan.Kind.APPLY,
+        SHARED_BACK,
+        "rolled back",
+    ),
+    (
+        "shared-rollback-pending-holds",
+        rollout(step=1),
+        facts(SHARED_BACK, rollback_pr_open=True),
+        plan.Kind.HOLD,
+        None,
+        "revert PR",
+    ),
     # after a rollback: hold the rolled-back weights
     (
         "rollback-pr-open-holds",

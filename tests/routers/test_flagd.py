@@ -240,3 +240,30 @@ def test_the_schemas_can_fail(bad: dict[str, Any], upstream_too: bool) -> None:
         assert error is not None and "invalid flagd flag configuration" in error
     else:
         assert error is None
+
+
+def _hand_added_hotfix(flags_file: Path) -> None:
+    """An operator adds a variant of their own to the flag during an incident: 20% of users."""
+    document = json.loads(flags_file.read_text())
+    entry = document["flags"][ROUTE]
+    entry["variants"]["hotfix"] = {"model": "acme/hotfix-model"}
+    entry["targeting"]["fractional"] = [entry["targeting"]["fractional"][0], [S, 70], [C, 10], ["hotfix", 20]]
+    flags_file.write_text(json.dumps(document))
+
+
+@pytest.mark.slow
+def test_lowering_a_shared_flag_takes_only_the_canary_out(
+    flags_file: Path, reader: Callable[[], OpenFeatureClient]
+) -> None:
+    router = flagd.FlagdRouter("flags", flags_file)
+    base.apply(router, {ROUTE: state(10)}).state(ROUTE)
+    _hand_added_hotfix(flags_file)
+    live = router.read([ROUTE])[ROUTE]
+    assert isinstance(live, base.RouteState)
+    assert dict(live.weights) == {S: 70, C: 10} and dict(live.others) == {"hotfix": 20}
+    down = live.lowered()
+    assert base.apply(router, {ROUTE: down}).state(ROUTE).same_traffic(down)
+    counts = collections.Counter(variants(reader(), USERS).values())
+    assert C not in counts  # the canary serves nobody
+    assert abs(counts["hotfix"] - len(USERS) * 0.2) <= 4 * (len(USERS) * 0.2 * 0.8) ** 0.5  # the hotfix kept its users
+    assert FlagStore().update(json.loads(flags_file.read_text())) == [ROUTE]
