@@ -69,6 +69,7 @@ class LoadedRollout:
     revisions: dict[str, str]  # "stable" and, while one exists, "canary" -> content hash
     prompts: dict[str, str]  # "stable"/"canary" -> prompt path relative to the repository root
     prompt_digests: dict[str, str] = field(default_factory=dict)  # role -> sha256 of the prompt bytes
+    prompt_texts: dict[str, str] = field(default_factory=dict)  # role -> the prompt file's text
 
     @property
     def name(self) -> str:
@@ -484,6 +485,7 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     revisions: dict[str, str] = {}
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}
+    texts: dict[str, str] = {}
     for role in ("stable", "canary", "previous"):
         variant: spec.Variant | None = getattr(s, role)
         if variant is None:
@@ -496,10 +498,11 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
                 continue
             prompts[role] = resolved
             digests[role] = hashlib.sha256(body or b"").hexdigest()
+            texts[role] = (body or b"").decode("utf-8")
         revisions[role] = spec.revision(variant, body)
     if problems:
         raise errors.SpecError(problems)
-    return LoadedRollout(path, rollout, revisions, prompts, digests)
+    return LoadedRollout(path, rollout, revisions, prompts, digests, texts)
 
 
 _PARSED: collections.OrderedDict[tuple[str, str], spec.Rollout] = collections.OrderedDict()

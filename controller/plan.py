@@ -34,6 +34,7 @@ def served(loaded: load.LoadedRollout) -> dict[str, base.Served]:
                 prompt=loaded.prompts.get(role),
                 revision=loaded.revisions[role],
                 params=dict(variant.params),
+                prompt_text=loaded.prompt_texts.get(role),
             )
     return out
 
