@@ -72,7 +72,7 @@ class CountingRouter:
     """The real file router; counts read calls and write calls (each a batch) and the routes written."""
 
     def __init__(self, real: file_router.FileRouter, calls: Counter[str]) -> None:
-        self.real, self.calls, self.name = real, calls, real.name
+        self.real, self.calls, self.name, self.location = real, calls, real.name, real.location
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
         self.calls["read"] += 1

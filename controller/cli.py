@@ -91,6 +91,20 @@ def build_router(
             )
 
 
+STATE_ENV = "ROLLOUT_STATE_DIR"
+REMOTE_ENV = "ROLLOUT_REMOTE"
+
+
+def state_dir(config: spec.ControllerConfig) -> Path:
+    """Where the routers' relative paths resolve, the same for every command and every working
+    directory: $ROLLOUT_STATE_DIR, else controller.yaml's `stateDir`, else $XDG_STATE_HOME/rollout
+    (~/.local/state/rollout)."""
+    chosen = os.environ.get(STATE_ENV) or config.state_dir
+    if chosen:
+        return Path(chosen).expanduser().absolute()
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state").expanduser() / "rollout"
+
+
 def route_rollouts(result: load.RepoSpec, router: str) -> dict[str, str]:
     """route -> rollout name, for every rollout on `router`."""
     return {r.rollout.spec.route: r.name for r in result.rollouts if r.rollout.spec.router == router}
@@ -224,9 +238,11 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
         out.write(report.findings([_problem_json(p, root) for p in result.problems], "text"))
         return 1
     live: dict[str, dict[str, base.Live] | errors.RolloutError] = {}  # router -> its routes, one read
+    state = state_dir(result.config)
+    source += f"; router state in {state}"
     for name in dict.fromkeys(r.rollout.spec.router for r in result.rollouts):
         try:
-            router = build_router(name, result.config.routers[name], root=root, routes=route_rollouts(result, name))
+            router = build_router(name, result.config.routers[name], root=state, routes=route_rollouts(result, name))
             live[name] = router.read([r.rollout.spec.route for r in result.rollouts if r.rollout.spec.router == name])
         except errors.RolloutError as exc:
             live[name] = exc
@@ -415,7 +431,8 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
         if r.rollout.spec.router == name
     ]
     specs = envoy.route_specs(rollouts, upstreams=config.upstreams)
-    cds_path = (find_root(Path(args.repo)) / config.cds_path).absolute() if config.cds_path else None
+    assert result.config is not None  # _render_target returns only valid repositories
+    cds_path = state_dir(result.config) / config.cds_path if config.cds_path else None
     document = envoy.bootstrap(
         specs,
         admin=config.admin,
@@ -475,7 +492,8 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
     text = (
         f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
         f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
-        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({proxy.weights_file}).\n"
+        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile "
+        f"({state_dir(result.config) / proxy.weights_file if result.config else proxy.weights_file}).\n"
     )
     if args.weights:
         text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
@@ -498,11 +516,24 @@ def add_render_litellm_parser(render_sub: Any) -> None:
 # -- the controller: reconcile, run, abort, retry, status, pr ------------------------------------
 
 
-def _default_remote() -> str:
-    remote = os.environ.get("ROLLOUT_REMOTE") or repo.origin_of(Path.cwd())
+def _remote(args: argparse.Namespace) -> str:
+    """The GitOps repository a controller command acts on: --remote, else $ROLLOUT_REMOTE. Never the
+    current checkout's origin: in a clone of this tool that is the tool's own upstream. A local path
+    is made absolute, so the same repository is named the same way from any directory."""
+    remote: str | None = args.remote or os.environ.get(REMOTE_ENV)
     if not remote:
-        raise UsageError("no --remote given, $ROLLOUT_REMOTE unset, and no git repository here")
-    return remote
+        raise UsageError(
+            f"name the GitOps repository to act on: --remote URL|PATH, or set ${REMOTE_ENV} "
+            "(it is never guessed from the current checkout)"
+        )
+    local = Path(remote).expanduser()
+    return str(local.resolve()) if local.exists() else remote
+
+
+def _acting_on(remote: str, sha: str, state: Path) -> str:
+    """The line every controller command starts with: which remote, at which commit, and which router
+    state it acts on."""
+    return f"remote {repo.redact(remote)} (main at {sha[:10]}); router state in {state}"
 
 
 def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
@@ -518,15 +549,30 @@ def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
             return github.GithubForge.from_config(config, env=os.environ)
 
 
-def build_controller(args: argparse.Namespace) -> reconcile.Controller:
-    remote = args.remote or _default_remote()
+class Built(NamedTuple):
+    controller: reconcile.Controller
+    acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
+
+
+def build_controller(args: argparse.Namespace) -> Built:
+    """The controller for the remote the user named; refuses one whose branch holds no
+    rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    remote = _remote(args)
     workdir = Path(args.workdir) if args.workdir else _cache_dir(remote)
     workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
-    desired = load.load_repo(workspace.tree())
+    tree = workspace.tree()
+    try:
+        tree.read(load.CONFIG_FILE)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{repo.redact(remote)}: {args.branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
+            "repository; nothing was done (name yours with --remote or $ROLLOUT_REMOTE)"
+        ) from None
+    desired = load.load_repo(tree)
     if desired.config is None:
         raise errors.SpecError(desired.problems)
     config = desired.config
-    state = Path(args.state_dir) if args.state_dir else workdir
+    state = state_dir(config)
     metrics = None
     if config.prometheus is not None:
         p = config.prometheus
@@ -537,7 +583,10 @@ def build_controller(args: argparse.Namespace) -> reconcile.Controller:
         return build_router(name, cfg, root=state, routes=dict(routes))
 
     holder = args.holder or f"{socket.gethostname()}-{os.getpid()}"
-    return reconcile.Controller(workspace, build_forge(config.forge, remote=remote), routers, metrics, holder=holder)
+    controller = reconcile.Controller(
+        workspace, build_forge(config.forge, remote=remote), routers, metrics, holder=holder
+    )
+    return Built(controller, _acting_on(remote, tree.sha, state))
 
 
 def _cache_dir(remote: str) -> Path:
@@ -584,18 +633,19 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
 
 
 def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
-    controller = build_controller(args)
+    controller, acting_on = build_controller(args)
     tick = controller.reconcile_once(dry_run=args.dry_run)
     if args.format == "json":
-        out.write(json.dumps(_tick_json(tick), indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
     else:
-        out.write("\n".join(_tick_lines(tick)) + "\n")
+        out.write("\n".join([acting_on, *_tick_lines(tick)]) + "\n")
     return 1 if tick.problems or any(o.error for o in tick.outcomes) else 0
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     interval = spec.parse_duration(args.interval).total_seconds()
-    controller = build_controller(args)
+    controller, acting_on = build_controller(args)
+    out.write(acting_on + "\n")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -625,9 +675,12 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
-    outcome = build_controller(args).abort(args.name, reason=args.reason)
+    controller, acting_on = build_controller(args)
+    outcome = controller.abort(args.name, reason=args.reason)
     out.write(
-        "\n".join([f"{outcome.rollout}: {outcome.decision.reason if outcome.decision else ''}", *outcome.actions])
+        "\n".join(
+            [acting_on, f"{outcome.rollout}: {outcome.decision.reason if outcome.decision else ''}", *outcome.actions]
+        )
         + "\n"
     )
     if outcome.error:
@@ -636,19 +689,21 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
-    outcome = build_controller(args).retry(args.name)
-    out.write("\n".join(outcome.actions) + "\n")
+    controller, acting_on = build_controller(args)
+    outcome = controller.retry(args.name)
+    out.write("\n".join([acting_on, *outcome.actions]) + "\n")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    controller = build_controller(args)
+    controller, acting_on = build_controller(args)
     tick = controller.reconcile_once(dry_run=True)
     pulls = controller.forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
     desired = load.load_repo(controller.workspace.tree())
     if args.format == "json":
-        out.write(json.dumps(_tick_json(tick), indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
         return 0
+    out.write(acting_on + "\n\n")
     now = controller.clock()
     for o in tick.outcomes:
         loaded = desired.rollout(o.rollout)
@@ -697,9 +752,16 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
-    remote = args.remote or _default_remote()
+    """The local forge of the remote the user named; refused unless its main holds controller.yaml."""
+    remote = _remote(args)
     if not Path(remote).exists():
         raise UsageError("`rollout pr` works on the local forge: give --remote PATH")
+    try:
+        repo.GitTree.open(remote, "HEAD").read(load.CONFIG_FILE)
+    except (FileNotFoundError, errors.RepoError):
+        raise UsageError(
+            f"{remote}: its main has no {load.CONFIG_FILE}, so it is not a rollouts repository; nothing was done"
+        ) from None
     return forge_local.LocalForge(Path(remote))
 
 
@@ -725,27 +787,24 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
                 out.write(f"\ncomment ({key}):\n{body}\n")
         case "approve":
             pr = forge.approve(args.number, by=args.by)
-            out.write(f"approved #{pr.number} as {args.by}\n")
+            out.write(f"approved #{pr.number} as {args.by} in {forge.remote}\n")
         case "merge":
             pr = forge.get(args.number)
             if not pr.approved and not args.force:
                 raise UsageError(f"#{pr.number} is not approved (approve it first, or --force)")
             pr = forge.merge(args.number, message=pr.title)
-            out.write(f"merged #{pr.number} as {pr.merge_sha[:10]}\n")
+            out.write(f"merged #{pr.number} as {pr.merge_sha[:10]} in {forge.remote}\n")
         case "close":
             pr = forge.close(args.number, comment=args.comment)
-            out.write(f"closed #{pr.number}\n")
+            out.write(f"closed #{pr.number} in {forge.remote}\n")
     return 0
 
 
 def _controller_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--remote", default=None, help="the GitOps repository (URL or path; default $ROLLOUT_REMOTE or origin)"
-    )
+    p.add_argument("--remote", default=None, help="the GitOps repository, a URL or a path (default: $ROLLOUT_REMOTE)")
     p.add_argument(
         "--workdir", default=None, help="where the controller keeps its clone (default: ~/.cache/rollout/...)"
     )
-    p.add_argument("--state-dir", default=None, help="where file routers' paths are relative to (default: the workdir)")
     p.add_argument("--branch", default="main", help="the branch that holds the desired state")
     p.add_argument("--holder", default=None, help="this controller's name in the lease (default: host-pid)")
 
@@ -794,7 +853,7 @@ def add_controller_parsers(sub: Any) -> None:
     for p in (show, approve, merge, close):
         p.add_argument("number", type=int, metavar="N")
     for p in (ls, show, approve, merge, close):
-        p.add_argument("--remote", default=None, help="the local remote (a path; default $ROLLOUT_REMOTE or origin)")
+        p.add_argument("--remote", default=None, help="the local remote, a path (default: $ROLLOUT_REMOTE)")
     pr.set_defaults(func=cmd_pr)
 
 

@@ -402,6 +402,7 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
         f"    cdsPath: {work / 'envoy-clusters.json'}\n"
         f"    upstreams:\n      {STABLE_MODEL}: {stable}\n      {CANARY_MODEL}: {canary}\n"
         f"prometheus: {{url: 'http://127.0.0.1:{prom_port}'}}\nforge: {{type: local}}\n"
+        f"stateDir: {work}\n"
     )
     made = build(checkout, work, config=config)
     view.event(f"GitOps repository: {made.remote} (a clone in {made.clone})")
@@ -436,10 +437,11 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     forge = forge_local.LocalForge(made.remote)
     desired = load.load_repo(ws.tree())
     assert desired.config is not None
+    state = cli.state_dir(desired.config)
     routes = {ROUTE: NAME}
 
     def routers(name: str, cfg: spec.RouterConfig, _: Any) -> base.Router:
-        return cli.build_router(name, cfg, root=work, routes=routes)
+        return cli.build_router(name, cfg, root=state, routes=routes)
 
     controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
     router = routers("edge", desired.config.routers["edge"], routes)

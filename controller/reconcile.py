@@ -109,6 +109,7 @@ class _Decided:
     outcome: Outcome
     mine: tuple[forge_base.PullRequest, ...]
     urgent: bool = False  # the write takes the canary out: retried with backoff, never reported done unconfirmed
+    refused: errors.RouterError | None = None  # why the write is not even tried (it would create router state)
 
     @property
     def state(self) -> base.RouteState | None:
@@ -261,12 +262,15 @@ class Controller:
         abort: str = "",
     ) -> _Decided:
         """Decide on the live route as read (`seen`); writes nothing. Raises when the route could not
-        be read and the decision does not take the canary out (then there is nothing safe to do), and
-        at once when the read failed for a reason a retry will not mend (the route's state malformed)."""
+        be read (the router unreachable, or the route's state malformed) and the decision does not take
+        the canary out: then there is nothing safe to do. A decision that takes it out is still written
+        (a router's write leaves what is not ours as it is), except on a route the router has no state
+        for at all: that write would create router state, so it is refused (`refused`), never reported
+        as done."""
         live: base.RouteState | None = None
         unread: errors.RouterError | None = None
-        if isinstance(seen, errors.RouterError) and seen.retryable:
-            unread = seen  # decide anyway: a rollback must still be attempted
+        if isinstance(seen, errors.RouterError):
+            unread = seen  # decide anyway: lowering exposure is never refused, so a rollback is still attempted
         elif isinstance(seen, Exception):
             raise seen
         else:
@@ -301,7 +305,15 @@ class Controller:
             if not urgent:
                 raise unread
             outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
-        return _Decided(loaded, router, decision, outcome, mine, urgent=urgent)
+        refused = None
+        if decision.kind is plan.Kind.ROLLBACK and live is None and unread is None:
+            refused = errors.RouterStateError(
+                f"router {router.name!r} has no live state for route {loaded.rollout.spec.route!r} "
+                f"({router.location}): a rollback there would create router state, not lower any; nothing was "
+                "written. If the application reads its routes elsewhere, point stateDir in controller.yaml "
+                "(or $ROLLOUT_STATE_DIR) there"
+            )
+        return _Decided(loaded, router, decision, outcome, mine, urgent=urgent, refused=refused)
 
     # -- acting ----------------------------------------------------------------------------------
 
@@ -330,7 +342,8 @@ class Controller:
                 error, adapter = str(failure), "router"  # a rollback PR is still opened: it records the intent
                 unconfirmed = d.urgent
                 actions.append(
-                    f"router {router.name}: NOT confirmed after {attempts} attempt(s); "
+                    f"router {router.name}: "
+                    + (f"NOT confirmed after {attempts} attempt(s); " if attempts else "nothing written; ")
                     + ("the canary may still get traffic, retried next tick" if unconfirmed else "retried next tick")
                 )
                 if decision.kind is plan.Kind.APPLY:
@@ -472,10 +485,12 @@ class Controller:
         per (router, route). Urgent routes (taking the canary out) whose write failed retryably (the
         router unreachable, the write not confirmed) are retried with backoff, together, in the tick."""
         batches: dict[str, list[_Decided]] = {}
-        for d in decided:
-            if d.state is not None:
-                batches.setdefault(d.key[0], []).append(d)
         out: dict[tuple[str, str], _Written] = {}
+        for d in decided:
+            if d.refused is not None:
+                out[d.key] = _Written(0, d.refused)
+            elif d.state is not None:
+                batches.setdefault(d.key[0], []).append(d)
         for name, group in batches.items():
             states = {d.key[1]: d.state for d in group if d.state is not None}
             urgent = {d.key[1] for d in group if d.urgent}

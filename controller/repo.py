@@ -141,27 +141,16 @@ class GitTree:
         return sorted(_tree_entries(self.repo, sha))
 
 
-def origin_of(path: Path) -> str | None:
-    """The `origin` URL of the repository around `path`, else that repository itself, else None."""
-    try:
-        found = git.Repo(path, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return None
-    if "origin" in [r.name for r in found.remotes]:
-        return str(found.remotes.origin.url)
-    return str(found.working_dir or found.git_dir)
-
-
 def clone_bare(url: str, into: Path) -> Path:
     """A bare clone of a remote, for reading refs without a working tree."""
     try:
         git.Repo.clone_from(url, into, bare=True)
     except git.GitCommandError as exc:
-        raise errors.RepoError(f"cannot clone {_redact(url)}: git exited with {exc.status}") from exc
+        raise errors.RepoError(f"cannot clone {redact(url)}: git exited with {exc.status}") from exc
     return into
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     """Drop credentials from a URL before it goes into a message."""
     import re
 
@@ -192,7 +181,7 @@ class Workspace:
             else:
                 repo = git.Repo.clone_from(remote, path, no_checkout=True)
         except (git.GitCommandError, git.InvalidGitRepositoryError) as exc:
-            raise errors.RepoError(f"cannot clone {_redact(remote)} into {path}") from exc
+            raise errors.RepoError(f"cannot clone {redact(remote)} into {path}") from exc
         ws = cls(repo, branch=branch)
         ws.fetch()
         return ws
@@ -213,7 +202,7 @@ class Workspace:
             self.repo.remotes.origin.fetch(prune=True)
             return self.repo.commit(self.ref).hexsha
         except (git.GitCommandError, ValueError, git.BadName) as exc:
-            raise errors.RepoError(f"cannot fetch {_redact(self.remote_url)}: {_git_reason(exc)}") from exc
+            raise errors.RepoError(f"cannot fetch {redact(self.remote_url)}: {_git_reason(exc)}") from exc
 
     def tree(self, ref: str | None = None) -> GitTree:
         """The files at `ref` (default: origin/<branch>). Trees are kept until the next `fetch`, so the
@@ -456,8 +445,8 @@ def _git_reason(exc: Exception) -> str:
     if isinstance(exc, git.GitCommandError):
         raw = exc.stderr
         text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")).strip().splitlines()
-        return _redact(text[-1]) if text else f"git exited with {exc.status}"
-    return _redact(str(exc))
+        return redact(text[-1]) if text else f"git exited with {exc.status}"
+    return redact(str(exc))
 
 
 # -- text edits that keep everything else byte-identical ------------------------------------------
@@ -587,7 +576,7 @@ def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:
     try:
         line = _run(repo, "ls-remote", remote, LEASE_REF)
     except git.GitCommandError as exc:
-        raise errors.RepoError(f"cannot read the lease on {_redact(remote)}: {_git_reason(exc)}") from exc
+        raise errors.RepoError(f"cannot read the lease on {redact(remote)}: {_git_reason(exc)}") from exc
     if not line.strip():
         return "", None
     sha = line.split()[0]
@@ -595,7 +584,7 @@ def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:
         _run(repo, "fetch", remote, f"+{LEASE_REF}:{LEASE_REF}")
         message = repo.commit(sha).message
     except (git.GitCommandError, ValueError) as exc:
-        raise errors.RepoError(f"cannot read the lease on {_redact(remote)}: {_git_reason(exc)}") from exc
+        raise errors.RepoError(f"cannot read the lease on {redact(remote)}: {_git_reason(exc)}") from exc
     fields = dict(part.split("=", 1) for part in str(message).split() if "=" in part)
     try:
         return sha, Lease(fields["holder"], datetime.fromisoformat(fields["expires"]))

@@ -427,7 +427,7 @@ class FileRouter(_Model):
     """The embedded default: a JSON file of weights, written atomically."""
 
     type: Literal["file"]
-    path: str = Field(default=".rollout/routes.json", description="Relative to the repository root.")
+    path: str = Field(default="routes.json", description="Relative to the state directory (`stateDir`), or absolute.")
 
 
 class EnvoyRouter(_Model):
@@ -441,14 +441,14 @@ class EnvoyRouter(_Model):
     cds_path: str | None = Field(
         default=None,
         min_length=1,
-        description="The clusters file Envoy watches (file-based CDS), relative to the repository root or "
+        description="The clusters file Envoy watches (file-based CDS), relative to the state directory or "
         "absolute; when set, a write first points each role's cluster at the model it now serves, so no restart.",
     )
 
 
 class FlagdRouter(_Model):
     type: Literal["flagd"]
-    path: str = Field(description="The flagd flag file, relative to the repository root.")
+    path: str = Field(description="The flagd flag file, relative to the state directory (`stateDir`), or absolute.")
 
 
 class LitellmRouter(_Model):
@@ -463,9 +463,9 @@ class LitellmRouter(_Model):
     url: Url = Field(description="The proxy's base URL.")
     master_key_env: EnvName = Field(default="LITELLM_MASTER_KEY", description="Holds the proxy's master key.")
     weights_file: str = Field(
-        default=".rollout/litellm-weights.json",
+        default="litellm-weights.json",
         min_length=1,
-        description="The weights file the proxy's callback watches; relative to the repository root, or absolute.",
+        description="The weights file the proxy's callback watches; relative to the state directory, or absolute.",
     )
     apply_timeout: Duration = Field(
         default=timedelta(seconds=10), description="How long a write waits for the proxy to confirm the weights."
@@ -588,6 +588,18 @@ BUILTIN_GATES = frozenset(
 )
 
 
+def _check_state_dir(value: str) -> str:
+    if not (value.startswith("/") or value == "~" or value.startswith("~/")):
+        raise ValueError(
+            f"{value!r} is relative: give an absolute path or one under ~/, so that every command, "
+            "run from any directory, reads and writes the same router state"
+        )
+    return value
+
+
+StateDir = Annotated[str, Field(min_length=1), AfterValidator(_check_state_dir)]
+
+
 class ControllerConfig(_Model):
     api_version: Literal["rollouts/v1"]
     kind: Literal["ControllerConfig"]
@@ -596,6 +608,12 @@ class ControllerConfig(_Model):
     forge: ForgeConfig = Field(default_factory=lambda: LocalForge(type="local"))
     gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
     branch: str = Field(default="main", description="The branch that holds the desired state.")
+    state_dir: StateDir | None = Field(
+        default=None,
+        description="Where the routers' relative paths (file and flagd `path`, LiteLLM `weightsFile`, Envoy "
+        "`cdsPath`) resolve, for every command: an absolute path or one under `~/`. $ROLLOUT_STATE_DIR "
+        "overrides it; unset, it is $XDG_STATE_HOME/rollout (~/.local/state/rollout).",
+    )
 
     def gate_names(self) -> frozenset[str]:
         return BUILTIN_GATES | frozenset(self.gate_templates)

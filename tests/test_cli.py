@@ -46,9 +46,11 @@ gateTemplates:
 
 
 @pytest.fixture
-def examples(tmp_path: Path) -> Path:
-    """A copy of the example repository, where every router is the embedded file router."""
+def examples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the example repository, where every router is the embedded file router, its state
+    beside the copy ($ROLLOUT_STATE_DIR)."""
     root = tmp_path / "repo"
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(root))
     shutil.copytree(ROOT / "rollouts", root / "rollouts")
     (root / "rollouts/controller.yaml").write_text(FILE_ROUTERS)
     return root

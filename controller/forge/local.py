@@ -28,6 +28,7 @@ def _now() -> datetime:
 
 class LocalForge:
     def __init__(self, remote: str | Path, *, clock: Callable[[], datetime] = _now) -> None:
+        self.remote = str(remote)
         self.store = repo.GitStore(remote)
         self.clock = clock
 

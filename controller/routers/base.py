@@ -174,6 +174,7 @@ class Router(Protocol):
     """A live traffic splitter. Implementations translate; they decide nothing."""
 
     name: str
+    location: str  # where its live state is, for messages: a file's path, an admin or proxy URL
 
     def read(self, routes: Sequence[str]) -> dict[str, Live]:
         """The live state of each route, read in one step (one parse of a file, one call per admin

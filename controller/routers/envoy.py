@@ -78,6 +78,7 @@ class EnvoyRouter:
         self.cds_timeout = cds_timeout
         self.upstreams = dict(upstreams or {})  # model id -> host:port, as the bootstrap was rendered
         self.admin = admin.rstrip("/")
+        self.location = f"Envoy admin {self.admin}" + (f", clusters in {cds_path}" if cds_path else "")
         self.routes = dict(routes)
         self.runtime_prefix = runtime_prefix
         self._client = client or httpx.Client(timeout=timeout)

@@ -23,6 +23,7 @@ class FileRouter:
     def __init__(self, name: str, path: str | Path) -> None:
         self.name = name
         self.path = Path(path)
+        self.location = str(self.path)
         self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (stat key, routes)
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:

@@ -114,6 +114,7 @@ class FlagdRouter:
     def __init__(self, name: str, path: str | Path) -> None:
         self.name = name
         self.path = Path(path)
+        self.location = str(self.path)
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
         """Every flag from one parse of the flag file; a malformed flag is that route's RouterStateError."""

@@ -119,6 +119,7 @@ class LitellmRouter:
         self.url = url.rstrip("/")
         self.routes = dict(routes)
         self.weights_file = Path(weights_file)
+        self.location = f"LiteLLM proxy {self.url}, weights file {self.weights_file}"
         self.apply_timeout = apply_timeout
         self._key = master_key
         self._client = client or httpx.Client(timeout=timeout)

@@ -48,7 +48,7 @@ class FlakyRouter:
 
     def __init__(self, real: Any, *, fail_writes: int = 0, down: bool = False) -> None:
         self.real = real
-        self.name = real.name
+        self.name, self.location = real.name, real.location
         self.fail_writes = fail_writes
         self.down = down
         self.writes = 0

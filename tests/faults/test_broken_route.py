@@ -36,7 +36,7 @@ class Refusing:
 
     def wrap(self, real: Any) -> Refusing:
         """`make_controller`'s router hook: wrap the controller's own file router."""
-        self.real, self.name = real, real.name
+        self.real, self.name, self.location = real, real.name, real.location
         return self
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:

@@ -68,7 +68,8 @@ def own_prometheus(tmp_path: Path) -> Iterator[Restartable]:
 
 
 @pytest.fixture
-def ops(tmp_path: Path, own_prometheus: Restartable) -> rc.GitOps:
+def ops(tmp_path: Path, own_prometheus: Restartable, monkeypatch: pytest.MonkeyPatch) -> rc.GitOps:
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     ops = rc.GitOps(remote, tmp_path, own_prometheus.url)
@@ -107,7 +108,7 @@ def test_prometheus_killed_mid_rollout_holds_then_resumes(ops: rc.GitOps, own_pr
     assert 'rollout_gates_unmeasured{rollout="good-bot"} 1.0' in generate_latest(tel.registry).decode()
 
     out = io.StringIO()  # `rollout status` says why it holds
-    cli_args = ["--remote", str(ops.remote), "--workdir", str(ops.work / "cli"), "--state-dir", str(ops.work / "state")]
+    cli_args = ["--remote", str(ops.remote), "--workdir", str(ops.work / "cli")]
     assert cli.main(["status", *cli_args], out) == 0
     status = out.getvalue()
     assert "eval_pass_rate ERROR" in status and "could not be measured" in status

@@ -50,7 +50,9 @@ def test_a_write_that_fails_twice_is_retried_with_backoff(gitops: GitOps) -> Non
     assert 'rollout_rollback_unconfirmed{rollout="bad-bot"} 0.0' in text
 
 
-def test_an_unreachable_router_is_never_reported_as_rolled_back(gitops: GitOps, tmp_path: Path) -> None:
+def test_an_unreachable_router_is_never_reported_as_rolled_back(
+    gitops: GitOps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     add_bad_bot(gitops)
     gitops.router().write({"bad": RUNNING})
     sleeps: list[float] = []
@@ -81,7 +83,8 @@ def test_an_unreachable_router_is_never_reported_as_rolled_back(gitops: GitOps, 
     blocker = tmp_path / "blocker"
     blocker.write_text("not a directory")
     out = io.StringIO()
-    args = ["status", "--remote", str(gitops.remote), "--workdir", str(tmp_path / "cli"), "--state-dir", str(blocker)]
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(blocker))
+    args = ["status", "--remote", str(gitops.remote), "--workdir", str(tmp_path / "cli")]
     assert cli.main(args, out) == 0
     text = out.getvalue()
     section = text[text.index("bad-bot") :]

@@ -138,7 +138,10 @@ class GitOps:
 
 
 @pytest.fixture
-def gitops(tmp_path: Path, eval_prometheus: prom.PromServer) -> GitOps:
+def gitops(tmp_path: Path, eval_prometheus: prom.PromServer, monkeypatch: pytest.MonkeyPatch) -> GitOps:
+    """A GitOps remote with one rollout; every `rollout` command the test runs reads its router state
+    from the same place the test's controller writes it ($ROLLOUT_STATE_DIR)."""
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     ops = GitOps(remote, tmp_path, eval_prometheus.url)
@@ -155,6 +158,8 @@ def gitops(tmp_path: Path, eval_prometheus: prom.PromServer) -> GitOps:
 
 
 def add_bad_bot(gitops: GitOps, *, promotion: str = "manual") -> None:
+    """A rollout whose canary fails its eval gate, on a route the application already reads: the
+    canary mirrored there at step 0 (a rollback lowers live state; it never creates any)."""
     gitops.commit(
         {
             "rollouts/bad-bot/rollout.yaml": ROLLOUT.format(name="bad-bot", route="bad", promotion=promotion),
@@ -163,6 +168,7 @@ def add_bad_bot(gitops: GitOps, *, promotion: str = "manual") -> None:
         },
         "Add bad-bot",
     )
+    gitops.router().write({"bad": base.RouteState({"stable": 100, "canary": 0}, shadow=100)})
 
 
 Tick = Callable[[], reconcile.Tick]

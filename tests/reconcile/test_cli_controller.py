@@ -25,7 +25,7 @@ def rollout(gitops: GitOps, *argv: str) -> tuple[int, str]:
     out = io.StringIO()
     extra = ["--remote", str(gitops.remote)]
     if argv[0] != "pr":
-        extra += ["--workdir", str(gitops.work / "cli"), "--state-dir", str(gitops.work / "state")]
+        extra += ["--workdir", str(gitops.work / "cli")]
     code = cli.main([*argv, *extra], out)
     return code, out.getvalue()
 
@@ -102,8 +102,6 @@ def test_run_serves_metrics_and_stops_on_sigterm(gitops: GitOps) -> None:
             str(gitops.remote),
             "--workdir",
             str(gitops.work / "run"),
-            "--state-dir",
-            str(gitops.work / "state"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -34,10 +34,14 @@ def set_admin(root: Path, admin: str) -> None:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Iterator[tuple[Path, envoy_proc.Upstream, envoy_proc.Upstream]]:
+def repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, envoy_proc.Upstream, envoy_proc.Upstream]]:
     """The example repository with ticket-triage moved onto the Envoy router `edge`, whose
-    upstreams are two live test servers, and whose admin and listener ports are 0."""
+    upstreams are two live test servers, and whose admin and listener ports are 0; the router
+    state (the CDS file) beside it."""
     root = tmp_path / "repo"
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(root))
     shutil.copytree(EXAMPLES, root / "rollouts")
     with envoy_proc.upstream("stable") as stable, envoy_proc.upstream("canary") as canary:
         config = root / "rollouts" / "controller.yaml"
@@ -91,7 +95,7 @@ def test_rendered_bootstrap_validates(repo: tuple[Path, Any, Any]) -> None:
         == "rollouts.ticket-triage.shadow"
     )
     # The clusters come from the example's cdsPath, rendered beside the bootstrap, not from the bootstrap.
-    cds_file = repo[0] / ".rollout" / "envoy-clusters.json"
+    cds_file = repo[0] / "envoy-clusters.json"
     assert "clusters" not in bootstrap["static_resources"]
     assert bootstrap["dynamic_resources"] == {
         "cds_config": {"resource_api_version": "V3", "path_config_source": {"path": str(cds_file)}}

@@ -33,7 +33,7 @@ def repo(tmp_path: Path) -> Iterator[Path]:
 def point_at(root: Path, stack: LitellmStack) -> None:
     config = root / "rollouts" / "controller.yaml"
     text = config.read_text("utf-8").replace("url: http://127.0.0.1:4000", f"url: {stack.proxy.url}")
-    text = text.replace("weightsFile: .rollout/litellm-weights.json", f"weightsFile: {stack.proxy.weights_file}")
+    text = text.replace("weightsFile: litellm-weights.json", f"weightsFile: {stack.proxy.weights_file}")
     config.write_text(text, "utf-8")
 
 

@@ -59,8 +59,6 @@ def rollout(gitops: GitOps, *argv: str, token: str = GITHUB_TOKEN) -> str:
         str(gitops.remote),
         "--workdir",
         str(gitops.work / "cli"),
-        "--state-dir",
-        str(gitops.work / "state"),
     ]
     proc = subprocess.run(
         [sys.executable, "-c", RUN, *argv, *extra], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
