@@ -250,7 +250,12 @@ def text(review: Review, *, at: str) -> str:
 
 def markdown(review: Review, *, at: str) -> str:
     lines = [f"## Rollout check: {report.md(headline(review))}", ""]
-    lines += [f"- {report.md(_line(r))}" for r in review.results]
+    if review.results:
+        lines += ["| rollout | change | merging | gates |", "|---|---|---|---|"]
+    for r in review.results:
+        gated = r.change.kind is Kind.PROMOTION
+        verdict = f"**{r.verdict}**" + (f": {report.md(r.why)}" if r.why else "") if gated else "not needed"
+        lines.append(f"| {report.md(r.change.name)} | {r.change.kind} | {report.md(r.change.records)} | {verdict} |")
     lines += [f"- does not load (`rollout validate` says why): {report.md(p)}" for p in review.unreadable]
     for r in review.results:
         if r.evidence:
