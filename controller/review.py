@@ -219,7 +219,8 @@ def _why(found: Sequence[gates.GateEvidence], verdict: gates.Verdict) -> str:
 
 
 def headline(review: Review) -> str:
-    """One line: mergeable or not, and how many changes of which kind."""
+    """One line: mergeable or not, and how many changes of which kind (no markdown or workflow-command
+    syntax in it: the action prints it as an annotation)."""
     if not review.results and not review.unreadable:
         return "mergeable: changes no rollout"
     kinds: dict[str, int] = {}
@@ -227,7 +228,10 @@ def headline(review: Review) -> str:
         kinds[r.change.kind.value] = kinds.get(r.change.kind.value, 0) + 1
     counted = ", ".join(f"{n} {k}" for k, n in kinds.items())
     if review.unreadable:
-        counted = ", ".join(x for x in (counted, f"{len(review.unreadable)} file(s) that do not load") if x)
+        n = len(review.unreadable)
+        counted = ", ".join(
+            x for x in (counted, f"{n} {'file that does' if n == 1 else 'files that do'} not load") if x
+        )
     return f"{'mergeable' if review.mergeable else 'NOT mergeable'}: {counted}"
 
 

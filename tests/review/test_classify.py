@@ -169,7 +169,7 @@ def test_judge(change: review.Change, measured: Any, verdict: gates.Verdict) -> 
 def test_a_file_that_does_not_load_at_the_head_fails_the_check() -> None:
     problem = errors.Problem("rollouts/bot/rollout.yaml", 3, 1, "spec.steps", "weights decrease")
     result = review.judge([], {}, unreadable=[problem])
-    assert not result.mergeable and review.headline(result) == "NOT mergeable: 1 file(s) that do not load"
+    assert not result.mergeable and review.headline(result) == "NOT mergeable: 1 file that does not load"
 
 
 def repo_spec(*rollouts: load.LoadedRollout, problems: tuple[errors.Problem, ...] = ()) -> load.RepoSpec:
