@@ -36,6 +36,7 @@ from controller import (
     reconcile,
     repo,
     report,
+    review,
     spec,
 )
 from controller.forge import base as forge_base
@@ -355,6 +356,21 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(f"--window {args.window!r}: {exc}") from exc
     else:
         window = step.for_ or loaded.rollout.spec.analysis.interval
+    rows = measure_gates(loaded, config, prom, at=at, window=window)
+    render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
+    out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
+    return 0 if rows and gates.worst(e.verdict for e in rows) is gates.Verdict.PASS else 1
+
+
+def measure_gates(
+    loaded: load.LoadedRollout,
+    config: spec.ControllerConfig,
+    prom: spec.PrometheusConfig,
+    *,
+    at: datetime,
+    window: timedelta,
+) -> tuple[gates.GateEvidence, ...]:
+    """Every gate of one rollout, measured in Prometheus (one query per template)."""
     token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
     metrics = prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
     try:
@@ -363,10 +379,7 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
         )
     finally:
         metrics.close()
-    rows = found[loaded.name]
-    render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
-    out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
-    return 0 if rows and gates.worst(e.verdict for e in rows) is gates.Verdict.PASS else 1
+    return tuple(found[loaded.name])
 
 
 def add_gates_parser(sub: Any) -> None:
@@ -377,6 +390,58 @@ def add_gates_parser(sub: Any) -> None:
     g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     g.add_argument("--repo", default=".", help="a path in a rollouts repository")
     g.set_defaults(func=cmd_gates)
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """What merging a PR does (its head: the working tree or --head, against --base), and the gates of
+    every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""
+    root = find_root(Path(args.repo))
+    before = load.load_repo(repo.GitTree.open(root, args.base))
+    after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else repo.WorkTree(root))
+    at = parse_time(args.at)
+    found = review.changes(before, after)
+    measured: dict[str, tuple[gates.GateEvidence, ...] | str] = {}
+    for change in found:
+        if change.measure is None:
+            continue
+        config = before.config
+        if config is None or config.prometheus is None:
+            measured[change.name] = f"{load.CONFIG_FILE} on the base sets no prometheus.url: no gate can be measured"
+            continue
+        loaded = change.measure
+        if args.window:
+            window = _window(args.window)
+        else:  # the controller's shortest window for this step: its `for`, at least one analysis interval
+            step = loaded.rollout.spec.steps[plan.current_step(loaded)]
+            window = reconcile.window(loaded.rollout.spec.analysis.interval, step.for_)
+        measured[change.name] = measure_gates(loaded, config, config.prometheus, at=at, window=window)
+    result = review.judge(found, measured, unreadable=after.problems)
+    render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
+    out.write(render(result, at=at.isoformat(timespec="seconds")))
+    return 0 if result.mergeable else 1
+
+
+def _window(value: str) -> timedelta:
+    try:
+        return spec.parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"--window {value!r}: {exc}") from exc
+
+
+def add_check_parser(sub: Any) -> None:
+    c = sub.add_parser(
+        "check", help="what merging a PR does to each rollout; a promotion needs passing gates (the PR's check)"
+    )
+    c.add_argument("--base", required=True, help="the git ref the PR merges into (in CI: the merge commit's HEAD^1)")
+    c.add_argument("--head", default=None, help="the git ref of the PR's result (default: the working tree)")
+    c.add_argument("--at", default="now", help="measure gates at this time: now, unix seconds or ISO 8601")
+    c.add_argument("--window", default=None, help="gate window (default: the step's `for`, at least the interval)")
+    c.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    c.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    c.set_defaults(func=cmd_check)
 
 
 # -- render --------------------------------------------------------------------------------------
@@ -1011,6 +1076,7 @@ def parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_demo)
 
     add_gates_parser(sub)
+    add_check_parser(sub)
     add_render_parser(sub)
     add_controller_parsers(sub)
     add_eval_parser(sub)

@@ -27,7 +27,7 @@ log = logging.getLogger("rollout.reconcile")
 _AUTO_MERGED = ("advance", "complete", "decommission")
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
 BRANCH_PREFIX = "rollout/"
-_REVERT_CHECK = "the canary was rolled back: the pull request's description says why"
+_REVERT_CHECK = "merging records the rollback: the canary stays at 0%; the description says why"
 _HISTORY_REMEMBERED = 200_000  # (commit, rollout) step keys kept between ticks, ~100 bytes each
 _CHECKS_REMEMBERED = 10_000  # (PR, head) checks a process remembers setting, so it does not set them again
 
@@ -399,7 +399,7 @@ class Controller:
                     actions.append(f"merged #{pr.number} (promotion: auto)")
             case plan.Kind.PAUSE:
                 pr = self._propose(loaded, Action.PAUSE, decision, outcome.evidence, config)
-                self._set_check(pr, forge_base.CheckState.FAILURE, decision.reason)
+                self._set_check(pr, forge_base.CheckState.SUCCESS, _records(Action.PAUSE, decision.reason))
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.add_labels(other.number, ("paused",))
@@ -415,16 +415,17 @@ class Controller:
         return pr
 
     def _check_open_reverts(self, mine: Sequence[forge_base.PullRequest], actions: list[str]) -> None:
-        """Every open revert PR carries a failing `rollout/gates` check, so nobody merges a canary back
-        by mistake. `_propose` sets it when it opens the PR; a process that died in between leaves the PR
-        without it, so each process sets it once on every open revert PR it has not set a check on."""
+        """Every open revert PR carries a passing `rollout/gates` check that says what merging records (a
+        failing one would block the record behind a required check). `_propose` sets it when it opens the
+        PR; a process that died in between leaves the PR without it, so each process sets it once on every
+        open revert PR it has not set a check on."""
         for other in mine:
             parsed = parse_branch(other.branch)
             if other.state is not forge_base.PRState.OPEN or not parsed or parsed[1] != Action.ROLLBACK:
                 continue
             if (other.number, other.head_sha) not in self._checks:
-                self._set_check(other, forge_base.CheckState.FAILURE, _REVERT_CHECK)
-                actions.append(f"set the failing check on revert #{other.number}")
+                self._set_check(other, forge_base.CheckState.SUCCESS, _REVERT_CHECK)
+                actions.append(f"set the check on revert #{other.number}")
 
     def _set_check(self, pr: forge_base.PullRequest, state: forge_base.CheckState, summary: str) -> None:
         """The `rollout/gates` check of a PR's head commit; skipped when this process already set the same
@@ -477,7 +478,7 @@ class Controller:
             return existing  # already merged; main will show it on the next fetch
         pr = self.forge.propose(change, base=config.branch)
         if action == Action.ROLLBACK:
-            self._set_check(pr, forge_base.CheckState.FAILURE, decision.reason)
+            self._set_check(pr, forge_base.CheckState.SUCCESS, _records(Action.ROLLBACK, decision.reason))
         return pr
 
     def _write_routes(self, decided: Sequence[_Decided]) -> dict[tuple[str, str], _Written]:
@@ -839,6 +840,13 @@ def _edit(
             }
             return repo.set_status(text, new), canary, f"{name}: retry revision {canary} from step {start + 1}"
     raise errors.RolloutError(f"unknown action {action!r}")
+
+
+def _records(action: str, reason: str) -> str:
+    """The `rollout/gates` summary of a PR that records what the controller already did: it passes,
+    so a required check never keeps the record off main."""
+    done = {Action.ROLLBACK: "the rollback: the canary stays at 0%", Action.PAUSE: "the pause: the canary holds"}
+    return f"merging records {done[action]}; {_one_line(reason)}"
 
 
 def _short(text: str, limit: int = 90) -> str:

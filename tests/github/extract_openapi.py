@@ -42,7 +42,8 @@ OPERATIONS = {
     "issues/create-comment": "the sticky comment, first time",
     "issues/update-comment": "the sticky comment, afterwards",
     "issues/add-labels": "labels, in the documented {labels: [...]} form",
-    "repos/create-commit-status": "the gate summary on the head commit",
+    "repos/create-commit-status": "the gate summary on the head commit; tests post Actions' check results",
+    "repos/update-branch-protection": "tests only: the required status checks a merge must wait for",
     "apps/create-installation-access-token": "GitHub App auth: an installation token from the App's JWT",
 }
 

@@ -3,6 +3,8 @@
 It routes by GitHub's official OpenAPI description (openapi-subset.json) and records every request
 or response that breaks it in `violations`; a route it does not document is a violation too.
 Responses are built from the documented schema (every field GitHub documents) with our values on top.
+Branch protection keeps its required status checks: a merge waits, as on GitHub, until the latest
+status of each required context on the PR's head commit is success (405 with GitHub's message).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from tests.github import openapi
 
 PREFIX = "/api/v3"
 STAMP = "2026-01-01T00:00:00Z"
+# what a merge refused by branch protection links to (seen in GitHub's answers: "Required status check
+# \"X\" is expected." and "... is failing.", HTTP 405)
+PROTECTED_DOCS = "https://docs.github.com/articles/about-protected-branches"
 
 
 @dataclass
@@ -135,6 +140,7 @@ class StandIn:
         self.pulls: dict[int, Pull] = {}
         self.comments: dict[int, dict[str, Any]] = {}
         self.statuses: dict[str, list[dict[str, Any]]] = {}
+        self.required: dict[str, list[str]] = {}  # branch -> the status contexts a merge into it waits for
         self._ids = itertools.count(1000)
         self._numbers = itertools.count(1)
         self._commit_seq = itertools.count(1)
@@ -189,6 +195,13 @@ class StandIn:
         with self.lock:
             tree = self.trees[self.commits[self.refs[f"heads/{branch}"]]["tree"]]
             return self.blobs[tree[path]]
+
+    def pull_files(self, number: int) -> dict[str, bytes]:
+        """The files a PR's head commit changes against its parent: what a merge brings to the base."""
+        with self.lock:
+            head = self.commits[self.refs[f"heads/{self.pulls[number].head}"]]
+            parent = self.trees[self.commits[head["parents"][0]]["tree"]] if head["parents"] else {}
+            return {k: self.blobs[v] for k, v in self.trees[head["tree"]].items() if parent.get(k) != v}
 
     def ops(self) -> list[str]:
         with self.lock:
@@ -464,6 +477,8 @@ class StandIn:
                 return 200, [
                     {"id": i + 1, "name": n, "url": f"{self.repo_api}/labels/{n}"} for i, n in enumerate(pr.labels)
                 ]
+            case "repos/update-branch-protection":
+                return self._protect(p["branch"], body)
             case "repos/create-commit-status":
                 sha = p["sha"]
                 if sha not in self.commits:
@@ -505,6 +520,9 @@ class StandIn:
         head = self.refs[f"heads/{pr.head}"]
         if body and body.get("sha") and body["sha"] != head:
             return 409, {"message": "Head branch was modified. Review and try the merge again."}
+        refused = self._unmet_check(pr.base, head)
+        if refused:
+            return 405, {"message": refused, "documentation_url": PROTECTED_DOCS}
         base = self.refs[f"heads/{pr.base}"]
         head_commit = self.commits[head]
         changed = self.trees[head_commit["tree"]]
@@ -518,6 +536,39 @@ class StandIn:
         self.refs[f"heads/{pr.base}"] = sha
         pr.merged_sha, pr.state = sha, "closed"
         return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+
+    def _protect(self, branch: str, body: Any) -> tuple[int, Any]:
+        """Branch protection: only its required status checks are kept and enforced (on merges)."""
+        if f"heads/{branch}" not in self.refs:
+            return 404, {"message": "Branch not found"}
+        checks = body["required_status_checks"]
+        if checks is not None and checks.get("strict"):
+            return 500, {"message": "stand-in: strict (up to date before merging) is not implemented"}
+        contexts = [] if checks is None else [c["context"] for c in checks.get("checks", [])] or checks["contexts"]
+        self.required[branch] = list(contexts)
+        url = f"{self.repo_api}/branches/{branch}/protection"
+        payload: dict[str, Any] = {"url": url}
+        if checks is not None:
+            payload["required_status_checks"] = {
+                "url": f"{url}/required_status_checks",
+                "strict": False,
+                "contexts": list(contexts),
+                "checks": [{"context": c, "app_id": None} for c in contexts],
+                "contexts_url": f"{url}/required_status_checks/contexts",
+            }
+        return 200, payload
+
+    def _unmet_check(self, branch: str, sha: str) -> str:
+        """GitHub's refusal for the first required context whose latest status on `sha` is not success;
+        "" when every one passed. A pending status is still expected; failure and error are failing."""
+        latest = {s["context"]: s["state"] for s in self.statuses.get(sha, [])}
+        for context in self.required.get(branch, []):
+            state = latest.get(context)
+            if state in (None, "pending"):
+                return f'Required status check "{context}" is expected.'
+            if state != "success":
+                return f'Required status check "{context}" is failing.'
+        return ""
 
     def _descends(self, sha: str, ancestor: str) -> bool:
         todo = [sha]

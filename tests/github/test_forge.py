@@ -4,6 +4,7 @@ OpenAPI description, so a test fails on any contract violation as well as on wro
 from __future__ import annotations
 
 import logging
+import re
 import socket
 
 import github3
@@ -14,6 +15,7 @@ from controller import errors, spec
 from controller.forge import base, github
 from tests.github import conftest, openapi
 from tests.github import standin as standin_mod
+from tests.helpers import github_actions
 
 BRANCH = "rollout/support-bot/advance-2-3f2a9c1e04ab"
 EVIDENCE = """Advance support-bot to step 2 (weight 5%).
@@ -412,4 +414,41 @@ def test_a_long_summary_is_cut_to_what_github_accepts(forge: github.GithubForge,
     (status,) = standin.statuses[pr.head_sha]
     assert status["state"] == "failure" and len(status["description"]) == github.DESCRIPTION_LIMIT
     assert status["description"].endswith("…") and status["context"] == "rollout/gates"
+    assert standin.violations == []
+
+
+def test_a_merge_waits_for_the_required_checks(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
+    """Branch protection on the stand-in, as GitHub answers: 405 while a required check is missing,
+    pending or failing; the merge goes through once the latest status of each is success."""
+    answer = github_actions.protect(standin.api_url, conftest.TOKEN, contexts=("rollout-checks", "test"))
+    assert answer["required_status_checks"]["contexts"] == ["rollout-checks", "test"]
+    pr = forge.propose(change(), base="main")
+
+    def refused(message: str) -> None:
+        with pytest.raises(errors.ForgeError, match=re.escape(f"HTTP 405: {message}")):
+            forge.merge(pr.number, message="merge")
+
+    refused('Required status check "rollout-checks" is expected.')
+    forge.set_check(pr.number, state=base.CheckState.SUCCESS, summary="4 gates PASS", context="rollout/gates")
+    refused('Required status check "rollout-checks" is expected.')  # not a required context
+    forge.set_check(pr.number, state=base.CheckState.PENDING, summary="running", context="rollout-checks")
+    refused('Required status check "rollout-checks" is expected.')
+    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=False, summary="gates FAIL")
+    refused('Required status check "rollout-checks" is failing.')
+    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="gates PASS")
+    refused('Required status check "test" is expected.')
+    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="ok", context="test")
+    assert forge.merge(pr.number, message="merge").state is base.PRState.MERGED
+    assert standin.read_file("main", "rollouts/support-bot/rollout.yaml") == b"status: {step: 2}\n"
+    assert standin.violations == []
+
+
+def test_a_status_on_an_older_head_does_not_count(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
+    github_actions.protect(standin.api_url, conftest.TOKEN)
+    pr = forge.propose(change(), base="main")
+    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="ok")
+    moved = forge.propose(change(step=3), base="main")  # new evidence: the branch moves, the check runs again
+    assert moved.head_sha != pr.head_sha
+    with pytest.raises(errors.ForgeError, match=re.escape('Required status check "rollout-checks" is expected.')):
+        forge.merge(pr.number, message="merge")
     assert standin.violations == []

