@@ -211,3 +211,8 @@ def test_plan_keeps_going_when_a_router_is_broken(examples: Path) -> None:
     assert code == 1
     assert "! ticket-triage  router unreachable or unreadable" in out and "not valid JSON" in out
     assert "= release-notes" in out
+
+
+def test_what_a_command_acts_on_never_shows_the_remote_s_credentials() -> None:
+    line = cli._acting_on("https://x-access-token:ghs_SECRET123@github.com/acme/rollouts.git", "a" * 40, Path("/s"))
+    assert "ghs_SECRET123" not in line and "github.com/acme/rollouts.git" in line and "/s" in line
