@@ -239,3 +239,23 @@ def test_the_step_history_cache_stays_bounded(gitops: GitOps, monkeypatch: pytes
         got = {o.rollout: o.step_since for o in bounded.reconcile_once(dry_run=True).outcomes}
         assert got == want
         assert len(bounded._history) <= 2
+
+
+def test_abort_lowers_a_route_whose_own_state_is_malformed(gitops: GitOps) -> None:
+    """Lowering exposure is never refused: a hand-broken entry (weights that do not add up) is still
+    written to canary 0, and a variant no rollout manages in another route is left alone."""
+    import json
+
+    gitops.controller().reconcile_once()
+    path = gitops.work / "state" / "routes.json"
+    document = json.loads(path.read_text())
+    document["routes"]["good"]["weights"] = {"stable": 40, "canary": 10}  # 50 in all: unreadable as a split
+    document["routes"]["other"] = {"weights": {"stable": 80, "hotfix": 20}, "shadow": 0}
+    path.write_text(json.dumps(document))
+    assert isinstance(gitops.router().read(["good"])["good"], errors.RouterStateError)
+
+    done = gitops.controller().abort("good-bot", reason="the split looks wrong")
+    assert done.error is None, done
+    live = gitops.live("good")
+    assert live is not None and live.weight("canary") == 0 and live.shadow == 0
+    assert json.loads(path.read_text())["routes"]["other"]["weights"] == {"stable": 80, "hotfix": 20}
