@@ -475,7 +475,12 @@ class Controller:
         )
         existing = self.forge.find(change.branch)
         if existing is not None and existing.state is forge_base.PRState.MERGED and action != Action.ADVANCE:
-            return existing  # already merged; main will show it on the next fetch
+            # Already merged: main shows it on the next fetch. Unless main already has that merge and still
+            # wants this rollback: then that PR recorded an earlier rollback of the revision, before a
+            # retry, and this one needs its own record.
+            earlier = action == Action.ROLLBACK and self.workspace.has(existing.merge_sha)
+            if not earlier:
+                return existing
         pr = self.forge.propose(change, base=config.branch)
         if action == Action.ROLLBACK:
             self._set_check(pr, forge_base.CheckState.SUCCESS, _records(Action.ROLLBACK, decision.reason))
@@ -743,7 +748,8 @@ def _rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.Pull
     revision = loaded.revisions.get(base.CANARY)
     if revision is None:
         return False
-    pr = next((p for p in mine if p.branch == branch(loaded.name, Action.ROLLBACK, revision)), None)
+    same = [p for p in mine if p.branch == branch(loaded.name, Action.ROLLBACK, revision)]
+    pr = max(same, key=lambda p: p.number, default=None)  # the newest: earlier ones, before a retry, are history
     if pr is None or pr.state is forge_base.PRState.MERGED:
         return False
     status = loaded.rollout.status

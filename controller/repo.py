@@ -204,6 +204,16 @@ class Workspace:
         except (git.GitCommandError, ValueError, git.BadName) as exc:
             raise errors.RepoError(f"cannot fetch {redact(self.remote_url)}: {_git_reason(exc)}") from exc
 
+    def has(self, sha: str) -> bool:
+        """True when commit `sha` is on `origin/<branch>` as last fetched (merged into it, or older)."""
+        if not sha:
+            return False
+        try:
+            self.repo.git.merge_base("--is-ancestor", sha, self.ref)
+        except git.GitCommandError:
+            return False  # not an ancestor, or not a commit this clone knows
+        return True
+
     def tree(self, ref: str | None = None) -> GitTree:
         """The files at `ref` (default: origin/<branch>). Trees are kept until the next `fetch`, so the
         step history of many rollouts at one commit parses that commit's trees once."""

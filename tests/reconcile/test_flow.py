@@ -259,3 +259,28 @@ def test_abort_lowers_a_route_whose_own_state_is_malformed(gitops: GitOps) -> No
     live = gitops.live("good")
     assert live is not None and live.weight("canary") == 0 and live.shadow == 0
     assert json.loads(path.read_text())["routes"]["other"]["weights"] == {"stable": 80, "hotfix": 20}
+
+
+def test_a_second_rollback_after_a_retry_reaches_main_too(gitops: GitOps) -> None:
+    """Rollback, its revert PR merged, `rollout retry` merged, the gate fails again: main records the
+    second rollback through a new revert PR (the first one, merged, is history, not this record)."""
+    add_bad_bot(gitops)
+    c = gitops.controller()
+    assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.ROLLBACK
+    [first] = gitops.forge.list(prefix="rollout/bad-bot/rollback", state=forge_base.PRState.OPEN)
+    approve_and_merge(gitops, first.number)
+    retry = c.retry("bad-bot")
+    assert retry.pr is not None
+    approve_and_merge(gitops, retry.pr)
+
+    gitops.advance(timedelta(minutes=5))
+    assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.ROLLBACK
+    [second] = gitops.forge.list(prefix="rollout/bad-bot/rollback", state=forge_base.PRState.OPEN)
+    assert second.number not in (first.number, retry.pr)
+    assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD  # the open revert PR holds; no third PR
+    assert len(gitops.forge.list(prefix="rollout/bad-bot/rollback", state=forge_base.PRState.OPEN)) == 1
+    approve_and_merge(gitops, second.number)
+    gitops.advance(timedelta(minutes=5))
+    assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD
+    reverts = [m for m in gitops.main_log() if m.startswith("Merge pull request") and "/rollback-" in m]
+    assert len(reverts) == 2, gitops.main_log()
