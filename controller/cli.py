@@ -78,6 +78,7 @@ def build_router(
                 runtime_prefix=config.runtime_prefix,
                 upstreams=config.upstreams,
                 cds_path=root / config.cds_path if config.cds_path else None,
+                prompts_path=root / config.prompts_path if config.prompts_path else None,
             )
         case spec.FlagdRouter():
             return flagd.FlagdRouter(name, root / config.path)
@@ -482,6 +483,7 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
     if target is None:
         return 1
     result, name, config = target
+    mine = [r for r in result.rollouts if r.rollout.spec.router == name]
     rollouts = [
         (
             r.name,
@@ -492,12 +494,17 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
                 if v
             },
         )
-        for r in result.rollouts
-        if r.rollout.spec.router == name
+        for r in mine
     ]
-    specs = envoy.route_specs(rollouts, upstreams=config.upstreams)
+    served = {r.name: (r.rollout.spec.route, plan.served(r)) for r in mine}
+    # With a prompt bundle, each role's cluster tags its requests with the revision it serves.
+    revisions = {rollout: {role: s.revision for role, s in roles.items()} for rollout, (_, roles) in served.items()}
+    specs = envoy.route_specs(
+        rollouts, upstreams=config.upstreams, revisions=revisions if config.prompts_path else None
+    )
     assert result.config is not None  # _render_target returns only valid repositories
-    cds_path = state_dir(result.config) / config.cds_path if config.cds_path else None
+    state = state_dir(result.config)
+    cds_path = state / config.cds_path if config.cds_path else None
     document = envoy.bootstrap(
         specs,
         admin=config.admin,
@@ -512,6 +519,13 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
         with files.locked(cds_path):
             files.replace_json(cds_path, envoy.cds(specs))
         print(f"wrote {cds_path} (the clusters Envoy loads and watches: cdsPath)", file=sys.stderr)
+    if config.prompts_path:
+        # What each revision serves, for the component behind Envoy (controller.routers.envoy_prompts).
+        bundle_path = state / config.prompts_path
+        bundle_path.parent.mkdir(parents=True, exist_ok=True)
+        with files.locked(bundle_path):
+            files.replace_json(bundle_path, envoy.bundle_update(None, served))
+        print(f"wrote {bundle_path} (the prompt bundle: promptsPath)", file=sys.stderr)
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
     text += files.to_yaml(document)
     return _emit(args, out, text)

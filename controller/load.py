@@ -27,13 +27,14 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from controller import errors, spec
+from controller import carries, errors, spec
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: specs and prompts are text a human reviews
 MAX_NODES = 50_000  # after alias expansion; a "billion laughs" document stops here
 ROLLOUTS_DIR = "rollouts"
 CONFIG_FILE = f"{ROLLOUTS_DIR}/controller.yaml"
 ROLLOUT_FILE = "rollout.yaml"
+_ROLES = ("stable", "canary", "previous")
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -486,7 +487,7 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}
     texts: dict[str, str] = {}
-    for role in ("stable", "canary", "previous"):
+    for role in _ROLES:
         variant: spec.Variant | None = getattr(s, role)
         if variant is None:
             continue
@@ -500,6 +501,11 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
             digests[role] = hashlib.sha256(body or b"").hexdigest()
             texts[role] = (body or b"").decode("utf-8")
         revisions[role] = spec.revision(variant, body)
+    router = config.routers.get(s.router)
+    read = all(getattr(s, role) is None or getattr(s, role).prompt is None or role in digests for role in _ROLES)
+    if router is not None and read:  # a prompt that could not be read is its own problem, not a difference
+        for refusal in carries.refusals(s, s.router, router, prompts=digests):
+            problem(refusal.loc, refusal.message, "E007")
     if problems:
         raise errors.SpecError(problems)
     return LoadedRollout(path, rollout, revisions, prompts, digests, texts)

@@ -225,6 +225,11 @@ def revision(variant: Variant, prompt: bytes | None) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
+def same_params(a: dict[str, JsonValue], b: dict[str, JsonValue]) -> bool:
+    """Whether two variants' params are one setting, as the revision sees them (1.0 and 1 are one)."""
+    return bool(_normalise(a) == _normalise(b))
+
+
 def _normalise(value: Any) -> Any:
     """Make equal values spell the same: 1.0 and 1 are one temperature."""
     if isinstance(value, dict):
@@ -444,6 +449,25 @@ class EnvoyRouter(_Model):
         description="The clusters file Envoy watches (file-based CDS), relative to the state directory or "
         "absolute; when set, a write first points each role's cluster at the model it now serves, so no restart.",
     )
+    prompts_path: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The prompt bundle the router writes: each variant's model, prompt text and params by "
+        "revision, which the application behind Envoy applies to every request by the x-rollout-* headers "
+        "each role's cluster adds (see `python -m controller.routers.envoy_prompts`). Relative like cdsPath, "
+        "or absolute. Needs cdsPath: a new revision is a changed cluster. Without it, the variants of a "
+        "rollout on this router may differ only in model.",
+    )
+
+    @model_validator(mode="after")
+    def _prompts_need_cds(self) -> EnvoyRouter:
+        if self.prompts_path is not None and self.cds_path is None:
+            raise _located(
+                ("promptsPath",),
+                "needs cdsPath: each role's cluster tags its requests with the revision it serves, and the "
+                "router rewrites the clusters file when a revision changes",
+            )
+        return self
 
 
 class FlagdRouter(_Model):

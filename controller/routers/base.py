@@ -22,13 +22,35 @@ ROLES = (STABLE, CANARY, PREVIOUS)  # the variants a rollout manages; any other 
 
 @dataclass(frozen=True)
 class Served:
-    """What a variant serves, for routers that hand it to the application (flags, LiteLLM)."""
+    """What a variant serves, for routers that hand it to the application (file, flags, LiteLLM, Envoy's
+    prompt bundle)."""
 
     model: str
     prompt: str | None = None  # the prompt file's path in the repository
     revision: str = ""  # the variant's content hash
     params: Mapping[str, Any] = field(default_factory=dict)
     prompt_text: str | None = None  # the prompt file's text, for routers that put it in the request
+
+    def to_json(self) -> dict[str, Any]:
+        """How the file and flag routers record it: `promptText` too, since an application that reads
+        only the router's file or flag has no checkout of the repository to read the prompt from."""
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "promptText": self.prompt_text,
+            "revision": self.revision,
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str) -> Served:
+        """Parse `to_json()`'s object; raises ValueError naming `where` when malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
+            raise ValueError(f"{where} must be an object with a 'model'")
+        text = data.get("promptText")
+        if text is not None and not isinstance(text, str):
+            raise ValueError(f"{where}.promptText must be a string")
+        return cls(data["model"], data.get("prompt"), data.get("revision", ""), data.get("params") or {}, text)
 
 
 @dataclass(frozen=True)
@@ -124,10 +146,7 @@ class RouteState:
         """The file router's entry: every variant's weight in one `weights` object, ours and others."""
         out: dict[str, Any] = {"weights": {**self.weights, **self.others}, "shadow": self.shadow}
         if self.served:
-            out["served"] = {
-                name: {"model": s.model, "prompt": s.prompt, "revision": s.revision, "params": dict(s.params)}
-                for name, s in self.served.items()
-            }
+            out["served"] = {name: s.to_json() for name, s in self.served.items()}
         return out
 
     @classmethod
@@ -141,11 +160,7 @@ class RouteState:
         served_raw = data.get("served", {})
         if not isinstance(served_raw, dict):
             raise ValueError("'served' must be an object")
-        served = {}
-        for name, s in served_raw.items():
-            if not isinstance(s, dict) or not isinstance(s.get("model"), str):
-                raise ValueError(f"served.{name} must be an object with a 'model'")
-            served[name] = Served(s["model"], s.get("prompt"), s.get("revision", ""), s.get("params") or {})
+        served = {name: Served.from_json(s, where=f"served.{name}") for name, s in served_raw.items()}
         weights, others = split_roles(data["weights"])
         return cls(weights=weights, shadow=shadow, served=served, others=others)
 

@@ -2,13 +2,16 @@
 
 The CLI builds an `EnvoyRouter` per configured Envoy (with the route -> rollout mapping from the
 repo) and calls `bootstrap()` for `rollout render envoy`; the reconciler only reads and writes.
+With a prompt bundle (`promptsPath`), each role's cluster tags the requests it sends upstream with
+the rollout, role and revision, and the router writes what each revision serves (model, prompt
+text, params) to the bundle, which `envoy_prompts` applies in front of the model server.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,9 +19,9 @@ from urllib.parse import urlsplit
 import httpx
 
 from controller import errors, spec
-from controller.routers import base, files
+from controller.routers import base, envoy_prompts, files
 
-VARIANT_HEADER = "x-rollout-variant"
+VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
 SHADOW_KEY = "shadow"
 #: Envoy's latency histograms in milliseconds: fine enough for a p95 from 5 ms to 5 minutes.
 LATENCY_BUCKETS_MS = (
@@ -42,11 +45,27 @@ def shadow_key(prefix: str, rollout: str) -> str:
 
 
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+UPSTREAM_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+HEADER_MUTATION = "envoy.filters.http.header_mutation"
 #: How long a write waits for Envoy to load a rewritten CDS file before it holds, weights unwritten.
 CDS_TIMEOUT = 10.0
 
 #: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
 DEFAULTS = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """One cluster as Envoy runs it: its hosts (host:port) and, with a prompt bundle, its request tags."""
+
+    hosts: frozenset[str]
+    tags: Mapping[str, str] | None = None  # None: not looked at (no prompt bundle)
+
+    def serves(self, resource: Mapping[str, Any]) -> bool:
+        """Whether Envoy runs `resource` as we would write it: same hosts and, if looked at, same tags."""
+        return self.hosts == cluster_hosts(resource) and (
+            self.tags is None or dict(self.tags) == cluster_tags(resource)
+        )
 
 
 class EnvoyRouter:
@@ -55,7 +74,9 @@ class EnvoyRouter:
     `routes` maps a route (spec.route) to its rollout's name, which names the clusters and keys.
     With `cds_path` (the clusters file the bootstrap's `dynamic_resources` names), a write first
     points each role's cluster at the model it now serves by rewriting that file, and waits until
-    Envoy's `/clusters` shows it; without it, a write that needs another host is refused.
+    Envoy runs it; without it, a write that needs another host is refused. With `prompts_path` too
+    (the prompt bundle), each cluster also tags its requests with the rollout, role and revision it
+    serves, and a write first puts each revision's model, prompt text and params in the bundle.
     A write sets all the keys of every route in its batch in one `POST /runtime_modify`, so a reader
     never sees a half-applied split or half a batch.
     """
@@ -69,12 +90,16 @@ class EnvoyRouter:
         runtime_prefix: str = "rollouts",
         upstreams: Mapping[str, str] | None = None,
         cds_path: Path | None = None,
+        prompts_path: Path | None = None,
         cds_timeout: float = CDS_TIMEOUT,
         timeout: float = 2.0,
         client: httpx.Client | None = None,
     ) -> None:
+        if prompts_path is not None and cds_path is None:
+            raise errors.RouterError(f"router {name!r}: a prompt bundle needs a CDS file (cdsPath)")
         self.name = name
         self.cds_path = cds_path
+        self.prompts_path = prompts_path
         self.cds_timeout = cds_timeout
         self.upstreams = dict(upstreams or {})  # model id -> host:port, as the bootstrap was rendered
         self.admin = admin.rstrip("/")
@@ -87,21 +112,37 @@ class EnvoyRouter:
         self._client.close()
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
-        """Every route of the batch from one `GET /runtime` and one `GET /clusters` (none when no route
+        """Every route of the batch from one `GET /runtime` and one cluster listing (none when no route
         is on this Envoy). A route on no rollout of this Envoy, or whose clusters the running bootstrap
-        lacks, is None; a malformed runtime value is that route's RouterStateError."""
+        lacks, is None; a malformed runtime value is that route's RouterStateError.
+
+        With a prompt bundle, the listing is `/config_dump`'s clusters, and each role that takes
+        traffic says what it serves: the revision its cluster tags requests with, and that revision's
+        entry in the bundle (a revision the bundle lacks, or a cluster without tags, reads as a
+        revision no spec has, so the next write heals it)."""
         out: dict[str, base.Live] = dict.fromkeys(routes)
         known = {route: rollout for route in out if (rollout := self.routes.get(route)) is not None}
         if not known:
             return out
         operation = f"read {base.routes_text(known)}"
         entries = self._runtime(operation)
-        clusters = set(self._cluster_hosts(operation))
+        view = self._clusters(operation)
+        bundle: dict[str, Any] | errors.RouterStateError | None = None
+        if self.prompts_path is not None:
+            try:
+                bundle = self._bundle()
+            except errors.RouterStateError as exc:
+                bundle = exc
         for route, rollout in known.items():
-            if spec.cluster_name(rollout, base.STABLE) not in clusters:
+            if spec.cluster_name(rollout, base.STABLE) not in view:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
             try:
-                out[route] = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+                state = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+                if isinstance(bundle, errors.RouterStateError):
+                    raise bundle
+                if self.prompts_path is not None:
+                    state = base.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
+                out[route] = state
             except errors.RouterStateError as exc:
                 out[route] = exc
         return out
@@ -109,9 +150,9 @@ class EnvoyRouter:
     def write(self, states: Mapping[str, base.RouteState]) -> None:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
         written when any route is unknown, splits more than stable and canary, or (without a CDS
-        file) names an upstream the running bootstrap does not serve; with one, the clusters are
-        repointed and loaded first (`_apply_clusters`). The keys go in the form body: a query string of a
-        thousand routes' keys would be longer than a URL may be."""
+        file) names an upstream the running bootstrap does not serve; with one, the clusters (and the
+        prompt bundle) are brought up to date first (`_apply_clusters`). The keys go in the form body:
+        a query string of a thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
         rollouts: dict[str, str] = {}
@@ -134,6 +175,9 @@ class EnvoyRouter:
         values: dict[str, str] = {}
         for route, state in states.items():
             values.update(runtime_values(state, prefix=self.runtime_prefix, rollout=rollouts[route]))
+        self._runtime_modify(values, operation)
+
+    def _runtime_modify(self, values: Mapping[str, str], operation: str) -> None:
         response = self._call("POST", "/runtime_modify", operation, data=values)
         if response.status_code != 200:
             raise errors.RouterError(
@@ -169,23 +213,114 @@ class EnvoyRouter:
                     "a write repoints the cluster without a restart; nothing was written"
                 )
 
+    def _wanted(self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+        """cluster name -> the CDS resource each role's cluster must be: the upstream of the model it
+        serves and, with a prompt bundle, the tags of its revision. Without a bundle a model with no
+        upstream is left alone (the loader refuses such rollouts); with one it is refused, since a
+        stale tag would serve another revision's prompt."""
+        wanted: dict[str, dict[str, Any]] = {}
+        for route, state in states.items():
+            rollout = rollouts[route]
+            for role, served in state.served.items():
+                if role not in (base.STABLE, base.CANARY):
+                    continue
+                host = self.upstreams.get(served.model)
+                if host is None:
+                    if self.prompts_path is not None:
+                        raise errors.RouterError(
+                            f"{self._where(route)}: {role} serves {served.model}, which has no entry in the router's "
+                            "upstreams; nothing was written"
+                        )
+                    continue
+                name = spec.cluster_name(rollout, role)
+                wanted[name] = cluster_resource(
+                    name, host, tags(rollout, role, served.revision) if self.prompts_path is not None else None
+                )
+        return wanted
+
     def _apply_clusters(
         self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str], operation: str
     ) -> None:
-        """Point each role's cluster at the upstream of the model it now serves: rewrite the CDS file
-        (under its lock, atomically: Envoy reloads it when a file is moved onto its path) when a
-        cluster differs, then wait until `GET /clusters` shows every wanted host. A wait that runs
+        """Make each role's cluster serve what it now serves (`_wanted`): with a prompt bundle, first
+        put every revision in the bundle; then rewrite the CDS file (under its lock, atomically: Envoy
+        reloads it when a file is moved onto its path) and wait until Envoy runs it. A wait that runs
         out is a RouterVerifyError and no weight is written, so a completion never sends `stable`
-        traffic to the old model."""
+        traffic to the old model.
+
+        When a route's canary is to serve something new (another host or revision) the canary first
+        goes to 0 and shadow off on that route, in one `POST /runtime_modify`: between the cluster
+        switch and the weights, the new canary would otherwise take the old canary's traffic, exposure
+        no commit granted. Lowering is always allowed; the weights that follow set the step's."""
         assert self.cds_path is not None
-        wanted = {
-            spec.cluster_name(rollouts[route], role): self.upstreams[served.model]
-            for route, state in states.items()
-            for role, served in state.served.items()
-            if role in (base.STABLE, base.CANARY) and served.model in self.upstreams
-        }
+        wanted = self._wanted(states, rollouts)
         if not wanted:
             return
+        view = self._clusters(operation)
+        stale = {name for name, resource in wanted.items() if name not in view or not view[name].serves(resource)}
+        missing = self._bundle_missing(states, rollouts) if self.prompts_path is not None else {}
+        if not stale and not missing:
+            return  # Envoy and the bundle already serve it: no file is touched (a rollback never waits on one)
+        lower = {
+            route: rollout
+            for route, rollout in rollouts.items()
+            if base.CANARY in states[route].served
+            and (spec.cluster_name(rollout, base.CANARY) in stale or base.CANARY in missing.get(rollout, ()))
+        }
+        if lower:
+            down = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
+            values = {
+                k: v
+                for rollout in lower.values()
+                for k, v in runtime_values(down, prefix=self.runtime_prefix, rollout=rollout).items()
+            }
+            self._runtime_modify(values, f"{operation}: lower the canary before it changes")
+        try:
+            self._switch(wanted, stale, states, rollouts, view, operation)
+        except errors.RouterError as exc:
+            if not lower:
+                raise
+            raise type(exc)(
+                f"{exc} (the canary of {base.routes_text(lower)} went to 0 first, and stays there)"
+            ) from exc
+
+    def _switch(
+        self,
+        wanted: Mapping[str, dict[str, Any]],
+        stale: set[str],
+        states: Mapping[str, base.RouteState],
+        rollouts: Mapping[str, str],
+        view: Mapping[str, ClusterView],
+        operation: str,
+    ) -> None:
+        """The bundle, then the CDS file, then the wait until Envoy runs every stale cluster as wanted."""
+        assert self.cds_path is not None
+        if self.prompts_path is not None:
+            self._write_bundle(states, rollouts, view, operation)
+        if not stale:
+            return
+        self._write_cds(wanted, operation)
+        path = self.cds_path
+        deadline = time.monotonic() + self.cds_timeout
+        while True:
+            view = self._clusters(operation)
+            late = {name for name in stale if name not in view or not view[name].serves(wanted[name])}
+            if not late:
+                return
+            if time.monotonic() >= deadline:
+                have = "; ".join(
+                    f"{name} serves {_describe(view.get(name))}, want {_describe_resource(wanted[name])}"
+                    for name in sorted(late)
+                )
+                raise errors.RouterVerifyError(
+                    f"router {self.name!r}: {operation}: Envoy did not load {path} within "
+                    f"{self.cds_timeout:g}s ({have}); no weight was written"
+                )
+            time.sleep(0.05)  # polling Envoy's admin until the file is loaded, bounded by the deadline
+
+    def _write_cds(self, wanted: Mapping[str, dict[str, Any]], operation: str) -> None:
+        """Put the wanted clusters in the CDS file, keeping every other resource; a file that already
+        says so is not rewritten (Envoy would reload it for nothing)."""
+        assert self.cds_path is not None
         path = self.cds_path
         try:
             with files.locked(path):
@@ -197,9 +332,8 @@ class EnvoyRouter:
                         "(render it with `rollout render envoy`); nothing was written"
                     )
                 index = {r.get("name"): i for i, r in enumerate(resources) if isinstance(r, dict)}
-                changed = []
-                for name, host in wanted.items():
-                    cluster = cluster_resource(name, host)
+                changed = False
+                for name, cluster in wanted.items():
                     at = index.get(name)
                     if at is None:
                         resources.append(cluster)
@@ -207,7 +341,7 @@ class EnvoyRouter:
                         resources[at] = cluster
                     else:
                         continue
-                    changed.append(name)
+                    changed = True
                 if changed:
                     document["version_info"] = str(time.time_ns())
                     files.replace_json(path, document)
@@ -215,22 +349,97 @@ class EnvoyRouter:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: {operation}: cannot write {path}: {exc}; nothing was written"
             ) from exc
-        deadline = time.monotonic() + self.cds_timeout
-        while True:
-            hosts = self._cluster_hosts(operation)
-            stale = {name: host for name, host in wanted.items() if hosts.get(name) != {host}}
-            if not stale:
-                return
-            if time.monotonic() >= deadline:
-                have = "; ".join(
-                    f"{name} serves {', '.join(sorted(hosts.get(name) or ())) or 'nothing'}, want {host}"
-                    for name, host in sorted(stale.items())
-                )
-                raise errors.RouterVerifyError(
-                    f"router {self.name!r}: {operation}: Envoy did not load {path} within "
-                    f"{self.cds_timeout:g}s ({have}); no weight was written"
-                )
-            time.sleep(0.05)  # polling Envoy's admin until the file is loaded, bounded by the deadline
+
+    # -- the prompt bundle -----------------------------------------------------------------------
+
+    def _bundle(self) -> dict[str, Any] | None:
+        """The prompt bundle as the file says (None: no file yet); RouterStateError if it is not one."""
+        assert self.prompts_path is not None
+        document = files.read_json(self.prompts_path, router=self.name)
+        if document is None:
+            return None
+        try:
+            return envoy_prompts.validate(document)
+        except ValueError as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.prompts_path}: {exc} (render it with `rollout render envoy`)"
+            ) from exc
+
+    def _bundle_missing(
+        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str]
+    ) -> dict[str, set[str]]:
+        """rollout -> the roles of the batch whose revision the bundle does not hold as it should (every
+        role, when the bundle cannot be read); rollouts that lack none are left out."""
+        try:
+            document = self._bundle() or {"rollouts": {}}
+        except errors.RouterStateError:
+            document = {"rollouts": {}}
+        out: dict[str, set[str]] = {}
+        for route, state in states.items():
+            entries = (document["rollouts"].get(rollouts[route]) or {}).get("revisions") or {}
+            for role, served in state.served.items():
+                if entries.get(served.revision) != bundle_entry(served):
+                    out.setdefault(rollouts[route], set()).add(role)
+        return out
+
+    def _write_bundle(
+        self,
+        states: Mapping[str, base.RouteState],
+        rollouts: Mapping[str, str],
+        view: Mapping[str, ClusterView],
+        operation: str,
+    ) -> None:
+        """Put what each variant of the batch serves in the bundle, keeping the revisions Envoy's
+        clusters tag requests with until they are switched (so a request in between still finds its
+        entry) and every other rollout's entry; an unchanged bundle is not rewritten."""
+        assert self.prompts_path is not None
+        path = self.prompts_path
+        update = {rollouts[route]: (route, state.served) for route, state in states.items() if state.served}
+        keep = {
+            rollout: {
+                tag
+                for role in (base.STABLE, base.CANARY)
+                if (seen := view.get(spec.cluster_name(rollout, role))) is not None
+                and (tag := (seen.tags or {}).get(envoy_prompts.REVISION_HEADER))
+            }
+            for rollout in update
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with files.locked(path):
+                current = self._bundle()
+                document = bundle_update(current, update, keep=keep)
+                if document != current:
+                    files.replace_json(path, document)
+        except errors.RouterStateError as exc:
+            raise errors.RouterStateError(f"{exc}; {operation}: no weight was written") from exc
+        except OSError as exc:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: cannot write {path}: {exc}; no weight was written"
+            ) from exc
+
+    # -- what Envoy runs ---------------------------------------------------------------------------
+
+    def _clusters(self, operation: str) -> dict[str, ClusterView]:
+        """Every cluster Envoy runs: with a prompt bundle from `/config_dump` (hosts and tags of the
+        clusters from the CDS file), else from `/clusters` (hosts only)."""
+        if self.prompts_path is None:
+            return {name: ClusterView(frozenset(hosts)) for name, hosts in self._cluster_hosts(operation).items()}
+        response = self._call("GET", "/config_dump", operation, params={"resource": "dynamic_active_clusters"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /config_dump answered {response.status_code}"
+            )
+        try:
+            out: dict[str, ClusterView] = {}
+            for config in response.json().get("configs", []):
+                cluster = config["cluster"]
+                out[str(cluster["name"])] = ClusterView(cluster_hosts(cluster), cluster_tags(cluster))
+            return out
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /config_dump did not answer the expected JSON"
+            ) from exc
 
     def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
         """Every cluster Envoy has, by name, with the host:port of each of its hosts."""
@@ -340,11 +549,13 @@ def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where:
 
 @dataclass(frozen=True)
 class RouteSpec:
-    """What `bootstrap()` needs of one rollout: its name, its route, and each variant's upstream."""
+    """What `bootstrap()` needs of one rollout: its name, its route, each variant's upstream and, with a
+    prompt bundle, each variant's revision (its cluster then tags its requests; see `tags()`)."""
 
     rollout: str
     route: str
     upstreams: Mapping[str, str]  # variant role -> host:port
+    revisions: Mapping[str, str] = field(default_factory=dict)  # variant role -> revision; empty: no tags
 
 
 def _address(host_port: str, *, what: str) -> dict[str, Any]:
@@ -354,9 +565,21 @@ def _address(host_port: str, *, what: str) -> dict[str, Any]:
     return {"socket_address": {"address": host.strip("[]"), "port_value": int(port)}}
 
 
-def cluster_resource(name: str, upstream: str) -> dict[str, Any]:
-    """One variant's cluster: a single static endpoint, as a typed CDS resource."""
+def tags(rollout: str, role: str, revision: str) -> dict[str, str]:
+    """The headers a role's cluster sets on every request it sends upstream (mirrored ones too): what
+    `envoy_prompts` looks the variant up by. They overwrite whatever a client sent."""
     return {
+        envoy_prompts.NAME_HEADER: rollout,
+        envoy_prompts.VARIANT_HEADER: role,
+        envoy_prompts.REVISION_HEADER: revision,
+    }
+
+
+def cluster_resource(name: str, upstream: str, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """One variant's cluster: a single static endpoint, as a typed CDS resource. With `tags`, an
+    upstream HTTP filter (header_mutation, then the upstream codec) sets them on each request this
+    cluster sends, so a mirrored request is tagged by the cluster it goes to, not the route's pick."""
+    cluster: dict[str, Any] = {
         "@type": CLUSTER_TYPE,
         "name": name,
         "type": "STATIC",
@@ -366,18 +589,151 @@ def cluster_resource(name: str, upstream: str) -> dict[str, Any]:
             "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _address(upstream, what=name)}}]}],
         },
     }
+    if tags:
+        mutations = [
+            {"append": {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}}
+            for key, value in tags.items()
+        ]
+        cluster["typed_extension_protocol_options"] = {
+            UPSTREAM_OPTIONS: {
+                "@type": f"type.googleapis.com/{UPSTREAM_OPTIONS}",
+                "explicit_http_config": {"http_protocol_options": {}},
+                "http_filters": [
+                    {
+                        "name": HEADER_MUTATION,
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                            "mutations": {"request_mutations": mutations},
+                        },
+                    },
+                    {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+                        },
+                    },
+                ],
+            }
+        }
+    return cluster
+
+
+def cluster_hosts(cluster: Mapping[str, Any]) -> frozenset[str]:
+    """host:port of every endpoint of a cluster resource (as written, or as `/config_dump` shows it)."""
+    out = set()
+    for group in (cluster.get("load_assignment") or {}).get("endpoints", []):
+        for endpoint in group.get("lb_endpoints", []):
+            sock = endpoint["endpoint"]["address"].get("socket_address")
+            if sock is not None:
+                out.add(f"{sock['address']}:{sock['port_value']}")
+    return frozenset(out)
+
+
+def cluster_tags(cluster: Mapping[str, Any]) -> dict[str, str]:
+    """The request headers a cluster resource's header_mutation upstream filter sets ({} for none)."""
+    options = (cluster.get("typed_extension_protocol_options") or {}).get(UPSTREAM_OPTIONS) or {}
+    out: dict[str, str] = {}
+    for http_filter in options.get("http_filters", []):
+        if http_filter.get("name") != HEADER_MUTATION:
+            continue
+        for mutation in http_filter["typed_config"].get("mutations", {}).get("request_mutations", []):
+            header = (mutation.get("append") or {}).get("header")
+            if header is not None:
+                out[str(header["key"])] = str(header.get("value", ""))
+    return out
+
+
+def _describe(view: ClusterView | None) -> str:
+    if view is None:
+        return "nothing (no such cluster)"
+    hosts = ", ".join(sorted(view.hosts)) or "no host"
+    revision = (view.tags or {}).get(envoy_prompts.REVISION_HEADER)
+    return hosts + (f" (revision {revision})" if revision else " (untagged)" if view.tags is not None else "")
+
+
+def _describe_resource(cluster: Mapping[str, Any]) -> str:
+    revision = cluster_tags(cluster).get(envoy_prompts.REVISION_HEADER)
+    return ", ".join(sorted(cluster_hosts(cluster))) + (f" (revision {revision})" if revision else "")
 
 
 def cds(routes: Sequence[RouteSpec]) -> dict[str, Any]:
-    """The CDS file of `bootstrap(..., cds_path=...)`: a cluster per variant of every rollout."""
+    """The CDS file of `bootstrap(..., cds_path=...)`: a cluster per variant of every rollout, tagged
+    with its revision where the RouteSpec has one."""
     return {
         "version_info": "0",
         "resources": [
-            cluster_resource(spec.cluster_name(r.rollout, role), upstream)
+            cluster_resource(
+                spec.cluster_name(r.rollout, role),
+                upstream,
+                tags(r.rollout, role, r.revisions[role]) if role in r.revisions else None,
+            )
             for r in routes
             for role, upstream in r.upstreams.items()
         ],
     }
+
+
+# -- the prompt bundle -----------------------------------------------------------------------------
+
+
+def bundle_entry(served: base.Served) -> dict[str, Any]:
+    """What one revision serves, as the bundle holds it (`envoy_prompts.lookup` reads it back)."""
+    return {
+        "model": served.model,
+        "prompt": served.prompt,
+        "promptText": served.prompt_text,
+        "params": dict(served.params),
+    }
+
+
+def bundle_update(
+    current: Mapping[str, Any] | None,
+    rollouts: Mapping[str, tuple[str, Mapping[str, base.Served]]],
+    *,
+    keep: Mapping[str, set[str]] | None = None,
+) -> dict[str, Any]:
+    """The bundle with each rollout of `rollouts` (name -> (route, role -> what it serves)) replaced:
+    `route`, `roles` (role -> revision) and `revisions` (revision -> entry) for every role, plus the
+    revisions in `keep[name]` that `current` holds. Every other rollout is kept as it is."""
+    document: dict[str, Any] = {"version": envoy_prompts.FORMAT_VERSION, "rollouts": {}}
+    if current is not None:
+        document["rollouts"] = {name: entry for name, entry in current["rollouts"].items()}
+    for name, (route, served) in rollouts.items():
+        before = (document["rollouts"].get(name) or {}).get("revisions") or {}
+        revisions = {rev: entry for rev, entry in before.items() if rev in (keep or {}).get(name, set())}
+        revisions.update((s.revision, bundle_entry(s)) for s in served.values())
+        document["rollouts"][name] = {
+            "route": route,
+            "roles": {role: s.revision for role, s in served.items()},
+            "revisions": dict(sorted(revisions.items())),
+        }
+    return document
+
+
+def served_now(
+    state: base.RouteState, rollout: str, view: Mapping[str, ClusterView], bundle: Mapping[str, Any] | None
+) -> dict[str, base.Served]:
+    """What each role that takes traffic (weight, or shadow for the canary) serves as Envoy runs it: the
+    revision its cluster tags requests with, and the bundle's entry for it. A cluster without tags,
+    or a revision the bundle lacks, reads as a revision no spec has (the request would not be served
+    as its variant), so `plan` sees the drift and the next write heals it."""
+    out: dict[str, base.Served] = {}
+    entries = ((bundle or {}).get("rollouts", {}).get(rollout) or {}).get("revisions") or {}
+    for role in (base.STABLE, base.CANARY):
+        if not (state.weight(role) or (role == base.CANARY and state.shadow)):
+            continue
+        seen = view.get(spec.cluster_name(rollout, role))
+        revision = ((seen.tags if seen else None) or {}).get(envoy_prompts.REVISION_HEADER)
+        entry = entries.get(revision) if revision else None
+        if revision is None:
+            out[role] = base.Served("", revision="(untagged: its cluster sets no x-rollout headers)")
+        elif not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
+            out[role] = base.Served("", revision=f"{revision} (not in the prompt bundle)")
+        else:
+            out[role] = base.Served(
+                entry["model"], entry.get("prompt"), revision, entry.get("params") or {}, entry.get("promptText")
+            )
+    return out
 
 
 def bootstrap(
@@ -500,9 +856,13 @@ def bootstrap(
 
 
 def route_specs(
-    rollouts: Sequence[tuple[str, str, Mapping[str, str]]], *, upstreams: Mapping[str, str]
+    rollouts: Sequence[tuple[str, str, Mapping[str, str]]],
+    *,
+    upstreams: Mapping[str, str],
+    revisions: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[RouteSpec]:
-    """(rollout name, route, variant role -> model id) -> RouteSpecs, resolving models via `upstreams`."""
+    """(rollout name, route, variant role -> model id) -> RouteSpecs, resolving models via `upstreams`;
+    `revisions` (rollout -> role -> revision), with a prompt bundle, makes each cluster tag its requests."""
     out = []
     for rollout, route, models in rollouts:
         resolved = {}
@@ -512,5 +872,6 @@ def route_specs(
                     f"rollout {rollout!r}: model {model!r} ({role}) has no entry in the Envoy router's upstreams"
                 )
             resolved[role] = upstreams[model]
-        out.append(RouteSpec(rollout=rollout, route=route, upstreams=resolved))
+        tagged = {role: rev for role, rev in (revisions or {}).get(rollout, {}).items() if role in resolved}
+        out.append(RouteSpec(rollout=rollout, route=route, upstreams=resolved, revisions=tagged))
     return out

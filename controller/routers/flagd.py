@@ -2,7 +2,8 @@
 
 The CLI builds it from a `flagd` router config; the reconciler reads and writes through it. An
 application evaluates the flag (key = the route) with its user id as targeting key and gets an
-object {model, prompt, revision, params}; `fractional` targeting keeps each user on one variant.
+object {model, prompt, promptText, revision, params} (the prompt's text is in the flag: the
+application has no checkout of the repository); `fractional` keeps each user on one variant.
 A write sets a whole batch of flags in one atomic replace (temp file renamed over the old one)
 under an advisory lock; other flags in the file are kept as they are.
 """
@@ -65,14 +66,7 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def _variant_object(served: base.Served | None) -> dict[str, Any]:
-    if served is None:
-        return {}
-    return {
-        "model": served.model,
-        "prompt": served.prompt,
-        "revision": served.revision,
-        "params": dict(served.params),
-    }
+    return {} if served is None else served.to_json()
 
 
 def parse_flag(data: Any, *, where: str) -> base.RouteState:
@@ -100,7 +94,7 @@ def parse_flag(data: Any, *, where: str) -> base.RouteState:
         if data.get("state") != "ENABLED":
             raise ValueError(f"the flag's state is {data.get('state')!r}, not ENABLED")
         served = {
-            name: base.Served(v["model"], v.get("prompt"), v.get("revision", ""), v.get("params") or {})
+            name: base.Served.from_json(v, where=f"variant {name!r}")
             for name, v in variants.items()
             if name in base.ROLES and isinstance(v, dict) and isinstance(v.get("model"), str)
         }

@@ -132,7 +132,12 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         set_admin(root, restarted.admin)
         after = plan(root)
         assert after["drift"]
-        assert after["live"] == {"weights": {"stable": 100, "canary": 0}, "shadow": 0}
+        assert {k: after["live"][k] for k in ("weights", "shadow")} == {
+            "weights": {"stable": 100, "canary": 0},
+            "shadow": 0,
+        }
+        # With the example's promptsPath, the live state says what stable serves: its cluster's revision tag.
+        assert after["live"]["served"]["stable"]["revision"] == after["desired"]["served"]["stable"]["revision"]
     set_admin(root, f"http://127.0.0.1:{closed_port()}")
     buffer = io.StringIO()
     assert cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer) == 1  # unreachable: reported

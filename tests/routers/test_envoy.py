@@ -463,15 +463,19 @@ def test_cds_bootstrap_takes_clusters_from_the_file_only() -> None:
         )
 
 
+@pytest.mark.slow
 def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None:
-    path = tmp_path / "cds.json"
-    files.replace_json(path, {"clusters": []})
-    router = envoy.EnvoyRouter(
-        "edge", "http://127.0.0.1:1", routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
-    )
-    with pytest.raises(errors.RouterStateError, match="not a CDS file"):
-        router.write(completed("acme/new"))
-    assert files.read_json(path, router="edge") == {"clusters": []}
+    """A cluster must move, but the CDS file is not one: nothing is written, the file is left alone."""
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+        files.replace_json(path, {"clusters": []})
+        router = envoy.EnvoyRouter(
+            "edge", proxy.admin, routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
+        )
+        with pytest.raises(errors.RouterStateError, match="not a CDS file"):
+            router.write(completed("acme/new"))
+        assert files.read_json(path, router="edge") == {"clusters": []}
+        assert router.overrides() == {}
 
 
 @pytest.mark.slow

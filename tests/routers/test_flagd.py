@@ -32,8 +32,20 @@ SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_tex
 TESTS = Path(__file__).resolve().parents[1]
 FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
-    S: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v7.md", "1111aaaa2222", {"temperature": 0}),
-    C: base.Served("acme/triage-8b", "rollouts/ticket-triage/prompts/triage-v8.md", "3333bbbb4444", {"temperature": 0}),
+    S: base.Served(
+        "acme/triage-8b",
+        "rollouts/ticket-triage/prompts/triage-v7.md",
+        "1111aaaa2222",
+        {"temperature": 0},
+        "Triage v7.",
+    ),
+    C: base.Served(
+        "acme/triage-8b",
+        "rollouts/ticket-triage/prompts/triage-v8.md",
+        "3333bbbb4444",
+        {"temperature": 0},
+        "Triage v8.",
+    ),
 }
 USERS = [f"user-{i}" for i in range(10_000)]
 
@@ -81,6 +93,7 @@ def test_flag_shape() -> None:
     assert got["variants"][C] == {
         "model": "acme/triage-8b",
         "prompt": "rollouts/ticket-triage/prompts/triage-v8.md",
+        "promptText": "Triage v8.",
         "revision": "3333bbbb4444",
         "params": {"temperature": 0},
     }
@@ -173,6 +186,7 @@ def test_the_value_is_what_the_variant_serves(flags_file: Path, reader: Callable
         assert details.value == {
             "model": served.model,
             "prompt": served.prompt,
+            "promptText": served.prompt_text,
             "revision": served.revision,
             "params": dict(served.params),
         }

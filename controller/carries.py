@@ -1,0 +1,146 @@
+"""What each router type carries to the request when a rollout's variants differ: the one table.
+
+Pure, no adapters. The loader (`controller.load`) refuses a rollout whose stable and canary (or
+previous) differ in a field its router cannot carry, so that `rollout validate`, `plan` and
+`reconcile` never treat a change that would never be served as a rollout (a silent A/A test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pydantic.alias_generators import to_snake
+
+from controller import spec
+
+
+class Difference(StrEnum):
+    """What can differ between two variants, named as the spec's fields are."""
+
+    MODEL = "model"
+    PROMPT = "prompt"
+    PARAMS = "params"
+
+
+@dataclass(frozen=True)
+class How:
+    """How a router type carries one difference: `via` says how it reaches the request; `needs` names
+    the router setting (as spelt in controller.yaml) without which it does not, or None: always."""
+
+    via: str
+    needs: str | None = None
+    why: str = ""  # what setting `needs` does, said in the refusal
+
+
+_FLAG = "the application reads the variant's model, promptText and params from the flag it evaluates"
+_FILE = "the application reads the variant's model, promptText and params from the routes file"
+_BUNDLE = (
+    "the router writes each variant's model, prompt text and params to its prompt bundle, and the component "
+    "behind Envoy (`python -m controller.routers.envoy_prompts`) applies it by the headers each cluster adds"
+)
+_BUNDLE_WHY = (
+    "with cdsPath: the router then writes each variant's prompt and params to that bundle, and "
+    "controller.routers.envoy_prompts applies them behind Envoy"
+)
+
+#: router type -> difference -> how it is carried (a difference missing from a row is never carried).
+TABLE: Mapping[str, Mapping[Difference, How]] = {
+    "file": {d: How(_FILE) for d in Difference},
+    "flagd": {d: How(_FLAG) for d in Difference},
+    "litellm": {
+        Difference.MODEL: How("each role is a deployment of its own model"),
+        Difference.PROMPT: How("the proxy's callback applies each deployment's system prompt"),
+        Difference.PARAMS: How("the proxy's callback applies each deployment's params"),
+    },
+    "envoy": {
+        Difference.MODEL: How("each role's cluster points at the upstream of its model (upstreams)"),
+        Difference.PROMPT: How(_BUNDLE, needs="promptsPath", why=_BUNDLE_WHY),
+        Difference.PARAMS: How(_BUNDLE, needs="promptsPath", why=_BUNDLE_WHY),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One difference a rollout's router cannot carry: where it is in the spec, and why."""
+
+    loc: tuple[str, ...]  # e.g. ("spec", "canary", "prompt")
+    message: str
+
+
+def differences(a: spec.Variant, b: spec.Variant, *, prompt_a: str | None, prompt_b: str | None) -> list[Difference]:
+    """What differs between two variants. Prompts compare by content (`prompt_a`, `prompt_b`: a digest
+    of each prompt file, None for no prompt), not by path; params as the revision compares them."""
+    out = []
+    if a.model != b.model:
+        out.append(Difference.MODEL)
+    if prompt_a != prompt_b:
+        out.append(Difference.PROMPT)
+    if not spec.same_params(a.params, b.params):
+        out.append(Difference.PARAMS)
+    return out
+
+
+def refusals(
+    rollout: spec.RolloutSpec, name: str, router: spec.RouterConfig, *, prompts: Mapping[str, str]
+) -> list[Refusal]:
+    """Every difference between stable and canary, and between stable and previous, that `router` (the
+    router named `name`) cannot carry. `prompts` maps a role to a digest of its prompt file's bytes."""
+    out: list[Refusal] = []
+    for role in ("canary", "previous"):
+        other: spec.Variant | None = getattr(rollout, role)
+        if other is None:
+            continue
+        found = differences(rollout.stable, other, prompt_a=prompts.get("stable"), prompt_b=prompts.get(role))
+        for difference in found:
+            why = _cannot(router, difference, rollout.stable, other)
+            if why:
+                out.append(Refusal(("spec", role, difference.value), f"router {name!r} ({router.type}) {why}"))
+    if isinstance(router, spec.EnvoyRouter):
+        out += _upstreams(rollout, name, router)
+    return out
+
+
+def _cannot(router: spec.RouterConfig, difference: Difference, stable: spec.Variant, other: spec.Variant) -> str:
+    """Why `router` cannot carry `difference`, or '' when it can."""
+    how = TABLE[router.type].get(difference)
+    if how is None:
+        return f"cannot carry a {difference} difference: keep the variants' {difference} the same"
+    if how.needs is not None and _unset(router, how.needs):
+        return (
+            f"cannot carry a {difference} difference without {how.needs}: set {how.needs} on the router "
+            f"({how.why}), or keep the variants' {difference} the same"
+        )
+    if difference is Difference.MODEL and isinstance(router, spec.EnvoyRouter) and router.prompts_path is None:
+        host = router.upstreams.get(stable.model)
+        if host is not None and host == router.upstreams.get(other.model):
+            return (
+                f"cannot carry a model difference: upstreams send both {stable.model} and {other.model} to {host}, "
+                "so both roles' clusters reach the same server with the same request; give each model its own "
+                "upstream, or set promptsPath so that the request's model is set from the prompt bundle"
+            )
+    return ""
+
+
+def _unset(router: spec.RouterConfig, setting: str) -> bool:
+    return getattr(router, to_snake(setting), None) in (None, "")
+
+
+def _upstreams(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouter) -> list[Refusal]:
+    """An Envoy router sends each role to `upstreams[model]`: a model without an entry has no cluster.
+    (The previous variant has no cluster on Envoy: its upstream may be gone.)"""
+    out = []
+    for role in ("stable", "canary"):
+        variant: spec.Variant | None = getattr(rollout, role)
+        if variant is not None and variant.model not in router.upstreams:
+            known = ", ".join(sorted(router.upstreams)) or "none"
+            out.append(
+                Refusal(
+                    ("spec", role, "model"),
+                    f"router {name!r} (envoy) has no upstream for model {variant.model!r}, so no cluster can serve "
+                    f"it: add it to the router's upstreams (host:port) in controller.yaml (known: {known})",
+                )
+            )
+    return out
