@@ -48,8 +48,8 @@ REVISION_HEADER = "x-rollout-revision"  # the variant's content hash: the bundle
 #: Headers that belong to one connection, not to the request: never forwarded by the proxy.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers"}
-    | {"transfer-encoding", "upgrade", "content-length", "host"}
-)
+    | {"transfer-encoding", "upgrade", "content-length"}
+)  # Host is kept: a mirrored request's `<host>-shadow` still tells the model server it is a shadow
 
 
 class Unserved(Exception):

@@ -1,5 +1,6 @@
-"""Tiny OpenAI-compatible stand-ins for the LiteLLM tests: POST /v1/chat/completions answers with the
-server's own name as the message content. Each runs in a thread on 127.0.0.1, port 0.
+"""Tiny OpenAI-compatible stand-ins for the LiteLLM and Envoy tests: POST /v1/chat/completions answers with
+the server's own name as the message content, and every request is recorded (`seen()`), so a test can
+check what reached the model. Each runs in a thread on 127.0.0.1, port 0.
 
 Used by tests/routers/litellm_proc.py; self-contained (no other helper imported).
 """
@@ -30,6 +31,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             request = {}
         with self.server.lock:
             self.server.requests += 1
+            self.server.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, request))
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
@@ -73,6 +75,16 @@ class _Server(http.server.ThreadingHTTPServer):
         self.status = status
         self.lock = threading.Lock()
         self.requests = 0
+        self.seen: list[Seen] = []  # every POST, in arrival order
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the stand-in received it: path, headers (lower-case names) and JSON body."""
+
+    path: str
+    headers: dict[str, str]
+    body: Any
 
 
 @dataclass
@@ -90,6 +102,14 @@ class Standin:
     def requests(self) -> int:
         with self.server.lock:
             return self.server.requests
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server.server_address[1]}"
+
+    def seen(self) -> list[Seen]:
+        with self.server.lock:
+            return list(self.server.seen)
 
 
 @contextlib.contextmanager
