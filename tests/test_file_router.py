@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import shutil
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from controller import errors
+from controller import cli, errors, load, plan, repo
 from controller.routers import base
 from controller.routers import file as file_router
 from tests.helpers.routes import read_one
@@ -179,3 +180,27 @@ def test_a_write_leaves_variants_no_rollout_manages(tmp_path: Path) -> None:
     # a write that does not know about it (a race with the hand edit) keeps it too
     router.write({"chat": base.RouteState({"stable": 100, "canary": 0})})
     assert json.loads(path.read_text())["routes"]["chat"]["weights"]["hotfix"] == 20
+
+
+def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path: Path) -> None:
+    """The example's prompt-only rollout (same model, two prompts) on the file router: the routes file
+    an application reads, with nothing else, holds each variant's prompt text, model and params."""
+    shutil.copytree(Path(__file__).resolve().parents[1] / "rollouts", tmp_path / "rollouts")
+    result = load.load_repo(repo.WorkTree(tmp_path))
+    loaded = result.rollout("ticket-triage")
+    assert result.config is not None and loaded is not None, result.problems
+    assert loaded.rollout.spec.router == "local"
+    served = plan.served(loaded)
+    assert served["stable"].model == served["canary"].model
+    router = cli.build_router("local", result.config.routers["local"], root=tmp_path)
+    route = loaded.rollout.spec.route
+    desired = base.RouteState({"stable": 90, "canary": 10}, 0, served)
+    assert base.apply(router, {route: desired}).state(route) == desired  # prompt text read back too
+    entry = json.loads((tmp_path / ".rollout" / "routes.json").read_text("utf-8"))["routes"][route]
+    for role in ("stable", "canary"):
+        text = (tmp_path / loaded.prompts[role]).read_text("utf-8")
+        assert entry["served"][role]["promptText"] == text
+        assert entry["served"][role]["model"] == served[role].model
+        assert entry["served"][role]["params"] == dict(served[role].params)
+    assert entry["served"]["stable"]["promptText"] != entry["served"]["canary"]["promptText"]
+    assert entry["weights"] == {"stable": 90, "canary": 10}

@@ -90,6 +90,14 @@ CASES: list[Case] = [
     ),
     Case("config-forge-unknown", CONFIG, config("forge: {type: gitlab}\n"), "forge"),
     Case(
+        "config-envoy-prompts-without-cds",
+        CONFIG,
+        VALID_CONFIG.replace(
+            "  local:", "  edge: {type: envoy, admin: 'http://127.0.0.1:9901', promptsPath: p.json}\n  local:"
+        ).encode(),
+        "promptsPath: needs cdsPath",
+    ),
+    Case(
         "config-github-repo-injection",
         CONFIG,
         config("forge: {type: github, repository: 'a/b; rm -rf /'}\n"),
@@ -162,6 +170,13 @@ CASES: list[Case] = [
     Case("prompt-backslash-dotdot", ROLLOUT, rollout("prompts/v2.md", "..\\\\case\\\\prompts\\\\v2.md"), "'..'"),
     Case("prompt-windows-drive", ROLLOUT, rollout("prompts/v2.md", "'C:\\\\prompts\\\\v2.md'"), "absolute"),
     Case("prompt-home", ROLLOUT, rollout("prompts/v2.md", "/root/.ssh/id_rsa"), "absolute"),
+    # a prompt-only change on a router that cannot put the prompt in the request: a silent A/A test
+    Case(
+        "prompt-change-on-envoy-without-bundle",
+        ROLLOUT,
+        rollout("router: local", "router: edge"),
+        "router 'edge' (envoy) cannot carry a prompt difference",
+    ),
     Case("prompt-proc", ROLLOUT, rollout("prompts/v2.md", "/proc/self/environ"), "absolute"),
     Case("prompt-deep-dotdot", ROLLOUT, rollout("prompts/v2.md", "prompts/../../../../etc/passwd"), "'..'"),
     Case("prompt-directory", ROLLOUT, rollout("prompts/v2.md", "prompts"), "directory"),

@@ -23,7 +23,10 @@ pytestmark = pytest.mark.slow
 CONFIG = """apiVersion: rollouts/v1
 kind: ControllerConfig
 routers:
-  edge: {{type: envoy, admin: "{admin}"}}
+  edge:
+    type: envoy
+    admin: "{admin}"
+    upstreams: {{acme/chat-2025-01-01: "127.0.0.1:9", acme/chat-2025-06-01: "127.0.0.1:10"}}
 forge: {{type: local}}
 """
 
@@ -47,8 +50,14 @@ def ops(tmp_path: Path, admin_port: int) -> rc.GitOps:
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     ops = rc.GitOps(remote, tmp_path, "")
-    rollout = rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual").replace(
-        "router: local", "router: edge"
+    # A model upgrade: without a prompt bundle, Envoy carries a model difference only (each role's cluster).
+    rollout = (
+        rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual")
+        .replace("router: local", "router: edge")
+        .replace(
+            "canary: {model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
+            "canary: {model: acme/chat-2025-06-01, prompt: prompts/v1.md}",
+        )
     )
     ops.commit(
         {

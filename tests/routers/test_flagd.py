@@ -23,13 +23,14 @@ from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 from openfeature.evaluation_context import EvaluationContext
 
-from controller import errors
+from controller import cli, errors, load, plan, repo
 from controller.routers import base, flagd
 
 S, C = base.STABLE, base.CANARY
 ROUTE = "triage"
 SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
 TESTS = Path(__file__).resolve().parents[1]
+EXAMPLES = TESTS.parent / "rollouts"
 FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
     S: base.Served(
@@ -281,3 +282,42 @@ def test_lowering_a_shared_flag_takes_only_the_canary_out(
     assert C not in counts  # the canary serves nobody
     assert abs(counts["hotfix"] - len(USERS) * 0.2) <= 4 * (len(USERS) * 0.2 * 0.8) ** 0.5  # the hotfix kept its users
     assert FlagStore().update(json.loads(flags_file.read_text())) == [ROUTE]
+
+
+@pytest.mark.slow
+def test_a_prompt_only_rollout_reaches_the_application_through_the_flag(
+    tmp_path: Path, flags_file: Path, reader: Callable[[], OpenFeatureClient]
+) -> None:
+    """The example's prompt-only rollout (same model, two prompts) moved onto the flags router: the flag
+    it writes passes flagd's parsers, and each user's evaluation, by the real provider, carries its
+    variant's prompt text, since an application that reads only the flag has no checkout to read it from."""
+    shutil.copytree(EXAMPLES, tmp_path / "rollouts")
+    triage = tmp_path / "rollouts" / "ticket-triage" / "rollout.yaml"
+    triage.write_text(triage.read_text("utf-8").replace("router: local", "router: flags"), "utf-8")
+    result = load.load_repo(repo.WorkTree(tmp_path))
+    loaded = result.rollout("ticket-triage")
+    assert result.config is not None and loaded is not None, result.problems
+    served = plan.served(loaded)
+    assert served[S].model == served[C].model and served[S].prompt_text != served[C].prompt_text
+    router = cli.build_router("flags", result.config.routers["flags"], root=tmp_path, routes={})
+    route = loaded.rollout.spec.route
+    half = base.RouteState({S: 50, C: 50}, 0, served)
+    assert base.apply(router, {route: half}).state(route).same_revisions(half)
+    document = json.loads(flags_file.read_text("utf-8"))
+    jsonschema.validate(document, SCHEMA)
+    assert FlagStore().update(document) == [route]
+    assert upstream_errors([document]) == [None]
+    texts = {
+        role: (tmp_path / loaded.prompts[role]).read_text("utf-8") for role in (S, C)
+    }  # the prompt files, as the application never sees them
+    client = reader()
+    seen = collections.Counter()
+    for user in USERS[:200]:
+        details = client.get_object_details(route, {}, EvaluationContext(targeting_key=user))
+        assert details.error_code is None, details
+        value = details.value
+        assert isinstance(value, dict)
+        assert value["promptText"] == texts[str(details.variant)]
+        assert value["model"] == served[S].model and value["params"] == dict(served[str(details.variant)].params)
+        seen[details.variant] += 1
+    assert set(seen) == {S, C}
