@@ -31,16 +31,14 @@ class Served:
     params: Mapping[str, Any] = field(default_factory=dict)
     prompt_text: str | None = None  # the prompt file's text, for routers that put it in the request
 
-    def to_json(self) -> dict[str, Any]:
-        """How the file and flag routers record it: `promptText` too, since an application that reads
-        only the router's file or flag has no checkout of the repository to read the prompt from."""
-        return {
-            "model": self.model,
-            "prompt": self.prompt,
-            "promptText": self.prompt_text,
-            "revision": self.revision,
-            "params": dict(self.params),
-        }
+    def to_json(self, *, prompt_text: bool = False) -> dict[str, Any]:
+        """As JSON. The file and flag routers record `promptText` too (`prompt_text=True`): an
+        application that reads only the router's file or flag has no checkout to read the prompt
+        from. Reports leave it out: the revision already names the prompt's content."""
+        out = {"model": self.model, "prompt": self.prompt, "revision": self.revision, "params": dict(self.params)}
+        if prompt_text:
+            out["promptText"] = self.prompt_text
+        return out
 
     @classmethod
     def from_json(cls, data: Any, *, where: str) -> Served:
@@ -142,11 +140,12 @@ class RouteState:
             return ""
         return "; unmanaged: " + ", ".join(f"{name} (weight {w})" for name, w in sorted(self.others.items()))
 
-    def to_json(self) -> dict[str, Any]:
-        """The file router's entry: every variant's weight in one `weights` object, ours and others."""
+    def to_json(self, *, prompt_text: bool = False) -> dict[str, Any]:
+        """The file router's entry (with `prompt_text`), or a report's: every variant's weight in one
+        `weights` object, ours and others, and what each variant serves."""
         out: dict[str, Any] = {"weights": {**self.weights, **self.others}, "shadow": self.shadow}
         if self.served:
-            out["served"] = {name: s.to_json() for name, s in self.served.items()}
+            out["served"] = {name: s.to_json(prompt_text=prompt_text) for name, s in self.served.items()}
         return out
 
     @classmethod

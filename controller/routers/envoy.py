@@ -9,6 +9,7 @@ text, params) to the bundle, which `envoy_prompts` applies in front of the model
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -127,24 +128,23 @@ class EnvoyRouter:
         operation = f"read {base.routes_text(known)}"
         entries = self._runtime(operation)
         view = self._clusters(operation)
-        bundle: dict[str, Any] | errors.RouterStateError | None = None
+        bundle: dict[str, Any] | None = None
         if self.prompts_path is not None:
-            try:
+            # A bundle that is not one reads as empty: every role then serves a revision no spec has,
+            # the route stays readable (a rollback must still be decided), and the write says why.
+            with contextlib.suppress(errors.RouterStateError):
                 bundle = self._bundle()
-            except errors.RouterStateError as exc:
-                bundle = exc
         for route, rollout in known.items():
             if spec.cluster_name(rollout, base.STABLE) not in view:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
             try:
                 state = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
-                if isinstance(bundle, errors.RouterStateError):
-                    raise bundle
-                if self.prompts_path is not None:
-                    state = base.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
-                out[route] = state
             except errors.RouterStateError as exc:
                 out[route] = exc
+                continue
+            if self.prompts_path is not None:
+                state = base.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
+            out[route] = state
         return out
 
     def write(self, states: Mapping[str, base.RouteState]) -> None:

@@ -83,7 +83,7 @@ class FileRouter:
 def _entry(state: base.RouteState, current: Any) -> dict[str, Any]:
     """A route's new entry: `state`, with every variant no rollout manages kept as the file has it
     (a write never changes them, even one racing a hand edit)."""
-    entry = state.to_json()
+    entry = state.to_json(prompt_text=True)  # the application has no checkout to read prompts from
     weights = current.get("weights") if isinstance(current, dict) else None
     if isinstance(weights, dict):
         entry["weights"].update(base.split_roles(weights)[1])

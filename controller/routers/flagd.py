@@ -66,7 +66,7 @@ def _order(name: str) -> tuple[int, str]:
 
 
 def _variant_object(served: base.Served | None) -> dict[str, Any]:
-    return {} if served is None else served.to_json()
+    return {} if served is None else served.to_json(prompt_text=True)
 
 
 def parse_flag(data: Any, *, where: str) -> base.RouteState:

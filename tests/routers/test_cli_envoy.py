@@ -15,6 +15,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from controller import cli, load
+from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc
@@ -126,7 +127,9 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         before = plan(root)
         assert before["drift"] and before["desired"]["shadow"] == 50 and before["live"]["shadow"] == 0
         router = cli.build_router("edge", _edge(root), root=root, routes={"triage": "ticket-triage"})
-        base.apply(router, {"triage": base.RouteState.from_json(before["desired"])}).state("triage")
+        loaded = load.load_repo(repo_tree.WorkTree(root)).rollout("ticket-triage")
+        assert loaded is not None
+        base.apply(router, {"triage": planning.desired_state(loaded)}).state("triage")
         assert not plan(root)["drift"]
     with envoy_proc.running_envoy(bootstrap, root / "run2") as restarted:
         set_admin(root, restarted.admin)
