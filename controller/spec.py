@@ -635,7 +635,7 @@ class ControllerConfig(_Model):
     state_dir: StateDir | None = Field(
         default=None,
         description="Where the routers' relative paths (file and flagd `path`, LiteLLM `weightsFile`, Envoy "
-        "`cdsPath`) resolve, for every command: an absolute path or one under `~/`. $ROLLOUT_STATE_DIR "
+        "`cdsPath` and `promptsPath`) resolve, for every command: an absolute path or one under `~/`. $ROLLOUT_STATE_DIR "
         "overrides it; unset, it is $XDG_STATE_HOME/rollout (~/.local/state/rollout).",
     )
 

@@ -196,7 +196,8 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path
     route = loaded.rollout.spec.route
     desired = base.RouteState({"stable": 90, "canary": 10}, 0, served)
     assert base.apply(router, {route: desired}).state(route) == desired  # prompt text read back too
-    entry = json.loads((tmp_path / ".rollout" / "routes.json").read_text("utf-8"))["routes"][route]
+    assert isinstance(router, file_router.FileRouter) and router.path.is_relative_to(tmp_path)
+    entry = json.loads(router.path.read_text("utf-8"))["routes"][route]
     for role in ("stable", "canary"):
         text = (tmp_path / loaded.prompts[role]).read_text("utf-8")
         assert entry["served"][role]["promptText"] == text

@@ -278,11 +278,13 @@ def write_rollout(root: Path, *, canary: str = "v2.md", canary_params: str = "{t
 
 
 @pytest.fixture
-def stack(tmp_path: Path, model: openai_standin.Standin) -> Iterator[Stack]:
+def stack(tmp_path: Path, model: openai_standin.Standin, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     """A rollouts repository with a prompt-only rollout on the Envoy router `edge`, rendered by
-    `rollout render envoy` (bootstrap, clusters file, prompt bundle); Envoy started from it; the
-    applier proxy in front of the recording stand-in, as the one upstream of the one model."""
+    `rollout render envoy` (bootstrap, clusters file, prompt bundle, under the state directory
+    `<repo>/`); Envoy started from it; the applier proxy in front of the recording stand-in, as the
+    one upstream of the one model."""
     root = tmp_path / "repo"
+    monkeypatch.setenv(cli.STATE_ENV, str(root))
     (root / "rollouts" / "triage-bot" / "prompts").mkdir(parents=True)
     for name, text in PROMPTS.items():
         (root / "rollouts" / "triage-bot" / "prompts" / name).write_text(text, "utf-8")
@@ -459,8 +461,9 @@ def test_the_rendered_bootstrap_and_tagged_clusters_validate(stack: Stack, tmp_p
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_render_needs_no_envoy_and_writes_the_bundle(tmp_path: Path) -> None:
+def test_render_needs_no_envoy_and_writes_the_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "repo"
+    monkeypatch.setenv(cli.STATE_ENV, str(root))
     (root / "rollouts" / "triage-bot" / "prompts").mkdir(parents=True)
     for name, text in PROMPTS.items():
         (root / "rollouts" / "triage-bot" / "prompts" / name).write_text(text, "utf-8")

@@ -23,7 +23,7 @@ from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 from openfeature.evaluation_context import EvaluationContext
 
-from controller import cli, errors, load, plan, repo
+from controller import cli, errors, load, plan, repo, spec
 from controller.routers import base, flagd
 
 S, C = base.STABLE, base.CANARY
@@ -299,7 +299,11 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_flag(
     assert result.config is not None and loaded is not None, result.problems
     served = plan.served(loaded)
     assert served[S].model == served[C].model and served[S].prompt_text != served[C].prompt_text
-    router = cli.build_router("flags", result.config.routers["flags"], root=tmp_path, routes={})
+    flags_config = result.config.routers["flags"]
+    assert isinstance(flags_config, spec.FlagdRouter)
+    router = cli.build_router(
+        "flags", flags_config.model_copy(update={"path": flags_file.name}), root=flags_file.parent
+    )
     route = loaded.rollout.spec.route
     half = base.RouteState({S: 50, C: 50}, 0, served)
     assert base.apply(router, {route: half}).state(route).same_revisions(half)
