@@ -163,15 +163,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = apply(body, variant)
         forward = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
         forward["Content-Length"] = str(len(body))
-        connection = self.server.connection()
-        try:
-            connection.request(self.command, self.path, body=body, headers=forward)
-            response = connection.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            self.server.forget()
-            self._error(502, f"the model server at {self.server.upstream} did not answer ({type(exc).__name__})")
-            return
+        for attempt in (1, 2):
+            connection = self.server.connection()
+            reused = connection.sock is not None
+            try:
+                connection.request(self.command, self.path, body=body, headers=forward)
+                response = connection.getresponse()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                connection.close()
+                self.server.forget()
+                if reused and attempt == 1:
+                    continue  # the server closed an idle kept-alive connection: once more on a new one
+                self._error(502, f"the model server at {self.server.upstream} did not answer ({type(exc).__name__})")
+                return
         self.send_response(response.status, response.reason)
         for key, value in response.getheaders():
             if key.lower() not in HOP_BY_HOP:
@@ -179,7 +184,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if variant is not None:
             self.send_header(REVISION_HEADER, variant.revision)
         length = response.getheader("content-length")
-        if length is not None:
+        if response.status in (204, 304) or self.command == "HEAD":
+            self.end_headers()
+        elif length is not None:
             self.send_header("Content-Length", length)
             self.end_headers()
             self.wfile.write(response.read())
@@ -194,7 +201,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             connection.close()
             self.server.forget()
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _forward
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _forward
 
     def _body(self) -> bytes:
         if self.headers.get("transfer-encoding", "").lower() == "chunked":

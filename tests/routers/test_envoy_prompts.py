@@ -5,8 +5,10 @@ with the applier proxy in front of an OpenAI-compatible stand-in that records wh
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -209,6 +211,41 @@ def test_proxy_applies_the_variant_and_refuses_what_it_cannot_serve(
         assert refused.status_code == 503 and "not in the prompt bundle" in refused.json()["error"]["message"]
         assert len(model.seen()) == 2  # the refused request never reached the model
         assert client.get("/v1/models", headers=tagged("aaa")).json()["data"][0]["id"] == "model"
+
+
+class _ClosesIdle(http.server.BaseHTTPRequestHandler):
+    """A model server that drops each kept-alive connection after one answer, without saying so, as an
+    idle timeout does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+        self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_proxy_reconnects_when_the_model_server_dropped_an_idle_connection(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.json"
+    files.replace_json(path, BUNDLE)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosesIdle)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        upstream = f"http://127.0.0.1:{server.server_address[1]}"
+        with envoy_prompts.running(path, upstream) as proxy, httpx.Client(base_url=proxy.url) as client:
+            statuses = [client.post("/v1/chat/completions", json={"messages": []}).status_code for _ in range(3)]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert statuses == [200, 200, 200]
 
 
 def test_proxy_answers_502_when_the_model_server_is_down(tmp_path: Path) -> None:
