@@ -5,6 +5,7 @@ with the applier proxy in front of an OpenAI-compatible stand-in that records wh
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import subprocess
@@ -231,21 +232,63 @@ class _ClosesIdle(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_proxy_reconnects_when_the_model_server_dropped_an_idle_connection(tmp_path: Path) -> None:
-    path = tmp_path / "prompts.json"
-    files.replace_json(path, BUNDLE)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ClosesIdle)
+class _Streams(http.server.BaseHTTPRequestHandler):
+    """A model server that streams its answer as server-sent events, chunk by chunk."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        request = json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        for event in (json.dumps({"system": request["messages"][0]["content"]}), "[DONE]"):
+            data = f"data: {event}\n\n".encode()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.write(b"0\r\n\r\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A model server with `handler` on a free port, for the block: its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        upstream = f"http://127.0.0.1:{server.server_address[1]}"
-        with envoy_prompts.running(path, upstream) as proxy, httpx.Client(base_url=proxy.url) as client:
-            statuses = [client.post("/v1/chat/completions", json={"messages": []}).status_code for _ in range(3)]
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_proxy_reconnects_when_the_model_server_dropped_an_idle_connection(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.json"
+    files.replace_json(path, BUNDLE)
+    with (
+        serving(_ClosesIdle) as upstream,
+        envoy_prompts.running(path, upstream) as proxy,
+        httpx.Client(base_url=proxy.url) as client,
+    ):
+        statuses = [client.post("/v1/chat/completions", json={"messages": []}).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
+
+
+def test_proxy_passes_a_stream_on(tmp_path: Path) -> None:
+    path = tmp_path / "prompts.json"
+    files.replace_json(path, BUNDLE)
+    chat = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
+    with (
+        serving(_Streams) as upstream,
+        envoy_prompts.running(path, upstream) as proxy,
+        httpx.stream("POST", f"{proxy.url}/v1/chat/completions", json=chat, headers=tagged("aaa")) as answer,
+    ):
+        events = [line for line in answer.iter_lines() if line]
+    assert events == ['data: {"system": "Be brief."}', "data: [DONE]"]
 
 
 def test_proxy_answers_502_when_the_model_server_is_down(tmp_path: Path) -> None:
