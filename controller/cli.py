@@ -89,6 +89,7 @@ def build_router(
                 routes=routes or {},
                 weights_file=root / config.weights_file,
                 master_key=os.environ.get(config.master_key_env),
+                deployments=config.deployments,
                 apply_timeout=config.apply_timeout.total_seconds(),
             )
 
@@ -551,7 +552,7 @@ def add_render_parser(sub: Any) -> None:
 def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
     target = _render_target(args, out, spec.LitellmRouter, "a LiteLLM")
     if target is None:
-        return 1
+        return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights
     result, name, proxy = target
     groups = []
     for r in result.rollouts:
@@ -565,17 +566,27 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
                 route=r.rollout.spec.route,
                 models={role: v.model for role, v in variants if v},
                 weights=dict(desired.weights),
+                served={role: s for role, s in desired.served.items() if role in litellm.ROLES},
             )
         )
-    document: dict[str, Any] = {"model_list": litellm.model_list(groups, deployments=proxy.deployments)}
+    try:
+        document: dict[str, Any] = {
+            "model_list": litellm.model_list(groups, deployments=proxy.deployments),
+            "router_settings": litellm.proxy_settings(),
+        }
+        weights = litellm.weights_document(groups, deployments=proxy.deployments)
+    except errors.RouterError as exc:
+        out.write(f"{exc}\n")
+        return 1
     text = (
         f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
         f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
         f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile "
         f"({state_dir(result.config) / proxy.weights_file if result.config else proxy.weights_file}).\n"
+        f"# router_settings.routing_strategy must stay {litellm.WEIGHTED}: no other strategy honours weights.\n"
     )
     if args.weights:
-        text = json.dumps(litellm.weights_document(groups), indent=2, sort_keys=True) + "\n"
+        text = json.dumps(weights, indent=2, sort_keys=True) + "\n"
     else:
         text += files.to_yaml(document)
     return _emit(args, out, text)

@@ -28,6 +28,7 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from controller import carries, errors, spec
+from controller.routers import litellm as litellm_router
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: specs and prompts are text a human reviews
 MAX_NODES = 50_000  # after alias expansion; a "billion laughs" document stops here
@@ -593,8 +594,49 @@ def load_repo(tree: Tree, *, only: Sequence[str] | None = None) -> RepoSpec:
             continue
         taken[key] = path
         repo.rollouts.append(loaded)
+    repo.problems.extend(_proxy_config_problems(tree, repo))
     if only is not None:
         wanted = set(only)
         repo.problems = [p for p in repo.problems if p.file in wanted or p.file == CONFIG_FILE]
         repo.rollouts = [r for r in repo.rollouts if r.path in wanted]
     return repo
+
+
+def _proxy_config_problems(tree: Tree, repo: RepoSpec) -> list[errors.Problem]:
+    """For each LiteLLM router whose `proxyConfig` is in the repository: a problem at that field of
+    controller.yaml when the proxy's config routes a rollout's model group by a strategy that ignores
+    weights, or cannot be read. Reported, never blocking: the rollouts still load and roll back."""
+    assert repo.config is not None
+    out: list[errors.Problem] = []
+    for name, router in repo.config.routers.items():
+        if not isinstance(router, spec.LitellmRouter) or router.proxy_config is None:
+            continue
+        routes = [r.rollout.spec.route for r in repo.rollouts if r.rollout.spec.router == name]
+        why = _proxy_config_why(tree, router.proxy_config, routes)
+        if why:
+            line, column, found = locate(
+                parse_yaml(CONFIG_FILE, tree.read(CONFIG_FILE)).data, ("routers", name, "proxyConfig")
+            )
+            out.append(errors.Problem(CONFIG_FILE, line, column, field_path(found), why, "E007"))
+    return out
+
+
+def _proxy_config_why(tree: Tree, path: str, routes: Sequence[str]) -> str:
+    """Why the proxy config at `path` (relative to the repository root) is refused, or ''."""
+    if path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":") or ".." in path.replace("\\", "/").split("/"):
+        return f"{path!r} must be a path inside the repository, relative to its root"
+    try:
+        data = tree.read(path)
+    except (FileNotFoundError, IsADirectoryError):
+        return f"the proxy config {path!r} does not exist"
+    except PathEscapes:
+        return f"the proxy config {path!r} is a symlink that leads outside the repository"
+    try:
+        doc = parse_yaml(path, data)
+    except errors.SpecError as exc:
+        return f"the proxy config {path!r} cannot be read: {exc.problems[0]}"
+    found = litellm_router.strategy_problem(_plain(doc.data), routes=routes)
+    if found is None:
+        return ""
+    line = locate(doc.data, found[0])[0]
+    return f"the proxy config {path}{f':{line}' if line else ''}: {found[1]}"

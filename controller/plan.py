@@ -116,7 +116,9 @@ def diff(
     """Desired against live; `config` (for custom gate templates) sharpens the timing advice."""
     desired = desired_state(loaded)
     status = loaded.rollout.status
-    if live is None:
+    if live is not None and live.hold and _exposed(desired):
+        action = f"hold, not setting {desired.describe()}: {live.hold}"
+    elif live is None:
         action = f"create the route: {desired.describe()}"
     elif not live.same_traffic(desired):
         action = f"self-heal drift: set {desired.describe()}"
@@ -216,8 +218,10 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     live = facts.live
 
     def converge(target: base.RouteState, reason: str) -> Decision | None:
+        if live is not None and live.hold and _exposed(target):
+            return Decision(Kind.HOLD, f"{reason}: not setting {target.describe()}: {live.hold}")
         if live is not None and live.others:
-            if target.weight(base.CANARY) or target.shadow:
+            if _exposed(target):
                 return _shared(live, target, reason)
             target = lowered(loaded, live)  # a route without canary traffic: leave the others as they are
         if live is None or not live.same_traffic(target) or not live.same_revisions(target):
@@ -281,6 +285,11 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     if index + 1 >= len(s.steps):
         return Decision(Kind.COMPLETE, "every step done and every gate passed")
     return Decision(Kind.ADVANCE, f"step {index + 1} done and every gate passed", to_step=index + 1)
+
+
+def _exposed(state: base.RouteState) -> bool:
+    """The canary gets live or mirrored traffic in `state`."""
+    return bool(state.weight(base.CANARY) or state.shadow)
 
 
 def _shared(live: base.RouteState, target: base.RouteState, reason: str) -> Decision:

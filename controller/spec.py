@@ -496,7 +496,15 @@ class LitellmRouter(_Model):
     )
     deployments: dict[str, dict[str, JsonValue]] = Field(
         default_factory=dict,
-        description="Extra `litellm_params` per model id (api_base, api_key: os.environ/NAME), for `rollout render litellm`.",
+        description="Extra `litellm_params` per model id (api_base, api_key: os.environ/NAME), for `rollout render "
+        "litellm` and for a deployment that comes to serve that model.",
+    )
+    proxy_config: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The proxy's config.yaml, when it lives in this repository (relative to its root): `rollout "
+        "validate` and `rollout render litellm` check that it routes every rollout's model group by "
+        "`simple-shuffle`, the one routing strategy under which LiteLLM honours weights.",
     )
 
 

@@ -64,12 +64,18 @@ class RouteState:
     hand during an incident, a variant written into a flag), name -> its weight in the router's own
     units, as read. No write changes them: a router leaves them as they are. With others on the
     route, our weights are our variants' part of the route and need not sum to 100.
+
+    `hold` is why the router, as read, would not honour a split that gives the canary traffic (a
+    LiteLLM proxy whose routing strategy ignores weights), or '' when it would. Only a read sets
+    it, and `same_traffic` ignores it: `plan.decide` holds instead of raising exposure on such a
+    route, and never refuses to lower it.
     """
 
     weights: Mapping[str, int]
     shadow: int = 0
     served: Mapping[str, Served] = field(default_factory=dict)
     others: Mapping[str, int] = field(default_factory=dict)
+    hold: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))

@@ -6,9 +6,10 @@ only reads and writes.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,17 @@ import httpx
 from controller import errors, spec
 from controller.routers import base, files
 
-FORMAT_VERSION = 1  # of the weights file; litellm_callback.FORMAT_VERSION reads the same
+FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (and version 1, weights only)
 CALLBACK = "controller.routers.litellm_callback.weights"
 ROLES = (base.STABLE, base.CANARY)
+#: `model_info` key of what our deployments serve and how their group is routed (litellm_callback.INFO_KEY).
+INFO_KEY = "rollout"
+#: The one routing strategy under which LiteLLM 1.106.2 honours `litellm_params.weight`.
+WEIGHTED = "simple-shuffle"
+#: What a deployment of ours serves when the proxy does not say (rendered before revisions were recorded).
+UNKNOWN_REVISION = "unknown"
+#: litellm_params that the rollout owns: a variant's params and the router's `deployments` must not set them.
+RESERVED = frozenset({"model", "weight"})
 
 
 def deployment_id(rollout: str, variant: str) -> str:
@@ -38,69 +47,164 @@ def weights_for(state: base.RouteState, *, rollout: str, where: str) -> dict[str
     if extra:
         raise errors.RouterError(f"{where}: LiteLLM routes split only stable and canary, got {state.describe()}")
     weights = {deployment_id(rollout, role): state.weight(role) for role in ROLES if role in state.weights}
-    check_weights(weights, where=where)
+    if state.others:  # our part of a shared group: whole percents, never all 0 with the others
+        check_weights(weights, where=where, total=None)
+    else:
+        check_weights(weights, where=where)
     return weights
 
 
-def check_weights(weights: Mapping[str, object], *, where: str) -> None:
-    """Our checks, since LiteLLM accepts any weight: whole percents summing to 100, never all 0
-    (LiteLLM would split evenly over deployments whose weights are all 0)."""
+def serves(served: base.Served, *, deployments: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, Any]:
+    """What the callback gives a deployment so that it serves this variant: the model, the variant's
+    params (over the request's own), its system prompt's text, its revision (read back from
+    `model_info.rollout`), and the router's extra `litellm_params` for the model (api_base, api_key)."""
+    connection = dict(deployments.get(served.model, {}))
+    for what, params in (("params", served.params), (f"deployments[{served.model!r}]", connection)):
+        bad = sorted(set(params) & RESERVED)
+        if bad:
+            raise errors.RouterError(f"{where}: {what} sets {bad}; the rollout owns them")
+    if served.prompt is not None and served.prompt_text is None:
+        raise errors.RouterError(f"{where}: the text of prompt {served.prompt!r} is unknown, so it cannot be served")
+    return {
+        "model": served.model,
+        "revision": served.revision,
+        "params": dict(served.params),
+        "system_prompt": served.prompt_text,
+        "litellm_params": connection,
+    }
+
+
+def entries_for(
+    state: base.RouteState, *, rollout: str, where: str, deployments: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The weights file's entries for one route: deployment id -> its weight and, where the state
+    says what the variant serves, what the callback must give the deployment."""
+    weights = weights_for(state, rollout=rollout, where=where)
+    out: dict[str, dict[str, Any]] = {}
+    for role in ROLES:
+        dep_id = deployment_id(rollout, role)
+        if dep_id not in weights:
+            continue
+        entry: dict[str, Any] = {"weight": weights[dep_id]}
+        if role in state.served:
+            entry["serves"] = serves(state.served[role], deployments=deployments, where=where)
+        out[dep_id] = entry
+    return out
+
+
+def check_weights(weights: Mapping[str, object], *, where: str, total: int | None = 100) -> None:
+    """Our checks, since LiteLLM accepts any weight: whole percents summing to 100 (to `total`; any
+    sum above 0 when None), never all 0 (LiteLLM would split evenly over deployments whose weights
+    are all 0)."""
     bad = {k: v for k, v in weights.items() if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100}
     if bad:
         raise errors.RouterError(f"{where}: weights must be whole percents between 0 and 100, got {bad}")
-    total = sum(v for v in weights.values() if isinstance(v, int))
-    if total != 100:
-        raise errors.RouterError(f"{where}: weights must sum to 100 (never all 0), got {dict(weights)}")
+    got = sum(v for v in weights.values() if isinstance(v, int))
+    if (total is not None and got != total) or got <= 0:
+        raise errors.RouterError(
+            f"{where}: weights must sum to {total or 'more than 0'} (never all 0), got {dict(weights)}"
+        )
 
 
 def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.RouteState | None:
     """A route's state from a `/model/info` answer; None when the proxy has neither deployment.
 
     A deployment taken out of rotation (weight 0) is absent from the proxy's model list, so an
-    absent variant has weight 0. A managed deployment without a weight, a deployment in the group
-    that is not ours (it would take traffic we do not control), or weights not summing to 100 is a
-    RouterStateError: we report what we cannot trust instead of guessing.
+    absent variant has weight 0. What each deployment serves comes from its `model_info.rollout`
+    (stamped by our callback); a deployment of ours that does not say serves an unknown revision.
+    Any other deployment in the group is no rollout's: it is reported in `others` with its weight
+    (0 when it has none, rounded up when fractional) and never changed. A managed deployment without
+    a whole weight, or our weights not summing to 100 with no others, is a RouterStateError: we
+    report what we cannot trust instead of guessing. A group whose routing strategy ignores weights,
+    or does not say, is read with a `hold`.
     """
     rows = data.get("data") if isinstance(data, dict) else None
     if not isinstance(rows, list):
         raise errors.RouterStateError(f"{where}: /model/info did not answer an object with a 'data' list")
     ours = {deployment_id(rollout, role): role for role in ROLES}
     weights: dict[str, int] = {}
-    strangers = []
-    for row in rows:
-        if not isinstance(row, dict) or row.get("model_name") != route:
-            continue
-        dep_id = (row.get("model_info") or {}).get("id")
-        role = ours.get(str(dep_id))
-        if role is None:
-            strangers.append(str(dep_id))
-            continue
+    served: dict[str, base.Served] = {}
+    others: dict[str, int] = {}
+    strategies: set[str] = set()
+    for row in _group_rows(rows, route):
+        dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
+        role = ours.get(dep_id)
+        if role is None:
+            others[dep_id] = _units(weight)
+            continue
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise errors.RouterStateError(f"{where}: deployment {dep_id!r} has weight {weight!r}, not a whole percent")
         weights[role] = weight
-    if strangers:
-        raise errors.RouterStateError(
-            f"{where}: model group {route!r} has deployments {sorted(strangers)} that no rollout manages"
-        )
+        record = _record(row)
+        served[role] = _served(row, record)
+        if isinstance(record.get("routing_strategy"), str):
+            strategies.add(record["routing_strategy"])
     if not weights:
         return None
     weights.setdefault(base.STABLE, 0)
     weights.setdefault(base.CANARY, 0)
     try:
-        return base.RouteState(weights)
+        return base.RouteState(weights, 0, served, others, hold=_hold(route, strategies))
     except ValueError as exc:
         raise errors.RouterStateError(f"{where}: live weights are not a valid split: {exc}") from exc
+
+
+def _group_rows(rows: Sequence[Any], route: str) -> list[dict[str, Any]]:
+    return [row for row in rows if isinstance(row, dict) and row.get("model_name") == route]
+
+
+def _record(row: Mapping[str, Any]) -> dict[str, Any]:
+    record = (row.get("model_info") or {}).get(INFO_KEY)
+    return record if isinstance(record, dict) else {}
+
+
+def _served(row: Mapping[str, Any], record: Mapping[str, Any]) -> base.Served:
+    params = record.get("params")
+    prompt = record.get("system_prompt")
+    return base.Served(
+        model=str((row.get("litellm_params") or {}).get("model", "")),
+        revision=str(record.get("revision") or UNKNOWN_REVISION),
+        params=dict(params) if isinstance(params, dict) else {},
+        prompt_text=prompt if isinstance(prompt, str) else None,
+    )
+
+
+def _units(weight: Any) -> int:
+    """A deployment's weight as RouteState.others keeps it: whole, >= 0. LiteLLM takes numbers; an
+    absent or unusable weight takes no share when the group has weights, so it reads as 0."""
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
+        return 0
+    return math.ceil(weight)
+
+
+def _hold(route: str, strategies: set[str]) -> str:
+    """Why weights mean nothing on this group, or '' when the proxy routes it by simple-shuffle."""
+    if strategies == {WEIGHTED}:
+        return ""
+    if not strategies:
+        return (
+            f"the proxy does not say which routing strategy serves model group {route!r}, so its weights "
+            f"cannot be trusted (load the callback {CALLBACK} and render the deployments with `rollout render litellm`)"
+        )
+    named = ", ".join(repr(s) for s in sorted(strategies - {WEIGHTED}))
+    return (
+        f"the proxy routes model group {route!r} by routing_strategy {named}, which ignores weights; only "
+        f"{WEIGHTED!r} (LiteLLM's default) honours them: set router_settings.routing_strategy: {WEIGHTED}"
+    )
 
 
 class LitellmRouter:
     """Reads a LiteLLM proxy's deployments and writes the weights file its callback applies.
 
-    `routes` maps a route (a model group) to its rollout's name, which names the deployments.
-    A write checks the proxy first (nothing is written when it cannot be read or lacks a deployment),
-    replaces the file atomically under an advisory lock with every route of the batch, then waits up
-    to `apply_timeout` seconds for the proxy to show what the file says; `base.apply`'s read-back
-    decides whether it did.
+    `routes` maps a route (a model group) to its rollout's name, which names the deployments;
+    `deployments` gives the extra `litellm_params` per model id that a deployment serving that model
+    gets (controller.yaml's `deployments`). A write checks the proxy first (nothing is written when it
+    cannot be read, lacks a deployment, or would give the canary traffic in a group whose routing
+    strategy ignores weights), replaces the file atomically under an advisory lock with every route
+    of the batch, then waits up to `apply_timeout` seconds for the proxy to show what the file says;
+    `base.apply`'s read-back decides whether it did. Deployments of a group that no rollout manages
+    are never written.
     """
 
     def __init__(
@@ -111,6 +215,7 @@ class LitellmRouter:
         routes: Mapping[str, str],
         weights_file: str | Path,
         master_key: str | None,
+        deployments: Mapping[str, Mapping[str, Any]] | None = None,
         apply_timeout: float = 10.0,
         timeout: float = 5.0,
         client: httpx.Client | None = None,
@@ -120,6 +225,7 @@ class LitellmRouter:
         self.routes = dict(routes)
         self.weights_file = Path(weights_file)
         self.location = f"LiteLLM proxy {self.url}, weights file {self.weights_file}"
+        self.deployments = {model: dict(params) for model, params in (deployments or {}).items()}
         self.apply_timeout = apply_timeout
         self._key = master_key
         self._client = client or httpx.Client(timeout=timeout)
@@ -153,44 +259,54 @@ class LitellmRouter:
         one `GET /model/info`; then one wait for the proxy to show the whole batch."""
         if not states:
             return
-        planned: dict[str, tuple[str, dict[str, int]]] = {}  # route -> (rollout, deployment id -> weight)
+        planned: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}  # route -> (rollout, entries)
         for route, state in states.items():
             rollout = self.routes.get(route)
             where = self._where(route)
             if rollout is None:
                 raise errors.RouterError(f"{where}: the route is on no rollout of this proxy, so it has no deployments")
-            planned[route] = (rollout, weights_for(state, rollout=rollout, where=where))
+            planned[route] = (rollout, entries_for(state, rollout=rollout, where=where, deployments=self.deployments))
         operation = f"write {base.routes_text(states)}"
         info = self._model_info(operation)
         groups = self._load()["groups"]
-        for route, (_, weights) in planned.items():
-            known = _deployments(info, route)
-            unknown = sorted(d for d, w in weights.items() if w > 0 and d not in known)
+        for route, (rollout, entries) in planned.items():
+            rows = _group_rows(info.get("data") or [] if isinstance(info, dict) else [], route)
+            known = {str((row.get("model_info") or {}).get("id")) for row in rows}
+            unknown = sorted(d for d, e in entries.items() if e["weight"] > 0 and d not in known)
             if unknown and not _withdrawn(groups.get(route) or {}, unknown):
                 raise errors.RouterError(
                     f"{self._where(route)}: the proxy has no deployment {unknown} in model group {route!r} "
                     "(render it with `rollout render litellm`)"
                 )
+            state = states[route]
+            if state.weight(base.CANARY):
+                ours = {deployment_id(rollout, role) for role in ROLES}
+                strategies = {
+                    record["routing_strategy"]
+                    for row in rows
+                    if str((row.get("model_info") or {}).get("id")) in ours
+                    and isinstance((record := _record(row)).get("routing_strategy"), str)
+                }
+                hold = _hold(route, strategies)
+                if hold:
+                    raise errors.RouterError(f"{self._where(route)}: refusing to set {state.describe()}: {hold}")
         try:
             self.weights_file.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.weights_file):
                 document = self._load()
-                document["groups"].update((route, weights) for route, (_, weights) in planned.items())
+                document["groups"].update((route, entries) for route, (_, entries) in planned.items())
                 files.replace_json(self.weights_file, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.weights_file}: {exc.strerror}"
             ) from exc
-        self._await(planned)
+        self._await({route: (rollout, entries, states[route]) for route, (rollout, entries) in planned.items()})
 
-    def _await(self, planned: Mapping[str, tuple[str, Mapping[str, int]]]) -> None:
-        """Wait until the proxy shows every route of the batch as the file says (one `/model/info` a
-        poll for all of them), or someone else rewrote a route. The file is written by now: a proxy
-        that cannot be read ends the wait, and `base.apply`'s read-back judges each route."""
-        wanted = {
-            route: base.RouteState({role: weights.get(deployment_id(rollout, role), 0) for role in ROLES})
-            for route, (rollout, weights) in planned.items()
-        }
+    def _await(self, planned: Mapping[str, tuple[str, Mapping[str, Any], base.RouteState]]) -> None:
+        """Wait until the proxy shows every route of the batch as the file says (our deployments'
+        weights and revisions; one `/model/info` a poll for all of them), or someone else rewrote a
+        route. The file is written by now: a proxy that cannot be read ends the wait, and
+        `base.apply`'s read-back judges each route."""
         pending = set(planned)
         deadline = time.monotonic() + self.apply_timeout
         while pending and time.monotonic() < deadline:
@@ -200,8 +316,8 @@ class LitellmRouter:
             except errors.RouterError:
                 return
             for route in sorted(pending):
-                rollout, weights = planned[route]
-                if groups.get(route) != dict(weights):
+                rollout, entries, desired = planned[route]
+                if groups.get(route) != entries:
                     pending.discard(route)  # a later write replaced ours; the read-back judges
                     continue
                 try:
@@ -209,7 +325,7 @@ class LitellmRouter:
                 except errors.RouterStateError:
                     pending.discard(route)  # the proxy applies a group at once: this stays; the read-back says so
                     continue
-                if live is not None and live.same_traffic(wanted[route]):
+                if live is not None and _shows(live, desired):
                     pending.discard(route)
             if pending:
                 time.sleep(0.05)  # the callback polls the file; this polls the proxy
@@ -247,22 +363,33 @@ class LitellmRouter:
     # -- the weights file --------------------------------------------------------------------------
 
     def _load(self) -> dict[str, Any]:
-        data = files.read_document(self.weights_file, router=self.name, key="groups", version=FORMAT_VERSION)
-        return {"version": FORMAT_VERSION, "groups": {}} if data is None else data
+        """The weights file's document, in this version (a version 1 file's bare weights become
+        entries without content: the callback keeps what those deployments serve)."""
+        data = files.read_document(self.weights_file, router=self.name, key="groups")
+        if data is None:
+            return {"version": FORMAT_VERSION, "groups": {}}
+        if data.get("version") == 1:
+            groups = {
+                route: {d: {"weight": w} for d, w in entries.items()} if isinstance(entries, dict) else entries
+                for route, entries in data["groups"].items()
+            }
+            return {"version": FORMAT_VERSION, "groups": groups}
+        if data.get("version") != FORMAT_VERSION:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {self.weights_file} has version {data.get('version')!r}, expected {FORMAT_VERSION}"
+            )
+        return data
+
+
+def _shows(live: base.RouteState, desired: base.RouteState) -> bool:
+    """The proxy shows our deployments as `desired` has them: their weights and revisions (others
+    are no write's business)."""
+    return all(live.weight(role) == desired.weight(role) for role in ROLES) and live.same_revisions(desired)
 
 
 def _withdrawn(group: Mapping[str, object], ids: Sequence[str]) -> bool:
     """True when the weights file took these deployments out (weight 0): the callback keeps them."""
-    return all(group.get(d) == 0 for d in ids)
-
-
-def _deployments(info: Any, route: str) -> set[str]:
-    rows = info.get("data") if isinstance(info, dict) else None
-    return {
-        str((row.get("model_info") or {}).get("id"))
-        for row in rows or []
-        if isinstance(row, dict) and row.get("model_name") == route
-    }
+    return all(isinstance(e := group.get(d), dict) and e.get("weight") == 0 for d in ids)
 
 
 def _auth_failure(response: httpx.Response) -> bool:
@@ -280,17 +407,21 @@ def _auth_failure(response: httpx.Response) -> bool:
 
 @dataclass(frozen=True)
 class GroupSpec:
-    """What `model_list()` needs of one rollout: its name, its route, each variant's model and weight."""
+    """What `model_list()` needs of one rollout: its name, its route, each variant's model and weight,
+    and (when known) what each variant serves."""
 
     rollout: str
     route: str
     models: Mapping[str, str]  # variant role -> model id
     weights: Mapping[str, int]  # variant role -> percent
+    served: Mapping[str, base.Served] = field(default_factory=dict)  # variant role -> what it serves
 
 
 def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """LiteLLM `model_list` entries: one deployment per variant, id = `spec.cluster_name`, with the
-    desired weight and the router's extra `litellm_params` for its model (api_base, api_key)."""
+    desired weight, the router's extra `litellm_params` for its model (api_base, api_key), the
+    variant's params, and `model_info.rollout` (its revision, params and system prompt, which the
+    callback puts into each request; the callback adds the group's routing strategy)."""
     out: list[dict[str, Any]] = []
     for g in groups:
         where = f"rollout {g.rollout!r}"
@@ -302,23 +433,67 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
             params: dict[str, Any] = {"model": model, **dict(deployments.get(model, {}))}
             if "weight" in params:
                 raise errors.RouterError(f"{where}: deployments[{model!r}] sets a weight; the rollout owns it")
+            record: dict[str, Any] = {}
+            if role in g.served:
+                content = serves(g.served[role], deployments=deployments, where=where)
+                params.update(content["params"])
+                record = {k: content[k] for k in ("revision", "params", "system_prompt")}
             params["weight"] = g.weights.get(role, 0)
             out.append(
                 {
                     "model_name": g.route,
                     "litellm_params": params,
-                    "model_info": {"id": deployment_id(g.rollout, role)},
+                    "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record},
                 }
             )
     return out
 
 
-def weights_document(groups: Sequence[GroupSpec]) -> dict[str, Any]:
+def proxy_settings() -> dict[str, Any]:
+    """The `router_settings` a proxy needs for its weights to mean anything."""
+    return {"routing_strategy": WEIGHTED}
+
+
+def weights_document(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The weights file the callback reads, for the same groups as `model_list()`."""
-    return {
-        "version": FORMAT_VERSION,
-        "groups": {
-            g.route: {deployment_id(g.rollout, role): g.weights.get(role, 0) for role in ROLES if role in g.models}
-            for g in groups
-        },
-    }
+    out: dict[str, Any] = {}
+    for g in groups:
+        where = f"rollout {g.rollout!r}"
+        entries: dict[str, Any] = {}
+        for role in ROLES:
+            if role not in g.models:
+                continue
+            entry: dict[str, Any] = {"weight": g.weights.get(role, 0)}
+            if role in g.served:
+                entry["serves"] = serves(g.served[role], deployments=deployments, where=where)
+            entries[deployment_id(g.rollout, role)] = entry
+        out[g.route] = entries
+    return {"version": FORMAT_VERSION, "groups": out}
+
+
+def strategy_problem(config: Any, *, routes: Sequence[str]) -> tuple[tuple[str | int, ...], str] | None:
+    """Where a LiteLLM proxy config (parsed YAML) makes a model group in `routes` ignore weights, and
+    why: (the key path in the config, the message); None when every route is routed by simple-shuffle.
+    `router_settings.routing_strategy` (default simple-shuffle) applies unless a `routing_groups`
+    entry (LiteLLM 1.106.2) claims the model group with its own strategy."""
+    settings = config.get("router_settings") if isinstance(config, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    claimed: dict[str, tuple[tuple[str | int, ...], str]] = {}
+    for i, group in enumerate(settings.get("routing_groups") or []):
+        if not isinstance(group, dict) or group.get("routing_strategy") == "priority":
+            continue  # a priority group routes only calls to the group's own name
+        for route in group.get("models") or []:
+            claimed.setdefault(
+                str(route),
+                (("router_settings", "routing_groups", i, "routing_strategy"), str(group.get("routing_strategy"))),
+            )
+    top = settings.get("routing_strategy", WEIGHTED)
+    for route in routes:
+        path, strategy = claimed.get(route, (("router_settings", "routing_strategy"), str(top)))
+        if strategy != WEIGHTED:
+            where = ".".join(str(p) for p in path)
+            return path, (
+                f"model group {route!r} is routed by {where}: {strategy}, which ignores weights; a rollout on "
+                f"a LiteLLM router needs {WEIGHTED!r} (LiteLLM's default)"
+            )
+    return None

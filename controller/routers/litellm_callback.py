@@ -1,7 +1,12 @@
-"""A LiteLLM proxy callback that applies the controller's weights file to the proxy's live router.
+"""A LiteLLM proxy callback that applies the controller's weights file to the proxy's live router, and
+puts each variant's system prompt and params into the requests its deployment serves.
 
 Runs INSIDE the LiteLLM proxy (listed under `litellm_settings.callbacks`), never in the controller;
 it imports nothing from `controller`, so it can also be copied next to the proxy's config.yaml.
+
+Our deployments carry `model_info.rollout`: what the variant serves (`revision`, `params`,
+`system_prompt`) and the `routing_strategy` the proxy routes their model group by, which the
+controller reads back from `GET /model/info` (weights mean something only under `simple-shuffle`).
 """
 
 from __future__ import annotations
@@ -18,31 +23,50 @@ from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of the weights file; version 1 (weights only) is still read
+VERSIONS = (1, 2)
 ENV_PATH = "ROLLOUT_WEIGHTS_FILE"
 ENV_INTERVAL = "ROLLOUT_WEIGHTS_INTERVAL"
 #: Re-apply an unchanged file this often (seconds), healing a model list changed behind our back.
 HEAL_EVERY = 5.0
+#: `model_info` key of what our deployments serve; its presence marks a deployment as ours.
+INFO_KEY = "rollout"
+#: The one routing strategy under which LiteLLM honours `litellm_params.weight`.
+WEIGHTED = "simple-shuffle"
+#: litellm_params a variant's params or the controller's connection params must not set.
+RESERVED = frozenset({"model", "weight"})
 
 log = logging.getLogger("rollout.weights")
 
 
+class Refused(ValueError):
+    """A request this proxy cannot serve as the rollout says (no messages to carry the system prompt)."""
+
+
 def apply_groups(
-    router: Any, groups: Mapping[str, Mapping[str, int]], withdrawn: dict[str, dict[str, Any]]
+    router: Any, groups: Mapping[str, Mapping[str, Any]], withdrawn: dict[str, dict[str, Any]]
 ) -> list[str]:
-    """Set each listed deployment's `litellm_params.weight`; a weight of 0 takes the deployment out of
-    the model list (kept in `withdrawn` to be put back later), because LiteLLM splits evenly over
-    deployments whose weights are all 0, which is what it would see if stable went into cooldown.
+    """Give each listed deployment its weight and, when the entry says what it serves, its model,
+    params, connection params and `model_info.rollout`; a weight of 0 takes the deployment out of the
+    model list (kept in `withdrawn`, content and all, to be put back later), because LiteLLM splits
+    evenly over deployments whose weights are all 0, which is what it would see if stable went into
+    cooldown. Deployments the file does not list (another team's, or one added by hand) are never
+    touched.
 
     Synchronous on purpose: it runs on the proxy's event loop with no await, so no request ever sees
-    a half-applied group. Returns the problems it skipped (a group is applied whole or not at all).
+    a half-applied group. Returns the problems it skipped: a group with a deployment LiteLLM would
+    refuse is left as it is, except that the deployments the file takes out still go.
     """
-    from litellm.types.router import Deployment
-
     problems: list[str] = []
-    for group, weights in groups.items():
-        if not weights or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 0 for w in weights.values()):
-            problems.append(f"group {group!r}: weights must be whole numbers >= 0, got {dict(weights)}")
+    for group, raw_entries in groups.items():
+        try:
+            entries = {dep_id: _entry(entry) for dep_id, entry in raw_entries.items()}
+        except (TypeError, ValueError) as exc:
+            problems.append(f"group {group!r}: {exc}")
+            continue
+        weights = {dep_id: weight for dep_id, (weight, _) in entries.items()}
+        if not weights:
+            problems.append(f"group {group!r}: no deployments")
             continue
         if sum(weights.values()) <= 0:
             problems.append(f"group {group!r}: every weight is 0 (LiteLLM would split evenly); ignored")
@@ -53,19 +77,151 @@ def apply_groups(
         if missing or foreign:
             problems.append(f"group {group!r}: unknown deployments {missing}, deployments of another group {foreign}")
             continue
+        strategy = routing_strategy(router, group)
+        wanted: dict[str, dict[str, Any]] = {}
+        refused: list[str] = []
+        for dep_id, (weight, serves) in entries.items():
+            source = current[dep_id] or withdrawn.get(dep_id)
+            if source is None:
+                continue  # weight 0 and never seen: nothing to take out
+            try:
+                wanted[dep_id] = _deployment(source, weight=weight, serves=serves, strategy=strategy)
+                if weight > 0 and wanted[dep_id] != current[dep_id]:
+                    _check(wanted[dep_id])
+            except Exception as exc:  # LiteLLM would refuse it, or drop it on upsert
+                refused.append(f"{dep_id}: {_why(exc)}")
+        if refused:
+            # Leave the group as it is, except that what the file takes out still goes: lowering
+            # exposure never waits on the rest of the group.
+            problems.append(f"group {group!r}: cannot build {refused}; only its removals are applied")
+            entries = {d: (0, None) for d, (w, _) in entries.items() if w == 0 and current[d] is not None}
+            if not _keeps_traffic(router, group, set(entries)):
+                continue
+            wanted = {d: current[d] or {} for d in entries}
         # additions and increases first, removals last: the group is never empty, even between statements
-        for dep_id, weight in sorted(weights.items(), key=lambda item: -item[1]):
-            raw = current[dep_id]
+        for dep_id, (weight, _) in sorted(entries.items(), key=lambda item: -item[1][0]):
+            deployment = wanted.get(dep_id)
+            if deployment is None:
+                continue
             if weight > 0:
-                source = raw if raw is not None else withdrawn.pop(dep_id)
-                if raw is None or (raw.get("litellm_params") or {}).get("weight") != weight:
-                    updated = copy.deepcopy(source)
-                    updated.setdefault("litellm_params", {})["weight"] = weight
-                    router.upsert_deployment(Deployment(**updated))
-            elif raw is not None:
-                withdrawn[dep_id] = copy.deepcopy(raw)
-                router.delete_deployment(id=dep_id)
+                withdrawn.pop(dep_id, None)
+                if deployment != current[dep_id]:
+                    try:
+                        _upsert(router, deployment, previous=current[dep_id])
+                    except Exception as exc:
+                        problems.append(f"group {group!r}: LiteLLM refused {dep_id}: {_why(exc)}")
+            else:
+                withdrawn[dep_id] = deployment  # what it serves now, for when its weight rises again
+                if current[dep_id] is not None:
+                    router.delete_deployment(id=dep_id)
     return problems
+
+
+def _why(exc: Exception) -> str:
+    """An exception in one line, without the input values a validation error would quote (an api_key)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        with contextlib.suppress(Exception):
+            found = errors(include_input=False, include_url=False)
+            return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in found)
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _entry(entry: Any) -> tuple[int, Mapping[str, Any] | None]:
+    """(weight, what it serves or None) of one deployment in the file: a bare weight (version 1) or
+    `{"weight": N, "serves": {...}}`."""
+    serves = None
+    if isinstance(entry, dict):
+        serves = entry.get("serves")
+        entry = entry.get("weight")
+        if serves is not None and (not isinstance(serves, dict) or not isinstance(serves.get("model"), str)):
+            raise ValueError(f"'serves' must be an object with a 'model', got {serves!r}")
+    if not isinstance(entry, int) or isinstance(entry, bool) or entry < 0:
+        raise ValueError(f"weights must be whole numbers >= 0, got {entry!r}")
+    return entry, serves
+
+
+def _deployment(
+    source: Mapping[str, Any], *, weight: int, serves: Mapping[str, Any] | None, strategy: str
+) -> dict[str, Any]:
+    """`source` (the deployment as the proxy has it, or as it was withdrawn) with this weight and, when
+    given, what the variant serves. Params the previous revision set and this one does not are removed;
+    the connection params (api_base, api_key...) of the model are the controller's where it names
+    them, else the deployment keeps its own."""
+    out = copy.deepcopy(dict(source))
+    params: dict[str, Any] = out.setdefault("litellm_params", {})
+    info: dict[str, Any] = out.setdefault("model_info", {})
+    found = info.get(INFO_KEY)
+    before: dict[str, Any] = found if isinstance(found, dict) else {}
+    rollout = dict(before)
+    if serves is not None:
+        variant = dict(serves.get("params") or {})
+        connection = {k: _resolve(k, v) for k, v in dict(serves.get("litellm_params") or {}).items()}
+        bad = sorted((set(variant) | set(connection)) & RESERVED)
+        if bad:
+            raise ValueError(f"params must not set {bad}: the rollout owns them")
+        for key in before.get("params") or {}:
+            params.pop(key, None)
+        params.update(connection)
+        params.update(variant)
+        params["model"] = serves["model"]
+        rollout = {
+            "revision": str(serves.get("revision") or ""),
+            "params": variant,
+            "system_prompt": serves.get("system_prompt"),
+        }
+    rollout["routing_strategy"] = strategy
+    info[INFO_KEY] = rollout
+    params["weight"] = weight
+    return out
+
+
+def _resolve(key: str, value: Any) -> Any:
+    """`os.environ/NAME` as the proxy reads its config.yaml; the value is never logged."""
+    if isinstance(value, str) and value.startswith("os.environ/"):
+        name = value.removeprefix("os.environ/")
+        if name not in os.environ:
+            raise ValueError(f"litellm_params.{key} names the environment variable {name}, which is not set")
+        return os.environ[name]
+    return value
+
+
+def _check(deployment: Mapping[str, Any]) -> None:
+    """Raise what LiteLLM would raise on adding this deployment (its upsert takes the old one out
+    first, so a refused deployment would leave the group without it)."""
+    import litellm
+    from litellm.types.router import Deployment
+
+    built = Deployment(**copy.deepcopy(dict(deployment)))
+    params = built.litellm_params
+    litellm.get_llm_provider(
+        model=params.model, custom_llm_provider=params.custom_llm_provider, api_base=params.api_base
+    )
+
+
+def _keeps_traffic(router: Any, group: str, leaving: set[str]) -> bool:
+    """Some deployment of `group` with a weight above 0 stays when `leaving` go."""
+    for entry in router.model_list:
+        raw = entry if isinstance(entry, dict) else entry.model_dump(exclude_none=True)
+        dep_id = str((raw.get("model_info") or {}).get("id"))
+        weight = (raw.get("litellm_params") or {}).get("weight")
+        if raw.get("model_name") == group and dep_id not in leaving and isinstance(weight, (int, float)) and weight > 0:
+            return True
+    return False
+
+
+def _upsert(router: Any, deployment: dict[str, Any], *, previous: Mapping[str, Any] | None = None) -> None:
+    """`upsert_deployment`; if LiteLLM refuses the new one after taking the old one out, the old one
+    goes back, and the refusal is raised."""
+    from litellm.types.router import Deployment
+
+    try:
+        router.upsert_deployment(Deployment(**copy.deepcopy(deployment)))
+    except Exception:
+        dep_id = (deployment.get("model_info") or {}).get("id")
+        if previous is not None and router.get_deployment(model_id=dep_id) is None:
+            router.add_deployment(Deployment(**copy.deepcopy(dict(previous))))
+        raise
 
 
 def _raw(router: Any, dep_id: str) -> dict[str, Any] | None:
@@ -77,18 +233,99 @@ def _raw(router: Any, dep_id: str) -> dict[str, Any] | None:
     return found
 
 
-def read_groups(path: str) -> dict[str, dict[str, int]]:
+def routing_strategy(router: Any, group: str) -> str:
+    """The strategy the proxy picks a deployment of `group` by: the router's own, or that of the
+    routing group that claims the model group (LiteLLM 1.106.2's `routing_groups`); the name of a
+    custom strategy (such as `lar1`) that replaced the router's deployment choice for every group."""
+    if "async_get_available_deployment" in vars(router) or "get_available_deployment" in vars(router):
+        name = _strategy_name(getattr(router, "routing_strategy", None))
+        return name if name and name != WEIGHTED else "custom"
+    try:
+        strategy, _selector = router._get_routing_context(group)
+    except Exception:  # another LiteLLM: the router-wide setting
+        strategy = getattr(router, "routing_strategy", None)
+    return _strategy_name(strategy) or "unknown"
+
+
+def _strategy_name(strategy: Any) -> str:
+    value = getattr(strategy, "value", strategy)
+    return value if isinstance(value, str) else ""
+
+
+def stamp(router: Any) -> int:
+    """Record in each of our deployments (`model_info.rollout`) the routing strategy of its model
+    group, where it changed; the controller reads it back. Returns how many deployments changed."""
+    changed = []
+    strategies: dict[str, str] = {}
+    for index in range(len(router.model_list)):
+        entry = router.model_list[index]
+        raw: dict[str, Any] = entry if isinstance(entry, dict) else entry.model_dump(exclude_none=True)
+        rollout = (raw.get("model_info") or {}).get(INFO_KEY)
+        if not isinstance(rollout, dict):
+            continue
+        group = str(raw.get("model_name"))
+        strategy = strategies.setdefault(group, routing_strategy(router, group))
+        if rollout.get("routing_strategy") != strategy:
+            updated = copy.deepcopy(raw)
+            updated["model_info"][INFO_KEY]["routing_strategy"] = strategy
+            changed.append(updated)
+    for deployment in changed:
+        _upsert(router, deployment, previous=_raw(router, deployment["model_info"]["id"]))
+    return len(changed)
+
+
+def served_request(kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The request as the deployment LiteLLM chose serves it: the variant's params over the request's
+    own, and its system prompt as the first message (before any the client sent, as LiteLLM's prompt
+    management does). None when the deployment is not ours or serves nothing to add. Raises Refused
+    when the deployment has a system prompt and the request has no messages to carry it (a call
+    that is not a chat completion): serving it without the prompt would be the wrong variant."""
+    rollout = _rollout_of(kwargs)
+    if rollout is None:
+        return None
+    params = rollout.get("params")
+    prompt = rollout.get("system_prompt")
+    if not params and not prompt:
+        return None
+    out = dict(kwargs)
+    if isinstance(params, dict):
+        out.update(params)
+    if isinstance(prompt, str) and prompt:
+        messages = out.get("messages")
+        if not isinstance(messages, list):
+            raise Refused("this deployment serves a system prompt, which only a chat completion's messages can carry")
+        out["messages"] = [{"role": "system", "content": prompt}, *messages]
+    return out
+
+
+def _rollout_of(kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for info in (
+        kwargs.get("model_info"),
+        (kwargs.get("metadata") or {}).get("model_info"),
+        (kwargs.get("litellm_metadata") or {}).get("model_info"),
+    ):
+        if isinstance(info, dict) and isinstance(info.get(INFO_KEY), dict):
+            found: Mapping[str, Any] = info[INFO_KEY]
+            return found
+    return None
+
+
+def read_groups(path: str) -> dict[str, dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION or not isinstance(data.get("groups"), dict):
+    if not isinstance(data, dict) or data.get("version") not in VERSIONS or not isinstance(data.get("groups"), dict):
         raise ValueError(f"{path}: expected {{'version': {FORMAT_VERSION}, 'groups': {{...}}}}")
-    groups: dict[str, dict[str, int]] = data["groups"]
+    groups: dict[str, dict[str, Any]] = data["groups"]
+    if not all(isinstance(g, dict) for g in groups.values()):
+        raise ValueError(f"{path}: every group must be an object of deployments")
     return groups
 
 
 class WeightsWatcher(CustomLogger):  # type: ignore[misc]
     """Polls the weights file (by mtime and size) on the proxy's event loop and applies changes; an
-    unchanged file is applied again every `heal_every` seconds (a no-op when nothing drifted)."""
+    unchanged file is applied again every `heal_every` seconds (a no-op when nothing drifted). Every
+    poll also stamps our deployments with their group's routing strategy. As a callback, it puts
+    each variant's system prompt and params into the requests its deployment serves."""
 
     def __init__(
         self, path: str | None = None, *, interval: float | None = None, heal_every: float = HEAL_EVERY
@@ -105,11 +342,15 @@ class WeightsWatcher(CustomLogger):  # type: ignore[misc]
             self.start(asyncio.get_running_loop())
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._task is None and self.path:
+        if self._task is None:
             self._task = loop.create_task(self._run(), name="rollout-weights")
 
     async def async_pre_call_hook(self, *args: Any, **kwargs: Any) -> None:
         self.start(asyncio.get_running_loop())
+
+    async def async_pre_call_deployment_hook(self, kwargs: dict[str, Any], call_type: Any) -> dict[str, Any] | None:
+        """Runs after LiteLLM chose the deployment, before the request is sent to it."""
+        return served_request(kwargs)
 
     async def _run(self) -> None:
         while True:
@@ -120,12 +361,21 @@ class WeightsWatcher(CustomLogger):  # type: ignore[misc]
             await asyncio.sleep(self.interval)
 
     def tick(self, router: Any = None) -> bool:
-        """Apply the file if it changed or is due for healing; True when it was applied."""
+        """Apply the file if it changed or is due for healing (True when it was applied), then stamp
+        our deployments with their routing strategy."""
         if router is None:
             from litellm.proxy import proxy_server
 
             router = proxy_server.llm_router
         if router is None:
+            return False
+        try:
+            return self._apply(router)
+        finally:
+            stamp(router)
+
+    def _apply(self, router: Any) -> bool:
+        if not self.path:
             return False
         try:
             stat = os.stat(self.path)

@@ -78,13 +78,36 @@ class _Server(http.server.ThreadingHTTPServer):
         self.seen: list[Seen] = []  # every POST, in arrival order
 
 
+#: Request fields that are not sampling params.
+_NOT_PARAMS = frozenset({"model", "messages", "stream", "stream_options", "user", "extra_body"})
+
+
 @dataclass(frozen=True)
 class Seen:
-    """One request as the stand-in received it: path, headers (lower-case names) and JSON body."""
+    """One request as the stand-in received it: path, headers (lower-case names) and JSON body; and,
+    of a completion, the model, system message and sampling params it reached the model with."""
 
     path: str
     headers: dict[str, str]
     body: Any
+
+    @property
+    def model(self) -> str:
+        return str(self.body.get("model", "")) if isinstance(self.body, dict) else ""
+
+    @property
+    def system(self) -> str | None:
+        """The first message's content when its role is "system"."""
+        messages = self.body.get("messages") if isinstance(self.body, dict) else None
+        first = messages[0] if isinstance(messages, list) and messages and isinstance(messages[0], dict) else {}
+        content = first.get("content") if first.get("role") == "system" else None
+        return content if isinstance(content, str) else None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """Every top-level field of the body but the model, the messages and the transport's."""
+        body = self.body if isinstance(self.body, dict) else {}
+        return {k: v for k, v in body.items() if k not in _NOT_PARAMS}
 
 
 @dataclass

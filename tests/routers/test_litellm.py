@@ -19,9 +19,13 @@ S, C = base.STABLE, base.CANARY
 WHERE = "router 'gateway' route 'chat'"
 
 
-def row(group: str, dep_id: str, weight: Any) -> dict[str, Any]:
+SHUFFLE = {"routing_strategy": "simple-shuffle"}
+
+
+def row(group: str, dep_id: str, weight: Any, record: dict[str, Any] | None = SHUFFLE) -> dict[str, Any]:
     params = {"model": "openai/x"} | ({} if weight is None else {"weight": weight})
-    return {"model_name": group, "litellm_params": params, "model_info": {"id": dep_id}}
+    info: dict[str, Any] = {"id": dep_id} | ({} if record is None else {"rollout": record})
+    return {"model_name": group, "litellm_params": params, "model_info": info}
 
 
 @pytest.mark.parametrize(
@@ -32,14 +36,15 @@ def row(group: str, dep_id: str, weight: Any) -> dict[str, Any]:
         ([row("chat", "bot_canary", 100)], {S: 0, C: 100}),
         ([row("chat", "bot_stable", 100), row("other", "x_stable", 7)], {S: 100, C: 0}),
         ([row("other", "x_stable", 100)], None),
+        ([row("chat", "azure-eu", 100)], None),  # only a stranger: no rollout's deployment is there
         ([], None),
     ],
-    ids=["split", "canary-withdrawn", "stable-withdrawn", "other-groups-ignored", "absent", "empty"],
+    ids=["split", "canary-withdrawn", "stable-withdrawn", "other-groups-ignored", "absent", "strangers-only", "empty"],
 )
 def test_parse_group(rows: list[dict[str, Any]], expected: dict[str, int] | None) -> None:
     state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
     assert (dict(state.weights) if state else None) == expected
-    assert state is None or state.shadow == 0
+    assert state is None or (state.shadow == 0 and state.hold == "")
 
 
 @pytest.mark.parametrize(
@@ -48,16 +53,76 @@ def test_parse_group(rows: list[dict[str, Any]], expected: dict[str, int] | None
         ({"data": [row("chat", "bot_stable", None)]}, "has weight None"),
         ({"data": [row("chat", "bot_stable", 0.5)]}, "not a whole percent"),
         ({"data": [row("chat", "bot_stable", 30), row("chat", "bot_canary", 30)]}, "sum to 100"),
-        ({"data": [row("chat", "bot_stable", 100), row("chat", "azure-eu", 1)]}, "no rollout manages"),
         ({"models": []}, "'data' list"),
         ([], "'data' list"),
     ],
-    ids=["no-weight", "fraction", "not-100", "stranger-in-group", "no-data", "not-an-object"],
+    ids=["no-weight", "fraction", "not-100", "no-data", "not-an-object"],
 )
 def test_parse_group_refuses_what_it_cannot_trust(data: Any, message: str) -> None:
     with pytest.raises(errors.RouterStateError, match=message) as raised:
         litellm.parse_group(data, route="chat", rollout="bot", where=WHERE)
     assert WHERE in str(raised.value)
+
+
+def test_parse_group_reads_deployments_no_rollout_manages_as_others() -> None:
+    """A deployment added by hand is reported with its weight in LiteLLM's units (0 when it has none:
+    it takes no share beside weighted ones; a fraction rounded up), and ours need not sum to 100."""
+    rows = [
+        row("chat", "bot_stable", 70),
+        row("chat", "bot_canary", 30),
+        row("chat", "hotfix", 20, None),
+        row("chat", "spare", None, None),
+        row("chat", "tiny", 0.5, None),
+    ]
+    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert state is not None
+    assert dict(state.weights) == {S: 70, C: 30}
+    assert dict(state.others) == {"hotfix": 20, "spare": 0, "tiny": 1}
+    down = state.lowered()
+    assert litellm.weights_for(down, rollout="bot", where=WHERE) == {"bot_stable": 100, "bot_canary": 0}
+    partial = litellm.parse_group(
+        {"data": [row("chat", "bot_stable", 80), row("chat", "hotfix", 20, None)]},
+        route="chat",
+        rollout="bot",
+        where=WHERE,
+    )
+    assert partial is not None and dict(partial.weights) == {S: 80, C: 0} and dict(partial.others) == {"hotfix": 20}
+
+
+def test_parse_group_reads_what_each_deployment_serves() -> None:
+    record = {"revision": "r2", "params": {"temperature": 0.7}, "system_prompt": "Be brief."} | SHUFFLE
+    rows = [row("chat", "bot_stable", 90, SHUFFLE), row("chat", "bot_canary", 10, record)]
+    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert state is not None
+    assert state.served[C] == base.Served("openai/x", None, "r2", {"temperature": 0.7}, "Be brief.")
+    # a deployment of ours that does not say what it serves serves an unknown revision: a write heals it
+    assert state.served[S].revision == litellm.UNKNOWN_REVISION
+    desired = base.RouteState({S: 90, C: 10}, 0, {S: base.Served("openai/x", revision="r1"), C: state.served[C]})
+    assert not state.same_revisions(desired)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "least-busy",
+        "usage-based-routing",
+        "usage-based-routing-v2",
+        "latency-based-routing",
+        "cost-based-routing",
+        "provider-budget-routing",
+        "lar1",
+        "custom",
+        None,
+    ],
+)
+def test_a_group_whose_strategy_ignores_weights_is_read_with_a_hold(strategy: str | None) -> None:
+    record = None if strategy is None else {"routing_strategy": strategy}
+    rows = [row("chat", "bot_stable", 90, record), row("chat", "bot_canary", 10, record)]
+    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert state is not None and dict(state.weights) == {S: 90, C: 10}
+    assert state.hold
+    assert (repr(strategy) if strategy else "does not say which routing strategy") in state.hold
+    assert state.same_traffic(base.RouteState({S: 90, C: 10}))  # read-back of a lowering still confirms
 
 
 @pytest.mark.parametrize(
@@ -115,40 +180,146 @@ def test_model_list_and_weights_document() -> None:
                 "api_key": "os.environ/OPENAI_API_KEY",
                 "weight": 95,
             },
-            "model_info": {"id": "support-bot_stable"},
+            "model_info": {"id": "support-bot_stable", "rollout": {}},
         },
         {
             "model_name": "support-chat",
             "litellm_params": {"model": "openai/b-2025", "weight": 5},
-            "model_info": {"id": "support-bot_canary"},
+            "model_info": {"id": "support-bot_canary", "rollout": {}},
         },
         {
             "model_name": "triage",
             "litellm_params": {**rendered[0]["litellm_params"], "weight": 100},
-            "model_info": {"id": "triage_stable"},
+            "model_info": {"id": "triage_stable", "rollout": {}},
         },
     ]
-    assert litellm.weights_document(groups) == {
+    assert litellm.weights_document(groups, deployments=extra) == {
         "version": litellm.FORMAT_VERSION,
         "groups": {
-            "support-chat": {"support-bot_stable": 95, "support-bot_canary": 5},
-            "triage": {"triage_stable": 100},
+            "support-chat": {"support-bot_stable": {"weight": 95}, "support-bot_canary": {"weight": 5}},
+            "triage": {"triage_stable": {"weight": 100}},
+        },
+    }
+
+
+PROMPTED = {
+    S: base.Served("openai/m", "p/v1.md", "rev-s", {"temperature": 0.2}, "You are terse."),
+    C: base.Served("openai/m", "p/v2.md", "rev-c", {"temperature": 0.9}, "You are warm."),
+}
+
+
+def test_variants_that_differ_only_in_prompt_and_params_render_different_deployments() -> None:
+    """A prompt-only or params-only rollout is no A/A test: each deployment carries its variant."""
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/m", C: "openai/m"}, {S: 90, C: 10}, PROMPTED)
+    stable, canary = litellm.model_list([group], deployments={"openai/m": {"api_key": "os.environ/K"}})
+    assert stable["litellm_params"] == {
+        "model": "openai/m",
+        "api_key": "os.environ/K",
+        "temperature": 0.2,
+        "weight": 90,
+    }
+    assert canary["litellm_params"]["temperature"] == 0.9
+    assert stable["model_info"]["rollout"] == {
+        "revision": "rev-s",
+        "params": {"temperature": 0.2},
+        "system_prompt": "You are terse.",
+    }
+    assert canary["model_info"]["rollout"]["system_prompt"] == "You are warm."
+    document = litellm.weights_document([group], deployments={"openai/m": {"api_key": "os.environ/K"}})
+    assert document["groups"]["chat"]["bot_canary"] == {
+        "weight": 10,
+        "serves": {
+            "model": "openai/m",
+            "revision": "rev-c",
+            "params": {"temperature": 0.9},
+            "system_prompt": "You are warm.",
+            "litellm_params": {"api_key": "os.environ/K"},
         },
     }
 
 
 @pytest.mark.parametrize(
-    ("weights", "deployments", "message"),
+    ("served", "deployments", "message"),
     [
-        ({S: 0, C: 0}, {}, "never all 0"),
-        ({S: 100, C: 0}, {"m": {"weight": 3}}, "sets a weight"),
+        (base.Served("openai/m", "p/v1.md", "r"), {}, "text of prompt 'p/v1.md' is unknown"),
+        (base.Served("openai/m", None, "r", {"weight": 3}), {}, r"params sets \['weight'\]"),
+        (base.Served("openai/m", None, "r"), {"openai/m": {"model": "x"}}, r"sets \['model'\]"),
     ],
-    ids=["all-zero", "weight-in-deployments"],
+    ids=["prompt-without-text", "params-set-weight", "deployments-set-model"],
 )
-def test_model_list_refuses(weights: dict[str, int], deployments: dict[str, Any], message: str) -> None:
-    group = litellm.GroupSpec("bot", "chat", {S: "m", C: "n"}, weights)
+def test_entries_refuse_what_would_serve_another_variant(
+    served: base.Served, deployments: dict[str, Any], message: str
+) -> None:
+    state = base.RouteState({S: 100, C: 0}, 0, {S: served})
     with pytest.raises(errors.RouterError, match=message):
-        litellm.model_list([group], deployments=deployments)
+        litellm.entries_for(state, rollout="bot", where=WHERE, deployments=deployments)
+
+
+@pytest.mark.parametrize(
+    ("config", "routes", "problem"),
+    [
+        ({"model_list": []}, ["chat"], None),
+        ({"router_settings": {"routing_strategy": "simple-shuffle"}}, ["chat"], None),
+        (
+            {"router_settings": {"routing_strategy": "usage-based-routing-v2"}},
+            ["chat"],
+            "routing_strategy: usage-based",
+        ),
+        ({"router_settings": {"routing_strategy": "least-busy"}}, [], None),  # no rollout on this proxy
+        (
+            {
+                "router_settings": {
+                    "routing_groups": [
+                        {"group_name": "g", "models": ["chat"], "routing_strategy": "latency-based-routing"}
+                    ]
+                }
+            },
+            ["chat"],
+            "routing_groups.0.routing_strategy: latency-based-routing",
+        ),
+        (
+            {
+                "router_settings": {
+                    "routing_strategy": "least-busy",
+                    "routing_groups": [{"group_name": "g", "models": ["chat"], "routing_strategy": "simple-shuffle"}],
+                }
+            },
+            ["chat"],
+            None,
+        ),
+        (
+            {
+                "router_settings": {
+                    "routing_groups": [
+                        {
+                            "group_name": "g",
+                            "models": ["chat"],
+                            "routing_strategy": "priority",
+                            "model_priorities": {"chat": 1},
+                        }
+                    ]
+                }
+            },
+            ["chat"],
+            None,
+        ),
+    ],
+    ids=[
+        "default",
+        "simple-shuffle",
+        "usage-v2",
+        "no-route",
+        "routing-group",
+        "group-shuffle-over-top",
+        "priority-group",
+    ],
+)
+def test_strategy_problem(config: dict[str, Any], routes: list[str], problem: str | None) -> None:
+    found = litellm.strategy_problem(config, routes=routes)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found[1] and "'chat'" in found[1]
 
 
 @pytest.mark.parametrize(
@@ -278,3 +449,210 @@ def test_watcher_ignores_a_malformed_file(router: Any, tmp_path: Path) -> None:
     before = live(router)
     assert watcher.tick(router) is False
     assert live(router) == before
+
+
+# -- what each variant serves, routing strategies, deployments no rollout manages (in-process Router) ---
+
+
+def deployment(group: str, dep_id: str, weight: int, *, ours: bool = True, **params: Any) -> dict[str, Any]:
+    litellm_params = {
+        "model": f"openai/{dep_id}",
+        "api_base": "http://127.0.0.1:9/v1",
+        "api_key": "x",
+        "weight": weight,
+    }
+    info: dict[str, Any] = {"id": dep_id} | ({"rollout": {}} if ours else {})
+    return {"model_name": group, "litellm_params": litellm_params | params, "model_info": info}
+
+
+def new_router(*deployments: dict[str, Any], **settings: Any) -> Any:
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    from litellm import Router
+
+    return Router(model_list=[copy.deepcopy(d) for d in deployments], **settings)
+
+
+def raw(router: Any, dep_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = router.model_list[router.model_id_to_deployment_index_map[dep_id]]
+    return found
+
+
+def serving(model: str, revision: str, *, prompt: str | None = None, **params: Any) -> dict[str, Any]:
+    return {"model": model, "revision": revision, "params": params, "system_prompt": prompt, "litellm_params": {}}
+
+
+def test_callback_gives_each_deployment_what_its_variant_serves() -> None:
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    groups = {
+        "chat": {
+            "bot_stable": {"weight": 50, "serves": serving("openai/m", "r1", prompt="Be terse.", temperature=0.2)},
+            "bot_canary": {"weight": 50, "serves": serving("openai/m", "r2", prompt="Be warm.", temperature=0.9)},
+        }
+    }
+    assert litellm_callback.apply_groups(router, groups, withdrawn) == []
+    canary = raw(router, "bot_canary")
+    assert canary["litellm_params"]["model"] == "openai/m" and canary["litellm_params"]["temperature"] == 0.9
+    assert canary["litellm_params"]["api_base"] == "http://127.0.0.1:9/v1"  # its connection params stay
+    assert canary["model_info"]["rollout"] == {
+        "revision": "r2",
+        "params": {"temperature": 0.9},
+        "system_prompt": "Be warm.",
+        "routing_strategy": "simple-shuffle",
+    }
+    # a new canary revision: other params (the old one's are removed), another prompt, no restart
+    groups["chat"]["bot_canary"] = {"weight": 50, "serves": serving("openai/m", "r3", prompt="Be kind.", max_tokens=9)}
+    assert litellm_callback.apply_groups(router, groups, withdrawn) == []
+    canary = raw(router, "bot_canary")
+    assert "temperature" not in canary["litellm_params"] and canary["litellm_params"]["max_tokens"] == 9
+    assert canary["model_info"]["rollout"]["revision"] == "r3"
+    assert raw(router, "bot_stable")["model_info"]["rollout"]["revision"] == "r1"
+    # withdrawn, it keeps what it serves; a weight-only entry (version 1) brings it back as it was
+    groups["chat"] = {"bot_stable": {"weight": 100, "serves": groups["chat"]["bot_stable"]["serves"]}, "bot_canary": 0}
+    assert litellm_callback.apply_groups(router, groups, withdrawn) == []
+    assert "bot_canary" not in router.model_id_to_deployment_index_map
+    assert litellm_callback.apply_groups(router, {"chat": {"bot_stable": 70, "bot_canary": 30}}, withdrawn) == []
+    canary = raw(router, "bot_canary")
+    assert canary["litellm_params"]["weight"] == 30 and canary["model_info"]["rollout"]["revision"] == "r3"
+
+
+def test_callback_leaves_a_group_litellm_would_refuse_but_still_takes_the_canary_out() -> None:
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 50), deployment("chat", "bot_canary", 50))
+    before = copy.deepcopy(router.model_list)
+    bad = {"weight": 100, "serves": serving("nosuchprovider/m", "r9")}  # LiteLLM would drop it on upsert
+    problems = litellm_callback.apply_groups(router, {"chat": {"bot_stable": bad, "bot_canary": {"weight": 0}}}, {})
+    assert len(problems) == 1 and "bot_stable" in problems[0] and "only its removals" in problems[0]
+    assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]  # the canary is out regardless
+    assert raw(router, "bot_stable") == before[0]  # and stable is as it was
+    # raising the canary with a refused deployment changes nothing at all
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    before = copy.deepcopy(router.model_list)
+    problems = litellm_callback.apply_groups(
+        router,
+        {
+            "chat": {
+                "bot_stable": {"weight": 50},
+                "bot_canary": {"weight": 50, "serves": serving("nosuchprovider/m", "r9")},
+            }
+        },
+        {},
+    )
+    assert len(problems) == 1 and router.model_list == before
+
+
+def test_callback_never_touches_a_deployment_no_rollout_manages() -> None:
+    from controller.routers import litellm_callback
+
+    hotfix = deployment("chat", "hotfix", 20, ours=False)
+    router = new_router(deployment("chat", "bot_stable", 50), deployment("chat", "bot_canary", 50), hotfix)
+    groups = {"chat": {"bot_stable": {"weight": 100, "serves": serving("openai/m", "r1")}, "bot_canary": {"weight": 0}}}
+    assert litellm_callback.apply_groups(router, groups, {}) == []
+    assert litellm_callback.stamp(router) == 0  # applying stamped ours already
+    assert sorted(d["model_info"]["id"] for d in router.model_list) == ["bot_stable", "hotfix"]
+    assert raw(router, "hotfix") == new_router(hotfix).model_list[0]  # weight, model and model_info as they were
+
+
+STRATEGIES = (  # every routing strategy LiteLLM 1.106.2 accepts (litellm.router_utils.routing_groups)
+    "simple-shuffle",
+    "least-busy",
+    "usage-based-routing",
+    "usage-based-routing-v2",
+    "latency-based-routing",
+    "cost-based-routing",
+    "provider-budget-routing",
+    "lar1",
+)
+
+
+def test_strategies_are_litellms() -> None:
+    if litellm_proc.available():
+        pytest.skip(litellm_proc.available())
+    from litellm.router_utils.routing_groups import VALID_ROUTING_STRATEGIES
+
+    assert set(STRATEGIES) == set(VALID_ROUTING_STRATEGIES)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_callback_names_the_routing_strategy_of_a_group(strategy: str) -> None:
+    """The router-wide setting, a custom strategy that replaced the router's choice (lar1), and a
+    routing group that claims the model group with its own strategy."""
+    from controller.routers import litellm_callback
+
+    router = new_router(
+        deployment("chat", "bot_stable", 100), deployment("other", "o_1", 1, ours=False), routing_strategy=strategy
+    )
+    assert litellm_callback.routing_strategy(router, "chat") == strategy
+    assert litellm_callback.stamp(router) == 1  # ours only: o_1 has no model_info.rollout
+    assert raw(router, "bot_stable")["model_info"]["rollout"] == {"routing_strategy": strategy}
+    assert "rollout" not in raw(router, "o_1")["model_info"]
+    assert litellm_callback.stamp(router) == 0
+    if strategy == "lar1":
+        return  # a custom strategy picks for every group: routing groups do not apply
+    other = "least-busy" if strategy == "simple-shuffle" else "simple-shuffle"
+    grouped = new_router(
+        deployment("chat", "bot_stable", 100),
+        routing_strategy=strategy,
+        routing_groups=[{"group_name": "g", "models": ["chat"], "routing_strategy": other}],
+    )
+    assert litellm_callback.routing_strategy(grouped, "chat") == other
+
+
+@pytest.mark.parametrize(
+    ("rollout", "call", "expected"),
+    [
+        (None, {"messages": [{"role": "user", "content": "hi"}]}, None),
+        ({"params": {}, "system_prompt": None}, {"messages": []}, None),
+        (
+            {"params": {"temperature": 0.2}, "system_prompt": "Be terse."},
+            {"messages": [{"role": "user", "content": "hi"}], "temperature": 1.0},
+            {
+                "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "hi"}],
+                "temperature": 0.2,
+            },
+        ),
+        (
+            {"params": {}, "system_prompt": "Be terse."},
+            {"messages": [{"role": "system", "content": "client"}, {"role": "user", "content": "hi"}]},
+            {
+                "messages": [
+                    {"role": "system", "content": "Be terse."},
+                    {"role": "system", "content": "client"},
+                    {"role": "user", "content": "hi"},
+                ]
+            },
+        ),
+    ],
+    ids=["not-ours", "serves-nothing-more", "prompt-and-params-win", "before-the-clients-system-message"],
+)
+def test_served_request(rollout: dict[str, Any] | None, call: dict[str, Any], expected: dict[str, Any] | None) -> None:
+    from controller.routers import litellm_callback
+
+    info = {"id": "bot_canary"} | ({} if rollout is None else {"rollout": rollout})
+    got = litellm_callback.served_request({**call, "model_info": info})
+    if expected is None:
+        assert got is None
+    else:
+        assert got is not None and {k: got[k] for k in expected} == expected
+
+
+def test_served_request_refuses_a_call_that_cannot_carry_the_prompt() -> None:
+    from controller.routers import litellm_callback
+
+    info = {"id": "bot_canary", "rollout": {"system_prompt": "Be terse."}}
+    with pytest.raises(litellm_callback.Refused, match="system prompt"):
+        litellm_callback.served_request({"input": "hi", "metadata": {"model_info": info}})
+
+
+def test_watcher_stamps_without_a_weights_file(tmp_path: Path) -> None:
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100), routing_strategy="least-busy")
+    watcher = litellm_callback.WeightsWatcher(str(tmp_path / "absent.json"))
+    assert watcher.tick(router) is False
+    assert raw(router, "bot_stable")["model_info"]["rollout"]["routing_strategy"] == "least-busy"
