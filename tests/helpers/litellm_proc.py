@@ -62,6 +62,11 @@ class Proxy:
         ]
         return rows
 
+    def stamped(self) -> bool:
+        """Every deployment of ours (with `model_info.rollout`) says its group's routing strategy."""
+        ours = [r["model_info"]["rollout"] for r in self.model_info() if isinstance(r["model_info"].get("rollout"), dict)]
+        return all("routing_strategy" in record for record in ours)
+
     def weights(self) -> list[tuple[str, str, Any]]:
         """(group, deployment id, weight) for every deployment the proxy routes to, sorted."""
         return sorted(
@@ -69,7 +74,9 @@ class Proxy:
         )
 
 
-def config(model_list: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def config(model_list: Sequence[Mapping[str, Any]], *, router_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A proxy config: our callback and LiteLLM's Prometheus one, simple-shuffle unless
+    `router_settings` says otherwise (a routing strategy, routing groups)."""
     return {
         "model_list": list(model_list),
         "litellm_settings": {
@@ -77,15 +84,21 @@ def config(model_list: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "require_auth_for_metrics_endpoint": False,
             "num_retries": 0,
         },
-        "router_settings": {"routing_strategy": "simple-shuffle", "disable_cooldowns": True},
+        "router_settings": {"routing_strategy": "simple-shuffle", "disable_cooldowns": True, **(router_settings or {})},
         "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
     }
 
 
-def start(model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_file: Path | None = None) -> Proxy:
+def start(
+    model_list: Sequence[Mapping[str, Any]],
+    workdir: Path,
+    *,
+    weights_file: Path | None = None,
+    router_settings: Mapping[str, Any] | None = None,
+) -> Proxy:
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "litellm-config.json"  # YAML is a superset of JSON
-    cfg.write_text(json.dumps(config(model_list), indent=2), "utf-8")
+    cfg.write_text(json.dumps(config(model_list, router_settings=router_settings), indent=2), "utf-8")
     weights = weights_file or workdir / "weights.json"
     port = free_port()
     log = workdir / "litellm.log"
@@ -110,6 +123,7 @@ def start(model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_fil
     proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights, log)
     try:
         _wait_ready(proxy)
+        wait_for("the callback to stamp our deployments with their routing strategy", proxy.stamped, deadline=60)
     except BaseException:
         demo.stop_child(process, grace=15)
         raise
@@ -118,9 +132,13 @@ def start(model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_fil
 
 @contextlib.contextmanager
 def running(
-    model_list: Sequence[Mapping[str, Any]], workdir: Path, *, weights_file: Path | None = None
+    model_list: Sequence[Mapping[str, Any]],
+    workdir: Path,
+    *,
+    weights_file: Path | None = None,
+    router_settings: Mapping[str, Any] | None = None,
 ) -> Iterator[Proxy]:
-    proxy = start(model_list, workdir, weights_file=weights_file)
+    proxy = start(model_list, workdir, weights_file=weights_file, router_settings=router_settings)
     try:
         yield proxy
     finally:
@@ -161,3 +179,14 @@ def completion(client: httpx.Client, url: str, model: str) -> httpx.Response:
         headers={"authorization": f"Bearer {MASTER_KEY}"},
         json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
     )
+
+
+def answered_by(client: httpx.Client, url: str, model: str, n: int) -> dict[str, int]:
+    """Send `n` completions to the model group `model`: how many each deployment answered (LiteLLM's
+    `x-litellm-model-id` header); a failed request counts as its status code."""
+    seen: dict[str, int] = {}
+    for _ in range(n):
+        response = completion(client, url, model)
+        key = response.headers.get("x-litellm-model-id", "") if response.status_code == 200 else str(response.status_code)
+        seen[key] = seen.get(key, 0) + 1
+    return seen

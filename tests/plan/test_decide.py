@@ -99,6 +99,13 @@ S1 = state(95, 5)
 # a route that a variant no rollout manages shares (a deployment added by hand during an incident)
 SHARED = base.RouteState({"stable": 70, "canary": 10}, 0, others={"hotfix": 20})
 SHARED_BACK = base.RouteState({"stable": 80, "canary": 0}, 0, others={"hotfix": 20})
+# a route whose router would not honour the weights (a LiteLLM proxy routing by least-busy)
+IGNORED = "the proxy routes model group 'chat' by routing_strategy 'least-busy', which ignores weights"
+
+
+def held(stable: int, canary: int) -> base.RouteState:
+    return base.RouteState({"stable": stable, "canary": canary}, 0, hold=IGNORED)
+
 
 # (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
 CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
@@ -209,6 +216,14 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         None,
         "revert PR",
     ),
+    # a router that would not honour the weights: never raise the canary there, always lower it
+    ("ignored-no-start", rollout(step=1), facts(held(100, 0), PASS), plan.Kind.HOLD, None, "'least-busy'"),
+    ("ignored-no-heal-up", rollout(step=1), facts(held(100, 0)), plan.Kind.HOLD, None, "not setting stable 95%"),
+    ("ignored-in-step-holds", rollout(step=1), facts(held(95, 5), PASS, EVAL_PASS), plan.Kind.HOLD, None, "ignores"),
+    ("ignored-abort", rollout(step=1), facts(held(95, 5), abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
+    ("ignored-rollback", rollout(step=1), facts(held(95, 5), EVAL_FAIL), plan.Kind.ROLLBACK, BACK, "failed"),
+    ("ignored-rolled-back-heals", rollout(step=1, phase="RolledBack"), facts(held(90, 10)), plan.Kind.APPLY, BACK, "rolled back"),
+    ("ignored-steady", rollout(canary=False), facts(held(100, 0)), plan.Kind.HOLD, None, "steady"),
     # after a rollback: hold the rolled-back weights
     (
         "rollback-pr-open-holds",
@@ -425,3 +440,9 @@ def test_measuring_window(in_step: int | None, expected: int) -> None:
     got = reconcile.window(timedelta(minutes=1), None if in_step is None else timedelta(seconds=in_step))
     assert got == timedelta(seconds=expected)
     assert got <= max(timedelta(minutes=1), timedelta(seconds=in_step or 0))  # never before the step began
+
+
+def test_plan_shows_why_a_route_whose_router_ignores_weights_is_held() -> None:
+    shown = plan.diff(rollout(step=1), held(100, 0))
+    assert shown.action.startswith("hold, not setting stable 95%, canary 5%") and "'least-busy'" in shown.action
+    assert plan.diff(rollout(canary=False), held(100, 0)).action == "steady: nothing to roll out"

@@ -26,6 +26,10 @@ ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
 BACKENDS = ("file", "envoy", "flagd", "litellm")
 #: A LiteLLM-only route whose canary fails every request, for the gate test (kept apart from the contract's).
 GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
+#: LiteLLM-only routes for the end-to-end tests (tests/routers/test_litellm_live.py): a prompt-only
+#: rollout, a params-only one, and a group that also holds a deployment no rollout manages (HOTFIX).
+LIVE_ROLLOUTS = {"prompt-chat": "prompt-bot", "params-chat": "params-bot", "shared-chat": "shared-bot"}
+HOTFIX = "hotfix-by-hand"
 
 
 @dataclass
@@ -135,8 +139,9 @@ class LitellmStack:
 
 @pytest.fixture(scope="session")
 def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmStack]:
-    """One real LiteLLM proxy for the session: the contract routes and GATE_ROUTE, each a model group
-    of two deployments (ids `spec.cluster_name(rollout, role)`) on local stand-ins."""
+    """One real LiteLLM proxy for the session: the contract routes, GATE_ROUTE and LIVE_ROLLOUTS' routes,
+    each a model group of two deployments (ids `spec.cluster_name(rollout, role)`) on local stand-ins;
+    `shared-chat` also holds HOTFIX, a deployment no rollout manages (weight 20, on the stable stand-in)."""
     missing = litellm_proc.available()
     if missing:
         pytest.skip(missing)
@@ -146,13 +151,12 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmS
         openai_standin.standin("canary") as canary,
         openai_standin.standin("failing", status=500) as failing,
     ):
+        rollouts = {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS}
         bases = {
-            **{(r, base.STABLE): stable.api_base for r in ROUTES},
-            **{(r, base.CANARY): canary.api_base for r in ROUTES},
-            (GATE_ROUTE, base.STABLE): stable.api_base,
+            **{(r, base.STABLE): stable.api_base for r in rollouts},
+            **{(r, base.CANARY): canary.api_base for r in rollouts},
             (GATE_ROUTE, base.CANARY): failing.api_base,
         }
-        rollouts = {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT}
         groups = [
             litellm.GroupSpec(
                 rollout=rollouts[route],
@@ -167,13 +171,15 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmS
             for (route, role), api_base in bases.items()
         }
         model_list = litellm.model_list(groups, deployments=deployments)
+        hotfix = {"model": "openai/hotfix", "api_base": stable.api_base, "api_key": "not-a-real-key", "weight": 20}
+        model_list.append({"model_name": "shared-chat", "litellm_params": hotfix, "model_info": {"id": HOTFIX}})
         with litellm_proc.running(model_list, work) as proxy:
             yield LitellmStack(proxy, {"stable": stable, "canary": canary, "failing": failing})
 
 
 def litellm_router(stack: LitellmStack, **kwargs: Any) -> litellm.LitellmRouter:
     args: dict[str, Any] = {
-        "routes": {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT},
+        "routes": {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS},
         "weights_file": stack.proxy.weights_file,
         "master_key": litellm_proc.MASTER_KEY,
         "apply_timeout": 20.0,

@@ -16,9 +16,10 @@ from tests.helpers.routes import read_one
 from tests.routers.conftest import ROUTES, Backend
 
 S, C = base.STABLE, base.CANARY
+MODEL = "openai/triage-llm-8b-2025-06-02"  # a provider LiteLLM knows: its callback gives the deployments this model
 SERVED = {
-    S: base.Served("acme/triage-llm-8b-2025-06-02", "rollouts/t/prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}),
-    C: base.Served("acme/triage-llm-8b-2025-06-02", "rollouts/t/prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}),
+    S: base.Served(MODEL, "rollouts/t/prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}, "Triage by urgency."),
+    C: base.Served(MODEL, "rollouts/t/prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}, "Triage by topic."),
 }
 
 
