@@ -64,7 +64,9 @@ class Proxy:
 
     def stamped(self) -> bool:
         """Every deployment of ours (with `model_info.rollout`) says its group's routing strategy."""
-        ours = [r["model_info"]["rollout"] for r in self.model_info() if isinstance(r["model_info"].get("rollout"), dict)]
+        ours = [
+            r["model_info"]["rollout"] for r in self.model_info() if isinstance(r["model_info"].get("rollout"), dict)
+        ]
         return all("routing_strategy" in record for record in ours)
 
     def weights(self) -> list[tuple[str, str, Any]]:
@@ -74,7 +76,9 @@ class Proxy:
         )
 
 
-def config(model_list: Sequence[Mapping[str, Any]], *, router_settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def config(
+    model_list: Sequence[Mapping[str, Any]], *, router_settings: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """A proxy config: our callback and LiteLLM's Prometheus one, simple-shuffle unless
     `router_settings` says otherwise (a routing strategy, routing groups)."""
     return {
@@ -173,11 +177,11 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
 
-def completion(client: httpx.Client, url: str, model: str) -> httpx.Response:
+def completion(client: httpx.Client, url: str, model: str, **params: Any) -> httpx.Response:
     return client.post(
         url + "/v1/chat/completions",
         headers={"authorization": f"Bearer {MASTER_KEY}"},
-        json={"model": model, "messages": [{"role": "user", "content": "hello"}]},
+        json={"model": model, "messages": [{"role": "user", "content": "hello"}], **params},
     )
 
 
@@ -187,6 +191,8 @@ def answered_by(client: httpx.Client, url: str, model: str, n: int) -> dict[str,
     seen: dict[str, int] = {}
     for _ in range(n):
         response = completion(client, url, model)
-        key = response.headers.get("x-litellm-model-id", "") if response.status_code == 200 else str(response.status_code)
+        key = (
+            response.headers.get("x-litellm-model-id", "") if response.status_code == 200 else str(response.status_code)
+        )
         seen[key] = seen.get(key, 0) + 1
     return seen

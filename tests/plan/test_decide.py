@@ -222,7 +222,14 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ("ignored-in-step-holds", rollout(step=1), facts(held(95, 5), PASS, EVAL_PASS), plan.Kind.HOLD, None, "ignores"),
     ("ignored-abort", rollout(step=1), facts(held(95, 5), abort=True), plan.Kind.ROLLBACK, BACK, "aborted"),
     ("ignored-rollback", rollout(step=1), facts(held(95, 5), EVAL_FAIL), plan.Kind.ROLLBACK, BACK, "failed"),
-    ("ignored-rolled-back-heals", rollout(step=1, phase="RolledBack"), facts(held(90, 10)), plan.Kind.APPLY, BACK, "rolled back"),
+    (
+        "ignored-rolled-back-heals",
+        rollout(step=1, phase="RolledBack"),
+        facts(held(90, 10)),
+        plan.Kind.APPLY,
+        BACK,
+        "rolled back",
+    ),
     ("ignored-steady", rollout(canary=False), facts(held(100, 0)), plan.Kind.HOLD, None, "steady"),
     # after a rollback: hold the rolled-back weights
     (

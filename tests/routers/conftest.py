@@ -177,6 +177,71 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmS
             yield LitellmStack(proxy, {"stable": stable, "canary": canary, "failing": failing})
 
 
+#: The strategies proxy: LiteLLM's own example config routes by usage-based-routing-v2 (router-wide);
+#: a routing group gives each other strategy LiteLLM 1.106.2 offers (and simple-shuffle) a model group.
+TOP_STRATEGY = "usage-based-routing-v2"
+IGNORING = (
+    "least-busy",
+    "usage-based-routing",
+    "latency-based-routing",
+    "cost-based-routing",
+    "provider-budget-routing",
+    "lar1",
+)
+STRATEGIES = (TOP_STRATEGY, *IGNORING, "simple-shuffle")
+
+
+def strategy_route(strategy: str) -> tuple[str, str]:
+    """(the model group routed by `strategy`, its rollout) on the strategies proxy."""
+    return f"by-{strategy}", f"{strategy}-bot"
+
+
+@dataclass
+class StrategyStack:
+    proxy: litellm_proc.Proxy
+    upstreams: dict[str, openai_standin.Standin]  # "stable", "canary"
+
+    def router(self, strategy: str) -> litellm.LitellmRouter:
+        route, rollout = strategy_route(strategy)
+        return litellm.LitellmRouter(
+            "gateway",
+            self.proxy.url,
+            routes={route: rollout},
+            weights_file=self.proxy.weights_file,
+            master_key=litellm_proc.MASTER_KEY,
+            apply_timeout=20.0,
+        )
+
+
+@pytest.fixture(scope="session")
+def strategy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StrategyStack]:
+    """A real LiteLLM proxy with one model group per routing strategy, each split 90/10 as the
+    controller would have written it before anyone changed the strategy."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    work = tmp_path_factory.mktemp("litellm-strategies")
+    with openai_standin.standin("stable") as stable, openai_standin.standin("canary") as canary:
+        groups = []
+        deployments = {}
+        for strategy in STRATEGIES:
+            route, rollout = strategy_route(strategy)
+            models = {base.STABLE: f"openai/{route}-stable", base.CANARY: f"openai/{route}-canary"}
+            groups.append(litellm.GroupSpec(rollout, route, models, {base.STABLE: 90, base.CANARY: 10}))
+            deployments[models[base.STABLE]] = {"api_base": stable.api_base, "api_key": "not-a-real-key"}
+            deployments[models[base.CANARY]] = {"api_base": canary.api_base, "api_key": "not-a-real-key"}
+        settings = {
+            "routing_strategy": TOP_STRATEGY,
+            "routing_groups": [
+                {"group_name": f"rg-{s}", "models": [strategy_route(s)[0]], "routing_strategy": s}
+                for s in STRATEGIES[1:]
+            ],
+        }
+        model_list = litellm.model_list(groups, deployments=deployments)
+        with litellm_proc.running(model_list, work, router_settings=settings) as proxy:
+            yield StrategyStack(proxy, {"stable": stable, "canary": canary})
+
+
 def litellm_router(stack: LitellmStack, **kwargs: Any) -> litellm.LitellmRouter:
     args: dict[str, Any] = {
         "routes": {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS},

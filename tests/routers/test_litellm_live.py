@@ -1,23 +1,41 @@
 """Live: the session's real LiteLLM proxy in front of OpenAI-compatible stand-ins. The observed split,
 a live change under load with zero failed requests, a rollback that takes the canary out of rotation,
-and LiteLLM's own metrics scraped by a real Prometheus and judged by a gate."""
+LiteLLM's own metrics scraped by a real Prometheus and judged by a gate; prompt-only and params-only
+rollouts reaching the model as each variant says; `rollout abort` on a group that also holds a
+deployment no rollout manages; and, on a second proxy, every routing strategy LiteLLM 1.106.2 offers:
+weights honoured by simple-shuffle, a raise refused and a rollout held under every other, where a
+rollback still takes the canary out."""
 
 from __future__ import annotations
 
+import io
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import git
 import httpx
 import pytest
 
-from controller import analysis, evidence, prometheus, spec
+from controller import analysis, cli, errors, evidence, prometheus, spec
 from controller.gates import Verdict
 from controller.routers import base
-from tests.helpers import litellm_proc, prom
+from tests.helpers import litellm_proc, openai_standin, prom
 from tests.helpers.routes import read_one
-from tests.routers.conftest import GATE_ROLLOUT, GATE_ROUTE, ROUTES, LitellmStack, litellm_router
+from tests.routers.conftest import (
+    GATE_ROLLOUT,
+    GATE_ROUTE,
+    HOTFIX,
+    IGNORING,
+    ROUTES,
+    TOP_STRATEGY,
+    LitellmStack,
+    StrategyStack,
+    litellm_router,
+    strategy_route,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -186,3 +204,259 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
             litellm_proc.completion(client, litellm_stack.proxy.url, GATE_ROUTE).status_code for _ in range(30)
         )
     assert codes == Counter({200: 30})
+
+
+# -- end to end through the controller's commands, on a GitOps remote -------------------------------
+
+
+CONFIG = """apiVersion: rollouts/v1
+kind: ControllerConfig
+routers:
+  gateway: {{type: litellm, url: "{url}", weightsFile: "{weights}"}}
+forge: {{type: local}}
+"""
+
+ROLLOUT = """apiVersion: rollouts/v1
+kind: Rollout
+metadata: {{name: {name}}}
+spec:
+  router: gateway
+  route: {route}
+  stable: {stable}
+  canary: {canary}
+  steps:
+    - {{weight: {weight}, for: 1h}}
+    - {{weight: 100}}
+  analysis: {{interval: 1h}}
+"""
+
+
+def push(remote: Path, work: Path, files: dict[str, str], message: str) -> None:
+    """A human pushes to main, through a throwaway clone."""
+    clone = work / f"human-{time.monotonic_ns()}"
+    r = git.Repo.clone_from(str(remote), clone)
+    for path, text in files.items():
+        (clone / path).parent.mkdir(parents=True, exist_ok=True)
+        (clone / path).write_text(text, "utf-8")
+    r.git.add("-A")
+    who = {
+        "GIT_AUTHOR_NAME": "human",
+        "GIT_AUTHOR_EMAIL": "h@x",
+        "GIT_COMMITTER_NAME": "human",
+        "GIT_COMMITTER_EMAIL": "h@x",
+    }
+    r.git.commit("-m", message, env=who)
+    r.git.push("origin", "HEAD:main")
+
+
+def gitops(work: Path, proxy: litellm_proc.Proxy, files: dict[str, str]) -> Path:
+    """A bare remote whose main holds controller.yaml (router `gateway` on `proxy`) and `files`."""
+    remote = work / "remote.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    config = CONFIG.format(url=proxy.url, weights=proxy.weights_file)
+    push(remote, work, {"rollouts/controller.yaml": config, **files}, "Add the rollouts")
+    return remote
+
+
+def rollout_cli(remote: Path, work: Path, *argv: str) -> tuple[int, str]:
+    """The real CLI, as a user runs it against the remote; (exit code, what it printed)."""
+    out = io.StringIO()
+    code = cli.main([*argv, "--remote", str(remote), "--workdir", str(work / "controller")], out)
+    return code, out.getvalue()
+
+
+def seen_since(standin: openai_standin.Standin, mark: int, model: str) -> list[openai_standin.Seen]:
+    """What reached `standin` for `model` (as LiteLLM sends it: without the provider prefix) after `mark`."""
+    return [x for x in standin.seen()[mark:] if x.model == model]
+
+
+STABLE_PROMPT = "You are the support bot. Answer in one sentence."
+CANARY_PROMPT = "You are the support bot. Answer warmly, then in one sentence."
+NEXT_PROMPT = "You are the support bot. Answer in one sentence and cite the FAQ."
+
+
+def test_prompt_only_and_params_only_rollouts_reach_the_model_as_each_variant_says(
+    litellm_stack: LitellmStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same model on both sides: the variants differ only in the system prompt (prompt-bot) or in the
+    params (params-bot). `rollout reconcile` applies main; every request that reaches a deployment
+    carries that variant's prompt and params, even one whose client sets its own temperature. A new
+    canary prompt reaches the running proxy with the next tick (no re-render, no restart)."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    stable, canary = litellm_stack.upstreams["stable"], litellm_stack.upstreams["canary"]
+    files = {
+        "rollouts/prompt-bot/rollout.yaml": ROLLOUT.format(
+            name="prompt-bot",
+            route="prompt-chat",
+            stable="{model: openai/prompt-chat, prompt: prompts/v1.md}",
+            canary="{model: openai/prompt-chat, prompt: prompts/v2.md}",
+            weight=50,
+        ),
+        "rollouts/prompt-bot/prompts/v1.md": STABLE_PROMPT,
+        "rollouts/prompt-bot/prompts/v2.md": CANARY_PROMPT,
+        "rollouts/params-bot/rollout.yaml": ROLLOUT.format(
+            name="params-bot",
+            route="params-chat",
+            stable="{model: openai/params-chat, prompt: prompts/p.md, params: {temperature: 0.2}}",
+            canary="{model: openai/params-chat, prompt: prompts/p.md, params: {temperature: 0.8, max_tokens: 64}}",
+            weight=50,
+        ),
+        "rollouts/params-bot/prompts/p.md": STABLE_PROMPT,
+    }
+    remote = gitops(tmp_path, litellm_stack.proxy, files)
+    pid = litellm_stack.proxy.process.pid
+    code, out = rollout_cli(remote, tmp_path, "reconcile", "--once")
+    assert code == 0, out
+    assert out.count("router gateway: set stable 50%, canary 50%, read back") == 2, out
+
+    marks = {"stable": len(stable.seen()), "canary": len(canary.seen())}
+    with httpx.Client(timeout=30) as client:
+        for _ in range(40):
+            assert litellm_proc.completion(client, litellm_stack.proxy.url, "prompt-chat").status_code == 200
+            answer = litellm_proc.completion(client, litellm_stack.proxy.url, "params-chat", temperature=1.5)
+            assert answer.status_code == 200, answer.text
+    prompts = {
+        name: seen_since(up, marks[name], "prompt-chat") for name, up in (("stable", stable), ("canary", canary))
+    }
+    assert prompts["stable"] and prompts["canary"], prompts  # both variants served at 50%
+    assert {x.system for x in prompts["stable"]} == {STABLE_PROMPT}
+    assert {x.system for x in prompts["canary"]} == {CANARY_PROMPT}
+    params = {name: seen_since(up, marks[name], "params-chat") for name, up in (("stable", stable), ("canary", canary))}
+    assert params["stable"] and params["canary"], params
+    assert all(x.params.get("temperature") == 0.2 and "max_tokens" not in x.params for x in params["stable"])
+    assert all(x.params.get("temperature") == 0.8 and x.params.get("max_tokens") == 64 for x in params["canary"])
+    assert {x.system for x in params["stable"] + params["canary"]} == {STABLE_PROMPT}
+
+    # The proxy says which revision each deployment serves: the next tick has nothing to apply.
+    code, out = rollout_cli(remote, tmp_path, "reconcile", "--once")
+    assert code == 0 and "set stable" not in out, out
+
+    # A new canary prompt on main: a new revision, applied to the running proxy by the next tick.
+    push(remote, tmp_path, {"rollouts/prompt-bot/prompts/v2.md": NEXT_PROMPT}, "prompt-bot: cite the FAQ")
+    code, out = rollout_cli(remote, tmp_path, "reconcile", "--once")
+    assert code == 0 and out.count("router gateway: set stable 50%, canary 50%, read back") == 1, out
+    mark = len(canary.seen())
+    with httpx.Client(timeout=30) as client:
+        for _ in range(30):
+            assert litellm_proc.completion(client, litellm_stack.proxy.url, "prompt-chat").status_code == 200
+    after = seen_since(canary, mark, "prompt-chat")
+    assert after and {x.system for x in after} == {NEXT_PROMPT}
+    assert litellm_stack.proxy.process.pid == pid and litellm_stack.proxy.process.poll() is None
+
+
+def test_abort_leaves_a_hand_added_deployment_and_takes_the_canary_out(
+    litellm_stack: LitellmStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`shared-chat` also holds a deployment added by hand during an incident. `rollout abort` exits 0,
+    says what it left, and from then on no request reaches the canary; the hand-added one still serves."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    route, canary_id = "shared-chat", spec.cluster_name("shared-bot", C)
+    router = litellm_router(litellm_stack)
+    live = read_one(router, route)
+    assert live is not None and dict(live.others) == {HOTFIX: 20}
+    base.apply(router, {route: base.RouteState({S: 50, C: 50}, 0, others={HOTFIX: 20})}).state(route)
+    with httpx.Client(timeout=30) as client:
+        before = litellm_proc.answered_by(client, litellm_stack.proxy.url, route, 40)
+    assert before.get(canary_id, 0) > 0, before  # the canary serves until the abort
+
+    files = {
+        "rollouts/shared-bot/rollout.yaml": ROLLOUT.format(
+            name="shared-bot",
+            route=route,
+            stable="{model: openai/shared-chat-stable, prompt: prompts/v1.md}",
+            canary="{model: openai/shared-chat-canary, prompt: prompts/v2.md}",
+            weight=50,
+        ),
+        "rollouts/shared-bot/prompts/v1.md": STABLE_PROMPT,
+        "rollouts/shared-bot/prompts/v2.md": CANARY_PROMPT,
+    }
+    remote = gitops(tmp_path, litellm_stack.proxy, files)
+    code, out = rollout_cli(remote, tmp_path, "abort", "shared-bot", "--reason", "pager went off")
+    assert code == 0, out
+    assert f"router gateway: set stable 100%, canary 0%; unmanaged: {HOTFIX} (weight 20), read back" in out, out
+
+    served_canary = len(seen_since(litellm_stack.upstreams["canary"], 0, "shared-chat-canary"))
+    with httpx.Client(timeout=30) as client:
+        after = litellm_proc.answered_by(client, litellm_stack.proxy.url, route, 60)
+    assert canary_id not in after and after.get(HOTFIX, 0) > 0, after
+    assert sum(after.values()) == 60 and set(after) == {spec.cluster_name("shared-bot", S), HOTFIX}, after
+    assert len(seen_since(litellm_stack.upstreams["canary"], 0, "shared-chat-canary")) == served_canary
+    assert (route, HOTFIX, 20) in litellm_stack.proxy.weights()  # left as it was
+
+
+# -- routing strategies: the strategies proxy ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", [TOP_STRATEGY, *IGNORING])
+def test_a_strategy_that_ignores_weights_holds_refuses_a_raise_and_still_lowers(
+    strategy_stack: StrategyStack, strategy: str
+) -> None:
+    route, rollout = strategy_route(strategy)
+    router = strategy_stack.router(strategy)
+    live = read_one(router, route)
+    assert live is not None and (live.weight(S), live.weight(C)) == (90, 10)
+    assert f"routing_strategy {strategy!r}, which ignores weights" in live.hold
+    before = strategy_stack.proxy.weights_file.read_bytes() if strategy_stack.proxy.weights_file.exists() else None
+    with pytest.raises(errors.RouterError, match=f"refusing to set stable 80%, canary 20%: .*{strategy}"):
+        router.write({route: split(20)})
+    after = strategy_stack.proxy.weights_file.read_bytes() if strategy_stack.proxy.weights_file.exists() else None
+    assert after == before  # nothing written
+    if strategy == TOP_STRATEGY:
+        return  # lowered by `rollout abort` below
+    lowered = base.apply(router, {route: split(0)}).state(route)
+    assert (lowered.weight(S), lowered.weight(C)) == (100, 0) and lowered.hold
+    assert spec.cluster_name(rollout, C) not in {i for g, i, _ in strategy_stack.proxy.weights() if g == route}
+    if strategy not in ("provider-budget-routing", "lar1"):  # as a routing group these serve nothing at all
+        with httpx.Client(timeout=30) as client:
+            assert litellm_proc.answered_by(client, strategy_stack.proxy.url, route, 20) == {
+                spec.cluster_name(rollout, S): 20
+            }
+
+
+def test_simple_shuffle_splits_as_the_weights_say(strategy_stack: StrategyStack) -> None:
+    """The one strategy that honours weights, here through a routing group on a proxy whose own
+    strategy ignores them: 200 requests at 25% (mean 50, sd 6)."""
+    route, rollout = strategy_route("simple-shuffle")
+    router = strategy_stack.router("simple-shuffle")
+    live = base.apply(router, {route: split(25)}).state(route)
+    assert live.hold == "" and live.weight(C) == 25
+    with httpx.Client(timeout=30) as client:
+        seen = litellm_proc.answered_by(client, strategy_stack.proxy.url, route, 200)
+    assert sum(seen.values()) == 200 and 25 <= seen.get(spec.cluster_name(rollout, C), 0) <= 80, seen
+
+
+def test_reconcile_holds_and_abort_lowers_under_usage_based_routing_v2(
+    strategy_stack: StrategyStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LiteLLM's own example config: the controller wrote 90/10, but the proxy spreads by usage. The
+    tick holds and says why; `rollout abort` still takes the canary out."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    route, rollout = strategy_route(TOP_STRATEGY)
+    canary_id = spec.cluster_name(rollout, C)
+    with httpx.Client(timeout=30) as client:
+        ignored = litellm_proc.answered_by(client, strategy_stack.proxy.url, route, 60)
+    assert ignored.get(canary_id, 0) >= 20, ignored  # a 10% canary takes a third or more: weights ignored
+
+    files = {
+        f"rollouts/{rollout}/rollout.yaml": ROLLOUT.format(
+            name=rollout,
+            route=route,
+            stable=f"{{model: openai/{route}-stable}}",
+            canary=f"{{model: openai/{route}-canary}}",
+            weight=10,
+        )
+    }
+    remote = gitops(tmp_path, strategy_stack.proxy, files)
+    code, out = rollout_cli(remote, tmp_path, "reconcile", "--once")
+    assert code == 0, out
+    assert "Hold" in out and f"routing_strategy {TOP_STRATEGY!r}, which ignores weights" in out, out
+    assert (route, canary_id, 10) in strategy_stack.proxy.weights()  # nothing changed
+
+    code, out = rollout_cli(remote, tmp_path, "abort", rollout, "--reason", "weights are ignored here")
+    assert code == 0, out
+    assert "router gateway: set stable 100%, canary 0%, read back" in out, out
+    served = len(seen_since(strategy_stack.upstreams["canary"], 0, f"{route}-canary"))
+    with httpx.Client(timeout=30) as client:
+        after = litellm_proc.answered_by(client, strategy_stack.proxy.url, route, 40)
+    assert after == {spec.cluster_name(rollout, S): 40}, after
+    assert len(seen_since(strategy_stack.upstreams["canary"], 0, f"{route}-canary")) == served
