@@ -45,16 +45,109 @@ def render(root: Path, *extra: str) -> str:
 
 def test_render_model_list(repo: Path) -> None:
     document = YAML(typ="safe").load(render(repo))
-    assert list(document) == ["model_list"]
+    assert list(document) == ["model_list", "router_settings"]
+    assert document["router_settings"] == {"routing_strategy": "simple-shuffle"}  # the one that honours weights
     assert [
         (d["model_name"], d["model_info"]["id"], d["litellm_params"]["weight"]) for d in document["model_list"]
     ] == [
         ("support-chat", "support-bot_stable", 99),
         ("support-chat", "support-bot_canary", 1),
     ]
-    assert document["model_list"][0]["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
+    stable, canary = document["model_list"]
+    assert stable["litellm_params"]["api_key"] == "os.environ/OPENAI_API_KEY"
+    assert stable["litellm_params"]["temperature"] == 0.2 and stable["litellm_params"]["max_tokens"] == 800
+    prompt = (repo / "rollouts" / "support-bot" / "prompts" / "support-v3.md").read_text("utf-8")
+    for deployment in (stable, canary):
+        assert deployment["model_info"]["rollout"]["system_prompt"] == prompt
+    assert stable["model_info"]["rollout"]["revision"] != canary["model_info"]["rollout"]["revision"]
     weights = json.loads(render(repo, "--weights"))
-    assert weights == {"version": 1, "groups": {"support-chat": {"support-bot_stable": 99, "support-bot_canary": 1}}}
+    assert weights["version"] == 2
+    assert {d: e["weight"] for d, e in weights["groups"]["support-chat"].items()} == {
+        "support-bot_stable": 99,
+        "support-bot_canary": 1,
+    }
+    assert weights["groups"]["support-chat"]["support-bot_canary"]["serves"]["model"] == "openai/gpt-4o-2024-11-20"
+
+
+def test_render_a_prompt_only_rollout_as_two_different_deployments(repo: Path) -> None:
+    """The same model and two prompts: no silent A/A test; each deployment carries its variant's prompt."""
+    directory = repo / "rollouts" / "support-bot"
+    (directory / "prompts" / "support-v4.md").write_text("You are Acme's support assistant. Be brief.\n", "utf-8")
+    text = (directory / "rollout.yaml").read_text("utf-8")
+    text = text.replace(
+        "model: openai/gpt-4o-2024-11-20\n    prompt: prompts/support-v3.md",
+        "model: openai/gpt-4o-2024-08-06\n    prompt: prompts/support-v4.md",
+    )
+    (directory / "rollout.yaml").write_text(text, "utf-8")
+    stable, canary = YAML(typ="safe").load(render(repo))["model_list"]
+    assert stable["litellm_params"]["model"] == canary["litellm_params"]["model"] == "openai/gpt-4o-2024-08-06"
+    assert canary["model_info"]["rollout"]["system_prompt"] == "You are Acme's support assistant. Be brief.\n"
+    assert stable["model_info"]["rollout"]["system_prompt"] != canary["model_info"]["rollout"]["system_prompt"]
+
+
+def with_proxy_config(root: Path, proxy: str) -> None:
+    """The gateway router names the proxy's config.yaml, which lives in the repository."""
+    (root / "litellm").mkdir(exist_ok=True)
+    (root / "litellm" / "config.yaml").write_text(proxy, "utf-8")
+    config = root / "rollouts" / "controller.yaml"
+    text = config.read_text("utf-8")
+    text = text.replace(
+        "    weightsFile: .rollout/litellm-weights.json\n",
+        "    weightsFile: .rollout/litellm-weights.json\n    proxyConfig: litellm/config.yaml\n",
+    )
+    config.write_text(text, "utf-8")
+
+
+PROXY = """model_list: []
+router_settings:
+  num_retries: 2
+  routing_strategy: {strategy}
+"""
+
+
+def test_validate_and_render_refuse_a_proxy_config_whose_strategy_ignores_weights(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_proxy_config(repo, PROXY.format(strategy="usage-based-routing-v2"))
+    out = io.StringIO()
+    assert cli.main(["validate", str(repo / "rollouts"), "--format", "json"], out=out) == 1
+    [problem] = [f for f in json.loads(out.getvalue())["findings"] if f["code"] == "E007"]
+    line = next(
+        n
+        for n, text in enumerate((repo / "rollouts" / "controller.yaml").read_text().splitlines(), 1)
+        if "proxyConfig" in text
+    )
+    assert problem["file"].endswith("rollouts/controller.yaml") and problem["line"] == line
+    assert problem["field"] == "routers.gateway.proxyConfig"
+    assert (
+        "litellm/config.yaml:4" in problem["message"]
+        and "usage-based-routing-v2, which ignores weights" in problem["message"]
+    )
+    assert "'support-chat'" in problem["message"]
+    out = io.StringIO()
+    assert cli.main(["render", "litellm", "--repo", str(repo)], out=out) == 1
+    assert "ignores weights" in out.getvalue() and "model_list" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "proxy",
+    [PROXY.format(strategy="simple-shuffle"), "model_list: []\n"],
+    ids=["simple-shuffle", "default"],
+)
+def test_validate_accepts_a_proxy_config_that_honours_weights(repo: Path, proxy: str) -> None:
+    with_proxy_config(repo, proxy)
+    out = io.StringIO()
+    assert cli.main(["validate", str(repo / "rollouts"), "--format", "json"], out=out) == 0, out.getvalue()
+    assert "E007" not in out.getvalue()
+    assert "router_settings" in render(repo)
+
+
+def test_validate_names_a_proxy_config_it_cannot_find(repo: Path) -> None:
+    with_proxy_config(repo, "model_list: []\n")
+    (repo / "litellm" / "config.yaml").unlink()
+    out = io.StringIO()
+    assert cli.main(["validate", str(repo / "rollouts")], out=out) == 1
+    assert "proxyConfig" in out.getvalue() and "does not exist" in out.getvalue()
 
 
 @pytest.mark.slow
