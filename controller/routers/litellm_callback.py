@@ -299,11 +299,10 @@ def served_request(kwargs: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _rollout_of(kwargs: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for info in (
-        kwargs.get("model_info"),
-        (kwargs.get("metadata") or {}).get("model_info"),
-        (kwargs.get("litellm_metadata") or {}).get("model_info"),
-    ):
+    """`model_info.rollout` of the deployment LiteLLM chose: first where the router records it (the
+    request's metadata, which it overwrites), then the top-level copy."""
+    metadata = [kwargs.get(key) for key in ("metadata", "litellm_metadata")]
+    for info in (*(m.get("model_info") for m in metadata if isinstance(m, dict)), kwargs.get("model_info")):
         if isinstance(info, dict) and isinstance(info.get(INFO_KEY), dict):
             found: Mapping[str, Any] = info[INFO_KEY]
             return found
