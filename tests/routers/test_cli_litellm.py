@@ -91,11 +91,9 @@ def with_proxy_config(root: Path, proxy: str) -> None:
     (root / "litellm" / "config.yaml").write_text(proxy, "utf-8")
     config = root / "rollouts" / "controller.yaml"
     text = config.read_text("utf-8")
-    text = text.replace(
-        "    weightsFile: .rollout/litellm-weights.json\n",
-        "    weightsFile: .rollout/litellm-weights.json\n    proxyConfig: litellm/config.yaml\n",
-    )
-    config.write_text(text, "utf-8")
+    anchor = "    masterKeyEnv: LITELLM_MASTER_KEY\n"
+    assert anchor in text
+    config.write_text(text.replace(anchor, anchor + "    proxyConfig: litellm/config.yaml\n"), "utf-8")
 
 
 PROXY = """model_list: []

@@ -259,7 +259,8 @@ def gitops(work: Path, proxy: litellm_proc.Proxy, files: dict[str, str]) -> Path
 
 
 def rollout_cli(remote: Path, work: Path, *argv: str) -> tuple[int, str]:
-    """The real CLI, as a user runs it against the remote; (exit code, what it printed)."""
+    """The real CLI, as a user runs it against the remote; (exit code, what it printed). The weights
+    file is absolute, so the state directory only has to be the test's own."""
     out = io.StringIO()
     code = cli.main([*argv, "--remote", str(remote), "--workdir", str(work / "controller")], out)
     return code, out.getvalue()
@@ -283,6 +284,7 @@ def test_prompt_only_and_params_only_rollouts_reach_the_model_as_each_variant_sa
     carries that variant's prompt and params, even one whose client sets its own temperature. A new
     canary prompt reaches the running proxy with the next tick (no re-render, no restart)."""
     monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     stable, canary = litellm_stack.upstreams["stable"], litellm_stack.upstreams["canary"]
     files = {
         "rollouts/prompt-bot/rollout.yaml": ROLLOUT.format(
@@ -350,6 +352,7 @@ def test_abort_leaves_a_hand_added_deployment_and_takes_the_canary_out(
     """`shared-chat` also holds a deployment added by hand during an incident. `rollout abort` exits 0,
     says what it left, and from then on no request reaches the canary; the hand-added one still serves."""
     monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     route, canary_id = "shared-chat", spec.cluster_name("shared-bot", C)
     router = litellm_router(litellm_stack)
     live = read_one(router, route)
@@ -431,6 +434,7 @@ def test_reconcile_holds_and_abort_lowers_under_usage_based_routing_v2(
     """LiteLLM's own example config: the controller wrote 90/10, but the proxy spreads by usage. The
     tick holds and says why; `rollout abort` still takes the canary out."""
     monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     route, rollout = strategy_route(TOP_STRATEGY)
     canary_id = spec.cluster_name(rollout, C)
     with httpx.Client(timeout=30) as client:
