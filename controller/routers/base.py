@@ -238,9 +238,10 @@ class Applied:
 
 
 def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
-    """Write every route in one step, then read the batch back in one read. A mismatch is a
-    RouterVerifyError for that route, never a silent success; a read-back that raises is every
-    route's error. The write raising means nothing was written: it propagates."""
+    """Write every route in one step, then read the batch back in one read. A mismatch (in traffic,
+    or a variant still serving another revision where the router records it) is a RouterVerifyError
+    for that route, never a silent success; a read-back that raises is every route's error. The write
+    raising means nothing was written: it propagates."""
     if not states:
         return Applied(MappingProxyType({}), MappingProxyType({}))
     router.write(states)
@@ -254,7 +255,7 @@ def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
         now = seen.get(route)
         if isinstance(now, errors.RouterError):
             failed[route] = now
-        elif now is None or not now.same_traffic(desired):
+        elif now is None or not now.same_traffic(desired) or not now.same_revisions(desired):
             failed[route] = errors.RouterVerifyError(
                 f"router {router.name!r} route {route!r}: wrote {desired.describe()} but read back "
                 f"{now.describe() if now else 'nothing'}"

@@ -1,5 +1,6 @@
 """The LiteLLM router: a route is a model group, a variant a deployment (`model_info.id`), its weight
-`litellm_params.weight`. Reads `GET /model/info`; writes the weights file that our proxy callback
+`litellm_params.weight`, what it serves (model, params, system prompt, revision) its `litellm_params`
+and `model_info.rollout`. Reads `GET /model/info`; writes the weights file that our proxy callback
 (`litellm_callback.py`) applies live. The CLI builds it and renders the `model_list`; the reconciler
 only reads and writes.
 """
@@ -125,7 +126,6 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.Rout
     weights: dict[str, int] = {}
     served: dict[str, base.Served] = {}
     others: dict[str, int] = {}
-    strategies: set[str] = set()
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
@@ -136,16 +136,13 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.Rout
         if not isinstance(weight, int) or isinstance(weight, bool):
             raise errors.RouterStateError(f"{where}: deployment {dep_id!r} has weight {weight!r}, not a whole percent")
         weights[role] = weight
-        record = _record(row)
-        served[role] = _served(row, record)
-        if isinstance(record.get("routing_strategy"), str):
-            strategies.add(record["routing_strategy"])
+        served[role] = _served(row, _record(row))
     if not weights:
         return None
     weights.setdefault(base.STABLE, 0)
     weights.setdefault(base.CANARY, 0)
     try:
-        return base.RouteState(weights, 0, served, others, hold=_hold(route, strategies))
+        return base.RouteState(weights, 0, served, others, hold=_hold(route, rollout, rows))
     except ValueError as exc:
         raise errors.RouterStateError(f"{where}: live weights are not a valid split: {exc}") from exc
 
@@ -178,8 +175,16 @@ def _units(weight: Any) -> int:
     return math.ceil(weight)
 
 
-def _hold(route: str, strategies: set[str]) -> str:
-    """Why weights mean nothing on this group, or '' when the proxy routes it by simple-shuffle."""
+def _hold(route: str, rollout: str, rows: Sequence[Any]) -> str:
+    """Why weights mean nothing on this group, or '' when the proxy routes it by simple-shuffle, as
+    our deployments of it say (the callback stamps each with its group's strategy)."""
+    ours = {deployment_id(rollout, role) for role in ROLES}
+    strategies = {
+        strategy
+        for row in _group_rows(rows, route)
+        if str((row.get("model_info") or {}).get("id")) in ours
+        and isinstance(strategy := _record(row).get("routing_strategy"), str)
+    }
     if strategies == {WEIGHTED}:
         return ""
     if not strategies:
@@ -269,9 +274,10 @@ class LitellmRouter:
         operation = f"write {base.routes_text(states)}"
         info = self._model_info(operation)
         groups = self._load()["groups"]
+        data = info.get("data") if isinstance(info, dict) else None
+        rows: list[Any] = data if isinstance(data, list) else []
         for route, (rollout, entries) in planned.items():
-            rows = _group_rows(info.get("data") or [] if isinstance(info, dict) else [], route)
-            known = {str((row.get("model_info") or {}).get("id")) for row in rows}
+            known = {str((row.get("model_info") or {}).get("id")) for row in _group_rows(rows, route)}
             unknown = sorted(d for d, e in entries.items() if e["weight"] > 0 and d not in known)
             if unknown and not _withdrawn(groups.get(route) or {}, unknown):
                 raise errors.RouterError(
@@ -279,17 +285,9 @@ class LitellmRouter:
                     "(render it with `rollout render litellm`)"
                 )
             state = states[route]
-            if state.weight(base.CANARY):
-                ours = {deployment_id(rollout, role) for role in ROLES}
-                strategies = {
-                    record["routing_strategy"]
-                    for row in rows
-                    if str((row.get("model_info") or {}).get("id")) in ours
-                    and isinstance((record := _record(row)).get("routing_strategy"), str)
-                }
-                hold = _hold(route, strategies)
-                if hold:
-                    raise errors.RouterError(f"{self._where(route)}: refusing to set {state.describe()}: {hold}")
+            hold = _hold(route, rollout, rows) if state.weight(base.CANARY) else ""
+            if hold:
+                raise errors.RouterError(f"{self._where(route)}: refusing to set {state.describe()}: {hold}")
         try:
             self.weights_file.parent.mkdir(parents=True, exist_ok=True)
             with files.locked(self.weights_file):
