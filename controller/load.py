@@ -617,7 +617,7 @@ def _proxy_config_problems(tree: Tree, repo: RepoSpec) -> list[errors.Problem]:
             line, column, found = locate(
                 parse_yaml(CONFIG_FILE, tree.read(CONFIG_FILE)).data, ("routers", name, "proxyConfig")
             )
-            out.append(errors.Problem(CONFIG_FILE, line, column, field_path(found), why, "E007"))
+            out.append(errors.Problem(CONFIG_FILE, line, column, field_path(found), why, "E008"))
     return out
 
 

@@ -109,7 +109,7 @@ def test_validate_and_render_refuse_a_proxy_config_whose_strategy_ignores_weight
     with_proxy_config(repo, PROXY.format(strategy="usage-based-routing-v2"))
     out = io.StringIO()
     assert cli.main(["validate", str(repo / "rollouts"), "--format", "json"], out=out) == 1
-    [problem] = [f for f in json.loads(out.getvalue())["findings"] if f["code"] == "E007"]
+    [problem] = [f for f in json.loads(out.getvalue())["findings"] if f["code"] == "E008"]
     line = next(
         n
         for n, text in enumerate((repo / "rollouts" / "controller.yaml").read_text().splitlines(), 1)
@@ -136,7 +136,7 @@ def test_validate_accepts_a_proxy_config_that_honours_weights(repo: Path, proxy:
     with_proxy_config(repo, proxy)
     out = io.StringIO()
     assert cli.main(["validate", str(repo / "rollouts"), "--format", "json"], out=out) == 0, out.getvalue()
-    assert "E007" not in out.getvalue()
+    assert "E008" not in out.getvalue()
     assert "router_settings" in render(repo)
 
 
