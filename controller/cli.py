@@ -361,7 +361,9 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
     rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
-    return 0 if rows and gates.worst(e.verdict for e in rows) is gates.Verdict.PASS else 1
+    # as the controller decides: the split check holds on FAIL or ERROR only, not while unjudged
+    holding = [e.verdict for e in rows if not split.is_split(e) or e.verdict is not gates.Verdict.INCONCLUSIVE]
+    return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
 
 
 def measure_gates(
