@@ -54,7 +54,8 @@ def requests_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pr
 
 
 @pytest.fixture
-def gitops(tmp_path: Path, requests_prometheus: prom.PromServer) -> GitOps:
+def gitops(tmp_path: Path, requests_prometheus: prom.PromServer, monkeypatch: pytest.MonkeyPatch) -> GitOps:
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))  # where `rollout status` reads routes
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     clone = tmp_path / "human"
@@ -96,8 +97,7 @@ def test_a_mismatch_holds_and_a_right_split_promotes(gitops: GitOps) -> None:
     assert "| traffic\\_split | all |" in pr.body and "**PASS**" in pr.body
 
     out = io.StringIO()
-    extra = ["--workdir", str(gitops.work / "cli"), "--state-dir", str(gitops.work / "state")]
-    assert cli.main(["status", "--remote", str(gitops.remote), *extra], out) == 0
+    assert cli.main(["status", "--remote", str(gitops.remote), "--workdir", str(gitops.work / "cli")], out) == 0
     block = out.getvalue().split("wrong  step", 1)[1].split("\n\n", 1)[0]
     assert "gates    traffic_split FAIL" in block
     assert "traffic_split: the router is not splitting as configured: canary 50.00%" in block
