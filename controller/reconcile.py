@@ -242,7 +242,7 @@ class Controller:
         pulls: Sequence[forge_base.PullRequest],
     ) -> None:
         """The traffic-split check of every rollout it applies to, after its gates in `measured`: one
-        Prometheus request for all of them. None while a revert PR holds the canary at 0."""
+        Prometheus request for all of them. Not measured while a revert PR holds the canary at 0."""
         if self.metrics is None:
             return
         targets = []
