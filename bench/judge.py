@@ -9,6 +9,11 @@ Each baseline is also calibrated on the A/A streams (its loosest level with at m
 and ours to at most that baseline's rate, every level on a ladder eight steps to a decade, so that
 ours is compared at an equal or lower false-alarm rate. ~14 minutes on 2 cores with the defaults
 (1000 A/A rollouts per weight, so a rate moves in steps of 0.1%); `--aa 200 --ab 50` for a quick look.
+
+A second table measures the traffic-split check (`controller.split`, `judge.judge_split`): false alarms
+per step when the router splits as configured (10,000 simulated days per weight and traffic level,
+looked at every minute with the origins the controller uses), and how soon a wrong split fails. About
+2 minutes; `--only split` runs it alone, `--split-steps 500` for a quick look.
 """
 
 from __future__ import annotations
@@ -21,15 +26,16 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller import gates, judge, spec
+from controller import gates, judge, reconcile, spec, split
 
 RPS = 10.0  # requests per second on the route
 BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
@@ -321,7 +327,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weights", type=float, nargs="+", default=WEIGHTS, help="canary weights (default 0.01 0.05 0.25)"
     )
+    parser.add_argument(
+        "--split-steps", type=int, default=10000, help="traffic split: A/A steps per weight and traffic (default 10000)"
+    )
+    parser.add_argument(
+        "--split-ab", type=int, default=200, help="traffic split: wrong-split steps per case and traffic (default 200)"
+    )
+    parser.add_argument("--only", choices=("gates", "split"), default=None, help="run one of the two benches")
     args = parser.parse_args(argv)
+    verdicts: list[str] = []
+    if args.only != "split":
+        verdicts += gates_bench(args)
+    if args.only != "gates":
+        if verdicts:
+            print()
+        verdicts += split_bench(args)
+    print("\ntargets:")
+    print("\n".join(verdicts))
+    return 0
+
+
+def gates_bench(args: argparse.Namespace) -> list[str]:
+    """The gates' judges: prints their table, returns the target lines."""
     rng = np.random.default_rng(args.seed)
     started = time.monotonic()
 
@@ -408,9 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         f"p95 maxIncrease {P95_MAX_INCREASE:.0%}; ours at alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}; "
         f"seed {args.seed}; {time.monotonic() - started:.0f}s"
     )
-    print("\ntargets:")
-    print("\n".join(verdicts))
-    return 0
+    return verdicts
 
 
 @dataclass
@@ -461,6 +486,192 @@ def print_table(header: list[str], rows: list[list[str]]) -> None:
     print("  ".join("-" * w for w in widths))
     for r in rows:
         print(line(r))
+
+
+# -- the traffic-split check ---------------------------------------------------------------------------
+
+SPLIT_WEIGHTS = (1, 5, 25, 50)  # configured canary weights, percent
+SPLIT_RPS = (1.0, 10.0, 100.0)  # requests per second on the route
+SPLIT_TICK_S = 60  # the controller looks every minute (the judge's cadence); counts per minute
+SPLIT_INTERVAL = timedelta(seconds=BIN_S)  # the rollout's analysis interval: 5 minutes
+SPLIT_WRONG = ((10, 50), (5, 2), (25, 0))  # (configured, real) percent: a router that does not split as told
+SPLIT_TARGET = 0.001  # at most 0.1% false alarms per step when the split is right
+SPLIT_CHUNK = 2000  # steps simulated at once (memory)
+EPOCH = 19675 * 86400  # a midnight: steps begin on whole minutes after it, so origins fall on whole minutes
+
+
+@dataclass
+class SplitRun:
+    """One (configured, real, traffic) case: per step, the first look that failed (-1: none) and the
+    requests counted at it, plus the same statistic over the gates' sliding windows, for comparison."""
+
+    first: Any
+    requests: Any
+    sliding_first: Any
+
+
+def split_case(rng: np.random.Generator, *, steps: int, rps: float, configured: int, real: int) -> SplitRun:
+    parts = [
+        _split_chunk(rng, steps=min(SPLIT_CHUNK, steps - i), rps=rps, configured=configured, real=real)
+        for i in range(0, steps, SPLIT_CHUNK)
+    ]
+    return SplitRun(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("first", "requests", "sliding_first")))
+
+
+def _split_chunk(rng: np.random.Generator, *, steps: int, rps: float, configured: int, real: int) -> SplitRun:
+    """Simulate `steps` steps of one day: each minute's requests (Poisson), each sent to the canary with
+    the real share, except in the minutes before the controller wrote the step's weight (uniform within
+    one interval), when the previous step's weight (a fifth of this one) was still in force. At every
+    look, count from the origin `controller.split.look` gives and judge with `judge.judge_split`."""
+    bins = STEP_S // SPLIT_TICK_S
+    total = rng.poisson(rps * SPLIT_TICK_S, size=(steps, bins))
+    lag = rng.integers(0, BIN_S // SPLIT_TICK_S, size=steps)
+    share = np.where(np.arange(bins)[None, :] < lag[:, None], configured // 5, real) / 100
+    canary = rng.binomial(total, share)
+    cum_n = np.concatenate([np.zeros((steps, 1)), np.cumsum(total, axis=1)], axis=1)
+    cum_k = np.concatenate([np.zeros((steps, 1)), np.cumsum(canary, axis=1)], axis=1)
+    since = EPOCH + rng.integers(0, 86400 // SPLIT_TICK_S, size=steps) * SPLIT_TICK_S  # any phase
+    origin_bin, alpha = _split_origins(since, bins)
+    expected = configured / 100
+    rows = np.arange(steps)
+    first = np.full(steps, -1)
+    requests = np.zeros(steps)
+    sliding_first = np.full(steps, -1)
+    threshold = -np.log(np.where(alpha > 0, alpha, 1.0))
+    for t in range(1, bins + 1):
+        judged = origin_bin[:, t] >= 0
+        n = cum_n[rows, t] - cum_n[rows, np.maximum(origin_bin[:, t], 0)]
+        k = cum_k[rows, t] - cum_k[rows, np.maximum(origin_bin[:, t], 0)]
+        # a sound filter: the real judge FAILs only where the evidence reaches log(1/alpha); look at those
+        near = judged & (first < 0) & (n > 0) & (_split_evidence(k, n, expected) >= threshold[t] - 1)
+        for r in np.flatnonzero(near):
+            j = judge.judge_split(canary=k[r], stable=n[r] - k[r], expected=expected, alpha=alpha[t])
+            if j.verdict is gates.Verdict.FAIL:
+                first[r], requests[r] = t, n[r]
+        w = int(reconcile.window(SPLIT_INTERVAL, timedelta(seconds=t * SPLIT_TICK_S)).total_seconds()) // SPLIT_TICK_S
+        start = max(t - w, 0)
+        n_s, k_s = cum_n[:, t] - cum_n[:, start], cum_k[:, t] - cum_k[:, start]
+        hit = (sliding_first < 0) & (n_s > 0)
+        hit &= _split_evidence(k_s, n_s, expected) >= math.log(1 / judge.DEFAULT_SPLIT_ALPHA)
+        sliding_first[hit] = t
+    _check_evidence(cum_k, cum_n, origin_bin, expected)
+    return SplitRun(first, requests, sliding_first)
+
+
+def _split_origins(since: Any, bins: int) -> tuple[Any, Any]:
+    """Per step and look (minute t = 1..bins): the bin the look counts from (-1: not judged), and per
+    look the alpha, from `controller.split.look`. The origin depends on the level alone (a level is a
+    range of ages), so `look` is asked once per step and level, and checked against a sample of looks."""
+    ages = np.arange(bins + 1) * SPLIT_TICK_S
+    levels: dict[int, int] = {}  # level -> the last look at that level
+    alpha = np.zeros(bins + 1)
+    probe = datetime.fromtimestamp(EPOCH, UTC)
+    for t in range(1, bins + 1):
+        at = probe + timedelta(seconds=int(ages[t]))
+        seen = split.look(since=probe, at=at, interval=SPLIT_INTERVAL) or _level_of(probe, at)
+        if seen is not None:
+            levels[seen.level] = t
+            alpha[t] = seen.alpha
+    origin_bin = np.full((len(since), bins + 1), -1)
+    for level, last in sorted(levels.items()):
+        span = [t for t in range(1, bins + 1) if alpha[t] == judge.DEFAULT_SPLIT_ALPHA / 2 ** (level + 1)]
+        for r, start in enumerate(since.tolist()):
+            begun = datetime.fromtimestamp(start, UTC)
+            found = split.look(since=begun, at=begun + timedelta(seconds=int(ages[last])), interval=SPLIT_INTERVAL)
+            assert found is not None and found.level == level
+            offset = int((found.origin - begun).total_seconds()) // SPLIT_TICK_S
+            for t in span:
+                if t - offset >= SPLIT_INTERVAL.total_seconds() // SPLIT_TICK_S:  # at least an interval
+                    origin_bin[r, t] = offset
+    rng = np.random.default_rng(0)
+    for r, t in zip(rng.integers(0, len(since), 200), rng.integers(1, bins + 1, 200), strict=True):
+        begun = datetime.fromtimestamp(int(since[r]), UTC)
+        found = split.look(since=begun, at=begun + timedelta(seconds=int(ages[t])), interval=SPLIT_INTERVAL)
+        want = -1 if found is None else int((found.origin - begun).total_seconds()) // SPLIT_TICK_S
+        assert origin_bin[r, t] == want, (r, t, origin_bin[r, t], want)
+    return origin_bin, alpha
+
+
+def _level_of(since: datetime, at: datetime) -> split.Look | None:
+    """The level of a look `split.look` does not judge yet (too young at level 0): none, or level 0."""
+    return None if at - since < 2 * SPLIT_INTERVAL else split.Look(since, at, 0, judge.DEFAULT_SPLIT_ALPHA / 2)
+
+
+def _split_evidence(k: Any, n: Any, expected: float) -> Any:
+    """`judge.split_evidence`, vectorised (checked against it in `_check_evidence`)."""
+    c = judge.SPLIT_CONCENTRATION
+    a, b = c * expected, c * (1 - expected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (
+            special.betaln(a + k, b + n - k)
+            - special.betaln(a, b)
+            - k * np.log(expected)
+            - (n - k) * np.log1p(-expected)
+        )
+
+
+def _check_evidence(cum_k: Any, cum_n: Any, origin_bin: Any, expected: float) -> None:
+    rng = np.random.default_rng(1)
+    for r, t in zip(rng.integers(0, len(cum_n), 50), rng.integers(1, cum_n.shape[1], 50), strict=True):
+        o = max(origin_bin[r, t], 0)
+        k, n = float(cum_k[r, t] - cum_k[r, o]), float(cum_n[r, t] - cum_n[r, o])
+        if n > 0:
+            mine = judge.split_evidence(k, n, expected=expected)
+            assert abs(float(_split_evidence(np.array(k), np.array(n), expected)) - mine) < 1e-6 * max(1, abs(mine))
+
+
+def split_bench(args: argparse.Namespace) -> list[str]:
+    """The traffic-split check: prints its table, returns the target lines."""
+    rng = np.random.default_rng(args.seed + 1)
+    started = time.monotonic()
+    rows: list[list[str]] = []
+    alarms, steps_run = 0, 0
+    per_case_ok = True
+    for weight in SPLIT_WEIGHTS:
+        for rps in SPLIT_RPS:
+            run = split_case(rng, steps=args.split_steps, rps=rps, configured=weight, real=weight)
+            hits = int((run.first >= 0).sum())
+            alarms, steps_run = alarms + hits, steps_run + args.split_steps
+            rate = hits / args.split_steps
+            per_case_ok &= rate <= SPLIT_TARGET
+            sliding = float((run.sliding_first >= 0).mean())
+            aa = f"{rate:.3%} ({hits} of {args.split_steps:,})"
+            rows.append(["split A/A", f"{weight}%", f"{weight}%", f"{rps:g}", aa, f"{sliding:.3%}", "", "", ""])
+    detected: dict[tuple[int, int], list[float]] = {}
+    for configured, real in SPLIT_WRONG:
+        for rps in SPLIT_RPS:
+            run = split_case(rng, steps=args.split_ab, rps=rps, configured=configured, real=real)
+            share = float((run.first >= 0).mean())
+            detected.setdefault((configured, real), []).append(share)
+            minutes = np.where(run.first >= 0, run.first * SPLIT_TICK_S / 60, np.inf)
+            when = np.median(minutes)
+            reqs = np.median(np.where(run.first >= 0, run.requests, np.inf))
+            timing = ("-", "-") if math.isinf(when) else (f"{when:.0f} min", f"{reqs:,.0f}")
+            rows.append(["split wrong", f"{configured}%", f"{real}%", f"{rps:g}", "", "", f"{share:.0%}", *timing])
+    header = ["check", "configured", "real", "req/s", "false alarms per step", "sliding windows, same test"]
+    header += ["detected in the step", "median time to FAIL", "median requests counted"]
+    print_table(header, rows)
+    upper = float(stats.beta.ppf(0.95, alarms + 1, steps_run - alarms)) if steps_run else math.nan
+    print(
+        f"\ntraffic split: one 24h step per simulation, a look every {SPLIT_TICK_S // 60} min, analysis interval "
+        f"{BIN_S // 60} min; the step's weight written within an interval (before: a fifth of it); "
+        f"alpha {judge.DEFAULT_SPLIT_ALPHA} per step, concentration {judge.SPLIT_CONCENTRATION:g}; "
+        f"{args.split_steps} A/A and {args.split_ab} wrong-split steps per case; the sliding column judges the "
+        f"same statistic at alpha {judge.DEFAULT_SPLIT_ALPHA} over the gates' windows (reconcile.window) instead "
+        f"of fixed origins; seed {args.seed + 1}; {time.monotonic() - started:.0f}s"
+    )
+    pooled = alarms / steps_run if steps_run else math.nan
+    out = [
+        f"  split: A/A false alarms per step <= {SPLIT_TARGET:.1%} at every weight and traffic: {_yes(per_case_ok)}",
+        f"  split: A/A false alarms pooled {pooled:.3%} ({alarms} of {steps_run:,}), 95% upper bound {upper:.3%} "
+        f"<= {SPLIT_TARGET:.1%}: {_yes(upper <= SPLIT_TARGET)}",
+    ]
+    for (configured, real), shares in detected.items():
+        out.append(
+            f"  split: real {real}% against configured {configured}% detected within the step in >= 99% at every "
+            f"traffic ({', '.join(f'{x:.0%}' for x in shares)}): {_yes(min(shares) >= 0.99)}"
+        )
+    return out
 
 
 if __name__ == "__main__":

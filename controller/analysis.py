@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controller import errors, gates, load, plan, prometheus, promql, spec, templates
+from controller import errors, gates, load, plan, prometheus, promql, spec, split, templates
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,13 @@ def evaluate(
                 gates.GateEvidence(
                     rollout=t.rollout,
                     gate=gate,
+                    kind=template.kind,
+                    source=str(g.flavour),
+                    query=answer.query,
+                    window=window_text,
                     min_samples=t.min_samples,
                     segments=rows,
                     verdict=verdict,
-                    **common,
                 )
             )
         out[t.rollout] = tuple(evidence)
@@ -242,3 +245,61 @@ def _measured(
 
 def _number(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) or math.isinf(v) else v
+
+
+# -- the traffic-split check ------------------------------------------------------------------------
+
+
+def evaluate_split(
+    targets: Sequence[split.Target], *, metrics: prometheus.Prometheus, at: datetime
+) -> dict[str, gates.GateEvidence]:
+    """rollout name -> the traffic-split check's evidence. One request for every target with a look,
+    however many: their request counts grouped by flavour and window (see `controller.split`)."""
+    members: dict[tuple[templates.Flavour, str], set[str]] = defaultdict(set)
+    for t in targets:
+        if t.look is not None:
+            flavour = templates.split_flavour(t.router_type)
+            members[(flavour, t.look.promql_window)].add(_split_subject(flavour, t))
+    query, error = "", None
+    rows: dict[tuple[str, str, str], float] = {}  # (group, subject, variant) -> requests
+    dups: set[tuple[str, str]] = set()
+    if members:
+        groups = [(templates.group(f, (), subjects=sorted(subs)), w) for (f, w), subs in members.items()]
+        try:
+            query = templates.compile_split_query(groups)
+            samples = metrics.query(query, at=at)
+        except (promql.QueryError, errors.MetricsError) as exc:
+            error = f"traffic-split check: {exc}"
+            samples = []
+        by_key = {templates.split_group_key(g.flavour, w): g for g, w in groups}
+        for sample in samples:
+            tag = sample.labels.get(templates.GROUP, "")
+            g = by_key.get(tag)
+            if g is None or math.isnan(sample.value):
+                continue
+            key = (tag, sample.labels.get(g.subject_label, ""), sample.labels.get("variant", ""))
+            if key in rows:
+                dups.add(key[:2])
+            rows[key] = sample.value
+    out = {}
+    for t in targets:
+        flavour = templates.split_flavour(t.router_type)
+        source = str(flavour)
+        if t.look is None:
+            out[t.rollout] = split.evidence(t, source=source)
+            continue
+        group = templates.split_group_key(flavour, t.look.promql_window)
+        subject = _split_subject(flavour, t)
+        if error is not None:
+            out[t.rollout] = split.evidence(t, source=source, query=query, error=error)
+        elif (group, subject) in dups:
+            why = "traffic-split check: the query returned several series for one variant"
+            out[t.rollout] = split.evidence(t, source=source, query=query, error=why)
+        else:
+            counts = {v: rows[(group, subject, v)] for v in ("stable", "canary") if (group, subject, v) in rows}
+            out[t.rollout] = split.evidence(t, source=source, query=query, counts=counts or None)
+    return out
+
+
+def _split_subject(flavour: templates.Flavour, t: split.Target) -> str:
+    return t.rollout if flavour.by_rollout else t.route

@@ -38,6 +38,7 @@ from controller import (
     report,
     review,
     spec,
+    split,
 )
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
@@ -358,10 +359,12 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
             raise UsageError(f"--window {args.window!r}: {exc}") from exc
     else:
         window = step.for_ or loaded.rollout.spec.analysis.interval
-    rows = measure_gates(loaded, config, prom, at=at, window=window)
+    rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
-    return 0 if rows and gates.worst(e.verdict for e in rows) is gates.Verdict.PASS else 1
+    # as the controller decides: the split check holds on FAIL or ERROR only, not while unjudged
+    holding = [e.verdict for e in rows if not split.is_split(e) or e.verdict is not gates.Verdict.INCONCLUSIVE]
+    return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
 
 
 def measure_gates(
@@ -371,17 +374,23 @@ def measure_gates(
     *,
     at: datetime,
     window: timedelta,
+    traffic_split: bool = False,
 ) -> tuple[gates.GateEvidence, ...]:
-    """Every gate of one rollout, measured in Prometheus (one query per template)."""
+    """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
+    then the traffic-split check over the same window, where it applies (one query more)."""
     token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
     metrics = prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
     try:
         found = analysis.evaluate(
             [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window
         )
+        rows = tuple(found[loaded.name])
+        check = split.target(loaded, config, since=None, at=at, window=window) if traffic_split else None
+        if check is not None:
+            rows += (analysis.evaluate_split([check], metrics=metrics, at=at)[loaded.name],)
     finally:
         metrics.close()
-    return tuple(found[loaded.name])
+    return rows
 
 
 def add_gates_parser(sub: Any) -> None:
@@ -817,9 +826,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"
         )
         if o.evidence:
-            out.write("  gates    " + " · ".join(f"{e.gate.use} {e.verdict}" for e in o.evidence) + "\n")
+            out.write("  gates    " + " · ".join(f"{e.name} {e.verdict}" for e in o.evidence) + "\n")
             for why in sorted({e.error for e in o.evidence if e.error}):
                 out.write(f"           {why}\n")
+            for e in o.evidence:
+                if split.is_split(e) and e.segments and not e.error:
+                    out.write(f"           {e.name}: {e.segments[0].reason}\n")
         if s.canary is not None:
             timing = advice.step_advice(loaded, step=step, config=desired.config)
             out.write("\n".join(report.timing_lines(timing, indent="  ")) + "\n")

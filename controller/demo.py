@@ -331,7 +331,7 @@ def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[
         ca = [r.canary.value for r in counted if r.canary.value is not None]
         n = sum(r.canary.samples or 0 for r in counted)
         gates_table.add_row(
-            e.gate.use,
+            e.name,
             f"{sum(st) / len(st):.3f}" if st else "-",
             f"{sum(ca) / len(ca):.3f}" if ca else "-",
             f"{n:.0f}",

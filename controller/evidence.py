@@ -74,6 +74,8 @@ def _thresholds(e: gates.GateEvidence) -> str:
             out.append(f"maxDrop {v * 100:g} pts")
         elif k == "maxIncrease":
             out.append(f"maxIncrease {v * 100:g}%")
+        elif k == "share":
+            out.append(f"canary share {v * 100:g}%")
         else:
             out.append(f"{k} {v:g}")
     return ", ".join(out)
@@ -86,10 +88,10 @@ def to_json(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) ->
         "verdict": str(gates.worst(e.verdict for e in evidence)) if evidence else None,
         "gates": [
             {
-                "gate": e.gate.use,
+                "gate": e.name,
                 "kind": e.kind,
                 "source": e.source,
-                "onFail": str(e.gate.on_fail),
+                "onFail": e.on_fail,
                 "thresholds": e.thresholds,
                 "minSamples": e.min_samples,
                 "window": e.window,
@@ -123,8 +125,8 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
     header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       judge (estimate [bounds] / limit); reason"
     for e in evidence:
         lines.append(
-            f"{e.gate.use} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
-            f"window {e.window}; onFail {e.gate.on_fail}): {e.verdict}"
+            f"{e.name} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
+            f"window {e.window}; onFail {e.on_fail}): {e.verdict}"
         )
         if e.error:
             lines.append(f"  error: {e.error}")
@@ -155,13 +157,13 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
     for e in evidence:
         if e.error or not e.segments:
             lines.append(
-                f"| {report.md(e.gate.use)} | - | - | - | - | - | {report.md(_thresholds(e))} "
+                f"| {report.md(e.name)} | - | - | - | - | - | {report.md(_thresholds(e))} "
                 f"| - | **{e.verdict}** | {report.md(e.error or 'no data')} |"
             )
         for s in e.segments:
             counted = "" if s.counted else " (not counted)"
             lines.append(
-                f"| {report.md(e.gate.use)} | {report.md(gates.segment_text(s.segment))} "
+                f"| {report.md(e.name)} | {report.md(gates.segment_text(s.segment))} "
                 f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
                 f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
                 f"| {report.md(s.reason + counted)} |"
@@ -170,7 +172,7 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
     for e in evidence:
         query = e.query.replace("`", "'") or "(none)"
         lines += [
-            f"**{report.md(e.gate.use)}** ({report.md(e.kind)}, {report.md(e.source)}, window {report.md(e.window)}, minSamples {e.min_samples}): gate verdict **{e.verdict}**",
+            f"**{report.md(e.name)}** ({report.md(e.kind)}, {report.md(e.source)}, window {report.md(e.window)}, minSamples {e.min_samples}): gate verdict **{e.verdict}**",
             "",
             "```promql",
             query,

@@ -390,24 +390,41 @@ class SegmentEvidence:
     checks: tuple[Check, ...] = ()  # each threshold with the judge's estimate and bounds
 
 
+TRAFFIC_SPLIT = "traffic_split"  # the built-in check's name where a gate's would be (`controller.split`)
+
+
 @dataclass(frozen=True)
 class GateEvidence:
-    """Everything a reviewer needs to check one gate: the query, values, counts, thresholds, verdicts."""
+    """Everything a reviewer needs to check one gate: the query, values, counts, thresholds, verdicts.
+
+    `gate` is None for the built-in traffic-split check (`controller.split`), whose threshold is
+    `expected_share` and whose failure holds promotion (`on_fail` "hold")."""
 
     rollout: str
-    gate: spec.Gate
+    gate: spec.Gate | None
     kind: str
-    source: str  # "app" or "envoy"
+    source: str  # "app", "envoy" or "litellm"
     query: str
     window: str
     min_samples: int
     segments: tuple[SegmentEvidence, ...]
     verdict: Verdict
     error: str | None = None
+    expected_share: float | None = None  # the traffic-split check: the canary's configured share
+
+    @property
+    def name(self) -> str:
+        return self.gate.use if self.gate is not None else TRAFFIC_SPLIT
+
+    @property
+    def on_fail(self) -> str:
+        return str(self.gate.on_fail) if self.gate is not None else "hold"
 
     @property
     def thresholds(self) -> dict[str, float]:
         g = self.gate
+        if g is None:
+            return {} if self.expected_share is None else {"share": self.expected_share}
         pairs = (("max", g.max), ("min", g.min), ("maxDrop", g.max_drop), ("maxIncrease", g.max_increase))
         return {k: v for k, v in pairs if v is not None}
 

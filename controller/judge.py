@@ -488,6 +488,110 @@ def _explain_bound(verdict: verdicts.Verdict, reason: str, canary_samples: int, 
     return f"not enough evidence yet: {reason}"
 
 
+# -- the traffic-split check -------------------------------------------------------------------
+
+DEFAULT_SPLIT_ALPHA = 0.001  # chance per step of saying a router that splits as configured does not
+SPLIT_CONCENTRATION = 30.0  # the mixture's prior over the share: Beta(c p0, c (1 - p0)); see `split_evidence`
+
+
+def split_evidence(
+    canary: float, total: float, *, expected: float, concentration: float = SPLIT_CONCENTRATION
+) -> float:
+    """The log of the mixture likelihood ratio against "each request goes to the canary with probability
+    `expected`", after `canary` of `total` requests went there.
+
+    The alternative mixes every share q with a Beta(c p0, c (1 - p0)) prior (mean p0, so a small share
+    keeps a prior that is wide in relative terms): the ratio of the beta-binomial marginal to the binomial
+    likelihood at p0. Exact for any count (no normal approximation), and a nonnegative martingale under
+    the null, so by Ville's inequality it reaches 1 / alpha with probability at most alpha over every
+    look of one growing count. Never above 0 at the observed share (a marginal is at most the best
+    likelihood)."""
+    if not 0 < expected < 1:
+        raise ValueError(f"expected share must be in (0, 1), got {expected}")
+    a, b = concentration * expected, concentration * (1 - expected)
+    stable = total - canary
+    mixture = _lbeta(a + canary, b + stable) - _lbeta(a, b)
+    return mixture - canary * math.log(expected) - stable * math.log1p(-expected)
+
+
+def judge_split(
+    *,
+    canary: float,
+    stable: float,
+    expected: float,
+    alpha: float = DEFAULT_SPLIT_ALPHA,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    concentration: float = SPLIT_CONCENTRATION,
+) -> Judgement:
+    """Judge whether requests reach the canary at the configured share `expected` (0.1 = weight 10),
+    from the requests each variant counted since one fixed origin in the step.
+
+    FAIL when `split_evidence` reaches 1 / alpha: the router is not splitting as configured (two-sided:
+    too many canary requests or too few). PASS when it does not and the canary has `min_samples`
+    requests; else INCONCLUSIVE. `lower`/`upper` are the `1 - alpha` confidence sequence for the
+    share (every share the test would not reject), `estimate` the observed share, `limit` the expected one.
+    """
+    if not 0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    counts = (canary, stable)
+    if any(not math.isfinite(c) or c < 0 for c in counts):
+        return _error(
+            f"request counts are not counts: canary {canary}, stable {stable}", limit=expected, relative=False
+        )
+    total = canary + stable
+    if total <= 0:
+        return _inconclusive("no requests yet", limit=expected, relative=False, nc=0, ns=0)
+    share = canary / total
+    evidence = split_evidence(canary, total, expected=expected, concentration=concentration)
+    threshold = math.log(1 / alpha)
+    lower, upper = _split_bounds(canary, total, threshold=threshold, concentration=concentration)
+    nc, ns = int(canary), int(stable)
+    counted = (
+        f"canary {_pct(share)} of {total:,.0f} requests ({canary:,.0f} canary, {stable:,.0f} stable; "
+        f"bounds {_pct(lower)} .. {_pct(upper)}), expected {_pct(expected)}"
+    )
+    if evidence >= threshold:
+        verdict, reason = verdicts.Verdict.FAIL, f"{SPLIT_MISMATCH}: {counted}"
+    elif canary >= min_samples:
+        verdict, reason = verdicts.Verdict.PASS, f"splitting as configured: {counted}"
+    else:
+        verdict = verdicts.Verdict.INCONCLUSIVE
+        reason = f"not enough canary requests ({nc} < {min_samples}): {counted}"
+    return Judgement(verdict, share, lower, upper, expected, False, nc, ns, reason)
+
+
+SPLIT_MISMATCH = "the router is not splitting as configured"
+
+
+def _split_bounds(canary: float, total: float, *, threshold: float, concentration: float) -> tuple[float, float]:
+    """The confidence sequence for the share: the shares whose `split_evidence` stays below `threshold`,
+    found by bisection on each side of the observed share (where the evidence is at most 0)."""
+    share = canary / total
+
+    def rejected(p: float) -> bool:
+        return split_evidence(canary, total, expected=p, concentration=concentration) >= threshold
+
+    def edge(inside: float, outside: float) -> float:
+        if not rejected(outside):
+            return outside
+        for _ in range(60):
+            mid = (inside + outside) / 2
+            if rejected(mid):
+                outside = mid
+            else:
+                inside = mid
+        return inside
+
+    tiny = 1e-12
+    lower = 0.0 if share <= tiny else edge(min(share, 1 - tiny), tiny)
+    upper = 1.0 if share >= 1 - tiny else edge(max(share, tiny), 1 - tiny)
+    return (0.0 if lower <= tiny else lower), (1.0 if upper >= 1 - tiny else upper)
+
+
+def _lbeta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
 # -- sample-size advice ------------------------------------------------------------------------
 
 

@@ -188,6 +188,7 @@ class Facts:
     samples: int | None = None  # canary requests counted in this step
     rollback_pr_open: bool = False  # a revert PR for this revision is open (or was closed unmerged): hold
     abort: bool = False  # `rollout abort`: the kill switch
+    traffic_split: GateResult | None = None  # the built-in split check: FAIL or ERROR holds (its on_fail is unread)
 
 
 @dataclass(frozen=True)
@@ -258,6 +259,11 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
         return Decision(Kind.HOLD, "paused by a gate: a human decides (`rollout retry` resumes)")
     if failed:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
+    split = facts.traffic_split
+    if split is not None and split.verdict in (gates.Verdict.FAIL, gates.Verdict.ERROR):
+        # the router's fault, not the canary's: hold at this weight, never roll back or pause for it
+        what = "" if split.verdict is gates.Verdict.FAIL else " could not be measured"
+        return Decision(Kind.HOLD, f"{split.gate}{what}: {split.reason or split.verdict}")
     if any(g.verdict is gates.Verdict.ERROR for g in facts.verdicts):
         return Decision(Kind.HOLD, "a gate could not be measured: " + _unmeasured(facts.verdicts))
     index = current_step(loaded)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
-from controller import analysis, errors, evals, evidence, gates, load, plan, prometheus, repo, report, spec
+from controller import analysis, errors, evals, evidence, gates, load, plan, prometheus, repo, report, spec, split
 from controller.forge import base as forge_base
 from controller.routers import base
 
@@ -166,6 +166,7 @@ class Controller:
             except errors.RepoError:
                 since[loaded.name] = None  # reported as an unknown start: the rollout holds
         measured = self._measure(desired.rollouts, config, at=started, since=since)
+        self._measure_split(measured, desired.rollouts, config, at=started, since=since, pulls=pulls)
         routers, live = self._read_routes(desired, config)  # 1. read: one batch per router
         outcomes: list[Outcome | None] = [None] * len(desired.rollouts)
         decided: list[tuple[int, _Decided]] = []
@@ -230,6 +231,30 @@ class Controller:
             out.update(analysis.evaluate(targets, config=config, metrics=self.metrics, at=at, window=w))
         return out
 
+    def _measure_split(
+        self,
+        measured: dict[str, tuple[gates.GateEvidence, ...]],
+        rollouts: Sequence[load.LoadedRollout],
+        config: spec.ControllerConfig,
+        *,
+        at: datetime,
+        since: Mapping[str, datetime | None],
+        pulls: Sequence[forge_base.PullRequest],
+    ) -> None:
+        """The traffic-split check of every rollout it applies to, after its gates in `measured`: one
+        Prometheus request for all of them. Not measured while a revert PR holds the canary at 0."""
+        if self.metrics is None:
+            return
+        targets = []
+        for r in rollouts:
+            mine = [p for p in pulls if (parsed := parse_branch(p.branch)) and parsed[0] == r.name]
+            t = None if _rollback_pending(r, mine) else split.target(r, config, since=since.get(r.name), at=at)
+            if t is not None:
+                targets.append(t)
+        if targets:
+            for name, e in analysis.evaluate_split(targets, metrics=self.metrics, at=at).items():
+                measured[name] = (*measured.get(name, ()), e)
+
     def _read_routes(
         self, desired: load.RepoSpec, config: spec.ControllerConfig
     ) -> tuple[dict[str, base.Router | Exception], dict[str, dict[str, _Seen]]]:
@@ -279,9 +304,14 @@ class Controller:
         facts = plan.Facts(
             now=self.clock(),
             live=live,
-            verdicts=tuple(plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, _reason(e)) for e in found),
+            verdicts=tuple(
+                plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, _reason(e)) for e in found if e.gate is not None
+            ),
             step_since=since,
-            samples=_samples(found),
+            samples=_samples([e for e in found if e.gate is not None]),
+            traffic_split=next(
+                (plan.GateResult(e.name, e.verdict, reason=_reason(e)) for e in found if split.is_split(e)), None
+            ),
             rollback_pr_open=_rollback_pending(loaded, mine),
             abort=bool(abort),
         )
@@ -862,7 +892,7 @@ def _short(text: str, limit: int = 90) -> str:
 
 def _evidence_row(e: gates.GateEvidence) -> dict[str, Any]:
     return {
-        "gate": e.gate.use,
+        "gate": e.name,
         "verdict": str(e.verdict),
         "reason": _reason(e)[:500],
         "segments": [

@@ -211,7 +211,7 @@ def judge(
 def _why(found: Sequence[gates.GateEvidence], verdict: gates.Verdict) -> str:
     if not found:
         return "the rollout has no gates: nothing backs a promotion"
-    names = ", ".join(e.gate.use for e in found if e.verdict is verdict)
+    names = ", ".join(e.name for e in found if e.verdict is verdict)
     return f"gates {verdict}: {names}"
 
 

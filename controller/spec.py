@@ -323,6 +323,12 @@ class Analysis(_Model):
         description="The route's usual traffic (both variants), e.g. 10/s or 600/m. Only advises how long "
         "a step needs to reach a decision (`rollout plan`, lint R007); unset means unknown.",
     )
+    traffic_split: bool = Field(
+        default=True,
+        description="The built-in traffic-split check: in each live step, test the canary's observed share of "
+        "requests against its weight; a mismatch holds promotion (the router is not splitting as configured). "
+        "false turns it off.",
+    )
 
 
 class FreezeWindow(_Model):

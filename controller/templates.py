@@ -303,3 +303,33 @@ def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
             # without a samples query the count is unknown: an absent series says so
             samples = promql.fill(t.samples, values) if t.samples else "vector(0) unless vector(0)"
             return f"({value})", f"({samples})"
+
+
+# -- the traffic-split check's request counts -------------------------------------------------------
+
+SPLIT_REQUESTS = BUILTIN["error_rate"]  # its `total` counts every request, by variant, in every flavour
+
+
+def split_flavour(router_type: str) -> Flavour:
+    """Which request series the split check reads for a rollout on this router: Envoy's, LiteLLM's or
+    the application's, as the built-in ratio gates do."""
+    return SPLIT_REQUESTS.flavour_for(router_type)
+
+
+def compile_split_query(groups: Sequence[tuple[Group, str]]) -> str:
+    """One PromQL expression counting each variant's requests for every (group, window): the split
+    check's subjects grouped by flavour and by the window back to their origin (a PromQL duration).
+    Each group's series are tagged `rollouts_group` = `<flavour>@<window>`; no segments."""
+    if not groups:
+        raise promql.QueryError("the traffic-split check: nothing to evaluate")
+    parts = []
+    for g, window in sorted(groups, key=lambda gw: (gw[0].key, gw[1])):
+        t = SPLIT_REQUESTS.of(g.flavour)
+        assert isinstance(t, spec.RatioTemplate)
+        counts = _sum(_increase(t.total, g, window), g.by)
+        parts.append(promql.tag(counts, GROUP, split_group_key(g.flavour, window)))
+    return " or ".join(parts)
+
+
+def split_group_key(flavour: Flavour, window: str) -> str:
+    return f"{flavour}@{window}"

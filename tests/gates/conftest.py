@@ -74,7 +74,7 @@ def history() -> list[prom.PromSeries]:
         s.append(prom.PromSeries("llm_cost_usd_total", {"route": "unanswered", "variant": variant}, usd))
     # a route whose name would break a carelessly built query
     s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
-    return s + sequential_history()
+    return s + sequential_history() + split_history()
 
 
 # -- a step that began when the history did, for the sequential verdicts ------------------------------
@@ -114,6 +114,31 @@ def sequential_history() -> list[prom.PromSeries]:
     for variant, median, pm in (("stable", 0.8, STABLE_PM), ("canary", 0.8 * 1.3, CANARY_PM)):
         labels = {"envoy_cluster_name": f"seq-envoy_{variant}"}
         s += _histogram("envoy_cluster_upstream_rq_time_bucket", labels, median, pm, ms=True)
+    return s
+
+
+# -- request counts for the traffic-split check: weight 10 everywhere ---------------------------------
+
+
+def split_history() -> list[prom.PromSeries]:
+    s: list[prom.PromSeries] = []
+    for route, stable_pm, canary_pm in (("split-right", 180, 20), ("split-wrong", 100, 100), ("split-few", 4.5, 0.5)):
+        for variant, pm in (("stable", stable_pm), ("canary", canary_pm)):
+            labels = {"route": route, "variant": variant, "outcome": "ok"}
+            s.append(prom.PromSeries("llm_requests_total", labels, pm))
+    for tier, stable_pm, canary_pm in (("free", 100, 11), ("pro", 80, 9)):  # 10% over both segments
+        labels = {"route": "split-segmented", "outcome": "ok", "tenant_tier": tier}
+        s.append(prom.PromSeries("llm_requests_total", {**labels, "variant": "stable"}, stable_pm))
+        s.append(prom.PromSeries("llm_requests_total", {**labels, "variant": "canary"}, canary_pm))
+    # Envoy sends half to the canary; LiteLLM splits right
+    for variant, pm in (("stable", 100), ("canary", 100)):
+        s.append(
+            prom.PromSeries("envoy_cluster_upstream_rq_total", {"envoy_cluster_name": f"split-envoy_{variant}"}, pm)
+        )
+    for variant, pm in (("stable", 90), ("canary", 10)):
+        s.append(
+            prom.PromSeries("litellm_deployment_total_requests_total", {"model_id": f"split-litellm_{variant}"}, pm)
+        )
     return s
 
 

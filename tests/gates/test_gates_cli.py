@@ -54,7 +54,8 @@ def test_gates_side_by_side(tmp_path: Path, prom_server: prom.PromServer, fmt: s
     code, out = run("gates", "segmented", "--repo", str(root), "--at", str(conftest.NOW), "--format", fmt)
     assert code == 1  # the enterprise segment fails
     if fmt == "json":
-        [gate] = json.loads(out)["gates"]
+        gate, check = json.loads(out)["gates"]
+        assert check["gate"] == "traffic_split" and check["verdict"] == "INCONCLUSIVE"  # no request counts
         rows = {s["segment"]["tenant_tier"]: s for s in gate["segments"]}
         assert rows["enterprise"]["verdict"] == "FAIL"
         assert rows["enterprise"]["canary"]["value"] == pytest.approx(0.80, abs=0.005)
