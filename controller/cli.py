@@ -362,8 +362,7 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
     rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
-    # as the controller decides: the split check holds on FAIL or ERROR only, not while unjudged
-    holding = [e.verdict for e in rows if not split.is_split(e) or e.verdict is not gates.Verdict.INCONCLUSIVE]
+    holding = split.deciding(rows)
     return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
 
 
@@ -428,7 +427,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         else:  # the controller's shortest window for this step: its `for`, at least one analysis interval
             step = loaded.rollout.spec.steps[plan.current_step(loaded)]
             window = reconcile.window(loaded.rollout.spec.analysis.interval, step.for_)
-        measured[change.name] = measure_gates(loaded, config, config.prometheus, at=at, window=window)
+        measured[change.name] = measure_gates(
+            loaded, config, config.prometheus, at=at, window=window, traffic_split=True
+        )
     result = review.judge(found, measured, unreadable=after.problems)
     render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
     out.write(render(result, at=at.isoformat(timespec="seconds")))

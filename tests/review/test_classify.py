@@ -3,11 +3,12 @@ its branch name), and which PRs need passing gates. One table of base -> head pa
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from controller import errors, gates, load, review, spec
+from controller import errors, gates, load, review, spec, split
 
 STABLE, CANARY, NEWER = "5ab1e0000001", "c0ffee000001", "c0ffee000002"
 K = review.Kind
@@ -145,12 +146,20 @@ def evidence(verdict: gates.Verdict) -> gates.GateEvidence:
     )
 
 
+def split_row(verdict: gates.Verdict) -> gates.GateEvidence:
+    """The traffic-split check's row (no gate: it is built in)."""
+    return dataclasses.replace(evidence(verdict), gate=None, kind=split.KIND)
+
+
 PROMOTION = review.Change("bot", K.PROMOTION, "raises it", measure=rollout(0))
 JUDGED = [
     ("pass", PROMOTION, (evidence(V.PASS),), V.PASS),
     ("one-inconclusive", PROMOTION, (evidence(V.PASS), evidence(V.INCONCLUSIVE)), V.INCONCLUSIVE),
     ("fail", PROMOTION, (evidence(V.FAIL),), V.FAIL),
     ("no-gates", PROMOTION, (), V.INCONCLUSIVE),
+    ("split-mismatch-holds", PROMOTION, (evidence(V.PASS), split_row(V.FAIL)), V.FAIL),
+    ("split-unmeasured-holds", PROMOTION, (evidence(V.PASS), split_row(V.ERROR)), V.ERROR),
+    ("split-unjudged-does-not", PROMOTION, (evidence(V.PASS), split_row(V.INCONCLUSIVE)), V.PASS),
     ("unmeasured", PROMOTION, "no prometheus.url", V.ERROR),
     ("refused", review.Change("bot", K.PROMOTION, "starts it", refused="a new canary revision"), (), V.FAIL),
     ("revert-needs-no-gates", review.Change("bot", K.ROLLBACK, "records it"), "never measured", V.PASS),
