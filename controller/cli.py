@@ -362,7 +362,7 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
     rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
-    holding = split.deciding(rows)
+    holding = gates.deciding(rows)
     return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
 
 

@@ -85,7 +85,7 @@ def to_json(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) ->
     return {
         "rollout": rollout,
         "at": at,
-        "verdict": str(gates.worst(e.verdict for e in evidence)) if evidence else None,
+        "verdict": str(gates.worst(gates.deciding(evidence))) if evidence else None,
         "gates": [
             {
                 "gate": e.name,
@@ -139,13 +139,13 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
                 f"{_num(s.canary.value):>10} {_count(s.canary.samples):>7}  {s.verdict!s:<12}  {_checks(s)}; {s.reason}{mark}"
             )
         lines.append("")
-    verdict = gates.worst(e.verdict for e in evidence) if evidence else "no gates"
+    verdict = gates.worst(gates.deciding(evidence)) if evidence else "no gates"
     lines.append(f"{len(evidence)} gate(s): {verdict}")
     return "\n".join(lines) + "\n"
 
 
 def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
-    verdict = gates.worst(e.verdict for e in evidence) if evidence else "no gates"
+    verdict = gates.worst(gates.deciding(evidence)) if evidence else "no gates"
     lines = [
         f"### Gates for {report.md(rollout)}: **{verdict}**",
         "",

@@ -8,7 +8,7 @@ evidence, at the gate's `alpha`/`power`); free-PromQL value gates keep a plain c
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -427,6 +427,12 @@ class GateEvidence:
             return {} if self.expected_share is None else {"share": self.expected_share}
         pairs = (("max", g.max), ("min", g.min), ("maxDrop", g.max_drop), ("maxIncrease", g.max_increase))
         return {k: v for k, v in pairs if v is not None}
+
+
+def deciding(rows: Sequence[GateEvidence]) -> list[Verdict]:
+    """The verdicts that decide a promotion, as the controller decides: every gate's, and the
+    traffic-split check's on FAIL or ERROR only (unjudged, it holds nothing: the gates' own samples do)."""
+    return [e.verdict for e in rows if e.gate is not None or e.verdict is not Verdict.INCONCLUSIVE]
 
 
 def judge_segments(

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from controller import errors, evidence, gates, load, plan, report, split
+from controller import errors, evidence, gates, load, plan, report
 from controller.routers import base
 
 
@@ -202,7 +202,7 @@ def judge(
         if isinstance(got, str):
             results.append(Result(c, gates.Verdict.ERROR, why=got))
             continue
-        verdict = gates.worst(split.deciding(got))  # the split check holds a promotion on FAIL or ERROR only
+        verdict = gates.worst(gates.deciding(got))  # the split check holds a promotion on FAIL or ERROR only
         why = "" if verdict is gates.Verdict.PASS else _why(got, verdict)
         results.append(Result(c, verdict, tuple(got), why))
     return Review(tuple(results), tuple(unreadable))

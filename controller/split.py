@@ -20,7 +20,6 @@ at similar ages share a window, so one query answers all of them with a bounded 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -206,9 +205,3 @@ def _unjudged(why: str) -> gates.SegmentEvidence:
 def is_split(e: gates.GateEvidence) -> bool:
     """Whether a row of evidence is the split check's (a mismatch holds; it never rolls back or pauses)."""
     return e.gate is None and e.kind == KIND
-
-
-def deciding(rows: Sequence[gates.GateEvidence]) -> list[gates.Verdict]:
-    """The verdicts that decide a promotion, as the controller decides: every gate's, and the split
-    check's on FAIL or ERROR only (unjudged, it holds nothing: the gates' own samples do)."""
-    return [e.verdict for e in rows if not is_split(e) or e.verdict is not gates.Verdict.INCONCLUSIVE]
