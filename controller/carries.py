@@ -7,9 +7,10 @@ previous) differ in a field its router cannot carry, so that `rollout validate`,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from pydantic.alias_generators import to_snake
 
@@ -100,6 +101,18 @@ def refusals(
                 out.append(Refusal(("spec", role, difference.value), f"router {name!r} ({router.type}) {why}"))
     if isinstance(router, spec.EnvoyRouter):
         out += _upstreams(rollout, name, router)
+    if isinstance(router, spec.LitellmRouter):
+        for role in ("stable", "canary", "previous"):
+            variant: spec.Variant | None = getattr(rollout, role)
+            bad = connection_params(variant.params) if variant is not None else []
+            if bad:
+                out.append(
+                    Refusal(
+                        ("spec", role, "params"),
+                        f"router {name!r} (litellm): params {bad} say where the call goes or with which "
+                        "credentials; only the router's `deployments` in controller.yaml may set them",
+                    )
+                )
     return out
 
 
@@ -144,3 +157,53 @@ def _upstreams(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouter) -
                 )
             )
     return out
+
+
+# -- LiteLLM: the weights must be honoured, and a variant's params must not reroute the call ----------
+
+#: The only LiteLLM routing strategy that honours deployment weights (LiteLLM 1.106.2's default).
+WEIGHTED = "simple-shuffle"
+
+#: litellm_params that say where a call goes and with which credentials: controller.yaml's
+#: `deployments` (reviewed with the controller) sets them, never a variant's params (a rollout PR),
+#: which would otherwise send the proxy's provider key wherever the PR says.
+CONNECTION = frozenset(
+    {"api_base", "base_url", "api_key", "api_version", "organization", "custom_llm_provider", "headers",
+     "extra_headers", "litellm_credential_name", "tenant_id", "client_id", "client_secret", "azure_ad_token",
+     "azure_username", "azure_password", "vertex_project", "vertex_location", "vertex_credentials",
+     "region_name", "input_cost_per_token", "output_cost_per_token"}
+)  # fmt: skip
+_CONNECTION_PREFIXES = ("aws_", "vertex_", "azure_", "watsonx_")
+
+
+def connection_params(params: Mapping[str, Any]) -> list[str]:
+    """The keys of a variant's params that only a router's `deployments` may set."""
+    return sorted(k for k in params if k in CONNECTION or k.startswith(_CONNECTION_PREFIXES))
+
+
+def strategy_problem(config: Any, *, routes: Sequence[str]) -> tuple[tuple[str | int, ...], str] | None:
+    """Where a LiteLLM proxy config (parsed YAML) makes a model group in `routes` ignore weights, and
+    why: (the key path in the config, the message); None when every route is routed by simple-shuffle.
+    `router_settings.routing_strategy` (default simple-shuffle) applies unless a `routing_groups`
+    entry (LiteLLM 1.106.2) claims the model group with its own strategy."""
+    settings = config.get("router_settings") if isinstance(config, dict) else None
+    settings = settings if isinstance(settings, dict) else {}
+    claimed: dict[str, tuple[tuple[str | int, ...], str]] = {}
+    for i, group in enumerate(settings.get("routing_groups") or []):
+        if not isinstance(group, dict) or group.get("routing_strategy") == "priority":
+            continue  # a priority group routes only calls to the group's own name
+        for route in group.get("models") or []:
+            claimed.setdefault(
+                str(route),
+                (("router_settings", "routing_groups", i, "routing_strategy"), str(group.get("routing_strategy"))),
+            )
+    top = settings.get("routing_strategy", WEIGHTED)
+    for route in routes:
+        path, strategy = claimed.get(route, (("router_settings", "routing_strategy"), str(top)))
+        if strategy != WEIGHTED:
+            where = ".".join(str(p) for p in path)
+            return path, (
+                f"model group {route!r} is routed by {where}: {strategy}, which ignores weights; a rollout on "
+                f"a LiteLLM router needs {WEIGHTED!r} (LiteLLM's default)"
+            )
+    return None

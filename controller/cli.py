@@ -103,7 +103,13 @@ def state_dir(config: spec.ControllerConfig) -> Path:
     """Where the routers' relative paths resolve, the same for every command and every working
     directory: $ROLLOUT_STATE_DIR, else controller.yaml's `stateDir`, else $XDG_STATE_HOME/rollout
     (~/.local/state/rollout)."""
-    chosen = os.environ.get(STATE_ENV) or config.state_dir
+    override = os.environ.get(STATE_ENV)
+    if override and not Path(override).expanduser().is_absolute():
+        raise UsageError(
+            f"${STATE_ENV} is {override!r}, a relative path: give an absolute one, so that every command, "
+            "from any directory, reads and writes the same router state"
+        )
+    chosen = override or config.state_dir
     if chosen:
         return Path(chosen).expanduser().absolute()
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state").expanduser() / "rollout"
@@ -430,7 +436,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         measured[change.name] = measure_gates(
             loaded, config, config.prometheus, at=at, window=window, traffic_split=True
         )
-    result = review.judge(found, measured, unreadable=after.problems)
+    # a problem main already has is not this PR's: it must not block a revert's record
+    known = {(p.file, p.code, p.field, p.message) for p in before.problems}
+    introduced = [p for p in after.problems if (p.file, p.code, p.field, p.message) not in known]
+    result = review.judge(found, measured, unreadable=introduced)
     render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
     out.write(render(result, at=at.isoformat(timespec="seconds")))
     return 0 if result.mergeable else 1
@@ -641,7 +650,7 @@ def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
         case spec.LocalForge():
             path = Path(remote)
             if not path.exists():
-                raise UsageError(f"forge type local needs a local remote (a path), not {remote!r}")
+                raise UsageError(f"forge type local needs a local remote (a path), not {repo.redact(remote)!r}")
             return forge_local.LocalForge(path)
         case spec.GithubForge():
             from controller.forge import github
@@ -860,7 +869,7 @@ def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
     if not Path(remote).exists():
         raise UsageError("`rollout pr` works on the local forge: give --remote PATH")
     try:
-        repo.GitTree.open(remote, "HEAD").read(load.CONFIG_FILE)
+        repo.GitTree.open(remote, "refs/heads/main").read(load.CONFIG_FILE)
     except (FileNotFoundError, errors.RepoError):
         raise UsageError(
             f"{remote}: its main has no {load.CONFIG_FILE}, so it is not a rollouts repository; nothing was done"

@@ -431,7 +431,10 @@ class GateEvidence:
 
 def deciding(rows: Sequence[GateEvidence]) -> list[Verdict]:
     """The verdicts that decide a promotion, as the controller decides: every gate's, and the
-    traffic-split check's on FAIL or ERROR only (unjudged, it holds nothing: the gates' own samples do)."""
+    traffic-split check's on FAIL or ERROR only (unjudged, it holds nothing: the gates' own samples do).
+    None without a gate: the split check alone never backs a promotion."""
+    if all(e.gate is None for e in rows):
+        return []
     return [e.verdict for e in rows if e.gate is not None or e.verdict is not Verdict.INCONCLUSIVE]
 
 

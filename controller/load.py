@@ -28,7 +28,6 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from controller import carries, errors, spec
-from controller.routers import litellm as litellm_router
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: specs and prompts are text a human reviews
 MAX_NODES = 50_000  # after alias expansion; a "billion laughs" document stops here
@@ -635,7 +634,7 @@ def _proxy_config_why(tree: Tree, path: str, routes: Sequence[str]) -> str:
         doc = parse_yaml(path, data)
     except errors.SpecError as exc:
         return f"the proxy config {path!r} cannot be read: {exc.problems[0]}"
-    found = litellm_router.strategy_problem(_plain(doc.data), routes=routes)
+    found = carries.strategy_problem(_plain(doc.data), routes=routes)
     if found is None:
         return ""
     line = locate(doc.data, found[0])[0]

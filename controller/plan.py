@@ -222,9 +222,11 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
         if live is not None and live.hold and _exposed(target):
             return Decision(Kind.HOLD, f"{reason}: not setting {target.describe()}: {live.hold}")
         if live is not None and live.others:
-            if _exposed(target):
+            if live.raises(target):
                 return _shared(live, target, reason)
-            target = lowered(loaded, live)  # a route without canary traffic: leave the others as they are
+            # lowering (or holding) on a shared route: only the canary moves, the others stay as they are
+            down = live.lowered(target.weight(base.CANARY), target.shadow)
+            target = base.RouteState(down.weights, down.shadow, target.served, down.others)
         if live is None or not live.same_traffic(target) or not live.same_revisions(target):
             return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
         return None

@@ -336,7 +336,7 @@ class Controller:
                 raise unread
             outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
         refused = None
-        if decision.kind is plan.Kind.ROLLBACK and live is None and unread is None:
+        if urgent and live is None and unread is None:  # a rollback, or holding one: it must lower, not create
             refused = errors.RouterStateError(
                 f"router {router.name!r} has no live state for route {loaded.rollout.spec.route!r} "
                 f"({router.location}): a rollback there would create router state, not lower any; nothing was "

@@ -216,3 +216,9 @@ def test_plan_keeps_going_when_a_router_is_broken(examples: Path) -> None:
 def test_what_a_command_acts_on_never_shows_the_remote_s_credentials() -> None:
     line = cli._acting_on("https://x-access-token:ghs_SECRET123@github.com/acme/rollouts.git", "a" * 40, Path("/s"))
     assert "ghs_SECRET123" not in line and "github.com/acme/rollouts.git" in line and "/s" in line
+
+
+def test_a_relative_state_dir_override_is_refused(examples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", "state")  # each terminal's own ./state: two places, not one
+    code, _ = run("plan", "--repo", str(examples))
+    assert code == 2

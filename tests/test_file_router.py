@@ -205,3 +205,19 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path
         assert entry["served"][role]["params"] == dict(served[role].params)
     assert entry["served"]["stable"]["promptText"] != entry["served"]["canary"]["promptText"]
     assert entry["weights"] == {"stable": 90, "canary": 10}
+
+
+def test_a_variant_removed_by_hand_meanwhile_is_not_written_back(tmp_path: Path) -> None:
+    path = tmp_path / "routes.json"
+    router = file_router.FileRouter("local", path)
+    router.write({"chat": base.RouteState({"stable": 90, "canary": 10})})
+    document = json.loads(path.read_text())
+    document["routes"]["chat"]["weights"] = {"stable": 70, "canary": 10, "hotfix": 20}
+    path.write_text(json.dumps(document))
+    live = read_one(router, "chat")
+    assert live is not None and dict(live.others) == {"hotfix": 20}
+    document["routes"]["chat"]["weights"] = {"stable": 90, "canary": 10}  # the hotfix is gone again
+    path.write_text(json.dumps(document))
+    router.write({"chat": live.lowered()})  # the rollback decided on the earlier read
+    after = read_one(router, "chat")
+    assert after is not None and after.weight("canary") == 0 and after.weight("stable") == 100 and not after.others

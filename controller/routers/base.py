@@ -106,23 +106,25 @@ class RouteState:
         return self.weights.get(variant, 0)
 
     def same_traffic(self, other: RouteState) -> bool:
-        """Equal weights (absent = 0), shadow and unmanaged variants: what read-back compares."""
+        """Equal weights of our variants (absent = 0) and shadow: what read-back compares. The others
+        are no write's business: one changed by hand meanwhile does not make our write unconfirmed."""
         names = set(self.weights) | set(other.weights)
-        return (
-            self.shadow == other.shadow
-            and all(self.weight(n) == other.weight(n) for n in names)
-            and dict(self.others) == dict(other.others)
-        )
+        return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
 
-    def lowered(self) -> RouteState:
-        """This state with the canary's live and mirrored traffic taken out: its weight goes to the
-        stable variant, shadow off, every other variant (managed or not) left as it is. What a
-        rollback writes on a live route, so lowering exposure never has to touch, or be refused by,
-        whatever else shares the route."""
+    def lowered(self, canary: int = 0, shadow: int = 0) -> RouteState:
+        """This state with the canary's live traffic lowered to at most `canary` and its mirrored traffic
+        to at most `shadow` (by default: taken out): what it loses goes to the stable variant, and every
+        other variant (managed or not) is left as it is. What a rollback writes on a live route, so
+        lowering exposure never has to touch, or be refused by, whatever else shares the route."""
         weights = dict(self.weights)
-        weights[STABLE] = weights.get(STABLE, 0) + weights.get(CANARY, 0)
-        weights[CANARY] = 0
-        return RouteState(weights, 0, self.served, self.others)
+        now = weights.get(CANARY, 0)
+        weights[CANARY] = min(now, canary)
+        weights[STABLE] = weights.get(STABLE, 0) + now - weights[CANARY]
+        return RouteState(weights, min(self.shadow, shadow), self.served, self.others)
+
+    def raises(self, target: RouteState) -> bool:
+        """`target` gives the canary more live or mirrored traffic than this state does."""
+        return target.weight(CANARY) > self.weight(CANARY) or target.shadow > self.shadow
 
     def same_revisions(self, desired: RouteState) -> bool:
         """False when this (live) state says a variant serves another revision than `desired` wants, or

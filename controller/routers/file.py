@@ -84,7 +84,11 @@ def _entry(state: base.RouteState, current: Any) -> dict[str, Any]:
     """A route's new entry: `state`, with every variant no rollout manages kept as the file has it
     (a write never changes them, even one racing a hand edit)."""
     entry = state.to_json(prompt_text=True)  # the application has no checkout to read prompts from
+    ours = dict(state.weights)
     weights = current.get("weights") if isinstance(current, dict) else None
-    if isinstance(weights, dict):
-        entry["weights"].update(base.split_roles(weights)[1])
+    others = base.split_roles(weights)[1] if isinstance(weights, dict) else {}
+    others = {k: v for k, v in others.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+    if base.STABLE in ours:  # the others as the file has them now, not as last read: stable takes up the change
+        ours[base.STABLE] = max(0, ours[base.STABLE] + sum(state.others.values()) - sum(others.values()))
+    entry["weights"] = {**ours, **others}
     return entry

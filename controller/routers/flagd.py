@@ -47,8 +47,9 @@ def _others(current: Any) -> dict[str, tuple[Any, Any]]:
     """name -> (definition, weight) of each variant of a flag that no rollout manages."""
     if not isinstance(current, dict) or not isinstance(current.get("variants"), dict):
         return {}
-    fractional = (current.get("targeting") or {}).get("fractional")
-    if not isinstance(fractional, list):
+    targeting = current.get("targeting")
+    fractional = targeting.get("fractional") if isinstance(targeting, dict) else None
+    if not isinstance(fractional, list):  # a malformed flag keeps nothing of its own: ours replaces it
         return {}
     return {
         entry[0]: (current["variants"][entry[0]], entry[1])

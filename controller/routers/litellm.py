@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from controller import errors, spec
+from controller import carries, errors, spec
 from controller.routers import base, files
 
 FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (and version 1, weights only)
@@ -25,7 +25,7 @@ ROLES = (base.STABLE, base.CANARY)
 #: `model_info` key of what our deployments serve and how their group is routed (litellm_callback.INFO_KEY).
 INFO_KEY = "rollout"
 #: The one routing strategy under which LiteLLM 1.106.2 honours `litellm_params.weight`.
-WEIGHTED = "simple-shuffle"
+WEIGHTED = carries.WEIGHTED
 #: What a deployment of ours serves when the proxy does not say (rendered before revisions were recorded).
 UNKNOWN_REVISION = "unknown"
 #: litellm_params that the rollout owns: a variant's params and the router's `deployments` must not set them.
@@ -44,7 +44,9 @@ def weights_for(state: base.RouteState, *, rollout: str, where: str) -> dict[str
     """
     if state.shadow:
         raise errors.RouterError(f"{where}: LiteLLM cannot mirror traffic, so shadow {state.shadow}% cannot be applied")
-    extra = sorted(set(state.weights) - set(ROLES))
+    # a role at 0 has nothing to route (the old stable kept warm after a completion: LiteLLM keeps no
+    # deployment out of the list warm); only one that would take traffic is refused
+    extra = sorted(role for role in set(state.weights) - set(ROLES) if state.weight(role))
     if extra:
         raise errors.RouterError(f"{where}: LiteLLM routes split only stable and canary, got {state.describe()}")
     weights = {deployment_id(rollout, role): state.weight(role) for role in ROLES if role in state.weights}
@@ -64,6 +66,9 @@ def serves(served: base.Served, *, deployments: Mapping[str, Mapping[str, Any]],
         bad = sorted(set(params) & RESERVED)
         if bad:
             raise errors.RouterError(f"{where}: {what} sets {bad}; the rollout owns them")
+    rerouted = carries.connection_params(served.params)
+    if rerouted:
+        raise errors.RouterError(f"{where}: params set {rerouted}; only the router's deployments may")
     if served.prompt is not None and served.prompt_text is None:
         raise errors.RouterError(f"{where}: the text of prompt {served.prompt!r} is unknown, so it cannot be served")
     return {
@@ -321,8 +326,7 @@ class LitellmRouter:
                 try:
                     live = parse_group(info, route=route, rollout=rollout, where=self._where(route))
                 except errors.RouterStateError:
-                    pending.discard(route)  # the proxy applies a group at once: this stays; the read-back says so
-                    continue
+                    continue  # still the state before ours (a malformed group being lowered): keep waiting
                 if live is not None and _shows(live, desired):
                     pending.discard(route)
             if pending:
@@ -467,31 +471,3 @@ def weights_document(groups: Sequence[GroupSpec], *, deployments: Mapping[str, M
             entries[deployment_id(g.rollout, role)] = entry
         out[g.route] = entries
     return {"version": FORMAT_VERSION, "groups": out}
-
-
-def strategy_problem(config: Any, *, routes: Sequence[str]) -> tuple[tuple[str | int, ...], str] | None:
-    """Where a LiteLLM proxy config (parsed YAML) makes a model group in `routes` ignore weights, and
-    why: (the key path in the config, the message); None when every route is routed by simple-shuffle.
-    `router_settings.routing_strategy` (default simple-shuffle) applies unless a `routing_groups`
-    entry (LiteLLM 1.106.2) claims the model group with its own strategy."""
-    settings = config.get("router_settings") if isinstance(config, dict) else None
-    settings = settings if isinstance(settings, dict) else {}
-    claimed: dict[str, tuple[tuple[str | int, ...], str]] = {}
-    for i, group in enumerate(settings.get("routing_groups") or []):
-        if not isinstance(group, dict) or group.get("routing_strategy") == "priority":
-            continue  # a priority group routes only calls to the group's own name
-        for route in group.get("models") or []:
-            claimed.setdefault(
-                str(route),
-                (("router_settings", "routing_groups", i, "routing_strategy"), str(group.get("routing_strategy"))),
-            )
-    top = settings.get("routing_strategy", WEIGHTED)
-    for route in routes:
-        path, strategy = claimed.get(route, (("router_settings", "routing_strategy"), str(top)))
-        if strategy != WEIGHTED:
-            where = ".".join(str(p) for p in path)
-            return path, (
-                f"model group {route!r} is routed by {where}: {strategy}, which ignores weights; a rollout on "
-                f"a LiteLLM router needs {WEIGHTED!r} (LiteLLM's default)"
-            )
-    return None

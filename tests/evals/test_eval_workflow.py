@@ -3,6 +3,7 @@ it evaluates only the changed rollouts that have a golden set, reports, and mark
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -38,22 +39,35 @@ def test_the_eval_step_runs_only_with_an_endpoint() -> None:
 
 
 @pytest.mark.parametrize(
-    ("files", "eval_exit", "expect_result", "expect_calls"),
+    ("files", "kinds", "eval_exit", "expect_result", "expect_calls"),
     [
-        (["rollouts/ticket-triage/prompts/triage-v8.md"], 1, "fail", ["eval ticket-triage"]),
-        (["rollouts/ticket-triage/rollout.yaml", "rollouts/support-bot/rollout.yaml"], 0, "pass", ["eval support-bot", "eval ticket-triage"]),
-        (["rollouts/release-notes/rollout.yaml", "README.md"], 0, "skipped", []),  # no golden set
-        (["rollouts/gone/rollout.yaml"], 0, "skipped", []),  # deleted rollout
+        (["rollouts/ticket-triage/prompts/triage-v8.md"], {"ticket-triage": "spec"}, 1, "fail", ["eval ticket-triage"]),
+        (["rollouts/ticket-triage/rollout.yaml", "rollouts/support-bot/rollout.yaml"],
+         {"ticket-triage": "spec", "support-bot": "spec"}, 0, "pass", ["eval support-bot", "eval ticket-triage"]),
+        (["rollouts/release-notes/rollout.yaml", "README.md"], {"release-notes": "spec"}, 0, "skipped", []),  # no golden set
+        (["rollouts/gone/rollout.yaml"], {"gone": "removed"}, 0, "skipped", []),  # deleted rollout
+        # the bot's records change no variant: a revert must stay mergeable whatever the endpoint says
+        (["rollouts/ticket-triage/rollout.yaml"], {"ticket-triage": "rollback"}, 1, "skipped", []),
+        (["rollouts/support-bot/rollout.yaml"], {"support-bot": "promotion"}, 1, "skipped", []),
     ],
-    ids=["canary-fails", "two-pass", "no-golden-set", "deleted"],
+    ids=["canary-fails", "two-pass", "no-golden-set", "deleted", "revert-not-evaluated", "promotion-not-evaluated"],
 )  # fmt: skip
 def test_the_eval_step(
-    tmp_path: Path, files: list[str], eval_exit: int, expect_result: str, expect_calls: list[str]
+    tmp_path: Path,
+    files: list[str],
+    kinds: dict[str, str],
+    eval_exit: int,
+    expect_result: str,
+    expect_calls: list[str],
 ) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
+    report = json.dumps({"changes": [{"rollout": name, "kind": kind} for name, kind in kinds.items()]})
+    (tmp_path / "check.json").write_text(report)
     (bin_dir / "rollout").write_text(
-        f'#!/usr/bin/env bash\necho "$1 $2 $ROLLOUT_EVAL_ENDPOINT" >> "{tmp_path}/calls"\n'
+        f'#!/usr/bin/env bash\nif [ "$1" = check ]; then [ "$3" = base-sha ] || exit 9; '
+        f'cat "{tmp_path}/check.json"; exit 1; fi\n'  # exit 1: a check that fails still names the kinds
+        f'echo "$1 $2 $ROLLOUT_EVAL_ENDPOINT" >> "{tmp_path}/calls"\n'
         f'echo "## Offline eval: $2"\nexit {eval_exit}\n'
     )
     (bin_dir / "gh").write_text("#!/usr/bin/env bash\nprintf '%s\\n' " + " ".join(files) + "\n")
@@ -64,6 +78,7 @@ def test_the_eval_step(
         "ROLLOUT_EVAL_ENDPOINT": "http://127.0.0.1:9/v1",
         "ROLLOUT_EVAL_API_KEY": "sk-x",
         "PR_NUMBER": "7",
+        "BASE": "base-sha",
         "REPOSITORY": "acme/rollouts",
         "RUNNER_TEMP": str(tmp_path),
         "GITHUB_OUTPUT": str(tmp_path / "output"),

@@ -121,3 +121,13 @@ def run_step(step_id: str, *, cwd: Path, work: Path, env: Mapping[str, str] | No
     )
     outputs = dict(line.split("=", 1) for line in out.read_text().splitlines() if "=" in line)
     return StepRun(result.returncode, outputs, summary.read_text(), result.stdout + result.stderr)
+
+
+def run_check(*, cwd: Path, work: Path) -> StepRun:
+    """The required check as the action runs it: the `base` step finds the PR's base in the merge
+    checkout, then the `check` step runs `rollout check` against it."""
+    found = run_step("base", cwd=cwd, work=work)
+    if found.code != 0:
+        return found
+    run = run_step("check", cwd=cwd, work=work, env={"base": found.outputs["sha"]})
+    return StepRun(run.code, {k: v for k, v in run.outputs.items() if k != "sha"}, run.summary, run.log)

@@ -201,6 +201,22 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ("shared-no-start", rollout(), facts(SHARED_BACK), plan.Kind.HOLD, None, "no rollout manages"),
     ("shared-steady", rollout(canary=False), facts(SHARED_BACK), plan.Kind.HOLD, None, "steady"),
     (
+        "shared-lowered-to-main-s-weight",  # main says 10% (a promotion reverted), live has 50%: lowered at once
+        rollout(step=1),
+        facts(base.RouteState({"stable": 30, "canary": 50}, 0, others={"hotfix": 20}), PASS),
+        plan.Kind.APPLY,
+        base.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}),
+        "apply main",
+    ),
+    (
+        "shared-in-step-proposes",
+        rollout(step=1),
+        facts(base.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}), PASS),
+        plan.Kind.ADVANCE,
+        2,
+        "",
+    ),
+    (
         "shared-rolled-back-heals-canary-only",
         rollout(step=1, phase="RolledBack"),
         facts(SHARED),

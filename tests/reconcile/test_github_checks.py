@@ -57,7 +57,7 @@ class Hub:
         checkout = github_actions.merge_checkout(self.gitops.remote, files, work=self.work)
         work = self.work / f"runner-{pr.number}-{pr.head_sha[:8]}"
         work.mkdir()
-        run = github_actions.run_step("check", cwd=checkout, work=work)
+        run = github_actions.run_check(cwd=checkout, work=work)
         assert run.code in (0, 1), run.log
         assert run.outputs == {"result": "pass" if run.code == 0 else "fail"}, run.log
         headline = run.summary.splitlines()[0]

@@ -75,6 +75,11 @@ def test_an_abort_aimed_at_state_nobody_has_fails_and_names_the_path(gitops: Git
     assert str(empty / "routes.json") in abort.stdout and "nothing was written" in abort.stdout
     assert "read back" not in abort.stdout
     assert not (empty / "routes.json").exists()  # no router state was created where none was
+    # nor by the next attempt, or the next tick, while the revert PR holds the rollback open
+    for argv in (["abort", "good-bot", "--reason", "again"], ["reconcile", "--once"]):
+        again = terminal(gitops, *argv, cwd=tmp_path / "t", home=tmp_path / "home")
+        assert again.returncode == 1 and "nothing was written" in again.stdout, again.stdout
+        assert "read back" not in again.stdout and not (empty / "routes.json").exists()
 
 
 def test_no_remote_is_guessed(gitops: GitOps, tmp_path: Path) -> None:

@@ -113,3 +113,21 @@ def test_an_unknown_base_is_an_error(checkout: tuple[Path, str], capsys: pytest.
     root, _base = checkout
     assert check(root, "no-such-ref")[0] == 1
     assert "cannot resolve git ref 'no-such-ref'" in capsys.readouterr().err
+
+
+def test_a_problem_main_already_has_does_not_block_a_revert(checkout: tuple[Path, str]) -> None:
+    root, _ = checkout
+    r = git.Repo(root)
+    (root / "rollouts" / "broken").mkdir()
+    (root / "rollouts" / "broken" / "rollout.yaml").write_text("apiVersion: rollouts/v1\nkind: Rollout\n")
+    r.git.add("-A")
+    r.git.commit("-m", "a broken rollout reached main", env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@x",
+                 "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@x"})  # fmt: skip
+    base = r.head.commit.hexsha
+    loaded = load.load_repo(repo.WorkTree(root)).rollout("bot")
+    assert loaded is not None
+    set_status(root, step=0, phase="RolledBack", rolledBack=[loaded.revisions["canary"]])
+    code, out = check(root, base)
+    assert code == 0, out  # the record of a rollback is never held hostage by another file
+    (root / "rollouts" / "bot" / "rollout.yaml").write_text("kind: Rollout\n")  # a problem this PR brings
+    assert check(root, base)[0] == 1

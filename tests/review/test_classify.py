@@ -160,6 +160,7 @@ JUDGED = [
     ("split-mismatch-holds", PROMOTION, (evidence(V.PASS), split_row(V.FAIL)), V.FAIL),
     ("split-unmeasured-holds", PROMOTION, (evidence(V.PASS), split_row(V.ERROR)), V.ERROR),
     ("split-unjudged-does-not", PROMOTION, (evidence(V.PASS), split_row(V.INCONCLUSIVE)), V.PASS),
+    ("split-alone-backs-nothing", PROMOTION, (split_row(V.PASS),), V.INCONCLUSIVE),
     ("unmeasured", PROMOTION, "no prometheus.url", V.ERROR),
     ("refused", review.Change("bot", K.PROMOTION, "starts it", refused="a new canary revision"), (), V.FAIL),
     ("revert-needs-no-gates", review.Change("bot", K.ROLLBACK, "records it"), "never measured", V.PASS),

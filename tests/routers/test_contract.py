@@ -190,6 +190,16 @@ def test_malformed_live_state_is_a_clear_error_of_that_route_only(backend: Backe
     assert isinstance(backend.router.read([ROUTES[0]])[ROUTES[0]], errors.RouterStateError)
 
 
+def test_a_route_with_malformed_state_is_still_lowered(backend: Backend) -> None:
+    """Lowering exposure is never refused: the rollback's write replaces the broken route's state."""
+    base.apply(backend.router, {ROUTES[0]: state(5), ROUTES[1]: state(10)}).state(ROUTES[1])
+    backend.corrupt(ROUTES[0])
+    live = base.apply(backend.router, {ROUTES[0]: ROLLBACK}).state(ROUTES[0])
+    assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
+    other = read_one(backend.router, ROUTES[1])
+    assert other is not None and other.same_traffic(state(10))
+
+
 def test_a_batch_read_answers_every_route_asked(backend: Backend) -> None:
     base.apply(backend.router, {ROUTES[0]: state(25), ROUTES[1]: state(5)}).state(ROUTES[0])
     unknown = "no-such-route"

@@ -325,3 +325,14 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_flag(
         assert value["model"] == served[S].model and value["params"] == dict(served[str(details.variant)].params)
         seen[details.variant] += 1
     assert set(seen) == {S, C}
+
+
+@pytest.mark.parametrize("targeting", ["oops", [], {"fractional": "oops"}, None], ids=["str", "list", "bad", "none"])
+def test_a_malformed_flag_is_lowered_not_crashed_on(tmp_path: Path, targeting: Any) -> None:
+    router = flagd.FlagdRouter("flags", tmp_path / "flags.json")
+    router.write({ROUTE: state(10)})
+    document = json.loads((tmp_path / "flags.json").read_text())
+    document["flags"][ROUTE]["targeting"] = targeting
+    (tmp_path / "flags.json").write_text(json.dumps(document))
+    live = base.apply(router, {ROUTE: state(0)}).state(ROUTE)
+    assert live.weight(C) == 0 and not live.others

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controller import errors, spec, templates
+from controller import carries, errors, spec, templates
 from controller.routers import base, litellm
 from tests.helpers import litellm_proc
 
@@ -133,8 +133,9 @@ def test_a_group_whose_strategy_ignores_weights_is_read_with_a_hold(strategy: st
         (base.RouteState({S: 100}), {"bot_stable": 100}),
         (base.RouteState({S: 50, C: 50}, 10), "cannot mirror"),
         (base.RouteState({S: 50, C: 25, "blue": 25}), "only stable and canary"),
+        (base.RouteState({S: 100, C: 0, base.PREVIOUS: 0}), {"bot_stable": 100, "bot_canary": 0}),
     ],
-    ids=["canary-5", "rollback", "stable-only", "shadow-refused", "third-variant-refused"],
+    ids=["canary-5", "rollback", "stable-only", "shadow-refused", "third-variant-refused", "old-stable-kept-at-0"],
 )
 def test_weights_for(state: base.RouteState, expected: dict[str, int] | str) -> None:
     if isinstance(expected, str):
@@ -315,7 +316,7 @@ def test_entries_refuse_what_would_serve_another_variant(
     ],
 )
 def test_strategy_problem(config: dict[str, Any], routes: list[str], problem: str | None) -> None:
-    found = litellm.strategy_problem(config, routes=routes)
+    found = carries.strategy_problem(config, routes=routes)
     if problem is None:
         assert found is None
     else:

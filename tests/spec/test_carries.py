@@ -152,3 +152,22 @@ def test_an_unreadable_prompt_is_its_own_problem_not_a_difference(tmp_path: Path
     (root / "rollouts" / "bot" / "prompts" / "v2.md").unlink()
     problems = load.load_repo(repo.WorkTree(root)).problems
     assert [(p.field, p.code) for p in problems] == [("spec.canary.prompt", "E004")]
+
+
+@pytest.mark.parametrize("key", ["api_base", "api_key", "aws_secret_access_key", "extra_headers"])
+@pytest.mark.parametrize("role", ["stable", "canary"])
+def test_a_litellm_variant_cannot_reroute_the_call(tmp_path: Path, key: str, role: str) -> None:
+    """A rollout PR must not send the proxy's provider key elsewhere: connection params belong to
+    controller.yaml's `deployments`, never to a variant's params."""
+    root = make_repo(tmp_path, router="gateway", difference="params")
+    path = root / "rollouts" / "bot" / "rollout.yaml"
+    text = path.read_text("utf-8")
+    if role == "stable":
+        text = text.replace("stable: {model: acme/a, prompt: prompts/v1.md, params: {temperature: 0.2}}",
+                            f"stable: {{model: acme/a, prompt: prompts/v1.md, params: {{{key}: x}}}}")  # fmt: skip
+    else:
+        text = text.replace("params: {temperature: 0.7}", f"params: {{temperature: 0.7, {key}: x}}")
+    path.write_text(text, "utf-8")
+    [problem] = load.load_repo(repo.WorkTree(root)).problems
+    assert (problem.field, problem.code) == (f"spec.{role}.params", "E007")
+    assert key in problem.message and "deployments" in problem.message
