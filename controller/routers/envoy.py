@@ -252,12 +252,22 @@ class EnvoyRouter:
         switch and the weights, the new canary would otherwise take the old canary's traffic, exposure
         no commit granted. Lowering is always allowed; the weights that follow set the step's."""
         assert self.cds_path is not None
-        wanted = self._wanted(states, rollouts)
+        # a canary that gets no traffic in its new state (a rollback) need not serve anything yet: a write
+        # that only lowers never waits on a cluster or bundle switch, nor fails for one
+        idle = {rollouts[r] for r, state in states.items() if not state.weight(base.CANARY) and not state.shadow}
+        wanted = {
+            name: resource
+            for name, resource in self._wanted(states, rollouts).items()
+            if name not in {spec.cluster_name(rollout, base.CANARY) for rollout in idle}
+        }
         if not wanted:
             return
         view = self._clusters(operation)
         stale = {name for name, resource in wanted.items() if name not in view or not view[name].serves(resource)}
         missing = self._bundle_missing(states, rollouts) if self.prompts_path is not None else {}
+        for rollout in idle:
+            missing.get(rollout, set()).discard(base.CANARY)
+        missing = {rollout: roles for rollout, roles in missing.items() if roles}
         if not stale and not missing:
             return  # Envoy and the bundle already serve it: no file is touched (a rollback never waits on one)
         lower = {

@@ -478,6 +478,21 @@ def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None
         assert router.overrides() == {}
 
 
+def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
+    """The canary's cluster would have to move (a new canary model), but the write takes the canary
+    out: the CDS file is not touched (nothing to wait for, nothing to fail on), the weights are set."""
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
+        before = path.read_bytes()
+        router = envoy.EnvoyRouter(
+            "edge", proxy.admin, routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
+        )
+        back = base.RouteState({S: 100, C: 0}, 0, {C: base.Served("acme/new")})
+        live = base.apply(router, {ROUTE: back}).state(ROUTE)
+        assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
+        assert path.read_bytes() == before  # the canary's cluster still points where it did
+
+
 @pytest.mark.slow
 def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> None:
     """An operator's own static cluster whose host is a pipe (unix socket) has no host:port: the router
