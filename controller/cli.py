@@ -1,7 +1,8 @@
 """The `rollout` command: parses arguments, builds adapters, prints, and sets exit codes.
 
 This is the only module that reads the environment or prints. Exit codes: 0 success, 1 a check
-failed (invalid spec, drift asked about, gate failed), 2 usage error.
+failed (invalid spec, drift asked about, gate failed), 2 usage error, 3 `reconcile` skipped its tick
+because another controller holds the lease (the output names it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from controller import (
     __version__,
     advice,
     analysis,
+    cutpoints,
     errors,
     evidence,
     gates,
@@ -97,6 +99,8 @@ def build_router(
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
 REMOTE_ENV = "ROLLOUT_REMOTE"
+KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
+EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
 
 
 def state_dir(config: spec.ControllerConfig) -> Path:
@@ -663,11 +667,32 @@ class Built(NamedTuple):
     acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
 
 
+def _workdir(args: argparse.Namespace) -> Path:
+    """The controller's workdir: --workdir, else a directory under ~/.cache/rollout named after the remote."""
+    return Path(args.workdir).absolute() if args.workdir else _cache_dir(_remote(args))
+
+
+def default_holder(workdir: Path) -> str:
+    """A controller's name in the lease: its host and a hash of its workdir. The same for every process
+    on that host and workdir, so a restarted controller takes back at once the lease its predecessor
+    left (killed, or stopped before it could release it); `repo.workdir_lock` keeps a second process
+    off the same workdir."""
+    digest = hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def _holder(args: argparse.Namespace) -> str:
+    holder: str = getattr(args, "holder", None) or default_holder(_workdir(args))
+    if not repo.valid_holder(holder):
+        raise UsageError(f"--holder {holder!r}: a name without spaces or '=' (it is written into the lease)")
+    return holder
+
+
 def build_controller(args: argparse.Namespace) -> Built:
     """The controller for the remote the user named; refuses one whose branch holds no
     rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
     remote = _remote(args)
-    workdir = Path(args.workdir) if args.workdir else _cache_dir(remote)
+    workdir = _workdir(args)
     workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
     tree = workspace.tree()
     try:
@@ -691,7 +716,7 @@ def build_controller(args: argparse.Namespace) -> Built:
     def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
         return build_router(name, cfg, root=state, routes=dict(routes))
 
-    holder = args.holder or f"{socket.gethostname()}-{os.getpid()}"
+    holder = _holder(args)
     controller = reconcile.Controller(
         workspace, build_forge(config.forge, remote=remote), routers, metrics, holder=holder
     )
@@ -723,6 +748,7 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
         "at": tick.at.isoformat(),
         "sha": tick.sha,
         "skipped": tick.skipped,
+        "heldBy": tick.held_by or None,
         "problems": [str(p) for p in tick.problems],
         "rollouts": [
             {
@@ -742,19 +768,60 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
 
 
 def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
-    controller, acting_on = build_controller(args)
-    tick = controller.reconcile_once(dry_run=args.dry_run)
+    """One tick. Unless --dry-run it takes the lease and gives it back before it exits, SIGTERM
+    included (the tick in progress finishes first); a tick skipped because another controller holds
+    the lease exits EXIT_SKIPPED and names it."""
+    if args.dry_run:
+        controller, acting_on = build_controller(args)
+        return _report_tick(args, out, acting_on, controller.reconcile_once(dry_run=True))
+    try:
+        with repo.workdir_lock(_workdir(args), holder=_holder(args)), _finish_on_sigterm():
+            controller, acting_on = build_controller(args)
+            try:
+                tick = controller.reconcile_once()
+            finally:
+                controller.release_lease()
+    except errors.LeaseHeld as exc:  # another process has this workdir: nothing was read or written
+        out.write(f"skipped: {exc}\n")
+        return EXIT_SKIPPED
+    return _report_tick(args, out, acting_on, tick)
+
+
+def _report_tick(args: argparse.Namespace, out: TextIO, acting_on: str, tick: reconcile.Tick) -> int:
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
     else:
         out.write("\n".join([acting_on, *_tick_lines(tick)]) + "\n")
+    if tick.held_by:
+        return EXIT_SKIPPED
     return 1 if tick.problems or any(o.error for o in tick.outcomes) else 0
 
 
+class _finish_on_sigterm:
+    """While the block runs, SIGTERM lets the work in progress finish instead of killing the process,
+    so the lease is given back on the way out."""
+
+    def __enter__(self) -> None:
+        self._before = signal.signal(signal.SIGTERM, lambda *_: None)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._before)
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """The loop. SIGTERM or SIGINT finishes the tick in progress, gives the lease back, and exits 0."""
     interval = spec.parse_duration(args.interval).total_seconds()
+    try:
+        with repo.workdir_lock(_workdir(args), holder=_holder(args)):
+            return _run_loop(args, out, interval)
+    except errors.LeaseHeld as exc:
+        out.write(f"not started: {exc}\n")
+        return EXIT_SKIPPED
+
+
+def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     controller, acting_on = build_controller(args)
-    out.write(acting_on + "\n")
+    out.write(f"{acting_on}; lease holder {controller.holder}\n")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -779,6 +846,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     finally:
         if server is not None:
             server.shutdown()
+        if controller.release_lease():
+            out.write("released the lease\n")
     out.write("stopped\n")
     return 0
 
@@ -912,13 +981,20 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _controller_args(p: argparse.ArgumentParser) -> None:
+def _controller_args(p: argparse.ArgumentParser, *, lease: bool = False) -> None:
+    """The options of the controller commands; `--holder` only where the command takes the lease."""
     p.add_argument("--remote", default=None, help="the GitOps repository, a URL or a path (default: $ROLLOUT_REMOTE)")
     p.add_argument(
         "--workdir", default=None, help="where the controller keeps its clone (default: ~/.cache/rollout/...)"
     )
     p.add_argument("--branch", default="main", help="the branch that holds the desired state")
-    p.add_argument("--holder", default=None, help="this controller's name in the lease (default: host-pid)")
+    if lease:
+        p.add_argument(
+            "--holder",
+            default=None,
+            help="this controller's name in the lease (default: HOST-HASH, the same for every run on this host "
+            "and workdir)",
+        )
 
 
 def add_controller_parsers(sub: Any) -> None:
@@ -926,13 +1002,13 @@ def add_controller_parsers(sub: Any) -> None:
     r.add_argument("--once", action="store_true", help="run one tick and exit (the default)")
     r.add_argument("--dry-run", action="store_true", help="decide and report; change nothing")
     r.add_argument("--format", choices=("text", "json"), default="text")
-    _controller_args(r)
+    _controller_args(r, lease=True)
     r.set_defaults(func=cmd_reconcile)
 
     run = sub.add_parser("run", help="reconcile every --interval until SIGTERM; serves /metrics and /healthz")
     run.add_argument("--interval", default="10s")
     run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
-    _controller_args(run)
+    _controller_args(run, lease=True)
     run.set_defaults(func=cmd_run)
 
     a = sub.add_parser("abort", help="the kill switch: canary to 0 now, then a revert PR")
@@ -1135,6 +1211,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
     try:
+        arm_kill_point(os.environ.get(KILL_ENV))
         return func(args, out)
     except UsageError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
@@ -1145,3 +1222,26 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except errors.RolloutError as exc:
         print(f"rollout {args.command}: {exc}", file=sys.stderr)
         return 1
+    finally:
+        cutpoints.arm(None)
+
+
+def arm_kill_point(name: str | None) -> None:
+    """Tests only: with `ROLLOUT_TEST_KILL_AT=NAME` (a point of `controller.cutpoints`), the process
+    SIGKILLs itself the first time it reaches that point, leaving what a real death leaves (half-written
+    files, a held lease, a branch without its PR, child processes) for the restart to deal with
+    (`tests/faults/test_real_kill.py`). Unset, nothing is armed; an unknown name is a usage error, so a
+    typo never passes for a test that survived. It says on stderr that it is armed."""
+    if not name:
+        return
+    if name not in cutpoints.POINTS:
+        raise UsageError(f"${KILL_ENV}={name!r}: not a cut point; one of {', '.join(cutpoints.POINTS)}")
+    print(f"rollout: ${KILL_ENV} is set: this process kills itself at {name}", file=sys.stderr)
+
+    def kill(reached: str) -> None:
+        if reached == name:
+            print(f"rollout: killed at {name}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    cutpoints.arm(kill)

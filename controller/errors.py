@@ -85,9 +85,14 @@ class RepoError(RolloutError):
 
 
 class LeaseHeld(RolloutError):
-    """Another controller holds the lease on this repository."""
+    """Another controller holds the lease on this repository: `holder` names it ("" when it could not
+    be read back after it won a race)."""
 
     retryable = True
+
+    def __init__(self, message: str, *, holder: str = "") -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class EvalError(RolloutError):

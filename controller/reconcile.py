@@ -96,6 +96,7 @@ class Tick:
     outcomes: tuple[Outcome, ...] = ()
     problems: tuple[errors.Problem, ...] = ()
     skipped: str = ""  # why nothing was done (another controller holds the lease, no config)
+    held_by: str = ""  # skipped because this controller holds the lease ("?" when it could not be read)
     duration: float = 0.0
 
 
@@ -142,6 +143,7 @@ class Controller:
     backoff: Backoff = field(default_factory=Backoff)
     _history: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
     _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
+    _leased: bool = False  # this process took the lease and has not released it
 
     # -- one tick ------------------------------------------------------------------------------------
 
@@ -152,7 +154,8 @@ class Controller:
             try:
                 repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.lease_ttl, now=started)
             except errors.LeaseHeld as exc:
-                return Tick(at=started, sha=sha, skipped=str(exc))
+                return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
+            self._leased = True
         tree = self.workspace.tree()
         desired = load.load_repo(tree)
         if desired.config is None:
@@ -196,6 +199,14 @@ class Controller:
         duration = (self.clock() - started).total_seconds()
         done = tuple(o for o in outcomes if o is not None)
         return Tick(started, sha, done, tuple(desired.problems), duration=duration)
+
+    def release_lease(self) -> bool:
+        """Give up the lease this process took, so the next controller need not wait for it to expire
+        (on exit, on SIGTERM); True when it was released."""
+        if not self._leased:
+            return False
+        self._leased = False
+        return repo.release_lease(self.workspace, holder=self.holder)
 
     def _pulls(self) -> list[forge_base.PullRequest]:
         return self.forge.list(prefix=BRANCH_PREFIX)

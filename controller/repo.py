@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import io
 import os
 import posixpath
@@ -15,7 +16,7 @@ import stat
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +26,7 @@ import git
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from controller import errors, load
+from controller import cutpoints, errors, load
 
 _MAX_LINKS = 16
 
@@ -581,6 +582,17 @@ class Lease:
     expires: datetime
 
 
+def valid_holder(holder: str) -> bool:
+    """A holder name the lease can carry: printable, no whitespace and no `=` (the lease commit's
+    message is `holder=NAME expires=TIME`; a name it cannot parse back reads as an expired lease)."""
+    return bool(holder) and holder.isprintable() and not any(ch.isspace() or ch == "=" for ch in holder)
+
+
+def read_lease(ws: Workspace) -> Lease | None:
+    """The lease as the remote has it now (None: nobody holds it, or it is unreadable)."""
+    return _read_lease(ws.repo, ws.remote_url)[1]
+
+
 def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:
     """(sha or "", the lease) as the remote has it now."""
     try:
@@ -602,13 +614,21 @@ def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:
         return sha, None  # unreadable: treat as expired
 
 
+def _held(lease: Lease) -> errors.LeaseHeld:
+    return errors.LeaseHeld(
+        f"controller {lease.holder!r} holds the lease until {lease.expires.isoformat()}", holder=lease.holder
+    )
+
+
 def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) -> Lease:
-    """Take or renew the lease; LeaseHeld if another live controller has it. Compare-and-swap on the
-    remote (`git push --force-with-lease`), so of two controllers racing, one wins."""
+    """Take or renew the lease; LeaseHeld (naming the holder) if another live controller has it. A lease
+    this holder left behind (a process killed before it could release it) is taken back at once.
+    Compare-and-swap on the remote (`git push --force-with-lease`), so of two controllers racing, one
+    wins."""
     remote = ws.remote_url
     sha, current = _read_lease(ws.repo, remote)
     if current is not None and current.holder != holder and current.expires > now:
-        raise errors.LeaseHeld(f"controller {current.holder!r} holds the lease until {current.expires.isoformat()}")
+        raise _held(current)
     lease = Lease(holder, now + ttl)
     try:
         tree = _run(ws.repo, "hash-object", "-t", "tree", "-w", "--stdin", stdin=b"").strip()
@@ -620,15 +640,55 @@ def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) 
     try:
         _run(ws.repo, "push", remote, f"--force-with-lease={LEASE_REF}:{sha}", f"{commit}:{LEASE_REF}")
     except git.GitCommandError as exc:
+        winner = None
+        with contextlib.suppress(errors.RepoError):
+            winner = _read_lease(ws.repo, remote)[1]
+        if winner is not None and winner.holder != holder:
+            raise _held(winner) from exc
         raise errors.LeaseHeld(f"another controller took the lease first ({_git_reason(exc)})") from exc
+    cutpoints.reached(cutpoints.LEASE)
     return lease
 
 
-def release_lease(ws: Workspace, *, holder: str) -> None:
-    sha, current = _read_lease(ws.repo, ws.remote_url)
-    if current is not None and current.holder == holder:
-        with contextlib.suppress(git.GitCommandError):  # if this fails, the lease expires anyway
-            _run(ws.repo, "push", ws.remote_url, f"--force-with-lease={LEASE_REF}:{sha}", f":{LEASE_REF}")
+def release_lease(ws: Workspace, *, holder: str) -> bool:
+    """Give the lease up if `holder` has it, so the next controller need not wait for it to expire;
+    True when it was released. Best effort: a lease not released expires by itself."""
+    try:
+        sha, current = _read_lease(ws.repo, ws.remote_url)
+    except errors.RepoError:
+        return False
+    if current is None or current.holder != holder:
+        return False
+    try:
+        _run(ws.repo, "push", ws.remote_url, f"--force-with-lease={LEASE_REF}:{sha}", f":{LEASE_REF}")
+    except git.GitCommandError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path, *, holder: str) -> Iterator[None]:
+    """One controller process at a time on `workdir`. A controller's default name in the lease comes
+    from its host and workdir, so two processes on one workdir would both pass as the holder; this
+    advisory lock keeps the second out (LeaseHeld, naming the process). The kernel drops it when the
+    process dies, however it dies: a killed controller never leaves it held."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / "controller.lock", "a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            who = lock.read().strip() or "another process"
+            raise errors.LeaseHeld(
+                f"{who} on this host runs a controller with workdir {workdir} as {holder!r}", holder=holder
+            ) from None
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _identity_env() -> dict[str, str]:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller import errors, repo
+from controller import cutpoints, errors, repo
 from controller.forge import base
 
 DB_REF = "refs/rollout-forge/db"
@@ -104,6 +104,7 @@ class LocalForge:
             raise errors.ForgeError(f"local forge: no base branch {base!r}")
         ref = f"refs/heads/{change.branch}"
         head = self._commit_branch(ref, base_sha, change)
+        cutpoints.reached(cutpoints.BRANCH_PUSHED)
 
         def upsert(records: list[dict[str, Any]]) -> dict[str, Any]:
             open_one = next((r for r in records if r["branch"] == change.branch and r["state"] == "open"), None)
@@ -124,7 +125,9 @@ class LocalForge:
             )
             return record
 
-        return _pull(self._write(upsert, f"propose {change.branch}"))
+        pr = _pull(self._write(upsert, f"propose {change.branch}"))
+        cutpoints.reached(cutpoints.PR_OPENED)
+        return pr
 
     def _commit_branch(self, ref: str, base_sha: str, change: base.Change) -> str:
         """Point the PR branch at base + files; keep the current commit if it already is exactly that."""
@@ -147,6 +150,7 @@ class LocalForge:
             record.setdefault("checks", {})[context] = {"state": str(state), "summary": summary[:1000]}
 
         self._update(number, f"check {context} on #{number}", edit)
+        cutpoints.reached(cutpoints.CHECK_SET)
 
     def add_labels(self, number: int, labels: tuple[str, ...]) -> None:
         def edit(record: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
-from controller import errors
+from controller import cutpoints, errors
 
 STABLE = "stable"
 CANARY = "canary"
@@ -247,12 +247,14 @@ def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
     if not states:
         return Applied(MappingProxyType({}), MappingProxyType({}))
     router.write(states)
+    cutpoints.reached(cutpoints.ROUTER_WRITTEN)
     live: dict[str, RouteState] = {}
     failed: dict[str, errors.RouterError] = {}
     try:
         seen = router.read(list(states))
     except errors.RouterError as exc:
         return Applied(MappingProxyType({}), MappingProxyType(dict.fromkeys(states, exc)))
+    cutpoints.reached(cutpoints.READ_BACK)
     for route, desired in states.items():
         now = seen.get(route)
         if isinstance(now, errors.RouterError):

@@ -3,14 +3,16 @@ that `rollout render` writes for Envoy and LiteLLM.
 
 A writer takes an advisory lock on `<file>.lock`, writes a temp file beside the target, fsyncs it and
 renames it over the old one, so readers never see half a file and two writers never lose each other's
-routes. Files are created readable by others (0644): the application or proxy that reads them may run
-as another user.
+routes. A writer killed before its rename leaves its temp file (`.<file>.tmp-*`, which no reader opens);
+the next writer, under the lock, removes it, so they never pile up. Files are created readable by
+others (0644): the application or proxy that reads them may run as another user.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import io
 import json
 import os
@@ -21,7 +23,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from controller import errors
+from controller import cutpoints, errors
+
+_TEMP = ".{name}.tmp-"  # the prefix of a writer's temp file beside `name`
 
 
 @contextlib.contextmanager
@@ -36,8 +40,13 @@ def locked(path: Path) -> Iterator[None]:
 
 
 def replace_json(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (temp file, fsync, rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write `data` as JSON to `path` atomically (temp file, fsync, rename). Call it holding
+    `locked(path)`: the temp files it finds beside `path` are then a dead writer's, and it removes them."""
+    prefix = _TEMP.format(name=path.name)
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*"):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=path.parent)
     try:
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
@@ -45,6 +54,7 @@ def replace_json(path: Path, data: Any) -> None:
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())
+        cutpoints.reached(cutpoints.STATE_TEMP)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
