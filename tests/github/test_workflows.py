@@ -264,3 +264,47 @@ def test_the_list_check_can_fail(tmp_path: Path) -> None:
     found = workflow_names([*copies, lint])
     assert found["secret"] ^ setup_names()["secret"] == {"ROLLOUT_NEW_TOKEN", "ROLLOUT_BOT_TOKEN"}
     assert found["check"] - setup_names()["check"] == {"lint"}
+
+
+def run_reconcile_step(tmp_path: Path, exit_code: int, printed: str) -> subprocess.CompletedProcess[str]:
+    """The controller workflow's tick step under bash as Actions runs it, with a stand-in `rollout`
+    that prints `printed` and exits `exit_code`."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "rollout"
+    (tmp_path / "printed").write_text(printed + "\n")
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\ncat "{tmp_path}/printed"\nexit {exit_code}\n')
+    fake.chmod(0o755)
+    steps = load(ROOT / ".github" / "workflows" / "rollout-controller.yml")["jobs"]["reconcile"]["steps"]
+    step = next(s for s in steps if s.get("name") == "Reconcile once")
+    env = {
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "RUNNER_TEMP": str(tmp_path),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
+        "GITHUB_TOKEN": "t0ken",
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "acme/rollouts",
+        "DRY_RUN": "",
+    }
+    argv = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]]
+    return subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "step_exit", "warned"),
+    [(0, 0, False), (1, 1, False), (3, 0, True)],
+    ids=["ticked", "failed", "skipped-for-the-lease"],
+)
+def test_a_tick_skipped_for_the_lease_is_a_warning_not_a_failure(
+    tmp_path: Path, exit_code: int, step_exit: int, warned: bool
+) -> None:
+    """Exit 3 (another controller holds the lease): the job passes, with a warning annotation naming the
+    holder and a line in the summary; any other failure fails the job."""
+    line = "12:00:00 skipped: controller 'ops-host-3f2a9c1e' holds the lease until 2025-01-01T12:01:00+00:00"
+    result = run_reconcile_step(tmp_path, exit_code, line if exit_code == 3 else "12:00:00 good-bot Hold")
+    assert result.returncode == step_exit, result.stdout + result.stderr
+    assert (tmp_path / "calls").read_text().strip() == "reconcile --once"
+    annotation = "::warning title=rollout tick skipped::controller 'ops-host-3f2a9c1e' holds the lease until"
+    assert (annotation in result.stdout) is warned, result.stdout
+    summary = tmp_path / "summary"
+    assert ("ops-host-3f2a9c1e" in summary.read_text()) if warned else not summary.exists()
