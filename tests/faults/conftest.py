@@ -1,11 +1,13 @@
 """Fixtures for the fault suite: the reconciler's real GitOps setup (a bare remote, the local forge,
 the file router, a real Prometheus with backfilled evals), plus wrappers that make a real adapter fail
-or "kill" the controller at a chosen call."""
+or "kill" the controller at a chosen call, and the table of real kills printed after the run."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import pytest
 
 from controller import errors
 from controller.routers import base
@@ -106,3 +108,25 @@ def make_controller(
         clock=ops.now,
         backoff=reconcile.Backoff(sleep=recorded.append),
     )
+
+
+#: One row per real kill (`test_real_kill.py`): scenario, cut point, what the kill left, what the restart made of it.
+KILL_TABLE: list[dict[str, str]] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The cut points and their outcomes, after the run, whatever the verbosity."""
+    if not KILL_TABLE:
+        return
+    columns = [
+        ("scenario", "scenario"),
+        ("point", "killed at (SIGKILL)"),
+        ("killed", "left by the kill"),
+        ("restart", "after one restarted tick (same workdir)"),
+        ("outcome", "outcome"),
+    ]
+    rows = [[row.get(key, "-") for key, _ in columns] for row in KILL_TABLE]
+    widths = [max(len(title), *(len(r[i]) for r in rows)) for i, (_, title) in enumerate(columns)]
+    terminalreporter.write_sep("-", "a real rollout run killed at each cut point, then restarted")
+    for line in [[title for _, title in columns], ["-" * w for w in widths], *rows]:
+        terminalreporter.write_line("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())

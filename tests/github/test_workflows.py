@@ -273,7 +273,9 @@ def run_reconcile_step(tmp_path: Path, exit_code: int, printed: str) -> subproce
     bin_dir.mkdir()
     fake = bin_dir / "rollout"
     (tmp_path / "printed").write_text(printed + "\n")
-    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\ncat "{tmp_path}/printed"\nexit {exit_code}\n')
+    fake.write_text(
+        f'#!/usr/bin/env bash\necho "$*" >> "{tmp_path}/calls"\ncat "{tmp_path}/printed"\nexit {exit_code}\n'
+    )
     fake.chmod(0o755)
     steps = load(ROOT / ".github" / "workflows" / "rollout-controller.yml")["jobs"]["reconcile"]["steps"]
     step = next(s for s in steps if s.get("name") == "Reconcile once")

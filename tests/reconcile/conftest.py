@@ -86,14 +86,16 @@ class GitOps:
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
 
-    def commit(self, files: dict[str, str], message: str) -> str:
-        """A human pushes to main (through a throwaway clone, as a user would)."""
+    def commit(self, files: dict[str, str], message: str, *, at: datetime | None = None) -> str:
+        """A human pushes to main (through a throwaway clone, as a user would); `at` dates the commit
+        (a step that began in the past, for a process that runs on the real clock)."""
         clone = self.work / f"human-{time.monotonic_ns()}"
         r = git.Repo.clone_from(str(self.remote), clone)
         for path, text in files.items():
             (clone / path).parent.mkdir(parents=True, exist_ok=True)
             (clone / path).write_text(text)
         r.git.add("-A")
+        dates = {"GIT_AUTHOR_DATE": at.isoformat(), "GIT_COMMITTER_DATE": at.isoformat()} if at else {}
         r.git.commit(
             "-m",
             message,
@@ -102,6 +104,7 @@ class GitOps:
                 "GIT_AUTHOR_EMAIL": "h@x",
                 "GIT_COMMITTER_NAME": "human",
                 "GIT_COMMITTER_EMAIL": "h@x",
+                **dates,
             },
         )
         r.git.push("origin", "HEAD:main")
