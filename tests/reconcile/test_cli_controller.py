@@ -86,6 +86,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def lease_listed(gitops: GitOps) -> bool:
+    refs = subprocess.run(["git", "ls-remote", str(gitops.remote)], capture_output=True, text=True, check=True)
+    return "refs/rollout/lease" in refs.stdout
+
+
 def test_run_serves_metrics_and_stops_on_sigterm(gitops: GitOps) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -122,21 +127,11 @@ def test_run_serves_metrics_and_stops_on_sigterm(gitops: GitOps) -> None:
         assert 'rollout_canary_weight{rollout="good-bot",route="good"} 0.0' in text
         assert "rollout_tick_duration_seconds_count" in text
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        assert (
-            "refs/rollout/lease"
-            in subprocess.run(  # it holds the lease while it runs
-                ["git", "ls-remote", str(gitops.remote)], capture_output=True, text=True, check=True
-            ).stdout
-        )
+        assert lease_listed(gitops), "it holds the lease while it runs"
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0 and out.decode().rstrip().endswith("released the lease\nstopped")
-        assert (
-            "refs/rollout/lease"
-            not in subprocess.run(  # and gives it back on SIGTERM
-                ["git", "ls-remote", str(gitops.remote)], capture_output=True, text=True, check=True
-            ).stdout
-        )
+        assert not lease_listed(gitops), "it gives the lease back on SIGTERM"
     finally:
         if proc.poll() is None:
             proc.kill()

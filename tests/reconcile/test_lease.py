@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -110,3 +113,29 @@ def test_a_holder_the_lease_cannot_carry_is_refused(gitops: GitOps, holder: str)
     """`holder=two words` would read back as an unreadable, so expired, lease: any controller could take it."""
     code, _ = rollout(gitops, "reconcile", "--once", "--holder", holder)
     assert code == 2 and lease_ref(gitops) == ""
+
+
+SIGTERM_MID_TICK = """
+import os, signal, sys
+from controller import cli, cutpoints
+cutpoints.arm(lambda name: os.kill(os.getpid(), signal.SIGTERM) if name == cutpoints.ROUTER_WRITTEN else None)
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_in_the_middle_of_a_reconcile_lets_it_finish_and_give_the_lease_back(gitops: GitOps) -> None:
+    """SIGTERM right after the router write: the tick still reads back and opens the revert PR, then the
+    lease is given back; a SIGTERM that killed the process there would leave it held."""
+    add_bad_bot(gitops)
+    root = Path(__file__).resolve().parents[2]
+    argv = ["reconcile", "--once", "--remote", str(gitops.remote), "--workdir", str(gitops.work / "cli")]
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_MID_TICK, *argv],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "read back" in done.stdout and "opened or updated #1" in done.stdout
+    assert lease_ref(gitops) == ""
