@@ -782,7 +782,10 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
             finally:
                 controller.release_lease()
     except errors.LeaseHeld as exc:  # another process has this workdir: nothing was read or written
-        out.write(f"skipped: {exc}\n")
+        if args.format == "json":
+            out.write(json.dumps({"skipped": str(exc), "heldBy": exc.holder}, indent=2) + "\n")
+        else:
+            out.write(f"skipped: {exc}\n")
         return EXIT_SKIPPED
     return _report_tick(args, out, acting_on, tick)
 

@@ -222,3 +222,13 @@ def test_a_relative_state_dir_override_is_refused(examples: Path, monkeypatch: p
     monkeypatch.setenv("ROLLOUT_STATE_DIR", "state")  # each terminal's own ./state: two places, not one
     code, _ = run("plan", "--repo", str(examples))
     assert code == 2
+
+
+def test_an_unknown_kill_point_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test-only kill switch refuses a name it does not know, before the command runs: a typo in a
+    fault test must not pass for a process that survived its cut point."""
+    monkeypatch.setenv(cli.KILL_ENV, "router.writen")
+    assert cli.main(["schema", "--check"]) == 2
+    assert "not a cut point" in capsys.readouterr().err

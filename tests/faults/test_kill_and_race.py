@@ -3,7 +3,8 @@
 A kill is a `Killed` (BaseException) raised from a wrapper around the real adapter just before or just
 after the real call took effect: nothing in the tick can catch it, as nothing runs when a process dies.
 A fresh controller (another process; it takes the lease once the dead one's expires) must converge:
-no duplicate PR, no lost rollback, one merge commit per merged PR."""
+no duplicate PR, no lost rollback, one merge commit per merged PR. `test_real_kill.py` kills a real
+`rollout run` process instead, at the same boundaries and more."""
 
 from __future__ import annotations
 

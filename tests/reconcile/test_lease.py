@@ -87,6 +87,8 @@ def test_a_second_process_on_the_same_workdir_is_skipped(gitops: GitOps) -> None
     with repo.workdir_lock(workdir, holder="first"):
         code, out = rollout(gitops, "reconcile", "--once")
         assert code == 3 and out.startswith("skipped: pid ") and str(workdir) in out, out
+        code, out = rollout(gitops, "reconcile", "--once", "--format", "json")
+        assert code == 3 and json.loads(out)["skipped"].startswith("pid "), out
         code, out = rollout(gitops, "run", "--interval", "1s")
         assert code == 3 and out.startswith("not started: pid "), out
     assert lease_ref(gitops) == "" and gitops.forge.list() == []
