@@ -227,7 +227,9 @@ def test_demo_scenarios_fail_the_gate_they_target(prom_live: prom.PromServer, tm
             served = sum(s.model.served for s in lv.servers.values())
             prom.prom_poll(f"{served} requests scraped", lambda: app_total(prom_live) == served)
             checks = (
-                spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": "60%"}),
+                # the latency canary is +240% (0.41 s against 0.12 s); a limit of +100% leaves a loaded
+                # machine's delays (which land in the tail, on both variants) room on both sides
+                spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": "100%"}),
                 spec.Gate.model_validate({"use": "schema_valid_rate", "min": "95%"}),
             )
             config = spec.ControllerConfig.model_validate(
