@@ -11,12 +11,13 @@ problem found after validation, pays for ruamel's round-trip parse, whose positi
 from __future__ import annotations
 
 import collections
+import contextlib
 import difflib
 import hashlib
 import posixpath
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -24,13 +25,27 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.composer import Composer
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.parser import RoundTripParser
 
-from controller import carries, errors, spec
+from controller import carries, errors, spec, templates
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: specs and prompts are text a human reviews
-MAX_NODES = 50_000  # after alias expansion; a "billion laughs" document stops here
+MAX_DEPTH = 64  # levels of nested mappings and sequences, aliases expanded; a spec needs about ten
+MAX_NODES = 10_000  # after alias expansion (a "billion laughs" stops here); keeps the round-trip parse under ~1 s
+MAX_TEXT = MAX_FILE_BYTES  # characters of keys and values after alias expansion; no alias-free file is refused
 ROLLOUTS_DIR = "rollouts"
 CONFIG_FILE = f"{ROLLOUTS_DIR}/controller.yaml"
 ROLLOUT_FILE = "rollout.yaml"
@@ -43,11 +58,17 @@ class PathEscapes(Exception):
     """A path (or a symlink on it) leads outside the repository."""
 
 
+class NotAFile(Exception):
+    """A path names something that is neither a regular file nor a directory (a FIFO, a socket, a
+    device): reading it could block forever or never end, so it is never read."""
+
+
 class Tree(Protocol):
     """A read-only view of a repository: the working tree or one git commit."""
 
     def read(self, path: str) -> bytes:
-        """The bytes of a file; FileNotFoundError if absent, PathEscapes if it leads outside."""
+        """The bytes of a file; FileNotFoundError if absent, IsADirectoryError for a directory, NotAFile
+        for a FIFO, socket or device, PathEscapes if it leads outside, OSError if it cannot be read."""
         ...
 
     def listdir(self, path: str) -> list[str]:
@@ -92,9 +113,156 @@ class RepoSpec:
 # -- YAML ----------------------------------------------------------------------------------------
 
 
+class _Refused(Exception):
+    """A YAML stream breaks one of the bounds; raised while it is parsed, before anything is built."""
+
+    def __init__(self, message: str, mark: Any, code: str) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+        self.line = mark.line + 1 if mark is not None else 0
+        self.column = mark.column + 1 if mark is not None else 0
+
+
+def _tag_text(tag: str) -> str:
+    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
+
+
+_CORE = "tag:yaml.org,2002:"
+
+
+class _Bounds:
+    """Checks a YAML event stream as the parser yields it, so that nothing is built from a document
+    that breaks a bound: nesting depth, nodes and text after alias expansion (each alias costs what its
+    anchor's node costs, so an alias bomb is counted without being expanded), anchors that are
+    redefined or used inside their own node (a recursive structure), and explicit tags. One instance
+    per document; both the fast path (`_build`) and the round-trip parse (`_BoundedParser`) feed it the
+    events their parser produces, so both refuse the same documents."""
+
+    __slots__ = ("anchors", "nodes", "open", "text")
+
+    def __init__(self) -> None:
+        self.nodes = 0
+        self.text = 0
+        # per open collection: [anchor, nodes and text at its start, the height of its deepest child]
+        self.open: list[list[Any]] = []
+        self.anchors: dict[str, tuple[int, int, int, Any]] = {}  # name -> nodes, text, height, where
+
+    def see(self, event: Any) -> None:
+        kind = type(event)
+        if kind is ScalarEvent:
+            self._node(event)
+            size = len(event.value)
+            self._add(1, size, 0, event)
+            if event.anchor is not None:
+                self.anchors[event.anchor] = (1, size, 0, event.start_mark)
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+            self._node(event)
+            if len(self.open) >= MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark, "E006")
+            self._add(1, 0, 1, event)
+            self.open.append([event.anchor, self.nodes - 1, self.text, 0, event.start_mark])
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            anchor, nodes, text, height, where = self.open.pop()
+            if self.open:
+                self.open[-1][3] = max(self.open[-1][3], height + 1)
+            if anchor is not None:
+                self.anchors[anchor] = (self.nodes - nodes, self.text - text, height + 1, where)
+        elif kind is AliasEvent:
+            name = event.anchor
+            if any(frame[0] == name for frame in self.open):
+                raise _Refused(
+                    f"alias '*{name}' is inside the node its anchor names: a recursive structure is not allowed",
+                    event.start_mark,
+                    "E001",
+                )
+            found = self.anchors.get(name)
+            if found is not None:  # an undefined alias is the parser's own error
+                self._add(found[0], found[1], found[2], event)
+        elif kind is DocumentStartEvent:
+            self.anchors = {}
+
+    def _node(self, event: Any) -> None:
+        tag = event.tag
+        if tag is not None and tag != "!":
+            raise _Refused(
+                f"YAML tag {_tag_text(tag)!r} is not allowed: specs are plain data", event.start_mark, "E001"
+            )
+        name = event.anchor
+        if name is not None:
+            first = self.anchors.get(name)
+            where = first[3] if first else next((f[4] for f in self.open if f[0] == name), None)
+            if where is not None:
+                raise _Refused(
+                    f"anchor '&{name}' is defined twice (first on line {where.line + 1}); give each its own name",
+                    event.start_mark,
+                    "E001",
+                )
+
+    def _add(self, nodes: int, text: int, height: int, event: Any) -> None:
+        """Count a node (or an alias's expansion) of `height` levels at the current depth."""
+        self.nodes += nodes
+        self.text += text
+        if self.open:
+            if len(self.open) + height > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark, "E006")
+            if height > self.open[-1][3]:
+                self.open[-1][3] = height
+        if self.nodes > MAX_NODES:
+            raise _Refused(f"document expands to more than {MAX_NODES} nodes (alias bomb?)", event.start_mark, "E006")
+        if self.text > MAX_TEXT:
+            raise _Refused(
+                f"document expands to more than {MAX_TEXT // 1024} KiB of text (aliases that repeat a large value?)",
+                event.start_mark,
+                "E006",
+            )
+
+
+class _BoundedParser(RoundTripParser):
+    """The round-trip parser, with every event it hands the composer checked by `_Bounds` first."""
+
+    def __init__(self, loader: Any) -> None:
+        super().__init__(loader)
+        self.bounds = _Bounds()
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        self.bounds.see(event)
+        return event
+
+
+class _Composer(Composer):
+    """The composer, quiet about a reused anchor: `_Bounds` refuses it as an error."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.warn_double_anchors = False
+
+
+class _Constructor(RoundTripConstructor):
+    """The round-trip constructor; a scalar it cannot read (an integer of 5000 digits, February 30th)
+    is a located YAML error, not a bare ValueError."""
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        try:
+            return super().construct_non_recursive_object(node, tag)
+        except YAMLError:
+            raise
+        except (ValueError, OverflowError, TypeError) as exc:
+            kind = _tag_text(str(node.tag)) if node.tag is not None else "value"
+            value = node.value if isinstance(node, ScalarNode) else ""
+            if kind == "!!int" and isinstance(value, str) and len(value) > 100:
+                why = f"an integer of {len(value)} digits is too long"
+            else:
+                why = f"cannot read {kind} {str(value)[:40]!r}: {exc}"
+            raise ConstructorError(None, None, why, node.start_mark) from exc
+
+
 def _yaml() -> YAML:
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
+    yaml.Parser = _BoundedParser
+    yaml.Composer = _Composer
+    yaml.Constructor = _Constructor
     return yaml
 
 
@@ -113,10 +281,12 @@ def _text(path: str, data: bytes) -> str:
 
 
 def parse_yaml(path: str, data: bytes) -> Document:
-    """Parse one YAML file safely: size, encoding, duplicate keys, alias bombs and syntax."""
+    """Parse one YAML file safely: size, encoding, duplicate keys, the bounds of `_Bounds` and syntax."""
     text = _text(path, data)
     try:
         tree = _yaml().load(text)
+    except _Refused as exc:
+        raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code) from None
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = (exc.problem or exc.context or "invalid YAML").strip()
@@ -133,7 +303,6 @@ def parse_yaml(path: str, data: bytes) -> Document:
         ) from exc
     except YAMLError as exc:
         raise _fail(path, f"invalid YAML: {exc}", code="E001") from exc
-    _check_size(path, tree)
     return Document(path, tree)
 
 
@@ -141,21 +310,6 @@ def _duplicate_key_message(exc: MarkedYAMLError) -> str:
     problem = exc.problem or ""
     key = problem.split('"')[1] if problem.count('"') >= 2 else ""
     return f"duplicate key {key!r}" if key else "duplicate key"
-
-
-def _check_size(path: str, tree: Any) -> None:
-    """Refuse documents whose alias expansion would be huge (the 'billion laughs')."""
-    budget = MAX_NODES
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        budget -= 1
-        if budget < 0:
-            raise _fail(path, f"document expands to more than {MAX_NODES} nodes (alias bomb?)", code="E006")
-        if isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str) -> errors.SpecError:
@@ -171,8 +325,8 @@ def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str)
 # comment glued to the header or a blank line with spaces. Such a file takes the round-trip path; it is
 # rare in a spec, and a false alarm (`"a &b"`, `x > y`) only costs time.
 _ROUND_TRIP_ONLY = re.compile(r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|[\t\x85\u2028\u2029]|(?:^|\s)[|>]")
-_STR, _MAP, _SEQ = (f"tag:yaml.org,2002:{t}" for t in ("str", "map", "seq"))
-_SCALARS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "timestamp"))
+_STR, _MAP, _SEQ = (f"{_CORE}{t}" for t in ("str", "map", "seq"))
+_SCALARS = frozenset(f"{_CORE}{t}" for t in ("null", "bool", "int", "float", "timestamp"))
 
 
 class _NotPlain(Exception):
@@ -182,44 +336,81 @@ class _NotPlain(Exception):
 def _plain_yaml(text: str) -> Any:
     """The data of a YAML document as dicts, lists and scalars, without comments or positions: parsed by
     libyaml where ruamel.yaml.clib is installed (ten times faster than ruamel's pure-Python parser),
-    resolved by YAML 1.2's rules as in the round-trip loader. Raises for what it does not read the same."""
+    resolved by YAML 1.2's rules as in the round-trip loader. Raises for what it does not read the same,
+    and for what breaks a bound of `_Bounds`."""
     if _C_LOADER is not None:
         loader = _C_LOADER(text)
         try:
-            node = loader.get_single_node()
-            return None if node is None else _construct(loader, node, [MAX_NODES])
+            return _build(loader.get_event, loader.resolve, loader)
         finally:
             loader.dispose()
     yaml = YAML(typ="safe", pure=True)
-    node = yaml.compose(text)
-    return None if node is None else _construct(yaml.constructor, node, [MAX_NODES])
+    events = yaml.parse(text)
+    return _build(lambda: next(events, None), yaml.resolver.resolve, yaml.constructor)
 
 
-def _construct(constructor: Any, node: Any, budget: list[int]) -> Any:
-    """Mappings, sequences and strings are built here (ruamel's generic construction costs more than
-    libyaml's parse), other scalars by ruamel's safe constructor. A duplicate key, a key that is not a
-    scalar, a tag other than YAML 1.2's implicit ones and a document of more than MAX_NODES nodes are
-    declined."""
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise _NotPlain(f"more than {MAX_NODES} nodes")
-    tag = node.tag
-    if isinstance(node, ScalarNode):
-        if tag == _STR:
-            return node.value
-        if tag in _SCALARS:
-            return constructor.construct_object(node)
-    elif isinstance(node, MappingNode) and tag == _MAP:
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = _construct(constructor, key_node, budget)
-            if isinstance(key, dict | list) or key in out:
-                raise _NotPlain(f"duplicate or unhashable key {key!r}")
-            out[key] = _construct(constructor, value_node, budget)
-        return out
-    elif isinstance(node, SequenceNode) and tag == _SEQ:
-        return [_construct(constructor, item, budget) for item in node.value]
-    raise _NotPlain(f"tag {tag}")
+_NO_KEY = object()
+
+
+def _build(next_event: Callable[[], Any], resolve: Callable[..., str], constructor: Any) -> Any:
+    """Build a document from its events, without recursion (however deep, it is refused by `_Bounds`
+    before anything is built): mappings, sequences and strings here, other scalars by ruamel's safe
+    constructor. A duplicate key, a key that is not a scalar, a tag other than YAML 1.2's implicit ones
+    and a second document are declined."""
+    bounds = _Bounds()
+    stack: list[list[Any]] = []  # per open collection: [container, pending key, anchor]
+    anchors: dict[str, Any] = {}
+    root: Any = None
+    documents = 0
+    while (event := next_event()) is not None:
+        bounds.see(event)
+        kind = type(event)
+        if kind is ScalarEvent:
+            tag = event.tag
+            if tag is None or tag == "!":
+                # ruamel's Tag: its suffix is the tag's text (str() decodes %-escapes char by char, slowly)
+                tag = getattr(resolve(ScalarNode, event.value, event.implicit), "suffix", None)
+            if tag == _STR:
+                value = event.value
+            elif tag in _SCALARS:
+                value = constructor.construct_object(ScalarNode(tag, event.value))
+            else:
+                raise _NotPlain(f"tag {tag}")
+            if event.anchor is not None:
+                anchors[event.anchor] = value
+        elif kind is MappingStartEvent or kind is SequenceStartEvent:
+            stack.append([{} if kind is MappingStartEvent else [], _NO_KEY, event.anchor])
+            continue
+        elif kind is MappingEndEvent or kind is SequenceEndEvent:
+            value, _, anchor = stack.pop()
+            if anchor is not None:
+                anchors[anchor] = value
+        elif kind is AliasEvent:
+            if event.anchor not in anchors:
+                raise _NotPlain(f"undefined alias {event.anchor}")
+            value = anchors[event.anchor]
+        elif kind is DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _NotPlain("more than one document")
+            continue
+        else:
+            continue
+        if not stack:
+            root = value
+            continue
+        top = stack[-1]
+        container = top[0]
+        if isinstance(container, list):
+            container.append(value)
+        elif top[1] is _NO_KEY:
+            if isinstance(value, dict | list) or value in container:
+                raise _NotPlain(f"duplicate or unhashable key {value!r}")
+            top[1] = value
+        else:
+            container[top[1]] = value
+            top[1] = _NO_KEY
+    return root
 
 
 def _c_loader() -> Any:
@@ -250,7 +441,9 @@ def load_model(model: type[M], path: str, data: bytes, *, code: str = "E002") ->
     if not _ROUND_TRIP_ONLY.search(text):
         try:
             return model.model_validate(_plain_yaml(text))
-        except Exception:  # whatever the fast path refuses, the round-trip parse below answers and locates
+        except _Refused as exc:  # a bound, at the event libyaml reports it: the round-trip parse stops there too
+            raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code) from None
+        except Exception:  # whatever else the fast path refuses, the round-trip parse below answers and locates
             pass
     return validate(model, parse_yaml(path, data), code=code)
 
@@ -427,15 +620,49 @@ def _plain(node: Any) -> Any:
 
 
 def load_config(tree: Tree) -> spec.ControllerConfig:
+    """The controller config. Raises SpecError, and only SpecError, whatever the file holds."""
+    with _isolated(CONFIG_FILE):
+        try:
+            data = tree.read(CONFIG_FILE)
+        except FileNotFoundError:
+            raise _fail(
+                CONFIG_FILE, "file is missing: every rollouts repository names its routers here", code="E006"
+            ) from None
+        except (PathEscapes, NotAFile, OSError) as exc:
+            raise _unreadable(CONFIG_FILE, exc) from None
+        return load_model(spec.ControllerConfig, CONFIG_FILE, data)
+
+
+def _unreadable(path: str, exc: Exception) -> errors.SpecError:
+    """Why a file that exists cannot be read, as its SpecError."""
+    if isinstance(exc, PathEscapes):
+        return _fail(path, "path leads outside the repository", code="E004")
+    return _fail(path, _why_unreadable("file", exc), code="E006")
+
+
+def _why_unreadable(what: str, exc: Exception) -> str:
+    if isinstance(exc, NotAFile):
+        return f"{what} is not a regular file (a FIFO, socket or device): it is never read"
+    if isinstance(exc, IsADirectoryError):
+        return f"{what} is a directory, not a file"
+    if isinstance(exc, OSError):
+        return f"{what} cannot be read: {exc.strerror or exc}"
+    return f"{what} cannot be read: {exc}"
+
+
+@contextlib.contextmanager
+def _isolated(path: str) -> Iterator[None]:
+    """Whatever goes wrong while one file is loaded becomes that file's SpecError: a bug, or an input
+    nobody foresaw, costs its own rollout (or, for controller.yaml, stops the tick cleanly), never a
+    traceback, and never the other rollouts."""
     try:
-        data = tree.read(CONFIG_FILE)
-    except FileNotFoundError:
-        raise _fail(
-            CONFIG_FILE, "file is missing: every rollouts repository names its routers here", code="E006"
-        ) from None
-    except PathEscapes:
-        raise _fail(CONFIG_FILE, "path leads outside the repository", code="E004") from None
-    return load_model(spec.ControllerConfig, CONFIG_FILE, data)
+        yield
+    except errors.SpecError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the isolation of one file is the point
+        detail = " ".join(str(exc).split())[:200]
+        message = f"could not be loaded ({type(exc).__name__}{': ' + detail if detail else ''})"
+        raise _fail(path, message, code="E006") from exc
 
 
 def rollout_files(tree: Tree) -> Iterator[str]:
@@ -446,13 +673,19 @@ def rollout_files(tree: Tree) -> Iterator[str]:
 
 
 def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> LoadedRollout:
-    """Load and check one rollout file against the config. Raises SpecError with every problem found."""
+    """Load and check one rollout file against the config. Raises SpecError with every problem found,
+    and only SpecError, whatever the file holds."""
+    with _isolated(path):
+        return _load_rollout(tree, path, config)
+
+
+def _load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> LoadedRollout:
     try:
         data = tree.read(path)
     except FileNotFoundError:
         raise _fail(path, "file is missing", code="E006") from None
-    except PathEscapes:
-        raise _fail(path, "path leads outside the repository", code="E004") from None
+    except (PathEscapes, NotAFile, OSError) as exc:
+        raise _unreadable(path, exc) from None
     rollout = _parsed_rollout(path, data)
     problems: list[errors.Problem] = []
     docs: list[Document] = []  # the round-trip parse, made only if a problem needs a line number
@@ -482,6 +715,9 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
             close = difflib.get_close_matches(gate.use, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
             problem(("spec", "analysis", "gates", i, "use"), f"unknown gate template {gate.use!r}{hint}", "E003")
+        elif templates.resolve(gate.use, config).kind == "ratio":
+            for name, message in _rate_bounds(gate):
+                problem(("spec", "analysis", "gates", i, name), message, "E002")
 
     revisions: dict[str, str] = {}
     prompts: dict[str, str] = {}
@@ -509,6 +745,19 @@ def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loaded
     if problems:
         raise errors.SpecError(problems)
     return LoadedRollout(path, rollout, revisions, prompts, digests, texts)
+
+
+def _rate_bounds(gate: spec.Gate) -> list[tuple[str, str]]:
+    """(field, why) for each limit of a gate on a rate (a ratio template: 0 to 100%) that lies outside what
+    a rate can be, so the gate could never fail (or never pass)."""
+    out = []
+    if gate.max is not None and gate.max > 1:
+        out.append(("max", f"must be at most 100%: {gate.use} is a rate, so this limit could never fail"))
+    if gate.min is not None and gate.min > 1:
+        out.append(("min", f"must be at most 100%: {gate.use} is a rate, so this limit could never pass"))
+    if gate.max_drop is not None and gate.max_drop >= 1:
+        out.append(("maxDrop", f"must be below 100%: {gate.use} is a rate, so a drop this large could never fail"))
+    return out
 
 
 _PARSED: collections.OrderedDict[tuple[str, str], spec.Rollout] = collections.OrderedDict()
@@ -549,6 +798,8 @@ def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes
         return resolved, None, f"prompt file {resolved!r} is a symlink that leads outside the repository"
     except IsADirectoryError:
         return resolved, None, f"prompt {resolved!r} is a directory, not a file"
+    except (NotAFile, OSError) as exc:
+        return resolved, None, _why_unreadable(f"prompt {resolved!r}", exc)
     if len(body) > MAX_FILE_BYTES:
         return resolved, None, f"prompt file {resolved!r} is larger than {MAX_FILE_BYTES // 1024} KiB"
     try:
@@ -630,6 +881,8 @@ def _proxy_config_why(tree: Tree, path: str, routes: Sequence[str]) -> str:
         return f"the proxy config {path!r} does not exist"
     except PathEscapes:
         return f"the proxy config {path!r} is a symlink that leads outside the repository"
+    except (NotAFile, OSError) as exc:
+        return _why_unreadable(f"the proxy config {path!r}", exc)
     try:
         doc = parse_yaml(path, data)
     except errors.SpecError as exc:

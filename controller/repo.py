@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import fcntl
 import io
 import os
@@ -38,23 +39,35 @@ class WorkTree:
         self.root = Path(root).resolve()
 
     def _path(self, path: str) -> Path:
-        full = (self.root / path).resolve()
+        try:
+            full = (self.root / path).resolve()
+        except RuntimeError as exc:  # Python 3.11 reports a symlink loop so
+            raise OSError(errno.ELOOP, "symlink loop", path) from exc
         if not full.is_relative_to(self.root):
             raise load.PathEscapes(path)
         return full
 
     def read(self, path: str) -> bytes:
+        """Only a regular file is read: a FIFO would block forever and a device never end (NotAFile).
+        It is opened without blocking and checked again, so a file swapped for a FIFO in between is
+        refused too."""
         full = self._path(path)
-        if full.is_dir():
+        mode = full.stat().st_mode
+        if stat.S_ISDIR(mode):
             raise IsADirectoryError(path)
-        return full.read_bytes()
+        if not stat.S_ISREG(mode):
+            raise load.NotAFile(path)
+        with os.fdopen(os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise load.NotAFile(path)
+            return f.read()
 
     def listdir(self, path: str) -> list[str]:
         try:
             full = self._path(path)
-        except load.PathEscapes:
+            return sorted(p.name for p in full.iterdir()) if full.is_dir() else []
+        except (load.PathEscapes, OSError):
             return []
-        return sorted(p.name for p in full.iterdir()) if full.is_dir() else []
 
 
 _TREE_MODE = 0o040000

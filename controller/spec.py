@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import unicodedata
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -37,18 +39,38 @@ LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 TEMPLATE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
 
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
-DURATION_PATTERN = r"^(\d+(ms|s|m|h|d))+$"
+# -- bounds: every limit on a value of a spec or of controller.yaml (the README lists them all) -------
+
+MAX_DURATION = timedelta(days=366)  # any duration: a step, a freeze, keepPreviousFor, an interval
+MAX_TIMEOUT = timedelta(minutes=5)  # a timeout the tick waits out (Prometheus, a LiteLLM write)
+MAX_THRESHOLD = 1e9  # any gate threshold, in its unit; rates are bounded by 100% on top (`load`)
+MAX_RATE = 1e6  # expectedRate, requests per second
+MAX_SAMPLES = 10**9  # minSamples
+MAX_CASES = 10**6  # offlineEval.minCases
+MAX_GATES = 20  # gates per rollout
+MAX_STEPS = 50  # steps per rollout
+MAX_ID = 2**63 - 1  # GitHub App and installation ids (64-bit)
+
+# ASCII digits only: `\d` would take "٣h" as three hours.
+_DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h|d)")
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d))+$"
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(value: object) -> timedelta:
-    """`90s`, `5m`, `1h30m`, `2d` -> timedelta. Bare numbers are refused: the unit is never guessed."""
+    """`90s`, `5m`, `1h30m`, `2d` -> timedelta, at most MAX_DURATION. Bare numbers are refused: the unit
+    is never guessed."""
     if isinstance(value, timedelta):
         return value
     if not isinstance(value, str) or not re.fullmatch(DURATION_PATTERN, value.strip()):
         raise ValueError("must be a duration such as 30s, 5m, 2h or 1h30m")
-    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(value))
+    parts = _DURATION_PART.findall(value)
+    too_long = f"must be at most {format_duration(MAX_DURATION)}"
+    if any(len(n.lstrip("0")) > 12 for n, _ in parts):  # never int() a number of thousands of digits
+        raise ValueError(too_long)
+    seconds = sum(int(n) * _UNIT_SECONDS[unit] for n, unit in parts)
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(too_long)
     return timedelta(seconds=seconds)
 
 
@@ -80,22 +102,38 @@ def _at_least_a_second(value: timedelta) -> timedelta:
 
 Interval = Annotated[Duration, AfterValidator(_at_least_a_second)]
 
-_THRESHOLD = re.compile(r"^(\d+(?:\.\d+)?)\s*(%|ms|s)?$")
-THRESHOLD_PATTERN = r"^\d+(\.\d+)?\s*(%|ms|s)?$"
+
+def _timeout(value: timedelta) -> timedelta:
+    if not timedelta(0) < value <= MAX_TIMEOUT:  # the tick waits it out: a longer one stalls every rollout
+        raise ValueError(f"must be above 0s and at most {format_duration(MAX_TIMEOUT)}")
+    return value
+
+
+Timeout = Annotated[Duration, AfterValidator(_timeout)]
+
+_THRESHOLD = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(%|ms|s)?$")
+THRESHOLD_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(%|ms|s)?$"
 
 
 def parse_threshold(value: object) -> float:
-    """`3%` -> 0.03, `250ms` -> 0.25 (seconds), `0.2` -> 0.2. Negative numbers are refused."""
+    """`3%` -> 0.03, `250ms` -> 0.25 (seconds), `0.2` -> 0.2. Negative, non-finite (`.nan`, `.inf`) and
+    numbers above MAX_THRESHOLD are refused."""
     if isinstance(value, bool):
         raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("must not be negative")
-        return float(value)
-    if isinstance(value, str) and (m := _THRESHOLD.match(value.strip())):
-        number, unit = float(m.group(1)), m.group(2)
-        return {"%": number / 100, "ms": number / 1000}.get(unit or "", number)
-    raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
+        number = float(value) if not isinstance(value, int) or abs(value) <= 10**300 else math.copysign(math.inf, value)
+    elif isinstance(value, str) and (m := _THRESHOLD.match(value.strip())):
+        digits, unit = float(m.group(1)), m.group(2)
+        number = {"%": digits / 100, "ms": digits / 1000}.get(unit or "", digits)
+    else:
+        raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, not {number}")
+    if number < 0:
+        raise ValueError("must not be negative")
+    if number > MAX_THRESHOLD:
+        raise ValueError(f"must be at most {MAX_THRESHOLD:.0f}")
+    return number
 
 
 Threshold = Annotated[
@@ -104,7 +142,7 @@ Threshold = Annotated[
     WithJsonSchema(
         {
             "oneOf": [
-                {"type": "number", "minimum": 0},
+                {"type": "number", "minimum": 0, "maximum": MAX_THRESHOLD},
                 {"type": "string", "pattern": THRESHOLD_PATTERN},
             ],
             "description": "A number, a percentage (`3%` = 0.03) or a duration in seconds (`250ms`).",
@@ -113,17 +151,20 @@ Threshold = Annotated[
 ]
 
 
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)\s*/\s*(s|m|h|d)$")
-RATE_PATTERN = r"^\d+(\.\d+)?\s*/\s*(s|m|h|d)$"
+_RATE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h|d)$")
+RATE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*/\s*(s|m|h|d)$"
 
 
 def parse_rate(value: object) -> float:
-    """`10/s`, `600/m`, `36000/h` -> requests per second. Bare numbers are refused: the unit is never guessed."""
+    """`10/s`, `600/m`, `36000/h` -> requests per second, above 0 and at most MAX_RATE. Bare numbers are
+    refused: the unit is never guessed."""
     if isinstance(value, str) and (m := _RATE.match(value.strip())):
         rate = float(m.group(1)) / _UNIT_SECONDS[m.group(2)]
-        if rate > 0:
-            return rate
-        raise ValueError("must be above zero")
+        if not rate > 0:
+            raise ValueError("must be above zero")
+        if rate > MAX_RATE:
+            raise ValueError(f"must be at most {MAX_RATE:.0f}/s")
+        return rate
     raise ValueError("must be a rate such as 10/s, 600/m or 36000/h")
 
 
@@ -184,6 +225,33 @@ def _check_url(value: str) -> str:
 Url = Annotated[str, AfterValidator(_check_url), WithJsonSchema({"type": "string", "format": "uri"})]
 
 
+def _visible(value: str) -> str:
+    """Refuse control and invisible format characters (a zero-width space, a right-to-left override): a
+    model id or a path that reads as another in review."""
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp"):
+            raise ValueError(f"must not contain invisible or control characters (U+{ord(ch):04X})")
+    return value
+
+
+Visible = Annotated[str, AfterValidator(_visible)]
+
+
+def _finite_json(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+    """Refuse `.nan` and `.inf` anywhere in params: JSON has no such numbers, so a request would carry
+    text no API reads (iterative: the loader already bounds the depth, this never recurses)."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise _located(loc, f"must be a finite number, not {item}: JSON has no such number")
+        if isinstance(item, dict):
+            stack.extend(((*loc, str(k)), v) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend(((*loc, i), v) for i, v in enumerate(item))
+    return value
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -200,14 +268,16 @@ class _Model(BaseModel):
 class Variant(_Model):
     """One servable configuration: a model, a prompt file and parameters."""
 
-    model: str = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model id.")
-    prompt: str | None = Field(
+    model: Visible = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model id.")
+    prompt: Visible | None = Field(
         default=None,
         min_length=1,
         max_length=500,
         description="A prompt file, relative to the rollout's directory, inside the repository.",
     )
-    params: dict[str, JsonValue] = Field(default_factory=dict, description="Model parameters.")
+    params: Annotated[dict[str, JsonValue], AfterValidator(_finite_json)] = Field(
+        default_factory=dict, description="Model parameters (JSON: finite numbers only)."
+    )
 
 
 def revision(variant: Variant, prompt: bytes | None) -> str:
@@ -250,7 +320,7 @@ class Step(_Model):
     )
     for_: Duration | None = Field(default=None, alias="for", description="Minimum time in this step.")
     min_samples: int | None = Field(
-        default=None, ge=0, description="Minimum canary requests before the gates can pass."
+        default=None, ge=0, le=MAX_SAMPLES, description="Minimum canary requests before the gates can pass."
     )
 
     @model_validator(mode="after")
@@ -313,7 +383,7 @@ class Gate(_Model):
 
 class Analysis(_Model):
     interval: Interval = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
-    gates: list[Gate] = Field(default_factory=list)
+    gates: list[Gate] = Field(default_factory=list, max_length=MAX_GATES)
     segments: list[LabelName] = Field(
         default_factory=list,
         description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
@@ -352,12 +422,16 @@ class OfflineEval(_Model):
         default=None, description="At most this many points below stable's pass rate (2% = 2 points)."
     )
     min_pass_rate: Threshold | None = Field(default=None, description="The canary's pass rate must reach this.")
-    min_cases: int = Field(default=1, ge=1, description="Fewer scored cases than this is inconclusive.")
+    min_cases: int = Field(default=1, ge=1, le=MAX_CASES, description="Fewer scored cases than this is inconclusive.")
 
     @model_validator(mode="after")
     def _has_threshold(self) -> OfflineEval:
         if self.max_drop is None and self.min_pass_rate is None:
             raise ValueError("offlineEval needs maxDrop or minPassRate")
+        if self.max_drop is not None and self.max_drop >= 1:
+            raise _located(("maxDrop",), "must be below 100%: a pass rate cannot drop 100 points, so it could never fail")
+        if self.min_pass_rate is not None and self.min_pass_rate > 1:
+            raise _located(("minPassRate",), "must be at most 100%: a pass rate never exceeds it")
         return self
 
 
@@ -370,7 +444,7 @@ class RolloutSpec(_Model):
         default=None,
         description="The old stable, kept warm at weight 0 after a completion; written and removed by the bot.",
     )
-    steps: list[Step] = Field(min_length=1, max_length=50)
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     analysis: Analysis = Field(default_factory=Analysis)
     offline_eval: OfflineEval | None = Field(
         default=None, description="Gate the ramp on an offline eval of the canary's golden set."
@@ -429,6 +503,18 @@ class Rollout(_Model):
     metadata: Metadata
     spec: RolloutSpec
     status: Status | None = None
+
+    @model_validator(mode="after")
+    def _step_exists(self) -> Rollout:
+        """status.step names one of spec.steps, whatever revision the status is about: never clamped to the
+        last step, which would send the canary its traffic."""
+        last = len(self.spec.steps) - 1
+        if self.status is not None and self.status.step > last:
+            raise _located(
+                ("status", "step"),
+                f"must be at most {last}: spec.steps has {last + 1} step(s), numbered from 0",
+            )
+        return self
 
 
 # -- the controller config ----------------------------------------------------------------------
@@ -497,7 +583,7 @@ class LitellmRouter(_Model):
         min_length=1,
         description="The weights file the proxy's callback watches; relative to the state directory, or absolute.",
     )
-    apply_timeout: Duration = Field(
+    apply_timeout: Timeout = Field(
         default=timedelta(seconds=10), description="How long a write waits for the proxy to confirm the weights."
     )
     deployments: dict[str, dict[str, JsonValue]] = Field(
@@ -522,7 +608,7 @@ RouterConfig = Annotated[
 
 class PrometheusConfig(_Model):
     url: Url
-    timeout: Duration = Field(default=timedelta(seconds=10))
+    timeout: Timeout = Field(default=timedelta(seconds=10))
     bearer_token_env: EnvName | None = None
 
 
@@ -533,8 +619,8 @@ class LocalForge(_Model):
 class GithubApp(_Model):
     """A GitHub App installation; commits it makes through the API are signed by GitHub."""
 
-    app_id: int = Field(gt=0)
-    installation_id: int = Field(gt=0)
+    app_id: int = Field(gt=0, le=MAX_ID)
+    installation_id: int = Field(gt=0, le=MAX_ID)
     private_key_env: EnvName = Field(default="GITHUB_APP_PRIVATE_KEY", description="Holds the App's PEM key.")
 
 
@@ -588,7 +674,9 @@ class QuantileTemplate(_Model):
     description: str = ""
     buckets: Selector = Field(description="A histogram's _bucket series (with an `le` label).")
     quantile: float = Field(default=0.95, gt=0, lt=1)
-    scale: float = Field(default=1.0, gt=0, description="Multiplies the value into seconds (0.001 for ms).")
+    scale: float = Field(
+        default=1.0, gt=0, le=MAX_THRESHOLD, description="Multiplies the value into seconds (0.001 for ms)."
+    )
 
 
 class MeanTemplate(_Model):
