@@ -128,6 +128,7 @@ def _tag_text(tag: str) -> str:
 
 
 _CORE = "tag:yaml.org,2002:"
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Bounds:
@@ -151,6 +152,10 @@ class _Bounds:
         kind = type(event)
         if kind is ScalarEvent:
             self._node(event)
+            if event.style == '"' and (lone := _SURROGATE.search(event.value)):  # only an escape makes one
+                raise _Refused(
+                    f"a lone surrogate (\\u{ord(lone.group()):04X}) is not a character", event.start_mark, "E001"
+                )
             size = len(event.value)
             self._add(1, size, 0, event)
             if event.anchor is not None:
@@ -545,6 +550,7 @@ def _pattern_hint(pattern: str) -> str:
         spec.ROUTE_NAME: ": use letters, digits and . _ / -",
         spec.ENV_NAME: ": use an environment variable name such as GITHUB_TOKEN",
         r"^\S+$": ": must not contain spaces",
+        spec.MODEL_ID: ": use printable ASCII without spaces",
     }
     return hints.get(pattern, f" (expected to match {pattern})")
 

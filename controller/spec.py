@@ -11,7 +11,7 @@ import json
 import math
 import re
 import unicodedata
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,6 +38,7 @@ ROUTE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,125}[A-Za-z0-9])?$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 TEMPLATE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
+MODEL_ID = r"^[!-~]+$"  # printable ASCII: no space, no look-alike letter, no invisible character
 
 # -- bounds: every limit on a value of a spec or of controller.yaml (the README lists them all) -------
 
@@ -120,15 +121,20 @@ def parse_threshold(value: object) -> float:
     numbers above MAX_THRESHOLD are refused."""
     if isinstance(value, bool):
         raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
+    if isinstance(value, int) and value > MAX_THRESHOLD:  # before float(), which overflows past 1e308
+        raise ValueError(f"must be at most {MAX_THRESHOLD:.0f}")
     if isinstance(value, int | float):
-        number = float(value) if not isinstance(value, int) or abs(value) <= 10**300 else math.copysign(math.inf, value)
+        number = float(max(value, -1)) if isinstance(value, int) else value  # a huge negative int is negative
     elif isinstance(value, str) and (m := _THRESHOLD.match(value.strip())):
         digits, unit = float(m.group(1)), m.group(2)
         number = {"%": digits / 100, "ms": digits / 1000}.get(unit or "", digits)
+        number = min(number, MAX_THRESHOLD * 2)  # 400 digits read as inf: too large, not "infinite"
     else:
         raise ValueError("must be a number, a percentage such as 3%, or a duration such as 250ms")
-    if not math.isfinite(number):
-        raise ValueError(f"must be a finite number, not {number}")
+    if math.isnan(number):
+        raise ValueError("must be a number, not .nan")
+    if math.isinf(number):
+        raise ValueError(f"must be finite, not {'-' if number < 0 else ''}.inf")
     if number < 0:
         raise ValueError("must not be negative")
     if number > MAX_THRESHOLD:
@@ -203,8 +209,14 @@ EnvName = Annotated[str, Field(pattern=ENV_NAME, description="The name of an env
 def _check_cron(value: str) -> str:
     from croniter import croniter  # imported here: only validation and freeze windows need it
 
-    if len(value.split()) != 5 or not croniter.is_valid(value):
+    if len(value) > 200 or len(value.split()) != 5 or not croniter.is_valid(value):
         raise ValueError("must be a 5-field cron expression such as '0 0 * * 5'")
+    try:  # `0 0 30 2 *` is valid and never fires: the tick would fail on it at every hold
+        origin = datetime(2000, 1, 1, tzinfo=UTC)
+        croniter(value, origin).get_next(datetime)
+        croniter(value, origin.replace(year=2100)).get_prev(datetime)
+    except ValueError as exc:
+        raise ValueError("must be a cron expression that fires (this one matches no date)") from exc
     return value
 
 
@@ -268,7 +280,7 @@ class _Model(BaseModel):
 class Variant(_Model):
     """One servable configuration: a model, a prompt file and parameters."""
 
-    model: Visible = Field(min_length=1, max_length=200, pattern=r"^\S+$", description="The model id.")
+    model: str = Field(min_length=1, max_length=200, pattern=MODEL_ID, description="The model id (printable ASCII).")
     prompt: Visible | None = Field(
         default=None,
         min_length=1,

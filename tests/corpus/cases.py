@@ -264,3 +264,242 @@ CASES: list[Case] = [
         "steps",
     ),
 ]
+
+
+# -- hostile input (issue 19): bounds that keep a spec from sending traffic by accident, and YAML or files
+# that must never take the controller down. Each is refused, named by file (and line where there is one),
+# without a traceback, in bounded time and memory (tests/corpus/test_hostile.py runs them through the CLI).
+
+
+def params(flow: str) -> bytes:
+    """The stable variant with `params: <flow>`, on line 8."""
+    return rollout("prompt: prompts/v1.md}", f"prompt: prompts/v1.md, params: {flow}}}")
+
+
+def appended(text: str) -> bytes:
+    """The valid rollout and more top-level text after it (from line 18)."""
+    return (VALID_ROLLOUT + text).encode()
+
+
+ROOM = (1 << 20) - len(VALID_ROLLOUT) - 64  # bytes left under the 1 MiB file limit
+BIG = "x" * 500_000
+
+HOSTILE: list[Case] = [
+    # status and spec edits that could send traffic: bounds, never clamped
+    Case(
+        "status-step-beyond-the-steps",
+        ROLLOUT,
+        appended("status: {revision: 6fc33c1e4d1a, step: 9, phase: Progressing}\n"),
+        "rollout.yaml:18:40: status.step: must be at most 2: spec.steps has 3 step(s)",
+    ),
+    Case("status-step-40-digits", ROLLOUT, appended("status: {step: " + "9" * 40 + "}\n"), "status.step: must be at most 2"),
+    Case("threshold-nan", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: .nan"), "gates[0].maxDrop: must be a number, not .nan"),
+    Case("threshold-inf", ROLLOUT, rollout("maxDrop: 3%", "max: .inf"), "gates[0].max: must be finite, not .inf"),
+    Case("threshold-1e400", ROLLOUT, rollout("maxDrop: 3%", "max: 1e400"), "gates[0].max: must be finite"),
+    Case("threshold-400-digits", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400), "must be at most 1000000000"),
+    Case("threshold-400-digit-percent", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400 + "%"), "at most 1000000000"),
+    Case("threshold-unicode-digits", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: ٣%"), "gates[0].maxDrop: must be a number"),
+    Case(
+        "rate-min-150-percent",
+        ROLLOUT,
+        rollout("maxDrop: 3%", "min: 150%"),
+        "gates[0].min: must be at most 100%: eval_pass_rate is a rate, so this limit could never pass",
+    ),
+    Case(
+        "rate-max-150-percent",
+        ROLLOUT,
+        rollout("use: eval_pass_rate, maxDrop: 3%", "use: error_rate, max: 150%"),
+        "gates[0].max: must be at most 100%: error_rate is a rate, so this limit could never fail",
+    ),
+    Case(
+        "rate-max-drop-100-points",
+        ROLLOUT,
+        rollout("maxDrop: 3%", "maxDrop: 100%"),
+        "gates[0].maxDrop: must be below 100%: eval_pass_rate is a rate, so a drop this large could never fail",
+    ),
+    Case(
+        "rate-custom-template-max-drop",
+        ROLLOUT,
+        rollout("use: eval_pass_rate, maxDrop: 3%", "use: ok_rate, maxDrop: 1.5"),
+        "gates[0].maxDrop: must be below 100%: ok_rate is a rate",
+        ((CONFIG, config("gateTemplates:\n  ok_rate:\n    kind: ratio\n    good: llm_ok_total\n    total: llm_all_total\n")),),
+    ),
+    Case(
+        "offline-eval-max-drop-100-points",
+        ROLLOUT,
+        appended("  offlineEval: {maxDrop: 100%}\n"),
+        "spec.offlineEval.maxDrop: must be below 100%",
+    ),
+    Case("offline-eval-min-pass-rate-200", ROLLOUT, appended("  offlineEval: {minPassRate: 2}\n"), "minPassRate: must be at most 100%"),
+    Case(
+        "min-samples-40-digits",
+        ROLLOUT,
+        rollout("minSamples: 100", "minSamples: " + "9" * 40),
+        "rollout.yaml:11:42: spec.steps[0].minSamples: must be at most 1000000000",
+    ),
+    Case("weight-40-digits", ROLLOUT, rollout("weight: 5,", "weight: " + "9" * 40 + ","), "steps[1].weight: must be between 0 and 100"),
+    Case("weight-inf", ROLLOUT, rollout("weight: 5,", "weight: .inf,"), "steps[1].weight"),
+    Case("duration-overflows-timedelta", ROLLOUT, rollout("for: 1h", "for: 999999999999999999d"), "steps[0].for: must be at most 366d"),
+    Case("duration-4400-digits", ROLLOUT, rollout("for: 1h", "for: " + "9" * 4400 + "s"), "steps[0].for: must be at most 366d"),
+    Case("duration-unicode-digits", ROLLOUT, rollout("for: 1h", "for: ١h"), "steps[0].for: must be a duration"),
+    Case("keep-previous-for-ever", ROLLOUT, appended("  keepPreviousFor: 100000d\n"), "keepPreviousFor: must be at most 366d"),
+    Case("expected-rate-huge", ROLLOUT, rollout("interval: 1m", "interval: 1m\n    expectedRate: " + "9" * 50 + "/s"), "expectedRate: must be at most"),
+    Case("freeze-never-fires", ROLLOUT, appended("  freeze: [{cron: '0 0 30 2 *', duration: 1h}]\n"), "freeze[0].cron: must be a cron expression that fires"),
+    Case(
+        "gates-too-many",
+        ROLLOUT,
+        rollout("      - {use: eval_pass_rate, maxDrop: 3%, onFail: rollback}", "      - {use: error_rate, max: 1%}\n" * 21),
+        "spec.analysis.gates: must have at most 20 item(s)",
+    ),
+    Case("params-nan", ROLLOUT, params("{temperature: .nan}"), "spec.stable.params.temperature: must be a finite number"),
+    Case("params-inf-deep", ROLLOUT, params("{a: [1, {b: -.inf}]}"), "spec.stable.params.a[1].b: must be a finite number"),
+    Case("params-json-nested-100", ROLLOUT, params('{"a": ' + "[" * 100 + "]" * 100 + "}"), "rollout.yaml:8:"),
+    Case("params-lone-surrogate", ROLLOUT, params('{a: "x\\ud800"}'), "rollout.yaml:8:76: a lone surrogate (\\uD800) is not a character"),
+    # names and paths that read as something else
+    Case(
+        "model-zero-width-space",
+        ROLLOUT,
+        rollout("acme/chat-2025-01-01, prompt: prompts/v2.md", "acme/chat\u200b-2025-01-01, prompt: prompts/v2.md"),
+        "spec.canary.model: has an invalid format: use printable ASCII without spaces",
+    ),
+    Case(
+        "model-homoglyph",
+        ROLLOUT,
+        rollout("acme/chat-2025-01-01, prompt: prompts/v2.md", "acme/chаt-2025-01-01, prompt: prompts/v2.md"),
+        "spec.canary.model: has an invalid format",
+    ),
+    Case(
+        "model-right-to-left-override",
+        ROLLOUT,
+        rollout("acme/chat-2025-01-01, prompt: prompts/v2.md", "acme/chat-\u202e10-1002, prompt: prompts/v2.md"),
+        "spec.canary.model",
+    ),
+    Case(
+        "prompt-right-to-left-override",
+        ROLLOUT,
+        rollout("prompts/v2.md", "prompts/\u202edm.2v"),
+        "spec.canary.prompt: must not contain invisible or control characters (U+202E)",
+    ),
+    Case("name-homoglyph", ROLLOUT, rollout("name: case", "name: сase"), "metadata.name: has an invalid format"),
+    Case("prompt-name-too-long", ROLLOUT, rollout("prompts/v2.md", "prompts/" + "p" * 300 + ".md"), "cannot be read: File name too long"),
+    # YAML that must never take the controller down
+    Case("nested-list-5000", ROLLOUT, appended("x: " + "[" * 5000 + "]" * 5000 + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
+    Case("nested-list-1-mib", ROLLOUT, appended("x: " + "[" * ROOM + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
+    Case("nested-map-5000", ROLLOUT, appended("x: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n"), "nested more than 64 levels deep"),
+    Case(
+        "nested-block-1-mib",
+        ROLLOUT,
+        appended("x:\n" + "".join(" " * i + "- \n" for i in range(1, 1400))),
+        "rollout.yaml:82:65: nested more than 64 levels deep",
+    ),
+    Case(
+        "nested-by-aliases",  # each level shallow, the expansion 70 deep
+        ROLLOUT,
+        appended("a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]\n" for i in range(1, 8))),
+        "nested more than 64 levels deep",
+    ),
+    Case(
+        "alias-repeats-a-large-string",  # 517 KB on disk, 500 MB once expanded
+        ROLLOUT,
+        params("{a: &s '" + BIG + "', b: [" + ", ".join(["*s"] * 1000) + "]}"),
+        "rollout.yaml:8:500091: document expands to more than 1024 KiB of text",
+    ),
+    Case(
+        "alias-1000-times-1-5-kb",
+        ROLLOUT,
+        params("{a: &s '" + "y" * 1500 + "', b: [" + ", ".join(["*s"] * 1000) + "]}"),
+        "document expands to more than 1024 KiB of text",
+    ),
+    Case(
+        "alias-bomb-of-keys",
+        ROLLOUT,
+        appended("k: &k0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+                 + "".join(f"k{i}: &k{i} [{', '.join([f'*k{i - 1}'] * 10)}]\n" for i in range(1, 6))),
+        "document expands to more than 10000 nodes (alias bomb?)",
+    ),
+    Case(
+        "alias-bomb-of-merge-keys",
+        ROLLOUT,
+        appended("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+                 + "".join(f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}\n" for i in range(1, 6))),
+        "document expands to more than 10000 nodes (alias bomb?)",
+    ),
+    Case("nodes-without-aliases", ROLLOUT, appended("x: [" + "1, " * 11_000 + "]\n"), "document expands to more than 10000 nodes"),
+    Case(
+        "alias-self-reference",
+        ROLLOUT,
+        params("&p {temperature: 0, self: *p}"),
+        "rollout.yaml:8:98: alias '*p' is inside the node its anchor names: a recursive structure is not allowed",
+    ),
+    Case("alias-self-reference-list", ROLLOUT, appended("x: &l [1, *l]\n"), "rollout.yaml:18:11: alias '*l' is inside the node"),
+    Case("alias-mutual-reference", ROLLOUT, appended("x: &a {b: &b [*a]}\n"), "alias '*a' is inside the node"),
+    Case(
+        "anchor-defined-twice",
+        ROLLOUT,
+        params("{a: &x 1, b: &x 2, c: *x}"),
+        "rollout.yaml:8:85: anchor '&x' is defined twice (first on line 8)",
+    ),
+    Case("alias-undefined", ROLLOUT, params("{a: *nothing}"), "rollout.yaml:8:76: found undefined alias 'nothing'"),
+    Case(
+        "tag-python-object-on-a-mapping",
+        ROLLOUT,
+        rollout("stable: {", "stable: !!python/object:os.system {"),
+        "rollout.yaml:8:11: YAML tag '!!python/object:os.system' is not allowed: specs are plain data",
+    ),
+    Case("tag-local-include", ROLLOUT, rollout("route: chat", "route: !include /etc/passwd"), "YAML tag '!include' is not allowed"),
+    Case("tag-binary", ROLLOUT, params("{a: !!binary aGVsbG8=}"), "YAML tag '!!binary' is not allowed"),
+    Case("integer-5000-digits", ROLLOUT, rollout("minSamples: 100", "minSamples: " + "9" * 5000), "rollout.yaml:11:42: an integer of 5000 digits is too long"),
+    Case("timestamp-february-30", ROLLOUT, params("{d: 2025-02-30}"), "rollout.yaml:8:76: cannot read !!timestamp '2025-02-30': day is out of range"),
+    Case("documents-20000", ROLLOUT, VALID_ROLLOUT.encode() + b"---\n" * 20_000, "rollout.yaml:18:1: but found another document"),
+    Case("empty-file", ROLLOUT, b"", "must be a mapping"),
+    Case("only-a-bom", ROLLOUT, "\ufeff".encode(), "must be a mapping"),
+    # controller.yaml, which every rollout shares: refused clearly, nothing applied
+    Case("config-nested-5000", CONFIG, config("x: " + "[" * 5000 + "]" * 5000 + "\n"), "controller.yaml:6:67: nested more than 64 levels deep"),
+    Case(
+        "config-alias-bomb",
+        CONFIG,
+        config("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcde", "bcdef", strict=True))),
+        "controller.yaml:9:36: document expands to more than 10000 nodes (alias bomb?)",
+    ),
+    Case("config-alias-self-reference", CONFIG, config("x: &r {a: *r}\n"), "alias '*r' is inside the node"),
+    Case("config-text-bomb", CONFIG, config("a: &s '" + BIG + "'\nb: [" + ", ".join(["*s"] * 1000) + "]\n"), "KiB of text"),
+    Case("config-tag", CONFIG, VALID_CONFIG.replace("routers:", "routers: !!python/name:os.system").encode(), "YAML tag"),
+    Case("config-integer-5000-digits", CONFIG, config("branch: " + "9" * 5000 + "\n"), "an integer of 5000 digits is too long"),
+    Case("config-prometheus-timeout-a-year", CONFIG, VALID_CONFIG.replace('9090"}', '9090", timeout: 365d}').encode(), "prometheus.timeout: must be above 0s and at most 5m"),
+    Case("config-prometheus-timeout-overflow", CONFIG, VALID_CONFIG.replace('9090"}', '9090", timeout: 99999999999999999999d}').encode(), "prometheus.timeout: must be at most 366d"),
+    Case("config-github-app-id-40-digits", CONFIG, config("forge: {type: github, repository: a/b, app: {appId: " + "9" * 40 + ", installationId: 1}}\n"), "appId"),
+    with_template("lat", "    kind: quantile\n    buckets: x_bucket\n    scale: .inf\n", "scale", "template-quantile-scale-inf"),
+]
+
+CASES += HOSTILE
+
+
+@dataclass(frozen=True)
+class FileCase:
+    """A file that is no regular file, or a symlink: made on disk by the harness (git cannot carry a FIFO)."""
+
+    id: str
+    path: str  # where it is made
+    kind: str  # "fifo", "socket" or "symlink"
+    expect: str
+    to: str = ""  # a symlink's target
+
+    @property
+    def target(self) -> str:
+        return "controller" if self.path == CONFIG else "rollout"
+
+
+PROMPT = "rollouts/case/prompts/v2.md"
+
+FILES: list[FileCase] = [
+    FileCase("prompt-fifo", PROMPT, "fifo", "spec.canary.prompt: prompt 'rollouts/case/prompts/v2.md' is not a regular file"),
+    FileCase("prompt-socket", PROMPT, "socket", "is not a regular file (a FIFO, socket or device)"),
+    FileCase("prompt-symlink-to-dev-zero", PROMPT, "symlink", "is a symlink that leads outside the repository", "/dev/zero"),
+    FileCase("prompt-symlink-to-a-fifo", PROMPT, "symlink", "is not a regular file", "v1.fifo"),
+    FileCase("prompt-symlink-loop", PROMPT, "symlink", "cannot be read: symlink loop", "v2.md"),
+    FileCase("rollout-fifo", ROLLOUT, "fifo", "rollouts/case/rollout.yaml: file is not a regular file"),
+    FileCase("rollout-symlink-to-dev-zero", ROLLOUT, "symlink", "rollouts/case/rollout.yaml: path leads outside", "/dev/zero"),
+    FileCase("rollout-symlink-loop", ROLLOUT, "symlink", "rollout.yaml: file cannot be read: symlink loop", "rollout.yaml"),
+    FileCase("config-fifo", CONFIG, "fifo", "rollouts/controller.yaml: file is not a regular file"),
+    FileCase("config-symlink-to-dev-zero", CONFIG, "symlink", "rollouts/controller.yaml: path leads outside", "/dev/zero"),
+]

@@ -4,8 +4,13 @@ controller tick over a repository full of bad inputs writes no route and opens n
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +20,7 @@ from tests.spec.test_corpus import CASES as LOCATED_CASES
 from tests.spec.test_corpus import make_repo
 
 CASES = corpus.CASES
+T = TypeVar("T")
 
 
 def test_the_corpus_has_at_least_60_cases() -> None:
@@ -54,3 +60,45 @@ def test_the_valid_base_loads(tmp_path: Path) -> None:
     shutil.copy(root / "rollouts/controller.yaml", tmp_path / "config.yaml")
     result = load.load_repo(repo.WorkTree(root))
     assert result.problems == [] and sorted(r.name for r in result.rollouts) == ["case", "neighbour"]
+
+
+def make(root: Path, case: corpus.FileCase) -> None:
+    """The case's FIFO, socket or symlink (a symlink to `*.fifo` makes that FIFO too), beside a valid rollout."""
+    if case.target == "rollout" and case.path != corpus.ROLLOUT:
+        (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT)
+    where = root / case.path
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.unlink(missing_ok=True)
+    if case.kind == "fifo":
+        os.mkfifo(where)
+    elif case.kind == "socket":
+        os.mknod(where, stat.S_IFSOCK | 0o600)
+    else:
+        if case.to.endswith(".fifo"):
+            os.mkfifo(where.parent / case.to)
+        os.symlink(case.to, where)
+
+
+def within(seconds: float, work: Callable[[], T]) -> T:
+    """`work()`, failing (not hanging) the test if it has not returned in `seconds`: reading a FIFO blocks
+    forever. A deadline for a hang, not a timing assertion."""
+    done: list[T] = []
+    thread = threading.Thread(target=lambda: done.append(work()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert done, f"still running after {seconds} s: it blocks"
+    return done[0]
+
+
+@pytest.mark.parametrize("case", corpus.FILES, ids=[c.id for c in corpus.FILES])
+def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(case: corpus.FileCase, tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    make(root, case)
+    result = within(30, lambda: load.load_repo(repo.WorkTree(root)))
+    seen = [str(p) for p in result.problems]
+    assert any(case.expect in s for s in seen), f"expected {case.expect!r} in {seen}"
+    assert all(s.startswith("rollouts/") and len(s) < 600 for s in seen)
+    if case.target == "controller":
+        assert result.config is None and result.rollouts == []
+    else:
+        assert [r.name for r in result.rollouts] == ["neighbour"], "a broken rollout must not stop the others"
