@@ -131,7 +131,7 @@ def find_root(path: Path) -> Path:
     """The repository root above `path`: the directory holding rollouts/controller.yaml."""
     start = path.resolve()
     for candidate in [start, *start.parents]:
-        if (candidate / load.CONFIG_FILE).is_file():
+        if os.path.lexists(candidate / load.CONFIG_FILE):  # a FIFO or a dangling link too: loading says what is wrong
             return candidate
     raise UsageError(f"no {load.CONFIG_FILE} found in {path} or above it")
 

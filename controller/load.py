@@ -42,10 +42,11 @@ from ruamel.yaml.parser import RoundTripParser
 
 from controller import carries, errors, spec, templates
 
-MAX_FILE_BYTES = 1 << 20  # 1 MiB: specs and prompts are text a human reviews
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: a prompt file is text a human reviews
+MAX_YAML_BYTES = 512 << 10  # a spec, controller.yaml or proxy config: its round-trip parse stays under ~0.6 s
 MAX_DEPTH = 64  # levels of nested mappings and sequences, aliases expanded; a spec needs about ten
 MAX_NODES = 10_000  # after alias expansion (a "billion laughs" stops here); keeps the round-trip parse under ~1 s
-MAX_TEXT = MAX_FILE_BYTES  # characters of keys and values after alias expansion; no alias-free file is refused
+MAX_TEXT = MAX_FILE_BYTES  # characters of keys and values after alias expansion; no alias-free file reaches it
 ROLLOUTS_DIR = "rollouts"
 CONFIG_FILE = f"{ROLLOUTS_DIR}/controller.yaml"
 ROLLOUT_FILE = "rollout.yaml"
@@ -273,8 +274,8 @@ def _yaml() -> YAML:
 
 def _text(path: str, data: bytes) -> str:
     """The file as text, or SpecError if it is too large, not UTF-8, or binary."""
-    if len(data) > MAX_FILE_BYTES:
-        raise _fail(path, f"file is larger than {MAX_FILE_BYTES // 1024} KiB", code="E006")
+    if len(data) > MAX_YAML_BYTES:
+        raise _fail(path, f"file is larger than {MAX_YAML_BYTES // 1024} KiB", code="E006")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -665,7 +666,7 @@ def _isolated(path: str) -> Iterator[None]:
         yield
     except errors.SpecError:
         raise
-    except Exception as exc:  # noqa: BLE001 - the isolation of one file is the point
+    except Exception as exc:  # the isolation of one file is the point
         detail = " ".join(str(exc).split())[:200]
         message = f"could not be loaded ({type(exc).__name__}{': ' + detail if detail else ''})"
         raise _fail(path, message, code="E006") from exc

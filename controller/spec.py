@@ -44,7 +44,7 @@ MODEL_ID = r"^[!-~]+$"  # printable ASCII: no space, no look-alike letter, no in
 
 MAX_DURATION = timedelta(days=366)  # any duration: a step, a freeze, keepPreviousFor, an interval
 MAX_TIMEOUT = timedelta(minutes=5)  # a timeout the tick waits out (Prometheus, a LiteLLM write)
-MAX_THRESHOLD = 1e9  # any gate threshold, in its unit; rates are bounded by 100% on top (`load`)
+MAX_THRESHOLD = 1_000_000_000  # any gate threshold, in its unit; rates are bounded by 100% on top (`load`)
 MAX_RATE = 1e6  # expectedRate, requests per second
 MAX_SAMPLES = 10**9  # minSamples
 MAX_CASES = 10**6  # offlineEval.minCases

@@ -281,8 +281,12 @@ def appended(text: str) -> bytes:
     return (VALID_ROLLOUT + text).encode()
 
 
-ROOM = (1 << 20) - len(VALID_ROLLOUT) - 64  # bytes left under the 1 MiB file limit
+ROOM = (512 << 10) - len(VALID_ROLLOUT) - 64  # bytes left under the 512 KiB limit of a YAML file
 BIG = "x" * 500_000
+# The round-trip parse's worst case under the limits: nearly MAX_NODES nodes and nearly 512 KiB, an error at
+# the end (a file with a problem is parsed again to locate it), and the same with a tab, which sends a file
+# through the round-trip parser from the start.
+WIDE = "".join(f"    - {'w' * 46}\n" for _ in range(9_500))
 
 HOSTILE: list[Case] = [
     # status and spec edits that could send traffic: bounds, never clamped
@@ -298,7 +302,7 @@ HOSTILE: list[Case] = [
     Case("threshold-1e400", ROLLOUT, rollout("maxDrop: 3%", "max: 1e400"), "gates[0].max: must be finite"),
     Case("threshold-400-digits", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400), "must be at most 1000000000"),
     Case("threshold-400-digit-percent", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400 + "%"), "at most 1000000000"),
-    Case("threshold-unicode-digits", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: ٣%"), "gates[0].maxDrop: must be a number"),
+    Case("threshold-unicode-digits", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: \u0663%"), "gates[0].maxDrop: must be a number"),
     Case(
         "rate-min-150-percent",
         ROLLOUT,
@@ -341,7 +345,7 @@ HOSTILE: list[Case] = [
     Case("weight-inf", ROLLOUT, rollout("weight: 5,", "weight: .inf,"), "steps[1].weight"),
     Case("duration-overflows-timedelta", ROLLOUT, rollout("for: 1h", "for: 999999999999999999d"), "steps[0].for: must be at most 366d"),
     Case("duration-4400-digits", ROLLOUT, rollout("for: 1h", "for: " + "9" * 4400 + "s"), "steps[0].for: must be at most 366d"),
-    Case("duration-unicode-digits", ROLLOUT, rollout("for: 1h", "for: ١h"), "steps[0].for: must be a duration"),
+    Case("duration-unicode-digits", ROLLOUT, rollout("for: 1h", "for: \u0661h"), "steps[0].for: must be a duration"),
     Case("keep-previous-for-ever", ROLLOUT, appended("  keepPreviousFor: 100000d\n"), "keepPreviousFor: must be at most 366d"),
     Case("expected-rate-huge", ROLLOUT, rollout("interval: 1m", "interval: 1m\n    expectedRate: " + "9" * 50 + "/s"), "expectedRate: must be at most"),
     Case("freeze-never-fires", ROLLOUT, appended("  freeze: [{cron: '0 0 30 2 *', duration: 1h}]\n"), "freeze[0].cron: must be a cron expression that fires"),
@@ -365,7 +369,7 @@ HOSTILE: list[Case] = [
     Case(
         "model-homoglyph",
         ROLLOUT,
-        rollout("acme/chat-2025-01-01, prompt: prompts/v2.md", "acme/chаt-2025-01-01, prompt: prompts/v2.md"),
+        rollout("acme/chat-2025-01-01, prompt: prompts/v2.md", "acme/ch\u0430t-2025-01-01, prompt: prompts/v2.md"),
         "spec.canary.model: has an invalid format",
     ),
     Case(
@@ -380,16 +384,16 @@ HOSTILE: list[Case] = [
         rollout("prompts/v2.md", "prompts/\u202edm.2v"),
         "spec.canary.prompt: must not contain invisible or control characters (U+202E)",
     ),
-    Case("name-homoglyph", ROLLOUT, rollout("name: case", "name: сase"), "metadata.name: has an invalid format"),
+    Case("name-homoglyph", ROLLOUT, rollout("name: case", "name: \u0441ase"), "metadata.name: has an invalid format"),
     Case("prompt-name-too-long", ROLLOUT, rollout("prompts/v2.md", "prompts/" + "p" * 300 + ".md"), "cannot be read: File name too long"),
     # YAML that must never take the controller down
     Case("nested-list-5000", ROLLOUT, appended("x: " + "[" * 5000 + "]" * 5000 + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
-    Case("nested-list-1-mib", ROLLOUT, appended("x: " + "[" * ROOM + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
+    Case("nested-list-fills-the-file", ROLLOUT, appended("x: " + "[" * ROOM + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
     Case("nested-map-5000", ROLLOUT, appended("x: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n"), "nested more than 64 levels deep"),
     Case(
-        "nested-block-1-mib",
+        "nested-block-fills-the-file",
         ROLLOUT,
-        appended("x:\n" + "".join(" " * i + "- \n" for i in range(1, 1400))),
+        appended("x:\n" + "".join(" " * i + "- \n" for i in range(1, 1000))),
         "rollout.yaml:82:65: nested more than 64 levels deep",
     ),
     Case(
@@ -469,6 +473,10 @@ HOSTILE: list[Case] = [
     Case("config-prometheus-timeout-overflow", CONFIG, VALID_CONFIG.replace('9090"}', '9090", timeout: 99999999999999999999d}').encode(), "prometheus.timeout: must be at most 366d"),
     Case("config-github-app-id-40-digits", CONFIG, config("forge: {type: github, repository: a/b, app: {appId: " + "9" * 40 + ", installationId: 1}}\n"), "appId"),
     with_template("lat", "    kind: quantile\n    buckets: x_bucket\n    scale: .inf\n", "scale", "template-quantile-scale-inf"),
+    # sizes: a YAML file is at most 512 KiB (a prompt 1 MiB), and the slowest files under that
+    Case("rollout-600-kib", ROLLOUT, VALID_ROLLOUT.encode() + b"# " + b"x" * (600 << 10) + b"\n", "file is larger than 512 KiB"),
+    Case("round-trip-worst-error-at-the-end", ROLLOUT, appended("  x:\n" + WIDE + "  unknownField: 1\n"), "spec.unknownField: unknown field"),
+    Case("round-trip-worst-tab", ROLLOUT, rollout("kind: Rollout", "kind: Rollout  #\ta tab") + b"x:\n" + WIDE.encode(), "x: unknown field"),
 ]
 
 CASES += HOSTILE
@@ -503,3 +511,4 @@ FILES: list[FileCase] = [
     FileCase("config-fifo", CONFIG, "fifo", "rollouts/controller.yaml: file is not a regular file"),
     FileCase("config-symlink-to-dev-zero", CONFIG, "symlink", "rollouts/controller.yaml: path leads outside", "/dev/zero"),
 ]
+

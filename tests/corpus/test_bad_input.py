@@ -4,9 +4,7 @@ controller tick over a repository full of bad inputs writes no route and opens n
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +14,7 @@ import pytest
 
 from controller import load, repo
 from tests.corpus import cases as corpus
+from tests.helpers import hostile
 from tests.spec.test_corpus import CASES as LOCATED_CASES
 from tests.spec.test_corpus import make_repo
 
@@ -28,18 +27,10 @@ def test_the_corpus_has_at_least_60_cases() -> None:
     assert len({c.id for c in CASES}) == len(CASES)
 
 
-def write(root: Path, case: corpus.Case) -> None:
-    for path, data in ((case.path, case.data), *case.extra):
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_bytes(data)
-    if case.target == "rollout" and case.path != corpus.ROLLOUT:
-        (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_clearly(case: corpus.Case, tmp_path: Path) -> None:
     root = make_repo(tmp_path)
-    write(root, case)
+    hostile.write(root, case)
     result = load.load_repo(repo.WorkTree(root))
     seen = [str(p) for p in result.problems]
     assert seen, "the bad input was accepted"
@@ -62,23 +53,6 @@ def test_the_valid_base_loads(tmp_path: Path) -> None:
     assert result.problems == [] and sorted(r.name for r in result.rollouts) == ["case", "neighbour"]
 
 
-def make(root: Path, case: corpus.FileCase) -> None:
-    """The case's FIFO, socket or symlink (a symlink to `*.fifo` makes that FIFO too), beside a valid rollout."""
-    if case.target == "rollout" and case.path != corpus.ROLLOUT:
-        (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT)
-    where = root / case.path
-    where.parent.mkdir(parents=True, exist_ok=True)
-    where.unlink(missing_ok=True)
-    if case.kind == "fifo":
-        os.mkfifo(where)
-    elif case.kind == "socket":
-        os.mknod(where, stat.S_IFSOCK | 0o600)
-    else:
-        if case.to.endswith(".fifo"):
-            os.mkfifo(where.parent / case.to)
-        os.symlink(case.to, where)
-
-
 def within(seconds: float, work: Callable[[], T]) -> T:
     """`work()`, failing (not hanging) the test if it has not returned in `seconds`: reading a FIFO blocks
     forever. A deadline for a hang, not a timing assertion."""
@@ -93,7 +67,7 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 @pytest.mark.parametrize("case", corpus.FILES, ids=[c.id for c in corpus.FILES])
 def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(case: corpus.FileCase, tmp_path: Path) -> None:
     root = make_repo(tmp_path)
-    make(root, case)
+    hostile.make(root, case)
     result = within(30, lambda: load.load_repo(repo.WorkTree(root)))
     seen = [str(p) for p in result.problems]
     assert any(case.expect in s for s in seen), f"expected {case.expect!r} in {seen}"

@@ -125,7 +125,7 @@ def test_integral_float_params_are_the_same_revision() -> None:
             b"apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: caf\xe9}\n",
             "rollout.yaml:3: file is not valid UTF-8",
         ),
-        (b"a: " + b"x" * (1 << 20) + b"\n", "rollout.yaml: file is larger than 1024 KiB"),
+        (b"a: " + b"x" * (1 << 20) + b"\n", "rollout.yaml: file is larger than 512 KiB"),
         (b"\x7fELF\x02\x01\x01\x00\x00\x00", "rollout.yaml: file contains NUL bytes"),
     ],
     ids=["non-utf8", "over-1MiB", "binary"],
