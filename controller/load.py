@@ -550,7 +550,6 @@ def _pattern_hint(pattern: str) -> str:
         spec.TEMPLATE_NAME: ": use lower-case letters, digits and '_'",
         spec.ROUTE_NAME: ": use letters, digits and . _ / -",
         spec.ENV_NAME: ": use an environment variable name such as GITHUB_TOKEN",
-        r"^\S+$": ": must not contain spaces",
         spec.MODEL_ID: ": use printable ASCII without spaces",
     }
     return hints.get(pattern, f" (expected to match {pattern})")

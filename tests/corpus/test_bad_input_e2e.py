@@ -15,7 +15,7 @@ import pytest
 from controller import plan
 from tests.corpus import cases as corpus
 from tests.corpus.test_injection import ATTACKS, neutral
-from tests.reconcile.conftest import GitOps
+from tests.reconcile.conftest import GitOps, add_bad_bot
 from tests.reconcile.test_flow import kind, outcome
 from tests.spec.test_corpus import CASES as LOCATED_CASES
 from tests.spec.test_corpus import HEADER
@@ -100,3 +100,21 @@ def test_an_abort_reason_full_of_injections_is_neutralised_in_the_real_pr(gitops
     neutral(str(message), attack, where="commit message", markdown=False)
     assert gitops.live("good").weight("canary") == 0
     assert outcome(c.reconcile_once(), "good-bot").error is None
+
+
+def test_a_hostile_file_on_main_costs_only_its_own_rollout(gitops: GitOps) -> None:
+    """Issue 19: a 5000-deep list (once a RecursionError), a self-referencing alias, an alias bomb of
+    text and a 5000-digit integer on main: the tick still runs, the failing canary beside them is
+    rolled back in that same tick, the healthy one goes on, and each hostile file is reported."""
+    add_bad_bot(gitops)
+    hostile = {c.id: c for c in corpus.HOSTILE}
+    chosen = ["nested-list-5000", "alias-self-reference", "alias-repeats-a-large-string", "integer-5000-digits"]
+    files = {f"rollouts/hostile-{i}/rollout.yaml": hostile[i].data for i in chosen}
+    commit_bytes(gitops, files, "hostile rollouts")
+    tick = gitops.controller().reconcile_once()
+    assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK
+    assert kind(tick, "good-bot") is plan.Kind.APPLY
+    live = gitops.live("bad")
+    assert live is not None and live.weight("canary") == 0 and live.shadow == 0
+    reported = {p.file for p in tick.problems}
+    assert set(files) <= reported, f"not reported: {sorted(set(files) - reported)}"
