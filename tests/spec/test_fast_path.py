@@ -313,3 +313,37 @@ def test_whatever_ruamel_writes_reads_the_same_or_is_declined(data: dict[str, An
     except Exception:  # declined (libyaml refuses the flow mapping `{':0': }`): load_model asks round-trip
         return
     assert shape(fast) == shape(round_trip(text))  # and never takes what the round-trip loader refuses
+
+
+# -- hostile documents: both paths refuse the same ones, at the same place ----------------------------
+
+
+@st.composite
+def hostile_node(draw: st.DrawFn, depth: int = 0) -> str:
+    """Flow YAML around the bounds: deep spines (nesting near MAX_DEPTH), anchors that repeat, aliases to
+    defined, undefined and enclosing anchors, tags, and escapes that make lone surrogates."""
+    anchor = draw(st.sampled_from(["", "", "", "&a ", "&b "]))
+    kinds = ["scalar", "alias", "seq", "map", "spine"] if depth < 6 else ["scalar", "alias"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "alias":
+        return draw(st.sampled_from(["*a", "*b", "*c"]))
+    if kind == "scalar":
+        scalar = draw(st.sampled_from(["1", "x", "'q'", "-2.5", "true", "~", '"\\ud800"', "!!str 3", "!t y", "2025-02-30"]))
+        return anchor + scalar
+    if kind == "spine":
+        levels = draw(st.integers(min_value=55, max_value=70))
+        return anchor + "[" * levels + draw(hostile_node(depth + 1)) + "]" * levels
+    items = draw(st.lists(hostile_node(depth + 1), max_size=3))
+    if kind == "seq":
+        return anchor + "[" + ", ".join(items) + "]"
+    return anchor + "{" + ", ".join(f"k{i}: {v}" for i, v in enumerate(items)) + "}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(hostile_node(), min_size=1, max_size=4))
+def test_hostile_documents_get_the_same_answer_through_both_paths(values: list[str], loader: str) -> None:
+    """Whatever the document, loading never raises anything but SpecError, and the fast path's answer
+    (its own refusal at a bound, or the round-trip parse's) is the round-trip path's."""
+    text = "".join(f"x{i}: {v}\n" for i, v in enumerate(values)).encode()
+    fast = outcome(lambda: load.load_model(spec.Rollout, corpus.ROLLOUT, text))
+    assert fast == outcome(lambda: load.validate(spec.Rollout, load.parse_yaml(corpus.ROLLOUT, text)))
