@@ -441,7 +441,9 @@ class OfflineEval(_Model):
         if self.max_drop is None and self.min_pass_rate is None:
             raise ValueError("offlineEval needs maxDrop or minPassRate")
         if self.max_drop is not None and self.max_drop >= 1:
-            raise _located(("maxDrop",), "must be below 100%: a pass rate cannot drop 100 points, so it could never fail")
+            raise _located(
+                ("maxDrop",), "must be below 100%: a pass rate cannot drop 100 points, so it could never fail"
+            )
         if self.min_pass_rate is not None and self.min_pass_rate > 1:
             raise _located(("minPassRate",), "must be at most 100%: a pass rate never exceeds it")
         return self

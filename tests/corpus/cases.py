@@ -296,13 +296,30 @@ HOSTILE: list[Case] = [
         appended("status: {revision: 6fc33c1e4d1a, step: 9, phase: Progressing}\n"),
         "rollout.yaml:18:40: status.step: must be at most 2: spec.steps has 3 step(s)",
     ),
-    Case("status-step-40-digits", ROLLOUT, appended("status: {step: " + "9" * 40 + "}\n"), "status.step: must be at most 2"),
-    Case("threshold-nan", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: .nan"), "gates[0].maxDrop: must be a number, not .nan"),
+    Case(
+        "status-step-40-digits",
+        ROLLOUT,
+        appended("status: {step: " + "9" * 40 + "}\n"),
+        "status.step: must be at most 2",
+    ),
+    Case(
+        "threshold-nan",
+        ROLLOUT,
+        rollout("maxDrop: 3%", "maxDrop: .nan"),
+        "gates[0].maxDrop: must be a number, not .nan",
+    ),
     Case("threshold-inf", ROLLOUT, rollout("maxDrop: 3%", "max: .inf"), "gates[0].max: must be finite, not .inf"),
     Case("threshold-1e400", ROLLOUT, rollout("maxDrop: 3%", "max: 1e400"), "gates[0].max: must be finite"),
     Case("threshold-400-digits", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400), "must be at most 1000000000"),
-    Case("threshold-400-digit-percent", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400 + "%"), "at most 1000000000"),
-    Case("threshold-unicode-digits", ROLLOUT, rollout("maxDrop: 3%", "maxDrop: \u0663%"), "gates[0].maxDrop: must be a number"),
+    Case(
+        "threshold-400-digit-percent", ROLLOUT, rollout("maxDrop: 3%", "max: " + "9" * 400 + "%"), "at most 1000000000"
+    ),
+    Case(
+        "threshold-unicode-digits",
+        ROLLOUT,
+        rollout("maxDrop: 3%", "maxDrop: \u0663%"),
+        "gates[0].maxDrop: must be a number",
+    ),
     Case(
         "rate-min-150-percent",
         ROLLOUT,
@@ -326,7 +343,14 @@ HOSTILE: list[Case] = [
         ROLLOUT,
         rollout("use: eval_pass_rate, maxDrop: 3%", "use: ok_rate, maxDrop: 1.5"),
         "gates[0].maxDrop: must be below 100%: ok_rate is a rate",
-        ((CONFIG, config("gateTemplates:\n  ok_rate:\n    kind: ratio\n    good: llm_ok_total\n    total: llm_all_total\n")),),
+        (
+            (
+                CONFIG,
+                config(
+                    "gateTemplates:\n  ok_rate:\n    kind: ratio\n    good: llm_ok_total\n    total: llm_all_total\n"
+                ),
+            ),
+        ),
     ),
     Case(
         "offline-eval-max-drop-100-points",
@@ -334,31 +358,77 @@ HOSTILE: list[Case] = [
         appended("  offlineEval: {maxDrop: 100%}\n"),
         "spec.offlineEval.maxDrop: must be below 100%",
     ),
-    Case("offline-eval-min-pass-rate-200", ROLLOUT, appended("  offlineEval: {minPassRate: 2}\n"), "minPassRate: must be at most 100%"),
+    Case(
+        "offline-eval-min-pass-rate-200",
+        ROLLOUT,
+        appended("  offlineEval: {minPassRate: 2}\n"),
+        "minPassRate: must be at most 100%",
+    ),
     Case(
         "min-samples-40-digits",
         ROLLOUT,
         rollout("minSamples: 100", "minSamples: " + "9" * 40),
         "rollout.yaml:11:42: spec.steps[0].minSamples: must be at most 1000000000",
     ),
-    Case("weight-40-digits", ROLLOUT, rollout("weight: 5,", "weight: " + "9" * 40 + ","), "steps[1].weight: must be between 0 and 100"),
+    Case(
+        "weight-40-digits",
+        ROLLOUT,
+        rollout("weight: 5,", "weight: " + "9" * 40 + ","),
+        "steps[1].weight: must be between 0 and 100",
+    ),
     Case("weight-inf", ROLLOUT, rollout("weight: 5,", "weight: .inf,"), "steps[1].weight"),
-    Case("duration-overflows-timedelta", ROLLOUT, rollout("for: 1h", "for: 999999999999999999d"), "steps[0].for: must be at most 366d"),
-    Case("duration-4400-digits", ROLLOUT, rollout("for: 1h", "for: " + "9" * 4400 + "s"), "steps[0].for: must be at most 366d"),
+    Case(
+        "duration-overflows-timedelta",
+        ROLLOUT,
+        rollout("for: 1h", "for: 999999999999999999d"),
+        "steps[0].for: must be at most 366d",
+    ),
+    Case(
+        "duration-4400-digits",
+        ROLLOUT,
+        rollout("for: 1h", "for: " + "9" * 4400 + "s"),
+        "steps[0].for: must be at most 366d",
+    ),
     Case("duration-unicode-digits", ROLLOUT, rollout("for: 1h", "for: \u0661h"), "steps[0].for: must be a duration"),
-    Case("keep-previous-for-ever", ROLLOUT, appended("  keepPreviousFor: 100000d\n"), "keepPreviousFor: must be at most 366d"),
-    Case("expected-rate-huge", ROLLOUT, rollout("interval: 1m", "interval: 1m\n    expectedRate: " + "9" * 50 + "/s"), "expectedRate: must be at most"),
-    Case("freeze-never-fires", ROLLOUT, appended("  freeze: [{cron: '0 0 30 2 *', duration: 1h}]\n"), "freeze[0].cron: must be a cron expression that fires"),
+    Case(
+        "keep-previous-for-ever",
+        ROLLOUT,
+        appended("  keepPreviousFor: 100000d\n"),
+        "keepPreviousFor: must be at most 366d",
+    ),
+    Case(
+        "expected-rate-huge",
+        ROLLOUT,
+        rollout("interval: 1m", "interval: 1m\n    expectedRate: " + "9" * 50 + "/s"),
+        "expectedRate: must be at most",
+    ),
+    Case(
+        "freeze-never-fires",
+        ROLLOUT,
+        appended("  freeze: [{cron: '0 0 30 2 *', duration: 1h}]\n"),
+        "freeze[0].cron: must be a cron expression that fires",
+    ),
     Case(
         "gates-too-many",
         ROLLOUT,
-        rollout("      - {use: eval_pass_rate, maxDrop: 3%, onFail: rollback}", "      - {use: error_rate, max: 1%}\n" * 21),
+        rollout(
+            "      - {use: eval_pass_rate, maxDrop: 3%, onFail: rollback}", "      - {use: error_rate, max: 1%}\n" * 21
+        ),
         "spec.analysis.gates: must have at most 20 item(s)",
     ),
-    Case("params-nan", ROLLOUT, params("{temperature: .nan}"), "spec.stable.params.temperature: must be a finite number"),
-    Case("params-inf-deep", ROLLOUT, params("{a: [1, {b: -.inf}]}"), "spec.stable.params.a[1].b: must be a finite number"),
+    Case(
+        "params-nan", ROLLOUT, params("{temperature: .nan}"), "spec.stable.params.temperature: must be a finite number"
+    ),
+    Case(
+        "params-inf-deep", ROLLOUT, params("{a: [1, {b: -.inf}]}"), "spec.stable.params.a[1].b: must be a finite number"
+    ),
     Case("params-json-nested-100", ROLLOUT, params('{"a": ' + "[" * 100 + "]" * 100 + "}"), "rollout.yaml:8:"),
-    Case("params-lone-surrogate", ROLLOUT, params('{a: "x\\ud800"}'), "rollout.yaml:8:76: a lone surrogate (\\uD800) is not a character"),
+    Case(
+        "params-lone-surrogate",
+        ROLLOUT,
+        params('{a: "x\\ud800"}'),
+        "rollout.yaml:8:76: a lone surrogate (\\uD800) is not a character",
+    ),
     # names and paths that read as something else
     Case(
         "model-zero-width-space",
@@ -385,11 +455,31 @@ HOSTILE: list[Case] = [
         "spec.canary.prompt: must not contain invisible or control characters (U+202E)",
     ),
     Case("name-homoglyph", ROLLOUT, rollout("name: case", "name: \u0441ase"), "metadata.name: has an invalid format"),
-    Case("prompt-name-too-long", ROLLOUT, rollout("prompts/v2.md", "prompts/" + "p" * 300 + ".md"), "cannot be read: File name too long"),
+    Case(
+        "prompt-name-too-long",
+        ROLLOUT,
+        rollout("prompts/v2.md", "prompts/" + "p" * 300 + ".md"),
+        "cannot be read: File name too long",
+    ),
     # YAML that must never take the controller down
-    Case("nested-list-5000", ROLLOUT, appended("x: " + "[" * 5000 + "]" * 5000 + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
-    Case("nested-list-fills-the-file", ROLLOUT, appended("x: " + "[" * ROOM + "\n"), "rollout.yaml:18:67: nested more than 64 levels deep"),
-    Case("nested-map-5000", ROLLOUT, appended("x: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n"), "nested more than 64 levels deep"),
+    Case(
+        "nested-list-5000",
+        ROLLOUT,
+        appended("x: " + "[" * 5000 + "]" * 5000 + "\n"),
+        "rollout.yaml:18:67: nested more than 64 levels deep",
+    ),
+    Case(
+        "nested-list-fills-the-file",
+        ROLLOUT,
+        appended("x: " + "[" * ROOM + "\n"),
+        "rollout.yaml:18:67: nested more than 64 levels deep",
+    ),
+    Case(
+        "nested-map-5000",
+        ROLLOUT,
+        appended("x: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n"),
+        "nested more than 64 levels deep",
+    ),
     Case(
         "nested-block-fills-the-file",
         ROLLOUT,
@@ -417,25 +507,39 @@ HOSTILE: list[Case] = [
     Case(
         "alias-bomb-of-keys",
         ROLLOUT,
-        appended("k: &k0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
-                 + "".join(f"k{i}: &k{i} [{', '.join([f'*k{i - 1}'] * 10)}]\n" for i in range(1, 6))),
+        appended(
+            "k: &k0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+            + "".join(f"k{i}: &k{i} [{', '.join([f'*k{i - 1}'] * 10)}]\n" for i in range(1, 6))
+        ),
         "document expands to more than 10000 nodes (alias bomb?)",
     ),
     Case(
         "alias-bomb-of-merge-keys",
         ROLLOUT,
-        appended("m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
-                 + "".join(f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}\n" for i in range(1, 6))),
+        appended(
+            "m0: &m0 {a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9, j: 0}\n"
+            + "".join(f"m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}\n" for i in range(1, 6))
+        ),
         "document expands to more than 10000 nodes (alias bomb?)",
     ),
-    Case("nodes-without-aliases", ROLLOUT, appended("x: [" + "1, " * 11_000 + "]\n"), "document expands to more than 10000 nodes"),
+    Case(
+        "nodes-without-aliases",
+        ROLLOUT,
+        appended("x: [" + "1, " * 11_000 + "]\n"),
+        "document expands to more than 10000 nodes",
+    ),
     Case(
         "alias-self-reference",
         ROLLOUT,
         params("&p {temperature: 0, self: *p}"),
         "rollout.yaml:8:98: alias '*p' is inside the node its anchor names: a recursive structure is not allowed",
     ),
-    Case("alias-self-reference-list", ROLLOUT, appended("x: &l [1, *l]\n"), "rollout.yaml:18:11: alias '*l' is inside the node"),
+    Case(
+        "alias-self-reference-list",
+        ROLLOUT,
+        appended("x: &l [1, *l]\n"),
+        "rollout.yaml:18:11: alias '*l' is inside the node",
+    ),
     Case("alias-mutual-reference", ROLLOUT, appended("x: &a {b: &b [*a]}\n"), "alias '*a' is inside the node"),
     Case(
         "anchor-defined-twice",
@@ -450,33 +554,105 @@ HOSTILE: list[Case] = [
         rollout("stable: {", "stable: !!python/object:os.system {"),
         "rollout.yaml:8:11: YAML tag '!!python/object:os.system' is not allowed: specs are plain data",
     ),
-    Case("tag-local-include", ROLLOUT, rollout("route: chat", "route: !include /etc/passwd"), "YAML tag '!include' is not allowed"),
+    Case(
+        "tag-local-include",
+        ROLLOUT,
+        rollout("route: chat", "route: !include /etc/passwd"),
+        "YAML tag '!include' is not allowed",
+    ),
     Case("tag-binary", ROLLOUT, params("{a: !!binary aGVsbG8=}"), "YAML tag '!!binary' is not allowed"),
-    Case("integer-5000-digits", ROLLOUT, rollout("minSamples: 100", "minSamples: " + "9" * 5000), "rollout.yaml:11:42: an integer of 5000 digits is too long"),
-    Case("timestamp-february-30", ROLLOUT, params("{d: 2025-02-30}"), "rollout.yaml:8:76: cannot read !!timestamp '2025-02-30': day is out of range"),
-    Case("documents-20000", ROLLOUT, VALID_ROLLOUT.encode() + b"---\n" * 20_000, "rollout.yaml:18:1: but found another document"),
+    Case(
+        "integer-5000-digits",
+        ROLLOUT,
+        rollout("minSamples: 100", "minSamples: " + "9" * 5000),
+        "rollout.yaml:11:42: an integer of 5000 digits is too long",
+    ),
+    Case(
+        "timestamp-february-30",
+        ROLLOUT,
+        params("{d: 2025-02-30}"),
+        "rollout.yaml:8:76: cannot read !!timestamp '2025-02-30': day is out of range",
+    ),
+    Case(
+        "documents-20000",
+        ROLLOUT,
+        VALID_ROLLOUT.encode() + b"---\n" * 20_000,
+        "rollout.yaml:18:1: but found another document",
+    ),
     Case("empty-file", ROLLOUT, b"", "must be a mapping"),
     Case("only-a-bom", ROLLOUT, "\ufeff".encode(), "must be a mapping"),
     # controller.yaml, which every rollout shares: refused clearly, nothing applied
-    Case("config-nested-5000", CONFIG, config("x: " + "[" * 5000 + "]" * 5000 + "\n"), "controller.yaml:6:67: nested more than 64 levels deep"),
+    Case(
+        "config-nested-5000",
+        CONFIG,
+        config("x: " + "[" * 5000 + "]" * 5000 + "\n"),
+        "controller.yaml:6:67: nested more than 64 levels deep",
+    ),
     Case(
         "config-alias-bomb",
         CONFIG,
-        config("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcde", "bcdef", strict=True))),
+        config(
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            + "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcde", "bcdef", strict=True))
+        ),
         "controller.yaml:9:36: document expands to more than 10000 nodes (alias bomb?)",
     ),
     Case("config-alias-self-reference", CONFIG, config("x: &r {a: *r}\n"), "alias '*r' is inside the node"),
-    Case("config-text-bomb", CONFIG, config("a: &s '" + BIG + "'\nb: [" + ", ".join(["*s"] * 1000) + "]\n"), "KiB of text"),
-    Case("config-tag", CONFIG, VALID_CONFIG.replace("routers:", "routers: !!python/name:os.system").encode(), "YAML tag"),
-    Case("config-integer-5000-digits", CONFIG, config("branch: " + "9" * 5000 + "\n"), "an integer of 5000 digits is too long"),
-    Case("config-prometheus-timeout-a-year", CONFIG, VALID_CONFIG.replace('9090"}', '9090", timeout: 365d}').encode(), "prometheus.timeout: must be above 0s and at most 5m"),
-    Case("config-prometheus-timeout-overflow", CONFIG, VALID_CONFIG.replace('9090"}', '9090", timeout: 99999999999999999999d}').encode(), "prometheus.timeout: must be at most 366d"),
-    Case("config-github-app-id-40-digits", CONFIG, config("forge: {type: github, repository: a/b, app: {appId: " + "9" * 40 + ", installationId: 1}}\n"), "appId"),
-    with_template("lat", "    kind: quantile\n    buckets: x_bucket\n    scale: .inf\n", "scale", "template-quantile-scale-inf"),
+    Case(
+        "config-text-bomb",
+        CONFIG,
+        config("a: &s '" + BIG + "'\nb: [" + ", ".join(["*s"] * 1000) + "]\n"),
+        "KiB of text",
+    ),
+    Case(
+        "config-tag", CONFIG, VALID_CONFIG.replace("routers:", "routers: !!python/name:os.system").encode(), "YAML tag"
+    ),
+    Case(
+        "config-integer-5000-digits",
+        CONFIG,
+        config("branch: " + "9" * 5000 + "\n"),
+        "an integer of 5000 digits is too long",
+    ),
+    Case(
+        "config-prometheus-timeout-a-year",
+        CONFIG,
+        VALID_CONFIG.replace('9090"}', '9090", timeout: 365d}').encode(),
+        "prometheus.timeout: must be above 0s and at most 5m",
+    ),
+    Case(
+        "config-prometheus-timeout-overflow",
+        CONFIG,
+        VALID_CONFIG.replace('9090"}', '9090", timeout: 99999999999999999999d}').encode(),
+        "prometheus.timeout: must be at most 366d",
+    ),
+    Case(
+        "config-github-app-id-40-digits",
+        CONFIG,
+        config("forge: {type: github, repository: a/b, app: {appId: " + "9" * 40 + ", installationId: 1}}\n"),
+        "appId",
+    ),
+    with_template(
+        "lat", "    kind: quantile\n    buckets: x_bucket\n    scale: .inf\n", "scale", "template-quantile-scale-inf"
+    ),
     # sizes: a YAML file is at most 512 KiB (a prompt 1 MiB), and the slowest files under that
-    Case("rollout-600-kib", ROLLOUT, VALID_ROLLOUT.encode() + b"# " + b"x" * (600 << 10) + b"\n", "file is larger than 512 KiB"),
-    Case("round-trip-worst-error-at-the-end", ROLLOUT, appended("  x:\n" + WIDE + "  unknownField: 1\n"), "spec.unknownField: unknown field"),
-    Case("round-trip-worst-tab", ROLLOUT, rollout("kind: Rollout", "kind: Rollout  #\ta tab") + b"x:\n" + WIDE.encode(), "x: unknown field"),
+    Case(
+        "rollout-600-kib",
+        ROLLOUT,
+        VALID_ROLLOUT.encode() + b"# " + b"x" * (600 << 10) + b"\n",
+        "file is larger than 512 KiB",
+    ),
+    Case(
+        "round-trip-worst-error-at-the-end",
+        ROLLOUT,
+        appended("  x:\n" + WIDE + "  unknownField: 1\n"),
+        "spec.unknownField: unknown field",
+    ),
+    Case(
+        "round-trip-worst-tab",
+        ROLLOUT,
+        rollout("kind: Rollout", "kind: Rollout  #\ta tab") + b"x:\n" + WIDE.encode(),
+        "x: unknown field",
+    ),
 ]
 
 CASES += HOSTILE
@@ -500,15 +676,24 @@ class FileCase:
 PROMPT = "rollouts/case/prompts/v2.md"
 
 FILES: list[FileCase] = [
-    FileCase("prompt-fifo", PROMPT, "fifo", "spec.canary.prompt: prompt 'rollouts/case/prompts/v2.md' is not a regular file"),
+    FileCase(
+        "prompt-fifo", PROMPT, "fifo", "spec.canary.prompt: prompt 'rollouts/case/prompts/v2.md' is not a regular file"
+    ),
     FileCase("prompt-socket", PROMPT, "socket", "is not a regular file (a FIFO, socket or device)"),
-    FileCase("prompt-symlink-to-dev-zero", PROMPT, "symlink", "is a symlink that leads outside the repository", "/dev/zero"),
+    FileCase(
+        "prompt-symlink-to-dev-zero", PROMPT, "symlink", "is a symlink that leads outside the repository", "/dev/zero"
+    ),
     FileCase("prompt-symlink-to-a-fifo", PROMPT, "symlink", "is not a regular file", "v1.fifo"),
     FileCase("prompt-symlink-loop", PROMPT, "symlink", "cannot be read: symlink loop", "v2.md"),
     FileCase("rollout-fifo", ROLLOUT, "fifo", "rollouts/case/rollout.yaml: file is not a regular file"),
-    FileCase("rollout-symlink-to-dev-zero", ROLLOUT, "symlink", "rollouts/case/rollout.yaml: path leads outside", "/dev/zero"),
-    FileCase("rollout-symlink-loop", ROLLOUT, "symlink", "rollout.yaml: file cannot be read: symlink loop", "rollout.yaml"),
+    FileCase(
+        "rollout-symlink-to-dev-zero", ROLLOUT, "symlink", "rollouts/case/rollout.yaml: path leads outside", "/dev/zero"
+    ),
+    FileCase(
+        "rollout-symlink-loop", ROLLOUT, "symlink", "rollout.yaml: file cannot be read: symlink loop", "rollout.yaml"
+    ),
     FileCase("config-fifo", CONFIG, "fifo", "rollouts/controller.yaml: file is not a regular file"),
-    FileCase("config-symlink-to-dev-zero", CONFIG, "symlink", "rollouts/controller.yaml: path leads outside", "/dev/zero"),
+    FileCase(
+        "config-symlink-to-dev-zero", CONFIG, "symlink", "rollouts/controller.yaml: path leads outside", "/dev/zero"
+    ),
 ]
-

@@ -44,7 +44,9 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 def located(finding: dict[str, Any]) -> str:
     """A finding of `--format json` spelled as `errors.Problem` spells it (the corpus's `expect`)."""
     where = finding["file"] + "".join(f":{finding[k]}" for k in ("line", "column") if finding[k])
-    return f"{where}: {finding['field']}: {finding['message']}" if finding["field"] else f"{where}: {finding['message']}"
+    return (
+        f"{where}: {finding['field']}: {finding['message']}" if finding["field"] else f"{where}: {finding['message']}"
+    )
 
 
 def check(case: corpus.Case | corpus.FileCase, report: dict[str, Any]) -> None:
@@ -136,7 +138,17 @@ def remote_with(tmp_path: Path, files: dict[str, bytes]) -> Path:
 
 def reconcile_once(tmp_path: Path, remote: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "controller", "reconcile", "--once", "--remote", str(remote), "--workdir", str(tmp_path / "w")],
+        [
+            sys.executable,
+            "-m",
+            "controller",
+            "reconcile",
+            "--once",
+            "--remote",
+            str(remote),
+            "--workdir",
+            str(tmp_path / "w"),
+        ],
         env=hostile.subprocess_env(tmp_path / "state"),
         cwd=hostile.ROOT,
         capture_output=True,
@@ -164,7 +176,9 @@ def test_reconcile_once_ticks_the_healthy_rollout_beside_hostile_files(tmp_path:
 
 
 @pytest.mark.parametrize("case_id", ["config-nested-5000", "config-alias-bomb", "config-text-bomb", "config-tag"])
-def test_reconcile_once_on_a_hostile_controller_yaml_reports_it_and_touches_nothing(case_id: str, tmp_path: Path) -> None:
+def test_reconcile_once_on_a_hostile_controller_yaml_reports_it_and_touches_nothing(
+    case_id: str, tmp_path: Path
+) -> None:
     [case] = [c for c in corpus.HOSTILE if c.id == case_id]
     done = reconcile_once(tmp_path, remote_with(tmp_path, {load.CONFIG_FILE: case.data}))
     output = done.stdout + done.stderr

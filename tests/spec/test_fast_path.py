@@ -328,7 +328,9 @@ def hostile_node(draw: st.DrawFn, depth: int = 0) -> str:
     if kind == "alias":
         return draw(st.sampled_from(["*a", "*b", "*c"]))
     if kind == "scalar":
-        scalar = draw(st.sampled_from(["1", "x", "'q'", "-2.5", "true", "~", '"\\ud800"', "!!str 3", "!t y", "2025-02-30"]))
+        scalar = draw(
+            st.sampled_from(["1", "x", "'q'", "-2.5", "true", "~", '"\\ud800"', "!!str 3", "!t y", "2025-02-30"])
+        )
         return anchor + scalar
     if kind == "spine":
         levels = draw(st.integers(min_value=55, max_value=70))
