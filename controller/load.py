@@ -39,6 +39,7 @@ from ruamel.yaml.events import (
 )
 from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.parser import RoundTripParser
+from ruamel.yaml.reader import ReaderError
 
 from controller import carries, errors, spec, templates
 
@@ -307,8 +308,14 @@ def parse_yaml(path: str, data: bytes) -> Document:
             column=mark.column + 1 if mark else 0,
             code="E001",
         ) from exc
+    except ReaderError as exc:  # a character YAML does not allow (a control character): locate it
+        before = text[: exc.position]
+        line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
+        message = f"character {what} is not allowed in YAML (a control character?)"
+        raise _fail(path, message, line=line, column=column, code="E001") from exc
     except YAMLError as exc:
-        raise _fail(path, f"invalid YAML: {exc}", code="E001") from exc
+        raise _fail(path, "invalid YAML: " + " ".join(str(exc).split())[:300], code="E001") from exc
     return Document(path, tree)
 
 
@@ -460,8 +467,14 @@ def load_model(model: type[M], path: str, data: bytes, *, code: str = "E002") ->
 def field_path(loc: Sequence[str | int]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{_shown(part)}" if out else _shown(part))
     return out
+
+
+def _shown(part: object) -> str:
+    """A key as a message may print it: escapes for what a terminal would act on (`\\x1b]0;...`)."""
+    text = str(part)[:200]
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
 def locate(doc: Any, loc: Sequence[str | int], *, at_key: bool = False) -> tuple[int, int, list[str | int]]:

@@ -538,7 +538,9 @@ class FileRouter(_Model):
     """The embedded default: a JSON file of weights, written atomically."""
 
     type: Literal["file"]
-    path: str = Field(default="routes.json", description="Relative to the state directory (`stateDir`), or absolute.")
+    path: Visible = Field(
+        default="routes.json", description="Relative to the state directory (`stateDir`), or absolute."
+    )
 
 
 class EnvoyRouter(_Model):
@@ -549,13 +551,13 @@ class EnvoyRouter(_Model):
     upstreams: dict[str, str] = Field(
         default_factory=dict, description="host:port per model id, for `rollout render envoy`."
     )
-    cds_path: str | None = Field(
+    cds_path: Visible | None = Field(
         default=None,
         min_length=1,
         description="The clusters file Envoy watches (file-based CDS), relative to the state directory or "
         "absolute; when set, a write first points each role's cluster at the model it now serves, so no restart.",
     )
-    prompts_path: str | None = Field(
+    prompts_path: Visible | None = Field(
         default=None,
         min_length=1,
         description="The prompt bundle the router writes: each variant's model, prompt text and params by "
@@ -578,7 +580,7 @@ class EnvoyRouter(_Model):
 
 class FlagdRouter(_Model):
     type: Literal["flagd"]
-    path: str = Field(description="The flagd flag file, relative to the state directory (`stateDir`), or absolute.")
+    path: Visible = Field(description="The flagd flag file, relative to the state directory (`stateDir`), or absolute.")
 
 
 class LitellmRouter(_Model):
@@ -592,7 +594,7 @@ class LitellmRouter(_Model):
     type: Literal["litellm"]
     url: Url = Field(description="The proxy's base URL.")
     master_key_env: EnvName = Field(default="LITELLM_MASTER_KEY", description="Holds the proxy's master key.")
-    weights_file: str = Field(
+    weights_file: Visible = Field(
         default="litellm-weights.json",
         min_length=1,
         description="The weights file the proxy's callback watches; relative to the state directory, or absolute.",
@@ -605,7 +607,7 @@ class LitellmRouter(_Model):
         description="Extra `litellm_params` per model id (api_base, api_key: os.environ/NAME), for `rollout render "
         "litellm` and for a deployment that comes to serve that model.",
     )
-    proxy_config: str | None = Field(
+    proxy_config: Visible | None = Field(
         default=None,
         min_length=1,
         description="The proxy's config.yaml, when it lives in this repository (relative to its root): `rollout "
@@ -737,7 +739,7 @@ def _check_state_dir(value: str) -> str:
     return value
 
 
-StateDir = Annotated[str, Field(min_length=1), AfterValidator(_check_state_dir)]
+StateDir = Annotated[str, Field(min_length=1), AfterValidator(_visible), AfterValidator(_check_state_dir)]
 
 
 class ControllerConfig(_Model):

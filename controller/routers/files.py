@@ -16,6 +16,7 @@ import glob
 import io
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -62,21 +63,35 @@ def replace_json(path: Path, data: Any) -> None:
         raise
 
 
+MAX_STATE_BYTES = 256 << 20  # a state file larger than this is not one we wrote
+
+
 def read_json(path: Path, *, router: str) -> Any:
     """The JSON in `path`, or None when there is no such file. A file that cannot be read raises
-    RouterUnavailable; one that is not JSON, RouterStateError naming the line."""
+    RouterUnavailable; one that is not JSON, not a regular file (a FIFO would block the read forever,
+    /dev/zero never end it) or larger than MAX_STATE_BYTES, RouterStateError naming the line or the kind."""
     try:
-        text = path.read_text("utf-8")
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)), "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise errors.RouterStateError(
+                    f"router {router!r}: {path} is not a regular file; nothing is read from it"
+                )
+            data = f.read(MAX_STATE_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, or not UTF-8
         raise errors.RouterUnavailable(f"router {router!r}: cannot read {path}: {exc}") from exc
+    if len(data) > MAX_STATE_BYTES:
+        raise errors.RouterStateError(f"router {router!r}: {path} is larger than {MAX_STATE_BYTES >> 20} MiB")
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise errors.RouterStateError(
             f"router {router!r}: {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
         ) from exc
+    except RecursionError as exc:
+        raise errors.RouterStateError(f"router {router!r}: {path} is nested too deeply to be ours") from exc
 
 
 def read_document(path: Path, *, router: str, key: str, version: int | None = None) -> dict[str, Any] | None:

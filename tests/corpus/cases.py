@@ -574,6 +574,18 @@ HOSTILE: list[Case] = [
         "rollout.yaml:8:76: cannot read !!timestamp '2025-02-30': day is out of range",
     ),
     Case(
+        "control-character",
+        ROLLOUT,
+        rollout("route: chat", "route: ch\x07at"),
+        "rollout.yaml:7:12: character U+0007 is not allowed in YAML",
+    ),
+    Case(
+        "terminal-escape-in-a-key",  # printed escaped: a terminal never acts on it
+        ROLLOUT,
+        appended('"\\e]0;pwned\\a\\e[31mred": 1\n'),
+        "rollout.yaml:18:1: \\x1b]0;pwned\\x07\\x1b[31mred: unknown field",
+    ),
+    Case(
         "documents-20000",
         ROLLOUT,
         VALID_ROLLOUT.encode() + b"---\n" * 20_000,
@@ -633,6 +645,18 @@ HOSTILE: list[Case] = [
     ),
     with_template(
         "lat", "    kind: quantile\n    buckets: x_bucket\n    scale: .inf\n", "scale", "template-quantile-scale-inf"
+    ),
+    Case(
+        "config-router-path-nul",
+        CONFIG,
+        VALID_CONFIG.replace("path: .rollout/routes.json", 'path: "routes\\0.json"').encode(),
+        "routers.local.path: must not contain invisible or control characters (U+0000)",
+    ),
+    Case(
+        "config-state-dir-escape",
+        CONFIG,
+        config('stateDir: "/srv/\\e[2J"\n'),
+        "stateDir: must not contain invisible or control",
     ),
     # sizes: a YAML file is at most 512 KiB (a prompt 1 MiB), and the slowest files under that
     Case(

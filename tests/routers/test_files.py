@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,22 @@ def test_read_document_without_a_file_or_a_version(tmp_path: Path) -> None:
     assert files.read_document(tmp_path / "absent.json", router="r", key="flags") is None
     (tmp_path / "flags.json").write_text('{"flags": {}}')
     assert files.read_document(tmp_path / "flags.json", router="r", key="flags") == {"flags": {}}
+
+
+def test_a_state_file_that_is_no_regular_file_is_refused_without_being_read(tmp_path: Path) -> None:
+    """controller.yaml may point a router's state at any path: a FIFO would block the read forever (the
+    whole tick, rollbacks included), /dev/zero would fill the memory. Neither is read."""
+    fifo = tmp_path / "routes.json"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        with pytest.raises(errors.RouterStateError, match="is not a regular file"):
+            files.read_json(path, router="r")
+
+
+def test_a_state_file_nested_too_deeply_or_with_a_nul_in_its_path_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    deep = tmp_path / "routes.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(errors.RouterStateError, match="nested too deeply"):
+        files.read_json(deep, router="r")
+    with pytest.raises(errors.RouterUnavailable, match="cannot read"):
+        files.read_json(tmp_path / "a\0b", router="r")
