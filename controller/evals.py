@@ -173,6 +173,9 @@ def parse_cases(path: str, data: bytes) -> list[Case]:
         except json.JSONDecodeError as exc:
             problems.append(errors.Problem(path, number, exc.colno, "", f"invalid JSON: {exc.msg}", "E101"))
             continue
+        except RecursionError:
+            problems.append(errors.Problem(path, number, 0, "", "invalid JSON: nested too deeply", "E101"))
+            continue
         try:
             cases.append(Case.model_validate(obj))
         except ValidationError as exc:
@@ -197,7 +200,7 @@ def load_set(tree: load.Tree, rollout: str) -> GoldenSet:
     for path in files:
         try:
             data = tree.read(path)
-        except (FileNotFoundError, IsADirectoryError, load.PathEscapes):
+        except (load.PathEscapes, load.NotAFile, OSError):  # absent, a directory, a FIFO, a loop
             problems.append(errors.Problem(path, 0, 0, "", "cannot read the file", "E101"))
             continue
         if len(data) > MAX_SET_BYTES:

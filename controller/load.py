@@ -45,6 +45,9 @@ from controller import carries, errors, spec, templates
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a prompt file is text a human reviews
 MAX_YAML_BYTES = 512 << 10  # a spec, controller.yaml or proxy config: its round-trip parse stays under ~0.6 s
+MAX_READ_BYTES = (
+    32 << 20
+)  # above every file limit (a golden set's is 16 MiB): what a working tree's read returns at most
 MAX_DEPTH = 64  # levels of nested mappings and sequences, aliases expanded; a spec needs about ten
 MAX_NODES = 10_000  # after alias expansion (a "billion laughs" stops here); keeps the round-trip parse under ~1 s
 MAX_TEXT = MAX_FILE_BYTES  # characters of keys and values after alias expansion; no alias-free file reaches it

@@ -16,12 +16,15 @@ from controller.routers import base
 
 
 def current_step(loaded: load.LoadedRollout) -> int:
-    """The step the rollout is at: status.step for the canary's revision, else 0 (a new revision)."""
+    """The step the rollout is at: status.step for the canary's revision, else 0 (a new revision).
+    Never clamped: a step past the last is refused by loading, and here it is an error, never 100%."""
     status = loaded.rollout.status
     canary = loaded.revisions.get(base.CANARY)
     if status is None or canary is None or status.revision != canary:
         return 0
-    return min(status.step, len(loaded.rollout.spec.steps) - 1)
+    if not 0 <= status.step < len(loaded.rollout.spec.steps):
+        raise ValueError(f"{loaded.path}: status.step {status.step} names no step of spec.steps")
+    return status.step
 
 
 def served(loaded: load.LoadedRollout) -> dict[str, base.Served]:

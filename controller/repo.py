@@ -50,7 +50,8 @@ class WorkTree:
     def read(self, path: str) -> bytes:
         """Only a regular file is read: a FIFO would block forever and a device never end (NotAFile).
         It is opened without blocking and checked again, so a file swapped for a FIFO in between is
-        refused too."""
+        refused too. At most `load.MAX_READ_BYTES + 1` bytes are read: every reader refuses a file that
+        large, and refusing a 5 GB file should not take 5 GB."""
         full = self._path(path)
         mode = full.stat().st_mode
         if stat.S_ISDIR(mode):
@@ -60,7 +61,7 @@ class WorkTree:
         with os.fdopen(os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)), "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                 raise load.NotAFile(path)
-            return f.read()
+            return f.read(load.MAX_READ_BYTES + 1)
 
     def listdir(self, path: str) -> list[str]:
         try:

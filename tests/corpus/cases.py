@@ -688,7 +688,7 @@ class FileCase:
 
     id: str
     path: str  # where it is made
-    kind: str  # "fifo", "socket" or "symlink"
+    kind: str  # "fifo", "socket", "symlink" or "sparse" (a file of 1 GiB that takes no disk)
     expect: str
     to: str = ""  # a symlink's target
 
@@ -716,6 +716,8 @@ FILES: list[FileCase] = [
     FileCase(
         "rollout-symlink-loop", ROLLOUT, "symlink", "rollout.yaml: file cannot be read: symlink loop", "rollout.yaml"
     ),
+    FileCase("rollout-1-gib", ROLLOUT, "sparse", "rollouts/case/rollout.yaml: file is larger than 512 KiB"),
+    FileCase("prompt-1-gib", PROMPT, "sparse", "prompt file 'rollouts/case/prompts/v2.md' is larger than 1024 KiB"),
     FileCase("config-fifo", CONFIG, "fifo", "rollouts/controller.yaml: file is not a regular file"),
     FileCase(
         "config-symlink-to-dev-zero", CONFIG, "symlink", "rollouts/controller.yaml: path leads outside", "/dev/zero"

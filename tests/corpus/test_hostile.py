@@ -72,12 +72,19 @@ def test_validate_and_plan_refuse_it_clearly(
     check(case, within(60, lambda: hostile.run_cli(root)))
 
 
+def test_a_working_tree_read_stops_above_every_file_limit() -> None:
+    from controller import evals
+
+    assert load.MAX_READ_BYTES > max(load.MAX_FILE_BYTES, load.MAX_YAML_BYTES, evals.MAX_SET_BYTES)
+
+
 def heavy(case: corpus.Case) -> bool:
     """The cases whose cost grows with the input: big files, nesting, aliases, many nodes."""
     return len(case.data) > 50_000 or any(w in case.id for w in ("alias", "nested", "nodes", "bomb", "documents"))
 
 
-HEAVY = [c for c in corpus.CASES if heavy(c)]
+HEAVY: list[corpus.Case | corpus.FileCase] = [c for c in corpus.CASES if heavy(c)]
+HEAVY += [c for c in corpus.FILES if c.kind == "sparse"]
 
 
 def test_the_heavy_cases_include_every_kind() -> None:
@@ -87,11 +94,11 @@ def test_the_heavy_cases_include_every_kind() -> None:
 
 
 @pytest.mark.parametrize("case", HEAVY, ids=[c.id for c in HEAVY])
-def test_peak_memory_stays_bounded(case: corpus.Case, tmp_path: Path) -> None:
+def test_peak_memory_stays_bounded(case: corpus.Case | corpus.FileCase, tmp_path: Path) -> None:
     """In a process of its own, so its peak resident memory is this case's: under PEAK_MB for validate
-    and plan together (the 517 KB alias spec reached 4 GB before the bounds)."""
+    and plan together (the 517 KB alias spec reached 4 GB before the bounds, a 1 GiB file was read whole)."""
     root = make_repo(tmp_path)
-    hostile.write(root, case)
+    hostile.build(root, case)
     done = subprocess.run(
         hostile.subprocess_argv(root),
         env=hostile.subprocess_env(tmp_path / "state"),

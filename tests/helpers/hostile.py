@@ -36,8 +36,8 @@ def write(root: Path, case: corpus.Case) -> None:
 
 
 def make(root: Path, case: corpus.FileCase) -> None:
-    """A file case: its FIFO, socket or symlink (a symlink to `*.fifo` makes that FIFO too), beside a
-    valid rollout."""
+    """A file case: its FIFO, socket, symlink (a symlink to `*.fifo` makes that FIFO too) or sparse 1 GiB
+    file, beside a valid rollout."""
     if case.target == "rollout" and case.path != corpus.ROLLOUT:
         (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT)
     where = root / case.path
@@ -47,6 +47,9 @@ def make(root: Path, case: corpus.FileCase) -> None:
         os.mkfifo(where)
     elif case.kind == "socket":
         os.mknod(where, stat.S_IFSOCK | 0o600)
+    elif case.kind == "sparse":
+        with open(where, "wb") as f:
+            f.truncate(1 << 30)
     else:
         if case.to.endswith(".fifo"):
             os.mkfifo(where.parent / case.to)
