@@ -35,7 +35,15 @@ class Problem:
             if self.column:
                 where += f":{self.column}"
         what = f"{self.field}: {self.message}" if self.field else self.message
-        return f"{where}: {what}"
+        return printable(f"{where}: {what}")
+
+
+def printable(text: str) -> str:
+    """`text` with what a terminal would act on (an escape sequence in a directory name, a key, a
+    message) spelled as escapes: a message about an input never runs it."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class SpecError(RolloutError):

@@ -476,8 +476,7 @@ def field_path(loc: Sequence[str | int]) -> str:
 
 def _shown(part: object) -> str:
     """A key as a message may print it: escapes for what a terminal would act on (`\\x1b]0;...`)."""
-    text = str(part)[:200]
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return errors.printable(str(part)[:200])
 
 
 def locate(doc: Any, loc: Sequence[str | int], *, at_key: bool = False) -> tuple[int, int, list[str | int]]:

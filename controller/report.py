@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from controller import advice, plan, spec
+from controller import advice, errors, plan, spec
 from controller.routers import base
 
 
@@ -34,7 +34,7 @@ def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
 def _text(f: dict[str, Any]) -> str:
     where = f["file"] + (f":{f['line']}" if f["line"] else "") + (f":{f['column']}" if f["column"] else "")
     what = f"{f['field']}: {f['message']}" if f["field"] else f["message"]
-    return f"{where}: {f['severity']} {f['code']} {what}"
+    return errors.printable(f"{where}: {f['severity']} {f['code']} {what}")
 
 
 def _github_escape(value: str, *, property: bool = False) -> str:

@@ -190,3 +190,19 @@ def test_reconcile_once_on_a_hostile_controller_yaml_reports_it_and_touches_noth
     assert "Traceback" not in output, output[-3000:]
     assert done.returncode == 1 and load.CONFIG_FILE in output, output[-3000:]
     assert not (tmp_path / "state" / "routes.json").exists()
+
+
+def test_a_terminal_escape_in_a_directory_name_is_printed_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pull request can name a directory `x<ESC>]0;...<BEL>`: `rollout validate` names it, and the terminal
+    that shows the message never acts on it."""
+    root = make_repo(tmp_path)
+    hostile_dir = root / "rollouts" / "x\x1b]0;pwned\x07"
+    hostile_dir.mkdir()
+    (hostile_dir / "rollout.yaml").write_text(corpus.VALID_ROLLOUT)
+    monkeypatch.chdir(root)
+    ran = hostile.run(["validate", "rollouts"])
+    assert ran.code == 1 and not ran.raised
+    assert "\x1b" not in ran.out + ran.err and "\x07" not in ran.out + ran.err
+    assert "rollouts/x\\x1b]0;pwned\\x07/rollout.yaml:4:9: error E005 metadata.name" in ran.out
