@@ -155,26 +155,29 @@ class _Bounds:
 
     def see(self, event: Any) -> None:
         kind = type(event)
-        if kind is ScalarEvent:
-            self._node(event)
-            if event.style == '"' and (lone := _SURROGATE.search(event.value)):  # only an escape makes one
+        if kind is ScalarEvent:  # the common event first, with no call in the common case
+            if event.tag is not None or event.anchor is not None:
+                self._node(event)
+            value = event.value
+            if event.style == '"' and (lone := _SURROGATE.search(value)):  # only an escape makes one
                 raise _Refused(
                     f"a lone surrogate (\\u{ord(lone.group()):04X}) is not a character", event.start_mark, "E001"
                 )
-            size = len(event.value)
-            self._add(1, size, 0, event)
+            self.nodes += 1
+            self.text += len(value)
+            if self.nodes > MAX_NODES or self.text > MAX_TEXT:
+                self._over(event)
             if event.anchor is not None:
-                self.anchors[event.anchor] = (1, size, 0, event.start_mark)
+                self.anchors[event.anchor] = (1, len(value), 0, event.start_mark)
         elif kind is MappingStartEvent or kind is SequenceStartEvent:
-            self._node(event)
-            if len(self.open) >= MAX_DEPTH:
-                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark, "E006")
+            if event.tag is not None or event.anchor is not None:
+                self._node(event)
             self._add(1, 0, 1, event)
             self.open.append([event.anchor, self.nodes - 1, self.text, 0, event.start_mark])
         elif kind is MappingEndEvent or kind is SequenceEndEvent:
             anchor, nodes, text, height, where = self.open.pop()
-            if self.open:
-                self.open[-1][3] = max(self.open[-1][3], height + 1)
+            if self.open and height + 1 > self.open[-1][3]:
+                self.open[-1][3] = height + 1
             if anchor is not None:
                 self.anchors[anchor] = (self.nodes - nodes, self.text - text, height + 1, where)
         elif kind is AliasEvent:
@@ -209,22 +212,24 @@ class _Bounds:
                 )
 
     def _add(self, nodes: int, text: int, height: int, event: Any) -> None:
-        """Count a node (or an alias's expansion) of `height` levels at the current depth."""
+        """Count a collection (or an alias's expansion) of `height` levels at the current depth."""
         self.nodes += nodes
         self.text += text
-        if self.open:
-            if len(self.open) + height > MAX_DEPTH:
-                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark, "E006")
-            if height > self.open[-1][3]:
-                self.open[-1][3] = height
+        if len(self.open) + height > MAX_DEPTH:
+            raise _Refused(f"nested more than {MAX_DEPTH} levels deep", event.start_mark, "E006")
+        if self.open and height > self.open[-1][3]:
+            self.open[-1][3] = height
+        if self.nodes > MAX_NODES or self.text > MAX_TEXT:
+            self._over(event)
+
+    def _over(self, event: Any) -> None:
         if self.nodes > MAX_NODES:
             raise _Refused(f"document expands to more than {MAX_NODES} nodes (alias bomb?)", event.start_mark, "E006")
-        if self.text > MAX_TEXT:
-            raise _Refused(
-                f"document expands to more than {MAX_TEXT // 1024} KiB of text (aliases that repeat a large value?)",
-                event.start_mark,
-                "E006",
-            )
+        raise _Refused(
+            f"document expands to more than {MAX_TEXT // 1024} KiB of text (aliases that repeat a large value?)",
+            event.start_mark,
+            "E006",
+        )
 
 
 class _BoundedParser(RoundTripParser):

@@ -52,16 +52,19 @@ class WorkTree:
         It is opened without blocking and checked again, so a file swapped for a FIFO in between is
         refused too. At most `load.MAX_READ_BYTES + 1` bytes are read: every reader refuses a file that
         large, and refusing a 5 GB file should not take 5 GB."""
-        full = self._path(path)
-        mode = full.stat().st_mode
-        if stat.S_ISDIR(mode):
+        full = str(self._path(path))
+        st = os.stat(full)
+        if stat.S_ISDIR(st.st_mode):
             raise IsADirectoryError(path)
-        if not stat.S_ISREG(mode):
+        if not stat.S_ISREG(st.st_mode):
             raise load.NotAFile(path)
-        with os.fdopen(os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)), "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise load.NotAFile(path)
-            return f.read(load.MAX_READ_BYTES + 1)
+            return _read_at_most(fd, load.MAX_READ_BYTES + 1, first=st.st_size + 1)
+        finally:
+            os.close(fd)
 
     def listdir(self, path: str) -> list[str]:
         try:
@@ -69,6 +72,21 @@ class WorkTree:
             return sorted(p.name for p in full.iterdir()) if full.is_dir() else []
         except (load.PathEscapes, OSError):
             return []
+
+
+def _read_at_most(fd: int, limit: int, *, first: int) -> bytes:
+    """Up to `limit` bytes of a regular file: one read of `first` bytes (its size and one more), more only
+    if it grew meanwhile."""
+    parts: list[bytes] = []
+    total, ask = 0, min(first, limit)
+    while total < limit:
+        chunk = os.read(fd, min(ask, limit - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+        ask = 1 << 20
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 _TREE_MODE = 0o040000
