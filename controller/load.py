@@ -343,9 +343,12 @@ def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str)
 # `!!str 1` as a TaggedScalar), anchors and aliases (an anchored `true` is an int there), merge keys
 # (another key order) and directives (`%YAML 1.1`). Syntax that libyaml accepts and the round-trip
 # loader refuses: tabs, the line breaks of YAML 1.1 (NEL, LS, PS), and in block scalars (`|`, `>`) a
-# comment glued to the header or a blank line with spaces. Such a file takes the round-trip path; it is
+# comment glued to the header or a blank line with spaces, and a byte-order mark after the first character
+# (libyaml drops it, the round-trip loader keeps it in a key). Such a file takes the round-trip path; it is
 # rare in a spec, and a false alarm (`"a &b"`, `x > y`) only costs time.
-_ROUND_TRIP_ONLY = re.compile(r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|[\t\x85\u2028\u2029]|(?:^|\s)[|>]")
+_ROUND_TRIP_ONLY = re.compile(
+    r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|[\t\x85\u2028\u2029]|(?:^|\s)[|>]|(?<=[\s\S])\ufeff"
+)
 _STR, _MAP, _SEQ = (f"{_CORE}{t}" for t in ("str", "map", "seq"))
 _SCALARS = frozenset(f"{_CORE}{t}" for t in ("null", "bool", "int", "float", "timestamp"))
 

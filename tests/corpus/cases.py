@@ -586,6 +586,12 @@ HOSTILE: list[Case] = [
         "rollout.yaml:18:1: \\x1b]0;pwned\\x07\\x1b[31mred: unknown field",
     ),
     Case(
+        "byte-order-mark-in-a-key",  # invisible: libyaml would drop it, so the round-trip parse answers
+        ROLLOUT,
+        rollout("kind: Rollout", "\ufeffkind: Rollout"),
+        "rollout.yaml:2:1: \\ufeffkind: unknown field; did you mean 'kind'?",
+    ),
+    Case(
         "documents-20000",
         ROLLOUT,
         VALID_ROLLOUT.encode() + b"---\n" * 20_000,

@@ -96,6 +96,9 @@ SAME = {
     "special-plain": "a: -x\nb: x:y\nc: http://h:9090/p?q=1#f\nd: a#b\ne: '#'\nf: 5%\n",
     "json": '{"a": [1, 2.5, "x", null, true], "b": {"c": "d"}}',
     "long-line": "a: " + "word " * 200 + "\n",
+    "crlf": "a: 1\r\nb: [x, y]\r\nc: 'q\r\n  r'\r\n",
+    "cr-only": "a: 1\rb: 2\r",
+    "byte-order-mark": "\ufeffa: 1\nb: x\n",
 }
 
 
@@ -121,6 +124,8 @@ ROUND_TRIP_ONLY = {
     "block-literal": "a: |\n  line\n",  # block scalars: libyaml takes blank lines round-trip refuses
     "block-folded": "a: >-\n  line\n",
     "block-top-level": "|\n  x\n",
+    "second-byte-order-mark": "\ufeff\ufeffa: 1\n",  # libyaml drops both, round-trip keeps one in the key
+    "byte-order-mark-in-a-key": "a: 1\n\ufeffb: 2\n",
 }
 
 
