@@ -66,6 +66,70 @@ def test_bad_thresholds(value: object) -> None:
         spec.parse_threshold(value)
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (float("nan"), "must be a number, not .nan"),
+        (float("inf"), "must be finite, not .inf"),
+        (-float("inf"), "must be finite, not -.inf"),
+        (10**400, "must be at most 1000000000"),
+        (-(10**400), "must not be negative"),
+        ("9" * 400, "must be at most 1000000000"),
+        (1_000_000_001, "must be at most 1000000000"),
+    ],
+    ids=["nan", "inf", "minus-inf", "huge-int", "huge-negative-int", "400-digits", "just-above"],
+)
+def test_thresholds_are_finite_and_bounded(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        spec.parse_threshold(value)
+    assert spec.parse_threshold(spec.MAX_THRESHOLD) == spec.MAX_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    "value", ["367d", "366d1s", "9999999999999d", "1" * 5000 + "s", "\u0661h", "1\uff15m"], ids=str
+)
+def test_durations_are_bounded_and_ascii(value: str) -> None:
+    with pytest.raises(ValueError, match="at most 366d|must be a duration"):
+        spec.parse_duration(value)
+    assert spec.parse_duration("366d") == spec.MAX_DURATION
+
+
+class ExplodingTree(repo.WorkTree):
+    """A working tree one of whose files fails to read for a reason nobody foresaw (injected through the
+    Tree interface, not patched)."""
+
+    def __init__(self, root: Path, *, fails: str, error: Exception) -> None:
+        super().__init__(root)
+        self.fails, self.error = fails, error
+
+    def read(self, path: str) -> bytes:
+        if path == self.fails:
+            raise self.error
+        return super().read(path)
+
+
+@pytest.mark.parametrize(
+    "error", [RecursionError("maximum recursion depth exceeded"), MemoryError(), KeyError("x")], ids=repr
+)
+def test_whatever_breaks_one_rollout_costs_only_that_rollout(tmp_path: Path, error: Exception) -> None:
+    root = make_repo(tmp_path)
+    (root / "rollouts/case/rollout.yaml").write_text(rollout_yaml())
+    result = load.load_repo(ExplodingTree(root, fails="rollouts/case/rollout.yaml", error=error))
+    assert [r.name for r in result.rollouts] == ["neighbour"]
+    [problem] = result.problems
+    assert str(problem).startswith(f"rollouts/case/rollout.yaml: could not be loaded ({type(error).__name__}")
+    assert problem.code == "E006"
+
+
+def test_whatever_breaks_controller_yaml_stops_loading_cleanly(tmp_path: Path) -> None:
+    root = make_repo(tmp_path)
+    result = load.load_repo(ExplodingTree(root, fails=load.CONFIG_FILE, error=RecursionError("too deep")))
+    assert result.config is None and result.rollouts == []
+    assert [str(p) for p in result.problems] == [
+        "rollouts/controller.yaml: could not be loaded (RecursionError: too deep)"
+    ]
+
+
 def test_revision_is_stable_under_reformatting(tmp_path: Path) -> None:
     root = make_repo(tmp_path)
     flow = load_case(root, rollout_yaml()).rollout("case")
