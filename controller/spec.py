@@ -526,7 +526,7 @@ class Rollout(_Model):
         if self.status is not None and self.status.step > last:
             raise _located(
                 ("status", "step"),
-                f"must be at most {last}: spec.steps has {last + 1} step(s), numbered from 0",
+                f"must be at most {last}: spec.steps has {last + 1} step(s), numbered from 0 (lower it when steps get fewer)",
             )
         return self
 

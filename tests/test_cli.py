@@ -122,7 +122,7 @@ def test_github_format_cannot_inject_workflow_commands(examples: Path) -> None:
     code, out = run("validate", "--format", "github", str(path))
     assert code == 1
     assert all(ln.startswith(("::error ", "::warning ")) for ln in out.splitlines())
-    assert "%0A::set-output" in out
+    assert "spec.x\\n::set-output" in out  # the key's newline is printed as an escape, never as a line break
 
 
 def test_validate_one_file_reports_only_it(examples: Path) -> None:

@@ -32,7 +32,7 @@ def loaded(tmp_path: Path, status: str) -> load.LoadedRollout:
 
 STARTED = "status: {revision: REV, step: 1, phase: Progressing}\n"
 ROLLED_BACK = "status: {revision: REV, step: 1, phase: RolledBack, rolledBack: [REV]}\n"
-OTHER = "status: {revision: 0123456789ab, step: 3, phase: Completed}\n"
+OTHER = "status: {revision: 0123456789ab, step: 1, phase: Completed}\n"  # a step of these steps: loading refuses others
 
 
 @pytest.mark.parametrize(
