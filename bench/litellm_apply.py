@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 
 import httpx
 
+from controller import traffic
 from controller.routers import base, litellm
 from tests.helpers import litellm_proc, openai_standin
 
@@ -33,7 +34,9 @@ def measure(router: litellm.LitellmRouter, n: int) -> list[float]:
     for i in range(n):
         canary = RAMP[i % len(RAMP)]
         start = time.perf_counter()
-        base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100 - canary, base.CANARY: canary})}).state(ROUTE)
+        base.apply(router, {ROUTE: traffic.RouteState({traffic.STABLE: 100 - canary, traffic.CANARY: canary})}).state(
+            ROUTE
+        )
         out.append((time.perf_counter() - start) * 1000)
     return out
 
@@ -59,7 +62,10 @@ def main() -> int:
         openai_standin.standin("canary") as canary,
     ):
         group = litellm.GroupSpec(
-            ROLLOUT, ROUTE, {base.STABLE: "openai/s", base.CANARY: "openai/c"}, {base.STABLE: 100, base.CANARY: 0}
+            ROLLOUT,
+            ROUTE,
+            {traffic.STABLE: "openai/s", traffic.CANARY: "openai/c"},
+            {traffic.STABLE: 100, traffic.CANARY: 0},
         )
         deployments = {
             "openai/s": {"api_base": stable.api_base, "api_key": "x"},

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 
 import httpx
 
-from controller import load, prometheus, reconcile, repo, spec
+from controller import load, prometheus, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
@@ -78,7 +78,7 @@ class CountingRouter:
         self.calls["read"] += 1
         return self.real.read(routes)
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         self.calls["write"] += 1
         self.calls["routes written"] += len(states)
         self.real.write(states)
@@ -140,7 +140,7 @@ def controller(remote: Path, work: Path, prom_url: str, queries: list[str], call
     metrics = prometheus.Prometheus(prom_url, client=client)
 
     def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
-        assert isinstance(cfg, spec.FileRouter)
+        assert isinstance(cfg, spec.FileRouterConfig)
         return CountingRouter(file_router.FileRouter(name, work / "state" / cfg.path), calls)
 
     ws = repo.Workspace.open(str(remote), work / f"clone-{time.monotonic_ns()}")

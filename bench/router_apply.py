@@ -19,27 +19,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 
 import httpx
 
+from controller import traffic
 from controller.routers import base, envoy, flagd
 from controller.routers import file as file_router
 from tests.helpers import envoy_proc
 
 ROUTE, ROLLOUT = "triage", "ticket-triage"
 SERVED = {
-    base.STABLE: base.Served("acme/m-1", "prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}),
-    base.CANARY: base.Served("acme/m-1", "prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}),
+    traffic.STABLE: traffic.Served("acme/m-1", "prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}),
+    traffic.CANARY: traffic.Served("acme/m-1", "prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}),
 }
 
 
-def changes(n: int) -> list[base.RouteState]:
+def changes(n: int) -> list[traffic.RouteState]:
     ramp = [1, 5, 25, 50, 100, 0]
     return [
-        base.RouteState({base.STABLE: 100 - c, base.CANARY: c}, (i % 2) * 100, SERVED)
+        traffic.RouteState({traffic.STABLE: 100 - c, traffic.CANARY: c}, (i % 2) * 100, SERVED)
         for i, c in enumerate(ramp[i % len(ramp)] for i in range(n))
     ]
 
 
 def measure(router: base.Router, n: int) -> list[float]:
-    base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100, base.CANARY: 0})}).state(ROUTE)  # warm up
+    base.apply(router, {ROUTE: traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})}).state(ROUTE)  # warm up
     out = []
     for desired in changes(n):
         start = time.perf_counter()
@@ -53,10 +54,10 @@ def rollback_to_traffic(root: Path, n: int) -> list[float]:
     by stable. Two live upstreams; bucket 99 is the canary's at 50/50 and stable's after rollback."""
     out = []
     with contextlib.ExitStack() as stack:
-        stable = stack.enter_context(envoy_proc.upstream(base.STABLE))
-        canary = stack.enter_context(envoy_proc.upstream(base.CANARY))
+        stable = stack.enter_context(envoy_proc.upstream(traffic.STABLE))
+        canary = stack.enter_context(envoy_proc.upstream(traffic.CANARY))
         bootstrap = envoy.bootstrap(
-            [envoy.RouteSpec(ROLLOUT, ROUTE, {base.STABLE: stable.address, base.CANARY: canary.address})],
+            [envoy.RouteSpec(ROLLOUT, ROUTE, {traffic.STABLE: stable.address, traffic.CANARY: canary.address})],
             admin="http://127.0.0.1:0",
             listen="127.0.0.1:0",
             runtime_prefix="rollouts",
@@ -67,11 +68,11 @@ def rollback_to_traffic(root: Path, n: int) -> list[float]:
         stack.callback(router.close)
         client = stack.enter_context(httpx.Client(base_url=proxy.url, headers={"x-bench-split": "99"}))
         for _ in range(n):
-            base.apply(router, {ROUTE: base.RouteState({base.STABLE: 50, base.CANARY: 50}, 100)}).state(ROUTE)
-            assert client.get(f"/{ROUTE}/x").text == base.CANARY
+            base.apply(router, {ROUTE: traffic.RouteState({traffic.STABLE: 50, traffic.CANARY: 50}, 100)}).state(ROUTE)
+            assert client.get(f"/{ROUTE}/x").text == traffic.CANARY
             start = time.perf_counter()
-            base.apply(router, {ROUTE: base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)}).state(ROUTE)
-            while client.get(f"/{ROUTE}/x").text != base.STABLE:
+            base.apply(router, {ROUTE: traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 0)}).state(ROUTE)
+            while client.get(f"/{ROUTE}/x").text != traffic.STABLE:
                 pass
             out.append((time.perf_counter() - start) * 1000)
     return out
@@ -95,7 +96,7 @@ def main() -> int:
         for name, run in runs:
             rows.append((name, run()))
         bootstrap = envoy.bootstrap(
-            [envoy.RouteSpec(ROLLOUT, ROUTE, {base.STABLE: "127.0.0.1:9", base.CANARY: "127.0.0.1:9"})],
+            [envoy.RouteSpec(ROLLOUT, ROUTE, {traffic.STABLE: "127.0.0.1:9", traffic.CANARY: "127.0.0.1:9"})],
             admin="http://127.0.0.1:0",
             listen="127.0.0.1:0",
             runtime_prefix="rollouts",

@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 
 import httpx
 
-from controller import analysis, gates, prometheus, spec
+from controller import analysis, gates, prometheus, spec, traffic
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
-from tests.standins import live, model_server, traffic
+from tests.standins import live, loadgen, model_server
 
 ROLLOUT, ROUTE = "bench", "bench-chat"
 TENANTS = {"free": 5.0, "pro": 3.0, "enterprise": 2.0}
@@ -44,7 +44,7 @@ def main() -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-standins-")))
         models = {
             v: model_server.Model(variant=v, route=ROUTE, model=f"demo/{v}", behaviour=STABLE, segments=list(TENANTS))
-            for v in (base.STABLE, base.CANARY)
+            for v in (traffic.STABLE, traffic.CANARY)
         }
         servers = {v: stack.enter_context(model_server.serving(m)) for v, m in models.items()}
         config = envoy.bootstrap(
@@ -56,14 +56,14 @@ def main() -> int:
         proxy = stack.enter_context(envoy_proc.running_envoy(config, work / "envoy"))
         router = envoy.EnvoyRouter("edge", proxy.admin, routes={ROUTE: ROLLOUT})
         stack.callback(router.close)
-        base.apply(router, {ROUTE: base.RouteState({base.STABLE: 50, base.CANARY: 50})}).state(ROUTE)
+        base.apply(router, {ROUTE: traffic.RouteState({traffic.STABLE: 50, traffic.CANARY: 50})}).state(ROUTE)
         url = f"{proxy.url}/{ROUTE}/v1"
 
         print("Throughput through Envoy (stand-ins answer in 20-30 ms; 3 s per row, concurrency 32)")
         print(f"  {'target rps':>10} {'sent':>6} {'achieved rps':>13} {'stable':>7} {'canary':>7} {'failed':>7}")
         for rate in (50, 200, 500, 1000):
-            plan = traffic.Plan(url=url, rate=rate, max_requests=1_000_000, duration=3, concurrency=32, tenants=TENANTS)
-            r = traffic.Traffic(plan).start().wait()
+            plan = loadgen.Plan(url=url, rate=rate, max_requests=1_000_000, duration=3, concurrency=32, tenants=TENANTS)
+            r = loadgen.Traffic(plan).start().wait()
             print(
                 f"  {rate:>10} {r.sent:>6} {r.sent / r.seconds:>13.1f} {r.answered.get('stable', 0):>7}"
                 f" {r.answered.get('canary', 0):>7} {r.total_failed:>7}"
@@ -99,16 +99,16 @@ def main() -> int:
 
             seconds = []
             for _ in range(args.runs):
-                plan = traffic.Plan(url=url, rate=args.rate, max_requests=1_000_000, duration=600, tenants=TENANTS)
-                load = traffic.Traffic(plan).start()
+                plan = loadgen.Plan(url=url, rate=args.rate, max_requests=1_000_000, duration=600, tenants=TENANTS)
+                load = loadgen.Traffic(plan).start()
                 try:
                     prom.prom_poll("a healthy PASS", lambda v=verdict: v() is gates.Verdict.PASS, deadline=120)
-                    httpx.post(f"{servers[base.CANARY].url}/admin/scenario", json={"name": name}, timeout=5)
+                    httpx.post(f"{servers[traffic.CANARY].url}/admin/scenario", json={"name": name}, timeout=5)
                     start = time.monotonic()
                     prom.prom_poll("the FAIL", lambda v=verdict: v() is gates.Verdict.FAIL, deadline=120, every=0.05)
                     seconds.append(time.monotonic() - start)
                 finally:
-                    httpx.post(f"{servers[base.CANARY].url}/admin/scenario", json={"name": "good"}, timeout=5)
+                    httpx.post(f"{servers[traffic.CANARY].url}/admin/scenario", json={"name": "good"}, timeout=5)
                     load.stop()
                 # let the window forget the regression before the next run
                 prom.prom_poll("the window to clear", lambda v=verdict: v() is not gates.Verdict.FAIL, deadline=120)

@@ -99,9 +99,9 @@ def refusals(
             why = _cannot(router, difference, rollout.stable, other)
             if why:
                 out.append(Refusal(("spec", role, difference.value), f"router {name!r} ({router.type}) {why}"))
-    if isinstance(router, spec.EnvoyRouter):
+    if isinstance(router, spec.EnvoyRouterConfig):
         out += _upstreams(rollout, name, router)
-    if isinstance(router, spec.LitellmRouter):
+    if isinstance(router, spec.LitellmRouterConfig):
         for role in ("stable", "canary", "previous"):
             variant: spec.Variant | None = getattr(rollout, role)
             bad = connection_params(variant.params) if variant is not None else []
@@ -126,7 +126,7 @@ def _cannot(router: spec.RouterConfig, difference: Difference, stable: spec.Vari
             f"cannot carry a {difference} difference without {how.needs}: set {how.needs} on the router "
             f"({how.why}), or keep the variants' {difference} the same"
         )
-    if difference is Difference.MODEL and isinstance(router, spec.EnvoyRouter) and router.prompts_path is None:
+    if difference is Difference.MODEL and isinstance(router, spec.EnvoyRouterConfig) and router.prompts_path is None:
         host = router.upstreams.get(stable.model)
         if host is not None and host == router.upstreams.get(other.model):
             return (
@@ -141,7 +141,7 @@ def _unset(router: spec.RouterConfig, setting: str) -> bool:
     return getattr(router, to_snake(setting), None) in (None, "")
 
 
-def _upstreams(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouter) -> list[Refusal]:
+def _upstreams(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouterConfig) -> list[Refusal]:
     """An Envoy router sends each role to `upstreams[model]`: a model without an entry has no cluster.
     (The previous variant has no cluster on Envoy: its upstream may be gone.)"""
     out = []

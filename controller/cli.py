@@ -41,13 +41,14 @@ from controller import (
     review,
     spec,
     split,
+    traffic,
 )
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
-from controller.routers import base, envoy, files, flagd, litellm
+from controller.routers import atomic, base, envoy, flagd, litellm
 from controller.routers import file as file_router
 
-RouterT = TypeVar("RouterT", spec.EnvoyRouter, spec.LitellmRouter)
+RouterT = TypeVar("RouterT", spec.EnvoyRouterConfig, spec.LitellmRouterConfig)
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "rollout.schema.json": spec.Rollout,
@@ -71,9 +72,9 @@ def build_router(
     runtime keys after the rollout); `route_rollouts()` builds it from the loaded repo.
     """
     match config:
-        case spec.FileRouter():
+        case spec.FileRouterConfig():
             return file_router.FileRouter(name, root / config.path)
-        case spec.EnvoyRouter():
+        case spec.EnvoyRouterConfig():
             return envoy.EnvoyRouter(
                 name,
                 config.admin,
@@ -83,9 +84,9 @@ def build_router(
                 cds_path=root / config.cds_path if config.cds_path else None,
                 prompts_path=root / config.prompts_path if config.prompts_path else None,
             )
-        case spec.FlagdRouter():
+        case spec.FlagdRouterConfig():
             return flagd.FlagdRouter(name, root / config.path)
-        case spec.LitellmRouter():
+        case spec.LitellmRouterConfig():
             return litellm.LitellmRouter(
                 name,
                 config.url,
@@ -503,7 +504,7 @@ def _emit(args: argparse.Namespace, out: TextIO, text: str) -> int:
 
 
 def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
-    target = _render_target(args, out, spec.EnvoyRouter, "an Envoy")
+    target = _render_target(args, out, spec.EnvoyRouterConfig, "an Envoy")
     if target is None:
         return 1
     result, name, config = target
@@ -514,7 +515,7 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
             r.rollout.spec.route,
             {
                 role: v.model
-                for role, v in ((base.STABLE, r.rollout.spec.stable), (base.CANARY, r.rollout.spec.canary))
+                for role, v in ((traffic.STABLE, r.rollout.spec.stable), (traffic.CANARY, r.rollout.spec.canary))
                 if v
             },
         )
@@ -540,18 +541,18 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
     if cds_path is not None:
         # Envoy needs the clusters file at start; the router rewrites it as roles change models.
         cds_path.parent.mkdir(parents=True, exist_ok=True)
-        with files.locked(cds_path):
-            files.replace_json(cds_path, envoy.cds(specs))
+        with atomic.locked(cds_path):
+            atomic.replace_json(cds_path, envoy.cds(specs))
         print(f"wrote {cds_path} (the clusters Envoy loads and watches: cdsPath)", file=sys.stderr)
     if config.prompts_path:
         # What each revision serves, for the component behind Envoy (controller.routers.envoy_prompts).
         bundle_path = state / config.prompts_path
         bundle_path.parent.mkdir(parents=True, exist_ok=True)
-        with files.locked(bundle_path):
-            files.replace_json(bundle_path, envoy.bundle_update(None, served))
+        with atomic.locked(bundle_path):
+            atomic.replace_json(bundle_path, envoy.bundle_update(None, served))
         print(f"wrote {bundle_path} (the prompt bundle: promptsPath)", file=sys.stderr)
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
-    text += files.to_yaml(document)
+    text += atomic.to_yaml(document)
     return _emit(args, out, text)
 
 
@@ -573,7 +574,7 @@ def add_render_parser(sub: Any) -> None:
 
 
 def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
-    target = _render_target(args, out, spec.LitellmRouter, "a LiteLLM")
+    target = _render_target(args, out, spec.LitellmRouterConfig, "a LiteLLM")
     if target is None:
         return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights
     result, name, proxy = target
@@ -582,7 +583,7 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
         if r.rollout.spec.router != name:
             continue
         desired = plan.desired_state(r)
-        variants = ((base.STABLE, r.rollout.spec.stable), (base.CANARY, r.rollout.spec.canary))
+        variants = ((traffic.STABLE, r.rollout.spec.stable), (traffic.CANARY, r.rollout.spec.canary))
         groups.append(
             litellm.GroupSpec(
                 rollout=r.name,
@@ -611,7 +612,7 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
     if args.weights:
         text = json.dumps(weights, indent=2, sort_keys=True) + "\n"
     else:
-        text += files.to_yaml(document)
+        text += atomic.to_yaml(document)
     return _emit(args, out, text)
 
 
@@ -651,12 +652,12 @@ def _acting_on(remote: str, sha: str, state: Path) -> str:
 
 def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
     match config:
-        case spec.LocalForge():
+        case spec.LocalForgeConfig():
             path = Path(remote)
             if not path.exists():
                 raise UsageError(f"forge type local needs a local remote (a path), not {repo.redact(remote)!r}")
             return forge_local.LocalForge(path)
-        case spec.GithubForge():
+        case spec.GithubForgeConfig():
             from controller.forge import github
 
             return github.GithubForge.from_config(config, env=os.environ)
@@ -897,12 +898,12 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
         )
         if s.canary is None:
-            warm = f", old stable {loaded.revisions[base.PREVIOUS]} kept warm" if s.previous else ""
-            out.write(f"{o.rollout}  steady{warm}  rev {loaded.revisions[base.STABLE]}  for {age}\n")
+            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} kept warm" if s.previous else ""
+            out.write(f"{o.rollout}  steady{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}\n")
         else:
             out.write(
                 f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
-                f"rev {loaded.revisions[base.CANARY]}  in step {age}\n"
+                f"rev {loaded.revisions[traffic.CANARY]}  in step {age}\n"
             )
         out.write(
             f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"

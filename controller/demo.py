@@ -34,7 +34,7 @@ from typing import Any, TextIO
 import git
 import httpx
 
-from controller import errors, load, plan, prometheus, reconcile, repo, spec
+from controller import errors, load, plan, prometheus, reconcile, repo, spec, traffic
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base
@@ -179,7 +179,7 @@ def _model_server(stack: contextlib.ExitStack, variant: str, *, checkout: Path, 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), os.environ.get("PYTHONPATH", "")])}
     args = [
         sys.executable, "-m", "tests.standins.model_server", "--variant", variant, "--route", ROUTE,
-        "--model", STABLE_MODEL if variant == base.STABLE else CANARY_MODEL,
+        "--model", STABLE_MODEL if variant == traffic.STABLE else CANARY_MODEL,
         "--port", "0", "--port-file", str(port_file), "--segments", ",".join(TENANTS), *STABLE_BEHAVIOUR,
     ]  # fmt: skip
     stack.enter_context(process(args, log=work / f"{variant}.log", cwd=checkout, env=env))
@@ -391,8 +391,8 @@ def _terminate_cleanly() -> Callable[[], None]:
 
 
 def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View) -> None:
-    stable = _model_server(stack, base.STABLE, checkout=checkout, work=work)
-    canary = _model_server(stack, base.CANARY, checkout=checkout, work=work)
+    stable = _model_server(stack, traffic.STABLE, checkout=checkout, work=work)
+    canary = _model_server(stack, traffic.CANARY, checkout=checkout, work=work)
     listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     prom_port = free_port()
     config = (
@@ -414,10 +414,10 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     prom_url = _prometheus(stack, {"envoy": [admin], "models": [stable, canary]}, port=prom_port, work=work)
     view.event(f"Prometheus on {prom_url}, scraping Envoy and both model servers every second")
 
-    from tests.standins import traffic  # the checkout's stand-in, not the product
+    from tests.standins import loadgen  # the checkout's stand-in, not the product
 
-    load_gen = traffic.Traffic(
-        traffic.Plan(
+    load_gen = loadgen.Traffic(
+        loadgen.Plan(
             url=f"http://{listen}/{ROUTE}/v1",
             rate=RATE,
             max_requests=10**7,
@@ -454,12 +454,12 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     result.stable_hosts = {
         f"{h['address']['socket_address']['address']}:{h['address']['socket_address']['port_value']}"
         for c in clusters.get("cluster_statuses", [])
-        if c["name"] == spec.cluster_name(NAME, base.STABLE)
+        if c["name"] == spec.cluster_name(NAME, traffic.STABLE)
         for h in c.get("host_statuses", [])
     }
     which = {stable: STABLE_MODEL, canary: CANARY_MODEL}
     view.event(
-        f"Envoy, never restarted, sends {spec.cluster_name(NAME, base.STABLE)} to "
+        f"Envoy, never restarted, sends {spec.cluster_name(NAME, traffic.STABLE)} to "
         + ", ".join(f"{h} ({which.get(h, 'unknown')})" for h in sorted(result.stable_hosts))
     )
     view.event(f"traffic report: {json.dumps(result.traffic)}")
@@ -496,7 +496,7 @@ def _loop(
             live = router.read([ROUTE])[ROUTE]
             if isinstance(live, errors.RouterError):
                 raise live
-            weight = live.weight(base.CANARY) if live else 0
+            weight = live.weight(traffic.CANARY) if live else 0
             if scenario != "good" and result.regressed_at is None and weight >= REGRESS_AT:
                 httpx.post(f"http://{canary}/admin/behaviour", json=SCENARIOS[scenario], timeout=5).raise_for_status()
                 result.regressed_at = time.monotonic()

@@ -49,7 +49,7 @@ def run(
     total, done = len(jobs) + judges, 0
     lock = threading.Lock()
 
-    def tick(_i: int, _o: llm.Outcome) -> None:
+    def tick(_i: int, _o: llm.Reply) -> None:
         nonlocal done
         with lock:
             done += 1
@@ -131,7 +131,7 @@ class OnlineMetrics:
         by_id = {c.id: c for c in golden.cases}
         for v in report.variants.values():
             for result in v.cases:
-                if result.status is evals.Status.ERROR:
+                if result.status is evals.CaseStatus.ERROR:
                     self.errors.labels(self.route, v.variant).inc()
                     continue
                 case = by_id[result.id]

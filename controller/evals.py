@@ -20,8 +20,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from controller import errors, gates, load, plan, spec
-from controller.routers import base
+from controller import errors, gates, load, plan, spec, traffic
 
 EVALS_DIR = "evals"
 RESULTS_DIR = "results"
@@ -122,7 +121,7 @@ class Judge(_Model):
     model: str | None = None
 
 
-Check = Annotated[
+AnswerCheck = Annotated[
     Exact | Contains | Regex | JsonSchemaCheck | JsonField | ToolCallCheck | Judge, Field(discriminator="type")
 ]
 
@@ -133,7 +132,7 @@ class Case(_Model):
     id: str = Field(pattern=CASE_ID)
     description: str = ""
     messages: list[Message] = Field(min_length=1)
-    checks: list[Check] = Field(min_length=1)
+    checks: list[AnswerCheck] = Field(min_length=1)
     tools: list[dict[str, JsonValue]] | None = Field(default=None, description="OpenAI tool definitions.")
     segments: dict[str, str] = Field(default_factory=dict, description="Segment labels for online counters.")
 
@@ -310,7 +309,7 @@ class CheckResult(_Model):
     detail: str = ""
 
 
-class Status(StrEnum):
+class CaseStatus(StrEnum):
     PASS = "pass"
     FAIL = "fail"
     ERROR = "error"  # no answer (timeout, 429, malformed): not scored, the report is partial
@@ -318,7 +317,7 @@ class Status(StrEnum):
 
 class CaseResult(_Model):
     id: str
-    status: Status
+    status: CaseStatus
     checks: tuple[CheckResult, ...] = ()
     error: str | None = None
     answer: str | None = None  # the first 500 characters, for the report
@@ -367,7 +366,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def score_check(check: Check, answer: Answer, *, judged: tuple[bool, str] | None = None) -> CheckResult:
+def score_check(check: AnswerCheck, answer: Answer, *, judged: tuple[bool, str] | None = None) -> CheckResult:
     """One check against one answer. A judge check needs the judge's verdict in `judged`."""
     text = (answer.content or "").strip()
     match check:
@@ -443,12 +442,12 @@ def score_case(case: Case, answer: Answer, *, judged: Mapping[int, tuple[bool, s
     """Every check of a case; the case passes when all of them do. `judged` maps a judge check's
     index in `case.checks` to the judge's verdict."""
     results = tuple(score_check(c, answer, judged=(judged or {}).get(i)) for i, c in enumerate(case.checks))
-    status = Status.PASS if all(r.passed for r in results) else Status.FAIL
+    status = CaseStatus.PASS if all(r.passed for r in results) else CaseStatus.FAIL
     return CaseResult(id=case.id, status=status, checks=results, answer=answer.text()[:500])
 
 
 def errored(case: Case, message: str) -> CaseResult:
-    return CaseResult(id=case.id, status=Status.ERROR, error=message)
+    return CaseResult(id=case.id, status=CaseStatus.ERROR, error=message)
 
 
 # -- statistics and the report ---------------------------------------------------------------------
@@ -471,20 +470,20 @@ class VariantResult(_Model):
     revision: str
     cases: tuple[CaseResult, ...]
 
-    def count(self, status: Status) -> int:
+    def count(self, status: CaseStatus) -> int:
         return sum(1 for c in self.cases if c.status is status)
 
     @property
     def scored(self) -> int:
-        return self.count(Status.PASS) + self.count(Status.FAIL)
+        return self.count(CaseStatus.PASS) + self.count(CaseStatus.FAIL)
 
     @property
     def rate(self) -> float | None:
-        return self.count(Status.PASS) / self.scored if self.scored else None
+        return self.count(CaseStatus.PASS) / self.scored if self.scored else None
 
     @property
     def interval(self) -> tuple[float, float]:
-        return wilson(self.count(Status.PASS), self.scored)
+        return wilson(self.count(CaseStatus.PASS), self.scored)
 
     def by_id(self) -> dict[str, CaseResult]:
         return {c.id: c for c in self.cases}
@@ -506,7 +505,7 @@ class EvalReport(_Model):
 
     @property
     def partial(self) -> bool:
-        return any(v.count(Status.ERROR) for v in self.variants.values())
+        return any(v.count(CaseStatus.ERROR) for v in self.variants.values())
 
     def flips(self) -> list[Flip]:
         stable, canary = self.variants.get("stable"), self.variants.get("canary")
@@ -515,9 +514,9 @@ class EvalReport(_Model):
         before, out = stable.by_id(), []
         for after in canary.cases:
             was = before.get(after.id)
-            if was is None or Status.ERROR in (was.status, after.status) or was.status is after.status:
+            if was is None or CaseStatus.ERROR in (was.status, after.status) or was.status is after.status:
                 continue
-            if after.status is Status.FAIL:
+            if after.status is CaseStatus.FAIL:
                 detail = "; ".join(c.detail or c.type for c in after.checks if not c.passed)
                 out.append(Flip(id=after.id, direction="regressed", detail=detail[:300]))
             else:
@@ -532,11 +531,11 @@ class EvalReport(_Model):
         before, n, s, c = stable.by_id(), 0, 0, 0
         for after in canary.cases:
             was = before.get(after.id)
-            if was is None or Status.ERROR in (was.status, after.status):
+            if was is None or CaseStatus.ERROR in (was.status, after.status):
                 continue
             n += 1
-            s += was.status is Status.PASS
-            c += after.status is Status.PASS
+            s += was.status is CaseStatus.PASS
+            c += after.status is CaseStatus.PASS
         return n, s, c
 
 
@@ -650,7 +649,7 @@ def ramp_started(loaded: load.LoadedRollout) -> bool:
 
 
 def before_ramp(
-    loaded: load.LoadedRollout, *, live: base.RouteState | None, judged: gates.Judgement | None
+    loaded: load.LoadedRollout, *, live: traffic.RouteState | None, judged: gates.Judgement | None
 ) -> plan.Decision | None:
     """What the reconciler decides before `plan.decide()`: None to go on, or, for a canary whose ramp
     has not started and whose offline gate (`offline_status()`) has not passed, stable keeps all
@@ -683,10 +682,10 @@ def _rows(report: EvalReport) -> list[list[str]]:
                 name,
                 v.model,
                 v.revision,
-                f"{v.count(Status.PASS)}/{v.scored}",
+                f"{v.count(CaseStatus.PASS)}/{v.scored}",
                 _pct(v.rate),
                 f"{_pct(lo)} - {_pct(hi)}",
-                str(v.count(Status.ERROR)),
+                str(v.count(CaseStatus.ERROR)),
             ]
         )
     return rows
@@ -725,7 +724,7 @@ def render(report: EvalReport, fmt: str, *, judgement: gates.Judgement | None = 
         flips = sorted(report.flips(), key=lambda f: f.direction != "regressed")  # regressions first
         out += ["", ("### " if md else "") + f"Flipped cases ({len(flips)})"]
         out += [_item(f"{f.direction}: {f.id}", f.detail, md=md) for f in flips] or [_item("none", "", md=md)]
-    failed = [(v.variant, c) for v in report.variants.values() for c in v.cases if c.status is Status.ERROR]
+    failed = [(v.variant, c) for v in report.variants.values() for c in v.cases if c.status is CaseStatus.ERROR]
     if failed:
         out += ["", ("### " if md else "") + f"No answer ({len(failed)}): not scored"]
         out += [_item(f"{variant} {c.id}", c.error or "", md=md) for variant, c in failed]

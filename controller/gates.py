@@ -183,7 +183,7 @@ def judge(
 # -- the sequential judge, wired -----------------------------------------------------------------------
 
 
-def _one(name: str, j: stats.Judgement, unit: str) -> Judgement:
+def _one(name: str, j: stats.Comparison, unit: str) -> Judgement:
     check = Check(name, j.verdict, j.estimate, j.lower, j.upper, j.limit, unit, j.reason)
     return Judgement(j.verdict, f"{name}: {j.reason}", (check,))
 
@@ -305,7 +305,7 @@ def _ratio(
     max_drop: float | None = None,
     max_increase: float | None = None,
     tolerance: float | None = None,
-) -> stats.Judgement:
+) -> stats.Comparison:
     stable_events, stable_total, canary_events, canary_total = counts
     return stats.judge_ratio(
         stable_good=stable_events,

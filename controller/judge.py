@@ -42,7 +42,7 @@ _CANARY_SHARE = 0.8  # of a quantile comparison's alpha (and 1 - power), for the
 
 
 @dataclass(frozen=True)
-class Judgement:
+class Comparison:
     """One gate's verdict with its evidence. Values are the canary's regression against stable: in
     rate points when `relative` is false (0.02 = 2 points worse), else relative (0.15 = 15% worse).
     `lower`/`upper` bound the regression: `lower` at `1 - alpha`, `upper` at `power`."""
@@ -166,7 +166,7 @@ def judge_ratio(
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     tolerance: float | None = None,
-) -> Judgement:
+) -> Comparison:
     """Judge a rate, canary against stable, from counts since the step began.
 
     `good`/`total` count the template's events (for `error_rate`, `good` counts errors and
@@ -209,7 +209,7 @@ def _compare(
     alpha: float,
     power: float,
     min_samples: int,
-) -> Judgement:
+) -> Comparison:
     """One comparison of bad rates: the difference in rate points, or (`relative`) the ratio, judged on
     the log scale where its estimate is close to normal and read back as a relative change."""
     ns, nc = int(stable_total), int(canary_total)
@@ -243,7 +243,7 @@ def _compare(
             f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
         )
     explained = _explain(verdict, reason, nc, min_samples)
-    return Judgement(verdict, estimate, lower, upper, limit, relative, nc, ns, explained)
+    return Comparison(verdict, estimate, lower, upper, limit, relative, nc, ns, explained)
 
 
 def difference_variance(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> float:
@@ -277,7 +277,7 @@ def judge_quantile(
     alpha: float = DEFAULT_ALPHA,
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_QUANTILE_MIN_SAMPLES,
-) -> Judgement:
+) -> Comparison:
     """Judge a latency quantile, canary against stable, from cumulative `(le, count)` histogram buckets
     (as `increase(x_bucket[...])` gives them since the step began, `+Inf` included).
 
@@ -316,7 +316,7 @@ def judge_quantile(
         f"p{_qname(q)} canary {_secs(c_est)} vs stable {_secs(s_est)}: {_rel(estimate)} "
         f"(bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(max_increase)}"
     )
-    return Judgement(
+    return Comparison(
         verdict, estimate, lower, upper, max_increase, True, nc, ns, _explain(verdict, reason, nc, min_samples)
     )
 
@@ -397,12 +397,12 @@ def judge_rate_bound(
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     tolerance: float | None = None,
-) -> Judgement:
+) -> Comparison:
     """Judge the canary's rate `events / total` against an absolute bound: `max` when `at_most`, else `min`.
 
     One time-uniform confidence sequence for the rate (the same normal mixture as the comparisons):
     FAIL only when the `1 - alpha` bound is beyond the limit (for `max`: the lower bound above it),
-    PASS only when the `power` bound is within it and the canary has `min_samples`. The Judgement's
+    PASS only when the `power` bound is within it and the canary has `min_samples`. The Comparison's
     values are the canary's rate itself, not a regression; `lower`/`upper` are the bounds each
     decision reads (for `max`: lower at `1 - alpha`, upper at `power`; for `min` the other way round).
     """
@@ -427,7 +427,7 @@ def judge_rate_bound(
     verdict = _bound_verdict(failed, passed and total >= min_samples)
     word = "max" if at_most else "min"
     reason = f"canary {_pct(rate)} (bounds {_pct(lower)} .. {_pct(upper)}), {word} {_pct(limit)}"
-    return Judgement(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
+    return Comparison(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
 
 
 def judge_quantile_bound(
@@ -439,7 +439,7 @@ def judge_quantile_bound(
     alpha: float = DEFAULT_ALPHA,
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_QUANTILE_MIN_SAMPLES,
-) -> Judgement:
+) -> Comparison:
     """Judge the canary's q-quantile (from cumulative `(le, count)` buckets) against an absolute bound.
 
     The rank confidence sequence of `judge_quantile`, one arm: FAIL only when the `1 - alpha` bound is
@@ -467,7 +467,7 @@ def judge_quantile_bound(
     verdict = _bound_verdict(failed, passed and n >= min_samples)
     word = "max" if at_most else "min"
     reason = f"p{_qname(q)} canary {_secs(estimate)} (bounds {_secs(lower)} .. {_secs(upper)}), {word} {_secs(limit)}"
-    return Judgement(
+    return Comparison(
         verdict, estimate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples)
     )
 
@@ -522,7 +522,7 @@ def judge_split(
     alpha: float = DEFAULT_SPLIT_ALPHA,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     concentration: float = SPLIT_CONCENTRATION,
-) -> Judgement:
+) -> Comparison:
     """Judge whether requests reach the canary at the configured share `expected` (0.1 = weight 10),
     from the requests each variant counted since one fixed origin in the step.
 
@@ -557,7 +557,7 @@ def judge_split(
     else:
         verdict = verdicts.Verdict.INCONCLUSIVE
         reason = f"not enough canary requests ({nc} < {min_samples}): {counted}"
-    return Judgement(verdict, share, lower, upper, expected, False, nc, ns, reason)
+    return Comparison(verdict, share, lower, upper, expected, False, nc, ns, reason)
 
 
 SPLIT_MISMATCH = "the router is not splitting as configured"
@@ -766,12 +766,12 @@ def _tau_log(limit: float, tolerance: float | None) -> float:
     return max(math.log1p(limit + extra) - math.log1p(limit), _MIN_TAU_LOG)
 
 
-def _error(reason: str, *, limit: float, relative: bool) -> Judgement:
-    return Judgement(verdicts.Verdict.ERROR, None, None, None, limit, relative, 0, 0, reason)
+def _error(reason: str, *, limit: float, relative: bool) -> Comparison:
+    return Comparison(verdicts.Verdict.ERROR, None, None, None, limit, relative, 0, 0, reason)
 
 
-def _inconclusive(reason: str, *, limit: float, relative: bool, nc: int, ns: int) -> Judgement:
-    return Judgement(verdicts.Verdict.INCONCLUSIVE, None, None, None, limit, relative, nc, ns, reason)
+def _inconclusive(reason: str, *, limit: float, relative: bool, nc: int, ns: int) -> Comparison:
+    return Comparison(verdicts.Verdict.INCONCLUSIVE, None, None, None, limit, relative, nc, ns, reason)
 
 
 def _explain(verdict: verdicts.Verdict, reason: str, canary_samples: int, min_samples: int) -> str:

@@ -9,8 +9,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from controller import advice, load, promql, spec, templates
-from controller.routers import base
+from controller import advice, load, promql, spec, templates, traffic
 
 WARNING = "warning"
 ERROR = "error"
@@ -56,7 +55,7 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
 
     if s.canary is not None:
         model_changed = s.canary.model != s.stable.model
-        prompt_changed = loaded.prompt_digests.get(base.CANARY) != loaded.prompt_digests.get(base.STABLE)
+        prompt_changed = loaded.prompt_digests.get(traffic.CANARY) != loaded.prompt_digests.get(traffic.STABLE)
         if model_changed and prompt_changed and not s.allow_paired_change:
             add(
                 "R001",
@@ -94,7 +93,7 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
-    if isinstance(config.routers.get(s.router), spec.LitellmRouter):
+    if isinstance(config.routers.get(s.router), spec.LitellmRouterConfig):
         for i, step in enumerate(s.steps):
             if step.shadow:
                 add(

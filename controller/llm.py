@@ -20,7 +20,7 @@ from controller import errors, evals
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
-Outcome = evals.Answer | errors.EvalError
+Reply = evals.Answer | errors.EvalError
 
 
 class Client:
@@ -91,13 +91,13 @@ class Client:
         bodies: Sequence[dict[str, Any]],
         *,
         concurrency: int = 4,
-        on_done: Callable[[int, Outcome], None] | None = None,
-    ) -> list[Outcome]:
+        on_done: Callable[[int, Reply], None] | None = None,
+    ) -> list[Reply]:
         """Every request, at most `concurrency` at a time; a failed one is its EvalError, in place."""
 
-        def one(i: int) -> Outcome:
+        def one(i: int) -> Reply:
             try:
-                outcome: Outcome = self.chat(bodies[i])
+                outcome: Reply = self.chat(bodies[i])
             except errors.EvalError as exc:
                 outcome = exc
             if on_done is not None:

@@ -888,7 +888,7 @@ def _proxy_config_problems(tree: Tree, repo: RepoSpec) -> list[errors.Problem]:
     assert repo.config is not None
     out: list[errors.Problem] = []
     for name, router in repo.config.routers.items():
-        if not isinstance(router, spec.LitellmRouter) or router.proxy_config is None:
+        if not isinstance(router, spec.LitellmRouterConfig) or router.proxy_config is None:
             continue
         routes = [r.rollout.spec.route for r in repo.rollouts if r.rollout.spec.router == name]
         why = _proxy_config_why(tree, router.proxy_config, routes)

@@ -11,15 +11,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from controller import advice, gates, load, spec
-from controller.routers import base
+from controller import advice, gates, load, spec, traffic
 
 
 def current_step(loaded: load.LoadedRollout) -> int:
     """The step the rollout is at: status.step for the canary's revision, else 0 (a new revision).
     Never clamped: a step past the last is refused by loading, and here it is an error, never 100%."""
     status = loaded.rollout.status
-    canary = loaded.revisions.get(base.CANARY)
+    canary = loaded.revisions.get(traffic.CANARY)
     if status is None or canary is None or status.revision != canary:
         return 0
     if not 0 <= status.step < len(loaded.rollout.spec.steps):
@@ -27,12 +26,12 @@ def current_step(loaded: load.LoadedRollout) -> int:
     return status.step
 
 
-def served(loaded: load.LoadedRollout) -> dict[str, base.Served]:
+def served(loaded: load.LoadedRollout) -> dict[str, traffic.Served]:
     s = loaded.rollout.spec
     out = {}
-    for role, variant in ((base.STABLE, s.stable), (base.CANARY, s.canary), (base.PREVIOUS, s.previous)):
+    for role, variant in ((traffic.STABLE, s.stable), (traffic.CANARY, s.canary), (traffic.PREVIOUS, s.previous)):
         if variant is not None:
-            out[role] = base.Served(
+            out[role] = traffic.Served(
                 model=variant.model,
                 prompt=loaded.prompts.get(role),
                 revision=loaded.revisions[role],
@@ -44,7 +43,7 @@ def served(loaded: load.LoadedRollout) -> dict[str, base.Served]:
 
 def rolled_back(loaded: load.LoadedRollout) -> bool:
     status = loaded.rollout.status
-    canary = loaded.revisions.get(base.CANARY)
+    canary = loaded.revisions.get(traffic.CANARY)
     if status is None or canary is None:
         return False
     if canary in status.retried:
@@ -56,40 +55,40 @@ def paused(loaded: load.LoadedRollout) -> bool:
     status = loaded.rollout.status
     return (
         status is not None
-        and status.revision == loaded.revisions.get(base.CANARY)
+        and status.revision == loaded.revisions.get(traffic.CANARY)
         and status.phase is spec.Phase.PAUSED
     )
 
 
-def desired_state(loaded: load.LoadedRollout) -> base.RouteState:
+def desired_state(loaded: load.LoadedRollout) -> traffic.RouteState:
     """What main says the route should be, before any gate verdict of this tick."""
     s = loaded.rollout.spec
     if s.canary is None or rolled_back(loaded):
         return rolled_back_state(loaded)
     step = s.steps[current_step(loaded)]
-    weights = {base.STABLE: 100 - step.canary_weight, base.CANARY: step.canary_weight}
-    return base.RouteState(weights, step.shadow or 0, served(loaded))
+    weights = {traffic.STABLE: 100 - step.canary_weight, traffic.CANARY: step.canary_weight}
+    return traffic.RouteState(weights, step.shadow or 0, served(loaded))
 
 
-def lowered(loaded: load.LoadedRollout, live: base.RouteState | None) -> base.RouteState:
+def lowered(loaded: load.LoadedRollout, live: traffic.RouteState | None) -> traffic.RouteState:
     """What a rollback writes: the canary at 0 and shadow off. On a route that other variants share
     (`live.others`, no rollout's), the canary's weight goes to stable and the others are left as
     they are, so lowering exposure never depends on them; otherwise the rolled-back state."""
     if live is None or not live.others:
         return rolled_back_state(loaded)
     down = live.lowered()
-    return base.RouteState(down.weights, 0, served(loaded), down.others)
+    return traffic.RouteState(down.weights, 0, served(loaded), down.others)
 
 
-def rolled_back_state(loaded: load.LoadedRollout) -> base.RouteState:
+def rolled_back_state(loaded: load.LoadedRollout) -> traffic.RouteState:
     """Stable 100, every other variant 0 (still routable) and shadow off: never all weights 0."""
     s = loaded.rollout.spec
-    weights = {base.STABLE: 100}
+    weights = {traffic.STABLE: 100}
     if s.canary is not None:
-        weights[base.CANARY] = 0
+        weights[traffic.CANARY] = 0
     if s.previous is not None:
-        weights[base.PREVIOUS] = 0
-    return base.RouteState(weights, 0, served(loaded))
+        weights[traffic.PREVIOUS] = 0
+    return traffic.RouteState(weights, 0, served(loaded))
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,8 @@ class RouteDiff:
     steps: int
     phase: str
     revisions: dict[str, str]
-    desired: base.RouteState
-    live: base.RouteState | None
+    desired: traffic.RouteState
+    live: traffic.RouteState | None
     action: str  # what the next tick would do to the router, in words
     timing: advice.StepAdvice | None = None  # how long the current step's gates need to decide
 
@@ -114,7 +113,7 @@ class RouteDiff:
 
 
 def diff(
-    loaded: load.LoadedRollout, live: base.RouteState | None, *, config: spec.ControllerConfig | None = None
+    loaded: load.LoadedRollout, live: traffic.RouteState | None, *, config: spec.ControllerConfig | None = None
 ) -> RouteDiff:
     """Desired against live; `config` (for custom gate templates) sharpens the timing advice."""
     desired = desired_state(loaded)
@@ -133,7 +132,7 @@ def diff(
         phase = spec.Phase.ROLLED_BACK.value
     elif loaded.rollout.spec.canary is None:
         phase = "Stable"
-    elif status is None or status.revision != loaded.revisions.get(base.CANARY):
+    elif status is None or status.revision != loaded.revisions.get(traffic.CANARY):
         phase = "New"
     else:
         phase = status.phase.value
@@ -185,7 +184,7 @@ class Facts:
     """What one tick observed about one rollout, gathered by the reconciler."""
 
     now: datetime
-    live: base.RouteState | None
+    live: traffic.RouteState | None
     verdicts: tuple[GateResult, ...] = ()
     step_since: datetime | None = None  # when main first said the current step (from git history)
     samples: int | None = None  # canary requests counted in this step
@@ -198,7 +197,7 @@ class Facts:
 class Decision:
     kind: Kind
     reason: str
-    route: base.RouteState | None = None  # for APPLY and ROLLBACK: what the router must say now
+    route: traffic.RouteState | None = None  # for APPLY and ROLLBACK: what the router must say now
     to_step: int | None = None  # for ADVANCE
     failed: tuple[GateResult, ...] = ()  # the gates behind a ROLLBACK or PAUSE
 
@@ -221,15 +220,15 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     s = loaded.rollout.spec
     live = facts.live
 
-    def converge(target: base.RouteState, reason: str) -> Decision | None:
+    def converge(target: traffic.RouteState, reason: str) -> Decision | None:
         if live is not None and live.hold and _exposed(target):
             return Decision(Kind.HOLD, f"{reason}: not setting {target.describe()}: {live.hold}")
         if live is not None and live.others:
             if live.raises(target):
                 return _shared(live, target, reason)
             # lowering (or holding) on a shared route: only the canary moves, the others stay as they are
-            down = live.lowered(target.weight(base.CANARY), target.shadow)
-            target = base.RouteState(down.weights, down.shadow, target.served, down.others)
+            down = live.lowered(target.weight(traffic.CANARY), target.shadow)
+            target = traffic.RouteState(down.weights, down.shadow, target.served, down.others)
         if live is None or not live.same_traffic(target) or not live.same_revisions(target):
             return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
         return None
@@ -298,12 +297,12 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     return Decision(Kind.ADVANCE, f"step {index + 1} done and every gate passed", to_step=index + 1)
 
 
-def _exposed(state: base.RouteState) -> bool:
+def _exposed(state: traffic.RouteState) -> bool:
     """The canary gets live or mirrored traffic in `state`."""
-    return bool(state.weight(base.CANARY) or state.shadow)
+    return bool(state.weight(traffic.CANARY) or state.shadow)
 
 
-def _shared(live: base.RouteState, target: base.RouteState, reason: str) -> Decision:
+def _shared(live: traffic.RouteState, target: traffic.RouteState, reason: str) -> Decision:
     """A hold instead of raising exposure on a route that variants no rollout manages share: what
     the canary's weight would mean there is not ours to say. Lowering is never refused (`lowered`)."""
     return Decision(

@@ -18,7 +18,21 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
-from controller import analysis, errors, evals, evidence, gates, load, plan, prometheus, repo, report, spec, split
+from controller import (
+    analysis,
+    errors,
+    evals,
+    evidence,
+    gates,
+    load,
+    plan,
+    prometheus,
+    repo,
+    report,
+    spec,
+    split,
+    traffic,
+)
 from controller.forge import base as forge_base
 from controller.routers import base
 
@@ -77,7 +91,7 @@ class Outcome:
     rollout: str
     route: str = ""
     decision: plan.Decision | None = None
-    live: base.RouteState | None = None
+    live: traffic.RouteState | None = None
     actions: tuple[str, ...] = ()
     error: str | None = None
     adapter: str = ""  # which adapter failed: router, prometheus, forge, git
@@ -113,7 +127,7 @@ class _Decided:
     refused: errors.RouterError | None = None  # why the write is not even tried (it would create router state)
 
     @property
-    def state(self) -> base.RouteState | None:
+    def state(self) -> traffic.RouteState | None:
         """The route state this decision writes, if it writes one."""
         return self.decision.route if self.decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK) else None
 
@@ -303,7 +317,7 @@ class Controller:
         (a router's write leaves what is not ours as it is), except on a route the router has no state
         for at all: that write would create router state, so it is refused (`refused`), never reported
         as done."""
-        live: base.RouteState | None = None
+        live: traffic.RouteState | None = None
         unread: errors.RouterError | None = None
         if isinstance(seen, errors.RouterError):
             unread = seen  # decide anyway: lowering exposure is never refused, so a rollback is still attempted
@@ -340,7 +354,7 @@ class Controller:
             step=plan.current_step(loaded),
         )
         urgent = decision.kind is plan.Kind.ROLLBACK or (
-            facts.rollback_pr_open and decision.route is not None and _exposure_free(decision.route)
+            facts.rollback_pr_open and decision.route is not None and traffic.exposure_free(decision.route)
         )
         if unread is not None:
             if not urgent:
@@ -546,7 +560,7 @@ class Controller:
         return out
 
     def _write_batch(
-        self, router: base.Router, states: Mapping[str, base.RouteState], *, urgent: set[str]
+        self, router: base.Router, states: Mapping[str, traffic.RouteState], *, urgent: set[str]
     ) -> dict[str, _Written]:
         """One router's batch: (attempts, the last error or None) per route."""
         delays = self.backoff.delays()
@@ -567,8 +581,8 @@ class Controller:
         }
 
     def _apply_isolated(
-        self, router: base.Router, states: Mapping[str, base.RouteState]
-    ) -> dict[str, base.RouteState | Exception]:
+        self, router: base.Router, states: Mapping[str, traffic.RouteState]
+    ) -> dict[str, traffic.RouteState | Exception]:
         """`base.apply` on a batch, each route's live state or error. A router that refuses the batch
         (one broken route) must not stop the others: the batch is split in halves until the failure
         is a batch of one, so the error lands on the rollout that caused it and one broken route in a
@@ -730,16 +744,11 @@ def _adapter(exc: errors.RolloutError) -> str:
     return "controller"
 
 
-def _exposure_free(state: base.RouteState) -> bool:
-    """No live or mirrored traffic reaches the canary: the state a rollback (or a steady route) wants."""
-    return state.weight(base.CANARY) == 0 and state.shadow == 0
-
-
 def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
     status = loaded.rollout.status
-    canary = loaded.revisions.get(base.CANARY)
+    canary = loaded.revisions.get(traffic.CANARY)
     phase = status.phase.value if status is not None and status.revision == canary else "New"
-    return (canary, plan.current_step(loaded), phase, loaded.revisions.get(base.PREVIOUS))
+    return (canary, plan.current_step(loaded), phase, loaded.revisions.get(traffic.PREVIOUS))
 
 
 def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
@@ -786,7 +795,7 @@ def _rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.Pull
     """A revert PR for the canary's revision is open, or was closed without merging: either way the
     rolled-back weights hold. A human who closes a revert PR has not approved the canary: only a new
     revision or `rollout retry` lets it run again."""
-    revision = loaded.revisions.get(base.CANARY)
+    revision = loaded.revisions.get(traffic.CANARY)
     if revision is None:
         return False
     same = [p for p in mine if p.branch == branch(loaded.name, Action.ROLLBACK, revision)]
@@ -828,14 +837,14 @@ def _edit(
     """(new file text, the revision the PR is about, its title)."""
     s = loaded.rollout.spec
     name = loaded.name
-    canary = loaded.revisions.get(base.CANARY, "")
+    canary = loaded.revisions.get(traffic.CANARY, "")
     status = _status(loaded)
     fresh = status.get("revision") != canary
     rolled = [r for r in status.get("rolledBack", []) if r != canary]
     retried = [r for r in status.get("retried", []) if r != canary]
     common = {
         "revision": canary,
-        "stableRevision": loaded.revisions.get(base.STABLE),
+        "stableRevision": loaded.revisions.get(traffic.STABLE),
         "rolledBack": rolled,
         "retried": retried,
     }
@@ -873,7 +882,7 @@ def _edit(
             model = s.canary.model if s.canary else "the canary"
             return repo.set_status(promoted, new), canary, f"{name}: complete, {model} is the new stable"
         case Action.DECOMMISSION:
-            previous = loaded.revisions.get(base.PREVIOUS, "")
+            previous = loaded.revisions.get(traffic.PREVIOUS, "")
             model = s.previous.model if s.previous else "the old stable"
             return repo.drop_previous(text), previous, f"{name}: decommission the old stable {model}"
         case Action.RETRY:
@@ -934,7 +943,7 @@ def _body(
     current = plan.current_step(loaded)
     lines = [
         f"Rollout `{loaded.name}` on router `{s.router}`, route `{report.md(s.route)}`; "
-        f"canary revision `{loaded.revisions.get(base.CANARY, '-')}`, stable `{loaded.revisions.get(base.STABLE, '-')}`.",
+        f"canary revision `{loaded.revisions.get(traffic.CANARY, '-')}`, stable `{loaded.revisions.get(traffic.STABLE, '-')}`.",
         "",
         f"Why: {report.md(decision.reason)}",
         "",
@@ -982,7 +991,7 @@ def _body(
     meta = {
         "rollout": loaded.name,
         "action": action,
-        "revision": loaded.revisions.get(base.CANARY),
+        "revision": loaded.revisions.get(traffic.CANARY),
         "toStep": decision.to_step,
     }
     lines += ["", f"<!-- rollout:meta {json.dumps(meta, sort_keys=True)} -->"]
@@ -994,13 +1003,13 @@ def _plan_table(loaded: load.LoadedRollout, action: str, decision: plan.Decision
     now = plan.desired_state(loaded)
     if action == Action.ADVANCE and decision.to_step is not None:
         step = loaded.rollout.spec.steps[decision.to_step]
-        after = base.RouteState(
-            {base.STABLE: 100 - step.canary_weight, base.CANARY: step.canary_weight}, step.shadow or 0
+        after = traffic.RouteState(
+            {traffic.STABLE: 100 - step.canary_weight, traffic.CANARY: step.canary_weight}, step.shadow or 0
         )
     elif action == Action.ROLLBACK:
         after = plan.rolled_back_state(loaded)
     elif action == Action.COMPLETE:
-        after = base.RouteState({base.STABLE: 100, base.PREVIOUS: 0})
+        after = traffic.RouteState({traffic.STABLE: 100, traffic.PREVIOUS: 0})
     else:
         return []
     return [

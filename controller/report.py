@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from controller import advice, errors, plan, spec
-from controller.routers import base
+from controller import advice, errors, plan, spec, traffic
 
 
 def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
@@ -65,7 +64,7 @@ def md(value: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _split(state: base.RouteState | None) -> str:
+def _split(state: traffic.RouteState | None) -> str:
     return (
         "absent"
         if state is None
@@ -73,7 +72,7 @@ def _split(state: base.RouteState | None) -> str:
     )
 
 
-def _shadow(state: base.RouteState | None) -> str:
+def _shadow(state: traffic.RouteState | None) -> str:
     return "-" if state is None else f"{state.shadow}%"
 
 

@@ -14,8 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from controller import errors, evidence, gates, load, plan, report
-from controller.routers import base
+from controller import errors, evidence, gates, load, plan, report, traffic
 
 
 class Kind(StrEnum):
@@ -94,8 +93,8 @@ def classify(b: load.LoadedRollout | None, h: load.LoadedRollout | None) -> Chan
     if b is not None and _same(b, h):
         return None
     name = h.name
-    canary = h.revisions.get(base.CANARY)
-    same = b is not None and canary is not None and b.revisions.get(base.CANARY) == canary
+    canary = h.revisions.get(traffic.CANARY)
+    same = b is not None and canary is not None and b.revisions.get(traffic.CANARY) == canary
     promoted = _promotion(b, h, same=same)
     if promoted is not None:
         return promoted
@@ -111,14 +110,14 @@ def classify(b: load.LoadedRollout | None, h: load.LoadedRollout | None) -> Chan
     if same and b is not None and moving and (plan.rolled_back(b) or plan.paused(b)):
         return Change(name, Kind.RETRY, f"lets revision {canary} run again from {_at(h)}")
     if b is not None:
-        was = b.revisions.get(base.CANARY)
-        if canary is None and was is not None and h.revisions.get(base.STABLE) == was:
+        was = b.revisions.get(traffic.CANARY)
+        if canary is None and was is not None and h.revisions.get(traffic.STABLE) == was:
             return Change(
                 name, Kind.COMPLETION, f"records the completion: revision {was}, already at 100%, is the stable"
             )
         if b.rollout.spec.previous is not None and h.rollout.spec.previous is None:
             return Change(
-                name, Kind.DECOMMISSION, f"removes the old stable (revision {b.revisions.get(base.PREVIOUS)}) at 0%"
+                name, Kind.DECOMMISSION, f"removes the old stable (revision {b.revisions.get(traffic.PREVIOUS)}) at 0%"
             )
     if b is None:
         return Change(name, Kind.SPEC, f"adds the rollout {name}" + (f", its canary at {_at(h)}" if canary else ""))
@@ -135,7 +134,7 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
     completion from a step below 100%. Only the base's gates, measured against the base's
     Prometheus, can back it: the PR itself may have loosened them."""
     name = h.name
-    canary = h.revisions.get(base.CANARY)
+    canary = h.revisions.get(traffic.CANARY)
     if canary is not None and not plan.rolled_back(h):
         step = plan.current_step(h)
         if same and b is not None and not plan.rolled_back(b):
@@ -151,10 +150,10 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
                 refused=f"{why} starts at step 1; no measurement backs a start at step {step + 1}",
             )
         return None
-    was = b.revisions.get(base.CANARY) if b is not None else None
+    was = b.revisions.get(traffic.CANARY) if b is not None else None
     if b is not None and was is not None and canary is None and not plan.rolled_back(b):
         weight = _exposure(b)[0]
-        if h.revisions.get(base.STABLE) == was and weight < 100:
+        if h.revisions.get(traffic.STABLE) == was and weight < 100:
             return Change(name, Kind.PROMOTION, f"makes revision {was} the stable from {_at(b)}", measure=b)
     return None
 
@@ -166,7 +165,7 @@ def _same(b: load.LoadedRollout, h: load.LoadedRollout) -> bool:
 def _exposure(loaded: load.LoadedRollout) -> tuple[int, int]:
     """(weight, shadow) main gives the canary."""
     state = plan.desired_state(loaded)
-    return state.weights.get(base.CANARY, 0), state.shadow
+    return state.weights.get(traffic.CANARY, 0), state.shadow
 
 
 def _grows(before: tuple[int, int], after: tuple[int, int]) -> bool:

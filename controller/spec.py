@@ -534,7 +534,7 @@ class Rollout(_Model):
 # -- the controller config ----------------------------------------------------------------------
 
 
-class FileRouter(_Model):
+class FileRouterConfig(_Model):
     """The embedded default: a JSON file of weights, written atomically."""
 
     type: Literal["file"]
@@ -543,7 +543,7 @@ class FileRouter(_Model):
     )
 
 
-class EnvoyRouter(_Model):
+class EnvoyRouterConfig(_Model):
     type: Literal["envoy"]
     admin: Url = Field(description="Envoy's admin address; keep it on loopback or behind auth.")
     runtime_prefix: str = Field(default="rollouts", pattern=r"^[a-z][a-z0-9_]*$")
@@ -568,7 +568,7 @@ class EnvoyRouter(_Model):
     )
 
     @model_validator(mode="after")
-    def _prompts_need_cds(self) -> EnvoyRouter:
+    def _prompts_need_cds(self) -> EnvoyRouterConfig:
         if self.prompts_path is not None and self.cds_path is None:
             raise _located(
                 ("promptsPath",),
@@ -578,12 +578,12 @@ class EnvoyRouter(_Model):
         return self
 
 
-class FlagdRouter(_Model):
+class FlagdRouterConfig(_Model):
     type: Literal["flagd"]
     path: Visible = Field(description="The flagd flag file, relative to the state directory (`stateDir`), or absolute.")
 
 
-class LitellmRouter(_Model):
+class LitellmRouterConfig(_Model):
     """A LiteLLM proxy: a route is a model group, a variant a deployment (`model_info.id`).
 
     Weights are read from `GET /model/info` and applied through `weightsFile`, which the callback
@@ -617,7 +617,7 @@ class LitellmRouter(_Model):
 
 
 RouterConfig = Annotated[
-    FileRouter | EnvoyRouter | FlagdRouter | LitellmRouter,
+    FileRouterConfig | EnvoyRouterConfig | FlagdRouterConfig | LitellmRouterConfig,
     Field(discriminator="type"),
 ]
 
@@ -628,7 +628,7 @@ class PrometheusConfig(_Model):
     bearer_token_env: EnvName | None = None
 
 
-class LocalForge(_Model):
+class LocalForgeConfig(_Model):
     type: Literal["local"]
 
 
@@ -640,7 +640,7 @@ class GithubApp(_Model):
     private_key_env: EnvName = Field(default="GITHUB_APP_PRIVATE_KEY", description="Holds the App's PEM key.")
 
 
-class GithubForge(_Model):
+class GithubForgeConfig(_Model):
     type: Literal["github"]
     repository: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$", description="owner/name")
     api_url: Url = "https://api.github.com"
@@ -648,7 +648,7 @@ class GithubForge(_Model):
     app: GithubApp | None = Field(default=None, description="Authenticate as this App instead of with tokenEnv.")
 
 
-ForgeConfig = Annotated[LocalForge | GithubForge, Field(discriminator="type")]
+ForgeConfig = Annotated[LocalForgeConfig | GithubForgeConfig, Field(discriminator="type")]
 
 
 _MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\\n]|\\.)*"\s*'
@@ -747,7 +747,7 @@ class ControllerConfig(_Model):
     kind: Literal["ControllerConfig"]
     routers: dict[Name, RouterConfig] = Field(min_length=1)
     prometheus: PrometheusConfig | None = None
-    forge: ForgeConfig = Field(default_factory=lambda: LocalForge(type="local"))
+    forge: ForgeConfig = Field(default_factory=lambda: LocalForgeConfig(type="local"))
     gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
     branch: str = Field(default="main", description="The branch that holds the desired state.")
     state_dir: StateDir | None = Field(

@@ -23,8 +23,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from controller import gates, judge, load, plan, spec
-from controller.routers import base
+from controller import gates, judge, load, plan, spec, traffic
 
 KIND = "split"  # its evidence's kind; its name is `gates.TRAFFIC_SPLIT`
 STICKY_ROUTERS = frozenset({"flagd"})  # split by user, not by request: a request share is not binomial
@@ -119,7 +118,7 @@ def target(
     s = loaded.rollout.spec
     step = s.steps[plan.current_step(loaded)]
     weights = plan.desired_state(loaded).weights
-    canary, stable = weights.get(base.CANARY, 0), weights.get(base.STABLE, 0)
+    canary, stable = weights.get(traffic.CANARY, 0), weights.get(traffic.STABLE, 0)
     interval = s.analysis.interval
     waiting = ""
     if window is not None:
@@ -178,7 +177,7 @@ def evidence(
     if t.look is None or counts is None:
         why = t.waiting or "no request counts for either variant"
         return row(gates.Verdict.INCONCLUSIVE, (_unjudged(why),))
-    stable, canary = counts.get(base.STABLE, 0.0), counts.get(base.CANARY, 0.0)
+    stable, canary = counts.get(traffic.STABLE, 0.0), counts.get(traffic.CANARY, 0.0)
     j = judge.judge_split(
         canary=canary, stable=stable, expected=t.expected, alpha=t.look.alpha, min_samples=t.min_samples
     )

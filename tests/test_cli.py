@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli
-from controller.routers import base
+from controller import cli, traffic
 from controller.routers import file as file_router
 
 ROOT = Path(__file__).parent.parent
@@ -148,7 +147,7 @@ def test_python_dash_m_runs_the_same_command() -> None:
 
 def set_live(examples: Path, router: str, route: str, weights: dict[str, int], shadow: int = 0) -> None:
     file_router.FileRouter(router, examples / f".rollout/{router}.json").write(
-        {route: base.RouteState(weights, shadow)}
+        {route: traffic.RouteState(weights, shadow)}
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, errors, load, plan, repo
+from controller import cli, errors, load, plan, repo, traffic
 from controller.routers import base
 from controller.routers import file as file_router
 from tests.helpers.routes import read_one
@@ -19,21 +19,23 @@ from tests.helpers.routes import read_one
 
 def test_route_state_invariants() -> None:
     with pytest.raises(ValueError, match="sum to 100"):
-        base.RouteState({"stable": 0, "canary": 0})
+        traffic.RouteState({"stable": 0, "canary": 0})
     with pytest.raises(ValueError, match="between 0 and 100"):
-        base.RouteState({"stable": 101, "canary": -1})
+        traffic.RouteState({"stable": 101, "canary": -1})
     with pytest.raises(ValueError, match="shadow"):
-        base.RouteState({"stable": 100}, shadow=101)
-    state = base.RouteState({"stable": 95, "canary": 5}, shadow=0)
-    assert state.same_traffic(base.RouteState({"canary": 5, "stable": 95}))
-    assert not state.same_traffic(base.RouteState({"stable": 95, "canary": 5}, shadow=10))
-    assert base.RouteState({"stable": 100}).same_traffic(base.RouteState({"stable": 100, "canary": 0}))
+        traffic.RouteState({"stable": 100}, shadow=101)
+    state = traffic.RouteState({"stable": 95, "canary": 5}, shadow=0)
+    assert state.same_traffic(traffic.RouteState({"canary": 5, "stable": 95}))
+    assert not state.same_traffic(traffic.RouteState({"stable": 95, "canary": 5}, shadow=10))
+    assert traffic.RouteState({"stable": 100}).same_traffic(traffic.RouteState({"stable": 100, "canary": 0}))
 
 
 def test_write_then_read_back(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
     assert read_one(router, "chat") is None
-    state = base.RouteState({"stable": 75, "canary": 25}, 0, {"canary": base.Served("m", "p.md", "abc", {"t": 1})})
+    state = traffic.RouteState(
+        {"stable": 75, "canary": 25}, 0, {"canary": traffic.Served("m", "p.md", "abc", {"t": 1})}
+    )
     live = base.apply(router, {"chat": state}).state("chat")
     assert live == state
     assert read_one(router, "other") is None
@@ -41,15 +43,15 @@ def test_write_then_read_back(tmp_path: Path) -> None:
 
 def test_writes_keep_other_routes(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
-    router.write({"a": base.RouteState({"stable": 100})})
-    router.write({"b": base.RouteState({"stable": 50, "canary": 50})})
+    router.write({"a": traffic.RouteState({"stable": 100})})
+    router.write({"b": traffic.RouteState({"stable": 50, "canary": 50})})
     assert set(json.loads((tmp_path / "routes.json").read_text())["routes"]) == {"a", "b"}
 
 
 def _writer(path: str, route: str, n: int) -> None:
     router = file_router.FileRouter("local", path)
     for i in range(n):
-        router.write({route: base.RouteState({"stable": 100 - i % 100, "canary": i % 100})})
+        router.write({route: traffic.RouteState({"stable": 100 - i % 100, "canary": i % 100})})
 
 
 def test_two_writers_at_once_lose_nothing(tmp_path: Path) -> None:
@@ -87,7 +89,7 @@ def test_malformed_state_is_a_clear_error_and_no_write(tmp_path: Path, content: 
         read_one(router, "chat")
     if "routes" not in content or 'version": 9' in content or "{not" in content:
         with pytest.raises(errors.RouterStateError):
-            router.write({"chat": base.RouteState({"stable": 100})})
+            router.write({"chat": traffic.RouteState({"stable": 100})})
         assert path.read_text() == content
 
 
@@ -95,18 +97,21 @@ def test_unwritable_location_is_retryable(tmp_path: Path) -> None:
     (tmp_path / "not-a-dir").write_text("")  # root ignores permissions; a file in the path stops everyone
     router = file_router.FileRouter("local", tmp_path / "not-a-dir" / "routes.json")
     with pytest.raises(errors.RouterUnavailable) as exc:
-        router.write({"chat": base.RouteState({"stable": 100})})
+        router.write({"chat": traffic.RouteState({"stable": 100})})
     assert exc.value.retryable
 
 
 def test_read_back_mismatch_is_a_verify_error_for_that_route_only(tmp_path: Path) -> None:
     class Lossy(file_router.FileRouter):
-        def write(self, states: Mapping[str, base.RouteState]) -> None:  # drops the shadow, like a stale router
-            super().write({route: base.RouteState(state.weights) for route, state in states.items()})
+        def write(self, states: Mapping[str, traffic.RouteState]) -> None:  # drops the shadow, like a stale router
+            super().write({route: traffic.RouteState(state.weights) for route, state in states.items()})
 
     applied = base.apply(
         Lossy("lossy", tmp_path / "r.json"),
-        {"chat": base.RouteState({"stable": 100}, shadow=50), "calm": base.RouteState({"stable": 90, "canary": 10})},
+        {
+            "chat": traffic.RouteState({"stable": 100}, shadow=50),
+            "calm": traffic.RouteState({"stable": 90, "canary": 10}),
+        },
     )
     assert set(applied.failed) == {"chat"} and set(applied.live) == {"calm"}
     assert isinstance(applied.failed["chat"], errors.RouterVerifyError)
@@ -117,8 +122,8 @@ def test_read_back_mismatch_is_a_verify_error_for_that_route_only(tmp_path: Path
 
 def test_a_batch_sets_every_route_and_keeps_the_others(tmp_path: Path) -> None:
     router = file_router.FileRouter("local", tmp_path / "routes.json")
-    router.write({"kept": base.RouteState({"stable": 100})})
-    batch = {f"r{i}": base.RouteState({"stable": 100 - i, "canary": i}) for i in range(5)}
+    router.write({"kept": traffic.RouteState({"stable": 100})})
+    batch = {f"r{i}": traffic.RouteState({"stable": 100 - i, "canary": i}) for i in range(5)}
     applied = base.apply(router, batch)
     assert applied.failed == {} and dict(applied.live) == batch
     routes = json.loads((tmp_path / "routes.json").read_text())["routes"]
@@ -154,7 +159,7 @@ def test_a_batch_is_one_replace_a_reader_never_sees_half_of_it(tmp_path: Path) -
     thread.start()
     try:
         for canary in range(0, 101, 4):
-            router.write({r: base.RouteState({"stable": 100 - canary, "canary": canary}) for r in routes})
+            router.write({r: traffic.RouteState({"stable": 100 - canary, "canary": canary}) for r in routes})
     finally:
         stop.set()
         thread.join()
@@ -167,7 +172,7 @@ def test_a_write_leaves_variants_no_rollout_manages(tmp_path: Path) -> None:
     """A hand-added variant in a route's weights is not ours: read as `others`, kept by every write."""
     path = tmp_path / "routes.json"
     router = file_router.FileRouter("local", path)
-    router.write({"chat": base.RouteState({"stable": 90, "canary": 10})})
+    router.write({"chat": traffic.RouteState({"stable": 90, "canary": 10})})
     document = json.loads(path.read_text())
     document["routes"]["chat"]["weights"] = {"stable": 70, "canary": 10, "hotfix": 20}
     path.write_text(json.dumps(document))
@@ -178,7 +183,7 @@ def test_a_write_leaves_variants_no_rollout_manages(tmp_path: Path) -> None:
     assert base.apply(router, {"chat": live.lowered()}).state("chat").same_traffic(live.lowered())
     assert json.loads(path.read_text())["routes"]["chat"]["weights"] == {"stable": 80, "canary": 0, "hotfix": 20}
     # a write that does not know about it (a race with the hand edit) keeps it too
-    router.write({"chat": base.RouteState({"stable": 100, "canary": 0})})
+    router.write({"chat": traffic.RouteState({"stable": 100, "canary": 0})})
     assert json.loads(path.read_text())["routes"]["chat"]["weights"]["hotfix"] == 20
 
 
@@ -194,7 +199,7 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path
     assert served["stable"].model == served["canary"].model
     router = cli.build_router("local", result.config.routers["local"], root=tmp_path)
     route = loaded.rollout.spec.route
-    desired = base.RouteState({"stable": 90, "canary": 10}, 0, served)
+    desired = traffic.RouteState({"stable": 90, "canary": 10}, 0, served)
     assert base.apply(router, {route: desired}).state(route) == desired  # prompt text read back too
     assert isinstance(router, file_router.FileRouter) and router.path.is_relative_to(tmp_path)
     entry = json.loads(router.path.read_text("utf-8"))["routes"][route]
@@ -210,7 +215,7 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path
 def test_a_variant_removed_by_hand_meanwhile_is_not_written_back(tmp_path: Path) -> None:
     path = tmp_path / "routes.json"
     router = file_router.FileRouter("local", path)
-    router.write({"chat": base.RouteState({"stable": 90, "canary": 10})})
+    router.write({"chat": traffic.RouteState({"stable": 90, "canary": 10})})
     document = json.loads(path.read_text())
     document["routes"]["chat"]["weights"] = {"stable": 70, "canary": 10, "hotfix": 20}
     path.write_text(json.dumps(document))

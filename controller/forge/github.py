@@ -1,6 +1,6 @@
 """The GitHub forge: pull requests, sticky comments, labels and commit statuses through github3.py.
 
-Built by the cli from `spec.GithubForge` and driven by the reconciler. It translates between our
+Built by the cli from `spec.GithubForgeConfig` and driven by the reconciler. It translates between our
 types and GitHub's REST API, and GitHub's failures into `errors.ForgeError`; it decides nothing.
 """
 
@@ -83,7 +83,7 @@ class GithubForge:
         self._repo: Any = None
 
     @classmethod
-    def from_config(cls, config: spec.GithubForge, *, env: Mapping[str, str]) -> GithubForge:
+    def from_config(cls, config: spec.GithubForgeConfig, *, env: Mapping[str, str]) -> GithubForge:
         """The forge that `rollouts/controller.yaml` names; `env` is where its secret lives (the cli
         passes os.environ). A missing secret is an error that names the variable, never its value."""
         if config.app is not None:

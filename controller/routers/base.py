@@ -1,6 +1,7 @@
-"""The router Protocol: read and write many routes' live splits in one step each, and the value types.
+"""The router Protocol: read and write many routes' live splits in one step each (the split itself,
+`traffic.RouteState`, is the core's vocabulary).
 
-Every backend (file, Envoy, flagd, LiteLLM) implements `Router` and translates `RouteState` to
+Every backend (file, Envoy, flagd, LiteLLM) implements `Router` and translates `traffic.RouteState` to
 and from its own wire format, nothing else. `apply` is the one way to write: write every route of a
 batch at once, then read the batch back in one read.
 """
@@ -8,188 +9,16 @@ batch at once, then read the batch back in one read.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 
-from controller import cutpoints, errors
-
-STABLE = "stable"
-CANARY = "canary"
-PREVIOUS = "previous"  # the old stable after a completion: weight 0, still routable
-ROLES = (STABLE, CANARY, PREVIOUS)  # the variants a rollout manages; any other name on a route is not ours
-
-
-@dataclass(frozen=True)
-class Served:
-    """What a variant serves, for routers that hand it to the application (file, flags, LiteLLM, Envoy's
-    prompt bundle)."""
-
-    model: str
-    prompt: str | None = None  # the prompt file's path in the repository
-    revision: str = ""  # the variant's content hash
-    params: Mapping[str, Any] = field(default_factory=dict)
-    prompt_text: str | None = None  # the prompt file's text, for routers that put it in the request
-
-    def to_json(self, *, prompt_text: bool = False) -> dict[str, Any]:
-        """As JSON. The file and flag routers record `promptText` too (`prompt_text=True`): an
-        application that reads only the router's file or flag has no checkout to read the prompt
-        from. Reports leave it out: the revision already names the prompt's content."""
-        out = {"model": self.model, "prompt": self.prompt, "revision": self.revision, "params": dict(self.params)}
-        if prompt_text:
-            out["promptText"] = self.prompt_text
-        return out
-
-    @classmethod
-    def from_json(cls, data: Any, *, where: str) -> Served:
-        """Parse `to_json()`'s object; raises ValueError naming `where` when malformed."""
-        if not isinstance(data, dict) or not isinstance(data.get("model"), str):
-            raise ValueError(f"{where} must be an object with a 'model'")
-        text = data.get("promptText")
-        if text is not None and not isinstance(text, str):
-            raise ValueError(f"{where}.promptText must be a string")
-        return cls(data["model"], data.get("prompt"), data.get("revision", ""), data.get("params") or {}, text)
-
-
-@dataclass(frozen=True)
-class RouteState:
-    """The traffic split of one route.
-
-    `weights` maps a variant name ("stable", "canary", ...) to a percent of live traffic; they sum
-    to 100 and are never all 0. `shadow` is the percent of requests mirrored to the canary.
-    `served` says what each variant serves, where the router records it (file, flags); a router
-    that only splits traffic (Envoy) leaves it empty.
-
-    `others` is what else shares the route that no rollout manages (a LiteLLM deployment added by
-    hand during an incident, a variant written into a flag), name -> its weight in the router's own
-    units, as read. No write changes them: a router leaves them as they are. With others on the
-    route, our weights are our variants' part of the route and need not sum to 100.
-
-    `hold` is why the router, as read, would not honour a split that gives the canary traffic (a
-    LiteLLM proxy whose routing strategy ignores weights), or '' when it would. Only a read sets
-    it, and `same_traffic` ignores it: `plan.decide` holds instead of raising exposure on such a
-    route, and never refuses to lower it.
-    """
-
-    weights: Mapping[str, int]
-    shadow: int = 0
-    served: Mapping[str, Served] = field(default_factory=dict)
-    others: Mapping[str, int] = field(default_factory=dict)
-    hold: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
-        object.__setattr__(self, "served", MappingProxyType(dict(self.served)))
-        object.__setattr__(self, "others", MappingProxyType(dict(self.others)))
-        problem = self.problem()
-        if problem:
-            raise ValueError(problem)
-
-    def problem(self) -> str:
-        if not self.weights:
-            return "a route needs at least one variant"
-        if any(not _whole(w) or not 0 <= w <= 100 for w in self.weights.values()):
-            return f"weights must be whole percents between 0 and 100, got {dict(self.weights)}"
-        if any(not _whole(w) or w < 0 for w in self.others.values()):
-            return f"the weights of unmanaged variants must be whole numbers >= 0, got {dict(self.others)}"
-        if set(self.others) & set(self.weights):
-            return f"a variant is both managed and unmanaged: {sorted(set(self.others) & set(self.weights))}"
-        if not self.others and sum(self.weights.values()) != 100:
-            return f"weights must sum to 100, got {dict(self.weights)}"
-        if sum(self.weights.values()) + sum(self.others.values()) <= 0:
-            return "a route needs some weight: every weight is 0"
-        if not 0 <= self.shadow <= 100:
-            return f"shadow must be between 0 and 100, got {self.shadow}"
-        return ""
-
-    def weight(self, variant: str) -> int:
-        return self.weights.get(variant, 0)
-
-    def same_traffic(self, other: RouteState) -> bool:
-        """Equal weights of our variants (absent = 0) and shadow: what read-back compares. The others
-        are no write's business: one changed by hand meanwhile does not make our write unconfirmed."""
-        names = set(self.weights) | set(other.weights)
-        return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
-
-    def lowered(self, canary: int = 0, shadow: int = 0) -> RouteState:
-        """This state with the canary's live traffic lowered to at most `canary` and its mirrored traffic
-        to at most `shadow` (by default: taken out): what it loses goes to the stable variant, and every
-        other variant (managed or not) is left as it is. What a rollback writes on a live route, so
-        lowering exposure never has to touch, or be refused by, whatever else shares the route."""
-        weights = dict(self.weights)
-        now = weights.get(CANARY, 0)
-        weights[CANARY] = min(now, canary)
-        weights[STABLE] = weights.get(STABLE, 0) + now - weights[CANARY]
-        return RouteState(weights, min(self.shadow, shadow), self.served, self.others)
-
-    def raises(self, target: RouteState) -> bool:
-        """`target` gives the canary more live or mirrored traffic than this state does."""
-        return target.weight(CANARY) > self.weight(CANARY) or target.shadow > self.shadow
-
-    def same_revisions(self, desired: RouteState) -> bool:
-        """False when this (live) state says a variant serves another revision than `desired` wants, or
-        serves a variant `desired` no longer has. Routers that do not record what they serve (Envoy)
-        always agree."""
-        if self.served and desired.served and set(self.served) - set(desired.served):
-            return False
-        return all(
-            self.served[name].revision == want.revision
-            for name, want in desired.served.items()
-            if name in self.served and self.served[name].revision and want.revision
-        )
-
-    def describe(self) -> str:
-        split = ", ".join(f"{name} {w}%" for name, w in sorted(self.weights.items(), key=_order))
-        return split + (f", shadow {self.shadow}%" if self.shadow else "") + self.describe_others()
-
-    def describe_others(self) -> str:
-        """`; unmanaged: hotfix (weight 20)`, or '' when no other variant shares the route."""
-        if not self.others:
-            return ""
-        return "; unmanaged: " + ", ".join(f"{name} (weight {w})" for name, w in sorted(self.others.items()))
-
-    def to_json(self, *, prompt_text: bool = False) -> dict[str, Any]:
-        """The file router's entry (with `prompt_text`), or a report's: every variant's weight in one
-        `weights` object, ours and others, and what each variant serves."""
-        out: dict[str, Any] = {"weights": {**self.weights, **self.others}, "shadow": self.shadow}
-        if self.served:
-            out["served"] = {name: s.to_json(prompt_text=prompt_text) for name, s in self.served.items()}
-        return out
-
-    @classmethod
-    def from_json(cls, data: Any) -> RouteState:
-        """Parse a route state; raises ValueError with a precise message when malformed."""
-        if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
-            raise ValueError("expected an object with a 'weights' object")
-        shadow = data.get("shadow", 0)
-        if not isinstance(shadow, int) or isinstance(shadow, bool):
-            raise ValueError(f"shadow must be an integer, got {shadow!r}")
-        served_raw = data.get("served", {})
-        if not isinstance(served_raw, dict):
-            raise ValueError("'served' must be an object")
-        served = {name: Served.from_json(s, where=f"served.{name}") for name, s in served_raw.items()}
-        weights, others = split_roles(data["weights"])
-        return cls(weights=weights, shadow=shadow, served=served, others=others)
-
-
-def split_roles(weights: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(our variants' weights, every other variant's): a name that is not a role is no rollout's."""
-    ours = {name: w for name, w in weights.items() if name in ROLES}
-    return ours, {name: w for name, w in weights.items() if name not in ROLES}
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _order(item: tuple[str, int]) -> tuple[int, str]:
-    return ({STABLE: 0, CANARY: 1}.get(item[0], 2), item[0])
-
+from controller import cutpoints, errors, traffic
 
 #: What a read answers for one route: its live state; None when the router has none for it (never
 #: configured, or lost); or the RouterStateError that says why this route's live state, and only
 #: this route's, cannot be understood.
-Live: TypeAlias = RouteState | errors.RouterStateError | None
+Live: TypeAlias = traffic.RouteState | errors.RouterStateError | None
 
 
 class Router(Protocol):
@@ -202,7 +31,7 @@ class Router(Protocol):
         """The live state of each route, read in one step (one parse of a file, one call per admin
         listing): the answer has a key for every route asked, and nothing else.
 
-        A route's value is its RouteState; None when the router has none for it (never configured,
+        A route's value is its traffic.RouteState; None when the router has none for it (never configured,
         or lost); or a RouterStateError when that route's own state cannot be understood (one flag,
         entry or runtime value malformed), so one broken route never hides the others' states.
 
@@ -213,7 +42,7 @@ class Router(Protocol):
         """
         ...
 
-    def write(self, states: Mapping[str, RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         """Set these routes' states in one step; routes not named keep theirs. An empty mapping writes
         nothing.
 
@@ -229,17 +58,17 @@ class Applied:
     """What `apply` read back, per route: the live state that confirms the write, or why it is not
     confirmed (a RouterVerifyError for a mismatch, or the error the read-back raised)."""
 
-    live: Mapping[str, RouteState]
+    live: Mapping[str, traffic.RouteState]
     failed: Mapping[str, errors.RouterError]
 
-    def state(self, route: str) -> RouteState:
+    def state(self, route: str) -> traffic.RouteState:
         """The confirmed live state of `route`; raises the route's error when it was not confirmed."""
         if route in self.failed:
             raise self.failed[route]
         return self.live[route]
 
 
-def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
+def apply(router: Router, states: Mapping[str, traffic.RouteState]) -> Applied:
     """Write every route in one step, then read the batch back in one read. A mismatch (in traffic,
     or a variant still serving another revision where the router records it) is a RouterVerifyError
     for that route, never a silent success; a read-back that raises is every route's error. The write
@@ -248,7 +77,7 @@ def apply(router: Router, states: Mapping[str, RouteState]) -> Applied:
         return Applied(MappingProxyType({}), MappingProxyType({}))
     router.write(states)
     cutpoints.reached(cutpoints.ROUTER_WRITTEN)
-    live: dict[str, RouteState] = {}
+    live: dict[str, traffic.RouteState] = {}
     failed: dict[str, errors.RouterError] = {}
     try:
         seen = router.read(list(states))

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controller import errors, spec
-from controller.routers import base, envoy_prompts, files
+from controller import errors, spec, traffic
+from controller.routers import atomic, base, envoy_prompts
 
 VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
 SHADOW_KEY = "shadow"
@@ -52,7 +52,7 @@ HEADER_MUTATION = "envoy.filters.http.header_mutation"
 CDS_TIMEOUT = 10.0
 
 #: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
-DEFAULTS = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
+DEFAULTS = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 0)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ class EnvoyRouter:
             with contextlib.suppress(errors.RouterStateError):
                 bundle = self._bundle()
         for route, rollout in known.items():
-            if spec.cluster_name(rollout, base.STABLE) not in view:
+            if spec.cluster_name(rollout, traffic.STABLE) not in view:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
             try:
                 state = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
@@ -143,11 +143,11 @@ class EnvoyRouter:
                 out[route] = exc
                 continue
             if self.prompts_path is not None:
-                state = base.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
+                state = traffic.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
             out[route] = state
         return out
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
         written when any route is unknown, splits more than stable and canary, or (without a CDS
         file) names an upstream the running bootstrap does not serve; with one, the clusters (and the
@@ -162,7 +162,7 @@ class EnvoyRouter:
                 raise errors.RouterError(
                     f"router {self.name!r}: route {route!r} is on no rollout of this Envoy, so it has no clusters"
                 )
-            if state.weight(base.STABLE) + state.weight(base.CANARY) != 100:
+            if state.weight(traffic.STABLE) + state.weight(traffic.CANARY) != 100:
                 raise errors.RouterError(
                     f"router {self.name!r} route {route!r}: Envoy splits only stable and canary, got {state.describe()}"
                 )
@@ -186,7 +186,7 @@ class EnvoyRouter:
             )
 
     def _check_upstreams(
-        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str], operation: str
+        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str], operation: str
     ) -> None:
         """Refuse a split whose variants Envoy's clusters do not serve. Clusters are named by role
         (`support-bot_stable`), so after a completion makes the canary's model the new stable, the
@@ -197,7 +197,7 @@ class EnvoyRouter:
             (route, role): self.upstreams[served.model]
             for route, state in states.items()
             for role, served in state.served.items()
-            if role in (base.STABLE, base.CANARY) and state.weight(role) > 0 and served.model in self.upstreams
+            if role in (traffic.STABLE, traffic.CANARY) and state.weight(role) > 0 and served.model in self.upstreams
         }
         if not wanted:
             return
@@ -213,7 +213,9 @@ class EnvoyRouter:
                     "a write repoints the cluster without a restart; nothing was written"
                 )
 
-    def _wanted(self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    def _wanted(
+        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str]
+    ) -> dict[str, dict[str, Any]]:
         """cluster name -> the CDS resource each role's cluster must be: the upstream of the model it
         serves and, with a prompt bundle, the tags of its revision. Without a bundle a model with no
         upstream is left alone (the loader refuses such rollouts); with one it is refused, since a
@@ -222,7 +224,7 @@ class EnvoyRouter:
         for route, state in states.items():
             rollout = rollouts[route]
             for role, served in state.served.items():
-                if role not in (base.STABLE, base.CANARY):
+                if role not in (traffic.STABLE, traffic.CANARY):
                     continue
                 host = self.upstreams.get(served.model)
                 if host is None:
@@ -239,7 +241,7 @@ class EnvoyRouter:
         return wanted
 
     def _apply_clusters(
-        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str], operation: str
+        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str], operation: str
     ) -> None:
         """Make each role's cluster serve what it now serves (`_wanted`): with a prompt bundle, first
         put every revision in the bundle; then rewrite the CDS file (under its lock, atomically: Envoy
@@ -254,11 +256,11 @@ class EnvoyRouter:
         assert self.cds_path is not None
         # a canary that gets no traffic in its new state (a rollback) need not serve anything yet: a write
         # that only lowers never waits on a cluster or bundle switch, nor fails for one
-        idle = {rollouts[r] for r, state in states.items() if not state.weight(base.CANARY) and not state.shadow}
+        idle = {rollouts[r] for r, state in states.items() if not state.weight(traffic.CANARY) and not state.shadow}
         wanted = {
             name: resource
             for name, resource in self._wanted(states, rollouts).items()
-            if name not in {spec.cluster_name(rollout, base.CANARY) for rollout in idle}
+            if name not in {spec.cluster_name(rollout, traffic.CANARY) for rollout in idle}
         }
         if not wanted:
             return
@@ -266,18 +268,18 @@ class EnvoyRouter:
         stale = {name for name, resource in wanted.items() if name not in view or not view[name].serves(resource)}
         missing = self._bundle_missing(states, rollouts) if self.prompts_path is not None else {}
         for rollout in idle:
-            missing.get(rollout, set()).discard(base.CANARY)
+            missing.get(rollout, set()).discard(traffic.CANARY)
         missing = {rollout: roles for rollout, roles in missing.items() if roles}
         if not stale and not missing:
             return  # Envoy and the bundle already serve it: no file is touched (a rollback never waits on one)
         lower = {
             route: rollout
             for route, rollout in rollouts.items()
-            if base.CANARY in states[route].served
-            and (spec.cluster_name(rollout, base.CANARY) in stale or base.CANARY in missing.get(rollout, ()))
+            if traffic.CANARY in states[route].served
+            and (spec.cluster_name(rollout, traffic.CANARY) in stale or traffic.CANARY in missing.get(rollout, ()))
         }
         if lower:
-            down = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 0)
+            down = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 0)
             values = {
                 k: v
                 for rollout in lower.values()
@@ -297,7 +299,7 @@ class EnvoyRouter:
         self,
         wanted: Mapping[str, dict[str, Any]],
         stale: set[str],
-        states: Mapping[str, base.RouteState],
+        states: Mapping[str, traffic.RouteState],
         rollouts: Mapping[str, str],
         view: Mapping[str, ClusterView],
         operation: str,
@@ -333,8 +335,8 @@ class EnvoyRouter:
         assert self.cds_path is not None
         path = self.cds_path
         try:
-            with files.locked(path):
-                document = files.read_json(path, router=self.name)
+            with atomic.locked(path):
+                document = atomic.read_json(path, router=self.name)
                 resources = document.get("resources") if isinstance(document, dict) else None
                 if not isinstance(resources, list):
                     raise errors.RouterStateError(
@@ -354,7 +356,7 @@ class EnvoyRouter:
                     changed = True
                 if changed:
                     document["version_info"] = str(time.time_ns())
-                    files.replace_json(path, document)
+                    atomic.replace_json(path, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: {operation}: cannot write {path}: {exc}; nothing was written"
@@ -365,7 +367,7 @@ class EnvoyRouter:
     def _bundle(self) -> dict[str, Any] | None:
         """The prompt bundle as the file says (None: no file yet); RouterStateError if it is not one."""
         assert self.prompts_path is not None
-        document = files.read_json(self.prompts_path, router=self.name)
+        document = atomic.read_json(self.prompts_path, router=self.name)
         if document is None:
             return None
         try:
@@ -376,7 +378,7 @@ class EnvoyRouter:
             ) from exc
 
     def _bundle_missing(
-        self, states: Mapping[str, base.RouteState], rollouts: Mapping[str, str]
+        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str]
     ) -> dict[str, set[str]]:
         """rollout -> the roles of the batch whose revision the bundle does not hold as it should (every
         role, when the bundle cannot be read); rollouts that lack none are left out."""
@@ -394,7 +396,7 @@ class EnvoyRouter:
 
     def _write_bundle(
         self,
-        states: Mapping[str, base.RouteState],
+        states: Mapping[str, traffic.RouteState],
         rollouts: Mapping[str, str],
         view: Mapping[str, ClusterView],
         operation: str,
@@ -408,7 +410,7 @@ class EnvoyRouter:
         keep = {
             rollout: {
                 tag
-                for role in (base.STABLE, base.CANARY)
+                for role in (traffic.STABLE, traffic.CANARY)
                 if (seen := view.get(spec.cluster_name(rollout, role))) is not None
                 and (tag := (seen.tags or {}).get(envoy_prompts.REVISION_HEADER))
             }
@@ -416,11 +418,11 @@ class EnvoyRouter:
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with files.locked(path):
+            with atomic.locked(path):
                 current = self._bundle()
                 document = bundle_update(current, update, keep=keep)
                 if document != current:
-                    files.replace_json(path, document)
+                    atomic.replace_json(path, document)
         except errors.RouterStateError as exc:
             raise errors.RouterStateError(f"{exc}; {operation}: no weight was written") from exc
         except OSError as exc:
@@ -514,23 +516,23 @@ class EnvoyRouter:
         return f"router {self.name!r} route {route!r}"
 
 
-def runtime_values(state: base.RouteState, *, prefix: str, rollout: str) -> dict[str, str]:
+def runtime_values(state: traffic.RouteState, *, prefix: str, rollout: str) -> dict[str, str]:
     """The runtime keys that put a route in `state`; never all weights 0 (RouteState forbids it)."""
     return {
-        weight_key(prefix, rollout, base.STABLE): str(state.weight(base.STABLE)),
-        weight_key(prefix, rollout, base.CANARY): str(state.weight(base.CANARY)),
+        weight_key(prefix, rollout, traffic.STABLE): str(state.weight(traffic.STABLE)),
+        weight_key(prefix, rollout, traffic.CANARY): str(state.weight(traffic.CANARY)),
         shadow_key(prefix, rollout): str(state.shadow),
     }
 
 
-def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where: str) -> base.RouteState:
+def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where: str) -> traffic.RouteState:
     """The live split from `/runtime` entries; a key without an override takes the bootstrap default.
 
     A value Envoy would silently replace by its default (not a whole number), or a split that does
     not sum to 100, is a RouterStateError: we report what we cannot trust instead of guessing.
     """
     values: dict[str, int] = {}
-    defaults = {base.STABLE: DEFAULTS.weight(base.STABLE), base.CANARY: DEFAULTS.weight(base.CANARY)}
+    defaults = {traffic.STABLE: DEFAULTS.weight(traffic.STABLE), traffic.CANARY: DEFAULTS.weight(traffic.CANARY)}
     keys = {role: weight_key(prefix, rollout, role) for role in defaults} | {SHADOW_KEY: shadow_key(prefix, rollout)}
     for what, key in keys.items():
         entry = entries.get(key)
@@ -549,7 +551,9 @@ def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where:
             raise errors.RouterStateError(f"{where}: runtime key {key} holds {raw!r}, not a whole percent")
         values[what] = number
     try:
-        return base.RouteState({base.STABLE: values[base.STABLE], base.CANARY: values[base.CANARY]}, values[SHADOW_KEY])
+        return traffic.RouteState(
+            {traffic.STABLE: values[traffic.STABLE], traffic.CANARY: values[traffic.CANARY]}, values[SHADOW_KEY]
+        )
     except ValueError as exc:
         raise errors.RouterStateError(f"{where}: live runtime is not a valid split: {exc}") from exc
 
@@ -686,7 +690,7 @@ def cds(routes: Sequence[RouteSpec]) -> dict[str, Any]:
 # -- the prompt bundle -----------------------------------------------------------------------------
 
 
-def bundle_entry(served: base.Served) -> dict[str, Any]:
+def bundle_entry(served: traffic.Served) -> dict[str, Any]:
     """What one revision serves, as the bundle holds it (`envoy_prompts.lookup` reads it back)."""
     return {
         "model": served.model,
@@ -698,7 +702,7 @@ def bundle_entry(served: base.Served) -> dict[str, Any]:
 
 def bundle_update(
     current: Mapping[str, Any] | None,
-    rollouts: Mapping[str, tuple[str, Mapping[str, base.Served]]],
+    rollouts: Mapping[str, tuple[str, Mapping[str, traffic.Served]]],
     *,
     keep: Mapping[str, set[str]] | None = None,
 ) -> dict[str, Any]:
@@ -721,26 +725,26 @@ def bundle_update(
 
 
 def served_now(
-    state: base.RouteState, rollout: str, view: Mapping[str, ClusterView], bundle: Mapping[str, Any] | None
-) -> dict[str, base.Served]:
+    state: traffic.RouteState, rollout: str, view: Mapping[str, ClusterView], bundle: Mapping[str, Any] | None
+) -> dict[str, traffic.Served]:
     """What each role that takes traffic (weight, or shadow for the canary) serves as Envoy runs it: the
     revision its cluster tags requests with, and the bundle's entry for it. A cluster without tags,
     or a revision the bundle lacks, reads as a revision no spec has (the request would not be served
     as its variant), so `plan` sees the drift and the next write heals it."""
-    out: dict[str, base.Served] = {}
+    out: dict[str, traffic.Served] = {}
     entries = ((bundle or {}).get("rollouts", {}).get(rollout) or {}).get("revisions") or {}
-    for role in (base.STABLE, base.CANARY):
-        if not (state.weight(role) or (role == base.CANARY and state.shadow)):
+    for role in (traffic.STABLE, traffic.CANARY):
+        if not (state.weight(role) or (role == traffic.CANARY and state.shadow)):
             continue
         seen = view.get(spec.cluster_name(rollout, role))
         revision = ((seen.tags if seen else None) or {}).get(envoy_prompts.REVISION_HEADER)
         entry = entries.get(revision) if revision else None
         if revision is None:
-            out[role] = base.Served("", revision="(untagged: its cluster sets no x-rollout headers)")
+            out[role] = traffic.Served("", revision="(untagged: its cluster sets no x-rollout headers)")
         elif not isinstance(entry, dict) or not isinstance(entry.get("model"), str):
-            out[role] = base.Served("", revision=f"{revision} (not in the prompt bundle)")
+            out[role] = traffic.Served("", revision=f"{revision} (not in the prompt bundle)")
         else:
-            out[role] = base.Served(
+            out[role] = traffic.Served(
                 entry["model"], entry.get("prompt"), revision, entry.get("params") or {}, entry.get("promptText")
             )
     return out
@@ -786,17 +790,17 @@ def bootstrap(
                         }
                     ],
                 }
-                for role in (base.STABLE, base.CANARY)
+                for role in (traffic.STABLE, traffic.CANARY)
                 if role in r.upstreams
             ],
         }
         if split_header:
             weighted["header_name"] = split_header
         action: dict[str, Any] = {"weighted_clusters": weighted, "prefix_rewrite": "/", "timeout": route_timeout}
-        if base.CANARY in r.upstreams:
+        if traffic.CANARY in r.upstreams:
             action["request_mirror_policies"] = [
                 {
-                    "cluster": spec.cluster_name(r.rollout, base.CANARY),
+                    "cluster": spec.cluster_name(r.rollout, traffic.CANARY),
                     "runtime_fraction": {
                         "default_value": {"numerator": DEFAULTS.shadow, "denominator": "HUNDRED"},
                         "runtime_key": shadow_key(runtime_prefix, r.rollout),

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from controller import errors
-from controller.routers import base, files
+from controller import errors, traffic
+from controller.routers import atomic, base
 
 FORMAT_VERSION = 1
 
@@ -35,23 +35,23 @@ class FileRouter:
         if raw is None:
             return None
         try:
-            return base.RouteState.from_json(raw)
+            return traffic.RouteState.from_json(raw)
         except ValueError as exc:
             return errors.RouterStateError(f"router {self.name!r} ({self.path}) route {route!r}: {exc}")
 
     def routes(self) -> dict[str, Any]:
         return self._load()
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         """Every route of the batch in one locked, atomic replace of the file (one fsync)."""
         if not states:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with files.locked(self.path):
+            with atomic.locked(self.path):
                 routes = dict(self._load())  # a copy: the cached routes stay what the file says
                 routes.update((route, _entry(state, routes.get(route))) for route, state in states.items())
-                files.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
+                atomic.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
         except OSError as exc:
             raise errors.RouterUnavailable(
@@ -75,20 +75,20 @@ class FileRouter:
         return routes
 
     def _parse(self) -> dict[str, Any]:
-        data = files.read_document(self.path, router=self.name, key="routes", version=FORMAT_VERSION)
+        data = atomic.read_document(self.path, router=self.name, key="routes", version=FORMAT_VERSION)
         routes: dict[str, Any] = {} if data is None else data["routes"]
         return routes
 
 
-def _entry(state: base.RouteState, current: Any) -> dict[str, Any]:
+def _entry(state: traffic.RouteState, current: Any) -> dict[str, Any]:
     """A route's new entry: `state`, with every variant no rollout manages kept as the file has it
     (a write never changes them, even one racing a hand edit)."""
     entry = state.to_json(prompt_text=True)  # the application has no checkout to read prompts from
     ours = dict(state.weights)
     weights = current.get("weights") if isinstance(current, dict) else None
-    others = base.split_roles(weights)[1] if isinstance(weights, dict) else {}
+    others = traffic.split_roles(weights)[1] if isinstance(weights, dict) else {}
     others = {k: v for k, v in others.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
-    if base.STABLE in ours:  # the others as the file has them now, not as last read: stable takes up the change
-        ours[base.STABLE] = max(0, ours[base.STABLE] + sum(state.others.values()) - sum(others.values()))
+    if traffic.STABLE in ours:  # the others as the file has them now, not as last read: stable takes up the change
+        ours[traffic.STABLE] = max(0, ours[traffic.STABLE] + sum(state.others.values()) - sum(others.values()))
     entry["weights"] = {**ours, **others}
     return entry

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from controller import errors
-from controller.routers import base, files
+from controller import errors, traffic
+from controller.routers import atomic, base
 
 SCHEMA = "https://flagd.dev/schema/v0/flags.json"
 MANAGED_BY = "rollout-controller"
@@ -23,7 +23,7 @@ MANAGED_BY = "rollout-controller"
 BUCKET_BY = {"cat": [{"var": "$flagd.flagKey"}, {"var": "targetingKey"}]}
 
 
-def flag(state: base.RouteState, current: Any = None) -> dict[str, Any]:
+def flag(state: traffic.RouteState, current: Any = None) -> dict[str, Any]:
     """The flagd flag for one route's state. Shadow has no meaning to a flag evaluator, so it is
     kept in the flag's metadata (`shadow`), where an application that mirrors can read it. Variants
     no rollout manages keep their definition and weight from the `current` flag: a write never
@@ -36,7 +36,7 @@ def flag(state: base.RouteState, current: Any = None) -> dict[str, Any]:
         split.append([name, weight])
     return {
         "state": "ENABLED",
-        "defaultVariant": base.STABLE if base.STABLE in state.weights else next(iter(variants)),
+        "defaultVariant": traffic.STABLE if traffic.STABLE in state.weights else next(iter(variants)),
         "variants": variants,
         "targeting": {"fractional": [BUCKET_BY, *split]},
         "metadata": {"managedBy": MANAGED_BY, "shadow": state.shadow},
@@ -57,20 +57,20 @@ def _others(current: Any) -> dict[str, tuple[Any, Any]]:
         if isinstance(entry, list)
         and len(entry) == 2
         and isinstance(entry[0], str)
-        and entry[0] not in base.ROLES
+        and entry[0] not in traffic.ROLES
         and entry[0] in current["variants"]
     }
 
 
 def _order(name: str) -> tuple[int, str]:
-    return ({base.STABLE: 0, base.CANARY: 1}.get(name, 2), name)
+    return ({traffic.STABLE: 0, traffic.CANARY: 1}.get(name, 2), name)
 
 
-def _variant_object(served: base.Served | None) -> dict[str, Any]:
+def _variant_object(served: traffic.Served | None) -> dict[str, Any]:
     return {} if served is None else served.to_json(prompt_text=True)
 
 
-def parse_flag(data: Any, *, where: str) -> base.RouteState:
+def parse_flag(data: Any, *, where: str) -> traffic.RouteState:
     """A route state from a flag this router wrote; anything else is a RouterStateError."""
     try:
         if not isinstance(data, dict):
@@ -95,12 +95,12 @@ def parse_flag(data: Any, *, where: str) -> base.RouteState:
         if data.get("state") != "ENABLED":
             raise ValueError(f"the flag's state is {data.get('state')!r}, not ENABLED")
         served = {
-            name: base.Served.from_json(v, where=f"variant {name!r}")
+            name: traffic.Served.from_json(v, where=f"variant {name!r}")
             for name, v in variants.items()
-            if name in base.ROLES and isinstance(v, dict) and isinstance(v.get("model"), str)
+            if name in traffic.ROLES and isinstance(v, dict) and isinstance(v.get("model"), str)
         }
-        ours, others = base.split_roles(weights)
-        return base.RouteState(ours, shadow, served, others)
+        ours, others = traffic.split_roles(weights)
+        return traffic.RouteState(ours, shadow, served, others)
     except (ValueError, TypeError, AttributeError) as exc:
         raise errors.RouterStateError(f"{where}: {exc}") from exc
 
@@ -126,17 +126,17 @@ class FlagdRouter:
     def _where(self, route: str) -> str:
         return f"router {self.name!r} ({self.path}) flag {route!r}"
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         """Every flag of the batch in one locked, atomic replace of the flag file."""
         if not states:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with files.locked(self.path):
+            with atomic.locked(self.path):
                 document = self._load() or {"$schema": SCHEMA, "flags": {}}
                 flags = document["flags"]
                 flags.update((route, flag(state, flags.get(route))) for route, state in states.items())
-                files.replace_json(self.path, document)
+                atomic.replace_json(self.path, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.path}: {exc.strerror}"
@@ -147,4 +147,4 @@ class FlagdRouter:
         return flags
 
     def _load(self) -> dict[str, Any]:
-        return files.read_document(self.path, router=self.name, key="flags") or {}
+        return atomic.read_document(self.path, router=self.name, key="flags") or {}

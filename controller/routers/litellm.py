@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 
-from controller import carries, errors, spec
-from controller.routers import base, files
+from controller import carries, errors, spec, traffic
+from controller.routers import atomic, base
 
 FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (and version 1, weights only)
 CALLBACK = "controller.routers.litellm_callback.weights"
-ROLES = (base.STABLE, base.CANARY)
+ROLES = (traffic.STABLE, traffic.CANARY)
 #: `model_info` key of what our deployments serve and how their group is routed (litellm_callback.INFO_KEY).
 INFO_KEY = "rollout"
 #: The one routing strategy under which LiteLLM 1.106.2 honours `litellm_params.weight`.
@@ -36,7 +36,7 @@ def deployment_id(rollout: str, variant: str) -> str:
     return spec.cluster_name(rollout, variant)
 
 
-def weights_for(state: base.RouteState, *, rollout: str, where: str) -> dict[str, int]:
+def weights_for(state: traffic.RouteState, *, rollout: str, where: str) -> dict[str, int]:
     """deployment id -> weight for one route's state; refuses what LiteLLM cannot do.
 
     Shadow: LiteLLM has no request mirroring, so a shadow above 0 is an error, never silently
@@ -57,7 +57,7 @@ def weights_for(state: base.RouteState, *, rollout: str, where: str) -> dict[str
     return weights
 
 
-def serves(served: base.Served, *, deployments: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, Any]:
+def serves(served: traffic.Served, *, deployments: Mapping[str, Mapping[str, Any]], where: str) -> dict[str, Any]:
     """What the callback gives a deployment so that it serves this variant: the model, the variant's
     params (over the request's own), its system prompt's text, its revision (read back from
     `model_info.rollout`), and the router's extra `litellm_params` for the model (api_base, api_key)."""
@@ -81,7 +81,7 @@ def serves(served: base.Served, *, deployments: Mapping[str, Mapping[str, Any]],
 
 
 def entries_for(
-    state: base.RouteState, *, rollout: str, where: str, deployments: Mapping[str, Mapping[str, Any]]
+    state: traffic.RouteState, *, rollout: str, where: str, deployments: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """The weights file's entries for one route: deployment id -> its weight and, where the state
     says what the variant serves, what the callback must give the deployment."""
@@ -112,7 +112,7 @@ def check_weights(weights: Mapping[str, object], *, where: str, total: int | Non
         )
 
 
-def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.RouteState | None:
+def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.RouteState | None:
     """A route's state from a `/model/info` answer; None when the proxy has neither deployment.
 
     A deployment taken out of rotation (weight 0) is absent from the proxy's model list, so an
@@ -129,7 +129,7 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.Rout
         raise errors.RouterStateError(f"{where}: /model/info did not answer an object with a 'data' list")
     ours = {deployment_id(rollout, role): role for role in ROLES}
     weights: dict[str, int] = {}
-    served: dict[str, base.Served] = {}
+    served: dict[str, traffic.Served] = {}
     others: dict[str, int] = {}
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
@@ -144,10 +144,10 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> base.Rout
         served[role] = _served(row, _record(row))
     if not weights:
         return None
-    weights.setdefault(base.STABLE, 0)
-    weights.setdefault(base.CANARY, 0)
+    weights.setdefault(traffic.STABLE, 0)
+    weights.setdefault(traffic.CANARY, 0)
     try:
-        return base.RouteState(weights, 0, served, others, hold=_hold(route, rollout, rows))
+        return traffic.RouteState(weights, 0, served, others, hold=_hold(route, rollout, rows))
     except ValueError as exc:
         raise errors.RouterStateError(f"{where}: live weights are not a valid split: {exc}") from exc
 
@@ -161,10 +161,10 @@ def _record(row: Mapping[str, Any]) -> dict[str, Any]:
     return record if isinstance(record, dict) else {}
 
 
-def _served(row: Mapping[str, Any], record: Mapping[str, Any]) -> base.Served:
+def _served(row: Mapping[str, Any], record: Mapping[str, Any]) -> traffic.Served:
     params = record.get("params")
     prompt = record.get("system_prompt")
-    return base.Served(
+    return traffic.Served(
         model=str((row.get("litellm_params") or {}).get("model", "")),
         revision=str(record.get("revision") or UNKNOWN_REVISION),
         params=dict(params) if isinstance(params, dict) else {},
@@ -264,7 +264,7 @@ class LitellmRouter:
                 out[route] = exc
         return out
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         """Every route of the batch in one replace of the weights file, after checking them all against
         one `GET /model/info`; then one wait for the proxy to show the whole batch."""
         if not states:
@@ -290,22 +290,22 @@ class LitellmRouter:
                     "(render it with `rollout render litellm`)"
                 )
             state = states[route]
-            hold = _hold(route, rollout, rows) if state.weight(base.CANARY) else ""
+            hold = _hold(route, rollout, rows) if state.weight(traffic.CANARY) else ""
             if hold:
                 raise errors.RouterError(f"{self._where(route)}: refusing to set {state.describe()}: {hold}")
         try:
             self.weights_file.parent.mkdir(parents=True, exist_ok=True)
-            with files.locked(self.weights_file):
+            with atomic.locked(self.weights_file):
                 document = self._load()
                 document["groups"].update((route, entries) for route, (_, entries) in planned.items())
-                files.replace_json(self.weights_file, document)
+                atomic.replace_json(self.weights_file, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.weights_file}: {exc.strerror}"
             ) from exc
         self._await({route: (rollout, entries, states[route]) for route, (rollout, entries) in planned.items()})
 
-    def _await(self, planned: Mapping[str, tuple[str, Mapping[str, Any], base.RouteState]]) -> None:
+    def _await(self, planned: Mapping[str, tuple[str, Mapping[str, Any], traffic.RouteState]]) -> None:
         """Wait until the proxy shows every route of the batch as the file says (our deployments'
         weights and revisions; one `/model/info` a poll for all of them), or someone else rewrote a
         route. The file is written by now: a proxy that cannot be read ends the wait, and
@@ -367,7 +367,7 @@ class LitellmRouter:
     def _load(self) -> dict[str, Any]:
         """The weights file's document, in this version (a version 1 file's bare weights become
         entries without content: the callback keeps what those deployments serve)."""
-        data = files.read_document(self.weights_file, router=self.name, key="groups")
+        data = atomic.read_document(self.weights_file, router=self.name, key="groups")
         if data is None:
             return {"version": FORMAT_VERSION, "groups": {}}
         if data.get("version") == 1:
@@ -383,7 +383,7 @@ class LitellmRouter:
         return data
 
 
-def _shows(live: base.RouteState, desired: base.RouteState) -> bool:
+def _shows(live: traffic.RouteState, desired: traffic.RouteState) -> bool:
     """The proxy shows our deployments as `desired` has them: their weights and revisions (others
     are no write's business)."""
     return all(live.weight(role) == desired.weight(role) for role in ROLES) and live.same_revisions(desired)
@@ -416,7 +416,7 @@ class GroupSpec:
     route: str
     models: Mapping[str, str]  # variant role -> model id
     weights: Mapping[str, int]  # variant role -> percent
-    served: Mapping[str, base.Served] = field(default_factory=dict)  # variant role -> what it serves
+    served: Mapping[str, traffic.Served] = field(default_factory=dict)  # variant role -> what it serves
 
 
 def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from controller import evals, gates, load, plan, repo
-from controller.routers import base
+from controller import evals, gates, load, plan, repo, traffic
 from tests.evals import conftest
 
 FAIL = gates.Judgement(gates.Verdict.FAIL, "drop 10 points > maxDrop 5")
 NOT_YET = gates.Judgement(gates.Verdict.INCONCLUSIVE, "no offline eval recorded")
 PASS = gates.Judgement(gates.Verdict.PASS, "drop 0 points <= maxDrop 5")
-STABLE_ONLY = base.RouteState({"stable": 100, "canary": 0})
-RAMPING = base.RouteState({"stable": 95, "canary": 5})
+STABLE_ONLY = traffic.RouteState({"stable": 100, "canary": 0})
+RAMPING = traffic.RouteState({"stable": 95, "canary": 5})
 
 
 def loaded(tmp_path: Path, status: str) -> load.LoadedRollout:
@@ -51,7 +50,7 @@ OTHER = "status: {revision: 0123456789ab, step: 1, phase: Completed}\n"  # a ste
          "ramp-started", "rolled-back"],
 )  # fmt: skip
 def test_before_ramp(
-    tmp_path: Path, status: str, live: base.RouteState | None, judged: gates.Judgement | None, kind: plan.Kind | None
+    tmp_path: Path, status: str, live: traffic.RouteState | None, judged: gates.Judgement | None, kind: plan.Kind | None
 ) -> None:
     decision = evals.before_ramp(loaded(tmp_path, status), live=live, judged=judged)
     assert (decision.kind if decision else None) is kind

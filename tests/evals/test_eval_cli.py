@@ -42,8 +42,8 @@ def test_a_canary_that_breaks_a_json_schema_case_is_caught(repo: Path, server: s
     gate = loaded_rollout(repo).rollout.spec.offline_eval
     assert gate is not None
     assert evals.offline_gate(report, gate) is gates.Verdict.FAIL
-    assert report.variants["stable"].count(evals.Status.PASS) == 9
-    assert report.variants["canary"].count(evals.Status.PASS) == 8
+    assert report.variants["stable"].count(evals.CaseStatus.PASS) == 9
+    assert report.variants["canary"].count(evals.CaseStatus.PASS) == 8
 
 
 def test_the_markdown_report_lists_the_flipped_cases(repo: Path, server: standin.StandIn) -> None:

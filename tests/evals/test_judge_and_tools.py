@@ -63,12 +63,12 @@ def test_tool_calls_and_the_judge(root: Path) -> None:
         )
         judged = [r for r in server.requests if r["model"] == JUDGE]
     stable, canary = report.variants["stable"].by_id(), report.variants["canary"].by_id()
-    assert stable["refund-tool"].status is evals.Status.PASS
-    assert canary["refund-tool"].status is evals.Status.FAIL
+    assert stable["refund-tool"].status is evals.CaseStatus.PASS
+    assert canary["refund-tool"].status is evals.CaseStatus.FAIL
     assert "order = '1183', expected '1182'" in canary["refund-tool"].checks[0].detail
-    assert stable["polite"].status is evals.Status.PASS and stable["polite"].checks[0].detail == "apologises"
+    assert stable["polite"].status is evals.CaseStatus.PASS and stable["polite"].checks[0].detail == "apologises"
     # the judge's unreadable verdict is no verdict: the case is kept as an error, not a failure
-    assert canary["polite"].status is evals.Status.ERROR
+    assert canary["polite"].status is evals.CaseStatus.ERROR
     assert "judge: the judge's reply is neither JSON" in (canary["polite"].error or "")
     assert len(judged) == 2 and judged[0]["temperature"] == 0
     assert "Apologises and offers tracking." in judged[0]["messages"][1]["content"]

@@ -28,7 +28,7 @@ class Tree:
         return sorted({p[len(prefix) :].split("/")[0] for p in self.files if p.startswith(prefix)})
 
 
-def check(obj: dict[str, Any]) -> evals.Check:
+def check(obj: dict[str, Any]) -> evals.AnswerCheck:
     case = evals.Case.model_validate({"id": "x", "messages": [{"role": "user", "content": "hi"}], "checks": [obj]})
     return case.checks[0]
 
@@ -149,7 +149,7 @@ def test_wilson(passed: int, n: int, low: float, high: float) -> None:
 
 def report(stable: str, canary: str) -> evals.EvalReport:
     """One letter per case: p pass, f fail, e error."""
-    status = {"p": evals.Status.PASS, "f": evals.Status.FAIL, "e": evals.Status.ERROR}
+    status = {"p": evals.CaseStatus.PASS, "f": evals.CaseStatus.FAIL, "e": evals.CaseStatus.ERROR}
 
     def variant(name: str, letters: str) -> evals.VariantResult:
         cases = tuple(

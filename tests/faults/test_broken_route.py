@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from controller import errors, plan
+from controller import errors, plan, traffic
 from controller.forge import base as forge_base
 from controller.routers import base
 from tests.faults.conftest import FlakyRouter, make_controller
@@ -20,7 +20,7 @@ from tests.reconcile.test_flow import outcome
 
 pytestmark = pytest.mark.slow
 
-RUNNING = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 100)  # the bad canary gets shadow traffic
+RUNNING = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 100)  # the bad canary gets shadow traffic
 
 
 class Refusing:
@@ -44,7 +44,7 @@ class Refusing:
         states: dict[str, base.Live] = self.real.read(routes)
         return states
 
-    def write(self, states: Mapping[str, base.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
         self.batches.append(sorted(states))
         if self.route in states:
             raise errors.RouterStateError(f"router {self.name!r} route {self.route!r}: refused; nothing was written")

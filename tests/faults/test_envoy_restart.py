@@ -10,7 +10,7 @@ from typing import Any
 import git
 import pytest
 
-from controller import demo, load, plan, reconcile, repo, spec
+from controller import demo, load, plan, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
@@ -39,7 +39,9 @@ def admin_port() -> int:
 @pytest.fixture
 def bootstrap(admin_port: int) -> dict[str, Any]:
     nowhere = f"127.0.0.1:{prom.prom_free_port()}"  # no traffic is sent in this test
-    route = envoy.RouteSpec(rollout="good-bot", route="good", upstreams={base.STABLE: nowhere, base.CANARY: nowhere})
+    route = envoy.RouteSpec(
+        rollout="good-bot", route="good", upstreams={traffic.STABLE: nowhere, traffic.CANARY: nowhere}
+    )
     return envoy.bootstrap(
         [route], admin=f"http://127.0.0.1:{admin_port}", listen="127.0.0.1:0", runtime_prefix="rollouts"
     )
@@ -86,7 +88,7 @@ def controller(ops: rc.GitOps) -> reconcile.Controller:
     ws = repo.Workspace.open(str(ops.remote), ops.work / "clone")
 
     def routers(name: str, cfg: spec.RouterConfig, routes: dict[str, str]) -> base.Router:
-        assert isinstance(cfg, spec.EnvoyRouter)
+        assert isinstance(cfg, spec.EnvoyRouterConfig)
         return envoy.EnvoyRouter(name, str(cfg.admin), routes=routes)
 
     forge = forge_local.LocalForge(ops.remote, clock=ops.now)

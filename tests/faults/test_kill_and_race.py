@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller import plan, reconcile
+from controller import plan, reconcile, traffic
 from controller.forge import base as forge_base
 from tests.faults.conftest import KillAt, Killed, make_controller
 from tests.reconcile import conftest as rc
@@ -147,9 +147,8 @@ def test_killed_during_an_auto_promotion_the_restart_converges(
 
 
 def rc_running() -> Any:
-    from controller.routers import base
 
-    return base.RouteState({base.STABLE: 100, base.CANARY: 0}, 100)
+    return traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 100)
 
 
 def test_two_controllers_at_once_one_acts(gitops: GitOps) -> None:

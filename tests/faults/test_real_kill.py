@@ -31,9 +31,8 @@ import git
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, cutpoints, repo
+from controller import cli, cutpoints, repo, traffic
 from controller.forge import base as forge_base
-from controller.routers import base
 from tests.faults.conftest import KILL_TABLE
 from tests.helpers import prom
 from tests.reconcile import conftest as rc
@@ -136,14 +135,14 @@ def temp_files(ops: GitOps) -> list[Path]:
     return sorted((ops.work / "state").glob(".routes.json.*"))
 
 
-def live(ops: GitOps, route: str) -> base.RouteState | None:
+def live(ops: GitOps, route: str) -> traffic.RouteState | None:
     """The route as the application reads routes.json: one JSON document, never torn."""
     path = state_file(ops)
     if not path.exists():
         return None
     document = json.loads(path.read_text("utf-8"))  # a torn file fails here
     raw = document["routes"].get(route)
-    return base.RouteState.from_json(raw) if raw is not None else None
+    return traffic.RouteState.from_json(raw) if raw is not None else None
 
 
 def lease_holder(ops: GitOps) -> str | None:
@@ -232,7 +231,7 @@ def test_killed_in_a_rollback_tick(ops: GitOps, point: str, table_row: dict[str,
     holder = cli.default_holder(ops.work / "controller")
     assert lease_holder(ops) == holder, "the dead process should still hold the lease"
     if point == cutpoints.STATE_TEMP:
-        assert len(temp_files(ops)) == 1 and live(ops, "bad") == base.RouteState(
+        assert len(temp_files(ops)) == 1 and live(ops, "bad") == traffic.RouteState(
             {"stable": 100, "canary": 0}, shadow=100
         ), "the rename had not happened: the old state, whole, and a temp file beside it"
     if point == cutpoints.LEASE:  # another controller is told who holds it, and changes nothing
@@ -262,7 +261,7 @@ def start_good_bot(ops: GitOps) -> None:
         "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
     }
     ops.commit(files, "Add good-bot", at=ago)
-    ops.router().write({"good": base.RouteState({"stable": 100, "canary": 0}, shadow=100)})
+    ops.router().write({"good": traffic.RouteState({"stable": 100, "canary": 0}, shadow=100)})
 
 
 @pytest.mark.parametrize("point", ADVANCE_CUTS)

@@ -10,16 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, plan, telemetry
+from controller import cli, plan, telemetry, traffic
 from controller.forge import base as forge_base
-from controller.routers import base
 from tests.faults.conftest import FlakyRouter, make_controller
 from tests.reconcile.conftest import GitOps, add_bad_bot
 from tests.reconcile.test_flow import outcome
 
 pytestmark = pytest.mark.slow
 
-RUNNING = base.RouteState({base.STABLE: 100, base.CANARY: 0}, 100)  # the bad canary gets shadow traffic
+RUNNING = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 100)  # the bad canary gets shadow traffic
 
 
 def test_a_write_that_fails_twice_is_retried_with_backoff(gitops: GitOps) -> None:

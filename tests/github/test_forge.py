@@ -316,7 +316,7 @@ def test_github_app_installation_auth(app_key: tuple[bytes, bytes]) -> None:
     private, public = app_key
     server = standin_mod.StandIn(app=(42, public)).start()
     try:
-        config = spec.GithubForge.model_validate(
+        config = spec.GithubForgeConfig.model_validate(
             {
                 "type": "github",
                 "repository": "acme/rollouts",
@@ -368,7 +368,7 @@ def test_a_wrong_app_key_is_a_forge_error(app_key: tuple[bytes, bytes]) -> None:
     ids=["no-token", "custom-env", "app-without-key"],
 )
 def test_from_config_names_the_missing_secret(config: dict[str, object], env: dict[str, str], expect: str) -> None:
-    parsed = spec.GithubForge.model_validate({"type": "github", "repository": "acme/rollouts", **config})
+    parsed = spec.GithubForgeConfig.model_validate({"type": "github", "repository": "acme/rollouts", **config})
     with pytest.raises(errors.ForgeError, match=expect):
         github.GithubForge.from_config(parsed, env=env)
 

@@ -14,7 +14,7 @@ import pytest
 
 from controller import demo, observability
 from tests.helpers import prom
-from tests.standins import model_server, traffic
+from tests.standins import loadgen, model_server
 
 pytestmark = pytest.mark.slow
 
@@ -84,8 +84,8 @@ def test_dashboard_panels_and_recording_rules_answer_on_standin_metrics(tmp_path
         assert len(rules) >= 8, rules
         prom.prom_poll("the first scrape", lambda: len(query(url, "llm_requests_total")) == 2 * 2 * len(tiers))
         for v, server in servers.items():
-            plan = traffic.Plan(url=f"{server.url}/v1", rate=100, max_requests=150, tenants=dict.fromkeys(tiers, 1.0))
-            report = traffic.Traffic(plan).start().wait(timeout=120)
+            plan = loadgen.Plan(url=f"{server.url}/v1", rate=100, max_requests=150, tenants=dict.fromkeys(tiers, 1.0))
+            report = loadgen.Traffic(plan).start().wait(timeout=120)
             assert report.sent == 150, (v, report)
 
         def every_rule_has_both_variants() -> bool:

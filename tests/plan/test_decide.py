@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import gates, load, plan, spec
-from controller.routers import base
+from controller import gates, load, plan, spec, traffic
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
 CANARY_REV = "c0ffee000001"
@@ -69,17 +68,19 @@ def completed() -> load.LoadedRollout:
     )
 
 
-def served_old() -> base.RouteState:
+def served_old() -> traffic.RouteState:
     """The right weights, but the canary slot still serves an older revision."""
-    return base.RouteState({"stable": 95, "canary": 5}, 0, {"canary": base.Served("m-2025-03-01", revision="0ld")})
+    return traffic.RouteState(
+        {"stable": 95, "canary": 5}, 0, {"canary": traffic.Served("m-2025-03-01", revision="0ld")}
+    )
 
 
-def state(stable: int, canary: int | None = None, shadow: int = 0) -> base.RouteState:
+def state(stable: int, canary: int | None = None, shadow: int = 0) -> traffic.RouteState:
     weights = {"stable": stable} | ({"canary": canary} if canary is not None else {})
-    return base.RouteState(weights, shadow)
+    return traffic.RouteState(weights, shadow)
 
 
-def facts(live: base.RouteState | None, *verdicts: tuple[str, V, str], **kw: Any) -> plan.Facts:
+def facts(live: traffic.RouteState | None, *verdicts: tuple[str, V, str], **kw: Any) -> plan.Facts:
     results = tuple(plan.GateResult(g, v, spec.OnFail(on_fail)) for g, v, on_fail in verdicts)
     kw.setdefault("step_since", NOW - timedelta(hours=3))
     kw.setdefault("samples", 10_000)
@@ -97,14 +98,14 @@ FRIDAY_FREEZE = [{"cron": "0 0 * * 3", "duration": "24h"}]  # Wednesday all day,
 BACK = state(100, 0)
 S1 = state(95, 5)
 # a route that a variant no rollout manages shares (a deployment added by hand during an incident)
-SHARED = base.RouteState({"stable": 70, "canary": 10}, 0, others={"hotfix": 20})
-SHARED_BACK = base.RouteState({"stable": 80, "canary": 0}, 0, others={"hotfix": 20})
+SHARED = traffic.RouteState({"stable": 70, "canary": 10}, 0, others={"hotfix": 20})
+SHARED_BACK = traffic.RouteState({"stable": 80, "canary": 0}, 0, others={"hotfix": 20})
 # a route whose router would not honour the weights (a LiteLLM proxy routing by least-busy)
 IGNORED = "the proxy routes model group 'chat' by routing_strategy 'least-busy', which ignores weights"
 
 
-def held(stable: int, canary: int) -> base.RouteState:
-    return base.RouteState({"stable": stable, "canary": canary}, 0, hold=IGNORED)
+def held(stable: int, canary: int) -> traffic.RouteState:
+    return traffic.RouteState({"stable": stable, "canary": canary}, 0, hold=IGNORED)
 
 
 # (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
@@ -192,7 +193,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     (
         "shared-shadow-abort",
         rollout(step=0),
-        facts(base.RouteState({"stable": 80, "canary": 0}, 100, others={"hotfix": 20}), abort=True),
+        facts(traffic.RouteState({"stable": 80, "canary": 0}, 100, others={"hotfix": 20}), abort=True),
         plan.Kind.ROLLBACK,
         SHARED_BACK,
         "aborted",
@@ -203,15 +204,15 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     (
         "shared-lowered-to-main-s-weight",  # main says 10% (a promotion reverted), live has 50%: lowered at once
         rollout(step=1),
-        facts(base.RouteState({"stable": 30, "canary": 50}, 0, others={"hotfix": 20}), PASS),
+        facts(traffic.RouteState({"stable": 30, "canary": 50}, 0, others={"hotfix": 20}), PASS),
         plan.Kind.APPLY,
-        base.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}),
+        traffic.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}),
         "apply main",
     ),
     (
         "shared-in-step-proposes",
         rollout(step=1),
-        facts(base.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}), PASS),
+        facts(traffic.RouteState({"stable": 75, "canary": 5}, 0, others={"hotfix": 20}), PASS),
         plan.Kind.ADVANCE,
         2,
         "",
@@ -424,7 +425,7 @@ live_states = st.one_of(
 def test_invariants(
     step: int | None,
     phase: str,
-    live: base.RouteState | None,
+    live: traffic.RouteState | None,
     verdicts: list[tuple[str, V, str]],
     hours: int,
     samples: int | None,

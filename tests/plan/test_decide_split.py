@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller import gates, load, plan, spec
-from controller.routers import base
+from controller import gates, load, plan, spec, traffic
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)
 CANARY_REV = "c0ffee000001"
@@ -35,7 +34,7 @@ def rollout(*, step: int = 1, phase: str = "Progressing") -> load.LoadedRollout:
     return load.LoadedRollout("rollouts/bot/rollout.yaml", spec.Rollout.model_validate(data), revisions, {})
 
 
-LIVE = base.RouteState({"stable": 90, "canary": 10}, 0)
+LIVE = traffic.RouteState({"stable": 90, "canary": 10}, 0)
 
 
 def facts(gate: tuple[V, str] | None, split: tuple[V, str] | None, **kw: Any) -> plan.Facts:
@@ -78,14 +77,14 @@ CASES = [
     (
         "drift-heals-first",
         rollout(),
-        facts((V.PASS, "rollback"), (V.FAIL, MISMATCH), live=base.RouteState({"stable": 100, "canary": 0}, 0)),
+        facts((V.PASS, "rollback"), (V.FAIL, MISMATCH), live=traffic.RouteState({"stable": 100, "canary": 0}, 0)),
         plan.Kind.APPLY,
         "apply main",
     ),
     (
         "completes-at-the-end",
         rollout(step=3),
-        facts((V.PASS, "rollback"), None, live=base.RouteState({"stable": 0, "canary": 100}, 0)),
+        facts((V.PASS, "rollback"), None, live=traffic.RouteState({"stable": 0, "canary": 100}, 0)),
         plan.Kind.COMPLETE,
         "",
     ),

@@ -12,7 +12,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import prometheus, reconcile, repo, spec
+from controller import prometheus, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
@@ -117,14 +117,14 @@ class GitOps:
     def router(self) -> file_router.FileRouter:
         return file_router.FileRouter("local", self.work / "state" / "routes.json")
 
-    def live(self, route: str) -> base.RouteState | None:
+    def live(self, route: str) -> traffic.RouteState | None:
         return read_one(self.router(), route)
 
     def controller(self, *, holder: str = "test", forge: object | None = None) -> reconcile.Controller:
         ws = repo.Workspace.open(str(self.remote), self.work / f"clone-{holder}")
 
         def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
-            assert isinstance(cfg, spec.FileRouter)
+            assert isinstance(cfg, spec.FileRouterConfig)
             return file_router.FileRouter(name, self.work / "state" / cfg.path)
 
         return reconcile.Controller(
@@ -171,7 +171,7 @@ def add_bad_bot(gitops: GitOps, *, promotion: str = "manual") -> None:
         },
         "Add bad-bot",
     )
-    gitops.router().write({"bad": base.RouteState({"stable": 100, "canary": 0}, shadow=100)})
+    gitops.router().write({"bad": traffic.RouteState({"stable": 100, "canary": 0}, shadow=100)})
 
 
 Tick = Callable[[], reconcile.Tick]

@@ -13,8 +13,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import cli
-from controller.routers import base
+from controller import cli, traffic
 from controller.routers import file as file_router
 from tests.helpers.routes import read_one
 from tests.reconcile.conftest import CONFIG, GitOps
@@ -46,7 +45,7 @@ def test_every_command_from_any_terminal_sees_one_router_state(gitops: GitOps, t
     assert first.returncode == 0, first.stdout + first.stderr
     assert f"router state in {state}" in first.stdout and str(gitops.remote) in first.stdout
     live = file_router.FileRouter("local", state / "routes.json")
-    assert read_one(live, "good").same_traffic(base.RouteState({"stable": 100, "canary": 0}, 100))  # type: ignore[union-attr]
+    assert read_one(live, "good").same_traffic(traffic.RouteState({"stable": 100, "canary": 0}, 100))  # type: ignore[union-attr]
 
     status = terminal(gitops, "status", cwd=tmp_path / "two", home=tmp_path / "home-two")
     assert status.returncode == 0, status.stderr
@@ -63,11 +62,13 @@ def test_every_command_from_any_terminal_sees_one_router_state(gitops: GitOps, t
     assert abort.returncode == 0, abort.stdout + abort.stderr
     assert "router local: set stable 100%, canary 0%, read back" in abort.stdout
     after = read_one(live, "good")
-    assert after is not None and after.same_traffic(base.RouteState({"stable": 100, "canary": 0}))  # what traffic reads
+    assert after is not None and after.same_traffic(
+        traffic.RouteState({"stable": 100, "canary": 0})
+    )  # what traffic reads
 
 
 def test_an_abort_aimed_at_state_nobody_has_fails_and_names_the_path(gitops: GitOps, tmp_path: Path) -> None:
-    gitops.router().write({"good": base.RouteState({"stable": 90, "canary": 10})})  # what the app reads
+    gitops.router().write({"good": traffic.RouteState({"stable": 90, "canary": 10})})  # what the app reads
     empty = tmp_path / "nobody-reads-this"
     with_state_dir(gitops, empty)
     abort = terminal(gitops, "abort", "good-bot", "--reason", "pager", cwd=tmp_path / "t", home=tmp_path / "home")

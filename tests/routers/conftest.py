@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from controller import traffic
 from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
 from tests.helpers import envoy_proc, litellm_proc, openai_standin
@@ -41,7 +42,7 @@ class Backend:
     corrupt: Callable[[str], None]  # make the live state of one route malformed, and no other's
     raw: Callable[[], Any]  # the live state as the backend stores it
     supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
-    refused: tuple[str, base.RouteState] | None = None  # a route and state it refuses; None: it takes any
+    refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
 
 def closed_port() -> int:
@@ -104,7 +105,7 @@ def _under_a_file(tmp_path: Path) -> Path:
 def envoy_proxy(tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
     """A real Envoy with both test routes; its clusters point at a closed port (no traffic is sent)."""
     nowhere = f"127.0.0.1:{closed_port()}"
-    config = envoy_bootstrap({r: {base.STABLE: nowhere, base.CANARY: nowhere} for r in ROUTES})
+    config = envoy_bootstrap({r: {traffic.STABLE: nowhere, traffic.CANARY: nowhere} for r in ROUTES})
     with envoy_proc.running_envoy(config, tmp_path / "envoy") as proxy:
         yield proxy
 
@@ -114,7 +115,7 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         return envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS)
 
     def corrupt(route: str) -> None:
-        key = envoy.weight_key("rollouts", ROLLOUTS[route], base.STABLE)
+        key = envoy.weight_key("rollouts", ROLLOUTS[route], traffic.STABLE)
         httpx.post(proxy.admin + "/runtime_modify", params={key: "ninety"}).raise_for_status()
 
     def raw() -> Any:
@@ -127,7 +128,7 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{closed_port()}", routes=ROLLOUTS),
         corrupt=corrupt,
         raw=raw,
-        refused=("nowhere", base.RouteState({base.STABLE: 100, base.CANARY: 0})),  # on no rollout: no clusters
+        refused=("nowhere", traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})),  # on no rollout: no clusters
     )
 
 
@@ -153,16 +154,16 @@ def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmS
     ):
         rollouts = {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS}
         bases = {
-            **{(r, base.STABLE): stable.api_base for r in rollouts},
-            **{(r, base.CANARY): canary.api_base for r in rollouts},
-            (GATE_ROUTE, base.CANARY): failing.api_base,
+            **{(r, traffic.STABLE): stable.api_base for r in rollouts},
+            **{(r, traffic.CANARY): canary.api_base for r in rollouts},
+            (GATE_ROUTE, traffic.CANARY): failing.api_base,
         }
         groups = [
             litellm.GroupSpec(
                 rollout=rollouts[route],
                 route=route,
-                models={base.STABLE: f"openai/{route}-stable", base.CANARY: f"openai/{route}-canary"},
-                weights={base.STABLE: 100, base.CANARY: 0},
+                models={traffic.STABLE: f"openai/{route}-stable", traffic.CANARY: f"openai/{route}-canary"},
+                weights={traffic.STABLE: 100, traffic.CANARY: 0},
             )
             for route in rollouts
         ]
@@ -226,10 +227,10 @@ def strategy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Strateg
         deployments = {}
         for strategy in STRATEGIES:
             route, rollout = strategy_route(strategy)
-            models = {base.STABLE: f"openai/{route}-stable", base.CANARY: f"openai/{route}-canary"}
-            groups.append(litellm.GroupSpec(rollout, route, models, {base.STABLE: 90, base.CANARY: 10}))
-            deployments[models[base.STABLE]] = {"api_base": stable.api_base, "api_key": "not-a-real-key"}
-            deployments[models[base.CANARY]] = {"api_base": canary.api_base, "api_key": "not-a-real-key"}
+            models = {traffic.STABLE: f"openai/{route}-stable", traffic.CANARY: f"openai/{route}-canary"}
+            groups.append(litellm.GroupSpec(rollout, route, models, {traffic.STABLE: 90, traffic.CANARY: 10}))
+            deployments[models[traffic.STABLE]] = {"api_base": stable.api_base, "api_key": "not-a-real-key"}
+            deployments[models[traffic.CANARY]] = {"api_base": canary.api_base, "api_key": "not-a-real-key"}
         settings = {
             "routing_strategy": TOP_STRATEGY,
             "routing_groups": [
@@ -257,7 +258,7 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         rollout = ROLLOUTS[route]
         path = stack.proxy.weights_file
         data = json.loads(path.read_text("utf-8"))
-        ids = [litellm.deployment_id(rollout, role) for role in (base.STABLE, base.CANARY)]
+        ids = [litellm.deployment_id(rollout, role) for role in (traffic.STABLE, traffic.CANARY)]
         data["groups"][route] = dict.fromkeys(ids, 30)  # LiteLLM accepts it; it is not a split of 100
         path.write_text(json.dumps(data), "utf-8")
         litellm_proc.wait_for(
@@ -279,7 +280,10 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         corrupt=corrupt,
         raw=stack.proxy.weights,
         supports_shadow=False,
-        refused=(ROUTES[1], base.RouteState({base.STABLE: 100, base.CANARY: 0}, 50)),  # shadow: it cannot mirror
+        refused=(
+            ROUTES[1],
+            traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 50),
+        ),  # shadow: it cannot mirror
     )
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli
+from controller import cli, traffic
 from controller.routers import base
 from tests.helpers import litellm_proc
 from tests.routers.conftest import LitellmStack, litellm_router
@@ -196,13 +196,13 @@ def plan(root: Path) -> dict[str, Any]:
 def test_plan_reads_the_live_proxy(repo: Path, litellm_stack: LitellmStack, monkeypatch: pytest.MonkeyPatch) -> None:
     point_at(repo, litellm_stack)
     monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
-    base.apply(litellm_router(litellm_stack), {"support-chat": base.RouteState({"stable": 70, "canary": 30})}).state(
+    base.apply(litellm_router(litellm_stack), {"support-chat": traffic.RouteState({"stable": 70, "canary": 30})}).state(
         "support-chat"
     )
     found = plan(repo)
     assert found["live"]["weights"] == {"stable": 70, "canary": 30}
     assert found["drift"] is True
-    base.apply(litellm_router(litellm_stack), {"support-chat": base.RouteState({"stable": 99, "canary": 1})}).state(
+    base.apply(litellm_router(litellm_stack), {"support-chat": traffic.RouteState({"stable": 99, "canary": 1})}).state(
         "support-chat"
     )
     found = plan(repo)

@@ -10,21 +10,21 @@ import threading
 
 import pytest
 
-from controller import errors
+from controller import errors, traffic
 from controller.routers import base
 from tests.helpers.routes import read_one
 from tests.routers.conftest import ROUTES, Backend
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 MODEL = "openai/triage-llm-8b-2025-06-02"  # a provider LiteLLM knows: its callback gives the deployments this model
 SERVED = {
-    S: base.Served(MODEL, "rollouts/t/prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}, "Triage by urgency."),
-    C: base.Served(MODEL, "rollouts/t/prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}, "Triage by topic."),
+    S: traffic.Served(MODEL, "rollouts/t/prompts/v7.md", "aaaaaaaaaaaa", {"temperature": 0}, "Triage by urgency."),
+    C: traffic.Served(MODEL, "rollouts/t/prompts/v8.md", "bbbbbbbbbbbb", {"temperature": 0}, "Triage by topic."),
 }
 
 
-def state(canary: int, shadow: int = 0) -> base.RouteState:
-    return base.RouteState({S: 100 - canary, C: canary}, shadow, SERVED)
+def state(canary: int, shadow: int = 0) -> traffic.RouteState:
+    return traffic.RouteState({S: 100 - canary, C: canary}, shadow, SERVED)
 
 
 ROLLBACK = state(0, 0)
@@ -40,7 +40,7 @@ def shadow(backend: Backend, percent: int) -> int:
     [state(0), state(1), state(5), state(25), state(50), state(99), state(100), state(0, 100), state(10, 37)],
     ids=["0%", "1%", "5%", "25%", "50%", "99%", "100%", "shadow-100", "10%-shadow-37"],
 )
-def test_set_and_read_back(backend: Backend, desired: base.RouteState) -> None:
+def test_set_and_read_back(backend: Backend, desired: traffic.RouteState) -> None:
     if desired.shadow and not backend.supports_shadow:
         before = backend.raw()
         with pytest.raises(errors.RouterError, match="mirror"):
@@ -109,7 +109,7 @@ def test_set_is_idempotent(backend: Backend) -> None:
 
 def test_all_weights_zero_is_unrepresentable() -> None:
     with pytest.raises(ValueError, match="sum to 100"):
-        base.RouteState({S: 0, C: 0})
+        traffic.RouteState({S: 0, C: 0})
 
 
 def test_two_writers_at_once(backend: Backend) -> None:
@@ -145,7 +145,7 @@ def test_two_writers_on_one_route_never_mix(backend: Backend) -> None:
     a, b = state(10, 0), state(90, shadow(backend, 100))
     barrier = threading.Barrier(2)
 
-    def run(router: base.Router, desired: base.RouteState) -> None:
+    def run(router: base.Router, desired: traffic.RouteState) -> None:
         barrier.wait()
         for _ in range(10):
             router.write({ROUTES[0]: desired})
@@ -181,7 +181,7 @@ def test_malformed_live_state_is_a_clear_error_of_that_route_only(backend: Backe
     assert not error.retryable
     assert repr(backend.router.name) in str(error) and repr(ROUTES[0]) in str(error)
     other = answer[ROUTES[1]]  # the broken route hides no other route's state
-    assert isinstance(other, base.RouteState) and other.same_traffic(state(10))
+    assert isinstance(other, traffic.RouteState) and other.same_traffic(state(10))
     with pytest.raises(errors.RouterStateError):
         read_one(backend.router, ROUTES[0])
     assert backend.raw() == broken  # reading changed nothing
@@ -208,7 +208,7 @@ def test_a_batch_read_answers_every_route_asked(backend: Backend) -> None:
     assert answer[unknown] is None
     for route, want in ((ROUTES[0], state(25)), (ROUTES[1], state(5))):
         live = answer[route]
-        assert isinstance(live, base.RouteState) and live.same_traffic(want), route
+        assert isinstance(live, traffic.RouteState) and live.same_traffic(want), route
     assert backend.router.read([]) == {}
 
 

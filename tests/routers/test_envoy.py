@@ -18,13 +18,13 @@ from typing import Any
 import httpx
 import pytest
 
-from controller import errors, spec
-from controller.routers import base, envoy, files
+from controller import errors, spec, traffic
+from controller.routers import atomic, base, envoy
 from tests.helpers import envoy_proc
 from tests.helpers.routes import read_one
 from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
 ROLLOUT = ROLLOUTS[ROUTE]
 SPLIT = "x-test-split"
@@ -72,7 +72,7 @@ def test_parse_state_refuses_what_envoy_would_misread(runtime: dict[str, Any], m
 
 
 def test_runtime_values_name_one_key_per_variant_and_the_shadow() -> None:
-    values = envoy.runtime_values(base.RouteState({S: 95, C: 5}, 20), prefix="rollouts", rollout=ROLLOUT)
+    values = envoy.runtime_values(traffic.RouteState({S: 95, C: 5}, 20), prefix="rollouts", rollout=ROLLOUT)
     assert values == {
         "rollouts.ticket-triage.ticket-triage_stable": "95",
         "rollouts.ticket-triage.ticket-triage_canary": "5",
@@ -88,14 +88,14 @@ def test_route_specs_need_an_upstream_per_model() -> None:
 def test_write_refuses_variants_envoy_does_not_split() -> None:
     router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
     with pytest.raises(errors.RouterError, match="only stable and canary"):
-        router.write({ROUTE: base.RouteState({S: 50, "blue": 50})})
+        router.write({ROUTE: traffic.RouteState({S: 50, "blue": 50})})
 
 
 def test_unknown_route_reads_none_and_cannot_be_written() -> None:
     router = envoy.EnvoyRouter("edge", "http://127.0.0.1:1", routes=ROLLOUTS)
     assert read_one(router, "nowhere") is None
     with pytest.raises(errors.RouterError, match="no rollout"):
-        router.write({"nowhere": base.RouteState({S: 100})})
+        router.write({"nowhere": traffic.RouteState({S: 100})})
 
 
 # -- a real Envoy with two real upstreams -----------------------------------------------------------
@@ -137,7 +137,7 @@ def served_by_bucket(proxy: envoy_proc.Envoy) -> dict[int, tuple[str, str | None
 @pytest.mark.slow
 @pytest.mark.parametrize("canary", [0, 1, 30, 100], ids=["0%", "1%", "30%", "100%"])
 def test_observed_split_is_exactly_the_weights(proxy: envoy_proc.Envoy, canary: int) -> None:
-    base.apply(router_for(proxy), {ROUTE: base.RouteState({S: 100 - canary, C: canary})}).state(ROUTE)
+    base.apply(router_for(proxy), {ROUTE: traffic.RouteState({S: 100 - canary, C: canary})}).state(ROUTE)
     seen = served_by_bucket(proxy)
     expected = {b: (S, S) if b < 100 - canary else (C, C) for b in range(100)}  # clusters in order: stable, canary
     assert seen == expected
@@ -156,9 +156,9 @@ def test_rollback_is_one_admin_call(proxy: envoy_proc.Envoy) -> None:
     calls: list[httpx.Request] = []
     client = httpx.Client(timeout=5, event_hooks={"request": [calls.append]})
     router = router_for(proxy, client=client)
-    base.apply(router, {ROUTE: base.RouteState({S: 50, C: 50}, 100)}).state(ROUTE)
+    base.apply(router, {ROUTE: traffic.RouteState({S: 50, C: 50}, 100)}).state(ROUTE)
     calls.clear()
-    router.write({ROUTE: base.RouteState({S: 100, C: 0}, 0)})
+    router.write({ROUTE: traffic.RouteState({S: 100, C: 0}, 0)})
     assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
     assert form(calls[0]) == {KS: "100", KC: "0", KM: "0"}
     assert served_by_bucket(proxy) == {b: (S, S) for b in range(100)}
@@ -176,7 +176,7 @@ def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
     calls: list[httpx.Request] = []
     with httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client:
         router = envoy.EnvoyRouter("edge", envoy_proxy.admin, routes=ROLLOUTS, client=client)
-        desired = {"triage": base.RouteState({S: 70, C: 30}, 10), "support-chat": base.RouteState({S: 95, C: 5})}
+        desired = {"triage": traffic.RouteState({S: 70, C: 30}, 10), "support-chat": traffic.RouteState({S: 95, C: 5})}
         router.write(desired)
         assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
         assert form(calls[0]) == {
@@ -206,7 +206,7 @@ def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> No
         httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client,
     ):
         router = envoy.EnvoyRouter("edge", proxy.admin, routes=rollouts, client=client)
-        desired = {route: base.RouteState({S: 100 - i, C: i}, i) for i, route in enumerate(rollouts)}
+        desired = {route: traffic.RouteState({S: 100 - i, C: i}, i) for i, route in enumerate(rollouts)}
         router.write(desired)
         broken = envoy.weight_key("rollouts", rollouts["route-3"], S)
         httpx.post(proxy.admin + "/runtime_modify", data={broken: "ninety"}).raise_for_status()
@@ -219,7 +219,7 @@ def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> No
         for route, want in desired.items():
             if route != "route-3":
                 live = answer[route]
-                assert isinstance(live, base.RouteState) and live.same_traffic(want), route
+                assert isinstance(live, traffic.RouteState) and live.same_traffic(want), route
         calls.clear()
         assert router.read(["nowhere"]) == {"nowhere": None} and calls == []  # no route here: no call at all
 
@@ -232,9 +232,9 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
     config = envoy_bootstrap({route: {S: old, C: new} for route in ROLLOUTS})
     models = {"acme/old": old, "acme/new": new, "acme/moved": moved}
 
-    def split(stable: str) -> base.RouteState:
-        served = {S: base.Served(stable), C: base.Served("acme/new")}
-        return base.RouteState({S: 90, C: 10}, 0, served)
+    def split(stable: str) -> traffic.RouteState:
+        served = {S: traffic.Served(stable), C: traffic.Served("acme/new")}
+        return traffic.RouteState({S: 90, C: 10}, 0, served)
 
     calls: list[httpx.Request] = []
     with (
@@ -247,7 +247,7 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
         before = router.overrides()
         calls.clear()
         with pytest.raises(errors.RouterStateError, match=r"route 'support-chat'.*nothing was written"):
-            router.write({"triage": base.RouteState({S: 100, C: 0}), "support-chat": split("acme/moved")})
+            router.write({"triage": traffic.RouteState({S: 100, C: 0}), "support-chat": split("acme/moved")})
         assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters")]
         assert router.overrides() == before
 
@@ -268,16 +268,16 @@ def test_shadow_mirrors_to_the_canary_and_stops(
 ) -> None:
     stable, canary = upstreams
     router = router_for(proxy)
-    base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
+    base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
     with httpx.Client(base_url=proxy.url, timeout=10) as client:
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S  # the answer always comes from stable
         wait_for(lambda: canary.requests == 20, "20 mirrored requests at the canary")
-        base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 0)}).state(ROUTE)
+        base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 0)}).state(ROUTE)
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S
         # a marker: one more mirrored request; if the 20 above had been mirrored, they would be counted too
-        base.apply(router, {ROUTE: base.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
+        base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
         client.get(f"/{ROUTE}/x").raise_for_status()
         wait_for(lambda: canary.requests >= 21, "the marker request at the canary")
     assert canary.requests == 21
@@ -289,17 +289,17 @@ def test_live_weight_changes_under_traffic_drop_nothing(
     proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
 ) -> None:
     router = router_for(proxy)
-    with traffic(proxy) as outcomes:
+    with sending(proxy) as outcomes:
         wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
         for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
             before = sum(outcomes.values())
-            base.apply(router, {ROUTE: base.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
+            base.apply(router, {ROUTE: traffic.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
             wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
     assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
 
 
 @contextlib.contextmanager
-def traffic(proxy: envoy_proc.Envoy) -> Iterator[collections.Counter[str]]:
+def sending(proxy: envoy_proc.Envoy) -> Iterator[collections.Counter[str]]:
     """Requests to the route, one after another, for the block: a count of each outcome
     (`"<status> <body>"`, or the transport error's name)."""
     stop = threading.Event()
@@ -325,7 +325,7 @@ def traffic(proxy: envoy_proc.Envoy) -> Iterator[collections.Counter[str]]:
 
 @pytest.mark.slow
 def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, Any], tmp_path: Path) -> None:
-    desired = base.RouteState({S: 75, C: 25}, 10)
+    desired = traffic.RouteState({S: 75, C: 25}, 10)
     with envoy_proc.running_envoy(bootstrap, tmp_path / "first") as first:
         base.apply(router_for(first), {ROUTE: desired}).state(ROUTE)
         assert router_for(first).overrides() == {KS: "75", KC: "25", KM: "10"}
@@ -341,7 +341,7 @@ def test_restart_loses_overrides_and_read_shows_the_drift(bootstrap: dict[str, A
 @pytest.mark.slow
 def test_rendered_bootstrap_validates_with_real_envoy(bootstrap: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "bootstrap.yaml"
-    path.write_text(files.to_yaml(bootstrap), "utf-8")
+    path.write_text(atomic.to_yaml(bootstrap), "utf-8")
 
     result = subprocess.run(
         [envoy_proc.ENVOY, "--mode", "validate", "-c", str(path)], capture_output=True, text=True, timeout=120
@@ -356,7 +356,7 @@ def test_a_rollout_missing_from_the_running_bootstrap_reads_none(proxy: envoy_pr
     router = envoy.EnvoyRouter("edge", proxy.admin, routes={"support-chat": "support-bot"})
     assert read_one(router, "support-chat") is None
     with pytest.raises(errors.RouterVerifyError, match="read back nothing"):
-        base.apply(router, {"support-chat": base.RouteState({S: 90, C: 10})}).state("support-chat")
+        base.apply(router, {"support-chat": traffic.RouteState({S: 90, C: 10})}).state("support-chat")
 
 
 # -- file-based CDS: a completion repoints a role's cluster without a restart ------------------------
@@ -367,7 +367,7 @@ def cds_setup(tmp_path: Path, stable: str, canary: str) -> tuple[dict[str, Any],
     specs = [envoy.RouteSpec(rollout=ROLLOUT, route=ROUTE, upstreams={S: stable, C: canary})]
     path = tmp_path / "cds" / "clusters.json"
     path.parent.mkdir(parents=True)
-    files.replace_json(path, envoy.cds(specs))
+    atomic.replace_json(path, envoy.cds(specs))
     config = envoy.bootstrap(
         specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts", cds_path=str(path)
     )
@@ -378,9 +378,9 @@ def uptime(proxy: envoy_proc.Envoy) -> int:
     return int(httpx.get(proxy.admin + "/server_info", timeout=5).json()["uptime_current_epoch"].rstrip("s"))
 
 
-def completed(stable_model: str) -> dict[str, base.RouteState]:
+def completed(stable_model: str) -> dict[str, traffic.RouteState]:
     """What the reconciler writes once a rollout completes: all traffic to stable, now `stable_model`."""
-    return {ROUTE: base.RouteState({S: 100, C: 0}, 0, {S: base.Served(stable_model)})}
+    return {ROUTE: traffic.RouteState({S: 100, C: 0}, 0, {S: traffic.Served(stable_model)})}
 
 
 @pytest.mark.slow
@@ -394,7 +394,7 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
         with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
             pid, started = proxy.process.pid, uptime(proxy)
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
-            with traffic(proxy) as outcomes:
+            with sending(proxy) as outcomes:
                 wait_for(lambda: outcomes["200 old"] >= 20, "traffic flowing to the old stable")
                 time.sleep(1.1)  # so that the uptime below can only have grown in the same process
                 router.write(completed("acme/new"))
@@ -406,8 +406,8 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
             assert proxy.process.poll() is None and proxy.process.pid == pid
             assert uptime(proxy) > started
             live = read_one(router, ROUTE)
-            assert live is not None and live.same_traffic(base.RouteState({S: 100, C: 0}))
-            on_disk = {r["name"]: r for r in files.read_json(path, router="edge")["resources"]}
+            assert live is not None and live.same_traffic(traffic.RouteState({S: 100, C: 0}))
+            on_disk = {r["name"]: r for r in atomic.read_json(path, router="edge")["resources"]}
             name = spec.cluster_name(ROLLOUT, S)
             assert on_disk[name] == envoy.cluster_resource(name, new.address)
 
@@ -431,7 +431,7 @@ def test_cds_file_envoy_does_not_load_holds_without_weights(tmp_path: Path) -> N
     with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         elsewhere = tmp_path / "elsewhere.json"
-        files.replace_json(elsewhere, files.read_json(path, router="edge"))
+        atomic.replace_json(elsewhere, atomic.read_json(path, router="edge"))
         models = {"acme/old": old.address, "acme/new": new.address}
         with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
             router = envoy.EnvoyRouter(
@@ -468,13 +468,13 @@ def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None
     """A cluster must move, but the CDS file is not one: nothing is written, the file is left alone."""
     config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
     with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
-        files.replace_json(path, {"clusters": []})
+        atomic.replace_json(path, {"clusters": []})
         router = envoy.EnvoyRouter(
             "edge", proxy.admin, routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
         )
         with pytest.raises(errors.RouterStateError, match="not a CDS file"):
             router.write(completed("acme/new"))
-        assert files.read_json(path, router="edge") == {"clusters": []}
+        assert atomic.read_json(path, router="edge") == {"clusters": []}
         assert router.overrides() == {}
 
 
@@ -487,7 +487,7 @@ def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
         router = envoy.EnvoyRouter(
             "edge", proxy.admin, routes=ROLLOUTS, upstreams={"acme/new": "127.0.0.1:2"}, cds_path=path
         )
-        back = base.RouteState({S: 100, C: 0}, 0, {C: base.Served("acme/new")})
+        back = traffic.RouteState({S: 100, C: 0}, 0, {C: traffic.Served("acme/new")})
         live = base.apply(router, {ROUTE: back}).state(ROUTE)
         assert (live.weight(S), live.weight(C), live.shadow) == (100, 0, 0)
         assert path.read_bytes() == before  # the canary's cluster still points where it did
@@ -517,4 +517,4 @@ def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> Non
             router.write(completed("acme/new"))
             wait_for(lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new", "stable on the new host")
             live = read_one(router, ROUTE)
-            assert live is not None and live.same_traffic(base.RouteState({S: 100, C: 0}))
+            assert live is not None and live.same_traffic(traffic.RouteState({S: 100, C: 0}))

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, errors, load, plan, repo, spec
-from controller.routers import base, envoy, envoy_prompts, files
+from controller import cli, errors, load, plan, repo, spec, traffic
+from controller.routers import atomic, base, envoy, envoy_prompts
 from tests.helpers import envoy_proc, openai_standin
 from tests.helpers.openai_standin import Seen
 from tests.helpers.routes import read_one
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 NAME, ROLLOUT, REV = envoy_prompts.NAME_HEADER, envoy_prompts.VARIANT_HEADER, envoy_prompts.REVISION_HEADER
 
 BUNDLE = {
@@ -139,8 +139,8 @@ def test_validate_refuses_what_is_not_a_bundle(document: Any) -> None:
 def test_the_router_writes_what_the_applier_reads() -> None:
     """One format: the entry the router writes is the variant the applier applies."""
     served = {
-        S: base.Served("acme/m", "p/v1.md", "aaa", {"temperature": 0}, "Be brief."),
-        C: base.Served("acme/m", "p/v2.md", "bbb", {"temperature": 0}, "Be thorough."),
+        S: traffic.Served("acme/m", "p/v1.md", "aaa", {"temperature": 0}, "Be brief."),
+        C: traffic.Served("acme/m", "p/v2.md", "bbb", {"temperature": 0}, "Be thorough."),
     }
     document = envoy.bundle_update(None, {"bot": ("chat", served)})
     assert envoy_prompts.validate(document) == document
@@ -151,9 +151,9 @@ def test_the_router_writes_what_the_applier_reads() -> None:
 
 
 def test_bundle_update_keeps_only_the_revisions_envoy_may_still_tag() -> None:
-    old = {S: base.Served("acme/m", None, "aaa"), C: base.Served("acme/m", None, "bbb")}
-    new = {S: base.Served("acme/m", None, "aaa"), C: base.Served("acme/m", None, "ccc")}
-    other = {S: base.Served("acme/x", None, "xxx")}
+    old = {S: traffic.Served("acme/m", None, "aaa"), C: traffic.Served("acme/m", None, "bbb")}
+    new = {S: traffic.Served("acme/m", None, "aaa"), C: traffic.Served("acme/m", None, "ccc")}
+    other = {S: traffic.Served("acme/x", None, "xxx")}
     first = envoy.bundle_update(None, {"bot": ("chat", old), "other": ("o", other)})
     switching = envoy.bundle_update(first, {"bot": ("chat", new)}, keep={"bot": {"aaa", "bbb"}})
     assert set(switching["rollouts"]["bot"]["revisions"]) == {"aaa", "bbb", "ccc"}
@@ -166,7 +166,7 @@ def test_bundle_file_is_read_again_only_when_replaced(tmp_path: Path) -> None:
     path = tmp_path / "prompts.json"
     bundle = envoy_prompts.Bundle(path)
     assert bundle.get() is None and "cannot read" in bundle.problem
-    files.replace_json(path, BUNDLE)
+    atomic.replace_json(path, BUNDLE)
     first = bundle.get()
     assert first == BUNDLE and bundle.get() is first  # unchanged file: not parsed again
     path.write_text("{broken", "utf-8")
@@ -198,7 +198,7 @@ def test_proxy_applies_the_variant_and_refuses_what_it_cannot_serve(
     tmp_path: Path, model: openai_standin.Standin
 ) -> None:
     path = tmp_path / "prompts.json"
-    files.replace_json(path, BUNDLE)
+    atomic.replace_json(path, BUNDLE)
     with envoy_prompts.running(path, f"http://{model.address}") as proxy, httpx.Client(base_url=proxy.url) as client:
         chat = {"messages": [{"role": "user", "content": "hi"}]}
         answer = client.post("/v1/chat/completions", json=chat, headers=tagged("aaa"))
@@ -268,7 +268,7 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
 
 def test_proxy_reconnects_when_the_model_server_dropped_an_idle_connection(tmp_path: Path) -> None:
     path = tmp_path / "prompts.json"
-    files.replace_json(path, BUNDLE)
+    atomic.replace_json(path, BUNDLE)
     with (
         serving(_ClosesIdle) as upstream,
         envoy_prompts.running(path, upstream) as proxy,
@@ -280,7 +280,7 @@ def test_proxy_reconnects_when_the_model_server_dropped_an_idle_connection(tmp_p
 
 def test_proxy_passes_a_stream_on(tmp_path: Path) -> None:
     path = tmp_path / "prompts.json"
-    files.replace_json(path, BUNDLE)
+    atomic.replace_json(path, BUNDLE)
     chat = {"stream": True, "messages": [{"role": "user", "content": "hi"}]}
     with (
         serving(_Streams) as upstream,
@@ -293,7 +293,7 @@ def test_proxy_passes_a_stream_on(tmp_path: Path) -> None:
 
 def test_proxy_answers_502_when_the_model_server_is_down(tmp_path: Path) -> None:
     path = tmp_path / "prompts.json"
-    files.replace_json(path, BUNDLE)
+    atomic.replace_json(path, BUNDLE)
     with envoy_prompts.running(path, "http://127.0.0.1:9") as proxy:
         answer = httpx.post(f"{proxy.url}/v1/chat/completions", json={"messages": []}, headers=tagged("aaa"))
     assert answer.status_code == 502 and "did not answer" in answer.text
@@ -404,7 +404,7 @@ def by_bucket(seen: list[Seen]) -> dict[tuple[int, bool], Seen]:
     return out
 
 
-def served_as(seen: Seen, variant: base.Served) -> bool:
+def served_as(seen: Seen, variant: traffic.Served) -> bool:
     body = seen.body
     return (
         body["model"] == variant.model
@@ -434,7 +434,7 @@ def test_a_prompt_only_rollout_serves_each_variant_its_prompt(stack: Stack) -> N
         assert served_as(seen[(bucket, False)], served[S]), seen[(bucket, False)]
         assert served_as(seen[(bucket, True)], served[C]), seen[(bucket, True)]
 
-    half = base.RouteState({S: 50, C: 50}, 0, served)
+    half = traffic.RouteState({S: 50, C: 50}, 0, served)
     base.apply(stack.router, {"triage": half}).state("triage")
     before = len(stack.model.seen())
     for bucket in range(100):
@@ -455,13 +455,13 @@ def test_a_new_canary_revision_switches_without_a_restart_after_lowering_the_can
     drift, the write first takes the canary to 0, then the bundle and the tagged clusters switch
     (no restart), and canary requests then carry the new prompt and params."""
     first = plan.served(stack.loaded())
-    base.apply(stack.router, {"triage": base.RouteState({S: 50, C: 50}, 0, first)}).state("triage")
+    base.apply(stack.router, {"triage": traffic.RouteState({S: 50, C: 50}, 0, first)}).state("triage")
 
     (stack.root / "rollouts" / "triage-bot" / "prompts" / "v3.md").write_text("Triage, v3.\n", "utf-8")
     write_rollout(stack.root, canary="v3.md", canary_params="{temperature: 0.5}")
     second = plan.served(stack.loaded())
     assert second[C].revision != first[C].revision and second[S] == first[S]
-    desired = base.RouteState({S: 50, C: 50}, 0, second)
+    desired = traffic.RouteState({S: 50, C: 50}, 0, second)
     live = read_one(stack.router, "triage")
     assert live is not None and live.same_traffic(desired) and not live.same_revisions(desired)  # plan's drift
 
@@ -511,7 +511,7 @@ def _call(request: httpx.Request) -> tuple[str, str, str]:
 def test_a_lost_bundle_fails_closed_and_the_next_write_heals_it(stack: Stack) -> None:
     """Without the bundle the applier refuses tagged requests (503) instead of serving them without
     their prompt; the read shows the drift, and one write puts the bundle back."""
-    desired = base.RouteState({S: 50, C: 50}, 0, plan.served(stack.loaded()))
+    desired = traffic.RouteState({S: 50, C: 50}, 0, plan.served(stack.loaded()))
     base.apply(stack.router, {"triage": desired}).state("triage")
     assert stack.router.prompts_path is not None
     stack.router.prompts_path.unlink()
@@ -529,7 +529,7 @@ def test_the_rendered_bootstrap_and_tagged_clusters_validate(stack: Stack, tmp_p
     """Envoy's own validation of what `rollout render envoy` wrote, the tagged clusters included (as a
     static copy: validate mode does not read the CDS file)."""
     bootstrap = YAML(typ="safe").load((stack.root / "envoy.yaml").read_text("utf-8"))
-    clusters = files.read_json(stack.root / "state" / "envoy-clusters.json", router="edge")["resources"]
+    clusters = atomic.read_json(stack.root / "state" / "envoy-clusters.json", router="edge")["resources"]
     assert all(envoy.cluster_tags(c)[REV] for c in clusters)
     del bootstrap["dynamic_resources"]
     bootstrap["static_resources"]["clusters"] = [{k: v for k, v in c.items() if k != "@type"} for c in clusters]

@@ -23,24 +23,24 @@ from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 from openfeature.evaluation_context import EvaluationContext
 
-from controller import cli, errors, load, plan, repo, spec
+from controller import cli, errors, load, plan, repo, spec, traffic
 from controller.routers import base, flagd
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
 SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
 TESTS = Path(__file__).resolve().parents[1]
 EXAMPLES = TESTS.parent / "rollouts"
 FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
-    S: base.Served(
+    S: traffic.Served(
         "acme/triage-8b",
         "rollouts/ticket-triage/prompts/triage-v7.md",
         "1111aaaa2222",
         {"temperature": 0},
         "Triage v7.",
     ),
-    C: base.Served(
+    C: traffic.Served(
         "acme/triage-8b",
         "rollouts/ticket-triage/prompts/triage-v8.md",
         "3333bbbb4444",
@@ -51,16 +51,16 @@ SERVED = {
 USERS = [f"user-{i}" for i in range(10_000)]
 
 
-def state(canary: int, shadow: int = 0, served: dict[str, base.Served] = SERVED) -> base.RouteState:
-    return base.RouteState({S: 100 - canary, C: canary}, shadow, served)
+def state(canary: int, shadow: int = 0, served: dict[str, traffic.Served] = SERVED) -> traffic.RouteState:
+    return traffic.RouteState({S: 100 - canary, C: canary}, shadow, served)
 
 
 @pytest.mark.parametrize(
     "desired",
-    [state(0), state(5, 50), state(100), state(30, served={}), base.RouteState({S: 100}, 0, {S: SERVED[S]})],
+    [state(0), state(5, 50), state(100), state(30, served={}), traffic.RouteState({S: 100}, 0, {S: SERVED[S]})],
     ids=["stable-only-traffic", "canary-with-shadow", "all-canary", "no-served-info", "single-variant"],
 )
-def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: base.RouteState) -> None:
+def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: traffic.RouteState) -> None:
     router = flagd.FlagdRouter("flags", tmp_path / "flags.json")
     base.apply(router, {ROUTE: desired}).state(ROUTE)
     document = json.loads((tmp_path / "flags.json").read_text("utf-8"))
@@ -274,7 +274,7 @@ def test_lowering_a_shared_flag_takes_only_the_canary_out(
     base.apply(router, {ROUTE: state(10)}).state(ROUTE)
     _hand_added_hotfix(flags_file)
     live = router.read([ROUTE])[ROUTE]
-    assert isinstance(live, base.RouteState)
+    assert isinstance(live, traffic.RouteState)
     assert dict(live.weights) == {S: 70, C: 10} and dict(live.others) == {"hotfix": 20}
     down = live.lowered()
     assert base.apply(router, {ROUTE: down}).state(ROUTE).same_traffic(down)
@@ -300,12 +300,12 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_flag(
     served = plan.served(loaded)
     assert served[S].model == served[C].model and served[S].prompt_text != served[C].prompt_text
     flags_config = result.config.routers["flags"]
-    assert isinstance(flags_config, spec.FlagdRouter)
+    assert isinstance(flags_config, spec.FlagdRouterConfig)
     router = cli.build_router(
         "flags", flags_config.model_copy(update={"path": flags_file.name}), root=flags_file.parent
     )
     route = loaded.rollout.spec.route
-    half = base.RouteState({S: 50, C: 50}, 0, served)
+    half = traffic.RouteState({S: 50, C: 50}, 0, served)
     assert base.apply(router, {route: half}).state(route).same_revisions(half)
     document = json.loads(flags_file.read_text("utf-8"))
     jsonschema.validate(document, SCHEMA)

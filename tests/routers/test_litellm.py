@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from controller import carries, errors, spec, templates
-from controller.routers import base, litellm
+from controller import carries, errors, spec, templates, traffic
+from controller.routers import litellm
 from tests.helpers import litellm_proc
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 WHERE = "router 'gateway' route 'chat'"
 
 
@@ -94,10 +94,10 @@ def test_parse_group_reads_what_each_deployment_serves() -> None:
     rows = [row("chat", "bot_stable", 90, SHUFFLE), row("chat", "bot_canary", 10, record)]
     state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
     assert state is not None
-    assert state.served[C] == base.Served("openai/x", None, "r2", {"temperature": 0.7}, "Be brief.")
+    assert state.served[C] == traffic.Served("openai/x", None, "r2", {"temperature": 0.7}, "Be brief.")
     # a deployment of ours that does not say what it serves serves an unknown revision: a write heals it
     assert state.served[S].revision == litellm.UNKNOWN_REVISION
-    desired = base.RouteState({S: 90, C: 10}, 0, {S: base.Served("openai/x", revision="r1"), C: state.served[C]})
+    desired = traffic.RouteState({S: 90, C: 10}, 0, {S: traffic.Served("openai/x", revision="r1"), C: state.served[C]})
     assert not state.same_revisions(desired)
 
 
@@ -122,22 +122,22 @@ def test_a_group_whose_strategy_ignores_weights_is_read_with_a_hold(strategy: st
     assert state is not None and dict(state.weights) == {S: 90, C: 10}
     assert state.hold
     assert (repr(strategy) if strategy else "does not say which routing strategy") in state.hold
-    assert state.same_traffic(base.RouteState({S: 90, C: 10}))  # read-back of a lowering still confirms
+    assert state.same_traffic(traffic.RouteState({S: 90, C: 10}))  # read-back of a lowering still confirms
 
 
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (base.RouteState({S: 95, C: 5}), {"bot_stable": 95, "bot_canary": 5}),
-        (base.RouteState({S: 100, C: 0}), {"bot_stable": 100, "bot_canary": 0}),
-        (base.RouteState({S: 100}), {"bot_stable": 100}),
-        (base.RouteState({S: 50, C: 50}, 10), "cannot mirror"),
-        (base.RouteState({S: 50, C: 25, "blue": 25}), "only stable and canary"),
-        (base.RouteState({S: 100, C: 0, base.PREVIOUS: 0}), {"bot_stable": 100, "bot_canary": 0}),
+        (traffic.RouteState({S: 95, C: 5}), {"bot_stable": 95, "bot_canary": 5}),
+        (traffic.RouteState({S: 100, C: 0}), {"bot_stable": 100, "bot_canary": 0}),
+        (traffic.RouteState({S: 100}), {"bot_stable": 100}),
+        (traffic.RouteState({S: 50, C: 50}, 10), "cannot mirror"),
+        (traffic.RouteState({S: 50, C: 25, "blue": 25}), "only stable and canary"),
+        (traffic.RouteState({S: 100, C: 0, traffic.PREVIOUS: 0}), {"bot_stable": 100, "bot_canary": 0}),
     ],
     ids=["canary-5", "rollback", "stable-only", "shadow-refused", "third-variant-refused", "old-stable-kept-at-0"],
 )
-def test_weights_for(state: base.RouteState, expected: dict[str, int] | str) -> None:
+def test_weights_for(state: traffic.RouteState, expected: dict[str, int] | str) -> None:
     if isinstance(expected, str):
         with pytest.raises(errors.RouterError, match=expected):
             litellm.weights_for(state, rollout="bot", where=WHERE)
@@ -204,8 +204,8 @@ def test_model_list_and_weights_document() -> None:
 
 
 PROMPTED = {
-    S: base.Served("openai/m", "p/v1.md", "rev-s", {"temperature": 0.2}, "You are terse."),
-    C: base.Served("openai/m", "p/v2.md", "rev-c", {"temperature": 0.9}, "You are warm."),
+    S: traffic.Served("openai/m", "p/v1.md", "rev-s", {"temperature": 0.2}, "You are terse."),
+    C: traffic.Served("openai/m", "p/v2.md", "rev-c", {"temperature": 0.9}, "You are warm."),
 }
 
 
@@ -242,16 +242,16 @@ def test_variants_that_differ_only_in_prompt_and_params_render_different_deploym
 @pytest.mark.parametrize(
     ("served", "deployments", "message"),
     [
-        (base.Served("openai/m", "p/v1.md", "r"), {}, "text of prompt 'p/v1.md' is unknown"),
-        (base.Served("openai/m", None, "r", {"weight": 3}), {}, r"params sets \['weight'\]"),
-        (base.Served("openai/m", None, "r"), {"openai/m": {"model": "x"}}, r"sets \['model'\]"),
+        (traffic.Served("openai/m", "p/v1.md", "r"), {}, "text of prompt 'p/v1.md' is unknown"),
+        (traffic.Served("openai/m", None, "r", {"weight": 3}), {}, r"params sets \['weight'\]"),
+        (traffic.Served("openai/m", None, "r"), {"openai/m": {"model": "x"}}, r"sets \['model'\]"),
     ],
     ids=["prompt-without-text", "params-set-weight", "deployments-set-model"],
 )
 def test_entries_refuse_what_would_serve_another_variant(
-    served: base.Served, deployments: dict[str, Any], message: str
+    served: traffic.Served, deployments: dict[str, Any], message: str
 ) -> None:
-    state = base.RouteState({S: 100, C: 0}, 0, {S: served})
+    state = traffic.RouteState({S: 100, C: 0}, 0, {S: served})
     with pytest.raises(errors.RouterError, match=message):
         litellm.entries_for(state, rollout="bot", where=WHERE, deployments=deployments)
 
@@ -411,7 +411,7 @@ def test_callback_skips_a_bad_group_whole(router: Any, groups: dict[str, Any], p
 
 
 def test_controller_config_accepts_a_litellm_router() -> None:
-    config = spec.LitellmRouter.model_validate(
+    config = spec.LitellmRouterConfig.model_validate(
         {"type": "litellm", "url": "http://127.0.0.1:4000/", "weightsFile": "/srv/w.json", "applyTimeout": "5s"}
     )
     assert (config.url, config.weights_file, config.apply_timeout) == (

@@ -19,7 +19,7 @@ import git
 import httpx
 import pytest
 
-from controller import analysis, cli, errors, evidence, prometheus, spec
+from controller import analysis, cli, errors, evidence, prometheus, spec, traffic
 from controller.gates import Verdict
 from controller.routers import base
 from tests.helpers import litellm_proc, openai_standin, prom
@@ -39,12 +39,12 @@ from tests.routers.conftest import (
 
 pytestmark = pytest.mark.slow
 
-S, C = base.STABLE, base.CANARY
+S, C = traffic.STABLE, traffic.CANARY
 ROUTE = ROUTES[1]
 
 
-def split(canary: int) -> base.RouteState:
-    return base.RouteState({S: 100 - canary, C: canary})
+def split(canary: int) -> traffic.RouteState:
+    return traffic.RouteState({S: 100 - canary, C: canary})
 
 
 def answers(stack: LitellmStack, route: str, n: int) -> Counter[str]:
@@ -357,7 +357,7 @@ def test_abort_leaves_a_hand_added_deployment_and_takes_the_canary_out(
     router = litellm_router(litellm_stack)
     live = read_one(router, route)
     assert live is not None and dict(live.others) == {HOTFIX: 20}
-    base.apply(router, {route: base.RouteState({S: 50, C: 50}, 0, others={HOTFIX: 20})}).state(route)
+    base.apply(router, {route: traffic.RouteState({S: 50, C: 50}, 0, others={HOTFIX: 20})}).state(route)
     with httpx.Client(timeout=30) as client:
         before = litellm_proc.answered_by(client, litellm_stack.proxy.url, route, 40)
     assert before.get(canary_id, 0) > 0, before  # the canary serves until the abort

@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 
-from controller import gates, judge, load, spec, split
-from controller.routers import base
+from controller import gates, judge, load, spec, split, traffic
 
 V = gates.Verdict
 INTERVAL = timedelta(minutes=5)  # the analysis interval
@@ -154,7 +153,7 @@ def target(look: split.Look | None = None) -> split.Target:
 
 
 def test_evidence_of_a_mismatch() -> None:
-    e = split.evidence(target(), source="envoy", query="q", counts={base.STABLE: 1022.0, base.CANARY: 978.0})
+    e = split.evidence(target(), source="envoy", query="q", counts={traffic.STABLE: 1022.0, traffic.CANARY: 978.0})
     assert (e.verdict, e.name, e.on_fail, e.thresholds, e.kind) == (
         V.FAIL,
         "traffic_split",
@@ -175,9 +174,9 @@ def test_evidence_of_a_mismatch() -> None:
 @pytest.mark.parametrize(
     ("counts", "want"),
     [
-        ({base.STABLE: 9000.0, base.CANARY: 1000.0}, V.PASS),
-        ({base.STABLE: 5000.0}, V.FAIL),  # no canary series at all: it got nothing
-        ({base.CANARY: 50.0}, V.FAIL),  # no stable series: everything went to the canary
+        ({traffic.STABLE: 9000.0, traffic.CANARY: 1000.0}, V.PASS),
+        ({traffic.STABLE: 5000.0}, V.FAIL),  # no canary series at all: it got nothing
+        ({traffic.CANARY: 50.0}, V.FAIL),  # no stable series: everything went to the canary
         (None, V.INCONCLUSIVE),  # neither: no data
     ],
     ids=["right", "canary-series-absent", "stable-series-absent", "no-series"],

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from prometheus_client import exposition
 
-from controller import analysis, evidence, gates, prometheus, spec
+from controller import analysis, evidence, gates, prometheus, spec, traffic
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
 from tests.standins import live as livehelp
-from tests.standins import model_server, traffic
+from tests.standins import loadgen, model_server
 
 pytestmark = pytest.mark.slow
 
@@ -79,7 +79,7 @@ def running(
         router = envoy.EnvoyRouter("edge", proxy.admin, routes={route_of(r): r for r in canaries})
         stack.callback(router.close)
         for rollout in canaries:
-            split = base.RouteState({"stable": 50, "canary": 50})
+            split = traffic.RouteState({"stable": 50, "canary": 50})
             assert base.apply(router, {route_of(rollout): split}).state(route_of(rollout)) == split
         yield Live(proxy.url, proxy.admin, servers, router)
 
@@ -114,7 +114,7 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
         with contextlib.ExitStack() as stack:
             runs = []
             for i, rollout in enumerate(CANARIES):
-                plan = traffic.Plan(
+                plan = loadgen.Plan(
                     url=f"{live.listener}/{route_of(rollout)}/v1",
                     rate=200,
                     max_requests=REQUESTS,
@@ -123,7 +123,7 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
                     concurrency=8,
                     seed=i,
                 )
-                t = traffic.Traffic(plan).start()
+                t = loadgen.Traffic(plan).start()
                 stack.callback(t.stop)
                 runs.append((rollout, t))
             reports = {rollout: t.wait() for rollout, t in runs}
@@ -193,14 +193,14 @@ def test_builtin_gates_judge_live_standins(prom_live: prom.PromServer, live: Liv
     assert errs.source == "envoy"
 
 
-def send(live: Live, rollouts: Sequence[str], *, requests: int, rate: float) -> dict[str, traffic.Report]:
+def send(live: Live, rollouts: Sequence[str], *, requests: int, rate: float) -> dict[str, loadgen.Report]:
     """The same traffic to every rollout's route at once; returns when all of it is answered."""
     with contextlib.ExitStack() as stack:
         runs = {}
         for i, rollout in enumerate(rollouts):
             url = f"{live.listener}/{route_of(rollout)}/v1"
-            plan = traffic.Plan(url=url, rate=rate, max_requests=requests, duration=120, tenants=TENANTS, seed=i)
-            runs[rollout] = traffic.Traffic(plan).start()
+            plan = loadgen.Plan(url=url, rate=rate, max_requests=requests, duration=120, tenants=TENANTS, seed=i)
+            runs[rollout] = loadgen.Traffic(plan).start()
             stack.callback(runs[rollout].stop)
         return {rollout: t.wait() for rollout, t in runs.items()}
 
@@ -273,7 +273,7 @@ def test_shadow_traffic_reaches_the_canary_and_nobody_sees_its_answers(tmp_path:
     """At 100/0 with shadow 100, Envoy mirrors every request to the canary: the canary serves (and
     counts, tenant header included) a copy of each, while every answer comes from stable."""
     with running(tmp_path, {"shadowed": STABLE}) as lv:
-        shadow = base.RouteState({"stable": 100, "canary": 0}, shadow=100)
+        shadow = traffic.RouteState({"stable": 100, "canary": 0}, shadow=100)
         assert base.apply(lv.router, {route_of("shadowed"): shadow}).state(route_of("shadowed")) == shadow
         [report] = send(lv, ["shadowed"], requests=60, rate=100).values()
         assert report.answered == {"stable": 60}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.standins import loadgen
 from tests.standins import model_server as ms
-from tests.standins import traffic
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,7 @@ def canary() -> Iterator[ms.Running]:
     ids=["weights", "bare-and-spaces", "empty"],
 )
 def test_parse_tenants(text: str, expect: dict[str, float]) -> None:
-    assert traffic.parse_tenants(text) == expect
+    assert loadgen.parse_tenants(text) == expect
 
 
 @pytest.mark.parametrize(
@@ -44,14 +44,14 @@ def test_parse_tenants(text: str, expect: dict[str, float]) -> None:
 )
 def test_plan_refuses_nonsense(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError):
-        traffic.Plan(url="http://127.0.0.1:1/v1", **changes)  # type: ignore[arg-type]
+        loadgen.Plan(url="http://127.0.0.1:1/v1", **changes)  # type: ignore[arg-type]
 
 
 def test_stops_after_max_requests_and_counts_per_variant(canary: ms.Running) -> None:
-    plan = traffic.Plan(
+    plan = loadgen.Plan(
         url=f"{canary.url}/v1", rate=500, max_requests=40, duration=300, concurrency=4, tenants={"gold": 1}
     )
-    report = traffic.Traffic(plan).start().wait(timeout=120)
+    report = loadgen.Traffic(plan).start().wait(timeout=120)
     assert report.sent == 40
     assert report.answered == {"canary": 30} and report.failed == {"canary": 10}
     assert report.by_tenant == {"gold": 40}  # one segment, so the 25% is exact
@@ -60,14 +60,14 @@ def test_stops_after_max_requests_and_counts_per_variant(canary: ms.Running) -> 
 
 
 def test_stops_after_its_duration(canary: ms.Running) -> None:
-    plan = traffic.Plan(url=f"{canary.url}/v1", rate=20, max_requests=100_000, duration=0.5)
-    report = traffic.Traffic(plan).start().wait(timeout=120)
+    plan = loadgen.Plan(url=f"{canary.url}/v1", rate=20, max_requests=100_000, duration=0.5)
+    report = loadgen.Traffic(plan).start().wait(timeout=120)
     assert 0 < report.sent < 100  # the clock ended it, long before the count
     assert canary.model.served == report.sent
 
 
 def test_stop_ends_it_early_and_waits_for_requests_in_flight(canary: ms.Running) -> None:
-    t = traffic.Traffic(traffic.Plan(url=f"{canary.url}/v1", rate=50, max_requests=100_000, duration=600)).start()
+    t = loadgen.Traffic(loadgen.Plan(url=f"{canary.url}/v1", rate=50, max_requests=100_000, duration=600)).start()
     assert t.running
     report = t.stop()
     assert not t.running
@@ -75,13 +75,13 @@ def test_stop_ends_it_early_and_waits_for_requests_in_flight(canary: ms.Running)
 
 
 def test_transport_errors_are_counted_not_raised() -> None:
-    plan = traffic.Plan(url="http://127.0.0.1:9/v1", rate=100, max_requests=5, timeout=2)
-    report = traffic.Traffic(plan).start().wait(timeout=120)
+    plan = loadgen.Plan(url="http://127.0.0.1:9/v1", rate=100, max_requests=5, timeout=2)
+    report = loadgen.Traffic(plan).start().wait(timeout=120)
     assert report.sent == 5 and sum(report.errors.values()) == 5 and not report.answered
 
 
 def test_command_line_prints_a_json_report(canary: ms.Running) -> None:
-    args = [sys.executable, "-m", "tests.standins.traffic", "--url", f"{canary.url}/v1"]
+    args = [sys.executable, "-m", "tests.standins.loadgen", "--url", f"{canary.url}/v1"]
     args += ["--rate", "200", "--max-requests", "8", "--tenants", "gold=1"]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=60, check=True)
     report = json.loads(done.stdout)

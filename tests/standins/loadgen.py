@@ -2,7 +2,7 @@
 count and in time, counting answers per variant (from the `x-rollout-variant` response header).
 
 Used by `rollout demo` and the e2e tests, as a library (`Traffic(...).start()`, `.stop()`,
-`.wait()`, `.report()`) or as `python -m tests.standins.traffic`, which prints the report as JSON.
+`.wait()`, `.report()`) or as `python -m tests.standins.loadgen`, which prints the report as JSON.
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ def parse_tenants(text: str) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.standins.traffic", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m tests.standins.loadgen", description=__doc__)
     p.add_argument("--url", required=True, help="OpenAI base URL, e.g. http://127.0.0.1:10000/support-chat/v1")
     p.add_argument("--rate", type=float, default=20.0, help="requests per second")
     p.add_argument("--max-requests", type=int, default=1000)

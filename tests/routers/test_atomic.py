@@ -1,4 +1,4 @@
-"""`files.read_document`: the one reader of the file, flagd and LiteLLM routers' state files."""
+"""`atomic.read_document`: the one reader of the file, flagd and LiteLLM routers' state files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller import errors
-from controller.routers import files
+from controller.routers import atomic
 
 DOCUMENTS = [
     ("fine", '{"version": 2, "groups": {"chat": {}}}', None),
@@ -26,17 +26,17 @@ def test_read_document(tmp_path: Path, text: str, message: str | None) -> None:
     path = tmp_path / "state.json"
     path.write_text(text)
     if message is None:
-        assert files.read_document(path, router="r", key="groups", version=2) == {"version": 2, "groups": {"chat": {}}}
+        assert atomic.read_document(path, router="r", key="groups", version=2) == {"version": 2, "groups": {"chat": {}}}
     else:
         with pytest.raises(errors.RouterStateError, match=message) as raised:
-            files.read_document(path, router="r", key="groups", version=2)
+            atomic.read_document(path, router="r", key="groups", version=2)
         assert "router 'r'" in str(raised.value) and str(path) in str(raised.value)
 
 
 def test_read_document_without_a_file_or_a_version(tmp_path: Path) -> None:
-    assert files.read_document(tmp_path / "absent.json", router="r", key="flags") is None
+    assert atomic.read_document(tmp_path / "absent.json", router="r", key="flags") is None
     (tmp_path / "flags.json").write_text('{"flags": {}}')
-    assert files.read_document(tmp_path / "flags.json", router="r", key="flags") == {"flags": {}}
+    assert atomic.read_document(tmp_path / "flags.json", router="r", key="flags") == {"flags": {}}
 
 
 def test_a_state_file_that_is_no_regular_file_is_refused_without_being_read(tmp_path: Path) -> None:
@@ -46,13 +46,13 @@ def test_a_state_file_that_is_no_regular_file_is_refused_without_being_read(tmp_
     os.mkfifo(fifo)
     for path in (fifo, Path("/dev/zero")):
         with pytest.raises(errors.RouterStateError, match="is not a regular file"):
-            files.read_json(path, router="r")
+            atomic.read_json(path, router="r")
 
 
 def test_a_state_file_nested_too_deeply_or_with_a_nul_in_its_path_is_an_error_not_a_crash(tmp_path: Path) -> None:
     deep = tmp_path / "routes.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(errors.RouterStateError, match="nested too deeply"):
-        files.read_json(deep, router="r")
+        atomic.read_json(deep, router="r")
     with pytest.raises(errors.RouterUnavailable, match="cannot read"):
-        files.read_json(tmp_path / "a\0b", router="r")
+        atomic.read_json(tmp_path / "a\0b", router="r")
