@@ -44,9 +44,10 @@ from controller import (
     traffic,
 )
 from controller.forge import base as forge_base
+from controller.forge import factory as forge_factory
 from controller.forge import local as forge_local
-from controller.routers import atomic, base, envoy, flagd, litellm
-from controller.routers import file as file_router
+from controller.routers import atomic, base, envoy, litellm
+from controller.routers import factory as router_factory
 
 RouterT = TypeVar("RouterT", spec.EnvoyRouterConfig, spec.LitellmRouterConfig)
 
@@ -61,41 +62,6 @@ class UsageError(Exception):
 
 
 # -- adapters ------------------------------------------------------------------------------------
-
-
-def build_router(
-    name: str, config: spec.RouterConfig, *, root: Path, routes: dict[str, str] | None = None
-) -> base.Router:
-    """One router from its config. Unknown types cannot reach here: the config is validated.
-
-    `routes` maps each route on this router to its rollout's name (Envoy names clusters and
-    runtime keys after the rollout); `route_rollouts()` builds it from the loaded repo.
-    """
-    match config:
-        case spec.FileRouterConfig():
-            return file_router.FileRouter(name, root / config.path)
-        case spec.EnvoyRouterConfig():
-            return envoy.EnvoyRouter(
-                name,
-                config.admin,
-                routes=routes or {},
-                runtime_prefix=config.runtime_prefix,
-                upstreams=config.upstreams,
-                cds_path=root / config.cds_path if config.cds_path else None,
-                prompts_path=root / config.prompts_path if config.prompts_path else None,
-            )
-        case spec.FlagdRouterConfig():
-            return flagd.FlagdRouter(name, root / config.path)
-        case spec.LitellmRouterConfig():
-            return litellm.LitellmRouter(
-                name,
-                config.url,
-                routes=routes or {},
-                weights_file=root / config.weights_file,
-                master_key=os.environ.get(config.master_key_env),
-                deployments=config.deployments,
-                apply_timeout=config.apply_timeout.total_seconds(),
-            )
 
 
 STATE_ENV = "ROLLOUT_STATE_DIR"
@@ -118,11 +84,6 @@ def state_dir(config: spec.ControllerConfig) -> Path:
     if chosen:
         return Path(chosen).expanduser().absolute()
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state").expanduser() / "rollout"
-
-
-def route_rollouts(result: load.RepoSpec, router: str) -> dict[str, str]:
-    """route -> rollout name, for every rollout on `router`."""
-    return {r.rollout.spec.route: r.name for r in result.rollouts if r.rollout.spec.router == router}
 
 
 # -- validate ------------------------------------------------------------------------------------
@@ -257,7 +218,9 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     source += f"; router state in {state}"
     for name in dict.fromkeys(r.rollout.spec.router for r in result.rollouts):
         try:
-            router = build_router(name, result.config.routers[name], root=state, routes=route_rollouts(result, name))
+            router = router_factory.build(
+                name, result.config.routers[name], root=state, routes=load.route_rollouts(result, name), env=os.environ
+            )
             live[name] = router.read([r.rollout.spec.route for r in result.rollouts if r.rollout.spec.router == name])
         except errors.RolloutError as exc:
             live[name] = exc
@@ -650,19 +613,6 @@ def _acting_on(remote: str, sha: str, state: Path) -> str:
     return f"remote {repo.redact(remote)} (main at {sha[:10]}); router state in {state}"
 
 
-def build_forge(config: spec.ForgeConfig, *, remote: str) -> forge_base.Forge:
-    match config:
-        case spec.LocalForgeConfig():
-            path = Path(remote)
-            if not path.exists():
-                raise UsageError(f"forge type local needs a local remote (a path), not {repo.redact(remote)!r}")
-            return forge_local.LocalForge(path)
-        case spec.GithubForgeConfig():
-            from controller.forge import github
-
-            return github.GithubForge.from_config(config, env=os.environ)
-
-
 class Built(NamedTuple):
     controller: reconcile.Controller
     acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
@@ -715,11 +665,11 @@ def build_controller(args: argparse.Namespace) -> Built:
         metrics = prometheus.Prometheus(p.url, timeout=p.timeout, token=token)
 
     def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
-        return build_router(name, cfg, root=state, routes=dict(routes))
+        return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ)
 
     holder = _holder(args)
     controller = reconcile.Controller(
-        workspace, build_forge(config.forge, remote=remote), routers, metrics, holder=holder
+        workspace, forge_factory.build(config.forge, remote=remote, env=os.environ), routers, metrics, holder=holder
     )
     return Built(controller, _acting_on(remote, tree.sha, state))
 

@@ -38,6 +38,7 @@ from controller import errors, load, plan, prometheus, reconcile, repo, spec, tr
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base
+from controller.routers import factory as router_factory
 
 ROUTE = "support-chat"
 NAME = "support-bot"
@@ -441,7 +442,7 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     routes = {ROUTE: NAME}
 
     def routers(name: str, cfg: spec.RouterConfig, _: Any) -> base.Router:
-        return cli.build_router(name, cfg, root=state, routes=routes)
+        return router_factory.build(name, cfg, root=state, routes=routes, env=os.environ)
 
     controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
     router = routers("edge", desired.config.routers["edge"], routes)

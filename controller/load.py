@@ -921,3 +921,8 @@ def _proxy_config_why(tree: Tree, path: str, routes: Sequence[str]) -> str:
         return ""
     line = locate(doc.data, found[0])[0]
     return f"the proxy config {path}{f':{line}' if line else ''}: {found[1]}"
+
+
+def route_rollouts(result: RepoSpec, router: str) -> dict[str, str]:
+    """route -> rollout name, for every rollout on `router` (what Envoy names clusters and keys after)."""
+    return {r.rollout.spec.route: r.name for r in result.rollouts if r.rollout.spec.router == router}

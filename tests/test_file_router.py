@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import cli, errors, load, plan, repo, traffic
+from controller import errors, load, plan, repo, traffic
 from controller.routers import base
+from controller.routers import factory as router_factory
 from controller.routers import file as file_router
 from tests.helpers.routes import read_one
 
@@ -197,7 +198,7 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path
     assert loaded.rollout.spec.router == "local"
     served = plan.served(loaded)
     assert served["stable"].model == served["canary"].model
-    router = cli.build_router("local", result.config.routers["local"], root=tmp_path)
+    router = router_factory.build("local", result.config.routers["local"], root=tmp_path, env={})
     route = loaded.rollout.spec.route
     desired = traffic.RouteState({"stable": 90, "canary": 10}, 0, served)
     assert base.apply(router, {route: desired}).state(route) == desired  # prompt text read back too

@@ -18,6 +18,7 @@ from controller import cli, load
 from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
+from controller.routers import factory as router_factory
 from tests.helpers import envoy_proc
 from tests.routers.conftest import closed_port
 
@@ -126,7 +127,7 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         set_admin(root, proxy.admin)
         before = plan(root)
         assert before["drift"] and before["desired"]["shadow"] == 50 and before["live"]["shadow"] == 0
-        router = cli.build_router("edge", _edge(root), root=root, routes={"triage": "ticket-triage"})
+        router = router_factory.build("edge", _edge(root), root=root, routes={"triage": "ticket-triage"}, env={})
         loaded = load.load_repo(repo_tree.WorkTree(root)).rollout("ticket-triage")
         assert loaded is not None
         base.apply(router, {"triage": planning.desired_state(loaded)}).state("triage")

@@ -22,6 +22,7 @@ from ruamel.yaml import YAML
 
 from controller import cli, errors, load, plan, repo, spec, traffic
 from controller.routers import atomic, base, envoy, envoy_prompts
+from controller.routers import factory as router_factory
 from tests.helpers import envoy_proc, openai_standin
 from tests.helpers.openai_standin import Seen
 from tests.helpers.routes import read_one
@@ -380,7 +381,7 @@ def stack(tmp_path: Path, model: openai_standin.Standin, monkeypatch: pytest.Mon
             config = load.load_repo(repo.WorkTree(root)).config
             assert config is not None
             edge = config.routers["edge"].model_copy(update={"admin": proxy.admin})
-            router = cli.build_router("edge", edge, root=root, routes={"triage": "triage-bot"})
+            router = router_factory.build("edge", edge, root=root, routes={"triage": "triage-bot"}, env={})
             assert isinstance(router, envoy.EnvoyRouter)
             yield Stack(root, proxy, model, router)
             router.close()

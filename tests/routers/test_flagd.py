@@ -23,8 +23,9 @@ from openfeature.contrib.provider.flagd.config import ResolverType
 from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 from openfeature.evaluation_context import EvaluationContext
 
-from controller import cli, errors, load, plan, repo, spec, traffic
+from controller import errors, load, plan, repo, spec, traffic
 from controller.routers import base, flagd
+from controller.routers import factory as router_factory
 
 S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
@@ -301,8 +302,8 @@ def test_a_prompt_only_rollout_reaches_the_application_through_the_flag(
     assert served[S].model == served[C].model and served[S].prompt_text != served[C].prompt_text
     flags_config = result.config.routers["flags"]
     assert isinstance(flags_config, spec.FlagdRouterConfig)
-    router = cli.build_router(
-        "flags", flags_config.model_copy(update={"path": flags_file.name}), root=flags_file.parent
+    router = router_factory.build(
+        "flags", flags_config.model_copy(update={"path": flags_file.name}), root=flags_file.parent, env={}
     )
     route = loaded.rollout.spec.route
     half = traffic.RouteState({S: 50, C: 50}, 0, served)

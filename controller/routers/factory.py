@@ -1,0 +1,53 @@
+"""Build a router from its validated config: the one place that maps a router type to its backend.
+Called by the CLI and the demo; an unknown type cannot reach here (the config is a discriminated union).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from controller import spec
+from controller.routers import base, envoy, flagd, litellm
+from controller.routers import file as file_router
+
+
+def build(
+    name: str,
+    config: spec.RouterConfig,
+    *,
+    root: Path,
+    routes: Mapping[str, str] | None = None,
+    env: Mapping[str, str],
+) -> base.Router:
+    """One router from its config; its state paths resolve against `root` (the state directory).
+
+    `routes` maps each route on this router to its rollout's name (Envoy names clusters and runtime
+    keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `env` is where a
+    LiteLLM master key is read (by the variable the config names), never logged.
+    """
+    match config:
+        case spec.FileRouterConfig():
+            return file_router.FileRouter(name, root / config.path)
+        case spec.EnvoyRouterConfig():
+            return envoy.EnvoyRouter(
+                name,
+                config.admin,
+                routes=dict(routes or {}),
+                runtime_prefix=config.runtime_prefix,
+                upstreams=config.upstreams,
+                cds_path=root / config.cds_path if config.cds_path else None,
+                prompts_path=root / config.prompts_path if config.prompts_path else None,
+            )
+        case spec.FlagdRouterConfig():
+            return flagd.FlagdRouter(name, root / config.path)
+        case spec.LitellmRouterConfig():
+            return litellm.LitellmRouter(
+                name,
+                config.url,
+                routes=dict(routes or {}),
+                weights_file=root / config.weights_file,
+                master_key=env.get(config.master_key_env),
+                deployments=config.deployments,
+                apply_timeout=config.apply_timeout.total_seconds(),
+            )
