@@ -36,9 +36,11 @@ from controller import (
     plan,
     prometheus,
     reconcile,
+    render,
     repo,
     report,
     review,
+    settings,
     spec,
     split,
     traffic,
@@ -46,7 +48,7 @@ from controller import (
 from controller.forge import base as forge_base
 from controller.forge import factory as forge_factory
 from controller.forge import local as forge_local
-from controller.routers import atomic, base, envoy, litellm
+from controller.routers import base
 from controller.routers import factory as router_factory
 
 RouterT = TypeVar("RouterT", spec.EnvoyRouterConfig, spec.LitellmRouterConfig)
@@ -64,8 +66,8 @@ class UsageError(Exception):
 # -- adapters ------------------------------------------------------------------------------------
 
 
-STATE_ENV = "ROLLOUT_STATE_DIR"
-REMOTE_ENV = "ROLLOUT_REMOTE"
+STATE_ENV = settings.STATE_ENV
+REMOTE_ENV = settings.REMOTE_ENV
 KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
 EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
 
@@ -74,16 +76,10 @@ def state_dir(config: spec.ControllerConfig) -> Path:
     """Where the routers' relative paths resolve, the same for every command and every working
     directory: $ROLLOUT_STATE_DIR, else controller.yaml's `stateDir`, else $XDG_STATE_HOME/rollout
     (~/.local/state/rollout)."""
-    override = os.environ.get(STATE_ENV)
-    if override and not Path(override).expanduser().is_absolute():
-        raise UsageError(
-            f"${STATE_ENV} is {override!r}, a relative path: give an absolute one, so that every command, "
-            "from any directory, reads and writes the same router state"
-        )
-    chosen = override or config.state_dir
-    if chosen:
-        return Path(chosen).expanduser().absolute()
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state").expanduser() / "rollout"
+    try:
+        return settings.state_dir(config, env=os.environ, home=Path.home())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 # -- validate ------------------------------------------------------------------------------------
@@ -471,52 +467,13 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
     if target is None:
         return 1
     result, name, config = target
-    mine = [r for r in result.rollouts if r.rollout.spec.router == name]
-    rollouts = [
-        (
-            r.name,
-            r.rollout.spec.route,
-            {
-                role: v.model
-                for role, v in ((traffic.STABLE, r.rollout.spec.stable), (traffic.CANARY, r.rollout.spec.canary))
-                if v
-            },
-        )
-        for r in mine
-    ]
-    served = {r.name: (r.rollout.spec.route, plan.served(r)) for r in mine}
-    # With a prompt bundle, each role's cluster tags its requests with the revision it serves.
-    revisions = {rollout: {role: s.revision for role, s in roles.items()} for rollout, (_, roles) in served.items()}
-    specs = envoy.route_specs(
-        rollouts, upstreams=config.upstreams, revisions=revisions if config.prompts_path else None
-    )
     assert result.config is not None  # _render_target returns only valid repositories
-    state = state_dir(result.config)
-    cds_path = state / config.cds_path if config.cds_path else None
-    document = envoy.bootstrap(
-        specs,
-        admin=config.admin,
-        listen=config.listen,
-        runtime_prefix=config.runtime_prefix,
-        split_header=args.split_header,
-        cds_path=str(cds_path) if cds_path else None,
+    rendered = render.envoy_bootstrap(
+        result, name, config, state=state_dir(result.config), split_header=args.split_header
     )
-    if cds_path is not None:
-        # Envoy needs the clusters file at start; the router rewrites it as roles change models.
-        cds_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.locked(cds_path):
-            atomic.replace_json(cds_path, envoy.cds(specs))
-        print(f"wrote {cds_path} (the clusters Envoy loads and watches: cdsPath)", file=sys.stderr)
-    if config.prompts_path:
-        # What each revision serves, for the component behind Envoy (controller.routers.envoy_prompts).
-        bundle_path = state / config.prompts_path
-        bundle_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic.locked(bundle_path):
-            atomic.replace_json(bundle_path, envoy.bundle_update(None, served))
-        print(f"wrote {bundle_path} (the prompt bundle: promptsPath)", file=sys.stderr)
-    text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
-    text += atomic.to_yaml(document)
-    return _emit(args, out, text)
+    for path, what in rendered.wrote:
+        print(f"wrote {path} ({what})", file=sys.stderr)
+    return _emit(args, out, rendered.text)
 
 
 def add_render_parser(sub: Any) -> None:
@@ -541,42 +498,13 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
     if target is None:
         return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights
     result, name, proxy = target
-    groups = []
-    for r in result.rollouts:
-        if r.rollout.spec.router != name:
-            continue
-        desired = plan.desired_state(r)
-        variants = ((traffic.STABLE, r.rollout.spec.stable), (traffic.CANARY, r.rollout.spec.canary))
-        groups.append(
-            litellm.GroupSpec(
-                rollout=r.name,
-                route=r.rollout.spec.route,
-                models={role: v.model for role, v in variants if v},
-                weights=dict(desired.weights),
-                served={role: s for role, s in desired.served.items() if role in litellm.ROLES},
-            )
-        )
+    assert result.config is not None  # _render_target returns only valid repositories
     try:
-        document: dict[str, Any] = {
-            "model_list": litellm.model_list(groups, deployments=proxy.deployments),
-            "router_settings": litellm.proxy_settings(),
-        }
-        weights = litellm.weights_document(groups, deployments=proxy.deployments)
+        rendered = render.litellm_config(result, name, proxy, state=state_dir(result.config), weights=args.weights)
     except errors.RouterError as exc:
         out.write(f"{exc}\n")
         return 1
-    text = (
-        f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
-        f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
-        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile "
-        f"({state_dir(result.config) / proxy.weights_file if result.config else proxy.weights_file}).\n"
-        f"# router_settings.routing_strategy must stay {litellm.WEIGHTED}: no other strategy honours weights.\n"
-    )
-    if args.weights:
-        text = json.dumps(weights, indent=2, sort_keys=True) + "\n"
-    else:
-        text += atomic.to_yaml(document)
-    return _emit(args, out, text)
+    return _emit(args, out, rendered.text)
 
 
 def add_render_litellm_parser(render_sub: Any) -> None:

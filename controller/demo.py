@@ -12,9 +12,7 @@ when it ends, on Ctrl-C too.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -34,7 +32,7 @@ from typing import Any, TextIO
 import git
 import httpx
 
-from controller import errors, load, plan, prometheus, reconcile, repo, spec, traffic
+from controller import errors, load, plan, prometheus, reconcile, render, repo, settings, spec, traffic
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base
@@ -225,17 +223,15 @@ class EnvoyProcess:
         self.stack = contextlib.ExitStack()
 
     def start(self) -> None:
-        from controller import cli  # `rollout render envoy` itself renders the bootstrap
-
-        out, said = io.StringIO(), io.StringIO()
-        with contextlib.redirect_stderr(said):  # "wrote <cdsPath>": the panel says it once, in its own words
-            code = cli.cmd_render_envoy(
-                argparse.Namespace(repo=str(self.clone), router="edge", out=None, split_header=None), out
-            )
-        if code:
-            raise RuntimeError("rollout render envoy failed:\n" + out.getvalue() + said.getvalue())
+        result = load.load_repo(repo.WorkTree(self.clone))
+        if result.config is None or result.problems:
+            raise RuntimeError("the demo's rollouts are invalid:\n" + "\n".join(str(p) for p in result.problems))
+        edge = result.config.routers["edge"]
+        assert isinstance(edge, spec.EnvoyRouterConfig)
+        state = settings.state_dir(result.config, env=os.environ, home=Path.home())
+        rendered = render.envoy_bootstrap(result, "edge", edge, state=state)
         config = self.work / "envoy.yaml"
-        config.write_text(out.getvalue())
+        config.write_text(rendered.text)
         args = ["envoy", "-c", str(config), "--disable-hot-restart", "--base-id", str(os.getpid() % 60000 + 1000),
                 "--log-level", "warn"]  # fmt: skip
         self.stack.enter_context(process(args, log=self.work / "envoy.log"))
@@ -430,15 +426,13 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     stack.callback(load_gen.stop)
     view.event(f"traffic: {RATE:.0f} requests/s from tenants {', '.join(TENANTS)}")
 
-    from controller import cli
-
     ws = repo.Workspace.open(str(made.remote), work / "controller")
     metrics = prometheus.Prometheus(prom_url)
     stack.callback(metrics.close)
     forge = forge_local.LocalForge(made.remote)
     desired = load.load_repo(ws.tree())
     assert desired.config is not None
-    state = cli.state_dir(desired.config)
+    state = settings.state_dir(desired.config, env=os.environ, home=Path.home())
     routes = {ROUTE: NAME}
 
     def routers(name: str, cfg: spec.RouterConfig, _: Any) -> base.Router:
