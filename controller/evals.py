@@ -2,7 +2,7 @@
 Wilson intervals, flipped cases, the offline gate, and the eval report in text, markdown and JSON.
 
 Pure apart from reading files through a `load.Tree`. `controller.evalrun` runs sets against an
-endpoint; the reconciler calls `offline_verdict()` before it starts a ramp.
+endpoint; the reconciler asks `offline_status()` and `before_ramp()` before it starts a ramp.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def evals_dir(rollout: str) -> str:
 
 
 def result_path(rollout: str, canary_revision: str) -> str:
-    """Where `rollout eval --record` writes a report and `offline_verdict()` reads it."""
+    """Where `rollout eval --record` writes a report and `offline_status()` reads it."""
     return f"{evals_dir(rollout)}/{RESULTS_DIR}/{canary_revision}.json"
 
 
@@ -577,10 +577,6 @@ def offline_judgement(report: EvalReport, gate: spec.OfflineEval) -> gates.Judge
     return gates.Judgement(verdict, f"{reason} (on {n} cases: stable {s}/{n}, canary {c}/{n})")
 
 
-def offline_gate(report: EvalReport, gate: spec.OfflineEval) -> gates.Verdict:
-    return offline_judgement(report, gate).verdict
-
-
 def recorded(tree: load.Tree, loaded: load.LoadedRollout, golden: GoldenSet) -> EvalReport | None:
     """The recorded report for the current canary, if it is about the same stable and golden set."""
     canary = loaded.revisions.get("canary")
@@ -632,13 +628,6 @@ def offline_status(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Judgeme
     if current != report.golden_set:
         return gates.Judgement(gates.Verdict.INCONCLUSIVE, f"{path} was measured on another golden set")
     return offline_judgement(report, s.offline_eval)
-
-
-def offline_verdict(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Verdict | None:
-    """What the reconciler asks before starting a ramp: None (no offline gate), or a verdict; only
-    PASS lets the ramp start."""
-    judged = offline_status(tree, loaded)
-    return None if judged is None else judged.verdict
 
 
 def ramp_started(loaded: load.LoadedRollout) -> bool:

@@ -28,6 +28,12 @@ def loaded_rollout(root: Path) -> load.LoadedRollout:
     return found
 
 
+def verdict(tree: load.Tree, loaded: load.LoadedRollout) -> gates.Verdict | None:
+    """The offline gate's verdict, as the reconciler asks it before a ramp (None: no gate applies)."""
+    judged = evals.offline_status(tree, loaded)
+    return None if judged is None else judged.verdict
+
+
 def test_a_canary_that_breaks_a_json_schema_case_is_caught(repo: Path, server: standin.StandIn) -> None:
     code, text = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(repo), "--format", "json")
     assert code == 1
@@ -41,7 +47,7 @@ def test_a_canary_that_breaks_a_json_schema_case_is_caught(repo: Path, server: s
     report = evals.parse_report(text)
     gate = loaded_rollout(repo).rollout.spec.offline_eval
     assert gate is not None
-    assert evals.offline_gate(report, gate) is gates.Verdict.FAIL
+    assert evals.offline_judgement(report, gate).verdict is gates.Verdict.FAIL
     assert report.variants["stable"].count(evals.CaseStatus.PASS) == 9
     assert report.variants["canary"].count(evals.CaseStatus.PASS) == 8
 
@@ -59,13 +65,13 @@ def test_the_markdown_report_lists_the_flipped_cases(repo: Path, server: standin
 
 def test_recorded_failure_blocks_the_ramp_and_a_good_canary_passes(tmp_path: Path, server: standin.StandIn) -> None:
     bad = conftest.write_repo(tmp_path / "bad")
-    assert evals.offline_verdict(repo.WorkTree(bad), loaded_rollout(bad)) is gates.Verdict.INCONCLUSIVE  # nothing yet
+    assert verdict(repo.WorkTree(bad), loaded_rollout(bad)) is gates.Verdict.INCONCLUSIVE  # nothing yet
     code, _ = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(bad), "--record")
     assert code == 1
     loaded = loaded_rollout(bad)
     recorded = bad / evals.result_path(conftest.ROLLOUT, loaded.revisions["canary"])
     assert recorded.is_file()
-    assert evals.offline_verdict(repo.WorkTree(bad), loaded) is gates.Verdict.FAIL
+    assert verdict(repo.WorkTree(bad), loaded) is gates.Verdict.FAIL
     # without the offline gate the first tick would start the ramp; with it, stable keeps everything
     now = datetime.now(UTC)
     started = plan.decide(loaded, plan.Facts(now=now, live=None))
@@ -78,16 +84,16 @@ def test_recorded_failure_blocks_the_ramp_and_a_good_canary_passes(tmp_path: Pat
     good = conftest.write_repo(tmp_path / "good", canary="acme/triage-2025-07-01")
     code, text = run_eval(conftest.ROLLOUT, "--endpoint", server.url, "--repo", str(good), "--record")
     assert code == 0, text
-    assert evals.offline_verdict(repo.WorkTree(good), loaded_rollout(good)) is gates.Verdict.PASS
+    assert verdict(repo.WorkTree(good), loaded_rollout(good)) is gates.Verdict.PASS
     # a changed golden set makes the recorded result stale
     with (good / "rollouts" / conftest.ROLLOUT / "evals" / "triage.jsonl").open("a") as f:
         f.write(conftest.golden_lines()[0].replace("cancel-order", "cancel-order-2") + "\n")
-    assert evals.offline_verdict(repo.WorkTree(good), loaded_rollout(good)) is gates.Verdict.INCONCLUSIVE
+    assert verdict(repo.WorkTree(good), loaded_rollout(good)) is gates.Verdict.INCONCLUSIVE
 
 
 def test_no_offline_gate_means_no_verdict(tmp_path: Path) -> None:
     root = conftest.write_repo(tmp_path / "r", offline="")
-    assert evals.offline_verdict(repo.WorkTree(root), loaded_rollout(root)) is None
+    assert verdict(repo.WorkTree(root), loaded_rollout(root)) is None
 
 
 def test_one_variant_only(repo: Path, server: standin.StandIn) -> None:

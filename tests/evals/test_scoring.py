@@ -185,7 +185,7 @@ GATE = spec.OfflineEval(max_drop=0.02, min_cases=5)
     ids=["equal", "flips-cancel", "drop", "too-few", "partial-passing", "partial-failing", "mostly-errors", "min-rate-fail", "min-rate-pass"],
 )  # fmt: skip
 def test_offline_gate(stable: str, canary: str, gate: spec.OfflineEval, verdict: gates.Verdict) -> None:
-    assert evals.offline_gate(report(stable, canary), gate) is verdict
+    assert evals.offline_judgement(report(stable, canary), gate).verdict is verdict
 
 
 def test_flips() -> None:
