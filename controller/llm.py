@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controller import errors, evals
+from controller import errors, evals, settings
 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -31,10 +31,10 @@ class Client:
         url: str,
         *,
         api_key: str | None = None,
-        timeout: float = 60.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
+        timeout: float = settings.Timeouts.llm,
+        retries: int = settings.Retries.llm_retries,
+        backoff: float = settings.Retries.llm_first_wait,
+        max_backoff: float = settings.Retries.llm_max_wait,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:

@@ -1,10 +1,18 @@
 """The controller's settings: where it keeps router state, and the knobs it runs by. Pure: the CLI
 reads the environment and passes it in; nothing here reads it on its own.
+
+`Settings` gathers every knob that is not part of a rollout's or a router's spec (those live in git,
+in `controller.yaml`): how a write that lowers exposure is retried, the lease's time to live, how much
+the controller remembers between ticks, the adapters' timeouts and retry policies. One frozen value,
+built once and passed down (`Settings()` is the default; a field is changed with
+`dataclasses.replace`), as kopf's `OperatorSettings` are: no module keeps a knob of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from controller import spec
@@ -28,3 +36,61 @@ def state_dir(config: spec.ControllerConfig, *, env: Mapping[str, str], home: Pa
     if chosen:
         return Path(chosen).expanduser().absolute()
     return Path(env.get("XDG_STATE_HOME") or home / ".local" / "state").expanduser() / "rollout"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Retries of a router write that takes exposure away (a rollback, a heal to no canary) within one
+    tick: `attempts` tries, waiting `first` seconds, then twice as long each time, at most `cap`."""
+
+    attempts: int = 4
+    first: float = 0.25
+    cap: float = 2.0
+
+    def delays(self) -> list[float]:
+        return [min(self.cap, self.first * 2**i) for i in range(max(0, self.attempts - 1))]
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What one controller process remembers between ticks, bounded so a long-running process holds
+    steady: the step history (when main first said a rollout's current step, per commit and rollout,
+    about 100 bytes each) and the checks it set on pull requests (so it does not set them again)."""
+
+    step_histories: int = 200_000
+    checks: int = 10_000
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds an adapter waits for one answer. Prometheus's and LiteLLM's write timeouts are the
+    routers' own, in `controller.yaml`."""
+
+    envoy_admin: float = 2.0  # one request to Envoy's admin API
+    envoy_clusters: float = 10.0  # a canary's cluster to appear through CDS before its weight is written
+    litellm_admin: float = 5.0  # one request to the LiteLLM proxy's admin API
+    github: float = 10.0  # connect and read, per request to GitHub's API
+    llm: float = 60.0  # one chat completion (`rollout eval`)
+
+
+@dataclass(frozen=True)
+class Retries:
+    """The adapters' retry policies."""
+
+    github_rate_limit_attempts: int = 3  # tries of a request GitHub refused with a rate limit
+    github_rate_limit_max_wait: float = 60.0  # seconds; a later reset is left to the next tick
+    local_forge_updates: int = 20  # compare-and-swap tries of one local-forge ref update under contention
+    llm_retries: int = 3  # retries of a chat completion answered 429 or 5xx (`rollout eval`)
+    llm_first_wait: float = 0.5  # seconds, doubling, at most `llm_max_wait`
+    llm_max_wait: float = 20.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob the controller runs by, in one documented place (see the module docstring)."""
+
+    writes: Backoff = field(default_factory=Backoff)
+    lease_ttl: timedelta = timedelta(minutes=2)  # a lease not renewed for this long may be taken over
+    memory: Memory = field(default_factory=Memory)
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    retries: Retries = field(default_factory=Retries)

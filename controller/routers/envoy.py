@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controller import errors, spec, traffic
+from controller import errors, settings, spec, traffic
 from controller.routers import atomic, base, envoy_prompts
 
 VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
@@ -48,9 +48,6 @@ def shadow_key(prefix: str, rollout: str) -> str:
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 UPSTREAM_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
-#: How long a write waits for Envoy to load a rewritten CDS file before it holds, weights unwritten.
-CDS_TIMEOUT = 10.0
-
 #: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
 DEFAULTS = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 0)
 
@@ -92,8 +89,8 @@ class EnvoyRouter:
         upstreams: Mapping[str, str] | None = None,
         cds_path: Path | None = None,
         prompts_path: Path | None = None,
-        cds_timeout: float = CDS_TIMEOUT,
-        timeout: float = 2.0,
+        cds_timeout: float = settings.Timeouts.envoy_clusters,
+        timeout: float = settings.Timeouts.envoy_admin,
         client: httpx.Client | None = None,
     ) -> None:
         if prompts_path is not None and cds_path is None:

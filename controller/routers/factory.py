@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller import spec
+from controller import settings, spec
 from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
 
@@ -19,13 +19,16 @@ def build(
     root: Path,
     routes: Mapping[str, str] | None = None,
     env: Mapping[str, str],
+    knobs: settings.Settings | None = None,
 ) -> base.Router:
     """One router from its config; its state paths resolve against `root` (the state directory).
 
     `routes` maps each route on this router to its rollout's name (Envoy names clusters and runtime
     keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `env` is where a
-    LiteLLM master key is read (by the variable the config names), never logged.
+    LiteLLM master key is read (by the variable the config names), never logged. `knobs` gives the
+    admin APIs' timeouts (`settings.Timeouts`).
     """
+    timeouts = (knobs or settings.Settings()).timeouts
     match config:
         case spec.FileRouterConfig():
             return file_router.FileRouter(name, root / config.path)
@@ -38,6 +41,8 @@ def build(
                 upstreams=config.upstreams,
                 cds_path=root / config.cds_path if config.cds_path else None,
                 prompts_path=root / config.prompts_path if config.prompts_path else None,
+                timeout=timeouts.envoy_admin,
+                cds_timeout=timeouts.envoy_clusters,
             )
         case spec.FlagdRouterConfig():
             return flagd.FlagdRouter(name, root / config.path)
@@ -50,4 +55,5 @@ def build(
                 master_key=env.get(config.master_key_env),
                 deployments=config.deployments,
                 apply_timeout=config.apply_timeout.total_seconds(),
+                timeout=timeouts.litellm_admin,
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from controller import carries, errors, spec, traffic
+from controller import carries, errors, settings, spec, traffic
 from controller.routers import atomic, base
 
 FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (and version 1, weights only)
@@ -227,7 +227,7 @@ class LitellmRouter:
         master_key: str | None,
         deployments: Mapping[str, Mapping[str, Any]] | None = None,
         apply_timeout: float = 10.0,
-        timeout: float = 5.0,
+        timeout: float = settings.Timeouts.litellm_admin,
         client: httpx.Client | None = None,
     ) -> None:
         self.name = name

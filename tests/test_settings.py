@@ -1,0 +1,54 @@
+"""`settings.Settings`: one frozen value holds every knob, and the adapters take theirs from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from controller import llm, settings, spec
+from controller.routers import envoy, litellm
+from controller.routers import factory as router_factory
+
+
+@pytest.mark.parametrize(
+    ("backoff", "delays"),
+    [
+        (settings.Backoff(), [0.25, 0.5, 1.0]),
+        (settings.Backoff(attempts=1), []),
+        (settings.Backoff(attempts=0), []),
+        (settings.Backoff(attempts=6, first=1.0, cap=3.0), [1.0, 2.0, 3.0, 3.0, 3.0]),
+    ],
+)
+def test_backoff_doubles_up_to_its_cap(backoff: settings.Backoff, delays: list[float]) -> None:
+    assert backoff.delays() == delays
+
+
+def test_settings_are_frozen_and_changed_by_replace() -> None:
+    knobs = settings.Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        knobs.lease_ttl = knobs.lease_ttl * 2  # type: ignore[misc]
+    longer = dataclasses.replace(knobs, timeouts=dataclasses.replace(knobs.timeouts, envoy_admin=7.5))
+    assert longer.timeouts.envoy_admin == 7.5 and knobs.timeouts.envoy_admin == settings.Timeouts.envoy_admin
+
+
+def test_the_router_factory_passes_the_timeouts_down(tmp_path: Path) -> None:
+    timeouts = settings.Timeouts(envoy_admin=3.5, envoy_clusters=12.0, litellm_admin=4.5)
+    knobs = settings.Settings(timeouts=timeouts)
+    edge = spec.EnvoyRouterConfig(type="envoy", admin="http://127.0.0.1:9")
+    router = router_factory.build("edge", edge, root=tmp_path, routes={}, env={}, knobs=knobs)
+    assert isinstance(router, envoy.EnvoyRouter)
+    assert router.cds_timeout == 12.0 and router._client.timeout.read == 3.5
+    proxy = spec.LitellmRouterConfig(type="litellm", url="http://127.0.0.1:9")
+    router = router_factory.build("proxy", proxy, root=tmp_path, routes={}, env={}, knobs=knobs)
+    assert isinstance(router, litellm.LitellmRouter) and router._client.timeout.read == 4.5
+
+
+def test_adapters_built_without_settings_use_the_defaults(tmp_path: Path) -> None:
+    defaults = settings.Settings()
+    edge = envoy.EnvoyRouter("edge", "http://127.0.0.1:9", routes={})
+    assert edge.cds_timeout == defaults.timeouts.envoy_clusters
+    assert edge._client.timeout.read == defaults.timeouts.envoy_admin
+    client = llm.Client("http://127.0.0.1:9/v1")
+    assert client.retries == defaults.retries.llm_retries and client._http.timeout.read == defaults.timeouts.llm
