@@ -10,7 +10,6 @@ ever put in a message.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from controller import errors
+from controller.redaction import redact
 
 # PrometheusConnect's own default retries three times with a one-second backoff on connection errors
 # and on 408/429/5xx. This adapter fails at once, like every other adapter here: the tick holds and
@@ -86,7 +86,7 @@ class Prometheus:
         except requests.JSONDecodeError as exc:  # a 200 answer that is not JSON
             raise errors.MetricsError(f"{what}: HTTP {self._status()}, not JSON") from exc
         except requests.RequestException as exc:
-            raise errors.MetricsError(f"{what}: {type(exc).__name__}: {_no_secret(_cause(exc))}") from exc
+            raise errors.MetricsError(f"{what}: {type(exc).__name__}: {redact(_cause(exc))}") from exc
         except PrometheusApiClientException as exc:
             raise self._refused(what) from exc
         except (KeyError, TypeError) as exc:  # a 200 answer without data.result
@@ -147,8 +147,3 @@ def _cause(exc: requests.RequestException) -> str:
     inner = exc.args[0] if exc.args else None
     reason = getattr(inner, "reason", None)
     return str(reason if reason is not None else exc)
-
-
-def _no_secret(text: str) -> str:
-    """requests messages carry the URL, never headers; strip any userinfo from URLs in them."""
-    return re.sub(r"//[^/@\s]*@", "//", text)
