@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+import requests as http
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -52,8 +52,9 @@ def main() -> None:
     prom.prom_backfill(history(max(sizes), now), data_dir=work / "data", work=work)
     requests: list[str] = []
     with prom.prom_server(work, data_dir=work / "data") as server:
-        client = httpx.Client(timeout=60, event_hooks={"request": [lambda r: requests.append(str(r.url))]})
-        metrics = prometheus.Prometheus(server.url, client=client)
+        session = http.Session()
+        session.hooks["response"].append(lambda r, *args, **kwargs: requests.append(str(r.request.url)))
+        metrics = prometheus.Prometheus(server.url, session=session, timeout=timedelta(seconds=60))
         gates = tuple(spec.Gate.model_validate(g) for g in GATES)
         print(f"{'rollouts':>8} {'templates':>9} {'requests':>8} {'ms/eval':>8} {'gates':>6}")
         for n in sizes:

@@ -2,8 +2,8 @@
 
 Run from the repository root: `python bench/reconcile_scale.py [--sizes 10,100,1000]`. Each size gets
 a bare git remote with N rollouts, the local forge, the file router, and one real Prometheus (Debian
-`prometheus`) with backfilled eval history for every route. Prometheus requests are counted with an
-httpx event hook, router calls with a counting wrapper around the real file router (`writes`: write
+`prometheus`) with backfilled eval history for every route. Prometheus requests are counted with a
+requests response hook, router calls with a counting wrapper around the real file router (`writes`: write
 calls, one per router batch; `routes`: the routes they wrote). Three ticks:
 `cold` (a new controller: every route is written), `steady` (the same controller again: nothing to
 write), `restart` (a new controller with every cache emptied, as in a new process; routes already live). Peak memory is the Python heap
@@ -22,13 +22,13 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import the checkout it sits in
 
-import httpx
+import requests
 
 from controller import load, prometheus, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
@@ -136,8 +136,9 @@ def backfill(work: Path, size: int, now: int) -> Path:
 
 
 def controller(remote: Path, work: Path, prom_url: str, queries: list[str], calls: Counter[str]) -> Any:
-    client = httpx.Client(timeout=30, event_hooks={"request": [lambda r: queries.append(str(r.url))]})
-    metrics = prometheus.Prometheus(prom_url, client=client)
+    session = requests.Session()
+    session.hooks["response"].append(lambda r, *args, **kwargs: queries.append(str(r.request.url)))
+    metrics = prometheus.Prometheus(prom_url, session=session, timeout=timedelta(seconds=30))
 
     def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
         assert isinstance(cfg, spec.FileRouterConfig)

@@ -1,22 +1,34 @@
-"""The metrics adapter: instant queries against Prometheus's HTTP API (`/api/v1/query`) over httpx.
+"""The metrics adapter: instant queries against Prometheus's HTTP API (`/api/v1/query`), sent with
+prometheus-api-client's `PrometheusConnect` over a requests session.
 
 Called by `controller.analysis`. It only translates: a query and a time in, labelled samples out.
 Every transport, HTTP and JSON failure becomes `errors.MetricsError`; an empty answer is an empty
-list (no data), never an error and never a zero. The bearer token is never put in a message.
+list (no data), never an error and never a zero. Neither the bearer token nor a URL's password is
+ever put in a message.
 """
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import httpx
+import requests
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from prometheus_api_client.prometheus_connect import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from controller import errors
+from controller.redaction import redact
+
+# PrometheusConnect's own default retries three times with a one-second backoff on connection errors
+# and on 408/429/5xx. This adapter fails at once, like every other adapter here: the tick holds and
+# the next tick asks again, so a Prometheus that is down costs one timeout, not four plus sleeps.
+# This is requests' own default policy (no retry, read errors raised as they are).
+_NO_RETRY = Retry(total=0, read=False)
 
 
 @dataclass(frozen=True)
@@ -30,51 +42,89 @@ class Prometheus:
         self,
         url: str,
         *,
-        client: httpx.Client | None = None,
+        session: requests.Session | None = None,
         timeout: timedelta = timedelta(seconds=10),
         token: str | None = None,
     ) -> None:
-        self.url, self._auth = _split_userinfo(url.rstrip("/"))  # credentials never ride in a URL that
-        self.display = self.url  # httpx logs, or an error names: they go in the auth header instead
+        self.url, auth = _split_userinfo(url.rstrip("/"))  # credentials never ride in a URL that
+        self.display = self.url  # urllib3 logs, or an error names: they go in the auth header instead
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = client or httpx.Client(timeout=timeout.total_seconds())
-        self._headers = headers
+        if session is None:
+            session = requests.Session()
+            # a redirect is an answer that is not Prometheus's: reported with its status, not followed
+            session.max_redirects = 0
+        self._last: requests.Response | None = None
+        session.hooks["response"].append(self._keep)
+        # PrometheusConnect raises a bare message on a non-200 answer; the hook keeps the response
+        # itself, so that the error can say Prometheus's own errorType and error, as it always has.
+        self._connect = PrometheusConnect(
+            self.url,
+            headers=headers,
+            disable_ssl=False,
+            retry=_NO_RETRY,
+            auth=auth,  # type: ignore[arg-type]  # None is its default; its annotation omits it
+            session=session,
+            # the same number of seconds for connecting and for each read, as httpx's timeout was;
+            # the library's annotation says int; requests takes any number of seconds
+            timeout=timeout.total_seconds(),  # type: ignore[arg-type]
+            # POST, as before; the library puts the query in the URL's query string either way
+            method="POST",
+        )
 
     def close(self) -> None:
-        self._client.close()
+        self._connect.close()
 
     def query(self, expr: str, *, at: datetime) -> list[Sample]:
         """An instant vector query evaluated at `at`."""
         what = f"Prometheus at {self.display}: query failed"
+        self._last = None
         try:
-            response = self._client.post(
-                f"{self.url}/api/v1/query",
-                data={"query": expr, "time": f"{at.timestamp():.3f}"},
-                headers=self._headers,
-                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
-            )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise errors.MetricsError(f"{what}: {type(exc).__name__}: {_no_secret(str(exc))}") from exc
+            result: Any = self._connect.custom_query(expr, params={"time": f"{at.timestamp():.3f}"})
+        except requests.TooManyRedirects as exc:
+            status = exc.response.status_code if exc.response is not None else "3xx"
+            raise errors.MetricsError(f"{what}: HTTP {status}, a redirect (not followed)") from exc
+        except requests.JSONDecodeError as exc:  # a 200 answer that is not JSON
+            raise errors.MetricsError(f"{what}: HTTP {self._status()}, not JSON") from exc
+        except requests.RequestException as exc:
+            raise errors.MetricsError(f"{what}: {type(exc).__name__}: {redact(_cause(exc))}") from exc
+        except PrometheusApiClientException as exc:
+            raise self._refused(what) from exc
+        except (KeyError, TypeError) as exc:  # a 200 answer without data.result
+            raise errors.MetricsError(f"{what}: HTTP {self._status()}, unexpected answer") from exc
         try:
-            body: Any = response.json()
-        except ValueError as exc:
-            raise errors.MetricsError(f"{what}: HTTP {response.status_code}, not JSON") from exc
-        if not isinstance(body, dict):
-            raise errors.MetricsError(f"{what}: HTTP {response.status_code}, unexpected answer")
-        if body.get("status") != "success":
-            kind, message = body.get("errorType", "error"), body.get("error", "no message")
-            raise errors.MetricsError(f"{what}: HTTP {response.status_code}, {kind}: {message}")
-        try:
-            return _vector(body["data"])
-        except (KeyError, TypeError, ValueError) as exc:
+            return _vector(result)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise errors.MetricsError(f"{what}: malformed answer ({exc!r})") from exc
 
+    def _keep(self, response: requests.Response, *args: object, **kwargs: object) -> None:
+        self._last = response
 
-def _vector(data: Any) -> list[Sample]:
-    if data["resultType"] != "vector":
-        raise ValueError(f"expected a vector, got {data['resultType']!r}")
+    def _status(self) -> int | str:
+        return self._last.status_code if self._last is not None else "?"
+
+    def _refused(self, what: str) -> errors.MetricsError:
+        """The error for a non-200 answer: Prometheus's errorType and error when it sent them."""
+        status = self._status()
+        try:
+            body: Any = json.loads(self._last.content) if self._last is not None else None
+        except ValueError:
+            return errors.MetricsError(f"{what}: HTTP {status}, not JSON")
+        if not isinstance(body, dict):
+            return errors.MetricsError(f"{what}: HTTP {status}, unexpected answer")
+        kind, message = body.get("errorType", "error"), body.get("error", "no message")
+        return errors.MetricsError(f"{what}: HTTP {status}, {kind}: {message}")
+
+
+def _vector(result: Any) -> list[Sample]:
+    """`data.result` of an instant query (the library hands over only that, not `resultType`)."""
+    if not isinstance(result, list):
+        raise ValueError(f"expected a vector, got {type(result).__name__}")
     out = []
-    for item in data["result"]:
+    for item in result:
+        if not isinstance(item, dict):
+            raise ValueError("expected a vector, got a scalar or a string")
+        if "values" in item:
+            raise ValueError("expected a vector, got a matrix")
         labels = {str(k): str(v) for k, v in item["metric"].items()}
         out.append(Sample(labels, float(item["value"][1])))
     return out
@@ -91,6 +141,9 @@ def _split_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
     return clean, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
-def _no_secret(text: str) -> str:
-    """httpx messages carry the URL, never headers; strip any userinfo from URLs in them."""
-    return re.sub(r"//[^/@\s]*@", "//", text)
+def _cause(exc: requests.RequestException) -> str:
+    """The underlying reason of a requests failure (`[Errno 111] Connection refused`, a timeout),
+    without requests' wrapper text, which repeats the whole URL with the query in it."""
+    inner = exc.args[0] if exc.args else None
+    reason = getattr(inner, "reason", None)
+    return str(reason if reason is not None else exc)

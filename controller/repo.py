@@ -14,8 +14,6 @@ import io
 import os
 import posixpath
 import stat
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +26,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
 from controller import cutpoints, errors, load
+from controller.gitcmd import reason as _git_reason
+from controller.gitcmd import run as _run
+from controller.gitcmd import run_bytes as _run_bytes
+from controller.redaction import redact as redact  # re-exported: the CLI names it repo.redact
 
 _MAX_LINKS = 16
 
@@ -183,16 +185,7 @@ def clone_bare(url: str, into: Path) -> Path:
     return into
 
 
-def redact(url: str) -> str:
-    """Drop credentials from a URL before it goes into a message."""
-    import re
-
-    return re.sub(r"//[^/@]*@", "//***@", url)
-
-
 # -- the controller's clone of the remote ---------------------------------------------------------
-
-_ACTOR = git.Actor("rollout-controller", "rollout-controller@users.noreply.local")
 
 
 class Workspace:
@@ -464,34 +457,6 @@ def clear_caches() -> None:
         _PREFETCHED.clear()
 
 
-def _run(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
-    """Run one git command in `repo`; its stdout. A failure raises git.GitCommandError."""
-    return _run_bytes(repo, *args, stdin=stdin, env=env).decode("utf-8", "replace")
-
-
-def _run_bytes(repo: git.Repo, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> bytes:
-    """`_run`, with stdout as bytes (file names and contents as git stores them)."""
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=repo.working_dir or repo.git_dir,
-        input=stdin if stdin is not None else b"",
-        capture_output=True,
-        env={**os.environ, **_identity_env(), **(env or {})},
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise git.GitCommandError(["git", args[0]], proc.returncode, proc.stderr)
-    return proc.stdout
-
-
-def _git_reason(exc: Exception) -> str:
-    if isinstance(exc, git.GitCommandError):
-        raw = exc.stderr
-        text = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")).strip().splitlines()
-        return redact(text[-1]) if text else f"git exited with {exc.status}"
-    return redact(str(exc))
-
-
 # -- text edits that keep everything else byte-identical ------------------------------------------
 
 
@@ -721,100 +686,3 @@ def workdir_lock(workdir: Path, *, holder: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _identity_env() -> dict[str, str]:
-    return {
-        "GIT_AUTHOR_NAME": _ACTOR.name or "",
-        "GIT_AUTHOR_EMAIL": _ACTOR.email or "",
-        "GIT_COMMITTER_NAME": _ACTOR.name or "",
-        "GIT_COMMITTER_EMAIL": _ACTOR.email or "",
-    }
-
-
-# -- plumbing on a bare repository (the local forge's storage) -------------------------------------
-
-
-class GitStore:
-    """Commits, refs and merges on a bare repository, without a working tree or an index of its own.
-    Every ref update is a compare-and-swap, so concurrent writers never lose each other's work."""
-
-    ZERO = "0" * 40
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            self.repo = git.Repo(path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise errors.RepoError(f"{path} is not a git repository") from exc
-        self.path = Path(path)
-
-    def _git(self, *args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None) -> str:
-        try:
-            return _run(self.repo, *args, stdin=stdin, env=env)
-        except git.GitCommandError as exc:
-            raise errors.RepoError(f"git {args[0]} in {self.path}: {_git_reason(exc)}") from exc
-
-    def resolve(self, ref: str) -> str | None:
-        try:
-            return self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip() or None
-        except errors.RepoError:
-            return None
-
-    def read(self, ref: str, path: str) -> bytes | None:
-        try:
-            blob = self.repo.commit(ref).tree / path
-        except (KeyError, ValueError, git.BadName):
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
-
-    def list(self, ref: str, directory: str) -> list[str]:
-        try:
-            tree = self.repo.commit(ref).tree / directory
-        except (KeyError, ValueError, git.BadName):
-            return []
-        return sorted(item.name for item in tree)
-
-    def commit_files(self, *, parent: str | None, files: Mapping[str, bytes | None], message: str) -> str:
-        """A commit on top of `parent` (or a root commit) with `files` written (None deletes)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            if parent:
-                self._git("read-tree", parent, env=env)
-            for path, data in files.items():
-                if data is None:
-                    self._git("update-index", "--force-remove", "--", path, env=env)
-                    continue
-                blob = self._git("hash-object", "-w", "--stdin", stdin=data).strip()
-                self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
-            tree = self._git("write-tree", env=env).strip()
-        args = ["commit-tree", tree, "-m", message]
-        if parent:
-            args[2:2] = ["-p", parent]
-        return self._git(*args).strip()
-
-    def tree_of(self, ref: str) -> str:
-        return self._git("rev-parse", f"{ref}^{{tree}}").strip()
-
-    def merge(self, *, base: str, head: str, message: str) -> str:
-        """A real merge commit of `head` into `base`; RepoError on conflicts."""
-        try:
-            tree = _run(self.repo, "merge-tree", "--write-tree", base, head).splitlines()[0]
-        except git.GitCommandError as exc:
-            raise errors.RepoError(f"cannot merge {head[:10]} into {base[:10]}: conflicts") from exc
-        return self._git("commit-tree", tree, "-p", base, "-p", head, "-m", message).strip()
-
-    def update_ref(self, ref: str, new: str, *, old: str | None) -> bool:
-        """Move `ref` to `new` only if it still points at `old` (None: only if it does not exist)."""
-        try:
-            _run(self.repo, "update-ref", ref, new, old or self.ZERO)
-        except git.GitCommandError:
-            return False
-        return True
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            _run(self.repo, "merge-base", "--is-ancestor", ancestor, descendant)
-        except git.GitCommandError:
-            return False
-        return True

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller import errors, repo, spec
+from controller import errors, spec
 from controller.forge import base, local
+from controller.redaction import redact
 
 
 def build(config: spec.ForgeConfig, *, remote: str, env: Mapping[str, str]) -> base.Forge:
@@ -18,7 +19,7 @@ def build(config: spec.ForgeConfig, *, remote: str, env: Mapping[str, str]) -> b
         case spec.LocalForgeConfig():
             path = Path(remote)
             if not path.exists():
-                raise errors.ForgeError(f"forge type local needs a local remote (a path), not {repo.redact(remote)!r}")
+                raise errors.ForgeError(f"forge type local needs a local remote (a path), not {redact(remote)!r}")
             return local.LocalForge(path)
         case spec.GithubForgeConfig():
             from controller.forge import github  # github3.py loads only when a GitHub forge is used

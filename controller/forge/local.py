@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller import cutpoints, errors, repo
-from controller.forge import base
+from controller import cutpoints, errors
+from controller.forge import base, gitstore
 
 DB_REF = "refs/rollout-forge/db"
 _RETRIES = 20
@@ -29,7 +29,7 @@ def _now() -> datetime:
 class LocalForge:
     def __init__(self, remote: str | Path, *, clock: Callable[[], datetime] = _now) -> None:
         self.remote = str(remote)
-        self.store = repo.GitStore(remote)
+        self.store = gitstore.GitStore(remote)
         self.clock = clock
 
     # -- records ---------------------------------------------------------------------------------

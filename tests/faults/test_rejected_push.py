@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller import plan, repo
+from controller import plan
 from controller.forge import base as forge_base
+from controller.forge import gitstore
 from controller.forge import local as forge_local
 from tests.reconcile.conftest import GitOps, add_bad_bot
 from tests.reconcile.test_flow import kind
@@ -17,7 +18,7 @@ from tests.reconcile.test_flow import kind
 pytestmark = pytest.mark.slow
 
 
-class RacingStore(repo.GitStore):
+class RacingStore(gitstore.GitStore):
     """The real bare-repo store; before each of the first `races` ref updates of `ref`, another
     writer lands a change on it first, so our compare-and-swap is really refused by git."""
 
@@ -71,7 +72,7 @@ def test_a_rejected_branch_push_is_retried(gitops: GitOps) -> None:
     def update_ref(ref: str, new: str, *, old: str | None) -> bool:
         if ref.startswith(branch_ref) and moved["n"] == 0:
             moved["n"] += 1  # someone pushed to the PR branch first: our CAS must fail, then retry
-            other = repo.GitStore(gitops.remote)
+            other = gitstore.GitStore(gitops.remote)
             stray = other.commit_files(parent=other.resolve("refs/heads/main"), files={"x": b"1"}, message="stray")
             assert other.update_ref(ref, stray, old=old)
         return original(ref, new, old=old)
@@ -81,6 +82,6 @@ def test_a_rejected_branch_push_is_retried(gitops: GitOps) -> None:
     tick = gitops.controller(forge=forge).reconcile_once()
     assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK and moved["n"] == 1
     [ours] = gitops.forge.list(prefix="rollout/bad-bot/")
-    store = repo.GitStore(gitops.remote)
+    store = gitstore.GitStore(gitops.remote)
     assert store.read(ours.head_sha, "x") is None, "the retried push replaced the stray commit with our change"
     assert b"RolledBack" in (store.read(ours.head_sha, "rollouts/bad-bot/rollout.yaml") or b"")

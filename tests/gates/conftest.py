@@ -1,5 +1,5 @@
 """Fixtures for the gates tests: one real Prometheus per session, with deterministic history
-backfilled by promtool relative to now, and a counting httpx client."""
+backfilled by promtool relative to now, and a counting requests session."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
+import requests
 
 from controller import prometheus
 from tests.helpers import prom
@@ -153,12 +153,14 @@ def prom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.PromS
 
 @dataclass
 class Counting:
-    """A real httpx client that counts the requests it sends (an event hook, not a mock)."""
+    """A real requests session that counts the requests it sends (a response hook, not a mock)."""
 
     requests: list[str] = field(default_factory=list)
 
-    def client(self) -> httpx.Client:
-        return httpx.Client(timeout=30, event_hooks={"request": [lambda r: self.requests.append(str(r.url))]})
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        session.hooks["response"].append(lambda r, *args, **kwargs: self.requests.append(str(r.request.url)))
+        return session
 
 
 @pytest.fixture
@@ -168,7 +170,7 @@ def counting() -> Counting:
 
 @pytest.fixture
 def metrics(prom_server: prom.PromServer, counting: Counting) -> Iterator[prometheus.Prometheus]:
-    client = prometheus.Prometheus(prom_server.url, client=counting.client())
+    client = prometheus.Prometheus(prom_server.url, session=counting.session(), timeout=timedelta(seconds=30))
     try:
         yield client
     finally:

@@ -7,7 +7,6 @@ import json
 import re
 from datetime import timedelta
 
-import httpx
 import pytest
 
 from controller import analysis, errors, evidence, gates, prometheus, spec
@@ -155,7 +154,7 @@ def test_a_reserved_segment_label_errors_only_its_rollout(metrics: prometheus.Pr
 
 def test_unreachable_prometheus_is_error() -> None:
     port = prom.prom_free_port()  # nothing listens here
-    metrics = prometheus.Prometheus(f"http://user:secret@127.0.0.1:{port}", client=httpx.Client(timeout=5))
+    metrics = prometheus.Prometheus(f"http://user:secret@127.0.0.1:{port}", timeout=timedelta(seconds=5))
     try:
         [e] = analysis.evaluate([target("better", EVAL)], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)[
             target("better", EVAL).rollout

@@ -9,7 +9,6 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 
 from controller import analysis, cli, evidence, prometheus, split
@@ -75,7 +74,7 @@ def test_the_window_starts_at_the_origin(judged: dict[str, object]) -> None:
 
 def test_prometheus_down_is_an_error_for_every_rollout() -> None:
     port = prom.prom_free_port()
-    down = prometheus.Prometheus(f"http://127.0.0.1:{port}", client=httpx.Client(timeout=2))
+    down = prometheus.Prometheus(f"http://127.0.0.1:{port}", timeout=timedelta(seconds=2))
     try:
         found = analysis.evaluate_split([target("split-right"), target("split-wrong")], metrics=down, at=conftest.AT)
     finally:
