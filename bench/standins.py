@@ -21,9 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import
 import httpx
 
 from controller import analysis, gates, prometheus, spec, traffic
+from controller.demo import loadgen, model_server
 from controller.routers import base, envoy
-from tests.helpers import envoy_proc, prom
-from tests.standins import live, loadgen, model_server
+from tests.helpers import envoy_proc, live, prom
 
 ROLLOUT, ROUTE = "bench", "bench-chat"
 TENANTS = {"free": 5.0, "pro": 3.0, "enterprise": 2.0}

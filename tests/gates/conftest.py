@@ -1,5 +1,7 @@
 """Fixtures for the gates tests: one real Prometheus per session, with deterministic history
-backfilled by promtool relative to now, and a counting requests session."""
+backfilled by promtool relative to now, a counting requests session, and for the live tests a real
+Prometheus per module (empty TSDB, scraping every second whatever a test points it at with
+`tests.helpers.live.scrape()`), stopped by its handle."""
 
 from __future__ import annotations
 
@@ -148,6 +150,13 @@ def prom_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.PromS
     data = work / "data"
     prom.prom_backfill(prom.prom_openmetrics(history(), now=NOW), data_dir=data, work=work)
     with prom.prom_server(work, data_dir=data) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def prom_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.PromServer]:
+    work = tmp_path_factory.mktemp("prometheus-live")
+    with prom.prom_server(work, data_dir=work / "data") as server:
         yield server
 
 

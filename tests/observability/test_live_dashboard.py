@@ -13,8 +13,8 @@ import httpx
 import pytest
 
 from controller import demo, observability
+from controller.demo import loadgen, model_server
 from tests.helpers import prom
-from tests.standins import loadgen, model_server
 
 pytestmark = pytest.mark.slow
 

@@ -18,10 +18,10 @@ import pytest
 from prometheus_client import exposition
 
 from controller import analysis, evidence, gates, prometheus, spec, traffic
+from controller.demo import loadgen, model_server
 from controller.routers import base, envoy
 from tests.helpers import envoy_proc, prom
-from tests.standins import live as livehelp
-from tests.standins import loadgen, model_server
+from tests.helpers import live as livehelp
 
 pytestmark = pytest.mark.slow
 

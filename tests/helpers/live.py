@@ -1,4 +1,5 @@
-"""Helpers for the live stand-in tests: point the session Prometheus at targets, query it."""
+"""Helpers for the live tests on the demo's stand-ins (`controller.demo`): point a live Prometheus
+(the `prom_live` fixture in `tests/gates/conftest.py`) at targets, query it."""
 
 from __future__ import annotations
 

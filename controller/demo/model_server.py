@@ -1,9 +1,12 @@
 """A stand-in OpenAI-compatible model server that exports the application metrics the gates read.
 
-Run by `rollout demo` and the e2e tests as `python -m tests.standins.model_server`, or in-process with
-`serving()`. One server is one variant (`stable` or `canary`) of one route; its behaviour (latency,
-5xx rate, eval pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/behaviour
-(fields) or POST /admin/scenario (`{"name": "regression"}`, see `scenario()`).
+A demo stand-in, not product code: the controller never imports it. It ships in the package so that
+`rollout demo` works from an install, which runs it as `python -m controller.demo.model_server`; the
+tests and benches run it that way too, or in-process with `serving()`.
+
+One server is one variant (`stable` or `canary`) of one route; its behaviour (latency, 5xx rate, eval
+pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/behaviour (fields) or
+POST /admin/scenario (`{"name": "regression"}`, see `scenario()`).
 
 Metric names and labels follow `controller/templates.py`: `route`, `variant` and a segment label
 (default `tenant_tier`, read from the request header `x-tenant-tier`).
@@ -385,7 +388,7 @@ def serving(model: Model, *, port: int = 0) -> Iterator[Running]:
 
 def parser() -> argparse.ArgumentParser:
     d = Behaviour()
-    p = argparse.ArgumentParser(prog="python -m tests.standins.model_server", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m controller.demo.model_server", description=__doc__)
     p.add_argument("--variant", required=True, help="stable or canary: the value of the variant label")
     p.add_argument("--route", required=True, help="the route label (the rollout's spec.route)")
     p.add_argument("--model", default="", help="the model id it answers as (default: demo/<variant>)")

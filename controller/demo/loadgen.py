@@ -1,8 +1,10 @@
 """A traffic generator: chat completion requests from several tenants at a target rate, bounded in
 count and in time, counting answers per variant (from the `x-rollout-variant` response header).
 
-Used by `rollout demo` and the e2e tests, as a library (`Traffic(...).start()`, `.stop()`,
-`.wait()`, `.report()`) or as `python -m tests.standins.loadgen`, which prints the report as JSON.
+A demo stand-in, not product code: the controller never imports it. It ships in the package for
+`rollout demo`; the demo, the tests and the benches use it as a library (`Traffic(...).start()`,
+`.stop()`, `.wait()`, `.report()`) or as `python -m controller.demo.loadgen`, which prints the report
+as JSON.
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ def parse_tenants(text: str) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tests.standins.loadgen", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m controller.demo.loadgen", description=__doc__)
     p.add_argument("--url", required=True, help="OpenAI base URL, e.g. http://127.0.0.1:10000/support-chat/v1")
     p.add_argument("--rate", type=float, default=20.0, help="requests per second")
     p.add_argument("--max-requests", type=int, default=1000)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.standins import loadgen
-from tests.standins import model_server as ms
+from controller.demo import loadgen
+from controller.demo import model_server as ms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,7 +81,7 @@ def test_transport_errors_are_counted_not_raised() -> None:
 
 
 def test_command_line_prints_a_json_report(canary: ms.Running) -> None:
-    args = [sys.executable, "-m", "tests.standins.loadgen", "--url", f"{canary.url}/v1"]
+    args = [sys.executable, "-m", "controller.demo.loadgen", "--url", f"{canary.url}/v1"]
     args += ["--rate", "200", "--max-requests", "8", "--tenants", "gold=1"]
     done = subprocess.run(args, cwd=ROOT, capture_output=True, timeout=60, check=True)
     report = json.loads(done.stdout)

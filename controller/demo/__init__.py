@@ -1,13 +1,17 @@
 """`rollout demo`: a real rollout, closed loop, on one machine, in under three minutes.
 
 Called by the CLI only. It builds a throwaway GitOps repository (a bare remote and the controller's
-clone), starts two stand-in model servers (stable and canary, from `tests/standins` in the checkout),
-Envoy in front of them configured by `rollout render envoy`, Prometheus scraping Envoy and the model
+clone) from the checkout's example rollout, starts two stand-in model servers (stable and canary,
+`python -m controller.demo.model_server`), Envoy in front of them configured by `rollout render envoy`, Prometheus scraping Envoy and the model
 servers every second, a traffic generator with three tenants, and the controller loop with the local
 forge and an auto-approver that plays the reviewer. The scenario sets how the canary behaves once it
 takes half the live traffic: `good` is promoted step by step through pull requests; `regression`,
 `latency` and `errors` are rolled back in seconds, with a revert commit. Every process it starts is stopped
 when it ends, on Ctrl-C too.
+
+The demo and its stand-ins (`model_server`, `loadgen`) are a package of their own that ships with the
+controller, so `rollout demo` runs from an install: the controller's core never imports it, and it
+imports neither the CLI nor anything from the checkout's tests/.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import git
 import httpx
 
 from controller import errors, load, plan, prometheus, reconcile, render, repo, settings, spec, traffic
+from controller.demo import loadgen
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
 from controller.routers import base
@@ -173,15 +178,20 @@ def stop_child(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
             proc.wait()
 
 
-def _model_server(stack: contextlib.ExitStack, variant: str, *, checkout: Path, work: Path) -> str:
-    port_file = work / f"{variant}.port"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(checkout), os.environ.get("PYTHONPATH", "")])}
-    args = [
-        sys.executable, "-m", "tests.standins.model_server", "--variant", variant, "--route", ROUTE,
+def model_server_command(variant: str, *, port_file: Path) -> list[str]:
+    """The command line of one stand-in model server: this interpreter running the module shipped in
+    this package, so it imports the same `controller` the demo does, checkout or install alike."""
+    return [
+        sys.executable, "-m", "controller.demo.model_server", "--variant", variant, "--route", ROUTE,
         "--model", STABLE_MODEL if variant == traffic.STABLE else CANARY_MODEL,
         "--port", "0", "--port-file", str(port_file), "--segments", ",".join(TENANTS), *STABLE_BEHAVIOUR,
     ]  # fmt: skip
-    stack.enter_context(process(args, log=work / f"{variant}.log", cwd=checkout, env=env))
+
+
+def _model_server(stack: contextlib.ExitStack, variant: str, *, work: Path) -> str:
+    port_file = work / f"{variant}.port"
+    args = model_server_command(variant, port_file=port_file)
+    stack.enter_context(process(args, log=work / f"{variant}.log", cwd=work))
     wait_for(f"the {variant} model server", port_file.exists)
     address = f"127.0.0.1:{int(port_file.read_text().strip())}"
     wait_for(f"the {variant} model server", lambda: httpx.get(f"http://{address}/healthz", timeout=2).is_success)
@@ -345,8 +355,6 @@ def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, 
     for tool in ("envoy", "prometheus"):
         if shutil.which(tool) is None:
             raise RuntimeError(f"`{tool}` is not on PATH; run `bash .ci/demo`, which installs it")
-    if str(checkout) not in sys.path:
-        sys.path.insert(0, str(checkout))  # the stand-ins live in the checkout's tests/, not in the package
     work = Path(tempfile.mkdtemp(prefix="rollout-demo-"))
     result = Result(scenario, work / "remote.git")
     view = View(out, live=live_view)
@@ -388,8 +396,8 @@ def _terminate_cleanly() -> Callable[[], None]:
 
 
 def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View) -> None:
-    stable = _model_server(stack, traffic.STABLE, checkout=checkout, work=work)
-    canary = _model_server(stack, traffic.CANARY, checkout=checkout, work=work)
+    stable = _model_server(stack, traffic.STABLE, work=work)
+    canary = _model_server(stack, traffic.CANARY, work=work)
     listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     prom_port = free_port()
     config = (
@@ -410,8 +418,6 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     view.event(f"Envoy on {listen} (admin {admin}), rendered by `rollout render envoy`, clusters from its cdsPath")
     prom_url = _prometheus(stack, {"envoy": [admin], "models": [stable, canary]}, port=prom_port, work=work)
     view.event(f"Prometheus on {prom_url}, scraping Envoy and both model servers every second")
-
-    from tests.standins import loadgen  # the checkout's stand-in, not the product
 
     load_gen = loadgen.Traffic(
         loadgen.Plan(

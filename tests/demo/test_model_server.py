@@ -19,8 +19,8 @@ from prometheus_client import exposition
 from prometheus_client import parser as prom_parser
 
 from controller import templates
+from controller.demo import model_server as ms
 from tests.helpers import prom
-from tests.standins import model_server as ms
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -198,7 +198,7 @@ def test_loopback_only() -> None:
 
 def test_command_line_writes_its_port_and_stops_on_sigterm(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
-    args = [sys.executable, "-m", "tests.standins.model_server", "--variant", "stable", "--route", "triage"]
+    args = [sys.executable, "-m", "controller.demo.model_server", "--variant", "stable", "--route", "triage"]
     args += ["--port-file", str(port_file), "--segments", "free,pro", "--eval-pass", "0.8", "--latency", "0"]
     args += ["--scenario", "regression"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -219,7 +219,7 @@ def test_command_line_writes_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
 
 
 def test_command_line_refuses_a_bad_behaviour() -> None:
-    args = [sys.executable, "-m", "tests.standins.model_server", "--variant", "canary", "--route", "r"]
+    args = [sys.executable, "-m", "controller.demo.model_server", "--variant", "canary", "--route", "r"]
     done = subprocess.run([*args, "--error-rate", "3"], cwd=ROOT, capture_output=True, timeout=30)
     assert done.returncode == 2 and b"error_rate must be between 0 and 1" in done.stderr
 
