@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import analysis, evidence, gates, load, plan, prometheus, reconcile, repo, review, spec, split
+from controller import analysis, evidence, gates, load, plan, reconcile, repo, review, spec, split
 from controller.cli import common
 
 
@@ -63,8 +62,7 @@ def measure_gates(
 ) -> tuple[gates.GateEvidence, ...]:
     """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
     then the traffic-split check over the same window, where it applies (one query more)."""
-    token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
-    metrics = prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
+    metrics = common.metrics(prom)
     try:
         found = analysis.evaluate(
             [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from controller import advice, errors, load, plan, prometheus, reconcile, repo, report, spec, split, traffic
+from controller import advice, errors, load, plan, reconcile, repo, report, spec, split, traffic
 from controller.cli import common
 from controller.forge import base as forge_base
 from controller.forge import factory as forge_factory
@@ -123,11 +123,7 @@ def build_controller(args: argparse.Namespace) -> Built:
         raise errors.SpecError(desired.problems)
     config = desired.config
     state = common.state_dir(config)
-    metrics = None
-    if config.prometheus is not None:
-        p = config.prometheus
-        token = os.environ.get(p.bearer_token_env) if p.bearer_token_env else None
-        metrics = prometheus.Prometheus(p.url, timeout=p.timeout, token=token)
+    metrics = common.metrics(config.prometheus) if config.prometheus is not None else None
 
     def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
         return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ)
