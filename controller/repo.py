@@ -29,7 +29,7 @@ from controller import cutpoints, errors, load
 from controller.gitcmd import reason as _git_reason
 from controller.gitcmd import run as _run
 from controller.gitcmd import run_bytes as _run_bytes
-from controller.redaction import redact as redact  # re-exported: the CLI names it repo.redact
+from controller.redaction import redact
 
 _MAX_LINKS = 16
 

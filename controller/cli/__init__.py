@@ -1,0 +1,79 @@
+"""The `rollout` command: parses arguments, builds adapters, prints, and sets exit codes.
+
+This is the only package that reads the environment or prints; one module per command group, each
+with `add_parser(sub)` and its `cmd_*` functions. Exit codes: 0 success, 1 a check failed (invalid
+spec, drift asked about, gate failed), 2 usage error, 3 `reconcile` skipped its tick because another
+controller holds the lease (the output names it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from controller import __version__, cutpoints, errors
+from controller.cli import common, demo, gates, plan, pr, render, run, validate
+from controller.cli import eval as eval_command
+
+# what other code and the tests name as `cli.X`
+UsageError = common.UsageError
+STATE_ENV = common.STATE_ENV
+REMOTE_ENV = common.REMOTE_ENV
+EXIT_SKIPPED = run.EXIT_SKIPPED
+default_holder = run.default_holder
+
+KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rollout", description="GitOps rollouts for LLM model and prompt changes.")
+    p.add_argument("--version", action="version", version=f"rollout {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (validate, plan, demo, gates, render, run, pr, eval_command):  # the order of `rollout --help`
+        group.add_parser(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace, TextIO], int] = args.func
+    try:
+        arm_kill_point(os.environ.get(KILL_ENV))
+        return func(args, out)
+    except UsageError as exc:
+        print(f"rollout: {exc}", file=sys.stderr)
+        return 2
+    except errors.SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    except errors.RolloutError as exc:
+        print(f"rollout {args.command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cutpoints.arm(None)
+
+
+def arm_kill_point(name: str | None) -> None:
+    """Tests only: with `ROLLOUT_TEST_KILL_AT=NAME` (a point of `controller.cutpoints`), the process
+    SIGKILLs itself the first time it reaches that point, leaving what a real death leaves (half-written
+    files, a held lease, a branch without its PR, child processes) for the restart to deal with
+    (`tests/faults/test_real_kill.py`). Unset, nothing is armed; an unknown name is a usage error, so a
+    typo never passes for a test that survived. It says on stderr that it is armed."""
+    if not name:
+        return
+    if name not in cutpoints.POINTS:
+        raise common.UsageError(f"${KILL_ENV}={name!r}: not a cut point; one of {', '.join(cutpoints.POINTS)}")
+    print(f"rollout: ${KILL_ENV} is set: this process kills itself at {name}", file=sys.stderr)
+
+    def kill(reached: str) -> None:
+        if reached == name:
+            print(f"rollout: killed at {name}", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    cutpoints.arm(kill)

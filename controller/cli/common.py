@@ -1,0 +1,132 @@
+"""What several command groups of the `rollout` command share: the usage error, finding and opening
+the rollouts repository, the router state directory, the GitOps remote, times and problems as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+from controller import errors, lint, load, prometheus, repo, report, settings, spec
+
+STATE_ENV = settings.STATE_ENV
+REMOTE_ENV = settings.REMOTE_ENV
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+def state_dir(config: spec.ControllerConfig) -> Path:
+    """Where the routers' relative paths resolve, the same for every command and every working
+    directory: $ROLLOUT_STATE_DIR, else controller.yaml's `stateDir`, else $XDG_STATE_HOME/rollout
+    (~/.local/state/rollout)."""
+    try:
+        return settings.state_dir(config, env=os.environ, home=Path.home())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def metrics(prom: spec.PrometheusConfig) -> prometheus.Prometheus:
+    """The metrics adapter for controller.yaml's `prometheus`, its bearer token read from the variable
+    the config names."""
+    token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
+    return prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
+
+
+def find_root(path: Path) -> Path:
+    """The repository root above `path`: the directory holding rollouts/controller.yaml."""
+    start = path.resolve()
+    for candidate in [start, *start.parents]:
+        if os.path.lexists(candidate / load.CONFIG_FILE):  # a FIFO or a dangling link too: loading says what is wrong
+            return candidate
+    raise UsageError(f"no {load.CONFIG_FILE} found in {path} or above it")
+
+
+def open_tree(repo_arg: str, ref: str | None) -> tuple[load.Tree, Path, str]:
+    """(tree, local root for relative router paths, a label for the source)."""
+    local = Path(repo_arg)
+    if local.exists():
+        root = find_root(local)
+        if ref is None:
+            return repo.WorkTree(root), root, str(root)
+        tree = repo.GitTree.open(root, ref)
+        return tree, root, f"{root}@{ref} ({tree.sha[:10]})"
+    clone = repo.clone_bare(repo_arg, Path(tempfile.mkdtemp(prefix="rollout-plan-")))
+    tree = repo.GitTree.open(clone, ref or "HEAD")
+    return tree, Path.cwd(), f"{repo_arg}@{ref or 'HEAD'} ({tree.sha[:10]})"
+
+
+class NamedRollout(NamedTuple):
+    tree: load.Tree
+    root: Path
+    config: spec.ControllerConfig
+    loaded: load.LoadedRollout
+
+
+def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
+    """The valid rollout `args.name` in `args.repo`, with the tree and config it was read with; None
+    (after writing why) when the controller config is unusable."""
+    tree, root, _source = open_tree(args.repo, None)
+    result = load.load_repo(tree)
+    if result.config is None:
+        out.write(report.findings([problem_json(p, root) for p in result.problems], "text"))
+        return None
+    loaded = result.rollout(args.name)
+    if loaded is None:
+        raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
+    return NamedRollout(tree, root, result.config, loaded)
+
+
+def remote(args: argparse.Namespace) -> str:
+    """The GitOps repository a controller command acts on: --remote, else $ROLLOUT_REMOTE. Never the
+    current checkout's origin: in a clone of this tool that is the tool's own upstream. A local path
+    is made absolute, so the same repository is named the same way from any directory."""
+    named: str | None = args.remote or os.environ.get(REMOTE_ENV)
+    if not named:
+        raise UsageError(
+            f"name the GitOps repository to act on: --remote URL|PATH, or set ${REMOTE_ENV} "
+            "(it is never guessed from the current checkout)"
+        )
+    local = Path(named).expanduser()
+    return str(local.resolve()) if local.exists() else named
+
+
+def parse_time(value: str) -> datetime:
+    """`now`, unix seconds, or ISO 8601 (UTC when no offset is given)."""
+    if value == "now":
+        return datetime.now(UTC)
+    try:
+        return datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise UsageError(f"--at {value!r}: expected now, unix seconds or an ISO 8601 time") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def display(root: Path, file: str) -> str:
+    """A repository file as the user names it: relative to the current directory where it can be."""
+    full = root / file
+    try:
+        return os.path.relpath(full)
+    except ValueError:
+        return str(full)
+
+
+def problem_json(p: errors.Problem, root: Path) -> dict[str, Any]:
+    """A loading problem as a finding of `report.findings`: always an error."""
+    return {
+        "file": display(root, p.file),
+        "line": p.line,
+        "column": p.column,
+        "field": p.field,
+        "code": p.code,
+        "severity": lint.ERROR,
+        "message": p.message,
+    }

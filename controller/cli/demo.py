@@ -1,0 +1,46 @@
+"""`rollout demo`: the argument glue around `controller.demo`, which runs the closed loop on Envoy,
+Prometheus and stand-in models."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller import load
+from controller.cli import common
+
+
+def add_parser(sub: Any) -> None:
+    d = sub.add_parser("demo", help="a real rollout, closed loop, on Envoy, Prometheus and stand-in models")
+    d.add_argument("--scenario", choices=("good", "regression", "latency", "errors"), default="good")
+    d.add_argument("--examples", default=".", help="the project checkout (default: .)")
+    d.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    d.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import demo
+
+    checkout = Path(args.examples).resolve()
+    if not (checkout / load.CONFIG_FILE).is_file():
+        raise common.UsageError(f"run the demo from the project checkout (no rollouts/ in {checkout})")
+    try:
+        result = demo.run(args.scenario, checkout=checkout, out=out, live_view=out.isatty() and not args.plain)
+    except RuntimeError as exc:
+        raise common.UsageError(str(exc)) from exc
+    if args.scenario == "good":
+        ok = result.completed
+        out.write(f"\n{'completed' if ok else 'did not complete'}: {len(result.merged)} pull requests merged\n")
+    else:
+        ok = result.rolled_back and not result.promoted_after_rollback
+        seconds = result.rollback_seconds
+        out.write(
+            f"\n{'rolled back' if ok else 'not rolled back'}"
+            + (
+                f": the live canary weight was 0 again {seconds:.1f}s after it began to misbehave\n"
+                if seconds
+                else "\n"
+            )
+        )
+    return 0 if ok else 1

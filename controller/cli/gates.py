@@ -1,0 +1,118 @@
+"""`rollout gates` (a rollout's gates measured now, stable and canary side by side) and `rollout check`
+(what merging a PR does to each rollout: a PR's check, with the gates of every promotion)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller import analysis, evidence, gates, load, plan, reconcile, repo, review, spec, split
+from controller.cli import common
+
+
+def add_parser(sub: Any) -> None:
+    g = sub.add_parser("gates", help="measure a rollout's gates now: stable and canary side by side")
+    g.add_argument("name", metavar="NAME", help="the rollout")
+    g.add_argument("--at", default="now", help="evaluate at this time: now, unix seconds or ISO 8601")
+    g.add_argument("--window", default=None, help="measurement window (default: the step's `for`, else the interval)")
+    g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    g.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    g.set_defaults(func=cmd_gates)
+
+    c = sub.add_parser(
+        "check", help="what merging a PR does to each rollout; a promotion needs passing gates (the PR's check)"
+    )
+    c.add_argument("--base", required=True, help="the git ref the PR merges into (in CI: the merge commit's HEAD^1)")
+    c.add_argument("--head", default=None, help="the git ref of the PR's result (default: the working tree)")
+    c.add_argument("--at", default="now", help="measure gates at this time: now, unix seconds or ISO 8601")
+    c.add_argument("--window", default=None, help="gate window (default: the step's `for`, at least the interval)")
+    c.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    c.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    c.set_defaults(func=cmd_check)
+
+
+def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
+    named = common.named_rollout(args, out)
+    if named is None:
+        return 1
+    config, loaded = named.config, named.loaded
+    prom = config.prometheus
+    if prom is None:
+        raise common.UsageError("controller.yaml sets no prometheus.url")
+    at = common.parse_time(args.at)
+    step = loaded.rollout.spec.steps[plan.current_step(loaded)]
+    window = _window(args.window) if args.window else step.for_ or loaded.rollout.spec.analysis.interval
+    rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
+    render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
+    out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
+    holding = gates.deciding(rows)
+    return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
+
+
+def measure_gates(
+    loaded: load.LoadedRollout,
+    config: spec.ControllerConfig,
+    prom: spec.PrometheusConfig,
+    *,
+    at: datetime,
+    window: timedelta,
+    traffic_split: bool = False,
+) -> tuple[gates.GateEvidence, ...]:
+    """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
+    then the traffic-split check over the same window, where it applies (one query more)."""
+    metrics = common.metrics(prom)
+    try:
+        found = analysis.evaluate(
+            [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window
+        )
+        rows = tuple(found[loaded.name])
+        check = split.target(loaded, config, since=None, at=at, window=window) if traffic_split else None
+        if check is not None:
+            rows += (analysis.evaluate_split([check], metrics=metrics, at=at)[loaded.name],)
+    finally:
+        metrics.close()
+    return rows
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    """What merging a PR does (its head: the working tree or --head, against --base), and the gates of
+    every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""
+    root = common.find_root(Path(args.repo))
+    before = load.load_repo(repo.GitTree.open(root, args.base))
+    after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else repo.WorkTree(root))
+    at = common.parse_time(args.at)
+    found = review.changes(before, after)
+    measured: dict[str, tuple[gates.GateEvidence, ...] | str] = {}
+    for change in found:
+        if change.measure is None:
+            continue
+        config = before.config
+        if config is None or config.prometheus is None:
+            measured[change.name] = f"{load.CONFIG_FILE} on the base sets no prometheus.url: no gate can be measured"
+            continue
+        loaded = change.measure
+        if args.window:
+            window = _window(args.window)
+        else:  # the controller's shortest window for this step: its `for`, at least one analysis interval
+            step = loaded.rollout.spec.steps[plan.current_step(loaded)]
+            window = reconcile.window(loaded.rollout.spec.analysis.interval, step.for_)
+        measured[change.name] = measure_gates(
+            loaded, config, config.prometheus, at=at, window=window, traffic_split=True
+        )
+    # a problem main already has is not this PR's: it must not block a revert's record
+    known = {(p.file, p.code, p.field, p.message) for p in before.problems}
+    introduced = [p for p in after.problems if (p.file, p.code, p.field, p.message) not in known]
+    result = review.judge(found, measured, unreadable=introduced)
+    render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
+    out.write(render(result, at=at.isoformat(timespec="seconds")))
+    return 0 if result.mergeable else 1
+
+
+def _window(value: str) -> timedelta:
+    """A --window argument."""
+    try:
+        return spec.parse_duration(value)
+    except ValueError as exc:
+        raise common.UsageError(f"--window {value!r}: {exc}") from exc

@@ -1,0 +1,82 @@
+"""`rollout pr list|show|approve|merge|close`: the pull requests of the local forge, a git remote on
+disk, for a reviewer without a GitHub."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, TextIO
+
+from controller import errors, load, repo
+from controller.cli import common
+from controller.forge import base as forge_base
+from controller.forge import local as forge_local
+
+
+def add_parser(sub: Any) -> None:
+    pr = sub.add_parser("pr", help="the local forge's pull requests")
+    pr_sub = pr.add_subparsers(dest="pr_command", required=True, metavar="ACTION")
+    ls = pr_sub.add_parser("list", help="open pull requests (--all for every one)")
+    ls.add_argument("--all", action="store_true")
+    show = pr_sub.add_parser("show", help="one pull request: body, checks, comments")
+    approve = pr_sub.add_parser("approve", help="approve as a reviewer")
+    approve.add_argument("--by", default=os.environ.get("USER", "reviewer"))
+    merge = pr_sub.add_parser("merge", help="merge (a real merge commit naming the PR)")
+    merge.add_argument("--force", action="store_true", help="merge without an approval")
+    close = pr_sub.add_parser("close", help="close without merging")
+    close.add_argument("--comment", default="")
+    for p in (show, approve, merge, close):
+        p.add_argument("number", type=int, metavar="N")
+    for p in (ls, show, approve, merge, close):
+        p.add_argument("--remote", default=None, help="the local remote, a path (default: $ROLLOUT_REMOTE)")
+    pr.set_defaults(func=cmd_pr)
+
+
+def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
+    """The local forge of the remote the user named; refused unless its main holds controller.yaml."""
+    remote = common.remote(args)
+    if not Path(remote).exists():
+        raise common.UsageError("`rollout pr` works on the local forge: give --remote PATH")
+    try:
+        repo.GitTree.open(remote, "refs/heads/main").read(load.CONFIG_FILE)
+    except (FileNotFoundError, errors.RepoError):
+        raise common.UsageError(
+            f"{remote}: its main has no {load.CONFIG_FILE}, so it is not a rollouts repository; nothing was done"
+        ) from None
+    return forge_local.LocalForge(Path(remote))
+
+
+def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
+    forge = _local_forge(args)
+    match args.pr_command:
+        case "list":
+            state = None if args.all else forge_base.PRState.OPEN
+            pulls = forge.list(prefix="", state=state)
+            if not pulls:
+                out.write("no pull requests\n" if args.all else "no open pull requests\n")
+            for pr in pulls:
+                flags = ",".join(pr.labels)
+                approved = "approved" if pr.approved else ""
+                out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}  [{flags}]\n")
+        case "show":
+            pr = forge.get(args.number)
+            out.write(f"#{pr.number} {pr.title}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
+            out.write(f"{', approved' if pr.approved else ''}; labels: {', '.join(pr.labels) or '-'}\n\n{pr.body}\n")
+            for context, check in forge.checks(args.number).items():
+                out.write(f"check {context}: {check['state']}: {check['summary']}\n")
+            for key, body in forge.comments(args.number).items():
+                out.write(f"\ncomment ({key}):\n{body}\n")
+        case "approve":
+            pr = forge.approve(args.number, by=args.by)
+            out.write(f"approved #{pr.number} as {args.by} in {forge.remote}\n")
+        case "merge":
+            pr = forge.get(args.number)
+            if not pr.approved and not args.force:
+                raise common.UsageError(f"#{pr.number} is not approved (approve it first, or --force)")
+            pr = forge.merge(args.number, message=pr.title)
+            out.write(f"merged #{pr.number} as {pr.merge_sha[:10]} in {forge.remote}\n")
+        case "close":
+            pr = forge.close(args.number, comment=args.comment)
+            out.write(f"closed #{pr.number} in {forge.remote}\n")
+    return 0

@@ -1,0 +1,98 @@
+"""`rollout render envoy|litellm`: router configuration generated from the rollouts (`controller.render`
+does the work), written to standard output or to --out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+from controller import errors, load, render, repo, report, spec
+from controller.cli import common
+
+RouterT = TypeVar("RouterT", spec.EnvoyRouterConfig, spec.LitellmRouterConfig)
+
+
+def add_parser(sub: Any) -> None:
+    r = sub.add_parser("render", help="generate router configuration from the rollouts")
+    rsub = r.add_subparsers(dest="target", required=True, metavar="TARGET")
+    re = rsub.add_parser("envoy", help="the Envoy bootstrap for every rollout on an Envoy router")
+    re.add_argument("router", nargs="?", default=None, metavar="ROUTER", help="an Envoy router (default: the only one)")
+    re.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    re.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    re.add_argument(
+        "--split-header", default=None, help="let this request header pick the split bucket 0-99 (tests only)"
+    )
+    re.set_defaults(func=cmd_render_envoy)
+
+    rl = rsub.add_parser("litellm", help="the LiteLLM model_list for every rollout on a LiteLLM router")
+    rl.add_argument(
+        "router", nargs="?", default=None, metavar="ROUTER", help="a LiteLLM router (default: the only one)"
+    )
+    rl.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    rl.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    rl.add_argument("--weights", action="store_true", help="render the callback's weights file instead")
+    rl.set_defaults(func=cmd_render_litellm)
+
+
+def _render_target(
+    args: argparse.Namespace, out: TextIO, kind: type[RouterT], label: str
+) -> tuple[load.RepoSpec, str, RouterT] | None:
+    """The valid repository and the router of type `kind` that `rollout render` was asked for; None
+    (after printing the problems) when the repository is invalid."""
+    root = common.find_root(Path(args.repo))
+    result = load.load_repo(repo.WorkTree(root))
+    if result.config is None or result.problems:
+        out.write(report.findings([common.problem_json(p, root) for p in result.problems], "text"))
+        return None
+    found = {n: c for n, c in result.config.routers.items() if isinstance(c, kind)}
+    what = label.split(" ", 1)[1]
+    if args.router is None and len(found) != 1:
+        raise common.UsageError(f"name the {what} router to render, one of: {', '.join(sorted(found)) or '(none)'}")
+    name = args.router or next(iter(found))
+    if name not in found:
+        raise common.UsageError(
+            f"{name!r} is not {label} router in {load.CONFIG_FILE}; {what} routers: {sorted(found)}"
+        )
+    return result, name, found[name]
+
+
+def _emit(args: argparse.Namespace, out: TextIO, text: str) -> int:
+    """Rendered configuration goes to `--out FILE` or to standard output."""
+    if args.out:
+        Path(args.out).write_text(text, "utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    else:
+        out.write(text)
+    return 0
+
+
+def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
+    target = _render_target(args, out, spec.EnvoyRouterConfig, "an Envoy")
+    if target is None:
+        return 1
+    result, name, config = target
+    assert result.config is not None  # _render_target returns only valid repositories
+    rendered = render.envoy_bootstrap(
+        result, name, config, state=common.state_dir(result.config), split_header=args.split_header
+    )
+    for path, what in rendered.wrote:
+        print(f"wrote {path} ({what})", file=sys.stderr)
+    return _emit(args, out, rendered.text)
+
+
+def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
+    target = _render_target(args, out, spec.LitellmRouterConfig, "a LiteLLM")
+    if target is None:
+        return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights
+    result, name, proxy = target
+    assert result.config is not None  # _render_target returns only valid repositories
+    try:
+        rendered = render.litellm_config(
+            result, name, proxy, state=common.state_dir(result.config), weights=args.weights
+        )
+    except errors.RouterError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    return _emit(args, out, rendered.text)

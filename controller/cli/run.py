@@ -1,0 +1,347 @@
+"""The controller's commands: `rollout reconcile` (one tick), `run` (the loop, with /metrics), `abort`
+(the kill switch), `retry` and `status`; each builds a `reconcile.Controller` for the named remote."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+from controller import advice, errors, load, plan, reconcile, redaction, repo, report, spec, split, traffic
+from controller.cli import common
+from controller.forge import base as forge_base
+from controller.forge import factory as forge_factory
+from controller.routers import base
+from controller.routers import factory as router_factory
+
+EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
+
+
+def _controller_args(p: argparse.ArgumentParser, *, lease: bool = False) -> None:
+    """The options of the controller commands; `--holder` only where the command takes the lease."""
+    p.add_argument("--remote", default=None, help="the GitOps repository, a URL or a path (default: $ROLLOUT_REMOTE)")
+    p.add_argument(
+        "--workdir", default=None, help="where the controller keeps its clone (default: ~/.cache/rollout/...)"
+    )
+    p.add_argument("--branch", default="main", help="the branch that holds the desired state")
+    if lease:
+        p.add_argument(
+            "--holder",
+            default=None,
+            help="this controller's name in the lease (default: HOST-HASH, the same for every run on this host "
+            "and workdir)",
+        )
+
+
+def add_parser(sub: Any) -> None:
+    r = sub.add_parser("reconcile", help="one tick: observe, decide, act, verify")
+    r.add_argument("--once", action="store_true", help="run one tick and exit (the default)")
+    r.add_argument("--dry-run", action="store_true", help="decide and report; change nothing")
+    r.add_argument("--format", choices=("text", "json"), default="text")
+    _controller_args(r, lease=True)
+    r.set_defaults(func=cmd_reconcile)
+
+    run = sub.add_parser("run", help="reconcile every --interval until SIGTERM; serves /metrics and /healthz")
+    run.add_argument("--interval", default="10s")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
+    _controller_args(run, lease=True)
+    run.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("abort", help="the kill switch: canary to 0 now, then a revert PR")
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("--reason", required=True)
+    _controller_args(a)
+    a.set_defaults(func=cmd_abort)
+
+    rt = sub.add_parser("retry", help="propose a PR that lets a rolled-back or paused revision run again")
+    rt.add_argument("name", metavar="NAME")
+    _controller_args(rt)
+    rt.set_defaults(func=cmd_retry)
+
+    st = sub.add_parser("status", help="every rollout: step, weights, verdicts, open PRs, time in step")
+    st.add_argument("--format", choices=("text", "json"), default="text")
+    _controller_args(st)
+    st.set_defaults(func=cmd_status)
+
+
+def _acting_on(remote: str, sha: str, state: Path) -> str:
+    """The line every controller command starts with: which remote, at which commit, and which router
+    state it acts on."""
+    return f"remote {redaction.redact(remote)} (main at {sha[:10]}); router state in {state}"
+
+
+class Built(NamedTuple):
+    controller: reconcile.Controller
+    acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
+
+
+def _workdir(args: argparse.Namespace) -> Path:
+    """The controller's workdir: --workdir, else a directory under ~/.cache/rollout named after the remote."""
+    return Path(args.workdir).absolute() if args.workdir else _cache_dir(common.remote(args))
+
+
+def default_holder(workdir: Path) -> str:
+    """A controller's name in the lease: its host and a hash of its workdir. The same for every process
+    on that host and workdir, so a restarted controller takes back at once the lease its predecessor
+    left (killed, or stopped before it could release it); `repo.workdir_lock` keeps a second process
+    off the same workdir."""
+    digest = hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
+def _holder(args: argparse.Namespace) -> str:
+    holder: str = getattr(args, "holder", None) or default_holder(_workdir(args))
+    if not repo.valid_holder(holder):
+        raise common.UsageError(f"--holder {holder!r}: a name without spaces or '=' (it is written into the lease)")
+    return holder
+
+
+def build_controller(args: argparse.Namespace) -> Built:
+    """The controller for the remote the user named; refuses one whose branch holds no
+    rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    remote = common.remote(args)
+    workdir = _workdir(args)
+    workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
+    tree = workspace.tree()
+    try:
+        tree.read(load.CONFIG_FILE)
+    except FileNotFoundError:
+        raise common.UsageError(
+            f"{redaction.redact(remote)}: {args.branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
+            "repository; nothing was done (name yours with --remote or $ROLLOUT_REMOTE)"
+        ) from None
+    desired = load.load_repo(tree)
+    if desired.config is None:
+        raise errors.SpecError(desired.problems)
+    config = desired.config
+    state = common.state_dir(config)
+    metrics = common.metrics(config.prometheus) if config.prometheus is not None else None
+
+    def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
+        return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ)
+
+    holder = _holder(args)
+    controller = reconcile.Controller(
+        workspace, forge_factory.build(config.forge, remote=remote, env=os.environ), routers, metrics, holder=holder
+    )
+    return Built(controller, _acting_on(remote, tree.sha, state))
+
+
+def _cache_dir(remote: str) -> Path:
+    base_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rollout"
+    return base_dir / hashlib.sha1(remote.encode()).hexdigest()[:12]
+
+
+def _tick_lines(tick: reconcile.Tick) -> list[str]:
+    if tick.skipped:
+        return [f"{tick.at:%H:%M:%S} skipped: {tick.skipped}"]
+    lines = []
+    for o in tick.outcomes:
+        kind = o.decision.kind.value if o.decision else "Error"
+        reason = o.decision.reason if o.decision else ""
+        lines.append(f"{tick.at:%H:%M:%S} {o.rollout:<20} {kind:<12} {reason}")
+        lines += [f"{'':9} {'':<20} -> {a}" for a in o.actions]
+        if o.error:
+            lines.append(f"{'':9} {'':<20} !! {o.adapter}: {o.error}")
+    lines += [f"{tick.at:%H:%M:%S} !! {p}" for p in tick.problems]
+    return lines
+
+
+def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
+    return {
+        "at": tick.at.isoformat(),
+        "sha": tick.sha,
+        "skipped": tick.skipped,
+        "heldBy": tick.held_by or None,
+        "problems": [str(p) for p in tick.problems],
+        "rollouts": [
+            {
+                "rollout": o.rollout,
+                "decision": o.decision.kind.value if o.decision else None,
+                "reason": o.decision.reason if o.decision else None,
+                "live": o.live.to_json() if o.live else None,
+                "actions": list(o.actions),
+                "error": o.error,
+                "pr": o.pr,
+                "routerAttempts": o.router_attempts,
+                "rollbackUnconfirmed": o.rollback_unconfirmed,
+            }
+            for o in tick.outcomes
+        ],
+    }
+
+
+def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
+    """One tick. Unless --dry-run it takes the lease and gives it back before it exits, SIGTERM
+    included (the tick in progress finishes first); a tick skipped because another controller holds
+    the lease exits EXIT_SKIPPED and names it."""
+    if args.dry_run:
+        controller, acting_on = build_controller(args)
+        return _report_tick(args, out, acting_on, controller.reconcile_once(dry_run=True))
+    try:
+        with repo.workdir_lock(_workdir(args), holder=_holder(args)), _finish_on_sigterm():
+            controller, acting_on = build_controller(args)
+            try:
+                tick = controller.reconcile_once()
+            finally:
+                controller.release_lease()
+    except errors.LeaseHeld as exc:  # another process has this workdir: nothing was read or written
+        if args.format == "json":
+            out.write(json.dumps({"skipped": str(exc), "heldBy": exc.holder}, indent=2) + "\n")
+        else:
+            out.write(f"skipped: {exc}\n")
+        return EXIT_SKIPPED
+    return _report_tick(args, out, acting_on, tick)
+
+
+def _report_tick(args: argparse.Namespace, out: TextIO, acting_on: str, tick: reconcile.Tick) -> int:
+    if args.format == "json":
+        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
+    else:
+        out.write("\n".join([acting_on, *_tick_lines(tick)]) + "\n")
+    if tick.held_by:
+        return EXIT_SKIPPED
+    return 1 if tick.problems or any(o.error for o in tick.outcomes) else 0
+
+
+class _finish_on_sigterm:
+    """While the block runs, SIGTERM lets the work in progress finish instead of killing the process,
+    so the lease is given back on the way out."""
+
+    def __enter__(self) -> None:
+        self._before = signal.signal(signal.SIGTERM, lambda *_: None)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._before)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
+    """The loop. SIGTERM or SIGINT finishes the tick in progress, gives the lease back, and exits 0."""
+    interval = spec.parse_duration(args.interval).total_seconds()
+    try:
+        with repo.workdir_lock(_workdir(args), holder=_holder(args)):
+            return _run_loop(args, out, interval)
+    except errors.LeaseHeld as exc:
+        out.write(f"not started: {exc}\n")
+        return EXIT_SKIPPED
+
+
+def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
+    controller, acting_on = build_controller(args)
+    out.write(f"{acting_on}; lease holder {controller.holder}\n")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    from controller import telemetry
+
+    tel = telemetry.Telemetry()
+    tel.interval = interval
+    server = tel.serve(args.metrics_port) if args.metrics_port is not None else None
+    if server is not None:
+        out.write(f"metrics on http://127.0.0.1:{server.server_address[1]}/metrics\n")
+    try:
+        while not stop.is_set():
+            try:
+                tick = controller.reconcile_once()
+                tel.record(tick)
+                out.write("\n".join(_tick_lines(tick)) + "\n")
+            except errors.RolloutError as exc:
+                tel.errors.labels("controller").inc()
+                out.write(f"tick failed: {exc}\n")
+            out.flush()
+            stop.wait(interval)  # a signal ends the wait; the tick in progress always finishes
+    finally:
+        if server is not None:
+            server.shutdown()
+        if controller.release_lease():
+            out.write("released the lease\n")
+    out.write("stopped\n")
+    return 0
+
+
+def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
+    controller, acting_on = build_controller(args)
+    outcome = controller.abort(args.name, reason=args.reason)
+    out.write(
+        "\n".join(
+            [acting_on, f"{outcome.rollout}: {outcome.decision.reason if outcome.decision else ''}", *outcome.actions]
+        )
+        + "\n"
+    )
+    if outcome.error:
+        out.write(f"!! {outcome.error}\n")
+    return 1 if outcome.error else 0
+
+
+def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    controller, acting_on = build_controller(args)
+    outcome = controller.retry(args.name)
+    out.write("\n".join([acting_on, *outcome.actions]) + "\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    controller, acting_on = build_controller(args)
+    tick = controller.reconcile_once(dry_run=True)
+    pulls = controller.forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+    desired = load.load_repo(controller.workspace.tree())
+    if args.format == "json":
+        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
+        return 0
+    out.write(acting_on + "\n\n")
+    now = controller.clock()
+    for o in tick.outcomes:
+        loaded = desired.rollout(o.rollout)
+        if loaded is None:
+            continue
+        s = loaded.rollout.spec
+        step = plan.current_step(loaded)
+        phase = plan.diff(loaded, o.live).phase
+        age = (
+            spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
+        )
+        if s.canary is None:
+            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} kept warm" if s.previous else ""
+            out.write(f"{o.rollout}  steady{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}\n")
+        else:
+            out.write(
+                f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
+                f"rev {loaded.revisions[traffic.CANARY]}  in step {age}\n"
+            )
+        out.write(
+            f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"
+        )
+        if o.evidence:
+            out.write("  gates    " + " · ".join(f"{e.name} {e.verdict}" for e in o.evidence) + "\n")
+            for why in sorted({e.error for e in o.evidence if e.error}):
+                out.write(f"           {why}\n")
+            for e in o.evidence:
+                if split.is_split(e) and e.segments and not e.error:
+                    out.write(f"           {e.name}: {e.segments[0].reason}\n")
+        if s.canary is not None:
+            timing = advice.step_advice(loaded, step=step, config=desired.config)
+            out.write("\n".join(report.timing_lines(timing, indent="  ")) + "\n")
+        verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
+        out.write(f"  next     {verdict}\n")
+        for pr in pulls:
+            if pr.branch.startswith(f"{reconcile.BRANCH_PREFIX}{o.rollout}/"):
+                flag = " [approved]" if pr.approved else ""
+                out.write(f"  PR       #{pr.number} {pr.title}{flag}\n")
+        if o.error:
+            out.write(f"  error    {o.adapter}: {o.error}\n")
+        if o.rollback_unconfirmed:
+            out.write(
+                "  ROLLBACK NOT CONFIRMED: the router has not confirmed the canary is out; retried with backoff\n"
+            )
+        out.write("\n")
+    for p in tick.problems:
+        out.write(f"!! {p}\n")
+    return 0

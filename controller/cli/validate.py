@@ -1,0 +1,101 @@
+"""`rollout validate` (rollout specs and controller.yaml, with lint) and `rollout schema` (the JSON
+Schemas of the spec files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel
+
+from controller import lint, load, repo, report, spec
+from controller.cli import common
+
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "rollout.schema.json": spec.Rollout,
+    "controller.schema.json": spec.ControllerConfig,
+}
+
+
+def add_parser(sub: Any) -> None:
+    v = sub.add_parser("validate", help="check rollout specs and controller.yaml, with lint")
+    v.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: rollouts)")
+    v.add_argument("--format", choices=("text", "json", "github"), default="text")
+    v.add_argument("--strict", action="store_true", help="fail on warnings too")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
+    s.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    s.add_argument("--check", action="store_true", help="only check that the files are up to date")
+    s.set_defaults(func=cmd_schema)
+
+
+def _selected(root: Path, path: Path) -> list[str] | None:
+    """Which rollout files a PATH argument asks about; None means all of them."""
+    rel = path.resolve().relative_to(root).as_posix()
+    if rel in (".", load.ROLLOUTS_DIR):
+        return None
+    if rel == load.CONFIG_FILE:
+        return []
+    if path.is_dir():
+        return [f"{rel}/{load.ROLLOUT_FILE}"]
+    return [rel]
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    paths = [Path(p) for p in args.paths] or [Path(load.ROLLOUTS_DIR)]
+    findings: list[dict[str, Any]] = []
+    for path in paths:
+        if not path.exists():
+            raise common.UsageError(f"{path}: no such file or directory")
+        root = common.find_root(path if path.is_dir() else path.parent)
+        tree = repo.WorkTree(root)
+        only = _selected(root, path)
+        result = load.load_repo(tree, only=only)
+        findings += [common.problem_json(p, root) for p in result.problems]
+        if result.config is not None:
+            for loaded in result.rollouts:
+                source = tree.read(loaded.path)
+                findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, source)]
+    findings = list({json.dumps(f, sort_keys=True): f for f in findings}.values())
+    out.write(report.findings(findings, args.format))
+    failed = any(f["severity"] == lint.ERROR for f in findings)
+    if args.strict:
+        failed = failed or bool(findings)
+    return 1 if failed else 0
+
+
+def _finding_json(f: lint.Finding, root: Path) -> dict[str, Any]:
+    return {
+        "file": common.display(root, f.file),
+        "line": f.line,
+        "column": f.column,
+        "field": f.field,
+        "code": f.code,
+        "severity": f.severity,
+        "message": f.message,
+    }
+
+
+def render_schemas() -> dict[str, str]:
+    return {name: json.dumps(spec.json_schema(model), indent=2) + "\n" for name, model in SCHEMAS.items()}
+
+
+def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
+    target = Path(args.out)
+    stale = []
+    for name, text in render_schemas().items():
+        path = target / name
+        if args.check:
+            if not path.is_file() or path.read_text("utf-8") != text:
+                stale.append(str(path))
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, "utf-8")
+        print(f"wrote {path}", file=out)
+    if stale:
+        print("out of date (run `rollout schema`): " + ", ".join(stale), file=out)
+        return 1
+    return 0

@@ -1,0 +1,37 @@
+"""The `rollout` command as a whole: `python -m controller`, the test-only kill switch, and the line
+each controller command starts with."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from controller import cli
+from controller.cli import run
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def test_python_dash_m_runs_the_same_command() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "controller", "validate", "rollouts"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_what_a_command_acts_on_never_shows_the_remote_s_credentials() -> None:
+    line = run._acting_on("https://x-access-token:ghs_SECRET123@github.com/acme/rollouts.git", "a" * 40, Path("/s"))
+    assert "ghs_SECRET123" not in line and "github.com/acme/rollouts.git" in line and "/s" in line
+
+
+def test_an_unknown_kill_point_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The test-only kill switch refuses a name it does not know, before the command runs: a typo in a
+    fault test must not pass for a process that survived its cut point."""
+    monkeypatch.setenv(cli.KILL_ENV, "router.writen")
+    assert cli.main(["schema", "--check"]) == 2
+    assert "not a cut point" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""`rollout plan` as a user runs it: desired against live, its formats, a git ref, and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from controller import traffic
+from controller.routers import file as file_router
+from tests.helpers.cli import broken, run
+
+
+def set_live(examples: Path, router: str, route: str, weights: dict[str, int], shadow: int = 0) -> None:
+    file_router.FileRouter(router, examples / f".rollout/{router}.json").write(
+        {route: traffic.RouteState(weights, shadow)}
+    )
+
+
+def test_plan_shows_drift_made_by_hand(examples: Path) -> None:
+    # ticket-triage is new: step 1 is shadow 50%. Someone set 30% canary by hand.
+    set_live(examples, "local", "triage", {"stable": 70, "canary": 30})
+    # release-notes is steady and in sync: stable 100%.
+    set_live(examples, "flags", "release-notes-writer", {"stable": 100})
+
+    code, text = run("plan", "--repo", str(examples))
+    assert code == 0, text
+    assert "~ ticket-triage" in text
+    assert "live: stable 70%, canary 30%" in text and "desired: stable 100%, canary 0%" in text
+    assert "self-heal drift: set stable 100%, canary 0%, shadow 50%" in text
+    assert "= release-notes" in text
+    assert "absent" in text  # support-bot's route has no live state yet
+
+    code, md = run("plan", "--repo", str(examples), "--format", "markdown")
+    row = next(ln for ln in md.splitlines() if ln.startswith("| ticket-triage"))
+    assert "stable 70%, canary 30%" in row and "**yes**" in row and "0% → 50%" in row
+
+    code, raw = run("plan", "--repo", str(examples), "--format", "json")
+    plan = {r["rollout"]: r for r in json.loads(raw)["rollouts"]}
+    assert plan["ticket-triage"]["drift"] is True
+    assert plan["ticket-triage"]["live"]["weights"] == {"stable": 70, "canary": 30}
+    assert plan["ticket-triage"]["desired"]["shadow"] == 50
+    assert plan["release-notes"]["drift"] is False
+    assert plan["support-bot"]["live"] is None
+
+
+def test_plan_detailed_exitcode(examples: Path) -> None:
+    set_live(examples, "local", "triage", {"stable": 100, "canary": 0}, shadow=50)
+    set_live(examples, "flags", "release-notes-writer", {"stable": 100})
+    set_live(examples, "gateway", "support-chat", {"stable": 99, "canary": 1})
+    assert run("plan", "--repo", str(examples), "--detailed-exitcode")[0] == 0
+    set_live(examples, "local", "triage", {"stable": 90, "canary": 10})
+    assert run("plan", "--repo", str(examples), "--detailed-exitcode")[0] == 2
+
+
+def test_plan_from_a_git_ref(examples: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=examples, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "rollouts")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    broken(examples)  # the working tree is broken; main is not
+    code, out = run("plan", "--repo", str(examples), "--ref", "main", "--format", "json")
+    assert code == 0, out
+    assert {r["rollout"] for r in json.loads(out)["rollouts"]} == {"ticket-triage", "support-bot", "release-notes"}
+    code, out = run("plan", "--repo", str(examples))
+    assert code == 1 and "spec.steps[2].weight" in out
+
+
+def test_plan_keeps_going_when_a_router_is_broken(examples: Path) -> None:
+    (examples / ".rollout").mkdir()
+    (examples / ".rollout/local.json").write_text("{not json")
+    set_live(examples, "flags", "release-notes-writer", {"stable": 100})
+    code, out = run("plan", "--repo", str(examples))
+    assert code == 1
+    assert "! ticket-triage  router unreachable or unreadable" in out and "not valid JSON" in out
+    assert "= release-notes" in out
+
+
+def test_a_relative_state_dir_override_is_refused(examples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", "state")  # each terminal's own ./state: two places, not one
+    code, _ = run("plan", "--repo", str(examples))
+    assert code == 2
