@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 
 from controller import (
     analysis,
+    edits,
     errors,
     evals,
     evidence,
@@ -855,7 +856,7 @@ def _edit(
             to = decision.to_step if decision.to_step is not None else step + 1
             new = {**common, "step": to, "phase": "Progressing"}
             title = f"{name}: advance to {s.steps[to].describe()} (step {to + 1} of {len(s.steps)})"
-            return repo.set_status(text, new), canary, title
+            return edits.set_status(text, new), canary, title
         case Action.ROLLBACK:
             new = {
                 **common,
@@ -871,20 +872,20 @@ def _edit(
                 if first
                 else decision.reason
             )
-            return repo.set_status(text, new), canary, f"{name}: roll back, {_short(why)}"
+            return edits.set_status(text, new), canary, f"{name}: roll back, {_short(why)}"
         case Action.PAUSE:
             new = {**common, "step": step, "phase": "Paused", "message": decision.reason[:2000], "evidence": failed}
             gate = decision.failed[0].gate if decision.failed else "a gate"
-            return repo.set_status(text, new), canary, f"{name}: pause at step {step + 1}, {gate} failed"
+            return edits.set_status(text, new), canary, f"{name}: pause at step {step + 1}, {gate} failed"
         case Action.COMPLETE:
-            promoted = repo.promote_canary(text)
+            promoted = edits.promote_canary(text)
             new = {"revision": canary, "stableRevision": canary, "step": len(s.steps) - 1, "phase": "Completed"}
             model = s.canary.model if s.canary else "the canary"
-            return repo.set_status(promoted, new), canary, f"{name}: complete, {model} is the new stable"
+            return edits.set_status(promoted, new), canary, f"{name}: complete, {model} is the new stable"
         case Action.DECOMMISSION:
             previous = loaded.revisions.get(traffic.PREVIOUS, "")
             model = s.previous.model if s.previous else "the old stable"
-            return repo.drop_previous(text), previous, f"{name}: decommission the old stable {model}"
+            return edits.drop_previous(text), previous, f"{name}: decommission the old stable {model}"
         case Action.RETRY:
             start = 0 if plan.rolled_back(loaded) or fresh else step
             new = {
@@ -894,7 +895,7 @@ def _edit(
                 "step": start,
                 "phase": "Progressing",
             }
-            return repo.set_status(text, new), canary, f"{name}: retry revision {canary} from step {start + 1}"
+            return edits.set_status(text, new), canary, f"{name}: retry revision {canary} from step {start + 1}"
     raise errors.RolloutError(f"unknown action {action!r}")
 
 
