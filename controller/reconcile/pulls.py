@@ -91,9 +91,8 @@ class Pulls:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.close(other.number, comment=proposals.rolled_back_in(pr.number))
                         actions.append(f"closed #{other.number}")
-            case (
-                proposals.Action.ADVANCE
-            ):  # never a merged one: one branch per revision, and a merged one was a step before
+            case proposals.Action.ADVANCE:
+                # never the merged one: the branch is one per revision, so a merged one was an earlier step
                 pr = self._promote(self._propose(p, base=base), p, actions)
             case proposals.Action.COMPLETE | proposals.Action.DECOMMISSION:
                 pr = self._promote(merged or self._propose(p, base=base), p, actions)

@@ -39,6 +39,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Tick:
+    """What one tick did: each rollout's outcome, or why it did nothing."""
+
     at: datetime
     sha: str = ""
     outcomes: tuple[Outcome, ...] = ()
@@ -61,6 +63,9 @@ class _Decided:
 
 @dataclass
 class Controller:
+    """The reconciler of one rollouts repository: `reconcile_once` is a tick; `abort` and `retry` are
+    the commands by hand. It holds what a process remembers between ticks (step starts, checks set)."""
+
     workspace: repo.Workspace
     forge: forge_base.Forge
     routers: observe.RouterFactory
