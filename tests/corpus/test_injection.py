@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import evidence, gates, load, plan, reconcile, repo, spec
+from controller import evidence, gates, load, plan, proposals, repo, spec
 from tests.corpus import cases as corpus
 from tests.spec.test_corpus import make_repo
 
@@ -82,29 +82,23 @@ def failing(loaded: load.LoadedRollout, label_value: str) -> gates.GateEvidence:
 @pytest.mark.parametrize("attack", list(ATTACKS.values()), ids=list(ATTACKS))
 def test_label_values_in_gate_reasons_are_neutralised(loaded: load.LoadedRollout, attack: str) -> None:
     found = (failing(loaded, attack),)
-    result = plan.GateResult(found[0].gate.use, found[0].verdict, spec.OnFail.ROLLBACK, reconcile._reason(found[0]))
+    result = plan.GateResult(found[0].gate.use, found[0].verdict, spec.OnFail.ROLLBACK, proposals.gate_reason(found[0]))
     decision = plan.Decision(plan.Kind.ROLLBACK, plan._gate_reason((result,)), failed=(result,))
-    text = corpus.VALID_ROLLOUT
-    new_text, _, title = reconcile._edit(loaded, reconcile.Action.ROLLBACK, decision, found, text)
-    title = reconcile._title(title)
-    body = reconcile._body(loaded, reconcile.Action.ROLLBACK, decision, found, title=title, at=_AT)
-    message = f"{title}\n\n{reconcile._plain(decision.reason, 2000)}"
-    neutral(body, attack, where="body")
+    p = proposals.propose(loaded, proposals.Action.ROLLBACK, decision, found, text=corpus.VALID_ROLLOUT, at=_AT)
+    neutral(p.body, attack, where="body")
     neutral(evidence.markdown(loaded.name, found, at="now"), attack, where="evidence")
-    neutral(message, attack, where="commit message", markdown=False)
-    assert "\n" not in title and "@acme" not in title and "@octocat" not in title
-    assert title.startswith("case: roll back, eval_pass_rate failed")
-    status = load.parse_yaml("x.yaml", new_text.encode()).data["status"]
+    neutral(p.message, attack, where="commit message", markdown=False)
+    assert "\n" not in p.title and "@acme" not in p.title and "@octocat" not in p.title
+    assert p.title.startswith("case: roll back, eval_pass_rate failed")
+    status = load.parse_yaml("x.yaml", p.text.encode()).data["status"]
     assert "\n" not in status["message"] and len(status["message"]) <= 2000
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS.values()), ids=list(ATTACKS))
 def test_abort_reasons_are_neutralised(loaded: load.LoadedRollout, attack: str) -> None:
-    reason = reconcile._one_line(attack)
+    reason = proposals.one_line(attack)
     decision = plan.Decision(plan.Kind.ROLLBACK, f"aborted by hand: {reason}")
-    _, _, title = reconcile._edit(loaded, reconcile.Action.ROLLBACK, decision, (), corpus.VALID_ROLLOUT)
-    title = reconcile._title(title)
-    body = reconcile._body(loaded, reconcile.Action.ROLLBACK, decision, (), title=title, at=_AT)
-    neutral(body, attack, where="body")
-    neutral(f"{title}\n\n{reconcile._plain(decision.reason, 2000)}", attack, where="commit message", markdown=False)
-    assert "\n" not in title and not re.search(r"@(acme|octocat)", title)
+    p = proposals.propose(loaded, proposals.Action.ROLLBACK, decision, (), text=corpus.VALID_ROLLOUT, at=_AT)
+    neutral(p.body, attack, where="body")
+    neutral(p.message, attack, where="commit message", markdown=False)
+    assert "\n" not in p.title and not re.search(r"@(acme|octocat)", p.title)

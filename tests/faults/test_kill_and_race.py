@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from controller import plan, reconcile, traffic
+from controller import plan, proposals, reconcile, traffic
 from controller.forge import base as forge_base
 from tests.faults.conftest import KillAt, Killed, make_controller
 from tests.reconcile import conftest as rc
@@ -118,7 +118,7 @@ def test_a_restart_sets_a_missing_revert_status_once_not_every_tick(gitops: GitO
     [pr] = gitops.forge.list(prefix="rollout/bad-bot/")
     assert counting.calls[pr.number] == 1
     check = gitops.forge.checks(pr.number)["rollout/gates"]
-    assert check == {"state": "success", "summary": reconcile._REVERT_CHECK}
+    assert check == {"state": "success", "summary": proposals.REVERT_CHECK}
 
 
 AUTO = [("forge", m, a) for m in ("propose", "set_check", "merge") for a in (False, True)]

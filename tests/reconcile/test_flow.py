@@ -232,13 +232,13 @@ def test_the_step_history_cache_stays_bounded(gitops: GitOps, monkeypatch: pytes
         gitops.commit({f"rollouts/good-bot/prompts/draft-{i}.md": "a draft\n"}, f"a draft {i}")
     unbounded = gitops.controller()
     want = {o.rollout: o.step_since for o in unbounded.reconcile_once(dry_run=True).outcomes}
-    assert len(unbounded._history) > 2
-    monkeypatch.setattr(reconcile, "_HISTORY_REMEMBERED", 2)
+    assert len(unbounded.steps) > 2
+    monkeypatch.setattr(reconcile.observe, "HISTORY_REMEMBERED", 2)
     bounded = gitops.controller()
     for _ in range(3):
         got = {o.rollout: o.step_since for o in bounded.reconcile_once(dry_run=True).outcomes}
         assert got == want
-        assert len(bounded._history) <= 2
+        assert len(bounded.steps) <= 2
 
 
 def test_abort_lowers_a_route_whose_own_state_is_malformed(gitops: GitOps) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import errors, load, plan, reconcile, repo, spec
+from controller import edits, errors, load, plan, reconcile, repo, spec
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.github import standin as standin_mod
@@ -90,7 +90,7 @@ class Hub:
         loaded = load.load_repo(tree).rollout(name)
         assert loaded is not None
         status = {"revision": loaded.revisions["canary"], "step": step, "phase": "Progressing"}
-        text = repo.set_status(tree.read(loaded.path).decode(), status)
+        text = edits.set_status(tree.read(loaded.path).decode(), status)
         change = forge_base.Change(
             branch=branch,
             title=f"{name}: faster, step {step + 1}",

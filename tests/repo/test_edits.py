@@ -1,4 +1,4 @@
-"""Bot edits change `status` (or promote the canary) and keep every other byte of the file."""
+"""`edits`: bot edits change `status` (or promote the canary) and keep every other byte of the file."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import load, repo, spec
+from controller import edits, load, spec
 
 EXAMPLE = (Path(__file__).parent.parent.parent / "rollouts/support-bot/rollout.yaml").read_text()
 STATUS = {"revision": "6fc33c1e4d1a", "step": 2, "phase": "Progressing", "rolledBack": ["0ld000000001"]}
@@ -29,7 +29,7 @@ def parsed_status(text: str) -> spec.Status | None:
 
 @pytest.mark.parametrize("before", [EXAMPLE, WITH_STATUS, STATUS_IN_MIDDLE], ids=["absent", "present", "middle"])
 def test_set_status_changes_status_only(before: str) -> None:
-    after = repo.set_status(before, STATUS)
+    after = edits.set_status(before, STATUS)
     assert parsed_status(after) == spec.Status.model_validate(STATUS)
     removed = [ln for ln in before.splitlines() if ln not in after.splitlines()]
     assert all(ln.startswith(("status", "  revision", "  step", "  phase")) for ln in removed), removed
@@ -40,26 +40,26 @@ def test_set_status_changes_status_only(before: str) -> None:
 
 
 def test_set_status_keeps_a_comment_on_the_key() -> None:
-    after = repo.set_status(WITH_STATUS, STATUS)
+    after = edits.set_status(WITH_STATUS, STATUS)
     assert "status:   # written only by the controller's pull requests\n  revision: 6fc33c1e4d1a\n" in after
     assert after.startswith(EXAMPLE)  # byte-identical up to the status block
 
 
 def test_set_status_is_idempotent() -> None:
-    once = repo.set_status(EXAMPLE, STATUS)
-    assert repo.set_status(once, STATUS) == once
+    once = edits.set_status(EXAMPLE, STATUS)
+    assert edits.set_status(once, STATUS) == once
 
 
 def test_promote_canary_then_decommission() -> None:
-    before = repo.set_status(EXAMPLE, STATUS)
-    promoted = repo.promote_canary(before)
+    before = edits.set_status(EXAMPLE, STATUS)
+    promoted = edits.promote_canary(before)
     old = load.validate(spec.Rollout, load.parse_yaml("x", before.encode())).spec
     new = load.validate(spec.Rollout, load.parse_yaml("x", promoted.encode())).spec
     assert new.stable == old.canary and new.previous == old.stable and new.canary is None
     assert new.steps == old.steps and new.analysis == old.analysis and new.freeze == old.freeze
     unchanged = [ln for ln in before.splitlines() if "stable" not in ln and "canary" not in ln and "model" not in ln]
     assert all(ln in promoted.splitlines() for ln in unchanged)
-    gone = repo.drop_previous(promoted)
+    gone = edits.drop_previous(promoted)
     final = load.validate(spec.Rollout, load.parse_yaml("x", gone.encode())).spec
     assert final.previous is None and final.stable == old.canary
-    assert repo.drop_previous(gone) == gone
+    assert edits.drop_previous(gone) == gone

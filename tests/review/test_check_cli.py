@@ -11,7 +11,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import cli, load, repo
+from controller import cli, edits, load, repo
 
 CONFIG = "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters: {local: {type: file, path: routes.json}}\n"
 ROLLOUT = """apiVersion: rollouts/v1
@@ -58,7 +58,7 @@ def set_status(root: Path, **status: object) -> None:
     path = root / "rollouts" / "bot" / "rollout.yaml"
     loaded = load.load_repo(repo.WorkTree(root)).rollout("bot")
     assert loaded is not None
-    path.write_text(repo.set_status(path.read_text(), {"revision": loaded.revisions["canary"], **status}))
+    path.write_text(edits.set_status(path.read_text(), {"revision": loaded.revisions["canary"], **status}))
 
 
 def check(root: Path, base: str, *extra: str) -> tuple[int, str]:

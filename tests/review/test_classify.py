@@ -67,7 +67,7 @@ WIDER_SHADOW = [{"shadow": 100, "for": "1h"}, *STEPS[1:]]
 NARROW_SHADOW = [{"shadow": 50, "for": "1h"}, *STEPS[1:]]
 
 CASES: list[tuple[str, load.LoadedRollout | None, load.LoadedRollout | None, review.Kind | None, str]] = [
-    # the controller's pull requests, as `reconcile._edit` writes them
+    # the controller's pull requests, as `proposals.propose` writes them
     ("advance", rollout(0), rollout(1), K.PROMOTION, "measure"),
     ("advance-a-fresh-revision", rollout(), rollout(1), K.PROMOTION, "measure"),
     ("advance-to-100", rollout(2), rollout(3), K.PROMOTION, "measure"),

@@ -1,0 +1,235 @@
+"""The observe pass of a tick: every gate measured in one batch, every route read (one read per
+router, errors isolated per route), and when each rollout's step began (from git, remembered between
+ticks within a bound). Reads only; the tick decides on what this finds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeAlias
+
+from controller import analysis, errors, gates, load, plan, prometheus, proposals, repo, spec, split, traffic
+from controller.forge import base as forge_base
+from controller.routers import base
+
+RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
+HISTORY_REMEMBERED = 200_000  # (commit, rollout) step keys kept between ticks, ~100 bytes each
+MAX_WINDOW = timedelta(days=7)
+
+#: A route as the decide pass got it: what `Router.read` answered, or the error that stopped the read.
+Seen: TypeAlias = base.Live | Exception
+
+
+def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
+    """The measuring window of a rollout: its time in the current step, rounded down to a whole number
+    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two;
+    at least one interval, at most 7 days.
+
+    Measuring from the step's start is what the sequential judge needs (its guarantee holds over every
+    look within a step), and rounding down never reaches back into the previous step or revision.
+    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most one
+    request per template per bucket (about 20 buckets from one interval to 7 days)."""
+    if in_step is None or in_step <= interval:
+        return interval
+    reach = min(in_step, MAX_WINDOW)
+    if reach < interval * 8:
+        return interval * int(reach / interval)
+    w = interval * 8
+    while w * 2 <= reach:
+        w *= 2
+    return w
+
+
+# -- gates ----------------------------------------------------------------------------------------
+
+
+def measure(
+    rollouts: Sequence[load.LoadedRollout],
+    config: spec.ControllerConfig,
+    *,
+    metrics: prometheus.Prometheus | None,
+    at: datetime,
+    since: Mapping[str, datetime | None],
+) -> dict[str, tuple[gates.GateEvidence, ...]]:
+    """Every gate of every rollout in flight, measured over its step so far (see `window`): one
+    Prometheus request per template and window bucket, however many rollouts there are."""
+    live = [r for r in rollouts if r.rollout.spec.canary is not None and r.rollout.spec.analysis.gates]
+    if not live:
+        return {}
+    if metrics is None:
+        return {
+            r.name: tuple(
+                _unmeasured(r.name, g, "controller.yaml sets no prometheus.url") for g in r.rollout.spec.analysis.gates
+            )
+            for r in live
+        }
+    groups: dict[timedelta, list[analysis.Target]] = {}
+    for r in live:
+        started = since.get(r.name)
+        w = window(r.rollout.spec.analysis.interval, at - started if started else None)
+        groups.setdefault(w, []).append(analysis.target(r, config))
+    out: dict[str, tuple[gates.GateEvidence, ...]] = {}
+    for w, targets in sorted(groups.items()):
+        out.update(analysis.evaluate(targets, config=config, metrics=metrics, at=at, window=w))
+    return out
+
+
+def measure_split(
+    measured: dict[str, tuple[gates.GateEvidence, ...]],
+    rollouts: Sequence[load.LoadedRollout],
+    config: spec.ControllerConfig,
+    *,
+    metrics: prometheus.Prometheus | None,
+    at: datetime,
+    since: Mapping[str, datetime | None],
+    pulls: Sequence[forge_base.PullRequest],
+) -> None:
+    """The traffic-split check of every rollout it applies to, after its gates in `measured`: one
+    Prometheus request for all of them. Not measured while a revert PR holds the canary at 0."""
+    if metrics is None:
+        return
+    targets = []
+    for r in rollouts:
+        t = (
+            None
+            if rollback_pending(r, mine(pulls, r.name))
+            else split.target(r, config, since=since.get(r.name), at=at)
+        )
+        if t is not None:
+            targets.append(t)
+    if targets:
+        for name, e in analysis.evaluate_split(targets, metrics=metrics, at=at).items():
+            measured[name] = (*measured.get(name, ()), e)
+
+
+def _unmeasured(rollout: str, gate: spec.Gate, why: str) -> gates.GateEvidence:
+    return gates.GateEvidence(
+        rollout=rollout,
+        gate=gate,
+        kind="?",
+        source="?",
+        query="",
+        window="",
+        min_samples=0,
+        segments=(),
+        verdict=gates.Verdict.ERROR,
+        error=why,
+    )
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+def read_routes(
+    desired: load.RepoSpec, config: spec.ControllerConfig, factory: RouterFactory
+) -> tuple[dict[str, base.Router | Exception], dict[str, dict[str, Seen]]]:
+    """Each router the rollouts use (or why it could not be built), and the live state of its
+    routes from one read: per router, route -> what `read` answered for it, or the error that
+    stopped the whole read (every route of that router gets it; the decide pass sorts them out)."""
+    routers: dict[str, base.Router | Exception] = {}
+    live: dict[str, dict[str, Seen]] = {}
+    for name in dict.fromkeys(r.rollout.spec.router for r in desired.rollouts):
+        try:
+            routers[name] = factory(name, config.routers[name], route_map(desired, name))
+        except Exception as exc:
+            routers[name] = exc
+    for name, router in routers.items():
+        if not isinstance(router, Exception):
+            routes = [r.rollout.spec.route for r in desired.rollouts if r.rollout.spec.router == name]
+            live[name] = read(router, routes)
+    return routers, live
+
+
+def read(router: base.Router, routes: Sequence[str]) -> dict[str, Seen]:
+    """`router.read(routes)`, with an error that stops the whole read (the router unreachable, its
+    state as a whole malformed, or a bug) given to every route: one router's fault is each of its
+    rollouts' outcome, and no other router's."""
+    try:
+        answer: dict[str, Seen] = dict(router.read(routes))
+    except Exception as exc:
+        return dict.fromkeys(routes, exc)
+    missing = [route for route in routes if route not in answer]
+    if missing:
+        bug = errors.RouterError(f"router {router.name!r}: read answered nothing for {base.routes_text(missing)}")
+        answer.update(dict.fromkeys(missing, bug))
+    return answer
+
+
+def route_map(desired: load.RepoSpec, router: str) -> dict[str, str]:
+    """route -> rollout, for the routes of one router."""
+    return {r.rollout.spec.route: r.name for r in desired.rollouts if r.rollout.spec.router == router}
+
+
+# -- pull requests --------------------------------------------------------------------------------
+
+
+def mine(pulls: Sequence[forge_base.PullRequest], rollout: str) -> tuple[forge_base.PullRequest, ...]:
+    """The controller's pull requests about one rollout."""
+    return tuple(p for p in pulls if (parsed := proposals.parse_branch(p.branch)) and parsed[0] == rollout)
+
+
+def rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> bool:
+    """A revert PR for the canary's revision is open, or was closed without merging: either way the
+    rolled-back weights hold. A human who closes a revert PR has not approved the canary: only a new
+    revision or `rollout retry` lets it run again."""
+    revision = loaded.revisions.get(traffic.CANARY)
+    if revision is None:
+        return False
+    same = [p for p in mine if p.branch == proposals.branch(loaded.name, proposals.Action.ROLLBACK, revision)]
+    pr = max(same, key=lambda p: p.number, default=None)  # the newest: earlier ones, before a retry, are history
+    if pr is None or pr.state is forge_base.PRState.MERGED:
+        return False
+    status = loaded.rollout.status
+    retried_after = status is not None and revision in status.retried and pr.state is forge_base.PRState.CLOSED
+    return not retried_after
+
+
+# -- the step history -----------------------------------------------------------------------------
+
+
+@dataclass
+class StepHistory:
+    """When main first said what it says now about each rollout's step, read from git (so it survives
+    restarts) and remembered between ticks: at most `HISTORY_REMEMBERED` (commit, rollout) entries."""
+
+    workspace: repo.Workspace
+    _keys: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
+        """The commit time of the oldest commit in the newest run of first-parent commits with the
+        same (revision, step, phase) as main now."""
+        key = _step_key(loaded)
+        since = None
+        directory = loaded.path.rsplit("/", 1)[0]
+        for sha, when in self._histories(directory)[:200]:
+            cached = self._keys.get((sha, loaded.path), ())
+            if cached == ():
+                try:
+                    other = load.load_rollout(self.workspace.tree(sha), loaded.path, config)
+                    cached = _step_key(other)
+                except errors.SpecError:
+                    cached = None
+                if len(self._keys) >= HISTORY_REMEMBERED:
+                    self._keys.clear()  # a long `rollout run`: start over rather than grow without bound
+                self._keys[(sha, loaded.path)] = cached
+            if cached != key:
+                break
+            since = when
+        return since
+
+    def _histories(self, directory: str) -> list[tuple[str, datetime]]:
+        """`Workspace.history(directory)`, answered for every rollout at once by one `git log`."""
+        root = directory.rsplit("/", 1)[0]
+        return self.workspace.histories(root, depth=directory.count("/") + 1).get(directory, [])
+
+
+def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
+    status = loaded.rollout.status
+    canary = loaded.revisions.get(traffic.CANARY)
+    phase = status.phase.value if status is not None and status.revision == canary else "New"
+    return (canary, plan.current_step(loaded), phase, loaded.revisions.get(traffic.PREVIOUS))

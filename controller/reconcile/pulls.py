@@ -1,0 +1,168 @@
+"""The act pass of a tick on the forge: carries out a `proposals.Proposal` (open or update its PR,
+set its check, close, label or comment on the rollout's other PRs, merge under `promotion: auto`),
+one exhaustive `match` on the action. What the PRs say is `proposals`'; this module only does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import assert_never
+
+from controller import gates, load, plan, proposals, repo
+from controller.forge import base as forge_base
+
+CHECKS_REMEMBERED = 10_000  # (PR, head) checks a process remembers setting, so it does not set them again
+CHECK_CONTEXT = "rollout/gates"
+
+
+@dataclass
+class Pulls:
+    """The controller's pull requests on one forge, and the checks this process has set on them."""
+
+    forge: forge_base.Forge
+    workspace: repo.Workspace
+    clock: Callable[[], datetime]
+    _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
+
+    def ours(self) -> list[forge_base.PullRequest]:
+        """Every PR the controller made, in any state."""
+        return self.forge.list(prefix=proposals.BRANCH_PREFIX)
+
+    def act(
+        self,
+        loaded: load.LoadedRollout,
+        decision: plan.Decision,
+        found: Sequence[gates.GateEvidence],
+        mine: Sequence[forge_base.PullRequest],
+        *,
+        base: str,
+        actions: list[str],
+        applied: bool,
+    ) -> forge_base.PullRequest | None:
+        """The forge side of a decision: its PR carried out, if it proposes one; on a hold, the open
+        advance PRs' checks back to pending; and every open revert PR's check in place."""
+        pr: forge_base.PullRequest | None = None
+        action = proposals.action_for(decision.kind)
+        if action is not None:
+            pr = self.carry_out(
+                self.proposal(loaded, action, decision, found, applied=applied), mine, base=base, actions=actions
+            )
+        elif decision.kind is plan.Kind.HOLD:
+            for other in mine:
+                parsed = proposals.parse_branch(other.branch)
+                if other.state is forge_base.PRState.OPEN and parsed and parsed[1] == proposals.Action.ADVANCE:
+                    self._set_check(other, forge_base.CheckState.PENDING, decision.reason)
+        self._check_open_reverts(mine, actions)
+        return pr
+
+    def proposal(
+        self,
+        loaded: load.LoadedRollout,
+        action: proposals.Action,
+        decision: plan.Decision,
+        found: Sequence[gates.GateEvidence],
+        *,
+        applied: bool = True,
+    ) -> proposals.Proposal:
+        """`proposals.propose` on the rollout file as the workspace has it."""
+        text = self.workspace.tree().read(loaded.path).decode("utf-8")
+        return proposals.propose(loaded, action, decision, found, text=text, at=self.clock(), applied=applied)
+
+    def carry_out(
+        self, p: proposals.Proposal, mine: Sequence[forge_base.PullRequest], *, base: str, actions: list[str]
+    ) -> forge_base.PullRequest:
+        """Find-or-update the PR of `p` against `base`, then what its action does to the check, the
+        merge, and the rollout's other PRs (`mine`); what was done goes to `actions`."""
+        existing = self.forge.find(p.branch)
+        merged = existing if existing is not None and existing.state is forge_base.PRState.MERGED else None
+        match p.action:
+            case proposals.Action.ROLLBACK:
+                # Already merged: main shows it on the next fetch. Unless main already has that merge and
+                # still wants this rollback: then that PR recorded an earlier rollback of the revision,
+                # before a retry, and this one needs its own record.
+                if merged is not None and not self.workspace.has(merged.merge_sha):
+                    pr = merged
+                else:
+                    pr = self._propose(p, base=base)
+                    self._set_passing(pr, p)
+                for other in mine:
+                    if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
+                        self.forge.close(other.number, comment=proposals.rolled_back_in(pr.number))
+                        actions.append(f"closed #{other.number}")
+            case proposals.Action.ADVANCE:
+                # never the merged one: the branch is one per revision, so a merged one was an earlier step
+                pr = self._promote(self._propose(p, base=base), p, actions)
+            case proposals.Action.COMPLETE | proposals.Action.DECOMMISSION:
+                pr = self._promote(merged or self._propose(p, base=base), p, actions)
+            case proposals.Action.PAUSE:
+                pr = merged or self._propose(p, base=base)
+                self._set_passing(pr, p)
+                for other in mine:
+                    if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
+                        self.forge.add_labels(other.number, (proposals.PAUSED_LABEL,))
+                        self.forge.comment(other.number, proposals.pause_comment(p.reason, pr.number), key="pause")
+            case proposals.Action.RETRY:
+                pr = merged or self._propose(p, base=base)
+            case _:
+                assert_never(p.action)
+        return pr
+
+    def close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
+        """Open PRs about a revision main no longer has are closed, with a word on why."""
+        current = set(loaded.revisions.values())
+        done = []
+        for pr in mine:
+            parsed = proposals.parse_branch(pr.branch)
+            if pr.state is forge_base.PRState.OPEN and parsed and parsed[2] not in current:
+                self.forge.close(pr.number, comment=proposals.SUPERSEDED)
+                done.append(f"closed #{pr.number} (superseded)")
+        return done
+
+    def _propose(self, p: proposals.Proposal, *, base: str) -> forge_base.PullRequest:
+        change = forge_base.Change(
+            branch=p.branch,
+            title=p.title,
+            body=p.body,
+            message=p.message,
+            files={p.path: p.text.encode("utf-8")},
+            labels=p.labels,
+        )
+        return self.forge.propose(change, base=base)
+
+    def _promote(self, pr: forge_base.PullRequest, p: proposals.Proposal, actions: list[str]) -> forge_base.PullRequest:
+        """A promotion's passing check, and its merge under `promotion: auto`."""
+        self._set_passing(pr, p)
+        if p.auto_merge and pr.state is forge_base.PRState.OPEN:
+            pr = self.forge.merge(pr.number, message=pr.title)
+            actions.append(f"merged #{pr.number} (promotion: auto)")
+        return pr
+
+    def _set_passing(self, pr: forge_base.PullRequest, p: proposals.Proposal) -> None:
+        if p.check is not None:
+            self._set_check(pr, forge_base.CheckState.SUCCESS, p.check)
+
+    def _check_open_reverts(self, mine: Sequence[forge_base.PullRequest], actions: list[str]) -> None:
+        """Every open revert PR carries a passing `rollout/gates` check that says what merging records (a
+        failing one would block the record behind a required check). `carry_out` sets it when it opens
+        the PR; a process that died in between leaves the PR without it, so each process sets it once on
+        every open revert PR it has not set a check on."""
+        for other in mine:
+            parsed = proposals.parse_branch(other.branch)
+            if other.state is not forge_base.PRState.OPEN or not parsed or parsed[1] != proposals.Action.ROLLBACK:
+                continue
+            if (other.number, other.head_sha) not in self._checks:
+                self._set_check(other, forge_base.CheckState.SUCCESS, proposals.REVERT_CHECK)
+                actions.append(f"set the check on revert #{other.number}")
+
+    def _set_check(self, pr: forge_base.PullRequest, state: forge_base.CheckState, summary: str) -> None:
+        """The `rollout/gates` check of a PR's head commit; skipped when this process already set the same
+        one there (on GitHub every call adds a status to the commit, at most 1000 per commit)."""
+        key, value = (pr.number, pr.head_sha), (state.value, summary)
+        if self._checks.get(key) == value:
+            return
+        self.forge.set_check(pr.number, state=state, summary=summary, context=CHECK_CONTEXT)
+        if len(self._checks) >= CHECKS_REMEMBERED:
+            self._checks.clear()
+        self._checks[key] = value

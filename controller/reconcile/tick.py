@@ -1,0 +1,350 @@
+"""One tick of the controller: observe -> decide -> write -> act, and the two commands by hand
+(`abort`, `retry`). Thin: each pass is a module of this package (`observe`, `writes`, `pulls`); the
+decision is `plan.decide`'s, and what a pull request says is `proposals`'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from controller import errors, evals, gates, load, plan, prometheus, proposals, repo, spec, split, traffic
+from controller.forge import base as forge_base
+from controller.reconcile import observe, pulls, writes
+from controller.routers import base
+
+log = logging.getLogger("rollout.reconcile")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one tick did for one rollout."""
+
+    rollout: str
+    route: str = ""
+    decision: plan.Decision | None = None
+    live: traffic.RouteState | None = None
+    actions: tuple[str, ...] = ()
+    error: str | None = None
+    adapter: str = ""  # which adapter failed: router, prometheus, forge, git
+    pr: int | None = None
+    evidence: tuple[gates.GateEvidence, ...] = ()
+    step_since: datetime | None = None
+    step: int | None = None
+    router_attempts: int = 0  # router writes tried this tick (more than 1: it was retried with backoff)
+    rollback_unconfirmed: bool = False  # the canary should be out but the router did not confirm it
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick did: each rollout's outcome, or why it did nothing."""
+
+    at: datetime
+    sha: str = ""
+    outcomes: tuple[Outcome, ...] = ()
+    problems: tuple[errors.Problem, ...] = ()
+    skipped: str = ""  # why nothing was done (another controller holds the lease, no config)
+    held_by: str = ""  # skipped because this controller holds the lease ("?" when it could not be read)
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """One rollout decided, nothing written yet: what the write and act passes need."""
+
+    loaded: load.LoadedRollout
+    decision: plan.Decision
+    outcome: Outcome
+    mine: tuple[forge_base.PullRequest, ...]
+    write: writes.Write
+
+
+@dataclass
+class Controller:
+    """The reconciler of one rollouts repository: `reconcile_once` is a tick; `abort` and `retry` are
+    the commands by hand. It holds what a process remembers between ticks (step starts, checks set)."""
+
+    workspace: repo.Workspace
+    forge: forge_base.Forge
+    routers: observe.RouterFactory
+    metrics: prometheus.Prometheus | None = None
+    holder: str = "rollout-controller"
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    lease_ttl: timedelta = timedelta(minutes=2)
+    backoff: writes.Backoff = field(default_factory=writes.Backoff)
+    steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
+    pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
+    _leased: bool = False  # this process took the lease and has not released it
+
+    def __post_init__(self) -> None:
+        self.steps = observe.StepHistory(self.workspace)
+        self.pull_requests = pulls.Pulls(self.forge, self.workspace, self.clock)
+
+    def reconcile_once(self, *, dry_run: bool = False) -> Tick:
+        started = self.clock()
+        sha = self.workspace.fetch()
+        if not dry_run:
+            try:
+                repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.lease_ttl, now=started)
+            except errors.LeaseHeld as exc:
+                return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
+            self._leased = True
+        tree = self.workspace.tree()
+        desired = load.load_repo(tree)
+        if desired.config is None:
+            return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
+        config = desired.config
+        prs = self.pull_requests.ours()
+        since: dict[str, datetime | None] = {}
+        for loaded in desired.rollouts:
+            try:
+                since[loaded.name] = self.steps.since(loaded, config)
+            except errors.RepoError:
+                since[loaded.name] = None  # reported as an unknown start: the rollout holds
+        measured = observe.measure(desired.rollouts, config, metrics=self.metrics, at=started, since=since)
+        observe.measure_split(
+            measured, desired.rollouts, config, metrics=self.metrics, at=started, since=since, pulls=prs
+        )
+        routers, live = observe.read_routes(desired, config, self.routers)  # 1. read: one batch per router
+        outcomes: list[Outcome | None] = [None] * len(desired.rollouts)
+        decided: list[tuple[int, _Decided]] = []
+        for n, loaded in enumerate(desired.rollouts):  # 2. decide: plan.decide on the live route
+            try:
+                router = routers[loaded.rollout.spec.router]
+                if isinstance(router, Exception):
+                    raise router
+                found = measured.get(loaded.name, ())
+                seen = live[loaded.rollout.spec.router][loaded.rollout.spec.route]
+                d = self._decide(loaded, router, seen, prs, found, tree=tree, since=since.get(loaded.name))
+            except Exception as exc:
+                outcomes[n] = _failed(loaded.name, exc)
+                continue
+            if dry_run:
+                outcomes[n] = replace(
+                    d.outcome, actions=(f"would {d.decision.kind.value.lower()}: {d.decision.reason}",)
+                )
+            else:
+                decided.append((n, d))
+        written = writes.write_routes([d.write for _, d in decided], backoff=self.backoff)  # 3. write
+        for n, d in decided:  # 4. act: the forge side, with this rollout's write
+            try:
+                outcomes[n] = self._act(d, config, written.get(d.write.key))
+            except Exception as exc:
+                outcomes[n] = _failed(d.loaded.name, exc)
+        duration = (self.clock() - started).total_seconds()
+        done = tuple(o for o in outcomes if o is not None)
+        return Tick(started, sha, done, tuple(desired.problems), duration=duration)
+
+    def release_lease(self) -> bool:
+        """Give up the lease this process took, so the next controller need not wait for it to expire
+        (on exit, on SIGTERM); True when it was released."""
+        if not self._leased:
+            return False
+        self._leased = False
+        return repo.release_lease(self.workspace, holder=self.holder)
+
+    # -- the kill switch and the retry -----------------------------------------------------------
+
+    def abort(self, name: str, *, reason: str) -> Outcome:
+        """Canary to 0 and shadow off now, then the revert PR. Works whatever the gates say."""
+        return self._by_hand(name, abort=proposals.one_line(reason) or "no reason given")
+
+    def retry(self, name: str) -> Outcome:
+        """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
+        self.workspace.fetch()
+        desired = load.load_repo(self.workspace.tree())
+        loaded = desired.rollout(name)
+        if loaded is None or desired.config is None:
+            raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
+        if loaded.rollout.spec.canary is None:
+            raise errors.RolloutError(f"rollout {name!r} has no canary to retry")
+        decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
+        proposal = self.pull_requests.proposal(loaded, proposals.Action.RETRY, decision, ())
+        pr = self.pull_requests.carry_out(proposal, (), base=desired.config.branch, actions=[])
+        return Outcome(name, decision=decision, actions=(f"opened or updated #{pr.number}: {pr.title}",), pr=pr.number)
+
+    def _by_hand(self, name: str, *, abort: str) -> Outcome:
+        self.workspace.fetch()
+        tree = self.workspace.tree()
+        desired = load.load_repo(tree)
+        loaded = desired.rollout(name)
+        if loaded is None or desired.config is None:
+            raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
+        router_name = loaded.rollout.spec.router
+        router = self.routers(router_name, desired.config.routers[router_name], observe.route_map(desired, router_name))
+        since = self.steps.since(loaded, desired.config)
+        seen = observe.read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]
+        d = self._decide(loaded, router, seen, self.pull_requests.ours(), (), tree=tree, since=since, abort=abort)
+        return self._act(d, desired.config, writes.write_routes([d.write], backoff=self.backoff).get(d.write.key))
+
+    # -- the decide and act passes ---------------------------------------------------------------
+
+    def _decide(
+        self,
+        loaded: load.LoadedRollout,
+        router: base.Router,
+        seen: observe.Seen,
+        prs: Sequence[forge_base.PullRequest],
+        found: tuple[gates.GateEvidence, ...],
+        *,
+        tree: load.Tree,
+        since: datetime | None,
+        abort: str = "",
+    ) -> _Decided:
+        """Decide on the live route as read (`seen`); writes nothing. Raises when the route could not
+        be read (the router unreachable, or the route's state malformed) and the decision does not take
+        the canary out: then there is nothing safe to do. A decision that takes it out is still written
+        (a router's write leaves what is not ours as it is), except on a route the router has no state
+        for at all: that write would create router state, so it is refused (`refused`), never reported
+        as done."""
+        live: traffic.RouteState | None = None
+        unread: errors.RouterError | None = None
+        if isinstance(seen, errors.RouterError):
+            unread = seen  # decide anyway: lowering exposure is never refused, so a rollback is still attempted
+        elif isinstance(seen, Exception):
+            raise seen
+        else:
+            live = seen
+        mine = observe.mine(prs, loaded.name)
+        facts = plan.Facts(
+            now=self.clock(),
+            live=live,
+            verdicts=tuple(
+                plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, proposals.gate_reason(e))
+                for e in found
+                if e.gate is not None
+            ),
+            step_since=since,
+            samples=_samples([e for e in found if e.gate is not None]),
+            traffic_split=next(
+                (
+                    plan.GateResult(e.name, e.verdict, reason=proposals.gate_reason(e))
+                    for e in found
+                    if split.is_split(e)
+                ),
+                None,
+            ),
+            rollback_pr_open=observe.rollback_pending(loaded, mine),
+            abort=bool(abort),
+        )
+        offline = None if abort else evals.before_ramp(loaded, live=live, judged=evals.offline_status(tree, loaded))
+        decision = offline or plan.decide(loaded, facts)
+        if abort:
+            decision = replace(decision, reason=f"aborted by hand: {abort}")
+        outcome = Outcome(
+            loaded.name,
+            loaded.rollout.spec.route,
+            decision,
+            live,
+            evidence=found,
+            step_since=since,
+            step=plan.current_step(loaded),
+        )
+        urgent = decision.kind is plan.Kind.ROLLBACK or (
+            facts.rollback_pr_open and decision.route is not None and traffic.exposure_free(decision.route)
+        )
+        if unread is not None:
+            if not urgent:
+                raise unread
+            outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
+        refused = None
+        if urgent and live is None and unread is None:  # a rollback, or holding one: it must lower, not create
+            refused = errors.RouterStateError(
+                f"router {router.name!r} has no live state for route {loaded.rollout.spec.route!r} "
+                f"({router.location}): a rollback there would create router state, not lower any; nothing was "
+                "written. If the application reads its routes elsewhere, point stateDir in controller.yaml "
+                "(or $ROLLOUT_STATE_DIR) there"
+            )
+        write = writes.Write(
+            loaded.rollout.spec.router,
+            router,
+            loaded.rollout.spec.route,
+            decision.route if decision.kind in (plan.Kind.APPLY, plan.Kind.ROLLBACK) else None,
+            urgent=urgent,
+            refused=refused,
+        )
+        return _Decided(loaded, decision, outcome, mine, write)
+
+    def _act(self, d: _Decided, config: spec.ControllerConfig, written: writes.Written | None) -> Outcome:
+        """The outcome of the router write (done already, in the router's batch), then the PR. An
+        `urgent` write takes the canary out (a rollback): it was retried with backoff, and a failure
+        is never reported as done."""
+        loaded, decision, outcome, w = d.loaded, d.decision, d.outcome, d.write
+        actions: list[str] = list(self.pull_requests.close_superseded(loaded, d.mine))
+        error: str | None = None
+        adapter = ""
+        attempts = 0
+        unconfirmed = False
+        if w.state is not None:
+            assert written is not None, f"rollout {loaded.name}: a write was due but none was made"
+            if written.error is not None and not isinstance(written.error, errors.RouterError):
+                raise written.error  # not a router's refusal but a fault (a bug): reported as before
+            outcome = replace(outcome, error=None, adapter="")  # the write decides; a failed read is moot
+            attempts, failure = written.attempts, written.error
+            if failure is None:
+                actions.append(
+                    f"router {w.router.name}: set {w.state.describe()}, read back"
+                    + (f" (after {attempts} attempts)" if attempts > 1 else "")
+                )
+            else:
+                error, adapter = str(failure), "router"  # a rollback PR is still opened: it records the intent
+                unconfirmed = w.urgent
+                actions.append(
+                    f"router {w.router.name}: "
+                    + (f"NOT confirmed after {attempts} attempt(s); " if attempts else "nothing written; ")
+                    + ("the canary may still get traffic, retried next tick" if unconfirmed else "retried next tick")
+                )
+                if decision.kind is plan.Kind.APPLY:
+                    return replace(
+                        outcome,
+                        actions=tuple(actions),
+                        error=error,
+                        adapter=adapter,
+                        router_attempts=attempts,
+                        rollback_unconfirmed=unconfirmed,
+                    )
+        outcome = replace(outcome, router_attempts=attempts, rollback_unconfirmed=unconfirmed)
+        try:
+            pr = self.pull_requests.act(
+                loaded, decision, outcome.evidence, d.mine, base=config.branch, actions=actions, applied=not unconfirmed
+            )
+        except errors.RolloutError as exc:  # the router part stands; the next tick finds or updates the PR
+            return replace(outcome, actions=tuple(actions), error=str(exc), adapter=_adapter(exc))
+        if pr is not None:
+            actions.append(
+                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
+            )
+        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+
+def _failed(rollout: str, exc: Exception) -> Outcome:
+    """The outcome of a rollout whose tick raised: ours name their adapter; anything else is a bug,
+    logged, and must not stop the other rollouts."""
+    if isinstance(exc, errors.RolloutError):
+        return Outcome(rollout, error=str(exc), adapter=_adapter(exc))
+    log.error("rollout %s: unexpected error", rollout, exc_info=exc)
+    return Outcome(rollout, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
+
+
+def _adapter(exc: errors.RolloutError) -> str:
+    for kind, name in (
+        (errors.RouterError, "router"),
+        (errors.MetricsError, "prometheus"),
+        (errors.ForgeError, "forge"),
+        (errors.RepoError, "git"),
+    ):
+        if isinstance(exc, kind):
+            return name
+    return "controller"
+
+
+def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
+    """The canary requests behind the best-counted gate, or None when no gate counts samples."""
+    counts = [
+        sum(s.canary.samples for s in e.segments if s.canary.samples is not None)
+        for e in found
+        if any(s.canary.samples is not None for s in e.segments)
+    ]
+    return int(max(counts)) if counts else None
