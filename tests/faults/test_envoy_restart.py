@@ -13,7 +13,7 @@ import pytest
 from controller import demo, load, plan, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
-from tests.helpers import envoy_proc, prom
+from tests.helpers import envoy_proc, net
 from tests.helpers.routes import read_one
 from tests.reconcile import conftest as rc
 from tests.reconcile.test_flow import kind
@@ -33,12 +33,12 @@ forge: {{type: local}}
 
 @pytest.fixture
 def admin_port() -> int:
-    return prom.prom_free_port()
+    return net.free_port()
 
 
 @pytest.fixture
 def bootstrap(admin_port: int) -> dict[str, Any]:
-    nowhere = f"127.0.0.1:{prom.prom_free_port()}"  # no traffic is sent in this test
+    nowhere = f"127.0.0.1:{net.free_port()}"  # no traffic is sent in this test
     route = envoy.RouteSpec(
         rollout="good-bot", route="good", upstreams={traffic.STABLE: nowhere, traffic.CANARY: nowhere}
     )

@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 
 from controller import cli, demo, plan, telemetry
 from controller.forge import base as forge_base
-from tests.helpers import prom
+from tests.helpers import net, prom
 from tests.reconcile import conftest as rc
 from tests.reconcile.test_flow import kind, outcome
 
@@ -28,7 +28,7 @@ class Restartable:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.port = prom.prom_free_port()
+        self.port = net.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._running: contextlib.ExitStack | None = None
 

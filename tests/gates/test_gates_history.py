@@ -13,7 +13,7 @@ import pytest
 from controller import analysis, errors, evidence, gates, prometheus, spec
 from controller.gates import Verdict as V
 from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import net, prom
 
 HOUR = timedelta(hours=1)
 CONFIG = spec.ControllerConfig.model_validate(
@@ -154,7 +154,7 @@ def test_a_reserved_segment_label_errors_only_its_rollout(metrics: prometheus.Pr
 
 
 def test_unreachable_prometheus_is_error() -> None:
-    port = prom.prom_free_port()  # nothing listens here
+    port = net.free_port()  # nothing listens here
     metrics = prometheus.Prometheus(f"http://user:secret@127.0.0.1:{port}", client=httpx.Client(timeout=5))
     try:
         [e] = analysis.evaluate([target("better", EVAL)], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)[

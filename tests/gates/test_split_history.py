@@ -15,7 +15,7 @@ import pytest
 from controller import analysis, cli, evidence, prometheus, split
 from controller.gates import Verdict as V
 from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import net, prom
 
 INTERVAL = timedelta(minutes=5)
 SINCE = datetime.fromtimestamp(conftest.STEP_START, UTC)  # the history began when the step did
@@ -74,7 +74,7 @@ def test_the_window_starts_at_the_origin(judged: dict[str, object]) -> None:
 
 
 def test_prometheus_down_is_an_error_for_every_rollout() -> None:
-    port = prom.prom_free_port()
+    port = net.free_port()
     down = prometheus.Prometheus(f"http://127.0.0.1:{port}", client=httpx.Client(timeout=2))
     try:
         found = analysis.evaluate_split([target("split-right"), target("split-wrong")], metrics=down, at=conftest.AT)

@@ -8,7 +8,6 @@ slowly, so one proxy (with OpenAI-compatible stand-ins behind it) serves the who
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from controller import traffic
 from controller.routers import base, envoy, flagd, litellm
 from controller.routers import file as file_router
-from tests.helpers import envoy_proc, litellm_proc, openai_standin
+from tests.helpers import envoy_proc, litellm_proc, net, openai_standin
 
 ROUTES = ("triage", "support-chat")
 ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
@@ -43,12 +42,6 @@ class Backend:
     raw: Callable[[], Any]  # the live state as the backend stores it
     supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
     refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def envoy_bootstrap(upstreams: dict[str, dict[str, str]], *, split_header: str | None = None) -> dict[str, Any]:
@@ -104,7 +97,7 @@ def _under_a_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def envoy_proxy(tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
     """A real Envoy with both test routes; its clusters point at a closed port (no traffic is sent)."""
-    nowhere = f"127.0.0.1:{closed_port()}"
+    nowhere = f"127.0.0.1:{net.free_port()}"
     config = envoy_bootstrap({r: {traffic.STABLE: nowhere, traffic.CANARY: nowhere} for r in ROUTES})
     with envoy_proc.running_envoy(config, tmp_path / "envoy") as proxy:
         yield proxy
@@ -125,7 +118,7 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         kind="envoy",
         router=make(),
         make=make,
-        unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{closed_port()}", routes=ROLLOUTS),
+        unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{net.free_port()}", routes=ROLLOUTS),
         corrupt=corrupt,
         raw=raw,
         refused=("nowhere", traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})),  # on no rollout: no clusters
@@ -261,7 +254,7 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         ids = [litellm.deployment_id(rollout, role) for role in (traffic.STABLE, traffic.CANARY)]
         data["groups"][route] = dict.fromkeys(ids, 30)  # LiteLLM accepts it; it is not a split of 100
         path.write_text(json.dumps(data), "utf-8")
-        litellm_proc.wait_for(
+        net.wait_for(
             "the proxy to show the corrupt weights",
             lambda: all((route, i, 30) in stack.proxy.weights() for i in ids),
         )
@@ -272,7 +265,7 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         make=lambda: litellm_router(stack),
         unreachable=lambda: litellm.LitellmRouter(
             "gateway",
-            f"http://127.0.0.1:{closed_port()}",
+            f"http://127.0.0.1:{net.free_port()}",
             routes=ROLLOUTS,
             weights_file=_under_a_file(tmp_path) / "weights.json",
             master_key=litellm_proc.MASTER_KEY,

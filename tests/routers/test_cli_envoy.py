@@ -19,8 +19,7 @@ from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
 from controller.routers import factory as router_factory
-from tests.helpers import envoy_proc
-from tests.routers.conftest import closed_port
+from tests.helpers import envoy_proc, net
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
 STABLE_MODEL = "acme/triage-llm-8b-2025-06-02"
@@ -142,7 +141,7 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         }
         # With the example's promptsPath, the live state says what stable serves: its cluster's revision tag.
         assert after["live"]["served"]["stable"]["revision"] == after["desired"]["served"]["stable"]["revision"]
-    set_admin(root, f"http://127.0.0.1:{closed_port()}")
+    set_admin(root, f"http://127.0.0.1:{net.free_port()}")
     buffer = io.StringIO()
     assert cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer) == 1  # unreachable: reported
 

@@ -20,9 +20,9 @@ import pytest
 
 from controller import errors, spec, traffic
 from controller.routers import atomic, base, envoy
-from tests.helpers import envoy_proc
+from tests.helpers import envoy_proc, net
 from tests.helpers.routes import read_one
-from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
+from tests.routers.conftest import ROLLOUTS, envoy_bootstrap
 
 S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
@@ -192,7 +192,7 @@ def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
 def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> None:
     """Five routes (and one on no rollout) read with one `GET /runtime` and one `GET /clusters`, not two
     calls per route; a route whose runtime value is malformed is that route's error only."""
-    nowhere = f"127.0.0.1:{closed_port()}"
+    nowhere = f"127.0.0.1:{net.free_port()}"
     rollouts = {f"route-{i}": f"bot-{i}" for i in range(5)}
     config = envoy.bootstrap(
         [envoy.RouteSpec(rollout=r, route=route, upstreams={S: nowhere, C: nowhere}) for route, r in rollouts.items()],
@@ -228,7 +228,7 @@ def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> No
 def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) -> None:
     """Each route's served models against the running bootstrap, one GET /clusters for the batch; one
     route whose stable moved to an upstream Envoy does not serve refuses the whole batch."""
-    old, new, moved = (f"127.0.0.1:{port}" for port in (closed_port(), closed_port(), closed_port()))
+    old, new, moved = (f"127.0.0.1:{port}" for port in (net.free_port(), net.free_port(), net.free_port()))
     config = envoy_bootstrap({route: {S: old, C: new} for route in ROLLOUTS})
     models = {"acme/old": old, "acme/new": new, "acme/moved": moved}
 
@@ -252,16 +252,6 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
         assert router.overrides() == before
 
 
-def wait_for(predicate: Any, what: str) -> None:
-    """Poll a condition that the system under test must reach; the bound only stops a hung test."""
-
-    deadline = time.monotonic() + 30
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_shadow_mirrors_to_the_canary_and_stops(
     proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
@@ -272,14 +262,14 @@ def test_shadow_mirrors_to_the_canary_and_stops(
     with httpx.Client(base_url=proxy.url, timeout=10) as client:
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S  # the answer always comes from stable
-        wait_for(lambda: canary.requests == 20, "20 mirrored requests at the canary")
+        net.wait_for("20 mirrored requests at the canary", lambda: canary.requests == 20)
         base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 0)}).state(ROUTE)
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S
         # a marker: one more mirrored request; if the 20 above had been mirrored, they would be counted too
         base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
         client.get(f"/{ROUTE}/x").raise_for_status()
-        wait_for(lambda: canary.requests >= 21, "the marker request at the canary")
+        net.wait_for("the marker request at the canary", lambda: canary.requests >= 21)
     assert canary.requests == 21
     assert stable.requests == 41
 
@@ -290,11 +280,11 @@ def test_live_weight_changes_under_traffic_drop_nothing(
 ) -> None:
     router = router_for(proxy)
     with sending(proxy) as outcomes:
-        wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
+        net.wait_for("traffic flowing", lambda: sum(outcomes.values()) >= 20)
         for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
             before = sum(outcomes.values())
             base.apply(router, {ROUTE: traffic.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
-            wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
+            net.wait_for("requests after the change", lambda b=before: sum(outcomes.values()) >= b + 5)  # type: ignore[misc]
     assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
 
 
@@ -395,10 +385,10 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
             pid, started = proxy.process.pid, uptime(proxy)
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
             with sending(proxy) as outcomes:
-                wait_for(lambda: outcomes["200 old"] >= 20, "traffic flowing to the old stable")
+                net.wait_for("traffic flowing to the old stable", lambda: outcomes["200 old"] >= 20)
                 time.sleep(1.1)  # so that the uptime below can only have grown in the same process
                 router.write(completed("acme/new"))
-                wait_for(lambda: outcomes["200 new"] >= 20, "traffic flowing to the new stable")
+                net.wait_for("traffic flowing to the new stable", lambda: outcomes["200 new"] >= 20)
             assert set(outcomes) == {"200 old", "200 new"}, outcomes
             assert router._cluster_hosts("test")[spec.cluster_name(ROLLOUT, S)] == {new.address}
             served = collections.Counter(httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text for _ in range(20))
@@ -466,7 +456,7 @@ def test_cds_bootstrap_takes_clusters_from_the_file_only() -> None:
 @pytest.mark.slow
 def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None:
     """A cluster must move, but the CDS file is not one: nothing is written, the file is left alone."""
-    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{net.free_port()}", f"127.0.0.1:{net.free_port()}")
     with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
         atomic.replace_json(path, {"clusters": []})
         router = envoy.EnvoyRouter(
@@ -481,7 +471,7 @@ def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None
 def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
     """The canary's cluster would have to move (a new canary model), but the write takes the canary
     out: the CDS file is not touched (nothing to wait for, nothing to fail on), the weights are set."""
-    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{net.free_port()}", f"127.0.0.1:{net.free_port()}")
     with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
         before = path.read_bytes()
         router = envoy.EnvoyRouter(
@@ -515,6 +505,8 @@ def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> Non
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
             assert router._cluster_hosts("test")["sidecar"] == set()
             router.write(completed("acme/new"))
-            wait_for(lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new", "stable on the new host")
+            net.wait_for(
+                "stable on the new host", lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new"
+            )
             live = read_one(router, ROUTE)
             assert live is not None and live.same_traffic(traffic.RouteState({S: 100, C: 0}))
