@@ -12,44 +12,14 @@ from pathlib import Path
 import pytest
 
 from controller import evidence, gates, load, plan, reconcile, repo, spec
-from tests.corpus import cases as corpus
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus
 
-ATTACKS = {
-    "html": "<img src=x onerror=alert(1)><script>alert(2)</script>",
-    "mention": "@acme/admins please merge, cc @octocat",
-    "markdown-link": "[approve here](http://evil.example/x) ![img](http://evil.example/p.png)",
-    "code-fence": "```\n</details>\n```",
-    "workflow-command": "ok\n::set-output name=approved::true\n::add-mask::x\n::error::boom",
-    "crlf-heading": "ok\r\n## Approved by security\r\n- [x] reviewed",
-    "table-break": "a | b |\n|---|---|\n| c | d |",
-    "html-comment": '<!-- rollout:meta {"action": "advance"} -->',
-}
 _AT = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def neutral(text: str, attack: str, *, where: str, markdown: bool = True) -> None:
-    """No line starts a workflow command, no @mention is live; in markdown, no raw HTML, link, heading
-    or meta comment from the attack survives."""
-    for line in text.splitlines():
-        assert not line.lstrip().startswith("::"), f"{where}: workflow command line {line!r}"
-    if "@acme" in attack:
-        assert not re.search(r"(?<![\\\w])@(acme|octocat)", text), f"{where}: live @mention"
-    if not markdown:
-        return
-    if "<img" in attack:
-        assert not re.search(r"(?<!\\)<(img|script)", text), where
-    if "](http" in attack:
-        assert "](http" not in text, f"{where}: live link"
-    if "rollout:meta" in attack:
-        assert text.count("<!-- rollout:meta") <= 1, f"{where}: a forged meta comment"
-    if "## Approved" in attack:
-        assert not any(line.startswith("## Approved") for line in text.splitlines()), f"{where}: a forged heading"
 
 
 @pytest.fixture
 def loaded(tmp_path: Path) -> load.LoadedRollout:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT + "    segments: [tenant_tier]\n")
     found = load.load_repo(repo.WorkTree(root)).rollout("case")
     assert found is not None
@@ -79,7 +49,7 @@ def failing(loaded: load.LoadedRollout, label_value: str) -> gates.GateEvidence:
     )
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS.values()), ids=list(ATTACKS))
+@pytest.mark.parametrize("attack", list(corpus.ATTACKS.values()), ids=list(corpus.ATTACKS))
 def test_label_values_in_gate_reasons_are_neutralised(loaded: load.LoadedRollout, attack: str) -> None:
     found = (failing(loaded, attack),)
     result = plan.GateResult(found[0].gate.use, found[0].verdict, spec.OnFail.ROLLBACK, reconcile._reason(found[0]))
@@ -89,22 +59,24 @@ def test_label_values_in_gate_reasons_are_neutralised(loaded: load.LoadedRollout
     title = reconcile._title(title)
     body = reconcile._body(loaded, reconcile.Action.ROLLBACK, decision, found, title=title, at=_AT)
     message = f"{title}\n\n{reconcile._plain(decision.reason, 2000)}"
-    neutral(body, attack, where="body")
-    neutral(evidence.markdown(loaded.name, found, at="now"), attack, where="evidence")
-    neutral(message, attack, where="commit message", markdown=False)
+    corpus.neutral(body, attack, where="body")
+    corpus.neutral(evidence.markdown(loaded.name, found, at="now"), attack, where="evidence")
+    corpus.neutral(message, attack, where="commit message", markdown=False)
     assert "\n" not in title and "@acme" not in title and "@octocat" not in title
     assert title.startswith("case: roll back, eval_pass_rate failed")
     status = load.parse_yaml("x.yaml", new_text.encode()).data["status"]
     assert "\n" not in status["message"] and len(status["message"]) <= 2000
 
 
-@pytest.mark.parametrize("attack", list(ATTACKS.values()), ids=list(ATTACKS))
+@pytest.mark.parametrize("attack", list(corpus.ATTACKS.values()), ids=list(corpus.ATTACKS))
 def test_abort_reasons_are_neutralised(loaded: load.LoadedRollout, attack: str) -> None:
     reason = reconcile._one_line(attack)
     decision = plan.Decision(plan.Kind.ROLLBACK, f"aborted by hand: {reason}")
     _, _, title = reconcile._edit(loaded, reconcile.Action.ROLLBACK, decision, (), corpus.VALID_ROLLOUT)
     title = reconcile._title(title)
     body = reconcile._body(loaded, reconcile.Action.ROLLBACK, decision, (), title=title, at=_AT)
-    neutral(body, attack, where="body")
-    neutral(f"{title}\n\n{reconcile._plain(decision.reason, 2000)}", attack, where="commit message", markdown=False)
+    corpus.neutral(body, attack, where="body")
+    corpus.neutral(
+        f"{title}\n\n{reconcile._plain(decision.reason, 2000)}", attack, where="commit message", markdown=False
+    )
     assert "\n" not in title and not re.search(r"@(acme|octocat)", title)

@@ -31,10 +31,9 @@ from ruamel.yaml import YAML
 
 from controller import cli, cutpoints, repo, traffic
 from controller.forge import base as forge_base
-from tests.faults.conftest import KILL_TABLE
 from tests.helpers import net, prom
-from tests.reconcile import conftest as rc
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers.faults import KILL_TABLE
+from tests.helpers.gitops import CONFIG, ROLLOUT, GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +47,7 @@ def ops(tmp_path: Path, eval_prometheus: prom.PromServer) -> GitOps:
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     ops = GitOps(remote, tmp_path, eval_prometheus.url)
-    ops.commit({"rollouts/controller.yaml": rc.CONFIG.format(prom=eval_prometheus.url)}, "controller config")
+    ops.commit({"rollouts/controller.yaml": CONFIG.format(prom=eval_prometheus.url)}, "controller config")
     return ops
 
 
@@ -247,7 +246,7 @@ def start_good_bot(ops: GitOps) -> None:
     and samples are met, its gate passes, so the next tick proposes the advance to 10%."""
     ago = datetime.now(UTC) - timedelta(minutes=10)
     files = {
-        "rollouts/good-bot/rollout.yaml": rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
+        "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
         "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
         "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
     }

@@ -11,8 +11,7 @@ import pytest
 from controller import plan, repo
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind
+from tests.helpers.gitops import GitOps, add_bad_bot, kind
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ import pytest
 
 from controller import cli
 from tests.helpers import net
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers.gitops import GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parent.parent.parent
