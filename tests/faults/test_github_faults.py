@@ -11,7 +11,7 @@ import pytest
 from controller import plan
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
+from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import GitOps, add_bad_bot, outcome, remote_files
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller import cli
-from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import gate_history, prom
 
 ROLLOUT = """\
 apiVersion: rollouts/v1
@@ -51,7 +50,7 @@ def run(*argv: str) -> tuple[int, str]:
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"], ids=["text", "markdown", "json"])
 def test_gates_side_by_side(tmp_path: Path, prom_server: prom.PromServer, fmt: str) -> None:
     root = repo(tmp_path, prom_server.url)
-    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(conftest.NOW), "--format", fmt)
+    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", fmt)
     assert code == 1  # the enterprise segment fails
     if fmt == "json":
         gate, check = json.loads(out)["gates"]

@@ -1,6 +1,6 @@
 """Real Envoy and tiny upstreams for tests and benches: started on port 0, stopped by their handle.
 
-Used by tests/routers/conftest.py and bench/router_apply.py; nothing here is imported by the controller.
+Used by tests/helpers/live_routers.py and bench/router_apply.py; nothing here is imported by the controller.
 """
 
 from __future__ import annotations

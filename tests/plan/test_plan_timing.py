@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from tests.test_cli import FILE_ROUTERS, ROOT, run
-
-
-def examples(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(ROOT / "rollouts", root / "rollouts")
-    (root / "rollouts/controller.yaml").write_text(FILE_ROUTERS)
-    return root
+from tests.helpers.examples import copy_examples, run
 
 
 def test_plan_shows_time_to_a_decision(tmp_path: Path) -> None:
-    root = examples(tmp_path)  # support-bot sets expectedRate: 10/s; ticket-triage sets none
+    root = copy_examples(tmp_path)  # support-bot sets expectedRate: 10/s; ticket-triage sets none
     code, text = run("plan", "--repo", str(root))
     assert code == 0, text
     block = text[text.index("~ support-bot") :]
@@ -43,7 +35,7 @@ def test_plan_shows_time_to_a_decision(tmp_path: Path) -> None:
 
 
 def test_plan_flags_a_step_too_short(tmp_path: Path) -> None:
-    root = examples(tmp_path)
+    root = copy_examples(tmp_path)
     path = root / "rollouts/support-bot/rollout.yaml"
     path.write_text(path.read_text().replace("expectedRate: 10/s", "expectedRate: 1/s"))
     code, text = run("plan", "--repo", str(root))

@@ -22,8 +22,8 @@ import pytest
 from controller import errors, load, plan, reconcile, repo, spec
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
 from tests.helpers import github_actions
+from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow

@@ -21,8 +21,8 @@ import pytest
 from controller import errors, spec, traffic
 from controller.routers import atomic, base, envoy
 from tests.helpers import envoy_proc, net
+from tests.helpers.live_routers import ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
-from tests.routers.conftest import ROLLOUTS, envoy_bootstrap
 
 S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"

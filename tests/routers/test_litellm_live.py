@@ -23,8 +23,7 @@ from controller import analysis, cli, errors, evidence, prometheus, spec, traffi
 from controller.gates import Verdict
 from controller.routers import base
 from tests.helpers import litellm_proc, net, openai_standin, prom
-from tests.helpers.routes import read_one
-from tests.routers.conftest import (
+from tests.helpers.live_routers import (
     GATE_ROLLOUT,
     GATE_ROUTE,
     HOTFIX,
@@ -36,6 +35,7 @@ from tests.routers.conftest import (
     litellm_router,
     strategy_route,
 )
+from tests.helpers.routes import read_one
 
 pytestmark = pytest.mark.slow
 

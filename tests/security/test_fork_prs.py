@@ -12,7 +12,7 @@ import pytest
 from controller import load, plan, reconcile
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
+from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, kind, remote_files
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from pathlib import Path
 import git
 import pytest
 
-from tests.github import standin as standin_mod
+from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import CONFIG, GitOps, add_bad_bot, remote_files
 
 pytestmark = pytest.mark.slow
