@@ -2,9 +2,11 @@
 every request is recorded (`seen()`), so a test can check what reached the model. Threaded, on 127.0.0.1
 port 0, stopped by its own handle.
 
-Two modes: by default every completion says the server's name (or fails with `status`); given an
+Three modes: by default every completion says the server's name (or fails with `status`); given an
 `answer(model, messages)` function, it answers what that returns, deterministically per model, and can
-time out, answer 429, 500, 400 or 401, or malformed JSON when the `Reply` says so (the eval tests).
+time out, answer 429, 500, 400 or 401, or malformed JSON when the `Reply` says so (the eval tests);
+`plain`, it answers every request, any method and path, with its name as text (an upstream behind Envoy
+whose answer names the cluster that served it).
 Self-contained (no other helper imported).
 """
 
@@ -48,6 +50,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             request = json.loads(raw or b"{}")
         except ValueError:
             request = {}
+        if self.server.plain:
+            self._plain(request)
+            return
         with self.server.lock:
             self.server.requests += 1
             self.server.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, request))
@@ -106,7 +111,21 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         }
 
     def do_GET(self) -> None:
+        if self.server.plain:
+            self._plain(None)
+            return
         self._send(200, {"object": "list", "data": [{"id": self.server.name, "object": "model"}]})
+
+    def _plain(self, request: Any) -> None:
+        with self.server.lock:
+            self.server.requests += 1
+            self.server.seen.append(Seen(self.path, {k.lower(): v for k, v in self.headers.items()}, request))
+        data = self.server.name.encode()
+        self.send_response(200)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         self._send_raw(status, json.dumps(body).encode(), headers)
@@ -127,15 +146,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, name: str, status: int, answer: Answer | None) -> None:
+    def __init__(self, name: str, status: int, answer: Answer | None, plain: bool) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.name = name
         self.status = status
         self.answer = answer
+        self.plain = plain
         self.lock = threading.Lock()
         self.release = threading.Event()  # set when stopping: ends simulated latency and timeouts
         self.requests = 0
-        self.seen: list[Seen] = []  # every POST, in arrival order
+        self.seen: list[Seen] = []  # every POST (and, plain, every GET), in arrival order
         self.bodies: dict[str, int] = {}  # how often each exact JSON body arrived (for `Reply.times`)
 
 
@@ -207,10 +227,13 @@ class Standin:
 
 
 @contextlib.contextmanager
-def standin(name: str = "standin", *, status: int = 200, answer: Answer | None = None) -> Iterator[Standin]:
+def standin(
+    name: str = "standin", *, status: int = 200, answer: Answer | None = None, plain: bool = False
+) -> Iterator[Standin]:
     """A stand-in that answers completions with its name, or with `status` and an error if not 200, or,
-    given `answer`, with what it returns; serves until the block ends, then releases any held request."""
-    server = _Server(name, status, answer)
+    given `answer`, with what it returns, or, `plain`, every request with its name as text; serves until
+    the block ends, then releases any held request."""
+    server = _Server(name, status, answer, plain)
     thread = threading.Thread(target=server.serve_forever, name=f"standin-{name}", daemon=True)
     thread.start()
     try:

@@ -20,7 +20,7 @@ import pytest
 
 from controller import errors, spec, traffic
 from controller.routers import atomic, base, envoy
-from tests.helpers import envoy_proc, net
+from tests.helpers import envoy_proc, net, openai_standin
 from tests.helpers.live_routers import ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
 
@@ -102,13 +102,13 @@ def test_unknown_route_reads_none_and_cannot_be_written() -> None:
 
 
 @pytest.fixture
-def upstreams() -> Iterator[tuple[envoy_proc.Upstream, envoy_proc.Upstream]]:
-    with envoy_proc.upstream(S) as stable, envoy_proc.upstream(C) as canary:
+def upstreams() -> Iterator[tuple[openai_standin.Standin, openai_standin.Standin]]:
+    with openai_standin.standin(S, plain=True) as stable, openai_standin.standin(C, plain=True) as canary:
         yield stable, canary
 
 
 @pytest.fixture
-def bootstrap(upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]) -> dict[str, Any]:
+def bootstrap(upstreams: tuple[openai_standin.Standin, openai_standin.Standin]) -> dict[str, Any]:
     stable, canary = upstreams
     return envoy_bootstrap({ROUTE: {S: stable.address, C: canary.address}}, split_header=SPLIT)
 
@@ -145,10 +145,10 @@ def test_observed_split_is_exactly_the_weights(proxy: envoy_proc.Envoy, canary: 
 
 @pytest.mark.slow
 def test_route_prefix_is_rewritten_for_the_upstream(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     httpx.post(f"{proxy.url}/{ROUTE}/v1/chat/completions", json={}, timeout=10).raise_for_status()
-    assert upstreams[0].server.paths == ["/v1/chat/completions"]
+    assert [s.path for s in upstreams[0].seen()] == ["/v1/chat/completions"]
 
 
 @pytest.mark.slow
@@ -254,7 +254,7 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_shadow_mirrors_to_the_canary_and_stops(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     stable, canary = upstreams
     router = router_for(proxy)
@@ -276,7 +276,7 @@ def test_shadow_mirrors_to_the_canary_and_stops(
 
 @pytest.mark.slow
 def test_live_weight_changes_under_traffic_drop_nothing(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     router = router_for(proxy)
     with sending(proxy) as outcomes:
@@ -377,7 +377,7 @@ def completed(stable_model: str) -> dict[str, traffic.RouteState]:
 def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: Path) -> None:
     """The completion write (stable now served by another upstream) under traffic: the same Envoy
     process, still up, sends `stable` to the new host, and no request fails on the way."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         assert "clusters" not in config["static_resources"]
         models = {"acme/old": old.address, "acme/new": new.address}
@@ -404,7 +404,7 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
 
 @pytest.mark.slow
 def test_cds_without_a_path_still_refuses_the_completion(tmp_path: Path) -> None:
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, _ = cds_setup(tmp_path, old.address, new.address)
         models = {"acme/old": old.address, "acme/new": new.address}
         with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
@@ -418,7 +418,7 @@ def test_cds_without_a_path_still_refuses_the_completion(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_cds_file_envoy_does_not_load_holds_without_weights(tmp_path: Path) -> None:
     """Envoy watches another file than the router writes: the wait runs out and no weight is written."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         elsewhere = tmp_path / "elsewhere.json"
         atomic.replace_json(elsewhere, atomic.read_json(path, router="edge"))
@@ -487,7 +487,7 @@ def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
 def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> None:
     """An operator's own static cluster whose host is a pipe (unix socket) has no host:port: the router
     reads past it, and the completion still repoints stable."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         pipe = {"pipe": {"path": str(tmp_path / "sidecar.sock")}}
         config["static_resources"]["clusters"] = [
