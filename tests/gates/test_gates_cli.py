@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from controller import cli
 from tests.helpers import gate_history, prom
+from tests.helpers.examples import run
 
 ROLLOUT = """\
 apiVersion: rollouts/v1
@@ -39,12 +38,6 @@ def repo(tmp_path: Path, prometheus_url: str) -> Path:
     )
     (tmp_path / "rollouts" / "segmented" / "rollout.yaml").write_text(ROLLOUT)
     return tmp_path
-
-
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = cli.main(list(argv), out=out)
-    return code, out.getvalue()
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"], ids=["text", "markdown", "json"])

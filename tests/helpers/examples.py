@@ -1,7 +1,7 @@
 """The example repository (rollouts/ in this checkout) as a user runs the `rollout` command on it:
 a copy whose routers are all the embedded file router, and the CLI run in-process.
 
-Used by tests/test_cli.py and tests/plan/test_plan_timing.py.
+Used by tests/test_cli.py, tests/plan/test_plan_timing.py and tests/gates/test_gates_cli.py.
 """
 
 from __future__ import annotations
