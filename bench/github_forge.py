@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller.forge import base, github
-from tests.github import standin as standin_mod
+from tests.helpers import github_standin as standin_mod
 
 TOKEN = "ghs_bench"
 

@@ -18,9 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import the checkout it sits in
 
-from tests.corpus import cases as corpus
-from tests.helpers import hostile
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus, hostile
 
 TARGET_S, TARGET_MB = 2.0, 200
 
@@ -28,7 +26,7 @@ TARGET_S, TARGET_MB = 2.0, 200
 def measure(case: corpus.Case | corpus.FileCase | None, command: str) -> tuple[float, float, float, str]:
     """(wall seconds, seconds in the command, peak MB, first line of what it said) for one run."""
     with tempfile.TemporaryDirectory(prefix="hostile-") as tmp:
-        root = make_repo(Path(tmp))
+        root = corpus.make_repo(Path(tmp))
         if case is not None:
             hostile.build(root, case)
         started = time.perf_counter()

@@ -22,7 +22,7 @@ import httpx
 from controller import traffic
 from controller.routers import base, envoy, flagd
 from controller.routers import file as file_router
-from tests.helpers import envoy_proc
+from tests.helpers import envoy_proc, openai_standin
 
 ROUTE, ROLLOUT = "triage", "ticket-triage"
 SERVED = {
@@ -54,8 +54,8 @@ def rollback_to_traffic(root: Path, n: int) -> list[float]:
     by stable. Two live upstreams; bucket 99 is the canary's at 50/50 and stable's after rollback."""
     out = []
     with contextlib.ExitStack() as stack:
-        stable = stack.enter_context(envoy_proc.upstream(traffic.STABLE))
-        canary = stack.enter_context(envoy_proc.upstream(traffic.CANARY))
+        stable = stack.enter_context(openai_standin.standin(traffic.STABLE, plain=True))
+        canary = stack.enter_context(openai_standin.standin(traffic.CANARY, plain=True))
         bootstrap = envoy.bootstrap(
             [envoy.RouteSpec(ROLLOUT, ROUTE, {traffic.STABLE: stable.address, traffic.CANARY: canary.address})],
             admin="http://127.0.0.1:0",

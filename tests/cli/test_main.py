@@ -11,8 +11,7 @@ import pytest
 
 from controller import cli
 from controller.cli import run
-
-ROOT = Path(__file__).parent.parent.parent
+from tests.helpers.examples import ROOT
 
 
 def test_python_dash_m_runs_the_same_command() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from controller import traffic
 from controller.routers import file as file_router
-from tests.helpers.cli import broken, run
+from tests.helpers.examples import broken, run
 
 
 def set_live(examples: Path, router: str, route: str, weights: dict[str, int], shadow: int = 0) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.helpers.cli import run
+from tests.helpers.examples import run
 
 
 def test_plan_shows_time_to_a_decision(examples: Path) -> None:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.cli import broken, run
-
-ROOT = Path(__file__).parent.parent.parent
+from tests.helpers.examples import ROOT, broken, run
 
 
 def test_examples_are_valid() -> None:

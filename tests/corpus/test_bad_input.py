@@ -1,4 +1,4 @@
-"""The bad-input corpus (tests/corpus/cases.py): each case is refused with a clear, located, short
+"""The bad-input corpus (tests/helpers/corpus.py): each case is refused with a clear, located, short
 error; nothing derived from it would be applied; every other rollout still loads. End to end, a
 controller tick over a repository full of bad inputs writes no route and opens no PR for any of them."""
 
@@ -13,23 +13,20 @@ from typing import TypeVar
 import pytest
 
 from controller import load, repo
-from tests.corpus import cases as corpus
-from tests.helpers import hostile
-from tests.spec.test_corpus import CASES as LOCATED_CASES
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus, hostile
 
 CASES = corpus.CASES
 T = TypeVar("T")
 
 
 def test_the_corpus_has_at_least_60_cases() -> None:
-    assert len(CASES) + len(LOCATED_CASES) >= 60
+    assert len(CASES) + len(corpus.LOCATED_CASES) >= 60
     assert len({c.id for c in CASES}) == len(CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_clearly(case: corpus.Case, tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     hostile.write(root, case)
     result = load.load_repo(repo.WorkTree(root))
     seen = [str(p) for p in result.problems]
@@ -46,7 +43,7 @@ def test_bad_input_is_refused_clearly(case: corpus.Case, tmp_path: Path) -> None
 def test_the_valid_base_loads(tmp_path: Path) -> None:
     """The cases are mutations of a valid rollout: without the mutation it loads (so each case fails
     for its own defect)."""
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT)
     shutil.copy(root / "rollouts/controller.yaml", tmp_path / "config.yaml")
     result = load.load_repo(repo.WorkTree(root))
@@ -66,7 +63,7 @@ def within(seconds: float, work: Callable[[], T]) -> T:
 
 @pytest.mark.parametrize("case", corpus.FILES, ids=[c.id for c in corpus.FILES])
 def test_a_file_that_is_not_a_regular_file_is_refused_without_reading_it(case: corpus.FileCase, tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     hostile.make(root, case)
     result = within(30, lambda: load.load_repo(repo.WorkTree(root)))
     seen = [str(p) for p in result.problems]

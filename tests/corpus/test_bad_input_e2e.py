@@ -13,12 +13,8 @@ import git
 import pytest
 
 from controller import plan
-from tests.corpus import cases as corpus
-from tests.corpus.test_injection import ATTACKS, neutral
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind, outcome
-from tests.spec.test_corpus import CASES as LOCATED_CASES
-from tests.spec.test_corpus import HEADER
+from tests.helpers import corpus
+from tests.helpers.gitops import GitOps, add_bad_bot, kind, outcome
 
 pytestmark = pytest.mark.slow
 
@@ -36,8 +32,8 @@ def bad_rollouts() -> dict[str, bytes]:
             files[f"{d}/{rel}"] = text.encode()
         files[f"{d}/rollout.yaml"] = corpus.VALID_ROLLOUT.encode()
         files[f"{d}/{case.path.removeprefix('rollouts/case/')}"] = case.data
-    for path in LOCATED_CASES:
-        m = HEADER.match(path.read_text("utf-8", errors="surrogateescape").splitlines()[0])
+    for path in corpus.LOCATED_CASES:
+        m = corpus.HEADER.match(path.read_text("utf-8", errors="surrogateescape").splitlines()[0])
         if m is None or m["target"] == "controller":
             continue
         d = f"rollouts/bad-{path.stem}"
@@ -90,14 +86,14 @@ def test_a_bad_controller_config_touches_nothing(gitops: GitOps) -> None:
 def test_an_abort_reason_full_of_injections_is_neutralised_in_the_real_pr(gitops: GitOps) -> None:
     c = gitops.controller()
     c.reconcile_once()
-    attack = " ".join(ATTACKS.values())
+    attack = " ".join(corpus.ATTACKS.values())
     done = c.abort("good-bot", reason=attack)
     assert done.pr is not None
     pr = gitops.forge.get(done.pr)
-    neutral(pr.body, attack, where="PR body")
+    corpus.neutral(pr.body, attack, where="PR body")
     assert "\n" not in pr.title and not re.search(r"@(acme|octocat)", pr.title)
     message = git.Repo(gitops.remote).commit(pr.head_sha).message
-    neutral(str(message), attack, where="commit message", markdown=False)
+    corpus.neutral(str(message), attack, where="commit message", markdown=False)
     assert gitops.live("good").weight("canary") == 0
     assert outcome(c.reconcile_once(), "good-bot").error is None
 

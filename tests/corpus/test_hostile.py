@@ -1,5 +1,5 @@
 """Hostile input through the `rollout` command (issue 19): every HOSTILE and FILES case of
-tests/corpus/cases.py makes `rollout validate` and `rollout plan` exit 1 with the file named and the
+tests/helpers/corpus.py makes `rollout validate` and `rollout plan` exit 1 with the file named and the
 case's message, never a traceback; the heavy ones, each in a process of its own, peak under 200 MB; and
 `rollout reconcile --once` on a remote whose main holds such a file ticks the healthy rollout.
 
@@ -21,9 +21,7 @@ import git
 import pytest
 
 from controller import evals, load
-from tests.corpus import cases as corpus
-from tests.helpers import hostile
-from tests.spec.test_corpus import VALID_NEIGHBOUR, make_repo
+from tests.helpers import corpus, hostile
 
 T = TypeVar("T")
 ALL: list[corpus.Case | corpus.FileCase] = [*corpus.HOSTILE, *corpus.FILES]
@@ -65,7 +63,7 @@ def check(case: corpus.Case | corpus.FileCase, report: dict[str, Any]) -> None:
 def test_validate_and_plan_refuse_it_clearly(
     case: corpus.Case | corpus.FileCase, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     hostile.build(root, case)
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.chdir(root)
@@ -95,7 +93,7 @@ def test_the_heavy_cases_include_every_kind() -> None:
 def test_peak_memory_stays_bounded(case: corpus.Case | corpus.FileCase, tmp_path: Path) -> None:
     """In a process of its own, so its peak resident memory is this case's: under PEAK_MB for validate
     and plan together (the 517 KB alias spec reached 4 GB before the bounds, a 1 GiB file was read whole)."""
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     hostile.build(root, case)
     done = subprocess.run(
         hostile.subprocess_argv(root),
@@ -127,7 +125,7 @@ def remote_with(tmp_path: Path, files: dict[str, bytes]) -> Path:
     r = git.Repo.init(work, initial_branch="main")
     tree = {
         "rollouts/controller.yaml": CONFIG.encode(),
-        "rollouts/neighbour/rollout.yaml": VALID_NEIGHBOUR.encode(),
+        "rollouts/neighbour/rollout.yaml": corpus.VALID_NEIGHBOUR.encode(),
         **files,
     }
     for path, data in tree.items():
@@ -197,7 +195,7 @@ def test_a_terminal_escape_in_a_directory_name_is_printed_escaped(
 ) -> None:
     """A pull request can name a directory `x<ESC>]0;...<BEL>`: `rollout validate` names it, and the terminal
     that shows the message never acts on it."""
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     hostile_dir = root / "rollouts" / "x\x1b]0;pwned\x07"
     hostile_dir.mkdir()
     (hostile_dir / "rollout.yaml").write_text(corpus.VALID_ROLLOUT)

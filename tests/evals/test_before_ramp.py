@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from controller import evals, gates, load, plan, repo, traffic
-from tests.evals import conftest
+from tests.helpers import golden
 
 FAIL = gates.Judgement(gates.Verdict.FAIL, "drop 10 points > maxDrop 5")
 NOT_YET = gates.Judgement(gates.Verdict.INCONCLUSIVE, "no offline eval recorded")
@@ -18,13 +18,13 @@ RAMPING = traffic.RouteState({"stable": 95, "canary": 5})
 
 
 def loaded(tmp_path: Path, status: str) -> load.LoadedRollout:
-    root = conftest.write_repo(tmp_path / "r")
-    first = load.load_repo(repo.WorkTree(root)).rollout(conftest.ROLLOUT)
+    root = golden.write_repo(tmp_path / "r")
+    first = load.load_repo(repo.WorkTree(root)).rollout(golden.ROLLOUT)
     assert first is not None
     if status:
-        path = root / "rollouts" / conftest.ROLLOUT / "rollout.yaml"
+        path = root / "rollouts" / golden.ROLLOUT / "rollout.yaml"
         path.write_text(path.read_text() + status.replace("REV", first.revisions["canary"]))
-    again = load.load_repo(repo.WorkTree(root)).rollout(conftest.ROLLOUT)
+    again = load.load_repo(repo.WorkTree(root)).rollout(golden.ROLLOUT)
     assert again is not None
     return again
 

@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 
 from controller import cli, evals, repo
-from tests.evals import standin
+from tests.helpers import openai_standin
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ["support-bot", "ticket-triage"]
 
 
-def oracle(golden: evals.GoldenSet) -> standin.Answer:
+def oracle(golden: evals.GoldenSet) -> openai_standin.Answer:
     by_question = {c.messages[-1].content: c for c in golden.cases}
 
-    def answer(model: str, messages: list[dict[str, Any]]) -> standin.Reply:
+    def answer(model: str, messages: list[dict[str, Any]]) -> openai_standin.Reply:
         if messages[0]["content"] == evals.JUDGE_SYSTEM:
-            return standin.Reply('{"pass": true, "reason": "meets the rubric"}')
+            return openai_standin.Reply('{"pass": true, "reason": "meets the rubric"}')
         case = by_question[messages[-1]["content"]]
         doc: dict[str, Any] = {}
         text = "Thanks for your message."
@@ -35,7 +35,7 @@ def oracle(golden: evals.GoldenSet) -> standin.Answer:
                 doc["answer"] = None
         if "answer" in doc:
             doc["answer"] = text
-        return standin.Reply(json.dumps(doc))
+        return openai_standin.Reply(json.dumps(doc))
 
     return answer
 
@@ -44,7 +44,7 @@ def oracle(golden: evals.GoldenSet) -> standin.Answer:
 def test_example_golden_sets_pass_an_oracle(name: str) -> None:
     golden = evals.load_set(repo.WorkTree(ROOT), name)
     assert 8 <= len(golden.cases) <= 15
-    with standin.standin(oracle(golden)) as server:
+    with openai_standin.standin(answer=oracle(golden)) as server:
         out = io.StringIO()
         code = cli.main(["eval", name, "--endpoint", server.url, "--repo", str(ROOT), "--format", "json"], out=out)
     doc = json.loads(out.getvalue())

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller import evalrun, evals, llm, load, repo
-from tests.evals import conftest, standin
+from tests.helpers import golden, openai_standin
 
 JUDGE = "acme/judge-2025-01-01"
 CASES = [
@@ -28,25 +28,25 @@ CASES = [
 ]
 
 
-def answer(model: str, messages: list[dict[str, Any]]) -> standin.Reply:
+def answer(model: str, messages: list[dict[str, Any]]) -> openai_standin.Reply:
     if model == JUDGE:
         graded = messages[-1]["content"]
         if "sorry" in graded:
-            return standin.Reply('{"pass": true, "reason": "apologises"}')
+            return openai_standin.Reply('{"pass": true, "reason": "apologises"}')
         if "broken-judge" in graded:
-            return standin.Reply("I think it is fine?")
-        return standin.Reply('{"pass": false, "reason": "no apology"}')
+            return openai_standin.Reply("I think it is fine?")
+        return openai_standin.Reply('{"pass": false, "reason": "no apology"}')
     last = messages[-1]["content"]
     if last.startswith("Refund"):
-        order = "1182" if model == conftest.STABLE else "1183"
-        return standin.Reply(None, tool_calls=(("refund", {"order": order}),))
-    return standin.Reply("sorry, here is your tracking link" if model == conftest.STABLE else "broken-judge")
+        order = "1182" if model == golden.STABLE else "1183"
+        return openai_standin.Reply(None, tool_calls=(("refund", {"order": order}),))
+    return openai_standin.Reply("sorry, here is your tracking link" if model == golden.STABLE else "broken-judge")
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = conftest.write_repo(tmp_path / "repo")
-    (root / "rollouts" / conftest.ROLLOUT / "evals" / "triage.jsonl").write_text(
+    root = golden.write_repo(tmp_path / "repo")
+    (root / "rollouts" / golden.ROLLOUT / "evals" / "triage.jsonl").write_text(
         "\n".join(json.dumps(c) for c in CASES) + "\n"
     )
     return root
@@ -54,14 +54,14 @@ def root(tmp_path: Path) -> Path:
 
 def test_tool_calls_and_the_judge(root: Path) -> None:
     tree = repo.WorkTree(root)
-    loaded = load.load_repo(tree).rollout(conftest.ROLLOUT)
+    loaded = load.load_repo(tree).rollout(golden.ROLLOUT)
     assert loaded is not None
     ticks: list[tuple[int, int]] = []
-    with standin.standin(answer) as server, llm.Client(server.url, retries=0) as client:
+    with openai_standin.standin(answer=answer) as server, llm.Client(server.url, retries=0) as client:
         report = evalrun.run(
-            tree, loaded, evals.load_set(tree, conftest.ROLLOUT), client, progress=lambda d, t: ticks.append((d, t))
+            tree, loaded, evals.load_set(tree, golden.ROLLOUT), client, progress=lambda d, t: ticks.append((d, t))
         )
-        judged = [r for r in server.requests if r["model"] == JUDGE]
+        judged = [s.body for s in server.seen() if s.model == JUDGE]
     stable, canary = report.variants["stable"].by_id(), report.variants["canary"].by_id()
     assert stable["refund-tool"].status is evals.CaseStatus.PASS
     assert canary["refund-tool"].status is evals.CaseStatus.FAIL

@@ -15,15 +15,14 @@ import pytest
 from prometheus_client import parser
 
 from controller import analysis, evalrun, evals, gates, llm, load, prometheus, repo, spec
-from tests.evals import conftest, standin
-from tests.helpers import prom
+from tests.helpers import golden, openai_standin, prom
 
 
 @contextmanager
-def serving(root: Path, server: standin.StandIn, *, interval: float) -> Iterator[str]:
+def serving(root: Path, server: openai_standin.Standin, *, interval: float) -> Iterator[str]:
     """`serve` in a thread until the block ends; yields the /metrics URL once it is up."""
     tree = repo.WorkTree(root)
-    loaded = load.load_repo(tree).rollout(conftest.ROLLOUT)
+    loaded = load.load_repo(tree).rollout(golden.ROLLOUT)
     assert loaded is not None
     stop, ready = threading.Event(), threading.Event()
     port: list[int] = []
@@ -35,7 +34,7 @@ def serving(root: Path, server: standin.StandIn, *, interval: float) -> Iterator
 
     thread = threading.Thread(
         target=evalrun.serve,
-        args=(tree, loaded, evals.load_set(tree, conftest.ROLLOUT), client),
+        args=(tree, loaded, evals.load_set(tree, golden.ROLLOUT), client),
         kwargs={"port": 0, "interval": interval, "stop": stop, "on_ready": on_ready},
         daemon=True,
     )
@@ -58,7 +57,7 @@ def samples(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def test_counters_per_variant_and_segment(repo: Path, server: standin.StandIn) -> None:
+def test_counters_per_variant_and_segment(repo: Path, server: openai_standin.Standin) -> None:
     with serving(repo, server, interval=3600) as url:  # one round, then waits
         found = prom.prom_poll(
             "a finished round",
@@ -71,32 +70,32 @@ def test_counters_per_variant_and_segment(repo: Path, server: standin.StandIn) -
 
     assert count("canary", "fail", "shipping") == 2 and count("canary", "pass", "shipping") == 1
     assert count("stable", "pass", "shipping") == 3 and count("stable", "fail", "billing") == 1
-    assert sum(v for (name, _), v in found.items() if name == "llm_eval_results_total") == 2 * len(conftest.TICKETS)
+    assert sum(v for (name, _), v in found.items() if name == "llm_eval_results_total") == 2 * len(golden.TICKETS)
 
 
 def test_errors_are_counted_apart(repo: Path) -> None:
-    def answer(model: str, messages: list[dict[str, Any]]) -> standin.Reply:
-        return standin.Reply(fault="500") if model == conftest.CANARY else conftest.triage(model, messages)
+    def answer(model: str, messages: list[dict[str, Any]]) -> openai_standin.Reply:
+        return openai_standin.Reply(fault="500") if model == golden.CANARY else golden.triage(model, messages)
 
-    with standin.standin(answer) as server, serving(repo, server, interval=3600) as url:
+    with openai_standin.standin(answer=answer) as server, serving(repo, server, interval=3600) as url:
         found = prom.prom_poll(
             "a finished round",
             lambda: (s := samples(url)).get(("llm_eval_rounds_total", frozenset({("route", "triage")}))) and s,
         )
     errors_ = frozenset({("route", "triage"), ("variant", "canary")})
-    assert found[("llm_eval_errors_total", errors_)] == len(conftest.TICKETS)
+    assert found[("llm_eval_errors_total", errors_)] == len(golden.TICKETS)
     assert not any(name == "llm_eval_results_total" and ("variant", "canary") in labels for (name, labels) in found)
 
 
 @pytest.mark.slow
-def test_prometheus_and_the_eval_pass_rate_gate(repo: Path, server: standin.StandIn, tmp_path: Path) -> None:
+def test_prometheus_and_the_eval_pass_rate_gate(repo: Path, server: openai_standin.Standin, tmp_path: Path) -> None:
     """The counters, scraped by a real Prometheus, fail the built-in gate for the broken canary."""
     config = spec.ControllerConfig.model_validate(
         {"apiVersion": "rollouts/v1", "kind": "ControllerConfig", "routers": {"local": {"type": "file"}}}
     )
     gate = spec.Gate(use="eval_pass_rate", max_drop=0.03)
     target = analysis.Target(
-        rollout=conftest.ROLLOUT, route="triage", router_type="file", gates=(gate,), segments=("queue",), min_samples=1
+        rollout=golden.ROLLOUT, route="triage", router_type="file", gates=(gate,), segments=("queue",), min_samples=1
     )
     with prom.prom_server(tmp_path, data_dir=tmp_path / "data") as server_p, serving(repo, server, interval=0.5) as url:
         server_p.set_targets([url.removeprefix("http://").removesuffix("/metrics")], metrics_path="/metrics")
@@ -106,7 +105,7 @@ def test_prometheus_and_the_eval_pass_rate_gate(repo: Path, server: standin.Stan
             def conclusive() -> gates.GateEvidence | None:
                 found = analysis.evaluate(
                     [target], config=config, metrics=metrics, at=datetime.now(UTC), window=timedelta(minutes=1)
-                )[conftest.ROLLOUT][0]
+                )[golden.ROLLOUT][0]
                 return found if found.verdict is not gates.Verdict.INCONCLUSIVE else None
 
             evidence = prom.prom_poll("a conclusive eval_pass_rate verdict", conclusive)

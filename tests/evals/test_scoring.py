@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller import errors, evals, gates, spec
-from tests.evals import conftest
+from tests.helpers import golden
 
 
 class Tree:
@@ -230,7 +230,7 @@ BAD_LINES = [
     ids=["not-json", "no-checks", "unknown-check", "bad-regex", "bad-schema", "extra-field"],
 )
 def test_loading_errors_name_file_and_line(line: str, number: int, message: str) -> None:
-    good = conftest.golden_lines()[0]
+    good = golden.golden_lines()[0]
     tree = Tree({"rollouts/r/evals/a.jsonl": good + "\n\n" + line + "\n"})
     with pytest.raises(errors.SpecError) as caught:
         evals.load_set(tree, "r")
@@ -240,7 +240,7 @@ def test_loading_errors_name_file_and_line(line: str, number: int, message: str)
 
 
 def test_duplicate_ids_across_files() -> None:
-    line = conftest.golden_lines()[0]
+    line = golden.golden_lines()[0]
     tree = Tree({"rollouts/r/evals/a.jsonl": line, "rollouts/r/evals/b.jsonl": "\n" + line})
     with pytest.raises(errors.SpecError) as caught:
         evals.load_set(tree, "r")
@@ -256,8 +256,8 @@ def test_no_cases_is_an_eval_error() -> None:
 
 
 def test_the_digest_follows_the_content() -> None:
-    one = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": conftest.golden_lines()[0]}), "r")
-    same = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": conftest.golden_lines()[0] + "\n"}), "r")
-    other = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": conftest.golden_lines()[1]}), "r")
+    one = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": golden.golden_lines()[0]}), "r")
+    same = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": golden.golden_lines()[0] + "\n"}), "r")
+    other = evals.load_set(Tree({"rollouts/r/evals/a.jsonl": golden.golden_lines()[1]}), "r")
     assert one.digest != other.digest and len(one.digest) == 12
     assert same.digest != one.digest  # bytes, not meaning: a reviewed file is what was measured

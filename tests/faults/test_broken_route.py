@@ -14,9 +14,8 @@ import pytest
 from controller import errors, plan, traffic
 from controller.forge import base as forge_base
 from controller.routers import base
-from tests.faults.conftest import FlakyRouter, make_controller
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import outcome
+from tests.helpers.faults import FlakyRouter, make_controller
+from tests.helpers.gitops import GitOps, add_bad_bot, outcome
 
 pytestmark = pytest.mark.slow
 

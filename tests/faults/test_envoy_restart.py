@@ -13,10 +13,9 @@ import pytest
 from controller import demo, load, plan, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
-from tests.helpers import envoy_proc, prom
+from tests.helpers import envoy_proc, net
+from tests.helpers.gitops import ROLLOUT, GitOps, kind
 from tests.helpers.routes import read_one
-from tests.reconcile import conftest as rc
-from tests.reconcile.test_flow import kind
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +32,12 @@ forge: {{type: local}}
 
 @pytest.fixture
 def admin_port() -> int:
-    return prom.prom_free_port()
+    return net.free_port()
 
 
 @pytest.fixture
 def bootstrap(admin_port: int) -> dict[str, Any]:
-    nowhere = f"127.0.0.1:{prom.prom_free_port()}"  # no traffic is sent in this test
+    nowhere = f"127.0.0.1:{net.free_port()}"  # no traffic is sent in this test
     route = envoy.RouteSpec(
         rollout="good-bot", route="good", upstreams={traffic.STABLE: nowhere, traffic.CANARY: nowhere}
     )
@@ -48,13 +47,13 @@ def bootstrap(admin_port: int) -> dict[str, Any]:
 
 
 @pytest.fixture
-def ops(tmp_path: Path, admin_port: int) -> rc.GitOps:
+def ops(tmp_path: Path, admin_port: int) -> GitOps:
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
-    ops = rc.GitOps(remote, tmp_path, "")
+    ops = GitOps(remote, tmp_path, "")
     # A model upgrade: without a prompt bundle, Envoy carries a model difference only (each role's cluster).
     rollout = (
-        rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual")
+        ROLLOUT.format(name="good-bot", route="good", promotion="manual")
         .replace("router: local", "router: edge")
         .replace(
             "canary: {model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
@@ -84,7 +83,7 @@ def proxy(bootstrap: dict[str, Any], tmp_path: Path) -> Iterator[list[envoy_proc
             demo.stop_child(p.process)
 
 
-def controller(ops: rc.GitOps) -> reconcile.Controller:
+def controller(ops: GitOps) -> reconcile.Controller:
     ws = repo.Workspace.open(str(ops.remote), ops.work / "clone")
 
     def routers(name: str, cfg: spec.RouterConfig, routes: dict[str, str]) -> base.Router:
@@ -96,7 +95,7 @@ def controller(ops: rc.GitOps) -> reconcile.Controller:
 
 
 def test_envoy_restart_is_drift_healed_within_one_tick(
-    ops: rc.GitOps, proxy: list[envoy_proc.Envoy], bootstrap: dict[str, Any], tmp_path: Path
+    ops: GitOps, proxy: list[envoy_proc.Envoy], bootstrap: dict[str, Any], tmp_path: Path
 ) -> None:
     c = controller(ops)
     router = envoy.EnvoyRouter("edge", proxy[0].admin, routes={"good": "good-bot"})

@@ -11,10 +11,8 @@ import pytest
 from controller import plan
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import outcome
-from tests.reconcile.test_github_flow import remote_files
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import GitOps, add_bad_bot, outcome, remote_files
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_faultsSUITE0123456789abcdef"

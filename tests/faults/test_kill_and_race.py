@@ -17,10 +17,8 @@ import pytest
 
 from controller import plan, proposals, reconcile, traffic
 from controller.forge import base as forge_base
-from tests.faults.conftest import KillAt, Killed, make_controller
-from tests.reconcile import conftest as rc
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind
+from tests.helpers.faults import KillAt, Killed, make_controller
+from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, kind
 
 pytestmark = pytest.mark.slow
 
@@ -129,7 +127,7 @@ def test_killed_during_an_auto_promotion_the_restart_converges(
     gitops: GitOps, adapter: str, method: str, after: bool
 ) -> None:
     gitops.commit(
-        {"rollouts/good-bot/rollout.yaml": rc.ROLLOUT.format(name="good-bot", route="good", promotion="auto")}, "auto"
+        {"rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="auto")}, "auto"
     )
     first = gitops.controller()
     assert kind(first.reconcile_once(), "good-bot") is plan.Kind.APPLY

@@ -16,9 +16,8 @@ from prometheus_client import generate_latest
 
 from controller import cli, demo, plan, telemetry
 from controller.forge import base as forge_base
-from tests.helpers import prom
-from tests.reconcile import conftest as rc
-from tests.reconcile.test_flow import kind, outcome
+from tests.helpers import net, prom
+from tests.helpers.gitops import CONFIG, NOW, ROLLOUT, GitOps, evals_history, kind, outcome
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +27,7 @@ class Restartable:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.port = prom.prom_free_port()
+        self.port = net.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._running: contextlib.ExitStack | None = None
 
@@ -57,8 +56,8 @@ class Restartable:
 def own_prometheus(tmp_path: Path) -> Iterator[Restartable]:
     work = tmp_path / "prom"
     work.mkdir()
-    history = rc._evals("good", "stable", 0.90, 200) + rc._evals("good", "canary", 0.90, 200)
-    prom.prom_backfill(prom.prom_openmetrics(history, now=rc.NOW), data_dir=work / "data", work=work)
+    history = evals_history("good", "stable", 0.90, 200) + evals_history("good", "canary", 0.90, 200)
+    prom.prom_backfill(prom.prom_openmetrics(history, now=NOW), data_dir=work / "data", work=work)
     server = Restartable(work)
     server.start()
     try:
@@ -68,15 +67,15 @@ def own_prometheus(tmp_path: Path) -> Iterator[Restartable]:
 
 
 @pytest.fixture
-def ops(tmp_path: Path, own_prometheus: Restartable, monkeypatch: pytest.MonkeyPatch) -> rc.GitOps:
+def ops(tmp_path: Path, own_prometheus: Restartable, monkeypatch: pytest.MonkeyPatch) -> GitOps:
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
-    ops = rc.GitOps(remote, tmp_path, own_prometheus.url)
+    ops = GitOps(remote, tmp_path, own_prometheus.url)
     ops.commit(
         {
-            "rollouts/controller.yaml": rc.CONFIG.format(prom=own_prometheus.url),
-            "rollouts/good-bot/rollout.yaml": rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
+            "rollouts/controller.yaml": CONFIG.format(prom=own_prometheus.url),
+            "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
             "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
             "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
         },
@@ -85,7 +84,7 @@ def ops(tmp_path: Path, own_prometheus: Restartable, monkeypatch: pytest.MonkeyP
     return ops
 
 
-def test_prometheus_killed_mid_rollout_holds_then_resumes(ops: rc.GitOps, own_prometheus: Restartable) -> None:
+def test_prometheus_killed_mid_rollout_holds_then_resumes(ops: GitOps, own_prometheus: Restartable) -> None:
     c = ops.controller()
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY  # step 1: shadow 100
     before = ops.live("good")

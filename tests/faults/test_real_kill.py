@@ -20,12 +20,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import git
 import pytest
@@ -33,10 +31,9 @@ from ruamel.yaml import YAML
 
 from controller import cli, cutpoints, repo, traffic
 from controller.forge import base as forge_base
-from tests.faults.conftest import KILL_TABLE
-from tests.helpers import prom
-from tests.reconcile import conftest as rc
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers import net, prom
+from tests.helpers.faults import KILL_TABLE
+from tests.helpers.gitops import CONFIG, ROLLOUT, GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +47,7 @@ def ops(tmp_path: Path, eval_prometheus: prom.PromServer) -> GitOps:
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
     ops = GitOps(remote, tmp_path, eval_prometheus.url)
-    ops.commit({"rollouts/controller.yaml": rc.CONFIG.format(prom=eval_prometheus.url)}, "controller config")
+    ops.commit({"rollouts/controller.yaml": CONFIG.format(prom=eval_prometheus.url)}, "controller config")
     return ops
 
 
@@ -94,7 +91,7 @@ def run_until_killed(ops: GitOps, point: str) -> str:
     text = out.decode()
     assert proc.returncode == -signal.SIGKILL, f"not killed at {point} (exit {proc.returncode}):\n{text}"
     assert f"killed at {point}" in text, text
-    wait_for(lambda: not group_alive(proc.pid), f"the children of the process killed at {point} to go")
+    net.wait_for(f"the children of the process killed at {point} to go", lambda: not group_alive(proc.pid), deadline=10)
     return text
 
 
@@ -104,13 +101,6 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
-
-
-def wait_for(condition: Any, what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def reconcile_once(ops: GitOps, *, workdir: str = "controller") -> tuple[int, str]:
@@ -256,7 +246,7 @@ def start_good_bot(ops: GitOps) -> None:
     and samples are met, its gate passes, so the next tick proposes the advance to 10%."""
     ago = datetime.now(UTC) - timedelta(minutes=10)
     files = {
-        "rollouts/good-bot/rollout.yaml": rc.ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
+        "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
         "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
         "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
     }

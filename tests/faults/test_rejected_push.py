@@ -12,8 +12,7 @@ from controller import plan
 from controller.forge import base as forge_base
 from controller.forge import gitstore
 from controller.forge import local as forge_local
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind
+from tests.helpers.gitops import GitOps, add_bad_bot, kind
 
 pytestmark = pytest.mark.slow
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
-from controller import cli
-from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import gate_history, prom
+from tests.helpers.examples import run
 
 ROLLOUT = """\
 apiVersion: rollouts/v1
@@ -42,16 +40,10 @@ def repo(tmp_path: Path, prometheus_url: str) -> Path:
     return tmp_path
 
 
-def run(*argv: str) -> tuple[int, str]:
-    out = io.StringIO()
-    code = cli.main(list(argv), out=out)
-    return code, out.getvalue()
-
-
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"], ids=["text", "markdown", "json"])
 def test_gates_side_by_side(tmp_path: Path, prom_server: prom.PromServer, fmt: str) -> None:
     root = repo(tmp_path, prom_server.url)
-    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(conftest.NOW), "--format", fmt)
+    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", fmt)
     assert code == 1  # the enterprise segment fails
     if fmt == "json":
         gate, check = json.loads(out)["gates"]

@@ -11,8 +11,7 @@ import pytest
 
 from controller import analysis, errors, evidence, gates, prometheus, spec
 from controller.gates import Verdict as V
-from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import gate_history, net, prom
 
 HOUR = timedelta(hours=1)
 CONFIG = spec.ControllerConfig.model_validate(
@@ -48,7 +47,7 @@ def target(
 
 
 def one(metrics: prometheus.Prometheus, t: analysis.Target) -> tuple[gates.GateEvidence, ...]:
-    return analysis.evaluate([t], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)[t.rollout]
+    return analysis.evaluate([t], config=CONFIG, metrics=metrics, at=gate_history.AT, window=HOUR)[t.rollout]
 
 
 EVAL = {"use": "eval_pass_rate", "maxDrop": "3%"}
@@ -110,7 +109,7 @@ def test_segments_judged_one_by_one(metrics: prometheus.Prometheus) -> None:
 
 
 def test_one_request_per_template_whatever_the_number_of_rollouts(
-    metrics: prometheus.Prometheus, counting: conftest.Counting
+    metrics: prometheus.Prometheus, counting: gate_history.Counting
 ) -> None:
     routes = ["better", "worse", "few", "nodata", "absent5xx", "segmented"]
     gates_ = (
@@ -129,12 +128,12 @@ def test_one_request_per_template_whatever_the_number_of_rollouts(
         )
         for i, route in enumerate(routes * 3)
     ]
-    found = analysis.evaluate(targets, config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)
+    found = analysis.evaluate(targets, config=CONFIG, metrics=metrics, at=gate_history.AT, window=HOUR)
     assert len(counting.requests) == 3
     assert len(found) == len(targets)
     assert all(e.error is None for rows in found.values() for e in rows)
     counting.requests.clear()
-    analysis.evaluate(targets[:1], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)
+    analysis.evaluate(targets[:1], config=CONFIG, metrics=metrics, at=gate_history.AT, window=HOUR)
     assert len(counting.requests) == 3
 
 
@@ -147,18 +146,18 @@ def test_an_error_answer_is_error_and_other_templates_still_count(metrics: prome
 def test_a_reserved_segment_label_errors_only_its_rollout(metrics: prometheus.Prometheus) -> None:
     bad = target("worse", EVAL, segments=("rollouts_part",))
     good = target("better", EVAL)
-    found = analysis.evaluate([bad, good], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)
+    found = analysis.evaluate([bad, good], config=CONFIG, metrics=metrics, at=gate_history.AT, window=HOUR)
     assert found[bad.rollout][0].verdict is V.ERROR and "reserved" in (found[bad.rollout][0].error or "")
     assert found[good.rollout][0].verdict is V.PASS
 
 
 def test_unreachable_prometheus_is_error() -> None:
-    port = prom.prom_free_port()  # nothing listens here
+    port = net.free_port()  # nothing listens here
     metrics = prometheus.Prometheus(f"http://user:secret@127.0.0.1:{port}", timeout=timedelta(seconds=5))
     try:
-        [e] = analysis.evaluate([target("better", EVAL)], config=CONFIG, metrics=metrics, at=conftest.AT, window=HOUR)[
-            target("better", EVAL).rollout
-        ]
+        [e] = analysis.evaluate(
+            [target("better", EVAL)], config=CONFIG, metrics=metrics, at=gate_history.AT, window=HOUR
+        )[target("better", EVAL).rollout]
     finally:
         metrics.close()
     assert e.verdict is V.ERROR
@@ -169,7 +168,7 @@ def test_a_non_prometheus_answer_is_a_metrics_error(prom_server: prom.PromServer
     metrics = prometheus.Prometheus(f"{prom_server.url}/not-prometheus")
     try:
         with pytest.raises(errors.MetricsError, match="HTTP 404"):
-            metrics.query("up", at=conftest.AT)
+            metrics.query("up", at=gate_history.AT)
     finally:
         metrics.close()
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from controller import errors, prometheus, promql, spec, templates
-from tests.gates import conftest
+from tests.helpers import gate_history
 
 STRING_CASES = [
     ("plain", "support-chat", '"support-chat"'),
@@ -93,18 +93,18 @@ HOSTILE = [
 def test_hostile_values_do_not_change_the_query(metrics: prometheus.Prometheus, value: str) -> None:
     """With the value escaped, the query asks for a route of that name, finds none, and says so."""
     expr = f"sum(llm_eval_results_total{{{promql.matcher('route', '=', value)}}})"
-    assert metrics.query(expr, at=conftest.AT) == []
+    assert metrics.query(expr, at=gate_history.AT) == []
     regex = f"sum(llm_eval_results_total{{{promql.matcher('route', '=~', promql.one_of([value]))}}})"
-    assert metrics.query(regex, at=conftest.AT) == []
+    assert metrics.query(regex, at=gate_history.AT) == []
 
 
 def test_a_weird_route_name_matches_exactly_itself(metrics: prometheus.Prometheus) -> None:
-    for op, value in (("=", conftest.WEIRD_ROUTE), ("=~", promql.one_of([conftest.WEIRD_ROUTE]))):
+    for op, value in (("=", gate_history.WEIRD_ROUTE), ("=~", promql.one_of([gate_history.WEIRD_ROUTE]))):
         expr = f"count(llm_eval_results_total{{{promql.matcher('route', op, value)}}})"
-        [sample] = metrics.query(expr, at=conftest.AT)
+        [sample] = metrics.query(expr, at=gate_history.AT)
         assert sample.value == 4  # pass and fail, stable and canary
 
 
 def test_prometheus_error_is_a_metrics_error(metrics: prometheus.Prometheus) -> None:
     with pytest.raises(errors.MetricsError, match="bad_data"):
-        metrics.query("sum(", at=conftest.AT)
+        metrics.query("sum(", at=gate_history.AT)

@@ -10,7 +10,7 @@ import pytest
 
 from controller import analysis, evidence, gates, prometheus, spec
 from controller.gates import Verdict as V
-from tests.gates import conftest
+from tests.helpers import gate_history
 
 H, P, F = V.INCONCLUSIVE, V.PASS, V.FAIL  # H: hold (INCONCLUSIVE)
 LOOKS = (10, 30, 60, 120, 180)  # minutes since the step began
@@ -28,7 +28,7 @@ def target(route: str, gate: dict[str, object], *, router: str = "file") -> anal
 
 
 def look(metrics: prometheus.Prometheus, t: analysis.Target, minutes: int) -> gates.GateEvidence:
-    at = datetime.fromtimestamp(conftest.STEP_START + minutes * 60, UTC)
+    at = datetime.fromtimestamp(gate_history.STEP_START + minutes * 60, UTC)
     [e] = analysis.evaluate([t], config=CONFIG, metrics=metrics, at=at, window=timedelta(minutes=minutes))[t.rollout]
     return e
 

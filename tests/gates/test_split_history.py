@@ -13,15 +13,14 @@ import pytest
 
 from controller import analysis, cli, evidence, prometheus, split
 from controller.gates import Verdict as V
-from tests.gates import conftest
-from tests.helpers import prom
+from tests.helpers import gate_history, net, prom
 
 INTERVAL = timedelta(minutes=5)
-SINCE = datetime.fromtimestamp(conftest.STEP_START, UTC)  # the history began when the step did
+SINCE = datetime.fromtimestamp(gate_history.STEP_START, UTC)  # the history began when the step did
 
 
 def target(route: str, router_type: str = "file", *, rollout: str | None = None) -> split.Target:
-    look = split.look(since=SINCE, at=conftest.AT, interval=INTERVAL)
+    look = split.look(since=SINCE, at=gate_history.AT, interval=INTERVAL)
     assert look is not None
     return split.Target(rollout or f"r-{route}", route, router_type, 10, 0.1, 100, look)
 
@@ -38,8 +37,8 @@ SCENARIOS = [
 
 
 @pytest.fixture
-def judged(metrics: prometheus.Prometheus, counting: conftest.Counting) -> dict[str, object]:
-    found = analysis.evaluate_split([c[1] for c in SCENARIOS], metrics=metrics, at=conftest.AT)
+def judged(metrics: prometheus.Prometheus, counting: gate_history.Counting) -> dict[str, object]:
+    found = analysis.evaluate_split([c[1] for c in SCENARIOS], metrics=metrics, at=gate_history.AT)
     assert len(counting.requests) == 1  # every rollout, every flavour: one query
     return dict(found)
 
@@ -73,10 +72,12 @@ def test_the_window_starts_at_the_origin(judged: dict[str, object]) -> None:
 
 
 def test_prometheus_down_is_an_error_for_every_rollout() -> None:
-    port = prom.prom_free_port()
+    port = net.free_port()
     down = prometheus.Prometheus(f"http://127.0.0.1:{port}", timeout=timedelta(seconds=2))
     try:
-        found = analysis.evaluate_split([target("split-right"), target("split-wrong")], metrics=down, at=conftest.AT)
+        found = analysis.evaluate_split(
+            [target("split-right"), target("split-wrong")], metrics=down, at=gate_history.AT
+        )
     finally:
         down.close()
     assert {e.verdict for e in found.values()} == {V.ERROR}
@@ -120,7 +121,7 @@ def test_rollout_gates_shows_the_check(tmp_path: Path, prom_server: prom.PromSer
         f"prometheus: {{url: '{prom_server.url}'}}\n"
     )
     (tmp_path / "rollouts" / "split-wrong" / "rollout.yaml").write_text(ROLLOUT)
-    argv = ["gates", "split-wrong", "--repo", str(tmp_path), "--at", str(conftest.NOW)]
+    argv = ["gates", "split-wrong", "--repo", str(tmp_path), "--at", str(gate_history.NOW)]
     out = io.StringIO()
     assert cli.main([*argv, "--format", "json"], out=out) == 1  # error_rate passes; the split fails
     gate, check = json.loads(out.getvalue())["gates"]

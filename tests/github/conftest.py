@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from controller.forge import github
-from tests.github import standin as standin_mod
+from tests.helpers import github_standin as standin_mod
 
-TOKEN = "ghs_standinTOKEN0123456789abcdef"  # a fake token; tests prove it never leaks
+TOKEN = standin_mod.TOKEN
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ import requests
 
 from controller import errors, spec
 from controller.forge import base, github
-from tests.github import conftest, openapi
-from tests.github import standin as standin_mod
-from tests.helpers import github_actions
+from tests.helpers import github_actions, github_openapi
+from tests.helpers import github_standin as standin_mod
 
 BRANCH = "rollout/support-bot/advance-2-3f2a9c1e04ab"
 EVIDENCE = """Advance support-bot to step 2 (weight 5%).
@@ -144,7 +143,7 @@ def test_github3_bare_label_array_is_a_violation(forge: github.GithubForge, stan
     """The known trap, and proof that the stand-in catches request-body violations: github3's
     `Issue.add_labels(*names)` posts the names as a bare JSON array, through this same session."""
     pr = forge.propose(change(labels=()), base="main")
-    gh = github3.GitHubEnterprise(standin.url + "/", token=conftest.TOKEN)
+    gh = github3.GitHubEnterprise(standin.url + "/", token=standin_mod.TOKEN)
     gh.session.post(f"{standin.api_url}/repos/acme/rollouts/issues/{pr.number}/labels", json=["rollout"])
     assert len(standin.violations) == 1 and "issues/add-labels): request body" in standin.violations[0]
 
@@ -165,7 +164,7 @@ def test_contract_violations_are_caught(
     standin: standin_mod.StandIn, method: str, path: str, body: object, expect: str
 ) -> None:
     session = requests.Session()
-    session.headers["Authorization"] = f"token {conftest.TOKEN}"
+    session.headers["Authorization"] = f"token {standin_mod.TOKEN}"
     response = session.request(method, standin.api_url + path, json=body)
     assert response.status_code in (404, 422)
     assert standin.violations and all(expect.split(":")[0] in v or expect in v for v in standin.violations[:1])
@@ -182,7 +181,7 @@ def test_contract_violations_are_caught(
     ids=["missing-field", "wrong-type", "undocumented-status"],
 )
 def test_response_violations_are_caught(op_id: str, status: int, body: object, expect: str) -> None:
-    contract = openapi.contract()
+    contract = github_openapi.contract()
     op = next(o for o in contract.operations if o.op_id == op_id)
     found = contract.check_response(op, status=status, body=body)
     assert found and expect in found[0], found
@@ -249,7 +248,7 @@ def test_unreachable_github_is_retryable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     forge = github.GithubForge(
-        "acme/rollouts", token=conftest.TOKEN, api_url=f"http://127.0.0.1:{port}/api/v3", timeout=2
+        "acme/rollouts", token=standin_mod.TOKEN, api_url=f"http://127.0.0.1:{port}/api/v3", timeout=2
     )
     with pytest.raises(errors.ForgeUnavailable, match="cannot reach"):
         forge.list()
@@ -257,11 +256,11 @@ def test_unreachable_github_is_retryable() -> None:
 
 def test_the_token_never_leaks(standin: standin_mod.StandIn, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    wrong = conftest.TOKEN[::-1]
+    wrong = standin_mod.TOKEN[::-1]
     forge = github.GithubForge("acme/rollouts", token=wrong, api_url=standin.api_url)
     with pytest.raises(errors.ForgeError) as caught:
         forge.propose(change(), base="main")
-    good = github.GithubForge("acme/rollouts", token=conftest.TOKEN, api_url=standin.api_url)
+    good = github.GithubForge("acme/rollouts", token=standin_mod.TOKEN, api_url=standin.api_url)
     standin.fail_next(500, op_id="pulls/create")
     with pytest.raises(errors.ForgeUnavailable) as caught_500:
         good.propose(change(), base="main")
@@ -277,7 +276,7 @@ def test_the_token_never_leaks(standin: standin_mod.StandIn, caplog: pytest.LogC
         ]
     )
     assert "HTTP 401" in str(caught.value)
-    assert wrong not in seen and conftest.TOKEN not in seen
+    assert wrong not in seen and standin_mod.TOKEN not in seen
     assert "token" in repr(good)  # says how it authenticates, never with what
 
 
@@ -289,7 +288,7 @@ def test_needs_one_way_to_authenticate() -> None:
 def test_the_subset_covers_what_the_forge_uses() -> None:
     from tests.github import extract_openapi
 
-    contract = openapi.contract()
+    contract = github_openapi.contract()
     assert contract.source.startswith("@octokit/openapi@")
     assert {op.op_id for op in contract.operations} == set(extract_openapi.OPERATIONS)
 
@@ -420,7 +419,7 @@ def test_a_long_summary_is_cut_to_what_github_accepts(forge: github.GithubForge,
 def test_a_merge_waits_for_the_required_checks(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
     """Branch protection on the stand-in, as GitHub answers: 405 while a required check is missing,
     pending or failing; the merge goes through once the latest status of each is success."""
-    answer = github_actions.protect(standin.api_url, conftest.TOKEN, contexts=("rollout-checks", "test"))
+    answer = github_actions.protect(standin.api_url, standin_mod.TOKEN, contexts=("rollout-checks", "test"))
     assert answer["required_status_checks"]["contexts"] == ["rollout-checks", "test"]
     pr = forge.propose(change(), base="main")
 
@@ -433,20 +432,20 @@ def test_a_merge_waits_for_the_required_checks(forge: github.GithubForge, standi
     refused('Required status check "rollout-checks" is expected.')  # not a required context
     forge.set_check(pr.number, state=base.CheckState.PENDING, summary="running", context="rollout-checks")
     refused('Required status check "rollout-checks" is expected.')
-    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=False, summary="gates FAIL")
+    github_actions.report(standin.api_url, standin_mod.TOKEN, pr.head_sha, passed=False, summary="gates FAIL")
     refused('Required status check "rollout-checks" is failing.')
-    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="gates PASS")
+    github_actions.report(standin.api_url, standin_mod.TOKEN, pr.head_sha, passed=True, summary="gates PASS")
     refused('Required status check "test" is expected.')
-    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="ok", context="test")
+    github_actions.report(standin.api_url, standin_mod.TOKEN, pr.head_sha, passed=True, summary="ok", context="test")
     assert forge.merge(pr.number, message="merge").state is base.PRState.MERGED
     assert standin.read_file("main", "rollouts/support-bot/rollout.yaml") == b"status: {step: 2}\n"
     assert standin.violations == []
 
 
 def test_a_status_on_an_older_head_does_not_count(forge: github.GithubForge, standin: standin_mod.StandIn) -> None:
-    github_actions.protect(standin.api_url, conftest.TOKEN)
+    github_actions.protect(standin.api_url, standin_mod.TOKEN)
     pr = forge.propose(change(), base="main")
-    github_actions.report(standin.api_url, conftest.TOKEN, pr.head_sha, passed=True, summary="ok")
+    github_actions.report(standin.api_url, standin_mod.TOKEN, pr.head_sha, passed=True, summary="ok")
     moved = forge.propose(change(step=3), base="main")  # new evidence: the branch moves, the check runs again
     assert moved.head_sha != pr.head_sha
     with pytest.raises(errors.ForgeError, match=re.escape('Required status check "rollout-checks" is expected.')):

@@ -1,18 +1,17 @@
-"""Real Envoy and tiny upstreams for tests and benches: started on port 0, stopped by their handle.
+"""A real Envoy for tests and benches: started on port 0, stopped by its handle (its upstreams are
+`openai_standin.standin(name, plain=True)`).
 
-Used by tests/routers/conftest.py and bench/router_apply.py; nothing here is imported by the controller.
+Used by tests/helpers/live_routers.py and bench/router_apply.py; nothing here is imported by the controller.
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import random
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,74 +24,6 @@ from controller import demo
 
 ENVOY = shutil.which("envoy") or "envoy"
 READY_TIMEOUT = 30.0
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # headers and body go out in two writes; no 40 ms delayed-ACK stall
-
-    def _answer(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        if length:
-            self.rfile.read(length)
-        body = self.server.name.encode()
-        with self.server.lock:
-            self.server.requests += 1
-            self.server.paths.append(self.path)
-        self.send_response(200)
-        self.send_header("content-type", "text/plain")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = _answer
-    do_POST = _answer
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.name = name
-        self.lock = threading.Lock()
-        self.requests = 0
-        self.paths: list[str] = []
-
-
-@dataclass
-class Upstream:
-    """An HTTP server on 127.0.0.1 that answers every request with its own name."""
-
-    name: str
-    server: _Server
-    thread: threading.Thread
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.server.server_address[1]}"
-
-    @property
-    def requests(self) -> int:
-        with self.server.lock:
-            return self.server.requests
-
-
-@contextlib.contextmanager
-def upstream(name: str) -> Iterator[Upstream]:
-    server = _Server(name)
-    thread = threading.Thread(target=server.serve_forever, name=f"upstream-{name}", daemon=True)
-    thread.start()
-    try:
-        yield Upstream(name, server, thread)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass

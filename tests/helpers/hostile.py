@@ -1,6 +1,6 @@
 """The bad-input corpus on disk, and `rollout validate` and `rollout plan` run over it inside one process.
 
-`write` and `make` put a case of `tests/corpus/cases.py` into a copy of tests/corpus/repo; `run_cli` runs
+`write` and `make` put a case of `tests/helpers/corpus.py` into a copy of tests/corpus/repo; `run_cli` runs
 both commands in this process and reports what each printed, whether anything escaped as a traceback,
 and the process's peak memory. `python -c "from tests.helpers import hostile; hostile.main()" ROOT`
 does the same in a process of its own, so that its peak memory is the case's alone (tests/corpus/
@@ -21,7 +21,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tests.corpus import cases as corpus
+from tests.helpers import corpus
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: what a subprocess must import
 

@@ -11,7 +11,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from controller import demo
+from tests.helpers import net
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-rollouts-test-master-key"
@@ -37,12 +37,6 @@ def available() -> str:
     # not imported here: importing litellm fetches its cost map unless this is set
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -104,7 +98,7 @@ def start(
     cfg = workdir / "litellm-config.json"  # YAML is a superset of JSON
     cfg.write_text(json.dumps(config(model_list, router_settings=router_settings), indent=2), "utf-8")
     weights = weights_file or workdir / "weights.json"
-    port = free_port()
+    port = net.free_port()
     log = workdir / "litellm.log"
     env = {
         **os.environ,
@@ -127,7 +121,7 @@ def start(
     proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights, log)
     try:
         _wait_ready(proxy)
-        wait_for("the callback to stamp our deployments with their routing strategy", proxy.stamped, deadline=60)
+        net.wait_for("the callback to stamp our deployments with their routing strategy", proxy.stamped, deadline=60)
     except BaseException:
         demo.stop_child(process, grace=15)
         raise
@@ -160,17 +154,6 @@ def _wait_ready(proxy: Proxy) -> None:
                     return
             time.sleep(0.1)  # polling interval while waiting on readiness, not a timed assertion
     raise RuntimeError(f"litellm not ready after {READY_TIMEOUT}s: {_tail(proxy.log)}")
-
-
-def wait_for(what: str, check: Any, *, deadline: float = 30.0) -> Any:
-    """Poll `check` until truthy; a readiness wait whose deadline only stops a hung test."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise TimeoutError(f"gave up waiting for {what}")
 
 
 def _tail(log: Path) -> str:

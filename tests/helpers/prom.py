@@ -1,16 +1,14 @@
-"""Test helpers for the gates tests: free ports, processes stopped by their own handle, a real
-Prometheus with backfilled history (promtool), and polling instead of sleeping.
+"""A real Prometheus for tests: backfilled history (promtool), a server stopped by its own handle, and
+polling it instead of sleeping.
 
-Used by `tests/gates/conftest.py`; prefixed `prom` to stay clear of other helpers.
+Used by the gates, reconcile, fault and observability tests; prefixed `prom` to stay clear of other helpers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,30 +17,17 @@ from typing import TypeVar
 import httpx
 
 from controller import demo
+from tests.helpers import net
 
 T = TypeVar("T")
 
 
-def prom_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def prom_poll(what: str, check: Callable[[], T | None], *, deadline: float = 60.0, every: float = 0.1) -> T:
-    """Call `check` until it returns something truthy; fail with `what` after `deadline` seconds.
-    A readiness wait, not a timed assertion: the deadline only stops a hung test."""
-    end = time.monotonic() + deadline
-    last: BaseException | None = None
-    while time.monotonic() < end:
-        try:
-            result = check()
-            if result:
-                return result
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-            last = exc
-        time.sleep(every)
-    raise TimeoutError(f"gave up waiting for {what}" + (f" (last error: {last!r})" if last else ""))
+    """`net.wait_for` with Prometheus's patience: a refused connection or a half-started server's bad
+    answer counts as "not yet"."""
+    return net.wait_for(
+        what, check, deadline=deadline, every=every, tolerate=(httpx.HTTPError, OSError, ValueError, KeyError)
+    )
 
 
 # -- OpenMetrics history for promtool ----------------------------------------------------------------
@@ -112,7 +97,7 @@ def prom_server(work: Path, *, data_dir: Path) -> Iterator[PromServer]:
         "  - job_name: live\n"
         "    file_sd_configs: [{files: ['" + str(targets) + "'], refresh_interval: 1s}]\n"
     )
-    port = prom_free_port()
+    port = net.free_port()
     args = [
         "prometheus",
         f"--config.file={config}",

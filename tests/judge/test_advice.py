@@ -12,7 +12,7 @@ import pytest
 
 from controller import advice, judge, load, repo, spec
 from controller.gates import Verdict
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus
 
 
 @pytest.mark.parametrize(
@@ -80,7 +80,7 @@ def loaded(
     tmp_path: Path, *, steps: str, gates: str, rate: str | None = "10/s", segments: str = "[]"
 ) -> load.LoadedRollout:
     analysis = f"{{gates: {gates}, segments: {segments}" + (f", expectedRate: {rate}}}" if rate else "}")
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / "rollouts/case/rollout.yaml").write_text(
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: local\n  route: chat\n"
         "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
@@ -158,7 +158,7 @@ def test_too_short_and_segments(tmp_path: Path) -> None:
 
 def test_custom_templates_need_the_config(tmp_path: Path) -> None:
     custom = {"kind": "ratio", "good": "rewrites_total", "total": "answers_total"}
-    config_text = (make_repo(tmp_path / "probe") / load.CONFIG_FILE).read_text()
+    config_text = (corpus.make_repo(tmp_path / "probe") / load.CONFIG_FILE).read_text()
     root = tmp_path / "custom"
     one = loaded(root, steps=STEPS, gates="[{use: eval_pass_rate, maxDrop: 5%}]")
     # the same rollout, judged with a controller.yaml whose eval_pass_rate is a custom ratio template

@@ -14,7 +14,7 @@ import pytest
 
 from controller import demo, observability
 from controller.demo import loadgen, model_server
-from tests.helpers import prom
+from tests.helpers import net, prom
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def prometheus_with_rules(work: Path, targets: list[str]) -> Iterator[str]:
             }
         )
     )
-    port = prom.prom_free_port()
+    port = net.free_port()
     args = [
         "prometheus",
         f"--config.file={config}",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,7 +14,8 @@ import httpx
 import pytest
 
 from controller import cli
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers import net
+from tests.helpers.gitops import GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parent.parent.parent
@@ -80,19 +80,13 @@ def test_dry_run_json(gitops: GitOps) -> None:
     assert gitops.live("good") is None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def lease_listed(gitops: GitOps) -> bool:
     refs = subprocess.run(["git", "ls-remote", str(gitops.remote)], capture_output=True, text=True, check=True)
     return "refs/rollout/lease" in refs.stdout
 
 
 def test_run_serves_metrics_and_stops_on_sigterm(gitops: GitOps) -> None:
-    port = free_port()
+    port = net.free_port()
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -8,26 +8,9 @@ import pytest
 
 from controller import errors, plan, reconcile
 from controller.forge import base as forge_base
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, approve_and_merge, kind, outcome
 
 pytestmark = pytest.mark.slow
-
-
-def outcome(tick: reconcile.Tick, name: str) -> reconcile.Outcome:
-    return next(o for o in tick.outcomes if o.rollout == name)
-
-
-def kind(tick: reconcile.Tick, name: str) -> plan.Kind:
-    found = outcome(tick, name)
-    assert found.error is None, found.error
-    assert found.decision is not None
-    return found.decision.kind
-
-
-def approve_and_merge(gitops: GitOps, number: int) -> None:
-    forge = gitops.forge
-    forge.approve(number, by="alice")
-    forge.merge(number, message="approved")
 
 
 def test_full_ramp_through_every_step(gitops: GitOps) -> None:
@@ -207,8 +190,6 @@ def test_a_broken_rollout_does_not_stop_the_others(gitops: GitOps) -> None:
 
 
 def test_no_ramp_before_the_offline_eval_passes(gitops: GitOps) -> None:
-    from tests.reconcile.conftest import ROLLOUT
-
     gated = ROLLOUT.format(name="good-bot", route="good", promotion="manual").replace(
         "  promotion:", "  offlineEval: {maxDrop: 2%}\n  promotion:"
     )

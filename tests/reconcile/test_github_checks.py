@@ -22,10 +22,9 @@ import pytest
 from controller import edits, errors, load, plan, reconcile, repo, spec
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
 from tests.helpers import github_actions
-from tests.reconcile import conftest as rc
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_reconcileCHECKS0123456789abcdef"
@@ -174,7 +173,7 @@ def test_every_controller_pr_reaches_main(hub: Hub) -> None:
 
 
 def test_a_pause_reaches_main_and_a_retry_resumes(hub: Hub) -> None:
-    paused = rc.ROLLOUT.format(name="bad-bot", route="bad", promotion="manual").replace("rollback", "pause")
+    paused = ROLLOUT.format(name="bad-bot", route="bad", promotion="manual").replace("rollback", "pause")
     hub.gitops.commit({"rollouts/bad-bot/rollout.yaml": paused}, "bad-bot: a failing gate pauses")
     assert hub.gitops.live("bad").shadow == 100  # type: ignore[union-attr]  # the canary already mirrored there
     hub.gitops.advance(timedelta(minutes=2))

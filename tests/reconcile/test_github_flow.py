@@ -9,25 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
-import git
 import pytest
 
 from controller import plan
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import GitOps, add_bad_bot, kind, remote_files
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_reconcileFLOW0123456789abcdef"
-
-
-def remote_files(remote: Path) -> dict[str, bytes]:
-    tree = git.Repo(remote).commit("main").tree
-    return {b.path: b.data_stream.read() for b in tree.traverse() if isinstance(b, git.Blob)}
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import git
 import pytest
 
 from controller import cli, repo
-from tests.reconcile.conftest import GitOps, add_bad_bot
+from tests.helpers.gitops import GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 

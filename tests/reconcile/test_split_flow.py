@@ -15,7 +15,7 @@ import pytest
 
 from controller import cli, spec
 from tests.helpers import prom
-from tests.reconcile.conftest import CONFIG, GitOps
+from tests.helpers.gitops import CONFIG, GitOps
 
 pytestmark = pytest.mark.slow
 NOW = int(time.time()) // 60 * 60

@@ -15,8 +15,8 @@ import pytest
 
 from controller import cli, traffic
 from controller.routers import file as file_router
+from tests.helpers.gitops import CONFIG, GitOps
 from tests.helpers.routes import read_one
-from tests.reconcile.conftest import CONFIG, GitOps
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parent.parent.parent

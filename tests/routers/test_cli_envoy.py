@@ -19,8 +19,7 @@ from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
 from controller.routers import factory as router_factory
-from tests.helpers import envoy_proc
-from tests.routers.conftest import closed_port
+from tests.helpers import envoy_proc, net, openai_standin
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
 STABLE_MODEL = "acme/triage-llm-8b-2025-06-02"
@@ -38,14 +37,14 @@ def set_admin(root: Path, admin: str) -> None:
 @pytest.fixture
 def repo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Path, envoy_proc.Upstream, envoy_proc.Upstream]]:
+) -> Iterator[tuple[Path, openai_standin.Standin, openai_standin.Standin]]:
     """The example repository with ticket-triage moved onto the Envoy router `edge`, whose
     upstreams are two live test servers, and whose admin and listener ports are 0; the router
     state (the CDS file) beside it."""
     root = tmp_path / "repo"
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(root))
     shutil.copytree(EXAMPLES, root / "rollouts")
-    with envoy_proc.upstream("stable") as stable, envoy_proc.upstream("canary") as canary:
+    with openai_standin.standin("stable", plain=True) as stable, openai_standin.standin("canary", plain=True) as canary:
         config = root / "rollouts" / "controller.yaml"
         text = config.read_text("utf-8")
         text = text.replace("listen: 127.0.0.1:10000", "listen: 127.0.0.1:0")
@@ -142,7 +141,7 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
         }
         # With the example's promptsPath, the live state says what stable serves: its cluster's revision tag.
         assert after["live"]["served"]["stable"]["revision"] == after["desired"]["served"]["stable"]["revision"]
-    set_admin(root, f"http://127.0.0.1:{closed_port()}")
+    set_admin(root, f"http://127.0.0.1:{net.free_port()}")
     buffer = io.StringIO()
     assert cli.main(["plan", "--repo", str(root), "--format", "json"], out=buffer) == 1  # unreachable: reported
 

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from controller import cli, traffic
 from controller.routers import base
 from tests.helpers import litellm_proc
-from tests.routers.conftest import LitellmStack, litellm_router
+from tests.helpers.live_routers import LitellmStack, litellm_router
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
 

@@ -12,8 +12,8 @@ import pytest
 
 from controller import errors, traffic
 from controller.routers import base
+from tests.helpers.live_routers import ROUTES, Backend
 from tests.helpers.routes import read_one
-from tests.routers.conftest import ROUTES, Backend
 
 S, C = traffic.STABLE, traffic.CANARY
 MODEL = "openai/triage-llm-8b-2025-06-02"  # a provider LiteLLM knows: its callback gives the deployments this model

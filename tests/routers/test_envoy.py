@@ -20,9 +20,9 @@ import pytest
 
 from controller import errors, spec, traffic
 from controller.routers import atomic, base, envoy
-from tests.helpers import envoy_proc
+from tests.helpers import envoy_proc, net, openai_standin
+from tests.helpers.live_routers import ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
-from tests.routers.conftest import ROLLOUTS, closed_port, envoy_bootstrap
 
 S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
@@ -102,13 +102,13 @@ def test_unknown_route_reads_none_and_cannot_be_written() -> None:
 
 
 @pytest.fixture
-def upstreams() -> Iterator[tuple[envoy_proc.Upstream, envoy_proc.Upstream]]:
-    with envoy_proc.upstream(S) as stable, envoy_proc.upstream(C) as canary:
+def upstreams() -> Iterator[tuple[openai_standin.Standin, openai_standin.Standin]]:
+    with openai_standin.standin(S, plain=True) as stable, openai_standin.standin(C, plain=True) as canary:
         yield stable, canary
 
 
 @pytest.fixture
-def bootstrap(upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]) -> dict[str, Any]:
+def bootstrap(upstreams: tuple[openai_standin.Standin, openai_standin.Standin]) -> dict[str, Any]:
     stable, canary = upstreams
     return envoy_bootstrap({ROUTE: {S: stable.address, C: canary.address}}, split_header=SPLIT)
 
@@ -145,10 +145,10 @@ def test_observed_split_is_exactly_the_weights(proxy: envoy_proc.Envoy, canary: 
 
 @pytest.mark.slow
 def test_route_prefix_is_rewritten_for_the_upstream(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     httpx.post(f"{proxy.url}/{ROUTE}/v1/chat/completions", json={}, timeout=10).raise_for_status()
-    assert upstreams[0].server.paths == ["/v1/chat/completions"]
+    assert [s.path for s in upstreams[0].seen()] == ["/v1/chat/completions"]
 
 
 @pytest.mark.slow
@@ -192,7 +192,7 @@ def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
 def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> None:
     """Five routes (and one on no rollout) read with one `GET /runtime` and one `GET /clusters`, not two
     calls per route; a route whose runtime value is malformed is that route's error only."""
-    nowhere = f"127.0.0.1:{closed_port()}"
+    nowhere = f"127.0.0.1:{net.free_port()}"
     rollouts = {f"route-{i}": f"bot-{i}" for i in range(5)}
     config = envoy.bootstrap(
         [envoy.RouteSpec(rollout=r, route=route, upstreams={S: nowhere, C: nowhere}) for route, r in rollouts.items()],
@@ -228,7 +228,7 @@ def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> No
 def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) -> None:
     """Each route's served models against the running bootstrap, one GET /clusters for the batch; one
     route whose stable moved to an upstream Envoy does not serve refuses the whole batch."""
-    old, new, moved = (f"127.0.0.1:{port}" for port in (closed_port(), closed_port(), closed_port()))
+    old, new, moved = (f"127.0.0.1:{port}" for port in (net.free_port(), net.free_port(), net.free_port()))
     config = envoy_bootstrap({route: {S: old, C: new} for route in ROLLOUTS})
     models = {"acme/old": old, "acme/new": new, "acme/moved": moved}
 
@@ -252,19 +252,9 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
         assert router.overrides() == before
 
 
-def wait_for(predicate: Any, what: str) -> None:
-    """Poll a condition that the system under test must reach; the bound only stops a hung test."""
-
-    deadline = time.monotonic() + 30
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
-
-
 @pytest.mark.slow
 def test_shadow_mirrors_to_the_canary_and_stops(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     stable, canary = upstreams
     router = router_for(proxy)
@@ -272,29 +262,29 @@ def test_shadow_mirrors_to_the_canary_and_stops(
     with httpx.Client(base_url=proxy.url, timeout=10) as client:
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S  # the answer always comes from stable
-        wait_for(lambda: canary.requests == 20, "20 mirrored requests at the canary")
+        net.wait_for("20 mirrored requests at the canary", lambda: canary.requests == 20)
         base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 0)}).state(ROUTE)
         for _ in range(20):
             assert client.get(f"/{ROUTE}/x").text == S
         # a marker: one more mirrored request; if the 20 above had been mirrored, they would be counted too
         base.apply(router, {ROUTE: traffic.RouteState({S: 100, C: 0}, 100)}).state(ROUTE)
         client.get(f"/{ROUTE}/x").raise_for_status()
-        wait_for(lambda: canary.requests >= 21, "the marker request at the canary")
+        net.wait_for("the marker request at the canary", lambda: canary.requests >= 21)
     assert canary.requests == 21
     assert stable.requests == 41
 
 
 @pytest.mark.slow
 def test_live_weight_changes_under_traffic_drop_nothing(
-    proxy: envoy_proc.Envoy, upstreams: tuple[envoy_proc.Upstream, envoy_proc.Upstream]
+    proxy: envoy_proc.Envoy, upstreams: tuple[openai_standin.Standin, openai_standin.Standin]
 ) -> None:
     router = router_for(proxy)
     with sending(proxy) as outcomes:
-        wait_for(lambda: sum(outcomes.values()) >= 20, "traffic flowing")
+        net.wait_for("traffic flowing", lambda: sum(outcomes.values()) >= 20)
         for canary in [1, 5, 25, 50, 100, 0, 50, 100, 0, 1] * 2:
             before = sum(outcomes.values())
             base.apply(router, {ROUTE: traffic.RouteState({S: 100 - canary, C: canary}, canary % 2 * 100)}).state(ROUTE)
-            wait_for(lambda b=before: sum(outcomes.values()) >= b + 5, "requests after the change")  # type: ignore[misc]
+            net.wait_for("requests after the change", lambda b=before: sum(outcomes.values()) >= b + 5)  # type: ignore[misc]
     assert set(outcomes) == {f"200 {S}", f"200 {C}"}, outcomes
 
 
@@ -387,7 +377,7 @@ def completed(stable_model: str) -> dict[str, traffic.RouteState]:
 def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: Path) -> None:
     """The completion write (stable now served by another upstream) under traffic: the same Envoy
     process, still up, sends `stable` to the new host, and no request fails on the way."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         assert "clusters" not in config["static_resources"]
         models = {"acme/old": old.address, "acme/new": new.address}
@@ -395,10 +385,10 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
             pid, started = proxy.process.pid, uptime(proxy)
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
             with sending(proxy) as outcomes:
-                wait_for(lambda: outcomes["200 old"] >= 20, "traffic flowing to the old stable")
+                net.wait_for("traffic flowing to the old stable", lambda: outcomes["200 old"] >= 20)
                 time.sleep(1.1)  # so that the uptime below can only have grown in the same process
                 router.write(completed("acme/new"))
-                wait_for(lambda: outcomes["200 new"] >= 20, "traffic flowing to the new stable")
+                net.wait_for("traffic flowing to the new stable", lambda: outcomes["200 new"] >= 20)
             assert set(outcomes) == {"200 old", "200 new"}, outcomes
             assert router._cluster_hosts("test")[spec.cluster_name(ROLLOUT, S)] == {new.address}
             served = collections.Counter(httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text for _ in range(20))
@@ -414,7 +404,7 @@ def test_cds_completion_repoints_the_stable_cluster_without_a_restart(tmp_path: 
 
 @pytest.mark.slow
 def test_cds_without_a_path_still_refuses_the_completion(tmp_path: Path) -> None:
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, _ = cds_setup(tmp_path, old.address, new.address)
         models = {"acme/old": old.address, "acme/new": new.address}
         with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
@@ -428,7 +418,7 @@ def test_cds_without_a_path_still_refuses_the_completion(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_cds_file_envoy_does_not_load_holds_without_weights(tmp_path: Path) -> None:
     """Envoy watches another file than the router writes: the wait runs out and no weight is written."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         elsewhere = tmp_path / "elsewhere.json"
         atomic.replace_json(elsewhere, atomic.read_json(path, router="edge"))
@@ -466,7 +456,7 @@ def test_cds_bootstrap_takes_clusters_from_the_file_only() -> None:
 @pytest.mark.slow
 def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None:
     """A cluster must move, but the CDS file is not one: nothing is written, the file is left alone."""
-    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{net.free_port()}", f"127.0.0.1:{net.free_port()}")
     with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
         atomic.replace_json(path, {"clusters": []})
         router = envoy.EnvoyRouter(
@@ -481,7 +471,7 @@ def test_cds_write_refuses_a_file_that_is_not_a_cds_file(tmp_path: Path) -> None
 def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
     """The canary's cluster would have to move (a new canary model), but the write takes the canary
     out: the CDS file is not touched (nothing to wait for, nothing to fail on), the weights are set."""
-    config, path = cds_setup(tmp_path, f"127.0.0.1:{closed_port()}", f"127.0.0.1:{closed_port()}")
+    config, path = cds_setup(tmp_path, f"127.0.0.1:{net.free_port()}", f"127.0.0.1:{net.free_port()}")
     with envoy_proc.running_envoy(config, tmp_path / "run") as proxy:
         before = path.read_bytes()
         router = envoy.EnvoyRouter(
@@ -497,7 +487,7 @@ def test_a_rollback_never_waits_on_the_canary_s_cluster(tmp_path: Path) -> None:
 def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> None:
     """An operator's own static cluster whose host is a pipe (unix socket) has no host:port: the router
     reads past it, and the completion still repoints stable."""
-    with envoy_proc.upstream("old") as old, envoy_proc.upstream("new") as new:
+    with openai_standin.standin("old", plain=True) as old, openai_standin.standin("new", plain=True) as new:
         config, path = cds_setup(tmp_path, old.address, new.address)
         pipe = {"pipe": {"path": str(tmp_path / "sidecar.sock")}}
         config["static_resources"]["clusters"] = [
@@ -515,6 +505,8 @@ def test_cds_completion_beside_a_cluster_on_a_unix_socket(tmp_path: Path) -> Non
             router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, cds_path=path)
             assert router._cluster_hosts("test")["sidecar"] == set()
             router.write(completed("acme/new"))
-            wait_for(lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new", "stable on the new host")
+            net.wait_for(
+                "stable on the new host", lambda: httpx.get(f"{proxy.url}/{ROUTE}/v1", timeout=5).text == "new"
+            )
             live = read_one(router, ROUTE)
             assert live is not None and live.same_traffic(traffic.RouteState({S: 100, C: 0}))

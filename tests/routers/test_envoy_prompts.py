@@ -10,8 +10,7 @@ import http.server
 import json
 import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ruamel.yaml import YAML
 from controller import cli, errors, load, plan, repo, spec, traffic
 from controller.routers import atomic, base, envoy, envoy_prompts
 from controller.routers import factory as router_factory
-from tests.helpers import envoy_proc, openai_standin
+from tests.helpers import envoy_proc, net, openai_standin
 from tests.helpers.openai_standin import Seen
 from tests.helpers.routes import read_one
 
@@ -387,15 +386,6 @@ def stack(tmp_path: Path, model: openai_standin.Standin, monkeypatch: pytest.Mon
             router.close()
 
 
-def wait_for(predicate: Callable[[], bool], what: str) -> None:
-    """Poll a condition the system must reach; the bound only stops a hung test."""
-    deadline = time.monotonic() + 30
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        time.sleep(0.01)
-
-
 def by_bucket(seen: list[Seen]) -> dict[tuple[int, bool], Seen]:
     """(bucket, mirrored) -> the request the model received for it; a mirrored copy's Host ends in -shadow."""
     out = {}
@@ -429,7 +419,7 @@ def test_a_prompt_only_rollout_serves_each_variant_its_prompt(stack: Stack) -> N
     for bucket in range(10):
         answer = stack.chat(bucket)
         assert answer.status_code == 200 and answer.headers[REV] == served[S].revision
-    wait_for(lambda: len(stack.model.seen()) == 20, "10 live and 10 mirrored requests at the model")
+    net.wait_for("10 live and 10 mirrored requests at the model", lambda: len(stack.model.seen()) == 20)
     seen = by_bucket(stack.model.seen())
     for bucket in range(10):
         assert served_as(seen[(bucket, False)], served[S]), seen[(bucket, False)]

@@ -22,9 +22,8 @@ import pytest
 from controller import analysis, cli, errors, evidence, prometheus, spec, traffic
 from controller.gates import Verdict
 from controller.routers import base
-from tests.helpers import litellm_proc, openai_standin, prom
-from tests.helpers.routes import read_one
-from tests.routers.conftest import (
+from tests.helpers import litellm_proc, net, openai_standin, prom
+from tests.helpers.live_routers import (
     GATE_ROLLOUT,
     GATE_ROUTE,
     HOTFIX,
@@ -36,6 +35,7 @@ from tests.routers.conftest import (
     litellm_router,
     strategy_route,
 )
+from tests.helpers.routes import read_one
 
 pytestmark = pytest.mark.slow
 
@@ -102,7 +102,7 @@ def test_live_change_under_load_drops_nothing(litellm_stack: LitellmStack) -> No
             # let some traffic through at this weight before the next change
             with lock:
                 target = sum(results.values()) + 20
-            litellm_proc.wait_for("traffic at this weight", lambda n=target: sum(results.values()) >= n, deadline=60)
+            net.wait_for("traffic at this weight", lambda n=target: sum(results.values()) >= n, deadline=60)
     finally:
         stop.set()
         for t in threads:

@@ -1,3 +1,3 @@
 """The reconciler's GitOps fixtures, for the security tests."""
 
-from tests.reconcile.conftest import eval_prometheus, gitops  # noqa: F401
+from tests.helpers.gitops import eval_prometheus, gitops  # noqa: F401

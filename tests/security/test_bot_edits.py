@@ -12,8 +12,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from controller.forge import base as forge_base
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import approve_and_merge
+from tests.helpers.gitops import GitOps, add_bad_bot, approve_and_merge
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,8 @@ import pytest
 from controller import load, plan, reconcile
 from controller.forge import base as forge_base
 from controller.forge import github
-from tests.github import standin as standin_mod
-from tests.reconcile import conftest as rc
-from tests.reconcile.conftest import GitOps, add_bad_bot
-from tests.reconcile.test_flow import kind
-from tests.reconcile.test_github_flow import remote_files
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, kind, remote_files
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_forkTEST0123456789abcdef"
@@ -25,7 +22,7 @@ TOKEN = "ghs_forkTEST0123456789abcdef"
 @pytest.fixture
 def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
     gitops.commit(
-        {"rollouts/good-bot/rollout.yaml": rc.ROLLOUT.format(name="good-bot", route="good", promotion="auto")}, "auto"
+        {"rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="auto")}, "auto"
     )
     add_bad_bot(gitops)
     server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote)).start()

@@ -15,9 +15,8 @@ from pathlib import Path
 import git
 import pytest
 
-from tests.github import standin as standin_mod
-from tests.reconcile.conftest import CONFIG, GitOps, add_bad_bot
-from tests.reconcile.test_github_flow import remote_files
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import CONFIG, GitOps, add_bad_bot, remote_files
 
 pytestmark = pytest.mark.slow
 

@@ -5,47 +5,24 @@ Each case is dropped into a copy of tests/corpus/repo, next to a valid rollout, 
 
 from __future__ import annotations
 
-import re
-import shutil
 from pathlib import Path
 
 import pytest
 
 from controller import load, repo
-
-CORPUS = Path(__file__).parent.parent / "corpus"
-CASES = sorted((CORPUS / "invalid").glob("*.yaml"))
-HEADER = re.compile(r"^# (?:target: (?P<target>\w+)\s+)?expect: (?P<line>\d+):(?P<col>\d+) (?P<rest>.*)$")
-
-VALID_NEIGHBOUR = """apiVersion: rollouts/v1
-kind: Rollout
-metadata: {name: neighbour}
-spec:
-  router: local
-  route: neighbour-route
-  stable: {model: acme/chat-2025-01-01}
-  steps: [{weight: 100}]
-"""
-
-
-def make_repo(tmp_path: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(CORPUS / "repo", root)
-    (root / "rollouts/neighbour").mkdir()
-    (root / "rollouts/neighbour/rollout.yaml").write_text(VALID_NEIGHBOUR)
-    return root
+from tests.helpers import corpus
 
 
 def test_corpus_is_large_enough() -> None:
-    assert len(CASES) >= 25
+    assert len(corpus.LOCATED_CASES) >= 25
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+@pytest.mark.parametrize("case", corpus.LOCATED_CASES, ids=[c.stem for c in corpus.LOCATED_CASES])
 def test_invalid_file_is_located(case: Path, tmp_path: Path) -> None:
     text = case.read_text("utf-8", errors="surrogateescape")
-    m = HEADER.match(text.splitlines()[0])
+    m = corpus.HEADER.match(text.splitlines()[0])
     assert m, f"{case.name}: first line must be '# expect: LINE:COL FIELD: MESSAGE'"
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     target = load.CONFIG_FILE if m["target"] == "controller" else "rollouts/case/rollout.yaml"
     (root / target).write_text(text, "utf-8", errors="surrogateescape")
 

@@ -21,9 +21,7 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 
 from controller import errors, load, repo, spec
-from tests.corpus import cases as corpus
-from tests.spec.test_corpus import CASES as LOCATED_CASES
-from tests.spec.test_corpus import HEADER, make_repo
+from tests.helpers import corpus
 
 EXAMPLES = Path(__file__).parent.parent.parent
 
@@ -227,10 +225,10 @@ def outcome(read: Callable[[], BaseModel]) -> tuple[str, Any]:
 
 
 def corpus_files() -> Iterator[Any]:
-    """Every spec file of both corpora (tests/corpus/invalid, tests/corpus/cases.py) and the valid base."""
-    for case in LOCATED_CASES:
+    """Every spec file of both corpora (tests/corpus/invalid, tests/helpers/corpus.py) and the valid base."""
+    for case in corpus.LOCATED_CASES:
         text = case.read_bytes()
-        header = HEADER.match(text.decode("utf-8", "replace").splitlines()[0])
+        header = corpus.HEADER.match(text.decode("utf-8", "replace").splitlines()[0])
         path = load.CONFIG_FILE if header and header["target"] == "controller" else corpus.ROLLOUT
         yield pytest.param(path, text, id=f"invalid/{case.stem}")
     for c in corpus.CASES:
@@ -249,7 +247,7 @@ def test_corpus_reads_as_the_round_trip_path_reads_it(path: str, data: bytes, lo
 
 
 def test_errors_found_after_validation_are_still_located(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT.replace("router: local", "router: nowhere"))
     result = load.load_repo(repo.WorkTree(root))
     assert [str(p) for p in result.problems] == [
@@ -259,7 +257,7 @@ def test_errors_found_after_validation_are_still_located(tmp_path: Path) -> None
 
 
 def test_validation_errors_are_located(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / corpus.ROLLOUT).write_text(corpus.VALID_ROLLOUT.replace("{weight: 5, for: 2h}", "{weight: 150, for: 2h}"))
     result = load.load_repo(repo.WorkTree(root))
     assert [str(p) for p in result.problems] == [
@@ -281,7 +279,7 @@ def test_valid_repositories_load_without_the_round_trip_parse(
         raise AssertionError(f"{path} went through the round-trip parse")
 
     monkeypatch.setattr(load, "parse_yaml", refuse)
-    for root in (EXAMPLES, make_repo(tmp_path)):
+    for root in (EXAMPLES, corpus.make_repo(tmp_path)):
         result = load.load_repo(repo.WorkTree(root))
         assert result.problems == [] and result.rollouts, root
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from controller import lint, load, repo
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus
 
 SAFE = {
     "canary": "{model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
@@ -25,7 +25,7 @@ def codes(tmp_path: Path, **over: str) -> list[str]:
         f"  canary: {fields['canary']}\n  steps: {fields['steps']}\n"
         f"  analysis: {{gates: {fields['gates']}}}\n{fields['extra']}"
     )
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / "rollouts/case/rollout.yaml").write_text(text)
     tree = repo.WorkTree(root)
     result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
@@ -109,7 +109,7 @@ def test_floating_aliases(model: str, floats: bool) -> None:
 
 
 def test_r007_points_at_the_step_and_says_how_long(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / "rollouts/case/rollout.yaml").write_text(
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: local\n  route: chat\n"
         "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"

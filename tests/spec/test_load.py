@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from controller import load, repo, spec
-from tests.spec.test_corpus import make_repo
+from tests.helpers import corpus
 
 EXAMPLES = Path(__file__).parent.parent.parent
 
@@ -112,7 +112,7 @@ class ExplodingTree(repo.WorkTree):
     "error", [RecursionError("maximum recursion depth exceeded"), MemoryError(), KeyError("x")], ids=repr
 )
 def test_whatever_breaks_one_rollout_costs_only_that_rollout(tmp_path: Path, error: Exception) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / "rollouts/case/rollout.yaml").write_text(rollout_yaml())
     result = load.load_repo(ExplodingTree(root, fails="rollouts/case/rollout.yaml", error=error))
     assert [r.name for r in result.rollouts] == ["neighbour"]
@@ -122,7 +122,7 @@ def test_whatever_breaks_one_rollout_costs_only_that_rollout(tmp_path: Path, err
 
 
 def test_whatever_breaks_controller_yaml_stops_loading_cleanly(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     result = load.load_repo(ExplodingTree(root, fails=load.CONFIG_FILE, error=RecursionError("too deep")))
     assert result.config is None and result.rollouts == []
     assert [str(p) for p in result.problems] == [
@@ -131,7 +131,7 @@ def test_whatever_breaks_controller_yaml_stops_loading_cleanly(tmp_path: Path) -
 
 
 def test_revision_is_stable_under_reformatting(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     flow = load_case(root, rollout_yaml()).rollout("case")
     block = load_case(
         root,
@@ -155,7 +155,7 @@ def test_revision_is_stable_under_reformatting(tmp_path: Path) -> None:
     ids=["model", "prompt", "params", "no-prompt"],
 )
 def test_revision_changes_with_content(tmp_path: Path, change: dict[str, str]) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     before = load_case(root, rollout_yaml()).rollout("case")
     after = load_case(root, rollout_yaml(**change)).rollout("case")
     assert before and after
@@ -163,7 +163,7 @@ def test_revision_changes_with_content(tmp_path: Path, change: dict[str, str]) -
 
 
 def test_revision_follows_prompt_bytes_not_name(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     before = load_case(root, rollout_yaml()).rollout("case")
     shutil.copy(root / "rollouts/case/prompts/v1.md", root / "rollouts/case/prompts/copy.md")
     renamed = load_case(
@@ -195,14 +195,14 @@ def test_integral_float_params_are_the_same_revision() -> None:
     ids=["non-utf8", "over-1MiB", "binary"],
 )
 def test_files_refused_before_parsing(tmp_path: Path, data: bytes, message: str) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     result = load_case(root, data)
     assert [str(p) for p in result.problems] and str(result.problems[0]).startswith(f"rollouts/case/{message}")
     assert [r.name for r in result.rollouts] == ["neighbour"]
 
 
 def test_prompt_symlink_out_of_the_repo_is_refused(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     secret = tmp_path / "secret.md"
     secret.write_text("not for the model")
     os.symlink(secret, root / "rollouts/case/prompts/link.md")
@@ -216,7 +216,7 @@ def test_prompt_symlink_out_of_the_repo_is_refused(tmp_path: Path) -> None:
 
 
 def test_prompt_symlink_inside_the_repo_is_followed(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     os.symlink("v2.md", root / "rollouts/case/prompts/current.md")
     direct = load_case(root, rollout_yaml()).rollout("case")
     linked = load_case(
@@ -227,7 +227,7 @@ def test_prompt_symlink_inside_the_repo_is_followed(tmp_path: Path) -> None:
 
 
 def test_prompt_directory_is_refused(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     result = load_case(
         root, rollout_yaml(canary="{model: acme/chat-2025-01-01, prompt: prompts, params: {temperature: 0.2}}")
     )
@@ -235,7 +235,7 @@ def test_prompt_directory_is_refused(tmp_path: Path) -> None:
 
 
 def test_two_rollouts_on_one_route(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / "rollouts/neighbour/rollout.yaml").write_text(
         (root / "rollouts/neighbour/rollout.yaml").read_text().replace("neighbour-route", "chat")
     )
@@ -248,7 +248,7 @@ def test_two_rollouts_on_one_route(tmp_path: Path) -> None:
 
 
 def test_missing_controller_config_stops_everything(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     (root / load.CONFIG_FILE).unlink()
     result = load_case(root, rollout_yaml())
     assert result.config is None and result.rollouts == []
@@ -272,7 +272,7 @@ def test_git_tree_reads_what_the_working_tree_has(tmp_path: Path) -> None:
 
 
 def test_git_tree_refuses_symlinks_out(tmp_path: Path) -> None:
-    root = make_repo(tmp_path)
+    root = corpus.make_repo(tmp_path)
     os.symlink("../../../../etc/hostname", root / "rollouts/case/prompts/out.md")
     os.symlink("v1.md", root / "rollouts/case/prompts/in.md")
     (root / "rollouts/case/rollout.yaml").write_text(rollout_yaml())

@@ -1,13 +1,75 @@
-"""The bad-input corpus beyond tests/corpus/invalid: controller config, gate templates (PromQL
-injection), prompt paths and contents, huge and binary files, and odd bytes in rollout specs.
+"""The bad-input corpus, shared by tests/corpus, tests/spec, tests/judge and bench/hostile_input.py.
 
-Each case writes one file into a copy of tests/corpus/repo (next to a valid neighbour rollout) and
-names a phrase the error must contain. Pure data; the harness is tests/corpus/test_bad_input.py.
+`LOCATED_CASES`: the files in tests/corpus/invalid, each failing with the file:line:col and message its
+first line (`HEADER`) names. `CASES`, `HOSTILE` and `FILES`, beyond those: controller config, gate
+templates (PromQL injection), prompt paths and contents, huge and binary files, and odd bytes in rollout
+specs; each writes one file into a copy of tests/corpus/repo (`make_repo`, next to a valid neighbour
+rollout) and names a phrase the error must contain. `ATTACKS`: text from outside that tries to inject
+into pull requests, and `neutral`, the check that it was neutralised. The harnesses are
+tests/corpus/test_bad_input.py and tests/spec/test_corpus.py.
 """
 
 from __future__ import annotations
 
+import re
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
+
+CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+LOCATED_CASES = sorted((CORPUS / "invalid").glob("*.yaml"))
+HEADER = re.compile(r"^# (?:target: (?P<target>\w+)\s+)?expect: (?P<line>\d+):(?P<col>\d+) (?P<rest>.*)$")
+
+VALID_NEIGHBOUR = """apiVersion: rollouts/v1
+kind: Rollout
+metadata: {name: neighbour}
+spec:
+  router: local
+  route: neighbour-route
+  stable: {model: acme/chat-2025-01-01}
+  steps: [{weight: 100}]
+"""
+
+
+def make_repo(tmp_path: Path) -> Path:
+    """A copy of tests/corpus/repo with the valid neighbour rollout, under `tmp_path`."""
+    root = tmp_path / "repo"
+    shutil.copytree(CORPUS / "repo", root)
+    (root / "rollouts/neighbour").mkdir()
+    (root / "rollouts/neighbour/rollout.yaml").write_text(VALID_NEIGHBOUR)
+    return root
+
+
+ATTACKS = {
+    "html": "<img src=x onerror=alert(1)><script>alert(2)</script>",
+    "mention": "@acme/admins please merge, cc @octocat",
+    "markdown-link": "[approve here](http://evil.example/x) ![img](http://evil.example/p.png)",
+    "code-fence": "```\n</details>\n```",
+    "workflow-command": "ok\n::set-output name=approved::true\n::add-mask::x\n::error::boom",
+    "crlf-heading": "ok\r\n## Approved by security\r\n- [x] reviewed",
+    "table-break": "a | b |\n|---|---|\n| c | d |",
+    "html-comment": '<!-- rollout:meta {"action": "advance"} -->',
+}
+
+
+def neutral(text: str, attack: str, *, where: str, markdown: bool = True) -> None:
+    """No line starts a workflow command, no @mention is live; in markdown, no raw HTML, link, heading
+    or meta comment from the attack survives."""
+    for line in text.splitlines():
+        assert not line.lstrip().startswith("::"), f"{where}: workflow command line {line!r}"
+    if "@acme" in attack:
+        assert not re.search(r"(?<![\\\w])@(acme|octocat)", text), f"{where}: live @mention"
+    if not markdown:
+        return
+    if "<img" in attack:
+        assert not re.search(r"(?<!\\)<(img|script)", text), where
+    if "](http" in attack:
+        assert "](http" not in text, f"{where}: live link"
+    if "rollout:meta" in attack:
+        assert text.count("<!-- rollout:meta") <= 1, f"{where}: a forged meta comment"
+    if "## Approved" in attack:
+        assert not any(line.startswith("## Approved") for line in text.splitlines()), f"{where}: a forged heading"
+
 
 ROLLOUT = "rollouts/case/rollout.yaml"
 CONFIG = "rollouts/controller.yaml"

