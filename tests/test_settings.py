@@ -5,9 +5,13 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import git
 import pytest
 
-from controller import llm, settings, spec
+from controller import llm, reconcile, repo, settings, spec
+from controller.forge import factory as forge_factory
+from controller.forge import github as forge_github
+from controller.forge import local as forge_local
 from controller.routers import envoy, litellm
 from controller.routers import factory as router_factory
 
@@ -52,3 +56,29 @@ def test_adapters_built_without_settings_use_the_defaults(tmp_path: Path) -> Non
     assert edge._client.timeout.read == defaults.timeouts.envoy_admin
     client = llm.Client("http://127.0.0.1:9/v1")
     assert client.retries == defaults.retries.llm_retries and client._http.timeout.read == defaults.timeouts.llm
+
+
+def test_the_forge_factory_passes_the_retry_policies_down(tmp_path: Path) -> None:
+    knobs = settings.Settings(
+        timeouts=settings.Timeouts(github=4.0),
+        retries=settings.Retries(local_forge_updates=3, github_rate_limit_attempts=5, github_rate_limit_max_wait=9.0),
+    )
+    git.Repo.init(tmp_path / "remote.git", bare=True)
+    local = forge_factory.build(
+        spec.LocalForgeConfig(type="local"), remote=str(tmp_path / "remote.git"), env={}, knobs=knobs
+    )
+    assert isinstance(local, forge_local.LocalForge) and local.updates == 3
+    config = spec.GithubForgeConfig(type="github", repository="acme/rollouts", api_url="http://127.0.0.1:9")
+    hub = forge_factory.build(config, remote="unused", env={"GITHUB_TOKEN": "t0ken"}, knobs=knobs)
+    assert isinstance(hub, forge_github.GithubForge)
+    assert (hub._retry.attempts, hub._retry.max_wait) == (5, 9.0)
+    assert hub._gh.session.default_read_timeout == 4.0
+
+
+def test_the_controller_bounds_its_memory_by_its_settings(tmp_path: Path) -> None:
+    git.Repo.init(tmp_path / "remote.git", bare=True)
+    workspace = repo.Workspace(git.Repo.init(tmp_path / "clone"), branch="main")
+    knobs = settings.Settings(memory=settings.Memory(step_histories=7, checks=11))
+    forge = forge_local.LocalForge(tmp_path / "remote.git")
+    controller = reconcile.Controller(workspace, forge, lambda *a: None, knobs=knobs)  # type: ignore[arg-type,return-value]
+    assert controller.steps.limit == 7 and controller.pull_requests.remember == 11

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from controller import spec
+from controller import settings, spec
 from controller.cli import common
 
 
@@ -21,8 +21,8 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="the variable holding the API key")
     e.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
-    e.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
-    e.add_argument("--retries", type=int, default=3, help="retries on timeouts, 429 and 5xx")
+    e.add_argument("--timeout", type=float, default=settings.Timeouts.llm, help="seconds per request")
+    e.add_argument("--retries", type=int, default=settings.Retries.llm_retries, help="retries on timeouts, 429 and 5xx")
     e.add_argument("--check", action="store_true", help="only load and check the golden set; call nothing")
     e.add_argument("--record", action="store_true", help="write the report to evals/results/<canary revision>.json")
     e.add_argument(

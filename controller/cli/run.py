@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from controller import advice, errors, load, plan, reconcile, redaction, repo, report, spec, split, traffic
+from controller import advice, errors, load, plan, reconcile, redaction, repo, report, settings, spec, split, traffic
 from controller.cli import common
 from controller.forge import base as forge_base
 from controller.forge import factory as forge_factory
@@ -124,14 +124,13 @@ def build_controller(args: argparse.Namespace) -> Built:
     config = desired.config
     state = common.state_dir(config)
     metrics = common.metrics(config.prometheus) if config.prometheus is not None else None
+    knobs = settings.Settings()  # one value for the routers, the forge and the reconciler
 
     def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
-        return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ)
+        return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ, knobs=knobs)
 
-    holder = _holder(args)
-    controller = reconcile.Controller(
-        workspace, forge_factory.build(config.forge, remote=remote, env=os.environ), routers, metrics, holder=holder
-    )
+    forge = forge_factory.build(config.forge, remote=remote, env=os.environ, knobs=knobs)
+    controller = reconcile.Controller(workspace, forge, routers, metrics, holder=_holder(args), knobs=knobs)
     return Built(controller, _acting_on(remote, tree.sha, state))
 
 

@@ -7,21 +7,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from controller import errors, spec
+from controller import errors, settings, spec
 from controller.forge import base, local
 from controller.redaction import redact
 
 
-def build(config: spec.ForgeConfig, *, remote: str, env: Mapping[str, str]) -> base.Forge:
+def build(
+    config: spec.ForgeConfig, *, remote: str, env: Mapping[str, str], knobs: settings.Settings | None = None
+) -> base.Forge:
     """The forge for `remote`. A local forge needs a local remote (a path): ForgeError otherwise.
-    `env` is where GitHub's token is read (by the variable the config names), never logged."""
+    `env` is where GitHub's token is read (by the variable the config names), never logged; `knobs`
+    gives the forges' timeouts and retry policies."""
+    knobs = knobs or settings.Settings()
     match config:
         case spec.LocalForgeConfig():
             path = Path(remote)
             if not path.exists():
                 raise errors.ForgeError(f"forge type local needs a local remote (a path), not {redact(remote)!r}")
-            return local.LocalForge(path)
+            return local.LocalForge(path, updates=knobs.retries.local_forge_updates)
         case spec.GithubForgeConfig():
             from controller.forge import github  # github3.py loads only when a GitHub forge is used
 
-            return github.GithubForge.from_config(config, env=env)
+            return github.GithubForge.from_config(config, env=env, knobs=knobs)

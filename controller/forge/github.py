@@ -18,7 +18,7 @@ import github3
 import github3.exceptions
 import requests
 
-from controller import errors, spec
+from controller import errors, settings, spec
 from controller.forge import base
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,8 @@ class AppAuth:
 class RetryPolicy:
     """How long to wait on a rate limit before giving up with a retryable error."""
 
-    attempts: int = 3
-    max_wait: float = 60.0  # seconds; a longer reset is left to the next tick
+    attempts: int = settings.Retries.github_rate_limit_attempts
+    max_wait: float = settings.Retries.github_rate_limit_max_wait  # seconds; a later reset is left to the next tick
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.time
 
@@ -65,7 +65,7 @@ class GithubForge:
         app: AppAuth | None = None,
         api_url: str = PUBLIC_API,
         retry: RetryPolicy | None = None,
-        timeout: float = 10.0,
+        timeout: float = settings.Timeouts.github,
     ) -> None:
         owner, _, name = repository.partition("/")
         if not owner or not name:
@@ -83,19 +83,30 @@ class GithubForge:
         self._repo: Any = None
 
     @classmethod
-    def from_config(cls, config: spec.GithubForgeConfig, *, env: Mapping[str, str]) -> GithubForge:
+    def from_config(
+        cls, config: spec.GithubForgeConfig, *, env: Mapping[str, str], knobs: settings.Settings | None = None
+    ) -> GithubForge:
         """The forge that `rollouts/controller.yaml` names; `env` is where its secret lives (the cli
-        passes os.environ). A missing secret is an error that names the variable, never its value."""
+        passes os.environ). A missing secret is an error that names the variable, never its value.
+        `knobs` gives the request timeout and the rate-limit retry policy."""
+        knobs = knobs or settings.Settings()
+        tuning: dict[str, Any] = {
+            "api_url": config.api_url,
+            "timeout": knobs.timeouts.github,
+            "retry": RetryPolicy(
+                attempts=knobs.retries.github_rate_limit_attempts, max_wait=knobs.retries.github_rate_limit_max_wait
+            ),
+        }
         if config.app is not None:
             key = env.get(config.app.private_key_env, "")
             if not key:
                 raise errors.ForgeError(f"github {config.repository}: ${config.app.private_key_env} is not set")
             app = AppAuth(config.app.app_id, config.app.installation_id, key.encode())
-            return cls(config.repository, app=app, api_url=config.api_url)
+            return cls(config.repository, app=app, **tuning)
         token = env.get(config.token_env, "")
         if not token:
             raise errors.ForgeError(f"github {config.repository}: ${config.token_env} is not set")
-        return cls(config.repository, token=token, api_url=config.api_url)
+        return cls(config.repository, token=token, **tuning)
 
     def __repr__(self) -> str:
         auth = f"app {self._app.app_id}" if self._app else "token"

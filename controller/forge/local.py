@@ -15,11 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from controller import cutpoints, errors
+from controller import cutpoints, errors, settings
 from controller.forge import base, gitstore
 
 DB_REF = "refs/rollout-forge/db"
-_RETRIES = 20
 
 
 def _now() -> datetime:
@@ -27,8 +26,15 @@ def _now() -> datetime:
 
 
 class LocalForge:
-    def __init__(self, remote: str | Path, *, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        remote: str | Path,
+        *,
+        clock: Callable[[], datetime] = _now,
+        updates: int = settings.Retries.local_forge_updates,
+    ) -> None:
         self.remote = str(remote)
+        self.updates = updates  # compare-and-swap tries of one ref update under contention
         self.store = gitstore.GitStore(remote)
         self.clock = clock
 
@@ -57,7 +63,7 @@ class LocalForge:
 
     def _write(self, change: Callable[[list[dict[str, Any]]], dict[str, Any]], message: str) -> dict[str, Any]:
         """Apply `change` to the records and commit the record it returns; retried on a lost race."""
-        for _ in range(_RETRIES):
+        for _ in range(self.updates):
             head = self.store.resolve(DB_REF)
             record = change(self._records())
             record["updated_at"] = self.clock().isoformat()
@@ -131,7 +137,7 @@ class LocalForge:
 
     def _commit_branch(self, ref: str, base_sha: str, change: base.Change) -> str:
         """Point the PR branch at base + files; keep the current commit if it already is exactly that."""
-        for _ in range(_RETRIES):
+        for _ in range(self.updates):
             current = self.store.resolve(ref)
             commit = self.store.commit_files(parent=base_sha, files=dict(change.files), message=change.message)
             unchanged = current is not None and self.store.tree_of(current) == self.store.tree_of(commit)
@@ -181,7 +187,7 @@ class LocalForge:
             raise errors.ForgeError(f"local forge: #{number}'s branch moved; propose it again")
         base_ref = f"refs/heads/{record['base']}"
         title = f"Merge pull request #{number} from {record['branch']}"
-        for _ in range(_RETRIES):
+        for _ in range(self.updates):
             base_sha = self.store.resolve(base_ref)
             if base_sha is None:
                 raise errors.ForgeError(f"local forge: no base branch {record['base']!r}")

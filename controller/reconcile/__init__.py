@@ -16,13 +16,11 @@ from __future__ import annotations
 from controller.proposals import BRANCH_PREFIX, Action, branch, parse_branch
 from controller.reconcile.observe import MAX_WINDOW, RouterFactory, window
 from controller.reconcile.tick import Controller, Outcome, Tick
-from controller.reconcile.writes import Backoff
 
 __all__ = [
     "BRANCH_PREFIX",
     "MAX_WINDOW",
     "Action",
-    "Backoff",
     "Controller",
     "Outcome",
     "RouterFactory",

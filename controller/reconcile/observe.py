@@ -10,12 +10,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
-from controller import analysis, errors, gates, load, plan, prometheus, proposals, repo, spec, split, traffic
+from controller import analysis, errors, gates, load, plan, prometheus, proposals, repo, settings, spec, split, traffic
 from controller.forge import base as forge_base
 from controller.routers import base
 
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
-HISTORY_REMEMBERED = 200_000  # (commit, rollout) step keys kept between ticks, ~100 bytes each
 MAX_WINDOW = timedelta(days=7)
 
 #: A route as the decide pass got it: what `Router.read` answered, or the error that stopped the read.
@@ -192,9 +191,11 @@ def rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullR
 @dataclass
 class StepHistory:
     """When main first said what it says now about each rollout's step, read from git (so it survives
-    restarts) and remembered between ticks: at most `HISTORY_REMEMBERED` (commit, rollout) entries."""
+    restarts) and remembered between ticks: at most `limit` (commit, rollout) entries
+    (`settings.Memory.step_histories`)."""
 
     workspace: repo.Workspace
+    limit: int = settings.Memory.step_histories
     _keys: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -214,7 +215,7 @@ class StepHistory:
                     cached = _step_key(other)
                 except errors.SpecError:
                     cached = None
-                if len(self._keys) >= HISTORY_REMEMBERED:
+                if len(self._keys) >= self.limit:
                     self._keys.clear()  # a long `rollout run`: start over rather than grow without bound
                 self._keys[(sha, loaded.path)] = cached
             if cached != key:

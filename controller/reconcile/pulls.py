@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
-from controller import gates, load, plan, proposals, repo
+from controller import gates, load, plan, proposals, repo, settings
 from controller.forge import base as forge_base
 
-CHECKS_REMEMBERED = 10_000  # (PR, head) checks a process remembers setting, so it does not set them again
 CHECK_CONTEXT = "rollout/gates"
 
 
@@ -24,6 +23,7 @@ class Pulls:
     forge: forge_base.Forge
     workspace: repo.Workspace
     clock: Callable[[], datetime]
+    remember: int = settings.Memory.checks  # (PR, head) checks remembered, so they are not set again
     _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
 
     def ours(self) -> list[forge_base.PullRequest]:
@@ -163,6 +163,6 @@ class Pulls:
         if self._checks.get(key) == value:
             return
         self.forge.set_check(pr.number, state=state, summary=summary, context=CHECK_CONTEXT)
-        if len(self._checks) >= CHECKS_REMEMBERED:
+        if len(self._checks) >= self.remember:
             self._checks.clear()
         self._checks[key] = value

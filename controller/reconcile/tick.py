@@ -6,11 +6,12 @@ decision is `plan.decide`'s, and what a pull request says is `proposals`'.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from controller import errors, evals, gates, load, plan, prometheus, proposals, repo, spec, split, traffic
+from controller import errors, evals, gates, load, plan, prometheus, proposals, repo, settings, spec, split, traffic
 from controller.forge import base as forge_base
 from controller.reconcile import observe, pulls, writes
 from controller.routers import base
@@ -72,22 +73,23 @@ class Controller:
     metrics: prometheus.Prometheus | None = None
     holder: str = "rollout-controller"
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    lease_ttl: timedelta = timedelta(minutes=2)
-    backoff: writes.Backoff = field(default_factory=writes.Backoff)
+    knobs: settings.Settings = field(default_factory=settings.Settings)  # lease TTL, write backoff, memory
+    sleep: Callable[[float], None] = time.sleep  # between the tries of a write that takes the canary out
     steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
     pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
     _leased: bool = False  # this process took the lease and has not released it
 
     def __post_init__(self) -> None:
-        self.steps = observe.StepHistory(self.workspace)
-        self.pull_requests = pulls.Pulls(self.forge, self.workspace, self.clock)
+        memory = self.knobs.memory
+        self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories)
+        self.pull_requests = pulls.Pulls(self.forge, self.workspace, self.clock, remember=memory.checks)
 
     def reconcile_once(self, *, dry_run: bool = False) -> Tick:
         started = self.clock()
         sha = self.workspace.fetch()
         if not dry_run:
             try:
-                repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.lease_ttl, now=started)
+                repo.acquire_lease(self.workspace, holder=self.holder, ttl=self.knobs.lease_ttl, now=started)
             except errors.LeaseHeld as exc:
                 return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
             self._leased = True
@@ -127,7 +129,7 @@ class Controller:
                 )
             else:
                 decided.append((n, d))
-        written = writes.write_routes([d.write for _, d in decided], backoff=self.backoff)  # 3. write
+        written = self._write([d.write for _, d in decided])  # 3. write
         for n, d in decided:  # 4. act: the forge side, with this rollout's write
             try:
                 outcomes[n] = self._act(d, config, written.get(d.write.key))
@@ -146,6 +148,9 @@ class Controller:
         return repo.release_lease(self.workspace, holder=self.holder)
 
     # -- the kill switch and the retry -----------------------------------------------------------
+
+    def _write(self, batch: Sequence[writes.Write]) -> dict[tuple[str, str], writes.Written]:
+        return writes.write_routes(batch, backoff=self.knobs.writes, sleep=self.sleep)
 
     def abort(self, name: str, *, reason: str) -> Outcome:
         """Canary to 0 and shadow off now, then the revert PR. Works whatever the gates say."""
@@ -177,7 +182,7 @@ class Controller:
         since = self.steps.since(loaded, desired.config)
         seen = observe.read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]
         d = self._decide(loaded, router, seen, self.pull_requests.ours(), (), tree=tree, since=since, abort=abort)
-        return self._act(d, desired.config, writes.write_routes([d.write], backoff=self.backoff).get(d.write.key))
+        return self._act(d, desired.config, self._write([d.write]).get(d.write.key))
 
     # -- the decide and act passes ---------------------------------------------------------------
 

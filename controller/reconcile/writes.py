@@ -10,24 +10,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from controller import errors, traffic
+from controller import errors, settings, traffic
 from controller.routers import base
 
 log = logging.getLogger("rollout.reconcile")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Retries of a router write that takes exposure away (a rollback, a heal to no canary) within
-    one tick: `attempts` tries, waiting `first`, then twice as long each time, at most `cap` seconds."""
-
-    attempts: int = 4
-    first: float = 0.25
-    cap: float = 2.0
-    sleep: Callable[[float], None] = time.sleep
-
-    def delays(self) -> list[float]:
-        return [min(self.cap, self.first * 2**i) for i in range(max(0, self.attempts - 1))]
 
 
 @dataclass(frozen=True)
@@ -55,10 +41,13 @@ class Written:
     error: Exception | None = None
 
 
-def write_routes(writes: Sequence[Write], *, backoff: Backoff) -> dict[tuple[str, str], Written]:
+def write_routes(
+    writes: Sequence[Write], *, backoff: settings.Backoff, sleep: Callable[[float], None] = time.sleep
+) -> dict[tuple[str, str], Written]:
     """Every route the decisions change, one batch per router, written and read back; the result
     per (router, route). Urgent routes (taking the canary out) whose write failed retryably (the
-    router unreachable, the write not confirmed) are retried with backoff, together, in the tick."""
+    router unreachable, the write not confirmed) are retried with `backoff`, together, in the tick
+    (`sleep` waits between tries)."""
     batches: dict[str, list[Write]] = {}
     out: dict[tuple[str, str], Written] = {}
     for w in writes:
@@ -69,13 +58,18 @@ def write_routes(writes: Sequence[Write], *, backoff: Backoff) -> dict[tuple[str
     for name, group in batches.items():
         states = {w.route: w.state for w in group if w.state is not None}
         urgent = {w.route for w in group if w.urgent}
-        results = _write_batch(group[0].router, states, urgent=urgent, backoff=backoff)
+        results = _write_batch(group[0].router, states, urgent=urgent, backoff=backoff, sleep=sleep)
         out.update(((name, route), written) for route, written in results.items())
     return out
 
 
 def _write_batch(
-    router: base.Router, states: Mapping[str, traffic.RouteState], *, urgent: set[str], backoff: Backoff
+    router: base.Router,
+    states: Mapping[str, traffic.RouteState],
+    *,
+    urgent: set[str],
+    backoff: settings.Backoff,
+    sleep: Callable[[float], None],
 ) -> dict[str, Written]:
     """One router's batch: (attempts, the last error or None) per route."""
     delays = backoff.delays()
@@ -87,7 +81,7 @@ def _write_batch(
             break
         for route in retry:
             log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, results[route], delay)
-        backoff.sleep(delay)
+        sleep(delay)
         results.update(_apply_isolated(router, retry))
         attempts.update(dict.fromkeys(retry, attempt))
     return {

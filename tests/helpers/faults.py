@@ -103,7 +103,7 @@ def make_controller(
         prometheus.Prometheus(prom_url or ops.prom_url),
         holder=holder,
         clock=ops.now,
-        backoff=reconcile.Backoff(sleep=recorded.append),
+        sleep=recorded.append,
     )
 
 

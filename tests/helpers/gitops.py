@@ -14,7 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import plan, prometheus, reconcile, repo, spec, traffic
+from controller import plan, prometheus, reconcile, repo, settings, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
@@ -122,7 +122,9 @@ class GitOps:
     def live(self, route: str) -> traffic.RouteState | None:
         return read_one(self.router(), route)
 
-    def controller(self, *, holder: str = "test", forge: object | None = None) -> reconcile.Controller:
+    def controller(
+        self, *, holder: str = "test", forge: object | None = None, knobs: settings.Settings | None = None
+    ) -> reconcile.Controller:
         ws = repo.Workspace.open(str(self.remote), self.work / f"clone-{holder}")
 
         def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
@@ -136,6 +138,7 @@ class GitOps:
             prometheus.Prometheus(self.prom_url),
             holder=holder,
             clock=self.now,
+            knobs=knobs or settings.Settings(),
         )
 
     def main_log(self) -> list[str]:

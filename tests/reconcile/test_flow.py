@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller import errors, plan, reconcile
+from controller import errors, plan, settings
 from controller.forge import base as forge_base
 from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, approve_and_merge, kind, outcome
 
@@ -205,7 +205,7 @@ def test_no_ramp_before_the_offline_eval_passes(gitops: GitOps) -> None:
     assert gitops.forge.list() == []
 
 
-def test_the_step_history_cache_stays_bounded(gitops: GitOps, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_step_history_cache_stays_bounded(gitops: GitOps) -> None:
     """A long `rollout run` must not grow the (commit, rollout) cache without bound; bounded, the step
     start it finds is the same."""
     add_bad_bot(gitops)
@@ -214,8 +214,7 @@ def test_the_step_history_cache_stays_bounded(gitops: GitOps, monkeypatch: pytes
     unbounded = gitops.controller()
     want = {o.rollout: o.step_since for o in unbounded.reconcile_once(dry_run=True).outcomes}
     assert len(unbounded.steps) > 2
-    monkeypatch.setattr(reconcile.observe, "HISTORY_REMEMBERED", 2)
-    bounded = gitops.controller()
+    bounded = gitops.controller(knobs=settings.Settings(memory=settings.Memory(step_histories=2)))
     for _ in range(3):
         got = {o.rollout: o.step_since for o in bounded.reconcile_once(dry_run=True).outcomes}
         assert got == want

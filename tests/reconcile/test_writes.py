@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from controller import errors, traffic
+from controller import errors, settings, traffic
 from controller.reconcile import writes
 from controller.routers import base
 
@@ -46,14 +46,15 @@ def write(router: Memory, route: str, state: traffic.RouteState, *, urgent: bool
     return writes.Write(router.name, router, route, state, urgent=urgent)
 
 
-def no_wait(slept: list[float]) -> writes.Backoff:
-    return writes.Backoff(sleep=slept.append)
+def written(batch: list[writes.Write], slept: list[float] | None = None) -> dict[tuple[str, str], writes.Written]:
+    """`write_routes` with the default backoff, its waits recorded instead of slept."""
+    return writes.write_routes(batch, backoff=settings.Backoff(), sleep=(slept if slept is not None else []).append)
 
 
 def test_one_refused_route_in_a_thousand_costs_about_twenty_writes() -> None:
     router = Memory(refuses=frozenset({"r0617"}))
     routes = [f"r{i:04}" for i in range(1000)]
-    done = writes.write_routes([write(router, r, ON) for r in routes], backoff=no_wait([]))
+    done = written([write(router, r, ON) for r in routes])
     assert {k for k, w in done.items() if w.error is not None} == {("edge", "r0617")}
     assert isinstance(done[("edge", "r0617")].error, errors.RouterError)
     assert len(router.routes) == 999
@@ -62,7 +63,7 @@ def test_one_refused_route_in_a_thousand_costs_about_twenty_writes() -> None:
 
 def test_an_unreachable_router_fails_every_route_in_one_write() -> None:
     router = Memory(down=100)
-    done = writes.write_routes([write(router, r, ON) for r in ("a", "b", "c", "d")], backoff=no_wait([]))
+    done = written([write(router, r, ON) for r in ("a", "b", "c", "d")])
     assert router.batches == [4]
     assert all(isinstance(w.error, errors.RouterUnavailable) and w.attempts == 1 for w in done.values())
 
@@ -77,7 +78,7 @@ def test_only_writes_that_take_the_canary_out_are_retried(
 ) -> None:
     router = Memory(down=2)
     waited: list[float] = []
-    done = writes.write_routes([write(router, "a", OFF if urgent else ON, urgent=urgent)], backoff=no_wait(waited))
+    done = written([write(router, "a", OFF if urgent else ON, urgent=urgent)], waited)
     assert done[("edge", "a")].attempts == attempts
     assert (done[("edge", "a")].error is None) is confirmed
     assert waited == slept
@@ -88,13 +89,13 @@ def test_a_refused_write_is_not_tried_and_a_route_with_nothing_to_write_is_absen
     why = errors.RouterStateError("no live state: it would create router state")
     refused = writes.Write("edge", router, "a", OFF, urgent=True, refused=why)
     idle = writes.Write("edge", router, "b", None)
-    done = writes.write_routes([refused, idle], backoff=no_wait([]))
+    done = written([refused, idle])
     assert done == {("edge", "a"): writes.Written(0, why)}
     assert router.batches == []
 
 
 def test_each_router_gets_its_own_batch() -> None:
     one, two = Memory("one"), Memory("two", refuses=frozenset({"x"}))
-    done = writes.write_routes([write(one, "x", ON), write(two, "x", ON), write(one, "y", ON)], backoff=no_wait([]))
+    done = written([write(one, "x", ON), write(two, "x", ON), write(one, "y", ON)])
     assert one.batches == [2] and two.batches == [1]
     assert done[("one", "x")].error is None and done[("two", "x")].error is not None
