@@ -35,7 +35,7 @@ from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller import gates, judge, reconcile, spec, split
+from controller import analysis, gates, judge, spec, split
 
 RPS = 10.0  # requests per second on the route
 BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
@@ -548,7 +548,7 @@ def _split_chunk(rng: np.random.Generator, *, steps: int, rps: float, configured
             j = judge.judge_split(canary=k[r], stable=n[r] - k[r], expected=expected, alpha=alpha[t])
             if j.verdict is gates.Verdict.FAIL:
                 first[r], requests[r] = t, n[r]
-        w = int(reconcile.window(SPLIT_INTERVAL, timedelta(seconds=t * SPLIT_TICK_S)).total_seconds()) // SPLIT_TICK_S
+        w = int(analysis.window(SPLIT_INTERVAL, timedelta(seconds=t * SPLIT_TICK_S)).total_seconds()) // SPLIT_TICK_S
         start = max(t - w, 0)
         n_s, k_s = cum_n[:, t] - cum_n[:, start], cum_k[:, t] - cum_k[:, start]
         hit = (sliding_first < 0) & (n_s > 0)
@@ -657,7 +657,7 @@ def split_bench(args: argparse.Namespace) -> list[str]:
         f"{BIN_S // 60} min; the step's weight written within an interval (before: a fifth of it); "
         f"alpha {judge.DEFAULT_SPLIT_ALPHA} per step, concentration {judge.SPLIT_CONCENTRATION:g}; "
         f"{args.split_steps} A/A and {args.split_ab} wrong-split steps per case; the sliding column judges the "
-        f"same statistic at alpha {judge.DEFAULT_SPLIT_ALPHA} over the gates' windows (reconcile.window) instead "
+        f"same statistic at alpha {judge.DEFAULT_SPLIT_ALPHA} over the gates' windows (analysis.window) instead "
         f"of fixed origins; seed {args.seed + 1}; {time.monotonic() - started:.0f}s"
     )
     pooled = alarms / steps_run if steps_run else math.nan

@@ -3,8 +3,9 @@
 Called by the CLI (`rollout gates`) and the reconciler. The only module here that does I/O, and only
 through the injected `prometheus.Prometheus`; query building (`templates`) and judging (`gates`, with
 the statistics of `judge`) are pure. A template whose query fails makes its gates ERROR; the other
-templates still count. The judge's guarantees hold when `window` covers the step so far (pass
-`at - step start`): its counts must be the step's, not a sliding window's.
+templates still count. The judge's guarantees hold when `window` covers the step so far: its counts
+must be the step's, not a sliding window's. `window()` is the one rule for it, used by the reconciler,
+`rollout gates` and `rollout check`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from controller import errors, gates, load, plan, prometheus, promql, spec, split, templates
+
+MAX_WINDOW = timedelta(days=7)
+
+
+def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
+    """The measuring window of a rollout: its time in the current step, rounded down to a whole number
+    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two;
+    at least one interval, at most 7 days.
+
+    Measuring from the step's start is what the sequential judge needs (its guarantee holds over every
+    look within a step), and rounding down never reaches back into the previous step or revision.
+    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most one
+    request per template per bucket (about 20 buckets from one interval to 7 days)."""
+    if in_step is None or in_step <= interval:
+        return interval
+    reach = min(in_step, MAX_WINDOW)
+    if reach < interval * 8:
+        return interval * int(reach / interval)
+    w = interval * 8
+    while w * 2 <= reach:
+        w *= 2
+    return w
 
 
 @dataclass(frozen=True)

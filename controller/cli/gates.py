@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import analysis, evidence, gates, load, plan, reconcile, repo, review, spec, split
+from controller import analysis, evidence, gates, load, plan, repo, review, spec, split
 from controller.cli import common
 
 
@@ -16,7 +16,11 @@ def add_parser(sub: Any) -> None:
     g = sub.add_parser("gates", help="measure a rollout's gates now: stable and canary side by side")
     g.add_argument("name", metavar="NAME", help="the rollout")
     g.add_argument("--at", default="now", help="evaluate at this time: now, unix seconds or ISO 8601")
-    g.add_argument("--window", default=None, help="measurement window (default: the step's `for`, else the interval)")
+    g.add_argument(
+        "--window",
+        default=None,
+        help="measurement window (default: the controller's window at the end of the step's `for`)",
+    )
     g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     g.add_argument("--repo", default=".", help="a path in a rollouts repository")
     g.set_defaults(func=cmd_gates)
@@ -27,7 +31,9 @@ def add_parser(sub: Any) -> None:
     c.add_argument("--base", required=True, help="the git ref the PR merges into (in CI: the merge commit's HEAD^1)")
     c.add_argument("--head", default=None, help="the git ref of the PR's result (default: the working tree)")
     c.add_argument("--at", default="now", help="measure gates at this time: now, unix seconds or ISO 8601")
-    c.add_argument("--window", default=None, help="gate window (default: the step's `for`, at least the interval)")
+    c.add_argument(
+        "--window", default=None, help="gate window (default: the controller's window at the end of the step's `for`)"
+    )
     c.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     c.add_argument("--repo", default=".", help="a path in a rollouts repository")
     c.set_defaults(func=cmd_check)
@@ -43,7 +49,7 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
         raise common.UsageError("controller.yaml sets no prometheus.url")
     at = common.parse_time(args.at)
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-    window = _window(args.window) if args.window else step.for_ or loaded.rollout.spec.analysis.interval
+    window = _window(args.window) if args.window else analysis.window(loaded.rollout.spec.analysis.interval, step.for_)
     rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
@@ -95,9 +101,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         loaded = change.measure
         if args.window:
             window = _window(args.window)
-        else:  # the controller's shortest window for this step: its `for`, at least one analysis interval
+        else:  # the controller's window when the step's `for` has run (analysis.window)
             step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-            window = reconcile.window(loaded.rollout.spec.analysis.interval, step.for_)
+            window = analysis.window(loaded.rollout.spec.analysis.interval, step.for_)
         measured[change.name] = measure_gates(
             loaded, config, config.prometheus, at=at, window=window, traffic_split=True
         )

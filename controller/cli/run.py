@@ -15,7 +15,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from controller import advice, errors, load, plan, reconcile, redaction, repo, report, settings, spec, split, traffic
+from controller import (
+    advice,
+    errors,
+    load,
+    plan,
+    proposals,
+    reconcile,
+    redaction,
+    repo,
+    report,
+    settings,
+    spec,
+    split,
+    traffic,
+)
 from controller.cli import common
 from controller.forge import base as forge_base
 from controller.forge import factory as forge_factory
@@ -290,7 +304,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on = build_controller(args)
     tick = controller.reconcile_once(dry_run=True)
-    pulls = controller.forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+    pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
     desired = load.load_repo(controller.workspace.tree())
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
@@ -331,7 +345,7 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
         out.write(f"  next     {verdict}\n")
         for pr in pulls:
-            if pr.branch.startswith(f"{reconcile.BRANCH_PREFIX}{o.rollout}/"):
+            if pr.branch.startswith(f"{proposals.BRANCH_PREFIX}{o.rollout}/"):
                 flag = " [approved]" if pr.approved else ""
                 out.write(f"  PR       #{pr.number} {pr.title}{flag}\n")
         if o.error:

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 import git
 import httpx
 
-from controller import errors, load, plan, prometheus, reconcile, render, repo, settings, spec, traffic
+from controller import errors, load, plan, prometheus, proposals, reconcile, render, repo, settings, spec, traffic
 from controller.demo import loadgen
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
@@ -529,7 +529,7 @@ def _loop(
 
 def _review(forge: forge_local.LocalForge, seen: set[tuple[int, str]], result: Result, view: View) -> None:
     """The auto-approver: a reviewer who approves and merges each of the bot's PRs."""
-    for pr in forge.list(prefix=reconcile.BRANCH_PREFIX, state=forge_base.PRState.OPEN):
+    for pr in forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN):
         if (pr.number, pr.head_sha) in seen:
             continue
         seen.add((pr.number, pr.head_sha))

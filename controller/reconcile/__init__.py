@@ -13,19 +13,7 @@ What a pull request says is `controller.proposals`'.
 
 from __future__ import annotations
 
-from controller.proposals import BRANCH_PREFIX, Action, branch, parse_branch
-from controller.reconcile.observe import MAX_WINDOW, RouterFactory, window
+from controller.reconcile.observe import RouterFactory
 from controller.reconcile.tick import Controller, Outcome, Tick
 
-__all__ = [
-    "BRANCH_PREFIX",
-    "MAX_WINDOW",
-    "Action",
-    "Controller",
-    "Outcome",
-    "RouterFactory",
-    "Tick",
-    "branch",
-    "parse_branch",
-    "window",
-]
+__all__ = ["Controller", "Outcome", "RouterFactory", "Tick"]

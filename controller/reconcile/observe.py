@@ -15,30 +15,9 @@ from controller.forge import base as forge_base
 from controller.routers import base
 
 RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
-MAX_WINDOW = timedelta(days=7)
 
 #: A route as the decide pass got it: what `Router.read` answered, or the error that stopped the read.
 Seen: TypeAlias = base.Live | Exception
-
-
-def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
-    """The measuring window of a rollout: its time in the current step, rounded down to a whole number
-    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two;
-    at least one interval, at most 7 days.
-
-    Measuring from the step's start is what the sequential judge needs (its guarantee holds over every
-    look within a step), and rounding down never reaches back into the previous step or revision.
-    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most one
-    request per template per bucket (about 20 buckets from one interval to 7 days)."""
-    if in_step is None or in_step <= interval:
-        return interval
-    reach = min(in_step, MAX_WINDOW)
-    if reach < interval * 8:
-        return interval * int(reach / interval)
-    w = interval * 8
-    while w * 2 <= reach:
-        w *= 2
-    return w
 
 
 # -- gates ----------------------------------------------------------------------------------------
@@ -67,7 +46,7 @@ def measure(
     groups: dict[timedelta, list[analysis.Target]] = {}
     for r in live:
         started = since.get(r.name)
-        w = window(r.rollout.spec.analysis.interval, at - started if started else None)
+        w = analysis.window(r.rollout.spec.analysis.interval, at - started if started else None)
         groups.setdefault(w, []).append(analysis.target(r, config))
     out: dict[str, tuple[gates.GateEvidence, ...]] = {}
     for w, targets in sorted(groups.items()):

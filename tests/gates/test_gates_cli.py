@@ -43,7 +43,8 @@ def repo(tmp_path: Path, prometheus_url: str) -> Path:
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"], ids=["text", "markdown", "json"])
 def test_gates_side_by_side(tmp_path: Path, prom_server: prom.PromServer, fmt: str) -> None:
     root = repo(tmp_path, prom_server.url)
-    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", fmt)
+    at = str(gate_history.NOW)
+    code, out = run("gates", "segmented", "--repo", str(root), "--at", at, "--window", "1h", "--format", fmt)
     assert code == 1  # the enterprise segment fails
     if fmt == "json":
         gate, check = json.loads(out)["gates"]
@@ -51,7 +52,7 @@ def test_gates_side_by_side(tmp_path: Path, prom_server: prom.PromServer, fmt: s
         rows = {s["segment"]["tenant_tier"]: s for s in gate["segments"]}
         assert rows["enterprise"]["verdict"] == "FAIL"
         assert rows["enterprise"]["canary"]["value"] == pytest.approx(0.80, abs=0.005)
-        assert gate["window"] == "1h"  # the step's `for`
+        assert gate["window"] == "1h"  # as asked
     else:
         for tier in ("free", "pro", "enterprise", "trial"):
             assert tier in out
@@ -62,3 +63,14 @@ def test_gates_usage_errors(tmp_path: Path, prom_server: prom.PromServer) -> Non
     root = repo(tmp_path, prom_server.url)
     assert run("gates", "nope", "--repo", str(root))[0] == 2
     assert run("gates", "segmented", "--repo", str(root), "--at", "yesterday")[0] == 2
+
+
+def test_gates_measure_over_the_controllers_window_by_default(tmp_path: Path, prom_server: prom.PromServer) -> None:
+    """Without --window, `rollout gates` shows what the controller measures when the step's `for` (1h)
+    has run: 32 one-minute intervals (`analysis.window`), the same rule as `rollout check` and the tick."""
+    root = repo(tmp_path, prom_server.url)
+    code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", "json")
+    gate, _ = json.loads(out)["gates"]
+    assert gate["window"] == "32m", out
+    assert code == 1  # 640 samples a side are not yet evidence beyond the 3-point limit: INCONCLUSIVE holds
+    assert {s["verdict"] for s in gate["segments"]} <= {"PASS", "INCONCLUSIVE"}

@@ -126,7 +126,11 @@ def test_rollout_gates_shows_the_check(tmp_path: Path, prom_server: prom.PromSer
     assert cli.main([*argv, "--format", "json"], out=out) == 1  # error_rate passes; the split fails
     gate, check = json.loads(out.getvalue())["gates"]
     assert (gate["gate"], gate["verdict"]) == ("error_rate", "PASS")
-    assert (check["gate"], check["verdict"], check["window"]) == ("traffic_split", "FAIL", "1h")
+    assert (check["gate"], check["verdict"], check["window"]) == (
+        "traffic_split",
+        "FAIL",
+        "32m",
+    )  # analysis.window(1m, 1h)
 
     off = ROLLOUT.replace("gates: [", "trafficSplit: false\n    gates: [")
     (tmp_path / "rollouts" / "split-wrong" / "rollout.yaml").write_text(off)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller import gates, load, plan, spec, traffic
+from controller import analysis, gates, load, plan, spec, traffic
 
 NOW = datetime(2026, 11, 18, 12, 0, tzinfo=UTC)  # a Wednesday
 CANARY_REV = "c0ffee000001"
@@ -459,9 +459,8 @@ def test_invariants(
     ids=["unknown", "shorter", "one", "almost-two", "two", "five", "almost-ten", "hour", "capped"],
 )
 def test_measuring_window(in_step: int | None, expected: int) -> None:
-    from controller import reconcile
 
-    got = reconcile.window(timedelta(minutes=1), None if in_step is None else timedelta(seconds=in_step))
+    got = analysis.window(timedelta(minutes=1), None if in_step is None else timedelta(seconds=in_step))
     assert got == timedelta(seconds=expected)
     assert got <= max(timedelta(minutes=1), timedelta(seconds=in_step or 0))  # never before the step began
 

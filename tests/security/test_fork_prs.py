@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller import load, plan, reconcile
+from controller import load, plan, proposals
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.helpers import github_standin as standin_mod
@@ -40,10 +40,10 @@ def test_fork_prs_named_like_ours_are_ignored(gitops: GitOps, hub: standin_mod.S
     assert good is not None
     revision = good.revisions["canary"]
     evil_advance = hub.open_fork_pull(
-        fork="mallory", branch=reconcile.branch("good-bot", "advance", revision), title="good-bot: advance to 100%"
+        fork="mallory", branch=proposals.branch("good-bot", "advance", revision), title="good-bot: advance to 100%"
     )
     evil_rollback = hub.open_fork_pull(
-        fork="mallory", branch=reconcile.branch("good-bot", "rollback", revision), title="good-bot: roll back"
+        fork="mallory", branch=proposals.branch("good-bot", "rollback", revision), title="good-bot: roll back"
     )
     assert {p.number for p in forge.list(prefix="rollout/")} & {evil_advance, evil_rollback} == set()
 
