@@ -115,20 +115,26 @@ def evaluate(
         for gate in t.gates:
             if (t.rollout, gate.use) in refused:
                 why = refused[(t.rollout, gate.use)]
-                evidence.append(_error(t, gate, kind="?", source="?", query="", window=window_text, error=why))
+                evidence.append(
+                    gates.GateEvidence.unmeasured(t.rollout, gate, why, window=window_text, min_samples=t.min_samples)
+                )
                 continue
             template = plans[gate.use]
             g = _group_of(template, t)
             answer = answers[gate.use]
             common = {"kind": template.kind, "source": str(g.flavour), "query": answer.query, "window": window_text}
             if answer.error is not None:
-                evidence.append(_error(t, gate, error=answer.error, **common))
+                evidence.append(
+                    gates.GateEvidence.unmeasured(t.rollout, gate, answer.error, min_samples=t.min_samples, **common)
+                )
                 continue
             t_of = template.of(g.flavour)
             measured, dup = _measured(answer, g, _subject(g, t), scale=_scale(t_of))
             if dup:
                 error = f"gate {gate.use}: the query returned several series for one variant and segment"
-                evidence.append(_error(t, gate, error=error, **common))
+                evidence.append(
+                    gates.GateEvidence.unmeasured(t.rollout, gate, error, min_samples=t.min_samples, **common)
+                )
                 continue
             rows, verdict = gates.judge_segments(gate, measured, min_samples=t.min_samples, method=method(t_of))
             evidence.append(
@@ -174,23 +180,6 @@ def _subject_name(flavour: templates.Flavour, t: Target) -> str:
 
 def _subject(g: templates.Group, t: Target) -> str:
     return _subject_name(g.flavour, t)
-
-
-def _error(
-    t: Target, gate: spec.Gate, *, kind: str, source: str, query: str, window: str, error: str
-) -> gates.GateEvidence:
-    return gates.GateEvidence(
-        rollout=t.rollout,
-        gate=gate,
-        kind=kind,
-        source=source,
-        query=query,
-        window=window,
-        min_samples=t.min_samples,
-        segments=(),
-        verdict=gates.Verdict.ERROR,
-        error=error,
-    )
 
 
 def _ask(

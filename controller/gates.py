@@ -412,6 +412,34 @@ class GateEvidence:
     error: str | None = None
     expected_share: float | None = None  # the traffic-split check: the canary's configured share
 
+    @classmethod
+    def unmeasured(
+        cls,
+        rollout: str,
+        gate: spec.Gate,
+        why: str,
+        *,
+        kind: str = "?",
+        source: str = "?",
+        query: str = "",
+        window: str = "",
+        min_samples: int = 0,
+    ) -> GateEvidence:
+        """The evidence of a gate that could not be measured (no Prometheus, a failed query, an
+        unusable answer): ERROR, with `why`; the one way every pass builds it."""
+        return cls(
+            rollout=rollout,
+            gate=gate,
+            kind=kind,
+            source=source,
+            query=query,
+            window=window,
+            min_samples=min_samples,
+            segments=(),
+            verdict=Verdict.ERROR,
+            error=why,
+        )
+
     @property
     def name(self) -> str:
         return self.gate.use if self.gate is not None else TRAFFIC_SPLIT

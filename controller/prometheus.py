@@ -21,7 +21,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from controller import errors
+from controller import errors, spec
 from controller.redaction import redact
 
 # PrometheusConnect's own default retries three times with a one-second backoff on connection errors
@@ -70,6 +70,13 @@ class Prometheus:
             # POST, as before; the library puts the query in the URL's query string either way
             method="POST",
         )
+
+    @classmethod
+    def from_config(cls, config: spec.PrometheusConfig, *, env: Mapping[str, str]) -> Prometheus:
+        """The adapter for controller.yaml's `prometheus`: its URL and timeout, the bearer token read
+        from the variable the config names in `env` (never logged); the one way a command builds it."""
+        token = env.get(config.bearer_token_env) if config.bearer_token_env else None
+        return cls(config.url, timeout=config.timeout, token=token)
 
     def close(self) -> None:
         self._connect.close()

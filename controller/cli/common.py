@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
-from controller import errors, lint, load, prometheus, repo, report, settings, spec
+from controller import errors, lint, load, repo, report, settings, spec
 
 STATE_ENV = settings.STATE_ENV
 REMOTE_ENV = settings.REMOTE_ENV
@@ -28,13 +28,6 @@ def state_dir(config: spec.ControllerConfig) -> Path:
         return settings.state_dir(config, env=os.environ, home=Path.home())
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-
-
-def metrics(prom: spec.PrometheusConfig) -> prometheus.Prometheus:
-    """The metrics adapter for controller.yaml's `prometheus`, its bearer token read from the variable
-    the config names."""
-    token = os.environ.get(prom.bearer_token_env) if prom.bearer_token_env else None
-    return prometheus.Prometheus(prom.url, timeout=prom.timeout, token=token)
 
 
 def find_root(path: Path) -> Path:

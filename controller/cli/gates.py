@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import analysis, evidence, gates, load, plan, repo, review, spec, split
+from controller import analysis, evidence, gates, load, plan, prometheus, repo, review, spec, split
 from controller.cli import common
 
 
@@ -68,7 +69,7 @@ def measure_gates(
 ) -> tuple[gates.GateEvidence, ...]:
     """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
     then the traffic-split check over the same window, where it applies (one query more)."""
-    metrics = common.metrics(prom)
+    metrics = prometheus.Prometheus.from_config(prom, env=os.environ)
     try:
         found = analysis.evaluate(
             [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window

@@ -20,6 +20,7 @@ from controller import (
     errors,
     load,
     plan,
+    prometheus,
     proposals,
     reconcile,
     redaction,
@@ -137,7 +138,8 @@ def build_controller(args: argparse.Namespace) -> Built:
         raise errors.SpecError(desired.problems)
     config = desired.config
     state = common.state_dir(config)
-    metrics = common.metrics(config.prometheus) if config.prometheus is not None else None
+    prom = config.prometheus
+    metrics = prometheus.Prometheus.from_config(prom, env=os.environ) if prom is not None else None
     knobs = settings.Settings()  # one value for the routers, the forge and the reconciler
 
     def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:

@@ -39,7 +39,8 @@ def measure(
     if metrics is None:
         return {
             r.name: tuple(
-                _unmeasured(r.name, g, "controller.yaml sets no prometheus.url") for g in r.rollout.spec.analysis.gates
+                gates.GateEvidence.unmeasured(r.name, g, "controller.yaml sets no prometheus.url")
+                for g in r.rollout.spec.analysis.gates
             )
             for r in live
         }
@@ -80,21 +81,6 @@ def measure_split(
     if targets:
         for name, e in analysis.evaluate_split(targets, metrics=metrics, at=at).items():
             measured[name] = (*measured.get(name, ()), e)
-
-
-def _unmeasured(rollout: str, gate: spec.Gate, why: str) -> gates.GateEvidence:
-    return gates.GateEvidence(
-        rollout=rollout,
-        gate=gate,
-        kind="?",
-        source="?",
-        query="",
-        window="",
-        min_samples=0,
-        segments=(),
-        verdict=gates.Verdict.ERROR,
-        error=why,
-    )
 
 
 # -- routes ---------------------------------------------------------------------------------------

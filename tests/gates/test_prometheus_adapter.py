@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from controller import errors, prometheus
+from controller import errors, prometheus, spec
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 VECTOR = {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {"v": "a"}, "value": [1, "2"]}]}}
@@ -111,6 +111,18 @@ def test_the_bearer_token_is_sent_and_never_named(server: _Server) -> None:
     assert message == f"Prometheus at {url(server)}: query failed: HTTP 503, not JSON"
     [(_, _, headers)] = server.seen.requests  # a 503 is not retried
     assert headers["Authorization"] == "Bearer tok-SECRET"
+
+
+def test_from_config_reads_the_token_from_the_named_variable(server: _Server) -> None:
+    config = spec.PrometheusConfig(url=url(server), timeout=timedelta(seconds=3), bearer_token_env="PROM_TOKEN")
+    metrics = prometheus.Prometheus.from_config(config, env={"PROM_TOKEN": "tok-SECRET", "OTHER": "x"})
+    assert metrics.query("up", at=AT)
+    [(_, _, headers)] = server.seen.requests
+    assert headers["Authorization"] == "Bearer tok-SECRET"
+    assert "SECRET" not in repr(metrics) and "SECRET" not in metrics.display
+    unset = prometheus.Prometheus.from_config(config, env={})  # no token: no header, not an error
+    assert unset.query("up", at=AT)
+    assert "Authorization" not in server.seen.requests[-1][2]
 
 
 def test_a_password_in_the_url_is_basic_auth_and_never_named(server: _Server) -> None:
