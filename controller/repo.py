@@ -284,16 +284,6 @@ class Workspace:
         self._histories[key] = out
         return out
 
-    def history(self, path: str, *, ref: str | None = None, limit: int = 200) -> list[tuple[str, datetime]]:
-        """(sha, commit time) of the first-parent commits of `ref` that touched `path`, newest first.
-
-        First-parent history sees a merged pull request as its merge commit, at the time it merged."""
-        try:
-            commits = self.repo.iter_commits(ref or self.ref, paths=path, first_parent=True, max_count=limit)
-            return [(c.hexsha, c.committed_datetime.astimezone(UTC)) for c in commits]
-        except (git.GitCommandError, ValueError) as exc:
-            raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
-
 
 class _Cache(Generic[_K, _V]):
     """A least-recently-used map within a budget: each value costs `cost(value)`, the oldest go first
@@ -470,11 +460,6 @@ def valid_holder(holder: str) -> bool:
     """A holder name the lease can carry: printable, no whitespace and no `=` (the lease commit's
     message is `holder=NAME expires=TIME`; a name it cannot parse back reads as an expired lease)."""
     return bool(holder) and holder.isprintable() and not any(ch.isspace() or ch == "=" for ch in holder)
-
-
-def read_lease(ws: Workspace) -> Lease | None:
-    """The lease as the remote has it now (None: nobody holds it, or it is unreadable)."""
-    return _read_lease(ws.repo, ws.remote_url)[1]
 
 
 def _read_lease(repo: git.Repo, remote: str) -> tuple[str, Lease | None]:

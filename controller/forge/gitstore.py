@@ -91,10 +91,3 @@ class GitStore:
         except git.GitCommandError:
             return False
         return True
-
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        try:
-            gitcmd.run(self.repo, "merge-base", "--is-ancestor", ancestor, descendant)
-        except git.GitCommandError:
-            return False
-        return True

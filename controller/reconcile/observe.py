@@ -189,7 +189,8 @@ class StepHistory:
         return since
 
     def _histories(self, directory: str) -> list[tuple[str, datetime]]:
-        """`Workspace.history(directory)`, answered for every rollout at once by one `git log`."""
+        """(sha, commit time) of the first-parent commits that touched `directory`, newest first, answered
+        for every rollout at once by one `git log` (`Workspace.histories`)."""
         root = directory.rsplit("/", 1)[0]
         return self.workspace.histories(root, depth=directory.count("/") + 1).get(directory, [])
 
