@@ -82,3 +82,16 @@ def test_the_controller_bounds_its_memory_by_its_settings(tmp_path: Path) -> Non
     forge = forge_local.LocalForge(tmp_path / "remote.git")
     controller = reconcile.Controller(workspace, forge, lambda *a: None, knobs=knobs)  # type: ignore[arg-type,return-value]
     assert controller.steps.limit == 7 and controller.pull_requests.remember == 11
+
+
+def test_the_readme_documents_every_knob() -> None:
+    """README's Settings table names every field of `Settings` and its sections."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("### Settings") : readme.index("### A router adapter")]
+    knobs = settings.Settings()
+    for top in dataclasses.fields(knobs):
+        value = getattr(knobs, top.name)
+        assert f"`{top.name}" in table, top.name
+        if dataclasses.is_dataclass(value) and top.name != "writes":
+            for leaf in dataclasses.fields(value):
+                assert leaf.name in table, f"{top.name}.{leaf.name}"
