@@ -12,8 +12,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import requests as http
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller import analysis, prometheus, spec
@@ -52,7 +50,7 @@ def main() -> None:
     prom.prom_backfill(history(max(sizes), now), data_dir=work / "data", work=work)
     requests: list[str] = []
     with prom.prom_server(work, data_dir=work / "data") as server:
-        session = http.Session()
+        session = prometheus.Session()
         session.hooks["response"].append(lambda r, *args, **kwargs: requests.append(str(r.request.url)))
         metrics = prometheus.Prometheus(server.url, session=session, timeout=timedelta(seconds=60))
         gates = tuple(spec.Gate.model_validate(g) for g in GATES)

@@ -28,7 +28,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import the checkout it sits in
 
-import requests
 
 from controller import load, prometheus, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
@@ -136,7 +135,7 @@ def backfill(work: Path, size: int, now: int) -> Path:
 
 
 def controller(remote: Path, work: Path, prom_url: str, queries: list[str], calls: Counter[str]) -> Any:
-    session = requests.Session()
+    session = prometheus.Session()
     session.hooks["response"].append(lambda r, *args, **kwargs: queries.append(str(r.request.url)))
     metrics = prometheus.Prometheus(prom_url, session=session, timeout=timedelta(seconds=30))
 

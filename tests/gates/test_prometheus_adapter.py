@@ -27,6 +27,7 @@ class Seen:
 
     answer: tuple[int, dict[str, str], bytes, float] = (200, {}, json.dumps(VECTOR).encode(), 0.0)
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -35,7 +36,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self) -> None:
         seen = self.server.seen
         seen.requests.append((self.command, self.path, dict(self.headers)))
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        seen.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
         status, headers, body, delay = seen.answer
         time.sleep(delay)
         self.send_response(status)
@@ -89,9 +90,37 @@ def test_a_query_is_sent_with_its_time_and_answered_as_samples(server: _Server) 
     assert metrics.query('sum(x{a="b"})', at=AT) == [prometheus.Sample({"v": "a"}, 2.0)]
     [(method, path, headers)] = server.seen.requests
     parts = urlsplit(path)
-    assert method == "POST" and parts.path == "/api/v1/query"
-    assert parse_qs(parts.query) == {"query": ['sum(x{a="b"})'], "time": [f"{AT.timestamp():.3f}"]}
+    assert method == "POST" and parts.path == "/api/v1/query" and not parts.query
+    # a form body, as Prometheus's API allows: a batched query of 1000 rollouts is too long for a URL
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    [body] = server.seen.bodies
+    assert parse_qs(body.decode()) == {"query": ['sum(x{a="b"})'], "time": [f"{AT.timestamp():.3f}"]}
     assert "Authorization" not in headers
+
+
+def test_a_long_query_travels_in_the_body(server: _Server) -> None:
+    long = "sum(x{" + ",".join(f'r{i}="{i}"' for i in range(5000)) + "})"  # ~60 KB
+    assert prometheus.Prometheus(url(server)).query(long, at=AT)
+    [(_, path, _)] = server.seen.requests
+    assert len(path) < 100 and parse_qs(server.seen.bodies[0].decode())["query"] == [long]
+
+
+@pytest.mark.parametrize(
+    ("token", "sent"),
+    [("tok-SECRET\n", "Bearer tok-SECRET"), ("  tok-SECRET  ", "Bearer tok-SECRET"), ("", None)],
+    ids=["trailing-newline", "spaces", "empty"],
+)
+def test_a_token_read_from_a_file_is_trimmed(server: _Server, token: str, sent: str | None) -> None:
+    assert prometheus.Prometheus(url(server), token=token).query("up", at=AT)
+    assert server.seen.requests[0][2].get("Authorization") == sent
+
+
+@pytest.mark.parametrize("token", ["tok\nSECRET", "tök-SECRET", "tok\x00SECRET"], ids=["newline", "latin", "nul"])
+def test_a_token_a_header_cannot_carry_is_refused_without_naming_it(server: _Server, token: str) -> None:
+    with pytest.raises(errors.MetricsError) as caught:
+        prometheus.Prometheus(url(server), token=token)
+    assert "SECRET" not in str(caught.value) and "bearer token" in str(caught.value)
+    assert server.seen.requests == []
 
 
 def test_no_data_is_an_empty_list(server: _Server) -> None:

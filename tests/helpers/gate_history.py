@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import requests
 
 from controller import prometheus
 from tests.helpers import prom
@@ -167,8 +166,8 @@ class Counting:
 
     requests: list[str] = field(default_factory=list)
 
-    def session(self) -> requests.Session:
-        session = requests.Session()
+    def session(self) -> prometheus.Session:
+        session = prometheus.Session()
         session.hooks["response"].append(lambda r, *args, **kwargs: self.requests.append(str(r.request.url)))
         return session
 
