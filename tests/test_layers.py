@@ -48,3 +48,23 @@ def test_the_contracts_name_no_module_that_does_not_exist() -> None:
 def test_the_contracts_hold() -> None:
     result = subprocess.run(["lint-imports", "--no-cache"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_every_router_and_forge_adapter_is_in_its_independence_contract() -> None:
+    """A new adapter module (routers/NAME.py, forge/NAME.py) is named in the independence contract,
+    or is a helper of one that is (routers/envoy_prompts.py belongs to routers/envoy.py)."""
+    shared = {"__init__", "base", "factory", "atomic", "gitstore"}
+    independent = {
+        str(m)
+        for c in _contracts()
+        if c["type"] == "independence"
+        for m in c["modules"]  # type: ignore[attr-defined]
+    }
+    for package in ("routers", "forge"):
+        for path in sorted((ROOT / "controller" / package).glob("*.py")):
+            if path.stem in shared:
+                continue
+            module = f"controller.{package}.{path.stem}"
+            assert any(module == m or module.startswith(f"{m}_") for m in independent), (
+                f"{module}: name it in an independence contract in pyproject.toml"
+            )

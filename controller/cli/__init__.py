@@ -1,6 +1,7 @@
 """The `rollout` command: parses arguments, builds adapters, prints, and sets exit codes.
 
-This is the only package that reads the environment or prints; one module per command group, each
+Apart from the demo (its own closed loop), this is the only package that reads the environment or
+prints, and the one that builds the adapters (through the factories); one module per command group, each
 with `add_parser(sub)` and its `cmd_*` functions. Exit codes: 0 success, 1 a check failed (invalid
 spec, drift asked about, gate failed), 2 usage error, 3 `reconcile` skipped its tick because another
 controller holds the lease (the output names it).
@@ -21,8 +22,6 @@ from controller.cli import eval as eval_command
 
 # what other code and the tests name as `cli.X`
 UsageError = common.UsageError
-STATE_ENV = common.STATE_ENV
-REMOTE_ENV = common.REMOTE_ENV
 EXIT_SKIPPED = run.EXIT_SKIPPED
 default_holder = run.default_holder
 

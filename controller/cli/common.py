@@ -12,9 +12,6 @@ from typing import Any, NamedTuple, TextIO
 
 from controller import errors, lint, load, repo, report, settings, spec
 
-STATE_ENV = settings.STATE_ENV
-REMOTE_ENV = settings.REMOTE_ENV
-
 
 class UsageError(Exception):
     """Bad arguments: exit code 2."""
@@ -78,10 +75,10 @@ def remote(args: argparse.Namespace) -> str:
     """The GitOps repository a controller command acts on: --remote, else $ROLLOUT_REMOTE. Never the
     current checkout's origin: in a clone of this tool that is the tool's own upstream. A local path
     is made absolute, so the same repository is named the same way from any directory."""
-    named: str | None = args.remote or os.environ.get(REMOTE_ENV)
+    named: str | None = args.remote or os.environ.get(settings.REMOTE_ENV)
     if not named:
         raise UsageError(
-            f"name the GitOps repository to act on: --remote URL|PATH, or set ${REMOTE_ENV} "
+            f"name the GitOps repository to act on: --remote URL|PATH, or set ${settings.REMOTE_ENV} "
             "(it is never guessed from the current checkout)"
         )
     local = Path(named).expanduser()

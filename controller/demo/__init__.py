@@ -10,8 +10,8 @@ takes half the live traffic: `good` is promoted step by step through pull reques
 when it ends, on Ctrl-C too.
 
 The demo and its stand-ins (`model_server`, `loadgen`) are a package of their own that ships with the
-controller, so `rollout demo` runs from an install: the controller's core never imports it, and it
-imports neither the CLI nor anything from the checkout's tests/.
+controller: the controller's core never imports it, and it imports neither the CLI nor anything from
+the checkout's tests/. `rollout demo` still runs from a checkout, for the example rollouts' files.
 """
 
 from __future__ import annotations

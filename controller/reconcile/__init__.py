@@ -1,4 +1,5 @@
-"""The controller loop: observe, decide, act, verify. The only package that combines adapters.
+"""The controller loop: observe, decide, act, verify. The only package that acts through several
+adapters at once (the CLI and the demo build them and hand them in).
 
 Each tick fetches the remote, reads the desired state from `origin/<branch>`, measures every gate in
 one batch, then in three passes, errors isolated per rollout: decide (read each live route, ask

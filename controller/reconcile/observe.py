@@ -31,7 +31,7 @@ def measure(
     at: datetime,
     since: Mapping[str, datetime | None],
 ) -> dict[str, tuple[gates.GateEvidence, ...]]:
-    """Every gate of every rollout in flight, measured over its step so far (see `window`): one
+    """Every gate of every rollout in flight, measured over its step so far (see `analysis.window`): one
     Prometheus request per template and window bucket, however many rollouts there are."""
     live = [r for r in rollouts if r.rollout.spec.canary is not None and r.rollout.spec.analysis.gates]
     if not live:
@@ -96,7 +96,7 @@ def read_routes(
     live: dict[str, dict[str, Seen]] = {}
     for name in dict.fromkeys(r.rollout.spec.router for r in desired.rollouts):
         try:
-            routers[name] = factory(name, config.routers[name], route_map(desired, name))
+            routers[name] = factory(name, config.routers[name], load.route_rollouts(desired, name))
         except Exception as exc:
             routers[name] = exc
     for name, router in routers.items():
@@ -119,11 +119,6 @@ def read(router: base.Router, routes: Sequence[str]) -> dict[str, Seen]:
         bug = errors.RouterError(f"router {router.name!r}: read answered nothing for {base.routes_text(missing)}")
         answer.update(dict.fromkeys(missing, bug))
     return answer
-
-
-def route_map(desired: load.RepoSpec, router: str) -> dict[str, str]:
-    """route -> rollout, for the routes of one router."""
-    return {r.rollout.spec.route: r.name for r in desired.rollouts if r.rollout.spec.router == router}
 
 
 # -- pull requests --------------------------------------------------------------------------------

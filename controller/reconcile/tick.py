@@ -178,7 +178,9 @@ class Controller:
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
         router_name = loaded.rollout.spec.router
-        router = self.routers(router_name, desired.config.routers[router_name], observe.route_map(desired, router_name))
+        router = self.routers(
+            router_name, desired.config.routers[router_name], load.route_rollouts(desired, router_name)
+        )
         since = self.steps.since(loaded, desired.config)
         seen = observe.read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]
         d = self._decide(loaded, router, seen, self.pull_requests.ours(), (), tree=tree, since=since, abort=abort)

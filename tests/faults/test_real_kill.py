@@ -29,7 +29,7 @@ import git
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, cutpoints, repo, traffic
+from controller import cli, cutpoints, repo, settings, traffic
 from controller.forge import base as forge_base
 from tests.helpers import net, prom
 from tests.helpers.faults import KILL_TABLE
@@ -56,7 +56,7 @@ def ops(tmp_path: Path, eval_prometheus: prom.PromServer) -> GitOps:
 
 def env(ops: GitOps, **extra: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if k != cli.KILL_ENV}
-    return {**clean, "PYTHONPATH": str(ROOT), cli.STATE_ENV: str(ops.work / "state"), **extra}
+    return {**clean, "PYTHONPATH": str(ROOT), settings.STATE_ENV: str(ops.work / "state"), **extra}
 
 
 def rollout_argv(ops: GitOps, *argv: str, workdir: str = "controller") -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import cli, traffic
+from controller import settings, traffic
 from controller.routers import file as file_router
 from tests.helpers.gitops import CONFIG, GitOps
 from tests.helpers.routes import read_one
@@ -25,7 +25,7 @@ ROOT = Path(__file__).parent.parent.parent
 def terminal(gitops: GitOps, *argv: str, cwd: Path, home: Path) -> subprocess.CompletedProcess[str]:
     """`rollout ARGV` as a user types it in another terminal: another directory, another HOME (so
     another default workdir), no state-directory override, the remote from $ROLLOUT_REMOTE."""
-    env = {k: v for k, v in os.environ.items() if k not in (cli.STATE_ENV, "XDG_STATE_HOME", "XDG_CACHE_HOME")}
+    env = {k: v for k, v in os.environ.items() if k not in (settings.STATE_ENV, "XDG_STATE_HOME", "XDG_CACHE_HOME")}
     env.update(HOME=str(home), ROLLOUT_REMOTE=str(gitops.remote), PYTHONPATH=str(ROOT))
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
@@ -86,7 +86,7 @@ def test_an_abort_aimed_at_state_nobody_has_fails_and_names_the_path(gitops: Git
 def test_no_remote_is_guessed(gitops: GitOps, tmp_path: Path) -> None:
     clone = tmp_path / "someones-clone"  # a checkout whose origin is a rollouts repository
     git.Repo.clone_from(str(gitops.remote), clone)
-    env = {k: v for k, v in os.environ.items() if k != cli.REMOTE_ENV}
+    env = {k: v for k, v in os.environ.items() if k != settings.REMOTE_ENV}
     env.update(HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
     for argv in (["reconcile", "--once"], ["abort", "good-bot", "--reason", "x"], ["pr", "list"]):
         run = subprocess.run(

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, errors, load, plan, repo, spec, traffic
+from controller import cli, errors, load, plan, repo, settings, spec, traffic
 from controller.routers import atomic, base, envoy, envoy_prompts
 from controller.routers import factory as router_factory
 from tests.helpers import envoy_proc, net, openai_standin
@@ -364,7 +364,7 @@ def stack(tmp_path: Path, model: openai_standin.Standin, monkeypatch: pytest.Mon
     `<repo>/`); Envoy started from it; the applier proxy in front of the recording stand-in, as the
     one upstream of the one model."""
     root = tmp_path / "repo"
-    monkeypatch.setenv(cli.STATE_ENV, str(root))
+    monkeypatch.setenv(settings.STATE_ENV, str(root))
     (root / "rollouts" / "triage-bot" / "prompts").mkdir(parents=True)
     for name, text in PROMPTS.items():
         (root / "rollouts" / "triage-bot" / "prompts" / name).write_text(text, "utf-8")
@@ -534,7 +534,7 @@ def test_the_rendered_bootstrap_and_tagged_clusters_validate(stack: Stack, tmp_p
 
 def test_render_needs_no_envoy_and_writes_the_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "repo"
-    monkeypatch.setenv(cli.STATE_ENV, str(root))
+    monkeypatch.setenv(settings.STATE_ENV, str(root))
     (root / "rollouts" / "triage-bot" / "prompts").mkdir(parents=True)
     for name, text in PROMPTS.items():
         (root / "rollouts" / "triage-bot" / "prompts" / name).write_text(text, "utf-8")
