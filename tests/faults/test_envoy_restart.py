@@ -10,10 +10,10 @@ from typing import Any
 import git
 import pytest
 
-from controller import demo, load, plan, reconcile, repo, spec, traffic
+from controller import load, plan, reconcile, repo, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base, envoy
-from tests.helpers import envoy_proc, net
+from tests.helpers import envoy_proc, net, procs
 from tests.helpers.gitops import ROLLOUT, GitOps, kind
 from tests.helpers.routes import read_one
 
@@ -80,7 +80,7 @@ def proxy(bootstrap: dict[str, Any], tmp_path: Path) -> Iterator[list[envoy_proc
         yield running
     finally:
         for p in running:
-            demo.stop_child(p.process)
+            procs.stop(p.process)
 
 
 def controller(ops: GitOps) -> reconcile.Controller:
@@ -104,7 +104,7 @@ def test_envoy_restart_is_drift_healed_within_one_tick(
     assert wanted is not None and wanted.shadow == 100
     assert router.overrides()
 
-    demo.stop_child(proxy[0].process)
+    procs.stop(proxy[0].process)
     proxy[0] = envoy_proc.start_envoy(bootstrap, tmp_path / "envoy")  # same bootstrap, same admin port
     assert router.overrides() == {}, "a restarted Envoy has lost its overrides"
     lost = read_one(router, "good")

@@ -14,9 +14,9 @@ import httpx
 import pytest
 from prometheus_client import generate_latest
 
-from controller import cli, demo, plan, telemetry
+from controller import cli, plan, telemetry
 from controller.forge import base as forge_base
-from tests.helpers import net, prom
+from tests.helpers import net, procs, prom
 from tests.helpers.gitops import CONFIG, NOW, ROLLOUT, GitOps, evals_history, kind, outcome
 
 pytestmark = pytest.mark.slow
@@ -42,7 +42,7 @@ class Restartable:
             "--log.level=warn",
         ]
         stack = contextlib.ExitStack()
-        stack.enter_context(demo.process(list(args), log=self.work / "prometheus.log"))
+        stack.enter_context(procs.running(args, log=self.work / "prometheus.log"))
         self._running = stack
         prom.prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200)
 

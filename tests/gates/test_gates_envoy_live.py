@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller import analysis, demo, evidence, prometheus, spec
+from controller import analysis, evidence, prometheus, spec
 from controller.gates import Verdict as V
-from tests.helpers import prom
+from tests.helpers import procs, prom
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +131,7 @@ def envoy(tmp_path: Path, upstreams: dict[str, int]) -> Iterator[tuple[str, str]
     admin_path = tmp_path / "admin.txt"
     args = ["envoy", "-c", str(config), "--admin-address-path", str(admin_path), "--disable-hot-restart"]
     args += ["--concurrency", "1", "-l", "warning"]
-    with demo.process(list(args), log=tmp_path / "envoy.log"):
+    with procs.running(args, log=tmp_path / "envoy.log"):
         admin = "http://" + prom.prom_poll(
             "Envoy admin address", lambda: admin_path.exists() and admin_path.read_text().strip()
         )

@@ -12,7 +12,6 @@ import os
 import random
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from controller import demo
+from tests.helpers import procs
 
 ENVOY = shutil.which("envoy") or "envoy"
 READY_TIMEOUT = 30.0
@@ -50,26 +49,28 @@ def start_envoy(config: dict[str, Any], workdir: Path) -> Envoy:
     cfg.write_text(json.dumps(config), "utf-8")
     admin_path = workdir / f"admin-{tag}.txt"
     log = workdir / f"envoy-{tag}.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [
-                ENVOY,
-                "-c", str(cfg),
-                "--admin-address-path", str(admin_path),
-                "--disable-hot-restart",
-                "--base-id", str(random.randrange(1, 1 << 20)),
-                "--concurrency", "1",
-                "-l", "warning",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        admin = _wait_admin(process, admin_path, log)
+    process = procs.spawn(
+        [
+            ENVOY,
+            "-c", str(cfg),
+            "--admin-address-path", str(admin_path),
+            "--disable-hot-restart",
+            "--base-id", str(random.randrange(1, 1 << 20)),
+            "--concurrency", "1",
+            "-l", "warning",
+        ],
+        log=log,
+    )  # fmt: skip
+    with procs.stopped_on_failure(process):
+        admin = procs.ready(
+            process,
+            "envoy",
+            lambda: _admin_ready(admin_path),
+            log=log,
+            deadline=READY_TIMEOUT,
+            tolerate=(httpx.HTTPError,),
+        )
         port = _listener_port(admin)
-    except BaseException:
-        demo.stop_child(process)
-        raise
     return Envoy(process, admin, port, log, cfg, workdir)
 
 
@@ -79,23 +80,16 @@ def running_envoy(config: dict[str, Any], workdir: Path) -> Iterator[Envoy]:
     try:
         yield proxy
     finally:
-        demo.stop_child(proxy.process)
+        procs.stop(proxy.process)
 
 
-def _wait_admin(process: subprocess.Popen[bytes], admin_path: Path, log: Path) -> str:
-    deadline = time.monotonic() + READY_TIMEOUT
-    with httpx.Client(timeout=1.0) as client:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"envoy exited with {process.returncode}: {log.read_text(errors='replace')[-2000:]}")
-            address = admin_path.read_text().strip() if admin_path.exists() else ""
-            if address:
-                admin = f"http://{address}"
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(admin + "/ready").status_code == 200:
-                        return admin
-            time.sleep(0.02)  # polling interval while waiting on readiness, not a timed assertion
-    raise RuntimeError(f"envoy not ready after {READY_TIMEOUT}s: {log.read_text(errors='replace')[-2000:]}")
+def _admin_ready(admin_path: Path) -> str | None:
+    """Envoy's admin URL once it has written its address and answers /ready."""
+    address = admin_path.read_text().strip() if admin_path.exists() else ""
+    if not address:
+        return None
+    admin = f"http://{address}"
+    return admin if httpx.get(admin + "/ready", timeout=1.0).status_code == 200 else None
 
 
 def _listener_port(admin: str) -> int:

@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Any
 
 import httpx
 
-from controller import demo
-from tests.helpers import net
+from tests.helpers import net, procs
 
 ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-rollouts-test-master-key"
@@ -49,6 +47,9 @@ class Proxy:
 
     def headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {MASTER_KEY}"}
+
+    def answers_readiness(self) -> bool:
+        return httpx.get(self.url + "/health/readiness", timeout=2.0).status_code == 200
 
     def model_info(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = httpx.get(self.url + "/model/info", headers=self.headers(), timeout=10).json()[
@@ -111,20 +112,17 @@ def start(
     }
     exe = shutil.which("litellm")
     command = [exe] if exe else [sys.executable, "-m", "litellm.proxy.proxy_cli"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [*command, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    process = procs.spawn(
+        [*command, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)], log=log, env=env
+    )
     proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights, log)
-    try:
-        _wait_ready(proxy)
-        net.wait_for("the callback to stamp our deployments with their routing strategy", proxy.stamped, deadline=60)
-    except BaseException:
-        demo.stop_child(process, grace=15)
-        raise
+    with procs.stopped_on_failure(process, grace=15):
+        procs.ready(
+            process, "litellm", proxy.answers_readiness, log=log, deadline=READY_TIMEOUT, every=0.1,
+            tolerate=(httpx.HTTPError,),
+        )  # fmt: skip
+        what = "the callback to stamp our deployments with their routing strategy"
+        procs.ready(process, what, proxy.stamped, log=log, deadline=60)
     return proxy
 
 
@@ -140,24 +138,7 @@ def running(
     try:
         yield proxy
     finally:
-        demo.stop_child(proxy.process, grace=15)
-
-
-def _wait_ready(proxy: Proxy) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if proxy.process.poll() is not None:
-                raise RuntimeError(f"litellm exited with {proxy.process.returncode}: {_tail(proxy.log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if client.get(proxy.url + "/health/readiness").status_code == 200:
-                    return
-            time.sleep(0.1)  # polling interval while waiting on readiness, not a timed assertion
-    raise RuntimeError(f"litellm not ready after {READY_TIMEOUT}s: {_tail(proxy.log)}")
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
+        procs.stop(proxy.process, grace=15)
 
 
 def completion(client: httpx.Client, url: str, model: str, **params: Any) -> httpx.Response:

@@ -16,8 +16,7 @@ from typing import TypeVar
 
 import httpx
 
-from controller import demo
-from tests.helpers import net
+from tests.helpers import net, procs
 
 T = TypeVar("T")
 
@@ -107,6 +106,13 @@ def prom_server(work: Path, *, data_dir: Path) -> Iterator[PromServer]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with demo.process(list(args), log=work / "prometheus.log"):
-        prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
+    log = work / "prometheus.log"
+    process = procs.spawn(args, log=log)
+    try:
+        up = lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200  # noqa: E731
+        procs.ready(
+            process, "Prometheus /-/ready", up, log=log, deadline=60, every=0.1, tolerate=(httpx.HTTPError, OSError)
+        )
         yield PromServer(url, targets)
+    finally:
+        procs.stop(process)

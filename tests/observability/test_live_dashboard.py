@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller import demo, observability
+from controller import observability
 from controller.demo import loadgen, model_server
-from tests.helpers import net, prom
+from tests.helpers import net, procs, prom
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def prometheus_with_rules(work: Path, targets: list[str]) -> Iterator[str]:
         "--log.level=warn",
     ]
     url = f"http://127.0.0.1:{port}"
-    with demo.process(list(args), log=work / "prometheus.log"):
+    with procs.running(args, log=work / "prometheus.log"):
         prom.prom_poll("Prometheus /-/ready", lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200)
         yield url
 
