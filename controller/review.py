@@ -17,7 +17,7 @@ from enum import StrEnum
 from controller import errors, evidence, gates, load, plan, report, traffic
 
 
-class Kind(StrEnum):
+class Effect(StrEnum):
     PROMOTION = "promotion"  # the canary's exposure grows: its gates must pass
     ROLLBACK = "rollback"  # records a rolled-back revision (canary 0)
     PAUSE = "pause"  # records a pause: the canary holds where it is
@@ -29,11 +29,11 @@ class Kind(StrEnum):
 
 
 @dataclass(frozen=True)
-class Change:
+class RolloutChange:
     """One rollout a PR changes: what kind of change, and what merging it records, in words."""
 
     name: str
-    kind: Kind
+    kind: Effect
     records: str
     measure: load.LoadedRollout | None = None  # PROMOTION: the rollout as the base has it, gates to measure
     refused: str = ""  # PROMOTION that no measurement can back: why
@@ -43,7 +43,7 @@ class Change:
 class Result:
     """A change with its verdict: PASS unless it is a promotion whose gates did not all pass."""
 
-    change: Change
+    change: RolloutChange
     verdict: gates.Verdict
     evidence: tuple[gates.GateEvidence, ...] = ()
     why: str = ""  # why a promotion did not pass, in one line
@@ -68,7 +68,7 @@ class Review:
 # -- classify ----------------------------------------------------------------------------------------
 
 
-def changes(before: load.RepoSpec, after: load.RepoSpec) -> list[Change]:
+def changes(before: load.RepoSpec, after: load.RepoSpec) -> list[RolloutChange]:
     """Each rollout whose spec, status or prompts differ between the PR's base and head, classified."""
     if after.config is None:
         return []  # nothing at the head can be read: the problems say why
@@ -85,11 +85,13 @@ def changes(before: load.RepoSpec, after: load.RepoSpec) -> list[Change]:
     return out
 
 
-def classify(b: load.LoadedRollout | None, h: load.LoadedRollout | None) -> Change | None:
+def classify(b: load.LoadedRollout | None, h: load.LoadedRollout | None) -> RolloutChange | None:
     """What merging does to one rollout, from its base (`b`, None: absent) to its head (`h`)."""
     if h is None:
         assert b is not None
-        return Change(b.name, Kind.REMOVED, f"removes the rollout {b.name}; the controller no longer manages its route")
+        return RolloutChange(
+            b.name, Effect.REMOVED, f"removes the rollout {b.name}; the controller no longer manages its route"
+        )
     if b is not None and _same(b, h):
         return None
     name = h.name
@@ -99,34 +101,40 @@ def classify(b: load.LoadedRollout | None, h: load.LoadedRollout | None) -> Chan
     if promoted is not None:
         return promoted
     if canary is not None and plan.rolled_back(h) and not (same and b is not None and plan.rolled_back(b)):
-        return Change(name, Kind.ROLLBACK, f"records the rollback of revision {canary}: its canary stays at 0%")
+        return RolloutChange(
+            name, Effect.ROLLBACK, f"records the rollback of revision {canary}: its canary stays at 0%"
+        )
     if same and b is not None and plan.paused(h) and not plan.paused(b):
-        return Change(
+        return RolloutChange(
             name,
-            Kind.PAUSE,
+            Effect.PAUSE,
             f"records the pause of revision {canary} at {_at(h)}: it holds there until a human decides",
         )
     moving = not plan.rolled_back(h) and not plan.paused(h)
     if same and b is not None and moving and (plan.rolled_back(b) or plan.paused(b)):
-        return Change(name, Kind.RETRY, f"lets revision {canary} run again from {_at(h)}")
+        return RolloutChange(name, Effect.RETRY, f"lets revision {canary} run again from {_at(h)}")
     if b is not None:
         was = b.revisions.get(traffic.CANARY)
         if canary is None and was is not None and h.revisions.get(traffic.STABLE) == was:
-            return Change(
-                name, Kind.COMPLETION, f"records the completion: revision {was}, already at 100%, is the stable"
+            return RolloutChange(
+                name, Effect.COMPLETION, f"records the completion: revision {was}, already at 100%, is the stable"
             )
         if b.rollout.spec.previous is not None and h.rollout.spec.previous is None:
-            return Change(
-                name, Kind.DECOMMISSION, f"removes the old stable (revision {b.revisions.get(traffic.PREVIOUS)}) at 0%"
+            return RolloutChange(
+                name,
+                Effect.DECOMMISSION,
+                f"removes the old stable (revision {b.revisions.get(traffic.PREVIOUS)}) at 0%",
             )
     if b is None:
-        return Change(name, Kind.SPEC, f"adds the rollout {name}" + (f", its canary at {_at(h)}" if canary else ""))
+        return RolloutChange(
+            name, Effect.SPEC, f"adds the rollout {name}" + (f", its canary at {_at(h)}" if canary else "")
+        )
     if canary is not None and not same and not plan.rolled_back(h):
-        return Change(name, Kind.SPEC, f"starts a new canary, revision {canary}, at {_at(h)}")
-    return Change(name, Kind.SPEC, "changes the spec; no canary gets more traffic")
+        return RolloutChange(name, Effect.SPEC, f"starts a new canary, revision {canary}, at {_at(h)}")
+    return RolloutChange(name, Effect.SPEC, "changes the spec; no canary gets more traffic")
 
 
-def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: bool) -> Change | None:
+def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: bool) -> RolloutChange | None:
     """A PROMOTION when merging lets a canary get more traffic than the base lets it have; else None.
 
     Within one canary revision that is a higher `status.step`, or a bigger weight or shadow for the
@@ -140,12 +148,14 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
         if same and b is not None and not plan.rolled_back(b):
             grows = step > plan.current_step(b) or _grows(_exposure(b), _exposure(h))
             if grows:
-                return Change(name, Kind.PROMOTION, f"raises revision {canary} from {_at(b)} to {_at(h)}", measure=b)
+                return RolloutChange(
+                    name, Effect.PROMOTION, f"raises revision {canary} from {_at(b)} to {_at(h)}", measure=b
+                )
         elif step > 0:
             why = "a rolled-back revision" if same else "a new canary revision"
-            return Change(
+            return RolloutChange(
                 name,
-                Kind.PROMOTION,
+                Effect.PROMOTION,
                 f"starts revision {canary} at {_at(h)}",
                 refused=f"{why} starts at step 1; no measurement backs a start at step {step + 1}",
             )
@@ -154,7 +164,7 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
     if b is not None and was is not None and canary is None and not plan.rolled_back(b):
         weight = _exposure(b)[0]
         if h.revisions.get(traffic.STABLE) == was and weight < 100:
-            return Change(name, Kind.PROMOTION, f"makes revision {was} the stable from {_at(b)}", measure=b)
+            return RolloutChange(name, Effect.PROMOTION, f"makes revision {was} the stable from {_at(b)}", measure=b)
     return None
 
 
@@ -182,7 +192,7 @@ def _at(loaded: load.LoadedRollout) -> str:
 
 
 def judge(
-    found: Sequence[Change],
+    found: Sequence[RolloutChange],
     measured: Mapping[str, Sequence[gates.GateEvidence] | str],
     *,
     unreadable: Sequence[errors.Problem] = (),
@@ -191,7 +201,7 @@ def judge(
     evidence or why they could not be measured."""
     results = []
     for c in found:
-        if c.kind is not Kind.PROMOTION:
+        if c.kind is not Effect.PROMOTION:
             results.append(Result(c, gates.Verdict.PASS))
             continue
         if c.refused:
@@ -236,7 +246,7 @@ def headline(review: Review) -> str:
 
 def _line(r: Result) -> str:
     text = f"{r.change.name} ({r.change.kind}): merging {r.change.records}"
-    if r.change.kind is Kind.PROMOTION:
+    if r.change.kind is Effect.PROMOTION:
         text += f"; gates {r.verdict}" + (f" ({r.why})" if r.why else "")
     return text
 
@@ -256,7 +266,7 @@ def markdown(review: Review, *, at: str) -> str:
     if review.results:
         lines += ["| rollout | change | merging | gates |", "|---|---|---|---|"]
     for r in review.results:
-        gated = r.change.kind is Kind.PROMOTION
+        gated = r.change.kind is Effect.PROMOTION
         verdict = f"**{r.verdict}**" + (f": {report.md(r.why)}" if r.why else "") if gated else "not needed"
         lines.append(f"| {report.md(r.change.name)} | {r.change.kind} | {report.md(r.change.records)} | {verdict} |")
     lines += [f"- does not load (`rollout validate` says why): {report.md(p)}" for p in review.unreadable]

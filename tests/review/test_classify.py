@@ -11,7 +11,7 @@ import pytest
 from controller import errors, gates, load, review, spec, split
 
 STABLE, CANARY, NEWER = "5ab1e0000001", "c0ffee000001", "c0ffee000002"
-K = review.Kind
+K = review.Effect
 V = gates.Verdict
 STEPS = [{"shadow": 100, "for": "1h"}, {"weight": 5, "for": "2h"}, {"weight": 50, "for": "2h"}, {"weight": 100}]
 
@@ -66,7 +66,7 @@ RAISED = [*STEPS[:1], {"weight": 20, "for": "2h"}, *STEPS[2:]]
 WIDER_SHADOW = [{"shadow": 100, "for": "1h"}, *STEPS[1:]]
 NARROW_SHADOW = [{"shadow": 50, "for": "1h"}, *STEPS[1:]]
 
-CASES: list[tuple[str, load.LoadedRollout | None, load.LoadedRollout | None, review.Kind | None, str]] = [
+CASES: list[tuple[str, load.LoadedRollout | None, load.LoadedRollout | None, review.Effect | None, str]] = [
     # the controller's pull requests, as `proposals.propose` writes them
     ("advance", rollout(0), rollout(1), K.PROMOTION, "measure"),
     ("advance-a-fresh-revision", rollout(), rollout(1), K.PROMOTION, "measure"),
@@ -117,7 +117,7 @@ CASES: list[tuple[str, load.LoadedRollout | None, load.LoadedRollout | None, rev
 
 @pytest.mark.parametrize(("before", "after", "kind", "gated"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_classify(
-    before: load.LoadedRollout | None, after: load.LoadedRollout | None, kind: review.Kind | None, gated: str
+    before: load.LoadedRollout | None, after: load.LoadedRollout | None, kind: review.Effect | None, gated: str
 ) -> None:
     found = review.classify(before, after)
     assert (found.kind if found else None) is kind
@@ -151,7 +151,7 @@ def split_row(verdict: gates.Verdict) -> gates.GateEvidence:
     return dataclasses.replace(evidence(verdict), gate=None, kind=split.KIND)
 
 
-PROMOTION = review.Change("bot", K.PROMOTION, "raises it", measure=rollout(0))
+PROMOTION = review.RolloutChange("bot", K.PROMOTION, "raises it", measure=rollout(0))
 JUDGED = [
     ("pass", PROMOTION, (evidence(V.PASS),), V.PASS),
     ("one-inconclusive", PROMOTION, (evidence(V.PASS), evidence(V.INCONCLUSIVE)), V.INCONCLUSIVE),
@@ -162,13 +162,13 @@ JUDGED = [
     ("split-unjudged-does-not", PROMOTION, (evidence(V.PASS), split_row(V.INCONCLUSIVE)), V.PASS),
     ("split-alone-backs-nothing", PROMOTION, (split_row(V.PASS),), V.INCONCLUSIVE),
     ("unmeasured", PROMOTION, "no prometheus.url", V.ERROR),
-    ("refused", review.Change("bot", K.PROMOTION, "starts it", refused="a new canary revision"), (), V.FAIL),
-    ("revert-needs-no-gates", review.Change("bot", K.ROLLBACK, "records it"), "never measured", V.PASS),
+    ("refused", review.RolloutChange("bot", K.PROMOTION, "starts it", refused="a new canary revision"), (), V.FAIL),
+    ("revert-needs-no-gates", review.RolloutChange("bot", K.ROLLBACK, "records it"), "never measured", V.PASS),
 ]
 
 
 @pytest.mark.parametrize(("change", "measured", "verdict"), [j[1:] for j in JUDGED], ids=[j[0] for j in JUDGED])
-def test_judge(change: review.Change, measured: Any, verdict: gates.Verdict) -> None:
+def test_judge(change: review.RolloutChange, measured: Any, verdict: gates.Verdict) -> None:
     result = review.judge([change], {"bot": measured})
     [one] = result.results
     assert one.verdict is verdict
