@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
+from requests.auth import AuthBase
 from urllib3.util.retry import Retry
 
 from controller import errors, spec
@@ -29,6 +30,18 @@ from controller.redaction import redact
 # the next tick asks again, so a Prometheus that is down costs one timeout, not four plus sleeps.
 # This is requests' own default policy (no retry, read errors raised as they are).
 _NO_RETRY = Retry(total=0, read=False)
+
+
+class _Bearer(AuthBase):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(***)"
 
 
 class Session(requests.Session):
@@ -70,7 +83,9 @@ class Prometheus:
             raise errors.MetricsError(
                 f"Prometheus at {self.display}: the bearer token has characters an HTTP header cannot carry"
             )
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # the token as requests auth, not a bare header: with no auth set, requests would let a ~/.netrc
+        # entry for the host replace the header
+        credentials: Any = auth or (_Bearer(token) if token else None)
         session = session or Session()
         self._last: requests.Response | None = None
         session.hooks["response"].append(self._keep)
@@ -78,10 +93,10 @@ class Prometheus:
         # itself, so that the error can say Prometheus's own errorType and error, as it always has.
         self._connect = PrometheusConnect(
             self.url,
-            headers=headers,
+            headers={},
             disable_ssl=False,
             retry=_NO_RETRY,
-            auth=auth,  # type: ignore[arg-type]  # None is its default; its annotation omits it
+            auth=credentials,  # basic auth from the URL, else the bearer token, else None
             session=session,
             # the same number of seconds for connecting and for each read, as httpx's timeout was;
             # the library's annotation says int; requests takes any number of seconds

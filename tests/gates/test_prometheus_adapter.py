@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -152,6 +153,17 @@ def test_from_config_reads_the_token_from_the_named_variable(server: _Server) ->
     unset = prometheus.Prometheus.from_config(config, env={})  # no token: no header, not an error
     assert unset.query("up", at=AT)
     assert "Authorization" not in server.seen.requests[-1][2]
+
+
+def test_a_netrc_entry_does_not_replace_the_token(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-pass\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert prometheus.Prometheus(url(server), token="tok-SECRET").query("up", at=AT)
+    assert server.seen.requests[0][2]["Authorization"] == "Bearer tok-SECRET"
 
 
 def test_a_password_in_the_url_is_basic_auth_and_never_named(server: _Server) -> None:
