@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import git
 import httpx
 import pytest
 from prometheus_client import generate_latest
@@ -17,7 +16,7 @@ from prometheus_client import generate_latest
 from controller import cli, plan, telemetry
 from controller.forge import base as forge_base
 from tests.helpers import net, procs, prom
-from tests.helpers.gitops import CONFIG, NOW, ROLLOUT, GitOps, evals_history, kind, outcome
+from tests.helpers.gitops import NOW, GitOps, evals_history, kind, make_gitops, outcome
 
 pytestmark = pytest.mark.slow
 
@@ -68,20 +67,7 @@ def own_prometheus(tmp_path: Path) -> Iterator[Restartable]:
 
 @pytest.fixture
 def ops(tmp_path: Path, own_prometheus: Restartable, monkeypatch: pytest.MonkeyPatch) -> GitOps:
-    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
-    remote = tmp_path / "remote.git"
-    git.Repo.init(remote, bare=True, initial_branch="main")
-    ops = GitOps(remote, tmp_path, own_prometheus.url)
-    ops.commit(
-        {
-            "rollouts/controller.yaml": CONFIG.format(prom=own_prometheus.url),
-            "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
-            "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
-            "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
-        },
-        "Add good-bot",
-    )
-    return ops
+    return make_gitops(tmp_path, own_prometheus.url, monkeypatch)
 
 
 def test_prometheus_killed_mid_rollout_holds_then_resumes(ops: GitOps, own_prometheus: Restartable) -> None:

@@ -147,15 +147,20 @@ class GitOps:
 
 @pytest.fixture
 def gitops(tmp_path: Path, eval_prometheus: prom.PromServer, monkeypatch: pytest.MonkeyPatch) -> GitOps:
-    """A GitOps remote with one rollout; every `rollout` command the test runs reads its router state
-    from the same place the test's controller writes it ($ROLLOUT_STATE_DIR)."""
+    """A GitOps remote with one rollout, its gates read from the session's Prometheus."""
+    return make_gitops(tmp_path, eval_prometheus.url, monkeypatch)
+
+
+def make_gitops(tmp_path: Path, prom_url: str, monkeypatch: pytest.MonkeyPatch) -> GitOps:
+    """A GitOps remote with one rollout (good-bot); every `rollout` command the test runs reads its
+    router state from the same place the test's controller writes it ($ROLLOUT_STATE_DIR)."""
     monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
     remote = tmp_path / "remote.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
-    ops = GitOps(remote, tmp_path, eval_prometheus.url)
+    ops = GitOps(remote, tmp_path, prom_url)
     ops.commit(
         {
-            "rollouts/controller.yaml": CONFIG.format(prom=eval_prometheus.url),
+            "rollouts/controller.yaml": CONFIG.format(prom=prom_url),
             "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
             "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
             "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
