@@ -6,7 +6,6 @@ injection attempts reaches the real PR and commit neutralised."""
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 
 import git
@@ -43,21 +42,9 @@ def bad_rollouts() -> dict[str, bytes]:
     return files
 
 
-def commit_bytes(gitops: GitOps, files: dict[str, bytes], message: str) -> None:
-    clone = gitops.work / f"bad-clone-{time.monotonic_ns()}"
-    r = git.Repo.clone_from(str(gitops.remote), clone)
-    for path, data in files.items():
-        (clone / path).parent.mkdir(parents=True, exist_ok=True)
-        (clone / path).write_bytes(data)
-    r.git.add("-A")
-    env = {"GIT_AUTHOR_NAME": "h", "GIT_AUTHOR_EMAIL": "h@x", "GIT_COMMITTER_NAME": "h", "GIT_COMMITTER_EMAIL": "h@x"}
-    r.git.commit("-m", message, env=env)
-    r.git.push("origin", "HEAD:main")
-
-
 def test_bad_rollouts_apply_nothing_and_the_good_one_goes_on(gitops: GitOps) -> None:
     files = bad_rollouts()
-    commit_bytes(gitops, files, "a pile of bad rollouts")
+    gitops.commit(files, "a pile of bad rollouts")
     dirs = {p.split("/")[1] for p in files}
     assert len(dirs) >= 50
     tick = gitops.controller().reconcile_once()
@@ -75,7 +62,7 @@ def test_a_bad_controller_config_touches_nothing(gitops: GitOps) -> None:
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
     before = gitops.router().routes()
     for case in [k for k in corpus.CASES if k.target == "controller" and not k.extra][:5]:
-        commit_bytes(gitops, {corpus.CONFIG: case.data}, f"break controller.yaml: {case.id}")
+        gitops.commit({corpus.CONFIG: case.data}, f"break controller.yaml: {case.id}")
         gitops.advance(timedelta(minutes=2))  # good-bot's step is over: it would advance
         tick = c.reconcile_once()
         assert tick.skipped == "controller.yaml is invalid" and tick.outcomes == ()
@@ -106,7 +93,7 @@ def test_a_hostile_file_on_main_costs_only_its_own_rollout(gitops: GitOps) -> No
     hostile = {c.id: c for c in corpus.HOSTILE}
     chosen = ["nested-list-5000", "alias-self-reference", "alias-repeats-a-large-string", "integer-5000-digits"]
     files = {f"rollouts/hostile-{i}/rollout.yaml": hostile[i].data for i in chosen}
-    commit_bytes(gitops, files, "hostile rollouts")
+    gitops.commit(files, "hostile rollouts")
     tick = gitops.controller().reconcile_once()
     assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK
     assert kind(tick, "good-bot") is plan.Kind.APPLY

@@ -6,7 +6,7 @@ suite's conftest imports, and the small readers of a tick's outcome."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -88,14 +88,17 @@ class GitOps:
     def advance(self, delta: timedelta) -> None:
         self.offset += delta
 
-    def commit(self, files: dict[str, str], message: str, *, at: datetime | None = None) -> str:
+    def commit(self, files: Mapping[str, str | bytes], message: str, *, at: datetime | None = None) -> str:
         """A human pushes to main (through a throwaway clone, as a user would); `at` dates the commit
         (a step that began in the past, for a process that runs on the real clock)."""
         clone = self.work / f"human-{time.monotonic_ns()}"
         r = git.Repo.clone_from(str(self.remote), clone)
         for path, text in files.items():
             (clone / path).parent.mkdir(parents=True, exist_ok=True)
-            (clone / path).write_text(text)
+            if isinstance(text, bytes):  # a file as an attacker writes it: not necessarily UTF-8
+                (clone / path).write_bytes(text)
+            else:
+                (clone / path).write_text(text)
         r.git.add("-A")
         dates = {"GIT_AUTHOR_DATE": at.isoformat(), "GIT_COMMITTER_DATE": at.isoformat()} if at else {}
         r.git.commit(
