@@ -29,11 +29,13 @@ Buckets = tuple[tuple[float, float], ...]  # cumulative (le, count), +Inf last, 
 class Measurement:
     """One variant's value in one segment. `value is None` is "no data", which is not zero;
     `samples is None` means the template cannot count samples. `buckets` holds a quantile template's
-    histogram counts over the window (what `judge.judge_quantile` needs); empty for other kinds."""
+    histogram counts over the window (what `judge.judge_quantile` needs); empty for other kinds.
+    `blocks` holds a ratio template's counts per time block (`judge.Blocks`), when measured."""
 
     value: float | None
     samples: float | None
     buckets: Buckets = ()
+    blocks: stats.Blocks | None = None  # a ratio template's counts in time blocks, to see bursts
 
     @property
     def has_data(self) -> bool:
@@ -161,7 +163,9 @@ def judge(
     if method.kind == "value":
         parts = judge_bounds(gate, canary.value)
     else:
-        parts = _judged_bounds(gate, canary, method=method, min_samples=min_samples, alpha_share=alpha_share)
+        parts = _judged_bounds(
+            gate, canary, method=method, min_samples=min_samples, alpha_share=alpha_share, reference=stable
+        )
     if compares(gate):
         if not stable.has_data:
             parts.append(Judgement(Verdict.INCONCLUSIVE, "no stable data to compare with"))
@@ -196,8 +200,16 @@ def _events(m: Measurement) -> tuple[float, float]:
 
 
 def _judged_bounds(
-    gate: spec.Gate, canary: Measurement, *, method: Method, min_samples: int, alpha_share: float
+    gate: spec.Gate,
+    canary: Measurement,
+    *,
+    method: Method,
+    min_samples: int,
+    alpha_share: float,
+    reference: Measurement = NO_DATA,
 ) -> list[Judgement]:
+    """A gate's absolute bounds (max, min) on the canary; stable's `reference` blocks, when measured,
+    tell the judge how bursty the events are."""
     levels = stats.levels(gate)
     alpha = levels.alpha * alpha_share
     out = []
@@ -215,6 +227,8 @@ def _judged_bounds(
                 power=levels.power,
                 min_samples=max(min_samples, stats.DEFAULT_MIN_SAMPLES),
                 tolerance=levels.tolerance,
+                blocks=canary.blocks,
+                reference=reference.blocks,
             )
             out.append(_one(name, j, "rate"))
         elif not canary.buckets:
@@ -271,7 +285,12 @@ def _judged_comparisons(
         return [_one("maxIncrease", j, "rel")]
     counts = (*_events(stable), *_events(canary))
     good = method.counts_good
-    common = _Levels(alpha=alpha, power=levels.power, min_samples=max(min_samples, stats.DEFAULT_MIN_SAMPLES))
+    common = _Levels(
+        alpha=alpha,
+        power=levels.power,
+        min_samples=max(min_samples, stats.DEFAULT_MIN_SAMPLES),
+        blocks=(stable.blocks, canary.blocks),
+    )
     out = []
     if gate.max_drop is not None:
         j = _ratio(counts, good, max_drop=gate.max_drop, tolerance=levels.tolerance, **common)
@@ -293,6 +312,7 @@ class _Levels(TypedDict):
     alpha: float
     power: float
     min_samples: int
+    blocks: tuple[stats.Blocks | None, stats.Blocks | None]  # stable's, canary's
 
 
 def _ratio(
@@ -302,6 +322,7 @@ def _ratio(
     alpha: float,
     power: float,
     min_samples: int,
+    blocks: tuple[stats.Blocks | None, stats.Blocks | None] = (None, None),
     max_drop: float | None = None,
     max_increase: float | None = None,
     tolerance: float | None = None,
@@ -319,6 +340,8 @@ def _ratio(
         power=power,
         min_samples=min_samples,
         tolerance=tolerance,
+        stable_blocks=blocks[0],
+        canary_blocks=blocks[1],
     )
 
 
@@ -331,6 +354,7 @@ def _paired_increase(
     alpha: float,
     power: float,
     min_samples: int,
+    blocks: tuple[stats.Blocks | None, stats.Blocks | None] = (None, None),
     tolerance: float | None = None,
 ) -> Judgement:
     """maxIncrease paired with an absolute bound F on the bad rate (see `bad_floor`). FAIL stays what
@@ -349,9 +373,12 @@ def _paired_increase(
         alpha=alpha,
         power=half,
         min_samples=min_samples,
+        blocks=blocks,
     )
     slack = max_increase * floor
-    absolute = _ratio(counts, counts_good, max_drop=slack, alpha=alpha, power=half, min_samples=min_samples)
+    absolute = _ratio(
+        counts, counts_good, max_drop=slack, alpha=alpha, power=half, min_samples=min_samples, blocks=blocks
+    )
     pair = (rel.verdict, absolute.verdict)
     if rel.verdict is Verdict.FAIL:
         verdict = Verdict.FAIL

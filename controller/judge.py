@@ -56,6 +56,7 @@ class Comparison:
     canary_samples: int
     stable_samples: int
     reason: str
+    resolution: float | None = None  # quantile gates: the relative width of the bucket at the quantile
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,59 @@ def _check_levels(alpha: float, power: float, *, q: float = 0.5) -> None:
         raise ValueError(f"power must be in [0.5, 1), got {power}")
 
 
+# -- clustered events: how much the counts vary beyond independent trials -------------------------
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """One arm's counts in consecutive time blocks of the window, summed over the blocks: `count`
+    blocks, `events` = sum e_b, `total` = sum n_b, `events_sq` = sum e_b^2, `cross` = sum e_b n_b,
+    `total_sq` = sum n_b^2 (e_b events among n_b requests in block b). All `inflation` needs to see
+    whether events come in bursts; Prometheus answers each sum with one subquery."""
+
+    count: float
+    events: float
+    total: float
+    events_sq: float
+    cross: float
+    total_sq: float
+
+
+def clustering(blocks: Blocks | None) -> tuple[float, float]:
+    """`(design effect, correlation)` of one arm's events from its blocks: how many times the variance of
+    its rate exceeds the binomial one, and the intra-block correlation rho behind it, by the moment
+    estimator of the ratio estimator's between-block variance (its expectation under independence is
+    `p (1 - p) (N - sum n_b^2 / N)`; bursts make it `1 + (m - 1) rho` times that, m = sum n_b^2 / N the
+    size-weighted mean block). (1, 0) without two blocks or without variation to measure."""
+    if blocks is None or blocks.count < 2 or blocks.total <= 0:
+        return 1.0, 0.0
+    p = blocks.events / blocks.total
+    expected = p * (1 - p) * (blocks.total - blocks.total_sq / blocks.total)
+    if not math.isfinite(expected) or expected <= 0:
+        return 1.0, 0.0
+    spread = max(blocks.events_sq - 2 * p * blocks.cross + p * p * blocks.total_sq, 0.0)
+    effect = max(spread / expected, 1.0)
+    m = blocks.total_sq / blocks.total
+    return effect, ((effect - 1) / (m - 1) if m > 1 else 0.0)
+
+
+def inflation(stable: Blocks | None, canary: Blocks | None) -> tuple[float, float]:
+    """The variance factors (>= 1) for stable's and canary's rates: each arm's own design effect, or the
+    one the other arm's correlation implies at this arm's block sizes, whichever is larger. Stable,
+    with more requests per block, usually measures the burstiness first; the canary gets it at once,
+    before a burst of its own has had time to mislead the judge. With independent events both are 1."""
+    (s_effect, s_rho), (c_effect, c_rho) = clustering(stable), clustering(canary)
+    rho = max(s_rho, c_rho)
+
+    def at(blocks: Blocks | None, own: float) -> float:
+        if blocks is None or blocks.total <= 0:
+            return own
+        m = blocks.total_sq / blocks.total
+        return max(own, 1 + max(m - 1, 0.0) * rho)
+
+    return at(stable, s_effect), at(canary, c_effect)
+
+
 # -- ratio gates (error rate, eval pass rate, JSON validity) ---------------------------------------
 
 
@@ -166,6 +220,8 @@ def judge_ratio(
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     tolerance: float | None = None,
+    stable_blocks: Blocks | None = None,
+    canary_blocks: Blocks | None = None,
 ) -> Comparison:
     """Judge a rate, canary against stable, from counts since the step began.
 
@@ -174,6 +230,11 @@ def judge_ratio(
     `max_increase` is relative growth of the *bad* rate (errors, or failed evals when higher is better).
     With both, the worse judgement wins. `tolerance` (in the limit's unit, default: the limit) is the
     regression beyond the limit the sequence is tuned to catch fastest; any value keeps the error rates.
+
+    `stable_blocks`/`canary_blocks` (the same counts in time blocks) let the judge see events that come
+    in bursts: each arm's variance is multiplied by its `inflation`, so clustered failures (an outage of
+    one arm's provider for a minute) widen the bounds instead of counting as many independent trials.
+    Without them the trials are taken as independent.
     """
     _check_levels(alpha, power)
     if max_drop is None and max_increase is None:
@@ -188,7 +249,8 @@ def judge_ratio(
     stable_bad = stable_total - stable_good if higher_is_better else stable_good
     canary_bad = canary_total - canary_good if higher_is_better else canary_good
     args = (stable_bad, stable_total, canary_bad, canary_total)
-    compare = functools.partial(_compare, *args, alpha=alpha, power=power, min_samples=min_samples)
+    factors = inflation(stable_blocks, canary_blocks)
+    compare = functools.partial(_compare, *args, alpha=alpha, power=power, min_samples=min_samples, factors=factors)
     judgements = []
     if max_drop is not None:
         judgements.append(compare(limit=max_drop, relative=False, tau=_tau_absolute(max_drop, tolerance)))
@@ -209,18 +271,20 @@ def _compare(
     alpha: float,
     power: float,
     min_samples: int,
+    factors: tuple[float, float] = (1.0, 1.0),
 ) -> Comparison:
     """One comparison of bad rates: the difference in rate points, or (`relative`) the ratio, judged on
-    the log scale where its estimate is close to normal and read back as a relative change."""
+    the log scale where its estimate is close to normal and read back as a relative change. `factors`
+    multiply stable's and canary's variance (see `inflation`)."""
     ns, nc = int(stable_total), int(canary_total)
     if stable_total <= 0 or canary_total <= 0:
         return _inconclusive("no samples yet", limit=limit, relative=relative, nc=nc, ns=ns)
     if relative:
-        estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total)
+        estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total, factors=factors)
         scale_limit = math.log1p(limit)
     else:
         estimate = canary_bad / canary_total - stable_bad / stable_total
-        variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total)
+        variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total, factors=factors)
         scale_limit = limit
     verdict, lower, upper = _decide(
         estimate=estimate,
@@ -242,24 +306,42 @@ def _compare(
             f"canary {_pct(1 - canary_bad / canary_total)} vs stable {_pct(1 - stable_bad / stable_total)} good: "
             f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
         )
+    if factors != (1.0, 1.0):
+        reason += f"; events clustered in time: variance x{factors[1]:.3g} canary, x{factors[0]:.3g} stable"
     explained = _explain(verdict, reason, nc, min_samples)
     return Comparison(verdict, estimate, lower, upper, limit, relative, nc, ns, explained)
 
 
-def difference_variance(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> float:
-    """Variance of the difference of two rates; +0.5 smoothing keeps it above 0 when a rate is 0 or 1."""
+def difference_variance(
+    stable_bad: float,
+    stable_total: float,
+    canary_bad: float,
+    canary_total: float,
+    *,
+    factors: tuple[float, float] = (1.0, 1.0),
+) -> float:
+    """Variance of the difference of two rates; +0.5 smoothing keeps it above 0 when a rate is 0 or 1.
+    `factors` multiply stable's and canary's binomial variance (clustered events, see `inflation`)."""
     ps = (stable_bad + 0.5) / (stable_total + 1)
     pc = (canary_bad + 0.5) / (canary_total + 1)
-    return ps * (1 - ps) / stable_total + pc * (1 - pc) / canary_total
+    return factors[0] * ps * (1 - ps) / stable_total + factors[1] * pc * (1 - pc) / canary_total
 
 
-def log_ratio(stable_bad: float, stable_total: float, canary_bad: float, canary_total: float) -> tuple[float, float]:
-    """log(canary rate / stable rate) and its variance (Katz's log risk ratio, +0.5 when a count is 0)."""
+def log_ratio(
+    stable_bad: float,
+    stable_total: float,
+    canary_bad: float,
+    canary_total: float,
+    *,
+    factors: tuple[float, float] = (1.0, 1.0),
+) -> tuple[float, float]:
+    """log(canary rate / stable rate) and its variance (Katz's log risk ratio, +0.5 when a count is 0),
+    each arm's term multiplied by its factor (clustered events, see `inflation`)."""
     if stable_bad == 0 or canary_bad == 0:
         stable_bad, canary_bad = stable_bad + 0.5, canary_bad + 0.5
         stable_total, canary_total = stable_total + 0.5, canary_total + 0.5
     estimate = math.log(canary_bad / canary_total) - math.log(stable_bad / stable_total)
-    variance = 1 / canary_bad - 1 / canary_total + 1 / stable_bad - 1 / stable_total
+    variance = factors[1] * (1 / canary_bad - 1 / canary_total) + factors[0] * (1 / stable_bad - 1 / stable_total)
     return estimate, variance
 
 
@@ -283,10 +365,14 @@ def judge_quantile(
 
     Each arm's quantile gets a time-uniform confidence sequence over its rank: the count of samples
     below the true quantile is binomial, so the rank `n q` moves by a normal-mixture radius with
-    variance `n q (1 - q)`; ranks become latencies by linear interpolation within a bucket, as
-    `histogram_quantile` does. The two arms' bounds are combined conservatively (Bonferroni), the
-    canary (usually the arm with fewer samples) getting `_CANARY_SHARE` of the error rates. A bound
-    that falls in the `+Inf` bucket is infinite: coarse or overflowing buckets hold, they never pass.
+    variance `n q (1 - q)`; ranks become latencies at bucket edges (see `_quantile_bounds`), so the
+    bounds hold wherever inside its bucket the quantile lies: FAIL only when even the placement most
+    favourable to the canary is beyond the limit, PASS only when even the least favourable is within
+    it. Where a bucket is wider than the limit the gate can only hold, and says so (`resolution`, the
+    reason). The two arms' bounds are combined conservatively (Bonferroni), the canary (usually the arm
+    with fewer samples) getting `_CANARY_SHARE` of the error rates. A bound that falls in the `+Inf`
+    bucket is infinite: coarse or overflowing buckets hold, they never pass. The estimate shown is
+    `histogram_quantile`'s interpolation, for reading only: no verdict rests on it.
     """
     _check_levels(alpha, power, q=q)
     try:
@@ -306,7 +392,7 @@ def judge_quantile(
     estimate = _relative(c_est, s_est)
     lower = _relative(c_fail[0], s_fail[1])
     upper = _relative(c_pass[1], s_pass[0])
-    if lower > max_increase:
+    if lower >= max_increase:  # lower is an open edge: the canary's quantile is beyond it
         verdict = verdicts.Verdict.FAIL
     elif upper <= max_increase and nc >= min_samples:
         verdict = verdicts.Verdict.PASS
@@ -316,8 +402,31 @@ def judge_quantile(
         f"p{_qname(q)} canary {_secs(c_est)} vs stable {_secs(s_est)}: {_rel(estimate)} "
         f"(bounds {_rel(lower)} .. {_rel(upper)}), limit {_rel(max_increase)}"
     )
+    widths = [(resolution(arm, est), est) for arm, est in ((canary, c_est), (stable, s_est))]
+    (edge_lo, edge_hi), at = max(widths, key=lambda w: _relative(w[0][1], w[0][0]))
+    width = _relative(edge_hi, edge_lo)
+    if verdict is not verdicts.Verdict.FAIL and width > max_increase:
+        reason += f"; {too_coarse(at, edge_lo, edge_hi, max_increase)}"
     return Comparison(
-        verdict, estimate, lower, upper, max_increase, True, nc, ns, _explain(verdict, reason, nc, min_samples)
+        verdict,
+        estimate,
+        lower,
+        upper,
+        max_increase,
+        True,
+        nc,
+        ns,
+        _explain(verdict, reason, nc, min_samples),
+        resolution=width,
+    )
+
+
+def too_coarse(at: float, lower: float, upper: float, limit: float) -> str:
+    """Why a quantile gate cannot pass at `at`: its bucket `(lower, upper]` is wider than the limit."""
+    apart = "unbounded" if math.isinf(upper) else f"{_secs(upper - lower)} apart"
+    return (
+        f"at {_secs(at)} the buckets are {apart} ({_secs(lower)} .. {_secs(upper)}, {_rel(_relative(upper, lower))}), "
+        f"wider than the limit {_rel(limit)}: this gate cannot pass on these buckets"
     )
 
 
@@ -368,12 +477,58 @@ def _highest_finite(cumulative: list[tuple[float, float]]) -> float:
 
 
 def _quantile_bounds(cumulative: list[tuple[float, float]], *, q: float, alpha: float) -> tuple[float, float]:
-    """Time-uniform bounds for the q-quantile, read off the histogram; each errs with chance `alpha`."""
+    """Time-uniform bounds for the q-quantile, read off the histogram; each errs with chance `alpha`.
+
+    The rank sequence bounds how many samples lie below the true quantile; the latencies are then read
+    at bucket edges, not interpolated: the quantile is above the lower edge of the bucket holding the
+    lowest plausible rank and at most the upper edge of the bucket holding the highest. So the bounds
+    hold wherever inside its bucket the quantile lies, and a bucket wider than a limit shows as bounds
+    that cannot be within it (no interpolation can make a coarse histogram look precise)."""
     n = cumulative[-1][1]
     variance = n * q * (1 - q)
     rho = _QUANTILE_RHO_SAMPLES * q * (1 - q)
     radius = math.sqrt((variance + rho) * (2 * math.log(1 / one_sided(alpha)) + math.log1p(variance / rho)))
-    return _value_at_rank(cumulative, q * n - radius), _value_at_rank(cumulative, q * n + radius)
+    return _edge_below(cumulative, q * n - radius), _edge_above(cumulative, q * n + radius)
+
+
+def _bucket_of(cumulative: list[tuple[float, float]], sample: float) -> int:
+    """The index of the bucket holding the `sample`-th smallest sample (1-based)."""
+    for i, (_, count) in enumerate(cumulative):
+        if count >= sample:
+            return i
+    return len(cumulative) - 1
+
+
+def _lower_edge(cumulative: list[tuple[float, float]], i: int) -> float:
+    if i > 0:
+        return cumulative[i - 1][0]
+    first = cumulative[0][0]
+    return 0.0 if first > 0 else -math.inf  # latencies are not negative: the first bucket starts at 0
+
+
+def _edge_below(cumulative: list[tuple[float, float]], rank: float) -> float:
+    """A lower bound for the value at `rank`: at least ceil(rank) samples are at or below it, so it is
+    above the lower edge of the bucket holding sample number ceil(rank)."""
+    if rank <= 0:
+        return _lower_edge(cumulative, 0)
+    return _lower_edge(cumulative, _bucket_of(cumulative, math.ceil(rank)))
+
+
+def _edge_above(cumulative: list[tuple[float, float]], rank: float) -> float:
+    """An upper bound for the value at `rank`: at most floor(rank) samples are below it, so it is at most
+    the upper edge of the bucket holding sample number floor(rank) + 1 (infinite past the last sample)."""
+    sample = math.floor(rank) + 1
+    if sample > cumulative[-1][1]:
+        return math.inf
+    return cumulative[_bucket_of(cumulative, sample)][0]
+
+
+def resolution(cumulative: list[tuple[float, float]], value: float) -> tuple[float, float]:
+    """The edges `(a, b]` of the bucket that holds `value`: the finest a quantile there can be known."""
+    for i, (le, _) in enumerate(cumulative):
+        if value <= le:
+            return _lower_edge(cumulative, i), le
+    return cumulative[-1][0], math.inf
 
 
 def _relative(canary: float, stable: float) -> float:
@@ -397,6 +552,8 @@ def judge_rate_bound(
     power: float = DEFAULT_POWER,
     min_samples: int = DEFAULT_MIN_SAMPLES,
     tolerance: float | None = None,
+    blocks: Blocks | None = None,
+    reference: Blocks | None = None,
 ) -> Comparison:
     """Judge the canary's rate `events / total` against an absolute bound: `max` when `at_most`, else `min`.
 
@@ -405,6 +562,8 @@ def judge_rate_bound(
     PASS only when the `power` bound is within it and the canary has `min_samples`. The Comparison's
     values are the canary's rate itself, not a regression; `lower`/`upper` are the bounds each
     decision reads (for `max`: lower at `1 - alpha`, upper at `power`; for `min` the other way round).
+    `blocks` (the canary's counts in time blocks) and `reference` (stable's) widen the sequence for
+    events that come in bursts, as in `judge_ratio`.
     """
     _check_levels(alpha, power)
     if not (math.isfinite(events) and math.isfinite(total)) or events < 0 or events > total:
@@ -414,7 +573,8 @@ def judge_rate_bound(
         return _inconclusive("no samples yet", limit=limit, relative=False, nc=n, ns=0)
     rate = events / total
     p = (events + 0.5) / (total + 1)
-    variance = p * (1 - p) / total
+    factor = inflation(reference, blocks)[1]
+    variance = factor * p * (1 - p) / total
     tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
     fail_radius = mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
     pass_radius = mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
@@ -427,6 +587,8 @@ def judge_rate_bound(
     verdict = _bound_verdict(failed, passed and total >= min_samples)
     word = "max" if at_most else "min"
     reason = f"canary {_pct(rate)} (bounds {_pct(lower)} .. {_pct(upper)}), {word} {_pct(limit)}"
+    if factor != 1.0:
+        reason += f"; events clustered in time: variance x{factor:.3g}"
     return Comparison(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
 
 
@@ -457,10 +619,9 @@ def judge_quantile_bound(
     estimate = _value_at_rank(cumulative, q * cumulative[-1][1])
     fail_lo, fail_hi = _quantile_bounds(cumulative, q=q, alpha=alpha)
     pass_lo, pass_hi = _quantile_bounds(cumulative, q=q, alpha=1 - power)
-    top = _highest_finite(cumulative)
-    if at_most:
-        lower, upper = (top if math.isinf(fail_lo) else fail_lo), pass_hi
-        failed, passed = lower > limit, upper <= limit
+    if at_most:  # a lower bound is an open edge (the quantile lies above it), an upper bound a closed one
+        lower, upper = fail_lo, pass_hi
+        failed, passed = lower >= limit, upper <= limit
     else:
         lower, upper = pass_lo, fail_hi
         failed, passed = upper < limit, lower >= limit

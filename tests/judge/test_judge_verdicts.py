@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -215,7 +216,8 @@ def _hist(samples: np.ndarray, edges: np.ndarray) -> list[tuple[float, float]]:
     return [*zip(edges.tolist(), counts.astype(float).tolist(), strict=True), (INF, float(len(samples)))]
 
 
-EDGES = 0.05 * 1.05 ** np.arange(120)
+EDGES = 0.05 * 1.02 ** np.arange(300)  # 2% apart: fine enough to resolve a 10% limit
+LITELLM_EDGES = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0])  # 1.106.2
 
 
 def _latencies(seed: int, n: int, scale: float = 1.0) -> np.ndarray:
@@ -242,6 +244,24 @@ QUANTILE_CASES: list[tuple[str, Any, Any, Verdict]] = [
         [(0.1, 0.0), (INF, 10_000.0)],
         Verdict.INCONCLUSIVE,
     ),
+    (
+        "coarse-buckets-never-pass",  # p95 ~2.1 s sits in LiteLLM's (2, 5] bucket: +150% wide
+        _hist(_latencies(1, 200_000), LITELLM_EDGES),
+        _hist(_latencies(2, 20_000), LITELLM_EDGES),
+        Verdict.INCONCLUSIVE,
+    ),
+    (
+        "coarse-buckets-fail-a-canary-two-buckets-up",
+        _hist(_latencies(3, 200_000), LITELLM_EDGES),
+        _hist(_latencies(4, 20_000, 8.0), LITELLM_EDGES),  # p95 ~17 s: (10, 30]
+        Verdict.FAIL,
+    ),
+    (
+        "coarse-buckets-hold-a-canary-within-one-bucket",  # +40%, four times the limit, but in the same bucket
+        _hist(_latencies(3, 200_000), LITELLM_EDGES),
+        _hist(_latencies(4, 20_000, 1.4), LITELLM_EDGES),
+        Verdict.INCONCLUSIVE,
+    ),
     ("missing-inf-is-an-error", [(1.0, 5.0)], [(1.0, 5.0)], Verdict.ERROR),
     ("negative-count-is-an-error", [(1.0, -1.0), (INF, 5.0)], [(1.0, 5.0), (INF, 5.0)], Verdict.ERROR),
     ("empty-canary-inconclusive", [(1.0, 5.0), (INF, 5.0)], [(1.0, 0.0), (INF, 0.0)], Verdict.INCONCLUSIVE),
@@ -254,6 +274,37 @@ QUANTILE_CASES: list[tuple[str, Any, Any, Verdict]] = [
 def test_judge_quantile(stable: Any, canary: Any, expected: Verdict) -> None:
     result = judge.judge_quantile(stable_buckets=stable, canary_buckets=canary, q=0.95, max_increase=0.1)
     assert result.verdict is expected, result.reason
+
+
+def test_a_quantile_gate_says_when_its_buckets_are_wider_than_its_limit() -> None:
+    stable, canary = _hist(_latencies(1, 200_000), LITELLM_EDGES), _hist(_latencies(2, 20_000), LITELLM_EDGES)
+    result = judge.judge_quantile(stable_buckets=stable, canary_buckets=canary, q=0.95, max_increase=0.1)
+    assert result.resolution == pytest.approx(1.5)  # (2 s, 5 s]
+    assert re.search(
+        r"at [\d.]+s the buckets are 3s apart \(2s \.\. 5s, \+150\.0%\), wider than the limit \+10\.0%", result.reason
+    )
+    assert "cannot pass on these buckets" in result.reason
+    fine = judge.judge_quantile(
+        stable_buckets=_hist(_latencies(1, 200_000), EDGES),
+        canary_buckets=_hist(_latencies(2, 20_000), EDGES),
+        q=0.95,
+        max_increase=0.1,
+    )
+    assert fine.resolution == pytest.approx(0.02) and "cannot pass" not in fine.reason
+
+
+@pytest.mark.parametrize("spot", [0.0, 0.5, 1.0])
+def test_quantile_bounds_hold_wherever_the_quantile_sits_in_its_bucket(spot: float) -> None:
+    """The same bucket counts from latencies at the bottom, the middle or the top of their buckets: the
+    bounds (read at edges) contain each arm's true quantile in every case; interpolation would not."""
+    rng = np.random.default_rng(11)
+    edges = LITELLM_EDGES
+    idx = rng.integers(6, 10, size=50_000)  # buckets (0.25, 0.5] .. (2, 5]
+    lo, hi = edges[idx - 1], edges[idx]
+    samples = lo + (hi - lo) * np.clip(spot + rng.normal(0, 1e-6, size=idx.size), 1e-9, 1)
+    truth = float(np.quantile(samples, 0.95))
+    low, high = judge._quantile_bounds(judge._cumulative(_hist(samples, edges)), q=0.95, alpha=0.01)
+    assert low < truth <= high
 
 
 def test_quantile_accepts_unsorted_and_non_monotone_buckets() -> None:
