@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controller import errors, gates, load, plan, prometheus, promql, spec, split, templates
+from controller import errors, gates, judge, load, plan, prometheus, promql, spec, split, templates
 
 MAX_WINDOW = timedelta(days=7)
 
@@ -206,7 +206,7 @@ def _ask(
     for s in samples:
         g = by_key.get(s.labels.get(templates.GROUP, ""))
         part = s.labels.get(templates.PART, "")
-        if g is None or part not in ("value", "samples", "buckets"):
+        if g is None or part not in ("value", "samples", "buckets", *templates.BLOCK_PARTS):
             continue
         key = (
             g.key,
@@ -251,8 +251,18 @@ def _measured(
         dup = dup or key in answer.duplicates
         segment = tuple(zip(g.segments, values, strict=True))
         buckets = tuple(sorted((le * scale, count) for le, count in answer.buckets.get(key, {}).items()))
-        out[segment][variant] = gates.Measurement(_number(parts.get("value")), _number(parts.get("samples")), buckets)
+        value, samples = _number(parts.get("value")), _number(parts.get("samples"))
+        out[segment][variant] = gates.Measurement(value, samples, buckets, _blocks(parts))
     return out, dup
+
+
+def _blocks(parts: Mapping[str, float]) -> judge.Blocks | None:
+    """A ratio's per-block sums, when Prometheus answered every one (a block too short for the scrape
+    interval has no answer: the judge then takes the events as independent)."""
+    sums = [_number(parts.get(name)) for name in templates.BLOCK_PARTS]
+    if any(v is None for v in sums):
+        return None
+    return judge.Blocks(*(float(v) for v in sums if v is not None))
 
 
 def _number(v: float | None) -> float | None:

@@ -35,6 +35,7 @@ a measured zero, while a missing `total` stays "no data".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -228,6 +229,22 @@ def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str])
     return Group(flavour, tuple(segments), frozenset(subjects))
 
 
+#: The parts of a ratio template's answer that sum its counts over time blocks (see `judge.Blocks`), in
+#: the order of `judge.Blocks`' fields.
+BLOCK_PARTS = ("blocks", "block_events", "block_total", "events_sq", "cross", "total_sq")
+BLOCKS = 64  # time blocks a ratio gate's burstiness is measured over
+MIN_BLOCK = timedelta(minutes=5)  # several scrapes a block at any usual scrape interval (Prometheus' default: 1m)
+
+
+def blocks(window: timedelta) -> tuple[timedelta, timedelta]:
+    """`(length, span)` of the time blocks a ratio gate's counts are split into, to see whether events
+    come in bursts: the last 64 blocks before the look, each a 64th of the window and at least 5
+    minutes (whole seconds). A short window's blocks reach back before it, into the traffic before the
+    step: how bursty a provider's failures are is known from the first look."""
+    length = max(MIN_BLOCK, timedelta(seconds=math.ceil(window.total_seconds() / BLOCKS)))
+    return length, length * BLOCKS
+
+
 def compile_query(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
     """One PromQL expression answering `template` for every group, subject, variant and segment."""
     if not groups:
@@ -241,8 +258,28 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
         both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
         if isinstance(t, spec.QuantileTemplate):
             both += f" or {promql.tag(_buckets(t, g, spec.format_duration(window)), PART, 'buckets')}"
+        if isinstance(t, spec.RatioTemplate):
+            sums = _block_sums(t, g, window)
+            both += "".join(f" or {promql.tag(sums[name], PART, name)}" for name in BLOCK_PARTS)
         parts.append(promql.tag(f"({both})", GROUP, g.key))
     return " or ".join(parts)
+
+
+def _block_sums(t: spec.RatioTemplate, g: Group, window: timedelta) -> dict[str, str]:
+    """A ratio's counts per time block, summed over the blocks (see `blocks`): one subquery per sum, each
+    block the increase over its length, stepped by it (Prometheus aligns the steps to whole blocks)."""
+    length, span = (spec.format_duration(d) for d in blocks(window))
+    total = _sum(_increase(t.total, g, length), g.by)
+    events = f"({_sum(_increase(t.numerator, g, length), g.by)} or ({total}) * 0)"
+    over = f"[{span}:{length}]"
+    return {
+        "blocks": f"count_over_time(({total}){over})",
+        "block_events": f"sum_over_time({events}{over})",
+        "block_total": f"sum_over_time(({total}){over})",
+        "events_sq": f"sum_over_time(({events} ^ 2){over})",
+        "cross": f"sum_over_time(({events} * ({total})){over})",
+        "total_sq": f"sum_over_time((({total}) ^ 2){over})",
+    }
 
 
 def _subject_matchers(g: Group) -> list[str]:

@@ -108,3 +108,28 @@ def test_a_weird_route_name_matches_exactly_itself(metrics: prometheus.Prometheu
 def test_prometheus_error_is_a_metrics_error(metrics: prometheus.Prometheus) -> None:
     with pytest.raises(errors.MetricsError, match="bad_data"):
         metrics.query("sum(", at=gate_history.AT)
+
+
+@pytest.mark.parametrize(
+    ("window", "length", "span"),
+    [
+        (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=320)),
+        (timedelta(hours=1), timedelta(minutes=5), timedelta(minutes=320)),
+        (timedelta(hours=8), timedelta(minutes=7, seconds=30), timedelta(hours=8)),
+        (timedelta(days=7), timedelta(minutes=157, seconds=30), timedelta(days=7)),
+    ],
+)
+def test_blocks_are_64_of_a_64th_of_the_window_at_least_five_minutes(
+    window: timedelta, length: timedelta, span: timedelta
+) -> None:
+    assert templates.blocks(window) == (length, span)
+
+
+def test_only_ratio_templates_ask_for_blocks() -> None:
+    g = templates.group(templates.Flavour.APP, (), subjects=["r"])
+    ratio = templates.compile_query(templates.BUILTIN["error_rate"], [g], window=timedelta(hours=1))
+    assert all(f'"{templates.PART}", "{name}"' in ratio for name in templates.BLOCK_PARTS)
+    assert "[5h20m:5m]" in ratio and "increase(llm_requests_total{" in ratio
+    for name in ("latency_p95", "cost_per_request"):
+        query = templates.compile_query(templates.BUILTIN[name], [g], window=timedelta(hours=1))
+        assert "sum_over_time" not in query
