@@ -161,7 +161,9 @@ def method(t: spec.GateTemplate) -> gates.Method:
             return gates.Method("ratio", counts_good=t.good is not None)
         case spec.QuantileTemplate():
             return gates.Method("quantile", quantile=t.quantile)
-        case spec.MeanTemplate() | spec.ValueTemplate():
+        case spec.MeanTemplate():
+            return gates.MEAN
+        case spec.ValueTemplate():
             return gates.VALUE
 
 
@@ -206,7 +208,7 @@ def _ask(
     for s in samples:
         g = by_key.get(s.labels.get(templates.GROUP, ""))
         part = s.labels.get(templates.PART, "")
-        if g is None or part not in ("value", "samples", "buckets", *templates.BLOCK_PARTS):
+        if g is None or part not in ("value", "samples", "buckets", "requests", *templates.BLOCK_PARTS):
             continue
         key = (
             g.key,
@@ -252,7 +254,8 @@ def _measured(
         segment = tuple(zip(g.segments, values, strict=True))
         buckets = tuple(sorted((le * scale, count) for le, count in answer.buckets.get(key, {}).items()))
         value, samples = _number(parts.get("value")), _number(parts.get("samples"))
-        out[segment][variant] = gates.Measurement(value, samples, buckets, _blocks(parts))
+        requests = _number(parts.get("requests"))
+        out[segment][variant] = gates.Measurement(value, samples, buckets, _blocks(parts), requests)
     return out, dup
 
 

@@ -30,12 +30,14 @@ class Measurement:
     """One variant's value in one segment. `value is None` is "no data", which is not zero;
     `samples is None` means the template cannot count samples. `buckets` holds a quantile template's
     histogram counts over the window (what `judge.judge_quantile` needs); empty for other kinds.
-    `blocks` holds a ratio template's counts per time block (`judge.Blocks`), when measured."""
+    `blocks` holds a ratio template's counts per time block (`judge.Blocks`), when measured;
+    `requests` a mean template's count of every request, when it names one."""
 
     value: float | None
     samples: float | None
     buckets: Buckets = ()
     blocks: stats.Blocks | None = None  # a ratio template's counts in time blocks, to see bursts
+    requests: float | None = None  # a mean template's requests, answered or not (`samples` counts the answered)
 
     @property
     def has_data(self) -> bool:
@@ -49,7 +51,9 @@ NO_DATA = Measurement(None, None)
 class Method:
     """How a template's measurements are judged. `ratio`: value = events / samples, judged on the
     counts (`counts_good`: the events are good ones, as for eval_pass_rate; else bad, as for
-    error_rate). `quantile`: judged on `buckets`. `value`: free PromQL, a plain comparison."""
+    error_rate). `quantile`: judged on `buckets`. `value`: free PromQL, a plain comparison. `mean`: a
+    quantity per answered request, a plain comparison that never passes a canary answering a smaller
+    share of its requests than stable (see `answered_share`)."""
 
     kind: str = "value"
     counts_good: bool = True
@@ -57,6 +61,8 @@ class Method:
 
 
 VALUE = Method()
+MEAN = Method("mean")
+ANSWERED_MARGIN = 0.01  # a per-answer gate passes only when the canary answers at most 1 point less than stable
 
 
 @dataclass(frozen=True)
@@ -160,7 +166,8 @@ def judge(
         count = "unknown" if canary.samples is None else _fmt(canary.samples)
         return Judgement(Verdict.INCONCLUSIVE, f"canary samples {count} < minSamples {max(min_samples, 1)}")
     assert canary.value is not None
-    if method.kind == "value":
+    plain = method.kind in ("value", "mean")
+    if plain:
         parts = judge_bounds(gate, canary.value)
     else:
         parts = _judged_bounds(
@@ -169,7 +176,7 @@ def judge(
     if compares(gate):
         if not stable.has_data:
             parts.append(Judgement(Verdict.INCONCLUSIVE, "no stable data to compare with"))
-        elif method.kind != "value":
+        elif not plain:
             parts += _judged_comparisons(
                 gate, stable=stable, canary=canary, method=method, min_samples=min_samples, alpha_share=alpha_share
             )
@@ -179,9 +186,38 @@ def judge(
         else:
             assert stable.value is not None
             parts += judge_against_stable(gate, stable=stable.value, canary=canary.value)
+    if method.kind == "mean" and canary.requests is not None:
+        parts.append(answered_share(gate, stable=stable, canary=canary, alpha_share=alpha_share))
     verdict = worst(p.verdict for p in parts) if parts else Verdict.INCONCLUSIVE
     checks = tuple(c for p in parts for c in p.checks)
     return Judgement(verdict, "; ".join(p.reason for p in parts if p.verdict is verdict), checks)
+
+
+def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement, alpha_share: float) -> Judgement:
+    """A per-answer gate's guard: the canary must be shown (at the gate's power) to answer at most
+    `ANSWERED_MARGIN` less of its requests than stable; until then the gate holds (INCONCLUSIVE), since a
+    failed request carries no cost and no tokens and a failing canary would look cheap. It never fails
+    the gate on its own: error_rate is the gate for failures."""
+    name = "answered"
+    if stable.requests is None or stable.samples is None:
+        return Judgement(Verdict.INCONCLUSIVE, f"{name}: no stable requests to compare the answered share with")
+    counts = [(min(m.samples or 0.0, m.requests or 0.0), m.requests or 0.0) for m in (stable, canary)]
+    levels = stats.levels(gate)
+    j = stats.judge_ratio(
+        stable_good=counts[0][0],
+        stable_total=counts[0][1],
+        canary_good=counts[1][0],
+        canary_total=counts[1][1],
+        higher_is_better=True,
+        max_drop=ANSWERED_MARGIN,
+        alpha=levels.alpha * alpha_share,
+        power=levels.power,
+    )
+    verdict = Verdict.PASS if j.verdict is Verdict.PASS else Verdict.INCONCLUSIVE
+    why = "" if verdict is Verdict.PASS else "a per-answer gate cannot pass until the canary answers as much as stable: "
+    reason = f"{name}: {why}{j.reason}"
+    check = Check(name, verdict, j.estimate, j.lower, j.upper, ANSWERED_MARGIN, "pts", reason)
+    return Judgement(verdict, reason, (check,))
 
 
 # -- the sequential judge, wired -----------------------------------------------------------------------

@@ -698,12 +698,19 @@ class QuantileTemplate(_Model):
 class MeanTemplate(_Model):
     """A quantity per event (tokens or spend per answered request): a counter of the quantity over a
     counter of the events it accrues on, whose increase is the sample count. The value is not a
-    share, so it is judged as a plain comparison."""
+    share, so it is judged as a plain comparison; with `requests`, a canary must also answer as large
+    a share of its requests as stable (see `gates.ANSWERED_MARGIN`) to pass."""
 
     kind: Literal["mean"]
     description: str = ""
     sum: Selector = Field(description="The counter of the quantity (value = sum / count).")
     count: Selector = Field(description="The counter of the events; its increase is the sample count.")
+    requests: Selector | None = Field(
+        default=None,
+        description="The counter of every request, answered or not. With it the gate never passes a canary "
+        "that answers a smaller share of its requests than stable (by more than 1 point, or not yet shown): "
+        "a failed request costs nothing and has no tokens, so a failing canary would look cheap.",
+    )
 
 
 class ValueTemplate(_Model):

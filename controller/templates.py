@@ -107,6 +107,7 @@ _ENVOY_LATENCY = spec.QuantileTemplate(
 _LITELLM_REQUESTS = "litellm_deployment_total_requests_total"
 _LITELLM_ANSWERED = "litellm_deployment_success_responses_total"
 _ANSWERED = 'llm_requests_total{outcome="ok"}'
+_REQUESTS = "llm_requests_total"
 _LITELLM_ERRORS = spec.RatioTemplate(
     kind="ratio",
     description="Share of requests that failed at the deployment, from LiteLLM.",
@@ -121,12 +122,16 @@ _LITELLM_LATENCY = spec.QuantileTemplate(
 )
 
 
-def _per_answer(quantity: str, answered: str, what: str, source: str = "") -> spec.MeanTemplate:
+def _per_answer(quantity: str, answered: str, requests: str, what: str, source: str = "") -> spec.MeanTemplate:
     """A quantity per answered request. Not per request: a failed request spends nothing, so counting
-    it would make a failing canary look cheap and pass; without answers the gate has no samples and
-    holds (error_rate is the gate that fails it)."""
+    it would make a failing canary look cheap. `requests` counts every request, so that the gate
+    refuses to pass a canary answering a smaller share than stable (error_rate is the gate that fails it)."""
     return spec.MeanTemplate(
-        kind="mean", description=f"{what} per answered request{source}.", sum=quantity, count=answered
+        kind="mean",
+        description=f"{what} per answered request{source}.",
+        sum=quantity,
+        count=answered,
+        requests=requests,
     )
 
 
@@ -173,13 +178,17 @@ BUILTIN: Mapping[str, Template] = {
     ),
     "cost_per_request": Template(
         "cost_per_request",
-        _per_answer("llm_cost_usd_total", _ANSWERED, "Spend in USD"),
-        litellm=_per_answer("litellm_spend_metric_total", _LITELLM_ANSWERED, "Spend in USD", ", from LiteLLM"),
+        _per_answer("llm_cost_usd_total", _ANSWERED, _REQUESTS, "Spend in USD"),
+        litellm=_per_answer(
+            "litellm_spend_metric_total", _LITELLM_ANSWERED, _LITELLM_REQUESTS, "Spend in USD", ", from LiteLLM"
+        ),
     ),
     "tokens_per_request": Template(
         "tokens_per_request",
-        _per_answer("llm_tokens_total", _ANSWERED, "Tokens"),
-        litellm=_per_answer("litellm_total_tokens_metric_total", _LITELLM_ANSWERED, "Tokens", ", from LiteLLM"),
+        _per_answer("llm_tokens_total", _ANSWERED, _REQUESTS, "Tokens"),
+        litellm=_per_answer(
+            "litellm_total_tokens_metric_total", _LITELLM_ANSWERED, _LITELLM_REQUESTS, "Tokens", ", from LiteLLM"
+        ),
     ),
 }
 
@@ -258,6 +267,9 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
         both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
         if isinstance(t, spec.QuantileTemplate):
             both += f" or {promql.tag(_buckets(t, g, spec.format_duration(window)), PART, 'buckets')}"
+        if isinstance(t, spec.MeanTemplate) and t.requests is not None:
+            requests = _sum(_increase(t.requests, g, spec.format_duration(window)), g.by)
+            both += f" or {promql.tag(requests, PART, 'requests')}"
         if isinstance(t, spec.RatioTemplate):
             sums = _block_sums(t, g, window)
             both += "".join(f" or {promql.tag(sums[name], PART, name)}" for name in BLOCK_PARTS)

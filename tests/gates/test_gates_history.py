@@ -64,6 +64,9 @@ SCENARIOS = [
     ("latency-bound", target("better", {"use": "latency_p95", "max": "500ms"}), V.FAIL),
     ("cost-cheaper", target("better", {"use": "cost_per_request", "maxIncrease": "20%"}), V.PASS),
     ("cost-nothing-answered", target("unanswered", {"use": "cost_per_request", "max": 0.01}), V.INCONCLUSIVE),
+    # the canary answers 70% of its requests: as cheap per answer as stable, and it cannot pass
+    ("cost-failing-canary", target("failing", {"use": "cost_per_request", "maxIncrease": "20%"}), V.INCONCLUSIVE),
+    ("cost-failing-canary-bound", target("failing", {"use": "cost_per_request", "max": 1}), V.INCONCLUSIVE),
     ("custom-value-template", target("worse", {"use": "pass_value", "maxDrop": "3%"}), V.FAIL),
 ]
 
@@ -200,3 +203,18 @@ def test_markdown_escapes_user_strings() -> None:
     assert not re.search(r"(?<!\\)<img", md)
     assert "\\<img" in md and "\\@team" in md and "\\|" in md
     assert "q`x" not in md
+
+
+def test_a_failing_canary_cannot_pass_a_tokens_gate_on_litellm(metrics: prometheus.Prometheus) -> None:
+    """LiteLLM counts no tokens for a failed request: per answer, a canary failing 30% of its requests
+    uses as many tokens as stable, and the gate holds for the answered share, naming it."""
+    t = target("litellm-failing", {"use": "tokens_per_request", "maxIncrease": "10%"}, router="litellm")
+    t = analysis.Target(**{**vars(t), "rollout": "r-litellm-failing"})
+    [e] = one(metrics, t)
+    assert e.source == "litellm" and e.error is None
+    [segment] = e.segments
+    assert segment.canary.requests == pytest.approx(1200, rel=0.05)
+    assert e.verdict is V.INCONCLUSIVE, evidence.text(t.rollout, [e], at="test")
+    assert "a per-answer gate cannot pass until the canary answers as much as stable" in segment.reason
+    names = {c.name: c.verdict for c in segment.checks}
+    assert names == {"maxIncrease": V.PASS, "answered": V.INCONCLUSIVE}

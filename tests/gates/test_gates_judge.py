@@ -338,3 +338,35 @@ def test_gate_alpha_and_power_reach_the_judge() -> None:
         gate(maxDrop="1%", alpha=1e-6), stable=stable, canary=canary, min_samples=100, method=RATIO_GOOD
     )
     assert default.verdict is V.FAIL and strict.verdict is V.INCONCLUSIVE
+
+
+MEAN_CASES = [
+    # (name, stable, canary, want, phrase): cost per answered request, maxIncrease 20%, from 2,000 requests a side
+    ("answers-alike-passes", M(0.02, 1990, requests=2000), M(0.02, 1990, requests=2000), V.PASS, "within"),
+    (
+        "answers-30pct-fewer-holds",
+        M(0.02, 1990, requests=2000),
+        M(0.02, 1400, requests=2000),
+        V.INCONCLUSIVE,
+        "cannot pass until",
+    ),
+    (
+        "few-requests-holds",
+        M(0.02, 1990, requests=2000),
+        M(0.02, 110, requests=111),
+        V.INCONCLUSIVE,
+        "cannot pass until",
+    ),
+    ("dearer-still-fails", M(0.02, 1990, requests=2000), M(0.04, 1400, requests=2000), V.FAIL, "increase"),
+    ("no-requests-counter-is-as-before", M(0.02, 1990), M(0.02, 1400), V.PASS, "increase"),
+    ("no-stable-requests-holds", M(0.02, 1990), M(0.02, 1990, requests=2000), V.INCONCLUSIVE, "no stable requests"),
+]
+
+
+@pytest.mark.parametrize(
+    ("stable", "canary", "want", "phrase"), [c[1:] for c in MEAN_CASES], ids=[c[0] for c in MEAN_CASES]
+)
+def test_a_per_answer_gate_never_passes_a_canary_answering_less(stable: M, canary: M, want: V, phrase: str) -> None:
+    got = gates.judge(gate(maxIncrease="20%"), stable=stable, canary=canary, min_samples=100, method=gates.MEAN)
+    assert got.verdict is want, got.reason
+    assert phrase in got.reason

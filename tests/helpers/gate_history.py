@@ -74,6 +74,16 @@ def history() -> list[prom.PromSeries]:
     for variant, usd, answered in (("stable", 0.02, 20), ("canary", 0.0, 0)):
         s += _ratio("llm_requests_total", "unanswered", variant, "outcome", "ok", answered, 20)
         s.append(prom.PromSeries("llm_cost_usd_total", {"route": "unanswered", "variant": variant}, usd))
+    # the canary fails 30% of its requests; those it answers cost what stable's do
+    for variant, answered in (("stable", 19.9), ("canary", 14.0)):
+        s += _ratio("llm_requests_total", "failing", variant, "outcome", "ok", answered, 20)
+        s.append(prom.PromSeries("llm_cost_usd_total", {"route": "failing", "variant": variant}, answered * 0.001))
+    # the same on LiteLLM's own metrics, by deployment id (rollout r-litellm-failing): tokens per answer
+    for variant, answered in (("stable", 19.9), ("canary", 14.0)):
+        model = {"model_id": f"r-litellm-failing_{variant}"}
+        s.append(prom.PromSeries("litellm_deployment_total_requests_total", model, 20))
+        s.append(prom.PromSeries("litellm_deployment_success_responses_total", model, answered))
+        s.append(prom.PromSeries("litellm_total_tokens_metric_total", model, answered * 500))
     # a route whose name would break a carelessly built query
     s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
     return s + sequential_history() + split_history()
