@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from controller import judge, load, spec, templates
+from controller import gates, judge, load, spec, templates
 
 HORIZON = timedelta(days=30)
 ASSUMED_BAD_RATE = 0.01  # a relative gate with no absolute bound: the stable bad rate we assume
@@ -88,7 +88,8 @@ def step_advice(
         weight, stable_weight = the_step.canary_weight / 100, 1 - the_step.canary_weight / 100
     if weight <= 0:
         return _with(out, note="the canary gets no traffic in this step")
-    traffic = _Traffic(rate, weight, stable_weight, the_step.min_samples or 0)
+    router = config.routers.get(s.router) if config is not None else None
+    traffic = _Traffic(rate, weight, stable_weight, the_step.min_samples or 0, router.type if router else "")
     rows = [row for gate in s.analysis.gates for row in _gate(gate, config, traffic)]
     caveat = ""
     if s.analysis.segments:
@@ -116,6 +117,7 @@ class _Traffic:
     weight: float  # the canary's share (live or mirrored)
     stable_weight: float
     min_samples: int  # the step's minSamples
+    router_type: str = ""  # which flavour of a built-in template is read (its histogram buckets)
 
 
 def _gate(gate: spec.Gate, config: spec.ControllerConfig | None, traffic: _Traffic) -> list[GateAdvice]:
@@ -128,9 +130,15 @@ def _gate(gate: spec.Gate, config: spec.ControllerConfig | None, traffic: _Traff
             return _ratio(gate, counts_good=template.good is not None, traffic=traffic)
         case spec.QuantileTemplate():
             need = max(traffic.min_samples, judge.DEFAULT_QUANTILE_MIN_SAMPLES)
-            at_least = timedelta(seconds=math.ceil(need / canary_rate))
+            at_least: timedelta | None = timedelta(seconds=math.ceil(need / canary_rate))
             assumes = f"at least {need} canary samples; longer the wider the latency spread"
-            return [GateAdvice(gate.use, _thresholds(gate), at_least, None, assumes, exact=False)]
+            builtin = templates.BUILTIN.get(gate.use)
+            flavour = builtin.flavour_for(traffic.router_type) if builtin else templates.Flavour.APP
+            bounds = templates.rendered_buckets(builtin, flavour) if builtin else None
+            if gate.max_increase is not None and bounds is not None and not gates.passable(bounds, gate.max_increase):
+                at_least = None
+                assumes = f"the {flavour} latency buckets are wider than the limit everywhere: it can never pass"
+            return [GateAdvice(gate.use, _thresholds(gate), at_least, None, assumes, exact=at_least is None)]
         case spec.MeanTemplate() | spec.ValueTemplate():
             need = max(traffic.min_samples, 1)
             after = timedelta(seconds=math.ceil(need / canary_rate))

@@ -7,6 +7,7 @@ evidence, at the gate's `alpha`/`power`); free-PromQL value gates keep a plain c
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -430,6 +431,25 @@ def _paired_increase(
         "maxIncrease (absolute)", verdict, absolute.estimate, absolute.lower, absolute.upper, slack, "pts", reason
     )
     return Judgement(verdict, reason, (rel_check, abs_check))
+
+
+# -- what histogram buckets can resolve ---------------------------------------------------------------
+
+
+def passable(bounds: Sequence[float], max_increase: float) -> list[tuple[float, float]]:
+    """Where a quantile gate with this `maxIncrease` can pass on these histogram bounds: the latency
+    ranges `(a, b]` whose buckets are at most `maxIncrease` wide (b / a - 1), merged. The judge reads
+    its bounds at bucket edges, so with stable and canary at the same quantile inside a wider bucket
+    even endless traffic cannot show the canary within the limit. Empty: the gate can never pass."""
+    out: list[tuple[float, float]] = []
+    edges = sorted(b for b in bounds if b > 0 and math.isfinite(b))
+    for a, b in itertools.pairwise(edges):
+        if b / a - 1 <= max_increase + 1e-9:
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+    return out
 
 
 # -- evidence ----------------------------------------------------------------------------------------

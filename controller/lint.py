@@ -9,7 +9,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from controller import advice, load, promql, spec, templates, traffic
+from controller import advice, gates, load, promql, spec, templates, traffic
 
 WARNING = "warning"
 ERROR = "error"
@@ -117,6 +117,11 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
                 f"a relative limit on a rate never decides while neither variant has a bad event; pair it with "
                 f"an absolute `{bound}` so a clean canary can pass (see 'How gates are judged' in the README)",
             )
+    router = config.routers.get(s.router)
+    for i, gate in enumerate(s.analysis.gates):
+        found = _coarse(gate, config, router.type if router is not None else "")
+        if found is not None:
+            add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
     rate = s.analysis.expected_rate
     if rate is not None:
         for i, step in enumerate(s.steps):
@@ -131,3 +136,35 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
                     f"(assuming {g.assumes}); lengthen `for`, raise the weight, or loosen the limit",
                 )
     return out
+
+
+def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) -> str | None:
+    """R010: a latency gate's maxIncrease finer than the histogram buckets it reads can resolve, on a
+    router whose buckets the project renders (Envoy's, LiteLLM's)."""
+    if gate.max_increase is None:
+        return None
+    try:
+        template = templates.resolve(gate.use, config)
+    except promql.QueryError:
+        return None
+    flavour = template.flavour_for(router_type)
+    bounds = templates.rendered_buckets(template, flavour)
+    if bounds is None:
+        return None
+    ranges = gates.passable(bounds, gate.max_increase)
+    if ranges and ranges[0][0] <= bounds[0] * 10 and ranges[-1][1] >= bounds[-1]:
+        return None  # it can pass wherever a latency is at all likely
+    limit = f"maxIncrease {gate.max_increase * 100:g}%"
+    where = "never pass" if not ranges else "pass only where the quantile lies in " + ", ".join(
+        f"{a:g}..{b:g} s" for a, b in ranges[:3]
+    ) + (", ..." if len(ranges) > 3 else "")
+    advice = "use maxIncrease 10% or more on the rendered buckets, or a `max` at a bucket bound"
+    if flavour is templates.Flavour.LITELLM:
+        advice += (
+            "; LiteLLM's default buckets (1, 2, 5, 10, 30 s, ...) resolve no limit under 100%: keep the "
+            "prometheus_latency_buckets `rollout render litellm` sets"
+        )
+    return (
+        f"the {flavour} latency buckets are too coarse for {limit}: the gate can {where} "
+        f"(the judge cannot tell latencies apart inside one bucket); {advice}"
+    )

@@ -97,6 +97,7 @@ def litellm_config(
     document: dict[str, Any] = {
         "model_list": litellm.model_list(groups, deployments=config.deployments),
         "router_settings": litellm.proxy_settings(),
+        "litellm_settings": litellm.metrics_settings(),
     }
     if weights:
         return Rendered(
@@ -106,7 +107,8 @@ def litellm_config(
     litellm.weights_document(groups, deployments=config.deployments)  # the same refusals as the weights file
     text = (
         f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
-        f"# The proxy config also needs: litellm_settings: {{callbacks: [{litellm.CALLBACK}]}}\n"
+        f"# litellm_settings loads the callback and LiteLLM's Prometheus metrics, with latency buckets fine\n"
+        f"# enough for the latency gates (before `callbacks`, which builds the histograms); merge, do not drop.\n"
         f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({state / config.weights_file}).\n"
         f"# router_settings.routing_strategy must stay {litellm.WEIGHTED}: no other strategy honours weights.\n"
     )

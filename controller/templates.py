@@ -89,6 +89,44 @@ class Template:
         return self.app
 
 
+def _latency_buckets_ms() -> tuple[int, ...]:
+    """The latency histogram bounds the project renders, in milliseconds: 1, 2 and 5 ms, then from 10 ms
+    to 5 minutes about 40 to a decade, each with two significant digits (10, 11, ..., 20, 21, 22, 24, ...).
+
+    Two digits, because Envoy keeps its histograms in circllhist bins of two significant digits and
+    exports, for a bound, the samples in the bins entirely below it: a bound between two bin edges
+    counts as the edge below it, so only two-digit bounds are what their label says. About 40 to a
+    decade, because a quantile gate can only tell apart latencies a bucket apart (the judge reads its
+    bounds at bucket edges): 4-10% here (10% just above 1, 10 and 100 times a power of ten, where two
+    digits allow no finer), so a `maxIncrease` of 10% can pass at most latencies and 20% at all."""
+    ladder = {1, 2, 5}
+    for i in range(round(40 * math.log10(300_000 / 10)) + 1):
+        value = 10 * 10 ** (i / 40)
+        digits = math.floor(math.log10(value)) - 1
+        ladder.add(int(round(value / 10**digits) * 10**digits))
+    return tuple(sorted(ladder))
+
+
+#: Latency bounds in milliseconds: what `rollout render envoy` configures Envoy with.
+LATENCY_BUCKETS_MS = _latency_buckets_ms()
+#: The same in seconds: what `rollout render litellm` sets as LiteLLM's `prometheus_latency_buckets`.
+LATENCY_BUCKETS = tuple(ms / 1000 for ms in LATENCY_BUCKETS_MS)
+#: LiteLLM 1.106.2's default latency buckets (seconds), 2-3x apart from 1 s to 30 s: no latency gate
+#: with a maxIncrease under 100% can pass on them there.
+LITELLM_DEFAULT_LATENCY_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0),
+    *(10.0, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0),
+)
+
+
+def rendered_buckets(template: Template, flavour: Flavour) -> tuple[float, ...] | None:
+    """The histogram bounds (seconds) a built-in latency template reads where the project renders the
+    router's configuration (Envoy's, LiteLLM's); None where the application or the user chooses them."""
+    if template.name != "latency_p95" or flavour is Flavour.APP:
+        return None
+    return LATENCY_BUCKETS
+
+
 _ENVOY_ERRORS = spec.RatioTemplate(
     kind="ratio",
     description="Share of upstream requests answered 5xx, from Envoy.",

@@ -10,7 +10,6 @@ text, params) to the bundle, which `envoy_prompts` applies in front of the model
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,33 +19,14 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controller import errors, settings, spec, traffic
+from controller import errors, settings, spec, templates, traffic
 from controller.routers import atomic, base, envoy_prompts
 
 VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
 SHADOW_KEY = "shadow"
 
-
-def _latency_buckets_ms() -> tuple[int, ...]:
-    """Envoy's latency histogram bounds, in milliseconds: 1, 2 and 5 ms, then from 10 ms to 5 minutes
-    about 40 to a decade, each with two significant digits (10, 11, ..., 20, 21, 22, 24, 25, 27, ...).
-
-    Two digits, because Envoy keeps its histograms in circllhist bins of two significant digits and
-    exports, for a bound, the samples in the bins entirely below it: a bound between two bin edges
-    counts as the edge below it, so only two-digit bounds are what their label says. About 40 to a
-    decade, because a quantile gate can only tell apart latencies a bucket apart (the judge reads its
-    bounds at bucket edges): 4-10% here (10% just above 1, 10 and 100 times a power of ten, where two
-    digits allow no finer), so a `maxIncrease` of 10% can pass at most latencies and 20% at all."""
-    ladder = {1, 2, 5}
-    for i in range(round(40 * math.log10(300_000 / 10)) + 1):
-        value = 10 * 10 ** (i / 40)
-        digits = math.floor(math.log10(value)) - 1
-        ladder.add(int(round(value / 10**digits) * 10**digits))
-    return tuple(sorted(ladder))
-
-
-#: Envoy's latency histograms in milliseconds (see `_latency_buckets_ms`).
-LATENCY_BUCKETS_MS = _latency_buckets_ms()
+#: Envoy's latency histogram bounds in milliseconds, as `rollout render envoy` configures them.
+LATENCY_BUCKETS_MS = templates.LATENCY_BUCKETS_MS
 
 
 def weight_prefix(prefix: str, rollout: str) -> str:

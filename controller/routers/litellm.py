@@ -16,11 +16,19 @@ from typing import Any
 
 import httpx
 
-from controller import carries, errors, settings, spec, traffic
+from controller import carries, errors, settings, spec, templates, traffic
 from controller.routers import atomic, base
 
 FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (and version 1, weights only)
 CALLBACK = "controller.routers.litellm_callback.weights"
+
+
+def metrics_settings() -> dict[str, Any]:
+    """The proxy's `litellm_settings` the gates need: the weights callback and LiteLLM's Prometheus
+    callback, with `prometheus_latency_buckets` set first (LiteLLM builds its histograms when the
+    callback loads) to the rendered latency bounds, 4-10% apart: LiteLLM's default buckets are 2-3x
+    apart from 1 s to 30 s, where no latency gate under +100% could pass."""
+    return {"prometheus_latency_buckets": list(templates.LATENCY_BUCKETS), "callbacks": ["prometheus", CALLBACK]}
 ROLES = (traffic.STABLE, traffic.CANARY)
 #: `model_info` key of what our deployments serve and how their group is routed (litellm_callback.INFO_KEY).
 INFO_KEY = "rollout"

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from controller.routers import litellm as litellm_router
 from tests.helpers import net, procs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +80,7 @@ def config(
     return {
         "model_list": list(model_list),
         "litellm_settings": {
-            "callbacks": ["prometheus", "controller.routers.litellm_callback.weights"],
+            **litellm_router.metrics_settings(),  # what `rollout render litellm` emits: buckets, then callbacks
             "require_auth_for_metrics_endpoint": False,
             "num_retries": 0,
         },

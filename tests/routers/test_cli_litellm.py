@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, traffic
+from controller import cli, templates, traffic
 from controller.routers import base
 from tests.helpers import litellm_proc
 from tests.helpers.live_routers import LitellmStack, litellm_router
@@ -45,8 +45,13 @@ def render(root: Path, *extra: str) -> str:
 
 def test_render_model_list(repo: Path) -> None:
     document = YAML(typ="safe").load(render(repo))
-    assert list(document) == ["model_list", "router_settings"]
+    assert list(document) == ["model_list", "router_settings", "litellm_settings"]
     assert document["router_settings"] == {"routing_strategy": "simple-shuffle"}  # the one that honours weights
+    # the buckets before the callbacks (LiteLLM builds its histograms when the Prometheus callback loads)
+    settings = document["litellm_settings"]
+    assert list(settings) == ["prometheus_latency_buckets", "callbacks"]
+    assert settings["callbacks"] == ["prometheus", "controller.routers.litellm_callback.weights"]
+    assert settings["prometheus_latency_buckets"] == list(templates.LATENCY_BUCKETS)
     assert [
         (d["model_name"], d["model_info"]["id"], d["litellm_params"]["weight"]) for d in document["model_list"]
     ] == [

@@ -346,7 +346,7 @@ def test_litellm_gate_flavour(gate: str, metric: str) -> None:
     assert "envoy_cluster_name" not in query and "route=~" not in query
     if gate.endswith("_per_request"):  # per answered request: failed requests spend nothing
         assert "litellm_deployment_success_responses_total" in query
-        assert "litellm_deployment_total_requests_total" not in query
+        assert "litellm_deployment_total_requests_total" in query  # every request: the answered share
 
 
 def test_eval_gates_keep_the_application_flavour() -> None:

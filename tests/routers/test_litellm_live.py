@@ -9,6 +9,7 @@ rollback still takes the canary out."""
 from __future__ import annotations
 
 import io
+import math
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ import git
 import httpx
 import pytest
 
-from controller import analysis, cli, errors, evidence, prometheus, spec, traffic
+from controller import analysis, cli, errors, evidence, prometheus, spec, templates, traffic
 from controller.gates import Verdict
 from controller.routers import base
 from tests.helpers import litellm_proc, net, openai_standin, prom
@@ -182,6 +183,13 @@ def test_gate_judges_litellm_metrics_then_rollback(litellm_stack: LitellmStack, 
             )
         finally:
             metrics.close()
+        bounds = httpx.get(
+            f"{server.url}/api/v1/query",
+            params={"query": "count by (le) (litellm_request_total_latency_metric_bucket)"},
+            timeout=5,
+        ).json()["data"]["result"]
+    # the buckets `rollout render litellm` sets, not LiteLLM's default 1, 2, 5, 10 s: a latency gate can resolve 10%
+    assert sorted(float(b["metric"]["le"]) for b in bounds) == [*templates.LATENCY_BUCKETS, math.inf]
     errors_gate, tokens_gate = found[GATE_ROLLOUT]
     print(evidence.text(GATE_ROLLOUT, found[GATE_ROLLOUT], at="now"))
     assert errors_gate.source == "litellm" and "litellm_deployment_failure_responses_total" in errors_gate.query

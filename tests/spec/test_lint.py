@@ -124,3 +124,66 @@ def test_r007_points_at_the_step_and_says_how_long(tmp_path: Path) -> None:
     [finding] = lint.lint(loaded, result.config, tree.read(loaded.path))
     assert finding.code == "R008" and finding.line == 10 and finding.field == "spec.steps[0].for"
     assert "10/s" in finding.message and "eval_pass_rate" in finding.message and "pass ~" in finding.message
+
+
+CONFIG = """apiVersion: rollouts/v1
+kind: ControllerConfig
+routers:
+  local: {type: file, path: .rollout/routes.json}
+  edge:
+    type: envoy
+    admin: http://127.0.0.1:9901
+    upstreams: {acme/chat-2025-01-01: 127.0.0.1:8001, acme/chat-2025-02-01: 127.0.0.1:8002}
+  gateway: {type: litellm, url: http://127.0.0.1:4000, weightsFile: w.json}
+prometheus: {url: http://127.0.0.1:9090}
+"""
+
+
+@pytest.mark.parametrize(
+    ("router", "gate", "found"),
+    [
+        ("edge", "{use: latency_p95, maxIncrease: 10%}", ""),
+        ("edge", "{use: latency_p95, maxIncrease: 5%}", "can pass only where the quantile lies in 0.02..0.022 s"),
+        ("edge", "{use: latency_p95, maxIncrease: 2%}", "the gate can never pass"),
+        ("gateway", "{use: latency_p95, maxIncrease: 3%}", "LiteLLM's default buckets (1, 2, 5, 10, 30 s, ...)"),
+        ("gateway", "{use: latency_p95, maxIncrease: 20%}", ""),
+        ("local", "{use: latency_p95, maxIncrease: 2%}", ""),  # the application's buckets: unknown here
+        ("edge", "{use: latency_p95, max: 2s}", ""),
+    ],
+    ids=["envoy-10pct", "envoy-5pct", "envoy-2pct", "litellm-3pct", "litellm-20pct", "app-buckets", "envoy-bound"],
+)
+def test_r010_a_latency_limit_finer_than_the_rendered_buckets(
+    tmp_path: Path, router: str, gate: str, found: str
+) -> None:
+    findings = [f for f in _lint_on(tmp_path, router, gate) if f.code == "R010"]
+    if not found:
+        assert findings == []
+        return
+    [finding] = findings
+    assert found in finding.message and finding.field == "spec.analysis.gates[1].maxIncrease" and finding.line == 15
+
+
+def test_the_step_advice_says_a_gate_on_too_coarse_buckets_never_passes(tmp_path: Path) -> None:
+    """`rollout plan` and R008 read the same advice: no time is long enough."""
+    findings = _lint_on(tmp_path, "edge", "{use: latency_p95, maxIncrease: 2%}", extra="    expectedRate: 100/s\n")
+    [r008] = [f for f in findings if f.code == "R008" and "latency_p95" in f.message]
+    assert "latency_p95" in r008.message and "pass not within 30d" in r008.message
+    assert "the envoy latency buckets are wider than the limit everywhere: it can never pass" in r008.message
+
+
+def _lint_on(tmp_path: Path, router: str, gate: str, *, extra: str = "") -> list[lint.Finding]:
+    root = corpus.make_repo(tmp_path)
+    (root / "rollouts/controller.yaml").write_text(CONFIG)
+    (root / "rollouts/case/rollout.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n"
+        f"  router: {router}\n  route: chat\n"
+        "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
+        "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
+        "  steps:\n    - {weight: 1, for: 1h, minSamples: 100}\n    - {weight: 100}\n"
+        f"  analysis:\n    gates:\n      - {{use: error_rate, max: 1%, onFail: rollback}}\n      - {gate}\n{extra}"
+    )
+    tree = repo.WorkTree(root)
+    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
+    assert result.problems == [] and result.config
+    [loaded] = result.rollouts
+    return lint.lint(loaded, result.config, tree.read(loaded.path))
