@@ -45,7 +45,8 @@ def check_text(c: gates.Check) -> str:
     """One threshold as the judge saw it: `maxDrop +2.10 pts [+0.40 pts, +3.80 pts] / +3.00 pts`.
     The estimate, then the confidence bounds (FAIL reads one, PASS the other), then the limit."""
     bounds = "" if c.lower is None and c.upper is None else f" [{_stat(c.lower, c.unit)}, {_stat(c.upper, c.unit)}]"
-    return f"{c.name} {_stat(c.estimate, c.unit)}{bounds} / {_stat(c.limit, c.unit)}"
+    resolution = "" if c.resolution is None else f" (buckets {_stat(c.resolution, c.unit)} wide)"
+    return f"{c.name} {_stat(c.estimate, c.unit)}{bounds} / {_stat(c.limit, c.unit)}{resolution}"
 
 
 def _checks(s: gates.SegmentEvidence) -> str:
@@ -64,6 +65,7 @@ def _check_json(c: gates.Check) -> dict[str, Any]:
         "upper": num(c.upper),
         "limit": c.limit,
         "unit": c.unit,
+        **({} if c.resolution is None else {"resolution": num(c.resolution)}),
     }
 
 

@@ -82,6 +82,7 @@ class Check:
     limit: float
     unit: str
     reason: str
+    resolution: float | None = None  # quantile gates: how wide the histogram's bucket is there, in `unit`
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,9 @@ def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement,
         power=levels.power,
     )
     verdict = Verdict.PASS if j.verdict is Verdict.PASS else Verdict.INCONCLUSIVE
-    why = "" if verdict is Verdict.PASS else "a per-answer gate cannot pass until the canary answers as much as stable: "
+    why = (
+        "" if verdict is Verdict.PASS else "a per-answer gate cannot pass until the canary answers as much as stable: "
+    )
     reason = f"{name}: {why}{j.reason}"
     check = Check(name, verdict, j.estimate, j.lower, j.upper, ANSWERED_MARGIN, "pts", reason)
     return Judgement(verdict, reason, (check,))
@@ -225,7 +228,7 @@ def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement,
 
 
 def _one(name: str, j: stats.Comparison, unit: str) -> Judgement:
-    check = Check(name, j.verdict, j.estimate, j.lower, j.upper, j.limit, unit, j.reason)
+    check = Check(name, j.verdict, j.estimate, j.lower, j.upper, j.limit, unit, j.reason, j.resolution)
     return Judgement(j.verdict, f"{name}: {j.reason}", (check,))
 
 

@@ -155,9 +155,13 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) ->
     if ranges and ranges[0][0] <= bounds[0] * 10 and ranges[-1][1] >= bounds[-1]:
         return None  # it can pass wherever a latency is at all likely
     limit = f"maxIncrease {gate.max_increase * 100:g}%"
-    where = "never pass" if not ranges else "pass only where the quantile lies in " + ", ".join(
-        f"{a:g}..{b:g} s" for a, b in ranges[:3]
-    ) + (", ..." if len(ranges) > 3 else "")
+    where = (
+        "never pass"
+        if not ranges
+        else "pass only where the quantile lies in "
+        + ", ".join(f"{a:g}..{b:g} s" for a, b in ranges[:3])
+        + (", ..." if len(ranges) > 3 else "")
+    )
     advice = "use maxIncrease 10% or more on the rendered buckets, or a `max` at a bucket bound"
     if flavour is templates.Flavour.LITELLM:
         advice += (

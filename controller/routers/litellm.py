@@ -29,6 +29,8 @@ def metrics_settings() -> dict[str, Any]:
     callback loads) to the rendered latency bounds, 4-10% apart: LiteLLM's default buckets are 2-3x
     apart from 1 s to 30 s, where no latency gate under +100% could pass."""
     return {"prometheus_latency_buckets": list(templates.LATENCY_BUCKETS), "callbacks": ["prometheus", CALLBACK]}
+
+
 ROLES = (traffic.STABLE, traffic.CANARY)
 #: `model_info` key of what our deployments serve and how their group is routed (litellm_callback.INFO_KEY).
 INFO_KEY = "rollout"

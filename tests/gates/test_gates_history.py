@@ -218,3 +218,16 @@ def test_a_failing_canary_cannot_pass_a_tokens_gate_on_litellm(metrics: promethe
     assert "a per-answer gate cannot pass until the canary answers as much as stable" in segment.reason
     names = {c.name: c.verdict for c in segment.checks}
     assert names == {"maxIncrease": V.PASS, "answered": V.INCONCLUSIVE}
+
+
+def test_the_evidence_shows_how_wide_the_buckets_are(metrics: prometheus.Prometheus) -> None:
+    """p95 in the history's (0.5 s, 1 s] bucket: the evidence says the bucket is +100% wide, in the
+    text, the pull request's table and the JSON, beside why the gate cannot pass."""
+    t = target("better", {"use": "latency_p95", "maxIncrease": "10%"})
+    [e] = one(metrics, t)
+    [segment] = e.segments
+    assert "(buckets +100.0% wide)" in evidence.text(t.rollout, [e], at="x")
+    assert r"\(buckets \+100.0% wide\)" in evidence.markdown(t.rollout, [e], at="x")  # escaped for Markdown
+    [check] = json.loads(evidence.json_text(t.rollout, [e], at="x"))["gates"][0]["segments"][0]["checks"]
+    assert check["resolution"] == pytest.approx(1.0)
+    assert "wider than the limit +10.0%: this gate cannot pass on these buckets" in segment.reason
