@@ -16,7 +16,11 @@ probability ratio test, Johari, Pekelis & Walsh 2017; Howard et al. 2021) for th
 
 The sequences rest on a normal approximation of the counts (smoothed by +0.5 where a count is 0),
 so below `min_samples` canary samples a gate never passes. Judge each step on the counts since that
-step began. `alpha` is per gate and per step: for a rollout
+step began. Two things real metrics do are accounted for: events that come in bursts (a ratio's
+variance is multiplied by the design effect its time blocks show, `Blocks`, `inflation`), and
+histograms that only say which bucket a latency fell in (a quantile's bounds are read at bucket
+edges, so a bucket wider than the limit holds the gate instead of passing or failing it by
+interpolation). `alpha` is per gate and per step: for a rollout
 of `k` judged steps and `g` rollback gates, `alpha * k * g` bounds the whole rollout's false rollbacks.
 """
 
@@ -131,10 +135,14 @@ def _decide(
     alpha: float,
     power: float,
     enough: bool,
+    pass_variance: float | None = None,
 ) -> tuple[verdicts.Verdict, float, float]:
-    """Verdict and bounds for a regression estimate on a scale where larger is worse."""
+    """Verdict and bounds for a regression estimate on a scale where larger is worse. `pass_variance`
+    (default `variance`) is the variance the PASS bound uses: see `_compare`."""
     lower = estimate - mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
-    upper = estimate + mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
+    upper = estimate + mixture_radius(
+        variance if pass_variance is None else pass_variance, alpha=one_sided(1 - power), tau=tau
+    )
     if lower > limit:
         return verdicts.Verdict.FAIL, lower, upper
     if upper <= limit and enough:
@@ -282,10 +290,18 @@ def _compare(
     if relative:
         estimate, variance = log_ratio(stable_bad, stable_total, canary_bad, canary_total, factors=factors)
         scale_limit = math.log1p(limit)
+        pass_variance = variance  # Katz's variance grows as the canary's count falls: already cautious
     else:
         estimate = canary_bad / canary_total - stable_bad / stable_total
         variance = difference_variance(stable_bad, stable_total, canary_bad, canary_total, factors=factors)
         scale_limit = limit
+        # PASS tests "the canary is `limit` worse"; a variance read at the canary's observed rate shrinks
+        # with an unlucky run of good answers (0 errors in 270 requests at a true 1%), so the PASS bound
+        # also reads it where that hypothesis puts the canary (a score test's variance)
+        ps = (stable_bad + 0.5) / (stable_total + 1)
+        pc = min(ps + limit, 1.0)
+        at_limit = factors[0] * ps * (1 - ps) / stable_total + factors[1] * pc * (1 - pc) / canary_total
+        pass_variance = max(variance, at_limit)
     verdict, lower, upper = _decide(
         estimate=estimate,
         variance=variance,
@@ -294,6 +310,7 @@ def _compare(
         alpha=alpha,
         power=power,
         enough=canary_total >= min_samples,
+        pass_variance=pass_variance,
     )
     if relative:
         estimate, lower, upper = math.expm1(estimate), _expm1(lower), _expm1(upper)
@@ -557,13 +574,17 @@ def judge_rate_bound(
 ) -> Comparison:
     """Judge the canary's rate `events / total` against an absolute bound: `max` when `at_most`, else `min`.
 
-    One time-uniform confidence sequence for the rate (the same normal mixture as the comparisons):
-    FAIL only when the `1 - alpha` bound is beyond the limit (for `max`: the lower bound above it),
-    PASS only when the `power` bound is within it and the canary has `min_samples`. The Comparison's
-    values are the canary's rate itself, not a regression; `lower`/`upper` are the bounds each
-    decision reads (for `max`: lower at `1 - alpha`, upper at `power`; for `min` the other way round).
-    `blocks` (the canary's counts in time blocks) and `reference` (stable's) widen the sequence for
-    events that come in bursts, as in `judge_ratio`.
+    One time-uniform confidence sequence for the rate, exact for any count (no normal approximation,
+    which a run of clean requests at a true rate near the bound fools): the rates `p` whose
+    beta-binomial mixture likelihood ratio (`split_evidence`, a prior centred on `p`) stays below
+    1 / level. FAIL only when the `1 - alpha` sequence is beyond the limit (for `max`: its lower end
+    above it), PASS only when the `power` sequence is within it and the canary has `min_samples`.
+    The prior's spread is twice `tolerance` (default: the distance from the limit to the nearer end),
+    wide enough that a clean canary passes a small `max` soon. The Comparison's values are the canary's
+    rate itself; `lower`/`upper` are the bounds each decision reads (for `max`: lower at `1 - alpha`,
+    upper at `power`; for `min` the other way round). `blocks` (the canary's counts in time blocks)
+    and `reference` (stable's) make bursty events count as fewer independent trials (the counts are
+    divided by the design effect, as in `judge_ratio`).
     """
     _check_levels(alpha, power)
     if not (math.isfinite(events) and math.isfinite(total)) or events < 0 or events > total:
@@ -572,23 +593,28 @@ def judge_rate_bound(
     if total <= 0:
         return _inconclusive("no samples yet", limit=limit, relative=False, nc=n, ns=0)
     rate = events / total
-    p = (events + 0.5) / (total + 1)
     factor = inflation(reference, blocks)[1]
-    variance = factor * p * (1 - p) / total
     tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
-    fail_radius = mixture_radius(variance, alpha=one_sided(alpha), tau=tau)
-    pass_radius = mixture_radius(variance, alpha=one_sided(1 - power), tau=tau)
+    centre = min(max(limit, tau), 1 - tau) if tau < 0.5 else 0.5
+    concentration = min(max(centre * (1 - centre) / (2 * tau) ** 2, 2.0), 1e4)  # a prior spread of ~2 tau
+    k, m = events / factor, total / factor
+
+    def bounds(level: float) -> tuple[float, float]:
+        return _split_bounds(k, m, threshold=math.log(1 / level), concentration=concentration)
+
+    fail_lo, fail_hi = bounds(alpha)
+    pass_lo, pass_hi = bounds(1 - power)
     if at_most:
-        lower, upper = max(rate - fail_radius, 0.0), min(rate + pass_radius, 1.0)
+        lower, upper = fail_lo, pass_hi
         failed, passed = lower > limit, upper <= limit
     else:
-        lower, upper = max(rate - pass_radius, 0.0), min(rate + fail_radius, 1.0)
+        lower, upper = pass_lo, fail_hi
         failed, passed = upper < limit, lower >= limit
     verdict = _bound_verdict(failed, passed and total >= min_samples)
     word = "max" if at_most else "min"
     reason = f"canary {_pct(rate)} (bounds {_pct(lower)} .. {_pct(upper)}), {word} {_pct(limit)}"
     if factor != 1.0:
-        reason += f"; events clustered in time: variance x{factor:.3g}"
+        reason += f"; events clustered in time: counts / {factor:.3g}"
     return Comparison(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
 
 
@@ -810,6 +836,9 @@ def advise_ratio(
         spread = z * math.sqrt(var)
         if fail:
             return est - spread - mixture_radius(var, alpha=one_sided(alpha), tau=tau) > log_limit
+        if not relative:  # the judge's PASS bound reads the variance at the limit too (see `_compare`)
+            at_limit = min(bad + limit, 1.0)
+            var = max(var, difference_variance(bad * ns, ns, at_limit * nc, nc))
         within = est + spread + mixture_radius(var, alpha=one_sided(1 - power), tau=tau) <= log_limit
         return nc >= min_samples and within
 
@@ -845,24 +874,27 @@ def advise_rate_bound(
     extra = room if tolerance is None else tolerance
     good_p = limit - room / 2 if at_most else limit + room / 2
     bad_p = min(limit + extra, 1.0) if at_most else max(limit - extra, 0.0)
-    tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
     z = _normal_ppf(power)
+    judged = functools.partial(
+        judge_rate_bound,
+        limit=limit,
+        at_most=at_most,
+        alpha=alpha,
+        power=power,
+        min_samples=min_samples,
+        tolerance=tolerance,
+    )
 
     def check(seconds: float, *, p: float, fail: bool) -> bool:
+        """The judge itself on the counts of a draw `z` standard errors on the unlucky side of `p`."""
         n = requests_per_second * weight * seconds
         if n < 1:
             return False
-        var = max(p * (1 - p), 0.25 / (n + 1)) / n
-        spread = z * math.sqrt(var)
-        if fail:
-            radius = mixture_radius(var, alpha=one_sided(alpha), tau=tau)
-            return p - spread - radius > limit if at_most else p + spread + radius < limit
-        # the judge's radius grows with the observed rate: read it where an unlucky draw lands
-        unlucky = min(p + spread, 1.0) if at_most else max(p - spread, 0.0)
-        var_unlucky = max(unlucky * (1 - unlucky), 0.25 / (n + 1)) / n
-        radius = mixture_radius(var_unlucky, alpha=one_sided(1 - power), tau=tau)
-        within = p + spread + radius <= limit if at_most else p - spread - radius >= limit
-        return n >= min_samples and within
+        spread = z * math.sqrt(max(p * (1 - p), 0.25 / (n + 1)) / n)
+        worse = at_most != fail  # passing, an unlucky draw is worse than p; failing, better
+        drawn = min(max(p + spread if worse else p - spread, 0.0), 1.0)
+        want = verdicts.Verdict.FAIL if fail else verdicts.Verdict.PASS
+        return judged(events=drawn * n, total=n).verdict is want
 
     pass_after = _first_time(lambda s: check(s, p=good_p, fail=False), horizon) if room > 0 else None
     fail_after = _first_time(lambda s: check(s, p=bad_p, fail=True), horizon) if bad_p != limit else None

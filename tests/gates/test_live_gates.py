@@ -34,7 +34,7 @@ CANARIES = {
     "evaldrop": {"eval_pass": 0.5},
     "errors": {"error_rate": 0.10},
 }
-REQUESTS = 1500  # per rollout: ~750 per variant, ~150 per tenant and variant (the judge wants 100)
+REQUESTS = 2200  # per rollout: ~1100 per variant, ~220 per tenant and variant: enough for 0 errors to pass max 2%
 
 
 @dataclass(frozen=True)
