@@ -400,10 +400,12 @@ def _paired_increase(
     """maxIncrease paired with an absolute bound F on the bad rate (see `bad_floor`). FAIL stays what
     maxIncrease alone says: evidence that the canary's bad rate is more than `1 + maxIncrease` times
     stable's (at alpha). PASS comes from either route: evidence that it is within that ratio, or
-    evidence that it is at most `maxIncrease x F` rate points above stable's (an equivalence margin
-    taken from the absolute bound). Each route runs at power `(1 + power) / 2`, so that a canary
-    beyond both margins passes with chance at most `1 - power`. A clean canary beside a clean stable
-    (no errors anywhere) passes on the absolute route, where the relative one stays INCONCLUSIVE."""
+    evidence that it is at most `maxIncrease x F / 2` rate points above stable's (an equivalence margin
+    taken from the absolute bound: where stable's bad rate is half the bound, the usual place for it,
+    the two margins are the same; below, the absolute one is looser, so that a clean canary beside a
+    clean stable, no errors anywhere, passes, where the relative route stays INCONCLUSIVE). Each route
+    runs at power `(1 + power) / 2`, so that a canary beyond both margins passes with chance at most
+    `1 - power`."""
     half = (1 + power) / 2
     rel = _ratio(
         counts,
@@ -415,9 +417,19 @@ def _paired_increase(
         min_samples=min_samples,
         blocks=blocks,
     )
-    slack = max_increase * floor
-    absolute = _ratio(
-        counts, counts_good, max_drop=slack, alpha=alpha, power=half, min_samples=min_samples, blocks=blocks
+    slack = max_increase * floor / 2
+    stable_events, stable_total, canary_events, canary_total = counts
+    if counts_good:  # the judge compares bad rates
+        stable_events, canary_events = stable_total - stable_events, canary_total - canary_events
+    absolute = stats.judge_within(
+        stable_bad=stable_events,
+        stable_total=stable_total,
+        canary_bad=canary_events,
+        canary_total=canary_total,
+        margin=slack,
+        power=half,
+        min_samples=min_samples,
+        factors=stats.inflation(*blocks),
     )
     pair = (rel.verdict, absolute.verdict)
     if rel.verdict is Verdict.FAIL:

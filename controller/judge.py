@@ -595,15 +595,8 @@ def judge_rate_bound(
     rate = events / total
     factor = inflation(reference, blocks)[1]
     tau = max(min(limit, 1 - limit) if tolerance is None else tolerance, _MIN_TAU_ABSOLUTE)
-    centre = min(max(limit, tau), 1 - tau) if tau < 0.5 else 0.5
-    concentration = min(max(centre * (1 - centre) / (2 * tau) ** 2, 2.0), 1e4)  # a prior spread of ~2 tau
-    k, m = events / factor, total / factor
-
-    def bounds(level: float) -> tuple[float, float]:
-        return _split_bounds(k, m, threshold=math.log(1 / level), concentration=concentration)
-
-    fail_lo, fail_hi = bounds(alpha)
-    pass_lo, pass_hi = bounds(1 - power)
+    fail_lo, fail_hi = rate_interval(events, total, level=alpha, near=limit, spread=tau, factor=factor)
+    pass_lo, pass_hi = rate_interval(events, total, level=1 - power, near=limit, spread=tau, factor=factor)
     if at_most:
         lower, upper = fail_lo, pass_hi
         failed, passed = lower > limit, upper <= limit
@@ -616,6 +609,63 @@ def judge_rate_bound(
     if factor != 1.0:
         reason += f"; events clustered in time: counts / {factor:.3g}"
     return Comparison(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
+
+
+def rate_interval(
+    events: float, total: float, *, level: float, near: float, spread: float, factor: float = 1.0
+) -> tuple[float, float]:
+    """An exact time-uniform confidence sequence for a rate, erring with chance at most `level` over
+    every look: the rates `p` whose beta-binomial mixture likelihood ratio (`split_evidence`, a prior
+    centred on `p` spreading about `2 spread` around rates `near`) stays below 1 / level. `factor`
+    (a design effect, `inflation`) divides the counts: bursty events count as fewer trials."""
+    centre = min(max(near, spread), 1 - spread) if spread < 0.5 else 0.5
+    concentration = min(max(centre * (1 - centre) / (2 * spread) ** 2, 2.0), 1e4)
+    return _split_bounds(events / factor, total / factor, threshold=math.log(1 / level), concentration=concentration)
+
+
+def judge_within(
+    *,
+    stable_bad: float,
+    stable_total: float,
+    canary_bad: float,
+    canary_total: float,
+    margin: float,
+    power: float = DEFAULT_POWER,
+    min_samples: int = DEFAULT_MIN_SAMPLES,
+    factors: tuple[float, float] = (1.0, 1.0),
+) -> Comparison:
+    """PASS when the canary's bad rate is shown to be at most `margin` rate points above stable's: the
+    upper end of the canary's exact rate sequence minus the lower end of stable's (`rate_interval`, each
+    at half of `1 - power`) within `margin`. Exact, so a rare-event rate (errors at 0.5%) is judged
+    without the normal approximation that a run of clean requests fools, and sooner than a variance
+    read at the margin would allow. Never FAILs: an equivalence route beside a relative limit."""
+    counts = (stable_bad, stable_total, canary_bad, canary_total)
+    if any(not math.isfinite(c) or c < 0 for c in counts) or stable_bad > stable_total or canary_bad > canary_total:
+        return _error(
+            f"counts are not a rate: stable {stable_bad}/{stable_total}, canary {canary_bad}/{canary_total}",
+            limit=margin,
+            relative=False,
+        )
+    ns, nc = int(stable_total), int(canary_total)
+    if stable_total <= 0 or canary_total <= 0:
+        return _inconclusive("no samples yet", limit=margin, relative=False, nc=nc, ns=ns)
+    level = (1 - power) / 2
+    spread = max(margin, _MIN_TAU_ABSOLUTE)
+    ps, pc = stable_bad / stable_total, canary_bad / canary_total
+    s_lo, s_hi = rate_interval(stable_bad, stable_total, level=level, near=ps, spread=spread, factor=factors[0])
+    c_lo, c_hi = rate_interval(
+        canary_bad, canary_total, level=level, near=ps + margin, spread=spread, factor=factors[1]
+    )
+    estimate, lower, upper = pc - ps, c_lo - s_hi, c_hi - s_lo
+    passed = upper <= margin and canary_total >= min_samples
+    verdict = verdicts.Verdict.PASS if passed else verdicts.Verdict.INCONCLUSIVE
+    reason = (
+        f"canary {_pct(1 - pc)} vs stable {_pct(1 - ps)} good: regression {_pts(estimate)} "
+        f"(bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(margin)}"
+    )
+    return Comparison(
+        verdict, estimate, lower, upper, margin, False, nc, ns, _explain(verdict, reason, nc, min_samples)
+    )
 
 
 def judge_quantile_bound(

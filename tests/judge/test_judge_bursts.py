@@ -109,3 +109,37 @@ def test_a_bound_widens_for_bursts_too() -> None:
     assert judge.judge_rate_bound(**kwargs).verdict is V.FAIL
     widened = judge.judge_rate_bound(**kwargs, blocks=canary)
     assert widened.lower is not None and widened.lower < judge.judge_rate_bound(**kwargs).lower  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("stable", "canary", "want"),
+    [
+        ((0, 20_000), (0, 2_000), V.PASS),  # clean beside clean: exact, so 2,000 clean requests show it
+        ((0, 20_000), (0, 300), V.INCONCLUSIVE),
+        ((100, 20_000), (10, 2_000), V.INCONCLUSIVE),  # 0.5% each: not yet within 0.25 points
+        ((1_000, 200_000), (100, 20_000), V.PASS),
+        ((1_000, 200_000), (200, 20_000), V.INCONCLUSIVE),  # 1%: 0.5 points worse, never passes
+    ],
+)
+def test_judge_within_passes_only_on_evidence(stable: tuple[int, int], canary: tuple[int, int], want: V) -> None:
+    j = judge.judge_within(
+        stable_bad=stable[0], stable_total=stable[1], canary_bad=canary[0], canary_total=canary[1], margin=0.0025
+    )
+    assert j.verdict is want, j.reason
+
+
+def test_judge_within_keeps_power_for_a_canary_at_the_margin() -> None:
+    """A canary exactly 0.25 points worse than stable, looked at every 500 of its requests up to 100,000:
+    passed in at most 1 - power of 400 runs, though each run has 200 looks."""
+    rng = np.random.default_rng(5)
+    passed = 0
+    for _ in range(400):
+        s = np.cumsum(rng.binomial(5000, 0.005, 200))
+        c = np.cumsum(rng.binomial(500, 0.0075, 200))
+        for k in range(0, 200, 5):
+            n = (k + 1) * 500
+            j = judge.judge_within(stable_bad=s[k], stable_total=10 * n, canary_bad=c[k], canary_total=n, margin=0.0025)
+            if j.verdict is V.PASS:
+                passed += 1
+                break
+    assert passed / 400 <= 1 - judge.DEFAULT_POWER
