@@ -884,32 +884,59 @@ def _radius_v(variance: Any, *, alpha: float, tau: float) -> Any:
     )
 
 
+def inflation_v(c: dict[str, Any], minutes: Any) -> tuple[Any, Any]:
+    """`judge.inflation` of one-minute blocks since the step began, vectorised: the variance factors (>= 1)
+    of stable's and canary's rates, per rollout and look (checked against the judge at judged looks)."""
+    rho, effect, m = {}, {}, {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for arm in ("stable", "canary"):
+            e, n = c[f"e_{arm}"], c[f"n_{arm}"]
+            ee, en, nn = c[f"ee_{arm}"], c[f"en_{arm}"], c[f"nn_{arm}"]
+            p = e / n
+            expected = p * (1 - p) * (n - nn / n)
+            spread = np.maximum(ee - 2 * p * en + p * p * nn, 0.0)
+            usable = (minutes >= 2) & (n > 0) & np.isfinite(expected) & (expected > 0)
+            effect[arm] = np.where(usable, np.maximum(spread / expected, 1.0), 1.0)
+            m[arm] = np.where(n > 0, nn / n, 1.0)
+            rho[arm] = np.where(usable & (m[arm] > 1), (effect[arm] - 1) / (m[arm] - 1), 0.0)
+    both = np.maximum(rho["stable"], rho["canary"])
+    factor = {
+        arm: np.where(c[f"n_{arm}"] > 0, np.maximum(effect[arm], 1 + np.maximum(m[arm] - 1, 0.0) * both), effect[arm])
+        for arm in ("stable", "canary")
+    }
+    return factor["stable"], factor["canary"]
+
+
 def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
-    """The sound pre-filter of `{maxIncrease: 50%, max: 1%}` on error_rate: per rollout and look, whether
-    the real judge could FAIL and whether it could PASS. Each of its confidence sequences has the
-    estimate of the binomial judge and a radius at least the binomial-variance `judge.mixture_radius`
-    (the dispersion factors the block sums give are >= 1), so here each uses that smallest radius.
-    FAIL: the max bound's lower end above 1%, or the log ratio's above log 1.5. PASS: 100 canary
-    samples, the max bound's upper end within 1%, and either the log ratio's upper end within log 1.5
-    or the difference's within 0.5 points (each of the pair's routes at power (1 + power) / 2)."""
+    """The pre-filter of `{maxIncrease: 50%, max: 1%}` on error_rate: per rollout and look, whether the
+    real judge could FAIL and whether it could PASS. Each of its confidence sequences is the binomial
+    one with each arm's variance times its factor from the one-minute blocks (`judge.inflation`, >= 1);
+    here the factors are taken 1% smaller and the radius a hair narrower, so the filter is looser than
+    the judge. FAIL: the max bound's lower end above 1%, or the log ratio's above log 1.5. PASS: 100
+    canary samples, the max bound's upper end within 1%, and either the log ratio's upper end within
+    log 1.5 or the difference's within 0.5 points (each of the pair's routes at power (1 + power) / 2)."""
     levels = judge.levels(SHAPES_GATES["errors"])
     es, ns, ec, nc = c["e_stable"], c["n_stable"], c["e_canary"], c["n_canary"]
+    minutes = np.arange(1, es.shape[1] + 1)[None, :]
+    fs, fc = (0.99 * np.maximum(f, 1.0) for f in inflation_v(c, minutes))
+    fs, fc = np.maximum(fs, 1.0), np.maximum(fc, 1.0)
     fail_a, pass_a = judge.one_sided(levels.alpha), judge.one_sided(1 - levels.power)
     half = judge.one_sided(1 - (1 + levels.power) / 2)
     with np.errstate(invalid="ignore", divide="ignore"):
         # max: 1% on the canary alone
         rate = ec / nc
         p = (ec + 0.5) / (nc + 1)
-        var = p * (1 - p) / nc
+        var = fc * p * (1 - p) / nc
         tau = max(min(SHAPES_ERR_MAX, 1 - SHAPES_ERR_MAX), judge._MIN_TAU_ABSOLUTE)
         fail = (nc > 0) & (rate - _radius_v(var, alpha=fail_a, tau=tau) > SHAPES_ERR_MAX)
-        passing = (nc >= judge.DEFAULT_MIN_SAMPLES) & (ns > 0) & (rate + _radius_v(var, alpha=pass_a, tau=tau) <= SHAPES_ERR_MAX)
+        passing = (nc >= judge.DEFAULT_MIN_SAMPLES) & (ns > 0)
+        passing &= rate + _radius_v(var, alpha=pass_a, tau=tau) <= SHAPES_ERR_MAX
         # maxIncrease: the log ratio (Katz, +0.5 where a count is 0)
         zero = (es == 0) | (ec == 0)
         es2, ec2 = np.where(zero, es + 0.5, es), np.where(zero, ec + 0.5, ec)
         ns2, nc2 = np.where(zero, ns + 0.5, ns), np.where(zero, nc + 0.5, nc)
         est = np.log(ec2 / nc2) - np.log(es2 / ns2)
-        var = 1 / ec2 - 1 / nc2 + 1 / es2 - 1 / ns2
+        var = fc * (1 / ec2 - 1 / nc2) + fs * (1 / es2 - 1 / ns2)
         tau = judge._tau_log(SHAPES_ERR_LIMIT, None)
         limit = math.log1p(SHAPES_ERR_LIMIT)
         fail |= (nc > 0) & (ns > 0) & (est - _radius_v(var, alpha=fail_a, tau=tau) > limit)
@@ -917,27 +944,21 @@ def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
         # the absolute route: at most maxIncrease x max points above stable
         slack = SHAPES_ERR_LIMIT * SHAPES_ERR_MAX
         diff = ec / nc - es / ns
-        var = judge.difference_variance(es, ns, ec, nc)
+        ps, pc = (es + 0.5) / (ns + 1), (ec + 0.5) / (nc + 1)
+        var = fs * ps * (1 - ps) / ns + fc * pc * (1 - pc) / nc
         abs_pass = diff + _radius_v(var, alpha=half, tau=judge._tau_absolute(slack, None)) <= slack
         passing &= rel_pass | abs_pass
     return fail, passing
 
 
-_BLOCKS = getattr(judge, "Blocks", None)  # the judge's per-minute block sums (dispersion), where it has them
-
-
 def _error_measurement(sums: dict[str, Any], arm: str, r: int, t: int) -> gates.Measurement:
     """One arm's error_rate measurement at look t (minutes 0..t), as `controller.analysis` builds it: the
-    value and the requests, and the sums over one-minute blocks since the step began."""
+    value and the requests, and the sums over the one-minute blocks since the step began."""
     n, e = float(sums[f"n_{arm}"][r, t]), float(sums[f"e_{arm}"][r, t])
-    value = e / n if n else None
-    if _BLOCKS is None:
-        return gates.Measurement(value, n)
-    blocks = _BLOCKS(
+    blocks = judge.Blocks(
         float(t + 1), e, n, float(sums[f"ee_{arm}"][r, t]), float(sums[f"en_{arm}"][r, t]), float(sums[f"nn_{arm}"][r, t])
     )
-    extra: dict[str, Any] = {"blocks": blocks}
-    return gates.Measurement(value, n, (), **extra)
+    return gates.Measurement(e / n if n else None, n, (), blocks)
 
 
 def _real_verdict(case: Shape, stable: gates.Measurement, canary: gates.Measurement) -> gates.Verdict:
