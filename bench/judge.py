@@ -14,6 +14,20 @@ A second table measures the traffic-split check (`controller.split`, `judge.judg
 per step when the router splits as configured (10,000 simulated days per weight and traffic level,
 looked at every minute with the origins the controller uses), and how soon a wrong split fails. About
 2 minutes; `--only split` runs it alone, `--split-steps 500` for a quick look.
+
+A third table, "real shapes", drives the judge with data shaped like an LLM route's, one 7-day step per
+rollout judged every minute on the counts since the step began: latency_p95 (maxIncrease 10%) on
+lognormal (sigma 1.5) and Pareto (alpha 1.5) latencies, stable p95 3 s, read through Envoy's rendered
+buckets (`controller.routers.envoy.LATENCY_BUCKETS_MS`) and LiteLLM's; error_rate ({maxIncrease: 50%,
+max: 1%}, stable 0.5%) with Poisson errors and one-minute bursts shared by both arms or independent;
+steady, diurnal (tenfold) and very low traffic (under one canary request a minute). Per case: A/A false
+rollbacks with a 95% Clopper-Pearson interval, detection and median time to detect a regression at 1x
+and 2x the limit, the share of those canaries promoted, and how often a better canary is rolled back,
+beside the Flagger-style (a check per minute) and Kayenta-style (Mann-Whitney on hourly values, a look
+an hour) baselines. The real judge is called only where a vectorised pre-filter says it could decide,
+which is checked on a sample of the other looks. About 10-15 minutes on 2 cores with the defaults (500
+A/A and 200 rollouts per other effect and case); `--only shapes --shapes-aa 20 --shapes-ab 10` for a
+quick look. `python bench/judge.py` runs all three.
 """
 
 from __future__ import annotations
@@ -334,9 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split-ab", type=int, default=200, help="traffic split: wrong-split steps per case and traffic (default 200)"
     )
-    parser.add_argument(
-        "--shapes-aa", type=int, default=500, help="real shapes: A/A rollouts per case (default 500)"
-    )
+    parser.add_argument("--shapes-aa", type=int, default=500, help="real shapes: A/A rollouts per case (default 500)")
     parser.add_argument(
         "--shapes-ab", type=int, default=200, help="real shapes: rollouts per other effect and case (default 200)"
     )
@@ -682,7 +694,6 @@ def split_bench(args: argparse.Namespace) -> list[str]:
     return out
 
 
-
 # -- real shapes: heavy latency tails on real bucket layouts, bursty errors, uneven traffic, a week of looks -----
 
 SHAPES_DAY = 1440  # minutes
@@ -698,7 +709,25 @@ BURST_BACKGROUND = 0.0005  # ... on top of independent background errors; the bu
 BURST_SHARE = (SHAPES_ERR_RATE - BURST_BACKGROUND) / ((1 - BURST_BACKGROUND) * BURST_P)  # ~0.45 of requests fail
 DIURNAL_AMPLITUDE = 9 / 11  # 1 + a sin: the day's maximum is ten times the night's minimum, the mean unchanged
 # LiteLLM 1.106.2's LATENCY_BUCKETS (litellm/types/integrations/prometheus.py), seconds, +Inf last
-LITELLM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 420.0, 600.0)
+LITELLM_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    420.0,
+    600.0,
+)
 LAYOUTS = {
     "envoy": tuple(b * 0.001 for b in envoy.LATENCY_BUCKETS_MS),  # as the Envoy template scales them to seconds
     "litellm": LITELLM_BUCKETS,
@@ -720,9 +749,7 @@ LAT_CHUNK, ERR_CHUNK = 25, 100  # rollouts simulated at once (memory: a latency 
 
 SHAPES_GATES = {
     "latency": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": SHAPES_LAT_LIMIT}),
-    "errors": spec.Gate.model_validate(
-        {"use": "error_rate", "maxIncrease": SHAPES_ERR_LIMIT, "max": SHAPES_ERR_MAX}
-    ),
+    "errors": spec.Gate.model_validate({"use": "error_rate", "maxIncrease": SHAPES_ERR_LIMIT, "max": SHAPES_ERR_MAX}),
 }
 SHAPES_METHODS = {
     "latency": gates.Method("quantile", quantile=0.95),
@@ -825,7 +852,9 @@ def _rank_radius(n: Any, alpha: float, q: float = 0.95) -> Any:
     """`judge._quantile_bounds`' rank radius, vectorised, a hair narrower (so the pre-filter is looser)."""
     variance = n * q * (1 - q)
     rho = judge._QUANTILE_RHO_SAMPLES * q * (1 - q)
-    return (1 - 1e-9) * np.sqrt((variance + rho) * (2 * math.log(1 / judge.one_sided(alpha)) + np.log1p(variance / rho)))
+    return (1 - 1e-9) * np.sqrt(
+        (variance + rho) * (2 * math.log(1 / judge.one_sided(alpha)) + np.log1p(variance / rho))
+    )
 
 
 def _read(cum: Any, sample: Any, table: Any) -> Any:
@@ -956,7 +985,12 @@ def _error_measurement(sums: dict[str, Any], arm: str, r: int, t: int) -> gates.
     value and the requests, and the sums over the one-minute blocks since the step began."""
     n, e = float(sums[f"n_{arm}"][r, t]), float(sums[f"e_{arm}"][r, t])
     blocks = judge.Blocks(
-        float(t + 1), e, n, float(sums[f"ee_{arm}"][r, t]), float(sums[f"en_{arm}"][r, t]), float(sums[f"nn_{arm}"][r, t])
+        float(t + 1),
+        e,
+        n,
+        float(sums[f"ee_{arm}"][r, t]),
+        float(sums[f"en_{arm}"][r, t]),
+        float(sums[f"nn_{arm}"][r, t]),
     )
     return gates.Measurement(e / n if n else None, n, (), blocks)
 
@@ -972,7 +1006,9 @@ def _real_verdict(case: Shape, stable: gates.Measurement, canary: gates.Measurem
     return verdict
 
 
-def walk(fail: Any, passing: Any, verdict_at: Any, rng: np.random.Generator, *, checks: int) -> tuple[Any, Any, int, int]:
+def walk(
+    fail: Any, passing: Any, verdict_at: Any, rng: np.random.Generator, *, checks: int
+) -> tuple[Any, Any, int, int]:
     """Per rollout, the first look the real judge FAILs and the first it PASSes before that (-1: none),
     calling it only where the pre-filter says it could decide: in time order, stopping at the first FAIL,
     and after the first PASS at FAIL candidates only. Then `checks` random looks the filter rules out are
@@ -1165,9 +1201,12 @@ def shapes_run(args: argparse.Namespace) -> dict[tuple[int, int], ShapeChunk]:
             continue
         joined = out[key]
         out[key] = ShapeChunk(
-            *(np.concatenate([getattr(joined, f), getattr(part, f)]) for f in ("ours_fail", "ours_pass", "flagger", "kayenta")),
-            joined.calls + part.calls,
-            joined.checks + part.checks,
+            ours_fail=np.concatenate([joined.ours_fail, part.ours_fail]),
+            ours_pass=np.concatenate([joined.ours_pass, part.ours_pass]),
+            flagger=np.concatenate([joined.flagger, part.flagger]),
+            kayenta=np.concatenate([joined.kayenta, part.kayenta]),
+            calls=joined.calls + part.calls,
+            checks=joined.checks + part.checks,
         )
     return out
 
@@ -1239,7 +1278,9 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
             first = {e: kayenta(g.kayenta, confidence=k) for e, g in got.items()}
             never = {e: first[e] < 0 for e in first}
             level = f"{k:.8g}" if k < 1 else f"none up to {KAYENTA_LADDER[-1]:.8g}"
-            judged[f"kayenta MWU {level} hourly{label}"] = _shape_row(first["A/A"], first, never, 1 / KAYENTA_INTERVAL_H)
+            judged[f"kayenta MWU {level} hourly{label}"] = _shape_row(
+                first["A/A"], first, never, 1 / KAYENTA_INTERVAL_H
+            )
         aa_pass = got["A/A"].ours_pass
         for name, row in judged.items():
             low, high = clopper_pearson(row.false_rollbacks, row.rollouts)
@@ -1250,7 +1291,9 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
             cells += [f"{row.promoted['1x']:.1%} / {row.promoted['2x']:.1%}", f"{row.better_failed:.1%}"]
             if name.startswith("ours"):
                 passed = aa_pass[aa_pass >= 0]
-                cells.append(f"{passed.size / len(aa_pass):.0%}, {np.median(passed) / 60:.1f}h" if passed.size else "0%")
+                cells.append(
+                    f"{passed.size / len(aa_pass):.0%}, {np.median(passed) / 60:.1f}h" if passed.size else "0%"
+                )
             else:
                 cells.append("at 7d, if not failed")
             rows.append([*case.label(), name, *cells])
@@ -1278,6 +1321,10 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
     return shapes_targets(mine)
 
 
+def _aa_rate(row: ShapeRow) -> float:
+    return row.false_rollbacks / row.rollouts
+
+
 def shapes_targets(mine: dict[int, ShapeRow]) -> list[str]:
     """The targets of the real shapes, ours only: A/A false rollbacks per gate and step, beyond-limit
     canaries promoted, better canaries failed, and no PASS where the buckets cannot resolve the limit."""
@@ -1285,13 +1332,12 @@ def shapes_targets(mine: dict[int, ShapeRow]) -> list[str]:
     for gate in ("latency", "errors"):
         cases = [(SHAPES[i], row) for i, row in mine.items() if SHAPES[i].gate == gate]
         name = cases[0][0].label()[0]
-        rate = lambda r: r.false_rollbacks / r.rollouts  # noqa: E731
-        worst = max(cases, key=lambda c: rate(c[1]))
+        worst = max(cases, key=lambda c: _aa_rate(c[1]))
         upper = max(cases, key=lambda c: clopper_pearson(c[1].false_rollbacks, c[1].rollouts)[1])
         up = clopper_pearson(upper[1].false_rollbacks, upper[1].rollouts)[1]
         out.append(
-            f"  shapes: {name}: A/A false rollbacks <= {SHAPES_TARGET:.0%} in every case (worst {rate(worst[1]):.2%}, "
-            f"{' / '.join(worst[0].label()[1:])}): {_yes(rate(worst[1]) <= SHAPES_TARGET)}"
+            f"  shapes: {name}: A/A false rollbacks <= {SHAPES_TARGET:.0%} in every case (worst {_aa_rate(worst[1]):.2%}, "
+            f"{' / '.join(worst[0].label()[1:])}): {_yes(_aa_rate(worst[1]) <= SHAPES_TARGET)}"
         )
         out.append(
             f"  shapes: {name}: A/A 95% upper end <= {SHAPES_TARGET_UPPER:.0%} in every case (worst {up:.2%}, "
