@@ -702,7 +702,10 @@ SHAPES_HOURS = SHAPES_MINUTES // 60
 SHAPES_LAT_LIMIT = 0.10  # latency_p95 maxIncrease
 SHAPES_ERR_LIMIT, SHAPES_ERR_MAX = 0.5, 0.01  # error_rate {maxIncrease: 50%, max: 1%}
 SHAPES_ERR_RATE = 0.005  # stable error rate
-SHAPES_P95 = 3.0  # stable p95 in seconds, LLM-like
+SHAPES_P95 = (
+    2.0,
+    4.0,
+)  # stable p95 in seconds, LLM-like: log-uniform per rollout, so it falls anywhere among the edges
 LOGNORMAL_SIGMA, PARETO_ALPHA = 1.5, 1.5
 BURST_P = 0.01  # a minute is a burst with this probability ...
 BURST_BACKGROUND = 0.0005  # ... on top of independent background errors; the burst share below makes 0.5%
@@ -787,19 +790,19 @@ SHAPES = [
 
 
 def latency_cdf(shape: str, x: Any, scale: float) -> Any:
-    """The latency distribution's CDF, stable p95 at SHAPES_P95 seconds, every latency times `scale`."""
+    """The latency distribution's CDF with stable's p95 at 1 s, every latency times `scale` (seconds)."""
     if shape == "lognormal":
-        median = SHAPES_P95 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
+        median = 1 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
         return stats.lognorm.cdf(x, s=LOGNORMAL_SIGMA, scale=median * scale)
-    minimum = SHAPES_P95 * 0.05 ** (1 / PARETO_ALPHA)
+    minimum = 0.05 ** (1 / PARETO_ALPHA)
     return stats.pareto.cdf(x, b=PARETO_ALPHA, scale=minimum * scale)
 
 
 def latency_ppf(shape: str, q: float, scale: float) -> float:
     if shape == "lognormal":
-        median = SHAPES_P95 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
+        median = 1 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
         return float(stats.lognorm.ppf(q, s=LOGNORMAL_SIGMA, scale=median * scale))
-    return float(stats.pareto.ppf(q, b=PARETO_ALPHA, scale=SHAPES_P95 * 0.05 ** (1 / PARETO_ALPHA) * scale))
+    return float(stats.pareto.ppf(q, b=PARETO_ALPHA, scale=0.05 ** (1 / PARETO_ALPHA) * scale))
 
 
 @dataclass(frozen=True)
@@ -821,8 +824,8 @@ def _band(shape: str, layout: str) -> Band:
     the lump split by the exact conditional law (multinomial given the lump's count). Only which of a
     lump's buckets an early sample fell in is redrawn at each judged look, a freedom no verdict uses."""
     fine = (*LAYOUTS[layout], math.inf)
-    low = latency_ppf(shape, BAND[0], min(LATENCY_SCALE.values()))
-    high = latency_ppf(shape, BAND[1], max(LATENCY_SCALE.values()))
+    low = latency_ppf(shape, BAND[0], min(LATENCY_SCALE.values()) * SHAPES_P95[0])
+    high = latency_ppf(shape, BAND[1], max(LATENCY_SCALE.values()) * SHAPES_P95[1])
     first = max([i for i, le in enumerate(fine) if le <= low], default=0)
     last = min(i for i, le in enumerate(fine) if le >= high)
     groups = [tuple(range(first + 1))] + [(i,) for i in range(first + 1, last + 1)]
@@ -1087,16 +1090,19 @@ def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts:
     rate = route_rates(rng, case.traffic, rollouts)
     weight = SHAPES_TRAFFIC[case.traffic][1]
     le = np.array(band.le)
+    p95 = np.exp(rng.uniform(*np.log(SHAPES_P95), size=rollouts))  # stable's p95 per rollout, seconds
     cum: dict[str, Any] = {}
     fine_probs: dict[str, list[Any]] = {}
     p95_minute, p95_hour = {}, {}
     for arm, share in (("stable", 1 - weight), ("canary", weight)):
         scale = LATENCY_SCALE[effect] if arm == "canary" else 1.0
-        cdf = np.append(latency_cdf(case.shape, np.array(band.fine[:-1]), scale), 1.0)
-        fine_p = np.diff(np.concatenate([[0.0], cdf]))
-        probs = np.array([fine_p[list(g)].sum() for g in band.groups])
-        fine_probs[arm] = [fine_p[list(g)] / max(fine_p[list(g)].sum(), 1e-300) for g in band.groups]
-        counts = rng.poisson(rate[..., None] * share * probs).astype(np.int32)
+        cdf = latency_cdf(case.shape, np.array(band.fine[:-1])[None, :], scale * p95[:, None])
+        fine_p = np.diff(np.concatenate([np.zeros((rollouts, 1)), cdf, np.ones((rollouts, 1))], axis=1), axis=1)
+        probs = np.stack([fine_p[:, list(g)].sum(axis=1) for g in band.groups], axis=1)
+        fine_probs[arm] = [
+            [fine_p[r, list(g)] / max(fine_p[r, list(g)].sum(), 1e-300) for g in band.groups] for r in range(rollouts)
+        ]
+        counts = rng.poisson(rate[..., None] * share * probs[:, None, :]).astype(np.int32)
         if arm == "canary":
             p95_minute[arm] = hist_p95(counts, le)
         hourly = counts.reshape(rollouts, SHAPES_HOURS, 60, -1).sum(axis=2)
@@ -1107,11 +1113,11 @@ def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts:
     fail, passing = latency_candidates(cum, ranges)
 
     def verdict_at(r: int, t: int) -> gates.Verdict:
-        m = {arm: _latency_measurement(cum[arm][r, t], band, fine_probs[arm], rng) for arm in cum}
+        m = {arm: _latency_measurement(cum[arm][r, t], band, fine_probs[arm][r], rng) for arm in cum}
         return _real_verdict(case, m["stable"], m["canary"])
 
     first_fail, first_pass, calls, checked = walk(fail, passing, verdict_at, rng, checks=checks)
-    threshold = SHAPES_P95 * (1 + SHAPES_LAT_LIMIT)
+    threshold = p95[:, None] * (1 + SHAPES_LAT_LIMIT)
     with np.errstate(invalid="ignore"):
         flagger_counts = np.cumsum(p95_minute["canary"] > threshold, axis=1).astype(np.int16)
     scores = _mwu_scores(p95_hour["canary"], p95_hour["stable"], lambda c, s: c > s * (1 + SHAPES_LAT_LIMIT))
@@ -1305,7 +1311,7 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
     print(
         f"\nreal shapes: one 7-day step per rollout, ours judged every minute on the counts since the step began "
         f"(gates.judge_segments, alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}); latency_p95 maxIncrease "
-        f"{SHAPES_LAT_LIMIT:.0%} (stable p95 {SHAPES_P95:g}s; lognormal sigma {LOGNORMAL_SIGMA:g}, Pareto alpha "
+        f"{SHAPES_LAT_LIMIT:.0%} (stable p95 {SHAPES_P95[0]:g}-{SHAPES_P95[1]:g}s, log-uniform per rollout; lognormal sigma {LOGNORMAL_SIGMA:g}, Pareto alpha "
         f"{PARETO_ALPHA:g}; 1x/2x: every latency x{LATENCY_SCALE['1x']:g}/x{LATENCY_SCALE['2x']:g}, better x0.8); "
         f"error_rate maxIncrease {SHAPES_ERR_LIMIT:.0%} + max {SHAPES_ERR_MAX:.0%} (stable {SHAPES_ERR_RATE:.1%}; "
         f"bursts: a minute bursts with p {BURST_P:g}, {BURST_SHARE:.0%} of its requests failing, background "
