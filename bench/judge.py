@@ -789,7 +789,7 @@ SHAPES = [
 ]
 
 
-def latency_cdf(shape: str, x: Any, scale: float) -> Any:
+def latency_cdf(shape: str, x: Any, scale: Any) -> Any:
     """The latency distribution's CDF with stable's p95 at 1 s, every latency times `scale` (seconds)."""
     if shape == "lognormal":
         median = 1 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
@@ -1090,7 +1090,8 @@ def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts:
     rate = route_rates(rng, case.traffic, rollouts)
     weight = SHAPES_TRAFFIC[case.traffic][1]
     le = np.array(band.le)
-    p95 = np.exp(rng.uniform(*np.log(SHAPES_P95), size=rollouts))  # stable's p95 per rollout, seconds
+    low, high = (math.log(x) for x in SHAPES_P95)
+    p95 = np.exp(rng.uniform(low, high, size=rollouts))  # stable's p95 per rollout, seconds
     cum: dict[str, Any] = {}
     fine_probs: dict[str, list[Any]] = {}
     p95_minute, p95_hour = {}, {}
