@@ -14,6 +14,20 @@ A second table measures the traffic-split check (`controller.split`, `judge.judg
 per step when the router splits as configured (10,000 simulated days per weight and traffic level,
 looked at every minute with the origins the controller uses), and how soon a wrong split fails. About
 2 minutes; `--only split` runs it alone, `--split-steps 500` for a quick look.
+
+A third table, "real shapes", drives the judge with data shaped like an LLM route's, one 7-day step per
+rollout judged every minute on the counts since the step began: latency_p95 (maxIncrease 10%) on
+lognormal (sigma 1.5) and Pareto (alpha 1.5) latencies, stable p95 3 s, read through Envoy's rendered
+buckets (`controller.routers.envoy.LATENCY_BUCKETS_MS`) and LiteLLM's; error_rate ({maxIncrease: 50%,
+max: 1%}, stable 0.5%) with Poisson errors and one-minute bursts shared by both arms or independent;
+steady, diurnal (tenfold) and very low traffic (under one canary request a minute). Per case: A/A false
+rollbacks with a 95% Clopper-Pearson interval, detection and median time to detect a regression at 1x
+and 2x the limit, the share of those canaries promoted, and how often a better canary is rolled back,
+beside the Flagger-style (a check per minute) and Kayenta-style (Mann-Whitney on hourly values, a look
+an hour) baselines. The real judge is called only where a vectorised pre-filter says it could decide,
+which is checked on a sample of the other looks. About 10-15 minutes on 2 cores with the defaults (500
+A/A and 200 rollouts per other effect and case); `--only shapes --shapes-aa 20 --shapes-ab 10` for a
+quick look. `python bench/judge.py` runs all three.
 """
 
 from __future__ import annotations
@@ -36,6 +50,7 @@ from scipy import special, stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from controller import analysis, gates, judge, spec, split
+from controller.routers import envoy
 
 RPS = 10.0  # requests per second on the route
 BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
@@ -185,14 +200,14 @@ def per_bin_values(s: Streams, arm: str) -> dict[str, Any]:
         }
 
 
-def hist_p95(hist: Any) -> Any:
-    """Vectorised histogram_quantile(0.95) over (R, BINS, buckets) counts."""
+def hist_p95(hist: Any, edges: Any = BUCKETS) -> Any:
+    """Vectorised histogram_quantile(0.95) over (R, BINS, buckets) counts, bucket bounds `edges` (+Inf last)."""
     cum = np.cumsum(hist, axis=-1).astype(float)
     total = cum[..., -1:]
     rank = 0.95 * total
-    idx = np.minimum((cum < rank).sum(axis=-1), len(BUCKETS) - 2)  # a rank in +Inf reads the top bound
-    upper = BUCKETS[idx]
-    lower = np.where(idx > 0, BUCKETS[np.maximum(idx - 1, 0)], 0.0)
+    idx = np.minimum((cum < rank).sum(axis=-1), len(edges) - 2)  # a rank in +Inf reads the top bound
+    upper = edges[idx]
+    lower = np.where(idx > 0, edges[np.maximum(idx - 1, 0)], 0.0)
     c_hi = np.take_along_axis(cum, idx[..., None], axis=-1)[..., 0]
     c_lo = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[..., None], axis=-1)[..., 0], 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -333,15 +348,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--split-ab", type=int, default=200, help="traffic split: wrong-split steps per case and traffic (default 200)"
     )
-    parser.add_argument("--only", choices=("gates", "split"), default=None, help="run one of the two benches")
+    parser.add_argument("--shapes-aa", type=int, default=500, help="real shapes: A/A rollouts per case (default 500)")
+    parser.add_argument(
+        "--shapes-ab", type=int, default=200, help="real shapes: rollouts per other effect and case (default 200)"
+    )
+    parser.add_argument(
+        "--only", choices=("gates", "split", "shapes"), default=None, help="run one of the three benches"
+    )
     args = parser.parse_args(argv)
     verdicts: list[str] = []
-    if args.only != "split":
-        verdicts += gates_bench(args)
-    if args.only != "gates":
-        if verdicts:
-            print()
-        verdicts += split_bench(args)
+    for name, bench in (("gates", gates_bench), ("split", split_bench), ("shapes", shapes_bench)):
+        if args.only in (None, name):
+            if verdicts:
+                print()
+            verdicts += bench(args)
     print("\ntargets:")
     print("\n".join(verdicts))
     return 0
@@ -671,6 +691,681 @@ def split_bench(args: argparse.Namespace) -> list[str]:
             f"  split: real {real}% against configured {configured}% detected within the step in >= 99% at every "
             f"traffic ({', '.join(f'{x:.0%}' for x in shares)}): {_yes(min(shares) >= 0.99)}"
         )
+    return out
+
+
+# -- real shapes: heavy latency tails on real bucket layouts, bursty errors, uneven traffic, a week of looks -----
+
+SHAPES_DAY = 1440  # minutes
+SHAPES_MINUTES = 7 * SHAPES_DAY  # one step of seven days, judged every minute (the analysis interval)
+SHAPES_HOURS = SHAPES_MINUTES // 60
+SHAPES_LAT_LIMIT = 0.10  # latency_p95 maxIncrease
+SHAPES_ERR_LIMIT, SHAPES_ERR_MAX = 0.5, 0.01  # error_rate {maxIncrease: 50%, max: 1%}
+SHAPES_ERR_RATE = 0.005  # stable error rate
+SHAPES_P95 = (
+    2.0,
+    4.0,
+)  # stable p95 in seconds, LLM-like: log-uniform per rollout, so it falls anywhere among the edges
+LOGNORMAL_SIGMA, PARETO_ALPHA = 1.5, 1.5
+BURST_P = 0.01  # a minute is a burst with this probability ...
+BURST_BACKGROUND = 0.0005  # ... on top of independent background errors; the burst share below makes 0.5%
+BURST_SHARE = (SHAPES_ERR_RATE - BURST_BACKGROUND) / ((1 - BURST_BACKGROUND) * BURST_P)  # ~0.45 of requests fail
+DIURNAL_AMPLITUDE = 9 / 11  # 1 + a sin: the day's maximum is ten times the night's minimum, the mean unchanged
+# LiteLLM 1.106.2's LATENCY_BUCKETS (litellm/types/integrations/prometheus.py), seconds, +Inf last
+LITELLM_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+    420.0,
+    600.0,
+)
+LAYOUTS = {
+    "envoy": tuple(b * 0.001 for b in envoy.LATENCY_BUCKETS_MS),  # as the Envoy template scales them to seconds
+    "litellm": LITELLM_BUCKETS,
+}
+SHAPES_TRAFFIC = {  # route requests per second, canary weight, diurnal
+    "steady": (10.0, 0.05, False),
+    "diurnal": (10.0, 0.05, True),
+    "very low": (1.0, 0.01, False),
+}
+SHAPES_EFFECTS = ("A/A", "1x", "2x", "better")
+LATENCY_SCALE = {"A/A": 1.0, "1x": 1 + SHAPES_LAT_LIMIT, "2x": 1 + 2 * SHAPES_LAT_LIMIT, "better": 0.8}
+ERROR_SCALE = {"A/A": 1.0, "1x": 1 + SHAPES_ERR_LIMIT, "2x": 1 + 2 * SHAPES_ERR_LIMIT, "better": 0.5}
+SHAPES_TARGET = 0.01  # A/A false rollbacks per gate and step ...
+SHAPES_TARGET_UPPER = 0.02  # ... and the 95% interval's upper end
+SHAPES_PROMOTED = 1 - judge.DEFAULT_POWER  # a canary beyond its limit promoted at most this often
+KAYENTA_INTERVAL_H = 1  # Kayenta-style: hourly values, a look every hour (every minute over 7 days is quadratic)
+BAND = (0.85, 0.995)  # latency buckets generated one by one between these quantiles (see `_band`)
+LAT_CHUNK, ERR_CHUNK = 25, 100  # rollouts simulated at once (memory: a latency chunk is ~100 MB per arm)
+
+SHAPES_GATES = {
+    "latency": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": SHAPES_LAT_LIMIT}),
+    "errors": spec.Gate.model_validate({"use": "error_rate", "maxIncrease": SHAPES_ERR_LIMIT, "max": SHAPES_ERR_MAX}),
+}
+SHAPES_METHODS = {
+    "latency": gates.Method("quantile", quantile=0.95),
+    "errors": gates.Method("ratio", counts_good=False),
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One case of the shapes bench: a gate, the shape of its data, a bucket layout (latency) and traffic."""
+
+    gate: str  # latency | errors
+    shape: str  # lognormal | pareto | poisson | shared bursts | independent bursts
+    layout: str  # envoy | litellm | "" (errors)
+    traffic: str  # a key of SHAPES_TRAFFIC
+
+    def label(self) -> list[str]:
+        gate = "latency_p95" if self.gate == "latency" else "error_rate"
+        return [gate, self.shape, self.layout or "-", self.traffic]
+
+
+SHAPES = [
+    *(
+        Shape("latency", shape, layout, traffic)
+        for shape in ("lognormal", "pareto")
+        for layout in LAYOUTS
+        for traffic in SHAPES_TRAFFIC
+    ),
+    *(
+        Shape("errors", shape, "", traffic)
+        for shape in ("poisson", "shared bursts", "independent bursts")
+        for traffic in SHAPES_TRAFFIC
+    ),
+]
+
+
+def latency_cdf(shape: str, x: Any, scale: Any) -> Any:
+    """The latency distribution's CDF with stable's p95 at 1 s, every latency times `scale` (seconds)."""
+    if shape == "lognormal":
+        median = 1 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
+        return stats.lognorm.cdf(x, s=LOGNORMAL_SIGMA, scale=median * scale)
+    minimum = 0.05 ** (1 / PARETO_ALPHA)
+    return stats.pareto.cdf(x, b=PARETO_ALPHA, scale=minimum * scale)
+
+
+def latency_ppf(shape: str, q: float, scale: float) -> float:
+    if shape == "lognormal":
+        median = 1 / math.exp(float(special.ndtri(0.95)) * LOGNORMAL_SIGMA)
+        return float(stats.lognorm.ppf(q, s=LOGNORMAL_SIGMA, scale=median * scale))
+    return float(stats.pareto.ppf(q, b=PARETO_ALPHA, scale=0.05 ** (1 / PARETO_ALPHA) * scale))
+
+
+@dataclass(frozen=True)
+class Band:
+    """A layout's buckets as simulated: one by one between two edges near the p95, and below and above
+    them each a lump of buckets, drawn as one and split at a look only when the real judge reads it.
+    `le` are the simulated bounds (+Inf last); `groups[i]` the layout's bucket indices lump i holds."""
+
+    le: tuple[float, ...]
+    groups: tuple[tuple[int, ...], ...]
+    fine: tuple[float, ...]  # the layout's own bounds, +Inf last
+
+
+def _band(shape: str, layout: str) -> Band:
+    """Which buckets to simulate one by one: those from the edge below the fastest arm's BAND[0] quantile
+    to the edge above the slowest arm's BAND[1] quantile. The judge reads bucket edges at ranks of its
+    rank sequence only, near the p95 once an arm has a few hundred samples; where a rank falls in a lump
+    the pre-filter assumes the most generous edge inside it (so it stays sound), and a judged look gets
+    the lump split by the exact conditional law (multinomial given the lump's count). Only which of a
+    lump's buckets an early sample fell in is redrawn at each judged look, a freedom no verdict uses."""
+    fine = (*LAYOUTS[layout], math.inf)
+    low = latency_ppf(shape, BAND[0], min(LATENCY_SCALE.values()) * SHAPES_P95[0])
+    high = latency_ppf(shape, BAND[1], max(LATENCY_SCALE.values()) * SHAPES_P95[1])
+    first = max([i for i, le in enumerate(fine) if le <= low], default=0)
+    last = min(i for i, le in enumerate(fine) if le >= high)
+    groups = [tuple(range(first + 1))] + [(i,) for i in range(first + 1, last + 1)]
+    if last < len(fine) - 1:
+        groups.append(tuple(range(last + 1, len(fine))))
+    return Band(tuple(fine[g[-1]] for g in groups), tuple(groups), fine)
+
+
+def _edge_ranges(band: Band) -> dict[str, Any]:
+    """Per simulated bucket, the range of the layout's edges the judge could read there: the lower edge
+    of the layout bucket holding a sample (`lo_min`..`lo_max`) and its upper edge (`hi_min`..`hi_max`)."""
+    fine = band.fine
+    lower = [0.0 if i == 0 else fine[i - 1] for i in range(len(fine))]
+    out: dict[str, list[float]] = {"lo_min": [], "lo_max": [], "hi_min": [], "hi_max": []}
+    for g in band.groups:
+        out["lo_min"].append(lower[g[0]])
+        out["lo_max"].append(lower[g[-1]])
+        out["hi_min"].append(fine[g[0]])
+        out["hi_max"].append(fine[g[-1]])
+    return {k: np.array(v) for k, v in out.items()}
+
+
+_EDGE_BOUNDS = hasattr(judge, "_edge_below")  # the judge reads quantile bounds at bucket edges (else interpolates)
+
+
+def _rank_radius(n: Any, alpha: float, q: float = 0.95) -> Any:
+    """`judge._quantile_bounds`' rank radius, vectorised, a hair narrower (so the pre-filter is looser)."""
+    variance = n * q * (1 - q)
+    rho = judge._QUANTILE_RHO_SAMPLES * q * (1 - q)
+    return (1 - 1e-9) * np.sqrt(
+        (variance + rho) * (2 * math.log(1 / judge.one_sided(alpha)) + np.log1p(variance / rho))
+    )
+
+
+def _read(cum: Any, sample: Any, table: Any) -> Any:
+    """`table[i]` for the simulated bucket i holding sample number `sample` (per rollout and look)."""
+    idx = np.minimum((cum < sample[..., None]).sum(axis=-1), cum.shape[-1] - 1)
+    return table[idx]
+
+
+def _quantile_bound(cum: Any, n: Any, *, alpha: float, ranges: dict[str, Any], upper: bool, q: float = 0.95) -> Any:
+    """Per rollout and look, the most generous value the judge's lower (or `upper`) bound on one arm's
+    quantile can take: the largest possible lower bound, the smallest possible upper bound (at bucket
+    edges; with a judge that interpolates, anywhere inside the bucket)."""
+    radius = _rank_radius(n, alpha, q)
+    if upper:
+        rank = q * n + radius
+        table = ranges["hi_min"] if _EDGE_BOUNDS else ranges["lo_min"]
+        return np.where(np.floor(rank) + 1 > n, np.inf, _read(cum, np.floor(rank) + 1, table))
+    rank = q * n - radius
+    table = ranges["lo_max"] if _EDGE_BOUNDS else ranges["hi_max"]
+    return np.where(rank <= 0, 0.0, _read(cum, np.ceil(rank), table))
+
+
+def _relative_v(canary: Any, stable: Any) -> Any:
+    """`judge._relative`, vectorised."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = canary / stable - 1
+    out = np.where((stable <= 0) | np.isinf(canary), np.inf, ratio)
+    return np.where(np.isinf(canary) & np.isinf(stable), np.nan, out)
+
+
+def latency_candidates(cum: dict[str, Any], ranges: dict[str, Any]) -> tuple[Any, Any]:
+    """The sound pre-filter of the quantile gate: per rollout and look, whether the real judge could FAIL
+    and whether it could PASS. `judge_quantile` FAILs when canary-lower / stable-upper - 1 reaches the
+    limit and PASSes when canary-upper / stable-lower - 1 is within it with 200 canary samples; here each
+    bound takes its most generous value, at a radius a hair narrower (so the filter never misses)."""
+    levels = judge.levels(SHAPES_GATES["latency"])
+    share = judge._CANARY_SHARE
+    n = {arm: cum[arm][..., -1] for arm in cum}
+    fail_a, pass_a = levels.alpha, 1 - levels.power
+    c_fail = _quantile_bound(cum["canary"], n["canary"], alpha=fail_a * share, ranges=ranges, upper=False)
+    s_fail = _quantile_bound(cum["stable"], n["stable"], alpha=fail_a * (1 - share), ranges=ranges, upper=True)
+    c_pass = _quantile_bound(cum["canary"], n["canary"], alpha=pass_a * share, ranges=ranges, upper=True)
+    s_pass = _quantile_bound(cum["stable"], n["stable"], alpha=pass_a * (1 - share), ranges=ranges, upper=False)
+    both = (n["canary"] > 0) & (n["stable"] > 0)
+    with np.errstate(invalid="ignore"):
+        fail = both & (_relative_v(c_fail, s_fail) >= SHAPES_LAT_LIMIT - 1e-9)
+        passing = both & (n["canary"] >= judge.DEFAULT_QUANTILE_MIN_SAMPLES)
+        passing &= _relative_v(c_pass, s_pass) <= SHAPES_LAT_LIMIT + 1e-9
+    return fail, passing
+
+
+def _radius_v(variance: Any, *, alpha: float, tau: float) -> Any:
+    """`judge.mixture_radius`, vectorised, a hair narrower."""
+    return (1 - 1e-9) * np.sqrt(
+        variance * (1 + variance / tau**2) * (2 * math.log(1 / alpha) + np.log1p(tau**2 / variance))
+    )
+
+
+def inflation_v(c: dict[str, Any], minutes: Any) -> tuple[Any, Any]:
+    """`judge.inflation` of one-minute blocks since the step began, vectorised: the variance factors (>= 1)
+    of stable's and canary's rates, per rollout and look (checked against the judge at judged looks)."""
+    rho, effect, m = {}, {}, {}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for arm in ("stable", "canary"):
+            e, n = c[f"e_{arm}"], c[f"n_{arm}"]
+            ee, en, nn = c[f"ee_{arm}"], c[f"en_{arm}"], c[f"nn_{arm}"]
+            p = e / n
+            expected = p * (1 - p) * (n - nn / n)
+            spread = np.maximum(ee - 2 * p * en + p * p * nn, 0.0)
+            usable = (minutes >= 2) & (n > 0) & np.isfinite(expected) & (expected > 0)
+            effect[arm] = np.where(usable, np.maximum(spread / expected, 1.0), 1.0)
+            m[arm] = np.where(n > 0, nn / n, 1.0)
+            rho[arm] = np.where(usable & (m[arm] > 1), (effect[arm] - 1) / (m[arm] - 1), 0.0)
+    both = np.maximum(rho["stable"], rho["canary"])
+    factor = {
+        arm: np.where(c[f"n_{arm}"] > 0, np.maximum(effect[arm], 1 + np.maximum(m[arm] - 1, 0.0) * both), effect[arm])
+        for arm in ("stable", "canary")
+    }
+    return factor["stable"], factor["canary"]
+
+
+def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
+    """The pre-filter of `{maxIncrease: 50%, max: 1%}` on error_rate: per rollout and look, whether the
+    real judge could FAIL and whether it could PASS. Each of its confidence sequences is the binomial
+    one with each arm's variance times its factor from the one-minute blocks (`judge.inflation`, >= 1);
+    here the factors are taken 1% smaller and the radius a hair narrower, so the filter is looser than
+    the judge. FAIL: the max bound's lower end above 1%, or the log ratio's above log 1.5. PASS: 100
+    canary samples, the max bound's upper end within 1%, and either the log ratio's upper end within
+    log 1.5 or the difference's within 0.5 points (each of the pair's routes at power (1 + power) / 2)."""
+    levels = judge.levels(SHAPES_GATES["errors"])
+    es, ns, ec, nc = c["e_stable"], c["n_stable"], c["e_canary"], c["n_canary"]
+    minutes = np.arange(1, es.shape[1] + 1)[None, :]
+    fs, fc = (0.99 * np.maximum(f, 1.0) for f in inflation_v(c, minutes))
+    fs, fc = np.maximum(fs, 1.0), np.maximum(fc, 1.0)
+    fail_a, pass_a = judge.one_sided(levels.alpha), judge.one_sided(1 - levels.power)
+    half = judge.one_sided(1 - (1 + levels.power) / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # max: 1% on the canary alone
+        rate = ec / nc
+        p = (ec + 0.5) / (nc + 1)
+        var = fc * p * (1 - p) / nc
+        tau = max(min(SHAPES_ERR_MAX, 1 - SHAPES_ERR_MAX), judge._MIN_TAU_ABSOLUTE)
+        fail = (nc > 0) & (rate - _radius_v(var, alpha=fail_a, tau=tau) > SHAPES_ERR_MAX)
+        passing = (nc >= judge.DEFAULT_MIN_SAMPLES) & (ns > 0)
+        passing &= rate + _radius_v(var, alpha=pass_a, tau=tau) <= SHAPES_ERR_MAX
+        # maxIncrease: the log ratio (Katz, +0.5 where a count is 0)
+        zero = (es == 0) | (ec == 0)
+        es2, ec2 = np.where(zero, es + 0.5, es), np.where(zero, ec + 0.5, ec)
+        ns2, nc2 = np.where(zero, ns + 0.5, ns), np.where(zero, nc + 0.5, nc)
+        est = np.log(ec2 / nc2) - np.log(es2 / ns2)
+        var = fc * (1 / ec2 - 1 / nc2) + fs * (1 / es2 - 1 / ns2)
+        tau = judge._tau_log(SHAPES_ERR_LIMIT, None)
+        limit = math.log1p(SHAPES_ERR_LIMIT)
+        fail |= (nc > 0) & (ns > 0) & (est - _radius_v(var, alpha=fail_a, tau=tau) > limit)
+        rel_pass = est + _radius_v(var, alpha=half, tau=tau) <= limit
+        # the absolute route: at most maxIncrease x max points above stable
+        slack = SHAPES_ERR_LIMIT * SHAPES_ERR_MAX
+        diff = ec / nc - es / ns
+        ps, pc = (es + 0.5) / (ns + 1), (ec + 0.5) / (nc + 1)
+        var = fs * ps * (1 - ps) / ns + fc * pc * (1 - pc) / nc
+        abs_pass = diff + _radius_v(var, alpha=half, tau=judge._tau_absolute(slack, None)) <= slack
+        passing &= rel_pass | abs_pass
+    return fail, passing
+
+
+def _error_measurement(sums: dict[str, Any], arm: str, r: int, t: int) -> gates.Measurement:
+    """One arm's error_rate measurement at look t (minutes 0..t), as `controller.analysis` builds it: the
+    value and the requests, and the sums over the one-minute blocks since the step began."""
+    n, e = float(sums[f"n_{arm}"][r, t]), float(sums[f"e_{arm}"][r, t])
+    blocks = judge.Blocks(
+        float(t + 1),
+        e,
+        n,
+        float(sums[f"ee_{arm}"][r, t]),
+        float(sums[f"en_{arm}"][r, t]),
+        float(sums[f"nn_{arm}"][r, t]),
+    )
+    return gates.Measurement(e / n if n else None, n, (), blocks)
+
+
+def _real_verdict(case: Shape, stable: gates.Measurement, canary: gates.Measurement) -> gates.Verdict:
+    """The gate's verdict exactly as production asks for it."""
+    _, verdict = gates.judge_segments(
+        SHAPES_GATES[case.gate],
+        {(): {"stable": stable, "canary": canary}},
+        min_samples=0,
+        method=SHAPES_METHODS[case.gate],
+    )
+    return verdict
+
+
+def walk(
+    fail: Any, passing: Any, verdict_at: Any, rng: np.random.Generator, *, checks: int
+) -> tuple[Any, Any, int, int]:
+    """Per rollout, the first look the real judge FAILs and the first it PASSes before that (-1: none),
+    calling it only where the pre-filter says it could decide: in time order, stopping at the first FAIL,
+    and after the first PASS at FAIL candidates only. Then `checks` random looks the filter rules out are
+    judged too, and must be INCONCLUSIVE (or at least not the verdict ruled out). Returns also the number
+    of judge calls and of checks."""
+    rollouts = fail.shape[0]
+    first_fail, first_pass = np.full(rollouts, -1), np.full(rollouts, -1)
+    calls = 0
+    for r in range(rollouts):
+        fails = np.flatnonzero(fail[r])
+        for t in np.flatnonzero(fail[r] | passing[r]):
+            if first_pass[r] >= 0:
+                break
+            calls += 1
+            v = verdict_at(r, int(t))
+            if v is gates.Verdict.FAIL:
+                first_fail[r] = t
+                break
+            if v is gates.Verdict.PASS:
+                first_pass[r] = t
+        if first_pass[r] >= 0 and first_fail[r] < 0:
+            for t in fails[fails > first_pass[r]]:
+                calls += 1
+                if verdict_at(r, int(t)) is gates.Verdict.FAIL:
+                    first_fail[r] = t
+                    break
+    ruled_out = np.argwhere(~fail | ~passing)
+    checks = min(checks, len(ruled_out))
+    for r, t in ruled_out[rng.integers(0, max(len(ruled_out), 1), checks)]:
+        v = verdict_at(int(r), int(t))
+        assert not (v is gates.Verdict.FAIL and not fail[r, t]), ("filter missed a FAIL", r, t)
+        assert not (v is gates.Verdict.PASS and not passing[r, t]), ("filter missed a PASS", r, t)
+    return first_fail, first_pass, calls, checks
+
+
+@dataclass
+class ShapeChunk:
+    """One chunk of rollouts of one case and effect: each judge's outcome per rollout."""
+
+    ours_fail: Any  # first FAIL look (minute), -1: none
+    ours_pass: Any  # first PASS look before any FAIL, -1: none
+    flagger: Any  # (rollouts, minutes) int16: the running count of failed per-minute checks
+    kayenta: Any  # (rollouts, hours): the smallest p-value among metrics worse beyond the limit, per look
+    calls: int  # real judge calls
+    checks: int  # looks the filter ruled out, judged to check it
+
+
+def route_rates(rng: np.random.Generator, traffic: str, rollouts: int) -> Any:
+    """Route requests per minute, per rollout and minute: steady, or a daily sinusoid (any phase), the
+    day's peak ten times the night's low, the same daily mean."""
+    rps, _, diurnal = SHAPES_TRAFFIC[traffic]
+    rate = np.full((rollouts, SHAPES_MINUTES), rps * 60)
+    if diurnal:
+        phase = rng.uniform(0, 2 * math.pi, size=(rollouts, 1))
+        rate *= 1 + DIURNAL_AMPLITUDE * np.sin(2 * math.pi * np.arange(SHAPES_MINUTES) / SHAPES_DAY + phase)
+    return rate
+
+
+def _mwu_scores(canary: Any, stable: Any, worse: Any) -> Any:
+    """Kayenta-style: at each hourly look, Mann-Whitney U of the canary's hourly values against stable's
+    since the step began; the p-value where the canary's mean is worse beyond the limit, else 1."""
+    scores = np.ones(canary.shape)
+    for h in range(2, canary.shape[1]):
+        x, y = np.nan_to_num(canary[:, : h + 1]), np.nan_to_num(stable[:, : h + 1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = stats.mannwhitneyu(x, y, axis=1, method="asymptotic").pvalue
+        scores[:, h] = np.where(worse(x.mean(axis=1), y.mean(axis=1)), np.nan_to_num(p, nan=1.0), 1.0)
+    return scores
+
+
+def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: int, checks: int) -> ShapeChunk:
+    """Latency streams: each minute's requests per bucket (Poisson thinning of Poisson arrivals: the same
+    law as a multinomial split of a Poisson count), cumulative since the step began."""
+    band = _band(case.shape, case.layout)
+    ranges = _edge_ranges(band)
+    rate = route_rates(rng, case.traffic, rollouts)
+    weight = SHAPES_TRAFFIC[case.traffic][1]
+    le = np.array(band.le)
+    low, high = (math.log(x) for x in SHAPES_P95)
+    p95 = np.exp(rng.uniform(low, high, size=rollouts))  # stable's p95 per rollout, seconds
+    cum: dict[str, Any] = {}
+    fine_probs: dict[str, list[Any]] = {}
+    p95_minute, p95_hour = {}, {}
+    for arm, share in (("stable", 1 - weight), ("canary", weight)):
+        scale = LATENCY_SCALE[effect] if arm == "canary" else 1.0
+        cdf = latency_cdf(case.shape, np.array(band.fine[:-1])[None, :], scale * p95[:, None])
+        fine_p = np.diff(np.concatenate([np.zeros((rollouts, 1)), cdf, np.ones((rollouts, 1))], axis=1), axis=1)
+        probs = np.stack([fine_p[:, list(g)].sum(axis=1) for g in band.groups], axis=1)
+        fine_probs[arm] = [
+            [fine_p[r, list(g)] / max(fine_p[r, list(g)].sum(), 1e-300) for g in band.groups] for r in range(rollouts)
+        ]
+        counts = rng.poisson(rate[..., None] * share * probs[:, None, :]).astype(np.int32)
+        if arm == "canary":
+            p95_minute[arm] = hist_p95(counts, le)
+        hourly = counts.reshape(rollouts, SHAPES_HOURS, 60, -1).sum(axis=2)
+        p95_hour[arm] = hist_p95(hourly, le)
+        np.cumsum(counts, axis=1, out=counts)
+        np.cumsum(counts, axis=2, out=counts)
+        cum[arm] = counts
+    fail, passing = latency_candidates(cum, ranges)
+
+    def verdict_at(r: int, t: int) -> gates.Verdict:
+        m = {arm: _latency_measurement(cum[arm][r, t], band, fine_probs[arm][r], rng) for arm in cum}
+        return _real_verdict(case, m["stable"], m["canary"])
+
+    first_fail, first_pass, calls, checked = walk(fail, passing, verdict_at, rng, checks=checks)
+    threshold = p95[:, None] * (1 + SHAPES_LAT_LIMIT)
+    with np.errstate(invalid="ignore"):
+        flagger_counts = np.cumsum(p95_minute["canary"] > threshold, axis=1).astype(np.int16)
+    scores = _mwu_scores(p95_hour["canary"], p95_hour["stable"], lambda c, s: c > s * (1 + SHAPES_LAT_LIMIT))
+    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked)
+
+
+def _latency_measurement(cum: Any, band: Band, fine_probs: list[Any], rng: np.random.Generator) -> gates.Measurement:
+    """One arm's latency measurement at one look: the layout's cumulative `(le, count)` buckets, +Inf
+    last, each lump split among its buckets by the conditional law of its count."""
+    per = np.diff(np.concatenate([[0], cum]))
+    fine = np.concatenate(
+        [rng.multinomial(int(k), p) if len(p) > 1 else [int(k)] for k, p in zip(per, fine_probs, strict=True)]
+    )
+    counts = np.cumsum(fine).tolist()
+    return gates.Measurement(0.0, float(counts[-1]), tuple(zip(band.fine, counts, strict=True)))
+
+
+def _error_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: int, checks: int) -> ShapeChunk:
+    """Error streams, per minute: requests (Poisson), and errors binomial at a rate that is constant
+    (Poisson errors) or bursty: each minute is a burst with probability BURST_P for stable, in which
+    BURST_SHARE of requests fail, on a BURST_BACKGROUND of independent errors. The canary's error rate
+    is stable's times ERROR_SCALE[effect] through its burst probability (the background unchanged);
+    with shared bursts one uniform per minute drives both arms, so the canary bursts in stable's burst
+    minutes (all of them, or a subset when better) and more."""
+    rate = route_rates(rng, case.traffic, rollouts)
+    weight = SHAPES_TRAFFIC[case.traffic][1]
+    shared = rng.random(rate.shape) if case.shape == "shared bursts" else None
+    sums: dict[str, Any] = {}
+    hourly: dict[str, Any] = {}
+    minute_rate: dict[str, Any] = {}
+    for arm, share in (("stable", 1 - weight), ("canary", weight)):
+        scale = ERROR_SCALE[effect] if arm == "canary" else 1.0
+        n = rng.poisson(rate * share)
+        if case.shape == "poisson":
+            p: Any = SHAPES_ERR_RATE * scale
+        else:
+            burst_p = (SHAPES_ERR_RATE * scale - BURST_BACKGROUND) / ((1 - BURST_BACKGROUND) * BURST_SHARE)
+            u = shared if shared is not None else rng.random(rate.shape)
+            p = BURST_BACKGROUND + (1 - BURST_BACKGROUND) * BURST_SHARE * (u < burst_p)
+        e = rng.binomial(n, p)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            minute_rate[arm] = np.where(n > 0, e / n, np.nan)
+            hn, he = (x.reshape(rollouts, SHAPES_HOURS, 60).sum(axis=2) for x in (n, e))
+            hourly[arm] = np.where(hn > 0, he / hn, np.nan)
+        n, e = n.astype(float), e.astype(float)
+        for name, x in (("n", n), ("e", e), ("ee", e * e), ("en", e * n), ("nn", n * n)):
+            sums[f"{name}_{arm}"] = np.cumsum(x, axis=1)
+    fail, passing = error_candidates(sums)
+
+    def verdict_at(r: int, t: int) -> gates.Verdict:
+        return _real_verdict(case, _error_measurement(sums, "stable", r, t), _error_measurement(sums, "canary", r, t))
+
+    first_fail, first_pass, calls, checked = walk(fail, passing, verdict_at, rng, checks=checks)
+    with np.errstate(invalid="ignore"):
+        failed = minute_rate["canary"] > SHAPES_ERR_RATE * (1 + SHAPES_ERR_LIMIT)
+    flagger_counts = np.cumsum(failed, axis=1).astype(np.int16)
+    scores = _mwu_scores(hourly["canary"], hourly["stable"], lambda c, s: c > s * (1 + SHAPES_ERR_LIMIT))
+    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked)
+
+
+def _shapes_task(task: tuple[int, int, int, int, int, int]) -> tuple[int, int, int, ShapeChunk]:
+    """A worker's share: one chunk of one case and effect, seeded by (seed, case, effect, chunk)."""
+    seed, case_i, effect_i, chunk_i, rollouts, checks = task
+    rng = np.random.default_rng([seed, 3, case_i, effect_i, chunk_i])
+    case, effect = SHAPES[case_i], SHAPES_EFFECTS[effect_i]
+    run = _latency_chunk if case.gate == "latency" else _error_chunk
+    return case_i, effect_i, chunk_i, run(rng, case, effect, rollouts, checks)
+
+
+def shapes_run(args: argparse.Namespace) -> dict[tuple[int, int], ShapeChunk]:
+    """Every case and effect, in chunks of rollouts shared among forked workers; chunks joined in order."""
+    tasks = []
+    for case_i, case in enumerate(SHAPES):
+        size = LAT_CHUNK if case.gate == "latency" else ERR_CHUNK
+        for effect_i, effect in enumerate(SHAPES_EFFECTS):
+            total = args.shapes_aa if effect == "A/A" else args.shapes_ab
+            for chunk_i, start in enumerate(range(0, total, size)):
+                tasks.append((args.seed, case_i, effect_i, chunk_i, min(size, total - start), 20))
+    workers = min(os.cpu_count() or 1, len(tasks))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        done = sorted(pool.imap_unordered(_shapes_task, tasks), key=lambda d: d[:3])
+    out: dict[tuple[int, int], ShapeChunk] = {}
+    for case_i, effect_i, _, part in done:
+        key = (case_i, effect_i)
+        if key not in out:
+            out[key] = part
+            continue
+        joined = out[key]
+        out[key] = ShapeChunk(
+            ours_fail=np.concatenate([joined.ours_fail, part.ours_fail]),
+            ours_pass=np.concatenate([joined.ours_pass, part.ours_pass]),
+            flagger=np.concatenate([joined.flagger, part.flagger]),
+            kayenta=np.concatenate([joined.kayenta, part.kayenta]),
+            calls=joined.calls + part.calls,
+            checks=joined.checks + part.checks,
+        )
+    return out
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    """The exact 95% interval of a binomial share k / n."""
+    lower = float(stats.beta.ppf(0.025, k, n - k + 1)) if k > 0 else 0.0
+    upper = float(stats.beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0
+    return lower, upper
+
+
+@dataclass
+class ShapeRow:
+    """One judge on one case: the figures the targets read."""
+
+    false_rollbacks: int
+    rollouts: int
+    detected: dict[str, float]  # 1x, 2x: share failed within the step
+    median_h: dict[str, float]  # 1x, 2x: median hours to the FAIL over all rollouts (inf: under half)
+    promoted: dict[str, float]  # 1x, 2x: share promoted (ours: PASS before any FAIL; baselines: never failed)
+    better_failed: float
+    passes: int  # ours: PASS reached at all in the 1x and 2x cases (the coarse-bucket check)
+
+
+def _shape_row(aa: Any, first: dict[str, Any], promoted: dict[str, Any], per_hour: float) -> ShapeRow:
+    """A judge's figures from the first FAIL per rollout (-1: none; in looks, `per_hour` of them an hour)."""
+    hours = {e: np.where(first[e] >= 0, (first[e] + 1) / per_hour, np.inf) for e in ("1x", "2x")}
+    return ShapeRow(
+        false_rollbacks=int((aa >= 0).sum()),
+        rollouts=len(aa),
+        detected={e: float((first[e] >= 0).mean()) for e in ("1x", "2x")},
+        median_h={e: float(np.median(hours[e])) for e in ("1x", "2x")},
+        promoted={e: float(promoted[e].mean()) for e in ("1x", "2x")},
+        better_failed=float((first["better"] >= 0).mean()),
+        passes=int(sum((promoted[e]).sum() for e in ("1x", "2x"))),
+    )
+
+
+def _first_reach(counts: Any, threshold: int) -> Any:
+    hit = counts >= threshold
+    return np.where(hit[:, -1], hit.argmax(axis=1), -1)  # running counts: reached at all iff at the end
+
+
+def shapes_bench(args: argparse.Namespace) -> list[str]:
+    """The real shapes: prints their table, returns the target lines."""
+    started = time.monotonic()
+    runs = shapes_run(args)
+    rows: list[list[str]] = []
+    mine: dict[int, ShapeRow] = {}
+    calls = checks = 0
+    for case_i, case in enumerate(SHAPES):
+        got = {effect: runs[(case_i, effect_i)] for effect_i, effect in enumerate(SHAPES_EFFECTS)}
+        calls += sum(g.calls for g in got.values())
+        checks += sum(g.checks for g in got.values())
+        judged: dict[str, ShapeRow] = {}
+        ours_first = {e: g.ours_fail for e, g in got.items()}
+        ours_promoted = {
+            e: (g.ours_pass >= 0) & ((g.ours_fail < 0) | (g.ours_pass < g.ours_fail)) for e, g in got.items()
+        }
+        judged["ours (mixture SPRT)"] = mine[case_i] = _shape_row(got["A/A"].ours_fail, ours_first, ours_promoted, 60)
+        finals = np.sort(got["A/A"].flagger[:, -1])[::-1]
+        calibrated = max(FLAGGER_THRESHOLD, int(finals[int(SHAPES_TARGET * len(finals))]) + 1)
+        for label, n in (("", FLAGGER_THRESHOLD), (CALIBRATED, calibrated)):
+            first = {e: _first_reach(g.flagger, n) for e, g in got.items()}
+            never = {e: first[e] < 0 for e in first}
+            judged[f"flagger N={n} per minute{label}"] = _shape_row(first["A/A"], first, never, 60)
+        confidence = calibrate_kayenta([got["A/A"].kayenta], SHAPES_TARGET)
+        for label, k in (("", KAYENTA_CONFIDENCE), (CALIBRATED, confidence)):
+            first = {e: kayenta(g.kayenta, confidence=k) for e, g in got.items()}
+            never = {e: first[e] < 0 for e in first}
+            level = f"{k:.8g}" if k < 1 else f"none up to {KAYENTA_LADDER[-1]:.8g}"
+            judged[f"kayenta MWU {level} hourly{label}"] = _shape_row(
+                first["A/A"], first, never, 1 / KAYENTA_INTERVAL_H
+            )
+        aa_pass = got["A/A"].ours_pass
+        for name, row in judged.items():
+            low, high = clopper_pearson(row.false_rollbacks, row.rollouts)
+            cells = [f"{row.false_rollbacks / row.rollouts:.1%} [{low:.1%}, {high:.1%}]"]
+            for e in ("1x", "2x"):
+                when = "-" if math.isinf(row.median_h[e]) else f"{row.median_h[e]:.1f}h"
+                cells += [f"{row.detected[e]:.0%}", when]
+            cells += [f"{row.promoted['1x']:.1%} / {row.promoted['2x']:.1%}", f"{row.better_failed:.1%}"]
+            if name.startswith("ours"):
+                passed = aa_pass[aa_pass >= 0]
+                cells.append(
+                    f"{passed.size / len(aa_pass):.0%}, {np.median(passed) / 60:.1f}h" if passed.size else "0%"
+                )
+            else:
+                cells.append("at 7d, if not failed")
+            rows.append([*case.label(), name, *cells])
+        rows.append([""] * 13)
+    header = ["gate", "shape", "buckets", "traffic", "judge", "A/A: false rollbacks [95%]"]
+    header += ["1x: detected", "median", "2x: detected", "median", "beyond limit promoted 1x / 2x", "better: failed"]
+    header += ["A/A: promoted, median"]
+    print_table(header, rows[:-1])
+    print(
+        f"\nreal shapes: one 7-day step per rollout, ours judged every minute on the counts since the step began "
+        f"(gates.judge_segments, alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}); latency_p95 maxIncrease "
+        f"{SHAPES_LAT_LIMIT:.0%} (stable p95 {SHAPES_P95[0]:g}-{SHAPES_P95[1]:g}s, log-uniform per rollout; lognormal sigma {LOGNORMAL_SIGMA:g}, Pareto alpha "
+        f"{PARETO_ALPHA:g}; 1x/2x: every latency x{LATENCY_SCALE['1x']:g}/x{LATENCY_SCALE['2x']:g}, better x0.8); "
+        f"error_rate maxIncrease {SHAPES_ERR_LIMIT:.0%} + max {SHAPES_ERR_MAX:.0%} (stable {SHAPES_ERR_RATE:.1%}; "
+        f"bursts: a minute bursts with p {BURST_P:g}, {BURST_SHARE:.0%} of its requests failing, background "
+        f"{BURST_BACKGROUND:.2%}; the canary's burst probability scaled for x1.5/x2/x0.5); traffic 10 req/s at 5% "
+        f"(diurnal: tenfold day/night sinusoid), very low 1 req/s at 1%; {args.shapes_aa} A/A and {args.shapes_ab} "
+        f"rollouts per other effect and case. Flagger-style: a check per minute against stable's true value x (1 + "
+        f"limit), rolled back at N failed checks. Kayenta-style: Mann-Whitney on hourly values (p95 or error rate), a "
+        f"look every hour (every minute over 7 days would be quadratic). Ours 'promoted': PASS at any look before "
+        f"any FAIL; the baselines promote at the step's end. Ours called the real judge {calls:,} times (the "
+        f"vectorised pre-filter ruled out the rest; {checks:,} ruled-out looks checked against it); seed "
+        f"{args.seed}; {time.monotonic() - started:.0f}s"
+    )
+    return shapes_targets(mine)
+
+
+def _aa_rate(row: ShapeRow) -> float:
+    return row.false_rollbacks / row.rollouts
+
+
+def shapes_targets(mine: dict[int, ShapeRow]) -> list[str]:
+    """The targets of the real shapes, ours only: A/A false rollbacks per gate and step, beyond-limit
+    canaries promoted, better canaries failed, and no PASS where the buckets cannot resolve the limit."""
+    out = []
+    for gate in ("latency", "errors"):
+        cases = [(SHAPES[i], row) for i, row in mine.items() if SHAPES[i].gate == gate]
+        name = cases[0][0].label()[0]
+        worst = max(cases, key=lambda c: _aa_rate(c[1]))
+        upper = max(cases, key=lambda c: clopper_pearson(c[1].false_rollbacks, c[1].rollouts)[1])
+        up = clopper_pearson(upper[1].false_rollbacks, upper[1].rollouts)[1]
+        out.append(
+            f"  shapes: {name}: A/A false rollbacks <= {SHAPES_TARGET:.0%} in every case (worst {_aa_rate(worst[1]):.2%}, "
+            f"{' / '.join(worst[0].label()[1:])}): {_yes(_aa_rate(worst[1]) <= SHAPES_TARGET)}"
+        )
+        out.append(
+            f"  shapes: {name}: A/A 95% upper end <= {SHAPES_TARGET_UPPER:.0%} in every case (worst {up:.2%}, "
+            f"{' / '.join(upper[0].label()[1:])}): {_yes(up <= SHAPES_TARGET_UPPER)}"
+        )
+        promoted = max(((c, e, r.promoted[e]) for c, r in cases for e in ("1x", "2x")), key=lambda x: x[2])
+        out.append(
+            f"  shapes: {name}: beyond-limit canaries promoted <= {SHAPES_PROMOTED:.0%} in every case (worst "
+            f"{promoted[2]:.1%}, {promoted[1]} {' / '.join(promoted[0].label()[1:])}): "
+            f"{_yes(promoted[2] <= SHAPES_PROMOTED + 1e-12)}"
+        )
+        better = max(cases, key=lambda c: c[1].better_failed)
+        out.append(
+            f"  shapes: {name}: a better canary never rolled back (worst {better[1].better_failed:.1%}, "
+            f"{' / '.join(better[0].label()[1:])}): {_yes(better[1].better_failed == 0)}"
+        )
+    coarse = sum(row.passes for i, row in mine.items() if SHAPES[i].layout == "litellm")
+    out.append(
+        f"  shapes: latency_p95 on LiteLLM's buckets (too coarse for a {SHAPES_LAT_LIMIT:.0%} limit): no PASS in "
+        f"the 1x/2x cases ({coarse} PASS): {_yes(coarse == 0)}"
+    )
     return out
 
 
