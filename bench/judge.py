@@ -16,10 +16,12 @@ looked at every minute with the origins the controller uses), and how soon a wro
 2 minutes; `--only split` runs it alone, `--split-steps 500` for a quick look.
 
 A third table, "real shapes", drives the judge with data shaped like an LLM route's, one 7-day step per
-rollout judged every minute on the counts since the step began: latency_p95 (maxIncrease 10%) on
-lognormal (sigma 1.5) and Pareto (alpha 1.5) latencies, stable p95 3 s, read through Envoy's rendered
-buckets (`controller.routers.envoy.LATENCY_BUCKETS_MS`) and LiteLLM's; error_rate ({maxIncrease: 50%,
-max: 1%}, stable 0.5%) with Poisson errors and one-minute bursts shared by both arms or independent;
+rollout judged every minute on what the controller counts then (the window `analysis.window` gives, and
+for error_rate the 64 blocks `templates.blocks` gives, reaching back before the step): latency_p95
+(maxIncrease 10%) on lognormal (sigma 1.5) and Pareto (alpha 1.5) latencies, stable p95 log-uniform in
+2-4 s, read through the buckets `rollout render envoy` configures (`templates.LATENCY_BUCKETS_MS`) and
+LiteLLM's default ones; error_rate ({maxIncrease: 50%, max: 1%}, stable 0.5%, so the gate's limit is
++50% whichever route passes) with Poisson errors and one-minute bursts shared by both arms or independent;
 steady, diurnal (tenfold) and very low traffic (under one canary request a minute). Per case: A/A false
 rollbacks with a 95% Clopper-Pearson interval, detection and median time to detect a regression at 1x
 and 2x the limit, the share of those canaries promoted, and how often a better canary is rolled back,
@@ -49,8 +51,7 @@ from scipy import special, stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from controller import analysis, gates, judge, spec, split
-from controller.routers import envoy
+from controller import analysis, gates, judge, spec, split, templates
 
 RPS = 10.0  # requests per second on the route
 BIN_S = 300  # metrics resolution and the cadence of every judge's looks: 5 minutes
@@ -60,17 +61,19 @@ WEIGHTS = (0.01, 0.05, 0.25)
 
 EVAL_PASS = 0.80  # stable eval pass rate; A/B: 3 points lower
 ERROR_RATE = 0.01  # stable error rate; A/B: doubled
-LAT_MEDIAN, LAT_SIGMA = 0.8, 0.6  # lognormal latency in seconds; A/B: every latency (so p95) x1.15
-EFFECTS = {"eval": -0.03, "errors": 2.0, "p95": 1.15}
+LAT_MEDIAN, LAT_SIGMA = 0.8, 0.6  # lognormal latency in seconds; A/B: every latency (so p95) x1.2
+EFFECTS = {"eval": -0.03, "errors": 2.0, "p95": 1.2}
 INSIDE = -0.008  # an eval drop inside the 1-point limit: failing it is a false rollback too
 
 # The gates every judge gets: the regression each must not exceed.
 EVAL_MAX_DROP = 0.01  # 1 point
 ERROR_MAX_INCREASE = 0.5  # 1.5 x stable
-P95_MAX_INCREASE = 0.05  # 1.05 x stable
+P95_MAX_INCREASE = 0.10  # 1.1 x stable
 EVAL_TOLERANCE = 0.02  # ours only: tune the sequence to catch a drop 2 points beyond the limit (3 points)
 
-BUCKETS = np.append(0.05 * 1.1 ** np.arange(0, 60), np.inf)  # fine buckets: 50 ms .. ~15 s, then +Inf
+BUCKETS = np.append(
+    0.05 * 1.025 ** np.arange(0, 241), np.inf
+)  # 2.5% apart (the judge reads bucket edges): 50 ms .. 19 s
 FLAGGER_THRESHOLD = 5  # Flagger's documented example: roll back after 5 failed checks
 KAYENTA_CONFIDENCE = 0.98  # Kayenta's Mann-Whitney classifier at 0.98 confidence
 CALIBRATED = ", calibrated on A/A"
@@ -446,7 +449,7 @@ def gates_bench(args: argparse.Namespace) -> list[str]:
         verdicts += targets(weight, results, rivals)
 
     header = ["weight", "judge", "A/A: false rollback", "eval -0.8pt (inside limit): failed"]
-    for effect in ("eval -3pts", "errors x2", "p95 +15%"):
+    for effect in ("eval -3pts", "errors x2", "p95 +20%"):
         header += [f"{effect}: detected", "median req", "median time"]
     print_table(header, rows)
     print(
@@ -711,29 +714,9 @@ BURST_P = 0.01  # a minute is a burst with this probability ...
 BURST_BACKGROUND = 0.0005  # ... on top of independent background errors; the burst share below makes 0.5%
 BURST_SHARE = (SHAPES_ERR_RATE - BURST_BACKGROUND) / ((1 - BURST_BACKGROUND) * BURST_P)  # ~0.45 of requests fail
 DIURNAL_AMPLITUDE = 9 / 11  # 1 + a sin: the day's maximum is ten times the night's minimum, the mean unchanged
-# LiteLLM 1.106.2's LATENCY_BUCKETS (litellm/types/integrations/prometheus.py), seconds, +Inf last
-LITELLM_BUCKETS = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.0,
-    5.0,
-    10.0,
-    30.0,
-    60.0,
-    120.0,
-    300.0,
-    420.0,
-    600.0,
-)
 LAYOUTS = {
-    "envoy": tuple(b * 0.001 for b in envoy.LATENCY_BUCKETS_MS),  # as the Envoy template scales them to seconds
-    "litellm": LITELLM_BUCKETS,
+    "envoy": tuple(b * 0.001 for b in templates.LATENCY_BUCKETS_MS),  # `rollout render envoy`'s, in seconds
+    "litellm": templates.LITELLM_DEFAULT_LATENCY_BUCKETS,  # LiteLLM 1.106.2's defaults (not the rendered ones)
 }
 SHAPES_TRAFFIC = {  # route requests per second, canary weight, diurnal
     "steady": (10.0, 0.05, False),
@@ -749,6 +732,18 @@ SHAPES_PROMOTED = 1 - judge.DEFAULT_POWER  # a canary beyond its limit promoted 
 KAYENTA_INTERVAL_H = 1  # Kayenta-style: hourly values, a look every hour (every minute over 7 days is quadratic)
 BAND = (0.85, 0.995)  # latency buckets generated one by one between these quantiles (see `_band`)
 LAT_CHUNK, ERR_CHUNK = 25, 100  # rollouts simulated at once (memory: a latency chunk is ~100 MB per arm)
+
+# What the controller counts at each look (index t: the look after minute t + 1 of the step), as it does
+# it: the window `analysis.window` gives for a 1-minute interval (the last W minutes, not the step so far),
+# and for ratio gates the 64 blocks `templates.blocks` gives, which reach back before a short window.
+LOOK_WINDOW = np.array(
+    [
+        int(analysis.window(timedelta(minutes=1), timedelta(minutes=t + 1)).total_seconds()) // 60
+        for t in range(SHAPES_MINUTES)
+    ]
+)
+LOOK_BLOCK = np.array([int(templates.blocks(timedelta(minutes=int(w)))[0].total_seconds()) // 60 for w in LOOK_WINDOW])
+PRE_MINUTES = int(templates.blocks(timedelta(minutes=1))[1].total_seconds()) // 60  # error streams begin this early
 
 SHAPES_GATES = {
     "latency": spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": SHAPES_LAT_LIMIT}),
@@ -916,53 +911,68 @@ def _radius_v(variance: Any, *, alpha: float, tau: float) -> Any:
     )
 
 
-def inflation_v(c: dict[str, Any], minutes: Any) -> tuple[Any, Any]:
-    """`judge.inflation` of one-minute blocks since the step began, vectorised: the variance factors (>= 1)
-    of stable's and canary's rates, per rollout and look (checked against the judge at judged looks)."""
+def inflation_v(c: dict[str, Any]) -> tuple[Any, Any]:
+    """`judge.inflation` of each look's 64 blocks, vectorised: the variance factors (>= 1) of stable's and
+    canary's rates, per rollout and look (checked against the judge at judged looks)."""
     rho, effect, m = {}, {}, {}
     with np.errstate(invalid="ignore", divide="ignore"):
         for arm in ("stable", "canary"):
-            e, n = c[f"e_{arm}"], c[f"n_{arm}"]
+            e, n = c[f"be_{arm}"], c[f"bn_{arm}"]
             ee, en, nn = c[f"ee_{arm}"], c[f"en_{arm}"], c[f"nn_{arm}"]
             p = e / n
             expected = p * (1 - p) * (n - nn / n)
             spread = np.maximum(ee - 2 * p * en + p * p * nn, 0.0)
-            usable = (minutes >= 2) & (n > 0) & np.isfinite(expected) & (expected > 0)
+            usable = (n > 0) & np.isfinite(expected) & (expected > 0)
             effect[arm] = np.where(usable, np.maximum(spread / expected, 1.0), 1.0)
             m[arm] = np.where(n > 0, nn / n, 1.0)
             rho[arm] = np.where(usable & (m[arm] > 1), (effect[arm] - 1) / (m[arm] - 1), 0.0)
     both = np.maximum(rho["stable"], rho["canary"])
     factor = {
-        arm: np.where(c[f"n_{arm}"] > 0, np.maximum(effect[arm], 1 + np.maximum(m[arm] - 1, 0.0) * both), effect[arm])
+        arm: np.where(c[f"bn_{arm}"] > 0, np.maximum(effect[arm], 1 + np.maximum(m[arm] - 1, 0.0) * both), effect[arm])
         for arm in ("stable", "canary")
     }
     return factor["stable"], factor["canary"]
 
 
+def _lower_edge_v(k: Any, n: Any, threshold: float, concentration: Any) -> Any:
+    """The lower end of `judge.rate_interval` (the smallest rate not rejected at `threshold`), vectorised:
+    bisection between the observed share (never rejected) and 0, as `judge._split_bounds` does."""
+    share = np.where(n > 0, k / np.maximum(n, 1e-300), 0.0)
+    lo, hi = np.full_like(share, 1e-12), np.maximum(share, 1e-12)
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        rejected = _evidence_v(k, n, mid, concentration) >= threshold
+        lo, hi = np.where(rejected, mid, lo), np.where(rejected, hi, mid)
+    return np.where(_evidence_v(k, n, np.full_like(share, 1e-12), concentration) >= threshold, hi, 0.0)
+
+
+def _evidence_v(k: Any, n: Any, p0: Any, concentration: Any) -> Any:
+    """`judge.split_evidence`, vectorised: the beta-binomial mixture's log likelihood ratio against p0."""
+    a, b = concentration * p0, concentration * (1 - p0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return special.betaln(a + k, b + n - k) - special.betaln(a, b) - k * np.log(p0) - (n - k) * np.log1p(-p0)
+
+
 def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
     """The pre-filter of `{maxIncrease: 50%, max: 1%}` on error_rate: per rollout and look, whether the
-    real judge could FAIL and whether it could PASS. Each of its confidence sequences is the binomial
-    one with each arm's variance times its factor from the one-minute blocks (`judge.inflation`, >= 1);
-    here the factors are taken 1% smaller and the radius a hair narrower, so the filter is looser than
-    the judge. FAIL: the max bound's lower end above 1%, or the log ratio's above log 1.5. PASS: 100
-    canary samples, the max bound's upper end within 1%, and either the log ratio's upper end within
-    log 1.5 or the difference's within 0.5 points (each of the pair's routes at power (1 + power) / 2)."""
+    real judge could FAIL and whether it could PASS, looser than the judge (the block factors taken 1%
+    smaller, thresholds a hair lower). FAIL: the `max` bound's exact sequence (`judge.rate_interval`)
+    excludes 1% from below, or the log ratio's lower end is above log 1.5. PASS: 100 canary samples,
+    the `max` sequence excludes 1% from above, and either the log ratio's upper end is within log 1.5
+    or the canary is at most the margin (`maxIncrease x max / 2`) above stable at all (the exact
+    margin route can pass only then)."""
     levels = judge.levels(SHAPES_GATES["errors"])
     es, ns, ec, nc = c["e_stable"], c["n_stable"], c["e_canary"], c["n_canary"]
-    minutes = np.arange(1, es.shape[1] + 1)[None, :]
-    fs, fc = (0.99 * np.maximum(f, 1.0) for f in inflation_v(c, minutes))
-    fs, fc = np.maximum(fs, 1.0), np.maximum(fc, 1.0)
-    fail_a, pass_a = judge.one_sided(levels.alpha), judge.one_sided(1 - levels.power)
-    half = judge.one_sided(1 - (1 + levels.power) / 2)
+    fs, fc = (np.maximum(0.99 * f, 1.0) for f in inflation_v(c))
+    fail_a, half = judge.one_sided(levels.alpha), judge.one_sided(1 - (1 + levels.power) / 2)
+    limit = SHAPES_ERR_MAX
+    concentration = min(max((1 - limit) / (4 * limit), 2.0), 1e4)  # `rate_interval` near the bound, spread = it
     with np.errstate(invalid="ignore", divide="ignore"):
-        # max: 1% on the canary alone
         rate = ec / nc
-        p = (ec + 0.5) / (nc + 1)
-        var = fc * p * (1 - p) / nc
-        tau = max(min(SHAPES_ERR_MAX, 1 - SHAPES_ERR_MAX), judge._MIN_TAU_ABSOLUTE)
-        fail = (nc > 0) & (rate - _radius_v(var, alpha=fail_a, tau=tau) > SHAPES_ERR_MAX)
-        passing = (nc >= judge.DEFAULT_MIN_SAMPLES) & (ns > 0)
-        passing &= rate + _radius_v(var, alpha=pass_a, tau=tau) <= SHAPES_ERR_MAX
+        evidence = _evidence_v(ec / fc, nc / fc, limit, concentration)
+        fail = (nc > 0) & (rate > limit) & (evidence >= math.log(1 / levels.alpha) - 1e-6)
+        passing = (nc >= judge.DEFAULT_MIN_SAMPLES) & (ns > 0) & (rate < limit)
+        passing &= evidence >= math.log(1 / (1 - levels.power)) - 1e-6
         # maxIncrease: the log ratio (Katz, +0.5 where a count is 0)
         zero = (es == 0) | (ec == 0)
         es2, ec2 = np.where(zero, es + 0.5, es), np.where(zero, ec + 0.5, ec)
@@ -970,31 +980,40 @@ def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
         est = np.log(ec2 / nc2) - np.log(es2 / ns2)
         var = fc * (1 / ec2 - 1 / nc2) + fs * (1 / es2 - 1 / ns2)
         tau = judge._tau_log(SHAPES_ERR_LIMIT, None)
-        limit = math.log1p(SHAPES_ERR_LIMIT)
-        fail |= (nc > 0) & (ns > 0) & (est - _radius_v(var, alpha=fail_a, tau=tau) > limit)
-        rel_pass = est + _radius_v(var, alpha=half, tau=tau) <= limit
-        # the absolute route: at most maxIncrease x max points above stable
-        slack = SHAPES_ERR_LIMIT * SHAPES_ERR_MAX
-        diff = ec / nc - es / ns
-        ps, pc = (es + 0.5) / (ns + 1), (ec + 0.5) / (nc + 1)
-        var = fs * ps * (1 - ps) / ns + fc * pc * (1 - pc) / nc
-        abs_pass = diff + _radius_v(var, alpha=half, tau=judge._tau_absolute(slack, None)) <= slack
-        passing &= rel_pass | abs_pass
+        log_limit = math.log1p(SHAPES_ERR_LIMIT)
+        fail |= (nc > 0) & (ns > 0) & (est - _radius_v(var, alpha=fail_a, tau=tau) > log_limit)
+        rel_pass = est + _radius_v(var, alpha=half, tau=tau) <= log_limit
+        # the margin route (`judge.judge_within`): the canary's exact upper end at most stable's lower end
+        # plus the margin, so at most stable's rate plus the margin: that rate must be outside its sequence
+        margin = SHAPES_ERR_LIMIT * SHAPES_ERR_MAX / 2
+        level = (1 - (1 + levels.power) / 2) / 2
+        threshold = math.log(1 / level) - 1e-6
+        near = np.clip(es / ns + margin, 1e-9, 1 - 1e-9)
+        centre = np.clip(near, margin, 1 - margin)
+        spread_c = np.clip(centre * (1 - centre) / (2 * margin) ** 2, 2.0, 1e4)
+        margin_pass = (rate < near) & (_evidence_v(ec / fc, nc / fc, near, spread_c) >= threshold)
+        # ... and below stable's exact lower end plus the margin, where the above leaves it possible
+        maybe = passing & ~rel_pass & margin_pass
+        if maybe.any():
+            ps = es[maybe] / ns[maybe]
+            centre_s = np.clip(ps, margin, 1 - margin)
+            spread_s = np.clip(centre_s * (1 - centre_s) / (2 * margin) ** 2, 2.0, 1e4)
+            s_lo = _lower_edge_v(es[maybe] / fs[maybe], ns[maybe] / fs[maybe], threshold, spread_s) + 1e-9
+            p0 = np.clip(s_lo + margin, 1e-9, 1 - 1e-9)
+            c_ok = (rate[maybe] < p0) & (
+                _evidence_v(ec[maybe] / fc[maybe], nc[maybe] / fc[maybe], p0, spread_c[maybe]) >= threshold
+            )
+            margin_pass[maybe] = c_ok
+        passing &= rel_pass | margin_pass
     return fail, passing
 
 
 def _error_measurement(sums: dict[str, Any], arm: str, r: int, t: int) -> gates.Measurement:
-    """One arm's error_rate measurement at look t (minutes 0..t), as `controller.analysis` builds it: the
-    value and the requests, and the sums over the one-minute blocks since the step began."""
+    """One arm's error_rate measurement at look t, as `controller.analysis` builds it: the value and the
+    requests over the look's window, and the sums over its 64 blocks."""
     n, e = float(sums[f"n_{arm}"][r, t]), float(sums[f"e_{arm}"][r, t])
-    blocks = judge.Blocks(
-        float(t + 1),
-        e,
-        n,
-        float(sums[f"ee_{arm}"][r, t]),
-        float(sums[f"en_{arm}"][r, t]),
-        float(sums[f"nn_{arm}"][r, t]),
-    )
+    sum_of = {name: float(sums[f"{name}_{arm}"][r, t]) for name in ("be", "bn", "ee", "en", "nn")}
+    blocks = judge.Blocks(float(templates.BLOCKS), sum_of["be"], sum_of["bn"], sum_of["ee"], sum_of["en"], sum_of["nn"])
     return gates.Measurement(e / n if n else None, n, (), blocks)
 
 
@@ -1082,6 +1101,43 @@ def _mwu_scores(canary: Any, stable: Any, worse: Any) -> Any:
     return scores
 
 
+def windowed(cum: Any) -> Any:
+    """Counts cumulative over the step's minutes (axis 1) turned into what the controller counts at each
+    look: the last `LOOK_WINDOW` minutes."""
+    t = np.arange(cum.shape[1])
+    start = t - LOOK_WINDOW[: cum.shape[1]]
+    out = cum.copy()
+    inside = start >= 0
+    out[:, inside] -= cum[:, start[inside]]
+    return out
+
+
+def block_sums(n: Any, e: Any) -> dict[str, Any]:
+    """Per look, the sums over the 64 blocks `templates.blocks` gives (production's subqueries), from
+    per-minute counts that begin `PRE_MINUTES` before the step: blocks of `LOOK_BLOCK` minutes ending at
+    the look. For each block length, a strided running sum (one per residue of the minute) gives every
+    look's 64-block sum at once."""
+    rollouts, minutes = n.shape
+    cn = np.concatenate([np.zeros((rollouts, 1)), np.cumsum(n, axis=1)], axis=1)
+    ce = np.concatenate([np.zeros((rollouts, 1)), np.cumsum(e, axis=1)], axis=1)
+    out = {name: np.zeros((rollouts, SHAPES_MINUTES)) for name in ("bn", "be", "ee", "en", "nn")}
+    for length in np.unique(LOOK_BLOCK):
+        b = int(length)
+        sn = np.zeros((rollouts, minutes))
+        se = np.zeros((rollouts, minutes))
+        sn[:, b - 1 :] = cn[:, b:] - cn[:, :-b]  # the block ending at minute u (index u)
+        se[:, b - 1 :] = ce[:, b:] - ce[:, :-b]
+        looks = np.flatnonzero(length == LOOK_BLOCK)
+        for name, x in (("bn", sn), ("be", se), ("ee", se * se), ("en", se * sn), ("nn", sn * sn)):
+            pad = (-minutes) % b
+            strided = np.concatenate([x, np.zeros((rollouts, pad))], axis=1).reshape(rollouts, -1, b)
+            running = np.cumsum(strided, axis=1).reshape(rollouts, -1)[:, :minutes]
+            shifted = np.zeros_like(running)
+            shifted[:, templates.BLOCKS * b :] = running[:, : -templates.BLOCKS * b]
+            out[name][:, looks] = (running - shifted)[:, PRE_MINUTES + looks]
+    return out
+
+
 def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: int, checks: int) -> ShapeChunk:
     """Latency streams: each minute's requests per bucket (Poisson thinning of Poisson arrivals: the same
     law as a multinomial split of a Poisson count), cumulative since the step began."""
@@ -1110,7 +1166,7 @@ def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts:
         p95_hour[arm] = hist_p95(hourly, le)
         np.cumsum(counts, axis=1, out=counts)
         np.cumsum(counts, axis=2, out=counts)
-        cum[arm] = counts
+        cum[arm] = windowed(counts)
     fail, passing = latency_candidates(cum, ranges)
 
     def verdict_at(r: int, t: int) -> gates.Verdict:
@@ -1142,8 +1198,11 @@ def _error_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: i
     BURST_SHARE of requests fail, on a BURST_BACKGROUND of independent errors. The canary's error rate
     is stable's times ERROR_SCALE[effect] through its burst probability (the background unchanged);
     with shared bursts one uniform per minute drives both arms, so the canary bursts in stable's burst
-    minutes (all of them, or a subset when better) and more."""
+    minutes (all of them, or a subset when better) and more. The streams begin `PRE_MINUTES` before the
+    step (the same arms at the same weight, as if the step before had it), which production's blocks
+    read; the controller's windows and blocks are what is judged (`windowed`, `block_sums`)."""
     rate = route_rates(rng, case.traffic, rollouts)
+    rate = np.concatenate([rate[:, -PRE_MINUTES:], rate], axis=1)  # the day is periodic: the minutes before
     weight = SHAPES_TRAFFIC[case.traffic][1]
     shared = rng.random(rate.shape) if case.shape == "shared bursts" else None
     sums: dict[str, Any] = {}
@@ -1159,13 +1218,15 @@ def _error_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: i
             u = shared if shared is not None else rng.random(rate.shape)
             p = BURST_BACKGROUND + (1 - BURST_BACKGROUND) * BURST_SHARE * (u < burst_p)
         e = rng.binomial(n, p)
+        step_n, step_e = n[:, PRE_MINUTES:], e[:, PRE_MINUTES:]
         with np.errstate(invalid="ignore", divide="ignore"):
-            minute_rate[arm] = np.where(n > 0, e / n, np.nan)
-            hn, he = (x.reshape(rollouts, SHAPES_HOURS, 60).sum(axis=2) for x in (n, e))
+            minute_rate[arm] = np.where(step_n > 0, step_e / step_n, np.nan)
+            hn, he = (x.reshape(rollouts, SHAPES_HOURS, 60).sum(axis=2) for x in (step_n, step_e))
             hourly[arm] = np.where(hn > 0, he / hn, np.nan)
         n, e = n.astype(float), e.astype(float)
-        for name, x in (("n", n), ("e", e), ("ee", e * e), ("en", e * n), ("nn", n * n)):
-            sums[f"{name}_{arm}"] = np.cumsum(x, axis=1)
+        sums[f"n_{arm}"] = windowed(np.cumsum(n[:, PRE_MINUTES:], axis=1))
+        sums[f"e_{arm}"] = windowed(np.cumsum(e[:, PRE_MINUTES:], axis=1))
+        sums.update({f"{name}_{arm}": x for name, x in block_sums(n, e).items()})
     fail, passing = error_candidates(sums)
 
     def verdict_at(r: int, t: int) -> gates.Verdict:
@@ -1310,7 +1371,8 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
     header += ["A/A: promoted, median"]
     print_table(header, rows[:-1])
     print(
-        f"\nreal shapes: one 7-day step per rollout, ours judged every minute on the counts since the step began "
+        f"\nreal shapes: one 7-day step per rollout, ours judged every minute on what the controller counts then "
+        f"(analysis.window's window; error_rate's 64 blocks from templates.blocks, reaching back before the step) "
         f"(gates.judge_segments, alpha {judge.DEFAULT_ALPHA}, power {judge.DEFAULT_POWER}); latency_p95 maxIncrease "
         f"{SHAPES_LAT_LIMIT:.0%} (stable p95 {SHAPES_P95[0]:g}-{SHAPES_P95[1]:g}s, log-uniform per rollout; lognormal sigma {LOGNORMAL_SIGMA:g}, Pareto alpha "
         f"{PARETO_ALPHA:g}; 1x/2x: every latency x{LATENCY_SCALE['1x']:g}/x{LATENCY_SCALE['2x']:g}, better x0.8); "
