@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,12 +15,13 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from controller import cli, load
+from controller import cli, load, templates
 from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
 from controller.routers import factory as router_factory
 from tests.helpers import envoy_proc, net, openai_standin
+from tests.helpers.prom import prom_poll
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
 STABLE_MODEL = "acme/triage-llm-8b-2025-06-02"
@@ -123,6 +125,9 @@ def test_plan_shows_drift_after_an_envoy_restart(repo: tuple[Path, Any, Any]) ->
     with envoy_proc.running_envoy(bootstrap, root / "run1") as proxy:
         answer = httpx.post(f"{proxy.url}/triage/v1/chat/completions", json={}, timeout=10)
         assert (answer.text, answer.headers[envoy.VARIANT_HEADER]) == ("stable", "stable")
+        # Envoy exports exactly the rendered latency bounds (two digits, 4-10% apart), once it has flushed
+        bounds = prom_poll("the request's latency histogram", lambda: _latency_bounds(proxy.admin))
+        assert bounds == [float(b) for b in templates.LATENCY_BUCKETS_MS]
         set_admin(root, proxy.admin)
         before = plan(root)
         assert before["drift"] and before["desired"]["shadow"] == 50 and before["live"]["shadow"] == 0
@@ -150,3 +155,12 @@ def _edge(root: Path) -> Any:
     config = load.load_repo(repo_tree.WorkTree(root)).config
     assert config is not None
     return config.routers["edge"]
+
+
+def _latency_bounds(admin: str) -> list[float] | None:
+    """The `le` bounds of the stable cluster's upstream request time histogram, when Envoy has one."""
+    text = httpx.get(f"{admin}/stats/prometheus", timeout=5).text
+    found = re.findall(
+        r'^envoy_cluster_upstream_rq_time_bucket\{envoy_cluster_name="ticket-triage_stable",le="([^"]+)"\}', text, re.M
+    )
+    return sorted(float(le) for le in found if le != "+Inf") or None
