@@ -986,18 +986,19 @@ def error_candidates(c: dict[str, Any]) -> tuple[Any, Any]:
         # the margin route (`judge.judge_within`): the canary's exact upper end at most stable's lower end
         # plus the margin, so at most stable's rate plus the margin: that rate must be outside its sequence
         margin = SHAPES_ERR_LIMIT * SHAPES_ERR_MAX / 2
+        spread = max(margin, judge._MIN_TAU_ABSOLUTE)  # as `judge.judge_within` spreads its priors
         level = (1 - (1 + levels.power) / 2) / 2
         threshold = math.log(1 / level) - 1e-6
         near = np.clip(es / ns + margin, 1e-9, 1 - 1e-9)
-        centre = np.clip(near, margin, 1 - margin)
-        spread_c = np.clip(centre * (1 - centre) / (2 * margin) ** 2, 2.0, 1e4)
+        centre = np.clip(near, spread, 1 - spread)
+        spread_c = np.clip(centre * (1 - centre) / (2 * spread) ** 2, 2.0, 1e4)
         margin_pass = (rate < near) & (_evidence_v(ec / fc, nc / fc, near, spread_c) >= threshold)
         # ... and below stable's exact lower end plus the margin, where the above leaves it possible
         maybe = passing & ~rel_pass & margin_pass
         if maybe.any():
             ps = es[maybe] / ns[maybe]
-            centre_s = np.clip(ps, margin, 1 - margin)
-            spread_s = np.clip(centre_s * (1 - centre_s) / (2 * margin) ** 2, 2.0, 1e4)
+            centre_s = np.clip(ps, spread, 1 - spread)
+            spread_s = np.clip(centre_s * (1 - centre_s) / (2 * spread) ** 2, 2.0, 1e4)
             s_lo = _lower_edge_v(es[maybe] / fs[maybe], ns[maybe] / fs[maybe], threshold, spread_s) + 1e-9
             p0 = np.clip(s_lo + margin, 1e-9, 1 - 1e-9)
             c_ok = (rate[maybe] < p0) & (
@@ -1030,7 +1031,7 @@ def _real_verdict(case: Shape, stable: gates.Measurement, canary: gates.Measurem
 
 def walk(
     fail: Any, passing: Any, verdict_at: Any, rng: np.random.Generator, *, checks: int
-) -> tuple[Any, Any, int, int]:
+) -> tuple[Any, Any, int, int, int]:
     """Per rollout, the first look the real judge FAILs and the first it PASSes before that (-1: none),
     calling it only where the pre-filter says it could decide: in time order, stopping at the first FAIL,
     and after the first PASS at FAIL candidates only. Then `checks` random looks the filter rules out are
@@ -1059,11 +1060,13 @@ def walk(
                     break
     ruled_out = np.argwhere(~fail | ~passing)
     checks = min(checks, len(ruled_out))
+    missed = 0
     for r, t in ruled_out[rng.integers(0, max(len(ruled_out), 1), checks)]:
         v = verdict_at(int(r), int(t))
-        assert not (v is gates.Verdict.FAIL and not fail[r, t]), ("filter missed a FAIL", r, t)
-        assert not (v is gates.Verdict.PASS and not passing[r, t]), ("filter missed a PASS", r, t)
-    return first_fail, first_pass, calls, checks
+        if (v is gates.Verdict.FAIL and not fail[r, t]) or (v is gates.Verdict.PASS and not passing[r, t]):
+            missed += 1
+            print(f"the pre-filter ruled out a {v} (rollout {r}, look {t})", file=sys.stderr)
+    return first_fail, first_pass, calls, checks, missed
 
 
 @dataclass
@@ -1076,6 +1079,7 @@ class ShapeChunk:
     kayenta: Any  # (rollouts, hours): the smallest p-value among metrics worse beyond the limit, per look
     calls: int  # real judge calls
     checks: int  # looks the filter ruled out, judged to check it
+    missed: int  # of those, the ones the real judge decided (the filter was not looser there)
 
 
 def route_rates(rng: np.random.Generator, traffic: str, rollouts: int) -> Any:
@@ -1173,12 +1177,12 @@ def _latency_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts:
         m = {arm: _latency_measurement(cum[arm][r, t], band, fine_probs[arm][r], rng) for arm in cum}
         return _real_verdict(case, m["stable"], m["canary"])
 
-    first_fail, first_pass, calls, checked = walk(fail, passing, verdict_at, rng, checks=checks)
+    first_fail, first_pass, calls, checked, missed = walk(fail, passing, verdict_at, rng, checks=checks)
     threshold = p95[:, None] * (1 + SHAPES_LAT_LIMIT)
     with np.errstate(invalid="ignore"):
         flagger_counts = np.cumsum(p95_minute["canary"] > threshold, axis=1).astype(np.int16)
     scores = _mwu_scores(p95_hour["canary"], p95_hour["stable"], lambda c, s: c > s * (1 + SHAPES_LAT_LIMIT))
-    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked)
+    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked, missed)
 
 
 def _latency_measurement(cum: Any, band: Band, fine_probs: list[Any], rng: np.random.Generator) -> gates.Measurement:
@@ -1232,12 +1236,12 @@ def _error_chunk(rng: np.random.Generator, case: Shape, effect: str, rollouts: i
     def verdict_at(r: int, t: int) -> gates.Verdict:
         return _real_verdict(case, _error_measurement(sums, "stable", r, t), _error_measurement(sums, "canary", r, t))
 
-    first_fail, first_pass, calls, checked = walk(fail, passing, verdict_at, rng, checks=checks)
+    first_fail, first_pass, calls, checked, missed = walk(fail, passing, verdict_at, rng, checks=checks)
     with np.errstate(invalid="ignore"):
         failed = minute_rate["canary"] > SHAPES_ERR_RATE * (1 + SHAPES_ERR_LIMIT)
     flagger_counts = np.cumsum(failed, axis=1).astype(np.int16)
     scores = _mwu_scores(hourly["canary"], hourly["stable"], lambda c, s: c > s * (1 + SHAPES_ERR_LIMIT))
-    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked)
+    return ShapeChunk(first_fail, first_pass, flagger_counts, scores, calls, checked, missed)
 
 
 def _shapes_task(task: tuple[int, int, int, int, int, int]) -> tuple[int, int, int, ShapeChunk]:
@@ -1275,6 +1279,7 @@ def shapes_run(args: argparse.Namespace) -> dict[tuple[int, int], ShapeChunk]:
             kayenta=np.concatenate([joined.kayenta, part.kayenta]),
             calls=joined.calls + part.calls,
             checks=joined.checks + part.checks,
+            missed=joined.missed + part.missed,
         )
     return out
 
@@ -1324,11 +1329,12 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
     runs = shapes_run(args)
     rows: list[list[str]] = []
     mine: dict[int, ShapeRow] = {}
-    calls = checks = 0
+    calls = checks = missed = 0
     for case_i, case in enumerate(SHAPES):
         got = {effect: runs[(case_i, effect_i)] for effect_i, effect in enumerate(SHAPES_EFFECTS)}
         calls += sum(g.calls for g in got.values())
         checks += sum(g.checks for g in got.values())
+        missed += sum(g.missed for g in got.values())
         judged: dict[str, ShapeRow] = {}
         ours_first = {e: g.ours_fail for e, g in got.items()}
         ours_promoted = {
@@ -1387,7 +1393,8 @@ def shapes_bench(args: argparse.Namespace) -> list[str]:
         f"vectorised pre-filter ruled out the rest; {checks:,} ruled-out looks checked against it); seed "
         f"{args.seed}; {time.monotonic() - started:.0f}s"
     )
-    return shapes_targets(mine)
+    agreed = f"  shapes: the pre-filter ruled out no look the judge decided ({missed} of {checks:,} checked did)"
+    return [*shapes_targets(mine), f"{agreed}: {_yes(missed == 0)}"]
 
 
 def _aa_rate(row: ShapeRow) -> float:

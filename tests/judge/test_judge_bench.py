@@ -41,12 +41,13 @@ def test_the_judge_bench_prints_every_judge_and_the_targets() -> None:
     gates_lines = [line for line in lines if line.startswith("25%:")]
     split_lines = [line for line in lines if line.startswith("split:")]
     shapes_lines = [line for line in lines if line.startswith("shapes:")]
-    assert len(gates_lines) == 3 and len(split_lines) == 5 and len(shapes_lines) == 9, targets
-    assert len(lines) == 17, targets
+    assert len(gates_lines) == 3 and len(split_lines) == 5 and len(shapes_lines) == 10, targets
+    assert len(lines) == 18, targets
     assert gates_lines[0].startswith("25%: ours at defaults: A/A false rollbacks")
     assert split_lines[0].startswith("split: A/A false alarms per step <= 0.1%")
     assert shapes_lines[0].startswith("shapes: latency_p95: A/A false rollbacks <= 1%")
-    assert shapes_lines[-1].startswith("shapes: latency_p95 on LiteLLM's buckets")
+    assert shapes_lines[-2].startswith("shapes: latency_p95 on LiteLLM's buckets")
+    assert shapes_lines[-1].startswith("shapes: the pre-filter ruled out no look the judge decided")
     assert all(line.rsplit(": ", 1)[1] in ("yes", "NO") for line in lines)
     split_rows = [line for line in table.splitlines() if line.startswith("split ")]
     assert sum(row.startswith("split A/A") for row in split_rows) == 12  # 4 weights x 3 traffic levels
