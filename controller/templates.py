@@ -13,7 +13,8 @@ Application metrics (any router) carry the labels `route` (the rollout's `spec.r
 - `llm_eval_results_total{result="pass"|"fail"}`: online eval verdicts (eval_pass_rate)
 - `llm_schema_checks_total{result="valid"|"invalid"}`: structured-output checks (schema_valid_rate)
 - `llm_cost_usd_total`, `llm_tokens_total`: spend and tokens (cost_per_request, tokens_per_request,
-  per answered request: over `llm_requests_total{outcome="ok"}`)
+  per answered request: over `llm_requests_total{outcome="ok"}`, with `llm_requests_total` as every
+  request, so that the gate can hold a canary that answers a smaller share)
 
 Envoy's own metrics (used for rollouts on an `envoy` router, where a template has an Envoy flavour)
 carry `envoy_cluster_name` = `spec.cluster_name(rollout, variant)`; the query splits it back into
@@ -27,7 +28,9 @@ id, which is `spec.cluster_name(rollout, variant)` too (names checked against Li
 
 Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
 a `value` series and a `samples` series (tagged with the label `rollouts_part`), plus for quantile
-templates one `buckets` series per histogram bucket (its `le` label kept) for the judge, one group per
+templates one `buckets` series per histogram bucket (its `le` label kept) for the judge, for ratio
+templates the per-block sums of `blocks()` (`BLOCK_PARTS`, bursts) and for mean templates with
+`requests` a `requests` series, one group per
 (flavour, segment labels) tagged with `rollouts_group`, joined with `or`. A ratio's numerator
 series may not exist yet (Envoy creates the 5xx series at the first 5xx): `or total * 0` makes that
 a measured zero, while a missing `total` stays "no data".
