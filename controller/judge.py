@@ -42,6 +42,7 @@ DEFAULT_QUANTILE_MIN_SAMPLES = 200
 _MIN_TAU_ABSOLUTE = 0.005  # mixing scale floors: the sequence is tightest near regressions of this size
 _MIN_TAU_LOG = 0.05
 _QUANTILE_RHO_SAMPLES = 250.0  # the quantile sequence is tightest near this many samples per arm
+CLUSTERED = 1.25  # a variance factor from which the evidence says the events cluster in time
 _CANARY_SHARE = 0.8  # of a quantile comparison's alpha (and 1 - power), for the canary: usually the smaller arm
 
 
@@ -323,7 +324,7 @@ def _compare(
             f"canary {_pct(1 - canary_bad / canary_total)} vs stable {_pct(1 - stable_bad / stable_total)} good: "
             f"regression {_pts(estimate)} (bounds {_pts(lower)} .. {_pts(upper)}), limit {_pts(limit)}"
         )
-    if factors != (1.0, 1.0):
+    if max(factors) >= CLUSTERED:  # below, the factor is mostly the noise of 64 blocks: not worth a word
         reason += f"; events clustered in time: variance x{factors[1]:.3g} canary, x{factors[0]:.3g} stable"
     explained = _explain(verdict, reason, nc, min_samples)
     return Comparison(verdict, estimate, lower, upper, limit, relative, nc, ns, explained)
@@ -606,7 +607,7 @@ def judge_rate_bound(
     verdict = _bound_verdict(failed, passed and total >= min_samples)
     word = "max" if at_most else "min"
     reason = f"canary {_pct(rate)} (bounds {_pct(lower)} .. {_pct(upper)}), {word} {_pct(limit)}"
-    if factor != 1.0:
+    if factor >= CLUSTERED:
         reason += f"; events clustered in time: counts / {factor:.3g}"
     return Comparison(verdict, rate, lower, upper, limit, False, n, 0, _explain_bound(verdict, reason, n, min_samples))
 
