@@ -189,13 +189,13 @@ def judge(
             assert stable.value is not None
             parts += judge_against_stable(gate, stable=stable.value, canary=canary.value)
     if method.kind == "mean" and canary.requests is not None:
-        parts.append(answered_share(gate, stable=stable, canary=canary, alpha_share=alpha_share))
+        parts.append(answered_share(gate, stable=stable, canary=canary))
     verdict = worst(p.verdict for p in parts) if parts else Verdict.INCONCLUSIVE
     checks = tuple(c for p in parts for c in p.checks)
     return Judgement(verdict, "; ".join(p.reason for p in parts if p.verdict is verdict), checks)
 
 
-def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement, alpha_share: float) -> Judgement:
+def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement) -> Judgement:
     """A per-answer gate's guard: the canary must be shown (at the gate's power) to answer at most
     `ANSWERED_MARGIN` less of its requests than stable; until then the gate holds (INCONCLUSIVE), since a
     failed request carries no cost and no tokens and a failing canary would look cheap. It never fails
@@ -204,16 +204,13 @@ def answered_share(gate: spec.Gate, *, stable: Measurement, canary: Measurement,
     if stable.requests is None or stable.samples is None:
         return Judgement(Verdict.INCONCLUSIVE, f"{name}: no stable requests to compare the answered share with")
     counts = [(min(m.samples or 0.0, m.requests or 0.0), m.requests or 0.0) for m in (stable, canary)]
-    levels = stats.levels(gate)
-    j = stats.judge_ratio(
-        stable_good=counts[0][0],
+    j = stats.judge_within(  # exact: failures are rare, and a clean run must neither fool nor stall it
+        stable_bad=counts[0][1] - counts[0][0],
         stable_total=counts[0][1],
-        canary_good=counts[1][0],
+        canary_bad=counts[1][1] - counts[1][0],
         canary_total=counts[1][1],
-        higher_is_better=True,
-        max_drop=ANSWERED_MARGIN,
-        alpha=levels.alpha * alpha_share,
-        power=levels.power,
+        margin=ANSWERED_MARGIN,
+        power=stats.levels(gate).power,
     )
     verdict = Verdict.PASS if j.verdict is Verdict.PASS else Verdict.INCONCLUSIVE
     why = (

@@ -52,7 +52,7 @@ RATE = 200.0  # requests per second through Envoy: what these 2-core machines su
 TICK = 1.0  # seconds between reconcile ticks
 SCRAPE = 1.0  # seconds between Prometheus scrapes
 INTERVAL = 2.0  # the rollout's analysis interval, seconds
-DEADLINE = 170.0  # the whole demo, seconds
+DEADLINE = 300.0  # the whole demo, seconds: a good canary completes in about two minutes (its gates need a few hundred requests per tenant and step to pass on evidence)
 REGRESS_AT = 50  # a bad canary starts to misbehave once it takes this much live traffic
 
 #: How the canary misbehaves once it takes live traffic, per scenario (stand-in behaviour fields).

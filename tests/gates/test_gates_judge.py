@@ -342,7 +342,7 @@ def test_gate_alpha_and_power_reach_the_judge() -> None:
 
 MEAN_CASES = [
     # (name, stable, canary, want, phrase): cost per answered request, maxIncrease 20%, from 2,000 requests a side
-    ("answers-alike-passes", M(0.02, 1990, requests=2000), M(0.02, 1990, requests=2000), V.PASS, "within"),
+    ("answers-alike-passes", M(0.02, 19900, requests=20000), M(0.02, 19900, requests=20000), V.PASS, "within"),
     (
         "answers-30pct-fewer-holds",
         M(0.02, 1990, requests=2000),
