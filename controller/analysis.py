@@ -265,7 +265,7 @@ def _blocks(parts: Mapping[str, float]) -> judge.Blocks | None:
     sums = [_number(parts.get(name)) for name in templates.BLOCK_PARTS]
     if any(v is None for v in sums):
         return None
-    return judge.Blocks(*(float(v) for v in sums if v is not None))
+    return judge.Blocks(float(templates.BLOCKS), *(float(v) for v in sums if v is not None))
 
 
 def _number(v: float | None) -> float | None:

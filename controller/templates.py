@@ -280,8 +280,9 @@ def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str])
 
 
 #: The parts of a ratio template's answer that sum its counts over time blocks (see `judge.Blocks`), in
-#: the order of `judge.Blocks`' fields.
-BLOCK_PARTS = ("blocks", "block_events", "block_total", "events_sq", "cross", "total_sq")
+#: the order of `judge.Blocks`' fields after `count` (always `BLOCKS`: a block without traffic adds
+#: nothing to any sum, so the judge needs no count of the blocks that had some).
+BLOCK_PARTS = ("block_events", "block_total", "events_sq", "cross", "total_sq")
 BLOCKS = 64  # time blocks a ratio gate's burstiness is measured over
 MIN_BLOCK = timedelta(minutes=5)  # several scrapes a block at any usual scrape interval (Prometheus' default: 1m)
 
@@ -326,7 +327,6 @@ def _block_sums(t: spec.RatioTemplate, g: Group, window: timedelta) -> dict[str,
     events = f"({_sum(_increase(t.numerator, g, length), g.by)} or ({total}) * 0)"
     over = f"[{span}:{length}]"
     return {
-        "blocks": f"count_over_time(({total}){over})",
         "block_events": f"sum_over_time({events}{over})",
         "block_total": f"sum_over_time(({total}){over})",
         "events_sq": f"sum_over_time(({events} ^ 2){over})",
