@@ -345,10 +345,20 @@ def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str)
 # loader refuses: tabs, the line breaks of YAML 1.1 (NEL, LS, PS), and in block scalars (`|`, `>`) a
 # comment glued to the header or a blank line with spaces, and a byte-order mark after the first character
 # (libyaml drops it, the round-trip loader keeps it in a key). Such a file takes the round-trip path; it is
-# rare in a spec, and a false alarm (`"a &b"`, `x > y`) only costs time.
-_ROUND_TRIP_ONLY = re.compile(
-    r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|[\t\x85\u2028\u2029]|(?:^|\s)[|>]|(?<=[\s\S])\ufeff"
-)
+# rare in a spec, and a false alarm (`"a &b"`) only costs time. Comments are not searched for the markers
+# (`# stable -> canary, x > y` is prose) on a line without quote characters: there a `#` after a space is a
+# comment, or content of a quoted scalar that goes on past the line's end; either way nothing in it is read
+# as syntax. A line with a quote character is searched whole.
+_MARKERS = re.compile(r"(?:^|[\s\[{,:])(?:!|[&*][^\s\[\]{},])|<<|(?:^|\n)%|(?:^|\s)[|>]")
+_ANYWHERE = re.compile(r"[\t\x85\u2028\u2029]|(?<=[\s\S])\ufeff")  # line breaks and marks, in comments too
+_COMMENT = re.compile(r"(?m)^(?=[^'\"\n]*$)([^#\n]*?)(?:^|(?<=[ ]))#.*$")
+
+
+def _round_trip_only(text: str) -> bool:
+    """Whether `text` holds something libyaml and the round-trip loader could read differently."""
+    return bool(_ANYWHERE.search(text) or _MARKERS.search(_COMMENT.sub(r"\1", text)))
+
+
 _STR, _MAP, _SEQ = (f"{_CORE}{t}" for t in ("str", "map", "seq"))
 _SCALARS = frozenset(f"{_CORE}{t}" for t in ("null", "bool", "int", "float", "timestamp"))
 
@@ -462,7 +472,7 @@ def load_model(model: type[M], path: str, data: bytes, *, code: str = "E002") ->
     or that does not validate is parsed again by the round-trip loader, whose answer counts and whose
     positions name the line, column and field of every problem, so errors read as they always did."""
     text = _text(path, data)
-    if not _ROUND_TRIP_ONLY.search(text):
+    if not _round_trip_only(text):
         try:
             return model.model_validate(_plain_yaml(text))
         except _Refused as exc:  # a bound, at the event libyaml reports it: the round-trip parse stops there too

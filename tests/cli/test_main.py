@@ -3,6 +3,7 @@ each controller command starts with."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,16 @@ import pytest
 
 from controller import cli
 from controller.cli import run
-from tests.helpers.examples import ROOT
+from tests.helpers.examples import ROOT, copy_examples
 
 
-def test_python_dash_m_runs_the_same_command() -> None:
+def test_python_dash_m_runs_the_same_command(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "controller", "validate", "rollouts"], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "controller", "validate", "rollouts"],
+        cwd=copy_examples(tmp_path),
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

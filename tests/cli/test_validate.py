@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.examples import ROOT, broken, run
+from tests.helpers.examples import ROOT, broken, run, shipped_examples
 
 
-def test_examples_are_valid() -> None:
-    code, out = run("validate", str(ROOT / "rollouts"))
+def test_examples_are_valid(tmp_path: Path) -> None:
+    code, out = run("validate", str(shipped_examples(tmp_path) / "rollouts"))
     assert code == 0, out
     assert "0 error(s)" in out or "valid: no problems found" in out
 
@@ -30,8 +30,8 @@ def test_schema_check_catches_drift(tmp_path: Path) -> None:
     assert code == 1 and "rollout.schema.json" in out
 
 
-def test_example_files_point_editors_at_the_schema() -> None:
-    for path in (ROOT / "rollouts").rglob("*.yaml"):
+def test_example_files_point_editors_at_the_schema(tmp_path: Path) -> None:
+    for path in (shipped_examples(tmp_path) / "rollouts").rglob("*.yaml"):
         first = path.read_text().splitlines()[0]
         assert first.startswith("# yaml-language-server: $schema="), path
         schema = (path.parent / first.split("=", 1)[1]).resolve()

@@ -13,6 +13,7 @@ import pytest
 from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[2]
+FIXTURE = ROOT / "tests" / "fixtures" / "repo"  # where the steps run: the tests' repository, not rollouts/ here
 ACTION = ROOT / ".github" / "actions" / "rollout-checks" / "action.yml"
 WORKFLOW = ROOT / ".github" / "workflows" / "rollout-checks.yml"
 
@@ -85,7 +86,7 @@ def test_the_eval_step(
         "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"),
     }
     result = subprocess.run(
-        ["bash", "-e", "-c", step("eval")["run"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        ["bash", "-e", "-c", step("eval")["run"]], cwd=FIXTURE, env=env, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stdout + result.stderr  # the gate step fails the job, not this one
     outputs = (tmp_path / "output").read_text().splitlines()
@@ -106,7 +107,7 @@ def test_the_golden_sets_step_checks_every_set(tmp_path: Path) -> None:
     (bin_dir / "rollout").chmod(0o755)
     env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(
-        ["bash", "-e", "-c", golden["run"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+        ["bash", "-e", "-c", golden["run"]], cwd=FIXTURE, env=env, capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "calls").read_text().splitlines() == ["eval support-bot --check", "eval ticket-triage --check"]

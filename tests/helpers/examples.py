@@ -1,5 +1,6 @@
-"""The example repository (rollouts/ in this checkout) as a user runs the `rollout` command on it:
-a copy whose routers are all the embedded file router, and the CLI run in-process.
+"""The tests' repository (tests/fixtures/repo: a fixture, not the examples under rollouts/, so what a
+user adds to this checkout never changes a test) as a user runs the `rollout` command on it: a copy
+whose routers are all the embedded file router, and the CLI run in-process.
 
 Used by tests/cli/ and tests/gates/test_gates_cli.py.
 """
@@ -14,6 +15,8 @@ from pathlib import Path
 from controller import cli
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout
+FIXTURE = ROOT / "tests" / "fixtures" / "repo"  # holds rollouts/: three rollouts and their controller.yaml
+EXAMPLES = ("support-bot", "ticket-triage", "release-notes")  # the examples this checkout ships, by name
 
 FILE_ROUTERS = """apiVersion: rollouts/v1
 kind: ControllerConfig
@@ -29,10 +32,23 @@ gateTemplates:
 
 
 def copy_examples(tmp_path: Path) -> Path:
-    """A copy of the example repository under `tmp_path`/repo, every router the file router (FILE_ROUTERS)."""
+    """A copy of the fixture repository under `tmp_path`/repo, every router the file router (FILE_ROUTERS)."""
     root = tmp_path / "repo"
-    shutil.copytree(ROOT / "rollouts", root / "rollouts")
+    shutil.copytree(FIXTURE / "rollouts", root / "rollouts")
     (root / "rollouts/controller.yaml").write_text(FILE_ROUTERS)
+    return root
+
+
+def shipped_examples(tmp_path: Path) -> Path:
+    """The examples this checkout ships (EXAMPLES, with rollouts/controller.yaml and schemas/) copied under
+    `tmp_path`/shipped, as they are: what a user reads and copies. Named, never globbed, so a rollout a user
+    adds beside them is theirs, not the tests'."""
+    root = tmp_path / "shipped"
+    (root / "rollouts").mkdir(parents=True)
+    shutil.copy(ROOT / "rollouts" / "controller.yaml", root / "rollouts" / "controller.yaml")
+    for name in EXAMPLES:
+        shutil.copytree(ROOT / "rollouts" / name, root / "rollouts" / name)
+    shutil.copytree(ROOT / "schemas", root / "schemas")
     return root
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from controller import edits, load, spec
 
-EXAMPLE = (Path(__file__).parent.parent.parent / "rollouts/support-bot/rollout.yaml").read_text()
+EXAMPLE = (Path(__file__).parent.parent / "fixtures/repo/rollouts/support-bot/rollout.yaml").read_text()
 STATUS = {"revision": "6fc33c1e4d1a", "step": 2, "phase": "Progressing", "rolledBack": ["0ld000000001"]}
 
 WITH_STATUS = (

@@ -12,7 +12,7 @@ import pytest
 
 from controller import edits, gates, load, plan, proposals, repo, spec, traffic
 
-ROLLOUTS = Path(__file__).parent.parent.parent / "rollouts"
+ROLLOUTS = Path(__file__).parent.parent / "fixtures" / "repo" / "rollouts"
 NAME = "ticket-triage"  # four steps, shadow first
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 Action = proposals.Action

@@ -20,10 +20,10 @@ from controller import plan as planning
 from controller import repo as repo_tree
 from controller.routers import base, envoy
 from controller.routers import factory as router_factory
-from tests.helpers import envoy_proc, net, openai_standin
+from tests.helpers import envoy_proc, examples, net, openai_standin
 from tests.helpers.prom import prom_poll
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
+EXAMPLES = examples.FIXTURE / "rollouts"
 STABLE_MODEL = "acme/triage-llm-8b-2025-06-02"
 CANARY_MODEL = "acme/triage-llm-8b-2025-09-15"
 

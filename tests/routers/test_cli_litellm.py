@@ -17,10 +17,10 @@ from ruamel.yaml import YAML
 
 from controller import cli, templates, traffic
 from controller.routers import base
-from tests.helpers import litellm_proc
+from tests.helpers import examples, litellm_proc
 from tests.helpers.live_routers import LitellmStack, litellm_router
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "rollouts"
+EXAMPLES = examples.FIXTURE / "rollouts"
 
 
 @pytest.fixture

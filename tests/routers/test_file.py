@@ -15,6 +15,7 @@ from controller import errors, load, plan, repo, traffic
 from controller.routers import base
 from controller.routers import factory as router_factory
 from controller.routers import file as file_router
+from tests.helpers import examples
 from tests.helpers.routes import read_one
 
 
@@ -191,7 +192,7 @@ def test_a_write_leaves_variants_no_rollout_manages(tmp_path: Path) -> None:
 def test_a_prompt_only_rollout_reaches_the_application_through_the_file(tmp_path: Path) -> None:
     """The example's prompt-only rollout (same model, two prompts) on the file router: the routes file
     an application reads, with nothing else, holds each variant's prompt text, model and params."""
-    shutil.copytree(Path(__file__).resolve().parents[2] / "rollouts", tmp_path / "rollouts")
+    shutil.copytree(examples.FIXTURE / "rollouts", tmp_path / "rollouts")
     result = load.load_repo(repo.WorkTree(tmp_path))
     loaded = result.rollout("ticket-triage")
     assert result.config is not None and loaded is not None, result.problems

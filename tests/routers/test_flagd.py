@@ -31,7 +31,7 @@ S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
 SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
 TESTS = Path(__file__).resolve().parents[1]
-EXAMPLES = TESTS.parent / "rollouts"
+EXAMPLES = TESTS / "fixtures" / "repo" / "rollouts"
 FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
     S: traffic.Served(

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from controller import load, repo, spec
-from tests.helpers import corpus
+from tests.helpers import corpus, examples
 
-EXAMPLES = Path(__file__).parent.parent.parent
+EXAMPLES = examples.FIXTURE
 
 
 def rollout_yaml(**over: str) -> str:
