@@ -183,6 +183,38 @@ def clone_bare(url: str, into: Path) -> Path:
     return into
 
 
+def publish(path: Path, *, message: str, remote: Path | None = None) -> str:
+    """Make `path` a repository whose main holds everything in it, in one commit (`rollout init`); with
+    `remote`, first a new bare repository there, which `path` tracks as origin and main is pushed to.
+    The commit is the user's (their git identity), or `rollout init`'s when git has none. Its sha."""
+    try:
+        if remote is not None:
+            git.Repo.init(remote, bare=True, initial_branch="main")
+        repo = git.Repo.init(path, initial_branch="main")
+        repo.git.add("-A")
+        try:
+            repo.git.config("--get", "user.email")
+            identity: list[str] = []
+        except git.GitCommandError:  # unset: a commit would fail with "Please tell me who you are"
+            identity = ["-c", "user.name=rollout init", "-c", "user.email=rollout-init@users.noreply.local"]
+        repo.git.execute(["git", *identity, "commit", "-q", "-m", message])
+        if remote is not None:
+            repo.create_remote("origin", str(remote))
+            repo.git.push("-q", "-u", "origin", "main")
+        return repo.head.commit.hexsha
+    except git.GitCommandError as exc:
+        raise errors.RepoError(f"cannot create the repository {path}: {_git_reason(exc)}") from exc
+
+
+def current_branch(path: Path) -> str | None:
+    """The branch checked out in the repository around `path`; None outside one, or on a detached HEAD."""
+    try:
+        found = git.Repo(path, search_parent_directories=True).git.symbolic_ref("--quiet", "--short", "HEAD")
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.GitCommandError):
+        return None
+    return str(found).strip() or None
+
+
 # -- the controller's clone of the remote ---------------------------------------------------------
 
 
