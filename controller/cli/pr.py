@@ -1,5 +1,5 @@
-"""`rollout pr list|show|approve|merge|close`: the pull requests of the local forge, a git remote on
-disk, for a reviewer without a GitHub."""
+"""`rollout pr create|list|show|approve|merge|close`: the pull requests of the local forge, a git remote
+on disk, for a reviewer without a GitHub; `create` opens a person's PR from a branch pushed there."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import errors, load, repo
+from controller import errors, load, proposals, repo
 from controller.cli import common
 from controller.forge import base as forge_base
 from controller.forge import local as forge_local
@@ -17,6 +17,11 @@ from controller.forge import local as forge_local
 def add_parser(sub: Any) -> None:
     pr = sub.add_parser("pr", help="the local forge's pull requests")
     pr_sub = pr.add_subparsers(dest="pr_command", required=True, metavar="ACTION")
+    create = pr_sub.add_parser("create", help="open a pull request from a branch pushed to the remote")
+    create.add_argument("--title", required=True)
+    create.add_argument("--body", default="")
+    create.add_argument("--head", default=None, help="the branch (default: the one checked out here)")
+    create.add_argument("--base", default="main", help="the branch to merge into (default: main)")
     ls = pr_sub.add_parser("list", help="open pull requests (--all for every one)")
     ls.add_argument("--all", action="store_true")
     show = pr_sub.add_parser("show", help="one pull request: body, checks, comments")
@@ -28,7 +33,7 @@ def add_parser(sub: Any) -> None:
     close.add_argument("--comment", default="")
     for p in (show, approve, merge, close):
         p.add_argument("number", type=int, metavar="N")
-    for p in (ls, show, approve, merge, close):
+    for p in (create, ls, show, approve, merge, close):
         p.add_argument("--remote", default=None, help="the local remote, a path (default: $ROLLOUT_REMOTE)")
     pr.set_defaults(func=cmd_pr)
 
@@ -50,6 +55,9 @@ def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
 def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
     forge = _local_forge(args)
     match args.pr_command:
+        case "create":
+            pr, opened = _create(forge, args)
+            out.write(f"{opened} #{pr.number} {pr.title} ({pr.branch} -> {pr.base}) in {forge.remote}\n")
         case "list":
             state = None if args.all else forge_base.PRState.OPEN
             pulls = forge.list(prefix="", state=state)
@@ -80,3 +88,21 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
             pr = forge.close(args.number, comment=args.comment)
             out.write(f"closed #{pr.number} in {forge.remote}\n")
     return 0
+
+
+def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[forge_base.PullRequest, str]:
+    """A person's PR from --head (default: the branch checked out in the current directory), and whether
+    it was opened or an open one updated."""
+    head = args.head or repo.current_branch(Path.cwd())
+    if head is None:
+        raise common.UsageError("name the branch with --head: the current directory has no branch checked out")
+    if head.startswith(proposals.BRANCH_PREFIX):
+        raise common.UsageError(
+            f"{head!r}: branches under {proposals.BRANCH_PREFIX} are the controller's own; name yours otherwise"
+        )
+    if head == args.base:
+        raise common.UsageError(f"--head and --base are both {head!r}: push your change on a branch of its own")
+    before = forge.find(head)
+    pr = forge.create(head, base=args.base, title=args.title, body=args.body)
+    updated = before is not None and before.state is forge_base.PRState.OPEN
+    return pr, "updated" if updated else "opened"

@@ -84,6 +84,13 @@ class GitStore:
             raise errors.RepoError(f"cannot merge {head[:10]} into {base[:10]}: conflicts") from exc
         return self._git("commit-tree", tree, "-p", base, "-p", head, "-m", message).strip()
 
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            gitcmd.run(self.repo, "merge-base", "--is-ancestor", ancestor, descendant)
+        except git.GitCommandError:
+            return False
+        return True
+
     def update_ref(self, ref: str, new: str, *, old: str | None) -> bool:
         """Move `ref` to `new` only if it still points at `old` (None: only if it does not exist)."""
         try:

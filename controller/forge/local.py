@@ -112,11 +112,36 @@ class LocalForge:
         head = self._commit_branch(ref, base_sha, change)
         cutpoints.reached(cutpoints.BRANCH_PUSHED)
 
+        pr = self._open(
+            change.branch, base=base, head=head, title=change.title, body=change.body, labels=change.labels
+        )
+        cutpoints.reached(cutpoints.PR_OPENED)
+        return pr
+
+    def create(self, branch: str, *, base: str, title: str, body: str) -> base.PullRequest:
+        """A person's pull request from `branch`, already pushed to the remote (`rollout pr create`);
+        find-or-update like `propose`, so creating it again after a push updates it."""
+        head = self.store.resolve(f"refs/heads/{branch}")
+        if head is None:
+            raise errors.ForgeError(f"local forge: no branch {branch!r} in {self.remote}; push it first")
+        base_sha = self.store.resolve(f"refs/heads/{base}")
+        if base_sha is None:
+            raise errors.ForgeError(f"local forge: no base branch {base!r} in {self.remote}")
+        if self.store.is_ancestor(head, base_sha):
+            raise errors.ForgeError(f"local forge: {branch!r} has no commits that {base!r} does not have")
+        return self._open(branch, base=base, head=head, title=title, body=body, labels=())
+
+    def _open(
+        self, branch: str, *, base: str, head: str, title: str, body: str, labels: tuple[str, ...]
+    ) -> base.PullRequest:
+        """Open the PR whose head is `branch` at `head`, or update the open one (new commits dismiss its
+        approvals, as branch protection does)."""
+
         def upsert(records: list[dict[str, Any]]) -> dict[str, Any]:
-            open_one = next((r for r in records if r["branch"] == change.branch and r["state"] == "open"), None)
+            open_one = next((r for r in records if r["branch"] == branch and r["state"] == "open"), None)
             record = open_one or {
                 "number": max((r["number"] for r in records), default=0) + 1,
-                "branch": change.branch,
+                "branch": branch,
                 "state": "open",
                 "created_at": self.clock().isoformat(),
                 "reviews": [],
@@ -125,15 +150,11 @@ class LocalForge:
                 "merge_sha": "",
             }
             if open_one is not None and open_one["head_sha"] != head:
-                record["reviews"] = []  # new commits dismiss earlier approvals, as branch protection does
-            record.update(
-                base=base, title=change.title, body=change.body, labels=sorted(set(change.labels)), head_sha=head
-            )
+                record["reviews"] = []
+            record.update(base=base, title=title, body=body, labels=sorted(set(labels)), head_sha=head)
             return record
 
-        pr = _pull(self._write(upsert, f"propose {change.branch}"))
-        cutpoints.reached(cutpoints.PR_OPENED)
-        return pr
+        return _pull(self._write(upsert, f"propose {branch}"))
 
     def _commit_branch(self, ref: str, base_sha: str, change: base.Change) -> str:
         """Point the PR branch at base + files; keep the current commit if it already is exactly that."""
@@ -184,7 +205,10 @@ class LocalForge:
             raise errors.ForgeError(f"local forge: #{number} is closed; it cannot be merged")
         head = self.store.resolve(f"refs/heads/{record['branch']}")
         if head is None or head != record["head_sha"]:
-            raise errors.ForgeError(f"local forge: #{number}'s branch moved; propose it again")
+            raise errors.ForgeError(
+                f"local forge: #{number}'s branch moved since the PR was updated; update it (a person's PR: "
+                "`rollout pr create` again) and approve it again"
+            )
         base_ref = f"refs/heads/{record['base']}"
         title = f"Merge pull request #{number} from {record['branch']}"
         for _ in range(self.updates):
