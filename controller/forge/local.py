@@ -112,9 +112,7 @@ class LocalForge:
         head = self._commit_branch(ref, base_sha, change)
         cutpoints.reached(cutpoints.BRANCH_PUSHED)
 
-        pr = self._open(
-            change.branch, base=base, head=head, title=change.title, body=change.body, labels=change.labels
-        )
+        pr = self._open(change.branch, base=base, head=head, title=change.title, body=change.body, labels=change.labels)
         cutpoints.reached(cutpoints.PR_OPENED)
         return pr
 
