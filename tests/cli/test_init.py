@@ -149,3 +149,13 @@ def test_without_local_dir_is_a_repository_to_push(tmp_path: Path) -> None:
     assert "git remote add origin URL && git push -u origin main" in out
     assert not git.Repo(tmp_path / "team").remotes
     assert not (tmp_path / "team.git").exists()
+
+
+def test_local_refuses_a_remote_that_exists_and_takes_remote_dir(tmp_path: Path) -> None:
+    (tmp_path / "team.git").mkdir()
+    (tmp_path / "team.git" / "HEAD").write_text("ref: refs/heads/main\n")
+    assert run("init", str(tmp_path / "team"), "--local")[0] == 2
+    assert not (tmp_path / "team").exists()
+    code, out = run("init", str(tmp_path / "team"), "--local", "--remote-dir", str(tmp_path / "elsewhere.git"))
+    assert code == 0, out
+    assert git.Repo(tmp_path / "team").remotes.origin.url == str(tmp_path / "elsewhere.git")
