@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from controller import errors, gates, judge, load, plan, prometheus, promql, spec, split, templates
+from controller import contract, errors, gates, judge, load, plan, prometheus, promql, spec, split, templates
 
 MAX_WINDOW = timedelta(days=7)
 
@@ -270,6 +270,60 @@ def _blocks(parts: Mapping[str, float]) -> judge.Blocks | None:
 
 def _number(v: float | None) -> float | None:
     return None if v is None or math.isnan(v) or math.isinf(v) else v
+
+
+# -- the metrics contract -------------------------------------------------------------------------
+
+
+def check_contract(
+    targets: Sequence[contract.Target],
+    *,
+    config: spec.ControllerConfig,
+    metrics: prometheus.Prometheus,
+    at: datetime,
+    window: timedelta,
+) -> dict[str, tuple[contract.GateCheck, ...]]:
+    """rollout name -> the contract check of each gate (`controller.contract`), in the spec's order. One
+    request per template that has series to look for. A Prometheus that does not answer raises
+    `errors.MetricsUnavailable` at its first request (so it costs one timeout); a query it refuses makes
+    that template's gates ERROR."""
+    plans: dict[str, templates.Template] = {}
+    members: dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]] = defaultdict(
+        lambda: defaultdict(set)
+    )
+    refused: dict[tuple[str, str], str] = {}
+    for t in targets:
+        for gate in t.gates:
+            try:
+                template = templates.resolve(gate.use, config)
+                g = contract.group_of(template, t)
+            except promql.QueryError as exc:
+                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
+                continue
+            plans[gate.use] = template
+            members[gate.use][(g.flavour, g.segments)] |= g.subjects
+    answers: dict[str, Mapping[tuple[str, str], Sequence[tuple[Mapping[str, str], float]]] | str] = {}
+    for name, template in plans.items():
+        try:
+            groups = [templates.group(f, segs, subjects=sorted(subs)) for (f, segs), subs in members[name].items()]
+            query = contract.compile_query(template, groups, window=window)
+            found = metrics.query(query, at=at) if query else []
+            answers[name] = contract.read((s.labels, s.value) for s in found)
+        except errors.MetricsUnavailable:
+            raise
+        except (promql.QueryError, errors.MetricsError) as exc:
+            answers[name] = str(exc)
+    out: dict[str, tuple[contract.GateCheck, ...]] = {}
+    for t in targets:
+        checks = []
+        for gate in t.gates:
+            answer = refused.get((t.rollout, gate.use)) or answers[gate.use]
+            if isinstance(answer, str):
+                checks.append(contract.unchecked(t, gate, status=contract.Status.ERROR, why=answer))
+            else:
+                checks.append(contract.check(t, gate, plans[gate.use], answer, window=window))
+        out[t.rollout] = tuple(checks)
+    return out
 
 
 # -- the traffic-split check ------------------------------------------------------------------------

@@ -80,6 +80,10 @@ class MetricsError(RolloutError):
     retryable = True
 
 
+class MetricsUnavailable(MetricsError):
+    """Prometheus did not answer (refused, timed out): asking it again in the same command is no use."""
+
+
 class ForgeError(RolloutError):
     """The forge (GitHub or the local forge) refused or failed an operation."""
 

@@ -439,12 +439,15 @@ def judge_quantile(
     )
 
 
+CANNOT_PASS = "this gate cannot pass on these buckets"
+
+
 def too_coarse(at: float, lower: float, upper: float, limit: float) -> str:
     """Why a quantile gate cannot pass at `at`: its bucket `(lower, upper]` is wider than the limit."""
     apart = "unbounded" if math.isinf(upper) else f"{_secs(upper - lower)} apart"
     return (
         f"at {_secs(at)} the buckets are {apart} ({_secs(lower)} .. {_secs(upper)}, {_rel(_relative(upper, lower))}), "
-        f"wider than the limit {_rel(limit)}: this gate cannot pass on these buckets"
+        f"wider than the limit {_rel(limit)}: {CANNOT_PASS}"
     )
 
 

@@ -125,6 +125,8 @@ class Prometheus:
             raise errors.MetricsError(f"{what}: HTTP {status}, a redirect (not followed)") from exc
         except requests.JSONDecodeError as exc:  # a 200 answer that is not JSON
             raise errors.MetricsError(f"{what}: HTTP {self._status()}, not JSON") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise errors.MetricsUnavailable(f"{what}: {type(exc).__name__}: {redact(_cause(exc))}") from exc
         except requests.RequestException as exc:
             raise errors.MetricsError(f"{what}: {type(exc).__name__}: {redact(_cause(exc))}") from exc
         except PrometheusApiClientException as exc:

@@ -335,7 +335,7 @@ def _block_sums(t: spec.RatioTemplate, g: Group, window: timedelta) -> dict[str,
     }
 
 
-def _subject_matchers(g: Group) -> list[str]:
+def subject_matchers(g: Group) -> list[str]:
     if g.flavour.by_rollout:
         pattern = f"{promql.one_of(g.subjects)}_(?:stable|canary)"
         return [promql.matcher(g.flavour.cluster_label, "=~", pattern)]
@@ -343,7 +343,7 @@ def _subject_matchers(g: Group) -> list[str]:
 
 
 def _increase(selector: str, g: Group, window: str, *, extra: Sequence[str] = ()) -> str:
-    expr = f"increase({promql.with_matchers(selector, [*_subject_matchers(g), *extra])}[{window}])"
+    expr = f"increase({promql.with_matchers(selector, [*subject_matchers(g), *extra])}[{window}])"
     if g.flavour.by_rollout:
         for target, ref in (("rollout", "$1"), ("variant", "$2")):
             expr = (
@@ -387,7 +387,7 @@ def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
             values = {
                 "window": window,
                 "by": ", ".join(g.by),
-                "match": ", ".join(_subject_matchers(g)),
+                "match": ", ".join(subject_matchers(g)),
             }
             value = promql.fill(t.query, values)
             # without a samples query the count is unknown: an absent series says so

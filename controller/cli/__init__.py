@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from controller import __version__, cutpoints, errors
-from controller.cli import common, demo, gates, init, plan, pr, render, run, validate
+from controller.cli import common, demo, doctor, gates, init, plan, pr, render, run, validate
 from controller.cli import eval as eval_command
 
 # what other code and the tests name as `cli.X`
@@ -32,7 +32,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rollout", description="GitOps rollouts for LLM model and prompt changes.")
     p.add_argument("--version", action="version", version=f"rollout {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (validate, init, plan, demo, gates, render, run, pr, eval_command):  # the order of `rollout --help`
+    for group in (validate, init, plan, demo, gates, doctor, render, run, pr, eval_command):  # the order of `rollout --help`
         group.add_parser(sub)
     return p
 

@@ -1,0 +1,102 @@
+"""`rollout doctor NAME`: are the series each gate of a rollout reads in Prometheus, with the labels the
+gates need, and can a latency gate's limit pass on the buckets there? Asked before a ramp starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from controller import analysis, contract, prometheus, spec
+from controller.cli import common
+
+DEFAULT_WINDOW = "10m"
+
+
+def add_parser(sub: Any) -> None:
+    d = sub.add_parser("doctor", help="check that Prometheus has the series and labels a rollout's gates read")
+    d.add_argument("name", metavar="NAME", help="the rollout")
+    d.add_argument("--repo", default=".", help="a path in a rollouts repository")
+    d.add_argument(
+        "--window", default=DEFAULT_WINDOW, help=f"look for series over the last D (default {DEFAULT_WINDOW})"
+    )
+    d.add_argument("--format", choices=("text", "json"), default="text")
+    d.set_defaults(func=cmd_doctor)
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """0 when every gate's series are there with their labels (and a latency limit can pass), else 1."""
+    window = _window(args.window)
+    named = common.named_rollout(args, out)
+    if named is None:
+        return 1
+    config, loaded = named.config, named.loaded
+    if config.prometheus is None:
+        raise common.UsageError("controller.yaml sets no prometheus.url")
+    target = contract.target(loaded, config)
+    metrics = prometheus.Prometheus.from_config(config.prometheus, env=os.environ)
+    try:
+        at = datetime.now(UTC)
+        checks = analysis.check_contract([target], config=config, metrics=metrics, at=at, window=window)[loaded.name]
+    finally:
+        metrics.close()
+    if args.format == "json":
+        out.write(json.dumps(_json(target, checks, metrics.display, window), indent=2) + "\n")
+    else:
+        out.write(_text(target, checks, metrics.display, window))
+    return 1 if any(c.status.problem for c in checks) else 0
+
+
+def _window(value: str) -> timedelta:
+    try:
+        return spec.parse_duration(value)
+    except ValueError as exc:
+        raise common.UsageError(f"--window {value!r}: {exc}") from exc
+
+
+def _text(t: contract.Target, checks: tuple[contract.GateCheck, ...], where: str, window: timedelta) -> str:
+    lines = [
+        f"doctor {t.rollout}: route {t.route}, {t.router_type} router, variants {', '.join(t.variants)}; "
+        f"series of the last {spec.format_duration(window)} in Prometheus at {where}",
+        "",
+    ]
+    for c in checks:
+        lines.append(f"{c.status.value:<10} {c.gate}" + (f"  ({c.source} metrics)" if c.source else ""))
+        for f in c.findings:
+            lines.append(f"           {f.selector}: {f.detail}")
+        if c.buckets is not None:
+            lines.append(f"           buckets (s): {' '.join(f'{b:g}' for b in c.buckets)} +Inf")
+        if c.resolution:
+            lines.append(f"           {c.resolution}")
+    bad = [c for c in checks if c.status.problem]
+    lines += ["", f"{len(checks)} gate(s): {len(checks) - len(bad)} fine, {len(bad)} with a problem"]
+    return "\n".join(lines) + "\n"
+
+
+def _json(t: contract.Target, checks: tuple[contract.GateCheck, ...], where: str, window: timedelta) -> dict[str, Any]:
+    return {
+        "rollout": t.rollout,
+        "route": t.route,
+        "router": t.router_type,
+        "variants": list(t.variants),
+        "prometheus": where,
+        "window": spec.format_duration(window),
+        "ok": not any(c.status.problem for c in checks),
+        "gates": [contract_json(c) for c in checks],
+    }
+
+
+def contract_json(c: contract.GateCheck) -> dict[str, Any]:
+    return {
+        "gate": c.gate,
+        "kind": c.kind,
+        "source": c.source,
+        "status": c.status.value,
+        "series": [
+            {"role": f.role, "selector": f.selector, "status": f.status.value, "detail": f.detail} for f in c.findings
+        ],
+        "buckets": list(c.buckets) if c.buckets is not None else None,
+        "resolution": c.resolution or None,
+    }
