@@ -22,6 +22,7 @@ from controller import gates, judge, load, plan, promql, spec, templates, traffi
 #: Router types and the metrics their rollouts' built-in gates read, in the README table's order.
 ROUTER_TYPES = ("file", "flagd", "envoy", "litellm")
 SEEN = 5  # other subjects' label values named when a rollout's series are missing
+WINDOW = timedelta(minutes=10)  # how far back `rollout doctor` (by default) and `rollout plan` look for series
 
 
 class Status(StrEnum):

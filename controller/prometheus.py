@@ -105,11 +105,13 @@ class Prometheus:
         )
 
     @classmethod
-    def from_config(cls, config: spec.PrometheusConfig, *, env: Mapping[str, str]) -> Prometheus:
-        """The adapter for controller.yaml's `prometheus`: its URL and timeout, the bearer token read
-        from the variable the config names in `env` (never logged); the one way a command builds it."""
+    def from_config(
+        cls, config: spec.PrometheusConfig, *, env: Mapping[str, str], timeout: timedelta | None = None
+    ) -> Prometheus:
+        """The adapter for controller.yaml's `prometheus`: its URL and timeout (or `timeout`), the bearer
+        token read from the variable the config names in `env` (never logged); the one way a command builds it."""
         token = env.get(config.bearer_token_env) if config.bearer_token_env else None
-        return cls(config.url, timeout=config.timeout, token=token)
+        return cls(config.url, timeout=timeout or config.timeout, token=token)
 
     def close(self) -> None:
         self._connect.close()

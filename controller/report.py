@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from controller import advice, errors, plan, spec, traffic
+from controller import advice, contract, errors, plan, spec, traffic
 
 
 def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
@@ -76,6 +77,22 @@ def _shadow(state: traffic.RouteState | None) -> str:
     return "-" if state is None else f"{state.shadow}%"
 
 
+@dataclass(frozen=True)
+class MetricsCheck:
+    """`rollout plan`'s metrics-contract check: each checked rollout's gates, or why Prometheus could not say."""
+
+    checks: Mapping[str, Sequence[contract.GateCheck]] = field(default_factory=dict)
+    error: str | None = None
+
+    def lines(self, rollout: str) -> list[str]:
+        """One line per gate with a problem: its status and what is wrong."""
+        return [
+            f"{c.gate} {c.status.value}: {'; '.join(c.problems)}"
+            for c in self.checks.get(rollout, ())
+            if c.status.problem
+        ]
+
+
 def plan_report(
     *,
     source: str,
@@ -83,26 +100,29 @@ def plan_report(
     failures: Sequence[tuple[str, str]],
     problems: Sequence[dict[str, Any]],
     fmt: str,
+    metrics: MetricsCheck | None = None,
 ) -> str:
+    metrics = metrics or MetricsCheck()
     if fmt == "json":
         return (
             json.dumps(
                 {
                     "source": source,
-                    "rollouts": [_diff_json(d) for d in diffs],
+                    "rollouts": [_diff_json(d, metrics) for d in diffs],
                     "unreachable": [{"rollout": n, "error": e} for n, e in failures],
                     "problems": list(problems),
+                    "metricsError": metrics.error,
                 },
                 indent=2,
             )
             + "\n"
         )
     if fmt == "markdown":
-        return _plan_markdown(source, diffs, failures, problems)
-    return _plan_text(source, diffs, failures, problems)
+        return _plan_markdown(source, diffs, failures, problems, metrics)
+    return _plan_text(source, diffs, failures, problems, metrics)
 
 
-def _diff_json(d: plan.RouteDiff) -> dict[str, Any]:
+def _diff_json(d: plan.RouteDiff, metrics: MetricsCheck) -> dict[str, Any]:
     return {
         "rollout": d.name,
         "router": d.router,
@@ -116,6 +136,9 @@ def _diff_json(d: plan.RouteDiff) -> dict[str, Any]:
         "drift": d.drift,
         "action": d.action,
         "timing": _timing_json(d.timing),
+        "metrics": [
+            {"gate": c.gate, "status": c.status.value, "problems": c.problems} for c in metrics.checks.get(d.name, ())
+        ],
     }
 
 
@@ -203,6 +226,7 @@ def _plan_text(
     diffs: Sequence[plan.RouteDiff],
     failures: Sequence[tuple[str, str]],
     problems: Sequence[dict[str, Any]],
+    metrics: MetricsCheck,
 ) -> str:
     lines = [f"Plan for {source}", ""]
     for d in diffs:
@@ -216,9 +240,12 @@ def _plan_text(
         lines.append(f"    drift    {'yes' if d.drift else 'no'}")
         lines.append(f"    next     {d.action}")
         lines += _timing_text(d.timing)
+        lines += [errors.printable(f"    metrics  {m}") for m in metrics.lines(d.name)]
         lines.append("")
     for name, error in failures:
         lines += [f"! {name}  router unreachable or unreadable: {error}", ""]
+    if metrics.error:
+        lines += [errors.printable(f"! metrics contract not checked: {metrics.error}"), ""]
     for p in problems:
         lines.append(f"! {_text(p)}")
     drifted = sum(d.drift for d in diffs)
@@ -235,6 +262,7 @@ def _plan_markdown(
     diffs: Sequence[plan.RouteDiff],
     failures: Sequence[tuple[str, str]],
     problems: Sequence[dict[str, Any]],
+    metrics: MetricsCheck,
 ) -> str:
     lines = [
         f"### Rollout plan for `{source.replace('`', '')}`",
@@ -249,6 +277,11 @@ def _plan_markdown(
             f"| {'**yes**' if d.drift else 'no'} | {md(d.action)} |"
         )
     lines += _timing_markdown(diffs)
+    found = [(d.name, m) for d in diffs for m in metrics.lines(d.name)]
+    if found or metrics.error:
+        lines += ["", "**Metrics contract** (`rollout doctor NAME` says more)", ""]
+        lines += [f"- {md(n)}: {md(m)}" for n, m in found]
+        lines += [f"- not checked: {md(metrics.error)}"] if metrics.error else []
     if failures:
         lines += ["", "**Unreachable routers**", ""]
         lines += [f"- {md(n)}: {md(e)}" for n, e in failures]

@@ -71,6 +71,9 @@ class Timeouts:
     litellm_admin: float = 5.0  # one request to the LiteLLM proxy's admin API
     github: float = 10.0  # connect and read, per request to GitHub's API
     llm: float = 60.0  # one chat completion (`rollout eval`)
+    plan_metrics: float = (
+        3.0  # `rollout plan`'s metrics-contract check, at most (Prometheus's own timeout when shorter)
+    )
 
 
 @dataclass(frozen=True)

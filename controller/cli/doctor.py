@@ -9,10 +9,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from controller import analysis, contract, prometheus, spec
+from controller import analysis, contract, errors, prometheus, spec
 from controller.cli import common
 
-DEFAULT_WINDOW = "10m"
+DEFAULT_WINDOW = spec.format_duration(contract.WINDOW)
 
 
 def add_parser(sub: Any) -> None:
@@ -72,7 +72,7 @@ def _text(t: contract.Target, checks: tuple[contract.GateCheck, ...], where: str
             lines.append(f"           {c.resolution}")
     bad = [c for c in checks if c.status.problem]
     lines += ["", f"{len(checks)} gate(s): {len(checks) - len(bad)} fine, {len(bad)} with a problem"]
-    return "\n".join(lines) + "\n"
+    return "".join(errors.printable(line) + "\n" for line in lines)
 
 
 def _json(t: contract.Target, checks: tuple[contract.GateCheck, ...], where: str, window: timedelta) -> dict[str, Any]:

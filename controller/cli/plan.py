@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from controller import errors, load, plan, report
+from controller import analysis, contract, errors, load, plan, prometheus, report, settings, spec
 from controller.cli import common
 from controller.routers import base
 from controller.routers import factory as router_factory
@@ -47,6 +49,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             failures.append((loaded.name, str(seen)))
             continue
         diffs.append(plan.diff(loaded, seen, config=result.config))
+    metrics = _metrics_contract(result.config, result.rollouts)
     out.write(
         report.plan_report(
             source=source,
@@ -54,8 +57,31 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
             failures=failures,
             problems=[common.problem_json(p, root) for p in result.problems],
             fmt=args.format,
+            metrics=metrics,
         )
     )
     if args.detailed_exitcode and any(d.drift for d in diffs):
         return 2 if not (failures or result.problems) else 1
     return 1 if failures or result.problems else 0
+
+
+def _metrics_contract(config: spec.ControllerConfig, rollouts: Sequence[load.LoadedRollout]) -> report.MetricsCheck:
+    """`rollout doctor`'s check for every rollout with a canary and gates, in one batch (a request per
+    template), when Prometheus is configured. Prometheus not answering is a warning, and costs at most
+    `Timeouts.plan_metrics`: plan must stay quick where Prometheus is out of reach (a laptop, a CI runner)."""
+    targets = [t for t in (contract.target(r, config) for r in rollouts) if t.gates and len(t.variants) > 1]
+    if config.prometheus is None or not targets:
+        return report.MetricsCheck()
+    bound = timedelta(seconds=settings.Settings().timeouts.plan_metrics)
+    metrics = prometheus.Prometheus.from_config(
+        config.prometheus, env=os.environ, timeout=min(bound, config.prometheus.timeout)
+    )
+    try:
+        checks = analysis.check_contract(
+            targets, config=config, metrics=metrics, at=datetime.now(UTC), window=contract.WINDOW
+        )
+    except errors.MetricsUnavailable as exc:
+        return report.MetricsCheck(error=str(exc))
+    finally:
+        metrics.close()
+    return report.MetricsCheck(checks)
