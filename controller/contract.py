@@ -10,6 +10,7 @@ with the variant and segment labels; a quantile gate's buckets must also be fine
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -342,6 +343,15 @@ def _buckets(
     if gate.max_increase is None:
         return finding, bounds, ""
     return finding, bounds, passes(bounds, gate.max_increase, stable, quantile=t.quantile)
+
+
+def layout(bounds: Sequence[float]) -> str:
+    """A histogram's finite bounds in words: all of them when few, else their range and spacing."""
+    if len(bounds) <= 20:
+        return f"{len(bounds)} buckets (s): {' '.join(f'{b:g}' for b in bounds)} +Inf"
+    steps = [b / a - 1 for a, b in itertools.pairwise(bounds) if a > 0]
+    spacing = f", {min(steps):.1%} to {max(steps):.1%} apart" if steps else ""
+    return f"{len(bounds)} buckets from {bounds[0]:g}s to {bounds[-1]:g}s{spacing}, then +Inf"
 
 
 def passes(

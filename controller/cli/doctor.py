@@ -67,7 +67,7 @@ def _text(t: contract.Target, checks: tuple[contract.GateCheck, ...], where: str
         for f in c.findings:
             lines.append(f"           {f.selector}: {f.detail}")
         if c.buckets is not None:
-            lines.append(f"           buckets (s): {' '.join(f'{b:g}' for b in c.buckets)} +Inf")
+            lines.append(f"           {contract.layout(c.buckets)}")
         if c.resolution:
             lines.append(f"           {c.resolution}")
     bad = [c for c in checks if c.status.problem]
