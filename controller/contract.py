@@ -74,12 +74,13 @@ def series(t: spec.GateTemplate) -> tuple[Series, ...]:
             return ()
 
 
-def labels(flavour: templates.Flavour, segments: Sequence[str] = ()) -> str:
-    """The labels a flavour's series carry, in words (the README table's last row, doctor's hints)."""
+def labels(flavour: templates.Flavour) -> str:
+    """The labels a flavour's series carry, in words: the README table's last row."""
     if flavour.by_rollout:
-        return f"`{flavour.cluster_label}` = `<rollout>_stable` or `<rollout>_canary`"
-    extra = "".join(f", `{s}`" for s in segments) or ", the rollout's `analysis.segments`"
-    return f"`route` = `spec.route`, `variant` = `stable` or `canary`{extra}"
+        return f"`{flavour.cluster_label}` = `<rollout>_stable` or `<rollout>_canary`; `le` on buckets"
+    return (
+        "`route` = `spec.route`, `variant` = `stable` or `canary`, the rollout's `analysis.segments`; `le` on buckets"
+    )
 
 
 def _cell(t: spec.GateTemplate) -> str:
