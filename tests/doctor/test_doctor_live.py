@@ -175,3 +175,19 @@ def test_plan_warns_once_when_prometheus_refuses_connections(tmp_path: Path, mon
     code, text = run("plan", "--repo", str(root))
     assert code == 0
     assert text.count("metrics contract not checked") == 1 and "metrics  " not in text
+
+
+def test_a_query_prometheus_refuses_is_that_gates_error(tmp_path: Path, doctor_prom: prom.PromServer) -> None:
+    root = doctor.write_repo(tmp_path, doctor_prom.url, names=["fine"])
+    config = root / "rollouts/controller.yaml"
+    config.write_text(
+        config.read_text() + "gateTemplates:\n  broken: {kind: ratio, bad: 'x_total{a=~\"(\"}', total: x_total}\n"
+    )
+    rollout = root / "rollouts/fine/rollout.yaml"
+    rollout.write_text(rollout.read_text() + "      - {use: broken, max: 1%, onFail: rollback}\n")
+    code, raw = run("doctor", "fine", "--repo", str(root), "--window", "1h", "--format", "json")
+    statuses = {g["gate"]: g["status"] for g in json.loads(raw)["gates"]}
+    assert code == 1 and statuses.pop("broken") == "ERROR"
+    assert set(statuses.values()) == {"OK"}  # the other templates were still asked
+    broken = next(g for g in json.loads(raw)["gates"] if g["gate"] == "broken")
+    assert "HTTP 400, bad_data" in broken["series"][0]["detail"]
