@@ -32,7 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rollout", description="GitOps rollouts for LLM model and prompt changes.")
     p.add_argument("--version", action="version", version=f"rollout {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (validate, init, plan, demo, gates, doctor, render, run, pr, eval_command):  # the order of `rollout --help`
+    # the order of `rollout --help`
+    for group in (validate, init, plan, demo, gates, doctor, render, run, pr, eval_command):
         group.add_parser(sub)
     return p
 
