@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controller import spec
+if TYPE_CHECKING:
+    from controller import spec
 
 STATE_ENV = "ROLLOUT_STATE_DIR"  # overrides controller.yaml's stateDir; must be absolute
 REMOTE_ENV = "ROLLOUT_REMOTE"  # the GitOps repository when --remote is not given

@@ -1,5 +1,9 @@
 """What several command groups of the `rollout` command share: the usage error, finding and opening
-the rollouts repository, the router state directory, the GitOps remote, times and problems as JSON."""
+the rollouts repository, the router state directory, the GitOps remote, times and problems as JSON.
+
+Importing the CLI builds only its parser: each command imports what it runs when it runs, so
+`rollout --help` and `rollout validate` never load git, HTTP clients or rich (tests/cli/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import os
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from controller import errors, lint, load, repo, report, settings, spec
+from controller import errors, settings
+
+if TYPE_CHECKING:
+    from controller import load, spec
 
 
 class UsageError(Exception):
@@ -29,6 +36,8 @@ def state_dir(config: spec.ControllerConfig) -> Path:
 
 def find_root(path: Path) -> Path:
     """The repository root above `path`: the directory holding rollouts/controller.yaml."""
+    from controller import load
+
     start = path.resolve()
     for candidate in [start, *start.parents]:
         if os.path.lexists(candidate / load.CONFIG_FILE):  # a FIFO or a dangling link too: loading says what is wrong
@@ -38,11 +47,13 @@ def find_root(path: Path) -> Path:
 
 def open_tree(repo_arg: str, ref: str | None) -> tuple[load.Tree, Path, str]:
     """(tree, local root for relative router paths, a label for the source)."""
+    from controller import repo, worktree
+
     local = Path(repo_arg)
     if local.exists():
         root = find_root(local)
         if ref is None:
-            return repo.WorkTree(root), root, str(root)
+            return worktree.WorkTree(root), root, str(root)
         tree = repo.GitTree.open(root, ref)
         return tree, root, f"{root}@{ref} ({tree.sha[:10]})"
     clone = repo.clone_bare(repo_arg, Path(tempfile.mkdtemp(prefix="rollout-plan-")))
@@ -60,6 +71,8 @@ class NamedRollout(NamedTuple):
 def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
     """The valid rollout `args.name` in `args.repo`, with the tree and config it was read with; None
     (after writing why) when the controller config is unusable."""
+    from controller import load, report
+
     tree, root, _source = open_tree(args.repo, None)
     result = load.load_repo(tree)
     if result.config is None:
@@ -111,6 +124,8 @@ def display(root: Path, file: str) -> str:
 
 def problem_json(p: errors.Problem, root: Path) -> dict[str, Any]:
     """A loading problem as a finding of `report.findings`: always an error."""
+    from controller import lint
+
     return {
         "file": display(root, p.file),
         "line": p.line,

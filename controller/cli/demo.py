@@ -7,7 +7,6 @@ import argparse
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import load
 from controller.cli import common
 
 
@@ -20,7 +19,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    from controller import demo
+    from controller import demo, load
 
     checkout = Path(args.examples).resolve()
     if not (checkout / load.CONFIG_FILE).is_file():

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from controller import settings, spec
+from controller import settings
 from controller.cli import common
 
 
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
-    from controller import evalrun, evals, llm
+    from controller import evalrun, evals, llm, spec
 
     named = common.named_rollout(args, out)
     if named is None:

@@ -7,10 +7,12 @@ import argparse
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from controller import analysis, evidence, gates, load, plan, prometheus, repo, review, spec, split
 from controller.cli import common
+
+if TYPE_CHECKING:
+    from controller import gates, load, spec
 
 
 def add_parser(sub: Any) -> None:
@@ -41,6 +43,8 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import analysis, evidence, gates, plan
+
     named = common.named_rollout(args, out)
     if named is None:
         return 1
@@ -69,6 +73,8 @@ def measure_gates(
 ) -> tuple[gates.GateEvidence, ...]:
     """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
     then the traffic-split check over the same window, where it applies (one query more)."""
+    from controller import analysis, prometheus, split
+
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ)
     try:
         found = analysis.evaluate(
@@ -86,9 +92,11 @@ def measure_gates(
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     """What merging a PR does (its head: the working tree or --head, against --base), and the gates of
     every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""
+    from controller import analysis, load, plan, repo, review, worktree
+
     root = common.find_root(Path(args.repo))
     before = load.load_repo(repo.GitTree.open(root, args.base))
-    after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else repo.WorkTree(root))
+    after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else worktree.WorkTree(root))
     at = common.parse_time(args.at)
     found = review.changes(before, after)
     measured: dict[str, tuple[gates.GateEvidence, ...] | str] = {}
@@ -119,6 +127,8 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 
 def _window(value: str) -> timedelta:
     """A --window argument."""
+    from controller import spec
+
     try:
         return spec.parse_duration(value)
     except ValueError as exc:

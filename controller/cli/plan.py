@@ -6,12 +6,12 @@ import argparse
 import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from controller import analysis, contract, errors, load, plan, prometheus, report, settings, spec
 from controller.cli import common
-from controller.routers import base
-from controller.routers import factory as router_factory
+
+if TYPE_CHECKING:
+    from controller import load, report, spec
 
 
 def add_parser(sub: Any) -> None:
@@ -24,6 +24,10 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import errors, load, plan, report
+    from controller.routers import base
+    from controller.routers import factory as router_factory
+
     tree, root, source = common.open_tree(args.repo, args.ref)
     result = load.load_repo(tree)
     if result.config is None:
@@ -69,6 +73,8 @@ def _metrics_contract(config: spec.ControllerConfig, rollouts: Sequence[load.Loa
     """`rollout doctor`'s check for every rollout with a canary and gates, in one batch (a request per
     template), when Prometheus is configured. Prometheus not answering is a warning, and costs at most
     `Timeouts.plan_metrics`: plan must stay quick where Prometheus is out of reach (a laptop, a CI runner)."""
+    from controller import analysis, contract, errors, prometheus, report, settings
+
     targets = [t for t in (contract.target(r, config) for r in rollouts) if t.gates and len(t.variants) > 1]
     if config.prometheus is None or not targets:
         return report.MetricsCheck()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from controller import errors, load, proposals, repo
 from controller.cli import common
-from controller.forge import base as forge_base
-from controller.forge import local as forge_local
+
+if TYPE_CHECKING:
+    from controller.forge import base as forge_base
+    from controller.forge import local as forge_local
 
 
 def add_parser(sub: Any) -> None:
@@ -40,6 +41,9 @@ def add_parser(sub: Any) -> None:
 
 def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
     """The local forge of the remote the user named; refused unless its main holds controller.yaml."""
+    from controller import errors, load, repo
+    from controller.forge import local as forge_local
+
     remote = common.remote(args)
     if not Path(remote).exists():
         raise common.UsageError("`rollout pr` works on the local forge: give --remote PATH")
@@ -53,6 +57,8 @@ def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
 
 
 def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
+    from controller.forge import base as forge_base
+
     forge = _local_forge(args)
     match args.pr_command:
         case "create":
@@ -93,6 +99,9 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
 def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[forge_base.PullRequest, str]:
     """A person's PR from --head (default: the branch checked out in the current directory), and whether
     it was opened or an open one updated."""
+    from controller import proposals, repo
+    from controller.forge import base as forge_base
+
     head = args.head or repo.current_branch(Path.cwd())
     if head is None:
         raise common.UsageError("name the branch with --head: the current directory has no branch checked out")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
-from controller import errors, load, render, repo, report, spec
 from controller.cli import common
 
-RouterT = TypeVar("RouterT", spec.EnvoyRouterConfig, spec.LitellmRouterConfig)
+if TYPE_CHECKING:
+    from controller import load, spec
+
+RouterT = TypeVar("RouterT", "spec.EnvoyRouterConfig", "spec.LitellmRouterConfig")
 
 
 def add_parser(sub: Any) -> None:
@@ -41,8 +43,10 @@ def _render_target(
 ) -> tuple[load.RepoSpec, str, RouterT] | None:
     """The valid repository and the router of type `kind` that `rollout render` was asked for; None
     (after printing the problems) when the repository is invalid."""
+    from controller import load, report, worktree
+
     root = common.find_root(Path(args.repo))
-    result = load.load_repo(repo.WorkTree(root))
+    result = load.load_repo(worktree.WorkTree(root))
     if result.config is None or result.problems:
         out.write(report.findings([common.problem_json(p, root) for p in result.problems], "text"))
         return None
@@ -69,6 +73,8 @@ def _emit(args: argparse.Namespace, out: TextIO, text: str) -> int:
 
 
 def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import render, spec
+
     target = _render_target(args, out, spec.EnvoyRouterConfig, "an Envoy")
     if target is None:
         return 1
@@ -83,6 +89,8 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import errors, render, spec
+
     target = _render_target(args, out, spec.LitellmRouterConfig, "a LiteLLM")
     if target is None:
         return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights

@@ -13,29 +13,14 @@ import threading
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
-from controller import (
-    advice,
-    errors,
-    load,
-    plan,
-    prometheus,
-    proposals,
-    reconcile,
-    redaction,
-    repo,
-    report,
-    settings,
-    spec,
-    split,
-    traffic,
-)
+from controller import errors, redaction
 from controller.cli import common
-from controller.forge import base as forge_base
-from controller.forge import factory as forge_factory
-from controller.routers import base
-from controller.routers import factory as router_factory
+
+if TYPE_CHECKING:
+    from controller import reconcile, spec
+    from controller.routers import base
 
 EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
 
@@ -113,6 +98,8 @@ def default_holder(workdir: Path) -> str:
 
 
 def _holder(args: argparse.Namespace) -> str:
+    from controller import repo
+
     holder: str = getattr(args, "holder", None) or default_holder(_workdir(args))
     if not repo.valid_holder(holder):
         raise common.UsageError(f"--holder {holder!r}: a name without spaces or '=' (it is written into the lease)")
@@ -122,6 +109,10 @@ def _holder(args: argparse.Namespace) -> str:
 def build_controller(args: argparse.Namespace) -> Built:
     """The controller for the remote the user named; refuses one whose branch holds no
     rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    from controller import load, prometheus, reconcile, repo, settings
+    from controller.forge import factory as forge_factory
+    from controller.routers import factory as router_factory
+
     remote = common.remote(args)
     workdir = _workdir(args)
     workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
@@ -198,6 +189,8 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     """One tick. Unless --dry-run it takes the lease and gives it back before it exits, SIGTERM
     included (the tick in progress finishes first); a tick skipped because another controller holds
     the lease exits EXIT_SKIPPED and names it."""
+    from controller import repo
+
     if args.dry_run:
         controller, acting_on = build_controller(args)
         return _report_tick(args, out, acting_on, controller.reconcile_once(dry_run=True))
@@ -240,6 +233,8 @@ class _finish_on_sigterm:
 
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """The loop. SIGTERM or SIGINT finishes the tick in progress, gives the lease back, and exits 0."""
+    from controller import repo, spec
+
     interval = spec.parse_duration(args.interval).total_seconds()
     try:
         with repo.workdir_lock(_workdir(args), holder=_holder(args)):
@@ -304,6 +299,9 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import advice, load, plan, proposals, report, spec, split, traffic
+    from controller.forge import base as forge_base
+
     controller, acting_on = build_controller(args)
     tick = controller.reconcile_once(dry_run=True)
     pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)

@@ -6,17 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import BaseModel
-
-from controller import lint, load, repo, report, spec
 from controller.cli import common
 
-SCHEMAS: dict[str, type[BaseModel]] = {
-    "rollout.schema.json": spec.Rollout,
-    "controller.schema.json": spec.ControllerConfig,
-}
+if TYPE_CHECKING:
+    from controller import lint
 
 
 def add_parser(sub: Any) -> None:
@@ -34,6 +29,8 @@ def add_parser(sub: Any) -> None:
 
 def _selected(root: Path, path: Path) -> list[str] | None:
     """Which rollout files a PATH argument asks about; None means all of them."""
+    from controller import load
+
     rel = path.resolve().relative_to(root).as_posix()
     if rel in (".", load.ROLLOUTS_DIR):
         return None
@@ -45,13 +42,15 @@ def _selected(root: Path, path: Path) -> list[str] | None:
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import lint, load, report, worktree
+
     paths = [Path(p) for p in args.paths] or [Path(load.ROLLOUTS_DIR)]
     findings: list[dict[str, Any]] = []
     for path in paths:
         if not path.exists():
             raise common.UsageError(f"{path}: no such file or directory")
         root = common.find_root(path if path.is_dir() else path.parent)
-        tree = repo.WorkTree(root)
+        tree = worktree.WorkTree(root)
         only = _selected(root, path)
         result = load.load_repo(tree, only=only)
         findings += [common.problem_json(p, root) for p in result.problems]
@@ -80,7 +79,13 @@ def _finding_json(f: lint.Finding, root: Path) -> dict[str, Any]:
 
 
 def render_schemas() -> dict[str, str]:
-    return {name: json.dumps(spec.json_schema(model), indent=2) + "\n" for name, model in SCHEMAS.items()}
+    from controller import spec
+
+    schemas = {
+        "rollout.schema.json": spec.json_schema(spec.Rollout),
+        "controller.schema.json": spec.json_schema(spec.ControllerConfig),
+    }
+    return {name: json.dumps(schema, indent=2) + "\n" for name, schema in schemas.items()}
 
 
 def cmd_schema(args: argparse.Namespace, out: TextIO) -> int:
