@@ -29,7 +29,11 @@ KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rollout", description="GitOps rollouts for LLM model and prompt changes.")
+    p = common.Parser(
+        prog="rollout",
+        description="GitOps rollouts for LLM model and prompt changes.",
+        epilog=common.example("rollout validate rollouts/"),
+    )
     p.add_argument("--version", action="version", version=f"rollout {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # the order of `rollout --help`

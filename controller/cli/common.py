@@ -24,6 +24,30 @@ class UsageError(Exception):
     """Bad arguments: exit code 2."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's help ends with its default, unless it says it already (a default taken from the
+    environment says `$NAME`, never `None`); the example in the epilog keeps its lines."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or action.required:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """Every parser of `rollout` (subcommands inherit the class): help with defaults and an example."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def example(command: str) -> str:
+    """A command's epilog: the one example its --help ends with."""
+    return f"example:\n  {command}"
+
+
 def state_dir(config: spec.ControllerConfig) -> Path:
     """Where the routers' relative paths resolve, the same for every command and every working
     directory: $ROLLOUT_STATE_DIR, else controller.yaml's `stateDir`, else $XDG_STATE_HOME/rollout

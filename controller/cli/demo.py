@@ -11,8 +11,17 @@ from controller.cli import common
 
 
 def add_parser(sub: Any) -> None:
-    d = sub.add_parser("demo", help="a real rollout, closed loop, on Envoy, Prometheus and stand-in models")
-    d.add_argument("--scenario", choices=("good", "regression", "latency", "errors"), default="good")
+    d = sub.add_parser(
+        "demo",
+        help="a real rollout, closed loop, on Envoy, Prometheus and stand-in models",
+        epilog=common.example("rollout demo --scenario regression"),
+    )
+    d.add_argument(
+        "--scenario",
+        choices=("good", "regression", "latency", "errors"),
+        default="good",
+        help="good completes; the others misbehave at 50%% and are rolled back",
+    )
     d.add_argument("--examples", default=".", help="the project checkout (default: .)")
     d.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
     d.set_defaults(func=cmd_demo)

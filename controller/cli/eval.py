@@ -14,11 +14,15 @@ from controller.cli import common
 
 
 def add_parser(sub: Any) -> None:
-    e = sub.add_parser("eval", help="run a rollout's golden set against an endpoint: stable and canary side by side")
+    e = sub.add_parser(
+        "eval",
+        help="run a rollout's golden set against an endpoint: stable and canary side by side",
+        epilog=common.example("rollout eval support-bot --endpoint http://127.0.0.1:4000 --record"),
+    )
     e.add_argument("name", metavar="NAME", help="the rollout")
-    e.add_argument("--variant", choices=("stable", "canary", "both"), default="both")
+    e.add_argument("--variant", choices=("stable", "canary", "both"), default="both", help="which variants to run")
     e.add_argument("--endpoint", default=None, help="an OpenAI-compatible base URL (default: $ROLLOUT_EVAL_ENDPOINT)")
-    e.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    e.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the report")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="the variable holding the API key")
     e.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")
     e.add_argument("--timeout", type=float, default=settings.Timeouts.llm, help="seconds per request")
@@ -31,7 +35,7 @@ def add_parser(sub: Any) -> None:
     e.add_argument("--serve", action="store_true", help="evaluate continuously; counters on /metrics")
     e.add_argument("--port", type=int, default=9464, help="with --serve: the /metrics port on 127.0.0.1")
     e.add_argument("--interval", default="5m", help="with --serve: time between rounds")
-    e.add_argument("--rounds", type=int, default=None, help="with --serve: stop after N rounds")
+    e.add_argument("--rounds", type=int, default=None, help="with --serve: stop after N rounds (default: never)")
     e.add_argument("--repo", default=".", help="a path in a rollouts repository")
     e.set_defaults(func=cmd_eval)
 

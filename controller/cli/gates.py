@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    g = sub.add_parser("gates", help="measure a rollout's gates now: stable and canary side by side")
+    g = sub.add_parser(
+        "gates",
+        help="measure a rollout's gates now: stable and canary side by side",
+        epilog=common.example("rollout gates support-bot --window 30m"),
+    )
     g.add_argument("name", metavar="NAME", help="the rollout")
     g.add_argument("--at", default="now", help="evaluate at this time: now, unix seconds or ISO 8601")
     g.add_argument(
@@ -24,12 +28,14 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="measurement window (default: the controller's window at the end of the step's `for`)",
     )
-    g.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    g.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the table")
     g.add_argument("--repo", default=".", help="a path in a rollouts repository")
     g.set_defaults(func=cmd_gates)
 
     c = sub.add_parser(
-        "check", help="what merging a PR does to each rollout; a promotion needs passing gates (the PR's check)"
+        "check",
+        help="what merging a PR does to each rollout; a promotion needs passing gates (the PR's check)",
+        epilog=common.example("rollout check --base origin/main --format markdown"),
     )
     c.add_argument("--base", required=True, help="the git ref the PR merges into (in CI: the merge commit's HEAD^1)")
     c.add_argument("--head", default=None, help="the git ref of the PR's result (default: the working tree)")
@@ -37,7 +43,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument(
         "--window", default=None, help="gate window (default: the controller's window at the end of the step's `for`)"
     )
-    c.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    c.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="markdown: for the PR")
     c.add_argument("--repo", default=".", help="a path in a rollouts repository")
     c.set_defaults(func=cmd_check)
 

@@ -15,10 +15,14 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    pl = sub.add_parser("plan", help="show desired against live for every rollout; changes nothing")
+    pl = sub.add_parser(
+        "plan",
+        help="show desired against live for every rollout; changes nothing",
+        epilog=common.example("rollout plan --ref origin/main --format markdown"),
+    )
     pl.add_argument("--repo", default=".", help="a path in a rollouts repository, or a git URL")
     pl.add_argument("--ref", default=None, help="a git ref to read (default: the working tree)")
-    pl.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    pl.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="markdown: for a PR comment")
     pl.add_argument("--detailed-exitcode", action="store_true", help="exit 2 when any route drifted")
     pl.set_defaults(func=cmd_plan)
 

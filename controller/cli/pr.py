@@ -16,24 +16,41 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    pr = sub.add_parser("pr", help="the local forge's pull requests")
+    pr = sub.add_parser("pr", help="the local forge's pull requests", epilog=common.example("rollout pr list --all"))
     pr_sub = pr.add_subparsers(dest="pr_command", required=True, metavar="ACTION")
-    create = pr_sub.add_parser("create", help="open a pull request from a branch pushed to the remote")
-    create.add_argument("--title", required=True)
-    create.add_argument("--body", default="")
+    create = pr_sub.add_parser(
+        "create",
+        help="open a pull request from a branch pushed to the remote",
+        epilog=common.example('rollout pr create --title "support-bot: prompt v4" --head prompt-v4'),
+    )
+    create.add_argument("--title", required=True, help="the pull request's title")
+    create.add_argument("--body", default="", help="its description, markdown (default: none)")
     create.add_argument("--head", default=None, help="the branch (default: the one checked out here)")
-    create.add_argument("--base", default="main", help="the branch to merge into (default: main)")
-    ls = pr_sub.add_parser("list", help="open pull requests (--all for every one)")
-    ls.add_argument("--all", action="store_true")
-    show = pr_sub.add_parser("show", help="one pull request: body, checks, comments")
-    approve = pr_sub.add_parser("approve", help="approve as a reviewer")
-    approve.add_argument("--by", default=os.environ.get("USER", "reviewer"))
-    merge = pr_sub.add_parser("merge", help="merge (a real merge commit naming the PR)")
+    create.add_argument("--base", default="main", help="the branch to merge into")
+    ls = pr_sub.add_parser(
+        "list", help="open pull requests (--all for every one)", epilog=common.example("rollout pr list --all")
+    )
+    ls.add_argument("--all", action="store_true", help="closed and merged ones too")
+    show = pr_sub.add_parser(
+        "show", help="one pull request: body, checks, comments", epilog=common.example("rollout pr show 3 --diff")
+    )
+    show.add_argument("--diff", action="store_true", help="and its diff against its base")
+    for p in (ls, show):
+        p.add_argument("--format", choices=("text", "json"), default="text", help="json: stable keys")
+    approve = pr_sub.add_parser(
+        "approve", help="approve as a reviewer", epilog=common.example("rollout pr approve 3 --by alice")
+    )
+    approve.add_argument("--by", default=None, help="the reviewer's name (default: $USER)")
+    merge = pr_sub.add_parser(
+        "merge", help="merge (a real merge commit naming the PR)", epilog=common.example("rollout pr merge 3")
+    )
     merge.add_argument("--force", action="store_true", help="merge without an approval")
-    close = pr_sub.add_parser("close", help="close without merging")
-    close.add_argument("--comment", default="")
+    close = pr_sub.add_parser(
+        "close", help="close without merging", epilog=common.example('rollout pr close 3 --comment "superseded"')
+    )
+    close.add_argument("--comment", default="", help="left on the PR (default: none)")
     for p in (show, approve, merge, close):
-        p.add_argument("number", type=int, metavar="N")
+        p.add_argument("number", type=int, metavar="N", help="the pull request's number")
     for p in (create, ls, show, approve, merge, close):
         p.add_argument("--remote", default=None, help="the local remote, a path (default: $ROLLOUT_REMOTE)")
     pr.set_defaults(func=cmd_pr)
@@ -82,8 +99,9 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
             for key, body in forge.comments(args.number).items():
                 out.write(f"\ncomment ({key}):\n{body}\n")
         case "approve":
-            pr = forge.approve(args.number, by=args.by)
-            out.write(f"approved #{pr.number} as {args.by} in {forge.remote}\n")
+            by = args.by or os.environ.get("USER", "reviewer")
+            pr = forge.approve(args.number, by=by)
+            out.write(f"approved #{pr.number} as {by} in {forge.remote}\n")
         case "merge":
             pr = forge.get(args.number)
             if not pr.approved and not args.force:

@@ -17,23 +17,37 @@ RouterT = TypeVar("RouterT", "spec.EnvoyRouterConfig", "spec.LitellmRouterConfig
 
 
 def add_parser(sub: Any) -> None:
-    r = sub.add_parser("render", help="generate router configuration from the rollouts")
+    r = sub.add_parser(
+        "render",
+        help="generate router configuration from the rollouts",
+        epilog=common.example("rollout render envoy edge --out envoy.yaml"),
+    )
     rsub = r.add_subparsers(dest="target", required=True, metavar="TARGET")
-    re = rsub.add_parser("envoy", help="the Envoy bootstrap for every rollout on an Envoy router")
+    re = rsub.add_parser(
+        "envoy",
+        help="the Envoy bootstrap for every rollout on an Envoy router",
+        epilog=common.example("rollout render envoy edge --out envoy.yaml"),
+    )
     re.add_argument("router", nargs="?", default=None, metavar="ROUTER", help="an Envoy router (default: the only one)")
     re.add_argument("--repo", default=".", help="a path in a rollouts repository")
-    re.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    re.add_argument("--out", default=None, help="write to FILE (default: standard output)")
     re.add_argument(
-        "--split-header", default=None, help="let this request header pick the split bucket 0-99 (tests only)"
+        "--split-header",
+        default=None,
+        help="let this request header pick the split bucket 0-99, for tests (default: none, a random split)",
     )
     re.set_defaults(func=cmd_render_envoy)
 
-    rl = rsub.add_parser("litellm", help="the LiteLLM model_list for every rollout on a LiteLLM router")
+    rl = rsub.add_parser(
+        "litellm",
+        help="the LiteLLM model_list for every rollout on a LiteLLM router",
+        epilog=common.example("rollout render litellm --weights --out weights.json"),
+    )
     rl.add_argument(
         "router", nargs="?", default=None, metavar="ROUTER", help="a LiteLLM router (default: the only one)"
     )
     rl.add_argument("--repo", default=".", help="a path in a rollouts repository")
-    rl.add_argument("--out", default=None, help="write to FILE instead of stdout")
+    rl.add_argument("--out", default=None, help="write to FILE (default: standard output)")
     rl.add_argument("--weights", action="store_true", help="render the callback's weights file instead")
     rl.set_defaults(func=cmd_render_litellm)
 

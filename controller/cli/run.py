@@ -42,34 +42,68 @@ def _controller_args(p: argparse.ArgumentParser, *, lease: bool = False) -> None
 
 
 def add_parser(sub: Any) -> None:
-    r = sub.add_parser("reconcile", help="one tick: observe, decide, act, verify")
+    r = sub.add_parser(
+        "reconcile",
+        help="one tick: observe, decide, act, verify",
+        epilog=common.example("rollout reconcile --once --dry-run --remote /srv/rollouts.git"),
+    )
     r.add_argument("--once", action="store_true", help="run one tick and exit (the default)")
     r.add_argument("--dry-run", action="store_true", help="decide and report; change nothing")
-    r.add_argument("--format", choices=("text", "json"), default="text")
+    _format(r)
     _controller_args(r, lease=True)
     r.set_defaults(func=cmd_reconcile)
 
-    run = sub.add_parser("run", help="reconcile every --interval until SIGTERM; serves /metrics and /healthz")
-    run.add_argument("--interval", default="10s")
-    run.add_argument("--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port")
+    run = sub.add_parser(
+        "run",
+        help="reconcile every --interval until SIGTERM; serves /metrics and /healthz",
+        epilog=common.example("rollout run --interval 30s --metrics-port 9464 --remote /srv/rollouts.git"),
+    )
+    run.add_argument("--interval", default="10s", help="time between the starts of two ticks")
+    run.add_argument(
+        "--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port (default: not served)"
+    )
     _controller_args(run, lease=True)
     run.set_defaults(func=cmd_run)
 
-    a = sub.add_parser("abort", help="the kill switch: canary to 0 now, then a revert PR")
-    a.add_argument("name", metavar="NAME")
-    a.add_argument("--reason", required=True)
+    a = sub.add_parser(
+        "abort",
+        help="the kill switch: canary to 0 now, then a revert PR",
+        epilog=common.example('rollout abort support-bot --reason "bad answers in #support"'),
+    )
+    a.add_argument("name", metavar="NAME", help="the rollout")
+    a.add_argument("--reason", required=True, help="why, for the revert PR and the rollout's status")
+    _format(a)
     _controller_args(a)
     a.set_defaults(func=cmd_abort)
 
-    rt = sub.add_parser("retry", help="propose a PR that lets a rolled-back or paused revision run again")
-    rt.add_argument("name", metavar="NAME")
+    rt = sub.add_parser(
+        "retry",
+        help="propose a PR that lets a rolled-back or paused revision run again",
+        epilog=common.example("rollout retry support-bot"),
+    )
+    rt.add_argument("name", metavar="NAME", help="the rollout")
+    _format(rt)
     _controller_args(rt)
     rt.set_defaults(func=cmd_retry)
 
-    st = sub.add_parser("status", help="every rollout: step, weights, verdicts, open PRs, time in step")
-    st.add_argument("--format", choices=("text", "json"), default="text")
+    st = sub.add_parser(
+        "status",
+        help="every rollout: step, weights, verdicts, open PRs, time in step",
+        epilog=common.example("rollout status --watch --interval 5s"),
+    )
+    _format(st)
+    st.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep watching until Ctrl-C: a live view on a terminal; piped, a new block when the status changes",
+    )
+    st.add_argument("--interval", default="2s", help="with --watch: time between two looks")
     _controller_args(st)
     st.set_defaults(func=cmd_status)
+
+
+def _format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "json"), default="text", help="json: one object, stable keys")
 
 
 def _acting_on(remote: str, sha: str, state: Path) -> str:

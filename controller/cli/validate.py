@@ -15,14 +15,20 @@ if TYPE_CHECKING:
 
 
 def add_parser(sub: Any) -> None:
-    v = sub.add_parser("validate", help="check rollout specs and controller.yaml, with lint")
+    v = sub.add_parser(
+        "validate",
+        help="check rollout specs and controller.yaml, with lint",
+        epilog=common.example("rollout validate rollouts/support-bot --strict"),
+    )
     v.add_argument("paths", nargs="*", metavar="PATH", help="files or directories (default: rollouts)")
-    v.add_argument("--format", choices=("text", "json", "github"), default="text")
+    v.add_argument("--format", choices=("text", "json", "github"), default="text", help="github: workflow annotations")
     v.add_argument("--strict", action="store_true", help="fail on warnings too")
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("schema", help="write the JSON Schemas of the spec files")
-    s.add_argument("--out", default="schemas", help="directory (default: schemas)")
+    s = sub.add_parser(
+        "schema", help="write the JSON Schemas of the spec files", epilog=common.example("rollout schema --check")
+    )
+    s.add_argument("--out", default="schemas", help="the directory to write them in")
     s.add_argument("--check", action="store_true", help="only check that the files are up to date")
     s.set_defaults(func=cmd_schema)
 
