@@ -4,7 +4,8 @@ Apart from the demo (its own closed loop), this is the only package that reads t
 prints, and the one that builds the adapters (through the factories); one module per command group, each
 with `add_parser(sub)` and its `cmd_*` functions. Exit codes: 0 success, 1 a check failed (invalid
 spec, drift asked about, gate failed), 2 usage error, 3 `reconcile` skipped its tick because another
-controller holds the lease (the output names it).
+controller holds the lease (the output names it), 141 the reader of the output went away (`rollout
+... | head`): quietly, as a program killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ EXIT_SKIPPED = run.EXIT_SKIPPED
 default_holder = run.default_holder
 
 KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a program that a closed pipe stopped
 
 
 def parser() -> argparse.ArgumentParser:
@@ -48,7 +50,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     func: Callable[[argparse.Namespace, TextIO], int] = args.func
     try:
         arm_kill_point(os.environ.get(KILL_ENV))
-        return func(args, out)
+        code = func(args, out)
+        out.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_gone(out)
     except UsageError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
         return 2
@@ -60,6 +66,14 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return 1
     finally:
         cutpoints.arm(None)
+
+
+def _reader_gone(out: TextIO) -> int:
+    """Our output's reader closed the pipe (`| head`): stop without a traceback. Standard output now
+    points at /dev/null, so what is still buffered in it cannot fail again when Python exits."""
+    if out is sys.stdout:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_PIPE_CLOSED
 
 
 def arm_kill_point(name: str | None) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from controller import settings
-from controller.cli import common
+from controller.cli import common, console
 
 
 def add_parser(sub: Any) -> None:
@@ -40,6 +40,7 @@ def add_parser(sub: Any) -> None:
     e.set_defaults(func=cmd_eval)
 
 
+@console.coloured
 def cmd_eval(args: argparse.Namespace, out: TextIO) -> int:
     from controller import evalrun, evals, llm, spec
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli import common
+from controller.cli import common, console
 
 if TYPE_CHECKING:
     from controller import gates, load, spec
@@ -48,6 +48,7 @@ def add_parser(sub: Any) -> None:
     c.set_defaults(func=cmd_check)
 
 
+@console.coloured
 def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
     from controller import analysis, evidence, gates, plan
 
@@ -95,6 +96,7 @@ def measure_gates(
     return rows
 
 
+@console.coloured
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     """What merging a PR does (its head: the working tree or --head, against --base), and the gates of
     every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""

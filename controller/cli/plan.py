@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli import common
+from controller.cli import common, console
 
 if TYPE_CHECKING:
     from controller import load, report, spec
@@ -27,6 +27,7 @@ def add_parser(sub: Any) -> None:
     pl.set_defaults(func=cmd_plan)
 
 
+@console.coloured
 def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from controller import errors, load, plan, report
     from controller.routers import base

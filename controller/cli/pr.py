@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli import common
+from controller.cli import common, console
 
 if TYPE_CHECKING:
     from controller.forge import base as forge_base
@@ -73,6 +73,7 @@ def _local_forge(args: argparse.Namespace) -> forge_local.LocalForge:
     return forge_local.LocalForge(Path(remote))
 
 
+@console.coloured
 def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
     from controller.forge import base as forge_base
 

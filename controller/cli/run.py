@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from controller import errors, redaction
-from controller.cli import common
+from controller.cli import common, console
 
 if TYPE_CHECKING:
     from controller import reconcile, spec
@@ -219,6 +219,7 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
     }
 
 
+@console.coloured
 def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     """One tick. Unless --dry-run it takes the lease and gives it back before it exits, SIGTERM
     included (the tick in progress finishes first); a tick skipped because another controller holds
@@ -265,6 +266,7 @@ class _finish_on_sigterm:
         signal.signal(signal.SIGTERM, self._before)
 
 
+@console.coloured
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """The loop. SIGTERM or SIGINT finishes the tick in progress, gives the lease back, and exits 0."""
     from controller import repo, spec
@@ -311,6 +313,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     return 0
 
 
+@console.coloured
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on = build_controller(args)
     outcome = controller.abort(args.name, reason=args.reason)
@@ -325,6 +328,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if outcome.error else 0
 
 
+@console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on = build_controller(args)
     outcome = controller.retry(args.name)
@@ -332,6 +336,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+@console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     from controller import advice, load, plan, proposals, report, spec, split, traffic
     from controller.forge import base as forge_base

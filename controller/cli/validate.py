@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from controller.cli import common
+from controller.cli import common, console
 
 if TYPE_CHECKING:
     from controller import lint
@@ -47,6 +47,7 @@ def _selected(root: Path, path: Path) -> list[str] | None:
     return [rel]
 
 
+@console.coloured
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from controller import lint, load, report, worktree
 
