@@ -6,6 +6,7 @@ so every user-supplied string in it is escaped.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -63,6 +64,48 @@ def md(value: object) -> str:
     """Escape a value for a markdown table cell: no links, no HTML, no @mentions, no table breaks."""
     text = str(value).replace("\r", " ").replace("\n", " ")
     return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+_MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")  # a backslash before ASCII punctuation (CommonMark)
+_TABLE_RULE = re.compile(r"^:?-+:?$")
+
+
+def unfold_details(markdown: str) -> str:
+    """`<details><summary>X</summary>` as a bold line X, and no `</details>`: what a terminal shows of
+    a PR body's folded sections."""
+    text = re.sub(r"<details>\s*<summary>(.*?)</summary>", r"**\1**", markdown)
+    return re.sub(r"<details>|</details>", "", text)
+
+
+def markdown_text(markdown: str) -> str:
+    """A PR body (GitHub markdown, its values escaped by `md`) as plain text: escapes and HTML entities
+    undone, tables aligned, bold and heading marks dropped, code blocks indented."""
+    lines: list[str] = []
+    table: list[list[str]] = []
+    fenced = False
+    for line in unfold_details(markdown).splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif fenced:
+            lines.append(f"    {line}")
+        elif line.startswith("|"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if not all(_TABLE_RULE.match(c) for c in cells):
+                table.append([_plain(c) for c in cells])
+        else:
+            lines += _aligned(table)
+            table = []
+            lines.append(_plain(re.sub(r"^#+ ", "", line)))
+    return "\n".join([*lines, *_aligned(table)]).rstrip() + "\n"
+
+
+def _plain(text: str) -> str:
+    return _MD_ESCAPE.sub(r"\1", html.unescape(text.replace("**", "")))
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(max(map(len, rows), default=0))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
 
 
 def _split(state: traffic.RouteState | None) -> str:

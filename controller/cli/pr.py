@@ -4,6 +4,7 @@ on disk, for a reviewer without a GitHub; `create` opens a person's PR from a br
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -84,21 +85,9 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"{opened} #{pr.number} {pr.title} ({pr.branch} -> {pr.base}) in {forge.remote}\n")
         case "list":
             state = None if args.all else forge_base.PRState.OPEN
-            pulls = forge.list(prefix="", state=state)
-            if not pulls:
-                out.write("no pull requests\n" if args.all else "no open pull requests\n")
-            for pr in pulls:
-                flags = ",".join(pr.labels)
-                approved = "approved" if pr.approved else ""
-                out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}  [{flags}]\n")
+            _list(forge.list(prefix="", state=state), args, out)
         case "show":
-            pr = forge.get(args.number)
-            out.write(f"#{pr.number} {pr.title}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
-            out.write(f"{', approved' if pr.approved else ''}; labels: {', '.join(pr.labels) or '-'}\n\n{pr.body}\n")
-            for context, check in forge.checks(args.number).items():
-                out.write(f"check {context}: {check['state']}: {check['summary']}\n")
-            for key, body in forge.comments(args.number).items():
-                out.write(f"\ncomment ({key}):\n{body}\n")
+            _show(forge, args, out)
         case "approve":
             by = args.by or os.environ.get("USER", "reviewer")
             pr = forge.approve(args.number, by=by)
@@ -134,3 +123,84 @@ def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[fo
     pr = forge.create(head, base=args.base, title=args.title, body=args.body)
     updated = before is not None and before.state is forge_base.PRState.OPEN
     return pr, "updated" if updated else "opened"
+
+
+def _pull_json(pr: forge_base.PullRequest) -> dict[str, Any]:
+    """A pull request's stable keys in `rollout pr list|show --format json`."""
+    return {
+        "number": pr.number,
+        "title": pr.title,
+        "state": pr.state.value,
+        "branch": pr.branch,
+        "base": pr.base,
+        "headSha": pr.head_sha,
+        "mergeSha": pr.merge_sha or None,
+        "approved": pr.approved,
+        "labels": list(pr.labels),
+    }
+
+
+def _list(pulls: list[forge_base.PullRequest], args: argparse.Namespace, out: TextIO) -> None:
+    if args.format == "json":
+        out.write(json.dumps({"pulls": [_pull_json(pr) for pr in pulls]}, indent=2) + "\n")
+        return
+    if not pulls:
+        out.write("no pull requests\n" if args.all else "no open pull requests\n")
+        return
+    terminal = console.terminal(out)
+    if terminal is not None:
+        from rich.table import Table
+
+        table = Table("#", "state", "", "title", "labels", box=None, header_style="bold")
+        for pr in pulls:
+            table.add_row(
+                str(pr.number), pr.state.value, "approved" if pr.approved else "", pr.title, ", ".join(pr.labels)
+            )
+        terminal.print(table)
+        return
+    for pr in pulls:
+        flags = ",".join(pr.labels)
+        approved = "approved" if pr.approved else ""
+        out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}  [{flags}]\n")
+
+
+def _show(forge: forge_local.LocalForge, args: argparse.Namespace, out: TextIO) -> None:
+    """One pull request: its header, body and comments rendered from GitHub markdown (rich on a
+    terminal, plain text elsewhere), its checks, and with --diff its changes."""
+    pr = forge.get(args.number)
+    checks, comments = forge.checks(args.number), forge.comments(args.number)
+    diff = forge.diff(args.number) if args.diff else None
+    if args.format == "json":
+        found = {**_pull_json(pr), "body": pr.body, "checks": checks, "comments": comments, "diff": diff}
+        out.write(json.dumps(found, indent=2) + "\n")
+        return
+    out.write(f"#{pr.number} {pr.title}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
+    out.write(f"{', approved' if pr.approved else ''}; labels: {', '.join(pr.labels) or '-'}\n\n")
+    _markdown(pr.body, out)
+    for context, check in checks.items():
+        out.write(f"check {context}: {check['state']}: {check['summary']}\n")
+    for key, body in comments.items():
+        out.write(f"\ncomment ({key}):\n")
+        _markdown(body, out)
+    if diff is not None:
+        out.write("\n")
+        terminal = console.terminal(out)
+        if terminal is None:
+            out.write(diff)
+        else:
+            from rich.syntax import Syntax
+
+            terminal.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+
+
+def _markdown(text: str, out: TextIO) -> None:
+    """GitHub markdown rendered by rich on a terminal; elsewhere as plain text (`report.markdown_text`)."""
+    from controller import report
+
+    terminal = console.terminal(out)
+    if terminal is None:
+        out.write(report.markdown_text(text))
+        return
+    from rich.markdown import Markdown
+
+    terminal.print(Markdown(report.unfold_details(text)))

@@ -91,6 +91,10 @@ class GitStore:
             return False
         return True
 
+    def diff(self, base: str, head: str) -> str:
+        """What `head` changes since it branched from `base` (`git diff base...head`)."""
+        return self._git("diff", f"{base}...{head}")
+
     def update_ref(self, ref: str, new: str, *, old: str | None) -> bool:
         """Move `ref` to `new` only if it still points at `old` (None: only if it does not exist)."""
         try:

@@ -104,6 +104,11 @@ class LocalForge:
     def checks(self, number: int) -> dict[str, dict[str, str]]:
         return dict(self._record(number).get("checks", {}))
 
+    def diff(self, number: int) -> str:
+        """A pull request's changes against its base; once merged, against the base it was merged into."""
+        pr = self.get(number)
+        return self.store.diff(f"{pr.merge_sha}^1" if pr.merge_sha else f"refs/heads/{pr.base}", pr.head_sha)
+
     def propose(self, change: base.Change, *, base: str) -> base.PullRequest:
         base_sha = self.store.resolve(f"refs/heads/{base}")
         if base_sha is None:
