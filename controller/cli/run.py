@@ -7,11 +7,12 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import threading
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
@@ -19,7 +20,8 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import reconcile, spec
+    from controller import load, reconcile, spec
+    from controller.forge import base as forge_base
     from controller.routers import base
 
 EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
@@ -104,6 +106,16 @@ def add_parser(sub: Any) -> None:
 
 def _format(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="json: one object, stable keys")
+
+
+def _seconds(option: str, value: str) -> float:
+    """A duration option (`30s`, `5m`) in seconds."""
+    from controller import spec
+
+    try:
+        return spec.parse_duration(value).total_seconds()
+    except ValueError as exc:
+        raise common.UsageError(f"{option} {value!r}: {exc}") from exc
 
 
 def _acting_on(remote: str, sha: str, state: Path) -> str:
@@ -202,20 +214,22 @@ def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
         "skipped": tick.skipped,
         "heldBy": tick.held_by or None,
         "problems": [str(p) for p in tick.problems],
-        "rollouts": [
-            {
-                "rollout": o.rollout,
-                "decision": o.decision.kind.value if o.decision else None,
-                "reason": o.decision.reason if o.decision else None,
-                "live": o.live.to_json() if o.live else None,
-                "actions": list(o.actions),
-                "error": o.error,
-                "pr": o.pr,
-                "routerAttempts": o.router_attempts,
-                "rollbackUnconfirmed": o.rollback_unconfirmed,
-            }
-            for o in tick.outcomes
-        ],
+        "rollouts": [_outcome_json(o) for o in tick.outcomes],
+    }
+
+
+def _outcome_json(o: reconcile.Outcome) -> dict[str, Any]:
+    """One rollout's outcome in `--format json`: a tick's, an abort's or a retry's."""
+    return {
+        "rollout": o.rollout,
+        "decision": o.decision.kind.value if o.decision else None,
+        "reason": o.decision.reason if o.decision else None,
+        "live": o.live.to_json() if o.live else None,
+        "actions": list(o.actions),
+        "error": o.error,
+        "pr": o.pr,
+        "routerAttempts": o.router_attempts,
+        "rollbackUnconfirmed": o.rollback_unconfirmed,
     }
 
 
@@ -269,9 +283,9 @@ class _finish_on_sigterm:
 @console.coloured
 def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
     """The loop. SIGTERM or SIGINT finishes the tick in progress, gives the lease back, and exits 0."""
-    from controller import repo, spec
+    from controller import repo
 
-    interval = spec.parse_duration(args.interval).total_seconds()
+    interval = _seconds("--interval", args.interval)
     try:
         with repo.workdir_lock(_workdir(args), holder=_holder(args)):
             return _run_loop(args, out, interval)
@@ -317,6 +331,9 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on = build_controller(args)
     outcome = controller.abort(args.name, reason=args.reason)
+    if args.format == "json":
+        out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
+        return 1 if outcome.error else 0
     out.write(
         "\n".join(
             [acting_on, f"{outcome.rollout}: {outcome.decision.reason if outcome.decision else ''}", *outcome.actions]
@@ -332,26 +349,108 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on = build_controller(args)
     outcome = controller.retry(args.name)
+    if args.format == "json":
+        out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
+        return 0
     out.write("\n".join([acting_on, *outcome.actions]) + "\n")
     return 0
 
 
 @console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
-    from controller import advice, load, plan, proposals, report, spec, split, traffic
+    controller, acting_on = build_controller(args)
+    if args.watch:
+        return _watch(controller, acting_on, args, out, _seconds("--interval", args.interval))
+    look = _look(controller)
+    if args.format == "json":
+        out.write(json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2) + "\n")
+    else:
+        out.write("\n".join([acting_on, "", *_status_lines(look, now=controller.clock())]) + "\n")
+    return 0
+
+
+class _Look(NamedTuple):
+    """What `rollout status` shows, read once: a dry-run tick, the bot's open PRs, the specs on main."""
+
+    tick: reconcile.Tick
+    pulls: list[forge_base.PullRequest]
+    desired: load.RepoSpec
+
+
+def _look(controller: reconcile.Controller) -> _Look:
+    from controller import load, proposals
     from controller.forge import base as forge_base
 
-    controller, acting_on = build_controller(args)
     tick = controller.reconcile_once(dry_run=True)
     pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
-    desired = load.load_repo(controller.workspace.tree())
-    if args.format == "json":
-        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
-        return 0
-    out.write(acting_on + "\n\n")
-    now = controller.clock()
-    for o in tick.outcomes:
-        loaded = desired.rollout(o.rollout)
+    return _Look(tick, pulls, load.load_repo(controller.workspace.tree()))
+
+
+def _changed_by(look: _Look) -> object:
+    """What `status --watch` prints a new block for when it changes: main, each rollout's decision,
+    live state, verdicts and errors, the open PRs; not the clock (time in step, time left, samples so
+    far: the digits of a reason)."""
+    rollouts = [
+        (
+            o.rollout,
+            o.decision and (o.decision.kind, re.sub(r"\d+", "#", o.decision.reason)),
+            o.live and json.dumps(o.live.to_json(), sort_keys=True),
+            [(e.name, e.verdict, e.error) for e in o.evidence],
+            o.error,
+            o.rollback_unconfirmed,
+        )
+        for o in look.tick.outcomes
+    ]
+    pulls = [(pr.number, pr.title, pr.approved) for pr in look.pulls]
+    return look.tick.sha, [str(p) for p in look.tick.problems], rollouts, pulls
+
+
+def _watch(
+    controller: reconcile.Controller, acting_on: str, args: argparse.Namespace, out: TextIO, interval: float
+) -> int:
+    """`status --watch` until Ctrl-C (or SIGTERM), then exit 0: on a terminal a live view redrawn every
+    look; elsewhere a new block (a time and main's commit, then the status) only when it changed."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    terminal = console.terminal(out)
+    live = None
+    if terminal is not None and args.format == "text":
+        from rich.live import Live
+
+        live = Live(console=terminal, auto_refresh=False)
+        live.start()
+    else:
+        out.write(acting_on + "\n")
+    last: object = None
+    try:
+        while not stop.is_set():
+            look = _look(controller)
+            now = controller.clock()
+            if args.format == "json":
+                block = json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2)
+            else:
+                block = "\n".join([f"-- {now:%H:%M:%S}, main at {look.tick.sha[:10]}", *_status_lines(look, now=now)])
+            if live is not None and terminal is not None:
+                live.update(terminal.render_str("\n".join([acting_on, "", block]), highlight=True), refresh=True)
+            elif (key := _changed_by(look)) != last:
+                out.write(block + "\n")
+                out.flush()
+                last = key
+            stop.wait(interval)
+    finally:
+        if live is not None:
+            live.stop()
+    return 0
+
+
+def _status_lines(look: _Look, *, now: datetime) -> list[str]:
+    """One block per rollout: step, live against desired, verdicts, timing advice, next action, PRs."""
+    from controller import advice, plan, proposals, report, spec, split, traffic
+
+    lines: list[str] = []
+    for o in look.tick.outcomes:
+        loaded = look.desired.rollout(o.rollout)
         if loaded is None:
             continue
         s = loaded.rollout.spec
@@ -362,38 +461,35 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
         )
         if s.canary is None:
             warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} kept warm" if s.previous else ""
-            out.write(f"{o.rollout}  steady{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}\n")
+            lines.append(f"{o.rollout}  steady{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}")
         else:
-            out.write(
+            lines.append(
                 f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "
-                f"rev {loaded.revisions[traffic.CANARY]}  in step {age}\n"
+                f"rev {loaded.revisions[traffic.CANARY]}  in step {age}"
             )
-        out.write(
-            f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})\n"
+        lines.append(
+            f"  live     {o.live.describe() if o.live else 'absent'}   (main says {plan.desired_state(loaded).describe()})"
         )
         if o.evidence:
-            out.write("  gates    " + " · ".join(f"{e.name} {e.verdict}" for e in o.evidence) + "\n")
-            for why in sorted({e.error for e in o.evidence if e.error}):
-                out.write(f"           {why}\n")
+            lines.append("  gates    " + " · ".join(f"{e.name} {e.verdict}" for e in o.evidence))
+            lines += [f"           {why}" for why in sorted({e.error for e in o.evidence if e.error})]
             for e in o.evidence:
                 if split.is_split(e) and e.segments and not e.error:
-                    out.write(f"           {e.name}: {e.segments[0].reason}\n")
+                    lines.append(f"           {e.name}: {e.segments[0].reason}")
         if s.canary is not None:
-            timing = advice.step_advice(loaded, step=step, config=desired.config)
-            out.write("\n".join(report.timing_lines(timing, indent="  ")) + "\n")
+            timing = advice.step_advice(loaded, step=step, config=look.desired.config)
+            lines += report.timing_lines(timing, indent="  ")
         verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
-        out.write(f"  next     {verdict}\n")
-        for pr in pulls:
+        lines.append(f"  next     {verdict}")
+        for pr in look.pulls:
             if pr.branch.startswith(f"{proposals.BRANCH_PREFIX}{o.rollout}/"):
                 flag = " [approved]" if pr.approved else ""
-                out.write(f"  PR       #{pr.number} {pr.title}{flag}\n")
+                lines.append(f"  PR       #{pr.number} {pr.title}{flag}")
         if o.error:
-            out.write(f"  error    {o.adapter}: {o.error}\n")
+            lines.append(f"  error    {o.adapter}: {o.error}")
         if o.rollback_unconfirmed:
-            out.write(
-                "  ROLLBACK NOT CONFIRMED: the router has not confirmed the canary is out; retried with backoff\n"
+            lines.append(
+                "  ROLLBACK NOT CONFIRMED: the router has not confirmed the canary is out; retried with backoff"
             )
-        out.write("\n")
-    for p in tick.problems:
-        out.write(f"!! {p}\n")
-    return 0
+        lines.append("")
+    return lines + [f"!! {p}" for p in look.tick.problems]
