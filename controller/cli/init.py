@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, TextIO
 
-from controller import __version__, load, render, repo, settings, spec
+from controller import __version__, settings
 from controller.cli import common, validate
 from controller.scaffold import text as template
 
@@ -30,7 +30,11 @@ LITELLM_SETTINGS = """general_settings:
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("init", help="write a new rollouts repository (a GitOps repository for your team)")
+    p = sub.add_parser(
+        "init",
+        help="write a new rollouts repository (a GitOps repository for your team)",
+        epilog=common.example("rollout init my-rollouts --router litellm --local"),
+    )
     p.add_argument("dir", metavar="DIR", help="a new or empty directory")
     p.add_argument("--router", choices=sorted(ROUTERS), default="file", help="the router type (default: file)")
     p.add_argument("--name", default="assistant", help="the rollout's name, a DNS label (default: assistant)")
@@ -39,7 +43,9 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="also create a bare git remote (DIR's sibling NAME.git) with DIR as its clone, main pushed",
     )
-    p.add_argument("--remote-dir", default=None, help="with --local: where the bare remote goes")
+    p.add_argument(
+        "--remote-dir", default=None, help="with --local: where the bare remote goes (default: DIR.git beside DIR)"
+    )
     p.set_defaults(func=cmd_init)
 
 
@@ -50,6 +56,8 @@ def _empty_or_new(path: Path, what: str) -> None:
 
 def scaffold(*, router: str, name: str) -> dict[str, str]:
     """The repository's files, path -> text, for a router type and a rollout name."""
+    from controller import load
+
     router_name, route_word = ROUTERS[router]
     marks = {
         "@NAME@": name,
@@ -91,6 +99,8 @@ def scaffold(*, router: str, name: str) -> dict[str, str]:
 def _litellm_proxy_config(root: Path) -> tuple[str, str]:
     """(path, text) of the LiteLLM proxy's config for the scaffold just written: what `rollout render
     litellm` renders for it, with the master key taken from the environment."""
+    from controller import load, render, repo, spec
+
     result = load.load_repo(repo.WorkTree(root))
     assert result.config is not None  # the scaffold's own config: tests/cli/test_init.py validates it
     name, router = next((n, r) for n, r in result.config.routers.items() if isinstance(r, spec.LitellmRouterConfig))
@@ -100,6 +110,8 @@ def _litellm_proxy_config(root: Path) -> tuple[str, str]:
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:
+    from controller import repo, spec
+
     if not re.fullmatch(spec.DNS_LABEL, args.name):
         raise common.UsageError(f"--name {args.name!r}: a DNS label (a-z, 0-9 and '-', at most 63 characters)")
     root = Path(args.dir).absolute()

@@ -8,8 +8,8 @@ import shlex
 
 import pytest
 
-from controller import cli
-from controller.cli import common
+from controller import cli, contract, spec
+from controller.cli import common, doctor
 from tests.helpers import parsers
 
 COMMANDS = dict(parsers.commands(cli.parser()))
@@ -68,3 +68,7 @@ def test_run_shows_its_interval_s_default() -> None:
 def test_a_default_from_the_environment_is_named_not_shown_as_none() -> None:
     text = " ".join(COMMANDS["rollout status"].format_help().split())
     assert "(default: $ROLLOUT_REMOTE)" in text and "None" not in text
+
+
+def test_doctor_s_default_window_is_the_contract_s() -> None:
+    assert spec.parse_duration(doctor.DEFAULT_WINDOW) == contract.WINDOW
