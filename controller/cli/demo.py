@@ -24,6 +24,12 @@ def add_parser(sub: Any) -> None:
     )
     d.add_argument("--examples", default=".", help="the project checkout (default: .)")
     d.add_argument("--plain", action="store_true", help="plain lines instead of the live view")
+    d.add_argument(
+        "--manual",
+        action="store_true",
+        help="you review and merge the pull requests from a second terminal (it prints the commands); "
+        "runs until Ctrl-C",
+    )
     d.set_defaults(func=cmd_demo)
 
 
@@ -34,9 +40,17 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     if not (checkout / load.CONFIG_FILE).is_file():
         raise common.UsageError(f"run the demo from the project checkout (no rollouts/ in {checkout})")
     try:
-        result = demo.run(args.scenario, checkout=checkout, out=out, live_view=out.isatty() and not args.plain)
+        result = demo.run(
+            args.scenario,
+            checkout=checkout,
+            out=out,
+            live_view=out.isatty() and not args.plain,
+            manual=args.manual,
+        )
     except RuntimeError as exc:
         raise common.UsageError(str(exc)) from exc
+    if args.manual:  # the user drove it, and stopped it
+        return 0
     if args.scenario == "good":
         ok = result.completed
         out.write(f"\n{'completed' if ok else 'did not complete'}: {len(result.merged)} pull requests merged\n")

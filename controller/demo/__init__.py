@@ -7,7 +7,8 @@ servers every second, a traffic generator with three tenants, and the controller
 forge and an auto-approver that plays the reviewer. The scenario sets how the canary behaves once it
 takes half the live traffic: `good` is promoted step by step through pull requests; `regression`,
 `latency` and `errors` are rolled back in seconds, with a revert commit. Every process it starts is stopped
-when it ends, on Ctrl-C too.
+when it ends, on Ctrl-C too. With `manual`, nobody plays the reviewer: the demo prints the commands that
+let the user review and merge each pull request from a second terminal, and runs until Ctrl-C.
 
 The demo and its stand-ins (`model_server`, `loadgen`) are a package of their own that ships with the
 controller: the controller's core never imports it, and it imports neither the CLI nor anything from
@@ -19,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -54,6 +56,7 @@ SCRAPE = 1.0  # seconds between Prometheus scrapes
 INTERVAL = 2.0  # the rollout's analysis interval, seconds
 DEADLINE = 300.0  # the whole demo, seconds: a good canary completes in about two minutes (its gates need a few hundred requests per tenant and step to pass on evidence)
 REGRESS_AT = 50  # a bad canary starts to misbehave once it takes this much live traffic
+MANUAL_DEADLINE = 4 * 3600.0  # the driven demo (and its traffic) stops by itself after this many seconds
 
 #: How the canary misbehaves once it takes live traffic, per scenario (stand-in behaviour fields).
 SCENARIOS: dict[str, dict[str, Any]] = {
@@ -267,6 +270,7 @@ class Result:
     promoted_after_rollback: bool = False
     traffic: dict[str, Any] = field(default_factory=dict)  # the traffic generator's report
     stable_hosts: set[str] = field(default_factory=set)  # what Envoy's stable cluster serves at the end
+    stopped: bool = False  # Ctrl-C ended it
 
     @property
     def rollback_seconds(self) -> float | None:
@@ -281,6 +285,8 @@ class View:
     def __init__(self, out: TextIO, *, live: bool) -> None:
         self.out = out
         self.events: list[str] = []
+        self.setup: list[str] = []
+        self.hints: list[str] = []
         self.live = None
         self.started = time.monotonic()
         if live:
@@ -297,17 +303,28 @@ class View:
             self.out.write(line + "\n")
             self.out.flush()
 
+    def hint(self, lines: list[str], *, setup: bool = False) -> None:
+        """Commands for the user to type: printed as they come, or kept below the live panel (the
+        `setup` ones for good, the others until the next)."""
+        if setup:
+            self.setup = lines
+        else:
+            self.hints = lines
+        if self.live is None:
+            self.out.write("".join(f"    {line}\n" for line in lines))
+            self.out.flush()
+
     def show(self, outcome: reconcile.Outcome | None, loaded: load.LoadedRollout | None) -> None:
         if self.live is None or outcome is None or loaded is None:
             return
-        self.live.update(_panel(outcome, loaded, self.events[-12:]))
+        self.live.update(_panel(outcome, loaded, self.events[-12:], self.setup + self.hints))
 
     def close(self) -> None:
         if self.live is not None:
             self.live.stop()
 
 
-def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[str]) -> Any:
+def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[str], hints: list[str]) -> Any:
     from rich.console import Group
     from rich.panel import Panel
     from rich.progress_bar import ProgressBar
@@ -345,11 +362,16 @@ def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[
             str(e.verdict),
         )
     parts += [gates_table, "\n".join(events)]
+    if hints:
+        parts.append(Panel("\n".join(hints), title="in a second terminal"))
     return Panel(Group(*parts), title="rollout demo")
 
 
-def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, keep: bool = False) -> Result:
-    """Run the demo end to end; returns what happened. Raises on a broken environment."""
+def run(
+    scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, keep: bool = False, manual: bool = False
+) -> Result:
+    """Run the demo end to end; returns what happened. Raises on a broken environment. With `manual`,
+    the user reviews and merges the pull requests, and it runs until Ctrl-C (or `MANUAL_DEADLINE`)."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
     for tool in ("envoy", "prometheus"):
@@ -361,7 +383,7 @@ def run(scenario: str, *, checkout: Path, out: TextIO, live_view: bool = False, 
     terminated = _terminate_cleanly()
     try:
         with contextlib.ExitStack() as stack:
-            _run(stack, scenario, checkout=checkout, work=work, result=result, view=view)
+            _run(stack, scenario, checkout=checkout, work=work, result=result, view=view, manual=manual)
     finally:
         terminated()
         view.close()
@@ -395,7 +417,9 @@ def _terminate_cleanly() -> Callable[[], None]:
     return restore
 
 
-def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View) -> None:
+def _run(
+    stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View, manual: bool
+) -> None:
     stable = _model_server(stack, traffic.STABLE, work=work)
     canary = _model_server(stack, traffic.CANARY, work=work)
     listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
@@ -424,7 +448,7 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
             url=f"http://{listen}/{ROUTE}/v1",
             rate=RATE,
             max_requests=10**7,
-            duration=DEADLINE + 30,
+            duration=(MANUAL_DEADLINE if manual else DEADLINE) + 30,
             tenants=TENANTS,
             concurrency=32,
         )
@@ -447,7 +471,15 @@ def _run(stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Pa
     controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
     router = routers("edge", desired.config.routers["edge"], routes)
 
-    _loop(controller, forge, router, scenario, canary=canary, result=result, view=view)
+    if manual:
+        view.event("the controller opens pull requests and waits for you; in a second terminal, first:")
+        venv = (
+            [f"$ . {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}"] if sys.prefix != sys.base_prefix else []
+        )
+        view.hint(
+            [*venv, f"$ export {settings.REMOTE_ENV}={shlex.quote(str(made.remote))}", "$ rollout status"], setup=True
+        )
+    _loop(controller, forge, router, scenario, canary=canary, result=result, view=view, manual=manual)
     main = git.Repo(made.remote)
     result.log = [f"{c.hexsha[:7]} {c.summary!s}" for c in main.iter_commits("main", first_parent=True)]
     result.traffic = load_gen.report().as_json()
@@ -475,9 +507,12 @@ def _loop(
     canary: str,
     result: Result,
     view: View,
+    manual: bool,
 ) -> None:
-    end = time.monotonic() + DEADLINE
+    end = time.monotonic() + (MANUAL_DEADLINE if manual else DEADLINE)
     seen_prs: set[tuple[int, str]] = set()
+    announced: dict[int, forge_base.PRState] = {}
+    last_said: list[str] = []
     stopped = {"now": False}
     previous = signal.signal(signal.SIGINT, lambda *_: stopped.__setitem__("now", True))
     quiet_ticks = 0
@@ -486,13 +521,11 @@ def _loop(
             tick = controller.reconcile_once()
             outcome = next((o for o in tick.outcomes if o.rollout == NAME), None)
             loaded = load.load_repo(controller.workspace.tree()).rollout(NAME)
-            if outcome is not None:
-                if outcome.decision and outcome.decision.kind is not plan.Kind.HOLD:
-                    view.event(f"{outcome.decision.kind.value}: {outcome.decision.reason}")
-                for action in outcome.actions:
-                    view.event(f"  {action}")
-                if outcome.error:
-                    view.event(f"  held ({outcome.adapter}): {outcome.error}")
+            said = _said(outcome)
+            if said != last_said:  # a decision the controller repeats while a PR waits is said once
+                for line in said:
+                    view.event(line)
+                last_said = said
             view.show(outcome, loaded)
             live = router.read([ROUTE])[ROUTE]
             if isinstance(live, errors.RouterError):
@@ -505,7 +538,10 @@ def _loop(
             if result.regressed_at is not None and result.zero_at is None and weight == 0:
                 result.zero_at = time.monotonic()
                 view.event(f"live canary weight back at 0, {result.rollback_seconds:.1f}s after the regression began")
-            _review(forge, seen_prs, result, view)
+            if manual:
+                _announce(forge, announced, view)
+            else:
+                _review(forge, seen_prs, result, view)
             if (
                 result.rolled_back
                 and outcome
@@ -518,13 +554,54 @@ def _loop(
             if done or rolled:
                 quiet_ticks += 1
                 result.completed = done
-                if quiet_ticks >= 3:  # a few more ticks prove nothing else happens
+                if manual and quiet_ticks == 1:
+                    result.rolled_back = rolled
+                    view.event(
+                        f"the rollout {'completed' if done else 'was rolled back'}; everything keeps running so you "
+                        "can look around (`rollout status`, Prometheus, the repository); Ctrl-C stops it all"
+                    )
+                if quiet_ticks >= 3 and not manual:  # a few more ticks prove nothing else happens
                     break
             time.sleep(TICK)
     finally:
         signal.signal(signal.SIGINT, previous)
     if stopped["now"]:
+        result.stopped = True
         view.event("stopped (Ctrl-C): stopping every process")
+
+
+def _said(outcome: reconcile.Outcome | None) -> list[str]:
+    """What a tick's outcome shows: a decision other than Hold, its actions, and an error."""
+    if outcome is None:
+        return []
+    decision = outcome.decision
+    lines = [f"{decision.kind.value}: {decision.reason}"] if decision and decision.kind is not plan.Kind.HOLD else []
+    lines += [f"  {action}" for action in outcome.actions]
+    return lines + ([f"  held ({outcome.adapter}): {outcome.error}"] if outcome.error else [])
+
+
+def _announce(forge: forge_local.LocalForge, announced: dict[int, forge_base.PRState], view: View) -> None:
+    """The driven demo's reviewer is the user: each pull request of the bot is announced once when it
+    opens, with the commands that review and merge it, and once more when it is merged or closed."""
+    open_now = {pr.number: pr for pr in forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)}
+    for number, state in sorted(announced.items()):
+        if state is forge_base.PRState.OPEN and number not in open_now:
+            pr = forge.get(number)
+            announced[number] = pr.state
+            view.event(f"PR #{number} {pr.state.value}: {pr.title}")
+    for number, pr in sorted(open_now.items()):
+        if number in announced:
+            continue
+        announced[number] = pr.state
+        view.event(f"PR #{number} opened: {pr.title}; review it in the second terminal:")
+        view.hint(
+            [
+                f"$ rollout pr show {number}",
+                f"$ rollout pr approve {number}",
+                f"$ rollout pr merge {number}",
+                f'or: $ rollout status, $ rollout abort {NAME} --reason "..."',
+            ]
+        )
 
 
 def _review(forge: forge_local.LocalForge, seen: set[tuple[int, str]], result: Result, view: View) -> None:

@@ -6,6 +6,7 @@ Envoy (`envoy_proc`), LiteLLM (`litellm_proc`) and Prometheus (`prom`) all start
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -80,3 +81,49 @@ def running(
         yield process
     finally:
         stop(process, grace=grace)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (children, their children, ...), read from /proc: what a test
+    checks is gone once the process that started them has stopped."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the command name (in parentheses) may hold spaces: the fields after it are fixed
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a process that still runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def listening_ports(pids: set[int] | None = None) -> set[int]:
+    """The TCP ports in LISTEN state on this machine, or only those whose socket one of `pids` holds."""
+    listening: dict[int, int] = {}  # socket inode -> port
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for row in Path(table).read_text().splitlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    listening[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    if pids is None:
+        return set(listening.values())
+    held: set[int] = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in (Path("/proc") / str(pid) / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        held.add(int(target[8:-1]))
+    return {port for inode, port in listening.items() if inode in held}
