@@ -64,6 +64,11 @@ def add_parser(sub: Any) -> None:
     run.add_argument(
         "--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port (default: not served)"
     )
+    run.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address /metrics and /healthz bind (0.0.0.0 for a kubelet's probes)",
+    )
     _controller_args(run, lease=True)
     run.set_defaults(func=cmd_run)
 
@@ -304,9 +309,9 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
 
     tel = telemetry.Telemetry()
     tel.interval = interval
-    server = tel.serve(args.metrics_port) if args.metrics_port is not None else None
+    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
     if server is not None:
-        out.write(f"metrics on http://127.0.0.1:{server.server_address[1]}/metrics\n")
+        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
     try:
         while not stop.is_set():
             try:
