@@ -186,3 +186,11 @@ def test_rollout_run_with_the_manifests_arguments_answers_its_probes(
         if refused:
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"http://{refused}:{port}{path}", timeout=2)
+
+
+def test_the_scheduled_workflow_runs_where_rollout_runner_says() -> None:
+    """A hosted runner cannot reach loopback routers: `vars.ROLLOUT_RUNNER` (JSON labels) picks a
+    self-hosted one, and without it the job stays on a hosted runner (actionlint checks the expression:
+    tests/github/test_workflows.py)."""
+    job = YAML(typ="safe").load((ROOT / ".github/workflows/rollout-controller.yml").read_text())["jobs"]["reconcile"]
+    assert job["runs-on"] == "${{ vars.ROLLOUT_RUNNER && fromJSON(vars.ROLLOUT_RUNNER) || 'ubuntu-latest' }}"

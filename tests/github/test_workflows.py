@@ -239,7 +239,7 @@ def test_one_list_of_checks_secrets_and_variables() -> None:
     needed = workflow_names()
     assert needed["check"] == {"rollout-checks", "test"}
     assert needed["secret"] == {"ROLLOUT_APP_PRIVATE_KEY", "ROLLOUT_BOT_TOKEN", "ROLLOUT_EVAL_API_KEY"}
-    assert needed["variable"] == {"ROLLOUT_APP_CLIENT_ID", "ROLLOUT_EVAL_ENDPOINT"}
+    assert needed["variable"] == {"ROLLOUT_APP_CLIENT_ID", "ROLLOUT_EVAL_ENDPOINT", "ROLLOUT_RUNNER"}
     assert setup_names() == needed
     assert readme_names() == needed
     setup = (ROOT / ".github" / "SETUP.md").read_text("utf-8")
