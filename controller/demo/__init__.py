@@ -473,12 +473,7 @@ def _run(
 
     if manual:
         view.event("the controller opens pull requests and waits for you; in a second terminal, first:")
-        venv = (
-            [f"$ . {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}"] if sys.prefix != sys.base_prefix else []
-        )
-        view.hint(
-            [*venv, f"$ export {settings.REMOTE_ENV}={shlex.quote(str(made.remote))}", "$ rollout status"], setup=True
-        )
+        view.hint(second_terminal(made.remote), setup=True)
     _loop(controller, forge, router, scenario, canary=canary, result=result, view=view, manual=manual)
     main = git.Repo(made.remote)
     result.log = [f"{c.hexsha[:7]} {c.summary!s}" for c in main.iter_commits("main", first_parent=True)]
@@ -578,6 +573,14 @@ def _said(outcome: reconcile.Outcome | None) -> list[str]:
     lines = [f"{decision.kind.value}: {decision.reason}"] if decision and decision.kind is not plan.Kind.HOLD else []
     lines += [f"  {action}" for action in outcome.actions]
     return lines + ([f"  held ({outcome.adapter}): {outcome.error}"] if outcome.error else [])
+
+
+def second_terminal(remote: Path) -> list[str]:
+    """What a second terminal needs to act on the demo: this virtual environment, if the demo runs in
+    one (for `rollout`), and the remote. Nothing else: the router state is the demo's own (absolute
+    paths in its controller.yaml, and Envoy), whatever that terminal's $ROLLOUT_STATE_DIR or home."""
+    venv = [f"$ . {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}"] if sys.prefix != sys.base_prefix else []
+    return [*venv, f"$ export {settings.REMOTE_ENV}={shlex.quote(str(remote))}", "$ rollout status"]
 
 
 def _announce(forge: forge_local.LocalForge, announced: dict[int, forge_base.PRState], view: View) -> None:

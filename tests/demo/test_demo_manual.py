@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from controller import demo
 from tests.helpers import net, procs
 
 pytestmark = pytest.mark.slow
@@ -120,3 +121,19 @@ def test_the_driven_demo_waits_for_the_user_and_ctrl_c_stops_everything(tmp_path
             proc.wait()
     assert not [pid for pid in children if procs.alive(pid)]
     assert not ports & procs.listening_ports()
+
+
+def test_the_second_terminal_activates_the_demos_virtual_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the demo runs in a virtual environment (.ci/demo on a stock Debian Python), `rollout` is
+    on the second terminal's PATH only once it is activated: the demo says so first."""
+    remote = tmp_path / "remote dir" / "remote.git"
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / ".venv"))
+    assert demo.second_terminal(remote) == [
+        f"$ . {tmp_path}/.venv/bin/activate",
+        f"$ export ROLLOUT_REMOTE='{remote}'",
+        "$ rollout status",
+    ]
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)
+    assert demo.second_terminal(remote)[0].startswith("$ export ROLLOUT_REMOTE=")
