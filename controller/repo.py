@@ -498,7 +498,10 @@ def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) 
 
 def release_lease(ws: Workspace, *, holder: str) -> bool:
     """Give the lease up if `holder` has it, so the next controller need not wait for it to expire;
-    True when it was released. Best effort: a lease not released expires by itself."""
+    True when it was released. Best effort: a lease not released expires by itself. It starts git's
+    long-running `cat-file` afresh: Ctrl-C on a terminal signals the whole process group, so the one this
+    process kept may be dead, and reading through it would end in a BrokenPipeError."""
+    ws.repo.git.clear_cache()
     try:
         sha, current = _read_lease(ws.repo, ws.remote_url)
     except errors.RepoError:

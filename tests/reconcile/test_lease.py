@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -140,4 +141,18 @@ def test_sigterm_in_the_middle_of_a_reconcile_lets_it_finish_and_give_the_lease_
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "read back" in done.stdout and "opened or updated #1" in done.stdout
+    assert lease_ref(gitops) == ""
+
+
+def test_the_lease_is_given_back_after_ctrl_c_killed_git_s_cat_file(gitops: GitOps) -> None:
+    """Ctrl-C on a terminal signals the whole process group: the `git cat-file --batch` the controller
+    keeps for reading dies with it, and the lease must still be given back on the way out."""
+    hold(gitops, "me")
+    ws = repo.Workspace.open(str(gitops.remote), gitops.work / "lease-me")
+    repo.acquire_lease(ws, holder="me", ttl=timedelta(minutes=2), now=datetime.now(UTC))  # reads through cat-file
+    cat_file = ws.repo.git.cat_file_all
+    assert cat_file is not None, "the lease was not read through git's long-running cat-file"
+    cat_file.proc.send_signal(signal.SIGINT)
+    cat_file.proc.wait(timeout=10)
+    assert repo.release_lease(ws, holder="me")
     assert lease_ref(gitops) == ""
