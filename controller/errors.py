@@ -27,6 +27,7 @@ class Problem:
     field: str  # a dotted field path such as "spec.steps[2].weight", or "" for the whole file
     message: str
     code: str = "E000"
+    source: str = ""  # the file's line at `line`, for text output to show under the error with a caret
 
     def __str__(self) -> str:
         where = self.file

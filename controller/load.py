@@ -41,7 +41,7 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.parser import RoundTripParser
 from ruamel.yaml.reader import ReaderError
 
-from controller import carries, errors, spec, templates
+from controller import carries, errors, hints, spec, templates
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a prompt file is text a human reviews
 MAX_YAML_BYTES = 512 << 10  # a spec, controller.yaml or proxy config: its round-trip parse stays under ~0.6 s
@@ -301,30 +301,45 @@ def parse_yaml(path: str, data: bytes) -> Document:
     try:
         tree = _yaml().load(text)
     except _Refused as exc:
-        raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code) from None
+        raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code, text=text) from None
     except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = (exc.problem or exc.context or "invalid YAML").strip()
-        if "block" in problem:
-            problem += " (check the indentation)"
-        if "duplicate key" in problem or "found duplicate key" in str(exc):
-            problem = _duplicate_key_message(exc)
-        raise _fail(
-            path,
-            problem,
-            line=mark.line + 1 if mark else 0,
-            column=mark.column + 1 if mark else 0,
-            code="E001",
-        ) from exc
+        raise _structure_error(path, text, exc) from exc
     except ReaderError as exc:  # a character YAML does not allow (a control character): locate it
         before = text[: exc.position]
         line, column = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
         what = f"U+{exc.character:04X}" if isinstance(exc.character, int) else repr(exc.character)
         message = f"character {what} is not allowed in YAML (a control character?)"
-        raise _fail(path, message, line=line, column=column, code="E001") from exc
+        raise _fail(path, message, line=line, column=column, code="E001", text=text) from exc
     except YAMLError as exc:
         raise _fail(path, "invalid YAML: " + " ".join(str(exc).split())[:300], code="E001") from exc
     return Document(path, tree)
+
+
+def _structure_error(path: str, text: str, exc: MarkedYAMLError) -> errors.SpecError:
+    """A parser or scanner error in plain words where the lines around it say what went wrong
+    (`hints.structure`), else in the parser's words; located, with the offending line."""
+    mark = exc.problem_mark or exc.context_mark
+    problem = (exc.problem or exc.context or "invalid YAML").strip()
+    if "duplicate key" in problem or "found duplicate key" in str(exc):
+        problem = _duplicate_key_message(exc)
+    line, column = (mark.line, mark.column) if mark else (-1, -1)
+    if mark and not isinstance(exc, ConstructorError):
+        context = exc.context_mark if exc.context else None
+        said = hints.structure(
+            hints.lines(text),
+            problem=problem,
+            line=mark.line,
+            column=mark.column,
+            context=exc.context or "",
+            context_line=context.line if context else -1,
+            context_column=context.column if context else -1,
+        )
+        line, column = said.line, said.column
+        if said.advice:
+            problem = said.advice
+        elif "block" in problem:
+            problem += " (check the indentation)"
+    return _fail(path, problem, line=line + 1, column=column + 1, code="E001", text=text)
 
 
 def _duplicate_key_message(exc: MarkedYAMLError) -> str:
@@ -333,8 +348,10 @@ def _duplicate_key_message(exc: MarkedYAMLError) -> str:
     return f"duplicate key {key!r}" if key else "duplicate key"
 
 
-def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str) -> errors.SpecError:
-    return errors.SpecError([errors.Problem(path, line, column, "", message, code)])
+def _fail(path: str, message: str, *, line: int = 0, column: int = 0, code: str, text: str = "") -> errors.SpecError:
+    """A problem of one file; with the file's `text`, it carries the offending line for text output."""
+    source = hints.excerpt(hints.lines(text), line) if text and line else ""
+    return errors.SpecError([errors.Problem(path, line, column, "", message, code, source)])
 
 
 # -- the fast path: plain data, no positions --------------------------------------------------------
@@ -476,7 +493,7 @@ def load_model(model: type[M], path: str, data: bytes, *, code: str = "E002") ->
         try:
             return model.model_validate(_plain_yaml(text))
         except _Refused as exc:  # a bound, at the event libyaml reports it: the round-trip parse stops there too
-            raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code) from None
+            raise _fail(path, exc.message, line=exc.line, column=exc.column, code=exc.code, text=text) from None
         except Exception:  # whatever else the fast path refuses, the round-trip parse below answers and locates
             pass
     return validate(model, parse_yaml(path, data), code=code)
@@ -538,9 +555,11 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: Sequence[str | in
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
-        known = _field_names(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
+        return _unknown_field(model, loc)
+    value = error.get("input")
+    if kind == "int_type" and isinstance(value, str) and (percent := _PERCENT.match(value)):
+        if hints.is_of(model, loc, spec.Percent):
+            return f"{loc[-1]} is a percentage already: write `{loc[-1]}: {percent.group(1)}`"
     ctx = error.get("ctx", {})
     if kind == "union_tag_invalid":
         return f"unknown {_tag(ctx)} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
@@ -588,26 +607,19 @@ def _pattern_hint(pattern: str) -> str:
     return hints.get(pattern, f" (expected to match {pattern})")
 
 
-def _field_names(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
-    """The field names (as spelled in YAML) of the model found at `loc`, for 'did you mean'."""
-    current: Any = model
-    for part in loc:
-        if isinstance(part, int) or current is None:
-            continue
-        info = getattr(current, "model_fields", {})
-        match = next((f for n, f in info.items() if (f.alias or n) == part), None)
-        current = _model_of(match.annotation) if match else None
-    fields = getattr(current, "model_fields", {})
-    return [f.alias or n for n, f in fields.items()]
+_PERCENT = re.compile(r"^\s*([0-9]+)\s*%\s*$")
 
 
-def _model_of(annotation: Any) -> Any:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        if (found := _model_of(arg)) is not None:
-            return found
-    return None
+def _unknown_field(model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    """Where a key that is not a field here belongs (one level up, down or under a sibling), else the
+    closest field name here."""
+    places = hints.placements(model, loc)
+    if places:
+        named = [f"`{p}`" for p in places]
+        listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " or " + named[-1]
+        return f"unknown field here; it belongs under {listed}"
+    close = difflib.get_close_matches(str(loc[-1]), hints.known(model, loc[:-1]), n=1)
+    return "unknown field" + (f"; did you mean {close[0]!r}?" if close else "")
 
 
 def validate(model: type[M], doc: Document, *, code: str = "E002") -> M:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from controller import advice, contract, errors, plan, spec, traffic
+from controller import advice, contract, errors, hints, plan, spec, traffic
 
 
 def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
@@ -32,10 +32,22 @@ def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _text(f: dict[str, Any]) -> str:
+def _text(f: dict[str, Any], *, excerpt: bool = True) -> str:
     where = f["file"] + (f":{f['line']}" if f["line"] else "") + (f":{f['column']}" if f["column"] else "")
     what = f"{f['field']}: {f['message']}" if f["field"] else f["message"]
-    return errors.printable(f"{where}: {f['severity']} {f['code']} {what}")
+    line = errors.printable(f"{where}: {f['severity']} {f['code']} {what}")
+    return line + _excerpt(f) if excerpt else line
+
+
+def _excerpt(f: dict[str, Any]) -> str:
+    """The offending line under a finding that carries it, with a caret under its column."""
+    if not f.get("source"):
+        return ""
+    text, column = hints.window(f["source"], max(f["column"], 1))
+    shown = errors.printable(text)
+    pad = len(errors.printable(text[: column - 1]))  # an escaped character is as wide as its escape
+    number = str(f["line"])
+    return f"\n  {number} | {shown}\n  {' ' * len(number)} | {' ' * pad}^"
 
 
 def _github_escape(value: str, *, property: bool = False) -> str:
@@ -330,5 +342,5 @@ def _plan_markdown(
         lines += [f"- {md(n)}: {md(e)}" for n, e in failures]
     if problems:
         lines += ["", "**Invalid files** (skipped; the other rollouts are planned)", ""]
-        lines += [f"- {md(_text(p))}" for p in problems]
+        lines += [f"- {md(_text(p, excerpt=False))}" for p in problems]
     return "\n".join(lines) + "\n"

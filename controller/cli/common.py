@@ -147,10 +147,11 @@ def display(root: Path, file: str) -> str:
 
 
 def problem_json(p: errors.Problem, root: Path) -> dict[str, Any]:
-    """A loading problem as a finding of `report.findings`: always an error."""
+    """A loading problem as a finding of `report.findings`: always an error; `source`, the offending line,
+    only where the problem carries it (a YAML structure error)."""
     from controller import lint
 
-    return {
+    finding = {
         "file": display(root, p.file),
         "line": p.line,
         "column": p.column,
@@ -159,3 +160,4 @@ def problem_json(p: errors.Problem, root: Path) -> dict[str, Any]:
         "severity": lint.ERROR,
         "message": p.message,
     }
+    return finding | ({"source": p.source} if p.source else {})

@@ -86,3 +86,27 @@ def test_validate_usage_errors(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         run("validate", "--format", "xml")
     assert exc.value.code == 2
+
+
+def test_a_yaml_structure_error_shows_its_line_with_a_caret(examples: Path) -> None:
+    """Text output prints the offending line and a caret under the column; JSON and GitHub annotations stay
+    one line per finding (JSON carries the line as `source`)."""
+    path = examples / "rollouts/ticket-triage/rollout.yaml"
+    lines = path.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if line.startswith("  route:")) + 1
+    lines[number - 1] = lines[number - 1].replace("route: ", "route:")
+    path.write_text("\n".join(lines) + "\n")
+    code, out = run("validate", str(path))
+    assert code == 1
+    head, source, caret = out.splitlines()[:3]
+    column = len("  route:") + 1
+    assert head.endswith(f"rollout.yaml:{number}:{column}: error E001 `route:triage` needs a space after the colon (`route: triage`)")
+    assert source == f"  {number} |   route:triage"
+    assert caret == f"  {' ' * len(str(number))} | {' ' * (column - 1)}^"
+    assert caret.index("^") == source.index("triage")
+
+    code, out = run("validate", "--format", "json", str(path))
+    [finding] = json.loads(out)["findings"]
+    assert finding["source"] == "  route:triage" and finding["line"] == number and "\n" not in finding["message"]
+    code, out = run("validate", "--format", "github", str(path))
+    assert len(out.splitlines()) == 1 and out.startswith("::error ") and "route:triage` needs a space" in out

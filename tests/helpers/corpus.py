@@ -255,7 +255,7 @@ CASES: list[Case] = [
         "rollout-tab-indent",
         ROLLOUT,
         VALID_ROLLOUT.replace("  router:", "\trouter:").encode(),
-        "cannot start any token",
+        "a tab indents this line: YAML indents with spaces only",
     ),
     Case("rollout-scalar", ROLLOUT, b"just a string\n", "mapping"),
     Case("rollout-multi-doc", ROLLOUT, (VALID_ROLLOUT + "---\n" + VALID_ROLLOUT).encode(), "document"),
