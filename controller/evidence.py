@@ -49,6 +49,44 @@ def check_text(c: gates.Check) -> str:
     return f"{c.name} {_stat(c.estimate, c.unit)}{bounds} / {_stat(c.limit, c.unit)}{resolution}"
 
 
+def _brief_stat(v: float, unit: str) -> str:
+    match unit:
+        case "pts":
+            return f"{v * 100:.3g} pts"
+        case "rel":
+            return f"{v * 100:+.3g}%"
+        case "rate":
+            return f"{v * 100:.3g}%"
+        case "s":
+            return f"{v * 1000:.3g}ms" if v < 1 else f"{v:.3g}s"
+        case _:
+            return f"{v:.4g}"
+
+
+def brief(e: gates.GateEvidence) -> str:
+    """A failed gate in a few words, for a PR title: `error_rate 3.9% > 1%`, `latency_p95 +25% > +10%`,
+    `eval_pass_rate down 5 pts > 3 pts`; "" when no failed check carries an estimate."""
+    for s in e.segments:
+        if not s.counted or s.verdict is not gates.Verdict.FAIL:
+            continue
+        for c in s.checks:
+            if c.verdict is not gates.Verdict.FAIL or c.estimate is None or not math.isfinite(c.estimate):
+                continue
+            value, limit = _brief_stat(c.estimate, c.unit), _brief_stat(c.limit, c.unit)
+            where = "" if not s.segment else f" ({gates.segment_text(s.segment)})"
+            match c.name:
+                case "max" | "maxIncrease":
+                    said = f"{value} > {limit}"
+                case "min":
+                    said = f"{value} < {limit}"
+                case "maxDrop":
+                    said = f"down {value} > {limit}"
+                case _:
+                    said = f"{c.name} {value}, limit {limit}"
+            return f"{e.name} {said}{where}"
+    return ""
+
+
 def _checks(s: gates.SegmentEvidence) -> str:
     return "; ".join(check_text(c) for c in s.checks) or "-"
 

@@ -83,7 +83,9 @@ def _missing_space(line: str) -> str:
     gap = _NO_SPACE.match(line)
     if not gap or ": " in line or "://" in line:
         return ""
-    return f"`{gap.group(1)}:{_cut(gap.group(2))}` needs a space after the colon (`{gap.group(1)}: {_cut(gap.group(2))}`)"
+    return (
+        f"`{gap.group(1)}:{_cut(gap.group(2))}` needs a space after the colon (`{gap.group(1)}: {_cut(gap.group(2))}`)"
+    )
 
 
 def _what(line: str, *, key: bool = False) -> str:
@@ -119,19 +121,27 @@ def structure(
     if "quoted scalar" in context and "end of stream" in problem and context_line >= 0:
         quote = lines[context_line][context_column : context_column + 1] if context_line < len(lines) else '"'
         return Structure(
-            f"the string opened with `{quote}` here is never closed: end it with `{quote}`", context_line, context_column
+            f"the string opened with `{quote}` here is never closed: end it with `{quote}`",
+            context_line,
+            context_column,
         )
     for kind, (opener, closer) in _CLOSERS.items():
         if kind in context and problem.startswith("expected ',' or") and context_line >= 0:
-            if context_line != line and not any(closer in lines[i] for i in range(context_line, min(line + 1, len(lines)))):
-                return here._replace(advice=f"the `{opener}` opened on line {context_line + 1} is never closed: end it with `{closer}`")
-            return here._replace(advice=f"a `,` is missing before this (between two items of the `{opener}` on line {context_line + 1})")
+            if context_line != line and not any(
+                closer in lines[i] for i in range(context_line, min(line + 1, len(lines)))
+            ):
+                return here._replace(
+                    advice=f"the `{opener}` opened on line {context_line + 1} is never closed: end it with `{closer}`"
+                )
+            return here._replace(
+                advice=f"a `,` is missing before this (between two items of the `{opener}` on line {context_line + 1})"
+            )
     before = _previous(lines, line)
     if "simple key" in context and context_line >= 0:  # `route:chat` read as the start of a key
         before = context_line
-    if before is not None and (gap := _missing_space(lines[before])):
-        if problem.startswith(("mapping values are not allowed", "could not find expected ':'")):
-            return Structure(gap, before, lines[before].index(":") + 1)
+    no_key = problem.startswith(("mapping values are not allowed", "could not find expected ':'"))
+    if no_key and before is not None and (gap := _missing_space(lines[before])):
+        return Structure(gap, before, lines[before].index(":") + 1)
     if problem.startswith("mapping values are not allowed"):
         if re.search(r":\s", current[:column]):
             m = _KEY.match(current)

@@ -557,9 +557,9 @@ def _message(error: ErrorDetails, model: type[BaseModel], loc: Sequence[str | in
     if kind == "extra_forbidden":
         return _unknown_field(model, loc)
     value = error.get("input")
-    if kind == "int_type" and isinstance(value, str) and (percent := _PERCENT.match(value)):
-        if hints.is_of(model, loc, spec.Percent):
-            return f"{loc[-1]} is a percentage already: write `{loc[-1]}: {percent.group(1)}`"
+    percent = _PERCENT.match(value) if kind == "int_type" and isinstance(value, str) else None
+    if percent and hints.is_of(model, loc, spec.Percent):
+        return f"{loc[-1]} is a percentage already: write `{loc[-1]}: {percent.group(1)}`"
     ctx = error.get("ctx", {})
     if kind == "union_tag_invalid":
         return f"unknown {_tag(ctx)} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"

@@ -60,6 +60,21 @@ def paused(loaded: load.LoadedRollout) -> bool:
     )
 
 
+def phase(loaded: load.LoadedRollout, *, rolling_back: bool = False) -> spec.Phase | None:
+    """The rollout's phase in the schema's words, as every command shows it: RolledBack once main or
+    this tick (`rolling_back`: a rollback decided, or its revert PR open) says so, never Progressing
+    then; a new canary revision is Progressing at its first step; None with no canary and nothing
+    completed (a stable variant alone has no phase)."""
+    status = loaded.rollout.status
+    if rolled_back(loaded) or (rolling_back and loaded.rollout.spec.canary is not None):
+        return spec.Phase.ROLLED_BACK
+    if loaded.rollout.spec.canary is None:
+        return spec.Phase.COMPLETED if status is not None and status.phase is spec.Phase.COMPLETED else None
+    if status is None or status.revision != loaded.revisions.get(traffic.CANARY):
+        return spec.Phase.PROGRESSING
+    return status.phase
+
+
 def desired_state(loaded: load.LoadedRollout) -> traffic.RouteState:
     """What main says the route should be, before any gate verdict of this tick."""
     s = loaded.rollout.spec
@@ -98,9 +113,9 @@ class RouteDiff:
     name: str
     router: str
     route: str
-    step: int
+    step: int  # the 0-based index, as `status.step`; people read step + 1
     steps: int
-    phase: str
+    phase: spec.Phase | None  # None: no canary and nothing completed (`phase`)
     revisions: dict[str, str]
     desired: traffic.RouteState
     live: traffic.RouteState | None
@@ -117,7 +132,6 @@ def diff(
 ) -> RouteDiff:
     """Desired against live; `config` (for custom gate templates) sharpens the timing advice."""
     desired = desired_state(loaded)
-    status = loaded.rollout.status
     if live is not None and live.hold and _exposed(desired):
         action = f"hold, not setting {desired.describe()}: {live.hold}"
     elif live is None:
@@ -125,24 +139,16 @@ def diff(
     elif not live.same_traffic(desired):
         action = f"self-heal drift: set {desired.describe()}"
     elif loaded.rollout.spec.canary is None:
-        action = "steady: nothing to roll out"
+        action = "nothing to roll out: no canary"
     else:
         action = "nothing to apply; evaluate gates"
-    if rolled_back(loaded):
-        phase = spec.Phase.ROLLED_BACK.value
-    elif loaded.rollout.spec.canary is None:
-        phase = "Stable"
-    elif status is None or status.revision != loaded.revisions.get(traffic.CANARY):
-        phase = "New"
-    else:
-        phase = status.phase.value
     return RouteDiff(
         name=loaded.name,
         router=loaded.rollout.spec.router,
         route=loaded.rollout.spec.route,
         step=current_step(loaded),
         steps=len(loaded.rollout.spec.steps),
-        phase=phase,
+        phase=phase(loaded),
         revisions=dict(loaded.revisions),
         desired=desired,
         live=live,
@@ -234,9 +240,9 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
         return None
 
     if s.canary is None:
-        heal = converge(desired_state(loaded), "steady")
+        heal = converge(desired_state(loaded), "no canary")
         if heal or s.previous is None:
-            return heal or Decision(Kind.HOLD, "steady: no canary")
+            return heal or Decision(Kind.HOLD, "no canary: nothing to roll out")
         if facts.step_since is not None and facts.now - facts.step_since >= s.keep_previous_for:
             return Decision(
                 Kind.DECOMMISSION, f"the old stable was kept warm for {spec.format_duration(s.keep_previous_for)}"

@@ -21,6 +21,8 @@ BRANCH_PREFIX = "rollout/"
 REVERT_CHECK = "merging records the rollback: the canary stays at 0%; the description says why"
 SUPERSEDED = "Superseded: main no longer has this revision."
 PAUSED_LABEL = "paused"  # put on the other open PRs of a rollout a pause gate stopped
+TITLE_LIMIT = 64  # characters of a PR title: a merge commit's subject adds ` (#N)`, and stays under 72
+MIN_DETAIL = 12  # characters of a title's detail worth showing; with less room it is left to the body
 
 
 class Action(StrEnum):
@@ -115,7 +117,7 @@ def propose(
             parts = _retry(c)
         case _:
             assert_never(action)
-    title = _plain(parts.title, 256)
+    title = parts.title
     auto = parts.auto_mergeable and loaded.rollout.spec.promotion is spec.Promotion.AUTO
     return Proposal(
         action=action,
@@ -231,7 +233,7 @@ class _Parts:
 
     text: str  # the rollout file as merging leaves it
     revision: str
-    title: str  # before it is made plain
+    title: str  # `_title`: short, one line, the detail in the body
     merging: tuple[str, ...]  # the lines under "What merging this does"
     after: traffic.RouteState | None  # the route after merging, for the plan table; None: no table
     check: str | None
@@ -242,7 +244,7 @@ def _advance(c: _Context) -> _Parts:
     s, d = c.spec, c.decision
     to = d.to_step if d.to_step is not None else c.step + 1
     text = edits.set_status(c.text, {**c.common, "step": to, "phase": "Progressing"})
-    title = f"{c.name}: advance to {s.steps[to].describe()} (step {to + 1} of {len(s.steps)})"
+    title = _title(f"{c.name}: advance to {s.steps[to].describe()}", f"step {to + 1} of {len(s.steps)}")
     merging: list[str] = []
     after = None
     if d.to_step is not None:
@@ -274,8 +276,6 @@ def _rollback(c: _Context) -> _Parts:
         "message": d.reason[:2000],
         "evidence": c.failed,
     }
-    first = d.failed[0] if d.failed else None
-    why = f"{first.gate} failed" + (f": {first.reason}" if first and first.reason else "") if first else d.reason
     if not c.applied:
         merging: tuple[str, ...] = (
             "- **Not yet confirmed on the router**: the write of weight 0, shadow off failed or was not read back. "
@@ -290,7 +290,7 @@ def _rollback(c: _Context) -> _Parts:
     return _Parts(
         edits.set_status(c.text, new),
         c.canary,
-        f"{c.name}: roll back, {_short(why)}",
+        _title(f"{c.name}: roll back", _failure(c)),
         merging,
         plan.rolled_back_state(c.loaded),
         check=_records("the rollback: the canary stays at 0%", d.reason),
@@ -300,7 +300,6 @@ def _rollback(c: _Context) -> _Parts:
 def _pause(c: _Context) -> _Parts:
     d = c.decision
     new = {**c.common, "step": c.step, "phase": "Paused", "message": d.reason[:2000], "evidence": c.failed}
-    gate = d.failed[0].gate if d.failed else "a gate"
     merging = (
         "- Records `status.phase: Paused`: the rollout holds at its current weight until a human decides.",
         "- To resume: `rollout retry` (opens a PR); to stop: `rollout abort`.",
@@ -308,7 +307,7 @@ def _pause(c: _Context) -> _Parts:
     return _Parts(
         edits.set_status(c.text, new),
         c.canary,
-        f"{c.name}: pause at step {c.step + 1}, {gate} failed",
+        _title(f"{c.name}: pause at step {c.step + 1}", _failure(c)),
         merging,
         None,
         check=_records("the pause: the canary holds", d.reason),
@@ -327,7 +326,7 @@ def _complete(c: _Context) -> _Parts:
     return _Parts(
         edits.set_status(promoted, new),
         c.canary,
-        f"{c.name}: complete, {model} is the new stable",
+        _title(f"{c.name}: complete", f"{model} is the new stable"),
         merging,
         traffic.RouteState({traffic.STABLE: 100, traffic.PREVIOUS: 0}),
         check=c.decision.reason,
@@ -342,7 +341,7 @@ def _decommission(c: _Context) -> _Parts:
     return _Parts(
         edits.drop_previous(c.text),
         previous,
-        f"{c.name}: decommission the old stable {model}",
+        _title(f"{c.name}: decommission", model),
         ("- Removes `spec.previous`: the old stable is no longer routable.",),
         None,
         check=c.decision.reason,
@@ -362,7 +361,7 @@ def _retry(c: _Context) -> _Parts:
     return _Parts(
         edits.set_status(c.text, new),
         c.canary,
-        f"{c.name}: retry revision {c.canary} from step {start + 1}",
+        _title(f"{c.name}: retry from step {start + 1}", f"revision {c.canary}"),
         ("- Lets this revision run again from the step shown in the title. Close any open revert PR first.",),
         None,
         check=None,
@@ -422,9 +421,24 @@ def _plain(text: str, limit: int) -> str:
     return one_line(text, limit).replace("@", "@\u200b")
 
 
-def _short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _title(head: str, detail: str = "") -> str:
+    """`head (detail)` as a plain title of at most TITLE_LIMIT characters: the detail is cut, or left out
+    when too little of it would fit, never the head (the rollout's name and the action); the body says
+    it all."""
+    head, detail = _plain(head, 256), _plain(detail, 2000)
+    room = TITLE_LIMIT - len(head) - len(" ()")
+    if not detail or room < MIN_DETAIL:
+        return head
+    return f"{head} ({detail if len(detail) <= room else detail[: room - 1].rstrip() + '…'})"
+
+
+def _failure(c: _Context) -> str:
+    """The first failed gate, briefly (`error_rate 3.9% > 1%`), for a title; else the decision's reason."""
+    first = c.decision.failed[0] if c.decision.failed else None
+    if first is None:
+        return c.decision.reason
+    shown = next((evidence.brief(e) for e in c.found if e.name == first.gate and evidence.brief(e)), "")
+    return shown or (f"{first.gate}: {first.reason}" if first.reason else f"{first.gate} failed")
 
 
 def _raw_reason(e: gates.GateEvidence) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from controller import advice, contract, errors, hints, plan, spec, traffic
+from controller import advice, contract, errors, hints, load, plan, spec, traffic
 
 
 def findings(items: Sequence[dict[str, Any]], fmt: str) -> str:
@@ -183,8 +183,10 @@ def _diff_json(d: plan.RouteDiff, metrics: MetricsCheck) -> dict[str, Any]:
         "router": d.router,
         "route": d.route,
         "step": d.step,
+        "stepNumber": d.step + 1,
         "steps": d.steps,
-        "phase": d.phase,
+        "phase": d.phase.value if d.phase else None,
+        "create": d.live is None,
         "revisions": d.revisions,
         "desired": d.desired.to_json(),
         "live": d.live.to_json() if d.live else None,
@@ -285,11 +287,8 @@ def _plan_text(
 ) -> str:
     lines = [f"Plan for {source}", ""]
     for d in diffs:
-        mark = "~" if d.drift else "="
         rev = d.revisions.get("canary") or d.revisions.get("stable", "")
-        lines.append(
-            f"{mark} {d.name}  router {d.router}, route {d.route}  step {d.step + 1}/{d.steps}  {d.phase}  rev {rev}"
-        )
+        lines.append(f"{_mark(d)} {d.name}  router {d.router}, route {d.route}  {_where(d)}  rev {rev}")
         lines.append(f"    weights  live: {_split(d.live):<28} desired: {_split(d.desired)}")
         lines.append(f"    shadow   live: {_shadow(d.live):<28} desired: {_shadow(d.desired)}")
         lines.append(f"    drift    {'yes' if d.drift else 'no'}")
@@ -303,13 +302,43 @@ def _plan_text(
         lines += [errors.printable(f"! metrics contract not checked: {metrics.error}"), ""]
     for p in problems:
         lines.append(f"! {_text(p)}")
-    drifted = sum(d.drift for d in diffs)
-    lines.append(
-        f"{len(diffs)} rollout(s): {drifted} to change, {len(diffs) - drifted} in sync"
-        + (f", {len(failures)} unreachable" if failures else "")
-        + (f", {len(problems)} invalid file problem(s)" if problems else "")
-    )
+    lines.append(summary(diffs, failures, problems))
     return "\n".join(lines) + "\n"
+
+
+def _mark(d: plan.RouteDiff) -> str:
+    """`+` the route is created, `~` changed, `=` in sync (as Terraform marks a plan)."""
+    return "+" if d.live is None else "~" if d.drift else "="
+
+
+def _where(d: plan.RouteDiff) -> str:
+    """Where a rollout is, in the schema's phases with steps numbered from 1."""
+    if d.phase is None:
+        return "no canary"
+    if d.phase is spec.Phase.COMPLETED:
+        return d.phase.value
+    return f"step {d.step + 1}/{d.steps}  {d.phase.value}"
+
+
+def summary(
+    diffs: Sequence[plan.RouteDiff], failures: Sequence[tuple[str, str]], problems: Sequence[dict[str, Any]]
+) -> str:
+    """Every rollout counted once: `3 rollouts: 1 to change, 1 to create (+), 1 in sync`, then those not
+    planned (a router unreachable, a file invalid)."""
+    create = sum(d.live is None for d in diffs)
+    change = sum(d.drift for d in diffs) - create
+    invalid = len({p["file"] for p in problems if not p["file"].endswith(load.CONFIG_FILE)})
+    total = len(diffs) + len(failures) + invalid
+    parts = [f"{change} to change", f"{create} to create (+)", f"{len(diffs) - change - create} in sync"]
+    parts += [f"{len(failures)} unreachable"] if failures else []
+    parts += [f"{invalid} invalid (not planned)"] if invalid else []
+    head = f"{total} rollout{'s' if total != 1 else ''}: " + ", ".join(parts)
+    others = len(problems) - sum(not p["file"].endswith(load.CONFIG_FILE) for p in problems)
+    return head + (f"; {others} problem(s) in {load.CONFIG_FILE}" if others else "")
+
+
+def _step_cell(d: plan.RouteDiff) -> str:
+    return "-" if d.phase in (None, spec.Phase.COMPLETED) else f"{d.step + 1}/{d.steps}"
 
 
 def _plan_markdown(
@@ -327,10 +356,11 @@ def _plan_markdown(
     ]
     for d in diffs:
         lines.append(
-            f"| {md(d.name)} | {md(d.router)}/{md(d.route)} | {d.step + 1}/{d.steps} | {md(d.phase)} "
+            f"| {_mark(d)} {md(d.name)} | {md(d.router)}/{md(d.route)} | {_step_cell(d)} | {d.phase or 'no canary'} "
             f"| {md(_split(d.live))} | {md(_split(d.desired))} | {_shadow(d.live)} → {_shadow(d.desired)} "
             f"| {'**yes**' if d.drift else 'no'} | {md(d.action)} |"
         )
+    lines += ["", md(summary(diffs, failures, problems))]
     lines += _timing_markdown(diffs)
     found = [(d.name, m) for d in diffs for m in metrics.lines(d.name)]
     if found or metrics.error:

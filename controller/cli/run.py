@@ -227,6 +227,9 @@ def _outcome_json(o: reconcile.Outcome) -> dict[str, Any]:
     """One rollout's outcome in `--format json`: a tick's, an abort's or a retry's."""
     return {
         "rollout": o.rollout,
+        "step": o.step,
+        "stepNumber": None if o.step is None else o.step + 1,
+        "phase": o.phase.value if o.phase else None,
         "decision": o.decision.kind.value if o.decision else None,
         "reason": o.decision.reason if o.decision else None,
         "live": o.live.to_json() if o.live else None,
@@ -460,13 +463,14 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
             continue
         s = loaded.rollout.spec
         step = plan.current_step(loaded)
-        phase = plan.diff(loaded, o.live).phase
+        phase = o.phase or plan.phase(loaded)  # a rollout whose tick failed has no phase of the tick's
         age = (
             spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
         )
         if s.canary is None:
             warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} kept warm" if s.previous else ""
-            lines.append(f"{o.rollout}  steady{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}")
+            where = phase.value if phase else "no canary"
+            lines.append(f"{o.rollout}  {where}{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}")
         else:
             lines.append(
                 f"{o.rollout}  step {step + 1}/{len(s.steps)} ({s.steps[step].describe()})  {phase}  "

@@ -183,6 +183,7 @@ class GithubForge:
             merged = pr.merge(commit_title=title, commit_message=rest.strip(), sha=pr.head.sha, merge_method="merge")
             if not merged:
                 raise errors.ForgeError(f"github {self.repository}: PR #{number} was not merged")
+            self._delete_branch(pr.head.ref, pr.head.sha)
             return self._pull(self._pull_request(number))
 
         return self._call(f"merge PR #{number}", run)
@@ -226,6 +227,12 @@ class GithubForge:
                     existing.edit(text)
                 return
         pr.create_comment(text)
+
+    def _delete_branch(self, branch: str, sha: str) -> None:
+        """A merged PR's head branch is done: deleted, unless it moved since the merge (then it is kept)."""
+        ref = _or_none(lambda: self._repository().ref(f"heads/{branch}"))
+        if ref is not None and ref.object.sha == sha and not ref.delete():
+            log.warning("github %s: could not delete the merged branch %s", self.repository, branch)
 
     def _open_or_update(self, change: base.Change, *, target: str) -> base.PullRequest:
         repo = self._repository()

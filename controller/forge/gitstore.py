@@ -95,6 +95,14 @@ class GitStore:
         """What `head` changes since it branched from `base` (`git diff base...head`)."""
         return self._git("diff", f"{base}...{head}")
 
+    def delete_ref(self, ref: str, *, old: str) -> bool:
+        """Delete `ref` only if it still points at `old` (a branch pushed to since is kept)."""
+        try:
+            gitcmd.run(self.repo, "update-ref", "-d", ref, old)
+        except git.GitCommandError:
+            return False
+        return True
+
     def update_ref(self, ref: str, new: str, *, old: str | None) -> bool:
         """Move `ref` to `new` only if it still points at `old` (None: only if it does not exist)."""
         try:

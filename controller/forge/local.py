@@ -213,12 +213,16 @@ class LocalForge:
                 "`rollout pr create` again) and approve it again"
             )
         base_ref = f"refs/heads/{record['base']}"
-        title = f"Merge pull request #{number} from {record['branch']}"
+        # the subject is the PR's short title, as GitHub's merge says it; the body says where it came from
+        subject = f"{record['title']} (#{number})"
+        said = f"Merge pull request #{number} from {record['branch']}"
+        if message and message != record["title"]:
+            said += f"\n\n{message}"
         for _ in range(self.updates):
             base_sha = self.store.resolve(base_ref)
             if base_sha is None:
                 raise errors.ForgeError(f"local forge: no base branch {record['base']!r}")
-            merged = self.store.merge(base=base_sha, head=head, message=f"{title}\n\n{message}".strip())
+            merged = self.store.merge(base=base_sha, head=head, message=f"{subject}\n\n{said}")
             if self.store.update_ref(base_ref, merged, old=base_sha):
                 break
         else:
@@ -227,7 +231,9 @@ class LocalForge:
         def done(r: dict[str, Any]) -> None:
             r.update(state="merged", merge_sha=merged, merged_at=self.clock().isoformat())
 
-        return self._update(number, f"merge #{number}", done)
+        pr = self._update(number, f"merge #{number}", done)
+        self.store.delete_ref(f"refs/heads/{record['branch']}", old=head)  # a merged branch is done
+        return pr
 
     def close(self, number: int, *, comment: str = "") -> base.PullRequest:
         def edit(record: dict[str, Any]) -> None:

@@ -33,7 +33,8 @@ class Outcome:
     pr: int | None = None
     evidence: tuple[gates.GateEvidence, ...] = ()
     step_since: datetime | None = None
-    step: int | None = None
+    step: int | None = None  # the 0-based index, as `status.step`; people read step + 1
+    phase: spec.Phase | None = None  # `plan.phase`, this tick's rollback or pending revert included
     router_attempts: int = 0  # router writes tried this tick (more than 1: it was retried with backoff)
     rollback_unconfirmed: bool = False  # the canary should be out but the router did not confirm it
 
@@ -248,6 +249,7 @@ class Controller:
             evidence=found,
             step_since=since,
             step=plan.current_step(loaded),
+            phase=plan.phase(loaded, rolling_back=facts.rollback_pr_open or decision.kind is plan.Kind.ROLLBACK),
         )
         urgent = decision.kind is plan.Kind.ROLLBACK or (
             facts.rollback_pr_open and decision.route is not None and traffic.exposure_free(decision.route)
@@ -319,10 +321,8 @@ class Controller:
             )
         except errors.RolloutError as exc:  # the router part stands; the next tick finds or updates the PR
             return replace(outcome, actions=tuple(actions), error=str(exc), adapter=_adapter(exc))
-        if pr is not None:
-            actions.append(
-                f"{'opened or updated' if pr.state is forge_base.PRState.OPEN else 'recorded'} #{pr.number}: {pr.title}"
-            )
+        if pr is not None and (said := _news(pr, d.mine)):
+            actions.append(f"{said} #{pr.number}: {pr.title}")
         return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
 
 
@@ -333,6 +333,17 @@ def _failed(rollout: str, exc: Exception) -> Outcome:
         return Outcome(rollout, error=str(exc), adapter=_adapter(exc))
     log.error("rollout %s: unexpected error", rollout, exc_info=exc)
     return Outcome(rollout, error=f"internal error: {type(exc).__name__}: {exc}", adapter="internal")
+
+
+def _news(pr: forge_base.PullRequest, before: Sequence[forge_base.PullRequest]) -> str:
+    """What a tick did to its PR, in a word, or "" when it is as the tick found it (a refreshed body, such
+    as new evidence, is no news): the loop logs a PR when it opens or changes, not on every tick."""
+    was = next((p for p in before if p.number == pr.number), None)
+    if was is None:
+        return "opened" if pr.state is forge_base.PRState.OPEN else "recorded"
+    if (was.state, was.head_sha, was.title) == (pr.state, pr.head_sha, pr.title):
+        return ""
+    return "updated" if pr.state is forge_base.PRState.OPEN else "recorded"
 
 
 def _adapter(exc: errors.RolloutError) -> str:

@@ -31,10 +31,11 @@ def test_plan_shows_drift_made_by_hand(examples: Path) -> None:
     assert "live: stable 70%, canary 30%" in text and "desired: stable 100%, canary 0%" in text
     assert "self-heal drift: set stable 100%, canary 0%, shadow 50%" in text
     assert "= release-notes" in text
-    assert "absent" in text  # support-bot's route has no live state yet
+    assert "+ support-bot" in text and "absent" in text  # support-bot's route has no live state yet: created
+    assert text.rstrip().endswith("3 rollouts: 1 to change, 1 to create (+), 1 in sync")
 
     code, md = run("plan", "--repo", str(examples), "--format", "markdown")
-    row = next(ln for ln in md.splitlines() if ln.startswith("| ticket-triage"))
+    row = next(ln for ln in md.splitlines() if ln.startswith("| ~ ticket-triage"))
     assert "stable 70%, canary 30%" in row and "**yes**" in row and "0% → 50%" in row
 
     code, raw = run("plan", "--repo", str(examples), "--format", "json")
@@ -43,7 +44,7 @@ def test_plan_shows_drift_made_by_hand(examples: Path) -> None:
     assert plan["ticket-triage"]["live"]["weights"] == {"stable": 70, "canary": 30}
     assert plan["ticket-triage"]["desired"]["shadow"] == 50
     assert plan["release-notes"]["drift"] is False
-    assert plan["support-bot"]["live"] is None
+    assert plan["support-bot"]["live"] is None and plan["support-bot"]["create"] is True
 
 
 def test_plan_detailed_exitcode(examples: Path) -> None:

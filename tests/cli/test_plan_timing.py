@@ -12,13 +12,13 @@ def test_plan_shows_time_to_a_decision(examples: Path) -> None:
     root = examples  # support-bot sets expectedRate: 10/s; ticket-triage sets none
     code, text = run("plan", "--repo", str(root))
     assert code == 0, text
-    block = text[text.index("~ support-bot") :]
+    block = text[text.index("+ support-bot") :]
     assert "decide   at 10/s, step 1 (1%) for 1d:" in block
     assert "eval_pass_rate maxDrop 3 pts: pass ~" in block and "latency_p95 maxIncrease 10%: pass >=" in block
     assert "judged per tenant_tier" in block
-    triage = text[text.index("~ ticket-triage") :]
+    triage = text[text.index("+ ticket-triage") :]
     assert "traffic unknown: set analysis.expectedRate" in triage.split("\n\n")[0]
-    assert "release-notes" in text and "decide" not in text[text.index("~ release-notes") :].split("\n\n")[0]
+    assert "release-notes" in text and "decide" not in text[text.index("+ release-notes") :].split("\n\n")[0]
 
     code, md = run("plan", "--repo", str(root), "--format", "markdown")
     assert "**Time to a decision**" in md

@@ -100,7 +100,9 @@ def test_a_yaml_structure_error_shows_its_line_with_a_caret(examples: Path) -> N
     assert code == 1
     head, source, caret = out.splitlines()[:3]
     column = len("  route:") + 1
-    assert head.endswith(f"rollout.yaml:{number}:{column}: error E001 `route:triage` needs a space after the colon (`route: triage`)")
+    assert head.endswith(
+        f"rollout.yaml:{number}:{column}: error E001 `route:triage` needs a space after the colon (`route: triage`)"
+    )
     assert source == f"  {number} |   route:triage"
     assert caret == f"  {' ' * len(str(number))} | {' ' * (column - 1)}^"
     assert caret.index("^") == source.index("triage")

@@ -59,7 +59,7 @@ def test_label_values_in_gate_reasons_are_neutralised(loaded: load.LoadedRollout
     corpus.neutral(evidence.markdown(loaded.name, found, at="now"), attack, where="evidence")
     corpus.neutral(p.message, attack, where="commit message", markdown=False)
     assert "\n" not in p.title and "@acme" not in p.title and "@octocat" not in p.title
-    assert p.title.startswith("case: roll back, eval_pass_rate failed")
+    assert p.title.startswith("case: roll back (eval_pass_rate")
     status = load.parse_yaml("x.yaml", p.text.encode()).data["status"]
     assert "\n" not in status["message"] and len(status["message"]) <= 2000
 

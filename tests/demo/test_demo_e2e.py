@@ -29,10 +29,9 @@ def test_a_good_canary_is_promoted_step_by_step_and_completes() -> None:
     # one merged PR per step (25%, 50%, 100%), then the completion and the decommission
     assert [t.split(": ", 1)[1].split(" (")[0] for t in result.merged] == [
         "advance to 25%", "advance to 50%", "advance to 100%",
-        f"complete, {demo.CANARY_MODEL} is the new stable",
-        f"decommission the old stable {demo.STABLE_MODEL}",
+        "complete", "decommission",
     ]  # fmt: skip
-    merges = [line for line in result.log if "Merge pull request" in line]
+    merges = [line for line in result.log if re.search(r" \(#\d+\)$", line)]  # a merge's subject: its PR's title
     assert len(merges) == 5 and len(result.log) == 6
     assert "$ git log --oneline main" in text and merges[0] in text  # the demo prints the audit trail
     final = git.Repo(result.repo).commit("main").tree / "rollouts" / demo.NAME / "rollout.yaml"

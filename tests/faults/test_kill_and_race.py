@@ -41,7 +41,7 @@ def assert_converged(gitops: GitOps) -> None:
     open_per_branch = Counter(p.branch for p in pulls if p.state is forge_base.PRState.OPEN)
     assert all(n == 1 for n in open_per_branch.values()), f"two open PRs on one branch: {open_per_branch}"
     merged = [p for p in pulls if p.state is forge_base.PRState.MERGED]
-    merges = [m for m in gitops.main_log() if m.startswith("Merge pull request")]
+    merges = gitops.main_merges()
     assert len(merges) == len(merged), (merges, merged)
 
 

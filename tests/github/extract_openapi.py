@@ -32,6 +32,7 @@ OPERATIONS = {
     "git/create-commit": "the proposal's commit (signed when made by a GitHub App)",
     "git/create-ref": "a new head branch",
     "git/update-ref": "move an existing head branch (force)",
+    "git/delete-ref": "delete a merged PR's head branch",
     "pulls/list": "find a PR by head branch; list by prefix (paginated)",
     "pulls/get": "read one PR (merged state, head sha)",
     "pulls/create": "open a PR",

@@ -76,6 +76,8 @@ def test_promotion_then_rollback_end_to_end(forge: github.GithubForge, standin: 
     assert merge_commit["message"].startswith(f"rollout(support-bot): advance to step 2 (#{pr.number})")
     assert len(merge_commit["parents"]) == 2
     assert merged.merge_sha == standin.refs["heads/main"]
+    assert f"heads/{BRANCH}" not in standin.refs, "a merged branch is deleted"
+    assert merged.head_sha == pr.head_sha  # the PR still names the commit it merged
     assert standin.read_file("main", "rollouts/support-bot/rollout.yaml") == b"status: {step: 2}\n"
     found = forge.find(BRANCH)
     assert found is not None and found.state is base.PRState.MERGED

@@ -108,6 +108,7 @@ class Pull:
     labels: list[str] = field(default_factory=list)
     reviews: list[tuple[str, str]] = field(default_factory=list)  # (login, state)
     fork: str = ""  # the owner of the fork the head branch lives in; "" for a branch of this repository
+    merged_head: str = ""  # the head commit it was merged at (its branch may be deleted since)
 
 
 class StandIn:
@@ -200,7 +201,8 @@ class StandIn:
     def pull_files(self, number: int) -> dict[str, bytes]:
         """The files a PR's head commit changes against its parent: what a merge brings to the base."""
         with self.lock:
-            head = self.commits[self.refs[f"heads/{self.pulls[number].head}"]]
+            pr = self.pulls[number]
+            head = self.commits[pr.merged_head or self.refs[f"heads/{pr.head}"]]
             parent = self.trees[self.commits[head["parents"][0]]["tree"]] if head["parents"] else {}
             return {k: self.blobs[v] for k, v in self.trees[head["tree"]].items() if parent.get(k) != v}
 
@@ -296,7 +298,7 @@ class StandIn:
         api = f"{self.repo_api}/pulls/{pr.number}"
         issue = f"{self.repo_api}/issues/{pr.number}"
         html = f"{self.url}/{self.owner}/{self.name}/pull/{pr.number}"
-        head_sha = self.refs.get(f"heads/{pr.head}", "") if not pr.fork else "f" * 40
+        head_sha = pr.merged_head or (self.refs.get(f"heads/{pr.head}", "") if not pr.fork else "f" * 40)
         base_sha = self.refs.get(f"heads/{pr.base}", "")
 
         def side(ref: str, sha: str) -> dict[str, Any]:
@@ -431,6 +433,10 @@ class StandIn:
                     return 422, {"message": "Update is not a fast forward"}
                 self.refs[ref] = body["sha"]
                 return 200, self._ref_json(ref)
+            case "git/delete-ref":
+                if self.refs.pop(p["ref"], None) is None:
+                    return 422, {"message": "Reference does not exist"}
+                return 204, None
             case "pulls/list":
                 return 200, [self._pull_json(pr) for pr in self._list_pulls(query)]
             case "pulls/create":
@@ -535,7 +541,7 @@ class StandIn:
             message += "\n\n" + body["commit_message"]
         sha = self._commit(self._tree(merged), [base, head], message)
         self.refs[f"heads/{pr.base}"] = sha
-        pr.merged_sha, pr.state = sha, "closed"
+        pr.merged_sha, pr.merged_head, pr.state = sha, head, "closed"
         return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
     def _protect(self, branch: str, body: Any) -> tuple[int, Any]:
@@ -689,7 +695,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             return chunk, ({"Link": ", ".join(links)} if links else {})
 
         def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(payload).encode()
+            data = b"" if status == 204 else json.dumps(payload).encode()  # No Content has no body
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))

@@ -147,6 +147,15 @@ class GitOps:
     def main_log(self) -> list[str]:
         return [c.summary for c in git.Repo(self.remote).iter_commits("main", first_parent=True)]
 
+    def main_merges(self) -> list[str]:
+        """The subjects of the merge commits on main (merged pull requests), newest first."""
+        commits = git.Repo(self.remote).iter_commits("main", first_parent=True)
+        return [str(c.summary) for c in commits if len(c.parents) > 1]
+
+    def branches(self) -> list[str]:
+        """The remote's branch names."""
+        return [str(h.name) for h in git.Repo(self.remote).heads]
+
 
 @pytest.fixture
 def gitops(tmp_path: Path, eval_prometheus: prom.PromServer, monkeypatch: pytest.MonkeyPatch) -> GitOps:

@@ -111,9 +111,9 @@ def held(stable: int, canary: int) -> traffic.RouteState:
 # (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
 CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     # steady state, no canary
-    ("steady-in-sync", rollout(canary=False), facts(state(100)), plan.Kind.HOLD, None, "steady"),
-    ("steady-absent", rollout(canary=False), facts(None), plan.Kind.APPLY, state(100), "steady"),
-    ("steady-drift", rollout(canary=False), facts(state(90, 10)), plan.Kind.APPLY, state(100), "steady"),
+    ("steady-in-sync", rollout(canary=False), facts(state(100)), plan.Kind.HOLD, None, "no canary"),
+    ("steady-absent", rollout(canary=False), facts(None), plan.Kind.APPLY, state(100), "no canary"),
+    ("steady-drift", rollout(canary=False), facts(state(90, 10)), plan.Kind.APPLY, state(100), "no canary"),
     # a new canary revision on main starts at step 0 (shadow 100)
     ("new-revision-absent", rollout(), facts(None), plan.Kind.APPLY, state(100, 0, 100), "apply main"),
     ("new-revision-live-old", rollout(), facts(state(100)), plan.Kind.APPLY, state(100, 0, 100), "apply main"),
@@ -200,7 +200,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ),
     ("shared-no-raise", rollout(step=1), facts(SHARED_BACK, PASS), plan.Kind.HOLD, None, "hotfix (weight 20)"),
     ("shared-no-start", rollout(), facts(SHARED_BACK), plan.Kind.HOLD, None, "no rollout manages"),
-    ("shared-steady", rollout(canary=False), facts(SHARED_BACK), plan.Kind.HOLD, None, "steady"),
+    ("shared-steady", rollout(canary=False), facts(SHARED_BACK), plan.Kind.HOLD, None, "no canary"),
     (
         "shared-lowered-to-main-s-weight",  # main says 10% (a promotion reverted), live has 50%: lowered at once
         rollout(step=1),
@@ -247,7 +247,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         BACK,
         "rolled back",
     ),
-    ("ignored-steady", rollout(canary=False), facts(held(100, 0)), plan.Kind.HOLD, None, "steady"),
+    ("ignored-steady", rollout(canary=False), facts(held(100, 0)), plan.Kind.HOLD, None, "no canary"),
     # after a rollback: hold the rolled-back weights
     (
         "rollback-pr-open-holds",
@@ -351,7 +351,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         facts(state(50, 50), step_since=NOW - timedelta(hours=2)),
         plan.Kind.APPLY,
         state(100),
-        "steady",
+        "no canary",
     ),
     ("served-revision-drift", rollout(step=1), facts(served_old()), plan.Kind.APPLY, S1, "apply main"),
     (
@@ -468,4 +468,33 @@ def test_measuring_window(in_step: int | None, expected: int) -> None:
 def test_plan_shows_why_a_route_whose_router_ignores_weights_is_held() -> None:
     shown = plan.diff(rollout(step=1), held(100, 0))
     assert shown.action.startswith("hold, not setting stable 95%, canary 5%") and "'least-busy'" in shown.action
-    assert plan.diff(rollout(canary=False), held(100, 0)).action == "steady: nothing to roll out"
+    assert plan.diff(rollout(canary=False), held(100, 0)).action == "nothing to roll out: no canary"
+
+
+PHASES = [
+    ("new-revision", rollout(), False, "Progressing"),
+    ("status-of-another-revision", rollout(step=2, status_rev="0ther"), False, "Progressing"),
+    ("progressing", rollout(step=1), False, "Progressing"),
+    ("paused", rollout(step=1, phase="Paused"), False, "Paused"),
+    ("rolled-back-on-main", rollout(step=1, phase="RolledBack"), False, "RolledBack"),
+    (
+        "rolled-back-in-an-earlier-status",
+        rollout(step=0, status_rev="0ther", rolled_back=[CANARY_REV]),
+        False,
+        "RolledBack",
+    ),
+    ("revert-pr-open", rollout(step=1), True, "RolledBack"),
+    ("completed", completed(), False, "Completed"),
+    ("no-canary", rollout(canary=False), False, None),
+    ("no-canary-revert-pending-is-no-rollback", rollout(canary=False), True, None),
+]
+
+
+@pytest.mark.parametrize(("loaded", "rolling_back", "expected"), [c[1:] for c in PHASES], ids=[c[0] for c in PHASES])
+def test_the_phase_is_the_schemas(loaded: load.LoadedRollout, rolling_back: bool, expected: str | None) -> None:
+    """Every command shows one of the schema's phases (or none, for a stable variant alone); a rollout
+    rolled back on main, or by this tick with its revert PR open, is never shown Progressing."""
+    got = plan.phase(loaded, rolling_back=rolling_back)
+    assert (got.value if got else None) == expected
+    assert got is None or got in set(spec.Phase)
+    assert plan.diff(loaded, state(100)).phase == (got if not rolling_back else plan.phase(loaded))

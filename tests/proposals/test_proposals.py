@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 from datetime import UTC, datetime
@@ -168,7 +169,7 @@ def test_a_decommission_drops_the_old_stable(root: Path) -> None:
     assert "previous:" in text
     p = proposals.propose(loaded, Action.DECOMMISSION, DECISIONS[Action.DECOMMISSION], (), text=text, at=AT)
     assert "previous:" not in p.text
-    assert p.title == f"{NAME}: decommission the old stable acme/triage-llm-8b-2025-06-02"
+    assert p.title == f"{NAME}: decommission (acme/triage-llm-8b-2025-06-02)"
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_a_revert_pr_says_whether_the_router_confirmed_it(root: Path, applied: b
     loaded, text = loaded_rollout(root, promotion="manual")
     p = proposals.propose(loaded, Action.ROLLBACK, DECISIONS[Action.ROLLBACK], (), text=text, at=AT, applied=applied)
     assert says in p.body and never not in p.body
-    assert p.title == f"{NAME}: roll back, eval_pass_rate failed: canary 80% vs stable 90%"
+    assert p.title == f"{NAME}: roll back (eval_pass_rate: canary 80% vs stable…)"
     assert "| after merge | stable 100%, canary 0% | 0% |" in p.body
 
 
@@ -189,3 +190,54 @@ def test_comments_on_other_prs_name_the_pr_and_escape_the_reason() -> None:
     comment = proposals.pause_comment("cost up [see](http://x) @team", 7)
     assert "See #7." in comment and "](http" not in comment
     assert proposals.one_line("a\n::error::b\r\nc") == "a ::error::b c"
+
+
+def _error_rate_failed(rollout: str) -> gates.GateEvidence:
+    """error_rate's evidence: the canary at 3.9% against `max: 1%`, FAIL."""
+    gate = spec.Gate(use="error_rate", max=0.01)
+    check = gates.Check("max", gates.Verdict.FAIL, 0.039, 0.031, 0.047, 0.01, "rate", "beyond the bound")
+    segment = gates.SegmentEvidence(
+        (), gates.Measurement(0.002, 5000), gates.Measurement(0.039, 900), gates.Verdict.FAIL, "beyond", True, (check,)
+    )
+    return gates.GateEvidence(rollout, gate, "ratio", "app", "q", "5m", 100, (segment,), gates.Verdict.FAIL)
+
+
+def test_a_revert_pr_title_says_which_gate_failed_and_by_how_much(root: Path) -> None:
+    loaded, text = loaded_rollout(root, promotion="manual")
+    failed = plan.GateResult("error_rate", gates.Verdict.FAIL, spec.OnFail.ROLLBACK, "a long reason " * 20)
+    decision = plan.Decision(plan.Kind.ROLLBACK, "error_rate failed: " + "a long reason " * 20, failed=(failed,))
+    p = proposals.propose(loaded, Action.ROLLBACK, decision, (_error_rate_failed(NAME),), text=text, at=AT)
+    assert p.title == f"{NAME}: roll back (error_rate 3.9% > 1%)"
+    assert p.message.split("\n")[0] == p.title and "a long reason" in p.body  # the detail is in the body
+
+
+@pytest.mark.parametrize("length", [len(NAME), 40, 63], ids=["short-name", "40-character-name", "63-character-name"])
+@pytest.mark.parametrize("action", list(Action), ids=[a.value for a in Action])
+def test_titles_stay_short_and_keep_the_name_and_the_action(root: Path, action: proposals.Action, length: int) -> None:
+    """At most TITLE_LIMIT characters (a merge commit's subject adds ` (#N)` and stays under 72), whatever
+    the reason; what gives way is the detail in parentheses, never the rollout's name or the action: a
+    name too long for both keeps the name and the action alone."""
+    loaded, text = loaded_rollout(root, promotion="manual", promoted=action is Action.DECOMMISSION)
+    name = (NAME + "-" + "x" * 63)[:length].rstrip("-")
+    loaded = dataclasses.replace(
+        loaded,
+        rollout=loaded.rollout.model_copy(
+            update={"metadata": loaded.rollout.metadata.model_copy(update={"name": name})}
+        ),
+    )
+    failed = plan.GateResult("error_rate", gates.Verdict.FAIL, spec.OnFail.ROLLBACK, "x" * 500)
+    decision = dataclasses.replace(DECISIONS[action], reason="why " * 300, failed=(failed,))
+    p = proposals.propose(loaded, action, decision, (_error_rate_failed(name),), text=text, at=AT)
+    head = {
+        Action.ADVANCE: f"{name}: advance to 5%",
+        Action.ROLLBACK: f"{name}: roll back",
+        Action.PAUSE: f"{name}: pause at step 1",
+        Action.COMPLETE: f"{name}: complete",
+        Action.DECOMMISSION: f"{name}: decommission",
+        Action.RETRY: f"{name}: retry from step 1",
+    }[action]
+    assert p.title.startswith(head)
+    assert len(p.title) <= proposals.TITLE_LIMIT or p.title == head
+    if proposals.TITLE_LIMIT - len(head) - len(" ()") >= proposals.MIN_DETAIL:
+        assert p.title != head, "the detail is left out only when it cannot fit"
+    assert p.message.split("\n")[0] == p.title

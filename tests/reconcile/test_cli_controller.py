@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ def test_reconcile_status_and_pull_requests(gitops: GitOps) -> None:
     add_bad_bot(gitops)
     code, out = rollout(gitops, "reconcile", "--once")
     assert code == 0, out
-    assert "bad-bot" in out and "Rollback" in out and "opened or updated #1" in out
+    assert "bad-bot" in out and "Rollback" in out and "opened #1" in out
     assert "good-bot" in out and "Apply" in out
 
     code, out = rollout(gitops, "status")
@@ -44,6 +45,10 @@ def test_reconcile_status_and_pull_requests(gitops: GitOps) -> None:
     assert "eval_pass_rate FAIL" in block and "PR       #1 bad-bot: roll back" in block
     assert "decide   traffic unknown: set analysis.expectedRate" in block  # the time-to-a-decision advice
     assert "rolled back" in block or "revert PR" in block
+    assert "RolledBack" in block and "Progressing" not in block  # its revert PR is open: never Progressing
+    code, out = rollout(gitops, "status", "--format", "json")
+    shown = {r["rollout"]: r for r in json.loads(out)["rollouts"]}
+    assert (shown["bad-bot"]["phase"], shown["bad-bot"]["step"], shown["bad-bot"]["stepNumber"]) == ("RolledBack", 0, 1)
 
     code, out = rollout(gitops, "pr", "list")
     assert code == 0
@@ -65,18 +70,17 @@ def test_abort_and_retry_from_the_command_line(gitops: GitOps) -> None:
     code, out = rollout(gitops, "abort", "good-bot", "--reason", "pager went off")
     assert code == 0 and "router local: set stable 100%, canary 0%" in out
     code, out = rollout(gitops, "retry", "good-bot")
-    assert code == 0 and "good-bot: retry revision" in out
+    assert code == 0 and "good-bot: retry from step 1 (revision " in out
     assert len(gitops.forge.list(state=None)) == 2
 
 
 def test_dry_run_json(gitops: GitOps) -> None:
-    import json
-
     code, out = rollout(gitops, "reconcile", "--dry-run", "--format", "json")
     assert code == 0
     report = json.loads(out)
     [good] = report["rollouts"]
     assert good["decision"] == "Apply" and good["actions"][0].startswith("would apply")
+    assert (good["phase"], good["step"], good["stepNumber"]) == ("Progressing", 0, 1)
     assert gitops.live("good") is None
 
 

@@ -29,17 +29,20 @@ def test_full_ramp_through_every_step(gitops: GitOps) -> None:
         again = c.reconcile_once()  # find-or-update: no second PR
         [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
         assert outcome(again, "good-bot").pr == pr.number == outcome(tick, "good-bot").pr
+        assert f"opened #{pr.number}: {pr.title}" in outcome(tick, "good-bot").actions
+        assert not any(f"#{pr.number}:" in a for a in outcome(again, "good-bot").actions), "logged once, not per tick"
         assert pr.title == f"good-bot: advance to {weight}% (step {to + 1} of 3)"
         assert "eval\\_pass\\_rate" in pr.body and "**PASS**" in pr.body
-        expected_titles.append(f"Merge pull request #{pr.number} from {pr.branch}")
+        expected_titles.append(f"{pr.title} (#{pr.number})")
         approve_and_merge(gitops, pr.number)
+        assert pr.branch not in gitops.branches(), "a merged branch is deleted"
         assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
         assert gitops.live("good").weight("canary") == weight
 
     gitops.advance(timedelta(minutes=2))
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.COMPLETE
     [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
-    assert pr.title == "good-bot: complete, acme/chat-2025-01-01 is the new stable"
+    assert pr.title == "good-bot: complete (acme/chat-2025-01-01 is the new stable)"
     approve_and_merge(gitops, pr.number)
     tick = c.reconcile_once()  # main: stable = the old canary, previous = the old stable at 0
     assert kind(tick, "good-bot") is plan.Kind.APPLY
@@ -56,10 +59,11 @@ def test_full_ramp_through_every_step(gitops: GitOps) -> None:
     assert gitops.live("good").weights == {"stable": 100}
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
 
-    log = gitops.main_log()
-    merges = [m for m in log if m.startswith("Merge pull request")]
+    merges = gitops.main_merges()
     assert len(merges) == 4  # two advances, the completion, the decommission: one commit each
-    assert all(t in log for t in expected_titles)
+    assert all(t in merges for t in expected_titles)
+    assert all(len(m) < 72 for m in merges), merges
+    assert gitops.branches() == ["main"]
 
 
 def test_regression_rolls_back_at_once_and_records_it(gitops: GitOps) -> None:
@@ -72,7 +76,7 @@ def test_regression_rolls_back_at_once_and_records_it(gitops: GitOps) -> None:
     live = gitops.live("bad")
     assert live and live.weight("canary") == 0 and live.shadow == 0
     [pr] = gitops.forge.list(state=forge_base.PRState.OPEN, prefix="rollout/bad-bot/")
-    assert pr.title.startswith("bad-bot: roll back, eval_pass_rate failed")
+    assert pr.title.startswith("bad-bot: roll back (eval_pass_rate")
     check = gitops.forge.checks(pr.number)["rollout/gates"]
     assert "already" in pr.body and check["state"] == "success"
     assert check["summary"].startswith("merging records the rollback: the canary stays at 0%; eval_pass_rate failed")
@@ -87,7 +91,7 @@ def test_regression_rolls_back_at_once_and_records_it(gitops: GitOps) -> None:
     tick = c.reconcile_once()
     assert kind(tick, "bad-bot") is plan.Kind.HOLD and "rolled back" in outcome(tick, "bad-bot").decision.reason
     assert gitops.live("bad").weight("canary") == 0
-    assert any(m.startswith("Merge pull request") and "rollback" in m for m in gitops.main_log())
+    assert any(m.startswith("bad-bot: roll back") for m in gitops.main_merges())
     for _ in range(3):  # never promoted again
         gitops.advance(timedelta(hours=1))
         assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD
@@ -262,5 +266,5 @@ def test_a_second_rollback_after_a_retry_reaches_main_too(gitops: GitOps) -> Non
     approve_and_merge(gitops, second.number)
     gitops.advance(timedelta(minutes=5))
     assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD
-    reverts = [m for m in gitops.main_log() if m.startswith("Merge pull request") and "/rollback-" in m]
+    reverts = [m for m in gitops.main_merges() if m.startswith("bad-bot: roll back")]
     assert len(reverts) == 2, gitops.main_log()

@@ -46,7 +46,7 @@ def test_reconcile_with_the_github_forge(gitops: GitOps, hub: standin_mod.StandI
     assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK  # canary 0 now, then a revert PR on GitHub
     assert gitops.live("bad").weight("canary") == 0
     [rollback] = forge.list(prefix="rollout/bad-bot/", state=forge_base.PRState.OPEN)
-    assert rollback.title.startswith("bad-bot: roll back, eval_pass_rate failed")
+    assert rollback.title.startswith("bad-bot: roll back (eval_pass_rate")
 
     gitops.advance(timedelta(minutes=2))
     tick = c.reconcile_once()

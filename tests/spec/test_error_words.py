@@ -35,7 +35,10 @@ STRUCTURE = [
     ),
     (
         "key-less-deep-than-its-sibling",
-        _edit("  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}", "  stable:\n    model: a/b\n   prompt: p.md"),
+        _edit(
+            "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}",
+            "  stable:\n    model: a/b\n   prompt: p.md",
+        ),
         "10:4",
         "`prompt` is indented less than `model` on line 9 (3 spaces, not 4): line them up",
     ),
@@ -65,8 +68,18 @@ STRUCTURE = [
         "12:6",
         "`-weight: 5` needs a space after the dash",
     ),
-    ("tab-indent", _edit("  router: local", "\trouter: local"), "6:1", "a tab indents this line: YAML indents with spaces only"),
-    ("tab-after-colon", _edit("  router: local", "  router:\tlocal"), "6:10", "a tab separates here: YAML separates with spaces only"),
+    (
+        "tab-indent",
+        _edit("  router: local", "\trouter: local"),
+        "6:1",
+        "a tab indents this line: YAML indents with spaces only",
+    ),
+    (
+        "tab-after-colon",
+        _edit("  router: local", "  router:\tlocal"),
+        "6:10",
+        "a tab separates here: YAML separates with spaces only",
+    ),
     (
         "unclosed-double-quote",
         _edit("  route: chat", '  route: "chat'),
@@ -87,13 +100,19 @@ STRUCTURE = [
     ),
     (
         "unclosed-brace",
-        _edit("{model: acme/chat-2025-01-01, prompt: prompts/v2.md}", "{model: acme/chat-2025-01-01, prompt: prompts/v2.md"),
+        _edit(
+            "{model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
+            "{model: acme/chat-2025-01-01, prompt: prompts/v2.md",
+        ),
         "10:8",
         "the `{` opened on line 9 is never closed: end it with `}`",
     ),
     (
         "comma-missing-in-a-flow-mapping",
-        _edit("{model: acme/chat-2025-01-01, prompt: prompts/v2.md}", "{model: acme/chat-2025-01-01\n    prompt: prompts/v2.md}"),
+        _edit(
+            "{model: acme/chat-2025-01-01, prompt: prompts/v2.md}",
+            "{model: acme/chat-2025-01-01\n    prompt: prompts/v2.md}",
+        ),
         "10:11",
         "a `,` is missing before this (between two items of the `{` on line 9)",
     ),
@@ -157,7 +176,12 @@ PLACEMENT = [
         "spec.analysis.gates[0].segments",
         "unknown field here; it belongs under `spec.analysis`",
     ),
-    ("name-at-the-top", ("metadata:\n  name: case\n", "name: case\nmetadata:\n  name: case\n"), "name", "belongs under `metadata`"),
+    (
+        "name-at-the-top",
+        ("metadata:\n  name: case\n", "name: case\nmetadata:\n  name: case\n"),
+        "name",
+        "belongs under `metadata`",
+    ),
     (
         "a-typo-with-no-placement",
         ("{weight: 5, for: 2h}", "{wieght: 5, weight: 5, for: 2h}"),
@@ -194,4 +218,7 @@ def test_placement_reaches_into_discriminated_unions() -> None:
     with pytest.raises(errors.SpecError) as exc:
         load.load_model(spec.ControllerConfig, "controller.yaml", text.encode())
     [problem] = exc.value.problems
-    assert (problem.field, problem.message) == ("routers.local.timeout", "unknown field here; it belongs under `prometheus`")
+    assert (problem.field, problem.message) == (
+        "routers.local.timeout",
+        "unknown field here; it belongs under `prometheus`",
+    )
