@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import GenerateJsonSchema
 
 API_VERSION = "rollouts/v1"
 
@@ -264,6 +265,12 @@ def _finite_json(value: dict[str, JsonValue]) -> dict[str, JsonValue]:
     return value
 
 
+def _words(name: str) -> str:
+    """A schema title as words: `maxDrop` -> "Max drop", `RolloutSpec` -> "Rollout spec"."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name.replace("_", " ")).strip()
+    return spaced[:1].upper() + spaced[1:].lower()
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -271,6 +278,8 @@ class _Model(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         use_enum_values=False,
+        field_title_generator=lambda name, info: _words(info.alias or name),
+        model_title_generator=lambda model: _words(model.__name__),
     )
 
 
@@ -354,10 +363,39 @@ class OnFail(StrEnum):
     PAUSE = "pause"
 
 
+BUILTIN_GATES = frozenset(
+    {
+        "error_rate",
+        "latency_p95",
+        "eval_pass_rate",
+        "schema_valid_rate",
+        "cost_per_request",
+        "tokens_per_request",
+    }
+)
+
+# an editor offers the built-in templates and still accepts a custom one's name
+GateName = Annotated[
+    TemplateName,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": sorted(BUILTIN_GATES), "description": "A built-in gate template."},
+                {
+                    "type": "string",
+                    "pattern": TEMPLATE_NAME,
+                    "description": "A template in controller.yaml's gateTemplates.",
+                },
+            ]
+        }
+    ),
+]
+
+
 class Gate(_Model):
     """One promotion gate: a template, its thresholds, and what a failure does."""
 
-    use: TemplateName = Field(description="A built-in gate template or one named in controller.yaml.")
+    use: GateName = Field(description="A built-in gate template or one named in controller.yaml.")
     max: Threshold | None = Field(default=None, description="The canary's value must stay at or below.")
     min: Threshold | None = Field(default=None, description="The canary's value must stay at or above.")
     max_drop: Threshold | None = Field(
@@ -403,7 +441,7 @@ class Analysis(_Model):
     expected_rate: Rate | None = Field(
         default=None,
         description="The route's usual traffic (both variants), e.g. 10/s or 600/m. Only advises how long "
-        "a step needs to reach a decision (`rollout plan`, lint R007); unset means unknown.",
+        "a step needs to reach a decision (`rollout plan`, lint R008); unset means unknown.",
     )
     traffic_split: bool = Field(
         default=True,
@@ -725,17 +763,6 @@ class ValueTemplate(_Model):
 
 GateTemplate = Annotated[RatioTemplate | QuantileTemplate | MeanTemplate | ValueTemplate, Field(discriminator="kind")]
 
-BUILTIN_GATES = frozenset(
-    {
-        "error_rate",
-        "latency_p95",
-        "eval_pass_rate",
-        "schema_valid_rate",
-        "cost_per_request",
-        "tokens_per_request",
-    }
-)
-
 
 def _check_state_dir(value: str) -> str:
     if not (value.startswith("/") or value == "~" or value.startswith("~/")):
@@ -790,7 +817,18 @@ def cluster_name(rollout: str, variant: str) -> str:
     return f"{rollout}_{variant}"
 
 
+class _Schema(GenerateJsonSchema):
+    """JSON Schema whose defaults are written as a file would write them (a duration as `1m`, not
+    pydantic's `PT1M`, which the duration's own pattern refuses) and whose titles are words."""
+
+    def encode_default(self, dft: Any) -> Any:
+        return format_duration(dft) if isinstance(dft, timedelta) else super().encode_default(dft)
+
+
 def json_schema(model: type[BaseModel]) -> dict[str, Any]:
-    schema = model.model_json_schema(by_alias=True, mode="validation")
+    schema = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_Schema)
+    for definition in schema.get("$defs", {}).values():  # enums (OnFail, Phase) are titled by class name
+        if "enum" in definition and "title" in definition:
+            definition["title"] = _words(definition["title"])
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
