@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 from controller import errors, settings
 
 if TYPE_CHECKING:
-    from controller import load, spec
+    from controller import load, repo, spec
 
 
 class UsageError(Exception):
@@ -69,11 +69,40 @@ def find_root(path: Path) -> Path:
     raise UsageError(f"no {load.CONFIG_FILE} found in {path} or above it")
 
 
+def bare(path: Path) -> bool:
+    """A bare git repository (a GitOps remote on disk): no working tree, so no rollouts/ to find above it."""
+    from controller import load
+
+    return (
+        (path / "HEAD").is_file()
+        and (path / "objects").is_dir()
+        and (path / "refs").is_dir()
+        and not os.path.lexists(path / load.CONFIG_FILE)
+    )
+
+
+def bare_tree(path: Path, ref: str | None) -> repo.GitTree:
+    """`ref` of a bare repository; without one, its HEAD, else its main (a HEAD that names a branch
+    nobody pushed)."""
+    from controller import repo
+
+    if ref is not None:
+        return repo.GitTree.open(path, ref)
+    try:
+        return repo.GitTree.open(path, "HEAD")
+    except errors.RepoError:
+        return repo.GitTree.open(path, "main")
+
+
 def open_tree(repo_arg: str, ref: str | None) -> tuple[load.Tree, Path, str]:
-    """(tree, local root for relative router paths, a label for the source)."""
+    """(tree, local root for relative router paths, a label for the source). `repo_arg` is a path in a
+    rollouts repository's working tree, a bare repository, or a URL."""
     from controller import repo, worktree
 
     local = Path(repo_arg)
+    if local.exists() and bare(local):
+        tree = bare_tree(local, ref)
+        return tree, Path.cwd(), f"{local.resolve()}@{ref or 'HEAD'} ({tree.sha[:10]})"
     if local.exists():
         root = find_root(local)
         if ref is None:

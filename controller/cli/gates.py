@@ -102,7 +102,10 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""
     from controller import analysis, load, plan, repo, review, worktree
 
-    root = common.find_root(Path(args.repo))
+    local = Path(args.repo)
+    if common.bare(local) and args.head is None:
+        raise common.UsageError(f"{local} is a bare repository, with no working tree: name the head with --head")
+    root = local if common.bare(local) else common.find_root(local)
     before = load.load_repo(repo.GitTree.open(root, args.base))
     after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else worktree.WorkTree(root))
     at = common.parse_time(args.at)

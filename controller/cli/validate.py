@@ -51,7 +51,7 @@ def _selected(root: Path, path: Path) -> list[str] | None:
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
     from controller import lint, load, report, worktree
 
-    paths = [Path(p) for p in args.paths] or [Path(load.ROLLOUTS_DIR)]
+    paths = [Path(p) for p in args.paths] or [common.find_root(Path.cwd()) / load.ROLLOUTS_DIR]  # as `plan` finds it
     findings: list[dict[str, Any]] = []
     for path in paths:
         if not path.exists():

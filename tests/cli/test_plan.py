@@ -85,3 +85,29 @@ def test_a_relative_state_dir_override_is_refused(examples: Path, monkeypatch: p
     monkeypatch.setenv("ROLLOUT_STATE_DIR", "state")  # each terminal's own ./state: two places, not one
     code, _ = run("plan", "--repo", str(examples))
     assert code == 2
+
+
+def test_plan_reads_a_bare_repository(examples: Path, tmp_path: Path) -> None:
+    """`--repo` takes a bare repository (a GitOps remote on disk): its HEAD, or its main when HEAD names
+    a branch nobody pushed; `--ref` picks another."""
+
+    def git(*args: str, cwd: Path = examples) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("add", "rollouts")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    remote = tmp_path / "remote.git"
+    git("clone", "-q", "--bare", str(examples), str(remote), cwd=tmp_path)
+    code, out = run("plan", "--repo", str(remote), "--format", "json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["source"].startswith(f"{remote}@HEAD (") and len(report["rollouts"]) == 3
+    git("symbolic-ref", "HEAD", "refs/heads/nobody-pushed-this", cwd=remote)
+    code, out = run("plan", "--repo", str(remote))
+    assert code == 0 and "3 rollouts:" in out, out
+    assert run("plan", "--repo", str(remote), "--ref", "no-such-ref")[0] == 1
+    # `rollout check` reads both sides from it, and asks for --head: a bare repository has no working tree
+    assert run("check", "--repo", str(remote), "--base", "main")[0] == 2
+    code, out = run("check", "--repo", str(remote), "--base", "main", "--head", "main")
+    assert code == 0, out

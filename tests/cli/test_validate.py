@@ -112,3 +112,17 @@ def test_a_yaml_structure_error_shows_its_line_with_a_caret(examples: Path) -> N
     assert finding["source"] == "  route:triage" and finding["line"] == number and "\n" not in finding["message"]
     code, out = run("validate", "--format", "github", str(path))
     assert len(out.splitlines()) == 1 and out.startswith("::error ") and "route:triage` needs a space" in out
+
+
+def test_validate_from_a_subfolder_finds_the_repository(examples: Path) -> None:
+    """With no PATH, `rollout validate` looks for rollouts/controller.yaml above the current directory, as
+    `plan` does, and checks every rollout; files are named relative to where it runs."""
+    broken(examples)
+    code, out = run("validate", cwd=examples / "rollouts/support-bot")
+    assert code == 1, out
+    assert "../ticket-triage/rollout.yaml:22:16: error E002 spec.steps[2].weight" in out
+    assert run("validate", cwd=examples / "rollouts/support-bot/prompts")[0] == 1
+    (examples / "rollouts/ticket-triage/rollout.yaml").write_text(
+        (ROOT / "rollouts/ticket-triage/rollout.yaml").read_text()
+    )
+    assert run("validate", cwd=examples / "rollouts/support-bot")[0] == 0
