@@ -335,9 +335,7 @@ def _panel(outcome: reconcile.Outcome, loaded: load.LoadedRollout, events: list[
     head = Table.grid(padding=(0, 2))
     live = outcome.live.describe() if outcome.live else "absent"
     head.add_row("rollout", f"{NAME}  ({s.stable.model} → {s.canary.model if s.canary else '-'})")
-    head.add_row(
-        "step", f"{step + 1}/{len(s.steps)}: {s.steps[step].describe()}  [{outcome.phase or 'no canary'}]"
-    )
+    head.add_row("step", f"{step + 1}/{len(s.steps)}: {s.steps[step].describe()}  [{outcome.phase or 'no canary'}]")
     head.add_row("live", live)
     decision = outcome.decision
     head.add_row("decision", f"{decision.kind.value}: {decision.reason}" if decision else f"error: {outcome.error}")

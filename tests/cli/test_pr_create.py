@@ -46,8 +46,9 @@ def test_a_person_opens_approves_and_merges_a_pr(clone: Path, tmp_path: Path) ->
     code, out = run("pr", "merge", "1")
     assert code == 0, out
     main = git.Repo(tmp_path / "team.git").commit("main")
-    assert main.summary == "Merge pull request #1 from v2"  # as the controller's merges are recorded
-    assert main.message.strip().endswith("assistant: a shorter prompt")
+    assert main.summary == "assistant: a shorter prompt (#1)"  # as the controller's merges are recorded
+    assert "Merge pull request #1 from v2" in main.message  # the body names the branch
+    assert "v2" not in [h.name for h in git.Repo(tmp_path / "team.git").heads]  # a merged branch is deleted
     assert [p.hexsha for p in main.parents][1] == git.Repo(clone).head.commit.hexsha
     assert "merged" in run("pr", "list", "--all")[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.examples import ROOT, broken, run, shipped_examples
+from tests.helpers.examples import FIXTURE, ROOT, broken, run, shipped_examples
 
 
 def test_examples_are_valid(tmp_path: Path) -> None:
@@ -123,6 +123,6 @@ def test_validate_from_a_subfolder_finds_the_repository(examples: Path) -> None:
     assert "../ticket-triage/rollout.yaml:22:16: error E002 spec.steps[2].weight" in out
     assert run("validate", cwd=examples / "rollouts/support-bot/prompts")[0] == 1
     (examples / "rollouts/ticket-triage/rollout.yaml").write_text(
-        (ROOT / "rollouts/ticket-triage/rollout.yaml").read_text()
+        (FIXTURE / "rollouts/ticket-triage/rollout.yaml").read_text()
     )
     assert run("validate", cwd=examples / "rollouts/support-bot")[0] == 0

@@ -231,7 +231,7 @@ def test_from_rollout_init_to_a_completed_rollout_and_a_rollback(
             merge(tick_until_pr(step))
         rollout("reconcile", "--once")
         status = rollout("status")
-        assert f"{NAME}  steady" in status and "stable 100%" in status, status
+        assert f"{NAME}  Completed" in status and "stable 100%" in status, status  # the schema's phase
         done = main_file(clone, rollout_file)
         assert f"prompt: prompts/{NAME}-v2.md" in done.split("steps:")[0] and "canary:" not in done
 
@@ -248,5 +248,6 @@ def test_from_rollout_init_to_a_completed_rollout_and_a_rollback(
 
     recorded = main_file(clone, rollout_file)
     assert "phase: RolledBack" in recorded
-    log = git(clone, "log", "--first-parent", "--format=%s", "main")
-    assert log.count("Merge pull request #") == 8, log  # two human PRs, five promotions, one revert
+    log = git(clone, "log", "--first-parent", "--merges", "--format=%s", "main")
+    assert len(log.splitlines()) == 8, log  # two human PRs, five promotions, one revert
+    assert all(re.search(r" \(#\d+\)$", m) and len(m) < 72 for m in log.splitlines()), log  # each its PR's title
