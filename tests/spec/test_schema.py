@@ -17,7 +17,9 @@ from controller import lint, spec
 from controller.cli import validate
 
 ROOT = Path(__file__).resolve().parents[2]
-SCHEMAS = {name: json.loads(text) for name, text in validate.render_schemas().items()}  # as `rollout schema` writes them
+SCHEMAS = {
+    name: json.loads(text) for name, text in validate.render_schemas().items()
+}  # as `rollout schema` writes them
 
 
 def _nodes(node: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
