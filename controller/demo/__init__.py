@@ -170,6 +170,15 @@ def process(
             stop_child(proc)
 
 
+def _exited(proc: subprocess.Popen[bytes], log: Path) -> bool:
+    """False while `proc` runs; once it has exited, a RuntimeError with the end of its log, so that a
+    child that could not start says why at once instead of being waited for."""
+    if proc.poll() is None:
+        return False
+    tail = log.read_text("utf-8", "replace").strip().splitlines()[-5:]
+    raise RuntimeError(f"the process logging to {log} exited with {proc.returncode}: {' | '.join(tail)}")
+
+
 def stop_child(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
     """Stop a child by its own handle: SIGTERM, then SIGKILL if it is still running after `grace` seconds."""
     if proc.poll() is None:
@@ -194,8 +203,9 @@ def model_server_command(variant: str, *, port_file: Path) -> list[str]:
 def _model_server(stack: contextlib.ExitStack, variant: str, *, work: Path) -> str:
     port_file = work / f"{variant}.port"
     args = model_server_command(variant, port_file=port_file)
-    stack.enter_context(process(args, log=work / f"{variant}.log", cwd=work))
-    wait_for(f"the {variant} model server", port_file.exists)
+    log = work / f"{variant}.log"
+    proc = stack.enter_context(process(args, log=log, cwd=work))
+    wait_for(f"the {variant} model server", lambda: port_file.exists() or _exited(proc, log), deadline=60)
     address = f"127.0.0.1:{int(port_file.read_text().strip())}"
     wait_for(f"the {variant} model server", lambda: httpx.get(f"http://{address}/healthz", timeout=2).is_success)
     return address

@@ -18,7 +18,7 @@ import pytest
 from prometheus_client import exposition
 from prometheus_client import parser as prom_parser
 
-from controller import templates
+from controller import demo, templates
 from controller.demo import model_server as ms
 from tests.helpers import prom
 
@@ -257,3 +257,12 @@ def test_scenario_switches_live_relative_to_the_baseline(server: ms.Running) -> 
         dataclasses.asdict(base)
     )
     assert httpx.post(f"{server.url}/admin/scenario", json={"name": "nope"}, timeout=5).status_code == 400
+
+
+def test_a_child_that_cannot_start_says_why_instead_of_being_waited_for(tmp_path: Path) -> None:
+    log = tmp_path / "child.log"
+    script = "import sys; print('ModuleNotFoundError: no controller here'); sys.exit(3)"
+    with demo.process([sys.executable, "-c", script], log=log) as proc:
+        proc.wait(timeout=30)
+        with pytest.raises(RuntimeError, match=r"exited with 3: ModuleNotFoundError: no controller here"):
+            demo.wait_for("the child", lambda: demo._exited(proc, log), deadline=60)
