@@ -43,7 +43,8 @@ def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
 
 @dataclass(frozen=True)
 class Target:
-    """What the gates of one rollout need to know about it."""
+    """What the gates of one rollout need to know about it (a `contract.Subject`, as the contract's own
+    Target is)."""
 
     rollout: str
     route: str
@@ -98,7 +99,7 @@ def evaluate(
         for gate in t.gates:
             try:
                 template = templates.resolve(gate.use, config)
-                g = _group_of(template, t)
+                g = contract.group_of(template, t)
             except promql.QueryError as exc:
                 refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
                 continue
@@ -120,7 +121,7 @@ def evaluate(
                 )
                 continue
             template = plans[gate.use]
-            g = _group_of(template, t)
+            g = contract.group_of(template, t)
             answer = answers[gate.use]
             common = {"kind": template.kind, "source": str(g.flavour), "query": answer.query, "window": window_text}
             if answer.error is not None:
@@ -171,17 +172,8 @@ def _scale(t: spec.GateTemplate) -> float:
     return t.scale if isinstance(t, spec.QuantileTemplate) else 1.0
 
 
-def _group_of(template: templates.Template, t: Target) -> templates.Group:
-    flavour = template.flavour_for(t.router_type)
-    return templates.group(flavour, t.segments, subjects=[_subject_name(flavour, t)])
-
-
-def _subject_name(flavour: templates.Flavour, t: Target) -> str:
-    return t.rollout if flavour.by_rollout else t.route
-
-
 def _subject(g: templates.Group, t: Target) -> str:
-    return _subject_name(g.flavour, t)
+    return contract.subject(g.flavour, t)
 
 
 def _ask(

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from controller import gates, judge, load, plan, promql, spec, templates, traffic
 
@@ -144,14 +145,27 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
     )
 
 
-def group_of(template: templates.Template, t: Target) -> templates.Group:
+class Subject(Protocol):
+    """Whose series a template is asked for: this module's Target, and the gates' (analysis.Target)."""
+
+    @property
+    def rollout(self) -> str: ...
+    @property
+    def route(self) -> str: ...
+    @property
+    def router_type(self) -> str: ...
+    @property
+    def segments(self) -> tuple[str, ...]: ...
+
+
+def group_of(template: templates.Template, t: Subject) -> templates.Group:
     """The group a rollout's gate on `template` is asked in (as `analysis` asks it); QueryError for a
     segment label that cannot be one."""
     flavour = template.flavour_for(t.router_type)
     return templates.group(flavour, t.segments, subjects=[subject(flavour, t)])
 
 
-def subject(flavour: templates.Flavour, t: Target) -> str:
+def subject(flavour: templates.Flavour, t: Subject) -> str:
     return t.rollout if flavour.by_rollout else t.route
 
 
