@@ -90,21 +90,7 @@ def evaluate(
     window: timedelta,
 ) -> dict[str, tuple[gates.GateEvidence, ...]]:
     """rollout name -> evidence per gate, in the spec's order. One request per distinct template."""
-    plans: dict[str, templates.Template] = {}
-    members: dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]] = defaultdict(
-        lambda: defaultdict(set)
-    )
-    refused: dict[tuple[str, str], str] = {}  # (rollout, template) -> why it cannot be queried
-    for t in targets:
-        for gate in t.gates:
-            try:
-                template = templates.resolve(gate.use, config)
-                g = contract.group_of(template, t)
-            except promql.QueryError as exc:
-                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
-                continue
-            plans[gate.use] = template
-            members[gate.use][(g.flavour, g.segments)].add(_subject(g, t))
+    plans, members, refused = _templates_asked(targets, config)
 
     answers = {
         name: _ask(template, members[name], metrics=metrics, at=at, window=window) for name, template in plans.items()
@@ -170,6 +156,30 @@ def method(t: spec.GateTemplate) -> gates.Method:
 
 def _scale(t: spec.GateTemplate) -> float:
     return t.scale if isinstance(t, spec.QuantileTemplate) else 1.0
+
+
+Members = dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]]  # template -> group -> subjects
+
+
+def _templates_asked(
+    targets: Sequence[Target] | Sequence[contract.Target], config: spec.ControllerConfig
+) -> tuple[dict[str, templates.Template], Members, dict[tuple[str, str], str]]:
+    """The templates the targets' gates use, the groups (flavour and segment labels) each is asked for
+    with their subjects, and (rollout, template) -> why a gate's group cannot be queried."""
+    plans: dict[str, templates.Template] = {}
+    members: Members = defaultdict(lambda: defaultdict(set))
+    refused: dict[tuple[str, str], str] = {}
+    for t in targets:
+        for gate in t.gates:
+            try:
+                template = templates.resolve(gate.use, config)
+                g = contract.group_of(template, t)
+            except promql.QueryError as exc:
+                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
+                continue
+            plans[gate.use] = template
+            members[gate.use][(g.flavour, g.segments)] |= set(g.subjects)
+    return plans, members, refused
 
 
 def _subject(g: templates.Group, t: Target) -> str:
@@ -279,21 +289,7 @@ def check_contract(
     request per template that has series to look for. A Prometheus that does not answer raises
     `errors.MetricsUnavailable` at its first request (so it costs one timeout); a query it refuses makes
     that template's gates ERROR."""
-    plans: dict[str, templates.Template] = {}
-    members: dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]] = defaultdict(
-        lambda: defaultdict(set)
-    )
-    refused: dict[tuple[str, str], str] = {}
-    for t in targets:
-        for gate in t.gates:
-            try:
-                template = templates.resolve(gate.use, config)
-                g = contract.group_of(template, t)
-            except promql.QueryError as exc:
-                refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
-                continue
-            plans[gate.use] = template
-            members[gate.use][(g.flavour, g.segments)] |= g.subjects
+    plans, members, refused = _templates_asked(targets, config)
     answers: dict[str, Mapping[tuple[str, str], Sequence[tuple[Mapping[str, str], float]]] | str] = {}
     for name, template in plans.items():
         try:
