@@ -424,12 +424,18 @@ def _plain(text: str, limit: int) -> str:
 def _title(head: str, detail: str = "") -> str:
     """`head (detail)` as a plain title of at most TITLE_LIMIT characters: the detail is cut, or left out
     when too little of it would fit, never the head (the rollout's name and the action); the body says
-    it all."""
+    it all. A cut falls between words (`max 5.0…` would read as a number), within one only when a single
+    word fills the room."""
     head, detail = _plain(head, 256), _plain(detail, 2000)
     room = TITLE_LIMIT - len(head) - len(" ()")
     if not detail or room < MIN_DETAIL:
         return head
-    return f"{head} ({detail if len(detail) <= room else detail[: room - 1].rstrip() + '…'})"
+    if len(detail) > room:
+        cut = detail[: room - 1]
+        if detail[room - 1] != " " and cut.rfind(" ") >= MIN_DETAIL:  # the cut falls inside a word
+            cut = cut[: cut.rfind(" ")]
+        detail = cut.rstrip(" ,;:") + "…"
+    return f"{head} ({detail})"
 
 
 def _failure(c: _Context) -> str:

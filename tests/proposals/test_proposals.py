@@ -241,3 +241,18 @@ def test_titles_stay_short_and_keep_the_name_and_the_action(root: Path, action: 
     if proposals.TITLE_LIMIT - len(head) - len(" ()") >= proposals.MIN_DETAIL:
         assert p.title != head, "the detail is left out only when it cannot fit"
     assert p.message.split("\n")[0] == p.title
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("error_rate: canary 12.5% above max 5.0% in every tenant tier since the step began", "(error_rate: canary 12.5% above max…)"),
+        ("bad answers reported in #support by three customers this morning", "(bad answers reported in #support by…)"),
+        ("x" * 80, "(" + "x" * 38 + "…)"),  # one word fills the room: cut within it
+        ("short reason", "(short reason)"),
+    ],
+    ids=["between-words", "abort-reason", "one-long-word", "fits"],
+)  # fmt: skip
+def test_a_title_s_detail_is_cut_between_words(detail: str, expected: str) -> None:
+    title = proposals._title("support-bot: roll back", detail)
+    assert title == f"support-bot: roll back {expected}" and len(title) <= proposals.TITLE_LIMIT
