@@ -101,6 +101,11 @@ def _fmt(v: float) -> str:
     return f"{v:.6g}"
 
 
+def _count(samples: float) -> str:
+    """A sample count as a person reads it: whole (Prometheus's increase() extrapolates to fractions)."""
+    return f"{math.floor(samples):d}"
+
+
 def _plain(name: str, ok: bool, estimate: float, limit: float, unit: str, reason: str) -> Check:
     return Check(name, Verdict.PASS if ok else Verdict.FAIL, estimate, None, None, limit, unit, reason)
 
@@ -165,7 +170,7 @@ def judge(
     if not canary.has_data:
         return Judgement(Verdict.INCONCLUSIVE, "no canary data")
     if not enough(canary, min_samples):
-        count = "unknown" if canary.samples is None else _fmt(canary.samples)
+        count = "unknown" if canary.samples is None else _count(canary.samples)
         return Judgement(Verdict.INCONCLUSIVE, f"canary samples {count} < minSamples {max(min_samples, 1)}")
     assert canary.value is not None
     plain = method.kind in ("value", "mean")
@@ -183,7 +188,7 @@ def judge(
                 gate, stable=stable, canary=canary, method=method, min_samples=min_samples, alpha_share=alpha_share
             )
         elif not enough(stable, min_samples):
-            count = "unknown" if stable.samples is None else _fmt(stable.samples)
+            count = "unknown" if stable.samples is None else _count(stable.samples)
             parts.append(Judgement(Verdict.INCONCLUSIVE, f"stable samples {count} < minSamples {max(min_samples, 1)}"))
         else:
             assert stable.value is not None

@@ -283,7 +283,11 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     # (above) and ERROR still stop it; INCONCLUSIVE does not.
     everything = index + 1 == len(s.steps) and step.canary_weight == 100
     if not everything and any(g.verdict is gates.Verdict.INCONCLUSIVE for g in facts.verdicts):
-        return Decision(Kind.HOLD, "not enough data yet: " + _names(facts.verdicts, gates.Verdict.INCONCLUSIVE))
+        return Decision(
+            Kind.HOLD,
+            f"gates undecided: {_names(facts.verdicts, gates.Verdict.INCONCLUSIVE)} "
+            "(too few samples yet, or their bounds still span the limit)",
+        )
     if step.for_ is not None:
         if facts.step_since is None:
             return Decision(Kind.HOLD, "the step's start time is unknown")
@@ -299,6 +303,12 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     if window is not None:
         return Decision(Kind.HOLD, f"freeze window ({window.cron}, {spec.format_duration(window.duration)})")
     if index + 1 >= len(s.steps):
+        undecided = _names(facts.verdicts, gates.Verdict.INCONCLUSIVE)
+        if undecided:  # only at 100% (above): stable has no traffic left to compare with
+            return Decision(
+                Kind.COMPLETE,
+                f"every step done and no gate failed ({undecided} undecided: stable has no traffic at 100%)",
+            )
         return Decision(Kind.COMPLETE, "every step done and every gate passed")
     return Decision(Kind.ADVANCE, f"step {index + 1} done and every gate passed", to_step=index + 1)
 

@@ -159,9 +159,9 @@ def _list(pulls: list[forge_base.PullRequest], args: argparse.Namespace, out: Te
         terminal.print(table)
         return
     for pr in pulls:
-        flags = ",".join(pr.labels)
+        flags = f"  [{','.join(pr.labels)}]" if pr.labels else ""
         approved = "approved" if pr.approved else ""
-        out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}  [{flags}]\n")
+        out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}{flags}\n")
 
 
 def _show(forge: forge_local.LocalForge, args: argparse.Namespace, out: TextIO) -> None:

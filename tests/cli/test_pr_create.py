@@ -41,6 +41,8 @@ def test_a_person_opens_approves_and_merges_a_pr(clone: Path, tmp_path: Path) ->
     assert (code, out) == (0, f"opened #1 assistant: a shorter prompt (v2 -> main) in {tmp_path / 'team.git'}\n")
     code, out = run("pr", "show", "1")
     assert "v2 -> main" in out and "Why: tokens." in out
+    listed = run("pr", "list")[1]
+    assert listed.rstrip().endswith("assistant: a shorter prompt"), listed  # no labels: no empty `[]`
     assert run("pr", "merge", "1")[0] == 2  # not approved yet
     assert run("pr", "approve", "1", "--by", "bob")[0] == 0
     code, out = run("pr", "merge", "1")

@@ -370,3 +370,9 @@ def test_a_per_answer_gate_never_passes_a_canary_answering_less(stable: M, canar
     got = gates.judge(gate(maxIncrease="20%"), stable=stable, canary=canary, min_samples=100, method=gates.MEAN)
     assert got.verdict is want, got.reason
     assert phrase in got.reason
+
+
+def test_a_sample_count_short_of_min_samples_reads_whole() -> None:
+    """Prometheus's increase() extrapolates counts to fractions; a person reads `190 < 200`."""
+    judged = gates.judge(gate(max="1%"), stable=M(0.001, 5000), canary=M(0.001, 190.578), min_samples=200)
+    assert judged.verdict is V.INCONCLUSIVE and judged.reason == "canary samples 190 < minSamples 200"

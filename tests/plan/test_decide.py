@@ -133,7 +133,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ("advance", rollout(step=1), facts(S1, PASS, EVAL_PASS), plan.Kind.ADVANCE, 2, "every gate passed"),
     ("advance-from-shadow", rollout(step=0), facts(state(100, 0, 100), PASS), plan.Kind.ADVANCE, 1, "passed"),
     ("no-gates-advance", rollout(step=1), facts(S1), plan.Kind.ADVANCE, 2, "passed"),
-    ("complete", rollout(step=3), facts(state(0, 100), PASS), plan.Kind.COMPLETE, None, "every step done"),
+    ("complete", rollout(step=3), facts(state(0, 100), PASS), plan.Kind.COMPLETE, None, "every gate passed"),
     # holds: time, samples, data
     (
         "too-early",
@@ -147,7 +147,14 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ("too-few-samples", rollout(step=1), facts(S1, PASS, samples=150), plan.Kind.HOLD, None, "150 of 200 samples"),
     ("samples-unknown", rollout(step=1), facts(S1, PASS, samples=None), plan.Kind.HOLD, None, "sample count"),
     ("no-min-samples-step", rollout(step=2), facts(state(50, 50), PASS, samples=None), plan.Kind.ADVANCE, 3, ""),
-    ("inconclusive", rollout(step=1), facts(S1, PASS, NO_DATA), plan.Kind.HOLD, None, "not enough data"),
+    (
+        "inconclusive",
+        rollout(step=1),
+        facts(S1, PASS, NO_DATA),
+        plan.Kind.HOLD,
+        None,
+        "gates undecided: eval_pass_rate",
+    ),
     ("error", rollout(step=1), facts(S1, PASS, BROKEN), plan.Kind.HOLD, None, "could not be measured"),
     (
         "error-beats-inconclusive",
@@ -360,7 +367,7 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
         facts(state(0, 100), NO_DATA),
         plan.Kind.COMPLETE,
         None,
-        "every step done",
+        "no gate failed (eval_pass_rate undecided",  # never "every gate passed" when one did not
     ),
     (
         "complete-at-100-not-on-error",
