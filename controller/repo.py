@@ -160,6 +160,14 @@ def current_branch(path: Path) -> str | None:
     return str(found).strip() or None
 
 
+def head_sha(path: Path) -> str | None:
+    """The commit checked out in the repository around `path`; None outside one, or before its first commit."""
+    try:
+        return str(git.Repo(path, search_parent_directories=True).head.commit.hexsha)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
 # -- the controller's clone of the remote ---------------------------------------------------------
 
 

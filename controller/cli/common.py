@@ -106,12 +106,26 @@ def open_tree(repo_arg: str, ref: str | None) -> tuple[load.Tree, Path, str]:
     if local.exists():
         root = find_root(local)
         if ref is None:
-            return worktree.WorkTree(root), root, str(root)
+            return worktree.WorkTree(root), root, _working_tree_label(root)
         tree = repo.GitTree.open(root, ref)
         return tree, root, f"{root}@{ref} ({tree.sha[:10]})"
     clone = repo.clone_bare(repo_arg, Path(tempfile.mkdtemp(prefix="rollout-plan-")))
     tree = repo.GitTree.open(clone, ref or "HEAD")
     return tree, Path.cwd(), f"{repo_arg}@{ref or 'HEAD'} ({tree.sha[:10]})"
+
+
+def _working_tree_label(root: Path) -> str:
+    """The working tree as a plan names it: its branch and commit, and, off main, that what it shows is
+    what merging would do (a live state that differs from a branch is no drift)."""
+    from controller import repo
+
+    branch, head = repo.current_branch(root), repo.head_sha(root)
+    if head is None:
+        return str(root)
+    where = f"{root} (working tree of {f'branch {branch}' if branch else 'a detached HEAD'} at {head[:10]})"
+    if branch == "main":
+        return where
+    return f"{where}; desired is read from this checkout, not main: `next` is what merging it would do"
 
 
 class NamedRollout(NamedTuple):

@@ -111,3 +111,24 @@ def test_plan_reads_a_bare_repository(examples: Path, tmp_path: Path) -> None:
     assert run("check", "--repo", str(remote), "--base", "main")[0] == 2
     code, out = run("check", "--repo", str(remote), "--base", "main", "--head", "main")
     assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("branch", "off_main"), [("main", False), ("assistant-v2", True)], ids=["on-main", "on-a-branch"]
+)
+def test_plan_names_the_commit_it_read_and_says_when_it_is_not_main(
+    examples: Path, branch: str, off_main: bool
+) -> None:
+    """A plan on a pull request's branch shows what merging would do: the live state differing from it is
+    not drift the controller is about to heal, and the header says so."""
+    for argv in (
+        ["init", "-q", "-b", branch],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", *argv], cwd=examples, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=examples, check=True, capture_output=True, text=True)
+    _code, text = run("plan", "--repo", str(examples))
+    first = text.splitlines()[0]
+    assert f"(working tree of branch {branch} at {head.stdout.strip()[:10]})" in first, first
+    assert ("not main: `next` is what merging it would do" in first) is off_main, first
