@@ -195,6 +195,15 @@ class Workspace:
         ws.fetch()
         return ws
 
+    @classmethod
+    def of_checkout(cls, path: Path, *, branch: str = "main") -> Workspace | None:
+        """A person's clone around `path`, read as the controller reads its own (`origin/<branch>`, as last
+        fetched; nothing is fetched); None outside a git repository."""
+        try:
+            return cls(git.Repo(path, search_parent_directories=True), branch=branch)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            return None
+
     @property
     def remote_url(self) -> str:
         return str(self.repo.remotes.origin.url)

@@ -26,7 +26,8 @@ def add_parser(sub: Any) -> None:
     g.add_argument(
         "--window",
         default=None,
-        help="measurement window (default: the controller's window at the end of the step's `for`)",
+        help="measurement window (default: the controller's: the time in the step, from this clone's "
+        "origin/main history, else the step's `for`)",
     )
     g.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the table")
     g.add_argument("--repo", default=".", help="a path in a rollouts repository")
@@ -61,8 +62,10 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
         raise common.UsageError("controller.yaml sets no prometheus.url")
     at = common.parse_time(args.at)
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-    window = _window(args.window) if args.window else analysis.window(loaded.rollout.spec.analysis.interval, step.for_)
-    rows = measure_gates(loaded, config, prom, at=at, window=window, traffic_split=True)
+    since = step_since(named.root, loaded, config)
+    in_step = at - since if since is not None and since <= at else step.for_
+    window = _window(args.window) if args.window else analysis.window(loaded.rollout.spec.analysis.interval, in_step)
+    rows = measure_gates(loaded, config, prom, at=at, window=window, since=since, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
     holding = gates.deciding(rows)
@@ -76,10 +79,12 @@ def measure_gates(
     *,
     at: datetime,
     window: timedelta,
+    since: datetime | None = None,
     traffic_split: bool = False,
 ) -> tuple[gates.GateEvidence, ...]:
     """Every gate of one rollout, measured in Prometheus (one query per template); with `traffic_split`,
-    then the traffic-split check over the same window, where it applies (one query more)."""
+    then the traffic-split check over the same window, where it applies (one query more), counting
+    requests from `since` (the step's start) when it is known."""
     from controller import analysis, prometheus, split
 
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ)
@@ -88,12 +93,28 @@ def measure_gates(
             [analysis.target(loaded, config)], config=config, metrics=metrics, at=at, window=window
         )
         rows = tuple(found[loaded.name])
-        check = split.target(loaded, config, since=None, at=at, window=window) if traffic_split else None
+        check = split.target(loaded, config, since=since, at=at, window=window) if traffic_split else None
         if check is not None:
             rows += (analysis.evaluate_split([check], metrics=metrics, at=at)[loaded.name],)
     finally:
         metrics.close()
     return rows
+
+
+def step_since(root: Path, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
+    """When the rollout's current step began, read as the controller reads it: from the first-parent
+    history of `origin/main` in the clone around `root` (as last fetched). None outside a clone, or when
+    its main says something else about the rollout than the working tree (then the step's `for` stands in)."""
+    from controller import errors, repo
+    from controller.reconcile import observe
+
+    workspace = repo.Workspace.of_checkout(root)
+    if workspace is None:
+        return None
+    try:
+        return observe.StepHistory(workspace).since(loaded, config)
+    except errors.RepoError:
+        return None
 
 
 @console.coloured

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,23 @@ def test_gates_measure_over_the_controllers_window_by_default(tmp_path: Path, pr
     assert gate["window"] == "32m", out
     assert code == 1  # 640 samples a side are not yet evidence beyond the 3-point limit: INCONCLUSIVE holds
     assert {s["verdict"] for s in gate["segments"]} <= {"PASS", "INCONCLUSIVE"}
+
+
+def test_gates_measure_from_the_step_s_start_in_a_clone(tmp_path: Path, prom_server: prom.PromServer) -> None:
+    """In a clone whose main set the step 10 minutes before `--at`, the window is the controller's for
+    that time in step (8 one-minute intervals), not the step's whole `for`: `rollout gates` and the tick
+    look at the same requests."""
+    root = repo(tmp_path, prom_server.url)
+    at = datetime.fromtimestamp(float(gate_history.NOW), UTC)
+    started = (at - timedelta(minutes=10)).isoformat()
+    env = {**os.environ, "GIT_COMMITTER_DATE": started, "GIT_AUTHOR_DATE": started}
+    for argv in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"],
+    ):
+        subprocess.run(["git", *argv], cwd=root, check=True, env=env)
+    subprocess.run(["git", "update-ref", "refs/remotes/origin/main", "HEAD"], cwd=root, check=True)  # as if fetched
+    _code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", "json")
+    gate, _ = json.loads(out)["gates"]
+    assert gate["window"] == "8m", out
