@@ -6,6 +6,8 @@ remote with the scaffold on main."""
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -13,19 +15,19 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import __version__
 from controller.cli import init, validate
 from tests.helpers import github_actions
 from tests.helpers.examples import ROOT, run
 
 ROUTERS = ["file", "flagd", "litellm", "envoy"]
 FIRST_CHANGE = [("  # canary:\n", "  canary:\n"), ("  #   ", "    ")]
+SOURCE = "git+https://git.example.com/acme/llm-rollouts@v0.1.0"  # what a team names with --install
 INSTALL = {  # the one line a team's repository installs the tool by, in place of this checkout's
     'run: python -m pip install --disable-pip-version-check -q "$GITHUB_ACTION_PATH/../../.."': (
-        f'run: python -m pip install --disable-pip-version-check -q "llm-rollouts=={__version__}"'
+        f"run: python -m pip install --disable-pip-version-check -q {SOURCE}"
     ),
     "run: python -m pip install --disable-pip-version-check -q .": (
-        f'run: python -m pip install --disable-pip-version-check -q "llm-rollouts=={__version__}"'
+        f"run: python -m pip install --disable-pip-version-check -q {SOURCE}"
     ),
     "      # the action's own checkout holds the tool, so this works from any repository\n": "",
     "(.github/SETUP.md)": "(README.md)",
@@ -87,8 +89,8 @@ def test_schemas_are_generated_and_the_schema_lines_reach_them(tmp_path: Path, r
     assert lines == 2
 
 
-def test_the_workflows_are_the_projects_own_installing_the_released_tool(tmp_path: Path) -> None:
-    root = scaffolded(tmp_path, "file")
+def test_the_workflows_are_the_projects_own_installing_the_named_tool(tmp_path: Path) -> None:
+    root = scaffolded(tmp_path, "file", "--install", SOURCE)
     pairs = {
         ".github/workflows/rollout-checks.yml": ".github/workflows/rollout-checks.yml",
         ".github/workflows/rollout-controller.yml": ".github/workflows/rollout-controller.yml",
@@ -98,8 +100,8 @@ def test_the_workflows_are_the_projects_own_installing_the_released_tool(tmp_pat
         expected = (ROOT / theirs).read_text()
         for old, new in INSTALL.items():
             expected = expected.replace(old, new)
-        # the scaffold says where its version comes from on the line above the install
-        got = re.sub(r"\n *# the version that wrote this repository[^\n]*", "", (root / ours).read_text())
+        # the scaffold says where the tool comes from on the line above the install
+        got = re.sub(r"\n *# where the tool comes from[^\n]*", "", (root / ours).read_text())
         assert got == expected, ours
 
 
@@ -159,3 +161,80 @@ def test_local_refuses_a_remote_that_exists_and_takes_remote_dir(tmp_path: Path)
     code, out = run("init", str(tmp_path / "team"), "--local", "--remote-dir", str(tmp_path / "elsewhere.git"))
     assert code == 0, out
     assert git.Repo(tmp_path / "team").remotes.origin.url == str(tmp_path / "elsewhere.git")
+
+
+@pytest.mark.parametrize(
+    ("remote_dir", "says"),
+    [
+        ("team/remote.git", "must be outside DIR"),  # it would be committed into the scaffold
+        ("team", "must be outside DIR"),  # its own origin
+        (".", "must be outside DIR"),  # DIR inside the remote
+        ("afile/r.git", "is not a directory"),  # a path under a regular file
+    ],
+    ids=["inside-dir", "dir-itself", "dir-inside-it", "under-a-file"],
+)
+def test_a_remote_that_cannot_be_one_is_refused_with_nothing_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], remote_dir: str, says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("not a directory\n")
+    assert run("init", "team", "--local", "--remote-dir", remote_dir)[0] == 2
+    assert says in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_the_root_is_no_dir_for_a_repository(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("init", "/", "--local")[0] == 2
+    assert "name a directory" in capsys.readouterr().err
+
+
+def test_a_failure_while_writing_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails after the first file is written (here: git refuses to create the remote), DIR and the
+    remote are gone again, so running the command again is not refused for a half-written DIR."""
+    from controller import errors, repo
+
+    def refuse(path: Path, **_: object) -> str:
+        raise errors.RepoError(f"cannot create the repository {path}: refused")
+
+    monkeypatch.setattr(repo, "publish", refuse)
+    assert run("init", str(tmp_path / "team"), "--local")[0] == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_with_no_source_known_the_install_step_says_what_to_set(tmp_path: Path) -> None:
+    """No package name is guessed for an index (llm-rollouts is not published: whoever registers it would
+    run in the controller): an install from a local path leaves a step that fails saying what to set."""
+    root = scaffolded(tmp_path, "file")  # this checkout is installed from a path (pip install -e .)
+    for path in (".github/actions/rollout-checks/action.yml", ".github/workflows/rollout-controller.yml"):
+        text = (root / path).read_text()
+        assert "run: " + init.NO_INSTALL in text and "pip install" not in text.split("rollout init --install")[0][-300:]
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "expected"),
+    [
+        ({"url": "https://github.com/acme/llm-rollouts", "vcs_info": {"vcs": "git", "commit_id": "a" * 40}},
+         "git+https://github.com/acme/llm-rollouts@" + "a" * 40),
+        ({"url": "https://x:ghp_SECRET@github.com/acme/llm-rollouts", "vcs_info": {"vcs": "git", "commit_id": "b" * 40}},
+         None),  # never a credential in a workflow
+        ({"url": "file:///src/llm-rollouts", "dir_info": {"editable": True}}, None),
+        (None, None),
+    ],
+    ids=["git", "git-with-credentials", "local-path", "from-an-index"],
+)  # fmt: skip
+def test_where_this_installation_came_from(
+    monkeypatch: pytest.MonkeyPatch, direct_url: dict[str, object] | None, expected: str | None
+) -> None:
+    class Installed:
+        def read_text(self, name: str) -> str | None:
+            assert name == "direct_url.json"
+            return None if direct_url is None else json.dumps(direct_url)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda name: Installed())
+    assert init.installed_from() == expected
+
+
+@pytest.mark.parametrize("spec", ["llm-rollouts; rm -rf /", "x y", "$(id)", "a\nb"])
+def test_an_install_spec_that_is_not_a_requirement_is_refused(tmp_path: Path, spec: str) -> None:
+    code, _ = run("init", str(tmp_path / "t"), "--install", spec)
+    assert code == 2 and not (tmp_path / "t").exists()
