@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, load, spec
+    from controller import gates, load, review, spec
 
 
 def add_parser(sub: Any) -> None:
@@ -121,15 +121,28 @@ def step_since(root: Path, loaded: load.LoadedRollout, config: spec.ControllerCo
 def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     """What merging a PR does (its head: the working tree or --head, against --base), and the gates of
     every promotion, measured with the base's gates and Prometheus. 0 mergeable, 1 not."""
-    from controller import analysis, load, plan, repo, review, worktree
+    from controller import review
 
     local = Path(args.repo)
     if common.bare(local) and args.head is None:
         raise common.UsageError(f"{local} is a bare repository, with no working tree: name the head with --head")
     root = local if common.bare(local) else common.find_root(local)
-    before = load.load_repo(repo.GitTree.open(root, args.base))
-    after = load.load_repo(repo.GitTree.open(root, args.head) if args.head else worktree.WorkTree(root))
     at = common.parse_time(args.at)
+    result = check(root, base=args.base, head=args.head, at=at, window=_window(args.window) if args.window else None)
+    render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
+    out.write(render(result, at=at.isoformat(timespec="seconds")))
+    return 0 if result.mergeable else 1
+
+
+def check(root: Path, *, base: str, head: str | None, at: datetime, window: timedelta | None = None) -> review.Review:
+    """A pull request's check (`rollout check`, and `rollout pr merge` on the local forge): what merging
+    `head` (None: the working tree at `root`) into `base` does to each rollout, with every promotion's
+    gates measured with the base's gates and Prometheus, over `window` or the controller's window when the
+    step's `for` has run."""
+    from controller import analysis, load, plan, repo, review, worktree
+
+    before = load.load_repo(repo.GitTree.open(root, base))
+    after = load.load_repo(repo.GitTree.open(root, head) if head else worktree.WorkTree(root))
     found = review.changes(before, after)
     measured: dict[str, tuple[gates.GateEvidence, ...] | str] = {}
     for change in found:
@@ -140,21 +153,18 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
             measured[change.name] = f"{load.CONFIG_FILE} on the base sets no prometheus.url: no gate can be measured"
             continue
         loaded = change.measure
-        if args.window:
-            window = _window(args.window)
-        else:  # the controller's window when the step's `for` has run (analysis.window)
+        if window is None:  # the controller's window when the step's `for` has run (analysis.window)
             step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-            window = analysis.window(loaded.rollout.spec.analysis.interval, step.for_)
+            window_of = analysis.window(loaded.rollout.spec.analysis.interval, step.for_)
+        else:
+            window_of = window
         measured[change.name] = measure_gates(
-            loaded, config, config.prometheus, at=at, window=window, traffic_split=True
+            loaded, config, config.prometheus, at=at, window=window_of, traffic_split=True
         )
     # a problem main already has is not this PR's: it must not block a revert's record
     known = {(p.file, p.code, p.field, p.message) for p in before.problems}
     introduced = [p for p in after.problems if (p.file, p.code, p.field, p.message) not in known]
-    result = review.judge(found, measured, unreadable=introduced)
-    render = {"json": review.json_text, "markdown": review.markdown}.get(args.format, review.text)
-    out.write(render(result, at=at.isoformat(timespec="seconds")))
-    return 0 if result.mergeable else 1
+    return review.judge(found, measured, unreadable=introduced)
 
 
 def _window(value: str) -> timedelta:

@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
     merge = pr_sub.add_parser(
         "merge", help="merge (a real merge commit naming the PR)", epilog=common.example("rollout pr merge 3")
     )
-    merge.add_argument("--force", action="store_true", help="merge without an approval")
+    merge.add_argument("--force", action="store_true", help="merge without an approval or a passing check")
     close = pr_sub.add_parser(
         "close", help="close without merging", epilog=common.example('rollout pr close 3 --comment "superseded"')
     )
@@ -96,6 +96,10 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
             pr = forge.get(args.number)
             if not pr.approved and not args.force:
                 raise common.UsageError(f"#{pr.number} is not approved (approve it first, or --force)")
+            refused = None if args.force else _unchecked(forge, pr)
+            if refused:
+                out.write(refused)
+                return 1
             pr = forge.merge(args.number, message=pr.title)
             out.write(f"merged #{pr.number} as {pr.merge_sha[:10]} in {forge.remote}\n")
         case "close":
@@ -104,11 +108,38 @@ def cmd_pr(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _unchecked(forge: forge_local.LocalForge, pr: forge_base.PullRequest) -> str | None:
+    """Why `pr` may not be merged yet, as branch protection would say it on GitHub; None when it may. A
+    PR the controller opened carries its `rollout/gates` check, which must pass (a tick that held sets it
+    back to pending); any other PR gets `rollout check` now, as the checks workflow runs it: a PR that
+    lets a canary get more traffic needs passing gates, whoever opened it."""
+    from datetime import UTC, datetime
+
+    from controller import review
+    from controller.cli import gates
+    from controller.reconcile import pulls
+
+    found = forge.checks(pr.number).get(pulls.CHECK_CONTEXT)
+    if found is not None:
+        if found["state"] == "success":
+            return None
+        return (
+            f"#{pr.number} is not mergeable: its {pulls.CHECK_CONTEXT} check is {found['state']}: "
+            f"{found['summary']}\n(wait for it to pass, or merge with --force)\n"
+        )
+    at = datetime.now(UTC)
+    result = gates.check(Path(forge.remote), base=f"refs/heads/{pr.base}", head=pr.head_sha, at=at)
+    if result.mergeable:
+        return None
+    return review.text(result, at=at.isoformat(timespec="seconds")) + "\n(merge with --force to override)\n"
+
+
 def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[forge_base.PullRequest, str]:
     """A person's PR from --head (default: the branch checked out in the current directory), and whether
     it was opened or an open one updated."""
     from controller import proposals, repo
     from controller.forge import base as forge_base
+    from controller.forge import local as forge_local
 
     head = args.head or repo.current_branch(Path.cwd())
     if head is None:
@@ -117,6 +148,8 @@ def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[fo
         raise common.UsageError(
             f"{head!r}: branches under {proposals.BRANCH_PREFIX} are the controller's own; name yours otherwise"
         )
+    if head == forge_local.MAIN:
+        raise common.UsageError(f"--head {head}: the controllers read {head}; push your change on a branch of its own")
     if head == args.base:
         raise common.UsageError(f"--head and --base are both {head!r}: push your change on a branch of its own")
     before = forge.find(head)

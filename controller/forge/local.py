@@ -19,6 +19,7 @@ from controller import cutpoints, errors, settings
 from controller.forge import base, gitstore
 
 DB_REF = "refs/rollout-forge/db"
+MAIN = "main"  # the branch every controller reads: never deleted, never the head of a PR
 
 
 def _now() -> datetime:
@@ -152,8 +153,8 @@ class LocalForge:
                 "checks": {},
                 "merge_sha": "",
             }
-            if open_one is not None and open_one["head_sha"] != head:
-                record["reviews"] = []
+            if open_one is not None and (open_one["head_sha"] != head or open_one["base"] != base):
+                record["reviews"] = []  # an approval was of these commits into that branch
             record.update(base=base, title=title, body=body, labels=sorted(set(labels)), head_sha=head)
             return record
 
@@ -232,8 +233,14 @@ class LocalForge:
             r.update(state="merged", merge_sha=merged, merged_at=self.clock().isoformat())
 
         pr = self._update(number, f"merge #{number}", done)
-        self.store.delete_ref(f"refs/heads/{record['branch']}", old=head)  # a merged branch is done
+        if self._disposable(record["branch"]):
+            self.store.delete_ref(f"refs/heads/{record['branch']}", old=head)  # a merged branch is done
         return pr
+
+    def _disposable(self, branch: str) -> bool:
+        """A merged head branch is deleted, unless it is one a repository lives on: main (what every
+        controller reads) or the base of an open PR."""
+        return branch != MAIN and all(r["base"] != branch for r in self._records() if r["state"] == "open")
 
     def close(self, number: int, *, comment: str = "") -> base.PullRequest:
         def edit(record: dict[str, Any]) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import git
 import pytest
 
+from controller import load, worktree
+from tests.helpers import net
 from tests.helpers.examples import run
 
 
@@ -72,10 +74,11 @@ def test_creating_again_after_a_push_updates_the_pr_and_dismisses_its_approval(c
     [
         (["--head", "nowhere"], 1, "no branch 'nowhere'"),
         ([], 1, "no branch 'v2'"),  # committed, not pushed
-        (["--head", "main"], 2, "both 'main'"),
+        (["--head", "main"], 2, "the controllers read main"),
+        (["--head", "main", "--base", "v2"], 2, "the controllers read main"),  # merged, main would be deleted
         (["--head", "rollout/assistant/advance-1-abc"], 2, "the controller's own"),
     ],
-    ids=["unknown-branch", "not-pushed", "base-itself", "controller-branch"],
+    ids=["unknown-branch", "not-pushed", "base-itself", "main-into-another", "controller-branch"],
 )
 def test_refused(clone: Path, argv: list[str], code: int, says: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("pr", "create", "--title", "x", *argv)[0] == code
@@ -95,3 +98,50 @@ def test_the_remote_is_named_never_guessed(clone: Path, monkeypatch: pytest.Monk
     sh(clone, "push", "-q", "origin", "v2")
     monkeypatch.delenv("ROLLOUT_REMOTE")
     assert run("pr", "create", "--title", "x")[0] == 2  # origin is there, and still not used
+
+
+def test_a_new_base_dismisses_the_approval(clone: Path) -> None:
+    """An approval is of these commits into that branch: pointing the PR at another base asks again."""
+    sh(clone, "push", "-q", "origin", "v2", "main:staging")
+    assert run("pr", "create", "--title", "x", "--base", "staging")[0] == 0
+    assert run("pr", "approve", "1")[0] == 0
+    assert run("pr", "create", "--title", "x", "--base", "main")[1].startswith("updated #1")
+    assert run("pr", "merge", "1")[0] == 2  # not approved any more
+
+
+def test_a_merged_branch_that_another_pr_builds_on_is_kept(clone: Path, tmp_path: Path) -> None:
+    sh(clone, "push", "-q", "origin", "v2")
+    sh(clone, "switch", "-q", "-c", "v3")
+    (clone / "rollouts/assistant/prompts/assistant-v2.md").write_text("You are kind.\n")
+    sh(clone, "commit", "-q", "-am", "kinder")
+    sh(clone, "push", "-q", "origin", "v3")
+    assert run("pr", "create", "--title", "v2", "--head", "v2")[0] == 0
+    assert run("pr", "create", "--title", "v3 on v2", "--head", "v3", "--base", "v2")[0] == 0
+    assert run("pr", "approve", "1")[0] == 0 and run("pr", "merge", "1")[0] == 0
+    heads = [h.name for h in git.Repo(tmp_path / "team.git").heads]
+    assert "v2" in heads and "main" in heads  # #2 still merges into v2
+
+
+def test_a_person_s_pr_that_raises_exposure_needs_passing_gates(
+    clone: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rollout pr merge` runs what the checks workflow runs on GitHub: a PR that lets a canary get more
+    traffic needs passing gates, whoever opened it. Prometheus is down here, so they cannot pass."""
+    config = clone / "rollouts/controller.yaml"
+    sh(clone, "switch", "-q", "main")
+    config.write_text(config.read_text().replace("http://127.0.0.1:9090", f"http://127.0.0.1:{net.free_port()}"))
+    sh(clone, "commit", "-q", "-am", "our Prometheus")
+    sh(clone, "push", "-q", "origin", "main")
+    sh(clone, "switch", "-q", "-c", "jump")
+    spec = clone / "rollouts/assistant/rollout.yaml"
+    spec.write_text(spec.read_text().replace("  # canary:\n", "  canary:\n").replace("  #   ", "    "))
+    revision = load.load_repo(worktree.WorkTree(clone)).rollout("assistant").revisions["canary"]  # type: ignore[union-attr]
+    spec.write_text(spec.read_text() + f"status: {{revision: {revision}, step: 2, phase: Progressing}}\n")
+    sh(clone, "commit", "-q", "-am", "straight to step 3")
+    sh(clone, "push", "-q", "origin", "jump")
+    assert run("pr", "create", "--title", "jump")[0] == 0 and run("pr", "approve", "1")[0] == 0
+    code, out = run("pr", "merge", "1")
+    assert code == 1 and "merge with --force" in out, out
+    assert git.Repo(tmp_path / "team.git").commit("main").summary == "our Prometheus"  # nothing merged
+    code, out = run("pr", "merge", "1", "--force")  # an administrator's merge, on purpose
+    assert code == 0, out
