@@ -69,6 +69,11 @@ class RouterStateError(RouterError):
     """The router answered with a live state we do not understand; nothing was written."""
 
 
+class RouterSplitError(RouterStateError):
+    """The router shows the route's weights, but they are no valid split (not whole percents summing to
+    100): a write of a valid state replaces them, so the reconciler heals it to what main says."""
+
+
 class RouterVerifyError(RouterError):
     """A write was not confirmed when read back. The tick must hold, never report success."""
 

@@ -203,7 +203,8 @@ class Controller:
     ) -> _Decided:
         """Decide on the live route as read (`seen`); writes nothing. Raises when the route could not
         be read (the router unreachable, or the route's state malformed) and the decision does not take
-        the canary out: then there is nothing safe to do. A decision that takes it out is still written
+        the canary out: then there is nothing safe to do; except that weights which are no valid split
+        (`RouterSplitError`) are overwritten by an APPLY of main's state. A decision that takes it out is still written
         (a router's write leaves what is not ours as it is), except on a route the router has no state
         for at all: that write would create router state, so it is refused (`refused`), never reported
         as done."""
@@ -255,9 +256,15 @@ class Controller:
             facts.rollback_pr_open and decision.route is not None and traffic.exposure_free(decision.route)
         )
         if unread is not None:
-            if not urgent:
+            if urgent:
+                outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
+            elif isinstance(unread, errors.RouterSplitError) and decision.kind is plan.Kind.APPLY:
+                # Every APPLY is main's state or lower, so writing it over weights that are no split
+                # raises exposure only as far as a merged commit says: the invariant holds.
+                decision = replace(decision, reason=f"{decision.reason}, over a live split that was not valid")
+                outcome = replace(outcome, decision=decision)
+            else:
                 raise unread
-            outcome = replace(outcome, error=str(unread), adapter="router", rollback_unconfirmed=True)
         refused = None
         if urgent and live is None and unread is None:  # a rollback, or holding one: it must lower, not create
             refused = errors.RouterStateError(

@@ -59,7 +59,8 @@ def weights_for(state: traffic.RouteState, *, rollout: str, where: str) -> dict[
     extra = sorted(role for role in set(state.weights) - set(ROLES) if state.weight(role))
     if extra:
         raise errors.RouterError(f"{where}: LiteLLM routes split only stable and canary, got {state.describe()}")
-    weights = {deployment_id(rollout, role): state.weight(role) for role in ROLES if role in state.weights}
+    # every deployment of ours is named, a role the state leaves out at 0: the callback takes it out
+    weights = {deployment_id(rollout, role): state.weight(role) for role in ROLES}
     if state.others:  # our part of a shared group: whole percents, never all 0 with the others
         check_weights(weights, where=where, total=None)
     else:
@@ -93,14 +94,13 @@ def serves(served: traffic.Served, *, deployments: Mapping[str, Mapping[str, Any
 def entries_for(
     state: traffic.RouteState, *, rollout: str, where: str, deployments: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """The weights file's entries for one route: deployment id -> its weight and, where the state
-    says what the variant serves, what the callback must give the deployment."""
+    """The weights file's entries for one route: both deployments, each with its weight (0 for a role
+    with nothing to serve) and, where the state says what the variant serves, what the callback must
+    give the deployment."""
     weights = weights_for(state, rollout=rollout, where=where)
     out: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         dep_id = deployment_id(rollout, role)
-        if dep_id not in weights:
-            continue
         entry: dict[str, Any] = {"weight": weights[dep_id]}
         if role in state.served:
             entry["serves"] = serves(state.served[role], deployments=deployments, where=where)
@@ -130,8 +130,8 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     (stamped by our callback); a deployment of ours that does not say serves an unknown revision.
     Any other deployment in the group is no rollout's: it is reported in `others` with its weight
     (0 when it has none, rounded up when fractional) and never changed. A managed deployment without
-    a whole weight, or our weights not summing to 100 with no others, is a RouterStateError: we
-    report what we cannot trust instead of guessing. A group whose routing strategy ignores weights,
+    a whole weight, or our weights not summing to 100 with no others, is a RouterSplitError (`_unsplit`):
+    we report what we cannot trust instead of guessing, and the reconciler writes main's state over it. A group whose routing strategy ignores weights,
     or does not say, is read with a `hold`.
     """
     rows = data.get("data") if isinstance(data, dict) else None
@@ -141,6 +141,7 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     weights: dict[str, int] = {}
     served: dict[str, traffic.Served] = {}
     others: dict[str, int] = {}
+    unwhole: list[str] = []
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
@@ -149,9 +150,12 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
             others[dep_id] = _units(weight)
             continue
         if not isinstance(weight, int) or isinstance(weight, bool):
-            raise errors.RouterStateError(f"{where}: deployment {dep_id!r} has weight {weight!r}, not a whole percent")
+            unwhole.append(f"deployment {dep_id!r} has weight {weight!r}, not a whole percent")
+            continue
         weights[role] = weight
         served[role] = _served(row, _record(row))
+    if unwhole:
+        raise _unsplit(others)(f"{where}: {'; '.join(unwhole)}")
     if not weights:
         return None
     weights.setdefault(traffic.STABLE, 0)
@@ -159,7 +163,14 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     try:
         return traffic.RouteState(weights, 0, served, others, hold=_hold(route, rollout, rows))
     except ValueError as exc:
-        raise errors.RouterStateError(f"{where}: live weights are not a valid split: {exc}") from exc
+        raise _unsplit(others)(f"{where}: live weights are not a valid split: {exc}") from exc
+
+
+def _unsplit(others: Mapping[str, int]) -> type[errors.RouterStateError]:
+    """What weights of ours that are no valid split raise: a RouterSplitError, which the reconciler heals
+    to main's state, unless deployments no rollout manages share the group (then what our weights mean
+    is not ours to say, so it is only reported)."""
+    return errors.RouterStateError if others else errors.RouterSplitError
 
 
 def _group_rows(rows: Sequence[Any], route: str) -> list[dict[str, Any]]:
@@ -292,12 +303,19 @@ class LitellmRouter:
         data = info.get("data") if isinstance(info, dict) else None
         rows: list[Any] = data if isinstance(data, list) else []
         for route, (rollout, entries) in planned.items():
-            known = {str((row.get("model_info") or {}).get("id")) for row in _group_rows(rows, route)}
-            unknown = sorted(d for d, e in entries.items() if e["weight"] > 0 and d not in known)
+            group_rows = _group_rows(rows, route)
+            known = {str((row.get("model_info") or {}).get("id")) for row in group_rows}
+            # the callback builds a missing deployment from one of ours in the group, given what it serves
+            buildable = any(isinstance((row.get("model_info") or {}).get(INFO_KEY), dict) for row in group_rows)
+            unknown = sorted(
+                d
+                for d, e in entries.items()
+                if e["weight"] > 0 and d not in known and not (buildable and "serves" in e)
+            )
             if unknown and not _withdrawn(groups.get(route) or {}, unknown):
                 raise errors.RouterError(
-                    f"{self._where(route)}: the proxy has no deployment {unknown} in model group {route!r} "
-                    "(render it with `rollout render litellm`)"
+                    f"{self._where(route)}: the proxy has no deployment {unknown} in model group {route!r}, "
+                    "nor one of ours to build it from (render the group with `rollout render litellm`)"
                 )
             state = states[route]
             hold = _hold(route, rollout, rows) if state.weight(traffic.CANARY) else ""

@@ -50,8 +50,11 @@ def apply_groups(
     params, connection params and `model_info.rollout`; a weight of 0 takes the deployment out of the
     model list (kept in `withdrawn`, content and all, to be put back later), because LiteLLM splits
     evenly over deployments whose weights are all 0, which is what it would see if stable went into
-    cooldown. Deployments the file does not list (another team's, or one added by hand) are never
-    touched.
+    cooldown. A deployment the file names with what it serves but the proxy lacks (a rollout's first
+    canary, after a config that had only stable) is built from a deployment of ours in the same group.
+    A deployment of ours (it carries `model_info.rollout`) in a listed group that the file does not
+    name is taken out, as at weight 0. Deployments without our marker (another team's, or one added
+    by hand) are never touched.
 
     Synchronous on purpose: it runs on the proxy's event loop with no await, so no request ever sees
     a half-applied group. Returns the problems it skipped: a group with a deployment LiteLLM would
@@ -64,15 +67,21 @@ def apply_groups(
         except (TypeError, ValueError) as exc:
             problems.append(f"group {group!r}: {exc}")
             continue
-        weights = {dep_id: weight for dep_id, (weight, _) in entries.items()}
-        if not weights:
+        if not entries:
             problems.append(f"group {group!r}: no deployments")
             continue
-        if sum(weights.values()) <= 0:
+        if sum(weight for weight, _ in entries.values()) <= 0:
             problems.append(f"group {group!r}: every weight is 0 (LiteLLM would split evenly); ignored")
             continue
-        current = {dep_id: _raw(router, dep_id) for dep_id in weights}
-        missing = [d for d, w in weights.items() if w > 0 and current[d] is None and d not in withdrawn]
+        # one of ours the file does not name is taken out: a stale or partial file never leaves it serving
+        entries.update((dep_id, (0, None)) for dep_id in _ours(router, group) if dep_id not in entries)
+        current = {dep_id: _raw(router, dep_id) for dep_id in entries}
+        template = _template(router, group, withdrawn)
+        missing = [
+            d
+            for d, (w, serves) in entries.items()
+            if w > 0 and current[d] is None and d not in withdrawn and (serves is None or template is None)
+        ]
         foreign = [d for d, raw in current.items() if raw is not None and raw.get("model_name") != group]
         if missing or foreign:
             problems.append(f"group {group!r}: unknown deployments {missing}, deployments of another group {foreign}")
@@ -82,6 +91,8 @@ def apply_groups(
         refused: list[str] = []
         for dep_id, (weight, serves) in entries.items():
             source = current[dep_id] or withdrawn.get(dep_id)
+            if source is None and weight > 0 and template is not None:
+                source = _sibling(template, dep_id)  # a new canary: no re-render, no restart
             if source is None:
                 continue  # weight 0 and never seen: nothing to take out
             try:
@@ -115,6 +126,39 @@ def apply_groups(
                 if current[dep_id] is not None:
                     router.delete_deployment(id=dep_id)
     return problems
+
+
+def _ours(router: Any, group: str) -> list[str]:
+    """The ids of the deployments of `group` that carry our `model_info.rollout` marker."""
+    out = []
+    for entry in router.model_list:
+        raw = entry if isinstance(entry, dict) else entry.model_dump(exclude_none=True)
+        info = raw.get("model_info") or {}
+        if raw.get("model_name") == group and isinstance(info.get(INFO_KEY), dict):
+            out.append(str(info.get("id")))
+    return out
+
+
+def _template(router: Any, group: str, withdrawn: Mapping[str, Mapping[str, Any]]) -> dict[str, Any] | None:
+    """A deployment of ours in `group` (in the model list, else withdrawn) that a deployment the file
+    names but the proxy lacks can be built from: the file then says its model, params and
+    connection params, and the sibling gives whatever else the proxy's config set for the group."""
+    for dep_id in _ours(router, group):
+        found = _raw(router, dep_id)
+        if found is not None:
+            return found
+    for deployment in withdrawn.values():
+        if deployment.get("model_name") == group:
+            return dict(deployment)
+    return None
+
+
+def _sibling(template: Mapping[str, Any], dep_id: str) -> dict[str, Any]:
+    """`template` as deployment `dep_id`: its model_info is only the id and our marker (the rest of
+    it, such as cost fields, describes the sibling's model)."""
+    out = copy.deepcopy(dict(template))
+    out["model_info"] = {"id": dep_id, INFO_KEY: dict((template.get("model_info") or {}).get(INFO_KEY) or {})}
+    return out
 
 
 def _why(exc: Exception) -> str:

@@ -99,24 +99,33 @@ def start(
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "litellm-config.json"  # YAML is a superset of JSON
     cfg.write_text(json.dumps(config(model_list, router_settings=router_settings), indent=2), "utf-8")
-    weights = weights_file or workdir / "weights.json"
-    port = net.free_port()
-    log = workdir / "litellm.log"
-    env = {
+    return launch(cfg, workdir, weights_file=weights_file or workdir / "weights.json")
+
+
+def launch(
+    cfg: Path, workdir: Path, *, weights_file: Path, port: int | None = None, env: Mapping[str, str] | None = None
+) -> Proxy:
+    """A proxy started from the config file `cfg` (as a user starts one from theirs), its callback
+    watching `weights_file`, with `env` over the test's environment; ready once it answers and has
+    stamped our deployments."""
+    port = port or net.free_port()
+    log = workdir / f"litellm-{port}.log"
+    environment = {
         **os.environ,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_MASTER_KEY": MASTER_KEY,
-        "ROLLOUT_WEIGHTS_FILE": str(weights),
+        "ROLLOUT_WEIGHTS_FILE": str(weights_file),
         "ROLLOUT_WEIGHTS_INTERVAL": "0.05",
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         "NO_PROXY": "127.0.0.1,localhost",
+        **(env or {}),
     }
     exe = shutil.which("litellm")
     command = [exe] if exe else [sys.executable, "-m", "litellm.proxy.proxy_cli"]
     process = procs.spawn(
-        [*command, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)], log=log, env=env
+        [*command, "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port)], log=log, env=environment
     )
-    proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights, log)
+    proxy = Proxy(process, f"http://127.0.0.1:{port}", cfg, weights_file, log)
     with procs.stopped_on_failure(process, grace=15):
         procs.ready(
             process, "litellm", proxy.answers_readiness, log=log, deadline=READY_TIMEOUT, every=0.1,

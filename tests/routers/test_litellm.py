@@ -130,7 +130,7 @@ def test_a_group_whose_strategy_ignores_weights_is_read_with_a_hold(strategy: st
     [
         (traffic.RouteState({S: 95, C: 5}), {"bot_stable": 95, "bot_canary": 5}),
         (traffic.RouteState({S: 100, C: 0}), {"bot_stable": 100, "bot_canary": 0}),
-        (traffic.RouteState({S: 100}), {"bot_stable": 100}),
+        (traffic.RouteState({S: 100}), {"bot_stable": 100, "bot_canary": 0}),  # both named, always
         (traffic.RouteState({S: 50, C: 50}, 10), "cannot mirror"),
         (traffic.RouteState({S: 50, C: 25, "blue": 25}), "only stable and canary"),
         (traffic.RouteState({S: 100, C: 0, traffic.PREVIOUS: 0}), {"bot_stable": 100, "bot_canary": 0}),
@@ -557,6 +557,48 @@ def test_callback_never_touches_a_deployment_no_rollout_manages() -> None:
     assert litellm_callback.stamp(router) == 0  # applying stamped ours already
     assert sorted(d["model_info"]["id"] for d in router.model_list) == ["bot_stable", "hotfix"]
     assert raw(router, "hotfix") == new_router(hotfix).model_list[0]  # weight, model and model_info as they were
+
+
+def test_callback_builds_a_canary_the_proxy_lacks_from_a_sibling() -> None:
+    """The scaffold's proxy starts with stable only: the first canary needs no re-render, no restart."""
+    from controller.routers import litellm_callback
+
+    stable = deployment("chat", "bot_stable", 100, temperature=0.2, timeout=30)
+    stable["model_info"] |= {"rollout": {"revision": "r1", "params": {"temperature": 0.2}}, "base_model": "m"}
+    router = new_router(stable, deployment("other", "o_1", 1))
+    canary = serving("openai/m2", "r2", prompt="Be warm.", max_tokens=9) | {"litellm_params": {"api_key": "k2"}}
+    groups = {"chat": {"bot_stable": {"weight": 80}, "bot_canary": {"weight": 20, "serves": canary}}}
+    assert litellm_callback.apply_groups(router, groups, {}) == []
+    built = raw(router, "bot_canary")
+    assert built["model_name"] == "chat" and built["litellm_params"]["weight"] == 20
+    assert built["litellm_params"]["model"] == "openai/m2" and built["litellm_params"]["max_tokens"] == 9
+    assert built["litellm_params"]["api_key"] == "k2"  # the file's connection params for its model
+    assert built["litellm_params"]["timeout"] == 30  # the rest as the sibling has it
+    assert "temperature" not in built["litellm_params"]  # the sibling's variant params are not the canary's
+    assert "base_model" not in built["model_info"]  # nor what describes the sibling's model
+    assert built["model_info"]["rollout"]["revision"] == "r2"
+    assert raw(router, "bot_stable")["litellm_params"]["weight"] == 80
+    # without what it serves, or without a deployment of ours to build from, it stays refused
+    hotfix = deployment("chat", "hotfix", 80, ours=False)
+    for router, group in (
+        (new_router(stable), {"bot_stable": 80, "bot_x": 20}),
+        (new_router(hotfix), {"hotfix": 80, "bot_x": {"weight": 20, "serves": canary}}),
+    ):
+        [problem] = litellm_callback.apply_groups(router, {"chat": group}, {})
+        assert "unknown deployments ['bot_x']" in problem
+
+
+def test_callback_takes_out_a_deployment_of_ours_that_the_file_does_not_name() -> None:
+    """A stale or partial file (stable only, as after a completion or over a restarted proxy's
+    config) never leaves a canary of ours serving; one without our marker stays as it is."""
+    from controller.routers import litellm_callback
+
+    hotfix = deployment("chat", "hotfix", 20, ours=False)
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 20), hotfix)
+    withdrawn: dict[str, dict[str, Any]] = {}
+    assert litellm_callback.apply_groups(router, {"chat": {"bot_stable": {"weight": 100}}}, withdrawn) == []
+    assert live(router) == {"bot_stable": 100, "hotfix": 20}
+    assert set(withdrawn) == {"bot_canary"}
 
 
 STRATEGIES = (  # every routing strategy LiteLLM 1.106.2 accepts (litellm.router_utils.routing_groups)

@@ -127,6 +127,20 @@ def test_rollback_takes_the_canary_out_of_rotation(litellm_stack: LitellmStack) 
     assert litellm_stack.upstreams["canary"].requests == before
 
 
+def test_a_completion_takes_the_old_canary_deployment_out(litellm_stack: LitellmStack) -> None:
+    """After a completion the state names stable (the new one) and the old stable kept at 0; the
+    weights file still names the canary deployment, at 0, so it leaves the proxy and the group stays a
+    valid split (it once stayed at its weight beside stable 100, and every tick was an Error)."""
+    router = litellm_router(litellm_stack)
+    base.apply(router, {ROUTE: split(100)}).state(ROUTE)
+    completed = traffic.RouteState({S: 100, traffic.PREVIOUS: 0})
+    live = base.apply(router, {ROUTE: completed}).state(ROUTE)
+    assert (live.weight(S), live.weight(C)) == (100, 0)
+    assert read_one(litellm_router(litellm_stack), ROUTE) == live  # and every later read is valid
+    ids = {i for g, i, _w in litellm_stack.proxy.weights() if g == ROUTE}
+    assert ids == {spec.cluster_name("support-bot", S)}
+
+
 def test_wrong_master_key_is_an_error_that_never_shows_the_key(litellm_stack: LitellmStack) -> None:
     from controller import errors
 
