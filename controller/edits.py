@@ -15,7 +15,8 @@ from ruamel.yaml.comments import CommentedMap
 from controller import errors
 
 
-def _yaml_dump(data: Any) -> str:
+def dump_yaml(data: Any) -> str:
+    """Round-trip YAML text of a tree (comments a loaded tree carries are kept), block style."""
     yaml = YAML(typ="rt")
     yaml.default_flow_style = False
     yaml.width = 4096
@@ -46,7 +47,7 @@ def _yaml_load(text: str) -> Any:
 
 def set_status(text: str, status: Mapping[str, Any]) -> str:
     """The rollout file with its `status` block replaced (or appended); every other byte is kept."""
-    block = _yaml_dump({"status": _plain_data(status)})
+    block = dump_yaml({"status": _plain_data(status)})
     lines = text.splitlines(keepends=True)
     span = _top_level_block(text, "status")
     if span is None:

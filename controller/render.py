@@ -12,7 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller import load, plan, spec, traffic
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import LiteralScalarString
+
+from controller import edits, errors, load, plan, spec, traffic
 from controller.routers import atomic, envoy, litellm
 
 
@@ -75,10 +78,17 @@ def envoy_bootstrap(
 
 
 def litellm_config(
-    result: load.RepoSpec, name: str, config: spec.LitellmRouterConfig, *, state: Path, weights: bool = False
+    result: load.RepoSpec,
+    name: str,
+    config: spec.LitellmRouterConfig,
+    *,
+    weights: bool = False,
+    into: load.Document | None = None,
 ) -> Rendered:
-    """LiteLLM router `name`'s model_list and router_settings, or (`weights`) the callback's weights
-    file. Raises RouterError when the deployments cannot carry the rollouts."""
+    """LiteLLM router `name`'s model_list, router_settings and litellm_settings, or (`weights`) the
+    callback's weights file. Given `into` (the proxy's config as it is), the result is that config
+    with only what the render owns replaced (`merge_proxy_config`). Raises RouterError when the
+    deployments cannot carry the rollouts."""
     groups = []
     for r in result.rollouts:
         if r.rollout.spec.router != name:
@@ -106,13 +116,74 @@ def litellm_config(
         )
     litellm.weights_document(groups, deployments=config.deployments)  # the same refusals as the weights file
     text = (
-        f"# LiteLLM model_list for router {name!r}, rendered by `rollout render litellm`; do not edit.\n"
+        f"# LiteLLM proxy config for router {name!r}. `rollout render litellm --out FILE` replaces our deployments,\n"
+        f"# router_settings.routing_strategy and litellm_settings' metrics settings, and keeps every other key.\n"
         f"# litellm_settings loads the callback and LiteLLM's Prometheus metrics, with latency buckets fine\n"
-        f"# enough for the latency gates (before `callbacks`, which builds the histograms); merge, do not drop.\n"
-        f"# and ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({state / config.weights_file}).\n"
+        f"# enough for the latency gates (before `callbacks`, which builds the histograms). Start the proxy\n"
+        f"# with $ROLLOUT_WEIGHTS_FILE set to the router's weightsFile ({config.weights_file}, relative to stateDir).\n"
         f"# router_settings.routing_strategy must stay {litellm.WEIGHTED}: no other strategy honours weights.\n"
     )
-    return Rendered(text + atomic.to_yaml(document))
+    if into is None:
+        return Rendered(text + atomic.to_yaml(document))
+    return Rendered(text + _without_header(edits.dump_yaml(merge_proxy_config(into, document))))
+
+
+#: How the header of a rendered proxy config begins (and began before it said more), and how it ends.
+HEADERS = ("# LiteLLM proxy config for router", "# LiteLLM model_list for router")
+HEADER_END = "# router_settings.routing_strategy must stay"
+
+
+def _without_header(text: str) -> str:
+    """`text` without the header an earlier render wrote; comments of the config's own stay."""
+    lines = text.splitlines(keepends=True)
+    if not text.startswith(HEADERS):
+        return text
+    end = next((i for i, line in enumerate(lines) if line.startswith(HEADER_END)), -1)
+    return "".join(lines[end + 1 :])
+
+
+def merge_proxy_config(into: load.Document, rendered: dict[str, Any]) -> Any:
+    """The proxy config `into` with the rendered document merged in: our deployments (by id) replaced
+    where they stood (or appended), `router_settings.routing_strategy`, and in `litellm_settings` the
+    latency buckets (kept before `callbacks`), our two callbacks added to the others, and
+    `require_auth_for_metrics_endpoint` where the config does not say. Every other key (the master
+    key, other model groups, a deployment no rollout manages) stays, comments and all."""
+    doc = into.data
+    if not isinstance(doc, CommentedMap):
+        raise errors.RouterError(f"{into.path}: a LiteLLM proxy config is a mapping, got {type(doc).__name__}")
+    for key in ("model_list", "router_settings", "litellm_settings"):
+        found = doc.get(key)
+        if found is None:
+            doc[key] = CommentedSeq() if key == "model_list" else CommentedMap()
+        elif not isinstance(found, list if key == "model_list" else dict):
+            line = doc.lc.key(key)[0] + 1
+            raise errors.RouterError(
+                f"{into.path}:{line}: {key} must be a {'list' if key == 'model_list' else 'mapping'}"
+            )
+    ours = {d["model_info"]["id"] for d in rendered["model_list"]}
+    models = doc["model_list"]
+    at = [i for i, d in enumerate(models) if isinstance(d, dict) and (d.get("model_info") or {}).get("id") in ours]
+    for i in reversed(at):
+        del models[i]
+    start = at[0] if at else len(models)
+    for offset, deployment in enumerate(rendered["model_list"]):
+        record = deployment["model_info"][litellm.INFO_KEY]
+        if isinstance(record.get("system_prompt"), str) and "\n" in record["system_prompt"]:
+            record["system_prompt"] = LiteralScalarString(record["system_prompt"])  # readable, as written
+        models.insert(start + offset, deployment)
+    doc["router_settings"].update(rendered["router_settings"])
+    settings = doc["litellm_settings"]
+    wanted = rendered["litellm_settings"]
+    for key, value in wanted.items():
+        if key == "callbacks":
+            found = settings.get("callbacks")
+            have = list(found) if isinstance(found, list) else ([found] if found else [])
+            settings[key] = have + [c for c in value if c not in have]
+        elif key == "prometheus_latency_buckets" and key not in settings and "callbacks" in settings:
+            settings.insert(list(settings).index("callbacks"), key, value)
+        elif key != litellm.METRICS_AUTH or key not in settings:
+            settings[key] = value
+    return doc
 
 
 def _write(path: Path, data: Any) -> None:

@@ -174,15 +174,15 @@ def scaffold(*, router: str, name: str, install: str | None = None) -> dict[str,
 
 def _litellm_proxy_config(root: Path) -> tuple[str, str]:
     """(path, text) of the LiteLLM proxy's config for the scaffold just written: what `rollout render
-    litellm` renders for it, with the master key taken from the environment."""
+    litellm --out` renders into a config that takes the master key from the environment."""
     from controller import load, render, repo, spec
 
     result = load.load_repo(repo.WorkTree(root))
     assert result.config is not None  # the scaffold's own config: tests/cli/test_init.py validates it
     name, router = next((n, r) for n, r in result.config.routers.items() if isinstance(r, spec.LitellmRouterConfig))
     assert router.proxy_config is not None
-    rendered = render.litellm_config(result, name, router, state=common.state_dir(result.config))
-    return router.proxy_config, rendered.text + LITELLM_SETTINGS
+    into = load.parse_yaml(router.proxy_config, LITELLM_SETTINGS.encode())
+    return router.proxy_config, render.litellm_config(result, name, router, into=into).text
 
 
 def cmd_init(args: argparse.Namespace, out: TextIO) -> int:

@@ -47,7 +47,11 @@ def add_parser(sub: Any) -> None:
         "router", nargs="?", default=None, metavar="ROUTER", help="a LiteLLM router (default: the only one)"
     )
     rl.add_argument("--repo", default=".", help="a path in a rollouts repository")
-    rl.add_argument("--out", default=None, help="write to FILE (default: standard output)")
+    rl.add_argument(
+        "--out",
+        default=None,
+        help="write to FILE (default: standard output); an existing proxy config keeps every key the render does not own",
+    )
     rl.add_argument("--weights", action="store_true", help="render the callback's weights file instead")
     rl.set_defaults(func=cmd_render_litellm)
 
@@ -103,18 +107,22 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
-    from controller import errors, render, spec
+    from controller import errors, load, render, report, spec
 
     target = _render_target(args, out, spec.LitellmRouterConfig, "a LiteLLM")
     if target is None:
         return 1  # the problems are printed, among them a proxyConfig whose routing strategy ignores weights
     result, name, proxy = target
-    assert result.config is not None  # _render_target returns only valid repositories
+    into = None
     try:
-        rendered = render.litellm_config(
-            result, name, proxy, state=common.state_dir(result.config), weights=args.weights
-        )
-    except errors.RouterError as exc:
+        if args.out and not args.weights and Path(args.out).exists():
+            # an existing proxy config: replace what the render owns, keep the rest (the master key...)
+            into = load.parse_yaml(args.out, Path(args.out).read_bytes())
+        rendered = render.litellm_config(result, name, proxy, weights=args.weights, into=into)
+    except errors.SpecError as exc:
+        out.write(report.findings([common.problem_json(p, Path.cwd()) for p in exc.problems], "text"))
+        return 1
+    except (errors.RouterError, OSError) as exc:
         out.write(f"{exc}\n")
         return 1
     return _emit(args, out, rendered.text)

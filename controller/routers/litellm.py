@@ -23,12 +23,21 @@ FORMAT_VERSION = 2  # of the weights file; litellm_callback.VERSIONS reads it (a
 CALLBACK = "controller.routers.litellm_callback.weights"
 
 
+#: LiteLLM 1.106.2 asks `/metrics/` for a key unless this `litellm_settings` key is false.
+METRICS_AUTH = "require_auth_for_metrics_endpoint"
+
+
 def metrics_settings() -> dict[str, Any]:
     """The proxy's `litellm_settings` the gates need: the weights callback and LiteLLM's Prometheus
     callback, with `prometheus_latency_buckets` set first (LiteLLM builds its histograms when the
     callback loads) to the rendered latency bounds, 4-10% apart: LiteLLM's default buckets are 2-3x
-    apart from 1 s to 30 s, where no latency gate under +100% could pass."""
-    return {"prometheus_latency_buckets": list(templates.LATENCY_BUCKETS), "callbacks": ["prometheus", CALLBACK]}
+    apart from 1 s to 30 s, where no latency gate under +100% could pass. And `/metrics/` open to
+    Prometheus, which would otherwise need the master key (a proxy with a master key asks for one)."""
+    return {
+        "prometheus_latency_buckets": list(templates.LATENCY_BUCKETS),
+        "callbacks": ["prometheus", CALLBACK],
+        METRICS_AUTH: False,
+    }
 
 
 ROLES = (traffic.STABLE, traffic.CANARY)

@@ -64,12 +64,16 @@ def test_validate_can_fail_on_the_scaffold(tmp_path: Path) -> None:
 
 
 def test_the_litellm_scaffold_routes_by_weight(tmp_path: Path) -> None:
-    """Its proxy config is what `rollout render litellm` renders, with the master key from the
-    environment; a strategy that ignores weights there is an error of `rollout validate` (E008)."""
+    """Its proxy config is what `rollout render litellm --out` renders into it, with the master key from
+    the environment (rendering again keeps it, and changes nothing), and no machine's path; a strategy
+    that ignores weights there is an error of `rollout validate` (E008)."""
     root = scaffolded(tmp_path, "litellm")
     config = (root / "litellm/config.yaml").read_text()
     assert "routing_strategy: simple-shuffle" in config
     assert "master_key: os.environ/LITELLM_MASTER_KEY" in config
+    assert str(tmp_path) not in config and "/state/" not in config
+    assert run("render", "litellm", "--out", "litellm/config.yaml", cwd=root)[0] == 0
+    assert (root / "litellm/config.yaml").read_text() == config
     (root / "litellm/config.yaml").write_text(config.replace("simple-shuffle", "usage-based-routing-v2"))
     code, out = run("validate", cwd=root)
     assert code == 1 and "E008" in out

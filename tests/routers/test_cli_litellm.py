@@ -49,8 +49,9 @@ def test_render_model_list(repo: Path) -> None:
     assert document["router_settings"] == {"routing_strategy": "simple-shuffle"}  # the one that honours weights
     # the buckets before the callbacks (LiteLLM builds its histograms when the Prometheus callback loads)
     settings = document["litellm_settings"]
-    assert list(settings) == ["prometheus_latency_buckets", "callbacks"]
+    assert list(settings) == ["prometheus_latency_buckets", "callbacks", "require_auth_for_metrics_endpoint"]
     assert settings["callbacks"] == ["prometheus", "controller.routers.litellm_callback.weights"]
+    assert settings["require_auth_for_metrics_endpoint"] is False  # Prometheus scrapes without the master key
     assert settings["prometheus_latency_buckets"] == list(templates.LATENCY_BUCKETS)
     assert [
         (d["model_name"], d["model_info"]["id"], d["litellm_params"]["weight"]) for d in document["model_list"]
@@ -88,6 +89,80 @@ def test_render_a_prompt_only_rollout_as_two_different_deployments(repo: Path) -
     assert stable["litellm_params"]["model"] == canary["litellm_params"]["model"] == "openai/gpt-4o-2024-08-06"
     assert canary["model_info"]["rollout"]["system_prompt"] == "You are Acme's support assistant. Be brief.\n"
     assert stable["model_info"]["rollout"]["system_prompt"] != canary["model_info"]["rollout"]["system_prompt"]
+
+
+EXISTING = """# our proxy
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY   # never a key in git
+model_list:
+- model_name: embeddings                      # another team's group
+  litellm_params: {model: openai/text-embedding-3-small}
+- model_name: support-chat
+  litellm_params: {model: openai/old, weight: 50}
+  model_info: {id: support-bot_canary}
+- model_name: support-chat                    # added by hand during an incident
+  litellm_params: {model: openai/hotfix, weight: 20}
+  model_info: {id: hotfix}
+router_settings:
+  num_retries: 2
+  routing_strategy: simple-shuffle
+litellm_settings:
+  drop_params: true
+  callbacks: [langfuse]
+"""
+
+
+def test_render_into_an_existing_proxy_config_keeps_every_key_it_does_not_own(repo: Path) -> None:
+    """`--out` an existing proxy config: our deployments, the routing strategy and the metrics settings
+    are replaced; the master key, other groups, a hand-added deployment, other settings and the
+    comments stay; rendering again changes nothing."""
+    config = repo / "litellm" / "config.yaml"
+    with_proxy_config(repo, EXISTING)
+    render(repo, "--out", str(config))
+    text = config.read_text("utf-8")
+    assert "master_key: os.environ/LITELLM_MASTER_KEY   # never a key in git" in text
+    assert "# added by hand during an incident" in text
+    document = YAML(typ="safe").load(text)
+    assert document["general_settings"] == {"master_key": "os.environ/LITELLM_MASTER_KEY"}
+    assert [(d["model_name"], d.get("model_info", {}).get("id")) for d in document["model_list"]] == [
+        ("embeddings", None),
+        ("support-chat", "support-bot_stable"),  # where our old deployment stood
+        ("support-chat", "support-bot_canary"),
+        ("support-chat", "hotfix"),
+    ]
+    assert document["model_list"][1:3] == YAML(typ="safe").load(render(repo))["model_list"]
+    assert document["router_settings"] == {"num_retries": 2, "routing_strategy": "simple-shuffle"}
+    settings = document["litellm_settings"]
+    assert list(settings) == [
+        "drop_params",
+        "prometheus_latency_buckets",
+        "callbacks",
+        "require_auth_for_metrics_endpoint",
+    ]
+    assert settings["callbacks"] == ["langfuse", "prometheus", "controller.routers.litellm_callback.weights"]
+    assert settings["drop_params"] is True and settings["require_auth_for_metrics_endpoint"] is False
+    render(repo, "--out", str(config))
+    assert config.read_text("utf-8") == text
+    # a config that keeps the metrics behind a key says so, and the render leaves it
+    config.write_text(
+        text.replace("require_auth_for_metrics_endpoint: false", "require_auth_for_metrics_endpoint: true")
+    )
+    render(repo, "--out", str(config))
+    assert YAML(typ="safe").load(config.read_text("utf-8"))["litellm_settings"]["require_auth_for_metrics_endpoint"]
+
+
+def test_render_into_a_proxy_config_it_cannot_read_names_the_file_and_line(repo: Path) -> None:
+    with_proxy_config(repo, "model_list: []\nrouter_settings: [simple-shuffle]\n")
+    out = io.StringIO()
+    config = repo / "litellm" / "config.yaml"
+    before = config.read_text("utf-8")
+    assert cli.main(["render", "litellm", "--repo", str(repo), "--out", str(config)], out=out) == 1
+    assert f"{config}:2: router_settings must be a mapping" in out.getvalue()
+    config.write_text("model_list: [\n")
+    out = io.StringIO()
+    assert cli.main(["render", "litellm", "--repo", str(repo), "--out", str(config)], out=out) == 1
+    assert "config.yaml:" in out.getvalue() and config.read_text("utf-8") == "model_list: [\n"
+    assert before
 
 
 def with_proxy_config(root: Path, proxy: str) -> None:
