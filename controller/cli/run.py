@@ -452,6 +452,18 @@ def _watch(
     return 0
 
 
+def _kept(look: _Look, router: str) -> str:
+    """What happens to the old stable after a completion: a LiteLLM proxy takes a deployment at
+    weight 0 out of its model list and the stable deployment serves the new variant, so nothing
+    of the old one is kept warm there; other routers keep it routable at 0."""
+    from controller import spec
+
+    config = look.desired.config
+    if config is not None and isinstance(config.routers.get(router), spec.LitellmRouterConfig):
+        return "no longer served (LiteLLM keeps nothing warm at weight 0)"
+    return "kept warm"
+
+
 def _status_lines(look: _Look, *, now: datetime) -> list[str]:
     """One block per rollout: step, live against desired, verdicts, timing advice, next action, PRs."""
     from controller import advice, plan, proposals, report, spec, split, traffic
@@ -468,7 +480,7 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
             spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
         )
         if s.canary is None:
-            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} kept warm" if s.previous else ""
+            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} {_kept(look, s.router)}" if s.previous else ""
             where = phase.value if phase else "no canary"
             lines.append(f"{o.rollout}  {where}{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}")
         else:

@@ -1,7 +1,7 @@
 """The LiteLLM path a user walks from `rollout init --router litellm --local`: a real LiteLLM proxy started
 from the scaffold's own `litellm/config.yaml` (rendered once, with stable only), in front of an
 OpenAI-compatible stand-in. The first canary arrives only through git and `rollout reconcile --once`:
-no re-render, no restart. A live split that is not a valid one (a stale weights file applied by hand or
+no re-render, no restart; a real Prometheus scrapes the proxy's metrics with its master key set. A live split that is not a valid one (a stale weights file applied by hand or
 over a restarted proxy's config) is healed by the next tick to what main says."""
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import litellm_proc, net, openai_standin, procs
-from tests.helpers.user import at_home, git, human_pr, merge, rollout
+from controller import edits
+from tests.helpers import litellm_proc, net, openai_standin, procs, prom
+from tests.helpers.user import at_home, git, human_pr, main_file, merge, rollout
 
 pytestmark = pytest.mark.slow
 NAME = "assistant"
@@ -86,7 +87,9 @@ def first_canary(clone: Path, weight: int) -> None:
     merge(human_pr(clone, f"{NAME}-v2", f"{NAME}: roll out prompt v2"))
 
 
-def test_a_first_canary_reaches_the_scaffolds_proxy_without_a_render_or_a_restart(scaffold: Scaffold) -> None:
+def test_a_first_canary_reaches_the_scaffolds_proxy_without_a_render_or_a_restart(
+    scaffold: Scaffold, tmp_path: Path
+) -> None:
     rendered = (scaffold.clone / "litellm/config.yaml").read_text()
     assert f"id: {NAME}_canary" not in rendered  # the scaffold's proxy starts with stable only
     proxy = scaffold.start()
@@ -105,6 +108,28 @@ def test_a_first_canary_reaches_the_scaffolds_proxy_without_a_render_or_a_restar
     assert {s.system for s in scaffold.model.seen()} == {v1, v2}  # each deployment its variant's prompt
     assert (scaffold.clone / "litellm/config.yaml").read_text() == rendered
     assert "stable 50%, canary 50%" in rollout("status")
+
+    # a real Prometheus scrapes the proxy (a master key set) as the README's scrape job says
+    with prom.prom_server(tmp_path, data_dir=tmp_path / "data") as server:
+        server.set_targets([proxy.url.removeprefix("http://")], metrics_path="/metrics/")
+        expr = f'sum(litellm_deployment_total_requests_total{{model_id="{NAME}_canary"}})'
+        prom.prom_poll("the canary's requests scraped", lambda: _query(server.url, expr) == answered[f"{NAME}_canary"])
+
+    # the completion, as the controller's completion PR edits the rollout: the canary becomes stable,
+    # and its old deployment leaves the proxy (it once stayed at 50 beside stable 100, an Error every tick)
+    (scaffold.clone / SPEC).write_text(edits.promote_canary(main_file(scaffold.clone, SPEC)))
+    merge(human_pr(scaffold.clone, f"{NAME}-complete", f"{NAME}: complete"))
+    assert "read back" in rollout("reconcile", "--once")
+    assert scaffold.live() == {f"{NAME}_stable": 100}
+    [stable] = [r for r in proxy.model_info() if r["model_info"]["id"] == f"{NAME}_stable"]
+    assert stable["model_info"]["rollout"]["system_prompt"] == v2
+    status = rollout("status")
+    assert "no longer served (LiteLLM keeps nothing warm at weight 0)" in status and "kept warm" not in status
+
+
+def _query(url: str, expr: str) -> float | None:
+    result = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=5).json()["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
 def test_a_split_that_is_not_valid_is_healed_to_mains_even_after_a_restart(scaffold: Scaffold) -> None:
