@@ -21,7 +21,12 @@ def add_parser(sub: Any) -> None:
     )
     e.add_argument("name", metavar="NAME", help="the rollout")
     e.add_argument("--variant", choices=("stable", "canary", "both"), default="both", help="which variants to run")
-    e.add_argument("--endpoint", default=None, help="an OpenAI-compatible base URL (default: $ROLLOUT_EVAL_ENDPOINT)")
+    e.add_argument(
+        "--endpoint",
+        default=None,
+        help="an OpenAI-compatible base URL that serves the variants' model ids; on LiteLLM not the rollout's "
+        "model group, which splits by weight (default: $ROLLOUT_EVAL_ENDPOINT)",
+    )
     e.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="how to print the report")
     e.add_argument("--api-key-env", default="OPENAI_API_KEY", help="the variable holding the API key")
     e.add_argument("--concurrency", type=int, default=4, help="requests in flight at once")

@@ -230,7 +230,11 @@ def _create(root: Path, remote: Path | None, args: argparse.Namespace) -> str:
         _write(root, files)
         path, text = _litellm_proxy_config(root)
         files = {path: text}
-        extra = f"| `{path}` | the LiteLLM proxy's config: `rollout render litellm` renders its model_list |\n"
+        extra = (
+            f"| `{path}` | the LiteLLM proxy's config: start the proxy from it with `$ROLLOUT_WEIGHTS_FILE` set to "
+            "the router's `weightsFile` (relative to `stateDir`); a new canary needs no re-render and no restart; "
+            f"`rollout render litellm --out {path}` replaces only what it owns |\n"
+        )
     if args.router == "envoy":
         extra = "| `envoy.yaml` (not in git) | Envoy's bootstrap: `rollout render envoy --out envoy.yaml` |\n"
     files["README.md"] = template("README.md").replace("@EXTRA_ROW@\n", extra)
