@@ -56,7 +56,7 @@ def test_a_bad_canary_is_rolled_back_in_seconds_with_a_revert_commit(scenario: s
     # becoming visible (visible: at the next scrape, at most one scrape interval after it began)
     bound = demo.SCRAPE + (demo.SCRAPE + demo.INTERVAL + 2)
     assert result.rollback_seconds is not None and result.rollback_seconds <= bound, text
-    assert any(f"from rollout/{demo.NAME}/rollback-" in line for line in result.log)  # the revert commit
+    assert any(f" {demo.NAME}: roll back (" in line for line in result.log), result.log  # the revert's merge
     assert not result.promoted_after_rollback
     assert sum("advance" in t for t in result.merged) == 2  # 25% and 50%, nothing after the rollback
 

@@ -1,18 +1,16 @@
 """The doctor tests' world: a rollouts repository whose rollouts each break the metrics contract in one
-way, and the Prometheus history (backfilled by promtool, relative to `NOW`) that shows it. Used by
+way, and the Prometheus history (backfilled by promtool, ending at the minute its Prometheus starts) that shows it. Used by
 tests/doctor/ (its conftest starts the Prometheus)."""
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from controller import templates
 from tests.helpers import prom
 
-NOW = int(time.time()) // 60 * 60
 FINE_LE = [round(0.05 * 1.05**k, 6) for k in range(80)]  # 5% apart: a 10% limit can pass anywhere
 TIERS = ("free", "pro")
 
