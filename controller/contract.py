@@ -347,6 +347,8 @@ def _buckets(
             le = float(lbl.get("le", ""))
         except ValueError:
             continue
+        if math.isnan(le):
+            continue
         per[_variant_of(g, lbl) or ""].append((le if math.isinf(le) else le * t.scale, n))
     without = sorted(v for v, b in per.items() if all(not math.isinf(le) for le, _ in b))
     if without or not per:
@@ -357,7 +359,10 @@ def _buckets(
     finding = Finding(s.role, s.selector, Status.OK, f"variants {', '.join(sorted(per))}; {len(bounds)} buckets")
     if gate.max_increase is None:
         return finding, bounds, ""
-    return finding, bounds, passes(bounds, gate.max_increase, stable, quantile=t.quantile)
+    try:
+        return finding, bounds, passes(bounds, gate.max_increase, stable, quantile=t.quantile)
+    except ValueError as exc:  # two exporters' `le="0.1"` and `le="0.10"`, a count that falls: no one histogram
+        return Finding(s.role, s.selector, Status.UNLABELLED, f"buckets that are not one histogram: {exc}"), None, ""
 
 
 def layout(bounds: Sequence[float]) -> str:

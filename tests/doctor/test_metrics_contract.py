@@ -263,3 +263,21 @@ def test_one_query_per_template_names_every_subject_and_part() -> None:
     assert "sum by (envoy_cluster_name, le)" in query and "[10m]" in query
     for part in ("present:0", "seen:0", "buckets:0"):
         assert f'"{part}"' in query
+
+
+@pytest.mark.parametrize(
+    ("les", "status"),
+    [(("0.1", "0.10", "+Inf"), "UNLABELLED"), (("NaN", "0.5", "+Inf"), "COARSE")],  # NaN is left out: 0.5, +Inf
+    ids=["two-exporters-one-bound", "nan-bound"],
+)
+def test_buckets_that_are_not_one_histogram_are_a_finding_not_a_crash(les: tuple[str, ...], status: str) -> None:
+    """Two exporters writing `le="0.1"` and `le="0.10"` (one bound twice), or `le="NaN"`: plan runs on every
+    PR, so the check says what it found instead of raising."""
+    gate = spec.Gate.model_validate({"use": "latency_p95", "maxIncrease": "10%"})
+    t = contract.Target("bot", "chat", "file", (gate,), (), ("stable", "canary"))
+    template = templates.BUILTIN["latency_p95"]
+    key = contract.group_of(template, t).key
+    rows = [({**_app(v), "le": le}, float(n)) for v in ("stable", "canary") for n, le in enumerate(les, 1)]
+    answer = {(key, "present:0"): [(_app(v), 1.0) for v in ("stable", "canary")], (key, "buckets:0"): rows}
+    found = contract.check(t, gate, template, answer, window=HOUR)
+    assert found.status.value == status, found
