@@ -28,6 +28,7 @@ default_holder = run.default_holder
 
 KILL_ENV = "ROLLOUT_TEST_KILL_AT"  # tests only: see `arm_kill_point`
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a program that a closed pipe stopped
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a program Ctrl-C stopped
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,6 +56,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         return code
     except BrokenPipeError:
         return _reader_gone(out)
+    except KeyboardInterrupt:  # Ctrl-C before a command set its own handling (the loops stop cleanly)
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
     except UsageError as exc:
         print(f"rollout: {exc}", file=sys.stderr)
         return 2

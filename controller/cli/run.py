@@ -114,13 +114,17 @@ def _format(p: argparse.ArgumentParser) -> None:
 
 
 def _seconds(option: str, value: str) -> float:
-    """A duration option (`30s`, `5m`) in seconds."""
+    """A duration option (`30s`, `5m`) in seconds, at least one: a loop at 0s would fetch and tick
+    without pause (and `run` push lease commits as fast as git can)."""
     from controller import spec
 
     try:
-        return spec.parse_duration(value).total_seconds()
+        seconds = spec.parse_duration(value).total_seconds()
     except ValueError as exc:
         raise common.UsageError(f"{option} {value!r}: {exc}") from exc
+    if seconds < 1:
+        raise common.UsageError(f"{option} {value!r}: at least 1s")
+    return seconds
 
 
 def _acting_on(remote: str, sha: str, state: Path) -> str:
@@ -366,9 +370,10 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    interval = _seconds("--interval", args.interval)  # checked with or without --watch: a typo is said
     controller, acting_on = build_controller(args)
     if args.watch:
-        return _watch(controller, acting_on, args, out, _seconds("--interval", args.interval))
+        return _watch(controller, acting_on, args, out, interval)
     look = _look(controller)
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2) + "\n")
@@ -433,15 +438,23 @@ def _watch(
     last: object = None
     try:
         while not stop.is_set():
-            look = _look(controller)
             now = controller.clock()
-            if args.format == "json":
-                block = json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2)
+            key: object
+            try:
+                look = _look(controller)
+            except errors.RolloutError as exc:  # the remote gone for a moment, a router hung up: say so, go on
+                key, block = str(exc), f"-- {now:%H:%M:%S}, could not look: {exc}"
             else:
-                block = "\n".join([f"-- {now:%H:%M:%S}, main at {look.tick.sha[:10]}", *_status_lines(look, now=now)])
+                key = _changed_by(look)
+                if args.format == "json":
+                    block = json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2)
+                else:
+                    block = "\n".join(
+                        [f"-- {now:%H:%M:%S}, main at {look.tick.sha[:10]}", *_status_lines(look, now=now)]
+                    )
             if live is not None and terminal is not None:
                 live.update(terminal.render_str("\n".join([acting_on, "", block]), highlight=True), refresh=True)
-            elif (key := _changed_by(look)) != last:
+            elif key != last:
                 out.write(block + "\n")
                 out.flush()
                 last = key

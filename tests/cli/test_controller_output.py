@@ -97,6 +97,39 @@ def test_watch_prints_a_block_per_change_and_stops_on_ctrl_c(remote: Path, tmp_p
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
 
 
+def test_watch_goes_on_through_a_remote_gone_for_a_moment(remote: Path, tmp_path: Path) -> None:
+    """A look that fails (the remote moved away, a router hung up) is a block that says so; the watch goes
+    on and shows the status again once it can."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = ["status", "--watch", "--interval", "1s", "--remote", str(remote), "--workdir", str(tmp_path / "watch")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    away = remote.with_name("away.git")
+    try:
+        lines, seen = _lines(proc.stdout), []
+        net.wait_for("the first block", lambda: _drain(lines, seen) and any("next" in s for s in seen))
+        remote.rename(away)
+        net.wait_for(
+            "a block that says the look failed", lambda: _drain(lines, seen) and "could not look" in "".join(seen)
+        )
+        away.rename(remote)
+        seen = []
+        net.wait_for("the status again", lambda: _drain(lines, seen) and any("next" in s for s in seen))
+    finally:
+        if away.exists():
+            away.rename(remote)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    assert proc.returncode == 0 and proc.stderr is not None, proc.stderr and proc.stderr.read()
+
+
+@pytest.mark.parametrize("interval", ["0s", "bogus"])
+def test_a_status_interval_that_cannot_be_one_is_a_usage_error(remote: Path, tmp_path: Path, interval: str) -> None:
+    where = ["--remote", str(remote), "--workdir", str(tmp_path / "cli")]
+    assert run("status", "--interval", interval, *where)[0] == 2  # with or without --watch
+
+
 def test_abort_retry_and_status_as_json(remote: Path, tmp_path: Path) -> None:
     where = ["--remote", str(remote), "--workdir", str(tmp_path / "cli")]
     code, out = run("abort", "support-bot", "--reason", "bad answers", "--format", "json", *where)

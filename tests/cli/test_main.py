@@ -39,3 +39,16 @@ def test_an_unknown_kill_point_is_a_usage_error(
     monkeypatch.setenv(cli.KILL_ENV, "router.writen")
     assert cli.main(["schema", "--check"]) == 2
     assert "not a cut point" in capsys.readouterr().err
+
+
+def test_ctrl_c_before_a_command_handles_it_exits_130_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from controller.cli import validate
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "cmd_validate", interrupted)
+    assert cli.main(["validate"]) == cli.EXIT_INTERRUPTED == 130
+    assert "Traceback" not in capsys.readouterr().err
