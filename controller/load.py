@@ -17,7 +17,7 @@ import hashlib
 import posixpath
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
@@ -639,13 +639,28 @@ def validate(model: type[M], doc: Document, *, code: str = "E002") -> M:
             if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
                 loc += (_tag(error.get("ctx", {})),)
             line, column, found = locate(doc.data, loc, at_key=at_key)
-            message = _message(error, model, [p for p in loc if not _is_tag(p)])
+            message = _message(error, model, _without_tags(doc.data, loc))
             problems.append(errors.Problem(doc.path, line, column, field_path(found), message, code))
         raise errors.SpecError(_dedupe(problems)) from None
 
 
 def _is_tag(part: str | int) -> bool:
     return isinstance(part, str) and part[:1].isupper()
+
+
+def _without_tags(data: Any, loc: Sequence[str | int]) -> list[str | int]:
+    """`loc` without the names pydantic adds for a union's members (`RatioTemplate`): a part is one when
+    the document has no such key there. A key the user wrote (`Stable:`, `Kind:`) stays, capitalised or not."""
+    out: list[str | int] = []
+    node = data
+    for part in loc:
+        written = isinstance(node, Mapping) and part in node
+        written |= isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not written and _is_tag(part):
+            continue
+        node = node[part] if written else None
+        out.append(part)
+    return out
 
 
 def _dedupe(problems: list[errors.Problem]) -> list[errors.Problem]:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from controller import load, repo, spec
+from controller import errors, load, repo, spec
 from tests.helpers import corpus, examples
 
 EXAMPLES = examples.FIXTURE
+FIXTURE_SPEC = EXAMPLES / "rollouts" / "ticket-triage" / "rollout.yaml"
 
 
 def rollout_yaml(**over: str) -> str:
@@ -285,3 +286,20 @@ def test_git_tree_refuses_symlinks_out(tmp_path: Path) -> None:
         tree.read("rollouts/case/prompts/out.md")
     with pytest.raises(FileNotFoundError):
         tree.read("rollouts/case/prompts/none.md")
+
+
+@pytest.mark.parametrize(
+    ("at", "text", "field", "says"),
+    [
+        ("\nspec:\n", "\nspec:\n  Stable: x\n", "spec.Stable", "did you mean 'stable'?"),
+        ("\nkind: Rollout\n", "\nkind: Rollout\nKind: x\n", "Kind", "did you mean 'kind'?"),
+    ],
+    ids=["capitalised-under-spec", "capitalised-at-the-top"],
+)
+def test_a_capitalised_unknown_key_is_named_as_written(at: str, text: str, field: str, says: str) -> None:
+    """A key the user wrote capitalised is theirs, not the name of a union member pydantic adds."""
+    data = FIXTURE_SPEC.read_text().replace(at, text, 1).encode()
+    with pytest.raises(errors.SpecError) as raised:
+        load.load_model(spec.Rollout, "rollout.yaml", data)
+    [problem] = [p for p in raised.value.problems if p.field == field]
+    assert problem.code == "E002" and says in problem.message, raised.value.problems
