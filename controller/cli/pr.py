@@ -173,6 +173,14 @@ def _pull_json(pr: forge_base.PullRequest) -> dict[str, Any]:
     }
 
 
+def _shown(text: str) -> str:
+    """A PR's words for a terminal: lines and tabs kept, any other control character (an escape sequence
+    in a title someone pushed) spelled out, so showing a PR never drives the reader's terminal."""
+    from controller import errors
+
+    return "\n".join("\t".join(errors.printable(part) for part in line.split("\t")) for line in text.split("\n"))
+
+
 def _list(pulls: list[forge_base.PullRequest], args: argparse.Namespace, out: TextIO) -> None:
     if args.format == "json":
         out.write(json.dumps({"pulls": [_pull_json(pr) for pr in pulls]}, indent=2) + "\n")
@@ -187,14 +195,18 @@ def _list(pulls: list[forge_base.PullRequest], args: argparse.Namespace, out: Te
         table = Table("#", "state", "", "title", "labels", box=None, header_style="bold")
         for pr in pulls:
             table.add_row(
-                str(pr.number), pr.state.value, "approved" if pr.approved else "", pr.title, ", ".join(pr.labels)
+                str(pr.number),
+                pr.state.value,
+                "approved" if pr.approved else "",
+                _shown(pr.title),
+                ", ".join(pr.labels),
             )
         terminal.print(table)
         return
     for pr in pulls:
         flags = f"  [{','.join(pr.labels)}]" if pr.labels else ""
         approved = "approved" if pr.approved else ""
-        out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {pr.title}{flags}\n")
+        out.write(f"#{pr.number:<4} {pr.state.value:<7} {approved:<9} {_shown(pr.title)}{flags}\n")
 
 
 def _show(forge: forge_local.LocalForge, args: argparse.Namespace, out: TextIO) -> None:
@@ -207,14 +219,14 @@ def _show(forge: forge_local.LocalForge, args: argparse.Namespace, out: TextIO) 
         found = {**_pull_json(pr), "body": pr.body, "checks": checks, "comments": comments, "diff": diff}
         out.write(json.dumps(found, indent=2) + "\n")
         return
-    out.write(f"#{pr.number} {pr.title}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
+    out.write(f"#{pr.number} {_shown(pr.title)}\n{pr.state.value}, {pr.branch} -> {pr.base}, head {pr.head_sha[:10]}")
     out.write(f"{', approved' if pr.approved else ''}; labels: {', '.join(pr.labels) or '-'}\n\n")
-    _markdown(pr.body, out)
+    _markdown(_shown(pr.body), out)
     for context, check in checks.items():
-        out.write(f"check {context}: {check['state']}: {check['summary']}\n")
+        out.write(f"check {context}: {check['state']}: {_shown(check['summary'])}\n")
     for key, body in comments.items():
         out.write(f"\ncomment ({key}):\n")
-        _markdown(body, out)
+        _markdown(_shown(body), out)
     if diff is not None:
         out.write("\n")
         terminal = console.terminal(out)

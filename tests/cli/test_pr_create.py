@@ -145,3 +145,13 @@ def test_a_person_s_pr_that_raises_exposure_needs_passing_gates(
     assert git.Repo(tmp_path / "team.git").commit("main").summary == "our Prometheus"  # nothing merged
     code, out = run("pr", "merge", "1", "--force")  # an administrator's merge, on purpose
     assert code == 0, out
+
+
+def test_showing_a_pr_never_drives_the_terminal(clone: Path) -> None:
+    """A title or body someone pushed with an escape sequence (here: set the window title) is spelled out."""
+    sh(clone, "push", "-q", "origin", "v2")
+    evil = "x\x1b]0;pwned\x07"
+    assert run("pr", "create", "--title", evil, "--body", f"line one\n{evil}")[0] == 0
+    for argv in (["pr", "list"], ["pr", "show", "1"]):
+        out = run(*argv)[1]
+        assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out, out
