@@ -160,11 +160,12 @@ def current_branch(path: Path) -> str | None:
     return str(found).strip() or None
 
 
-def head_sha(path: Path) -> str | None:
-    """The commit checked out in the repository around `path`; None outside one, or before its first commit."""
+def head_sha(path: Path, *, ref: str = "HEAD") -> str | None:
+    """The commit `ref` names (default: the one checked out) in the repository around `path`; None outside
+    one, before its first commit, or when it has no such ref."""
     try:
-        return str(git.Repo(path, search_parent_directories=True).head.commit.hexsha)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return str(git.Repo(path, search_parent_directories=True).commit(ref).hexsha)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, git.BadName, ValueError):
         return None
 
 

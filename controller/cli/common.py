@@ -123,9 +123,12 @@ def _working_tree_label(root: Path) -> str:
     if head is None:
         return str(root)
     where = f"{root} (working tree of {f'branch {branch}' if branch else 'a detached HEAD'} at {head[:10]})"
-    if branch == "main":
-        return where
-    return f"{where}; desired is read from this checkout, not main: `next` is what merging it would do"
+    if branch != "main":
+        return f"{where}; desired is read from this checkout, not main: `next` is what merging it would do"
+    upstream = repo.head_sha(root, ref="origin/main")
+    if upstream is not None and upstream != head:
+        return f"{where}; origin/main (as last fetched) is at {upstream[:10]}: pull to plan what the controller reads"
+    return where
 
 
 class NamedRollout(NamedTuple):

@@ -132,3 +132,15 @@ def test_plan_names_the_commit_it_read_and_says_when_it_is_not_main(
     first = text.splitlines()[0]
     assert f"(working tree of branch {branch} at {head.stdout.strip()[:10]})" in first, first
     assert ("not main: `next` is what merging it would do" in first) is off_main, first
+
+
+def test_plan_on_a_stale_main_says_to_pull(examples: Path) -> None:
+    """A user whose main is behind origin/main (the bot merged since) would read a plan of old weights."""
+    git = ["-c", "user.name=t", "-c", "user.email=t@t"]
+    for argv in (["init", "-q", "-b", "main"], ["add", "-A"], [*git, "commit", "-qm", "x"]):
+        subprocess.run(["git", *argv], cwd=examples, check=True)
+    subprocess.run(["git", *git, "commit", "-q", "--allow-empty", "-m", "merged by the bot"], cwd=examples, check=True)
+    subprocess.run(["git", "update-ref", "refs/remotes/origin/main", "HEAD"], cwd=examples, check=True)
+    subprocess.run(["git", "reset", "-q", "--hard", "HEAD~1"], cwd=examples, check=True)
+    _code, text = run("plan", "--repo", str(examples))
+    assert "pull to plan what the controller reads" in text.splitlines()[0], text
