@@ -43,13 +43,14 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--install",
         default=None,
+        metavar="SPEC",
         help="what the workflows pip-install the tool from: a git URL pinned to a tag or commit "
         "(default: where this installation came from, when pip recorded a git URL; else a step that says to set it)",
     )
     p.add_argument(
         "--local",
         action="store_true",
-        help="also create a bare git remote (DIR's sibling NAME.git) with DIR as its clone, main pushed",
+        help="also create a bare git remote (DIR.git beside DIR) with DIR as its clone, main pushed",
     )
     p.add_argument(
         "--remote-dir", default=None, help="with --local: where the bare remote goes (default: DIR.git beside DIR)"
