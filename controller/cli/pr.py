@@ -152,9 +152,8 @@ def _create(forge: forge_local.LocalForge, args: argparse.Namespace) -> tuple[fo
         raise common.UsageError(f"--head {head}: the controllers read {head}; push your change on a branch of its own")
     if head == args.base:
         raise common.UsageError(f"--head and --base are both {head!r}: push your change on a branch of its own")
-    before = forge.find(head)
+    updated = any(p.branch == head for p in forge.list(prefix=head, state=forge_base.PRState.OPEN))
     pr = forge.create(head, base=args.base, title=args.title, body=args.body)
-    updated = before is not None and before.state is forge_base.PRState.OPEN
     return pr, "updated" if updated else "opened"
 
 

@@ -155,3 +155,15 @@ def test_showing_a_pr_never_drives_the_terminal(clone: Path) -> None:
     for argv in (["pr", "list"], ["pr", "show", "1"]):
         out = run(*argv)[1]
         assert "\x1b" not in out and "\x07" not in out and "\\x1b]0;pwned\\x07" in out, out
+
+
+def test_a_new_pr_from_a_merged_branch_name_is_opened_then_updated(clone: Path) -> None:
+    """The same branch name once merged (and deleted), pushed again: a new PR; pushing more updates it."""
+    sh(clone, "push", "-q", "origin", "v2")
+    assert run("pr", "create", "--title", "one")[0] == 0
+    assert run("pr", "approve", "1")[0] == 0 and run("pr", "merge", "1")[0] == 0
+    (clone / "rollouts/assistant/prompts/assistant-v1.md").write_text("You are terse.\n")
+    sh(clone, "commit", "-q", "-am", "terser")
+    sh(clone, "push", "-q", "-f", "origin", "v2")
+    assert run("pr", "create", "--title", "two")[1].startswith("opened #2 two")
+    assert run("pr", "create", "--title", "two, again")[1].startswith("updated #2 two, again")
