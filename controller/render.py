@@ -36,19 +36,21 @@ def envoy_bootstrap(
     """The bootstrap of Envoy router `name`, and (when configured) its clusters file (`cdsPath`) and
     prompt bundle (`promptsPath`) written under `state`."""
     mine = [r for r in result.rollouts if r.rollout.spec.router == name]
+    # A rollout with no canary yet still gets its canary cluster, route entry and mirror, serving what
+    # stable serves at weight 0 and shadow 0: Envoy's static route cannot gain a cluster without a
+    # restart, and the first canary must reach it through the CDS file like every later one.
     rollouts = [
         (
             r.name,
             r.rollout.spec.route,
             {
-                role: v.model
-                for role, v in ((traffic.STABLE, r.rollout.spec.stable), (traffic.CANARY, r.rollout.spec.canary))
-                if v
+                traffic.STABLE: r.rollout.spec.stable.model,
+                traffic.CANARY: (r.rollout.spec.canary or r.rollout.spec.stable).model,
             },
         )
         for r in mine
     ]
-    served = {r.name: (r.rollout.spec.route, plan.served(r)) for r in mine}
+    served = {r.name: (r.rollout.spec.route, _with_canary_slot(plan.served(r))) for r in mine}
     # With a prompt bundle, each role's cluster tags its requests with the revision it serves.
     revisions = {rollout: {role: s.revision for role, s in roles.items()} for rollout, (_, roles) in served.items()}
     specs = envoy.route_specs(
@@ -190,3 +192,8 @@ def _write(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic.locked(path):
         atomic.replace_json(path, data)
+
+
+def _with_canary_slot(roles: dict[str, traffic.Served]) -> dict[str, traffic.Served]:
+    """What each role serves, the canary's slot filled with stable's variant when there is no canary."""
+    return {**roles, traffic.CANARY: roles.get(traffic.CANARY) or roles[traffic.STABLE]}

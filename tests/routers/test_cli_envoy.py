@@ -164,3 +164,33 @@ def _latency_bounds(admin: str) -> list[float] | None:
         r'^envoy_cluster_upstream_rq_time_bucket\{envoy_cluster_name="ticket-triage_stable",le="([^"]+)"\}', text, re.M
     )
     return sorted(float(le) for le in found if le != "+Inf") or None
+
+
+CANARY_BLOCK = "  canary:\n    model: {model}\n    prompt: prompts/triage-v8.md\n    params: {{temperature: 0}}\n"
+
+
+@pytest.mark.slow
+def test_a_first_canary_reaches_an_envoy_rendered_before_it_without_a_restart(repo: tuple[Path, Any, Any]) -> None:
+    """`rollout init` leaves main with stable only, and the user renders and starts Envoy from that. The
+    route must already hold the canary's slot (cluster, weight, mirror), so the first canary, merged
+    later, gets its shadow traffic through the CDS file alone: no render, no restart."""
+    root, _, canary = repo
+    triage = root / "rollouts" / "ticket-triage" / "rollout.yaml"
+    with_canary = triage.read_text("utf-8")
+    block = CANARY_BLOCK.format(model=CANARY_MODEL)
+    assert block in with_canary
+    triage.write_text(with_canary.replace(block, ""), "utf-8")  # main before the first canary
+    bootstrap = YAML(typ="safe").load(render(root).read_text("utf-8"))
+    with envoy_proc.running_envoy(bootstrap, root / "run") as proxy:
+        set_admin(root, proxy.admin)
+        triage.write_text(with_canary, "utf-8")  # the first canary, merged
+        router = router_factory.build("edge", _edge(root), root=root, routes={"triage": "ticket-triage"}, env={})
+        loaded = load.load_repo(repo_tree.WorkTree(root)).rollout("ticket-triage")
+        assert loaded is not None
+        applied = base.apply(router, {"triage": planning.desired_state(loaded)}).state("triage")
+        assert applied.shadow == 50, applied
+        before = canary.requests
+        for _ in range(40):
+            answer = httpx.post(f"{proxy.url}/triage/v1/chat/completions", json={"messages": []}, timeout=10)
+            assert answer.headers[envoy.VARIANT_HEADER] == "stable"
+        prom_poll("the canary's mirrored requests", lambda: canary.requests - before >= 5 or None)
