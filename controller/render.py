@@ -65,16 +65,21 @@ def envoy_bootstrap(
         split_header=split_header,
         cds_path=str(cds_path) if cds_path else None,
     )
-    wrote: list[tuple[Path, str]] = []
+    # Envoy needs the clusters file (and the applier the prompt bundle) at start. Once they exist they are
+    # live state, the router's alone: it rewrites them as roles change, lowering the canary first. A render
+    # (of a branch, say) that rewrote them would put what it read live with no merged commit.
+    files = []
     if cds_path is not None:
-        # Envoy needs the clusters file at start; the router rewrites it as roles change models.
-        _write(cds_path, envoy.cds(specs))
-        wrote.append((cds_path, "the clusters Envoy loads and watches: cdsPath"))
-    if config.prompts_path:
-        # What each revision serves, for the component behind Envoy (controller.routers.envoy_prompts).
-        bundle_path = state / config.prompts_path
-        _write(bundle_path, envoy.bundle_update(None, served))
-        wrote.append((bundle_path, "the prompt bundle: promptsPath"))
+        files.append((cds_path, envoy.cds(specs), "the clusters Envoy loads and watches: cdsPath"))
+    if config.prompts_path:  # what each revision serves, for the component behind Envoy (routers.envoy_prompts)
+        files.append((state / config.prompts_path, envoy.bundle_update(None, served), "the prompt bundle: promptsPath"))
+    wrote: list[tuple[Path, str]] = []
+    for path, content, what in files:
+        if path.exists():
+            wrote.append((path, f"kept: {what}, live state the controller keeps; remove it to start afresh"))
+            continue
+        _write(path, content)
+        wrote.append((path, what))
     text = f"# Envoy bootstrap for router {name!r}, rendered by `rollout render envoy`; do not edit.\n"
     return Rendered(text + atomic.to_yaml(document), tuple(wrote))
 

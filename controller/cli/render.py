@@ -102,7 +102,8 @@ def cmd_render_envoy(args: argparse.Namespace, out: TextIO) -> int:
         result, name, config, state=common.state_dir(result.config), split_header=args.split_header
     )
     for path, what in rendered.wrote:
-        print(f"wrote {path} ({what})", file=sys.stderr)
+        kept = what.removeprefix("kept: ")
+        print(f"{'kept' if kept != what else 'wrote'} {path} ({kept})", file=sys.stderr)
     return _emit(args, out, rendered.text)
 
 

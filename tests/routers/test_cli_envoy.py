@@ -194,3 +194,19 @@ def test_a_first_canary_reaches_an_envoy_rendered_before_it_without_a_restart(re
             answer = httpx.post(f"{proxy.url}/triage/v1/chat/completions", json={"messages": []}, timeout=10)
             assert answer.headers[envoy.VARIANT_HEADER] == "stable"
         prom_poll("the canary's mirrored requests", lambda: canary.requests - before >= 5 or None)
+
+
+def test_a_render_never_rewrites_live_state(repo: tuple[Path, Any, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """The CDS file and the prompt bundle are written once, for Envoy's start; after that they are the
+    router's. A render of an unmerged change (here: a new stable prompt) keeps them as they are, so what
+    it read never goes live without a merged commit."""
+    root, _, _ = repo
+    render(root)
+    edge = _edge(root)
+    live = {path: path.read_bytes() for path in (root / edge.cds_path, root / edge.prompts_path)}
+    triage = root / "rollouts" / "ticket-triage" / "rollout.yaml"
+    triage.write_text(triage.read_text("utf-8").replace("prompts/triage-v7.md", "prompts/triage-v8.md"), "utf-8")
+    capsys.readouterr()
+    render(root)
+    assert {path: path.read_bytes() for path in live} == live
+    assert f"kept {root / edge.cds_path}" in capsys.readouterr().err
