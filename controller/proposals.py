@@ -318,7 +318,6 @@ def _complete(c: _Context) -> _Parts:
     s = c.spec
     promoted = edits.promote_canary(c.text)
     new = {"revision": c.canary, "stableRevision": c.canary, "step": len(s.steps) - 1, "phase": "Completed"}
-    model = s.canary.model if s.canary else "the canary"
     merging = (
         "- `spec.stable` becomes the canary; the old stable becomes `spec.previous`, kept warm at weight 0 "
         f"for {spec.format_duration(s.keep_previous_for)}, then a decommission PR removes it.",
@@ -326,7 +325,7 @@ def _complete(c: _Context) -> _Parts:
     return _Parts(
         edits.set_status(promoted, new),
         c.canary,
-        _title(f"{c.name}: complete", f"{model} is the new stable"),
+        _title(f"{c.name}: complete", f"{_what_changed(s.canary, s.stable, c.canary)} is the new stable"),
         merging,
         traffic.RouteState({traffic.STABLE: 100, traffic.PREVIOUS: 0}),
         check=c.decision.reason,
@@ -334,14 +333,25 @@ def _complete(c: _Context) -> _Parts:
     )
 
 
+def _what_changed(variant: spec.Variant | None, other: spec.Variant, revision: str) -> str:
+    """A variant as a title names it against the other: its model when the models differ, else its prompt
+    file when the prompts differ (a prompt-only change), else its revision."""
+    if variant is None:
+        return f"revision {revision}"
+    if variant.model != other.model:
+        return variant.model
+    if variant.prompt and variant.prompt != other.prompt:
+        return variant.prompt.rsplit("/", 1)[-1]
+    return f"revision {revision}"
+
+
 def _decommission(c: _Context) -> _Parts:
     s = c.spec
     previous = c.loaded.revisions.get(traffic.PREVIOUS, "")
-    model = s.previous.model if s.previous else "the old stable"
     return _Parts(
         edits.drop_previous(c.text),
         previous,
-        _title(f"{c.name}: decommission", model),
+        _title(f"{c.name}: decommission", _what_changed(s.previous, s.stable, previous)),
         ("- Removes `spec.previous`: the old stable is no longer routable.",),
         None,
         check=c.decision.reason,

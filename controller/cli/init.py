@@ -238,6 +238,9 @@ def _create(root: Path, remote: Path | None, args: argparse.Namespace) -> str:
         )
     if args.router == "envoy":
         extra = "| `envoy.yaml` (not in git) | Envoy's bootstrap: `rollout render envoy --out envoy.yaml` |\n"
+        files[".gitignore"] = (
+            "# Envoy's bootstrap, rendered by `rollout render envoy --out envoy.yaml`: not in git\nenvoy.yaml\n"
+        )
     files["README.md"] = template("README.md").replace("@EXTRA_ROW@\n", extra)
     files["README.md"] = _fill_readme(files["README.md"], args, root)
     _write(root, files)

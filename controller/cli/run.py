@@ -467,13 +467,15 @@ def _watch(
 
 def _kept(look: _Look, router: str) -> str:
     """What happens to the old stable after a completion: a LiteLLM proxy takes a deployment at
-    weight 0 out of its model list and the stable deployment serves the new variant, so nothing
-    of the old one is kept warm there; other routers keep it routable at 0."""
+    weight 0 out of its model list, and Envoy's route has no cluster for it, so nothing of the old one
+    is kept warm there; the file and flag routers keep it routable at 0."""
     from controller import spec
 
     config = look.desired.config
     if config is not None and isinstance(config.routers.get(router), spec.LitellmRouterConfig):
         return "no longer served (LiteLLM keeps nothing warm at weight 0)"
+    if config is not None and isinstance(config.routers.get(router), spec.EnvoyRouterConfig):
+        return "no longer served (Envoy's route has clusters for stable and canary only)"
     return "kept warm"
 
 

@@ -242,3 +242,11 @@ def test_where_this_installation_came_from(
 def test_an_install_spec_that_is_not_a_requirement_is_refused(tmp_path: Path, spec: str) -> None:
     code, _ = run("init", str(tmp_path / "t"), "--install", spec)
     assert code == 2 and not (tmp_path / "t").exists()
+
+
+def test_the_envoy_bootstrap_stays_out_of_git(tmp_path: Path) -> None:
+    """The scaffold's README says `envoy.yaml` is not in git; a `git add .` after rendering it agrees."""
+    root = scaffolded(tmp_path, "envoy")
+    (root / "envoy.yaml").write_text("# rendered\n")
+    ignored = subprocess.run(["git", "check-ignore", "envoy.yaml"], cwd=root, capture_output=True, text=True)
+    assert ignored.returncode == 0, ignored

@@ -169,7 +169,14 @@ def test_a_decommission_drops_the_old_stable(root: Path) -> None:
     assert "previous:" in text
     p = proposals.propose(loaded, Action.DECOMMISSION, DECISIONS[Action.DECOMMISSION], (), text=text, at=AT)
     assert "previous:" not in p.text
-    assert p.title == f"{NAME}: decommission (acme/triage-llm-8b-2025-06-02)"
+    assert p.title == f"{NAME}: decommission (triage-v7.md)"  # a prompt-only change: named by its prompt
+
+
+def test_a_prompt_only_completion_is_named_by_its_prompt(root: Path) -> None:
+    """The example changes the prompt, not the model: a title naming the unchanged model says nothing."""
+    loaded, text = loaded_rollout(root, promotion="manual")
+    p = proposals.propose(loaded, Action.COMPLETE, DECISIONS[Action.COMPLETE], (), text=text, at=AT)
+    assert p.title == f"{NAME}: complete (triage-v8.md is the new stable)"
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,7 @@ def test_full_ramp_through_every_step(gitops: GitOps) -> None:
     gitops.advance(timedelta(minutes=2))
     assert kind(c.reconcile_once(), "good-bot") is plan.Kind.COMPLETE
     [pr] = gitops.forge.list(state=forge_base.PRState.OPEN)
-    assert pr.title == "good-bot: complete (acme/chat-2025-01-01 is the new stable)"
+    assert pr.title == "good-bot: complete (v2.md is the new stable)"  # a prompt-only change
     approve_and_merge(gitops, pr.number)
     tick = c.reconcile_once()  # main: stable = the old canary, previous = the old stable at 0
     assert kind(tick, "good-bot") is plan.Kind.APPLY
