@@ -201,13 +201,28 @@ def _cache_dir(remote: str) -> Path:
     return base_dir / hashlib.sha1(remote.encode()).hexdigest()[:12]
 
 
-def _tick_lines(tick: reconcile.Tick) -> list[str]:
+def _tick_lines(tick: reconcile.Tick, said: dict[str, object] | None = None) -> list[str]:
+    """What a tick did, a line per rollout. With `said` (the loop's memory of what it printed), a rollout
+    whose decision, reason (its digits aside: time left, samples) and error are what was printed last,
+    and that did nothing, prints nothing: `rollout run` says a waiting PR's decision once, not every tick."""
     if tick.skipped:
-        return [f"{tick.at:%H:%M:%S} skipped: {tick.skipped}"]
+        line = f"skipped: {tick.skipped}"
+        if said is not None and said.get("") == line:
+            return []
+        if said is not None:
+            said[""] = line
+        return [f"{tick.at:%H:%M:%S} {line}"]
+    if said is not None:
+        said.pop("", None)
     lines = []
     for o in tick.outcomes:
         kind = o.decision.kind.value if o.decision else "Error"
         reason = o.decision.reason if o.decision else ""
+        if said is not None:
+            key = (kind, re.sub(r"\d+", "#", reason), o.error)
+            if not o.actions and said.get(o.rollout) == key:
+                continue
+            said[o.rollout] = key
         lines.append(f"{tick.at:%H:%M:%S} {o.rollout:<20} {kind:<12} {reason}")
         lines += [f"{'':9} {'':<20} -> {a}" for a in o.actions]
         if o.error:
@@ -319,12 +334,15 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
     if server is not None:
         out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
+    said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
             try:
                 tick = controller.reconcile_once()
                 tel.record(tick)
-                out.write("\n".join(_tick_lines(tick)) + "\n")
+                lines = _tick_lines(tick, said)
+                if lines:
+                    out.write("\n".join(lines) + "\n")
             except errors.RolloutError as exc:
                 tel.errors.labels("controller").inc()
                 out.write(f"tick failed: {exc}\n")

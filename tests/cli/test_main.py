@@ -52,3 +52,31 @@ def test_ctrl_c_before_a_command_handles_it_exits_130_without_a_traceback(
     monkeypatch.setattr(validate, "cmd_validate", interrupted)
     assert cli.main(["validate"]) == cli.EXIT_INTERRUPTED == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_the_loop_says_a_waiting_decision_once() -> None:
+    """`rollout run` prints a rollout's line when its decision, reason (digits aside) or error changes, or
+    when it acted; a PR waiting for review is not announced every tick. One tick (`reconcile`) says all."""
+    from datetime import UTC, datetime
+
+    from controller import plan, reconcile
+
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+
+    def tick(reason: str, *actions: str) -> reconcile.Tick:
+        waiting = reconcile.Outcome("bot", decision=plan.Decision(plan.Kind.ADVANCE, reason), actions=actions)
+        return reconcile.Tick(at, outcomes=(waiting,))
+
+    said: dict[str, object] = {}
+    printed = [
+        run._tick_lines(t, said)
+        for t in (
+            tick("step 1 done and every gate passed", "opened or updated #1"),
+            tick("step 1 done and every gate passed"),
+            tick("step 1 done and every gate passed"),
+            tick("2 of 300 samples"),
+            tick("7 of 300 samples"),
+        )
+    ]
+    assert [len(lines) for lines in printed] == [2, 0, 0, 1, 0]
+    assert len(run._tick_lines(tick("step 1 done and every gate passed"))) == 1  # no memory: every line
