@@ -55,17 +55,10 @@ class Target:
 
 
 def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
-    s = loaded.rollout.spec
-    step = s.steps[plan.current_step(loaded)]
-    router = config.routers.get(s.router)
-    return Target(
-        rollout=loaded.name,
-        route=s.route,
-        router_type=router.type if router is not None else "",
-        gates=tuple(s.analysis.gates),
-        segments=tuple(s.analysis.segments),
-        min_samples=step.min_samples or 0,
-    )
+    """The contract's view of the rollout (`contract.target`), with its current step's minimum samples."""
+    known = contract.target(loaded, config)
+    step = loaded.rollout.spec.steps[plan.current_step(loaded)]
+    return Target(known.rollout, known.route, known.router_type, known.gates, known.segments, step.min_samples or 0)
 
 
 Key = tuple[str, str, str, tuple[str, ...]]  # group, subject, variant, segment values
