@@ -63,6 +63,13 @@ TABLE: Mapping[str, Mapping[Difference, How]] = {
 }
 
 
+#: router type -> how it carries cohorts (a type missing here cannot: a rollout with cohorts is refused).
+COHORTS: Mapping[str, str] = {
+    "file": "each route's entry lists its cohorts (match and weights); the application picks the first that "
+    "matches the request's attributes (`controller.routers.file.pick`)",
+}
+
+
 @dataclass(frozen=True)
 class Refusal:
     """One difference a rollout's router cannot carry: where it is in the spec, and why."""
@@ -99,6 +106,14 @@ def refusals(
             why = _cannot(router, difference, rollout.stable, other)
             if why:
                 out.append(Refusal(("spec", role, difference.value), f"router {name!r} ({router.type}) {why}"))
+    if rollout.cohorts and router.type not in COHORTS:
+        can = ", ".join(sorted(COHORTS))
+        out.append(
+            Refusal(
+                ("spec", "cohorts"),
+                f"router {name!r} ({router.type}) cannot route by cohort; routers that can: {can}",
+            )
+        )
     if isinstance(router, spec.EnvoyRouterConfig):
         out += _upstreams(rollout, name, router)
     if isinstance(router, spec.LitellmRouterConfig):

@@ -80,9 +80,24 @@ def desired_state(loaded: load.LoadedRollout) -> traffic.RouteState:
     s = loaded.rollout.spec
     if s.canary is None or rolled_back(loaded):
         return rolled_back_state(loaded)
-    step = s.steps[current_step(loaded)]
-    weights = {traffic.STABLE: 100 - step.canary_weight, traffic.CANARY: step.canary_weight}
-    return traffic.RouteState(weights, step.shadow or 0, served(loaded))
+    return step_state(s, current_step(loaded), served(loaded))
+
+
+def step_state(s: spec.RolloutSpec, index: int, served: dict[str, traffic.Served] | None = None) -> traffic.RouteState:
+    """The split step `index` asks for: everyone's weight and shadow as the step (or, for a cohort
+    step, the last step for everyone before it) says, and each cohort opened so far at its latest
+    weight, in spec.cohorts' order (one at most everyone's weight routes as everyone does)."""
+    step = s.steps[index]
+    everyone = step if step.cohort is None else next((p for p in reversed(s.steps[:index]) if p.cohort is None), None)
+    canary = everyone.canary_weight if everyone is not None else 0
+    shadow = step.shadow or 0
+    opened: dict[str, int] = {}
+    for earlier in s.steps[: index + 1]:
+        if earlier.cohort is not None and earlier.weight is not None:
+            opened[earlier.cohort] = earlier.weight
+    cohorts = tuple(traffic.CohortSplit(c.name, c.key, c.values, opened[c.name]) for c in s.cohorts if c.name in opened)
+    weights = {traffic.STABLE: 100 - canary, traffic.CANARY: canary}
+    return traffic.RouteState(weights, shadow, served or {}, cohorts=cohorts)
 
 
 def lowered(loaded: load.LoadedRollout, live: traffic.RouteState | None) -> traffic.RouteState:
@@ -234,7 +249,7 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
                 return _shared(live, target, reason)
             # lowering (or holding) on a shared route: only the canary moves, the others stay as they are
             down = live.lowered(target.weight(traffic.CANARY), target.shadow)
-            target = traffic.RouteState(down.weights, down.shadow, target.served, down.others)
+            target = traffic.RouteState(down.weights, down.shadow, target.served, down.others, cohorts=target.cohorts)
         if live is None or not live.same_traffic(target) or not live.same_revisions(target):
             return Decision(Kind.APPLY, f"{reason}: set {target.describe()}", route=target)
         return None

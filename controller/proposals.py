@@ -260,9 +260,7 @@ def _advance(c: _Context) -> _Parts:
             )
         else:
             merging.append("- Next: the completion PR, which makes the canary the new stable.")
-        after = traffic.RouteState(
-            {traffic.STABLE: 100 - step.canary_weight, traffic.CANARY: step.canary_weight}, step.shadow or 0
-        )
+        after = plan.step_state(s, d.to_step)
     return _Parts(text, c.canary, title, tuple(merging), after, check=d.reason, auto_mergeable=True)
 
 

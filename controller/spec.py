@@ -332,10 +332,70 @@ def _normalise(value: Any) -> Any:
     return value
 
 
-class Step(_Model):
-    """One stage of the ramp: either shadow traffic or a live weight, held for a time."""
+MAX_COHORTS = 10  # cohorts per rollout
+MAX_COHORT_VALUES = 50  # values one cohort matches
+COHORT_VALUE = r"^[!-~]([ -~]{0,126}[!-~])?$"  # printable ASCII, no leading or trailing space: a header's value
 
-    weight: Percent | None = Field(default=None, description="Percent of live traffic served by the canary.")
+#: Which routers assign a user to the same variant for the life of a step (by a user id the request
+#: carries), and by what; a router missing here splits request by request. The schema's descriptions and
+#: the README say it from this table.
+STICKY = {
+    "flagd": "flagd's `fractional` buckets by the evaluation context's `targetingKey`",
+    "unleash": "Unleash's flexibleRollout buckets by the strategy's `stickiness` (the user id by default)",
+    "file": "the routes file's reference reader (`controller.routers.file.pick`) buckets by the user id it is given",
+}
+
+CohortValue = Annotated[str, Field(pattern=COHORT_VALUE)]
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class Cohort(_Model):
+    """A group of requests picked by one request attribute: `{tenant_tier: [beta]}`. The attribute is at
+    once what the router matches (an Envoy header, a flagd or Unleash context key, the file router's
+    attribute) and the metric label the gates judge the cohort by: list it in `analysis.segments`."""
+
+    name: Name = Field(description="How steps, plans and PRs name the cohort.")
+    match: dict[LabelName, Annotated[list[CohortValue], BeforeValidator(_one_or_many)]] = Field(
+        min_length=1,
+        max_length=1,
+        description="One attribute and the values that put a request in the cohort: `{user_group: internal}` "
+        "or `{tenant_tier: [beta, trial]}`. A request matching several cohorts belongs to the first listed.",
+    )
+
+    @model_validator(mode="after")
+    def _values(self) -> Cohort:
+        for key, values in self.match.items():
+            if not 1 <= len(values) <= MAX_COHORT_VALUES:
+                raise _located(("match", key), f"must list 1 to {MAX_COHORT_VALUES} values")
+            if len(set(values)) != len(values):
+                raise _located(("match", key), "lists a value twice")
+        return self
+
+    @property
+    def key(self) -> str:
+        return next(iter(self.match))
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return tuple(self.match[self.key])
+
+
+class Step(_Model):
+    """One stage of the ramp: either shadow traffic or a live weight, held for a time; a weight step may
+    open a cohort (`cohort`) instead of widening everyone's share."""
+
+    weight: Percent | None = Field(
+        default=None,
+        description="Percent of live traffic served by the canary: everyone's, or with `cohort` that cohort's.",
+    )
+    cohort: Name | None = Field(
+        default=None,
+        description="A cohort of spec.cohorts: the step sets the canary's weight within that cohort only. "
+        "Cohorts opened by earlier steps keep their weight; a cohort never gets less than everyone's weight.",
+    )
     shadow: Percent | None = Field(
         default=None, description="Percent of traffic mirrored to the canary; nobody sees its answers."
     )
@@ -348,14 +408,19 @@ class Step(_Model):
     def _one_kind(self) -> Step:
         if (self.weight is None) == (self.shadow is None):
             raise ValueError("a step sets exactly one of 'weight' or 'shadow'")
+        if self.cohort is not None and self.shadow is not None:
+            raise _located(("cohort",), "a shadow step mirrors everyone's traffic: a cohort step sets a weight")
         return self
 
     @property
     def canary_weight(self) -> int:
-        return self.weight or 0
+        """Everyone's canary weight this step sets (a cohort step sets none: see `plan.step_state`)."""
+        return self.weight or 0 if self.cohort is None else 0
 
     def describe(self) -> str:
-        return f"shadow {self.shadow}%" if self.shadow is not None else f"{self.weight}%"
+        if self.shadow is not None:
+            return f"shadow {self.shadow}%"
+        return f"{self.weight}%" if self.cohort is None else f"{self.cohort} {self.weight}%"
 
 
 class OnFail(StrEnum):
@@ -496,6 +561,14 @@ class RolloutSpec(_Model):
         default=None,
         description="The old stable, kept warm at weight 0 after a completion; written and removed by the bot.",
     )
+    cohorts: list[Cohort] = Field(
+        default_factory=list,
+        max_length=MAX_COHORTS,
+        description="Groups of requests a step can open before everyone (internal users, a tenant tier, a "
+        "region), in precedence order. Assignment within a cohort is sticky per user on "
+        + ", ".join(sorted(STICKY))
+        + "; on Envoy and LiteLLM it is per request.",
+    )
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     analysis: Analysis = Field(default_factory=Analysis)
     offline_eval: OfflineEval | None = Field(
@@ -509,14 +582,62 @@ class RolloutSpec(_Model):
     )
 
     @model_validator(mode="after")
-    def _weights_never_decrease(self) -> RolloutSpec:
-        last = 0
+    def _cohorts_known(self) -> RolloutSpec:
+        names: set[str] = set()
+        claimed: dict[tuple[str, str], str] = {}
+        for i, cohort in enumerate(self.cohorts):
+            if cohort.name in names:
+                raise _located(("cohorts", i, "name"), f"names cohort {cohort.name!r} twice")
+            names.add(cohort.name)
+            for value in cohort.values:
+                other = claimed.setdefault((cohort.key, value), cohort.name)
+                if other != cohort.name:
+                    raise _located(
+                        ("cohorts", i, "match", cohort.key),
+                        f"{cohort.key}={value} already belongs to cohort {other!r}: a request belongs to one cohort",
+                    )
         for i, step in enumerate(self.steps):
-            if step.weight is not None:
-                if step.weight < last:
-                    raise _located(("steps", i, "weight"), f"must not be below the previous step's weight ({last})")
-                last = step.weight
+            if step.cohort is not None and step.cohort not in names:
+                known = ", ".join(sorted(names)) or "none: add spec.cohorts"
+                raise _located(("steps", i, "cohort"), f"unknown cohort {step.cohort!r} (known: {known})")
+        if self.steps[-1].cohort is not None:
+            raise _located(
+                ("steps", len(self.steps) - 1, "cohort"),
+                "the last step must be everyone's: completing makes the canary everyone's stable",
+            )
         return self
+
+    @model_validator(mode="after")
+    def _weights_never_decrease(self) -> RolloutSpec:
+        """Everyone's weight never decreases, nor any cohort's; and a cohort step raises its cohort above
+        the weight everyone already has (else it would change nothing)."""
+        everyone = 0
+        cohorts: dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            if step.weight is None:
+                continue
+            if step.cohort is None:
+                if step.weight < everyone:
+                    raise _located(("steps", i, "weight"), f"must not be below the previous step's weight ({everyone})")
+                everyone = step.weight
+                continue
+            before = cohorts.get(step.cohort, 0)
+            if step.weight < before:
+                raise _located(
+                    ("steps", i, "weight"),
+                    f"must not be below the weight cohort {step.cohort!r} had before ({before})",
+                )
+            if step.weight <= everyone:
+                raise _located(
+                    ("steps", i, "weight"),
+                    f"must be above everyone's weight at this point ({everyone}): cohort {step.cohort!r} already "
+                    "gets that much, so the step would change nothing",
+                )
+            cohorts[step.cohort] = step.weight
+        return self
+
+    def cohort(self, name: str) -> Cohort:
+        return next(c for c in self.cohorts if c.name == name)
 
 
 class Phase(StrEnum):

@@ -6,7 +6,7 @@ speak it, so none of them needs another's package to name a split.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -48,6 +48,55 @@ class Served:
 
 
 @dataclass(frozen=True)
+class CohortSplit:
+    """One cohort's split on a route: the requests whose attribute `key` is one of `values` send
+    `canary` percent to the canary and the rest to stable. Only the two live roles take part: a
+    cohort is a step of a ramp, never a place for the old stable or for a variant no rollout manages."""
+
+    name: str
+    key: str
+    values: tuple[str, ...]
+    canary: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+
+    @property
+    def weights(self) -> dict[str, int]:
+        return {STABLE: 100 - self.canary, CANARY: self.canary}
+
+    def same_match(self, other: CohortSplit) -> bool:
+        return (self.name, self.key, self.values) == (other.name, other.key, other.values)
+
+    def matches(self, attributes: Mapping[str, str]) -> bool:
+        return attributes.get(self.key) in self.values
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.key}={'|'.join(self.values)}) canary {self.canary}%"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "match": {self.key: list(self.values)}, "weights": self.weights}
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str) -> CohortSplit:
+        """Parse `to_json()`'s object; raises ValueError naming `where` when malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise ValueError(f"{where} must be an object with a 'name'")
+        match, weights = data.get("match"), data.get("weights")
+        if not isinstance(match, dict) or len(match) != 1:
+            raise ValueError(f"{where}.match must be an object with one attribute")
+        key, values = next(iter(match.items()))
+        if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{where}.match.{key} must be a list of strings")
+        if not isinstance(weights, dict) or set(weights) != {STABLE, CANARY}:
+            raise ValueError(f"{where}.weights must be an object with 'stable' and 'canary'")
+        canary, stable = weights[CANARY], weights[STABLE]
+        if not (_whole(canary) and _whole(stable) and 0 <= canary <= 100 and canary + stable == 100):
+            raise ValueError(f"{where}.weights must be whole percents summing to 100, got {weights}")
+        return cls(data["name"], key, tuple(values), canary)
+
+
+@dataclass(frozen=True)
 class RouteState:
     """The traffic split of one route.
 
@@ -65,6 +114,11 @@ class RouteState:
     LiteLLM proxy whose routing strategy ignores weights), or '' when it would. Only a read sets
     it, and `same_traffic` ignores it: `plan.decide` holds instead of raising exposure on such a
     route, and never refuses to lower it.
+
+    `cohorts` are the route's cohort splits in precedence order: a request in a cohort is split by
+    the first cohort it matches, every other request by `weights` ("everyone"). A cohort whose canary
+    weight is at most everyone's routes as everyone does and is dropped (`__post_init__`), so two
+    states that send the same traffic compare equal.
     """
 
     weights: Mapping[str, int]
@@ -72,11 +126,14 @@ class RouteState:
     served: Mapping[str, Served] = field(default_factory=dict)
     others: Mapping[str, int] = field(default_factory=dict)
     hold: str = ""
+    cohorts: tuple[CohortSplit, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", MappingProxyType(dict(self.weights)))
         object.__setattr__(self, "served", MappingProxyType(dict(self.served)))
         object.__setattr__(self, "others", MappingProxyType(dict(self.others)))
+        everyone = self.weights.get(CANARY, 0)
+        object.__setattr__(self, "cohorts", tuple(c for c in self.cohorts if c.canary > everyone))
         problem = self.problem()
         if problem:
             raise ValueError(problem)
@@ -96,7 +153,19 @@ class RouteState:
             return "a route needs some weight: every weight is 0"
         if not 0 <= self.shadow <= 100:
             return f"shadow must be between 0 and 100, got {self.shadow}"
+        if any(not _whole(c.canary) or not 0 <= c.canary <= 100 for c in self.cohorts):
+            return "a cohort's canary weight must be a whole percent between 0 and 100"
+        if len({c.name for c in self.cohorts}) != len(self.cohorts):
+            return "a cohort is named twice"
         return ""
+
+    def cohort(self, name: str) -> CohortSplit | None:
+        return next((c for c in self.cohorts if c.name == name), None)
+
+    def canary_for(self, attributes: Mapping[str, str]) -> int:
+        """The canary's percent for a request with these attributes: its first cohort's, else everyone's."""
+        found = next((c for c in self.cohorts if c.matches(attributes)), None)
+        return found.canary if found is not None else self.weight(CANARY)
 
     def weight(self, variant: str) -> int:
         return self.weights.get(variant, 0)
@@ -105,7 +174,11 @@ class RouteState:
         """Equal weights of our variants (absent = 0) and shadow: what read-back compares. The others
         are no write's business: one changed by hand meanwhile does not make our write unconfirmed."""
         names = set(self.weights) | set(other.weights)
-        return self.shadow == other.shadow and all(self.weight(n) == other.weight(n) for n in names)
+        return (
+            self.shadow == other.shadow
+            and all(self.weight(n) == other.weight(n) for n in names)
+            and self.cohorts == other.cohorts
+        )
 
     def lowered(self, canary: int = 0, shadow: int = 0) -> RouteState:
         """This state with the canary's live traffic lowered to at most `canary` and its mirrored traffic
@@ -116,11 +189,21 @@ class RouteState:
         now = weights.get(CANARY, 0)
         weights[CANARY] = min(now, canary)
         weights[STABLE] = weights.get(STABLE, 0) + now - weights[CANARY]
-        return RouteState(weights, min(self.shadow, shadow), self.served, self.others)
+        cohorts = tuple(replace(c, canary=min(c.canary, canary)) for c in self.cohorts)
+        return RouteState(weights, min(self.shadow, shadow), self.served, self.others, cohorts=cohorts)
 
     def raises(self, target: RouteState) -> bool:
-        """`target` gives the canary more live or mirrored traffic than this state does."""
-        return target.weight(CANARY) > self.weight(CANARY) or target.shadow > self.shadow
+        """`target` gives the canary more live or mirrored traffic than this state does: everyone's
+        weight or shadow rises, or some cohort's weight does (a cohort this state lacks, or matches
+        otherwise, has everyone's weight here)."""
+        if target.weight(CANARY) > self.weight(CANARY) or target.shadow > self.shadow:
+            return True
+        for c in target.cohorts:
+            mine = self.cohort(c.name)
+            now = mine.canary if mine is not None and mine.same_match(c) else self.weight(CANARY)
+            if c.canary > now:
+                return True
+        return False
 
     def same_revisions(self, desired: RouteState) -> bool:
         """False when this (live) state says a variant serves another revision than `desired` wants, or
@@ -136,7 +219,8 @@ class RouteState:
 
     def describe(self) -> str:
         split = ", ".join(f"{name} {w}%" for name, w in sorted(self.weights.items(), key=_order))
-        return split + (f", shadow {self.shadow}%" if self.shadow else "") + self.describe_others()
+        cohorts = "".join(f"; cohort {c.describe()}" for c in self.cohorts)
+        return split + (f", shadow {self.shadow}%" if self.shadow else "") + cohorts + self.describe_others()
 
     def describe_others(self) -> str:
         """`; unmanaged: hotfix (weight 20)`, or '' when no other variant shares the route."""
@@ -150,6 +234,8 @@ class RouteState:
         out: dict[str, Any] = {"weights": {**self.weights, **self.others}, "shadow": self.shadow}
         if self.served:
             out["served"] = {name: s.to_json(prompt_text=prompt_text) for name, s in self.served.items()}
+        if self.cohorts:
+            out["cohorts"] = [c.to_json() for c in self.cohorts]
         return out
 
     @classmethod
@@ -164,8 +250,12 @@ class RouteState:
         if not isinstance(served_raw, dict):
             raise ValueError("'served' must be an object")
         served = {name: Served.from_json(s, where=f"served.{name}") for name, s in served_raw.items()}
+        cohorts_raw = data.get("cohorts", [])
+        if not isinstance(cohorts_raw, list):
+            raise ValueError("'cohorts' must be a list")
+        cohorts = tuple(CohortSplit.from_json(c, where=f"cohorts[{i}]") for i, c in enumerate(cohorts_raw))
         weights, others = split_roles(data["weights"])
-        return cls(weights=weights, shadow=shadow, served=served, others=others)
+        return cls(weights=weights, shadow=shadow, served=served, others=others, cohorts=cohorts)
 
 
 def split_roles(weights: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -183,5 +273,6 @@ def _order(item: tuple[str, int]) -> tuple[int, str]:
 
 
 def exposure_free(state: RouteState) -> bool:
-    """No live or mirrored traffic reaches the canary: the state a rollback (or a steady route) wants."""
-    return state.weight(CANARY) == 0 and state.shadow == 0
+    """No live or mirrored traffic reaches the canary, in any cohort: the state a rollback (or a steady
+    route) wants."""
+    return state.weight(CANARY) == 0 and state.shadow == 0 and not state.cohorts

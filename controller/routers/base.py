@@ -105,3 +105,14 @@ def routes_text(routes: Iterable[str], *, limit: int = 3) -> str:
         return f"route {names[0]!r}"
     shown = ", ".join(repr(n) for n in names[:limit])
     return f"routes {shown}" + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def refuse_cohorts(router: str, kind: str, states: Mapping[str, traffic.RouteState]) -> None:
+    """Raise, naming the route, when a batch asks a router that cannot route by cohort for cohorts:
+    written without them, the canary would reach everyone or no one the state says."""
+    for route, state in states.items():
+        if state.cohorts:
+            raise errors.RouterError(
+                f"router {router!r} ({kind}) route {route!r}: cannot route by cohort "
+                f"({', '.join(c.name for c in state.cohorts)}); nothing was written"
+            )

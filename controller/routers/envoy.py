@@ -149,6 +149,7 @@ class EnvoyRouter:
         a query string of a thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
+        base.refuse_cohorts(self.name, "envoy", states)
         rollouts: dict[str, str] = {}
         for route, state in states.items():
             rollout = self.routes.get(route)

@@ -8,6 +8,7 @@ the demo's proxy) read the file; the controller treats it like any live router.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,33 @@ class FileRouter:
         data = atomic.read_document(self.path, router=self.name, key="routes", version=FORMAT_VERSION)
         routes: dict[str, Any] = {} if data is None else data["routes"]
         return routes
+
+
+def pick(entry: Mapping[str, Any], *, user: str, attributes: Mapping[str, str] | None = None, route: str = "") -> str:
+    """The variant an application serves a request, from the route's entry in the routes file: the
+    reference reader for applications (copy it, or import it).
+
+    The request's split is that of the first cohort (`cohorts`, in order) whose one attribute has one
+    of the listed values in `attributes`, else the route's `weights`. The user is placed by a hash of
+    `route` and `user`, so the same user gets the same variant while the weights stay (sticky), and a
+    user on the canary stays there as its weight grows: the canary takes the lowest buckets."""
+    weights: Mapping[str, Any] = entry["weights"]
+    for cohort in entry.get("cohorts") or ():
+        ((key, values),) = cohort["match"].items()
+        if (attributes or {}).get(key) in values:
+            weights = cohort["weights"]
+            break
+    order = sorted(weights, key=lambda n: ({traffic.CANARY: 0, traffic.STABLE: 1}.get(n, 2), n))
+    total = sum(weights[n] for n in order)
+    if total <= 0:
+        raise ValueError("the route has no weight: every weight is 0")
+    digest = hashlib.sha256(f"{route}\0{user}".encode()).digest()
+    bucket = int.from_bytes(digest[:8], "big") % 10_000 * total / 10_000
+    for name in order:
+        bucket -= weights[name]
+        if bucket < 0:
+            return name
+    return order[-1]
 
 
 def _entry(state: traffic.RouteState, current: Any) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class FlagdRouter:
         """Every flag of the batch in one locked, atomic replace of the flag file."""
         if not states:
             return
+        base.refuse_cohorts(self.name, "flagd", states)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic.locked(self.path):

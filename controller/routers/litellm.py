@@ -299,6 +299,7 @@ class LitellmRouter:
         one `GET /model/info`; then one wait for the proxy to show the whole batch."""
         if not states:
             return
+        base.refuse_cohorts(self.name, "litellm", states)
         planned: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}  # route -> (rollout, entries)
         for route, state in states.items():
             rollout = self.routes.get(route)

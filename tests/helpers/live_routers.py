@@ -43,6 +43,7 @@ class Backend:
     corrupt: Callable[[str], None]  # make the live state of one route malformed, and no other's
     raw: Callable[[], Any]  # the live state as the backend stores it
     supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
+    supports_cohorts: bool = False  # False: a state with cohorts is refused (`carries.COHORTS` lists who can)
     refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
 
@@ -68,6 +69,7 @@ def _file_backend(tmp_path: Path) -> Backend:
         unreachable=lambda: file_router.FileRouter("local", _under_a_file(tmp_path) / "routes.json"),
         corrupt=corrupt,
         raw=lambda: path.read_bytes() if path.exists() else None,
+        supports_cohorts=True,
     )
 
 
