@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from controller import contract, errors, gates, judge, load, plan, prometheus, promql, spec, split, templates
+from controller import contract, errors, gates, judge, load, plan, prometheus, promql, spec, split, templates, traffic
 
 MAX_WINDOW = timedelta(days=7)
 
@@ -52,13 +52,36 @@ class Target:
     gates: tuple[spec.Gate, ...]
     segments: tuple[str, ...]
     min_samples: int
+    cohorts: tuple[templates.CohortQuery, ...] = ()  # judged one by one; () judges the route as one
 
 
 def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
-    """The contract's view of the rollout (`contract.target`), with its current step's minimum samples."""
+    """The contract's view of the rollout (`contract.target`), with its current step's minimum samples
+    and the cohorts its step has open (`judged`)."""
     known = contract.target(loaded, config)
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-    return Target(known.rollout, known.route, known.router_type, known.gates, known.segments, step.min_samples or 0)
+    cohorts = judged(plan.desired_state(loaded)) if len(known.variants) > 1 else ()
+    return Target(
+        known.rollout, known.route, known.router_type, known.gates, known.segments, step.min_samples or 0, cohorts
+    )
+
+
+def judged(state: traffic.RouteState) -> tuple[templates.CohortQuery, ...]:
+    """The cohorts a route's gates judge one by one: each cohort the state has open, in its order, and
+    everyone else while everyone's canary weight is above 0; () when no cohort is open (the route is
+    judged as one, as before cohorts). A cohort at 100% has no stable traffic of its own: its canary is
+    compared with stable over the whole route."""
+    if not state.cohorts:
+        return ()
+    out: list[templates.CohortQuery] = []
+    before: list[tuple[str, tuple[str, ...]]] = []
+    for c in state.cohorts:
+        matchers = templates.cohort_matchers(c.key, c.values, before=before)
+        out.append(templates.CohortQuery(c.name, matchers, whole_route_stable=c.canary >= 100))
+        before.append((c.key, c.values))
+    if state.weight(traffic.CANARY) > 0:
+        out.append(templates.CohortQuery(gates.EVERYONE, templates.cohort_matchers("", (), before=before)))
+    return tuple(out)
 
 
 Key = tuple[str, str, str, tuple[str, ...]]  # group, subject, variant, segment values
@@ -109,14 +132,14 @@ def evaluate(
                 )
                 continue
             t_of = template.of(g.flavour)
-            measured, dup = _measured(answer, g, _subject(g, t), scale=_scale(t_of))
-            if dup:
+            judged_rows = _judge(gate, answer, t, g, method(t_of), scale=_scale(t_of))
+            if judged_rows is None:
                 error = f"gate {gate.use}: the query returned several series for one variant and segment"
                 evidence.append(
                     gates.GateEvidence.unmeasured(t.rollout, gate, error, min_samples=t.min_samples, **common)
                 )
                 continue
-            rows, verdict = gates.judge_segments(gate, measured, min_samples=t.min_samples, method=method(t_of))
+            rows, verdict = judged_rows
             evidence.append(
                 gates.GateEvidence(
                     rollout=t.rollout,
@@ -131,6 +154,69 @@ def evaluate(
                 )
             )
         out[t.rollout] = tuple(evidence)
+    return out
+
+
+def _judge(
+    gate: spec.Gate,
+    answer: _Answer,
+    t: Target,
+    g: templates.Group,
+    how: gates.Method,
+    *,
+    scale: float,
+) -> tuple[tuple[gates.SegmentEvidence, ...], gates.Verdict] | None:
+    """A gate's rows and verdict from its template's answer: the route as one or, with cohorts open (on
+    metrics that carry their labels), each cohort on its own, the worst verdict winning and the gate's
+    alpha shared among them. None when the answer has several series for one variant and segment."""
+    subject = contract.subject(g.flavour, t)
+    cohorts = _cohorts(t, g.flavour)
+    if not cohorts:
+        measured, dup = _measured(answer, g, subject, scale=scale)
+        return None if dup else gates.judge_segments(gate, measured, min_samples=t.min_samples, method=how)
+    rows: list[gates.SegmentEvidence] = []
+    verdicts = []
+    for c in cohorts:
+        mine = templates.group(g.flavour, g.segments, subjects=[subject], matchers=c.matchers)
+        measured, dup = _measured(answer, mine, subject, scale=scale)
+        if c.whole_route_stable:
+            whole_group = templates.group(g.flavour, (), subjects=[subject])
+            whole, dup_whole = _measured(answer, whole_group, subject, scale=scale)
+            dup = dup or dup_whole
+            stable = whole.get((), {}).get("stable", gates.NO_DATA)
+            measured = {seg: {**by, "stable": stable} for seg, by in measured.items()}
+        if dup:
+            return None
+        found, verdict = gates.judge_segments(
+            gate, measured, min_samples=t.min_samples, method=how, cohort=c.name, alpha_share=1 / len(cohorts)
+        )
+        if c.whole_route_stable:
+            note = "; at 100% the cohort has no stable of its own: compared with stable over the whole route"
+            found = tuple(replace(r, reason=r.reason + note) for r in found)
+        rows += found
+        verdicts.append(verdict)
+    return tuple(rows), gates.worst(verdicts)
+
+
+def _cohorts(t: Target | contract.Target, flavour: templates.Flavour) -> tuple[templates.CohortQuery, ...]:
+    """The cohorts a target's gate judges apart: none on Envoy's or LiteLLM's own metrics, which carry no
+    cohort label (lint R011 says so), nor for the contract check, which looks at whole routes."""
+    if flavour.by_rollout or not isinstance(t, Target):
+        return ()
+    return t.cohorts
+
+
+def _groups(template: templates.Template, t: Target | contract.Target) -> list[templates.Group]:
+    """Every group a target's gate on `template` is asked in: the route's, or each judged cohort's, and
+    the whole route's stable without segments where a cohort at 100% is compared with it."""
+    g = contract.group_of(template, t)
+    cohorts = _cohorts(t, g.flavour)
+    if not cohorts:
+        return [g]
+    subjects = sorted(g.subjects)
+    out = [templates.group(g.flavour, g.segments, subjects=subjects, matchers=c.matchers) for c in cohorts]
+    if any(c.whole_route_stable for c in cohorts):
+        out.append(templates.group(g.flavour, (), subjects=subjects))
     return out
 
 
@@ -151,7 +237,8 @@ def _scale(t: spec.GateTemplate) -> float:
     return t.scale if isinstance(t, spec.QuantileTemplate) else 1.0
 
 
-Members = dict[str, dict[tuple[templates.Flavour, tuple[str, ...]], set[str]]]  # template -> group -> subjects
+GroupKey = tuple[templates.Flavour, tuple[str, ...], tuple[str, ...]]  # flavour, segments, cohort matchers
+Members = dict[str, dict[GroupKey, set[str]]]  # template -> group -> subjects
 
 
 def _templates_asked(
@@ -166,12 +253,13 @@ def _templates_asked(
         for gate in t.gates:
             try:
                 template = templates.resolve(gate.use, config)
-                g = contract.group_of(template, t)
+                asked = _groups(template, t)
             except promql.QueryError as exc:
                 refused[(t.rollout, gate.use)] = f"rollout {t.rollout}, gate {gate.use}: {exc}"
                 continue
             plans[gate.use] = template
-            members[gate.use][(g.flavour, g.segments)] |= set(g.subjects)
+            for g in asked:
+                members[gate.use][(g.flavour, g.segments, g.matchers)] |= set(g.subjects)
     return plans, members, refused
 
 
@@ -181,13 +269,13 @@ def _subject(g: templates.Group, t: Target) -> str:
 
 def _ask(
     template: templates.Template,
-    members: Mapping[tuple[templates.Flavour, tuple[str, ...]], set[str]],
+    members: Mapping[GroupKey, set[str]],
     *,
     metrics: prometheus.Prometheus,
     at: datetime,
     window: timedelta,
 ) -> _Answer:
-    groups = [templates.group(f, segs, subjects=sorted(subjects)) for (f, segs), subjects in members.items()]
+    groups = [templates.group(f, segs, subjects=sorted(subs), matchers=m) for (f, segs, m), subs in members.items()]
     by_key = {g.key: g for g in groups}
     try:
         query = templates.compile_query(template, groups, window=window)
@@ -286,7 +374,10 @@ def check_contract(
     answers: dict[str, Mapping[tuple[str, str], Sequence[tuple[Mapping[str, str], float]]] | str] = {}
     for name, template in plans.items():
         try:
-            groups = [templates.group(f, segs, subjects=sorted(subs)) for (f, segs), subs in members[name].items()]
+            groups = [
+                templates.group(f, segs, subjects=sorted(subs), matchers=m)
+                for (f, segs, m), subs in members[name].items()
+            ]
             query = contract.compile_query(template, groups, window=window)
             found = metrics.query(query, at=at) if query else []
             answers[name] = contract.read((s.labels, s.value) for s in found)

@@ -73,7 +73,7 @@ def brief(e: gates.GateEvidence) -> str:
             if c.verdict is not gates.Verdict.FAIL or c.estimate is None or not math.isfinite(c.estimate):
                 continue
             value, limit = _brief_stat(c.estimate, c.unit), _brief_stat(c.limit, c.unit)
-            where = "" if not s.segment else f" ({gates.segment_text(s.segment)})"
+            where = "" if not (s.segment or s.cohort) else f" ({gates.where(s)})"
             match c.name:
                 case "max" | "maxIncrease":
                     said = f"{value} > {limit}"
@@ -141,6 +141,7 @@ def to_json(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) ->
                 "segments": [
                     {
                         "segment": dict(s.segment),
+                        **({"cohort": s.cohort} if s.cohort else {}),
                         "stable": {"value": s.stable.value, "samples": s.stable.samples},
                         "canary": {"value": s.canary.value, "samples": s.canary.samples},
                         "verdict": str(s.verdict),
@@ -175,7 +176,7 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
         for s in e.segments:
             mark = "" if s.counted else " (not counted)"
             lines.append(
-                f"  {gates.segment_text(s.segment):<24} {_num(s.stable.value):>10} {_count(s.stable.samples):>7} "
+                f"  {gates.where(s):<24} {_num(s.stable.value):>10} {_count(s.stable.samples):>7} "
                 f"{_num(s.canary.value):>10} {_count(s.canary.samples):>7}  {s.verdict!s:<12}  {_checks(s)}; {s.reason}{mark}"
             )
         lines.append("")
@@ -203,7 +204,7 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
         for s in e.segments:
             counted = "" if s.counted else " (not counted)"
             lines.append(
-                f"| {report.md(e.name)} | {report.md(gates.segment_text(s.segment))} "
+                f"| {report.md(e.name)} | {report.md(gates.where(s))} "
                 f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
                 f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
                 f"| {report.md(s.reason + counted)} |"

@@ -479,6 +479,18 @@ def segment_text(segment: Segment) -> str:
     return ", ".join(f"{k}={v}" for k, v in segment) or "all"
 
 
+def where(row: SegmentEvidence) -> str:
+    """Where a row of evidence was measured, as people read it: `cohort beta, tenant_tier=trial`,
+    `everyone else`, `tenant_tier=gold`, or `all`."""
+    if not row.cohort:
+        return segment_text(row.segment)
+    cohort = "everyone else" if row.cohort == EVERYONE else f"cohort {row.cohort}"
+    return cohort + (f", {segment_text(row.segment)}" if row.segment else "")
+
+
+EVERYONE = "*"  # the cohort name of the requests in no cohort, where cohorts are judged one by one
+
+
 @dataclass(frozen=True)
 class SegmentEvidence:
     segment: Segment
@@ -488,6 +500,7 @@ class SegmentEvidence:
     reason: str
     counted: bool  # enough canary samples: this segment's verdict takes part in the gate's
     checks: tuple[Check, ...] = ()  # each threshold with the judge's estimate and bounds
+    cohort: str = ""  # the cohort judged ('' when the rollout's cohorts are not judged apart; EVERYONE)
 
 
 TRAFFIC_SPLIT = "traffic_split"  # the built-in check's name where a gate's would be (`controller.split`)
@@ -572,21 +585,23 @@ def judge_segments(
     *,
     min_samples: int,
     method: Method = VALUE,
+    cohort: str = "",
+    alpha_share: float = 1.0,
 ) -> tuple[tuple[SegmentEvidence, ...], Verdict]:
     """Per-segment verdicts, and the gate's: the worst segment with enough canary samples.
     No segment with enough samples is INCONCLUSIVE. The gate's alpha is shared among its segments
     (Bonferroni), so one gate fails a canary within its limits with chance at most alpha however
-    many segments it judges."""
+    many segments it judges; `alpha_share` is this call's part of it, where a gate judges several
+    cohorts (`cohort`) one call each."""
     rows = []
     segments = sorted(measured) or [()]
     for segment in segments:
         by_variant = measured.get(segment, {})
         stable, canary = by_variant.get("stable", NO_DATA), by_variant.get("canary", NO_DATA)
-        j = judge(
-            gate, stable=stable, canary=canary, min_samples=min_samples, method=method, alpha_share=1 / len(segments)
-        )
+        share = alpha_share / len(segments)
+        j = judge(gate, stable=stable, canary=canary, min_samples=min_samples, method=method, alpha_share=share)
         rows.append(
-            SegmentEvidence(segment, stable, canary, j.verdict, j.reason, enough(canary, min_samples), j.checks)
+            SegmentEvidence(segment, stable, canary, j.verdict, j.reason, enough(canary, min_samples), j.checks, cohort)
         )
     counted = [r.verdict for r in rows if r.counted]
     return tuple(rows), worst(counted)

@@ -78,8 +78,8 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
             "no gate has onFail: rollback; a regression would never roll back",
         )
     for i, step in enumerate(s.steps):
-        if step.shadow is not None:
-            break
+        if step.shadow is not None or step.cohort is not None:
+            break  # shadow first, or a cohort first (internal users, a tier): the careful start R004 asks for
         if step.weight is not None and step.weight > 0:
             if step.weight > 5:
                 add(
@@ -122,6 +122,29 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         found = _coarse(gate, config, router.type if router is not None else "")
         if found is not None:
             add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
+    for i, cohort in enumerate(s.cohorts):
+        if cohort.key not in s.analysis.segments:
+            add(
+                "R011",
+                ("spec", "cohorts", i, "match"),
+                f"the gates judge cohort {cohort.name!r} by the metric label {cohort.key!r}, which "
+                "analysis.segments does not list: list it, so that `rollout doctor` checks that your metrics carry it "
+                "(without it the cohort's requests are never measured, and the gates hold)",
+            )
+    if s.cohorts and router is not None:
+        for i, gate in enumerate(s.analysis.gates):
+            try:
+                flavour = templates.resolve(gate.use, config).flavour_for(router.type)
+            except promql.QueryError:
+                continue
+            if flavour.by_rollout:
+                add(
+                    "R011",
+                    ("spec", "analysis", "gates", i, "use"),
+                    f"gate {gate.use} reads {router.type}'s own metrics, which carry no cohort label: it judges the "
+                    "route as one, so a regression one cohort sees may hide in the others' traffic; add a gate on "
+                    "your application's metrics (controller.yaml gateTemplates) to judge each cohort",
+                )
     rate = s.analysis.expected_rate
     if rate is not None:
         for i, step in enumerate(s.steps):

@@ -461,7 +461,7 @@ def _raw_reason(e: gates.GateEvidence) -> str:
     bad = [s for s in e.segments if s.counted and s.verdict is e.verdict]
     if not bad:
         return ""
-    where = gates.segment_text(bad[0].segment)
+    where = gates.where(bad[0])
     return f"{bad[0].reason}" + (f" ({where})" if where and where != "all" else "")
 
 
@@ -477,7 +477,7 @@ def _evidence_row(e: gates.GateEvidence) -> dict[str, Any]:
         "reason": gate_reason(e)[:500],
         "segments": [
             {
-                "segment": gates.segment_text(s.segment),
+                "segment": gates.where(s),
                 "stable": s.stable.value,
                 "canary": s.canary.value,
                 "canarySamples": s.canary.samples,

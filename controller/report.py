@@ -132,6 +132,32 @@ def _shadow(state: traffic.RouteState | None) -> str:
     return "-" if state is None else f"{state.shadow}%"
 
 
+def _cohort_rows(live: traffic.RouteState | None, desired: traffic.RouteState) -> list[tuple[str, str, str]]:
+    """(cohort, live, desired) for each cohort open in either state, desired's first: a cohort not open
+    routes as everyone does."""
+    names = [c.name for c in desired.cohorts] + [
+        c.name for c in (live.cohorts if live else ()) if not desired.cohort(c.name)
+    ]
+
+    def text(state: traffic.RouteState | None, name: str) -> str:
+        if state is None:
+            return "-"
+        c = state.cohort(name)
+        return f"canary {c.canary}% ({c.key}={'|'.join(c.values)})" if c else "as everyone"
+
+    return [(name, text(live, name), text(desired, name)) for name in names]
+
+
+def _with_cohorts(state: traffic.RouteState | None) -> str:
+    cohorts = cohorts_cell(state)
+    return _split(state) + (f"; cohorts {cohorts}" if cohorts else "")
+
+
+def cohorts_cell(state: traffic.RouteState | None) -> str:
+    """A state's open cohorts in a few words, for a table cell: `internal 100%, beta 25%`, or ''."""
+    return ", ".join(f"{c.name} {c.canary}%" for c in state.cohorts) if state else ""
+
+
 @dataclass(frozen=True)
 class MetricsCheck:
     """`rollout plan`'s metrics-contract check: each checked rollout's gates, or why Prometheus could not say."""
@@ -291,6 +317,9 @@ def _plan_text(
         lines.append(f"{_mark(d)} {d.name}  router {d.router}, route {d.route}  {_where(d)}  rev {rev}")
         lines.append(f"    weights  live: {_split(d.live):<28} desired: {_split(d.desired)}")
         lines.append(f"    shadow   live: {_shadow(d.live):<28} desired: {_shadow(d.desired)}")
+        for name, live, desired in _cohort_rows(d.live, d.desired):
+            lines.append(f"    cohort {name}")
+            lines.append(f"             live: {live:<28} desired: {desired}")
         lines.append(f"    drift    {'yes' if d.drift else 'no'}")
         lines.append(f"    next     {d.action}")
         lines += _timing_text(d.timing)
@@ -357,7 +386,7 @@ def _plan_markdown(
     for d in diffs:
         lines.append(
             f"| {_mark(d)} {md(d.name)} | {md(d.router)}/{md(d.route)} | {_step_cell(d)} | {d.phase or 'no canary'} "
-            f"| {md(_split(d.live))} | {md(_split(d.desired))} | {_shadow(d.live)} → {_shadow(d.desired)} "
+            f"| {md(_with_cohorts(d.live))} | {md(_with_cohorts(d.desired))} | {_shadow(d.live)} → {_shadow(d.desired)} "
             f"| {'**yes**' if d.drift else 'no'} | {md(d.action)} |"
         )
     lines += ["", md(summary(diffs, failures, problems))]

@@ -92,7 +92,8 @@ def applies(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> bool:
     """Whether the rollout gets the check now: opted in (the default), a canary in flight, a router that
     splits request by request, and a live step with a weight strictly between 0 and 100 (a shadow step
     mirrors requests, which the request series do not tell from live ones; 0 and 100 leave nothing to
-    split)."""
+    split), with no cohort open: the route's share is then a mix of the cohorts' weights, in proportions
+    of their traffic that no spec states."""
     s = loaded.rollout.spec
     if not s.analysis.traffic_split or s.canary is None or plan.rolled_back(loaded):
         return False
@@ -100,7 +101,12 @@ def applies(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> bool:
     if router is None or router.type in STICKY_ROUTERS:
         return False
     step = s.steps[plan.current_step(loaded)]
-    return step.weight is not None and 0 < step.weight < 100
+    return (
+        step.weight is not None
+        and step.cohort is None
+        and 0 < step.weight < 100
+        and not plan.desired_state(loaded).cohorts
+    )
 
 
 def target(

@@ -255,10 +255,12 @@ class Group:
     flavour: Flavour
     segments: tuple[str, ...]
     subjects: frozenset[str]
+    matchers: tuple[str, ...] = ()  # PromQL matchers picking a cohort's requests (app flavour only)
 
     @property
     def key(self) -> str:
-        return f"{self.flavour}:{','.join(self.segments)}"
+        cohort = f"|{','.join(self.matchers)}" if self.matchers else ""
+        return f"{self.flavour}:{','.join(self.segments)}{cohort}"
 
     @property
     def subject_label(self) -> str:
@@ -269,14 +271,40 @@ class Group:
         return (self.subject_label, "variant", *self.segments)
 
 
-def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str]) -> Group:
+def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str], matchers: Sequence[str] = ()) -> Group:
     if flavour.by_rollout:
-        segments = ()  # Envoy's and LiteLLM's metrics carry no segment labels
+        segments, matchers = (), ()  # Envoy's and LiteLLM's metrics carry no segment or cohort labels
     for s in segments:
         promql.label(s)
         if s in RESERVED_LABELS or s in ("route", "variant", "rollout"):
             raise promql.QueryError(f"segment label {s!r} is reserved")
-    return Group(flavour, tuple(segments), frozenset(subjects))
+    return Group(flavour, tuple(segments), frozenset(subjects), tuple(matchers))
+
+
+@dataclass(frozen=True)
+class CohortQuery:
+    """One cohort the gates judge on its own: its name (`gates.EVERYONE` for the requests in no cohort),
+    the matchers picking its requests, and whether its canary is compared with stable over the whole
+    route (a cohort at 100% has no stable of its own)."""
+
+    name: str
+    matchers: tuple[str, ...]
+    whole_route_stable: bool = False
+
+
+def cohort_matchers(
+    key: str, values: Sequence[str], *, before: Sequence[tuple[str, Sequence[str]]] = ()
+) -> tuple[str, ...]:
+    """The matchers picking a cohort's requests by their metric label `key`: one of `values`, and none of
+    the cohorts `before` it (a request belongs to the first cohort it matches). With `key` '' (everyone
+    else): only the negations. A series without the label is in no cohort, as a request without the
+    attribute is."""
+    if key in RESERVED_LABELS or key in ("route", "variant", "rollout"):
+        raise promql.QueryError(f"cohort label {key!r} is reserved")
+    out = [promql.matcher(k, "!~", promql.one_of(vs)) for k, vs in before]
+    if key:
+        out.append(promql.matcher(key, "=~", promql.one_of(values)))
+    return tuple(out)
 
 
 #: The parts of a ratio template's answer that sum its counts over time blocks (see `judge.Blocks`), in
@@ -336,10 +364,11 @@ def _block_sums(t: spec.RatioTemplate, g: Group, window: timedelta) -> dict[str,
 
 
 def subject_matchers(g: Group) -> list[str]:
+    """The matchers picking the group's series: its subjects', and its cohort's."""
     if g.flavour.by_rollout:
         pattern = f"{promql.one_of(g.subjects)}_(?:stable|canary)"
         return [promql.matcher(g.flavour.cluster_label, "=~", pattern)]
-    return [promql.matcher("route", "=~", promql.one_of(g.subjects))]
+    return [promql.matcher("route", "=~", promql.one_of(g.subjects)), *g.matchers]
 
 
 def _increase(selector: str, g: Group, window: str, *, extra: Sequence[str] = ()) -> str:

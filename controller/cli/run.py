@@ -20,7 +20,7 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import load, reconcile, spec
+    from controller import gates, load, reconcile, spec
     from controller.forge import base as forge_base
     from controller.routers import base
 
@@ -497,6 +497,16 @@ def _kept(look: _Look, router: str) -> str:
     return "kept warm"
 
 
+def _by_cohort(e: gates.GateEvidence) -> list[tuple[str, str]]:
+    """A gate's verdict in each cohort it judged (the worst of its counted rows there), in its order."""
+    from controller import gates as judging
+
+    found: dict[str, list[judging.Verdict]] = {}
+    for r in e.segments:
+        found.setdefault(r.cohort, []).extend([r.verdict] if r.counted else [])
+    return [("everyone else" if c == judging.EVERYONE else c, str(judging.worst(vs))) for c, vs in found.items()]
+
+
 def _status_lines(look: _Look, *, now: datetime) -> list[str]:
     """One block per rollout: step, live against desired, verdicts, timing advice, next action, PRs."""
     from controller import advice, plan, proposals, report, spec, split, traffic
@@ -530,6 +540,8 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
             for e in o.evidence:
                 if split.is_split(e) and e.segments and not e.error:
                     lines.append(f"           {e.name}: {e.segments[0].reason}")
+                elif any(r.cohort for r in e.segments):
+                    lines.append(f"           {e.name}: " + " · ".join(f"{w} {v}" for w, v in _by_cohort(e)))
         if s.canary is not None:
             timing = advice.step_advice(loaded, step=step, config=look.desired.config)
             lines += report.timing_lines(timing, indent="  ")

@@ -226,7 +226,7 @@ class Controller:
                 if e.gate is not None
             ),
             step_since=since,
-            samples=_samples([e for e in found if e.gate is not None]),
+            samples=_samples([e for e in found if e.gate is not None], cohort=_exposed(loaded)),
             traffic_split=next(
                 (
                     plan.GateResult(e.name, e.verdict, reason=proposals.gate_reason(e))
@@ -365,11 +365,20 @@ def _adapter(exc: errors.RolloutError) -> str:
     return "controller"
 
 
-def _samples(found: Sequence[gates.GateEvidence]) -> int | None:
-    """The canary requests behind the best-counted gate, or None when no gate counts samples."""
-    counts = [
-        sum(s.canary.samples for s in e.segments if s.canary.samples is not None)
-        for e in found
-        if any(s.canary.samples is not None for s in e.segments)
-    ]
+def _samples(found: Sequence[gates.GateEvidence], *, cohort: str) -> int | None:
+    """The canary requests behind the best-counted gate in the cohort the step exposes (where cohorts are
+    judged apart: its rows only), or None when no gate counts samples there."""
+
+    def mine(e: gates.GateEvidence) -> list[float]:
+        rows = [s for s in e.segments if s.canary.samples is not None]
+        if any(s.cohort for s in rows):
+            rows = [s for s in rows if s.cohort == cohort]
+        return [s.canary.samples for s in rows if s.canary.samples is not None]
+
+    counts = [sum(mine(e)) for e in found if mine(e)]
     return int(max(counts)) if counts else None
+
+
+def _exposed(loaded: load.LoadedRollout) -> str:
+    """The cohort the current step exposes, as gate rows name it: its own, or everyone else."""
+    return loaded.rollout.spec.steps[plan.current_step(loaded)].cohort or gates.EVERYONE

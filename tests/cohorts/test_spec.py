@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller import errors, load, plan, repo, spec, traffic
+from controller import carries, errors, load, plan, repo, spec, traffic
 
 CONFIG = """apiVersion: rollouts/v1
 kind: ControllerConfig
@@ -208,3 +208,10 @@ def test_cohort_order_is_the_spec_s_not_the_steps(tmp_path: Path) -> None:
     steps = "  steps:\n    - {cohort: beta, weight: 10}\n    - {cohort: internal, weight: 100}\n    - {weight: 100}\n"
     (loaded,) = load_text(tmp_path, rollout_text(steps=steps)).rollouts
     assert [c.name for c in plan.step_state(loaded.rollout.spec, 1).cohorts] == ["internal", "beta"]
+
+
+def test_the_readme_names_every_router_that_carries_cohorts() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    table = readme.split("### Cohorts: who gets the canary first", 1)[1].split("\n### ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines() if line.startswith("| `")}
+    assert rows == set(carries.COHORTS)

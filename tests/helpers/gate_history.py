@@ -86,7 +86,22 @@ def history() -> list[prom.PromSeries]:
         s.append(prom.PromSeries("litellm_total_tokens_metric_total", model, answered * 500))
     # a route whose name would break a carelessly built query
     s += _evals(WEIRD_ROUTE, "stable", 0.9, 20) + _evals(WEIRD_ROUTE, "canary", 0.9, 20)
-    return s + sequential_history() + split_history()
+    return s + sequential_history() + split_history() + cohort_history()
+
+
+def cohort_history() -> list[prom.PromSeries]:
+    """Two routes with cohorts open: internal users all on the canary (user_group=internal), beta
+    tenants a quarter on it (tenant_tier=beta), everyone else 5%. On `cohort-bad` only beta's canary
+    answers worse (70% against 90%); on `cohort-good` every canary is at least as good as stable."""
+    s: list[prom.PromSeries] = []
+    for route, beta_canary in (("cohort-bad", 0.70), ("cohort-good", 0.93)):
+        s += _evals(route, "canary", 0.93, 20, user_group="internal", tenant_tier="pro")
+        s += _evals(route, "stable", 0.90, 30, user_group="external", tenant_tier="beta")
+        s += _evals(route, "canary", beta_canary, 10, user_group="external", tenant_tier="beta")
+        for tier in ("free", "pro"):
+            s += _evals(route, "stable", 0.90, 40, user_group="external", tenant_tier=tier)
+            s += _evals(route, "canary", 0.93, 20, user_group="external", tenant_tier=tier)
+    return s
 
 
 # -- a step that began when the history did, for the sequential verdicts ------------------------------

@@ -58,6 +58,16 @@ CASES = [
         {"gates": "[{use: error_rate, max: 1%, onFail: rollback}, {use: latency_p95, maxIncrease: 10%}]"},
         [],
     ),
+    # R011: a cohort whose metric label analysis.segments does not list
+    ("cohort-label-unlisted", {"extra": "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"}, ["R011"]),
+    (
+        "cohort-label-listed",
+        {
+            "gates": "[{use: error_rate, max: 1%, onFail: rollback}], segments: [tenant_tier]",
+            "extra": "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n",
+        },
+        [],
+    ),
     # R007: at the expected rate, a step's `for` is too short for a gate to reach any decision
     (
         "step-too-short-to-decide",
