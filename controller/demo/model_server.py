@@ -6,7 +6,8 @@ tests and benches run it that way too, or in-process with `serving()`.
 
 One server is one variant (`stable` or `canary`) of one route; its behaviour (latency, 5xx rate, eval
 pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/behaviour (fields) or
-POST /admin/scenario (`{"name": "regression"}`, see `scenario()`).
+POST /admin/scenario (`{"name": "regression"}`, see `scenario()`); POST /admin/behaviour?segment=beta
+changes it for that segment's requests only (a regression one tenant tier sees).
 
 Metric names and labels follow `controller/templates.py`: `route`, `variant` and a segment label
 (default `tenant_tier`, read from the request header `x-tenant-tier`).
@@ -24,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +192,7 @@ class Model:
         self.metrics = Metrics(segment_label=segment_label)
         self._lock = threading.Lock()
         self._behaviour = behaviour
+        self._by_segment: dict[str, Behaviour] = {}  # segments that behave otherwise than the rest
         self.baseline = baseline or behaviour  # what a scenario changes (default: the starting behaviour)
         self._rng = random.Random(seed)
         self._outcomes = _Outcomes(self._rng)
@@ -202,8 +205,16 @@ class Model:
         with self._lock:
             return self._behaviour
 
-    def set_behaviour(self, changes: Mapping[str, Any]) -> Behaviour:
+    def behaviour_of(self, segment: str) -> Behaviour:
         with self._lock:
+            return self._by_segment.get(segment, self._behaviour)
+
+    def set_behaviour(self, changes: Mapping[str, Any], *, segment: str = "") -> Behaviour:
+        """Change how every request is answered or, with `segment`, that segment's requests only."""
+        with self._lock:
+            if segment:
+                self._by_segment[segment] = self._by_segment.get(segment, self._behaviour).replace(changes)
+                return self._by_segment[segment]
             self._behaviour = self._behaviour.replace(changes)
             return self._behaviour
 
@@ -217,7 +228,7 @@ class Model:
     def answer(self, request: Mapping[str, Any], *, segment: str) -> tuple[Answer, float]:
         """The answer to one chat completion request and how long to wait before sending it."""
         with self._lock:
-            b = self._behaviour
+            b = self._by_segment.get(segment, self._behaviour)
             delay = b.latency + self._rng.uniform(0, b.jitter) if b.jitter else b.latency
             failed = self._outcomes.draw(("error", segment), b.error_rate, exact=b.exact)
             passed = self._outcomes.draw(("eval", segment), b.eval_pass, exact=b.exact) if not failed else False
@@ -267,7 +278,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = exposition.generate_latest(model.metrics.registry)
             self._send_bytes(200, body, exposition.CONTENT_TYPE_LATEST)
         elif path == "/admin/behaviour":
-            self._send(200, dataclasses.asdict(model.behaviour))
+            self._send(200, dataclasses.asdict(model.behaviour_of(self._segment_param())))
         elif path == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": model.model, "object": "model", "owned_by": "demo"}]})
         else:
@@ -287,7 +298,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if path == "/admin/scenario":
                     behaviour = model.set_scenario(str(request.get("name", "")))
                 else:
-                    behaviour = model.set_behaviour(request)
+                    behaviour = model.set_behaviour(request, segment=self._segment_param())
             except BehaviourError as exc:
                 self._send(400, {"error": {"message": str(exc), "type": "invalid_request_error"}})
                 return
@@ -302,6 +313,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             answer = Answer(503, {"error": {"message": "shutting down", "type": "server_error"}})
         model.observe(segment, time.monotonic() - started)
         self._send(answer.status, answer.body)
+
+    def _segment_param(self) -> str:
+        """The `segment` query parameter of an admin request, or '' for every segment."""
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        return query.get("segment", [""])[0]
 
     def _json(self) -> dict[str, Any]:
         length = int(self.headers.get("content-length") or 0)

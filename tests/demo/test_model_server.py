@@ -185,6 +185,18 @@ def test_behaviour_changes_live(server: ms.Running) -> None:
     assert server.model.behaviour.error_rate == 1.0  # a refused change changes nothing
 
 
+def test_a_segment_can_behave_otherwise(server: ms.Running) -> None:
+    """A regression one tenant tier sees: the change applies to that segment's requests only."""
+    changed = httpx.post(f"{server.url}/admin/behaviour?segment=beta", json={"error_rate": 1.0}, timeout=5)
+    assert changed.status_code == 200 and changed.json()["error_rate"] == 1.0
+    assert chat(server.url, tier="beta").status_code == 500
+    assert chat(server.url, tier="pro").status_code == 200 and chat(server.url, tier=None).status_code == 200
+    assert httpx.get(f"{server.url}/admin/behaviour?segment=beta", timeout=5).json()["error_rate"] == 1.0
+    assert httpx.get(f"{server.url}/admin/behaviour", timeout=5).json()["error_rate"] == 0.0
+    httpx.post(f"{server.url}/admin/behaviour", json={"tokens": 50}, timeout=5).raise_for_status()
+    assert server.model.behaviour_of("beta").error_rate == 1.0  # the segment's own change stays
+
+
 def test_unknown_path_is_404(server: ms.Running) -> None:
     assert httpx.get(f"{server.url}/nope", timeout=5).status_code == 404
     assert httpx.post(f"{server.url}/v1/completions", json={}, timeout=5).status_code == 404
