@@ -67,6 +67,8 @@ TABLE: Mapping[str, Mapping[Difference, How]] = {
 COHORTS: Mapping[str, str] = {
     "file": "each route's entry lists its cohorts (match and weights); the application picks the first that "
     "matches the request's attributes (`controller.routers.file.pick`)",
+    "flagd": "the flag's targeting is an `if`: per cohort, the evaluation context's attribute `in` its values "
+    "selects the cohort's own `fractional` split; everyone else gets the last one",
 }
 
 

@@ -89,6 +89,7 @@ def _flagd_backend(tmp_path: Path) -> Backend:
         unreachable=lambda: flagd.FlagdRouter("flags", _under_a_file(tmp_path) / "rollouts.flagd.json"),
         corrupt=corrupt,
         raw=lambda: path.read_bytes() if path.exists() else None,
+        supports_cohorts=True,
     )
 
 

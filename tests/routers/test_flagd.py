@@ -50,16 +50,40 @@ SERVED = {
     ),
 }
 USERS = [f"user-{i}" for i in range(10_000)]
+INTERNAL = traffic.CohortSplit("internal", "user_group", ("internal",), 50)
+BETA = traffic.CohortSplit("beta", "tenant_tier", ("beta", "trial"), 25)
 
 
-def state(canary: int, shadow: int = 0, served: dict[str, traffic.Served] = SERVED) -> traffic.RouteState:
-    return traffic.RouteState({S: 100 - canary, C: canary}, shadow, served)
+def state(
+    canary: int,
+    shadow: int = 0,
+    served: dict[str, traffic.Served] = SERVED,
+    *,
+    cohorts: tuple[traffic.CohortSplit, ...] = (),
+) -> traffic.RouteState:
+    return traffic.RouteState({S: 100 - canary, C: canary}, shadow, served, cohorts=cohorts)
 
 
 @pytest.mark.parametrize(
     "desired",
-    [state(0), state(5, 50), state(100), state(30, served={}), traffic.RouteState({S: 100}, 0, {S: SERVED[S]})],
-    ids=["stable-only-traffic", "canary-with-shadow", "all-canary", "no-served-info", "single-variant"],
+    [
+        state(0),
+        state(5, 50),
+        state(100),
+        state(30, served={}),
+        traffic.RouteState({S: 100}, 0, {S: SERVED[S]}),
+        state(0, cohorts=(INTERNAL,)),
+        state(5, 10, cohorts=(INTERNAL, BETA)),
+    ],
+    ids=[
+        "stable-only-traffic",
+        "canary-with-shadow",
+        "all-canary",
+        "no-served-info",
+        "single-variant",
+        "one-cohort",
+        "two-cohorts",
+    ],
 )
 def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: traffic.RouteState) -> None:
     router = flagd.FlagdRouter("flags", tmp_path / "flags.json")
@@ -90,7 +114,7 @@ def upstream_errors(documents: list[Any]) -> list[str | None]:
 
 def test_flag_shape() -> None:
     got = flagd.flag(state(10, 25))
-    assert got["targeting"] == {"fractional": [flagd.BUCKET_BY, [S, 90], [C, 10]]}
+    assert got["targeting"] == {"fractional": [flagd.BUCKET_BY, [C, 10], [S, 90]]}  # the canary's buckets first
     assert got["defaultVariant"] == S
     assert got["variants"][C] == {
         "model": "acme/triage-8b",
@@ -100,6 +124,33 @@ def test_flag_shape() -> None:
         "params": {"temperature": 0},
     }
     assert got["metadata"]["shadow"] == 25
+    assert "cohorts" not in got["metadata"]
+
+
+def test_cohort_flag_shape() -> None:
+    """Each cohort is a condition on one context attribute and its own split, in precedence order,
+    sharing everyone's buckets; everyone's split, unmanaged variants included, is the last branch."""
+    current = flagd.flag(state(5))
+    current["variants"]["hotfix"] = {"model": "acme/hotfix"}
+    current["targeting"]["fractional"].append(["hotfix", 20])
+    got = flagd.flag(traffic.RouteState({S: 75, C: 5}, 0, SERVED, {"hotfix": 20}, cohorts=(INTERNAL, BETA)), current)
+    assert got["targeting"] == {
+        "if": [
+            {"in": [{"var": "user_group"}, ["internal"]]},
+            {"fractional": [flagd.BUCKET_BY, [C, 50], [S, 50]]},
+            {"in": [{"var": "tenant_tier"}, ["beta", "trial"]]},
+            {"fractional": [flagd.BUCKET_BY, [C, 25], [S, 75]]},
+            {"fractional": [flagd.BUCKET_BY, [C, 5], [S, 75], ["hotfix", 20]]},
+        ]
+    }
+    assert got["metadata"]["cohorts"] == "internal,beta"
+    live = flagd.parse_flag(got, where="test")
+    assert live.cohorts == (INTERNAL, BETA) and dict(live.others) == {"hotfix": 20}
+
+
+def _cohort_targeting(data: dict[str, Any]) -> list[Any]:
+    branches: list[Any] = data["targeting"]["if"]
+    return branches
 
 
 @pytest.mark.parametrize(
@@ -107,16 +158,71 @@ def test_flag_shape() -> None:
     [
         (lambda f: f.pop("targeting"), "not a 'fractional' split"),
         (lambda f: f["targeting"]["fractional"].append(["blue", 5]), "does not define"),
-        (lambda f: f["targeting"]["fractional"].__setitem__(1, [S, "ninety"]), "whole percents"),
-        (lambda f: f["targeting"]["fractional"].__setitem__(1, [S, 80]), "sum to 100"),
+        (lambda f: f["targeting"]["fractional"].__setitem__(2, [S, "ninety"]), "whole percents"),
+        (lambda f: f["targeting"]["fractional"].__setitem__(2, [S, 80]), "sum to 100"),
+        (lambda f: f["targeting"]["fractional"].append([S, 0]), "twice"),
+        (lambda f: f["targeting"].__setitem__("var", "x"), "not a 'fractional' split"),
+        (lambda f: f["metadata"].__setitem__("cohorts", "internal"), "no cohort 'if'"),
         (lambda f: f.__setitem__("state", "DISABLED"), "not ENABLED"),
         (lambda f: f["metadata"].__setitem__("shadow", "lots"), "shadow"),
         (lambda f: f.__setitem__("variants", []), "no 'variants'"),
     ],
-    ids=["no-targeting", "unknown-variant", "weight-not-int", "sum-not-100", "disabled", "bad-shadow", "no-variants"],
+    ids=[
+        "no-targeting",
+        "unknown-variant",
+        "weight-not-int",
+        "sum-not-100",
+        "variant-twice",
+        "extra-operator",
+        "cohort-names-without-if",
+        "disabled",
+        "bad-shadow",
+        "no-variants",
+    ],
 )
 def test_parse_flag_refuses_what_it_did_not_write(mutate: Callable[[dict[str, Any]], Any], message: str) -> None:
     data = flagd.flag(state(10))
+    mutate(data)
+    with pytest.raises(errors.RouterStateError, match=message):
+        flagd.parse_flag(data, where="test")
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda f: f["metadata"].pop("cohorts"), "does not name them"),
+        (lambda f: f["metadata"].__setitem__("cohorts", "internal"), "names 1 cohorts but the targeting has 2"),
+        (lambda f: _cohort_targeting(f).pop(), "not cohort conditions and splits"),
+        (lambda f: _cohort_targeting(f).__setitem__(4, {"if": []}), "not everyone's 'fractional'"),
+        (lambda f: _cohort_targeting(f).__setitem__(0, {"==": [{"var": "user_group"}, "internal"]}), "condition"),
+        (lambda f: _cohort_targeting(f)[0]["in"].__setitem__(0, {"var": ["user_group", "x"]}), "one attribute"),
+        (lambda f: _cohort_targeting(f)[0]["in"].__setitem__(1, "internal"), "one attribute"),  # a substring test
+        (lambda f: _cohort_targeting(f)[2]["in"][1].append(7), "one attribute"),
+        (lambda f: _cohort_targeting(f).__setitem__(1, {"fractional": "oops"}), "split of cohort 'internal'"),
+        (lambda f: _cohort_targeting(f)[1]["fractional"].append(["previous", 0]), "does not define"),
+        (lambda f: _cohort_targeting(f)[3]["fractional"].__setitem__(2, [S, 70]), "summing to 100"),
+        (lambda f: _cohort_targeting(f).insert(4, {"fractional": []}), "not cohort conditions and splits"),
+        (lambda f: f["targeting"].__setitem__("fractional", []), "not cohort conditions and splits"),
+    ],
+    ids=[
+        "names-missing",
+        "names-too-few",
+        "even-branches",
+        "everyone-not-fractional",
+        "condition-not-in",
+        "var-not-a-key",
+        "values-not-a-list",
+        "value-not-a-string",
+        "cohort-split-malformed",
+        "cohort-split-unknown-variant",
+        "cohort-split-not-100",
+        "extra-branch",
+        "extra-operator",
+    ],
+)
+def test_parse_flag_refuses_cohorts_it_did_not_write(mutate: Callable[[dict[str, Any]], Any], message: str) -> None:
+    data = flagd.flag(state(5, cohorts=(INTERNAL, BETA)))
+    assert flagd.parse_flag(data, where="test").cohorts == (INTERNAL, BETA)
     mutate(data)
     with pytest.raises(errors.RouterStateError, match=message):
         flagd.parse_flag(data, where="test")
@@ -244,8 +350,26 @@ def test_a_change_is_picked_up_without_restarting_the_reader(
             {"flags": {ROUTE: {"state": "ENABLED", "variants": {S: {}}, "targeting": {"fractional": [{}, [S, 1.5]]}}}},
             True,
         ),
+        (
+            {
+                "flags": {
+                    ROUTE: {
+                        "state": "ENABLED",
+                        "variants": {S: {}},
+                        "targeting": {
+                            "if": [
+                                {"in": [{"var": "tier"}, "beta"]},
+                                {"fractional": [{}, [S, 1]]},
+                                {"fractional": [{}, [S, 1]]},
+                            ]
+                        },
+                    }
+                }
+            },
+            False,
+        ),  # a substring test (JSONLogic `in` on a string) is no cohort's condition
     ],
-    ids=["no-state", "unknown-state", "string-variant", "fractional-weight-not-int"],
+    ids=["no-state", "unknown-state", "string-variant", "fractional-weight-not-int", "cohort-in-a-string"],
 )
 def test_the_schemas_can_fail(bad: dict[str, Any], upstream_too: bool) -> None:
     """Our subset schema refuses each; the upstream schema refuses what is not a flag at all."""
