@@ -1,6 +1,8 @@
 """The flags router: the flag it writes, checked by flagd's own parsers (the Python flagd core, and the
 JavaScript flagd core's strict parser with the upstream flag schema) and by our stricter subset schema,
-then evaluated by the real OpenFeature flagd provider (in-process file resolver) the way an application would.
+then evaluated by the real OpenFeature flagd provider (in-process file resolver) the way an application would;
+a flag with cohorts is evaluated by the JavaScript flagd core as well, and both must route each request by its
+cohort.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,19 +100,7 @@ def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: traffic.RouteS
 def upstream_errors(documents: list[Any]) -> list[str | None]:
     """Each document through the JavaScript flagd core's strict parser (the upstream flag schema):
     None where it is accepted, else the parser's error. `bash .ci/run` installs that package."""
-    node = shutil.which("node")
-    if node is None or not FLAGD_CORE_JS.is_dir():
-        pytest.skip("needs node and @openfeature/flagd-core in tests/.node (bash .ci/run installs them)")
-    run = subprocess.run(
-        [node, str(TESTS / "helpers/flagd_check.js"), str(FLAGD_CORE_JS)],
-        input=json.dumps(documents),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    answers: list[str | None] = json.loads(run.stdout)
-    return answers
+    return run_js("flagd_check.js", documents)
 
 
 def test_flag_shape() -> None:
@@ -383,11 +374,15 @@ def test_the_schemas_can_fail(bad: dict[str, Any], upstream_too: bool) -> None:
 
 
 def _hand_added_hotfix(flags_file: Path) -> None:
-    """An operator adds a variant of their own to the flag during an incident: 20% of users."""
+    """An operator adds a variant of their own to the flag during an incident: 20% of everyone's users,
+    taken from stable, appended to everyone's split (the last branch when the flag has cohorts)."""
     document = json.loads(flags_file.read_text())
     entry = document["flags"][ROUTE]
     entry["variants"]["hotfix"] = {"model": "acme/hotfix-model"}
-    entry["targeting"]["fractional"] = [entry["targeting"]["fractional"][0], [S, 70], [C, 10], ["hotfix", 20]]
+    targeting = entry["targeting"]
+    everyone = targeting["if"][-1] if "if" in targeting else targeting
+    bucket_by, *split = everyone["fractional"]
+    everyone["fractional"] = [bucket_by, *([n, w - 20 if n == S else w] for n, w in split), ["hotfix", 20]]
     flags_file.write_text(json.dumps(document))
 
 
@@ -461,3 +456,133 @@ def test_a_malformed_flag_is_lowered_not_crashed_on(tmp_path: Path, targeting: A
     (tmp_path / "flags.json").write_text(json.dumps(document))
     live = base.apply(router, {ROUTE: state(0)}).state(ROUTE)
     assert live.weight(C) == 0 and not live.others
+
+
+# -- cohorts, evaluated by both of flagd's evaluators ------------------------------------------
+
+#: A request's evaluation-context attributes, by user (cycled): internal users, a beta and a trial tenant
+#: (one of them internal too: the first cohort listed wins), a tier no cohort lists, and no attribute.
+ATTRIBUTES: tuple[dict[str, str], ...] = (
+    {"user_group": "internal"},
+    {"tenant_tier": "beta"},
+    {"tenant_tier": "trial", "user_group": "internal"},
+    {"tenant_tier": "gold"},
+    {},
+)
+Evaluate = Callable[[list[str]], list[str]]
+
+
+def attributes(user: str) -> dict[str, str]:
+    return ATTRIBUTES[int(user.removeprefix("user-")) % len(ATTRIBUTES)]
+
+
+@pytest.fixture(params=["python", "javascript"])
+def evaluate(request: pytest.FixtureRequest, flags_file: Path, reader: Callable[[], OpenFeatureClient]) -> Evaluate:
+    """The variant each user's request gets from the flag file, each call with a fresh evaluator: the
+    Python in-process provider (through OpenFeature, as an application calls it) or the JavaScript
+    flagd core. Both are flagd's own; they bucket a user differently (each its own hash of the same
+    key), so what they must agree on is each request's split, not each user's variant."""
+    if request.param == "python":
+
+        def python(users: list[str]) -> list[str]:
+            client = reader()
+            out = []
+            for user in users:
+                details = client.get_object_details(ROUTE, {}, EvaluationContext(user, attributes(user)))
+                assert details.error_code is None, details
+                out.append(str(details.variant))
+            return out
+
+        return python
+
+    def javascript(users: list[str]) -> list[str]:
+        contexts = [{"targetingKey": user, **attributes(user)} for user in users]
+        document = json.loads(flags_file.read_text("utf-8"))
+        answers = run_js("flagd_eval.js", {"document": document, "flag": ROUTE, "contexts": contexts})
+        assert all(isinstance(a, str) for a in answers), [a for a in answers if not isinstance(a, str)][:3]
+        return [str(a) for a in answers]
+
+    return javascript
+
+
+def run_js(script: str, payload: Any) -> list[Any]:
+    """`tests/helpers/<script>` with flagd's JavaScript core, `payload` as JSON on stdin, its JSON answer."""
+    node = shutil.which("node")
+    if node is None or not FLAGD_CORE_JS.is_dir():
+        pytest.skip("needs node and @openfeature/flagd-core in tests/.node (bash .ci/run installs them)")
+    run = subprocess.run(
+        [node, str(TESTS / "helpers" / script), str(FLAGD_CORE_JS)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    answers: list[Any] = json.loads(run.stdout)
+    return answers
+
+
+def within_binomial(hits: int, n: int, share: float) -> bool:
+    """`hits` of `n` is within 4 standard deviations of a binomial with this share."""
+    return abs(hits - n * share) <= 4 * (n * share * (1 - share)) ** 0.5
+
+
+@pytest.mark.slow
+def test_each_request_gets_its_cohorts_split(flags_file: Path, evaluate: Evaluate) -> None:
+    desired = state(5, cohorts=(INTERNAL, BETA))
+    base.apply(flagd.FlagdRouter("flags", flags_file), {ROUTE: desired}).state(ROUTE)
+    got = dict(zip(USERS, evaluate(USERS), strict=True))
+    for group in ATTRIBUTES:
+        users = [u for u in USERS if attributes(u) == group]
+        share = desired.canary_for(group) / 100  # the core's own rule: the first cohort matched, else everyone's
+        counts = collections.Counter(got[u] for u in users)
+        assert set(counts) == {S, C}, (group, counts)
+        assert within_binomial(counts[C], len(users), share), (group, share, counts)
+    assert evaluate(USERS) == list(got.values())  # another evaluator: the same targetingKey, the same variant
+
+
+@pytest.mark.slow
+def test_a_canary_user_stays_one_as_cohorts_widen_and_give_way(flags_file: Path, evaluate: Evaluate) -> None:
+    """Through a ramp that opens the beta cohort, then internal, widens them, and gives way to everyone:
+    nobody on the canary at one step is off it at the next."""
+    router = flagd.FlagdRouter("flags", flags_file)
+    users = USERS[:3000]
+    ramp = [
+        state(0, cohorts=(replace(BETA, canary=10),)),
+        state(0, cohorts=(INTERNAL, replace(BETA, canary=10))),
+        state(5, cohorts=(INTERNAL, BETA)),
+        state(25, cohorts=(INTERNAL, BETA)),  # beta gives way to everyone: 25 is no more than everyone's
+        state(60, cohorts=(INTERNAL,)),  # and so does internal
+    ]
+    assert [len(s.cohorts) for s in ramp] == [1, 2, 2, 1, 0]
+    before: set[str] = set()
+    for desired in ramp:
+        base.apply(router, {ROUTE: desired}).state(ROUTE)
+        now = {u for u, v in zip(users, evaluate(users), strict=True) if v == C}
+        assert before <= now, (desired.describe(), sorted(before - now)[:5])
+        before = now
+
+
+@pytest.mark.slow
+def test_an_unmanaged_variant_lives_in_everyones_split_only(flags_file: Path, evaluate: Evaluate) -> None:
+    """A hand-added variant takes a share of everyone's requests, never a cohort's; lowering the canary
+    (part way, then out) never moves a user onto the canary, and the hand-added variant keeps its users."""
+    router = flagd.FlagdRouter("flags", flags_file)
+    beta = replace(BETA, canary=10)
+    base.apply(router, {ROUTE: state(5, cohorts=(INTERNAL, beta))}).state(ROUTE)
+    _hand_added_hotfix(flags_file)
+    live = router.read([ROUTE])[ROUTE]
+    assert isinstance(live, traffic.RouteState)
+    assert dict(live.others) == {"hotfix": 20} and live.cohorts == (INTERNAL, beta)
+    everyone = {u for u in USERS if not any(c.matches(attributes(u)) for c in live.cohorts)}
+    first = dict(zip(USERS, evaluate(USERS), strict=True))
+    hotfix = {u for u, v in first.items() if v == "hotfix"}
+    assert hotfix <= everyone  # a cohort's request never gets it
+    assert within_binomial(len(hotfix), len(everyone), 0.2)
+    canary = {u for u, v in first.items() if v == C}
+    for down in (live.lowered(5), live.lowered()):  # the cohorts give way to everyone's 5%, then a rollback
+        assert base.apply(router, {ROUTE: down}).state(ROUTE).same_traffic(down) and not down.cohorts
+        now = dict(zip(USERS, evaluate(USERS), strict=True))
+        assert {u for u, v in now.items() if v == C} <= canary, down.describe()  # nobody new on the canary
+        assert {u for u in everyone if now[u] == "hotfix"} == hotfix  # the same users keep it
+    assert C not in now.values()
