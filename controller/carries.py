@@ -71,6 +71,15 @@ COHORTS: Mapping[str, str] = {
     "selects the cohort's own `fractional` split; everyone else gets the last one",
 }
 
+#: router type -> why it cannot carry cohorts, where the router has a mechanism a user would reach for.
+NO_COHORTS: Mapping[str, str] = {
+    "litellm": "LiteLLM's tag routing (`enable_tag_filtering`, deployment `tags`) sends a request whose tags "
+    "match two cohorts to both cohorts' deployments at once, a blend of their splits instead of the first "
+    "cohort's (only deployment `order` could pick one, and it retries a failed request on the next cohort's "
+    "deployments), and keeps untagged requests off the cohorts' deployments only through the `default` tag, "
+    "which also takes every other deployment of the model group out of untagged traffic",
+}
+
 
 @dataclass(frozen=True)
 class Refusal:
@@ -110,10 +119,11 @@ def refusals(
                 out.append(Refusal(("spec", role, difference.value), f"router {name!r} ({router.type}) {why}"))
     if rollout.cohorts and router.type not in COHORTS:
         can = ", ".join(sorted(COHORTS))
+        why = f": {NO_COHORTS[router.type]}" if router.type in NO_COHORTS else ""
         out.append(
             Refusal(
                 ("spec", "cohorts"),
-                f"router {name!r} ({router.type}) cannot route by cohort; routers that can: {can}",
+                f"router {name!r} ({router.type}) cannot route by cohort{why}; routers that can: {can}",
             )
         )
     if isinstance(router, spec.EnvoyRouterConfig):

@@ -13,6 +13,8 @@ kind: ControllerConfig
 routers:
   local: {type: file, path: /tmp/never-written/routes.json}
   gateway: {type: litellm, url: "http://127.0.0.1:4000"}
+  edge: {type: envoy, admin: "http://127.0.0.1:9901", upstreams: {acme/a-2025: "127.0.0.1:9001", acme/b-2025: "127.0.0.1:9002"}}
+  flags: {type: flagd, path: /tmp/never-written/flags.json}
 """
 
 COHORTS = """  cohorts:
@@ -164,10 +166,25 @@ def test_refused_with_line_and_field(
     assert says in problem.message
 
 
-def test_a_router_that_cannot_route_by_cohort_is_refused(tmp_path: Path) -> None:
-    problem = only_problem(load_text(tmp_path, rollout_text(router="gateway")))
+@pytest.mark.parametrize("router", ["gateway", "edge"], ids=["litellm", "envoy"])
+def test_a_router_that_cannot_route_by_cohort_is_refused(tmp_path: Path, router: str) -> None:
+    problem = only_problem(load_text(tmp_path, rollout_text(router=router)))
     assert (problem.code, problem.field, problem.line) == ("E007", "spec.cohorts", 10)
-    assert "cannot route by cohort" in problem.message and "file" in problem.message
+    assert "cannot route by cohort" in problem.message and "routers that can: file, flagd" in problem.message
+
+
+def test_litellm_is_told_why_its_tag_routing_does_not_fit(tmp_path: Path) -> None:
+    """LiteLLM has a mechanism a user would reach for (tag routing): the refusal says why it does not fit."""
+    message = only_problem(load_text(tmp_path, rollout_text(router="gateway"))).message
+    for named in ("tag routing", "enable_tag_filtering", "blend of their splits", "`order`", "`default` tag"):
+        assert named in message, named
+    edge = only_problem(load_text(tmp_path, rollout_text(router="edge"))).message
+    assert "tag" not in edge  # the reason is LiteLLM's, not every router's
+
+
+def test_a_flagd_router_takes_cohorts(tmp_path: Path) -> None:
+    result = load_text(tmp_path, rollout_text(router="flags"))
+    assert not result.problems and [c.name for c in result.rollouts[0].rollout.spec.cohorts] == ["internal", "beta"]
 
 
 def test_schema_says_which_routers_are_sticky() -> None:
