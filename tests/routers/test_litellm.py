@@ -3,6 +3,8 @@ LiteLLM gate flavour) and the proxy callback applied to a real in-process `litel
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import copy
 import json
 from datetime import timedelta
@@ -699,3 +701,59 @@ def test_watcher_stamps_without_a_weights_file(tmp_path: Path) -> None:
     watcher = litellm_callback.WeightsWatcher(str(tmp_path / "absent.json"))
     assert watcher.tick(router) is False
     assert raw(router, "bot_stable")["model_info"]["rollout"]["routing_strategy"] == "least-busy"
+
+
+# -- cohorts: why a LiteLLM router refuses them (carries.NO_COHORTS), measured on a real litellm.Router ------
+
+
+def test_tag_routing_blends_the_cohorts_a_request_matches_and_starves_untagged_deployments() -> None:
+    """Were cohorts carried by tag routing (a stable and a canary deployment per cohort, tagged with its
+    values; everyone's two tagged `default`), a request matching two cohorts would get a blend of their
+    splits, not the first cohort's, and a deployment added by hand would get no untagged request. If a
+    LiteLLM upgrade makes this fail, the refusal's reason is out of date."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    from litellm import Router
+
+    def dep(dep_id: str, weight: int, tags: list[str] | None) -> dict[str, Any]:
+        params = {"model": f"openai/{dep_id}", "api_base": "http://127.0.0.1:9/v1", "api_key": "x", "weight": weight}
+        return {
+            "model_name": "chat",
+            "litellm_params": params | ({"tags": tags} if tags else {}),
+            "model_info": {"id": dep_id},
+        }
+
+    router = Router(
+        model_list=[
+            dep("stable", 95, ["default"]),
+            dep("canary", 5, ["default"]),
+            dep("internal_stable", 50, ["user_group:internal"]),
+            dep("internal_canary", 50, ["user_group:internal"]),
+            dep("beta_stable", 75, ["tenant_tier:beta"]),
+            dep("beta_canary", 25, ["tenant_tier:beta"]),
+            dep("hotfix", 20, None),  # an operator's, untagged
+        ],
+        enable_tag_filtering=True,
+    )
+
+    async def picks(tags: list[str], n: int = 2000) -> collections.Counter[str]:
+        kwargs = {"metadata": {"tags": tags}}
+        messages = [{"role": "user", "content": "hi"}]
+        got = [
+            await router.async_get_available_deployment(model="chat", messages=messages, request_kwargs=kwargs)
+            for _ in range(n)
+        ]
+        return collections.Counter(d["model_info"]["id"] for d in got)
+
+    both = asyncio.run(picks(["user_group:internal", "tenant_tier:beta"]))
+    assert set(both) == {
+        "internal_stable",
+        "internal_canary",
+        "beta_stable",
+        "beta_canary",
+    }  # both cohorts' deployments
+    canary = both["internal_canary"] + both["beta_canary"]
+    assert abs(canary - 2000 * 0.375) <= 4 * (2000 * 0.375 * 0.625) ** 0.5  # (50 + 25) / 200: neither cohort's split
+    untagged = asyncio.run(picks([]))
+    assert set(untagged) == {"stable", "canary"}  # the hand-added deployment's weight 20 gets nothing
