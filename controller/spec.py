@@ -567,7 +567,7 @@ class RolloutSpec(_Model):
         description="Groups of requests a step can open before everyone (internal users, a tenant tier, a "
         "region), in precedence order. Assignment within a cohort is sticky per user on "
         + ", ".join(sorted(STICKY))
-        + "; on Envoy and LiteLLM it is per request.",
+        + "; on other routers that carry cohorts (Envoy) it is per request.",
     )
     steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS)
     analysis: Analysis = Field(default_factory=Analysis)
