@@ -18,9 +18,10 @@ def add_parser(sub: Any) -> None:
     )
     d.add_argument(
         "--scenario",
-        choices=("good", "regression", "latency", "errors"),
+        choices=("good", "regression", "latency", "errors", "cohorts"),
         default="good",
-        help="good completes; the others misbehave at 50%% and are rolled back",
+        help="good completes; regression, latency and errors misbehave at 50%% and are rolled back; cohorts "
+        "opens the internal tenant, then the beta tier, whose requests alone regress, and is rolled back everywhere",
     )
     d.add_argument("--examples", default=".", help="the project checkout (default: .)")
     d.add_argument("--plain", action="store_true", help="plain lines instead of the live view")

@@ -6,7 +6,9 @@ clone) from the checkout's example rollout, starts two stand-in model servers (s
 servers every second, a traffic generator with three tenants, and the controller loop with the local
 forge and an auto-approver that plays the reviewer. The scenario sets how the canary behaves once it
 takes half the live traffic: `good` is promoted step by step through pull requests; `regression`,
-`latency` and `errors` are rolled back in seconds, with a revert commit. Every process it starts is stopped
+`latency` and `errors` are rolled back in seconds, with a revert commit. `cohorts` ramps by who: the
+internal tenant gets the canary first, then the beta tier, whose requests alone the canary answers
+worse; the gates catch it on beta, and the rollback takes the canary out of every cohort at once. Every process it starts is stopped
 when it ends, on Ctrl-C too. With `manual`, nobody plays the reviewer: the demo prints the commands that
 let the user review and merge each pull request from a second terminal, and runs until Ctrl-C.
 
@@ -29,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,7 +66,12 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "regression": {"eval_pass": 0.55},  # 35 points fewer answers pass the online eval
     "latency": {"latency": 0.15, "jitter": 0.02},  # five times slower
     "errors": {"error_rate": 0.2},  # one answer in five is a 500
+    "cohorts": {"eval_pass": 0.55},  # as `regression`, for the beta tier's requests only (`BETA`)
 }
+#: The `cohorts` scenario's tenants (the cohorts' values of tenant_tier, and everyone else's) and the tier
+#: that alone sees its regression, once the canary serves it.
+COHORT_TENANTS = {"internal": 2.0, "beta": 3.0, "free": 3.0, "pro": 2.0}
+BETA = "beta"
 STABLE_BEHAVIOUR = ["--latency", "0.03", "--jitter", "0.004", "--eval-pass", "0.9"]
 
 ROLLOUT = f"""# yaml-language-server: $schema=../../schemas/rollout.schema.json
@@ -101,6 +108,23 @@ spec:
   promotion: manual   # the demo's auto-approver plays the reviewer
   keepPreviousFor: 8s
 """
+
+#: The `cohorts` scenario's rollout: internal users first, then beta tenants, then everyone.
+COHORT_ROLLOUT = ROLLOUT.replace(
+    """  steps:
+    - {shadow: 100, for: 16s, minSamples: 100}
+    - {weight: 25, for: 16s, minSamples: 100}
+    - {weight: 50, for: 16s, minSamples: 100}
+""",
+    """  cohorts:                # tenant_tier is the header x-tenant-tier on Envoy, and the metric label
+    - {name: internal, match: {tenant_tier: internal}}
+    - {name: beta, match: {tenant_tier: beta}}
+  steps:
+    - {cohort: internal, weight: 100, for: 16s, minSamples: 100}
+    - {cohort: beta, weight: 50, for: 16s, minSamples: 100}
+    - {weight: 25, for: 16s, minSamples: 100}
+""",
+)
 
 
 @dataclass(frozen=True)
@@ -190,19 +214,19 @@ def stop_child(proc: subprocess.Popen[bytes], *, grace: float = 10.0) -> None:
             proc.wait()
 
 
-def model_server_command(variant: str, *, port_file: Path) -> list[str]:
+def model_server_command(variant: str, *, port_file: Path, tenants: Iterable[str] = TENANTS) -> list[str]:
     """The command line of one stand-in model server: this interpreter running the module shipped in
     this package, so it imports the same `controller` the demo does, checkout or install alike."""
     return [
         sys.executable, "-m", "controller.demo.model_server", "--variant", variant, "--route", ROUTE,
         "--model", STABLE_MODEL if variant == traffic.STABLE else CANARY_MODEL,
-        "--port", "0", "--port-file", str(port_file), "--segments", ",".join(TENANTS), *STABLE_BEHAVIOUR,
+        "--port", "0", "--port-file", str(port_file), "--segments", ",".join(tenants), *STABLE_BEHAVIOUR,
     ]  # fmt: skip
 
 
-def _model_server(stack: contextlib.ExitStack, variant: str, *, work: Path) -> str:
+def _model_server(stack: contextlib.ExitStack, variant: str, *, work: Path, tenants: Iterable[str]) -> str:
     port_file = work / f"{variant}.port"
-    args = model_server_command(variant, port_file=port_file)
+    args = model_server_command(variant, port_file=port_file, tenants=tenants)
     log = work / f"{variant}.log"
     proc = stack.enter_context(process(args, log=log, cwd=work))
     wait_for(f"the {variant} model server", lambda: port_file.exists() or _exited(proc, log), deadline=60)
@@ -428,8 +452,10 @@ def _terminate_cleanly() -> Callable[[], None]:
 def _run(
     stack: contextlib.ExitStack, scenario: str, *, checkout: Path, work: Path, result: Result, view: View, manual: bool
 ) -> None:
-    stable = _model_server(stack, traffic.STABLE, work=work)
-    canary = _model_server(stack, traffic.CANARY, work=work)
+    cohorts = scenario == "cohorts"
+    tenants = COHORT_TENANTS if cohorts else TENANTS
+    stable = _model_server(stack, traffic.STABLE, work=work, tenants=tenants)
+    canary = _model_server(stack, traffic.CANARY, work=work, tenants=tenants)
     listen, admin = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     prom_port = free_port()
     config = (
@@ -441,7 +467,7 @@ def _run(
         f"prometheus: {{url: 'http://127.0.0.1:{prom_port}'}}\nforge: {{type: local}}\n"
         f"stateDir: {work}\n"
     )
-    made = build(checkout, work, config=config)
+    made = build(checkout, work, config=config, rollout=COHORT_ROLLOUT if cohorts else ROLLOUT)
     view.event(f"GitOps repository: {made.remote} (a clone in {made.clone})")
     edge = EnvoyProcess(made.clone, work=work)
     edge.start()
@@ -457,12 +483,12 @@ def _run(
             rate=RATE,
             max_requests=10**7,
             duration=(MANUAL_DEADLINE if manual else DEADLINE) + 30,
-            tenants=TENANTS,
+            tenants=tenants,
             concurrency=32,
         )
     ).start()
     stack.callback(load_gen.stop)
-    view.event(f"traffic: {RATE:.0f} requests/s from tenants {', '.join(TENANTS)}")
+    view.event(f"traffic: {RATE:.0f} requests/s from tenants {', '.join(tenants)}")
 
     ws = repo.Workspace.open(str(made.remote), work / "controller")
     metrics = prometheus.Prometheus(prom_url)
@@ -533,14 +559,20 @@ def _loop(
             live = router.read([ROUTE])[ROUTE]
             if isinstance(live, errors.RouterError):
                 raise live
-            weight = live.weight(traffic.CANARY) if live else 0
-            if scenario != "good" and result.regressed_at is None and weight >= REGRESS_AT:
-                httpx.post(f"http://{canary}/admin/behaviour", json=SCENARIOS[scenario], timeout=5).raise_for_status()
+            if scenario != "good" and result.regressed_at is None and _regresses(scenario, live):
+                where = "?segment=" + BETA if scenario == "cohorts" else ""
+                httpx.post(
+                    f"http://{canary}/admin/behaviour{where}", json=SCENARIOS[scenario], timeout=5
+                ).raise_for_status()
                 result.regressed_at = time.monotonic()
-                view.event(f"the canary now misbehaves ({scenario}: {json.dumps(SCENARIOS[scenario])})")
-            if result.regressed_at is not None and result.zero_at is None and weight == 0:
+                whom = f" for the {BETA} tier only" if where else ""
+                view.event(f"the canary now misbehaves{whom} ({scenario}: {json.dumps(SCENARIOS[scenario])})")
+            if result.regressed_at is not None and result.zero_at is None and live and traffic.exposure_free(live):
                 result.zero_at = time.monotonic()
-                view.event(f"live canary weight back at 0, {result.rollback_seconds:.1f}s after the regression began")
+                view.event(
+                    f"live canary weight back at 0 in every cohort, {result.rollback_seconds:.1f}s after the "
+                    "regression began"
+                )
             if manual:
                 _announce(forge, announced, view)
             else:
@@ -571,6 +603,16 @@ def _loop(
     if stopped["now"]:
         result.stopped = True
         view.event("stopped (Ctrl-C): stopping every process")
+
+
+def _regresses(scenario: str, live: traffic.RouteState | None) -> bool:
+    """Whether a bad canary begins to misbehave now: once it takes REGRESS_AT% of live traffic or, in the
+    `cohorts` scenario, once the beta cohort is open."""
+    if live is None:
+        return False
+    if scenario == "cohorts":
+        return live.cohort(BETA) is not None
+    return live.weight(traffic.CANARY) >= REGRESS_AT
 
 
 def _said(outcome: reconcile.Outcome | None) -> list[str]:

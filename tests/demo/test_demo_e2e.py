@@ -61,6 +61,21 @@ def test_a_bad_canary_is_rolled_back_in_seconds_with_a_revert_commit(scenario: s
     assert sum("advance" in t for t in result.merged) == 2  # 25% and 50%, nothing after the rollback
 
 
+def test_cohorts_a_regression_only_beta_sees_is_caught_on_beta_and_rolled_back_everywhere() -> None:
+    out = io.StringIO()
+    result = demo.run("cohorts", checkout=CHECKOUT, out=out)
+    text = out.getvalue()
+    assert result.rolled_back and not result.completed, text
+    assert [t.split(": ", 1)[1].split(" (")[0] for t in result.merged[:1]] == ["advance to beta 50%"], result.merged
+    assert "misbehaves for the beta tier only" in text, text
+    assert "in every cohort" in text, text  # the live state: no cohort and no one else gets the canary
+    assert not result.promoted_after_rollback
+    [revert] = [line for line in result.log if f" {demo.NAME}: roll back (" in line]
+    assert "eval_pass_rate" in revert, revert
+    body = git.Repo(result.repo).git.log("-1", "--format=%B", "main")
+    assert "cohort beta" in text or "cohort beta" in body, text
+
+
 def test_sigterm_stops_every_process_the_demo_started() -> None:
     """`kill` on the demo (a CI job cancelled, a terminal closed) must not leave Envoy, Prometheus or the
     model servers running: SIGTERM unwinds like Ctrl-C."""
