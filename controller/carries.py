@@ -67,6 +67,9 @@ TABLE: Mapping[str, Mapping[Difference, How]] = {
 COHORTS: Mapping[str, str] = {
     "file": "each route's entry lists its cohorts (match and weights); the application picks the first that "
     "matches the request's attributes (`controller.routers.file.pick`)",
+    "envoy": "`rollout render envoy` puts a route entry per cohort value ahead of the rollout's weighted route, "
+    "matching the attribute's request header (`x-tenant-tier` for `tenant_tier`, or the router's cohortHeaders) "
+    "exactly, with the same two clusters and its own runtime keys, which a write sets",
     "flagd": "the flag's targeting is an `if`: per cohort, the evaluation context's attribute `in` its values "
     "selects the cohort's own `fractional` split; everyone else gets the last one",
 }
@@ -85,7 +88,7 @@ NO_COHORTS: Mapping[str, str] = {
 class Refusal:
     """One difference a rollout's router cannot carry: where it is in the spec, and why."""
 
-    loc: tuple[str, ...]  # e.g. ("spec", "canary", "prompt")
+    loc: tuple[str | int, ...]  # e.g. ("spec", "canary", "prompt"), ("spec", "cohorts", 0, "match", "tier")
     message: str
 
 
@@ -128,6 +131,7 @@ def refusals(
         )
     if isinstance(router, spec.EnvoyRouterConfig):
         out += _upstreams(rollout, name, router)
+        out += _cohort_headers(rollout, name, router)
     if isinstance(router, spec.LitellmRouterConfig):
         for role in ("stable", "canary", "previous"):
             variant: spec.Variant | None = getattr(rollout, role)
@@ -181,6 +185,27 @@ def _upstreams(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouterCon
                     ("spec", role, "model"),
                     f"router {name!r} (envoy) has no upstream for model {variant.model!r}, so no cluster can serve "
                     f"it: add it to the router's upstreams (host:port) in controller.yaml (known: {known})",
+                )
+            )
+    return out
+
+
+def _cohort_headers(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRouterConfig) -> list[Refusal]:
+    """Envoy matches each cohort on its attribute's request header: a header Envoy may rewrite, or
+    one that two attributes would share (so a request's cohort would depend on the other), is refused."""
+    out = []
+    seen: dict[str, str] = {}  # header -> the attribute it carries
+    for i, cohort in enumerate(rollout.cohorts):
+        header = router.cohort_header(cohort.key)
+        why = spec.envoy_header_problem(header)
+        other = seen.setdefault(header, cohort.key)
+        if not why and other != cohort.key:
+            why = f"header {header!r} already carries attribute {other!r}: give one of them its own in cohortHeaders"
+        if why:
+            out.append(
+                Refusal(
+                    ("spec", "cohorts", i, "match", cohort.key),
+                    f"router {name!r} (envoy) matches attribute {cohort.key!r} on header {header!r}: {why}",
                 )
             )
     return out

@@ -53,8 +53,17 @@ def envoy_bootstrap(
     served = {r.name: (r.rollout.spec.route, _with_canary_slot(plan.served(r))) for r in mine}
     # With a prompt bundle, each role's cluster tags its requests with the revision it serves.
     revisions = {rollout: {role: s.revision for role, s in roles.items()} for rollout, (_, roles) in served.items()}
+    # Every cohort the spec names gets its entries, open or not: the static route config cannot gain one
+    # without a restart, and one not open yet carries everyone's weights (the router writes them so).
+    cohorts = {
+        r.name: [
+            envoy.CohortMatch(c.name, c.key, config.cohort_header(c.key), tuple(c.values))
+            for c in r.rollout.spec.cohorts
+        ]
+        for r in mine
+    }
     specs = envoy.route_specs(
-        rollouts, upstreams=config.upstreams, revisions=revisions if config.prompts_path else None
+        rollouts, upstreams=config.upstreams, revisions=revisions if config.prompts_path else None, cohorts=cohorts
     )
     cds_path = state / config.cds_path if config.cds_path else None
     document = envoy.bootstrap(

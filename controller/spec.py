@@ -11,6 +11,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -40,6 +41,7 @@ LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 TEMPLATE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
 MODEL_ID = r"^[!-~]+$"  # printable ASCII: no space, no look-alike letter, no invisible character
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"  # an HTTP field name (RFC 9110 token); no ':' pseudo-header
 
 # -- bounds: every limit on a value of a spec or of controller.yaml (the README lists them all) -------
 
@@ -205,6 +207,7 @@ RouteName = Annotated[str, Field(pattern=ROUTE_NAME)]
 LabelName = Annotated[str, Field(pattern=LABEL_NAME)]
 TemplateName = Annotated[str, Field(pattern=TEMPLATE_NAME)]
 EnvName = Annotated[str, Field(pattern=ENV_NAME, description="The name of an environment variable.")]
+HeaderName = Annotated[str, Field(pattern=HEADER_NAME, description="An HTTP header name, matched case-insensitively.")]
 
 
 def _check_cron(value: str) -> str:
@@ -726,6 +729,23 @@ class EnvoyRouterConfig(_Model):
         "rollout on this router may differ only in model.",
     )
 
+    cohort_headers: dict[LabelName, HeaderName] = Field(
+        default_factory=dict,
+        description="The request header that carries a cohort attribute, per attribute, where it is not the "
+        "default: `x-` and the attribute in lower case with `_` as `-` (`tenant_tier` -> `x-tenant-tier`).",
+    )
+
+    @model_validator(mode="after")
+    def _cohort_headers(self) -> EnvoyRouterConfig:
+        for attribute, header in self.cohort_headers.items():
+            why = envoy_header_problem(header)
+            if why:
+                raise _located(("cohortHeaders", attribute), why)
+        return self
+
+    def cohort_header(self, attribute: str) -> str:
+        return cohort_header(attribute, self.cohort_headers)
+
     @model_validator(mode="after")
     def _prompts_need_cds(self) -> EnvoyRouterConfig:
         if self.prompts_path is not None and self.cds_path is None:
@@ -735,6 +755,24 @@ class EnvoyRouterConfig(_Model):
                 "router rewrites the clusters file when a revision changes",
             )
         return self
+
+
+def cohort_header(attribute: str, overrides: Mapping[str, str]) -> str:
+    """The request header an Envoy router matches a cohort attribute on: the router's `cohortHeaders`
+    entry, else `x-` and the attribute with `_` as `-` (`tenant_tier` -> `x-tenant-tier`); lower case,
+    as HTTP/2 sends it (Envoy matches names case-insensitively)."""
+    header = overrides.get(attribute) or "x-" + attribute.replace("_", "-")
+    return header.lower()
+
+
+def envoy_header_problem(header: str) -> str:
+    """Why Envoy cannot route a cohort by `header` (a name `cohort_header` gives), or '' when it can."""
+    if header.lower().startswith("x-envoy-"):
+        return (
+            f"{header!r} is in Envoy's own x-envoy-* namespace: Envoy sets some of these headers and removes some "
+            "from external requests, so a cohort matched on one may never match; name another header"
+        )
+    return ""
 
 
 class FlagdRouterConfig(_Model):

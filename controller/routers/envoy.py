@@ -24,6 +24,9 @@ from controller.routers import atomic, base, envoy_prompts
 
 VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
 SHADOW_KEY = "shadow"
+COHORT_KEY = "cohort"
+#: The `filter_metadata` namespace of a cohort's route entries: which rollout, cohort and attribute each is.
+METADATA = "llm-rollouts"
 
 #: Envoy's latency histogram bounds in milliseconds, as `rollout render envoy` configures them.
 LATENCY_BUCKETS_MS = templates.LATENCY_BUCKETS_MS
@@ -42,11 +45,37 @@ def shadow_key(prefix: str, rollout: str) -> str:
     return f"{weight_prefix(prefix, rollout)}.{SHADOW_KEY}"
 
 
+def cohort_prefix(prefix: str, rollout: str, cohort: str) -> str:
+    """The `runtime_key_prefix` of a cohort's weighted clusters: `<prefix>.<rollout>.cohort.<cohort>`,
+    to which Envoy appends `.<cluster name>` (cohort and rollout names are DNS labels: no dot, no clash
+    with everyone's keys, whose last part is a cluster name or `shadow`)."""
+    return f"{weight_prefix(prefix, rollout)}.{COHORT_KEY}.{cohort}"
+
+
 CLUSTER_TYPE = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 UPSTREAM_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 HEADER_MUTATION = "envoy.filters.http.header_mutation"
 #: What Envoy serves when no runtime override exists: the bootstrap's defaults (also after a restart).
 DEFAULTS = traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 0)
+
+
+@dataclass(frozen=True)
+class CohortMatch:
+    """One cohort as Envoy routes it: requests whose `header` is exactly one of `values` (case-sensitive;
+    the header's name is not) are the cohort's, `attribute` being the spec's name for what the header carries."""
+
+    name: str
+    attribute: str
+    header: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunningCohort:
+    """A cohort's route entries as Envoy runs them, and the runtime prefix their weights follow."""
+
+    match: CohortMatch
+    runtime_prefix: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +103,12 @@ class EnvoyRouter:
     serves, and a write first puts each revision's model, prompt text and params in the bundle.
     A write sets all the keys of every route in its batch in one `POST /runtime_modify`, so a reader
     never sees a half-applied split or half a batch.
+
+    Cohorts live in the route config Envoy runs (`rollout render envoy` puts each cohort's header-matched
+    entries ahead of the rollout's weighted route): a read takes each cohort's match from there and its
+    weights from the runtime, and a write sets the keys of every cohort Envoy runs, those the state does
+    not open at everyone's weights. A cohort of the state that Envoy runs no route for is written
+    nowhere, and the read back shows it missing.
     """
 
     def __init__(
@@ -86,6 +121,7 @@ class EnvoyRouter:
         upstreams: Mapping[str, str] | None = None,
         cds_path: Path | None = None,
         prompts_path: Path | None = None,
+        cohort_headers: Mapping[str, str] | None = None,
         cds_timeout: float = settings.Timeouts.envoy_clusters,
         timeout: float = settings.Timeouts.envoy_admin,
         client: httpx.Client | None = None,
@@ -101,14 +137,15 @@ class EnvoyRouter:
         self.location = f"Envoy admin {self.admin}" + (f", clusters in {cds_path}" if cds_path else "")
         self.routes = dict(routes)
         self.runtime_prefix = runtime_prefix
+        self.cohort_headers = dict(cohort_headers or {})  # attribute -> header, where not the default rule
         self._client = client or httpx.Client(timeout=timeout)
 
     def close(self) -> None:
         self._client.close()
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
-        """Every route of the batch from one `GET /runtime` and one cluster listing (none when no route
-        is on this Envoy). A route on no rollout of this Envoy, or whose clusters the running bootstrap
+        """Every route of the batch from one `GET /runtime`, one cluster listing and one route listing
+        (none when no route is on this Envoy); each cohort's match is the one Envoy runs. A route on no rollout of this Envoy, or whose clusters the running bootstrap
         lacks, is None; a malformed runtime value is that route's RouterStateError.
 
         With a prompt bundle, the listing is `/config_dump`'s clusters, and each role that takes
@@ -122,6 +159,7 @@ class EnvoyRouter:
         operation = f"read {base.routes_text(known)}"
         entries = self._runtime(operation)
         view = self._clusters(operation)
+        running = self._running_cohorts(operation)
         bundle: dict[str, Any] | None = None
         if self.prompts_path is not None:
             # A bundle that is not one reads as empty: every role then serves a revision no spec has,
@@ -132,12 +170,21 @@ class EnvoyRouter:
             if spec.cluster_name(rollout, traffic.STABLE) not in view:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
             try:
-                state = parse_state(entries, prefix=self.runtime_prefix, rollout=rollout, where=self._where(route))
+                state = parse_state(
+                    entries,
+                    prefix=self.runtime_prefix,
+                    rollout=rollout,
+                    where=self._where(route),
+                    cohorts=running.get(rollout, ()),
+                    headers=self.cohort_headers,
+                )
             except errors.RouterStateError as exc:
                 out[route] = exc
                 continue
             if self.prompts_path is not None:
-                state = traffic.RouteState(state.weights, state.shadow, served_now(state, rollout, view, bundle))
+                state = traffic.RouteState(
+                    state.weights, state.shadow, served_now(state, rollout, view, bundle), cohorts=state.cohorts
+                )
             out[route] = state
         return out
 
@@ -145,11 +192,11 @@ class EnvoyRouter:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
         written when any route is unknown, splits more than stable and canary, or (without a CDS
         file) names an upstream the running bootstrap does not serve; with one, the clusters (and the
-        prompt bundle) are brought up to date first (`_apply_clusters`). The keys go in the form body:
+        prompt bundle) are brought up to date first (`_apply_clusters`). Every cohort Envoy runs for a
+        route gets its keys (one the state does not open, everyone's weights). The keys go in the form body:
         a query string of a thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
-        base.refuse_cohorts(self.name, "envoy", states)
         rollouts: dict[str, str] = {}
         for route, state in states.items():
             rollout = self.routes.get(route)
@@ -163,13 +210,17 @@ class EnvoyRouter:
                 )
             rollouts[route] = rollout
         operation = f"write {base.routes_text(states)}"
+        running = self._running_cohorts(operation)
         if self.cds_path is not None:
-            self._apply_clusters(states, rollouts, operation)
+            self._apply_clusters(states, rollouts, running, operation)
         else:
             self._check_upstreams(states, rollouts, operation)
         values: dict[str, str] = {}
         for route, state in states.items():
-            values.update(runtime_values(state, prefix=self.runtime_prefix, rollout=rollouts[route]))
+            rollout = rollouts[route]
+            values.update(
+                runtime_values(state, prefix=self.runtime_prefix, rollout=rollout, cohorts=running.get(rollout, ()))
+            )
         self._runtime_modify(values, operation)
 
     def _runtime_modify(self, values: Mapping[str, str], operation: str) -> None:
@@ -236,7 +287,11 @@ class EnvoyRouter:
         return wanted
 
     def _apply_clusters(
-        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str], operation: str
+        self,
+        states: Mapping[str, traffic.RouteState],
+        rollouts: Mapping[str, str],
+        running: Mapping[str, Sequence[RunningCohort]],
+        operation: str,
     ) -> None:
         """Make each role's cluster serve what it now serves (`_wanted`): with a prompt bundle, first
         put every revision in the bundle; then rewrite the CDS file (under its lock, atomically: Envoy
@@ -245,7 +300,7 @@ class EnvoyRouter:
         traffic to the old model.
 
         When a route's canary is to serve something new (another host or revision) the canary first
-        goes to 0 and shadow off on that route, in one `POST /runtime_modify`: between the cluster
+        goes to 0 and shadow off on that route, in every cohort too, in one `POST /runtime_modify`: between the cluster
         switch and the weights, the new canary would otherwise take the old canary's traffic, exposure
         no commit granted. Lowering is always allowed; the weights that follow set the step's."""
         assert self.cds_path is not None
@@ -278,7 +333,9 @@ class EnvoyRouter:
             values = {
                 k: v
                 for rollout in lower.values()
-                for k, v in runtime_values(down, prefix=self.runtime_prefix, rollout=rollout).items()
+                for k, v in runtime_values(
+                    down, prefix=self.runtime_prefix, rollout=rollout, cohorts=running.get(rollout, ())
+                ).items()
             }
             self._runtime_modify(values, f"{operation}: lower the canary before it changes")
         try:
@@ -448,6 +505,22 @@ class EnvoyRouter:
                 f"router {self.name!r}: {operation}: /config_dump did not answer the expected JSON"
             ) from exc
 
+    def _running_cohorts(self, operation: str) -> dict[str, list[RunningCohort]]:
+        """rollout -> its cohorts as the route config Envoy runs routes them (the bootstrap's static
+        route config, from `/config_dump`), in the order Envoy tries them."""
+        response = self._call("GET", "/config_dump", operation, params={"resource": "static_route_configs"})
+        if response.status_code != 200:
+            raise errors.RouterUnavailable(
+                f"router {self.name!r}: {operation}: GET /config_dump answered {response.status_code}"
+            )
+        try:
+            configs = response.json().get("configs", [])
+            return running_cohorts([config["route_config"] for config in configs])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise errors.RouterStateError(
+                f"router {self.name!r}: {operation}: /config_dump's route configs are not the expected JSON"
+            ) from exc
+
     def _cluster_hosts(self, operation: str) -> dict[str, set[str]]:
         """Every cluster Envoy has, by name, with the host:port of each of its hosts."""
         response = self._call("GET", "/clusters", operation, params={"format": "json"})
@@ -511,46 +584,105 @@ class EnvoyRouter:
         return f"router {self.name!r} route {route!r}"
 
 
-def runtime_values(state: traffic.RouteState, *, prefix: str, rollout: str) -> dict[str, str]:
-    """The runtime keys that put a route in `state`; never all weights 0 (RouteState forbids it)."""
-    return {
+def runtime_values(
+    state: traffic.RouteState, *, prefix: str, rollout: str, cohorts: Sequence[RunningCohort] = ()
+) -> dict[str, str]:
+    """The runtime keys that put a route in `state`; never all weights 0 (RouteState forbids it). Each
+    of `cohorts` (those Envoy runs) gets the state's cohort of that name, or everyone's weights."""
+    values = {
         weight_key(prefix, rollout, traffic.STABLE): str(state.weight(traffic.STABLE)),
         weight_key(prefix, rollout, traffic.CANARY): str(state.weight(traffic.CANARY)),
         shadow_key(prefix, rollout): str(state.shadow),
     }
+    for running in cohorts:
+        split = state.cohort(running.match.name)
+        canary = split.canary if split is not None else state.weight(traffic.CANARY)
+        values[f"{running.runtime_prefix}.{spec.cluster_name(rollout, traffic.STABLE)}"] = str(100 - canary)
+        values[f"{running.runtime_prefix}.{spec.cluster_name(rollout, traffic.CANARY)}"] = str(canary)
+    return values
 
 
-def parse_state(entries: Mapping[str, Any], *, prefix: str, rollout: str, where: str) -> traffic.RouteState:
+def parse_state(
+    entries: Mapping[str, Any],
+    *,
+    prefix: str,
+    rollout: str,
+    where: str,
+    cohorts: Sequence[RunningCohort] = (),
+    headers: Mapping[str, str] | None = None,
+) -> traffic.RouteState:
     """The live split from `/runtime` entries; a key without an override takes the bootstrap default.
 
     A value Envoy would silently replace by its default (not a whole number), or a split that does
     not sum to 100, is a RouterStateError: we report what we cannot trust instead of guessing.
+
+    Each of `cohorts` (as Envoy runs them) is read from the keys under its runtime prefix. Its attribute
+    is the one its entries say, unless Envoy matches it on another header than the attribute's
+    (`headers`: the router's cohortHeaders): then it reads as `attribute (header h)`, an attribute no
+    spec has, so a render older than the router's config shows as a mismatch, never as success.
     """
-    values: dict[str, int] = {}
-    defaults = {traffic.STABLE: DEFAULTS.weight(traffic.STABLE), traffic.CANARY: DEFAULTS.weight(traffic.CANARY)}
-    keys = {role: weight_key(prefix, rollout, role) for role in defaults} | {SHADOW_KEY: shadow_key(prefix, rollout)}
-    for what, key in keys.items():
-        entry = entries.get(key)
-        if entry is None:
-            values[what] = defaults.get(what, DEFAULTS.shadow)
-            continue
-        raw = entry.get("final_value") if isinstance(entry, dict) else None
-        if raw is None or raw == "":
-            values[what] = defaults.get(what, DEFAULTS.shadow)
-            continue
-        try:
-            number = int(str(raw))
-        except ValueError:
-            number = -1
-        if not 0 <= number <= 100:
-            raise errors.RouterStateError(f"{where}: runtime key {key} holds {raw!r}, not a whole percent")
-        values[what] = number
+    weights = {
+        role: (weight_key(prefix, rollout, role), DEFAULTS.weight(role)) for role in (traffic.STABLE, traffic.CANARY)
+    }
+    everyone = {role: _percent(entries, key, default, where) for role, (key, default) in weights.items()}
+    shadow = _percent(entries, shadow_key(prefix, rollout), DEFAULTS.shadow, where)
+    splits = []
+    for running in cohorts:
+        keys = {role: f"{running.runtime_prefix}.{spec.cluster_name(rollout, role)}" for role in weights}
+        split = {role: _percent(entries, key, DEFAULTS.weight(role), where) for role, key in keys.items()}
+        if sum(split.values()) != 100:
+            raise errors.RouterStateError(
+                f"{where}: cohort {running.match.name!r}: runtime keys {keys[traffic.STABLE]} and "
+                f"{keys[traffic.CANARY]} are not a split of 100 ({split})"
+            )
+        match = running.match
+        key = match.attribute
+        if match.header != spec.cohort_header(match.attribute, headers or {}):
+            key = f"{match.attribute} (header {match.header})"
+        splits.append(traffic.CohortSplit(match.name, key, match.values, split[traffic.CANARY]))
     try:
-        return traffic.RouteState(
-            {traffic.STABLE: values[traffic.STABLE], traffic.CANARY: values[traffic.CANARY]}, values[SHADOW_KEY]
-        )
+        return traffic.RouteState(everyone, shadow, cohorts=tuple(splits))
     except ValueError as exc:
         raise errors.RouterStateError(f"{where}: live runtime is not a valid split: {exc}") from exc
+
+
+def _percent(entries: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    """One runtime key's whole percent: its override, else `default`; RouterStateError for anything else."""
+    entry = entries.get(key)
+    raw = entry.get("final_value") if isinstance(entry, dict) else None
+    if raw is None or raw == "":
+        return default
+    try:
+        number = int(str(raw))
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 100:
+        raise errors.RouterStateError(f"{where}: runtime key {key} holds {raw!r}, not a whole percent")
+    return number
+
+
+def running_cohorts(route_configs: Sequence[Mapping[str, Any]]) -> dict[str, list[RunningCohort]]:
+    """rollout -> its cohorts in these route configs (as `/config_dump` shows them), in route order: the
+    entries `bootstrap()` marks with METADATA, one per value, grouped by cohort. Entries of one cohort
+    that disagree on header, attribute or runtime prefix read as two cohorts of one name, which no
+    state accepts (the read says so). KeyError, TypeError or ValueError when a marked entry is not one
+    we render."""
+    found: dict[tuple[str, str, str, str, str], list[str]] = {}
+    for config in route_configs:
+        for host in config.get("virtual_hosts", []):
+            for route in host.get("routes", []):
+                marked = ((route.get("metadata") or {}).get("filter_metadata") or {}).get(METADATA)
+                if marked is None:
+                    continue
+                (header,) = route["match"]["headers"]
+                prefix = route["route"]["weighted_clusters"]["runtime_key_prefix"]
+                key = (marked["rollout"], marked["cohort"], marked["attribute"], str(header["name"]).lower(), prefix)
+                found.setdefault(key, []).append(str(header["string_match"]["exact"]))
+    out: dict[str, list[RunningCohort]] = {}
+    for (rollout, name, attribute, header, prefix), values in found.items():
+        match = CohortMatch(name, attribute, header, tuple(values))
+        out.setdefault(rollout, []).append(RunningCohort(match, prefix))
+    return out
 
 
 # -- the bootstrap ---------------------------------------------------------------------------------
@@ -565,6 +697,7 @@ class RouteSpec:
     route: str
     upstreams: Mapping[str, str]  # variant role -> host:port
     revisions: Mapping[str, str] = field(default_factory=dict)  # variant role -> revision; empty: no tags
+    cohorts: Sequence[CohortMatch] = ()  # in precedence order
 
 
 def _address(host_port: str, *, what: str) -> dict[str, Any]:
@@ -764,36 +897,21 @@ def bootstrap(
     A rollout's route matches the path prefix `/<route>/` (rewritten to `/`), so an OpenAI client
     uses `http://LISTEN/<route>/v1` as its base URL. Its weights default to stable 100 / canary 0
     and follow the runtime keys under `<runtime_prefix>.<rollout>`; the canary gets a mirrored
-    copy of `shadow` percent of requests. `split_header` (tests only) lets a request pick its
-    bucket 0-99 so that a split can be asserted exactly.
+    copy of `shadow` percent of requests. Each cohort's entries come first (`cohort_entries`).
+    `split_header` (tests only) lets a request pick its bucket 0-99 so that a split can be asserted
+    exactly.
     """
     admin_url = urlsplit(admin)
     if not admin_url.hostname or admin_url.port is None:
         raise errors.RouterError(f"admin address {admin!r} needs a host and a port")
     virtual_routes: list[dict[str, Any]] = []
     for r in routes:
-        weighted: dict[str, Any] = {
-            "runtime_key_prefix": weight_prefix(runtime_prefix, r.rollout),
-            "clusters": [
-                {
-                    "name": spec.cluster_name(r.rollout, role),
-                    "weight": DEFAULTS.weight(role),
-                    "response_headers_to_add": [
-                        {
-                            "header": {"key": VARIANT_HEADER, "value": role},
-                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
-                        }
-                    ],
-                }
-                for role in (traffic.STABLE, traffic.CANARY)
-                if role in r.upstreams
-            ],
-        }
-        if split_header:
-            weighted["header_name"] = split_header
-        action: dict[str, Any] = {"weighted_clusters": weighted, "prefix_rewrite": "/", "timeout": route_timeout}
+        virtual_routes += cohort_entries(
+            r, runtime_prefix=runtime_prefix, split_header=split_header, timeout=route_timeout
+        )
+        everyone = _action(r, weight_prefix(runtime_prefix, r.rollout), split_header, route_timeout)
         if traffic.CANARY in r.upstreams:
-            action["request_mirror_policies"] = [
+            everyone["request_mirror_policies"] = [
                 {
                     "cluster": spec.cluster_name(r.rollout, traffic.CANARY),
                     "runtime_fraction": {
@@ -802,7 +920,7 @@ def bootstrap(
                     },
                 }
             ]
-        virtual_routes.append({"name": r.rollout, "match": {"prefix": f"/{r.route}/"}, "route": action})
+        virtual_routes.append({"name": r.rollout, "match": {"prefix": f"/{r.route}/"}, "route": everyone})
     clusters = [{k: v for k, v in c.items() if k != "@type"} for c in cds(routes)["resources"]]
     route_config: dict[str, Any] = {
         "name": "rollouts",
@@ -864,14 +982,73 @@ def bootstrap(
     return document
 
 
+def cohort_entries(
+    r: RouteSpec, *, runtime_prefix: str, split_header: str | None, timeout: str
+) -> list[dict[str, Any]]:
+    """A rollout's cohort route entries, ahead of its weighted route in precedence order: one per value
+    (an exact, case-sensitive match of the cohort's header; Envoy matches header names in any case),
+    each split between the same two clusters by the cohort's runtime keys (`cohort_prefix`) and marked
+    with METADATA so that a read finds them. No mirror: `shadow` is a share of everyone else's requests
+    (a shadow step opens no cohort; one opened earlier keeps its live split, and a request it sends to
+    the canary would reach the canary twice)."""
+    out = []
+    for cohort in r.cohorts:
+        key_prefix = cohort_prefix(runtime_prefix, r.rollout, cohort.name)
+        out += [
+            {
+                "name": f"{r.rollout}/{COHORT_KEY}/{cohort.name}/{i}",
+                "match": {
+                    "prefix": f"/{r.route}/",
+                    "headers": [{"name": cohort.header, "string_match": {"exact": value}}],
+                },
+                "route": _action(r, key_prefix, split_header, timeout),
+                "metadata": {
+                    "filter_metadata": {
+                        METADATA: {"rollout": r.rollout, "cohort": cohort.name, "attribute": cohort.attribute}
+                    }
+                },
+            }
+            for i, value in enumerate(cohort.values)
+        ]
+    return out
+
+
+def _action(r: RouteSpec, key_prefix: str, split_header: str | None, timeout: str) -> dict[str, Any]:
+    return {"weighted_clusters": _weighted(r, key_prefix, split_header), "prefix_rewrite": "/", "timeout": timeout}
+
+
+def _weighted(r: RouteSpec, key_prefix: str, split_header: str | None) -> dict[str, Any]:
+    """A rollout's weighted clusters whose weights follow the runtime keys `<key_prefix>.<cluster>`,
+    defaulting to DEFAULTS; each answer says which role served it."""
+    weighted: dict[str, Any] = {
+        "runtime_key_prefix": key_prefix,
+        "clusters": [
+            {
+                "name": spec.cluster_name(r.rollout, role),
+                "weight": DEFAULTS.weight(role),
+                "response_headers_to_add": [
+                    {"header": {"key": VARIANT_HEADER, "value": role}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                ],
+            }
+            for role in (traffic.STABLE, traffic.CANARY)
+            if role in r.upstreams
+        ],
+    }
+    if split_header:
+        weighted["header_name"] = split_header
+    return weighted
+
+
 def route_specs(
     rollouts: Sequence[tuple[str, str, Mapping[str, str]]],
     *,
     upstreams: Mapping[str, str],
     revisions: Mapping[str, Mapping[str, str]] | None = None,
+    cohorts: Mapping[str, Sequence[CohortMatch]] | None = None,
 ) -> list[RouteSpec]:
     """(rollout name, route, variant role -> model id) -> RouteSpecs, resolving models via `upstreams`;
-    `revisions` (rollout -> role -> revision), with a prompt bundle, makes each cluster tag its requests."""
+    `revisions` (rollout -> role -> revision), with a prompt bundle, makes each cluster tag its requests;
+    `cohorts` (rollout -> its cohorts in precedence order) puts their entries ahead of its route."""
     out = []
     for rollout, route, models in rollouts:
         resolved = {}
@@ -882,5 +1059,6 @@ def route_specs(
                 )
             resolved[role] = upstreams[model]
         tagged = {role: rev for role, rev in (revisions or {}).get(rollout, {}).items() if role in resolved}
-        out.append(RouteSpec(rollout=rollout, route=route, upstreams=resolved, revisions=tagged))
+        mine = tuple((cohorts or {}).get(rollout, ()))
+        out.append(RouteSpec(rollout=rollout, route=route, upstreams=resolved, revisions=tagged, cohorts=mine))
     return out

@@ -41,6 +41,7 @@ def build(
                 upstreams=config.upstreams,
                 cds_path=root / config.cds_path if config.cds_path else None,
                 prompts_path=root / config.prompts_path if config.prompts_path else None,
+                cohort_headers=config.cohort_headers,
                 timeout=timeouts.envoy_admin,
                 cds_timeout=timeouts.envoy_clusters,
             )

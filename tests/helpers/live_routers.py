@@ -32,6 +32,12 @@ GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
 #: rollout, a params-only one, and a group that also holds a deployment no rollout manages (HOTFIX).
 LIVE_ROLLOUTS = {"prompt-chat": "prompt-bot", "params-chat": "params-bot", "shared-chat": "shared-bot"}
 HOTFIX = "hotfix-by-hand"
+#: The cohorts the contract's Envoy is rendered with (tests/routers/test_contract_cohorts.py opens them),
+#: on every route, each attribute on its default header.
+ENVOY_COHORTS = (
+    envoy.CohortMatch("internal", "user_group", "x-user-group", ("internal",)),
+    envoy.CohortMatch("beta", "tenant_tier", "x-tenant-tier", ("beta", "trial")),
+)
 
 
 @dataclass
@@ -47,8 +53,13 @@ class Backend:
     refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
 
-def envoy_bootstrap(upstreams: dict[str, dict[str, str]], *, split_header: str | None = None) -> dict[str, Any]:
-    specs = [envoy.RouteSpec(rollout=ROLLOUTS[r], route=r, upstreams=u) for r, u in upstreams.items()]
+def envoy_bootstrap(
+    upstreams: dict[str, dict[str, str]],
+    *,
+    split_header: str | None = None,
+    cohorts: tuple[envoy.CohortMatch, ...] = (),
+) -> dict[str, Any]:
+    specs = [envoy.RouteSpec(rollout=ROLLOUTS[r], route=r, upstreams=u, cohorts=cohorts) for r, u in upstreams.items()]
     return envoy.bootstrap(
         specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts", split_header=split_header
     )
@@ -101,9 +112,12 @@ def _under_a_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def envoy_proxy(tmp_path: Path) -> Iterator[envoy_proc.Envoy]:
-    """A real Envoy with both test routes; its clusters point at a closed port (no traffic is sent)."""
+    """A real Envoy with both test routes and ENVOY_COHORTS on each; its clusters point at a closed port
+    (no traffic is sent)."""
     nowhere = f"127.0.0.1:{net.free_port()}"
-    config = envoy_bootstrap({r: {traffic.STABLE: nowhere, traffic.CANARY: nowhere} for r in ROUTES})
+    config = envoy_bootstrap(
+        {r: {traffic.STABLE: nowhere, traffic.CANARY: nowhere} for r in ROUTES}, cohorts=ENVOY_COHORTS
+    )
     with envoy_proc.running_envoy(config, tmp_path / "envoy") as proxy:
         yield proxy
 
@@ -126,6 +140,7 @@ def _envoy_backend(proxy: envoy_proc.Envoy) -> Backend:
         unreachable=lambda: envoy.EnvoyRouter("edge", f"http://127.0.0.1:{net.free_port()}", routes=ROLLOUTS),
         corrupt=corrupt,
         raw=raw,
+        supports_cohorts=True,
         refused=("nowhere", traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})),  # on no rollout: no clusters
     )
 

@@ -21,7 +21,7 @@ import pytest
 from controller import errors, spec, traffic
 from controller.routers import atomic, base, envoy
 from tests.helpers import envoy_proc, net, openai_standin
-from tests.helpers.live_routers import ROLLOUTS, envoy_bootstrap
+from tests.helpers.live_routers import ENVOY_COHORTS, ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
 
 S, C = traffic.STABLE, traffic.CANARY
@@ -152,17 +152,22 @@ def test_route_prefix_is_rewritten_for_the_upstream(
 
 
 @pytest.mark.slow
-def test_rollback_is_one_admin_call(proxy: envoy_proc.Envoy) -> None:
+def test_rollback_is_one_admin_write(proxy: envoy_proc.Envoy) -> None:
+    """A rollback reads which cohort routes Envoy runs (none here), then writes in one call."""
     calls: list[httpx.Request] = []
     client = httpx.Client(timeout=5, event_hooks={"request": [calls.append]})
     router = router_for(proxy, client=client)
     base.apply(router, {ROUTE: traffic.RouteState({S: 50, C: 50}, 100)}).state(ROUTE)
     calls.clear()
     router.write({ROUTE: traffic.RouteState({S: 100, C: 0}, 0)})
-    assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
-    assert form(calls[0]) == {KS: "100", KC: "0", KM: "0"}
+    assert [(r.method, r.url.path) for r in calls] == [ROUTE_LISTING, ("POST", "/runtime_modify")]
+    assert form(calls[1]) == {KS: "100", KC: "0", KM: "0"}
     assert served_by_bucket(proxy) == {b: (S, S) for b in range(100)}
     client.close()
+
+
+#: The call that lists the route config Envoy runs (its cohorts), once per read and per write.
+ROUTE_LISTING = ("GET", "/config_dump")
 
 
 def form(request: httpx.Request) -> dict[str, str]:
@@ -172,26 +177,30 @@ def form(request: httpx.Request) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_a_batch_is_one_admin_call(envoy_proxy: envoy_proc.Envoy) -> None:
+def test_a_batch_is_one_admin_write(envoy_proxy: envoy_proc.Envoy) -> None:
+    """Every route's keys, its cohorts' too (those Envoy runs, at everyone's weights when not open), in one call."""
     calls: list[httpx.Request] = []
     with httpx.Client(timeout=5, event_hooks={"request": [calls.append]}) as client:
         router = envoy.EnvoyRouter("edge", envoy_proxy.admin, routes=ROLLOUTS, client=client)
         desired = {"triage": traffic.RouteState({S: 70, C: 30}, 10), "support-chat": traffic.RouteState({S: 95, C: 5})}
         router.write(desired)
-        assert [(r.method, r.url.path) for r in calls] == [("POST", "/runtime_modify")]
-        assert form(calls[0]) == {
-            **envoy.runtime_values(desired["triage"], prefix="rollouts", rollout=ROLLOUTS["triage"]),
-            **envoy.runtime_values(desired["support-chat"], prefix="rollouts", rollout=ROLLOUTS["support-chat"]),
-        }
+        assert [(r.method, r.url.path) for r in calls] == [ROUTE_LISTING, ("POST", "/runtime_modify")]
+        expected = {}
+        for route, state in desired.items():
+            rollout = ROLLOUTS[route]
+            running = [envoy.RunningCohort(m, envoy.cohort_prefix("rollouts", rollout, m.name)) for m in ENVOY_COHORTS]
+            expected |= envoy.runtime_values(state, prefix="rollouts", rollout=rollout, cohorts=running)
+        assert form(calls[1]) == expected
+        assert expected["rollouts.ticket-triage.cohort.beta.ticket-triage_canary"] == "30"  # not open: everyone's
         for route, want in desired.items():
             live = read_one(router, route)
             assert live is not None and live.same_traffic(want), route
 
 
 @pytest.mark.slow
-def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> None:
-    """Five routes (and one on no rollout) read with one `GET /runtime` and one `GET /clusters`, not two
-    calls per route; a route whose runtime value is malformed is that route's error only."""
+def test_a_batch_read_is_one_call_per_listing(tmp_path: Path) -> None:
+    """Five routes (and one on no rollout) read with one `GET /runtime`, one `GET /clusters` and one route
+    listing, not calls per route; a route whose runtime value is malformed is that route's error only."""
     nowhere = f"127.0.0.1:{net.free_port()}"
     rollouts = {f"route-{i}": f"bot-{i}" for i in range(5)}
     config = envoy.bootstrap(
@@ -212,7 +221,11 @@ def test_a_batch_read_is_one_runtime_and_one_clusters_call(tmp_path: Path) -> No
         httpx.post(proxy.admin + "/runtime_modify", data={broken: "ninety"}).raise_for_status()
         calls.clear()
         answer = router.read([*rollouts, "nowhere"])
-        assert sorted((r.method, r.url.path) for r in calls) == [("GET", "/clusters"), ("GET", "/runtime")]
+        assert sorted((r.method, r.url.path) for r in calls) == [
+            ("GET", "/clusters"),
+            ROUTE_LISTING,
+            ("GET", "/runtime"),
+        ]
         assert set(answer) == {*rollouts, "nowhere"} and answer["nowhere"] is None
         error = answer["route-3"]
         assert isinstance(error, errors.RouterStateError) and "route 'route-3'" in str(error), error
@@ -243,12 +256,16 @@ def test_a_batch_checks_every_upstream_with_one_clusters_call(tmp_path: Path) ->
     ):
         router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models, client=client)
         router.write({route: split("acme/old") for route in ROLLOUTS})
-        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters"), ("POST", "/runtime_modify")]
+        assert [(r.method, r.url.path) for r in calls] == [
+            ROUTE_LISTING,
+            ("GET", "/clusters"),
+            ("POST", "/runtime_modify"),
+        ]
         before = router.overrides()
         calls.clear()
         with pytest.raises(errors.RouterStateError, match=r"route 'support-chat'.*nothing was written"):
             router.write({"triage": traffic.RouteState({S: 100, C: 0}), "support-chat": split("acme/moved")})
-        assert [(r.method, r.url.path) for r in calls] == [("GET", "/clusters")]
+        assert [(r.method, r.url.path) for r in calls] == [ROUTE_LISTING, ("GET", "/clusters")]
         assert router.overrides() == before
 
 
