@@ -604,6 +604,7 @@ def _pattern_hint(pattern: str) -> str:
         spec.ENV_NAME: ": use an environment variable name such as GITHUB_TOKEN",
         spec.MODEL_ID: ": use printable ASCII without spaces",
         spec.COHORT_VALUE: ": use printable ASCII, at most 128 characters, with no space at either end",
+        spec.HEADER_NAME: ": use an HTTP header name (letters, digits and - _ . ! # $ % & ' * + ^ ` | ~, no ':')",
     }
     return hints.get(pattern, f" (expected to match {pattern})")
 

@@ -243,7 +243,9 @@ class EnvoyRouter:
             (route, role): self.upstreams[served.model]
             for route, state in states.items()
             for role, served in state.served.items()
-            if role in (traffic.STABLE, traffic.CANARY) and state.weight(role) > 0 and served.model in self.upstreams
+            if role in (traffic.STABLE, traffic.CANARY)
+            and (state.weight(role) > 0 or (role == traffic.CANARY and state.cohorts))
+            and served.model in self.upstreams
         }
         if not wanted:
             return
@@ -304,9 +306,9 @@ class EnvoyRouter:
         switch and the weights, the new canary would otherwise take the old canary's traffic, exposure
         no commit granted. Lowering is always allowed; the weights that follow set the step's."""
         assert self.cds_path is not None
-        # a canary that gets no traffic in its new state (a rollback) need not serve anything yet: a write
-        # that only lowers never waits on a cluster or bundle switch, nor fails for one
-        idle = {rollouts[r] for r, state in states.items() if not state.weight(traffic.CANARY) and not state.shadow}
+        # a canary that gets no traffic in its new state, in no cohort either (a rollback), need not serve
+        # anything yet: a write that only lowers never waits on a cluster or bundle switch, nor fails for one
+        idle = {rollouts[r] for r, state in states.items() if traffic.exposure_free(state)}
         wanted = {
             name: resource
             for name, resource in self._wanted(states, rollouts).items()
@@ -855,14 +857,14 @@ def bundle_update(
 def served_now(
     state: traffic.RouteState, rollout: str, view: Mapping[str, ClusterView], bundle: Mapping[str, Any] | None
 ) -> dict[str, traffic.Served]:
-    """What each role that takes traffic (weight, or shadow for the canary) serves as Envoy runs it: the
+    """What each role that takes traffic (weight, or shadow or a cohort for the canary) serves as Envoy runs it: the
     revision its cluster tags requests with, and the bundle's entry for it. A cluster without tags,
     or a revision the bundle lacks, reads as a revision no spec has (the request would not be served
     as its variant), so `plan` sees the drift and the next write heals it."""
     out: dict[str, traffic.Served] = {}
     entries = ((bundle or {}).get("rollouts", {}).get(rollout) or {}).get("revisions") or {}
     for role in (traffic.STABLE, traffic.CANARY):
-        if not (state.weight(role) or (role == traffic.CANARY and state.shadow)):
+        if not (state.weight(role) or (role == traffic.CANARY and not traffic.exposure_free(state))):
             continue
         seen = view.get(spec.cluster_name(rollout, role))
         revision = ((seen.tags if seen else None) or {}).get(envoy_prompts.REVISION_HEADER)
