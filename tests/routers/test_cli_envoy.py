@@ -210,3 +210,52 @@ def test_a_render_never_rewrites_live_state(repo: tuple[Path, Any, Any], capsys:
     render(root)
     assert {path: path.read_bytes() for path in live} == live
     assert f"kept {root / edge.cds_path}" in capsys.readouterr().err
+
+
+COHORTS = "  cohorts:\n    - {name: internal, match: {user_group: internal}}\n    - {name: beta, match: {tenant_tier: [beta, trial]}}\n"
+COHORT_STEP = "    - {cohort: internal, weight: 100, for: 1h}\n"
+
+
+@pytest.mark.slow
+def test_rendered_cohorts_route_by_header_on_a_real_envoy(repo: tuple[Path, Any, Any]) -> None:
+    """A rollout whose first step opens `internal`: the render puts each cohort's header entries ahead
+    of the weighted route (beta too, not open yet), Envoy starts from it, and the step's split routes
+    internal users' requests to the canary while everyone else stays on stable."""
+    root, _, _ = repo
+    triage = root / "rollouts" / "ticket-triage" / "rollout.yaml"
+    text = triage.read_text("utf-8").replace("  steps:\n", COHORTS + "  steps:\n" + COHORT_STEP)
+    triage.write_text(text, "utf-8")
+    config = root / "rollouts" / "controller.yaml"
+    config.write_text(
+        config.read_text("utf-8").replace("    cdsPath:", "    cohortHeaders: {tenant_tier: X-Tier}\n    cdsPath:"),
+        "utf-8",
+    )
+    bootstrap = YAML(typ="safe").load(render(root).read_text("utf-8"))
+    routes = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"][
+        "route_config"
+    ]["virtual_hosts"][0]["routes"]
+    assert [(r["match"].get("headers"), r["route"]["weighted_clusters"]["runtime_key_prefix"]) for r in routes] == [
+        ([{"name": "x-user-group", "string_match": {"exact": "internal"}}], "rollouts.ticket-triage.cohort.internal"),
+        ([{"name": "x-tier", "string_match": {"exact": "beta"}}], "rollouts.ticket-triage.cohort.beta"),
+        ([{"name": "x-tier", "string_match": {"exact": "trial"}}], "rollouts.ticket-triage.cohort.beta"),
+        (None, "rollouts.ticket-triage"),
+    ]
+    assert all(r["match"]["prefix"] == "/triage/" for r in routes)
+    assert ["request_mirror_policies" in r["route"] for r in routes] == [False, False, False, True]
+    with envoy_proc.running_envoy(bootstrap, root / "run") as proxy:
+        set_admin(root, proxy.admin)
+        router = router_factory.build("edge", _edge(root), root=root, routes={"triage": "ticket-triage"}, env={})
+        loaded = load.load_repo(repo_tree.WorkTree(root)).rollout("ticket-triage")
+        assert loaded is not None
+        applied = base.apply(router, {"triage": planning.desired_state(loaded)}).state("triage")
+        assert [(c.name, c.canary) for c in applied.cohorts] == [("internal", 100)]
+        for headers, variant in [
+            ({"x-user-group": "internal"}, "canary"),
+            ({}, "stable"),
+            ({"x-tier": "beta"}, "stable"),  # beta is not open: it routes as everyone
+            ({"X-User-Group": "Internal"}, "stable"),  # the name in any case, the value exactly
+        ]:
+            for _ in range(5):
+                answer = httpx.post(f"{proxy.url}/triage/v1/chat/completions", headers=headers, json={}, timeout=10)
+                assert (answer.text, answer.headers[envoy.VARIANT_HEADER]) == (variant, variant), headers
+        assert not plan(root)["drift"]
