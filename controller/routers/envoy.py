@@ -145,8 +145,9 @@ class EnvoyRouter:
 
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
         """Every route of the batch from one `GET /runtime`, one cluster listing and one route listing
-        (none when no route is on this Envoy); each cohort's match is the one Envoy runs. A route on no rollout of this Envoy, or whose clusters the running bootstrap
-        lacks, is None; a malformed runtime value is that route's RouterStateError.
+        (none when no route is on this Envoy); each cohort's match is the one Envoy runs. A route on no
+        rollout of this Envoy, or whose clusters the running bootstrap lacks, is None; a malformed
+        runtime value is that route's RouterStateError.
 
         With a prompt bundle, the listing is `/config_dump`'s clusters, and each role that takes
         traffic says what it serves: the revision its cluster tags requests with, and that revision's
@@ -193,8 +194,8 @@ class EnvoyRouter:
         written when any route is unknown, splits more than stable and canary, or (without a CDS
         file) names an upstream the running bootstrap does not serve; with one, the clusters (and the
         prompt bundle) are brought up to date first (`_apply_clusters`). Every cohort Envoy runs for a
-        route gets its keys (one the state does not open, everyone's weights). The keys go in the form body:
-        a query string of a thousand routes' keys would be longer than a URL may be."""
+        route gets its keys (one the state does not open, everyone's weights). The keys go in the form
+        body: a query string of a thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
         rollouts: dict[str, str] = {}
@@ -244,7 +245,7 @@ class EnvoyRouter:
             for route, state in states.items()
             for role, served in state.served.items()
             if role in (traffic.STABLE, traffic.CANARY)
-            and (state.weight(role) > 0 or (role == traffic.CANARY and state.cohorts))
+            and (state.weight(role) > 0 or (role == traffic.CANARY and bool(state.cohorts)))
             and served.model in self.upstreams
         }
         if not wanted:
@@ -302,9 +303,9 @@ class EnvoyRouter:
         traffic to the old model.
 
         When a route's canary is to serve something new (another host or revision) the canary first
-        goes to 0 and shadow off on that route, in every cohort too, in one `POST /runtime_modify`: between the cluster
-        switch and the weights, the new canary would otherwise take the old canary's traffic, exposure
-        no commit granted. Lowering is always allowed; the weights that follow set the step's."""
+        goes to 0 and shadow off on that route, in every cohort too, in one `POST /runtime_modify`:
+        between the cluster switch and the weights, the new canary would otherwise take the old canary's
+        traffic, exposure no commit granted. Lowering is always allowed; the weights that follow set the step's."""
         assert self.cds_path is not None
         # a canary that gets no traffic in its new state, in no cohort either (a rollback), need not serve
         # anything yet: a write that only lowers never waits on a cluster or bundle switch, nor fails for one
@@ -857,7 +858,7 @@ def bundle_update(
 def served_now(
     state: traffic.RouteState, rollout: str, view: Mapping[str, ClusterView], bundle: Mapping[str, Any] | None
 ) -> dict[str, traffic.Served]:
-    """What each role that takes traffic (weight, or shadow or a cohort for the canary) serves as Envoy runs it: the
+    """What each role that takes traffic (weight; for the canary shadow or a cohort too) serves as Envoy runs it: the
     revision its cluster tags requests with, and the bundle's entry for it. A cluster without tags,
     or a revision the bundle lacks, reads as a revision no spec has (the request would not be served
     as its variant), so `plan` sees the drift and the next write heals it."""
