@@ -260,6 +260,20 @@ def test_a_canary_that_changes_leaves_every_cohort_first(tmp_path: Path) -> None
         assert len(posts) == 2
 
 
+@pytest.mark.slow
+def test_a_cohort_s_canary_on_a_host_envoy_does_not_serve_is_refused(tmp_path: Path) -> None:
+    """Without a CDS file: everyone's canary is at 0 but a cohort's is not, so the canary's cluster must
+    serve the canary's model; it serves another, and nothing is written."""
+    config = envoy_bootstrap({ROUTE: {S: "127.0.0.1:9", C: "127.0.0.1:10"}}, cohorts=ENVOY_COHORTS)
+    models = {"acme/a": "127.0.0.1:9", "acme/b": "127.0.0.1:10", "acme/c": "127.0.0.1:11"}
+    with envoy_proc.running_envoy(config, tmp_path) as proxy:
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, upstreams=models)
+        served = {S: traffic.Served("acme/a"), C: traffic.Served("acme/c")}
+        with pytest.raises(errors.RouterStateError, match=r"canary is now acme/c.*nothing was written"):
+            router.write({ROUTE: traffic.RouteState({S: 100, C: 0}, 0, served, cohorts=(INTERNAL,))})
+        assert router.overrides() == {}
+
+
 # -- rollout validate: a rollout with cohorts on an Envoy router ---------------------------------------
 
 CONFIG = """apiVersion: rollouts/v1
