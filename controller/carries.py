@@ -36,6 +36,10 @@ class How:
 
 
 _FLAG = "the application reads the variant's model, promptText and params from the flag it evaluates"
+_UNLEASH = (
+    "the application reads the variant's model, promptText and params from the JSON payload of the Unleash "
+    "variant its SDK is served"
+)
 _FILE = "the application reads the variant's model, promptText and params from the routes file"
 _BUNDLE = (
     "the router writes each variant's model, prompt text and params to its prompt bundle, and the component "
@@ -50,6 +54,7 @@ _BUNDLE_WHY = (
 TABLE: Mapping[str, Mapping[Difference, How]] = {
     "file": {d: How(_FILE) for d in Difference},
     "flagd": {d: How(_FLAG) for d in Difference},
+    "unleash": {d: How(_UNLEASH) for d in Difference},
     "litellm": {
         Difference.MODEL: How("each role is a deployment of its own model"),
         Difference.PROMPT: How("the proxy's callback applies each deployment's system prompt"),
@@ -72,6 +77,8 @@ COHORTS: Mapping[str, str] = {
     "exactly, with the same two clusters and its own runtime keys, which a write sets",
     "flagd": "the flag's targeting is an `if`: per cohort, the evaluation context's attribute `in` its values "
     "selects the cohort's own `fractional` split; everyone else gets the last one",
+    "unleash": "each cohort is a pair of flexibleRollout strategies constrained to `<key> IN <values>`, before "
+    "everyone's; the SDK serves a request the variant of the first strategy that matches its context",
 }
 
 #: router type -> why it cannot carry cohorts, where the router has a mechanism a user would reach for.

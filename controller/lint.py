@@ -17,6 +17,11 @@ ERROR = "error"
 # A model id is pinned when it names a date or a version; otherwise the provider may move it.
 _PINNED = re.compile(r"(\d{4}-?\d{2}-?\d{2})|(@sha256:)|([:@-]v?\d+(\.\d+)*$)|(-\d{3}$)")
 _FLOATING = re.compile(r"(-|:|@)latest$|^latest$")
+#: Router configs whose router cannot mirror traffic (so a shadow step is R007), and how R007 names them.
+_UNMIRRORED: dict[type, str] = {
+    spec.LitellmRouterConfig: "a LiteLLM proxy",
+    spec.UnleashRouterConfig: "an Unleash server",
+}
 
 
 @dataclass(frozen=True)
@@ -93,13 +98,14 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         add("R005", ("spec", "steps"), "no step sets minSamples; gates could pass on a handful of requests")
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
-    if isinstance(config.routers.get(s.router), spec.LitellmRouterConfig):
+    unmirrored = _UNMIRRORED.get(type(config.routers.get(s.router)))
+    if unmirrored:
         for i, step in enumerate(s.steps):
             if step.shadow:
                 add(
                     "R007",
                     ("spec", "steps", i, "shadow"),
-                    f"router {s.router!r} is a LiteLLM proxy, which cannot mirror traffic; use a weight step",
+                    f"router {s.router!r} is {unmirrored}, which cannot mirror traffic; use a weight step",
                     ERROR,
                 )
     for i, gate in enumerate(s.analysis.gates):

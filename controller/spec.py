@@ -40,6 +40,7 @@ ROUTE_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._/-]{0,125}[A-Za-z0-9])?$"
 LABEL_NAME = r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$"
 TEMPLATE_NAME = r"^[a-z][a-z0-9_]{0,62}$"
 ENV_NAME = r"^[A-Z_][A-Z0-9_]{0,127}$"
+UNLEASH_NAME = r"^[A-Za-z0-9_.~-]{1,100}$"  # a project, environment or context field Unleash takes in a URL
 MODEL_ID = r"^[!-~]+$"  # printable ASCII: no space, no look-alike letter, no invisible character
 HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$"  # an HTTP field name (RFC 9110 token); no ':' pseudo-header
 
@@ -344,7 +345,7 @@ COHORT_VALUE = r"^[!-~]([ -~]{0,126}[!-~])?$"  # printable ASCII, no leading or 
 #: the README say it from this table.
 STICKY = {
     "flagd": "flagd's `fractional` buckets by the evaluation context's `targetingKey`",
-    "unleash": "Unleash's flexibleRollout buckets by the strategy's `stickiness` (the user id by default)",
+    "unleash": "Unleash's flexibleRollout buckets by the router's `stickiness` (by default the user id, else the session id)",
     "file": "the routes file's reference reader (`controller.routers.file.pick`) buckets by the user id it is given",
 }
 
@@ -813,8 +814,38 @@ class LitellmRouterConfig(_Model):
     )
 
 
+class UnleashRouterConfig(_Model):
+    """An Unleash server: a route is a feature flag (the route's name, '/' spelt '~') whose strategies in
+    `environment` split the users between variants stable, canary and previous, each with a JSON payload
+    {model, prompt, promptText, revision, params}. Writes go through the admin API, reads through the
+    client API (what SDKs are served). Unleash cannot mirror traffic, so a rollout on this router cannot
+    have a shadow step."""
+
+    type: Literal["unleash"]
+    url: Url = Field(description="The Unleash server's base URL (without /api).")
+    admin_token_env: EnvName = Field(
+        default="UNLEASH_ADMIN_TOKEN", description="Holds an admin API token (writes the flags)."
+    )
+    client_token_env: EnvName = Field(
+        default="UNLEASH_CLIENT_TOKEN",
+        description="Holds a backend (client) API token for `environment` (reads what SDKs are served).",
+    )
+    project: str = Field(default="default", pattern=UNLEASH_NAME, description="The project that holds the flags.")
+    environment: str = Field(default="development", pattern=UNLEASH_NAME, description="The environment written.")
+    stickiness: str = Field(
+        default="default",
+        pattern=UNLEASH_NAME,
+        description="What buckets a user: `default` (Unleash's: userId, else sessionId, else random), `userId`, "
+        "`sessionId`, `random` (no stickiness) or a custom context field. A request without it gets stable.",
+    )
+    apply_timeout: Timeout = Field(
+        default=timedelta(seconds=10),
+        description="How long a write waits for the client API to serve it (Unleash refreshes it about every second).",
+    )
+
+
 RouterConfig = Annotated[
-    FileRouterConfig | EnvoyRouterConfig | FlagdRouterConfig | LitellmRouterConfig,
+    FileRouterConfig | EnvoyRouterConfig | FlagdRouterConfig | LitellmRouterConfig | UnleashRouterConfig,
     Field(discriminator="type"),
 ]
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from controller import gates, judge, load, plan, spec, traffic
 
 KIND = "split"  # its evidence's kind; its name is `gates.TRAFFIC_SPLIT`
-STICKY_ROUTERS = frozenset({"flagd"})  # split by user, not by request: a request share is not binomial
+STICKY_ROUTERS = frozenset({"flagd", "unleash"})  # split by user, not by request: a request share is not binomial
 
 
 @dataclass(frozen=True)

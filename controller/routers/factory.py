@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from controller import settings, spec
-from controller.routers import base, envoy, flagd, litellm
+from controller.routers import base, envoy, flagd, litellm, unleash
 from controller.routers import file as file_router
 
 
@@ -25,7 +25,7 @@ def build(
 
     `routes` maps each route on this router to its rollout's name (Envoy names clusters and runtime
     keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `env` is where a
-    LiteLLM master key is read (by the variable the config names), never logged. `knobs` gives the
+    LiteLLM master key and Unleash's API tokens are read (by the variables the config names), never logged. `knobs` gives the
     admin APIs' timeouts (`settings.Timeouts`).
     """
     timeouts = (knobs or settings.Settings()).timeouts
@@ -57,4 +57,16 @@ def build(
                 deployments=config.deployments,
                 apply_timeout=config.apply_timeout.total_seconds(),
                 timeout=timeouts.litellm_admin,
+            )
+        case spec.UnleashRouterConfig():
+            return unleash.UnleashRouter(
+                name,
+                config.url,
+                admin_token=env.get(config.admin_token_env),
+                client_token=env.get(config.client_token_env),
+                project=config.project,
+                environment=config.environment,
+                stickiness=config.stickiness,
+                apply_timeout=config.apply_timeout.total_seconds(),
+                timeout=timeouts.unleash_api,
             )

