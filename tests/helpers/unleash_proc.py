@@ -74,7 +74,9 @@ class Server:
 
     def features(self) -> dict[str, Any]:
         """What the client API serves now, by flag name."""
-        response = httpx.get(self.url + "/api/client/features", headers={"authorization": self.client_token}, timeout=10)
+        response = httpx.get(
+            self.url + "/api/client/features", headers={"authorization": self.client_token}, timeout=10
+        )
         response.raise_for_status()
         return {f["name"]: f for f in response.json()["features"]}
 
