@@ -145,6 +145,7 @@ routers:
     admin: http://127.0.0.1:9901
     upstreams: {acme/chat-2025-01-01: 127.0.0.1:8001, acme/chat-2025-02-01: 127.0.0.1:8002}
   gateway: {type: litellm, url: http://127.0.0.1:4000, weightsFile: w.json}
+  flags: {type: unleash, url: http://127.0.0.1:4242}
 prometheus: {url: http://127.0.0.1:9090}
 """
 
@@ -197,3 +198,22 @@ def _lint_on(tmp_path: Path, router: str, gate: str, *, extra: str = "") -> list
     assert result.problems == [] and result.config
     [loaded] = result.rollouts
     return lint.lint(loaded, result.config, tree.read(loaded.path))
+
+
+@pytest.mark.parametrize(("router", "names"), [("gateway", "a LiteLLM proxy"), ("flags", "an Unleash server")])
+def test_r007_a_shadow_step_on_a_router_that_cannot_mirror(tmp_path: Path, router: str, names: str) -> None:
+    root = corpus.make_repo(tmp_path)
+    (root / "rollouts/controller.yaml").write_text(CONFIG)
+    (root / "rollouts/case/rollout.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n"
+        f"  router: {router}\n  route: chat\n"
+        "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
+        "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
+        "  steps:\n    - {shadow: 100, for: 1h}\n    - {weight: 100}\n"
+    )
+    tree = repo.WorkTree(root)
+    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
+    assert result.problems == [] and result.config
+    [loaded] = result.rollouts
+    [found] = [f for f in lint.lint(loaded, result.config, tree.read(loaded.path)) if f.code == "R007"]
+    assert found.severity == lint.ERROR and f"is {names}, which cannot mirror traffic" in found.message
