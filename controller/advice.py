@@ -82,6 +82,12 @@ def step_advice(
         return _with(out, note="traffic unknown: set analysis.expectedRate (e.g. 10/s) for advice")
     if not s.analysis.gates:
         return _with(out, note="no gates")
+    if the_step.cohort is not None:
+        return _with(
+            out,
+            note=f"the canary serves cohort {the_step.cohort} at {the_step.weight}%, whose share of expectedRate "
+            "no spec states: no timing advice",
+        )
     if the_step.shadow is not None:
         weight, stable_weight = the_step.shadow / 100, 1.0
     else:

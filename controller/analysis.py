@@ -15,21 +15,35 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from controller import contract, errors, gates, judge, load, plan, prometheus, promql, spec, split, templates, traffic
 
 MAX_WINDOW = timedelta(days=7)
 
 
-def window(interval: timedelta, in_step: timedelta | None) -> timedelta:
+def window(interval: timedelta, in_step: timedelta | None, in_life: timedelta | None = None) -> timedelta:
     """The measuring window of a rollout: its time in the current step, rounded down to a whole number
-    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two;
-    at least one interval, at most 7 days.
+    of analysis intervals (1 to 8), and beyond eight intervals to the interval times a power of two; at
+    least one interval, at most 7 days; and never longer than the canary's life so far (`in_life`: since
+    its revision came to main, or its last rollback or retry), rounded down to a power of two seconds.
 
     Measuring from the step's start is what the sequential judge needs (its guarantee holds over every
-    look within a step), and rounding down never reaches back into the previous step or revision.
-    The buckets keep batching: rollouts in similar places share a window, so a tick makes at most one
-    request per template per bucket (about 20 buckets from one interval to 7 days)."""
+    look within a step); a step younger than one interval is measured over one, reaching back into the
+    same canary's previous step. Never further: the metrics name a variant (`canary`), not its
+    revision, so a window reaching back past the canary's life would judge a new canary on the requests
+    its predecessor answered (a rolled-back one's failures), or a retried one on its traffic from before
+    the rollback. The buckets keep batching: rollouts in similar places share a window, so a tick makes
+    at most one request per template per bucket (about 20 buckets from one interval to 7 days, and a
+    few for canaries younger than their window)."""
+    w = _step_window(interval, in_step)
+    if in_life is not None and in_life < w:
+        seconds = max(1, int(in_life.total_seconds()))
+        return timedelta(seconds=2 ** (seconds.bit_length() - 1))
+    return w
+
+
+def _step_window(interval: timedelta, in_step: timedelta | None) -> timedelta:
     if in_step is None or in_step <= interval:
         return interval
     reach = min(in_step, MAX_WINDOW)
@@ -62,22 +76,28 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
     cohorts = judged(plan.desired_state(loaded)) if len(known.variants) > 1 else ()
     return Target(
-        known.rollout, known.route, known.router_type, known.gates, known.segments, step.min_samples or 0, cohorts
+        known.rollout,
+        known.route,
+        known.router_type,
+        known.gates,
+        tuple(loaded.rollout.spec.analysis.segments),  # the contract's also has the cohorts' labels, to check
+        step.min_samples or 0,
+        cohorts,
     )
 
 
 def judged(state: traffic.RouteState) -> tuple[templates.CohortQuery, ...]:
     """The cohorts a route's gates judge one by one: each cohort the state has open, in its order, and
     everyone else while everyone's canary weight is above 0; () when no cohort is open (the route is
-    judged as one, as before cohorts). A cohort at 100% has no stable traffic of its own: its canary is
-    compared with stable over the whole route."""
+    judged as one, as before cohorts). A cohort at 100% has no stable traffic of its own: only its
+    gates' absolute bounds judge it (`at_full`)."""
     if not state.cohorts:
         return ()
     out: list[templates.CohortQuery] = []
     before: list[tuple[str, tuple[str, ...]]] = []
     for c in state.cohorts:
         matchers = templates.cohort_matchers(c.key, c.values, before=before)
-        out.append(templates.CohortQuery(c.name, matchers, whole_route_stable=c.canary >= 100))
+        out.append(templates.CohortQuery(c.name, matchers, at_full=c.canary >= 100))
         before.append((c.key, c.values))
     if state.weight(traffic.CANARY) > 0:
         out.append(templates.CohortQuery(gates.EVERYONE, templates.cohort_matchers("", (), before=before)))
@@ -139,7 +159,6 @@ def evaluate(
                     gates.GateEvidence.unmeasured(t.rollout, gate, error, min_samples=t.min_samples, **common)
                 )
                 continue
-            rows, verdict = judged_rows
             evidence.append(
                 gates.GateEvidence(
                     rollout=t.rollout,
@@ -149,12 +168,19 @@ def evaluate(
                     query=answer.query,
                     window=window_text,
                     min_samples=t.min_samples,
-                    segments=rows,
-                    verdict=verdict,
+                    segments=judged_rows.rows,
+                    verdict=judged_rows.verdict,
+                    undecidable=judged_rows.undecidable,
                 )
             )
         out[t.rollout] = tuple(evidence)
     return out
+
+
+class _Judged(NamedTuple):
+    rows: tuple[gates.SegmentEvidence, ...]
+    verdict: gates.Verdict
+    undecidable: bool = False  # no cohort it judges can decide it (`gates.GateEvidence.undecidable`)
 
 
 def _judge(
@@ -165,7 +191,7 @@ def _judge(
     how: gates.Method,
     *,
     scale: float,
-) -> tuple[tuple[gates.SegmentEvidence, ...], gates.Verdict] | None:
+) -> _Judged | None:
     """A gate's rows and verdict from its template's answer: the route as one or, with cohorts open (on
     metrics that carry their labels), each cohort on its own, the worst verdict winning and the gate's
     alpha shared among them. None when the answer has several series for one variant and segment."""
@@ -173,29 +199,39 @@ def _judge(
     cohorts = _cohorts(t, g.flavour)
     if not cohorts:
         measured, dup = _measured(answer, g, subject, scale=scale)
-        return None if dup else gates.judge_segments(gate, measured, min_samples=t.min_samples, method=how)
+        return None if dup else _Judged(*gates.judge_segments(gate, measured, min_samples=t.min_samples, method=how))
     rows: list[gates.SegmentEvidence] = []
     verdicts = []
     for c in cohorts:
         mine = templates.group(g.flavour, g.segments, subjects=[subject], matchers=c.matchers)
         measured, dup = _measured(answer, mine, subject, scale=scale)
-        if c.whole_route_stable:
-            whole_group = templates.group(g.flavour, (), subjects=[subject])
-            whole, dup_whole = _measured(answer, whole_group, subject, scale=scale)
-            dup = dup or dup_whole
-            stable = whole.get((), {}).get("stable", gates.NO_DATA)
-            measured = {seg: {**by, "stable": stable} for seg, by in measured.items()}
         if dup:
             return None
+        judged_gate = gate
+        if c.at_full:  # no stable of its own, and another cohort's is another population: bounds only
+            judged_gate = gate.model_copy(update={"max_drop": None, "max_increase": None})
+            if judged_gate.max is None and judged_gate.min is None:
+                rows.append(_unjudged_at_full(c.name))
+                continue
+            measured = {seg: {"canary": by.get("canary", gates.NO_DATA)} for seg, by in measured.items()}
         found, verdict = gates.judge_segments(
-            gate, measured, min_samples=t.min_samples, method=how, cohort=c.name, alpha_share=1 / len(cohorts)
+            judged_gate, measured, min_samples=t.min_samples, method=how, cohort=c.name, alpha_share=1 / len(cohorts)
         )
-        if c.whole_route_stable:
-            note = "; at 100% the cohort has no stable of its own: compared with stable over the whole route"
+        if c.at_full and gates.compares(gate):
+            note = "; at 100% the cohort has no stable of its own: only max and min are judged"
             found = tuple(replace(r, reason=r.reason + note) for r in found)
         rows += found
         verdicts.append(verdict)
-    return tuple(rows), gates.worst(verdicts)
+    return _Judged(tuple(rows), gates.worst(verdicts), undecidable=not verdicts)
+
+
+def _unjudged_at_full(cohort: str) -> gates.SegmentEvidence:
+    """A gate with only relative limits, in a cohort at 100%: nothing to compare the canary with there."""
+    why = (
+        "not judged: at 100% the cohort has no stable of its own (another cohort's stable is another population), "
+        "and this gate has only relative limits; give it max or min to judge the cohort"
+    )
+    return gates.SegmentEvidence((), gates.NO_DATA, gates.NO_DATA, gates.Verdict.INCONCLUSIVE, why, False, (), cohort)
 
 
 def _cohorts(t: Target | contract.Target, flavour: templates.Flavour) -> tuple[templates.CohortQuery, ...]:
@@ -207,17 +243,13 @@ def _cohorts(t: Target | contract.Target, flavour: templates.Flavour) -> tuple[t
 
 
 def _groups(template: templates.Template, t: Target | contract.Target) -> list[templates.Group]:
-    """Every group a target's gate on `template` is asked in: the route's, or each judged cohort's, and
-    the whole route's stable without segments where a cohort at 100% is compared with it."""
+    """Every group a target's gate on `template` is asked in: the route's, or each judged cohort's."""
     g = contract.group_of(template, t)
     cohorts = _cohorts(t, g.flavour)
     if not cohorts:
         return [g]
     subjects = sorted(g.subjects)
-    out = [templates.group(g.flavour, g.segments, subjects=subjects, matchers=c.matchers) for c in cohorts]
-    if any(c.whole_route_stable for c in cohorts):
-        out.append(templates.group(g.flavour, (), subjects=subjects))
-    return out
+    return [templates.group(g.flavour, g.segments, subjects=subjects, matchers=c.matchers) for c in cohorts]
 
 
 def method(t: spec.GateTemplate) -> gates.Method:

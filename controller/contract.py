@@ -79,9 +79,7 @@ def labels(flavour: templates.Flavour) -> str:
     """The labels a flavour's series carry, in words: the README table's last row."""
     if flavour.by_rollout:
         return f"`{flavour.cluster_label}` = `<rollout>_stable` or `<rollout>_canary`; `le` on buckets"
-    return (
-        "`route` = `spec.route`, `variant` = `stable` or `canary`, the rollout's `analysis.segments`; `le` on buckets"
-    )
+    return "`route` = `spec.route`, `variant` = `stable` or `canary`, the rollout's `analysis.segments` and its cohorts' attributes; `le` on buckets"
 
 
 def _cell(t: spec.GateTemplate) -> str:
@@ -140,7 +138,7 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
         route=s.route,
         router_type=router.type if router is not None else "",
         gates=tuple(s.analysis.gates),
-        segments=tuple(s.analysis.segments),
+        segments=tuple(dict.fromkeys([*s.analysis.segments, *(c.key for c in s.cohorts)])),
         variants=variants,
     )
 

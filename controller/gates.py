@@ -524,6 +524,7 @@ class GateEvidence:
     verdict: Verdict
     error: str | None = None
     expected_share: float | None = None  # the traffic-split check: the canary's configured share
+    undecidable: bool = False  # INCONCLUSIVE because no traffic at this step can decide it (a cohort at 100%)
 
     @classmethod
     def unmeasured(
@@ -571,12 +572,15 @@ class GateEvidence:
 
 
 def deciding(rows: Sequence[GateEvidence]) -> list[Verdict]:
-    """The verdicts that decide a promotion, as the controller decides: every gate's, and the
-    traffic-split check's on FAIL or ERROR only (unjudged, it holds nothing: the gates' own samples do).
-    None without a gate: the split check alone never backs a promotion."""
+    """The verdicts that decide a promotion, as the controller decides: every gate's but one that no
+    traffic at this step can decide (`undecidable`), and the traffic-split check's on FAIL or ERROR only
+    (unjudged, it holds nothing: the gates' own samples do). None without a gate: the split check alone
+    never backs a promotion."""
     if all(e.gate is None for e in rows):
         return []
-    return [e.verdict for e in rows if e.gate is not None or e.verdict is not Verdict.INCONCLUSIVE]
+    return [
+        e.verdict for e in rows if (e.gate is not None and not e.undecidable) or e.verdict is not Verdict.INCONCLUSIVE
+    ]
 
 
 def judge_segments(

@@ -128,15 +128,6 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         found = _coarse(gate, config, router.type if router is not None else "")
         if found is not None:
             add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
-    for i, cohort in enumerate(s.cohorts):
-        if cohort.key not in s.analysis.segments:
-            add(
-                "R011",
-                ("spec", "cohorts", i, "match"),
-                f"the gates judge cohort {cohort.name!r} by the metric label {cohort.key!r}, which "
-                "analysis.segments does not list: list it, so that `rollout doctor` checks that your metrics carry it "
-                "(without it the cohort's requests are never measured, and the gates hold)",
-            )
     if s.cohorts and router is not None:
         for i, gate in enumerate(s.analysis.gates):
             try:
@@ -150,6 +141,17 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
                     f"gate {gate.use} reads {router.type}'s own metrics, which carry no cohort label: it judges the "
                     "route as one, so a regression one cohort sees may hide in the others' traffic; add a gate on "
                     "your application's metrics (controller.yaml gateTemplates) to judge each cohort",
+                )
+    if s.analysis.gates and not any(g.max is not None or g.min is not None for g in s.analysis.gates):
+        for i, step in enumerate(s.steps):
+            if step.cohort is not None and step.weight == 100:
+                add(
+                    "R012",
+                    ("spec", "steps", i, "weight"),
+                    f"cohort {step.cohort!r} at 100% has no stable of its own, so no relative limit can judge it "
+                    "(another cohort's stable is another population), and no gate has max or min: the step would "
+                    "hold for ever; give a gate an absolute bound, such as error_rate max 2%",
+                    ERROR,
                 )
     rate = s.analysis.expected_rate
     if rate is not None:

@@ -85,8 +85,9 @@ def desired_state(loaded: load.LoadedRollout) -> traffic.RouteState:
 
 def step_state(s: spec.RolloutSpec, index: int, served: dict[str, traffic.Served] | None = None) -> traffic.RouteState:
     """The split step `index` asks for: everyone's weight and shadow as the step (or, for a cohort
-    step, the last step for everyone before it) says, and each cohort opened so far at its latest
-    weight, in spec.cohorts' order (one at most everyone's weight routes as everyone does)."""
+    step, the last step for everyone before it) says, and every cohort of spec.cohorts, in its order, at
+    its latest weight or everyone's if higher: a request belongs to the first cohort it matches, opened
+    or not, on every router (one not opened yet routes at everyone's weight)."""
     step = s.steps[index]
     everyone = step if step.cohort is None else next((p for p in reversed(s.steps[:index]) if p.cohort is None), None)
     canary = everyone.canary_weight if everyone is not None else 0
@@ -95,7 +96,7 @@ def step_state(s: spec.RolloutSpec, index: int, served: dict[str, traffic.Served
     for earlier in s.steps[: index + 1]:
         if earlier.cohort is not None and earlier.weight is not None:
             opened[earlier.cohort] = earlier.weight
-    cohorts = tuple(traffic.CohortSplit(c.name, c.key, c.values, opened[c.name]) for c in s.cohorts if c.name in opened)
+    cohorts = tuple(traffic.CohortSplit(c.name, c.key, c.values, max(opened.get(c.name, 0), canary)) for c in s.cohorts)
     weights = {traffic.STABLE: 100 - canary, traffic.CANARY: canary}
     return traffic.RouteState(weights, shadow, served or {}, cohorts=cohorts)
 
@@ -198,6 +199,7 @@ class GateResult:
     verdict: gates.Verdict
     on_fail: spec.OnFail = spec.OnFail.ROLLBACK
     reason: str = ""
+    undecidable: bool = False  # INCONCLUSIVE, and no traffic at this step can decide it: it holds nothing
 
 
 @dataclass(frozen=True)
@@ -297,11 +299,19 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     # canary already takes everything: completing grows no exposure, it records the promotion. FAIL
     # (above) and ERROR still stop it; INCONCLUSIVE does not.
     everything = index + 1 == len(s.steps) and step.canary_weight == 100
-    if not everything and any(g.verdict is gates.Verdict.INCONCLUSIVE for g in facts.verdicts):
+    deciding = [g for g in facts.verdicts if not g.undecidable]
+    if not everything and any(g.verdict is gates.Verdict.INCONCLUSIVE for g in deciding):
         return Decision(
             Kind.HOLD,
-            f"gates undecided: {_names(facts.verdicts, gates.Verdict.INCONCLUSIVE)} "
+            f"gates undecided: {_names(deciding, gates.Verdict.INCONCLUSIVE)} "
             "(too few samples yet, or their bounds still span the limit)",
+        )
+    if not everything and facts.verdicts and not deciding:
+        # a cohort at 100% has no stable of its own: only absolute bounds judge it (lint R012)
+        return Decision(
+            Kind.HOLD,
+            f"no gate can judge this step: {_names(facts.verdicts, gates.Verdict.INCONCLUSIVE)} have only relative "
+            "limits, and a cohort at 100% has no stable to compare with; give a gate max or min",
         )
     if step.for_ is not None:
         if facts.step_since is None:
@@ -329,8 +339,8 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
 
 
 def _exposed(state: traffic.RouteState) -> bool:
-    """The canary gets live or mirrored traffic in `state`."""
-    return bool(state.weight(traffic.CANARY) or state.shadow)
+    """The canary gets live or mirrored traffic in `state`, in any cohort."""
+    return not traffic.exposure_free(state)
 
 
 def _shared(live: traffic.RouteState, target: traffic.RouteState, reason: str) -> Decision:

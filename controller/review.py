@@ -138,7 +138,7 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
     """A PROMOTION when merging lets a canary get more traffic than the base lets it have; else None.
 
     Within one canary revision that is a higher `status.step`, or a bigger weight or shadow for the
-    step it is at; for a new revision (or one the base rolled back), anything past step 1; and a
+    step it is at, in any cohort (a cohort opened, raised, widened or moved ahead of another); for a new revision (or one the base rolled back), anything past step 1; and a
     completion from a step below 100%. Only the base's gates, measured against the base's
     Prometheus, can back it: the PR itself may have loosened them."""
     name = h.name
@@ -146,7 +146,7 @@ def _promotion(b: load.LoadedRollout | None, h: load.LoadedRollout, *, same: boo
     if canary is not None and not plan.rolled_back(h):
         step = plan.current_step(h)
         if same and b is not None and not plan.rolled_back(b):
-            grows = step > plan.current_step(b) or _grows(_exposure(b), _exposure(h))
+            grows = step > plan.current_step(b) or plan.desired_state(b).raises(plan.desired_state(h))
             if grows:
                 return RolloutChange(
                     name, Effect.PROMOTION, f"raises revision {canary} from {_at(b)} to {_at(h)}", measure=b
@@ -176,10 +176,6 @@ def _exposure(loaded: load.LoadedRollout) -> tuple[int, int]:
     """(weight, shadow) main gives the canary."""
     state = plan.desired_state(loaded)
     return state.weights.get(traffic.CANARY, 0), state.shadow
-
-
-def _grows(before: tuple[int, int], after: tuple[int, int]) -> bool:
-    return any(a > b for a, b in zip(after, before, strict=True))
 
 
 def _at(loaded: load.LoadedRollout) -> str:

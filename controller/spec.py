@@ -350,6 +350,9 @@ STICKY = {
 }
 
 CohortValue = Annotated[str, Field(pattern=COHORT_VALUE)]
+#: Metric labels a cohort's attribute cannot be: the gates' own (`route`, `variant`, the Envoy and LiteLLM
+#: flavours' `rollout`), a histogram's `le`, and the labels the batched queries tag their answers with.
+RESERVED_COHORT_KEYS = frozenset({"route", "variant", "rollout", "le", "rollouts_part", "rollouts_group"})
 
 
 def _one_or_many(value: object) -> object:
@@ -359,7 +362,8 @@ def _one_or_many(value: object) -> object:
 class Cohort(_Model):
     """A group of requests picked by one request attribute: `{tenant_tier: [beta]}`. The attribute is at
     once what the router matches (an Envoy header, a flagd or Unleash context key, the file router's
-    attribute) and the metric label the gates judge the cohort by: list it in `analysis.segments`."""
+    attribute) and the metric label the gates judge the cohort by (`rollout doctor` checks your metrics
+    carry it)."""
 
     name: Name = Field(description="How steps, plans and PRs name the cohort.")
     match: dict[LabelName, Annotated[list[CohortValue], BeforeValidator(_one_or_many)]] = Field(
@@ -372,6 +376,11 @@ class Cohort(_Model):
     @model_validator(mode="after")
     def _values(self) -> Cohort:
         for key, values in self.match.items():
+            if key in RESERVED_COHORT_KEYS or key.startswith("__"):
+                raise _located(
+                    ("match", key),
+                    f"{key!r} names the series themselves, not a request attribute: use another label",
+                )
             if not 1 <= len(values) <= MAX_COHORT_VALUES:
                 raise _located(("match", key), f"must list 1 to {MAX_COHORT_VALUES} values")
             if len(set(values)) != len(values):

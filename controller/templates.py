@@ -284,12 +284,12 @@ def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str],
 @dataclass(frozen=True)
 class CohortQuery:
     """One cohort the gates judge on its own: its name (`gates.EVERYONE` for the requests in no cohort),
-    the matchers picking its requests, and whether its canary is compared with stable over the whole
-    route (a cohort at 100% has no stable of its own)."""
+    the matchers picking its requests, and whether it is at 100% (no stable of its own: only absolute
+    bounds judge it)."""
 
     name: str
     matchers: tuple[str, ...]
-    whole_route_stable: bool = False
+    at_full: bool = False
 
 
 def cohort_matchers(

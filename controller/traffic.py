@@ -116,9 +116,10 @@ class RouteState:
     route, and never refuses to lower it.
 
     `cohorts` are the route's cohort splits in precedence order: a request in a cohort is split by
-    the first cohort it matches, every other request by `weights` ("everyone"). A cohort whose canary
-    weight is at most everyone's routes as everyone does and is dropped (`__post_init__`), so two
-    states that send the same traffic compare equal.
+    the first cohort it matches, every other request by `weights` ("everyone"). Trailing cohorts whose
+    canary weight is everyone's route as everyone does and are dropped (`__post_init__`), so two states
+    that send the same traffic compare equal; one before another cohort is kept, whatever its weight,
+    as it still decides for the requests in both.
     """
 
     weights: Mapping[str, int]
@@ -133,7 +134,10 @@ class RouteState:
         object.__setattr__(self, "served", MappingProxyType(dict(self.served)))
         object.__setattr__(self, "others", MappingProxyType(dict(self.others)))
         everyone = self.weights.get(CANARY, 0)
-        object.__setattr__(self, "cohorts", tuple(c for c in self.cohorts if c.canary > everyone))
+        cohorts = list(self.cohorts)
+        while cohorts and cohorts[-1].canary == everyone:
+            cohorts.pop()
+        object.__setattr__(self, "cohorts", tuple(cohorts))
         problem = self.problem()
         if problem:
             raise ValueError(problem)

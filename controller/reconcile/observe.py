@@ -30,9 +30,11 @@ def measure(
     metrics: prometheus.Prometheus | None,
     at: datetime,
     since: Mapping[str, datetime | None],
+    begun: Mapping[str, datetime | None] | None = None,
 ) -> dict[str, tuple[gates.GateEvidence, ...]]:
-    """Every gate of every rollout in flight, measured over its step so far (see `analysis.window`): one
-    Prometheus request per template and window bucket, however many rollouts there are."""
+    """Every gate of every rollout in flight, measured over its step so far, never before its canary's
+    life began (`begun`; see `analysis.window`): one Prometheus request per template and window bucket,
+    however many rollouts there are."""
     live = [r for r in rollouts if r.rollout.spec.canary is not None and r.rollout.spec.analysis.gates]
     if not live:
         return {}
@@ -46,8 +48,10 @@ def measure(
         }
     groups: dict[timedelta, list[analysis.Target]] = {}
     for r in live:
-        started = since.get(r.name)
-        w = analysis.window(r.rollout.spec.analysis.interval, at - started if started else None)
+        started, life = since.get(r.name), (begun or {}).get(r.name)
+        w = analysis.window(
+            r.rollout.spec.analysis.interval, at - started if started else None, at - life if life else None
+        )
         groups.setdefault(w, []).append(analysis.target(r, config))
     out: dict[str, tuple[gates.GateEvidence, ...]] = {}
     for w, targets in sorted(groups.items()):
@@ -156,29 +160,36 @@ class StepHistory:
 
     workspace: repo.Workspace
     limit: int = settings.Memory.step_histories
-    _keys: dict[tuple[str, str], tuple[Any, ...] | None] = field(default_factory=dict)
+    _keys: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[Any, ...]] | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
-        """The commit time of the oldest commit in the newest run of first-parent commits with the
-        same (revision, step, phase) as main now."""
-        key = _step_key(loaded)
+        """When the current step began: the commit time of the oldest commit in the newest run of
+        first-parent commits with the same (revision, step, phase) as main now."""
+        return self._since(loaded, config, 0)
+
+    def revision_since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
+        """When the canary's current life began: its revision first on main, or its last rollback or retry
+        (the same run of commits with the same revision and the same rolled-back and retried lists)."""
+        return self._since(loaded, config, 1)
+
+    def _since(self, loaded: load.LoadedRollout, config: spec.ControllerConfig, which: int) -> datetime | None:
+        key = _keys(loaded)[which]
         since = None
         directory = loaded.path.rsplit("/", 1)[0]
         for sha, when in self._histories(directory)[:200]:
             cached = self._keys.get((sha, loaded.path), ())
             if cached == ():
                 try:
-                    other = load.load_rollout(self.workspace.tree(sha), loaded.path, config)
-                    cached = _step_key(other)
+                    cached = _keys(load.load_rollout(self.workspace.tree(sha), loaded.path, config))
                 except errors.SpecError:
                     cached = None
                 if len(self._keys) >= self.limit:
                     self._keys.clear()  # a long `rollout run`: start over rather than grow without bound
                 self._keys[(sha, loaded.path)] = cached
-            if cached != key:
+            if cached is None or cached[which] != key:
                 break
             since = when
         return since
@@ -190,8 +201,12 @@ class StepHistory:
         return self.workspace.histories(root, depth=directory.count("/") + 1).get(directory, [])
 
 
-def _step_key(loaded: load.LoadedRollout) -> tuple[Any, ...]:
+def _keys(loaded: load.LoadedRollout) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """(the step's key, the canary's life's key): what stays the same while a step, or a canary's life
+    (from its revision's arrival, or its last rollback or retry), goes on."""
     status = loaded.rollout.status
     canary = loaded.revisions.get(traffic.CANARY)
     phase = status.phase.value if status is not None and status.revision == canary else "New"
-    return (canary, plan.current_step(loaded), phase, loaded.revisions.get(traffic.PREVIOUS))
+    step = (canary, plan.current_step(loaded), phase, loaded.revisions.get(traffic.PREVIOUS))
+    life = (canary, tuple(status.rolled_back) if status else (), tuple(status.retried) if status else ())
+    return step, life

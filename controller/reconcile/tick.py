@@ -101,12 +101,14 @@ class Controller:
         config = desired.config
         prs = self.pull_requests.ours()
         since: dict[str, datetime | None] = {}
+        begun: dict[str, datetime | None] = {}
         for loaded in desired.rollouts:
             try:
                 since[loaded.name] = self.steps.since(loaded, config)
+                begun[loaded.name] = self.steps.revision_since(loaded, config)
             except errors.RepoError:
                 since[loaded.name] = None  # reported as an unknown start: the rollout holds
-        measured = observe.measure(desired.rollouts, config, metrics=self.metrics, at=started, since=since)
+        measured = observe.measure(desired.rollouts, config, metrics=self.metrics, at=started, since=since, begun=begun)
         observe.measure_split(
             measured, desired.rollouts, config, metrics=self.metrics, at=started, since=since, pulls=prs
         )
@@ -221,7 +223,7 @@ class Controller:
             now=self.clock(),
             live=live,
             verdicts=tuple(
-                plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, proposals.gate_reason(e))
+                plan.GateResult(e.gate.use, e.verdict, e.gate.on_fail, proposals.gate_reason(e), e.undecidable)
                 for e in found
                 if e.gate is not None
             ),
@@ -367,12 +369,13 @@ def _adapter(exc: errors.RolloutError) -> str:
 
 def _samples(found: Sequence[gates.GateEvidence], *, cohort: str) -> int | None:
     """The canary requests behind the best-counted gate in the cohort the step exposes (where cohorts are
-    judged apart: its rows only), or None when no gate counts samples there."""
+    judged apart: that cohort's rows only, never a gate's that sees no cohort), or None when no gate
+    counts samples there."""
+
+    apart = any(s.cohort for e in found for s in e.segments)  # a gate on Envoy's own metrics sees no cohort
 
     def mine(e: gates.GateEvidence) -> list[float]:
-        rows = [s for s in e.segments if s.canary.samples is not None]
-        if any(s.cohort for s in rows):
-            rows = [s for s in rows if s.cohort == cohort]
+        rows = [s for s in e.segments if s.canary.samples is not None and (s.cohort == cohort or not apart)]
         return [s.canary.samples for s in rows if s.canary.samples is not None]
 
     counts = [sum(mine(e)) for e in found if mine(e)]

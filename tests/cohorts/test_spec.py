@@ -213,8 +213,19 @@ def test_each_step_asks_for_its_split(tmp_path: Path, index: int, everyone: int,
 def test_a_cohort_below_everyone_routes_as_everyone(tmp_path: Path) -> None:
     steps = "  steps:\n    - {cohort: beta, weight: 10}\n    - {weight: 5}\n    - {weight: 50}\n    - {weight: 100}\n"
     (loaded,) = load_text(tmp_path, rollout_text(steps=steps)).rollouts
-    assert split(loaded.rollout.spec, 1) == (5, {"beta": 10})
+    # internal comes first in spec.cohorts: not opened, it still decides for its users, at everyone's weight
+    assert split(loaded.rollout.spec, 1) == (5, {"internal": 5, "beta": 10})
     assert split(loaded.rollout.spec, 2) == (50, {})  # beta's 10% is below everyone's 50%: it gets 50%
+
+
+def test_a_request_in_two_cohorts_is_the_first_listed_s_opened_or_not(tmp_path: Path) -> None:
+    """So that every router (Envoy renders every cohort the spec names) routes it alike, and a later step
+    never lowers a user: beta opened at 80% does not reach internal's users until internal opens."""
+    steps = "  steps:\n    - {cohort: beta, weight: 80}\n    - {cohort: internal, weight: 90}\n    - {weight: 100}\n"
+    (loaded,) = load_text(tmp_path, rollout_text(steps=steps)).rollouts
+    both = {"user_group": "internal", "tenant_tier": "beta"}
+    shares = [plan.step_state(loaded.rollout.spec, i).canary_for(both) for i in range(3)]
+    assert shares == [0, 90, 100]
 
 
 def test_cohort_order_is_the_spec_s_not_the_steps(tmp_path: Path) -> None:

@@ -246,9 +246,10 @@ def test_killed_in_a_rollback_tick(ops: GitOps, point: str, table_row: dict[str,
 
 
 def start_good_bot(ops: GitOps) -> None:
-    """The good canary, committed ten minutes ago and mirrored since (step 0 applied): its step's time
-    and samples are met, its gate passes, so the next tick proposes the advance to 10%."""
-    ago = datetime.now(UTC) - timedelta(minutes=10)
+    """The good canary, committed an hour ago and mirrored since (step 0 applied): its step's time and
+    samples are met, its gate passes on the hour of history since, so the next tick proposes the advance
+    to 10%."""
+    ago = datetime.now(UTC) - timedelta(minutes=61)
     files = {
         "rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="manual"),
         "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",

@@ -52,7 +52,7 @@ def by_cohort(e: gates.GateEvidence) -> dict[str, V]:
 def test_a_regression_only_beta_sees_fails_on_beta(metrics: prometheus.Prometheus) -> None:
     e = judge(metrics, target("cohort-bad", state(5, INTERNAL, BETA)))
     assert e.verdict is V.FAIL, evidence.text("r", [e], at="test")
-    assert by_cohort(e) == {"cohort internal": V.PASS, "cohort beta": V.FAIL, "everyone else": V.PASS}
+    assert by_cohort(e) == {"cohort internal": V.INCONCLUSIVE, "cohort beta": V.FAIL, "everyone else": V.PASS}
 
 
 def test_the_same_canary_judged_as_one_route_hides_it(metrics: prometheus.Prometheus) -> None:
@@ -66,12 +66,20 @@ def test_good_cohorts_pass(metrics: prometheus.Prometheus) -> None:
     assert e.verdict is V.PASS, evidence.text("r", [e], at="test")
 
 
-def test_a_cohort_at_100_is_compared_with_stable_over_the_route(metrics: prometheus.Prometheus) -> None:
+def test_a_cohort_at_100_is_judged_by_absolute_bounds_only(metrics: prometheus.Prometheus) -> None:
+    """No stable of its own, and another cohort's stable is another population: no relative limit there."""
     e = judge(metrics, target("cohort-good", state(0, INTERNAL)))
     [row] = e.segments
-    assert (row.cohort, row.verdict) == ("internal", V.PASS)
-    assert row.stable.samples is not None and row.stable.samples > 5000  # beta's, free's and pro's stable
-    assert "whole route" in row.reason
+    assert (row.cohort, row.verdict, row.counted, e.verdict) == ("internal", V.INCONCLUSIVE, False, V.INCONCLUSIVE)
+    assert e.undecidable and "only relative limits" in row.reason
+    assert gates.deciding([e]) == []  # it backs nothing and holds nothing
+    bounded = spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": "3%", "min": "85%"})
+    t = target("cohort-good", state(0, INTERNAL))
+    t = analysis.Target(t.rollout, t.route, t.router_type, (bounded,), t.segments, t.min_samples, t.cohorts)
+    e = judge(metrics, t)
+    [row] = e.segments
+    assert (row.verdict, e.verdict, e.undecidable) == (V.PASS, V.PASS, False)  # 93% >= 85%, on evidence
+    assert row.stable == gates.NO_DATA and "only max and min are judged" in row.reason
 
 
 def test_segments_split_each_cohort(metrics: prometheus.Prometheus) -> None:
@@ -97,7 +105,7 @@ def test_one_query_per_template_whatever_the_cohorts(
         (state(0), []),
         (state(0, INTERNAL), ["internal"]),
         (state(5, INTERNAL, BETA), ["internal", "beta", gates.EVERYONE]),
-        (state(30, BETA), []),  # beta's 25% is below everyone's 30%: no cohort is open
+        (state(30, BETA), ["beta", gates.EVERYONE]),  # beta served less than everyone: judged on its own
     ],
 )
 def test_which_cohorts_are_judged(state_: traffic.RouteState, names: list[str]) -> None:

@@ -37,7 +37,10 @@ def eval_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.P
     work = tmp_path_factory.mktemp("reconcile-prometheus")
     history = evals_history("good", "stable", 0.90, 200) + evals_history("good", "canary", 0.90, 200)
     history += evals_history("bad", "stable", 0.90, 200) + evals_history("bad", "canary", 0.85, 200)
-    prom.prom_backfill(prom.prom_openmetrics(history, now=NOW), data_dir=work / "data", work=work)
+    # from three hours before the session to one hour after it: the gates never measure before a canary's
+    # revision came to main, so a canary committed during the session needs history after its commit
+    text = prom.prom_openmetrics(history, now=NOW + 3600, span=4 * 3600)
+    prom.prom_backfill(text, data_dir=work / "data", work=work)
     with prom.prom_server(work, data_dir=work / "data") as server:
         yield server
 
@@ -178,8 +181,14 @@ def make_gitops(tmp_path: Path, prom_url: str, monkeypatch: pytest.MonkeyPatch) 
             "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
         },
         "Add good-bot",
+        at=HISTORY_BEGAN,
     )
     return ops
+
+
+#: When the fixtures' rollouts came to main: as the session's backfilled history began, so that the
+#: gates, which never measure before a canary's revision came to main, find it theirs.
+HISTORY_BEGAN = datetime.fromtimestamp(NOW - 3 * 3600 + 60, UTC)
 
 
 def add_bad_bot(gitops: GitOps, *, promotion: str = "manual") -> None:
@@ -192,6 +201,7 @@ def add_bad_bot(gitops: GitOps, *, promotion: str = "manual") -> None:
             "rollouts/bad-bot/prompts/v2.md": "Answer in riddles.\n",
         },
         "Add bad-bot",
+        at=HISTORY_BEGAN,
     )
     gitops.router().write({"bad": traffic.RouteState({"stable": 100, "canary": 0}, shadow=100)})
 

@@ -468,10 +468,22 @@ def test_invariants(
     ids=["unknown", "shorter", "one", "almost-two", "two", "five", "almost-ten", "hour", "capped"],
 )
 def test_measuring_window(in_step: int | None, expected: int) -> None:
-
     got = analysis.window(timedelta(minutes=1), None if in_step is None else timedelta(seconds=in_step))
     assert got == timedelta(seconds=expected)
     assert got <= max(timedelta(minutes=1), timedelta(seconds=in_step or 0))  # never before the step began
+
+
+@pytest.mark.parametrize(
+    ("in_step", "in_life", "expected"),
+    [(30, 30, 16), (30, 600, 60), (0, 0, 1), (59, 59, 32), (3600, 3600, 1920), (3600, 100, 64)],
+    ids=["new-canary", "old-canary-young-step", "just-begun", "almost-one", "life-is-the-step", "retried-lately"],
+)
+def test_measuring_window_never_reaches_before_the_canary_s_life(in_step: int, in_life: int, expected: int) -> None:
+    """The metrics name a variant, not its revision: a window reaching back past the canary's life (its
+    revision's arrival, its last rollback or retry) would judge it on what another canary answered."""
+    got = analysis.window(timedelta(minutes=1), timedelta(seconds=in_step), timedelta(seconds=in_life))
+    assert got == timedelta(seconds=expected)
+    assert got <= max(timedelta(seconds=1), timedelta(seconds=in_life))
 
 
 def test_plan_shows_why_a_route_whose_router_ignores_weights_is_held() -> None:

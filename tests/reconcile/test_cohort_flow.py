@@ -36,10 +36,10 @@ spec:
     - {{weight: 5, for: 1m}}
     - {{weight: 100}}
   analysis:
-    interval: 1h
+    interval: 1m
     segments: [user_group, tenant_tier]
     gates:
-      - {{use: eval_pass_rate, maxDrop: 3%, onFail: rollback}}
+      - {{use: eval_pass_rate, maxDrop: 3%, min: 80%, onFail: rollback}}
 """
 
 
@@ -62,7 +62,9 @@ def _history(route: str, beta_canary: float) -> list[prom.PromSeries]:
 def cohort_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.PromServer]:
     work = tmp_path_factory.mktemp("cohort-prometheus")
     history = _history("chat", 0.93) + _history("beta-chat", 0.70)
-    prom.prom_backfill(prom.prom_openmetrics(history, now=g.NOW), data_dir=work / "data", work=work)
+    # the history runs an hour past now: the test moves the controller's clock ahead through the steps
+    text = prom.prom_openmetrics(history, now=g.NOW + 3600, span=4 * 3600)
+    prom.prom_backfill(text, data_dir=work / "data", work=work)
     with prom.prom_server(work, data_dir=work / "data") as server:
         yield server
 
@@ -80,6 +82,11 @@ def setup(tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch, *, name: st
     return ops
 
 
+def later(ops: g.GitOps) -> None:
+    """Ten minutes on: the gates measure from a step's start, never before it."""
+    ops.advance(timedelta(minutes=10))
+
+
 def users(entry: dict, attributes: dict[str, str]) -> float:
     picks = [file_router.pick(entry, user=f"u{i}", attributes=attributes, route="x") for i in range(2000)]
     return sum(p == traffic.CANARY for p in picks) / len(picks)
@@ -94,7 +101,7 @@ def test_internal_then_beta_then_everyone(
     entry = ops.router().routes()["chat"]
     assert users(entry, {"user_group": "internal"}) == 1.0 and users(entry, {"tenant_tier": "beta"}) == 0.0
 
-    ops.advance(timedelta(minutes=2))
+    later(ops)
     tick = c.reconcile_once()
     assert g.kind(tick, "chat-bot") is plan.Kind.ADVANCE, g.outcome(tick, "chat-bot").decision
     [pr] = ops.forge.list(state=forge_base.PRState.OPEN)
@@ -107,8 +114,9 @@ def test_internal_then_beta_then_everyone(
     live = ops.live("chat")
     assert live is not None and [(x.name, x.canary) for x in live.cohorts] == [("internal", 100), ("beta", 25)]
 
-    ops.advance(timedelta(minutes=2))
-    assert g.kind(c.reconcile_once(), "chat-bot") is plan.Kind.ADVANCE
+    later(ops)
+    tick = c.reconcile_once()
+    assert g.kind(tick, "chat-bot") is plan.Kind.ADVANCE, g.outcome(tick, "chat-bot").decision
     [pr] = ops.forge.list(state=forge_base.PRState.OPEN)
     assert pr.title == "chat-bot: advance to 5% (step 3 of 4)"
     g.approve_and_merge(ops, pr.number)
@@ -123,10 +131,11 @@ def test_a_regression_only_beta_sees_rolls_back_every_cohort(
     ops = setup(tmp_path, cohort_prometheus.url, monkeypatch, name="beta-bot", route="beta-chat")
     c = ops.controller()
     assert g.kind(c.reconcile_once(), "beta-bot") is plan.Kind.APPLY  # internal: 100%, and internal is fine
-    ops.advance(timedelta(minutes=2))
+    later(ops)
     assert g.kind(c.reconcile_once(), "beta-bot") is plan.Kind.ADVANCE
     [pr] = ops.forge.list(state=forge_base.PRState.OPEN)
     g.approve_and_merge(ops, pr.number)
+    later(ops)
     tick = c.reconcile_once()
     assert g.kind(tick, "beta-bot") is plan.Kind.ROLLBACK, g.outcome(tick, "beta-bot").decision
     live = ops.live("beta-chat")

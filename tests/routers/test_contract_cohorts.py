@@ -37,8 +37,14 @@ def test_every_backend_is_in_the_suite() -> None:
 
 @pytest.mark.parametrize(
     "desired",
-    [state(0, INTERNAL), state(0, INTERNAL, BETA), state(5, INTERNAL, BETA), state(10, BETA), state(50, INTERNAL)],
-    ids=["internal", "internal+beta", "everyone-5", "beta-only", "everyone-50"],
+    [
+        state(0, INTERNAL),
+        state(0, INTERNAL, BETA),
+        state(5, INTERNAL, BETA),
+        state(10, traffic.CohortSplit("internal", "user_group", ("internal",), 10), BETA),
+        state(50, INTERNAL),
+    ],
+    ids=["internal", "internal+beta", "everyone-5", "internal-at-everyone-s", "everyone-50"],
 )
 def test_set_and_read_back(backend: Backend, desired: traffic.RouteState) -> None:
     if not backend.supports_cohorts:

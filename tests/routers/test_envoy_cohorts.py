@@ -112,7 +112,8 @@ def test_a_read_takes_the_match_from_envoy_and_the_weights_from_the_runtime() ->
         envoy.weight_key("rollouts", ROLLOUT, C): {"final_value": "10"},
     }
     got = envoy.parse_state(entries | everyone, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running())
-    assert got.cohorts == (INTERNAL,)  # beta at 5% is below everyone's 10%: not open, it routes as everyone
+    # beta at 5% is below everyone's 10%: read as it routes, its users get 5%
+    assert got.cohorts == (INTERNAL, traffic.CohortSplit("beta", "tenant_tier", ("beta", "trial"), 5))
     fresh = envoy.parse_state({}, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running())
     assert fresh == envoy.DEFAULTS  # no override (a restart): every cohort at the bootstrap's 100/0
 
@@ -122,7 +123,7 @@ def test_a_cohort_on_another_header_than_the_router_says_reads_as_another_attrib
     got = envoy.parse_state(
         entries, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running(), headers={"tenant_tier": "x-tier"}
     )
-    (beta,) = got.cohorts
+    beta = got.cohorts[-1]  # internal, ahead of it, has no override: at everyone's weight
     assert beta.key == "tenant_tier (header x-tenant-tier)" and not got.same_traffic(state(0, BETA))
 
 

@@ -552,7 +552,7 @@ def test_a_canary_user_stays_one_as_cohorts_widen_and_give_way(flags_file: Path,
         state(0, cohorts=(INTERNAL, replace(BETA, canary=10))),
         state(5, cohorts=(INTERNAL, BETA)),
         state(25, cohorts=(INTERNAL, BETA)),  # beta gives way to everyone: 25 is no more than everyone's
-        state(60, cohorts=(INTERNAL,)),  # and so does internal
+        state(60, cohorts=(replace(INTERNAL, canary=60),)),  # and so does internal, at everyone's weight
     ]
     assert [len(s.cohorts) for s in ramp] == [1, 2, 2, 1, 0]
     before: set[str] = set()

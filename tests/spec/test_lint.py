@@ -58,15 +58,17 @@ CASES = [
         {"gates": "[{use: error_rate, max: 1%, onFail: rollback}, {use: latency_p95, maxIncrease: 10%}]"},
         [],
     ),
-    # R011: a cohort whose metric label analysis.segments does not list
-    ("cohort-label-unlisted", {"extra": "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"}, ["R011"]),
+    # R011 (a gate on Envoy's own metrics, which carry no cohort label) is in test_r011_names_a_gate_blind_to_cohorts
+    ("cohorts-on-application-metrics", {"extra": "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"}, []),
+    # R012: a cohort at 100% with only relative limits: nothing can judge it
     (
-        "cohort-label-listed",
+        "cohort-at-100-relative-only",
         {
-            "gates": "[{use: error_rate, max: 1%, onFail: rollback}], segments: [tenant_tier]",
+            "gates": "[{use: eval_pass_rate, maxDrop: 3%, onFail: rollback}], segments: [tenant_tier]",
             "extra": "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n",
+            "steps": "[{cohort: beta, weight: 100, for: 1h, minSamples: 100}, {weight: 5, for: 1h}, {weight: 100}]",
         },
-        [],
+        ["R012"],
     ),
     # R007: at the expected rate, a step's `for` is too short for a gate to reach any decision
     (
@@ -217,3 +219,26 @@ def test_r007_a_shadow_step_on_a_router_that_cannot_mirror(tmp_path: Path, route
     [loaded] = result.rollouts
     [found] = [f for f in lint.lint(loaded, result.config, tree.read(loaded.path)) if f.code == "R007"]
     assert found.severity == lint.ERROR and f"is {names}, which cannot mirror traffic" in found.message
+
+
+def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
+    root = corpus.make_repo(tmp_path)
+    (root / "rollouts/controller.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: ControllerConfig\nprometheus: {url: 'http://127.0.0.1:9090'}\nrouters:\n"
+        "  edge: {type: envoy, admin: 'http://127.0.0.1:9901', upstreams: {acme/a-2025-01-01: '127.0.0.1:9001', "
+        "acme/b-2025-01-01: '127.0.0.1:9002'}}\n"
+    )
+    (root / "rollouts/case/rollout.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: edge\n  route: chat\n"
+        "  stable: {model: acme/a-2025-01-01}\n  canary: {model: acme/b-2025-01-01}\n"
+        "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"
+        "  steps: [{cohort: beta, weight: 10, for: 1h, minSamples: 100}, {weight: 100}]\n"
+        "  analysis: {gates: [{use: error_rate, max: 1%, onFail: rollback}, {use: eval_pass_rate, min: 80%}]}\n"
+    )
+    tree = repo.WorkTree(root)
+    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
+    assert result.problems == [] and result.config is not None
+    [loaded] = result.rollouts
+    found = [f for f in lint.lint(loaded, result.config, tree.read(loaded.path)) if f.code == "R011"]
+    assert [f.field for f in found] == ["spec.analysis.gates[0].use"]  # error_rate reads Envoy's; eval the app's
+    assert "carry no cohort label" in found[0].message
