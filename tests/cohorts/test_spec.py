@@ -166,6 +166,14 @@ def test_refused_with_line_and_field(
     assert says in problem.message
 
 
+@pytest.mark.parametrize("key", ["variant", "route", "rollout", "le", "rollouts_group", "__name__"])
+def test_a_label_that_names_the_series_is_no_attribute(tmp_path: Path, key: str) -> None:
+    cohorts = f"  cohorts:\n    - {{name: internal, match: {{{key}: x}}}}\n    - {{name: beta, match: {{tier: beta}}}}\n"
+    problem = only_problem(load_text(tmp_path, rollout_text(cohorts=cohorts)))
+    assert (problem.line, problem.field) == (10, f"spec.cohorts[0].match.{key}"), problem
+    assert "not a request attribute" in problem.message
+
+
 def test_a_router_that_cannot_route_by_cohort_is_refused_saying_why(tmp_path: Path) -> None:
     """LiteLLM has a mechanism a user would reach for (tag routing): the refusal says why it does not fit,
     and which routers can."""

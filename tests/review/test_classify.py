@@ -29,6 +29,7 @@ def rollout(
     steps: list[dict[str, Any]] | None = None,
     gate_max: str = "1%",
     message: str | None = None,
+    cohorts: list[dict[str, Any]] | None = None,
 ) -> load.LoadedRollout:
     """The support bot as main (or a PR's head) has it. `completed`: the canary was promoted to stable."""
     data: dict[str, Any] = {
@@ -41,6 +42,7 @@ def rollout(
             "stable": {"model": "m-2025-06-01" if completed else "m-2025-01-01"},
             "steps": steps or STEPS,
             "analysis": {"gates": [{"use": "error_rate", "max": gate_max}]},
+            "cohorts": cohorts or [],
         },
     }
     revisions = {"stable": CANARY if completed else STABLE}
@@ -66,7 +68,35 @@ RAISED = [*STEPS[:1], {"weight": 20, "for": "2h"}, *STEPS[2:]]
 WIDER_SHADOW = [{"shadow": 100, "for": "1h"}, *STEPS[1:]]
 NARROW_SHADOW = [{"shadow": 50, "for": "1h"}, *STEPS[1:]]
 
+BETA = [{"name": "beta", "match": {"tier": "beta"}}]
+BETA_WIDER = [{"name": "beta", "match": {"tier": ["beta", "gold"]}}]
+COHORT_STEPS = [{"cohort": "beta", "weight": 25, "for": "1h"}, {"weight": 5}, {"weight": 100}]
+COHORT_RAISED = [{"cohort": "beta", "weight": 100, "for": "1h"}, *COHORT_STEPS[1:]]
+COHORT_LOWERED = [{"cohort": "beta", "weight": 10, "for": "1h"}, *COHORT_STEPS[1:]]
+
 CASES: list[tuple[str, load.LoadedRollout | None, load.LoadedRollout | None, review.Effect | None, str]] = [
+    # a human's PR that gives an open cohort more: gated like any raise
+    (
+        "human-raises-an-open-cohort",
+        rollout(0, steps=COHORT_STEPS, cohorts=BETA),
+        rollout(0, steps=COHORT_RAISED, cohorts=BETA),
+        K.PROMOTION,
+        "measure",
+    ),
+    (
+        "human-widens-an-open-cohort",
+        rollout(0, steps=COHORT_STEPS, cohorts=BETA),
+        rollout(0, steps=COHORT_STEPS, cohorts=BETA_WIDER),
+        K.PROMOTION,
+        "measure",
+    ),
+    (
+        "human-lowers-an-open-cohort",
+        rollout(0, steps=COHORT_STEPS, cohorts=BETA),
+        rollout(0, steps=COHORT_LOWERED, cohorts=BETA),
+        K.SPEC,
+        "",
+    ),
     # the controller's pull requests, as `proposals.propose` writes them
     ("advance", rollout(0), rollout(1), K.PROMOTION, "measure"),
     ("advance-a-fresh-revision", rollout(), rollout(1), K.PROMOTION, "measure"),
