@@ -71,7 +71,7 @@ def _others(current: Any) -> dict[str, tuple[Any, Any]]:
         return {}
     return {
         entry[0]: (current["variants"][entry[0]], entry[1])
-        for entry in fractional[1:]
+        for entry in _entries(fractional)
         if isinstance(entry, list)
         and len(entry) == 2
         and isinstance(entry[0], str)
@@ -158,12 +158,18 @@ def _rules(targeting: Any, names: Any) -> tuple[list[tuple[str, tuple[Any, Any]]
     return list(zip(listed, pairs, strict=True)), everyone["fractional"]
 
 
+def _entries(fractional: list[Any]) -> list[Any]:
+    """A `fractional`'s [variant, weight] entries: all its arguments, or all but the first when that is
+    the bucketing expression (flagd takes `flagKey` + `targetingKey` when there is none)."""
+    return fractional if fractional and isinstance(fractional[0], list) else fractional[1:]
+
+
 def _split(fractional: Any, variants: Mapping[str, Any], *, what: str) -> dict[str, Any]:
-    """variant -> weight of one `fractional`'s arguments (the bucketing expression, then entries)."""
-    if not isinstance(fractional, list) or len(fractional) < 2:
+    """variant -> weight of one `fractional`'s arguments (the bucketing expression, if any, then entries)."""
+    if not isinstance(fractional, list) or not _entries(fractional):
         raise ValueError(f"{what} is not a 'fractional' split")
     weights: dict[str, Any] = {}
-    for entry in fractional[1:]:
+    for entry in _entries(fractional):
         if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
             raise ValueError(f"{what}: fractional entry {entry!r} is not [variant, weight]")
         if entry[0] not in variants:

@@ -586,3 +586,19 @@ def test_an_unmanaged_variant_lives_in_everyones_split_only(flags_file: Path, ev
         assert {u for u, v in now.items() if v == C} <= canary, down.describe()  # nobody new on the canary
         assert {u for u in everyone if now[u] == "hotfix"} == hotfix  # the same users keep it
     assert C not in now.values()
+
+
+def test_a_fractional_without_a_bucketing_expression_reads_every_entry(tmp_path: Path) -> None:
+    """flagd buckets by flag key and targeting key when the first argument is already an entry: a flag
+    written so by hand is read whole (reading its first entry as the expression hid 50% of canary)."""
+    path = tmp_path / "flags.json"
+    variants = {"stable": {"model": "acme/a"}, "canary": {"model": "acme/b"}, "hotfix": {"model": "acme/h"}}
+    flag = {"state": "ENABLED", "defaultVariant": "stable", "variants": variants}
+    flag["targeting"] = {"fractional": [["stable", 40], ["canary", 50], ["hotfix", 10]]}
+    path.write_text(json.dumps({"flags": {ROUTE: flag}}))
+    router = flagd.FlagdRouter("flags", path)
+    live = router.read([ROUTE])[ROUTE]
+    assert isinstance(live, traffic.RouteState)
+    assert (dict(live.weights), dict(live.others)) == ({"stable": 40, "canary": 50}, {"hotfix": 10})
+    down = base.apply(router, {ROUTE: live.lowered()}).state(ROUTE)
+    assert down.weight(C) == 0 and dict(down.others) == {"hotfix": 10}
