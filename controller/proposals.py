@@ -250,9 +250,10 @@ def _advance(c: _Context) -> _Parts:
     if d.to_step is not None:
         current = plan.current_step(c.loaded)
         step = s.steps[d.to_step]
+        kept = "" if not plan.step_state(s, current).cohorts else " (cohorts already open keep their weight)"
         merging.append(
             f"- `status.step`: {current + 1} → {d.to_step + 1} of {len(s.steps)}: "
-            f"the canary goes from {s.steps[current].describe()} to **{step.describe()}**."
+            f"the canary goes from {s.steps[current].describe()} to **{step.describe()}**{kept}."
         )
         if d.to_step + 1 < len(s.steps):
             merging.append(

@@ -127,7 +127,7 @@ def _working_tree_label(root: Path) -> str:
         return f"{where}; desired is read from this checkout, not main: `next` is what merging it would do"
     upstream = repo.head_sha(root, ref="origin/main")
     if upstream is not None and upstream != head:
-        return f"{where}; origin/main (as last fetched) is at {upstream[:10]}: pull to plan what the controller reads"
+        return f"{where}; origin/main (as last fetched) is at {upstream[:10]}: pull to see what the controller reads"
     return where
 
 
@@ -136,6 +136,7 @@ class NamedRollout(NamedTuple):
     root: Path
     config: spec.ControllerConfig
     loaded: load.LoadedRollout
+    source: str = ""  # where it was read, as `rollout plan` names it (branch, commit, behind origin/main)
 
 
 def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
@@ -143,7 +144,7 @@ def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
     (after writing why) when the controller config is unusable."""
     from controller import load, report
 
-    tree, root, _source = open_tree(args.repo, None)
+    tree, root, source = open_tree(args.repo, None)
     result = load.load_repo(tree)
     if result.config is None:
         out.write(report.findings([problem_json(p, root) for p in result.problems], "text"))
@@ -151,7 +152,7 @@ def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
     loaded = result.rollout(args.name)
     if loaded is None:
         raise UsageError(f"no valid rollout named {args.name!r} (try `rollout validate`)")
-    return NamedRollout(tree, root, result.config, loaded)
+    return NamedRollout(tree, root, result.config, loaded, source)
 
 
 def remote(args: argparse.Namespace) -> str:

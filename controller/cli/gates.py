@@ -62,11 +62,15 @@ def cmd_gates(args: argparse.Namespace, out: TextIO) -> int:
         raise common.UsageError("controller.yaml sets no prometheus.url")
     at = common.parse_time(args.at)
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-    since = step_since(named.root, loaded, config)
+    since, life = step_since(named.root, loaded, config)
     in_step = at - since if since is not None and since <= at else step.for_
-    window = _window(args.window) if args.window else analysis.window(loaded.rollout.spec.analysis.interval, in_step)
+    in_life = at - life if life is not None and life <= at else None
+    interval = loaded.rollout.spec.analysis.interval
+    window = _window(args.window) if args.window else analysis.window(interval, in_step, in_life)
     rows = measure_gates(loaded, config, prom, at=at, window=window, since=since, traffic_split=True)
     render = {"json": evidence.json_text, "markdown": evidence.markdown}.get(args.format, evidence.text)
+    if args.format == "text":  # which step was measured is whatever this checkout says
+        out.write(f"Rollout {loaded.name} as read from {named.source}\n")
     out.write(render(loaded.name, rows, at=at.isoformat(timespec="seconds")))
     holding = gates.deciding(rows)
     return 0 if holding and gates.worst(holding) is gates.Verdict.PASS else 1
@@ -101,20 +105,24 @@ def measure_gates(
     return rows
 
 
-def step_since(root: Path, loaded: load.LoadedRollout, config: spec.ControllerConfig) -> datetime | None:
-    """When the rollout's current step began, read as the controller reads it: from the first-parent
-    history of `origin/main` in the clone around `root` (as last fetched). None outside a clone, or when
-    its main says something else about the rollout than the working tree (then the step's `for` stands in)."""
+def step_since(
+    root: Path, loaded: load.LoadedRollout, config: spec.ControllerConfig
+) -> tuple[datetime | None, datetime | None]:
+    """When the rollout's current step began, and its canary's life (`StepHistory.revision_since`), read
+    as the controller reads them: from the first-parent history of `origin/main` in the clone around
+    `root` (as last fetched). None outside a clone, or when its main says something else about the
+    rollout than the working tree (then the step's `for` stands in)."""
     from controller import errors, repo
     from controller.reconcile import observe
 
     workspace = repo.Workspace.of_checkout(root)
     if workspace is None:
-        return None
+        return None, None
     try:
-        return observe.StepHistory(workspace).since(loaded, config)
+        history = observe.StepHistory(workspace)
+        return history.since(loaded, config), history.revision_since(loaded, config)
     except errors.RepoError:
-        return None
+        return None, None
 
 
 @console.coloured

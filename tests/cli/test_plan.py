@@ -143,4 +143,4 @@ def test_plan_on_a_stale_main_says_to_pull(examples: Path) -> None:
     subprocess.run(["git", "update-ref", "refs/remotes/origin/main", "HEAD"], cwd=examples, check=True)
     subprocess.run(["git", "reset", "-q", "--hard", "HEAD~1"], cwd=examples, check=True)
     _code, text = run("plan", "--repo", str(examples))
-    assert "pull to plan what the controller reads" in text.splitlines()[0], text
+    assert "pull to see what the controller reads" in text.splitlines()[0], text

@@ -168,7 +168,9 @@ def test_refused_with_line_and_field(
 
 @pytest.mark.parametrize("key", ["variant", "route", "rollout", "le", "rollouts_group", "__name__"])
 def test_a_label_that_names_the_series_is_no_attribute(tmp_path: Path, key: str) -> None:
-    cohorts = f"  cohorts:\n    - {{name: internal, match: {{{key}: x}}}}\n    - {{name: beta, match: {{tier: beta}}}}\n"
+    cohorts = (
+        f"  cohorts:\n    - {{name: internal, match: {{{key}: x}}}}\n    - {{name: beta, match: {{tier: beta}}}}\n"
+    )
     problem = only_problem(load_text(tmp_path, rollout_text(cohorts=cohorts)))
     assert (problem.line, problem.field) == (10, f"spec.cohorts[0].match.{key}"), problem
     assert "not a request attribute" in problem.message

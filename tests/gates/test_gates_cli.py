@@ -97,3 +97,5 @@ def test_gates_measure_from_the_step_s_start_in_a_clone(tmp_path: Path, prom_ser
     _code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW), "--format", "json")
     gate, _ = json.loads(out)["gates"]
     assert gate["window"] == "8m", out
+    _code, out = run("gates", "segmented", "--repo", str(root), "--at", str(gate_history.NOW))
+    assert out.splitlines()[0].startswith(f"Rollout segmented as read from {root} (working tree of branch main at ")
