@@ -211,7 +211,7 @@ def _judge(
         if c.at_full:  # no stable of its own, and another cohort's is another population: bounds only
             judged_gate = gate.model_copy(update={"max_drop": None, "max_increase": None})
             if judged_gate.max is None and judged_gate.min is None:
-                rows.append(_unjudged_at_full(c.name))
+                rows += _unjudged_at_full(c.name, measured)
                 continue
             measured = {seg: {"canary": by.get("canary", gates.NO_DATA)} for seg, by in measured.items()}
         found, verdict = gates.judge_segments(
@@ -225,13 +225,21 @@ def _judge(
     return _Judged(tuple(rows), gates.worst(verdicts), undecidable=not verdicts)
 
 
-def _unjudged_at_full(cohort: str) -> gates.SegmentEvidence:
-    """A gate with only relative limits, in a cohort at 100%: nothing to compare the canary with there."""
+def _unjudged_at_full(
+    cohort: str, measured: Mapping[gates.Segment, Mapping[str, gates.Measurement]]
+) -> list[gates.SegmentEvidence]:
+    """A gate with only relative limits, in a cohort at 100%: nothing to compare the canary with there. Its
+    rows still show the canary's measurement (its samples count towards the step's minSamples)."""
     why = (
         "not judged: at 100% the cohort has no stable of its own (another cohort's stable is another population), "
         "and this gate has only relative limits; give it max or min to judge the cohort"
     )
-    return gates.SegmentEvidence((), gates.NO_DATA, gates.NO_DATA, gates.Verdict.INCONCLUSIVE, why, False, (), cohort)
+    return [
+        gates.SegmentEvidence(
+            segment, gates.NO_DATA, by.get("canary", gates.NO_DATA), gates.Verdict.INCONCLUSIVE, why, False, (), cohort
+        )
+        for segment, by in (sorted(measured.items()) or [((), {})])
+    ]
 
 
 def _cohorts(t: Target | contract.Target, flavour: templates.Flavour) -> tuple[templates.CohortQuery, ...]:

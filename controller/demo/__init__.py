@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -551,7 +552,7 @@ def _loop(
             outcome = next((o for o in tick.outcomes if o.rollout == NAME), None)
             loaded = load.load_repo(controller.workspace.tree()).rollout(NAME)
             said = _said(outcome)
-            if said != last_said:  # a decision the controller repeats while a PR waits is said once
+            if _gist(said) != _gist(last_said):  # said once while it repeats (a PR waits; counts grow)
                 for line in said:
                     view.event(line)
                 last_said = said
@@ -616,13 +617,19 @@ def _regresses(scenario: str, live: traffic.RouteState | None) -> bool:
 
 
 def _said(outcome: reconcile.Outcome | None) -> list[str]:
-    """What a tick's outcome shows: a decision other than Hold, its actions, and an error."""
+    """What a tick's outcome shows: its decision (a Hold too, so a rollout that waits says why), its
+    actions, and an error."""
     if outcome is None:
         return []
     decision = outcome.decision
-    lines = [f"{decision.kind.value}: {decision.reason}"] if decision and decision.kind is not plan.Kind.HOLD else []
+    lines = [f"{decision.kind.value}: {decision.reason}"] if decision else []
     lines += [f"  {action}" for action in outcome.actions]
     return lines + ([f"  held ({outcome.adapter}): {outcome.error}"] if outcome.error else [])
+
+
+def _gist(said: list[str]) -> list[str]:
+    """What is said, digits aside: a Hold whose counts or seconds change is the same Hold."""
+    return [re.sub(r"[0-9]+(\.[0-9]+)?", "#", line) for line in said]
 
 
 def second_terminal(remote: Path) -> list[str]:

@@ -72,6 +72,7 @@ def test_a_cohort_at_100_is_judged_by_absolute_bounds_only(metrics: prometheus.P
     [row] = e.segments
     assert (row.cohort, row.verdict, row.counted, e.verdict) == ("internal", V.INCONCLUSIVE, False, V.INCONCLUSIVE)
     assert e.undecidable and "only relative limits" in row.reason
+    assert row.canary.samples is not None and row.canary.samples > 1000  # shown, and counted for minSamples
     assert gates.deciding([e]) == []  # it backs nothing and holds nothing
     bounded = spec.Gate.model_validate({"use": "eval_pass_rate", "maxDrop": "3%", "min": "85%"})
     t = target("cohort-good", state(0, INTERNAL))
