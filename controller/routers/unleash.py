@@ -10,15 +10,18 @@ split is a list of `flexibleRollout` strategies in the flag's environment, every
 all bucketing the request by the same stickiness and group id (the flag's name), so one user falls in
 one bucket (1..100) on every strategy:
 
-- per cohort, in precedence order: the canary at rollout = the cohort's canary percent, then stable at
-  100%, both constrained to `<key> IN <values>` (the second catches the cohort's other users, so a
-  request in two cohorts is split by the first, never falls through to a later one);
+- per cohort, in precedence order (one not opened yet at everyone's weight): the canary at rollout =
+  the cohort's canary percent, then stable at 100%, both constrained to `<key> IN <values>` (the second
+  catches the cohort's other users, so a request in two cohorts is split by the first, never falls
+  through to a later one);
 - for everyone: canary at its percent, previous (when the state has it) at canary + previous, then
-  stable at 100% with Unleash's `default` stickiness, which always matches.
+  stable at 100% with Unleash's `default` stickiness, which always matches: the catch-all.
 
 A user stays on its variant while the weights stay, and a canary user stays canary as the weight grows
 (its bucket stays under a rising rollout). Reads go through the client API, what SDKs are served; writes
-through the admin API. Strategies we write carry the parameter managedBy=rollout-controller.
+through the admin API. Strategies we write carry the parameter managedBy=rollout-controller; a write
+changes no other. A read accepts only this layout, with one payload per role, and passes over what
+follows the catch-all (no request reaches it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ ALWAYS = "default"
 _APPENDED = 10_000
 #: One writer per flag at a time in this process (the controller's lease keeps other processes out).
 _WRITING = threading.Lock()
+#: The order of everyone's strategies: each rollout is cumulative, so the catch-all (stable) comes last.
+_ORDER = (traffic.CANARY, traffic.PREVIOUS, traffic.STABLE)
 
 
 def flag_name(route: str) -> str:
@@ -103,7 +108,7 @@ def strategies(state: traffic.RouteState, *, stickiness: str) -> list[Strategy]:
     for cohort in state.cohorts:
         out.append(Strategy(cohort, traffic.CANARY, cohort.canary, stickiness, canary))
         out.append(Strategy(cohort, traffic.STABLE, 100, ALWAYS, stable))
-    roles = [r for r in (traffic.CANARY, traffic.PREVIOUS, traffic.STABLE) if r in state.weights]
+    roles = [r for r in _ORDER if r in state.weights]
     rollout = 0
     for role in roles:
         rollout += state.weight(role)
@@ -131,10 +136,24 @@ def _refusal(state: traffic.RouteState) -> str:
 # -- reading what the client API serves ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Read:
+    """One strategy of ours as the client API serves it."""
+
+    cohort: str  # '' for everyone's
+    match: tuple[str, tuple[str, ...]]  # a cohort's constraint: (key, values)
+    rollout: int
+    role: str
+    stickiness: str
+    payload: Any
+
+
 def parse_flag(feature: Any, *, where: str) -> traffic.RouteState:
-    """A route state from the client API's feature object of a flag this router wrote; anything else
-    (a strategy we did not write, a rollout that is no whole percent, a split that does not end at
-    100%) is a RouterStateError naming `where`."""
+    """A route state from the client API's feature object of a flag this router wrote, laid out as it
+    writes one (each cohort's canary strategy, then its stable one, then everyone's). Anything else (a
+    strategy we did not write that some request reaches, our strategies in another order, a rollout
+    that is no whole percent, a split that does not end at 100%) is a RouterStateError naming `where`.
+    A strategy we did not write behind everyone's catch-all is reached by no request: it is passed over."""
     try:
         if not isinstance(feature, dict):
             raise ValueError("the flag is not an object")
@@ -143,39 +162,86 @@ def parse_flag(feature: Any, *, where: str) -> traffic.RouteState:
         raw = feature.get("strategies")
         if not isinstance(raw, list) or not raw:
             raise ValueError("the flag has no strategies")
-        groups: dict[str, list[tuple[int, str, Any]]] = {}
-        matches: dict[str, tuple[str, tuple[str, ...]]] = {}
-        served: dict[str, traffic.Served] = {}
+        reads: list[_Read] = []
+        cohorts: list[traffic.CohortSplit] = []
+        opened: _Read | None = None  # a cohort's canary strategy, waiting for its stable one
+        caught = False  # everyone's catch-all is above: no request gets this far
         for i, strategy in enumerate(raw):
-            cohort, match, rollout, role, payload = _ours(strategy, where=f"strategy {i + 1}")
-            if cohort and groups and "" in groups:
-                raise ValueError(f"strategy {i + 1} (cohort {cohort!r}) comes after everyone's split")
-            if cohort in matches and matches[cohort] != match:
-                raise ValueError(f"strategy {i + 1}: cohort {cohort!r} matches two ways")
-            if cohort:
-                matches[cohort] = match
-            groups.setdefault(cohort, []).append((rollout, role, payload))
-        cohorts = [_cohort(name, matches[name], entries) for name, entries in groups.items() if name]
-        weights = _weights(groups.get("", []), what="everyone's split")
-        for entries in groups.values():
-            for _, role, payload in entries:
-                if isinstance(payload, dict) and isinstance(payload.get("model"), str) and role not in served:
-                    served[role] = traffic.Served.from_json(payload, where=f"variant {role!r}")
+            at = f"strategy {i + 1}"
+            if not _managed(strategy):
+                if caught:
+                    continue
+                raise ValueError(
+                    f"{at} ({_title(strategy)}) was not written by the rollout controller; it decides some "
+                    "users' variant, so the split cannot be read: remove or disable it in Unleash"
+                )
+            read = _ours(strategy, where=at)
+            everyone = [r for r in reads if not r.cohort]
+            reads.append(read)
+            if opened is not None:
+                cohorts.append(_closed(opened, read, where=at))
+                opened = None
+            elif read.cohort:
+                _check_opens(read, opened=cohorts, everyone=everyone, where=at)
+                opened = read
+            else:
+                caught = caught or (read.rollout == 100 and read.stickiness == ALWAYS)
+        if opened is not None:
+            raise ValueError(f"cohort {opened.cohort!r} has a canary strategy and no stable one after it")
+        weights = _weights([r for r in reads if not r.cohort], what="everyone's split")
+        served = {role: s for role in traffic.ROLES if (s := _served(role, reads)) is not None}
         return traffic.RouteState(weights, 0, served, cohorts=tuple(cohorts))
     except (ValueError, TypeError, AttributeError) as exc:
         raise errors.RouterStateError(f"{where}: {exc}") from exc
 
 
-def _ours(strategy: Any, *, where: str) -> tuple[str, tuple[str, tuple[str, ...]], int, str, Any]:
-    """(cohort name or '', (key, values), rollout, role, payload) of one strategy we wrote."""
-    if not isinstance(strategy, dict):
-        raise ValueError(f"{where} is not an object")
-    params = strategy.get("parameters") or {}
-    if not isinstance(params, dict) or params.get("managedBy") != MANAGED_BY:
+def _check_opens(read: _Read, *, opened: Sequence[traffic.CohortSplit], everyone: Sequence[_Read], where: str) -> None:
+    """A cohort's first strategy must be its canary one, ahead of everyone's, and the cohort's only pair:
+    the router writes no other layout, and another (a hand drag and drop) routes some users otherwise
+    than any state says (one in two cohorts can get the canary from the second)."""
+    if everyone:
+        raise ValueError(f"{where} (cohort {read.cohort!r}) comes after everyone's split")
+    if any(c.name == read.cohort for c in opened):
+        raise ValueError(f"{where}: cohort {read.cohort!r} has strategies in two places")
+    if read.role != traffic.CANARY:
+        raise ValueError(f"{where}: cohort {read.cohort!r} must open with its canary strategy, got {read.role!r}")
+
+
+def _closed(canary: _Read, read: _Read, *, where: str) -> traffic.CohortSplit:
+    """The cohort whose canary strategy is `canary` and whose stable one must be `read`, right after it."""
+    if (read.cohort, read.role) != (canary.cohort, traffic.STABLE):
+        got = f"cohort {read.cohort!r}" if read.cohort else "everyone's"
         raise ValueError(
-            f"{where} ({strategy.get('name')!r}) was not written by the rollout controller; it would decide some "
-            "users' variant, so the split cannot be read: remove or disable it in Unleash"
+            f"{where}: cohort {canary.cohort!r}'s canary strategy must be followed by its stable one, got {got} "
+            f"{read.role!r}"
         )
+    if read.match != canary.match:
+        raise ValueError(f"{where}: cohort {canary.cohort!r} matches two ways")
+    if read.rollout != 100:
+        raise ValueError(f"{where}: cohort {canary.cohort!r} ends at rollout {read.rollout}%, not 100%")
+    return traffic.CohortSplit(canary.cohort, canary.match[0], canary.match[1], canary.rollout)
+
+
+def _served(role: str, reads: Sequence[_Read]) -> traffic.Served | None:
+    """What `role` serves: the payload its strategies carry. Every one carries its own copy; when they
+    differ (a write cut off half way), the role reads as a revision no spec has, so the read-back never
+    takes the half for the whole and the next write heals it."""
+    payloads = [r.payload for r in reads if r.role == role]
+    distinct = {json.dumps(p, sort_keys=True) for p in payloads}
+    if len(distinct) > 1:
+        revisions = sorted({str(p.get("revision")) if isinstance(p, dict) else "none" for p in payloads})
+        return traffic.Served(
+            "", revision=f"{' or '.join(revisions)} (the {role} strategies carry {len(distinct)} different payloads)"
+        )
+    payload = payloads[0] if payloads else None
+    if isinstance(payload, dict) and isinstance(payload.get("model"), str):
+        return traffic.Served.from_json(payload, where=f"variant {role!r}")
+    return None
+
+
+def _ours(strategy: Any, *, where: str) -> _Read:
+    """One strategy we wrote, checked."""
+    params = strategy.get("parameters")
     if strategy.get("name") != "flexibleRollout" or strategy.get("segments"):
         raise ValueError(f"{where} is not a flexibleRollout without segments")
     rollout = params.get("rollout")
@@ -189,45 +255,41 @@ def _ours(strategy: Any, *, where: str) -> tuple[str, tuple[str, tuple[str, ...]
         raise ValueError(f"{where}: variant {role!r} is none of {', '.join(traffic.ROLES)}")
     payload = variants[0].get("payload") or {}
     value = json.loads(payload.get("value", "{}")) if payload.get("type") == "json" else None
+    stickiness = str(params.get("stickiness", ""))
     cohort = params.get("cohort", "")
     constraints = strategy.get("constraints") or []
     if not cohort:
         if constraints:
             raise ValueError(f"{where}: everyone's strategy has constraints")
-        return "", ("", ()), int(rollout), role, value
+        return _Read("", ("", ()), int(rollout), role, stickiness, value)
     if not (len(constraints) == 1 and constraints[0].get("operator") == "IN" and not constraints[0].get("inverted")):
         raise ValueError(f"{where}: cohort {cohort!r} must have one 'IN' constraint")
     values = constraints[0].get("values")
     if not (isinstance(values, list) and values and all(isinstance(v, str) for v in values)):
         raise ValueError(f"{where}: cohort {cohort!r} matches no values")
-    return str(cohort), (str(constraints[0].get("contextName")), tuple(values)), int(rollout), role, value
+    match = (str(constraints[0].get("contextName")), tuple(values))
+    return _Read(str(cohort), match, int(rollout), role, stickiness, value)
 
 
-def _weights(entries: Sequence[tuple[int, str, Any]], *, what: str) -> dict[str, int]:
-    """Each role's percent from cumulative rollouts (a later strategy takes the buckets above the last)."""
-    if not entries:
+def _weights(reads: Sequence[_Read], *, what: str) -> dict[str, int]:
+    """Each role's percent from cumulative rollouts (a later strategy takes the buckets above the last),
+    the roles in the order the router writes them."""
+    if not reads:
         raise ValueError(f"{what} has no strategy")
     weights: dict[str, int] = {}
     below = 0
-    for rollout, role, _ in entries:
-        if role in weights:
-            raise ValueError(f"{what} serves {role!r} twice")
-        if rollout < below:
-            raise ValueError(f"{what}: {role!r} at rollout {rollout}% is under the {below}% before it")
-        weights[role] = rollout - below
-        below = rollout
+    for read in reads:
+        if read.role in weights:
+            raise ValueError(f"{what} serves {read.role!r} twice")
+        if weights and _ORDER.index(read.role) < _ORDER.index(list(weights)[-1]):
+            raise ValueError(f"{what} serves {read.role!r} after {list(weights)[-1]!r}, not in the router's order")
+        if read.rollout < below:
+            raise ValueError(f"{what}: {read.role!r} at rollout {read.rollout}% is under the {below}% before it")
+        weights[read.role] = read.rollout - below
+        below = read.rollout
     if below != 100:
         raise ValueError(f"{what} ends at rollout {below}%, not 100%: some users would get no variant")
     return weights
-
-
-def _cohort(
-    name: str, match: tuple[str, tuple[str, ...]], entries: Sequence[tuple[int, str, Any]]
-) -> traffic.CohortSplit:
-    weights = _weights(entries, what=f"cohort {name!r}")
-    if set(weights) != {traffic.STABLE, traffic.CANARY}:
-        raise ValueError(f"cohort {name!r} must split stable and canary, got {sorted(weights)}")
-    return traffic.CohortSplit(name, match[0], match[1], weights[traffic.CANARY])
 
 
 # -- the router ---------------------------------------------------------------------------------------
@@ -280,10 +342,13 @@ class UnleashRouter:
         return out
 
     def write(self, states: Mapping[str, traffic.RouteState]) -> None:
-        """Every route of the batch through the admin API, after checking them all (a route it refuses,
-        or a flag holding a strategy we did not write, writes nothing); then one wait for the client API
-        to serve the batch. Unleash has no transaction across calls: a write cut off half way leaves a
-        flag that the read-back reports, and the next write heals."""
+        """Every route of the batch through the admin API, after checking them all (a route it refuses
+        writes nothing); then one wait for the client API to serve the batch. A write only ever changes
+        strategies we wrote. One that could raise the canary's traffic is refused (nothing written) on a
+        flag that also holds an enabled strategy we did not write; one that cannot (a rollback, a
+        lowering) goes ahead and leaves that strategy as it is, so nothing made by hand ever blocks
+        taking the canary out. Unleash has no transaction across calls: a write cut off half way leaves
+        a flag that the read-back reports, and the next write heals."""
         if not states:
             return
         for route, state in states.items():
@@ -294,11 +359,12 @@ class UnleashRouter:
             current = {route: self._admin_feature(route) for route in states}
             for route, feature in current.items():
                 foreign = _foreign(feature, self.environment)
-                if foreign:
+                if foreign and _may_raise(feature, states[route], self.environment):
                     raise errors.RouterError(
                         f"{self._where(route)}: strategy {foreign} in environment {self.environment!r} was not "
-                        "written by the rollout controller, which never changes one it did not write; remove or "
-                        "disable it in Unleash; nothing was written"
+                        "written by the rollout controller, which never changes one it did not write and raises "
+                        "no canary's traffic beside it (it lowers it); remove or disable it in Unleash; nothing "
+                        "was written"
                     )
             for route, state in states.items():
                 self._write_flag(route, state, current[route])
@@ -314,7 +380,8 @@ class UnleashRouter:
                         json={"name": flag, "type": "release", "description": f"Managed by the {MANAGED_BY}."})  # fmt: skip
             feature = {}
         env = _environment(feature, self.environment) or {}
-        existing = [s for s in env.get("strategies") or [] if _managed(s)]
+        present = [s for s in env.get("strategies") or [] if isinstance(s, dict)]
+        existing = [s for s in present if _managed(s)]
         wanted = strategies(state, stickiness=self.stickiness)
         path = f"/projects/{self.project}/features/{flag}/environments/{self.environment}/strategies"
         ids: dict[tuple[str, str], str] = {}
@@ -324,7 +391,7 @@ class UnleashRouter:
                 ids.setdefault(key, str(strategy["id"]))
         for call in _plan(existing, wanted, flag):
             if call.method == "SORT":
-                order = [{"id": ids[key], "sortOrder": i} for i, key in enumerate(call.body)]
+                order = _sort_orders([ids[key] for key in call.body], present)
                 self._admin("POST", path + "/set-sort-order", operation, json=order)
                 continue
             answer = self._admin(call.method, path + call.suffix, operation, json=call.body)
@@ -350,12 +417,7 @@ class UnleashRouter:
                 time.sleep(0.1)
 
     def _admin_view(self, route: str) -> dict[str, Any] | None:
-        """The flag as the admin API has it now, shaped as the client API serves it (enabled strategies only)."""
-        env = _environment(self._admin_feature(route) or {}, self.environment)
-        if env is None:
-            return None
-        served = [s for s in env.get("strategies") or [] if isinstance(s, dict) and not s.get("disabled")]
-        return {"enabled": env.get("enabled"), "strategies": served}
+        return _served_view(self._admin_feature(route), self.environment)
 
     # -- HTTP ----------------------------------------------------------------------------------------
 
@@ -414,11 +476,41 @@ class UnleashRouter:
 
 
 def _shows(feature: Any, desired: traffic.RouteState) -> bool:
+    """Our strategies in `feature` (a client API feature object) serve `desired`: what a write waits
+    for. Others are passed over: one ahead of ours fails the read-back, but the write is served."""
     try:
-        live = parse_flag(feature, where="")
+        live = parse_flag(_ours_only(feature), where="")
     except errors.RouterStateError:
         return False
     return live.same_traffic(desired) and live.same_revisions(desired)
+
+
+def _may_raise(feature: Mapping[str, Any] | None, desired: traffic.RouteState, environment: str) -> bool:
+    """Writing `desired` could give the canary more traffic than our strategies give it now (when they
+    cannot be read, any canary traffic could)."""
+    if traffic.exposure_free(desired):
+        return False
+    try:
+        now = parse_flag(_ours_only(_served_view(feature, environment)), where="")
+    except errors.RouterStateError:
+        return True
+    return now.raises(desired)
+
+
+def _served_view(feature: Mapping[str, Any] | None, environment: str) -> dict[str, Any] | None:
+    """An admin API feature shaped as the client API serves it in `environment`: enabled strategies only."""
+    env = _environment(feature or {}, environment)
+    if env is None:
+        return None
+    served = [s for s in env.get("strategies") or [] if isinstance(s, dict) and not s.get("disabled")]
+    return {"enabled": env.get("enabled"), "strategies": served}
+
+
+def _ours_only(feature: Any) -> Any:
+    """A client API feature object with only the strategies we wrote."""
+    if not isinstance(feature, dict) or not isinstance(feature.get("strategies"), list):
+        return feature
+    return {**feature, "strategies": [s for s in feature["strategies"] if _managed(s)]}
 
 
 def _message(response: httpx.Response) -> str:
@@ -449,9 +541,40 @@ def _foreign(feature: Mapping[str, Any] | None, environment: str) -> str:
     env = _environment(feature or {}, environment) or {}
     for strategy in env.get("strategies") or []:
         if isinstance(strategy, dict) and not strategy.get("disabled") and not _managed(strategy):
-            title = strategy.get("title") or strategy.get("name")
-            return f"{title!r} (id {strategy.get('id')})"
+            return f"{_title(strategy)} (id {strategy.get('id')})"
     return ""
+
+
+def _title(strategy: Any) -> str:
+    return repr(strategy.get("title") or strategy.get("name")) if isinstance(strategy, dict) else "not an object"
+
+
+def _sort_orders(ours: Sequence[str], present: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`set-sort-order`'s body that puts our strategies (ids, in `ours`' order) in one block, and leaves
+    every enabled strategy we did not write (`present` is the environment's list, in Unleash's order)
+    on its side of the block: those ahead of our last strategy stay ahead, the rest behind, at their
+    own sortOrder. Ours take numbers from 0 when the others leave room for that, else the room between
+    them (negative numbers too); only when there is none are the others renumbered, in their order."""
+    if not any(_managed(s) for s in present):
+        ahead, behind = [s for s in present if not s.get("disabled")], []
+    else:
+        last = max(i for i, s in enumerate(present) if _managed(s))
+        others = [(i, s) for i, s in enumerate(present) if not _managed(s) and not s.get("disabled")]
+        ahead, behind = [s for i, s in others if i < last], [s for i, s in others if i > last]
+    low = max((_sort_order(s) + 1 for s in ahead), default=None)
+    start = 0 if low is None else max(0, low)
+    high = min((_sort_order(s) for s in behind), default=None)
+    if high is not None and start + len(ours) > high:
+        start = high - len(ours)
+    if low is None or start >= low:
+        return [{"id": id_, "sortOrder": start + i} for i, id_ in enumerate(ours)]
+    everything = [str(s.get("id")) for s in ahead] + list(ours) + [str(s.get("id")) for s in behind]
+    return [{"id": id_, "sortOrder": i} for i, id_ in enumerate(everything)]
+
+
+def _sort_order(strategy: Mapping[str, Any]) -> int:
+    value = strategy.get("sortOrder")
+    return value if isinstance(value, int) else 0
 
 
 @dataclass(frozen=True)
@@ -494,7 +617,8 @@ def _plan(existing: Sequence[dict[str, Any]], wanted: Sequence[Strategy], flag: 
     yield from (_Call("DELETE", f"/{s['id']}") for s in extra if _role(s) != traffic.STABLE)
     yield from added
     yield from raised
-    if added or any(by_key[s.key].get("sortOrder") != i for i, s in enumerate(wanted) if s.key in by_key):
+    kept = [s.key for s in wanted if s.key in by_key]
+    if added or [k for k in by_key if k in wanted_keys] != kept:
         yield _Call("SORT", body=[s.key for s in wanted])
     yield from (_Call("DELETE", f"/{s['id']}") for s in extra if _role(s) == traffic.STABLE)
 

@@ -20,6 +20,7 @@ from controller import errors, spec, traffic
 from controller.routers import base, factory, unleash
 from tests.helpers import net, unleash_proc
 from tests.helpers.live_routers import unleash_router
+from tests.helpers.routes import read_one
 
 S, C = traffic.STABLE, traffic.CANARY
 SERVED = {
@@ -139,30 +140,91 @@ def test_a_route_with_a_slash_is_the_flag_with_a_tilde(server: unleash_proc.Serv
     assert server.served("team~bot") is not None
 
 
-def _hand_made(server: unleash_proc.Server, *, disabled: bool) -> None:
-    path = f"/api/admin/projects/default/features/bot/environments/{server.environment}/strategies"
+def _path(server: unleash_proc.Server, flag: str = "bot") -> str:
+    return f"/api/admin/projects/default/features/{flag}/environments/{server.environment}/strategies"
+
+
+def _hand_made(server: unleash_proc.Server, *, disabled: bool, ahead: bool = True) -> dict[str, Any]:
+    """A strategy made by hand in the Unleash UI: ahead of ours (sortOrder -1), or where the UI puts a new
+    one (Unleash gives it the next sortOrder: behind our catch-all). What Unleash created."""
     body = {"name": "flexibleRollout", "title": "by hand", "disabled": disabled,
             "parameters": {"rollout": "100", "stickiness": "default", "groupId": "bot"},
-            "constraints": [{"contextName": "userId", "operator": "IN", "values": ["vip"]}], "sortOrder": -1}  # fmt: skip
+            "constraints": [{"contextName": "userId", "operator": "IN", "values": ["vip"]}]}  # fmt: skip
     with server.admin() as admin:
-        admin.post(path, json=body).raise_for_status()
+        response = admin.post(_path(server), json={**body, "sortOrder": -1} if ahead else body)
+        response.raise_for_status()
+        made: dict[str, Any] = response.json()
+    return made
 
 
-def test_a_strategy_written_by_hand_is_never_changed_and_refuses_the_write(server: unleash_proc.Server) -> None:
-    router = unleash_router(server)
-    base.apply(router, {"bot": state(10)}).state("bot")
-    _hand_made(server, disabled=False)
-    before = server.strategies(["bot"])
-    with pytest.raises(errors.RouterError, match=r"'by hand'.* was not written by the rollout controller"):
-        router.write({"bot": state(0)})
-    assert server.strategies(["bot"]) == before
-    error = net.wait_for("the client API to serve the strategy made by hand", lambda: _refused(router))
-    assert "was not written by the rollout controller" in str(error) and "'bot'" in str(error)
+def _by_hand(server: unleash_proc.Server) -> list[dict[str, Any]]:
+    """The strategies not written by the rollout controller, as the admin API has them now."""
+    return [s for s in server.strategies(["bot"])["bot"]["strategies"] if s["parameters"].get("managedBy") is None]
+
+
+def _key(strategy: Mapping[str, Any]) -> tuple[str, str]:
+    """Which of our strategies this is: (cohort or '', role), as `unleash.Strategy.key` names it."""
+    return (strategy["parameters"].get("cohort", ""), strategy["variants"][0]["name"])
 
 
 def _refused(router: unleash.UnleashRouter) -> errors.RouterStateError | None:
     live = router.read(["bot"])["bot"]
     return live if isinstance(live, errors.RouterStateError) else None
+
+
+def test_a_strategy_by_hand_ahead_of_ours_refuses_a_raise_and_never_blocks_a_rollback(
+    server: unleash_proc.Server, tmp_path: Path
+) -> None:
+    router = unleash_router(server)
+    base.apply(router, {"bot": state(50, BETA)}).state("bot")
+    _hand_made(server, disabled=False)
+    before = server.strategies(["bot"])
+    with pytest.raises(errors.RouterError, match=r"'by hand'.* was not written by the rollout controller"):
+        router.write({"bot": state(60, BETA)})
+    assert server.strategies(["bot"]) == before
+    error = net.wait_for("the client API to serve the strategy made by hand", lambda: _refused(router))
+    assert "was not written by the rollout controller" in str(error) and "'bot'" in str(error)
+    hand = _by_hand(server)
+    # a rollback goes ahead, on our strategies only; the read-back still cannot read past the hand-made one
+    applied = base.apply(router, {"bot": state(50, BETA).lowered()})
+    assert isinstance(applied.failed["bot"], errors.RouterStateError)
+    assert _by_hand(server) == hand
+    with sdk(server, tmp_path) as client:
+        assert set(variants(client, "bot").values()) == {S}
+        assert set(variants(client, "bot", {"tenantTier": "beta"}).values()) == {S}
+
+
+def test_a_strategy_by_hand_behind_our_catch_all_is_passed_over_by_reads_and_left_in_place_by_a_lowering(
+    server: unleash_proc.Server, tmp_path: Path
+) -> None:
+    """A QA strategy added in the UI after ours (a user-id list) is reached by no request: the read
+    passes it over, a write that lowers the canary leaves it where it is (sortOrder and all) even when
+    it adds strategies of ours, and only a write that raises the canary is refused beside it."""
+    router = unleash_router(server)
+    base.apply(router, {"bot": state(50, BETA)}).state("bot")
+    made = _hand_made(server, disabled=False, ahead=False)
+    assert made["sortOrder"] == len(unleash.strategies(state(50, BETA), stickiness="userId"))
+    net.wait_for("the client API to serve it", lambda: "vip" in json.dumps(server.served("bot")))
+    live = read_one(router, "bot")
+    assert live is not None and live.same_traffic(state(50, BETA)) and live.same_revisions(state(50, BETA))
+    before = server.strategies(["bot"])
+    with pytest.raises(errors.RouterError, match=r"'by hand'.* was not written by the rollout controller"):
+        router.write({"bot": state(60, BETA)})
+    assert server.strategies(["bot"]) == before
+    hand = _by_hand(server)
+    # lower everyone to 10% and open internal ahead of beta at everyone's weight: four strategies more
+    internal = traffic.CohortSplit("internal", "userGroup", ("internal",), 10)
+    lower = state(10, internal, BETA)
+    assert lower.cohorts == (internal, BETA) and not state(50, BETA).raises(lower)
+    assert base.apply(router, {"bot": lower}).state("bot").cohorts == (internal, BETA)
+    assert _by_hand(server) == hand
+    with sdk(server, tmp_path / "lower") as client:
+        assert_share(variants(client, "bot", {"userGroup": "internal", "tenantTier": "beta"}), 10)
+        assert_share(variants(client, "bot", {"tenantTier": "beta"}), 40)
+        # ours decide even for the user it names (it carries no variant: reached, it would serve none of ours)
+        assert client.get_variant("bot", {"userId": "vip"})["name"] in (S, C)
+    assert traffic.exposure_free(base.apply(router, {"bot": lower.lowered()}).state("bot"))
+    assert _by_hand(server) == hand
 
 
 def test_a_disabled_strategy_written_by_hand_is_left_as_it_is(server: unleash_proc.Server) -> None:
@@ -173,6 +235,68 @@ def test_a_disabled_strategy_written_by_hand_is_left_as_it_is(server: unleash_pr
     assert live.same_traffic(state(20, BETA))
     hand = [s for s in server.strategies(["bot"])["bot"]["strategies"] if s["title"] == "by hand"]
     assert len(hand) == 1 and hand[0]["disabled"] is True
+
+
+def test_a_write_cut_off_half_way_reads_as_a_revision_no_spec_has_and_the_next_write_heals_it(
+    server: unleash_proc.Server, tmp_path: Path
+) -> None:
+    """Each strategy carries its own copy of its variant's payload. A write of a new canary cut off after
+    the cohort's strategies must not read back as done while everyone's canary still serves the old one."""
+    router = unleash_router(server)
+    old = state(10, BETA)
+    base.apply(router, {"bot": old}).state("bot")
+    fresh = traffic.Served("openai/m-2025-09-01", "rollouts/b/prompts/v3.md", "cccccccccccc", {}, "Be exact.")
+    new = traffic.RouteState(old.weights, 0, {**SERVED, C: fresh}, cohorts=old.cohorts)
+    first = unleash.strategies(new, stickiness="userId")[0]
+    assert first.key == ("beta", C)
+    target = next(s for s in server.strategies(["bot"])["bot"]["strategies"] if _key(s) == first.key)
+    with server.admin() as admin:  # the first call of the write of `new`, and no other
+        admin.put(f"{_path(server)}/{target['id']}", json=first.body("bot")).raise_for_status()
+    net.wait_for("the client API to serve the half", lambda: "cccccccccccc" in json.dumps(server.served("bot")))
+    live = read_one(router, "bot")
+    assert live is not None and live.same_traffic(new)
+    assert not live.same_revisions(new) and not live.same_revisions(old)
+    assert "different payloads" in live.served[C].revision
+    healed = base.apply(router, {"bot": new}).state("bot")
+    assert healed.served[C].revision == "cccccccccccc"
+    with sdk(server, tmp_path) as client:
+        user = next(u for u, v in variants(client, "bot").items() if v == C)
+        assert json.loads(client.get_variant("bot", {"userId": user})["payload"]["value"])["revision"] == "cccccccccccc"
+
+
+BETA_25 = traffic.CohortSplit("beta", "tenantTier", ("beta",), 25)
+INTERNAL_50 = traffic.CohortSplit("internal", "userGroup", ("internal",), 50)
+# the router writes: beta canary, beta stable, internal canary, internal stable, canary, stable
+ORDERED = state(10, BETA_25, INTERNAL_50)
+
+
+@pytest.mark.parametrize(
+    ("order", "why"),
+    [
+        ((0, 2, 1, 3, 4, 5), "'beta''s canary strategy must be followed by its stable one"),
+        ((1, 0, 2, 3, 4, 5), "cohort 'beta' must open with its canary strategy"),
+        ((0, 1, 4, 2, 3, 5), "comes after everyone's split"),
+        ((0, 1, 2, 3, 5, 4), "not in the router's order"),
+    ],
+    ids=["cohorts-interleaved", "cohort-stable-first", "cohort-after-everyone", "everyone-stable-first"],
+)
+def test_strategies_dragged_out_of_the_routers_order_are_the_routes_error_and_a_write_restores_it(
+    server: unleash_proc.Server, tmp_path: Path, order: tuple[int, ...], why: str
+) -> None:
+    router = unleash_router(server)
+    base.apply(router, {"bot": ORDERED}).state("bot")
+    ours = server.strategies(["bot"])["bot"]["strategies"]
+    assert [_key(s) for s in ours] == [s.key for s in unleash.strategies(ORDERED, stickiness="userId")]
+    with server.admin() as admin:  # a drag and drop in the UI
+        sorted_ = [{"id": ours[i]["id"], "sortOrder": n} for n, i in enumerate(order)]
+        admin.post(f"{_path(server)}/set-sort-order", json=sorted_).raise_for_status()
+    error = net.wait_for("the client API to serve the new order", lambda: _refused(router))
+    assert why in str(error) and "'bot'" in str(error)
+    if order == (0, 2, 1, 3, 4, 5):  # why: a user in both cohorts gets internal's 50%, which no state says
+        with sdk(server, tmp_path) as client:
+            assert_share(variants(client, "bot", {"tenantTier": "beta", "userGroup": "internal"}), 50)
+    live = base.apply(router, {"bot": ORDERED}).state("bot")
+    assert live.same_traffic(ORDERED) and live.cohorts == ORDERED.cohorts
 
 
 def test_the_factory_reads_the_tokens_from_the_environment_and_never_says_them(server: unleash_proc.Server) -> None:
