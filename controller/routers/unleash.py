@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from controller import errors, settings, traffic
+from controller import errors, redaction, settings, traffic
 from controller.routers import base
 
 MANAGED_BY = "rollout-controller"
@@ -312,7 +312,7 @@ class UnleashRouter:
     ) -> None:
         self.name = name
         self.url = url.rstrip("/")
-        self.location = f"Unleash {self.url} project {project!r} environment {environment!r}"
+        self.location = f"Unleash {redaction.redact(self.url)} project {project!r} environment {environment!r}"
         self.project = project
         self.environment = environment
         self.stickiness = stickiness
@@ -453,7 +453,8 @@ class UnleashRouter:
             response = self._client.request(method, self.url + path, headers={"authorization": token}, json=body)
         except httpx.HTTPError as exc:
             raise errors.RouterUnavailable(
-                f"router {self.name!r}: {operation}: Unleash at {self.url} did not answer {call} ({type(exc).__name__})"
+                f"router {self.name!r}: {operation}: Unleash at {redaction.redact(self.url)} did not answer {call} "
+                f"({type(exc).__name__})"
             ) from exc
         if response.status_code == 404 and missing_ok:
             return None

@@ -309,3 +309,23 @@ def test_the_factory_reads_the_tokens_from_the_environment_and_never_says_them(s
     with pytest.raises(errors.RouterError, match="refused the admin API token") as raised:
         wrong.write({"bot": state(0)})
     assert "not-the-token" not in str(raised.value) and server.admin_token not in str(raised.value)
+
+
+def test_credentials_in_the_url_appear_in_no_location_nor_error(server: unleash_proc.Server) -> None:
+    # httpx sends a URL's user:password as basic auth in place of the API token, so Unleash refuses the
+    # call: that error must not say them either
+    with_them = server.url.replace("http://", "http://ops:hunter2@")
+    router = unleash.UnleashRouter("flags", with_them, admin_token=server.admin_token, client_token=server.client_token)
+    down = unleash.UnleashRouter(
+        "flags", f"http://ops:hunter2@127.0.0.1:{net.free_port()}", admin_token="a", client_token="b"
+    )
+    said = [router.location, down.location]
+    for failing, errs in ((router, errors.RouterError), (down, errors.RouterUnavailable)):
+        with pytest.raises(errs) as raised:
+            failing.write({"bot": state(10)})
+        said.append(str(raised.value))
+        with pytest.raises(errs) as raised:
+            failing.read(["bot"])
+        said.append(str(raised.value))
+    assert "***@127.0.0.1" in said[0] and "***@127.0.0.1" in said[-1]
+    assert not [text for text in said if "hunter2" in text or "ops:" in text]
