@@ -242,6 +242,14 @@ def _check_url(value: str) -> str:
 Url = Annotated[str, AfterValidator(_check_url), WithJsonSchema({"type": "string", "format": "uri"})]
 
 
+def _no_userinfo(value: str) -> str:
+    """Refuse `user:password@` in a URL whose requests carry a token header: an HTTP client sends the
+    userinfo as basic authentication in place of the token, and the URL is printed in messages."""
+    if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("must not carry user:password@: the router authenticates with its tokens")
+    return value
+
+
 def _visible(value: str) -> str:
     """Refuse control and invisible format characters (a zero-width space, a right-to-left override): a
     model id or a path that reads as another in review."""
@@ -831,7 +839,9 @@ class UnleashRouterConfig(_Model):
     have a shadow step."""
 
     type: Literal["unleash"]
-    url: Url = Field(description="The Unleash server's base URL (without /api).")
+    url: Annotated[Url, AfterValidator(_no_userinfo)] = Field(
+        description="The Unleash server's base URL (without /api, without user:password@: the tokens authenticate)."
+    )
     admin_token_env: EnvName = Field(
         default="UNLEASH_ADMIN_TOKEN", description="Holds an admin API token (writes the flags)."
     )

@@ -303,3 +303,16 @@ def test_a_capitalised_unknown_key_is_named_as_written(at: str, text: str, field
         load.load_model(spec.Rollout, "rollout.yaml", data)
     [problem] = [p for p in raised.value.problems if p.field == field]
     assert problem.code == "E002" and says in problem.message, raised.value.problems
+
+
+def test_an_unleash_url_with_a_password_is_refused_where_it_is(tmp_path: Path) -> None:
+    """The tokens authenticate: an HTTP client would send user:password@ as basic auth in their place."""
+    (tmp_path / "rollouts").mkdir()
+    (tmp_path / "rollouts" / "controller.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters:\n"
+        "  flags:\n    type: unleash\n    url: http://ops:hunter2@127.0.0.1:4242\n"
+    )
+    with pytest.raises(errors.SpecError) as caught:
+        load.load_config(repo.WorkTree(tmp_path))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (6, "routers.flags.url") and "user:password@" in problem.message
