@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from controller import errors, settings, spec, templates, traffic
+from controller import errors, redaction, settings, spec, templates, traffic
 from controller.routers import atomic, base, envoy_prompts
 
 VARIANT_HEADER = envoy_prompts.VARIANT_HEADER  # on answers (the route), and on requests upstream (the cluster's tags)
@@ -134,7 +134,9 @@ class EnvoyRouter:
         self.cds_timeout = cds_timeout
         self.upstreams = dict(upstreams or {})  # model id -> host:port, as the bootstrap was rendered
         self.admin = admin.rstrip("/")
-        self.location = f"Envoy admin {self.admin}" + (f", clusters in {cds_path}" if cds_path else "")
+        # what messages print: an admin URL behind an authenticating proxy may carry its credentials
+        self.shown_admin = redaction.redact(self.admin)
+        self.location = f"Envoy admin {self.shown_admin}" + (f", clusters in {cds_path}" if cds_path else "")
         self.routes = dict(routes)
         self.runtime_prefix = runtime_prefix
         self.cohort_headers = dict(cohort_headers or {})  # attribute -> header, where not the default rule
@@ -580,7 +582,8 @@ class EnvoyRouter:
             return self._client.request(method, self.admin + path, params=params, data=data)
         except httpx.HTTPError as exc:
             raise errors.RouterUnavailable(
-                f"router {self.name!r}: {operation}: Envoy admin at {self.admin} did not answer ({type(exc).__name__})"
+                f"router {self.name!r}: {operation}: Envoy admin at {self.shown_admin} did not answer "
+                f"({type(exc).__name__})"
             ) from exc
 
     def _where(self, route: str) -> str:
@@ -906,7 +909,7 @@ def bootstrap(
     """
     admin_url = urlsplit(admin)
     if not admin_url.hostname or admin_url.port is None:
-        raise errors.RouterError(f"admin address {admin!r} needs a host and a port")
+        raise errors.RouterError(f"admin address {redaction.redact(admin)!r} needs a host and a port")
     virtual_routes: list[dict[str, Any]] = []
     for r in routes:
         virtual_routes += cohort_entries(

@@ -98,6 +98,22 @@ def test_unknown_route_reads_none_and_cannot_be_written() -> None:
         router.write({"nowhere": traffic.RouteState({S: 100})})
 
 
+def test_no_credential_of_the_admin_url_reaches_a_message() -> None:
+    """An admin listener behind an authenticating proxy: its URL's user and password stay out of the
+    router's location and of every error, the router's and the render's."""
+    admin = f"http://ops:s3cret-pass@127.0.0.1:{net.free_port()}"
+    router = envoy.EnvoyRouter("edge", admin, routes=ROLLOUTS)
+    with pytest.raises(errors.RouterUnavailable) as unreachable:
+        router.read([ROUTE])
+    with pytest.raises(errors.RouterUnavailable) as unwritten:
+        router.write({ROUTE: traffic.RouteState({S: 100, C: 0})})
+    with pytest.raises(errors.RouterError) as unrendered:
+        envoy.bootstrap([], admin="http://ops:s3cret-pass@127.0.0.1", listen="127.0.0.1:0", runtime_prefix="r")
+    said = [router.location, str(unreachable.value), str(unwritten.value), str(unrendered.value)]
+    assert all("s3cret" not in text for text in said), said
+    assert "Envoy admin http://***@127.0.0.1:" in router.location and "did not answer" in said[1]
+
+
 # -- a real Envoy with two real upstreams -----------------------------------------------------------
 
 
