@@ -139,7 +139,7 @@ def controller(remote: Path, work: Path, prom_url: str, queries: list[str], call
     session.hooks["response"].append(lambda r, *args, **kwargs: queries.append(str(r.request.url)))
     metrics = prometheus.Prometheus(prom_url, session=session, timeout=timedelta(seconds=30))
 
-    def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
+    def routers(name: str, cfg: spec.RouterConfig, routes: object, cohorts: object) -> base.Router:
         assert isinstance(cfg, spec.FileRouterConfig)
         return CountingRouter(file_router.FileRouter(name, work / "state" / cfg.path), calls)
 

@@ -965,3 +965,13 @@ def _proxy_config_why(tree: Tree, path: str, routes: Sequence[str]) -> str:
 def route_rollouts(result: RepoSpec, router: str) -> dict[str, str]:
     """route -> rollout name, for every rollout on `router` (what Envoy names clusters and keys after)."""
     return {r.rollout.spec.route: r.name for r in result.rollouts if r.rollout.spec.router == router}
+
+
+def rollout_cohorts(result: RepoSpec, router: str) -> dict[str, tuple[str, ...]]:
+    """rollout name -> its cohorts' names in spec order, for every rollout on `router` with cohorts: the
+    runtime keys Envoy splits each cohort by, which a write sets without asking Envoy which it runs."""
+    return {
+        r.name: tuple(c.name for c in r.rollout.spec.cohorts)
+        for r in result.rollouts
+        if r.rollout.spec.router == router and r.rollout.spec.cohorts
+    }

@@ -44,7 +44,12 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     for name in dict.fromkeys(r.rollout.spec.router for r in result.rollouts):
         try:
             router = router_factory.build(
-                name, result.config.routers[name], root=state, routes=load.route_rollouts(result, name), env=os.environ
+                name,
+                result.config.routers[name],
+                root=state,
+                routes=load.route_rollouts(result, name),
+                cohorts=load.rollout_cohorts(result, name),
+                env=os.environ,
             )
             live[name] = router.read([r.rollout.spec.route for r in result.rollouts if r.rollout.spec.router == name])
         except errors.RolloutError as exc:

@@ -11,7 +11,7 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
@@ -188,8 +188,12 @@ def build_controller(args: argparse.Namespace) -> Built:
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ) if prom is not None else None
     knobs = settings.Settings()  # one value for the routers, the forge and the reconciler
 
-    def routers(name: str, cfg: spec.RouterConfig, routes: Mapping[str, str]) -> base.Router:
-        return router_factory.build(name, cfg, root=state, routes=dict(routes), env=os.environ, knobs=knobs)
+    def routers(
+        name: str, cfg: spec.RouterConfig, routes: Mapping[str, str], cohorts: Mapping[str, Sequence[str]]
+    ) -> base.Router:
+        return router_factory.build(
+            name, cfg, root=state, routes=dict(routes), cohorts=cohorts, env=os.environ, knobs=knobs
+        )
 
     forge = forge_factory.build(config.forge, remote=remote, env=os.environ, knobs=knobs)
     controller = reconcile.Controller(workspace, forge, routers, metrics, holder=_holder(args), knobs=knobs)

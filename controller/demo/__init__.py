@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -500,11 +500,11 @@ def _run(
     state = settings.state_dir(desired.config, env=os.environ, home=Path.home())
     routes = {ROUTE: NAME}
 
-    def routers(name: str, cfg: spec.RouterConfig, _: Any) -> base.Router:
-        return router_factory.build(name, cfg, root=state, routes=routes, env=os.environ)
+    def routers(name: str, cfg: spec.RouterConfig, _: Any, cohorts: Mapping[str, Sequence[str]]) -> base.Router:
+        return router_factory.build(name, cfg, root=state, routes=routes, cohorts=cohorts, env=os.environ)
 
     controller = reconcile.Controller(ws, forge, routers, metrics, holder="demo")
-    router = routers("edge", desired.config.routers["edge"], routes)
+    router = routers("edge", desired.config.routers["edge"], routes, load.rollout_cohorts(desired, "edge"))
 
     if manual:
         view.event("the controller opens pull requests and waits for you; in a second terminal, first:")

@@ -14,7 +14,8 @@ from controller import analysis, errors, gates, load, plan, prometheus, proposal
 from controller.forge import base as forge_base
 from controller.routers import base
 
-RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str]], base.Router]
+#: (router name, its config, route -> rollout name, rollout -> its cohorts' names) -> the router.
+RouterFactory = Callable[[str, spec.RouterConfig, Mapping[str, str], Mapping[str, Sequence[str]]], base.Router]
 
 #: A route as the decide pass got it: what `Router.read` answered, or the error that stopped the read.
 Seen: TypeAlias = base.Live | Exception
@@ -100,7 +101,9 @@ def read_routes(
     live: dict[str, dict[str, Seen]] = {}
     for name in dict.fromkeys(r.rollout.spec.router for r in desired.rollouts):
         try:
-            routers[name] = factory(name, config.routers[name], load.route_rollouts(desired, name))
+            routers[name] = factory(
+                name, config.routers[name], load.route_rollouts(desired, name), load.rollout_cohorts(desired, name)
+            )
         except Exception as exc:
             routers[name] = exc
     for name, router in routers.items():

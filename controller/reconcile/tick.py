@@ -182,7 +182,10 @@ class Controller:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
         router_name = loaded.rollout.spec.router
         router = self.routers(
-            router_name, desired.config.routers[router_name], load.route_rollouts(desired, router_name)
+            router_name,
+            desired.config.routers[router_name],
+            load.route_rollouts(desired, router_name),
+            load.rollout_cohorts(desired, router_name),
         )
         since = self.steps.since(loaded, desired.config)
         seen = observe.read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]

@@ -106,9 +106,12 @@ class EnvoyRouter:
 
     Cohorts live in the route config Envoy runs (`rollout render envoy` puts each cohort's header-matched
     entries ahead of the rollout's weighted route): a read takes each cohort's match from there and its
-    weights from the runtime, and a write sets the keys of every cohort Envoy runs, those the state does
-    not open at everyone's weights. A cohort of the state that Envoy runs no route for is written
-    nowhere, and the read back shows it missing.
+    weights from the runtime. A write sets the keys of every cohort of the rollout, those the state does
+    not list at everyone's weights: the cohorts `cohorts` names (rollout -> its cohort names, from the
+    loaded specs) and the state's. Told them, a write needs no `GET /config_dump`, so a rollback is the
+    one `POST /runtime_modify` even while Envoy's config listing fails; not told (None), it takes them
+    from the route config Envoy runs. A cohort Envoy runs no route for has keys no route reads, and the
+    read back shows it missing.
     """
 
     def __init__(
@@ -122,6 +125,7 @@ class EnvoyRouter:
         cds_path: Path | None = None,
         prompts_path: Path | None = None,
         cohort_headers: Mapping[str, str] | None = None,
+        cohorts: Mapping[str, Sequence[str]] | None = None,
         cds_timeout: float = settings.Timeouts.envoy_clusters,
         timeout: float = settings.Timeouts.envoy_admin,
         client: httpx.Client | None = None,
@@ -140,6 +144,8 @@ class EnvoyRouter:
         self.routes = dict(routes)
         self.runtime_prefix = runtime_prefix
         self.cohort_headers = dict(cohort_headers or {})  # attribute -> header, where not the default rule
+        # rollout -> its cohorts' names in spec order; None: not told, a write asks Envoy's route config
+        self.cohorts = None if cohorts is None else {rollout: tuple(names) for rollout, names in cohorts.items()}
         self._client = client or httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -149,7 +155,8 @@ class EnvoyRouter:
         """Every route of the batch from one `GET /runtime`, one cluster listing and one route listing
         (none when no route is on this Envoy); each cohort's match is the one Envoy runs. A route on no
         rollout of this Envoy, or whose clusters the running bootstrap lacks, is None; a malformed
-        runtime value is that route's RouterStateError.
+        runtime value, or a cohort entry of its rollout that is not one we render, is that route's
+        RouterStateError (and no other route's).
 
         With a prompt bundle, the listing is `/config_dump`'s clusters, and each role that takes
         traffic says what it serves: the revision its cluster tags requests with, and that revision's
@@ -162,7 +169,7 @@ class EnvoyRouter:
         operation = f"read {base.routes_text(known)}"
         entries = self._runtime(operation)
         view = self._clusters(operation)
-        running = self._running_cohorts(operation)
+        running, broken = self._running_cohorts(operation)
         bundle: dict[str, Any] | None = None
         if self.prompts_path is not None:
             # A bundle that is not one reads as empty: every role then serves a revision no spec has,
@@ -172,6 +179,9 @@ class EnvoyRouter:
         for route, rollout in known.items():
             if spec.cluster_name(rollout, traffic.STABLE) not in view:
                 continue  # Envoy runs a bootstrap without this rollout: runtime keys would change nothing
+            if rollout in broken:
+                out[route] = errors.RouterStateError(f"{self._where(route)}: {broken[rollout]}")
+                continue
             try:
                 state = parse_state(
                     entries,
@@ -195,9 +205,9 @@ class EnvoyRouter:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
         written when any route is unknown, splits more than stable and canary, or (without a CDS
         file) names an upstream the running bootstrap does not serve; with one, the clusters (and the
-        prompt bundle) are brought up to date first (`_apply_clusters`). Every cohort Envoy runs for a
-        route gets its keys (one the state does not open, everyone's weights). The keys go in the form
-        body: a query string of a thousand routes' keys would be longer than a URL may be."""
+        prompt bundle) are brought up to date first (`_apply_clusters`). Every cohort of a route's
+        rollout gets its keys (`_cohort_names`; one the state does not list, everyone's weights). The keys
+        go in the form body: a query string of a thousand routes' keys would be longer than a URL may be."""
         if not states:
             return
         rollouts: dict[str, str] = {}
@@ -213,18 +223,43 @@ class EnvoyRouter:
                 )
             rollouts[route] = rollout
         operation = f"write {base.routes_text(states)}"
-        running = self._running_cohorts(operation)
+        cohorts = self._cohort_names(states, rollouts, operation)
         if self.cds_path is not None:
-            self._apply_clusters(states, rollouts, running, operation)
+            self._apply_clusters(states, rollouts, cohorts, operation)
         else:
             self._check_upstreams(states, rollouts, operation)
         values: dict[str, str] = {}
         for route, state in states.items():
             rollout = rollouts[route]
-            values.update(
-                runtime_values(state, prefix=self.runtime_prefix, rollout=rollout, cohorts=running.get(rollout, ()))
-            )
+            values.update(runtime_values(state, prefix=self.runtime_prefix, rollout=rollout, cohorts=cohorts[rollout]))
         self._runtime_modify(values, operation)
+
+    def _cohort_names(
+        self, states: Mapping[str, traffic.RouteState], rollouts: Mapping[str, str], operation: str
+    ) -> dict[str, tuple[str, ...]]:
+        """rollout -> the cohorts whose keys a write of the batch sets: the state's and those the router
+        was told, in that order of first mention. Not told, the cohorts Envoy runs for the rollout too
+        (one `GET /config_dump`): a cohort entry of a rollout of the batch that is not one we render then
+        refuses the write, naming its route, with nothing written; another rollout's never does."""
+        running: Mapping[str, Sequence[RunningCohort]] = {}
+        if self.cohorts is None:
+            running, broken = self._running_cohorts(operation)
+            for route, rollout in rollouts.items():
+                if rollout in broken:
+                    raise errors.RouterStateError(
+                        f"{self._where(route)}: {operation}: {broken[rollout]}; nothing was written"
+                    )
+        told = self.cohorts or {}
+        return {
+            rollout: tuple(
+                dict.fromkeys(
+                    [c.name for c in states[route].cohorts]
+                    + list(told.get(rollout, ()))
+                    + [r.match.name for r in running.get(rollout, ())]
+                )
+            )
+            for route, rollout in rollouts.items()
+        }
 
     def _runtime_modify(self, values: Mapping[str, str], operation: str) -> None:
         response = self._call("POST", "/runtime_modify", operation, data=values)
@@ -295,7 +330,7 @@ class EnvoyRouter:
         self,
         states: Mapping[str, traffic.RouteState],
         rollouts: Mapping[str, str],
-        running: Mapping[str, Sequence[RunningCohort]],
+        cohorts: Mapping[str, Sequence[str]],
         operation: str,
     ) -> None:
         """Make each role's cluster serve what it now serves (`_wanted`): with a prompt bundle, first
@@ -339,7 +374,7 @@ class EnvoyRouter:
                 k: v
                 for rollout in lower.values()
                 for k, v in runtime_values(
-                    down, prefix=self.runtime_prefix, rollout=rollout, cohorts=running.get(rollout, ())
+                    down, prefix=self.runtime_prefix, rollout=rollout, cohorts=cohorts[rollout]
                 ).items()
             }
             self._runtime_modify(values, f"{operation}: lower the canary before it changes")
@@ -510,9 +545,10 @@ class EnvoyRouter:
                 f"router {self.name!r}: {operation}: /config_dump did not answer the expected JSON"
             ) from exc
 
-    def _running_cohorts(self, operation: str) -> dict[str, list[RunningCohort]]:
-        """rollout -> its cohorts as the route config Envoy runs routes them (the bootstrap's static
-        route config, from `/config_dump`), in the order Envoy tries them."""
+    def _running_cohorts(self, operation: str) -> tuple[dict[str, list[RunningCohort]], dict[str, str]]:
+        """`running_cohorts` of the route config Envoy runs (the bootstrap's static route config, from
+        `/config_dump`): rollout -> its cohorts in the order Envoy tries them, and rollout -> why its
+        cohort entries are not ones we render. Raises only for the listing as a whole."""
         response = self._call("GET", "/config_dump", operation, params={"resource": "static_route_configs"})
         if response.status_code != 200:
             raise errors.RouterUnavailable(
@@ -521,7 +557,7 @@ class EnvoyRouter:
         try:
             configs = response.json().get("configs", [])
             return running_cohorts([config["route_config"] for config in configs])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # the listing itself, not an entry
             raise errors.RouterStateError(
                 f"router {self.name!r}: {operation}: /config_dump's route configs are not the expected JSON"
             ) from exc
@@ -591,20 +627,21 @@ class EnvoyRouter:
 
 
 def runtime_values(
-    state: traffic.RouteState, *, prefix: str, rollout: str, cohorts: Sequence[RunningCohort] = ()
+    state: traffic.RouteState, *, prefix: str, rollout: str, cohorts: Sequence[str] = ()
 ) -> dict[str, str]:
     """The runtime keys that put a route in `state`; never all weights 0 (RouteState forbids it). Each
-    of `cohorts` (those Envoy runs) gets the state's cohort of that name, or everyone's weights."""
+    cohort named in `cohorts` gets the state's cohort of that name, or everyone's weights."""
     values = {
         weight_key(prefix, rollout, traffic.STABLE): str(state.weight(traffic.STABLE)),
         weight_key(prefix, rollout, traffic.CANARY): str(state.weight(traffic.CANARY)),
         shadow_key(prefix, rollout): str(state.shadow),
     }
-    for running in cohorts:
-        split = state.cohort(running.match.name)
+    for name in cohorts:
+        split = state.cohort(name)
         canary = split.canary if split is not None else state.weight(traffic.CANARY)
-        values[f"{running.runtime_prefix}.{spec.cluster_name(rollout, traffic.STABLE)}"] = str(100 - canary)
-        values[f"{running.runtime_prefix}.{spec.cluster_name(rollout, traffic.CANARY)}"] = str(canary)
+        keys = cohort_prefix(prefix, rollout, name)
+        values[f"{keys}.{spec.cluster_name(rollout, traffic.STABLE)}"] = str(100 - canary)
+        values[f"{keys}.{spec.cluster_name(rollout, traffic.CANARY)}"] = str(canary)
     return values
 
 
@@ -667,28 +704,66 @@ def _percent(entries: Mapping[str, Any], key: str, default: int, where: str) -> 
     return number
 
 
-def running_cohorts(route_configs: Sequence[Mapping[str, Any]]) -> dict[str, list[RunningCohort]]:
-    """rollout -> its cohorts in these route configs (as `/config_dump` shows them), in route order: the
-    entries `bootstrap()` marks with METADATA, one per value, grouped by cohort. Entries of one cohort
-    that disagree on header, attribute or runtime prefix read as two cohorts of one name, which no
-    state accepts (the read says so). KeyError, TypeError or ValueError when a marked entry is not one
-    we render."""
-    found: dict[tuple[str, str, str, str, str], list[str]] = {}
+def running_cohorts(
+    route_configs: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, list[RunningCohort]], dict[str, str]]:
+    """The cohorts of these route configs (as `/config_dump` shows them), rollout by rollout: rollout ->
+    its cohorts in route order (the entries `bootstrap()` marks with METADATA, one per value, grouped by
+    cohort), and rollout -> why one of its marked entries is not one we render (then none of its
+    cohorts is listed). Entries of one cohort that disagree on header, attribute or runtime prefix read
+    as two cohorts of one name, which no state accepts (the read says so). KeyError,
+    TypeError or ValueError only when the configs themselves, or a marked entry's rollout, cannot be
+    read: one rollout's hand-edited entry never hides another rollout's cohorts."""
+    found: dict[str, dict[tuple[str, str, str, str], list[str]]] = {}
+    broken: dict[str, str] = {}
     for config in route_configs:
         for host in config.get("virtual_hosts", []):
             for route in host.get("routes", []):
                 marked = ((route.get("metadata") or {}).get("filter_metadata") or {}).get(METADATA)
                 if marked is None:
                     continue
-                (header,) = route["match"]["headers"]
-                prefix = route["route"]["weighted_clusters"]["runtime_key_prefix"]
-                key = (marked["rollout"], marked["cohort"], marked["attribute"], str(header["name"]).lower(), prefix)
-                found.setdefault(key, []).append(str(header["string_match"]["exact"]))
+                rollout = marked["rollout"]
+                if not isinstance(rollout, str):
+                    raise TypeError(f"route entry {route.get('name')!r} names no rollout")
+                try:
+                    key, value = _cohort_entry(route, marked)
+                except (KeyError, TypeError, ValueError) as exc:
+                    broken.setdefault(
+                        rollout,
+                        f"Envoy runs a cohort route entry {route.get('name')!r} that `rollout render envoy` does not "
+                        f"write ({_reason(exc)}): render again and restart Envoy",
+                    )
+                    continue
+                found.setdefault(rollout, {}).setdefault(key, []).append(value)
     out: dict[str, list[RunningCohort]] = {}
-    for (rollout, name, attribute, header, prefix), values in found.items():
-        match = CohortMatch(name, attribute, header, tuple(values))
-        out.setdefault(rollout, []).append(RunningCohort(match, prefix))
-    return out
+    for rollout, cohorts in found.items():
+        if rollout in broken:
+            continue
+        out[rollout] = [
+            RunningCohort(CohortMatch(name, attribute, header, tuple(values)), prefix)
+            for (name, attribute, header, prefix), values in cohorts.items()
+        ]
+    return out, broken
+
+
+def _cohort_entry(route: Mapping[str, Any], marked: Mapping[str, Any]) -> tuple[tuple[str, str, str, str], str]:
+    """((cohort, attribute, header, runtime prefix), value) of one marked route entry, as
+    `cohort_entries` renders it: exactly one header matched exactly. Raises when it is not."""
+    headers = route["match"]["headers"]
+    if len(headers) != 1:
+        raise ValueError(f"it matches {len(headers)} headers, not one")
+    (header,) = headers
+    if set(header) != {"name", "string_match"} or set(header["string_match"]) != {"exact"}:
+        raise ValueError(f"header {header.get('name')!r} is not matched by one exact value")
+    name, attribute = marked["cohort"], marked["attribute"]
+    if not isinstance(name, str) or not isinstance(attribute, str):
+        raise TypeError("its metadata names no cohort or attribute")
+    prefix = str(route["route"]["weighted_clusters"]["runtime_key_prefix"])
+    return (name, attribute, str(header["name"]).lower(), prefix), str(header["string_match"]["exact"])
+
+
+def _reason(exc: Exception) -> str:
+    return f"no {exc}" if isinstance(exc, KeyError) else str(exc)
 
 
 # -- the bootstrap ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Called by the CLI and the demo; an unknown type cannot reach here (the config is
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from controller import settings, spec
@@ -18,13 +18,16 @@ def build(
     *,
     root: Path,
     routes: Mapping[str, str] | None = None,
+    cohorts: Mapping[str, Sequence[str]] | None = None,
     env: Mapping[str, str],
     knobs: settings.Settings | None = None,
 ) -> base.Router:
     """One router from its config; its state paths resolve against `root` (the state directory).
 
     `routes` maps each route on this router to its rollout's name (Envoy names clusters and runtime
-    keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `env` is where a
+    keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `cohorts` maps each
+    of those rollouts to its cohorts' names (`load.rollout_cohorts()`), so that Envoy writes every
+    cohort's keys without asking which it runs; None (not told) makes it ask. `env` is where a
     LiteLLM master key and Unleash's API tokens are read (by the variables the config names), never logged. `knobs` gives the
     admin APIs' timeouts (`settings.Timeouts`).
     """
@@ -42,6 +45,7 @@ def build(
                 cds_path=root / config.cds_path if config.cds_path else None,
                 prompts_path=root / config.prompts_path if config.prompts_path else None,
                 cohort_headers=config.cohort_headers,
+                cohorts=cohorts,
                 timeout=timeouts.envoy_admin,
                 cds_timeout=timeouts.envoy_clusters,
             )

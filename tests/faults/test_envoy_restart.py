@@ -86,9 +86,11 @@ def proxy(bootstrap: dict[str, Any], tmp_path: Path) -> Iterator[list[envoy_proc
 def controller(ops: GitOps) -> reconcile.Controller:
     ws = repo.Workspace.open(str(ops.remote), ops.work / "clone")
 
-    def routers(name: str, cfg: spec.RouterConfig, routes: dict[str, str]) -> base.Router:
+    def routers(
+        name: str, cfg: spec.RouterConfig, routes: dict[str, str], cohorts: dict[str, tuple[str, ...]]
+    ) -> base.Router:
         assert isinstance(cfg, spec.EnvoyRouterConfig)
-        return envoy.EnvoyRouter(name, str(cfg.admin), routes=routes)
+        return envoy.EnvoyRouter(name, str(cfg.admin), routes=routes, cohorts=cohorts)
 
     forge = forge_local.LocalForge(ops.remote, clock=ops.now)
     return reconcile.Controller(ws, forge, routers, None, holder="test", clock=ops.now)  # type: ignore[arg-type]

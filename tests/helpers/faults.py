@@ -90,7 +90,7 @@ def make_controller(
 
     ws = repo.Workspace.open(str(ops.remote), ops.work / f"clone-{holder}")
 
-    def routers(name: str, cfg: spec.RouterConfig, routes: object) -> Any:
+    def routers(name: str, cfg: spec.RouterConfig, routes: object, cohorts: object) -> Any:
         assert isinstance(cfg, spec.FileRouterConfig)
         real = file_router.FileRouter(name, ops.work / "state" / cfg.path)
         return router(real) if router else real

@@ -133,7 +133,7 @@ class GitOps:
     ) -> reconcile.Controller:
         ws = repo.Workspace.open(str(self.remote), self.work / f"clone-{holder}")
 
-        def routers(name: str, cfg: spec.RouterConfig, routes: object) -> base.Router:
+        def routers(name: str, cfg: spec.RouterConfig, routes: object, cohorts: object) -> base.Router:
             assert isinstance(cfg, spec.FileRouterConfig)
             return file_router.FileRouter(name, self.work / "state" / cfg.path)
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from controller import errors, load, repo, spec, traffic
-from controller.routers import atomic, base, envoy
+from controller.routers import atomic, base, envoy, factory
 from tests.helpers import envoy_proc, openai_standin
 from tests.helpers.live_routers import ENVOY_COHORTS, ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
@@ -70,7 +70,7 @@ def test_cohort_entries_come_first_one_per_value_on_the_same_clusters() -> None:
     assert clusters == [["ticket-triage_stable", "ticket-triage_canary"]] * 4
     assert [("request_mirror_policies" in r["route"]) for r in routes] == [False, False, False, True]
     # what a read takes from Envoy's route config gives back what was rendered
-    assert envoy.running_cohorts([{"virtual_hosts": [{"routes": routes}]}]) == {ROLLOUT: running()}
+    assert envoy.running_cohorts([{"virtual_hosts": [{"routes": routes}]}]) == ({ROLLOUT: running()}, {})
 
 
 @pytest.mark.parametrize(
@@ -83,8 +83,8 @@ def test_cohort_entries_come_first_one_per_value_on_the_same_clusters() -> None:
     ],
     ids=["none-open-follow-everyone", "internal-open", "both-open", "rollback"],
 )
-def test_every_cohort_envoy_runs_gets_its_keys(desired: traffic.RouteState, internal: str, beta: str) -> None:
-    values = envoy.runtime_values(desired, prefix="rollouts", rollout=ROLLOUT, cohorts=running())
+def test_every_cohort_named_gets_its_keys(desired: traffic.RouteState, internal: str, beta: str) -> None:
+    values = envoy.runtime_values(desired, prefix="rollouts", rollout=ROLLOUT, cohorts=("internal", "beta"))
     canary = {
         name: values[f"rollouts.ticket-triage.cohort.{name}.ticket-triage_canary"] for name in ("internal", "beta")
     }
@@ -132,6 +132,34 @@ def test_a_cohort_split_that_is_not_one_is_the_route_s_error() -> None:
         envoy.parse_state(
             cohort_entries("beta", "60", "60"), prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running()
         )
+
+
+def two_rollouts(*, hand_edit: bool) -> list[dict[str, Any]]:
+    """Routes of `triage` (no cohorts) and `support-chat` (ENVOY_COHORTS), as `/config_dump` shows them;
+    `hand_edit` adds a second header matcher to support-bot's first cohort entry."""
+    specs = [
+        envoy.RouteSpec(
+            rollout=ROLLOUTS[route], route=route, upstreams={S: "127.0.0.1:9", C: "127.0.0.1:10"}, cohorts=c
+        )
+        for route, c in (("triage", ()), ("support-chat", ENVOY_COHORTS))
+    ]
+    config = envoy.bootstrap(specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts")
+    routes = routes_of(config)
+    if hand_edit:
+        routes[1]["match"]["headers"].append({"name": "x-region", "string_match": {"exact": "eu"}})
+    return [{"virtual_hosts": [{"routes": routes}]}]
+
+
+def test_a_hand_edited_cohort_entry_is_its_rollout_s_problem_only() -> None:
+    cohorts, broken = envoy.running_cohorts(two_rollouts(hand_edit=False))
+    assert list(cohorts) == ["support-bot"] and broken == {}
+    cohorts, broken = envoy.running_cohorts(two_rollouts(hand_edit=True))
+    assert cohorts == {}
+    assert list(broken) == ["support-bot"]
+    assert (
+        "'support-bot/cohort/internal/0'" in broken["support-bot"]
+        and "matches 2 headers, not one" in broken["support-bot"]
+    )
 
 
 # -- a real Envoy with two real upstreams -------------------------------------------------------------
@@ -275,6 +303,81 @@ def test_a_cohort_s_canary_on_a_host_envoy_does_not_serve_is_refused(tmp_path: P
         assert router.overrides() == {}
 
 
+@pytest.mark.slow
+def test_a_hand_edited_cohort_entry_of_another_rollout_blocks_nothing_of_this_one(tmp_path: Path) -> None:
+    """support-bot's first cohort entry was edited by hand (a second header matcher): its route reads as
+    its own error, triage (no cohorts) reads and is written, rolled back too, whether or not the router was
+    told the cohorts; only a write of support-chat by a router that must ask Envoy which it runs is refused."""
+    specs = [
+        envoy.RouteSpec(
+            rollout=ROLLOUTS[route], route=route, upstreams={S: "127.0.0.1:9", C: "127.0.0.1:10"}, cohorts=c
+        )
+        for route, c in (("triage", ()), ("support-chat", ENVOY_COHORTS))
+    ]
+    config = envoy.bootstrap(specs, admin="http://127.0.0.1:0", listen="127.0.0.1:0", runtime_prefix="rollouts")
+    routes_of(config)[1]["match"]["headers"].append({"name": "x-region", "string_match": {"exact": "eu"}})
+    with envoy_proc.running_envoy(config, tmp_path) as proxy:
+        told = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, cohorts={"support-bot": ("internal", "beta")})
+        asking = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS)
+        for router in (told, asking):
+            assert base.apply(router, {"triage": state(30)}).state("triage") == state(30)
+            assert base.apply(router, {"triage": state(0)}).state("triage") == state(0)
+            seen = router.read(["triage", "support-chat"])
+            assert seen["triage"] == state(0)
+            broken = seen["support-chat"]
+            assert isinstance(broken, errors.RouterStateError) and broken.retryable is False
+            assert "route 'support-chat'" in str(broken) and "matches 2 headers, not one" in str(broken)
+        before = asking.overrides()
+        with pytest.raises(errors.RouterStateError, match=r"route 'support-chat'.*nothing was written"):
+            asking.write({"triage": state(5), "support-chat": state(0)})
+        assert asking.overrides() == before
+        told.write({"support-chat": state(0)})  # a rollback of the broken route needs no route listing
+        key = envoy.cohort_prefix("rollouts", "support-bot", "internal") + ".support-bot_canary"
+        assert told.overrides()[key] == "0"
+
+
+class ConfigDumpDown(httpx.BaseTransport):
+    """Envoy's admin as it answers when its config listing fails: 503 for `GET /config_dump`, every other
+    call through to the real Envoy. Records each call."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.calls: list[tuple[str, str]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.method, request.url.path))
+        if request.url.path == "/config_dump":
+            return httpx.Response(503, text="config dump unavailable")
+        return self.real.handle_request(request)
+
+    def close(self) -> None:
+        self.real.close()
+
+
+@pytest.mark.slow
+def test_a_rollback_is_one_post_while_the_config_listing_fails(proxy: envoy_proc.Envoy) -> None:
+    """internal at 100% and beta at 50%, then Envoy's `/config_dump` answers 503: the rollback (canary 0,
+    no cohort listed) is the one `POST /runtime_modify`, and requests of every cohort reach stable only.
+    The read back cannot list the cohorts, so it says Envoy is unavailable rather than confirm."""
+    cohorts = {ROLLOUT: ("internal", "beta")}
+    healthy = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, cohorts=cohorts)
+    base.apply(healthy, {ROUTE: state(10, INTERNAL, BETA)}).state(ROUTE)
+    down = ConfigDumpDown()
+    with httpx.Client(transport=down, timeout=5) as client:
+        router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, cohorts=cohorts, client=client)
+        applied = base.apply(router, {ROUTE: state(0)})
+        assert down.calls[0] == ("POST", "/runtime_modify") and down.calls.count(("POST", "/runtime_modify")) == 1
+        with pytest.raises(errors.RouterUnavailable, match=r"/config_dump answered 503"):
+            applied.state(ROUTE)
+        # a router not told the cohorts must ask Envoy which it runs: it writes nothing rather than half
+        asking = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, client=client)
+        with pytest.raises(errors.RouterUnavailable, match=r"/config_dump answered 503"):
+            asking.write({ROUTE: state(10, INTERNAL)})
+    assert read_one(healthy, ROUTE) == state(0)
+    seen = {case: served_by_bucket(proxy, headers) for case, (headers, _) in REQUESTS.items()}
+    assert seen == {case: split_at(0) for case in REQUESTS}
+
+
 # -- rollout validate: a rollout with cohorts on an Envoy router ---------------------------------------
 
 CONFIG = """apiVersion: rollouts/v1
@@ -347,3 +450,20 @@ def test_a_header_envoy_cannot_route_by_is_refused_with_its_line(
     (problem,) = result.problems
     assert (Path(problem.file).name, problem.line) == (path, line), problem
     assert problem.field == field and says in problem.message, problem
+
+
+def test_the_factory_tells_envoy_each_rollout_s_cohorts(tmp_path: Path) -> None:
+    """What lets a write set every cohort's keys without asking Envoy which it runs."""
+    result = load_repo(tmp_path)
+    assert result.config is not None
+    cohorts = load.rollout_cohorts(result, "edge")
+    assert cohorts == {"bot": ("internal", "beta")}
+    built = factory.build(
+        "edge",
+        result.config.routers["edge"],
+        root=tmp_path,
+        routes=load.route_rollouts(result, "edge"),
+        cohorts=cohorts,
+        env={},
+    )
+    assert isinstance(built, envoy.EnvoyRouter) and built.cohorts == cohorts
