@@ -72,10 +72,12 @@ class CohortMatch:
 
 @dataclass(frozen=True)
 class RunningCohort:
-    """A cohort's route entries as Envoy runs them, and the runtime prefix their weights follow."""
+    """A cohort's route entries as Envoy runs them, the runtime prefix their weights follow, and the
+    runtime key of the mirror policy that copies their requests to the canary (None: not mirrored)."""
 
     match: CohortMatch
     runtime_prefix: str
+    mirror: str | None = None
 
 
 @dataclass(frozen=True)
@@ -659,7 +661,9 @@ def parse_state(
     A value Envoy would silently replace by its default (not a whole number), or a split that does
     not sum to 100, is a RouterStateError: we report what we cannot trust instead of guessing.
 
-    Each of `cohorts` (as Envoy runs them) is read from the keys under its runtime prefix. Its attribute
+    Each of `cohorts` (as Envoy runs them) is read from the keys under its runtime prefix; with shadow on,
+    one whose entries do not mirror to the canary by everyone's shadow key is an error (the shadow would
+    be a share of everyone else's requests only, not what the state says). Its attribute
     is the one its entries say, unless Envoy matches it on another header than the attribute's
     (`headers`: the router's cohortHeaders): then it reads as `attribute (header h)`, an attribute no
     spec has, so a render older than the router's config shows as a mismatch, never as success.
@@ -677,6 +681,11 @@ def parse_state(
             raise errors.RouterStateError(
                 f"{where}: cohort {running.match.name!r}: runtime keys {keys[traffic.STABLE]} and "
                 f"{keys[traffic.CANARY]} are not a split of 100 ({split})"
+            )
+        if shadow and running.mirror != shadow_key(prefix, rollout):
+            raise errors.RouterStateError(
+                f"{where}: shadow {shadow}% mirrors none of cohort {running.match.name!r}'s requests: Envoy runs "
+                "a render from before cohorts were mirrored; render again (`rollout render envoy`) and restart Envoy"
             )
         match = running.match
         key = match.attribute
@@ -710,11 +719,11 @@ def running_cohorts(
     """The cohorts of these route configs (as `/config_dump` shows them), rollout by rollout: rollout ->
     its cohorts in route order (the entries `bootstrap()` marks with METADATA, one per value, grouped by
     cohort), and rollout -> why one of its marked entries is not one we render (then none of its
-    cohorts is listed). Entries of one cohort that disagree on header, attribute or runtime prefix read
-    as two cohorts of one name, which no state accepts (the read says so). KeyError,
+    cohorts is listed). Entries of one cohort that disagree on header, attribute, runtime prefix or
+    mirror read as two cohorts of one name, which no state accepts (the read says so). KeyError,
     TypeError or ValueError only when the configs themselves, or a marked entry's rollout, cannot be
     read: one rollout's hand-edited entry never hides another rollout's cohorts."""
-    found: dict[str, dict[tuple[str, str, str, str], list[str]]] = {}
+    found: dict[str, dict[tuple[str, str, str, str, str | None], list[str]]] = {}
     broken: dict[str, str] = {}
     for config in route_configs:
         for host in config.get("virtual_hosts", []):
@@ -740,14 +749,16 @@ def running_cohorts(
         if rollout in broken:
             continue
         out[rollout] = [
-            RunningCohort(CohortMatch(name, attribute, header, tuple(values)), prefix)
-            for (name, attribute, header, prefix), values in cohorts.items()
+            RunningCohort(CohortMatch(name, attribute, header, tuple(values)), prefix, mirror)
+            for (name, attribute, header, prefix, mirror), values in cohorts.items()
         ]
     return out, broken
 
 
-def _cohort_entry(route: Mapping[str, Any], marked: Mapping[str, Any]) -> tuple[tuple[str, str, str, str], str]:
-    """((cohort, attribute, header, runtime prefix), value) of one marked route entry, as
+def _cohort_entry(
+    route: Mapping[str, Any], marked: Mapping[str, Any]
+) -> tuple[tuple[str, str, str, str, str | None], str]:
+    """((cohort, attribute, header, runtime prefix, mirror key), value) of one marked route entry, as
     `cohort_entries` renders it: exactly one header matched exactly. Raises when it is not."""
     headers = route["match"]["headers"]
     if len(headers) != 1:
@@ -755,11 +766,15 @@ def _cohort_entry(route: Mapping[str, Any], marked: Mapping[str, Any]) -> tuple[
     (header,) = headers
     if set(header) != {"name", "string_match"} or set(header["string_match"]) != {"exact"}:
         raise ValueError(f"header {header.get('name')!r} is not matched by one exact value")
+    action = route["route"]
+    mirrors = [p["runtime_fraction"]["runtime_key"] for p in action.get("request_mirror_policies", [])]
+    if len(mirrors) > 1:
+        raise ValueError(f"it has {len(mirrors)} mirror policies, not one")
     name, attribute = marked["cohort"], marked["attribute"]
     if not isinstance(name, str) or not isinstance(attribute, str):
         raise TypeError("its metadata names no cohort or attribute")
-    prefix = str(route["route"]["weighted_clusters"]["runtime_key_prefix"])
-    return (name, attribute, str(header["name"]).lower(), prefix), str(header["string_match"]["exact"])
+    key = (name, attribute, str(header["name"]).lower(), str(action["weighted_clusters"]["runtime_key_prefix"]))
+    return (*key, str(mirrors[0]) if mirrors else None), str(header["string_match"]["exact"])
 
 
 def _reason(exc: Exception) -> str:
@@ -990,17 +1005,7 @@ def bootstrap(
         virtual_routes += cohort_entries(
             r, runtime_prefix=runtime_prefix, split_header=split_header, timeout=route_timeout
         )
-        everyone = _action(r, weight_prefix(runtime_prefix, r.rollout), split_header, route_timeout)
-        if traffic.CANARY in r.upstreams:
-            everyone["request_mirror_policies"] = [
-                {
-                    "cluster": spec.cluster_name(r.rollout, traffic.CANARY),
-                    "runtime_fraction": {
-                        "default_value": {"numerator": DEFAULTS.shadow, "denominator": "HUNDRED"},
-                        "runtime_key": shadow_key(runtime_prefix, r.rollout),
-                    },
-                }
-            ]
+        everyone = _action(r, weight_prefix(runtime_prefix, r.rollout), split_header, route_timeout, runtime_prefix)
         virtual_routes.append({"name": r.rollout, "match": {"prefix": f"/{r.route}/"}, "route": everyone})
     clusters = [{k: v for k, v in c.items() if k != "@type"} for c in cds(routes)["resources"]]
     route_config: dict[str, Any] = {
@@ -1069,9 +1074,9 @@ def cohort_entries(
     """A rollout's cohort route entries, ahead of its weighted route in precedence order: one per value
     (an exact, case-sensitive match of the cohort's header; Envoy matches header names in any case),
     each split between the same two clusters by the cohort's runtime keys (`cohort_prefix`) and marked
-    with METADATA so that a read finds them. No mirror: `shadow` is a share of everyone else's requests
-    (a shadow step opens no cohort; one opened earlier keeps its live split, and a request it sends to
-    the canary would reach the canary twice)."""
+    with METADATA so that a read finds them. Each mirrors to the canary by everyone's shadow key, as
+    everyone's route does: `shadow` is a share of every request of the route, a cohort's too (a request
+    a cohort sends to the canary is then mirrored to it as well, as everyone's are)."""
     out = []
     for cohort in r.cohorts:
         key_prefix = cohort_prefix(runtime_prefix, r.rollout, cohort.name)
@@ -1082,7 +1087,7 @@ def cohort_entries(
                     "prefix": f"/{r.route}/",
                     "headers": [{"name": cohort.header, "string_match": {"exact": value}}],
                 },
-                "route": _action(r, key_prefix, split_header, timeout),
+                "route": _action(r, key_prefix, split_header, timeout, runtime_prefix),
                 "metadata": {
                     "filter_metadata": {
                         METADATA: {"rollout": r.rollout, "cohort": cohort.name, "attribute": cohort.attribute}
@@ -1094,8 +1099,27 @@ def cohort_entries(
     return out
 
 
-def _action(r: RouteSpec, key_prefix: str, split_header: str | None, timeout: str) -> dict[str, Any]:
-    return {"weighted_clusters": _weighted(r, key_prefix, split_header), "prefix_rewrite": "/", "timeout": timeout}
+def _action(
+    r: RouteSpec, key_prefix: str, split_header: str | None, timeout: str, runtime_prefix: str
+) -> dict[str, Any]:
+    """A route entry's action: the weighted clusters under `key_prefix` and, when the rollout has a
+    canary, the mirror of the rollout's shadow percent to it (every entry of a rollout shares one key)."""
+    action: dict[str, Any] = {
+        "weighted_clusters": _weighted(r, key_prefix, split_header),
+        "prefix_rewrite": "/",
+        "timeout": timeout,
+    }
+    if traffic.CANARY in r.upstreams:
+        action["request_mirror_policies"] = [
+            {
+                "cluster": spec.cluster_name(r.rollout, traffic.CANARY),
+                "runtime_fraction": {
+                    "default_value": {"numerator": DEFAULTS.shadow, "denominator": "HUNDRED"},
+                    "runtime_key": shadow_key(runtime_prefix, r.rollout),
+                },
+            }
+        ]
+    return action
 
 
 def _weighted(r: RouteSpec, key_prefix: str, split_header: str | None) -> dict[str, Any]:

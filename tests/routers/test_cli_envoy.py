@@ -241,7 +241,9 @@ def test_rendered_cohorts_route_by_header_on_a_real_envoy(repo: tuple[Path, Any,
         (None, "rollouts.ticket-triage"),
     ]
     assert all(r["match"]["prefix"] == "/triage/" for r in routes)
-    assert ["request_mirror_policies" in r["route"] for r in routes] == [False, False, False, True]
+    # every entry, a cohort's too, mirrors `shadow` percent to the canary by the rollout's one shadow key
+    mirrors = [r["route"]["request_mirror_policies"][0]["runtime_fraction"]["runtime_key"] for r in routes]
+    assert mirrors == ["rollouts.ticket-triage.shadow"] * 4
     with envoy_proc.running_envoy(bootstrap, root / "run") as proxy:
         set_admin(root, proxy.admin)
         router = router_factory.build("edge", _edge(root), root=root, routes={"triage": "ticket-triage"}, env={})

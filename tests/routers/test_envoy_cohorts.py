@@ -14,7 +14,7 @@ import pytest
 
 from controller import errors, load, repo, spec, traffic
 from controller.routers import atomic, base, envoy, factory
-from tests.helpers import envoy_proc, openai_standin
+from tests.helpers import envoy_proc, net, openai_standin
 from tests.helpers.live_routers import ENVOY_COHORTS, ROLLOUTS, envoy_bootstrap
 from tests.helpers.routes import read_one
 
@@ -37,10 +37,16 @@ def routes_of(bootstrap: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def running(rollout: str = ROLLOUT) -> list[envoy.RunningCohort]:
-    return [envoy.RunningCohort(m, envoy.cohort_prefix("rollouts", rollout, m.name)) for m in ENVOY_COHORTS]
+    mirror = envoy.shadow_key("rollouts", rollout)
+    return [envoy.RunningCohort(m, envoy.cohort_prefix("rollouts", rollout, m.name), mirror) for m in ENVOY_COHORTS]
 
 
 # -- the rendered routes and the runtime keys, pure ---------------------------------------------------
+
+MIRROR = {
+    "default_value": {"numerator": 0, "denominator": "HUNDRED"},
+    "runtime_key": "rollouts.ticket-triage.shadow",
+}
 
 
 def test_cohort_entries_come_first_one_per_value_on_the_same_clusters() -> None:
@@ -68,7 +74,9 @@ def test_cohort_entries_come_first_one_per_value_on_the_same_clusters() -> None:
     ]
     clusters = [[c["name"] for c in r["route"]["weighted_clusters"]["clusters"]] for r in routes]
     assert clusters == [["ticket-triage_stable", "ticket-triage_canary"]] * 4
-    assert [("request_mirror_policies" in r["route"]) for r in routes] == [False, False, False, True]
+    # every entry mirrors to the canary by the one shadow key: shadow is a share of every request
+    mirrors = [r["route"]["request_mirror_policies"] for r in routes]
+    assert mirrors == [[{"cluster": "ticket-triage_canary", "runtime_fraction": MIRROR}]] * 4
     # what a read takes from Envoy's route config gives back what was rendered
     assert envoy.running_cohorts([{"virtual_hosts": [{"routes": routes}]}]) == ({ROLLOUT: running()}, {})
 
@@ -132,6 +140,18 @@ def test_a_cohort_split_that_is_not_one_is_the_route_s_error() -> None:
         envoy.parse_state(
             cohort_entries("beta", "60", "60"), prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running()
         )
+
+
+def test_shadow_with_a_cohort_envoy_does_not_mirror_is_the_route_s_error() -> None:
+    """A render from before cohorts were mirrored: at shadow above 0 the state would say every request
+    is mirrored while Envoy mirrors everyone else's only; at shadow 0 it routes as the state says."""
+    unmirrored = [envoy.RunningCohort(r.match, r.runtime_prefix) for r in running()]
+    shadow = {envoy.shadow_key("rollouts", ROLLOUT): {"final_value": "100"}}
+    with pytest.raises(errors.RouterStateError, match=r"mirrors none of cohort 'internal'.*render again"):
+        envoy.parse_state(shadow, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=unmirrored)
+    assert envoy.parse_state({}, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=unmirrored) == envoy.DEFAULTS
+    got = envoy.parse_state(shadow, prefix="rollouts", rollout=ROLLOUT, where="t", cohorts=running())
+    assert got == state(0, shadow=100)
 
 
 def two_rollouts(*, hand_edit: bool) -> list[dict[str, Any]]:
@@ -376,6 +396,49 @@ def test_a_rollback_is_one_post_while_the_config_listing_fails(proxy: envoy_proc
     assert read_one(healthy, ROUTE) == state(0)
     seen = {case: served_by_bucket(proxy, headers) for case, (headers, _) in REQUESTS.items()}
     assert seen == {case: split_at(0) for case in REQUESTS}
+
+
+@pytest.fixture
+def mirrored(tmp_path: Path) -> Iterator[tuple[envoy_proc.Envoy, openai_standin.Standin]]:
+    """Envoy rendered with ENVOY_COHORTS, and its canary stand-in (which counts what reaches it)."""
+    with openai_standin.standin(S, plain=True) as stable, openai_standin.standin(C, plain=True) as canary:
+        config = envoy_bootstrap({ROUTE: {S: stable.address, C: canary.address}}, cohorts=ENVOY_COHORTS)
+        with envoy_proc.running_envoy(config, tmp_path) as running_proxy:
+            yield running_proxy, canary
+
+
+def mirrored_to(canary: openai_standin.Standin) -> list[str]:
+    """The cohort header of each request mirrored to the canary (Envoy appends -shadow to its host name)."""
+    return [
+        seen.headers.get("x-user-group", "")
+        for seen in canary.seen()
+        if seen.headers["host"].rsplit(":", 1)[0].endswith("-shadow")
+    ]
+
+
+@pytest.mark.slow
+def test_shadow_mirrors_a_cohort_s_requests_as_everyone_s(
+    mirrored: tuple[envoy_proc.Envoy, openai_standin.Standin],
+) -> None:
+    """At shadow 100 a request in the internal cohort (its own route entry) is mirrored to the canary as
+    one in no cohort is; at shadow 0 neither is (a marker request at 100 again is the only one more)."""
+    proxy, canary = mirrored
+    router = envoy.EnvoyRouter("edge", proxy.admin, routes=ROLLOUTS, cohorts={ROLLOUT: ("internal", "beta")})
+    internal = {"x-user-group": "internal"}
+    base.apply(router, {ROUTE: state(0, shadow=100)}).state(ROUTE)
+    with httpx.Client(base_url=proxy.url, timeout=10) as client:
+        for _ in range(5):
+            assert client.get(f"/{ROUTE}/x", headers=internal).text == S
+        assert client.get(f"/{ROUTE}/x").text == S
+        net.wait_for("6 mirrored requests", lambda: len(mirrored_to(canary)) == 6)
+        assert sorted(mirrored_to(canary)) == ["", *["internal"] * 5]
+        base.apply(router, {ROUTE: state(0)}).state(ROUTE)
+        for _ in range(5):
+            assert client.get(f"/{ROUTE}/x", headers=internal).text == S
+        base.apply(router, {ROUTE: state(0, shadow=100)}).state(ROUTE)
+        client.get(f"/{ROUTE}/x", headers=internal).raise_for_status()
+        net.wait_for("the marker at the canary", lambda: len(mirrored_to(canary)) >= 7)
+    assert len(mirrored_to(canary)) == 7
 
 
 # -- rollout validate: a rollout with cohorts on an Envoy router ---------------------------------------
