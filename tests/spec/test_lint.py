@@ -185,16 +185,22 @@ def test_the_step_advice_says_a_gate_on_too_coarse_buckets_never_passes(tmp_path
 
 
 def _lint_on(tmp_path: Path, router: str, gate: str, *, extra: str = "") -> list[lint.Finding]:
-    root = corpus.make_repo(tmp_path)
-    (root / "rollouts/controller.yaml").write_text(CONFIG)
-    (root / "rollouts/case/rollout.yaml").write_text(
+    return _lint_case(
+        tmp_path,
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n"
         f"  router: {router}\n  route: chat\n"
         "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
         "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
         "  steps:\n    - {weight: 1, for: 1h, minSamples: 100}\n    - {weight: 100}\n"
-        f"  analysis:\n    gates:\n      - {{use: error_rate, max: 1%, onFail: rollback}}\n      - {gate}\n{extra}"
+        f"  analysis:\n    gates:\n      - {{use: error_rate, max: 1%, onFail: rollback}}\n      - {gate}\n{extra}",
     )
+
+
+def _lint_case(tmp_path: Path, rollout: str, *, config: str = CONFIG) -> list[lint.Finding]:
+    """Lint one rollout file (`rollout`) beside `config`; it must load without problems."""
+    root = corpus.make_repo(tmp_path)
+    (root / "rollouts/controller.yaml").write_text(config)
+    (root / "rollouts/case/rollout.yaml").write_text(rollout)
     tree = repo.WorkTree(root)
     result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
     assert result.problems == [] and result.config
@@ -204,41 +210,31 @@ def _lint_on(tmp_path: Path, router: str, gate: str, *, extra: str = "") -> list
 
 @pytest.mark.parametrize(("router", "names"), [("gateway", "a LiteLLM proxy"), ("flags", "an Unleash server")])
 def test_r007_a_shadow_step_on_a_router_that_cannot_mirror(tmp_path: Path, router: str, names: str) -> None:
-    root = corpus.make_repo(tmp_path)
-    (root / "rollouts/controller.yaml").write_text(CONFIG)
-    (root / "rollouts/case/rollout.yaml").write_text(
+    findings = _lint_case(
+        tmp_path,
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n"
         f"  router: {router}\n  route: chat\n"
         "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
         "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
-        "  steps:\n    - {shadow: 100, for: 1h}\n    - {weight: 100}\n"
+        "  steps:\n    - {shadow: 100, for: 1h}\n    - {weight: 100}\n",
     )
-    tree = repo.WorkTree(root)
-    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
-    assert result.problems == [] and result.config
-    [loaded] = result.rollouts
-    [found] = [f for f in lint.lint(loaded, result.config, tree.read(loaded.path)) if f.code == "R007"]
+    [found] = [f for f in findings if f.code == "R007"]
     assert found.severity == lint.ERROR and f"is {names}, which cannot mirror traffic" in found.message
 
 
 def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
-    root = corpus.make_repo(tmp_path)
-    (root / "rollouts/controller.yaml").write_text(
+    config = (
         "apiVersion: rollouts/v1\nkind: ControllerConfig\nprometheus: {url: 'http://127.0.0.1:9090'}\nrouters:\n"
         "  edge: {type: envoy, admin: 'http://127.0.0.1:9901', upstreams: {acme/a-2025-01-01: '127.0.0.1:9001', "
         "acme/b-2025-01-01: '127.0.0.1:9002'}}\n"
     )
-    (root / "rollouts/case/rollout.yaml").write_text(
+    rollout = (
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: edge\n  route: chat\n"
         "  stable: {model: acme/a-2025-01-01}\n  canary: {model: acme/b-2025-01-01}\n"
         "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"
         "  steps: [{cohort: beta, weight: 10, for: 1h, minSamples: 100}, {weight: 100}]\n"
         "  analysis: {gates: [{use: error_rate, max: 1%, onFail: rollback}, {use: eval_pass_rate, min: 80%}]}\n"
     )
-    tree = repo.WorkTree(root)
-    result = load.load_repo(tree, only=["rollouts/case/rollout.yaml"])
-    assert result.problems == [] and result.config is not None
-    [loaded] = result.rollouts
-    found = [f for f in lint.lint(loaded, result.config, tree.read(loaded.path)) if f.code == "R011"]
+    found = [f for f in _lint_case(tmp_path, rollout, config=config) if f.code == "R011"]
     assert [f.field for f in found] == ["spec.analysis.gates[0].use"]  # error_rate reads Envoy's; eval the app's
     assert "carry no cohort label" in found[0].message
