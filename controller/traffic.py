@@ -199,9 +199,13 @@ class RouteState:
     def raises(self, target: RouteState) -> bool:
         """`target` gives the canary more live or mirrored traffic than this state does: everyone's
         weight or shadow rises, or some cohort's weight does (a cohort this state lacks, or matches
-        otherwise, has everyone's weight here)."""
+        otherwise, has everyone's weight here), or two cohorts change places (counted as a raise: for
+        a request in both, the one now first decides)."""
         if target.weight(CANARY) > self.weight(CANARY) or target.shadow > self.shadow:
             return True
+        common = [c.name for c in self.cohorts if target.cohort(c.name)]
+        if common != [c.name for c in target.cohorts if self.cohort(c.name)]:
+            return True  # cohorts reordered: a request in two may now get the higher one's weight
         for c in target.cohorts:
             mine = self.cohort(c.name)
             now = mine.canary if mine is not None and mine.same_match(c) else self.weight(CANARY)

@@ -34,6 +34,8 @@ def with_canary(c: traffic.CohortSplit, canary: int) -> traffic.CohortSplit:
             state(0, traffic.CohortSplit("beta", "tenant_tier", ("beta", "gold"), 25)),
             True,
         ),  # more users
+        (state(0, BETA, INTERNAL), state(0, INTERNAL, BETA), True),  # reordered: users in both get internal's 100%
+        (state(5, INTERNAL, BETA), state(5, INTERNAL, BETA), False),
     ],
 )
 def test_raises(now: traffic.RouteState, target: traffic.RouteState, raises: bool) -> None:
