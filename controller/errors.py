@@ -102,6 +102,13 @@ class RepoError(RolloutError):
     """A git operation on the rollouts repository failed."""
 
 
+class CoordinationError(RolloutError):
+    """The coordinator (etcd, the Kubernetes API) cannot be reached or refused: no shard is proven owned,
+    so nothing that raises exposure is written; rollbacks still are."""
+
+    retryable = True
+
+
 class LeaseHeld(RolloutError):
     """Another controller holds the lease on this repository: `holder` names it ("" when it could not
     be read back after it won a race)."""

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -246,7 +247,15 @@ def _no_userinfo(value: str) -> str:
     """Refuse `user:password@` in a URL whose requests carry a token header: an HTTP client sends the
     userinfo as basic authentication in place of the token, and the URL is printed in messages."""
     if "@" in value.split("://", 1)[1].split("/", 1)[0]:
-        raise ValueError("must not carry user:password@: the router authenticates with its tokens")
+        raise ValueError("must not carry user:password@: a URL is printed in messages, and credentials go elsewhere")
+    return value
+
+
+def _no_password(value: str) -> str:
+    """A remote with a password or token in it would put a secret in git and in every message."""
+    parts = urlsplit(value) if "://" in value else None
+    if parts is not None and parts.password:
+        raise ValueError("has a password or token in it: give credentials through git's credential helper")
     return value
 
 
@@ -985,6 +994,75 @@ def _check_state_dir(value: str) -> str:
 StateDir = Annotated[str, Field(min_length=1), AfterValidator(_visible), AfterValidator(_check_state_dir)]
 
 
+class EtcdCoordination(_Model):
+    """Shard ownership on an etcd cluster (v3, through its HTTP gateway): a lease per controller, a
+    compare-and-swap key per shard."""
+
+    type: Literal["etcd"]
+    endpoints: list[Annotated[Url, AfterValidator(_no_userinfo)]] = Field(
+        min_length=1, description="The cluster's client URLs (`http://10.0.0.1:2379`); the client tries each in turn."
+    )
+    prefix: str = Field(
+        default="/llm-rollouts", pattern=r"^/[A-Za-z0-9_./-]*$", description="Where the fleet's keys live."
+    )
+    ttl: Interval = Field(
+        default=timedelta(seconds=10),
+        description="A controller's lease: its shards go to the others this long after it stops keeping it alive.",
+    )
+
+
+class KubernetesCoordination(_Model):
+    """Shard ownership through `coordination.k8s.io/v1` Leases: one Lease per shard and one per controller."""
+
+    type: Literal["kubernetes"]
+    namespace: str | None = Field(
+        default=None, pattern=DNS_LABEL, description="Where the Leases live; unset, the pod's own namespace."
+    )
+    ttl: Interval = Field(default=timedelta(seconds=15), description="The Leases' `leaseDurationSeconds`.")
+
+
+Coordination = Annotated[EtcdCoordination | KubernetesCoordination, Field(discriminator="type")]
+
+
+class FleetRepository(_Model):
+    """Another GitOps repository the fleet serves, with its own `controller.yaml` (routers, forge, gates)."""
+
+    name: Name = Field(description="Its name in the fleet: part of each rollout's shard key, so keep it stable.")
+    remote: Annotated[str, AfterValidator(_no_password)] = Field(
+        description="Its git remote, as `git clone` takes it (credentials come from git's own helpers, never the URL)."
+    )
+    branch: str = Field(default="main", description="The branch that holds its desired state.")
+
+
+class FleetConfig(_Model):
+    """Several controllers sharing the work of one or more repositories (docs/sharding.md)."""
+
+    name: Name = Field(description="The fleet's name: controllers of one fleet share its shards.")
+    shards: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Rollouts are hashed into this many shards; changing it is a fleet restart.",
+    )
+    coordination: Coordination
+    repositories: list[FleetRepository] = Field(
+        default_factory=list, description="Repositories served besides this one; each one's errors are its own."
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FleetConfig:
+        seen: set[str] = set()
+        for n, r in enumerate(self.repositories):
+            if r.name in seen or r.name == HOME_REPOSITORY:
+                why = "is this repository's own name" if r.name == HOME_REPOSITORY else "is given twice"
+                raise _located(("repositories", n, "name"), f"{r.name!r} {why}")
+            seen.add(r.name)
+        return self
+
+
+HOME_REPOSITORY = "home"  # the repository whose controller.yaml names the fleet, as the shard key has it
+
+
 class ControllerConfig(_Model):
     api_version: Literal["rollouts/v1"]
     kind: Literal["ControllerConfig"]
@@ -993,6 +1071,11 @@ class ControllerConfig(_Model):
     forge: ForgeConfig = Field(default_factory=lambda: LocalForgeConfig(type="local"))
     gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
     branch: str = Field(default="main", description="The branch that holds the desired state.")
+    fleet: FleetConfig | None = Field(
+        default=None,
+        description="Share the work among several controllers and serve more repositories (docs/sharding.md). "
+        "Read by the controller started on this repository; ignored in the repositories it lists.",
+    )
     state_dir: StateDir | None = Field(
         default=None,
         description="Where the routers' relative paths (file and flagd `path`, LiteLLM `weightsFile`, Envoy "
