@@ -284,3 +284,16 @@ def exposure_free(state: RouteState) -> bool:
     """No live or mirrored traffic reaches the canary, in any cohort: the state a rollback (or a steady
     route) wants."""
     return state.weight(CANARY) == 0 and state.shadow == 0 and not state.cohorts
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The proof a write carries: the shard and the token its owner claimed it with. Tokens of one
+    shard only grow (etcd revisions, a Lease's transitions), so a router that records the last token
+    it saw can refuse a stale owner's write."""
+
+    shard: int
+    token: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"shard": self.shard, "token": self.token}

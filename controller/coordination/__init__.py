@@ -27,6 +27,9 @@ from typing import Protocol
 
 from controller import errors
 from controller.coordination import balance
+from controller.traffic import Fence
+
+__all__ = ["DEFAULT_SHARDS", "Coordinator", "Fence", "Holder", "Shards", "Store", "View", "shard_of"]
 
 log = logging.getLogger("rollout.coordination")
 
@@ -38,19 +41,6 @@ def shard_of(repository: str, rollout: str, shards: int) -> int:
     rollout moves only when its whole shard does."""
     digest = hashlib.sha256(f"{repository}\0{rollout}".encode()).hexdigest()
     return int(digest[:8], 16) % shards
-
-
-@dataclass(frozen=True)
-class Fence:
-    """The proof a write carries: the shard and the token its owner claimed it with. Tokens of one
-    shard only grow (etcd revisions, a Lease's transitions), so a router that records the last token
-    it saw can refuse a stale owner's write."""
-
-    shard: int
-    token: int
-
-    def to_json(self) -> dict[str, int]:
-        return {"shard": self.shard, "token": self.token}
 
 
 @dataclass(frozen=True)
