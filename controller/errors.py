@@ -74,6 +74,11 @@ class RouterSplitError(RouterStateError):
     100): a write of a valid state replaces them, so the reconciler heals it to what main says."""
 
 
+class RouterFenced(RouterError):
+    """The route was last written by its shard's newer owner (a higher fencing token): this controller
+    no longer owns the rollout, so nothing was written."""
+
+
 class RouterVerifyError(RouterError):
     """A write was not confirmed when read back. The tick must hold, never report success."""
 

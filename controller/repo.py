@@ -507,7 +507,9 @@ def acquire_lease(ws: Workspace, *, holder: str, ttl: timedelta, now: datetime) 
         winner = None
         with contextlib.suppress(errors.RepoError):
             winner = _read_lease(ws.repo, remote)[1]
-        if winner is not None and winner.holder != holder:
+        if winner is not None and winner.holder == holder:
+            return winner  # the same holder renewed it first: the members of one fleet share its name
+        if winner is not None:
             raise _held(winner) from exc
         raise errors.LeaseHeld(f"another controller took the lease first ({_git_reason(exc)})") from exc
     cutpoints.reached(cutpoints.LEASE)

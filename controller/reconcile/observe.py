@@ -92,14 +92,19 @@ def measure_split(
 
 
 def read_routes(
-    desired: load.RepoSpec, config: spec.ControllerConfig, factory: RouterFactory
+    desired: load.RepoSpec,
+    config: spec.ControllerConfig,
+    factory: RouterFactory,
+    rollouts: Sequence[load.LoadedRollout] | None = None,
 ) -> tuple[dict[str, base.Router | Exception], dict[str, dict[str, Seen]]]:
-    """Each router the rollouts use (or why it could not be built), and the live state of its
+    """Each router `rollouts` use (or why it could not be built), and the live state of their
     routes from one read: per router, route -> what `read` answered for it, or the error that
-    stopped the whole read (every route of that router gets it; the decide pass sorts them out)."""
+    stopped the whole read (every route of that router gets it; the decide pass sorts them out).
+    `rollouts` defaults to every rollout; a router is built knowing all of the repository's routes."""
+    chosen = desired.rollouts if rollouts is None else rollouts
     routers: dict[str, base.Router | Exception] = {}
     live: dict[str, dict[str, Seen]] = {}
-    for name in dict.fromkeys(r.rollout.spec.router for r in desired.rollouts):
+    for name in dict.fromkeys(r.rollout.spec.router for r in chosen):
         try:
             routers[name] = factory(
                 name, config.routers[name], load.route_rollouts(desired, name), load.rollout_cohorts(desired, name)
@@ -108,7 +113,7 @@ def read_routes(
             routers[name] = exc
     for name, router in routers.items():
         if not isinstance(router, Exception):
-            routes = [r.rollout.spec.route for r in desired.rollouts if r.rollout.spec.router == name]
+            routes = [r.rollout.spec.route for r in chosen if r.rollout.spec.router == name]
             live[name] = read(router, routes)
     return routers, live
 

@@ -11,7 +11,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from controller import errors, evals, gates, load, plan, prometheus, proposals, repo, settings, spec, split, traffic
+from controller import (
+    coordination,
+    errors,
+    evals,
+    gates,
+    load,
+    plan,
+    prometheus,
+    proposals,
+    repo,
+    settings,
+    spec,
+    split,
+    traffic,
+)
 from controller.forge import base as forge_base
 from controller.reconcile import observe, pulls, writes
 from controller.routers import base
@@ -76,6 +90,7 @@ class Controller:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     knobs: settings.Settings = field(default_factory=settings.Settings)  # lease TTL, write backoff, memory
     sleep: Callable[[float], None] = time.sleep  # between the tries of a write that takes the canary out
+    shards: coordination.Shards = field(default_factory=lambda: coordination.Shards(spec.HOME_REPOSITORY))
     steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
     pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
     _leased: bool = False  # this process took the lease and has not released it
@@ -99,23 +114,22 @@ class Controller:
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
+        mine = [r for r in desired.rollouts if self.shards.mine(r.name)]  # the rest are other controllers'
         prs = self.pull_requests.ours()
         since: dict[str, datetime | None] = {}
         begun: dict[str, datetime | None] = {}
-        for loaded in desired.rollouts:
+        for loaded in mine:
             try:
                 since[loaded.name] = self.steps.since(loaded, config)
                 begun[loaded.name] = self.steps.revision_since(loaded, config)
             except errors.RepoError:
                 since[loaded.name] = None  # reported as an unknown start: the rollout holds
-        measured = observe.measure(desired.rollouts, config, metrics=self.metrics, at=started, since=since, begun=begun)
-        observe.measure_split(
-            measured, desired.rollouts, config, metrics=self.metrics, at=started, since=since, pulls=prs
-        )
-        routers, live = observe.read_routes(desired, config, self.routers)  # 1. read: one batch per router
-        outcomes: list[Outcome | None] = [None] * len(desired.rollouts)
+        measured = observe.measure(mine, config, metrics=self.metrics, at=started, since=since, begun=begun)
+        observe.measure_split(measured, mine, config, metrics=self.metrics, at=started, since=since, pulls=prs)
+        routers, live = observe.read_routes(desired, config, self.routers, mine)  # 1. read: one batch per router
+        outcomes: list[Outcome | None] = [None] * len(mine)
         decided: list[tuple[int, _Decided]] = []
-        for n, loaded in enumerate(desired.rollouts):  # 2. decide: plan.decide on the live route
+        for n, loaded in enumerate(mine):  # 2. decide: plan.decide on the live route
             try:
                 router = routers[loaded.rollout.spec.router]
                 if isinstance(router, Exception):
@@ -132,9 +146,14 @@ class Controller:
                 )
             else:
                 decided.append((n, d))
+        decided = self._fenced(decided, outcomes)
         written = self._write([d.write for _, d in decided])  # 3. write
+        owned = self.shards.confirm([d.loaded.name for _, d in decided])  # the forge waits for no lost shard
         for n, d in decided:  # 4. act: the forge side, with this rollout's write
             try:
+                if d.loaded.name not in owned:
+                    outcomes[n] = self._lost(d, written.get(d.write.key), "opened no pull request")
+                    continue
                 outcomes[n] = self._act(d, config, written.get(d.write.key))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
@@ -149,6 +168,40 @@ class Controller:
             return False
         self._leased = False
         return repo.release_lease(self.workspace, holder=self.holder)
+
+    # -- ownership: what a controller of a fleet may still do ----------------------------------------
+
+    def _fenced(
+        self, decided: list[tuple[int, _Decided]], outcomes: list[Outcome | None]
+    ) -> list[tuple[int, _Decided]]:
+        """Layers 1 and 2 of the fencing (docs/sharding.md), in one read before the write pass: a
+        rollout whose shard is no longer proven ours writes only what takes the canary out (that never
+        waits for ownership) and opens no PR; the others' writes carry their fence."""
+        owned = self.shards.confirm([d.loaded.name for _, d in decided])
+        kept: list[tuple[int, _Decided]] = []
+        for n, d in decided:
+            if d.loaded.name in owned:
+                kept.append((n, replace(d, write=replace(d.write, fence=self.shards.fence(d.loaded.name)))))
+            elif d.write.state is not None and traffic.exposure_free(d.write.state):
+                kept.append((n, d))  # lowering: written unfenced; `owned` is asked again before the PR
+            else:
+                outcomes[n] = self._lost(d, None, "wrote nothing")
+        return kept
+
+    def _lost(self, d: _Decided, written: writes.Written | None, what: str) -> Outcome:
+        """The outcome of a rollout whose shard this controller could not prove its own: what it did
+        (a rollback's write only), and that its new owner carries on."""
+        shard = self.shards.shard(d.loaded.name)
+        actions = []
+        if written is not None and d.write.state is not None:
+            done = "set" if written.error is None else "NOT confirmed:"
+            actions.append(f"router {d.write.router.name}: {done} {d.write.state.describe()}")
+        return replace(
+            d.outcome,
+            actions=tuple(actions),
+            error=f"shard {shard} is not proven this controller's any more: it {what}; its owner carries on",
+            adapter="coordination",
+        )
 
     # -- the kill switch and the retry -----------------------------------------------------------
 
@@ -364,6 +417,7 @@ def _adapter(exc: errors.RolloutError) -> str:
         (errors.MetricsError, "prometheus"),
         (errors.ForgeError, "forge"),
         (errors.RepoError, "git"),
+        (errors.CoordinationError, "coordination"),
     ):
         if isinstance(exc, kind):
             return name

@@ -26,6 +26,7 @@ class Write:
     state: traffic.RouteState | None  # what to write; None: nothing
     urgent: bool = False  # it takes the canary out: retried with backoff, never reported done unconfirmed
     refused: errors.RouterError | None = None  # why it is not even tried (it would create router state)
+    fence: traffic.Fence | None = None  # the owner's token, for a router that records it (docs/sharding.md)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -58,7 +59,8 @@ def write_routes(
     for name, group in batches.items():
         states = {w.route: w.state for w in group if w.state is not None}
         urgent = {w.route for w in group if w.urgent}
-        results = _write_batch(group[0].router, states, urgent=urgent, backoff=backoff, sleep=sleep)
+        fences = {w.route: w.fence for w in group if w.fence is not None}
+        results = _write_batch(group[0].router, states, fences, urgent=urgent, backoff=backoff, sleep=sleep)
         out.update(((name, route), written) for route, written in results.items())
     return out
 
@@ -66,6 +68,7 @@ def write_routes(
 def _write_batch(
     router: base.Router,
     states: Mapping[str, traffic.RouteState],
+    fences: base.Fences,
     *,
     urgent: set[str],
     backoff: settings.Backoff,
@@ -73,7 +76,7 @@ def _write_batch(
 ) -> dict[str, Written]:
     """One router's batch: (attempts, the last error or None) per route."""
     delays = backoff.delays()
-    results = _apply_isolated(router, states)
+    results = _apply_isolated(router, states, fences)
     attempts = dict.fromkeys(states, 1)
     for attempt, delay in enumerate(delays, start=2):
         retry = {r: states[r] for r in sorted(urgent) if r in states and _retryable(results[r])}
@@ -82,7 +85,7 @@ def _write_batch(
         for route in retry:
             log.warning("router %s route %s: %s; retrying in %.2fs", router.name, route, results[route], delay)
         sleep(delay)
-        results.update(_apply_isolated(router, retry))
+        results.update(_apply_isolated(router, retry, fences))
         attempts.update(dict.fromkeys(retry, attempt))
     return {
         route: Written(attempts[route], result if isinstance(result, Exception) else None)
@@ -91,7 +94,7 @@ def _write_batch(
 
 
 def _apply_isolated(
-    router: base.Router, states: Mapping[str, traffic.RouteState]
+    router: base.Router, states: Mapping[str, traffic.RouteState], fences: base.Fences
 ) -> dict[str, traffic.RouteState | Exception]:
     """`base.apply` on a batch, each route's live state or error. A router that refuses the batch
     (one broken route) must not stop the others: the batch is split in halves until the failure
@@ -99,7 +102,7 @@ def _apply_isolated(
     thousand costs about twenty writes, not a thousand. An unreachable router is no route's fault:
     every route of the batch gets its error at once, without a write per route."""
     try:
-        applied = base.apply(router, states)
+        applied = base.apply(router, states, fences)
     except errors.RouterUnavailable as exc:
         return dict.fromkeys(states, exc)
     except Exception as exc:  # a refusal, or a bug: either way, find the route it belongs to
@@ -109,8 +112,8 @@ def _apply_isolated(
         items = list(states.items())
         half = len(items) // 2
         return {
-            **_apply_isolated(router, dict(items[:half])),
-            **_apply_isolated(router, dict(items[half:])),
+            **_apply_isolated(router, dict(items[:half]), fences),
+            **_apply_isolated(router, dict(items[half:]), fences),
         }
     return {**applied.live, **applied.failed}
 

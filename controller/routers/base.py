@@ -20,6 +20,10 @@ from controller import cutpoints, errors, traffic
 #: this route's, cannot be understood.
 Live: TypeAlias = traffic.RouteState | errors.RouterStateError | None
 
+#: route -> the fence its write carries; a route not named is written unfenced (one controller, or
+#: a write that only takes the canary out: lowering never waits for ownership).
+Fences: TypeAlias = Mapping[str, traffic.Fence]
+
 
 class Router(Protocol):
     """A live traffic splitter. Implementations translate; they decide nothing."""
@@ -42,9 +46,13 @@ class Router(Protocol):
         """
         ...
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: Fences | None = None) -> None:
         """Set these routes' states in one step; routes not named keep theirs. An empty mapping writes
         nothing.
+
+        `fences` gives the token each fenced route's write carries (docs/sharding.md, layer 3). A router
+        that can keep a token beside the route (file, flagd) records it, and refuses with RouterFenced a
+        write whose token is lower than the one recorded for the same shard; the others ignore it.
 
         Raises with nothing written on failure: RouterUnavailable when the router cannot be reached,
         another RouterError when it refuses any route of the batch (an unknown route, a split it
@@ -68,14 +76,14 @@ class Applied:
         return self.live[route]
 
 
-def apply(router: Router, states: Mapping[str, traffic.RouteState]) -> Applied:
+def apply(router: Router, states: Mapping[str, traffic.RouteState], fences: Fences | None = None) -> Applied:
     """Write every route in one step, then read the batch back in one read. A mismatch (in traffic,
     or a variant still serving another revision where the router records it) is a RouterVerifyError
     for that route, never a silent success; a read-back that raises is every route's error. The write
     raising means nothing was written: it propagates."""
     if not states:
         return Applied(MappingProxyType({}), MappingProxyType({}))
-    router.write(states)
+    router.write(states, {r: f for r, f in (fences or {}).items() if r in states})
     cutpoints.reached(cutpoints.ROUTER_WRITTEN)
     live: dict[str, traffic.RouteState] = {}
     failed: dict[str, errors.RouterError] = {}
@@ -116,3 +124,35 @@ def refuse_cohorts(router: str, kind: str, states: Mapping[str, traffic.RouteSta
                 f"router {router!r} ({kind}) route {route!r}: cannot route by cohort "
                 f"({', '.join(c.name for c in state.cohorts)}); nothing was written"
             )
+
+
+def fence_to_record(
+    router: str, route: str, fence: traffic.Fence | None, recorded: traffic.Fence | None
+) -> traffic.Fence | None:
+    """What a route's entry records after a write carrying `fence`, where it recorded `recorded`:
+    the write's fence, or the one kept when the write carries none (an unfenced write never erases
+    a newer owner's mark). Raises RouterFenced when the same shard's recorded token is higher: a
+    newer owner wrote the route, and this writer's ownership is over."""
+    if fence is None:
+        return recorded
+    if recorded is not None and recorded.shard == fence.shard and recorded.token > fence.token:
+        raise errors.RouterFenced(
+            f"router {router!r} route {route!r}: shard {fence.shard} was written under token {recorded.token}, "
+            f"newer than this controller's {fence.token}: it no longer owns the shard; nothing was written"
+        )
+    return fence
+
+
+def read_fence(raw: object) -> traffic.Fence | None:
+    """A recorded fence back from JSON, or None when there is none or it is not ours to read."""
+    if not isinstance(raw, dict):
+        return None
+    shard, token = raw.get("shard"), raw.get("token")
+    if (
+        isinstance(shard, int)
+        and isinstance(token, int)
+        and not isinstance(shard, bool)
+        and not isinstance(token, bool)
+    ):
+        return traffic.Fence(shard, token)
+    return None

@@ -203,7 +203,7 @@ class EnvoyRouter:
             out[route] = state
         return out
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
         """Every route of the batch in one `POST /runtime_modify`, after checking them all: nothing is
         written when any route is unknown, splits more than stable and canary, or (without a CDS
         file) names an upstream the running bootstrap does not serve; with one, the clusters (and the

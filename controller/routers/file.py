@@ -43,15 +43,21 @@ class FileRouter:
     def routes(self) -> dict[str, Any]:
         return self._load()
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
-        """Every route of the batch in one locked, atomic replace of the file (one fsync)."""
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
+        """Every route of the batch in one locked, atomic replace of the file (one fsync). Each entry
+        keeps the fence of its last fenced write (`fence: {shard, token}`); a stale owner's write is
+        refused under the lock, so the check and the write are one step."""
         if not states:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic.locked(self.path):
                 routes = dict(self._load())  # a copy: the cached routes stay what the file says
-                routes.update((route, _entry(state, routes.get(route))) for route, state in states.items())
+                for route, state in states.items():
+                    current = routes.get(route)
+                    recorded = base.read_fence(current.get("fence") if isinstance(current, dict) else None)
+                    fence = base.fence_to_record(self.name, route, (fences or {}).get(route), recorded)
+                    routes[route] = _entry(state, current) | ({"fence": fence.to_json()} if fence else {})
                 atomic.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
         except OSError as exc:

@@ -224,8 +224,10 @@ class FlagdRouter:
     def _where(self, route: str) -> str:
         return f"router {self.name!r} ({self.path}) flag {route!r}"
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
-        """Every flag of the batch in one locked, atomic replace of the flag file."""
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
+        """Every flag of the batch in one locked, atomic replace of the flag file. Each flag keeps the
+        fence of its last fenced write in its metadata (`fenceShard`, `fenceToken`: flagd's metadata
+        holds scalars only); a stale owner's write is refused under the lock."""
         if not states:
             return
         try:
@@ -233,7 +235,12 @@ class FlagdRouter:
             with atomic.locked(self.path):
                 document = self._load() or {"$schema": SCHEMA, "flags": {}}
                 flags = document["flags"]
-                flags.update((route, flag(state, flags.get(route))) for route, state in states.items())
+                for route, state in states.items():
+                    current = flags.get(route)
+                    fence = base.fence_to_record(self.name, route, (fences or {}).get(route), _fence(current))
+                    flags[route] = flag(state, current)
+                    if fence is not None:
+                        flags[route]["metadata"] |= {"fenceShard": fence.shard, "fenceToken": fence.token}
                 atomic.replace_json(self.path, document)
         except OSError as exc:
             raise errors.RouterUnavailable(
@@ -246,3 +253,11 @@ class FlagdRouter:
 
     def _load(self) -> dict[str, Any]:
         return atomic.read_document(self.path, router=self.name, key="flags") or {}
+
+
+def _fence(current: Any) -> traffic.Fence | None:
+    """The fence a flag's metadata records, if any."""
+    metadata = current.get("metadata") if isinstance(current, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    return base.read_fence({"shard": metadata.get("fenceShard"), "token": metadata.get("fenceToken")})

@@ -294,7 +294,7 @@ class LitellmRouter:
                 out[route] = exc
         return out
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
         """Every route of the batch in one replace of the weights file, after checking them all against
         one `GET /model/info`; then one wait for the proxy to show the whole batch."""
         if not states:

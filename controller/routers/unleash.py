@@ -341,7 +341,7 @@ class UnleashRouter:
                 out[route] = exc
         return out
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
         """Every route of the batch through the admin API, after checking them all (a route it refuses
         writes nothing); then one wait for the client API to serve the batch. A write only ever changes
         strategies we wrote. One that could raise the canary's traffic is refused (nothing written) on a

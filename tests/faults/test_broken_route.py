@@ -43,7 +43,7 @@ class Refusing:
         states: dict[str, base.Live] = self.real.read(routes)
         return states
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: object = None) -> None:
         self.batches.append(sorted(states))
         if self.route in states:
             raise errors.RouterStateError(f"router {self.name!r} route {self.route!r}: refused; nothing was written")

@@ -60,7 +60,7 @@ class FlakyRouter:
         self._check(f"read {base.routes_text(routes)}")
         return self.real.read(routes)
 
-    def write(self, states: Any) -> None:
+    def write(self, states: Any, fences: Any = None) -> None:
         self.writes += 1
         self._check(f"write {base.routes_text(states)}")
         if self.fail_writes > 0:
@@ -68,7 +68,7 @@ class FlakyRouter:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: write {base.routes_text(states)}: connection refused"
             )
-        self.real.write(states)
+        self.real.write(states, fences)
 
 
 Wrap = Callable[[Any], Any]

@@ -31,7 +31,7 @@ class Memory:
     def read(self, routes: Sequence[str]) -> dict[str, base.Live]:
         return {r: self.routes.get(r) for r in routes}
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: object = None) -> None:
         self.batches.append(len(states))
         if self.down:
             self.down -= 1
