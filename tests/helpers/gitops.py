@@ -14,7 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import plan, prometheus, reconcile, repo, settings, spec, traffic
+from controller import coordination, plan, prometheus, reconcile, repo, settings, spec, traffic
 from controller.forge import local as forge_local
 from controller.routers import base
 from controller.routers import file as file_router
@@ -129,7 +129,12 @@ class GitOps:
         return read_one(self.router(), route)
 
     def controller(
-        self, *, holder: str = "test", forge: object | None = None, knobs: settings.Settings | None = None
+        self,
+        *,
+        holder: str = "test",
+        forge: object | None = None,
+        knobs: settings.Settings | None = None,
+        shards: coordination.Shards | None = None,
     ) -> reconcile.Controller:
         ws = repo.Workspace.open(str(self.remote), self.work / f"clone-{holder}")
 
@@ -145,6 +150,7 @@ class GitOps:
             holder=holder,
             clock=self.now,
             knobs=knobs or settings.Settings(),
+            shards=shards or coordination.Shards(spec.HOME_REPOSITORY),
         )
 
     def main_log(self) -> list[str]:
