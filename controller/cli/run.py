@@ -11,7 +11,7 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
@@ -136,6 +136,7 @@ def _acting_on(remote: str, sha: str, state: Path) -> str:
 class Built(NamedTuple):
     controller: reconcile.Controller
     acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
+    config: spec.ControllerConfig  # as the branch had it when the controller was built
 
 
 def _workdir(args: argparse.Namespace) -> Path:
@@ -164,26 +165,32 @@ def _holder(args: argparse.Namespace) -> str:
 def build_controller(args: argparse.Namespace) -> Built:
     """The controller for the remote the user named; refuses one whose branch holds no
     rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    return build_for(common.remote(args), _workdir(args) / "clone", branch=args.branch, holder=_holder(args))
+
+
+def build_for(
+    remote: str, clone: Path, *, branch: str, holder: str, state: Callable[[spec.ControllerConfig], Path] | None = None
+) -> Built:
+    """The controller of one repository: its clone at `clone`, its routers' state where `state` says
+    (default: `common.state_dir`, $ROLLOUT_STATE_DIR first)."""
     from controller import load, prometheus, reconcile, repo, settings
     from controller.forge import factory as forge_factory
     from controller.routers import factory as router_factory
 
-    remote = common.remote(args)
-    workdir = _workdir(args)
-    workspace = repo.Workspace.open(remote, workdir / "clone", branch=args.branch)
+    workspace = repo.Workspace.open(remote, clone, branch=branch)
     tree = workspace.tree()
     try:
         tree.read(load.CONFIG_FILE)
     except FileNotFoundError:
         raise common.UsageError(
-            f"{redaction.redact(remote)}: {args.branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
+            f"{redaction.redact(remote)}: {branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
             "repository; nothing was done (name yours with --remote or $ROLLOUT_REMOTE)"
         ) from None
     desired = load.load_repo(tree)
     if desired.config is None:
         raise errors.SpecError(desired.problems)
     config = desired.config
-    state = common.state_dir(config)
+    state_path = (state or common.state_dir)(config)
     prom = config.prometheus
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ) if prom is not None else None
     knobs = settings.Settings()  # one value for the routers, the forge and the reconciler
@@ -192,12 +199,12 @@ def build_controller(args: argparse.Namespace) -> Built:
         name: str, cfg: spec.RouterConfig, routes: Mapping[str, str], cohorts: Mapping[str, Sequence[str]]
     ) -> base.Router:
         return router_factory.build(
-            name, cfg, root=state, routes=dict(routes), cohorts=cohorts, env=os.environ, knobs=knobs
+            name, cfg, root=state_path, routes=dict(routes), cohorts=cohorts, env=os.environ, knobs=knobs
         )
 
     forge = forge_factory.build(config.forge, remote=remote, env=os.environ, knobs=knobs)
-    controller = reconcile.Controller(workspace, forge, routers, metrics, holder=_holder(args), knobs=knobs)
-    return Built(controller, _acting_on(remote, tree.sha, state))
+    controller = reconcile.Controller(workspace, forge, routers, metrics, holder=holder, knobs=knobs)
+    return Built(controller, _acting_on(remote, tree.sha, state_path), config)
 
 
 def _cache_dir(remote: str) -> Path:
@@ -272,11 +279,11 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     from controller import repo
 
     if args.dry_run:
-        controller, acting_on = build_controller(args)
+        controller, acting_on, _ = build_controller(args)
         return _report_tick(args, out, acting_on, controller.reconcile_once(dry_run=True))
     try:
         with repo.workdir_lock(_workdir(args), holder=_holder(args)), _finish_on_sigterm():
-            controller, acting_on = build_controller(args)
+            controller, acting_on, _ = build_controller(args)
             try:
                 tick = controller.reconcile_once()
             finally:
@@ -326,7 +333,10 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
-    controller, acting_on = build_controller(args)
+    home = build_controller(args)
+    if home.config.fleet is not None:
+        return _run_fleet(args, out, interval, home)
+    controller, acting_on, _ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -361,9 +371,55 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     return 0
 
 
+def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Built) -> int:
+    """`run` as a member of the fleet home's controller.yaml names (controller/cli/fleet.py)."""
+    from controller import telemetry
+    from controller.cli import fleet
+    from controller.coordination import factory
+
+    config = home.config.fleet
+    assert config is not None
+    home_state = common.state_dir(home.config)
+    coordinator = factory.build(config, identity=fleet.identity(_holder(args)), env=os.environ)
+    out.write(f"{home.acting_on}; lease holder {fleet.holder(config)}\n")
+
+    def build(remote: str, clone: Path, branch: str, state: Path | None) -> Built:
+        def where(cfg: spec.ControllerConfig) -> Path:
+            return Path(cfg.state_dir).expanduser() if cfg.state_dir else (state or home_state)
+
+        return build_for(remote, clone, branch=branch, holder=fleet.holder(config), state=where)
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    tel = telemetry.Telemetry()
+    tel.interval = interval
+    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
+    if server is not None:
+        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
+    try:
+        fleet.run(
+            home,
+            workdir=_workdir(args),
+            home_state=home_state,
+            coordinator=coordinator,
+            build=build,
+            interval=interval,
+            stop=stop,
+            out=out,
+            tel=tel,
+            lines=_tick_lines,
+        )
+    finally:
+        if server is not None:
+            server.shutdown()
+    out.write("stopped\n")
+    return 0
+
+
 @console.coloured
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
-    controller, acting_on = build_controller(args)
+    controller, acting_on, _ = build_controller(args)
     outcome = controller.abort(args.name, reason=args.reason)
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
@@ -381,7 +437,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
-    controller, acting_on = build_controller(args)
+    controller, acting_on, _ = build_controller(args)
     outcome = controller.retry(args.name)
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
@@ -393,7 +449,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 @console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     interval = _seconds("--interval", args.interval)  # checked with or without --watch: a typo is said
-    controller, acting_on = build_controller(args)
+    controller, acting_on, _ = build_controller(args)
     if args.watch:
         return _watch(controller, acting_on, args, out, interval)
     look = _look(controller)

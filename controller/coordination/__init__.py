@@ -17,6 +17,7 @@ a coordinator. The token itself (`Fence`) goes with each write to the routers th
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -99,6 +100,7 @@ class Coordinator:
     clock: Callable[[], float] = time.monotonic
     owned: dict[int, int] = field(default_factory=dict)  # shard -> token
     members: int = 1  # live members at the last view: the budget's `k`
+    proven: bool = False  # the last sync read the coordinator: `owned` is what it shows
     _alive_at: float | None = None  # the clock when the last keepalive was sent, if it succeeded
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _joined: bool = False
@@ -106,16 +108,24 @@ class Coordinator:
     def sync(self) -> dict[int, int]:
         """Keep alive, then claim and release towards the balance; the shards owned now, with their
         tokens. What the view shows held under this identity is ours (identities are unique per
-        process), so a tick that failed to read the view loses nothing for good. When the coordinator
-        cannot be reached, nothing is proven owned: {}."""
+        process), so a tick that failed to read the view loses nothing for good.
+
+        When the coordinator cannot be reached, the shards owned at the last sync are kept, unproven
+        (`proven` False): the controller still decides for them, so a rollback still goes through (it
+        never waits for ownership), while `confirm` proves nothing and so nothing is raised and no PR
+        is opened (docs/sharding.md, "etcd quorum lost")."""
         try:
             if self._joined:
-                self.heartbeat()
-            else:
+                with contextlib.suppress(errors.CoordinationError):  # lost or unreachable: join again
+                    self.heartbeat()
+            rejoined = not self._joined
+            if rejoined:
                 sent = self.clock()
                 self.store.join()
                 self._joined, self._alive_at = True, sent
             view = self.store.view()
+            if rejoined:
+                view = self._forget_old_claims(view)
             with self._lock:
                 self.owned = {s: h.token for s, h in view.shards.items() if h.identity == self.identity}
                 self.members = len(set(view.members) | {self.identity})
@@ -135,11 +145,20 @@ class Coordinator:
                 if token is not None:
                     with self._lock:
                         self.owned[shard] = token
+            self.proven = True
         except errors.CoordinationError as exc:
             log.warning("coordination: %s", exc)
-            with self._lock:
-                self.owned = {}
+            self.proven = False
         return dict(self.owned)
+
+    def _forget_old_claims(self, view: View) -> View:
+        """After a (re)join, the claims the view shows under this identity belong to a lease this
+        process no longer keeps alive: they would expire under it while the new lease's deadline said
+        all is well. They are released (by their tokens), never adopted; the balance claims afresh."""
+        old = {s: h.token for s, h in view.shards.items() if h.identity == self.identity}
+        for shard, token in old.items():
+            self.store.release(shard, token)
+        return View(view.members, {s: h for s, h in view.shards.items() if s not in old})
 
     def heartbeat(self) -> None:
         """Renew the membership and the owned shards (a background thread calls this every TTL/3 while

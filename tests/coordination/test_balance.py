@@ -157,15 +157,17 @@ def test_confirm_drops_a_shard_whose_token_changed() -> None:
     assert c.confirm({0, 1}) == {0}
 
 
-def test_coordinator_unreachable_owns_nothing_then_recovers() -> None:
+def test_coordinator_unreachable_keeps_its_shards_unproven_then_recovers() -> None:
     _, cluster, fleet = _fleet(1, shards=4)
     (c,) = fleet
     c.sync()
+    assert c.proven
     cluster.down = True
-    assert c.sync() == {}
-    assert c.confirm({0, 1}) == set()
+    assert set(c.sync()) == {0, 1, 2, 3}  # still decided for, so a rollback still goes through
+    assert not c.proven
+    assert c.confirm({0, 1}) == set()  # but nothing is proven: no raise, no PR
     cluster.down = False
-    assert set(c.sync()) == {0, 1, 2, 3}  # its claims were still there: adopted, not lost
+    assert set(c.sync()) == {0, 1, 2, 3} and c.proven  # its claims were still there
 
 
 def test_shards_view_for_one_repository() -> None:

@@ -15,7 +15,7 @@ from openfeature.contrib.tools.flagd.core.model.flag_store import FlagStore
 
 from controller import errors, traffic
 from controller.routers import base, file, flagd
-from tests.routers.test_flagd import SCHEMA, upstream_errors
+from tests.helpers.flagd_js import SCHEMA, upstream_errors
 
 S, C = traffic.STABLE, traffic.CANARY
 

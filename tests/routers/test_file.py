@@ -105,7 +105,9 @@ def test_unwritable_location_is_retryable(tmp_path: Path) -> None:
 
 def test_read_back_mismatch_is_a_verify_error_for_that_route_only(tmp_path: Path) -> None:
     class Lossy(file_router.FileRouter):
-        def write(self, states: Mapping[str, traffic.RouteState], fences: object = None) -> None:  # drops the shadow, like a stale router
+        def write(
+            self, states: Mapping[str, traffic.RouteState], fences: object = None
+        ) -> None:  # drops the shadow, like a stale router
             super().write({route: traffic.RouteState(state.weights) for route, state in states.items()})
 
     applied = base.apply(

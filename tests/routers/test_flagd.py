@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -29,13 +28,11 @@ from openfeature.evaluation_context import EvaluationContext
 from controller import errors, load, plan, repo, spec, traffic
 from controller.routers import base, flagd
 from controller.routers import factory as router_factory
+from tests.helpers.flagd_js import SCHEMA, TESTS, run_js, upstream_errors
 
 S, C = traffic.STABLE, traffic.CANARY
 ROUTE = "triage"
-SCHEMA = json.loads((Path(__file__).parent / "flagd-flags.schema.json").read_text("utf-8"))
-TESTS = Path(__file__).resolve().parents[1]
 EXAMPLES = TESTS / "fixtures" / "repo" / "rollouts"
-FLAGD_CORE_JS = TESTS / ".node/node_modules/@openfeature/flagd-core"
 SERVED = {
     S: traffic.Served(
         "acme/triage-8b",
@@ -95,12 +92,6 @@ def test_written_file_is_valid_for_flagd(tmp_path: Path, desired: traffic.RouteS
     jsonschema.validate(document, SCHEMA)
     assert FlagStore().update(document) == [ROUTE]  # flagd's own parser accepts it too
     assert upstream_errors([document]) == [None]  # and so does the upstream schema
-
-
-def upstream_errors(documents: list[Any]) -> list[str | None]:
-    """Each document through the JavaScript flagd core's strict parser (the upstream flag schema):
-    None where it is accepted, else the parser's error. `bash .ci/run` installs that package."""
-    return run_js("flagd_check.js", documents)
 
 
 def test_flag_shape() -> None:
@@ -503,23 +494,6 @@ def evaluate(request: pytest.FixtureRequest, flags_file: Path, reader: Callable[
         return [str(a) for a in answers]
 
     return javascript
-
-
-def run_js(script: str, payload: Any) -> list[Any]:
-    """`tests/helpers/<script>` with flagd's JavaScript core, `payload` as JSON on stdin, its JSON answer."""
-    node = shutil.which("node")
-    if node is None or not FLAGD_CORE_JS.is_dir():
-        pytest.skip("needs node and @openfeature/flagd-core in tests/.node (bash .ci/run installs them)")
-    run = subprocess.run(
-        [node, str(TESTS / "helpers" / script), str(FLAGD_CORE_JS)],
-        input=json.dumps(payload),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    answers: list[Any] = json.loads(run.stdout)
-    return answers
 
 
 def within_binomial(hits: int, n: int, share: float) -> bool:

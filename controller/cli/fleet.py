@@ -1,0 +1,156 @@
+"""`rollout run` as one member of a fleet: the repository's `controller.yaml` names a `fleet:`
+(docs/sharding.md). The member joins the coordinator, and each tick keeps its membership alive,
+claims and releases shards towards the balance, then reconciles every repository the fleet serves for
+the rollouts of its own shards. One repository's failure (unreachable, an invalid controller.yaml) is
+that repository's line, never the others' stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from controller import errors, redaction
+
+log = logging.getLogger("rollout.fleet")
+
+if TYPE_CHECKING:
+    from controller import coordination, reconcile, spec, telemetry
+    from controller.cli.run import Built
+
+
+@dataclass
+class Repository:
+    """One repository as this member serves it: its controller, built at the first tick that can."""
+
+    name: str
+    remote: str
+    branch: str
+    built: reconcile.Controller | None = None
+    said: dict[str, object] = field(default_factory=dict)  # what the loop printed last, per rollout
+
+
+def holder(fleet: spec.FleetConfig) -> str:
+    """The git lease's holder for every member of a fleet: they share it, so a second fleet or a lone
+    controller on one of its repositories is kept out, and the members never keep each other out."""
+    return f"fleet-{fleet.name}"
+
+
+def identity(base: str) -> str:
+    """This process's name in the coordinator: unique per process, so what the coordinator shows held
+    under it is this process's own (a restart is a new member; its predecessor's shards expire)."""
+    return f"{base}-{os.getpid()}"
+
+
+def run(
+    home: Built,
+    *,
+    workdir: Path,
+    home_state: Path,
+    coordinator: coordination.Coordinator,
+    build: Callable[[str, Path, str, Path | None], Built],
+    interval: float,
+    stop: threading.Event,
+    out: TextIO,
+    tel: telemetry.Telemetry,
+    lines: Callable[[reconcile.Tick, dict[str, object]], list[str]],
+) -> None:
+    """The member's loop until `stop`. `build(remote, clone, branch, state)` builds another
+    repository's controller; `lines` says what a tick did, as `rollout run` prints it. A repository's
+    router state is under `home_state`/<its name>, unless its own controller.yaml names a `stateDir`."""
+    from controller import coordination as coord
+    from controller import spec
+
+    fleet = home.config.fleet
+    assert fleet is not None
+    home.controller.holder = holder(fleet)
+    home.controller.shards = coord.Shards(spec.HOME_REPOSITORY, coordinator)
+    repositories = [Repository(spec.HOME_REPOSITORY, "", "", home.controller)]
+    repositories += [Repository(r.name, r.remote, r.branch) for r in fleet.repositories]
+    out.write(
+        f"fleet {fleet.name}: member {coordinator.identity}, {fleet.shards} shards, {len(repositories)} repositories\n"
+    )
+    coordinator.keep_alive_in_background(stop)
+    shown = ""
+    try:
+        while not stop.is_set():
+            owned = coordinator.sync()
+            now = _ownership(owned, coordinator)
+            if now != shown:
+                out.write(f"fleet {fleet.name}: {now}\n")
+                shown = now
+            for r in repositories:
+                _tick(
+                    r,
+                    workdir=workdir,
+                    home_state=home_state,
+                    coordinator=coordinator,
+                    build=build,
+                    out=out,
+                    tel=tel,
+                    lines=lines,
+                )
+            out.flush()
+            stop.wait(interval)
+    finally:
+        coordinator.close()
+        out.write(f"fleet {fleet.name}: left, its shards free for the others\n")
+
+
+def _tick(
+    r: Repository,
+    *,
+    workdir: Path,
+    home_state: Path,
+    coordinator: coordination.Coordinator,
+    build: Callable[[str, Path, str, Path | None], Built],
+    out: TextIO,
+    tel: telemetry.Telemetry,
+    lines: Callable[[reconcile.Tick, dict[str, object]], list[str]],
+) -> None:
+    from controller import coordination as coord
+
+    try:
+        if r.built is None:
+            built = build(r.remote, workdir / "repositories" / r.name / "clone", r.branch, home_state / r.name)
+            r.built = built.controller
+            r.built.shards = coord.Shards(r.name, coordinator)
+        tick = r.built.reconcile_once()
+    except Exception as exc:  # one repository's fault, or a bug in serving it: never the others' stop
+        if not isinstance(exc, errors.RolloutError):
+            log.error("repository %s: unexpected error", r.name, exc_info=exc)
+        tel.errors.labels("controller").inc()
+        line = f"{r.name}: tick failed: {redaction.redact(str(exc))}"
+        if r.said.get("") != line:
+            out.write(line + "\n")
+            r.said[""] = line
+        return
+    tel.record(tick)
+    r.said.pop("", None)
+    for line in lines(tick, r.said):
+        out.write(f"{r.name}: {line}\n")
+
+
+def _ownership(owned: dict[int, int], coordinator: coordination.Coordinator) -> str:
+    members = f"{coordinator.members} member{'s' if coordinator.members != 1 else ''}"
+    if not owned:
+        return f"owns no shard ({members})"
+    return f"owns {len(owned)} of {coordinator.shards} shards ({members}): {_ranges(sorted(owned))}"
+
+
+def _ranges(shards: list[int]) -> str:
+    """`0-3, 7, 9-10`."""
+    out: list[str] = []
+    start = prev = shards[0]
+    for s in [*shards[1:], None]:
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        out.append(str(start) if start == prev else f"{start}-{prev}")
+        if s is not None:
+            start = prev = s
+    return ", ".join(out)

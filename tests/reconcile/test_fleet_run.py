@@ -1,0 +1,111 @@
+"""`rollout run` as a fleet member (controller/cli/fleet.py), in-process on real remotes, the file
+router and a real Prometheus, with the in-memory coordinator (etcd's semantics): it serves the home
+repository and the ones its controller.yaml lists, each for the rollouts of its own shards; a broken
+repository is its own line and never stops the others; each repository's router state is its own."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import git
+import pytest
+
+from controller import coordination, telemetry
+from controller.cli import fleet, run
+from tests.helpers import net
+from tests.helpers.gitops import CONFIG, HISTORY_BEGAN, ROLLOUT, GitOps
+from tests.helpers.memory_store import Cluster, MemoryStore
+
+FLEET = """fleet:
+  name: test
+  shards: 8
+  coordination: {{type: etcd, endpoints: ["http://127.0.0.1:9"]}}
+  repositories:
+    - {{name: team-a, remote: "{team_a}"}}
+    - {{name: broken, remote: "{broken}"}}
+"""
+
+
+def team_a(tmp_path: Path, prom_url: str) -> Path:
+    remote = tmp_path / "team-a.git"
+    git.Repo.init(remote, bare=True, initial_branch="main")
+    ops = GitOps(remote, tmp_path / "team-a-work", prom_url)
+    ops.commit(
+        {
+            "rollouts/controller.yaml": CONFIG.format(prom=prom_url),
+            "rollouts/faq-bot/rollout.yaml": ROLLOUT.format(name="faq-bot", route="faq", promotion="manual"),
+            "rollouts/faq-bot/prompts/v1.md": "You answer FAQs.\n",
+            "rollouts/faq-bot/prompts/v2.md": "You answer FAQs briefly.\n",
+        },
+        "Add faq-bot",
+        at=HISTORY_BEGAN,
+    )
+    return remote
+
+
+@pytest.fixture
+def member(gitops: GitOps, tmp_path: Path) -> Callable[[], tuple[io.StringIO, threading.Event, threading.Thread]]:
+    remote_a = team_a(tmp_path, gitops.prom_url)
+    config = CONFIG.format(prom=gitops.prom_url) + FLEET.format(team_a=remote_a, broken=tmp_path / "nowhere.git")
+    gitops.commit({"rollouts/controller.yaml": config}, "Serve team-a too", at=HISTORY_BEGAN)
+    cluster = Cluster(time.monotonic)
+
+    def start() -> tuple[io.StringIO, threading.Event, threading.Thread]:
+        out, stop = io.StringIO(), threading.Event()
+        home = run.build_for(str(gitops.remote), tmp_path / "member" / "clone", branch="main", holder="fleet-test")
+        assert home.config.fleet is not None
+        coordinator = coordination.Coordinator(MemoryStore(cluster, "m1"), "m1", shards=8)
+
+        def build(remote: str, clone: Path, branch: str, state: Path | None) -> run.Built:
+            return run.build_for(remote, clone, branch=branch, holder="fleet-test", state=lambda _: state or tmp_path)
+
+        thread = threading.Thread(
+            target=fleet.run,
+            args=(home,),
+            kwargs={
+                "workdir": tmp_path / "member",
+                "home_state": gitops.work / "state",
+                "coordinator": coordinator,
+                "build": build,
+                "interval": 0.2,
+                "stop": stop,
+                "out": out,
+                "tel": telemetry.Telemetry(),
+                "lines": run._tick_lines,
+            },
+        )
+        thread.start()
+        return out, stop, thread
+
+    return start
+
+
+def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
+    gitops: GitOps, member: Callable[[], tuple[io.StringIO, threading.Event, threading.Thread]]
+) -> None:
+    out, stop, thread = member()
+    try:
+        net.wait_for(
+            "every repository's line",
+            lambda: "team-a: " in out.getvalue() and "home: " in out.getvalue() and "broken: " in out.getvalue(),
+        )
+        net.wait_for(
+            "team-a's routes in its own state", lambda: (gitops.work / "state" / "team-a" / "routes.json").exists()
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    text = out.getvalue()
+    assert "fleet test: member m1, 8 shards, 3 repositories" in text
+    assert "owns 8 of 8 shards (1 member): 0-7" in text
+    assert "broken: tick failed:" in text and text.count("broken: tick failed:") == 1  # said once, not every tick
+    assert "faq-bot" in text and "good-bot" in text
+    live = gitops.live("good")
+    assert live is not None and live.shadow == 100  # home's route, in home's state
+    assert "faq" not in gitops.router().routes()  # team-a's route lives in team-a's own state
+    assert "left, its shards free for the others" in text
+    assert not thread.is_alive()
