@@ -730,6 +730,12 @@ class FileRouterConfig(_Model):
     path: Visible = Field(
         default="routes.json", description="Relative to the state directory (`stateDir`), or absolute."
     )
+    write_log: Visible | None = Field(
+        default=None,
+        description="An append-only JSON-lines record of every write and every refused stale write (when, "
+        "which process, the route, the fence): the audit a fleet's one-writer rule is checked from. Relative "
+        "to the state directory, or absolute.",
+    )
 
 
 class EnvoyRouterConfig(_Model):

@@ -34,7 +34,8 @@ def build(
     timeouts = (knobs or settings.Settings()).timeouts
     match config:
         case spec.FileRouterConfig():
-            return file_router.FileRouter(name, root / config.path)
+            log = root / config.write_log if config.write_log else None
+            return file_router.FileRouter(name, root / config.path, write_log=log)
         case spec.EnvoyRouterConfig():
             return envoy.EnvoyRouter(
                 name,

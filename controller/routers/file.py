@@ -9,7 +9,9 @@ the demo's proxy) read the file; the controller treats it like any live router.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +23,10 @@ FORMAT_VERSION = 1
 
 
 class FileRouter:
-    def __init__(self, name: str, path: str | Path) -> None:
+    def __init__(self, name: str, path: str | Path, *, write_log: str | Path | None = None) -> None:
         self.name = name
         self.path = Path(path)
+        self.write_log = Path(write_log) if write_log is not None else None
         self.location = str(self.path)
         self._cache: tuple[tuple[int, int, int], dict[str, Any]] | None = None  # (stat key, routes)
 
@@ -56,14 +59,26 @@ class FileRouter:
                 for route, state in states.items():
                     current = routes.get(route)
                     recorded = base.read_fence(current.get("fence") if isinstance(current, dict) else None)
-                    fence = base.fence_to_record(self.name, route, (fences or {}).get(route), recorded)
+                    try:
+                        fence = base.fence_to_record(self.name, route, (fences or {}).get(route), recorded)
+                    except errors.RouterFenced:
+                        self._log([_record(route, state, (fences or {}).get(route), refused=True)])
+                        raise
                     routes[route] = _entry(state, current) | ({"fence": fence.to_json()} if fence else {})
                 atomic.replace_json(self.path, {"version": FORMAT_VERSION, "routes": routes})
                 self._cache = None  # the next read parses what we wrote
+                self._log([_record(route, state, (fences or {}).get(route)) for route, state in states.items()])
         except OSError as exc:
             raise errors.RouterUnavailable(
                 f"router {self.name!r}: cannot write {base.routes_text(states)} to {self.path}: {exc.strerror}"
             ) from exc
+
+    def _log(self, records: list[dict[str, Any]]) -> None:
+        """Append to the write log, under the file's lock: its order is the order of the writes."""
+        if self.write_log is None:
+            return
+        with self.write_log.open("a", encoding="utf-8") as log:
+            log.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
 
     def _load(self) -> dict[str, Any]:
         """The file's routes; parsed again only when the file changed (it is replaced on every write,
@@ -112,6 +127,15 @@ def pick(entry: Mapping[str, Any], *, user: str, attributes: Mapping[str, str] |
         if bucket < 0:
             return name
     return order[-1]
+
+
+def _record(
+    route: str, state: traffic.RouteState, fence: traffic.Fence | None, *, refused: bool = False
+) -> dict[str, Any]:
+    """One line of the write log."""
+    record: dict[str, Any] = {"at": time.time(), "pid": os.getpid(), "route": route, "weights": dict(state.weights)}
+    record["fence"] = fence.to_json() if fence is not None else None
+    return record | ({"refused": True} if refused else {})
 
 
 def _entry(state: traffic.RouteState, current: Any) -> dict[str, Any]:

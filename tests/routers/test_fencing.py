@@ -108,3 +108,21 @@ def test_a_fenced_flag_stays_valid_for_flagd(tmp_path: Path) -> None:
     jsonschema.validate(document, SCHEMA)
     assert FlagStore().update(document) == ["chat"]
     assert upstream_errors([document]) == [None]
+
+
+def test_the_file_routers_write_log_records_each_write_and_each_refusal_in_order(tmp_path: Path) -> None:
+    log = tmp_path / "writes.jsonl"
+    router = file.FileRouter("routes", tmp_path / "routes.json", write_log=log)
+    router.write({"a": state(10), "b": state(0)}, {"a": traffic.Fence(3, 12)})
+    with pytest.raises(errors.RouterFenced):
+        router.write({"a": state(50)}, {"a": traffic.Fence(3, 10)})  # a stale owner
+    router.write({"a": state(0)})  # a rollback: unfenced, never refused
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["route"], r["fence"], r.get("refused", False)) for r in lines] == [
+        ("a", {"shard": 3, "token": 12}, False),
+        ("b", None, False),
+        ("a", {"shard": 3, "token": 10}, True),
+        ("a", None, False),
+    ]
+    assert lines[0]["weights"] == {S: 90, C: 10} and lines[2]["weights"][C] == 50
+    assert router.read(["a"])["a"] == state(0)  # the refused write changed nothing
