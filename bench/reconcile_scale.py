@@ -77,10 +77,10 @@ class CountingRouter:
         self.calls["read"] += 1
         return self.real.read(routes)
 
-    def write(self, states: Mapping[str, traffic.RouteState]) -> None:
+    def write(self, states: Mapping[str, traffic.RouteState], fences: base.Fences | None = None) -> None:
         self.calls["write"] += 1
         self.calls["routes written"] += len(states)
-        self.real.write(states)
+        self.real.write(states, fences)
 
 
 @dataclass(frozen=True)

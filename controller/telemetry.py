@@ -57,6 +57,18 @@ class Telemetry:
             ["rollout"],
             registry=self.registry,
         )
+        self.fleet_pass_seconds = Gauge(
+            "rollout_fleet_pass_seconds",
+            "A fleet member's last pass: sync with the coordinator, then a tick of every repository it serves.",
+            registry=self.registry,
+        )
+        self.fleet_passes = Counter("rollout_fleet_passes", "Passes a fleet member completed.", registry=self.registry)
+        self.fleet_shards = Gauge(
+            "rollout_fleet_shards_owned", "Shards this fleet member owns.", registry=self.registry
+        )
+        self.fleet_members = Gauge(
+            "rollout_fleet_members", "The fleet's live members, as this member last saw them.", registry=self.registry
+        )
         self.interval = 60.0
 
     def record(self, tick: reconcile.Tick) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ def run(
     shown = ""
     try:
         while not stop.is_set():
+            started = time.monotonic()
             owned = coordinator.sync()
             now = _ownership(owned, coordinator)
             if now != shown:
@@ -94,11 +96,31 @@ def run(
                     tel=tel,
                     lines=lines,
                 )
+            tel.fleet_pass_seconds.set(time.monotonic() - started)
+            tel.fleet_passes.inc()
+            tel.fleet_shards.set(len(coordinator.owned))
+            tel.fleet_members.set(coordinator.members)
             out.flush()
             stop.wait(interval)
     finally:
+        last = coordinator.members <= 1  # as the last view had it: no one else keeps the git leases
         coordinator.close()
         out.write(f"fleet {fleet.name}: left, its shards free for the others\n")
+        if last:
+            _release_leases(repositories, out)
+
+
+def _release_leases(repositories: list[Repository], out: TextIO) -> None:
+    """The last member out gives each repository's git lease back, so a lone controller (or another
+    fleet) need not wait for it to expire. A member that was not last leaves it to the others."""
+    for r in repositories:
+        if r.built is None:
+            continue
+        try:
+            if r.built.release_lease():
+                out.write(f"{r.name}: released the lease\n")
+        except errors.RolloutError as exc:
+            out.write(f"{r.name}: the lease expires by itself: {redaction.redact(str(exc))}\n")
 
 
 def _tick(

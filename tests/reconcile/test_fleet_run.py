@@ -108,4 +108,6 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
     assert live is not None and live.shadow == 100  # home's route, in home's state
     assert "faq" not in gitops.router().routes()  # team-a's route lives in team-a's own state
     assert "left, its shards free for the others" in text
+    assert "home: released the lease" in text and "team-a: released the lease" in text  # the last one out
+    assert git.Repo(gitops.remote).git.for_each_ref("refs/rollout/lease") == ""
     assert not thread.is_alive()
