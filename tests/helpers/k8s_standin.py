@@ -23,7 +23,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +52,9 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
     doc = json.loads(SCHEMA.read_text("utf-8"))
     checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
     return {
-        name: jsonschema.Draft202012Validator({"$ref": f"#/$defs/{name}", "$defs": doc["$defs"]}, format_checker=checker)
+        name: jsonschema.Draft202012Validator(
+            {"$ref": f"#/$defs/{name}", "$defs": doc["$defs"]}, format_checker=checker
+        )
         for name in (LEASE, LEASE_LIST, STATUS, DELETE_OPTIONS)
     }
 
@@ -67,9 +69,8 @@ def _label_errors(labels: dict[str, Any]) -> list[str]:
     out = []
     for key, value in labels.items():
         prefix, _, name = key.rpartition("/")
-        if (prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))) or len(name) > 63:
-            out.append(f"metadata.labels: invalid key {key!r}")
-        elif not _LABEL_NAME.match(name):
+        bad_prefix = bool(prefix) and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix))
+        if bad_prefix or len(name) > 63 or not _LABEL_NAME.match(name):
             out.append(f"metadata.labels: invalid key {key!r}")
         if not isinstance(value, str) or len(value) > 63 or (value and not _LABEL_NAME.match(value)):
             out.append(f"metadata.labels.{key}: invalid value {value!r}")
@@ -217,10 +218,8 @@ class LeaseServer:
             return 404, status(404, "NotFound", "the server could not find the requested resource")
         ns, name = route["ns"], route["name"]
         if method in ("PUT", "POST") and name is not None and name in self._held:
-            try:
+            with suppress(threading.BrokenBarrierError):
                 self._held[name].wait()
-            except threading.BrokenBarrierError:
-                pass
         with self._lock:
             match method, name:
                 case "GET", None:
@@ -239,7 +238,9 @@ class LeaseServer:
 
     def _invalid(self, what: str, name: str, problems: list[str]) -> tuple[int, Any]:
         self.violations.extend(f"{what}: {p}" for p in problems)
-        return 422, status(422, "Invalid", f'Lease.{GROUP} "{name}" is invalid: {"; ".join(problems)}', name=name, causes=problems)
+        return 422, status(
+            422, "Invalid", f'Lease.{GROUP} "{name}" is invalid: {"; ".join(problems)}', name=name, causes=problems
+        )
 
     def _list(self, ns: str, selector: str) -> tuple[int, Any]:
         items = [
@@ -248,7 +249,12 @@ class LeaseServer:
             if space == ns and _matches(selector, obj["metadata"].get("labels") or {})
         ]
         rv = str(next(self._revision))
-        return 200, {"kind": "LeaseList", "apiVersion": f"{GROUP}/v1", "metadata": {"resourceVersion": rv}, "items": items}
+        return 200, {
+            "kind": "LeaseList",
+            "apiVersion": f"{GROUP}/v1",
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }
 
     def _stored(self, ns: str, body: dict[str, Any], *, old: dict[str, Any] | None) -> dict[str, Any]:
         meta = dict(body.get("metadata") or {})
@@ -270,7 +276,11 @@ class LeaseServer:
             return self._invalid(f"POST {name}", name, problems)
         if (body["metadata"].get("namespace") or ns) != ns:
             self.violations.append(f"POST {name}: namespace does not match the request's")
-            return 400, status(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request")
+            return 400, status(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
         if body["metadata"].get("resourceVersion"):
             return self._invalid(f"POST {name}", name, ["metadata.resourceVersion: must not be set on create"])
         if (ns, name) in self._objects:
@@ -345,9 +355,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._answer(401, status(401, "Unauthorized", "Unauthorized"), STATUS)
         body: Any = None
         if raw:
-            if self.command in ("PUT", "POST") and not (self.headers.get("Content-Type") or "").startswith(
-                "application/json"
-            ):
+            # the API server reads a body without Content-Type as its first media type, JSON
+            # (apiserver/pkg/endpoints/handlers/negotiation: NegotiateInputSerializerForMediaType)
+            media = (self.headers.get("Content-Type") or "application/json").split(";")[0].strip()
+            if self.command in ("PUT", "POST", "DELETE") and media != "application/json":
                 api.violations.append(f"{self.command} {parts.path}: Content-Type {self.headers.get('Content-Type')}")
                 return self._answer(415, status(415, "UnsupportedMediaType", "unsupported media type"), STATUS)
             try:
