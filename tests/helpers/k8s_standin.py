@@ -172,7 +172,9 @@ class LeaseServer:
         handler = type("Handler", (_Handler,), {"api": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="k8s-standin", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="k8s-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -336,6 +338,7 @@ def _conflict(name: str) -> str:
 class _Handler(BaseHTTPRequestHandler):
     api: LeaseServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no delayed-ACK stall between them
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
