@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from controller import errors, spec
+from controller import spec
 from controller.coordination import Coordinator, Store
 
 
@@ -25,6 +25,14 @@ def build(fleet: spec.FleetConfig, *, identity: str, env: Mapping[str, str]) -> 
                 ttl=int(config.ttl.total_seconds()),
             )
         case spec.KubernetesCoordination():
-            raise errors.CoordinationError("coordination: the kubernetes backend is not built yet (issue 24)")
+            from controller.coordination import kubernetes
+
+            store = kubernetes.LeaseStore.from_environment(
+                fleet=fleet.name,
+                identity=identity,
+                ttl=int(config.ttl.total_seconds()),
+                namespace=config.namespace,
+                env=env,
+            )
     ttl = config.ttl.total_seconds()
     return Coordinator(store, identity, shards=fleet.shards, ttl=ttl, margin=ttl / 3)

@@ -21,7 +21,7 @@ import pytest
 from controller import coordination, errors
 from controller.coordination import kubernetes
 from tests.helpers import net
-from tests.helpers.k8s_standin import LeaseServer
+from tests.helpers.k8s_standin import LeaseServer, write_kubeconfig
 
 NS = "fleet-ns"
 TOKEN = "s3cret-standin-token"
@@ -35,26 +35,9 @@ def api() -> Iterator[LeaseServer]:
         assert server.violations == [], "the stand-in saw requests or answers off the Lease schema"
 
 
-def write_kubeconfig(path: Path, *, server: str, token: str = TOKEN, namespace: str | None = NS) -> Path:
-    context: dict[str, Any] = {"cluster": "standin", "user": "controller"}
-    if namespace:
-        context["namespace"] = namespace
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "standin", "cluster": {"server": server}}],
-        "users": [{"name": "controller", "user": {"token": token}}],
-        "contexts": [{"name": "standin", "context": context}],
-        "current-context": "standin",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config), "utf-8")  # JSON is YAML: the client reads it as its kubeconfig
-    return path
-
-
 @pytest.fixture
 def env(tmp_path: Path, api: LeaseServer) -> dict[str, str]:
-    return {"KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", server=api.url))}
+    return {"KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", server=api.url, token=TOKEN, namespace=NS))}
 
 
 @pytest.fixture
@@ -98,7 +81,7 @@ def test_from_environment_reads_the_kubeconfig_and_its_namespace(
     named = kubernetes.LeaseStore.from_environment(fleet="prod", identity="a", ttl=TTL, namespace="other", env=env)
     assert named.namespace == "other"
     home = tmp_path / "home"
-    write_kubeconfig(home / ".kube" / "config", server=api.url, namespace=None)
+    write_kubeconfig(home / ".kube" / "config", server=api.url, token=TOKEN, namespace=None)
     default = kubernetes.LeaseStore.from_environment(
         fleet="prod", identity="a", ttl=TTL, namespace=None, env={"HOME": str(home)}
     )
@@ -307,14 +290,16 @@ def test_api_errors_become_coordination_errors(
 def test_refused_credentials_and_refused_connections_become_coordination_errors(
     tmp_path: Path, api: LeaseServer
 ) -> None:
-    wrong = write_kubeconfig(tmp_path / "wrong", server=api.url, token="not-the-token")
+    wrong = write_kubeconfig(tmp_path / "wrong", server=api.url, token="not-the-token", namespace=NS)
     made = kubernetes.LeaseStore.from_environment(
         fleet="prod", identity="a", ttl=TTL, namespace=None, env={"KUBECONFIG": str(wrong)}
     )
     with pytest.raises(errors.CoordinationError, match=r"HTTP 401.*credentials") as caught:
         made.view()
     assert "not-the-token" not in str(caught.value)
-    nobody = write_kubeconfig(tmp_path / "nobody", server=f"http://127.0.0.1:{net.free_port()}")
+    nobody = write_kubeconfig(
+        tmp_path / "nobody", server=f"http://127.0.0.1:{net.free_port()}", token=TOKEN, namespace=NS
+    )
     made = kubernetes.LeaseStore.from_environment(
         fleet="prod", identity="a", ttl=TTL, namespace=None, env={"KUBECONFIG": str(nobody)}
     )

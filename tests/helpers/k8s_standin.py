@@ -390,3 +390,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+
+def write_kubeconfig(path: Path, *, server: str, token: str, namespace: str | None) -> Path:
+    context: dict[str, Any] = {"cluster": "standin", "user": "controller"}
+    if namespace:
+        context["namespace"] = namespace
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "standin", "cluster": {"server": server}}],
+        "users": [{"name": "controller", "user": {"token": token}}],
+        "contexts": [{"name": "standin", "context": context}],
+        "current-context": "standin",
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config), "utf-8")  # JSON is YAML: the client reads it as its kubeconfig
+    return path
