@@ -62,6 +62,9 @@ FLEET = """fleet:
 """
 
 
+COMMITTER = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@x", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@x"}
+
+
 @dataclass
 class Repo:
     name: str
@@ -81,7 +84,15 @@ class Repo:
             (d / "prompts/v1.md").write_text(f"You are helpful, bot {i}.\n")
             (d / "prompts/v2.md").write_text(f"You are helpful and brief, bot {i}.\n")
         git("add", "-A", cwd=self.seed)
-        git("commit", "-q", "-m", f"rollouts {names.start}-{names.stop - 1}", cwd=self.seed)
+        # dated three hours back, both phases: every canary is older than its analysis interval, so every
+        # gate measures over the same window and the query count shows what the rollouts add, not ages
+        when = f"@{int(time.time()) - 3 * 3600} +0000"
+        subprocess.run(
+            ["git", "commit", "-q", "-m", f"rollouts {names.start}-{names.stop - 1}"],
+            cwd=self.seed,
+            check=True,
+            env={**COMMITTER, "GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when, "PATH": os.environ["PATH"]},
+        )
         git("push", "-q", str(self.remote), "HEAD:main", cwd=self.seed)
 
     def live(self) -> int:
@@ -216,16 +227,20 @@ def main() -> int:
                     members.append(Member(f"member-{i}", process, f"http://127.0.0.1:{port}/metrics", log))
                 store = etcd.EtcdStore(cluster.endpoints, prefix="/bench", fleet="bench", identity="bench", ttl=2)
 
-                def balanced(n: int) -> bool:
-                    alive_or_fail(members)
+                def balanced(group: list[Member]) -> bool:
+                    alive_or_fail(group)
                     view = store.view()
                     counts = [sum(1 for h in view.shards.values() if h.identity == m) for m in view.members]
-                    return len(view.members) == n and len(view.shards) == args.shards and max(counts) - min(counts) <= 1
+                    return (
+                        len(view.members) == len(group)
+                        and len(view.shards) == args.shards
+                        and max(counts) - min(counts) <= 1
+                    )
 
                 def all_live(expected: int) -> Callable[[], bool]:
                     return lambda: (alive_or_fail(members), sum(r.live() for r in repos) >= expected)[1]
 
-                wait("the members to share the shards", lambda: balanced(args.controllers), members)
+                wait("the members to share the shards", lambda: balanced(members), members)
                 wait("every phase-1 route live", all_live(first * len(repos)), members)
                 small = steady(members, prometheus.url)
 
@@ -247,7 +262,7 @@ def main() -> int:
                 victim.process.send_signal(signal.SIGKILL)
                 victim.process.wait(timeout=30)
                 survivors = members[:-1]
-                wait("the survivors to hold every shard", lambda: balanced(len(survivors)), survivors)
+                wait("the survivors to hold every shard", lambda: balanced(survivors), survivors)
                 claimed = time.monotonic() - killed
                 passes = {m.name: m.gauge("rollout_fleet_passes") for m in survivors}
                 wait(
@@ -290,12 +305,12 @@ def main() -> int:
         (
             f"Prometheus queries per fleet pass, {first * len(repos)} rollouts",
             f"{small[2]:.0f}",
-            f"{templates} templates x {len(repos)} repositories = {templates * len(repos)}",
+            f"<= {templates} templates x {len(repos)} repositories x {args.controllers} members",
         ),
         (
             f"Prometheus queries per fleet pass, {total} rollouts",
             f"{big[2]:.0f}",
-            f"the same ({big[2] / max(small[2], 1):.2f}x)",
+            f"<= the same bound ({big[2] / max(small[2], 1):.2f}x the small fleet's)",
         ),
     ]
     for name, value, target in rows:
