@@ -20,6 +20,8 @@ from tests.helpers import net
 from tests.helpers.gitops import CONFIG, HISTORY_BEGAN, ROLLOUT, GitOps
 from tests.helpers.memory_store import Cluster, MemoryStore
 
+Member = tuple[io.StringIO, threading.Event, threading.Thread, telemetry.Telemetry]
+
 FLEET = """fleet:
   name: test
   shards: 8
@@ -48,14 +50,14 @@ def team_a(tmp_path: Path, prom_url: str) -> Path:
 
 
 @pytest.fixture
-def member(gitops: GitOps, tmp_path: Path) -> Callable[[], tuple[io.StringIO, threading.Event, threading.Thread]]:
+def member(gitops: GitOps, tmp_path: Path) -> Callable[[], Member]:
     remote_a = team_a(tmp_path, gitops.prom_url)
     config = CONFIG.format(prom=gitops.prom_url) + FLEET.format(team_a=remote_a, broken=tmp_path / "nowhere.git")
     gitops.commit({"rollouts/controller.yaml": config}, "Serve team-a too", at=HISTORY_BEGAN)
     cluster = Cluster(time.monotonic)
 
-    def start() -> tuple[io.StringIO, threading.Event, threading.Thread]:
-        out, stop = io.StringIO(), threading.Event()
+    def start() -> Member:
+        out, stop, tel = io.StringIO(), threading.Event(), telemetry.Telemetry()
         home = run.build_for(str(gitops.remote), tmp_path / "member" / "clone", branch="main", holder="fleet-test")
         assert home.config.fleet is not None
         coordinator = coordination.Coordinator(MemoryStore(cluster, "m1"), "m1", shards=8)
@@ -74,20 +76,20 @@ def member(gitops: GitOps, tmp_path: Path) -> Callable[[], tuple[io.StringIO, th
                 "interval": 0.2,
                 "stop": stop,
                 "out": out,
-                "tel": telemetry.Telemetry(),
+                "tel": tel,
                 "lines": run._tick_lines,
             },
         )
         thread.start()
-        return out, stop, thread
+        return out, stop, thread, tel
 
     return start
 
 
 def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
-    gitops: GitOps, member: Callable[[], tuple[io.StringIO, threading.Event, threading.Thread]]
+    gitops: GitOps, member: Callable[[], Member]
 ) -> None:
-    out, stop, thread = member()
+    out, stop, thread, tel = member()
     try:
         net.wait_for(
             "every repository's line",
@@ -111,3 +113,6 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
     assert "home: released the lease" in text and "team-a: released the lease" in text  # the last one out
     assert git.Repo(gitops.remote).git.for_each_ref("refs/rollout/lease") == ""
     assert not thread.is_alive()
+    metrics = tel.registry.get_sample_value
+    assert (metrics("rollout_fleet_passes_total") or 0) >= 1 and metrics("rollout_fleet_shards_owned") == 8
+    assert metrics("rollout_fleet_members") == 1 and (metrics("rollout_fleet_pass_seconds") or 0) > 0
