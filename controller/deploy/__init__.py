@@ -10,7 +10,12 @@ from importlib.resources import abc
 DOCKERFILE = "Dockerfile"
 UNIT = "rollout.service"
 ENV_FILE = "rollout.env.example"
-KUBERNETES = ("kubernetes/secret.yaml", "kubernetes/configmap.yaml", "kubernetes/deployment.yaml")
+KUBERNETES = (
+    "kubernetes/secret.yaml",
+    "kubernetes/configmap.yaml",
+    "kubernetes/deployment.yaml",
+    "fleet/deployment.yaml",  # several replicas sharing the shards (README "A fleet"), applied on its own
+)
 FILES = (DOCKERFILE, UNIT, ENV_FILE, *KUBERNETES)
 
 
