@@ -103,6 +103,15 @@ class ForgeUnavailable(ForgeError):
     retryable = True
 
 
+class ForgeRateLimited(ForgeUnavailable):
+    """The forge's request budget for this identity is spent, or the forge asked us to wait (a
+    `Retry-After`, a secondary rate limit): nothing was sent. `retry_after` is in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class RepoError(RolloutError):
     """A git operation on the rollouts repository failed."""
 

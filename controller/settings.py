@@ -84,11 +84,27 @@ class Retries:
     """The adapters' retry policies."""
 
     github_rate_limit_attempts: int = 3  # tries of a request GitHub refused with a rate limit
-    github_rate_limit_max_wait: float = 60.0  # seconds; a later reset is left to the next tick
+    github_rate_limit_max_wait: float = 10.0  # seconds; a later reset pauses the identity until the next tick
     local_forge_updates: int = 20  # compare-and-swap tries of one local-forge ref update under contention
     llm_retries: int = 3  # retries of a chat completion answered 429 or 5xx (`rollout eval`)
     llm_first_wait: float = 0.5  # seconds, doubling, at most `llm_max_wait`
     llm_max_wait: float = 20.0
+
+
+@dataclass(frozen=True)
+class GithubBudget:
+    """GitHub's request budget per identity (a token or an App installation), as GitHub documents it,
+    and how the controller paces itself within it. A controller sharing an identity with k-1 others
+    takes 1/k of every limit, and spaces its mutations k times as far apart."""
+
+    total_per_hour: int = 5_000  # every request (a `304` to a conditional request is free)
+    app_total_per_hour: int = 12_500  # the same, for an App installation
+    content_per_minute: int = 80  # content-creating requests (every POST, PATCH, PUT, DELETE counts as one)
+    content_per_hour: int = 500
+    mutation_interval: float = 1.0  # seconds between two mutations of one identity, as GitHub asks
+    default_pause: float = 60.0  # seconds an identity waits on a secondary limit that names no time
+    queue_wait: float = 5.0  # seconds a mutation may wait for its turn in the queue before it fails (retryable)
+    etags: int = 10_000  # answers kept per forge for conditional requests (ETag and body, a few KB each)
 
 
 @dataclass(frozen=True)
