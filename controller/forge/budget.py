@@ -186,19 +186,17 @@ class Budget:
 @dataclass
 class Registry:
     """One `Budget` per identity in this process, so every forge (repository) using it shares it.
-    `identity` is an opaque key the caller derives (never the token itself)."""
+    `identity` is an opaque key the caller derives (never the token itself); the first caller's
+    `share` is the identity's."""
 
     limits: settings.GithubBudget = field(default_factory=settings.GithubBudget)
-    share: Callable[[], int] = lambda: 1
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     _budgets: dict[str, Budget] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def get(self, identity: str, *, app: bool = False) -> Budget:
+    def get(self, identity: str, *, app: bool = False, share: Callable[[], int] = lambda: 1) -> Budget:
         with self._lock:
             if identity not in self._budgets:
-                self._budgets[identity] = Budget(
-                    self.limits, app=app, share=self.share, clock=self.clock, sleep=self.sleep
-                )
+                self._budgets[identity] = Budget(self.limits, app=app, share=share, clock=self.clock, sleep=self.sleep)
             return self._budgets[identity]

@@ -4,20 +4,31 @@ Called by the CLI; an unknown type cannot reach here (the config is a discrimina
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from controller import errors, settings, spec
 from controller.forge import base, local
 from controller.redaction import redact
 
+if TYPE_CHECKING:
+    from controller.forge import budget
+
 
 def build(
-    config: spec.ForgeConfig, *, remote: str, env: Mapping[str, str], knobs: settings.Settings | None = None
+    config: spec.ForgeConfig,
+    *,
+    remote: str,
+    env: Mapping[str, str],
+    knobs: settings.Settings | None = None,
+    share: Callable[[], int] = lambda: 1,
+    budgets: budget.Registry | None = None,
 ) -> base.Forge:
     """The forge for `remote`. A local forge needs a local remote (a path): ForgeError otherwise.
     `env` is where GitHub's token is read (by the variable the config names), never logged; `knobs`
-    gives the forges' timeouts and retry policies."""
+    gives the forges' timeouts and retry policies. For GitHub, `share()` is the number of live
+    controllers using the identity, and `budgets` the process's budgets by identity (see forge.budget)."""
     knobs = knobs or settings.Settings()
     match config:
         case spec.LocalForgeConfig():
@@ -28,4 +39,4 @@ def build(
         case spec.GithubForgeConfig():
             from controller.forge import github  # github3.py loads only when a GitHub forge is used
 
-            return github.GithubForge.from_config(config, env=env, knobs=knobs)
+            return github.GithubForge.from_config(config, env=env, knobs=knobs, share=share, budgets=budgets)

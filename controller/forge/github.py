@@ -2,6 +2,8 @@
 
 Built by the cli from `spec.GithubForgeConfig` and driven by the reconciler. It translates between our
 types and GitHub's REST API, and GitHub's failures into `errors.ForgeError`; it decides nothing.
+Every request goes through the identity's `budget.Budget` (mutations paced, none sent while paused),
+and every read is conditional (`If-None-Match`): a `304` reuses the answer kept and costs nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any, TypeVar
 
 import github3
 import github3.exceptions
+import github3.session
 import requests
+import requests.structures
 
 from controller import errors, settings, spec
-from controller.forge import base
+from controller.forge import base, budget
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,13 @@ class GithubForge:
         api_url: str = PUBLIC_API,
         retry: RetryPolicy | None = None,
         timeout: float = settings.Timeouts.github,
+        share: Callable[[], int] = lambda: 1,
+        limits: settings.GithubBudget | None = None,
+        spending: budget.Budget | None = None,
     ) -> None:
+        """`share()` is the number of live controllers using this identity (this one's share is 1/k);
+        `spending`, when given, is the identity's budget shared with other forges of this process (its
+        own share then counts), else this forge keeps its own, on `limits` and the retry's clock."""
         owner, _, name = repository.partition("/")
         if not owner or not name:
             raise errors.ForgeError(f"github repository {repository!r}: expected owner/name")
@@ -77,20 +87,38 @@ class GithubForge:
         self.api_url = api_url.rstrip("/")
         self._retry = retry or RetryPolicy()
         self._app = app
+        limits = limits or settings.GithubBudget()
+        if spending is None:
+            spending = budget.Budget(
+                limits, app=app is not None, share=share, clock=self._retry.clock, sleep=self._retry.sleep
+            )
+        self.budget = spending
+        self._gate = Gate(self.budget, keep=limits.etags)
         self._gh = _client(self.api_url, timeout=timeout)
+        self._gh.session.gate = self._gate
         if token is not None:
             self._gh.login(token=token)
         self._repo: Any = None
+        self._reviews: dict[int, tuple[str, str, bool]] = {}  # PR -> (updated_at, head sha, approved) last seen
 
     @classmethod
     def from_config(
-        cls, config: spec.GithubForgeConfig, *, env: Mapping[str, str], knobs: settings.Settings | None = None
+        cls,
+        config: spec.GithubForgeConfig,
+        *,
+        env: Mapping[str, str],
+        knobs: settings.Settings | None = None,
+        share: Callable[[], int] = lambda: 1,
+        budgets: budget.Registry | None = None,
     ) -> GithubForge:
         """The forge that `rollouts/controller.yaml` names; `env` is where its secret lives (the cli
         passes os.environ). A missing secret is an error that names the variable, never its value.
-        `knobs` gives the request timeout and the rate-limit retry policy."""
+        `knobs` gives the request timeout and the rate-limit retry policy; `share` the number of live
+        controllers using the identity; `budgets`, when given, the process's budgets by identity, so
+        every repository on one token or installation draws on one budget."""
         knobs = knobs or settings.Settings()
         tuning: dict[str, Any] = {
+            "share": share,
             "api_url": config.api_url,
             "timeout": knobs.timeouts.github,
             "retry": RetryPolicy(
@@ -102,10 +130,16 @@ class GithubForge:
             if not key:
                 raise errors.ForgeError(f"github {config.repository}: ${config.app.private_key_env} is not set")
             app = AppAuth(config.app.app_id, config.app.installation_id, key.encode())
+            if budgets is not None:
+                identity = f"{config.api_url}|app {app.app_id}/{app.installation_id}"
+                tuning["spending"] = budgets.get(identity, app=True, share=share)
             return cls(config.repository, app=app, **tuning)
         token = env.get(config.token_env, "")
         if not token:
             raise errors.ForgeError(f"github {config.repository}: ${config.token_env} is not set")
+        if budgets is not None:
+            digest = hashlib.sha256(token.encode()).hexdigest()[:16]  # the token itself is never a key
+            tuning["spending"] = budgets.get(f"{config.api_url}|token {digest}", share=share)
         return cls(config.repository, token=token, **tuning)
 
     def __repr__(self) -> str:
@@ -311,7 +345,7 @@ class GithubForge:
             body=pr.body or "",
             state=state,
             labels=tuple(label["name"] for label in raw.get("labels", [])),
-            approved=state is base.PRState.OPEN and self._approved(pr),
+            approved=state is base.PRState.OPEN and self._approved_since(pr, raw),
             head_sha=pr.head.sha,
             merge_sha=(raw.get("merge_commit_sha") or "") if state is base.PRState.MERGED else "",
             url=pr.html_url,
@@ -322,6 +356,19 @@ class GithubForge:
         head = pr.as_dict().get("head") or {}
         name = (head.get("repo") or {}).get("full_name", "")
         return str(name).lower() == self.repository.lower()
+
+    def _approved_since(self, pr: Any, raw: Mapping[str, Any]) -> bool:
+        """`_approved`, asked again only when the PR's `updated_at` or head moved since the last look
+        (a review moves `updated_at`)."""
+        seen = (str(raw.get("updated_at") or ""), str(pr.head.sha))
+        known = self._reviews.get(pr.number)
+        if known is not None and known[:2] == seen and seen[0]:
+            return known[2]
+        approved = self._approved(pr)
+        if len(self._reviews) >= self._gate.keep:
+            self._reviews.clear()
+        self._reviews[pr.number] = (*seen, approved)
+        return approved
 
     def _approved(self, pr: Any) -> bool:
         """At least one approval, and no reviewer whose latest verdict asks for changes."""
@@ -342,12 +389,17 @@ class GithubForge:
             attempt += 1
             try:
                 return self._authenticated(run)
+            except errors.ForgeRateLimited as exc:  # the budget sent nothing: the next tick tries again
+                raise errors.ForgeRateLimited(f"{where}: {exc}", retry_after=exc.retry_after) from exc
             except github3.exceptions.GitHubError as exc:
                 wait = rate_limit_wait(exc.response, now=self._retry.clock())
                 if wait is None:
                     raise _translate(where, exc) from exc
+                # the gate has paused the identity until then; a short wait is waited out here
                 if attempt >= self._retry.attempts or wait > self._retry.max_wait:
-                    raise errors.ForgeUnavailable(f"{where}: rate limited; retry after {wait:.0f}s") from exc
+                    raise errors.ForgeRateLimited(
+                        f"{where}: rate limited; retry after {wait:.0f}s", retry_after=wait
+                    ) from exc
                 log.warning("%s: rate limited, waiting %.0fs (attempt %d)", where, wait, attempt)
                 self._retry.sleep(wait)
             except (github3.exceptions.TransportError, requests.RequestException) as exc:
@@ -385,8 +437,105 @@ def _or_none(get: Callable[[], T]) -> T | None:
         return None
 
 
+@dataclass(frozen=True)
+class Kept:
+    """A GET's answer kept for its next conditional request."""
+
+    etag: str
+    body: bytes
+    link: str  # the pagination header, so a kept page still leads to the next
+
+    def answer(self, url: str) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response._content = self.body
+        response.encoding = "utf-8"
+        response.url = url
+        headers = {"Content-Type": "application/json; charset=utf-8", "ETag": self.etag}
+        if self.link:
+            headers["Link"] = self.link
+        response.headers = requests.structures.CaseInsensitiveDict(headers)
+        return response
+
+
+class Gate:
+    """Between github3 and the wire: each request spends from the identity's budget (or is refused
+    before it is sent), a GET carries the ETag of its last answer, and a `304` is that answer again,
+    free. A rate-limit answer pauses the identity. While paused or spent, a GET answered before gets
+    that answer (reads go on from the cache); anything else raises `errors.ForgeRateLimited`."""
+
+    def __init__(self, spending: budget.Budget, *, keep: int) -> None:
+        self.budget = spending
+        self.keep = keep
+        self.kept: dict[str, Kept] = {}
+        self.stale = 0  # answers given from the cache without asking GitHub (paused or spent)
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        params: Any,
+        send: Callable[[dict[str, str]], requests.Response],
+    ) -> requests.Response:
+        kind = budget.kind_of(method)
+        key = str(requests.Request("GET", url, params=params).prepare().url) if kind is budget.Kind.READ else ""
+        kept = self.kept.get(key) if key else None
+        try:
+            with self.budget.spend(kind) as ticket:
+                response = send({"If-None-Match": kept.etag} if kept is not None else {})
+                if kept is not None and response.status_code == 304:
+                    ticket.free()
+                    if (link := response.headers.get("Link")) is not None and link != kept.link:
+                        kept = self.kept[key] = Kept(kept.etag, kept.body, link)  # a page appeared or went
+                    return kept.answer(key)
+                self._watch(response)
+                if key and response.status_code == 200 and (etag := response.headers.get("ETag")):
+                    if len(self.kept) >= self.keep:
+                        self.kept.clear()  # a long run starts over rather than grow without bound
+                    self.kept[key] = Kept(etag, response.content, response.headers.get("Link", ""))
+                return response
+        except errors.ForgeRateLimited:
+            if kept is None:
+                raise
+            self.stale += 1
+            return kept.answer(key)
+
+    def _watch(self, response: requests.Response) -> None:
+        """Pause the identity on a rate-limit answer, or when its primary budget is used up."""
+        now = self.budget.clock()
+        wait = rate_limit_wait(response, now=now)
+        if wait is not None:
+            self.budget.pause(wait, reason=f"GitHub answered {response.status_code}: a rate limit")
+            return
+        if response.headers.get("X-RateLimit-Remaining") == "0":
+            try:
+                reset = float(response.headers.get("X-RateLimit-Reset", ""))
+            except ValueError:
+                reset = now + self.budget.limits.default_pause
+            self.budget.pause(reset - now, reason="GitHub's hourly budget is used up")
+
+
+class Session(github3.session.GitHubSession):  # type: ignore[misc]
+    """github3's session with a `Gate` in front of the wire (none before a forge sets it)."""
+
+    gate: Gate | None = None
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        parent = super().request
+        gate = self.gate
+        if gate is None or str(url).endswith("/access_tokens"):  # an App's JWT: not the installation's budget
+            return parent(method, url, *args, **kwargs)  # type: ignore[no-any-return]
+
+        def send(extra: dict[str, str]) -> requests.Response:
+            if extra:
+                kwargs["headers"] = {**(kwargs.get("headers") or {}), **extra}
+            return parent(method, url, *args, **kwargs)  # type: ignore[no-any-return]
+
+        return gate.send(method, str(url), kwargs.get("params"), send)
+
+
 def _client(api_url: str, *, timeout: float) -> Any:
-    session = github3.session.GitHubSession(default_connect_timeout=timeout, default_read_timeout=timeout)
+    session = Session(default_connect_timeout=timeout, default_read_timeout=timeout)
     if api_url == PUBLIC_API:
         return github3.GitHub(session=session)
     return github3.GitHubEnterprise(api_url.removesuffix("/api/v3") + "/", session=session)

@@ -3,27 +3,15 @@ clock the tests move (sleeping moves it too)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
 from controller import errors, settings
 from controller.forge import budget
+from tests.helpers.fake_time import FakeTime as Time
 
 READ, MUTATION = budget.Kind.READ, budget.Kind.MUTATION
-
-
-@dataclass
-class Time:
-    now: float = 1_000_000.0
-    slept: list[float] = field(default_factory=list)
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 SMALL = settings.GithubBudget(

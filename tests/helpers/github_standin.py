@@ -5,17 +5,25 @@ or response that breaks it in `violations`; a route it does not document is a vi
 Responses are built from the documented schema (every field GitHub documents) with our values on top.
 Branch protection keeps its required status checks: a merge waits, as on GitHub, until the latest
 status of each required context on the PR's head commit is success (405 with GitHub's message).
+It enforces GitHub's request budget per token (`Limits`): every GET answer carries an ETag, a matching
+`If-None-Match` is answered `304` and not counted; too many requests, too many content-creating ones,
+or two mutations closer than `mutation_interval` get GitHub's rate-limit answers. `counts` says what
+each token spent.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import itertools
 import json
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -30,6 +38,35 @@ STAMP = "2026-01-01T00:00:00Z"
 # what a merge refused by branch protection links to (seen in GitHub's answers: "Required status check
 # \"X\" is expected." and "... is failing.", HTTP 405)
 PROTECTED_DOCS = "https://docs.github.com/articles/about-protected-branches"
+
+
+SECONDARY = (
+    "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out "
+    "to GitHub Support for help, please include the request ID"
+)
+MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    """GitHub's limits per token, by default as GitHub documents them."""
+
+    total_per_hour: int = 5_000
+    content_per_minute: int = 80  # every POST, PATCH, PUT and DELETE counts as content-creating
+    content_per_hour: int = 500
+    mutation_interval: float = 1.0  # seconds; a mutation sooner after the last one is a secondary limit
+    retry_after: int = 60  # seconds in the Retry-After of a secondary-limit answer
+    secondary_status: int = 403  # GitHub answers 403 or 429
+
+
+@dataclass
+class Spent:
+    """One token's requests, as the limits see them (sliding windows, in the stand-in's clock)."""
+
+    requests: collections.deque[float] = field(default_factory=collections.deque)
+    mutations: collections.deque[float] = field(default_factory=collections.deque)
+    last_mutation: float = float("-inf")
+    paused_until: float = 0.0
 
 
 @dataclass
@@ -109,6 +146,7 @@ class Pull:
     reviews: list[tuple[str, str]] = field(default_factory=list)  # (login, state)
     fork: str = ""  # the owner of the fork the head branch lives in; "" for a branch of this repository
     merged_head: str = ""  # the head commit it was merged at (its branch may be deleted since)
+    updated_at: str = STAMP  # moved by every change to the PR (a review, an edit, a push to its head)
 
 
 class StandIn:
@@ -124,6 +162,8 @@ class StandIn:
         max_per_page: int = 100,
         app: tuple[int, bytes] | None = None,
         expired_tokens: int = 0,
+        limits: Limits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.contract = github_openapi.contract()
         self.owner, self.name, self.token = owner, name, token
@@ -143,6 +183,13 @@ class StandIn:
         self.comments: dict[int, dict[str, Any]] = {}
         self.statuses: dict[str, list[dict[str, Any]]] = {}
         self.required: dict[str, list[str]] = {}  # branch -> the status contexts a merge into it waits for
+        self.limits = limits or Limits()
+        self.clock = clock
+        self.spent: dict[str, Spent] = {}
+        # per token: "read" and "mutation" requests counted, "not_modified" (304, free), "secondary" and
+        # "primary" (rate-limit answers), "early" (requests sent while told to wait)
+        self.counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+        self._ticks = itertools.count(1)
         self._ids = itertools.count(1000)
         self._numbers = itertools.count(1)
         self._commit_seq = itertools.count(1)
@@ -192,6 +239,72 @@ class StandIn:
         """A human's review (the forge never reviews)."""
         with self.lock:
             self.pulls[number].reviews.append((login, state))
+            self._touch(self.pulls[number])
+
+    def counted(self, token: str | None = None) -> int:
+        """Requests that counted against the budget (of `token`, or of every token)."""
+        with self.lock:
+            tokens = [token] if token is not None else list(self.counts)
+            return sum(self.counts[t]["read"] + self.counts[t]["mutation"] for t in tokens)
+
+    def _touch(self, pr: Pull) -> None:
+        """GitHub moves `updated_at` on every change to a PR: a later second each time here."""
+        when = datetime(2026, 1, 1) + timedelta(seconds=next(self._ticks))
+        pr.updated_at = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _touch_branch(self, ref: str) -> None:
+        for pr in self.pulls.values():
+            if f"heads/{pr.head}" == ref and not pr.fork and pr.state == "open":
+                self._touch(pr)
+
+    def limited(self, token: str, method: str) -> tuple[int, dict[str, str], str] | None:
+        """GitHub's rate-limit answer to this request, or None when it is within the limits (then
+        it is counted as sent)."""
+        now, limits = self.clock(), self.limits
+        spent = self.spent.setdefault(token, Spent())
+        while spent.requests and spent.requests[0] <= now - 3600:
+            spent.requests.popleft()
+        while spent.mutations and spent.mutations[0] <= now - 3600:
+            spent.mutations.popleft()
+        if now < spent.paused_until:
+            self.counts[token]["early"] += 1
+            return self._secondary(token, spent.paused_until - now)
+        if len(spent.requests) >= limits.total_per_hour:
+            self.counts[token]["primary"] += 1
+            reset = time.time() + (spent.requests[0] + 3600 - now)
+            headers = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(reset) + 1)}
+            return 403, headers, "API rate limit exceeded for installation."
+        if method in MUTATING:
+            last_minute = sum(1 for t in spent.mutations if t > now - 60)
+            too_soon = now - spent.last_mutation < limits.mutation_interval
+            if too_soon or last_minute >= limits.content_per_minute or len(spent.mutations) >= limits.content_per_hour:
+                spent.paused_until = now + limits.retry_after
+                return self._secondary(token, limits.retry_after)
+            spent.mutations.append(now)
+            spent.last_mutation = now
+        spent.requests.append(now)
+        return None
+
+    def uncount(self, token: str) -> None:
+        """A `304` is free: the request `limited` counted is taken back."""
+        spent = self.spent.get(token)
+        if spent and spent.requests:
+            spent.requests.pop()
+
+    def _secondary(self, token: str, wait: float) -> tuple[int, dict[str, str], str]:
+        self.counts[token]["secondary"] += 1
+        return self.limits.secondary_status, {"Retry-After": str(max(1, round(wait)))}, SECONDARY
+
+    def rate_headers(self, token: str) -> dict[str, str]:
+        spent = self.spent.get(token) or Spent()
+        used = len(spent.requests)
+        reset = time.time() + ((spent.requests[0] + 3600 - self.clock()) if spent.requests else 3600)
+        return {
+            "X-RateLimit-Limit": str(self.limits.total_per_hour),
+            "X-RateLimit-Remaining": str(max(0, self.limits.total_per_hour - used)),
+            "X-RateLimit-Used": str(used),
+            "X-RateLimit-Reset": str(int(reset)),
+        }
 
     def read_file(self, branch: str, path: str) -> bytes:
         with self.lock:
@@ -342,6 +455,7 @@ class StandIn:
                 "statuses": {"href": f"{self.repo_api}/statuses/{head_sha}"},
             },
             "merged": merged,
+            "updated_at": pr.updated_at,
             "merged_at": STAMP if merged else None,
             "closed_at": None if pr.state == "open" else STAMP,
             "merge_commit_sha": pr.merged_sha or None,
@@ -424,6 +538,7 @@ class StandIn:
                 if body["sha"] not in self.commits:
                     return 422, {"message": "Object does not exist"}
                 self.refs[ref] = body["sha"]
+                self._touch_branch(ref)
                 return 201, self._ref_json(ref)
             case "git/update-ref":
                 ref = p["ref"]
@@ -432,6 +547,7 @@ class StandIn:
                 if not body.get("force") and not self._descends(body["sha"], self.refs[ref]):
                     return 422, {"message": "Update is not a fast forward"}
                 self.refs[ref] = body["sha"]
+                self._touch_branch(ref)
                 return 200, self._ref_json(ref)
             case "git/delete-ref":
                 if self.refs.pop(p["ref"], None) is None:
@@ -449,6 +565,7 @@ class StandIn:
                     }
                 number = next(self._numbers)
                 self.pulls[number] = Pull(number, body["title"], body.get("body") or "", body["head"], body["base"])
+                self._touch(self.pulls[number])
                 return 201, self._pull_json(self.pulls[number])
             case "pulls/get" | "pulls/update" | "pulls/merge" | "pulls/list-reviews":
                 pr = self.pulls.get(int(p["pull_number"]))
@@ -466,12 +583,14 @@ class StandIn:
                     return 404, {"message": "Not Found"}
                 comment_id = next(self._ids)
                 self.comments[comment_id] = {"issue": number, "body": body["body"], "user": "rollout-bot"}
+                self._touch(self.pulls[number])
                 return 201, self._comment_json(comment_id)
             case "issues/update-comment":
                 comment_id = int(p["comment_id"])
                 if comment_id not in self.comments:
                     return 404, {"message": "Not Found"}
                 self.comments[comment_id]["body"] = body["body"]
+                self._touch(self.pulls[self.comments[comment_id]["issue"]])
                 return 200, self._comment_json(comment_id)
             case "issues/add-labels":
                 pr = self.pulls.get(int(p["issue_number"]))
@@ -481,6 +600,7 @@ class StandIn:
                     name = label if isinstance(label, str) else label["name"]
                     if name not in pr.labels:
                         pr.labels.append(name)
+                self._touch(pr)
                 return 200, [
                     {"id": i + 1, "name": n, "url": f"{self.repo_api}/labels/{n}"} for i, n in enumerate(pr.labels)
                 ]
@@ -520,6 +640,7 @@ class StandIn:
                 pr.body = body["body"] or ""
             if body.get("state") in ("open", "closed") and not pr.merged_sha:
                 pr.state = body["state"]
+            self._touch(pr)
             return 200, self._pull_json(pr)
         # pulls/merge
         if pr.state != "open":
@@ -542,6 +663,7 @@ class StandIn:
         sha = self._commit(self._tree(merged), [base, head], message)
         self.refs[f"heads/{pr.base}"] = sha
         pr.merged_sha, pr.merged_head, pr.state = sha, head, "closed"
+        self._touch(pr)
         return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
 
     def _protect(self, branch: str, body: Any) -> tuple[int, Any]:
@@ -628,19 +750,31 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             if op.op_id == "apps/create-installation-access-token":
                 standin.violations += standin.contract.check_request(op, path_params=params, query=query, body=body)
                 return self._installation_token(record, params)
-            if self.headers.get("Authorization", "").removeprefix("token ") not in standin.tokens:
+            token = self.headers.get("Authorization", "").removeprefix("token ")
+            if token not in standin.tokens:
                 record.status = 401
                 return self._send(401, {"message": "Bad credentials"})
+            if refused := standin.limited(token, self.command):
+                status, limit_headers, message = refused
+                record.status = status
+                body_out = {
+                    "message": message,
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                }
+                return self._send(status, body_out, {**standin.rate_headers(token), **limit_headers})
+            kind = "mutation" if self.command in MUTATING else "read"
             for fault in standin.faults:
                 if fault.count > 0 and fault.op_id in (None, op.op_id):
                     fault.count -= 1
                     record.status = fault.status
+                    standin.counts[token][kind] += 1
                     if fault.after:
                         standin.handle(op.op_id, params, body, query)
                     return self._send(fault.status, fault.body, fault.headers)
             problems = standin.contract.check_request(op, path_params=params, query=query, body=body)
             if problems:
                 standin.violations += problems
+                standin.counts[token][kind] += 1
                 record.status = 422
                 return self._send(422, {"message": "Validation Failed (stand-in: request breaks the contract)"})
             status, payload = standin.handle(op.op_id, params, body, query)
@@ -653,6 +787,15 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             elif status >= 400:
                 payload.setdefault("documentation_url", "https://docs.github.com/rest")
             standin.violations += standin.contract.check_response(op, status=status, body=payload)
+            headers.update(standin.rate_headers(token))
+            if self.command == "GET" and status == 200:
+                headers["ETag"] = '"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest() + '"'
+                if self.headers.get("If-None-Match") == headers["ETag"]:
+                    standin.counts[token]["not_modified"] += 1
+                    standin.uncount(token)
+                    record.status = 304
+                    return self._send(304, None, headers)
+            standin.counts[token][kind] += 1
             record.status = status
             self._send(status, payload, headers)
 
@@ -695,7 +838,7 @@ def _handler(standin: StandIn) -> type[BaseHTTPRequestHandler]:
             return chunk, ({"Link": ", ".join(links)} if links else {})
 
         def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-            data = b"" if status == 204 else json.dumps(payload).encode()  # No Content has no body
+            data = b"" if status in (204, 304) else json.dumps(payload).encode()  # no body
             self.send_response(status)
             self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
