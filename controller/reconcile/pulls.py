@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import assert_never
 
-from controller import gates, load, plan, proposals, repo, settings
+from controller import gates, load, plan, proposals, repo, settings, traffic
 from controller.forge import base as forge_base
 
 CHECK_CONTEXT = "rollout/gates"
@@ -26,9 +26,21 @@ class Pulls:
     remember: int = settings.Memory.checks  # (PR, head) checks remembered, so they are not set again
     _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
 
-    def ours(self) -> list[forge_base.PullRequest]:
-        """Every PR the controller made, in any state."""
-        return self.forge.list(prefix=proposals.BRANCH_PREFIX)
+    def ours(self, rollouts: Sequence[load.LoadedRollout]) -> list[forge_base.PullRequest]:
+        """The controller's open PRs (one listing, whatever the history), and, for each of `rollouts`
+        with a canary, the newest revert PR of that revision when none is open: closed without merging,
+        it still holds the canary at 0 (`observe.rollback_pending`). On GitHub both are conditional
+        requests, free while nothing changed."""
+        found = self.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+        open_branches = {p.branch for p in found}
+        for loaded in rollouts:
+            revision = loaded.revisions.get(traffic.CANARY)
+            if revision is None:
+                continue
+            branch = proposals.branch(loaded.name, proposals.Action.ROLLBACK, revision)
+            if branch not in open_branches and (pr := self.forge.find(branch)) is not None:
+                found.append(pr)
+        return found
 
     def act(
         self,

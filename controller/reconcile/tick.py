@@ -115,7 +115,7 @@ class Controller:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
         mine = [r for r in desired.rollouts if self.shards.mine(r.name)]  # the rest are other controllers'
-        prs = self.pull_requests.ours()
+        prs = self.pull_requests.ours(mine)
         since: dict[str, datetime | None] = {}
         begun: dict[str, datetime | None] = {}
         for loaded in mine:
@@ -242,7 +242,9 @@ class Controller:
         )
         since = self.steps.since(loaded, desired.config)
         seen = observe.read(router, [loaded.rollout.spec.route])[loaded.rollout.spec.route]
-        d = self._decide(loaded, router, seen, self.pull_requests.ours(), (), tree=tree, since=since, abort=abort)
+        d = self._decide(
+            loaded, router, seen, self.pull_requests.ours([loaded]), (), tree=tree, since=since, abort=abort
+        )
         return self._act(d, desired.config, self._write([d.write]).get(d.write.key))
 
     # -- the decide and act passes ---------------------------------------------------------------

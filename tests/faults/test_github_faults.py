@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller import plan
+from controller import plan, settings
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.helpers import github_standin as standin_mod
+from tests.helpers.fake_time import FakeTime
 from tests.helpers.gitops import GitOps, add_bad_bot, outcome, remote_files
 
 pytestmark = pytest.mark.slow
@@ -21,16 +22,19 @@ TOKEN = "ghs_faultsSUITE0123456789abcdef"
 @pytest.fixture
 def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
     add_bad_bot(gitops)
-    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote)).start()
+    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED).start()
     try:
         yield server
     finally:
         server.stop()
 
 
-def forge_with(hub: standin_mod.StandIn, waits: list[float]) -> github.GithubForge:
-    retry = github.RetryPolicy(attempts=3, max_wait=60.0, sleep=waits.append)
-    return github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, retry=retry)
+def forge_with(hub: standin_mod.StandIn, waits: list[float], time: FakeTime | None = None) -> github.GithubForge:
+    """A forge whose rate-limit waits are recorded in `waits` and pass on `time` (no real waiting)."""
+    time = time or FakeTime(slept=waits)
+    retry = github.RetryPolicy(attempts=3, max_wait=60.0, sleep=time.sleep, clock=time.clock)
+    unpaced = settings.GithubBudget(mutation_interval=0.0)
+    return github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, retry=retry, limits=unpaced)
 
 
 def rollback_prs(forge: github.GithubForge) -> list[forge_base.PullRequest]:
@@ -103,12 +107,18 @@ def test_a_secondary_rate_limit_is_waited_out_without_a_duplicate(gitops: GitOps
 
 def test_a_long_rate_limit_is_left_to_the_next_tick(gitops: GitOps, hub: standin_mod.StandIn) -> None:
     waits: list[float] = []
-    forge = forge_with(hub, waits)
+    time = FakeTime(slept=waits)
+    forge = forge_with(hub, waits, time)
     hub.fail_next(403, headers={"Retry-After": "3600"}, op_id="pulls/create", message="secondary rate limit")
     c = gitops.controller(forge=forge)
     found = outcome(c.reconcile_once(), "bad-bot")
     assert found.error and "rate limited" in found.error and waits == []
     assert found.decision is not None and found.decision.kind is plan.Kind.ROLLBACK
     assert gitops.live("bad").weight("canary") == 0
-    c.reconcile_once()
+    sent = len(hub.records)
+    found = outcome(c.reconcile_once(), "bad-bot")  # still paused: reads from the cache, nothing sent
+    assert found.error and "paused" in found.error and found.adapter == "forge"
+    assert len(hub.records) == sent
+    time.now += 3600
+    assert outcome(c.reconcile_once(), "bad-bot").error is None
     assert len(rollback_prs(forge)) == 1

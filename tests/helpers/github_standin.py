@@ -59,6 +59,9 @@ class Limits:
     secondary_status: int = 403  # GitHub answers 403 or 429
 
 
+UNPACED = Limits(mutation_interval=0.0)  # for tests about something else: mutations as fast as they come
+
+
 @dataclass
 class Spent:
     """One token's requests, as the limits see them (sliding windows, in the stand-in's clock)."""

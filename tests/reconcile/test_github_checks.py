@@ -19,7 +19,7 @@ from pathlib import Path
 import git
 import pytest
 
-from controller import edits, errors, load, plan, reconcile, repo, spec
+from controller import edits, errors, load, plan, reconcile, repo, settings, spec
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.helpers import github_actions
@@ -28,6 +28,7 @@ from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_reconcileCHECKS0123456789abcdef"
+UNPACED = settings.GithubBudget(mutation_interval=0.0)  # pacing is tested in tests/github/test_forge_budget.py
 
 
 @dataclass
@@ -108,10 +109,10 @@ def remote_files(remote: Path) -> dict[str, bytes]:
 @pytest.fixture
 def hub(gitops: GitOps, tmp_path: Path) -> Iterator[Hub]:
     add_bad_bot(gitops)
-    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote)).start()
+    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED).start()
     try:
         github_actions.protect(server.api_url, TOKEN)  # rollout-checks required, nobody bypasses
-        forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=server.api_url)
+        forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=server.api_url, limits=UNPACED)
         yield Hub(gitops, server, forge, gitops.controller(forge=forge), tmp_path)
         assert server.violations == []
     finally:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller import plan
+from controller import plan, settings
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.helpers import github_standin as standin_mod
@@ -20,12 +20,13 @@ from tests.helpers.gitops import GitOps, add_bad_bot, kind, remote_files
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_reconcileFLOW0123456789abcdef"
+UNPACED = settings.GithubBudget(mutation_interval=0.0)  # pacing is tested in tests/github/test_forge_budget.py
 
 
 @pytest.fixture
 def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
     add_bad_bot(gitops)
-    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote)).start()
+    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED).start()
     try:
         yield server
     finally:
@@ -38,7 +39,7 @@ def land(gitops: GitOps, hub: standin_mod.StandIn, pr: forge_base.PullRequest, p
 
 
 def test_reconcile_with_the_github_forge(gitops: GitOps, hub: standin_mod.StandIn) -> None:
-    forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url)
+    forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, limits=UNPACED)
     c = gitops.controller(forge=forge)
 
     tick = c.reconcile_once()

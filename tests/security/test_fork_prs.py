@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller import load, plan, proposals
+from controller import load, plan, proposals, settings
 from controller.forge import base as forge_base
 from controller.forge import github
 from tests.helpers import github_standin as standin_mod
@@ -17,6 +17,7 @@ from tests.helpers.gitops import ROLLOUT, GitOps, add_bad_bot, kind, remote_file
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_forkTEST0123456789abcdef"
+UNPACED = settings.GithubBudget(mutation_interval=0.0)  # pacing is tested in tests/github/test_forge_budget.py
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
         {"rollouts/good-bot/rollout.yaml": ROLLOUT.format(name="good-bot", route="good", promotion="auto")}, "auto"
     )
     add_bad_bot(gitops)
-    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote)).start()
+    server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED).start()
     try:
         yield server
     finally:
@@ -33,7 +34,7 @@ def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
 
 
 def test_fork_prs_named_like_ours_are_ignored(gitops: GitOps, hub: standin_mod.StandIn) -> None:
-    forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url)
+    forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, limits=UNPACED)
     c = gitops.controller(forge=forge)
     desired = load.load_repo(c.workspace.tree())
     good = desired.rollout("good-bot")

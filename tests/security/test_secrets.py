@@ -35,7 +35,9 @@ RUN = (
 def hub(gitops: GitOps) -> Iterator[standin_mod.StandIn]:
     add_bad_bot(gitops)
     url = gitops.prom_url.replace("http://", f"http://bot:{PROM_PASSWORD}@")
-    server = standin_mod.StandIn(token=GITHUB_TOKEN, files=remote_files(gitops.remote)).start()
+    server = standin_mod.StandIn(
+        token=GITHUB_TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED
+    ).start()
     config = CONFIG.format(prom=url).replace(
         "forge: {type: local}",
         f"forge: {{type: github, repository: acme/rollouts, apiUrl: '{server.api_url}'}}",
