@@ -277,8 +277,9 @@ class GithubForge:
                 raise errors.ForgeError(f"github {self.repository}: no pull request was created for {change.branch!r}")
         elif (pr.title, pr.body or "") != (change.title, change.body):
             pr.update(title=change.title, body=change.body)
-        if change.labels:
-            self._add_labels(pr.number, change.labels)
+        has = {label["name"] for label in pr.as_dict().get("labels") or []}
+        if missing := tuple(label for label in change.labels if label not in has):
+            self._add_labels(pr.number, missing)  # only what is missing: a label already there costs nothing
         return self._pull(self._pull_request(pr.number))
 
     def _open_pull(self, branch: str) -> Any:

@@ -359,6 +359,16 @@ class StandIn:
         repo["html_url"] = f"{self.url}/{pr.fork}/{self.name}"
         return {"label": f"{pr.fork}:{pr.head}", "ref": pr.head, "sha": sha, "user": self._user(pr.fork), "repo": repo}
 
+    def closed_pull(self, *, branch: str, title: str, merged: bool = False, base: str = "main") -> int:
+        """A PR of this repository closed long ago (its branch deleted): history; returns its number."""
+        with self.lock:
+            number = next(self._numbers)
+            main = self.refs[f"heads/{base}"]
+            self.pulls[number] = Pull(
+                number, title, "", branch, base, state="closed", merged_sha=main if merged else "", merged_head=main
+            )
+            return number
+
     def open_fork_pull(self, *, fork: str, branch: str, title: str, body: str = "", base: str = "main") -> int:
         """A pull request from `fork`'s branch (as anyone on GitHub can open); returns its number."""
         with self.lock:

@@ -1,0 +1,82 @@
+"""The reconciler's cost on GitHub, counted by the stand-in: a quiet repository's tick costs nothing
+(every read a 304), and a tick's requests do not grow with the closed pull requests in its history."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from controller import coordination, settings
+from controller.forge import github
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import GitOps, add_bad_bot, outcome, remote_files
+
+pytestmark = pytest.mark.slow
+TOKEN = "ghs_reconcileBUDGET0123456789abcd"
+UNPACED = settings.GithubBudget(mutation_interval=0.0)  # pacing is tested in tests/github/test_forge_budget.py
+
+
+@dataclass(frozen=True)
+class Only(coordination.Shards):
+    """This controller's shards hold only `names` (the other rollouts are another controller's)."""
+
+    names: frozenset[str] = frozenset()
+
+    def mine(self, rollout: str) -> bool:
+        return rollout in self.names
+
+    def confirm(self, rollouts: Sequence[str]) -> set[str]:
+        return {r for r in rollouts if r in self.names}
+
+
+def hub_for(gitops: GitOps) -> standin_mod.StandIn:
+    return standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED).start()
+
+
+def test_a_quiet_repository_costs_no_budget_once_settled(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    hub = hub_for(gitops)
+    try:
+        forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, limits=UNPACED)
+        # bad-bot only: its rollback is done in one tick, then nothing changes (good-bot would advance)
+        c = gitops.controller(forge=forge, shards=Only("acme/rollouts", names=frozenset({"bad-bot"})))
+        first = c.reconcile_once()  # the rollback, live, and its revert PR on GitHub
+        c.reconcile_once()  # it lists its own new PR once (its listing changed)
+        assert outcome(first, "bad-bot").pr is not None
+        spent, sent = hub.counted(TOKEN), len(hub.records)
+        second = c.reconcile_once()
+        assert all(o.error is None for o in second.outcomes)
+        assert hub.counted(TOKEN) == spent, [(r.op_id, r.status) for r in hub.records[sent:]]
+        assert len(hub.records) > sent and {r.status for r in hub.records[sent:]} == {304}
+        assert hub.violations == []
+    finally:
+        hub.stop()
+
+
+def test_a_ticks_requests_do_not_grow_with_closed_pull_requests(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    state = gitops.work / "state"
+    saved = gitops.work / "state-before"
+    shutil.copytree(state, saved)
+    sent = []
+    for history in (0, 100):
+        shutil.rmtree(state)
+        shutil.copytree(saved, state)  # each tick starts from the same live state
+        hub = hub_for(gitops)
+        try:
+            for i in range(history):
+                action = "rollback" if i % 10 == 0 else "advance-1"
+                hub.closed_pull(branch=f"rollout/bot-{i}/{action}-{i:012x}", title=f"old #{i}", merged=i % 2 == 0)
+            forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, limits=UNPACED)
+            c = gitops.controller(holder=f"history-{history}", forge=forge)
+            tick = c.reconcile_once()
+            assert outcome(tick, "bad-bot").pr is not None and not tick.skipped
+            c.release_lease()
+            sent.append(len(hub.records))
+            assert hub.violations == []
+        finally:
+            hub.stop()
+    assert sent[0] == sent[1]
