@@ -144,9 +144,8 @@ def test_two_controllers_sharing_an_identity_take_half_each() -> None:
         ]
         done = []
         for forge in forges:
-            n = 0
             with pytest.raises(errors.ForgeRateLimited, match=r"share \(1/2\) of the read budget is spent"):
-                for n in range(100):  # noqa: B007
+                for n in range(100):
                     forge.find(f"rollout/r{n}/advance-1")  # a new question each time: no 304 to fall back on
             done.append(forge.budget.spent[budget.Kind.READ])
         assert done == [10, 10]
