@@ -116,3 +116,4 @@ class Settings:
     memory: Memory = field(default_factory=Memory)
     timeouts: Timeouts = field(default_factory=Timeouts)
     retries: Retries = field(default_factory=Retries)
+    github: GithubBudget = field(default_factory=GithubBudget)

@@ -62,6 +62,7 @@ def test_the_forge_factory_passes_the_retry_policies_down(tmp_path: Path) -> Non
     knobs = settings.Settings(
         timeouts=settings.Timeouts(github=4.0),
         retries=settings.Retries(local_forge_updates=3, github_rate_limit_attempts=5, github_rate_limit_max_wait=9.0),
+        github=settings.GithubBudget(content_per_hour=123, etags=7),
     )
     git.Repo.init(tmp_path / "remote.git", bare=True)
     local = forge_factory.build(
@@ -73,6 +74,7 @@ def test_the_forge_factory_passes_the_retry_policies_down(tmp_path: Path) -> Non
     assert isinstance(hub, forge_github.GithubForge)
     assert (hub._retry.attempts, hub._retry.max_wait) == (5, 9.0)
     assert hub._gh.session.default_read_timeout == 4.0
+    assert hub.budget.limits.content_per_hour == 123 and hub._gate.keep == 7
 
 
 def test_the_controller_bounds_its_memory_by_its_settings(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, load, reconcile, spec
+    from controller import gates, load, reconcile, settings, spec
     from controller.forge import base as forge_base
     from controller.routers import base
 
@@ -169,10 +169,16 @@ def build_controller(args: argparse.Namespace) -> Built:
 
 
 def build_for(
-    remote: str, clone: Path, *, branch: str, holder: str, state: Callable[[spec.ControllerConfig], Path] | None = None
+    remote: str,
+    clone: Path,
+    *,
+    branch: str,
+    holder: str,
+    state: Callable[[spec.ControllerConfig], Path] | None = None,
 ) -> Built:
     """The controller of one repository: its clone at `clone`, its routers' state where `state` says
-    (default: `common.state_dir`, $ROLLOUT_STATE_DIR first)."""
+    (default: `common.state_dir`, $ROLLOUT_STATE_DIR first). Its forge draws on the process's one
+    budget per GitHub identity, of which this process takes `1 / SHARING.members()`."""
     from controller import load, prometheus, reconcile, repo, settings
     from controller.forge import factory as forge_factory
     from controller.routers import factory as router_factory
@@ -202,9 +208,35 @@ def build_for(
             name, cfg, root=state_path, routes=dict(routes), cohorts=cohorts, env=os.environ, knobs=knobs
         )
 
-    forge = forge_factory.build(config.forge, remote=remote, env=os.environ, knobs=knobs)
+    forge = forge_factory.build(
+        config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
+    )
     controller = reconcile.Controller(workspace, forge, routers, metrics, holder=holder, knobs=knobs)
     return Built(controller, _acting_on(remote, tree.sha, state_path), config)
+
+
+class _Sharing:
+    """How many controllers share this process's GitHub identities: 1, or a fleet's live members once
+    this process has joined one (every member serves every repository, so uses every identity)."""
+
+    members: Callable[[], int] = staticmethod(lambda: 1)
+
+    def share(self) -> int:
+        return max(1, self.members())
+
+
+SHARING = _Sharing()
+_BUDGETS: dict[object, Any] = {}  # the process's GitHub budgets by identity, one registry per limits
+
+
+def _budgets(knobs: settings.Settings) -> Any:
+    """The process's one `forge.budget.Registry` for these limits: every repository a process serves on
+    one token or App installation draws on one budget."""
+    from controller.forge import budget
+
+    if knobs.github not in _BUDGETS:
+        _BUDGETS[knobs.github] = budget.Registry(limits=knobs.github)
+    return _BUDGETS[knobs.github]
 
 
 def _cache_dir(remote: str) -> Path:
@@ -381,6 +413,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
     assert config is not None
     home_state = common.state_dir(home.config)
     coordinator = factory.build(config, identity=fleet.identity(_holder(args)), env=os.environ)
+    SHARING.members = lambda: coordinator.members  # every forge's budget, home's included, takes 1/k
     out.write(f"{home.acting_on}; lease holder {fleet.holder(config)}\n")
 
     def build(remote: str, clone: Path, branch: str, state: Path | None) -> Built:

@@ -119,6 +119,7 @@ class GithubForge:
         knobs = knobs or settings.Settings()
         tuning: dict[str, Any] = {
             "share": share,
+            "limits": knobs.github,
             "api_url": config.api_url,
             "timeout": knobs.timeouts.github,
             "retry": RetryPolicy(

@@ -116,3 +116,21 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
     metrics = tel.registry.get_sample_value
     assert (metrics("rollout_fleet_passes_total") or 0) >= 1 and metrics("rollout_fleet_shards_owned") == 8
     assert metrics("rollout_fleet_members") == 1 and (metrics("rollout_fleet_pass_seconds") or 0) > 0
+
+
+def test_a_members_forges_draw_on_one_budget_per_identity_and_take_their_share(
+    gitops: GitOps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every repository a process serves on one GitHub token draws on one budget; a fleet member takes
+    1/k of it, k the live members (set when it joins, so home's forge, built first, takes it too)."""
+    github = 'forge: {type: github, repository: "acme/rollouts", apiUrl: "http://127.0.0.1:9"}\n'
+    config = CONFIG.format(prom=gitops.prom_url).replace("forge: {type: local}\n", github)
+    gitops.commit({"rollouts/controller.yaml": config}, "On GitHub", at=HISTORY_BEGAN)
+    monkeypatch.setenv("GITHUB_TOKEN", "t0ken-for-the-test")
+    home = run.build_for(str(gitops.remote), tmp_path / "one", branch="main", holder="fleet-test")
+    other = run.build_for(str(gitops.remote), tmp_path / "two", branch="main", holder="fleet-test")
+    spending = home.controller.forge.budget  # type: ignore[attr-defined]
+    assert spending is other.controller.forge.budget  # type: ignore[attr-defined]
+    assert spending.share() == 1
+    monkeypatch.setattr(run.SHARING, "members", lambda: 3)
+    assert spending.share() == 3
