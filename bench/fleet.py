@@ -20,7 +20,11 @@ Figures:
   counted apart);
 - Prometheus queries per pass, from Prometheus's own request counter (target: the same at both sizes:
   one query per gate template and repository, whatever the rollouts per template).
-GitHub's request budget is measured apart, on the GitHub stand-in (`bench/github_forge.py`).
+- GitHub's budget (`--github-rollouts`, one repository on one identity, the GitHub stand-in counting
+  what it would charge, a real Prometheus with backfilled eval history so that every rollout passes
+  its gates): the requests a quiet tick costs, and what one promotion costs (all requests, and the
+  content-creating ones), from which the hourly cost at one promotion per rollout per hour follows,
+  beside GitHub's limits.
 """
 
 from __future__ import annotations
@@ -35,16 +39,22 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a script: import the checkout it sits in
 
-from bench.reconcile_scale import ROLLOUT, git
+from bench.reconcile_scale import ROLLOUT, backfill, git
+from controller import prometheus, reconcile, repo, settings, spec
 from controller.coordination import etcd
+from controller.forge import github
+from controller.routers import base
+from controller.routers import file as file_router
 from tests.helpers import etcd_cluster, net, procs, prom, write_log
+from tests.helpers import github_standin as standin_mod
+from tests.helpers.gitops import remote_files
 
 CONFIG = """apiVersion: rollouts/v1
 kind: ControllerConfig
@@ -78,9 +88,9 @@ class Repo:
         if config is not None:
             (rollouts / "controller.yaml").write_text(config)
         for i in names:
-            d = rollouts / f"bot-{i:05d}"
+            d = rollouts / f"bot-{i:04d}"
             (d / "prompts").mkdir(parents=True, exist_ok=True)
-            (d / "rollout.yaml").write_text(ROLLOUT.format(name=f"bot-{i:05d}"))
+            (d / "rollout.yaml").write_text(ROLLOUT.format(name=f"bot-{i:04d}"))
             (d / "prompts/v1.md").write_text(f"You are helpful, bot {i}.\n")
             (d / "prompts/v2.md").write_text(f"You are helpful and brief, bot {i}.\n")
         git("add", "-A", cwd=self.seed)
@@ -169,15 +179,78 @@ def steady(members: list[Member], prom_url: str, passes: int = 3) -> tuple[float
     return sum(times) / len(times), sum(shards) / len(shards), per_pass
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rollouts", type=int, default=10_000)
-    p.add_argument("--repositories", type=int, default=20)
-    p.add_argument("--controllers", type=int, default=4)
-    p.add_argument("--shards", type=int, default=64)
-    p.add_argument("--ttl", type=int, default=10, help="the members' etcd lease, seconds")
-    p.add_argument("--interval", type=int, default=5, help="the pause between a member's passes, seconds")
-    args = p.parse_args()
+GH_TOKEN = "ghs_fleetbench0123456789abcdefghijk"
+NO_LIMIT = 10**9  # the GitHub section counts what each request would cost; pacing is tested elsewhere
+
+
+def github_figures(rollouts: int, interval: float) -> list[tuple[str, str, str]]:
+    """One repository of `rollouts` on one identity, through the real GitHub forge and reconciler: the
+    stand-in's count of a promotion tick and of a quiet one, and the hourly cost they make."""
+    now = int(time.time()) // 60 * 60
+    with tempfile.TemporaryDirectory(prefix="fleet-github-") as tmp:
+        work = Path(tmp)
+        data = backfill(work, rollouts, now)
+        with prom.prom_server(work, data_dir=data) as server:
+            r = Repo("github", work / "remote.git", work / "seed", work / "state")
+            subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(r.remote)], check=True)
+            subprocess.run(["git", "init", "-q", "-b", "main", str(r.seed)], check=True)
+            r.add(range(rollouts), CONFIG.format(prom=server.url))
+            limits = standin_mod.Limits(
+                total_per_hour=NO_LIMIT, content_per_minute=NO_LIMIT, content_per_hour=NO_LIMIT, mutation_interval=0.0
+            )
+            hub = standin_mod.StandIn(token=GH_TOKEN, files=remote_files(r.remote), limits=limits).start()
+            try:
+                spend = settings.GithubBudget(
+                    total_per_hour=NO_LIMIT, content_per_minute=NO_LIMIT, content_per_hour=NO_LIMIT, mutation_interval=0
+                )
+                forge = github.GithubForge("acme/rollouts", token=GH_TOKEN, api_url=hub.api_url, limits=spend)
+                metrics = prometheus.Prometheus(server.url, timeout=timedelta(seconds=30))
+
+                def routers(name: str, cfg: spec.RouterConfig, routes: object, cohorts: object) -> base.Router:
+                    return file_router.FileRouter(name, r.state / "routes.json")
+
+                workspace = repo.Workspace.open(str(r.remote), work / "clone")
+                c = reconcile.Controller(workspace, forge, routers, metrics, holder="bench")
+                ticks: list[tuple[int, int, int, int]] = []  # advances, reads, mutations, 304s
+                for _ in range(4):
+                    before = dict(hub.counts[GH_TOKEN])
+                    tick = c.reconcile_once()
+                    after = hub.counts[GH_TOKEN]
+                    delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("read", "mutation", "not_modified")}
+                    advances = sum(
+                        1 for o in tick.outcomes if o.decision and o.decision.kind.value == "Advance" and o.pr
+                    )
+                    ticks.append((advances, delta["read"], delta["mutation"], delta["not_modified"]))
+                violations = len(hub.violations)
+            finally:
+                hub.stop()
+    promoting = max(ticks, key=lambda t: t[0])
+    quiet = ticks[-1]
+    promotions = max(promoting[0], 1)
+    per_read, per_write = promoting[1] / promotions, promoting[2] / promotions
+    ticks_per_hour = 3600 / interval
+    hourly = ticks_per_hour * (quiet[1] + quiet[2]) + rollouts * (per_read + per_write)
+    content = rollouts * per_write
+    limits_now = settings.GithubBudget()
+    carried = min(
+        limits_now.content_per_hour / max(per_write, 1e-9), limits_now.total_per_hour / (per_read + per_write)
+    )
+    return [
+        (f"GitHub: promotions in one tick, {rollouts} rollouts", f"{promoting[0]}", f"{violations} OpenAPI violations"),
+        ("GitHub: requests per promotion (content-creating)", f"{per_read + per_write:.1f} ({per_write:.1f})", ""),
+        ("GitHub: counted requests of a quiet tick (304s, free)", f"{quiet[1] + quiet[2]} ({quiet[3]})", "0"),
+        (
+            f"GitHub: requests an hour, 1 promotion/rollout/h, a tick every {interval:g}s",
+            f"{hourly:.0f}",
+            f"<= {limits_now.total_per_hour} per identity",
+        ),
+        ("GitHub: content-creating requests an hour, the same", f"{content:.0f}", f"<= {limits_now.content_per_hour}"),
+        ("GitHub: promotions an hour one identity carries", f"{carried:.0f}", "the budget queues the rest"),
+    ]
+
+
+def fleet_figures(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]], int]:
+    """The fleet on etcd: pass times, takeover, double writes, Prometheus queries."""
     per_repo = args.rollouts // args.repositories
     first = max(1, per_repo // 10)
     print(
@@ -282,8 +355,6 @@ def main() -> int:
     refused = sum(t.refused for t in tallies)
     writes = sum(t.writes for t in tallies)
     templates = 2
-    print()
-    print(f"{'figure':<58} {'value':>12}  target")
     rows = [
         (f"pass time per member, {first * len(repos)} rollouts (s)", f"{small[0]:.2f}", ""),
         (f"pass time per member, {total} rollouts (s)", f"{big[0]:.2f}", ""),
@@ -313,8 +384,32 @@ def main() -> int:
             f"<= the same bound ({big[2] / max(small[2], 1):.2f}x the small fleet's)",
         ),
     ]
+    return rows, double
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rollouts", type=int, default=10_000)
+    p.add_argument("--repositories", type=int, default=20)
+    p.add_argument("--controllers", type=int, default=4)
+    p.add_argument("--shards", type=int, default=64)
+    p.add_argument("--ttl", type=int, default=10, help="the members' etcd lease, seconds")
+    p.add_argument("--interval", type=int, default=5, help="the pause between a member's passes, seconds")
+    p.add_argument("--github-rollouts", type=int, default=100, help="rollouts of the GitHub section's repository")
+    p.add_argument("--github-interval", type=float, default=30, help="ticks of the hourly GitHub figure, seconds")
+    p.add_argument("--only", choices=["fleet", "github"], help="one section only")
+    args = p.parse_args()
+    rows: list[tuple[str, str, str]] = []
+    double = 0
+    if args.only != "github":
+        rows, double = fleet_figures(args)
+    if args.only != "fleet":
+        print(f"# GitHub: {args.github_rollouts} rollouts on one identity, a tick every {args.github_interval:g}s")
+        rows += github_figures(args.github_rollouts, args.github_interval)
+    print()
+    print(f"{'figure':<64} {'value':>12}  target")
     for name, value, target in rows:
-        print(f"{name:<58} {value:>12}  {target}")
+        print(f"{name:<64} {value:>12}  {target}")
     return 1 if double else 0
 
 

@@ -113,6 +113,7 @@ class Settings:
 
     writes: Backoff = field(default_factory=Backoff)
     lease_ttl: timedelta = timedelta(minutes=2)  # a lease not renewed for this long may be taken over
+    pr_refresh: timedelta = timedelta(minutes=10)  # an open PR whose only change is its figures is rewritten this often
     memory: Memory = field(default_factory=Memory)
     timeouts: Timeouts = field(default_factory=Timeouts)
     retries: Retries = field(default_factory=Retries)

@@ -5,9 +5,10 @@ one exhaustive `match` on the action. What the PRs say is `proposals`'; this mod
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import assert_never
 
 from controller import gates, load, plan, proposals, repo, settings, traffic
@@ -24,7 +25,9 @@ class Pulls:
     workspace: repo.Workspace
     clock: Callable[[], datetime]
     remember: int = settings.Memory.checks  # (PR, head) checks remembered, so they are not set again
+    refresh: timedelta = settings.Settings.pr_refresh  # an open PR's figures are rewritten at most this often
     _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
+    _proposed: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # branch -> (gist, when) proposed
 
     def ours(self, rollouts: Sequence[load.LoadedRollout]) -> list[forge_base.PullRequest]:
         """The controller's open PRs (one listing, whatever the history), and, for each of `rollouts`
@@ -97,7 +100,7 @@ class Pulls:
                 if merged is not None and not self.workspace.has(merged.merge_sha):
                     pr = merged
                 else:
-                    pr = self._propose(p, base=base)
+                    pr = self._propose(p, base=base, existing=existing)
                     self._set_passing(pr, p)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
@@ -105,18 +108,18 @@ class Pulls:
                         actions.append(f"closed #{other.number}")
             case proposals.Action.ADVANCE:
                 # never the merged one: the branch is one per revision, so a merged one was an earlier step
-                pr = self._promote(self._propose(p, base=base), p, actions)
+                pr = self._promote(self._propose(p, base=base, existing=existing), p, actions)
             case proposals.Action.COMPLETE | proposals.Action.DECOMMISSION:
-                pr = self._promote(merged or self._propose(p, base=base), p, actions)
+                pr = self._promote(merged or self._propose(p, base=base, existing=existing), p, actions)
             case proposals.Action.PAUSE:
-                pr = merged or self._propose(p, base=base)
+                pr = merged or self._propose(p, base=base, existing=existing)
                 self._set_passing(pr, p)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.add_labels(other.number, (proposals.PAUSED_LABEL,))
                         self.forge.comment(other.number, proposals.pause_comment(p.reason, pr.number), key="pause")
             case proposals.Action.RETRY:
-                pr = merged or self._propose(p, base=base)
+                pr = merged or self._propose(p, base=base, existing=existing)
             case _:
                 assert_never(p.action)
         return pr
@@ -132,7 +135,30 @@ class Pulls:
                 done.append(f"closed #{pr.number} (superseded)")
         return done
 
-    def _propose(self, p: proposals.Proposal, *, base: str) -> forge_base.PullRequest:
+    def _propose(
+        self, p: proposals.Proposal, *, base: str, existing: forge_base.PullRequest | None
+    ) -> forge_base.PullRequest:
+        """Find-or-update `p`'s PR. An open PR this process proposed with the same title, file, labels
+        and check is left as it is until `refresh` has passed: only its figures changed (a sample count
+        grows every tick), and rewriting every open PR every tick would spend GitHub's budget on noise."""
+        gist = hashlib.sha256(repr((p.title, p.text, p.labels, p.check, p.message, base)).encode()).hexdigest()
+        now = self.clock()
+        last = self._proposed.get(p.branch)
+        if (
+            existing is not None
+            and existing.state is forge_base.PRState.OPEN
+            and last is not None
+            and last[0] == gist
+            and now - last[1] < self.refresh
+        ):
+            return existing
+        if len(self._proposed) >= self.remember:
+            self._proposed.clear()
+        pr = self._change(p, base=base)
+        self._proposed[p.branch] = (gist, now)
+        return pr
+
+    def _change(self, p: proposals.Proposal, *, base: str) -> forge_base.PullRequest:
         change = forge_base.Change(
             branch=p.branch,
             title=p.title,

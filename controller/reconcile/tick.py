@@ -98,7 +98,9 @@ class Controller:
     def __post_init__(self) -> None:
         memory = self.knobs.memory
         self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories)
-        self.pull_requests = pulls.Pulls(self.forge, self.workspace, self.clock, remember=memory.checks)
+        self.pull_requests = pulls.Pulls(
+            self.forge, self.workspace, self.clock, remember=memory.checks, refresh=self.knobs.pr_refresh
+        )
 
     def reconcile_once(self, *, dry_run: bool = False) -> Tick:
         started = self.clock()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
@@ -80,3 +81,28 @@ def test_a_ticks_requests_do_not_grow_with_closed_pull_requests(gitops: GitOps) 
         finally:
             hub.stop()
     assert sent[0] == sent[1]
+
+
+def test_an_open_promotion_pr_is_not_rewritten_every_tick_for_its_figures(gitops: GitOps) -> None:
+    """good-bot's advance PR waits for a human; each tick measures a few more samples, so its body's
+    figures differ. Within `pr_refresh` the PR is left as it is: a waiting PR costs no budget. After it,
+    the figures are brought up to date once."""
+    hub = hub_for(gitops)
+    try:
+        forge = github.GithubForge("acme/rollouts", token=TOKEN, api_url=hub.api_url, limits=UNPACED)
+        c = gitops.controller(forge=forge)
+        opened = None
+        for _ in range(3):  # apply the first step, then open the advance PR
+            opened = outcome(c.reconcile_once(), "good-bot").pr or opened
+        assert opened is not None
+        updates = lambda: sum(1 for r in hub.records if r.op_id == "pulls/update")  # noqa: E731
+        before, spent = updates(), hub.counted(TOKEN)
+        gitops.advance(timedelta(minutes=1))  # the figures move on
+        c.reconcile_once()
+        assert updates() == before and hub.counted(TOKEN) == spent, [r.op_id for r in hub.records[-20:]]
+        gitops.advance(settings.Settings().pr_refresh)
+        c.reconcile_once()
+        assert updates() == before + 1  # brought up to date, once
+        assert hub.violations == []
+    finally:
+        hub.stop()
