@@ -55,14 +55,8 @@ from controller.routers import file as file_router
 from tests.helpers import etcd_cluster, net, procs, prom, write_log
 from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import remote_files
+from tests.helpers.write_log import CONFIG
 
-CONFIG = """apiVersion: rollouts/v1
-kind: ControllerConfig
-routers:
-  local: {{type: file, path: routes.json, writeLog: writes.jsonl}}
-prometheus: {{url: "{prom}"}}
-forge: {{type: local}}
-"""
 FLEET = """fleet:
   name: bench
   shards: {shards}
@@ -183,9 +177,10 @@ GH_TOKEN = "ghs_fleetbench0123456789abcdefghijk"
 NO_LIMIT = 10**9  # the GitHub section counts what each request would cost; pacing is tested elsewhere
 
 
-def github_figures(rollouts: int, interval: float) -> list[tuple[str, str, str]]:
+def github_figures(rollouts: int, interval: float, per_identity: int) -> list[tuple[str, str, str]]:
     """One repository of `rollouts` on one identity, through the real GitHub forge and reconciler: the
-    stand-in's count of a promotion tick and of a quiet one, and the hourly cost they make."""
+    stand-in's count of a promotion tick and of a quiet one, and the hourly cost they make for
+    `per_identity` rollouts on one identity, each promoted once an hour."""
     now = int(time.time()) // 60 * 60
     with tempfile.TemporaryDirectory(prefix="fleet-github-") as tmp:
         work = Path(tmp)
@@ -229,8 +224,8 @@ def github_figures(rollouts: int, interval: float) -> list[tuple[str, str, str]]
     promotions = max(promoting[0], 1)
     per_read, per_write = promoting[1] / promotions, promoting[2] / promotions
     ticks_per_hour = 3600 / interval
-    hourly = ticks_per_hour * (quiet[1] + quiet[2]) + rollouts * (per_read + per_write)
-    content = rollouts * per_write
+    hourly = ticks_per_hour * (quiet[1] + quiet[2]) + per_identity * (per_read + per_write)
+    content = per_identity * per_write
     limits_now = settings.GithubBudget()
     carried = min(
         limits_now.content_per_hour / max(per_write, 1e-9), limits_now.total_per_hour / (per_read + per_write)
@@ -240,11 +235,15 @@ def github_figures(rollouts: int, interval: float) -> list[tuple[str, str, str]]
         ("GitHub: requests per promotion (content-creating)", f"{per_read + per_write:.1f} ({per_write:.1f})", ""),
         ("GitHub: counted requests of a quiet tick (304s, free)", f"{quiet[1] + quiet[2]} ({quiet[3]})", "0"),
         (
-            f"GitHub: requests an hour, 1 promotion/rollout/h, a tick every {interval:g}s",
+            f"GitHub: requests an hour, {per_identity} rollouts promoted hourly, ticks {interval:g}s",
             f"{hourly:.0f}",
             f"<= {limits_now.total_per_hour} per identity",
         ),
-        ("GitHub: content-creating requests an hour, the same", f"{content:.0f}", f"<= {limits_now.content_per_hour}"),
+        (
+            "GitHub: content-creating requests an hour, the same",
+            f"{content:.0f}",
+            f"<= {limits_now.content_per_hour}: {'within' if content <= limits_now.content_per_hour else 'over, queued'}",
+        ),
         ("GitHub: promotions an hour one identity carries", f"{carried:.0f}", "the budget queues the rest"),
     ]
 
@@ -304,11 +303,8 @@ def fleet_figures(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]],
                     alive_or_fail(group)
                     view = store.view()
                     counts = [sum(1 for h in view.shards.values() if h.identity == m) for m in view.members]
-                    return (
-                        len(view.members) == len(group)
-                        and len(view.shards) == args.shards
-                        and max(counts) - min(counts) <= 1
-                    )
+                    most = -(-args.shards // len(group))  # the balance's target: ceil(shards / members)
+                    return len(view.members) == len(group) and len(view.shards) == args.shards and max(counts) <= most
 
                 def all_live(expected: int) -> Callable[[], bool]:
                     return lambda: (alive_or_fail(members), sum(r.live() for r in repos) >= expected)[1]
@@ -405,7 +401,7 @@ def main() -> int:
         rows, double = fleet_figures(args)
     if args.only != "fleet":
         print(f"# GitHub: {args.github_rollouts} rollouts on one identity, a tick every {args.github_interval:g}s")
-        rows += github_figures(args.github_rollouts, args.github_interval)
+        rows += github_figures(args.github_rollouts, args.github_interval, args.rollouts // args.repositories)
     print()
     print(f"{'figure':<64} {'value':>12}  target")
     for name, value, target in rows:

@@ -20,7 +20,7 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, load, reconcile, settings, spec
+    from controller import gates, load, reconcile, settings, spec, telemetry
     from controller.forge import base as forge_base
     from controller.routers import base
 
@@ -364,22 +364,31 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
         return EXIT_SKIPPED
 
 
+def _loop_setup(
+    args: argparse.Namespace, out: TextIO, interval: float
+) -> tuple[threading.Event, telemetry.Telemetry, Any]:
+    """What both loops share: SIGTERM and SIGINT set `stop` (the tick in progress finishes), and the
+    telemetry, served on --metrics-port when given (the server, to shut down; else None)."""
+    from controller import telemetry
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    tel = telemetry.Telemetry()
+    tel.interval = interval
+    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
+    if server is not None:
+        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
+    return stop, tel, server
+
+
 def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     home = build_controller(args)
     if home.config.fleet is not None:
         return _run_fleet(args, out, interval, home)
     controller, acting_on, _ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    from controller import telemetry
-
-    tel = telemetry.Telemetry()
-    tel.interval = interval
-    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
-    if server is not None:
-        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
+    stop, tel, server = _loop_setup(args, out, interval)
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
@@ -405,7 +414,6 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
 
 def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Built) -> int:
     """`run` as a member of the fleet home's controller.yaml names (controller/cli/fleet.py)."""
-    from controller import telemetry
     from controller.cli import fleet
     from controller.coordination import factory
 
@@ -422,14 +430,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
 
         return build_for(remote, clone, branch=branch, holder=fleet.holder(config), state=where)
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    tel = telemetry.Telemetry()
-    tel.interval = interval
-    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
-    if server is not None:
-        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
+    stop, tel, server = _loop_setup(args, out, interval)
     try:
         fleet.run(
             home,

@@ -8,6 +8,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+#: A controller.yaml (format with `prom`) whose file router keeps its write log beside its routes.
+CONFIG = """apiVersion: rollouts/v1
+kind: ControllerConfig
+routers:
+  local: {{type: file, path: routes.json, writeLog: writes.jsonl}}
+prometheus: {{url: "{prom}"}}
+forge: {{type: local}}
+"""
+
 
 @dataclass(frozen=True)
 class Tally:

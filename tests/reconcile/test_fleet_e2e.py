@@ -21,6 +21,7 @@ from controller import coordination
 from controller.coordination import etcd
 from tests.helpers import etcd_cluster, net, procs, write_log
 from tests.helpers.gitops import HISTORY_BEGAN, ROLLOUT, GitOps
+from tests.helpers.write_log import CONFIG
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,13 +29,6 @@ pytestmark = [
 ]
 
 SHARDS = 8
-CONFIG = """apiVersion: rollouts/v1
-kind: ControllerConfig
-routers:
-  local: {{type: file, path: routes.json, writeLog: writes.jsonl}}
-prometheus: {{url: "{prom}"}}
-forge: {{type: local}}
-"""
 FLEET = """fleet:
   name: e2e
   shards: {shards}
