@@ -372,12 +372,12 @@ def fleet_figures(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]],
         (
             f"Prometheus queries per fleet pass, {first * len(repos)} rollouts",
             f"{small[2]:.0f}",
-            f"<= {templates} templates x {len(repos)} repositories x {args.controllers} members",
+            f"~ {templates} templates x {len(repos)} repositories x {args.controllers} members",
         ),
         (
             f"Prometheus queries per fleet pass, {total} rollouts",
             f"{big[2]:.0f}",
-            f"<= the same bound ({big[2] / max(small[2], 1):.2f}x the small fleet's)",
+            f"the same, whatever the rollouts ({big[2] / max(small[2], 1):.2f}x)",
         ),
     ]
     return rows, double
