@@ -189,7 +189,7 @@ def github_figures(rollouts: int, interval: float, per_identity: int) -> list[tu
             r = Repo("github", work / "remote.git", work / "seed", work / "state")
             subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(r.remote)], check=True)
             subprocess.run(["git", "init", "-q", "-b", "main", str(r.seed)], check=True)
-            r.add(range(rollouts), CONFIG.format(prom=server.url))
+            r.add(range(rollouts), CONFIG.format(prom=server.url, prefix=""))
             limits = standin_mod.Limits(
                 total_per_hour=NO_LIMIT, content_per_minute=NO_LIMIT, content_per_hour=NO_LIMIT, mutation_interval=0.0
             )
@@ -279,10 +279,10 @@ def fleet_figures(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]],
                 subprocess.run(["git", "init", "-q", "-b", "main", str(r.seed)], check=True)
             listed = "\n".join(f'    - {{name: {r.name}, remote: "{r.remote}"}}' for r in repos[1:])
             endpoints = ", ".join(f'"{e}"' for e in cluster.endpoints)
-            config = CONFIG.format(prom=prometheus.url)
             fleet = FLEET.format(shards=args.shards, endpoints=endpoints, ttl=args.ttl, repositories=listed)
             started = time.monotonic()
             for r in repos:
+                config = CONFIG.format(prom=prometheus.url, prefix="" if r.name == "home" else f"{r.name}/")
                 r.add(range(first), config + fleet if r.name == "home" else config)
             print(f"phase 1: {first * len(repos)} rollouts committed in {time.monotonic() - started:.1f} s")
 

@@ -51,18 +51,19 @@ def run(
     home: Built,
     *,
     workdir: Path,
-    home_state: Path,
     coordinator: coordination.Coordinator,
-    build: Callable[[str, Path, str, Path | None], Built],
+    build: Callable[[str, Path, str], Built],
     interval: float,
     stop: threading.Event,
     out: TextIO,
     tel: telemetry.Telemetry,
     lines: Callable[[reconcile.Tick, dict[str, object]], list[str]],
 ) -> None:
-    """The member's loop until `stop`. `build(remote, clone, branch, state)` builds another
-    repository's controller; `lines` says what a tick did, as `rollout run` prints it. A repository's
-    router state is under `home_state`/<its name>, unless its own controller.yaml names a `stateDir`."""
+    """The member's loop until `stop`. `build(remote, clone, branch)` builds another repository's
+    controller, its router state where any command on that repository finds it (so a second
+    terminal's `rollout abort --remote <it>` acts on the same files); `lines` says what a tick did, as
+    `rollout run` prints it. A repository whose routers would write a file another repository's
+    routers write is refused (its line says which), never served half."""
     from controller import coordination as coord
     from controller import spec
 
@@ -71,6 +72,7 @@ def run(
     home.controller.holder = holder(fleet)
     home.controller.shards = coord.Shards(spec.HOME_REPOSITORY, coordinator)
     repositories = [Repository(spec.HOME_REPOSITORY, "", "", home.controller)]
+    files = {path: spec.HOME_REPOSITORY for path in home.files}  # router state file -> the repository writing it
     repositories += [Repository(r.name, r.remote, r.branch) for r in fleet.repositories]
     out.write(
         f"fleet {fleet.name}: member {coordinator.identity}, {fleet.shards} shards, {len(repositories)} repositories\n"
@@ -89,7 +91,7 @@ def run(
                 _tick(
                     r,
                     workdir=workdir,
-                    home_state=home_state,
+                    files=files,
                     coordinator=coordinator,
                     build=build,
                     out=out,
@@ -127,9 +129,9 @@ def _tick(
     r: Repository,
     *,
     workdir: Path,
-    home_state: Path,
+    files: dict[Path, str],
     coordinator: coordination.Coordinator,
-    build: Callable[[str, Path, str, Path | None], Built],
+    build: Callable[[str, Path, str], Built],
     out: TextIO,
     tel: telemetry.Telemetry,
     lines: Callable[[reconcile.Tick, dict[str, object]], list[str]],
@@ -138,7 +140,8 @@ def _tick(
 
     try:
         if r.built is None:
-            built = build(r.remote, workdir / "repositories" / r.name / "clone", r.branch, home_state / r.name)
+            built = build(r.remote, workdir / "repositories" / r.name / "clone", r.branch)
+            _own_files(r.name, built.files, files)
             r.built = built.controller
             r.built.shards = coord.Shards(r.name, coordinator)
         tick = r.built.reconcile_once()
@@ -155,6 +158,20 @@ def _tick(
     r.said.pop("", None)
     for line in lines(tick, r.said):
         out.write(f"{r.name}: {line}\n")
+
+
+def _own_files(name: str, mine: tuple[Path, ...], files: dict[Path, str]) -> None:
+    """Claim the router state files of repository `name` for it, or refuse it when another repository
+    of the fleet writes one of them: two repositories' routes in one file would be one router state
+    written by two masters."""
+    for path in mine:
+        other = files.get(path)
+        if other is not None and other != name:
+            raise errors.RouterError(
+                f"its routers would write {path}, which {other}'s routers write: give one of the two its own "
+                "router paths (or its own stateDir, with $ROLLOUT_STATE_DIR unset); it is not served until then"
+            )
+    files.update(dict.fromkeys(mine, name))
 
 
 def _ownership(owned: dict[int, int], coordinator: coordination.Coordinator) -> str:

@@ -137,6 +137,26 @@ class Built(NamedTuple):
     controller: reconcile.Controller
     acting_on: str  # which remote, at which commit, and which router state: `_acting_on`
     config: spec.ControllerConfig  # as the branch had it when the controller was built
+    files: tuple[Path, ...] = ()  # the router state files its routers write (`state_files`)
+
+
+def state_files(config: spec.ControllerConfig, state: Path) -> tuple[Path, ...]:
+    """The local files the routers of `config` write, resolved as the router factory resolves them
+    (relative to `state`): what two repositories of one fleet must not share."""
+    from controller import spec
+
+    paths: list[str | None] = []
+    for router in config.routers.values():
+        match router:
+            case spec.FileRouterConfig():
+                paths += [router.path, router.write_log]
+            case spec.FlagdRouterConfig():
+                paths.append(router.path)
+            case spec.LitellmRouterConfig():
+                paths.append(router.weights_file)
+            case spec.EnvoyRouterConfig():
+                paths += [router.cds_path, router.prompts_path]
+    return tuple(dict.fromkeys((state / Path(p).expanduser()).resolve() for p in paths if p))
 
 
 def _workdir(args: argparse.Namespace) -> Path:
@@ -174,10 +194,9 @@ def build_for(
     *,
     branch: str,
     holder: str,
-    state: Callable[[spec.ControllerConfig], Path] | None = None,
 ) -> Built:
-    """The controller of one repository: its clone at `clone`, its routers' state where `state` says
-    (default: `common.state_dir`, $ROLLOUT_STATE_DIR first). Its forge draws on the process's one
+    """The controller of one repository: its clone at `clone`, its routers' state where every command
+    finds it (`common.state_dir`: $ROLLOUT_STATE_DIR, else its `stateDir`, else the default). Its forge draws on the process's one
     budget per GitHub identity, of which this process takes `1 / SHARING.members()`."""
     from controller import load, prometheus, reconcile, repo, settings
     from controller.forge import factory as forge_factory
@@ -196,7 +215,7 @@ def build_for(
     if desired.config is None:
         raise errors.SpecError(desired.problems)
     config = desired.config
-    state_path = (state or common.state_dir)(config)
+    state_path = common.state_dir(config)
     prom = config.prometheus
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ) if prom is not None else None
     knobs = settings.Settings()  # one value for the routers, the forge and the reconciler
@@ -212,7 +231,7 @@ def build_for(
         config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
     )
     controller = reconcile.Controller(workspace, forge, routers, metrics, holder=holder, knobs=knobs)
-    return Built(controller, _acting_on(remote, tree.sha, state_path), config)
+    return Built(controller, _acting_on(remote, tree.sha, state_path), config, state_files(config, state_path))
 
 
 class _Sharing:
@@ -311,11 +330,11 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     from controller import repo
 
     if args.dry_run:
-        controller, acting_on, _ = build_controller(args)
+        controller, acting_on, *_ = build_controller(args)
         return _report_tick(args, out, acting_on, controller.reconcile_once(dry_run=True))
     try:
         with repo.workdir_lock(_workdir(args), holder=_holder(args)), _finish_on_sigterm():
-            controller, acting_on, _ = build_controller(args)
+            controller, acting_on, *_ = build_controller(args)
             try:
                 tick = controller.reconcile_once()
             finally:
@@ -386,7 +405,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     home = build_controller(args)
     if home.config.fleet is not None:
         return _run_fleet(args, out, interval, home)
-    controller, acting_on, _ = home
+    controller, acting_on, *_ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
     stop, tel, server = _loop_setup(args, out, interval)
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
@@ -419,23 +438,18 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
 
     config = home.config.fleet
     assert config is not None
-    home_state = common.state_dir(home.config)
     coordinator = factory.build(config, identity=fleet.identity(_holder(args)), env=os.environ)
     SHARING.members = lambda: coordinator.members  # every forge's budget, home's included, takes 1/k
     out.write(f"{home.acting_on}; lease holder {fleet.holder(config)}\n")
 
-    def build(remote: str, clone: Path, branch: str, state: Path | None) -> Built:
-        def where(cfg: spec.ControllerConfig) -> Path:
-            return Path(cfg.state_dir).expanduser() if cfg.state_dir else (state or home_state)
-
-        return build_for(remote, clone, branch=branch, holder=fleet.holder(config), state=where)
+    def build(remote: str, clone: Path, branch: str) -> Built:
+        return build_for(remote, clone, branch=branch, holder=fleet.holder(config))
 
     stop, tel, server = _loop_setup(args, out, interval)
     try:
         fleet.run(
             home,
             workdir=_workdir(args),
-            home_state=home_state,
             coordinator=coordinator,
             build=build,
             interval=interval,
@@ -453,7 +467,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
 
 @console.coloured
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
-    controller, acting_on, _ = build_controller(args)
+    controller, acting_on, *_ = build_controller(args)
     outcome = controller.abort(args.name, reason=args.reason)
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
@@ -471,7 +485,7 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
-    controller, acting_on, _ = build_controller(args)
+    controller, acting_on, *_ = build_controller(args)
     outcome = controller.retry(args.name)
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
@@ -483,7 +497,7 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 @console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
     interval = _seconds("--interval", args.interval)  # checked with or without --watch: a typo is said
-    controller, acting_on, _ = build_controller(args)
+    controller, acting_on, *_ = build_controller(args)
     if args.watch:
         return _watch(controller, acting_on, args, out, interval)
     look = _look(controller)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-#: A controller.yaml (format with `prom`) whose file router keeps its write log beside its routes.
+#: A controller.yaml (format with `prom`, and `prefix`: "" or "team-a/", a directory of the state dir
+#: of its own for a listed repository) whose file router keeps its write log beside its routes.
 CONFIG = """apiVersion: rollouts/v1
 kind: ControllerConfig
 routers:
-  local: {{type: file, path: routes.json, writeLog: writes.jsonl}}
+  local: {{type: file, path: {prefix}routes.json, writeLog: {prefix}writes.jsonl}}
 prometheus: {{url: "{prom}"}}
 forge: {{type: local}}
 """

@@ -62,10 +62,13 @@ class Fleet:
         remote = tmp_path / "team-a.git"
         git.Repo.init(remote, bare=True, initial_branch="main")
         self.team_a = GitOps(remote, tmp_path / "team-a-work", gitops.prom_url)
-        self.team_a.commit({"rollouts/controller.yaml": CONFIG.format(prom=gitops.prom_url)}, "Start", at=HISTORY_BEGAN)
+        team_a = CONFIG.format(prom=gitops.prom_url, prefix="team-a/")  # its own files in the shared state dir
+        self.team_a.commit({"rollouts/controller.yaml": team_a}, "Start", at=HISTORY_BEGAN)
         fleet = FLEET.format(shards=SHARDS, endpoints=cluster.endpoints, team_a=remote).replace("'", '"')
         gitops.commit(
-            {"rollouts/controller.yaml": CONFIG.format(prom=gitops.prom_url) + fleet}, "Make a fleet", at=HISTORY_BEGAN
+            {"rollouts/controller.yaml": CONFIG.format(prom=gitops.prom_url, prefix="") + fleet},
+            "Make a fleet",
+            at=HISTORY_BEGAN,
         )
         self.members: dict[str, subprocess.Popen[bytes]] = {}
 

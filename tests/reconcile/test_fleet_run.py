@@ -29,16 +29,18 @@ FLEET = """fleet:
   repositories:
     - {{name: team-a, remote: "{team_a}"}}
     - {{name: broken, remote: "{broken}"}}
+    - {{name: clash, remote: "{clash}"}}
 """
 
 
-def team_a(tmp_path: Path, prom_url: str) -> Path:
-    remote = tmp_path / "team-a.git"
+def team_a(tmp_path: Path, prom_url: str, *, name: str = "team-a", routes: str = "team-a/routes.json") -> Path:
+    """A listed repository with one rollout; its file router writes `routes` in the state dir."""
+    remote = tmp_path / f"{name}.git"
     git.Repo.init(remote, bare=True, initial_branch="main")
-    ops = GitOps(remote, tmp_path / "team-a-work", prom_url)
+    ops = GitOps(remote, tmp_path / f"{name}-work", prom_url)
     ops.commit(
         {
-            "rollouts/controller.yaml": CONFIG.format(prom=prom_url),
+            "rollouts/controller.yaml": CONFIG.format(prom=prom_url).replace("path: routes.json", f"path: {routes}"),
             "rollouts/faq-bot/rollout.yaml": ROLLOUT.format(name="faq-bot", route="faq", promotion="manual"),
             "rollouts/faq-bot/prompts/v1.md": "You answer FAQs.\n",
             "rollouts/faq-bot/prompts/v2.md": "You answer FAQs briefly.\n",
@@ -52,7 +54,9 @@ def team_a(tmp_path: Path, prom_url: str) -> Path:
 @pytest.fixture
 def member(gitops: GitOps, tmp_path: Path) -> Callable[[], Member]:
     remote_a = team_a(tmp_path, gitops.prom_url)
-    config = CONFIG.format(prom=gitops.prom_url) + FLEET.format(team_a=remote_a, broken=tmp_path / "nowhere.git")
+    clash = team_a(tmp_path, gitops.prom_url, name="clash", routes="routes.json")  # home's own file
+    fleet_yaml = FLEET.format(team_a=remote_a, broken=tmp_path / "nowhere.git", clash=clash)
+    config = CONFIG.format(prom=gitops.prom_url) + fleet_yaml
     gitops.commit({"rollouts/controller.yaml": config}, "Serve team-a too", at=HISTORY_BEGAN)
     cluster = Cluster(time.monotonic)
 
@@ -62,15 +66,14 @@ def member(gitops: GitOps, tmp_path: Path) -> Callable[[], Member]:
         assert home.config.fleet is not None
         coordinator = coordination.Coordinator(MemoryStore(cluster, "m1"), "m1", shards=8)
 
-        def build(remote: str, clone: Path, branch: str, state: Path | None) -> run.Built:
-            return run.build_for(remote, clone, branch=branch, holder="fleet-test", state=lambda _: state or tmp_path)
+        def build(remote: str, clone: Path, branch: str) -> run.Built:
+            return run.build_for(remote, clone, branch=branch, holder="fleet-test")
 
         thread = threading.Thread(
             target=fleet.run,
             args=(home,),
             kwargs={
                 "workdir": tmp_path / "member",
-                "home_state": gitops.work / "state",
                 "coordinator": coordinator,
                 "build": build,
                 "interval": 0.2,
@@ -87,13 +90,13 @@ def member(gitops: GitOps, tmp_path: Path) -> Callable[[], Member]:
 
 
 def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
-    gitops: GitOps, member: Callable[[], Member]
+    gitops: GitOps, member: Callable[[], Member], tmp_path: Path
 ) -> None:
     out, stop, thread, tel = member()
     try:
         net.wait_for(
             "every repository's line",
-            lambda: "team-a: " in out.getvalue() and "home: " in out.getvalue() and "broken: " in out.getvalue(),
+            lambda: all(f"{r}: " in out.getvalue() for r in ("home", "team-a", "broken", "clash")),
         )
         net.wait_for(
             "team-a's routes in its own state", lambda: (gitops.work / "state" / "team-a" / "routes.json").exists()
@@ -102,13 +105,20 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
         stop.set()
         thread.join(timeout=30)
     text = out.getvalue()
-    assert "fleet test: member m1, 8 shards, 3 repositories" in text
+    assert "fleet test: member m1, 8 shards, 4 repositories" in text
     assert "owns 8 of 8 shards (1 member): 0-7" in text
     assert "broken: tick failed:" in text and text.count("broken: tick failed:") == 1  # said once, not every tick
     assert "faq-bot" in text and "good-bot" in text
+    # clash's router would write home's routes.json: refused, said once, and nothing of it written
+    state = gitops.work / "state"
+    assert f"clash: tick failed: its routers would write {(state / 'routes.json').resolve()}, which home's" in text
+    assert text.count("clash: tick failed:") == 1 and "clash: released" not in text
     live = gitops.live("good")
     assert live is not None and live.shadow == 100  # home's route, in home's state
-    assert "faq" not in gitops.router().routes()  # team-a's route lives in team-a's own state
+    assert "faq" not in gitops.router().routes()  # team-a's route lives in team-a's own file
+    # where a second terminal's command on team-a finds it: the state every command resolves
+    second = run.build_for(str(tmp_path / "team-a.git"), tmp_path / "second", branch="main", holder="someone")
+    assert (state / "team-a" / "routes.json").resolve() in second.files
     assert "left, its shards free for the others" in text
     assert "home: released the lease" in text and "team-a: released the lease" in text  # the last one out
     assert git.Repo(gitops.remote).git.for_each_ref("refs/rollout/lease") == ""
