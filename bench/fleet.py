@@ -326,7 +326,7 @@ def fleet_figures(args: argparse.Namespace) -> tuple[list[tuple[str, str, str]],
                 big = steady(members, prometheus.url)
 
                 victim = members[-1]
-                lost = {s for s, h in store.view().shards.items() if h.identity.endswith(f"-{victim.process.pid}")}
+                lost = {s for s, h in store.view().shards.items() if f"-{victim.process.pid}-" in h.identity}
                 killed = time.monotonic()
                 victim.process.send_signal(signal.SIGKILL)
                 victim.process.wait(timeout=30)

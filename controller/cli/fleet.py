@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -42,9 +43,11 @@ def holder(fleet: spec.FleetConfig) -> str:
 
 
 def identity(base: str) -> str:
-    """This process's name in the coordinator: unique per process, so what the coordinator shows held
-    under it is this process's own (a restart is a new member; its predecessor's shards expire)."""
-    return f"{base}-{os.getpid()}"
+    """This process's name in the coordinator: its holder, its pid and a random part, unique per
+    process even where every replica is pid 1 with the same `--holder` (containers), so what the
+    coordinator shows held under it is this process's own (a restart is a new member; its
+    predecessor's shards expire)."""
+    return f"{base}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def run(

@@ -104,6 +104,8 @@ class Coordinator:
     _alive_at: float | None = None  # the clock when the last keepalive was sent, if it succeeded
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _joined: bool = False
+    _stale: bool = False  # joined, but the claims of an earlier lease under this identity not yet given up
+    _joined_at: float = 0.0  # the clock when the current lease was asked for
 
     def sync(self) -> dict[int, int]:
         """Keep alive, then claim and release towards the balance; the shards owned now, with their
@@ -118,14 +120,16 @@ class Coordinator:
             if self._joined:
                 with contextlib.suppress(errors.CoordinationError):  # lost or unreachable: join again
                     self.heartbeat()
-            rejoined = not self._joined
-            if rejoined:
-                sent = self.clock()
-                self.store.join()
-                self._joined, self._alive_at = True, sent
+            if not self._joined:
+                joined_at = self.clock()
+                self.store.join()  # unreachable: raises, and the shards owned stay decided for, unproven
+                with self._lock:  # nothing is proven until the old lease's claims are given up
+                    self._alive_at, self._joined_at = None, joined_at
+                self._joined, self._stale = True, True
             view = self.store.view()
-            if rejoined:
-                view = self._forget_old_claims(view)
+            if self._stale:
+                view = self._forget_old_claims(view)  # raises when it cannot: stale until it can
+                self._stale, self._alive_at = False, self._joined_at
             with self._lock:
                 self.owned = {s: h.token for s, h in view.shards.items() if h.identity == self.identity}
                 self.members = len(set(view.members) | {self.identity})
@@ -146,8 +150,11 @@ class Coordinator:
                     with self._lock:
                         self.owned[shard] = token
             self.proven = True
-        except errors.CoordinationError as exc:
-            log.warning("coordination: %s", exc)
+        except Exception as exc:  # a backend's bug or an unforeseen answer must not stop the member
+            if isinstance(exc, errors.CoordinationError):
+                log.warning("coordination: %s", exc)
+            else:
+                log.error("coordination: unexpected error", exc_info=exc)
             self.proven = False
         return dict(self.owned)
 
@@ -169,8 +176,12 @@ class Coordinator:
         except errors.CoordinationError:
             self._joined = False  # the lease is gone or unreachable: the next sync joins again
             raise
+        except Exception as exc:
+            self._joined = False
+            raise errors.CoordinationError(f"keepalive: unexpected error: {exc}") from exc
         with self._lock:
-            self._alive_at = sent
+            if not self._stale:  # a new lease's deadline starts once its predecessor's claims are gone
+                self._alive_at = sent
 
     def fresh(self) -> bool:
         """The local deadline: a keepalive sent less than TTL - margin ago succeeded."""
@@ -185,7 +196,7 @@ class Coordinator:
             return set()
         try:
             view = self.store.view()
-        except errors.CoordinationError as exc:
+        except Exception as exc:  # unreachable, or an answer it could not read: nothing is proven
             log.warning("coordination: %s", exc)
             return set()
         return {s for s in wanted if view.shards.get(s) == Holder(self.identity, self.owned[s])}
@@ -201,7 +212,7 @@ class Coordinator:
         self._joined = False
         try:
             self.store.leave()
-        except errors.CoordinationError as exc:
+        except Exception as exc:  # unreachable or worse: the lease expires by itself
             log.warning("coordination: leaving: %s (the lease expires by itself)", exc)
         self.owned = {}
         self._alive_at = None
@@ -240,6 +251,11 @@ class Shards:
 
     def fence(self, rollout: str) -> Fence | None:
         return None if self.coordinator is None else self.coordinator.fence(self.shard(rollout))
+
+    def fresh(self) -> bool:
+        """The local deadline still holds (always, with one controller): checked again before each
+        rollout's forge actions, since pacing can make that pass longer than the margin."""
+        return self.coordinator is None or self.coordinator.fresh()
 
     def confirm(self, rollouts: Sequence[str]) -> set[str]:
         """Of `rollouts`, those this controller may still raise exposure or open PRs for: all of them

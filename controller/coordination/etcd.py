@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
+
 from controller import errors
 from controller.coordination import Holder, View
 
@@ -171,6 +173,9 @@ class EtcdStore:
                 raise errors.CoordinationError(
                     f"etcd {self._names[index]}{path}: {_first_line(exc.detail_text or exc)}"
                 ) from None
+            except (requests.RequestException, ValueError) as exc:  # cut mid-answer, or not JSON: not final
+                failures.append(f"{self._names[index]}: {_first_line(exc)}")
+                continue
             if index != self._current:
                 log.info("etcd: now talking to %s", self._names[index])
                 self._current = index

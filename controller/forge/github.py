@@ -463,14 +463,15 @@ class Kept:
 class Gate:
     """Between github3 and the wire: each request spends from the identity's budget (or is refused
     before it is sent), a GET carries the ETag of its last answer, and a `304` is that answer again,
-    free. A rate-limit answer pauses the identity. While paused or spent, a GET answered before gets
-    that answer (reads go on from the cache); anything else raises `errors.ForgeRateLimited`."""
+    free. A rate-limit answer pauses the identity. While paused or spent, every request raises
+    `errors.ForgeRateLimited`, reads too: a kept copy of a PR listing may predate a revert PR (opened by
+    another process), and the reconciler must know that it does not know (it then writes only what
+    takes a canary out)."""
 
     def __init__(self, spending: budget.Budget, *, keep: int) -> None:
         self.budget = spending
         self.keep = keep
         self.kept: dict[str, Kept] = {}
-        self.stale = 0  # answers given from the cache without asking GitHub (paused or spent)
 
     def send(
         self,
@@ -482,25 +483,19 @@ class Gate:
         kind = budget.kind_of(method)
         key = str(requests.Request("GET", url, params=params).prepare().url) if kind is budget.Kind.READ else ""
         kept = self.kept.get(key) if key else None
-        try:
-            with self.budget.spend(kind) as ticket:
-                response = send({"If-None-Match": kept.etag} if kept is not None else {})
-                if kept is not None and response.status_code == 304:
-                    ticket.free()
-                    if (link := response.headers.get("Link")) is not None and link != kept.link:
-                        kept = self.kept[key] = Kept(kept.etag, kept.body, link)  # a page appeared or went
-                    return kept.answer(key)
-                self._watch(response)
-                if key and response.status_code == 200 and (etag := response.headers.get("ETag")):
-                    if len(self.kept) >= self.keep:
-                        self.kept.clear()  # a long run starts over rather than grow without bound
-                    self.kept[key] = Kept(etag, response.content, response.headers.get("Link", ""))
-                return response
-        except errors.ForgeRateLimited:
-            if kept is None:
-                raise
-            self.stale += 1
-            return kept.answer(key)
+        with self.budget.spend(kind) as ticket:
+            response = send({"If-None-Match": kept.etag} if kept is not None else {})
+            if kept is not None and response.status_code == 304:
+                ticket.free()
+                if (link := response.headers.get("Link")) is not None and link != kept.link:
+                    kept = self.kept[key] = Kept(kept.etag, kept.body, link)  # a page appeared or went
+                return kept.answer(key)
+            self._watch(response)
+            if key and response.status_code == 200 and (etag := response.headers.get("ETag")):
+                if len(self.kept) >= self.keep:
+                    self.kept.clear()  # a long run starts over rather than grow without bound
+                self.kept[key] = Kept(etag, response.content, response.headers.get("Link", ""))
+            return response
 
     def _watch(self, response: requests.Response) -> None:
         """Pause the identity on a rate-limit answer, or when its primary budget is used up."""

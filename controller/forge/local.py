@@ -89,8 +89,14 @@ class LocalForge:
     # -- the Forge protocol ----------------------------------------------------------------------
 
     def find(self, branch: str) -> base.PullRequest | None:
+        """The PR of `branch`; an open one's head is its branch as it is now, as GitHub reports it (a
+        push to the branch moves the head, and reviews of the earlier head no longer approve it)."""
         record = next((r for r in self._records() if r["branch"] == branch), None)
-        return _pull(record) if record else None
+        if record is None:
+            return None
+        if record["state"] == "open" and (live := self.store.resolve(f"refs/heads/{branch}")) is not None:
+            record = {**record, "head_sha": live}
+        return _pull(record)
 
     def list(self, *, prefix: str = "", state: base.PRState | None = None) -> list[base.PullRequest]:
         pulls = [_pull(r) for r in self._records() if r["branch"].startswith(prefix)]

@@ -27,7 +27,7 @@ class Pulls:
     remember: int = settings.Memory.checks  # (PR, head) checks remembered, so they are not set again
     refresh: timedelta = settings.Settings.pr_refresh  # an open PR's figures are rewritten at most this often
     _checks: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # (PR, head) -> check we set
-    _proposed: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # branch -> (gist, when) proposed
+    _proposed: dict[str, tuple[str, str, datetime]] = field(default_factory=dict)  # branch -> (gist, head, when)
 
     def ours(self, rollouts: Sequence[load.LoadedRollout]) -> list[forge_base.PullRequest]:
         """The controller's open PRs (one listing, whatever the history), and, for each of `rollouts`
@@ -139,8 +139,10 @@ class Pulls:
         self, p: proposals.Proposal, *, base: str, existing: forge_base.PullRequest | None
     ) -> forge_base.PullRequest:
         """Find-or-update `p`'s PR. An open PR this process proposed with the same title, file, labels
-        and check is left as it is until `refresh` has passed: only its figures changed (a sample count
-        grows every tick), and rewriting every open PR every tick would spend GitHub's budget on noise."""
+        and check, whose head is still the commit this process put there, is left as it is until
+        `refresh` has passed: only its figures changed (a sample count grows every tick), and rewriting
+        every open PR every tick would spend GitHub's budget on noise. A head someone else moved is
+        set back at once, never checked or merged as it is."""
         gist = hashlib.sha256(repr((p.title, p.text, p.labels, p.check, p.message, base)).encode()).hexdigest()
         now = self.clock()
         last = self._proposed.get(p.branch)
@@ -148,14 +150,14 @@ class Pulls:
             existing is not None
             and existing.state is forge_base.PRState.OPEN
             and last is not None
-            and last[0] == gist
-            and now - last[1] < self.refresh
+            and last[:2] == (gist, existing.head_sha)
+            and now - last[2] < self.refresh
         ):
             return existing
         if len(self._proposed) >= self.remember:
             self._proposed.clear()
         pr = self._change(p, base=base)
-        self._proposed[p.branch] = (gist, now)
+        self._proposed[p.branch] = (gist, pr.head_sha, now)
         return pr
 
     def _change(self, p: proposals.Proposal, *, base: str) -> forge_base.PullRequest:

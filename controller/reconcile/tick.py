@@ -20,6 +20,7 @@ from controller import (
     plan,
     prometheus,
     proposals,
+    redaction,
     repo,
     settings,
     spec,
@@ -117,7 +118,11 @@ class Controller:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
         mine = [r for r in desired.rollouts if self.shards.mine(r.name)]  # the rest are other controllers'
-        prs = self.pull_requests.ours(mine)
+        try:
+            prs = self.pull_requests.ours(mine)
+            forge_down: errors.ForgeError | None = None
+        except errors.ForgeError as exc:  # a rollback's router write never waits for the forge
+            prs, forge_down = [], exc
         since: dict[str, datetime | None] = {}
         begun: dict[str, datetime | None] = {}
         for loaded in mine:
@@ -149,11 +154,16 @@ class Controller:
             else:
                 decided.append((n, d))
         decided = self._fenced(decided, outcomes)
+        if forge_down is not None:  # without the PRs, only what takes the canary out is sure to be right
+            decided = self._lowering_only(decided, outcomes, forge_down)
         written = self._write([d.write for _, d in decided])  # 3. write
         owned = self.shards.confirm([d.loaded.name for _, d in decided])  # the forge waits for no lost shard
         for n, d in decided:  # 4. act: the forge side, with this rollout's write
             try:
-                if d.loaded.name not in owned:
+                if forge_down is not None:
+                    outcomes[n] = self._held_back(d, written.get(d.write.key), _forge_down(forge_down), "forge")
+                    continue
+                if d.loaded.name not in owned or not self.shards.fresh():  # the pass can outlast the deadline
                     outcomes[n] = self._lost(d, written.get(d.write.key), "opened no pull request")
                     continue
                 outcomes[n] = self._act(d, config, written.get(d.write.key))
@@ -176,16 +186,20 @@ class Controller:
     def _fenced(
         self, decided: list[tuple[int, _Decided]], outcomes: list[Outcome | None]
     ) -> list[tuple[int, _Decided]]:
-        """Layers 1 and 2 of the fencing (docs/sharding.md), in one read before the write pass: a
-        rollout whose shard is no longer proven ours writes only what takes the canary out (that never
-        waits for ownership) and opens no PR; the others' writes carry their fence."""
-        owned = self.shards.confirm([d.loaded.name for _, d in decided])
+        """Layers 1 and 2 of the fencing (docs/sharding.md), in one read before the write pass. A write
+        that takes the canary out goes unfenced, whoever owns the shard: it never waits for ownership
+        and no router's fence refuses it. Any other write needs its shard proven ours, and carries its
+        fence; a rollout whose shard is not proven writes nothing and opens no PR."""
+        lowering = {
+            d.loaded.name for _, d in decided if d.write.state is not None and traffic.exposure_free(d.write.state)
+        }
+        owned = self.shards.confirm([d.loaded.name for _, d in decided if d.loaded.name not in lowering])
         kept: list[tuple[int, _Decided]] = []
         for n, d in decided:
-            if d.loaded.name in owned:
+            if d.loaded.name in lowering:
+                kept.append((n, d))  # unfenced, never refused; `owned` is asked again before the PR
+            elif d.loaded.name in owned:
                 kept.append((n, replace(d, write=replace(d.write, fence=self.shards.fence(d.loaded.name)))))
-            elif d.write.state is not None and traffic.exposure_free(d.write.state):
-                kept.append((n, d))  # lowering: written unfenced; `owned` is asked again before the PR
             else:
                 outcomes[n] = self._lost(d, None, "wrote nothing")
         return kept
@@ -194,16 +208,29 @@ class Controller:
         """The outcome of a rollout whose shard this controller could not prove its own: what it did
         (a rollback's write only), and that its new owner carries on."""
         shard = self.shards.shard(d.loaded.name)
+        error = f"shard {shard} is not proven this controller's any more: it {what}; its owner carries on"
+        return self._held_back(d, written, error, "coordination")
+
+    def _held_back(self, d: _Decided, written: writes.Written | None, error: str, adapter: str) -> Outcome:
+        """The outcome of a rollout that wrote at most what takes its canary out and did nothing else."""
         actions = []
         if written is not None and d.write.state is not None:
             done = "set" if written.error is None else "NOT confirmed:"
             actions.append(f"router {d.write.router.name}: {done} {d.write.state.describe()}")
-        return replace(
-            d.outcome,
-            actions=tuple(actions),
-            error=f"shard {shard} is not proven this controller's any more: it {what}; its owner carries on",
-            adapter="coordination",
-        )
+        return replace(d.outcome, actions=tuple(actions), error=error, adapter=adapter)
+
+    def _lowering_only(
+        self, decided: list[tuple[int, _Decided]], outcomes: list[Outcome | None], down: errors.ForgeError
+    ) -> list[tuple[int, _Decided]]:
+        """The forge could not be read: the open PRs (a revert waiting, a pause) are unknown, so a write
+        that would raise exposure might undo one. Only writes that take the canary out go through."""
+        kept: list[tuple[int, _Decided]] = []
+        for n, d in decided:
+            if d.write.state is None or traffic.exposure_free(d.write.state):
+                kept.append((n, d))
+            else:
+                outcomes[n] = self._held_back(d, None, _forge_down(down), "forge")
+        return kept
 
     # -- the kill switch and the retry -----------------------------------------------------------
 
@@ -446,3 +473,10 @@ def _samples(found: Sequence[gates.GateEvidence], *, cohort: str) -> int | None:
 def _exposed(loaded: load.LoadedRollout) -> str:
     """The cohort the current step exposes, as gate rows name it: its own, or everyone else."""
     return loaded.rollout.spec.steps[plan.current_step(loaded)].cohort or gates.EVERYONE
+
+
+def _forge_down(exc: errors.ForgeError) -> str:
+    return (
+        f"the forge could not be read ({redaction.redact(str(exc))}): only what takes the canary out was "
+        "written, and no pull request was opened; the next tick tries again"
+    )

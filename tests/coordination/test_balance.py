@@ -5,10 +5,11 @@ Kubernetes stand-in)."""
 from __future__ import annotations
 
 import collections
+from collections.abc import Mapping
 
 import pytest
 
-from controller import coordination
+from controller import coordination, errors
 from controller.coordination import balance
 from tests.helpers.memory_store import Cluster, MemoryStore
 
@@ -182,3 +183,43 @@ def test_shards_view_for_one_repository() -> None:
     assert a.confirm(names) == mine
     solo = coordination.Shards("home")
     assert all(solo.mine(n) for n in names) and solo.fence("r1") is None and solo.confirm(names) == set(names)
+
+
+class Flaky(MemoryStore):
+    """A store whose next keepalive and next view fail once each, as on a network blip."""
+
+    fail: set[str]
+
+    def keepalive(self, owned: Mapping[int, int]) -> None:
+        if "keepalive" in self.fail:
+            self.fail.discard("keepalive")
+            raise errors.CoordinationError("etcd: connection reset")
+        super().keepalive(owned)
+
+    def view(self) -> coordination.View:
+        if "view" in self.fail:
+            self.fail.discard("view")
+            raise errors.CoordinationError("etcd: connection reset")
+        return super().view()
+
+
+def test_a_rejoin_proves_nothing_until_the_old_leases_claims_are_given_up() -> None:
+    """A keepalive lost on a blip makes the member join again; if the view then fails, the claims it
+    still holds are under the old lease, which no one keeps alive: the new lease's deadline must not
+    prove them. The next sync gives them up by their tokens and claims afresh."""
+    clock = Clock()
+    cluster = Cluster(clock)
+    store = Flaky(cluster, "a")
+    store.fail = set()
+    c = coordination.Coordinator(store, "a", shards=2, ttl=10, margin=3, clock=clock)
+    c.sync()
+    old = dict(c.owned)
+    assert c.confirm({0, 1}) == {0, 1}
+    store.fail = {"keepalive", "view"}
+    assert set(c.sync()) == {0, 1} and not c.proven  # still decided for (a rollback goes through)
+    assert not c.fresh() and c.confirm({0, 1}) == set()  # but proven by nothing
+    c.heartbeat()  # the background keepalive of the new lease does not make them proven either
+    assert c.confirm({0, 1}) == set()
+    c.sync()
+    assert c.proven and set(c.owned) == {0, 1} and all(c.owned[s] > old[s] for s in old)
+    assert c.confirm({0, 1}) == {0, 1}

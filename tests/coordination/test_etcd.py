@@ -196,3 +196,38 @@ def test_a_hung_endpoint_costs_a_timeout_then_the_next_endpoint(cluster: etcd_cl
         assert time.monotonic() - started < 10  # a hang bound, not a speed target
         assert store.view().members == ("a",)
         store.leave()
+
+
+def test_an_answer_cut_short_or_not_json_is_a_coordination_error_then_the_next_endpoint(
+    cluster: etcd_cluster.Cluster, fleet: str
+) -> None:
+    """Something that answers on an etcd port but not as etcd (a proxy's error page, a connection cut
+    mid-answer) is a failed endpoint like a refused one: the next one answers."""
+    import http.server
+    import threading
+
+    class NotEtcd(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"<html>not json")  # and the connection closes short of its length
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotEtcd)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        bad = f"http://127.0.0.1:{server.server_address[1]}"
+        alone = etcd.EtcdStore([bad], prefix="/test", fleet=fleet, identity="a", ttl=TTL, timeout=2)
+        with pytest.raises(errors.CoordinationError):
+            alone.join()
+        c = coordination.Coordinator(alone, "a", shards=SHARDS, ttl=TTL)
+        assert c.sync() == {} and not c.proven  # the member goes on
+        store = etcd.EtcdStore([bad, *cluster.endpoints], prefix="/test", fleet=fleet, identity="a", ttl=TTL)
+        store.join()
+        assert store.view().members == ("a",)
+        store.leave()
+    finally:
+        server.shutdown()

@@ -116,7 +116,7 @@ def test_a_long_rate_limit_is_left_to_the_next_tick(gitops: GitOps, hub: standin
     assert found.decision is not None and found.decision.kind is plan.Kind.ROLLBACK
     assert gitops.live("bad").weight("canary") == 0
     sent = len(hub.records)
-    found = outcome(c.reconcile_once(), "bad-bot")  # still paused: reads from the cache, nothing sent
+    found = outcome(c.reconcile_once(), "bad-bot")  # still paused: nothing sent, the rollback holds
     assert found.error and "paused" in found.error and found.adapter == "forge"
     assert len(hub.records) == sent
     time.now += 3600

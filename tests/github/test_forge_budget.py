@@ -103,9 +103,8 @@ def test_a_secondary_limit_pauses_the_identity_until_retry_after(
     with pytest.raises(errors.ForgeRateLimited, match=r"paused for 120s more") as caught:
         forge.propose(change(2), base="main")
     assert caught.value.retry_after == 120
-    assert forge.list(prefix="rollout/") == listed  # reads go on from the cache
     with pytest.raises(errors.ForgeRateLimited, match="paused"):
-        forge.find("rollout/never-asked")  # never read before: nothing to answer from
+        forge.list(prefix="rollout/")  # reads too: a kept listing may predate a PR another process opened
     assert len(standin.records) == sent, "nothing is sent while the identity is paused"
     time.now += 120
     forge.comment(listed[0].number, "evidence", key="evidence")

@@ -103,7 +103,7 @@ class Fleet:
 
     def owner_pid(self, repository: str, rollout: str) -> int | None:
         holder = self.view().shards.get(coordination.shard_of(repository, rollout, SHARDS))
-        return None if holder is None else int(holder.identity.rsplit("-", 1)[1])
+        return None if holder is None else int(holder.identity.rsplit("-", 2)[1])
 
     def written(self) -> dict[str, dict[str, set[int]]]:
         return {repo: write_log.writers(write_log.records(log)) for repo, log in self.logs().items()}
@@ -133,7 +133,7 @@ def balanced(f: Fleet, *names: str) -> bool:
 
 
 def held_by(f: Fleet, member: subprocess.Popen[bytes]) -> set[int]:
-    return {s for s, h in f.view().shards.items() if h.identity.endswith(f"-{member.pid}")}
+    return {s for s, h in f.view().shards.items() if f"-{member.pid}-" in h.identity}
 
 
 def names_in(f: Fleet, repository: str, shards: set[int], count: int, *, prefix: str = "late") -> list[str]:

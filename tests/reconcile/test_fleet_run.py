@@ -6,6 +6,7 @@ repository is its own line and never stops the others; each repository's router 
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -144,3 +145,10 @@ def test_a_members_forges_draw_on_one_budget_per_identity_and_take_their_share(
     assert spending.share() == 1
     monkeypatch.setattr(run.SHARING, "members", lambda: 3)
     assert spending.share() == 3
+
+
+def test_two_processes_with_one_holder_and_one_pid_are_two_members() -> None:
+    """Replicas in containers are all pid 1, often with the same --holder: their identities still
+    differ, or each would take every shard held under the shared name for its own."""
+    assert fleet.identity("pod") != fleet.identity("pod")
+    assert fleet.identity("pod").startswith(f"pod-{os.getpid()}-")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import git
 import pytest
 
 from controller import coordination, settings
@@ -106,3 +107,35 @@ def test_an_open_promotion_pr_is_not_rewritten_every_tick_for_its_figures(gitops
         assert hub.violations == []
     finally:
         hub.stop()
+
+
+def test_a_pr_head_someone_else_moved_is_set_back_at_once(gitops: GitOps) -> None:
+    """The refresh rule never leaves a PR as it is when its head is not the controller's commit: a
+    push to the bot's branch (by anyone with write access) is undone on the next tick, before any check
+    or merge could vouch for it."""
+    c = gitops.controller()
+    number = None
+    for _ in range(3):
+        number = outcome(c.reconcile_once(), "good-bot").pr or number
+    assert number is not None
+    pr = gitops.forge.find(next(b for b in gitops.branches() if b.startswith("rollout/good-bot/advance")))
+    assert pr is not None
+    ours = pr.head_sha
+    clone = gitops.work / "intruder"
+    r = git.Repo.clone_from(str(gitops.remote), clone, branch=pr.branch)
+    (clone / "rollouts" / "good-bot" / "rollout.yaml").write_text("# replaced\n")
+    r.git.commit(
+        "-am",
+        "sneak",
+        env={
+            "GIT_AUTHOR_NAME": "x",
+            "GIT_AUTHOR_EMAIL": "x@x",
+            "GIT_COMMITTER_NAME": "x",
+            "GIT_COMMITTER_EMAIL": "x@x",
+        },
+    )
+    r.git.push("origin", f"HEAD:{pr.branch}")
+    moved = r.head.commit.hexsha
+    c.reconcile_once()  # within pr_refresh
+    head = git.Repo(gitops.remote).commit(pr.branch).hexsha
+    assert head != moved and git.Repo(gitops.remote).commit(pr.branch).tree == git.Repo(gitops.remote).commit(ours).tree
