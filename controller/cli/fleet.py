@@ -78,7 +78,7 @@ def run(
     files = {path: spec.HOME_REPOSITORY for path in home.files}  # router state file -> the repository writing it
     repositories += [Repository(r.name, r.remote, r.branch) for r in fleet.repositories]
     out.write(
-        f"fleet {fleet.name}: member {coordinator.identity}, {fleet.shards} shards, {len(repositories)} repositories\n"
+        f"fleet {fleet.name}: member {coordinator.identity}, {fleet.shards} shards, {_count(len(repositories), 'repository', 'repositories')}\n"
     )
     coordinator.keep_alive_in_background(stop)
     shown = ""
@@ -87,6 +87,8 @@ def run(
             started = time.monotonic()
             owned = coordinator.sync()
             now = _ownership(owned, coordinator)
+            if coordinator.problem is not None:
+                now = f"cannot reach its coordinator ({redaction.redact(coordinator.problem)}); {now}, unproven"
             if now != shown:
                 out.write(f"fleet {fleet.name}: {now}\n")
                 shown = now
@@ -175,6 +177,10 @@ def _own_files(name: str, mine: tuple[Path, ...], files: dict[Path, str]) -> Non
                 "router paths (or its own stateDir, with $ROLLOUT_STATE_DIR unset); it is not served until then"
             )
     files.update(dict.fromkeys(mine, name))
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 def _ownership(owned: dict[int, int], coordinator: coordination.Coordinator) -> str:

@@ -101,6 +101,7 @@ class Coordinator:
     owned: dict[int, int] = field(default_factory=dict)  # shard -> token
     members: int = 1  # live members at the last view: the budget's `k`
     proven: bool = False  # the last sync read the coordinator: `owned` is what it shows
+    problem: str | None = None  # why the last sync could not, for the member's owner to say once
     _alive_at: float | None = None  # the clock when the last keepalive was sent, if it succeeded
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _joined: bool = False
@@ -151,11 +152,11 @@ class Coordinator:
                         self.owned[shard] = token
             self.proven = True
         except Exception as exc:  # a backend's bug or an unforeseen answer must not stop the member
-            if isinstance(exc, errors.CoordinationError):
-                log.warning("coordination: %s", exc)
-            else:
+            if not isinstance(exc, errors.CoordinationError):
                 log.error("coordination: unexpected error", exc_info=exc)
-            self.proven = False
+            self.proven, self.problem = False, str(exc)
+            return dict(self.owned)
+        self.problem = None
         return dict(self.owned)
 
     def _forget_old_claims(self, view: View) -> View:
@@ -197,7 +198,7 @@ class Coordinator:
         try:
             view = self.store.view()
         except Exception as exc:  # unreachable, or an answer it could not read: nothing is proven
-            log.warning("coordination: %s", exc)
+            log.debug("coordination: confirm: %s", exc)
             return set()
         return {s for s in wanted if view.shards.get(s) == Holder(self.identity, self.owned[s])}
 
@@ -227,7 +228,7 @@ class Coordinator:
                     try:
                         self.heartbeat()
                     except errors.CoordinationError as exc:
-                        log.warning("coordination: keepalive: %s", exc)
+                        log.debug("coordination: keepalive: %s", exc)  # the next sync says it
 
         thread = threading.Thread(target=loop, name="rollout-keepalive", daemon=True)
         thread.start()

@@ -167,7 +167,7 @@ class EtcdStore:
             try:
                 answer = client.post(client.get_url(path), json=body)
             except (exceptions.ConnectionFailedError, exceptions.ConnectionTimeoutError) as exc:
-                failures.append(f"{self._names[index]}: {_first_line(exc)}")
+                failures.append(f"{self._names[index]}: {_unreachable(exc)}")
                 continue
             except exceptions.Etcd3Exception as exc:
                 raise errors.CoordinationError(
@@ -207,6 +207,16 @@ def _b64(data: str | bytes) -> str:
 def _prefix_end(prefix: bytes) -> bytes:
     """The range end that covers every key starting with `prefix` (etcd's own rule)."""
     return prefix[:-1] + bytes([prefix[-1] + 1])
+
+
+def _unreachable(exc: Exception) -> str:
+    """Why an endpoint did not answer, in a few words (etcd3gw keeps requests' long text aside)."""
+    text = str(getattr(exc, "detail_text", None) or exc)
+    if "timed out" in text.lower() or "Timeout" in type(exc).__name__:
+        return "timed out"
+    if "refused" in text.lower():
+        return "connection refused"
+    return _first_line(text)
 
 
 def _first_line(exc: object) -> str:

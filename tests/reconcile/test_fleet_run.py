@@ -53,13 +53,18 @@ def team_a(tmp_path: Path, prom_url: str, *, name: str = "team-a", routes: str =
 
 
 @pytest.fixture
-def member(gitops: GitOps, tmp_path: Path) -> Callable[[], Member]:
+def cluster() -> Cluster:
+    """The members' coordinator (etcd's semantics, in memory): `down` makes it unreachable."""
+    return Cluster(time.monotonic)
+
+
+@pytest.fixture
+def member(gitops: GitOps, tmp_path: Path, cluster: Cluster) -> Callable[[], Member]:
     remote_a = team_a(tmp_path, gitops.prom_url)
     clash = team_a(tmp_path, gitops.prom_url, name="clash", routes="routes.json")  # home's own file
     fleet_yaml = FLEET.format(team_a=remote_a, broken=tmp_path / "nowhere.git", clash=clash)
     config = CONFIG.format(prom=gitops.prom_url) + fleet_yaml
     gitops.commit({"rollouts/controller.yaml": config}, "Serve team-a too", at=HISTORY_BEGAN)
-    cluster = Cluster(time.monotonic)
 
     def start() -> Member:
         out, stop, tel = io.StringIO(), threading.Event(), telemetry.Telemetry()
@@ -127,6 +132,26 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
     metrics = tel.registry.get_sample_value
     assert (metrics("rollout_fleet_passes_total") or 0) >= 1 and metrics("rollout_fleet_shards_owned") == 8
     assert metrics("rollout_fleet_members") == 1 and (metrics("rollout_fleet_pass_seconds") or 0) > 0
+
+
+def test_a_coordinator_out_of_reach_is_said_once_and_its_return_too(
+    member: Callable[[], Member], cluster: Cluster
+) -> None:
+    cluster.down = True
+    out, stop, thread, tel = member()
+    passes = lambda: tel.registry.get_sample_value("rollout_fleet_passes_total") or 0  # noqa: E731
+    try:
+        said = (
+            "fleet test: cannot reach its coordinator (etcd: no endpoint answers); owns no shard (1 member), unproven"
+        )
+        net.wait_for("the member to say it cannot reach etcd", lambda: said in out.getvalue())
+        net.wait_for("three passes while it cannot", lambda: passes() >= 3)
+        cluster.down = False
+        net.wait_for("the member to own its shards", lambda: "owns 8 of 8 shards (1 member): 0-7" in out.getvalue())
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert out.getvalue().count("cannot reach its coordinator") == 1  # said once, not every pass
 
 
 def test_a_members_forges_draw_on_one_budget_per_identity_and_take_their_share(
