@@ -6,6 +6,7 @@ error counts as good; /healthz answers 503 when the last good tick is older than
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,10 +72,14 @@ class Telemetry:
         )
         self.interval = 60.0
 
-    def record(self, tick: reconcile.Tick) -> None:
+    def record(self, tick: reconcile.Tick, *, repository: str = "") -> None:
+        """A tick's metrics. A fleet's member names the repository of a tick other than home's, so that
+        two repositories' rollouts of one name are two series (`team-a/faq-bot`)."""
         self.tick_seconds.observe(tick.duration)
         bad = False
         for outcome in tick.outcomes:
+            if repository:
+                outcome = dataclasses.replace(outcome, rollout=f"{repository}/{outcome.rollout}")
             if outcome.decision is not None:
                 self.decisions.labels(outcome.rollout, outcome.decision.kind.value).inc()
             if outcome.error:

@@ -142,6 +142,7 @@ def _tick(
     lines: Callable[[reconcile.Tick, dict[str, object]], list[str]],
 ) -> None:
     from controller import coordination as coord
+    from controller import spec
 
     try:
         if r.built is None:
@@ -159,7 +160,7 @@ def _tick(
             out.write(line + "\n")
             r.said[""] = line
         return
-    tel.record(tick)
+    tel.record(tick, repository="" if r.name == spec.HOME_REPOSITORY else r.name)
     r.said.pop("", None)
     for line in lines(tick, r.said):
         out.write(f"{r.name}: {line}\n")

@@ -132,6 +132,9 @@ def test_a_member_serves_every_repository_and_a_broken_one_is_only_its_own_line(
     metrics = tel.registry.get_sample_value
     assert (metrics("rollout_fleet_passes_total") or 0) >= 1 and metrics("rollout_fleet_shards_owned") == 8
     assert metrics("rollout_fleet_members") == 1 and (metrics("rollout_fleet_pass_seconds") or 0) > 0
+    # a listed repository's rollouts are named with it, so two repositories' `faq-bot`s are two series
+    assert metrics("rollout_step", {"rollout": "team-a/faq-bot"}) is not None
+    assert metrics("rollout_step", {"rollout": "good-bot"}) is not None  # home's as they always were
 
 
 def test_a_coordinator_out_of_reach_is_said_once_and_its_return_too(
