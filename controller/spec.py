@@ -464,6 +464,7 @@ BUILTIN_GATES = frozenset(
         "latency_p95",
         "eval_pass_rate",
         "schema_valid_rate",
+        "feedback_negative_rate",
         "cost_per_request",
         "tokens_per_request",
     }

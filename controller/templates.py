@@ -12,6 +12,7 @@ Application metrics (any router) carry the labels `route` (the rollout's `spec.r
 - `llm_request_duration_seconds_bucket`: a histogram of request latency (latency_p95)
 - `llm_eval_results_total{result="pass"|"fail"}`: online eval verdicts (eval_pass_rate)
 - `llm_schema_checks_total{result="valid"|"invalid"}`: structured-output checks (schema_valid_rate)
+- `llm_feedback_total{value="up"|"down"}`: users' thumbs up and down (feedback_negative_rate)
 - `llm_cost_usd_total`, `llm_tokens_total`: spend and tokens (cost_per_request, tokens_per_request,
   per answered request: over `llm_requests_total{outcome="ok"}`, with `llm_requests_total` as every
   request, so that the gate can hold a canary that answers a smaller share)
@@ -215,6 +216,15 @@ BUILTIN: Mapping[str, Template] = {
             description="Share of structured outputs that were valid.",
             good='llm_schema_checks_total{result="valid"}',
             total="llm_schema_checks_total",
+        ),
+    ),
+    "feedback_negative_rate": Template(
+        "feedback_negative_rate",
+        spec.RatioTemplate(
+            kind="ratio",
+            description="Share of users' feedback that was negative (thumbs down).",
+            bad='llm_feedback_total{value="down"}',
+            total="llm_feedback_total",
         ),
     ),
     "cost_per_request": Template(

@@ -23,6 +23,7 @@ GATES = """\
       - {use: latency_p95, maxIncrease: 10%, onFail: rollback}
       - {use: eval_pass_rate, maxDrop: 3%, onFail: rollback}
       - {use: schema_valid_rate, min: 90%, onFail: rollback}
+      - {use: feedback_negative_rate, maxIncrease: 50%, onFail: rollback}
       - {use: cost_per_request, maxIncrease: 20%, onFail: pause}
       - {use: tokens_per_request, maxIncrease: 20%, onFail: pause}
 """
@@ -40,6 +41,7 @@ while True:
             served = served_variant(headers={"x-rollout-variant": variant})
             record("snippet", served, tier, seconds=rng.lognormvariate(-1, 0.3), ok=rng.random() > 0.01,
                    usd=0.002, tokens=200, eval_passed=rng.random() < 0.9, schema_valid=True)
+            feedback("snippet", served, tier, up=rng.random() < 0.9)
     time.sleep(0.005)  # pacing the traffic, not waiting for anything
 """
 
@@ -90,7 +92,15 @@ def test_the_readme_snippet_meets_the_contract(tmp_path: Path, app: str, prom_li
     code, out = run_json("doctor", "fine", "--repo", str(root), "--window", "1m")
     assert code == 0, out
     assert {g["gate"]: g["status"] for g in out["gates"]} == dict.fromkeys(
-        ("error_rate", "latency_p95", "eval_pass_rate", "schema_valid_rate", "cost_per_request", "tokens_per_request"),
+        (
+            "error_rate",
+            "latency_p95",
+            "eval_pass_rate",
+            "schema_valid_rate",
+            "feedback_negative_rate",
+            "cost_per_request",
+            "tokens_per_request",
+        ),
         "OK",
     )
     latency = next(g for g in out["gates"] if g["gate"] == "latency_p95")

@@ -1,0 +1,77 @@
+"""Users' feedback as a gate, measured by a real Prometheus: `feedback_negative_rate` reads
+`llm_feedback_total{value="up"|"down"}` like any ratio. A canary whose answers every machine metric
+finds fine (no errors, the same latency) but whose users rate down two and a half times as often fails
+it; one rated like stable passes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from controller import analysis, evidence, prometheus, spec
+from controller.gates import Verdict as V
+from tests.helpers import gate_history, prom
+
+pytestmark = pytest.mark.slow
+
+NOW = gate_history.NOW
+PER_MINUTE = 60  # ratings a minute, per variant
+DOWN = {("liked", "stable"): 0.08, ("liked", "canary"): 0.08, ("disliked", "stable"): 0.08, ("disliked", "canary"): 0.2}
+
+
+def _history() -> str:
+    lines = []
+    for (route, variant), down in DOWN.items():
+        labels = f'route="{route}",variant="{variant}"'
+        requests = ups = downs = 0.0
+        for minute in range(120, -1, -1):
+            ts = NOW - minute * 60
+            lines.append(f'llm_requests_total{{{labels},outcome="ok"}} {requests:g} {ts}')
+            lines.append(f'llm_feedback_total{{{labels},value="up"}} {ups:g} {ts}')
+            lines.append(f'llm_feedback_total{{{labels},value="down"}} {downs:g} {ts}')
+            requests += 10 * PER_MINUTE
+            ups += PER_MINUTE * (1 - down)
+            downs += PER_MINUTE * down
+    return "\n".join(sorted(lines, key=lambda line: line.split(" ")[0])) + "\n# EOF\n"
+
+
+@pytest.fixture(scope="module")
+def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prometheus.Prometheus]:
+    work = tmp_path_factory.mktemp("prometheus-feedback")
+    prom.prom_backfill(_history(), data_dir=work / "data", work=work)
+    with prom.prom_server(work, data_dir=work / "data") as server:
+        client = prometheus.Prometheus(server.url, timeout=timedelta(seconds=30))
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+CONFIG = spec.ControllerConfig.model_validate(
+    {
+        "apiVersion": "rollouts/v1",
+        "kind": "ControllerConfig",
+        "routers": {"local": {"type": "file"}},
+        "prometheus": {"url": "http://127.0.0.1:9090"},
+    }
+)
+GATES = (
+    spec.Gate.model_validate({"use": "feedback_negative_rate", "maxIncrease": "50%"}),
+    spec.Gate.model_validate({"use": "error_rate", "max": "1%"}),
+)
+
+
+@pytest.mark.parametrize(("route", "verdict"), [("liked", V.PASS), ("disliked", V.FAIL)])
+def test_only_the_users_feedback_catches_a_canary_they_dislike(
+    metrics: prometheus.Prometheus, route: str, verdict: V
+) -> None:
+    target = analysis.Target(
+        rollout=f"r-{route}", route=route, router_type="file", gates=GATES, segments=(), min_samples=100
+    )
+    found = analysis.evaluate([target], config=CONFIG, metrics=metrics, at=gate_history.AT, window=timedelta(hours=1))
+    feedback, errors = found[target.rollout]
+    assert feedback.error is None and errors.error is None, (feedback.error, errors.error)
+    assert errors.verdict is V.PASS  # no machine metric sees anything wrong
+    assert feedback.verdict is verdict, evidence.text(target.rollout, [feedback], at="test")
