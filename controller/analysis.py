@@ -67,6 +67,7 @@ class Target:
     segments: tuple[str, ...]
     min_samples: int
     cohorts: tuple[templates.CohortQuery, ...] = ()  # judged one by one; () judges the route as one
+    users_see_canary: bool = True  # False in a shadow step: no user sees a canary answer (`live_only` gates)
 
 
 def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
@@ -74,7 +75,8 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
     and the cohorts its step has open (`judged`)."""
     known = contract.target(loaded, config)
     step = loaded.rollout.spec.steps[plan.current_step(loaded)]
-    cohorts = judged(plan.desired_state(loaded)) if len(known.variants) > 1 else ()
+    desired = plan.desired_state(loaded)
+    cohorts = judged(desired) if len(known.variants) > 1 else ()
     return Target(
         known.rollout,
         known.route,
@@ -83,6 +85,7 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
         tuple(loaded.rollout.spec.analysis.segments),  # the contract's also has the cohorts' labels, to check
         step.min_samples or 0,
         cohorts,
+        users_see_canary=desired.weight(traffic.CANARY) > 0 or any(c.canary > 0 for c in desired.cohorts),
     )
 
 
@@ -153,6 +156,8 @@ def evaluate(
                 continue
             t_of = template.of(g.flavour)
             judged_rows = _judge(gate, answer, t, g, method(t_of), scale=_scale(t_of))
+            if judged_rows is not None and t_of.live_only and not t.users_see_canary:
+                judged_rows = _unseen(judged_rows)
             if judged_rows is None:
                 error = f"gate {gate.use}: the query returned several series for one variant and segment"
                 evidence.append(
@@ -223,6 +228,14 @@ def _judge(
         rows += found
         verdicts.append(verdict)
     return _Judged(tuple(rows), gates.worst(verdicts), undecidable=not verdicts)
+
+
+def _unseen(judged_rows: _Judged) -> _Judged:
+    """A `live_only` gate in a step where no user sees a canary answer (shadow): nobody can rate the
+    canary's answers, so the gate holds nothing there (`undecidable`); its rows still show stable."""
+    why = "not judged: no user sees the canary's answers in a shadow step, so none can rate them"
+    rows = tuple(replace(r, verdict=gates.Verdict.INCONCLUSIVE, reason=why) for r in judged_rows.rows)
+    return _Judged(rows, gates.Verdict.INCONCLUSIVE, undecidable=True)
 
 
 def _unjudged_at_full(

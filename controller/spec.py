@@ -926,11 +926,21 @@ Selector = Annotated[
 ]
 
 
-class RatioTemplate(_Model):
+class _TemplateModel(_Model):
+    """What every kind of gate template has."""
+
+    description: str = ""
+    live_only: bool = Field(
+        default=False,
+        description="Only answers users see produce this metric (their feedback): a shadow step, whose answers no "
+        "user sees, cannot judge it, so there it holds nothing.",
+    )
+
+
+class RatioTemplate(_TemplateModel):
     """A counter over a counter (good or bad events over all), so the judge sees sample counts."""
 
     kind: Literal["ratio"]
-    description: str = ""
     good: Selector | None = Field(default=None, description="The counter of good events (value = good / total).")
     bad: Selector | None = Field(default=None, description="The counter of bad events (value = bad / total).")
     total: Selector = Field(description="The counter of all events; its increase is the sample count.")
@@ -946,11 +956,10 @@ class RatioTemplate(_Model):
         return self.good or self.bad or ""
 
 
-class QuantileTemplate(_Model):
+class QuantileTemplate(_TemplateModel):
     """A quantile of a histogram; the +Inf bucket's increase is the sample count."""
 
     kind: Literal["quantile"]
-    description: str = ""
     buckets: Selector = Field(description="A histogram's _bucket series (with an `le` label).")
     quantile: float = Field(default=0.95, gt=0, lt=1)
     scale: float = Field(
@@ -958,14 +967,13 @@ class QuantileTemplate(_Model):
     )
 
 
-class MeanTemplate(_Model):
+class MeanTemplate(_TemplateModel):
     """A quantity per event (tokens or spend per answered request): a counter of the quantity over a
     counter of the events it accrues on, whose increase is the sample count. The value is not a
     share, so it is judged as a plain comparison; with `requests`, a canary must also answer as large
     a share of its requests as stable (see `gates.ANSWERED_MARGIN`) to pass."""
 
     kind: Literal["mean"]
-    description: str = ""
     sum: Selector = Field(description="The counter of the quantity (value = sum / count).")
     count: Selector = Field(description="The counter of the events; its increase is the sample count.")
     requests: Selector | None = Field(
@@ -976,12 +984,11 @@ class MeanTemplate(_Model):
     )
 
 
-class ValueTemplate(_Model):
+class ValueTemplate(_TemplateModel):
     """Free PromQL. Placeholders: {{window}}, {{by}} (the labels to group by) and {{match}} (a
     matcher for the routes under evaluation, to put inside a selector's braces)."""
 
     kind: Literal["value"]
-    description: str = ""
     query: str = Field(min_length=1, description="PromQL grouped `by ({{by}})`; one series per variant and segment.")
     samples: str | None = Field(default=None, description="PromQL giving the sample count behind the value.")
 

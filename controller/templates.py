@@ -223,6 +223,7 @@ BUILTIN: Mapping[str, Template] = {
         spec.RatioTemplate(
             kind="ratio",
             description="Share of users' feedback that was negative (thumbs down).",
+            live_only=True,  # users rate only the answers they see: a shadow's go unrated
             bad='llm_feedback_total{value="down"}',
             total="llm_feedback_total",
         ),

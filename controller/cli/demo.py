@@ -18,9 +18,10 @@ def add_parser(sub: Any) -> None:
     )
     d.add_argument(
         "--scenario",
-        choices=("good", "regression", "latency", "errors", "cohorts"),
+        choices=("good", "regression", "latency", "errors", "feedback", "cohorts"),
         default="good",
-        help="good completes; regression, latency and errors misbehave at 50%% and are rolled back; cohorts "
+        help="good completes; regression, latency and errors misbehave at 50%% and are rolled back; so does "
+        "feedback, which only users' thumbs down reveal; cohorts "
         "opens the internal tenant, then the beta tier, whose requests alone regress, and is rolled back everywhere",
     )
     d.add_argument("--examples", default=".", help="the project checkout (default: .)")

@@ -6,7 +6,8 @@ clone) from the checkout's example rollout, starts two stand-in model servers (s
 servers every second, a traffic generator with three tenants, and the controller loop with the local
 forge and an auto-approver that plays the reviewer. The scenario sets how the canary behaves once it
 takes half the live traffic: `good` is promoted step by step through pull requests; `regression`,
-`latency` and `errors` are rolled back in seconds, with a revert commit. `cohorts` ramps by who: the
+`latency` and `errors` are rolled back in seconds, with a revert commit; so is `feedback`, whose canary
+every machine metric finds fine and only its users' thumbs down catch. `cohorts` ramps by who: the
 internal tenant gets the canary first, then the beta tier, whose requests alone the canary answers
 worse; the gates catch it on beta, and the rollback takes the canary out of every cohort at once. Every process it starts is stopped
 when it ends, on Ctrl-C too. With `manual`, nobody plays the reviewer: the demo prints the commands that
@@ -59,6 +60,7 @@ SCRAPE = 1.0  # seconds between Prometheus scrapes
 INTERVAL = 2.0  # the rollout's analysis interval, seconds
 DEADLINE = 300.0  # the whole demo, seconds: a good canary completes in about two minutes (its gates need a few hundred requests per tenant and step to pass on evidence)
 REGRESS_AT = 50  # a bad canary starts to misbehave once it takes this much live traffic
+RATING_SHARE = 0.5  # of answers their users rate: far more than real users do, so feedback gates decide in seconds
 MANUAL_DEADLINE = 4 * 3600.0  # the driven demo (and its traffic) stops by itself after this many seconds
 
 #: How the canary misbehaves once it takes live traffic, per scenario (stand-in behaviour fields).
@@ -68,6 +70,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "latency": {"latency": 0.15, "jitter": 0.02},  # five times slower
     "errors": {"error_rate": 0.2},  # one answer in five is a 500
     "cohorts": {"eval_pass": 0.55},  # as `regression`, for the beta tier's requests only (`BETA`)
+    "feedback": {"liked": 0.5},  # users rate down half its answers, stable's one in ten; nothing else changes
 }
 #: The `cohorts` scenario's tenants (the cohorts' values of tenant_tier, and everyone else's) and the tier
 #: that alone sees its regression, once the canary serves it.
@@ -105,6 +108,7 @@ spec:
       - {{use: error_rate, max: 5%, onFail: rollback}}
       - {{use: latency_p95, maxIncrease: 100%, max: 2s, onFail: rollback}}
       - {{use: cost_per_request, maxIncrease: 50%, onFail: pause}}
+      - {{use: feedback_negative_rate, maxIncrease: 100%, onFail: rollback}}  # users' thumbs down
     segments: [tenant_tier]
   promotion: manual   # the demo's auto-approver plays the reviewer
   keepPreviousFor: 8s
@@ -486,10 +490,15 @@ def _run(
             duration=(MANUAL_DEADLINE if manual else DEADLINE) + 30,
             tenants=tenants,
             concurrency=32,
+            feedback={traffic.STABLE: f"http://{stable}/v1/feedback", traffic.CANARY: f"http://{canary}/v1/feedback"},
+            rating_share=RATING_SHARE,
         )
     ).start()
     stack.callback(load_gen.stop)
-    view.event(f"traffic: {RATE:.0f} requests/s from tenants {', '.join(tenants)}")
+    view.event(
+        f"traffic: {RATE:.0f} requests/s from tenants {', '.join(tenants)}; users rate {RATING_SHARE:.0%} of the "
+        "answers they get, thumbs up or down, sent to the answering variant's /v1/feedback"
+    )
 
     ws = repo.Workspace.open(str(made.remote), work / "controller")
     metrics = prometheus.Prometheus(prom_url)

@@ -1,5 +1,7 @@
 """A traffic generator: chat completion requests from several tenants at a target rate, bounded in
-count and in time, counting answers per variant (from the `x-rollout-variant` response header).
+count and in time, counting answers per variant (from the `x-rollout-variant` response header). Its
+users rate a share of the answers they get (thumbs up when the answer says it is helpful, down when
+not), sent to the feedback endpoint of the variant that answered, as an application would record it.
 
 A demo stand-in, not product code: the controller never imports it. It ships in the package for
 `rollout demo`; the demo, the tests and the benches use it as a library (`Traffic(...).start()`,
@@ -44,10 +46,14 @@ class Plan:
     headers: Mapping[str, str] = field(default_factory=dict)
     timeout: float = 30.0
     seed: int = 0
+    feedback: Mapping[str, str] = field(default_factory=dict)  # variant -> the URL its answers' ratings go to
+    rating_share: float = 0.5  # share of answers their users rate
 
     def __post_init__(self) -> None:
         if self.rate <= 0 or self.max_requests < 0 or self.duration < 0 or self.concurrency < 1:
             raise ValueError("rate must be > 0; max_requests and duration >= 0; concurrency >= 1")
+        if not 0 <= self.rating_share <= 1:
+            raise ValueError("rating_share must be between 0 and 1")
         if not self.tenants or any(w <= 0 for w in self.tenants.values()):
             raise ValueError("tenants need positive weights")
 
@@ -62,6 +68,7 @@ class Report:
     errors: Mapping[str, int]  # transport error type -> count (no answer at all)
     by_tenant: Mapping[str, int]
     seconds: float
+    rated: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # variant -> "up"/"down" -> ratings
 
     @property
     def total_failed(self) -> int:
@@ -74,6 +81,7 @@ class Report:
             "failed": dict(self.failed),
             "errors": dict(self.errors),
             "by_tenant": dict(self.by_tenant),
+            "rated": {variant: dict(values) for variant, values in self.rated.items()},
             "seconds": round(self.seconds, 3),
         }
 
@@ -97,6 +105,7 @@ class Traffic:
         self._failed: Counter[str] = Counter()
         self._errors: Counter[str] = Counter()
         self._tenants: Counter[str] = Counter()
+        self._rated: dict[str, Counter[str]] = {}
         self._sent = 0
         self._started = 0.0
         self._finished = 0.0
@@ -139,6 +148,7 @@ class Traffic:
                 failed=dict(self._failed),
                 errors=dict(self._errors),
                 by_tenant=dict(self._tenants),
+                rated={variant: dict(values) for variant, values in self._rated.items()},
                 seconds=end - self._started if self._started else 0.0,
             )
 
@@ -160,17 +170,18 @@ class Traffic:
                         break
                     next_at += interval
                     tenant = self._rng.choices(names, weights)[0]
+                    rates = self._rng.random() < plan.rating_share
                     self._slots.acquire()
                     with self._lock:
                         self._sent += 1
                         self._tenants[tenant] += 1
-                    pool.submit(self._one, n, tenant)
+                    pool.submit(self._one, n, tenant, rates)
         finally:
             with self._lock:
                 self._finished = time.monotonic()
             self._done.set()
 
-    def _one(self, n: int, tenant: str) -> None:
+    def _one(self, n: int, tenant: str, rates: bool) -> None:
         try:
             body = {
                 "model": self.plan.model,
@@ -191,8 +202,35 @@ class Traffic:
                     self._failed[variant] += 1
                 else:
                     self._answered[variant] += 1
+            if rates and response.status_code == 200 and variant in self.plan.feedback:
+                self._rate(response, variant, headers)
         finally:
             self._slots.release()
+
+    def _rate(self, response: httpx.Response, variant: str, headers: Mapping[str, str]) -> None:
+        """The user's thumbs on an answer: up if it says it is helpful, down if not; an answer that
+        does not say is not rated, and a rating that cannot be sent counts as a transport error."""
+        try:
+            answer = response.json()
+            helpful = json.loads(answer["choices"][0]["message"]["content"]).get("helpful")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            return
+        if not isinstance(helpful, bool):
+            return
+        value = "up" if helpful else "down"
+        try:
+            sent = self._client.post(
+                self.plan.feedback[variant], json={"id": answer.get("id"), "value": value}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            with self._lock:
+                self._errors[f"feedback {type(exc).__name__}"] += 1
+            return
+        with self._lock:
+            if sent.is_success:
+                self._rated.setdefault(variant, Counter())[value] += 1
+            else:
+                self._errors[f"feedback {sent.status_code}"] += 1
 
 
 def parse_tenants(text: str) -> dict[str, float]:
@@ -209,6 +247,19 @@ def parse_tenants(text: str) -> dict[str, float]:
     return out
 
 
+def parse_pairs(text: str) -> dict[str, str]:
+    """`stable=http://a/v1/feedback,canary=http://b/v1/feedback` -> {variant: URL}."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, url = part.partition("=")
+        if not sep or not name.strip() or not url.strip():
+            raise ValueError(f"feedback {part!r}: expected variant=URL")
+        out[name.strip()] = url.strip()
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m controller.demo.loadgen", description=__doc__)
     p.add_argument("--url", required=True, help="OpenAI base URL, e.g. http://127.0.0.1:10000/support-chat/v1")
@@ -218,6 +269,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tenants", default="free=5,pro=3,enterprise=2", help="name=weight,...")
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--feedback",
+        default="",
+        help="variant=URL,...: where users' ratings of each variant's answers go (e.g. a model server's /v1/feedback)",
+    )
+    p.add_argument("--rating-share", type=float, default=0.5, help="share of answers their users rate, 0..1")
     args = p.parse_args(argv)
     try:
         plan = Plan(
@@ -228,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tenants=parse_tenants(args.tenants),
             concurrency=args.concurrency,
             seed=args.seed,
+            feedback=parse_pairs(args.feedback),
+            rating_share=args.rating_share,
         )
     except ValueError as exc:
         print(f"traffic: {exc}", file=sys.stderr)

@@ -9,6 +9,10 @@ pass rate, JSON validity, tokens, cost) can be changed live with POST /admin/beh
 POST /admin/scenario (`{"name": "regression"}`, see `scenario()`); POST /admin/behaviour?segment=beta
 changes it for that segment's requests only (a regression one tenant tier sees).
 
+It is the application too, for users' feedback: each answer says whether its user finds it helpful
+(`liked`, the share who do), and POST /v1/feedback `{"id": <an answer's id>, "value": "up"|"down"}`
+counts a user's rating of one of its answers in `llm_feedback_total`, as the README's snippet does.
+
 Metric names and labels follow `controller/templates.py`: `route`, `variant` and a segment label
 (default `tenant_tier`, read from the request header `x-tenant-tier`).
 """
@@ -60,6 +64,7 @@ class Behaviour:
     json_valid: float = 1.0  # share of answers that are valid JSON
     tokens: int = 200  # completion tokens per answer
     cost_per_1k: float = 0.002  # USD per 1000 tokens, prompt and completion
+    liked: float = 0.9  # share of answers their user finds helpful (rates up, if they rate it)
     exact: bool = True  # rates exact per segment (error diffusion), not random draws
 
     def replace(self, changes: Mapping[str, Any]) -> Behaviour:
@@ -83,7 +88,7 @@ class Behaviour:
                 if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
                     raise BehaviourError(f"{name} must be a number >= 0")
                 values[name] = float(raw)
-        for name in ("error_rate", "eval_pass", "json_valid"):
+        for name in ("error_rate", "eval_pass", "json_valid", "liked"):
             if values[name] > 1:
                 raise BehaviourError(f"{name} must be between 0 and 1")
         return Behaviour(**values)
@@ -93,7 +98,8 @@ def scenario(name: str, baseline: Behaviour) -> Behaviour:
     """The canary of a demo scenario: `baseline` (stable's behaviour) changed in one way.
 
     good: the same; regression: eval pass 10 points lower; latency: three times slower;
-    errors: 10% answered 500; json: 20% of answers invalid JSON.
+    errors: 10% answered 500; json: 20% of answers invalid JSON; disliked: 30 points fewer answers
+    their users find helpful (every machine metric unchanged).
     """
     match name:
         case "good":
@@ -106,10 +112,13 @@ def scenario(name: str, baseline: Behaviour) -> Behaviour:
             return baseline.replace({"error_rate": min(1.0, baseline.error_rate + 0.10)})
         case "json":
             return baseline.replace({"json_valid": max(0.0, baseline.json_valid - 0.20)})
+        case "disliked":
+            return baseline.replace({"liked": max(0.0, baseline.liked - 0.30)})
     raise BehaviourError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
 
 
-SCENARIOS = ("good", "regression", "latency", "errors", "json")
+SCENARIOS = ("good", "regression", "latency", "errors", "json", "disliked")
+FEEDBACK_VALUES = ("up", "down")
 
 
 class _Outcomes:
@@ -149,6 +158,9 @@ class Metrics:
         )
         self.tokens = prometheus_client.Counter("llm_tokens", "Prompt and completion tokens.", labels, registry=r)
         self.cost = prometheus_client.Counter("llm_cost_usd", "Spend in USD.", labels, registry=r)
+        self.feedback = prometheus_client.Counter(
+            "llm_feedback", "Users' thumbs up and down on answers.", [*labels, "value"], registry=r
+        )
 
     def init(self, route: str, variant: str, segment: str) -> None:
         """Create every series of one segment at 0, so that `increase()` counts the first requests."""
@@ -159,6 +171,8 @@ class Metrics:
             self.evals.labels(*base, result)
         for result in ("valid", "invalid"):
             self.schema.labels(*base, result)
+        for value in FEEDBACK_VALUES:
+            self.feedback.labels(*base, value)
         self.duration.labels(*base)
         self.tokens.labels(*base)
         self.cost.labels(*base)
@@ -197,6 +211,7 @@ class Model:
         self._rng = random.Random(seed)
         self._outcomes = _Outcomes(self._rng)
         self.served = 0
+        self._id_prefix = f"chatcmpl-{variant}-"
         for segment in segments or (NO_SEGMENT,):  # the configured ones; "none" only without any
             self.metrics.init(route, variant, segment)
 
@@ -233,6 +248,7 @@ class Model:
             failed = self._outcomes.draw(("error", segment), b.error_rate, exact=b.exact)
             passed = self._outcomes.draw(("eval", segment), b.eval_pass, exact=b.exact) if not failed else False
             valid = self._outcomes.draw(("json", segment), b.json_valid, exact=b.exact) if not failed else False
+            helpful = self._outcomes.draw(("liked", segment), b.liked, exact=b.exact) if not failed else False
             self.served += 1
             n = self.served
         labels = (self.route, self.variant, segment)
@@ -241,7 +257,9 @@ class Model:
             return Answer(500, {"error": {"message": "stand-in model failure", "type": "server_error"}}), delay
         prompt_tokens = max(1, len(json.dumps(request.get("messages", []))) // 4)
         total = prompt_tokens + b.tokens
-        content = json.dumps({"answer": f"{self.variant} answer {n}", "eval": "pass" if passed else "fail"})
+        content = json.dumps(
+            {"answer": f"{self.variant} answer {n}", "eval": "pass" if passed else "fail", "helpful": helpful}
+        )
         if not valid:
             content = content[: len(content) // 2]  # truncated JSON
         m = self.metrics
@@ -251,7 +269,7 @@ class Model:
         m.tokens.labels(*labels).inc(total)
         m.cost.labels(*labels).inc(total / 1000 * b.cost_per_1k)
         body = {
-            "id": f"chatcmpl-{self.variant}-{n}",
+            "id": f"{self._id_prefix}{n}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": str(request.get("model") or self.model),
@@ -259,6 +277,20 @@ class Model:
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": b.tokens, "total_tokens": total},
         }
         return Answer(200, body), delay
+
+    def rate(self, request: Mapping[str, Any], *, segment: str) -> Answer:
+        """A user's rating of one of this server's answers: `{"id": ..., "value": "up"|"down"}`."""
+        value, answer_id = request.get("value"), str(request.get("id", ""))
+        if value not in FEEDBACK_VALUES:
+            return Answer(400, {"error": {"message": "value must be up or down", "type": "invalid_request_error"}})
+        number = answer_id.removeprefix(self._id_prefix)
+        with self._lock:
+            served = self.served
+        if number == answer_id or not number.isdigit() or not 1 <= int(number) <= served:
+            message = f"no answer {answer_id!r} of this server to rate"
+            return Answer(404, {"error": {"message": message, "type": "not_found"}})
+        self.metrics.feedback.labels(self.route, self.variant, segment, value).inc()
+        return Answer(200, {"id": answer_id, "value": value})
 
     def observe(self, segment: str, seconds: float) -> None:
         self.metrics.duration.labels(self.route, self.variant, segment).observe(seconds)
@@ -304,10 +336,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
             self._send(200, dataclasses.asdict(behaviour))
             return
+        segment = self.headers.get(SEGMENT_HEADER) or NO_SEGMENT
+        if path == "/v1/feedback":
+            rated = model.rate(request, segment=segment)
+            self._send(rated.status, rated.body)
+            return
         if path != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no such path {path}", "type": "not_found"}})
             return
-        segment = self.headers.get(SEGMENT_HEADER) or NO_SEGMENT
         answer, delay = model.answer(request, segment=segment)
         if self.server.stopping.wait(delay):
             answer = Answer(503, {"error": {"message": "shutting down", "type": "server_error"}})
@@ -420,6 +456,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json-valid", type=float, default=d.json_valid, help="share of valid JSON answers, 0..1")
     p.add_argument("--tokens", type=int, default=d.tokens, help="completion tokens per answer")
     p.add_argument("--cost-per-1k", type=float, default=d.cost_per_1k, help="USD per 1000 tokens")
+    p.add_argument("--liked", type=float, default=d.liked, help="share of answers users find helpful, 0..1")
     p.add_argument("--random", action="store_true", help="draw outcomes at random instead of exact rates")
     p.add_argument(
         "--scenario",
@@ -443,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "json_valid": args.json_valid,
                 "tokens": args.tokens,
                 "cost_per_1k": args.cost_per_1k,
+                "liked": args.liked,
                 "exact": not args.random,
             }
         )

@@ -61,6 +61,25 @@ def test_a_bad_canary_is_rolled_back_in_seconds_with_a_revert_commit(scenario: s
     assert sum("advance" in t for t in result.merged) == 2  # 25% and 50%, nothing after the rollback
 
 
+def test_feedback_only_the_users_thumbs_catch_a_canary_every_machine_metric_passes() -> None:
+    """The canary answers as fast, as correctly and as cheaply as stable; its users rate down half its
+    answers (stable's: one in ten). Only feedback_negative_rate fails, and the rollback names it."""
+    out = io.StringIO()
+    result = demo.run("feedback", checkout=CHECKOUT, out=out)
+    text = out.getvalue()
+    assert result.rolled_back and not result.completed, text
+    assert not result.promoted_after_rollback
+    [revert] = [line for line in result.log if f" {demo.NAME}: roll back (" in line]
+    assert "feedback_negative_rate" in revert, revert
+    [why] = [line for line in text.splitlines() if "Rollback: " in line]
+    assert "feedback_negative_rate failed" in why, why
+    for other in ("eval_pass_rate", "error_rate", "latency_p95", "cost_per_request"):
+        assert other not in why, why  # no machine metric failed it
+    rated = result.traffic["rated"]
+    assert rated["canary"]["down"] > 0 and rated["stable"]["down"] > 0, result.traffic
+    assert result.traffic["failed"] == {} and result.traffic["errors"] == {}, result.traffic
+
+
 def test_cohorts_a_regression_only_beta_sees_is_caught_on_beta_and_rolled_back_everywhere() -> None:
     out = io.StringIO()
     result = demo.run("cohorts", checkout=CHECKOUT, out=out)

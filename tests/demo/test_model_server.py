@@ -150,7 +150,7 @@ def test_metrics_carry_the_names_and_labels_the_templates_read(server: ms.Runnin
         for text in t.app.model_dump().values()
         for name in re.findall(r"\bllm_[a-z_]+", str(text))
     }
-    assert len(wanted) == 6, wanted
+    assert len(wanted) == 7, wanted
     assert wanted <= names, wanted - names
     for name, labels, _ in samples:
         if name.startswith("llm_") and not name.endswith("_created"):
@@ -166,6 +166,40 @@ def test_metrics_carry_the_names_and_labels_the_templates_read(server: ms.Runnin
     tokens = _sum(samples, "llm_tokens_total")
     assert tokens > 500
     assert _sum(samples, "llm_cost_usd_total") == pytest.approx(tokens / 1000 * 0.01)
+    assert _sum(samples, "llm_feedback_total") == 0  # created at 0 for each value: nobody rated yet
+
+
+def test_feedback_counts_a_rating_of_one_of_its_answers(server: ms.Running) -> None:
+    answer = chat(server.url).json()
+    helpful = json.loads(answer["choices"][0]["message"]["content"])["helpful"]
+    assert helpful is False  # liked defaults to 0.9, exact (error diffusion): the first 0.9 is not yet one
+    rated = httpx.post(
+        f"{server.url}/v1/feedback", json={"id": answer["id"], "value": "down"}, headers={ms.SEGMENT_HEADER: "pro"}
+    )
+    assert rated.status_code == 200
+    samples = _samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
+    assert _sum(samples, "llm_feedback_total", value="down", tenant_tier="pro", variant="canary") == 1
+    assert _sum(samples, "llm_feedback_total", value="up") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"id": "chatcmpl-canary-1", "value": "sideways"}, 400, "value must be up or down"),
+        ({"id": "chatcmpl-stable-1", "value": "up"}, 404, "no answer 'chatcmpl-stable-1'"),  # another's answer
+        ({"id": "chatcmpl-canary-99", "value": "up"}, 404, "no answer"),  # not served yet
+        ({"value": "up"}, 404, "no answer"),
+    ],
+    ids=["bad-value", "another-variants-answer", "unserved", "no-id"],
+)
+def test_feedback_refuses_what_is_not_a_rating_of_its_answer(
+    server: ms.Running, body: dict[str, str], status: int, message: str
+) -> None:
+    chat(server.url)
+    refused = httpx.post(f"{server.url}/v1/feedback", json=body, timeout=5)
+    assert refused.status_code == status and message in refused.json()["error"]["message"]
+    samples = _samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
+    assert _sum(samples, "llm_feedback_total") == 0
 
 
 def _sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
@@ -244,8 +278,9 @@ def test_command_line_refuses_a_bad_behaviour() -> None:
         ("latency", {"latency": pytest.approx(0.11), "jitter": pytest.approx(0.03)}),
         ("errors", {"error_rate": pytest.approx(0.1)}),
         ("json", {"json_valid": pytest.approx(0.8)}),
+        ("disliked", {"liked": pytest.approx(0.6)}),
     ],
-    ids=["good", "regression", "latency", "errors", "json"],
+    ids=["good", "regression", "latency", "errors", "json", "disliked"],
 )
 def test_scenarios_change_one_thing(name: str, changed: dict[str, object]) -> None:
     stable = ms.Behaviour(latency=0.02, jitter=0.01, eval_pass=0.9)

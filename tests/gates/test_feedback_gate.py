@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from controller import analysis, evidence, prometheus, spec
+from controller import analysis, evidence, gates, load, prometheus, spec
 from controller.gates import Verdict as V
 from tests.helpers import gate_history, prom
 
@@ -75,3 +75,53 @@ def test_only_the_users_feedback_catches_a_canary_they_dislike(
     assert feedback.error is None and errors.error is None, (feedback.error, errors.error)
     assert errors.verdict is V.PASS  # no machine metric sees anything wrong
     assert feedback.verdict is verdict, evidence.text(target.rollout, [feedback], at="test")
+
+
+def test_a_shadow_step_leaves_the_feedback_gate_unjudged(metrics: prometheus.Prometheus) -> None:
+    """Users never see a shadow's answers, so there is nothing of the canary's for them to rate: in a
+    shadow step the gate holds nothing (undecidable), even where the metrics hold ratings (here: the
+    canary's earlier live step), and every other gate is judged as before."""
+    target = analysis.Target(
+        rollout="r-shadow",
+        route="disliked",
+        router_type="file",
+        gates=GATES,
+        segments=(),
+        min_samples=100,
+        users_see_canary=False,
+    )
+    found = analysis.evaluate([target], config=CONFIG, metrics=metrics, at=gate_history.AT, window=timedelta(hours=1))
+    feedback, errors = found[target.rollout]
+    assert (feedback.verdict, feedback.undecidable) == (V.INCONCLUSIVE, True)
+    assert feedback.segments and all("shadow" in row.reason for row in feedback.segments)
+    assert errors.verdict is V.PASS and not errors.undecidable
+    assert gates.deciding([feedback, errors]) == [V.PASS]
+
+
+@pytest.mark.parametrize(
+    ("step", "users_see_it"),
+    [(0, False), (1, True), (2, True)],  # shadow 100; the internal cohort at 100 (everyone else: 0); weight 50
+)
+def test_users_see_the_canary_in_a_step_that_gives_it_live_traffic(step: int, users_see_it: bool) -> None:
+    data = {
+        "apiVersion": "rollouts/v1",
+        "kind": "Rollout",
+        "metadata": {"name": "bot"},
+        "spec": {
+            "router": "local",
+            "route": "chat",
+            "stable": {"model": "m-1"},
+            "canary": {"model": "m-2"},
+            "cohorts": [{"name": "internal", "match": {"tenant_tier": "internal"}}],
+            "steps": [{"shadow": 100, "for": "1h"}, {"cohort": "internal", "weight": 100, "for": "1h"}, {"weight": 50}],
+            "analysis": {"gates": [{"use": "feedback_negative_rate", "max": "10%"}], "segments": ["tenant_tier"]},
+        },
+        "status": {"revision": "c0ffee000001", "step": step, "phase": "Progressing"},
+    }
+    loaded = load.LoadedRollout(
+        "rollouts/bot/rollout.yaml",
+        spec.Rollout.model_validate(data),
+        {"stable": "5ab1e0000001", "canary": "c0ffee000001"},
+        {},
+    )
+    assert analysis.target(loaded, CONFIG).users_see_canary is users_see_it
