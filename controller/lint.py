@@ -19,8 +19,11 @@ _PINNED = re.compile(r"(\d{4}-?\d{2}-?\d{2})|(@sha256:)|([:@-]v?\d+(\.\d+)*$)|(-
 _FLOATING = re.compile(r"(-|:|@)latest$|^latest$")
 #: Router configs whose router cannot mirror traffic (so a shadow step is R007), and how R007 names them.
 _UNMIRRORED: dict[type, str] = {
-    spec.LitellmRouterConfig: "a LiteLLM proxy",
     spec.UnleashRouterConfig: "an Unleash server",
+}
+#: Router configs whose router mirrors every request or none (so a shadow step below 100% is R007).
+_MIRRORS_ALL: dict[type, str] = {
+    spec.LitellmRouterConfig: "a LiteLLM proxy, which mirrors every request or none (silent_model)",
 }
 
 
@@ -99,15 +102,22 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
     if s.analysis.gates and config.prometheus is None:
         add("R006", ("spec", "analysis", "gates"), "gates need prometheus.url in controller.yaml", ERROR)
     unmirrored = _UNMIRRORED.get(type(config.routers.get(s.router)))
-    if unmirrored:
-        for i, step in enumerate(s.steps):
-            if step.shadow:
-                add(
-                    "R007",
-                    ("spec", "steps", i, "shadow"),
-                    f"router {s.router!r} is {unmirrored}, which cannot mirror traffic; use a weight step",
-                    ERROR,
-                )
+    mirrors_all = _MIRRORS_ALL.get(type(config.routers.get(s.router)))
+    for i, step in enumerate(s.steps):
+        if step.shadow and unmirrored:
+            add(
+                "R007",
+                ("spec", "steps", i, "shadow"),
+                f"router {s.router!r} is {unmirrored}, which cannot mirror traffic; use a weight step",
+                ERROR,
+            )
+        elif step.shadow and mirrors_all and step.shadow != 100:
+            add(
+                "R007",
+                ("spec", "steps", i, "shadow"),
+                f"router {s.router!r} is {mirrors_all}: shadow {step.shadow}% cannot be carried; use shadow: 100",
+                ERROR,
+            )
     for i, gate in enumerate(s.analysis.gates):
         if gate.max_increase is None or (gate.max is not None or gate.min is not None):
             continue

@@ -118,6 +118,7 @@ def litellm_config(
                 models={role: v.model for role, v in variants if v},
                 weights=dict(desired.weights),
                 served={role: s for role, s in desired.served.items() if role in litellm.ROLES},
+                shadow=desired.shadow,
             )
         )
     document: dict[str, Any] = {

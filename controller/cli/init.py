@@ -22,9 +22,7 @@ ROUTERS = {  # router type -> (the router's name in controller.yaml, what a rout
     "litellm": ("gateway", "a LiteLLM model group"),
     "envoy": ("edge", "an Envoy route"),
 }
-FIRST_STEP = {  # LiteLLM cannot mirror traffic (lint R007): its first step is a small live weight
-    "litellm": "    - {weight: 1, for: 2h, minSamples: 200}     # LiteLLM cannot mirror: 1% of live traffic first",
-}
+#: Every router's first step (LiteLLM's too: it mirrors through silent_model, every request, so 100%)
 SHADOW_STEP = "    - {shadow: 100, for: 1h, minSamples: 200}   # mirrored traffic: the canary answers, nobody sees it"
 LITELLM_SETTINGS = """general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY   # never a key in git; the controller reads the same variable
@@ -143,7 +141,7 @@ def scaffold(*, router: str, name: str, install: str | None = None) -> dict[str,
         "@MODEL@": MODEL,
         "@VERSION@": __version__,
         "@INSTALL_RUN@": install_run(install),
-        "@FIRST_STEP@": FIRST_STEP.get(router, SHADOW_STEP),
+        "@FIRST_STEP@": SHADOW_STEP,
         "@ROUTERS@": template(f"routers/{router}.yaml").rstrip("\n"),
     }
 

@@ -1,8 +1,9 @@
 """The LiteLLM router: a route is a model group, a variant a deployment (`model_info.id`), its weight
 `litellm_params.weight`, what it serves (model, params, system prompt, revision) its `litellm_params`
-and `model_info.rollout`. Reads `GET /model/info`; writes the weights file that our proxy callback
-(`litellm_callback.py`) applies live. The CLI builds it and renders the `model_list`; the reconciler
-only reads and writes.
+and `model_info.rollout`, and shadow traffic LiteLLM's traffic mirroring: stable's
+`litellm_params.silent_model` names the canary's deployment. Reads `GET /model/info`; writes the
+weights file that our proxy callback (`litellm_callback.py`) applies live. The CLI builds it and
+renders the `model_list`; the reconciler only reads and writes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,19 @@ WEIGHTED = carries.WEIGHTED
 #: What a deployment of ours serves when the proxy does not say (rendered before revisions were recorded).
 UNKNOWN_REVISION = "unknown"
 #: litellm_params that the rollout owns: a variant's params and the router's `deployments` must not set them.
-RESERVED = frozenset({"model", "weight"})
+RESERVED = frozenset({"model", "weight", "silent_model"})
+#: The one shadow LiteLLM can carry besides 0: `silent_model` mirrors every request a deployment serves.
+MIRROR_ALL = 100
+#: The `litellm_params` key that mirrors a deployment's requests to another (LiteLLM 1.106.2's router).
+SILENT_MODEL = "silent_model"
+
+
+def shadow_group(route: str) -> str:
+    """The model group a shadowed canary (weight 0) waits in, outside its route's group: there LiteLLM
+    never picks it for a user's request, even when stable is cooling down (a group whose weights are
+    all 0 is split evenly), and stable's `silent_model` reaches it by its deployment id
+    (litellm_callback.shadow_group)."""
+    return f"{route}:shadow"
 
 
 def deployment_id(rollout: str, variant: str) -> str:
@@ -58,11 +71,17 @@ def deployment_id(rollout: str, variant: str) -> str:
 def weights_for(state: traffic.RouteState, *, rollout: str, where: str) -> dict[str, int]:
     """deployment id -> weight for one route's state; refuses what LiteLLM cannot do.
 
-    Shadow: LiteLLM has no request mirroring, so a shadow above 0 is an error, never silently
-    dropped (`rollout validate` reports it earlier, as R007).
+    Shadow: LiteLLM mirrors every request a deployment serves (`silent_model`) or none, so a shadow
+    other than 0 or 100 is an error, never rounded (`rollout validate` reports it earlier, as R007);
+    so is a shadow with stable at 0, which would leave no request to mirror.
     """
-    if state.shadow:
-        raise errors.RouterError(f"{where}: LiteLLM cannot mirror traffic, so shadow {state.shadow}% cannot be applied")
+    if state.shadow not in (0, MIRROR_ALL):
+        raise errors.RouterError(
+            f"{where}: LiteLLM mirrors every request or none (silent_model), so shadow {state.shadow}% "
+            f"cannot be applied; use shadow {MIRROR_ALL}"
+        )
+    if state.shadow and not state.weight(traffic.STABLE):
+        raise errors.RouterError(f"{where}: shadow with stable at 0 mirrors nothing: {state.describe()}")
     # a role at 0 has nothing to route (the old stable kept warm after a completion: LiteLLM keeps no
     # deployment out of the list warm); only one that would take traffic is refused
     extra = sorted(role for role in set(state.weights) - set(ROLES) if state.weight(role))
@@ -105,12 +124,15 @@ def entries_for(
 ) -> dict[str, dict[str, Any]]:
     """The weights file's entries for one route: both deployments, each with its weight (0 for a role
     with nothing to serve) and, where the state says what the variant serves, what the callback must
-    give the deployment."""
+    give the deployment; with shadow, the canary is `mirrored` (the callback keeps it in the proxy and
+    sets stable's `silent_model` to it)."""
     weights = weights_for(state, rollout=rollout, where=where)
     out: dict[str, dict[str, Any]] = {}
     for role in ROLES:
         dep_id = deployment_id(rollout, role)
         entry: dict[str, Any] = {"weight": weights[dep_id]}
+        if role == traffic.CANARY and state.shadow:
+            entry["mirrored"] = True
         if role in state.served:
             entry["serves"] = serves(state.served[role], deployments=deployments, where=where)
         out[dep_id] = entry
@@ -142,15 +164,25 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     a whole weight, or our weights not summing to 100 with no others, is a RouterSplitError (`_unsplit`):
     we report what we cannot trust instead of guessing, and the reconciler writes main's state over it. A group whose routing strategy ignores weights,
     or does not say, is read with a `hold`.
+
+    Shadow is 100 when a deployment of ours in the group mirrors to our canary (`silent_model` is its
+    id) and the canary is in the proxy, in the group or waiting in `shadow_group(route)` (then at weight
+    0 for the route); else 0.
     """
     rows = data.get("data") if isinstance(data, dict) else None
     if not isinstance(rows, list):
         raise errors.RouterStateError(f"{where}: /model/info did not answer an object with a 'data' list")
     ours = {deployment_id(rollout, role): role for role in ROLES}
+    canary_id = deployment_id(rollout, traffic.CANARY)
     weights: dict[str, int] = {}
     served: dict[str, traffic.Served] = {}
     others: dict[str, int] = {}
     unwhole: list[str] = []
+    silent: set[str] = set()
+    for row in _group_rows(rows, shadow_group(route)):
+        if str((row.get("model_info") or {}).get("id")) == canary_id:
+            weights[traffic.CANARY] = 0  # mirrored to, never picked for a user's request
+            served[traffic.CANARY] = _served(row, _record(row))
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
@@ -163,14 +195,17 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
             continue
         weights[role] = weight
         served[role] = _served(row, _record(row))
+        if role != traffic.CANARY:
+            silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
     if unwhole:
         raise _unsplit(others)(f"{where}: {'; '.join(unwhole)}")
     if not weights:
         return None
+    shadow = MIRROR_ALL if canary_id in silent and traffic.CANARY in weights else 0
     weights.setdefault(traffic.STABLE, 0)
     weights.setdefault(traffic.CANARY, 0)
     try:
-        return traffic.RouteState(weights, 0, served, others, hold=_hold(route, rollout, rows))
+        return traffic.RouteState(weights, shadow, served, others, hold=_hold(route, rollout, rows))
     except ValueError as exc:
         raise _unsplit(others)(f"{where}: live weights are not a valid split: {exc}") from exc
 
@@ -315,12 +350,13 @@ class LitellmRouter:
         for route, (rollout, entries) in planned.items():
             group_rows = _group_rows(rows, route)
             known = {str((row.get("model_info") or {}).get("id")) for row in group_rows}
+            known |= {str((row.get("model_info") or {}).get("id")) for row in _group_rows(rows, shadow_group(route))}
             # the callback builds a missing deployment from one of ours in the group, given what it serves
             buildable = any(isinstance((row.get("model_info") or {}).get(INFO_KEY), dict) for row in group_rows)
             unknown = sorted(
                 d
                 for d, e in entries.items()
-                if e["weight"] > 0 and d not in known and not (buildable and "serves" in e)
+                if (e["weight"] > 0 or e.get("mirrored")) and d not in known and not (buildable and "serves" in e)
             )
             if unknown and not _withdrawn(groups.get(route) or {}, unknown):
                 raise errors.RouterError(
@@ -422,9 +458,13 @@ class LitellmRouter:
 
 
 def _shows(live: traffic.RouteState, desired: traffic.RouteState) -> bool:
-    """The proxy shows our deployments as `desired` has them: their weights and revisions (others
-    are no write's business)."""
-    return all(live.weight(role) == desired.weight(role) for role in ROLES) and live.same_revisions(desired)
+    """The proxy shows our deployments as `desired` has them: their weights, shadow and revisions
+    (others are no write's business)."""
+    return (
+        all(live.weight(role) == desired.weight(role) for role in ROLES)
+        and live.shadow == desired.shadow
+        and live.same_revisions(desired)
+    )
 
 
 def _withdrawn(group: Mapping[str, object], ids: Sequence[str]) -> bool:
@@ -448,40 +488,57 @@ def _auth_failure(response: httpx.Response) -> bool:
 @dataclass(frozen=True)
 class GroupSpec:
     """What `model_list()` needs of one rollout: its name, its route, each variant's model and weight,
-    and (when known) what each variant serves."""
+    (when known) what each variant serves, and its shadow (0, or 100: stable mirrors to the canary)."""
 
     rollout: str
     route: str
     models: Mapping[str, str]  # variant role -> model id
     weights: Mapping[str, int]  # variant role -> percent
     served: Mapping[str, traffic.Served] = field(default_factory=dict)  # variant role -> what it serves
+    shadow: int = 0
+
+    def mirrored(self, *, where: str) -> bool:
+        """True when stable mirrors every request to the canary; raises what `weights_for` refuses."""
+        if not self.shadow:
+            return False
+        if traffic.CANARY not in self.models:
+            raise errors.RouterError(f"{where}: shadow {self.shadow}% needs a canary to mirror to")
+        weights = {role: self.weights.get(role, 0) for role in ROLES}
+        weights_for(traffic.RouteState(weights, self.shadow), rollout=self.rollout, where=where)
+        return True
 
 
 def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """LiteLLM `model_list` entries: one deployment per variant, id = `spec.cluster_name`, with the
     desired weight, the router's extra `litellm_params` for its model (api_base, api_key), the
     variant's params, and `model_info.rollout` (its revision, params and system prompt, which the
-    callback puts into each request; the callback adds the group's routing strategy)."""
+    callback puts into each request; the callback adds the group's routing strategy). With shadow,
+    stable's `silent_model` is the canary's id, and a canary at weight 0 waits in `shadow_group`."""
     out: list[dict[str, Any]] = []
     for g in groups:
         where = f"rollout {g.rollout!r}"
         check_weights({role: g.weights.get(role, 0) for role in g.models}, where=where)
+        mirrored = g.mirrored(where=where)
         for role in ROLES:
             model = g.models.get(role)
             if model is None:
                 continue
             params: dict[str, Any] = {"model": model, **dict(deployments.get(model, {}))}
-            if "weight" in params:
-                raise errors.RouterError(f"{where}: deployments[{model!r}] sets a weight; the rollout owns it")
+            owned = sorted({"weight", SILENT_MODEL} & set(params))
+            if owned:
+                raise errors.RouterError(f"{where}: deployments[{model!r}] sets {owned}; the rollout owns them")
             record: dict[str, Any] = {}
             if role in g.served:
                 content = serves(g.served[role], deployments=deployments, where=where)
                 params.update(content["params"])
                 record = {k: content[k] for k in ("revision", "params", "system_prompt")}
             params["weight"] = g.weights.get(role, 0)
+            waiting = mirrored and role == traffic.CANARY and not params["weight"]
+            if mirrored and role != traffic.CANARY:
+                params[SILENT_MODEL] = deployment_id(g.rollout, traffic.CANARY)
             out.append(
                 {
-                    "model_name": g.route,
+                    "model_name": shadow_group(g.route) if waiting else g.route,
                     "litellm_params": params,
                     "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record},
                 }
@@ -499,11 +556,14 @@ def weights_document(groups: Sequence[GroupSpec], *, deployments: Mapping[str, M
     out: dict[str, Any] = {}
     for g in groups:
         where = f"rollout {g.rollout!r}"
+        mirrored = g.mirrored(where=where)
         entries: dict[str, Any] = {}
         for role in ROLES:
             if role not in g.models:
                 continue
             entry: dict[str, Any] = {"weight": g.weights.get(role, 0)}
+            if mirrored and role == traffic.CANARY:
+                entry["mirrored"] = True
             if role in g.served:
                 entry["serves"] = serves(g.served[role], deployments=deployments, where=where)
             entries[deployment_id(g.rollout, role)] = entry

@@ -1,5 +1,6 @@
 """A LiteLLM proxy callback that applies the controller's weights file to the proxy's live router, and
-puts each variant's system prompt and params into the requests its deployment serves.
+puts each variant's system prompt and params into the requests its deployment serves (the copies
+LiteLLM mirrors to a `silent_model` too: they are that deployment's requests).
 
 Runs INSIDE the LiteLLM proxy (listed under `litellm_settings.callbacks`), never in the controller;
 it imports nothing from `controller`, so it can also be copied next to the proxy's config.yaml.
@@ -33,8 +34,18 @@ HEAL_EVERY = 5.0
 INFO_KEY = "rollout"
 #: The one routing strategy under which LiteLLM honours `litellm_params.weight`.
 WEIGHTED = "simple-shuffle"
+#: The `litellm_params` key with which LiteLLM mirrors a deployment's requests to another (by its id).
+SILENT_MODEL = "silent_model"
 #: litellm_params a variant's params or the controller's connection params must not set.
-RESERVED = frozenset({"model", "weight"})
+RESERVED = frozenset({"model", "weight", SILENT_MODEL})
+
+
+def shadow_group(group: str) -> str:
+    """Where a mirrored deployment at weight 0 waits: out of its group, so LiteLLM never picks it for
+    a user's request (a group whose weights are all 0, as when stable cools down, is split evenly);
+    `silent_model` reaches it by id (the controller's litellm.shadow_group)."""
+    return f"{group}:shadow"
+
 
 log = logging.getLogger("rollout.weights")
 
@@ -56,6 +67,11 @@ def apply_groups(
     name is taken out, as at weight 0. Deployments without our marker (another team's, or one added
     by hand) are never touched.
 
+    An entry `"mirrored": true` is shadow traffic: the deployment stays in the proxy even at weight 0
+    (then in `shadow_group`), and every other deployment of ours in the group that takes traffic gets
+    `silent_model` set to its id, so LiteLLM sends it a copy of each request it serves and returns
+    only the original's answer; without one, our deployments' `silent_model` is removed.
+
     Synchronous on purpose: it runs on the proxy's event loop with no await, so no request ever sees
     a half-applied group. Returns the problems it skipped: a group with a deployment LiteLLM would
     refuse is left as it is, except that the deployments the file takes out still go.
@@ -63,13 +79,19 @@ def apply_groups(
     problems: list[str] = []
     for group, raw_entries in groups.items():
         try:
-            entries = {dep_id: _entry(entry) for dep_id, entry in raw_entries.items()}
+            parsed = {dep_id: _entry(entry) for dep_id, entry in raw_entries.items()}
         except (TypeError, ValueError) as exc:
             problems.append(f"group {group!r}: {exc}")
             continue
+        entries = {dep_id: (weight, serves) for dep_id, (weight, serves, _) in parsed.items()}
+        mirrored = sorted(dep_id for dep_id, (_, _, mirror) in parsed.items() if mirror)
         if not entries:
             problems.append(f"group {group!r}: no deployments")
             continue
+        if len(mirrored) > 1:
+            problems.append(f"group {group!r}: more than one deployment is mirrored to {mirrored}")
+            continue
+        silent = mirrored[0] if mirrored else None
         if sum(weight for weight, _ in entries.values()) <= 0:
             problems.append(f"group {group!r}: every weight is 0 (LiteLLM would split evenly); ignored")
             continue
@@ -77,27 +99,40 @@ def apply_groups(
         entries.update((dep_id, (0, None)) for dep_id in _ours(router, group) if dep_id not in entries)
         current = {dep_id: _raw(router, dep_id) for dep_id in entries}
         template = _template(router, group, withdrawn)
+        needed = {d for d, (w, _) in entries.items() if w > 0 or d == silent}  # kept in the proxy
         missing = [
             d
             for d, (w, serves) in entries.items()
-            if w > 0 and current[d] is None and d not in withdrawn and (serves is None or template is None)
+            if d in needed and current[d] is None and d not in withdrawn and (serves is None or template is None)
         ]
-        foreign = [d for d, raw in current.items() if raw is not None and raw.get("model_name") != group]
+        foreign = [
+            d
+            for d, raw in current.items()
+            if raw is not None and raw.get("model_name") not in (group, shadow_group(group))
+        ]
         if missing or foreign:
             problems.append(f"group {group!r}: unknown deployments {missing}, deployments of another group {foreign}")
             continue
-        strategy = routing_strategy(router, group)
+        strategies = {name: routing_strategy(router, name) for name in (group, shadow_group(group))}
         wanted: dict[str, dict[str, Any]] = {}
         refused: list[str] = []
         for dep_id, (weight, serves) in entries.items():
             source = current[dep_id] or withdrawn.get(dep_id)
-            if source is None and weight > 0 and template is not None:
+            if source is None and dep_id in needed and template is not None:
                 source = _sibling(template, dep_id)  # a new canary: no re-render, no restart
             if source is None:
                 continue  # weight 0 and never seen: nothing to take out
+            home = shadow_group(group) if weight == 0 and dep_id == silent else group
             try:
-                wanted[dep_id] = _deployment(source, weight=weight, serves=serves, strategy=strategy)
-                if weight > 0 and wanted[dep_id] != current[dep_id]:
+                wanted[dep_id] = _deployment(
+                    source,
+                    weight=weight,
+                    serves=serves,
+                    strategy=strategies[home],
+                    group=home,
+                    silent=silent if weight > 0 and dep_id != silent else None,
+                )
+                if dep_id in needed and wanted[dep_id] != current[dep_id]:
                     _check(wanted[dep_id])
             except Exception as exc:  # LiteLLM would refuse it, or drop it on upsert
                 refused.append(f"{dep_id}: {_why(exc)}")
@@ -105,16 +140,17 @@ def apply_groups(
             # Leave the group as it is, except that what the file takes out still goes: lowering
             # exposure never waits on the rest of the group.
             problems.append(f"group {group!r}: cannot build {refused}; only its removals are applied")
-            entries = {d: (0, None) for d, (w, _) in entries.items() if w == 0 and current[d] is not None}
+            entries = {d: (0, None) for d, (w, _) in entries.items() if d not in needed and current[d] is not None}
             if not _keeps_traffic(router, group, set(entries)):
                 continue
             wanted = {d: current[d] or {} for d in entries}
-        # additions and increases first, removals last: the group is never empty, even between statements
-        for dep_id, (weight, _) in sorted(entries.items(), key=lambda item: -item[1][0]):
+        # the mirrored deployment first (it is there before any silent_model names it), then additions and
+        # increases, removals last: the group is never empty, even between statements
+        for dep_id in sorted(entries, key=lambda d: (d != silent, -entries[d][0])):
             deployment = wanted.get(dep_id)
             if deployment is None:
                 continue
-            if weight > 0:
+            if dep_id in needed:
                 withdrawn.pop(dep_id, None)
                 if deployment != current[dep_id]:
                     try:
@@ -171,28 +207,41 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
-def _entry(entry: Any) -> tuple[int, Mapping[str, Any] | None]:
-    """(weight, what it serves or None) of one deployment in the file: a bare weight (version 1) or
-    `{"weight": N, "serves": {...}}`."""
+def _entry(entry: Any) -> tuple[int, Mapping[str, Any] | None, bool]:
+    """(weight, what it serves or None, mirrored) of one deployment in the file: a bare weight
+    (version 1) or `{"weight": N, "serves": {...}, "mirrored": true}`."""
     serves = None
+    mirrored: Any = False
     if isinstance(entry, dict):
         serves = entry.get("serves")
+        mirrored = entry.get("mirrored", False)
         entry = entry.get("weight")
         if serves is not None and (not isinstance(serves, dict) or not isinstance(serves.get("model"), str)):
             raise ValueError(f"'serves' must be an object with a 'model', got {serves!r}")
+        if not isinstance(mirrored, bool):
+            raise ValueError(f"'mirrored' must be true or false, got {mirrored!r}")
     if not isinstance(entry, int) or isinstance(entry, bool) or entry < 0:
         raise ValueError(f"weights must be whole numbers >= 0, got {entry!r}")
-    return entry, serves
+    return entry, serves, mirrored
 
 
 def _deployment(
-    source: Mapping[str, Any], *, weight: int, serves: Mapping[str, Any] | None, strategy: str
+    source: Mapping[str, Any],
+    *,
+    weight: int,
+    serves: Mapping[str, Any] | None,
+    strategy: str,
+    group: str | None = None,
+    silent: str | None = None,
 ) -> dict[str, Any]:
-    """`source` (the deployment as the proxy has it, or as it was withdrawn) with this weight and, when
-    given, what the variant serves. Params the previous revision set and this one does not are removed;
-    the connection params (api_base, api_key...) of the model are the controller's where it names
-    them, else the deployment keeps its own."""
+    """`source` (the deployment as the proxy has it, or as it was withdrawn) with this weight, in model
+    group `group` (when given), mirroring its requests to deployment `silent` (none when None) and,
+    when given, what the variant serves. Params the previous revision set and this one does not are
+    removed; the connection params (api_base, api_key...) of the model are the controller's where it
+    names them, else the deployment keeps its own."""
     out = copy.deepcopy(dict(source))
+    if group is not None:
+        out["model_name"] = group
     params: dict[str, Any] = out.setdefault("litellm_params", {})
     info: dict[str, Any] = out.setdefault("model_info", {})
     found = info.get(INFO_KEY)
@@ -217,6 +266,10 @@ def _deployment(
     rollout["routing_strategy"] = strategy
     info[INFO_KEY] = rollout
     params["weight"] = weight
+    if silent is None:
+        params.pop(SILENT_MODEL, None)
+    else:
+        params[SILENT_MODEL] = silent
     return out
 
 

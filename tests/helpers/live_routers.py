@@ -49,7 +49,8 @@ class Backend:
     unreachable: Callable[[], base.Router]  # a router of this kind that cannot be reached
     corrupt: Callable[[str], None]  # make the live state of one route malformed, and no other's
     raw: Callable[[], Any]  # the live state as the backend stores it
-    supports_shadow: bool = True  # False: a shadow above 0 is refused (LiteLLM cannot mirror)
+    supports_shadow: bool = True  # False: a shadow above 0 is refused (Unleash cannot mirror)
+    mirrors_all_only: bool = False  # True: a shadow other than 0 or 100 is refused (LiteLLM's silent_model)
     supports_cohorts: bool = False  # False: a state with cohorts is refused (`carries.COHORTS` lists who can)
     refused: tuple[str, traffic.RouteState] | None = None  # a route and state it refuses; None: it takes any
 
@@ -293,11 +294,11 @@ def _litellm_backend(stack: LitellmStack, tmp_path: Path) -> Backend:
         ),
         corrupt=corrupt,
         raw=stack.proxy.weights,
-        supports_shadow=False,
+        mirrors_all_only=True,
         refused=(
             ROUTES[1],
             traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0}, 50),
-        ),  # shadow: it cannot mirror
+        ),  # shadow 50%: it mirrors every request or none
     )
 
 

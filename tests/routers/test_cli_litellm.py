@@ -1,4 +1,4 @@
-"""`rollout render litellm`, `rollout validate` (R007) and `rollout plan` against the session's real
+"""`rollout render litellm` (shadow too), `rollout validate` (R007) and `rollout plan` against the session's real
 LiteLLM proxy, on a copy of the example repository whose `gateway` router points at it."""
 
 from __future__ import annotations
@@ -254,15 +254,41 @@ def test_render_names_an_unknown_router(repo: Path, capsys: pytest.CaptureFixtur
     assert "not a LiteLLM router" in capsys.readouterr().err
 
 
-def test_validate_refuses_a_shadow_step_on_litellm(repo: Path) -> None:
+def with_first_step(repo: Path, step: str) -> None:
     path = repo / "rollouts" / "support-bot" / "rollout.yaml"
     text = path.read_text("utf-8")
-    path.write_text(
-        text.replace("    - {weight: 1, for: 24h", "    - {shadow: 100, for: 2h}\n    - {weight: 1, for: 24h")
-    )
+    path.write_text(text.replace("    - {weight: 1, for: 24h", f"    - {step}\n    - {{weight: 1, for: 24h"))
+
+
+def test_validate_refuses_a_shadow_step_below_100_on_litellm(repo: Path) -> None:
+    """LiteLLM mirrors every request or none: shadow 50% is an error naming the file, line and field."""
+    with_first_step(repo, "{shadow: 50, for: 2h}")
     out = io.StringIO()
     assert cli.main(["validate", str(repo / "rollouts")], out=out) == 1
-    assert "R007" in out.getvalue() and "cannot mirror" in out.getvalue()
+    [line] = [x for x in out.getvalue().splitlines() if "R007" in x]
+    assert "support-bot/rollout.yaml:" in line and "spec.steps[0].shadow" in line, line
+    assert "mirrors every request or none (silent_model)" in line and "use shadow: 100" in line
+
+
+def test_a_shadow_step_validates_and_renders_stable_mirroring_to_the_canary(repo: Path) -> None:
+    """Shadow 100 on LiteLLM: no R007; the render gives stable `silent_model: <the canary's id>` and
+    puts the canary (weight 0) in the shadow group, where no user's request is routed; the weights file
+    marks it `mirrored`."""
+    with_first_step(repo, "{shadow: 100, for: 2h}")
+    out = io.StringIO()
+    cli.main(["validate", str(repo / "rollouts")], out=out)
+    assert "R007" not in out.getvalue()
+    document = YAML(typ="safe").load(render(repo))
+    assert [
+        (d["model_name"], d["model_info"]["id"], d["litellm_params"]["weight"], d["litellm_params"].get("silent_model"))
+        for d in document["model_list"]
+    ] == [
+        ("support-chat", "support-bot_stable", 100, "support-bot_canary"),
+        ("support-chat:shadow", "support-bot_canary", 0, None),
+    ]
+    entries = json.loads(render(repo, "--weights"))["groups"]["support-chat"]
+    assert entries["support-bot_canary"]["mirrored"] is True and entries["support-bot_canary"]["weight"] == 0
+    assert "mirrored" not in entries["support-bot_stable"]
 
 
 def plan(root: Path) -> dict[str, Any]:

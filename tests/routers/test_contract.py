@@ -31,8 +31,15 @@ ROLLBACK = state(0, 0)
 
 
 def shadow(backend: Backend, percent: int) -> int:
-    """`percent` where the backend mirrors traffic, else 0 (LiteLLM refuses shadow; tested below)."""
-    return percent if backend.supports_shadow else 0
+    """`percent` where the backend mirrors that share of traffic, 100 where it mirrors every request or
+    none (LiteLLM), 0 where it cannot mirror (Unleash); the refusals are tested below."""
+    if not backend.supports_shadow:
+        return 0
+    return 100 if percent and backend.mirrors_all_only else percent
+
+
+def refuses_shadow(backend: Backend, percent: int) -> bool:
+    return bool(percent) and (not backend.supports_shadow or (backend.mirrors_all_only and percent != 100))
 
 
 @pytest.mark.parametrize(
@@ -41,7 +48,7 @@ def shadow(backend: Backend, percent: int) -> int:
     ids=["0%", "1%", "5%", "25%", "50%", "99%", "100%", "shadow-100", "10%-shadow-37"],
 )
 def test_set_and_read_back(backend: Backend, desired: traffic.RouteState) -> None:
-    if desired.shadow and not backend.supports_shadow:
+    if refuses_shadow(backend, desired.shadow):
         before = backend.raw()
         with pytest.raises(errors.RouterError, match="mirror"):
             backend.router.write({ROUTES[0]: desired})

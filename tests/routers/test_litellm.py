@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import copy
+import dataclasses
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -133,11 +134,26 @@ def test_a_group_whose_strategy_ignores_weights_is_read_with_a_hold(strategy: st
         (traffic.RouteState({S: 95, C: 5}), {"bot_stable": 95, "bot_canary": 5}),
         (traffic.RouteState({S: 100, C: 0}), {"bot_stable": 100, "bot_canary": 0}),
         (traffic.RouteState({S: 100}), {"bot_stable": 100, "bot_canary": 0}),  # both named, always
-        (traffic.RouteState({S: 50, C: 50}, 10), "cannot mirror"),
+        (traffic.RouteState({S: 100, C: 0}, 100), {"bot_stable": 100, "bot_canary": 0}),
+        (traffic.RouteState({S: 50, C: 50}, 100), {"bot_stable": 50, "bot_canary": 50}),
+        (traffic.RouteState({S: 100, C: 0}, 10), "mirrors every request or none"),
+        (traffic.RouteState({S: 100, C: 0}, 99), "shadow 99% cannot be applied; use shadow 100"),
+        (traffic.RouteState({S: 0, C: 100}, 100), "mirrors nothing"),
         (traffic.RouteState({S: 50, C: 25, "blue": 25}), "only stable and canary"),
         (traffic.RouteState({S: 100, C: 0, traffic.PREVIOUS: 0}), {"bot_stable": 100, "bot_canary": 0}),
     ],
-    ids=["canary-5", "rollback", "stable-only", "shadow-refused", "third-variant-refused", "old-stable-kept-at-0"],
+    ids=[
+        "canary-5",
+        "rollback",
+        "stable-only",
+        "shadow-100",
+        "shadow-100-with-live-canary",
+        "shadow-10-refused",
+        "shadow-99-refused",
+        "shadow-with-stable-at-0-refused",
+        "third-variant-refused",
+        "old-stable-kept-at-0",
+    ],
 )
 def test_weights_for(state: traffic.RouteState, expected: dict[str, int] | str) -> None:
     if isinstance(expected, str):
@@ -165,6 +181,73 @@ def test_check_weights(weights: dict[str, object], ok: bool) -> None:
     else:
         with pytest.raises(errors.RouterError, match=WHERE):
             litellm.check_weights(weights, where=WHERE)
+
+
+def mirroring(group: str, dep_id: str, weight: int, silent: str) -> dict[str, Any]:
+    found = row(group, dep_id, weight)
+    found["litellm_params"]["silent_model"] = silent
+    return found
+
+
+@pytest.mark.parametrize(
+    ("rows", "expected"),
+    [
+        (
+            [mirroring("chat", "bot_stable", 100, "bot_canary"), row("chat:shadow", "bot_canary", 0)],
+            ({S: 100, C: 0}, 100),
+        ),
+        ([mirroring("chat", "bot_stable", 90, "bot_canary"), row("chat", "bot_canary", 10)], ({S: 90, C: 10}, 100)),
+        ([mirroring("chat", "bot_stable", 100, "bot_canary")], ({S: 100, C: 0}, 0)),  # no canary to reach
+        ([row("chat", "bot_stable", 100), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),  # no mirror
+        ([mirroring("chat", "bot_stable", 100, "x_canary"), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
+        ([mirroring("chat", "bot_stable", 100, "bot_canary"), row("x:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
+    ],
+    ids=["shadow", "shadow-with-live-canary", "canary-absent", "not-mirrored", "mirrors-another", "elsewhere"],
+)
+def test_parse_group_reads_shadow(rows: list[dict[str, Any]], expected: tuple[dict[str, int], int]) -> None:
+    """Shadow is stable's `silent_model` naming our canary while the canary is in the proxy, in the
+    group or waiting in its shadow group; anything less reads 0, so a write it does not show is held."""
+    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert state is not None and (dict(state.weights), state.shadow) == expected
+
+
+def test_entries_mark_the_mirrored_canary() -> None:
+    entries = litellm.entries_for(traffic.RouteState({S: 100, C: 0}, 100), rollout="bot", where=WHERE, deployments={})
+    assert entries == {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}
+    off = litellm.entries_for(traffic.RouteState({S: 100, C: 0}), rollout="bot", where=WHERE, deployments={})
+    assert off == {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0}}
+
+
+def test_a_variant_or_deployment_cannot_set_silent_model() -> None:
+    """Only the rollout mirrors: params or the router's deployments naming a silent_model are refused."""
+    served = traffic.Served("openai/m", None, "r1", {"silent_model": "elsewhere"})
+    with pytest.raises(errors.RouterError, match="silent_model"):
+        litellm.serves(served, deployments={}, where=WHERE)
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0})
+    with pytest.raises(errors.RouterError, match="silent_model"):
+        litellm.model_list([group], deployments={"openai/a": {"silent_model": "x"}})
+
+
+def test_model_list_and_weights_document_with_shadow() -> None:
+    """A shadow step renders stable mirroring to the canary (its id), the canary waiting in the shadow
+    group; the weights file marks the canary `mirrored`. A shadow below 100% is refused, as live."""
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0}, shadow=100)
+    rendered = litellm.model_list([group], deployments={})
+    assert [(d["model_name"], d["model_info"]["id"], d["litellm_params"]) for d in rendered] == [
+        ("chat", "bot_stable", {"model": "openai/a", "weight": 100, "silent_model": "bot_canary"}),
+        ("chat:shadow", "bot_canary", {"model": "openai/b", "weight": 0}),
+    ]
+    assert litellm.weights_document([group], deployments={})["groups"] == {
+        "chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}
+    }
+    for bad, message in (
+        (dataclasses.replace(group, shadow=50), "shadow 50% cannot be applied"),
+        (dataclasses.replace(group, models={S: "openai/a"}), "needs a canary"),
+    ):
+        with pytest.raises(errors.RouterError, match=message):
+            litellm.model_list([bad], deployments={})
+        with pytest.raises(errors.RouterError, match=message):
+            litellm.weights_document([bad], deployments={})
 
 
 def test_model_list_and_weights_document() -> None:
@@ -588,6 +671,75 @@ def test_callback_builds_a_canary_the_proxy_lacks_from_a_sibling() -> None:
     ):
         [problem] = litellm_callback.apply_groups(router, {"chat": group}, {})
         assert "unknown deployments ['bot_x']" in problem
+
+
+def test_callback_mirrors_stable_to_the_canary_and_stops_at_once() -> None:
+    """Shadow on: the canary (weight 0) waits in the shadow group, where no user request is routed,
+    and stable's silent_model names it; off: silent_model goes and the canary is withdrawn; on again:
+    the withdrawn canary comes back with what it served. A canary the proxy lacks is built."""
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    mirrored = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}}
+
+    def where() -> dict[str, tuple[str, int, Any]]:
+        return {
+            d["model_info"]["id"]: (
+                d["model_name"],
+                d["litellm_params"]["weight"],
+                d["litellm_params"].get("silent_model"),
+            )
+            for d in router.model_list
+        }
+
+    for _ in range(2):
+        assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+        assert where() == {"bot_stable": ("chat", 100, "bot_canary"), "bot_canary": ("chat:shadow", 0, None)}
+        assert [d["model_info"]["id"] for d in router.get_model_list(model_name="chat")] == ["bot_stable"]
+        assert withdrawn == {}
+        off = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0}}}
+        assert litellm_callback.apply_groups(router, off, withdrawn) == []
+        assert where() == {"bot_stable": ("chat", 100, None)}
+        assert withdrawn["bot_canary"]["model_name"] == "chat"  # back in its group when its weight rises
+    # with a live canary, it stays in the group and stable still mirrors to it
+    live_canary = {"chat": {"bot_stable": {"weight": 90}, "bot_canary": {"weight": 10, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, live_canary, withdrawn) == []
+    assert where() == {"bot_stable": ("chat", 90, "bot_canary"), "bot_canary": ("chat", 10, None)}
+    # a canary the proxy never had is built from stable, without stable's silent_model
+    router = new_router(deployment("chat", "bot_stable", 100, silent_model="stale"))
+    built = {
+        "chat": {
+            "bot_stable": {"weight": 100},
+            "bot_canary": {"weight": 0, "mirrored": True, "serves": serving("openai/m2", "r2")},
+        }
+    }
+    assert litellm_callback.apply_groups(router, built, {}) == []
+    assert where() == {"bot_stable": ("chat", 100, "bot_canary"), "bot_canary": ("chat:shadow", 0, None)}
+    assert raw(router, "bot_canary")["litellm_params"]["model"] == "openai/m2"
+
+
+@pytest.mark.parametrize(
+    ("group", "problem"),
+    [
+        (
+            {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": "yes"}},
+            "'mirrored' must be true or false",
+        ),
+        (
+            {"bot_stable": {"weight": 90, "mirrored": True}, "bot_canary": {"weight": 10, "mirrored": True}},
+            "more than one deployment is mirrored",
+        ),
+    ],
+    ids=["not-a-bool", "two-mirrored"],
+)
+def test_callback_refuses_a_mirror_it_cannot_read(group: dict[str, Any], problem: str) -> None:
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100))
+    [found] = litellm_callback.apply_groups(router, {"chat": group}, {})
+    assert problem in found
+    assert "silent_model" not in raw(router, "bot_stable")["litellm_params"]
 
 
 def test_callback_takes_out_a_deployment_of_ours_that_the_file_does_not_name() -> None:

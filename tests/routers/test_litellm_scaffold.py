@@ -80,9 +80,12 @@ def scaffold(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Scaffo
 
 def first_canary(clone: Path, weight: int) -> None:
     """The human's first PR, as the scaffold's README says: the canary uncommented (here with a first
-    step big enough to see both variants answer in a few requests), approved and merged."""
+    step big enough to see both variants answer in a few requests, in place of the shadow step and
+    the 5% one), approved and merged."""
     spec = (clone / SPEC).read_text().replace("  # canary:\n", "  canary:\n").replace("  #   ", "    ")
-    spec = re.sub(r"\n    - \{weight: (5|25), .*", "", spec).replace("{weight: 1, for", f"{{weight: {weight}, for")
+    spec = re.sub(r"\n    - \{(shadow: 100|weight: 25), .*", "", spec).replace(
+        "{weight: 5, for", f"{{weight: {weight}, for"
+    )
     (clone / SPEC).write_text(spec)
     merge(human_pr(clone, f"{NAME}-v2", f"{NAME}: roll out prompt v2"))
 

@@ -208,18 +208,32 @@ def _lint_case(tmp_path: Path, rollout: str, *, config: str = CONFIG) -> list[li
     return lint.lint(loaded, result.config, tree.read(loaded.path))
 
 
-@pytest.mark.parametrize(("router", "names"), [("gateway", "a LiteLLM proxy"), ("flags", "an Unleash server")])
-def test_r007_a_shadow_step_on_a_router_that_cannot_mirror(tmp_path: Path, router: str, names: str) -> None:
+@pytest.mark.parametrize(
+    ("router", "shadow", "message"),
+    [
+        ("flags", 100, "is an Unleash server, which cannot mirror traffic"),
+        ("gateway", 50, "mirrors every request or none (silent_model): shadow 50% cannot be carried; use shadow: 100"),
+        ("gateway", 100, None),  # LiteLLM mirrors through silent_model: every request, which shadow 100 asks
+    ],
+    ids=["unleash", "litellm-partial", "litellm-100"],
+)
+def test_r007_a_shadow_step_a_router_cannot_carry(
+    tmp_path: Path, router: str, shadow: int, message: str | None
+) -> None:
     findings = _lint_case(
         tmp_path,
         "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n"
         f"  router: {router}\n  route: chat\n"
         "  stable: {model: acme/chat-2025-01-01, prompt: prompts/v1.md}\n"
         "  canary: {model: acme/chat-2025-02-01, prompt: prompts/v1.md}\n"
-        "  steps:\n    - {shadow: 100, for: 1h}\n    - {weight: 100}\n",
+        f"  steps:\n    - {{shadow: {shadow}, for: 1h}}\n    - {{weight: 100}}\n",
     )
-    [found] = [f for f in findings if f.code == "R007"]
-    assert found.severity == lint.ERROR and f"is {names}, which cannot mirror traffic" in found.message
+    found = [f for f in findings if f.code == "R007"]
+    if message is None:
+        assert found == []
+        return
+    [one] = found
+    assert one.severity == lint.ERROR and message in one.message and one.field.endswith("shadow")
 
 
 def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
