@@ -1,5 +1,6 @@
 """Live: the session's real LiteLLM proxy in front of OpenAI-compatible stand-ins. The observed split,
 a live change under load with zero failed requests, a rollback that takes the canary out of rotation,
+shadow traffic through silent_model (copies to the canary, users answered by stable, off at rollback),
 LiteLLM's own metrics scraped by a real Prometheus and judged by a gate; prompt-only and params-only
 rollouts reaching the model as each variant says; `rollout abort` on a group that also holds a
 deployment no rollout manages; and, on a second proxy, every routing strategy LiteLLM 1.106.2 offers:
@@ -19,6 +20,7 @@ from pathlib import Path
 import git
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from controller import analysis, cli, errors, evidence, prometheus, spec, templates, traffic
 from controller.gates import Verdict
@@ -125,6 +127,66 @@ def test_rollback_takes_the_canary_out_of_rotation(litellm_stack: LitellmStack) 
     assert answers(litellm_stack, ROUTE, 40) == Counter(stable=40)
     # the canary stand-in also serves the other contract route; nothing more reached it from this one
     assert litellm_stack.upstreams["canary"].requests == before
+
+
+#: What each variant serves in the shadow test: the copies must reach the canary as its variant.
+SHADOW_SERVED = {
+    S: traffic.Served(f"openai/{ROUTE}-stable", "p/stable.md", "rev-stable", {}, "Answer as stable."),
+    C: traffic.Served(f"openai/{ROUTE}-canary", "p/canary.md", "rev-canary", {}, "Answer as the canary."),
+}
+
+
+def deployment_count(stack: LitellmStack, metric: str, model_id: str) -> float:
+    """A LiteLLM counter summed over every series of one deployment (`model_id`), from the proxy's /metrics."""
+    text = httpx.get(stack.proxy.url + "/metrics/", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == metric and sample.labels.get("model_id") == model_id
+    )
+
+
+def test_shadow_mirrors_every_request_to_the_canary_while_users_get_stables_answers(
+    litellm_stack: LitellmStack,
+) -> None:
+    """A shadow step through silent_model, on the real proxy: read back as written; every user answer is
+    stable's while the canary's stand-in receives a copy of each request, with the canary's own prompt,
+    and LiteLLM counts the copies under the canary's deployment id (the `model_id` the gates compare).
+    A rollback's state (`lowered()`) turns the mirror off at once: no copy reaches the canary after it."""
+    router = litellm_router(litellm_stack)
+    stable_id, canary_id = (spec.cluster_name("support-bot", role) for role in (S, C))
+    canary = litellm_stack.upstreams["canary"]
+    copies = f"{ROUTE}-canary"  # the model the canary's deployment asks its upstream for
+    answered = "litellm_deployment_success_responses_total"
+    shadow = traffic.RouteState({S: 100, C: 0}, 100, SHADOW_SERVED)
+
+    live = base.apply(router, {ROUTE: shadow}).state(ROUTE)
+    assert live.same_traffic(shadow) and live.same_revisions(shadow)
+    again = read_one(litellm_router(litellm_stack), ROUTE)
+    assert again is not None and again.same_traffic(shadow)  # read back by another reader: shadow 100
+    groups = {i: g for g, i, _w in litellm_stack.proxy.weights()}
+    assert groups[stable_id] == ROUTE and groups[canary_id] == f"{ROUTE}:shadow"  # no user request routes to it
+
+    before = (canary.calls(copies), deployment_count(litellm_stack, answered, canary_id))
+    assert answers(litellm_stack, ROUTE, 30) == Counter(stable=30)
+    net.wait_for("a copy of every request at the canary", lambda: canary.calls(copies) - before[0] == 30)
+    mirrored = [seen for seen in canary.seen() if seen.model == copies][-30:]
+    assert {seen.system for seen in mirrored} == {"Answer as the canary."}  # served as the canary's variant
+    net.wait_for(
+        "the copies counted under the canary's model_id",
+        lambda: deployment_count(litellm_stack, answered, canary_id) - before[1] == 30,
+    )
+
+    down = base.apply(router, {ROUTE: live.lowered()}).state(ROUTE)
+    assert (down.weight(S), down.weight(C), down.shadow) == (100, 0, 0)
+    assert canary_id not in {i for _g, i, _w in litellm_stack.proxy.weights()}
+    after = (canary.calls(copies), deployment_count(litellm_stack, answered, stable_id))
+    assert answers(litellm_stack, ROUTE, 20) == Counter(stable=20)
+    net.wait_for(
+        "stable's answers counted", lambda: deployment_count(litellm_stack, answered, stable_id) - after[1] == 20
+    )
+    assert canary.calls(copies) == after[0]  # the mirror is off: nothing more reached the canary
 
 
 def test_a_completion_takes_the_old_canary_deployment_out(litellm_stack: LitellmStack) -> None:
