@@ -23,8 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from controller import analysis, cli, errors, evidence, prometheus, spec, templates, traffic
+from controller.demo import model_server
 from controller.gates import Verdict
-from controller.routers import base
+from controller.routers import base, litellm
 from tests.helpers import litellm_proc, net, openai_standin, prom
 from tests.helpers.live_routers import (
     GATE_ROLLOUT,
@@ -187,6 +188,66 @@ def test_shadow_mirrors_every_request_to_the_canary_while_users_get_stables_answ
         "stable's answers counted", lambda: deployment_count(litellm_stack, answered, stable_id) - after[1] == 20
     )
     assert canary.calls(copies) == after[0]  # the mirror is off: nothing more reached the canary
+
+
+def variant_requests(server: model_server.Running, route: str, variant: str) -> float:
+    """`llm_requests_total` of one variant, as the demo model server exports it at /metrics."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "llm_requests_total"
+        and sample.labels.get("route") == route
+        and sample.labels.get("variant") == variant
+    )
+
+
+def test_a_rendered_shadow_step_reaches_the_canarys_model_server_under_its_own_labels(tmp_path: Path) -> None:
+    """A proxy started from `model_list` as rendered for a shadow step (stable's silent_model, the canary
+    in `<route>:shadow`), in front of the demo's model servers: LiteLLM takes the config, the router reads
+    shadow 100 back, users are answered by stable, and the canary's server counts every copy in its own
+    llm_* metrics (route, variant=canary), which the application gates compare with stable's. The
+    rollback's state stops the copies."""
+    missing = litellm_proc.available()
+    if missing:
+        pytest.skip(missing)
+    route, rollout = "mirror-chat", "mirror-bot"
+    servers = {
+        role: model_server.start(
+            model_server.Model(variant=role, route=route, model=f"{route}-{role}", behaviour=model_server.Behaviour())
+        )
+        for role in (S, C)
+    }
+    try:
+        group = litellm.GroupSpec(
+            rollout, route, {role: f"openai/{route}-{role}" for role in (S, C)}, {S: 100, C: 0}, shadow=100
+        )
+        deployments = {
+            f"openai/{route}-{role}": {"api_base": server.url + "/v1", "api_key": "not-a-real-key"}
+            for role, server in servers.items()
+        }
+        with litellm_proc.running(litellm.model_list([group], deployments=deployments), tmp_path) as proxy:
+            router = litellm.LitellmRouter(
+                "gateway", proxy.url, routes={route: rollout}, weights_file=proxy.weights_file,
+                master_key=litellm_proc.MASTER_KEY, apply_timeout=20.0,
+            )  # fmt: skip
+            live = read_one(router, route)
+            assert live is not None and (live.weight(S), live.weight(C), live.shadow) == (100, 0, 100)
+            with httpx.Client(timeout=30) as client:
+                assert litellm_proc.answered_by(client, proxy.url, route, 20) == {spec.cluster_name(rollout, S): 20}
+            net.wait_for("20 copies counted by the canary", lambda: variant_requests(servers[C], route, C) == 20)
+            assert variant_requests(servers[S], route, S) == 20
+
+            down = base.apply(router, {route: live.lowered()}).state(route)
+            assert down.shadow == 0
+            with httpx.Client(timeout=30) as client:
+                assert litellm_proc.answered_by(client, proxy.url, route, 10) == {spec.cluster_name(rollout, S): 10}
+            net.wait_for("stable's answers", lambda: variant_requests(servers[S], route, S) == 30)
+            assert variant_requests(servers[C], route, C) == 20
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 def test_a_completion_takes_the_old_canary_deployment_out(litellm_stack: LitellmStack) -> None:
