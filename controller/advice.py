@@ -1,6 +1,6 @@
 """Sample-size advice: how long each gate of a step needs to reach a decision at the route's traffic.
 
-Pure. `plan.diff` attaches it for the current step (`rollout plan`), `lint` warns (R007) when a step's
+Pure. `plan.diff` attaches it for the current step (`rollout plan`), `lint` warns (R008) when a step's
 `for` is too short for any gate to decide, and `rollout status` can call `step_advice` as well.
 """
 

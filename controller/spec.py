@@ -818,8 +818,8 @@ class LitellmRouterConfig(_Model):
     """A LiteLLM proxy: a route is a model group, a variant a deployment (`model_info.id`).
 
     Weights are read from `GET /model/info` and applied through `weightsFile`, which the callback
-    `controller.routers.litellm_callback.weights`, loaded by the proxy, applies live. LiteLLM cannot
-    mirror traffic, so a rollout on this router cannot have a shadow step.
+    `controller.routers.litellm_callback.weights`, loaded by the proxy, applies live. Shadow goes
+    through LiteLLM's `silent_model`, which mirrors every request or none: a shadow step must be 100.
     """
 
     type: Literal["litellm"]

@@ -165,12 +165,13 @@ def apply_groups(
 
 
 def _ours(router: Any, group: str) -> list[str]:
-    """The ids of the deployments of `group` that carry our `model_info.rollout` marker."""
+    """The ids of the deployments of `group` (or waiting in its shadow group) that carry our
+    `model_info.rollout` marker."""
     out = []
     for entry in router.model_list:
         raw = entry if isinstance(entry, dict) else entry.model_dump(exclude_none=True)
         info = raw.get("model_info") or {}
-        if raw.get("model_name") == group and isinstance(info.get(INFO_KEY), dict):
+        if raw.get("model_name") in (group, shadow_group(group)) and isinstance(info.get(INFO_KEY), dict):
             out.append(str(info.get("id")))
     return out
 

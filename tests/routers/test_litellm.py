@@ -706,6 +706,10 @@ def test_callback_mirrors_stable_to_the_canary_and_stops_at_once() -> None:
     live_canary = {"chat": {"bot_stable": {"weight": 90}, "bot_canary": {"weight": 10, "mirrored": True}}}
     assert litellm_callback.apply_groups(router, live_canary, withdrawn) == []
     assert where() == {"bot_stable": ("chat", 90, "bot_canary"), "bot_canary": ("chat", 10, None)}
+    # a file that no longer names the waiting canary (a stale one, after a completion) takes it out
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    assert litellm_callback.apply_groups(router, {"chat": {"bot_stable": {"weight": 100}}}, withdrawn) == []
+    assert where() == {"bot_stable": ("chat", 100, None)}
     # a canary the proxy never had is built from stable, without stable's silent_model
     router = new_router(deployment("chat", "bot_stable", 100, silent_model="stale"))
     built = {
