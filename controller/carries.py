@@ -151,6 +151,14 @@ def refusals(
                         "credentials; only the router's `deployments` in controller.yaml may set them",
                     )
                 )
+            elif variant is not None and SILENT_MODEL in variant.params:
+                out.append(
+                    Refusal(
+                        ("spec", role, "params"),
+                        f"router {name!r} (litellm): params set {SILENT_MODEL!r}, which mirrors every request to "
+                        "another model; only a rollout's shadow step mirrors (to its canary)",
+                    )
+                )
     return out
 
 
@@ -222,6 +230,8 @@ def _cohort_headers(rollout: spec.RolloutSpec, name: str, router: spec.EnvoyRout
 
 #: The only LiteLLM routing strategy that honours deployment weights (LiteLLM 1.106.2's default).
 WEIGHTED = "simple-shuffle"
+#: The litellm_param that mirrors a deployment's requests: the router sets it for shadow steps only.
+SILENT_MODEL = "silent_model"
 
 #: litellm_params that say where a call goes and with which credentials: controller.yaml's
 #: `deployments` (reviewed with the controller) sets them, never a variant's params (a rollout PR),

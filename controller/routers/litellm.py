@@ -53,7 +53,7 @@ RESERVED = frozenset({"model", "weight", "silent_model"})
 #: The one shadow LiteLLM can carry besides 0: `silent_model` mirrors every request a deployment serves.
 MIRROR_ALL = 100
 #: The `litellm_params` key that mirrors a deployment's requests to another (LiteLLM 1.106.2's router).
-SILENT_MODEL = "silent_model"
+SILENT_MODEL = carries.SILENT_MODEL
 
 
 def shadow_group(route: str) -> str:

@@ -171,3 +171,15 @@ def test_a_litellm_variant_cannot_reroute_the_call(tmp_path: Path, key: str, rol
     [problem] = load.load_repo(repo.WorkTree(root)).problems
     assert (problem.field, problem.code) == (f"spec.{role}.params", "E007")
     assert key in problem.message and "deployments" in problem.message
+
+
+def test_a_litellm_variant_cannot_mirror_traffic_itself(tmp_path: Path) -> None:
+    """`silent_model` in a variant's params would copy every request to a model no review chose: only
+    a shadow step mirrors, and only to its canary."""
+    root = make_repo(tmp_path, router="gateway", difference="params")
+    path = root / "rollouts" / "bot" / "rollout.yaml"
+    text = path.read_text("utf-8").replace("params: {temperature: 0.7}", "params: {temperature: 0.7, silent_model: x}")
+    path.write_text(text, "utf-8")
+    [problem] = load.load_repo(repo.WorkTree(root)).problems
+    assert (problem.field, problem.code) == ("spec.canary.params", "E007")
+    assert "'silent_model'" in problem.message and "shadow step" in problem.message
