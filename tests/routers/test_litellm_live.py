@@ -1,6 +1,7 @@
 """Live: the session's real LiteLLM proxy in front of OpenAI-compatible stand-ins. The observed split,
 a live change under load with zero failed requests, a rollback that takes the canary out of rotation,
-shadow traffic through silent_model (copies to the canary, users answered by stable, off at rollback),
+shadow traffic through silent_model (copies to the canary, users answered by stable, off at rollback and
+`rollout abort`),
 LiteLLM's own metrics scraped by a real Prometheus and judged by a gate; prompt-only and params-only
 rollouts reaching the model as each variant says; `rollout abort` on a group that also holds a
 deployment no rollout manages; and, on a second proxy, every routing strategy LiteLLM 1.106.2 offers:
@@ -530,6 +531,51 @@ def test_abort_leaves_a_hand_added_deployment_and_takes_the_canary_out(
     assert sum(after.values()) == 60 and set(after) == {spec.cluster_name("shared-bot", S), HOTFIX}, after
     assert len(seen_since(litellm_stack.upstreams["canary"], 0, "shared-chat-canary")) == served_canary
     assert (route, HOTFIX, 20) in litellm_stack.proxy.weights()  # left as it was
+
+
+def test_reconcile_applies_a_shadow_step_and_abort_turns_the_mirror_off(
+    litellm_stack: LitellmStack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GitOps end to end: main says a shadow step on a `litellm` router; `rollout reconcile --once` sets
+    shadow 100 and reads it back, users get stable's answers while the canary gets the copies; `rollout
+    abort` takes the mirror off in the same command, and no copy reaches the canary after it."""
+    monkeypatch.setenv("LITELLM_MASTER_KEY", litellm_proc.MASTER_KEY)
+    monkeypatch.setenv("ROLLOUT_STATE_DIR", str(tmp_path / "state"))
+    canary, copies = litellm_stack.upstreams["canary"], f"{ROUTE}-canary"
+    text = ROLLOUT.format(
+        name="support-bot",
+        route=ROUTE,
+        stable=f"{{model: openai/{ROUTE}-stable}}",
+        canary=f"{{model: openai/{ROUTE}-canary}}",
+        weight=5,
+    ).replace("    - {weight: 5, for: 1h}", "    - {shadow: 100, for: 1h}\n    - {weight: 5, for: 1h}")
+    remote = gitops(tmp_path, litellm_stack.proxy, {"rollouts/support-bot/rollout.yaml": text})
+    code, out = rollout_cli(remote, tmp_path, "reconcile", "--once")
+    assert code == 0, out
+    assert "stable 100%, canary 0%, shadow 100%, read back" in out, out
+
+    mark = len(canary.seen())
+    assert answers(litellm_stack, ROUTE, 10) == Counter(stable=10)
+    net.wait_for("a copy of each request at the canary", lambda: len(seen_since(canary, mark, copies)) == 10)
+
+    code, out = rollout_cli(remote, tmp_path, "abort", "support-bot", "--reason", "the copies look wrong")
+    assert code == 0, out
+    assert "router gateway: set stable 100%, canary 0%, read back" in out, out
+    live = read_one(litellm_router(litellm_stack), ROUTE)
+    assert live is not None and live.shadow == 0
+    stable_id = spec.cluster_name("support-bot", S)
+    mark, counted = (
+        len(canary.seen()),
+        deployment_count(litellm_stack, "litellm_deployment_success_responses_total", stable_id),
+    )
+    assert answers(litellm_stack, ROUTE, 10) == Counter(stable=10)
+    net.wait_for(
+        "stable's answers counted",
+        lambda: (
+            deployment_count(litellm_stack, "litellm_deployment_success_responses_total", stable_id) - counted == 10
+        ),
+    )
+    assert seen_since(canary, mark, copies) == []  # the mirror is off
 
 
 # -- routing strategies: the strategies proxy ---------------------------------------------------------
