@@ -112,7 +112,7 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         if gate.max_increase is None or (gate.max is not None or gate.min is not None):
             continue
         try:
-            template = templates.resolve(gate.use, config).app
+            template = templates.resolve(gate.use, config).default
         except promql.QueryError:
             continue  # an unknown template is a validation error, reported elsewhere
         if isinstance(template, spec.RatioTemplate):
@@ -125,20 +125,20 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
             )
     router = config.routers.get(s.router)
     for i, gate in enumerate(s.analysis.gates):
-        found = _coarse(gate, config, router.type if router is not None else "")
+        found = _coarse(gate, config, router.type if router is not None else "", s.analysis.metrics or "")
         if found is not None:
             add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
     if s.cohorts and router is not None:
         for i, gate in enumerate(s.analysis.gates):
             try:
-                flavour = templates.resolve(gate.use, config).flavour_for(router.type)
+                flavour = templates.resolve(gate.use, config).flavour_for(router.type, s.analysis.metrics or "")
             except promql.QueryError:
                 continue
-            if flavour.by_rollout:
+            if not flavour.segmented:
                 add(
                     "R011",
                     ("spec", "analysis", "gates", i, "use"),
-                    f"gate {gate.use} reads {router.type}'s own metrics, which carry no cohort label: it judges the "
+                    f"gate {gate.use} reads {flavour.source_name}'s own metrics, which carry no cohort label: it judges the "
                     "route as one, so a regression one cohort sees may hide in the others' traffic; add a gate on "
                     "your application's metrics (controller.yaml gateTemplates) to judge each cohort",
                 )
@@ -169,16 +169,16 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
     return out
 
 
-def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) -> str | None:
-    """R010: a latency gate's maxIncrease finer than the histogram buckets it reads can resolve, on a
-    router whose buckets the project renders (Envoy's, LiteLLM's)."""
+def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, metrics: str) -> str | None:
+    """R010: a latency gate's maxIncrease finer than the histogram buckets it reads can resolve, where
+    those buckets are known: a router's the project renders (Envoy's, LiteLLM's), vLLM's fixed ones."""
     if gate.max_increase is None:
         return None
     try:
         template = templates.resolve(gate.use, config)
     except promql.QueryError:
         return None
-    flavour = template.flavour_for(router_type)
+    flavour = template.flavour_for(router_type, metrics)
     bounds = templates.rendered_buckets(template, flavour)
     if bounds is None:
         return None
@@ -194,6 +194,12 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) ->
         + (", ..." if len(ranges) > 3 else "")
     )
     advice = "use maxIncrease 10% or more on the rendered buckets, or a `max` at a bucket bound"
+    if flavour is templates.Flavour.VLLM:
+        shown = ", ".join(f"{b:g}" for b in bounds[:14])
+        advice = (
+            f"vLLM's buckets are fixed in its code ({shown}, ... s): use a `max` at one of those bounds, "
+            "or a maxIncrease as wide as the buckets where the quantile lies"
+        )
     if flavour is templates.Flavour.LITELLM:
         advice += (
             "; LiteLLM's default buckets (1, 2, 5, 10, 30 s, ...) resolve no limit under 100%: keep the "

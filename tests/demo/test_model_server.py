@@ -147,6 +147,7 @@ def test_metrics_carry_the_names_and_labels_the_templates_read(server: ms.Runnin
     wanted = {
         name
         for t in templates.BUILTIN.values()
+        if t.app is not None
         for text in t.app.model_dump().values()
         for name in re.findall(r"\bllm_[a-z_]+", str(text))
     }
