@@ -6,13 +6,18 @@ tests/gates/test_vllm_templates.py."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import httpx
 import pytest
 
 from controller import analysis, contract, evidence, prometheus, spec, templates
+from controller.demo import model_server
 from controller.gates import Verdict as V
 from tests.helpers import gate_history, prom
 
@@ -196,3 +201,90 @@ def test_doctor_finds_the_scraped_labels_or_says_they_are_missing(metrics: prome
     bare = {c.gate: c for c in found["r-bare"]}
     assert bare["ttft_p95"].status is contract.Status.UNLABELLED
     assert "without the `variant` label" in bare["ttft_p95"].findings[0].detail
+
+
+# -- live: stand-in vLLM servers scraped with the README's labels ---------------------------------------
+
+LIVE = {  # route -> the canary's behaviour; stable answers in 20 ms
+    "good": model_server.Behaviour(latency=0.02, jitter=0.0),
+    "preempting": model_server.Behaviour(latency=0.02, jitter=0.0, preemption_rate=0.05, kv_cache=0.95),
+    "slow": model_server.Behaviour(latency=1.5, jitter=0.0),  # first token after 1.5 s: vLLM's (1, 2.5] bucket
+}
+LIVE_REQUESTS = {"canary": 220, "stable": 50}  # the canary's above the quantile gates' 200 samples
+LIVE_GATES = tuple(
+    spec.Gate.model_validate(g)
+    for g in (
+        {"use": "error_rate", "max": "2%", "onFail": "rollback"},
+        {"use": "ttft_p95", "max": "1s", "onFail": "rollback"},
+        {"use": "preemptions", "max": 0, "onFail": "rollback"},
+    )
+)
+
+
+def test_live_stand_in_vllm_servers_scraped_with_route_and_variant(tmp_path: Path) -> None:
+    """The README's setup end to end: each variant a vLLM server (the demo's stand-in with vLLM metrics,
+    labelled `model_name` and `engine` only), Prometheus adding `route` and `variant` to each target,
+    and the gates judging what it scraped: the preempting and the slow canary fail their gate, the good
+    one passes."""
+    stable = model_server.Behaviour(latency=0.02, jitter=0.0)
+    with contextlib.ExitStack() as stack:
+        servers: dict[tuple[str, str], model_server.Running] = {}
+        for route, canary in LIVE.items():
+            for variant, behaviour in (("stable", stable), ("canary", canary)):
+                model = model_server.Model(
+                    variant=variant,
+                    route=route,
+                    model=f"acme/{route}-{variant}",
+                    behaviour=behaviour,
+                    vllm_metrics=True,
+                )
+                servers[(route, variant)] = stack.enter_context(model_server.serving(model))
+        server = stack.enter_context(prom.prom_server(tmp_path, data_dir=tmp_path / "data"))
+        server.set_target_groups(
+            [
+                ([s.address], {"__metrics_path__": "/metrics", "route": route, "variant": variant})
+                for (route, variant), s in servers.items()
+            ]
+        )
+        client = prometheus.Prometheus(server.url, timeout=timedelta(seconds=30))
+        stack.callback(client.close)
+        created = 'count(vllm:request_success_total{finished_reason="stop"} == 0) == 6'  # before any request
+        prom.prom_poll("Prometheus to scrape every server", lambda: client.query(created, at=datetime.now(UTC)) or None)
+        with contextlib.ExitStack() as pools:  # a few requests at a time per server: its listen backlog is small
+            sent = []
+            for (_, variant), s in servers.items():
+                slow = LIVE[s.model.route].latency > 1 and variant == "canary"
+                pool = pools.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=24 if slow else 4))
+                sent += [pool.submit(_chat, s.url) for _ in range(LIVE_REQUESTS[variant])]
+            assert [f.result() for f in sent] == [200] * len(sent)
+        total = sum(LIVE_REQUESTS[variant] for _, variant in servers)
+        scraped = f'sum(vllm:request_success_total{{variant=~"stable|canary"}}) == {total}'
+        prom.prom_poll(
+            "Prometheus to scrape every request", lambda: client.query(scraped, at=datetime.now(UTC)) or None
+        )
+        at = datetime.now(UTC)
+        targets = [
+            analysis.Target(
+                rollout=f"r-{route}",
+                route=route,
+                router_type="file",
+                gates=LIVE_GATES,
+                segments=(),
+                min_samples=100,
+                metrics="vllm",
+            )
+            for route in LIVE
+        ]
+        found = analysis.evaluate(targets, config=CONFIG, metrics=client, at=at, window=timedelta(minutes=5))
+    verdicts = {t.route: [row.verdict for row in found[t.rollout]] for t in targets}
+    text = "\n".join(evidence.text(t.rollout, found[t.rollout], at="test") for t in targets)
+    assert verdicts == {
+        "good": [V.PASS, V.PASS, V.PASS],
+        "preempting": [V.PASS, V.PASS, V.FAIL],
+        "slow": [V.PASS, V.FAIL, V.PASS],
+    }, text
+
+
+def _chat(url: str) -> int:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+    return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code
