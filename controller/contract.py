@@ -343,12 +343,18 @@ def _finding(s: Series, g: templates.Group, t: Target, mine: Rows, seen: Rows, w
 def _elsewhere(g: templates.Group, seen: Rows) -> str:
     """Where the selector's other series are, so a user can tell a missing metric from a mislabelled one."""
     label = g.flavour.cluster_label if g.flavour.by_rollout else "route"
+    vllm = g.flavour is templates.Flavour.VLLM
     if not seen:
+        if vllm:
+            return "no series of it at all: does Prometheus scrape the rollout's vLLM servers?"
         return "no series of it at all: does the application (or router) export it, and does Prometheus scrape it?"
     values = sorted(lbl[label] for lbl, _ in seen if label in lbl)
     bare = [lbl for lbl, _ in seen if label not in lbl]
     said = [f"{label} values seen: {', '.join(values)}"] if values else []
-    return "; ".join(said + ([f"series without the `{label}` label exist"] if bare else []))
+    unlabelled = f"series without the `{label}` label exist"
+    if vllm:
+        unlabelled += " (vLLM labels none: the scrape config must add `route` and `variant` to each vLLM target)"
+    return "; ".join(said + ([unlabelled] if bare else []))
 
 
 def _buckets(

@@ -192,3 +192,17 @@ def test_the_split_check_counts_vllms_finished_requests() -> None:
     g = templates.group(flavour, (), subjects=["chat"])
     query = templates.compile_split_query([(g, "30m")])
     assert 'sum by (route, variant) (increase(vllm:request_success_total{route=~"(?:chat)"}[30m]))' in query
+
+
+def test_doctor_says_a_vllm_target_needs_the_scrape_configs_labels() -> None:
+    """A vLLM series found only without `route` (scraped without the labels) is named as such."""
+    t = contract.Target("r", "chat", "file", (), (), ("stable",), metrics=VLLM)
+    gate = spec.Gate.model_validate({"use": "ttft_p95", "max": "1s"})
+    template = templates.BUILTIN["ttft_p95"]
+    key = contract.group_of(template, t).key
+    bare = {("seen:0"): [({"model_name": "acme/m"}, 1.0)]}
+    check = contract.check(t, gate, template, {(key, p): rows for p, rows in bare.items()}, window=timedelta(minutes=5))
+    assert check.status is contract.Status.MISSING and check.source == "vllm"
+    assert "the scrape config must add `route` and `variant` to each vLLM target" in check.findings[0].detail
+    nothing = contract.check(t, gate, template, {}, window=timedelta(minutes=5))
+    assert "does Prometheus scrape the rollout's vLLM servers?" in nothing.findings[0].detail
