@@ -6,6 +6,7 @@ Pure: takes loaded rollouts, returns findings. `rollout validate` prints them be
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -128,6 +129,9 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         found = _coarse(gate, config, router.type if router is not None else "", s.analysis.metrics or "")
         if found is not None:
             add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
+        found = _between_bounds(gate, config, router.type if router is not None else "", s.analysis.metrics or "")
+        if found is not None:
+            add("R010", ("spec", "analysis", "gates", i, "max"), found)
     if s.cohorts and router is not None:
         for i, gate in enumerate(s.analysis.gates):
             try:
@@ -208,4 +212,26 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, me
     return (
         f"the {flavour} latency buckets are too coarse for {limit}: the gate can {where} "
         f"(the judge cannot tell latencies apart inside one bucket); {advice}"
+    )
+
+
+def _between_bounds(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, metrics: str) -> str | None:
+    """R010 too: a latency gate's `max` inside one of vLLM's wide fixed buckets, where a canary whose
+    quantile falls in that bucket can neither pass nor fail (the judge reads latencies at bucket edges)."""
+    if gate.max is None:
+        return None
+    try:
+        template = templates.resolve(gate.use, config)
+    except promql.QueryError:
+        return None
+    flavour = template.flavour_for(router_type, metrics)
+    bounds = templates.rendered_buckets(template, flavour) if flavour is templates.Flavour.VLLM else None
+    if bounds is None or any(math.isclose(gate.max, b) for b in bounds) or gate.max < bounds[0]:
+        return None
+    lower = max(b for b in bounds if b < gate.max)
+    upper = min((b for b in bounds if b > gate.max), default=math.inf)
+    return (
+        f"max {gate.max:g} s lies inside vLLM's bucket ({lower:g}, {upper:g}] s: a canary whose quantile falls in "
+        f"it can neither pass nor fail (the judge reads latencies at bucket edges), so its step would hold; "
+        f"use a bound of vLLM's buckets, {lower:g} or {upper:g}"
     )

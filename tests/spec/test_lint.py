@@ -247,8 +247,10 @@ def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
         ("edge", "{use: ttft_p95, maxIncrease: 20%}", "vLLM's buckets are fixed in its code (0.001, 0.005"),
         ("gateway", "{use: latency_p95, maxIncrease: 25%}", "pass only where the quantile lies in 0.8..1 s, 2..2.5 s"),
         ("local", "{use: ttft_p95, max: 1s}", ""),  # a max at one of vLLM's bounds
+        ("local", "{use: ttft_p95, max: 1.5s}", "max 1.5 s lies inside vLLM's bucket (1, 2.5] s"),
+        ("edge", "{use: latency_p95, max: 12s}", "use a bound of vLLM's buckets, 10 or 15"),
     ],
-    ids=["e2e-10pct", "ttft-20pct-on-envoy", "e2e-25pct-on-litellm", "ttft-max"],
+    ids=["e2e-10pct", "ttft-20pct-on-envoy", "e2e-25pct-on-litellm", "ttft-max", "ttft-max-inside", "e2e-max-inside"],
 )
 def test_r010_on_vllms_fixed_buckets(tmp_path: Path, router: str, gate: str, found: str) -> None:
     """With `analysis.metrics: vllm` the latency gates read vLLM's histograms, whatever the router, and
@@ -258,7 +260,9 @@ def test_r010_on_vllms_fixed_buckets(tmp_path: Path, router: str, gate: str, fou
         assert findings == []
         return
     [finding] = findings
-    assert found in finding.message and "the vllm latency buckets are too coarse" in finding.message
+    assert found in finding.message
+    assert ("the vllm latency buckets are too coarse" in finding.message) == ("maxIncrease" in gate)
+    assert finding.field == f"spec.analysis.gates[1].{'maxIncrease' if 'maxIncrease' in gate else 'max'}"
 
 
 def test_r011_vllm_metrics_carry_no_cohort_label(tmp_path: Path) -> None:
