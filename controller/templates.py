@@ -166,7 +166,7 @@ LITELLM_DEFAULT_LATENCY_BUCKETS = (
 
 
 #: vLLM's fixed histogram bounds (seconds), from vllm/v1/metrics/loggers.py: `request_latency_buckets`
-#: of vllm:e2e_request_latency_seconds, and vllm:time_to_first_token_seconds' buckets. 25% to 300%
+#: of vllm:e2e_request_latency_seconds, and vllm:time_to_first_token_seconds' buckets. 20% to 400%
 #: apart: a quantile gate on them decides a `maxIncrease` only where neighbouring bounds are that
 #: close, and a `max` best at a bound.
 VLLM_E2E_BUCKETS = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -128,10 +129,12 @@ def test_preemptions_max_0_fails_on_any_preemption_in_the_step(preempted: float,
 
 
 def test_vllm_buckets_resolve_a_limit_only_where_neighbouring_bounds_are_that_close() -> None:
-    """vLLM's bounds are 25% to 300% apart: 25% passes only between 0.8-1 s, 2-2.5 s and 40-60 s on the
+    """vLLM's bounds are 20% to 400% apart: 25% passes only between 0.8-1 s, 2-2.5 s and 40-60 s on the
     latency histogram, a max at a bound is decidable anywhere."""
     assert templates.rendered_buckets(templates.BUILTIN["latency_p95"], Flavour.VLLM) == templates.VLLM_E2E_BUCKETS
     assert templates.rendered_buckets(templates.BUILTIN["ttft_p95"], Flavour.VLLM) == templates.VLLM_TTFT_BUCKETS
+    steps = [b / a - 1 for bs in (templates.VLLM_E2E_BUCKETS, templates.VLLM_TTFT_BUCKETS) for a, b in pairwise(bs)]
+    assert (min(steps), max(steps)) == (pytest.approx(0.2), pytest.approx(4.0))  # 1 to 5 ms
     assert gates.passable(templates.VLLM_E2E_BUCKETS, 0.10) == []
     assert gates.passable(templates.VLLM_E2E_BUCKETS, 0.25) == [(0.8, 1.0), (2.0, 2.5), (40.0, 60.0)]
     cumulative = [(0.8, 0.0), (1.0, 96.0), (1.5, 100.0), (float("inf"), 100.0)]
