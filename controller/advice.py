@@ -95,7 +95,9 @@ def step_advice(
     if weight <= 0:
         return _with(out, note="the canary gets no traffic in this step")
     router = config.routers.get(s.router) if config is not None else None
-    traffic = _Traffic(rate, weight, stable_weight, the_step.min_samples or 0, router.type if router else "")
+    traffic = _Traffic(
+        rate, weight, stable_weight, the_step.min_samples or 0, router.type if router else "", s.analysis.metrics or ""
+    )
     rows = [row for gate in s.analysis.gates for row in _gate(gate, config, traffic)]
     caveat = ""
     if s.analysis.segments:
@@ -114,7 +116,7 @@ def _template(name: str, config: spec.ControllerConfig | None) -> spec.GateTempl
     if config is not None and name in config.gate_templates:
         return config.gate_templates[name]
     builtin = templates.BUILTIN.get(name)
-    return builtin.app if builtin is not None else None
+    return builtin.default if builtin is not None else None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,7 @@ class _Traffic:
     stable_weight: float
     min_samples: int  # the step's minSamples
     router_type: str = ""  # which flavour of a built-in template is read (its histogram buckets)
+    metrics: str = ""  # `analysis.metrics`: likewise
 
 
 def _gate(gate: spec.Gate, config: spec.ControllerConfig | None, traffic: _Traffic) -> list[GateAdvice]:
@@ -139,7 +142,7 @@ def _gate(gate: spec.Gate, config: spec.ControllerConfig | None, traffic: _Traff
             at_least: timedelta | None = timedelta(seconds=math.ceil(need / canary_rate))
             assumes = f"at least {need} canary samples; longer the wider the latency spread"
             builtin = templates.BUILTIN.get(gate.use)
-            flavour = builtin.flavour_for(traffic.router_type) if builtin else templates.Flavour.APP
+            flavour = builtin.flavour_for(traffic.router_type, traffic.metrics) if builtin else templates.Flavour.APP
             bounds = templates.rendered_buckets(builtin, flavour) if builtin else None
             if gate.max_increase is not None and bounds is not None and not gates.passable(bounds, gate.max_increase):
                 at_least = None

@@ -68,6 +68,7 @@ class Target:
     min_samples: int
     cohorts: tuple[templates.CohortQuery, ...] = ()  # judged one by one; () judges the route as one
     users_see_canary: bool = True  # False in a shadow step: no user sees a canary answer (`live_only` gates)
+    metrics: str = ""  # `analysis.metrics`: the model server whose metrics the gates read ('' none)
 
 
 def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
@@ -86,6 +87,7 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
         step.min_samples or 0,
         cohorts,
         users_see_canary=desired.weight(traffic.CANARY) > 0 or any(c.canary > 0 for c in desired.cohorts),
+        metrics=known.metrics,
     )
 
 
@@ -256,9 +258,9 @@ def _unjudged_at_full(
 
 
 def _cohorts(t: Target | contract.Target, flavour: templates.Flavour) -> tuple[templates.CohortQuery, ...]:
-    """The cohorts a target's gate judges apart: none on Envoy's or LiteLLM's own metrics, which carry no
-    cohort label (lint R011 says so), nor for the contract check, which looks at whole routes."""
-    if flavour.by_rollout or not isinstance(t, Target):
+    """The cohorts a target's gate judges apart: none on Envoy's, LiteLLM's or vLLM's own metrics, which
+    carry no cohort label (lint R011 says so), nor for the contract check, which looks at whole routes."""
+    if not flavour.segmented or not isinstance(t, Target):
         return ()
     return t.cohorts
 
@@ -462,7 +464,7 @@ def evaluate_split(
     members: dict[tuple[templates.Flavour, str], set[str]] = defaultdict(set)
     for t in targets:
         if t.look is not None:
-            flavour = templates.split_flavour(t.router_type)
+            flavour = templates.split_flavour(t.router_type, t.metrics)
             members[(flavour, t.look.promql_window)].add(_split_subject(flavour, t))
     query, error = "", None
     rows: dict[tuple[str, str, str], float] = {}  # (group, subject, variant) -> requests
@@ -487,7 +489,7 @@ def evaluate_split(
             rows[key] = sample.value
     out = {}
     for t in targets:
-        flavour = templates.split_flavour(t.router_type)
+        flavour = templates.split_flavour(t.router_type, t.metrics)
         source = str(flavour)
         if t.look is None:
             out[t.rollout] = split.evidence(t, source=source)

@@ -79,10 +79,17 @@ def labels(flavour: templates.Flavour) -> str:
     """The labels a flavour's series carry, in words: the README table's last row."""
     if flavour.by_rollout:
         return f"`{flavour.cluster_label}` = `<rollout>_stable` or `<rollout>_canary`; `le` on buckets"
+    if flavour is templates.Flavour.VLLM:
+        return "`route` = `spec.route`, `variant` = `stable` or `canary`, added by Prometheus' scrape config; `le` on buckets"
     return "`route` = `spec.route`, `variant` = `stable` or `canary`, the rollout's `analysis.segments` and its cohorts' attributes; `le` on buckets"
 
 
 def _cell(t: spec.GateTemplate) -> str:
+    """One flavour's cell of the README table (a `|` in a selector escaped, as a table cell needs)."""
+    return _words(t).replace("|", "\\|")
+
+
+def _words(t: spec.GateTemplate) -> str:
     names = {s.role: f"`{s.selector}`" for s in series(t)}
     match t:
         case spec.RatioTemplate():
@@ -94,23 +101,29 @@ def _cell(t: spec.GateTemplate) -> str:
             cell = f"{names['sum']} / {names['count']}"
             return cell + (f"; every request: {names['requests']}" if "requests" in names else "")
         case spec.ValueTemplate():
-            return "free PromQL"
+            return f"free PromQL: {t.description}" if t.description else "free PromQL"
 
 
 def readme_table() -> str:
     """The README's metrics-contract table, from `templates.BUILTIN` (a test holds the README to it)."""
     head = (
-        "| gate | kind | application metrics (`file`, `flagd`, and where no other column says) | `envoy` | `litellm` |"
+        "| gate | kind | application metrics (`file`, `flagd`, and where no other column says) | `envoy` | `litellm` "
+        "| `analysis.metrics: vllm` (any router) |"
     )
-    lines = [head, "|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|"]
     for name, template in templates.BUILTIN.items():
-        cells = [_cell(template.app)]
+        cells = [_cell(template.app) if template.app is not None else "none: vLLM only"]
         for router in ("envoy", "litellm"):
             flavour = template.flavour_for(router)
-            cells.append("the application's" if flavour is templates.Flavour.APP else _cell(template.of(flavour)))
+            if template.vllm_only:
+                cells.append("none: vLLM only")
+            else:
+                cells.append("the application's" if flavour is templates.Flavour.APP else _cell(template.of(flavour)))
+        vllm = template.flavour_for("", spec.ServerMetrics.VLLM)
+        cells.append(_cell(template.of(vllm)) if vllm is templates.Flavour.VLLM else "the router's or application's")
         lines.append(f"| `{name}` | {template.kind} | {' | '.join(cells)} |")
-    by = [labels(templates.Flavour.APP)] + [labels(f) for f in (templates.Flavour.ENVOY, templates.Flavour.LITELLM)]
-    lines.append(f"| labels | | {' | '.join(by)} |")
+    flavours = (templates.Flavour.APP, templates.Flavour.ENVOY, templates.Flavour.LITELLM, templates.Flavour.VLLM)
+    lines.append(f"| labels | | {' | '.join(labels(f) for f in flavours)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -127,6 +140,7 @@ class Target:
     gates: tuple[spec.Gate, ...]
     segments: tuple[str, ...]
     variants: tuple[str, ...]  # whose series must exist: stable, and the canary while there is one
+    metrics: str = ""  # `analysis.metrics`: the model server whose metrics the gates read ('' none)
 
 
 def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
@@ -140,6 +154,7 @@ def target(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> Target:
         gates=tuple(s.analysis.gates),
         segments=tuple(dict.fromkeys([*s.analysis.segments, *(c.key for c in s.cohorts)])),
         variants=variants,
+        metrics=s.analysis.metrics or "",
     )
 
 
@@ -154,12 +169,14 @@ class Subject(Protocol):
     def router_type(self) -> str: ...
     @property
     def segments(self) -> tuple[str, ...]: ...
+    @property
+    def metrics(self) -> str: ...
 
 
 def group_of(template: templates.Template, t: Subject) -> templates.Group:
     """The group a rollout's gate on `template` is asked in (as `analysis` asks it); QueryError for a
     segment label that cannot be one."""
-    flavour = template.flavour_for(t.router_type)
+    flavour = template.flavour_for(t.router_type, t.metrics)
     return templates.group(flavour, t.segments, subjects=[subject(flavour, t)])
 
 
@@ -230,7 +247,7 @@ class GateCheck:
     rollout: str
     gate: str
     kind: str
-    source: str  # the flavour: app, envoy, litellm
+    source: str  # the flavour: app, envoy, litellm, vllm
     status: Status
     findings: tuple[Finding, ...]
     buckets: tuple[float, ...] | None = None  # a quantile gate's finite bounds, in seconds
@@ -326,12 +343,18 @@ def _finding(s: Series, g: templates.Group, t: Target, mine: Rows, seen: Rows, w
 def _elsewhere(g: templates.Group, seen: Rows) -> str:
     """Where the selector's other series are, so a user can tell a missing metric from a mislabelled one."""
     label = g.flavour.cluster_label if g.flavour.by_rollout else "route"
+    vllm = g.flavour is templates.Flavour.VLLM
     if not seen:
+        if vllm:
+            return "no series of it at all: does Prometheus scrape the rollout's vLLM servers?"
         return "no series of it at all: does the application (or router) export it, and does Prometheus scrape it?"
     values = sorted(lbl[label] for lbl, _ in seen if label in lbl)
     bare = [lbl for lbl, _ in seen if label not in lbl]
     said = [f"{label} values seen: {', '.join(values)}"] if values else []
-    return "; ".join(said + ([f"series without the `{label}` label exist"] if bare else []))
+    unlabelled = f"series without the `{label}` label exist"
+    if vllm:
+        unlabelled += " (vLLM labels none: the scrape config must add `route` and `variant` to each vLLM target)"
+    return "; ".join(said + ([unlabelled] if bare else []))
 
 
 def _buckets(

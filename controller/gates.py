@@ -516,7 +516,7 @@ class GateEvidence:
     rollout: str
     gate: spec.Gate | None
     kind: str
-    source: str  # "app", "envoy" or "litellm"
+    source: str  # "app", "envoy", "litellm" or "vllm"
     query: str
     window: str
     min_samples: int

@@ -6,6 +6,7 @@ Pure: takes loaded rollouts, returns findings. `rollout validate` prints them be
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 
@@ -122,7 +123,7 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
         if gate.max_increase is None or (gate.max is not None or gate.min is not None):
             continue
         try:
-            template = templates.resolve(gate.use, config).app
+            template = templates.resolve(gate.use, config).default
         except promql.QueryError:
             continue  # an unknown template is a validation error, reported elsewhere
         if isinstance(template, spec.RatioTemplate):
@@ -135,20 +136,23 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
             )
     router = config.routers.get(s.router)
     for i, gate in enumerate(s.analysis.gates):
-        found = _coarse(gate, config, router.type if router is not None else "")
+        found = _coarse(gate, config, router.type if router is not None else "", s.analysis.metrics or "")
         if found is not None:
             add("R010", ("spec", "analysis", "gates", i, "maxIncrease"), found)
+        found = _between_bounds(gate, config, router.type if router is not None else "", s.analysis.metrics or "")
+        if found is not None:
+            add("R010", ("spec", "analysis", "gates", i, "max"), found)
     if s.cohorts and router is not None:
         for i, gate in enumerate(s.analysis.gates):
             try:
-                flavour = templates.resolve(gate.use, config).flavour_for(router.type)
+                flavour = templates.resolve(gate.use, config).flavour_for(router.type, s.analysis.metrics or "")
             except promql.QueryError:
                 continue
-            if flavour.by_rollout:
+            if not flavour.segmented:
                 add(
                     "R011",
                     ("spec", "analysis", "gates", i, "use"),
-                    f"gate {gate.use} reads {router.type}'s own metrics, which carry no cohort label: it judges the "
+                    f"gate {gate.use} reads {flavour.source_name}'s own metrics, which carry no cohort label: it judges the "
                     "route as one, so a regression one cohort sees may hide in the others' traffic; add a gate on "
                     "your application's metrics (controller.yaml gateTemplates) to judge each cohort",
                 )
@@ -179,16 +183,16 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
     return out
 
 
-def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) -> str | None:
-    """R010: a latency gate's maxIncrease finer than the histogram buckets it reads can resolve, on a
-    router whose buckets the project renders (Envoy's, LiteLLM's)."""
+def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, metrics: str) -> str | None:
+    """R010: a latency gate's maxIncrease finer than the histogram buckets it reads can resolve, where
+    those buckets are known: a router's the project renders (Envoy's, LiteLLM's), vLLM's fixed ones."""
     if gate.max_increase is None:
         return None
     try:
         template = templates.resolve(gate.use, config)
     except promql.QueryError:
         return None
-    flavour = template.flavour_for(router_type)
+    flavour = template.flavour_for(router_type, metrics)
     bounds = templates.rendered_buckets(template, flavour)
     if bounds is None:
         return None
@@ -204,6 +208,12 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) ->
         + (", ..." if len(ranges) > 3 else "")
     )
     advice = "use maxIncrease 10% or more on the rendered buckets, or a `max` at a bucket bound"
+    if flavour is templates.Flavour.VLLM:
+        shown = ", ".join(f"{b:g}" for b in bounds[:14])
+        advice = (
+            f"vLLM's buckets are fixed in its code ({shown}, ... s): use a `max` at one of those bounds, "
+            "or a maxIncrease as wide as the buckets where the quantile lies"
+        )
     if flavour is templates.Flavour.LITELLM:
         advice += (
             "; LiteLLM's default buckets (1, 2, 5, 10, 30 s, ...) resolve no limit under 100%: keep the "
@@ -212,4 +222,26 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str) ->
     return (
         f"the {flavour} latency buckets are too coarse for {limit}: the gate can {where} "
         f"(the judge cannot tell latencies apart inside one bucket); {advice}"
+    )
+
+
+def _between_bounds(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, metrics: str) -> str | None:
+    """R010 too: a latency gate's `max` inside one of vLLM's wide fixed buckets, where a canary whose
+    quantile falls in that bucket can neither pass nor fail (the judge reads latencies at bucket edges)."""
+    if gate.max is None:
+        return None
+    try:
+        template = templates.resolve(gate.use, config)
+    except promql.QueryError:
+        return None
+    flavour = template.flavour_for(router_type, metrics)
+    bounds = templates.rendered_buckets(template, flavour) if flavour is templates.Flavour.VLLM else None
+    if bounds is None or any(math.isclose(gate.max, b) for b in bounds) or gate.max < bounds[0]:
+        return None
+    lower = max(b for b in bounds if b < gate.max)
+    upper = min((b for b in bounds if b > gate.max), default=math.inf)
+    return (
+        f"max {gate.max:g} s lies inside vLLM's bucket ({lower:g}, {upper:g}] s: a canary whose quantile falls in "
+        f"it can neither pass nor fail (the judge reads latencies at bucket edges), so its step would hold; "
+        f"use a bound of vLLM's buckets, {lower:g} or {upper:g}"
     )

@@ -783,6 +783,13 @@ def _load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loade
             close = difflib.get_close_matches(gate.use, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(sorted(known))}"
             problem(("spec", "analysis", "gates", i, "use"), f"unknown gate template {gate.use!r}{hint}", "E003")
+        elif templates.resolve(gate.use, config).vllm_only and s.analysis.metrics is not spec.ServerMetrics.VLLM:
+            problem(
+                ("spec", "analysis", "gates", i, "use"),
+                f"gate template {gate.use!r} reads only vLLM's own metrics: set spec.analysis.metrics: vllm "
+                "(the model is served by vLLM, scraped with route and variant labels), or use another gate",
+                "E003",
+            )
         elif templates.resolve(gate.use, config).kind == "ratio":
             for name, message in _rate_bounds(gate):
                 problem(("spec", "analysis", "gates", i, name), message, "E002")

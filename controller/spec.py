@@ -467,6 +467,9 @@ BUILTIN_GATES = frozenset(
         "feedback_negative_rate",
         "cost_per_request",
         "tokens_per_request",
+        "ttft_p95",
+        "preemptions",
+        "kv_cache_usage",
     }
 )
 
@@ -527,12 +530,25 @@ class Gate(_Model):
         return self
 
 
+class ServerMetrics(StrEnum):
+    """A model server whose own metrics the built-in gates can read (`analysis.metrics`)."""
+
+    VLLM = "vllm"
+
+
 class Analysis(_Model):
     interval: Interval = Field(default=timedelta(minutes=1), description="How often gates are evaluated.")
     gates: list[Gate] = Field(default_factory=list, max_length=MAX_GATES)
     segments: list[LabelName] = Field(
         default_factory=list,
         description="Metric labels whose values are judged one by one; one bad segment fails a gate.",
+    )
+    metrics: ServerMetrics | None = Field(
+        default=None,
+        description="The model server whose own metrics the built-in gates read: `vllm` reads vLLM's vllm:* "
+        "series (labelled `route` and `variant` by Prometheus' scrape config) for every gate with a vLLM "
+        "flavour, and allows the vLLM-only gates (ttft_p95, preemptions, kv_cache_usage). Unset: the "
+        "router's metrics (envoy, litellm) where a gate has them, else the application's.",
     )
     expected_rate: Rate | None = Field(
         default=None,

@@ -86,6 +86,7 @@ class Target:
     min_samples: int
     look: Look | None
     waiting: str = ""
+    metrics: str = ""  # `analysis.metrics`: the model server whose request counts are read ('' none)
 
 
 def applies(loaded: load.LoadedRollout, config: spec.ControllerConfig) -> bool:
@@ -148,6 +149,7 @@ def target(
         min_samples=max(step.min_samples or 0, judge.DEFAULT_MIN_SAMPLES),
         look=found,
         waiting=waiting,
+        metrics=s.analysis.metrics or "",
     )
 
 

@@ -27,6 +27,19 @@ id, which is `spec.cluster_name(rollout, variant)` too (names checked against Li
 `litellm_spend_metric_total` (USD). Their per-request templates are means over
 `litellm_deployment_success_responses_total` (answered requests).
 
+vLLM's metrics (rollouts with `analysis.metrics: vllm`, whatever their router, where a template has a
+vLLM flavour; the vLLM-only templates need it) carry vLLM's `model_name` and `engine`, and the labels
+`route` and `variant` that Prometheus' scrape config adds to each vLLM target, so they are read by
+route as application metrics are, without segments or cohorts (vLLM knows no tenant). Names, types
+and labels checked against vllm-project/vllm's vllm/v1/metrics/loggers.py (PrometheusStatLogger) and
+vllm/v1/engine/__init__.py (FINISH_REASON_STRINGS):
+`vllm:request_success_total{finished_reason="stop"|"length"|"abort"|"error"|"repetition"}` (a counter
+of finished requests; `error` and `repetition` since 2025, failures were `abort` before),
+`vllm:e2e_request_latency_seconds_bucket` and `vllm:time_to_first_token_seconds_bucket` (histograms
+with the fixed bounds `VLLM_E2E_BUCKETS`, `VLLM_TTFT_BUCKETS`), `vllm:num_preemptions_total` (a
+counter, created at 0 at start) and the gauge `vllm:kv_cache_usage_perc` (0 to 1; named
+`vllm:gpu_cache_usage_perc` before vLLM 0.9, which exports both until the old one goes).
+
 Batching: every template compiles to ONE query returning, for every rollout, variant and segment,
 a `value` series and a `samples` series (tagged with the label `rollouts_part`), plus for quantile
 templates one `buckets` series per histogram bucket (its `le` label kept) for the judge, for ratio
@@ -56,11 +69,22 @@ class Flavour(StrEnum):
     APP = "app"  # application metrics labelled route, variant and segments
     ENVOY = "envoy"  # Envoy's envoy_cluster_* metrics, by cluster name
     LITELLM = "litellm"  # LiteLLM's litellm_* metrics, by model_id (the deployment id)
+    VLLM = "vllm"  # vLLM's vllm:* metrics, labelled route and variant by Prometheus' scrape config
 
     @property
     def by_rollout(self) -> bool:
         """True when the metrics name the rollout's variants by one label (`cluster_label`), not route."""
-        return self is not Flavour.APP
+        return self in (Flavour.ENVOY, Flavour.LITELLM)
+
+    @property
+    def segmented(self) -> bool:
+        """True when the metrics carry the requests' own labels (segments, cohort attributes): only the
+        application's do; a router or a model server knows no tenant."""
+        return self is Flavour.APP
+
+    @property
+    def source_name(self) -> str:
+        return {Flavour.ENVOY: "Envoy", Flavour.LITELLM: "LiteLLM", Flavour.VLLM: "vLLM"}.get(self, "application")
 
     @property
     def cluster_label(self) -> str:
@@ -69,16 +93,37 @@ class Flavour(StrEnum):
 
 @dataclass(frozen=True)
 class Template:
+    """A gate template's flavours: the application's (`app`, None for a vLLM-only template) and the
+    router's or model server's own metrics, where it has them. Every flavour is of one kind."""
+
     name: str
-    app: spec.GateTemplate
+    app: spec.GateTemplate | None
     envoy: spec.GateTemplate | None = None
     litellm: spec.GateTemplate | None = None
+    vllm: spec.GateTemplate | None = None
 
     @property
     def kind(self) -> str:
-        return self.app.kind
+        return self.default.kind
 
-    def flavour_for(self, router_type: str) -> Flavour:
+    @property
+    def default(self) -> spec.GateTemplate:
+        """The application's flavour, or the only one a vLLM-only template has."""
+        out = self.app or self.vllm
+        assert out is not None, f"template {self.name} has no flavour"
+        return out
+
+    @property
+    def vllm_only(self) -> bool:
+        """Only vLLM's metrics answer it: a rollout must set `analysis.metrics: vllm` to use it."""
+        return self.app is None
+
+    def flavour_for(self, router_type: str, metrics: str = "") -> Flavour:
+        """The one rule: the model server's metrics when the rollout selects them (`analysis.metrics`)
+        and the template has a flavour for them, else the router's where it has one, else the
+        application's. A vLLM-only template is always vLLM's (load refuses it without `metrics: vllm`)."""
+        if self.vllm is not None and (metrics == spec.ServerMetrics.VLLM or self.app is None):
+            return Flavour.VLLM
         if router_type == "envoy" and self.envoy is not None:
             return Flavour.ENVOY
         if router_type == "litellm" and self.litellm is not None:
@@ -86,11 +131,8 @@ class Template:
         return Flavour.APP
 
     def of(self, flavour: Flavour) -> spec.GateTemplate:
-        if flavour is Flavour.ENVOY and self.envoy is not None:
-            return self.envoy
-        if flavour is Flavour.LITELLM and self.litellm is not None:
-            return self.litellm
-        return self.app
+        found = {Flavour.ENVOY: self.envoy, Flavour.LITELLM: self.litellm, Flavour.VLLM: self.vllm}.get(flavour)
+        return found or self.default
 
 
 def _latency_buckets_ms() -> tuple[int, ...]:
@@ -123,9 +165,26 @@ LITELLM_DEFAULT_LATENCY_BUCKETS = (
 )
 
 
+#: vLLM's fixed histogram bounds (seconds), from vllm/v1/metrics/loggers.py: `request_latency_buckets`
+#: of vllm:e2e_request_latency_seconds, and vllm:time_to_first_token_seconds' buckets. 20% to 400%
+#: apart: a quantile gate on them decides a `maxIncrease` only where neighbouring bounds are that
+#: close, and a `max` best at a bound.
+VLLM_E2E_BUCKETS = (
+    *(0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0),
+    *(40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
+)
+VLLM_TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0),
+    *(2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+)
+
+
 def rendered_buckets(template: Template, flavour: Flavour) -> tuple[float, ...] | None:
-    """The histogram bounds (seconds) a built-in latency template reads where the project renders the
-    router's configuration (Envoy's, LiteLLM's); None where the application or the user chooses them."""
+    """The histogram bounds (seconds) a built-in latency template reads where they are known: where the
+    project renders the router's configuration (Envoy's, LiteLLM's), and vLLM's fixed ones; None where
+    the application or the user chooses them."""
+    if flavour is Flavour.VLLM:
+        return {"latency_p95": VLLM_E2E_BUCKETS, "ttft_p95": VLLM_TTFT_BUCKETS}.get(template.name)
     if template.name != "latency_p95" or flavour is Flavour.APP:
         return None
     return LATENCY_BUCKETS
@@ -164,6 +223,47 @@ _LITELLM_LATENCY = spec.QuantileTemplate(
 )
 
 
+_VLLM_FINISHED = "vllm:request_success_total"
+_VLLM_ERRORS = spec.RatioTemplate(
+    kind="ratio",
+    description="Share of finished requests vLLM aborted or failed (finished_reason abort or error).",
+    bad='vllm:request_success_total{finished_reason=~"abort|error"}',
+    total=_VLLM_FINISHED,
+)
+_VLLM_LATENCY = spec.QuantileTemplate(
+    kind="quantile",
+    description="95th percentile end-to-end request latency in vLLM, in seconds.",
+    buckets="vllm:e2e_request_latency_seconds_bucket",
+    quantile=0.95,
+)
+_VLLM_TTFT = spec.QuantileTemplate(
+    kind="quantile",
+    description="95th percentile time to first token in vLLM, in seconds.",
+    buckets="vllm:time_to_first_token_seconds_bucket",
+    quantile=0.95,
+)
+#: Preemptions per finished request, a mean: one request can be preempted many times, so it is no share
+#: of the requests (a ratio's statistics would not hold). vLLM preempts a running request when its KV
+#: cache is out of memory; with `max: 0` the gate fails a canary that preempted once in the step (the
+#: window is the step's), and holds until it has finished minSamples requests.
+_VLLM_PREEMPTIONS = spec.MeanTemplate(
+    kind="mean",
+    description="vLLM preemptions (KV cache out of memory) per finished request; max: 0 allows none.",
+    sum="vllm:num_preemptions_total",
+    count=_VLLM_FINISHED,
+)
+#: The peak KV cache usage over the step (0 to 1), from either name of the gauge; its samples are the
+#: finished requests, so that minSamples means what it means for the other gates.
+_VLLM_KV_CACHE = spec.ValueTemplate(
+    kind="value",
+    description="Peak vLLM KV cache usage over the step, 0 to 1 (vllm:kv_cache_usage_perc, or "
+    "vllm:gpu_cache_usage_perc before vLLM 0.9).",
+    query="max by ({{by}}) (max_over_time(vllm:kv_cache_usage_perc{{{match}}}[{{window}}]) "
+    "or max_over_time(vllm:gpu_cache_usage_perc{{{match}}}[{{window}}]))",
+    samples="sum by ({{by}}) (increase(vllm:request_success_total{{{match}}}[{{window}}]))",
+)
+
+
 def _per_answer(quantity: str, answered: str, requests: str, what: str, source: str = "") -> spec.MeanTemplate:
     """A quantity per answered request. Not per request: a failed request spends nothing, so counting
     it would make a failing canary look cheap. `requests` counts every request, so that the gate
@@ -188,6 +288,7 @@ BUILTIN: Mapping[str, Template] = {
         ),
         _ENVOY_ERRORS,
         _LITELLM_ERRORS,
+        _VLLM_ERRORS,
     ),
     "latency_p95": Template(
         "latency_p95",
@@ -199,6 +300,7 @@ BUILTIN: Mapping[str, Template] = {
         ),
         _ENVOY_LATENCY,
         _LITELLM_LATENCY,
+        _VLLM_LATENCY,
     ),
     "eval_pass_rate": Template(
         "eval_pass_rate",
@@ -242,6 +344,9 @@ BUILTIN: Mapping[str, Template] = {
             "litellm_total_tokens_metric_total", _LITELLM_ANSWERED, _LITELLM_REQUESTS, "Tokens", ", from LiteLLM"
         ),
     ),
+    "ttft_p95": Template("ttft_p95", None, vllm=_VLLM_TTFT),
+    "preemptions": Template("preemptions", None, vllm=_VLLM_PREEMPTIONS),
+    "kv_cache_usage": Template("kv_cache_usage", None, vllm=_VLLM_KV_CACHE),
 }
 
 
@@ -283,8 +388,8 @@ class Group:
 
 
 def group(flavour: Flavour, segments: Sequence[str], *, subjects: Sequence[str], matchers: Sequence[str] = ()) -> Group:
-    if flavour.by_rollout:
-        segments, matchers = (), ()  # Envoy's and LiteLLM's metrics carry no segment or cohort labels
+    if not flavour.segmented:
+        segments, matchers = (), ()  # Envoy's, LiteLLM's and vLLM's metrics carry no segment or cohort labels
     for s in segments:
         promql.label(s)
         if s in RESERVED_LABELS or s in ("route", "variant", "rollout"):
@@ -440,10 +545,10 @@ def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
 SPLIT_REQUESTS = BUILTIN["error_rate"]  # its `total` counts every request, by variant, in every flavour
 
 
-def split_flavour(router_type: str) -> Flavour:
-    """Which request series the split check reads for a rollout on this router: Envoy's, LiteLLM's or
-    the application's, as the built-in ratio gates do."""
-    return SPLIT_REQUESTS.flavour_for(router_type)
+def split_flavour(router_type: str, metrics: str = "") -> Flavour:
+    """Which request series the split check reads for a rollout on this router: vLLM's, Envoy's,
+    LiteLLM's or the application's, as the built-in ratio gates do."""
+    return SPLIT_REQUESTS.flavour_for(router_type, metrics)
 
 
 def compile_split_query(groups: Sequence[tuple[Group, str]]) -> str:

@@ -15,6 +15,14 @@ counts a user's rating of one of its answers in `llm_feedback_total`, as the REA
 
 Metric names and labels follow `controller/templates.py`: `route`, `variant` and a segment label
 (default `tenant_tier`, read from the request header `x-tenant-tier`).
+
+With `--vllm-metrics` it is a vLLM server instead, as Prometheus sees one: its /metrics exports vLLM's
+series (`vllm:request_success_total{finished_reason}`, `vllm:e2e_request_latency_seconds` and
+`vllm:time_to_first_token_seconds` with vLLM's bucket bounds, `vllm:num_preemptions_total`,
+`vllm:kv_cache_usage_perc`) labelled `model_name` and `engine` only, and no application series: the
+scrape config adds `route` and `variant`. It answers in one piece, so its first token comes with the
+whole answer (time to first token = latency); `preemption_rate` is the share of requests preempted
+once, `kv_cache` the KV cache usage it reports.
 """
 
 from __future__ import annotations
@@ -47,6 +55,16 @@ LATENCY_BUCKETS = (
     *(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75),
     *(1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0),
 )
+#: vLLM's own bounds (vllm/v1/metrics/loggers.py), as `controller.templates` knows them.
+VLLM_E2E_BUCKETS = (
+    *(0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0),
+    *(40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0),
+)
+VLLM_TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0),
+    *(2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+)
+VLLM_FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 
 
 class BehaviourError(ValueError):
@@ -65,6 +83,8 @@ class Behaviour:
     tokens: int = 200  # completion tokens per answer
     cost_per_1k: float = 0.002  # USD per 1000 tokens, prompt and completion
     liked: float = 0.9  # share of answers their user finds helpful (rates up, if they rate it)
+    preemption_rate: float = 0.0  # with vLLM metrics: share of requests preempted once (KV cache full)
+    kv_cache: float = 0.3  # with vLLM metrics: the KV cache usage it reports, 0..1
     exact: bool = True  # rates exact per segment (error diffusion), not random draws
 
     def replace(self, changes: Mapping[str, Any]) -> Behaviour:
@@ -88,7 +108,7 @@ class Behaviour:
                 if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
                     raise BehaviourError(f"{name} must be a number >= 0")
                 values[name] = float(raw)
-        for name in ("error_rate", "eval_pass", "json_valid", "liked"):
+        for name in ("error_rate", "eval_pass", "json_valid", "liked", "preemption_rate", "kv_cache"):
             if values[name] > 1:
                 raise BehaviourError(f"{name} must be between 0 and 1")
         return Behaviour(**values)
@@ -178,6 +198,50 @@ class Metrics:
         self.cost.labels(*base)
 
 
+class VllmMetrics:
+    """vLLM's own series of one server, in its own registry, labelled as vLLM labels them."""
+
+    def __init__(self, *, model: str) -> None:
+        self.registry = prometheus_client.CollectorRegistry()
+        labels, r = ["model_name", "engine"], self.registry
+        self.base = (model, "0")
+        self.finished = prometheus_client.Counter(
+            "vllm:request_success",
+            "Count of successfully processed requests.",
+            [*labels, "finished_reason"],
+            registry=r,
+        )
+        self.preemptions = prometheus_client.Counter(
+            "vllm:num_preemptions", "Cumulative number of preemption from the engine.", labels, registry=r
+        )
+        self.e2e = prometheus_client.Histogram(
+            "vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", labels,
+            buckets=VLLM_E2E_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.ttft = prometheus_client.Histogram(
+            "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", labels,
+            buckets=VLLM_TTFT_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.kv_cache = prometheus_client.Gauge(
+            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", labels, registry=r
+        )
+        for reason in VLLM_FINISHED_REASONS:  # created at 0, as vLLM does, so increase() counts the first
+            self.finished.labels(*self.base, reason)
+        self.preemptions.labels(*self.base)
+        self.e2e.labels(*self.base)
+        self.ttft.labels(*self.base)
+
+    def record(self, *, failed: bool, preempted: bool, kv_cache: float) -> None:
+        self.finished.labels(*self.base, "error" if failed else "stop").inc()
+        if preempted:
+            self.preemptions.labels(*self.base).inc()
+        self.kv_cache.labels(*self.base).set(kv_cache)
+
+    def observe(self, seconds: float) -> None:
+        self.e2e.labels(*self.base).observe(seconds)
+        self.ttft.labels(*self.base).observe(seconds)  # one piece: the first token is the whole answer
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -198,6 +262,7 @@ class Model:
         segment_label: str = SEGMENT_LABEL,
         seed: int = 0,
         baseline: Behaviour | None = None,
+        vllm_metrics: bool = False,
     ) -> None:
         self.variant = variant
         self.route = route
@@ -214,6 +279,14 @@ class Model:
         self._id_prefix = f"chatcmpl-{variant}-"
         for segment in segments or (NO_SEGMENT,):  # the configured ones; "none" only without any
             self.metrics.init(route, variant, segment)
+        self.vllm = VllmMetrics(model=model) if vllm_metrics else None  # a vLLM server: exports these instead
+        if self.vllm is not None:
+            self.vllm.kv_cache.labels(*self.vllm.base).set(behaviour.kv_cache)
+
+    @property
+    def registry(self) -> prometheus_client.CollectorRegistry:
+        """What /metrics exports: vLLM's series for a vLLM server, else the application's."""
+        return self.vllm.registry if self.vllm is not None else self.metrics.registry
 
     @property
     def behaviour(self) -> Behaviour:
@@ -249,9 +322,15 @@ class Model:
             passed = self._outcomes.draw(("eval", segment), b.eval_pass, exact=b.exact) if not failed else False
             valid = self._outcomes.draw(("json", segment), b.json_valid, exact=b.exact) if not failed else False
             helpful = self._outcomes.draw(("liked", segment), b.liked, exact=b.exact) if not failed else False
+            # drawn only for a vLLM server, so an application server's random draws stay as they were
+            preempted = self.vllm is not None and self._outcomes.draw(
+                ("preempt", segment), b.preemption_rate, exact=b.exact
+            )
             self.served += 1
             n = self.served
         labels = (self.route, self.variant, segment)
+        if self.vllm is not None:
+            self.vllm.record(failed=failed, preempted=preempted, kv_cache=b.kv_cache)
         if failed:
             self.metrics.requests.labels(*labels, "error").inc()
             return Answer(500, {"error": {"message": "stand-in model failure", "type": "server_error"}}), delay
@@ -294,6 +373,8 @@ class Model:
 
     def observe(self, segment: str, seconds: float) -> None:
         self.metrics.duration.labels(self.route, self.variant, segment).observe(seconds)
+        if self.vllm is not None:
+            self.vllm.observe(seconds)
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -307,7 +388,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/healthz":
             self._send(200, {"status": "ok", "variant": model.variant, "route": model.route})
         elif path == "/metrics":
-            body = exposition.generate_latest(model.metrics.registry)
+            body = exposition.generate_latest(model.registry)
             self._send_bytes(200, body, exposition.CONTENT_TYPE_LATEST)
         elif path == "/admin/behaviour":
             self._send(200, dataclasses.asdict(model.behaviour_of(self._segment_param())))
@@ -459,6 +540,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--liked", type=float, default=d.liked, help="share of answers users find helpful, 0..1")
     p.add_argument("--random", action="store_true", help="draw outcomes at random instead of exact rates")
     p.add_argument(
+        "--vllm-metrics",
+        action="store_true",
+        help="be a vLLM server: export vLLM's vllm:* series (labelled model_name, engine) instead of the application's",
+    )
+    p.add_argument(
+        "--preemption-rate", type=float, default=d.preemption_rate, help="with --vllm-metrics: share preempted, 0..1"
+    )
+    p.add_argument("--kv-cache", type=float, default=d.kv_cache, help="with --vllm-metrics: KV cache usage, 0..1")
+    p.add_argument(
         "--scenario",
         choices=SCENARIOS,
         default="good",
@@ -481,6 +571,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "tokens": args.tokens,
                 "cost_per_1k": args.cost_per_1k,
                 "liked": args.liked,
+                "preemption_rate": args.preemption_rate,
+                "kv_cache": args.kv_cache,
                 "exact": not args.random,
             }
         )
@@ -502,6 +594,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         segment_label=args.segment_label,
         seed=args.seed,
         baseline=baseline,  # /admin/scenario good returns to the flags' behaviour
+        vllm_metrics=args.vllm_metrics,
     )
     running = start(model, port=args.port)
     done = threading.Event()

@@ -147,6 +147,7 @@ def test_metrics_carry_the_names_and_labels_the_templates_read(server: ms.Runnin
     wanted = {
         name
         for t in templates.BUILTIN.values()
+        if t.app is not None
         for text in t.app.model_dump().values()
         for name in re.findall(r"\bllm_[a-z_]+", str(text))
     }
@@ -167,6 +168,48 @@ def test_metrics_carry_the_names_and_labels_the_templates_read(server: ms.Runnin
     assert tokens > 500
     assert _sum(samples, "llm_cost_usd_total") == pytest.approx(tokens / 1000 * 0.01)
     assert _sum(samples, "llm_feedback_total") == 0  # created at 0 for each value: nobody rated yet
+
+
+def test_a_vllm_server_exports_the_series_the_vllm_flavour_reads() -> None:
+    """With `vllm_metrics` (`--vllm-metrics`) the stand-in is a vLLM server as Prometheus sees one: every
+    vllm:* series a built-in template's vLLM flavour reads (the KV cache gauge by its current name),
+    labelled `model_name` and `engine` only (the scrape config adds route and variant), on vLLM's bucket
+    bounds, and no application series (whose route and variant labels would clash with the target's)."""
+    behaviour = ms.Behaviour(latency=0, jitter=0, error_rate=0.25, preemption_rate=0.5, kv_cache=0.7)
+    model = ms.Model(
+        variant="canary", route="support-chat", model="acme/new-model", behaviour=behaviour, vllm_metrics=True
+    )
+    with ms.serving(model) as running:
+        for _ in range(4):
+            chat(running.url)
+        samples = _samples(httpx.get(f"{running.url}/metrics", timeout=5).text)
+    names = {n for n, _, _ in samples}
+    wanted = {
+        name
+        for t in templates.BUILTIN.values()
+        if t.vllm is not None
+        for text in t.vllm.model_dump().values()
+        for name in re.findall(r"\bvllm:[a-z0-9_]+", str(text))
+    }
+    assert len(wanted) == 6, wanted
+    assert wanted - names == {"vllm:gpu_cache_usage_perc"}  # the old name: read where the new one is absent
+    assert not any(n.startswith("llm_") for n in names)
+    for name, labels, _ in samples:
+        if not name.endswith("_created"):
+            assert set(labels) - {"le", "finished_reason"} == {"model_name", "engine"}, (name, labels)
+            assert (labels["model_name"], labels["engine"]) == ("acme/new-model", "0")
+    assert _sum(samples, "vllm:request_success_total", finished_reason="stop") == 3
+    assert _sum(samples, "vllm:request_success_total", finished_reason="error") == 1  # exact: a quarter of 4
+    assert _sum(samples, "vllm:request_success_total", finished_reason="abort") == 0  # created at 0
+    assert _sum(samples, "vllm:num_preemptions_total") == 2
+    assert _sum(samples, "vllm:kv_cache_usage_perc") == 0.7
+    assert _sum(samples, "vllm:time_to_first_token_seconds_count") == 4
+    for name, bounds in (
+        ("vllm:time_to_first_token_seconds_bucket", templates.VLLM_TTFT_BUCKETS),
+        ("vllm:e2e_request_latency_seconds_bucket", templates.VLLM_E2E_BUCKETS),
+    ):
+        les = [ls["le"] for n, ls, _ in samples if n == name]
+        assert tuple(float(le) for le in les if le != "+Inf") == bounds and "+Inf" in les
 
 
 def test_feedback_counts_a_rating_of_one_of_its_answers(server: ms.Running) -> None:
@@ -262,6 +305,28 @@ def test_command_line_writes_its_port_and_stops_on_sigterm(tmp_path: Path) -> No
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
     assert f"on http://127.0.0.1:{port}" in out.decode()
+
+
+def test_command_line_vllm_metrics(tmp_path: Path) -> None:
+    """`--vllm-metrics` exports vLLM's series only, with the preemption rate and KV cache usage given."""
+    port_file = tmp_path / "port"
+    args = [sys.executable, "-m", "controller.demo.model_server", "--variant", "canary", "--route", "r"]
+    args += ["--port-file", str(port_file), "--latency", "0", "--model", "acme/m-2"]
+    args += ["--vllm-metrics", "--preemption-rate", "1", "--kv-cache", "0.85"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        port = prom.prom_poll("the port file", lambda: port_file.exists() and port_file.read_text())
+        url = f"http://127.0.0.1:{port}"
+        assert chat(url).status_code == 200
+        samples = _samples(httpx.get(f"{url}/metrics", timeout=5).text)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert _sum(samples, "vllm:num_preemptions_total", model_name="acme/m-2", engine="0") == 1
+    assert _sum(samples, "vllm:kv_cache_usage_perc") == 0.85
+    assert _sum(samples, "vllm:request_success_total", finished_reason="stop") == 1
+    assert not [n for n, _, _ in samples if not n.startswith("vllm:")]
 
 
 def test_command_line_refuses_a_bad_behaviour() -> None:

@@ -79,8 +79,12 @@ class PromServer:
     targets_file: Path  # file_sd targets for the job "live", scraped every second
 
     def set_targets(self, targets: Sequence[str], *, metrics_path: str = "/stats/prometheus") -> None:
+        self.set_target_groups([(targets, {"__metrics_path__": metrics_path})])
+
+    def set_target_groups(self, groups: Sequence[tuple[Sequence[str], Mapping[str, str]]]) -> None:
+        """Targets with labels Prometheus adds to their series, per group (as static_configs' `labels`)."""
         tmp = self.targets_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"targets": list(targets), "labels": {"__metrics_path__": metrics_path}}]))
+        tmp.write_text(json.dumps([{"targets": list(t), "labels": dict(labels)} for t, labels in groups]))
         tmp.replace(self.targets_file)
 
 

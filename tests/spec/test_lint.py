@@ -252,3 +252,42 @@ def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
     found = [f for f in _lint_case(tmp_path, rollout, config=config) if f.code == "R011"]
     assert [f.field for f in found] == ["spec.analysis.gates[0].use"]  # error_rate reads Envoy's; eval the app's
     assert "carry no cohort label" in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("router", "gate", "found"),
+    [
+        ("local", "{use: latency_p95, maxIncrease: 10%}", "the gate can never pass"),
+        ("edge", "{use: ttft_p95, maxIncrease: 20%}", "vLLM's buckets are fixed in its code (0.001, 0.005"),
+        ("gateway", "{use: latency_p95, maxIncrease: 25%}", "pass only where the quantile lies in 0.8..1 s, 2..2.5 s"),
+        ("local", "{use: ttft_p95, max: 1s}", ""),  # a max at one of vLLM's bounds
+        ("local", "{use: ttft_p95, max: 1.5s}", "max 1.5 s lies inside vLLM's bucket (1, 2.5] s"),
+        ("edge", "{use: latency_p95, max: 12s}", "use a bound of vLLM's buckets, 10 or 15"),
+    ],
+    ids=["e2e-10pct", "ttft-20pct-on-envoy", "e2e-25pct-on-litellm", "ttft-max", "ttft-max-inside", "e2e-max-inside"],
+)
+def test_r010_on_vllms_fixed_buckets(tmp_path: Path, router: str, gate: str, found: str) -> None:
+    """With `analysis.metrics: vllm` the latency gates read vLLM's histograms, whatever the router, and
+    R010 checks a maxIncrease against vLLM's fixed bounds (20% to 400% apart)."""
+    findings = [f for f in _lint_on(tmp_path, router, gate, extra="    metrics: vllm\n") if f.code == "R010"]
+    if not found:
+        assert findings == []
+        return
+    [finding] = findings
+    assert found in finding.message
+    assert ("the vllm latency buckets are too coarse" in finding.message) == ("maxIncrease" in gate)
+    assert finding.field == f"spec.analysis.gates[1].{'maxIncrease' if 'maxIncrease' in gate else 'max'}"
+
+
+def test_r011_vllm_metrics_carry_no_cohort_label(tmp_path: Path) -> None:
+    rollout = (
+        "apiVersion: rollouts/v1\nkind: Rollout\nmetadata: {name: case}\nspec:\n  router: local\n  route: chat\n"
+        "  stable: {model: acme/a-2025-01-01}\n  canary: {model: acme/b-2025-01-01}\n"
+        "  cohorts: [{name: beta, match: {tenant_tier: beta}}]\n"
+        "  steps: [{cohort: beta, weight: 10, for: 1h, minSamples: 100}, {weight: 100}]\n"
+        "  analysis:\n    metrics: vllm\n    gates: [{use: error_rate, max: 1%, onFail: rollback}, "
+        "{use: eval_pass_rate, min: 80%}, {use: preemptions, max: 0}]\n"
+    )
+    found = [f for f in _lint_case(tmp_path, rollout) if f.code == "R011"]
+    assert [f.field for f in found] == ["spec.analysis.gates[0].use", "spec.analysis.gates[2].use"]
+    assert all("reads vLLM's own metrics, which carry no cohort label" in f.message for f in found)
