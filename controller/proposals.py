@@ -340,7 +340,8 @@ def _what_changed(variant: spec.Variant | None, other: spec.Variant, revision: s
     if variant.model != other.model:
         return variant.model
     if variant.prompt and variant.prompt != other.prompt:
-        return variant.prompt.rsplit("/", 1)[-1]
+        pinned = spec.registry_prompt(variant.prompt)
+        return f"{pinned[0]} v{pinned[1]}" if pinned else variant.prompt.rsplit("/", 1)[-1]
     return f"revision {revision}"
 
 

@@ -307,15 +307,36 @@ class _Model(BaseModel):
 # -- the rollout --------------------------------------------------------------------------------
 
 
+PROMPT_REGISTRY = "prompts:/"  # a prompt in MLflow's Prompt Registry, as MLflow spells its URIs
+_PINNED_PROMPT = re.compile(r"^prompts:/([A-Za-z0-9][A-Za-z0-9._-]{0,255})/([1-9][0-9]{0,8})$")
+
+
+def registry_prompt(prompt: str) -> tuple[str, int] | None:
+    """(name, version) of a pinned Prompt Registry prompt (`prompts:/support/7`); None for a prompt file."""
+    found = _PINNED_PROMPT.match(prompt)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def _pinned(value: str | None) -> str | None:
+    """A `prompts:/` prompt names one version: an alias or "latest" could change under a revision."""
+    if value is not None and value.startswith(PROMPT_REGISTRY) and registry_prompt(value) is None:
+        raise ValueError(
+            "a Prompt Registry prompt is `prompts:/NAME/VERSION` with a version number (`prompts:/support/7`): "
+            "an alias or the latest version could change without a commit"
+        )
+    return value
+
+
 class Variant(_Model):
-    """One servable configuration: a model, a prompt file and parameters."""
+    """One servable configuration: a model, a prompt (a file, or a pinned Prompt Registry version) and parameters."""
 
     model: str = Field(min_length=1, max_length=200, pattern=MODEL_ID, description="The model id (printable ASCII).")
-    prompt: Visible | None = Field(
+    prompt: Annotated[Visible, AfterValidator(_pinned)] | None = Field(
         default=None,
         min_length=1,
         max_length=500,
-        description="A prompt file, relative to the rollout's directory, inside the repository.",
+        description="A prompt file, relative to the rollout's directory, inside the repository; or a pinned version "
+        "in MLflow's Prompt Registry, `prompts:/NAME/VERSION` (controller.yaml's `mlflow:` names the server).",
     )
     params: Annotated[dict[str, JsonValue], AfterValidator(_finite_json)] = Field(
         default_factory=dict, description="Model parameters (JSON: finite numbers only)."
@@ -891,6 +912,18 @@ class PrometheusConfig(_Model):
     bearer_token_env: EnvName | None = None
 
 
+class MlflowConfig(_Model):
+    """The MLflow tracking server whose Prompt Registry `prompts:/NAME/VERSION` prompts come from."""
+
+    tracking_uri: Annotated[Url, AfterValidator(_no_userinfo)] = Field(
+        description="The tracking server's URL, as MLFLOW_TRACKING_URI names it (http or https)."
+    )
+    token_env: EnvName | None = Field(
+        default=None, description="An environment variable holding a bearer token for the server; never logged."
+    )
+    timeout: Timeout = Field(default=timedelta(seconds=10))
+
+
 class LocalForgeConfig(_Model):
     type: Literal["local"]
 
@@ -1082,6 +1115,9 @@ class ControllerConfig(_Model):
     kind: Literal["ControllerConfig"]
     routers: dict[Name, RouterConfig] = Field(min_length=1)
     prometheus: PrometheusConfig | None = None
+    mlflow: MlflowConfig | None = Field(
+        default=None, description="The MLflow server that `prompts:/NAME/VERSION` prompts are read from."
+    )
     forge: ForgeConfig = Field(default_factory=lambda: LocalForgeConfig(type="local"))
     gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
     branch: str = Field(default="main", description="The branch that holds the desired state.")

@@ -131,6 +131,26 @@ def _working_tree_label(root: Path) -> str:
     return where
 
 
+class _Prompts:
+    """MLflow's Prompt Registry for `prompts:/NAME/VERSION` prompts (`load.PromptRegistry`), with this
+    process's environment for `mlflow.tokenEnv`; its HTTP client is imported only when a prompt is read."""
+
+    def __init__(self) -> None:
+        self._registry: load.PromptRegistry | None = None
+
+    def template(self, config: spec.MlflowConfig, name: str, version: int) -> str:
+        if self._registry is None:
+            from controller.registry import mlflow
+
+            self._registry = mlflow.Registry(environ=os.environ)
+        return self._registry.template(config, name, version)
+
+
+def prompt_registry() -> load.PromptRegistry:
+    """Where every command reads `prompts:/` prompts from."""
+    return _Prompts()
+
+
 class NamedRollout(NamedTuple):
     tree: load.Tree
     root: Path
@@ -145,7 +165,7 @@ def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
     from controller import load, report
 
     tree, root, source = open_tree(args.repo, None)
-    result = load.load_repo(tree)
+    result = load.load_repo(tree, prompts=prompt_registry())
     if result.config is None:
         out.write(report.findings([problem_json(p, root) for p in result.problems], "text"))
         return None

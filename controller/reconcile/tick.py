@@ -92,13 +92,14 @@ class Controller:
     knobs: settings.Settings = field(default_factory=settings.Settings)  # lease TTL, write backoff, memory
     sleep: Callable[[float], None] = time.sleep  # between the tries of a write that takes the canary out
     shards: coordination.Shards = field(default_factory=lambda: coordination.Shards(spec.HOME_REPOSITORY))
+    prompts: load.PromptRegistry | None = None  # reads `prompts:/NAME/VERSION` prompts (MLflow's Prompt Registry)
     steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
     pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
     _leased: bool = False  # this process took the lease and has not released it
 
     def __post_init__(self) -> None:
         memory = self.knobs.memory
-        self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories)
+        self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories, prompts=self.prompts)
         self.pull_requests = pulls.Pulls(
             self.forge, self.workspace, self.clock, remember=memory.checks, refresh=self.knobs.pr_refresh
         )
@@ -113,7 +114,7 @@ class Controller:
                 return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
             self._leased = True
         tree = self.workspace.tree()
-        desired = load.load_repo(tree)
+        desired = load.load_repo(tree, prompts=self.prompts)
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
@@ -244,7 +245,7 @@ class Controller:
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
         self.workspace.fetch()
-        desired = load.load_repo(self.workspace.tree())
+        desired = load.load_repo(self.workspace.tree(), prompts=self.prompts)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
@@ -258,7 +259,7 @@ class Controller:
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
         tree = self.workspace.tree()
-        desired = load.load_repo(tree)
+        desired = load.load_repo(tree, prompts=self.prompts)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
