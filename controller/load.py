@@ -801,6 +801,8 @@ def _load_rollout(
             for name, message in _rate_bounds(gate):
                 problem(("spec", "analysis", "gates", i, name), message, "E002")
 
+    if s.aliases and config.mlflow is None:
+        problem(("spec", "aliases"), "names MLflow aliases, and controller.yaml has no `mlflow:` section", "E003")
     revisions: dict[str, str] = {}
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}

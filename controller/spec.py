@@ -341,6 +341,54 @@ class Variant(_Model):
     params: Annotated[dict[str, JsonValue], AfterValidator(_finite_json)] = Field(
         default_factory=dict, description="Model parameters (JSON: finite numbers only)."
     )
+    model_version: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_ID,
+        description="The model's version in MLflow's Model Registry, for `spec.aliases` naming a model "
+        "(not part of the revision: `model` is what is served).",
+    )
+
+
+REGISTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # an MLflow registered model or prompt name, as we accept it
+ALIAS_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,255}$"  # MLflow refuses `latest` and names like `v1` (version-like)
+
+
+def _alias_name(value: str) -> str:
+    if value.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", value):
+        raise ValueError("MLflow reserves `latest` and version-like names (`v1`) for itself")
+    return value
+
+
+class RegistryAlias(_Model):
+    """An MLflow alias the controller points at the stable variant's version: a registered model's
+    (`model`, the variants' `modelVersion`) or a prompt's (`prompt`, the variants' `prompts:/NAME/VERSION`)."""
+
+    model: Annotated[str, Field(pattern=REGISTRY_NAME)] | None = Field(
+        default=None, description="A registered model's name in MLflow's Model Registry."
+    )
+    prompt: Annotated[str, Field(pattern=REGISTRY_NAME)] | None = Field(
+        default=None, description="A prompt's name in MLflow's Prompt Registry."
+    )
+    alias: Annotated[str, Field(pattern=ALIAS_NAME), AfterValidator(_alias_name)] = Field(
+        description="The alias (`champion`, `production`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RegistryAlias:
+        if (self.model is None) == (self.prompt is None):
+            raise _located(("model",), "name either `model` or `prompt`, not both and not neither")
+        return self
+
+    def version(self, variant: Variant) -> int | None:
+        """The variant's version of what this alias names, or None where the variant gives none."""
+        if self.model is not None:
+            return variant.model_version
+        pinned = registry_prompt(variant.prompt or "")
+        return pinned[1] if pinned is not None and pinned[0] == self.prompt else None
+
+    def describe(self) -> str:
+        return f"model {self.model!r}" if self.model is not None else f"prompt {self.prompt!r}"
 
 
 def revision(variant: Variant, prompt: bytes | None) -> str:
@@ -632,6 +680,27 @@ class RolloutSpec(_Model):
     keep_previous_for: Duration = Field(
         default=timedelta(hours=1), description="How long the old stable stays warm after completion."
     )
+    aliases: list[RegistryAlias] = Field(
+        default_factory=list,
+        max_length=16,
+        description="MLflow aliases that follow the stable variant: moved to the canary's version once its "
+        "completion is merged, and back if main goes back (controller.yaml's `mlflow:` names the server).",
+    )
+
+    @model_validator(mode="after")
+    def _aliases_have_versions(self) -> RolloutSpec:
+        seen: set[tuple[str | None, str | None, str]] = set()
+        for i, a in enumerate(self.aliases):
+            field = "model" if a.model is not None else "prompt"
+            if (a.model, a.prompt, a.alias) in seen:
+                raise _located(("aliases", i, "alias"), f"names {a.describe()} alias {a.alias!r} twice")
+            seen.add((a.model, a.prompt, a.alias))
+            for role in ("stable", "canary", "previous"):
+                variant: Variant | None = getattr(self, role)
+                if variant is not None and a.version(variant) is None:
+                    needs = "a `modelVersion`" if a.model is not None else f"a prompt `prompts:/{a.prompt}/VERSION`"
+                    raise _located(("aliases", i, field), f"spec.{role} needs {needs} for this alias to point at")
+        return self
 
     @model_validator(mode="after")
     def _cohorts_known(self) -> RolloutSpec:

@@ -230,8 +230,9 @@ def build_for(
     forge = forge_factory.build(
         config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
     )
+    mlflow = common.prompt_registry()
     controller = reconcile.Controller(
-        workspace, forge, routers, metrics, holder=holder, knobs=knobs, prompts=common.prompt_registry()
+        workspace, forge, routers, metrics, holder=holder, knobs=knobs, prompts=mlflow, registry=mlflow
     )
     return Built(controller, _acting_on(remote, tree.sha, state_path), config, state_files(config, state_path))
 

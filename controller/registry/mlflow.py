@@ -1,4 +1,5 @@
-"""The MLflow adapter: a prompt version's template from the Prompt Registry, over MLflow's REST API
+"""The MLflow adapter: a prompt version's template from the Prompt Registry, and the aliases of registered
+models and prompts (read and set; MLflow keeps a prompt as a registered model), over MLflow's REST API
 (`/api/2.0/mlflow/...`) with httpx; the `mlflow` package is never imported (it is heavy, and the server
 is all we need).
 
@@ -20,6 +21,7 @@ from controller import errors, spec
 
 PROMPT_TEXT_TAG = "mlflow.prompt.text"  # MLflow keeps a prompt version's template in this tag
 IS_PROMPT_TAG = "mlflow.prompt.is_prompt"
+_MISSING_ALIAS = "Registered model alias"  # the start of MLflow's message for an alias that does not exist
 _CACHED = 4096  # prompt versions remembered per process
 
 
@@ -48,6 +50,29 @@ class Registry:
                 self._templates.clear()
             self._templates[key] = text
         return text
+
+    def alias(self, config: spec.MlflowConfig, name: str, alias: str) -> int | None:
+        """The version a registered model's or prompt's alias points at; None when the alias does not exist."""
+        what = f"alias {alias!r} of {name!r}"
+        try:
+            body = self._get(config, "registered-models/alias", {"name": name, "alias": alias}, what=what)
+        except errors.RegistryError as exc:
+            # MLflow answers a missing alias with 400 INVALID_PARAMETER_VALUE "Registered model alias X not found."
+            if isinstance(exc, errors.RegistryUnavailable) or _MISSING_ALIAS not in str(exc):
+                raise
+            return None
+        version = (body.get("model_version") or {}).get("version")
+        try:
+            return int(str(version))
+        except (TypeError, ValueError):
+            raise errors.RegistryError(f"{what}: the MLflow server answered no version") from None
+
+    def set_alias(self, config: spec.MlflowConfig, name: str, alias: str, version: int) -> None:
+        """Point an alias at `version` (MLflow creates it, or moves it from wherever it was)."""
+        what = f"{name!r} version {version} (for alias {alias!r})"
+        payload = {"name": name, "alias": alias, "version": str(version)}
+        with self._client(config) as client:
+            _answer(lambda: client.post("registered-models/alias", json=payload), what=what)
 
     # -- HTTP ------------------------------------------------------------------------------------
 

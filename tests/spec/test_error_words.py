@@ -144,7 +144,7 @@ PLACEMENT = [
         "prompt-beside-the-variants",
         ("  route: chat", "  route: chat\n  prompt: prompts/v1.md"),
         "spec.prompt",
-        "unknown field here; it belongs under `spec.stable`, `spec.canary` or `spec.previous`",
+        "unknown field here; it belongs under `spec.stable`, `spec.canary`, `spec.previous` or `spec.aliases[]`",
     ),
     (
         "analysis-at-the-top",
