@@ -175,6 +175,7 @@ def setup(tmp_path: Path, mlflow_server: mlflow_proc.Server, monkeypatch: pytest
     return _Setup(tmp_path, mlflow_server, monkeypatch)
 
 
+@pytest.mark.slow
 def test_a_merged_completion_moves_the_aliases_then_main_going_back_moves_them_back(setup: _Setup) -> None:
     setup.set(1)
     setup.main(stable=2, other="previous", old=1)  # what merging the completion PR leaves on main
@@ -192,6 +193,7 @@ def test_a_merged_completion_moves_the_aliases_then_main_going_back_moves_them_b
     assert f"MLflow model {setup.model!r} alias 'champion': version 2 -> 1" in outcome.actions
 
 
+@pytest.mark.slow
 def test_a_hand_moved_alias_is_drift_that_holds(setup: _Setup) -> None:
     setup.server.register_model_version(setup.model)  # version 3, nobody's in this rollout
     setup.registry.set_alias(setup.config, setup.model, "champion", 3)
@@ -237,3 +239,36 @@ def test_aliases_without_an_mlflow_section_are_refused(tmp_path: Path) -> None:
     (root / "rollouts/alias-bot/rollout.yaml").write_text(text)
     result = load.load_repo(worktree.WorkTree(root))
     assert any(p.field == "spec.aliases" and "has no `mlflow:` section" in p.message for p in result.problems)
+
+
+class _AliasesDown:
+    """MLflow answering prompt reads but not alias requests (an outage of the moment, as the adapter
+    reports it): what the kill switch must not wait for."""
+
+    def __init__(self, real: mlflow.Registry) -> None:
+        self.real = real
+
+    def template(self, config: spec.MlflowConfig, name: str, version: int) -> str:
+        return self.real.template(config, name, version)
+
+    def alias(self, config: spec.MlflowConfig, name: str, alias: str) -> int | None:
+        raise errors.RegistryUnavailable(f"alias {alias!r} of {name!r}: the MLflow server cannot be reached")
+
+    def set_alias(self, config: spec.MlflowConfig, name: str, alias: str, version: int) -> None:
+        raise errors.RegistryUnavailable(f"alias {alias!r} of {name!r}: the MLflow server cannot be reached")
+
+
+@pytest.mark.slow
+def test_aliases_never_stand_in_for_the_kill_switch(setup: _Setup) -> None:
+    setup.set(1)
+    setup.main(stable=1, other="canary", old=2)  # a canary at its only step: 100%
+    down = _AliasesDown(setup.registry)
+    controller = replace(setup.ops.controller(), prompts=down, registry=down)
+    outcome = {o.rollout: o for o in controller.reconcile_once().outcomes}["alias-bot"]
+    live = setup.ops.live("alias")
+    assert live is not None and live.weight("canary") == 100  # the router follows main
+    assert outcome.adapter == "registry" and "MLflow aliases: alias" in (outcome.error or "")
+    controller.abort("alias-bot", reason="bad answers")
+    live = setup.ops.live("alias")
+    assert live is not None and live.weight("canary") == 0  # taken out at once, MLflow or not
+    assert setup.aliases() == (1, 1)
