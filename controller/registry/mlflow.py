@@ -4,9 +4,9 @@ models and prompts (read and set; MLflow keeps a prompt as a registered model), 
 is all we need).
 
 Built by the CLI with the environment (a token is read from `mlflow.tokenEnv`); called by `load` through
-`load.PromptRegistry`. Every transport, HTTP and JSON failure becomes `errors.RegistryError`; the token
-is never put in a message. A pinned version's template cannot change in MLflow, so each is asked once per
-process.
+`load.PromptRegistry` and by the reconciler's alias pass (`reconcile.aliases.Registry`). Every transport,
+HTTP and JSON failure becomes `errors.RegistryError`; the token is never put in a message. MLflow treats a
+prompt version as immutable, so each is asked once per `Registry`; aliases are read afresh every time.
 """
 
 from __future__ import annotations
