@@ -112,6 +112,17 @@ class ForgeRateLimited(ForgeUnavailable):
         self.retry_after = retry_after
 
 
+class RegistryError(RolloutError):
+    """MLflow's registry (a prompt version, a model or prompt alias) could not be read or written, or
+    answered that what was asked for does not exist."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The MLflow server did not answer (refused, timed out, a 5xx): a fault of the moment."""
+
+    retryable = True
+
+
 class RepoError(RolloutError):
     """A git operation on the rollouts repository failed."""
 

@@ -747,4 +747,6 @@ def variants_of(loaded: load.LoadedRollout, which: str) -> list[tuple[str, spec.
 
 def prompt_text(tree: load.Tree, loaded: load.LoadedRollout, variant: str) -> str | None:
     path = loaded.prompts.get(variant)
-    return None if path is None else tree.read(path).decode("utf-8")
+    if path is None or spec.registry_prompt(path) is not None:  # a Prompt Registry prompt was read on load
+        return loaded.prompt_texts.get(variant)
+    return tree.read(path).decode("utf-8")

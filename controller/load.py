@@ -81,6 +81,16 @@ class Tree(Protocol):
         ...
 
 
+class PromptRegistry(Protocol):
+    """Where `prompts:/NAME/VERSION` prompts are read (controller/registry/mlflow.py); injected, so
+    loading stays free of I/O clients."""
+
+    def template(self, config: spec.MlflowConfig, name: str, version: int) -> str:
+        """The template of one prompt version, exactly as stored; errors.RegistryError (saying why, with
+        no secret) when the server cannot be reached or has no such prompt version."""
+        ...
+
+
 @dataclass(frozen=True)
 class Document:
     """A parsed YAML file: the round-trip tree (comments kept) and where it came from."""
@@ -94,7 +104,7 @@ class LoadedRollout:
     path: str  # the rollout file, relative to the repository root
     rollout: spec.Rollout
     revisions: dict[str, str]  # "stable" and, while one exists, "canary" -> content hash
-    prompts: dict[str, str]  # "stable"/"canary" -> prompt path relative to the repository root
+    prompts: dict[str, str]  # "stable"/"canary" -> prompt path from the repository root, or `prompts:/NAME/VERSION`
     prompt_digests: dict[str, str] = field(default_factory=dict)  # role -> sha256 of the prompt bytes
     prompt_texts: dict[str, str] = field(default_factory=dict)  # role -> the prompt file's text
 
@@ -740,14 +750,18 @@ def rollout_files(tree: Tree) -> Iterator[str]:
             yield f"{ROLLOUTS_DIR}/{name}/{ROLLOUT_FILE}"
 
 
-def load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> LoadedRollout:
-    """Load and check one rollout file against the config. Raises SpecError with every problem found,
-    and only SpecError, whatever the file holds."""
+def load_rollout(
+    tree: Tree, path: str, config: spec.ControllerConfig, *, prompts: PromptRegistry | None = None
+) -> LoadedRollout:
+    """Load and check one rollout file against the config, reading `prompts:/` prompts from `prompts`.
+    Raises SpecError with every problem found, and only SpecError, whatever the file holds."""
     with _isolated(path):
-        return _load_rollout(tree, path, config)
+        return _load_rollout(tree, path, config, prompts)
 
 
-def _load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> LoadedRollout:
+def _load_rollout(
+    tree: Tree, path: str, config: spec.ControllerConfig, registry: PromptRegistry | None
+) -> LoadedRollout:
     try:
         data = tree.read(path)
     except FileNotFoundError:
@@ -794,6 +808,8 @@ def _load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loade
             for name, message in _rate_bounds(gate):
                 problem(("spec", "analysis", "gates", i, name), message, "E002")
 
+    if s.aliases and config.mlflow is None:
+        problem(("spec", "aliases"), "names MLflow aliases, and controller.yaml has no `mlflow:` section", "E003")
     revisions: dict[str, str] = {}
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}
@@ -804,7 +820,10 @@ def _load_rollout(tree: Tree, path: str, config: spec.ControllerConfig) -> Loade
             continue
         body: bytes | None = None
         if variant.prompt is not None:
-            resolved, body, why = _read_prompt(tree, path, variant.prompt)
+            if spec.registry_prompt(variant.prompt) is None:
+                resolved, body, why = _read_prompt(tree, path, variant.prompt)
+            else:
+                resolved, body, why = _registry_prompt(registry, config, variant.prompt)
             if why:
                 problem(("spec", role, "prompt"), why, "E004")
                 continue
@@ -884,11 +903,37 @@ def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes
     return resolved, body, ""
 
 
-def load_repo(tree: Tree, *, only: Sequence[str] | None = None) -> RepoSpec:
+def _registry_prompt(
+    registry: PromptRegistry | None, config: spec.ControllerConfig, prompt: str
+) -> tuple[str, bytes | None, str]:
+    """(the `prompts:/NAME/VERSION` URI, the template's bytes, why it is refused or '')."""
+    pinned = spec.registry_prompt(prompt)
+    assert pinned is not None
+    name, version = pinned
+    if config.mlflow is None:
+        return (
+            prompt,
+            None,
+            f"prompt {prompt!r} is in MLflow's Prompt Registry, and controller.yaml has no `mlflow:` section",
+        )
+    if registry is None:
+        return prompt, None, f"prompt {prompt!r} is in MLflow's Prompt Registry, which this command does not read"
+    try:
+        text = registry.template(config.mlflow, name, version)
+    except errors.RegistryError as exc:
+        return prompt, None, f"prompt {prompt!r} could not be read from {config.mlflow.tracking_uri}: {exc}"
+    body = text.encode("utf-8")
+    if len(body) > MAX_FILE_BYTES:
+        return prompt, None, f"prompt {prompt!r} is larger than {MAX_FILE_BYTES // 1024} KiB"
+    return prompt, body, ""
+
+
+def load_repo(tree: Tree, *, only: Sequence[str] | None = None, prompts: PromptRegistry | None = None) -> RepoSpec:
     """Load the config and every rollout. A broken rollout is reported and skipped; the rest load.
 
     `only` limits which rollout files are reported on (for `rollout validate FILE`), but every
-    rollout is still read so that conflicts between them are found.
+    rollout is still read so that conflicts between them are found. `prompts` reads `prompts:/`
+    prompts; without it, a rollout that has one is a problem.
     """
     try:
         config = load_config(tree)
@@ -898,7 +943,7 @@ def load_repo(tree: Tree, *, only: Sequence[str] | None = None) -> RepoSpec:
     taken: dict[tuple[str, str], str] = {}
     for path in rollout_files(tree):
         try:
-            loaded = load_rollout(tree, path, config)
+            loaded = load_rollout(tree, path, config, prompts=prompts)
         except errors.SpecError as exc:
             repo.problems.extend(exc.problems)
             continue

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, assert_never
 
-from controller import edits, evidence, gates, load, plan, report, spec, traffic
+from controller import aliases, edits, evidence, gates, load, plan, report, spec, traffic
 
 BRANCH_PREFIX = "rollout/"
 REVERT_CHECK = "merging records the rollback: the canary stays at 0%; the description says why"
@@ -320,6 +320,10 @@ def _complete(c: _Context) -> _Parts:
     merging = (
         "- `spec.stable` becomes the canary; the old stable becomes `spec.previous`, kept warm at weight 0 "
         f"for {spec.format_duration(s.keep_previous_for)}, then a decommission PR removes it.",
+        *(
+            f"- Moves MLflow's {move} (compare-and-set: only from the old stable's version; back if main goes back)."
+            for move in aliases.completion_moves(s)
+        ),
     )
     return _Parts(
         edits.set_status(promoted, new),
@@ -340,7 +344,8 @@ def _what_changed(variant: spec.Variant | None, other: spec.Variant, revision: s
     if variant.model != other.model:
         return variant.model
     if variant.prompt and variant.prompt != other.prompt:
-        return variant.prompt.rsplit("/", 1)[-1]
+        pinned = spec.registry_prompt(variant.prompt)
+        return f"{pinned[0]} v{pinned[1]}" if pinned else variant.prompt.rsplit("/", 1)[-1]
     return f"revision {revision}"
 
 

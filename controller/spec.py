@@ -307,19 +307,88 @@ class _Model(BaseModel):
 # -- the rollout --------------------------------------------------------------------------------
 
 
+PROMPT_REGISTRY = "prompts:/"  # a prompt in MLflow's Prompt Registry, as MLflow spells its URIs
+_PINNED_PROMPT = re.compile(r"^prompts:/([A-Za-z0-9][A-Za-z0-9._-]{0,255})/([1-9][0-9]{0,8})$")
+
+
+def registry_prompt(prompt: str) -> tuple[str, int] | None:
+    """(name, version) of a pinned Prompt Registry prompt (`prompts:/support/7`); None for a prompt file."""
+    found = _PINNED_PROMPT.match(prompt)
+    return (found.group(1), int(found.group(2))) if found else None
+
+
+def _pinned(value: str | None) -> str | None:
+    """A `prompts:/` prompt names one version: an alias or "latest" could change under a revision."""
+    if value is not None and value.startswith(PROMPT_REGISTRY) and registry_prompt(value) is None:
+        raise ValueError(
+            "a Prompt Registry prompt is `prompts:/NAME/VERSION` with a version number (`prompts:/support/7`): "
+            "an alias or the latest version could change without a commit"
+        )
+    return value
+
+
 class Variant(_Model):
-    """One servable configuration: a model, a prompt file and parameters."""
+    """One servable configuration: a model, a prompt (a file, or a pinned Prompt Registry version) and parameters."""
 
     model: str = Field(min_length=1, max_length=200, pattern=MODEL_ID, description="The model id (printable ASCII).")
-    prompt: Visible | None = Field(
+    prompt: Annotated[Visible, AfterValidator(_pinned)] | None = Field(
         default=None,
         min_length=1,
         max_length=500,
-        description="A prompt file, relative to the rollout's directory, inside the repository.",
+        description="A prompt file, relative to the rollout's directory, inside the repository; or a pinned version "
+        "in MLflow's Prompt Registry, `prompts:/NAME/VERSION` (controller.yaml's `mlflow:` names the server).",
     )
     params: Annotated[dict[str, JsonValue], AfterValidator(_finite_json)] = Field(
         default_factory=dict, description="Model parameters (JSON: finite numbers only)."
     )
+    model_version: int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_ID,
+        description="The model's version in MLflow's Model Registry, for `spec.aliases` naming a model "
+        "(not part of the revision: `model` is what is served).",
+    )
+
+
+REGISTRY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$"  # an MLflow registered model or prompt name, as we accept it
+ALIAS_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,255}$"  # MLflow refuses `latest` and names like `v1` (version-like)
+
+
+def _alias_name(value: str) -> str:
+    if value.lower() == "latest" or re.fullmatch(r"[vV][0-9]+", value):
+        raise ValueError("MLflow reserves `latest` and version-like names (`v1`) for itself")
+    return value
+
+
+class RegistryAlias(_Model):
+    """An MLflow alias the controller points at the stable variant's version: a registered model's
+    (`model`, the variants' `modelVersion`) or a prompt's (`prompt`, the variants' `prompts:/NAME/VERSION`)."""
+
+    model: Annotated[str, Field(pattern=REGISTRY_NAME)] | None = Field(
+        default=None, description="A registered model's name in MLflow's Model Registry."
+    )
+    prompt: Annotated[str, Field(pattern=REGISTRY_NAME)] | None = Field(
+        default=None, description="A prompt's name in MLflow's Prompt Registry."
+    )
+    alias: Annotated[str, Field(pattern=ALIAS_NAME), AfterValidator(_alias_name)] = Field(
+        description="The alias (`champion`, `production`)."
+    )
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RegistryAlias:
+        if (self.model is None) == (self.prompt is None):
+            raise _located(("model",), "name either `model` or `prompt`, not both and not neither")
+        return self
+
+    def version(self, variant: Variant) -> int | None:
+        """The variant's version of what this alias names, or None where the variant gives none."""
+        if self.model is not None:
+            return variant.model_version
+        pinned = registry_prompt(variant.prompt or "")
+        return pinned[1] if pinned is not None and pinned[0] == self.prompt else None
+
+    def describe(self) -> str:
+        return f"model {self.model!r}" if self.model is not None else f"prompt {self.prompt!r}"
 
 
 def revision(variant: Variant, prompt: bytes | None) -> str:
@@ -627,6 +696,27 @@ class RolloutSpec(_Model):
     keep_previous_for: Duration = Field(
         default=timedelta(hours=1), description="How long the old stable stays warm after completion."
     )
+    aliases: list[RegistryAlias] = Field(
+        default_factory=list,
+        max_length=16,
+        description="MLflow aliases that follow the stable variant: moved to the canary's version once its "
+        "completion is merged, and back if main goes back (controller.yaml's `mlflow:` names the server).",
+    )
+
+    @model_validator(mode="after")
+    def _aliases_have_versions(self) -> RolloutSpec:
+        seen: set[tuple[str | None, str | None, str]] = set()
+        for i, a in enumerate(self.aliases):
+            field = "model" if a.model is not None else "prompt"
+            if (a.model, a.prompt, a.alias) in seen:
+                raise _located(("aliases", i, "alias"), f"names {a.describe()} alias {a.alias!r} twice")
+            seen.add((a.model, a.prompt, a.alias))
+            for role in ("stable", "canary", "previous"):
+                variant: Variant | None = getattr(self, role)
+                if variant is not None and a.version(variant) is None:
+                    needs = "a `modelVersion`" if a.model is not None else f"a prompt `prompts:/{a.prompt}/VERSION`"
+                    raise _located(("aliases", i, field), f"spec.{role} needs {needs} for this alias to point at")
+        return self
 
     @model_validator(mode="after")
     def _cohorts_known(self) -> RolloutSpec:
@@ -907,6 +997,18 @@ class PrometheusConfig(_Model):
     bearer_token_env: EnvName | None = None
 
 
+class MlflowConfig(_Model):
+    """The MLflow tracking server whose Prompt Registry `prompts:/NAME/VERSION` prompts come from."""
+
+    tracking_uri: Annotated[Url, AfterValidator(_no_userinfo)] = Field(
+        description="The tracking server's URL, as MLFLOW_TRACKING_URI names it (http or https)."
+    )
+    token_env: EnvName | None = Field(
+        default=None, description="An environment variable holding a bearer token for the server; never logged."
+    )
+    timeout: Timeout = Field(default=timedelta(seconds=10))
+
+
 class LocalForgeConfig(_Model):
     type: Literal["local"]
 
@@ -1098,6 +1200,9 @@ class ControllerConfig(_Model):
     kind: Literal["ControllerConfig"]
     routers: dict[Name, RouterConfig] = Field(min_length=1)
     prometheus: PrometheusConfig | None = None
+    mlflow: MlflowConfig | None = Field(
+        default=None, description="The MLflow server that `prompts:/NAME/VERSION` prompts are read from."
+    )
     forge: ForgeConfig = Field(default_factory=lambda: LocalForgeConfig(type="local"))
     gate_templates: dict[TemplateName, GateTemplate] = Field(default_factory=dict)
     branch: str = Field(default="main", description="The branch that holds the desired state.")

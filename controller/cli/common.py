@@ -18,6 +18,7 @@ from controller import errors, settings
 
 if TYPE_CHECKING:
     from controller import load, repo, spec
+    from controller.registry import mlflow
 
 
 class UsageError(Exception):
@@ -131,6 +132,36 @@ def _working_tree_label(root: Path) -> str:
     return where
 
 
+class Mlflow:
+    """MLflow's registries: `prompts:/NAME/VERSION` prompts (`load.PromptRegistry`) and the aliases the
+    controller moves (`reconcile.aliases.Registry`), with this process's environment for `mlflow.tokenEnv`;
+    the HTTP client is imported only when the registry is first asked."""
+
+    def __init__(self) -> None:
+        self._registry: mlflow.Registry | None = None
+
+    def _real(self) -> mlflow.Registry:
+        if self._registry is None:
+            from controller.registry import mlflow
+
+            self._registry = mlflow.Registry(environ=os.environ)
+        return self._registry
+
+    def template(self, config: spec.MlflowConfig, name: str, version: int) -> str:
+        return self._real().template(config, name, version)
+
+    def alias(self, config: spec.MlflowConfig, name: str, alias: str) -> int | None:
+        return self._real().alias(config, name, alias)
+
+    def set_alias(self, config: spec.MlflowConfig, name: str, alias: str, version: int) -> None:
+        self._real().set_alias(config, name, alias, version)
+
+
+def prompt_registry() -> Mlflow:
+    """Where every command reads `prompts:/` prompts from (and the controller moves aliases)."""
+    return Mlflow()
+
+
 class NamedRollout(NamedTuple):
     tree: load.Tree
     root: Path
@@ -145,7 +176,7 @@ def named_rollout(args: argparse.Namespace, out: TextIO) -> NamedRollout | None:
     from controller import load, report
 
     tree, root, source = open_tree(args.repo, None)
-    result = load.load_repo(tree)
+    result = load.load_repo(tree, prompts=prompt_registry())
     if result.config is None:
         out.write(report.findings([problem_json(p, root) for p in result.problems], "text"))
         return None

@@ -149,8 +149,10 @@ def check(root: Path, *, base: str, head: str | None, at: datetime, window: time
     step's `for` has run."""
     from controller import analysis, load, plan, repo, review, worktree
 
-    before = load.load_repo(repo.GitTree.open(root, base))
-    after = load.load_repo(repo.GitTree.open(root, head) if head else worktree.WorkTree(root))
+    before = load.load_repo(repo.GitTree.open(root, base), prompts=common.prompt_registry())
+    after = load.load_repo(
+        repo.GitTree.open(root, head) if head else worktree.WorkTree(root), prompts=common.prompt_registry()
+    )
     found = review.changes(before, after)
     measured: dict[str, tuple[gates.GateEvidence, ...] | str] = {}
     for change in found:

@@ -34,7 +34,7 @@ def cmd_plan(args: argparse.Namespace, out: TextIO) -> int:
     from controller.routers import factory as router_factory
 
     tree, root, source = common.open_tree(args.repo, args.ref)
-    result = load.load_repo(tree)
+    result = load.load_repo(tree, prompts=common.prompt_registry())
     if result.config is None:
         out.write(report.findings([common.problem_json(p, root) for p in result.problems], "text"))
         return 1

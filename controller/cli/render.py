@@ -64,7 +64,7 @@ def _render_target(
     from controller import load, report, worktree
 
     root = common.find_root(Path(args.repo))
-    result = load.load_repo(worktree.WorkTree(root))
+    result = load.load_repo(worktree.WorkTree(root), prompts=common.prompt_registry())
     if result.config is None or result.problems:
         out.write(report.findings([common.problem_json(p, root) for p in result.problems], "text"))
         return None

@@ -211,7 +211,7 @@ def build_for(
             f"{redaction.redact(remote)}: {branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
             "repository; nothing was done (name yours with --remote or $ROLLOUT_REMOTE)"
         ) from None
-    desired = load.load_repo(tree)
+    desired = load.load_repo(tree, prompts=common.prompt_registry())
     if desired.config is None:
         raise errors.SpecError(desired.problems)
     config = desired.config
@@ -230,7 +230,10 @@ def build_for(
     forge = forge_factory.build(
         config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
     )
-    controller = reconcile.Controller(workspace, forge, routers, metrics, holder=holder, knobs=knobs)
+    mlflow = common.prompt_registry()
+    controller = reconcile.Controller(
+        workspace, forge, routers, metrics, holder=holder, knobs=knobs, prompts=mlflow, registry=mlflow
+    )
     return Built(controller, _acting_on(remote, tree.sha, state_path), config, state_files(config, state_path))
 
 
@@ -522,7 +525,7 @@ def _look(controller: reconcile.Controller) -> _Look:
 
     tick = controller.reconcile_once(dry_run=True)
     pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
-    return _Look(tick, pulls, load.load_repo(controller.workspace.tree()))
+    return _Look(tick, pulls, load.load_repo(controller.workspace.tree(), prompts=controller.prompts))
 
 
 def _changed_by(look: _Look) -> object:

@@ -59,7 +59,7 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
         root = common.find_root(path if path.is_dir() else path.parent)
         tree = worktree.WorkTree(root)
         only = _selected(root, path)
-        result = load.load_repo(tree, only=only)
+        result = load.load_repo(tree, only=only, prompts=common.prompt_registry())
         findings += [common.problem_json(p, root) for p in result.problems]
         if result.config is not None:
             for loaded in result.rollouts:

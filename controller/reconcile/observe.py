@@ -168,6 +168,7 @@ class StepHistory:
 
     workspace: repo.Workspace
     limit: int = settings.Memory.step_histories
+    prompts: load.PromptRegistry | None = None  # for past commits' `prompts:/` prompts (each version read once)
     _keys: dict[tuple[str, str], tuple[tuple[Any, ...], tuple[Any, ...]] | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -191,7 +192,9 @@ class StepHistory:
             cached = self._keys.get((sha, loaded.path), ())
             if cached == ():
                 try:
-                    cached = _keys(load.load_rollout(self.workspace.tree(sha), loaded.path, config))
+                    cached = _keys(
+                        load.load_rollout(self.workspace.tree(sha), loaded.path, config, prompts=self.prompts)
+                    )
                 except errors.SpecError:
                     cached = None
                 if len(self._keys) >= self.limit:

@@ -28,7 +28,7 @@ from controller import (
     traffic,
 )
 from controller.forge import base as forge_base
-from controller.reconcile import observe, pulls, writes
+from controller.reconcile import aliases, observe, pulls, writes
 from controller.routers import base
 
 log = logging.getLogger("rollout.reconcile")
@@ -92,13 +92,15 @@ class Controller:
     knobs: settings.Settings = field(default_factory=settings.Settings)  # lease TTL, write backoff, memory
     sleep: Callable[[float], None] = time.sleep  # between the tries of a write that takes the canary out
     shards: coordination.Shards = field(default_factory=lambda: coordination.Shards(spec.HOME_REPOSITORY))
+    prompts: load.PromptRegistry | None = None  # reads `prompts:/NAME/VERSION` prompts (MLflow's Prompt Registry)
+    registry: aliases.Registry | None = None  # moves the MLflow aliases a rollout names (`spec.aliases`)
     steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
     pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
     _leased: bool = False  # this process took the lease and has not released it
 
     def __post_init__(self) -> None:
         memory = self.knobs.memory
-        self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories)
+        self.steps = observe.StepHistory(self.workspace, limit=memory.step_histories, prompts=self.prompts)
         self.pull_requests = pulls.Pulls(
             self.forge, self.workspace, self.clock, remember=memory.checks, refresh=self.knobs.pr_refresh
         )
@@ -113,7 +115,7 @@ class Controller:
                 return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
             self._leased = True
         tree = self.workspace.tree()
-        desired = load.load_repo(tree)
+        desired = load.load_repo(tree, prompts=self.prompts)
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
@@ -166,12 +168,24 @@ class Controller:
                 if d.loaded.name not in owned or not self.shards.fresh():  # the pass can outlast the deadline
                     outcomes[n] = self._lost(d, written.get(d.write.key), "opened no pull request")
                     continue
-                outcomes[n] = self._act(d, config, written.get(d.write.key))
+                outcomes[n] = self._moved(d.loaded, config, self._act(d, config, written.get(d.write.key)))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
         duration = (self.clock() - started).total_seconds()
         done = tuple(o for o in outcomes if o is not None)
         return Tick(started, sha, done, tuple(desired.problems), duration=duration)
+
+    def _moved(self, loaded: load.LoadedRollout, config: spec.ControllerConfig, outcome: Outcome) -> Outcome:
+        """`outcome` after the alias pass: the aliases the rollout names follow main's stable, after the
+        router's write is confirmed (an outcome with an error moves none); one left where it is is an error."""
+        if not loaded.rollout.spec.aliases or outcome.error or self.registry is None or config.mlflow is None:
+            return outcome
+        moved = aliases.safe_move(loaded, config.mlflow, self.registry)
+        if moved.held:
+            return replace(
+                outcome, actions=outcome.actions + moved.actions, error="; ".join(moved.held), adapter="registry"
+            )
+        return replace(outcome, actions=outcome.actions + moved.actions)
 
     def release_lease(self) -> bool:
         """Give up the lease this process took, so the next controller need not wait for it to expire
@@ -244,7 +258,7 @@ class Controller:
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
         self.workspace.fetch()
-        desired = load.load_repo(self.workspace.tree())
+        desired = load.load_repo(self.workspace.tree(), prompts=self.prompts)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
@@ -258,7 +272,7 @@ class Controller:
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
         tree = self.workspace.tree()
-        desired = load.load_repo(tree)
+        desired = load.load_repo(tree, prompts=self.prompts)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")

@@ -144,7 +144,7 @@ PLACEMENT = [
         "prompt-beside-the-variants",
         ("  route: chat", "  route: chat\n  prompt: prompts/v1.md"),
         "spec.prompt",
-        "unknown field here; it belongs under `spec.stable`, `spec.canary` or `spec.previous`",
+        "unknown field here; it belongs under `spec.stable`, `spec.canary`, `spec.previous` or `spec.aliases[]`",
     ),
     (
         "analysis-at-the-top",
@@ -213,12 +213,12 @@ def test_an_unknown_key_says_where_it_belongs(edit: tuple[str, str], field: str,
 
 def test_placement_reaches_into_discriminated_unions() -> None:
     """controller.yaml's routers are a union by `type`: a Prometheus field under a router belongs under
-    `prometheus`, computed from the models like the rest."""
+    `prometheus` (or `mlflow`, which has one too), computed from the models like the rest."""
     text = "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters:\n  local: {type: file, timeout: 5s}\n"
     with pytest.raises(errors.SpecError) as exc:
         load.load_model(spec.ControllerConfig, "controller.yaml", text.encode())
     [problem] = exc.value.problems
     assert (problem.field, problem.message) == (
         "routers.local.timeout",
-        "unknown field here; it belongs under `prometheus`",
+        "unknown field here; it belongs under `prometheus` or `mlflow`",
     )

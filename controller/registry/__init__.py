@@ -1,0 +1,1 @@
+"""Registries: where prompt versions (and, on completion, model and prompt aliases) live. MLflow's only."""
