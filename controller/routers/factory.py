@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from controller import settings, spec
+from controller import errors, settings, spec
 from controller.routers import base, envoy, flagd, litellm, unleash
 from controller.routers import file as file_router
 
@@ -74,4 +74,10 @@ def build(
                 stickiness=config.stickiness,
                 apply_timeout=config.apply_timeout.total_seconds(),
                 timeout=timeouts.unleash_api,
+            )
+        case spec.IstioRouterConfig() | spec.GatewayApiRouterConfig():
+            raise errors.RouterError(
+                f"router {name!r} ({config.type}): its routes live in the repository ({config.manifests}), which "
+                f"`rollout render {config.type}` writes and your GitOps tool applies; this controller does not yet "
+                "read or write them on a cluster"
             )
