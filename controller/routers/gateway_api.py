@@ -7,11 +7,12 @@ and mirrors to the canary's Service with a `RequestMirror` filter (`percent`) wh
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
-from controller import spec, traffic
+from controller import errors, spec, traffic
 from controller.routers import mesh
 
 KIND = "HTTPRoute"
@@ -122,3 +123,75 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
         else:
             shadow = mirror.get("percent", 100)  # the API mirrors every request when neither is set
     return traffic.RouteState(weights or {traffic.STABLE: 0}, shadow, others=others)
+
+
+def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
+    """The `spec` a live write applies: the live `spec.rules` (an atomic list: whoever applies it owns all
+    of it) with only the weights of the roles' backendRefs and the canary's RequestMirror filter of the
+    route's own rule changed; every other field, rule and backend as it is live. Raises RouterError when a
+    role with traffic has no backendRef there (only a merged manifest adds one), or when backends no
+    rollout manages share the rule and the weights would not stay percents (never rounded)."""
+    rules = copy.deepcopy((live.get("spec") or {}).get("rules") or [])
+    if not rules:
+        raise errors.RouterError("spec.rules is empty: nothing to split; nothing was written")
+    at = next((i for i, r in enumerate(rules) if r.get("name") == RULE_NAME), 0)
+    rule = rules[at]
+    seen = set()
+    total = 0
+    canary: dict[str, Any] | None = None
+    for ref in rule.get("backendRefs") or []:
+        role = mesh.role_of(rollout, ref.get("name") or "")
+        if role is not None and role in state.weights:
+            ref["weight"] = state.weights[role]
+            seen.add(role)
+        if role == traffic.CANARY:
+            canary = {k: ref[k] for k in ("group", "kind", "name", "namespace", "port") if k in ref}
+        total += ref.get("weight", 1)
+    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    if missing:
+        raise errors.RouterError(
+            f"spec.rules[{at}] has no backendRef for {', '.join(missing)} "
+            f"({', '.join(mesh.service(rollout, m) for m in missing)}); merge the rendered manifest first; "
+            "nothing was written"
+        )
+    if total != 100:
+        raise errors.RouterError(
+            f"spec.rules[{at}]: with the backends no rollout manages the weights would sum to {total}, not 100, "
+            "so they would not be the percents written; nothing was written"
+        )
+    filters = [
+        f
+        for f in rule.get("filters") or []
+        if not (
+            f.get("type") == "RequestMirror"
+            and mesh.role_of(rollout, ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name") or "")
+            == traffic.CANARY
+        )
+    ]
+    if state.shadow:
+        if canary is None:
+            raise errors.RouterError(f"spec.rules[{at}] has no canary backendRef to mirror to; nothing was written")
+        filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": canary, "percent": state.shadow}})
+    if filters:
+        rule["filters"] = filters
+    else:
+        rule.pop("filters", None)
+    return {"rules": rules}
+
+
+KUBE = mesh.Kind(
+    group="gateway.networking.k8s.io",
+    plural="httproutes",
+    kind=KIND,
+    type="gateway-api",
+    state_of=lambda obj, rollout: state_of(obj, rollout=rollout),
+    with_split=with_split,
+    problems=problems,
+)
+
+
+def router(
+    name: str, config: spec.GatewayApiRouterConfig, api: Any, *, routes: Mapping[str, str], timeout: float
+) -> mesh.KubeRouter:
+    """The live Gateway API router `name`: its routes' HTTPRoutes in the router's namespace."""
+    return mesh.KubeRouter(name, KUBE, api, namespace=config.namespace, routes=routes, timeout=timeout)

@@ -6,6 +6,7 @@ state into the object `rollout render istio` writes into git; `state_of` reads o
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,3 +104,71 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
             raise ValueError(f"the canary's mirror percentage {value!r} is not a whole percent")
         shadow = int(value)
     return traffic.RouteState(weights or {traffic.STABLE: 0}, shadow, others=others)
+
+
+def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
+    """The `spec` a live write applies: the live `spec.http` (an atomic list: whoever applies it owns all
+    of it) with only the weights of the roles' destinations and the canary's mirror of the route's own
+    HTTP route changed; every other field, entry and destination as it is live. Raises RouterError when
+    a role with traffic has no destination there (only a merged manifest adds one)."""
+    https = copy.deepcopy((live.get("spec") or {}).get("http") or [])
+    if not https:
+        raise errors.RouterError("spec.http is empty: nothing to split; nothing was written")
+    at = next((i for i, h in enumerate(https) if h.get("name") == HTTP_NAME), 0)
+    http = https[at]
+    seen = set()
+    for r in http.get("route") or []:
+        role = mesh.role_of(rollout, ((r.get("destination") or {}).get("host")) or "")
+        if role is not None and role in state.weights:
+            r["weight"] = state.weights[role]
+            seen.add(role)
+    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    if missing:
+        raise errors.RouterError(
+            f"spec.http[{at}] has no destination for {', '.join(missing)} ({', '.join(mesh.service(rollout, m) for m in missing)}); "
+            "merge the rendered manifest first; nothing was written"
+        )
+    mirrors = [
+        m
+        for m in http.get("mirrors") or []
+        if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY
+    ]
+    if mirrors:
+        http["mirrors"] = mirrors
+    else:
+        http.pop("mirrors", None)
+    canary = next(
+        (
+            r["destination"]
+            for r in http.get("route") or []
+            if mesh.role_of(rollout, (r.get("destination") or {}).get("host") or "") == traffic.CANARY
+        ),
+        None,
+    )
+    if state.shadow:
+        if canary is None:
+            raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
+        http["mirror"] = copy.deepcopy(canary)
+        http["mirrorPercentage"] = {"value": state.shadow}
+    elif http.get("mirror") and mesh.role_of(rollout, http["mirror"].get("host") or "") == traffic.CANARY:
+        http.pop("mirror")
+        http.pop("mirrorPercentage", None)
+    return {"http": https}
+
+
+KUBE = mesh.Kind(
+    group="networking.istio.io",
+    plural="virtualservices",
+    kind=KIND,
+    type="istio",
+    state_of=lambda obj, rollout: state_of(obj, rollout=rollout),
+    with_split=with_split,
+    problems=problems,
+)
+
+
+def router(
+    name: str, config: spec.IstioRouterConfig, api: Any, *, routes: Mapping[str, str], timeout: float
+) -> mesh.KubeRouter:
+    """The live Istio router `name`: its routes' VirtualServices in the router's namespace."""
+    return mesh.KubeRouter(name, KUBE, api, namespace=config.namespace, routes=routes, timeout=timeout)

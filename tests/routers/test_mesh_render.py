@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller import errors, spec, traffic
-from controller.routers import factory, gateway_api, istio, mesh
+from controller.routers import gateway_api, istio, mesh
 from tests.helpers import mesh as mesh_kit
 
 ISTIO = spec.IstioRouterConfig.model_validate(
@@ -194,11 +194,3 @@ def test_service_names_map_back_to_roles() -> None:
     assert mesh.service("support-bot", "canary") == "support-bot-canary"
     assert mesh.role_of("support-bot", "support-bot-canary.llm.svc.cluster.local") == "canary"
     assert mesh.role_of("support-bot", "support-bot-canary-2") is None
-
-
-@pytest.mark.parametrize("config", [ISTIO, GATEWAY], ids=["istio", "gateway-api"])
-def test_no_live_router_yet_says_so(
-    config: spec.IstioRouterConfig | spec.GatewayApiRouterConfig, tmp_path: Any
-) -> None:
-    with pytest.raises(errors.RouterError, match="does not yet read or write them on a cluster"):
-        factory.build("mesh", config, root=tmp_path, env={})
