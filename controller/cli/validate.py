@@ -49,7 +49,7 @@ def _selected(root: Path, path: Path) -> list[str] | None:
 
 @console.coloured
 def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
-    from controller import lint, load, render, report, worktree
+    from controller import lint, load, report, worktree
 
     paths = [Path(p) for p in args.paths] or [common.find_root(Path.cwd()) / load.ROLLOUTS_DIR]  # as `plan` finds it
     findings: list[dict[str, Any]] = []
@@ -65,7 +65,10 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
             for loaded in result.rollouts:
                 source = tree.read(loaded.path)
                 findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, source)]
-            findings += [common.problem_json(p, root) for p in render.mesh_problems(result, _reader(tree))]
+            if any(c.type in ("istio", "gateway-api") for c in result.config.routers.values()):
+                from controller import render  # only then: rendering imports every router's module
+
+                findings += [common.problem_json(p, root) for p in render.mesh_problems(result, _reader(tree))]
     findings = list({json.dumps(f, sort_keys=True): f for f in findings}.values())
     out.write(report.findings(findings, args.format))
     failed = any(f["severity"] == lint.ERROR for f in findings)

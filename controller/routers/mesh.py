@@ -244,67 +244,93 @@ class KubeRouter:
     ) -> None:
         """Every route's apply body is built and checked before the first write, so a refused split
         writes nothing. Each route is one apply: a failure after the first leaves the routes before it
-        written, which the read-back reports."""
-        bodies: dict[str, dict[str, Any]] = {}
+        written, which the read-back reports. An apply that finds the object changed since it was read
+        (409) is built again from the object as it is now and applied again, up to `ATTEMPTS` times: it
+        only sets our weights and mirror, so another writer's change to anything else is kept."""
         for route, state in states.items():
-            rollout = self._rollout(route)
+            self._rollout(route)
             if state.cohorts:
                 raise errors.RouterError(
                     f"{self._where(route)}: cannot route by cohort ({', '.join(c.name for c in state.cohorts)}); "
                     "nothing was written"
                 )
-            live = self._get(route, "write")
-            if live is None:
-                raise errors.RouterError(
-                    f"{self._where(route)}: there is no {self.kind.kind} {route!r} in namespace {self.namespace}: "
-                    f"the controller never creates one; let your GitOps tool apply `rollout render {self.kind.type}`'s "
-                    "manifest; nothing was written"
-                )
-            try:
-                split = self.kind.with_split(live, rollout, state)
-            except errors.RouterError as exc:
-                raise errors.RouterError(f"{self._where(route)}: {exc}") from exc
-            body: dict[str, Any] = {
-                "apiVersion": self.kind.api_version,
-                "kind": self.kind.kind,
-                "metadata": {
-                    "name": route,
-                    "namespace": self.namespace,
-                    "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
-                },
-                "spec": split,
-            }
-            merged = {**live, "spec": {**(live.get("spec") or {}), **split}}
-            merged.pop("status", None)
-            # a field newer than the vendored schema, live already, is no reason to refuse a rollback
-            found = [p for p in self.kind.problems(merged) if "unknown field" not in p]
-            if found:
-                raise errors.RouterError(
-                    f"{self._where(route)}: the {self.kind.kind} would fail its schema: {'; '.join(found[:5])}; "
-                    "nothing was written"
-                )
-            bodies[route] = body
+        bodies = {route: self._body(route, state) for route, state in states.items()}
+        for route, state in states.items():
+            for attempt in range(ATTEMPTS):
+                try:
+                    self._apply(route, bodies[route] if attempt == 0 else self._body(route, state))
+                    break
+                except _Stale as stale:
+                    if attempt == ATTEMPTS - 1:
+                        raise errors.RouterUnavailable(
+                            f"{stale} (changed meanwhile, {ATTEMPTS} times: the next tick writes it again)"
+                        ) from stale
+
+    def _body(self, route: str, state: traffic.RouteState) -> dict[str, Any]:
+        """The apply body that sets `state` on the route's object as it is live now; raises RouterError
+        (nothing written) when the object is missing or the split cannot be set on it."""
+        rollout = self._rollout(route)
+        live = self._get(route, "write")
+        if live is None:
+            raise errors.RouterError(
+                f"{self._where(route)}: there is no {self.kind.kind} {route!r} in namespace {self.namespace}: "
+                f"the controller never creates one; let your GitOps tool apply `rollout render {self.kind.type}`'s "
+                "manifest; nothing was written"
+            )
+        try:
+            split = self.kind.with_split(live, rollout, state)
+        except errors.RouterError as exc:
+            raise errors.RouterError(f"{self._where(route)}: {exc}") from exc
+        merged = {**live, "spec": {**(live.get("spec") or {}), **split}}
+        merged.pop("status", None)
+        # a field newer than the vendored schema, live already, is no reason to refuse a rollback
+        found = [p for p in self.kind.problems(merged) if "unknown field" not in p]
+        if found:
+            raise errors.RouterError(
+                f"{self._where(route)}: the {self.kind.kind} would fail its schema: {'; '.join(found[:5])}; "
+                "nothing was written"
+            )
+        return {
+            "apiVersion": self.kind.api_version,
+            "kind": self.kind.kind,
+            "metadata": {
+                "name": route,
+                "namespace": self.namespace,
+                "resourceVersion": (live.get("metadata") or {}).get("resourceVersion"),
+            },
+            "spec": split,
+        }
+
+    def _apply(self, route: str, body: dict[str, Any]) -> None:
         k = _kubernetes()
-        for route, body in bodies.items():
-            try:
-                self.api.patch_namespaced_custom_object(
-                    self.kind.group,
-                    "v1",
-                    self.namespace,
-                    self.kind.plural,
-                    route,
-                    body,
-                    field_manager=FIELD_MANAGER,
-                    force=True,
-                    _content_type=APPLY,
-                    _request_timeout=self.timeout,
-                )
-            except k.client.exceptions.ApiException as exc:
-                raise _mapped(exc, f"{self._where(route)}: cannot apply its {self.kind.kind}") from exc
-            except Exception as exc:
-                raise errors.RouterUnavailable(
-                    f"{self._where(route)}: cannot apply its {self.kind.kind}: {type(exc).__name__}"
-                ) from exc
+        try:
+            self.api.patch_namespaced_custom_object(
+                self.kind.group,
+                "v1",
+                self.namespace,
+                self.kind.plural,
+                route,
+                body,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=APPLY,
+                _request_timeout=self.timeout,
+            )
+        except k.client.exceptions.ApiException as exc:
+            if exc.status == 409:
+                raise _Stale(f"{self._where(route)}: cannot apply its {self.kind.kind}: HTTP 409") from exc
+            raise _mapped(exc, f"{self._where(route)}: cannot apply its {self.kind.kind}") from exc
+        except Exception as exc:
+            raise errors.RouterUnavailable(
+                f"{self._where(route)}: cannot apply its {self.kind.kind}: {type(exc).__name__}"
+            ) from exc
+
+
+ATTEMPTS = 5  # applies of one route's split that found the object changed since it was read
+
+
+class _Stale(Exception):
+    """An apply's resourceVersion was no longer the object's (409): build it again from the object now."""
 
 
 def _mapped(exc: Any, what: str) -> errors.RouterError:
@@ -319,6 +345,4 @@ def _mapped(exc: Any, what: str) -> errors.RouterError:
     message = f"{what}: HTTP {status} {reason}".rstrip(": ")
     if status == 0 or status >= 500 or status == 429:
         return errors.RouterUnavailable(message)
-    if status == 409:
-        return errors.RouterUnavailable(message + " (changed meanwhile: the next tick writes it again)")
     return errors.RouterError(message)

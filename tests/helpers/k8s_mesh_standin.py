@@ -271,6 +271,8 @@ class MeshServer:
                 return self._invalid(where, kind, name, problems)
             old_owners = {m: set(p) for m, p in owners.items()}
             owners[manager] = applied
+            if live is not None and new == live and owners == old_owners:
+                return 200, copy.deepcopy(live)  # a no-op apply changes nothing, not even resourceVersion
             changed = live is None or live.get("spec") != new.get("spec")
             new["metadata"]["resourceVersion"] = str(next(self._revision))
             new["metadata"]["generation"] = (live or {}).get("metadata", {}).get("generation", 0) + (

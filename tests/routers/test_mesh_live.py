@@ -115,19 +115,36 @@ def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshSer
     assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
 
 
-def test_a_concurrent_edit_between_read_and_apply_writes_nothing(api: MeshServer, tmp_path: Path) -> None:
+def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshServer, tmp_path: Path) -> None:
     manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
     api.seed(manifest)
     edited = copy.deepcopy(manifest)
-    edited["spec"]["hosts"] = ["other.example.com"]
-    api.before_apply = lambda: (setattr(api, "before_apply", None), api.seed(edited))
+    edited["spec"]["http"][0]["timeout"] = "5s"  # someone edits the same atomic list between our read and apply
+    api.before_apply = lambda: (setattr(api, "before_apply", None), api.seed(edited, manager="kubectl"))
     router = build(api, tmp_path, ISTIO)
-    with pytest.raises(errors.RouterUnavailable, match=r"409.*the next tick writes it again"):
-        router.write({"support-chat": SHADOW_THEN_5.lowered()})
-    assert (
-        istio.state_of(api.object("virtualservices", "llm", "support-chat") or {}, rollout="support-bot")
-        == SHADOW_THEN_5
+    router.write({"support-chat": SHADOW_THEN_5.lowered()})
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None and live["spec"]["http"][0]["timeout"] == "5s"
+    assert istio.state_of(live, rollout="support-bot").describe() == "stable 100%, canary 0%"
+    first = next(api.patch_requests())
+    assert first.body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]
+    assert len(list(api.patch_requests())) == 2  # the stale apply (409), then one built from the object as it was
+
+
+def test_an_object_that_keeps_changing_is_left_to_the_next_tick(api: MeshServer, tmp_path: Path) -> None:
+    manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    api.seed(manifest)
+    hosts = iter(range(100))
+    api.before_apply = lambda: api.seed(
+        {**manifest, "spec": {**manifest["spec"], "hosts": [f"h{next(hosts)}.example.com"]}}, manager="kubectl"
     )
+    router = build(api, tmp_path, ISTIO)
+    with pytest.raises(
+        errors.RouterUnavailable, match=r"409 \(changed meanwhile, 5 times: the next tick writes it again\)"
+    ):
+        router.write({"support-chat": SHADOW_THEN_5.lowered()})
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None and istio.state_of(live, rollout="support-bot") == SHADOW_THEN_5  # nothing written
 
 
 def test_an_unreachable_api_server_is_router_unavailable_and_no_client_exception_escapes(
