@@ -113,3 +113,17 @@ def test_a_pull_request_carries_the_manifest_as_merging_leaves_the_rollout(root:
     )
     vs = YAML(typ="safe").load(rollback.also[0][1])
     assert istio.state_of(vs, rollout="support-bot").describe() == "stable 100%, canary 0%"
+
+
+def test_validate_reports_a_manifest_that_cannot_be_rendered_at_the_rollouts_route(tmp_path: Path) -> None:
+    root = mesh_kit.write_repo(tmp_path / "repo")
+    long = "support-bot-" + "x" * 50  # a DNS label, but `<rollout>-canary` is longer than a Service name may be
+    (root / "rollouts" / "support-bot").rename(root / "rollouts" / long)
+    path = root / "rollouts" / long / "rollout.yaml"
+    path.write_text(path.read_text("utf-8").replace("name: support-bot", f"name: {long}"), "utf-8")
+    code, said = run("validate", str(root / "rollouts"))
+    assert code == 1
+    assert (
+        f"rollouts/{long}/rollout.yaml:6:10: error E009 spec.route: router 'mesh' (istio) route 'support-chat'" in said
+    )
+    assert "is not a DNS label of 63 characters at most" in said
