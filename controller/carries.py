@@ -7,6 +7,7 @@ previous) differ in a field its router cannot carry, so that `rollout validate`,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -45,6 +46,10 @@ _BUNDLE = (
     "the router writes each variant's model, prompt text and params to its prompt bundle, and the component "
     "behind Envoy (`python -m controller.routers.envoy_prompts`) applies it by the headers each cluster adds"
 )
+_SERVICE = (
+    "each role is a Kubernetes Service of its own (`<rollout>-<role>`), and the workload behind it serves that "
+    "role's model, prompt and params"
+)
 _BUNDLE_WHY = (
     "with cdsPath: the router then writes each variant's prompt and params to that bundle, and "
     "controller.routers.envoy_prompts applies them behind Envoy"
@@ -60,6 +65,8 @@ TABLE: Mapping[str, Mapping[Difference, How]] = {
         Difference.PROMPT: How("the proxy's callback applies each deployment's system prompt"),
         Difference.PARAMS: How("the proxy's callback applies each deployment's params"),
     },
+    "istio": {d: How(_SERVICE) for d in Difference},
+    "gateway-api": {d: How(_SERVICE) for d in Difference},
     "envoy": {
         Difference.MODEL: How("each role's cluster points at the upstream of its model (upstreams)"),
         Difference.PROMPT: How(_BUNDLE, needs="promptsPath", why=_BUNDLE_WHY),
@@ -88,6 +95,10 @@ NO_COHORTS: Mapping[str, str] = {
     "cohort's (only deployment `order` could pick one, and it retries a failed request on the next cohort's "
     "deployments), and keeps untagged requests off the cohorts' deployments only through the `default` tag, "
     "which also takes every other deployment of the model group out of untagged traffic",
+    "istio": "a cohort would be an HTTP route matching the attribute's header ahead of everyone's, which this "
+    "router does not render yet",
+    "gateway-api": "a cohort would be a rule matching the attribute's header ahead of everyone's, which this "
+    "router does not render yet",
 }
 
 
@@ -136,6 +147,10 @@ def refusals(
                 f"router {name!r} ({router.type}) cannot route by cohort{why}; routers that can: {can}",
             )
         )
+    if isinstance(router, spec.IstioRouterConfig | spec.GatewayApiRouterConfig):
+        why = mesh_route_problem(rollout.route)
+        if why:
+            out.append(Refusal(("spec", "route"), f"router {name!r} ({router.type}): {why}"))
     if isinstance(router, spec.EnvoyRouterConfig):
         out += _upstreams(rollout, name, router)
         out += _cohort_headers(rollout, name, router)
@@ -160,6 +175,19 @@ def refusals(
                     )
                 )
     return out
+
+
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def mesh_route_problem(route: str) -> str:
+    """Why `route` cannot name the Kubernetes object (and manifest file) a mesh router renders, or ''."""
+    if len(route) > 253 or not _DNS_SUBDOMAIN.match(route):
+        return (
+            f"route {route!r} names the object the router renders, so it must be a DNS subdomain "
+            "(lower-case letters, digits, '-' and '.', at most 253 characters)"
+        )
+    return ""
 
 
 def _cannot(router: spec.RouterConfig, difference: Difference, stable: spec.Variant, other: spec.Variant) -> str:

@@ -87,6 +87,7 @@ class Proposal:
     check: str | None  # the summary of the passing `rollout/gates` check the PR gets; None: none
     auto_merge: bool  # the bot merges it once open (`promotion: auto`)
     reason: str  # the decision's reason, for the comments on the rollout's other PRs
+    also: tuple[tuple[str, str], ...] = ()  # other files merging changes, (path, text): a mesh route's manifest
 
 
 def propose(

@@ -1,5 +1,6 @@
 """Router configuration generated from a valid rollouts repository: the Envoy bootstrap (with the
-clusters file and prompt bundle it needs at start) and LiteLLM's model_list or weights file.
+clusters file and prompt bundle it needs at start), LiteLLM's model_list or weights file, and the mesh
+routes (Istio VirtualServices, Gateway API HTTPRoutes) that live in the repository itself.
 
 Called by `rollout render` and the demo. It writes only the state files a router starts from, through
 `routers.atomic`; the document itself is returned for the caller to print or save.
@@ -8,6 +9,7 @@ Called by `rollout render` and the demo. It writes only the state files a router
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
 from controller import edits, errors, load, plan, spec, traffic
-from controller.routers import atomic, envoy, litellm
+from controller.routers import atomic, envoy, gateway_api, istio, litellm
 
 
 @dataclass(frozen=True)
@@ -212,3 +214,99 @@ def _write(path: Path, data: Any) -> None:
 def _with_canary_slot(roles: dict[str, traffic.Served]) -> dict[str, traffic.Served]:
     """What each role serves, the canary's slot filled with stable's variant when there is no canary."""
     return {**roles, traffic.CANARY: roles.get(traffic.CANARY) or roles[traffic.STABLE]}
+
+
+# -- mesh routes: manifests kept in the repository ----------------------------------------------
+
+MeshConfig = spec.IstioRouterConfig | spec.GatewayApiRouterConfig
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """One mesh route's manifest as the repository must hold it."""
+
+    path: str  # relative to the repository root: `<manifests>/<route>.yaml`
+    source: str  # the rollout file it is rendered from
+    route: str
+    text: str  # the YAML, with a header that says what rendered it
+
+
+def mesh_manifest(
+    name: str, config: MeshConfig, loaded: load.LoadedRollout, state: traffic.RouteState | None = None
+) -> Manifest:
+    """The manifest of `loaded`'s route on mesh router `name` serving `state` (by default what the
+    rollout file says: `plan.desired_state`). Raises RouterError, naming the route, when the split cannot
+    be expressed exactly or the object fails the upstream CRD schema: nothing is rounded or half written."""
+    route = loaded.rollout.spec.route
+    state = state if state is not None else plan.desired_state(loaded)
+    kind, obj, found = _mesh_object(name, config, loaded.name, route, state)
+    if found:
+        raise errors.RouterError(
+            f"router {name!r} ({config.type}) route {route!r}: the rendered {kind} fails the upstream CRD schema: "
+            + "; ".join(found[:5])
+        )
+    header = (
+        f"# {kind} of route {route!r} on router {name!r}, rendered from {loaded.path} by `rollout render "
+        f"{config.type}`;\n# the controller's pull requests keep it in step with the rollout. Do not edit by hand.\n"
+    )
+    return Manifest(f"{config.manifests.rstrip('/')}/{route}.yaml", loaded.path, route, header + atomic.to_yaml(obj))
+
+
+def _mesh_object(
+    name: str, config: MeshConfig, rollout: str, route: str, state: traffic.RouteState
+) -> tuple[str, dict[str, Any], list[str]]:
+    match config:
+        case spec.IstioRouterConfig():
+            obj = istio.manifest(name, config, route=route, rollout=rollout, state=state)
+            return istio.KIND, obj, istio.problems(obj)
+        case spec.GatewayApiRouterConfig():
+            obj = gateway_api.manifest(name, config, route=route, rollout=rollout, state=state)
+            return gateway_api.KIND, obj, gateway_api.problems(obj)
+
+
+def mesh_manifests(result: load.RepoSpec, name: str, config: MeshConfig) -> list[Manifest]:
+    """Every rollout's manifest on mesh router `name`, in file order; raises the first RouterError."""
+    return [mesh_manifest(name, config, r) for r in result.rollouts if r.rollout.spec.router == name]
+
+
+def mesh_problems(result: load.RepoSpec, read: Callable[[str], bytes | None]) -> list[errors.Problem]:
+    """For `rollout validate`: each rollout on a mesh router whose manifest cannot be rendered (at its
+    spec.route), and each manifest the repository holds that is not what its rollout renders (`read`
+    gives a repository file's bytes, None when it is missing): the GitOps tool would apply other weights
+    than the rollout file says."""
+    assert result.config is not None
+    out: list[errors.Problem] = []
+    for name, config in result.config.routers.items():
+        if not isinstance(config, MeshConfig):
+            continue
+        for r in result.rollouts:
+            if r.rollout.spec.router != name:
+                continue
+            try:
+                m = mesh_manifest(name, config, r)
+            except errors.RouterError as exc:
+                out.append(_at(r, ("spec", "route"), str(exc), "E009", read))
+                continue
+            held = read(m.path)
+            if held is None or held.decode("utf-8", "replace") != m.text:
+                what = "is missing" if held is None else "differs from what the rollout renders"
+                out.append(
+                    errors.Problem(
+                        m.path,
+                        0,
+                        0,
+                        "",
+                        f"the {config.type} manifest of route {m.route!r} {what}: run `rollout render {config.type} "
+                        f"{name}` and commit it with {m.source}",
+                        "E010",
+                    )
+                )
+    return out
+
+
+def _at(
+    r: load.LoadedRollout, loc: tuple[str, ...], message: str, code: str, read: Callable[[str], bytes | None]
+) -> errors.Problem:
+    data = read(r.path)
+    line, column, found = load.locate(load.parse_yaml(r.path, data).data, loc) if data else (0, 0, list(loc))
+    return errors.Problem(r.path, line, column, load.field_path(found), message, code)

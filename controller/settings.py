@@ -72,6 +72,7 @@ class Timeouts:
     envoy_clusters: float = 10.0  # a canary's cluster to appear through CDS before its weight is written
     litellm_admin: float = 5.0  # one request to the LiteLLM proxy's admin API
     unleash_api: float = 5.0  # one request to Unleash's admin or client API
+    kubernetes_api: float = 10.0  # one request to the Kubernetes API (the istio and gateway-api routers)
     github: float = 10.0  # connect and read, per request to GitHub's API
     llm: float = 60.0  # one chat completion (`rollout eval`)
     plan_metrics: float = (

@@ -985,8 +985,95 @@ class UnleashRouterConfig(_Model):
     )
 
 
+def _in_repository(value: str) -> str:
+    if value.startswith(("/", "\\", "~")) or (len(value) > 1 and value[1] == ":"):
+        raise ValueError(f"{value!r} must be a directory of this repository, relative to its root")
+    if ".." in value.replace("\\", "/").split("/"):
+        raise ValueError(f"{value!r} must not climb out of the repository ('..')")
+    return value
+
+
+RepoDir = Annotated[Visible, Field(min_length=1), AfterValidator(_in_repository)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Hostname = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=253,
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    ),
+]
+
+_MESH_ROUTE = (
+    "A route on this router is the name of the object it renders (a DNS subdomain), one file `<route>.yaml` in "
+    "`manifests`; each role is the Kubernetes Service `<rollout>-<role>` (`support-bot-stable`, "
+    "`support-bot-canary`), whose workload serves that role's model, prompt and params."
+)
+
+
+class IstioRouterConfig(_Model):
+    """Istio: a route is a VirtualService whose one HTTP route splits between the roles' Services by integer
+    percentages, and mirrors to the canary's Service (`mirror` with `mirrorPercentage`) during a shadow step.
+    `rollout render istio` writes them into `manifests`, which Argo CD or Flux applies."""
+
+    type: Literal["istio"]
+    manifests: RepoDir = Field(
+        description="The directory of this repository, relative to its root, that holds the rendered "
+        "VirtualServices (one `<route>.yaml` each) and that your GitOps tool applies. " + _MESH_ROUTE
+    )
+    namespace: str = Field(
+        default="default", pattern=DNS_LABEL, description="The namespace of the VirtualServices and Services."
+    )
+    port: Port = Field(default=80, description="The port of each role's Service.")
+    gateways: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
+        default_factory=list,
+        description="The VirtualServices' `gateways` (`namespace/name`, or `mesh`); empty: the mesh's sidecars only.",
+    )
+    hosts: dict[RouteName, list[Hostname]] = Field(
+        default_factory=dict,
+        description="Each route's VirtualService `hosts`, where they are not the route's own name.",
+    )
+
+
+class ParentRef(_Model):
+    """A Gateway an HTTPRoute attaches to."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN, max_length=253)
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL)
+    section_name: str | None = Field(default=None, pattern=DNS_SUBDOMAIN, max_length=253)
+
+
+class GatewayApiRouterConfig(_Model):
+    """The Gateway API: a route is an HTTPRoute whose one rule splits between the roles' Services by
+    `backendRefs[].weight`, and mirrors to the canary's Service with a `RequestMirror` filter (`percent`)
+    during a shadow step. `rollout render gateway-api` writes them into `manifests`."""
+
+    type: Literal["gateway-api"]
+    manifests: RepoDir = Field(
+        description="The directory of this repository, relative to its root, that holds the rendered "
+        "HTTPRoutes (one `<route>.yaml` each) and that your GitOps tool applies. " + _MESH_ROUTE
+    )
+    namespace: str = Field(
+        default="default", pattern=DNS_LABEL, description="The namespace of the HTTPRoutes and Services."
+    )
+    port: Port = Field(default=80, description="The port of each role's Service.")
+    parent_refs: list[ParentRef] = Field(
+        min_length=1, max_length=32, description="The Gateways the HTTPRoutes attach to."
+    )
+    hostnames: dict[RouteName, list[Hostname]] = Field(
+        default_factory=dict, description="Each route's HTTPRoute `hostnames`; a route not named here has none."
+    )
+
+
 RouterConfig = Annotated[
-    FileRouterConfig | EnvoyRouterConfig | FlagdRouterConfig | LitellmRouterConfig | UnleashRouterConfig,
+    FileRouterConfig
+    | EnvoyRouterConfig
+    | FlagdRouterConfig
+    | LitellmRouterConfig
+    | UnleashRouterConfig
+    | IstioRouterConfig
+    | GatewayApiRouterConfig,
     Field(discriminator="type"),
 ]
 

@@ -1,5 +1,6 @@
-"""`rollout render envoy|litellm`: router configuration generated from the rollouts (`controller.render`
-does the work), written to standard output or to --out."""
+"""`rollout render envoy|litellm|istio|gateway-api`: router configuration generated from the rollouts
+(`controller.render` does the work), written to standard output or to --out, or (the mesh routes) into the
+repository's manifests directory."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from controller.cli import common
 if TYPE_CHECKING:
     from controller import load, spec
 
-RouterT = TypeVar("RouterT", "spec.EnvoyRouterConfig", "spec.LitellmRouterConfig")
+RouterT = TypeVar(
+    "RouterT",
+    "spec.EnvoyRouterConfig",
+    "spec.LitellmRouterConfig",
+    "spec.IstioRouterConfig",
+    "spec.GatewayApiRouterConfig",
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -54,6 +61,21 @@ def add_parser(sub: Any) -> None:
     )
     rl.add_argument("--weights", action="store_true", help="render the callback's weights file instead")
     rl.set_defaults(func=cmd_render_litellm)
+
+    for kind, what in (("istio", "VirtualService"), ("gateway-api", "HTTPRoute")):
+        rm = rsub.add_parser(
+            kind,
+            help=f"write each route's {what} on a {kind} router into the router's manifests directory",
+            epilog=common.example(f"rollout render {kind} --check"),
+        )
+        rm.add_argument(
+            "router", nargs="?", default=None, metavar="ROUTER", help=f"a {kind} router (default: the only one)"
+        )
+        rm.add_argument("--repo", default=".", help="a path in a rollouts repository")
+        rm.add_argument(
+            "--check", action="store_true", help="write nothing; fail when a manifest is missing or out of date"
+        )
+        rm.set_defaults(func=cmd_render_mesh, kind=kind)
 
 
 def _render_target(
@@ -127,3 +149,40 @@ def cmd_render_litellm(args: argparse.Namespace, out: TextIO) -> int:
         out.write(f"{exc}\n")
         return 1
     return _emit(args, out, rendered.text)
+
+
+def cmd_render_mesh(args: argparse.Namespace, out: TextIO) -> int:
+    """Each route's manifest written into the repository (`manifests`), or, with --check, compared with it.
+    A split the router cannot express exactly is refused, naming the route, and nothing is written."""
+    from controller import errors, render, spec
+
+    target: tuple[load.RepoSpec, str, spec.IstioRouterConfig | spec.GatewayApiRouterConfig] | None
+    if args.kind == "istio":
+        target = _render_target(args, out, spec.IstioRouterConfig, "an Istio")
+    else:
+        target = _render_target(args, out, spec.GatewayApiRouterConfig, "a gateway-api")
+    if target is None:
+        return 1
+    result, name, config = target
+    root = common.find_root(Path(args.repo))
+    try:
+        manifests = render.mesh_manifests(result, name, config)
+    except errors.RouterError as exc:
+        out.write(f"{exc}\n")
+        return 1
+    stale = []
+    for m in manifests:
+        path = root / m.path
+        if path.is_file() and path.read_text("utf-8") == m.text:
+            continue
+        stale.append(m.path)
+        if not args.check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(m.text, "utf-8")
+            print(f"wrote {m.path}", file=out)
+    if args.check and stale:
+        print(f"out of date (run `rollout render {args.kind} {name}`): " + ", ".join(stale), file=out)
+        return 1
+    if not stale:
+        print(f"{len(manifests)} manifest(s) of router {name!r} up to date", file=out)
+    return 0

@@ -65,12 +65,30 @@ def cmd_validate(args: argparse.Namespace, out: TextIO) -> int:
             for loaded in result.rollouts:
                 source = tree.read(loaded.path)
                 findings += [_finding_json(f, root) for f in lint.lint(loaded, result.config, source)]
+            if any(c.type in ("istio", "gateway-api") for c in result.config.routers.values()):
+                from controller import render  # only then: rendering imports every router's module
+
+                findings += [common.problem_json(p, root) for p in render.mesh_problems(result, _reader(tree))]
     findings = list({json.dumps(f, sort_keys=True): f for f in findings}.values())
     out.write(report.findings(findings, args.format))
     failed = any(f["severity"] == lint.ERROR for f in findings)
     if args.strict:
         failed = failed or bool(findings)
     return 1 if failed else 0
+
+
+def _reader(tree: Any) -> Any:
+    """A repository file's bytes, or None when it is missing or unreadable (a mesh manifest not yet rendered)."""
+    from controller import load
+
+    def read(path: str) -> bytes | None:
+        try:
+            data: bytes = tree.read(path)
+        except (OSError, load.PathEscapes, load.NotAFile):
+            return None
+        return data
+
+    return read
 
 
 def _finding_json(f: lint.Finding, root: Path) -> dict[str, Any]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from controller import gates, load, plan, proposals, repo, settings, traffic
+from controller import gates, load, plan, proposals, render, repo, settings, traffic
 from controller.forge import base as forge_base
 
 CHECK_CONTEXT = "rollout/gates"
@@ -81,9 +81,19 @@ class Pulls:
         *,
         applied: bool = True,
     ) -> proposals.Proposal:
-        """`proposals.propose` on the rollout file as the workspace has it."""
-        text = self.workspace.tree().read(loaded.path).decode("utf-8")
-        return proposals.propose(loaded, action, decision, found, text=text, at=self.clock(), applied=applied)
+        """`proposals.propose` on the rollout file as the workspace has it; on a mesh router, with the
+        route's manifest as merging leaves the rollout (`render.mesh_manifest`), so that the manifest in
+        git is always what the rollout file says. A split the router cannot express raises RouterError."""
+        tree = self.workspace.tree()
+        text = tree.read(loaded.path).decode("utf-8")
+        p = proposals.propose(loaded, action, decision, found, text=text, at=self.clock(), applied=applied)
+        config = load.load_config(tree)
+        router = config.routers.get(loaded.rollout.spec.router)
+        if not isinstance(router, render.MeshConfig):
+            return p
+        after = load.load_rollout(_Overlay(tree, {p.path: p.text.encode("utf-8")}), p.path, config)
+        m = render.mesh_manifest(loaded.rollout.spec.router, router, after)
+        return replace(p, also=((m.path, m.text),))
 
     def carry_out(
         self, p: proposals.Proposal, mine: Sequence[forge_base.PullRequest], *, base: str, actions: list[str]
@@ -143,7 +153,7 @@ class Pulls:
         `refresh` has passed: only its figures changed (a sample count grows every tick), and rewriting
         every open PR every tick would spend GitHub's budget on noise. A head someone else moved is
         set back at once, never checked or merged as it is."""
-        gist = hashlib.sha256(repr((p.title, p.text, p.labels, p.check, p.message, base)).encode()).hexdigest()
+        gist = hashlib.sha256(repr((p.title, p.text, p.also, p.labels, p.check, p.message, base)).encode()).hexdigest()
         now = self.clock()
         last = self._proposed.get(p.branch)
         if (
@@ -166,7 +176,7 @@ class Pulls:
             title=p.title,
             body=p.body,
             message=p.message,
-            files={p.path: p.text.encode("utf-8")},
+            files={p.path: p.text.encode("utf-8"), **{path: text.encode("utf-8") for path, text in p.also}},
             labels=p.labels,
         )
         return self.forge.propose(change, base=base)
@@ -206,3 +216,17 @@ class Pulls:
         if len(self._checks) >= self.remember:
             self._checks.clear()
         self._checks[key] = value
+
+
+@dataclass(frozen=True)
+class _Overlay:
+    """A tree with some files as a pull request leaves them (a `load.Tree`)."""
+
+    tree: load.Tree
+    files: dict[str, bytes]
+
+    def read(self, path: str) -> bytes:
+        return self.files[path] if path in self.files else self.tree.read(path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self.tree.listdir(path)

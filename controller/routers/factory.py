@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from controller import settings, spec
-from controller.routers import base, envoy, flagd, litellm, unleash
+from controller.routers import base, envoy, flagd, gateway_api, istio, litellm, mesh, unleash
 from controller.routers import file as file_router
 
 
@@ -28,7 +28,8 @@ def build(
     keys after the rollout); `load.route_rollouts()` builds it from the loaded repo. `cohorts` maps each
     of those rollouts to its cohorts' names (`load.rollout_cohorts()`), so that Envoy writes every
     cohort's keys without asking which it runs; None (not told) makes it ask. `env` is where a
-    LiteLLM master key and Unleash's API tokens are read (by the variables the config names), never logged. `knobs` gives the
+    LiteLLM master key and Unleash's API tokens are read (by the variables the config names), never logged,
+    and where the mesh routers find the Kubernetes API (KUBERNETES_SERVICE_HOST in a pod, else $KUBECONFIG). `knobs` gives the
     admin APIs' timeouts (`settings.Timeouts`).
     """
     timeouts = (knobs or settings.Settings()).timeouts
@@ -74,4 +75,12 @@ def build(
                 stickiness=config.stickiness,
                 apply_timeout=config.apply_timeout.total_seconds(),
                 timeout=timeouts.unleash_api,
+            )
+        case spec.IstioRouterConfig():
+            return istio.router(
+                name, config, mesh.custom_objects(env), routes=dict(routes or {}), timeout=timeouts.kubernetes_api
+            )
+        case spec.GatewayApiRouterConfig():
+            return gateway_api.router(
+                name, config, mesh.custom_objects(env), routes=dict(routes or {}), timeout=timeouts.kubernetes_api
             )

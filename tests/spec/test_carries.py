@@ -115,7 +115,7 @@ def test_the_table_covers_every_router_type_and_difference() -> None:
     types = {
         typing.get_args(m.model_fields["type"].annotation)[0] for m in typing.get_args(spec.RouterConfig.__origin__)
     }
-    assert set(carries.TABLE) == types == {"file", "flagd", "litellm", "envoy", "unleash"}
+    assert set(carries.TABLE) == types == {"file", "flagd", "litellm", "envoy", "unleash", "istio", "gateway-api"}
     for row in carries.TABLE.values():
         assert set(row) == set(carries.Difference)
 

@@ -1,0 +1,197 @@
+"""The Gateway API router's translation: a route is an HTTPRoute (gateway.networking.k8s.io/v1) whose one
+rule splits between the roles' Services by `backendRefs[].weight` (relative weights: ours are percents),
+and mirrors to the canary's Service with a `RequestMirror` filter (`percent`) while the canary shadows.
+`manifest` renders a route's state into the object `rollout render gateway-api` writes into git;
+`state_of` reads one back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+from controller import errors, spec, traffic
+from controller.routers import mesh
+
+KIND = "HTTPRoute"
+API_VERSION = "gateway.networking.k8s.io/v1"
+SCHEMA = "httproute.gateway.networking.k8s.io_v1.json"
+RULE_NAME = "rollout"  # the name of the rule the router owns in each HTTPRoute
+
+
+def manifest(
+    router: str, config: spec.GatewayApiRouterConfig, *, route: str, rollout: str, state: traffic.RouteState
+) -> dict[str, Any]:
+    """The HTTPRoute of `route` serving `state`. Raises RouterError, naming the route, for a state it
+    cannot express (cohorts, unmanaged variants, every weight 0)."""
+    mesh.refuse(router, "gateway-api", route, rollout, state)
+    rule: dict[str, Any] = {
+        "name": RULE_NAME,
+        "backendRefs": [
+            {**_ref(config, rollout, role), "weight": state.weights[role]}
+            for role in mesh.ORDER
+            if role in state.weights
+        ],
+    }
+    if state.shadow:
+        rule["filters"] = [
+            {
+                "type": "RequestMirror",
+                "requestMirror": {"backendRef": _ref(config, rollout, traffic.CANARY), "percent": state.shadow},
+            }
+        ]
+    body: dict[str, Any] = {"parentRefs": [_parent(p) for p in config.parent_refs]}
+    if config.hostnames.get(route):
+        body["hostnames"] = list(config.hostnames[route])
+    body["rules"] = [rule]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": mesh.metadata(route, rollout, config.namespace),
+        "spec": body,
+    }
+
+
+def _ref(config: spec.GatewayApiRouterConfig, rollout: str, role: str) -> dict[str, Any]:
+    return {"name": mesh.service(rollout, role), "port": config.port}
+
+
+def _parent(ref: spec.ParentRef) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": ref.name}
+    if ref.namespace:
+        out["namespace"] = ref.namespace
+    if ref.section_name:
+        out["sectionName"] = ref.section_name
+    return out
+
+
+def problems(obj: Mapping[str, Any]) -> list[str]:
+    """The upstream CRD schema's complaints about an HTTPRoute, and a rule whose weights are all 0 (its
+    traffic would get 500s)."""
+    found = mesh.schema_problems(SCHEMA, obj, api_version=API_VERSION, kind=KIND)
+    if found:
+        return found
+    for i, rule in enumerate(obj["spec"].get("rules") or []):
+        refs = rule.get("backendRefs") or []
+        if refs and all(r.get("weight", 1) == 0 for r in refs):
+            found.append(f"spec.rules[{i}].backendRefs: every weight is 0, so every request would fail")
+    return found
+
+
+def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
+    """The split an HTTPRoute serves: its `rollout` rule (else its first), each backend's share of the
+    relative weights as a percent by the role its name names (any other backend is a variant no rollout
+    manages), and the percentage mirrored to the canary's Service. Raises ValueError, saying what, when
+    a share is not a whole percent: it is never rounded."""
+    rules = (obj.get("spec") or {}).get("rules") or []
+    if not isinstance(rules, list) or not rules:
+        raise ValueError("spec.rules is empty: the HTTPRoute routes nothing")
+    rule = next((r for r in rules if isinstance(r, dict) and r.get("name") == RULE_NAME), rules[0])
+    refs = rule.get("backendRefs") or []
+    raw = [(r.get("name") or "", r.get("weight", 1)) for r in refs]  # the API's default weight is 1
+    if any(not mesh.whole(w) or w < 0 for _, w in raw):
+        raise ValueError(f"backendRefs weights must be whole numbers >= 0, got {[w for _, w in raw]}")
+    total = sum(w for _, w in raw)
+    if total == 0:
+        raise ValueError("every backendRef's weight is 0: the route sends its traffic nowhere")
+    weights: dict[str, int] = {}
+    others: dict[str, int] = {}
+    for name, w in raw:
+        share = Fraction(w * 100, total)
+        if share.denominator != 1:
+            raise ValueError(
+                f"the weights {[w for _, w in raw]} give {name!r} {float(share):.4g}% of the traffic, which is "
+                "not a whole percent (never rounded)"
+            )
+        role = mesh.role_of(rollout, name)
+        target = others if role is None else weights
+        key = name if role is None else role
+        target[key] = target.get(key, 0) + int(share)
+    shadow = 0
+    for f in rule.get("filters") or []:
+        mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
+        if not mirror or mesh.role_of(rollout, (mirror.get("backendRef") or {}).get("name") or "") != traffic.CANARY:
+            continue
+        if "fraction" in mirror:
+            frac = mirror["fraction"]
+            share = Fraction(frac.get("numerator", 0) * 100, frac.get("denominator", 100))
+            if share.denominator != 1:
+                raise ValueError(f"the canary's mirror fraction {frac} is not a whole percent (never rounded)")
+            shadow = int(share)
+        else:
+            shadow = mirror.get("percent", 100)  # the API mirrors every request when neither is set
+    return traffic.RouteState(weights or {traffic.STABLE: 0}, shadow, others=others)
+
+
+def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
+    """The `spec` a live write applies: the live `spec.rules` (an atomic list: whoever applies it owns all
+    of it) with only the weights of the roles' backendRefs and the canary's RequestMirror filter of the
+    route's own rule changed; every other field, rule and backend as it is live. Raises RouterError when a
+    role with traffic has no backendRef there (only a merged manifest adds one), or when backends no
+    rollout manages share the rule and the weights would not stay percents (never rounded)."""
+    rules = copy.deepcopy((live.get("spec") or {}).get("rules") or [])
+    if not rules:
+        raise errors.RouterError("spec.rules is empty: nothing to split; nothing was written")
+    at = next((i for i, r in enumerate(rules) if r.get("name") == RULE_NAME), 0)
+    rule = rules[at]
+    seen = set()
+    total = 0
+    canary: dict[str, Any] | None = None
+    for ref in rule.get("backendRefs") or []:
+        role = mesh.role_of(rollout, ref.get("name") or "")
+        if role is not None and role in state.weights:
+            ref["weight"] = state.weights[role]
+            seen.add(role)
+        if role == traffic.CANARY:
+            canary = {k: ref[k] for k in ("group", "kind", "name", "namespace", "port") if k in ref}
+        total += ref.get("weight", 1)
+    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    if missing:
+        raise errors.RouterError(
+            f"spec.rules[{at}] has no backendRef for {', '.join(missing)} "
+            f"({', '.join(mesh.service(rollout, m) for m in missing)}); merge the rendered manifest first; "
+            "nothing was written"
+        )
+    if total != 100:
+        raise errors.RouterError(
+            f"spec.rules[{at}]: with the backends no rollout manages the weights would sum to {total}, not 100, "
+            "so they would not be the percents written; nothing was written"
+        )
+    filters = [
+        f
+        for f in rule.get("filters") or []
+        if not (
+            f.get("type") == "RequestMirror"
+            and mesh.role_of(rollout, ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name") or "")
+            == traffic.CANARY
+        )
+    ]
+    if state.shadow:
+        if canary is None:
+            raise errors.RouterError(f"spec.rules[{at}] has no canary backendRef to mirror to; nothing was written")
+        filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": canary, "percent": state.shadow}})
+    if filters:
+        rule["filters"] = filters
+    else:
+        rule.pop("filters", None)
+    return {"rules": rules}
+
+
+KUBE = mesh.Kind(
+    group="gateway.networking.k8s.io",
+    plural="httproutes",
+    kind=KIND,
+    type="gateway-api",
+    state_of=lambda obj, rollout: state_of(obj, rollout=rollout),
+    with_split=with_split,
+    problems=problems,
+)
+
+
+def router(
+    name: str, config: spec.GatewayApiRouterConfig, api: Any, *, routes: Mapping[str, str], timeout: float
+) -> mesh.KubeRouter:
+    """The live Gateway API router `name`: its routes' HTTPRoutes in the router's namespace."""
+    return mesh.KubeRouter(name, KUBE, api, namespace=config.namespace, routes=routes, timeout=timeout)

@@ -1,0 +1,174 @@
+"""The Istio router's translation: a route is a VirtualService (networking.istio.io/v1) whose one HTTP
+route splits between the roles' Services by integer percentages summing to 100, and mirrors to the
+canary's Service (`mirror` + `mirrorPercentage`) while the canary shadows. `manifest` renders a route's
+state into the object `rollout render istio` writes into git; `state_of` reads one back.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from controller import errors, spec, traffic
+from controller.routers import mesh
+
+KIND = "VirtualService"
+API_VERSION = "networking.istio.io/v1"
+SCHEMA = "virtualservice.networking.istio.io_v1.json"
+HTTP_NAME = "rollout"  # the name of the HTTP route the router owns in each VirtualService
+
+
+def manifest(
+    router: str, config: spec.IstioRouterConfig, *, route: str, rollout: str, state: traffic.RouteState
+) -> dict[str, Any]:
+    """The VirtualService of `route` serving `state`. Raises RouterError, naming the route, for a state
+    Istio cannot express exactly (cohorts, unmanaged variants, weights not summing to 100): nothing is
+    ever rounded."""
+    mesh.refuse(router, "istio", route, rollout, state)
+    if sum(state.weights.values()) != 100:
+        raise errors.RouterError(
+            f"router {router!r} (istio) route {route!r}: Istio's weights are whole percents summing to 100, "
+            f"got {dict(state.weights)}; nothing was rendered"
+        )
+    destinations = [
+        {"destination": _destination(config, rollout, role), "weight": state.weights[role]}
+        for role in mesh.ORDER
+        if role in state.weights
+    ]
+    http: dict[str, Any] = {"name": HTTP_NAME, "route": destinations}
+    if state.shadow:
+        http["mirror"] = _destination(config, rollout, traffic.CANARY)
+        http["mirrorPercentage"] = {"value": state.shadow}
+    body: dict[str, Any] = {"hosts": list(config.hosts.get(route) or [route])}
+    if config.gateways:
+        body["gateways"] = list(config.gateways)
+    body["http"] = [http]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": mesh.metadata(route, rollout, config.namespace),
+        "spec": body,
+    }
+
+
+def _destination(config: spec.IstioRouterConfig, rollout: str, role: str) -> dict[str, Any]:
+    return {"host": mesh.service(rollout, role), "port": {"number": config.port}}
+
+
+def problems(obj: Mapping[str, Any]) -> list[str]:
+    """The upstream CRD schema's complaints about a VirtualService, and istiod's own rule the schema does
+    not carry: the weights of an HTTP route with more than one destination sum to 100."""
+    found = mesh.schema_problems(SCHEMA, obj, api_version=API_VERSION, kind=KIND)
+    if found:
+        return found
+    for i, http in enumerate(obj["spec"].get("http") or []):
+        routes = http.get("route") or []
+        total = sum(r.get("weight", 0) for r in routes)
+        if len(routes) > 1 and total != 100:
+            found.append(f"spec.http[{i}].route: the weights sum to {total}, and istiod requires 100")
+    return found
+
+
+def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
+    """The split a VirtualService serves: its `rollout` HTTP route (else its first), each destination's
+    weight by the role its host names (any other host is a variant no rollout manages), and the
+    percentage mirrored to the canary's Service. Raises ValueError, saying what, when it cannot be read
+    as whole percents."""
+    https = (obj.get("spec") or {}).get("http") or []
+    if not isinstance(https, list) or not https:
+        raise ValueError("spec.http is empty: the VirtualService routes nothing")
+    http = next((h for h in https if isinstance(h, dict) and h.get("name") == HTTP_NAME), https[0])
+    routes = http.get("route") or []
+    weights: dict[str, int] = {}
+    others: dict[str, int] = {}
+    for i, r in enumerate(routes):
+        host = ((r.get("destination") or {}).get("host")) or ""
+        weight = r.get("weight", 100 if len(routes) == 1 else 0)
+        if not mesh.whole(weight):
+            raise ValueError(f"route[{i}].weight must be a whole percent, got {weight!r}")
+        role = mesh.role_of(rollout, host)
+        if role is None:
+            others[host] = weight
+        else:
+            weights[role] = weights.get(role, 0) + weight
+    shadow = 0
+    mirrors = list(http.get("mirrors") or [])
+    if http.get("mirror"):
+        mirrors.append({"destination": http["mirror"], "percentage": http.get("mirrorPercentage")})
+    for m in mirrors:
+        if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY:
+            continue
+        value = (m.get("percentage") or {}).get("value", 100)  # Istio mirrors everything when unset
+        if not (isinstance(value, int | float) and float(value).is_integer()):
+            raise ValueError(f"the canary's mirror percentage {value!r} is not a whole percent")
+        shadow = int(value)
+    return traffic.RouteState(weights or {traffic.STABLE: 0}, shadow, others=others)
+
+
+def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
+    """The `spec` a live write applies: the live `spec.http` (an atomic list: whoever applies it owns all
+    of it) with only the weights of the roles' destinations and the canary's mirror of the route's own
+    HTTP route changed; every other field, entry and destination as it is live. Raises RouterError when
+    a role with traffic has no destination there (only a merged manifest adds one)."""
+    https = copy.deepcopy((live.get("spec") or {}).get("http") or [])
+    if not https:
+        raise errors.RouterError("spec.http is empty: nothing to split; nothing was written")
+    at = next((i for i, h in enumerate(https) if h.get("name") == HTTP_NAME), 0)
+    http = https[at]
+    seen = set()
+    for r in http.get("route") or []:
+        role = mesh.role_of(rollout, ((r.get("destination") or {}).get("host")) or "")
+        if role is not None and role in state.weights:
+            r["weight"] = state.weights[role]
+            seen.add(role)
+    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    if missing:
+        raise errors.RouterError(
+            f"spec.http[{at}] has no destination for {', '.join(missing)} ({', '.join(mesh.service(rollout, m) for m in missing)}); "
+            "merge the rendered manifest first; nothing was written"
+        )
+    mirrors = [
+        m
+        for m in http.get("mirrors") or []
+        if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY
+    ]
+    if mirrors:
+        http["mirrors"] = mirrors
+    else:
+        http.pop("mirrors", None)
+    canary = next(
+        (
+            r["destination"]
+            for r in http.get("route") or []
+            if mesh.role_of(rollout, (r.get("destination") or {}).get("host") or "") == traffic.CANARY
+        ),
+        None,
+    )
+    if state.shadow:
+        if canary is None:
+            raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
+        http["mirror"] = copy.deepcopy(canary)
+        http["mirrorPercentage"] = {"value": state.shadow}
+    elif http.get("mirror") and mesh.role_of(rollout, http["mirror"].get("host") or "") == traffic.CANARY:
+        http.pop("mirror")
+        http.pop("mirrorPercentage", None)
+    return {"http": https}
+
+
+KUBE = mesh.Kind(
+    group="networking.istio.io",
+    plural="virtualservices",
+    kind=KIND,
+    type="istio",
+    state_of=lambda obj, rollout: state_of(obj, rollout=rollout),
+    with_split=with_split,
+    problems=problems,
+)
+
+
+def router(
+    name: str, config: spec.IstioRouterConfig, api: Any, *, routes: Mapping[str, str], timeout: float
+) -> mesh.KubeRouter:
+    """The live Istio router `name`: its routes' VirtualServices in the router's namespace."""
+    return mesh.KubeRouter(name, KUBE, api, namespace=config.namespace, routes=routes, timeout=timeout)

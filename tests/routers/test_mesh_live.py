@@ -1,0 +1,163 @@
+"""The live mesh routers (routers.mesh.KubeRouter with routers.istio and routers.gateway_api) through the
+official `kubernetes` client against a stand-in API server that checks every request and response
+against the upstream schemas (tests/helpers/k8s_mesh_standin.py): a write is a server-side apply under
+the controller's field manager that changes only the weights and the canary's mirror, read back."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import errors, spec, traffic
+from controller.routers import base, factory, gateway_api, istio
+from tests.helpers import k8s_standin, net
+from tests.helpers.k8s_mesh_standin import APPLY, MeshServer
+
+ISTIO = spec.IstioRouterConfig.model_validate({"type": "istio", "manifests": "deploy/istio", "namespace": "llm"})
+GATEWAY = spec.GatewayApiRouterConfig.model_validate(
+    {"type": "gateway-api", "manifests": "deploy/gw", "namespace": "llm", "parentRefs": [{"name": "edge"}]}
+)
+SHADOW_THEN_5 = traffic.RouteState({"stable": 95, "canary": 5}, shadow=20)
+ROUTES = {"support-chat": "support-bot"}
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[MeshServer]:
+    with MeshServer(port=net.free_port()) as server:
+        yield server
+    assert server.violations == []
+
+
+def build(api: MeshServer, tmp_path: Path, config: Any) -> base.Router:
+    kubeconfig = k8s_standin.write_kubeconfig(tmp_path / "kubeconfig", server=api.url, token=api.token, namespace=None)
+    return factory.build("mesh", config, root=tmp_path, routes=ROUTES, env={"KUBECONFIG": str(kubeconfig)})
+
+
+KINDS = [
+    pytest.param(ISTIO, istio, "virtualservices", id="istio"),
+    pytest.param(GATEWAY, gateway_api, "httproutes", id="gateway-api"),
+]
+
+
+def _without_split(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object less what a live write may change: weights, the canary's mirror, and the server's metadata."""
+    out = copy.deepcopy(obj)
+    for http in out["spec"].get("http") or []:
+        http.pop("mirror", None)
+        http.pop("mirrorPercentage", None)
+        for r in http.get("route") or []:
+            r.pop("weight", None)
+    for rule in out["spec"].get("rules") or []:
+        rule.pop("filters", None)
+        for r in rule.get("backendRefs") or []:
+            r.pop("weight", None)
+    out["metadata"] = {k: v for k, v in out["metadata"].items() if k in ("name", "namespace", "labels")}
+    return out
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+def test_a_rollback_is_applied_at_once_touching_only_weights_and_mirror(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str
+) -> None:
+    manifest = module.manifest("mesh", config, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    if module is istio:
+        manifest["spec"]["http"][0]["timeout"] = "30s"  # a field of git's that the write must keep as it is
+    api.seed(manifest)  # Argo CD applies git's manifest
+    before = api.object(plural, "llm", "support-chat")
+    router = build(api, tmp_path, config)
+    assert router.read(["support-chat", "other"]) == {"support-chat": SHADOW_THEN_5, "other": None}
+
+    lowered = SHADOW_THEN_5.lowered()  # what a rollback writes: canary 0, shadow off
+    applied = base.apply(router, {"support-chat": lowered})
+    assert applied.failed == {}
+    assert applied.state("support-chat").describe() == "stable 100%, canary 0%"
+    after = api.object(plural, "llm", "support-chat")
+    assert before is not None and after is not None
+    assert _without_split(after) == _without_split(before)  # every other field as git has it
+    # one server-side apply under our field manager, forced (the GitOps tool owns the atomic list)
+    [patch] = api.patch_requests()
+    assert patch.content_type == APPLY
+    assert patch.query["fieldManager"] == ["llm-rollouts"] and patch.query["force"] == ["true"]
+    assert patch.body["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert set(patch.body) == {"apiVersion", "kind", "metadata", "spec"}
+    listed = "http" if module is istio else "rules"
+    assert set(patch.body["spec"]) == {listed}
+    owners = api.owners(plural, "llm", "support-chat")
+    assert owners["llm-rollouts"] == {("spec", listed)}
+    assert ("spec", listed) not in owners["argocd-controller"] and owners["argocd-controller"]
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+def test_a_route_not_on_the_cluster_is_never_created(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str
+) -> None:
+    router = build(api, tmp_path, config)
+    with pytest.raises(errors.RouterError, match=r"never creates one; .*nothing was written"):
+        router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0})})
+    assert api.object(plural, "llm", "support-chat") is None and list(api.patch_requests()) == []
+
+
+def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshServer, tmp_path: Path) -> None:
+    manifest = gateway_api.manifest(
+        "mesh",
+        GATEWAY,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 50, "canary": 50}),
+    )
+    manifest["spec"]["rules"][0]["backendRefs"][1]["weight"] = 100  # 50:100 by hand: 33.3% / 66.7%
+    api.seed(manifest, manager="kubectl")
+    found = build(api, tmp_path, GATEWAY).read(["support-chat"])["support-chat"]
+    assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
+
+
+def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshServer, tmp_path: Path) -> None:
+    manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    api.seed(manifest)
+    edited = copy.deepcopy(manifest)
+    edited["spec"]["http"][0]["timeout"] = "5s"  # someone edits the same atomic list between our read and apply
+    api.before_apply = lambda: (setattr(api, "before_apply", None), api.seed(edited, manager="kubectl"))
+    router = build(api, tmp_path, ISTIO)
+    router.write({"support-chat": SHADOW_THEN_5.lowered()})
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None and live["spec"]["http"][0]["timeout"] == "5s"
+    assert istio.state_of(live, rollout="support-bot").describe() == "stable 100%, canary 0%"
+    first = next(api.patch_requests())
+    assert first.body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]
+    assert len(list(api.patch_requests())) == 2  # the stale apply (409), then one built from the object as it was
+
+
+def test_an_object_that_keeps_changing_is_left_to_the_next_tick(api: MeshServer, tmp_path: Path) -> None:
+    manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    api.seed(manifest)
+    hosts = iter(range(100))
+    api.before_apply = lambda: api.seed(
+        {**manifest, "spec": {**manifest["spec"], "hosts": [f"h{next(hosts)}.example.com"]}}, manager="kubectl"
+    )
+    router = build(api, tmp_path, ISTIO)
+    with pytest.raises(
+        errors.RouterUnavailable, match=r"409 \(changed meanwhile, 5 times: the next tick writes it again\)"
+    ):
+        router.write({"support-chat": SHADOW_THEN_5.lowered()})
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None and istio.state_of(live, rollout="support-bot") == SHADOW_THEN_5  # nothing written
+
+
+def test_an_unreachable_api_server_is_router_unavailable_and_no_client_exception_escapes(
+    api: MeshServer, tmp_path: Path
+) -> None:
+    router = build(api, tmp_path, ISTIO)
+    api.fail_with = 503
+    with pytest.raises(errors.RouterUnavailable, match="HTTP 503"):
+        router.read(["support-chat"])
+    api.fail_with = None
+    kubeconfig = k8s_standin.write_kubeconfig(
+        tmp_path / "gone", server=f"http://127.0.0.1:{net.free_port()}", token="t", namespace=None
+    )
+    gone = factory.build("mesh", ISTIO, root=tmp_path, routes=ROUTES, env={"KUBECONFIG": str(kubeconfig)})
+    with pytest.raises(errors.RouterUnavailable):
+        gone.read(["support-chat"])
