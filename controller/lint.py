@@ -48,6 +48,14 @@ def floating(model: str) -> bool:
     return bool(_FLOATING.search(name)) or not _PINNED.search(name)
 
 
+def _live_only(gate: spec.Gate, config: spec.ControllerConfig) -> bool:
+    """The gate's template is judged only on what users see (`liveOnly`); an unknown one is not."""
+    try:
+        return templates.resolve(gate.use, config).app.live_only
+    except promql.QueryError:
+        return False
+
+
 def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: bytes) -> list[Finding]:
     """Findings for one rollout; `source` is its file, parsed (with positions) only to locate a finding,
     so a clean rollout costs no second parse."""
@@ -165,6 +173,17 @@ def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: byte
                     f"cohort {step.cohort!r} at 100% has no stable of its own, so no relative limit can judge it "
                     "(another cohort's stable is another population), and no gate has max or min: the step would "
                     "hold for ever; give a gate an absolute bound, such as error_rate max 2%",
+                    ERROR,
+                )
+    if s.analysis.gates and all(_live_only(g, config) for g in s.analysis.gates):
+        for i, step in enumerate(s.steps):
+            if step.shadow:
+                add(
+                    "R013",
+                    ("spec", "steps", i, "shadow"),
+                    f"every gate ({', '.join(g.use for g in s.analysis.gates)}) reads what users say of the answers "
+                    "they see (liveOnly), and no user sees a shadow's answers: nothing could judge this step, which "
+                    "would hold for ever; add a gate on the answers themselves, such as error_rate max 2%",
                     ERROR,
                 )
     rate = s.analysis.expected_rate

@@ -306,6 +306,13 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
             f"gates undecided: {_names(deciding, gates.Verdict.INCONCLUSIVE)} "
             "(too few samples yet, or their bounds still span the limit)",
         )
+    if not everything and facts.verdicts and not deciding and step.shadow:
+        # no user sees a shadow's answers: gates on what users say of them cannot judge it (lint R013)
+        return Decision(
+            Kind.HOLD,
+            f"no gate can judge this shadow step: {_names(facts.verdicts, gates.Verdict.INCONCLUSIVE)} judge what "
+            "users say of the answers they see, and no user sees a shadow's; add a gate on the answers themselves",
+        )
     if not everything and facts.verdicts and not deciding:
         # a cohort at 100% has no stable of its own: only absolute bounds judge it (lint R012)
         return Decision(

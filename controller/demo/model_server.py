@@ -28,6 +28,7 @@ once, `kv_cache` the KV cache usage it reports.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import http.server
@@ -139,6 +140,7 @@ def scenario(name: str, baseline: Behaviour) -> Behaviour:
 
 SCENARIOS = ("good", "regression", "latency", "errors", "json", "disliked")
 FEEDBACK_VALUES = ("up", "down")
+UNRATED_KEPT = 100_000  # answers a rating can still name: the latest ones
 
 
 class _Outcomes:
@@ -277,6 +279,7 @@ class Model:
         self._outcomes = _Outcomes(self._rng)
         self.served = 0
         self._id_prefix = f"chatcmpl-{variant}-"
+        self._unrated: collections.OrderedDict[int, str] = collections.OrderedDict()  # answer -> its segment
         for segment in segments or (NO_SEGMENT,):  # the configured ones; "none" only without any
             self.metrics.init(route, variant, segment)
         self.vllm = VllmMetrics(model=model) if vllm_metrics else None  # a vLLM server: exports these instead
@@ -328,6 +331,10 @@ class Model:
             )
             self.served += 1
             n = self.served
+            if not failed:
+                self._unrated[n] = segment
+                if len(self._unrated) > UNRATED_KEPT:
+                    self._unrated.popitem(last=False)
         labels = (self.route, self.variant, segment)
         if self.vllm is not None:
             self.vllm.record(failed=failed, preempted=preempted, kv_cache=b.kv_cache)
@@ -357,16 +364,17 @@ class Model:
         }
         return Answer(200, body), delay
 
-    def rate(self, request: Mapping[str, Any], *, segment: str) -> Answer:
-        """A user's rating of one of this server's answers: `{"id": ..., "value": "up"|"down"}`."""
+    def rate(self, request: Mapping[str, Any]) -> Answer:
+        """A user's rating of one of this server's answers: `{"id": ..., "value": "up"|"down"}`, counted
+        once per answer, in the segment of the request it answered."""
         value, answer_id = request.get("value"), str(request.get("id", ""))
         if value not in FEEDBACK_VALUES:
             return Answer(400, {"error": {"message": "value must be up or down", "type": "invalid_request_error"}})
         number = answer_id.removeprefix(self._id_prefix)
         with self._lock:
-            served = self.served
-        if number == answer_id or not number.isdigit() or not 1 <= int(number) <= served:
-            message = f"no answer {answer_id!r} of this server to rate"
+            segment = self._unrated.pop(int(number), None) if number != answer_id and number.isdigit() else None
+        if segment is None:
+            message = f"no answer {answer_id!r} of this server to rate (unknown, or rated already)"
             return Answer(404, {"error": {"message": message, "type": "not_found"}})
         self.metrics.feedback.labels(self.route, self.variant, segment, value).inc()
         return Answer(200, {"id": answer_id, "value": value})
@@ -419,7 +427,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         segment = self.headers.get(SEGMENT_HEADER) or NO_SEGMENT
         if path == "/v1/feedback":
-            rated = model.rate(request, segment=segment)
+            rated = model.rate(request)
             self._send(rated.status, rated.body)
             return
         if path != "/v1/chat/completions":

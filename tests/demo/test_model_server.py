@@ -223,6 +223,19 @@ def test_feedback_counts_a_rating_of_one_of_its_answers(server: ms.Running) -> N
     samples = _samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
     assert _sum(samples, "llm_feedback_total", value="down", tenant_tier="pro", variant="canary") == 1
     assert _sum(samples, "llm_feedback_total", value="up") == 0
+    again = httpx.post(f"{server.url}/v1/feedback", json={"id": answer["id"], "value": "up"}, timeout=5)
+    assert again.status_code == 404 and "rated already" in again.json()["error"]["message"]  # once per answer
+
+
+def test_a_rating_counts_in_the_segment_of_the_answer_it_rates(server: ms.Running) -> None:
+    answer = chat(server.url, tier="pro").json()
+    rated = httpx.post(
+        f"{server.url}/v1/feedback", json={"id": answer["id"], "value": "up"}, headers={ms.SEGMENT_HEADER: "beta"}
+    )
+    assert rated.status_code == 200
+    samples = _samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
+    assert _sum(samples, "llm_feedback_total", value="up", tenant_tier="pro") == 1
+    assert _sum(samples, "llm_feedback_total", tenant_tier="beta") == 0
 
 
 @pytest.mark.parametrize(

@@ -110,6 +110,21 @@ def held(stable: int, canary: int) -> traffic.RouteState:
 
 # (id, rollout, facts, expected kind, expected route or to_step, reason fragment)
 CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
+    # a shadow step whose only gate is judged on users' feedback, which no user gives on a shadow (lint R013)
+    (
+        "shadow-feedback-only",
+        rollout(step=0),
+        plan.Facts(
+            now=NOW,
+            live=state(100, 0, 100),
+            verdicts=(plan.GateResult("feedback_negative_rate", V.INCONCLUSIVE, spec.OnFail.ROLLBACK, "", True),),
+            step_since=NOW - timedelta(hours=3),
+            samples=10_000,
+        ),
+        plan.Kind.HOLD,
+        None,
+        "no gate can judge this shadow step: feedback_negative_rate",
+    ),
     # steady state, no canary
     ("steady-in-sync", rollout(canary=False), facts(state(100)), plan.Kind.HOLD, None, "no canary"),
     ("steady-absent", rollout(canary=False), facts(None), plan.Kind.APPLY, state(100), "no canary"),

@@ -70,6 +70,13 @@ CASES = [
         },
         ["R012"],
     ),
+    # R013: a shadow step where every gate is judged on users' feedback (liveOnly): nothing can judge it
+    ("shadow-feedback-only", {"gates": "[{use: feedback_negative_rate, max: 20%, onFail: rollback}]"}, ["R013"]),
+    (
+        "shadow-feedback-and-errors",
+        {"gates": "[{use: feedback_negative_rate, max: 20%, onFail: rollback}, {use: error_rate, max: 1%}]"},
+        [],
+    ),
     # R007: at the expected rate, a step's `for` is too short for a gate to reach any decision
     (
         "step-too-short-to-decide",
