@@ -27,8 +27,8 @@ id, which is `spec.cluster_name(rollout, variant)` too (names checked against Li
 `litellm_spend_metric_total` (USD). Their per-request templates are means over
 `litellm_deployment_success_responses_total` (answered requests).
 
-vLLM's metrics (rollouts with `analysis.metrics: vllm`, whatever their router, where a template has a
-vLLM flavour; the vLLM-only templates need it) carry vLLM's `model_name` and `engine`, and the labels
+vLLM's metrics (rollouts with `analysis.metrics: vllm`, where a template has a vLLM flavour and no
+flavour for the rollout's router; the vLLM-only templates need it) carry vLLM's `model_name` and `engine`, and the labels
 `route` and `variant` that Prometheus' scrape config adds to each vLLM target, so they are read by
 route as application metrics are, without segments or cohorts (vLLM knows no tenant). Names, types
 and labels checked against vllm-project/vllm's vllm/v1/metrics/loggers.py (PrometheusStatLogger) and
@@ -119,15 +119,19 @@ class Template:
         return self.app is None
 
     def flavour_for(self, router_type: str, metrics: str = "") -> Flavour:
-        """The one rule: the model server's metrics when the rollout selects them (`analysis.metrics`)
-        and the template has a flavour for them, else the router's where it has one, else the
-        application's. A vLLM-only template is always vLLM's (load refuses it without `metrics: vllm`)."""
-        if self.vllm is not None and (metrics == spec.ServerMetrics.VLLM or self.app is None):
-            return Flavour.VLLM
+        """The one rule: the router's metrics where the template has a flavour for them, else the model
+        server's when the rollout selects them (`analysis.metrics`) and the template has a flavour for
+        them, else the application's. The router comes first because it sees every request: vLLM counts
+        only the requests that reached its engine and finished, so a request refused at the HTTP layer,
+        or a server that crashed and exports nothing, is missing from both sides of vLLM's error_rate,
+        and a failing canary would hold where the router's 5xx roll it back. A vLLM-only template is
+        always vLLM's (load refuses it without `metrics: vllm`)."""
         if router_type == "envoy" and self.envoy is not None:
             return Flavour.ENVOY
         if router_type == "litellm" and self.litellm is not None:
             return Flavour.LITELLM
+        if self.vllm is not None and (metrics == spec.ServerMetrics.VLLM or self.app is None):
+            return Flavour.VLLM
         return Flavour.APP
 
     def of(self, flavour: Flavour) -> spec.GateTemplate:
