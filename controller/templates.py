@@ -50,7 +50,9 @@ templates the per-block sums of `blocks()` (`BLOCK_PARTS`, bursts) and for mean 
 `requests` a `requests` series, one group per
 (flavour, segment labels) tagged with `rollouts_group`, joined with `or`. A ratio's numerator
 series may not exist yet (Envoy creates the 5xx series at the first 5xx): `or total * 0` makes that
-a measured zero, while a missing `total` stays "no data".
+a measured zero, while a missing `total` stays "no data"; a template whose numerator's counter exists
+from the server's start (`Template.numerator_from_start`: preemptions) has no such `or`, so its missing
+counter is "no data" too.
 """
 
 from __future__ import annotations
@@ -104,6 +106,11 @@ class Template:
     envoy: spec.GateTemplate | None = None
     litellm: spec.GateTemplate | None = None
     vllm: spec.GateTemplate | None = None
+    #: The numerator's counter (a ratio's events, a mean's quantity) exists from its server's start, as
+    #: vLLM creates vllm:num_preemptions_total at 0: a missing one is a fault (dropped by relabeling, a
+    #: server that does not export it) and "no data", never a measured 0. Without it (the default) a
+    #: missing numerator counts as 0, for counters created at their first event (Envoy's 5xx).
+    numerator_from_start: bool = False
 
     @property
     def kind(self) -> str:
@@ -253,7 +260,8 @@ _VLLM_TTFT = spec.QuantileTemplate(
 #: Preemptions per finished request, a mean: one request can be preempted many times, so it is no share
 #: of the requests (a ratio's statistics would not hold). vLLM preempts a running request when its KV
 #: cache is out of memory; with `max: 0` the gate fails a canary that preempted once in the step (the
-#: window is the step's), and holds until it has finished minSamples requests.
+#: window is the step's), and holds until it has finished minSamples requests. vLLM creates the counter at
+#: 0 at start, so a missing one (dropped by relabeling) is "no data", not zero (`numerator_from_start`).
 _VLLM_PREEMPTIONS = spec.MeanTemplate(
     kind="mean",
     description="vLLM preemptions (KV cache out of memory) per finished request; max: 0 allows none.",
@@ -353,7 +361,7 @@ BUILTIN: Mapping[str, Template] = {
         ),
     ),
     "ttft_p95": Template("ttft_p95", None, vllm=_VLLM_TTFT),
-    "preemptions": Template("preemptions", None, vllm=_VLLM_PREEMPTIONS),
+    "preemptions": Template("preemptions", None, vllm=_VLLM_PREEMPTIONS, numerator_from_start=True),
     "kv_cache_usage": Template("kv_cache_usage", None, vllm=_VLLM_KV_CACHE),
 }
 
@@ -457,7 +465,7 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
     parts = []
     for g in sorted(groups, key=lambda g: g.key):
         t = template.of(g.flavour)
-        value, samples = _parts(t, g, spec.format_duration(window))
+        value, samples = _parts(t, g, spec.format_duration(window), strict=template.numerator_from_start)
         both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
         if isinstance(t, spec.QuantileTemplate):
             both += f" or {promql.tag(_buckets(t, g, spec.format_duration(window)), PART, 'buckets')}"
@@ -515,20 +523,23 @@ def _buckets(t: spec.QuantileTemplate, g: Group, window: str) -> str:
     return _sum(_increase(t.buckets, g, window), (*g.by, "le"))
 
 
-def _quotient(numerator: str, denominator: str, g: Group, window: str) -> tuple[str, str]:
-    """(value, samples) of a counter over a counter: a numerator without series counts as 0."""
+def _quotient(numerator: str, denominator: str, g: Group, window: str, *, strict: bool) -> tuple[str, str]:
+    """(value, samples) of a counter over a counter: a numerator without series counts as 0, unless
+    `strict` (its counter exists from the start, so its absence is "no data")."""
     total = _sum(_increase(denominator, g, window), g.by)
     part = _sum(_increase(numerator, g, window), g.by)
+    if strict:
+        return f"({part}) / ({total})", total
     return f"(({part}) or ({total}) * 0) / ({total})", total
 
 
-def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
-    """(value, samples) expressions for one group."""
+def _parts(t: spec.GateTemplate, g: Group, window: str, *, strict: bool = False) -> tuple[str, str]:
+    """(value, samples) expressions for one group (`strict`: see `Template.numerator_from_start`)."""
     match t:
         case spec.RatioTemplate():
-            return _quotient(t.numerator, t.total, g, window)
+            return _quotient(t.numerator, t.total, g, window, strict=strict)
         case spec.MeanTemplate():
-            return _quotient(t.sum, t.count, g, window)
+            return _quotient(t.sum, t.count, g, window, strict=strict)
         case spec.QuantileTemplate():
             buckets = _sum(_increase(t.buckets, g, window), (*g.by, "le"))
             value = f"histogram_quantile({t.quantile!r}, {buckets})"

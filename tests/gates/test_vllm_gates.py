@@ -43,6 +43,7 @@ class Server:
     old_gauge: bool = False  # a vLLM before 0.9: vllm:gpu_cache_usage_perc only
     variant_label: bool = True  # the scrape config adds `variant`
     aborts: float = 0.002  # the share of finished requests that finished `abort`
+    preemption_counter: bool = True  # False: vllm:num_preemptions_total dropped (by relabeling, say)
 
 
 GOOD = Server()
@@ -58,6 +59,8 @@ SERVERS = {
     ("bare", "stable"): Server(variant_label=False),
     ("aborting", "stable"): Server(aborts=0.03),  # its users press stop, or their clients time out
     ("aborting", "canary"): Server(aborts=0.03),  # as often with the canary: a good canary
+    ("uncounted", "stable"): GOOD,
+    ("uncounted", "canary"): Server(preemption_counter=False),
 }
 
 
@@ -84,7 +87,6 @@ def _history() -> str:
                 f'vllm:request_success_total{{{labels},finished_reason="length"}} {n * 0.098:g}',
                 f'vllm:request_success_total{{{labels},finished_reason="abort"}} {n * server.aborts:g}',
                 f'vllm:request_success_total{{{labels},finished_reason="error"}} 0',
-                f"vllm:num_preemptions_total{{{labels}}} {(MINUTES - minute) * server.preemptions_per_minute:g}",
                 *_histogram(
                     "vllm:time_to_first_token_seconds",
                     labels,
@@ -97,6 +99,9 @@ def _history() -> str:
             ]
             if not server.old_gauge:
                 samples.append(f"vllm:kv_cache_usage_perc{{{labels}}} {server.kv_cache:g}")
+            if server.preemption_counter:
+                preempted = (MINUTES - minute) * server.preemptions_per_minute
+                samples.append(f"vllm:num_preemptions_total{{{labels}}} {preempted:g}")
             for sample in samples:
                 key, value = sample.rsplit(" ", 1)
                 series.setdefault(key, []).append(f"{key} {value} {ts}")
@@ -140,6 +145,9 @@ CASES = [
     ("preempting", {"preemptions": V.FAIL, "kv_cache_usage": V.FAIL}),
     ("slow", {"ttft_p95": V.FAIL}),
     ("old", {"kv_cache_usage": V.FAIL}),  # read from vllm:gpu_cache_usage_perc
+    # vLLM creates vllm:num_preemptions_total at 0 at start: without it the canary's preemptions are
+    # unknown, and `max: 0` holds rather than passes
+    ("uncounted", {"preemptions": V.INCONCLUSIVE}),
 ]
 
 
@@ -180,6 +188,18 @@ def test_the_canarys_preemptions_per_request_and_peak_kv_cache_are_measured(metr
     [kv] = rows["kv_cache_usage"].segments
     assert (kv.canary.value, kv.stable.value) == (pytest.approx(0.98), pytest.approx(0.45))
     assert kv.canary.samples == pytest.approx(PER_MINUTE * 60, rel=0.05)
+
+
+def test_a_canary_without_the_preemption_counter_is_no_data_not_zero(metrics: prometheus.Prometheus) -> None:
+    """Dropped counter: the canary's preemptions are no data (its finished requests still counted), so
+    `max: 0` holds the step instead of passing it; stable's counter, there at 0, is measured."""
+    found = analysis.evaluate(
+        [_target("uncounted")], config=CONFIG, metrics=metrics, at=gate_history.AT, window=timedelta(hours=1)
+    )
+    row = dict(zip(NAMES, found["r-uncounted"], strict=True))["preemptions"]
+    [segment] = row.segments
+    assert row.verdict is V.INCONCLUSIVE and segment.canary.value is None and segment.stable.value == 0
+    assert segment.canary.samples == pytest.approx(PER_MINUTE * 60, rel=0.05)
 
 
 def _readme_vllm_gate(use: str) -> spec.Gate:

@@ -59,8 +59,9 @@ COMPILE_CASES = [
     (
         "preemptions",
         [
-            f"(sum by (route, variant) (increase(vllm:num_preemptions_total{{{W}}}[10m]))) or "
-            f"(sum by (route, variant) (increase(vllm:request_success_total{{{W}}}[10m]))) * 0",
+            # no `or ... * 0`: vLLM creates the counter at 0, so a missing one is no data, not zero
+            f"(sum by (route, variant) (increase(vllm:num_preemptions_total{{{W}}}[10m]))) / "
+            f"(sum by (route, variant) (increase(vllm:request_success_total{{{W}}}[10m])))",
         ],
     ),
     (
