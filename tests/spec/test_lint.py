@@ -264,6 +264,8 @@ def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
         ("local", "{use: ttft_p95, max: 1.5s}", "max 1.5 s lies inside vLLM's bucket (1, 2.5] s"),
         ("local", "{use: latency_p95, max: 12s}", "use a bound of vLLM's buckets, 10 or 15"),
         ("edge", "{use: latency_p95, max: 12s}", ""),  # on an envoy router latency_p95 reads Envoy's
+        ("local", "{use: latency_p95, max: 0.2s}", "max 0.2 s lies below vLLM's first bucket bound, 0.3 s"),
+        ("local", "{use: ttft_p95, max: 0.0005s}", "the gate can never pass"),
     ],
     ids=[
         "e2e-10pct",
@@ -273,6 +275,8 @@ def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
         "ttft-max-inside",
         "e2e-max-inside",
         "e2e-max-on-envoy-reads-envoys",
+        "e2e-max-below-first-bound",
+        "ttft-max-below-first-bound",
     ],
 )
 def test_r010_on_vllms_fixed_buckets(tmp_path: Path, router: str, gate: str, found: str) -> None:
