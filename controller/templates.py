@@ -34,10 +34,9 @@ route as application metrics are, without segments or cohorts (vLLM knows no ten
 and labels checked against vllm-project/vllm's vllm/v1/metrics/loggers.py (PrometheusStatLogger) and
 vllm/v1/engine/__init__.py (FINISH_REASON_STRINGS):
 `vllm:request_success_total{finished_reason="stop"|"length"|"abort"|"error"|"repetition"}` (a counter
-of finished requests; `error` and `repetition` are newer, `error` since late 2025 and only for a KV
+of finished requests; `error` and `repetition` are newer, `error` since late 2025 and mainly for a KV
 transfer that failed to load (vllm-project/vllm#26813), failures were `abort` before, so the error rate
-counts both;
-`abort` also counts a request its client gave up on, where vLLM records it),
+counts both; `abort` also counts a request its client gave up on, where vLLM records it),
 `vllm:e2e_request_latency_seconds_bucket` and `vllm:time_to_first_token_seconds_bucket` (histograms
 with the fixed bounds `VLLM_E2E_BUCKETS`, `VLLM_TTFT_BUCKETS`), `vllm:num_preemptions_total` (a
 counter, created at 0 at start) and the gauge `vllm:kv_cache_usage_perc` (0 to 1; named
