@@ -108,7 +108,7 @@ def readme_table() -> str:
     """The README's metrics-contract table, from `templates.BUILTIN` (a test holds the README to it)."""
     head = (
         "| gate | kind | application metrics (`file`, `flagd`, and where no other column says) | `envoy` | `litellm` "
-        "| `analysis.metrics: vllm` (any router) |"
+        "| `analysis.metrics: vllm` (where the router's column names none) |"
     )
     lines = [head, "|---|---|---|---|---|---|"]
     for name, template in templates.BUILTIN.items():

@@ -246,7 +246,8 @@ def _coarse(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, me
 
 def _between_bounds(gate: spec.Gate, config: spec.ControllerConfig, router_type: str, metrics: str) -> str | None:
     """R010 too: a latency gate's `max` inside one of vLLM's wide fixed buckets, where a canary whose
-    quantile falls in that bucket can neither pass nor fail (the judge reads latencies at bucket edges)."""
+    quantile falls in that bucket can neither pass nor fail (the judge reads latencies at bucket edges),
+    or below the first bound, where no canary can pass."""
     if gate.max is None:
         return None
     try:
@@ -255,8 +256,14 @@ def _between_bounds(gate: spec.Gate, config: spec.ControllerConfig, router_type:
         return None
     flavour = template.flavour_for(router_type, metrics)
     bounds = templates.rendered_buckets(template, flavour) if flavour is templates.Flavour.VLLM else None
-    if bounds is None or any(math.isclose(gate.max, b) for b in bounds) or gate.max < bounds[0]:
+    if bounds is None or any(math.isclose(gate.max, b) for b in bounds):
         return None
+    if gate.max < bounds[0]:
+        return (
+            f"max {gate.max:g} s lies below vLLM's first bucket bound, {bounds[0]:g} s: the judge reads latencies "
+            f"at bucket edges, so no canary can be shown under the limit and the gate can never pass, and its step "
+            f"would hold; use a bound of vLLM's buckets, {bounds[0]:g} s or above"
+        )
     lower = max(b for b in bounds if b < gate.max)
     upper = min((b for b in bounds if b > gate.max), default=math.inf)
     return (

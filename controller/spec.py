@@ -616,8 +616,9 @@ class Analysis(_Model):
         default=None,
         description="The model server whose own metrics the built-in gates read: `vllm` reads vLLM's vllm:* "
         "series (labelled `route` and `variant` by Prometheus' scrape config) for every gate with a vLLM "
-        "flavour, and allows the vLLM-only gates (ttft_p95, preemptions, kv_cache_usage). Unset: the "
-        "router's metrics (envoy, litellm) where a gate has them, else the application's.",
+        "flavour and none for the router (the router's metrics, envoy or litellm, come first: they see "
+        "every request), and allows the vLLM-only gates (ttft_p95, preemptions, kv_cache_usage). Unset: "
+        "the router's metrics where a gate has them, else the application's.",
     )
     expected_rate: Rate | None = Field(
         default=None,

@@ -27,14 +27,16 @@ id, which is `spec.cluster_name(rollout, variant)` too (names checked against Li
 `litellm_spend_metric_total` (USD). Their per-request templates are means over
 `litellm_deployment_success_responses_total` (answered requests).
 
-vLLM's metrics (rollouts with `analysis.metrics: vllm`, whatever their router, where a template has a
-vLLM flavour; the vLLM-only templates need it) carry vLLM's `model_name` and `engine`, and the labels
+vLLM's metrics (rollouts with `analysis.metrics: vllm`, where a template has a vLLM flavour and no
+flavour for the rollout's router; the vLLM-only templates need it) carry vLLM's `model_name` and `engine`, and the labels
 `route` and `variant` that Prometheus' scrape config adds to each vLLM target, so they are read by
 route as application metrics are, without segments or cohorts (vLLM knows no tenant). Names, types
 and labels checked against vllm-project/vllm's vllm/v1/metrics/loggers.py (PrometheusStatLogger) and
 vllm/v1/engine/__init__.py (FINISH_REASON_STRINGS):
 `vllm:request_success_total{finished_reason="stop"|"length"|"abort"|"error"|"repetition"}` (a counter
-of finished requests; `error` and `repetition` since 2025, failures were `abort` before),
+of finished requests; `error` and `repetition` are newer, `error` since late 2025 and mainly for a KV
+transfer that failed to load (vllm-project/vllm#26813), failures were `abort` before, so the error rate
+counts both; `abort` also counts a request its client gave up on, where vLLM records it),
 `vllm:e2e_request_latency_seconds_bucket` and `vllm:time_to_first_token_seconds_bucket` (histograms
 with the fixed bounds `VLLM_E2E_BUCKETS`, `VLLM_TTFT_BUCKETS`), `vllm:num_preemptions_total` (a
 counter, created at 0 at start) and the gauge `vllm:kv_cache_usage_perc` (0 to 1; named
@@ -47,7 +49,9 @@ templates the per-block sums of `blocks()` (`BLOCK_PARTS`, bursts) and for mean 
 `requests` a `requests` series, one group per
 (flavour, segment labels) tagged with `rollouts_group`, joined with `or`. A ratio's numerator
 series may not exist yet (Envoy creates the 5xx series at the first 5xx): `or total * 0` makes that
-a measured zero, while a missing `total` stays "no data".
+a measured zero, while a missing `total` stays "no data"; a template whose numerator's counter exists
+from the server's start (`Template.numerator_from_start`: preemptions) has no such `or`, so its missing
+counter is "no data" too.
 """
 
 from __future__ import annotations
@@ -101,6 +105,11 @@ class Template:
     envoy: spec.GateTemplate | None = None
     litellm: spec.GateTemplate | None = None
     vllm: spec.GateTemplate | None = None
+    #: The numerator's counter (a ratio's events, a mean's quantity) exists from its server's start, as
+    #: vLLM creates vllm:num_preemptions_total at 0: a missing one is a fault (dropped by relabeling, a
+    #: server that does not export it) and "no data", never a measured 0. Without it (the default) a
+    #: missing numerator counts as 0, for counters created at their first event (Envoy's 5xx).
+    numerator_from_start: bool = False
 
     @property
     def kind(self) -> str:
@@ -119,15 +128,19 @@ class Template:
         return self.app is None
 
     def flavour_for(self, router_type: str, metrics: str = "") -> Flavour:
-        """The one rule: the model server's metrics when the rollout selects them (`analysis.metrics`)
-        and the template has a flavour for them, else the router's where it has one, else the
-        application's. A vLLM-only template is always vLLM's (load refuses it without `metrics: vllm`)."""
-        if self.vllm is not None and (metrics == spec.ServerMetrics.VLLM or self.app is None):
-            return Flavour.VLLM
+        """The one rule: the router's metrics where the template has a flavour for them, else the model
+        server's when the rollout selects them (`analysis.metrics`) and the template has a flavour for
+        them, else the application's. The router comes first because it sees every request: vLLM counts
+        only the requests that reached its engine and finished, so a request refused at the HTTP layer,
+        or a server that crashed and exports nothing, is missing from both sides of vLLM's error_rate,
+        and a failing canary would hold where the router's 5xx roll it back. A vLLM-only template is
+        always vLLM's (load refuses it without `metrics: vllm`)."""
         if router_type == "envoy" and self.envoy is not None:
             return Flavour.ENVOY
         if router_type == "litellm" and self.litellm is not None:
             return Flavour.LITELLM
+        if self.vllm is not None and (metrics == spec.ServerMetrics.VLLM or self.app is None):
+            return Flavour.VLLM
         return Flavour.APP
 
     def of(self, flavour: Flavour) -> spec.GateTemplate:
@@ -226,7 +239,8 @@ _LITELLM_LATENCY = spec.QuantileTemplate(
 _VLLM_FINISHED = "vllm:request_success_total"
 _VLLM_ERRORS = spec.RatioTemplate(
     kind="ratio",
-    description="Share of finished requests vLLM aborted or failed (finished_reason abort or error).",
+    description="Share of finished requests that vLLM aborted or failed (finished_reason abort or error; abort "
+    "also counts clients that gave up, where vLLM records them: compare with stable).",
     bad='vllm:request_success_total{finished_reason=~"abort|error"}',
     total=_VLLM_FINISHED,
 )
@@ -245,7 +259,8 @@ _VLLM_TTFT = spec.QuantileTemplate(
 #: Preemptions per finished request, a mean: one request can be preempted many times, so it is no share
 #: of the requests (a ratio's statistics would not hold). vLLM preempts a running request when its KV
 #: cache is out of memory; with `max: 0` the gate fails a canary that preempted once in the step (the
-#: window is the step's), and holds until it has finished minSamples requests.
+#: window is the step's), and holds until it has finished minSamples requests. vLLM creates the counter at
+#: 0 at start, so a missing one (dropped by relabeling) is "no data", not zero (`numerator_from_start`).
 _VLLM_PREEMPTIONS = spec.MeanTemplate(
     kind="mean",
     description="vLLM preemptions (KV cache out of memory) per finished request; max: 0 allows none.",
@@ -345,7 +360,7 @@ BUILTIN: Mapping[str, Template] = {
         ),
     ),
     "ttft_p95": Template("ttft_p95", None, vllm=_VLLM_TTFT),
-    "preemptions": Template("preemptions", None, vllm=_VLLM_PREEMPTIONS),
+    "preemptions": Template("preemptions", None, vllm=_VLLM_PREEMPTIONS, numerator_from_start=True),
     "kv_cache_usage": Template("kv_cache_usage", None, vllm=_VLLM_KV_CACHE),
 }
 
@@ -449,7 +464,7 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
     parts = []
     for g in sorted(groups, key=lambda g: g.key):
         t = template.of(g.flavour)
-        value, samples = _parts(t, g, spec.format_duration(window))
+        value, samples = _parts(t, g, spec.format_duration(window), strict=template.numerator_from_start)
         both = f"{promql.tag(value, PART, 'value')} or {promql.tag(samples, PART, 'samples')}"
         if isinstance(t, spec.QuantileTemplate):
             both += f" or {promql.tag(_buckets(t, g, spec.format_duration(window)), PART, 'buckets')}"
@@ -507,20 +522,23 @@ def _buckets(t: spec.QuantileTemplate, g: Group, window: str) -> str:
     return _sum(_increase(t.buckets, g, window), (*g.by, "le"))
 
 
-def _quotient(numerator: str, denominator: str, g: Group, window: str) -> tuple[str, str]:
-    """(value, samples) of a counter over a counter: a numerator without series counts as 0."""
+def _quotient(numerator: str, denominator: str, g: Group, window: str, *, strict: bool) -> tuple[str, str]:
+    """(value, samples) of a counter over a counter: a numerator without series counts as 0, unless
+    `strict` (its counter exists from the start, so its absence is "no data")."""
     total = _sum(_increase(denominator, g, window), g.by)
     part = _sum(_increase(numerator, g, window), g.by)
+    if strict:
+        return f"({part}) / ({total})", total
     return f"(({part}) or ({total}) * 0) / ({total})", total
 
 
-def _parts(t: spec.GateTemplate, g: Group, window: str) -> tuple[str, str]:
-    """(value, samples) expressions for one group."""
+def _parts(t: spec.GateTemplate, g: Group, window: str, *, strict: bool = False) -> tuple[str, str]:
+    """(value, samples) expressions for one group (`strict`: see `Template.numerator_from_start`)."""
     match t:
         case spec.RatioTemplate():
-            return _quotient(t.numerator, t.total, g, window)
+            return _quotient(t.numerator, t.total, g, window, strict=strict)
         case spec.MeanTemplate():
-            return _quotient(t.sum, t.count, g, window)
+            return _quotient(t.sum, t.count, g, window, strict=strict)
         case spec.QuantileTemplate():
             buckets = _sum(_increase(t.buckets, g, window), (*g.by, "le"))
             value = f"histogram_quantile({t.quantile!r}, {buckets})"

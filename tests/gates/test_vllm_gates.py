@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from controller import analysis, contract, evidence, prometheus, spec, templates
 from controller.demo import model_server
@@ -40,6 +42,8 @@ class Server:
     kv_cache: float = 0.45
     old_gauge: bool = False  # a vLLM before 0.9: vllm:gpu_cache_usage_perc only
     variant_label: bool = True  # the scrape config adds `variant`
+    aborts: float = 0.002  # the share of finished requests that finished `abort`
+    preemption_counter: bool = True  # False: vllm:num_preemptions_total dropped (by relabeling, say)
 
 
 GOOD = Server()
@@ -53,6 +57,10 @@ SERVERS = {
     ("old", "stable"): Server(old_gauge=True),
     ("old", "canary"): Server(old_gauge=True, kv_cache=0.97),
     ("bare", "stable"): Server(variant_label=False),
+    ("aborting", "stable"): Server(aborts=0.03),  # its users press stop, or their clients time out
+    ("aborting", "canary"): Server(aborts=0.03),  # as often with the canary: a good canary
+    ("uncounted", "stable"): GOOD,
+    ("uncounted", "canary"): Server(preemption_counter=False),
 }
 
 
@@ -75,11 +83,10 @@ def _history() -> str:
             ts = NOW - minute * 60
             n = (MINUTES - minute) * PER_MINUTE
             samples = [
-                f'vllm:request_success_total{{{labels},finished_reason="stop"}} {n * 0.9:g}',
+                f'vllm:request_success_total{{{labels},finished_reason="stop"}} {n * (0.902 - server.aborts):g}',
                 f'vllm:request_success_total{{{labels},finished_reason="length"}} {n * 0.098:g}',
-                f'vllm:request_success_total{{{labels},finished_reason="abort"}} {n * 0.002:g}',
+                f'vllm:request_success_total{{{labels},finished_reason="abort"}} {n * server.aborts:g}',
                 f'vllm:request_success_total{{{labels},finished_reason="error"}} 0',
-                f"vllm:num_preemptions_total{{{labels}}} {(MINUTES - minute) * server.preemptions_per_minute:g}",
                 *_histogram(
                     "vllm:time_to_first_token_seconds",
                     labels,
@@ -92,6 +99,9 @@ def _history() -> str:
             ]
             if not server.old_gauge:
                 samples.append(f"vllm:kv_cache_usage_perc{{{labels}}} {server.kv_cache:g}")
+            if server.preemption_counter:
+                preempted = (MINUTES - minute) * server.preemptions_per_minute
+                samples.append(f"vllm:num_preemptions_total{{{labels}}} {preempted:g}")
             for sample in samples:
                 key, value = sample.rsplit(" ", 1)
                 series.setdefault(key, []).append(f"{key} {value} {ts}")
@@ -135,6 +145,9 @@ CASES = [
     ("preempting", {"preemptions": V.FAIL, "kv_cache_usage": V.FAIL}),
     ("slow", {"ttft_p95": V.FAIL}),
     ("old", {"kv_cache_usage": V.FAIL}),  # read from vllm:gpu_cache_usage_perc
+    # vLLM creates vllm:num_preemptions_total at 0 at start: without it the canary's preemptions are
+    # unknown, and `max: 0` holds rather than passes
+    ("uncounted", {"preemptions": V.INCONCLUSIVE}),
 ]
 
 
@@ -175,6 +188,45 @@ def test_the_canarys_preemptions_per_request_and_peak_kv_cache_are_measured(metr
     [kv] = rows["kv_cache_usage"].segments
     assert (kv.canary.value, kv.stable.value) == (pytest.approx(0.98), pytest.approx(0.45))
     assert kv.canary.samples == pytest.approx(PER_MINUTE * 60, rel=0.05)
+
+
+def test_a_canary_without_the_preemption_counter_is_no_data_not_zero(metrics: prometheus.Prometheus) -> None:
+    """Dropped counter: the canary's preemptions are no data (its finished requests still counted), so
+    `max: 0` holds the step instead of passing it; stable's counter, there at 0, is measured."""
+    found = analysis.evaluate(
+        [_target("uncounted")], config=CONFIG, metrics=metrics, at=gate_history.AT, window=timedelta(hours=1)
+    )
+    row = dict(zip(NAMES, found["r-uncounted"], strict=True))["preemptions"]
+    [segment] = row.segments
+    assert row.verdict is V.INCONCLUSIVE and segment.canary.value is None and segment.stable.value == 0
+    assert segment.canary.samples == pytest.approx(PER_MINUTE * 60, rel=0.05)
+
+
+def _readme_vllm_gate(use: str) -> spec.Gate:
+    """A gate of the README's vLLM example (the first yaml block under "## vLLM-served models")."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    section = readme.split("\n## vLLM-served models\n", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    [found] = [g for g in yaml.safe_load(block)["spec"]["analysis"]["gates"] if g["use"] == use]
+    return spec.Gate.model_validate(found)
+
+
+def test_the_readmes_vllm_error_gate_passes_a_canary_whose_users_abort_as_stables_do(
+    metrics: prometheus.Prometheus,
+) -> None:
+    """vLLM counts a request its client gave up on (a user pressing stop, a client timeout) as
+    `finished_reason="abort"`, which the vLLM error_rate counts: a fixed `max` fails a good canary whose
+    users abort 3% of their requests, as stable's do; the README's gate compares with stable and passes it."""
+    readme = _readme_vllm_gate("error_rate")
+    assert readme.max_increase is not None and readme.on_fail == "rollback"
+    fixed = spec.Gate.model_validate({"use": "error_rate", "max": "1%", "onFail": "rollback"})
+    target = dataclasses.replace(_target("aborting"), gates=(readme, fixed))
+    found = analysis.evaluate([target], config=CONFIG, metrics=metrics, at=gate_history.AT, window=timedelta(hours=1))
+    rows = found[target.rollout]
+    text = evidence.text(target.rollout, rows, at="test")
+    assert [r.verdict for r in rows] == [V.PASS, V.FAIL], text
+    [segment] = rows[0].segments
+    assert segment.canary.value == pytest.approx(0.03) and segment.stable.value == pytest.approx(0.03)
 
 
 def test_doctor_finds_the_scraped_labels_or_says_they_are_missing(metrics: prometheus.Prometheus) -> None:

@@ -21,8 +21,9 @@ FLAVOUR_CASES = [
     ("file-app", "error_rate", "file", "", Flavour.APP),
     ("file-vllm", "error_rate", "file", VLLM, Flavour.VLLM),
     ("envoy-router", "error_rate", "envoy", "", Flavour.ENVOY),
-    ("envoy-vllm-wins", "error_rate", "envoy", VLLM, Flavour.VLLM),
-    ("litellm-vllm-latency", "latency_p95", "litellm", VLLM, Flavour.VLLM),
+    ("envoy-wins-over-vllm", "error_rate", "envoy", VLLM, Flavour.ENVOY),  # Envoy sees every request
+    ("litellm-wins-over-vllm", "latency_p95", "litellm", VLLM, Flavour.LITELLM),
+    ("flagd-vllm-latency", "latency_p95", "flagd", VLLM, Flavour.VLLM),
     ("no-vllm-flavour-router", "cost_per_request", "litellm", VLLM, Flavour.LITELLM),
     ("no-vllm-flavour-app", "eval_pass_rate", "envoy", VLLM, Flavour.APP),
     ("vllm-only", "ttft_p95", "flagd", VLLM, Flavour.VLLM),
@@ -33,7 +34,7 @@ FLAVOUR_CASES = [
 @pytest.mark.parametrize(
     ("name", "router", "metrics", "want"), [c[1:] for c in FLAVOUR_CASES], ids=[c[0] for c in FLAVOUR_CASES]
 )
-def test_a_rollout_selecting_vllm_reads_vllm_where_a_template_has_it(
+def test_a_rollout_selecting_vllm_reads_vllm_where_a_template_has_it_and_the_router_has_none(
     name: str, router: str, metrics: str, want: Flavour
 ) -> None:
     assert templates.BUILTIN[name].flavour_for(router, metrics) is want
@@ -58,8 +59,9 @@ COMPILE_CASES = [
     (
         "preemptions",
         [
-            f"(sum by (route, variant) (increase(vllm:num_preemptions_total{{{W}}}[10m]))) or "
-            f"(sum by (route, variant) (increase(vllm:request_success_total{{{W}}}[10m]))) * 0",
+            # no `or ... * 0`: vLLM creates the counter at 0, so a missing one is no data, not zero
+            f"(sum by (route, variant) (increase(vllm:num_preemptions_total{{{W}}}[10m]))) / "
+            f"(sum by (route, variant) (increase(vllm:request_success_total{{{W}}}[10m])))",
         ],
     ),
     (
@@ -190,8 +192,8 @@ def test_the_contract_reads_vllm_series_by_route_without_segments(tmp_path: Path
 
 
 def test_the_split_check_counts_vllms_finished_requests() -> None:
-    flavour = templates.split_flavour("envoy", VLLM)
-    assert flavour is Flavour.VLLM and templates.split_flavour("envoy") is Flavour.ENVOY
+    flavour = templates.split_flavour("file", VLLM)
+    assert flavour is Flavour.VLLM and templates.split_flavour("envoy", VLLM) is Flavour.ENVOY
     g = templates.group(flavour, (), subjects=["chat"])
     query = templates.compile_split_query([(g, "30m")])
     assert 'sum by (route, variant) (increase(vllm:request_success_total{route=~"(?:chat)"}[30m]))' in query

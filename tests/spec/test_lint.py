@@ -266,16 +266,29 @@ def test_r011_names_a_gate_blind_to_cohorts(tmp_path: Path) -> None:
     [
         ("local", "{use: latency_p95, maxIncrease: 10%}", "the gate can never pass"),
         ("edge", "{use: ttft_p95, maxIncrease: 20%}", "vLLM's buckets are fixed in its code (0.001, 0.005"),
-        ("gateway", "{use: latency_p95, maxIncrease: 25%}", "pass only where the quantile lies in 0.8..1 s, 2..2.5 s"),
+        ("local", "{use: latency_p95, maxIncrease: 25%}", "pass only where the quantile lies in 0.8..1 s, 2..2.5 s"),
         ("local", "{use: ttft_p95, max: 1s}", ""),  # a max at one of vLLM's bounds
         ("local", "{use: ttft_p95, max: 1.5s}", "max 1.5 s lies inside vLLM's bucket (1, 2.5] s"),
-        ("edge", "{use: latency_p95, max: 12s}", "use a bound of vLLM's buckets, 10 or 15"),
+        ("local", "{use: latency_p95, max: 12s}", "use a bound of vLLM's buckets, 10 or 15"),
+        ("edge", "{use: latency_p95, max: 12s}", ""),  # on an envoy router latency_p95 reads Envoy's
+        ("local", "{use: latency_p95, max: 0.2s}", "max 0.2 s lies below vLLM's first bucket bound, 0.3 s"),
+        ("local", "{use: ttft_p95, max: 0.0005s}", "the gate can never pass"),
     ],
-    ids=["e2e-10pct", "ttft-20pct-on-envoy", "e2e-25pct-on-litellm", "ttft-max", "ttft-max-inside", "e2e-max-inside"],
+    ids=[
+        "e2e-10pct",
+        "ttft-20pct-on-envoy",
+        "e2e-25pct",
+        "ttft-max",
+        "ttft-max-inside",
+        "e2e-max-inside",
+        "e2e-max-on-envoy-reads-envoys",
+        "e2e-max-below-first-bound",
+        "ttft-max-below-first-bound",
+    ],
 )
 def test_r010_on_vllms_fixed_buckets(tmp_path: Path, router: str, gate: str, found: str) -> None:
-    """With `analysis.metrics: vllm` the latency gates read vLLM's histograms, whatever the router, and
-    R010 checks a maxIncrease against vLLM's fixed bounds (20% to 400% apart)."""
+    """With `analysis.metrics: vllm` the latency gates read vLLM's histograms where the router has none
+    (ttft_p95 whatever the router), and R010 checks a limit against vLLM's fixed bounds (20% to 400% apart)."""
     findings = [f for f in _lint_on(tmp_path, router, gate, extra="    metrics: vllm\n") if f.code == "R010"]
     if not found:
         assert findings == []
