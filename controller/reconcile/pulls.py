@@ -92,7 +92,7 @@ class Pulls:
         if not isinstance(router, render.MeshConfig):
             return p
         overlay = _Overlay(tree, {p.path: p.text.encode("utf-8")})
-        after = load.load_rollout(overlay, p.path, config, prompts=_Read(loaded))
+        after = load.load_rollout(overlay, p.path, config, prompts=_Read(loaded), degraded=True)
         m = render.mesh_manifest(loaded.rollout.spec.router, router, after)
         return replace(p, also=((m.path, m.text),))
 

@@ -115,7 +115,7 @@ class Controller:
                 return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
             self._leased = True
         tree = self.workspace.tree()
-        desired = load.load_repo(tree, prompts=self.prompts)
+        desired = load.load_repo(tree, prompts=self.prompts, degraded=True)
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
@@ -272,7 +272,7 @@ class Controller:
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
         tree = self.workspace.tree()
-        desired = load.load_repo(tree, prompts=self.prompts)
+        desired = load.load_repo(tree, prompts=self.prompts, degraded=True)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
@@ -343,6 +343,8 @@ class Controller:
         )
         offline = None if abort else evals.before_ramp(loaded, live=live, judged=evals.offline_status(tree, loaded))
         decision = offline or plan.decide(loaded, facts)
+        if loaded.unread:
+            decision = _unread(loaded, decision, live)
         if abort:
             decision = replace(decision, reason=f"aborted by hand: {abort}")
         outcome = Outcome(
@@ -434,6 +436,26 @@ class Controller:
         if pr is not None and (said := _news(pr, d.mine)):
             actions.append(f"{said} #{pr.number}: {pr.title}")
         return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+
+def _unread(loaded: load.LoadedRollout, decision: plan.Decision, live: traffic.RouteState | None) -> plan.Decision:
+    """The decision for a rollout some of whose `prompts:/` prompts MLflow could not be reached for
+    (`loaded.unread`): only what lowers exposure. A rollback (or an abort) stands; on a live route it
+    lowers the canary there, leaving what each variant serves as it is (the templates are unknown). A
+    write that only lowers the live state is made that way; anything else holds, naming the server."""
+    if decision.kind is plan.Kind.ROLLBACK:
+        return decision if live is None else replace(decision, route=live.lowered())
+    route = decision.route
+    if decision.kind is plan.Kind.APPLY and route is not None and live is not None and not live.raises(route):
+        down = live.lowered(route.weight(traffic.CANARY), route.shadow)
+        if not down.same_traffic(live):
+            return replace(decision, reason=f"{decision.reason} (lowered only: {_unread_why(loaded)})", route=down)
+    return plan.Decision(plan.Kind.HOLD, f"{_unread_why(loaded)}; only a rollback or abort is done until it answers")
+
+
+def _unread_why(loaded: load.LoadedRollout) -> str:
+    """`MLflow could not be reached: prompt 'prompts:/x/8' could not be read from URL: why` (each unread one)."""
+    return "MLflow could not be reached: " + "; ".join(redaction.redact(why) for why in loaded.unread.values())
 
 
 def _failed(rollout: str, exc: Exception) -> Outcome:
