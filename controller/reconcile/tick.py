@@ -168,6 +168,8 @@ class Controller:
                 if d.loaded.name not in owned or not self.shards.fresh():  # the pass can outlast the deadline
                     outcomes[n] = self._lost(d, written.get(d.write.key), "opened no pull request")
                     continue
+                if d.decision.kind is plan.Kind.DECOMMISSION:
+                    d = self._aliases_first(d, config)
                 outcomes[n] = self._moved(d.loaded, config, self._act(d, config, written.get(d.write.key)))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
@@ -186,6 +188,20 @@ class Controller:
                 outcome, actions=outcome.actions + moved.actions, error="; ".join(moved.held), adapter="registry"
             )
         return replace(outcome, actions=outcome.actions + moved.actions)
+
+    def _aliases_first(self, d: _Decided, config: spec.ControllerConfig) -> _Decided:
+        """A decommission removes the old stable, and with it the version an alias may still be moved from:
+        it holds while an alias this rollout should move has not been moved (the alias pass of this tick
+        moves it, when MLflow answers), or cannot be read."""
+        if not d.loaded.rollout.spec.aliases or self.registry is None or config.mlflow is None:
+            return d
+        why = aliases.unmoved(d.loaded, config.mlflow, self.registry)
+        if not why:
+            return d
+        decision = plan.Decision(
+            plan.Kind.HOLD, f"completed: the old stable stays until the aliases follow main: {why}"
+        )
+        return replace(d, decision=decision, outcome=replace(d.outcome, decision=decision))
 
     def release_lease(self) -> bool:
         """Give up the lease this process took, so the next controller need not wait for it to expire
