@@ -456,22 +456,10 @@ class Controller:
 
 def _unread(loaded: load.LoadedRollout, decision: plan.Decision, live: traffic.RouteState | None) -> plan.Decision:
     """The decision for a rollout some of whose `prompts:/` prompts MLflow could not be reached for
-    (`loaded.unread`): only what lowers exposure. A rollback (or an abort) stands; on a live route it
-    lowers the canary there, leaving what each variant serves as it is (the templates are unknown). A
-    write that only lowers the live state is made that way; anything else holds, naming the server."""
-    if decision.kind is plan.Kind.ROLLBACK:
-        return decision if live is None else replace(decision, route=live.lowered())
-    route = decision.route
-    if decision.kind is plan.Kind.APPLY and route is not None and live is not None and not live.raises(route):
-        down = live.lowered(route.weight(traffic.CANARY), route.shadow)
-        if not down.same_traffic(live):
-            return replace(decision, reason=f"{decision.reason} (lowered only: {_unread_why(loaded)})", route=down)
-    return plan.Decision(plan.Kind.HOLD, f"{_unread_why(loaded)}; only a rollback or abort is done until it answers")
-
-
-def _unread_why(loaded: load.LoadedRollout) -> str:
-    """`MLflow could not be reached: prompt 'prompts:/x/8' could not be read from URL: why` (each unread one)."""
-    return "MLflow could not be reached: " + "; ".join(redaction.redact(why) for why in loaded.unread.values())
+    (`loaded.unread`): `plan.lowering_only`, naming the server (`MLflow could not be reached: prompt
+    'prompts:/x/8' could not be read from URL: why`, for each unread one)."""
+    why = "MLflow could not be reached: " + "; ".join(redaction.redact(w) for w in loaded.unread.values())
+    return plan.lowering_only(decision, live, why)
 
 
 def _failed(rollout: str, exc: Exception) -> Outcome:
