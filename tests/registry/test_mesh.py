@@ -14,7 +14,7 @@ from controller.forge import local as forge_local
 from controller.reconcile import pulls
 from controller.registry import mlflow
 from tests.helpers import mesh as mesh_kit
-from tests.helpers import mlflow_proc
+from tests.helpers import mlflow_proc, net
 
 _ENV = {"GIT_AUTHOR_NAME": "h", "GIT_AUTHOR_EMAIL": "h@x", "GIT_COMMITTER_NAME": "h", "GIT_COMMITTER_EMAIL": "h@x"}
 
@@ -49,3 +49,10 @@ def test_a_revert_pr_on_a_mesh_router_renders_a_registry_prompts_rollout(
     p = forge.proposal(loaded, proposals.Action.ROLLBACK, decision, ())
     assert [path for path, _ in p.also] == ["deploy/istio/support-chat.yaml"]
     assert "weight: 100" in p.also[0][1]  # the revert leaves stable at 100%
+
+    # MLflow down (the rollout loaded degraded, its canary's template unread): the revert PR still renders
+    config.write_text(config.read_text().replace(mlflow_server.url, f"http://127.0.0.1:{net.free_port()}"))
+    down = load.load_repo(worktree.WorkTree(root), prompts=mlflow.Registry(environ={}), degraded=True)
+    degraded = down.rollout("support-bot")
+    assert degraded is not None and set(degraded.unread) == {"canary"}, down.problems
+    assert forge.proposal(degraded, proposals.Action.ROLLBACK, decision, ()).also == p.also
