@@ -107,6 +107,9 @@ class LoadedRollout:
     prompts: dict[str, str]  # "stable"/"canary" -> prompt path from the repository root, or `prompts:/NAME/VERSION`
     prompt_digests: dict[str, str] = field(default_factory=dict)  # role -> sha256 of the prompt bytes
     prompt_texts: dict[str, str] = field(default_factory=dict)  # role -> the prompt file's text
+    # role -> why its `prompts:/` prompt could not be read (MLflow unreachable; loaded with `degraded=True`):
+    # its revision is then `status.revision` for the canary, else UNREAD, and only what lowers exposure is done
+    unread: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -751,16 +754,27 @@ def rollout_files(tree: Tree) -> Iterator[str]:
 
 
 def load_rollout(
-    tree: Tree, path: str, config: spec.ControllerConfig, *, prompts: PromptRegistry | None = None
+    tree: Tree,
+    path: str,
+    config: spec.ControllerConfig,
+    *,
+    prompts: PromptRegistry | None = None,
+    degraded: bool = False,
 ) -> LoadedRollout:
     """Load and check one rollout file against the config, reading `prompts:/` prompts from `prompts`.
-    Raises SpecError with every problem found, and only SpecError, whatever the file holds."""
+    Raises SpecError with every problem found, and only SpecError, whatever the file holds. With
+    `degraded` (the controller), a prompt the registry could not be reached for
+    (errors.RegistryUnavailable) is no problem: the rollout loads with it in `unread`, so that nothing
+    stands between it and its rollback."""
     with _isolated(path):
-        return _load_rollout(tree, path, config, prompts)
+        return _load_rollout(tree, path, config, prompts, degraded)
+
+
+UNREAD = "unread"  # the revision of a variant whose `prompts:/` prompt could not be read, and no status names it
 
 
 def _load_rollout(
-    tree: Tree, path: str, config: spec.ControllerConfig, registry: PromptRegistry | None
+    tree: Tree, path: str, config: spec.ControllerConfig, registry: PromptRegistry | None, degraded: bool = False
 ) -> LoadedRollout:
     try:
         data = tree.read(path)
@@ -814,16 +828,25 @@ def _load_rollout(
     prompts: dict[str, str] = {}
     digests: dict[str, str] = {}
     texts: dict[str, str] = {}
+    unread: dict[str, str] = {}
     for role in _ROLES:
         variant: spec.Variant | None = getattr(s, role)
         if variant is None:
             continue
         body: bytes | None = None
         if variant.prompt is not None:
+            down = ""
             if spec.registry_prompt(variant.prompt) is None:
                 resolved, body, why = _read_prompt(tree, path, variant.prompt)
             else:
-                resolved, body, why = _registry_prompt(registry, config, variant.prompt)
+                resolved, body, why, down = _registry_prompt(registry, config, variant.prompt)
+            if down and degraded:
+                prompts[role], unread[role] = resolved, down
+                # the canary the gates judge, and the stable it was judged against, as the status recorded them
+                status = rollout.status
+                recorded = {"canary": status.revision, "stable": status.stable_revision} if status else {}
+                revisions[role] = recorded.get(role) or UNREAD
+                continue
             if why:
                 problem(("spec", role, "prompt"), why, "E004")
                 continue
@@ -838,7 +861,7 @@ def _load_rollout(
             problem(refusal.loc, refusal.message, "E007")
     if problems:
         raise errors.SpecError(problems)
-    return LoadedRollout(path, rollout, revisions, prompts, digests, texts)
+    return LoadedRollout(path, rollout, revisions, prompts, digests, texts, unread)
 
 
 def _rate_bounds(gate: spec.Gate) -> list[tuple[str, str]]:
@@ -905,8 +928,9 @@ def _read_prompt(tree: Tree, rollout_path: str, prompt: str) -> tuple[str, bytes
 
 def _registry_prompt(
     registry: PromptRegistry | None, config: spec.ControllerConfig, prompt: str
-) -> tuple[str, bytes | None, str]:
-    """(the `prompts:/NAME/VERSION` URI, the template's bytes, why it is refused or '')."""
+) -> tuple[str, bytes | None, str, str]:
+    """(the `prompts:/NAME/VERSION` URI, the template's bytes, why it is refused or '', and the adapter's
+    words when that is because the registry could not be reached, else '')."""
     pinned = spec.registry_prompt(prompt)
     assert pinned is not None
     name, version = pinned
@@ -915,25 +939,33 @@ def _registry_prompt(
             prompt,
             None,
             f"prompt {prompt!r} is in MLflow's Prompt Registry, and controller.yaml has no `mlflow:` section",
+            "",
         )
     if registry is None:
-        return prompt, None, f"prompt {prompt!r} is in MLflow's Prompt Registry, which this command does not read"
+        return prompt, None, f"prompt {prompt!r} is in MLflow's Prompt Registry, which this command does not read", ""
     try:
         text = registry.template(config.mlflow, name, version)
     except errors.RegistryError as exc:
-        return prompt, None, f"prompt {prompt!r} could not be read from {config.mlflow.tracking_uri}: {exc}"
+        why = f"prompt {prompt!r} could not be read from {config.mlflow.tracking_uri}: {exc}"
+        return prompt, None, why, why if isinstance(exc, errors.RegistryUnavailable) else ""
     body = text.encode("utf-8")
     if len(body) > MAX_FILE_BYTES:
-        return prompt, None, f"prompt {prompt!r} is larger than {MAX_FILE_BYTES // 1024} KiB"
-    return prompt, body, ""
+        return prompt, None, f"prompt {prompt!r} is larger than {MAX_FILE_BYTES // 1024} KiB", ""
+    return prompt, body, "", ""
 
 
-def load_repo(tree: Tree, *, only: Sequence[str] | None = None, prompts: PromptRegistry | None = None) -> RepoSpec:
+def load_repo(
+    tree: Tree,
+    *,
+    only: Sequence[str] | None = None,
+    prompts: PromptRegistry | None = None,
+    degraded: bool = False,
+) -> RepoSpec:
     """Load the config and every rollout. A broken rollout is reported and skipped; the rest load.
 
     `only` limits which rollout files are reported on (for `rollout validate FILE`), but every
     rollout is still read so that conflicts between them are found. `prompts` reads `prompts:/`
-    prompts; without it, a rollout that has one is a problem.
+    prompts; without it, a rollout that has one is a problem. `degraded`: as `load_rollout`'s.
     """
     try:
         config = load_config(tree)
@@ -943,7 +975,7 @@ def load_repo(tree: Tree, *, only: Sequence[str] | None = None, prompts: PromptR
     taken: dict[tuple[str, str], str] = {}
     for path in rollout_files(tree):
         try:
-            loaded = load_rollout(tree, path, config, prompts=prompts)
+            loaded = load_rollout(tree, path, config, prompts=prompts, degraded=degraded)
         except errors.SpecError as exc:
             repo.problems.extend(exc.problems)
             continue

@@ -6,7 +6,7 @@ No I/O and no adapters here: callers pass the loaded spec, the live state and `n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -109,6 +109,24 @@ def lowered(loaded: load.LoadedRollout, live: traffic.RouteState | None) -> traf
         return rolled_back_state(loaded)
     down = live.lowered()
     return traffic.RouteState(down.weights, 0, served(loaded), down.others)
+
+
+def lowering_only(decision: Decision, live: traffic.RouteState | None, why: str) -> Decision:
+    """`decision` when what it writes only lowers exposure without changing what any variant serves, for a
+    rollout whose variants are not all known (their prompts could not be read: `why`). A rollback (or an
+    abort) stands: on a live route it takes the canary out there, each variant serving what it serves. An
+    APPLY that only lowers the live route is made that way. Anything else holds, saying why."""
+    if decision.kind is Kind.ROLLBACK:
+        if live is None:
+            return decision  # lowering exposure is never refused: main's stable, as far as it is known
+        down = live.lowered()
+        return replace(decision, route=traffic.RouteState(down.weights, 0, live.served, down.others))
+    route = decision.route
+    if decision.kind is Kind.APPLY and route is not None and live is not None and not live.raises(route):
+        down = live.lowered(route.weight(traffic.CANARY), route.shadow)
+        if not down.same_traffic(live):
+            return replace(decision, reason=f"{decision.reason} (lowered only: {why})", route=down)
+    return Decision(Kind.HOLD, f"{why}; only a rollback or abort is done until it answers")
 
 
 def rolled_back_state(loaded: load.LoadedRollout) -> traffic.RouteState:

@@ -345,8 +345,8 @@ class Variant(_Model):
         default=None,
         gt=0,
         le=MAX_ID,
-        description="The model's version in MLflow's Model Registry, for `spec.aliases` naming a model "
-        "(not part of the revision: `model` is what is served).",
+        description="The model's version in MLflow's Model Registry, for `spec.aliases` naming a model; "
+        "part of the revision when set, so another version is another canary.",
     )
 
 
@@ -392,13 +392,17 @@ class RegistryAlias(_Model):
 
 
 def revision(variant: Variant, prompt: bytes | None) -> str:
-    """The content hash of a variant: model id, prompt bytes and params, not their spelling in YAML."""
+    """The content hash of a variant: model id, prompt bytes, params and, when set, `modelVersion` (an alias
+    moves to it when the canary completes, so another version is another canary), not their spelling in YAML."""
+    content: dict[str, Any] = {
+        "model": variant.model,
+        "prompt": hashlib.sha256(prompt).hexdigest() if prompt is not None else None,
+        "params": _normalise(variant.params),
+    }
+    if variant.model_version is not None:  # only when set: the revisions of variants without one are unchanged
+        content["modelVersion"] = variant.model_version
     canonical = json.dumps(
-        {
-            "model": variant.model,
-            "prompt": hashlib.sha256(prompt).hexdigest() if prompt is not None else None,
-            "params": _normalise(variant.params),
-        },
+        content,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=True,

@@ -211,10 +211,7 @@ def build_for(
             f"{redaction.redact(remote)}: {branch} has no {load.CONFIG_FILE}, so it is not a rollouts "
             "repository; nothing was done (name yours with --remote or $ROLLOUT_REMOTE)"
         ) from None
-    desired = load.load_repo(tree, prompts=common.prompt_registry())
-    if desired.config is None:
-        raise errors.SpecError(desired.problems)
-    config = desired.config
+    config = load.load_config(tree)  # the rollouts are the controller's to load (MLflow down or not)
     state_path = common.state_dir(config)
     prom = config.prometheus
     metrics = prometheus.Prometheus.from_config(prom, env=os.environ) if prom is not None else None

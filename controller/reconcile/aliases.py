@@ -49,6 +49,23 @@ def move(loaded: load.LoadedRollout, config: spec.MlflowConfig, registry: Regist
     return Moved(tuple(actions), tuple(held))
 
 
+def unmoved(loaded: load.LoadedRollout, config: spec.MlflowConfig, registry: Registry) -> str:
+    """Why an alias of the rollout is not yet where main says while this rollout may still move it (it
+    points at a version of the canary or the old stable), or cannot be read; '' when none is. A decommission
+    waits for it: removing `previous` would leave such an alias at the old stable's version, no longer this
+    rollout's to move."""
+    waiting: list[str] = []
+    for target in aliases.targets(loaded.rollout.spec):
+        try:
+            current = registry.alias(config, target.name, target.alias.alias)
+        except errors.RegistryError as exc:
+            return f"MLflow aliases: {exc}"
+        verdict, why = aliases.judge(target, current)
+        if verdict is aliases.Verdict.MOVE:
+            waiting.append(why)
+    return "; ".join(waiting)
+
+
 def safe_move(loaded: load.LoadedRollout, config: spec.MlflowConfig, registry: Registry) -> Moved:
     """`move`, with a registry that cannot be reached or refuses reported as one held line."""
     try:

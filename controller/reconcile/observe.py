@@ -191,15 +191,16 @@ class StepHistory:
         for sha, when in self._histories(directory)[:200]:
             cached = self._keys.get((sha, loaded.path), ())
             if cached == ():
+                tree = self.workspace.tree(sha)
                 try:
-                    cached = _keys(
-                        load.load_rollout(self.workspace.tree(sha), loaded.path, config, prompts=self.prompts)
-                    )
+                    past = load.load_rollout(tree, loaded.path, config, prompts=self.prompts, degraded=True)
+                    cached, unread = _keys(past), bool(past.unread)
                 except errors.SpecError:
-                    cached = None
+                    cached, unread = None, False
                 if len(self._keys) >= self.limit:
                     self._keys.clear()  # a long `rollout run`: start over rather than grow without bound
-                self._keys[(sha, loaded.path)] = cached
+                if not unread:  # MLflow could not be reached: asked again once it answers
+                    self._keys[(sha, loaded.path)] = cached
             if cached is None or cached[which] != key:
                 break
             since = when

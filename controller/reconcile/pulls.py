@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from controller import gates, load, plan, proposals, render, repo, settings, traffic
+from controller import errors, gates, load, plan, proposals, render, repo, settings, spec, traffic
 from controller.forge import base as forge_base
 
 CHECK_CONTEXT = "rollout/gates"
@@ -91,7 +91,8 @@ class Pulls:
         router = config.routers.get(loaded.rollout.spec.router)
         if not isinstance(router, render.MeshConfig):
             return p
-        after = load.load_rollout(_Overlay(tree, {p.path: p.text.encode("utf-8")}), p.path, config)
+        overlay = _Overlay(tree, {p.path: p.text.encode("utf-8")})
+        after = load.load_rollout(overlay, p.path, config, prompts=_Read(loaded), degraded=True)
         m = render.mesh_manifest(loaded.rollout.spec.router, router, after)
         return replace(p, also=((m.path, m.text),))
 
@@ -230,3 +231,18 @@ class _Overlay:
 
     def listdir(self, path: str) -> list[str]:
         return self.tree.listdir(path)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The `prompts:/` prompts this tick already read for a rollout (a `load.PromptRegistry`): a pull request
+    only moves the rollout's variants, so its file as merging leaves it names no other, and rendering it
+    asks MLflow nothing."""
+
+    loaded: load.LoadedRollout
+
+    def template(self, config: spec.MlflowConfig, name: str, version: int) -> str:
+        for role, prompt in self.loaded.prompts.items():
+            if spec.registry_prompt(prompt) == (name, version) and role in self.loaded.prompt_texts:
+                return self.loaded.prompt_texts[role]
+        raise errors.RegistryUnavailable(f"prompt {name!r} version {version} was not read this tick")

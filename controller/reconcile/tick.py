@@ -115,7 +115,7 @@ class Controller:
                 return Tick(at=started, sha=sha, skipped=str(exc), held_by=exc.holder or "?")
             self._leased = True
         tree = self.workspace.tree()
-        desired = load.load_repo(tree, prompts=self.prompts)
+        desired = load.load_repo(tree, prompts=self.prompts, degraded=True)
         if desired.config is None:
             return Tick(at=started, sha=sha, problems=tuple(desired.problems), skipped="controller.yaml is invalid")
         config = desired.config
@@ -168,6 +168,8 @@ class Controller:
                 if d.loaded.name not in owned or not self.shards.fresh():  # the pass can outlast the deadline
                     outcomes[n] = self._lost(d, written.get(d.write.key), "opened no pull request")
                     continue
+                if d.decision.kind is plan.Kind.DECOMMISSION:
+                    d = self._aliases_first(d, config)
                 outcomes[n] = self._moved(d.loaded, config, self._act(d, config, written.get(d.write.key)))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
@@ -186,6 +188,20 @@ class Controller:
                 outcome, actions=outcome.actions + moved.actions, error="; ".join(moved.held), adapter="registry"
             )
         return replace(outcome, actions=outcome.actions + moved.actions)
+
+    def _aliases_first(self, d: _Decided, config: spec.ControllerConfig) -> _Decided:
+        """A decommission removes the old stable, and with it the version an alias may still be moved from:
+        it holds while an alias this rollout should move has not been moved (the alias pass of this tick
+        moves it, when MLflow answers), or cannot be read."""
+        if not d.loaded.rollout.spec.aliases or self.registry is None or config.mlflow is None:
+            return d
+        why = aliases.unmoved(d.loaded, config.mlflow, self.registry)
+        if not why:
+            return d
+        decision = plan.Decision(
+            plan.Kind.HOLD, f"completed: the old stable stays until the aliases follow main: {why}"
+        )
+        return replace(d, decision=decision, outcome=replace(d.outcome, decision=decision))
 
     def release_lease(self) -> bool:
         """Give up the lease this process took, so the next controller need not wait for it to expire
@@ -272,7 +288,7 @@ class Controller:
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
         tree = self.workspace.tree()
-        desired = load.load_repo(tree, prompts=self.prompts)
+        desired = load.load_repo(tree, prompts=self.prompts, degraded=True)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
@@ -343,6 +359,8 @@ class Controller:
         )
         offline = None if abort else evals.before_ramp(loaded, live=live, judged=evals.offline_status(tree, loaded))
         decision = offline or plan.decide(loaded, facts)
+        if loaded.unread:
+            decision = _unread(loaded, decision, live)
         if abort:
             decision = replace(decision, reason=f"aborted by hand: {abort}")
         outcome = Outcome(
@@ -434,6 +452,14 @@ class Controller:
         if pr is not None and (said := _news(pr, d.mine)):
             actions.append(f"{said} #{pr.number}: {pr.title}")
         return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+
+
+def _unread(loaded: load.LoadedRollout, decision: plan.Decision, live: traffic.RouteState | None) -> plan.Decision:
+    """The decision for a rollout some of whose `prompts:/` prompts MLflow could not be reached for
+    (`loaded.unread`): `plan.lowering_only`, naming the server (`MLflow could not be reached: prompt
+    'prompts:/x/8' could not be read from URL: why`, for each unread one)."""
+    why = "MLflow could not be reached: " + "; ".join(redaction.redact(w) for w in loaded.unread.values())
+    return plan.lowering_only(decision, live, why)
 
 
 def _failed(rollout: str, exc: Exception) -> Outcome:

@@ -5,8 +5,9 @@ is all we need).
 
 Built by the CLI with the environment (a token is read from `mlflow.tokenEnv`); called by `load` through
 `load.PromptRegistry` and by the reconciler's alias pass (`reconcile.aliases.Registry`). Every transport,
-HTTP and JSON failure becomes `errors.RegistryError`; the token is never put in a message. MLflow treats a
-prompt version as immutable, so each is asked once per `Registry`; aliases are read afresh every time.
+HTTP and JSON failure becomes `errors.RegistryError`; the token is never put in a message. Each prompt
+version is asked once per `Registry` (MLflow's clients treat a version as fixed, though its REST API lets a
+writer overwrite the template's tag: README "A version is not immutable"); aliases are read afresh every time.
 """
 
 from __future__ import annotations

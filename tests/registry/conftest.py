@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import mlflow_proc
+from tests.helpers.gitops import eval_prometheus, gitops  # noqa: F401  (fixtures used by test_outage.py)
 
 
 @pytest.fixture(scope="session")

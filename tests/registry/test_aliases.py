@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -272,3 +272,27 @@ def test_aliases_never_stand_in_for_the_kill_switch(setup: _Setup) -> None:
     live = setup.ops.live("alias")
     assert live is not None and live.weight("canary") == 0  # taken out at once, MLflow or not
     assert setup.aliases() == (1, 1)
+
+
+@pytest.mark.slow
+def test_a_decommission_waits_for_the_aliases_it_would_strand(setup: _Setup) -> None:
+    """MLflow down all through keepPreviousFor: removing `previous` would leave the aliases at the old
+    stable's version, no longer this rollout's to move (drift for ever). The decommission holds until they
+    are moved."""
+    setup.set(1)
+    setup.main(stable=2, other="previous", old=1)  # the completion merged; the aliases not moved yet
+    down = replace(setup.ops.controller(), prompts=_AliasesDown(setup.registry), registry=_AliasesDown(setup.registry))
+    first = down.reconcile_once().outcomes[0]  # the router follows main, the aliases cannot be moved
+    assert first.decision is not None and first.decision.kind is plan.Kind.APPLY, first
+    setup.ops.advance(timedelta(hours=1))  # keepPreviousFor (30m) is over, MLflow down all along
+    outcome = {o.rollout: o for o in down.reconcile_once().outcomes}["alias-bot"]
+    assert outcome.decision is not None and outcome.decision.kind is plan.Kind.HOLD, outcome
+    assert "the old stable stays until the aliases follow main" in outcome.decision.reason
+    assert setup.ops.forge.list() == []  # no decommission PR
+    assert setup.aliases() == (1, 1)
+    outcome = setup.tick()  # MLflow answers: this tick moves them, the decommission waits one more tick
+    assert outcome.decision is not None and outcome.decision.kind is plan.Kind.HOLD, outcome
+    assert setup.aliases() == (2, 2)
+    outcome = setup.tick()
+    assert outcome.decision is not None and outcome.decision.kind is plan.Kind.DECOMMISSION, outcome
+    assert outcome.pr is not None

@@ -316,3 +316,12 @@ def test_an_unleash_url_with_a_password_is_refused_where_it_is(tmp_path: Path) -
         load.load_config(repo.WorkTree(tmp_path))
     [problem] = caught.value.problems
     assert (problem.line, problem.field) == (6, "routers.flags.url") and "user:password@" in problem.message
+
+
+def test_model_version_is_part_of_the_revision_when_set() -> None:
+    """An alias moves to the canary's modelVersion when it completes: another version is another canary."""
+    plain = spec.Variant(model="m")
+    three = spec.Variant(model="m", modelVersion=3)
+    four = spec.Variant(model="m", modelVersion=4)
+    assert spec.revision(plain, b"p") == "fc84cd3d26d7"  # variants without one keep the revisions they had
+    assert len({spec.revision(plain, b"p"), spec.revision(three, b"p"), spec.revision(four, b"p")}) == 3
