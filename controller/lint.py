@@ -51,9 +51,10 @@ def floating(model: str) -> bool:
 def _live_only(gate: spec.Gate, config: spec.ControllerConfig) -> bool:
     """The gate's template is judged only on what users see (`liveOnly`); an unknown one is not."""
     try:
-        return templates.resolve(gate.use, config).app.live_only
+        app = templates.resolve(gate.use, config).app
     except promql.QueryError:
         return False
+    return app is not None and app.live_only
 
 
 def lint(loaded: load.LoadedRollout, config: spec.ControllerConfig, source: bytes) -> list[Finding]:
