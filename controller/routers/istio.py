@@ -58,15 +58,18 @@ def _destination(config: spec.IstioRouterConfig, rollout: str, role: str) -> dic
 
 def problems(obj: Mapping[str, Any]) -> list[str]:
     """The upstream CRD schema's complaints about a VirtualService, and istiod's own rule the schema does
-    not carry: the weights of an HTTP route with more than one destination sum to 100."""
+    not carry: an HTTP route with more than one destination has some weight (a total of 0 sends its
+    traffic nowhere). Since Istio 1.15 (istio/istio#39544) weights are relative proportions and need not
+    sum to 100: istiod refuses only a total of 0."""
     found = mesh.schema_problems(SCHEMA, obj, api_version=API_VERSION, kind=KIND)
-    if found:
-        return found
-    for i, http in enumerate(obj["spec"].get("http") or []):
-        routes = http.get("route") or []
-        total = sum(r.get("weight", 0) for r in routes)
-        if len(routes) > 1 and total != 100:
-            found.append(f"spec.http[{i}].route: the weights sum to {total}, and istiod requires 100")
+    https = (obj.get("spec") or {}).get("http") if isinstance(obj.get("spec"), dict) else None
+    for i, http in enumerate(https if isinstance(https, list) else []):
+        routes = http.get("route") if isinstance(http, dict) else None
+        if not isinstance(routes, list) or len(routes) < 2:
+            continue
+        weights = [r.get("weight", 0) if isinstance(r, dict) else 0 for r in routes]
+        if all(mesh.whole(w) for w in weights) and sum(weights) <= 0:
+            found.append(f"spec.http[{i}].route: every weight is 0, and istiod requires a total above 0")
     return found
 
 

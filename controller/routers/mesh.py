@@ -283,8 +283,13 @@ class KubeRouter:
             raise errors.RouterError(f"{self._where(route)}: {exc}") from exc
         merged = {**live, "spec": {**(live.get("spec") or {}), **split}}
         merged.pop("status", None)
-        # a field newer than the vendored schema, live already, is no reason to refuse a rollback
-        found = [p for p in self.kind.problems(merged) if "unknown field" not in p]
+        # only what this write would break: a complaint the live object has already (a field newer than
+        # the vendored schema, another entry's weights) is about what we did not touch, and must never
+        # block a write, least of all a rollback
+        before = {**live}
+        before.pop("status", None)
+        known = set(self.kind.problems(before))
+        found = [p for p in self.kind.problems(merged) if "unknown field" not in p and p not in known]
         if found:
             raise errors.RouterError(
                 f"{self._where(route)}: the {self.kind.kind} would fail its schema: {'; '.join(found[:5])}; "

@@ -10,7 +10,7 @@ field the manager applied before and no longer applies is removed unless another
 `metadata.resourceVersion` in the apply body is a precondition (409 when stale). Every request body and
 every response is checked: the objects against the upstream CRD schemas (controller/routers/crds/, copied
 from the CRD files) with unknown fields refused (fieldValidation Strict), istiod's admission rule that a
-split's weights sum to 100, `metadata` (with its managedFields) and Status against the Kubernetes API's own
+split's weights total more than 0 (the only weight rule since Istio 1.15, istio/istio#39544), `metadata` (with its managedFields) and Status against the Kubernetes API's own
 schemas (tests/fixtures/kubernetes/). A request that fails is answered 4xx and recorded in `violations`;
 a response that fails is recorded too (and answered 500).
 
@@ -82,7 +82,8 @@ def _unknown(schema: dict[str, Any], value: Any, path: str) -> list[str]:
 
 def object_errors(kind: str, file: str, obj: Any, *, partial: bool = False) -> list[str]:
     """What the API server says of `obj` as a `kind`: the CRD schema (a partial apply body is checked
-    for unknown fields only), ObjectMeta's schema, and istiod's admission rule for a VirtualService."""
+    for unknown fields only), ObjectMeta's schema, and istiod's admission rule for a VirtualService
+    (weights are relative since Istio 1.15: only a total of 0 is refused)."""
     schema, validator = _crd(file)
     if not isinstance(obj, dict):
         return ["<root>: not an object"]
@@ -100,8 +101,8 @@ def object_errors(kind: str, file: str, obj: Any, *, partial: bool = False) -> l
     if kind == "VirtualService" and not partial and not found:
         for i, http in enumerate((obj.get("spec") or {}).get("http") or []):
             routes = http.get("route") or []
-            if len(routes) > 1 and sum(r.get("weight", 0) for r in routes) != 100:
-                found.append(f"spec.http[{i}].route: total destination weight != 100 (istiod's webhook)")
+            if len(routes) > 1 and sum(r.get("weight", 0) for r in routes) <= 0:
+                found.append(f"spec.http[{i}].route: total destination weight must be > 0 (istiod's webhook)")
     return found
 
 

@@ -161,3 +161,32 @@ def test_an_unreachable_api_server_is_router_unavailable_and_no_client_exception
     gone = factory.build("mesh", ISTIO, root=tmp_path, routes=ROUTES, env={"KUBECONFIG": str(kubeconfig)})
     with pytest.raises(errors.RouterUnavailable):
         gone.read(["support-chat"])
+
+
+def test_a_rollback_is_never_refused_by_another_entrys_relative_weights(api: MeshServer, tmp_path: Path) -> None:
+    # Istio >= 1.15 takes relative weights (istio/istio#39544): another team's 1:1 entry is valid, and must
+    # not make the rollback of our entry fail
+    manifest = istio.manifest(
+        "mesh",
+        ISTIO,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    legacy = {
+        "name": "legacy",
+        "match": [{"uri": {"prefix": "/v0"}}],
+        "route": [
+            {"destination": {"host": "legacy-a"}, "weight": 1},
+            {"destination": {"host": "legacy-b"}, "weight": 1},
+        ],
+    }
+    manifest["spec"]["http"].insert(0, legacy)
+    api.seed(manifest)
+    router = build(api, tmp_path, ISTIO)
+    live = router.read(["support-chat"])["support-chat"]
+    assert isinstance(live, traffic.RouteState) and live.describe() == "stable 75%, canary 25%"
+    applied = base.apply(router, {"support-chat": live.lowered()})
+    assert applied.failed == {} and applied.state("support-chat").describe() == "stable 100%, canary 0%"
+    after = api.object("virtualservices", "llm", "support-chat")
+    assert after is not None and after["spec"]["http"][0] == legacy
