@@ -90,25 +90,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
         raise ValueError("spec.rules is empty: the HTTPRoute routes nothing")
     rule = next((r for r in rules if isinstance(r, dict) and r.get("name") == RULE_NAME), rules[0])
     refs = rule.get("backendRefs") or []
-    raw = [(r.get("name") or "", r.get("weight", 1)) for r in refs]  # the API's default weight is 1
-    if any(not mesh.whole(w) or w < 0 for _, w in raw):
-        raise ValueError(f"backendRefs weights must be whole numbers >= 0, got {[w for _, w in raw]}")
-    total = sum(w for _, w in raw)
-    if total == 0:
-        raise ValueError("every backendRef's weight is 0: the route sends its traffic nowhere")
-    weights: dict[str, int] = {}
-    others: dict[str, int] = {}
-    for name, w in raw:
-        share = Fraction(w * 100, total)
-        if share.denominator != 1:
-            raise ValueError(
-                f"the weights {[w for _, w in raw]} give {name!r} {float(share):.4g}% of the traffic, which is "
-                "not a whole percent (never rounded)"
-            )
-        role = mesh.role_of(rollout, name)
-        target = others if role is None else weights
-        key = name if role is None else role
-        target[key] = target.get(key, 0) + int(share)
+    raw = [r.get("weight", 1) for r in refs]  # the API's default weight is 1
+    if any(not mesh.whole(w) or w < 0 for w in raw):
+        raise ValueError(f"backendRefs weights must be whole numbers >= 0, got {raw}")
+    weights, others = mesh.shares(
+        [(r.get("name") or "", mesh.role_of(rollout, r.get("name") or ""), w) for r, w in zip(refs, raw, strict=True)]
+    )
     shadow = 0
     for f in rule.get("filters") or []:
         mirror = f.get("requestMirror") if f.get("type") == "RequestMirror" else None
@@ -136,29 +123,30 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
         raise errors.RouterError("spec.rules is empty: nothing to split; nothing was written")
     at = next((i for i, r in enumerate(rules) if r.get("name") == RULE_NAME), 0)
     rule = rules[at]
-    seen = set()
-    total = 0
+    refs = rule.get("backendRefs") or []
+    entries = [(mesh.role_of(rollout, ref.get("name") or ""), ref.get("weight", 1)) for ref in refs]
     canary: dict[str, Any] | None = None
-    for ref in rule.get("backendRefs") or []:
-        role = mesh.role_of(rollout, ref.get("name") or "")
-        if role is not None and role in state.weights:
-            ref["weight"] = state.weights[role]
-            seen.add(role)
+    for ref, (role, _) in zip(refs, entries, strict=True):
         if role == traffic.CANARY:
             canary = {k: ref[k] for k in ("group", "kind", "name", "namespace", "port") if k in ref}
-        total += ref.get("weight", 1)
-    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    missing = [role for role, w in state.weights.items() if w and role not in {r for r, _ in entries}]
     if missing:
         raise errors.RouterError(
             f"spec.rules[{at}] has no backendRef for {', '.join(missing)} "
             f"({', '.join(mesh.service(rollout, m) for m in missing)}); merge the rendered manifest first; "
             "nothing was written"
         )
-    if total != 100:
+    if any(not mesh.whole(w) or w < 0 for _, w in entries):
+        raise errors.RouterError(f"spec.rules[{at}]: a backendRef's weight is no whole number; nothing was written")
+    new = mesh.reweigh(entries, state)
+    if new is None:
         raise errors.RouterError(
-            f"spec.rules[{at}]: with the backends no rollout manages the weights would sum to {total}, not 100, "
-            "so they would not be the percents written; nothing was written"
+            f"spec.rules[{at}]: with the backends no rollout manages there, {state.describe()} cannot be set "
+            "exactly in relative weights, and it lowers nothing; nothing was written"
         )
+    for ref, (role, _), w in zip(refs, entries, new, strict=True):
+        if role is not None:
+            ref["weight"] = w
     filters = [
         f
         for f in rule.get("filters") or []

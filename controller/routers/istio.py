@@ -83,18 +83,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
         raise ValueError("spec.http is empty: the VirtualService routes nothing")
     http = next((h for h in https if isinstance(h, dict) and h.get("name") == HTTP_NAME), https[0])
     routes = http.get("route") or []
-    weights: dict[str, int] = {}
-    others: dict[str, int] = {}
-    for i, r in enumerate(routes):
-        host = ((r.get("destination") or {}).get("host")) or ""
-        weight = r.get("weight", 100 if len(routes) == 1 else 0)
-        if not mesh.whole(weight):
-            raise ValueError(f"route[{i}].weight must be a whole percent, got {weight!r}")
-        role = mesh.role_of(rollout, host)
-        if role is None:
-            others[host] = weight
-        else:
-            weights[role] = weights.get(role, 0) + weight
+    raw = [r.get("weight", 100 if len(routes) == 1 else 0) for r in routes]
+    for i, weight in enumerate(raw):
+        if not mesh.whole(weight) or weight < 0:
+            raise ValueError(f"route[{i}].weight must be a whole number >= 0, got {weight!r}")
+    hosts = [((r.get("destination") or {}).get("host")) or "" for r in routes]
+    weights, others = mesh.shares([(h, mesh.role_of(rollout, h), w) for h, w in zip(hosts, raw, strict=True)])
     shadow = 0
     mirrors = list(http.get("mirrors") or [])
     if http.get("mirror"):
@@ -119,18 +113,27 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
         raise errors.RouterError("spec.http is empty: nothing to split; nothing was written")
     at = next((i for i, h in enumerate(https) if h.get("name") == HTTP_NAME), 0)
     http = https[at]
-    seen = set()
-    for r in http.get("route") or []:
-        role = mesh.role_of(rollout, ((r.get("destination") or {}).get("host")) or "")
-        if role is not None and role in state.weights:
-            r["weight"] = state.weights[role]
-            seen.add(role)
-    missing = [role for role, w in state.weights.items() if w and role not in seen]
+    routes = http.get("route") or []
+    entries = [
+        (mesh.role_of(rollout, ((r.get("destination") or {}).get("host")) or ""), r.get("weight", 0)) for r in routes
+    ]
+    missing = [role for role, w in state.weights.items() if w and role not in {r for r, _ in entries}]
     if missing:
         raise errors.RouterError(
             f"spec.http[{at}] has no destination for {', '.join(missing)} ({', '.join(mesh.service(rollout, m) for m in missing)}); "
             "merge the rendered manifest first; nothing was written"
         )
+    if any(not mesh.whole(w) or w < 0 for _, w in entries):
+        raise errors.RouterError(f"spec.http[{at}]: a destination's weight is no whole number; nothing was written")
+    new = mesh.reweigh(entries, state)
+    if new is None:
+        raise errors.RouterError(
+            f"spec.http[{at}]: with the destinations no rollout manages there, {state.describe()} cannot be set "
+            "exactly in relative weights, and it lowers nothing; nothing was written"
+        )
+    for r, (role, _), w in zip(routes, entries, new, strict=True):
+        if role is not None:
+            r["weight"] = w
     mirrors = [
         m
         for m in http.get("mirrors") or []

@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,62 @@ def _unknown(schema: Mapping[str, Any], value: Any, path: str) -> list[str]:
 
 def whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def shares(entries: Sequence[tuple[str, str | None, int]]) -> tuple[dict[str, int], dict[str, int]]:
+    """The roles' and the unmanaged destinations' shares of an entry's relative weights, as whole percents:
+    `entries` are (name, its role or None, its weight). Raises ValueError, saying what, when a share is
+    not a whole percent (never rounded) or every weight is 0."""
+    total = sum(w for _, _, w in entries)
+    if total <= 0:
+        raise ValueError("every weight is 0: the route sends its traffic nowhere")
+    weights: dict[str, int] = {}
+    others: dict[str, int] = {}
+    for name, role, w in entries:
+        share = Fraction(w * 100, total)
+        if share.denominator != 1:
+            raise ValueError(
+                f"the weights {[w for _, _, w in entries]} give {name!r} {float(share):.4g}% of the traffic, "
+                "which is not a whole percent (never rounded)"
+            )
+        target, key = (others, name) if role is None else (weights, role)
+        target[key] = target.get(key, 0) + int(share)
+    return weights, others
+
+
+def reweigh(entries: Sequence[tuple[str | None, int]], state: traffic.RouteState) -> list[int] | None:
+    """The new relative weights of an entry's destinations, (role or None, weight as live), that give
+    each role its percent of `state`, or None when that cannot be said exactly. Without unmanaged
+    destinations each role's weight is its percent. With them, their weights stay as they are and the
+    roles share what the roles had: exact when each percent of the total is a whole weight; else a
+    lowering is still written in the live units (the canary keeps the largest weight that is no more
+    than its percent, and stable takes the rest of what it had), so taking the canary out never depends
+    on the others (and canary 0 is always exact)."""
+    if all(role is not None for role, _ in entries):
+        return [state.weight(role) if role is not None else w for role, w in entries]
+    total = sum(w for _, w in entries)
+    ours = sum(w for role, w in entries if role is not None)
+    exact = [Fraction(state.weight(role) * total, 100) if role is not None else Fraction(w) for role, w in entries]
+    if (
+        all(x.denominator == 1 for x in exact)
+        and sum(x for (role, _), x in zip(entries, exact, strict=True) if role) == ours
+    ):
+        return [int(x) for x in exact]
+    canary = sum(w for role, w in entries if role == traffic.CANARY)
+    if total <= 0 or Fraction(state.weight(traffic.CANARY) * total, 100) > canary:
+        return None  # a raise: not ours to say with the others there
+    keep = state.weight(traffic.CANARY) * total // 100
+    moved = canary - keep
+    stable = next((i for i, (role, _) in enumerate(entries) if role == traffic.STABLE), None)
+    if stable is None and moved:
+        return None
+    out = [w for _, w in entries]
+    for i, (role, _) in enumerate(entries):
+        if role == traffic.CANARY:
+            out[i], keep = keep, 0
+    if stable is not None:
+        out[stable] += moved
+    return out
 
 
 # -- the live routes, through the Kubernetes API ---------------------------------------------------

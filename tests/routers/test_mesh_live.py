@@ -190,3 +190,52 @@ def test_a_rollback_is_never_refused_by_another_entrys_relative_weights(api: Mes
     assert applied.failed == {} and applied.state("support-chat").describe() == "stable 100%, canary 0%"
     after = api.object("virtualservices", "llm", "support-chat")
     assert after is not None and after["spec"]["http"][0] == legacy
+
+
+def test_a_rollback_is_written_in_raw_units_when_an_unmanaged_backend_shares_the_rule(
+    api: MeshServer, tmp_path: Path
+) -> None:
+    manifest = gateway_api.manifest(
+        "mesh",
+        GATEWAY,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    manifest["spec"]["rules"][0]["backendRefs"].append({"name": "hotfix", "port": 80, "weight": 1})  # by hand
+    api.seed(manifest, manager="kubectl")
+    router = build(api, tmp_path, GATEWAY)
+    found = router.read(["support-chat"])["support-chat"]
+    assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
+    # the read cannot say the split in whole percents, but the rollback is still written, exactly
+    router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0})})
+    live = api.object("httproutes", "llm", "support-chat")
+    assert live is not None
+    assert [(r["name"], r["weight"]) for r in live["spec"]["rules"][0]["backendRefs"]] == [
+        ("support-bot-stable", 100),
+        ("support-bot-canary", 0),
+        ("hotfix", 1),
+    ]
+
+
+def test_a_lowering_with_an_unmanaged_backend_reads_back_exactly(api: MeshServer, tmp_path: Path) -> None:
+    manifest = gateway_api.manifest(
+        "mesh",
+        GATEWAY,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 50, "canary": 50}),
+    )
+    refs = manifest["spec"]["rules"][0]["backendRefs"]
+    refs[0]["weight"], refs[1]["weight"] = 3, 1
+    refs.append({"name": "hotfix", "port": 80, "weight": 1})
+    api.seed(manifest, manager="kubectl")
+    router = build(api, tmp_path, GATEWAY)
+    live = router.read(["support-chat"])["support-chat"]
+    assert isinstance(live, traffic.RouteState)
+    assert live.describe() == "stable 60%, canary 20%; unmanaged: hotfix (weight 20)"
+    applied = base.apply(router, {"support-chat": live.lowered()})
+    assert applied.failed == {}
+    assert applied.state("support-chat").describe() == "stable 80%, canary 0%; unmanaged: hotfix (weight 20)"
+    after = api.object("httproutes", "llm", "support-chat")
+    assert after is not None and [r["weight"] for r in after["spec"]["rules"][0]["backendRefs"]] == [4, 0, 1]

@@ -196,3 +196,25 @@ def test_service_names_map_back_to_roles() -> None:
     assert mesh.service("support-bot", "canary") == "support-bot-canary"
     assert mesh.role_of("support-bot", "support-bot-canary.llm.svc.cluster.local") == "canary"
     assert mesh.role_of("support-bot", "support-bot-canary-2") is None
+
+
+REWEIGH = [
+    pytest.param([("stable", 75), ("canary", 25)], {"stable": 100, "canary": 0}, [100, 0], id="ours-only-percents"),
+    pytest.param(
+        [("stable", 75), ("canary", 25), (None, 1)], {"stable": 100, "canary": 0}, [100, 0, 1], id="rollback-raw"
+    ),
+    pytest.param([("stable", 3), ("canary", 1), (None, 1)], {"stable": 80, "canary": 0}, [4, 0, 1], id="exact"),
+    pytest.param(
+        [("stable", 75), ("canary", 25), (None, 1)], {"stable": 95, "canary": 5}, [95, 5, 1], id="lower-floor"
+    ),
+    pytest.param([("stable", 75), ("canary", 25), (None, 1)], {"stable": 50, "canary": 50}, None, id="raise-refused"),
+    pytest.param([("canary", 25), (None, 1)], {"stable": 100, "canary": 0}, None, id="no-stable-to-take-it"),
+]
+
+
+@pytest.mark.parametrize(("entries", "weights", "expected"), REWEIGH)
+def test_reweigh_lowers_in_raw_units_and_never_rounds_a_raise(
+    entries: list[tuple[str | None, int]], weights: dict[str, int], expected: list[int] | None
+) -> None:
+    others = {"o": 1} if any(role is None for role, _ in entries) else {}
+    assert mesh.reweigh(entries, traffic.RouteState(weights, others=others)) == expected
