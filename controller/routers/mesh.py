@@ -375,6 +375,9 @@ class KubeRouter:
                 body,
                 field_manager=FIELD_MANAGER,
                 force=True,
+                # a field the cluster's CRD does not know (an older release) is refused, never dropped:
+                # dropped, a RequestMirror's `percent` would leave a mirror of every request
+                field_validation="Strict",
                 _content_type=APPLY,
                 _request_timeout=self.timeout,
             )

@@ -30,6 +30,8 @@ def api(tmp_path: Path) -> Iterator[MeshServer]:
     with MeshServer(port=net.free_port()) as server:
         yield server
     assert server.violations == []
+    # every write asks the API server to refuse, not drop, a field its CRD does not know
+    assert all(r.query.get("fieldValidation") == ["Strict"] for r in server.patch_requests())
 
 
 def build(api: MeshServer, tmp_path: Path, config: Any) -> base.Router:
@@ -239,3 +241,44 @@ def test_a_lowering_with_an_unmanaged_backend_reads_back_exactly(api: MeshServer
     assert applied.state("support-chat").describe() == "stable 80%, canary 0%; unmanaged: hotfix (weight 20)"
     after = api.object("httproutes", "llm", "support-chat")
     assert after is not None and [r["weight"] for r in after["spec"]["rules"][0]["backendRefs"]] == [4, 0, 1]
+
+
+def test_a_field_an_older_crd_does_not_know_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    # RequestMirror's `percent` is in the Gateway API's standard channel from v1.3 only: an older CRD would
+    # drop it under the API server's default fieldValidation (Warn), leaving a mirror of every request
+    older = {"HTTPRoute": ("spec.rules.filters.requestMirror.percent",)}
+    with MeshServer(port=net.free_port(), without=older) as api:
+        api.seed(
+            gateway_api.manifest(
+                "mesh",
+                GATEWAY,
+                route="support-chat",
+                rollout="support-bot",
+                state=traffic.RouteState({"stable": 100, "canary": 0}),
+            )
+        )
+        router = build(api, tmp_path, GATEWAY)
+        with pytest.raises(errors.RouterError, match=r"strict decoding error: .*requestMirror\.percent"):
+            router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0}, shadow=20)})
+        live = api.object("httproutes", "llm", "support-chat")
+        assert live is not None and "filters" not in live["spec"]["rules"][0]  # nothing mirrored
+        [patch] = api.patch_requests()
+        assert patch.query["fieldValidation"] == ["Strict"]
+        # what the API server does without Strict, as the stand-in does too: the field is dropped
+        body = {**patch.body, "metadata": {k: v for k, v in patch.body["metadata"].items() if k != "resourceVersion"}}
+        warnings: list[str] = []
+        code, answer = api.apply(
+            "gateway.networking.k8s.io",
+            "httproutes",
+            "llm",
+            "support-chat",
+            body,
+            manager="someone",
+            force=True,
+            validation="Warn",
+            warnings=warnings,
+        )
+        assert code == 200 and answer["spec"]["rules"][0]["filters"][0]["requestMirror"] == {
+            "backendRef": {"name": "support-bot-canary", "port": 80}
+        }
+        assert warnings and "requestMirror.percent" in warnings[0]
