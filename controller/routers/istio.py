@@ -134,15 +134,6 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
     for r, (role, _), w in zip(routes, entries, new, strict=True):
         if role is not None:
             r["weight"] = w
-    mirrors = [
-        m
-        for m in http.get("mirrors") or []
-        if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY
-    ]
-    if mirrors:
-        http["mirrors"] = mirrors
-    else:
-        http.pop("mirrors", None)
     canary = next(
         (
             r["destination"]
@@ -151,15 +142,46 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
         ),
         None,
     )
-    if state.shadow:
-        if canary is None:
-            raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
-        http["mirror"] = copy.deepcopy(canary)
-        http["mirrorPercentage"] = {"value": state.shadow}
-    elif http.get("mirror") and mesh.role_of(rollout, http["mirror"].get("host") or "") == traffic.CANARY:
-        http.pop("mirror")
-        http.pop("mirrorPercentage", None)
+    if state.shadow and canary is None:
+        raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
+    _set_mirror(http, rollout, copy.deepcopy(canary) if state.shadow else None, state.shadow)
     return {"http": https}
+
+
+def _set_mirror(http: dict[str, Any], rollout: str, canary: dict[str, Any] | None, shadow: int) -> None:
+    """Set, in place, the canary's mirror of `http` to `shadow` percent of `canary` (the destination), or
+    take it out (`canary` None); every other mirror stays. Alone, the canary is `mirror` with
+    `mirrorPercentage` (the rendered shape); with another mirror it goes into `mirrors`, and a single
+    `mirror` there is moved into that list with its percentage: istiod refuses both set."""
+
+    def ours(dest: Any) -> bool:
+        return isinstance(dest, dict) and mesh.role_of(rollout, dest.get("host") or "") == traffic.CANARY
+
+    mirrors = [m for m in http.get("mirrors") or [] if not ours(m.get("destination"))]
+    if http.get("mirror") is not None and not ours(http["mirror"]):
+        if canary is None:
+            if mirrors:
+                http["mirrors"] = mirrors
+            else:
+                http.pop("mirrors", None)
+            return  # someone else's single mirror, and nothing of ours to add: as it is
+        moved: dict[str, Any] = {"destination": http["mirror"]}
+        if http.get("mirrorPercentage") is not None:
+            moved["percentage"] = http["mirrorPercentage"]
+        elif http.get("mirrorPercent") is not None:
+            moved["percentage"] = {"value": http["mirrorPercent"]}
+        mirrors.insert(0, moved)
+    for key in ("mirror", "mirrorPercentage", "mirrorPercent"):
+        http.pop(key, None)
+    if canary is not None and mirrors:
+        mirrors.append({"destination": canary, "percentage": {"value": shadow}})
+    elif canary is not None:
+        http["mirror"] = canary
+        http["mirrorPercentage"] = {"value": shadow}
+    if mirrors:
+        http["mirrors"] = mirrors
+    else:
+        http.pop("mirrors", None)
 
 
 KUBE = mesh.Kind(

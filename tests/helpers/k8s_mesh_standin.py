@@ -145,6 +145,8 @@ def object_errors(
             routes = http.get("route") or []
             if len(routes) > 1 and sum(r.get("weight", 0) for r in routes) <= 0:
                 found.append(f"spec.http[{i}].route: total destination weight must be > 0 (istiod's webhook)")
+            if http.get("mirror") is not None and http.get("mirrors"):
+                found.append(f"spec.http[{i}]: cannot contain both mirror and mirrors (istiod's webhook)")
     return found
 
 

@@ -15,7 +15,7 @@ import pytest
 from controller import errors, spec, traffic
 from controller.routers import base, factory, gateway_api, istio
 from tests.helpers import k8s_standin, net
-from tests.helpers.k8s_mesh_standin import APPLY, MeshServer
+from tests.helpers.k8s_mesh_standin import APPLY, MeshServer, object_errors
 
 ISTIO = spec.IstioRouterConfig.model_validate({"type": "istio", "manifests": "deploy/istio", "namespace": "llm"})
 GATEWAY = spec.GatewayApiRouterConfig.model_validate(
@@ -282,3 +282,49 @@ def test_a_field_an_older_crd_does_not_know_is_refused_not_silently_dropped(tmp_
             "backendRef": {"name": "support-bot-canary", "port": 80}
         }
         assert warnings and "requestMirror.percent" in warnings[0]
+
+
+@pytest.mark.parametrize("theirs", ["mirror", "mirrors"])
+def test_another_teams_mirror_is_kept_through_a_shadow_step_and_its_end(
+    api: MeshServer, tmp_path: Path, theirs: str
+) -> None:
+    manifest = istio.manifest(
+        "mesh",
+        ISTIO,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 100, "canary": 0}),
+    )
+    audit = {"host": "audit-log", "port": {"number": 9000}}
+    if theirs == "mirror":
+        manifest["spec"]["http"][0].update(mirror=audit, mirrorPercentage={"value": 50})
+    else:
+        manifest["spec"]["http"][0]["mirrors"] = [{"destination": audit, "percentage": {"value": 50}}]
+    api.seed(manifest)
+    router = build(api, tmp_path, ISTIO)
+    shadow = traffic.RouteState({"stable": 100, "canary": 0}, shadow=20)
+    applied = base.apply(router, {"support-chat": shadow})
+    assert applied.failed == {} and applied.state("support-chat") == shadow
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None
+    http = live["spec"]["http"][0]
+    assert "mirror" not in http and "mirrorPercentage" not in http  # istiod refuses mirror and mirrors both set
+    assert http["mirrors"] == [
+        {"destination": audit, "percentage": {"value": 50}},
+        {"destination": {"host": "support-bot-canary", "port": {"number": 80}}, "percentage": {"value": 20}},
+    ]
+    applied = base.apply(router, {"support-chat": shadow.lowered()})
+    assert applied.failed == {} and applied.state("support-chat").shadow == 0
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None
+    assert live["spec"]["http"][0]["mirrors"] == [{"destination": audit, "percentage": {"value": 50}}]
+
+
+def test_the_standin_refuses_mirror_and_mirrors_both_set_as_istiod_does() -> None:
+    vs = istio.manifest(
+        "mesh", ISTIO, route="r", rollout="r", state=traffic.RouteState({"stable": 100, "canary": 0}, shadow=5)
+    )
+    vs["spec"]["http"][0]["mirrors"] = [{"destination": {"host": "audit-log"}}]
+    assert "spec.http[0]: cannot contain both mirror and mirrors (istiod's webhook)" in object_errors(
+        "VirtualService", istio.SCHEMA, vs
+    )
