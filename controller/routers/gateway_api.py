@@ -89,6 +89,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     if not isinstance(rules, list) or not rules:
         raise ValueError("spec.rules is empty: the HTTPRoute routes nothing")
     rule = next((r for r in rules if isinstance(r, dict) and r.get("name") == RULE_NAME), rules[0])
+    reach = _canary_elsewhere(rules, rollout, skip=rule)
+    if reach:
+        raise ValueError(
+            f"{'; '.join(reach)}: the canary gets traffic outside the route's own rule ({RULE_NAME!r}), which "
+            "no read of that rule shows; a rollback takes it out"
+        )
     refs = rule.get("backendRefs") or []
     raw = [r.get("weight", 1) for r in refs]  # the API's default weight is 1
     if any(not mesh.whole(w) or w < 0 for w in raw):
@@ -164,7 +170,80 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
         rule["filters"] = filters
     else:
         rule.pop("filters", None)
+    for ref in rule.get("backendRefs") or []:
+        if not state.shadow:
+            _unmirror(ref, rollout)
+    for i, other in enumerate(rules):
+        if i != at and isinstance(other, dict):
+            _lower_elsewhere(other, rollout, state)
     return {"rules": rules}
+
+
+def _canary(rollout: str, ref: Any) -> bool:
+    return isinstance(ref, dict) and mesh.role_of(rollout, ref.get("name") or "") == traffic.CANARY
+
+
+def _mirrors_canary(f: Any, rollout: str) -> bool:
+    """`f` is a RequestMirror filter that mirrors some requests to the canary."""
+    if not isinstance(f, dict) or f.get("type") != "RequestMirror":
+        return False
+    mirror = f.get("requestMirror") or {}
+    if not _canary(rollout, mirror.get("backendRef")):
+        return False
+    if "fraction" in mirror:
+        return bool((mirror["fraction"] or {}).get("numerator", 0))
+    return bool(mirror.get("percent", 100))
+
+
+def _canary_elsewhere(rules: list[Any], rollout: str, *, skip: Any) -> list[str]:
+    """Each rule but `skip` (the route's own) that sends the canary live traffic (a canary backendRef of
+    weight > 0) or mirrors to it, and a backendRef's own mirror to it in any rule."""
+    found: list[str] = []
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            continue
+        name = f" ({rule['name']!r})" if rule.get("name") else ""
+        refs = [r for r in rule.get("backendRefs") or [] if isinstance(r, dict)]
+        if rule is not skip and any(_canary(rollout, r) and r.get("weight", 1) > 0 for r in refs):
+            found.append(f"spec.rules[{i}]{name} routes to {mesh.service(rollout, traffic.CANARY)}")
+        elif (rule is not skip and any(_mirrors_canary(f, rollout) for f in rule.get("filters") or [])) or any(
+            _mirrors_canary(f, rollout) for r in refs for f in r.get("filters") or []
+        ):
+            found.append(f"spec.rules[{i}]{name} mirrors to {mesh.service(rollout, traffic.CANARY)}")
+    return found
+
+
+def _unmirror(holder: dict[str, Any], rollout: str) -> None:
+    """Take the canary's RequestMirror filters out of `holder` (a rule or a backendRef), in place."""
+    kept = [f for f in holder.get("filters") or [] if not _mirrors_canary(f, rollout)]
+    if kept:
+        holder["filters"] = kept
+    else:
+        holder.pop("filters", None)
+
+
+def _lower_elsewhere(rule: dict[str, Any], rollout: str, state: traffic.RouteState) -> None:
+    """In another rule than ours, in place: with the canary at 0 in `state`, its backendRefs' weight
+    moves to the stable Service's (added, as a copy of the canary's ref, where the rule has none); with
+    shadow off, every mirror to the canary goes. So a rollback leaves the canary no traffic anywhere."""
+    refs = [r for r in rule.get("backendRefs") or [] if isinstance(r, dict)]
+    if not state.weight(traffic.CANARY):
+        moved = 0
+        template: dict[str, Any] | None = None
+        for ref in refs:
+            if _canary(rollout, ref) and ref.get("weight", 1):
+                moved += ref.get("weight", 1)
+                template = template or ref
+                ref["weight"] = 0
+        stable = next((r for r in refs if mesh.role_of(rollout, r.get("name") or "") == traffic.STABLE), None)
+        if template is not None and stable is not None:
+            stable["weight"] = stable.get("weight", 1) + moved
+        elif template is not None:
+            rule["backendRefs"] = [*refs, {**template, "name": mesh.service(rollout, traffic.STABLE), "weight": moved}]
+    if not state.shadow:
+        _unmirror(rule, rollout)
+        for ref in refs:
+            _unmirror(ref, rollout)
 
 
 KUBE = mesh.Kind(

@@ -82,6 +82,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     if not isinstance(https, list) or not https:
         raise ValueError("spec.http is empty: the VirtualService routes nothing")
     http = next((h for h in https if isinstance(h, dict) and h.get("name") == HTTP_NAME), https[0])
+    reach = _canary_elsewhere(obj, rollout, skip=http)
+    if reach:
+        raise ValueError(
+            f"{'; '.join(reach)}: the canary gets traffic outside the route's own entry (HTTP route "
+            f"{HTTP_NAME!r}), which no read of that entry shows; a rollback takes it out"
+        )
     routes = http.get("route") or []
     raw = [r.get("weight", 100 if len(routes) == 1 else 0) for r in routes]
     for i, weight in enumerate(raw):
@@ -145,7 +151,87 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
     if state.shadow and canary is None:
         raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
     _set_mirror(http, rollout, copy.deepcopy(canary) if state.shadow else None, state.shadow)
+    for i, other in enumerate(https):
+        if i != at and isinstance(other, dict):
+            _lower_elsewhere(other, rollout, state)
     return {"http": https}
+
+
+def _canary(rollout: str, dest: Any) -> bool:
+    return isinstance(dest, dict) and mesh.role_of(rollout, dest.get("host") or "") == traffic.CANARY
+
+
+def _mirrored(http: Mapping[str, Any], rollout: str) -> bool:
+    """`http` mirrors some of its requests to the canary."""
+    percent = (
+        http.get("mirrorPercentage", {}).get("value") if http.get("mirrorPercentage") else http.get("mirrorPercent")
+    )
+    if _canary(rollout, http.get("mirror")) and (percent is None or percent > 0):
+        return True
+    return any(
+        _canary(rollout, m.get("destination")) and ((m.get("percentage") or {}).get("value", 100) or 0) > 0
+        for m in http.get("mirrors") or []
+        if isinstance(m, dict)
+    )
+
+
+def _canary_elsewhere(obj: Mapping[str, Any], rollout: str, *, skip: Any) -> list[str]:
+    """Each entry of the VirtualService but `skip` (the route's own) that sends the canary live or
+    mirrored traffic: an HTTP, TLS or TCP route with a canary destination of weight > 0 (or alone), or an
+    HTTP route mirroring to it."""
+    found: list[str] = []
+    spec = obj.get("spec") or {}
+    for kind in ("http", "tls", "tcp"):
+        for i, entry in enumerate(spec.get(kind) or []):
+            if entry is skip or not isinstance(entry, dict):
+                continue
+            routes = [r for r in entry.get("route") or [] if isinstance(r, dict)]
+            live = any(
+                _canary(rollout, r.get("destination")) and (len(routes) == 1 or (r.get("weight") or 0) > 0)
+                for r in routes
+            )
+            if live or (kind == "http" and _mirrored(entry, rollout)):
+                name = f" ({entry['name']!r})" if entry.get("name") else ""
+                found.append(
+                    f"spec.{kind}[{i}]{name} {'routes' if live else 'mirrors'} to {mesh.service(rollout, traffic.CANARY)}"
+                )
+    return found
+
+
+def _lower_elsewhere(http: dict[str, Any], rollout: str, state: traffic.RouteState) -> None:
+    """In another HTTP route than ours, in place: with the canary at 0 in `state`, its destinations'
+    weight moves to the stable Service's (added, with the canary's port, where the route has none); with
+    shadow off, its mirrors to the canary go. So a rollback leaves the canary no traffic anywhere."""
+    if not state.weight(traffic.CANARY):
+        routes = [r for r in http.get("route") or [] if isinstance(r, dict)]
+        moved = 0
+        template: dict[str, Any] | None = None
+        for r in routes:
+            if _canary(rollout, r.get("destination")):
+                moved += r.get("weight", 100) if len(routes) == 1 else (r.get("weight") or 0)
+                template = template or r
+                r["weight"] = 0
+        stable = next(
+            (
+                r
+                for r in routes
+                if mesh.role_of(rollout, (r.get("destination") or {}).get("host") or "") == traffic.STABLE
+            ),
+            None,
+        )
+        if template is not None and stable is not None:
+            stable["weight"] = (stable.get("weight", 0) if len(routes) > 1 else 0) + moved
+        elif template is not None:
+            dest = {k: v for k, v in template["destination"].items() if k != "subset"}
+            dest["host"] = (
+                mesh.service(rollout, traffic.STABLE) + dest["host"][len(mesh.service(rollout, traffic.CANARY)) :]
+            )
+            http["route"] = [
+                *routes,
+                {**{k: v for k, v in template.items() if k != "weight"}, "destination": dest, "weight": moved or 100},
+            ]
+    if not state.shadow and _mirrored(http, rollout):
+        _set_mirror(http, rollout, None, 0)
 
 
 def _set_mirror(http: dict[str, Any], rollout: str, canary: dict[str, Any] | None, shadow: int) -> None:
@@ -155,7 +241,7 @@ def _set_mirror(http: dict[str, Any], rollout: str, canary: dict[str, Any] | Non
     `mirror` there is moved into that list with its percentage: istiod refuses both set."""
 
     def ours(dest: Any) -> bool:
-        return isinstance(dest, dict) and mesh.role_of(rollout, dest.get("host") or "") == traffic.CANARY
+        return _canary(rollout, dest)
 
     mirrors = [m for m in http.get("mirrors") or [] if not ours(m.get("destination"))]
     if http.get("mirror") is not None and not ours(http["mirror"]):

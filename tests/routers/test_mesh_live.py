@@ -328,3 +328,75 @@ def test_the_standin_refuses_mirror_and_mirrors_both_set_as_istiod_does() -> Non
     assert "spec.http[0]: cannot contain both mirror and mirrors (istiod's webhook)" in object_errors(
         "VirtualService", istio.SCHEMA, vs
     )
+
+
+def _with_a_side_door(module: Any, config: Any) -> dict[str, Any]:
+    """Our route at canary 25%, and before it an entry of someone's that sends a header's requests to the
+    canary's Service, and one that mirrors to it."""
+    manifest = module.manifest(
+        "mesh",
+        config,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    if module is istio:
+        manifest["spec"]["http"][:0] = [
+            {
+                "name": "beta",
+                "match": [{"headers": {"x-beta": {"exact": "1"}}}],
+                "route": [{"destination": {"host": "support-bot-canary", "port": {"number": 80}}}],
+            },
+            {
+                "name": "audit",
+                "match": [{"uri": {"prefix": "/audit"}}],
+                "route": [{"destination": {"host": "support-bot-stable", "port": {"number": 80}}}],
+                "mirror": {"host": "support-bot-canary.llm.svc.cluster.local"},
+            },
+        ]
+    else:
+        canary = {"name": "support-bot-canary", "port": 80}
+        manifest["spec"]["rules"][:0] = [
+            {
+                "name": "beta",
+                "matches": [{"headers": [{"name": "x-beta", "value": "1"}]}],
+                "backendRefs": [canary],
+            },
+            {
+                "name": "audit",
+                "matches": [{"path": {"type": "PathPrefix", "value": "/audit"}}],
+                "backendRefs": [{"name": "support-bot-stable", "port": 80}],
+                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": canary}}],
+            },
+        ]
+    return manifest
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+def test_a_rollback_takes_the_canary_out_of_every_entry_and_the_read_names_one_that_reaches_it(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str
+) -> None:
+    api.seed(_with_a_side_door(module, config))
+    router = build(api, tmp_path, config)
+    found = router.read(["support-chat"])["support-chat"]
+    assert isinstance(found, errors.RouterStateError)
+    assert "[0] ('beta') routes to support-bot-canary" in str(found)
+    assert "[1] ('audit') mirrors to support-bot-canary" in str(found)
+    applied = base.apply(router, {"support-chat": traffic.RouteState({"stable": 100, "canary": 0})})
+    assert applied.failed == {}, applied.failed  # confirmed only because the canary is out everywhere
+    live = api.object(plural, "llm", "support-chat")
+    assert live is not None
+    if module is istio:
+        beta, audit = live["spec"]["http"][:2]
+        assert [(r["destination"]["host"], r["weight"]) for r in beta["route"]] == [
+            ("support-bot-canary", 0),
+            ("support-bot-stable", 100),
+        ]
+        assert "mirror" not in audit and "mirrors" not in audit
+    else:
+        beta, audit = live["spec"]["rules"][:2]
+        assert [(r["name"], r["weight"]) for r in beta["backendRefs"]] == [
+            ("support-bot-canary", 0),
+            ("support-bot-stable", 1),
+        ]
+        assert "filters" not in audit
