@@ -98,7 +98,9 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     refs = rule.get("backendRefs") or []
     raw = [r.get("weight", 1) for r in refs]  # the API's default weight is 1
     if any(not mesh.whole(w) or w < 0 for w in raw):
-        raise ValueError(f"backendRefs weights must be whole numbers >= 0, got {raw}")
+        raise mesh.unsplit(any(mesh.role_of(rollout, r.get("name") or "") is None for r in refs))(
+            f"backendRefs weights must be whole numbers >= 0, got {raw}"
+        )
     weights, others = mesh.shares(
         [(r.get("name") or "", mesh.role_of(rollout, r.get("name") or ""), w) for r, w in zip(refs, raw, strict=True)]
     )

@@ -90,10 +90,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
         )
     routes = http.get("route") or []
     raw = [r.get("weight", 100 if len(routes) == 1 else 0) for r in routes]
+    hosts = [((r.get("destination") or {}).get("host")) or "" for r in routes]
     for i, weight in enumerate(raw):
         if not mesh.whole(weight) or weight < 0:
-            raise ValueError(f"route[{i}].weight must be a whole number >= 0, got {weight!r}")
-    hosts = [((r.get("destination") or {}).get("host")) or "" for r in routes]
+            raise mesh.unsplit(any(mesh.role_of(rollout, h) is None for h in hosts))(
+                f"route[{i}].weight must be a whole number >= 0, got {weight!r}"
+            )
     weights, others = mesh.shares([(h, mesh.role_of(rollout, h), w) for h, w in zip(hosts, raw, strict=True)])
     shadow = 0
     mirrors = list(http.get("mirrors") or [])

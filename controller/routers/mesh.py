@@ -115,19 +115,32 @@ def whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class SplitProblem(ValueError):
+    """The route's own entry shows the roles' weights, but they are no valid split (not whole, a share no
+    whole percent, all 0): read as a RouterSplitError, which the reconciler heals by writing main's
+    state. Raised only when no destination no rollout manages shares the entry: with one there, what
+    the weights mean is not ours to say, and the problem is a plain ValueError (a RouterStateError)."""
+
+
+def unsplit(unmanaged: bool) -> type[ValueError]:
+    """What a weight problem of the route's own entry raises (see SplitProblem)."""
+    return ValueError if unmanaged else SplitProblem
+
+
 def shares(entries: Sequence[tuple[str, str | None, int]]) -> tuple[dict[str, int], dict[str, int]]:
     """The roles' and the unmanaged destinations' shares of an entry's relative weights, as whole percents:
-    `entries` are (name, its role or None, its weight). Raises ValueError, saying what, when a share is
-    not a whole percent (never rounded) or every weight is 0."""
+    `entries` are (name, its role or None, its weight). Raises SplitProblem (ValueError with unmanaged
+    destinations), saying what, when a share is not a whole percent (never rounded) or every weight is 0."""
     total = sum(w for _, _, w in entries)
+    problem = unsplit(any(role is None for _, role, _ in entries))
     if total <= 0:
-        raise ValueError("every weight is 0: the route sends its traffic nowhere")
+        raise problem("every weight is 0: the route sends its traffic nowhere")
     weights: dict[str, int] = {}
     others: dict[str, int] = {}
     for name, role, w in entries:
         share = Fraction(w * 100, total)
         if share.denominator != 1:
-            raise ValueError(
+            raise problem(
                 f"the weights {[w for _, _, w in entries]} give {name!r} {float(share):.4g}% of the traffic, "
                 "which is not a whole percent (never rounded)"
             )
@@ -292,6 +305,8 @@ class KubeRouter:
                 continue
             try:
                 out[route] = self.kind.state_of(obj, self._rollout(route))
+            except SplitProblem as exc:  # weights of ours that are no split: main's state heals them
+                out[route] = errors.RouterSplitError(f"{self._where(route)}: {exc}")
             except (ValueError, errors.RouterError) as exc:
                 out[route] = errors.RouterStateError(f"{self._where(route)}: {exc}")
         return out

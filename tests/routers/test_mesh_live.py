@@ -114,7 +114,37 @@ def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshSer
     manifest["spec"]["rules"][0]["backendRefs"][1]["weight"] = 100  # 50:100 by hand: 33.3% / 66.7%
     api.seed(manifest, manager="kubectl")
     found = build(api, tmp_path, GATEWAY).read(["support-chat"])["support-chat"]
+    # a RouterSplitError: the tick writes main's split over it, so a hand edit is healed
+    assert isinstance(found, errors.RouterSplitError) and "not a whole percent" in str(found)
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+@pytest.mark.parametrize("hotfix", [False, True], ids=["ours-only", "with-unmanaged"])
+def test_hand_edited_weights_of_our_entry_are_a_split_error_to_heal_unless_unmanaged_share_it(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str, hotfix: bool
+) -> None:
+    manifest = module.manifest(
+        "mesh",
+        config,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 50, "canary": 50}),
+    )
+    if module is istio:
+        routes = manifest["spec"]["http"][0]["route"]
+        routes[0]["weight"], routes[1]["weight"] = 1, 2  # 33.3% / 66.7%
+        if hotfix:
+            routes.append({"destination": {"host": "hotfix"}, "weight": 3})
+    else:
+        refs = manifest["spec"]["rules"][0]["backendRefs"]
+        refs[0]["weight"], refs[1]["weight"] = 1, 2
+        if hotfix:
+            refs.append({"name": "hotfix", "port": 80, "weight": 3})
+    api.seed(manifest, manager="kubectl")
+    found = build(api, tmp_path, config).read(["support-chat"])["support-chat"]
     assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
+    # with a backend no rollout manages there, what our weights mean is not ours to say: only reported
+    assert isinstance(found, errors.RouterSplitError) is not hotfix
 
 
 def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshServer, tmp_path: Path) -> None:
