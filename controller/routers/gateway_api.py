@@ -71,10 +71,9 @@ def problems(obj: Mapping[str, Any]) -> list[str]:
     """The upstream CRD schema's complaints about an HTTPRoute, and a rule whose weights are all 0 (its
     traffic would get 500s)."""
     found = mesh.schema_problems(SCHEMA, obj, api_version=API_VERSION, kind=KIND)
-    if found:
-        return found
-    for i, rule in enumerate(obj["spec"].get("rules") or []):
-        refs = rule.get("backendRefs") or []
+    rules = (obj.get("spec") or {}).get("rules") if isinstance(obj.get("spec"), dict) else None
+    for i, rule in enumerate(rules if isinstance(rules, list) else []):
+        refs = [r for r in (rule.get("backendRefs") if isinstance(rule, dict) else None) or [] if isinstance(r, dict)]
         if refs and all(r.get("weight", 1) == 0 for r in refs):
             found.append(f"spec.rules[{i}].backendRefs: every weight is 0, so every request would fail")
     return found

@@ -100,7 +100,10 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     shadow = 0
     mirrors = list(http.get("mirrors") or [])
     if http.get("mirror"):
-        mirrors.append({"destination": http["mirror"], "percentage": http.get("mirrorPercentage")})
+        # the deprecated integer `mirrorPercent` counts where `mirrorPercentage` is unset, as in istiod
+        legacy = http.get("mirrorPercent")
+        percentage = http.get("mirrorPercentage") or ({"value": legacy} if legacy is not None else None)
+        mirrors.append({"destination": http["mirror"], "percentage": percentage})
     for m in mirrors:
         if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY:
             continue
