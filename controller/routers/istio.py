@@ -78,11 +78,12 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     weight by the role its host names (any other host is a variant no rollout manages), and the
     percentage mirrored to the canary's Service. Raises ValueError, saying what, when it cannot be read
     as whole percents."""
+    ns = (obj.get("metadata") or {}).get("namespace")
     https = (obj.get("spec") or {}).get("http") or []
     if not isinstance(https, list) or not https:
         raise ValueError("spec.http is empty: the VirtualService routes nothing")
     http = next((h for h in https if isinstance(h, dict) and h.get("name") == HTTP_NAME), https[0])
-    reach = _canary_elsewhere(obj, rollout, skip=http)
+    reach = _canary_elsewhere(obj, rollout, ns, skip=http)
     if reach:
         raise ValueError(
             f"{'; '.join(reach)}: the canary gets traffic outside the route's own entry (HTTP route "
@@ -93,10 +94,10 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     hosts = [((r.get("destination") or {}).get("host")) or "" for r in routes]
     for i, weight in enumerate(raw):
         if not mesh.whole(weight) or weight < 0:
-            raise mesh.unsplit(any(mesh.role_of(rollout, h) is None for h in hosts))(
+            raise mesh.unsplit(any(mesh.role_of(rollout, ns, h) is None for h in hosts))(
                 f"route[{i}].weight must be a whole number >= 0, got {weight!r}"
             )
-    weights, others = mesh.shares([(h, mesh.role_of(rollout, h), w) for h, w in zip(hosts, raw, strict=True)])
+    weights, others = mesh.shares([(h, mesh.role_of(rollout, ns, h), w) for h, w in zip(hosts, raw, strict=True)])
     shadow = 0
     mirrors = list(http.get("mirrors") or [])
     if http.get("mirror"):
@@ -105,7 +106,7 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
         percentage = http.get("mirrorPercentage") or ({"value": legacy} if legacy is not None else None)
         mirrors.append({"destination": http["mirror"], "percentage": percentage})
     for m in mirrors:
-        if mesh.role_of(rollout, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY:
+        if mesh.role_of(rollout, ns, ((m.get("destination") or {}).get("host")) or "") != traffic.CANARY:
             continue
         value = (m.get("percentage") or {}).get("value", 100)  # Istio mirrors everything when unset
         if not (isinstance(value, int | float) and float(value).is_integer()):
@@ -119,6 +120,7 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
     of it) with only the weights of the roles' destinations and the canary's mirror of the route's own
     HTTP route changed; every other field, entry and destination as it is live. Raises RouterError when
     a role with traffic has no destination there (only a merged manifest adds one)."""
+    ns = (live.get("metadata") or {}).get("namespace")
     https = copy.deepcopy((live.get("spec") or {}).get("http") or [])
     if not https:
         raise errors.RouterError("spec.http is empty: nothing to split; nothing was written")
@@ -126,7 +128,8 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
     http = https[at]
     routes = http.get("route") or []
     entries = [
-        (mesh.role_of(rollout, ((r.get("destination") or {}).get("host")) or ""), r.get("weight", 0)) for r in routes
+        (mesh.role_of(rollout, ns, ((r.get("destination") or {}).get("host")) or ""), r.get("weight", 0))
+        for r in routes
     ]
     missing = [role for role, w in state.weights.items() if w and role not in {r for r, _ in entries}]
     if missing:
@@ -149,38 +152,38 @@ def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState)
         (
             r["destination"]
             for r in http.get("route") or []
-            if mesh.role_of(rollout, (r.get("destination") or {}).get("host") or "") == traffic.CANARY
+            if mesh.role_of(rollout, ns, (r.get("destination") or {}).get("host") or "") == traffic.CANARY
         ),
         None,
     )
     if state.shadow and canary is None:
         raise errors.RouterError(f"spec.http[{at}] has no canary destination to mirror to; nothing was written")
-    _set_mirror(http, rollout, copy.deepcopy(canary) if state.shadow else None, state.shadow)
+    _set_mirror(http, rollout, ns, copy.deepcopy(canary) if state.shadow else None, state.shadow)
     for i, other in enumerate(https):
         if i != at and isinstance(other, dict):
-            _lower_elsewhere(other, rollout, state)
+            _lower_elsewhere(other, rollout, ns, state)
     return {"http": https}
 
 
-def _canary(rollout: str, dest: Any) -> bool:
-    return isinstance(dest, dict) and mesh.role_of(rollout, dest.get("host") or "") == traffic.CANARY
+def _canary(rollout: str, ns: str | None, dest: Any) -> bool:
+    return isinstance(dest, dict) and mesh.role_of(rollout, ns, dest.get("host") or "") == traffic.CANARY
 
 
-def _mirrored(http: Mapping[str, Any], rollout: str) -> bool:
+def _mirrored(http: Mapping[str, Any], rollout: str, ns: str | None) -> bool:
     """`http` mirrors some of its requests to the canary."""
     percent = (
         http.get("mirrorPercentage", {}).get("value") if http.get("mirrorPercentage") else http.get("mirrorPercent")
     )
-    if _canary(rollout, http.get("mirror")) and (percent is None or percent > 0):
+    if _canary(rollout, ns, http.get("mirror")) and (percent is None or percent > 0):
         return True
     return any(
-        _canary(rollout, m.get("destination")) and ((m.get("percentage") or {}).get("value", 100) or 0) > 0
+        _canary(rollout, ns, m.get("destination")) and ((m.get("percentage") or {}).get("value", 100) or 0) > 0
         for m in http.get("mirrors") or []
         if isinstance(m, dict)
     )
 
 
-def _canary_elsewhere(obj: Mapping[str, Any], rollout: str, *, skip: Any) -> list[str]:
+def _canary_elsewhere(obj: Mapping[str, Any], rollout: str, ns: str | None, *, skip: Any) -> list[str]:
     """Each entry of the VirtualService but `skip` (the route's own) that sends the canary live or
     mirrored traffic: an HTTP, TLS or TCP route with a canary destination of weight > 0 (or alone), or an
     HTTP route mirroring to it."""
@@ -192,10 +195,10 @@ def _canary_elsewhere(obj: Mapping[str, Any], rollout: str, *, skip: Any) -> lis
                 continue
             routes = [r for r in entry.get("route") or [] if isinstance(r, dict)]
             live = any(
-                _canary(rollout, r.get("destination")) and (len(routes) == 1 or (r.get("weight") or 0) > 0)
+                _canary(rollout, ns, r.get("destination")) and (len(routes) == 1 or (r.get("weight") or 0) > 0)
                 for r in routes
             )
-            if live or (kind == "http" and _mirrored(entry, rollout)):
+            if live or (kind == "http" and _mirrored(entry, rollout, ns)):
                 name = f" ({entry['name']!r})" if entry.get("name") else ""
                 found.append(
                     f"spec.{kind}[{i}]{name} {'routes' if live else 'mirrors'} to {mesh.service(rollout, traffic.CANARY)}"
@@ -203,7 +206,7 @@ def _canary_elsewhere(obj: Mapping[str, Any], rollout: str, *, skip: Any) -> lis
     return found
 
 
-def _lower_elsewhere(http: dict[str, Any], rollout: str, state: traffic.RouteState) -> None:
+def _lower_elsewhere(http: dict[str, Any], rollout: str, ns: str | None, state: traffic.RouteState) -> None:
     """In another HTTP route than ours, in place: with the canary at 0 in `state`, its destinations'
     weight moves to the stable Service's (added, with the canary's port, where the route has none); with
     shadow off, its mirrors to the canary go. So a rollback leaves the canary no traffic anywhere."""
@@ -212,7 +215,7 @@ def _lower_elsewhere(http: dict[str, Any], rollout: str, state: traffic.RouteSta
         moved = 0
         template: dict[str, Any] | None = None
         for r in routes:
-            if _canary(rollout, r.get("destination")):
+            if _canary(rollout, ns, r.get("destination")):
                 moved += r.get("weight", 100) if len(routes) == 1 else (r.get("weight") or 0)
                 template = template or r
                 r["weight"] = 0
@@ -220,7 +223,7 @@ def _lower_elsewhere(http: dict[str, Any], rollout: str, state: traffic.RouteSta
             (
                 r
                 for r in routes
-                if mesh.role_of(rollout, (r.get("destination") or {}).get("host") or "") == traffic.STABLE
+                if mesh.role_of(rollout, ns, (r.get("destination") or {}).get("host") or "") == traffic.STABLE
             ),
             None,
         )
@@ -235,18 +238,18 @@ def _lower_elsewhere(http: dict[str, Any], rollout: str, state: traffic.RouteSta
                 *routes,
                 {**{k: v for k, v in template.items() if k != "weight"}, "destination": dest, "weight": moved or 100},
             ]
-    if not state.shadow and _mirrored(http, rollout):
-        _set_mirror(http, rollout, None, 0)
+    if not state.shadow and _mirrored(http, rollout, ns):
+        _set_mirror(http, rollout, ns, None, 0)
 
 
-def _set_mirror(http: dict[str, Any], rollout: str, canary: dict[str, Any] | None, shadow: int) -> None:
+def _set_mirror(http: dict[str, Any], rollout: str, ns: str | None, canary: dict[str, Any] | None, shadow: int) -> None:
     """Set, in place, the canary's mirror of `http` to `shadow` percent of `canary` (the destination), or
     take it out (`canary` None); every other mirror stays. Alone, the canary is `mirror` with
     `mirrorPercentage` (the rendered shape); with another mirror it goes into `mirrors`, and a single
     `mirror` there is moved into that list with its percentage: istiod refuses both set."""
 
     def ours(dest: Any) -> bool:
-        return _canary(rollout, dest)
+        return _canary(rollout, ns, dest)
 
     mirrors = [m for m in http.get("mirrors") or [] if not ours(m.get("destination"))]
     if http.get("mirror") is not None and not ours(http["mirror"]):

@@ -31,9 +31,13 @@ def service(rollout: str, role: str) -> str:
     return f"{rollout}-{role}"
 
 
-def role_of(rollout: str, host: str) -> str | None:
-    """The role whose Service `host` names (short, `name.namespace` or `.svc.cluster.local`), or None."""
-    short = host.split(".", 1)[0]
+def role_of(rollout: str, namespace: str | None, host: str) -> str | None:
+    """The role whose Service `host` names, or None: the short name, or `name.<namespace>`,
+    `name.<namespace>.svc` or `name.<namespace>.svc.cluster.local` in the route's own `namespace` (the
+    same name in another namespace is another Service)."""
+    short, _, rest = host.partition(".")
+    if rest and (namespace is None or rest not in {namespace, f"{namespace}.svc", f"{namespace}.svc.cluster.local"}):
+        return None
     return next((role for role in ORDER if short == service(rollout, role)), None)
 
 

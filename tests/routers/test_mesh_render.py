@@ -232,8 +232,20 @@ def test_read_back_names_unmanaged_destinations_and_refuses_a_fractional_mirror(
 
 def test_service_names_map_back_to_roles() -> None:
     assert mesh.service("support-bot", "canary") == "support-bot-canary"
-    assert mesh.role_of("support-bot", "support-bot-canary.llm.svc.cluster.local") == "canary"
-    assert mesh.role_of("support-bot", "support-bot-canary-2") is None
+    for host in ("support-bot-canary", "support-bot-canary.llm", "support-bot-canary.llm.svc.cluster.local"):
+        assert mesh.role_of("support-bot", "llm", host) == "canary"
+    # the same name in another namespace is another Service, and a longer name another one too
+    for host in ("support-bot-canary.other", "support-bot-canary.other.svc.cluster.local", "support-bot-canary-2"):
+        assert mesh.role_of("support-bot", "llm", host) is None
+
+
+def test_a_same_named_service_of_another_namespace_is_no_role() -> None:
+    vs = render_istio(traffic.RouteState({"stable": 90, "canary": 10}))
+    vs["spec"]["http"][0]["route"][1]["destination"]["host"] = "support-bot-canary.other.svc.cluster.local"
+    assert dict(istio.state_of(vs, rollout="support-bot").others) == {"support-bot-canary.other.svc.cluster.local": 10}
+    hr = render_gateway(traffic.RouteState({"stable": 90, "canary": 10}))
+    hr["spec"]["rules"][0]["backendRefs"][1]["namespace"] = "other"
+    assert dict(gateway_api.state_of(hr, rollout="support-bot").others) == {"support-bot-canary": 10}
 
 
 REWEIGH = [
