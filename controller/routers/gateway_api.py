@@ -82,8 +82,9 @@ def problems(obj: Mapping[str, Any]) -> list[str]:
 def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     """The split an HTTPRoute serves: its `rollout` rule (else its first), each backend's share of the
     relative weights as a percent by the role its name names (any other backend is a variant no rollout
-    manages), and the percentage mirrored to the canary's Service. Raises ValueError, saying what, when
-    a share is not a whole percent: it is never rounded."""
+    manages; a backendRef of another namespace is one), and the percentage mirrored to the canary's
+    Service. Raises ValueError, saying what, when a share is not a whole percent: it is never rounded
+    (mesh.SplitProblem for our own weights); or when another rule sends the canary traffic."""
     ns = (obj.get("metadata") or {}).get("namespace")
     rules = (obj.get("spec") or {}).get("rules") or []
     if not isinstance(rules, list) or not rules:
@@ -123,9 +124,11 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
 def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
     """The `spec` a live write applies: the live `spec.rules` (an atomic list: whoever applies it owns all
     of it) with only the weights of the roles' backendRefs and the canary's RequestMirror filter of the
-    route's own rule changed; every other field, rule and backend as it is live. Raises RouterError when a
-    role with traffic has no backendRef there (only a merged manifest adds one), or when backends no
-    rollout manages share the rule and the weights would not stay percents (never rounded)."""
+    route's own rule changed (mesh.reweigh: in the live units where unmanaged backends share it), and,
+    with the canary at 0 or shadow off, the canary taken out of every other rule; every other field,
+    rule and backend as it is live. Raises RouterError when a role with traffic has no backendRef there
+    (only a merged manifest adds one), or when backends no rollout manages share the rule and a raise
+    cannot be said exactly (never rounded); a lowering is always written."""
     ns = (live.get("metadata") or {}).get("namespace")
     rules = copy.deepcopy((live.get("spec") or {}).get("rules") or [])
     if not rules:

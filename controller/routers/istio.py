@@ -75,9 +75,10 @@ def problems(obj: Mapping[str, Any]) -> list[str]:
 
 def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
     """The split a VirtualService serves: its `rollout` HTTP route (else its first), each destination's
-    weight by the role its host names (any other host is a variant no rollout manages), and the
-    percentage mirrored to the canary's Service. Raises ValueError, saying what, when it cannot be read
-    as whole percents."""
+    share of the relative weights as a percent by the role its host names in the object's namespace (any
+    other host is a variant no rollout manages), and the percentage mirrored to the canary's Service.
+    Raises ValueError, saying what, when it cannot be read as whole percents (mesh.SplitProblem for our
+    own weights), or when another entry sends the canary traffic."""
     ns = (obj.get("metadata") or {}).get("namespace")
     https = (obj.get("spec") or {}).get("http") or []
     if not isinstance(https, list) or not https:
@@ -118,8 +119,10 @@ def state_of(obj: Mapping[str, Any], *, rollout: str) -> traffic.RouteState:
 def with_split(live: Mapping[str, Any], rollout: str, state: traffic.RouteState) -> dict[str, Any]:
     """The `spec` a live write applies: the live `spec.http` (an atomic list: whoever applies it owns all
     of it) with only the weights of the roles' destinations and the canary's mirror of the route's own
-    HTTP route changed; every other field, entry and destination as it is live. Raises RouterError when
-    a role with traffic has no destination there (only a merged manifest adds one)."""
+    HTTP route changed (mesh.reweigh: in the live units where unmanaged destinations share it), and,
+    with the canary at 0 or shadow off, the canary taken out of every other HTTP route; every other
+    field, entry and destination as it is live. Raises RouterError when a role with traffic has no
+    destination there (only a merged manifest adds one), or a raise cannot be said exactly."""
     ns = (live.get("metadata") or {}).get("namespace")
     https = copy.deepcopy((live.get("spec") or {}).get("http") or [])
     if not https:

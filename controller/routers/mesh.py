@@ -207,7 +207,8 @@ class Kind:
     type: str  # the router type, for messages: istio, gateway-api
     state_of: Callable[[Mapping[str, Any], str], traffic.RouteState]  # (object, rollout) -> its split
     # (live object, rollout, desired split) -> the `spec` to apply: the live object's atomic list with only
-    # the weights and the canary's mirror of the route's own entry changed; raises RouterError when it cannot
+    # the weights and the canary's mirror of the route's own entry changed, and on a lowering the canary
+    # taken out of every other entry; raises RouterError when it cannot
     with_split: Callable[[Mapping[str, Any], str, traffic.RouteState], dict[str, Any]]
     problems: Callable[[Mapping[str, Any]], list[str]]  # the upstream schema's and the admission rules' complaints
 
