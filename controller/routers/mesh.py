@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,13 @@ def service(rollout: str, role: str) -> str:
     return f"{rollout}-{role}"
 
 
-def role_of(rollout: str, host: str) -> str | None:
-    """The role whose Service `host` names (short, `name.namespace` or `.svc.cluster.local`), or None."""
-    short = host.split(".", 1)[0]
+def role_of(rollout: str, namespace: str | None, host: str) -> str | None:
+    """The role whose Service `host` names, or None: the short name, or `name.<namespace>`,
+    `name.<namespace>.svc` or `name.<namespace>.svc.cluster.local` in the route's own `namespace` (the
+    same name in another namespace is another Service)."""
+    short, _, rest = host.partition(".")
+    if rest and (namespace is None or rest not in {namespace, f"{namespace}.svc", f"{namespace}.svc.cluster.local"}):
+        return None
     return next((role for role in ORDER if short == service(rollout, role)), None)
 
 
@@ -114,6 +119,75 @@ def whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+class SplitProblem(ValueError):
+    """The route's own entry shows the roles' weights, but they are no valid split (not whole, a share no
+    whole percent, all 0): read as a RouterSplitError, which the reconciler heals by writing main's
+    state. Raised only when no destination no rollout manages shares the entry: with one there, what
+    the weights mean is not ours to say, and the problem is a plain ValueError (a RouterStateError)."""
+
+
+def unsplit(unmanaged: bool) -> type[ValueError]:
+    """What a weight problem of the route's own entry raises (see SplitProblem)."""
+    return ValueError if unmanaged else SplitProblem
+
+
+def shares(entries: Sequence[tuple[str, str | None, int]]) -> tuple[dict[str, int], dict[str, int]]:
+    """The roles' and the unmanaged destinations' shares of an entry's relative weights, as whole percents:
+    `entries` are (name, its role or None, its weight). Raises SplitProblem (ValueError with unmanaged
+    destinations), saying what, when a share is not a whole percent (never rounded) or every weight is 0."""
+    total = sum(w for _, _, w in entries)
+    problem = unsplit(any(role is None for _, role, _ in entries))
+    if total <= 0:
+        raise problem("every weight is 0: the route sends its traffic nowhere")
+    weights: dict[str, int] = {}
+    others: dict[str, int] = {}
+    for name, role, w in entries:
+        share = Fraction(w * 100, total)
+        if share.denominator != 1:
+            raise problem(
+                f"the weights {[w for _, _, w in entries]} give {name!r} {float(share):.4g}% of the traffic, "
+                "which is not a whole percent (never rounded)"
+            )
+        target, key = (others, name) if role is None else (weights, role)
+        target[key] = target.get(key, 0) + int(share)
+    return weights, others
+
+
+def reweigh(entries: Sequence[tuple[str | None, int]], state: traffic.RouteState) -> list[int] | None:
+    """The new relative weights of an entry's destinations, (role or None, weight as live), that give
+    each role its percent of `state`, or None when that cannot be said exactly. Without unmanaged
+    destinations each role's weight is its percent. With them, their weights stay as they are and the
+    roles share what the roles had: exact when each percent of the total is a whole weight; else a
+    lowering is still written in the live units (the canary keeps the largest weight that is no more
+    than its percent, and stable takes the rest of what it had), so taking the canary out never depends
+    on the others (and canary 0 is always exact)."""
+    if all(role is not None for role, _ in entries):
+        return [state.weight(role) if role is not None else w for role, w in entries]
+    total = sum(w for _, w in entries)
+    ours = sum(w for role, w in entries if role is not None)
+    exact = [Fraction(state.weight(role) * total, 100) if role is not None else Fraction(w) for role, w in entries]
+    if (
+        all(x.denominator == 1 for x in exact)
+        and sum(x for (role, _), x in zip(entries, exact, strict=True) if role) == ours
+    ):
+        return [int(x) for x in exact]
+    canary = sum(w for role, w in entries if role == traffic.CANARY)
+    if total <= 0 or Fraction(state.weight(traffic.CANARY) * total, 100) > canary:
+        return None  # a raise: not ours to say with the others there
+    keep = state.weight(traffic.CANARY) * total // 100
+    moved = canary - keep
+    stable = next((i for i, (role, _) in enumerate(entries) if role == traffic.STABLE), None)
+    if stable is None and moved:
+        return None
+    out = [w for _, w in entries]
+    for i, (role, _) in enumerate(entries):
+        if role == traffic.CANARY:
+            out[i], keep = keep, 0
+    if stable is not None:
+        out[stable] += moved
+    return out
+
+
 # -- the live routes, through the Kubernetes API ---------------------------------------------------
 
 FIELD_MANAGER = "llm-rollouts"  # the field manager of every live write
@@ -133,7 +207,8 @@ class Kind:
     type: str  # the router type, for messages: istio, gateway-api
     state_of: Callable[[Mapping[str, Any], str], traffic.RouteState]  # (object, rollout) -> its split
     # (live object, rollout, desired split) -> the `spec` to apply: the live object's atomic list with only
-    # the weights and the canary's mirror of the route's own entry changed; raises RouterError when it cannot
+    # the weights and the canary's mirror of the route's own entry changed, and on a lowering the canary
+    # taken out of every other entry; raises RouterError when it cannot
     with_split: Callable[[Mapping[str, Any], str, traffic.RouteState], dict[str, Any]]
     problems: Callable[[Mapping[str, Any]], list[str]]  # the upstream schema's and the admission rules' complaints
 
@@ -235,6 +310,8 @@ class KubeRouter:
                 continue
             try:
                 out[route] = self.kind.state_of(obj, self._rollout(route))
+            except SplitProblem as exc:  # weights of ours that are no split: main's state heals them
+                out[route] = errors.RouterSplitError(f"{self._where(route)}: {exc}")
             except (ValueError, errors.RouterError) as exc:
                 out[route] = errors.RouterStateError(f"{self._where(route)}: {exc}")
         return out
@@ -283,8 +360,13 @@ class KubeRouter:
             raise errors.RouterError(f"{self._where(route)}: {exc}") from exc
         merged = {**live, "spec": {**(live.get("spec") or {}), **split}}
         merged.pop("status", None)
-        # a field newer than the vendored schema, live already, is no reason to refuse a rollback
-        found = [p for p in self.kind.problems(merged) if "unknown field" not in p]
+        # only what this write would break: a complaint the live object has already (a field newer than
+        # the vendored schema, another entry's weights) is about what we did not touch, and must never
+        # block a write, least of all a rollback
+        before = {**live}
+        before.pop("status", None)
+        known = set(self.kind.problems(before))
+        found = [p for p in self.kind.problems(merged) if "unknown field" not in p and p not in known]
         if found:
             raise errors.RouterError(
                 f"{self._where(route)}: the {self.kind.kind} would fail its schema: {'; '.join(found[:5])}; "
@@ -313,6 +395,9 @@ class KubeRouter:
                 body,
                 field_manager=FIELD_MANAGER,
                 force=True,
+                # a field the cluster's CRD does not know (an older release) is refused, never dropped:
+                # dropped, a RequestMirror's `percent` would leave a mirror of every request
+                field_validation="Strict",
                 _content_type=APPLY,
                 _request_timeout=self.timeout,
             )

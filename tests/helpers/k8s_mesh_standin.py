@@ -9,8 +9,9 @@ changes a field another manager owns is 409 Conflict unless `force=true`, which 
 field the manager applied before and no longer applies is removed unless another manager owns it; a
 `metadata.resourceVersion` in the apply body is a precondition (409 when stale). Every request body and
 every response is checked: the objects against the upstream CRD schemas (controller/routers/crds/, copied
-from the CRD files) with unknown fields refused (fieldValidation Strict), istiod's admission rule that a
-split's weights sum to 100, `metadata` (with its managedFields) and Status against the Kubernetes API's own
+from the CRD files, or as an older release has them: `without=`) with unknown fields refused under
+`fieldValidation=Strict` (400) and dropped otherwise (Warn, the default, with a `Warning` header), istiod's admission rule that a
+split's weights total more than 0 (the only weight rule since Istio 1.15, istio/istio#39544), `metadata` (with its managedFields) and Status against the Kubernetes API's own
 schemas (tests/fixtures/kubernetes/). A request that fails is answered 4xx and recorded in `violations`;
 a response that fails is recorded too (and answered 500).
 
@@ -80,10 +81,52 @@ def _unknown(schema: dict[str, Any], value: Any, path: str) -> list[str]:
     return out
 
 
-def object_errors(kind: str, file: str, obj: Any, *, partial: bool = False) -> list[str]:
-    """What the API server says of `obj` as a `kind`: the CRD schema (a partial apply body is checked
-    for unknown fields only), ObjectMeta's schema, and istiod's admission rule for a VirtualService."""
-    schema, validator = _crd(file)
+def older(file: str, without: tuple[str, ...]) -> tuple[dict[str, Any], jsonschema.protocols.Validator]:
+    """The CRD schema of `file` as an older release has it: without the fields `without` names, each as
+    its dotted path of property names (`spec.rules.filters.requestMirror.percent`; a list's items are
+    passed through)."""
+    schema = copy.deepcopy(_crd(file)[0])
+    for path in without:
+        node = schema
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node["properties"][part]
+            node = node.get("items", node)
+        del node["properties"][last]
+    return schema, jsonschema.Draft4Validator(schema)
+
+
+def _prune(schema: dict[str, Any], value: Any, path: str) -> list[str]:
+    """Drop from `value`, in place, every field `schema` does not declare, as the API server prunes a
+    structural schema's unknown fields; the paths dropped."""
+    out: list[str] = []
+    if isinstance(value, dict) and "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        for key in list(value):
+            here = f"{path}.{key}"
+            if key not in schema["properties"]:
+                if path or key not in ("apiVersion", "kind", "metadata"):
+                    del value[key]
+                    out.append(here)
+                continue
+            out += _prune(schema["properties"][key], value[key], here)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += _prune(schema["items"], item, f"{path}[{i}]")
+    return out
+
+
+def object_errors(
+    kind: str,
+    file: str,
+    obj: Any,
+    *,
+    partial: bool = False,
+    crd: tuple[dict[str, Any], jsonschema.protocols.Validator] | None = None,
+) -> list[str]:
+    """What the API server says of `obj` as a `kind`: the CRD schema (`crd`, else the vendored one; a
+    partial apply body is checked for unknown fields only), ObjectMeta's schema, and istiod's admission
+    rules for a VirtualService (weights are relative since Istio 1.15: only a total of 0 is refused)."""
+    schema, validator = crd or _crd(file)
     if not isinstance(obj, dict):
         return ["<root>: not an object"]
     found = _unknown(schema, obj, "")
@@ -100,8 +143,10 @@ def object_errors(kind: str, file: str, obj: Any, *, partial: bool = False) -> l
     if kind == "VirtualService" and not partial and not found:
         for i, http in enumerate((obj.get("spec") or {}).get("http") or []):
             routes = http.get("route") or []
-            if len(routes) > 1 and sum(r.get("weight", 0) for r in routes) != 100:
-                found.append(f"spec.http[{i}].route: total destination weight != 100 (istiod's webhook)")
+            if len(routes) > 1 and sum(r.get("weight", 0) for r in routes) <= 0:
+                found.append(f"spec.http[{i}].route: total destination weight must be > 0 (istiod's webhook)")
+            if http.get("mirror") is not None and http.get("mirrors"):
+                found.append(f"spec.http[{i}]: cannot contain both mirror and mirrors (istiod's webhook)")
     return found
 
 
@@ -165,9 +210,14 @@ class Request:
 class MeshServer:
     """`with MeshServer(port=...) as api:` serves on http://127.0.0.1:port until the block ends."""
 
-    def __init__(self, *, port: int, token: str = "standin-token") -> None:
+    def __init__(
+        self, *, port: int, token: str = "standin-token", without: dict[str, tuple[str, ...]] | None = None
+    ) -> None:
         self.port, self.token, self.url = port, token, f"http://127.0.0.1:{port}"
         self.violations: list[str] = []
+        # kind -> its CRD as an older release has it (`without` those fields): a cluster behind the vendored schema
+        self.crds = {kind: older(file, (without or {}).get(kind, ())) for kind, file in KINDS.values()}
+        self.dropped: list[str] = []  # the fields an apply without fieldValidation=Strict had pruned
         self.requests: list[Request] = []
         self.fail_with: int | None = None
         self.before_apply: Any = None  # a callable run under no lock before each apply: a concurrent edit
@@ -218,11 +268,37 @@ class MeshServer:
     # -- the API
 
     def apply(
-        self, group: str, plural: str, ns: str, name: str, body: Any, *, manager: str, force: bool
+        self,
+        group: str,
+        plural: str,
+        ns: str,
+        name: str,
+        body: Any,
+        *,
+        manager: str,
+        force: bool,
+        validation: str = "Strict",
+        warnings: list[str] | None = None,
     ) -> tuple[int, Any]:
+        """A server-side apply. `validation` is the request's fieldValidation: Strict refuses a field the
+        cluster's CRD does not declare (400); Warn (the API server's default) and Ignore drop it, Warn
+        with a `Warning` header each, and the request succeeds without it."""
         kind, file = KINDS[(group, plural)]
+        crd = self.crds[kind]
         where = f"PATCH {plural}/{name}"
-        if problems := object_errors(kind, file, body, partial=True):
+        if validation != "Strict" and isinstance(body, dict):
+            body = copy.deepcopy(body)
+            for path in _prune(crd[0], body, ""):
+                self.dropped.append(f"{where}: {path}")
+                if validation == "Warn" and warnings is not None:
+                    warnings.append(f'299 - "unknown field \\"{path.lstrip(".")}\\""')
+        unknown = _unknown(crd[0], body, "") if isinstance(body, dict) else []
+        if unknown:
+            self.violations.extend(f"{where}: {p}" for p in unknown)
+            return 400, status(
+                400, "BadRequest", f'{kind} "{name}": strict decoding error: {"; ".join(unknown)[:2000]}'
+            )
+        if problems := object_errors(kind, file, body, partial=True, crd=crd):
             return self._invalid(where, kind, name, problems)
         meta = body.get("metadata") or {}
         if meta.get("name") != name or meta.get("namespace", ns) != ns or body.get("apiVersion") != f"{group}/v1":
@@ -267,7 +343,7 @@ class MeshServer:
                 owners[m].discard(p)
             for label, value in (meta.get("labels") or {}).items():
                 new["metadata"].setdefault("labels", {})[label] = value
-            if problems := object_errors(kind, file, new):
+            if problems := object_errors(kind, file, new, crd=crd):
                 return self._invalid(where, kind, name, problems)
             old_owners = {m: set(p) for m, p in owners.items()}
             owners[manager] = applied
@@ -293,7 +369,7 @@ class MeshServer:
                 for m, ps in sorted(owners.items())
                 if ps
             ]
-            if problems := object_errors(kind, file, new):  # managedFields as ObjectMeta's schema says
+            if problems := object_errors(kind, file, new, crd=crd):  # managedFields as ObjectMeta's schema says
                 self._owners[key] = old_owners
                 return self._invalid(where, kind, name, problems)
             self._objects[key] = new
@@ -303,7 +379,15 @@ class MeshServer:
         self.violations.extend(f"{where}: {p}" for p in problems)
         return 422, status(422, "Invalid", f'{kind} "{name}" is invalid: {"; ".join(problems)[:2000]}')
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], media: str, body: Any) -> tuple[int, Any]:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        media: str,
+        body: Any,
+        warnings: list[str] | None = None,
+    ) -> tuple[int, Any]:
         if self.fail_with is not None:
             return self.fail_with, status(
                 self.fail_with, "ServiceUnavailable", f"stand-in set to answer {self.fail_with}"
@@ -333,12 +417,26 @@ class MeshServer:
         if not manager or len(manager) > 128 or not manager.isprintable():
             self.violations.append(f"PATCH {path}: fieldManager {manager!r}")
             return 400, status(400, "BadRequest", "fieldManager is required for apply requests")
+        validation = (query.get("fieldValidation") or ["Warn"])[0]  # the API server's default since 1.23
+        if validation not in ("Strict", "Warn", "Ignore"):
+            self.violations.append(f"PATCH {path}: fieldValidation={validation!r}")
+            return 400, status(400, "BadRequest", f"fieldValidation {validation!r}: must be Ignore, Warn or Strict")
         if force not in ("true", "false"):
             self.violations.append(f"PATCH {path}: force={force!r}")
             return 400, status(400, "BadRequest", "force must be a boolean")
         if callable(self.before_apply):
             self.before_apply()
-        return self.apply(group, plural, ns, name, body, manager=manager, force=force == "true")
+        return self.apply(
+            group,
+            plural,
+            ns,
+            name,
+            body,
+            manager=manager,
+            force=force == "true",
+            validation=validation,
+            warnings=warnings,
+        )
 
     def patch_requests(self) -> Iterator[Request]:
         return (r for r in self.requests if r.method == "PATCH")
@@ -370,10 +468,11 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._answer(400, status(400, "BadRequest", "the body is not YAML"))
         query = parse_qs(parts.query)
         api.requests.append(Request(self.command, parts.path, query, media, body))
-        code, answer = api.handle(self.command, parts.path, query, media, body)
-        self._answer(code, answer)
+        warnings: list[str] = []
+        code, answer = api.handle(self.command, parts.path, query, media, body, warnings)
+        self._answer(code, answer, warnings)
 
-    def _answer(self, code: int, body: Any) -> None:
+    def _answer(self, code: int, body: Any, warnings: list[str] | None = None) -> None:
         if body.get("kind") == "Status":
             problems = k8s_standin.schema_errors(k8s_standin.STATUS, body)
         else:
@@ -386,6 +485,8 @@ class _Handler(BaseHTTPRequestHandler):
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for warning in warnings or []:
+            self.send_header("Warning", warning)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

@@ -15,7 +15,7 @@ import pytest
 from controller import errors, spec, traffic
 from controller.routers import base, factory, gateway_api, istio
 from tests.helpers import k8s_standin, net
-from tests.helpers.k8s_mesh_standin import APPLY, MeshServer
+from tests.helpers.k8s_mesh_standin import APPLY, MeshServer, object_errors
 
 ISTIO = spec.IstioRouterConfig.model_validate({"type": "istio", "manifests": "deploy/istio", "namespace": "llm"})
 GATEWAY = spec.GatewayApiRouterConfig.model_validate(
@@ -30,6 +30,8 @@ def api(tmp_path: Path) -> Iterator[MeshServer]:
     with MeshServer(port=net.free_port()) as server:
         yield server
     assert server.violations == []
+    # every write asks the API server to refuse, not drop, a field its CRD does not know
+    assert all(r.query.get("fieldValidation") == ["Strict"] for r in server.patch_requests())
 
 
 def build(api: MeshServer, tmp_path: Path, config: Any) -> base.Router:
@@ -112,7 +114,37 @@ def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshSer
     manifest["spec"]["rules"][0]["backendRefs"][1]["weight"] = 100  # 50:100 by hand: 33.3% / 66.7%
     api.seed(manifest, manager="kubectl")
     found = build(api, tmp_path, GATEWAY).read(["support-chat"])["support-chat"]
+    # a RouterSplitError: the tick writes main's split over it, so a hand edit is healed
+    assert isinstance(found, errors.RouterSplitError) and "not a whole percent" in str(found)
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+@pytest.mark.parametrize("hotfix", [False, True], ids=["ours-only", "with-unmanaged"])
+def test_hand_edited_weights_of_our_entry_are_a_split_error_to_heal_unless_unmanaged_share_it(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str, hotfix: bool
+) -> None:
+    manifest = module.manifest(
+        "mesh",
+        config,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 50, "canary": 50}),
+    )
+    if module is istio:
+        routes = manifest["spec"]["http"][0]["route"]
+        routes[0]["weight"], routes[1]["weight"] = 1, 2  # 33.3% / 66.7%
+        if hotfix:
+            routes.append({"destination": {"host": "hotfix"}, "weight": 3})
+    else:
+        refs = manifest["spec"]["rules"][0]["backendRefs"]
+        refs[0]["weight"], refs[1]["weight"] = 1, 2
+        if hotfix:
+            refs.append({"name": "hotfix", "port": 80, "weight": 3})
+    api.seed(manifest, manager="kubectl")
+    found = build(api, tmp_path, config).read(["support-chat"])["support-chat"]
     assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
+    # with a backend no rollout manages there, what our weights mean is not ours to say: only reported
+    assert isinstance(found, errors.RouterSplitError) is not hotfix
 
 
 def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshServer, tmp_path: Path) -> None:
@@ -161,3 +193,240 @@ def test_an_unreachable_api_server_is_router_unavailable_and_no_client_exception
     gone = factory.build("mesh", ISTIO, root=tmp_path, routes=ROUTES, env={"KUBECONFIG": str(kubeconfig)})
     with pytest.raises(errors.RouterUnavailable):
         gone.read(["support-chat"])
+
+
+def test_a_rollback_is_never_refused_by_another_entrys_relative_weights(api: MeshServer, tmp_path: Path) -> None:
+    # Istio >= 1.15 takes relative weights (istio/istio#39544): another team's 1:1 entry is valid, and must
+    # not make the rollback of our entry fail
+    manifest = istio.manifest(
+        "mesh",
+        ISTIO,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    legacy = {
+        "name": "legacy",
+        "match": [{"uri": {"prefix": "/v0"}}],
+        "route": [
+            {"destination": {"host": "legacy-a"}, "weight": 1},
+            {"destination": {"host": "legacy-b"}, "weight": 1},
+        ],
+    }
+    manifest["spec"]["http"].insert(0, legacy)
+    api.seed(manifest)
+    router = build(api, tmp_path, ISTIO)
+    live = router.read(["support-chat"])["support-chat"]
+    assert isinstance(live, traffic.RouteState) and live.describe() == "stable 75%, canary 25%"
+    applied = base.apply(router, {"support-chat": live.lowered()})
+    assert applied.failed == {} and applied.state("support-chat").describe() == "stable 100%, canary 0%"
+    after = api.object("virtualservices", "llm", "support-chat")
+    assert after is not None and after["spec"]["http"][0] == legacy
+
+
+def test_a_rollback_is_written_in_raw_units_when_an_unmanaged_backend_shares_the_rule(
+    api: MeshServer, tmp_path: Path
+) -> None:
+    manifest = gateway_api.manifest(
+        "mesh",
+        GATEWAY,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    manifest["spec"]["rules"][0]["backendRefs"].append({"name": "hotfix", "port": 80, "weight": 1})  # by hand
+    api.seed(manifest, manager="kubectl")
+    router = build(api, tmp_path, GATEWAY)
+    found = router.read(["support-chat"])["support-chat"]
+    assert isinstance(found, errors.RouterStateError) and "not a whole percent" in str(found)
+    # the read cannot say the split in whole percents, but the rollback is still written, exactly
+    router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0})})
+    live = api.object("httproutes", "llm", "support-chat")
+    assert live is not None
+    assert [(r["name"], r["weight"]) for r in live["spec"]["rules"][0]["backendRefs"]] == [
+        ("support-bot-stable", 100),
+        ("support-bot-canary", 0),
+        ("hotfix", 1),
+    ]
+
+
+def test_a_lowering_with_an_unmanaged_backend_reads_back_exactly(api: MeshServer, tmp_path: Path) -> None:
+    manifest = gateway_api.manifest(
+        "mesh",
+        GATEWAY,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 50, "canary": 50}),
+    )
+    refs = manifest["spec"]["rules"][0]["backendRefs"]
+    refs[0]["weight"], refs[1]["weight"] = 3, 1
+    refs.append({"name": "hotfix", "port": 80, "weight": 1})
+    api.seed(manifest, manager="kubectl")
+    router = build(api, tmp_path, GATEWAY)
+    live = router.read(["support-chat"])["support-chat"]
+    assert isinstance(live, traffic.RouteState)
+    assert live.describe() == "stable 60%, canary 20%; unmanaged: hotfix (weight 20)"
+    applied = base.apply(router, {"support-chat": live.lowered()})
+    assert applied.failed == {}
+    assert applied.state("support-chat").describe() == "stable 80%, canary 0%; unmanaged: hotfix (weight 20)"
+    after = api.object("httproutes", "llm", "support-chat")
+    assert after is not None and [r["weight"] for r in after["spec"]["rules"][0]["backendRefs"]] == [4, 0, 1]
+
+
+def test_a_field_an_older_crd_does_not_know_is_refused_not_silently_dropped(tmp_path: Path) -> None:
+    # RequestMirror's `percent` is in the Gateway API's standard channel from v1.3 only: an older CRD would
+    # drop it under the API server's default fieldValidation (Warn), leaving a mirror of every request
+    older = {"HTTPRoute": ("spec.rules.filters.requestMirror.percent",)}
+    with MeshServer(port=net.free_port(), without=older) as api:
+        api.seed(
+            gateway_api.manifest(
+                "mesh",
+                GATEWAY,
+                route="support-chat",
+                rollout="support-bot",
+                state=traffic.RouteState({"stable": 100, "canary": 0}),
+            )
+        )
+        router = build(api, tmp_path, GATEWAY)
+        with pytest.raises(errors.RouterError, match=r"strict decoding error: .*requestMirror\.percent"):
+            router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0}, shadow=20)})
+        live = api.object("httproutes", "llm", "support-chat")
+        assert live is not None and "filters" not in live["spec"]["rules"][0]  # nothing mirrored
+        [patch] = api.patch_requests()
+        assert patch.query["fieldValidation"] == ["Strict"]
+        # what the API server does without Strict, as the stand-in does too: the field is dropped
+        body = {**patch.body, "metadata": {k: v for k, v in patch.body["metadata"].items() if k != "resourceVersion"}}
+        warnings: list[str] = []
+        code, answer = api.apply(
+            "gateway.networking.k8s.io",
+            "httproutes",
+            "llm",
+            "support-chat",
+            body,
+            manager="someone",
+            force=True,
+            validation="Warn",
+            warnings=warnings,
+        )
+        assert code == 200 and answer["spec"]["rules"][0]["filters"][0]["requestMirror"] == {
+            "backendRef": {"name": "support-bot-canary", "port": 80}
+        }
+        assert warnings and "requestMirror.percent" in warnings[0]
+
+
+@pytest.mark.parametrize("theirs", ["mirror", "mirrors"])
+def test_another_teams_mirror_is_kept_through_a_shadow_step_and_its_end(
+    api: MeshServer, tmp_path: Path, theirs: str
+) -> None:
+    manifest = istio.manifest(
+        "mesh",
+        ISTIO,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 100, "canary": 0}),
+    )
+    audit = {"host": "audit-log", "port": {"number": 9000}}
+    if theirs == "mirror":
+        manifest["spec"]["http"][0].update(mirror=audit, mirrorPercentage={"value": 50})
+    else:
+        manifest["spec"]["http"][0]["mirrors"] = [{"destination": audit, "percentage": {"value": 50}}]
+    api.seed(manifest)
+    router = build(api, tmp_path, ISTIO)
+    shadow = traffic.RouteState({"stable": 100, "canary": 0}, shadow=20)
+    applied = base.apply(router, {"support-chat": shadow})
+    assert applied.failed == {} and applied.state("support-chat") == shadow
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None
+    http = live["spec"]["http"][0]
+    assert "mirror" not in http and "mirrorPercentage" not in http  # istiod refuses mirror and mirrors both set
+    assert http["mirrors"] == [
+        {"destination": audit, "percentage": {"value": 50}},
+        {"destination": {"host": "support-bot-canary", "port": {"number": 80}}, "percentage": {"value": 20}},
+    ]
+    applied = base.apply(router, {"support-chat": shadow.lowered()})
+    assert applied.failed == {} and applied.state("support-chat").shadow == 0
+    live = api.object("virtualservices", "llm", "support-chat")
+    assert live is not None
+    assert live["spec"]["http"][0]["mirrors"] == [{"destination": audit, "percentage": {"value": 50}}]
+
+
+def test_the_standin_refuses_mirror_and_mirrors_both_set_as_istiod_does() -> None:
+    vs = istio.manifest(
+        "mesh", ISTIO, route="r", rollout="r", state=traffic.RouteState({"stable": 100, "canary": 0}, shadow=5)
+    )
+    vs["spec"]["http"][0]["mirrors"] = [{"destination": {"host": "audit-log"}}]
+    assert "spec.http[0]: cannot contain both mirror and mirrors (istiod's webhook)" in object_errors(
+        "VirtualService", istio.SCHEMA, vs
+    )
+
+
+def _with_a_side_door(module: Any, config: Any) -> dict[str, Any]:
+    """Our route at canary 25%, and before it an entry of someone's that sends a header's requests to the
+    canary's Service, and one that mirrors to it."""
+    manifest = module.manifest(
+        "mesh",
+        config,
+        route="support-chat",
+        rollout="support-bot",
+        state=traffic.RouteState({"stable": 75, "canary": 25}),
+    )
+    if module is istio:
+        manifest["spec"]["http"][:0] = [
+            {
+                "name": "beta",
+                "match": [{"headers": {"x-beta": {"exact": "1"}}}],
+                "route": [{"destination": {"host": "support-bot-canary", "port": {"number": 80}}}],
+            },
+            {
+                "name": "audit",
+                "match": [{"uri": {"prefix": "/audit"}}],
+                "route": [{"destination": {"host": "support-bot-stable", "port": {"number": 80}}}],
+                "mirror": {"host": "support-bot-canary.llm.svc.cluster.local"},
+            },
+        ]
+    else:
+        canary = {"name": "support-bot-canary", "port": 80}
+        manifest["spec"]["rules"][:0] = [
+            {
+                "name": "beta",
+                "matches": [{"headers": [{"name": "x-beta", "value": "1"}]}],
+                "backendRefs": [canary],
+            },
+            {
+                "name": "audit",
+                "matches": [{"path": {"type": "PathPrefix", "value": "/audit"}}],
+                "backendRefs": [{"name": "support-bot-stable", "port": 80}],
+                "filters": [{"type": "RequestMirror", "requestMirror": {"backendRef": canary}}],
+            },
+        ]
+    return manifest
+
+
+@pytest.mark.parametrize(("config", "module", "plural"), KINDS)
+def test_a_rollback_takes_the_canary_out_of_every_entry_and_the_read_names_one_that_reaches_it(
+    api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str
+) -> None:
+    api.seed(_with_a_side_door(module, config))
+    router = build(api, tmp_path, config)
+    found = router.read(["support-chat"])["support-chat"]
+    assert isinstance(found, errors.RouterStateError)
+    assert "[0] ('beta') routes to support-bot-canary" in str(found)
+    assert "[1] ('audit') mirrors to support-bot-canary" in str(found)
+    applied = base.apply(router, {"support-chat": traffic.RouteState({"stable": 100, "canary": 0})})
+    assert applied.failed == {}, applied.failed  # confirmed only because the canary is out everywhere
+    live = api.object(plural, "llm", "support-chat")
+    assert live is not None
+    if module is istio:
+        beta, audit = live["spec"]["http"][:2]
+        assert [(r["destination"]["host"], r["weight"]) for r in beta["route"]] == [
+            ("support-bot-canary", 0),
+            ("support-bot-stable", 100),
+        ]
+        assert "mirror" not in audit and "mirrors" not in audit
+    else:
+        beta, audit = live["spec"]["rules"][:2]
+        assert [(r["name"], r["weight"]) for r in beta["backendRefs"]] == [
+            ("support-bot-canary", 0),
+            ("support-bot-stable", 1),
+        ]
+        assert "filters" not in audit
