@@ -165,9 +165,10 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     we report what we cannot trust instead of guessing, and the reconciler writes main's state over it. A group whose routing strategy ignores weights,
     or does not say, is read with a `hold`.
 
-    Shadow is 100 when a deployment of ours in the group mirrors to our canary (`silent_model` is its
-    id) and the canary is in the proxy, in the group or waiting in `shadow_group(route)` (then at weight
-    0 for the route); else 0.
+    Shadow is 100 when a deployment of ours (in the group or in `shadow_group(route)`) mirrors to our
+    canary (`silent_model` is its id) and the canary is in the group or waiting in the shadow group (then
+    at weight 0 for the route); else 0. A deployment of ours mirroring to a canary in neither (LiteLLM
+    still sends a copy of every request to that id) is a RouterSplitError, never read as shadow 0.
     """
     rows = data.get("data") if isinstance(data, dict) else None
     if not isinstance(rows, list):
@@ -180,9 +181,12 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     unwhole: list[str] = []
     silent: set[str] = set()
     for row in _group_rows(rows, shadow_group(route)):
-        if str((row.get("model_info") or {}).get("id")) == canary_id:
+        dep_id = str((row.get("model_info") or {}).get("id"))
+        if dep_id == canary_id:
             weights[traffic.CANARY] = 0  # mirrored to, never picked for a user's request
             served[traffic.CANARY] = _served(row, _record(row))
+        if dep_id in ours:
+            silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
@@ -195,13 +199,18 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
             continue
         weights[role] = weight
         served[role] = _served(row, _record(row))
-        if role != traffic.CANARY:
-            silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
+        silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
     if unwhole:
         raise _unsplit(others)(f"{where}: {'; '.join(unwhole)}")
     if not weights:
         return None
-    shadow = MIRROR_ALL if canary_id in silent and traffic.CANARY in weights else 0
+    if canary_id in silent and traffic.CANARY not in weights:
+        # LiteLLM sends a copy of each request to that id wherever it is: neither shadow 0 nor 100 is true
+        raise _unsplit(others)(
+            f"{where}: a deployment of ours mirrors to {canary_id!r} (silent_model), which is neither in model "
+            f"group {route!r} nor in {shadow_group(route)!r}"
+        )
+    shadow = MIRROR_ALL if canary_id in silent else 0
     weights.setdefault(traffic.STABLE, 0)
     weights.setdefault(traffic.CANARY, 0)
     try:

@@ -74,7 +74,9 @@ def apply_groups(
 
     Synchronous on purpose: it runs on the proxy's event loop with no await, so no request ever sees
     a half-applied group. Returns the problems it skipped: a group with a deployment LiteLLM would
-    refuse is left as it is, except that the deployments the file takes out still go.
+    refuse is left as it is, except that what lowers exposure is still applied: the deployments the
+    file takes out go, and a deployment mirroring to any but the file's mirrored one loses its
+    `silent_model` (before any deployment goes).
     """
     problems: list[str] = []
     for group, raw_entries in groups.items():
@@ -137,13 +139,25 @@ def apply_groups(
             except Exception as exc:  # LiteLLM would refuse it, or drop it on upsert
                 refused.append(f"{dep_id}: {_why(exc)}")
         if refused:
-            # Leave the group as it is, except that what the file takes out still goes: lowering
-            # exposure never waits on the rest of the group.
+            # Leave the group as it is, except that what the file takes out still goes, and a mirror the
+            # file does not name stops: lowering exposure never waits on the rest of the group.
             problems.append(f"group {group!r}: cannot build {refused}; only its removals are applied")
-            entries = {d: (0, None) for d, (w, _) in entries.items() if d not in needed and current[d] is not None}
-            if not _keeps_traffic(router, group, set(entries)):
-                continue
-            wanted = {d: current[d] or {} for d in entries}
+            removed = [d for d in entries if d not in needed and current[d] is not None]
+            if not _keeps_traffic(router, group, set(removed)):
+                removed = []
+            for dep_id, found in current.items():  # the mirrors stop first: one may name what goes next
+                if found is None or dep_id in removed:
+                    continue
+                mirrors = (found.get("litellm_params") or {}).get(SILENT_MODEL)
+                if mirrors is not None and mirrors != silent:
+                    try:
+                        _upsert(router, _unmirrored(found), previous=found)
+                    except Exception as exc:
+                        problems.append(f"group {group!r}: LiteLLM refused {dep_id} without silent_model: {_why(exc)}")
+            for dep_id in removed:
+                withdrawn[dep_id] = current[dep_id] or {}
+                router.delete_deployment(id=dep_id)
+            continue
         # the mirrored deployment first (it is there before any silent_model names it), then additions and
         # increases, removals last: the group is never empty, even between statements
         for dep_id in sorted(entries, key=lambda d: (d != silent, -entries[d][0])):
@@ -162,6 +176,13 @@ def apply_groups(
                 if current[dep_id] is not None:
                     router.delete_deployment(id=dep_id)
     return problems
+
+
+def _unmirrored(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """`deployment` as it is, except that it mirrors to no one (its `silent_model` removed)."""
+    out = copy.deepcopy(dict(deployment))
+    out.setdefault("litellm_params", {}).pop(SILENT_MODEL, None)
+    return out
 
 
 def _ours(router: Any, group: str) -> list[str]:

@@ -8,6 +8,7 @@ import collections
 import copy
 import dataclasses
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -197,18 +198,43 @@ def mirroring(group: str, dep_id: str, weight: int, silent: str) -> dict[str, An
             ({S: 100, C: 0}, 100),
         ),
         ([mirroring("chat", "bot_stable", 90, "bot_canary"), row("chat", "bot_canary", 10)], ({S: 90, C: 10}, 100)),
-        ([mirroring("chat", "bot_stable", 100, "bot_canary")], ({S: 100, C: 0}, 0)),  # no canary to reach
         ([row("chat", "bot_stable", 100), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),  # no mirror
         ([mirroring("chat", "bot_stable", 100, "x_canary"), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
-        ([mirroring("chat", "bot_stable", 100, "bot_canary"), row("x:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
+        (
+            [row("chat", "bot_stable", 100), mirroring("chat:shadow", "bot_canary", 0, "bot_canary")],
+            ({S: 100, C: 0}, 100),
+        ),
     ],
-    ids=["shadow", "shadow-with-live-canary", "canary-absent", "not-mirrored", "mirrors-another", "elsewhere"],
+    ids=["shadow", "shadow-with-live-canary", "not-mirrored", "mirrors-another", "any-of-ours-mirrors"],
 )
 def test_parse_group_reads_shadow(rows: list[dict[str, Any]], expected: tuple[dict[str, int], int]) -> None:
-    """Shadow is stable's `silent_model` naming our canary while the canary is in the proxy, in the
-    group or waiting in its shadow group; anything less reads 0, so a write it does not show is held."""
+    """Shadow is a deployment of ours whose `silent_model` names our canary, the canary in the group or
+    waiting in its shadow group; a write it does not show is held."""
     state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
     assert state is not None and (dict(state.weights), state.shadow) == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ([mirroring("chat", "bot_stable", 100, "bot_canary")], errors.RouterSplitError),
+        (
+            [mirroring("chat", "bot_stable", 100, "bot_canary"), row("x:shadow", "bot_canary", 0)],
+            errors.RouterSplitError,
+        ),
+        ([mirroring("chat", "bot_stable", 90, "bot_canary"), row("chat", "hotfix", 10)], errors.RouterStateError),
+    ],
+    ids=["canary-absent", "canary-elsewhere", "canary-absent-with-others"],
+)
+def test_parse_group_never_reads_shadow_0_while_ours_mirrors_to_the_canary(
+    rows: list[dict[str, Any]], error: type[errors.RouterStateError]
+) -> None:
+    """LiteLLM sends a copy of every request to the id stable's `silent_model` names, wherever that
+    deployment is: with our canary absent from the route's groups the read is an error (healed to main's
+    state, unless others share the group), never shadow 0, so a shadow-off write is not confirmed."""
+    with pytest.raises(error, match="mirrors to 'bot_canary'") as raised:
+        litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert (raised.type is errors.RouterSplitError) == (error is errors.RouterSplitError)
 
 
 def test_entries_mark_the_mirrored_canary() -> None:
@@ -721,6 +747,42 @@ def test_callback_mirrors_stable_to_the_canary_and_stops_at_once() -> None:
     assert litellm_callback.apply_groups(router, built, {}) == []
     assert where() == {"bot_stable": ("chat", 100, "bot_canary"), "bot_canary": ("chat:shadow", 0, None)}
     assert raw(router, "bot_canary")["litellm_params"]["model"] == "openai/m2"
+
+
+def test_callback_stops_a_mirror_even_when_it_cannot_build_the_group() -> None:
+    """Shadow off with stable's entry one the callback cannot build (its api_key names an unset
+    variable): the group is left as it is except what lowers exposure: stable's silent_model goes
+    (before the canary does), the canary is withdrawn, and the read says shadow 0 only then."""
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    mirrored = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    assert raw(router, "bot_stable")["litellm_params"]["silent_model"] == "bot_canary"
+    unbuildable = serving("openai/m", "r2") | {"litellm_params": {"api_key": "os.environ/ROLLOUT_TEST_UNSET_KEY"}}
+    assert "ROLLOUT_TEST_UNSET_KEY" not in os.environ
+    off = {"chat": {"bot_stable": {"weight": 100, "serves": unbuildable}, "bot_canary": {"weight": 0}}}
+    [problem] = litellm_callback.apply_groups(router, off, withdrawn)
+    assert "cannot build" in problem and "bot_stable" in problem
+    stable = raw(router, "bot_stable")
+    assert "silent_model" not in stable["litellm_params"]
+    assert stable["litellm_params"]["model"] == "openai/bot_stable"  # the rest of stable as it was
+    assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]
+    assert withdrawn["bot_canary"]["model_info"]["id"] == "bot_canary"
+    rows = [
+        {**d, "model_info": {**d["model_info"], "rollout": {"routing_strategy": "simple-shuffle"}}}
+        for d in router.model_list
+    ]
+    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert state is not None and state.shadow == 0
+    # a mirror the file keeps is kept: only what lowers exposure is applied on the refused path
+    router = new_router(
+        deployment("chat", "bot_stable", 100, silent_model="bot_canary"), deployment("chat:shadow", "bot_canary", 0)
+    )
+    on = {"chat": {"bot_stable": off["chat"]["bot_stable"], "bot_canary": {"weight": 0, "mirrored": True}}}
+    [problem] = litellm_callback.apply_groups(router, on, {})
+    assert "cannot build" in problem and raw(router, "bot_stable")["litellm_params"]["silent_model"] == "bot_canary"
 
 
 @pytest.mark.parametrize(
