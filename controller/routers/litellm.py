@@ -522,7 +522,10 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
     desired weight, the router's extra `litellm_params` for its model (api_base, api_key), the
     variant's params, and `model_info.rollout` (its revision, params and system prompt, which the
     callback puts into each request; the callback adds the group's routing strategy). With shadow,
-    stable's `silent_model` is the canary's id, and a canary at weight 0 waits in `shadow_group`."""
+    stable's `silent_model` is the canary's id. A canary at weight 0 waits in `shadow_group`, shadow or
+    not: in the route's group LiteLLM would give it users' requests while stable cooled down (it splits
+    evenly over weights that are all 0), from the proxy's start until the callback's first run takes a
+    canary that is not mirrored out of the proxy."""
     out: list[dict[str, Any]] = []
     for g in groups:
         where = f"rollout {g.rollout!r}"
@@ -542,7 +545,8 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
                 params.update(content["params"])
                 record = {k: content[k] for k in ("revision", "params", "system_prompt")}
             params["weight"] = g.weights.get(role, 0)
-            waiting = mirrored and role == traffic.CANARY and not params["weight"]
+            # a canary at 0 is never in the route's group, shadow or not (the callback withdraws one not mirrored)
+            waiting = role == traffic.CANARY and not params["weight"]
             if mirrored and role != traffic.CANARY:
                 params[SILENT_MODEL] = deployment_id(g.rollout, traffic.CANARY)
             out.append(

@@ -591,6 +591,11 @@ def raw(router: Any, dep_id: str) -> dict[str, Any]:
     return found
 
 
+def model_info(router: Any) -> dict[str, Any]:
+    """What `GET /model/info` answers the master key for this router's model list (all of it)."""
+    return {"data": copy.deepcopy(router.model_list)}
+
+
 def serving(model: str, revision: str, *, prompt: str | None = None, **params: Any) -> dict[str, Any]:
     return {"model": model, "revision": revision, "params": params, "system_prompt": prompt, "litellm_params": {}}
 
@@ -770,11 +775,7 @@ def test_callback_stops_a_mirror_even_when_it_cannot_build_the_group() -> None:
     assert stable["litellm_params"]["model"] == "openai/bot_stable"  # the rest of stable as it was
     assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]
     assert withdrawn["bot_canary"]["model_info"]["id"] == "bot_canary"
-    rows = [
-        {**d, "model_info": {**d["model_info"], "rollout": {"routing_strategy": "simple-shuffle"}}}
-        for d in router.model_list
-    ]
-    state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    state = litellm.parse_group(model_info(router), route="chat", rollout="bot", where=WHERE)
     assert state is not None and state.shadow == 0
     # a mirror the file keeps is kept: only what lowers exposure is applied on the refused path
     router = new_router(
@@ -783,6 +784,44 @@ def test_callback_stops_a_mirror_even_when_it_cannot_build_the_group() -> None:
     on = {"chat": {"bot_stable": off["chat"]["bot_stable"], "bot_canary": {"weight": 0, "mirrored": True}}}
     [problem] = litellm_callback.apply_groups(router, on, {})
     assert "cannot build" in problem and raw(router, "bot_stable")["litellm_params"]["silent_model"] == "bot_canary"
+
+
+def test_a_rendered_canary_at_0_waits_outside_the_routes_group_until_the_callback_withdraws_it() -> None:
+    """`rollout render litellm` puts a canary at weight 0 in the shadow group, shadow or not: in the
+    route's group LiteLLM would give it users' requests while stable cooled down, from the proxy's start
+    until the callback's first run. The read agrees (canary 0, no shadow); the callback withdraws it,
+    and puts it back in the route's group when its weight rises."""
+    from controller.routers import litellm_callback
+
+    extra = {m: {"api_base": "http://127.0.0.1:9/v1", "api_key": "x"} for m in ("openai/a", "openai/b")}
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0}, PROMPTED)
+    rendered = litellm.model_list([group], deployments=extra)
+    assert [(d["model_name"], d["model_info"]["id"]) for d in rendered] == [
+        ("chat", "bot_stable"),
+        ("chat:shadow", "bot_canary"),
+    ]
+    assert "silent_model" not in rendered[0]["litellm_params"]
+    router = new_router(*rendered)
+    assert [d["model_info"]["id"] for d in router.get_model_list(model_name="chat")] == ["bot_stable"]
+    state = litellm.parse_group(model_info(router), route="chat", rollout="bot", where=WHERE)
+    assert state is not None and (dict(state.weights), state.shadow) == ({S: 100, C: 0}, 0)
+    assert state.served[C].revision == "rev-c"
+    withdrawn: dict[str, dict[str, Any]] = {}
+    document = litellm.weights_document([group], deployments=extra)
+    assert litellm_callback.apply_groups(router, document["groups"], withdrawn) == []
+    assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]
+    raised = dataclasses.replace(group, weights={S: 90, C: 10})
+    assert (
+        litellm_callback.apply_groups(
+            router, litellm.weights_document([raised], deployments=extra)["groups"], withdrawn
+        )
+        == []
+    )
+    canary = raw(router, "bot_canary")
+    assert (canary["model_name"], canary["litellm_params"]["weight"]) == ("chat", 10)
+    # stable at 0 (the canary at 100) stays in the route's group: that is no exposure
+    done = litellm.model_list([dataclasses.replace(group, weights={S: 0, C: 100})], deployments=extra)
+    assert [(d["model_name"], d["model_info"]["id"]) for d in done] == [("chat", "bot_stable"), ("chat", "bot_canary")]
 
 
 @pytest.mark.parametrize(
