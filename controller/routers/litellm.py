@@ -52,6 +52,8 @@ UNKNOWN_REVISION = "unknown"
 RESERVED = frozenset({"model", "weight", "silent_model"})
 #: The one shadow LiteLLM can carry besides 0: `silent_model` mirrors every request a deployment serves.
 MIRROR_ALL = 100
+#: The `model_info` key that, false, keeps a waiting canary's group out of `/v1/models` (litellm_callback.DISCOVERABLE).
+DISCOVERABLE = "discoverable"
 #: The `litellm_params` key that mirrors a deployment's requests to another (LiteLLM 1.106.2's router).
 SILENT_MODEL = carries.SILENT_MODEL
 
@@ -553,7 +555,8 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
                 {
                     "model_name": shadow_group(g.route) if waiting else g.route,
                     "litellm_params": params,
-                    "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record},
+                    "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record}
+                    | ({DISCOVERABLE: False} if waiting else {}),
                 }
             )
     return out

@@ -36,6 +36,8 @@ INFO_KEY = "rollout"
 WEIGHTED = "simple-shuffle"
 #: The `litellm_params` key with which LiteLLM mirrors a deployment's requests to another (by its id).
 SILENT_MODEL = "silent_model"
+#: The `model_info` key that, false, keeps a deployment's model group out of `/v1/models` (LiteLLM 1.106.2).
+DISCOVERABLE = "discoverable"
 #: litellm_params a variant's params or the controller's connection params must not set.
 RESERVED = frozenset({"model", "weight", SILENT_MODEL})
 
@@ -133,6 +135,7 @@ def apply_groups(
                     strategy=strategies[home],
                     group=home,
                     silent=silent if weight > 0 and dep_id != silent else None,
+                    hidden=home != group,
                 )
                 if dep_id in needed and wanted[dep_id] != current[dep_id]:
                     _check(wanted[dep_id])
@@ -255,17 +258,24 @@ def _deployment(
     strategy: str,
     group: str | None = None,
     silent: str | None = None,
+    hidden: bool = False,
 ) -> dict[str, Any]:
     """`source` (the deployment as the proxy has it, or as it was withdrawn) with this weight, in model
     group `group` (when given), mirroring its requests to deployment `silent` (none when None) and,
     when given, what the variant serves. Params the previous revision set and this one does not are
     removed; the connection params (api_base, api_key...) of the model are the controller's where it
-    names them, else the deployment keeps its own."""
+    names them, else the deployment keeps its own. `hidden` (a canary waiting in `shadow_group`) sets
+    `model_info.discoverable: false`, which keeps the group out of `/v1/models` for keys without admin
+    view (it does not refuse a call to it); leaving the shadow group for `group` takes it off again."""
     out = copy.deepcopy(dict(source))
+    info: dict[str, Any] = out.setdefault("model_info", {})
+    if hidden:
+        info[DISCOVERABLE] = False
+    elif group is not None and out.get("model_name") == shadow_group(group):
+        info.pop(DISCOVERABLE, None)  # ours, set while it waited
     if group is not None:
         out["model_name"] = group
     params: dict[str, Any] = out.setdefault("litellm_params", {})
-    info: dict[str, Any] = out.setdefault("model_info", {})
     found = info.get(INFO_KEY)
     before: dict[str, Any] = found if isinstance(found, dict) else {}
     rollout = dict(before)

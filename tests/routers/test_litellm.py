@@ -824,6 +824,49 @@ def test_a_rendered_canary_at_0_waits_outside_the_routes_group_until_the_callbac
     assert [(d["model_name"], d["model_info"]["id"]) for d in done] == [("chat", "bot_stable"), ("chat", "bot_canary")]
 
 
+def test_a_waiting_canary_is_kept_out_of_v1_models() -> None:
+    """A canary waiting in the shadow group carries `model_info.discoverable: false`, rendered and set
+    live, so LiteLLM's own filter keeps `<route>:shadow` out of `/v1/models` for a key without admin
+    view; rising into the route's group or withdrawn, it loses it. (A call to it is not refused.)"""
+    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+    from litellm.proxy.common_utils.discoverable_model_filter import undiscoverable_model_names
+
+    from controller.routers import litellm_callback
+
+    extra = {m: {"api_base": "http://127.0.0.1:9/v1", "api_key": "x"} for m in ("openai/a", "openai/b")}
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0}, shadow=100)
+    rendered = litellm.model_list([group], deployments=extra)
+    assert [d["model_info"].get("discoverable") for d in rendered] == [None, False]
+    user, admin = UserAPIKeyAuth(api_key="sk-user"), UserAPIKeyAuth(user_role=LitellmUserRoles.PROXY_ADMIN)
+
+    def hidden(router: Any, key: Any = user) -> set[str]:
+        return set(undiscoverable_model_names(["chat", "chat:shadow"], router, key, None))
+
+    router = new_router(*rendered)
+    assert hidden(router) == {"chat:shadow"} and hidden(router, admin) == set()
+    # live: a canary the callback moves into the shadow group is hidden; out of it, listed again
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    mirrored = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    assert raw(router, "bot_canary")["model_info"]["discoverable"] is False and hidden(router) == {"chat:shadow"}
+    assert "discoverable" not in raw(router, "bot_stable")["model_info"]
+    live_canary = {"chat": {"bot_stable": {"weight": 90}, "bot_canary": {"weight": 10, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, live_canary, withdrawn) == []
+    assert "discoverable" not in raw(router, "bot_canary")["model_info"] and hidden(router) == set()
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    off = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0}}}
+    assert litellm_callback.apply_groups(router, off, withdrawn) == []
+    assert "discoverable" not in withdrawn["bot_canary"]["model_info"]  # back in the route's group, listed
+    # a discoverable: false that is not ours (set on stable by hand) is left as it is
+    router = new_router(
+        deployment("chat", "bot_stable", 100)
+        | {"model_info": {"id": "bot_stable", "rollout": {}, "discoverable": False}}
+    )
+    assert litellm_callback.apply_groups(router, {"chat": {"bot_stable": {"weight": 100}}}, {}) == []
+    assert raw(router, "bot_stable")["model_info"]["discoverable"] is False
+
+
 @pytest.mark.parametrize(
     ("group", "problem"),
     [
