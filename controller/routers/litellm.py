@@ -52,6 +52,8 @@ UNKNOWN_REVISION = "unknown"
 RESERVED = frozenset({"model", "weight", "silent_model"})
 #: The one shadow LiteLLM can carry besides 0: `silent_model` mirrors every request a deployment serves.
 MIRROR_ALL = 100
+#: The `model_info` key that, false, keeps a waiting canary's group out of `/v1/models` (litellm_callback.DISCOVERABLE).
+DISCOVERABLE = "discoverable"
 #: The `litellm_params` key that mirrors a deployment's requests to another (LiteLLM 1.106.2's router).
 SILENT_MODEL = carries.SILENT_MODEL
 
@@ -165,9 +167,10 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     we report what we cannot trust instead of guessing, and the reconciler writes main's state over it. A group whose routing strategy ignores weights,
     or does not say, is read with a `hold`.
 
-    Shadow is 100 when a deployment of ours in the group mirrors to our canary (`silent_model` is its
-    id) and the canary is in the proxy, in the group or waiting in `shadow_group(route)` (then at weight
-    0 for the route); else 0.
+    Shadow is 100 when a deployment of ours (in the group or in `shadow_group(route)`) mirrors to our
+    canary (`silent_model` is its id) and the canary is in the group or waiting in the shadow group (then
+    at weight 0 for the route); else 0. A deployment of ours mirroring to a canary in neither (LiteLLM
+    still sends a copy of every request to that id) is a RouterSplitError, never read as shadow 0.
     """
     rows = data.get("data") if isinstance(data, dict) else None
     if not isinstance(rows, list):
@@ -180,9 +183,12 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
     unwhole: list[str] = []
     silent: set[str] = set()
     for row in _group_rows(rows, shadow_group(route)):
-        if str((row.get("model_info") or {}).get("id")) == canary_id:
+        dep_id = str((row.get("model_info") or {}).get("id"))
+        if dep_id == canary_id:
             weights[traffic.CANARY] = 0  # mirrored to, never picked for a user's request
             served[traffic.CANARY] = _served(row, _record(row))
+        if dep_id in ours:
+            silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
     for row in _group_rows(rows, route):
         dep_id = str((row.get("model_info") or {}).get("id"))
         weight = (row.get("litellm_params") or {}).get("weight")
@@ -195,13 +201,18 @@ def parse_group(data: Any, *, route: str, rollout: str, where: str) -> traffic.R
             continue
         weights[role] = weight
         served[role] = _served(row, _record(row))
-        if role != traffic.CANARY:
-            silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
+        silent.add(str((row.get("litellm_params") or {}).get(SILENT_MODEL)))
     if unwhole:
         raise _unsplit(others)(f"{where}: {'; '.join(unwhole)}")
     if not weights:
         return None
-    shadow = MIRROR_ALL if canary_id in silent and traffic.CANARY in weights else 0
+    if canary_id in silent and traffic.CANARY not in weights:
+        # LiteLLM sends a copy of each request to that id wherever it is: neither shadow 0 nor 100 is true
+        raise _unsplit(others)(
+            f"{where}: a deployment of ours mirrors to {canary_id!r} (silent_model), which is neither in model "
+            f"group {route!r} nor in {shadow_group(route)!r}"
+        )
+    shadow = MIRROR_ALL if canary_id in silent else 0
     weights.setdefault(traffic.STABLE, 0)
     weights.setdefault(traffic.CANARY, 0)
     try:
@@ -513,7 +524,10 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
     desired weight, the router's extra `litellm_params` for its model (api_base, api_key), the
     variant's params, and `model_info.rollout` (its revision, params and system prompt, which the
     callback puts into each request; the callback adds the group's routing strategy). With shadow,
-    stable's `silent_model` is the canary's id, and a canary at weight 0 waits in `shadow_group`."""
+    stable's `silent_model` is the canary's id. A canary at weight 0 waits in `shadow_group`, shadow or
+    not: in the route's group LiteLLM would give it users' requests while stable cooled down (it splits
+    evenly over weights that are all 0), from the proxy's start until the callback's first run takes a
+    canary that is not mirrored out of the proxy."""
     out: list[dict[str, Any]] = []
     for g in groups:
         where = f"rollout {g.rollout!r}"
@@ -533,14 +547,16 @@ def model_list(groups: Sequence[GroupSpec], *, deployments: Mapping[str, Mapping
                 params.update(content["params"])
                 record = {k: content[k] for k in ("revision", "params", "system_prompt")}
             params["weight"] = g.weights.get(role, 0)
-            waiting = mirrored and role == traffic.CANARY and not params["weight"]
+            # a canary at 0 is never in the route's group, shadow or not (the callback withdraws one not mirrored)
+            waiting = role == traffic.CANARY and not params["weight"]
             if mirrored and role != traffic.CANARY:
                 params[SILENT_MODEL] = deployment_id(g.rollout, traffic.CANARY)
             out.append(
                 {
                     "model_name": shadow_group(g.route) if waiting else g.route,
                     "litellm_params": params,
-                    "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record},
+                    "model_info": {"id": deployment_id(g.rollout, role), INFO_KEY: record}
+                    | ({DISCOVERABLE: False} if waiting else {}),
                 }
             )
     return out

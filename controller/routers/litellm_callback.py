@@ -36,6 +36,8 @@ INFO_KEY = "rollout"
 WEIGHTED = "simple-shuffle"
 #: The `litellm_params` key with which LiteLLM mirrors a deployment's requests to another (by its id).
 SILENT_MODEL = "silent_model"
+#: The `model_info` key that, false, keeps a deployment's model group out of `/v1/models` (LiteLLM 1.106.2).
+DISCOVERABLE = "discoverable"
 #: litellm_params a variant's params or the controller's connection params must not set.
 RESERVED = frozenset({"model", "weight", SILENT_MODEL})
 
@@ -74,7 +76,9 @@ def apply_groups(
 
     Synchronous on purpose: it runs on the proxy's event loop with no await, so no request ever sees
     a half-applied group. Returns the problems it skipped: a group with a deployment LiteLLM would
-    refuse is left as it is, except that the deployments the file takes out still go.
+    refuse is left as it is, except that what lowers exposure is still applied: the deployments the
+    file takes out go, and a deployment mirroring to any but the file's mirrored one loses its
+    `silent_model` (before any deployment goes).
     """
     problems: list[str] = []
     for group, raw_entries in groups.items():
@@ -131,19 +135,32 @@ def apply_groups(
                     strategy=strategies[home],
                     group=home,
                     silent=silent if weight > 0 and dep_id != silent else None,
+                    hidden=home != group,
                 )
                 if dep_id in needed and wanted[dep_id] != current[dep_id]:
                     _check(wanted[dep_id])
             except Exception as exc:  # LiteLLM would refuse it, or drop it on upsert
                 refused.append(f"{dep_id}: {_why(exc)}")
         if refused:
-            # Leave the group as it is, except that what the file takes out still goes: lowering
-            # exposure never waits on the rest of the group.
+            # Leave the group as it is, except that what the file takes out still goes, and a mirror the
+            # file does not name stops: lowering exposure never waits on the rest of the group.
             problems.append(f"group {group!r}: cannot build {refused}; only its removals are applied")
-            entries = {d: (0, None) for d, (w, _) in entries.items() if d not in needed and current[d] is not None}
-            if not _keeps_traffic(router, group, set(entries)):
-                continue
-            wanted = {d: current[d] or {} for d in entries}
+            removed = [d for d in entries if d not in needed and current[d] is not None]
+            if not _keeps_traffic(router, group, set(removed)):
+                removed = []
+            for dep_id, found in current.items():  # the mirrors stop first: one may name what goes next
+                if found is None or dep_id in removed:
+                    continue
+                mirrors = (found.get("litellm_params") or {}).get(SILENT_MODEL)
+                if mirrors is not None and mirrors != silent:
+                    try:
+                        _upsert(router, _unmirrored(found), previous=found)
+                    except Exception as exc:
+                        problems.append(f"group {group!r}: LiteLLM refused {dep_id} without silent_model: {_why(exc)}")
+            for dep_id in removed:
+                withdrawn[dep_id] = current[dep_id] or {}
+                router.delete_deployment(id=dep_id)
+            continue
         # the mirrored deployment first (it is there before any silent_model names it), then additions and
         # increases, removals last: the group is never empty, even between statements
         for dep_id in sorted(entries, key=lambda d: (d != silent, -entries[d][0])):
@@ -162,6 +179,13 @@ def apply_groups(
                 if current[dep_id] is not None:
                     router.delete_deployment(id=dep_id)
     return problems
+
+
+def _unmirrored(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """`deployment` as it is, except that it mirrors to no one (its `silent_model` removed)."""
+    out = copy.deepcopy(dict(deployment))
+    out.setdefault("litellm_params", {}).pop(SILENT_MODEL, None)
+    return out
 
 
 def _ours(router: Any, group: str) -> list[str]:
@@ -234,17 +258,24 @@ def _deployment(
     strategy: str,
     group: str | None = None,
     silent: str | None = None,
+    hidden: bool = False,
 ) -> dict[str, Any]:
     """`source` (the deployment as the proxy has it, or as it was withdrawn) with this weight, in model
     group `group` (when given), mirroring its requests to deployment `silent` (none when None) and,
     when given, what the variant serves. Params the previous revision set and this one does not are
     removed; the connection params (api_base, api_key...) of the model are the controller's where it
-    names them, else the deployment keeps its own."""
+    names them, else the deployment keeps its own. `hidden` (a canary waiting in `shadow_group`) sets
+    `model_info.discoverable: false`, which keeps the group out of `/v1/models` for keys without admin
+    view (it does not refuse a call to it); leaving the shadow group for `group` takes it off again."""
     out = copy.deepcopy(dict(source))
+    info: dict[str, Any] = out.setdefault("model_info", {})
+    if hidden:
+        info[DISCOVERABLE] = False
+    elif group is not None and out.get("model_name") == shadow_group(group):
+        info.pop(DISCOVERABLE, None)  # ours, set while it waited
     if group is not None:
         out["model_name"] = group
     params: dict[str, Any] = out.setdefault("litellm_params", {})
-    info: dict[str, Any] = out.setdefault("model_info", {})
     found = info.get(INFO_KEY)
     before: dict[str, Any] = found if isinstance(found, dict) else {}
     rollout = dict(before)

@@ -8,6 +8,7 @@ import collections
 import copy
 import dataclasses
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -197,18 +198,43 @@ def mirroring(group: str, dep_id: str, weight: int, silent: str) -> dict[str, An
             ({S: 100, C: 0}, 100),
         ),
         ([mirroring("chat", "bot_stable", 90, "bot_canary"), row("chat", "bot_canary", 10)], ({S: 90, C: 10}, 100)),
-        ([mirroring("chat", "bot_stable", 100, "bot_canary")], ({S: 100, C: 0}, 0)),  # no canary to reach
         ([row("chat", "bot_stable", 100), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),  # no mirror
         ([mirroring("chat", "bot_stable", 100, "x_canary"), row("chat:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
-        ([mirroring("chat", "bot_stable", 100, "bot_canary"), row("x:shadow", "bot_canary", 0)], ({S: 100, C: 0}, 0)),
+        (
+            [row("chat", "bot_stable", 100), mirroring("chat:shadow", "bot_canary", 0, "bot_canary")],
+            ({S: 100, C: 0}, 100),
+        ),
     ],
-    ids=["shadow", "shadow-with-live-canary", "canary-absent", "not-mirrored", "mirrors-another", "elsewhere"],
+    ids=["shadow", "shadow-with-live-canary", "not-mirrored", "mirrors-another", "any-of-ours-mirrors"],
 )
 def test_parse_group_reads_shadow(rows: list[dict[str, Any]], expected: tuple[dict[str, int], int]) -> None:
-    """Shadow is stable's `silent_model` naming our canary while the canary is in the proxy, in the
-    group or waiting in its shadow group; anything less reads 0, so a write it does not show is held."""
+    """Shadow is a deployment of ours whose `silent_model` names our canary, the canary in the group or
+    waiting in its shadow group; a write it does not show is held."""
     state = litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
     assert state is not None and (dict(state.weights), state.shadow) == expected
+
+
+@pytest.mark.parametrize(
+    ("rows", "error"),
+    [
+        ([mirroring("chat", "bot_stable", 100, "bot_canary")], errors.RouterSplitError),
+        (
+            [mirroring("chat", "bot_stable", 100, "bot_canary"), row("x:shadow", "bot_canary", 0)],
+            errors.RouterSplitError,
+        ),
+        ([mirroring("chat", "bot_stable", 90, "bot_canary"), row("chat", "hotfix", 10)], errors.RouterStateError),
+    ],
+    ids=["canary-absent", "canary-elsewhere", "canary-absent-with-others"],
+)
+def test_parse_group_never_reads_shadow_0_while_ours_mirrors_to_the_canary(
+    rows: list[dict[str, Any]], error: type[errors.RouterStateError]
+) -> None:
+    """LiteLLM sends a copy of every request to the id stable's `silent_model` names, wherever that
+    deployment is: with our canary absent from the route's groups the read is an error (healed to main's
+    state, unless others share the group), never shadow 0, so a shadow-off write is not confirmed."""
+    with pytest.raises(error, match="mirrors to 'bot_canary'") as raised:
+        litellm.parse_group({"data": rows}, route="chat", rollout="bot", where=WHERE)
+    assert (raised.type is errors.RouterSplitError) == (error is errors.RouterSplitError)
 
 
 def test_entries_mark_the_mirrored_canary() -> None:
@@ -565,6 +591,11 @@ def raw(router: Any, dep_id: str) -> dict[str, Any]:
     return found
 
 
+def model_info(router: Any) -> dict[str, Any]:
+    """What `GET /model/info` answers the master key for this router's model list (all of it)."""
+    return {"data": copy.deepcopy(router.model_list)}
+
+
 def serving(model: str, revision: str, *, prompt: str | None = None, **params: Any) -> dict[str, Any]:
     return {"model": model, "revision": revision, "params": params, "system_prompt": prompt, "litellm_params": {}}
 
@@ -721,6 +752,119 @@ def test_callback_mirrors_stable_to_the_canary_and_stops_at_once() -> None:
     assert litellm_callback.apply_groups(router, built, {}) == []
     assert where() == {"bot_stable": ("chat", 100, "bot_canary"), "bot_canary": ("chat:shadow", 0, None)}
     assert raw(router, "bot_canary")["litellm_params"]["model"] == "openai/m2"
+
+
+def test_callback_stops_a_mirror_even_when_it_cannot_build_the_group() -> None:
+    """Shadow off with stable's entry one the callback cannot build (its api_key names an unset
+    variable): the group is left as it is except what lowers exposure: stable's silent_model goes
+    (before the canary does), the canary is withdrawn, and the read says shadow 0 only then."""
+    from controller.routers import litellm_callback
+
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    mirrored = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    assert raw(router, "bot_stable")["litellm_params"]["silent_model"] == "bot_canary"
+    unbuildable = serving("openai/m", "r2") | {"litellm_params": {"api_key": "os.environ/ROLLOUT_TEST_UNSET_KEY"}}
+    assert "ROLLOUT_TEST_UNSET_KEY" not in os.environ
+    off = {"chat": {"bot_stable": {"weight": 100, "serves": unbuildable}, "bot_canary": {"weight": 0}}}
+    [problem] = litellm_callback.apply_groups(router, off, withdrawn)
+    assert "cannot build" in problem and "bot_stable" in problem
+    stable = raw(router, "bot_stable")
+    assert "silent_model" not in stable["litellm_params"]
+    assert stable["litellm_params"]["model"] == "openai/bot_stable"  # the rest of stable as it was
+    assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]
+    assert withdrawn["bot_canary"]["model_info"]["id"] == "bot_canary"
+    state = litellm.parse_group(model_info(router), route="chat", rollout="bot", where=WHERE)
+    assert state is not None and state.shadow == 0
+    # a mirror the file keeps is kept: only what lowers exposure is applied on the refused path
+    router = new_router(
+        deployment("chat", "bot_stable", 100, silent_model="bot_canary"), deployment("chat:shadow", "bot_canary", 0)
+    )
+    on = {"chat": {"bot_stable": off["chat"]["bot_stable"], "bot_canary": {"weight": 0, "mirrored": True}}}
+    [problem] = litellm_callback.apply_groups(router, on, {})
+    assert "cannot build" in problem and raw(router, "bot_stable")["litellm_params"]["silent_model"] == "bot_canary"
+
+
+def test_a_rendered_canary_at_0_waits_outside_the_routes_group_until_the_callback_withdraws_it() -> None:
+    """`rollout render litellm` puts a canary at weight 0 in the shadow group, shadow or not: in the
+    route's group LiteLLM would give it users' requests while stable cooled down, from the proxy's start
+    until the callback's first run. The read agrees (canary 0, no shadow); the callback withdraws it,
+    and puts it back in the route's group when its weight rises."""
+    from controller.routers import litellm_callback
+
+    extra = {m: {"api_base": "http://127.0.0.1:9/v1", "api_key": "x"} for m in ("openai/a", "openai/b")}
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0}, PROMPTED)
+    rendered = litellm.model_list([group], deployments=extra)
+    assert [(d["model_name"], d["model_info"]["id"]) for d in rendered] == [
+        ("chat", "bot_stable"),
+        ("chat:shadow", "bot_canary"),
+    ]
+    assert "silent_model" not in rendered[0]["litellm_params"]
+    router = new_router(*rendered)
+    assert [d["model_info"]["id"] for d in router.get_model_list(model_name="chat")] == ["bot_stable"]
+    state = litellm.parse_group(model_info(router), route="chat", rollout="bot", where=WHERE)
+    assert state is not None and (dict(state.weights), state.shadow) == ({S: 100, C: 0}, 0)
+    assert state.served[C].revision == "rev-c"
+    withdrawn: dict[str, dict[str, Any]] = {}
+    document = litellm.weights_document([group], deployments=extra)
+    assert litellm_callback.apply_groups(router, document["groups"], withdrawn) == []
+    assert [d["model_info"]["id"] for d in router.model_list] == ["bot_stable"]
+    raised = dataclasses.replace(group, weights={S: 90, C: 10})
+    assert (
+        litellm_callback.apply_groups(
+            router, litellm.weights_document([raised], deployments=extra)["groups"], withdrawn
+        )
+        == []
+    )
+    canary = raw(router, "bot_canary")
+    assert (canary["model_name"], canary["litellm_params"]["weight"]) == ("chat", 10)
+    # stable at 0 (the canary at 100) stays in the route's group: that is no exposure
+    done = litellm.model_list([dataclasses.replace(group, weights={S: 0, C: 100})], deployments=extra)
+    assert [(d["model_name"], d["model_info"]["id"]) for d in done] == [("chat", "bot_stable"), ("chat", "bot_canary")]
+
+
+def test_a_waiting_canary_is_kept_out_of_v1_models() -> None:
+    """A canary waiting in the shadow group carries `model_info.discoverable: false`, rendered and set
+    live, so LiteLLM's own filter keeps `<route>:shadow` out of `/v1/models` for a key without admin
+    view; rising into the route's group or withdrawn, it loses it. (A call to it is not refused.)"""
+    from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+    from litellm.proxy.common_utils.discoverable_model_filter import undiscoverable_model_names
+
+    from controller.routers import litellm_callback
+
+    extra = {m: {"api_base": "http://127.0.0.1:9/v1", "api_key": "x"} for m in ("openai/a", "openai/b")}
+    group = litellm.GroupSpec("bot", "chat", {S: "openai/a", C: "openai/b"}, {S: 100, C: 0}, shadow=100)
+    rendered = litellm.model_list([group], deployments=extra)
+    assert [d["model_info"].get("discoverable") for d in rendered] == [None, False]
+    user, admin = UserAPIKeyAuth(api_key="sk-user"), UserAPIKeyAuth(user_role=LitellmUserRoles.PROXY_ADMIN)
+
+    def hidden(router: Any, key: Any = user) -> set[str]:
+        return set(undiscoverable_model_names(["chat", "chat:shadow"], router, key, None))
+
+    router = new_router(*rendered)
+    assert hidden(router) == {"chat:shadow"} and hidden(router, admin) == set()
+    # live: a canary the callback moves into the shadow group is hidden; out of it, listed again
+    router = new_router(deployment("chat", "bot_stable", 100), deployment("chat", "bot_canary", 0))
+    withdrawn: dict[str, dict[str, Any]] = {}
+    mirrored = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    assert raw(router, "bot_canary")["model_info"]["discoverable"] is False and hidden(router) == {"chat:shadow"}
+    assert "discoverable" not in raw(router, "bot_stable")["model_info"]
+    live_canary = {"chat": {"bot_stable": {"weight": 90}, "bot_canary": {"weight": 10, "mirrored": True}}}
+    assert litellm_callback.apply_groups(router, live_canary, withdrawn) == []
+    assert "discoverable" not in raw(router, "bot_canary")["model_info"] and hidden(router) == set()
+    assert litellm_callback.apply_groups(router, mirrored, withdrawn) == []
+    off = {"chat": {"bot_stable": {"weight": 100}, "bot_canary": {"weight": 0}}}
+    assert litellm_callback.apply_groups(router, off, withdrawn) == []
+    assert "discoverable" not in withdrawn["bot_canary"]["model_info"]  # back in the route's group, listed
+    # a discoverable: false that is not ours (set on stable by hand) is left as it is
+    router = new_router(
+        deployment("chat", "bot_stable", 100)
+        | {"model_info": {"id": "bot_stable", "rollout": {}, "discoverable": False}}
+    )
+    assert litellm_callback.apply_groups(router, {"chat": {"bot_stable": {"weight": 100}}}, {}) == []
+    assert raw(router, "bot_stable")["model_info"]["discoverable"] is False
 
 
 @pytest.mark.parametrize(
