@@ -34,6 +34,7 @@ import dataclasses
 import http.server
 import json
 import random
+import re
 import signal
 import sys
 import threading
@@ -141,6 +142,7 @@ def scenario(name: str, baseline: Behaviour) -> Behaviour:
 SCENARIOS = ("good", "regression", "latency", "errors", "json", "disliked")
 FEEDBACK_VALUES = ("up", "down")
 UNRATED_KEPT = 100_000  # answers a rating can still name: the latest ones
+_ANSWER_ID = re.compile(r"chatcmpl-[a-z]+-[0-9]+")  # an answer of any stand-in
 
 
 class _Outcomes:
@@ -280,6 +282,7 @@ class Model:
         self.served = 0
         self._id_prefix = f"chatcmpl-{variant}-"
         self._unrated: collections.OrderedDict[int, str] = collections.OrderedDict()  # answer -> its segment
+        self._rated_elsewhere: collections.OrderedDict[str, None] = collections.OrderedDict()  # others' answers
         for segment in segments or (NO_SEGMENT,):  # the configured ones; "none" only without any
             self.metrics.init(route, variant, segment)
         self.vllm = VllmMetrics(model=model) if vllm_metrics else None  # a vLLM server: exports these instead
@@ -364,16 +367,27 @@ class Model:
         }
         return Answer(200, body), delay
 
-    def rate(self, request: Mapping[str, Any]) -> Answer:
-        """A user's rating of one of this server's answers: `{"id": ..., "value": "up"|"down"}`, counted
-        once per answer, in the segment of the request it answered."""
+    def rate(self, request: Mapping[str, Any], *, segment: str) -> Answer:
+        """A user's rating of an answer this variant served: `{"id": ..., "value": "up"|"down"}`, counted
+        once per answer. One of this server's own answers counts in the segment of the request it
+        answered; one another stand-in gave as this variant (after a completion, Envoy's stable cluster
+        is the canary's server, and its answers say `stable`) counts in the rating request's `segment`."""
         value, answer_id = request.get("value"), str(request.get("id", ""))
         if value not in FEEDBACK_VALUES:
             return Answer(400, {"error": {"message": "value must be up or down", "type": "invalid_request_error"}})
         number = answer_id.removeprefix(self._id_prefix)
         with self._lock:
-            segment = self._unrated.pop(int(number), None) if number != answer_id and number.isdigit() else None
-        if segment is None:
+            if number != answer_id:
+                found = self._unrated.pop(int(number), None) if number.isdigit() else None
+            elif _ANSWER_ID.fullmatch(answer_id) and answer_id not in self._rated_elsewhere:
+                found = segment
+                self._rated_elsewhere[answer_id] = None
+                if len(self._rated_elsewhere) > UNRATED_KEPT:
+                    self._rated_elsewhere.popitem(last=False)
+            else:
+                found = None
+        segment = found or ""
+        if found is None:
             message = f"no answer {answer_id!r} of this server to rate (unknown, or rated already)"
             return Answer(404, {"error": {"message": message, "type": "not_found"}})
         self.metrics.feedback.labels(self.route, self.variant, segment, value).inc()
@@ -427,7 +441,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         segment = self.headers.get(SEGMENT_HEADER) or NO_SEGMENT
         if path == "/v1/feedback":
-            rated = model.rate(request)
+            rated = model.rate(request, segment=segment)
             self._send(rated.status, rated.body)
             return
         if path != "/v1/chat/completions":

@@ -227,6 +227,18 @@ def test_feedback_counts_a_rating_of_one_of_its_answers(server: ms.Running) -> N
     assert again.status_code == 404 and "rated already" in again.json()["error"]["message"]  # once per answer
 
 
+def test_a_rating_of_an_answer_another_server_gave_as_this_variant_counts_once(server: ms.Running) -> None:
+    """After a completion, Envoy's stable cluster is the canary's server: its answers say `stable`, so
+    their ratings reach the stable variant's endpoint, which counts them as stable's, in the rating's
+    segment, once each."""
+    rating = {"id": "chatcmpl-stable-7", "value": "down"}
+    first = httpx.post(f"{server.url}/v1/feedback", json=rating, headers={ms.SEGMENT_HEADER: "pro"}, timeout=5)
+    again = httpx.post(f"{server.url}/v1/feedback", json=rating, headers={ms.SEGMENT_HEADER: "pro"}, timeout=5)
+    assert (first.status_code, again.status_code) == (200, 404)
+    samples = _samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
+    assert _sum(samples, "llm_feedback_total", value="down", tenant_tier="pro", variant="canary") == 1
+
+
 def test_a_rating_counts_in_the_segment_of_the_answer_it_rates(server: ms.Running) -> None:
     answer = chat(server.url, tier="pro").json()
     rated = httpx.post(
@@ -242,11 +254,11 @@ def test_a_rating_counts_in_the_segment_of_the_answer_it_rates(server: ms.Runnin
     ("body", "status", "message"),
     [
         ({"id": "chatcmpl-canary-1", "value": "sideways"}, 400, "value must be up or down"),
-        ({"id": "chatcmpl-stable-1", "value": "up"}, 404, "no answer 'chatcmpl-stable-1'"),  # another's answer
+        ({"id": "not-an-answer", "value": "up"}, 404, "no answer 'not-an-answer'"),
         ({"id": "chatcmpl-canary-99", "value": "up"}, 404, "no answer"),  # not served yet
         ({"value": "up"}, 404, "no answer"),
     ],
-    ids=["bad-value", "another-variants-answer", "unserved", "no-id"],
+    ids=["bad-value", "not-an-answer", "unserved", "no-id"],
 )
 def test_feedback_refuses_what_is_not_a_rating_of_its_answer(
     server: ms.Running, body: dict[str, str], status: int, message: str
