@@ -16,7 +16,7 @@ The JSON `plots()` returns (every time in unix seconds):
 - `step` keeps a panel at 240 points at most, and is never under 15 s (a usual scrape interval):
   `max(15, ceil((end - start) / 239))`. `start` and `end` are whole seconds; a series has one point per
   time `start + k * step` up to `end`, null where Prometheus has no value there (no traffic in the
-  window, or 0/0).
+  window, or 0/0); values have 12 significant digits (no float noise such as 0.9999999999999999).
 - `window` is the rate window of every value: the rollout's `analysis.interval`, or the step when that
   is longer (so that consecutive points together see every request). A gate judges the same expression
   over the step so far; a plot's point is that expression over the window before it.
@@ -212,7 +212,7 @@ def _series(
         where = _where(cohort, tuple((seg, s.labels.get(seg, "")) for seg in g.segments))
         values = points.setdefault((where, variant), {})
         for t, v in s.points:
-            values[round(t)] = None if math.isnan(v) or math.isinf(v) else v * factor
+            values[round(t)] = None if math.isnan(v) or math.isinf(v) else float(f"{v * factor:.12g}")
     out = []
     for where in sorted({w for w, _ in points}):
         for variant in ("stable", "canary"):

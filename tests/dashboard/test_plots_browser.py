@@ -143,12 +143,18 @@ def test_a_panel_without_data_says_so_and_segments_get_their_own_charts(site: tu
         assert empty.first.locator("p.plot-nodata").text_content() == "no data"
         assert empty.first.locator("canvas").count() == 0
         charts = page.locator('div.plot-panel[data-metric="eval_pass_rate"] div.plot-chart')
+        hostile = f"tenant_tier={plot_history.HOSTILE}"
         assert [charts.nth(i).get_attribute("data-segment") for i in range(charts.count())] == [
+            hostile,
             "tenant_tier=free",
             "tenant_tier=pro",
         ]
-        assert charts.nth(1).locator(".u-title").text_content() == "tenant_tier=pro"
-        assert charts.nth(1).locator("canvas").count() == 1
+        assert charts.nth(2).locator(".u-title").text_content() == "tenant_tier=pro"
+        assert [charts.nth(i).locator("canvas").count() for i in range(3)] == [1, 1, 1]
+        # a label's value that is markup is shown as text, never made an element
+        assert charts.nth(0).locator(".u-title").text_content() == hostile
+        assert page.locator("section#plots img, section#plots b").count() == 0
+        assert page.title() == "seg"
     assert problems == []
 
 

@@ -34,7 +34,7 @@ def metrics(plot_prom: Any) -> Iterator[prometheus.Prometheus]:  # noqa: F811
 def answers(metrics: prometheus.Prometheus) -> dict[str, dict[str, Any]]:
     """Each rollout's plots over the whole history, asked once."""
     out = {}
-    for name in ("r-app", "r-seg", "r-envoy", "r-cohort"):
+    for name in ("r-app", "r-seg", "r-envoy", "r-cohort", "r-litellm", "r-vllm"):
         out[name] = series.plots(plot_history.rollout(name), plot_history.CONFIG, metrics, start=START, end=END)
     return out
 
@@ -100,6 +100,8 @@ def test_panels_say_their_title_unit_source_and_query(answers: dict[str, dict[st
 def test_segments_split_the_series(answers: dict[str, dict[str, Any]]) -> None:
     evals = panel(answers["r-seg"], "eval_pass_rate")
     assert [(s["segment"], s["variant"]) for s in evals["series"]] == [
+        (f"tenant_tier={plot_history.HOSTILE}", "stable"),  # a label's value as it is: the page shows it as text
+        (f"tenant_tier={plot_history.HOSTILE}", "canary"),
         ("tenant_tier=free", "stable"),
         ("tenant_tier=free", "canary"),
         ("tenant_tier=pro", "stable"),
@@ -147,6 +149,25 @@ def test_envoy_s_own_metrics_and_a_note_where_envoy_has_none(answers: dict[str, 
     assert evals["source"] == "application" and evals["series"] == []
     assert evals["note"] == "Envoy metrics have no eval pass rate: read from the application metrics (eval_pass_rate)"
     assert answer["errors"] == []
+
+
+@pytest.mark.parametrize(("rollout", "metric", "variant"), sorted(plot_history.FLAVOURED), ids="-".join)
+def test_litellm_and_vllm_rollouts_plot_their_own_metrics(
+    answers: dict[str, dict[str, Any]], rollout: str, metric: str, variant: str
+) -> None:
+    p = panel(answers[rollout], metric)
+    assert p["source"] == {"r-litellm": "LiteLLM", "r-vllm": "vLLM"}[rollout] and p["note"] == ""
+    before, after = settled(points(p, variant))
+    want = plot_history.FLAVOURED[(rollout, metric, variant)]
+    assert len(before) > 50 and before + after == pytest.approx([want] * (len(before) + len(after)), rel=1e-6)
+
+
+def test_vllm_has_no_cost_the_panel_says_where_it_reads_it(answers: dict[str, dict[str, Any]]) -> None:
+    cost = panel(answers["r-vllm"], "cost_per_request")
+    assert (cost["source"], cost["series"]) == ("application", [])
+    assert cost["note"] == (
+        "vLLM metrics have no cost per answered request: read from the application metrics (cost_per_request)"
+    )
 
 
 def test_a_gate_on_another_template_gets_its_panel(metrics: prometheus.Prometheus) -> None:

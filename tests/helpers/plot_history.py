@@ -7,6 +7,8 @@ Rollouts (`rollout(name)` builds each, `CONFIG` names their routers):
 - `r-seg` (route plots-seg, segments [tenant_tier]): eval pass rates per tier, nothing else (the other
   panels have no data).
 - `r-envoy` (Envoy router): Envoy's requests and 5xx; no application metrics.
+- `r-litellm` (LiteLLM router), `r-vllm` (`analysis.metrics: vllm`): their own metrics only; `FLAVOURED`
+  says each value.
 - `r-cohort` (route cohort-bad of `gate_history.cohort_history()`): cohorts internal (at 100%), beta (25%)
   and everyone else (5%).
 """
@@ -33,7 +35,11 @@ CONFIG = spec.ControllerConfig.model_validate(
     {
         "apiVersion": "rollouts/v1",
         "kind": "ControllerConfig",
-        "routers": {"local": {"type": "file"}, "edge": {"type": "envoy", "admin": "http://127.0.0.1:9901"}},
+        "routers": {
+            "local": {"type": "file"},
+            "edge": {"type": "envoy", "admin": "http://127.0.0.1:9901"},
+            "gateway": {"type": "litellm", "url": "http://127.0.0.1:4000"},
+        },
     }
 )
 
@@ -91,8 +97,14 @@ EXPECTED: Mapping[tuple[str, str], tuple[float, float]] = {
     ("tokens_per_request", "canary"): (600.0, 600.0),
 }
 
+#: a segment label's value that is markup: the page must show it as text
+HOSTILE = '<img src=x onerror="document.title=1"><b>bold</b>'
 #: r-seg's eval pass rates (%): tier -> variant -> value
-SEGMENTED = {"free": {"stable": 90.0, "canary": 85.0}, "pro": {"stable": 95.0, "canary": 70.0}}
+SEGMENTED = {
+    "free": {"stable": 90.0, "canary": 85.0},
+    "pro": {"stable": 95.0, "canary": 70.0},
+    HOSTILE: {"stable": 50.0, "canary": 60.0},
+}
 #: r-envoy's error rates (%): the canary has had no 5xx, so its 5xx series does not exist
 ENVOY = {"stable": 2.0, "canary": 0.0}
 
@@ -118,16 +130,70 @@ def _envoy() -> list[Counter]:
     return out
 
 
+#: r-litellm's and r-vllm's plotted values, from LiteLLM's and vLLM's own metrics: (rollout, metric, variant) -> value
+FLAVOURED: Mapping[tuple[str, str, str], float] = {
+    ("r-litellm", "error_rate", "stable"): 3.0,
+    ("r-litellm", "error_rate", "canary"): 10.0,
+    ("r-litellm", "latency_p95", "stable"): 0.2,
+    ("r-litellm", "latency_p95", "canary"): 0.5,
+    ("r-litellm", "cost_per_request", "stable"): 0.001,
+    ("r-litellm", "cost_per_request", "canary"): 0.0005,
+    ("r-litellm", "tokens_per_request", "stable"): 500.0,
+    ("r-litellm", "tokens_per_request", "canary"): 300.0,
+    ("r-vllm", "error_rate", "stable"): 2.0,
+    ("r-vllm", "error_rate", "canary"): 4.0,
+    ("r-vllm", "latency_p95", "stable"): 2.0,
+    ("r-vllm", "latency_p95", "canary"): 5.0,
+}
+_P95 = {  # cumulative shares putting the 95th percentile exactly on a bound
+    0.2: {"0.1": 0.5, "0.2": 0.95, "0.5": 1.0, "+Inf": 1.0},
+    0.5: {"0.1": 0.2, "0.2": 0.5, "0.5": 0.95, "+Inf": 1.0},
+    2.0: {"1": 0.5, "2": 0.95, "5": 1.0, "+Inf": 1.0},
+    5.0: {"1": 0.2, "2": 0.5, "5": 0.95, "+Inf": 1.0},
+}
+
+
+def _litellm() -> list[Counter]:
+    out = []
+    for variant, rpm in (("stable", 100.0), ("canary", 20.0)):
+        model = {"model_id": f"r-litellm_{variant}"}
+        answered = rpm * (1 - FLAVOURED[("r-litellm", "error_rate", variant)] / 100)
+        out.append(Counter("litellm_deployment_total_requests_total", model, _const(rpm)))
+        out.append(Counter("litellm_deployment_failure_responses_total", model, _const(rpm - answered)))
+        out.append(Counter("litellm_deployment_success_responses_total", model, _const(answered)))
+        tokens = FLAVOURED[("r-litellm", "tokens_per_request", variant)]
+        usd = FLAVOURED[("r-litellm", "cost_per_request", variant)]
+        out.append(Counter("litellm_total_tokens_metric_total", model, _const(answered * tokens)))
+        out.append(Counter("litellm_spend_metric_total", model, _const(answered * usd)))
+        for le, share in _P95[FLAVOURED[("r-litellm", "latency_p95", variant)]].items():
+            labels = {**model, "le": le}
+            out.append(Counter("litellm_request_total_latency_metric_bucket", labels, _const(rpm * share)))
+    return out
+
+
+def _vllm() -> list[Counter]:
+    out = []
+    for variant, rpm in (("stable", 100.0), ("canary", 25.0)):
+        labels = {"route": "plots-vllm", "variant": variant, "model_name": "m"}
+        failed = rpm * FLAVOURED[("r-vllm", "error_rate", variant)] / 100
+        for reason, per_minute in (("stop", rpm - failed - 1), ("length", 1.0), ("abort", failed)):
+            out.append(Counter("vllm:request_success_total", {**labels, "finished_reason": reason}, _const(per_minute)))
+        for le, share in _P95[FLAVOURED[("r-vllm", "latency_p95", variant)]].items():
+            bucket = {**labels, "le": le}
+            out.append(Counter("vllm:e2e_request_latency_seconds_bucket", bucket, _const(rpm * share)))
+    return out
+
+
 def history() -> list[Counter]:
     cohorts = [Counter(s.name, s.labels, _const(s.per_minute)) for s in gate_history.cohort_history()]
-    return _app() + _segmented() + _envoy() + cohorts
+    return _app() + _segmented() + _envoy() + _litellm() + _vllm() + cohorts
 
 
 def openmetrics(counters: list[Counter], *, step: int = 60) -> str:
     """OpenMetrics text for promtool: every counter from FIRST to NOW every `step` seconds; ends with # EOF."""
     lines = []
     for c in sorted(counters, key=lambda c: (c.name, sorted(c.labels.items()))):
-        body = ",".join(f'{k}="{v}"' for k, v in sorted(c.labels.items()))
+        body = ",".join(f'{k}="{prom.escape(v)}"' for k, v in sorted(c.labels.items()))
         value = 0.0
         for ts in range(FIRST, NOW + 1, step):
             lines.append(f"{c.name}{{{body}}} {value:.9g} {ts}")
@@ -149,6 +215,8 @@ _ROLLOUTS: dict[str, dict[str, Any]] = {
     "r-app": {"router": "local", "route": "plots-app", "analysis": {"interval": "5m"}},
     "r-seg": {"router": "local", "route": "plots-seg", "analysis": {"interval": "5m", "segments": ["tenant_tier"]}},
     "r-envoy": {"router": "edge", "route": "plots-envoy", "analysis": {"interval": "5m"}},
+    "r-litellm": {"router": "gateway", "route": "plots-litellm", "analysis": {"interval": "5m"}},
+    "r-vllm": {"router": "local", "route": "plots-vllm", "analysis": {"interval": "5m", "metrics": "vllm"}},
     "r-cohort": {
         "router": "local",
         "route": "cohort-bad",
