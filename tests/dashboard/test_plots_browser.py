@@ -66,7 +66,7 @@ def site(plot_prom: Any) -> Iterator[tuple[str, list[str]]]:  # noqa: F811
         "/api/rollouts/seg/series": answer("r-seg", metrics),
         "/api/rollouts/down/series": answer("r-app", down),
     }
-    pages = {f"/rollouts/{n}": page_html(n) for n in ("app", "seg", "down")}
+    pages = {f"/rollouts/{n}": page_html(n) for n in ("app", "seg", "down", "gone")}  # gone: no /series
     try:
         with static_site(static=STATIC, pages=pages, answers=answers) as running:
             yield running
@@ -76,7 +76,7 @@ def site(plot_prom: Any) -> Iterator[tuple[str, list[str]]]:  # noqa: F811
 
 
 @contextmanager
-def visit(site: tuple[str, list[str]], name: str) -> Iterator[tuple[Any, list[str]]]:
+def visit(site: tuple[str, list[str]], name: str, *, state: str = "drawn") -> Iterator[tuple[Any, list[str]]]:
     """The page of rollout `name`, its plots drawn, and what went wrong in it (console errors, script
     errors and, when the block ends, CSP violations)."""
     url, _ = site
@@ -86,7 +86,7 @@ def visit(site: tuple[str, list[str]], name: str) -> Iterator[tuple[Any, list[st
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.add_init_script(WATCH_CSP)
         page.goto(f"{url}/rollouts/{name}")
-        page.wait_for_selector('section#plots[data-state="drawn"]', timeout=20_000)
+        page.wait_for_selector(f'section#plots[data-state="{state}"]', timeout=20_000)
         yield page, problems
         problems += [f"CSP violation: {v}" for v in page.evaluate("window.__violations")]
 
@@ -165,3 +165,11 @@ def test_a_prometheus_that_is_down_is_said_on_the_page(site: tuple[str, list[str
         assert error.startswith("Error rate: Prometheus at http://127.0.0.1:9: range query failed: ConnectionError")
         assert page.locator("section#plots p.plot-nodata").count() == 5
     assert problems == []
+
+
+@pytest.mark.slow
+def test_a_series_url_that_fails_is_said_on_the_page(site: tuple[str, list[str]]) -> None:
+    with visit(site, "gone", state="failed") as (page, problems):
+        texts = page.locator("section#plots ul.plots-errors li").all_text_contents()
+        assert texts == ["The plots could not be loaded: HTTP 404"]
+    assert problems == ["console error: Failed to load resource: the server responded with a status of 404 (Not Found)"]

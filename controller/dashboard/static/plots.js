@@ -11,6 +11,7 @@
  *   div.plot-panel       one per panel, `data-metric` its metric: h3 (title and unit), p.plot-note,
  *                        p.plot-nodata "no data" when it has no series, else one div.plot-chart per
  *                        segment (`data-segment`), each a uPlot chart titled with the segment
+ * and sets the section's `data-state` to `drawn`, or `failed` when the JSON could not be had.
  */
 (function () {
   "use strict";
@@ -160,6 +161,7 @@
     var list = make("ul", "plots-errors");
     list.appendChild(make("li", "", "The plots could not be loaded: " + why));
     section.appendChild(list);
+    section.dataset.state = "failed";
   }
 
   async function load(section) {
@@ -179,6 +181,10 @@
       answer = await response.json();
     } catch (e) {
       failed(section, "the answer is not JSON");
+      return;
+    }
+    if (!answer || !Array.isArray(answer.panels)) {
+      failed(section, "the answer has no panels");
       return;
     }
     if (typeof window.uPlot !== "function") {
