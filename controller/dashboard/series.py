@@ -22,8 +22,9 @@ The JSON `plots()` returns (every time in unix seconds):
   over the step so far; a plot's point is that expression over the window before it.
 - Panels, in this order: `error_rate` (%), `latency_p95` (s), `eval_pass_rate` (%), `cost_per_request`
   ($ per answered request), `tokens_per_request` (tokens per answered request, as the gate counts them:
-  a failed request spends nothing), then any other template the rollout's gates use. A `%` value is a
-  percentage (the share times 100). A controller.yaml template of a built-in's name replaces it, as it
+  a failed request spends nothing), then any other template the rollout's gates use (titled with its
+  name, and in % when it is a controller.yaml ratio template). A `%` value is a percentage (the share
+  times 100). A controller.yaml template of a built-in's name replaces it, as it
   does for the gate.
 - `source` is whose metrics a panel reads (`application`, `Envoy`, `LiteLLM`, `vLLM`), chosen as for the
   gate (`templates.Template.flavour_for`); `note` says when that is not the rollout's router or model
@@ -79,6 +80,7 @@ OTHERS = {
         Quantity("kv_cache_usage", "Peak KV cache usage", "%", PERCENT),
     )
 }
+KNOWN = {q.metric for q in BUILTIN} | set(OTHERS)
 
 
 def step_of(start: datetime, end: datetime) -> int:
@@ -129,11 +131,11 @@ def plots(
     except (errors.RolloutError, ValueError, IndexError) as exc:
         problems.append(f"rollout {loaded.name}: cannot tell what its gates measure: {exc}")
         target = None
-    down = bool(problems)
+    asking = metrics is not None and not problems  # False once Prometheus has not answered
     grid = range(first, last + 1, step)
     for q in quantities(loaded):
-        panel: dict[str, Any] = {"metric": q.metric, "title": q.title, "unit": q.unit, "source": "", "note": ""}
-        panel.update(query="", series=[])
+        panel: dict[str, Any] = {"metric": q.metric, "title": q.title, "unit": q.unit}
+        panel |= {"source": "", "note": "", "query": "", "series": []}
         out["panels"].append(panel)
         if target is None:
             continue
@@ -143,6 +145,9 @@ def plots(
         except promql.QueryError as exc:
             problems.append(f"{q.title}: {exc}")
             continue
+        if q.metric not in KNOWN and template.kind == "ratio":  # a controller.yaml template: a share
+            q = Quantity(q.metric, q.title, "%", PERCENT)
+            panel["unit"] = q.unit
         flavour = asked[0][0].flavour
         panel["source"] = flavour.source_name
         panel["note"] = _note(q, template, flavour, target)
@@ -152,7 +157,7 @@ def plots(
             problems.append(f"{q.title}: {exc}")
             continue
         panel["query"] = query
-        if down or metrics is None:
+        if not asking or metrics is None:
             continue
         try:
             found = metrics.query_range(
@@ -163,7 +168,7 @@ def plots(
             )
         except errors.MetricsUnavailable as exc:
             problems.append(f"{q.title}: {exc} (the other panels were not asked)")
-            down = True
+            asking = False
             continue
         except errors.MetricsError as exc:
             problems.append(f"{q.title}: {exc}")

@@ -180,6 +180,30 @@ def test_a_gate_on_another_template_gets_its_panel(metrics: prometheus.Prometheu
     assert panel(answer, "schema_valid_rate")["unit"] == "%"
 
 
+def test_a_controller_yaml_ratio_template_is_plotted_in_percent(metrics: prometheus.Prometheus) -> None:
+    """A template of the user's own: the gate's share of the application's requests that failed, as %."""
+    config = spec.ControllerConfig.model_validate(
+        {
+            **plot_history.CONFIG.model_dump(by_alias=True, exclude_none=True, mode="json"),
+            "gateTemplates": {
+                "failures": {
+                    "kind": "ratio",
+                    "bad": 'llm_requests_total{outcome="error"}',
+                    "total": "llm_requests_total",
+                }
+            },
+        }
+    )
+    loaded = plot_history.rollout("r-app")
+    data = loaded.rollout.model_dump(by_alias=True, exclude_none=True, mode="json")
+    data["spec"]["analysis"]["gates"].append({"use": "failures", "max": "10%"})
+    loaded = type(loaded)(loaded.path, spec.Rollout.model_validate(data), loaded.revisions, {})
+    answer = series.plots(loaded, config, metrics, start=START, end=END)
+    failures = panel(answer, "failures")
+    assert (failures["title"], failures["unit"]) == ("failures", "%")
+    assert settled(points(failures, "canary")) == settled(points(panel(answer, "error_rate"), "canary"))
+
+
 @pytest.mark.parametrize(
     ("span", "step"),
     [(0, 15), (60, 15), (239 * 15, 15), (239 * 15 + 1, 16), (3600, 16), (86400, 362), (7 * 86400, 2531)],
