@@ -1,7 +1,8 @@
-"""The metrics adapter: instant queries against Prometheus's HTTP API (`/api/v1/query`), sent with
-prometheus-api-client's `PrometheusConnect` over a requests session.
+"""The metrics adapter: instant and range queries against Prometheus's HTTP API (`/api/v1/query`,
+`/api/v1/query_range`), sent with prometheus-api-client's `PrometheusConnect` over a requests session.
 
-Called by `controller.analysis`. It only translates: a query and a time in, labelled samples out.
+Called by `controller.analysis` and the dashboard's plots (`controller.dashboard.series`). It only
+translates: a query and a time (or a range and a step) in, labelled samples (or series) out.
 Every transport, HTTP and JSON failure becomes `errors.MetricsError`; an empty answer is an empty
 list (no data), never an error and never a zero. Neither the bearer token nor a URL's password is
 ever put in a message.
@@ -10,7 +11,7 @@ ever put in a message.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +68,14 @@ class Sample:
     value: float  # may be NaN (e.g. 0/0): the caller decides what that means
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series of a range query: its labels and its (unix seconds, value) points, oldest first."""
+
+    labels: Mapping[str, str]
+    points: tuple[tuple[float, float], ...]  # a value may be NaN, as in `Sample`
+
+
 class Prometheus:
     def __init__(
         self,
@@ -119,9 +128,33 @@ class Prometheus:
     def query(self, expr: str, *, at: datetime) -> list[Sample]:
         """An instant vector query evaluated at `at`."""
         what = f"Prometheus at {self.display}: query failed"
+        result = self._ask(what, lambda: self._connect.custom_query(expr, params={"time": f"{at.timestamp():.3f}"}))
+        try:
+            return _vector(result)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise errors.MetricsError(f"{what}: malformed answer ({exc!r})") from exc
+
+    def query_range(self, expr: str, *, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        """A range query (`/api/v1/query_range`): `expr` evaluated at `start`, `start + step`, ... up to
+        `end`, whole seconds (the client rounds `start` and `end`; `step` must be at least one second).
+        A series has a point only where the expression had a value."""
+        what = f"Prometheus at {self.display}: range query failed"
+        seconds = int(step.total_seconds())
+        if seconds < 1 or end < start:
+            raise errors.MetricsError(
+                f"{what}: the step must be at least 1s and the range must not end before it starts"
+            )
+        result = self._ask(what, lambda: self._connect.custom_query_range(expr, start, end, str(seconds)))
+        try:
+            return _matrix(result)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise errors.MetricsError(f"{what}: malformed answer ({exc!r})") from exc
+
+    def _ask(self, what: str, call: Callable[[], Any]) -> Any:
+        """`data.result` of one request, every failure translated into a `MetricsError` that says `what`."""
         self._last = None
         try:
-            result: Any = self._connect.custom_query(expr, params={"time": f"{at.timestamp():.3f}"})
+            return call()
         except requests.TooManyRedirects as exc:
             status = exc.response.status_code if exc.response is not None else "3xx"
             raise errors.MetricsError(f"{what}: HTTP {status}, a redirect (not followed)") from exc
@@ -135,10 +168,6 @@ class Prometheus:
             raise self._refused(what) from exc
         except (KeyError, TypeError) as exc:  # a 200 answer without data.result
             raise errors.MetricsError(f"{what}: HTTP {self._status()}, unexpected answer") from exc
-        try:
-            return _vector(result)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise errors.MetricsError(f"{what}: malformed answer ({exc!r})") from exc
 
     def _keep(self, response: requests.Response, *args: object, **kwargs: object) -> None:
         self._last = response
@@ -171,6 +200,20 @@ def _vector(result: Any) -> list[Sample]:
             raise ValueError("expected a vector, got a matrix")
         labels = {str(k): str(v) for k, v in item["metric"].items()}
         out.append(Sample(labels, float(item["value"][1])))
+    return out
+
+
+def _matrix(result: Any) -> list[Series]:
+    """`data.result` of a range query: a matrix, each value a number (NaN and infinities as Prometheus
+    spells them)."""
+    if not isinstance(result, list):
+        raise ValueError(f"expected a matrix, got {type(result).__name__}")
+    out = []
+    for item in result:
+        if not isinstance(item, dict) or "values" not in item:
+            raise ValueError("expected a matrix, got a vector, a scalar or a string")
+        labels = {str(k): str(v) for k, v in item["metric"].items()}
+        out.append(Series(labels, tuple((float(t), float(v)) for t, v in item["values"])))
     return out
 
 

@@ -478,6 +478,21 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
     return " or ".join(parts)
 
 
+def compile_values(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
+    """One PromQL expression of only the value a gate on `template` judges (`compile_query`'s `value`
+    part), for every group, subject, variant and segment, each group's series tagged `rollouts_group`:
+    what the dashboard plots over time with a range query, `window` then being a sliding one."""
+    if not groups:
+        raise promql.QueryError(f"template {template.name!r}: nothing to evaluate")
+    if window.total_seconds() < 1:
+        raise promql.QueryError("the window must be at least 1s")
+    parts = []
+    for g in sorted(groups, key=lambda g: g.key):
+        value, _ = _parts(template.of(g.flavour), g, spec.format_duration(window), strict=template.numerator_from_start)
+        parts.append(promql.tag(f"({value})", GROUP, g.key))
+    return " or ".join(parts)
+
+
 def _block_sums(t: spec.RatioTemplate, g: Group, window: timedelta) -> dict[str, str]:
     """A ratio's counts per time block, summed over the blocks (see `blocks`): one subquery per sum, each
     block the increase over its length, stepped by it (Prometheus aligns the steps to whole blocks)."""

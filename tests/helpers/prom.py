@@ -32,7 +32,8 @@ def prom_poll(what: str, check: Callable[[], T | None], *, deadline: float = 60.
 # -- OpenMetrics history for promtool ----------------------------------------------------------------
 
 
-def _escape(value: str) -> str:
+def escape(value: str) -> str:
+    """A label value as OpenMetrics text quotes it."""
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
@@ -45,7 +46,7 @@ class PromSeries:
     per_minute: float
 
     def line(self, value: float, ts: int) -> str:
-        body = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(self.labels.items()))
+        body = ",".join(f'{k}="{escape(v)}"' for k, v in sorted(self.labels.items()))
         return f"{self.name}{{{body}}} {value:g} {ts}"
 
 

@@ -1,0 +1,1 @@
+"""The dashboard: read-only web pages served by the controller (`rollout dashboard`)."""
