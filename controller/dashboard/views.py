@@ -180,6 +180,7 @@ def page(title: str, body: Sequence[object], *, refresh: int, head: Sequence[Htm
             void("meta", name="viewport", content="width=device-width, initial-scale=1"),
             void("meta", http_equiv="refresh", content=str(refresh)) if refresh > 0 else "",
             tag("title", title),
+            void("link", rel="icon", href="/static/favicon.svg", type="image/svg+xml"),
             void("link", rel="stylesheet", href="/static/dashboard.css"),
             *head,
         ),
