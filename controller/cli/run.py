@@ -73,6 +73,11 @@ def add_parser(sub: Any) -> None:
         help="the address /metrics, /healthz and the dashboard bind (0.0.0.0 for a kubelet's probes; anyone who "
         "reaches it then reads every rollout)",
     )
+    run.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the dashboard's pages even when --metrics-host is not loopback (default: only on loopback)",
+    )
     _controller_args(run, lease=True)
     run.set_defaults(func=cmd_run)
 
@@ -380,11 +385,13 @@ def _loop_setup(
     published = source.Published(metrics=metrics)
     if fleet:
         published.fail("a fleet member's pages show no rollout yet: look at each repository with `rollout dashboard`")
-    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel)
+    shown = args.dashboard or pages.is_loopback(args.metrics_host)  # elsewhere only when asked
+    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown)
     server = pages.serve(dashboard, host=args.metrics_host, port=args.metrics_port)
     host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host
     url = f"http://{host}:{server.server_address[1]}"
-    out.write(f"metrics on {url}/metrics, dashboard on {url}/\n")
+    also = f", dashboard on {url}/" if shown else " (the dashboard's pages: loopback only, unless --dashboard)"
+    out.write(f"metrics on {url}/metrics{also}\n")
     return stop, tel, server, published
 
 

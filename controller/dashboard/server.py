@@ -54,13 +54,24 @@ def is_loopback(host: str) -> bool:
 class Dashboard:
     """The routes, over a `source.Source`; `answer(path)` is (status, content type, body)."""
 
-    def __init__(self, src: source.Source, *, refresh: int = 10, metrics: telemetry.Telemetry | None = None) -> None:
-        self.source, self.refresh, self.telemetry = src, refresh, metrics
+    def __init__(
+        self,
+        src: source.Source,
+        *,
+        refresh: int = 10,
+        metrics: telemetry.Telemetry | None = None,
+        pages: bool = True,
+    ) -> None:
+        """`metrics`: also answer /metrics and /healthz; `pages` False: only those (`rollout run` on an
+        address other than loopback, unless asked for the pages)."""
+        self.source, self.refresh, self.telemetry, self.pages = src, refresh, metrics, pages
 
     def answer(self, target: str) -> Answer:
         path = urllib.parse.urlsplit(target).path
         if self.telemetry is not None and (found := self.telemetry.respond(path)) is not None:
             return found
+        if not self.pages:
+            return 404, "text/plain", b"not found (the dashboard's pages are not served on this address)\n"
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         now = datetime.now(UTC)

@@ -179,3 +179,22 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(capsys: pytest.Captu
         served.server_close()
     assert r.status_code == 500 and "Traceback" not in r.text and "secret-token-value" not in r.text
     assert "KeyError" in capsys.readouterr().err and "secret-token-value" not in capsys.readouterr().err
+
+
+def test_without_pages_only_metrics_and_healthz_are_served(taken: Counted) -> None:
+    """`rollout run --metrics-host 0.0.0.0` (a kubelet's probes) serves no page unless --dashboard."""
+    from controller import cli
+
+    dashboard = server.Dashboard(source.Cached(taken, ttl=60), metrics=telemetry.Telemetry(), pages=False)
+    served = server.serve(dashboard, host="127.0.0.1", port=0)
+    base = f"http://127.0.0.1:{served.server_address[1]}"
+    try:
+        assert httpx.get(base + "/metrics", timeout=10).status_code == 200
+        assert httpx.get(base + "/healthz", timeout=10).status_code == 503
+        for path in ("/", "/rollouts/bot", "/api/rollouts.json", "/static/dashboard.css"):
+            assert httpx.get(base + path, timeout=10).status_code == 404
+        assert taken.calls == 0
+    finally:
+        served.shutdown()
+        served.server_close()
+    assert cli.parser().parse_args(["run"]).dashboard is False
