@@ -37,11 +37,9 @@ def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     ttl = run._seconds("--cache", args.cache)
     refresh = run._seconds("--refresh", args.refresh)
     controller, acting_on, *_ = run.build_controller(args)
-    lock = threading.Lock()  # one dry-run tick at a time: the controller is not shared between threads
 
-    def take() -> look.Look:
-        with lock:
-            return look.take(controller, history=True)
+    def take() -> look.Look:  # `Cached` takes one at a time: the controller is never used by two threads
+        return look.take(controller, history=True)
 
     pages = server.Dashboard(source.Cached(take, ttl=ttl, metrics=controller.metrics), refresh=int(refresh))
     stop = threading.Event()

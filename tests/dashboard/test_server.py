@@ -198,3 +198,20 @@ def test_without_pages_only_metrics_and_healthz_are_served(taken: Counted) -> No
         served.shutdown()
         served.server_close()
     assert cli.parser().parse_args(["run"]).dashboard is False
+
+
+def test_every_static_file_ships_as_package_data_with_a_type() -> None:
+    """An installed `rollout` serves them too: each file of static/ matches the package data, and its
+    suffix has a content type (a file the server could not type would be a 404)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p for p in server.STATIC.iterdir() if p.is_file()]
+    assert files
+    for file in files:
+        name = f"static/{file.name}"
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns["controller.dashboard"]), name
+        assert file.suffix in server.TYPES, file.name
