@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from controller import evidence, gates, load, plan, reconcile, spec, traffic
+from controller import advice, evidence, gates, load, plan, reconcile, repo, report, spec, traffic
 from controller.dashboard import look, source
 from controller.forge import base as forge_base
 
@@ -272,6 +272,12 @@ def rollout(snap: source.Snapshot, name: str, *, now: datetime, refresh: int) ->
         ("why", row.why or "-"),
         ("PRs", join(tag("div", _pull_link(pr)) for pr in row.pulls) if row.pulls else "-"),
     ]
+    if row.loaded is not None and row.loaded.rollout.spec.canary is not None and row.step:
+        index = o.step if o.step is not None else plan.current_step(row.loaded)
+        timing = advice.step_advice(row.loaded, step=index, config=snap.look.desired.config)
+        lines = [line.strip() for line in report.timing_lines(timing, indent="")]
+        if lines:  # what `rollout status` says of the time a decision needs, without its `decide` label
+            facts.append(("decide", join(tag("div", line.removeprefix("decide").strip()) for line in lines)))
     if o.error:
         facts.append(("error", tag("span", f"{o.adapter or 'error'}: {o.error}", class_="error")))
     if o.rollback_unconfirmed:
@@ -328,7 +334,7 @@ def _steps(loaded: load.LoadedRollout, o: reconcile.Outcome) -> Html:
     return tag("ol", *items, class_="steps")
 
 
-def _timeline(commits: Sequence[Any]) -> Html:
+def _timeline(commits: Sequence[repo.Commit]) -> Html:
     if not commits:
         return tag("p", "No history read.")
     head = tag("tr", *(tag("th", c) for c in ("when", "who", "what", "commit")))

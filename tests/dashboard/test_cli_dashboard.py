@@ -65,6 +65,7 @@ def test_the_dashboard_shows_what_status_shows_and_changes_nothing(gitops: GitOp
         assert "eval_pass_rate" in gates and 'verdict-fail">FAIL' in gates and "maxDrop 2 pts" in gates
         timeline = page.split('class="timeline"', 1)[1].split("</table>", 1)[0]
         assert "Add bad-bot" in timeline and "human" in timeline
+        assert "traffic unknown: set analysis.expectedRate" in page  # status's time-to-a-decision advice
 
         good_page = httpx.get(base + "/rollouts/good-bot", timeout=30).text
         assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &#x27;quoted&#x27; &amp; &lt;img" in good_page
