@@ -215,3 +215,15 @@ def test_every_static_file_ships_as_package_data_with_a_type() -> None:
         name = f"static/{file.name}"
         assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns["controller.dashboard"]), name
         assert file.suffix in server.TYPES, file.name
+
+
+def test_the_run_loops_source_shows_its_last_look_and_never_takes_one() -> None:
+    published = source.Published()
+    assert published().look is None and "no tick yet" in published().error
+    seen = a_look()
+    published.publish(seen)
+    assert published().look is seen and published().error == ""
+    published.fail("could not read the tick's PRs or history: forge down")
+    assert published().look is seen and "forge down" in published().error  # the last look, and why it is old
+    page = server.Dashboard(published).answer("/")
+    assert page[0] == 200 and b"forge down" in page[2] and b'href="/rollouts/bot"' in page[2]
