@@ -185,6 +185,53 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
     return "\n".join(lines) + "\n"
 
 
+TABLE_HEADER = (
+    "gate",
+    "segment",
+    "stable",
+    "n",
+    "canary",
+    "n",
+    "thresholds",
+    "estimate [bounds] / limit",
+    "verdict",
+    "reason",
+)
+_NUMBERS = frozenset({2, 3, 4, 5})  # the columns of figures we format ourselves: never escaped
+VERDICT_COLUMN = TABLE_HEADER.index("verdict")
+
+
+def table(evidence: Sequence[gates.GateEvidence]) -> list[tuple[str, ...]]:
+    """The evidence table a PR body shows, a row per gate and segment (or per unmeasured gate), as plain
+    unescaped text under `TABLE_HEADER`: `markdown` escapes it for a PR, the dashboard for HTML."""
+    rows: list[tuple[str, ...]] = []
+    for e in evidence:
+        if e.error or not e.segments:
+            rows.append((e.name, "-", "-", "-", "-", "-", _thresholds(e), "-", str(e.verdict), e.error or "no data"))
+        for s in e.segments:
+            counted = "" if s.counted else " (not counted)"
+            rows.append(
+                (
+                    e.name,
+                    gates.where(s),
+                    _num(s.stable.value),
+                    _count(s.stable.samples),
+                    _num(s.canary.value),
+                    _count(s.canary.samples),
+                    _thresholds(e),
+                    _checks(s),
+                    str(s.verdict),
+                    s.reason + counted,
+                )
+            )
+    return rows
+
+
+def _markdown_row(row: tuple[str, ...]) -> str:
+    cells = [f"**{c}**" if i == VERDICT_COLUMN else c if i in _NUMBERS else report.md(c) for i, c in enumerate(row)]
+    return "| " + " | ".join(cells) + " |"
+
+
 def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> str:
     verdict = gates.worst(gates.deciding(evidence)) if evidence else "no gates"
     lines = [
@@ -192,23 +239,10 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
         "",
         f"Evaluated at {report.md(at)}.",
         "",
-        "| gate | segment | stable | n | canary | n | thresholds | estimate [bounds] / limit | verdict | reason |",
+        "| " + " | ".join(TABLE_HEADER) + " |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for e in evidence:
-        if e.error or not e.segments:
-            lines.append(
-                f"| {report.md(e.name)} | - | - | - | - | - | {report.md(_thresholds(e))} "
-                f"| - | **{e.verdict}** | {report.md(e.error or 'no data')} |"
-            )
-        for s in e.segments:
-            counted = "" if s.counted else " (not counted)"
-            lines.append(
-                f"| {report.md(e.name)} | {report.md(gates.where(s))} "
-                f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
-                f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
-                f"| {report.md(s.reason + counted)} |"
-            )
+    lines += [_markdown_row(row) for row in table(evidence)]
     lines += ["", "<details><summary>Queries</summary>", ""]
     for e in evidence:
         query = e.query.replace("`", "'") or "(none)"

@@ -279,6 +279,42 @@ class Workspace:
         self._histories[key] = out
         return out
 
+    def log(self, path: str, *, ref: str | None = None, limit: int = 50) -> list[Commit]:
+        """The first-parent commits of `ref` (default: origin/<branch>) that changed `path`, newest first,
+        at most `limit`: who committed or merged what, and when (a rollout's timeline)."""
+        try:
+            text = _run(
+                self.repo,
+                "log",
+                "--first-parent",
+                f"--max-count={limit}",
+                "-z",  # records end in NUL, which no commit message holds; fields are lines
+                "--format=%H %P%n%ct%n%an%n%s",
+                ref or self.ref,
+                "--",
+                path,
+            )
+        except git.GitCommandError as exc:
+            raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
+        found = []
+        for entry in filter(None, text.split("\x00")):
+            shas, stamp, author, subject = entry.split("\n", 3)
+            sha, *parents = shas.split()
+            when = datetime.fromtimestamp(int(stamp), UTC)
+            found.append(Commit(sha, author, when, subject, merge=len(parents) > 1))
+        return found
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit of a rollout's history, as a timeline shows it."""
+
+    sha: str
+    author: str
+    when: datetime  # the commit time
+    subject: str
+    merge: bool  # a merge commit: a pull request merged into the branch
+
 
 class _Cache(Generic[_K, _V]):
     """A least-recently-used map within a budget: each value costs `cost(value)`, the oldest go first

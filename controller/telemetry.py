@@ -108,22 +108,22 @@ class Telemetry:
         last = self.last_good._value.get()  # the gauge's own value; no public getter exists
         return bool(last) and time.time() - last < 3 * self.interval
 
+    def respond(self, path: str) -> tuple[int, str, bytes] | None:
+        """(status, content type, body) of /metrics or /healthz; None for any other path."""
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self.registry)
+        if path == "/healthz":
+            ok = self.healthy()
+            return (200, "text/plain", b"ok\n") if ok else (503, "text/plain", b"no good tick recently\n")
+        return None
+
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+        """/metrics and /healthz alone (`rollout run` serves them with the dashboard's pages)."""
         telemetry = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path == "/metrics":
-                    body, code, kind = generate_latest(telemetry.registry), 200, CONTENT_TYPE_LATEST
-                elif self.path == "/healthz":
-                    ok = telemetry.healthy()
-                    body, code, kind = (
-                        (b"ok\n" if ok else b"no good tick recently\n"),
-                        (200 if ok else 503),
-                        "text/plain",
-                    )
-                else:
-                    body, code, kind = b"not found\n", 404, "text/plain"
+                code, kind, body = telemetry.respond(self.path) or (404, "text/plain", b"not found\n")
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))

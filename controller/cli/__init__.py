@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import TextIO
 
 from controller import __version__, cutpoints, errors
-from controller.cli import common, demo, doctor, gates, init, plan, pr, render, run, validate
+from controller.cli import common, dashboard, demo, doctor, gates, init, plan, pr, render, run, validate
 from controller.cli import eval as eval_command
 
 # what other code and the tests name as `cli.X`
@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"rollout {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # the order of `rollout --help`
-    for group in (validate, init, plan, demo, gates, doctor, render, run, pr, eval_command):
+    for group in (validate, init, plan, demo, gates, doctor, render, run, dashboard, pr, eval_command):
         group.add_parser(sub)
     return p
 

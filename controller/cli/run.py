@@ -20,8 +20,8 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, load, reconcile, settings, spec, telemetry
-    from controller.forge import base as forge_base
+    from controller import gates, reconcile, settings, spec, telemetry
+    from controller.dashboard import look, source
     from controller.routers import base
 
 EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
@@ -57,17 +57,26 @@ def add_parser(sub: Any) -> None:
 
     run = sub.add_parser(
         "run",
-        help="reconcile every --interval until SIGTERM; serves /metrics and /healthz",
+        help="reconcile every --interval until SIGTERM; serves /metrics, /healthz and the dashboard",
         epilog=common.example("rollout run --interval 30s --metrics-port 9464 --remote /srv/rollouts.git"),
     )
     run.add_argument("--interval", default="10s", help="time between the starts of two ticks")
     run.add_argument(
-        "--metrics-port", type=int, default=None, help="serve /metrics and /healthz on this port (default: not served)"
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and the dashboard's pages on this port (default: not served)",
     )
     run.add_argument(
         "--metrics-host",
         default="127.0.0.1",
-        help="the address /metrics and /healthz bind (0.0.0.0 for a kubelet's probes)",
+        help="the address /metrics, /healthz and the dashboard bind (0.0.0.0 for a kubelet's probes; anyone who "
+        "reaches it then reads every rollout)",
+    )
+    run.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="serve the dashboard's pages even when --metrics-host is not loopback (default: only on loopback)",
     )
     _controller_args(run, lease=True)
     run.set_defaults(func=cmd_run)
@@ -293,35 +302,6 @@ def _tick_lines(tick: reconcile.Tick, said: dict[str, object] | None = None) -> 
     return lines
 
 
-def _tick_json(tick: reconcile.Tick) -> dict[str, Any]:
-    return {
-        "at": tick.at.isoformat(),
-        "sha": tick.sha,
-        "skipped": tick.skipped,
-        "heldBy": tick.held_by or None,
-        "problems": [str(p) for p in tick.problems],
-        "rollouts": [_outcome_json(o) for o in tick.outcomes],
-    }
-
-
-def _outcome_json(o: reconcile.Outcome) -> dict[str, Any]:
-    """One rollout's outcome in `--format json`: a tick's, an abort's or a retry's."""
-    return {
-        "rollout": o.rollout,
-        "step": o.step,
-        "stepNumber": None if o.step is None else o.step + 1,
-        "phase": o.phase.value if o.phase else None,
-        "decision": o.decision.kind.value if o.decision else None,
-        "reason": o.decision.reason if o.decision else None,
-        "live": o.live.to_json() if o.live else None,
-        "actions": list(o.actions),
-        "error": o.error,
-        "pr": o.pr,
-        "routerAttempts": o.router_attempts,
-        "rollbackUnconfirmed": o.rollback_unconfirmed,
-    }
-
-
 @console.coloured
 def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
     """One tick. Unless --dry-run it takes the lease and gives it back before it exits, SIGTERM
@@ -349,8 +329,10 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _report_tick(args: argparse.Namespace, out: TextIO, acting_on: str, tick: reconcile.Tick) -> int:
+    from controller.dashboard import look
+
     if args.format == "json":
-        out.write(json.dumps({"actingOn": acting_on, **_tick_json(tick)}, indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **look.tick_json(tick)}, indent=2) + "\n")
     else:
         out.write("\n".join([acting_on, *_tick_lines(tick)]) + "\n")
     if tick.held_by:
@@ -384,21 +366,33 @@ def cmd_run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _loop_setup(
-    args: argparse.Namespace, out: TextIO, interval: float
-) -> tuple[threading.Event, telemetry.Telemetry, Any]:
+    args: argparse.Namespace, out: TextIO, interval: float, *, metrics: Any = None, fleet: bool = False
+) -> tuple[threading.Event, telemetry.Telemetry, Any, source.Published | None]:
     """What both loops share: SIGTERM and SIGINT set `stop` (the tick in progress finishes), and the
-    telemetry, served on --metrics-port when given (the server, to shut down; else None)."""
+    telemetry and the dashboard's pages, served on --metrics-port when given (the server, to shut
+    down, and where the loop publishes its looks; else None, None)."""
     from controller import telemetry
+    from controller.dashboard import server as pages
+    from controller.dashboard import source
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     tel = telemetry.Telemetry()
     tel.interval = interval
-    server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
-    if server is not None:
-        out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
-    return stop, tel, server
+    if args.metrics_port is None:
+        return stop, tel, None, None
+    published = source.Published(metrics=metrics)
+    if fleet:
+        published.fail("a fleet member's pages show no rollout yet: look at each repository with `rollout dashboard`")
+    shown = args.dashboard or pages.is_loopback(args.metrics_host)  # elsewhere only when asked
+    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown)
+    server = pages.serve(dashboard, host=args.metrics_host, port=args.metrics_port)
+    host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host
+    url = f"http://{host}:{server.server_address[1]}"
+    also = f", dashboard on {url}/" if shown else " (the dashboard's pages: loopback only, unless --dashboard)"
+    out.write(f"metrics on {url}/metrics{also}\n")
+    return stop, tel, server, published
 
 
 def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
@@ -407,13 +401,15 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
         return _run_fleet(args, out, interval, home)
     controller, acting_on, *_ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
-    stop, tel, server = _loop_setup(args, out, interval)
+    stop, tel, server, published = _loop_setup(args, out, interval, metrics=controller.metrics)
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
             try:
                 tick = controller.reconcile_once()
                 tel.record(tick)
+                if published is not None:  # the pages show this tick; they never tick themselves
+                    _publish(published, controller, tick)
                 lines = _tick_lines(tick, said)
                 if lines:
                     out.write("\n".join(lines) + "\n")
@@ -431,6 +427,16 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     return 0
 
 
+def _publish(published: source.Published, controller: reconcile.Controller, tick: reconcile.Tick) -> None:
+    """The loop's tick, with the PRs, specs and history it was read against, for the dashboard."""
+    from controller.dashboard import look
+
+    try:
+        published.publish(look.after(controller, tick, history=True))
+    except errors.RolloutError as exc:
+        published.fail(f"could not read the tick's PRs or history: {exc}")
+
+
 def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Built) -> int:
     """`run` as a member of the fleet home's controller.yaml names (controller/cli/fleet.py)."""
     from controller.cli import fleet
@@ -445,7 +451,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
     def build(remote: str, clone: Path, branch: str) -> Built:
         return build_for(remote, clone, branch=branch, holder=fleet.holder(config))
 
-    stop, tel, server = _loop_setup(args, out, interval)
+    stop, tel, server, _ = _loop_setup(args, out, interval, fleet=True)
     try:
         fleet.run(
             home,
@@ -467,10 +473,12 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
 
 @console.coloured
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
+    from controller.dashboard import look
+
     controller, acting_on, *_ = build_controller(args)
     outcome = controller.abort(args.name, reason=args.reason)
     if args.format == "json":
-        out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **look.outcome_json(outcome)}, indent=2) + "\n")
         return 1 if outcome.error else 0
     out.write(
         "\n".join(
@@ -485,10 +493,12 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
+    from controller.dashboard import look
+
     controller, acting_on, *_ = build_controller(args)
     outcome = controller.retry(args.name)
     if args.format == "json":
-        out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **look.outcome_json(outcome)}, indent=2) + "\n")
         return 0
     out.write("\n".join([acting_on, *outcome.actions]) + "\n")
     return 0
@@ -496,36 +506,21 @@ def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from controller.dashboard import look
+
     interval = _seconds("--interval", args.interval)  # checked with or without --watch: a typo is said
     controller, acting_on, *_ = build_controller(args)
     if args.watch:
         return _watch(controller, acting_on, args, out, interval)
-    look = _look(controller)
+    seen = look.take(controller)
     if args.format == "json":
-        out.write(json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2) + "\n")
+        out.write(json.dumps({"actingOn": acting_on, **look.tick_json(seen.tick)}, indent=2) + "\n")
     else:
-        out.write("\n".join([acting_on, "", *_status_lines(look, now=controller.clock())]) + "\n")
+        out.write("\n".join([acting_on, "", *_status_lines(seen, now=controller.clock())]) + "\n")
     return 0
 
 
-class _Look(NamedTuple):
-    """What `rollout status` shows, read once: a dry-run tick, the bot's open PRs, the specs on main."""
-
-    tick: reconcile.Tick
-    pulls: list[forge_base.PullRequest]
-    desired: load.RepoSpec
-
-
-def _look(controller: reconcile.Controller) -> _Look:
-    from controller import load, proposals
-    from controller.forge import base as forge_base
-
-    tick = controller.reconcile_once(dry_run=True)
-    pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
-    return _Look(tick, pulls, load.load_repo(controller.workspace.tree(), prompts=controller.prompts))
-
-
-def _changed_by(look: _Look) -> object:
+def _changed_by(seen: look.Look) -> object:
     """What `status --watch` prints a new block for when it changes: main, each rollout's decision,
     live state, verdicts and errors, the open PRs; not the clock (time in step, time left, samples so
     far: the digits of a reason)."""
@@ -538,10 +533,10 @@ def _changed_by(look: _Look) -> object:
             o.error,
             o.rollback_unconfirmed,
         )
-        for o in look.tick.outcomes
+        for o in seen.tick.outcomes
     ]
-    pulls = [(pr.number, pr.title, pr.approved) for pr in look.pulls]
-    return look.tick.sha, [str(p) for p in look.tick.problems], rollouts, pulls
+    pulls = [(pr.number, pr.title, pr.approved) for pr in seen.pulls]
+    return seen.tick.sha, [str(p) for p in seen.tick.problems], rollouts, pulls
 
 
 def _watch(
@@ -549,6 +544,8 @@ def _watch(
 ) -> int:
     """`status --watch` until Ctrl-C (or SIGTERM), then exit 0: on a terminal a live view redrawn every
     look; elsewhere a new block (a time and main's commit, then the status) only when it changed."""
+    from controller.dashboard import look
+
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -567,16 +564,16 @@ def _watch(
             now = controller.clock()
             key: object
             try:
-                look = _look(controller)
+                seen = look.take(controller)
             except errors.RolloutError as exc:  # the remote gone for a moment, a router hung up: say so, go on
                 key, block = str(exc), f"-- {now:%H:%M:%S}, could not look: {exc}"
             else:
-                key = _changed_by(look)
+                key = _changed_by(seen)
                 if args.format == "json":
-                    block = json.dumps({"actingOn": acting_on, **_tick_json(look.tick)}, indent=2)
+                    block = json.dumps({"actingOn": acting_on, **look.tick_json(seen.tick)}, indent=2)
                 else:
                     block = "\n".join(
-                        [f"-- {now:%H:%M:%S}, main at {look.tick.sha[:10]}", *_status_lines(look, now=now)]
+                        [f"-- {now:%H:%M:%S}, main at {seen.tick.sha[:10]}", *_status_lines(seen, now=now)]
                     )
             if live is not None and terminal is not None:
                 live.update(terminal.render_str("\n".join([acting_on, "", block]), highlight=True), refresh=True)
@@ -591,13 +588,13 @@ def _watch(
     return 0
 
 
-def _kept(look: _Look, router: str) -> str:
+def _kept(seen: look.Look, router: str) -> str:
     """What happens to the old stable after a completion: a LiteLLM proxy takes a deployment at
     weight 0 out of its model list, and Envoy's route has no cluster for it, so nothing of the old one
     is kept warm there; the file and flag routers keep it routable at 0."""
     from controller import spec
 
-    config = look.desired.config
+    config = seen.desired.config
     if config is not None and isinstance(config.routers.get(router), spec.LitellmRouterConfig):
         return "no longer served (LiteLLM keeps nothing warm at weight 0)"
     if config is not None and isinstance(config.routers.get(router), spec.EnvoyRouterConfig):
@@ -615,13 +612,13 @@ def _by_cohort(e: gates.GateEvidence) -> list[tuple[str, str]]:
     return [("everyone else" if c == judging.EVERYONE else c, str(judging.worst(vs))) for c, vs in found.items()]
 
 
-def _status_lines(look: _Look, *, now: datetime) -> list[str]:
+def _status_lines(seen: look.Look, *, now: datetime) -> list[str]:
     """One block per rollout: step, live against desired, verdicts, timing advice, next action, PRs."""
     from controller import advice, plan, proposals, report, spec, split, traffic
 
     lines: list[str] = []
-    for o in look.tick.outcomes:
-        loaded = look.desired.rollout(o.rollout)
+    for o in seen.tick.outcomes:
+        loaded = seen.desired.rollout(o.rollout)
         if loaded is None:
             continue
         s = loaded.rollout.spec
@@ -631,7 +628,7 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
             spec.format_duration(timedelta(seconds=int((now - o.step_since).total_seconds()))) if o.step_since else "?"
         )
         if s.canary is None:
-            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} {_kept(look, s.router)}" if s.previous else ""
+            warm = f", old stable {loaded.revisions[traffic.PREVIOUS]} {_kept(seen, s.router)}" if s.previous else ""
             where = phase.value if phase else "no canary"
             lines.append(f"{o.rollout}  {where}{warm}  rev {loaded.revisions[traffic.STABLE]}  for {age}")
         else:
@@ -651,11 +648,11 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
                 elif any(r.cohort for r in e.segments):
                     lines.append(f"           {e.name}: " + " · ".join(f"{w} {v}" for w, v in _by_cohort(e)))
         if s.canary is not None:
-            timing = advice.step_advice(loaded, step=step, config=look.desired.config)
+            timing = advice.step_advice(loaded, step=step, config=seen.desired.config)
             lines += report.timing_lines(timing, indent="  ")
         verdict = f"{o.decision.kind.value}: {o.decision.reason}" if o.decision else f"error: {o.error}"
         lines.append(f"  next     {verdict}")
-        for pr in look.pulls:
+        for pr in seen.pulls:
             if pr.branch.startswith(f"{proposals.BRANCH_PREFIX}{o.rollout}/"):
                 flag = " [approved]" if pr.approved else ""
                 lines.append(f"  PR       #{pr.number} {pr.title}{flag}")
@@ -666,4 +663,4 @@ def _status_lines(look: _Look, *, now: datetime) -> list[str]:
                 "  ROLLBACK NOT CONFIRMED: the router has not confirmed the canary is out; retried with backoff"
             )
         lines.append("")
-    return lines + [f"!! {p}" for p in look.tick.problems]
+    return lines + [f"!! {p}" for p in seen.tick.problems]

@@ -1,0 +1,229 @@
+"""The dashboard's server over real HTTP on a free port: its routes, 404 and 405, no way out of
+/static/, the strict headers on every answer, loopback by default (and a Host that is not loopback
+refused there), a look that fails shown on the page, and a burst of page loads taking one look."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from controller import errors, load, reconcile, telemetry
+from controller.dashboard import look, server, source
+
+NOW = datetime.now(UTC)
+
+
+def a_look() -> look.Look:
+    tick = reconcile.Tick(
+        at=NOW, sha="f" * 40, outcomes=(reconcile.Outcome(rollout="bot", error="no such rollout file"),)
+    )
+    return look.Look(tick, [], load.RepoSpec(config=None))
+
+
+class Counted:
+    """A look taken on demand that counts its calls; fails with `why` when set."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.why = ""
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self) -> look.Look:
+        self.calls += 1
+        self.entered.set()
+        self.release.wait(10)
+        if self.why:
+            raise errors.RepoError(self.why)
+        return a_look()
+
+
+@pytest.fixture
+def taken() -> Counted:
+    return Counted()
+
+
+@pytest.fixture
+def base(taken: Counted) -> Iterator[str]:
+    dashboard = server.Dashboard(source.Cached(taken, ttl=60), refresh=10, metrics=telemetry.Telemetry())
+    served = server.serve(dashboard, host="127.0.0.1", port=0)
+    try:
+        yield f"http://127.0.0.1:{served.server_address[1]}"
+    finally:
+        served.shutdown()
+        served.server_close()
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "kind", "has"),
+    [
+        ("/", 200, "text/html; charset=utf-8", 'href="/rollouts/bot"'),
+        ("/?x=1", 200, "text/html; charset=utf-8", "Rollouts"),
+        ("/rollouts/bot", 200, "text/html; charset=utf-8", "no such rollout file"),
+        ("/rollouts/nobody", 404, "text/html; charset=utf-8", "no rollout"),
+        ("/api/rollouts.json", 200, "application/json", '"rollout": "bot"'),
+        ("/api/rollouts/bot.json", 200, "application/json", '"timeline": []'),
+        ("/api/rollouts/nobody.json", 404, "application/json", "no rollout"),
+        ("/api/rollouts/bot/series", 503, "application/json", "no look"),  # no config in this look
+        ("/static/dashboard.css", 200, "text/css; charset=utf-8", "Content-Security-Policy"),
+        ("/metrics", 200, CONTENT_TYPE_LATEST, "rollout_tick_duration_seconds"),
+        ("/healthz", 503, "text/plain", "no good tick"),
+        ("/nothing", 404, "text/html; charset=utf-8", "Not found"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_routes(base: str, path: str, code: int, kind: str, has: str) -> None:
+    r = httpx.get(base + path, timeout=10)
+    assert (r.status_code, r.headers["content-type"]) == (code, kind), r.text
+    assert has in r.text
+    assert "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("path", ["/", "/static/dashboard.css", "/api/rollouts.json", "/nothing", "/metrics"])
+def test_every_answer_carries_the_strict_headers(base: str, path: str) -> None:
+    r = httpx.get(base + path, timeout=10)
+    csp = r.headers["content-security-policy"]
+    assert csp.startswith("default-src 'self'") and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"])
+def test_read_only_every_other_method_is_refused(base: str, method: str, taken: Counted) -> None:
+    r = httpx.request(method, base + "/", timeout=10, content=b"x" if method in ("POST", "PUT", "PATCH") else None)
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert taken.calls == 0, "a refused request takes no look"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/static/../server.py",
+        "/static/..%2fserver.py",
+        "/static/%2e%2e/%2e%2e/pyproject.toml",
+        "/static/../../../../etc/passwd",
+        "/static//etc/passwd",
+        "/static/.hidden.css",
+        "/static/dashboard.css/../../server.py",
+        "/static/",
+        "/static/__init__.py",
+    ],
+)
+def test_nothing_outside_static_is_served(base: str, raw: str) -> None:
+    """Raw request targets (httpx would normalise the dots away): each is refused."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("GET", raw)
+    r = conn.getresponse()
+    body = r.read().decode()
+    conn.close()
+    assert r.status == 404, body
+    assert "import" not in body and "root:" not in body and "[project]" not in body
+
+
+def test_a_host_that_is_not_loopback_is_refused_on_loopback(base: str) -> None:
+    """A page of another site that rebinds its name to 127.0.0.1 sends its own name as Host."""
+    assert httpx.get(base + "/", headers={"Host": "evil.example"}, timeout=10).status_code == 421
+    assert httpx.get(base + "/", headers={"Host": "localhost:1"}, timeout=10).status_code == 200
+
+
+def test_a_look_that_fails_is_said_on_the_page_never_a_traceback(base: str, taken: Counted) -> None:
+    taken.why = "cannot fetch /srv/<b>rollouts</b>.git"
+    r = httpx.get(base + "/", timeout=10)
+    assert r.status_code == 200 and "could not look: cannot fetch /srv/&lt;b&gt;rollouts" in r.text
+    assert httpx.get(base + "/api/rollouts.json", timeout=10).json()["error"].startswith("could not look")
+
+
+def test_a_burst_of_page_loads_is_one_look(base: str, taken: Counted) -> None:
+    taken.release.clear()  # the first look blocks until every request is in
+    answers: list[int] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(httpx.get(base + "/", timeout=30).status_code)) for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    assert taken.entered.wait(10)
+    taken.release.set()
+    for t in threads:
+        t.join(30)
+    assert answers == [200] * 8 and taken.calls == 1
+
+
+def test_loopback_is_the_default_bind_of_the_command() -> None:
+    from controller import cli
+
+    args = cli.parser().parse_args(["dashboard"])
+    assert args.host == "127.0.0.1"
+    assert server.is_loopback("127.0.0.1") and server.is_loopback("::1") and not server.is_loopback("0.0.0.0")
+
+
+def test_an_unexpected_failure_is_a_500_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    class Broken:
+        metrics = None
+
+        def __call__(self) -> source.Snapshot:
+            raise KeyError("secret-token-value")
+
+    served = server.serve(server.Dashboard(Broken()), host="127.0.0.1", port=0)
+    try:
+        r = httpx.get(f"http://127.0.0.1:{served.server_address[1]}/", timeout=10)
+    finally:
+        served.shutdown()
+        served.server_close()
+    assert r.status_code == 500 and "Traceback" not in r.text and "secret-token-value" not in r.text
+    assert "KeyError" in capsys.readouterr().err and "secret-token-value" not in capsys.readouterr().err
+
+
+def test_without_pages_only_metrics_and_healthz_are_served(taken: Counted) -> None:
+    """`rollout run --metrics-host 0.0.0.0` (a kubelet's probes) serves no page unless --dashboard."""
+    from controller import cli
+
+    dashboard = server.Dashboard(source.Cached(taken, ttl=60), metrics=telemetry.Telemetry(), pages=False)
+    served = server.serve(dashboard, host="127.0.0.1", port=0)
+    base = f"http://127.0.0.1:{served.server_address[1]}"
+    try:
+        assert httpx.get(base + "/metrics", timeout=10).status_code == 200
+        assert httpx.get(base + "/healthz", timeout=10).status_code == 503
+        for path in ("/", "/rollouts/bot", "/api/rollouts.json", "/static/dashboard.css"):
+            assert httpx.get(base + path, timeout=10).status_code == 404
+        assert taken.calls == 0
+    finally:
+        served.shutdown()
+        served.server_close()
+    assert cli.parser().parse_args(["run"]).dashboard is False
+
+
+def test_every_static_file_ships_as_package_data_with_a_type() -> None:
+    """An installed `rollout` serves them too: each file of static/ matches the package data, and its
+    suffix has a content type (a file the server could not type would be a 404)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    files = [p for p in server.STATIC.iterdir() if p.is_file()]
+    assert files
+    for file in files:
+        name = f"static/{file.name}"
+        assert any(fnmatch.fnmatch(name, pattern) for pattern in patterns["controller.dashboard"]), name
+        assert file.suffix in server.TYPES, file.name
+
+
+def test_the_run_loops_source_shows_its_last_look_and_never_takes_one() -> None:
+    published = source.Published()
+    assert published().look is None and "no tick yet" in published().error
+    seen = a_look()
+    published.publish(seen)
+    assert published().look is seen and published().error == ""
+    published.fail("could not read the tick's PRs or history: forge down")
+    assert published().look is seen and "forge down" in published().error  # the last look, and why it is old
+    page = server.Dashboard(published).answer("/")
+    assert page[0] == 200 and b"forge down" in page[2] and b'href="/rollouts/bot"' in page[2]
