@@ -2,5 +2,6 @@
 
 `look` reads what `rollout status` shows (a tick, the bot's open PRs, the specs on main, each rollout's
 git history); `source` keeps the latest look for the server; `views` renders it as escaped HTML;
-`series` answers the plots' data from Prometheus range queries; `server` serves the pages, their JSON, the static files and, under `rollout run`, /metrics and /healthz.
+`series` answers the plots' data from Prometheus range queries; `server` serves the pages, their JSON,
+the static files and, under `rollout run`, /metrics and /healthz.
 """
