@@ -142,6 +142,7 @@ def test_the_pages_in_a_real_browser(gitops: GitOps) -> None:
         assert timeline.count() >= 1 and "Add bad-bot" in timeline.last.inner_text()
         assert page.locator("section#plots").get_attribute("data-src") == "/api/rollouts/bad-bot/series"
         assert page.locator("dd.phase").inner_text() == "RolledBack"
+        _assert_plotted(page, base)
 
         page.goto(base + "/rollouts/good-bot")
         page.wait_for_selector("table.timeline")
@@ -149,6 +150,27 @@ def test_the_pages_in_a_real_browser(gitops: GitOps) -> None:
         assert page.evaluate("window.pwned === undefined")  # the subject's script never ran
         assert not problems and not failed, (problems, failed)
         _assert_drawn(page.screenshot(full_page=True))
+
+
+def _assert_plotted(page: Any, base: str) -> None:
+    """The rollout page's plots, drawn from the session's real Prometheus: the eval pass rates the
+    history holds (stable 90%, bad-bot's canary 85%) in the series the page fetched, and on its chart
+    both variants' lines, in their colours (stable blue, canary orange)."""
+    page.wait_for_selector('section#plots[data-state="drawn"]', timeout=30_000)
+    panel = page.locator('div.plot-panel[data-metric="eval_pass_rate"]')
+    assert panel.locator("canvas").count() == 1
+    assert panel.locator(".u-legend .u-series .u-label").all_text_contents()[1:] == ["stable", "canary"]
+    answer = httpx.get(base + "/api/rollouts/bad-bot/series", timeout=30).json()
+    evals = next(p for p in answer["panels"] if p["metric"] == "eval_pass_rate")
+    seen = {s["variant"]: {round(v, 6) for _, v in s["points"] if v is not None} for s in evals["series"]}
+    assert seen == {"stable": {90.0}, "canary": {85.0}}, seen
+    width, _, pixels = dashboard.png_pixels(panel.locator("canvas").screenshot())
+
+    def near(colour: tuple[int, int, int]) -> int:
+        return sum(1 for p in pixels if sum(abs(a - b) for a, b in zip(p[:3], colour, strict=True)) < 40)
+
+    assert near((31, 111, 209)) > width // 4, "no stable line on the chart"
+    assert near((232, 89, 12)) > width // 8, "no canary line on the chart"
 
 
 def _assert_drawn(png: bytes) -> None:
