@@ -107,7 +107,8 @@ def _check_json(c: gates.Check) -> dict[str, Any]:
     }
 
 
-def _thresholds(e: gates.GateEvidence) -> str:
+def thresholds(e: gates.GateEvidence) -> str:
+    """A gate's bounds in words: `maxDrop 2 pts`, `max 0.01`, `canary share 10%`."""
     out = []
     for k, v in e.thresholds.items():
         if k == "maxDrop":
@@ -166,7 +167,7 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
     header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       judge (estimate [bounds] / limit); reason"
     for e in evidence:
         lines.append(
-            f"{e.name} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
+            f"{e.name} ({e.kind}, {e.source}; {thresholds(e)}; minSamples {e.min_samples}; "
             f"window {e.window}; onFail {e.on_fail}): {e.verdict}"
         )
         if e.error:
@@ -198,7 +199,7 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
     for e in evidence:
         if e.error or not e.segments:
             lines.append(
-                f"| {report.md(e.name)} | - | - | - | - | - | {report.md(_thresholds(e))} "
+                f"| {report.md(e.name)} | - | - | - | - | - | {report.md(thresholds(e))} "
                 f"| - | **{e.verdict}** | {report.md(e.error or 'no data')} |"
             )
         for s in e.segments:
@@ -206,7 +207,7 @@ def markdown(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -
             lines.append(
                 f"| {report.md(e.name)} | {report.md(gates.where(s))} "
                 f"| {_num(s.stable.value)} | {_count(s.stable.samples)} | {_num(s.canary.value)} "
-                f"| {_count(s.canary.samples)} | {report.md(_thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
+                f"| {_count(s.canary.samples)} | {report.md(thresholds(e))} | {report.md(_checks(s))} | **{s.verdict}** "
                 f"| {report.md(s.reason + counted)} |"
             )
     lines += ["", "<details><summary>Queries</summary>", ""]
