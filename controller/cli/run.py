@@ -20,7 +20,7 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, load, reconcile, settings, spec, telemetry
+    from controller import gates, load, notifier, reconcile, settings, spec, telemetry
     from controller.forge import base as forge_base
     from controller.routers import base
 
@@ -228,8 +228,18 @@ def build_for(
         config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
     )
     mlflow = common.prompt_registry()
+    notices = notifications(knobs)
     controller = reconcile.Controller(
-        workspace, forge, routers, metrics, holder=holder, knobs=knobs, prompts=mlflow, registry=mlflow
+        workspace,
+        forge,
+        routers,
+        metrics,
+        holder=holder,
+        knobs=knobs,
+        prompts=mlflow,
+        registry=mlflow,
+        notifier=notices,
+        repository=redaction.redact(remote),
     )
     return Built(controller, _acting_on(remote, tree.sha, state_path), config, state_files(config, state_path))
 
@@ -256,6 +266,25 @@ def _budgets(knobs: settings.Settings) -> Any:
     if knobs.github not in _BUDGETS:
         _BUDGETS[knobs.github] = budget.Registry(limits=knobs.github)
     return _BUDGETS[knobs.github]
+
+
+_NOTIFIER: list[notifier.Dispatcher] = []  # the process's one, built with its first controller
+
+
+def notifications(knobs: settings.Settings) -> notifier.Dispatcher:
+    """The process's one notification dispatcher (a thread and a queue, shared by every repository a
+    fleet member serves); its webhooks' URLs and headers are read from the environment."""
+    from controller import notifier
+
+    if not _NOTIFIER:
+        _NOTIFIER.append(notifier.Dispatcher(env=os.environ, knobs=knobs.notifications))
+    return _NOTIFIER[0]
+
+
+def flush_notifications() -> None:
+    """On the way out: the queued notifications get at most `Settings.notifications.flush` seconds."""
+    if _NOTIFIER:
+        _NOTIFIER.pop().close()
 
 
 def _cache_dir(remote: str) -> Path:
@@ -339,6 +368,7 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
                 tick = controller.reconcile_once()
             finally:
                 controller.release_lease()
+                flush_notifications()
     except errors.LeaseHeld as exc:  # another process has this workdir: nothing was read or written
         if args.format == "json":
             out.write(json.dumps({"skipped": str(exc), "heldBy": exc.holder}, indent=2) + "\n")
@@ -395,6 +425,8 @@ def _loop_setup(
         signal.signal(sig, lambda *_: stop.set())
     tel = telemetry.Telemetry()
     tel.interval = interval
+    if _NOTIFIER:
+        _NOTIFIER[0].counted = tel.count_notification
     server = tel.serve(args.metrics_port, host=args.metrics_host) if args.metrics_port is not None else None
     if server is not None:
         out.write(f"metrics on http://{args.metrics_host}:{server.server_address[1]}/metrics\n")
@@ -408,6 +440,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     controller, acting_on, *_ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
     stop, tel, server = _loop_setup(args, out, interval)
+    _NOTIFIER[0].check(home.config.notifications)  # an unset variable is said at start, not at the first event
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
@@ -427,6 +460,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
             server.shutdown()
         if controller.release_lease():
             out.write("released the lease\n")
+        flush_notifications()
     out.write("stopped\n")
     return 0
 
@@ -446,6 +480,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
         return build_for(remote, clone, branch=branch, holder=fleet.holder(config))
 
     stop, tel, server = _loop_setup(args, out, interval)
+    _NOTIFIER[0].check(home.config.notifications)
     try:
         fleet.run(
             home,
@@ -461,6 +496,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
     finally:
         if server is not None:
             server.shutdown()
+        flush_notifications()
     out.write("stopped\n")
     return 0
 
@@ -468,7 +504,10 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
 @console.coloured
 def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on, *_ = build_controller(args)
-    outcome = controller.abort(args.name, reason=args.reason)
+    try:
+        outcome = controller.abort(args.name, reason=args.reason)
+    finally:
+        flush_notifications()
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
         return 1 if outcome.error else 0
