@@ -44,6 +44,7 @@ def test_a_failed_gate_makes_exactly_one_rollback_notification(gitops: GitOps) -
         sink = notifying(gitops, r)
         c = gitops.controller()
         c.notifier = sink
+        assert "would rollback" in outcome(c.reconcile_once(dry_run=True), "bad-bot").actions[0]  # tells nothing
         assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.ROLLBACK
         for _ in range(3):  # the revert PR is open: the rollout holds, nothing more is told
             gitops.advance(timedelta(minutes=5))
