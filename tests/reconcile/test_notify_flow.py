@@ -9,6 +9,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,8 +18,10 @@ import httpx
 import jsonschema
 import pytest
 
-from controller import cli, notifier, plan, settings
-from tests.helpers.gitops import CONFIG, GitOps, add_bad_bot, kind, outcome
+from controller import cli, coordination, notifier, plan, settings, telemetry
+from controller.cli import fleet, run
+from tests.helpers.gitops import CONFIG, HISTORY_BEGAN, GitOps, add_bad_bot, kind, outcome
+from tests.helpers.memory_store import Cluster, MemoryStore
 from tests.helpers.net import free_port, wait_for
 from tests.helpers.webhook_receiver import Receiver, receiver
 
@@ -167,3 +171,45 @@ def test_rollout_run_posts_and_counts_and_never_logs_the_url(gitops: GitOps) -> 
     text = out.decode()
     assert proc.returncode == 0 and "$ROLLOUT_TEST_SLACK is not set; nothing is posted there" in text
     assert SECRET not in text
+
+
+def test_a_fleet_member_tells_its_repositories_rollbacks(gitops: GitOps, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rollout run` as a fleet member builds every repository's controller with the process's one
+    dispatcher (controller/cli/fleet.py): the home repository's rollback is told, once, naming it."""
+    add_bad_bot(gitops)
+    fleet_yaml = "fleet:\n  name: test\n  shards: 4\n  coordination: {type: etcd, endpoints: ['http://127.0.0.1:9']}\n"
+    with receiver() as r:
+        gitops.commit(
+            {"rollouts/controller.yaml": CONFIG.format(prom=gitops.prom_url) + NOTIFY + fleet_yaml},
+            "Notify, as a fleet",
+            at=HISTORY_BEGAN,
+        )
+        monkeypatch.setenv("ROLLOUT_TEST_WEBHOOK", f"{r.url}/generic")
+        monkeypatch.setenv("ROLLOUT_TEST_SLACK", f"{r.url}/slack/T0/B0/secret")
+        home = run.build_for(str(gitops.remote), gitops.work / "member" / "clone", branch="main", holder="fleet-test")
+        coordinator = coordination.Coordinator(MemoryStore(Cluster(time.monotonic), "m1"), "m1", shards=4)
+        stop, out = threading.Event(), io.StringIO()
+        thread = threading.Thread(
+            target=fleet.run,
+            args=(home,),
+            kwargs={
+                "workdir": gitops.work / "member",
+                "coordinator": coordinator,
+                "build": lambda remote, clone, branch: run.build_for(remote, clone, branch=branch, holder="fleet-test"),
+                "interval": 0.2,
+                "stop": stop,
+                "out": out,
+                "tel": telemetry.Telemetry(),
+                "lines": run._tick_lines,
+            },
+        )
+        thread.start()
+        try:
+            wait_for("the rollback's notification", lambda: [q for q in r.requests if q.path == "/generic"])
+            wait_for("a few more passes", lambda: out.getvalue().count("Hold") >= 1 or None)
+        finally:
+            stop.set()
+            thread.join(timeout=30)
+            run.flush_notifications()
+        bodies = [q.body for q in r.requests if q.path == "/generic" and q.body["rollout"] == "bad-bot"]
+    assert [(b["action"], b["repository"]) for b in bodies] == [("rollback", str(gitops.remote))]
