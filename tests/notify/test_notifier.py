@@ -71,7 +71,7 @@ def test_the_generic_payload_is_posted_and_matches_its_schema() -> None:
         d.post([webhook(headers="TOKEN")], EVENT)
         assert d.close()
         [got] = r.requests
-    jsonschema.validate(got.body, SCHEMA)
+    jsonschema.validate(got.body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     assert got.path == f"/services/{SECRET}"
     assert got.headers["Authorization"] == "Bearer tok-123" and got.headers["Content-Type"] == "application/json"
     assert got.body["version"] == 1 and got.body["action"] == "rollback" and got.body["rollout"] == "bad-bot"

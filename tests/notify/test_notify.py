@@ -81,7 +81,7 @@ def test_each_event_is_told_once_and_the_memory_is_bounded() -> None:
 )
 def test_the_payload_matches_its_schema(action: notify.Action, extra: dict[str, object]) -> None:
     body = notify.payload(event(action, **extra))
-    jsonschema.validate(body, SCHEMA)
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     assert body["version"] == 1 and body["action"] == action.value
     assert json.loads(json.dumps(body, allow_nan=False)) == body
 
@@ -89,7 +89,7 @@ def test_the_payload_matches_its_schema(action: notify.Action, extra: dict[str, 
 def test_the_payload_keeps_no_line_breaks_and_no_overlong_reason() -> None:
     body = notify.payload(event(reason="a\nb\r\x1b[31m" + "x" * 5000))  # type: ignore[arg-type]
     assert "\n" not in body["reason"] and "\x1b" not in body["reason"] and len(body["reason"]) <= 1000
-    jsonschema.validate(body, SCHEMA)
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 
 
 @pytest.mark.parametrize(
@@ -157,3 +157,25 @@ def test_a_long_slack_section_is_cut_within_the_limit_and_never_inside_an_escape
 )
 def test_titles(action: notify.Action, extra: dict[str, object], title: str) -> None:
     assert notify.title(event(action, **extra)) == title
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": 2},
+        {"action": "merge"},
+        {"at": "yesterday"},
+        {"extra": 1},
+        {"pr": {"number": 7, "url": "x"}},
+        {
+            "evidence": [
+                {"gate": "g", "verdict": "MAYBE", "segment": None, "stable": 1, "canary": 1, "bound": "", "reason": ""}
+            ]
+        },
+    ],
+    ids=["version", "action", "at", "extra-field", "pr-without-state", "verdict"],
+)
+def test_the_schema_refuses_what_version_1_is_not(change: dict[str, object]) -> None:
+    body = {**notify.payload(event()), **change}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

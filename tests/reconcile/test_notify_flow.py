@@ -57,7 +57,7 @@ def test_a_failed_gate_makes_exactly_one_rollback_notification(gitops: GitOps) -
         generic = [q.body for q in r.requests if q.path == "/generic"]
         slack = [q.body for q in r.requests if q.path.startswith("/slack/")]
     [body] = [b for b in generic if b["rollout"] == "bad-bot"]
-    jsonschema.validate(body, SCHEMA)
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     [pr] = gitops.forge.list(prefix="rollout/bad-bot/")
     assert body["action"] == "rollback" and body["rollout"] == "bad-bot" and body["byHand"] is False
     assert body["pr"] == {"number": pr.number, "url": pr.url, "state": "open"}
