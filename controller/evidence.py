@@ -107,7 +107,8 @@ def _check_json(c: gates.Check) -> dict[str, Any]:
     }
 
 
-def _thresholds(e: gates.GateEvidence) -> str:
+def thresholds(e: gates.GateEvidence) -> str:
+    """A gate's bounds in words: `maxDrop 2 pts`, `max 0.01`, `canary share 10%`."""
     out = []
     for k, v in e.thresholds.items():
         if k == "maxDrop":
@@ -166,7 +167,7 @@ def text(rollout: str, evidence: Sequence[gates.GateEvidence], *, at: str) -> st
     header = f"  {'segment':<24} {'stable':>10} {'n':>7} {'canary':>10} {'n':>7}  verdict       judge (estimate [bounds] / limit); reason"
     for e in evidence:
         lines.append(
-            f"{e.name} ({e.kind}, {e.source}; {_thresholds(e)}; minSamples {e.min_samples}; "
+            f"{e.name} ({e.kind}, {e.source}; {thresholds(e)}; minSamples {e.min_samples}; "
             f"window {e.window}; onFail {e.on_fail}): {e.verdict}"
         )
         if e.error:
@@ -207,7 +208,7 @@ def table(evidence: Sequence[gates.GateEvidence]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for e in evidence:
         if e.error or not e.segments:
-            rows.append((e.name, "-", "-", "-", "-", "-", _thresholds(e), "-", str(e.verdict), e.error or "no data"))
+            rows.append((e.name, "-", "-", "-", "-", "-", thresholds(e), "-", str(e.verdict), e.error or "no data"))
         for s in e.segments:
             counted = "" if s.counted else " (not counted)"
             rows.append(
@@ -218,7 +219,7 @@ def table(evidence: Sequence[gates.GateEvidence]) -> list[tuple[str, ...]]:
                     _count(s.stable.samples),
                     _num(s.canary.value),
                     _count(s.canary.samples),
-                    _thresholds(e),
+                    thresholds(e),
                     _checks(s),
                     str(s.verdict),
                     s.reason + counted,

@@ -61,6 +61,7 @@ class Memory:
 
     step_histories: int = 200_000
     checks: int = 10_000
+    notifications: int = 10_000  # (rollout, revision, action, PR) keys told, so a repeated decision is told once
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,18 @@ class Retries:
 
 
 @dataclass(frozen=True)
+class Notifications:
+    """How notifications are delivered (`controller.notifier`): on a thread of their own, never in a tick."""
+
+    timeout: float = 5.0  # seconds: connect, and wait for the answer, per POST
+    attempts: int = 5  # tries of a POST answered 429 or 5xx, or not answered, before it is given up
+    first_wait: float = 1.0  # seconds before the second try, doubling each time
+    max_wait: float = 60.0  # at most this long between two tries, a 429's Retry-After included
+    queue: int = 1_000  # messages waiting to be posted; a full queue drops the oldest (counted)
+    flush: float = 5.0  # seconds the process waits on exit for the messages still queued
+
+
+@dataclass(frozen=True)
 class GithubBudget:
     """GitHub's request budget per identity (a token or an App installation), as GitHub documents it,
     and how the controller paces itself within it. A controller sharing an identity with k-1 others
@@ -119,3 +132,4 @@ class Settings:
     timeouts: Timeouts = field(default_factory=Timeouts)
     retries: Retries = field(default_factory=Retries)
     github: GithubBudget = field(default_factory=GithubBudget)
+    notifications: Notifications = field(default_factory=Notifications)

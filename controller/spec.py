@@ -1284,6 +1284,59 @@ class FleetConfig(_Model):
         return self
 
 
+class NotificationEvent(StrEnum):
+    """What a notification tells: a rollback (by a gate or `rollout abort`), a pause, a promotion PR
+    waiting for review, a completion PR."""
+
+    ROLLBACK = "rollback"
+    PAUSE = "pause"
+    PROMOTION = "promotion"
+    COMPLETION = "completion"
+
+
+class _Destination(_Model):
+    url_env: EnvName = Field(
+        description="The environment variable that holds the webhook's URL. The URL is a secret (a Slack "
+        "webhook's URL is its credential): it is never written in this file and never logged."
+    )
+    on: list[NotificationEvent] = Field(
+        default_factory=lambda: list(NotificationEvent),
+        min_length=1,
+        description="The events posted here (default: every one).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_literal_url(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "url" in data:
+            raise _located(
+                ("url",),
+                "a webhook URL is a secret: put it in an environment variable and name that variable in "
+                "`urlEnv` (e.g. urlEnv: ROLLOUT_SLACK_WEBHOOK)",
+            )
+        return data
+
+
+class SlackNotification(_Destination):
+    """A Slack incoming webhook (or one that takes Slack's format: Mattermost, Rocket.Chat)."""
+
+    type: Literal["slack"]
+
+
+class WebhookNotification(_Destination):
+    """Any HTTP endpoint: the generic JSON payload (schemas/notification.schema.json), version 1."""
+
+    type: Literal["webhook"]
+    headers_env: EnvName | None = Field(
+        default=None,
+        description="An environment variable holding extra request headers as a JSON object (e.g. "
+        '{"Authorization": "Bearer ..."}); never logged.',
+    )
+
+
+NotificationConfig = Annotated[SlackNotification | WebhookNotification, Field(discriminator="type")]
+
+
 HOME_REPOSITORY = "home"  # the repository whose controller.yaml names the fleet, as the shard key has it
 
 
@@ -1302,6 +1355,11 @@ class ControllerConfig(_Model):
         default=None,
         description="Share the work among several controllers and serve more repositories (docs/sharding.md). "
         "Read by the controller started on this repository; ignored in the repositories it lists.",
+    )
+    notifications: list[NotificationConfig] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Where rollbacks, pauses, promotion PRs and completions are posted (README: Notifications).",
     )
     state_dir: StateDir | None = Field(
         default=None,

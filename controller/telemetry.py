@@ -70,6 +70,13 @@ class Telemetry:
         self.fleet_members = Gauge(
             "rollout_fleet_members", "The fleet's live members, as this member last saw them.", registry=self.registry
         )
+        self.notifications = Counter(
+            "rollout_notifications",
+            "Notification messages by destination type and what became of them (delivered, retried, failed, "
+            "rejected, dropped, unconfigured).",
+            ["destination_type", "outcome"],
+            registry=self.registry,
+        )
         self.interval = 60.0
 
     def record(self, tick: reconcile.Tick, *, repository: str = "") -> None:
@@ -97,6 +104,10 @@ class Telemetry:
                 self.canary_weight.labels(outcome.rollout, outcome.route).set(route.weight("canary"))
         if not bad and not tick.skipped:
             self.last_good.set(time.time())
+
+    def count_notification(self, destination_type: str, outcome: str) -> None:
+        """`notifier.Dispatcher.counted`: one message's outcome (called from its thread)."""
+        self.notifications.labels(destination_type, outcome).inc()
 
     def _record_router(self, outcome: reconcile.Outcome) -> None:
         if outcome.router_attempts > 1:

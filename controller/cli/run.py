@@ -20,7 +20,7 @@ from controller import errors, redaction
 from controller.cli import common, console
 
 if TYPE_CHECKING:
-    from controller import gates, reconcile, settings, spec, telemetry
+    from controller import gates, notifier, reconcile, settings, spec, telemetry
     from controller.dashboard import look, source
     from controller.routers import base
 
@@ -237,8 +237,18 @@ def build_for(
         config.forge, remote=remote, env=os.environ, knobs=knobs, share=SHARING.share, budgets=_budgets(knobs)
     )
     mlflow = common.prompt_registry()
+    notices = notifications(knobs)
     controller = reconcile.Controller(
-        workspace, forge, routers, metrics, holder=holder, knobs=knobs, prompts=mlflow, registry=mlflow
+        workspace,
+        forge,
+        routers,
+        metrics,
+        holder=holder,
+        knobs=knobs,
+        prompts=mlflow,
+        registry=mlflow,
+        notifier=notices,
+        repository=redaction.redact(remote),
     )
     return Built(controller, _acting_on(remote, tree.sha, state_path), config, state_files(config, state_path))
 
@@ -265,6 +275,25 @@ def _budgets(knobs: settings.Settings) -> Any:
     if knobs.github not in _BUDGETS:
         _BUDGETS[knobs.github] = budget.Registry(limits=knobs.github)
     return _BUDGETS[knobs.github]
+
+
+_NOTIFIER: list[notifier.Dispatcher] = []  # the process's one, built with its first controller
+
+
+def notifications(knobs: settings.Settings) -> notifier.Dispatcher:
+    """The process's one notification dispatcher (a thread and a queue, shared by every repository a
+    fleet member serves); its webhooks' URLs and headers are read from the environment."""
+    from controller import notifier
+
+    if not _NOTIFIER:
+        _NOTIFIER.append(notifier.Dispatcher(env=os.environ, knobs=knobs.notifications))
+    return _NOTIFIER[0]
+
+
+def flush_notifications() -> None:
+    """On the way out: the queued notifications get at most `Settings.notifications.flush` seconds."""
+    if _NOTIFIER:
+        _NOTIFIER.pop().close()
 
 
 def _cache_dir(remote: str) -> Path:
@@ -319,6 +348,7 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO) -> int:
                 tick = controller.reconcile_once()
             finally:
                 controller.release_lease()
+                flush_notifications()
     except errors.LeaseHeld as exc:  # another process has this workdir: nothing was read or written
         if args.format == "json":
             out.write(json.dumps({"skipped": str(exc), "heldBy": exc.holder}, indent=2) + "\n")
@@ -382,6 +412,8 @@ def _loop_setup(
     tel.interval = interval
     if args.metrics_port is None:
         return stop, tel, None, None
+    if _NOTIFIER:
+        _NOTIFIER[0].counted = tel.count_notification
     published = source.Published(metrics=metrics)
     if fleet:
         published.fail("a fleet member's pages show no rollout yet: look at each repository with `rollout dashboard`")
@@ -402,6 +434,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     controller, acting_on, *_ = home
     out.write(f"{acting_on}; lease holder {controller.holder}\n")
     stop, tel, server, published = _loop_setup(args, out, interval, metrics=controller.metrics)
+    _NOTIFIER[0].check(home.config.notifications)  # an unset variable is said at start, not at the first event
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
@@ -423,6 +456,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
             server.shutdown()
         if controller.release_lease():
             out.write("released the lease\n")
+        flush_notifications()
     out.write("stopped\n")
     return 0
 
@@ -452,6 +486,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
         return build_for(remote, clone, branch=branch, holder=fleet.holder(config))
 
     stop, tel, server, _ = _loop_setup(args, out, interval, fleet=True)
+    _NOTIFIER[0].check(home.config.notifications)
     try:
         fleet.run(
             home,
@@ -467,6 +502,7 @@ def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Bui
     finally:
         if server is not None:
             server.shutdown()
+        flush_notifications()
     out.write("stopped\n")
     return 0
 
@@ -476,7 +512,10 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
     from controller.dashboard import look
 
     controller, acting_on, *_ = build_controller(args)
-    outcome = controller.abort(args.name, reason=args.reason)
+    try:
+        outcome = controller.abort(args.name, reason=args.reason)
+    finally:
+        flush_notifications()
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **look.outcome_json(outcome)}, indent=2) + "\n")
         return 1 if outcome.error else 0

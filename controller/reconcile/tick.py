@@ -17,6 +17,7 @@ from controller import (
     evals,
     gates,
     load,
+    notify,
     plan,
     prometheus,
     proposals,
@@ -52,6 +53,10 @@ class Outcome:
     phase: spec.Phase | None = None  # `plan.phase`, this tick's rollback or pending revert included
     router_attempts: int = 0  # router writes tried this tick (more than 1: it was retried with backoff)
     rollback_unconfirmed: bool = False  # the canary should be out but the router did not confirm it
+    revision: str = ""  # the canary's revision (the one a rollback, a pause or a promotion is about)
+    steps: int | None = None  # how many steps the rollout has
+    pull: forge_base.PullRequest | None = None  # the PR this tick carried out, as the forge returned it
+    news: str = ""  # what this tick did to `pull`: `_news` ("opened", "updated", "recorded"), "" nothing
 
 
 @dataclass(frozen=True)
@@ -94,8 +99,11 @@ class Controller:
     shards: coordination.Shards = field(default_factory=lambda: coordination.Shards(spec.HOME_REPOSITORY))
     prompts: load.PromptRegistry | None = None  # reads `prompts:/NAME/VERSION` prompts (MLflow's Prompt Registry)
     registry: aliases.Registry | None = None  # moves the MLflow aliases a rollout names (`spec.aliases`)
+    notifier: notify.Sink = field(default_factory=notify.Nowhere)  # where rollbacks, pauses, ... are posted
+    repository: str = ""  # how notifications name this repository (a GitHub forge's owner/name wins)
     steps: observe.StepHistory = field(init=False)  # when each rollout's step began, remembered between ticks
     pull_requests: pulls.Pulls = field(init=False)  # the forge pass, and the checks this process set
+    notified: notify.Sent = field(init=False)  # the events told, so a repeated decision is told once
     _leased: bool = False  # this process took the lease and has not released it
 
     def __post_init__(self) -> None:
@@ -104,6 +112,7 @@ class Controller:
         self.pull_requests = pulls.Pulls(
             self.forge, self.workspace, self.clock, remember=memory.checks, refresh=self.knobs.pr_refresh
         )
+        self.notified = notify.Sent(memory.notifications)
 
     def reconcile_once(self, *, dry_run: bool = False) -> Tick:
         started = self.clock()
@@ -173,9 +182,32 @@ class Controller:
                 outcomes[n] = self._moved(d.loaded, config, self._act(d, config, written.get(d.write.key)))
             except Exception as exc:
                 outcomes[n] = _failed(d.loaded.name, exc)
-        duration = (self.clock() - started).total_seconds()
         done = tuple(o for o in outcomes if o is not None)
+        if not dry_run:
+            self._notify(config, done, at=started)
+        duration = (self.clock() - started).total_seconds()
         return Tick(started, sha, done, tuple(desired.problems), duration=duration)
+
+    def _notify(
+        self, config: spec.ControllerConfig, done: Sequence[Outcome], *, at: datetime, by_hand: bool = False
+    ) -> None:
+        """Hand each outcome's event (`notify.action_of`), told once (`notified`), to the notifier, which
+        posts it later on a thread of its own: the tick never waits for a webhook, and nothing here fails it."""
+        if not config.notifications:
+            return
+        repository = config.forge.repository if isinstance(config.forge, spec.GithubForgeConfig) else self.repository
+        for o in done:
+            try:
+                event = _event(o, repository=repository, at=at, by_hand=by_hand)
+                if (
+                    event is None
+                    or not notify.wanted(config.notifications, event)
+                    or not self.notified.first(event.key)
+                ):
+                    continue
+                self.notifier.post(config.notifications, event)
+            except Exception as exc:  # a bug in telling must not stop the tick
+                log.error("rollout %s: its notification could not be queued", o.rollout, exc_info=exc)
 
     def _moved(self, loaded: load.LoadedRollout, config: spec.ControllerConfig, outcome: Outcome) -> Outcome:
         """`outcome` after the alias pass: the aliases the rollout names follow main's stable, after the
@@ -304,7 +336,9 @@ class Controller:
         d = self._decide(
             loaded, router, seen, self.pull_requests.ours([loaded]), (), tree=tree, since=since, abort=abort
         )
-        return self._act(d, desired.config, self._write([d.write]).get(d.write.key))
+        outcome = self._act(d, desired.config, self._write([d.write]).get(d.write.key))
+        self._notify(desired.config, [outcome], at=self.clock(), by_hand=True)
+        return outcome
 
     # -- the decide and act passes ---------------------------------------------------------------
 
@@ -372,6 +406,8 @@ class Controller:
             step_since=since,
             step=plan.current_step(loaded),
             phase=plan.phase(loaded, rolling_back=facts.rollback_pr_open or decision.kind is plan.Kind.ROLLBACK),
+            revision=loaded.revisions.get(traffic.CANARY, ""),
+            steps=len(loaded.rollout.spec.steps),
         )
         urgent = decision.kind is plan.Kind.ROLLBACK or (
             facts.rollback_pr_open and decision.route is not None and traffic.exposure_free(decision.route)
@@ -449,9 +485,43 @@ class Controller:
             )
         except errors.RolloutError as exc:  # the router part stands; the next tick finds or updates the PR
             return replace(outcome, actions=tuple(actions), error=str(exc), adapter=_adapter(exc))
-        if pr is not None and (said := _news(pr, d.mine)):
+        said = _news(pr, d.mine) if pr is not None else ""
+        if pr is not None and said:
             actions.append(f"{said} #{pr.number}: {pr.title}")
-        return replace(outcome, actions=tuple(actions), error=error, adapter=adapter, pr=pr.number if pr else None)
+        return replace(
+            outcome,
+            actions=tuple(actions),
+            error=error,
+            adapter=adapter,
+            pr=pr.number if pr else None,
+            pull=pr,
+            news=said,
+        )
+
+
+def _event(o: Outcome, *, repository: str, at: datetime, by_hand: bool) -> notify.Event | None:
+    """The event one outcome makes, or None (`notify.action_of`)."""
+    if o.decision is None:
+        return None
+    pr = None if o.pull is None else notify.PullLink(o.pull.number, o.pull.url, o.pull.state.value)
+    action = notify.action_of(o.decision.kind, pr=pr, news=o.news)
+    if action is None:
+        return None
+    to = o.decision.to_step if action is notify.Action.PROMOTION else o.step
+    return notify.Event(
+        action,
+        o.rollout,
+        o.revision,
+        o.decision.reason,
+        repository,
+        at,
+        evidence=notify.summarise(o.evidence),
+        pr=pr,
+        step=None if to is None else to + 1,
+        steps=o.steps,
+        by_hand=by_hand,
+        error=redaction.redact(o.error) if o.error else None,
+    )
 
 
 def _unread(loaded: load.LoadedRollout, decision: plan.Decision, live: traffic.RouteState | None) -> plan.Decision:

@@ -1,0 +1,269 @@
+"""The notification adapter: posts `notify` events to the webhooks controller.yaml names, on a thread of
+its own, from a bounded queue, retried with backoff. Built once per process by the CLI and handed to
+every `reconcile.Controller`; a tick only queues (`post`), never waits and never fails for it.
+
+The webhook URLs and headers come from the environment and are secrets: no log line, error or metric
+label carries them, only the name of the variable that holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from controller import notify, settings, spec
+
+log = logging.getLogger("rollout.notify")
+
+#: What happened to a message, as `rollout_notifications{outcome}` counts it.
+DELIVERED = "delivered"  # the receiver answered 2xx
+RETRIED = "retried"  # a try failed (not answered, 429 or 5xx) and another follows
+FAILED = "failed"  # every try failed: given up
+REJECTED = "rejected"  # the receiver answered another 4xx: not tried again
+DROPPED = "dropped"  # the queue was full (the oldest goes), or the process exited first
+UNCONFIGURED = "unconfigured"  # its environment variable is unset or malformed: not sent
+
+
+@dataclass(frozen=True)
+class _Job:
+    kind: str  # the destination's type: slack, webhook
+    label: str  # how logs name it: `slack ($ROLLOUT_SLACK_WEBHOOK)`, never its URL
+    url: str
+    headers: Mapping[str, str]
+    body: bytes
+    about: str  # `support-bot rollback`, for the log
+
+
+class Dispatcher:
+    """A `notify.Sink`: `post` queues one message per destination and returns at once; a daemon thread
+    delivers them one at a time. `close` waits at most `knobs.flush` seconds for what is queued."""
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        knobs: settings.Notifications | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] | None = None,
+        counted: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.env = env
+        self.knobs = knobs or settings.Notifications()
+        # The transport, not an httpx.Client: a client logs every request's URL at INFO, and a webhook's
+        # URL is its secret. No redirect is followed.
+        self._transport = transport or httpx.HTTPTransport()
+        self._timeout = httpx.Timeout(self.knobs.timeout).as_dict()
+        self._sleep = sleep or self._wait
+        self.counted = counted or (lambda kind, outcome: None)  # the CLI points it at telemetry
+        self._queue: deque[_Job] = deque()
+        self._lock = threading.Condition()
+        self._busy = False  # a message is being delivered
+        self._closing = threading.Event()  # `close` was called: no new message is taken
+        self._deadline: float | None = None  # when `close` gives up (time.monotonic)
+        self._abandon = threading.Event()  # the deadline passed: no more retries
+        self._thread: threading.Thread | None = None
+        self._warned: set[str] = set()
+
+    # -- the tick's side: never blocks, never raises ----------------------------------------------
+
+    def post(self, destinations: Sequence[spec.NotificationConfig], event: notify.Event) -> None:
+        for d in notify.wanted(destinations, event):
+            try:
+                job = self._job(d, event)
+            except Exception as exc:  # a bug in building a body must not reach the tick
+                log.error("notification %s: could not be built", _label(d), exc_info=exc)
+                continue
+            if job is None:
+                self.counted(d.type, UNCONFIGURED)
+                continue
+            self._enqueue(job)
+
+    def check(self, destinations: Sequence[spec.NotificationConfig]) -> None:
+        """Warn now (once per variable) of a destination whose environment variable is unset or
+        malformed, rather than at its first event; a tick goes on either way."""
+        for d in destinations:
+            url = self.env.get(d.url_env, "")
+            if not url.startswith(("https://", "http://")):
+                what = "is not set" if not url else "does not hold an http(s) URL"
+                self._warn_once(d.url_env, f"notification {_label(d)}: ${d.url_env} {what}; nothing is posted there")
+            elif (
+                isinstance(d, spec.WebhookNotification)
+                and d.headers_env
+                and _headers(self.env.get(d.headers_env, "")) is None
+            ):
+                self._warn_once(d.headers_env, _bad_headers(d))
+
+    def _job(self, d: spec.NotificationConfig, event: notify.Event) -> _Job | None:
+        label = _label(d)
+        url = self.env.get(d.url_env, "")
+        if not url.startswith(("https://", "http://")):
+            what = "is not set" if not url else "does not hold an http(s) URL"
+            self._warn_once(d.url_env, f"notification {label}: ${d.url_env} {what}; nothing is posted there")
+            return None
+        headers = {"Content-Type": "application/json", "User-Agent": "rollout-controller"}
+        match d:
+            case spec.SlackNotification():
+                body = notify.slack(event)
+            case spec.WebhookNotification():
+                body = notify.payload(event)
+                if d.headers_env is not None:
+                    extra = _headers(self.env.get(d.headers_env, ""))
+                    if extra is None:
+                        self._warn_once(d.headers_env, _bad_headers(d))
+                        return None
+                    headers.update(extra)
+        data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        return _Job(d.type, label, url, headers, data, f"{event.rollout} {event.action.value}")
+
+    def _enqueue(self, job: _Job) -> None:
+        with self._lock:
+            if self._closing.is_set():
+                self.counted(job.kind, DROPPED)
+                return
+            if len(self._queue) >= max(1, self.knobs.queue):
+                old = self._queue.popleft()
+                self.counted(old.kind, DROPPED)
+                log.warning("notification %s for %s dropped: the queue is full", old.label, old.about)
+            self._queue.append(job)
+            self._lock.notify_all()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, daemon=True, name="rollout-notify")
+                self._thread.start()
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
+
+    # -- the thread's side ------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing.is_set():
+                    self._lock.wait()
+                if not self._queue:
+                    return
+                job = self._queue.popleft()
+                self._busy = True
+            try:
+                self.counted(job.kind, self._deliver(job))
+            except Exception as exc:  # never let the thread die: the next message still goes
+                log.error("notification %s for %s: unexpected error", job.label, job.about, exc_info=exc)
+                self.counted(job.kind, FAILED)
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._lock.notify_all()
+
+    def _deliver(self, job: _Job) -> str:
+        """Try `job` up to `attempts` times; the outcome. Logs name the destination by its variable."""
+        attempts = max(1, self.knobs.attempts)
+        why = ""
+        for n in range(attempts):
+            wait: float | None = None
+            try:
+                answer = self._post(job)
+            except httpx.HTTPError as exc:  # not answered (refused, timed out): its text may quote the URL
+                why = f"not answered ({type(exc).__name__})"
+            else:
+                code = answer.status_code
+                if 200 <= code < 300:
+                    return DELIVERED
+                why = f"HTTP {code}"
+                if code != 429 and code < 500:
+                    log.warning("notification %s for %s refused (%s): not tried again", job.label, job.about, why)
+                    return REJECTED
+                wait = retry_after(answer.headers.get("Retry-After"), now=datetime.now(UTC))
+            delay = min(self.knobs.max_wait, wait if wait is not None else self.knobs.first_wait * 2**n)
+            late = self._deadline is not None and time.monotonic() + delay > self._deadline
+            if n + 1 >= attempts or self._abandon.is_set() or late:
+                break
+            self.counted(job.kind, RETRIED)
+            self._sleep(delay)
+        log.warning("notification %s for %s given up after %d tries: %s", job.label, job.about, n + 1, why)
+        return FAILED
+
+    def _post(self, job: _Job) -> httpx.Response:
+        request = httpx.Request("POST", job.url, content=job.body, headers=dict(job.headers))
+        request.extensions["timeout"] = self._timeout
+        answer = self._transport.handle_request(request)
+        try:
+            answer.read()
+        finally:
+            answer.close()
+        return answer
+
+    def _wait(self, seconds: float) -> None:
+        self._abandon.wait(seconds)  # the end of `close`'s wait cuts a backoff short
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop taking messages; wait at most `timeout` (default `knobs.flush`) seconds for the queued
+        ones, retries included while they fit in that time. True when none was left behind."""
+        limit = self.knobs.flush if timeout is None else timeout
+        end = time.monotonic() + limit
+        with self._lock:
+            self._deadline = end
+            self._closing.set()
+            self._lock.notify_all()
+            while (self._queue or self._busy) and time.monotonic() < end:
+                self._lock.wait(max(0.0, end - time.monotonic()))
+            left = list(self._queue)
+            self._queue.clear()
+            done = not left and not self._busy
+        self._abandon.set()
+        for job in left:
+            self.counted(job.kind, DROPPED)
+        if left:
+            log.warning("notifications: %d not posted before exit", len(left))
+        return done
+
+
+def _label(d: spec.NotificationConfig) -> str:
+    return f"{d.type} (${d.url_env})"
+
+
+def _bad_headers(d: spec.WebhookNotification) -> str:
+    return (
+        f"notification {_label(d)}: ${d.headers_env} is not a JSON object of header names to string values; "
+        "nothing is posted there"
+    )
+
+
+def _headers(text: str) -> dict[str, str] | None:
+    """Headers from a JSON object of strings, or None when it is not one (the text is never quoted)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        return None
+    return dict(value)
+
+
+def retry_after(value: str | None, *, now: datetime) -> float | None:
+    """Seconds a `Retry-After` header asks for (a number of seconds or an HTTP date), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
