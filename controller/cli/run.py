@@ -1,5 +1,5 @@
 """The controller's commands: `rollout reconcile` (one tick), `run` (the loop, with /metrics), `abort`
-(the kill switch), `retry` and `status`; each builds a `reconcile.Controller` for the named remote."""
+(the kill switch), `hold`, `retry` and `status`; each builds a `reconcile.Controller` for the named remote."""
 
 from __future__ import annotations
 
@@ -82,6 +82,18 @@ def add_parser(sub: Any) -> None:
     _format(a)
     _controller_args(a)
     a.set_defaults(func=cmd_abort)
+
+    h = sub.add_parser(
+        "hold",
+        help="a pause by hand: a pause PR; the rollout advances no further, its weights stay (retry resumes)",
+        epilog=common.example('rollout hold support-bot --reason "waiting for the support team"'),
+    )
+    h.add_argument("name", metavar="NAME", help="the rollout")
+    h.add_argument("--reason", required=True, help="why, for the pause PR and the rollout's status")
+    h.add_argument("--by", default=None, help="who holds it, named in the PR (default: your user name)")
+    _format(h)
+    _controller_args(h)
+    h.set_defaults(func=cmd_hold)
 
     rt = sub.add_parser(
         "retry",
@@ -484,9 +496,22 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 
 @console.coloured
+def cmd_hold(args: argparse.Namespace, out: TextIO) -> int:
+    import getpass
+
+    controller, acting_on, *_ = build_controller(args)
+    outcome = controller.hold(args.name, reason=args.reason, by=args.by or getpass.getuser())
+    return _by_hand_report(args, out, acting_on, outcome)
+
+
+@console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on, *_ = build_controller(args)
-    outcome = controller.retry(args.name)
+    return _by_hand_report(args, out, acting_on, controller.retry(args.name))
+
+
+def _by_hand_report(args: argparse.Namespace, out: TextIO, acting_on: str, outcome: reconcile.Outcome) -> int:
+    """What `hold` or `retry` did: the PR it opened or updated, and what else (PRs closed or labelled)."""
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **_outcome_json(outcome)}, indent=2) + "\n")
         return 0
