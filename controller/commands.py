@@ -62,7 +62,7 @@ def parse(body: str) -> Command | Malformed | None:
             return Command(Verb.ABORT, rest) if rest else Malformed("`/rollout abort` needs a reason")
         case Verb.RETRY:
             return Malformed("`/rollout retry` takes no argument") if rest else Command(Verb.RETRY)
-    return Malformed(f"unknown command `{proposals.one_line(verb, 40).replace('`', '')}`")
+    return Malformed(f"unknown command `{proposals.one_line(verb, 40).replace('`', '')}`")  # in backticks: no @mention
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def authorize(login: str, permission: str, code_owners: Sequence[str], *, path: 
         return Verdict(True, f"@{login} has {permission} access")
     if f"@{login}".lower() in {o.lower() for o in code_owners}:
         return Verdict(True, f"@{login} is a code owner of `{path}`")
-    teams = [o for o in code_owners if o.startswith("@") and "/" in o]
+    teams = [f"`{o}`" for o in code_owners if o.startswith("@") and "/" in o]  # named, never notified
     why = f"@{login} has {permission or 'no'} access and is not a code owner of `{path}`"
     if teams:
         why += f" (its owning teams, {', '.join(teams)}, count only through their members' write access)"

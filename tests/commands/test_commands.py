@@ -161,7 +161,7 @@ AUTHORIZED = [
     ("unknown", "", (), False, "has no access"),
     ("owner-read", "read", ("@Alice",), True, "is a code owner of `rollouts/a/rollout.yaml`"),
     ("other-owner", "read", ("@bob",), False, "not a code owner"),
-    ("team-owner", "read", ("@acme/support-ai",), False, "@acme/support-ai, count only through"),
+    ("team-owner", "read", ("@acme/support-ai",), False, "`@acme/support-ai`, count only through"),
     ("email-owner", "read", ("alice@example.com",), False, "not a code owner"),
 ]
 

@@ -147,7 +147,7 @@ def test_a_code_owner_without_write_access_may_steer(hub: Hub) -> None:
         (
             "rita",
             "@rita has read access and is not a code owner of `rollouts/good-bot/rollout.yaml` (its owning "
-            "teams, @acme/support-ai, count only through their members' write access)",
+            "teams, `@acme/support-ai`, count only through their members' write access)",
         ),
         ("tom", "@tom has read access"),  # triage reads as read
         ("stranger", "@stranger has none access"),  # unknown to the repository: GitHub answers 404
