@@ -74,6 +74,7 @@ class Comment:
     login: str
     bot: bool  # written by a bot (GitHub's user type `Bot`, or a `[bot]` login)
     number: int  # the pull request's
+    repository: str = ""  # owner/name, as the event names it ("" when it does not)
 
 
 def comment_of(event: Mapping[str, Any]) -> Comment | None:
@@ -98,6 +99,7 @@ def comment_of(event: Mapping[str, Any]) -> Comment | None:
         login=login,
         bot=user.get("type") == "Bot" or login.endswith("[bot]"),
         number=field(issue, "number", int, "issue.number"),
+        repository=str((event.get("repository") or {}).get("full_name") or ""),
     )
 
 

@@ -551,6 +551,11 @@ def cmd_comment(args: argparse.Namespace, out: TextIO) -> int:
     controller, acting_on, *_ = build_controller(args)
     if not isinstance(controller.forge, github.GithubForge):
         raise common.UsageError("PR comment commands need `forge: {type: github}` in rollouts/controller.yaml")
+    if comment.repository and comment.repository.lower() != controller.forge.repository.lower():
+        raise common.UsageError(
+            f"the comment is on {comment.repository}, but rollouts/controller.yaml names {controller.forge.repository}: "
+            "nothing was done"
+        )
     steered = steering.steer(controller, controller.forge, comment)
     out.write(f"{acting_on}\n{steered.status.value}: {steered.said}\n")
     match steered.status:

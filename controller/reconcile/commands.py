@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
-from controller import commands, errors, load, proposals, redaction
+from controller import commands, errors, load, proposals, redaction, spec
 from controller.forge import base as forge_base
 from controller.reconcile import tick
 
@@ -75,6 +75,9 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
         text = f"{said} ({verdict.why}) failed: {redaction.redact(str(exc))}"
         return _say(forge, comment, Status.FAILED, text)
     lines = [f"{said} ({verdict.why}), on rollout `{name}`:", *(f"- {a}" for a in outcome.actions)]
+    if not outcome.actions:
+        back = outcome.phase is spec.Phase.ROLLED_BACK
+        lines.append(f"- nothing to do: {'the rollout is rolled back already' if back else 'it is done already'}")
     if outcome.error:
         lines.append(f"- **not done**: {redaction.redact(outcome.error)}")
     status = Status.FAILED if outcome.error else Status.DONE

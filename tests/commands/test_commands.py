@@ -50,7 +50,7 @@ def event(**comment: Any) -> dict[str, Any]:
 
 
 def test_the_comment_of_an_event() -> None:
-    assert commands.comment_of(event()) == commands.Comment(42, "/rollout retry", "alice", False, 7)
+    assert commands.comment_of(event()) == commands.Comment(42, "/rollout retry", "alice", False, 7, "acme/rollouts")
     issue_only = event()
     del issue_only["issue"]["pull_request"]
     assert commands.comment_of(issue_only) is None  # a comment on an issue, not a PR

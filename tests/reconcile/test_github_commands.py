@@ -113,6 +113,12 @@ def test_an_abort_by_a_writer_takes_the_canary_out_at_once_and_opens_the_revert_
     assert "`/rollout abort` by @alice (@alice has write access)" in said and f"#{revert.number}" in said
     assert kind(hub.controller.reconcile_once(), "good-bot") is plan.Kind.HOLD  # the revert PR holds it
 
+    again = hub.say(revert.number, "/rollout abort again", login="alice")  # on the revert PR: already done
+    assert again.status is steering.Status.DONE and "nothing to do: the rollout is rolled back already" in again.said, (
+        again.said
+    )
+    assert set(hub.open_prs()) == {"rollback"}
+
 
 def test_a_hold_opens_the_pause_pr_and_a_following_tick_does_not_advance(hub: Hub) -> None:
     promotion = hub.promotion()
@@ -213,7 +219,9 @@ def rollout_comment(
     return cli.main(argv, out), out.getvalue()
 
 
-def test_the_command_line_exit_codes(hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_exit_codes(
+    hub: Hub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     promotion = hub.promotion()
     n = promotion.number
     for body, login, code, said in [
@@ -232,6 +240,11 @@ def test_the_command_line_exit_codes(hub: Hub, tmp_path: Path, monkeypatch: pyte
     del broken["comment"]["user"]
     code, _ = rollout_comment(hub, broken, tmp_path, monkeypatch)
     assert code == 2
+    elsewhere = hub.event(n, "/rollout abort x", login="alice") | {"repository": {"full_name": "acme/other"}}
+    capsys.readouterr()
+    assert rollout_comment(hub, elsewhere, tmp_path, monkeypatch)[0] == 2
+    assert "the comment is on acme/other, but rollouts/controller.yaml names acme/rollouts" in capsys.readouterr().err
+    assert hub.gitops.live("good").shadow == 100  # type: ignore[union-attr]  # the hold above wrote nothing
     for record in hub.server.records:
         assert TOKEN not in json.dumps(record.body)
     assert all(TOKEN not in c["body"] for c in hub.server.comments.values())
