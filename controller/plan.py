@@ -230,6 +230,7 @@ class Facts:
     step_since: datetime | None = None  # when main first said the current step (from git history)
     samples: int | None = None  # canary requests counted in this step
     rollback_pr_open: bool = False  # a revert PR for this revision is open (or was closed unmerged): hold
+    pause_pr_open: bool = False  # a pause PR for this revision is open (a pause gate's, or a hold by hand): hold
     abort: bool = False  # `rollout abort`: the kill switch
     traffic_split: GateResult | None = None  # the built-in split check: FAIL or ERROR holds (its on_fail is unread)
 
@@ -301,9 +302,11 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
     if heal:
         return heal
     if paused(loaded):
-        return Decision(Kind.HOLD, "paused by a gate: a human decides (`rollout retry` resumes)")
+        return Decision(Kind.HOLD, "paused: a human decides (`rollout retry` resumes)")
     if failed:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
+    if facts.pause_pr_open:  # not merged yet: it holds as main's Paused would (`rollout retry` closes it)
+        return Decision(Kind.HOLD, "paused: the pause PR is open; a human decides (`rollout retry` resumes)")
     split = facts.traffic_split
     if split is not None and split.verdict in (gates.Verdict.FAIL, gates.Verdict.ERROR):
         # the router's fault, not the canary's: hold at this weight, never roll back or pause for it

@@ -143,11 +143,23 @@ def rolled_back_in(number: int) -> str:
 
 
 def pause_comment(reason: str, pause_pr: int) -> str:
-    """The sticky comment on a rollout's other open PRs while pause PR `pause_pr` is open."""
+    """The sticky comment on a rollout's other open PRs while pause PR `pause_pr` is open (a pause
+    gate's, or a hold by hand: `reason` says which)."""
     return (
-        f"**Paused**: {report.md(reason)}\n\nA gate with `onFail: pause` failed; the rollout holds at its "
-        f"current weight. See #{pause_pr}. Resume with `rollout retry`, stop with `rollout abort`."
+        f"**Paused**: {report.md(reason)}\n\nThe rollout holds at its current weight: this PR is not "
+        f"merged by the bot. See #{pause_pr}. Resume with `rollout retry`, stop with `rollout abort`."
     )
+
+
+def retried_in(number: int) -> str:
+    """The comment on an open pause PR, closed because retry PR `number` lets the rollout run again."""
+    return f"Closed: the rollout runs again; `rollout retry` proposed #{number}."
+
+
+def held_by_hand(by: str, reason: str) -> str:
+    """The reason of a pause by hand (`rollout hold`): who, and why if said."""
+    why = one_line(reason, 500)
+    return f"held by hand by @{one_line(by, 100)}" + (f": {why}" if why else "")
 
 
 def one_line(text: str, limit: int = 2000) -> str:

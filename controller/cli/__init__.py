@@ -4,7 +4,8 @@ Apart from the demo (its own closed loop), this is the only package that reads t
 prints, and the one that builds the adapters (through the factories); one module per command group, each
 with `add_parser(sub)` and its `cmd_*` functions. Exit codes: 0 success, 1 a check failed (invalid
 spec, drift asked about, gate failed), 2 usage error, 3 `reconcile` skipped its tick because another
-controller holds the lease (the output names it), 141 the reader of the output went away (`rollout
+controller holds the lease (the output names it), 4 `comment` refused a PR comment command (answered on
+the PR), 141 the reader of the output went away (`rollout
 ... | head`): quietly, as a program killed by SIGPIPE.
 """
 

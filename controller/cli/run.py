@@ -1,5 +1,6 @@
 """The controller's commands: `rollout reconcile` (one tick), `run` (the loop, with /metrics), `abort`
-(the kill switch), `retry` and `status`; each builds a `reconcile.Controller` for the named remote."""
+(the kill switch), `hold`, `retry`, `comment` (the same three from a PR comment on GitHub) and `status`;
+each builds a `reconcile.Controller` for the named remote."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from controller.routers import base
 
 EXIT_SKIPPED = 3  # `reconcile` skipped its tick: another controller holds the lease
+EXIT_REFUSED = 4  # `comment`: not a PR of the bot's, or a commenter who may not steer; nothing was done
 
 
 def _controller_args(p: argparse.ArgumentParser, *, lease: bool = False) -> None:
@@ -92,6 +94,18 @@ def add_parser(sub: Any) -> None:
     _controller_args(a)
     a.set_defaults(func=cmd_abort)
 
+    h = sub.add_parser(
+        "hold",
+        help="a pause by hand: a pause PR; the rollout advances no further, its weights stay (retry resumes)",
+        epilog=common.example('rollout hold support-bot --reason "waiting for the support team"'),
+    )
+    h.add_argument("name", metavar="NAME", help="the rollout")
+    h.add_argument("--reason", required=True, help="why, for the pause PR and the rollout's status")
+    h.add_argument("--by", default=None, help="who holds it, named in the PR (default: your user name)")
+    _format(h)
+    _controller_args(h)
+    h.set_defaults(func=cmd_hold)
+
     rt = sub.add_parser(
         "retry",
         help="propose a PR that lets a rolled-back or paused revision run again",
@@ -101,6 +115,16 @@ def add_parser(sub: Any) -> None:
     _format(rt)
     _controller_args(rt)
     rt.set_defaults(func=cmd_retry)
+
+    cm = sub.add_parser(
+        "comment",
+        help="a PR comment command (/rollout hold|abort|retry) from GitHub's issue_comment event: the commenter's "
+        "permission checked, the command run as the CLI runs it, an answer on the PR",
+        epilog=common.example("rollout comment --event event.json --remote https://github.com/acme/rollouts.git"),
+    )
+    cm.add_argument("--event", default=None, help="the issue_comment event's JSON file (default: $GITHUB_EVENT_PATH)")
+    _controller_args(cm)
+    cm.set_defaults(func=cmd_comment)
 
     st = sub.add_parser(
         "status",
@@ -531,16 +555,67 @@ def cmd_abort(args: argparse.Namespace, out: TextIO) -> int:
 
 
 @console.coloured
+def cmd_hold(args: argparse.Namespace, out: TextIO) -> int:
+    import getpass
+
+    controller, acting_on, *_ = build_controller(args)
+    outcome = controller.hold(args.name, reason=args.reason, by=args.by or getpass.getuser())
+    return _by_hand_report(args, out, acting_on, outcome)
+
+
+@console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
     from controller.dashboard import look
 
     controller, acting_on, *_ = build_controller(args)
-    outcome = controller.retry(args.name)
+    return _by_hand_report(args, out, acting_on, controller.retry(args.name))
+
+
+def _by_hand_report(args: argparse.Namespace, out: TextIO, acting_on: str, outcome: reconcile.Outcome) -> int:
+    """What `hold` or `retry` did: the PR it opened or updated, and what else (PRs closed or labelled)."""
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **look.outcome_json(outcome)}, indent=2) + "\n")
         return 0
     out.write("\n".join([acting_on, *outcome.actions]) + "\n")
     return 0
+
+
+def cmd_comment(args: argparse.Namespace, out: TextIO) -> int:
+    """Exit 0 done, or not a command (ignored, nothing said); 1 the command failed; 2 a malformed command
+    (answered with the usage) or a bad event; 4 refused (answered with why)."""
+    from controller import commands
+    from controller.forge import github
+    from controller.reconcile import commands as steering
+
+    path = args.event or os.environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        raise common.UsageError("--event (or $GITHUB_EVENT_PATH): the issue_comment event's JSON file")
+    try:
+        comment = commands.comment_of(json.loads(Path(path).read_text("utf-8")))
+    except (OSError, ValueError) as exc:
+        raise common.UsageError(f"{path}: {exc}") from exc
+    if comment is None:
+        out.write("ignored: not a comment on a pull request\n")
+        return 0
+    controller, acting_on, *_ = build_controller(args)
+    if not isinstance(controller.forge, github.GithubForge):
+        raise common.UsageError("PR comment commands need `forge: {type: github}` in rollouts/controller.yaml")
+    if comment.repository and comment.repository.lower() != controller.forge.repository.lower():
+        raise common.UsageError(
+            f"the comment is on {comment.repository}, but rollouts/controller.yaml names {controller.forge.repository}: "
+            "nothing was done"
+        )
+    steered = steering.steer(controller, controller.forge, comment)
+    out.write(f"{acting_on}\n{steered.status.value}: {steered.said}\n")
+    match steered.status:
+        case steering.Status.DONE | steering.Status.IGNORED:
+            return 0
+        case steering.Status.USAGE:
+            return 2
+        case steering.Status.REFUSED:
+            return EXIT_REFUSED
+        case steering.Status.FAILED:
+            return 1
 
 
 @console.coloured

@@ -84,3 +84,18 @@ class Forge(Protocol):
         ...
 
     def close(self, number: int, *, comment: str = "") -> PullRequest: ...
+
+
+class Steering(Protocol):
+    """What PR comment commands need of a forge (GitHub): a PR by number, a person's permission on the
+    repository, and the sticky comment that answers."""
+
+    def get(self, number: int) -> PullRequest | None:
+        """The PR numbered `number` whose head branch lives in this repository, or None (none, or a fork's)."""
+        ...
+
+    def permission(self, login: str) -> str:
+        """`login`'s permission on the repository as GitHub names it: admin, write, read or none."""
+        ...
+
+    def comment(self, number: int, body: str, *, key: str) -> None: ...

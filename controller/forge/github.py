@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ T = TypeVar("T")
 PUBLIC_API = "https://api.github.com"
 DESCRIPTION_LIMIT = 140  # GitHub rejects a longer commit status description
 MARKER = "<!-- rollout:{key} -->"
+LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})")  # a GitHub user's login (a bot's ends in [bot])
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,33 @@ class GithubForge:
             return found
 
         return self._call(f"list pull requests with prefix {prefix!r}", run)
+
+    def get(self, number: int) -> base.PullRequest | None:
+        """The PR numbered `number` whose head branch lives in this repository; None when there is none
+        (an issue's number) or it is a fork's (its branch may be named like ours: never one of our PRs)."""
+
+        def run() -> base.PullRequest | None:
+            pr = self._repository().pull_request(number)
+            return self._pull(pr) if pr is not None and self._ours(pr) else None
+
+        return self._call(f"read PR #{number}", run)
+
+    def permission(self, login: str) -> str:
+        """`login`'s permission on this repository (GitHub's `permission`: admin, write, read or none;
+        maintain reads as write, triage as read); none for a login GitHub does not know or that is no
+        user's (a bot's)."""
+        if not LOGIN.fullmatch(login):
+            return "none"
+
+        def run() -> str:
+            response = self._gh.session.get(f"{self._repository().url}/collaborators/{login}/permission")
+            if response.status_code == 404:
+                return "none"
+            if response.status_code != 200:
+                raise github3.exceptions.error_for(response)
+            return str(response.json().get("permission") or "none")
+
+        return self._call(f"read the permission of @{login}", run)
 
     # -- writing ---------------------------------------------------------------------------------
 

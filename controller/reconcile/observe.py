@@ -157,6 +157,16 @@ def rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullR
     return not retried_after
 
 
+def pause_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> bool:
+    """A pause PR for the canary's revision is open (a pause gate's, or `rollout hold`'s): the rollout
+    holds where it is, as it does once main says Paused. `rollout retry` closes it."""
+    revision = loaded.revisions.get(traffic.CANARY)
+    if revision is None:
+        return False
+    branch = proposals.branch(loaded.name, proposals.Action.PAUSE, revision)
+    return any(p.branch == branch and p.state is forge_base.PRState.OPEN for p in mine)
+
+
 # -- the step history -----------------------------------------------------------------------------
 
 

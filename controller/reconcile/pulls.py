@@ -123,17 +123,28 @@ class Pulls:
             case proposals.Action.COMPLETE | proposals.Action.DECOMMISSION:
                 pr = self._promote(merged or self._propose(p, base=base, existing=existing), p, actions)
             case proposals.Action.PAUSE:
-                pr = merged or self._propose(p, base=base, existing=existing)
+                pr = self._recorded(merged) or self._propose(p, base=base, existing=existing)
                 self._set_passing(pr, p)
                 for other in mine:
                     if other.state is forge_base.PRState.OPEN and other.branch != pr.branch:
                         self.forge.add_labels(other.number, (proposals.PAUSED_LABEL,))
                         self.forge.comment(other.number, proposals.pause_comment(p.reason, pr.number), key="pause")
             case proposals.Action.RETRY:
-                pr = merged or self._propose(p, base=base, existing=existing)
+                pr = self._recorded(merged) or self._propose(p, base=base, existing=existing)
+                for other in mine:  # an open pause PR holds the rollout: the retry lets it run again
+                    parsed = proposals.parse_branch(other.branch)
+                    if other.state is forge_base.PRState.OPEN and parsed and parsed[1] == proposals.Action.PAUSE:
+                        self.forge.close(other.number, comment=proposals.retried_in(pr.number))
+                        actions.append(f"closed #{other.number}")
             case _:
                 assert_never(p.action)
         return pr
+
+    def _recorded(self, merged: forge_base.PullRequest | None) -> forge_base.PullRequest | None:
+        """A merged PR of the branch a pause or a retry proposes, while main does not have its merge yet
+        (the next fetch shows it); None once main has it: that PR recorded an earlier pause or retry of
+        the revision, and this one needs its own record."""
+        return merged if merged is not None and not self.workspace.has(merged.merge_sha) else None
 
     def close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
         """Open PRs about a revision main no longer has are closed, with a word on why."""

@@ -304,18 +304,46 @@ class Controller:
         return self._by_hand(name, abort=proposals.one_line(reason) or "no reason given")
 
     def retry(self, name: str) -> Outcome:
-        """Propose a PR that lets a rolled-back or paused revision run again (a human merges it)."""
+        """Propose a PR that lets a rolled-back or paused revision run again (a human merges it); an open
+        pause PR of the revision (a hold not merged yet) is closed at once."""
+        loaded, config = self._one(name, "retry")
+        decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
+        return self._propose_by_hand(loaded, config, proposals.Action.RETRY, decision)
+
+    def hold(self, name: str, *, reason: str, by: str) -> Outcome:
+        """A pause by hand: the pause PR (`status.phase: Paused`, "held by hand by @by: reason"). While it
+        is open or merged the rollout advances no further; its weights stay as they are (nothing is
+        written to the router). `retry` lets it run again."""
+        loaded, config = self._one(name, "hold")
+        if plan.rolled_back(loaded):
+            raise errors.RolloutError(f"rollout {name!r} is rolled back: there is nothing to hold")
+        decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
+        return self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
+
+    def _one(self, name: str, what: str) -> tuple[load.LoadedRollout, spec.ControllerConfig]:
+        """The rollout `name` on main, fetched now, with a canary to `what`."""
         self.workspace.fetch()
         desired = load.load_repo(self.workspace.tree(), prompts=self.prompts)
         loaded = desired.rollout(name)
         if loaded is None or desired.config is None:
             raise errors.RolloutError(f"no valid rollout named {name!r} on {self.workspace.ref}")
         if loaded.rollout.spec.canary is None:
-            raise errors.RolloutError(f"rollout {name!r} has no canary to retry")
-        decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
-        proposal = self.pull_requests.proposal(loaded, proposals.Action.RETRY, decision, ())
-        pr = self.pull_requests.carry_out(proposal, (), base=desired.config.branch, actions=[])
-        return Outcome(name, decision=decision, actions=(f"opened or updated #{pr.number}: {pr.title}",), pr=pr.number)
+            raise errors.RolloutError(f"rollout {name!r} has no canary to {what}")
+        return loaded, desired.config
+
+    def _propose_by_hand(
+        self,
+        loaded: load.LoadedRollout,
+        config: spec.ControllerConfig,
+        action: proposals.Action,
+        decision: plan.Decision,
+    ) -> Outcome:
+        mine = observe.mine(self.pull_requests.ours([loaded]), loaded.name)
+        proposal = self.pull_requests.proposal(loaded, action, decision, ())
+        actions: list[str] = []
+        pr = self.pull_requests.carry_out(proposal, mine, base=config.branch, actions=actions)
+        done = (f"opened or updated #{pr.number}: {pr.title}", *actions)
+        return Outcome(loaded.name, loaded.rollout.spec.route, decision, actions=done, pr=pr.number)
 
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()
@@ -389,6 +417,7 @@ class Controller:
                 None,
             ),
             rollback_pr_open=observe.rollback_pending(loaded, mine),
+            pause_pr_open=observe.pause_pending(loaded, mine),
             abort=bool(abort),
         )
         offline = None if abort else evals.before_ramp(loaded, live=live, judged=evals.offline_status(tree, loaded))

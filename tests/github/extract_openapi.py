@@ -46,6 +46,7 @@ OPERATIONS = {
     "repos/create-commit-status": "the gate summary on the head commit; tests post Actions' check results",
     "repos/update-branch-protection": "tests only: the required status checks a merge must wait for",
     "apps/create-installation-access-token": "GitHub App auth: an installation token from the App's JWT",
+    "repos/get-collaborator-permission-level": "a PR comment command: may its commenter steer the rollout",
 }
 
 

@@ -33,7 +33,12 @@ def load(path: Path) -> Any:
 
 
 def test_the_expected_files_exist() -> None:
-    assert [p.name for p in WORKFLOWS] == ["ci.yml", "rollout-checks.yml", "rollout-controller.yml"]
+    assert [p.name for p in WORKFLOWS] == [
+        "ci.yml",
+        "rollout-checks.yml",
+        "rollout-commands.yml",
+        "rollout-controller.yml",
+    ]
     assert ACTION.is_file()
 
 
@@ -88,6 +93,33 @@ def test_controller_runs_never_overlap() -> None:
     assert doc["concurrency"] == {"group": "rollout-controller", "cancel-in-progress": False}
     assert doc["permissions"] == {"contents": "read"}
     assert any("rollout reconcile --once" in s.get("run", "") for s in doc["jobs"]["reconcile"]["steps"])
+
+
+def test_comment_commands_run_on_pr_comments_in_the_controllers_queue() -> None:
+    """rollout-commands.yml: new comments on pull requests that start with `/rollout ` and are not a bot's;
+    read-only GITHUB_TOKEN; the controller's concurrency group (a command and a tick never run at once);
+    the controller's token, runner and install; the event read from its file, never expanded in the script.
+    Its step runs end to end in tests/reconcile/test_github_commands.py."""
+    doc = load(ROOT / ".github" / "workflows" / "rollout-commands.yml")
+    controller = load(ROOT / ".github" / "workflows" / "rollout-controller.yml")
+    assert doc.get("on", doc.get(True)) == {"issue_comment": {"types": ["created"]}}
+    assert doc["permissions"] == {"contents": "read"}
+    assert doc["concurrency"] == controller["concurrency"]
+    job = doc["jobs"]["command"]
+    condition = " ".join(job["if"].split())
+    assert condition == (
+        "github.event.issue.pull_request && startsWith(github.event.comment.body, '/rollout ') "
+        "&& github.event.comment.user.type != 'Bot'"
+    )
+    assert job["runs-on"] == controller["jobs"]["reconcile"]["runs-on"]
+    ours = {s.get("name"): s for s in job["steps"]}
+    theirs = {s.get("name"): s for s in controller["jobs"]["reconcile"]["steps"]}
+    for name in ("Install the rollout tool", "GitHub App token"):
+        assert ours[name] == theirs[name]
+    run = ours["Run the command"]
+    assert run["env"]["GITHUB_TOKEN"] == theirs["Reconcile once"]["env"]["GITHUB_TOKEN"]
+    assert 'rollout comment --event "$GITHUB_EVENT_PATH"' in run["run"]
+    assert "github.event" not in run["run"], "untrusted comment text never goes into a script"
 
 
 def test_the_action_runs_the_documented_commands() -> None:

@@ -186,6 +186,8 @@ class StandIn:
         self.comments: dict[int, dict[str, Any]] = {}
         self.statuses: dict[str, list[dict[str, Any]]] = {}
         self.required: dict[str, list[str]] = {}  # branch -> the status contexts a merge into it waits for
+        # login -> role on the repository (admin, maintain, write, triage, read, none); others are unknown (404)
+        self.permissions: dict[str, str] = {}
         self.limits = limits or Limits()
         self.clock = clock
         self.spent: dict[str, Spent] = {}
@@ -313,6 +315,17 @@ class StandIn:
         with self.lock:
             tree = self.trees[self.commits[self.refs[f"heads/{branch}"]]["tree"]]
             return self.blobs[tree[path]]
+
+    def push(self, files: dict[str, bytes], message: str, *, branch: str = "main") -> str:
+        """A push to `branch` outside the API (as a person's `git push`): `files` over its tree."""
+        with self.lock:
+            ref = f"heads/{branch}"
+            parent = self.refs[ref]
+            entries = dict(self.trees[self.commits[parent]["tree"]])
+            entries.update({path: self._blob(data) for path, data in files.items()})
+            self.refs[ref] = self._commit(self._tree(entries), [parent], message)
+            self._touch_branch(ref)
+            return self.refs[ref]
 
     def pull_files(self, number: int) -> dict[str, bytes]:
         """The files a PR's head commit changes against its parent: what a merge brings to the base."""
@@ -619,6 +632,20 @@ class StandIn:
                 ]
             case "repos/update-branch-protection":
                 return self._protect(p["branch"], body)
+            case "repos/get-collaborator-permission-level":
+                role = self.permissions.get(p["username"])
+                if role is None:
+                    return 404, {"message": "Not Found"}
+                legacy = {"maintain": "write", "triage": "read"}.get(role, role)  # GitHub's `permission` field
+                user = {
+                    **self._user(p["username"]),
+                    "permissions": {
+                        "pull": role != "none",
+                        "push": legacy in ("write", "admin"),
+                        "admin": role == "admin",
+                    },
+                }
+                return 200, {"permission": legacy, "role_name": role, "user": user}
             case "repos/create-commit-status":
                 sha = p["sha"]
                 if sha not in self.commits:

@@ -351,6 +351,34 @@ CASES: list[tuple[str, load.LoadedRollout, plan.Facts, plan.Kind, Any, str]] = [
     ("paused-holds", rollout(step=1, phase="Paused"), facts(S1, PASS), plan.Kind.HOLD, None, "paused"),
     ("paused-still-rolls-back", rollout(step=1, phase="Paused"), facts(S1, EVAL_FAIL), plan.Kind.ROLLBACK, BACK, ""),
     ("paused-heals-drift", rollout(step=1, phase="Paused"), facts(state(60, 40)), plan.Kind.APPLY, S1, ""),
+    # a pause PR open, not merged (a pause gate's, or `rollout hold`'s): it holds as main's Paused does
+    ("pause-pr-holds", rollout(step=1), facts(S1, PASS, pause_pr_open=True), plan.Kind.HOLD, None, "pause PR is open"),
+    (
+        "pause-pr-holds-last-step",
+        rollout(step=3),
+        facts(state(0, 100), PASS, pause_pr_open=True),
+        plan.Kind.HOLD,
+        None,
+        "pause PR",
+    ),
+    (
+        "pause-pr-still-rolls-back",
+        rollout(step=1),
+        facts(S1, EVAL_FAIL, pause_pr_open=True),
+        plan.Kind.ROLLBACK,
+        BACK,
+        "",
+    ),
+    (
+        "pause-pr-still-aborts",
+        rollout(step=1),
+        facts(S1, PASS, pause_pr_open=True, abort=True),
+        plan.Kind.ROLLBACK,
+        BACK,
+        "by hand",
+    ),
+    ("pause-pr-heals-drift", rollout(step=1), facts(state(60, 40), pause_pr_open=True), plan.Kind.APPLY, S1, ""),
+    ("pause-pr-gate-pauses", rollout(step=1), facts(S1, COST_FAIL, pause_pr_open=True), plan.Kind.PAUSE, None, "cost"),
     (
         "previous-warm",
         completed(),
@@ -443,6 +471,7 @@ live_states = st.one_of(
     samples=st.one_of(st.none(), st.integers(0, 500)),
     abort=st.booleans(),
     pr_open=st.booleans(),
+    pause_open=st.booleans(),
 )
 def test_invariants(
     step: int | None,
@@ -453,10 +482,17 @@ def test_invariants(
     samples: int | None,
     abort: bool,
     pr_open: bool,
+    pause_open: bool,
 ) -> None:
     loaded = rollout(step=step, phase=phase)
     observed = facts(
-        live, *verdicts, step_since=NOW - timedelta(hours=hours), samples=samples, abort=abort, rollback_pr_open=pr_open
+        live,
+        *verdicts,
+        step_since=NOW - timedelta(hours=hours),
+        samples=samples,
+        abort=abort,
+        rollback_pr_open=pr_open,
+        pause_pr_open=pause_open,
     )
     decision = plan.decide(loaded, observed)
     # canary weight never exceeds what main (a merged commit) says: an APPLY writes at most the desired weight
@@ -472,6 +508,7 @@ def test_invariants(
         undecided_ok = decision.kind is plan.Kind.COMPLETE and plan.desired_state(loaded).weight("canary") == 100
         assert all(v is V.PASS or (undecided_ok and v is V.INCONCLUSIVE) for _, v, _ in verdicts)
         assert not abort and not pr_open and phase != "RolledBack"
+        assert not pause_open and phase != "Paused"  # a pause, merged or only proposed, holds
     # any failing rollback gate rolls back, or the rollout is already rolled back
     if any(v is V.FAIL and f == "rollback" for _, v, f in verdicts) and not (pr_open or phase == "RolledBack"):
         assert decision.kind is plan.Kind.ROLLBACK

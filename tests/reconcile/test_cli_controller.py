@@ -1,4 +1,4 @@
-"""The controller's commands as a user runs them: reconcile, status, pr, abort, retry, run."""
+"""The controller's commands as a user runs them: reconcile, status, pr, abort, hold, retry, run."""
 
 from __future__ import annotations
 
@@ -72,6 +72,18 @@ def test_abort_and_retry_from_the_command_line(gitops: GitOps) -> None:
     code, out = rollout(gitops, "retry", "good-bot")
     assert code == 0 and "good-bot: retry from step 1 (revision " in out
     assert len(gitops.forge.list(state=None)) == 2
+
+
+def test_hold_then_retry_from_the_command_line(gitops: GitOps) -> None:
+    rollout(gitops, "reconcile", "--once")
+    before = gitops.live("good")
+    code, out = rollout(gitops, "hold", "good-bot", "--reason", "launch day", "--by", "alice")
+    assert code == 0 and "good-bot: pause at step 1 (held by hand by @\u200balice: launch day)" in out
+    assert gitops.live("good") == before  # no router write
+    code, out = rollout(gitops, "hold", "good-bot", "--reason", "launch day", "--by", "alice", "--format", "json")
+    assert code == 0 and json.loads(out)["pr"] == 1  # find-or-update: the same PR
+    code, out = rollout(gitops, "retry", "good-bot")
+    assert code == 0 and "closed #1" in out
 
 
 def test_dry_run_json(gitops: GitOps) -> None:
