@@ -565,14 +565,14 @@ def cmd_hold(args: argparse.Namespace, out: TextIO) -> int:
 
 @console.coloured
 def cmd_retry(args: argparse.Namespace, out: TextIO) -> int:
-    from controller.dashboard import look
-
     controller, acting_on, *_ = build_controller(args)
     return _by_hand_report(args, out, acting_on, controller.retry(args.name))
 
 
 def _by_hand_report(args: argparse.Namespace, out: TextIO, acting_on: str, outcome: reconcile.Outcome) -> int:
     """What `hold` or `retry` did: the PR it opened or updated, and what else (PRs closed or labelled)."""
+    from controller.dashboard import look
+
     if args.format == "json":
         out.write(json.dumps({"actingOn": acting_on, **look.outcome_json(outcome)}, indent=2) + "\n")
         return 0
