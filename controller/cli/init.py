@@ -164,6 +164,7 @@ def scaffold(*, router: str, name: str, install: str | None = None) -> dict[str,
         f"{rollout_dir}/evals/golden.jsonl": template("golden.jsonl"),
         ".github/workflows/rollout-checks.yml": template("github/rollout-checks.yml"),
         ".github/workflows/rollout-controller.yml": template("github/rollout-controller.yml"),
+        ".github/workflows/rollout-commands.yml": template("github/rollout-commands.yml"),
         ".github/actions/rollout-checks/action.yml": template("github/action.yml"),
     }
     files = {path: fill(text) for path, text in files.items()}

@@ -98,6 +98,7 @@ def test_the_workflows_are_the_projects_own_installing_the_named_tool(tmp_path: 
     pairs = {
         ".github/workflows/rollout-checks.yml": ".github/workflows/rollout-checks.yml",
         ".github/workflows/rollout-controller.yml": ".github/workflows/rollout-controller.yml",
+        ".github/workflows/rollout-commands.yml": ".github/workflows/rollout-commands.yml",
         ".github/actions/rollout-checks/action.yml": ".github/actions/rollout-checks/action.yml",
     }
     for ours, theirs in pairs.items():
@@ -209,7 +210,11 @@ def test_with_no_source_known_the_install_step_says_what_to_set(tmp_path: Path) 
     """No package name is guessed for an index (llm-rollouts is not published: whoever registers it would
     run in the controller): an install from a local path leaves a step that fails saying what to set."""
     root = scaffolded(tmp_path, "file")  # this checkout is installed from a path (pip install -e .)
-    for path in (".github/actions/rollout-checks/action.yml", ".github/workflows/rollout-controller.yml"):
+    for path in (
+        ".github/actions/rollout-checks/action.yml",
+        ".github/workflows/rollout-controller.yml",
+        ".github/workflows/rollout-commands.yml",
+    ):
         text = (root / path).read_text()
         assert "run: " + init.NO_INSTALL in text and "pip install" not in text.split("rollout init --install")[0][-300:]
 

@@ -90,7 +90,8 @@ def test_controller_runs_never_overlap() -> None:
     doc = load(ROOT / ".github" / "workflows" / "rollout-controller.yml")
     triggers = doc.get("on", doc.get(True))
     assert {"schedule", "workflow_dispatch"} <= set(triggers)
-    assert doc["concurrency"] == {"group": "rollout-controller", "cancel-in-progress": False}
+    # queue: max, or a newer run cancels a pending one: a tick would drop a `/rollout abort` waiting its turn
+    assert doc["concurrency"] == {"group": "rollout-controller", "cancel-in-progress": False, "queue": "max"}
     assert doc["permissions"] == {"contents": "read"}
     assert any("rollout reconcile --once" in s.get("run", "") for s in doc["jobs"]["reconcile"]["steps"])
 
