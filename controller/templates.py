@@ -457,10 +457,7 @@ def blocks(window: timedelta) -> tuple[timedelta, timedelta]:
 
 def compile_query(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
     """One PromQL expression answering `template` for every group, subject, variant and segment."""
-    if not groups:
-        raise promql.QueryError(f"template {template.name!r}: nothing to evaluate")
-    if window.total_seconds() < 1:
-        raise promql.QueryError("the window must be at least 1s")
+    _askable(template, groups, window)
     parts = []
     for g in sorted(groups, key=lambda g: g.key):
         t = template.of(g.flavour)
@@ -478,14 +475,18 @@ def compile_query(template: Template, groups: Sequence[Group], *, window: timede
     return " or ".join(parts)
 
 
-def compile_values(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
-    """One PromQL expression of only the value a gate on `template` judges (`compile_query`'s `value`
-    part), for every group, subject, variant and segment, each group's series tagged `rollouts_group`:
-    what the dashboard plots over time with a range query, `window` then being a sliding one."""
+def _askable(template: Template, groups: Sequence[Group], window: timedelta) -> None:
     if not groups:
         raise promql.QueryError(f"template {template.name!r}: nothing to evaluate")
     if window.total_seconds() < 1:
         raise promql.QueryError("the window must be at least 1s")
+
+
+def compile_values(template: Template, groups: Sequence[Group], *, window: timedelta) -> str:
+    """One PromQL expression of only the value a gate on `template` judges (`compile_query`'s `value`
+    part), for every group, subject, variant and segment, each group's series tagged `rollouts_group`:
+    what the dashboard plots over time with a range query, `window` then being a sliding one."""
+    _askable(template, groups, window)
     parts = []
     for g in sorted(groups, key=lambda g: g.key):
         value, _ = _parts(template.of(g.flavour), g, spec.format_duration(window), strict=template.numerator_from_start)
