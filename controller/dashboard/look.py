@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller import load, proposals, reconcile, repo
+from controller import load, proposals, reconcile, redaction, repo
 from controller.forge import base as forge_base
 
 HISTORY = 50  # commits of a rollout's file the timeline shows
@@ -70,11 +70,17 @@ def outcome_json(o: reconcile.Outcome) -> dict[str, Any]:
         "reason": o.decision.reason if o.decision else None,
         "live": o.live.to_json() if o.live else None,
         "actions": list(o.actions),
-        "error": o.error,
+        "error": error_text(o) or None,
         "pr": o.pr,
         "routerAttempts": o.router_attempts,
         "rollbackUnconfirmed": o.rollback_unconfirmed,
     }
+
+
+def error_text(o: reconcile.Outcome) -> str:
+    """The outcome's error as every page and JSON shows it: any URL's user:password@ taken out (an
+    adapter's error quotes the URL it could not reach)."""
+    return redaction.redact(o.error) if o.error else ""
 
 
 def step_age(o: reconcile.Outcome, now: datetime) -> float | None:

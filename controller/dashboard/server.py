@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from controller import errors, telemetry
+from controller import errors, redaction, telemetry
 from controller.dashboard import series, source, views
 
 STATIC = Path(__file__).parent / "static"
@@ -120,7 +120,7 @@ class Dashboard:
         try:
             return _json(200, series.plots(loaded, snap.look.desired.config, self.source.metrics, start=start, end=now))
         except errors.RolloutError as exc:
-            return _json(502, {"error": str(exc)})
+            return _json(502, {"error": redaction.redact(str(exc))})
 
 
 def _json(code: int, value: Any) -> Answer:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from controller import errors, prometheus
+from controller import errors, prometheus, redaction
 from controller.dashboard import look
 
 
@@ -56,7 +56,7 @@ class Cached:
             try:
                 snapshot = Snapshot(datetime.now(UTC), self._take())
             except errors.RolloutError as exc:
-                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {exc}")
+                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {redaction.redact(str(exc))}")
             self._kept = (self._clock(), snapshot)
             return snapshot
 
@@ -72,8 +72,8 @@ class Published:
         self._latest = Snapshot(datetime.now(UTC), seen)
 
     def fail(self, why: str) -> None:
-        """Keep the last look, and say why it is not newer."""
-        self._latest = Snapshot(datetime.now(UTC), self._latest.look, error=why)
+        """Keep the last look, and say why it is not newer (any URL's user:password@ taken out)."""
+        self._latest = Snapshot(datetime.now(UTC), self._latest.look, error=redaction.redact(why))
 
     def __call__(self) -> Snapshot:
         return self._latest

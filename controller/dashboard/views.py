@@ -63,6 +63,7 @@ class Row:
     in_step: float | None  # seconds
     next: str  # the decision's kind, or "Error"
     why: str
+    error: str  # the outcome's error, redacted (`look.error_text`)
 
     @property
     def name(self) -> str:
@@ -93,7 +94,8 @@ def rows(seen: look.Look, *, now: datetime) -> list[Row]:
                 desired=desired,
                 in_step=look.step_age(o, now),
                 next=o.decision.kind.value if o.decision else "Error",
-                why=o.decision.reason if o.decision else (o.error or ""),
+                why=o.decision.reason if o.decision else look.error_text(o),
+                error=look.error_text(o),
             )
         )
     return found
@@ -236,11 +238,7 @@ def overview(snap: source.Snapshot, *, now: datetime, refresh: int) -> str:
 
 
 def _overview_row(row: Row) -> Html:
-    error = (
-        tag("div", f"{row.outcome.adapter or 'error'}: {row.outcome.error}", class_="error")
-        if row.outcome.error
-        else ""
-    )
+    error = tag("div", f"{row.outcome.adapter or 'error'}: {row.error}", class_="error") if row.error else ""
     return tag(
         "tr",
         tag("td", tag("a", row.name, href=rollout_path(row.name), class_="rollout")),
@@ -278,8 +276,8 @@ def rollout(snap: source.Snapshot, name: str, *, now: datetime, refresh: int) ->
         lines = [line.strip() for line in report.timing_lines(timing, indent="")]
         if lines:  # what `rollout status` says of the time a decision needs, without its `decide` label
             facts.append(("decide", join(tag("div", line.removeprefix("decide").strip()) for line in lines)))
-    if o.error:
-        facts.append(("error", tag("span", f"{o.adapter or 'error'}: {o.error}", class_="error")))
+    if row.error:
+        facts.append(("error", tag("span", f"{o.adapter or 'error'}: {row.error}", class_="error")))
     if o.rollback_unconfirmed:
         facts.append(
             ("rollback", tag("span", "NOT CONFIRMED: the router has not confirmed the canary is out", class_="error"))

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller import evidence, gates, load, plan, reconcile, repo, spec, traffic
+from controller import errors, evidence, gates, load, plan, reconcile, repo, spec, traffic
 from controller.dashboard import look, source, views
 from controller.forge import base as forge_base
 
@@ -180,3 +180,34 @@ def test_the_json_carries_the_status_shape_and_more() -> None:
     assert one is not None and one["evidence"]["gates"] == [] and one["timeline"] == []
     json.dumps(one)  # serialisable as it is
     assert views.rollout_json(snap, "nobody", now=NOW) is None
+
+
+LEAKY = "LiteLLM at http://admin:s3cret@127.0.0.1:9 did not answer"
+
+
+@pytest.mark.parametrize("decided", [True, False], ids=["with-a-decision", "error-only"])
+def test_an_error_quoting_a_url_with_a_password_never_shows_the_password(decided: bool) -> None:
+    """An adapter's error quotes the URL it could not reach; the pages and the JSON redact it."""
+    o = outcome(error=LEAKY, adapter="router", **({} if decided else {"decision": None}))
+    snap = snapshot(o)
+    shown = [
+        views.overview(snap, now=NOW, refresh=10),
+        views.rollout(snap, "bot", now=NOW, refresh=10) or "",
+        json.dumps(views.overview_json(snap, now=NOW)),
+        json.dumps(views.rollout_json(snap, "bot", now=NOW)),
+    ]
+    for text in shown:
+        assert "s3cret" not in text and "http://***@127.0.0.1:9" in text
+
+
+def test_a_failure_quoting_a_url_with_a_password_never_shows_the_password() -> None:
+    """Why there is no newer look: a look that failed (`Cached`), a tick or its look that failed (`Published`)."""
+
+    def take() -> look.Look:
+        raise errors.RepoError("cannot fetch https://bot:ghp_token@github.com/o/r.git")
+
+    published = source.Published()
+    published.fail(LEAKY)
+    for snap in (source.Cached(take, ttl=60)(), published()):
+        for text in (views.overview(snap, now=NOW, refresh=10), json.dumps(views.overview_json(snap, now=NOW))):
+            assert "s3cret" not in text and "ghp_token" not in text and "//***@" in text
