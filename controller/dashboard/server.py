@@ -1,14 +1,15 @@
 """The dashboard's HTTP server: read-only pages, their JSON, our static files and, under `rollout run`,
 /metrics and /healthz. GET only (anything else is 405); every answer carries a strict
 Content-Security-Policy (no inline script or style, nothing from elsewhere), nosniff and no referrer.
-Bound to loopback, it answers only requests that name a loopback host (a DNS-rebinding page cannot
-read it)."""
+Bound to loopback, its pages and JSON answer only requests that name a loopback host (a DNS-rebinding
+page cannot read them); /metrics and /healthz answer under any name, a malformed Host is a 400."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
 import urllib.parse
@@ -42,6 +43,19 @@ _LOOPBACK_NAMES = {"localhost"}
 Answer = tuple[int, str, bytes]
 
 
+def hostname(header: str) -> str | None:
+    """The host a request's Host header names (lower case, '' when there is none), or None when it is
+    malformed (`[::1`, a bad port, a userinfo or a path in it)."""
+    if any(c in header for c in "/@?#\\ \t"):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(f"//{header}")
+        _ = parts.port  # a port that is not a number raises
+    except ValueError:
+        return None
+    return parts.hostname or ""
+
+
 def is_loopback(host: str) -> bool:
     if host in _LOOPBACK_NAMES:
         return True
@@ -66,12 +80,17 @@ class Dashboard:
         address other than loopback, unless asked for the pages)."""
         self.source, self.refresh, self.telemetry, self.pages = src, refresh, metrics, pages
 
-    def answer(self, target: str) -> Answer:
+    def answer(self, target: str, *, rebound: bool = False) -> Answer:
+        """`rebound`: the request names a host other than loopback at a loopback address (a page of another
+        site whose name now points here): refused, except /metrics and /healthz, which show no rollout
+        and which a scraper may reach under any name."""
         path = urllib.parse.urlsplit(target).path
         if self.telemetry is not None and (found := self.telemetry.respond(path)) is not None:
             return found
         if not self.pages:
             return 404, "text/plain", b"not found (the dashboard's pages are not served on this address)\n"
+        if rebound:
+            return 421, "text/plain", b"this dashboard answers only at a loopback address\n"
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         now = datetime.now(UTC)
@@ -133,12 +152,12 @@ def handler(dashboard: Dashboard, *, loopback: bool) -> type[BaseHTTPRequestHand
         sys_version = ""
 
         def do_GET(self) -> None:
-            host = urllib.parse.urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
-            if loopback and not is_loopback(host):
-                self._send(421, "text/plain", b"this dashboard answers only at a loopback address\n")
+            host = hostname(self.headers.get("Host", ""))
+            if host is None:
+                self._send(400, "text/plain", b"malformed Host header\n")
                 return
             try:
-                code, kind, body = dashboard.answer(self.path)
+                code, kind, body = dashboard.answer(self.path, rebound=loopback and not is_loopback(host))
             except Exception as exc:  # a page never shows a traceback; stderr names the type
                 print(f"rollout dashboard: {self.path!r}: {type(exc).__name__}", file=sys.stderr)
                 code, kind, body = 500, HTML, views.message("Error", "The dashboard failed on this page.").encode()
@@ -168,9 +187,16 @@ def handler(dashboard: Dashboard, *, loopback: bool) -> type[BaseHTTPRequestHand
     return Handler
 
 
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def serve(dashboard: Dashboard, *, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; `shutdown()` the server returned to stop. Port 0 picks a free one."""
-    server = ThreadingHTTPServer((host, port), handler(dashboard, loopback=is_loopback(host)))
+    """Serve in a daemon thread; `shutdown()` the server returned to stop. Port 0 picks a free one. An
+    IPv6 address (`::1`, `[::1]`) binds IPv6."""
+    host = host.removeprefix("[").removesuffix("]")
+    kind = _Server6 if ":" in host else ThreadingHTTPServer
+    server = kind((host, port), handler(dashboard, loopback=is_loopback(host)))
     server.daemon_threads = True
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="rollout-dashboard"
