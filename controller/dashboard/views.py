@@ -133,7 +133,7 @@ def overview_json(snap: source.Snapshot, *, now: datetime) -> dict[str, Any]:
     by_name = {r.name: r for r in rows(snap.look, now=now)}
     tick = look.tick_json(snap.look.tick)
     tick["rollouts"] = [_row_json(by_name[o.rollout]) for o in snap.look.tick.outcomes]
-    return {"lookedAt": snap.at.isoformat(), "error": snap.error or None, **tick}
+    return {"lookedAt": snap.at.isoformat(), "error": snap.error or None, "notes": list(snap.look.notes), **tick}
 
 
 def rollout_json(snap: source.Snapshot, name: str, *, now: datetime) -> dict[str, Any] | None:
@@ -200,6 +200,7 @@ def _looked(snap: source.Snapshot) -> Html:
     if snap.error:
         out.append(tag("p", snap.error, class_="error", role="alert"))
     if snap.look is not None:
+        out += [tag("p", note, class_="error") for note in snap.look.notes]
         if snap.look.tick.skipped:
             out.append(tag("p", f"skipped: {snap.look.tick.skipped}", class_="error"))
         out += [tag("p", str(p), class_="error") for p in snap.look.tick.problems]
