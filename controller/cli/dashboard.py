@@ -41,7 +41,8 @@ def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
     def take() -> look.Look:  # `Cached` takes one at a time: the controller is never used by two threads
         return look.take(controller, history=True)
 
-    pages = server.Dashboard(source.Cached(take, ttl=ttl, metrics=controller.metrics), refresh=int(refresh))
+    looks = source.Cached(take, ttl=ttl, metrics=controller.metrics)
+    pages = server.Dashboard(looks, refresh=int(refresh), cache=ttl)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

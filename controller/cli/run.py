@@ -442,7 +442,7 @@ def _loop_setup(
     if fleet:
         published.fail("a fleet member's pages show no rollout yet: look at each repository with `rollout dashboard`")
     shown = args.dashboard or pages.is_loopback(args.metrics_host)  # elsewhere only when asked
-    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown)
+    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown, cache=interval)
     server = pages.serve(dashboard, host=args.metrics_host, port=args.metrics_port)
     host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host
     url = f"http://{host}:{server.server_address[1]}"

@@ -12,7 +12,9 @@ import re
 import socket
 import sys
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -75,10 +77,16 @@ class Dashboard:
         refresh: int = 10,
         metrics: telemetry.Telemetry | None = None,
         pages: bool = True,
+        cache: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`metrics`: also answer /metrics and /healthz; `pages` False: only those (`rollout run` on an
-        address other than loopback, unless asked for the pages)."""
+        address other than loopback, unless asked for the pages); `cache`: how long a rollout's plots of
+        one look serve its pages (their Prometheus queries are asked once per look and `cache`)."""
         self.source, self.refresh, self.telemetry, self.pages = src, refresh, metrics, pages
+        self.cache, self._clock = cache, clock
+        self._plots_lock = threading.Lock()
+        self._plots: dict[tuple[str, datetime], tuple[float, Answer]] = {}
 
     def answer(self, target: str, *, rebound: bool = False) -> Answer:
         """`rebound`: the request names a host other than loopback at a loopback address (a page of another
@@ -135,11 +143,21 @@ class Dashboard:
         outcome = next((o for o in snap.look.tick.outcomes if o.rollout == name), None)
         if loaded is None:
             return _json(404, {"error": f"no rollout {name!r}"})
-        start = outcome.step_since if outcome is not None and outcome.step_since else now - timedelta(hours=1)
-        try:
-            return _json(200, series.plots(loaded, snap.look.desired.config, self.source.metrics, start=start, end=now))
-        except errors.RolloutError as exc:
-            return _json(502, {"error": redaction.redact(str(exc))})
+        key = (name, snap.at)
+        with self._plots_lock:  # one rollout's plots of one look at a time: a burst of loads asks once
+            kept = self._plots.get(key)
+            if kept is not None and self._clock() - kept[0] < self.cache:
+                return kept[1]
+            start = outcome.step_since if outcome is not None and outcome.step_since else now - timedelta(hours=1)
+            try:
+                found = _json(
+                    200, series.plots(loaded, snap.look.desired.config, self.source.metrics, start=start, end=now)
+                )
+            except errors.RolloutError as exc:
+                found = _json(502, {"error": redaction.redact(str(exc))})
+            self._plots = {k: v for k, v in self._plots.items() if k[1] == snap.at}  # an older look's: gone
+            self._plots[key] = (self._clock(), found)
+            return found
 
 
 def _json(code: int, value: Any) -> Answer:

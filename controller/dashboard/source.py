@@ -34,7 +34,7 @@ class Source(Protocol):
 
 class Cached:
     """A look taken on demand and kept `ttl` seconds: a burst of page loads is one tick. A look that
-    fails (the remote unreachable, a broken spec) is a snapshot with its error, kept as long."""
+    fails (the remote unreachable, a broken spec, anything else) is a snapshot with its error, kept as long."""
 
     def __init__(
         self,
@@ -57,6 +57,8 @@ class Cached:
                 snapshot = Snapshot(datetime.now(UTC), self._take())
             except errors.RolloutError as exc:
                 snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {redaction.redact(str(exc))}")
+            except Exception as exc:  # kept as long: no new tick per page load; its type only (no secret)
+                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {type(exc).__name__}")
             self._kept = (self._clock(), snapshot)
             return snapshot
 

@@ -8,14 +8,15 @@ import http.client
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from controller import errors, load, reconcile, telemetry
+from controller import errors, load, prometheus, reconcile, telemetry
 from controller.dashboard import look, server, source
+from tests.helpers import net, plot_history
 
 NOW = datetime.now(UTC)
 
@@ -294,3 +295,52 @@ def test_the_run_loops_source_shows_its_last_look_and_never_takes_one() -> None:
     assert published().look is seen and "forge down" in published().error  # the last look, and why it is old
     page = server.Dashboard(published).answer("/")
     assert page[0] == 200 and b"forge down" in page[2] and b'href="/rollouts/bot"' in page[2]
+
+
+def test_a_look_that_raises_anything_is_kept_and_said_by_its_type() -> None:
+    """Not only a RolloutError: any failure is a snapshot kept `ttl` (no new tick per page load), its
+    text never shown (it may hold anything)."""
+    calls: list[int] = []
+
+    def broken() -> look.Look:
+        calls.append(1)
+        raise KeyError("secret-token-value")
+
+    cached = source.Cached(broken, ttl=60)
+    first, second = cached(), cached()
+    assert first is second and len(calls) == 1
+    assert first.look is None and first.error == "could not look: KeyError"
+    page = server.Dashboard(cached).answer("/")
+    assert page[0] == 200 and b"could not look: KeyError" in page[2] and b"secret-token-value" not in page[2]
+
+
+class CountedPrometheus(prometheus.Prometheus):
+    """The real client, counting its range queries (here at a closed port: each panel says so)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.asked = 0
+
+    def query_range(self, expr: str, *, start: datetime, end: datetime, step: timedelta) -> list[prometheus.Series]:
+        self.asked += 1
+        return super().query_range(expr, start=start, end=end, step=step)
+
+
+def test_a_rollouts_plots_are_asked_once_per_look_and_cache() -> None:
+    metrics = CountedPrometheus(f"http://127.0.0.1:{net.free_port()}")
+    loaded = plot_history.rollout("r-app")
+    tick = reconcile.Tick(at=NOW, sha="f" * 40, outcomes=(reconcile.Outcome(rollout="r-app"),))
+    published = source.Published(metrics=metrics)
+    published.publish(look.Look(tick, [], load.RepoSpec(config=plot_history.CONFIG, rollouts=[loaded])))
+    now = [0.0]
+    dashboard = server.Dashboard(published, cache=5, clock=lambda: now[0])
+    first = dashboard.answer("/api/rollouts/r-app/series")
+    asked = metrics.asked
+    assert first[0] == 200 and asked > 0, first
+    assert dashboard.answer("/api/rollouts/r-app/series") == first and metrics.asked == asked  # within the cache
+    now[0] = 6.0
+    dashboard.answer("/api/rollouts/r-app/series")
+    assert metrics.asked == 2 * asked  # the cache ran out: asked again
+    published.publish(look.Look(tick, [], load.RepoSpec(config=plot_history.CONFIG, rollouts=[loaded])))
+    dashboard.answer("/api/rollouts/r-app/series")
+    assert metrics.asked == 3 * asked  # a new look: asked again at once
