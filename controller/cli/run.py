@@ -215,10 +215,10 @@ def _holder(args: argparse.Namespace) -> str:
     return holder
 
 
-def build_controller(args: argparse.Namespace) -> Built:
-    """The controller for the remote the user named; refuses one whose branch holds no
-    rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
-    return build_for(common.remote(args), _workdir(args) / "clone", branch=args.branch, holder=_holder(args))
+def build_controller(args: argparse.Namespace, *, clone: str = "clone") -> Built:
+    """The controller for the remote the user named, its clone at `<workdir>/<clone>`; refuses one whose
+    branch holds no rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    return build_for(common.remote(args), _workdir(args) / clone, branch=args.branch, holder=_holder(args))
 
 
 def build_for(
