@@ -279,9 +279,9 @@ class Workspace:
         self._histories[key] = out
         return out
 
-    def log(self, path: str, *, ref: str | None = None, limit: int = 50) -> list[Commit]:
-        """The first-parent commits of `ref` (default: origin/<branch>) that changed `path`, newest first,
-        at most `limit`: who committed or merged what, and when (a rollout's timeline)."""
+    def log(self, *paths: str, ref: str | None = None, limit: int = 50) -> list[Commit]:
+        """The first-parent commits of `ref` (default: origin/<branch>) that changed any of `paths`, newest
+        first, at most `limit`: who committed or merged what, and when (a rollout's timeline)."""
         try:
             text = _run(
                 self.repo,
@@ -292,10 +292,10 @@ class Workspace:
                 "--format=%H %P%n%ct%n%an%n%s",
                 ref or self.ref,
                 "--",
-                path,
+                *paths,
             )
         except git.GitCommandError as exc:
-            raise errors.RepoError(f"cannot read the history of {path}: {_git_reason(exc)}") from exc
+            raise errors.RepoError(f"cannot read the history of {', '.join(paths)}: {_git_reason(exc)}") from exc
         found = []
         for entry in filter(None, text.split("\x00")):
             shas, stamp, author, subject = entry.split("\n", 3)

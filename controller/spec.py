@@ -934,7 +934,9 @@ class LitellmRouterConfig(_Model):
     """
 
     type: Literal["litellm"]
-    url: Url = Field(description="The proxy's base URL.")
+    url: Annotated[Url, AfterValidator(_no_userinfo)] = Field(
+        description="The proxy's base URL (without user:password@: the master key authenticates)."
+    )
     master_key_env: EnvName = Field(default="LITELLM_MASTER_KEY", description="Holds the proxy's master key.")
     weights_file: Visible = Field(
         default="litellm-weights.json",

@@ -10,6 +10,10 @@ from typing import Any, TextIO
 
 from controller.cli import common, console, run
 
+#: The dashboard's own clone in the workdir: beside `rollout run`'s (`clone`) on the same --workdir, its
+#: fetches never race the loop's (git's `cannot lock ref`), and it takes no lock the loop needs.
+CLONE = "dashboard-clone"
+
 
 def add_parser(sub: Any) -> None:
     d = sub.add_parser(
@@ -36,12 +40,13 @@ def cmd_dashboard(args: argparse.Namespace, out: TextIO) -> int:
 
     ttl = run._seconds("--cache", args.cache)
     refresh = run._seconds("--refresh", args.refresh)
-    controller, acting_on, *_ = run.build_controller(args)
+    controller, acting_on, *_ = run.build_controller(args, clone=CLONE)
 
     def take() -> look.Look:  # `Cached` takes one at a time: the controller is never used by two threads
         return look.take(controller, history=True)
 
-    pages = server.Dashboard(source.Cached(take, ttl=ttl, metrics=controller.metrics), refresh=int(refresh))
+    looks = source.Cached(take, ttl=ttl, metrics=controller.metrics)
+    pages = server.Dashboard(looks, refresh=int(refresh), cache=ttl)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

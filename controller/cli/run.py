@@ -215,10 +215,10 @@ def _holder(args: argparse.Namespace) -> str:
     return holder
 
 
-def build_controller(args: argparse.Namespace) -> Built:
-    """The controller for the remote the user named; refuses one whose branch holds no
-    rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
-    return build_for(common.remote(args), _workdir(args) / "clone", branch=args.branch, holder=_holder(args))
+def build_controller(args: argparse.Namespace, *, clone: str = "clone") -> Built:
+    """The controller for the remote the user named, its clone at `<workdir>/<clone>`; refuses one whose
+    branch holds no rollouts/controller.yaml before anything is written (no lease, no branch, no router)."""
+    return build_for(common.remote(args), _workdir(args) / clone, branch=args.branch, holder=_holder(args))
 
 
 def build_for(
@@ -424,7 +424,7 @@ def _loop_setup(
 ) -> tuple[threading.Event, telemetry.Telemetry, Any, source.Published | None]:
     """What both loops share: SIGTERM and SIGINT set `stop` (the tick in progress finishes), and the
     telemetry and the dashboard's pages, served on --metrics-port when given (the server, to shut
-    down, and where the loop publishes its looks; else None, None)."""
+    down, and where the loop publishes its looks, None when no page is served; else None, None)."""
     from controller import telemetry
     from controller.dashboard import server as pages
     from controller.dashboard import source
@@ -442,13 +442,13 @@ def _loop_setup(
     if fleet:
         published.fail("a fleet member's pages show no rollout yet: look at each repository with `rollout dashboard`")
     shown = args.dashboard or pages.is_loopback(args.metrics_host)  # elsewhere only when asked
-    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown)
+    dashboard = pages.Dashboard(published, refresh=max(5, int(interval)), metrics=tel, pages=shown, cache=interval)
     server = pages.serve(dashboard, host=args.metrics_host, port=args.metrics_port)
     host = f"[{args.metrics_host}]" if ":" in args.metrics_host else args.metrics_host
     url = f"http://{host}:{server.server_address[1]}"
     also = f", dashboard on {url}/" if shown else " (the dashboard's pages: loopback only, unless --dashboard)"
     out.write(f"metrics on {url}/metrics{also}\n")
-    return stop, tel, server, published
+    return stop, tel, server, published if shown else None  # no page served: nothing to publish
 
 
 def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
@@ -462,17 +462,7 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     said: dict[str, object] = {}  # what the loop printed last, per rollout: it says a change once
     try:
         while not stop.is_set():
-            try:
-                tick = controller.reconcile_once()
-                tel.record(tick)
-                if published is not None:  # the pages show this tick; they never tick themselves
-                    _publish(published, controller, tick)
-                lines = _tick_lines(tick, said)
-                if lines:
-                    out.write("\n".join(lines) + "\n")
-            except errors.RolloutError as exc:
-                tel.errors.labels("controller").inc()
-                out.write(f"tick failed: {exc}\n")
+            _loop_tick(controller, tel, published, said, out)
             out.flush()
             stop.wait(interval)  # a signal ends the wait; the tick in progress always finishes
     finally:
@@ -485,14 +475,42 @@ def _run_loop(args: argparse.Namespace, out: TextIO, interval: float) -> int:
     return 0
 
 
-def _publish(published: source.Published, controller: reconcile.Controller, tick: reconcile.Tick) -> None:
-    """The loop's tick, with the PRs, specs and history it was read against, for the dashboard."""
+def _loop_tick(
+    controller: reconcile.Controller,
+    tel: telemetry.Telemetry,
+    published: source.Published | None,
+    said: dict[str, object],
+    out: TextIO,
+) -> None:
+    """One tick of the loop: reconcile, count it, publish it to the pages (when they are served), print
+    what changed. A tick that fails is printed, counted and said on the pages above the last look."""
+    try:
+        tick = controller.reconcile_once()
+        tel.record(tick)
+        if published is not None:  # the pages show this tick; they never tick themselves
+            _publish(published, controller, tick, out)
+        lines = _tick_lines(tick, said)
+        if lines:
+            out.write("\n".join(lines) + "\n")
+    except errors.RolloutError as exc:
+        tel.errors.labels("controller").inc()
+        out.write(f"tick failed: {exc}\n")
+        if published is not None:
+            published.fail(f"the last tick failed, this look is older: {exc}")  # `fail` redacts
+
+
+def _publish(published: source.Published, controller: reconcile.Controller, tick: reconcile.Tick, out: TextIO) -> None:
+    """The loop's tick, with the PRs, specs and history it was read against, for the dashboard. Nothing
+    here can stop the loop: an unexpected failure is said by its type only."""
     from controller.dashboard import look
 
     try:
         published.publish(look.after(controller, tick, history=True))
     except errors.RolloutError as exc:
         published.fail(f"could not read the tick's PRs or history: {exc}")
+    except Exception as exc:  # the pages are a view: never the loop's end; the type only (no secret)
+        out.write(f"could not publish the tick to the dashboard: {type(exc).__name__}\n")
+        published.fail(f"could not read the tick's PRs or history: {type(exc).__name__}")
 
 
 def _run_fleet(args: argparse.Namespace, out: TextIO, interval: float, home: Built) -> int:

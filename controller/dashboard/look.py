@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller import load, proposals, reconcile, repo
+from controller import errors, load, proposals, reconcile, redaction, repo, spec
 from controller.forge import base as forge_base
 
-HISTORY = 50  # commits of a rollout's file the timeline shows
+HISTORY = 50  # commits of a rollout's files the timeline shows
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Look:
     pulls: list[forge_base.PullRequest]
     desired: load.RepoSpec
     history: Mapping[str, list[repo.Commit]] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()  # what the look could not read (the forge down, a history), redacted
 
     def pulls_of(self, rollout: str) -> list[forge_base.PullRequest]:
         """The bot's open PRs of one rollout (their branches name it)."""
@@ -37,14 +38,32 @@ def take(controller: reconcile.Controller, *, history: bool = False) -> Look:
 
 def after(controller: reconcile.Controller, tick: reconcile.Tick, *, history: bool = False) -> Look:
     """The look of a tick already run (the loop's): the open PRs and specs read now, the history at the
-    tick's commit."""
-    pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+    tick's commit. With `history` (the dashboard), a forge or a history that cannot be read is a note
+    (no PRs, no timeline), not a failure: the tick itself is still worth showing."""
+    notes: list[str] = []
+    try:
+        pulls = controller.forge.list(prefix=proposals.BRANCH_PREFIX, state=forge_base.PRState.OPEN)
+    except errors.ForgeError as exc:
+        if not history:
+            raise
+        pulls = []
+        notes.append(f"no pull requests shown: the forge could not be read: {redaction.redact(str(exc))}")
     desired = load.load_repo(controller.workspace.tree(tick.sha or None), prompts=controller.prompts)
     commits: dict[str, list[repo.Commit]] = {}
     if history:
         for loaded in desired.rollouts:
-            commits[loaded.name] = controller.workspace.log(loaded.path, ref=tick.sha or None, limit=HISTORY)
-    return Look(tick, pulls, desired, commits)
+            try:
+                commits[loaded.name] = controller.workspace.log(*files(loaded), ref=tick.sha or None, limit=HISTORY)
+            except errors.RepoError as exc:
+                notes.append(f"no timeline for {loaded.name}: {redaction.redact(str(exc))}")
+    return Look(tick, pulls, desired, commits, tuple(notes))
+
+
+def files(loaded: load.LoadedRollout) -> list[str]:
+    """The files of a rollout in the repository, whose commits are its timeline: its rollout file and
+    its prompt files (a `prompts:/` prompt lives in the registry, not here)."""
+    prompts = sorted({p for p in loaded.prompts.values() if not p.startswith(spec.PROMPT_REGISTRY)})
+    return [loaded.path, *(p for p in prompts if p != loaded.path)]
 
 
 def tick_json(tick: reconcile.Tick) -> dict[str, Any]:
@@ -70,11 +89,17 @@ def outcome_json(o: reconcile.Outcome) -> dict[str, Any]:
         "reason": o.decision.reason if o.decision else None,
         "live": o.live.to_json() if o.live else None,
         "actions": list(o.actions),
-        "error": o.error,
+        "error": error_text(o) or None,
         "pr": o.pr,
         "routerAttempts": o.router_attempts,
         "rollbackUnconfirmed": o.rollback_unconfirmed,
     }
+
+
+def error_text(o: reconcile.Outcome) -> str:
+    """The outcome's error as every page and JSON shows it: any URL's user:password@ taken out (an
+    adapter's error quotes the URL it could not reach)."""
+    return redaction.redact(o.error) if o.error else ""
 
 
 def step_age(o: reconcile.Outcome, now: datetime) -> float | None:

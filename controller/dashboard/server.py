@@ -1,23 +1,26 @@
 """The dashboard's HTTP server: read-only pages, their JSON, our static files and, under `rollout run`,
 /metrics and /healthz. GET only (anything else is 405); every answer carries a strict
 Content-Security-Policy (no inline script or style, nothing from elsewhere), nosniff and no referrer.
-Bound to loopback, it answers only requests that name a loopback host (a DNS-rebinding page cannot
-read it)."""
+Bound to loopback, its pages and JSON answer only requests that name a loopback host (a DNS-rebinding
+page cannot read them); /metrics and /healthz answer under any name, a malformed Host is a 400."""
 
 from __future__ import annotations
 
 import ipaddress
 import json
 import re
+import socket
 import sys
 import threading
+import time
 import urllib.parse
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from controller import errors, telemetry
+from controller import errors, redaction, telemetry
 from controller.dashboard import series, source, views
 
 STATIC = Path(__file__).parent / "static"
@@ -42,6 +45,19 @@ _LOOPBACK_NAMES = {"localhost"}
 Answer = tuple[int, str, bytes]
 
 
+def hostname(header: str) -> str | None:
+    """The host a request's Host header names (lower case, '' when there is none), or None when it is
+    malformed (`[::1`, a bad port, a userinfo or a path in it)."""
+    if any(c in header for c in "/@?#\\ \t"):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(f"//{header}")
+        _ = parts.port  # a port that is not a number raises
+    except ValueError:
+        return None
+    return parts.hostname or ""
+
+
 def is_loopback(host: str) -> bool:
     if host in _LOOPBACK_NAMES:
         return True
@@ -61,17 +77,28 @@ class Dashboard:
         refresh: int = 10,
         metrics: telemetry.Telemetry | None = None,
         pages: bool = True,
+        cache: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`metrics`: also answer /metrics and /healthz; `pages` False: only those (`rollout run` on an
-        address other than loopback, unless asked for the pages)."""
+        address other than loopback, unless asked for the pages); `cache`: how long a rollout's plots of
+        one look serve its pages (their Prometheus queries are asked once per look and `cache`)."""
         self.source, self.refresh, self.telemetry, self.pages = src, refresh, metrics, pages
+        self.cache, self._clock = cache, clock
+        self._plots_lock = threading.Lock()
+        self._plots: dict[tuple[str, datetime], tuple[float, Answer]] = {}
 
-    def answer(self, target: str) -> Answer:
+    def answer(self, target: str, *, rebound: bool = False) -> Answer:
+        """`rebound`: the request names a host other than loopback at a loopback address (a page of another
+        site whose name now points here): refused, except /metrics and /healthz, which show no rollout
+        and which a scraper may reach under any name."""
         path = urllib.parse.urlsplit(target).path
         if self.telemetry is not None and (found := self.telemetry.respond(path)) is not None:
             return found
         if not self.pages:
             return 404, "text/plain", b"not found (the dashboard's pages are not served on this address)\n"
+        if rebound:
+            return 421, "text/plain", b"this dashboard answers only at a loopback address\n"
         if path.startswith("/static/"):
             return self._static(path.removeprefix("/static/"))
         now = datetime.now(UTC)
@@ -116,11 +143,21 @@ class Dashboard:
         outcome = next((o for o in snap.look.tick.outcomes if o.rollout == name), None)
         if loaded is None:
             return _json(404, {"error": f"no rollout {name!r}"})
-        start = outcome.step_since if outcome is not None and outcome.step_since else now - timedelta(hours=1)
-        try:
-            return _json(200, series.plots(loaded, snap.look.desired.config, self.source.metrics, start=start, end=now))
-        except errors.RolloutError as exc:
-            return _json(502, {"error": str(exc)})
+        key = (name, snap.at)
+        with self._plots_lock:  # one rollout's plots of one look at a time: a burst of loads asks once
+            kept = self._plots.get(key)
+            if kept is not None and self._clock() - kept[0] < self.cache:
+                return kept[1]
+            start = outcome.step_since if outcome is not None and outcome.step_since else now - timedelta(hours=1)
+            try:
+                found = _json(
+                    200, series.plots(loaded, snap.look.desired.config, self.source.metrics, start=start, end=now)
+                )
+            except errors.RolloutError as exc:
+                found = _json(502, {"error": redaction.redact(str(exc))})
+            self._plots = {k: v for k, v in self._plots.items() if k[1] == snap.at}  # an older look's: gone
+            self._plots[key] = (self._clock(), found)
+            return found
 
 
 def _json(code: int, value: Any) -> Answer:
@@ -133,12 +170,12 @@ def handler(dashboard: Dashboard, *, loopback: bool) -> type[BaseHTTPRequestHand
         sys_version = ""
 
         def do_GET(self) -> None:
-            host = urllib.parse.urlsplit(f"//{self.headers.get('Host', '')}").hostname or ""
-            if loopback and not is_loopback(host):
-                self._send(421, "text/plain", b"this dashboard answers only at a loopback address\n")
+            host = hostname(self.headers.get("Host", ""))
+            if host is None:
+                self._send(400, "text/plain", b"malformed Host header\n")
                 return
             try:
-                code, kind, body = dashboard.answer(self.path)
+                code, kind, body = dashboard.answer(self.path, rebound=loopback and not is_loopback(host))
             except Exception as exc:  # a page never shows a traceback; stderr names the type
                 print(f"rollout dashboard: {self.path!r}: {type(exc).__name__}", file=sys.stderr)
                 code, kind, body = 500, HTML, views.message("Error", "The dashboard failed on this page.").encode()
@@ -168,9 +205,16 @@ def handler(dashboard: Dashboard, *, loopback: bool) -> type[BaseHTTPRequestHand
     return Handler
 
 
+class _Server6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 def serve(dashboard: Dashboard, *, host: str, port: int) -> ThreadingHTTPServer:
-    """Serve in a daemon thread; `shutdown()` the server returned to stop. Port 0 picks a free one."""
-    server = ThreadingHTTPServer((host, port), handler(dashboard, loopback=is_loopback(host)))
+    """Serve in a daemon thread; `shutdown()` the server returned to stop. Port 0 picks a free one. An
+    IPv6 address (`::1`, `[::1]`) binds IPv6."""
+    host = host.removeprefix("[").removesuffix("]")
+    kind = _Server6 if ":" in host else ThreadingHTTPServer
+    server = kind((host, port), handler(dashboard, loopback=is_loopback(host)))
     server.daemon_threads = True
     threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="rollout-dashboard"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from controller import errors, prometheus
+from controller import errors, prometheus, redaction
 from controller.dashboard import look
 
 
@@ -34,7 +34,7 @@ class Source(Protocol):
 
 class Cached:
     """A look taken on demand and kept `ttl` seconds: a burst of page loads is one tick. A look that
-    fails (the remote unreachable, a broken spec) is a snapshot with its error, kept as long."""
+    fails (the remote unreachable, a broken spec, anything else) is a snapshot with its error, kept as long."""
 
     def __init__(
         self,
@@ -56,7 +56,9 @@ class Cached:
             try:
                 snapshot = Snapshot(datetime.now(UTC), self._take())
             except errors.RolloutError as exc:
-                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {exc}")
+                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {redaction.redact(str(exc))}")
+            except Exception as exc:  # kept as long: no new tick per page load; its type only (no secret)
+                snapshot = Snapshot(datetime.now(UTC), error=f"could not look: {type(exc).__name__}")
             self._kept = (self._clock(), snapshot)
             return snapshot
 
@@ -72,8 +74,8 @@ class Published:
         self._latest = Snapshot(datetime.now(UTC), seen)
 
     def fail(self, why: str) -> None:
-        """Keep the last look, and say why it is not newer."""
-        self._latest = Snapshot(datetime.now(UTC), self._latest.look, error=why)
+        """Keep the last look, and say why it is not newer (any URL's user:password@ taken out)."""
+        self._latest = Snapshot(datetime.now(UTC), self._latest.look, error=redaction.redact(why))
 
     def __call__(self) -> Snapshot:
         return self._latest

@@ -63,6 +63,7 @@ class Row:
     in_step: float | None  # seconds
     next: str  # the decision's kind, or "Error"
     why: str
+    error: str  # the outcome's error, redacted (`look.error_text`)
 
     @property
     def name(self) -> str:
@@ -93,7 +94,8 @@ def rows(seen: look.Look, *, now: datetime) -> list[Row]:
                 desired=desired,
                 in_step=look.step_age(o, now),
                 next=o.decision.kind.value if o.decision else "Error",
-                why=o.decision.reason if o.decision else (o.error or ""),
+                why=o.decision.reason if o.decision else look.error_text(o),
+                error=look.error_text(o),
             )
         )
     return found
@@ -131,7 +133,7 @@ def overview_json(snap: source.Snapshot, *, now: datetime) -> dict[str, Any]:
     by_name = {r.name: r for r in rows(snap.look, now=now)}
     tick = look.tick_json(snap.look.tick)
     tick["rollouts"] = [_row_json(by_name[o.rollout]) for o in snap.look.tick.outcomes]
-    return {"lookedAt": snap.at.isoformat(), "error": snap.error or None, **tick}
+    return {"lookedAt": snap.at.isoformat(), "error": snap.error or None, "notes": list(snap.look.notes), **tick}
 
 
 def rollout_json(snap: source.Snapshot, name: str, *, now: datetime) -> dict[str, Any] | None:
@@ -198,6 +200,7 @@ def _looked(snap: source.Snapshot) -> Html:
     if snap.error:
         out.append(tag("p", snap.error, class_="error", role="alert"))
     if snap.look is not None:
+        out += [tag("p", note, class_="error") for note in snap.look.notes]
         if snap.look.tick.skipped:
             out.append(tag("p", f"skipped: {snap.look.tick.skipped}", class_="error"))
         out += [tag("p", str(p), class_="error") for p in snap.look.tick.problems]
@@ -236,11 +239,7 @@ def overview(snap: source.Snapshot, *, now: datetime, refresh: int) -> str:
 
 
 def _overview_row(row: Row) -> Html:
-    error = (
-        tag("div", f"{row.outcome.adapter or 'error'}: {row.outcome.error}", class_="error")
-        if row.outcome.error
-        else ""
-    )
+    error = tag("div", f"{row.outcome.adapter or 'error'}: {row.error}", class_="error") if row.error else ""
     return tag(
         "tr",
         tag("td", tag("a", row.name, href=rollout_path(row.name), class_="rollout")),
@@ -278,8 +277,8 @@ def rollout(snap: source.Snapshot, name: str, *, now: datetime, refresh: int) ->
         lines = [line.strip() for line in report.timing_lines(timing, indent="")]
         if lines:  # what `rollout status` says of the time a decision needs, without its `decide` label
             facts.append(("decide", join(tag("div", line.removeprefix("decide").strip()) for line in lines)))
-    if o.error:
-        facts.append(("error", tag("span", f"{o.adapter or 'error'}: {o.error}", class_="error")))
+    if row.error:
+        facts.append(("error", tag("span", f"{o.adapter or 'error'}: {row.error}", class_="error")))
     if o.rollback_unconfirmed:
         facts.append(
             ("rollback", tag("span", "NOT CONFIRMED: the router has not confirmed the canary is out", class_="error"))

@@ -81,6 +81,8 @@ def test_the_dashboard_shows_what_status_shows_and_changes_nothing(gitops: GitOp
         assert series.status_code == 200 and "panels" in series.json()
     assert (gitops.work / "state" / "routes.json").read_bytes() == routes_before, "a look moves no weight"
     assert len(gitops.forge.list(state=None)) == prs_before, "a look opens no PR"
+    assert (gitops.work / "dash" / "dashboard-clone").is_dir(), "its own clone, beside `rollout run`'s"
+    assert not (gitops.work / "dash" / "clone").exists() and not (gitops.work / "dash" / "controller.lock").exists()
 
 
 def test_a_remote_that_is_not_a_rollouts_repository_is_a_usage_error(tmp_path: Path) -> None:
@@ -187,10 +189,18 @@ def _assert_drawn(png: bytes) -> None:
 def test_run_serves_the_pages_from_its_own_ticks(gitops: GitOps) -> None:
     prepared(gitops)
     port = net.free_port()
-    command = ["run", "--interval", "2s", "--metrics-port", str(port), "--remote", str(gitops.remote),
+    command = ["run", "--interval", "1h", "--metrics-port", str(port), "--remote", str(gitops.remote),
                "--workdir", str(gitops.work / "run")]  # fmt: skip
     with dashboard.serving(command, log=gitops.work / "run.log") as base:
         assert base == f"http://127.0.0.1:{port}"
+        ticks = _ticks(base)
+        assert ticks == 1, "one tick, the next an hour away"
+        fetched = gitops.work / "run" / "clone" / ".git" / "FETCH_HEAD"  # every tick's fetch rewrites it
+        before = fetched.stat().st_mtime_ns
+        for path in ("/", "/rollouts/bad-bot", "/api/rollouts.json", "/api/rollouts/bad-bot.json") * 3:
+            assert httpx.get(base + path, timeout=30).status_code == 200, path
+        assert _ticks(base) == ticks, "a tick ran between the page loads"
+        assert fetched.stat().st_mtime_ns == before, "a page load fetched: it ran a tick of its own"
         page = httpx.get(base + "/", timeout=30).text
         assert 'href="/rollouts/bad-bot"' in page and "RolledBack" in page
         assert "eval_pass_rate" in httpx.get(base + "/rollouts/bad-bot", timeout=30).text
@@ -199,3 +209,12 @@ def test_run_serves_the_pages_from_its_own_ticks(gitops: GitOps) -> None:
         assert re.search(
             r"metrics on http://127\.0\.0\.1:\d+/metrics, dashboard on", (gitops.work / "run.log").read_text()
         )
+
+
+def _ticks(base: str) -> float:
+    """The loop's ticks so far, from its own /metrics."""
+    found = re.search(
+        r"^rollout_tick_duration_seconds_count (\S+)$", httpx.get(base + "/metrics", timeout=30).text, re.M
+    )
+    assert found, "no tick counter in /metrics"
+    return float(found.group(1))

@@ -5,16 +5,18 @@ refused there), a look that fails shown on the page, and a burst of page loads t
 from __future__ import annotations
 
 import http.client
+import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from controller import errors, load, reconcile, telemetry
+from controller import errors, load, prometheus, reconcile, telemetry
 from controller.dashboard import look, server, source
+from tests.helpers import net, plot_history
 
 NOW = datetime.now(UTC)
 
@@ -134,6 +136,70 @@ def test_a_host_that_is_not_loopback_is_refused_on_loopback(base: str) -> None:
     assert httpx.get(base + "/", headers={"Host": "localhost:1"}, timeout=10).status_code == 200
 
 
+def raw_get(base: str, path: str, host: str | None) -> tuple[int, str]:
+    """A GET with exactly this Host header (None: none at all), which httpx would not send."""
+    address, port = base.removeprefix("http://").rsplit(":", 1)
+    conn = http.client.HTTPConnection(address.strip("[]"), int(port), timeout=10)
+    try:
+        conn.putrequest("GET", path, skip_host=True)
+        if host is not None:
+            conn.putheader("Host", host)
+        conn.endheaders()
+        r = conn.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("host", "page", "metrics"),
+    [
+        ("[::1]:8080", 200, 200),
+        ("127.0.0.1", 200, 200),
+        (None, 421, 200),  # no Host: no loopback name
+        ("", 421, 200),
+        ("evil.example", 421, 200),  # a rebinding page: never the pages, /metrics still (a scraper's own name)
+        ("localhost.", 421, 200),
+        ("[::1", 400, 400),  # malformed: a 400, not a dropped connection
+        ("localhost:port", 400, 400),
+        ("evil.example@localhost", 400, 400),
+    ],
+)
+def test_the_host_check_gates_the_pages_only_and_a_malformed_host_is_a_400(
+    base: str, host: str | None, page: int, metrics: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for path in ("/", "/api/rollouts.json", "/rollouts/bot", "/static/dashboard.css"):
+        assert raw_get(base, path, host)[0] == page, path
+    for path in ("/metrics", "/healthz"):
+        assert raw_get(base, path, host)[0] == (503 if path == "/healthz" and metrics == 200 else metrics), path
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_the_ipv6_loopback_can_be_bound(taken: Counted, host: str) -> None:
+    served = server.serve(server.Dashboard(source.Cached(taken, ttl=60)), host=host, port=0)
+    try:
+        base = f"http://[::1]:{served.server_address[1]}"
+        r = httpx.get(base + "/", timeout=10)
+        assert r.status_code == 200 and 'href="/rollouts/bot"' in r.text  # its Host, [::1]:port, is loopback
+        assert raw_get(base, "/", "evil.example")[0] == 421
+    finally:
+        served.shutdown()
+        served.server_close()
+
+
 def test_a_look_that_fails_is_said_on_the_page_never_a_traceback(base: str, taken: Counted) -> None:
     taken.why = "cannot fetch /srv/<b>rollouts</b>.git"
     r = httpx.get(base + "/", timeout=10)
@@ -178,7 +244,8 @@ def test_an_unexpected_failure_is_a_500_without_a_traceback(capsys: pytest.Captu
         served.shutdown()
         served.server_close()
     assert r.status_code == 500 and "Traceback" not in r.text and "secret-token-value" not in r.text
-    assert "KeyError" in capsys.readouterr().err and "secret-token-value" not in capsys.readouterr().err
+    err = capsys.readouterr().err  # read once: a second read is empty
+    assert "KeyError" in err and "secret-token-value" not in err
 
 
 def test_without_pages_only_metrics_and_healthz_are_served(taken: Counted) -> None:
@@ -228,3 +295,52 @@ def test_the_run_loops_source_shows_its_last_look_and_never_takes_one() -> None:
     assert published().look is seen and "forge down" in published().error  # the last look, and why it is old
     page = server.Dashboard(published).answer("/")
     assert page[0] == 200 and b"forge down" in page[2] and b'href="/rollouts/bot"' in page[2]
+
+
+def test_a_look_that_raises_anything_is_kept_and_said_by_its_type() -> None:
+    """Not only a RolloutError: any failure is a snapshot kept `ttl` (no new tick per page load), its
+    text never shown (it may hold anything)."""
+    calls: list[int] = []
+
+    def broken() -> look.Look:
+        calls.append(1)
+        raise KeyError("secret-token-value")
+
+    cached = source.Cached(broken, ttl=60)
+    first, second = cached(), cached()
+    assert first is second and len(calls) == 1
+    assert first.look is None and first.error == "could not look: KeyError"
+    page = server.Dashboard(cached).answer("/")
+    assert page[0] == 200 and b"could not look: KeyError" in page[2] and b"secret-token-value" not in page[2]
+
+
+class CountedPrometheus(prometheus.Prometheus):
+    """The real client, counting its range queries (here at a closed port: each panel says so)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.asked = 0
+
+    def query_range(self, expr: str, *, start: datetime, end: datetime, step: timedelta) -> list[prometheus.Series]:
+        self.asked += 1
+        return super().query_range(expr, start=start, end=end, step=step)
+
+
+def test_a_rollouts_plots_are_asked_once_per_look_and_cache() -> None:
+    metrics = CountedPrometheus(f"http://127.0.0.1:{net.free_port()}")
+    loaded = plot_history.rollout("r-app")
+    tick = reconcile.Tick(at=NOW, sha="f" * 40, outcomes=(reconcile.Outcome(rollout="r-app"),))
+    published = source.Published(metrics=metrics)
+    published.publish(look.Look(tick, [], load.RepoSpec(config=plot_history.CONFIG, rollouts=[loaded])))
+    now = [0.0]
+    dashboard = server.Dashboard(published, cache=5, clock=lambda: now[0])
+    first = dashboard.answer("/api/rollouts/r-app/series")
+    asked = metrics.asked
+    assert first[0] == 200 and asked > 0, first
+    assert dashboard.answer("/api/rollouts/r-app/series") == first and metrics.asked == asked  # within the cache
+    now[0] = 6.0
+    dashboard.answer("/api/rollouts/r-app/series")
+    assert metrics.asked == 2 * asked  # the cache ran out: asked again
+    published.publish(look.Look(tick, [], load.RepoSpec(config=plot_history.CONFIG, rollouts=[loaded])))
+    dashboard.answer("/api/rollouts/r-app/series")
+    assert metrics.asked == 3 * asked  # a new look: asked again at once

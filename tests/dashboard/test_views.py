@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from controller import evidence, gates, load, plan, reconcile, repo, spec, traffic
+from controller import errors, evidence, gates, load, plan, reconcile, repo, spec, traffic
 from controller.dashboard import look, source, views
 from controller.forge import base as forge_base
+from tests.helpers import gitops as gitops_helper
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>\'&'
@@ -180,3 +182,88 @@ def test_the_json_carries_the_status_shape_and_more() -> None:
     assert one is not None and one["evidence"]["gates"] == [] and one["timeline"] == []
     json.dumps(one)  # serialisable as it is
     assert views.rollout_json(snap, "nobody", now=NOW) is None
+
+
+LEAKY = "LiteLLM at http://admin:s3cret@127.0.0.1:9 did not answer"
+
+
+@pytest.mark.parametrize("decided", [True, False], ids=["with-a-decision", "error-only"])
+def test_an_error_quoting_a_url_with_a_password_never_shows_the_password(decided: bool) -> None:
+    """An adapter's error quotes the URL it could not reach; the pages and the JSON redact it."""
+    o = outcome(error=LEAKY, adapter="router", **({} if decided else {"decision": None}))
+    snap = snapshot(o)
+    shown = [
+        views.overview(snap, now=NOW, refresh=10),
+        views.rollout(snap, "bot", now=NOW, refresh=10) or "",
+        json.dumps(views.overview_json(snap, now=NOW)),
+        json.dumps(views.rollout_json(snap, "bot", now=NOW)),
+    ]
+    for text in shown:
+        assert "s3cret" not in text and "http://***@127.0.0.1:9" in text
+
+
+def test_a_failure_quoting_a_url_with_a_password_never_shows_the_password() -> None:
+    """Why there is no newer look: a look that failed (`Cached`), a tick or its look that failed (`Published`)."""
+
+    def take() -> look.Look:
+        raise errors.RepoError("cannot fetch https://bot:ghp_token@github.com/o/r.git")
+
+    published = source.Published()
+    published.fail(LEAKY)
+    for snap in (source.Cached(take, ttl=60)(), published()):
+        for text in (views.overview(snap, now=NOW, refresh=10), json.dumps(views.overview_json(snap, now=NOW))):
+            assert "s3cret" not in text and "ghp_token" not in text and "//***@" in text
+
+
+def loaded_repo(tmp_path: Path) -> load.RepoSpec:
+    """A real repository's specs, loaded as the look loads them: good-bot's three steps on a canary."""
+    files = {
+        "rollouts/controller.yaml": gitops_helper.CONFIG.format(prom="http://127.0.0.1:9"),
+        "rollouts/good-bot/rollout.yaml": gitops_helper.ROLLOUT.format(
+            name="good-bot", route="good", promotion="manual"
+        ),
+        "rollouts/good-bot/prompts/v1.md": "You are helpful.\n",
+        "rollouts/good-bot/prompts/v2.md": "You are helpful and brief.\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    desired = load.load_repo(repo.WorkTree(tmp_path))
+    assert desired.config is not None and not desired.problems, desired.problems
+    return desired
+
+
+@pytest.mark.parametrize("step", [0, 1, 2])
+def test_a_loaded_rollout_shows_its_step_desired_steps_and_advice_with_hostile_text_as_text(
+    tmp_path: Path, step: int
+) -> None:
+    """A real loaded rollout (not `RepoSpec(config=None)`): the step, the desired weights, the steps with
+    the current one marked and the time-to-a-decision advice; every text someone else wrote (the reason,
+    an error, a PR title, a commit subject and author, a segment value of the evidence) stays text."""
+    desired = loaded_repo(tmp_path)
+    o = outcome(
+        "good-bot", step=step, reason=HOSTILE, error=HOSTILE, adapter="router", evidence=(evidence_row(HOSTILE),)
+    )
+    tick = reconcile.Tick(at=NOW, sha="a" * 40, outcomes=(o,))
+    commit = repo.Commit("b" * 40, HOSTILE, NOW, HOSTILE, merge=False)
+    seen = look.Look(tick, [pull(4, HOSTILE, rollout="good-bot")], desired, {"good-bot": [commit]})
+    snap = source.Snapshot(NOW, seen)
+    overview = views.overview(snap, now=NOW, refresh=10)
+    page = views.rollout(snap, "good-bot", now=NOW, refresh=10)
+    assert page is not None
+    shown = {"step": ["1/3 (shadow 100%)", "2/3 (10%)", "3/3 (100%)"][step]}
+    row = overview.split('id="rollout-good-bot"', 1)[1].split("</tr>", 1)[0]
+    assert shown["step"] in row and shown["step"] in page
+    assert 'class="desired"' in page and "canary" in page.split('class="desired"', 1)[1].split("</dd>", 1)[0]
+    marks = re.findall(r'<li class="step-(\w+)">', page.split('class="steps"', 1)[1].split("</ol>", 1)[0])
+    assert marks == [("done" if i < step else "current" if i == step else "next") for i in range(3)]
+    assert "<dt>decide</dt>" in page or step == 2  # the last step (100%) has no decision left to time
+    for text in (overview, page):
+        assert "<script>" not in text and 'alert("x")' not in text
+    escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&#x27;&amp;"
+    gates_html = page.split('class="gates"', 1)[1].split("</table>", 1)[0]
+    timeline = page.split('class="timeline"', 1)[1].split("</table>", 1)[0]
+    assert escaped in gates_html and escaped in timeline and escaped in text_of(row)
+    one = views.rollout_json(snap, "good-bot", now=NOW)
+    assert one is not None and one["plan"] == ["shadow 100%", "10%", "100%"] and one["stepText"] == shown["step"]
+    assert one["timeline"][0]["subject"] == HOSTILE and one["reason"] == HOSTILE  # JSON carries the text as is

@@ -325,3 +325,17 @@ def test_model_version_is_part_of_the_revision_when_set() -> None:
     four = spec.Variant(model="m", modelVersion=4)
     assert spec.revision(plain, b"p") == "fc84cd3d26d7"  # variants without one keep the revisions they had
     assert len({spec.revision(plain, b"p"), spec.revision(three, b"p"), spec.revision(four, b"p")}) == 3
+
+
+def test_a_litellm_url_with_a_password_is_refused_where_it_is(tmp_path: Path) -> None:
+    """The master key authenticates; a user:password@ in the URL would be printed in every message."""
+    (tmp_path / "rollouts").mkdir()
+    (tmp_path / "rollouts" / "controller.yaml").write_text(
+        "apiVersion: rollouts/v1\nkind: ControllerConfig\nrouters:\n"
+        "  llm:\n    type: litellm\n    url: http://admin:s3cret@127.0.0.1:9\n"
+    )
+    with pytest.raises(errors.SpecError) as caught:
+        load.load_config(repo.WorkTree(tmp_path))
+    [problem] = caught.value.problems
+    assert (problem.line, problem.field) == (6, "routers.llm.url") and "user:password@" in problem.message
+    assert "s3cret" not in str(caught.value)
