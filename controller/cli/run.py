@@ -494,7 +494,7 @@ def _loop_tick(
             out.write("\n".join(lines) + "\n")
     except errors.RolloutError as exc:
         tel.errors.labels("controller").inc()
-        out.write(f"tick failed: {exc}\n")
+        out.write(f"tick failed: {redaction.redact(str(exc))}\n")
         if published is not None:
             published.fail(f"the last tick failed, this look is older: {exc}")  # `fail` redacts
 
