@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
@@ -37,8 +37,8 @@ UNCONFIGURED = "unconfigured"  # its environment variable is unset or malformed:
 class _Job:
     kind: str  # the destination's type: slack, webhook
     label: str  # how logs name it: `slack ($ROLLOUT_SLACK_WEBHOOK)`, never its URL
-    url: str
-    headers: Mapping[str, str]
+    url: str = field(repr=False)  # a secret
+    headers: Mapping[str, str] = field(repr=False)  # a secret
     body: bytes
     about: str  # `support-bot rollback`, for the log
 
@@ -91,23 +91,13 @@ class Dispatcher:
         """Warn now (once per variable) of a destination whose environment variable is unset or
         malformed, rather than at its first event; a tick goes on either way."""
         for d in destinations:
-            url = self.env.get(d.url_env, "")
-            if not url.startswith(("https://", "http://")):
-                what = "is not set" if not url else "does not hold an http(s) URL"
-                self._warn_once(d.url_env, f"notification {_label(d)}: ${d.url_env} {what}; nothing is posted there")
-            elif (
-                isinstance(d, spec.WebhookNotification)
-                and d.headers_env
-                and _headers(self.env.get(d.headers_env, "")) is None
-            ):
-                self._warn_once(d.headers_env, _bad_headers(d))
+            if self._url(d) is not None and isinstance(d, spec.WebhookNotification):
+                self._extra_headers(d)
 
     def _job(self, d: spec.NotificationConfig, event: notify.Event) -> _Job | None:
         label = _label(d)
-        url = self.env.get(d.url_env, "")
-        if not url.startswith(("https://", "http://")):
-            what = "is not set" if not url else "does not hold an http(s) URL"
-            self._warn_once(d.url_env, f"notification {label}: ${d.url_env} {what}; nothing is posted there")
+        url = self._url(d)
+        if url is None:
             return None
         headers = {"Content-Type": "application/json", "User-Agent": "rollout-controller"}
         match d:
@@ -115,14 +105,37 @@ class Dispatcher:
                 body = notify.slack(event)
             case spec.WebhookNotification():
                 body = notify.payload(event)
-                if d.headers_env is not None:
-                    extra = _headers(self.env.get(d.headers_env, ""))
-                    if extra is None:
-                        self._warn_once(d.headers_env, _bad_headers(d))
-                        return None
-                    headers.update(extra)
+                extra = self._extra_headers(d)
+                if extra is None:
+                    return None
+                headers.update(extra)
         data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
         return _Job(d.type, label, url, headers, data, f"{event.rollout} {event.action.value}")
+
+    def _url(self, d: spec.NotificationConfig) -> str | None:
+        """The destination's URL, or None (warned once, naming only the variable) when its variable is
+        unset or holds no http(s) URL httpx can post to: the URL is parsed here, so that a malformed one
+        never fails later with an error quoting it."""
+        text = self.env.get(d.url_env, "").strip()
+        try:
+            url = httpx.URL(text)
+            ok = url.scheme in ("http", "https") and bool(url.host)
+        except Exception:  # InvalidURL and kin: their text quotes the URL
+            ok = False
+        if not ok:
+            what = "is not set" if not text else "does not hold an http(s) URL"
+            self._warn_once(d.url_env, f"notification {_label(d)}: ${d.url_env} {what}; nothing is posted there")
+            return None
+        return text
+
+    def _extra_headers(self, d: spec.WebhookNotification) -> dict[str, str] | None:
+        """The headers its `headersEnv` adds ({} when none), or None (warned once) when malformed."""
+        if d.headers_env is None:
+            return {}
+        extra = _headers(self.env.get(d.headers_env, ""))
+        if extra is None:
+            self._warn_once(d.headers_env, _bad_headers(d))
+        return extra
 
     def _enqueue(self, job: _Job) -> None:
         with self._lock:
@@ -158,7 +171,8 @@ class Dispatcher:
             try:
                 self.counted(job.kind, self._deliver(job))
             except Exception as exc:  # never let the thread die: the next message still goes
-                log.error("notification %s for %s: unexpected error", job.label, job.about, exc_info=exc)
+                # No traceback: its frames and text may quote the URL or headers.
+                log.error("notification %s for %s: unexpected error (%s)", job.label, job.about, type(exc).__name__)
                 self.counted(job.kind, FAILED)
             finally:
                 with self._lock:
@@ -173,7 +187,7 @@ class Dispatcher:
             wait: float | None = None
             try:
                 answer = self._post(job)
-            except httpx.HTTPError as exc:  # not answered (refused, timed out): its text may quote the URL
+            except Exception as exc:  # not answered (refused, timed out...): its text may quote the URL
                 why = f"not answered ({type(exc).__name__})"
             else:
                 code = answer.status_code
@@ -236,18 +250,22 @@ def _label(d: spec.NotificationConfig) -> str:
 
 def _bad_headers(d: spec.WebhookNotification) -> str:
     return (
-        f"notification {_label(d)}: ${d.headers_env} is not a JSON object of header names to string values; "
+        f"notification {_label(d)}: ${d.headers_env} is not a JSON object of header names to ASCII string values; "
         "nothing is posted there"
     )
 
 
 def _headers(text: str) -> dict[str, str] | None:
-    """Headers from a JSON object of strings, or None when it is not one (the text is never quoted)."""
+    """Headers from a JSON object of ASCII strings, or None when it is not one (the text is never quoted):
+    httpx would fail every post, with an error quoting the value, on a non-ASCII or control character."""
     try:
         value = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            return None
+        raw = {k.encode("ascii"): v.encode("ascii") for k, v in value.items()}
+        if any((b < 0x20 and b != 0x09) or b == 0x7F for v in raw.values() for b in v):  # a newline, say
+            return None
+    except Exception:  # ValueError, UnicodeEncodeError: their text may quote the secret
         return None
     return dict(value)
 

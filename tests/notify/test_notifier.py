@@ -135,14 +135,59 @@ def test_given_up_after_the_last_try_and_the_log_names_no_secret(
         assert SECRET not in text and "tok-123" not in text  # httpx's client would log the URL at INFO
 
 
-def test_an_unanswered_post_is_retried_and_its_error_never_quotes_the_url(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unanswered_post_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{free_port()}/services/{SECRET}"  # nothing listens: refused
     d, counts = dispatcher(url, waits=[])
     d.post([slack()], EVENT)
     assert d.close()
     assert counts.seen == [("slack", "retried")] * 3 + [("slack", "failed")]
     assert "given up after 4 tries: not answered (ConnectError)" in caplog.text
-    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "variable"),
+    [
+        ("https://user:s3cr3t-pass/hook", None, "HOOK"),  # no @: httpx's error quotes 's3cr3t-pass' as a port
+        ("{receiver}", '{"Authorization": "Bearer t\u00f6k-s3cr3t-pass"}', "TOKEN"),  # not ASCII
+        ("{receiver}", '{"Authorization": "Bearer s3cr3t-pass\\n"}', "TOKEN"),  # a control character
+    ],
+    ids=["url-missing-at", "header-not-ascii", "header-newline"],
+)
+def test_a_url_or_header_httpx_would_refuse_is_warned_by_name_and_never_quoted(
+    url: str,
+    headers: str | None,
+    variable: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with receiver() as r:
+        env = {"TOKEN": headers} if headers else {}
+        d, counts = dispatcher(url.format(receiver=r.url), **env)
+        d.check([webhook(headers="TOKEN" if headers else None)])
+        d.post([webhook(headers="TOKEN" if headers else None)], EVENT)
+        assert d.close()
+        assert r.requests == []
+    assert counts.seen == [("webhook", "unconfigured")]
+    assert caplog.text.count(f"${variable} ") == 1 and "nothing is posted there" in caplog.text
+    out = capsys.readouterr()
+    for text in (caplog.text, out.out, out.err):
+        assert "s3cr3t-pass" not in text
+
+
+def test_a_url_with_a_trailing_newline_is_posted() -> None:
+    with receiver() as r:
+        d, counts = dispatcher(secret_url(r) + "\n")  # as `echo` or a secret pasted with its newline leaves it
+        d.post([slack()], EVENT)
+        assert d.close()
+        assert len(r.requests) == 1
+    assert counts.seen == [("slack", "delivered")]
+
+
+def test_a_job_never_shows_its_url_or_headers() -> None:
+    d, _ = dispatcher(f"https://hooks.example/{SECRET}", TOKEN='{"Authorization": "Bearer tok-123"}')
+    job = d._job(webhook(headers="TOKEN"), EVENT)
+    assert job is not None and SECRET not in repr(job) and "tok-123" not in repr(job)
 
 
 def test_another_4xx_is_not_tried_again(caplog: pytest.LogCaptureFixture) -> None:
