@@ -103,8 +103,24 @@ def test_a_destination_gets_only_the_events_it_asked_for() -> None:
 
 @pytest.mark.parametrize(
     ("status", "retry_after", "waits"),
-    [(500, None, [0.01, 0.02]), (503, None, [0.01, 0.02]), (429, "0.3", [0.3, 0.3]), (429, "120", [0.5, 0.5])],
-    ids=["500-doubling", "503-doubling", "429-retry-after", "429-retry-after-capped"],
+    [
+        (500, None, [0.01, 0.02]),
+        (503, None, [0.01, 0.02]),
+        (429, "0.3", [0.3, 0.3]),
+        (429, "120", [0.5, 0.5]),
+        (429, "0", [0.01, 0.02]),
+        (429, "nan", [0.01, 0.02]),
+        (503, "Mon, 07 Dec 99999999999 18:00:30 GMT", [0.01, 0.02]),
+    ],
+    ids=[
+        "500-doubling",
+        "503-doubling",
+        "429-retry-after",
+        "429-retry-after-capped",
+        "429-retry-after-zero-still-backs-off",
+        "429-retry-after-nan",
+        "503-retry-after-date-overflowing",
+    ],
 )
 def test_retried_with_backoff_then_delivered(status: int, retry_after: str | None, waits: list[float]) -> None:
     with receiver() as r:
@@ -250,8 +266,32 @@ def test_malformed_headers_are_never_quoted(caplog: pytest.LogCaptureFixture) ->
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("Mon, 07 Dec 2026 18:00:30 GMT", 30.0), ("soon", None), (None, None)],
-    ids=["seconds", "fraction", "negative", "http-date", "garbage", "absent"],
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-1", 0.0),
+        ("Mon, 07 Dec 2026 18:00:30 GMT", 30.0),
+        ("soon", None),
+        (None, None),
+        ("nan", None),
+        ("inf", None),
+        ("Mon, 07 Dec 99999999999 18:00:30 GMT", None),
+        ("Mon, 07 Dec 2026 25:00:30 GMT", None),
+        ("Mon,", None),
+    ],
+    ids=[
+        "seconds",
+        "fraction",
+        "negative",
+        "http-date",
+        "garbage",
+        "absent",
+        "nan",
+        "inf",
+        "date-overflowing",
+        "date-bad-hour",
+        "date-truncated",
+    ],
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert notifier.retry_after(value, now=AT) == seconds
