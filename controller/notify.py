@@ -160,7 +160,11 @@ def title(event: Event) -> str:
     pr = f"#{event.pr.number}" if event.pr else ""
     match event.action:
         case Action.ROLLBACK:
-            head = f"{event.rollout} rolled back" + (" by hand" if event.by_hand else "")
+            if event.error:  # the router's write is not confirmed: not "rolled back" yet
+                head = f"{event.rollout} rollback" + (" by hand" if event.by_hand else "")
+                head += " NOT confirmed: the canary may still get traffic"
+            else:
+                head = f"{event.rollout} rolled back" + (" by hand" if event.by_hand else "")
             return head + (f" (revert PR {pr})" if pr else "")
         case Action.PAUSE:
             at = f" at step {event.step}" if event.step is not None else ""
