@@ -28,7 +28,9 @@ A = notify.Action
         (plan.Kind.PAUSE, OPEN, "", None),  # the pause repeats every tick while its PR is open: told once
         (plan.Kind.PAUSE, None, "", None),
         (plan.Kind.ADVANCE, OPEN, "opened", A.PROMOTION),
-        (plan.Kind.ADVANCE, OPEN, "updated", A.PROMOTION),
+        (plan.Kind.ADVANCE, OPEN, "updated", None),  # moved to main's new head: told when opened, not again
+        (plan.Kind.PAUSE, OPEN, "updated", None),
+        (plan.Kind.COMPLETE, OPEN, "updated", None),
         (plan.Kind.ADVANCE, OPEN, "", None),
         (plan.Kind.ADVANCE, MERGED, "recorded", None),  # promotion: auto, merged by the bot: nobody waits
         (plan.Kind.COMPLETE, OPEN, "opened", A.COMPLETION),

@@ -120,6 +120,26 @@ def test_a_promotion_pr_is_told_once_while_it_waits(gitops: GitOps) -> None:
     assert not any(q.path.startswith("/slack/") for q in r.requests), "the slack destination asked for rollbacks only"
 
 
+def test_a_waiting_promotion_is_not_told_again_after_main_moves(gitops: GitOps) -> None:
+    """Each `rollout reconcile` from cron is a new process with an empty memory: a merge to main that
+    moves the waiting PR to main's new head ("updated") must not make it news again."""
+    with receiver() as r:
+        sink = notifying(gitops, r)
+        c = gitops.controller()
+        c.notifier = sink
+        assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
+        gitops.advance(timedelta(minutes=2))
+        assert kind(c.reconcile_once(), "good-bot") is plan.Kind.ADVANCE
+        for n in range(2):  # someone merges something unrelated; the next cron run is a new process
+            gitops.commit({f"docs/note-{n}.md": f"note {n}\n"}, f"Unrelated {n}")
+            cron = gitops.controller()
+            cron.notifier = sink
+            assert kind(cron.reconcile_once(), "good-bot") is plan.Kind.ADVANCE
+        assert sink.close()
+        bodies = [q.body for q in r.requests if q.path == "/generic"]
+    assert [b["action"] for b in bodies] == ["promotion"]
+
+
 def test_rollout_abort_posts_before_it_exits(gitops: GitOps, monkeypatch: pytest.MonkeyPatch) -> None:
     with receiver() as r:
         notifying(gitops, r)
