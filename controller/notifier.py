@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -198,7 +199,9 @@ class Dispatcher:
                     log.warning("notification %s for %s refused (%s): not tried again", job.label, job.about, why)
                     return REJECTED
                 wait = retry_after(answer.headers.get("Retry-After"), now=datetime.now(UTC))
-            delay = min(self.knobs.max_wait, wait if wait is not None else self.knobs.first_wait * 2**n)
+            # The backoff, or longer when the receiver asks for it (never shorter: `Retry-After: 0` is
+            # no reason to hammer it), capped.
+            delay = min(self.knobs.max_wait, max(self.knobs.first_wait * 2**n, wait or 0.0))
             late = self._deadline is not None and time.monotonic() + delay > self._deadline
             if n + 1 >= attempts or self._abandon.is_set() or late:
                 break
@@ -271,17 +274,18 @@ def _headers(text: str) -> dict[str, str] | None:
 
 
 def retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds a `Retry-After` header asks for (a number of seconds or an HTTP date), or None."""
+    """Seconds a `Retry-After` header asks for (a number of seconds or an HTTP date), or None when it is
+    absent or not one (a malformed date, `nan`, `inf`)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
+        try:
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - now).total_seconds()
+        except (TypeError, ValueError, OverflowError, IndexError):
+            return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
