@@ -58,7 +58,7 @@ class Event:
     pr: PullLink | None = None
     step: int | None = None  # 1-based, as people read it
     steps: int | None = None
-    by_hand: bool = False  # `rollout abort`
+    by_hand: bool = False  # `rollout abort`, `rollout hold`
     error: str | None = None  # what went wrong while acting (a router that did not confirm the rollback)
 
     @property
