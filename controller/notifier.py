@@ -1,5 +1,5 @@
-"""The notification adapter: posts `notify` events to the webhooks controller.yaml names, on a thread of
-its own, from a bounded queue, retried with backoff. Built once per process by the CLI and handed to
+"""The notification adapter: posts `notify` events to the webhooks controller.yaml names, each destination
+on a thread of its own, from a bounded queue, retried with backoff. Built once per process by the CLI and handed to
 every `reconcile.Controller`; a tick only queues (`post`), never waits and never fails for it.
 
 The webhook URLs and headers come from the environment and are secrets: no log line, error or metric
@@ -33,6 +33,8 @@ REJECTED = "rejected"  # the receiver answered another 4xx: not tried again
 DROPPED = "dropped"  # the queue was full (the oldest goes), or the process exited first
 UNCONFIGURED = "unconfigured"  # its environment variable is unset or malformed: not sent
 
+BODY_LIMIT = 4096  # bytes of an answer's body read at most (its status is what counts)
+
 
 @dataclass(frozen=True)
 class _Job:
@@ -44,9 +46,24 @@ class _Job:
     about: str  # `support-bot rollback`, for the log
 
 
+@dataclass
+class _Lane:
+    """One destination's queue and the daemon thread that delivers it, one message at a time: a receiver
+    that hangs holds its own lane only, never another destination's."""
+
+    queue: deque[_Job] = field(default_factory=deque)
+    busy: bool = False  # a message is being delivered
+    thread: threading.Thread | None = None
+
+
+class _Late(Exception):
+    """A try not over within `knobs.timeout` seconds in all (a receiver that hangs, or trickles bytes)."""
+
+
 class Dispatcher:
-    """A `notify.Sink`: `post` queues one message per destination and returns at once; a daemon thread
-    delivers them one at a time. `close` waits at most `knobs.flush` seconds for what is queued."""
+    """A `notify.Sink`: `post` queues one message per destination and returns at once; a daemon thread per
+    destination delivers its messages one at a time. `close` waits at most `knobs.flush` seconds for
+    what is queued."""
 
     def __init__(
         self,
@@ -65,13 +82,11 @@ class Dispatcher:
         self._timeout = httpx.Timeout(self.knobs.timeout).as_dict()
         self._sleep = sleep or self._wait
         self.counted = counted or (lambda kind, outcome: None)  # the CLI points it at telemetry
-        self._queue: deque[_Job] = deque()
+        self._lanes: dict[str, _Lane] = {}  # by destination (its label: type and variable)
         self._lock = threading.Condition()
-        self._busy = False  # a message is being delivered
         self._closing = threading.Event()  # `close` was called: no new message is taken
         self._deadline: float | None = None  # when `close` gives up (time.monotonic)
         self._abandon = threading.Event()  # the deadline passed: no more retries
-        self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
 
     # -- the tick's side: never blocks, never raises ----------------------------------------------
@@ -143,15 +158,16 @@ class Dispatcher:
             if self._closing.is_set():
                 self.counted(job.kind, DROPPED)
                 return
-            if len(self._queue) >= max(1, self.knobs.queue):
-                old = self._queue.popleft()
+            lane = self._lanes.setdefault(job.label, _Lane())
+            if len(lane.queue) >= max(1, self.knobs.queue):
+                old = lane.queue.popleft()
                 self.counted(old.kind, DROPPED)
                 log.warning("notification %s for %s dropped: the queue is full", old.label, old.about)
-            self._queue.append(job)
+            lane.queue.append(job)
             self._lock.notify_all()
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, daemon=True, name="rollout-notify")
-                self._thread.start()
+            if lane.thread is None:
+                lane.thread = threading.Thread(target=self._work, args=(lane,), daemon=True, name="rollout-notify")
+                lane.thread.start()
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -160,15 +176,15 @@ class Dispatcher:
 
     # -- the thread's side ------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, lane: _Lane) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._closing.is_set():
+                while not lane.queue and not self._closing.is_set():
                     self._lock.wait()
-                if not self._queue:
+                if not lane.queue:
                     return
-                job = self._queue.popleft()
-                self._busy = True
+                job = lane.queue.popleft()
+                lane.busy = True
             try:
                 self.counted(job.kind, self._deliver(job))
             except Exception as exc:  # never let the thread die: the next message still goes
@@ -177,7 +193,7 @@ class Dispatcher:
                 self.counted(job.kind, FAILED)
             finally:
                 with self._lock:
-                    self._busy = False
+                    lane.busy = False
                     self._lock.notify_all()
 
     def _deliver(self, job: _Job) -> str:
@@ -187,18 +203,19 @@ class Dispatcher:
         for n in range(attempts):
             wait: float | None = None
             try:
-                answer = self._post(job)
+                code, asked = self._post(job)
+            except _Late:
+                why = f"not answered within {self.knobs.timeout:g} s"
             except Exception as exc:  # not answered (refused, timed out...): its text may quote the URL
                 why = f"not answered ({type(exc).__name__})"
             else:
-                code = answer.status_code
                 if 200 <= code < 300:
                     return DELIVERED
                 why = f"HTTP {code}"
                 if code != 429 and code < 500:
                     log.warning("notification %s for %s refused (%s): not tried again", job.label, job.about, why)
                     return REJECTED
-                wait = retry_after(answer.headers.get("Retry-After"), now=datetime.now(UTC))
+                wait = retry_after(asked, now=datetime.now(UTC))
             # The backoff, or longer when the receiver asks for it (never shorter: `Retry-After: 0` is
             # no reason to hammer it), capped.
             delay = min(self.knobs.max_wait, max(self.knobs.first_wait * 2**n, wait or 0.0))
@@ -210,15 +227,45 @@ class Dispatcher:
         log.warning("notification %s for %s given up after %d tries: %s", job.label, job.about, n + 1, why)
         return FAILED
 
-    def _post(self, job: _Job) -> httpx.Response:
+    def _post(self, job: _Job) -> tuple[int, str | None]:
+        """One try: the answer's status and Retry-After, within `knobs.timeout` seconds in all (httpx's
+        timeout bounds each socket read only, so a receiver trickling a byte at a time would hold the lane
+        for ever). The try runs on a thread of its own that the lane stops waiting for at the deadline
+        (`_Late`); left alone, that thread stops reading the body at the deadline, or at BODY_LIMIT bytes,
+        and its connection ends at httpx's per-read timeout at the latest."""
+        deadline = time.monotonic() + self.knobs.timeout
+        got: list[tuple[int, str | None] | Exception] = []
+        done = threading.Event()
+
+        def attempt() -> None:
+            try:
+                got.append(self._exchange(job, deadline))
+            except Exception as exc:  # handed to the lane, which logs its type only
+                got.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=attempt, daemon=True, name="rollout-notify-post").start()
+        if not done.wait(self.knobs.timeout):
+            raise _Late()
+        answer = got[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def _exchange(self, job: _Job, deadline: float) -> tuple[int, str | None]:
         request = httpx.Request("POST", job.url, content=job.body, headers=dict(job.headers))
         request.extensions["timeout"] = self._timeout
         answer = self._transport.handle_request(request)
         try:
-            answer.read()
+            read = 0
+            for chunk in answer.stream:  # type: ignore[union-attr]
+                read += len(chunk)
+                if read >= BODY_LIMIT or time.monotonic() >= deadline:
+                    break
         finally:
             answer.close()
-        return answer
+        return answer.status_code, answer.headers.get("Retry-After")
 
     def _wait(self, seconds: float) -> None:
         self._abandon.wait(seconds)  # the end of `close`'s wait cuts a backoff short
@@ -234,11 +281,12 @@ class Dispatcher:
             self._deadline = end
             self._closing.set()
             self._lock.notify_all()
-            while (self._queue or self._busy) and time.monotonic() < end:
+            while any(lane.queue or lane.busy for lane in self._lanes.values()) and time.monotonic() < end:
                 self._lock.wait(max(0.0, end - time.monotonic()))
-            left = list(self._queue)
-            self._queue.clear()
-            done = not left and not self._busy
+            left = [job for lane in self._lanes.values() for job in lane.queue]
+            for lane in self._lanes.values():
+                lane.queue.clear()
+            done = not left and not any(lane.busy for lane in self._lanes.values())
         self._abandon.set()
         for job in left:
             self.counted(job.kind, DROPPED)

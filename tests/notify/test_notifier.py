@@ -229,6 +229,35 @@ def test_posting_never_waits_for_a_hanging_receiver_and_exit_is_bounded() -> Non
         r.release()
 
 
+def test_a_hanging_destination_never_delays_another() -> None:
+    with receiver() as hanging, receiver() as fine:
+        hanging.hang = True
+        counts = Counts()
+        env = {"HOOK": secret_url(hanging), "OTHER": secret_url(fine)}
+        knobs = settings.Notifications(timeout=60.0, flush=0.2)
+        d = notifier.Dispatcher(env=env, knobs=knobs, counted=counts)
+        d.post([webhook("HOOK"), slack("OTHER")], EVENT)  # the hanging one first
+        wait_for("the first receiver to hold its POST", lambda: hanging.holding == 1)
+        wait_for("the other destination's delivery", lambda: ("slack", "delivered") in counts.seen)
+        assert hanging.holding == 1  # still held: the other went on without it
+        d.close()
+        hanging.release()
+
+
+def test_a_trickling_receiver_is_abandoned_at_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """httpx's timeout bounds each socket read: a byte every 0.1 s never trips it. The try has
+    `timeout` seconds in all, then it counts as not answered, and is tried again."""
+    with receiver() as r:
+        r.trickle = 0.1
+        knobs = settings.Notifications(timeout=0.5, attempts=2, first_wait=0.01, flush=0.1)
+        d, counts = dispatcher(secret_url(r), knobs=knobs)
+        d.post([webhook()], EVENT)
+        wait_for("both tries to be given up", lambda: counts.seen == [("webhook", "retried"), ("webhook", "failed")])
+        assert len(r.requests) == 2
+        d.close()
+    assert "given up after 2 tries: not answered within 0.5 s" in caplog.text
+
+
 def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     with receiver() as r:
         r.hang = True

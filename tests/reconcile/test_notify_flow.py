@@ -110,7 +110,7 @@ def test_the_tick_completes_while_the_receiver_hangs(gitops: GitOps) -> None:
         c.notifier = sink
         tick = c.reconcile_once()  # returns while the receiver holds the first POST
         assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK and outcome(tick, "bad-bot").pr is not None
-        wait_for("the receiver to hold the notification", lambda: r.holding == 1)
+        wait_for("the receiver to hold both destinations' notification", lambda: r.holding == 2)
         assert gitops.live("bad").weight("canary") == 0
         assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD  # the next tick does not wait either
         assert sink.close() is False
