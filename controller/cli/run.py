@@ -305,8 +305,8 @@ _NOTIFIER: list[notifier.Dispatcher] = []  # the process's one, built with its f
 
 
 def notifications(knobs: settings.Settings) -> notifier.Dispatcher:
-    """The process's one notification dispatcher (a thread and a queue, shared by every repository a
-    fleet member serves); its webhooks' URLs and headers are read from the environment."""
+    """The process's one notification dispatcher (a thread and a queue per destination, shared by every
+    repository a fleet member serves); its webhooks' URLs and headers are read from the environment."""
     from controller import notifier
 
     if not _NOTIFIER:
