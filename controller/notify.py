@@ -58,7 +58,7 @@ class Event:
     pr: PullLink | None = None
     step: int | None = None  # 1-based, as people read it
     steps: int | None = None
-    by_hand: bool = False  # `rollout abort`
+    by_hand: bool = False  # `rollout abort`, `rollout hold`
     error: str | None = None  # what went wrong while acting (a router that did not confirm the rollback)
 
     @property
@@ -69,18 +69,21 @@ class Event:
 
 def action_of(kind: plan.Kind, *, pr: PullLink | None, news: str) -> Action | None:
     """The event a decision makes, or None. A rollback is news by itself (the router was written this
-    tick); a pause, a promotion and a completion are news when this tick opened or changed their PR
-    (`news`), so a PR waiting for days is told once, even by a `rollout reconcile` run from cron. A
-    promotion the bot merged itself (`promotion: auto`) waits for nobody: not told."""
+    tick); a pause, a promotion and a completion are news when this tick opened their PR
+    (`news` "opened", or "recorded" when it was merged at once), so a PR waiting for days is told once,
+    even by a `rollout reconcile` run from cron. A PR only "updated" (moved to main's new head, as the
+    GitHub forge does after every merge to main) is no news: a fresh process would tell it again after
+    every merge. A promotion the bot merged itself (`promotion: auto`) waits for nobody: not told."""
+    told = pr is not None and news in ("opened", "recorded")
     match kind:
         case plan.Kind.ROLLBACK:
             return Action.ROLLBACK
         case plan.Kind.PAUSE:
-            return Action.PAUSE if pr is not None and news else None
+            return Action.PAUSE if told else None
         case plan.Kind.ADVANCE:
-            return Action.PROMOTION if pr is not None and news and pr.state == "open" else None
+            return Action.PROMOTION if told and pr is not None and pr.state == "open" else None
         case plan.Kind.COMPLETE:
-            return Action.COMPLETION if pr is not None and news else None
+            return Action.COMPLETION if told else None
         case plan.Kind.HOLD | plan.Kind.APPLY | plan.Kind.DECOMMISSION:
             return None
         case _:
@@ -160,7 +163,11 @@ def title(event: Event) -> str:
     pr = f"#{event.pr.number}" if event.pr else ""
     match event.action:
         case Action.ROLLBACK:
-            head = f"{event.rollout} rolled back" + (" by hand" if event.by_hand else "")
+            if event.error:  # the router's write is not confirmed: not "rolled back" yet
+                head = f"{event.rollout} rollback" + (" by hand" if event.by_hand else "")
+                head += " NOT confirmed: the canary may still get traffic"
+            else:
+                head = f"{event.rollout} rolled back" + (" by hand" if event.by_hand else "")
             return head + (f" (revert PR {pr})" if pr else "")
         case Action.PAUSE:
             at = f" at step {event.step}" if event.step is not None else ""

@@ -95,13 +95,13 @@ class Retries:
 
 @dataclass(frozen=True)
 class Notifications:
-    """How notifications are delivered (`controller.notifier`): on a thread of their own, never in a tick."""
+    """How notifications are delivered (`controller.notifier`): a thread per destination, never in a tick."""
 
-    timeout: float = 5.0  # seconds: connect, and wait for the answer, per POST
+    timeout: float = 5.0  # seconds a try has in all: connect, send, the answer (and each socket read)
     attempts: int = 5  # tries of a POST answered 429 or 5xx, or not answered, before it is given up
     first_wait: float = 1.0  # seconds before the second try, doubling each time
     max_wait: float = 60.0  # at most this long between two tries, a 429's Retry-After included
-    queue: int = 1_000  # messages waiting to be posted; a full queue drops the oldest (counted)
+    queue: int = 1_000  # messages waiting to be posted, per destination; a full one drops its oldest (counted)
     flush: float = 5.0  # seconds the process waits on exit for the messages still queued
 
 

@@ -305,8 +305,8 @@ _NOTIFIER: list[notifier.Dispatcher] = []  # the process's one, built with its f
 
 
 def notifications(knobs: settings.Settings) -> notifier.Dispatcher:
-    """The process's one notification dispatcher (a thread and a queue, shared by every repository a
-    fleet member serves); its webhooks' URLs and headers are read from the environment."""
+    """The process's one notification dispatcher (a thread and a queue per destination, shared by every
+    repository a fleet member serves); its webhooks' URLs and headers are read from the environment."""
     from controller import notifier
 
     if not _NOTIFIER:
@@ -577,7 +577,10 @@ def cmd_hold(args: argparse.Namespace, out: TextIO) -> int:
     import getpass
 
     controller, acting_on, *_ = build_controller(args)
-    outcome = controller.hold(args.name, reason=args.reason, by=args.by or getpass.getuser())
+    try:
+        outcome = controller.hold(args.name, reason=args.reason, by=args.by or getpass.getuser())
+    finally:
+        flush_notifications()  # the hold's pause notification, queued: sent before the process exits
     return _by_hand_report(args, out, acting_on, outcome)
 
 
@@ -623,7 +626,10 @@ def cmd_comment(args: argparse.Namespace, out: TextIO) -> int:
             f"the comment is on {comment.repository}, but rollouts/controller.yaml names {controller.forge.repository}: "
             "nothing was done"
         )
-    steered = steering.steer(controller, controller.forge, comment)
+    try:
+        steered = steering.steer(controller, controller.forge, comment)
+    finally:
+        flush_notifications()  # an abort's or a hold's notification, queued: sent before the process exits
     out.write(f"{acting_on}\n{steered.status.value}: {steered.said}\n")
     match steered.status:
         case steering.Status.DONE | steering.Status.IGNORED:

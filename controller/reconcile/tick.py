@@ -318,7 +318,9 @@ class Controller:
         if plan.rolled_back(loaded):
             raise errors.RolloutError(f"rollout {name!r} is rolled back: there is nothing to hold")
         decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
-        return self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
+        outcome = self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
+        self._notify(config, [outcome], at=self.clock(), by_hand=True)  # told as a pause, `byHand: true`
+        return outcome
 
     def _one(self, name: str, what: str) -> tuple[load.LoadedRollout, spec.ControllerConfig]:
         """The rollout `name` on main, fetched now, with a canary to `what`."""
@@ -343,7 +345,18 @@ class Controller:
         actions: list[str] = []
         pr = self.pull_requests.carry_out(proposal, mine, base=config.branch, actions=actions)
         done = (f"opened or updated #{pr.number}: {pr.title}", *actions)
-        return Outcome(loaded.name, loaded.rollout.spec.route, decision, actions=done, pr=pr.number)
+        return Outcome(
+            loaded.name,
+            loaded.rollout.spec.route,
+            decision,
+            actions=done,
+            pr=pr.number,
+            step=plan.current_step(loaded),
+            revision=loaded.revisions.get(traffic.CANARY, ""),
+            steps=len(loaded.rollout.spec.steps),
+            pull=pr,
+            news=_news(pr, mine),
+        )
 
     def _by_hand(self, name: str, *, abort: str) -> Outcome:
         self.workspace.fetch()

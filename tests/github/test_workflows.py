@@ -233,8 +233,10 @@ def test_the_check_step_fails_without_the_base(tmp_path: Path, checkout: str) ->
 
 
 def workflow_names(workflows: list[Path] = WORKFLOWS) -> dict[str, set[str]]:
-    """What the workflows need: required checks (the jobs that run on pull requests), secrets, variables."""
-    text = "\n".join(p.read_text("utf-8") for p in [*workflows, ACTION])
+    """What the workflows need: required checks (the jobs that run on pull requests), secrets, variables
+    (a commented-out line, such as the notification webhooks' to uncomment, needs nothing)."""
+    lines = "\n".join(p.read_text("utf-8") for p in [*workflows, ACTION]).splitlines()
+    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
     checks = set()
     for path in workflows:
         doc = load(path)
@@ -278,6 +280,19 @@ def test_one_list_of_checks_secrets_and_variables() -> None:
     setup = (ROOT / ".github" / "SETUP.md").read_text("utf-8")
     assert set(re.findall(r"ROLLOUT_[A-Z_]+", setup)) == needed["secret"] | needed["variable"]
     assert "`rollout/gates`" in setup.split("## At a glance", 1)[1].split("\n## ", 1)[0]  # said: not required
+
+
+@pytest.mark.parametrize(
+    ("workflow", "step"), [("rollout-controller.yml", "Reconcile once"), ("rollout-commands.yml", "Run the command")]
+)
+def test_the_steps_that_notify_show_where_the_webhook_secrets_go(workflow: str, step: str) -> None:
+    """README (Notifications): the tick step and the command step carry the webhook variables' lines,
+    commented out, in their `env:` (the scaffold's copies are the same: tests/cli/test_init.py)."""
+    text = (ROOT / ".github" / "workflows" / workflow).read_text("utf-8")
+    block = text.split(f"- name: {step}\n", 1)[1].split("        run: |", 1)[0]
+    assert "        env:\n" in block
+    for name in ("ROLLOUT_SLACK_WEBHOOK", "ROLLOUT_WEBHOOK_URL", "ROLLOUT_WEBHOOK_HEADERS"):
+        assert f"          # {name}: ${{{{ secrets.{name} }}}}\n" in block
 
 
 def test_the_list_check_can_fail(tmp_path: Path) -> None:

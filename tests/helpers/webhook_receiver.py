@@ -1,7 +1,7 @@
 """A local webhook receiver for the notification tests: a real HTTP server on loopback (a free port from
 tests/helpers/net.py) that records every POST (path, headers, JSON body) and can be told to answer the
-first N with 500 or 429 (with a Retry-After), to refuse with 404, or to hang until released. Started and
-stopped by its own handle (`receiver()`)."""
+first N with 500 or 429 (with a Retry-After), to refuse with 404, to hang until released, or to trickle
+its answer a byte at a time. Started and stopped by its own handle (`receiver()`)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ class Receiver:
         self.retry_after: str | None = None  # the Retry-After header of a failing answer
         self.hang = False  # hold every POST until `release()`
         self.holding = 0  # POSTs held right now
+        self.trickle: float | None = None  # answer 200 with a long body, one byte every this many seconds
         self._released = threading.Event()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
@@ -67,6 +68,9 @@ class Receiver:
                     receiver._released.wait(60)
                     with receiver._lock:
                         receiver.holding -= 1
+                if receiver.trickle is not None:
+                    self._trickle(receiver.trickle)
+                    return
                 status = receiver.fail_status if failing else 200
                 self.send_response(status)
                 if failing and receiver.retry_after is not None:
@@ -75,6 +79,19 @@ class Receiver:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _trickle(self, every: float) -> None:
+                """Headers at once, then a byte every `every` seconds (each read of the client's is
+                answered in time) until the client gives up or the receiver stops."""
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                try:
+                    while not receiver._released.wait(every):
+                        self.wfile.write(b".")
+                        self.wfile.flush()
+                except OSError:  # the client closed the connection
+                    pass
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -103,8 +103,24 @@ def test_a_destination_gets_only_the_events_it_asked_for() -> None:
 
 @pytest.mark.parametrize(
     ("status", "retry_after", "waits"),
-    [(500, None, [0.01, 0.02]), (503, None, [0.01, 0.02]), (429, "0.3", [0.3, 0.3]), (429, "120", [0.5, 0.5])],
-    ids=["500-doubling", "503-doubling", "429-retry-after", "429-retry-after-capped"],
+    [
+        (500, None, [0.01, 0.02]),
+        (503, None, [0.01, 0.02]),
+        (429, "0.3", [0.3, 0.3]),
+        (429, "120", [0.5, 0.5]),
+        (429, "0", [0.01, 0.02]),
+        (429, "nan", [0.01, 0.02]),
+        (503, "Mon, 07 Dec 99999999999 18:00:30 GMT", [0.01, 0.02]),
+    ],
+    ids=[
+        "500-doubling",
+        "503-doubling",
+        "429-retry-after",
+        "429-retry-after-capped",
+        "429-retry-after-zero-still-backs-off",
+        "429-retry-after-nan",
+        "503-retry-after-date-overflowing",
+    ],
 )
 def test_retried_with_backoff_then_delivered(status: int, retry_after: str | None, waits: list[float]) -> None:
     with receiver() as r:
@@ -135,14 +151,59 @@ def test_given_up_after_the_last_try_and_the_log_names_no_secret(
         assert SECRET not in text and "tok-123" not in text  # httpx's client would log the URL at INFO
 
 
-def test_an_unanswered_post_is_retried_and_its_error_never_quotes_the_url(caplog: pytest.LogCaptureFixture) -> None:
+def test_an_unanswered_post_is_retried_then_given_up(caplog: pytest.LogCaptureFixture) -> None:
     url = f"http://127.0.0.1:{free_port()}/services/{SECRET}"  # nothing listens: refused
     d, counts = dispatcher(url, waits=[])
     d.post([slack()], EVENT)
     assert d.close()
     assert counts.seen == [("slack", "retried")] * 3 + [("slack", "failed")]
     assert "given up after 4 tries: not answered (ConnectError)" in caplog.text
-    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "variable"),
+    [
+        ("https://user:s3cr3t-pass/hook", None, "HOOK"),  # no @: httpx's error quotes 's3cr3t-pass' as a port
+        ("{receiver}", '{"Authorization": "Bearer t\u00f6k-s3cr3t-pass"}', "TOKEN"),  # not ASCII
+        ("{receiver}", '{"Authorization": "Bearer s3cr3t-pass\\n"}', "TOKEN"),  # a control character
+    ],
+    ids=["url-missing-at", "header-not-ascii", "header-newline"],
+)
+def test_a_url_or_header_httpx_would_refuse_is_warned_by_name_and_never_quoted(
+    url: str,
+    headers: str | None,
+    variable: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with receiver() as r:
+        env = {"TOKEN": headers} if headers else {}
+        d, counts = dispatcher(url.format(receiver=r.url), **env)
+        d.check([webhook(headers="TOKEN" if headers else None)])
+        d.post([webhook(headers="TOKEN" if headers else None)], EVENT)
+        assert d.close()
+        assert r.requests == []
+    assert counts.seen == [("webhook", "unconfigured")]
+    assert caplog.text.count(f"${variable} ") == 1 and "nothing is posted there" in caplog.text
+    out = capsys.readouterr()
+    for text in (caplog.text, out.out, out.err):
+        assert "s3cr3t-pass" not in text
+
+
+def test_a_url_with_a_trailing_newline_is_posted() -> None:
+    with receiver() as r:
+        d, counts = dispatcher(secret_url(r) + "\n")  # as `echo` or a secret pasted with its newline leaves it
+        d.post([slack()], EVENT)
+        assert d.close()
+        assert len(r.requests) == 1
+    assert counts.seen == [("slack", "delivered")]
+
+
+def test_a_job_never_shows_its_url_or_headers() -> None:
+    d, _ = dispatcher(f"https://hooks.example/{SECRET}", TOKEN='{"Authorization": "Bearer tok-123"}')
+    job = d._job(webhook(headers="TOKEN"), EVENT)
+    assert job is not None and SECRET not in repr(job) and "tok-123" not in repr(job)
 
 
 def test_another_4xx_is_not_tried_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -166,6 +227,35 @@ def test_posting_never_waits_for_a_hanging_receiver_and_exit_is_bounded() -> Non
         assert d.close() is False  # the flush gives up on what is left; it never waits for the receiver
         assert ("webhook", "dropped") in counts.seen
         r.release()
+
+
+def test_a_hanging_destination_never_delays_another() -> None:
+    with receiver() as hanging, receiver() as fine:
+        hanging.hang = True
+        counts = Counts()
+        env = {"HOOK": secret_url(hanging), "OTHER": secret_url(fine)}
+        knobs = settings.Notifications(timeout=60.0, flush=0.2)
+        d = notifier.Dispatcher(env=env, knobs=knobs, counted=counts)
+        d.post([webhook("HOOK"), slack("OTHER")], EVENT)  # the hanging one first
+        wait_for("the first receiver to hold its POST", lambda: hanging.holding == 1)
+        wait_for("the other destination's delivery", lambda: ("slack", "delivered") in counts.seen)
+        assert hanging.holding == 1  # still held: the other went on without it
+        d.close()
+        hanging.release()
+
+
+def test_a_trickling_receiver_is_abandoned_at_the_deadline(caplog: pytest.LogCaptureFixture) -> None:
+    """httpx's timeout bounds each socket read: a byte every 0.1 s never trips it. The try has
+    `timeout` seconds in all, then it counts as not answered, and is tried again."""
+    with receiver() as r:
+        r.trickle = 0.1
+        knobs = settings.Notifications(timeout=0.5, attempts=2, first_wait=0.01, flush=0.1)
+        d, counts = dispatcher(secret_url(r), knobs=knobs)
+        d.post([webhook()], EVENT)
+        wait_for("both tries to be given up", lambda: counts.seen == [("webhook", "retried"), ("webhook", "failed")])
+        assert len(r.requests) == 2
+        d.close()
+    assert "given up after 2 tries: not answered within 0.5 s" in caplog.text
 
 
 def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
@@ -205,8 +295,32 @@ def test_malformed_headers_are_never_quoted(caplog: pytest.LogCaptureFixture) ->
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("3", 3.0), ("0.5", 0.5), ("-1", 0.0), ("Mon, 07 Dec 2026 18:00:30 GMT", 30.0), ("soon", None), (None, None)],
-    ids=["seconds", "fraction", "negative", "http-date", "garbage", "absent"],
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        ("-1", 0.0),
+        ("Mon, 07 Dec 2026 18:00:30 GMT", 30.0),
+        ("soon", None),
+        (None, None),
+        ("nan", None),
+        ("inf", None),
+        ("Mon, 07 Dec 99999999999 18:00:30 GMT", None),
+        ("Mon, 07 Dec 2026 25:00:30 GMT", None),
+        ("Mon,", None),
+    ],
+    ids=[
+        "seconds",
+        "fraction",
+        "negative",
+        "http-date",
+        "garbage",
+        "absent",
+        "nan",
+        "inf",
+        "date-overflowing",
+        "date-bad-hour",
+        "date-truncated",
+    ],
 )
 def test_retry_after(value: str | None, seconds: float | None) -> None:
     assert notifier.retry_after(value, now=AT) == seconds

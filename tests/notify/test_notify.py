@@ -28,7 +28,9 @@ A = notify.Action
         (plan.Kind.PAUSE, OPEN, "", None),  # the pause repeats every tick while its PR is open: told once
         (plan.Kind.PAUSE, None, "", None),
         (plan.Kind.ADVANCE, OPEN, "opened", A.PROMOTION),
-        (plan.Kind.ADVANCE, OPEN, "updated", A.PROMOTION),
+        (plan.Kind.ADVANCE, OPEN, "updated", None),  # moved to main's new head: told when opened, not again
+        (plan.Kind.PAUSE, OPEN, "updated", None),
+        (plan.Kind.COMPLETE, OPEN, "updated", None),
         (plan.Kind.ADVANCE, OPEN, "", None),
         (plan.Kind.ADVANCE, MERGED, "recorded", None),  # promotion: auto, merged by the bot: nobody waits
         (plan.Kind.COMPLETE, OPEN, "opened", A.COMPLETION),
@@ -148,15 +150,36 @@ def test_a_long_slack_section_is_cut_within_the_limit_and_never_inside_an_escape
     [
         (A.ROLLBACK, {}, "bad-bot rolled back (revert PR #7)"),
         (A.ROLLBACK, {"by_hand": True, "pr": None}, "bad-bot rolled back by hand"),
+        (
+            A.ROLLBACK,
+            {"error": "router envoy: the write was not confirmed"},
+            "bad-bot rollback NOT confirmed: the canary may still get traffic (revert PR #7)",
+        ),
+        (
+            A.ROLLBACK,
+            {"error": "router envoy: timed out", "by_hand": True, "pr": None},
+            "bad-bot rollback by hand NOT confirmed: the canary may still get traffic",
+        ),
         (A.PAUSE, {}, "bad-bot paused at step 2 (PR #7)"),
         (A.PROMOTION, {}, "bad-bot: promotion to step 2 waiting for review (PR #7)"),
         (A.COMPLETION, {}, "bad-bot: completion waiting for review (PR #7): the canary becomes the new stable"),
         (A.COMPLETION, {"pr": MERGED}, "bad-bot: completion merged (PR #8): the canary becomes the new stable"),
     ],
-    ids=["rollback", "abort", "pause", "promotion", "completion", "completion-merged"],
+    ids=[
+        "rollback",
+        "abort",
+        "rollback-unconfirmed",
+        "abort-unconfirmed",
+        "pause",
+        "promotion",
+        "completion",
+        "completion-merged",
+    ],
 )
 def test_titles(action: notify.Action, extra: dict[str, object], title: str) -> None:
     assert notify.title(event(action, **extra)) == title
+    assert notify.payload(event(action, **extra))["summary"] == title
+    assert notify.slack(event(action, **extra))["text"].startswith(notify.slack_escape(title))
 
 
 @pytest.mark.parametrize(
@@ -165,7 +188,7 @@ def test_titles(action: notify.Action, extra: dict[str, object], title: str) -> 
         {"version": 2},
         {"action": "merge"},
         {"at": "yesterday"},
-        {"extra": 1},
+        {"summary": None},
         {"pr": {"number": 7, "url": "x"}},
         {
             "evidence": [
@@ -173,9 +196,19 @@ def test_titles(action: notify.Action, extra: dict[str, object], title: str) -> 
             ]
         },
     ],
-    ids=["version", "action", "at", "extra-field", "pr-without-state", "verdict"],
+    ids=["version", "action", "at", "summary-not-a-string", "pr-without-state", "verdict"],
 )
 def test_the_schema_refuses_what_version_1_is_not(change: dict[str, object]) -> None:
     body = {**notify.payload(event()), **change}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_the_schema_accepts_fields_added_within_version_1() -> None:
+    """README: fields may be added within a version, so a receiver validating against the schema must not
+    refuse a body with a field it does not know yet (top level, in an evidence item, in `pr`)."""
+    body = notify.payload(event(evidence=(notify.GateLine("g", "FAIL", None, 1.0, 2.0, "max 1", ""),)))
+    body["newField"] = 1
+    body["evidence"][0]["newField"] = "x"
+    body["pr"]["newField"] = True
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -27,6 +28,7 @@ from controller.forge import github
 from controller.reconcile import commands as steering
 from tests.helpers import github_standin as standin_mod
 from tests.helpers.gitops import CONFIG, GitOps, kind, remote_files
+from tests.helpers.webhook_receiver import receiver
 
 pytestmark = pytest.mark.slow
 TOKEN = "ghs_commandsTOKEN0123456789abcdef"
@@ -80,13 +82,16 @@ class Hub:
         ]
 
 
+def hub_config(gitops: GitOps, server: standin_mod.StandIn) -> str:
+    return CONFIG.format(prom=gitops.prom_url).replace(
+        "forge: {type: local}", f"forge: {{type: github, repository: acme/rollouts, apiUrl: '{server.api_url}'}}"
+    )
+
+
 @pytest.fixture
 def hub(gitops: GitOps) -> Iterator[Hub]:
     server = standin_mod.StandIn(token=TOKEN, files=remote_files(gitops.remote), limits=standin_mod.UNPACED)
-    config = CONFIG.format(prom=gitops.prom_url).replace(
-        "forge: {type: local}", f"forge: {{type: github, repository: acme/rollouts, apiUrl: '{server.api_url}'}}"
-    )
-    files = {"rollouts/controller.yaml": config, ".github/CODEOWNERS": CODEOWNERS}
+    files = {"rollouts/controller.yaml": hub_config(gitops, server), ".github/CODEOWNERS": CODEOWNERS}
     gitops.commit(files, "GitHub, code owners")  # one repository: its git remote and its API say the same
     server.push({path: text.encode() for path, text in files.items()}, "GitHub, code owners")
     server.permissions.update(PEOPLE)
@@ -248,6 +253,30 @@ def test_the_command_line_exit_codes(
     for record in hub.server.records:
         assert TOKEN not in json.dumps(record.body)
     assert all(TOKEN not in c["body"] for c in hub.server.comments.values())
+
+
+def test_rollout_comment_posts_the_aborts_notification_before_it_exits(hub: Hub, tmp_path: Path) -> None:
+    """`rollout comment` as its own process, as the workflow runs it: the notification thread is a daemon,
+    so only the command's flush on exit gets the abort's message out (the receiver answers the first
+    POST 500: the message arrives twice only when the retry, 1 s later, went out before the exit)."""
+    with receiver() as r:
+        notify = "notifications:\n  - {type: webhook, urlEnv: ROLLOUT_TEST_WEBHOOK}\n"
+        files = {"rollouts/controller.yaml": hub_config(hub.gitops, hub.server) + notify}
+        hub.gitops.commit(files, "Notify")
+        hub.server.push({path: text.encode() for path, text in files.items()}, "Notify")
+        promotion = hub.promotion()
+        event = tmp_path / "event.json"
+        event.write_text(json.dumps(hub.event(promotion.number, "/rollout abort riddles", login="alice")))
+        r.fail_first = 1
+        argv = ["comment", "--event", str(event), "--remote", str(hub.gitops.remote), "--workdir", str(tmp_path / "c")]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "GITHUB_TOKEN": TOKEN, "ROLLOUT_TEST_WEBHOOK": f"{r.url}/hook"}
+        run = subprocess.run(
+            [sys.executable, "-m", "controller", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        told = [(b["rollout"], b["action"], b["byHand"]) for b in r.bodies()]
+    assert told == [("good-bot", "rollback", True)] * 2
+    assert TOKEN not in run.stdout + run.stderr
 
 
 def test_the_workflow_step_runs_the_command_with_the_token_never_shown(hub: Hub, tmp_path: Path) -> None:

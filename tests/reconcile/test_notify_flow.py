@@ -18,8 +18,10 @@ import httpx
 import jsonschema
 import pytest
 
-from controller import cli, coordination, notifier, plan, settings, telemetry
+from controller import coordination, errors, notifier, plan, settings, telemetry
 from controller.cli import fleet, run
+from controller.forge import base as forge_base
+from controller.forge import local as forge_local
 from tests.helpers.gitops import CONFIG, HISTORY_BEGAN, GitOps, add_bad_bot, kind, outcome
 from tests.helpers.memory_store import Cluster, MemoryStore
 from tests.helpers.net import free_port, wait_for
@@ -70,6 +72,35 @@ def test_a_failed_gate_makes_exactly_one_rollback_notification(gitops: GitOps) -
     assert [b["action"] for b in generic if b["rollout"] == "good-bot"] == ["promotion"]
 
 
+class Flaky(forge_local.LocalForge):
+    """The local forge, down (every list refused) until told otherwise."""
+
+    down = True
+
+    def list(self, *, prefix: str = "", state: forge_base.PRState | None = None) -> list[forge_base.PullRequest]:
+        if self.down:
+            raise errors.ForgeUnavailable("github acme/rollouts: 503 Service Unavailable")
+        return super().list(prefix=prefix, state=state)
+
+
+def test_a_rollback_while_the_forge_is_down_is_told_at_once_and_again_with_its_revert_pr(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    with receiver() as r:
+        sink = notifying(gitops, r)
+        forge = Flaky(gitops.remote)
+        c = gitops.controller(forge=forge)
+        c.notifier = sink
+        assert outcome(c.reconcile_once(), "bad-bot").adapter == "forge"  # rolled back; no PR could be opened
+        forge.down = False
+        for _ in range(3):  # the next tick opens the revert PR, and tells it; then the rollout holds
+            gitops.advance(timedelta(minutes=1))
+            c.reconcile_once()
+        assert sink.close()
+        told = [b for b in r.bodies() if "byHand" in b and b["rollout"] == "bad-bot"]
+    [pr] = gitops.forge.list(prefix="rollout/bad-bot/")
+    assert [(b["action"], b["pr"] and b["pr"]["number"]) for b in told] == [("rollback", None), ("rollback", pr.number)]
+
+
 def test_the_tick_completes_while_the_receiver_hangs(gitops: GitOps) -> None:
     add_bad_bot(gitops)
     with receiver() as r:
@@ -79,7 +110,7 @@ def test_the_tick_completes_while_the_receiver_hangs(gitops: GitOps) -> None:
         c.notifier = sink
         tick = c.reconcile_once()  # returns while the receiver holds the first POST
         assert kind(tick, "bad-bot") is plan.Kind.ROLLBACK and outcome(tick, "bad-bot").pr is not None
-        wait_for("the receiver to hold the notification", lambda: r.holding == 1)
+        wait_for("the receiver to hold both destinations' notification", lambda: r.holding == 2)
         assert gitops.live("bad").weight("canary") == 0
         assert kind(c.reconcile_once(), "bad-bot") is plan.Kind.HOLD  # the next tick does not wait either
         assert sink.close() is False
@@ -120,19 +151,86 @@ def test_a_promotion_pr_is_told_once_while_it_waits(gitops: GitOps) -> None:
     assert not any(q.path.startswith("/slack/") for q in r.requests), "the slack destination asked for rollbacks only"
 
 
-def test_rollout_abort_posts_before_it_exits(gitops: GitOps, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_waiting_promotion_is_not_told_again_after_main_moves(gitops: GitOps) -> None:
+    """Each `rollout reconcile` from cron is a new process with an empty memory: a merge to main that
+    moves the waiting PR to main's new head ("updated") must not make it news again."""
+    with receiver() as r:
+        sink = notifying(gitops, r)
+        c = gitops.controller()
+        c.notifier = sink
+        assert kind(c.reconcile_once(), "good-bot") is plan.Kind.APPLY
+        gitops.advance(timedelta(minutes=2))
+        assert kind(c.reconcile_once(), "good-bot") is plan.Kind.ADVANCE
+        for n in range(2):  # someone merges something unrelated; the next cron run is a new process
+            gitops.commit({f"docs/note-{n}.md": f"note {n}\n"}, f"Unrelated {n}")
+            cron = gitops.controller()
+            cron.notifier = sink
+            assert kind(cron.reconcile_once(), "good-bot") is plan.Kind.ADVANCE
+        assert sink.close()
+        bodies = [q.body for q in r.requests if q.path == "/generic"]
+    assert [b["action"] for b in bodies] == ["promotion"]
+
+
+def rollout(gitops: GitOps, r: Receiver, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`rollout ARGV` as its own process, as an operator or cron runs it: the notification thread is a
+    daemon, so only the command's flush on exit can get its message out."""
+    workdir = ["--remote", str(gitops.remote), "--workdir", str(gitops.work / "cli")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ROLLOUT_TEST_WEBHOOK": f"{r.url}/generic/{SECRET}"}
+    env["ROLLOUT_TEST_SLACK"] = ""  # one destination: the receiver's first answer goes to it
+    return subprocess.run(
+        [sys.executable, "-m", "controller", *argv, *workdir],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def delivered_on_a_retry(r: Receiver) -> list[tuple[str, str, bool]]:
+    """(rollout, action, byHand) of each POST to the generic destination: the receiver answered the
+    first 500, so a message is there twice only when the retry, 1 s later, went out before the exit."""
+    return [(b["rollout"], b["action"], b["byHand"]) for b in r.bodies() if "byHand" in b]
+
+
+def test_rollout_reconcile_posts_before_it_exits(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
     with receiver() as r:
         notifying(gitops, r)
-        monkeypatch.setenv("ROLLOUT_TEST_WEBHOOK", f"{r.url}/generic")
-        monkeypatch.setenv("ROLLOUT_TEST_SLACK", f"{r.url}/slack/T0/B0/secret")
-        out = io.StringIO()
-        workdir = ["--remote", str(gitops.remote), "--workdir", str(gitops.work / "cli")]
-        assert cli.main(["reconcile", "--once", *workdir], out) == 0, out.getvalue()
-        assert cli.main(["abort", "good-bot", "--reason", "bad answers", *workdir], out) == 0, out.getvalue()
-        # the command returned: its notifications were flushed on the way out
-        bodies = [q.body for q in r.requests if q.path == "/generic"]
-    assert [(b["rollout"], b["action"], b["byHand"]) for b in bodies] == [("good-bot", "rollback", True)]
-    assert "secret" not in out.getvalue()
+        r.fail_first = 1
+        done = rollout(gitops, r, "reconcile", "--once")
+        assert done.returncode == 0, done.stdout + done.stderr
+        told = delivered_on_a_retry(r)
+    assert told == [("bad-bot", "rollback", False)] * 2
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_rollout_abort_posts_before_it_exits(gitops: GitOps) -> None:
+    with receiver() as r:
+        notifying(gitops, r)
+        assert rollout(gitops, r, "reconcile", "--once").returncode == 0
+        r.fail_first = 1
+        done = rollout(gitops, r, "abort", "good-bot", "--reason", "bad answers")
+        assert done.returncode == 0, done.stdout + done.stderr
+        told = delivered_on_a_retry(r)
+    assert told == [("good-bot", "rollback", True)] * 2
+    assert SECRET not in done.stdout + done.stderr
+
+
+def test_rollout_hold_is_told_as_a_pause_by_hand_before_it_exits(gitops: GitOps) -> None:
+    with receiver() as r:
+        notifying(gitops, r)
+        assert rollout(gitops, r, "reconcile", "--once").returncode == 0
+        r.fail_first = 1
+        done = rollout(gitops, r, "hold", "good-bot", "--reason", "launch day", "--by", "mia")
+        assert done.returncode == 0, done.stdout + done.stderr
+        told = delivered_on_a_retry(r)
+        [body, *_] = r.bodies()
+    assert told == [("good-bot", "pause", True)] * 2
+    jsonschema.validate(body, SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    [pr] = gitops.forge.list(prefix="rollout/good-bot/")
+    assert body["pr"]["number"] == pr.number and "held by hand by @mia: launch day" in body["reason"]
+    assert body["summary"] == f"good-bot paused at step 1 (PR #{pr.number})" and body["step"] == 1
 
 
 def test_rollout_run_posts_and_counts_and_never_logs_the_url(gitops: GitOps) -> None:
