@@ -16,6 +16,7 @@ from controller import proposals
 PREFIX = "/rollout"
 MARKER = "<!-- rollout:command-"  # begins every answer (`answer`): an answer is never taken for a command
 WRITERS = frozenset({"admin", "maintain", "write"})  # GitHub's permissions that may steer; read, triage, none may not
+COLLABORATORS = frozenset({"read", "triage"})  # a code owner with one of these may steer too; `none` never
 CODEOWNERS_PATHS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")  # GitHub's order: the first found counts
 USAGE = (
     "Usage, as the first line of a comment on the bot's pull request (write access or a code owner of the "
@@ -199,12 +200,22 @@ class Verdict:
 
 def authorize(login: str, permission: str, code_owners: Sequence[str], *, path: str) -> Verdict:
     """May `login` steer the rollout whose file is `path`: write access to the repository (GitHub's
-    `admin`, `maintain` or `write`), or named as a code owner of `path` (`@login`). A team among the code
-    owners grants nothing here: its members need write access (team membership is not read)."""
+    `admin`, `maintain` or `write`), or a collaborator (`read` or `triage`) named as a code owner of `path`
+    (`@login`). A login named in CODEOWNERS without access to the repository (`none`: a stale or mistyped
+    entry anyone could register) counts for nothing, as GitHub ignores code owners without write access. A
+    team among the code owners grants nothing here: its members need write access (team membership is not
+    read)."""
     if permission in WRITERS:
         return Verdict(True, f"@{login} has {permission} access")
-    if f"@{login}".lower() in {o.lower() for o in code_owners}:
+    named = f"@{login}".lower() in {o.lower() for o in code_owners}
+    if named and permission in COLLABORATORS:
         return Verdict(True, f"@{login} is a code owner of `{path}`")
+    if named:
+        return Verdict(
+            False,
+            f"@{login} is named a code owner of `{path}` but has {permission or 'no'} access to the repository: "
+            "a code owner must be a collaborator",
+        )
     teams = [f"`{o}`" for o in code_owners if o.startswith("@") and "/" in o]  # named, never notified
     why = f"@{login} has {permission or 'no'} access and is not a code owner of `{path}`"
     if teams:

@@ -161,6 +161,9 @@ AUTHORIZED = [
     ("unknown", "", (), False, "has no access"),
     ("owner-read", "read", ("@Alice",), True, "is a code owner of `rollouts/a/rollout.yaml`"),
     ("other-owner", "read", ("@bob",), False, "not a code owner"),
+    ("owner-triage", "triage", ("@alice",), True, "is a code owner"),
+    ("owner-no-access", "none", ("@alice",), False, "has none access to the repository: a code owner must be"),
+    ("owner-unknown", "", ("@alice",), False, "has no access to the repository"),
     ("team-owner", "read", ("@acme/support-ai",), False, "`@acme/support-ai`, count only through"),
     ("email-owner", "read", ("alice@example.com",), False, "not a code owner"),
 ]

@@ -33,7 +33,8 @@ TOKEN = "ghs_commandsTOKEN0123456789abcdef"
 UNPACED = settings.GithubBudget(mutation_interval=0.0)
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "rollout-commands.yml"
-CODEOWNERS = "/rollouts/                @acme/ml-platform\n/rollouts/good-bot/       @acme/support-ai @dana\n"
+# @ghost: named, but no collaborator (a stale or mistyped login someone could register): never heard
+CODEOWNERS = "/rollouts/                @acme/ml-platform\n/rollouts/good-bot/       @acme/support-ai @dana @ghost\n"
 PEOPLE = {"alice": "write", "mia": "maintain", "rita": "read", "dana": "read", "tom": "triage"}
 
 
@@ -157,8 +158,9 @@ def test_a_code_owner_without_write_access_may_steer(hub: Hub) -> None:
         ),
         ("tom", "@tom has read access"),  # triage reads as read
         ("stranger", "@stranger has none access"),  # unknown to the repository: GitHub answers 404
+        ("ghost", "@ghost is named a code owner of `rollouts/good-bot/rollout.yaml` but has none access"),
     ],
-    ids=["read", "triage", "unknown"],
+    ids=["read", "triage", "unknown", "code-owner-no-collaborator"],
 )
 def test_a_commenter_without_permission_is_refused_and_nothing_changes(hub: Hub, login: str, why: str) -> None:
     promotion = hub.promotion()
