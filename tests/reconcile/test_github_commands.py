@@ -198,7 +198,8 @@ def test_a_comment_on_a_pr_that_is_not_the_bots_is_refused(hub: Hub) -> None:
     ("body", "login", "user_type"),
     [
         ("/rollout abort loop", "rollout-bot[bot]", "Bot"),
-        ("<!-- rollout:command-1 -->\n/rollout abort loop", "rollout-bot", "User"),  # our answer, by a PAT
+        # our answer, by a PAT, quoting the command it answers first: the marker alone keeps it silent
+        ("/rollout abort loop\n<!-- rollout:command-1 -->", "rollout-bot", "User"),
         ("LGTM, /rollout abort later maybe", "alice", "User"),
     ],
     ids=["a-bot", "our-own-answer", "not-a-command"],
