@@ -317,6 +317,10 @@ class Controller:
         loaded, config = self._one(name, "hold")
         if plan.rolled_back(loaded):
             raise errors.RolloutError(f"rollout {name!r} is rolled back: there is nothing to hold")
+        if observe.rollback_pending(loaded, observe.mine(self.pull_requests.ours([loaded]), name)):
+            raise errors.RolloutError(
+                f"rollout {name!r} is rolled back already (its revert PR is pending): nothing to hold"
+            )
         decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
         return self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
 

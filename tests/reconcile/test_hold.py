@@ -108,3 +108,13 @@ def test_a_rolled_back_rollout_has_nothing_to_hold(gitops: GitOps) -> None:
     approve_and_merge(gitops, revert.number)
     with pytest.raises(errors.RolloutError, match="rolled back: there is nothing to hold"):
         c.hold("bad-bot", reason="x", by="alice")
+
+
+def test_a_hold_while_the_revert_pr_is_pending_is_refused(gitops: GitOps) -> None:
+    add_bad_bot(gitops)
+    c = gitops.controller()
+    c.reconcile_once()
+    [revert] = gitops.forge.list(prefix="rollout/bad-bot/")  # open, not merged: main does not say RolledBack yet
+    with pytest.raises(errors.RolloutError, match=r"rolled back already .*: nothing to hold"):
+        c.hold("bad-bot", reason="x", by="alice")
+    assert [pr.number for pr in gitops.forge.list(prefix="rollout/bad-bot/")] == [revert.number]  # no pause PR
