@@ -223,6 +223,24 @@ def authorize(login: str, permission: str, code_owners: Sequence[str], *, path: 
     return Verdict(False, why)
 
 
+def out_of_date(verb: Verb, *, is_open: bool, action: str, revision: str, canary: str | None) -> str:
+    """Why a command on a PR of the bot's is not taken ("" when it is): a command acts on main's canary
+    today, so it is heard only on a PR about that revision (an earlier revision's PR is history), and only
+    while the PR is open; but for `/rollout retry` on a revert or pause PR that was merged or closed, the
+    one place left to ask for a rolled-back or paused revision to run again."""
+    if canary is None:
+        return "main's rollout has no canary now: a command acts on the canary"
+    if revision != canary:
+        return f"this PR is about revision {revision}, not the canary's now ({canary}): comment on a current PR"
+    if is_open:
+        return ""
+    if verb is Verb.RETRY and action in (proposals.Action.ROLLBACK, proposals.Action.PAUSE):
+        return ""
+    return (
+        "this PR is closed: comment on an open PR of the rollout (`/rollout retry` also on a closed revert or pause PR)"
+    )
+
+
 def key(comment: Comment) -> str:
     """The key of the answer to `comment` (one sticky comment per command: a run again edits it)."""
     return f"command-{comment.id}"

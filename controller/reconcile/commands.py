@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
-from controller import commands, errors, load, proposals, redaction, spec
+from controller import commands, errors, load, proposals, redaction, spec, traffic
 from controller.forge import base as forge_base
 from controller.reconcile import tick
 
@@ -55,6 +55,10 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
     loaded = load.load_repo(tree, prompts=controller.prompts, degraded=True).rollout(name)
     if loaded is None:
         why = f"main has no valid rollout named `{name}`"
+        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
+    canary = loaded.revisions.get(traffic.CANARY) if loaded.rollout.spec.canary is not None else None
+    is_open = pr is not None and pr.state is forge_base.PRState.OPEN
+    if why := commands.out_of_date(parsed.verb, is_open=is_open, action=branch[1], revision=branch[2], canary=canary):
         return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
     code_owners = commands.owners(commands.codeowners(_codeowners(tree)), loaded.path)
     verdict = commands.authorize(comment.login, forge.permission(comment.login), code_owners, path=loaded.path)

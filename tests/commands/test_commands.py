@@ -175,3 +175,29 @@ AUTHORIZED = [
 def test_who_may_steer(permission: str, owners: tuple[str, ...], allowed: bool, why: str) -> None:
     verdict = commands.authorize("alice", permission, owners, path="rollouts/a/rollout.yaml")
     assert verdict.allowed is allowed and why in verdict.why
+
+
+OUT_OF_DATE = [  # (verb, open, action, PR's revision, main's canary revision) -> why contains ("" taken)
+    ("open-current", commands.Verb.ABORT, True, "advance", "r2", "r2", ""),
+    ("open-revert-current", commands.Verb.HOLD, True, "rollback", "r2", "r2", ""),
+    ("earlier-revision", commands.Verb.ABORT, True, "advance", "r1", "r2", "about revision r1, not the canary's"),
+    ("earlier-revision-retry", commands.Verb.RETRY, False, "rollback", "r1", "r2", "about revision r1"),
+    ("no-canary", commands.Verb.HOLD, True, "decommission", "r1", None, "has no canary now"),
+    ("closed-abort", commands.Verb.ABORT, False, "advance", "r2", "r2", "this PR is closed"),
+    ("closed-hold-on-revert", commands.Verb.HOLD, False, "rollback", "r2", "r2", "this PR is closed"),
+    ("closed-retry-on-advance", commands.Verb.RETRY, False, "advance", "r2", "r2", "this PR is closed"),
+    ("merged-revert-retry", commands.Verb.RETRY, False, "rollback", "r2", "r2", ""),
+    ("merged-pause-retry", commands.Verb.RETRY, False, "pause", "r2", "r2", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("verb", "is_open", "action", "revision", "canary", "why"),
+    [c[1:] for c in OUT_OF_DATE],
+    ids=[c[0] for c in OUT_OF_DATE],
+)
+def test_a_command_is_heard_only_on_a_current_pr(
+    verb: commands.Verb, is_open: bool, action: str, revision: str, canary: str | None, why: str
+) -> None:
+    said = commands.out_of_date(verb, is_open=is_open, action=action, revision=revision, canary=canary)
+    assert (why in said) if why else said == ""

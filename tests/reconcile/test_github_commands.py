@@ -120,6 +120,10 @@ def test_an_abort_by_a_writer_takes_the_canary_out_at_once_and_opens_the_revert_
     )
     assert set(hub.open_prs()) == {"rollback"}
 
+    late = hub.say(promotion.number, "/rollout hold", login="alice")  # the promotion PR was closed by the abort
+    assert late.status is steering.Status.REFUSED and "this PR is closed" in late.said, late.said
+    assert set(hub.open_prs()) == {"rollback"}  # no pause PR beside the revert PR
+
 
 def test_a_hold_opens_the_pause_pr_and_a_following_tick_does_not_advance(hub: Hub) -> None:
     promotion = hub.promotion()
