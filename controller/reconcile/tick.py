@@ -305,7 +305,8 @@ class Controller:
 
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it); an open
-        pause PR of the revision (a hold not merged yet) is closed at once."""
+        pause PR of the revision (a hold not merged yet) holds until then, and the tick closes it once the
+        retry is merged (or a human closes it)."""
         loaded, config = self._one(name, "retry")
         decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
         return self._propose_by_hand(loaded, config, proposals.Action.RETRY, decision)

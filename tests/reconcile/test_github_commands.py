@@ -140,8 +140,8 @@ def test_a_hold_opens_the_pause_pr_and_a_following_tick_does_not_advance(hub: Hu
 
     done = hub.say(pause.number, "/rollout retry", login="alice")
     assert done.status is steering.Status.DONE, done.said
-    assert set(hub.open_prs()) == {"advance", "retry"}  # the hold, not merged, is closed: it runs on
-    assert f"closed #{pause.number}" in hub.answers(pause.number)[0]
+    assert set(hub.open_prs()) == {"advance", "pause", "retry"}  # the hold stands until the retry is merged
+    assert f"#{pause.number} holds until #{hub.open_prs()['retry'].number} is merged" in hub.answers(pause.number)[0]
 
 
 def test_a_code_owner_without_write_access_may_steer(hub: Hub) -> None:
