@@ -164,6 +164,12 @@ def retry_proposed(number: int) -> str:
     )
 
 
+def also_held(reason: str) -> str:
+    """The sticky comment on an open pause PR that a hold by hand (`reason`, `held_by_hand`'s) found
+    holding the rollout already: the PR is left as it is."""
+    return f"**Also {report.md(reason)}.** This PR holds the rollout already; it is left as it is."
+
+
 def held_by_hand(by: str, reason: str) -> str:
     """The reason of a pause by hand (`rollout hold`): who, and why if said."""
     why = one_line(reason, 500)

@@ -160,13 +160,19 @@ def rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullR
 def pause_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> bool:
     """A pause PR for the canary's revision is open (a pause gate's, or `rollout hold`'s): the rollout
     holds where it is, as it does once main says Paused; until a retry PR proposed after it is merged
-    (`lifted`)."""
+    (`lifted_pauses`)."""
+    return open_pause(loaded, mine) is not None
+
+
+def open_pause(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> forge_base.PullRequest | None:
+    """The open pause PR of the canary's revision that holds the rollout (`pause_pending`), or None."""
     revision = loaded.revisions.get(traffic.CANARY)
     if revision is None:
-        return False
+        return None
     branch = proposals.branch(loaded.name, proposals.Action.PAUSE, revision)
     lifted = {p.number for p, _ in lifted_pauses(loaded, mine)}
-    return any(p.branch == branch and p.state is forge_base.PRState.OPEN and p.number not in lifted for p in mine)
+    found = [p for p in mine if p.branch == branch and p.state is forge_base.PRState.OPEN and p.number not in lifted]
+    return found[0] if found else None
 
 
 def lifted_pauses(

@@ -318,12 +318,23 @@ class Controller:
         loaded, config = self._one(name, "hold")
         if plan.rolled_back(loaded):
             raise errors.RolloutError(f"rollout {name!r} is rolled back: there is nothing to hold")
-        if observe.rollback_pending(loaded, observe.mine(self.pull_requests.ours([loaded]), name)):
+        mine = observe.mine(self.pull_requests.ours([loaded]), name)
+        if observe.rollback_pending(loaded, mine):
             raise errors.RolloutError(
                 f"rollout {name!r} is rolled back already (its revert PR is pending): nothing to hold"
             )
+        if (pause := observe.open_pause(loaded, mine)) is not None:
+            return self._held_already(loaded, pause, proposals.held_by_hand(by, reason))
         decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
         return self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
+
+    def _held_already(self, loaded: load.LoadedRollout, pause: forge_base.PullRequest, reason: str) -> Outcome:
+        """A hold while a pause PR already holds the rollout (a pause gate's, or an earlier hold): that PR
+        is left as it is (its reason and evidence are its own) and the hold's reason is commented on it."""
+        self.forge.comment(pause.number, proposals.also_held(reason), key="hold")
+        decision = plan.Decision(plan.Kind.PAUSE, reason)
+        done = (f"#{pause.number} holds the rollout already: commented the hold on it",)
+        return Outcome(loaded.name, loaded.rollout.spec.route, decision, actions=done, pr=pause.number)
 
     def _one(self, name: str, what: str) -> tuple[load.LoadedRollout, spec.ControllerConfig]:
         """The rollout `name` on main, fetched now, with a canary to `what`."""

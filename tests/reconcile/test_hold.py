@@ -137,3 +137,21 @@ def test_a_hold_while_the_revert_pr_is_pending_is_refused(gitops: GitOps) -> Non
     with pytest.raises(errors.RolloutError, match=r"rolled back already .*: nothing to hold"):
         c.hold("bad-bot", reason="x", by="alice")
     assert [pr.number for pr in gitops.forge.list(prefix="rollout/bad-bot/")] == [revert.number]  # no pause PR
+
+
+def test_a_hold_on_an_open_pause_pr_leaves_it_as_it_is_and_comments_the_reason(gitops: GitOps) -> None:
+    """One pause branch per revision: a second hold (as a hold on a pause gate's PR) never rewrites the PR
+    that holds the rollout already, whose reason and evidence the next tick would write back."""
+    c = gitops.controller()
+    c.reconcile_once()
+    first = c.hold("good-bot", reason="the gate's reason", by="alice")
+    assert first.pr is not None
+    before = gitops.forge.get(first.pr)
+
+    second = c.hold("good-bot", reason="launch day", by="bob")
+    assert second.pr == first.pr
+    assert second.actions == (f"#{first.pr} holds the rollout already: commented the hold on it",)
+    after = gitops.forge.get(first.pr)
+    assert (after.title, after.body, after.head_sha) == (before.title, before.body, before.head_sha)
+    assert "Also held by hand by \\@bob: launch day" in gitops.forge.comments(first.pr)["hold"]
+    assert [p.number for p in gitops.forge.list(prefix="rollout/good-bot/pause-")] == [first.pr]
