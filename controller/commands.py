@@ -124,18 +124,29 @@ class OwnerRule:
     regex: re.Pattern[str]
 
 
+OWNER = re.compile(
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"  # @login
+    r"(?:/[A-Za-z0-9._-]+)?"  # @org/team
+    r"|[^@\s]+@[^@\s]+\.[^@\s]+"  # an email
+)
+
+
 def codeowners(text: str) -> list[OwnerRule]:
-    """The rules of a CODEOWNERS file, in order. As GitHub: `#` starts a comment (`\\#` is a literal
-    one); a line whose pattern uses `!` or `[` (which GitHub does not support) is skipped."""
+    """The rules of a CODEOWNERS file, in order. As GitHub: `#` starts a comment; a line GitHub cannot
+    read is skipped: one whose pattern uses `\\#` (an escaped `#`, which GitHub does not honour), `!` or
+    `[` (which it does not support), or that names an owner that is neither `@login`, `@org/team` nor an
+    email. An escaped space (`my\\ bot/`) belongs to the pattern."""
     rules = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(?<!\\)#.*", "", raw).strip()
         if not line:
             continue
-        pattern, *owners = line.split()
-        pattern = pattern.replace("\\#", "#")
-        if pattern.startswith("!") or "[" in pattern:
+        pattern, *owners = re.split(r"(?<!\\)\s+", line)
+        if "\\#" in pattern or pattern.startswith("!") or "[" in pattern:
             continue
+        if not all(OWNER.fullmatch(o) for o in owners):
+            continue
+        pattern = pattern.replace("\\ ", " ")
         rules.append(OwnerRule(pattern, tuple(owners), n, _regex(pattern)))
     return rules
 

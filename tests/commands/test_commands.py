@@ -113,6 +113,9 @@ apps/                   @octocat
 !/rollouts/x/           @never
 /rollouts/[ab]/         @never
 \#notes                 @hash
+/my\ bot/               @spacey
+/bad/                   @ok bob
+/team-ok/               @acme/ml-platform docs@example.com
 """
 
 OWNED = [
@@ -132,7 +135,10 @@ OWNED = [
     ("parent-dir", "rollouts/ticket-triage/rollout.yaml", ("@acme/ml-platform",)),
     ("negation-skipped", "rollouts/x/rollout.yaml", ("@acme/ml-platform",)),
     ("ranges-skipped", "rollouts/a/rollout.yaml", ("@acme/ml-platform",)),
-    ("escaped-hash", "#notes", ("@hash",)),
+    ("escaped-hash-unsupported", "#notes", ("@global-owner",)),  # GitHub does not honour `\#`: line skipped
+    ("escaped-space", "my bot/rollout.yaml", ("@spacey",)),
+    ("invalid-owner-line-skipped", "bad/x.py", ("@global-owner",)),  # `bob` is no @login, team or email
+    ("team-and-email", "team-ok/x.py", ("@acme/ml-platform", "docs@example.com")),
     ("leading-slash-path", "/rollouts/y/rollout.yaml", ("@acme/ml-platform",)),
 ]
 
