@@ -41,6 +41,49 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
     if isinstance(parsed, commands.Malformed):
         return _say(forge, comment, Status.USAGE, f"{parsed.why}: nothing was done.\n\n{commands.USAGE}")
     said = f"`/rollout {parsed.verb}` by @{comment.login}"
+    try:
+        checked = _check(controller, forge, comment, parsed, said)
+    except errors.RolloutError as exc:  # the PR, main or the permission unread: said on the PR when it can be
+        text = f"{said} failed before anything was done: {redaction.redact(str(exc))}"
+        try:
+            return _say(forge, comment, Status.FAILED, text)
+        except errors.RolloutError:
+            raise exc from None
+    if isinstance(checked, Steered):
+        return checked
+    name, verdict = checked
+    try:
+        match parsed.verb:
+            case commands.Verb.HOLD:
+                outcome = controller.hold(name, reason=parsed.reason, by=comment.login)
+            case commands.Verb.ABORT:
+                reason = f"{parsed.reason} (by @{comment.login} on #{comment.number})"
+                outcome = controller.abort(name, reason=reason)
+            case commands.Verb.RETRY:
+                outcome = controller.retry(name)
+            case _:
+                assert_never(parsed.verb)
+    except errors.RolloutError as exc:
+        text = f"{said} ({verdict.why}) failed: {redaction.redact(str(exc))}"
+        return _say(forge, comment, Status.FAILED, text)
+    lines = [f"{said} ({verdict.why}), on rollout `{name}`:", *(f"- {a}" for a in outcome.actions)]
+    if not outcome.actions:
+        back = outcome.phase is spec.Phase.ROLLED_BACK
+        lines.append(f"- nothing to do: {'the rollout is rolled back already' if back else 'it is done already'}")
+    if outcome.error:
+        lines.append(f"- **not done**: {redaction.redact(outcome.error)}")
+    status = Status.FAILED if outcome.error else Status.DONE
+    return _say(forge, comment, status, "\n".join(lines), outcome)
+
+
+def _check(
+    controller: tick.Controller,
+    forge: forge_base.Steering,
+    comment: commands.Comment,
+    parsed: commands.Command,
+    said: str,
+) -> Steered | tuple[str, commands.Verdict]:
+    """The rollout `comment`'s PR is about and the verdict that allows its command, or the refusal said."""
     pr = forge.get(comment.number)
     branch = proposals.parse_branch(pr.branch) if pr is not None else None
     if branch is None:
@@ -64,28 +107,7 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
     verdict = commands.authorize(comment.login, forge.permission(comment.login), code_owners, path=loaded.path)
     if not verdict.allowed:
         return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {verdict.why}.")
-    try:
-        match parsed.verb:
-            case commands.Verb.HOLD:
-                outcome = controller.hold(name, reason=parsed.reason, by=comment.login)
-            case commands.Verb.ABORT:
-                reason = f"{parsed.reason} (by @{comment.login} on #{comment.number})"
-                outcome = controller.abort(name, reason=reason)
-            case commands.Verb.RETRY:
-                outcome = controller.retry(name)
-            case _:
-                assert_never(parsed.verb)
-    except errors.RolloutError as exc:
-        text = f"{said} ({verdict.why}) failed: {redaction.redact(str(exc))}"
-        return _say(forge, comment, Status.FAILED, text)
-    lines = [f"{said} ({verdict.why}), on rollout `{name}`:", *(f"- {a}" for a in outcome.actions)]
-    if not outcome.actions:
-        back = outcome.phase is spec.Phase.ROLLED_BACK
-        lines.append(f"- nothing to do: {'the rollout is rolled back already' if back else 'it is done already'}")
-    if outcome.error:
-        lines.append(f"- **not done**: {redaction.redact(outcome.error)}")
-    status = Status.FAILED if outcome.error else Status.DONE
-    return _say(forge, comment, status, "\n".join(lines), outcome)
+    return name, verdict
 
 
 def _say(

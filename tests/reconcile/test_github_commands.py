@@ -296,3 +296,19 @@ def test_the_workflow_step_runs_the_command_with_the_token_never_shown(hub: Hub,
     no_token = {**env, "GITHUB_TOKEN": ""}
     run = subprocess.run(argv, cwd=tmp_path, env=no_token, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "::error::set vars.ROLLOUT_APP_CLIENT_ID" in run.stdout
+
+
+def test_a_failure_before_the_check_is_answered_on_the_pr(hub: Hub) -> None:
+    """Main unreadable (its git remote gone): nothing is done, and the PR says so, the token never in it."""
+    promotion = hub.promotion()
+    before = hub.gitops.live("good")
+    moved = hub.gitops.remote.with_name(hub.gitops.remote.name + ".away")
+    hub.gitops.remote.rename(moved)
+    try:
+        done = hub.say(promotion.number, "/rollout abort now", login="alice")
+    finally:
+        moved.rename(hub.gitops.remote)
+    assert done.status is steering.Status.FAILED
+    [said] = hub.answers(promotion.number)
+    assert "`/rollout abort` by @alice failed before anything was done: " in said and TOKEN not in said
+    assert hub.gitops.live("good") == before
