@@ -325,6 +325,8 @@ class Controller:
             )
         if (pause := observe.open_pause(loaded, mine)) is not None:
             return self._held_already(loaded, pause, proposals.held_by_hand(by, reason))
+        for lifted, retried in observe.lifted_pauses(loaded, mine):  # closed first: this hold needs its own PR
+            self.forge.close(lifted.number, comment=proposals.retried_in(retried.number))
         decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
         return self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
 

@@ -155,3 +155,18 @@ def test_a_hold_on_an_open_pause_pr_leaves_it_as_it_is_and_comments_the_reason(g
     assert (after.title, after.body, after.head_sha) == (before.title, before.body, before.head_sha)
     assert "Also held by hand by \\@bob: launch day" in gitops.forge.comments(first.pr)["hold"]
     assert [p.number for p in gitops.forge.list(prefix="rollout/good-bot/pause-")] == [first.pr]
+
+
+def test_a_hold_after_a_merged_retry_holds_even_before_the_tick_closes_the_lifted_pause_pr(gitops: GitOps) -> None:
+    c = gitops.controller()
+    c.reconcile_once()
+    first = c.hold("good-bot", reason="", by="bob")
+    retry = c.retry("good-bot")
+    assert first.pr is not None and retry.pr is not None
+    approve_and_merge(gitops, retry.pr)
+
+    second = c.hold("good-bot", reason="again", by="bob")  # no tick yet: the first pause PR is still open
+    assert second.pr not in (None, first.pr)
+    assert gitops.forge.get(first.pr).state is forge_base.PRState.CLOSED
+    gitops.advance(timedelta(minutes=20))
+    assert kind(c.reconcile_once(), "good-bot") is plan.Kind.HOLD
