@@ -16,6 +16,7 @@ from controller import proposals
 PREFIX = "/rollout"
 MARKER = "<!-- rollout:command-"  # begins every answer (`answer`): an answer is never taken for a command
 WRITERS = frozenset({"admin", "maintain", "write"})  # GitHub's permissions that may steer; read, triage, none may not
+COLLABORATORS = frozenset({"read", "triage"})  # a code owner with one of these may steer too; `none` never
 CODEOWNERS_PATHS = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")  # GitHub's order: the first found counts
 USAGE = (
     "Usage, as the first line of a comment on the bot's pull request (write access or a code owner of the "
@@ -123,18 +124,29 @@ class OwnerRule:
     regex: re.Pattern[str]
 
 
+OWNER = re.compile(
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"  # @login
+    r"(?:/[A-Za-z0-9._-]+)?"  # @org/team
+    r"|[^@\s]+@[^@\s]+\.[^@\s]+"  # an email
+)
+
+
 def codeowners(text: str) -> list[OwnerRule]:
-    """The rules of a CODEOWNERS file, in order. As GitHub: `#` starts a comment (`\\#` is a literal
-    one); a line whose pattern uses `!` or `[` (which GitHub does not support) is skipped."""
+    """The rules of a CODEOWNERS file, in order. As GitHub: `#` starts a comment; a line GitHub cannot
+    read is skipped: one whose pattern uses `\\#` (an escaped `#`, which GitHub does not honour), `!` or
+    `[` (which it does not support), or that names an owner that is neither `@login`, `@org/team` nor an
+    email. An escaped space (`my\\ bot/`) belongs to the pattern."""
     rules = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(?<!\\)#.*", "", raw).strip()
         if not line:
             continue
-        pattern, *owners = line.split()
-        pattern = pattern.replace("\\#", "#")
-        if pattern.startswith("!") or "[" in pattern:
+        pattern, *owners = re.split(r"(?<!\\)\s+", line)
+        if "\\#" in pattern or pattern.startswith("!") or "[" in pattern:
             continue
+        if not all(OWNER.fullmatch(o) for o in owners):
+            continue
+        pattern = pattern.replace("\\ ", " ")
         rules.append(OwnerRule(pattern, tuple(owners), n, _regex(pattern)))
     return rules
 
@@ -199,17 +211,45 @@ class Verdict:
 
 def authorize(login: str, permission: str, code_owners: Sequence[str], *, path: str) -> Verdict:
     """May `login` steer the rollout whose file is `path`: write access to the repository (GitHub's
-    `admin`, `maintain` or `write`), or named as a code owner of `path` (`@login`). A team among the code
-    owners grants nothing here: its members need write access (team membership is not read)."""
+    `admin`, `maintain` or `write`), or a collaborator (`read` or `triage`) named as a code owner of `path`
+    (`@login`). A login named in CODEOWNERS without access to the repository (`none`: a stale or mistyped
+    entry anyone could register) counts for nothing, as GitHub ignores code owners without write access. A
+    team among the code owners grants nothing here: its members need write access (team membership is not
+    read)."""
     if permission in WRITERS:
         return Verdict(True, f"@{login} has {permission} access")
-    if f"@{login}".lower() in {o.lower() for o in code_owners}:
+    named = f"@{login}".lower() in {o.lower() for o in code_owners}
+    if named and permission in COLLABORATORS:
         return Verdict(True, f"@{login} is a code owner of `{path}`")
+    if named:
+        return Verdict(
+            False,
+            f"@{login} is named a code owner of `{path}` but has {permission or 'no'} access to the repository: "
+            "a code owner must be a collaborator",
+        )
     teams = [f"`{o}`" for o in code_owners if o.startswith("@") and "/" in o]  # named, never notified
     why = f"@{login} has {permission or 'no'} access and is not a code owner of `{path}`"
     if teams:
         why += f" (its owning teams, {', '.join(teams)}, count only through their members' write access)"
     return Verdict(False, why)
+
+
+def out_of_date(verb: Verb, *, is_open: bool, action: str, revision: str, canary: str | None) -> str:
+    """Why a command on a PR of the bot's is not taken ("" when it is): a command acts on main's canary
+    today, so it is heard only on a PR about that revision (an earlier revision's PR is history), and only
+    while the PR is open; but for `/rollout retry` on a revert or pause PR that was merged or closed, the
+    one place left to ask for a rolled-back or paused revision to run again."""
+    if canary is None:
+        return "main's rollout has no canary now: a command acts on the canary"
+    if revision != canary:
+        return f"this PR is about revision {revision}, not the canary's now ({canary}): comment on a current PR"
+    if is_open:
+        return ""
+    if verb is Verb.RETRY and action in (proposals.Action.ROLLBACK, proposals.Action.PAUSE):
+        return ""
+    return (
+        "this PR is closed: comment on an open PR of the rollout (`/rollout retry` also on a closed revert or pause PR)"
+    )
 
 
 def key(comment: Comment) -> str:

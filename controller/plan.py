@@ -305,7 +305,7 @@ def decide(loaded: load.LoadedRollout, facts: Facts) -> Decision:
         return Decision(Kind.HOLD, "paused: a human decides (`rollout retry` resumes)")
     if failed:
         return Decision(Kind.PAUSE, _gate_reason(failed), failed=failed)
-    if facts.pause_pr_open:  # not merged yet: it holds as main's Paused would (`rollout retry` closes it)
+    if facts.pause_pr_open:  # not merged yet: it holds as main's Paused would (until a retry is merged)
         return Decision(Kind.HOLD, "paused: the pause PR is open; a human decides (`rollout retry` resumes)")
     split = facts.traffic_split
     if split is not None and split.verdict in (gates.Verdict.FAIL, gates.Verdict.ERROR):

@@ -152,8 +152,22 @@ def pause_comment(reason: str, pause_pr: int) -> str:
 
 
 def retried_in(number: int) -> str:
-    """The comment on an open pause PR, closed because retry PR `number` lets the rollout run again."""
-    return f"Closed: the rollout runs again; `rollout retry` proposed #{number}."
+    """The comment on an open pause PR, closed because retry PR `number`, merged, lets the rollout run again."""
+    return f"Closed: the rollout runs again; retry PR #{number} was merged."
+
+
+def retry_proposed(number: int) -> str:
+    """The sticky comment on an open pause PR when `rollout retry` proposed retry PR `number`."""
+    return (
+        f"`rollout retry` proposed #{number}: this pause holds the rollout until it is merged (then this PR is "
+        "closed). Someone with write access may also close this PR to lift the hold at once."
+    )
+
+
+def also_held(reason: str) -> str:
+    """The sticky comment on an open pause PR that a hold by hand (`reason`, `held_by_hand`'s) found
+    holding the rollout already: the PR is left as it is."""
+    return f"**Also {report.md(reason)}.** This PR holds the rollout already; it is left as it is."
 
 
 def held_by_hand(by: str, reason: str) -> str:

@@ -108,7 +108,8 @@ def add_parser(sub: Any) -> None:
 
     rt = sub.add_parser(
         "retry",
-        help="propose a PR that lets a rolled-back or paused revision run again",
+        help="propose a PR that lets a rolled-back or paused revision run again (an open pause PR holds until it "
+        "is merged)",
         epilog=common.example("rollout retry support-bot"),
     )
     rt.add_argument("name", metavar="NAME", help="the rollout")

@@ -282,10 +282,16 @@ class GithubForge:
         return pr
 
     def _sticky(self, pr: Any, body: str, *, key: str) -> None:
-        """Edit our comment marked with `key` (found on any page), or create it once."""
+        """Edit our comment marked with `key` (found on any page), or create it once. Ours: written by the
+        PR's author (the bot, on the bot's PRs) or by a bot (an App's token); a marker in anyone else's
+        comment is text, never edited."""
         tag = marker(key)
         text = body if tag in body else f"{tag}\n{body}"
+        author = getattr(pr.user, "login", None)
         for existing in pr.issue_comments():
+            user = existing.user
+            if user is None or (user.login != author and getattr(user, "type", "") != "Bot"):
+                continue
             if tag in (existing.body or ""):
                 if existing.body != text:
                     existing.edit(text)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import assert_never
 
-from controller import commands, errors, load, proposals, redaction, spec
+from controller import commands, errors, load, proposals, redaction, spec, traffic
 from controller.forge import base as forge_base
 from controller.reconcile import tick
 
@@ -41,25 +41,17 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
     if isinstance(parsed, commands.Malformed):
         return _say(forge, comment, Status.USAGE, f"{parsed.why}: nothing was done.\n\n{commands.USAGE}")
     said = f"`/rollout {parsed.verb}` by @{comment.login}"
-    pr = forge.get(comment.number)
-    branch = proposals.parse_branch(pr.branch) if pr is not None else None
-    if branch is None:
-        why = (
-            f"#{comment.number} is not a pull request of the rollout controller's: commands act only on its PRs "
-            f"(branches `{proposals.BRANCH_PREFIX}NAME/...`)"
-        )
-        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
-    name = branch[0]
-    controller.workspace.fetch()
-    tree = controller.workspace.tree()
-    loaded = load.load_repo(tree, prompts=controller.prompts, degraded=True).rollout(name)
-    if loaded is None:
-        why = f"main has no valid rollout named `{name}`"
-        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
-    code_owners = commands.owners(commands.codeowners(_codeowners(tree)), loaded.path)
-    verdict = commands.authorize(comment.login, forge.permission(comment.login), code_owners, path=loaded.path)
-    if not verdict.allowed:
-        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {verdict.why}.")
+    try:
+        checked = _check(controller, forge, comment, parsed, said)
+    except errors.RolloutError as exc:  # the PR, main or the permission unread: said on the PR when it can be
+        text = f"{said} failed before anything was done: {redaction.redact(str(exc))}"
+        try:
+            return _say(forge, comment, Status.FAILED, text)
+        except errors.RolloutError:
+            raise exc from None
+    if isinstance(checked, Steered):
+        return checked
+    name, verdict = checked
     try:
         match parsed.verb:
             case commands.Verb.HOLD:
@@ -82,6 +74,40 @@ def steer(controller: tick.Controller, forge: forge_base.Steering, comment: comm
         lines.append(f"- **not done**: {redaction.redact(outcome.error)}")
     status = Status.FAILED if outcome.error else Status.DONE
     return _say(forge, comment, status, "\n".join(lines), outcome)
+
+
+def _check(
+    controller: tick.Controller,
+    forge: forge_base.Steering,
+    comment: commands.Comment,
+    parsed: commands.Command,
+    said: str,
+) -> Steered | tuple[str, commands.Verdict]:
+    """The rollout `comment`'s PR is about and the verdict that allows its command, or the refusal said."""
+    pr = forge.get(comment.number)
+    branch = proposals.parse_branch(pr.branch) if pr is not None else None
+    if branch is None:
+        why = (
+            f"#{comment.number} is not a pull request of the rollout controller's: commands act only on its PRs "
+            f"(branches `{proposals.BRANCH_PREFIX}NAME/...`)"
+        )
+        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
+    name = branch[0]
+    controller.workspace.fetch()
+    tree = controller.workspace.tree()
+    loaded = load.load_repo(tree, prompts=controller.prompts, degraded=True).rollout(name)
+    if loaded is None:
+        why = f"main has no valid rollout named `{name}`"
+        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
+    canary = loaded.revisions.get(traffic.CANARY) if loaded.rollout.spec.canary is not None else None
+    is_open = pr is not None and pr.state is forge_base.PRState.OPEN
+    if why := commands.out_of_date(parsed.verb, is_open=is_open, action=branch[1], revision=branch[2], canary=canary):
+        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {why}.")
+    code_owners = commands.owners(commands.codeowners(_codeowners(tree)), loaded.path)
+    verdict = commands.authorize(comment.login, forge.permission(comment.login), code_owners, path=loaded.path)
+    if not verdict.allowed:
+        return _say(forge, comment, Status.REFUSED, f"{said}: refused, nothing was done. {verdict.why}.")
+    return name, verdict
 
 
 def _say(

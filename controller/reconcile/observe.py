@@ -159,12 +159,43 @@ def rollback_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullR
 
 def pause_pending(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> bool:
     """A pause PR for the canary's revision is open (a pause gate's, or `rollout hold`'s): the rollout
-    holds where it is, as it does once main says Paused. `rollout retry` closes it."""
+    holds where it is, as it does once main says Paused; until a retry PR proposed after it is merged
+    (`lifted_pauses`)."""
+    return open_pause(loaded, mine) is not None
+
+
+def open_pause(loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> forge_base.PullRequest | None:
+    """The open pause PR of the canary's revision that holds the rollout (`pause_pending`), or None."""
     revision = loaded.revisions.get(traffic.CANARY)
     if revision is None:
-        return False
+        return None
     branch = proposals.branch(loaded.name, proposals.Action.PAUSE, revision)
-    return any(p.branch == branch and p.state is forge_base.PRState.OPEN for p in mine)
+    lifted = {p.number for p, _ in lifted_pauses(loaded, mine)}
+    found = [p for p in mine if p.branch == branch and p.state is forge_base.PRState.OPEN and p.number not in lifted]
+    return found[0] if found else None
+
+
+def lifted_pauses(
+    loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]
+) -> list[tuple[forge_base.PullRequest, forge_base.PullRequest]]:
+    """The open pause PRs of the canary's revision a retry lifted, each with that retry PR: merged, main
+    saying so (the revision among `status.retried`), and proposed after the pause PR (a higher number: a
+    retry merged before a hold does not lift it). `Pulls.ours` adds such a retry PR to `mine`."""
+    revision = loaded.revisions.get(traffic.CANARY)
+    status = loaded.rollout.status
+    if revision is None or status is None or revision not in status.retried:
+        return []
+    pause = proposals.branch(loaded.name, proposals.Action.PAUSE, revision)
+    retry = proposals.branch(loaded.name, proposals.Action.RETRY, revision)
+    merged = [p for p in mine if p.branch == retry and p.state is forge_base.PRState.MERGED]
+    newest = max(merged, key=lambda p: p.number, default=None)
+    if newest is None:
+        return []
+    return [
+        (p, newest)
+        for p in mine
+        if p.branch == pause and p.state is forge_base.PRState.OPEN and p.number < newest.number
+    ]
 
 
 # -- the step history -----------------------------------------------------------------------------

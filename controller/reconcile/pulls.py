@@ -13,6 +13,7 @@ from typing import assert_never
 
 from controller import errors, gates, load, plan, proposals, render, repo, settings, spec, traffic
 from controller.forge import base as forge_base
+from controller.reconcile import observe
 
 CHECK_CONTEXT = "rollout/gates"
 
@@ -43,6 +44,18 @@ class Pulls:
             branch = proposals.branch(loaded.name, proposals.Action.ROLLBACK, revision)
             if branch not in open_branches and (pr := self.forge.find(branch)) is not None:
                 found.append(pr)
+            # a pause PR open while main says the revision was retried: the retry PR (merged and on main),
+            # which lifts the pause if it came after it (`observe.lifted_pauses`); asked only then
+            status = loaded.rollout.status
+            pause = proposals.branch(loaded.name, proposals.Action.PAUSE, revision)
+            if pause in open_branches and status is not None and revision in status.retried:
+                retry = self.forge.find(proposals.branch(loaded.name, proposals.Action.RETRY, revision))
+                if (
+                    retry is not None
+                    and retry.state is forge_base.PRState.MERGED
+                    and self.workspace.has(retry.merge_sha)
+                ):
+                    found.append(retry)
         return found
 
     def act(
@@ -131,11 +144,11 @@ class Pulls:
                         self.forge.comment(other.number, proposals.pause_comment(p.reason, pr.number), key="pause")
             case proposals.Action.RETRY:
                 pr = self._recorded(merged) or self._propose(p, base=base, existing=existing)
-                for other in mine:  # an open pause PR holds the rollout: the retry lets it run again
+                for other in mine:  # an open pause PR holds the rollout until the retry is merged
                     parsed = proposals.parse_branch(other.branch)
                     if other.state is forge_base.PRState.OPEN and parsed and parsed[1] == proposals.Action.PAUSE:
-                        self.forge.close(other.number, comment=proposals.retried_in(pr.number))
-                        actions.append(f"closed #{other.number}")
+                        self.forge.comment(other.number, proposals.retry_proposed(pr.number), key="retry")
+                        actions.append(f"#{other.number} holds until #{pr.number} is merged")
             case _:
                 assert_never(p.action)
         return pr
@@ -147,9 +160,13 @@ class Pulls:
         return merged if merged is not None and not self.workspace.has(merged.merge_sha) else None
 
     def close_superseded(self, loaded: load.LoadedRollout, mine: Sequence[forge_base.PullRequest]) -> list[str]:
-        """Open PRs about a revision main no longer has are closed, with a word on why."""
+        """Open PRs about a revision main no longer has are closed, with a word on why; so is an open pause
+        PR a merged retry lifted (`observe.lifted_pauses`)."""
         current = set(loaded.revisions.values())
         done = []
+        for pause, retry in observe.lifted_pauses(loaded, mine):
+            self.forge.close(pause.number, comment=proposals.retried_in(retry.number))
+            done.append(f"closed #{pause.number} (retried in #{retry.number})")
         for pr in mine:
             parsed = proposals.parse_branch(pr.branch)
             if pr.state is forge_base.PRState.OPEN and parsed and parsed[2] not in current:

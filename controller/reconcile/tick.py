@@ -305,7 +305,8 @@ class Controller:
 
     def retry(self, name: str) -> Outcome:
         """Propose a PR that lets a rolled-back or paused revision run again (a human merges it); an open
-        pause PR of the revision (a hold not merged yet) is closed at once."""
+        pause PR of the revision (a hold not merged yet) holds until then, and the tick closes it once the
+        retry is merged (or a human closes it)."""
         loaded, config = self._one(name, "retry")
         decision = plan.Decision(plan.Kind.HOLD, "retried by hand")
         return self._propose_by_hand(loaded, config, proposals.Action.RETRY, decision)
@@ -317,10 +318,27 @@ class Controller:
         loaded, config = self._one(name, "hold")
         if plan.rolled_back(loaded):
             raise errors.RolloutError(f"rollout {name!r} is rolled back: there is nothing to hold")
+        mine = observe.mine(self.pull_requests.ours([loaded]), name)
+        if observe.rollback_pending(loaded, mine):
+            raise errors.RolloutError(
+                f"rollout {name!r} is rolled back already (its revert PR is pending): nothing to hold"
+            )
+        if (pause := observe.open_pause(loaded, mine)) is not None:
+            return self._held_already(loaded, pause, proposals.held_by_hand(by, reason))
+        for lifted, retried in observe.lifted_pauses(loaded, mine):  # closed first: this hold needs its own PR
+            self.forge.close(lifted.number, comment=proposals.retried_in(retried.number))
         decision = plan.Decision(plan.Kind.PAUSE, proposals.held_by_hand(by, reason))
         outcome = self._propose_by_hand(loaded, config, proposals.Action.PAUSE, decision)
         self._notify(config, [outcome], at=self.clock(), by_hand=True)  # told as a pause, `byHand: true`
         return outcome
+
+    def _held_already(self, loaded: load.LoadedRollout, pause: forge_base.PullRequest, reason: str) -> Outcome:
+        """A hold while a pause PR already holds the rollout (a pause gate's, or an earlier hold): that PR
+        is left as it is (its reason and evidence are its own) and the hold's reason is commented on it."""
+        self.forge.comment(pause.number, proposals.also_held(reason), key="hold")
+        decision = plan.Decision(plan.Kind.PAUSE, reason)
+        done = (f"#{pause.number} holds the rollout already: commented the hold on it",)
+        return Outcome(loaded.name, loaded.rollout.spec.route, decision, actions=done, pr=pause.number)
 
     def _one(self, name: str, what: str) -> tuple[load.LoadedRollout, spec.ControllerConfig]:
         """The rollout `name` on main, fetched now, with a canary to `what`."""

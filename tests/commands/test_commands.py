@@ -113,6 +113,9 @@ apps/                   @octocat
 !/rollouts/x/           @never
 /rollouts/[ab]/         @never
 \#notes                 @hash
+/my\ bot/               @spacey
+/bad/                   @ok bob
+/team-ok/               @acme/ml-platform docs@example.com
 """
 
 OWNED = [
@@ -132,7 +135,10 @@ OWNED = [
     ("parent-dir", "rollouts/ticket-triage/rollout.yaml", ("@acme/ml-platform",)),
     ("negation-skipped", "rollouts/x/rollout.yaml", ("@acme/ml-platform",)),
     ("ranges-skipped", "rollouts/a/rollout.yaml", ("@acme/ml-platform",)),
-    ("escaped-hash", "#notes", ("@hash",)),
+    ("escaped-hash-unsupported", "#notes", ("@global-owner",)),  # GitHub does not honour `\#`: line skipped
+    ("escaped-space", "my bot/rollout.yaml", ("@spacey",)),
+    ("invalid-owner-line-skipped", "bad/x.py", ("@global-owner",)),  # `bob` is no @login, team or email
+    ("team-and-email", "team-ok/x.py", ("@acme/ml-platform", "docs@example.com")),
     ("leading-slash-path", "/rollouts/y/rollout.yaml", ("@acme/ml-platform",)),
 ]
 
@@ -161,6 +167,9 @@ AUTHORIZED = [
     ("unknown", "", (), False, "has no access"),
     ("owner-read", "read", ("@Alice",), True, "is a code owner of `rollouts/a/rollout.yaml`"),
     ("other-owner", "read", ("@bob",), False, "not a code owner"),
+    ("owner-triage", "triage", ("@alice",), True, "is a code owner"),
+    ("owner-no-access", "none", ("@alice",), False, "has none access to the repository: a code owner must be"),
+    ("owner-unknown", "", ("@alice",), False, "has no access to the repository"),
     ("team-owner", "read", ("@acme/support-ai",), False, "`@acme/support-ai`, count only through"),
     ("email-owner", "read", ("alice@example.com",), False, "not a code owner"),
 ]
@@ -172,3 +181,29 @@ AUTHORIZED = [
 def test_who_may_steer(permission: str, owners: tuple[str, ...], allowed: bool, why: str) -> None:
     verdict = commands.authorize("alice", permission, owners, path="rollouts/a/rollout.yaml")
     assert verdict.allowed is allowed and why in verdict.why
+
+
+OUT_OF_DATE = [  # (verb, open, action, PR's revision, main's canary revision) -> why contains ("" taken)
+    ("open-current", commands.Verb.ABORT, True, "advance", "r2", "r2", ""),
+    ("open-revert-current", commands.Verb.HOLD, True, "rollback", "r2", "r2", ""),
+    ("earlier-revision", commands.Verb.ABORT, True, "advance", "r1", "r2", "about revision r1, not the canary's"),
+    ("earlier-revision-retry", commands.Verb.RETRY, False, "rollback", "r1", "r2", "about revision r1"),
+    ("no-canary", commands.Verb.HOLD, True, "decommission", "r1", None, "has no canary now"),
+    ("closed-abort", commands.Verb.ABORT, False, "advance", "r2", "r2", "this PR is closed"),
+    ("closed-hold-on-revert", commands.Verb.HOLD, False, "rollback", "r2", "r2", "this PR is closed"),
+    ("closed-retry-on-advance", commands.Verb.RETRY, False, "advance", "r2", "r2", "this PR is closed"),
+    ("merged-revert-retry", commands.Verb.RETRY, False, "rollback", "r2", "r2", ""),
+    ("merged-pause-retry", commands.Verb.RETRY, False, "pause", "r2", "r2", ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("verb", "is_open", "action", "revision", "canary", "why"),
+    [c[1:] for c in OUT_OF_DATE],
+    ids=[c[0] for c in OUT_OF_DATE],
+)
+def test_a_command_is_heard_only_on_a_current_pr(
+    verb: commands.Verb, is_open: bool, action: str, revision: str, canary: str | None, why: str
+) -> None:
+    said = commands.out_of_date(verb, is_open=is_open, action=action, revision=revision, canary=canary)
+    assert (why in said) if why else said == ""

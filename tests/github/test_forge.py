@@ -118,6 +118,20 @@ def test_changes_requested_is_not_approved(forge: github.GithubForge, standin: s
     assert standin.violations == []
 
 
+def test_a_marker_in_someone_elses_comment_is_never_edited(
+    forge: github.GithubForge, standin: standin_mod.StandIn
+) -> None:
+    pr = forge.propose(change(), base="main")
+    forge.comment(pr.number, "ours", key="plan")
+    [ours_id] = list(standin.comments)
+    planted = f"{github.marker('plan')}\nplanted by an outsider"
+    standin.comments[1] = {"issue": pr.number, "body": planted, "user": "mallory"}  # listed before ours
+    forge.comment(pr.number, "updated", key="plan")
+    assert standin.comments[1]["body"] == planted  # not the bot's: left alone
+    assert standin.comments[ours_id]["body"].endswith("updated") and len(standin.comments) == 2
+    assert standin.violations == []
+
+
 def test_every_page_is_read(standin: standin_mod.StandIn, forge: github.GithubForge) -> None:
     standin.max_per_page = 2
     numbers = [forge.propose(change(branch=f"rollout/r{i}/advance-1"), base="main").number for i in range(5)]

@@ -97,21 +97,29 @@ def test_controller_runs_never_overlap() -> None:
 
 
 def test_comment_commands_run_on_pr_comments_in_the_controllers_queue() -> None:
-    """rollout-commands.yml: new comments on pull requests that start with `/rollout ` and are not a bot's;
-    read-only GITHUB_TOKEN; the controller's concurrency group (a command and a tick never run at once);
-    the controller's token, runner and install; the event read from its file, never expanded in the script.
-    Its step runs end to end in tests/reconcile/test_github_commands.py."""
+    """rollout-commands.yml: new comments on pull requests that start with `/rollout ` and are not a bot's,
+    from the repository's owner, members or collaborators, filtered by a first job outside any queue (a
+    workflow-level concurrency is claimed before a job's `if:`: anyone's comments would queue the ticks);
+    read-only GITHUB_TOKEN; then the command job in the controller's concurrency group (a command and a
+    tick never run at once); the controller's token, runner and install; the event read from its file,
+    never expanded in the script. Its step runs end to end in tests/reconcile/test_github_commands.py."""
     doc = load(ROOT / ".github" / "workflows" / "rollout-commands.yml")
     controller = load(ROOT / ".github" / "workflows" / "rollout-controller.yml")
     assert doc.get("on", doc.get(True)) == {"issue_comment": {"types": ["created"]}}
     assert doc["permissions"] == {"contents": "read"}
-    assert doc["concurrency"] == controller["concurrency"]
-    job = doc["jobs"]["command"]
-    condition = " ".join(job["if"].split())
+    assert "concurrency" not in doc, "a workflow-level queue would hold every comment's run, before any `if:`"
+    authorize = doc["jobs"]["authorize"]
+    assert "concurrency" not in authorize and "needs" not in authorize
+    condition = " ".join(authorize["if"].split())
     assert condition == (
         "github.event.issue.pull_request && startsWith(github.event.comment.body, '/rollout ') "
-        "&& github.event.comment.user.type != 'Bot'"
+        "&& github.event.comment.user.type != 'Bot' "
+        """&& contains(fromJSON('["OWNER", "MEMBER", "COLLABORATOR"]'), github.event.comment.author_association)"""
     )
+    assert all("github.event" not in s.get("run", "") for s in authorize["steps"])
+    job = doc["jobs"]["command"]
+    assert job["needs"] == "authorize" and "if" not in job
+    assert job["concurrency"] == controller["concurrency"]
     assert job["runs-on"] == controller["jobs"]["reconcile"]["runs-on"]
     ours = {s.get("name"): s for s in job["steps"]}
     theirs = {s.get("name"): s for s in controller["jobs"]["reconcile"]["steps"]}

@@ -81,9 +81,9 @@ def test_hold_then_retry_from_the_command_line(gitops: GitOps) -> None:
     assert code == 0 and "good-bot: pause at step 1 (held by hand by @\u200balice: launch day)" in out
     assert gitops.live("good") == before  # no router write
     code, out = rollout(gitops, "hold", "good-bot", "--reason", "launch day", "--by", "alice", "--format", "json")
-    assert code == 0 and json.loads(out)["pr"] == 1  # find-or-update: the same PR
+    assert code == 0 and json.loads(out)["pr"] == 1  # the open pause PR holds already: the same PR
     code, out = rollout(gitops, "retry", "good-bot")
-    assert code == 0 and "closed #1" in out
+    assert code == 0 and "#1 holds until #2 is merged" in out  # the hold stands until the retry is merged
 
 
 def test_dry_run_json(gitops: GitOps) -> None:

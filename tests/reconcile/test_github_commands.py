@@ -35,7 +35,8 @@ TOKEN = "ghs_commandsTOKEN0123456789abcdef"
 UNPACED = settings.GithubBudget(mutation_interval=0.0)
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "rollout-commands.yml"
-CODEOWNERS = "/rollouts/                @acme/ml-platform\n/rollouts/good-bot/       @acme/support-ai @dana\n"
+# @ghost: named, but no collaborator (a stale or mistyped login someone could register): never heard
+CODEOWNERS = "/rollouts/                @acme/ml-platform\n/rollouts/good-bot/       @acme/support-ai @dana @ghost\n"
 PEOPLE = {"alice": "write", "mia": "maintain", "rita": "read", "dana": "read", "tom": "triage"}
 
 
@@ -124,6 +125,10 @@ def test_an_abort_by_a_writer_takes_the_canary_out_at_once_and_opens_the_revert_
     )
     assert set(hub.open_prs()) == {"rollback"}
 
+    late = hub.say(promotion.number, "/rollout hold", login="alice")  # the promotion PR was closed by the abort
+    assert late.status is steering.Status.REFUSED and "this PR is closed" in late.said, late.said
+    assert set(hub.open_prs()) == {"rollback"}  # no pause PR beside the revert PR
+
 
 def test_a_hold_opens_the_pause_pr_and_a_following_tick_does_not_advance(hub: Hub) -> None:
     promotion = hub.promotion()
@@ -140,8 +145,8 @@ def test_a_hold_opens_the_pause_pr_and_a_following_tick_does_not_advance(hub: Hu
 
     done = hub.say(pause.number, "/rollout retry", login="alice")
     assert done.status is steering.Status.DONE, done.said
-    assert set(hub.open_prs()) == {"advance", "retry"}  # the hold, not merged, is closed: it runs on
-    assert f"closed #{pause.number}" in hub.answers(pause.number)[0]
+    assert set(hub.open_prs()) == {"advance", "pause", "retry"}  # the hold stands until the retry is merged
+    assert f"#{pause.number} holds until #{hub.open_prs()['retry'].number} is merged" in hub.answers(pause.number)[0]
 
 
 def test_a_code_owner_without_write_access_may_steer(hub: Hub) -> None:
@@ -162,8 +167,9 @@ def test_a_code_owner_without_write_access_may_steer(hub: Hub) -> None:
         ),
         ("tom", "@tom has read access"),  # triage reads as read
         ("stranger", "@stranger has none access"),  # unknown to the repository: GitHub answers 404
+        ("ghost", "@ghost is named a code owner of `rollouts/good-bot/rollout.yaml` but has none access"),
     ],
-    ids=["read", "triage", "unknown"],
+    ids=["read", "triage", "unknown", "code-owner-no-collaborator"],
 )
 def test_a_commenter_without_permission_is_refused_and_nothing_changes(hub: Hub, login: str, why: str) -> None:
     promotion = hub.promotion()
@@ -201,7 +207,8 @@ def test_a_comment_on_a_pr_that_is_not_the_bots_is_refused(hub: Hub) -> None:
     ("body", "login", "user_type"),
     [
         ("/rollout abort loop", "rollout-bot[bot]", "Bot"),
-        ("<!-- rollout:command-1 -->\n/rollout abort loop", "rollout-bot", "User"),  # our answer, by a PAT
+        # our answer, by a PAT, quoting the command it answers first: the marker alone keeps it silent
+        ("/rollout abort loop\n<!-- rollout:command-1 -->", "rollout-bot", "User"),
         ("LGTM, /rollout abort later maybe", "alice", "User"),
     ],
     ids=["a-bot", "our-own-answer", "not-a-command"],
@@ -318,3 +325,19 @@ def test_the_workflow_step_runs_the_command_with_the_token_never_shown(hub: Hub,
     no_token = {**env, "GITHUB_TOKEN": ""}
     run = subprocess.run(argv, cwd=tmp_path, env=no_token, capture_output=True, text=True, timeout=60)
     assert run.returncode == 1 and "::error::set vars.ROLLOUT_APP_CLIENT_ID" in run.stdout
+
+
+def test_a_failure_before_the_check_is_answered_on_the_pr(hub: Hub) -> None:
+    """Main unreadable (its git remote gone): nothing is done, and the PR says so, the token never in it."""
+    promotion = hub.promotion()
+    before = hub.gitops.live("good")
+    moved = hub.gitops.remote.with_name(hub.gitops.remote.name + ".away")
+    hub.gitops.remote.rename(moved)
+    try:
+        done = hub.say(promotion.number, "/rollout abort now", login="alice")
+    finally:
+        moved.rename(hub.gitops.remote)
+    assert done.status is steering.Status.FAILED
+    [said] = hub.answers(promotion.number)
+    assert "`/rollout abort` by @alice failed before anything was done: " in said and TOKEN not in said
+    assert hub.gitops.live("good") == before
