@@ -53,8 +53,7 @@ def _history() -> str:
 @pytest.fixture(scope="module")
 def metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prometheus.Prometheus]:
     work = tmp_path_factory.mktemp("prometheus-bursts")
-    prom.prom_backfill(_history(), data_dir=work / "data", work=work)
-    with prom.prom_server(work, data_dir=work / "data") as server:
+    with prom.backfilled(work, _history()) as server:
         client = prometheus.Prometheus(server.url, timeout=timedelta(seconds=30))
         try:
             yield client

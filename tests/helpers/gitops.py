@@ -40,8 +40,7 @@ def eval_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom.P
     # from three hours before the session to one hour after it: the gates never measure before a canary's
     # revision came to main, so a canary committed during the session needs history after its commit
     text = prom.prom_openmetrics(history, now=NOW + 3600, span=4 * 3600)
-    prom.prom_backfill(text, data_dir=work / "data", work=work)
-    with prom.prom_server(work, data_dir=work / "data") as server:
+    with prom.backfilled(work, text) as server:
         yield server
 
 

@@ -121,3 +121,12 @@ def prom_server(work: Path, *, data_dir: Path) -> Iterator[PromServer]:
         yield PromServer(url, targets)
     finally:
         procs.stop(process)
+
+
+@contextlib.contextmanager
+def backfilled(work: Path, openmetrics: str) -> Iterator[PromServer]:
+    """A real Prometheus over `openmetrics` (a history, backfilled by promtool into `work`/data), ready
+    when this yields."""
+    prom_backfill(openmetrics, data_dir=work / "data", work=work)
+    with prom_server(work, data_dir=work / "data") as server:
+        yield server

@@ -64,8 +64,7 @@ def cohort_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[prom
     history = _history("chat", 0.93) + _history("beta-chat", 0.70)
     # the history runs an hour past now: the test moves the controller's clock ahead through the steps
     text = prom.prom_openmetrics(history, now=g.NOW + 3600, span=4 * 3600)
-    prom.prom_backfill(text, data_dir=work / "data", work=work)
-    with prom.prom_server(work, data_dir=work / "data") as server:
+    with prom.backfilled(work, text) as server:
         yield server
 
 

@@ -48,8 +48,7 @@ def requests_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pr
         for route, counts in SHARES.items()
         for variant, pm in zip(("stable", "canary"), counts, strict=True)
     ]
-    prom.prom_backfill(prom.prom_openmetrics(series, now=NOW), data_dir=work / "data", work=work)
-    with prom.prom_server(work, data_dir=work / "data") as server:
+    with prom.backfilled(work, prom.prom_openmetrics(series, now=NOW)) as server:
         yield server
 
 

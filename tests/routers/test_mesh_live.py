@@ -45,6 +45,11 @@ KINDS = [
 ]
 
 
+def ours(module: Any, config: Any, state: traffic.RouteState) -> dict[str, Any]:
+    """The manifest `module` (istio or gateway_api) renders for the support-bot rollout's route at `state`."""
+    return module.manifest("mesh", config, route="support-chat", rollout="support-bot", state=state)
+
+
 def _without_split(obj: dict[str, Any]) -> dict[str, Any]:
     """The object less what a live write may change: weights, the canary's mirror, and the server's metadata."""
     out = copy.deepcopy(obj)
@@ -65,7 +70,7 @@ def _without_split(obj: dict[str, Any]) -> dict[str, Any]:
 def test_a_rollback_is_applied_at_once_touching_only_weights_and_mirror(
     api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str
 ) -> None:
-    manifest = module.manifest("mesh", config, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    manifest = ours(module, config, SHADOW_THEN_5)
     if module is istio:
         manifest["spec"]["http"][0]["timeout"] = "30s"  # a field of git's that the write must keep as it is
     api.seed(manifest)  # Argo CD applies git's manifest
@@ -104,13 +109,7 @@ def test_a_route_not_on_the_cluster_is_never_created(
 
 
 def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshServer, tmp_path: Path) -> None:
-    manifest = gateway_api.manifest(
-        "mesh",
-        GATEWAY,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 50, "canary": 50}),
-    )
+    manifest = ours(gateway_api, GATEWAY, traffic.RouteState({"stable": 50, "canary": 50}))
     manifest["spec"]["rules"][0]["backendRefs"][1]["weight"] = 100  # 50:100 by hand: 33.3% / 66.7%
     api.seed(manifest, manager="kubectl")
     found = build(api, tmp_path, GATEWAY).read(["support-chat"])["support-chat"]
@@ -123,13 +122,7 @@ def test_a_live_split_that_is_no_whole_percent_is_that_routes_error(api: MeshSer
 def test_hand_edited_weights_of_our_entry_are_a_split_error_to_heal_unless_unmanaged_share_it(
     api: MeshServer, tmp_path: Path, config: Any, module: Any, plural: str, hotfix: bool
 ) -> None:
-    manifest = module.manifest(
-        "mesh",
-        config,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 50, "canary": 50}),
-    )
+    manifest = ours(module, config, traffic.RouteState({"stable": 50, "canary": 50}))
     if module is istio:
         routes = manifest["spec"]["http"][0]["route"]
         routes[0]["weight"], routes[1]["weight"] = 1, 2  # 33.3% / 66.7%
@@ -148,7 +141,7 @@ def test_hand_edited_weights_of_our_entry_are_a_split_error_to_heal_unless_unman
 
 
 def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshServer, tmp_path: Path) -> None:
-    manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    manifest = ours(istio, ISTIO, SHADOW_THEN_5)
     api.seed(manifest)
     edited = copy.deepcopy(manifest)
     edited["spec"]["http"][0]["timeout"] = "5s"  # someone edits the same atomic list between our read and apply
@@ -164,7 +157,7 @@ def test_a_concurrent_edit_is_kept_and_the_split_applied_on_top_of_it(api: MeshS
 
 
 def test_an_object_that_keeps_changing_is_left_to_the_next_tick(api: MeshServer, tmp_path: Path) -> None:
-    manifest = istio.manifest("mesh", ISTIO, route="support-chat", rollout="support-bot", state=SHADOW_THEN_5)
+    manifest = ours(istio, ISTIO, SHADOW_THEN_5)
     api.seed(manifest)
     hosts = iter(range(100))
     api.before_apply = lambda: api.seed(
@@ -198,13 +191,7 @@ def test_an_unreachable_api_server_is_router_unavailable_and_no_client_exception
 def test_a_rollback_is_never_refused_by_another_entrys_relative_weights(api: MeshServer, tmp_path: Path) -> None:
     # Istio >= 1.15 takes relative weights (istio/istio#39544): another team's 1:1 entry is valid, and must
     # not make the rollback of our entry fail
-    manifest = istio.manifest(
-        "mesh",
-        ISTIO,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 75, "canary": 25}),
-    )
+    manifest = ours(istio, ISTIO, traffic.RouteState({"stable": 75, "canary": 25}))
     legacy = {
         "name": "legacy",
         "match": [{"uri": {"prefix": "/v0"}}],
@@ -227,13 +214,7 @@ def test_a_rollback_is_never_refused_by_another_entrys_relative_weights(api: Mes
 def test_a_rollback_is_written_in_raw_units_when_an_unmanaged_backend_shares_the_rule(
     api: MeshServer, tmp_path: Path
 ) -> None:
-    manifest = gateway_api.manifest(
-        "mesh",
-        GATEWAY,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 75, "canary": 25}),
-    )
+    manifest = ours(gateway_api, GATEWAY, traffic.RouteState({"stable": 75, "canary": 25}))
     manifest["spec"]["rules"][0]["backendRefs"].append({"name": "hotfix", "port": 80, "weight": 1})  # by hand
     api.seed(manifest, manager="kubectl")
     router = build(api, tmp_path, GATEWAY)
@@ -251,13 +232,7 @@ def test_a_rollback_is_written_in_raw_units_when_an_unmanaged_backend_shares_the
 
 
 def test_a_lowering_with_an_unmanaged_backend_reads_back_exactly(api: MeshServer, tmp_path: Path) -> None:
-    manifest = gateway_api.manifest(
-        "mesh",
-        GATEWAY,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 50, "canary": 50}),
-    )
+    manifest = ours(gateway_api, GATEWAY, traffic.RouteState({"stable": 50, "canary": 50}))
     refs = manifest["spec"]["rules"][0]["backendRefs"]
     refs[0]["weight"], refs[1]["weight"] = 3, 1
     refs.append({"name": "hotfix", "port": 80, "weight": 1})
@@ -278,15 +253,7 @@ def test_a_field_an_older_crd_does_not_know_is_refused_not_silently_dropped(tmp_
     # drop it under the API server's default fieldValidation (Warn), leaving a mirror of every request
     older = {"HTTPRoute": ("spec.rules.filters.requestMirror.percent",)}
     with MeshServer(port=net.free_port(), without=older) as api:
-        api.seed(
-            gateway_api.manifest(
-                "mesh",
-                GATEWAY,
-                route="support-chat",
-                rollout="support-bot",
-                state=traffic.RouteState({"stable": 100, "canary": 0}),
-            )
-        )
+        api.seed(ours(gateway_api, GATEWAY, traffic.RouteState({"stable": 100, "canary": 0})))
         router = build(api, tmp_path, GATEWAY)
         with pytest.raises(errors.RouterError, match=r"strict decoding error: .*requestMirror\.percent"):
             router.write({"support-chat": traffic.RouteState({"stable": 100, "canary": 0}, shadow=20)})
@@ -318,13 +285,7 @@ def test_a_field_an_older_crd_does_not_know_is_refused_not_silently_dropped(tmp_
 def test_another_teams_mirror_is_kept_through_a_shadow_step_and_its_end(
     api: MeshServer, tmp_path: Path, theirs: str
 ) -> None:
-    manifest = istio.manifest(
-        "mesh",
-        ISTIO,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 100, "canary": 0}),
-    )
+    manifest = ours(istio, ISTIO, traffic.RouteState({"stable": 100, "canary": 0}))
     audit = {"host": "audit-log", "port": {"number": 9000}}
     if theirs == "mirror":
         manifest["spec"]["http"][0].update(mirror=audit, mirrorPercentage={"value": 50})
@@ -363,13 +324,7 @@ def test_the_standin_refuses_mirror_and_mirrors_both_set_as_istiod_does() -> Non
 def _with_a_side_door(module: Any, config: Any) -> dict[str, Any]:
     """Our route at canary 25%, and before it an entry of someone's that sends a header's requests to the
     canary's Service, and one that mirrors to it."""
-    manifest = module.manifest(
-        "mesh",
-        config,
-        route="support-chat",
-        rollout="support-bot",
-        state=traffic.RouteState({"stable": 75, "canary": 25}),
-    )
+    manifest = ours(module, config, traffic.RouteState({"stable": 75, "canary": 25}))
     if module is istio:
         manifest["spec"]["http"][:0] = [
             {
